@@ -1,0 +1,195 @@
+"""Set-up commands: `init`, `providers list`, `db upgrade|status`, `doctor`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from connector.cli.main import AppContext, pass_app
+from connector.config import DEFAULT_CONFIG, ENV_CONFIG, config_path, load_config
+from connector.errors import EXIT_PROBLEMS, ConfigError, ConnectorError, UsageError
+from connector.redaction import redact
+from providers.registry import installed
+
+EXAMPLE_CONFIG = '''\
+# connector.toml: where the state database is and which systems to sync.
+# Secrets are never written here: `env:NAME` reads them from the environment.
+
+[database]
+# The embedded default: a SQLite file beside this config. For several workers use
+# PostgreSQL, e.g. "postgresql://connector@db.internal/connector", or
+# url = "env:CONNECTOR_DATABASE_URL" (that variable also overrides this line when set).
+url = "sqlite:///connector.db"
+
+# One table per connection: [connections.NAME], the provider beside its settings.
+# `connector providers list` shows the installed providers; `connector doctor` checks this file.
+
+# [connections.gateway]
+# provider = "stripe"
+# base_url = "https://api.stripe.com"
+# api_key = "env:STRIPE_API_KEY"
+
+# [connections.ledger]
+# provider = "xero"
+# base_url = "https://api.xero.com/api.xro/2.0"
+# tenant_id = "env:XERO_TENANT_ID"
+# client_id = "env:XERO_CLIENT_ID"
+# client_secret = "env:XERO_CLIENT_SECRET"
+# refresh_token = "env:XERO_REFRESH_TOKEN"
+# payment_account_code = "090"     # the bank or clearing account payments are recorded against
+
+# [connections.crm]
+# provider = "hubspot"
+# base_url = "https://api.hubapi.com"
+# access_token = "env:HUBSPOT_ACCESS_TOKEN"   # a private app's token
+'''
+
+
+@click.command("init")
+@click.option("--path", "target", metavar="PATH", help="Where to write (default: --config, else ./connector.toml).")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@pass_app
+def init_command(app: AppContext, target: str | None, force: bool) -> None:
+    """Write a commented example connector.toml."""
+    path = Path(target) if target else config_path(app.config_option)[0]
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists (use --force to overwrite it)")
+    try:
+        path.write_text(EXAMPLE_CONFIG, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    click.echo(f"wrote {path}: uncomment a connection, set its environment variables, then run `connector doctor`")
+
+
+@click.group("providers")
+def providers_group() -> None:
+    """Installed provider plugins."""
+
+
+@providers_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def providers_list(as_json: bool) -> int:  # listing succeeds even when a plugin is broken
+    """Every installed provider: kind, capabilities, origin package; broken ones with why."""
+    registry = installed()
+    rows = [info.as_dict() for info in registry.infos]
+    if as_json:
+        click.echo(json.dumps({"providers": rows}, indent=2))
+    elif not rows:
+        click.echo("no providers installed")
+    else:
+        for row in rows:
+            if row["status"] == "ok":
+                caps = row["capabilities"]
+                click.echo(f"{row['name']:<14} {row['kind']:<8} {row['origin']}")
+                click.echo(f"{'':<14} streams: {', '.join(caps['streams']) or '-'}")
+                click.echo(f"{'':<14} actions: {', '.join(caps['actions']) or '-'}")
+            else:
+                click.echo(f"{row['name']:<14} BROKEN   {row['origin']}: {row['reason']}")
+    return 0
+
+
+@click.group("db")
+def db_group() -> None:
+    """The state database."""
+
+
+@db_group.command("upgrade")
+@pass_app
+def db_upgrade(app: AppContext) -> None:
+    """Apply schema migrations, keeping every stored row."""
+    from state.db import redact_url
+    from state.migrations import current_revision_of, head_revision, upgrade
+
+    url = app.config().database_url
+    before = current_revision_of(url)
+    upgrade(url)
+    after = current_revision_of(url)
+    if before == after:
+        click.echo(f"{redact_url(url)}: already at {after} (latest)")
+    else:
+        click.echo(f"{redact_url(url)}: upgraded from {before or 'empty'} to {after} (latest is {head_revision()})")
+
+
+@db_group.command("status")
+@pass_app
+def db_status(app: AppContext) -> int:
+    """Show the schema revision of the database and of this release."""
+    from state.db import redact_url
+    from state.migrations import current_revision_of, head_revision
+
+    url = app.config().database_url
+    current, head = current_revision_of(url), head_revision()
+    click.echo(f"{redact_url(url)}: schema {current or 'empty'}, this release needs {head}")
+    return 0 if current == head else EXIT_PROBLEMS
+
+
+def _check(name: str, ok: bool, detail: str, level: str | None = None) -> dict[str, Any]:
+    return {"check": name, "status": level or ("ok" if ok else "error"), "detail": redact(detail)}
+
+
+@click.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_app
+def doctor(app: AppContext, as_json: bool) -> int:
+    """Check the config, the database and every connection's settings."""
+    path, named = config_path(app.config_option)
+    if named and not path.exists():
+        # Nothing else can be checked without the file the user named.
+        raise ConfigError(f"config file {path} not found (create one with `connector init --path {path}`)")
+    config = load_config(app.config_option, strict=False)
+    checks = [
+        _check(
+            "config",
+            True,
+            str(config.path) if config.path else f"no {DEFAULT_CONFIG} (set --config or {ENV_CONFIG}); using defaults",
+        )
+    ]
+    checks += [_check("config", False, problem) for problem in config.problems]
+    checks.append(_database_check(config.database_url))
+    registry = installed()
+    for info in registry.broken:
+        checks.append(_check(f"provider {info.name}", False, "; ".join(info.problems), "warning"))
+    for connection in config.connections.values():
+        detail = f"{connection.provider} at {connection.settings.base_url}"
+        checks.append(_check(f"connection {connection.name}", True, detail))
+        for key in connection.literal_secrets:
+            checks.append(
+                _check(
+                    f"connection {connection.name}",
+                    False,
+                    f"{key} is written in the file; use \"env:NAME\" so the secret stays out of it",
+                    "warning",
+                )
+            )
+    if not config.connections and not config.problems:
+        checks.append(_check("connections", True, "none configured", "warning"))
+    failed = any(c["status"] == "error" for c in checks)
+    if as_json:
+        click.echo(json.dumps({"ok": not failed, "checks": checks}, indent=2))
+    else:
+        for c in checks:
+            click.echo(f"{c['status']:<8} {c['check']}: {c['detail']}")
+    return EXIT_PROBLEMS if failed else 0
+
+
+def _database_check(url: str) -> dict[str, Any]:
+    from state.db import redact_url
+    from state.migrations import current_revision_of, head_revision
+
+    try:
+        current = current_revision_of(url)
+    except ConnectorError as exc:
+        return _check("database", False, str(exc))
+    head = head_revision()
+    where = redact_url(url)
+    if current is None:
+        return _check("database", True, f"{where}: empty, created on first use", "ok")
+    if current != head:
+        return _check("database", False, f"{where}: schema {current}, needs {head}: run `connector db upgrade`")
+    return _check("database", True, f"{where}: schema {current} (latest)")
+
+
+COMMANDS = [init_command, providers_group, db_group, doctor]

@@ -1,0 +1,101 @@
+"""The root `connector` command: global options, and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from connector import __version__
+from connector.config import Config, load_config
+from connector.errors import EXIT_FAILURE, EXIT_USAGE, ConnectorError, exit_code
+from connector.logs import configure_logging
+from connector.redaction import redact
+
+
+@dataclass
+class AppContext:
+    """What every command needs, loaded lazily so `--help` never touches files."""
+
+    config_option: str | None
+    debug: bool = False
+    _config: Config | None = field(default=None, repr=False)
+
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_option)
+        return self._config
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="connector")
+@click.option(
+    "--config",
+    "config_option",
+    metavar="PATH",
+    help="Config file (default: $CONNECTOR_CONFIG, else ./connector.toml).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines on stderr as text or JSON.",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.option("--debug", is_flag=True, help="Show the traceback when a command fails.")
+@click.pass_context
+def cli(ctx: click.Context, config_option: str | None, log_format: str, verbose: int, debug: bool) -> None:
+    """Accounts-receivable sync: CRM, ledger and payment gateway in one picture."""
+    configure_logging(verbosity=verbose, log_format=log_format)
+    ctx.obj = AppContext(config_option=config_option, debug=debug)
+
+
+def _register_commands() -> None:
+    from connector.cli import admin
+
+    for command in admin.COMMANDS:
+        cli.add_command(command)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Run the CLI; every error leaves as one line on stderr and a documented exit code:
+    0 ok, 1 finished with problems, 2 usage or configuration error, 3 provider/auth/state
+    failure."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        result = cli.main(args=argv, prog_name="connector", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ConnectorError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error: {redact(str(exc))}", err=True)
+        sys.exit(exit_code(exc))
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug of ours: still one line unless --debug
+        if debug:
+            traceback.print_exc()
+        click.echo(
+            f"internal error: {type(exc).__name__}: {redact(str(exc))} (run with --debug for details)",
+            err=True,
+        )
+        sys.exit(EXIT_FAILURE)
+    if isinstance(result, int):
+        sys.exit(result)
+    sys.exit(0)

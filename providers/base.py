@@ -1,0 +1,123 @@
+"""The plugin base: what every provider, built-in or a partner's, declares and implements.
+
+A provider is a class registered under the entry-point group `connector.providers`. It declares
+itself with class attributes, checked when the registry loads it:
+
+    class AcmeLedger(Provider):
+        name = "acme"
+        kind = "ledger"
+        settings_model = AcmeSettings          # a ProviderSettings subclass
+        streams = ("customers", "invoices")     # each needs a read_<stream>(cursor) method
+        actions = ("record_payment",)           # each needs an apply_<action>(action) method
+
+Reading yields `Page`s of raw provider objects with the cursor to save once the page is
+stored; the provider's mapping (in `mappings/`) turns raw objects into canonical records.
+A provider never touches the state store: durable things it needs (rotated OAuth tokens) go
+through the `TokenStore` it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from connector.model import Action
+
+ProviderKind = Literal["crm", "ledger", "gateway"]
+PROVIDER_KINDS: tuple[ProviderKind, ...] = ("crm", "ledger", "gateway")
+
+
+class ProviderSettings(BaseModel):
+    """Settings every provider takes. Subclass it; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(min_length=1)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+@dataclass
+class Page:
+    """One page of raw records from a stream, and the cursor that is safe to save after it."""
+
+    stream: str
+    records: list[dict[str, Any]]
+    cursor: str | None = None
+    deferred: bool = False  # the provider asked us to stop for now (a daily limit)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ActionResult:
+    """What the provider answered to a write: its id for the effect and the raw answer."""
+
+    remote_id: str | None
+    response: dict[str, Any] = field(default_factory=dict)
+    replayed: bool = False  # the provider (or our look-up) found the effect already done
+
+
+class TokenStore(Protocol):
+    """Durable home of a connection's OAuth tokens (implemented by the engine over `state`)."""
+
+    def load(self, connection: str) -> dict[str, Any] | None: ...
+
+    def save(self, connection: str, tokens: dict[str, Any]) -> None: ...
+
+
+class Provider:
+    """Base class of all providers. See the module docstring for the contract."""
+
+    name: ClassVar[str]
+    kind: ClassVar[ProviderKind]
+    settings_model: ClassVar[type[ProviderSettings]]
+    streams: ClassVar[tuple[str, ...]] = ()
+    actions: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        *,
+        connection: str | None = None,
+        token_store: TokenStore | None = None,
+    ) -> None:
+        if not isinstance(settings, self.settings_model):
+            raise TypeError(f"{self.name} needs {self.settings_model.__name__}")
+        self.settings = settings
+        self.connection = connection or self.name
+        self.token_store = token_store
+
+    def read(self, stream: str, cursor: str | None) -> Iterator[Page]:
+        """Pages of `stream` changed since `cursor` (everything when None)."""
+        if stream not in self.streams:
+            raise ValueError(f"{self.name} has no stream {stream!r}; it has {', '.join(self.streams)}")
+        reader = getattr(self, f"read_{stream}")
+        result: Iterator[Page] = reader(cursor)
+        return result
+
+    def apply(self, action: Action) -> ActionResult:
+        """Send one planned write, with its idempotency key."""
+        if action.kind not in self.actions:
+            raise ValueError(
+                f"{self.name} cannot apply {action.kind!r}; it applies {', '.join(self.actions) or 'nothing'}"
+            )
+        result: ActionResult = getattr(self, f"apply_{action.kind}")(action)
+        return result
+
+    def close(self) -> None:
+        """Release connections; the default has none."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.connection!r}>"
+
+
+def secret_fields(settings_model: type[BaseModel]) -> list[str]:
+    """Names of the settings that hold secrets (typed SecretStr)."""
+    found = []
+    for name, info in settings_model.model_fields.items():
+        annotation = info.annotation
+        if annotation is SecretStr or SecretStr in getattr(annotation, "__args__", ()):
+            found.append(name)
+    return found

@@ -1,0 +1,96 @@
+"""Database URLs and engines: one place that knows SQLite from PostgreSQL at connect time.
+
+SQLite is the embedded default (a file in the working directory); PostgreSQL is the shared
+store for several workers. pysqlite's own transaction handling is switched off so that
+SQLAlchemy's BEGIN is real: a page, or a whole migration, commits or rolls back as one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+
+from connector.errors import DatabaseUnavailableError, StateError
+from connector.redaction import register_secret
+
+DEFAULT_URL = "sqlite:///connector.db"
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def database_url_for(url: str | URL | None) -> URL:
+    """The URL SQLAlchemy should use: `postgres://` and `postgresql://` (as Heroku-style
+    settings give them) become psycopg 3; nothing given means the default SQLite file."""
+    if url is None or url == "":
+        url = DEFAULT_URL
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError:
+        raise StateError(f"not a database URL: {redact_url(str(url))}") from None
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.password:
+        register_secret(str(parsed.password))
+    return parsed
+
+
+def redact_url(url: str | URL) -> str:
+    """The URL with its password masked, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        # not parseable: mask anything between "user:" and "@"
+        text = str(url)
+        scheme, sep, rest = text.partition("://")
+        userinfo, at, host = rest.rpartition("@")
+        if sep and at and ":" in userinfo:
+            return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+        return text
+
+
+def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
+    """An engine for the state store; extra keyword arguments go to `sqlalchemy.create_engine`
+    (tests pass `connect_args={"options": "-csearch_path=..."}` for a private schema)."""
+    target = database_url_for(url)
+    if target.get_backend_name() == "postgresql":
+        kwargs.setdefault("pool_pre_ping", True)
+    engine = sa.create_engine(target, **kwargs)
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy emit BEGIN itself (pysqlite would defer it to the first write).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+def check_reachable(engine: Engine) -> None:
+    """Connect once; an unreachable database becomes a one-line `DatabaseUnavailableError`."""
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        raise unavailable(engine, exc) from None
+
+
+def unavailable(engine: Engine, exc: sa.exc.DBAPIError) -> DatabaseUnavailableError:
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    password = engine.url.password
+    if password:
+        reason = reason.replace(str(password), "***")
+    return DatabaseUnavailableError(
+        f"cannot reach the state database {redact_url(engine.url)}: {reason}"
+    )

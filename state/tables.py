@@ -1,0 +1,263 @@
+"""The state database's tables, declared with SQLModel.
+
+These classes are the schema the code reads and writes; the migrations in
+`state/migrations/versions/` create the same tables with explicit `op.create_table` calls
+(a test compares the two), because `create_all` cannot upgrade a database that has data.
+
+Storage rules, so that nothing is lost between Python and either database:
+- money is BigInteger minor units beside a currency column (SQLite's NUMERIC is a float);
+- quantities, unit prices and confidences are TEXT decimal strings;
+- timestamps are UTC; `UTCDateTime` gives back aware datetimes on SQLite too;
+- canonical ids are TEXT (uuid4 hex) so that ids made by any worker never collide.
+The conversion between canonical records and rows lives in `state.convert`, nowhere else.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlmodel import Field, SQLModel
+
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# SQLite only autoincrements a column declared exactly INTEGER PRIMARY KEY.
+BigIntId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _col(type_: Any, *args: Any, nullable: bool = True, **kw: Any) -> Any:
+    """A field backed by an explicit column, so the DDL is exactly what the migration says."""
+    return Field(default=None, sa_column=sa.Column(type_, *args, nullable=nullable, **kw))
+
+
+class CustomerRow(SQLModel, table=True):
+    __tablename__ = "customers"
+
+    id: str = _col(sa.Text, primary_key=True, nullable=False)
+    name: str = _col(sa.Text, nullable=False)
+    emails: list[str] = _col(JSONType, nullable=False)
+    billing_contact: str | None = _col(sa.Text)
+    payment_terms_days: int | None = _col(sa.Integer)
+    credit_limit_minor: int | None = _col(sa.BigInteger)
+    credit_limit_currency: str | None = _col(sa.String(3))
+    paused: bool = _col(sa.Boolean, nullable=False)
+    created_at: datetime = _col(UTCDateTime, nullable=False)
+    updated_at: datetime = _col(UTCDateTime, nullable=False)
+
+
+class InvoiceRow(SQLModel, table=True):
+    """An invoice's facts. No foreign key on customer_id: pages of different streams arrive
+    in any order and the linker fills the customer in later."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (
+        sa.Index("ix_invoices_customer_id", "customer_id"),
+        sa.Index("ix_invoices_number", "number"),
+    )
+
+    id: str = _col(sa.Text, primary_key=True, nullable=False)
+    number: str | None = _col(sa.Text)
+    customer_id: str | None = _col(sa.Text)
+    currency: str = _col(sa.String(3), nullable=False)
+    issue_date: date | None = _col(sa.Date)
+    due_date: date | None = _col(sa.Date)
+    subtotal_minor: int = _col(sa.BigInteger, nullable=False)
+    tax_minor: int = _col(sa.BigInteger, nullable=False)
+    total_minor: int = _col(sa.BigInteger, nullable=False)
+    amount_paid_minor: int = _col(sa.BigInteger, nullable=False)
+    amount_credited_minor: int = _col(sa.BigInteger, nullable=False)
+    status: str = _col(sa.Text, nullable=False)
+    disputed: bool = _col(sa.Boolean, nullable=False)
+    promise_to_pay: date | None = _col(sa.Date)
+    payment_plan: dict[str, Any] | None = _col(JSONType)
+    in_collections: bool = _col(sa.Boolean, nullable=False)
+    created_at: datetime = _col(UTCDateTime, nullable=False)
+    updated_at: datetime = _col(UTCDateTime, nullable=False)
+
+
+class InvoiceLineRow(SQLModel, table=True):
+    __tablename__ = "invoice_lines"
+
+    invoice_id: str = _col(
+        sa.Text, sa.ForeignKey("invoices.id", ondelete="CASCADE"), primary_key=True, nullable=False
+    )
+    line_no: int = _col(sa.Integer, primary_key=True, nullable=False, autoincrement=False)
+    description: str = _col(sa.Text, nullable=False)
+    quantity: str = _col(sa.Text, nullable=False)
+    unit_price: str | None = _col(sa.Text)
+    currency: str = _col(sa.String(3), nullable=False)
+    amount_minor: int = _col(sa.BigInteger, nullable=False)
+    tax_minor: int | None = _col(sa.BigInteger)
+
+
+class PaymentRow(SQLModel, table=True):
+    __tablename__ = "payments"
+    __table_args__ = (
+        sa.Index("ix_payments_customer_id", "customer_id"),
+        sa.Index("ix_payments_payout_id", "payout_id"),
+    )
+
+    id: str = _col(sa.Text, primary_key=True, nullable=False)
+    currency: str = _col(sa.String(3), nullable=False)
+    amount_minor: int = _col(sa.BigInteger, nullable=False)
+    received_at: datetime = _col(UTCDateTime, nullable=False)
+    method: str | None = _col(sa.Text)
+    customer_id: str | None = _col(sa.Text)
+    payer: str | None = _col(sa.Text)
+    remittance: str | None = _col(sa.Text)
+    fee_minor: int | None = _col(sa.BigInteger)
+    payout_id: str | None = _col(sa.Text)
+    status: str = _col(sa.Text, nullable=False)
+    amount_refunded_minor: int | None = _col(sa.BigInteger)
+    created_at: datetime = _col(UTCDateTime, nullable=False)
+    updated_at: datetime = _col(UTCDateTime, nullable=False)
+
+
+class AllocationRow(SQLModel, table=True):
+    __tablename__ = "allocations"
+    __table_args__ = (
+        sa.Index("ix_allocations_payment_id", "payment_id"),
+        sa.Index("ix_allocations_invoice_id", "invoice_id"),
+    )
+
+    id: str = _col(sa.Text, primary_key=True, nullable=False)
+    payment_id: str = _col(sa.Text, sa.ForeignKey("payments.id"), nullable=False)
+    invoice_id: str = _col(sa.Text, sa.ForeignKey("invoices.id"), nullable=False)
+    currency: str = _col(sa.String(3), nullable=False)
+    amount_minor: int = _col(sa.BigInteger, nullable=False)
+    rule: str = _col(sa.Text, nullable=False)
+    confidence: str = _col(sa.Text, nullable=False)
+    reason: str = _col(sa.Text, nullable=False)
+    confirmed_by: str | None = _col(sa.Text)
+    status: str = _col(sa.Text, nullable=False)  # applied / proposed / rejected
+    created_at: datetime = _col(UTCDateTime, nullable=False)
+
+
+class RefRow(SQLModel, table=True):
+    """Where a canonical record lives in one system, with that system's view of it (`data`)."""
+
+    __tablename__ = "refs"
+    __table_args__ = (
+        sa.UniqueConstraint("system", "object_type", "remote_id", name="uq_refs_remote"),
+        sa.Index("ix_refs_entity", "entity_kind", "entity_id"),
+    )
+
+    id: int = _col(BigIntId, primary_key=True, nullable=False)
+    system: str = _col(sa.Text, nullable=False)
+    object_type: str = _col(sa.Text, nullable=False)
+    remote_id: str = _col(sa.Text, nullable=False)
+    entity_kind: str = _col(sa.Text, nullable=False)
+    entity_id: str | None = _col(sa.Text)
+    remote_updated_at: datetime | None = _col(UTCDateTime)
+    link_rule: str | None = _col(sa.Text)
+    data: dict[str, Any] = _col(JSONType, nullable=False)
+    seen_at: datetime = _col(UTCDateTime, nullable=False)
+
+
+class SyncCursorRow(SQLModel, table=True):
+    __tablename__ = "sync_cursors"
+
+    connection: str = _col(sa.Text, primary_key=True, nullable=False)
+    stream: str = _col(sa.Text, primary_key=True, nullable=False)
+    value: str | None = _col(sa.Text)
+    updated_at: datetime = _col(UTCDateTime, nullable=False)
+
+
+class OutboxActionRow(SQLModel, table=True):
+    __tablename__ = "outbox_actions"
+    __table_args__ = (
+        sa.UniqueConstraint("idempotency_key", name="uq_outbox_actions_idempotency_key"),
+        sa.Index("ix_outbox_actions_state", "state", "next_attempt_at"),
+    )
+
+    id: int = _col(BigIntId, primary_key=True, nullable=False)
+    idempotency_key: str = _col(sa.Text, nullable=False)
+    connection: str = _col(sa.Text, nullable=False)
+    kind: str = _col(sa.Text, nullable=False)
+    target: dict[str, Any] | None = _col(JSONType)
+    payload: dict[str, Any] = _col(JSONType, nullable=False)
+    state: str = _col(sa.Text, nullable=False)
+    attempts: int = _col(sa.Integer, nullable=False)
+    last_error: str | None = _col(sa.Text)
+    result: dict[str, Any] | None = _col(JSONType)
+    next_attempt_at: datetime | None = _col(UTCDateTime)
+    created_at: datetime = _col(UTCDateTime, nullable=False)
+    updated_at: datetime = _col(UTCDateTime, nullable=False)
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "runs"
+
+    id: str = _col(sa.Text, primary_key=True, nullable=False)
+    started_at: datetime = _col(UTCDateTime, nullable=False)
+    finished_at: datetime | None = _col(UTCDateTime)
+    status: str = _col(sa.Text, nullable=False)
+    stats: dict[str, Any] | None = _col(JSONType)
+
+
+class AuditLogRow(SQLModel, table=True):
+    """Append-only: database triggers refuse UPDATE and DELETE (see migration 0001)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (sa.Index("ix_audit_log_subject", "subject_type", "subject_id"),)
+
+    id: int = _col(BigIntId, primary_key=True, nullable=False)
+    at: datetime = _col(UTCDateTime, nullable=False)
+    actor: str = _col(sa.Text, nullable=False)
+    action: str = _col(sa.Text, nullable=False)
+    subject_type: str = _col(sa.Text, nullable=False)
+    subject_id: str | None = _col(sa.Text)
+    inputs: dict[str, Any] | None = _col(JSONType)
+    decision: str | None = _col(sa.Text)
+
+
+class OAuthTokenRow(SQLModel, table=True):
+    """One connection's OAuth tokens; `version` makes a save a compare-and-swap (0002)."""
+
+    __tablename__ = "oauth_tokens"
+
+    connection: str = _col(sa.Text, primary_key=True, nullable=False)
+    access_token: str | None = _col(sa.Text)
+    refresh_token: str | None = _col(sa.Text)
+    expires_at: datetime | None = _col(UTCDateTime)
+    updated_at: datetime = _col(UTCDateTime, nullable=False)
+    version: int = _col(sa.Integer, nullable=False)
+
+
+STATE_TABLES: tuple[str, ...] = (
+    "customers",
+    "invoices",
+    "invoice_lines",
+    "payments",
+    "allocations",
+    "refs",
+    "sync_cursors",
+    "outbox_actions",
+    "runs",
+    "audit_log",
+    "oauth_tokens",
+)
+
+
+def table(name: str) -> sa.Table:
+    """The Core table of one of ours, for set-based statements."""
+    return SQLModel.metadata.tables[name]
