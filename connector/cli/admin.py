@@ -101,12 +101,11 @@ def db_group() -> None:
 def db_upgrade(app: AppContext) -> None:
     """Apply schema migrations, keeping every stored row."""
     from state.db import redact_url
-    from state.migrations import current_revision_of, head_revision, upgrade
+    from state.migrate import head_revision, upgrade
 
     url = app.config().database_url
-    before = current_revision_of(url)
-    upgrade(url)
-    after = current_revision_of(url)
+    before = _revision(url)
+    after = upgrade(url)
     if before == after:
         click.echo(f"{redact_url(url)}: already at {after} (latest)")
     else:
@@ -118,12 +117,24 @@ def db_upgrade(app: AppContext) -> None:
 def db_status(app: AppContext) -> int:
     """Show the schema revision of the database and of this release."""
     from state.db import redact_url
-    from state.migrations import current_revision_of, head_revision
+    from state.migrate import head_revision
 
     url = app.config().database_url
-    current, head = current_revision_of(url), head_revision()
+    current, head = _revision(url), head_revision()
     click.echo(f"{redact_url(url)}: schema {current or 'empty'}, this release needs {head}")
     return 0 if current == head else EXIT_PROBLEMS
+
+
+def _revision(url: str) -> str | None:
+    """The schema revision of the database at `url` (None when empty)."""
+    from state.db import make_engine
+    from state.migrate import current_revision
+
+    engine = make_engine(url)
+    try:
+        return current_revision(engine)
+    finally:
+        engine.dispose()
 
 
 def _check(name: str, ok: bool, detail: str, level: str | None = None) -> dict[str, Any]:
@@ -177,10 +188,10 @@ def doctor(app: AppContext, as_json: bool) -> int:
 
 def _database_check(url: str) -> dict[str, Any]:
     from state.db import redact_url
-    from state.migrations import current_revision_of, head_revision
+    from state.migrate import head_revision
 
     try:
-        current = current_revision_of(url)
+        current = _revision(url)
     except ConnectorError as exc:
         return _check("database", False, str(exc))
     head = head_revision()

@@ -1,0 +1,172 @@
+"""Client-side rate limiting, set to a provider's documented limits so we seldom see a 429.
+
+A `RateLimiter` holds named buckets; each bucket holds one or more limits "at most N requests
+in any window of S seconds" (a sliding window: exact, and cheap at these volumes). It can also
+bound the requests in flight at once (Xero allows 5 per tenant). One limiter per connection
+(per tenant / per token), shared by every thread that calls that connection.
+
+    limiter = RateLimiter.from_spec(
+        {"default": [(60, 60), (5000, 86400)]},       # Xero: 60/min and 5000/day
+        concurrency=5,
+    )
+    limiter = RateLimiter.from_spec({"default": [(100, 10)], "search": [(4, 1)]})  # HubSpot
+    with limiter.acquire("search", "default"):      # a search counts against both buckets
+        ...send...
+
+When a bucket would make us wait longer than `defer_after` (a spent daily limit), `acquire`
+raises `RateLimitDeferred` instead of sleeping for hours. Limits live in memory: a restarted
+process starts with full buckets and relies on the provider's 429 to tell it otherwise.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from connector.errors import RateLimitDeferred
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most `requests` requests in any `per_seconds`-second window."""
+
+    requests: int
+    per_seconds: float
+
+    def __post_init__(self) -> None:
+        if self.requests < 1 or self.per_seconds <= 0:
+            raise ValueError(f"a limit needs requests >= 1 and per_seconds > 0, not {self}")
+
+
+class _Window:
+    def __init__(self, limit: Limit) -> None:
+        self.limit = limit
+        self.sent: deque[float] = deque()
+
+    def wait(self, now: float) -> float:
+        while self.sent and self.sent[0] <= now - self.limit.per_seconds:
+            self.sent.popleft()
+        if len(self.sent) < self.limit.requests:
+            return 0.0
+        return self.sent[0] + self.limit.per_seconds - now
+
+
+class RateLimiter:
+    """Thread-safe named buckets of limits plus an optional bound on requests in flight."""
+
+    def __init__(
+        self,
+        buckets: Mapping[str, Iterable[Limit]],
+        *,
+        concurrency: int | None = None,
+        defer_after: float = 900.0,
+        provider: str = "rate limiter",
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if concurrency is not None and concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._buckets = {name: [_Window(limit) for limit in limits] for name, limits in buckets.items()}
+        self._concurrency = concurrency
+        self._in_flight = 0
+        self._defer_after = defer_after
+        self._provider = provider
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._slot_freed = threading.Condition(self._lock)
+        self._paused_until: dict[str, float] = {}
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: Mapping[str, Iterable[tuple[int, float]]],
+        *,
+        concurrency: int | None = None,
+        **kwargs: object,
+    ) -> RateLimiter:
+        """Build from settings: `{"bucket": [(requests, per_seconds), ...]}`, e.g. Stripe live
+        `{"default": [(100, 1)]}`, test mode `{"default": [(25, 1)]}`. Other keyword arguments
+        as for the constructor (`defer_after`, `provider`, `clock`, `sleep`)."""
+        buckets = {name: [Limit(int(n), float(s)) for n, s in limits] for name, limits in spec.items()}
+        return cls(buckets, concurrency=concurrency, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def unlimited(cls) -> RateLimiter:
+        """A limiter that never waits (its one bucket, "default", has no limits)."""
+        return cls({"default": []})
+
+    @property
+    def buckets(self) -> tuple[str, ...]:
+        return tuple(self._buckets)
+
+    @contextmanager
+    def acquire(self, *buckets: str) -> Iterator[None]:
+        """Wait until one request may go to every named bucket (default: "default"), count it
+        in all of them, and hold a concurrency slot until the block ends."""
+        names = buckets or ("default",)
+        unknown = [name for name in names if name not in self._buckets]
+        if unknown:
+            raise ValueError(
+                f"unknown rate-limit bucket {unknown[0]!r}; known: {', '.join(self._buckets)}"
+            )
+        self._take_slot()
+        try:
+            self._draw(names)
+            yield
+        finally:
+            self._release_slot()
+
+    def pause(self, bucket: str, seconds: float) -> None:
+        """Send nothing through `bucket` for `seconds` (a server hint such as Xero's
+        `X-MinLimit-Remaining: 0` or a 429's `Retry-After`)."""
+        with self._lock:
+            until = self._clock() + seconds
+            self._paused_until[bucket] = max(until, self._paused_until.get(bucket, 0.0))
+
+    def _draw(self, names: tuple[str, ...]) -> None:
+        while True:
+            with self._lock:
+                now = self._clock()
+                windows = [window for name in names for window in self._buckets[name]]
+                waits = [window.wait(now) for window in windows]
+                waits += [self._paused_until.get(name, now) - now for name in names]
+                wait = max(waits, default=0.0)
+                if wait <= 0:
+                    for window in windows:
+                        window.sent.append(now)
+                    return
+            if wait > self._defer_after:
+                raise RateLimitDeferred(
+                    f"rate limit of bucket {'/'.join(names)} is spent for {wait:.0f} s; "
+                    "resume on a later run",
+                    provider=self._provider,
+                    retry_after=wait,
+                )
+            self._sleep(wait)
+
+    def _take_slot(self) -> None:
+        if self._concurrency is None:
+            return
+        with self._slot_freed:
+            while self._in_flight >= self._concurrency:
+                self._slot_freed.wait()
+            self._in_flight += 1
+
+    def _release_slot(self) -> None:
+        if self._concurrency is None:
+            return
+        with self._slot_freed:
+            self._in_flight -= 1
+            self._slot_freed.notify()
+
+    def __repr__(self) -> str:
+        limits = {
+            name: [(w.limit.requests, w.limit.per_seconds) for w in windows]
+            for name, windows in self._buckets.items()
+        }
+        return f"<RateLimiter {limits} concurrency={self._concurrency}>"

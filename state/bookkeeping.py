@@ -1,0 +1,130 @@
+"""What the engine records about its own work: cursors, the outbox, runs and the audit log.
+
+Everything here takes the caller's session, so that a cursor moves in the same transaction
+as the page it belongs to and an outbox action is marked in the same transaction as the
+provider's answer. JSON columns get values made JSON-safe by pydantic (Decimal and Money as
+strings, never floats).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic_core import to_jsonable_python
+from sqlalchemy.orm import Session
+
+from connector.model import Action, ActionState, Ref
+from state.records import new_id, utcnow
+from state.tables import table
+from state.upsert import insert_new, upsert
+
+
+def jsonable(value: Any) -> Any:
+    return None if value is None else to_jsonable_python(value)
+
+
+# Cursors --------------------------------------------------------------------------------
+
+
+def get_cursor(session: Session, connection: str, stream: str) -> str | None:
+    cursors = table("sync_cursors")
+    query = sa.select(cursors.c.value).where(
+        cursors.c.connection == connection, cursors.c.stream == stream
+    )
+    return session.execute(query).scalar_one_or_none()
+
+
+def set_cursor(session: Session, connection: str, stream: str, value: str | None) -> None:
+    row = {"connection": connection, "stream": stream, "value": value, "updated_at": utcnow()}
+    upsert(session, table("sync_cursors"), [row], key=("connection", "stream"), keep=())
+
+
+# Outbox ---------------------------------------------------------------------------------
+
+
+def add_actions(session: Session, actions: Sequence[Action]) -> int:
+    """Queue actions; one already queued under its idempotency key is kept as it is.
+    Returns how many were new."""
+    now = utcnow()
+    batch = {a.idempotency_key: a for a in actions}
+    rows = [
+        {
+            "idempotency_key": key,
+            "connection": a.connection,
+            "kind": a.kind,
+            "target": jsonable(a.target),
+            "payload": jsonable(a.payload),
+            "state": a.state,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for key, a in batch.items()
+    ]
+    return insert_new(session, table("outbox_actions"), rows, key=("idempotency_key",))
+
+
+def list_actions(session: Session, state: ActionState | None = None) -> list[Action]:
+    outbox = table("outbox_actions")
+    query = sa.select(outbox).order_by(outbox.c.id)
+    if state is not None:
+        query = query.where(outbox.c.state == state)
+    return [_action_from(row) for row in session.execute(query).mappings()]
+
+
+def _action_from(row: Mapping[str, Any]) -> Action:
+    # Built without re-deriving the key: JSON may have turned a Decimal or datetime in the
+    # payload into a string, and the stored key is the one the provider has already seen.
+    target = row["target"]
+    return Action.model_construct(
+        connection=row["connection"],
+        kind=row["kind"],
+        target=None if target is None else Ref.model_validate(target),
+        payload=row["payload"],
+        state=row["state"],
+        idempotency_key=row["idempotency_key"],
+    )
+
+
+# Audit log ------------------------------------------------------------------------------
+
+
+def audit(
+    session: Session,
+    actor: str,
+    action: str,
+    subject_type: str,
+    subject_id: str | None,
+    inputs: Mapping[str, Any] | None = None,
+    decision: str | None = None,
+) -> None:
+    entry = {
+        "at": utcnow(),
+        "actor": actor,
+        "action": action,
+        "subject_type": subject_type,
+        "subject_id": subject_id,
+        "inputs": jsonable(inputs),
+        "decision": decision,
+    }
+    session.execute(sa.insert(table("audit_log")).values(entry))
+
+
+# Runs -----------------------------------------------------------------------------------
+
+
+def start_run(session: Session) -> str:
+    run_id = new_id()
+    row = {"id": run_id, "started_at": utcnow(), "status": "running", "stats": None}
+    session.execute(sa.insert(table("runs")).values(row))
+    return run_id
+
+
+def finish_run(
+    session: Session, run_id: str, status: str, stats: Mapping[str, Any] | None = None
+) -> None:
+    runs = table("runs")
+    values = {"finished_at": utcnow(), "status": status, "stats": jsonable(stats)}
+    session.execute(sa.update(runs).where(runs.c.id == run_id).values(values))

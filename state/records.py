@@ -1,0 +1,257 @@
+"""Canonical records and their refs: set-based upserts and readers, inside a given session.
+
+A record arrives from one system carrying that system's `Ref`. Its canonical id is, in order:
+the id its ref already points at (so a record keeps its id across syncs, and a link made by
+the linker wins), the id the record carries, or a new uuid4 hex. The ref row keeps that
+system's whole view of the record (`data`), which is what drift reports compare later.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Literal, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from connector.errors import StateError
+from connector.model import Customer, Invoice, InvoiceLine, Payment, Ref
+from state import convert
+from state.tables import table
+from state.upsert import in_chunks, insert_rows, upsert
+
+EntityKind = Literal["customer", "invoice", "payment"]
+Entity = Customer | Invoice | Payment
+E = TypeVar("E", Customer, Invoice, Payment)
+
+ENTITY_TYPES: dict[str, type[Entity]] = {
+    "customer": Customer,
+    "invoice": Invoice,
+    "payment": Payment,
+}
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def own_ref(record: Entity, system: str, object_type: str | None = None) -> Ref:
+    """The ref by which `system` knows `record`; a record without one is a mapping bug."""
+    for ref in record.refs:
+        if ref.system == system and (object_type is None or ref.object_type == object_type):
+            return ref
+    kind = type(record).__name__.lower()
+    raise StateError(f"{kind} record {record.id or '?'} has no ref for system {system!r}")
+
+
+def _with_id(record: E, entity_id: str) -> E:
+    return record if record.id == entity_id else record.model_copy(update={"id": entity_id})
+
+
+def _last_per_key(records: Sequence[E], key: object) -> dict[str, E]:
+    """Deduplicate a batch, the last record of a key winning (a page may repeat a record)."""
+    out: dict[str, E] = {}
+    for record in records:
+        out[key(record)] = record  # type: ignore[operator]
+    return out
+
+
+# Refs -----------------------------------------------------------------------------------
+
+
+def existing_entity_ids(
+    session: Session, system: str, object_type: str, remote_ids: Sequence[str]
+) -> dict[str, str | None]:
+    """remote id -> canonical id for the refs of `system` already stored (one query per chunk)."""
+    refs = table("refs")
+    found: dict[str, str | None] = {}
+    for chunk in in_chunks(session, remote_ids):
+        query = sa.select(refs.c.remote_id, refs.c.entity_id).where(
+            refs.c.system == system,
+            refs.c.object_type == object_type,
+            refs.c.remote_id.in_(chunk),
+        )
+        found.update({remote_id: entity_id for remote_id, entity_id in session.execute(query)})
+    return found
+
+
+def upsert_refs(
+    session: Session,
+    system: str,
+    object_type: str,
+    entity_kind: EntityKind,
+    records: Sequence[E],
+) -> list[E]:
+    """Store `system`'s refs of `records`; returns the records with their canonical ids."""
+    batch = _last_per_key(records, lambda r: own_ref(r, system, object_type).remote_id)
+    known = existing_entity_ids(session, system, object_type, list(batch))
+    now = utcnow()
+    rows, out = [], []
+    for remote_id, record in batch.items():
+        record = _with_id(record, known.get(remote_id) or record.id or new_id())
+        ref = own_ref(record, system, object_type)
+        rows.append(
+            {
+                "system": system,
+                "object_type": object_type,
+                "remote_id": remote_id,
+                "entity_kind": entity_kind,
+                "entity_id": record.id,
+                "remote_updated_at": ref.remote_updated_at,
+                "link_rule": None,
+                "data": record.model_dump(mode="json"),
+                "seen_at": now,
+            }
+        )
+        out.append(record)
+    # entity_id only fills a NULL: a ref keeps its canonical id even against a racing writer
+    upsert(
+        session,
+        table("refs"),
+        rows,
+        key=("system", "object_type", "remote_id"),
+        keep=("link_rule",),
+        keep_if_set=("entity_id",),
+    )
+    return out
+
+
+def refs_for(session: Session, entity_kind: str, entity_ids: Sequence[str]) -> dict[str, list[Ref]]:
+    refs = table("refs")
+    found: dict[str, list[Ref]] = {entity_id: [] for entity_id in entity_ids}
+    for chunk in in_chunks(session, entity_ids):
+        query = (
+            sa.select(refs)
+            .where(refs.c.entity_kind == entity_kind, refs.c.entity_id.in_(chunk))
+            .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
+        )
+        for row in session.execute(query).mappings():
+            found[row["entity_id"]].append(convert.ref_from(row))
+    return found
+
+
+# Canonical rows -------------------------------------------------------------------------
+
+
+def _ensure_ids(records: Sequence[E]) -> list[E]:
+    with_ids = [r if r.id else _with_id(r, new_id()) for r in records]
+    return list(_last_per_key(with_ids, lambda r: r.id).values())
+
+
+def upsert_customers(session: Session, customers: Sequence[Customer]) -> list[Customer]:
+    customers = _ensure_ids(customers)
+    now = utcnow()
+    upsert(session, table("customers"), [convert.customer_row(c, now) for c in customers], ("id",))
+    return customers
+
+
+def upsert_payments(session: Session, payments: Sequence[Payment]) -> list[Payment]:
+    payments = _ensure_ids(payments)
+    now = utcnow()
+    upsert(session, table("payments"), [convert.payment_row(p, now) for p in payments], ("id",))
+    return payments
+
+
+def upsert_invoices(session: Session, invoices: Sequence[Invoice]) -> list[Invoice]:
+    """Upsert invoices and replace their lines: one DELETE and one INSERT per chunk."""
+    invoices = _ensure_ids(invoices)
+    now = utcnow()
+    upsert(session, table("invoices"), [convert.invoice_row(i, now) for i in invoices], ("id",))
+    replace_invoice_lines(session, invoices)
+    return invoices
+
+
+def replace_invoice_lines(session: Session, invoices: Sequence[Invoice]) -> None:
+    lines = table("invoice_lines")
+    for chunk in in_chunks(session, [i.id for i in invoices]):
+        session.execute(sa.delete(lines).where(lines.c.invoice_id.in_(chunk)))
+    insert_rows(session, lines, [row for i in invoices for row in convert.line_rows(i)])
+
+
+UPSERTS = {
+    "customer": upsert_customers,
+    "invoice": upsert_invoices,
+    "payment": upsert_payments,
+}
+
+
+# Readers --------------------------------------------------------------------------------
+
+
+def list_customers(session: Session, *, ids: Sequence[str] | None = None) -> list[Customer]:
+    customers = table("customers")
+    query = sa.select(customers).order_by(customers.c.id)
+    if ids is not None:
+        query = query.where(customers.c.id.in_(ids))
+    rows = list(session.execute(query).mappings())
+    refs = refs_for(session, "customer", [r["id"] for r in rows])
+    return [convert.customer_from(r, refs[r["id"]]) for r in rows]
+
+
+def list_invoices(
+    session: Session,
+    *,
+    ids: Sequence[str] | None = None,
+    customer_id: str | None = None,
+    number: str | None = None,
+    status: str | None = None,
+    limit: int | None = None,
+) -> list[Invoice]:
+    """Invoices with their lines and refs: three queries, whatever the number of invoices."""
+    invoices = table("invoices")
+    query = sa.select(invoices).order_by(invoices.c.id).limit(limit)
+    for column, value in (
+        ("customer_id", customer_id),
+        ("number", number),
+        ("status", status),
+    ):
+        if value is not None:
+            query = query.where(invoices.c[column] == value)
+    if ids is not None:
+        query = query.where(invoices.c.id.in_(ids))
+    rows = list(session.execute(query).mappings())
+    invoice_ids = [r["id"] for r in rows]
+    lines = _lines_for(session, invoice_ids)
+    refs = refs_for(session, "invoice", invoice_ids)
+    return [convert.invoice_from(r, lines[r["id"]], refs[r["id"]]) for r in rows]
+
+
+def _lines_for(session: Session, invoice_ids: Sequence[str]) -> dict[str, list[InvoiceLine]]:
+    lines = table("invoice_lines")
+    found: dict[str, list[InvoiceLine]] = {invoice_id: [] for invoice_id in invoice_ids}
+    for chunk in in_chunks(session, invoice_ids):
+        query = (
+            sa.select(lines)
+            .where(lines.c.invoice_id.in_(chunk))
+            .order_by(lines.c.invoice_id, lines.c.line_no)
+        )
+        for row in session.execute(query).mappings():
+            found[row["invoice_id"]].append(convert.line_from(row))
+    return found
+
+
+def list_payments(
+    session: Session,
+    *,
+    ids: Sequence[str] | None = None,
+    customer_id: str | None = None,
+    payout_id: str | None = None,
+    limit: int | None = None,
+) -> list[Payment]:
+    payments = table("payments")
+    query = sa.select(payments).order_by(payments.c.received_at, payments.c.id).limit(limit)
+    if ids is not None:
+        query = query.where(payments.c.id.in_(ids))
+    if customer_id is not None:
+        query = query.where(payments.c.customer_id == customer_id)
+    if payout_id is not None:
+        query = query.where(payments.c.payout_id == payout_id)
+    rows = list(session.execute(query).mappings())
+    refs = refs_for(session, "payment", [r["id"] for r in rows])
+    return [convert.payment_from(r, refs[r["id"]]) for r in rows]

@@ -1,0 +1,205 @@
+"""`Store`: the state database behind one object, and `open_store` to get one safely.
+
+Every method takes an optional `session`: given one, it works inside the caller's
+transaction; without one, it runs in a transaction of its own. The work itself lives in
+`state.records` (canonical records and refs), `state.bookkeeping` (cursors, outbox, audit,
+runs) and `state.tokens`; this class only decides the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.orm import Session
+
+from connector.errors import StateError
+from connector.model import Action, ActionState, Customer, Invoice, Payment, Ref
+from state import bookkeeping, records, tokens
+from state.db import check_reachable, make_engine
+from state.migrate import check_schema, is_empty, upgrade
+from state.records import E, EntityKind, own_ref
+from state.tokens import StoredTokens
+
+
+def open_store(target: str | URL | Engine | None = None, **engine_kwargs: Any) -> Store:
+    """A store on `target` (a URL, an engine, or the default SQLite file). A database with no
+    tables at all is initialised; one at another schema version is refused, since only
+    `connector db upgrade` changes an existing schema."""
+    engine = target if isinstance(target, Engine) else make_engine(target, **engine_kwargs)
+    check_reachable(engine)
+    if is_empty(engine):
+        upgrade(engine)
+    check_schema(engine)
+    return Store(engine)
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def _tx(self, session: Session | None) -> Iterator[Session]:
+        if session is not None:
+            yield session
+        else:
+            with self.session() as own:
+                yield own
+
+    # Records ----------------------------------------------------------------------------
+
+    def upsert_refs(
+        self,
+        system: str,
+        object_type: str,
+        entity_kind: EntityKind,
+        records_: Sequence[E],
+        session: Session | None = None,
+    ) -> list[E]:
+        with self._tx(session) as s:
+            return records.upsert_refs(s, system, object_type, entity_kind, records_)
+
+    def upsert_customers(
+        self, customers: Sequence[Customer], session: Session | None = None
+    ) -> list[Customer]:
+        with self._tx(session) as s:
+            return records.upsert_customers(s, customers)
+
+    def upsert_invoices(
+        self, invoices: Sequence[Invoice], session: Session | None = None
+    ) -> list[Invoice]:
+        with self._tx(session) as s:
+            return records.upsert_invoices(s, invoices)
+
+    def upsert_payments(
+        self, payments: Sequence[Payment], session: Session | None = None
+    ) -> list[Payment]:
+        with self._tx(session) as s:
+            return records.upsert_payments(s, payments)
+
+    def store_page(
+        self,
+        connection: str,
+        stream: str,
+        entity_kind: EntityKind,
+        records_: Sequence[E],
+        cursor: str | None,
+        session: Session | None = None,
+    ) -> list[E]:
+        """Refs, canonical rows and the stream's new cursor in one transaction: a page is
+        stored whole or not at all, so a crash never moves a cursor past unsaved records."""
+        if entity_kind not in records.UPSERTS:
+            raise StateError(f"unknown entity kind {entity_kind!r}")
+        by_type: dict[str, list[E]] = {}
+        for record in records_:
+            by_type.setdefault(own_ref(record, connection).object_type, []).append(record)
+        with self._tx(session) as s:
+            stored: list[E] = []
+            for object_type, group in by_type.items():
+                stored += records.upsert_refs(s, connection, object_type, entity_kind, group)
+            stored = records.UPSERTS[entity_kind](s, stored)  # type: ignore[operator]
+            bookkeeping.set_cursor(s, connection, stream, cursor)
+            return stored
+
+    def get_invoice(self, invoice_id: str, session: Session | None = None) -> Invoice | None:
+        with self._tx(session) as s:
+            found = records.list_invoices(s, ids=[invoice_id])
+        return found[0] if found else None
+
+    def list_invoices(self, session: Session | None = None, **filters: Any) -> list[Invoice]:
+        """Filters: ids, customer_id, number, status, limit."""
+        with self._tx(session) as s:
+            return records.list_invoices(s, **filters)
+
+    def get_customer(self, customer_id: str, session: Session | None = None) -> Customer | None:
+        with self._tx(session) as s:
+            found = records.list_customers(s, ids=[customer_id])
+        return found[0] if found else None
+
+    def list_payments(self, session: Session | None = None, **filters: Any) -> list[Payment]:
+        """Filters: ids, customer_id, payout_id, limit."""
+        with self._tx(session) as s:
+            return records.list_payments(s, **filters)
+
+    def refs_for(
+        self, entity_kind: str, entity_id: str, session: Session | None = None
+    ) -> list[Ref]:
+        with self._tx(session) as s:
+            return records.refs_for(s, entity_kind, [entity_id])[entity_id]
+
+    # Cursors, outbox, audit, runs -------------------------------------------------------
+
+    def get_cursor(self, connection: str, stream: str, session: Session | None = None) -> str | None:
+        with self._tx(session) as s:
+            return bookkeeping.get_cursor(s, connection, stream)
+
+    def set_cursor(
+        self, connection: str, stream: str, value: str | None, session: Session | None = None
+    ) -> None:
+        with self._tx(session) as s:
+            bookkeeping.set_cursor(s, connection, stream, value)
+
+    def add_actions(self, actions: Sequence[Action], session: Session | None = None) -> int:
+        with self._tx(session) as s:
+            return bookkeeping.add_actions(s, actions)
+
+    def list_actions(
+        self, state: ActionState | None = None, session: Session | None = None
+    ) -> list[Action]:
+        with self._tx(session) as s:
+            return bookkeeping.list_actions(s, state)
+
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        subject_type: str,
+        subject_id: str | None,
+        inputs: Mapping[str, Any] | None = None,
+        decision: str | None = None,
+        session: Session | None = None,
+    ) -> None:
+        with self._tx(session) as s:
+            bookkeeping.audit(s, actor, action, subject_type, subject_id, inputs, decision)
+
+    def start_run(self, session: Session | None = None) -> str:
+        with self._tx(session) as s:
+            return bookkeeping.start_run(s)
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        stats: Mapping[str, Any] | None = None,
+        session: Session | None = None,
+    ) -> None:
+        with self._tx(session) as s:
+            bookkeeping.finish_run(s, run_id, status, stats)
+
+    # OAuth tokens -----------------------------------------------------------------------
+
+    def load_tokens(self, connection: str, session: Session | None = None) -> StoredTokens | None:
+        with self._tx(session) as s:
+            return tokens.load_tokens(s, connection)
+
+    def save_tokens(
+        self,
+        connection: str,
+        tokens_: Mapping[str, Any],
+        expected_version: int | None,
+        session: Session | None = None,
+    ) -> int | None:
+        """Compare-and-swap: the new version, or None if someone saved since `expected_version`."""
+        with self._tx(session) as s:
+            return tokens.save_tokens(s, connection, tokens_, expected_version)

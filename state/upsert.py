@@ -1,0 +1,102 @@
+"""Set-based writes: one INSERT ... ON CONFLICT statement per chunk of rows, never one per row.
+
+The dialect's own `insert` (SQLite or PostgreSQL) is picked from the session's bind, and
+rows are chunked so that a statement stays under the bound-parameter limit (32766 on SQLite
+since 3.32, 999 before; 65535 for PostgreSQL's wire protocol).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+_SQLITE_MAX_PARAMS = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+_MAX_PARAMS = {"sqlite": _SQLITE_MAX_PARAMS, "postgresql": 65535}
+
+Row = dict[str, Any]
+
+
+def dialect_name(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def max_params(session: Session) -> int:
+    return _MAX_PARAMS.get(dialect_name(session), 999)
+
+
+def chunked(items: Sequence[Any], params_per_item: int, limit: int) -> Iterator[Sequence[Any]]:
+    size = max(1, limit // max(1, params_per_item))
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _insert(session: Session, table: sa.Table) -> Any:
+    name = dialect_name(session)
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"the state store supports SQLite and PostgreSQL, not {name}")
+
+
+def upsert(
+    session: Session,
+    table: sa.Table,
+    rows: Sequence[Row],
+    key: Sequence[str],
+    *,
+    keep: Iterable[str] = ("created_at",),
+    keep_if_set: Iterable[str] = (),
+) -> None:
+    """Insert `rows`, updating rows whose `key` exists. Columns in `keep` keep their stored
+    value; columns in `keep_if_set` are only filled when still NULL. Rows of one call must have
+    the same keys and unique `key` values (PostgreSQL refuses to update a row twice)."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    frozen = set(key) | set(keep)
+    coalesced = set(keep_if_set)
+    for chunk in chunked(rows, len(columns), max_params(session)):
+        stmt = _insert(session, table).values(list(chunk))
+        updates: dict[str, Any] = {}
+        for column in columns:
+            if column in frozen:
+                continue
+            new = stmt.excluded[column]
+            updates[column] = sa.func.coalesce(table.c[column], new) if column in coalesced else new
+        if updates:
+            stmt = stmt.on_conflict_do_update(index_elements=list(key), set_=updates)
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
+        session.execute(stmt)
+
+
+def insert_new(session: Session, table: sa.Table, rows: Sequence[Row], key: Sequence[str]) -> int:
+    """Insert the rows whose `key` is not stored yet (ON CONFLICT DO NOTHING); returns how
+    many were inserted."""
+    inserted = 0
+    if not rows:
+        return inserted
+    for chunk in chunked(rows, len(rows[0]), max_params(session)):
+        stmt = _insert(session, table).values(list(chunk))
+        result = session.execute(stmt.on_conflict_do_nothing(index_elements=list(key)))
+        inserted += max(result.rowcount, 0)  # type: ignore[attr-defined]
+    return inserted
+
+
+def insert_rows(session: Session, table: sa.Table, rows: Sequence[Row]) -> None:
+    """Plain multi-row INSERT, chunked."""
+    if not rows:
+        return
+    for chunk in chunked(rows, len(rows[0]), max_params(session)):
+        session.execute(sa.insert(table).values(list(chunk)))
+
+
+def in_chunks(session: Session, values: Sequence[Any], reserved: int = 10) -> Iterator[Sequence[Any]]:
+    """Slices of `values` small enough for one `IN (...)` list beside `reserved` other params."""
+    yield from chunked(values, 1, max_params(session) - reserved)

@@ -1,0 +1,36 @@
+"""Shared fixtures: running the real CLI in-process, and isolated working directories."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from connector.cli import main
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch, tmp_path):
+    """Run `connector ARGS` through the console-script entry point in a clean directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CONNECTOR_CONFIG", raising=False)
+    monkeypatch.delenv("CONNECTOR_DATABASE_URL", raising=False)
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+
+    return run

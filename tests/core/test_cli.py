@@ -1,0 +1,56 @@
+import json
+
+from connector import __version__
+
+
+def test_version(run_cli):
+    result = run_cli("--version")
+    assert result.exit_code == 0
+    assert __version__ in result.stdout
+
+
+def test_missing_config_file_is_one_line_and_exit_2(run_cli):
+    result = run_cli("--config", "missing.toml", "doctor")
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "missing.toml not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_config_with_a_bad_key_is_one_line_and_exit_2(run_cli, tmp_path):
+    (tmp_path / "bad.toml").write_text('[database]\nurll = "sqlite:///x.db"\n')
+    result = run_cli("--config", "bad.toml", "db", "status")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: bad.toml: database.urll: unknown key"
+
+
+def test_unknown_top_level_table_is_refused(run_cli, tmp_path):
+    (tmp_path / "bad.toml").write_text('[conections.gw]\nprovider = "stripe"\n')
+    result = run_cli("--config", "bad.toml", "doctor")
+    assert result.exit_code == 2
+    assert "conections: unknown table" in result.stderr
+
+
+def test_bad_cli_argument_is_a_usage_error(run_cli):
+    result = run_cli("providers", "list", "--jsn")
+    assert result.exit_code == 2
+    assert "No such option" in result.stderr
+
+
+def test_init_writes_a_config_that_doctor_accepts_and_refuses_to_overwrite(run_cli, tmp_path):
+    assert run_cli("init").exit_code == 0
+    text = (tmp_path / "connector.toml").read_text()
+    assert 'api_key = "env:STRIPE_API_KEY"' in text
+    again = run_cli("init")
+    assert again.exit_code == 2 and "already exists" in again.stderr
+    doctor = run_cli("doctor", "--json")
+    report = json.loads(doctor.stdout)
+    assert report["ok"] is True, report
+    assert doctor.exit_code == 0
+
+
+def test_providers_list_json_is_valid_json(run_cli):
+    result = run_cli("providers", "list", "--json")
+    assert result.exit_code == 0
+    for row in json.loads(result.stdout)["providers"]:
+        assert {"name", "status", "origin"} <= set(row)

@@ -1,0 +1,100 @@
+import pytest
+
+from connector.config import load_config
+from connector.errors import ConfigError
+from providers.base import Provider, ProviderSettings
+from providers.registry import ProviderInfo, Registry
+from pydantic import SecretStr
+
+
+class DemoSettings(ProviderSettings):
+    api_key: SecretStr
+    page_size: int = 100
+
+
+class DemoGateway(Provider):
+    name = "demo"
+    kind = "gateway"
+    settings_model = DemoSettings
+    streams = ("invoices",)
+
+    def read_invoices(self, cursor):
+        return iter(())
+
+
+REGISTRY = Registry([ProviderInfo(name="demo", origin="tests 0", target="tests:DemoGateway", cls=DemoGateway)])
+
+
+def write(tmp_path, text):
+    path = tmp_path / "connector.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_connection_settings_are_validated_and_env_secrets_resolved(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEMO_KEY", "sk_test_abcdefgh12345678")
+    monkeypatch.delenv("CONNECTOR_DATABASE_URL", raising=False)
+    path = write(tmp_path, '[connections.gw]\nprovider = "demo"\nbase_url = "http://127.0.0.1:1"\napi_key = "env:DEMO_KEY"\npage_size = 50\n')
+    config = load_config(path, registry=REGISTRY)
+    connection = config.connection("gw")
+    assert connection.settings.api_key.get_secret_value() == "sk_test_abcdefgh12345678"
+    assert connection.settings.page_size == 50
+    assert "sk_test" not in repr(connection.settings)
+    assert connection.literal_secrets == []
+    assert config.database_url == "sqlite:///connector.db"
+
+
+def test_unknown_key_names_the_connection_and_key(tmp_path):
+    path = write(tmp_path, '[connections.gw]\nprovider = "demo"\nbase_url = "http://x"\napi_key = "k123"\napi_kye = "oops"\n')
+    with pytest.raises(ConfigError, match=r"connections\.gw\.api_kye: unknown key"):
+        load_config(path, registry=REGISTRY)
+
+
+def test_missing_environment_variable_names_the_key_and_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    path = write(tmp_path, '[connections.gw]\nprovider = "demo"\nbase_url = "http://x"\napi_key = "env:NOT_SET_ANYWHERE"\n')
+    with pytest.raises(ConfigError, match=r"connections\.gw\.api_key: environment variable NOT_SET_ANYWHERE is not set"):
+        load_config(path, registry=REGISTRY)
+
+
+def test_wrong_type_names_the_key(tmp_path):
+    path = write(tmp_path, '[connections.gw]\nprovider = "demo"\nbase_url = "http://x"\napi_key = "k123"\npage_size = "many"\n')
+    with pytest.raises(ConfigError, match=r"connections\.gw\.page_size: .*integer"):
+        load_config(path, registry=REGISTRY)
+
+
+def test_unknown_provider_lists_the_installed_ones(tmp_path):
+    path = write(tmp_path, '[connections.gw]\nprovider = "strype"\nbase_url = "http://x"\n')
+    with pytest.raises(ConfigError, match=r"unknown provider 'strype' \(installed: demo\)"):
+        load_config(path, registry=REGISTRY)
+
+
+def test_database_url_from_the_environment_overrides_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONNECTOR_DATABASE_URL", "postgresql://postgres@127.0.0.1/test")
+    path = write(tmp_path, '[database]\nurl = "sqlite:///other.db"\n')
+    assert load_config(path, registry=REGISTRY).database_url == "postgresql://postgres@127.0.0.1/test"
+
+
+def test_a_named_config_file_must_exist_but_the_default_may_not(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CONNECTOR_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match="missing.toml not found"):
+        load_config("missing.toml", registry=REGISTRY)
+    assert load_config(None, registry=REGISTRY).connections == {}
+
+
+def test_invalid_toml_is_one_clear_error(tmp_path):
+    path = write(tmp_path, "[connections.gw\nprovider=")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path, registry=REGISTRY)
+
+
+def test_doctor_mode_collects_every_bad_connection(tmp_path):
+    path = write(
+        tmp_path,
+        '[connections.a]\nprovider = "demo"\nbase_url = "http://x"\n'
+        '[connections.b]\nprovider = "nope"\nbase_url = "http://x"\n',
+    )
+    config = load_config(path, registry=REGISTRY, strict=False)
+    assert len(config.problems) == 2
+    assert "connections.a.api_key: required key is missing" in config.problems[0]
