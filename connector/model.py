@@ -23,7 +23,15 @@ from connector.money import Money, money_sum, normalise_currency
 
 System = str  # a connection name ("ledger", "gateway", ...) or provider name
 ObjectType = Literal[
-    "customer", "invoice", "payment", "credit_note", "refund", "payout", "deal", "contact"
+    "customer",
+    "contact",
+    "invoice",
+    "deal",
+    "payment",
+    "credit_note",
+    "refund",
+    "payout",
+    "balance_transaction",
 ]
 InvoiceStatus = Literal["draft", "open", "partially_paid", "paid", "void", "uncollectible"]
 PaymentStatus = Literal["pending", "succeeded", "failed", "refunded", "partially_refunded"]
@@ -205,6 +213,80 @@ class Payment(_Record):
             return Money.zero(self.amount.currency)
         refunded = self.amount_refunded or Money.zero(self.amount.currency)
         return self.amount - refunded
+
+
+class Contact(_Record):
+    """A person at a customer (HubSpot contact, Xero contact person)."""
+
+    id: str | None = None
+    name: str = ""
+    email: str | None = None
+    phone: str | None = None
+    refs: list[Ref] = Field(default_factory=list)
+
+
+class CreditNote(_Record):
+    """Credit given to a customer; `remaining` is what is not yet applied to invoices."""
+
+    id: str | None = None
+    number: str | None = None
+    currency: str
+    issue_date: date | None = None
+    total: Money
+    remaining: Money
+    status: Literal["draft", "open", "applied", "void"] = "open"
+    refs: list[Ref] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CreditNote:
+        for name in ("total", "remaining"):
+            value: Money = getattr(self, name)
+            if value.currency != self.currency:
+                raise ValueError(f"{name}: currency {value.currency} differs from {self.currency}")
+            if value.is_negative:
+                raise ValueError(f"{name}: negative amount {value}")
+        if self.remaining > self.total:
+            raise ValueError(f"remaining: {self.remaining} exceeds total {self.total}")
+        return self
+
+
+class Refund(_Record):
+    """Money returned against a payment; it reverses that payment's allocations."""
+
+    id: str | None = None
+    amount: Money
+    created_at: datetime
+    status: Literal["pending", "succeeded", "failed", "canceled"] = "succeeded"
+    reason: str | None = None
+    refs: list[Ref] = Field(default_factory=list)
+
+
+class Payout(_Record):
+    """A gateway's transfer of collected funds to the bank."""
+
+    id: str | None = None
+    amount: Money
+    arrival_date: date | None = None
+    status: Literal["pending", "in_transit", "paid", "failed", "canceled"] = "pending"
+    refs: list[Ref] = Field(default_factory=list)
+
+
+class BalanceTransaction(_Record):
+    """A gateway ledger line: gross amount, its fee and net, tied to a payment and a payout."""
+
+    id: str | None = None
+    amount: Money
+    fee: Money
+    net: Money
+    kind: str
+    created_at: datetime
+    refs: list[Ref] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BalanceTransaction:
+        if self.amount - self.fee != self.net:
+            raise ValueError(f"net: {self.net} is not amount {self.amount} less fee {self.fee}")
+        return self
 
 
 class Allocation(_Record):

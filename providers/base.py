@@ -7,6 +7,7 @@ itself with class attributes, checked when the registry loads it:
         name = "acme"
         kind = "ledger"
         settings_model = AcmeSettings          # a ProviderSettings subclass
+        mapping_file = "acme_connector:mapping.toml"
         streams = ("customers", "invoices")     # each needs a read_<stream>(cursor) method
         actions = ("record_payment",)           # each needs an apply_<action>(action) method
 
@@ -37,6 +38,8 @@ class ProviderSettings(BaseModel):
 
     base_url: str = Field(min_length=1)
     timeout_seconds: float = Field(default=30.0, gt=0)
+    # Overrides merged over the provider's mapping file (`[connections.NAME.mapping]`).
+    mapping: dict[str, Any] = Field(default_factory=dict)
 
 
 @dataclass
@@ -75,6 +78,8 @@ class Provider:
     settings_model: ClassVar[type[ProviderSettings]]
     streams: ClassVar[tuple[str, ...]] = ()
     actions: ClassVar[tuple[str, ...]] = ()
+    # Where the provider's mapping file is, as "package:file.toml" (read by `mappings`).
+    mapping_file: ClassVar[str | None] = None
 
     def __init__(
         self,

@@ -84,8 +84,9 @@ def insert_new(session: Session, table: sa.Table, rows: Sequence[Row], key: Sequ
         return inserted
     for chunk in chunked(rows, len(rows[0]), max_params(session)):
         stmt = _insert(session, table).values(list(chunk))
-        result = session.execute(stmt.on_conflict_do_nothing(index_elements=list(key)))
-        inserted += max(result.rowcount, 0)  # type: ignore[attr-defined]
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
+        # RETURNING, not rowcount: psycopg reports -1 for a multi-row INSERT ... ON CONFLICT
+        inserted += len(session.execute(stmt.returning(table.c[key[0]])).all())
     return inserted
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import httpx
@@ -59,7 +60,8 @@ class ProviderHttp:
 
     - `auth`: an `httpx.Auth` (`BearerAuth`, `OAuthTokenManager`) or a function that adds
       headers to a request. Secrets live only there.
-    - `rate_limiter`: the connection's `RateLimiter` (none: unlimited).
+    - `rate_limiter`: the connection's `RateLimiter`; None sends unlimited (tests, sandboxes)
+      and ignores `bucket`.
     - `retry`: a `RetryPolicy` (attempts, time budget, backoff, deferral threshold, sleep).
     - `request_id_headers`: the header(s) naming the provider's request id, first wins.
     - `idempotency`: where an idempotency key goes (`idempotency_header()` by default,
@@ -84,7 +86,7 @@ class ProviderHttp:
         client: httpx.Client | None = None,
     ) -> None:
         self.provider = provider
-        self.rate_limiter = rate_limiter or RateLimiter.unlimited()
+        self.rate_limiter = rate_limiter
         self.retry = retry or RetryPolicy()
         self.request_id_headers = tuple(request_id_headers)
         self._auth = auth
@@ -127,7 +129,8 @@ class ProviderHttp:
         label = f"{self.provider} {method} {request.url.path}"
 
         def send() -> httpx.Response:
-            with self.rate_limiter.acquire(*buckets):
+            limit = self.rate_limiter.acquire(*buckets) if self.rate_limiter else nullcontext()
+            with limit:
                 return self._client.send(request, auth=self._auth)  # type: ignore[arg-type]
 
         retrying = retry_policy(self.retry, idempotent=idempotent, label=label)
@@ -154,7 +157,7 @@ class ProviderHttp:
             now=self.retry.clock,
         )
         if error is not None:
-            logger.info("%s", redact(str(error)))
+            logger.debug("%s", redact(str(error)))
             raise error
         return response
 

@@ -95,11 +95,6 @@ class RateLimiter:
         buckets = {name: [Limit(int(n), float(s)) for n, s in limits] for name, limits in spec.items()}
         return cls(buckets, concurrency=concurrency, **kwargs)  # type: ignore[arg-type]
 
-    @classmethod
-    def unlimited(cls) -> RateLimiter:
-        """A limiter that never waits (its one bucket, "default", has no limits)."""
-        return cls({"default": []})
-
     @property
     def buckets(self) -> tuple[str, ...]:
         return tuple(self._buckets)

@@ -58,9 +58,10 @@ def retry_policy(
     error) or the last transport error re-raised. One `Retrying` per call keeps threads apart.
     """
     policy = policy or RetryPolicy()
-    backoff = tenacity.wait_exponential_jitter(
-        initial=policy.backoff_initial, max=policy.backoff_max, jitter=policy.jitter
-    )
+    # Spelled out rather than wait_exponential_jitter, whose arguments changed name in 9.x.
+    backoff = tenacity.wait_exponential(
+        multiplier=policy.backoff_initial, max=policy.backoff_max
+    ) + tenacity.wait_random(0, policy.jitter)
 
     def retry_after(state: tenacity.RetryCallState) -> float | None:
         if state.outcome is None or state.outcome.failed:

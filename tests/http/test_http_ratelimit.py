@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from connector.errors import RateLimitDeferred
+from connector.http import Limit, ProviderHttp, RateLimiter
+
+from http_fakes import BASE, FakeClock
+
+
+def limiter(spec, clock: FakeClock, **kw) -> RateLimiter:
+    return RateLimiter.from_spec(spec, clock=clock.now, sleep=clock.sleep, **kw)
+
+
+def run_in_threads(target, count: int) -> None:
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_requests_beyond_the_limit_are_spaced_by_the_window(clock) -> None:
+    rl = limiter({"default": [(2, 1)]}, clock)
+    sent = []
+    for _ in range(5):
+        with rl.acquire():
+            sent.append(clock.now())
+    start = sent[0]
+    assert [t - start for t in sent] == [0, 0, 1, 1, 2]
+
+
+def test_every_limit_of_a_bucket_applies(clock) -> None:
+    rl = limiter({"default": [(60, 60), (100, 86400)]}, clock)
+    for _ in range(61):
+        with rl.acquire():
+            pass
+    assert clock.sleeps == [60]
+
+
+def test_a_request_drawing_two_buckets_counts_in_both(clock) -> None:
+    rl = limiter({"default": [(5, 10)], "search": [(4, 1)]}, clock)
+    for _ in range(5):
+        with rl.acquire("search", "default"):
+            pass
+    assert clock.sleeps == [1]  # the 5th search waits for the search bucket
+    with rl.acquire("default"):  # general bucket already holds 5 in 10 s
+        pass
+    assert clock.sleeps == [1, 9]
+
+
+def test_exhausted_daily_bucket_raises_deferred_instead_of_sleeping(clock) -> None:
+    rl = limiter({"default": [(60, 60), (3, 86400)]}, clock, provider="xero")
+    for _ in range(3):
+        with rl.acquire():
+            pass
+    with pytest.raises(RateLimitDeferred) as raised:
+        with rl.acquire():
+            pass
+    assert raised.value.retry_after == pytest.approx(86400)
+    assert raised.value.provider == "xero"
+    assert clock.sleeps == []
+
+
+def test_server_hint_pauses_a_bucket(clock) -> None:
+    rl = limiter({"default": [(60, 60)]}, clock)
+    rl.pause("default", 30)
+    with rl.acquire():
+        pass
+    assert clock.sleeps == [30]
+
+
+def test_unknown_bucket_names_the_known_ones(clock) -> None:
+    rl = limiter({"default": [(1, 1)], "search": [(4, 1)]}, clock)
+    with pytest.raises(ValueError, match="known: default, search"):
+        with rl.acquire("serach"):
+            pass
+
+
+def test_limits_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        Limit(0, 1)
+
+
+def test_concurrency_is_bounded_across_threads() -> None:
+    rl = RateLimiter.from_spec({"default": []}, concurrency=2)
+    in_flight = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def work() -> None:
+        nonlocal in_flight, peak
+        with rl.acquire():
+            with lock:
+                in_flight += 1
+                peak = max(peak, in_flight)
+            time.sleep(0.02)
+            with lock:
+                in_flight -= 1
+
+    run_in_threads(work, 8)
+    assert peak == 2
+
+
+def test_provider_http_bounds_concurrent_requests_across_threads(policy) -> None:
+    in_flight = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        time.sleep(0.02)
+        with lock:
+            in_flight -= 1
+        return httpx.Response(200, json={})
+
+    http = ProviderHttp(
+        "xero", base_url=BASE, retry=policy, transport=httpx.MockTransport(answer),
+        rate_limiter=RateLimiter.from_spec({"default": [(1000, 60)]}, concurrency=3),
+    )
+    run_in_threads(lambda: http.request("GET", "/Invoices"), 10)
+    assert peak == 3
+
+
+def test_provider_http_draws_from_the_named_buckets(clock, policy) -> None:
+    http = ProviderHttp(
+        "hubspot", base_url=BASE, retry=policy,
+        transport=httpx.MockTransport(lambda request: httpx.Response(200, json={})),
+        rate_limiter=limiter({"default": [(100, 10)], "search": [(4, 1)]}, clock),
+    )
+    for _ in range(5):
+        http.request("POST", "/crm/v3/objects/deals/search", json={}, bucket=("search", "default"))
+    assert clock.sleeps == [1]
+
+
+def test_provider_http_reports_a_spent_daily_limit_under_its_own_name(clock, policy) -> None:
+    http = ProviderHttp(
+        "xero", base_url=BASE, retry=policy,
+        transport=httpx.MockTransport(lambda request: httpx.Response(200, json={})),
+        rate_limiter=limiter({"default": [(1, 86400)]}, clock),
+    )
+    http.request("GET", "/Invoices")
+    with pytest.raises(RateLimitDeferred) as raised:
+        http.request("GET", "/Invoices")
+    assert raised.value.provider == "xero"
