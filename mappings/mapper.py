@@ -7,6 +7,7 @@ field, reason) for each record it cannot; the caller stores the rest and counts 
 from __future__ import annotations
 
 import copy
+import importlib
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -240,6 +241,11 @@ def read_mapping_resource(location: str) -> dict[str, Any]:
 
 
 def build_spec(data: dict[str, Any], where: str) -> MappingSpec:
+    for module in data.get("imports", []) if isinstance(data.get("imports"), list) else []:
+        try:
+            importlib.import_module(str(module))
+        except ImportError as exc:
+            raise ConfigError(f"imports: cannot import {module!r}: {exc}", where=where) from None
     try:
         return MappingSpec.model_validate(data)
     except ValidationError as exc:

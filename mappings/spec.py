@@ -4,6 +4,7 @@ A mapping file (TOML) says, per stream of a provider, which canonical record it 
 where each canonical field comes from:
 
     provider = "stripe"
+    imports = ["mappings.stripe_transforms"]   # optional: modules registering more transforms
 
     [streams.invoices]
     record = "invoice"                  # customer, contact, invoice, payment, credit_note, ...
@@ -126,6 +127,7 @@ class MappingSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     provider: str
+    imports: list[str] = Field(default_factory=list)  # modules that register transforms
     streams: dict[str, StreamSpec]
     status_maps: dict[str, dict[str, str]] = Field(default_factory=dict)
 

@@ -48,9 +48,8 @@ class Page:
 
     stream: str
     records: list[dict[str, Any]]
-    cursor: str | None = None
-    deferred: bool = False  # the provider asked us to stop for now (a daily limit)
-    notes: list[str] = field(default_factory=list)
+    cursor: str | None = None  # None: do not move the saved cursor after this page
+    notes: list[str] = field(default_factory=list)  # things to tell the operator (a fallback taken)
 
 
 @dataclass

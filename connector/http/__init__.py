@@ -27,7 +27,7 @@ from connector.http.provider_http import (
     idempotency_param,
 )
 from connector.http.ratelimit import Limit, RateLimiter
-from connector.http.responses import DEFAULT_REQUEST_ID_HEADERS, parse_retry_after
+from connector.http.responses import DEFAULT_REQUEST_ID_HEADERS, decode_json, parse_retry_after
 from connector.http.retry import RetryPolicy, retry_policy
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "RateLimiter",
     "RetryPolicy",
     "build_client",
+    "decode_json",
     "idempotency_header",
     "idempotency_param",
     "iter_pages",

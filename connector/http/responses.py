@@ -156,3 +156,19 @@ def error_for_response(
     if code and "idempotency" in code.lower():
         return IdempotencyError(text, **kw)
     return InvalidRequestError(text, **kw)
+
+
+def decode_json(response: httpx.Response, *, provider: str) -> Any:
+    """The JSON body with every non-integer number as a Decimal, never a float: Xero sends
+    amounts as JSON numbers (`1500.25`), and a float would round them before they become
+    Money. A body that is not JSON is a ProviderError naming the provider."""
+    from decimal import Decimal
+
+    try:
+        return json.loads(response.content or b"null", parse_float=Decimal)
+    except ValueError:
+        raise ProviderError(
+            "answered with a body that is not JSON",
+            provider=provider,
+            http_status=response.status_code,
+        ) from None
