@@ -29,10 +29,15 @@ def open_store(target: str | URL | Engine | None = None, **engine_kwargs: Any) -
     tables at all is initialised; one at another schema version is refused, since only
     `connector db upgrade` changes an existing schema."""
     engine = target if isinstance(target, Engine) else make_engine(target, **engine_kwargs)
-    check_reachable(engine)
-    if is_empty(engine):
-        upgrade(engine)
-    check_schema(engine)
+    try:
+        check_reachable(engine)
+        if is_empty(engine):
+            upgrade(engine)
+        check_schema(engine)
+    except BaseException:
+        if engine is not target:
+            engine.dispose()
+        raise
     return Store(engine)
 
 

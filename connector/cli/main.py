@@ -58,10 +58,11 @@ def cli(ctx: click.Context, config_option: str | None, log_format: str, verbose:
 
 
 def _register_commands() -> None:
-    from connector.cli import admin
+    from connector.cli import admin, mapping_commands
 
-    for command in admin.COMMANDS:
-        cli.add_command(command)
+    for module in (admin, mapping_commands):
+        for command in module.COMMANDS:
+            cli.add_command(command)
 
 
 _register_commands()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import sqlalchemy as sa
 from state_factories import SYSTEM, customer, invoice, payment
@@ -76,8 +78,6 @@ def test_ref_row_keeps_the_systems_view_of_the_record(store: Store) -> None:
     with store.engine.connect() as connection:
         data = connection.execute(sa.text("SELECT data FROM refs")).scalar_one()
     if isinstance(data, str):  # SQLite hands JSON back as text through sa.text()
-        import json
-
         data = json.loads(data)
     assert data["id"] == stored.id
     assert data["total"] == {"amount": "123.45", "currency": "USD"}

@@ -1,0 +1,56 @@
+"""`connector mappings show|check`: print and validate the effective mappings."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from connector.cli.main import AppContext, pass_app
+from connector.errors import EXIT_USAGE, ConfigError
+from connector.mapping_setup import mapper_for, mapping_location
+from mappings.mapper import load_mapping
+
+
+@click.group("mappings")
+def mappings_group() -> None:
+    """Provider mappings: raw payload fields to canonical fields."""
+
+
+@mappings_group.command("show")
+@click.argument("provider")
+@click.option("--connection", "connection_name", help="Show that connection's effective mapping, overrides included.")
+@pass_app
+def mappings_show(app: AppContext, provider: str, connection_name: str | None) -> None:
+    """Print the mapping of PROVIDER (as JSON)."""
+    if connection_name:
+        connection = app.config().connection(connection_name)
+        if connection.provider != provider:
+            raise ConfigError(f"connection {connection_name!r} uses provider {connection.provider!r}, not {provider!r}")
+        mapper = mapper_for(connection)
+    else:
+        mapper = load_mapping(mapping_location(provider), connection=provider)
+    click.echo(json.dumps(mapper.spec.model_dump(mode="json", exclude_none=True), indent=2))
+
+
+@mappings_group.command("check")
+@pass_app
+def mappings_check(app: AppContext) -> int:
+    """Validate the effective mapping of every configured connection."""
+    config = app.config()
+    failed = False
+    for connection in config.connections.values():
+        try:
+            mapper = mapper_for(connection)
+        except ConfigError as exc:
+            failed = True
+            click.echo(f"error    {connection.name}: {exc}")
+            continue
+        overridden = " (with overrides)" if connection.settings.mapping else ""
+        click.echo(f"ok       {connection.name}: {connection.provider} mapping, {len(mapper.spec.streams)} streams{overridden}")
+    if not config.connections:
+        click.echo("no connections configured")
+    return EXIT_USAGE if failed else 0
+
+
+COMMANDS = [mappings_group]
