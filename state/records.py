@@ -9,9 +9,9 @@ system's whole view of the record (`data`), which is what drift reports compare 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -24,7 +24,7 @@ from state.upsert import in_chunks, insert_rows, upsert
 
 EntityKind = Literal["customer", "invoice", "payment"]
 Entity = Customer | Invoice | Payment
-E = TypeVar("E", Customer, Invoice, Payment)
+E = TypeVar("E", bound=Any)  # a canonical record with `id` and `refs`
 
 ENTITY_TYPES: dict[str, type[Entity]] = {
     "customer": Customer,
@@ -85,10 +85,13 @@ def upsert_refs(
     session: Session,
     system: str,
     object_type: str,
-    entity_kind: EntityKind,
+    entity_kind: str,
     records: Sequence[E],
+    extras: Mapping[str, dict[str, Any]] | None = None,
 ) -> list[E]:
-    """Store `system`'s refs of `records`; returns the records with their canonical ids."""
+    """Store `system`'s refs of `records`; returns the records with their canonical ids.
+    `extras` (by remote id) keeps what the mapping learnt beside the record (links to other
+    records of the system, linking hints) in the ref's `data` under `"_sync"`."""
     batch = _last_per_key(records, lambda r: own_ref(r, system, object_type).remote_id)
     known = existing_entity_ids(session, system, object_type, list(batch))
     now = utcnow()
@@ -105,7 +108,7 @@ def upsert_refs(
                 "entity_id": record.id,
                 "remote_updated_at": ref.remote_updated_at,
                 "link_rule": None,
-                "data": record.model_dump(mode="json"),
+                "data": _ref_data(record, (extras or {}).get(remote_id)),
                 "seen_at": now,
             }
         )
@@ -120,6 +123,13 @@ def upsert_refs(
         keep_if_set=("entity_id",),
     )
     return out
+
+
+def _ref_data(record: Any, extra: dict[str, Any] | None) -> dict[str, Any]:
+    data: dict[str, Any] = record.model_dump(mode="json")
+    if extra:
+        data["_sync"] = extra
+    return data
 
 
 def refs_for(session: Session, entity_kind: str, entity_ids: Sequence[str]) -> dict[str, list[Ref]]:

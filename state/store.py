@@ -97,25 +97,36 @@ class Store:
         self,
         connection: str,
         stream: str,
-        entity_kind: EntityKind,
+        entity_kind: str,
         records_: Sequence[E],
         cursor: str | None,
         session: Session | None = None,
+        extras: Mapping[str, dict[str, Any]] | None = None,
     ) -> list[E]:
         """Refs, canonical rows and the stream's new cursor in one transaction: a page is
-        stored whole or not at all, so a crash never moves a cursor past unsaved records."""
-        if entity_kind not in records.UPSERTS:
-            raise StateError(f"unknown entity kind {entity_kind!r}")
+        stored whole or not at all, so a crash never moves a cursor past unsaved records.
+        `cursor=None` leaves the saved cursor as it is. Kinds without a canonical table
+        (contacts, credit notes, refunds, payouts, balance transactions) keep their refs only,
+        with the system's whole record in the ref's data."""
         by_type: dict[str, list[E]] = {}
         for record in records_:
             by_type.setdefault(own_ref(record, connection).object_type, []).append(record)
         with self._tx(session) as s:
             stored: list[E] = []
             for object_type, group in by_type.items():
-                stored += records.upsert_refs(s, connection, object_type, entity_kind, group)
-            stored = records.UPSERTS[entity_kind](s, stored)  # type: ignore[operator]
-            bookkeeping.set_cursor(s, connection, stream, cursor)
+                stored += records.upsert_refs(s, connection, object_type, entity_kind, group, extras)
+            if entity_kind in records.UPSERTS:
+                stored = records.UPSERTS[entity_kind](s, stored)  # type: ignore[operator]
+            if cursor is not None:
+                bookkeeping.set_cursor(s, connection, stream, cursor)
             return stored
+
+    def canonical_ids(
+        self, system: str, object_type: str, remote_ids: Sequence[str], session: Session | None = None
+    ) -> dict[str, str | None]:
+        """remote id -> canonical id for refs of `system` already stored."""
+        with self._tx(session) as s:
+            return records.existing_entity_ids(s, system, object_type, list(remote_ids))
 
     def get_invoice(self, invoice_id: str, session: Session | None = None) -> Invoice | None:
         with self._tx(session) as s:

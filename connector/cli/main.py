@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,12 +23,29 @@ class AppContext:
     config_option: str | None
     debug: bool = False
     _config: Config | None = field(default=None, repr=False)
+    _store: Store | None = field(default=None, repr=False)
 
     def config(self) -> Config:
         if self._config is None:
             self._config = load_config(self.config_option)
         return self._config
 
+    def store(self) -> Store:
+        """The state store of the configured database, opened once (schema checked)."""
+        if self._store is None:
+            from state.store import open_store
+
+            self._store = open_store(self.config().database_url)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+if TYPE_CHECKING:
+    from state.store import Store
 
 pass_app = click.make_pass_decorator(AppContext)
 
@@ -55,12 +72,13 @@ def cli(ctx: click.Context, config_option: str | None, log_format: str, verbose:
     """Accounts-receivable sync: CRM, ledger and payment gateway in one picture."""
     configure_logging(verbosity=verbose, log_format=log_format)
     ctx.obj = AppContext(config_option=config_option, debug=debug)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def _register_commands() -> None:
-    from connector.cli import admin, mapping_commands
+    from connector.cli import admin, mapping_commands, sync_commands
 
-    for module in (admin, mapping_commands):
+    for module in (admin, mapping_commands, sync_commands):
         for command in module.COMMANDS:
             cli.add_command(command)
 
