@@ -1,0 +1,11 @@
+"""The HubSpot (CRM) provider: `providers.hubspot:HubSpotProvider`.
+
+    settings.py   HubSpotSettings: auth forms, limits, property names
+    search.py     incremental search windows past the 10,000-result ceiling
+    provider.py   HubSpotProvider: streams and actions
+"""
+
+from providers.hubspot.provider import HubSpotProvider
+from providers.hubspot.settings import HubSpotSettings
+
+__all__ = ["HubSpotProvider", "HubSpotSettings"]

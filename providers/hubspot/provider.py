@@ -1,0 +1,371 @@
+"""`HubSpotProvider`: companies, contacts, deals and CRM invoices in; properties, notes and
+tasks out.
+
+Reads go through the search API (see `providers.hubspot.search` for the 10,000-result
+windows), on the first run from epoch 0: one code path, and because search sorts by the
+last-modified date the cursor moves forward page by page (the list endpoint is ordered by id,
+so its cursor could only be saved at the very end). Archived objects never appear in search:
+they are read from the list endpoint with `archived=true` (see `_archived`).
+
+Writes: PATCH of deal, invoice or company properties (naturally idempotent) and notes and
+tasks associated with the company. HubSpot has no idempotency keys, so a note or task carries
+our action key in a custom property and we search for it before creating.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from connector.errors import InvalidRequestError, PaginationLoopError, ProviderUnavailableError
+from connector.http import (
+    BearerAuth,
+    OAuthTokenManager,
+    ProviderHttp,
+    RateLimiter,
+    RetryPolicy,
+    decode_json,
+)
+from connector.model import Action
+from providers.base import ActionResult, Page, Provider, ProviderSettings, TokenStore
+from providers.hubspot.search import SearchCursor, SearchWindows, epoch_ms
+from providers.hubspot.settings import WRITABLE, HubSpotSettings
+
+PROVIDER = "hubspot"
+REQUEST_ID_HEADERS = ("X-HubSpot-Correlation-Id", "X-Request-Id")
+
+# Which last-modified property each object's search filters on (contacts are the odd one).
+MODIFIED_PROPERTY = {
+    "companies": "hs_lastmodifieddate",
+    "contacts": "lastmodifieddate",
+    "deals": "hs_lastmodifieddate",
+    "invoices": "hs_lastmodifieddate",
+}
+# Objects whose company comes from the associations API (contacts carry associatedcompanyid).
+WITH_COMPANY = ("deals", "invoices")
+# Canonical Ref object types -> HubSpot object types an update may target.
+TARGETS = {"deal": "deals", "invoice": "invoices", "customer": "companies"}
+
+_DEFAULT: Any = object()
+
+
+class HubSpotProvider(Provider):
+    name: ClassVar[str] = PROVIDER
+    kind = "crm"
+    settings_model = HubSpotSettings
+    mapping_file = "mappings:hubspot.toml"
+    streams = ("companies", "contacts", "deals", "invoices")
+    actions = ("update_properties", "create_note", "create_task")
+
+    settings: HubSpotSettings
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        *,
+        connection: str | None = None,
+        token_store: TokenStore | None = None,
+        retry: RetryPolicy | None = None,
+        rate_limiter: RateLimiter | None = _DEFAULT,
+        clock: Callable[[], float] = time.time,
+        create_attempts: int = 3,
+        lookup_settle_seconds: float = 2.0,
+    ) -> None:
+        super().__init__(settings, connection=connection, token_store=token_store)
+        s = self.settings
+        self._clock = clock
+        self._create_attempts = max(1, create_attempts)
+        self._settle = lookup_settle_seconds
+        if rate_limiter is _DEFAULT:
+            spec: dict[str, list[tuple[int, float]]] = {
+                "default": [(s.default_rate, 10)],
+                "search": [(s.search_requests_per_second, 1)],
+            }
+            if s.daily_request_limit:
+                spec["default"].append((s.daily_request_limit, 86_400))
+            rate_limiter = RateLimiter.from_spec(spec, provider=PROVIDER)
+        self.http = ProviderHttp(
+            PROVIDER,
+            base_url=s.base_url,
+            auth=self._auth(),
+            rate_limiter=rate_limiter,
+            retry=retry,
+            request_id_headers=REQUEST_ID_HEADERS,
+            timeout=s.timeout_seconds,
+        )
+
+    def _auth(self) -> BearerAuth | OAuthTokenManager:
+        s = self.settings
+        if not s.oauth:
+            assert s.access_token is not None  # the settings validator saw to it
+            return BearerAuth(s.access_token)
+        assert s.client_id and s.client_secret and s.refresh_token
+        # HubSpot wants the client credentials form-posted; access tokens live 30 minutes and
+        # the manager refreshes `skew` seconds before `expires_in` runs out, not on a 401.
+        return OAuthTokenManager(
+            connection=self.connection,
+            token_url=s.token_url,
+            client_id=s.client_id,
+            client_secret=s.client_secret,
+            refresh_token=s.refresh_token,
+            access_token=s.access_token,
+            token_store=self.token_store,
+            client_auth="post",
+            provider=PROVIDER,
+            skew=120.0,
+            timeout=s.timeout_seconds,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    # Streams -------------------------------------------------------------------------------
+
+    def read_companies(self, cursor: str | None) -> Iterator[Page]:
+        return self._read("companies", cursor)
+
+    def read_contacts(self, cursor: str | None) -> Iterator[Page]:
+        return self._read("contacts", cursor)
+
+    def read_deals(self, cursor: str | None) -> Iterator[Page]:
+        return self._read("deals", cursor)
+
+    def read_invoices(self, cursor: str | None) -> Iterator[Page]:
+        return self._read("invoices", cursor)
+
+    def _read(self, stream: str, cursor: str | None) -> Iterator[Page]:
+        start = SearchCursor.parse(cursor)
+        if cursor and start.tie_id is None:
+            # The search index trails writes by a few seconds: look back a little.
+            start.since = max(0, start.since - self.settings.search_lookback_seconds * 1000)
+        windows = SearchWindows(
+            search=lambda body: self._search(stream, body),
+            modified_property=MODIFIED_PROPERTY[stream],
+            properties=self.settings.properties_for(stream),
+            page_size=self.settings.page_size,
+        )
+        last = cursor
+        for records, position in windows.pages(start):
+            if stream in WITH_COMPANY and self.settings.read_associations:
+                self._attach_companies(stream, records)
+            last = position.dump()
+            notes, windows.notes[:] = list(windows.notes), []
+            yield Page(stream, records, cursor=last, notes=notes)
+        if self.settings.read_archived:
+            since = start.since if cursor else None
+            for records in self._archived(stream, since):
+                yield Page(stream, records, cursor=last)
+
+    def _search(self, stream: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.http.request(
+            "POST",
+            f"/crm/v3/objects/{stream}/search",
+            json=body,
+            bucket=("search", "default"),  # a search counts against both limits
+            idempotent=True,  # read-only POST: safe to re-send after a 5xx or a timeout
+        )
+        answer: dict[str, Any] = decode_json(response, provider=PROVIDER)
+        return answer
+
+    def _archived(self, stream: str, since: int | None) -> Iterator[list[dict[str, Any]]]:
+        """Archived (deleted) objects from the list endpoint, those archived since `since`
+        (all on a full pull). HubSpot keeps them restorable for 90 days; older deletions are
+        not visible anywhere."""
+        params: dict[str, Any] = {
+            "archived": "true",
+            "limit": min(self.settings.page_size, 100),
+            "properties": ",".join(self.settings.properties_for(stream)),
+        }
+        after: str | None = None
+        followed: set[str] = set()
+        while True:
+            if after is not None:
+                params["after"] = after
+            answer = decode_json(
+                self.http.request("GET", f"/crm/v3/objects/{stream}", params=params), provider=PROVIDER
+            )
+            results = [
+                r for r in answer.get("results") or []
+                if since is None or not r.get("archivedAt") or epoch_ms(str(r["archivedAt"])) >= since
+            ]
+            if results:
+                yield results
+            after = ((answer.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return
+            if after in followed:
+                raise PaginationLoopError(
+                    f"GET /crm/v3/objects/{stream}: loop detected in pagination (after={after})",
+                    provider=PROVIDER,
+                )
+            followed.add(after)
+
+    def _attach_companies(self, stream: str, records: list[dict[str, Any]]) -> None:
+        """Put each record's companies (primary first) where the list endpoint would:
+        `associations.companies.results[].id`. One batch request per page (v4 API)."""
+        if not records:
+            return
+        response = self.http.request(
+            "POST",
+            f"/crm/v4/associations/{stream}/companies/batch/read",
+            json={"inputs": [{"id": str(r["id"])} for r in records]},
+            idempotent=True,
+        )
+        answer = decode_json(response, provider=PROVIDER)
+        by_id: dict[str, list[tuple[bool, str]]] = {}
+        for result in answer.get("results") or []:
+            source = str((result.get("from") or {}).get("id"))
+            for to in result.get("to") or []:
+                primary = any(
+                    (t.get("label") or "").lower() == "primary" for t in to.get("associationTypes") or []
+                )
+                by_id.setdefault(source, []).append((not primary, str(to.get("toObjectId"))))
+        singular = stream.rstrip("s")
+        for record in records:
+            companies = sorted(by_id.get(str(record["id"]), []))
+            if companies:
+                record.setdefault("associations", {})["companies"] = {
+                    "results": [{"id": cid, "type": f"{singular}_to_company"} for _, cid in companies]
+                }
+
+    # Actions -------------------------------------------------------------------------------
+
+    def apply_update_properties(self, action: Action) -> ActionResult:
+        target = action.target
+        if target is None or target.object_type not in TARGETS:
+            raise InvalidRequestError(
+                f"update_properties needs a target of type {', '.join(TARGETS)}", provider=PROVIDER
+            )
+        given = action.payload.get("properties")
+        if not isinstance(given, dict) or not given:
+            raise InvalidRequestError("update_properties needs payload.properties", provider=PROVIDER)
+        properties = {self._property_name(name): _text(value) for name, value in given.items()}
+        response = self.http.request(
+            "PATCH",
+            f"/crm/v3/objects/{TARGETS[target.object_type]}/{target.remote_id}",
+            json={"properties": properties},
+            idempotent=True,  # the same properties twice leave the same state
+        )
+        answer = decode_json(response, provider=PROVIDER)
+        return ActionResult(remote_id=str(answer.get("id") or target.remote_id), response=answer)
+
+    def _property_name(self, name: str) -> str:
+        """A canonical name (amount_outstanding, ...) -> the configured HubSpot property;
+        anything else is taken as a HubSpot property name already."""
+        setting = WRITABLE.get(name)
+        return str(getattr(self.settings, setting)) if setting else name
+
+    def apply_create_note(self, action: Action) -> ActionResult:
+        payload = action.payload
+        body = _required(payload, "body", "create_note")
+        subject = payload.get("subject")
+        properties = {
+            "hs_timestamp": _timestamp(payload.get("timestamp") or self._now()),
+            "hs_note_body": f"{subject}\n\n{body}" if subject else str(body),
+        }
+        return self._create_once(action, "notes", properties, self.settings.note_to_company_association_type)
+
+    def apply_create_task(self, action: Action) -> ActionResult:
+        payload = action.payload
+        subject = _required(payload, "subject", "create_task")
+        due = payload.get("due")
+        properties = {
+            # A task's hs_timestamp is its due date.
+            "hs_timestamp": _timestamp(due or self._now()),
+            "hs_task_subject": str(subject),
+            "hs_task_body": str(payload.get("body") or ""),
+            "hs_task_status": "NOT_STARTED",
+            "hs_task_priority": str(payload.get("priority") or self.settings.task_priority).upper(),
+        }
+        return self._create_once(action, "tasks", properties, self.settings.task_to_company_association_type)
+
+    def _create_once(
+        self, action: Action, object_type: str, properties: dict[str, str], association_type: int
+    ) -> ActionResult:
+        company_id = _required(action.payload, "company_id", f"create on {object_type}")
+        key = action.idempotency_key
+        key_property = self.settings.action_key_property
+        create = {
+            "properties": {**properties, key_property: key},
+            "associations": [
+                {
+                    "to": {"id": str(company_id)},
+                    "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": association_type}],
+                }
+            ],
+        }
+        for attempt in range(1, self._create_attempts + 1):
+            found = self._find_by_key(object_type, key)
+            if found is not None:
+                return ActionResult(remote_id=str(found["id"]), response=found, replayed=True)
+            try:
+                # A create is not idempotent: the HTTP layer does not re-send it after a 5xx
+                # or a timeout. We look up again instead, and only then create again.
+                response = self.http.request("POST", f"/crm/v3/objects/{object_type}", json=create)
+            except ProviderUnavailableError:
+                if attempt == self._create_attempts:
+                    raise
+                self.http.retry.sleep(self._settle)  # let the search index catch up
+                continue
+            answer = decode_json(response, provider=PROVIDER)
+            return ActionResult(remote_id=str(answer["id"]), response=answer)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _find_by_key(self, object_type: str, key: str) -> dict[str, Any] | None:
+        prop = self.settings.action_key_property
+        answer = self._search(
+            object_type,
+            {
+                "filterGroups": [{"filters": [{"propertyName": prop, "operator": "EQ", "value": key}]}],
+                "sorts": ["hs_object_id"],  # the document's form: an array of strings
+                "properties": [prop],
+                "limit": 1,
+                "after": "0",
+            },
+        )
+        results = answer.get("results") or []
+        return results[0] if results else None
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+
+def _required(payload: dict[str, Any], key: str, what: str) -> Any:
+    value = payload.get(key)
+    if value in (None, ""):
+        raise InvalidRequestError(f"{what} needs payload.{key}", provider=PROVIDER)
+    return value
+
+
+def _timestamp(value: Any) -> str:
+    """HubSpot datetime property value: ISO 8601 in UTC with milliseconds."""
+    if isinstance(value, str):
+        value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    else:
+        raise InvalidRequestError(f"not a date or time: {value!r}", provider=PROVIDER)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _text(value: Any) -> str:
+    """HubSpot property values are strings; an empty string clears a property."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict) and "amount" in value:  # Money as JSON
+        return str(value["amount"])
+    amount = getattr(value, "amount", None)
+    if isinstance(amount, Decimal):  # Money
+        return str(amount)
+    if isinstance(value, datetime):
+        return _timestamp(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)

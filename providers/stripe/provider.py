@@ -1,0 +1,363 @@
+"""The Stripe adapter: reads by list then by events, writes with idempotency keys.
+
+Reading (see `cursor` for the states). The first run lists every object, newest first; before
+it starts it notes the newest event of the stream, and once the list is done the stream
+follows /v1/events forward from that event, one page at a time in the order things happened,
+so each page's cursor is safe to save. Updates therefore arrive (Stripe lists cannot filter by
+update time). An event's copy of an object is rendered in the account's API version of the
+day, so it is only used as is when that is our pinned version; otherwise, and for charges
+(whose fee needs an expansion), the object is re-read. A cursor older than Stripe's 30 days
+of events starts the stream over, with a note.
+
+Writing: every POST carries the action's idempotency key; before marking paid or voiding, the
+invoice is read, so an action repeated after Stripe forgot the key (24 h) is not done twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+
+from connector.errors import InvalidRequestError, NotFoundError
+from connector.http import (
+    BearerAuth,
+    LastIdPaginator,
+    Paginator,
+    ProviderHttp,
+    RateLimiter,
+    RetryPolicy,
+    decode_json,
+    iter_pages,
+)
+from connector.model import Action
+from connector.money import Money
+from mappings.transforms import stripe_exponent
+from providers.base import ActionResult, Page, Provider, TokenStore
+from providers.stripe import cursor as cursors
+from providers.stripe.settings import StripeSettings
+from providers.stripe.streams import STREAMS, StreamDef
+
+_DAY = 86400
+
+
+class _ForwardPaginator(Paginator[str]):
+    """`ending_before` paging: each page holds the objects just newer than the token, newest
+    first, so the next token is the first item's id."""
+
+    def has_more(self, response: httpx.Response) -> bool:
+        body = response.json()
+        return bool(body.get("has_more")) and bool(body.get("data"))
+
+    def get_next(self, response: httpx.Response) -> str | None:
+        return str(response.json()["data"][0]["id"]) if self.has_more(response) else None
+
+
+def _reader(stream: str) -> Callable[[StripeProvider, str | None], Iterator[Page]]:
+    def read(self: StripeProvider, cursor: str | None) -> Iterator[Page]:
+        return self._read(STREAMS[stream], cursor)
+
+    read.__name__ = f"read_{stream}"
+    read.__doc__ = f"Pages of Stripe {stream} changed since `cursor` (all of them when None)."
+    return read
+
+
+class StripeProvider(Provider):
+    name = "stripe"
+    kind = "gateway"
+    settings_model = StripeSettings
+    mapping_file = "mappings:stripe.toml"
+    streams = tuple(STREAMS)
+    actions = ("mark_paid", "send_invoice", "void_invoice")
+
+    settings: StripeSettings
+
+    def __init__(
+        self,
+        settings: StripeSettings,  # type: ignore[override]
+        *,
+        connection: str | None = None,
+        token_store: TokenStore | None = None,
+        retry: RetryPolicy | None = None,
+        rate_limiter: RateLimiter | None = None,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(settings, connection=connection, token_store=token_store)
+        headers = {"Stripe-Version": settings.api_version}
+        if settings.stripe_account:
+            headers["Stripe-Account"] = settings.stripe_account
+        self._clock = clock
+        self.http = ProviderHttp(
+            self.name,
+            base_url=settings.base_url,
+            auth=BearerAuth(settings.api_key),
+            rate_limiter=rate_limiter
+            or RateLimiter.from_spec(
+                {"default": [(settings.requests_per_second, 1)]},
+                concurrency=settings.max_in_flight,
+                provider=self.name,
+            ),
+            retry=retry,
+            request_id_headers=("Request-Id",),
+            headers=headers,
+            timeout=settings.timeout_seconds,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- streams ---------------------------------------------------------------------------
+
+    # One reader per stream (the registry checks each `read_<stream>` exists).
+    read_customers = _reader("customers")
+    read_invoices = _reader("invoices")
+    read_charges = _reader("charges")
+    read_refunds = _reader("refunds")
+    read_payouts = _reader("payouts")
+    read_credit_notes = _reader("credit_notes")
+    read_balance_transactions = _reader("balance_transactions")
+
+    def _read(self, stream: StreamDef, cursor: str | None) -> Iterator[Page]:
+        state = cursors.decode(cursor, stream=stream.name)
+        if state is None:
+            yield from self._full(stream, notes=[])
+            return
+        if "list" in state:
+            listing = state["list"]
+            yield from self._list(stream, listing.get("starting_after"), listing.get("gte"), state["then"])
+            return
+        since = cursors.anchor_time(state)
+        if since is not None and since < self._now() - (self.settings.events_retention_days - 1) * _DAY:
+            yield from self._full(stream, notes=[self._expired_note(stream, since)])
+            return
+        if "created" in state:
+            then = {"created": {"gte": self._now() - self.settings.cursor_overlap_seconds}}
+            yield from self._list(stream, None, state["created"]["gte"], then)
+            return
+        yield from self._events(stream, state["events"])
+
+    def _full(self, stream: StreamDef, notes: list[str]) -> Iterator[Page]:
+        """Everything, then catch up from the point noted before the list began."""
+        then = self._anchor(stream)
+        yield from self._list(stream, None, None, then, notes=notes)
+
+    def _anchor(self, stream: StreamDef) -> dict[str, Any]:
+        since = self._now() - self.settings.cursor_overlap_seconds
+        if not stream.has_events:
+            return {"created": {"gte": since}}
+        body = self._get("/v1/events", {"limit": 1, **stream.event_params()})
+        newest = body.get("data") or []
+        if newest:
+            return {"events": {"after": newest[0]["id"], "at": newest[0]["created"]}}
+        return {"events": {"since": since}}
+
+    def _list(
+        self,
+        stream: StreamDef,
+        starting_after: str | None,
+        gte: int | None,
+        then: dict[str, Any],
+        notes: list[str] | None = None,
+    ) -> Iterator[Page]:
+        params: dict[str, Any] = {"limit": self.settings.page_size, **stream.list_params}
+        if gte is not None:
+            params["created[gte]"] = gte
+
+        def fetch(token: str | None) -> httpx.Response:
+            page_params = dict(params, starting_after=token) if token else params
+            return self.http.request("GET", stream.path, params=page_params)
+
+        pages = iter_pages(fetch, LastIdPaginator(), provider=self.name, start=starting_after)
+        for response, next_token in pages:
+            records = [self._complete(stream, r) for r in self._data(response)]
+            if next_token is not None:
+                state = {"list": {"starting_after": next_token, "gte": gte}, "then": then}
+            else:
+                state = then
+            yield Page(stream.name, records, cursor=cursors.encode(state), notes=notes or [])
+            notes = None
+
+    def _events(self, stream: StreamDef, position: dict[str, Any]) -> Iterator[Page]:
+        after = position.get("after")
+        if after is None:
+            oldest = self._oldest_events_page(stream, int(position["since"]))
+            if not oldest:
+                yield Page(stream.name, [], cursor=cursors.encode({"events": position}))
+                return
+            yield self._events_page(stream, oldest)
+            after = oldest[0]["id"]
+            position = {"after": after, "at": oldest[0]["created"]}
+
+        params = {"limit": self.settings.page_size, **stream.event_params()}
+
+        def fetch(token: str | None) -> httpx.Response:
+            return self.http.request("GET", "/v1/events", params=dict(params, ending_before=token))
+
+        pages = iter_pages(fetch, _ForwardPaginator(), provider=self.name, start=after)
+        try:
+            first = next(pages)
+        except NotFoundError:  # the event we follow is gone (pruned): start over
+            yield from self._full(stream, notes=[self._expired_note(stream, position.get("at"))])
+            return
+        for response, _ in _chain(first, pages):
+            events = self._data(response)
+            if events:
+                yield self._events_page(stream, events)
+            else:  # nothing new: the position stays
+                yield Page(stream.name, [], cursor=cursors.encode({"events": position}))
+
+    def _oldest_events_page(self, stream: StreamDef, since: int) -> list[dict[str, Any]]:
+        """The oldest page of events created since `since` (walking back from the newest)."""
+        params = {"limit": self.settings.page_size, "created[gte]": since, **stream.event_params()}
+
+        def fetch(token: str | None) -> httpx.Response:
+            page_params = dict(params, starting_after=token) if token else params
+            return self.http.request("GET", "/v1/events", params=page_params)
+
+        oldest: list[dict[str, Any]] = []
+        for response, _ in iter_pages(fetch, LastIdPaginator(), provider=self.name):
+            oldest = self._data(response) or oldest
+        return oldest
+
+    def _events_page(self, stream: StreamDef, events: list[dict[str, Any]]) -> Page:
+        """One page of events (newest first) as the current objects, oldest change first;
+        the cursor moves to the page's newest event."""
+        latest: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for event in reversed(events):
+            obj = event.get("data", {}).get("object") or {}
+            if obj.get("object") == stream.object or (stream.name == "refunds" and obj.get("object") == "charge"):
+                key = f"{obj.get('object')}:{obj.get('id')}"
+                latest.pop(key, None)  # re-inserted last: the order of the last change
+                latest[key] = (event, obj)
+        records: list[dict[str, Any]] = []
+        for event, obj in latest.values():
+            records.extend(self._current(stream, event, obj))
+        newest = events[0]
+        cursor = cursors.encode({"events": {"after": newest["id"], "at": newest["created"]}})
+        return Page(stream.name, records, cursor=cursor)
+
+    def _current(self, stream: StreamDef, event: dict[str, Any], obj: dict[str, Any]) -> list[dict[str, Any]]:
+        if obj.get("object") != stream.object:  # charge.refunded: the charge's refunds
+            return self._all(STREAMS["refunds"].path, {"charge": obj["id"]})
+        if str(event.get("type", "")).endswith(".deleted"):
+            return [{**obj, "deleted": True}]
+        if stream.always_refetch or event.get("api_version") != self.settings.api_version:
+            try:
+                fresh = self._get(f"{stream.path}/{obj['id']}", stream.get_params)
+            except NotFoundError:  # deleted since (draft invoices are deleted for good)
+                return [{**obj, "deleted": True}]
+            return [self._complete(stream, fresh)]
+        return [self._complete(stream, obj)]
+
+    def _complete(self, stream: StreamDef, record: dict[str, Any]) -> dict[str, Any]:
+        """An invoice carries its first lines only; fetch the rest so its lines add up."""
+        lines = record.get("lines")
+        if stream.name != "invoices" or not isinstance(lines, dict) or not lines.get("has_more"):
+            return record
+        data = list(lines.get("data") or [])
+        rest = self._all(f"/v1/invoices/{record['id']}/lines", {}, starting_after=data[-1]["id"] if data else None)
+        return {**record, "lines": {**lines, "data": data + rest, "has_more": False}}
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def apply_mark_paid(self, action: Action) -> ActionResult:
+        """Mark a Stripe invoice paid out of band (`paid_out_of_band=true`: no charge)."""
+        invoice_id = self._invoice_target(action)
+        current = self._get(f"/v1/invoices/{invoice_id}", {})
+        if current.get("status") == "paid":
+            return ActionResult(remote_id=invoice_id, response=current, replayed=True)
+        self._check_whole_amount(action, current)
+        return self._post(action, f"/v1/invoices/{invoice_id}/pay", {"paid_out_of_band": "true"})
+
+    def apply_void_invoice(self, action: Action) -> ActionResult:
+        invoice_id = self._invoice_target(action)
+        current = self._get(f"/v1/invoices/{invoice_id}", {})
+        if current.get("status") == "void":
+            return ActionResult(remote_id=invoice_id, response=current, replayed=True)
+        return self._post(action, f"/v1/invoices/{invoice_id}/void", {})
+
+    def apply_send_invoice(self, action: Action) -> ActionResult:
+        """Email the invoice to the customer through Stripe (a reminder). Stripe keeps no
+        trace of a send that we could look up, so only the idempotency key (24 h) dedupes."""
+        invoice_id = self._invoice_target(action)
+        return self._post(action, f"/v1/invoices/{invoice_id}/send", {})
+
+    def _invoice_target(self, action: Action) -> str:
+        target = action.target
+        remote_id = target.remote_id if target is not None else action.payload.get("invoice_id")
+        if not remote_id or (target is not None and target.object_type != "invoice"):
+            raise InvalidRequestError(
+                f"{action.kind} needs an invoice target, got {target!r}", provider=self.name
+            )
+        return str(remote_id)
+
+    def _check_whole_amount(self, action: Action, invoice: dict[str, Any]) -> None:
+        """API 2023-08-16 marks the whole remaining amount paid; a partial amount would be
+        recorded as a full payment, so it is refused instead."""
+        amount = action.payload.get("amount")
+        if amount is None:
+            return
+        currency = str(action.payload.get("currency") or invoice["currency"]).upper()
+        wanted = Money.of(amount, currency)
+        remaining = Money.from_minor(
+            int(invoice["amount_remaining"]), str(invoice["currency"]).upper(),
+            exponent=stripe_exponent(invoice["currency"]),
+        )
+        if wanted != remaining:
+            raise InvalidRequestError(
+                f"mark_paid of {wanted} on invoice {invoice.get('id')} whose remaining amount is "
+                f"{remaining}: Stripe API {self.settings.api_version} can only mark the whole "
+                "invoice paid out of band",
+                provider=self.name,
+            )
+
+    def _post(self, action: Action, path: str, data: dict[str, Any]) -> ActionResult:
+        response = self.http.request("POST", path, data=data, idempotency_key=action.idempotency_key)
+        body = decode_json(response, provider=self.name)
+        replayed = response.headers.get("Idempotent-Replayed", "").lower() == "true"
+        return ActionResult(remote_id=body.get("id"), response=body, replayed=replayed)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = decode_json(self.http.request("GET", path, params=params), provider=self.name)
+        return body
+
+    def _data(self, response: httpx.Response) -> list[dict[str, Any]]:
+        body = decode_json(response, provider=self.name)
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            raise InvalidRequestError(
+                f"GET {response.request.url.path} answered without a `data` list", provider=self.name
+            )
+        return data
+
+    def _all(self, path: str, params: dict[str, Any], starting_after: str | None = None) -> list[dict[str, Any]]:
+        """Every item of a small list (an invoice's lines, a charge's refunds)."""
+        base = {"limit": 100, **params}
+
+        def fetch(token: str | None) -> httpx.Response:
+            return self.http.request("GET", path, params=dict(base, starting_after=token) if token else base)
+
+        items: list[dict[str, Any]] = []
+        for response, _ in iter_pages(fetch, LastIdPaginator(), provider=self.name, start=starting_after):
+            items.extend(self._data(response))
+        return items
+
+    def _expired_note(self, stream: StreamDef, since: Any) -> str:
+        return (
+            f"stripe {stream.name}: the saved position (epoch {since}) is older than Stripe keeps "
+            "events; reading the whole stream again"
+        )
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest

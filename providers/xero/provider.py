@@ -1,0 +1,213 @@
+"""The Xero adapter: contacts, sales invoices, credit notes and payments in; payments and
+invoice emails out. Paging and cursors are decided in `incremental`, bodies in `writes`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar
+
+import httpx
+
+from connector.errors import ConfigError, PaginationLoopError
+from connector.http import OAuthTokenManager, ProviderHttp, RateLimiter, RetryPolicy, decode_json
+from connector.http.client import POOL_LIMITS, user_agent
+from connector.model import Action
+from providers.base import ActionResult, Page, Provider, ProviderKind, ProviderSettings, TokenStore
+from providers.xero import incremental
+from providers.xero.settings import XeroSettings
+from providers.xero.writes import ExactJsonClient, accepted_payment, check_invoice, payment_request, refuse
+
+# Unit amounts to 4 decimal places (Xero's default is 2 and rounds them).
+UNIT_DECIMAL_PLACES = 4
+
+
+class XeroProvider(Provider):
+    """Xero Accounting API for one tenant. See docs/providers/xero.md."""
+
+    name: ClassVar[str] = "xero"
+    kind: ClassVar[ProviderKind] = "ledger"
+    settings_model: ClassVar[type[ProviderSettings]] = XeroSettings
+    mapping_file: ClassVar[str | None] = "mappings:xero.toml"
+    streams: ClassVar[tuple[str, ...]] = ("contacts", "invoices", "credit_notes", "payments")
+    actions: ClassVar[tuple[str, ...]] = ("record_payment", "send_invoice")
+
+    settings: XeroSettings
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        *,
+        connection: str | None = None,
+        token_store: TokenStore | None = None,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(settings, connection=connection, token_store=token_store)
+        s = self.settings
+        expires_at = s.access_token_expires_at.timestamp() if s.access_token_expires_at else None
+        # An access token of unknown age is used until Xero refuses it (they live 30 minutes).
+        self.auth = OAuthTokenManager(
+            connection=self.connection,
+            token_url=s.token_url,
+            client_id=s.client_id,
+            client_secret=s.client_secret,
+            refresh_token=s.refresh_token,
+            access_token=s.access_token,
+            expires_at=expires_at,
+            token_store=token_store,
+            client_auth="basic",
+            provider=self.name,
+            clock=clock,
+            transport=transport,
+            timeout=s.timeout_seconds,
+        )
+        retry = retry or RetryPolicy()
+        limiter = RateLimiter.from_spec(
+            {"default": [(s.calls_per_minute, 60), (s.calls_per_day, 86400)]},
+            concurrency=s.max_concurrent,
+            defer_after=retry.defer_after,
+            provider=self.name,
+        )
+        client = ExactJsonClient(
+            base_url=s.base_url.rstrip("/"),
+            timeout=httpx.Timeout(s.timeout_seconds),
+            headers={"User-Agent": user_agent(), "Accept": "application/json", "xero-tenant-id": s.tenant_id},
+            limits=POOL_LIMITS,
+            transport=transport,
+            follow_redirects=False,
+        )
+        self.http = ProviderHttp(
+            self.name,
+            base_url=s.base_url,
+            auth=self.auth,
+            rate_limiter=limiter,
+            retry=retry,
+            request_id_headers=("Xero-Correlation-Id",),
+            client=client,
+        )
+
+    # -- streams -----------------------------------------------------------------------
+
+    def read_contacts(self, cursor: str | None) -> Iterator[Page]:
+        # Archived contacts still own invoices; everyone is read, customers or not.
+        return self._read("contacts", "/Contacts", "Contacts", cursor, {"includeArchived": "true"})
+
+    def read_invoices(self, cursor: str | None) -> Iterator[Page]:
+        # Only sales invoices are receivables: filtered by Xero, and again here in case a
+        # proxy or sandbox ignores `where`. Bills (ACCPAY) never reach the mapping.
+        return self._read(
+            "invoices", "/Invoices", "Invoices", cursor,
+            {"where": 'Type=="ACCREC"', "unitdp": str(UNIT_DECIMAL_PLACES)},
+            keep=lambda raw: raw.get("Type", "ACCREC") == "ACCREC",
+        )
+
+    def read_credit_notes(self, cursor: str | None) -> Iterator[Page]:
+        return self._read(
+            "credit_notes", "/CreditNotes", "CreditNotes", cursor,
+            {"where": 'Type=="ACCRECCREDIT"', "unitdp": str(UNIT_DECIMAL_PLACES)},
+            keep=lambda raw: raw.get("Type", "ACCRECCREDIT") == "ACCRECCREDIT",
+        )
+
+    def read_payments(self, cursor: str | None) -> Iterator[Page]:
+        # Payments on sales invoices only; refunds of credit notes and overpayments are not
+        # payments of an invoice.
+        return self._read(
+            "payments", "/Payments", "Payments", cursor,
+            {"where": 'PaymentType=="ACCRECPAYMENT"'},
+            keep=lambda raw: raw.get("PaymentType", "ACCRECPAYMENT") == "ACCRECPAYMENT",
+        )
+
+    def _read(
+        self,
+        stream: str,
+        path: str,
+        items_key: str,
+        cursor: str | None,
+        params: Mapping[str, str],
+        keep: Callable[[dict[str, Any]], bool] = lambda raw: True,
+    ) -> Iterator[Page]:
+        """Every record changed since `cursor`, DELETED and VOIDED ones included (the mapping
+        makes them void). A `RateLimitDeferred` propagates after the pages already yielded."""
+        position: incremental.Position | None = incremental.Position(incremental.load_cursor(cursor))
+        size = self.settings.page_size
+        id_key = _ID_KEYS[items_key]
+        previous: tuple[incremental.Position, list[Any]] | None = None
+        # (id, UpdatedDateUTC) of records already yielded at or after the current second:
+        # the overlap of the next request, not yielded twice.
+        recent: set[tuple[Any, Any]] = set()
+        while position is not None:
+            headers = {}
+            if position.since is not None:
+                headers["If-Modified-Since"] = incremental.if_modified_since(position.since)
+            query = {**params, "order": "UpdatedDateUTC ASC", "page": str(position.page), "pageSize": str(size)}
+            response = self.http.request("GET", path, params=query, headers=headers)
+            body = decode_json(response, provider=self.name)
+            raws = body.get(items_key) if isinstance(body, dict) else None
+            raws = [raw for raw in raws or [] if isinstance(raw, dict)]
+            ids = [raw.get(id_key) for raw in raws]
+            if raws and previous is not None and previous == (position.since, ids):
+                raise PaginationLoopError(
+                    f"GET {path} answered page {position.page} with the records of the page "
+                    "before; it ignores paging",
+                    provider=self.name,
+                )
+            previous = (position.since, ids)
+            decided = incremental.step(position, raws, size)
+            fresh = [
+                raw for raw in raws
+                if keep(raw) and (raw.get(id_key), raw.get("UpdatedDateUTC")) not in recent
+            ]
+            yield Page(stream, fresh, cursor=incremental.dump_cursor(decided.cursor_since))
+            position = decided.next
+            if position is not None and position.since is not None:
+                floor = incremental.if_modified_since(position.since)
+                recent = {
+                    (raw.get(id_key), raw.get("UpdatedDateUTC"))
+                    for raw in raws
+                    if (moment := incremental.updated_at(raw)) is not None
+                    and incremental.if_modified_since(moment) >= floor
+                } | (recent if position.page > 1 else set())
+
+    # -- actions -----------------------------------------------------------------------
+
+    def apply_record_payment(self, action: Action) -> ActionResult:
+        """`PUT /Payments` against the invoice, on the configured account, with the action's
+        Idempotency-Key (Xero replays its first answer to a repeated key)."""
+        code = self.settings.payment_account_code
+        if not code:
+            raise ConfigError(
+                "recording a payment in Xero needs `payment_account_code`: the Code of the bank "
+                "or clearing account that payments are recorded against",
+                where=f"connections.{self.connection}",
+            )
+        request = payment_request(action, account_code=code)
+        response = self.http.request("GET", f"/Invoices/{request.invoice_id}")
+        found = decode_json(response, provider=self.name).get("Invoices") or [{}]
+        check_invoice({"InvoiceID": request.invoice_id, **found[0]}, request.amount)
+        response = self.http.request(
+            "PUT", "/Payments", params={"summarizeErrors": "false"}, json=request.body,
+            idempotency_key=action.idempotency_key,
+        )
+        answer = decode_json(response, provider=self.name)
+        payment = accepted_payment(answer, request.amount)
+        # Xero does not say when it replays an answer; the same PaymentID tells.
+        return ActionResult(remote_id=str(payment["PaymentID"]), response=answer, replayed=False)
+
+    def apply_send_invoice(self, action: Action) -> ActionResult:
+        """`POST /Invoices/{InvoiceID}/Email`: Xero emails the invoice to the contact (204)."""
+        target = action.target
+        if target is None or target.object_type != "invoice":
+            raise refuse("send_invoice needs an invoice as its target")
+        self.http.request(
+            "POST", f"/Invoices/{target.remote_id}/Email", json={},
+            idempotency_key=action.idempotency_key,
+        )
+        return ActionResult(remote_id=target.remote_id, response={}, replayed=False)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+_ID_KEYS = {"Contacts": "ContactID", "Invoices": "InvoiceID", "CreditNotes": "CreditNoteID", "Payments": "PaymentID"}
