@@ -99,6 +99,7 @@ class Mapper:
             if updated is not None and not isinstance(updated, datetime):
                 raise _FieldFailure("updated_at", "must map to a date-time (use a date transform)")
             ref = Ref(system=self.connection, object_type=spec.object_type, remote_id=remote_id, remote_updated_at=updated)
+            context = self._with_currency(spec, context)
             values = self._fields(spec, context)
             deleted = bool(self._value(spec.deleted, context, "deleted")) if spec.deleted else False
             links = {
@@ -124,16 +125,18 @@ class Mapper:
 
     # Field evaluation --------------------------------------------------------------------
 
+    def _with_currency(self, spec: StreamSpec, context: TransformContext) -> TransformContext:
+        """The context with the record's currency, which every money field and hint uses."""
+        currency_ref = spec.currency or spec.fields.get("currency")
+        currency = self._value(currency_ref, context, "currency") if currency_ref is not None else None
+        if currency is None:
+            return context
+        return TransformContext(raw=context.raw, provider=context.provider, currency=str(currency).strip().upper())
+
     def _fields(self, spec: StreamSpec, context: TransformContext) -> dict[str, Any]:
         values: dict[str, Any] = {}
-        currency_ref = spec.currency or spec.fields.get("currency")
-        if currency_ref is not None:
-            currency = self._value(currency_ref, context, "currency")
-            if currency is not None:
-                currency = str(currency).strip().upper()
-                context = TransformContext(raw=context.raw, provider=context.provider, currency=currency)
-                if "currency" in RECORD_MODELS[spec.record].model_fields:
-                    values["currency"] = currency
+        if context.currency and "currency" in RECORD_MODELS[spec.record].model_fields:
+            values["currency"] = context.currency
         for name, ref in spec.fields.items():
             if name == "currency":
                 continue
@@ -178,7 +181,9 @@ class Mapper:
         spec = as_field(ref)
         value = self._raw(spec, context.raw if source is None else source)
         if value is _MISSING or value is None:
-            return copy.deepcopy(spec.default)
+            value = copy.deepcopy(spec.default)
+            if value is None:
+                return None
         if spec.transform is not None:
             try:
                 value = TRANSFORMS[spec.transform](value, context)

@@ -164,7 +164,8 @@ def _epoch_date(value: Any, ctx: TransformContext) -> date:
 
 @transform("epoch_ms")
 def _epoch_ms(value: Any, ctx: TransformContext) -> datetime:
-    return datetime.fromtimestamp(Decimal(_int(value, ctx)) / 1000, UTC)  # type: ignore[arg-type]
+    millis = _int(value, ctx)
+    return datetime.fromtimestamp(millis // 1000, UTC) + timedelta(milliseconds=millis % 1000)
 
 
 def parse_iso_datetime(value: str) -> datetime:

@@ -185,7 +185,7 @@ class XeroProvider(Provider):
         request = payment_request(action, account_code=code)
         response = self.http.request("GET", f"/Invoices/{request.invoice_id}")
         found = decode_json(response, provider=self.name).get("Invoices") or [{}]
-        check_invoice({"InvoiceID": request.invoice_id, **found[0]}, request.amount)
+        check_invoice({**found[0], "InvoiceID": request.invoice_id}, request.amount)
         response = self.http.request(
             "PUT", "/Payments", params={"summarizeErrors": "false"}, json=request.body,
             idempotency_key=action.idempotency_key,

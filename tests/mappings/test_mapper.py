@@ -126,3 +126,19 @@ def test_dotnet_dates_keep_the_instant_and_the_offset():
     assert moment.utcoffset().total_seconds() == 5.5 * 3600
     assert moment.astimezone(UTC) == datetime(2019, 11, 14, 18, 10, 38, 314000, tzinfo=UTC)
     assert parse_dotnet_date("/Date(0)/") == datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def test_a_default_goes_through_the_transform_and_hints_know_the_currency():
+    spec = deep_merge(SPEC, {"streams": {"invoices": {"hints": {"due": {"path": "AmountDue", "transform": "money"}}}}})
+    data = raw(AmountDue=Decimal("8.875"))
+    del data["AmountPaid"]
+    mapped = mapper(spec).map_one("invoices", {**data, "Total": Decimal("11.000")})
+    assert mapped.record.amount_paid == Money.of(0, "KWD")  # default "0" through `money`
+    assert mapped.hints["due"] == Money.of("8.875", "KWD")
+
+
+def test_epoch_milliseconds_strings_become_utc_datetimes():
+    from mappings.transforms import TRANSFORMS, TransformContext
+
+    moment = TRANSFORMS["epoch_ms"]("1573755038314", TransformContext(raw={}, provider="t"))
+    assert moment == datetime(2019, 11, 14, 18, 10, 38, 314000, tzinfo=UTC)
