@@ -15,7 +15,6 @@ from typing import Any
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session
 
-from connector.errors import StateError
 from connector.model import Action, ActionState, Customer, Invoice, Payment, Ref
 from state import bookkeeping, records, tokens
 from state.db import check_reachable, make_engine

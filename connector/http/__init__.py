@@ -13,6 +13,7 @@ Errors raised are those of `connector.errors`; no secret appears in them or in o
 
 from connector.http.auth import BearerAuth, OAuthTokenManager
 from connector.http.client import build_client, user_agent
+from connector.http.jsonbody import dumps_exact
 from connector.http.pagination import (
     CursorPaginator,
     LastIdPaginator,
@@ -45,6 +46,7 @@ __all__ = [
     "RetryPolicy",
     "build_client",
     "decode_json",
+    "dumps_exact",
     "idempotency_header",
     "idempotency_param",
     "iter_pages",

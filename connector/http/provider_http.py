@@ -21,6 +21,7 @@ import httpx
 
 from connector.errors import ProviderUnavailableError, RateLimitDeferred
 from connector.http.client import build_client
+from connector.http.jsonbody import dumps_exact
 from connector.http.ratelimit import RateLimiter
 from connector.http.responses import DEFAULT_REQUEST_ID_HEADERS, error_for_response
 from connector.http.retry import RetryPolicy, retry_policy
@@ -118,8 +119,13 @@ class ProviderHttp:
         idempotency key; pass True for read-only POSTs such as searches.
         """
         method = method.upper()
+        content = None
+        if json is not None:
+            # Our own encoder: Decimals go out as exact numbers, floats are refused.
+            content = dumps_exact(json).encode()
+            headers = {**dict(headers or {}), "Content-Type": "application/json"}
         request = self._client.build_request(
-            method, path, params=params, json=json, data=data, headers=headers
+            method, path, params=params, content=content, data=data, headers=headers
         )
         if idempotency_key is not None:
             self._idempotency(request, idempotency_key)

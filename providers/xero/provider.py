@@ -11,12 +11,11 @@ import httpx
 
 from connector.errors import ConfigError, PaginationLoopError
 from connector.http import OAuthTokenManager, ProviderHttp, RateLimiter, RetryPolicy, decode_json
-from connector.http.client import POOL_LIMITS, user_agent
 from connector.model import Action
 from providers.base import ActionResult, Page, Provider, ProviderKind, ProviderSettings, TokenStore
 from providers.xero import incremental
 from providers.xero.settings import XeroSettings
-from providers.xero.writes import ExactJsonClient, accepted_payment, check_invoice, payment_request, refuse
+from providers.xero.writes import accepted_payment, check_invoice, payment_request, refuse
 
 # Unit amounts to 4 decimal places (Xero's default is 2 and rounds them).
 UNIT_DECIMAL_PLACES = 4
@@ -70,14 +69,6 @@ class XeroProvider(Provider):
             defer_after=retry.defer_after,
             provider=self.name,
         )
-        client = ExactJsonClient(
-            base_url=s.base_url.rstrip("/"),
-            timeout=httpx.Timeout(s.timeout_seconds),
-            headers={"User-Agent": user_agent(), "Accept": "application/json", "xero-tenant-id": s.tenant_id},
-            limits=POOL_LIMITS,
-            transport=transport,
-            follow_redirects=False,
-        )
         self.http = ProviderHttp(
             self.name,
             base_url=s.base_url,
@@ -85,7 +76,9 @@ class XeroProvider(Provider):
             rate_limiter=limiter,
             retry=retry,
             request_id_headers=("Xero-Correlation-Id",),
-            client=client,
+            headers={"Accept": "application/json", "xero-tenant-id": s.tenant_id},
+            timeout=s.timeout_seconds,
+            transport=transport,
         )
 
     # -- streams -----------------------------------------------------------------------

@@ -6,48 +6,16 @@ Xero's document types `Amount` as a number, and a float in between would round i
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
-import httpx
 
 from connector.errors import InvalidRequestError
 from connector.model import Action
 from connector.money import Money, normalise_currency, to_decimal
 
 PROVIDER = "xero"
-
-
-def dumps_exact(value: Any) -> str:
-    """Compact JSON in which a Decimal is a number with exactly its digits; floats refused."""
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError(f"not a finite amount: {value}")
-        return format(value, "f")
-    if isinstance(value, float):
-        raise TypeError("floats are not sent to Xero; use Decimal")
-    if isinstance(value, dict):
-        items = (f"{json.dumps(str(key))}:{dumps_exact(item)}" for key, item in value.items())
-        return "{" + ",".join(items) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(dumps_exact(item) for item in value) + "]"
-    return json.dumps(value, ensure_ascii=False)
-
-
-class ExactJsonClient(httpx.Client):
-    """An httpx client whose `json=` bodies go through `dumps_exact` (httpx's own encoder
-    cannot write a Decimal as a number)."""
-
-    def build_request(  # type: ignore[override]
-        self, method: str, url: Any, *, json: Any = None, content: Any = None, headers: Any = None, **kwargs: Any
-    ) -> httpx.Request:
-        if json is not None:
-            content = dumps_exact(json).encode()
-            headers = {**dict(headers or {}), "Content-Type": "application/json"}
-        return super().build_request(method, url, content=content, headers=headers, **kwargs)
 
 
 def refuse(message: str) -> InvalidRequestError:

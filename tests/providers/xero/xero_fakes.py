@@ -20,7 +20,7 @@ import httpx
 import respx
 
 from mappings.transforms import parse_dotnet_date, parse_iso_datetime
-from providers.xero.writes import dumps_exact
+from connector.http import dumps_exact
 
 API = "https://api.xero.com/api.xro/2.0"
 TOKEN_URL = "https://identity.xero.com/connect/token"
