@@ -326,8 +326,13 @@ class HubSpotProvider(Provider):
                 "after": "0",
             },
         )
-        results = answer.get("results") or []
-        return results[0] if results else None
+        # Trust only a record that really carries our key: a search that matched loosely
+        # (or a proxy answering something else) must not make us skip a create.
+        for result in answer.get("results") or []:
+            properties = result.get("properties") if isinstance(result, dict) else None
+            if isinstance(properties, dict) and properties.get(prop) == key:
+                return dict(result)
+        return None
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
