@@ -1,5 +1,5 @@
-"""Stripe, the payment gateway: customers, invoices, charges, refunds, payouts, balance
-transactions and credit notes in; invoices marked paid out of band, sent and voided out.
+"""Stripe, the payment gateway: customers, invoices, charges, payment intents, refunds, payouts,
+balance transactions and credit notes in; invoices marked paid out of band, sent and voided out.
 
     providers.stripe:StripeProvider     the entry point (pyproject.toml)
     StripeSettings                      its settings (docs/providers/stripe.md)

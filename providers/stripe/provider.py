@@ -9,14 +9,25 @@ day, so it is only used as is when that is our pinned version; otherwise, and fo
 (whose fee needs an expansion), the object is re-read. A cursor older than Stripe's 30 days
 of events starts the stream over, with a note.
 
+A full pull (no cursor, `--full`, or a cursor past retention) of a stream whose list filters
+by `created` is split into `full_pull_windows` created windows read side by side on worker
+threads that share this connection's one `ProviderHttp` (and so its rate limiter): the pages
+come out as they arrive, through a bounded queue. Their cursors are None (nothing to resume
+from: the windows finish in any order) except the last page's, which is the events position
+noted before the pull began. A run that stops midway starts the full pull again next time;
+the store dedupes by id.
+
 Writing: every POST carries the action's idempotency key; before marking paid or voiding, the
 invoice is read, so an action repeated after Stripe forgot the key (24 h) is not done twice.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -41,6 +52,8 @@ from providers.stripe.settings import StripeSettings
 from providers.stripe.streams import STREAMS, StreamDef
 
 _DAY = 86400
+# No Stripe object is older than this (2010-01-01): the floor of the probe for the oldest.
+_STRIPE_EPOCH = 1_262_304_000
 
 
 class _ForwardPaginator(Paginator[str]):
@@ -96,7 +109,13 @@ class StripeProvider(Provider):
             auth=BearerAuth(settings.api_key),
             rate_limiter=rate_limiter
             or RateLimiter.from_spec(
-                {"default": [(settings.requests_per_second, 1)]},
+                {
+                    "default": [(settings.account_requests_per_second(), 1)],
+                    **{
+                        _endpoint_bucket(path): [(settings.endpoint_requests_per_second, 1)]
+                        for path in {s.path for s in STREAMS.values()} | {"/v1/events"}
+                    },
+                },
                 concurrency=settings.max_in_flight,
                 provider=self.name,
             ),
@@ -116,6 +135,7 @@ class StripeProvider(Provider):
     read_customers = _reader("customers")
     read_invoices = _reader("invoices")
     read_charges = _reader("charges")
+    read_payment_intents = _reader("payment_intents")
     read_refunds = _reader("refunds")
     read_payouts = _reader("payouts")
     read_credit_notes = _reader("credit_notes")
@@ -143,13 +163,140 @@ class StripeProvider(Provider):
     def _full(self, stream: StreamDef, notes: list[str]) -> Iterator[Page]:
         """Everything, then catch up from the point noted before the list began."""
         then = self._anchor(stream)
-        yield from self._list(stream, None, None, then, notes=notes)
+        if self.settings.full_pull_windows <= 1 or not stream.created_filter:
+            yield from self._list(stream, None, None, then, notes=notes)
+            return
+        windows = self._windows(stream)
+        if not windows:  # nothing in the account (or nothing since start_date)
+            yield Page(stream.name, [], cursor=cursors.encode(then), notes=notes)
+            return
+        yield from self._windowed(stream, windows, then, notes)
+
+    # -- concurrent full pull --------------------------------------------------------------
+
+    def _windows(self, stream: StreamDef) -> list[tuple[int | None, int | None]]:
+        """The created windows `(gte, lt)` of a full pull, oldest first. The first is open
+        below (unless `start_date` is set) and the last open above, so an object outside the
+        probed range (created during the pull, or older than a probe saw) is still read."""
+        start = self.settings.start_epoch()
+        newest = self._probe(stream, gte=start, lt=None)
+        if newest is None:
+            return []
+        top = newest + 1  # objects exist below `top`
+        # Find the oldest to within a fraction of the populated range: gallop down from the
+        # newest (an hour, then 4x further each time) to a point with nothing below it, then
+        # bisect. Each probe answers with the newest object below its point, which lowers
+        # `high` at once. Nothing is below `low`; something is below `high`.
+        floor = start if start is not None else _STRIPE_EPOCH
+        count = self.settings.full_pull_windows
+        high, low, step = top, None, 3600
+        while low is None:
+            point = high - step
+            if point <= floor:
+                low = floor
+                break
+            found = self._probe(stream, gte=start, lt=point)
+            if found is None:
+                low = point
+            else:
+                high, step = found + 1, step * 4
+        while high - low > max(60, (top - high) // (count * 4)):
+            mid = (low + high) // 2
+            found = self._probe(stream, gte=start, lt=mid)
+            if found is None:
+                low = mid
+            else:
+                high = found + 1
+        oldest = low
+        width = max(1, -(-(top - oldest) // count))  # ceil
+        edges = list(range(oldest, top, width))[1:]
+        bounds: list[int | None] = [start, *edges]
+        return [(bounds[i], edges[i] if i < len(edges) else None) for i in range(len(bounds))]
+
+    def _probe(self, stream: StreamDef, *, gte: int | None, lt: int | None) -> int | None:
+        """The created time of the newest object in [gte, lt), or None if there is none."""
+        params: dict[str, Any] = {"limit": 1}
+        if gte is not None:
+            params["created[gte]"] = gte
+        if lt is not None:
+            params["created[lt]"] = lt
+        data = self._get(stream.path, params, bucket=self._buckets(stream.path)).get("data") or []
+        return int(data[0]["created"]) if data else None
+
+    def _windowed(
+        self,
+        stream: StreamDef,
+        windows: list[tuple[int | None, int | None]],
+        then: dict[str, Any],
+        notes: list[str],
+    ) -> Iterator[Page]:
+        workers = min(len(windows), self.settings.max_in_flight)
+        # Bounded: at most this many pages wait for the consumer (plus one per worker in hand).
+        pages: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=2 * workers)
+        stop = threading.Event()
+
+        def put(item: tuple[str, Any]) -> None:
+            while not stop.is_set():
+                try:
+                    pages.put(item, timeout=0.05)
+                    return
+                except queue.Full:
+                    continue
+
+        def work(gte: int | None, lt: int | None) -> None:
+            try:
+                for response in self._window_pages(stream, gte, lt):
+                    if stop.is_set():
+                        return
+                    records = [self._complete(stream, r) for r in self._data(response)]
+                    if records:
+                        put(("page", records))
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+                put(("error", exc))
+            finally:
+                put(("done", None))
+
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"stripe-{stream.name}")
+        try:
+            for gte, lt in windows:
+                pool.submit(work, gte, lt)
+            running, held = len(windows), None
+            while running:
+                kind, value = pages.get()
+                if kind == "done":
+                    running -= 1
+                elif kind == "error":
+                    raise value
+                else:
+                    if held is not None:  # one page is held back: the last carries the cursor
+                        yield Page(stream.name, held, cursor=None, notes=notes)
+                        notes = []
+                    held = value
+            yield Page(stream.name, held or [], cursor=cursors.encode(then), notes=notes)
+        finally:
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _window_pages(self, stream: StreamDef, gte: int | None, lt: int | None) -> Iterator[httpx.Response]:
+        params: dict[str, Any] = {"limit": self.settings.page_size, **stream.list_params}
+        if gte is not None:
+            params["created[gte]"] = gte
+        if lt is not None:
+            params["created[lt]"] = lt
+        buckets = self._buckets(stream.path)
+
+        def fetch(token: str | None) -> httpx.Response:
+            page_params = dict(params, starting_after=token) if token else params
+            return self.http.request("GET", stream.path, params=page_params, bucket=buckets)
+
+        for response, _ in iter_pages(fetch, LastIdPaginator(), provider=self.name):
+            yield response
 
     def _anchor(self, stream: StreamDef) -> dict[str, Any]:
         since = self._now() - self.settings.cursor_overlap_seconds
         if not stream.has_events:
             return {"created": {"gte": since}}
-        body = self._get("/v1/events", {"limit": 1, **stream.event_params()})
+        body = self._get("/v1/events", {"limit": 1, **stream.event_params()}, bucket=self._buckets("/v1/events"))
         newest = body.get("data") or []
         if newest:
             return {"events": {"after": newest[0]["id"], "at": newest[0]["created"]}}
@@ -169,7 +316,7 @@ class StripeProvider(Provider):
 
         def fetch(token: str | None) -> httpx.Response:
             page_params = dict(params, starting_after=token) if token else params
-            return self.http.request("GET", stream.path, params=page_params)
+            return self.http.request("GET", stream.path, params=page_params, bucket=self._buckets(stream.path))
 
         pages = iter_pages(fetch, LastIdPaginator(), provider=self.name, start=starting_after)
         for response, next_token in pages:
@@ -195,7 +342,9 @@ class StripeProvider(Provider):
         params = {"limit": self.settings.page_size, **stream.event_params()}
 
         def fetch(token: str | None) -> httpx.Response:
-            return self.http.request("GET", "/v1/events", params=dict(params, ending_before=token))
+            return self.http.request(
+                "GET", "/v1/events", params=dict(params, ending_before=token), bucket=self._buckets("/v1/events")
+            )
 
         pages = iter_pages(fetch, _ForwardPaginator(), provider=self.name, start=after)
         try:
@@ -216,7 +365,7 @@ class StripeProvider(Provider):
 
         def fetch(token: str | None) -> httpx.Response:
             page_params = dict(params, starting_after=token) if token else params
-            return self.http.request("GET", "/v1/events", params=page_params)
+            return self.http.request("GET", "/v1/events", params=page_params, bucket=self._buckets("/v1/events"))
 
         oldest: list[dict[str, Any]] = []
         for response, _ in iter_pages(fetch, LastIdPaginator(), provider=self.name):
@@ -326,9 +475,17 @@ class StripeProvider(Provider):
     def _now(self) -> int:
         return int(self._clock())
 
-    def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
-        body: dict[str, Any] = decode_json(self.http.request("GET", path, params=params), provider=self.name)
+    def _get(self, path: str, params: dict[str, Any], bucket: tuple[str, ...] = ("default",)) -> dict[str, Any]:
+        response = self.http.request("GET", path, params=params, bucket=bucket)
+        body: dict[str, Any] = decode_json(response, provider=self.name)
         return body
+
+    def _buckets(self, path: str) -> tuple[str, ...]:
+        """The account's bucket and the endpoint's own (when the limiter has it: a limiter
+        passed in may have the account bucket only)."""
+        limiter = self.http.rate_limiter
+        endpoint = _endpoint_bucket(path)
+        return ("default", endpoint) if limiter is not None and endpoint in limiter.buckets else ("default",)
 
     def _data(self, response: httpx.Response) -> list[dict[str, Any]]:
         body = decode_json(response, provider=self.name)
@@ -356,6 +513,10 @@ class StripeProvider(Provider):
             f"stripe {stream.name}: the saved position (epoch {since}) is older than Stripe keeps "
             "events; reading the whole stream again"
         )
+
+
+def _endpoint_bucket(path: str) -> str:
+    return f"GET {path}"
 
 
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 from pydantic import Field, SecretStr
 
 from providers.base import ProviderSettings
@@ -19,12 +21,41 @@ class StripeSettings(ProviderSettings):
     # A connected account (Stripe Connect) to read and write on behalf of; None: the key's own.
     stripe_account: str | None = None
     page_size: int = Field(default=100, ge=1, le=100)
-    # Stripe allows 100 operations/s live and 25/s in test mode; most endpoints 25 req/s.
-    requests_per_second: int = Field(default=25, ge=1, le=100)
-    max_in_flight: int = Field(default=5, ge=1)
+    # Stripe allows 100 requests/s per account live and 25/s in test mode (sandbox); None
+    # picks by the key (sk_live_/rk_live_: 100, otherwise 25).
+    requests_per_second: int | None = Field(default=None, ge=1)
+    # Each API operation (GET /v1/invoices, GET /v1/events, ...) also has its own limit of
+    # 25 requests/s unless Stripe documents another; the windows of a full pull share it.
+    endpoint_requests_per_second: int = Field(default=25, ge=1)
+    max_in_flight: int = Field(default=8, ge=1)
+    # A full pull (first run, `--full`, or a cursor past event retention) splits the created
+    # range into this many windows read side by side (1: one sequential, resumable list).
+    full_pull_windows: int = Field(default=8, ge=1, le=64)
+    # Objects created before this (a date or date-time, UTC if no zone) are not read by a full
+    # pull. None: everything; the oldest object is found by probing.
+    start_date: datetime | date | None = None
     # Created-time filters reach this far back before the saved point (clock skew, late writes);
     # the store dedupes the overlap by remote id.
     cursor_overlap_seconds: int = Field(default=300, ge=0)
     # Stripe keeps events for 30 days; a cursor older than this (less a safety day) can no
     # longer be caught up from events, so the stream is read again in full.
     events_retention_days: int = Field(default=30, ge=2)
+
+    @property
+    def live(self) -> bool:
+        return self.api_key.get_secret_value().startswith(("sk_live_", "rk_live_"))
+
+    def account_requests_per_second(self) -> int:
+        if self.requests_per_second is not None:
+            return self.requests_per_second
+        return 100 if self.live else 25
+
+    def start_epoch(self) -> int | None:
+        if self.start_date is None:
+            return None
+        value = self.start_date
+        if not isinstance(value, datetime):
+            value = datetime(value.year, value.month, value.day, tzinfo=UTC)
+        elif value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return int(value.timestamp())

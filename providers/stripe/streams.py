@@ -20,6 +20,9 @@ class StreamDef:
     # Re-read every changed object rather than trust the event's copy (needed when the
     # record carries expansions an event never has).
     always_refetch: bool = False
+    # Whether the list takes `created[gte]` / `created[lt]` (the document's parameters): a
+    # full pull of such a stream is split into created windows read side by side.
+    created_filter: bool = True
 
     @property
     def has_events(self) -> bool:
@@ -51,6 +54,10 @@ STREAMS: dict[str, StreamDef] = {
             get_params={"expand[]": "balance_transaction"},
             always_refetch=True,
         ),
+        # Payment intents add what a charge does not say: incomplete payments (no charge yet,
+        # or a failed attempt) and the intent's metadata and invoice. The money record is the
+        # charge (`latest_charge`), which carries the fee (docs/providers/stripe.md).
+        StreamDef("payment_intents", "/v1/payment_intents", "payment_intent", event_type="payment_intent.*"),
         # refund.* covers every refund from API 2024-10-28 on; older accounts announce refunds
         # of charges only as charge.refunded (a charge) and charge.refund.updated.
         StreamDef(
@@ -66,7 +73,8 @@ STREAMS: dict[str, StreamDef] = {
             ),
         ),
         StreamDef("payouts", "/v1/payouts", "payout", event_type="payout.*"),
-        StreamDef("credit_notes", "/v1/credit_notes", "credit_note", event_type="credit_note.*"),
+        # GET /v1/credit_notes has no `created` filter: one sequential list.
+        StreamDef("credit_notes", "/v1/credit_notes", "credit_note", event_type="credit_note.*", created_filter=False),
         StreamDef("balance_transactions", "/v1/balance_transactions", "balance_transaction"),
     )
 }

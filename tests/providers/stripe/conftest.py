@@ -1,13 +1,16 @@
 import pytest
 import respx
-
+from stripe_contract import assert_documented
 from stripe_fakes import FakeStripe, make_provider
 
 
 @pytest.fixture
 def stripe_fake():
     with respx.mock(assert_all_called=False) as router:
-        yield FakeStripe(router)
+        fake = FakeStripe(router)
+        yield fake
+    # Every request a test made is one the official document allows (issue 3).
+    assert_documented(fake.requests)
 
 
 @pytest.fixture

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -27,6 +30,7 @@ RESOURCES = {
     "customers": "customers.json",
     "invoices": "invoices.json",
     "charges": "charges.json",
+    "payment_intents": "payment_intents.json",
     "refunds": "refunds.json",
     "payouts": "payouts.json",
     "balance_transactions": "balance_transactions.json",
@@ -40,6 +44,9 @@ def fixture(name: str) -> Any:
 
 
 def make_provider(**settings: Any) -> StripeProvider:
+    # The limiter is real; its rates are raised so the probes and windows of the many full
+    # pulls here do not wait (the limits themselves are tested with the shared HTTP layer).
+    settings = {"requests_per_second": 1000, "endpoint_requests_per_second": 1000, **settings}
     return StripeProvider(
         StripeSettings(api_key=API_KEY, **settings),
         connection="gateway",
@@ -59,6 +66,12 @@ class FakeStripe:
         }
         self.extra_lines: dict[str, list[dict[str, Any]]] = {}
         self.failures: list[httpx.Response] = []  # answered, in order, before anything else
+        # Called first with each request; an answer it returns is sent instead.
+        self.intercept: Callable[[httpx.Request], httpx.Response | None] | None = None
+        self.delay = 0.0  # seconds each answer takes (to see requests overlap)
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
         self.requests: list[httpx.Request] = []
         self.effects: Counter[str] = Counter()
         self.keys: dict[str, tuple[str, httpx.Response]] = {}
@@ -89,9 +102,25 @@ class FakeStripe:
     # -- HTTP ------------------------------------------------------------------------------
 
     def handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if self.failures:
-            return self.failures.pop(0)
+        with self._lock:
+            self.requests.append(request)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            failure = self.failures.pop(0) if self.failures else None
+        try:
+            if self.delay:
+                time.sleep(self.delay)
+            if failure is not None:
+                return failure
+            if self.intercept is not None and (answer := self.intercept(request)) is not None:
+                return answer
+            with self._lock:
+                return self._answer(request)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
         parts = request.url.path.strip("/").split("/")[1:]  # after "v1"
         if request.method == "POST" and len(parts) == 3 and parts[0] == "invoices":
             return self._write(request, parts[1], parts[2])
@@ -116,6 +145,8 @@ class FakeStripe:
             return _error(404, "invalid_request_error", "Unrecognized request URL")
         if "created[gte]" in q:
             items = [o for o in items if o["created"] >= int(q["created[gte]"])]
+        if "created[lt]" in q:
+            items = [o for o in items if o["created"] < int(q["created[lt]"])]
         if "type" in q:
             pattern = q["type"]
             items = [o for o in items if o["type"] == pattern or (pattern.endswith("*") and o["type"].startswith(pattern[:-1]))]

@@ -16,6 +16,7 @@ ENDPOINTS = {
     "invoice_lines.json": ("GET", "/v1/invoices/in_1OBa9zLkdIwHu7ixUSD00001/lines", 200),
     "invoice_paid.json": ("POST", "/v1/invoices/in_1OBa9zLkdIwHu7ixUSD00001/pay", 200),
     "charges.json": ("GET", "/v1/charges", 200),
+    "payment_intents.json": ("GET", "/v1/payment_intents", 200),
     "refunds.json": ("GET", "/v1/refunds", 200),
     "payouts.json": ("GET", "/v1/payouts", 200),
     "balance_transactions.json": ("GET", "/v1/balance_transactions", 200),

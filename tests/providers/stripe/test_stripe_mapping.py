@@ -125,3 +125,43 @@ def test_event_copies_of_invoices_map_like_listed_ones(mapper):
     events = reversed(fixture("events.json")["data"])  # oldest first: the last copy of each wins
     objects = [e["data"]["object"] for e in events if e["data"]["object"]["object"] == "invoice"]
     assert mapped(mapper, "invoices", objects)[USD].record.status == "paid"
+
+
+def test_payment_intents_map_to_payments_that_point_at_their_charge(mapper):
+    intents = mapped(mapper, "payment_intents")
+    kwd = intents["pi_3OBaB1LkdIwHu7ix0KWD0001"]
+    assert kwd.record.amount == Money.of("1234.560", "KWD") and kwd.record.amount.amount == Decimal("1234.560")
+    assert kwd.record.status == "succeeded" and kwd.record.fee is None  # the fee is on the charge
+    assert kwd.links == {"customer": "cus_OzC3l4M5n6O7p8", "invoice": KWD, "charge": "ch_3OBaB1LkdIwHu7ix0KWD0001",
+                         "payment_method": "pm_1OBaB1LkdIwHu7ixKWDCARD1"}
+    assert kwd.hints["money_record"] == "charge"
+    jpy = intents["pi_3OBaB1LkdIwHu7ix0JPY0001"].record
+    assert jpy.amount == Money.of("50000", "JPY") and jpy.amount.amount == Decimal("50000")
+
+
+def test_the_charge_is_the_money_record_of_each_succeeded_intent(mapper):
+    """The same money is not in two places without a pointer: every succeeded intent names
+    a charge of the same amount and currency, and says the charge is what counts."""
+    charges = mapped(mapper, "charges")
+    for m in mapped(mapper, "payment_intents").values():
+        assert m.hints["money_record"] == "charge"
+        if m.record.status == "succeeded":
+            charge = charges[m.links["charge"]]
+            assert charge.record.amount == m.record.amount and charge.links["payment_intent"] == m.ref.remote_id
+
+
+def test_incomplete_payment_intents_are_pending_or_failed_with_stripes_reason(mapper):
+    intents = mapped(mapper, "payment_intents")
+    declined = intents["pi_3OBaB9LkdIwHu7ix0FAIL0001"]
+    assert declined.record.status == "pending" and declined.hints["intent_status"] == "requires_payment_method"
+    assert (declined.hints["last_payment_error"], declined.hints["decline_code"]) == ("card_declined", "insufficient_funds")
+    assert declined.hints["invoice_number"] == "ACME-0007" and declined.links["charge"] == "ch_3OBaB9LkdIwHu7ix0FAIL0001"
+    waiting = intents["pi_3OBaBBLkdIwHu7ix0OPEN0001"]
+    assert waiting.record.status == "pending" and waiting.record.amount == Money.of("3000000", "JPY") and "charge" not in waiting.links
+    canceled = intents["pi_3OBaBCLkdIwHu7ix0CNCL0001"]
+    assert canceled.record.status == "failed" and canceled.hints["cancellation_reason"] == "abandoned"
+
+
+def test_an_expanded_latest_charge_still_links_by_id(mapper):
+    raw = dict(fixture("payment_intents.json")["data"][5], latest_charge={"id": "ch_3OBaB1LkdIwHu7ix0USD0001", "object": "charge"})
+    assert mapped(mapper, "payment_intents", [raw])["pi_3OBaB1LkdIwHu7ix0USD0001"].links["charge"] == "ch_3OBaB1LkdIwHu7ix0USD0001"

@@ -8,7 +8,7 @@ from providers.stripe.cursor import decode, encode
 from stripe_fakes import NOW, fixture, make_provider
 
 STREAM_COUNTS = {
-    "customers": 3, "invoices": 4, "charges": 4, "refunds": 1, "payouts": 1,
+    "customers": 3, "invoices": 4, "charges": 4, "payment_intents": 6, "refunds": 1, "payouts": 1,
     "credit_notes": 1, "balance_transactions": 5,
 }
 USD, JPY = "in_1OBa9zLkdIwHu7ixUSD00001", "in_1OBaA1LkdIwHu7ixJPY00001"
@@ -46,7 +46,7 @@ def test_requests_carry_the_pinned_version_and_the_key_as_bearer(stripe_fake, pr
 
 
 def test_pages_follow_starting_after_and_each_cursor_resumes_where_it_stopped(stripe_fake):
-    provider = make_provider(page_size=2)
+    provider = make_provider(page_size=2, full_pull_windows=1)  # one sequential list
     pages = read_all(provider, "invoices")
     assert [len(p.records) for p in pages] == [2, 2]
     first = decode(pages[0].cursor, stream="invoices")
@@ -188,7 +188,7 @@ def test_5xx_then_success(stripe_fake, provider):
 
 
 def test_a_long_rate_limit_wait_is_deferred_out_of_the_read_after_the_pages_so_far(stripe_fake):
-    provider = make_provider(page_size=2)
+    provider = make_provider(page_size=2, full_pull_windows=1)
     reader = provider.read("invoices", None)
     first = next(reader)  # anchor + first page
     stripe_fake.failures.append(httpx.Response(429, json=fixture("error_rate_limit.json"), headers={"Retry-After": "3600"}))
@@ -215,3 +215,16 @@ def test_a_foreign_cursor_is_refused(provider):
 
     with pytest.raises(ConfigError):
         list(provider.read("invoices", json.dumps({"page": 3})))
+
+
+def test_payment_intents_catch_up_from_payment_intent_events(stripe_fake, provider):
+    cursor = read_all(provider, "payment_intents")[-1].cursor
+    assert stripe_fake.gets("/v1/events")[0].url.params["type"] == "payment_intent.*"
+    waiting = dict(stripe_fake.find("payment_intents", "pi_3OBaBBLkdIwHu7ix0OPEN0001"), status="succeeded",
+                   amount_received=3000000, latest_charge="ch_3OBaZ1LkdIwHu7ix0JPY0002")
+    stripe_fake.put("payment_intents", waiting)
+    stripe_fake.add_event("evt_1OBaN1LkdIwHu7ixPI000001", "payment_intent.succeeded", NOW - 10, waiting)
+    stripe_fake.add_event("evt_1OBaN2LkdIwHu7ixCH000001", "charge.succeeded", NOW - 9, stripe_fake.find("charges", "ch_3OBaB1LkdIwHu7ix0USD0001"))
+    records = [r for p in read_all(provider, "payment_intents", cursor) for r in p.records]
+    assert [(r["id"], r["status"]) for r in records] == [("pi_3OBaBBLkdIwHu7ix0OPEN0001", "succeeded")]
+    assert not stripe_fake.gets("/v1/payment_intents/pi_3OBaBBLkdIwHu7ix0OPEN0001")  # the event's copy, same version
