@@ -28,6 +28,7 @@ ObjectType = Literal[
     "invoice",
     "deal",
     "payment",
+    "payment_intent",
     "credit_note",
     "refund",
     "payout",

@@ -138,7 +138,8 @@ class SyncEngine:
     def _store(
         self, connection: str, stream: str, mapper: Mapper, mapped: list[MappedRecord], cursor: str | None
     ) -> int:
-        kind = mapper.stream(stream).record
+        spec = mapper.stream(stream)
+        kind = spec.record if spec.store == "canonical" else spec.object_type  # refs only
         with self.store.session() as session:
             records = self._with_customer_ids(connection, kind, mapped, session)
             extras = {m.ref.remote_id: {"links": m.links, "hints": m.hints, "deleted": m.deleted} for m in mapped}

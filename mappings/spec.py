@@ -114,6 +114,10 @@ class StreamSpec(BaseModel):
 
     record: RecordName
     object_type: ObjectType
+    # "refs": keep this system's view only (in its refs), without a canonical record of its
+    # own: for a stream that repeats money another stream already carries (Stripe's payment
+    # intents beside their charges).
+    store: Literal["canonical", "refs"] = "canonical"
     id: FieldRef
     currency: FieldRef | None = None  # the currency of every money field of the record
     updated_at: FieldRef | None = None
