@@ -21,7 +21,7 @@ from connector.errors import ConnectorError, ProviderError, RateLimitDeferred
 from connector.mapping_setup import mapper_for
 from connector.tokens import StateTokenStore
 from mappings.mapper import MappedRecord, Mapper
-from providers.base import Provider
+from providers.base import DEFAULT_SOURCE_PRIORITY, Provider
 from providers.registry import Registry, installed
 from state.store import Store
 
@@ -58,6 +58,12 @@ class SyncReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "ok": self.ok, "streams": [asdict(s) for s in self.streams]}
+
+
+def source_rank(connection: Connection, provider: Provider) -> int:
+    """How far the connection is trusted for shared facts (its setting, else by kind)."""
+    configured = connection.settings.source_priority
+    return configured if configured is not None else DEFAULT_SOURCE_PRIORITY[provider.kind]
 
 
 def open_provider(connection: Connection, store: Store, registry: Registry | None = None) -> Provider:
@@ -99,12 +105,13 @@ class SyncEngine:
         mapper = mapper_for(connection, self.registry)
         wanted = [s for s in provider.streams if not streams or s in streams]
         try:
-            return [self._sync_stream(provider, mapper, connection, stream, full) for stream in wanted]
+            rank = source_rank(connection, provider)
+            return [self._sync_stream(provider, mapper, connection, stream, full, rank) for stream in wanted]
         finally:
             provider.close()
 
     def _sync_stream(
-        self, provider: Provider, mapper: Mapper, connection: Connection, stream: str, full: bool
+        self, provider: Provider, mapper: Mapper, connection: Connection, stream: str, full: bool, rank: int
     ) -> StreamReport:
         report = StreamReport(connection=connection.name, provider=connection.provider, stream=stream)
         started = time.monotonic()
@@ -123,7 +130,7 @@ class SyncEngine:
                     if len(report.errors) < MAX_REPORTED_ERRORS:
                         report.errors.append(str(error))
                 report.skipped += len(errors)
-                report.stored += self._store(connection.name, stream, mapper, mapped, page.cursor)
+                report.stored += self._store(connection.name, stream, mapper, mapped, page.cursor, rank)
         except RateLimitDeferred as exc:
             report.status = "deferred"
             report.notes.append(f"deferred by the provider's limit; resumes on a later run ({exc})")
@@ -136,14 +143,14 @@ class SyncEngine:
         return report
 
     def _store(
-        self, connection: str, stream: str, mapper: Mapper, mapped: list[MappedRecord], cursor: str | None
+        self, connection: str, stream: str, mapper: Mapper, mapped: list[MappedRecord], cursor: str | None, rank: int
     ) -> int:
         spec = mapper.stream(stream)
         kind = spec.record if spec.store == "canonical" else spec.object_type  # refs only
         with self.store.session() as session:
             records = self._with_customer_ids(connection, kind, mapped, session)
             extras = {m.ref.remote_id: {"links": m.links, "hints": m.hints, "deleted": m.deleted} for m in mapped}
-            self.store.store_page(connection, stream, kind, records, cursor, session=session, extras=extras)
+            self.store.store_page(connection, stream, kind, records, cursor, session=session, extras=extras, rank=rank)
         return len(records)
 
     def _with_customer_ids(self, connection: str, kind: str, mapped: list[MappedRecord], session: Any) -> list[Any]:

@@ -29,6 +29,7 @@ from connector.model import Action
 
 ProviderKind = Literal["crm", "ledger", "gateway"]
 PROVIDER_KINDS: tuple[ProviderKind, ...] = ("crm", "ledger", "gateway")
+DEFAULT_SOURCE_PRIORITY: dict[str, int] = {"ledger": 3, "gateway": 2, "crm": 1}
 
 
 class ProviderSettings(BaseModel):
@@ -40,6 +41,9 @@ class ProviderSettings(BaseModel):
     timeout_seconds: float = Field(default=30.0, gt=0)
     # Overrides merged over the provider's mapping file (`[connections.NAME.mapping]`).
     mapping: dict[str, Any] = Field(default_factory=dict)
+    # How far this connection is trusted for the facts of records several systems share
+    # (amounts, status). Default by kind: ledger 3, gateway 2, crm 1 (the ledger wins).
+    source_priority: int | None = Field(default=None, ge=0)
 
 
 @dataclass

@@ -154,26 +154,66 @@ def _ensure_ids(records: Sequence[E]) -> list[E]:
     return list(_last_per_key(with_ids, lambda r: r.id).values())
 
 
-def upsert_customers(session: Session, customers: Sequence[Customer]) -> list[Customer]:
-    customers = _ensure_ids(customers)
+# Columns that finance owns (set by `connector dispute`, `promise`, `pause`, ...): a sync
+# never resets them.
+FINANCE_OWNED = {
+    "customers": ("paused",),
+    "invoices": ("disputed", "promise_to_pay", "payment_plan", "in_collections"),
+    "payments": (),
+}
+
+
+def _outranked(session: Session, name: str, records: Sequence[E], source: str | None, rank: int) -> set[str]:
+    """Ids whose stored row holds a higher-ranked system's view than `source` at `rank`."""
+    rows = table(name)
+    ids = [r.id for r in records]
+    beaten: set[str] = set()
+    for chunk in in_chunks(session, ids):
+        query = sa.select(rows.c.id, rows.c.source, rows.c.source_rank).where(rows.c.id.in_(chunk))
+        for entity_id, stored_source, stored_rank in session.execute(query):
+            if stored_rank > rank and stored_source != source:
+                beaten.add(entity_id)
+    return beaten
+
+
+def _upsert_canonical(
+    session: Session, name: str, records: Sequence[E], to_row: Any, source: str | None, rank: int
+) -> list[E]:
+    """Upsert the canonical rows of `records` unless a higher-ranked system's view is stored
+    there; returns the records whose rows were written (their invoice lines follow them).
+    Every record has its id already."""
+    beaten = _outranked(session, name, records, source, rank)
+    written = [r for r in records if r.id not in beaten]
     now = utcnow()
-    upsert(session, table("customers"), [convert.customer_row(c, now) for c in customers], ("id",))
+    rows = [{**to_row(r, now), "source": source, "source_rank": rank} for r in written]
+    upsert(session, table(name), rows, ("id",), keep=("created_at", *FINANCE_OWNED[name]))
+    return written
+
+
+def upsert_customers(
+    session: Session, customers: Sequence[Customer], source: str | None = None, rank: int = 0
+) -> list[Customer]:
+    customers = _ensure_ids(customers)
+    _upsert_canonical(session, "customers", customers, convert.customer_row, source, rank)
     return customers
 
 
-def upsert_payments(session: Session, payments: Sequence[Payment]) -> list[Payment]:
+def upsert_payments(
+    session: Session, payments: Sequence[Payment], source: str | None = None, rank: int = 0
+) -> list[Payment]:
     payments = _ensure_ids(payments)
-    now = utcnow()
-    upsert(session, table("payments"), [convert.payment_row(p, now) for p in payments], ("id",))
+    _upsert_canonical(session, "payments", payments, convert.payment_row, source, rank)
     return payments
 
 
-def upsert_invoices(session: Session, invoices: Sequence[Invoice]) -> list[Invoice]:
-    """Upsert invoices and replace their lines: one DELETE and one INSERT per chunk."""
+def upsert_invoices(
+    session: Session, invoices: Sequence[Invoice], source: str | None = None, rank: int = 0
+) -> list[Invoice]:
+    """Upsert invoices and replace the lines of those written: one DELETE and one INSERT per
+    chunk."""
     invoices = _ensure_ids(invoices)
-    now = utcnow()
-    upsert(session, table("invoices"), [convert.invoice_row(i, now) for i in invoices], ("id",))
-    replace_invoice_lines(session, invoices)
+    written = _upsert_canonical(session, "invoices", invoices, convert.invoice_row, source, rank)
+    replace_invoice_lines(session, written)
     return invoices
 
 

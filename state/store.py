@@ -101,10 +101,13 @@ class Store:
         cursor: str | None,
         session: Session | None = None,
         extras: Mapping[str, dict[str, Any]] | None = None,
+        rank: int = 0,
     ) -> list[E]:
         """Refs, canonical rows and the stream's new cursor in one transaction: a page is
         stored whole or not at all, so a crash never moves a cursor past unsaved records.
-        `cursor=None` leaves the saved cursor as it is. Kinds without a canonical table
+        `cursor=None` leaves the saved cursor as it is. `rank` is how far this connection is
+        trusted for the records' facts: a canonical row holding a higher-ranked connection's
+        view keeps it (this connection's view is still kept in its refs). Kinds without a canonical table
         (contacts, credit notes, refunds, payouts, balance transactions) keep their refs only,
         with the system's whole record in the ref's data."""
         by_type: dict[str, list[E]] = {}
@@ -115,7 +118,7 @@ class Store:
             for object_type, group in by_type.items():
                 stored += records.upsert_refs(s, connection, object_type, entity_kind, group, extras)
             if entity_kind in records.UPSERTS:
-                stored = records.UPSERTS[entity_kind](s, stored)  # type: ignore[operator]
+                stored = records.UPSERTS[entity_kind](s, stored, connection, rank)  # type: ignore[operator]
             if cursor is not None:
                 bookkeeping.set_cursor(s, connection, stream, cursor)
             return stored

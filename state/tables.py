@@ -60,6 +60,11 @@ class CustomerRow(SQLModel, table=True):
     credit_limit_minor: int | None = _col(sa.BigInteger)
     credit_limit_currency: str | None = _col(sa.String(3))
     paused: bool = _col(sa.Boolean, nullable=False)
+    # Which connection's view the row holds, and how much that connection is trusted for
+    # this record's facts (the ledger most by default): a lower-ranked system never
+    # overwrites a higher-ranked one's values (0003).
+    source: str | None = _col(sa.Text)
+    source_rank: int = _col(sa.Integer, nullable=False, server_default="0")
     created_at: datetime = _col(UTCDateTime, nullable=False)
     updated_at: datetime = _col(UTCDateTime, nullable=False)
 
@@ -90,6 +95,11 @@ class InvoiceRow(SQLModel, table=True):
     promise_to_pay: date | None = _col(sa.Date)
     payment_plan: dict[str, Any] | None = _col(JSONType)
     in_collections: bool = _col(sa.Boolean, nullable=False)
+    # Which connection's view the row holds, and how much that connection is trusted for
+    # this record's facts (the ledger most by default): a lower-ranked system never
+    # overwrites a higher-ranked one's values (0003).
+    source: str | None = _col(sa.Text)
+    source_rank: int = _col(sa.Integer, nullable=False, server_default="0")
     created_at: datetime = _col(UTCDateTime, nullable=False)
     updated_at: datetime = _col(UTCDateTime, nullable=False)
 
@@ -128,6 +138,11 @@ class PaymentRow(SQLModel, table=True):
     payout_id: str | None = _col(sa.Text)
     status: str = _col(sa.Text, nullable=False)
     amount_refunded_minor: int | None = _col(sa.BigInteger)
+    # Which connection's view the row holds, and how much that connection is trusted for
+    # this record's facts (the ledger most by default): a lower-ranked system never
+    # overwrites a higher-ranked one's values (0003).
+    source: str | None = _col(sa.Text)
+    source_rank: int = _col(sa.Integer, nullable=False, server_default="0")
     created_at: datetime = _col(UTCDateTime, nullable=False)
     updated_at: datetime = _col(UTCDateTime, nullable=False)
 

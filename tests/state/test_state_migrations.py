@@ -44,8 +44,22 @@ def test_upgrade_from_0001_keeps_rows_and_adds_oauth_tokens(empty_engine: sa.Eng
                 "VALUES (CURRENT_TIMESTAMP, 'alice', 'accept_match', 'payment')"
             )
         )
+        connection.execute(
+            sa.text(
+                "INSERT INTO invoices (id, number, currency, subtotal_minor, tax_minor, total_minor, "
+                "amount_paid_minor, amount_credited_minor, status, disputed, in_collections, "
+                "created_at, updated_at) VALUES ('inv-1', 'INV-0042', 'KWD', 10125, 500, 10625, 0, 0, "
+                "'open', FALSE, FALSE, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO invoice_lines (invoice_id, line_no, description, quantity, currency, "
+                "amount_minor) VALUES ('inv-1', 0, 'Widget', '1', 'KWD', 10125)"
+            )
+        )
     assert "oauth_tokens" not in tables(empty_engine)
-    with pytest.raises(SchemaOutdatedError, match="at 0001, this release needs 0002"):
+    with pytest.raises(SchemaOutdatedError, match=f"at 0001, this release needs {head_revision()}"):
         check_schema(empty_engine)
     with pytest.raises(SchemaOutdatedError, match="connector db upgrade"):
         open_store(empty_engine)
@@ -58,6 +72,10 @@ def test_upgrade_from_0001_keeps_rows_and_adds_oauth_tokens(empty_engine: sa.Eng
     with empty_engine.connect() as connection:
         assert connection.execute(sa.text("SELECT actor FROM audit_log")).scalar_one() == "alice"
     assert "oauth_tokens" in tables(empty_engine)
+    invoice = store.get_invoice("inv-1")
+    assert invoice is not None
+    assert [str(line.amount) for line in invoice.lines] == ["10.125 KWD"]
+    assert str(invoice.total) == "10.625 KWD"
     assert store.save_tokens("xero", {"access_token": "a", "refresh_token": "r"}, None) == 1
 
 

@@ -155,3 +155,26 @@ def test_list_invoices_filters_by_customer_and_number(store: Store) -> None:
     assert [i.number for i in store.list_invoices(customer_id="cust-1")] == ["INV-A1"]
     assert [i.customer_id for i in store.list_invoices(number="INV-A2")] == ["cust-2"]
     assert store.get_invoice("missing") is None
+
+
+def test_a_lower_ranked_system_never_overwrites_the_ledgers_figures(store: Store) -> None:
+    ledger_view = invoice("r1", ("110.00",)).model_copy(update={"id": "inv-ranked"})
+    crm_view = invoice("r1", ("100.00",)).model_copy(update={"id": "inv-ranked"})
+    with store.session() as session:
+        state.records.upsert_invoices(session, [ledger_view], "ledger", 3)
+        state.records.upsert_invoices(session, [crm_view], "crm", 1)
+    stored = store.get_invoice("inv-ranked")
+    assert str(stored.total) == "110.00 USD" and [str(l.amount) for l in stored.lines] == ["110.00 USD"]
+    with store.session() as session:
+        state.records.upsert_invoices(session, [crm_view], "ledger", 3)  # the ledger itself may change it
+    assert str(store.get_invoice("inv-ranked").total) == "100.00 USD"
+
+
+def test_a_sync_never_resets_what_finance_set_on_an_invoice(store: Store) -> None:
+    record = invoice("r2").model_copy(update={"id": "inv-disputed"})
+    with store.session() as session:
+        state.records.upsert_invoices(session, [record], "ledger", 3)
+        session.execute(sa.text("UPDATE invoices SET disputed = TRUE WHERE id = 'inv-disputed'"))
+    with store.session() as session:
+        state.records.upsert_invoices(session, [record], "ledger", 3)
+    assert store.get_invoice("inv-disputed").disputed is True
