@@ -1,0 +1,487 @@
+"""HubSpot's face (CRM v3 objects, served under /hubspot): search with filter groups, sorts,
+`after` paging and the 10,000-result ceiling; list, read, PATCH; create notes and tasks with
+associations; v4 association reads; per-token limits (190 or 100 per 10 s, search 4/s).
+
+Records are `{"id", "properties", "createdAt", "updatedAt", "archived"}` with string property
+values, as HubSpot answers them. A write bumps `hs_lastmodifieddate` (`lastmodifieddate` on
+contacts) and `updatedAt`, so incremental searches see it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+from connector.sandbox.common import (
+    Clock,
+    Refusal,
+    Request,
+    Response,
+    Window,
+    iso_ms,
+    new_uuid,
+    parse_iso,
+    retry_after_header,
+)
+from connector.sandbox.oauth import OAuthIssuer, bearer_of
+
+TYPES = ("companies", "contacts", "deals", "invoices", "notes", "tasks")
+SEARCH_CAP = 10_000
+MAX_SEARCH_LIMIT = 200
+MAX_LIST_LIMIT = 100
+OPERATORS = {"BETWEEN", "CONTAINS_TOKEN", "EQ", "GT", "GTE", "HAS_PROPERTY", "IN", "LT", "LTE", "NEQ", "NOT_CONTAINS_TOKEN", "NOT_HAS_PROPERTY", "NOT_IN"}
+DEFAULT_PROPERTIES = {
+    "companies": ["name", "domain", "createdate", "hs_lastmodifieddate", "hs_object_id"],
+    "contacts": ["firstname", "lastname", "email", "createdate", "lastmodifieddate", "hs_object_id"],
+    "deals": ["dealname", "amount", "closedate", "pipeline", "dealstage", "createdate", "hs_lastmodifieddate", "hs_object_id"],
+}
+QUERY_PROPERTIES = ("name", "domain", "email", "firstname", "lastname", "dealname", "hs_number", "hs_note_body", "hs_task_subject")
+# Association type ids of the create bodies we accept (HUBSPOT_DEFINED), and the other way.
+ASSOCIATION_TARGETS = {
+    190: ("notes", "companies"), 202: ("notes", "contacts"), 214: ("notes", "deals"),
+    192: ("tasks", "companies"), 204: ("tasks", "contacts"), 216: ("tasks", "deals"),
+    341: ("deals", "companies"), 5: ("deals", "companies"), 279: ("contacts", "companies"), 1: ("contacts", "companies"),
+}
+ASSOCIATION_NAMES = {"deal_to_company": 341, "company_to_deal": 342, "contact_to_company": 279, "company_to_contact": 280,
+                     "deal_to_contact": 3, "contact_to_deal": 4, "invoice_to_company": 179, "company_to_invoice": 180,
+                     "invoice_to_deal": 175, "deal_to_invoice": 176, "invoice_to_contact": 177, "contact_to_invoice": 178}
+
+
+def modified_property(object_type: str) -> str:
+    return "lastmodifieddate" if object_type == "contacts" else "hs_lastmodifieddate"
+
+
+def created_property(object_type: str) -> str:
+    return "createdate" if object_type in ("contacts", "companies", "deals") else "hs_createdate"
+
+
+def hub_error(status: int, message: str, category: str, **extra: Any) -> Response:
+    body = {"status": "error", "message": message, "correlationId": new_uuid(), "category": category, **extra}
+    return Response(status, body, effect=f"rejected: {message}")
+
+
+def refuse(status: int, message: str, category: str = "VALIDATION_ERROR", **extra: Any) -> Refusal:
+    return Refusal(hub_error(status, message, category, **extra))
+
+
+def _number(value: Any) -> Decimal | None:
+    """A property or filter value as a number: numbers as they are, date-times and dates as
+    epoch milliseconds (HubSpot compares dates that way)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if re.fullmatch(r"-?\d+(?:\.\d+)?", text):
+        return Decimal(text)
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        text += "T00:00:00Z"
+    moment = parse_iso(text)
+    return None if moment is None else Decimal(round(moment * 1000))
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+class HubSpotFace:
+    name = "hubspot"
+
+    def __init__(self, clock: Clock, *, limits: bool, credentials: dict[str, Any] | None = None, token_ttl_s: int = 1800) -> None:
+        self.clock = clock
+        self.limits = limits
+        self.oauth = OAuthIssuer("hubspot", clock, ttl_s=token_ttl_s, credentials=credentials)
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in TYPES}
+        # (type, id) -> [(to type, to id, association type id)]
+        self.associations: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
+        self.versions: dict[str, int] = {t: 0 for t in TYPES}
+        self._search_cache: dict[tuple[str, str], tuple[int, list[dict[str, Any]]]] = {}
+        self.windows: dict[tuple[str, str], Window] = {}
+        self._next_id = 1000
+
+    # ------------------------------------------------------------ data
+
+    def load(self, data: dict[str, Any]) -> None:
+        for object_type, records in data.items():
+            if object_type not in self.objects:
+                raise ValueError(f"hubspot: unknown object type {object_type!r}; known: {', '.join(TYPES)}")
+            for record in records or []:
+                record = dict(record)
+                links = record.pop("associations", None) or {}
+                ident = str(record["id"])
+                props = record.setdefault("properties", {})
+                props.setdefault("hs_object_id", ident)
+                if record.get("updatedAt"):
+                    props.setdefault(modified_property(object_type), record["updatedAt"])
+                if record.get("createdAt"):
+                    props.setdefault(created_property(object_type), record["createdAt"])
+                record.setdefault("archived", False)
+                self.objects[object_type][ident] = record
+                if ident.isdigit():
+                    self._next_id = max(self._next_id, int(ident) + 1)
+                for to_type, block in links.items():
+                    for link in (block or {}).get("results") or []:
+                        self._associate(object_type, ident, to_type, str(link["id"]), ASSOCIATION_NAMES.get(str(link.get("type")), 0))
+            self.versions[object_type] += 1
+
+    def _associate(self, from_type: str, from_id: str, to_type: str, to_id: str, type_id: int) -> None:
+        for a, b, c, d in ((from_type, from_id, to_type, to_id), (to_type, to_id, from_type, from_id)):
+            links = self.associations.setdefault((a, b), [])
+            if (c, d, type_id) not in links:
+                links.append((c, d, type_id))
+
+    # ------------------------------------------------------------ gatekeeping
+
+    def _gate(self, request: Request, search: bool) -> tuple[str, dict[str, str]]:
+        bearer = bearer_of(request)
+        if not self.oauth.bearer_ok(bearer):
+            raise refuse(401, "Authentication credentials not found. This API supports OAuth 2.0 authentication.", "INVALID_AUTHENTICATION")
+        assert bearer is not None
+        if not self.limits:
+            return bearer, {}
+        oauth_app = bearer in self.oauth.access_tokens and self.oauth.access_tokens[bearer] != float("inf")
+        per_10s = 100 if oauth_app else 190
+        general = self.windows.setdefault((bearer, "ten"), Window(per_10s, 10.0, self.clock))
+        windows = [("TEN_SECONDLY_ROLLING", general)]
+        if search:
+            windows.insert(0, ("SECONDLY", self.windows.setdefault((bearer, "search"), Window(4, 1.0, self.clock))))
+        for policy, window in windows:
+            wait = window.retry_after()
+            if wait > 0:
+                response = hub_error(429, f"You have reached your {policy.lower()} limit.", "RATE_LIMITS", errorType="RATE_LIMIT", policyName=policy)
+                response.headers["Retry-After"] = retry_after_header(wait)
+                raise Refusal(response)
+        for _, window in windows:
+            window.count()
+        headers = {
+            "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+            "X-HubSpot-RateLimit-Max": str(per_10s),
+            "X-HubSpot-RateLimit-Remaining": str(general.remaining()),
+        }
+        if search:
+            headers["X-HubSpot-RateLimit-Secondly"] = "4"
+            headers["X-HubSpot-RateLimit-Secondly-Remaining"] = str(windows[0][1].remaining())
+        return bearer, headers
+
+    # ------------------------------------------------------------ dispatch
+
+    def handle(self, request: Request) -> Response:
+        if request.path == "/oauth/token" and request.method == "POST":
+            return self.oauth.token_endpoint(request)
+        parts = request.path.strip("/").split("/")
+        search = len(parts) == 5 and parts[4] == "search" and request.method == "POST"
+        try:
+            _, headers = self._gate(request, search)
+            response = self._route(request, parts)
+            response.headers.update(headers)
+            return response
+        except Refusal as refusal:
+            return refusal.response
+
+    def _route(self, request: Request, parts: list[str]) -> Response:
+        if parts[:3] == ["crm", "v4", "associations"] and len(parts) == 7 and parts[5:] == ["batch", "read"] and request.method == "POST":
+            return self._association_read(request, parts[3], parts[4])
+        if parts[:3] != ["crm", "v3", "objects"] or len(parts) < 4:
+            raise refuse(404, f"No route for {request.method} {request.path}", "OBJECT_NOT_FOUND")
+        object_type = parts[3]
+        if object_type not in self.objects:
+            raise refuse(400, f"Unable to infer object type from: {object_type}")
+        if len(parts) == 5 and parts[4] == "search" and request.method == "POST":
+            return self._search(request, object_type)
+        if len(parts) == 4 and request.method == "GET":
+            return self._list(request, object_type)
+        if len(parts) == 4 and request.method == "POST":
+            return self._create(request, object_type)
+        if len(parts) == 5 and request.method == "GET":
+            return self._read(request, object_type, parts[4])
+        if len(parts) == 5 and request.method == "PATCH":
+            return self._update(request, object_type, parts[4])
+        raise refuse(404, f"No route for {request.method} {request.path}", "OBJECT_NOT_FOUND")
+
+    def _body(self, request: Request) -> dict[str, Any]:
+        try:
+            body = request.json()
+        except ValueError:
+            raise refuse(400, "Invalid input JSON on line 1") from None
+        if not isinstance(body, dict):
+            raise refuse(400, "Invalid input JSON: expected an object")
+        return body
+
+    # ------------------------------------------------------------ shaping
+
+    def _shape(self, object_type: str, record: dict[str, Any], wanted: list[str] | None, *, everything: bool = False) -> dict[str, Any]:
+        props = record["properties"]
+        if everything:
+            names = list(props)
+        else:
+            names = list(wanted) if wanted else list(DEFAULT_PROPERTIES.get(object_type, []))
+            names += ["hs_object_id", created_property(object_type), modified_property(object_type)]
+        shown = {n: _text(props[n]) for n in dict.fromkeys(names) if props.get(n) is not None}
+        out = {"id": record["id"], "properties": shown, "createdAt": record.get("createdAt"), "updatedAt": record.get("updatedAt"), "archived": bool(record.get("archived"))}
+        if record.get("archived") and record.get("archivedAt"):
+            out["archivedAt"] = record["archivedAt"]
+        return out
+
+    @staticmethod
+    def _wanted(request: Request) -> list[str] | None:
+        values = [p for v in request.query.get("properties", []) for p in v.split(",") if p]
+        return values or None
+
+    # ------------------------------------------------------------ search
+
+    def _search(self, request: Request, object_type: str) -> Response:
+        body = self._body(request)
+        limit = body.get("limit", 10)
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_SEARCH_LIMIT:
+            raise refuse(400, f"limit must be between 1 and {MAX_SEARCH_LIMIT}, not {limit}")
+        try:
+            after = int(str(body.get("after") or "0"))
+        except ValueError:
+            raise refuse(400, f"after must be a number, not {body.get('after')!r}") from None
+        if after >= SEARCH_CAP:
+            raise refuse(400, f"Search results are limited to {SEARCH_CAP} results; after={after} is past them. Narrow the query.")
+        matches = self._matches(object_type, body)
+        page = matches[after : after + limit]
+        answer: dict[str, Any] = {
+            "total": len(matches),
+            "results": [self._shape(object_type, r, body.get("properties")) for r in page],
+        }
+        if after + limit < len(matches):
+            answer["paging"] = {"next": {"after": str(after + limit)}}
+        return Response(200, answer)
+
+    def _matches(self, object_type: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        groups = body.get("filterGroups") or []
+        sorts = body.get("sorts") or []
+        query = body.get("query")
+        key = (object_type, json.dumps([groups, sorts, query], sort_keys=True, default=str))
+        cached = self._search_cache.get(key)
+        if cached is not None and cached[0] == self.versions[object_type]:
+            return cached[1]
+        checks = self._filter_groups(groups)
+        records = [
+            r for r in self.objects[object_type].values()
+            if not r.get("archived") and (not checks or any(all(f(r) for f in g) for g in checks)) and self._query_matches(r, query)
+        ]
+        records = self._sorted(records, sorts)
+        if len(self._search_cache) > 256:
+            self._search_cache.clear()
+        self._search_cache[key] = (self.versions[object_type], records)
+        return records
+
+    def _filter_groups(self, groups: list[Any]) -> list[list[Any]]:
+        if len(groups) > 5:
+            raise refuse(400, "There can be at most 5 filterGroups in a search request.")
+        if sum(len(g.get("filters") or []) for g in groups) > 18:
+            raise refuse(400, "There can be at most 18 filters in a search request.")
+        compiled = []
+        for group in groups:
+            filters = group.get("filters") or []
+            if len(filters) > 6:
+                raise refuse(400, "There can be at most 6 filters in a filterGroup.")
+            compiled.append([self._filter(f) for f in filters])
+        return compiled
+
+    @staticmethod
+    def _filter(spec: dict[str, Any]) -> Any:
+        name, op = spec.get("propertyName"), spec.get("operator")
+        if not name or op not in OPERATORS:
+            raise refuse(400, f"Invalid filter {json.dumps(spec, default=str)}: propertyName and a known operator are required")
+        value, high, values = spec.get("value"), spec.get("highValue"), spec.get("values") or []
+
+        def get(record: dict[str, Any]) -> Any:
+            if name == "hs_object_id":
+                return record["id"]
+            return record["properties"].get(name)
+
+        def compare(actual: Any, wanted: Any) -> int | None:
+            a, b = _number(actual), _number(wanted)
+            if a is not None and b is not None:
+                return (a > b) - (a < b)
+            if actual is None or wanted is None:
+                return None
+            x, y = _text(actual).lower(), _text(wanted).lower()
+            return (x > y) - (x < y)
+
+        def tokens(actual: Any) -> list[str]:
+            return [t for t in re.split(r"[\s,;.@]+", _text(actual).lower()) if t]
+
+        def contains(actual: Any) -> bool:
+            pattern = _text(value).lower()
+            return any(fnmatch.fnmatchcase(t, pattern) for t in tokens(actual)) or fnmatch.fnmatchcase(_text(actual).lower(), pattern)
+
+        tests = {
+            "EQ": lambda a: compare(a, value) == 0,
+            "NEQ": lambda a: compare(a, value) != 0,
+            "GT": lambda a: (compare(a, value) or 0) > 0,
+            "GTE": lambda a: compare(a, value) in (0, 1),
+            "LT": lambda a: (compare(a, value) or 0) < 0,
+            "LTE": lambda a: compare(a, value) in (0, -1),
+            "BETWEEN": lambda a: compare(a, value) in (0, 1) and compare(a, high) in (0, -1),
+            "HAS_PROPERTY": lambda a: a is not None and _text(a) != "",
+            "NOT_HAS_PROPERTY": lambda a: a is None or _text(a) == "",
+            "IN": lambda a: a is not None and any(compare(a, v) == 0 for v in values),
+            "NOT_IN": lambda a: a is None or all(compare(a, v) != 0 for v in values),
+            "CONTAINS_TOKEN": lambda a: a is not None and contains(a),
+            "NOT_CONTAINS_TOKEN": lambda a: a is None or not contains(a),
+        }
+        test = tests[op]
+        return lambda record: test(get(record))
+
+    @staticmethod
+    def _query_matches(record: dict[str, Any], query: Any) -> bool:
+        if not query:
+            return True
+        needle = str(query).lower()
+        return any(needle in _text(record["properties"].get(p)).lower() for p in QUERY_PROPERTIES)
+
+    @staticmethod
+    def _sorted(records: list[dict[str, Any]], sorts: list[Any]) -> list[dict[str, Any]]:
+        """One sort (HubSpot allows one): the document's strings ("prop", "-prop") or the
+        guides' objects ({"propertyName", "direction"}); ties and no sort: by object id."""
+        if len(sorts) > 1:
+            raise refuse(400, "Only one sort is allowed in a search request.")
+        by_id = sorted(records, key=lambda r: int(r["id"]) if str(r["id"]).isdigit() else 0)
+        if not sorts:
+            return by_id
+        sort = sorts[0]
+        if isinstance(sort, str):
+            name, descending = sort.lstrip("-"), sort.startswith("-")
+        elif isinstance(sort, dict) and sort.get("propertyName"):
+            name, descending = sort["propertyName"], str(sort.get("direction", "ASCENDING")).upper().startswith("DESC")
+        else:
+            raise refuse(400, f"Invalid sort {sort!r}")
+        if name == "hs_object_id":
+            return list(reversed(by_id)) if descending else by_id
+
+        def key(record: dict[str, Any]) -> tuple[int, Any]:
+            value = record["properties"].get(name)
+            number = _number(value)
+            if number is not None:
+                return (1, number)
+            return (0 if value is None else 2, _text(value).lower())
+
+        present = [r for r in by_id if r["properties"].get(name) not in (None, "")]
+        missing = [r for r in by_id if r["properties"].get(name) in (None, "")]
+        ordered = sorted(present, key=key, reverse=descending)
+        return ordered + missing  # unset values last either way
+
+    # ------------------------------------------------------------ list, read, update, create
+
+    def _list(self, request: Request, object_type: str) -> Response:
+        try:
+            limit = int(request.arg("limit", "10") or "10")
+            after = int(request.arg("after", "0") or "0")
+        except ValueError:
+            raise refuse(400, "limit and after must be numbers") from None
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise refuse(400, f"limit must be between 1 and {MAX_LIST_LIMIT}, not {limit}")
+        archived = (request.arg("archived") or "false").lower() == "true"
+        records = [r for r in self.objects[object_type].values() if bool(r.get("archived")) == archived]
+        records.sort(key=lambda r: int(r["id"]) if str(r["id"]).isdigit() else 0)
+        page = records[after : after + limit]
+        wanted = self._wanted(request)
+        with_links = [a for v in request.query.get("associations", []) for a in v.split(",") if a]
+        results = [self._with_associations(object_type, self._shape(object_type, r, wanted), with_links) for r in page]
+        answer: dict[str, Any] = {"results": results}
+        if after + limit < len(records):
+            answer["paging"] = {"next": {"after": str(after + limit), "link": f"/crm/v3/objects/{object_type}?after={after + limit}"}}
+        return Response(200, answer)
+
+    def _with_associations(self, object_type: str, shaped: dict[str, Any], to_types: list[str]) -> dict[str, Any]:
+        if not to_types:
+            return shaped
+        block = {}
+        for to_type in to_types:
+            links = [(t, i, k) for t, i, k in self.associations.get((object_type, shaped["id"]), []) if t == to_type]
+            if links:
+                names = {v: k for k, v in ASSOCIATION_NAMES.items()}
+                block[to_type] = {"results": [{"id": i, "type": names.get(k, f"{object_type[:-1]}_to_{t[:-1]}")} for t, i, k in links]}
+        if block:
+            shaped["associations"] = block
+        return shaped
+
+    def _record(self, object_type: str, ident: str, request: Request) -> dict[str, Any]:
+        record = self.objects[object_type].get(ident)
+        archived_ok = (request.arg("archived") or "false").lower() == "true"
+        if record is None or (record.get("archived") and not archived_ok):
+            raise refuse(404, f"Object not found.  objectId are usually numeric.  ({object_type} {ident})", "OBJECT_NOT_FOUND")
+        return record
+
+    def _read(self, request: Request, object_type: str, ident: str) -> Response:
+        record = self._record(object_type, ident, request)
+        with_links = [a for v in request.query.get("associations", []) for a in v.split(",") if a]
+        shaped = self._shape(object_type, record, self._wanted(request))
+        return Response(200, self._with_associations(object_type, shaped, with_links))
+
+    def _update(self, request: Request, object_type: str, ident: str) -> Response:
+        record = self._record(object_type, ident, request)
+        properties = self._body(request).get("properties")
+        if not isinstance(properties, dict):
+            raise refuse(400, "properties must be an object of property values")
+        now = iso_ms(self.clock())
+        for name, value in properties.items():
+            record["properties"][name] = _text(value)
+        record["properties"][modified_property(object_type)] = now
+        record["updatedAt"] = now
+        self.versions[object_type] += 1
+        return Response(200, self._shape(object_type, record, None, everything=True), effect=f"updated {object_type} {ident}: {', '.join(properties)}")
+
+    def _create(self, request: Request, object_type: str) -> Response:
+        body = self._body(request)
+        properties = body.get("properties")
+        if not isinstance(properties, dict):
+            raise refuse(400, "properties must be an object of property values")
+        if object_type in ("notes", "tasks") and not properties.get("hs_timestamp"):
+            raise refuse(400, "Property values were not valid: hs_timestamp is required", errors=[{"message": "hs_timestamp is required", "code": "REQUIRED_FIELD"}])
+        links = []
+        for association in body.get("associations") or []:
+            to_id = str((association.get("to") or {}).get("id", ""))
+            for kind in association.get("types") or []:
+                type_id = int(kind.get("associationTypeId", 0))
+                target = ASSOCIATION_TARGETS.get(type_id)
+                if target is not None and target[0] == object_type:
+                    if to_id not in self.objects[target[1]]:
+                        raise refuse(400, f"One or more associations are invalid: {target[1]} {to_id} does not exist")
+                    links.append((target[1], to_id, type_id))
+                else:
+                    links.append(("unknown", to_id, type_id))
+        ident = str(self._next_id)
+        self._next_id += 1
+        now = iso_ms(self.clock())
+        props = {name: _text(value) for name, value in properties.items()}
+        props.update({"hs_object_id": ident, created_property(object_type): now, modified_property(object_type): now})
+        record = {"id": ident, "properties": props, "createdAt": now, "updatedAt": now, "archived": False}
+        self.objects[object_type][ident] = record
+        for to_type, to_id, type_id in links:
+            self._associate(object_type, ident, to_type, to_id, type_id)
+        self.versions[object_type] += 1
+        return Response(201, self._shape(object_type, record, None, everything=True), effect=f"created {object_type[:-1]} {ident}")
+
+    def _association_read(self, request: Request, from_type: str, to_type: str) -> Response:
+        inputs = self._body(request).get("inputs") or []
+        started = iso_ms(self.clock())
+        results = []
+        for item in inputs:
+            ident = str(item.get("id"))
+            links = [(i, k) for t, i, k in self.associations.get((from_type, ident), []) if t == to_type]
+            if not links:
+                continue
+            grouped: dict[str, list[int]] = {}
+            for to_id, type_id in links:
+                grouped.setdefault(to_id, []).append(type_id)
+            results.append({
+                "from": {"id": ident},
+                "to": [
+                    {"toObjectId": int(to_id) if to_id.isdigit() else to_id,
+                     "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": k, "label": None} for k in kinds]}
+                    for to_id, kinds in grouped.items()
+                ],
+            })
+        return Response(200, {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": iso_ms(self.clock())})
+

@@ -1,0 +1,389 @@
+"""The sandbox: Stripe, Xero and HubSpot on one loopback port, plus its own two endpoints.
+
+    with Sandbox(data, limits="documented", fail_rate=0.2, seed=7) as sandbox:
+        base_url = sandbox.url("xero")            # http://127.0.0.1:PORT/xero
+        ...run the adapters...
+        effects = [e["effect"] for e in sandbox.journal]
+
+One request, in order: the face may refuse it at arrival (Xero's 5 in flight); `latency_ms`
+passes; the seeded RNG decides a fault (5xx, a timeout that then drops, or a dropped
+connection), before the write is applied or, for writes, sometimes after it (so the retry
+meets the idempotency record, as with the real providers); the face answers under the one
+lock; the journal records every write with its effect.
+
+    GET /_sandbox/health     {"status": "ok", "providers": [...]}
+    GET /_sandbox/journal    the journal as a JSON list
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Literal, Self
+from urllib.parse import parse_qs, urlsplit
+
+from connector.sandbox.common import (
+    JournalEntry,
+    Request,
+    Response,
+    exact,
+    loads,
+    new_uuid,
+    payload_of,
+    token,
+)
+from connector.sandbox.hubspot_api import HubSpotFace
+from connector.sandbox.stripe_api import StripeFace
+from connector.sandbox.xero_api import XeroFace
+
+PROVIDERS = ("stripe", "xero", "hubspot")
+FAULTS = ("500", "502", "503", "timeout", "drop")
+Limits = Literal["documented", "off"]
+Face = StripeFace | XeroFace | HubSpotFace
+
+
+@dataclass
+class SandboxState:
+    """The live collections behind each face (read them under `Sandbox.lock` if requests
+    may be running): `stripe["invoices"][id]`, `xero["Invoices"][id]`,
+    `hubspot["notes"][id]`."""
+
+    stripe: dict[str, dict[str, dict[str, Any]]]
+    xero: dict[str, dict[str, dict[str, Any]]]
+    hubspot: dict[str, dict[str, dict[str, Any]]]
+
+
+@dataclass
+class Fault:
+    kind: str  # one of FAULTS
+    after: bool  # the write was applied before the fault
+
+
+@dataclass
+class Outcome:
+    response: Response | None  # None: drop the connection
+    delay_s: float = 0.0
+
+
+class Sandbox:
+    def __init__(
+        self,
+        data: dict[str, Any] | None = None,
+        *,
+        latency_ms: float = 0,
+        limits: Limits = "documented",
+        fail_rate: float = 0.0,
+        seed: int = 0,
+        fault_delay_s: float = 2.0,
+        token_ttl_s: int = 1800,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if limits not in ("documented", "off"):
+            raise ValueError(f"limits must be 'documented' or 'off', not {limits!r}")
+        if not 0.0 <= fail_rate <= 1.0:
+            raise ValueError(f"fail_rate must be between 0 and 1, not {fail_rate}")
+        self.latency_s = max(0.0, latency_ms / 1000)
+        self.limits = limits
+        self.fail_rate = fail_rate
+        self.seed = seed
+        self.fault_delay_s = fault_delay_s
+        self.token_ttl_s = token_ttl_s
+        self.clock = clock
+        self.lock = threading.RLock()
+        self._rng = random.Random(seed)
+        self._journal: list[JournalEntry] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.base_url: str | None = None
+        self.faces: dict[str, Face] = {}
+        self.load_data(data or {})
+
+    # ------------------------------------------------------------ data and state
+
+    def load_data(self, data: dict[str, Any]) -> None:
+        """Replace every face's data (the providers' own shapes; see docs/sandbox.md)."""
+        unknown = set(data) - set(PROVIDERS) - {"credentials"}
+        if unknown:
+            raise ValueError(f"unknown sections in sandbox data: {', '.join(sorted(unknown))}; known: {', '.join(PROVIDERS)}, credentials")
+        data = exact(data)
+        credentials = data.get("credentials") or {}
+        on = self.limits == "documented"
+        faces: dict[str, Face] = {
+            "stripe": StripeFace(self.clock, limits=on, credentials=credentials.get("stripe")),
+            "xero": XeroFace(self.clock, limits=on, credentials=credentials.get("xero"), token_ttl_s=self.token_ttl_s),
+            "hubspot": HubSpotFace(self.clock, limits=on, credentials=credentials.get("hubspot"), token_ttl_s=self.token_ttl_s),
+        }
+        for name, face in faces.items():
+            face.load(data.get(name) or {})
+        with self.lock:
+            self.faces = faces
+
+    @property
+    def state(self) -> SandboxState:
+        return SandboxState(self.faces["stripe"].objects, self.faces["xero"].objects, self.faces["hubspot"].objects)
+
+    @property
+    def journal(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [entry.as_dict() for entry in self._journal]
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve in a background thread; returns the base URL (`http://HOST:PORT`)."""
+        if self._server is not None:
+            raise RuntimeError("the sandbox is already running")
+        server = _Server((host, port), _Handler)
+        server.sandbox = self
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="sandbox", daemon=True)
+        self._thread.start()
+        bound_host, bound_port = server.server_address[:2]
+        self.base_url = f"http://{bound_host}:{bound_port}"
+        return self.base_url
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._thread = None
+
+    def url(self, provider: str) -> str:
+        if provider not in PROVIDERS:
+            raise ValueError(f"unknown provider {provider!r}; known: {', '.join(PROVIDERS)}")
+        if self.base_url is None:
+            raise RuntimeError("start the sandbox first")
+        return f"{self.base_url}/{provider}"
+
+    def __enter__(self) -> Self:
+        if self._server is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ one request
+
+    def dispatch(self, request: Request, provider: str, before_write: Callable[[], None] = lambda: None) -> Outcome:
+        """Answer one provider request (`request.path` without the provider prefix)."""
+        face = self.faces[provider]
+        request.request_id = _request_id(provider)
+        write = request.is_write and not request.path.endswith(("/search", "/batch/read"))
+        begin = getattr(face, "begin", None)
+        with self.lock:
+            early = begin(request) if begin else None
+        try:
+            if early is not None:
+                return self._finish(provider, request, early, write)
+            if self.latency_s:
+                time.sleep(self.latency_s)
+            with self.lock:
+                fault = self._draw_fault(request, write)
+                if fault is not None and not fault.after:
+                    self._record(provider, request, 0, f"fault: {fault.kind} before applying", write)
+                    return self._faulted(provider, fault, request)
+                response = face.handle(request)
+                if fault is None:
+                    return self._finish(provider, request, response, write)
+                response.effect = f"{response.effect or 'answered'}; then fault: {fault.kind}"
+                self._finish(provider, request, response, write)
+                return self._faulted(provider, fault, request)
+        finally:
+            end = getattr(face, "end", None)
+            if end is not None:
+                with self.lock:
+                    end(request)
+
+    def _draw_fault(self, request: Request, write: bool) -> Fault | None:
+        if not self.fail_rate or request.path.startswith("/oauth/"):
+            return None
+        if self._rng.random() >= self.fail_rate:
+            return None
+        kind = self._rng.choice(FAULTS)
+        after = write and self._rng.random() < 0.5
+        return Fault(kind, after)
+
+    def _faulted(self, provider: str, fault: Fault, request: Request) -> Outcome:
+        if fault.kind == "drop":
+            return Outcome(None)
+        if fault.kind == "timeout":
+            return Outcome(None, delay_s=self.fault_delay_s)
+        status = int(fault.kind)
+        message = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}[status]
+        body: dict[str, Any]
+        if provider == "stripe":
+            body = {"error": {"type": "api_error", "message": f"{message} (sandbox fault)"}}
+        elif provider == "xero":
+            body = {"Title": message, "Status": status, "Detail": "sandbox fault"}
+        else:
+            body = {"status": "error", "message": f"{message} (sandbox fault)", "correlationId": request.request_id, "category": "INTERNAL_ERROR"}
+        return Outcome(self._stamp(provider, request, Response(status, body)))
+
+    def _finish(self, provider: str, request: Request, response: Response, write: bool) -> Outcome:
+        with self.lock:
+            self._record(provider, request, response.status, response.effect or _default_effect(response), write, response)
+        return Outcome(self._stamp(provider, request, response))
+
+    def _record(self, provider: str, request: Request, status: int, effect: str, write: bool, response: Response | None = None) -> None:
+        if not write and not (response is not None and response.redacted):
+            return
+        payload = response.journal_payload if response is not None and response.redacted else payload_of(request)
+        self._journal.append(
+            JournalEntry(provider, request.method, request.path, request.header("idempotency-key"), payload, effect, status, self.clock(), request.request_id)
+        )
+
+    @staticmethod
+    def _stamp(provider: str, request: Request, response: Response) -> Response:
+        name = {"stripe": "Request-Id", "xero": "Xero-Correlation-Id", "hubspot": "X-HubSpot-Correlation-Id"}[provider]
+        response.headers.setdefault(name, request.request_id)
+        return response
+
+    def admin(self, path: str) -> Response:
+        if path == "/_sandbox/health":
+            return Response(200, {"status": "ok", "providers": list(PROVIDERS), "limits": self.limits, "fail_rate": self.fail_rate})
+        if path == "/_sandbox/journal":
+            return Response(200, self.journal)
+        return Response(404, {"error": f"no sandbox endpoint {path}"})
+
+
+def _request_id(provider: str) -> str:
+    return token("req_", 7) if provider == "stripe" else new_uuid()
+
+
+def _default_effect(response: Response) -> str:
+    return "answered" if response.status < 400 else f"rejected: HTTP {response.status}"
+
+
+# ---------------------------------------------------------------- HTTP plumbing
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+    sandbox: Sandbox
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _serve(self) -> None:
+        sandbox = self.server.sandbox
+        body = self._read_body()
+        split = urlsplit(self.path)
+        path = split.path
+        if path.startswith("/_sandbox/"):
+            self._write(sandbox.admin(path))
+            return
+        provider, _, rest = path.lstrip("/").partition("/")
+        if provider not in PROVIDERS:
+            self._write(Response(404, {"error": f"no provider at /{provider}; the sandbox serves /stripe, /xero and /hubspot"}))
+            return
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        request = Request(self.command, "/" + rest, parse_qs(split.query, keep_blank_values=True), headers, body)
+        outcome = sandbox.dispatch(request, provider)
+        if outcome.delay_s:
+            time.sleep(outcome.delay_s)
+        if outcome.response is None:
+            self._drop()
+            return
+        self._write(outcome.response)
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _write(self, response: Response) -> None:
+        payload = response.encoded()
+        self.send_response(response.status)
+        if response.body is not None:
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        # Head and body in one write: two small writes meet Nagle and delayed ACKs (40 ms).
+        self._headers_buffer.append(b"\r\n" + payload)  # type: ignore[attr-defined]
+        self.flush_headers()
+
+
+# ---------------------------------------------------------------- the CLI's entry
+
+
+def read_data(source: dict[str, Any] | str | Path | None) -> dict[str, Any]:
+    """Sandbox data from a dict, a JSON file (amounts kept exact) or nothing."""
+    if source is None:
+        return {}
+    if isinstance(source, dict):
+        return source
+    return loads(Path(source).read_bytes())
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    data: dict[str, Any] | str | Path | None = None,
+    latency_ms: float = 0,
+    limits: Limits = "documented",
+    fail_rate: float = 0.0,
+    *,
+    seed: int = 0,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """Serve until SIGINT or SIGTERM, printing the base URL of each provider."""
+    sandbox = Sandbox(read_data(data), latency_ms=latency_ms, limits=limits, fail_rate=fail_rate, seed=seed)
+    sandbox.start(host, port)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for provider in PROVIDERS:
+            echo(f"{provider:8} {sandbox.url(provider)}")
+        echo(f"journal  {sandbox.base_url}/_sandbox/journal")
+        echo(f"limits {limits}, fail rate {fail_rate}, latency {latency_ms} ms; Ctrl-C stops")
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sandbox.stop()
+
