@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pydantic_core import to_jsonable_python
+
 from connector.config import Config, Connection
 from connector.errors import ConnectorError, ProviderError, RateLimitDeferred
 from connector.mapping_setup import mapper_for
@@ -58,6 +60,11 @@ class SyncReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "ok": self.ok, "streams": [asdict(s) for s in self.streams]}
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:limit]
 
 
 def source_rank(connection: Connection, provider: Provider) -> int:
@@ -139,6 +146,10 @@ class SyncEngine:
             report.status = "failed"
             report.errors.append(str(exc))
             logger.error("stream failed: %s", exc, extra=context)
+        except Exception as exc:  # a bug of ours must not stop the other streams and connections
+            report.status = "failed"
+            report.errors.append(f"internal error: {type(exc).__name__}: {first_line(exc)}")
+            logger.exception("stream failed with an internal error", extra=context)
         report.seconds = round(time.monotonic() - started, 3)
         return report
 
@@ -149,7 +160,10 @@ class SyncEngine:
         kind = spec.record if spec.store == "canonical" else spec.object_type  # refs only
         with self.store.session() as session:
             records = self._with_customer_ids(connection, kind, mapped, session)
-            extras = {m.ref.remote_id: {"links": m.links, "hints": m.hints, "deleted": m.deleted} for m in mapped}
+            extras = {
+                m.ref.remote_id: to_jsonable_python({"links": m.links, "hints": m.hints, "deleted": m.deleted})
+                for m in mapped
+            }
             self.store.store_page(connection, stream, kind, records, cursor, session=session, extras=extras, rank=rank)
         return len(records)
 

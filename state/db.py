@@ -16,7 +16,7 @@ from connector.errors import DatabaseUnavailableError, StateError
 from connector.redaction import register_secret
 
 DEFAULT_URL = "sqlite:///connector.db"
-SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def database_url_for(url: str | URL | None) -> URL:
@@ -74,7 +74,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # IMMEDIATE takes the write lock up front: a transaction that reads and then writes
+        # (look up refs, then upsert) would otherwise fail at once with "database is locked"
+        # when another thread writes meanwhile, instead of waiting its turn (busy_timeout).
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def check_reachable(engine: Engine) -> None:

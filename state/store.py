@@ -135,6 +135,10 @@ class Store:
             found = records.list_invoices(s, ids=[invoice_id])
         return found[0] if found else None
 
+    def list_customers(self, session: Session | None = None, ids: Sequence[str] | None = None) -> list[Customer]:
+        with self._tx(session) as s:
+            return records.list_customers(s, ids=ids)
+
     def list_invoices(self, session: Session | None = None, **filters: Any) -> list[Invoice]:
         """Filters: ids, customer_id, number, status, limit."""
         with self._tx(session) as s:

@@ -76,9 +76,9 @@ def cli(ctx: click.Context, config_option: str | None, log_format: str, verbose:
 
 
 def _register_commands() -> None:
-    from connector.cli import admin, mapping_commands, sync_commands
+    from connector.cli import admin, demo_commands, mapping_commands, sync_commands
 
-    for module in (admin, mapping_commands, sync_commands):
+    for module in (admin, mapping_commands, sync_commands, demo_commands):
         for command in module.COMMANDS:
             cli.add_command(command)
 
@@ -110,8 +110,10 @@ def main(argv: list[str] | None = None) -> Any:
     except Exception as exc:  # a bug of ours: still one line unless --debug
         if debug:
             traceback.print_exc()
+        lines = str(exc).strip().splitlines()
+        first = (lines[0] if lines else "")[:300]
         click.echo(
-            f"internal error: {type(exc).__name__}: {redact(str(exc))} (run with --debug for details)",
+            f"internal error: {type(exc).__name__}: {redact(first)} (run with --debug for details)",
             err=True,
         )
         sys.exit(EXIT_FAILURE)

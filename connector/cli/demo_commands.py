@@ -1,0 +1,85 @@
+"""`connector demo` and `connector sandbox serve`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from connector.cli.sync_commands import print_report
+from connector.errors import EXIT_PROBLEMS, UsageError
+
+
+@click.command("demo")
+@click.option("--dir", "directory", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Where the demo writes connector.toml and connector.db.")
+@click.option("--seed", default=42, show_default=True, help="Seed of the generated book.")
+@click.option("--size", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+def demo_command(directory: str, seed: int, size: str, as_json: bool) -> int:
+    """Run the whole product against the built-in sandbox: no credentials, no internet."""
+    from connector.demo import run_demo
+
+    echo = (lambda _line: None) if as_json else click.echo
+    result = run_demo(Path(directory), seed=seed, size=size, echo=echo)
+    if as_json:
+        click.echo(json.dumps({"sync": result.sync.as_dict(), "stored": result.counts}, indent=2, default=str))
+        return 0 if result.sync.ok else EXIT_PROBLEMS
+    click.echo("")
+    click.echo("Pulled from each system:")
+    print_report(result.sync)
+    click.echo("")
+    click.echo(
+        "Stored: " + ", ".join(f"{count} {name}" for name, count in result.counts.items())
+    )
+    where = result.directory.resolve()
+    hint = "" if where == Path.cwd().resolve() else f" --config {result.config_path}"
+    click.echo("")
+    click.echo(f"The database is in {where / 'connector.db'}; look around with `connector{hint} db status`.")
+    return 0 if result.sync.ok else EXIT_PROBLEMS
+
+
+@click.group("sandbox")
+def sandbox_group() -> None:
+    """Fake Stripe, Xero and HubSpot on loopback, for trying the connector and for tests."""
+
+
+@sandbox_group.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=0, show_default=True, help="0 picks a free port.")
+@click.option("--data", "data_file", type=click.Path(dir_okay=False, exists=True),
+              help="A JSON book in the providers' own shapes (see docs/sandbox.md).")
+@click.option("--seed", type=int, help="Generate a book with this seed instead of --data.")
+@click.option("--size", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True)
+@click.option("--latency-ms", default=0.0, show_default=True, help="Delay added to every request.")
+@click.option("--limits", type=click.Choice(["documented", "off"]), default="documented", show_default=True)
+@click.option("--fail-rate", default=0.0, show_default=True, help="Share of requests answered with a fault.")
+@click.option("--truth", "truth_file", type=click.Path(dir_okay=False),
+              help="With --seed: also write the book's ground truth to this file.")
+def sandbox_serve(
+    host: str, port: int, data_file: str | None, seed: int | None, size: str,
+    latency_ms: float, limits: str, fail_rate: float, truth_file: str | None,
+) -> None:
+    """Serve the sandbox until Ctrl-C (or SIGTERM)."""
+    from connector.sandbox import serve
+    from connector.sandbox.generator import generate
+
+    if data_file and seed is not None:
+        raise UsageError("give --data FILE or --seed N, not both")
+    if not 0 <= fail_rate < 1:
+        raise UsageError("--fail-rate must be at least 0 and below 1")
+    if latency_ms < 0:
+        raise UsageError("--latency-ms cannot be negative")
+    if truth_file and seed is None:
+        raise UsageError("--truth needs --seed")
+    data: object = data_file
+    if seed is not None:
+        scenario = generate(seed, size)
+        data = scenario.data
+        if truth_file:
+            Path(truth_file).write_text(json.dumps(scenario.truth, indent=1, default=str), encoding="utf-8")
+    serve(host, port, data, latency_ms, limits, fail_rate, seed=seed or 0, echo=click.echo)  # type: ignore[arg-type]
+
+
+COMMANDS = [demo_command, sandbox_group]

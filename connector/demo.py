@@ -1,0 +1,140 @@
+"""`connector demo`: the whole product on a generated book, with no credentials and no internet.
+
+It starts the sandbox on a free loopback port, writes a config whose connections point at it,
+and runs the product loop on the embedded SQLite default: sync (pull, map, store) now; each
+later stage joins the demo when it lands. The database stays behind for `connector invoices`,
+`connector aging` and friends.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from connector.config import load_config
+from connector.errors import UsageError
+from connector.sandbox import Sandbox
+from connector.sandbox.generator import generate
+from connector.sync import SyncEngine, SyncReport
+from state.store import Store, open_store
+
+DEMO_MARKER = "# written by `connector demo`"
+CONFIG_NAME = "connector.toml"
+DATABASE_NAME = "connector.db"
+
+# Sandbox credentials: accepted by the local sandbox only, so they are not secrets; the OAuth
+# ones make the demo spend and rotate refresh tokens exactly as against the real providers.
+DEMO_CREDENTIALS: dict[str, Any] = {
+    "stripe": ["sk_test_sandbox_demo"],
+    "xero": {
+        "client_id": "demo-xero-client",
+        "client_secret": "sandbox-xero-secret",
+        "refresh_token": "sandbox-xero-refresh-0",
+        "tenant_ids": ["00000000-0000-4000-8000-00000000de30"],
+    },
+    "hubspot": {
+        "client_id": "demo-hubspot-client",
+        "client_secret": "sandbox-hubspot-secret",
+        "refresh_token": "sandbox-hubspot-refresh-0",
+    },
+}
+
+
+def demo_config(sandbox: Sandbox) -> str:
+    xero, hubspot = DEMO_CREDENTIALS["xero"], DEMO_CREDENTIALS["hubspot"]
+    return f'''{DEMO_MARKER} against a sandbox that has stopped since.
+# The credentials below are the sandbox's own; real ones belong in the environment
+# ("env:NAME"), never in this file. `connector init` writes a template for real systems.
+
+[database]
+url = "sqlite:///{DATABASE_NAME}"
+
+[connections.gateway]
+provider = "stripe"
+base_url = "{sandbox.url("stripe")}"
+api_key = "{DEMO_CREDENTIALS["stripe"][0]}"
+
+[connections.ledger]
+provider = "xero"
+base_url = "{sandbox.url("xero")}"
+token_url = "{sandbox.url("xero")}/oauth/token"
+tenant_id = "{xero["tenant_ids"][0]}"
+client_id = "{xero["client_id"]}"
+client_secret = "{xero["client_secret"]}"
+refresh_token = "{xero["refresh_token"]}"
+payment_account_code = "090"
+
+[connections.crm]
+provider = "hubspot"
+base_url = "{sandbox.url("hubspot")}"
+token_url = "{sandbox.url("hubspot")}/oauth/token"
+client_id = "{hubspot["client_id"]}"
+client_secret = "{hubspot["client_secret"]}"
+refresh_token = "{hubspot["refresh_token"]}"
+'''
+
+
+@dataclass
+class DemoResult:
+    directory: Path
+    config_path: Path
+    sync: SyncReport
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def prepare_directory(directory: Path) -> Path:
+    """The demo's config path in `directory`; a config that is not the demo's is never
+    overwritten, and a previous demo's database is removed so the demo starts clean."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config_path = directory / CONFIG_NAME
+    if config_path.exists() and DEMO_MARKER not in config_path.read_text(encoding="utf-8", errors="replace"):
+        raise UsageError(
+            f"{config_path} exists and was not written by `connector demo`; "
+            "run the demo in another directory with `connector demo --dir PATH`"
+        )
+    for suffix in ("", "-wal", "-shm"):
+        database = directory / f"{DATABASE_NAME}{suffix}"
+        if database.exists():
+            database.unlink()
+    return config_path
+
+
+def run_demo(
+    directory: Path,
+    *,
+    seed: int = 42,
+    size: str = "small",
+    today: date | None = None,
+    echo: Callable[[str], None] = print,
+) -> DemoResult:
+    config_path = prepare_directory(directory)
+    scenario = generate(seed, size, today=today)
+    data = {**scenario.data, "credentials": DEMO_CREDENTIALS}
+    with Sandbox(data, limits="documented") as sandbox:  # started on a free loopback port
+        echo(f"sandbox: Stripe, Xero and HubSpot on {sandbox.base_url} (book: seed {seed}, {size})")
+        config_path.write_text(demo_config(sandbox), encoding="utf-8")
+        previous = os.getcwd()
+        os.chdir(directory)  # the config's SQLite path is relative to it, as for a user
+        try:
+            config = load_config(str(config_path.resolve()))
+            store = open_store(config.database_url)
+            try:
+                report = SyncEngine(config, store).run(full=True)
+                counts = _counts(store)
+            finally:
+                store.close()
+        finally:
+            os.chdir(previous)
+    return DemoResult(directory=directory, config_path=config_path, sync=report, counts=counts)
+
+
+def _counts(store: Store) -> dict[str, int]:
+    return {
+        "customers": len(store.list_customers()),
+        "invoices": len(store.list_invoices()),
+        "payments": len(store.list_payments()),
+    }

@@ -1,0 +1,165 @@
+"""Invoice numbers in remittance text, and the keys that make them comparable.
+
+A number is compared by its key, not its spelling: letter runs upper-cased, digit runs
+without leading zeros, punctuation and spaces dropped. "INV-0042", "inv 42" and "INV0042"
+all have the key "INV|42"; the digits alone ("42") are the numeric key that "#42",
+"Invoice 42" and a bare "42" use.
+
+`mentions()` reads a remittance line into ordered `Mention`s:
+
+- marked: after an invoice word ("invoice", "inv", "no", ...) or "#", and the list that
+  follows it ("Invoice #42 + #43", "Invoices 42, 43 and 44");
+- prefixed: a word glued to a number ("ACME-0007", "PO 1234"), matched by its full key against
+  invoice numbers and extra references (purchase orders);
+- bare: a number alone, used only when a single open invoice of the payer can mean it.
+
+Dates and amounts ("2024-03-05", "1,250.00", "12.345") are removed first, so they are never
+read as invoice numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from connector.money import CURRENCY_EXPONENTS
+
+Strength = Literal["marked", "prefixed", "bare"]
+
+# Words that announce an invoice number.
+INVOICE_WORDS = frozenset(
+    ["INV", "INVS", "INVOICE", "INVOICES", "INVOICENO", "NO", "NOS", "NR", "NRS", "NUM", "NUMBER", "NUMBERS", "BILL", "BILLS", "FACTURE", "FACTURES", "FACTURA", "FACTURAS", "FATTURA", "RECHNUNG", "RECHNUNGEN", "RG"]
+)
+# Words whose number is something else: it is matched against references, never read bare.
+OTHER_NUMBER_WORDS = frozenset(
+    ["PO", "PONO", "PURCHASE", "ORDER", "ORDERS", "ORD", "SO", "ACCOUNT", "ACCT", "ACC", "AC", "CUSTOMER", "CUST", "CLIENT", "KUNDE", "TEL", "PHONE", "FAX", "IBAN", "BIC", "SWIFT", "SORT", "CHEQUE", "CHECK", "CHK", "TXN", "TRANSACTION", "BATCH", "QTY", "ID", "REFUND", "CREDIT", "CN", "CREDITNOTE"]
+) | frozenset(CURRENCY_EXPONENTS)
+# Words that join the numbers of one list.
+LIST_WORDS = frozenset({"AND", "ET", "UND", "Y", "E"})
+
+_DATE = re.compile(r"\b\d{4}-\d{1,2}-\d{1,2}\b|\b\d{1,2}[./-]\d{1,2}[./-]\d{2,4}\b")
+_AMOUNT = re.compile(r"\b\d{1,3}(?:,\d{3})+(?:\.\d{1,3})?\b|\b\d+[.,]\d{1,3}\b")
+_TOKEN = re.compile(
+    r"(?P<word>[^\W\d_]+)|(?P<num>\d+(?:[-/]\d+)*)|(?P<hash>[#№])|(?P<sep>[,+&;])|(?P<punct>\S)"
+)
+_PARTS = re.compile(r"[^\W\d_]+|\d+")
+
+
+def _key(parts: Iterable[str]) -> str:
+    return "|".join([part.lstrip("0") or "0" if part.isdigit() else part.upper() for part in parts])
+
+
+def number_keys(number: str) -> tuple[str, str | None]:
+    """(full key, numeric key) of an invoice number or reference; the numeric key is None
+    when it has no digits."""
+    parts = _PARTS.findall(number)
+    digits = [part for part in parts if part.isdigit()]
+    return _key(parts), (_key(digits) if digits else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    """One number read in a remittance line, with how sure the reading is."""
+
+    text: str
+    strength: Strength
+    numeric_key: str
+    full_key: str | None = None  # for a prefixed number: prefix and digits
+    prefix: str | None = None
+
+
+def mentions(remittance: str | None) -> list[Mention]:
+    """The numbers in a remittance line, in the order written, each once."""
+    if not remittance:
+        return []
+    text = _AMOUNT.sub(" ", _DATE.sub(" ", remittance))
+    found: list[Mention] = []
+    seen: set[tuple[str, str | None]] = set()
+    marked = False  # the next number is announced by an invoice word or "#"
+    listing = False  # a marked number came last and only list separators followed it
+    prefix: str | None = None  # the word right before this number, glued by punctuation
+    list_prefix: str | None = None  # the prefix of the list being read ("INV-0042, 0043")
+    for match in _TOKEN.finditer(text):
+        kind, token = match.lastgroup, match.group()
+        if kind == "word":
+            word = token.upper()
+            if word in INVOICE_WORDS:
+                marked, prefix = True, word
+            elif word in LIST_WORDS and listing:
+                marked, prefix = True, list_prefix
+            else:
+                marked, listing, prefix = False, False, word
+            continue
+        if kind == "hash":
+            marked = True
+            prefix = prefix if prefix in INVOICE_WORDS else None
+            continue
+        if kind == "sep":
+            marked, prefix = listing, (list_prefix if listing else None)
+            continue
+        if kind == "punct":
+            continue
+        digits = _key(re.findall(r"\d+", token))
+        mention: Mention
+        full = None if prefix is None else _key([prefix, *re.findall(r"\d+", token)])
+        if marked:
+            mention = Mention(token, "marked", digits, full, prefix)
+        elif prefix is not None:
+            mention = Mention(token, "prefixed", digits, full, prefix)
+        else:
+            mention = Mention(token, "bare", digits)
+        key = (mention.numeric_key, mention.full_key)
+        if key not in seen:
+            seen.add(key)
+            found.append(mention)
+        listing = mention.strength == "marked"
+        marked, list_prefix, prefix = False, prefix, None
+    return found
+
+
+Found = Literal["number", "reference", "bare"]
+
+
+class NumberIndex:
+    """Invoice ids by the keys of their numbers and of their extra references (purchase
+    orders, the customer's own reference): the searchable side of remittance matching."""
+
+    def __init__(self) -> None:
+        self._numbers: dict[str, list[str]] = {}
+        self._numeric: dict[str, list[str]] = {}
+        self._refs: dict[str, list[str]] = {}
+        self._ref_numeric: dict[str, list[str]] = {}
+
+    def add(self, invoice_id: str, number: str | None, references: Iterable[str] = ()) -> None:
+        if number:
+            full, numeric = number_keys(number)
+            self._numbers.setdefault(full, []).append(invoice_id)
+            if numeric is not None and numeric != full:
+                self._numeric.setdefault(numeric, []).append(invoice_id)
+        for reference in references:
+            full, numeric = number_keys(reference)
+            self._refs.setdefault(full, []).append(invoice_id)
+            if numeric is not None:
+                self._ref_numeric.setdefault(numeric, []).append(invoice_id)
+
+    def _by_number(self, numeric: str) -> list[str]:
+        # A number with no letters ("0042") is its own numeric key, kept once in `_numbers`.
+        return [*self._numbers.get(numeric, ()), *self._numeric.get(numeric, ())]
+
+    def lookup(self, mention: Mention) -> tuple[list[str], Found]:
+        """The invoice ids a mention may mean, and how sure the reading is."""
+        if mention.full_key is not None:
+            ids = self._numbers.get(mention.full_key)
+            if ids:
+                return list(ids), "number"
+            if mention.strength == "prefixed":
+                ids = self._refs.get(mention.full_key)
+                if ids:
+                    return list(ids), "reference"
+        if mention.strength == "marked":
+            return self._by_number(mention.numeric_key), "number"
+        if mention.strength == "prefixed" and mention.prefix in OTHER_NUMBER_WORDS:
+            return list(self._ref_numeric.get(mention.numeric_key, ())), "reference"
+        return self._by_number(mention.numeric_key), "bare"

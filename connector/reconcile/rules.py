@@ -1,0 +1,271 @@
+"""The matching rules. Each reads the book and one payment and returns `Option`s: invoices with
+the amount each would get, the rule's name, a confidence and a reason a person can check.
+
+Rules never allocate; the matcher decides which option to apply or to propose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from connector.money import Money, currency_exponent
+from connector.reconcile.book import Book, OpenInvoice, OpenPayment, show
+from connector.reconcile.remittance import Mention, NumberIndex
+from connector.reconcile.types import Confidences, ReconcileConfig, RuleName
+
+Rejected = frozenset[tuple[str, str]]
+_CONFIDENCE_STEP = Decimal("0.0001")
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    invoice_ids: tuple[str, ...]
+    units: tuple[int, ...]
+    rule: RuleName
+    confidence: Decimal
+    reason: str
+
+
+def label(item: OpenInvoice) -> str:
+    return item.number or item.id
+
+
+def _labels(items: Sequence[OpenInvoice]) -> str:
+    names = [label(item) for item in items]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def spread(payment: OpenPayment, items: Sequence[OpenInvoice]) -> tuple[list[OpenInvoice], list[int]]:
+    """The payment applied to `items` in order, each up to its balance (partial payments
+    leave the last one open; what is left over stays unapplied)."""
+    left = payment.remaining
+    used: list[OpenInvoice] = []
+    units: list[int] = []
+    for item in items:
+        if left <= 0:
+            break
+        amount = min(left, item.balance)
+        if amount > 0:
+            used.append(item)
+            units.append(amount)
+            left -= amount
+    return used, units
+
+
+def _outcome(payment: OpenPayment, items: Sequence[OpenInvoice], units: Sequence[int]) -> str:
+    """The partial- or over-payment part of a reason."""
+    owed = sum(item.balance for item in items)
+    paid = sum(units)
+    surplus = payment.remaining - paid
+    parts = []
+    if paid < owed:
+        parts.append(f"partial payment: {show(owed - paid, payment.currency)} stays open")
+    if surplus > 0:
+        parts.append(f"overpayment: {show(surplus, payment.currency)} kept as unapplied credit")
+    return "; ".join(parts)
+
+
+def _option(
+    payment: OpenPayment,
+    items: Sequence[OpenInvoice],
+    rule: RuleName,
+    confidence: Decimal,
+    reason: str,
+) -> Option | None:
+    used, units = spread(payment, items)
+    if not used:
+        return None
+    outcome = _outcome(payment, used, units)
+    return Option(
+        tuple(item.id for item in used),
+        tuple(units),
+        rule,
+        confidence,
+        f"{reason}; {outcome}" if outcome else reason,
+    )
+
+
+def _allowed(book: Book, payment: OpenPayment, ids: Sequence[str], rejected: Rejected) -> list[OpenInvoice]:
+    """Open invoices among `ids` that this payment may pay: same currency, not rejected."""
+    items = []
+    for invoice_id in ids:
+        item = book.invoices.get(invoice_id)
+        if (
+            item is not None
+            and item.balance > 0
+            and item.currency == payment.currency
+            and (payment.id, invoice_id) not in rejected
+        ):
+            items.append(item)
+    return items
+
+
+def _unique(items: Sequence[OpenInvoice]) -> list[OpenInvoice]:
+    """Each invoice once, where it first appears."""
+    seen: set[str] = set()
+    unique = []
+    for item in items:
+        if item.id not in seen:
+            seen.add(item.id)
+            unique.append(item)
+    return unique
+
+
+# 1. explicit_link ---------------------------------------------------------------------------
+
+
+def explicit_link(
+    book: Book, payment: OpenPayment, linked: Sequence[str], rejected: Rejected, conf: Confidences
+) -> Option | None:
+    items = _unique(_allowed(book, payment, linked, rejected))
+    if not items:
+        return None
+    reason = f"the provider's metadata links the payment to {_labels(items)}"
+    return _option(payment, items, "explicit_link", conf.explicit_link, reason)
+
+
+# 2. remittance_number -----------------------------------------------------------------------
+
+
+def remittance_number(
+    book: Book,
+    index: NumberIndex,
+    payment: OpenPayment,
+    found: Sequence[Mention],
+    rejected: Rejected,
+    conf: Confidences,
+) -> list[Option]:
+    """One option for the invoices the text names for sure (in the order written), and one
+    per reading of a number that could mean several invoices."""
+    named: list[OpenInvoice] = []
+    bare: list[OpenInvoice] = []
+    sure = conf.remittance_number if payment.customer_id else conf.remittance_number_unknown_payer
+    weakest = sure
+    doubtful: list[Option] = []
+    quoted = f"remittance {payment.remittance!r}"
+    amount_digits = str(payment.remaining // 10 ** currency_exponent(payment.currency))
+    for mention in found:
+        ids, how = index.lookup(mention)
+        items = _allowed(book, payment, ids, rejected)
+        if not items:
+            continue
+        own = [i for i in items if i.customer_id == payment.customer_id] if payment.customer_id else items
+        if how == "bare":
+            # A lone number counts only when one open invoice of the known payer can mean it
+            # and it is not simply the amount; it stays a hint when several such numbers exist.
+            if len(own) == 1 and payment.customer_id and mention.numeric_key != amount_digits:
+                bare.append(own[0])
+            continue
+        if len(own) == 1:
+            named.append(own[0])
+            continue
+        if own:
+            reading, confidence = "could mean", conf.remittance_ambiguous
+        else:
+            own, reading, confidence = items, "names an invoice of another customer:", conf.remittance_other_customer
+        for item in own:
+            option = _option(
+                payment, [item], "remittance_number", confidence,
+                f"{quoted} {reading} {label(item)} ({mention.text!r})",
+            )
+            if option is not None:
+                doubtful.append(option)
+    options = []
+    if len(_unique(bare)) == 1:
+        named += bare
+        weakest = min(weakest, conf.remittance_bare_number)
+    named = _unique(named)
+    if named:
+        how_named = "a bare number in the " if weakest == conf.remittance_bare_number else ""
+        option = _option(
+            payment, named, "remittance_number", weakest,
+            f"{how_named}{quoted} names {_labels(named)}",
+        )
+        if option is not None:
+            options.append(option)
+    return options + doubtful
+
+
+# 3. exact_amount_unique ---------------------------------------------------------------------
+
+
+def exact_amount(book: Book, payment: OpenPayment, rejected: Rejected, conf: Confidences) -> list[Option]:
+    amount = show(payment.remaining, payment.currency)
+    if payment.customer_id is None:
+        ids = book.anyone_with_balance(payment.currency, payment.remaining)
+        items = _allowed(book, payment, ids, rejected)
+        return [
+            Option(
+                (item.id,), (payment.remaining,), "exact_amount_unique", conf.exact_amount_unknown_payer,
+                f"amount {amount} equals the open balance of {label(item)} (customer "
+                f"{item.customer_id}); the payer is unknown",
+            )
+            for item in items
+        ]
+    entries = book.with_balance(payment.customer_id, payment.currency, payment.remaining, payment.remaining)
+    items = _allowed(book, payment, [entry[2] for entry in entries], rejected)
+    if len(items) == 1:
+        return [
+            Option(
+                (items[0].id,), (payment.remaining,), "exact_amount_unique", conf.exact_amount_unique,
+                f"amount {amount} equals the open balance of {label(items[0])}, the only open "
+                f"invoice of customer {payment.customer_id} with that balance",
+            )
+        ]
+    return [
+        Option(
+            (item.id,), (payment.remaining,), "exact_amount_unique", conf.exact_amount_ambiguous,
+            f"amount {amount} equals the open balance of {label(item)}, one of {len(items)} "
+            f"open invoices of customer {payment.customer_id} with that balance",
+        )
+        for item in items
+    ]
+
+
+# 4. amount_within_tolerance -----------------------------------------------------------------
+
+
+def tolerance_units(config: ReconcileConfig, currency: str, balance: int) -> int:
+    """How far a payment may be from `balance`: max(fraction x balance, absolute)."""
+    by_fraction = int(config.tolerance_fraction * balance)
+    absolute = config.tolerance_absolute.get(currency)
+    by_absolute = Money.of(absolute, currency).to_minor() if absolute else 0
+    return max(by_fraction, by_absolute)
+
+
+def within_tolerance(
+    book: Book, payment: OpenPayment, rejected: Rejected, config: ReconcileConfig, limit: int
+) -> list[Option]:
+    if payment.customer_id is None:
+        return []
+    conf = config.confidence
+    pay = payment.remaining
+    fraction = config.tolerance_fraction
+    absolute = tolerance_units(config, payment.currency, 0)
+    lo = min(pay - absolute, int(pay / (1 + fraction)))
+    hi = max(pay + absolute, int(pay / (1 - fraction)) + 1)
+    entries = book.with_balance(payment.customer_id, payment.currency, max(lo, 1), hi)
+    # The nearest balances first, so a huge account costs no more than `limit` options.
+    entries = sorted(entries, key=lambda entry: (abs(entry[0] - pay), entry[1], entry[2]))
+    options: list[Option] = []
+    for balance, _due, invoice_id in entries:
+        if len(options) >= limit:
+            break
+        gap = abs(balance - pay)
+        bound = tolerance_units(config, payment.currency, balance)
+        if gap == 0 or gap > bound or (payment.id, invoice_id) in rejected:
+            continue
+        item = book.invoices[invoice_id]
+        confidence = conf.amount_within_tolerance - conf.tolerance_spread * Decimal(gap) / Decimal(bound)
+        side = "below" if pay < balance else "above"
+        reason = (
+            f"amount {show(pay, payment.currency)} is {show(gap, payment.currency)} {side} "
+            f"the open balance {show(balance, payment.currency)} of {label(item)}, within the "
+            f"tolerance {show(bound, payment.currency)}"
+        )
+        option = _option(payment, [item], "amount_within_tolerance", confidence.quantize(_CONFIDENCE_STEP), reason)
+        if option is not None:
+            options.append(option)
+    return options
