@@ -170,7 +170,7 @@ def load_config(
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             raise ConfigError(f"unknown table (expected one of: {', '.join(TOP_LEVEL_KEYS)})", where=f"{source}: {key}")
-    database_url = _database_url(data.get("database", {}), source)
+    database_url = _database_url(data.get("database", {}), source, found)
     connections_table = data.get("connections", {})
     if not isinstance(connections_table, dict):
         raise ConfigError("must be a table of [connections.NAME] tables", where=f"{source}: connections")
@@ -186,7 +186,7 @@ def load_config(
     return Config(path=found, database_url=database_url, connections=connections, problems=problems)
 
 
-def _database_url(section: Any, source: str) -> str:
+def _database_url(section: Any, source: str, config_file: Path | None) -> str:
     if not isinstance(section, dict):
         raise ConfigError("must be a table", where=f"{source}: database")
     try:
@@ -197,4 +197,16 @@ def _database_url(section: Any, source: str) -> str:
     if override:
         return override
     url, _ = resolve_env(parsed.url, f"{source}: database.url")
-    return str(url)
+    return anchor_sqlite_path(str(url), config_file)
+
+
+def anchor_sqlite_path(url: str, config_file: Path | None) -> str:
+    """A relative SQLite path in a config file means beside that file, wherever the command
+    runs from; without a file it is the working directory."""
+    prefix = "sqlite:///"
+    if config_file is None or not url.startswith(prefix):
+        return url
+    path = url[len(prefix) :]
+    if not path or path.startswith("/") or path.startswith(":memory:"):
+        return url
+    return prefix + str((config_file.resolve().parent / path))

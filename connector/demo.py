@@ -8,7 +8,6 @@ later stage joins the demo when it lands. The database stays behind for `connect
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -112,23 +111,19 @@ def run_demo(
     echo: Callable[[str], None] = print,
 ) -> DemoResult:
     config_path = prepare_directory(directory)
-    scenario = generate(seed, size, today=today)
+    # The book is dated around today, so its ages, due dates and Stripe events are current.
+    scenario = generate(seed, size, today=today or date.today())
     data = {**scenario.data, "credentials": DEMO_CREDENTIALS}
     with Sandbox(data, limits="documented") as sandbox:  # started on a free loopback port
         echo(f"sandbox: Stripe, Xero and HubSpot on {sandbox.base_url} (book: seed {seed}, {size})")
         config_path.write_text(demo_config(sandbox), encoding="utf-8")
-        previous = os.getcwd()
-        os.chdir(directory)  # the config's SQLite path is relative to it, as for a user
+        config = load_config(str(config_path))  # its SQLite file lies beside it
+        store = open_store(config.database_url)
         try:
-            config = load_config(str(config_path.resolve()))
-            store = open_store(config.database_url)
-            try:
-                report = SyncEngine(config, store).run(full=True)
-                counts = _counts(store)
-            finally:
-                store.close()
+            report = SyncEngine(config, store).run(full=True)
+            counts = _counts(store)
         finally:
-            os.chdir(previous)
+            store.close()
     return DemoResult(directory=directory, config_path=config_path, sync=report, counts=counts)
 
 

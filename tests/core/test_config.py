@@ -41,7 +41,7 @@ def test_connection_settings_are_validated_and_env_secrets_resolved(tmp_path, mo
     assert connection.settings.page_size == 50
     assert "sk_test" not in repr(connection.settings)
     assert connection.literal_secrets == []
-    assert config.database_url == "sqlite:///connector.db"
+    assert config.database_url == f"sqlite:///{tmp_path}/connector.db"  # beside the config
 
 
 def test_unknown_key_names_the_connection_and_key(tmp_path):
@@ -98,3 +98,14 @@ def test_doctor_mode_collects_every_bad_connection(tmp_path):
     config = load_config(path, registry=REGISTRY, strict=False)
     assert len(config.problems) == 2
     assert "connections.a.api_key: required key is missing" in config.problems[0]
+
+
+def test_a_relative_sqlite_path_lies_beside_the_config_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("CONNECTOR_DATABASE_URL", raising=False)
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "connector.toml"
+    path.write_text('[database]\nurl = "sqlite:///state/books.db"\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_config("conf/connector.toml", registry=REGISTRY).database_url == f"sqlite:///{tmp_path}/conf/state/books.db"
+    path.write_text('[database]\nurl = "sqlite:////var/lib/connector.db"\n')
+    assert load_config(str(path), registry=REGISTRY).database_url == "sqlite:////var/lib/connector.db"

@@ -1,0 +1,39 @@
+"""`connector demo`: the README's first command, end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_runs_the_product_on_the_sandbox_and_leaves_the_database(run_cli, tmp_path):
+    result = run_cli("demo", "--dir", "book")
+    assert result.exit_code == 0, result.stderr
+    assert "Pulled from each system" in result.stdout
+    assert "ledger" in result.stdout and "gateway" in result.stdout and "crm" in result.stdout
+    assert (tmp_path / "book" / "connector.db").exists()
+    config = (tmp_path / "book" / "connector.toml").read_text()
+    assert "written by `connector demo`" in config
+    status = run_cli("--config", "book/connector.toml", "db", "status")
+    assert status.exit_code == 0, status.stdout + status.stderr
+
+
+def test_demo_json_summary_and_a_second_run_starts_clean(run_cli, tmp_path):
+    first = json.loads(run_cli("demo", "--dir", "book", "--json").stdout)
+    second = run_cli("demo", "--dir", "book", "--json")
+    assert second.exit_code == 0, second.stderr
+    summary = json.loads(second.stdout)
+    assert summary["sync"]["ok"] is True
+    assert summary["stored"] == first["stored"]
+    assert summary["stored"]["invoices"] > 0 and summary["stored"]["payments"] > 0
+
+
+def test_demo_never_overwrites_a_real_config(run_cli, tmp_path):
+    (tmp_path / "connector.toml").write_text('[database]\nurl = "sqlite:///mine.db"\n')
+    result = run_cli("demo")
+    assert result.exit_code == 2
+    assert "was not written by `connector demo`" in result.stderr
+    assert (tmp_path / "connector.toml").read_text() == '[database]\nurl = "sqlite:///mine.db"\n'
