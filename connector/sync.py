@@ -20,6 +20,7 @@ from pydantic_core import to_jsonable_python
 
 from connector.config import Config, Connection
 from connector.errors import ConnectorError, ProviderError, RateLimitDeferred
+from connector.link_engine import link_all
 from connector.mapping_setup import mapper_for
 from connector.tokens import StateTokenStore
 from mappings.mapper import MappedRecord, Mapper
@@ -53,13 +54,19 @@ class StreamReport:
 class SyncReport:
     run_id: str
     streams: list[StreamReport]
+    links: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> rule -> count
 
     @property
     def ok(self) -> bool:
         return all(s.status != "failed" and s.skipped == 0 for s in self.streams)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "ok": self.ok, "streams": [asdict(s) for s in self.streams]}
+        return {
+            "run_id": self.run_id,
+            "ok": self.ok,
+            "streams": [asdict(s) for s in self.streams],
+            "links": self.links,
+        }
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:
@@ -94,6 +101,7 @@ class SyncEngine:
         chosen = [self.config.connection(name) for name in connections] or list(self.config.connections.values())
         run_id = self.store.start_run()
         reports: list[StreamReport] = []
+        links: dict[str, dict[str, int]] = {}
         try:
             # Connections are independent systems with their own limits: run them side by
             # side; the streams of one connection run in declared order (customers first,
@@ -101,8 +109,10 @@ class SyncEngine:
             with ThreadPoolExecutor(max_workers=max(1, len(chosen)), thread_name_prefix="sync") as pool:
                 for result in pool.map(lambda c: self._sync_connection(c, streams, full), chosen):
                     reports.extend(result)
+            # Step 4 of a run: the same customer, invoice and payment across systems become one.
+            links = link_all(self.config, self.store, self.registry).by_rule()
         finally:
-            report = SyncReport(run_id=run_id, streams=reports)
+            report = SyncReport(run_id=run_id, streams=reports, links=links)
             status = "ok" if report.ok else "problems"
             self.store.finish_run(run_id, status, {"streams": [asdict(s) for s in reports]})
         return report

@@ -39,6 +39,10 @@ def print_report(report: SyncReport) -> None:
         )
         for line in s.notes + s.errors:
             click.echo(f"    {line}")
+    for kind, rules in report.links.items():
+        if rules:
+            detail = ", ".join(f"{count} by {rule}" for rule, count in sorted(rules.items()))
+            click.echo(f"linked {kind} records across systems: {detail}")
 
 
 COMMANDS = [sync_command]

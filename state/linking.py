@@ -1,0 +1,71 @@
+"""Reading every system's view of one kind of record, and merging canonical records that the
+linker found to be the same. Set-based: one statement per kind of change, all rows at once."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from state.tables import table
+
+# What points at a canonical record of each kind, and must follow it when it is merged.
+_DEPENDANTS: dict[str, list[tuple[str, str]]] = {
+    "customer": [("invoices", "customer_id"), ("payments", "customer_id")],
+    "invoice": [("allocations", "invoice_id")],
+    "payment": [("allocations", "payment_id")],
+}
+_CANONICAL = {"customer": "customers", "invoice": "invoices", "payment": "payments"}
+
+
+def ref_views(session: Session, entity_kind: str) -> list[dict[str, Any]]:
+    """Every ref of `entity_kind` with its system's view (`data`), ordered for stable output."""
+    refs = table("refs")
+    query = (
+        sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.entity_id, refs.c.data)
+        .where(refs.c.entity_kind == entity_kind, refs.c.entity_id.is_not(None))
+        .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
+    )
+    rows = []
+    for system, object_type, remote_id, entity_id, data in session.execute(query):
+        if isinstance(data, str):
+            data = json.loads(data)
+        rows.append(
+            {"system": system, "object_type": object_type, "remote_id": remote_id,
+             "entity_id": entity_id, "data": data}
+        )
+    return rows
+
+
+def merge_entities(session: Session, entity_kind: str, merges: Sequence[tuple[str, str, str]]) -> None:
+    """Merge each `(member, survivor, rule)`: the member's refs and everything pointing at it
+    move to the survivor, then the member's canonical row goes (invoice lines with it)."""
+    if not merges:
+        return
+    refs = table("refs")
+    session.execute(
+        sa.update(refs)
+        .where(refs.c.entity_kind == entity_kind, refs.c.entity_id == sa.bindparam("member"))
+        .values(entity_id=sa.bindparam("survivor"), link_rule=sa.bindparam("rule")),
+        [{"member": m, "survivor": s, "rule": r} for m, s, r in merges],
+    )
+    for name, column in _DEPENDANTS[entity_kind]:
+        dependant = table(name)
+        session.execute(
+            sa.update(dependant)
+            .where(dependant.c[column] == sa.bindparam("member"))
+            .values({column: sa.bindparam("survivor")}),
+            [{"member": m, "survivor": s} for m, s, _ in merges],
+        )
+    canonical = table(_CANONICAL[entity_kind])
+    if entity_kind == "invoice":
+        lines = table("invoice_lines")
+        session.execute(sa.delete(lines).where(lines.c.invoice_id == sa.bindparam("member")),
+                        [{"member": m} for m, _, _ in merges])
+    session.execute(
+        sa.delete(canonical).where(canonical.c.id == sa.bindparam("member")),
+        [{"member": m} for m, _, _ in merges],
+    )
