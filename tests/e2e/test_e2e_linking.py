@@ -24,8 +24,8 @@ def linked(tmp_path_factory):
         store, report = sync_sandbox(sandbox, directory, full=True)
     assert report.ok
     config = load_config(str(directory / "connector.toml"))
-    first = link_all(config, store)
-    yield scenario.truth, store, first, config
+    # sync links as its step 4; the report says by which rules
+    yield scenario.truth, store, report, config
     store.close()
 
 
@@ -87,10 +87,12 @@ def test_a_card_payment_already_in_the_ledger_is_one_payment(linked):
 
 
 def test_linking_again_changes_nothing_and_every_link_is_audited(linked):
-    _, store, first, config = linked
-    assert link_all(config, store).counts() == {"customer": 0, "invoice": 0, "payment": 0}
     import sqlalchemy as sa
 
+    _, store, sync_report, config = linked
+    linked_by_sync = sum(sum(rules.values()) for rules in sync_report.links.values())
+    assert linked_by_sync > 0 and set(sync_report.links["invoice"]) <= {"explicit_id", "invoice_number", "customer_amount_date"}
+    assert link_all(config, store).counts() == {"customer": 0, "invoice": 0, "payment": 0}
     with store.engine.connect() as connection:
         audited = connection.execute(sa.text("SELECT count(*) FROM audit_log WHERE actor = 'linker'")).scalar_one()
-    assert audited == sum(first.counts().values())
+    assert audited == linked_by_sync

@@ -1,0 +1,186 @@
+"""Each rule, partial and over payments, and ambiguity turning into proposals."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from test_reconcile_invariants import check_invariants, inv, pairs, pay
+
+from connector.money import Money
+from connector.reconcile import ReconcileConfig, reconcile
+
+
+def test_explicit_link_applies_with_full_confidence():
+    invoices = [inv("i1", "100.00", number="INV-1"), inv("i2", "100.00", number="INV-2")]
+    payments = [pay("p1", "100.00")]
+    result = reconcile(invoices, payments, links={"p1": ["i2"]})
+    assert pairs(result) == [("p1", "i2", "100.00")]
+    assert result.applied[0].rule == "explicit_link"
+    assert result.applied[0].confidence == Decimal("1.00")
+    assert "metadata" in result.applied[0].reason
+
+
+def test_explicit_link_wins_over_an_earlier_payments_weaker_match():
+    # p0 arrives first and matches i1 by amount only; p1 names i1 in its metadata.
+    invoices = [inv("i1", "100.00")]
+    payments = [pay("p0", "100.00", received=pay("x", "1").received_at.replace(hour=1)), pay("p1", "100.00")]
+    result = reconcile(invoices, payments, links={"p1": ["i1"]})
+    assert pairs(result) == [("p1", "i1", "100.00")]
+    assert result.unmatched == ["p0"]
+
+
+def test_remittance_number_applies_the_named_invoice():
+    invoices = [inv("i1", "250.00", number="INV-0042"), inv("i2", "250.00", number="INV-0043")]
+    result = reconcile(invoices, [pay("p1", "250.00", remittance="Payment for INV-0043, thank you")])
+    assert pairs(result) == [("p1", "i2", "250.00")]
+    applied = result.applied[0]
+    assert applied.rule == "remittance_number"
+    assert applied.confidence >= ReconcileConfig().auto_threshold
+    assert "INV-0043" in applied.reason
+
+
+def test_exact_amount_unique_applies_the_only_invoice_with_that_balance():
+    invoices = [inv("i1", "100.00"), inv("i2", "250.00")]
+    result = reconcile(invoices, [pay("p1", "250.00")])
+    assert pairs(result) == [("p1", "i2", "250.00")]
+    assert result.applied[0].rule == "exact_amount_unique"
+
+
+def test_exact_amount_counts_what_is_already_paid_on_the_invoice():
+    invoices = [inv("i1", "300.00", paid="50.00"), inv("i2", "250.00", customer="c2")]
+    result = reconcile(invoices, [pay("p1", "250.00")])
+    assert pairs(result) == [("p1", "i1", "250.00")]
+
+
+def test_two_equally_good_candidates_become_a_proposal_not_a_guess():
+    invoices = [inv("i1", "100.00"), inv("i2", "100.00")]
+    payments = [pay("p1", "100.00")]
+    result = reconcile(invoices, payments)
+    assert result.applied == []
+    [proposal] = result.proposals
+    assert proposal.payment_id == "p1"
+    assert {c.invoice_ids for c in proposal.candidates} == {("i1",), ("i2",)}
+    assert all(c.rule == "exact_amount_unique" for c in proposal.candidates)
+    assert all(c.confidence < ReconcileConfig().auto_threshold for c in proposal.candidates)
+    assert result.unapplied == {"p1": Money.of("100.00", "USD")}
+
+
+def test_ambiguous_remittance_number_becomes_a_proposal():
+    # Two number series both have a 42 for this customer.
+    invoices = [inv("i1", "80.00", number="INV-0042"), inv("i2", "90.00", number="SO-42")]
+    result = reconcile(invoices, [pay("p1", "85.00", remittance="#42")])
+    assert result.applied == []
+    [proposal] = result.proposals
+    assert {c.invoice_ids for c in proposal.candidates} == {("i1",), ("i2",)}
+
+
+def test_amount_within_tolerance_is_proposed_with_its_gap():
+    invoices = [inv("i1", "100.00"), inv("i2", "500.00")]
+    result = reconcile(invoices, [pay("p1", "97.10")])  # a 2.9 % card fee taken off
+    assert result.applied == []
+    [proposal] = result.proposals
+    best = proposal.candidates[0]
+    assert best.invoice_ids == ("i1",) and best.rule == "amount_within_tolerance"
+    assert best.amounts == (Money.of("97.10", "USD"),)
+    assert "2.90 USD below" in best.reason
+
+
+def test_tolerance_can_be_set_per_currency_in_absolute_terms():
+    config = ReconcileConfig(tolerance_fraction=Decimal(0), tolerance_absolute={"JPY": Decimal(500)})
+    invoices = [inv("i1", "10000", currency="JPY")]
+    result = reconcile(invoices, [pay("p1", "9600", currency="JPY")], config=config)
+    assert result.proposals[0].candidates[0].rule == "amount_within_tolerance"
+    result = reconcile(invoices, [pay("p1", "9400", currency="JPY")], config=config)
+    assert result.proposals == []
+
+
+def test_subset_sum_proposes_the_set_of_invoices_the_payment_adds_up_to():
+    invoices = [inv("i1", "120.00"), inv("i2", "80.00"), inv("i3", "45.50"), inv("i4", "999.00")]
+    result = reconcile(invoices, [pay("p1", "165.50")])
+    [proposal] = result.proposals
+    best = proposal.candidates[0]
+    assert best.rule == "subset_sum"
+    assert set(best.invoice_ids) == {"i1", "i3"}
+    assert sum(a.amount for a in best.amounts) == Decimal("165.50")
+
+
+def test_subset_sum_of_the_whole_open_account_is_applied():
+    invoices = [inv("i1", "120.00"), inv("i2", "80.00"), inv("i3", "45.50")]
+    payments = [pay("p1", "245.50")]
+    result = reconcile(invoices, payments)
+    assert sorted(pairs(result)) == [("p1", "i1", "120.00"), ("p1", "i2", "80.00"), ("p1", "i3", "45.50")]
+    assert {a.rule for a in result.applied} == {"subset_sum"}
+    check_invariants(invoices, payments, result)
+
+
+def test_subset_search_stays_bounded_with_many_open_invoices():
+    invoices = [inv(f"i{n}", str(100 + n)) for n in range(5000)]
+    result = reconcile(invoices, [pay("p1", "100000.00")])
+    assert result.applied == []
+
+
+def test_one_payment_for_several_invoices_named_in_the_remittance():
+    invoices = [inv("i1", "100.00", number="INV-0042"), inv("i2", "50.00", number="INV-0043")]
+    payments = [pay("p1", "150.00", remittance="Invoice #42 + #43")]
+    result = reconcile(invoices, payments)
+    assert pairs(result) == [("p1", "i1", "100.00"), ("p1", "i2", "50.00")]
+    assert result.unapplied == {}
+
+
+def test_several_numbers_are_paid_in_the_order_written():
+    invoices = [inv("i1", "100.00", number="INV-0042"), inv("i2", "50.00", number="INV-0043")]
+    payments = [pay("p1", "120.00", remittance="INV-0043 and INV-0042")]
+    result = reconcile(invoices, payments)
+    assert pairs(result) == [("p1", "i2", "50.00"), ("p1", "i1", "70.00")]
+    assert "30.00 USD stays open" in result.applied[0].reason
+
+
+def test_partial_payment_leaves_balance_open():
+    invoices = [inv("i1", "1000.00", number="INV-0042")]
+    payments = [pay("p1", "400.00", remittance="INV-0042 part payment")]
+    result = reconcile(invoices, payments)
+    assert pairs(result) == [("p1", "i1", "400.00")]
+    assert "partial payment: 600.00 USD stays open" in result.applied[0].reason
+    assert result.unapplied == {}
+    # the next payment sees the 600.00 still owed
+    again = reconcile(invoices, [pay("p2", "600.00")], allocations=result.applied)
+    assert pairs(again) == [("p2", "i1", "600.00")]
+
+
+def test_overpayment_surplus_is_kept_as_unapplied_credit():
+    invoices = [inv("i1", "100.00", number="INV-0042")]
+    payments = [pay("p1", "130.00", remittance="INV-0042")]
+    result = reconcile(invoices, payments)
+    assert pairs(result) == [("p1", "i1", "100.00")]
+    assert result.unapplied == {"p1": Money.of("30.00", "USD")}
+    assert "overpayment: 30.00 USD kept as unapplied credit" in result.applied[0].reason
+    check_invariants(invoices, payments, result)
+
+
+def test_overpayment_through_an_explicit_link_keeps_the_surplus():
+    invoices = [inv("i1", "100.00")]
+    result = reconcile(invoices, [pay("p1", "100.01")], links={"p1": ["i1"]})
+    assert pairs(result) == [("p1", "i1", "100.00")]
+    assert result.unapplied == {"p1": Money.of("0.01", "USD")}
+
+
+def test_void_and_draft_invoices_are_never_matched():
+    invoices = [inv("i1", "100.00", status="void", number="INV-1"), inv("i2", "100.00", status="draft")]
+    result = reconcile(invoices, [pay("p1", "100.00", remittance="INV-1")])
+    assert result.applied == [] and result.proposals == []
+    assert result.unmatched == ["p1"]
+
+
+def test_the_auto_threshold_decides_what_is_applied():
+    invoices = [inv("i1", "100.00"), inv("i2", "250.00")]
+    payments = [pay("p1", "250.00")]
+    strict = reconcile(invoices, payments, config=ReconcileConfig(auto_threshold=Decimal("0.99")))
+    assert strict.applied == []
+    assert strict.proposals[0].candidates[0].invoice_ids == ("i2",)
+
+
+def test_pending_and_failed_payments_are_not_matched():
+    invoices = [inv("i1", "100.00")]
+    payments = [pay("p1", "100.00", status="pending"), pay("p2", "100.00", status="failed")]
+    result = reconcile(invoices, payments)
+    assert result.applied == [] and result.proposals == [] and result.unapplied == {}
