@@ -258,6 +258,24 @@ class OAuthTokenRow(SQLModel, table=True):
     version: int = _col(sa.Integer, nullable=False)
 
 
+class ProposalRow(SQLModel, table=True):
+    """A payment waiting for finance, with its ranked candidates (0004). `id` is derived from
+    the payment and its candidates, so the same open question keeps its id across runs."""
+
+    __tablename__ = "proposals"
+    __table_args__ = (sa.Index("ix_proposals_status", "status"), sa.Index("ix_proposals_payment_id", "payment_id"))
+
+    id: str = _col(sa.Text, primary_key=True, nullable=False)
+    payment_id: str = _col(sa.Text, nullable=False)
+    currency: str = _col(sa.String(3), nullable=False)
+    amount_minor: int = _col(sa.BigInteger, nullable=False)
+    candidates: list[dict[str, Any]] = _col(JSONType, nullable=False)
+    status: str = _col(sa.Text, nullable=False)  # open / accepted / rejected
+    decided_by: str | None = _col(sa.Text)
+    decided_at: datetime | None = _col(UTCDateTime)
+    created_at: datetime = _col(UTCDateTime, nullable=False)
+
+
 STATE_TABLES: tuple[str, ...] = (
     "customers",
     "invoices",
@@ -270,6 +288,7 @@ STATE_TABLES: tuple[str, ...] = (
     "runs",
     "audit_log",
     "oauth_tokens",
+    "proposals",
 )
 
 

@@ -21,6 +21,7 @@ from state import (
     redact_url,
     upgrade,
 )
+from state.db import SQLITE_BUSY_TIMEOUT_MS
 from state.tables import STATE_TABLES
 
 
@@ -148,5 +149,5 @@ def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: os
         pragma = lambda name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
         assert pragma("journal_mode") == "wal"
         assert pragma("foreign_keys") == 1
-        assert pragma("busy_timeout") == 5000
+        assert pragma("busy_timeout") == SQLITE_BUSY_TIMEOUT_MS
     engine.dispose()

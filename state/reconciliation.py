@@ -1,0 +1,130 @@
+"""Allocations and proposals: what reconciliation decided, and what finance decided about it.
+
+Allocation statuses: `applied` (counts against the invoice), `rejected` (finance said this
+payment does not pay this invoice: never proposed again). Proposal statuses: `open`,
+`accepted`, `rejected`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from connector.model import Allocation
+from connector.money import Money
+from state.records import utcnow
+from state.tables import table
+from state.upsert import in_chunks, upsert
+
+
+def allocation_id(payment_id: str, invoice_id: str, rule: str) -> str:
+    digest = hashlib.sha256(f"{payment_id}|{invoice_id}|{rule}".encode()).hexdigest()
+    return "al-" + digest[:24]
+
+
+@dataclass(frozen=True)
+class StoredAllocation:
+    allocation: Allocation
+    status: str
+    created_at: datetime
+
+
+def _allocation_from(row: Any) -> StoredAllocation:
+    money = Money.from_minor(int(row.amount_minor), row.currency)
+    allocation = Allocation(
+        id=row.id, payment_id=row.payment_id, invoice_id=row.invoice_id, amount=money,
+        rule=row.rule, confidence=Decimal(row.confidence), reason=row.reason, confirmed_by=row.confirmed_by,
+    )
+    return StoredAllocation(allocation=allocation, status=row.status, created_at=row.created_at)
+
+
+def load_allocations(
+    session: Session, *, status: str | None = None, payment_ids: Sequence[str] | None = None,
+    invoice_ids: Sequence[str] | None = None,
+) -> list[StoredAllocation]:
+    allocations = table("allocations")
+    query = sa.select(allocations).order_by(allocations.c.created_at, allocations.c.id)
+    if status is not None:
+        query = query.where(allocations.c.status == status)
+    if payment_ids is not None:
+        query = query.where(allocations.c.payment_id.in_(list(payment_ids)))
+    if invoice_ids is not None:
+        query = query.where(allocations.c.invoice_id.in_(list(invoice_ids)))
+    return [_allocation_from(row) for row in session.execute(query)]
+
+
+def save_allocations(session: Session, allocations_: Iterable[Allocation], status: str) -> None:
+    now = utcnow()
+    rows = [
+        {
+            "id": a.id or allocation_id(a.payment_id, a.invoice_id, a.rule),
+            "payment_id": a.payment_id,
+            "invoice_id": a.invoice_id,
+            "currency": a.amount.currency,
+            "amount_minor": a.amount.to_minor(),
+            "rule": a.rule,
+            "confidence": str(a.confidence),
+            "reason": a.reason,
+            "confirmed_by": a.confirmed_by,
+            "status": status,
+            "created_at": now,
+        }
+        for a in allocations_
+    ]
+    upsert(session, table("allocations"), rows, ("id",))
+
+
+def delete_allocations(session: Session, ids: Sequence[str]) -> int:
+    allocations = table("allocations")
+    removed = 0
+    for chunk in in_chunks(session, list(ids)):
+        removed += session.execute(sa.delete(allocations).where(allocations.c.id.in_(chunk))).rowcount or 0
+    return removed
+
+
+def reduce_allocation(session: Session, allocation_id_: str, new_amount: Money) -> None:
+    allocations = table("allocations")
+    session.execute(
+        sa.update(allocations).where(allocations.c.id == allocation_id_).values(amount_minor=new_amount.to_minor())
+    )
+
+
+# Proposals ------------------------------------------------------------------------------
+
+
+def proposal_id(payment_id: str, candidates: Sequence[dict[str, Any]]) -> str:
+    invoices = "|".join(",".join(c["invoice_ids"]) for c in candidates)
+    return "pr-" + hashlib.sha256(f"{payment_id}|{invoices}".encode()).hexdigest()[:12]
+
+
+def replace_open_proposals(session: Session, proposals: Sequence[dict[str, Any]]) -> None:
+    """The open proposals become exactly `proposals` (decided ones stay as they were)."""
+    table_ = table("proposals")
+    session.execute(sa.delete(table_).where(table_.c.status == "open"))
+    now = utcnow()
+    rows = [{**p, "status": "open", "decided_by": None, "decided_at": None, "created_at": now} for p in proposals]
+    upsert(session, table_, rows, ("id",), keep=("created_at", "status", "decided_by", "decided_at"))
+
+
+def load_proposals(session: Session, *, status: str | None = "open", ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    table_ = table("proposals")
+    query = sa.select(table_).order_by(table_.c.created_at, table_.c.id)
+    if status is not None:
+        query = query.where(table_.c.status == status)
+    if ids is not None:
+        query = query.where(table_.c.id.in_(list(ids)))
+    return [dict(row) for row in session.execute(query).mappings()]
+
+
+def decide_proposal(session: Session, proposal: str, status: str, user: str) -> None:
+    table_ = table("proposals")
+    session.execute(
+        sa.update(table_).where(table_.c.id == proposal).values(status=status, decided_by=user, decided_at=utcnow())
+    )
