@@ -1,8 +1,8 @@
 """`connector demo`: the whole product on a generated book, with no credentials and no internet.
 
 It starts the sandbox on a free loopback port, writes a config whose connections point at it,
-and runs the product loop on the embedded SQLite default: sync (pull, map, store) now; each
-later stage joins the demo when it lands. The database stays behind for `connector invoices`,
+and runs the product loop on the embedded SQLite default: sync (pull, map, store, link across
+systems) and reconciliation; each later stage joins the demo when it lands. The database stays behind for `connector invoices`,
 `connector aging` and friends.
 """
 
@@ -18,6 +18,7 @@ from connector.config import load_config
 from connector.errors import UsageError
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
+from connector.reconcile_engine import ReconcileSummary, run_reconciliation
 from connector.sync import SyncEngine, SyncReport
 from state.store import Store, open_store
 
@@ -83,6 +84,7 @@ class DemoResult:
     config_path: Path
     sync: SyncReport
     counts: dict[str, int] = field(default_factory=dict)
+    reconciliation: ReconcileSummary | None = None
 
 
 def prepare_directory(directory: Path) -> Path:
@@ -121,10 +123,12 @@ def run_demo(
         store = open_store(config.database_url)
         try:
             report = SyncEngine(config, store).run(full=True)
+            reconciliation = run_reconciliation(config, store)
             counts = _counts(store)
         finally:
             store.close()
-    return DemoResult(directory=directory, config_path=config_path, sync=report, counts=counts)
+    return DemoResult(directory=directory, config_path=config_path, sync=report, counts=counts,
+                      reconciliation=reconciliation)
 
 
 def _counts(store: Store) -> dict[str, int]:

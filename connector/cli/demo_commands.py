@@ -24,7 +24,8 @@ def demo_command(directory: str, seed: int, size: str, as_json: bool) -> int:
     echo = (lambda _line: None) if as_json else click.echo
     result = run_demo(Path(directory), seed=seed, size=size, echo=echo)
     if as_json:
-        click.echo(json.dumps({"sync": result.sync.as_dict(), "stored": result.counts}, indent=2, default=str))
+        click.echo(json.dumps({"sync": result.sync.as_dict(), "stored": result.counts,
+                               "reconciliation": _reconciliation_counts(result)}, indent=2, default=str))
         return 0 if result.sync.ok else EXIT_PROBLEMS
     click.echo("")
     click.echo("Pulled from each system:")
@@ -33,11 +34,31 @@ def demo_command(directory: str, seed: int, size: str, as_json: bool) -> int:
     click.echo(
         "Stored: " + ", ".join(f"{count} {name}" for name, count in result.counts.items())
     )
+    counts = _reconciliation_counts(result)
+    click.echo("")
+    click.echo(
+        f"Reconciliation: {counts['recorded_by_ledger']} payments applied as the ledger records them; "
+        f"{counts['matched']} matched automatically ({', '.join(f'{n} by {r}' for r, n in counts['by_rule'].items()) or 'none'}); "
+        f"{counts['proposed']} proposed for finance to decide."
+    )
     where = result.directory.resolve()
     hint = "" if where == Path.cwd().resolve() else f" --config {result.config_path}"
     click.echo("")
-    click.echo(f"The database is in {where / 'connector.db'}; look around with `connector{hint} db status`.")
+    click.echo(f"The database is in {where / 'connector.db'}; see `connector{hint} reconcile` for the matches and proposals.")
     return 0 if result.sync.ok else EXIT_PROBLEMS
+
+
+def _reconciliation_counts(result: object) -> dict[str, object]:
+    summary = getattr(result, "reconciliation", None)
+    by_rule: dict[str, int] = {}
+    for allocation in summary.applied if summary else []:
+        by_rule[allocation.rule] = by_rule.get(allocation.rule, 0) + 1
+    return {
+        "recorded_by_ledger": summary.ledger if summary else 0,
+        "matched": len({a.payment_id for a in summary.applied}) if summary else 0,
+        "by_rule": dict(sorted(by_rule.items())),
+        "proposed": len(summary.proposals) if summary else 0,
+    }
 
 
 @click.group("sandbox")

@@ -1,0 +1,208 @@
+"""`connector reconcile` and finance's decisions on it: accept, reject, match, unmatch.
+
+`--json` shape (stable): {"applied": [entry...], "proposals": [entry + {"id", "candidates": [...]}],
+"summary": {...}} where an entry is {"id", "status": "applied"|"proposed", "payment": {"id",
+"refs": [{"system", "type", "id"}]}, "invoice": {"id", "number", "refs": [...]}, "amount":
+"12.340", "currency": "KWD", "rule", "confidence", "reason", "confirmed_by"}.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from connector.cli.main import AppContext, pass_app
+from connector.finance import accept_proposal, match, reject_proposal, unmatch
+from connector.model import Invoice, Payment
+from connector.money import Money
+from connector.reconcile_engine import LEDGER_RULE, run_reconciliation
+from state import reconciliation as decisions
+from state.store import Store
+
+
+class _Describe:
+    """Refs and numbers of payments and invoices, read once per id."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.invoices = {i.id: i for i in store.list_invoices()}
+        self.payments = {p.id: p for p in store.list_payments()}
+
+    @staticmethod
+    def _refs(record: Invoice | Payment | None) -> list[dict[str, str]]:
+        if record is None:
+            return []
+        return [{"system": r.system, "type": r.object_type, "id": r.remote_id} for r in record.refs]
+
+    def payment(self, payment_id: str) -> dict[str, Any]:
+        return {"id": payment_id, "refs": self._refs(self.payments.get(payment_id))}
+
+    def invoice(self, invoice_id: str) -> dict[str, Any]:
+        invoice = self.invoices.get(invoice_id)
+        return {"id": invoice_id, "number": invoice.number if invoice else None, "refs": self._refs(invoice)}
+
+
+def _entry(describe: _Describe, status: str, payment_id: str, invoice_id: str, amount: Money | str, currency: str,
+           rule: str, confidence: Any, reason: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "status": status,
+        "payment": describe.payment(payment_id),
+        "invoice": describe.invoice(invoice_id),
+        "amount": str(amount.amount if isinstance(amount, Money) else amount),
+        "currency": currency,
+        "rule": rule,
+        "confidence": str(confidence),
+        "reason": reason,
+        **extra,
+    }
+
+
+def reconcile_report(store: Store, summary: Any) -> dict[str, Any]:
+    describe = _Describe(store)
+    with store.session() as session:
+        applied = decisions.load_allocations(session, status="applied")
+        proposals = decisions.load_proposals(session)
+    out_applied = [
+        _entry(describe, "applied", a.payment_id, a.invoice_id, a.amount, a.amount.currency, a.rule, a.confidence,
+               a.reason, id=a.id, confirmed_by=a.confirmed_by)
+        for a in (s.allocation for s in applied)
+    ]
+    out_proposals = []
+    for proposal in proposals:
+        top = proposal["candidates"][0]
+        left = Money.from_minor(int(proposal["amount_minor"]), proposal["currency"])
+        out_proposals.append(
+            {
+                **_entry(describe, "proposed", proposal["payment_id"], top["invoice_ids"][0], top["amounts"][0],
+                         top["currency"], top["rule"], top["confidence"], top["reason"]),
+                "id": proposal["id"],
+                "payment_unapplied": str(left.amount),
+                "candidates": [
+                    {
+                        "rank": rank,
+                        "invoices": [
+                            {"invoice": describe.invoice(i), "amount": a}
+                            for i, a in zip(c["invoice_ids"], c["amounts"], strict=True)
+                        ],
+                        "invoice": describe.invoice(c["invoice_ids"][0]),
+                        "amount": str(sum((Money.of(a, c["currency"]) for a in c["amounts"]), Money.zero(c["currency"])).amount),
+                        "currency": c["currency"],
+                        "rule": c["rule"],
+                        "confidence": c["confidence"],
+                        "reason": c["reason"],
+                    }
+                    for rank, c in enumerate(proposal["candidates"], start=1)
+                ],
+            }
+        )
+    return {
+        "applied": out_applied,
+        "proposals": out_proposals,
+        "summary": {
+            "applied_this_run": len(summary.applied) if summary else 0,
+            "ledger_recorded_this_run": summary.ledger if summary else 0,
+            "reversed_this_run": summary.reversed if summary else 0,
+            "open_proposals": len(out_proposals),
+            "unmatched_payments": len(summary.unmatched) if summary else 0,
+        },
+    }
+
+
+def print_reconcile(report: dict[str, Any], *, verbose: bool = False) -> None:
+    applied = [a for a in report["applied"] if verbose or a["rule"] != LEDGER_RULE]
+    ledger = len(report["applied"]) - len([a for a in report["applied"] if a["rule"] != LEDGER_RULE])
+    click.echo(f"Applied allocations ({ledger} more recorded by the ledger itself; -v lists them):")
+    if not applied:
+        click.echo("  none")
+    for a in applied:
+        click.echo(
+            f"  {a['id']}  {_label(a['payment'])} -> {a['invoice']['number'] or a['invoice']['id']}  "
+            f"{a['amount']} {a['currency']}  {a['rule']} ({a['confidence']})"
+        )
+        click.echo(f"      {a['reason']}")
+    click.echo("")
+    click.echo(f"Open proposals ({len(report['proposals'])}): `connector reconcile accept ID` or `reject ID`")
+    for p in report["proposals"]:
+        click.echo(f"  {p['id']}  payment {_label(p['payment'])}, {p['payment_unapplied']} {p['currency']} to apply")
+        for c in p["candidates"]:
+            numbers = " + ".join(f"{i['invoice']['number'] or i['invoice']['id']} {i['amount']}" for i in c["invoices"])
+            click.echo(f"      {c['rank']}. {numbers}  {c['rule']} ({c['confidence']}): {c['reason']}")
+
+
+def _label(payment: dict[str, Any]) -> str:
+    refs = payment["refs"]
+    return ",".join(r["id"] for r in refs) if refs else payment["id"]
+
+
+@click.group("reconcile", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (shape in docs/finance.md).")
+@click.option("-a", "--all", "show_all", is_flag=True, help="Also list the allocations the ledger records itself.")
+@pass_app
+@click.pass_context
+def reconcile_group(ctx: click.Context, app: AppContext, as_json: bool, show_all: bool) -> None:
+    """Match payments to invoices on what is stored; show applied allocations and proposals."""
+    if ctx.invoked_subcommand is not None:
+        return
+    store = app.store()
+    summary = run_reconciliation(app.config(), store)
+    report = reconcile_report(store, summary)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        print_reconcile(report, verbose=show_all)
+
+
+_user = click.option("--user", help="Who decides (default: the OS user); kept in the audit log.")
+_reason = click.option("--reason", default="", help="Why; kept in the audit log.")
+
+
+@reconcile_group.command("accept")
+@click.argument("proposal_id")
+@click.option("--candidate", default=1, show_default=True, help="Which ranked candidate to accept.")
+@_user
+@_reason
+@pass_app
+def accept_command(app: AppContext, proposal_id: str, candidate: int, user: str | None, reason: str) -> None:
+    """Accept a proposal (its first candidate unless --candidate N)."""
+    for allocation in accept_proposal(app.store(), proposal_id, candidate=candidate, user=user, reason=reason):
+        click.echo(f"applied {allocation.id}: {allocation.amount} to invoice {allocation.invoice_id}")
+
+
+@reconcile_group.command("reject")
+@click.argument("proposal_id")
+@_user
+@_reason
+@pass_app
+def reject_command(app: AppContext, proposal_id: str, user: str | None, reason: str) -> None:
+    """Reject a proposal: none of its candidates is proposed again for that payment."""
+    reject_proposal(app.store(), proposal_id, user=user, reason=reason)
+    click.echo(f"rejected {proposal_id}")
+
+
+@reconcile_group.command("match")
+@click.argument("payment")
+@click.argument("invoice")
+@click.option("--amount", help="Amount to apply (default: as much as both allow).")
+@_user
+@_reason
+@pass_app
+def match_command(app: AppContext, payment: str, invoice: str, amount: str | None, user: str | None, reason: str) -> None:
+    """Match PAYMENT to INVOICE by hand (ids of any system, or the invoice number)."""
+    allocation = match(app.store(), payment, invoice, amount=amount, user=user, reason=reason)
+    click.echo(f"applied {allocation.id}: {allocation.amount} by hand")
+
+
+@reconcile_group.command("unmatch")
+@click.argument("allocation_id")
+@_user
+@_reason
+@pass_app
+def unmatch_command(app: AppContext, allocation_id: str, user: str | None, reason: str) -> None:
+    """Remove an allocation; its rule will not make it again."""
+    allocation = unmatch(app.store(), allocation_id, user=user, reason=reason)
+    click.echo(f"removed {allocation_id} ({allocation.amount}); the pair will not be matched again by a rule")
+
+
+COMMANDS = [reconcile_group]

@@ -1,0 +1,49 @@
+"""Find a stored record from what a person types: our id, any system's id, or a number."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from connector.errors import UsageError
+from connector.model import Invoice, Payment
+from state.store import Store
+from state.tables import table
+
+
+def _by_remote_id(store: Store, entity_kind: str, token: str) -> list[str]:
+    refs = table("refs")
+    query = sa.select(refs.c.entity_id).where(
+        refs.c.entity_kind == entity_kind, refs.c.remote_id == token, refs.c.entity_id.is_not(None)
+    )
+    with store.session() as session:
+        return sorted({row[0] for row in session.execute(query)})
+
+
+def find_invoice(store: Store, token: str) -> Invoice:
+    """An invoice by canonical id, any system's id, or its number."""
+    found = store.get_invoice(token)
+    if found is not None:
+        return found
+    ids = _by_remote_id(store, "invoice", token)
+    if not ids:
+        ids = sorted({i.id for i in store.list_invoices(number=token) if i.id})
+    if len(ids) > 1:
+        raise UsageError(f"{token!r} names {len(ids)} invoices; use one of their ids: {', '.join(ids)}")
+    if not ids:
+        raise UsageError(f"no invoice {token!r} (give our id, a provider's id or the invoice number)")
+    invoice = store.get_invoice(ids[0])
+    assert invoice is not None
+    return invoice
+
+
+def find_payment(store: Store, token: str) -> Payment:
+    """A payment by canonical id or any system's id (a Stripe charge, a Xero PaymentID)."""
+    found = store.list_payments(ids=[token])
+    if found:
+        return found[0]
+    ids = _by_remote_id(store, "payment", token)
+    if len(ids) > 1:
+        raise UsageError(f"{token!r} names {len(ids)} payments; use one of their ids: {', '.join(ids)}")
+    if not ids:
+        raise UsageError(f"no payment {token!r} (give our id or a provider's payment id)")
+    return store.list_payments(ids=ids)[0]

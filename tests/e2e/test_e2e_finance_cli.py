@@ -1,0 +1,107 @@
+"""Finance's reconciliation commands on a demo database: JSON shape, decisions, audit."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import sqlalchemy as sa
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    from connector.demo import run_demo
+
+    directory = tmp_path_factory.mktemp("demo")
+    run_demo(directory, seed=42, echo=lambda _line: None)
+    return directory
+
+
+@pytest.fixture
+def book(demo_dir, tmp_path, run_cli):
+    """A private copy of the demo database for one test."""
+    copy = tmp_path / "book"
+    shutil.copytree(demo_dir, copy)
+    def run(*args):
+        return run_cli("--config", str(copy / "connector.toml"), *args)
+    return run, copy
+
+
+def audit_rows(copy, action):
+    engine = sa.create_engine(f"sqlite:///{copy / 'connector.db'}")
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT actor, action, subject_id, decision FROM audit_log WHERE action = :a"), {"a": action}).all()
+    engine.dispose()
+    return rows
+
+
+def test_reconcile_json_gives_every_allocation_and_proposal_in_the_documented_shape(book):
+    run, _ = book
+    result = run("reconcile", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["applied"] and report["proposals"]
+    for entry in report["applied"] + report["proposals"]:
+        assert entry["status"] in ("applied", "proposed")
+        assert entry["payment"]["refs"] and all({"system", "type", "id"} == set(r) for r in entry["payment"]["refs"])
+        assert entry["invoice"]["refs"] and entry["invoice"]["number"]
+        assert {"amount", "currency", "rule", "confidence", "reason"} <= set(entry)
+        assert isinstance(entry["amount"], str) and "." in entry["amount"] or entry["currency"] == "JPY"
+    for proposal in report["proposals"]:
+        assert [c["rank"] for c in proposal["candidates"]] == list(range(1, len(proposal["candidates"]) + 1))
+        assert proposal["candidates"][0]["invoice"]["refs"]
+
+
+def test_a_rejected_proposal_is_not_proposed_again_and_is_audited(book):
+    run, copy = book
+    proposal = json.loads(run("reconcile", "--json").stdout)["proposals"][0]
+    result = run("reconcile", "reject", proposal["id"], "--user", "alice", "--reason", "customer says neither")
+    assert result.exit_code == 0, result.stderr
+    again = json.loads(run("reconcile", "--json").stdout)
+    assert proposal["payment"]["id"] not in {p["payment"]["id"] for p in again["proposals"]}
+    assert ("alice", "reject", proposal["payment"]["id"], "customer says neither") in audit_rows(copy, "reject")
+    assert run("reconcile", "reject", proposal["id"]).exit_code == 2  # already decided
+
+
+def test_accepting_a_proposal_applies_it_and_no_rule_undoes_it(book):
+    run, copy = book
+    proposal = json.loads(run("reconcile", "--json").stdout)["proposals"][0]
+    second = proposal["candidates"][1]
+    assert run("reconcile", "accept", proposal["id"], "--candidate", "2", "--user", "bob").exit_code == 0
+    applied = json.loads(run("reconcile", "--json").stdout)["applied"]
+    mine = [a for a in applied if a["payment"]["id"] == proposal["payment"]["id"]]
+    assert [(a["invoice"]["number"], a["amount"], a["confirmed_by"]) for a in mine] == [
+        (second["invoice"]["number"], second["amount"], "bob")
+    ]
+    assert audit_rows(copy, "accept")[0][0] == "bob"
+
+
+def test_match_and_unmatch_by_hand(book):
+    run, copy = book
+    report = json.loads(run("reconcile", "--json").stdout)
+    proposal = report["proposals"][0]
+    charge = proposal["payment"]["refs"][0]["id"]
+    number = proposal["candidates"][0]["invoice"]["number"]
+    too_much = run("reconcile", "match", charge, number, "--amount", "99999999")
+    assert too_much.exit_code == 2 and "left to apply" in too_much.stderr
+    made = run("reconcile", "match", charge, number, "--user", "carol")
+    assert made.exit_code == 0, made.stderr
+    allocation_id = made.stdout.split()[1].rstrip(":")
+    applied = json.loads(run("reconcile", "--json").stdout)["applied"]
+    assert any(a["id"] == allocation_id and a["rule"] == "manual" for a in applied)
+    assert run("reconcile", "unmatch", allocation_id, "--user", "carol").exit_code == 0
+    after = json.loads(run("reconcile", "--json").stdout)
+    assert not any(a["id"] == allocation_id for a in after["applied"])
+    assert audit_rows(copy, "match") and audit_rows(copy, "unmatch")
+
+
+def test_unknown_ids_and_ledger_records_are_refused_with_one_line(book):
+    run, _ = book
+    assert run("reconcile", "accept", "pr-nope").exit_code == 2
+    assert run("reconcile", "match", "ch_nope", "INV-0001").exit_code == 2
+    ledger = next(a for a in json.loads(run("reconcile", "--json").stdout)["applied"] if a["rule"] == "ledger_record")
+    refused = run("reconcile", "unmatch", ledger["id"])
+    assert refused.exit_code == 2 and "ledger" in refused.stderr
