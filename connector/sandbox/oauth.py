@@ -25,7 +25,9 @@ class OAuthIssuer:
         self.clock = clock
         self.ttl_s = ttl_s
         self.credentials = credentials
-        self.spent: set[str] = set()
+        # spent refresh token -> (when, the refresh token issued for it)
+        self.spent: dict[str, tuple[float, str]] = {}
+        self.grace_s: float = 0
         self.refresh_tokens: set[str] = set()
         self.access_tokens: dict[str, float] = {}  # token -> expiry (epoch seconds)
         if credentials:
@@ -68,11 +70,16 @@ class OAuthIssuer:
             return self._error(400, "unsupported_grant_type", f"grant_type {grant!r} is not supported here", journal)
         refresh = form.get("refresh_token") or ""
         known = refresh in self.refresh_tokens if self.strict else bool(refresh)
-        if refresh in self.spent or not known:
+        spent = self.spent.get(refresh)
+        if spent is not None and self.clock() - spent[0] < self.grace_s:
+            # within the grace period the lost answer's refresh token is handed out again
+            access, new_refresh = token("sbx_at_"), spent[1]
+        elif spent is not None or not known:
             return self._error(400, "invalid_grant", "the refresh token is invalid, expired or already used", journal)
-        self.spent.add(refresh)
-        self.refresh_tokens.discard(refresh)
-        access, new_refresh = token("sbx_at_"), token("sbx_rt_")
+        else:
+            access, new_refresh = token("sbx_at_"), token("sbx_rt_")
+            self.spent[refresh] = (self.clock(), new_refresh)
+            self.refresh_tokens.discard(refresh)
         self.refresh_tokens.add(new_refresh)
         self.access_tokens[access] = self.clock() + self.ttl_s
         body = {

@@ -83,6 +83,7 @@ class Sandbox:
         seed: int = 0,
         fault_delay_s: float = 2.0,
         token_ttl_s: int = 1800,
+        refresh_grace_s: float = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if limits not in ("documented", "off"):
@@ -95,6 +96,9 @@ class Sandbox:
         self.seed = seed
         self.fault_delay_s = fault_delay_s
         self.token_ttl_s = token_ttl_s
+        # Xero lets a spent refresh token be used again for 30 minutes when its answer was
+        # lost; 0 (the default) refuses it at once, the strictest reading.
+        self.refresh_grace_s = refresh_grace_s
         self.clock = clock
         self.lock = threading.RLock()
         self._rng = random.Random(seed)
@@ -122,6 +126,9 @@ class Sandbox:
         }
         for name, face in faces.items():
             face.load(data.get(name) or {})
+            oauth = getattr(face, "oauth", None)
+            if oauth is not None:
+                oauth.grace_s = self.refresh_grace_s
         with self.lock:
             self.faces = faces
 
