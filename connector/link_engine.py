@@ -72,7 +72,21 @@ def link_all(config: Config, store: Store, registry: Registry | None = None) -> 
         report.links["invoice"] = _apply(session, "invoice", link_invoices(invoices, customer_of))
         payments = _views(state_linking.ref_views(session, "payment"), systems)
         report.links["payment"] = _apply(session, "payment", link_payments(payments))
+        _fill_customers(session)
     return report
+
+
+def _fill_customers(session: Any) -> None:
+    """Invoices and payments stored before their customer get the customer their system names."""
+    customers = {(row["system"], row["remote_id"]): row["entity_id"] for row in state_linking.ref_views(session, "customer")}
+    for kind in ("invoice", "payment"):
+        found: dict[str, str] = {}
+        for row in state_linking.ref_views(session, kind):
+            remote = ((row["data"].get("_sync") or {}).get("links") or {}).get("customer")
+            customer = customers.get((row["system"], str(remote))) if remote else None
+            if customer and row["entity_id"] not in found:
+                found[row["entity_id"]] = customer
+        state_linking.fill_customer_ids(session, kind, found)
 
 
 def _apply(session: Any, kind: str, links: list[Link]) -> list[Link]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -85,11 +85,27 @@ def open_provider(connection: Connection, store: Store, registry: Registry | Non
     return cls(connection.settings, connection=connection.name, token_store=StateTokenStore(store))
 
 
+Progress = Callable[[StreamReport], None]
+
+
 class SyncEngine:
-    def __init__(self, config: Config, store: Store, registry: Registry | None = None) -> None:
+    """`max_parallel_streams` streams of one connection run at once; they share the
+    connection's rate limiter, so together they stay within the provider's limits."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        registry: Registry | None = None,
+        *,
+        progress: Progress | None = None,
+        max_parallel_streams: int = 4,
+    ) -> None:
         self.config = config
         self.store = store
         self.registry = registry or installed()
+        self.progress = progress or (lambda _report: None)
+        self.max_parallel_streams = max(1, max_parallel_streams)
 
     def run(
         self,
@@ -103,9 +119,7 @@ class SyncEngine:
         reports: list[StreamReport] = []
         links: dict[str, dict[str, int]] = {}
         try:
-            # Connections are independent systems with their own limits: run them side by
-            # side; the streams of one connection run in declared order (customers first,
-            # so the links of later streams resolve).
+            # Connections are independent systems with their own limits: run them side by side.
             with ThreadPoolExecutor(max_workers=max(1, len(chosen)), thread_name_prefix="sync") as pool:
                 for result in pool.map(lambda c: self._sync_connection(c, streams, full), chosen):
                     reports.extend(result)
@@ -123,7 +137,9 @@ class SyncEngine:
         wanted = [s for s in provider.streams if not streams or s in streams]
         try:
             rank = source_rank(connection, provider)
-            return [self._sync_stream(provider, mapper, connection, stream, full, rank) for stream in wanted]
+            workers = min(self.max_parallel_streams, max(1, len(wanted)))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"sync-{connection.name}") as pool:
+                return list(pool.map(lambda stream: self._sync_stream(provider, mapper, connection, stream, full, rank), wanted))
         finally:
             provider.close()
 
@@ -148,6 +164,7 @@ class SyncEngine:
                         report.errors.append(str(error))
                 report.skipped += len(errors)
                 report.stored += self._store(connection.name, stream, mapper, mapped, page.cursor, rank)
+                self.progress(report)
         except RateLimitDeferred as exc:
             report.status = "deferred"
             report.notes.append(f"deferred by the provider's limit; resumes on a later run ({exc})")

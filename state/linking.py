@@ -69,3 +69,19 @@ def merge_entities(session: Session, entity_kind: str, merges: Sequence[tuple[st
         sa.delete(canonical).where(canonical.c.id == sa.bindparam("member")),
         [{"member": m} for m, _, _ in merges],
     )
+
+
+def fill_customer_ids(session: Session, entity_kind: str, customer_of: dict[str, str]) -> int:
+    """Give canonical invoices or payments without a customer the one their systems name:
+    `customer_of` maps (for each record) its canonical id to a canonical customer id. Stream
+    order no longer matters: an invoice stored before its customer gets it here."""
+    if not customer_of:
+        return 0
+    rows = table(_CANONICAL[entity_kind])
+    result = session.execute(
+        sa.update(rows)
+        .where(rows.c.id == sa.bindparam("entity"), rows.c.customer_id.is_(None))
+        .values(customer_id=sa.bindparam("customer")),
+        [{"entity": e, "customer": c} for e, c in sorted(customer_of.items())],
+    )
+    return int(result.rowcount or 0)

@@ -76,9 +76,9 @@ def cli(ctx: click.Context, config_option: str | None, log_format: str, verbose:
 
 
 def _register_commands() -> None:
-    from connector.cli import admin, demo_commands, mapping_commands, reconcile_commands, sync_commands
+    from connector.cli import admin, demo_commands, mapping_commands, reconcile_commands, report_commands, sync_commands
 
-    for module in (admin, mapping_commands, sync_commands, reconcile_commands, demo_commands):
+    for module in (admin, mapping_commands, sync_commands, reconcile_commands, report_commands, demo_commands):
         for command in module.COMMANDS:
             cli.add_command(command)
 

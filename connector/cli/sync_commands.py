@@ -7,6 +7,7 @@ import json
 import click
 
 from connector.cli.main import AppContext, pass_app
+from connector.cli.progress import SyncProgress
 from connector.errors import EXIT_PROBLEMS
 from connector.sync import SyncEngine, SyncReport
 
@@ -20,7 +21,11 @@ from connector.sync import SyncEngine, SyncReport
 def sync_command(app: AppContext, connections: tuple[str, ...], streams: tuple[str, ...], full: bool, as_json: bool) -> int:
     """Pull -> map -> store for every configured connection, resuming from saved cursors."""
     config = app.config()
-    report = SyncEngine(config, app.store()).run(connections=connections, streams=streams, full=full)
+    progress = SyncProgress()
+    try:
+        report = SyncEngine(config, app.store(), progress=progress).run(connections=connections, streams=streams, full=full)
+    finally:
+        progress.finish()
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, default=str))
     else:

@@ -1,0 +1,494 @@
+"""Finance reports: `invoices list`, `payments list`, `customers show`, `aging`, `explain`, `drift`.
+
+These commands only read: they load what is stored, hand it to the pure functions of
+`connector.reports`, and print the rows as a table, JSON (`--json`, documented in
+docs/finance.md) or CSV (`--csv`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any
+
+import click
+import sqlalchemy as sa
+
+from connector import reports
+from connector.cli.main import AppContext, pass_app
+from connector.errors import EXIT_PROBLEMS, UsageError
+from connector.model import Allocation, Customer, Invoice
+from state import reconciliation as decisions
+from state.linking import ref_views
+from state.store import Store
+from state.tables import table
+
+Row = dict[str, Any]
+
+
+# Options and output ---------------------------------------------------------------------
+
+
+def _as_of(value: str | None) -> date:
+    if value is None:
+        return date.today()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"--as-of: {value!r} is not a date (use YYYY-MM-DD)") from None
+
+
+def _format(as_json: bool, as_csv: bool) -> str:
+    if as_json and as_csv:
+        raise UsageError("give --json or --csv, not both")
+    return "json" if as_json else "csv" if as_csv else "table"
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _echo_csv(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(headers)
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in row])
+
+
+def _echo_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[str] = ()) -> None:
+    """Columns sized to their content; the `right` columns (amounts, counts) right-aligned."""
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if h in right else v.ljust(w) for v, w, h in zip(values, widths, headers, strict=True)]
+        return "  ".join(parts).rstrip()
+
+    click.echo(line(list(headers)))
+    for row in cells:
+        click.echo(line(row))
+
+
+def _flags(row: Row) -> str:
+    flags = []
+    if row.get("disputed"):
+        flags.append("disputed")
+    if row.get("promise_to_pay"):
+        flags.append(f"promise {row['promise_to_pay']}")
+    if row.get("in_collections"):
+        flags.append("in_collections")
+    return ",".join(flags)
+
+
+# Loading --------------------------------------------------------------------------------
+
+
+def _customers(store: Store) -> dict[str, Customer]:
+    return {c.id: c for c in store.list_customers() if c.id}
+
+
+def _invoice_allocations(store: Store, invoices: list[Invoice]) -> dict[str, list[Allocation]]:
+    from connector.reconcile_engine import invoice_allocations
+
+    return invoice_allocations(store, invoices)
+
+
+def _payment_allocations(store: Store) -> dict[str, list[Allocation]]:
+    """Every applied allocation per payment, the ledger's own records included."""
+    with store.session() as session:
+        stored = decisions.load_allocations(session, status="applied")
+    out: dict[str, list[Allocation]] = defaultdict(list)
+    for s in stored:
+        out[s.allocation.payment_id].append(s.allocation)
+    return out
+
+
+def _resolve_customers(customers: dict[str, Customer], query: str) -> list[Customer]:
+    found = reports.match_customers(customers.values(), query)
+    if not found:
+        raise UsageError(f"no customer {query!r} (give our id, a provider's id or part of the name)")
+    return found
+
+
+# invoices list --------------------------------------------------------------------------
+
+INVOICE_COLUMNS = ["number", "customer", "currency", "total", "balance", "status", "due_date",
+                   "days_past_due", "aging_bucket", "systems", "flags"]
+
+
+def _invoice_cells(row: Row) -> list[Any]:
+    return [row["number"], row["customer"]["name"], row["currency"], row["total"], row["balance"], row["status"],
+            row["due_date"], row["days_past_due"], row["aging_bucket"], " ".join(row["systems"]), _flags(row)]
+
+
+@click.group("invoices")
+def invoices_group() -> None:
+    """Invoices as the connector sees them: one per real invoice, whatever the systems."""
+
+
+@invoices_group.command("list")
+@click.option("--status", metavar="S", help=f"Only this status: {', '.join(reports.STATUS_FILTERS)}.")
+@click.option("--customer", metavar="C", help="Only this customer: our id, a provider's id or part of the name.")
+@click.option("--overdue", is_flag=True, help="Only invoices past their due date with a balance.")
+@click.option("--as-of", "as_of", metavar="DATE", help="Position on this date (YYYY-MM-DD; default today).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/finance.md).")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV output.")
+@pass_app
+def invoices_list(app: AppContext, status: str | None, customer: str | None, overdue: bool, as_of: str | None,
+                  as_json: bool, as_csv: bool) -> None:
+    """Invoices with their balance, derived status, days past due and aging bucket."""
+    if status is not None and status not in reports.STATUS_FILTERS:
+        raise UsageError(f"--status: unknown status {status!r} (valid: {', '.join(reports.STATUS_FILTERS)})")
+    output, day = _format(as_json, as_csv), _as_of(as_of)
+    store = app.store()
+    customers = _customers(store)
+    if customer is not None:
+        invoices = []
+        for found in _resolve_customers(customers, customer):
+            invoices += store.list_invoices(customer_id=found.id)
+    else:
+        invoices = store.list_invoices()
+    rows = reports.invoice_rows(invoices, customers, _invoice_allocations(store, invoices), day)
+    rows = reports.select_invoices(rows, status=status, overdue=overdue)
+    if output == "json":
+        _echo_json({"as_of": day.isoformat(), "invoices": rows})
+    elif output == "csv":
+        _echo_csv(["id", *INVOICE_COLUMNS[:-2], "systems", "disputed", "promise_to_pay", "in_collections"],
+                  [[r["id"], *_invoice_cells(r)[:-2], " ".join(r["systems"]), r["disputed"], r["promise_to_pay"],
+                    r["in_collections"]] for r in rows])
+    else:
+        _echo_table(INVOICE_COLUMNS, [_invoice_cells(r) for r in rows], right=("total", "balance", "days_past_due"))
+        click.echo(f"{len(rows)} invoice(s) as of {day.isoformat()}")
+
+
+# payments list --------------------------------------------------------------------------
+
+PAYMENT_COLUMNS = ["received", "amount", "currency", "method", "customer", "remittance", "status",
+                   "allocated", "unapplied", "systems"]
+
+
+def _payment_cells(row: Row) -> list[Any]:
+    return [(row["received_at"] or "")[:10], row["amount"], row["currency"], row["method"], row["customer"]["name"],
+            row["remittance"], row["status"], row["allocated"], row["unapplied"], " ".join(row["systems"])]
+
+
+@click.group("payments")
+def payments_group() -> None:
+    """Payments received, and how much of each is applied to invoices."""
+
+
+@payments_group.command("list")
+@click.option("--unmatched", is_flag=True, help="Only payments with an unapplied amount.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/finance.md).")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV output.")
+@pass_app
+def payments_list(app: AppContext, unmatched: bool, as_json: bool, as_csv: bool) -> None:
+    """Payments with their allocated and unapplied amounts."""
+    output = _format(as_json, as_csv)
+    store = app.store()
+    rows = reports.payment_rows(store.list_payments(), _customers(store), _payment_allocations(store))
+    if unmatched:
+        rows = reports.unmatched(rows)
+    if output == "json":
+        _echo_json({"payments": rows})
+    elif output == "csv":
+        _echo_csv(["id", "received_at", *PAYMENT_COLUMNS[1:]],
+                  [[r["id"], r["received_at"], *_payment_cells(r)[1:]] for r in rows])
+    else:
+        _echo_table(PAYMENT_COLUMNS, [_payment_cells(r) for r in rows], right=("amount", "allocated", "unapplied"))
+        click.echo(f"{len(rows)} payment(s)")
+
+
+# customers show -------------------------------------------------------------------------
+
+
+@click.group("customers")
+def customers_group() -> None:
+    """Customers, with what they owe in every currency."""
+
+
+@customers_group.command("show")
+@click.argument("customer")
+@click.option("--as-of", "as_of", metavar="DATE", help="Balances and days past due on this date (default today).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/finance.md).")
+@pass_app
+def customers_show(app: AppContext, customer: str, as_of: str | None, as_json: bool) -> None:
+    """One customer: refs in each system, open invoices, payments, unapplied credit."""
+    day = _as_of(as_of)
+    store = app.store()
+    customers = _customers(store)
+    found = _resolve_customers(customers, customer)
+    if len(found) > 1:
+        names = "; ".join(f"{c.name} ({c.id})" for c in found[:10])
+        raise UsageError(f"{customer!r} names {len(found)} customers: {names}")
+    chosen = found[0]
+    invoices = store.list_invoices(customer_id=chosen.id)
+    invoice_rows = reports.invoice_rows(invoices, customers, _invoice_allocations(store, invoices), day)
+    payments = store.list_payments(customer_id=chosen.id)
+    payment_rows = reports.payment_rows(payments, customers, _payment_allocations(store))
+    story = reports.customer_story(chosen, invoice_rows, payment_rows)
+    if as_json:
+        _echo_json({"as_of": day.isoformat(), "customer": story})
+        return
+    click.echo(f"{story['name']}  ({story['id']})")
+    if story["emails"]:
+        click.echo(f"emails: {', '.join(story['emails'])}")
+    if story["payment_terms_days"] is not None:
+        click.echo(f"payment terms: {story['payment_terms_days']} days")
+    if story["paused"]:
+        click.echo("reminders: paused")
+    click.echo("")
+    click.echo("In each system:")
+    _echo_table(["system", "type", "id"], [[r["system"], r["type"], r["id"]] for r in story["refs"]])
+    click.echo("")
+    owed = ", ".join(f"{v} {c}" for c, v in story["balance"].items()) or "nothing"
+    click.echo(f"Open invoices as of {day.isoformat()} (owed: {owed}):")
+    if story["open_invoices"]:
+        _echo_table(INVOICE_COLUMNS, [_invoice_cells(r) for r in story["open_invoices"]],
+                    right=("total", "balance", "days_past_due"))
+    click.echo("")
+    click.echo("Payments:")
+    if story["payments"]:
+        _echo_table(PAYMENT_COLUMNS, [_payment_cells(r) for r in story["payments"]],
+                    right=("amount", "allocated", "unapplied"))
+    click.echo("")
+    credit = ", ".join(f"{v} {c}" for c, v in story["unapplied"].items()) or "none"
+    click.echo(f"Unapplied credit: {credit}")
+
+
+# aging ----------------------------------------------------------------------------------
+
+
+@click.command("aging")
+@click.option("--as-of", "as_of", metavar="DATE", help="Age balances on this date (YYYY-MM-DD; default today).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/finance.md).")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV output.")
+@pass_app
+def aging_command(app: AppContext, as_of: str | None, as_json: bool, as_csv: bool) -> None:
+    """Open balances per customer in current/1-30/31-60/61-90/90+, per currency, and DSO."""
+    output, day = _format(as_json, as_csv), _as_of(as_of)
+    store = app.store()
+    invoices = store.list_invoices()
+    report = reports.aging_report(invoices, _customers(store), _invoice_allocations(store, invoices), day)
+    buckets = list(report["buckets"])
+    if output == "json":
+        _echo_json(report)
+        return
+    rows = [["customer", r["customer"]["id"], r["customer"]["name"], r["currency"], *[r[b] for b in buckets],
+             r["total"], r["in_collections"], r["invoices"]] for r in report["customers"]]
+    totals = [["total", None, "TOTAL", r["currency"], *[r[b] for b in buckets], r["total"], r["in_collections"],
+               r["invoices"]] for r in report["totals"]]
+    if output == "csv":
+        _echo_csv(["row", "customer_id", "customer", "currency", *buckets, "total", "in_collections", "invoices"],
+                  rows + totals)
+        return
+    headers = ["customer", "currency", *buckets, "total", "in_collections"]
+    right = (*buckets, "total", "in_collections")
+    _echo_table(headers, [[r[2], *r[3:-1]] for r in rows + totals], right=right)
+    click.echo("")
+    click.echo(f"DSO as of {report['as_of']} (receivables / credit sales of the last {reports.DSO_WINDOW_DAYS} days x "
+               f"{reports.DSO_WINDOW_DAYS}):")
+    _echo_table(["currency", "receivables", "credit_sales", "dso_days"],
+                [[d["currency"], d["receivables"], d["credit_sales"], d["days"] or "n/a"] for d in report["dso"]],
+                right=("receivables", "credit_sales", "dso_days"))
+
+
+# drift ----------------------------------------------------------------------------------
+
+
+def _without_payments(app: AppContext) -> set[tuple[str, str]]:
+    """(connection, object type) of the invoice streams whose mapping carries no amount paid."""
+    from connector.mapping_setup import mapper_for
+
+    out = set()
+    for name, connection in app.config().connections.items():
+        for stream in mapper_for(connection).spec.streams.values():
+            if stream.record == "invoice" and "amount_paid" not in stream.fields:
+                out.add((name, stream.object_type))
+    return out
+
+
+def _dangling_refs(session: Any) -> list[Row]:
+    refs = table("refs")
+    out = []
+    for kind, name in (("customer", "customers"), ("invoice", "invoices"), ("payment", "payments")):
+        canonical = table(name)
+        query = (
+            sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.entity_id)
+            .select_from(refs.outerjoin(canonical, canonical.c.id == refs.c.entity_id))
+            .where(refs.c.entity_kind == kind, canonical.c.id.is_(None))
+            .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
+        )
+        for system, object_type, remote_id, entity_id in session.execute(query):
+            out.append({"system": system, "type": object_type, "id": remote_id, "entity_kind": kind,
+                        "entity_id": entity_id,
+                        "problem": "not linked to any record" if entity_id is None else f"{kind} {entity_id} is missing"})
+    return out
+
+
+@click.command("drift")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/finance.md).")
+@pass_app
+def drift_command(app: AppContext, as_json: bool) -> int:
+    """Records whose systems disagree on status or amounts, and refs that point at nothing.
+    Exits 1 when there is drift."""
+    without_payments = _without_payments(app)
+    with app.store().session() as session:
+        records = reports.invoice_drift(ref_views(session, "invoice"), without_payments)
+        records += reports.payment_drift(ref_views(session, "payment"))
+        dangling = _dangling_refs(session)
+    report = reports.drift_report(records, dangling)
+    if as_json:
+        _echo_json(report)
+    else:
+        _print_drift(report)
+    return EXIT_PROBLEMS if report["drift"] else 0
+
+
+def _print_drift(report: Row) -> None:
+    if not report["drift"]:
+        click.echo("no drift: every system agrees on status and amounts")
+        return
+    for record in report["records"]:
+        label = record["number"] or record["id"]
+        click.echo(f"{record['kind']} {label} ({record['id']}):")
+        for difference in record["differences"]:
+            values = "; ".join(f"{v['system']} {v['type']} {v['id']}: {v['value']}" for v in difference["values"])
+            click.echo(f"    {difference['field']}: {values}")
+    for ref in report["dangling_refs"]:
+        click.echo(f"dangling ref: {ref['system']} {ref['type']} {ref['id']}: {ref['problem']}")
+    counts = report["counts"]
+    click.echo(f"{counts['records']} record(s) with drift, {counts['dangling_refs']} dangling ref(s)")
+
+
+# explain --------------------------------------------------------------------------------
+
+
+def _find(store: Store, token: str) -> tuple[str, Any]:
+    from connector.lookup import find_invoice, find_payment
+
+    finders: list[tuple[str, Callable[[Store, str], Any]]] = [("payment", find_payment), ("invoice", find_invoice)]
+    for kind, finder in finders:
+        try:
+            return kind, finder(store, token)
+        except UsageError as exc:
+            if not str(exc).startswith("no "):  # it names several: say so
+                raise
+    raise UsageError(f"no payment or invoice {token!r} (give our id, a provider's id or an invoice number)")
+
+
+def _ref_details(session: Any, kind: str, entity_id: str) -> list[Row]:
+    refs = table("refs")
+    query = (
+        sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.link_rule, refs.c.remote_updated_at,
+                  refs.c.seen_at)
+        .where(refs.c.entity_kind == kind, refs.c.entity_id == entity_id)
+        .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
+    )
+    return [{"system": s, "type": t, "id": r, "link_rule": rule, "remote_updated_at": reports.iso(updated),
+             "seen_at": reports.iso(seen)} for s, t, r, rule, updated, seen in session.execute(query)]
+
+
+def _audit_entries(session: Any, subject_ids: Sequence[str], mentioned: str) -> list[Row]:
+    audit = table("audit_log")
+    query = (
+        sa.select(audit)
+        .where(sa.or_(audit.c.subject_id.in_(list(subject_ids)), sa.cast(audit.c.inputs, sa.Text).contains(mentioned)))
+        .order_by(audit.c.at, audit.c.id)
+    )
+    return [{"seq": row["id"], "at": reports.iso(row["at"]), "actor": row["actor"], "action": row["action"],
+             "subject_type": row["subject_type"], "subject_id": row["subject_id"], "inputs": row["inputs"],
+             "decision": row["decision"]} for row in session.execute(query).mappings()]
+
+
+@click.command("explain")
+@click.argument("record")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/finance.md).")
+@pass_app
+def explain_command(app: AppContext, record: str, as_json: bool) -> None:
+    """The full story of one PAYMENT or INVOICE (our id, a provider's id, or an invoice number)."""
+    store = app.store()
+    kind, found = _find(store, record)
+    customers = _customers(store)
+    entity_id = found.id
+    with store.session() as session:
+        if kind == "payment":
+            stored = decisions.load_allocations(session, payment_ids=[entity_id])
+            proposals = [p for p in decisions.load_proposals(session, status=None) if p["payment_id"] == entity_id]
+        else:
+            stored = decisions.load_allocations(session, invoice_ids=[entity_id])
+            proposals = [p for p in decisions.load_proposals(session, status=None)
+                         if any(entity_id in c["invoice_ids"] for c in p["candidates"] or [])]
+        refs = _ref_details(session, kind, entity_id)
+        subjects = [entity_id, *(s.allocation.id or "" for s in stored), *(p["id"] for p in proposals)]
+        audit = _audit_entries(session, subjects, entity_id)
+    if kind == "payment":
+        applied = [s.allocation for s in stored if s.status == "applied"]
+        row = reports.payment_rows([found], customers, {entity_id: applied})[0]
+    else:
+        row = reports.invoice_rows([found], customers, _invoice_allocations(store, [found]), date.today())[0]
+    targets = {(r["system"], r["type"], r["id"]) for r in refs}
+    actions = [
+        {"connection": a.connection, "kind": a.kind, "state": a.state, "idempotency_key": a.idempotency_key,
+         "target": None if a.target is None else {"system": a.target.system, "type": a.target.object_type,
+                                                  "id": a.target.remote_id},
+         "payload": a.payload}
+        for a in store.list_actions()
+        if a.target is not None and (a.target.system, a.target.object_type, a.target.remote_id) in targets
+    ]
+    story = reports.explain_story(
+        kind, row, refs,
+        [reports.allocation_row(s.allocation, s.status, s.created_at) for s in stored],
+        [reports.proposal_row(p) for p in proposals],
+        audit, actions,
+    )
+    if as_json:
+        _echo_json(story)
+    else:
+        _print_story(story)
+
+
+def _print_story(story: Row) -> None:
+    record = story["record"]
+    if story["kind"] == "payment":
+        click.echo(f"payment {story['id']}: {record['amount']} {record['currency']} received {record['received_at']} "
+                   f"from {record['customer']['name']} ({record['status']}, {record['method'] or 'unknown method'})")
+        click.echo(f"remittance: {record['remittance'] or '-'}")
+        click.echo(f"allocated {record['allocated']} {record['currency']}, unapplied {record['unapplied']}")
+    else:
+        click.echo(f"invoice {record['number'] or story['id']} ({story['id']}) of {record['customer']['name']}: "
+                   f"total {record['total']} {record['currency']}, balance {record['balance']}, {record['status']}, "
+                   f"due {record['due_date']}, {record['days_past_due']} day(s) past due")
+        flags = _flags(record)
+        if flags:
+            click.echo(f"flags: {flags}")
+    click.echo("")
+    click.echo("In each system:")
+    _echo_table(["system", "type", "id", "linked by"],
+                [[r["system"], r["type"], r["id"], r["link_rule"] or "-"] for r in story["refs"]])
+    click.echo("")
+    click.echo("Allocations:" if story["allocations"] else "Allocations: none")
+    for a in story["allocations"]:
+        click.echo(f"  {a['id']} [{a['status']}] payment {a['payment']} -> invoice {a['invoice']}: "
+                   f"{a['amount']} {a['currency']} by {a['rule']} (confidence {a['confidence']}, "
+                   f"confirmed by {a['confirmed_by'] or '-'})")
+        click.echo(f"      {a['reason']}")
+    click.echo("Proposals:" if story["proposals"] else "Proposals: none")
+    for p in story["proposals"]:
+        click.echo(f"  {p['id']} [{p['status']}] payment {p['payment']}: {p['amount']} {p['currency']}")
+        for c in p["candidates"]:
+            click.echo(f"    {c['rank']}. invoices {', '.join(c['invoices'])} ({', '.join(c['amounts'])}) by {c['rule']} "
+                       f"(confidence {c['confidence']}): {c['reason']}")
+    click.echo("Audit log:" if story["audit"] else "Audit log: nothing recorded")
+    for e in story["audit"]:
+        click.echo(f"  {e['at']} {e['actor']} {e['action']} {e['subject_type']} {e['subject_id']}: {e['decision'] or ''}")
+    click.echo("Outbox actions:" if story["actions"] else "Outbox actions: none")
+    for a in story["actions"]:
+        click.echo(f"  {a['connection']} {a['kind']} [{a['state']}] {a['idempotency_key']}")
+
+
+COMMANDS = [invoices_group, payments_group, customers_group, aging_command, explain_command, drift_command]

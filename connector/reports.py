@@ -1,0 +1,501 @@
+"""Finance reports, pure: records in, rows out (the CLI reads the store and prints the rows).
+
+Every row is JSON-ready: amounts are decimal strings at their currency's exponent beside a
+`currency`, dates are ISO strings. Amounts of two currencies are never added: aging totals and
+DSO are kept per currency. An invoice's balance, status, days past due and aging bucket always
+come from `connector.model.invoice_position`, given the applied allocations the ledger does not
+hold yet (`connector.reconcile_engine.invoice_allocations`).
+
+    invoice_rows / select_invoices     `connector invoices list`
+    payment_rows                       `connector payments list`
+    match_customers / customer_story   `connector customers show`
+    aging_report                       `connector aging` (buckets per customer and currency, DSO)
+    invoice_drift / payment_drift      `connector drift`
+    explain_story                      `connector explain`
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from connector.model import (
+    AGING_BUCKETS,
+    Allocation,
+    Customer,
+    Invoice,
+    Payment,
+    Ref,
+    invoice_position,
+)
+from connector.money import Money, money_sum
+
+INVOICE_STATUSES = ("draft", "open", "partially_paid", "paid", "void", "uncollectible")
+STATUS_FILTERS = (*INVOICE_STATUSES, "in_collections", "disputed")
+DSO_WINDOW_DAYS = 90
+UNKNOWN_CUSTOMER = "(unknown customer)"
+
+Row = dict[str, Any]
+
+
+def amount(money: Money | None) -> str | None:
+    """A money amount as printed everywhere: the decimal at its currency's exponent."""
+    return None if money is None else str(money.amount)
+
+
+def iso(value: date | datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def ref_rows(refs: Iterable[Ref]) -> list[Row]:
+    """`{"system", "type", "id"}` per ref: the providers' own ids."""
+    return [{"system": r.system, "type": r.object_type, "id": r.remote_id} for r in refs]
+
+
+def systems_of(refs: Iterable[Ref]) -> list[str]:
+    return sorted({r.system for r in refs})
+
+
+def _customer(customer_id: str | None, customers: Mapping[str, Customer]) -> Row:
+    found = customers.get(customer_id or "")
+    return {"id": customer_id, "name": found.name if found else UNKNOWN_CUSTOMER}
+
+
+# Invoices -------------------------------------------------------------------------------
+
+
+def invoice_rows(
+    invoices: Iterable[Invoice],
+    customers: Mapping[str, Customer],
+    allocations: Mapping[str, Sequence[Allocation]],
+    as_of: date,
+) -> list[Row]:
+    """One row per invoice with its position on `as_of`, sorted by customer, due date, number."""
+    rows = []
+    for invoice in invoices:
+        position = invoice_position(invoice, as_of, allocations.get(invoice.id or "", ()))
+        rows.append(
+            {
+                "id": invoice.id,
+                "number": invoice.number,
+                "customer": _customer(invoice.customer_id, customers),
+                "currency": invoice.currency,
+                "total": amount(invoice.total),
+                "amount_paid": amount(invoice.amount_paid),
+                "amount_credited": amount(invoice.amount_credited),
+                "balance": amount(position.balance),
+                "status": position.status,
+                "issue_date": iso(invoice.issue_date),
+                "due_date": iso(invoice.due_date),
+                "days_past_due": position.days_past_due,
+                "aging_bucket": position.aging_bucket,
+                "disputed": invoice.disputed,
+                "promise_to_pay": iso(invoice.promise_to_pay),
+                "in_collections": invoice.in_collections,
+                "systems": systems_of(invoice.refs),
+                "refs": ref_rows(invoice.refs),
+            }
+        )
+    rows.sort(key=lambda r: (r["customer"]["name"].lower(), r["due_date"] or "", r["number"] or "", r["id"] or ""))
+    return rows
+
+
+def is_overdue(row: Row) -> bool:
+    return row["days_past_due"] > 0 and Decimal(row["balance"]) > 0
+
+
+def select_invoices(rows: Iterable[Row], *, status: str | None = None, overdue: bool = False) -> list[Row]:
+    """`status` is a derived status, or the flags `in_collections` / `disputed`."""
+    out = []
+    for row in rows:
+        if status in ("in_collections", "disputed"):
+            if not row[status]:
+                continue
+        elif status is not None and row["status"] != status:
+            continue
+        if overdue and not is_overdue(row):
+            continue
+        out.append(row)
+    return out
+
+
+# Payments -------------------------------------------------------------------------------
+
+
+def payment_application(payment: Payment, allocations: Sequence[Allocation]) -> tuple[Money, Money]:
+    """(allocated, unapplied): unapplied is what the payment collected that no applied
+    allocation uses (never negative, even before a refund's reversal is reconciled)."""
+    currency = payment.amount.currency
+    allocated = money_sum((a.amount for a in allocations), currency)
+    unapplied = payment.collected - allocated
+    return allocated, (Money.zero(currency) if unapplied.is_negative else unapplied)
+
+
+def payment_rows(
+    payments: Iterable[Payment],
+    customers: Mapping[str, Customer],
+    allocations: Mapping[str, Sequence[Allocation]],
+) -> list[Row]:
+    rows = []
+    for payment in payments:
+        allocated, unapplied = payment_application(payment, allocations.get(payment.id or "", ()))
+        rows.append(
+            {
+                "id": payment.id,
+                "received_at": iso(payment.received_at),
+                "amount": amount(payment.amount),
+                "currency": payment.amount.currency,
+                "method": payment.method,
+                "customer": _customer(payment.customer_id, customers),
+                "payer": payment.payer,
+                "remittance": payment.remittance,
+                "status": payment.status,
+                "fee": amount(payment.fee),
+                "amount_refunded": amount(payment.amount_refunded),
+                "allocated": amount(allocated),
+                "unapplied": amount(unapplied),
+                "systems": systems_of(payment.refs),
+                "refs": ref_rows(payment.refs),
+            }
+        )
+    rows.sort(key=lambda r: (r["received_at"] or "", r["id"] or ""))
+    return rows
+
+
+def unmatched(rows: Iterable[Row]) -> list[Row]:
+    """Payments with money left to apply: nothing or not everything allocated."""
+    return [r for r in rows if Decimal(r["unapplied"]) > 0]
+
+
+# Customers ------------------------------------------------------------------------------
+
+
+def match_customers(customers: Iterable[Customer], query: str) -> list[Customer]:
+    """By canonical id, by any system's remote id, else by name (case-insensitive substring).
+    The first kind of match that finds anything wins."""
+    customers = list(customers)
+    text = query.strip()
+    for matches in (
+        lambda c: c.id == text,
+        lambda c: any(r.remote_id == text for r in c.refs),
+        lambda c: text.lower() in c.name.lower(),
+    ):
+        found = [c for c in customers if matches(c)]
+        if found:
+            return sorted(found, key=lambda c: (c.name.lower(), c.id or ""))
+    return []
+
+
+def _per_currency(rows: Iterable[Row], field: str) -> dict[str, str]:
+    sums: dict[str, Money] = {}
+    for row in rows:
+        value = Money.of(row[field], row["currency"])
+        sums[row["currency"]] = sums.get(row["currency"], Money.zero(row["currency"])) + value
+    return {currency: amount(total) or "0" for currency, total in sorted(sums.items())}
+
+
+def customer_story(customer: Customer, invoices: Sequence[Row], payments: Sequence[Row]) -> Row:
+    """A customer with its refs, open invoices (balances per currency), payments and the
+    credit not applied to any invoice yet (per currency)."""
+    open_rows = [r for r in invoices if Decimal(r["balance"]) > 0 and r["aging_bucket"] is not None]
+    return {
+        "id": customer.id,
+        "name": customer.name,
+        "emails": customer.emails,
+        "billing_contact": customer.billing_contact,
+        "payment_terms_days": customer.payment_terms_days,
+        "credit_limit": None
+        if customer.credit_limit is None
+        else {"amount": amount(customer.credit_limit), "currency": customer.credit_limit.currency},
+        "paused": customer.paused,
+        "refs": ref_rows(customer.refs),
+        "open_invoices": open_rows,
+        "balance": _per_currency(open_rows, "balance"),
+        "payments": list(payments),
+        "unapplied": {c: v for c, v in _per_currency(payments, "unapplied").items() if Decimal(v) > 0},
+    }
+
+
+# Aging and DSO --------------------------------------------------------------------------
+
+
+def aging_report(
+    invoices: Iterable[Invoice],
+    customers: Mapping[str, Customer],
+    allocations: Mapping[str, Sequence[Allocation]],
+    as_of: date,
+) -> Row:
+    """Open balances on `as_of` per customer and currency in the five buckets, totals per
+    currency, and DSO per currency.
+
+    An invoice counts when it was issued on or before `as_of` (or has no issue date) and
+    `invoice_position` says something is owed (open, partially paid or uncollectible).
+    DSO = receivables / credit sales of the last 90 days x 90, where receivables are those
+    open balances and credit sales the totals of the invoices (not draft, not void) issued in
+    the 90 days ending on `as_of`; null when there were no such sales.
+    """
+    window_start = as_of - timedelta(days=DSO_WINDOW_DAYS)
+    cells: dict[tuple[str | None, str], dict[str, Money]] = {}
+    counts: dict[tuple[str | None, str], int] = defaultdict(int)
+    sales: dict[str, Money] = {}
+    for invoice in invoices:
+        if invoice.issue_date is not None and invoice.issue_date > as_of:
+            continue
+        currency = invoice.currency
+        if (
+            invoice.status not in ("draft", "void")
+            and invoice.issue_date is not None
+            and invoice.issue_date > window_start
+        ):
+            sales[currency] = sales.get(currency, Money.zero(currency)) + invoice.total
+        position = invoice_position(invoice, as_of, allocations.get(invoice.id or "", ()))
+        if position.aging_bucket is None or position.balance.is_zero:
+            continue
+        key = (invoice.customer_id, currency)
+        cell = cells.setdefault(key, {name: Money.zero(currency) for name in (*AGING_BUCKETS, "in_collections")})
+        cell[position.aging_bucket] += position.balance
+        if invoice.in_collections:
+            cell["in_collections"] += position.balance
+        counts[key] += 1
+
+    def row(cell: dict[str, Money], currency: str, count: int) -> Row:
+        total = money_sum((cell[b] for b in AGING_BUCKETS), currency)
+        return {
+            "currency": currency,
+            **{b: amount(cell[b]) for b in AGING_BUCKETS},
+            "total": amount(total),
+            "in_collections": amount(cell["in_collections"]),
+            "invoices": count,
+        }
+
+    customer_rows = [
+        {"customer": _customer(customer_id, customers), **row(cell, currency, counts[(customer_id, currency)])}
+        for (customer_id, currency), cell in cells.items()
+    ]
+    customer_rows.sort(key=lambda r: (r["customer"]["name"].lower(), r["customer"]["id"] or "", r["currency"]))
+
+    totals: dict[str, dict[str, Money]] = {}
+    total_counts: dict[str, int] = defaultdict(int)
+    for (customer_id, currency), cell in cells.items():
+        into = totals.setdefault(currency, {name: Money.zero(currency) for name in cell})
+        for name, value in cell.items():
+            into[name] += value
+        total_counts[currency] += counts[(customer_id, currency)]
+    total_rows = [row(cell, currency, total_counts[currency]) for currency, cell in sorted(totals.items())]
+
+    dso = []
+    for currency in sorted(set(totals) | set(sales)):
+        owed = totals.get(currency)
+        receivables = money_sum((owed[b] for b in AGING_BUCKETS), currency) if owed else Money.zero(currency)
+        sold = sales.get(currency, Money.zero(currency))
+        days = None
+        if not sold.is_zero:
+            ratio = receivables.amount / sold.amount * DSO_WINDOW_DAYS
+            days = str(ratio.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+        dso.append(
+            {
+                "currency": currency,
+                "receivables": amount(receivables),
+                "credit_sales": amount(sold),
+                "window_days": DSO_WINDOW_DAYS,
+                "days": days,
+            }
+        )
+    return {
+        "as_of": as_of.isoformat(),
+        "buckets": list(AGING_BUCKETS),
+        "customers": customer_rows,
+        "totals": total_rows,
+        "dso": dso,
+    }
+
+
+# Drift ----------------------------------------------------------------------------------
+
+# A system that does not track payments on a record (a CRM deal) only tells whether the
+# invoice exists and is live: its "open" is compatible with the ledger's "paid".
+_LIFECYCLE = {
+    "draft": "draft",
+    "open": "issued",
+    "partially_paid": "issued",
+    "paid": "issued",
+    "uncollectible": "issued",
+    "void": "void",
+}
+# open and partially paid differ only by the amount paid, which is compared on its own.
+_STATUS = {**{s: s for s in INVOICE_STATUSES}, "partially_paid": "open"}
+
+
+def _view_money(data: Mapping[str, Any], field: str) -> Money | None:
+    value = data.get(field)
+    if not isinstance(value, Mapping) or value.get("amount") is None:
+        return None
+    return Money.of(value["amount"], value["currency"])
+
+
+def _differences(views: Sequence[Mapping[str, Any]], fields: Mapping[str, Any]) -> list[Row]:
+    """For each field, every view's value when the views do not all agree. A field is
+    `value_of(view)` (None: the view says nothing about it), or `(value_of, disagree)` when
+    agreeing is more than equal text (`disagree(views)` says; e.g. a deal's "open" against
+    a paid invoice)."""
+    out = []
+    for field, spec in fields.items():
+        value_of, disagree = spec if isinstance(spec, tuple) else (spec, None)
+        stating = [view for view in views if value_of(view) is not None]
+        values = [{"system": v["system"], "type": v["object_type"], "id": v["remote_id"], "value": value_of(v)}
+                  for v in stating]
+        if disagree(stating) if disagree else len({v["value"] for v in values}) > 1:
+            out.append({"field": field, "values": values})
+    return out
+
+
+def _grouped(views: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for view in views:
+        if view.get("entity_id"):
+            groups[view["entity_id"]].append(view)
+    return groups
+
+
+def invoice_drift(views: Iterable[Mapping[str, Any]], without_payments: Iterable[tuple[str, str]] = ()) -> list[Row]:
+    """Canonical invoices whose systems disagree on the total, the status (as mapped) or the
+    amount paid. `views` are `state.linking.ref_views(session, "invoice")` rows;
+    `without_payments` names the (system, object type) pairs whose records carry no payments
+    (a CRM deal): they compare by lifecycle only (draft, issued, void), not by amount paid."""
+    untracked = set(without_payments)
+
+    def tracks(view: Mapping[str, Any]) -> bool:
+        return (view["system"], view["object_type"]) not in untracked
+
+    def total(view: Mapping[str, Any]) -> str | None:
+        money = _view_money(view["data"], "total")
+        return None if money is None else str(money)
+
+    def status(view: Mapping[str, Any]) -> str | None:
+        value = view["data"].get("status")
+        return None if value is None else str(value)
+
+    def status_disagrees(stating: Sequence[Mapping[str, Any]]) -> bool:
+        statuses = [view["data"]["status"] for view in stating]
+        lifecycles = {_LIFECYCLE.get(s, s) for s in statuses}
+        settled = {_STATUS.get(s, s) for view, s in zip(stating, statuses, strict=True) if tracks(view)}
+        return len(lifecycles) > 1 or len(settled) > 1
+
+    def paid(view: Mapping[str, Any]) -> str | None:
+        if not tracks(view):
+            return None
+        settled = [_view_money(view["data"], f) for f in ("amount_paid", "amount_credited")]
+        known = [m for m in settled if m is not None]
+        return str(money_sum(known, known[0].currency)) if known else None
+
+    out = []
+    for entity_id, group in sorted(_grouped(views).items()):
+        if len(group) < 2:
+            continue
+        differences = _differences(group, {"total": total, "status": (status, status_disagrees), "amount_paid": paid})
+        if differences:
+            numbers = sorted({v["data"].get("number") for v in group if v["data"].get("number")})
+            out.append({"kind": "invoice", "id": entity_id, "number": numbers[0] if numbers else None,
+                        "differences": differences})
+    return out
+
+
+def payment_drift(views: Iterable[Mapping[str, Any]]) -> list[Row]:
+    """Canonical payments whose systems disagree on the amount, the status, or the amount
+    refunded (where both systems state one)."""
+
+    def gross(view: Mapping[str, Any]) -> str | None:
+        money = _view_money(view["data"], "amount")
+        return None if money is None else str(money)
+
+    def refunded(view: Mapping[str, Any]) -> str | None:
+        money = _view_money(view["data"], "amount_refunded")
+        return None if money is None else str(money)
+
+    fields = {"amount": gross, "status": lambda v: v["data"].get("status"), "amount_refunded": refunded}
+    out = []
+    for entity_id, group in sorted(_grouped(views).items()):
+        if len(group) < 2:
+            continue
+        differences = _differences(group, fields)
+        if differences:
+            out.append({"kind": "payment", "id": entity_id, "number": None, "differences": differences})
+    return out
+
+
+def drift_report(records: Sequence[Row], dangling: Sequence[Row]) -> Row:
+    return {
+        "drift": bool(records or dangling),
+        "records": list(records),
+        "dangling_refs": list(dangling),
+        "counts": {"records": len(records), "dangling_refs": len(dangling)},
+    }
+
+
+# Explain --------------------------------------------------------------------------------
+
+
+def allocation_row(allocation: Allocation, status: str, created_at: datetime | None) -> Row:
+    return {
+        "id": allocation.id,
+        "status": status,
+        "payment": allocation.payment_id,
+        "invoice": allocation.invoice_id,
+        "amount": amount(allocation.amount),
+        "currency": allocation.amount.currency,
+        "rule": allocation.rule,
+        "confidence": str(allocation.confidence),
+        "reason": allocation.reason,
+        "confirmed_by": allocation.confirmed_by,
+        "created_at": iso(created_at),
+    }
+
+
+def proposal_row(proposal: Mapping[str, Any]) -> Row:
+    currency = proposal["currency"]
+    return {
+        "id": proposal["id"],
+        "status": proposal.get("status", "open"),
+        "payment": proposal["payment_id"],
+        "amount": amount(Money.from_minor(int(proposal["amount_minor"]), currency)),
+        "currency": currency,
+        "decided_by": proposal.get("decided_by"),
+        "decided_at": iso(proposal.get("decided_at")),
+        "candidates": [
+            {
+                "rank": rank,
+                "invoices": list(c["invoice_ids"]),
+                "amounts": list(c["amounts"]),
+                "currency": c.get("currency", currency),
+                "rule": c["rule"],
+                "confidence": str(c["confidence"]),
+                "reason": c["reason"],
+            }
+            for rank, c in enumerate(proposal.get("candidates") or [], start=1)
+        ],
+    }
+
+
+def explain_story(
+    kind: str,
+    record: Row,
+    refs: Sequence[Row],
+    allocations: Sequence[Row],
+    proposals: Sequence[Row],
+    audit: Sequence[Row],
+    actions: Sequence[Row],
+) -> Row:
+    """The whole story of one payment or invoice, oldest event first."""
+    return {
+        "kind": kind,
+        "id": record["id"],
+        "record": {k: v for k, v in record.items() if k != "refs"},
+        "refs": list(refs),
+        "allocations": sorted(allocations, key=lambda a: (a["created_at"] or "", a["id"] or "")),
+        "proposals": list(proposals),
+        "audit": sorted(audit, key=lambda e: (e["at"] or "", e.get("seq") or 0)),
+        "actions": list(actions),
+    }
