@@ -202,6 +202,7 @@ class OutboxActionRow(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("idempotency_key", name="uq_outbox_actions_idempotency_key"),
         sa.Index("ix_outbox_actions_state", "state", "next_attempt_at"),
+        sa.Index("ix_outbox_actions_subject", "subject_type", "subject_id"),
     )
 
     id: int = _col(BigIntId, primary_key=True, nullable=False)
@@ -217,6 +218,12 @@ class OutboxActionRow(SQLModel, table=True):
     next_attempt_at: datetime | None = _col(UTCDateTime)
     created_at: datetime = _col(UTCDateTime, nullable=False)
     updated_at: datetime = _col(UTCDateTime, nullable=False)
+    # 0005: the claim of the worker sending it, and what it is about, in words
+    claimed_by: str | None = _col(sa.Text)
+    claimed_at: datetime | None = _col(UTCDateTime)
+    subject_type: str | None = _col(sa.Text)
+    subject_id: str | None = _col(sa.Text)
+    summary: str | None = _col(sa.Text)
 
 
 class RunRow(SQLModel, table=True):

@@ -1,0 +1,293 @@
+"""The finance report commands on a small hand-made book with known answers.
+
+Book (as of 2024-06-30), ledger the trusted system, the gateway knowing some records too:
+- Acme: INV-1 USD 100.00 due 06-20 (10 days late), 60.00 of it paid by a gateway card payment
+  of 150.00 (so 90.00 of that payment is unapplied); INV-2 EUR 200.00, 50.00 paid, due 04-01
+  (90 days late), in collections; INV-5 USD 40.00 paid in the ledger but still open in the
+  gateway (drift).
+- Globex: INV-3 USD 300.00 paid by a ledger payment; INV-4 JPY 5000 due 07-30 (current), disputed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+
+from connector.model import (
+    Allocation,
+    Customer,
+    Invoice,
+    Payment,
+    Ref,
+    invoice_position,
+)
+from connector.money import Money
+from connector.reconcile_engine import invoice_allocations
+from state import reconciliation as decisions
+from state.store import open_store
+
+AS_OF = "2024-06-30"
+
+
+def usd(value: str) -> Money:
+    return Money.of(value, "USD")
+
+
+def invoice(id_, system, remote, number, customer, currency, total, paid="0", due=None, issued=None, **extra):
+    money = lambda v: Money.of(v, currency)
+    return Invoice(
+        id=id_, number=number, customer_id=customer, currency=currency, issue_date=issued or date(2024, 3, 1),
+        due_date=due, subtotal=money(total), tax=money("0"), total=money(total), amount_paid=money(paid),
+        amount_credited=money("0"), refs=[Ref(system=system, object_type="invoice", remote_id=remote)], **extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("book")
+    config = directory / "connector.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{directory / "state.db"}"\n')
+    store = open_store(f"sqlite:///{directory / 'state.db'}")
+    acme = Customer(id="acme", name="Acme Trading Corp.", refs=[Ref(system="ledger", object_type="customer", remote_id="C-1")])
+    acme_gw = Customer(id="acme", name="ACME", refs=[Ref(system="gateway", object_type="customer", remote_id="cus_1")])
+    globex = Customer(id="globex", name="Globex GmbH", refs=[Ref(system="ledger", object_type="customer", remote_id="C-2")])
+    store.store_page("ledger", "contacts", "customer", [acme, globex], None, rank=3)
+    store.store_page("gateway", "customers", "customer", [acme_gw], None, rank=1)
+    ledger = [
+        invoice("inv1", "ledger", "L-1", "INV-1", "acme", "USD", "100.00", due=date(2024, 6, 20)),
+        invoice("inv2", "ledger", "L-2", "INV-2", "acme", "EUR", "200.00", "50.00", due=date(2024, 4, 1),
+                in_collections=True),
+        invoice("inv3", "ledger", "L-3", "INV-3", "globex", "USD", "300.00", "300.00", due=date(2024, 5, 1),
+                status="paid"),
+        invoice("inv4", "ledger", "L-4", "INV-4", "globex", "JPY", "5000", due=date(2024, 7, 30), disputed=True),
+        invoice("inv5", "ledger", "L-5", "INV-5", "acme", "USD", "40.00", "40.00", due=date(2024, 6, 30),
+                issued=date(2024, 6, 1), status="paid"),
+    ]
+    gateway = [
+        invoice("inv1", "gateway", "in_1", "INV-1", "acme", "USD", "100.00", due=date(2024, 6, 20)),
+        invoice("inv5", "gateway", "in_5", "INV-5", "acme", "USD", "40.00", due=date(2024, 6, 30),
+                issued=date(2024, 6, 1)),
+    ]
+    store.store_page("ledger", "invoices", "invoice", ledger, None, rank=3)
+    store.store_page("gateway", "invoices", "invoice", gateway, None, rank=1)
+    card = Payment(id="pay1", amount=usd("150.00"), received_at=datetime(2024, 6, 25, tzinfo=UTC), method="card",
+                   customer_id="acme", remittance="INV-1", refs=[Ref(system="gateway", object_type="payment", remote_id="ch_1")])
+    bank = Payment(id="pay2", amount=usd("300.00"), received_at=datetime(2024, 5, 1, tzinfo=UTC), method="bank",
+                   customer_id="globex", refs=[Ref(system="ledger", object_type="payment", remote_id="P-2")])
+    store.store_page("gateway", "charges", "payment", [card], None, rank=1)
+    store.store_page("ledger", "payments", "payment", [bank], None, rank=3)
+    with store.session() as session:
+        decisions.save_allocations(session, [
+            Allocation(id="al-card", payment_id="pay1", invoice_id="inv1", amount=usd("60.00"), rule="remittance_number",
+                       confidence=Decimal("0.98"), reason="remittance 'INV-1' names INV-1"),
+            Allocation(id="al-bank", payment_id="pay2", invoice_id="inv3", amount=usd("300.00"), rule="ledger_record",
+                       confidence=Decimal(1), reason="recorded in ledger", confirmed_by="ledger"),
+        ], "applied")
+        session.execute(__import__("sqlalchemy").text(
+            "INSERT INTO refs (system, object_type, remote_id, entity_kind, entity_id, data, seen_at) "
+            "VALUES ('crm', 'deal', 'D-9', 'invoice', NULL, '{}', '2024-06-01 00:00:00')"))
+    store.audit("finance", "match", "payment", "pay1", {"invoice": "inv1"}, "matched by hand")
+    yield str(config), store
+    store.close()
+
+
+def run(run_cli, book, *args):
+    return run_cli("--config", book[0], *args)
+
+
+def test_invoice_list_shows_derived_balance_status_and_bucket(run_cli, book):
+    result = run(run_cli, book, "invoices", "list", "--as-of", AS_OF, "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    rows = {r["number"]: r for r in data["invoices"]}
+    assert data["as_of"] == AS_OF
+    assert rows["INV-1"]["balance"] == "40.00" and rows["INV-1"]["status"] == "partially_paid"
+    assert rows["INV-1"]["days_past_due"] == 10 and rows["INV-1"]["aging_bucket"] == "1-30"
+    assert rows["INV-1"]["systems"] == ["gateway", "ledger"]
+    assert {"system": "gateway", "type": "invoice", "id": "in_1"} in rows["INV-1"]["refs"]
+    assert rows["INV-2"]["aging_bucket"] == "61-90" and rows["INV-2"]["in_collections"] is True
+    assert rows["INV-3"]["status"] == "paid" and rows["INV-3"]["aging_bucket"] is None
+    assert rows["INV-4"]["balance"] == "5000" and rows["INV-4"]["disputed"] is True
+    assert rows["INV-1"]["customer"] == {"id": "acme", "name": "Acme Trading Corp."}
+
+
+def test_invoice_list_table_is_readable(run_cli, book):
+    result = run(run_cli, book, "invoices", "list", "--as-of", AS_OF)
+    assert result.exit_code == 0
+    header, *lines = result.stdout.splitlines()
+    assert header.split()[:5] == ["number", "customer", "currency", "total", "balance"]
+    inv2 = next(line for line in lines if line.startswith("INV-2"))
+    assert "EUR" in inv2 and "150.00" in inv2 and "in_collections" in inv2
+    assert "5 invoice(s)" in lines[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "numbers"),
+    [
+        (("--status", "paid"), {"INV-3", "INV-5"}),
+        (("--status", "partially_paid"), {"INV-1", "INV-2"}),
+        (("--status", "in_collections"), {"INV-2"}),
+        (("--status", "disputed"), {"INV-4"}),
+        (("--overdue",), {"INV-1", "INV-2"}),
+        (("--customer", "globex"), {"INV-3", "INV-4"}),
+        (("--customer", "cus_1"), {"INV-1", "INV-2", "INV-5"}),
+        (("--customer", "acme", "--overdue"), {"INV-1", "INV-2"}),
+    ],
+)
+def test_invoice_list_filters(run_cli, book, args, numbers):
+    result = run(run_cli, book, "invoices", "list", "--as-of", AS_OF, "--json", *args)
+    assert result.exit_code == 0, result.stderr
+    assert {r["number"] for r in json.loads(result.stdout)["invoices"]} == numbers
+
+
+def test_invoice_list_csv_header(run_cli, book):
+    result = run(run_cli, book, "invoices", "list", "--as-of", AS_OF, "--csv")
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0] == ["id", "number", "customer", "currency", "total", "balance", "status", "due_date",
+                       "days_past_due", "aging_bucket", "systems", "disputed", "promise_to_pay", "in_collections"]
+    assert len(rows) == 6
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("invoices", "list", "--status", "late"),
+        ("invoices", "list", "--customer", "nobody"),
+        ("invoices", "list", "--json", "--csv"),
+        ("aging", "--as-of", "30/06/2024"),
+        ("customers", "show", "nobody"),
+        ("explain", "nothing-like-this"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(run_cli, book, args):
+    result = run(run_cli, book, *args)
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_status_lists_the_valid_ones(run_cli, book):
+    result = run(run_cli, book, "invoices", "list", "--status", "late")
+    assert "in_collections" in result.stderr and "partially_paid" in result.stderr
+
+
+def test_explain_unknown_id_says_no_payment_or_invoice(run_cli, book):
+    assert "no payment or invoice" in run(run_cli, book, "explain", "zzz").stderr
+
+
+def test_payments_list_shows_allocated_and_unapplied(run_cli, book):
+    result = run(run_cli, book, "payments", "list", "--json")
+    rows = {r["id"]: r for r in json.loads(result.stdout)["payments"]}
+    assert rows["pay1"]["allocated"] == "60.00" and rows["pay1"]["unapplied"] == "90.00"
+    assert rows["pay2"]["allocated"] == "300.00" and rows["pay2"]["unapplied"] == "0.00"
+    assert rows["pay1"]["systems"] == ["gateway"] and rows["pay1"]["customer"]["name"] == "Acme Trading Corp."
+
+
+def test_unmatched_payments_are_those_with_money_left(run_cli, book):
+    result = run(run_cli, book, "payments", "list", "--unmatched", "--json")
+    assert [r["id"] for r in json.loads(result.stdout)["payments"]] == ["pay1"]
+
+
+def test_payments_csv_header(run_cli, book):
+    result = run(run_cli, book, "payments", "list", "--csv")
+    header = next(csv.reader(io.StringIO(result.stdout)))
+    assert header == ["id", "received_at", "amount", "currency", "method", "customer", "remittance", "status",
+                      "allocated", "unapplied", "systems"]
+
+
+def test_customer_show_gives_refs_open_invoices_and_unapplied_credit(run_cli, book):
+    result = run(run_cli, book, "customers", "show", "ACME trading", "--as-of", AS_OF, "--json")
+    story = json.loads(result.stdout)["customer"]
+    assert story["id"] == "acme"
+    assert {(r["system"], r["id"]) for r in story["refs"]} == {("ledger", "C-1"), ("gateway", "cus_1")}
+    assert {r["number"] for r in story["open_invoices"]} == {"INV-1", "INV-2"}
+    assert story["balance"] == {"EUR": "150.00", "USD": "40.00"}
+    assert story["unapplied"] == {"USD": "90.00"}
+    table = run(run_cli, book, "customers", "show", "acme", "--as-of", AS_OF).stdout
+    assert "Unapplied credit: 90.00 USD" in table and "cus_1" in table
+
+
+def test_aging_buckets_per_customer_and_currency_never_mixed(run_cli, book):
+    result = run(run_cli, book, "aging", "--as-of", AS_OF, "--json")
+    report = json.loads(result.stdout)
+    cells = {(r["customer"]["id"], r["currency"]): r for r in report["customers"]}
+    assert set(cells) == {("acme", "USD"), ("acme", "EUR"), ("globex", "JPY")}
+    assert cells[("acme", "USD")]["1-30"] == "40.00" and cells[("acme", "USD")]["total"] == "40.00"
+    assert cells[("acme", "EUR")]["61-90"] == "150.00" and cells[("acme", "EUR")]["in_collections"] == "150.00"
+    assert cells[("globex", "JPY")]["current"] == "5000"
+    totals = {r["currency"]: r for r in report["totals"]}
+    assert set(totals) == {"USD", "EUR", "JPY"}
+    assert totals["JPY"]["total"] == "5000" and totals["EUR"]["total"] == "150.00"
+    assert report["buckets"] == ["current", "1-30", "31-60", "61-90", "90+"]
+
+
+def test_dso_is_receivables_over_last_90_days_sales_times_90(run_cli, book):
+    report = json.loads(run(run_cli, book, "aging", "--as-of", AS_OF, "--json").stdout)
+    dso = {d["currency"]: d for d in report["dso"]}
+    # USD: 40.00 owed; sales in the 90 days to 06-30: INV-5 (40.00, issued 06-01) only
+    assert dso["USD"] == {"currency": "USD", "receivables": "40.00", "credit_sales": "40.00", "window_days": 90,
+                          "days": "90.0"}
+    # EUR: nothing issued in the window
+    assert dso["EUR"]["days"] is None
+
+
+def test_aging_on_a_given_date_matches_invoice_position(run_cli, book):
+    _, store = book
+    for day in ("2024-06-30", "2024-08-15", "2024-12-31"):
+        report = json.loads(run(run_cli, book, "aging", "--as-of", day, "--json").stdout)
+        invoices = store.list_invoices()
+        extra = invoice_allocations(store, invoices)
+        expected: dict[tuple[str, str, str], Decimal] = {}
+        for inv in invoices:
+            position = invoice_position(inv, date.fromisoformat(day), extra.get(inv.id, []))
+            if position.aging_bucket and not position.balance.is_zero:
+                key = (inv.customer_id, inv.currency, position.aging_bucket)
+                expected[key] = expected.get(key, Decimal(0)) + position.balance.amount
+        got = {(r["customer"]["id"], r["currency"], b): Decimal(r[b]) for r in report["customers"]
+               for b in report["buckets"] if Decimal(r[b])}
+        assert got == expected, day
+
+
+def test_aging_csv_header_and_total_rows(run_cli, book):
+    rows = list(csv.reader(io.StringIO(run(run_cli, book, "aging", "--as-of", AS_OF, "--csv").stdout)))
+    assert rows[0] == ["row", "customer_id", "customer", "currency", "current", "1-30", "31-60", "61-90", "90+",
+                       "total", "in_collections", "invoices"]
+    assert sorted(r[3] for r in rows[1:] if r[0] == "total") == ["EUR", "JPY", "USD"]
+
+
+def test_drift_reports_disagreeing_status_and_dangling_refs_and_exits_1(run_cli, book):
+    result = run(run_cli, book, "drift", "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["drift"] is True
+    [record] = report["records"]
+    assert record["number"] == "INV-5"
+    fields = {d["field"]: {v["system"]: v["value"] for v in d["values"]} for d in record["differences"]}
+    assert fields["status"] == {"gateway": "open", "ledger": "paid"}
+    assert fields["amount_paid"] == {"gateway": "0.00 USD", "ledger": "40.00 USD"}
+    assert report["dangling_refs"] == [{"system": "crm", "type": "deal", "id": "D-9", "entity_kind": "invoice",
+                                        "entity_id": None, "problem": "not linked to any record"}]
+    assert "INV-5" in run(run_cli, book, "drift").stdout
+
+
+def test_explain_payment_tells_refs_allocations_and_audit(run_cli, book):
+    result = run(run_cli, book, "explain", "ch_1", "--json")
+    assert result.exit_code == 0, result.stderr
+    story = json.loads(result.stdout)
+    assert story["kind"] == "payment" and story["id"] == "pay1"
+    assert story["refs"][0]["system"] == "gateway" and story["refs"][0]["id"] == "ch_1"
+    [allocation] = story["allocations"]
+    assert allocation["invoice"] == "inv1" and allocation["amount"] == "60.00" and allocation["rule"] == "remittance_number"
+    assert [e["decision"] for e in story["audit"]] == ["matched by hand"]
+    assert set(story) == {"kind", "id", "record", "refs", "allocations", "proposals", "audit", "actions"}
+
+
+def test_explain_invoice_by_number(run_cli, book):
+    result = run(run_cli, book, "explain", "INV-1")
+    assert result.exit_code == 0, result.stderr
+    assert "invoice INV-1" in result.stdout and "remittance_number" in result.stdout
+    assert "matched by hand" in result.stdout  # the audit entry names the invoice in its inputs

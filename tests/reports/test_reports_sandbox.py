@@ -1,0 +1,99 @@
+"""The report commands on a generated book synced from the sandbox and reconciled."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+from e2e.e2e_support import sync_sandbox, with_credentials
+
+from connector.config import load_config
+from connector.model import Invoice, Ref
+from connector.money import Money
+from connector.reconcile_engine import run_reconciliation
+from connector.sandbox import Sandbox
+from connector.sandbox.generator import generate
+from state.store import open_store
+
+pytestmark = pytest.mark.slow
+TODAY = date(2024, 9, 30)
+
+
+@pytest.fixture(scope="module")
+def synced(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("reports")
+    with Sandbox(with_credentials(generate(7, "small", today=TODAY).data), limits="off") as sandbox:
+        store, report = sync_sandbox(sandbox, directory, full=True)
+    assert report.ok
+    config = str(directory / "connector.toml")
+    run_reconciliation(load_config(config), store)
+    yield config, store
+    store.close()
+
+
+def test_every_stored_invoice_is_listed_once(run_cli, synced):
+    config, store = synced
+    rows = json.loads(run_cli("--config", config, "invoices", "list", "--as-of", TODAY.isoformat(), "--json").stdout)
+    assert sorted(r["id"] for r in rows["invoices"]) == sorted(i.id for i in store.list_invoices())
+
+
+def test_aging_totals_equal_the_customer_rows_per_currency(run_cli, synced):
+    config, _ = synced
+    report = json.loads(run_cli("--config", config, "aging", "--as-of", TODAY.isoformat(), "--json").stdout)
+    for total in report["totals"]:
+        rows = [r for r in report["customers"] if r["currency"] == total["currency"]]
+        for bucket in (*report["buckets"], "total"):
+            assert sum(Money.of(r[bucket], r["currency"]).amount for r in rows) == Money.of(total[bucket], total["currency"]).amount
+    assert len({t["currency"] for t in report["totals"]}) == len(report["totals"]) >= 3
+
+
+def test_a_won_deal_is_not_drift_but_an_open_gateway_invoice_paid_in_the_ledger_is(run_cli, synced):
+    config, _ = synced
+    result = run_cli("--config", config, "drift", "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    statuses = [{(v["system"], v["type"]): v["value"] for v in d["values"]}
+                for r in report["records"] for d in r["differences"] if d["field"] == "status"]
+    for values in statuses:  # a won deal ("open") agrees with a ledger that says open or paid
+        tracked = {"open" if v == "partially_paid" else v for k, v in values.items() if k != ("crm", "deal")}
+        assert not (len(tracked) == 1 and tracked <= {"open", "paid"} and values.get(("crm", "deal")) == "open")
+    assert any(v.get(("gateway", "invoice")) == "open" and v.get(("ledger", "invoice")) == "paid" for v in statuses)
+
+
+def test_explain_a_gateway_payment_by_its_charge_id(run_cli, synced):
+    config, store = synced
+    payment = next(p for p in store.list_payments() if any(r.system == "gateway" for r in p.refs))
+    charge = next(r.remote_id for r in payment.refs if r.system == "gateway")
+    story = json.loads(run_cli("--config", config, "explain", charge, "--json").stdout)
+    assert story["kind"] == "payment" and story["id"] == payment.id
+    assert ("gateway", charge) in {(r["system"], r["id"]) for r in story["refs"]}
+
+
+def test_explain_shows_open_proposals_with_ranked_candidates(run_cli, synced):
+    config, store = synced
+    from state import reconciliation as decisions
+
+    with store.session() as session:
+        proposals = decisions.load_proposals(session)
+    if not proposals:
+        pytest.skip("this book left nothing to propose")
+    story = json.loads(run_cli("--config", config, "explain", proposals[0]["payment_id"], "--json").stdout)
+    [proposal] = [p for p in story["proposals"] if p["id"] == proposals[0]["id"]]
+    assert [c["rank"] for c in proposal["candidates"]] == list(range(1, len(proposal["candidates"]) + 1))
+    assert {"invoices", "amounts", "currency", "rule", "confidence", "reason"} <= set(proposal["candidates"][0])
+
+
+def test_drift_exits_0_when_every_system_agrees(run_cli, tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'agree.db'}")
+    for system, remote, rank in (("ledger", "L-1", 3), ("gateway", "in_1", 1)):
+        money = Money.of("10.00", "USD")
+        record = Invoice(id="same", number="INV-1", currency="USD", subtotal=money, tax=Money.zero("USD"), total=money,
+                         amount_paid=Money.zero("USD"), amount_credited=Money.zero("USD"),
+                         refs=[Ref(system=system, object_type="invoice", remote_id=remote)])
+        store.store_page(system, "invoices", "invoice", [record], None, rank=rank)
+    store.close()
+    (tmp_path / "connector.toml").write_text(f'[database]\nurl = "sqlite:///{tmp_path / "agree.db"}"\n')
+    result = run_cli("--config", str(tmp_path / "connector.toml"), "drift")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "no drift" in result.stdout
