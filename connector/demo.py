@@ -2,7 +2,7 @@
 
 It starts the sandbox on a free loopback port, writes a config whose connections point at it,
 and runs the product loop on the embedded SQLite default: sync (pull, map, store, link across
-systems) and reconciliation; each later stage joins the demo when it lands. The database stays behind for `connector invoices`,
+systems), reconciliation and the aging report; each later stage joins the demo when it lands. The database stays behind for `connector invoices`,
 `connector aging` and friends.
 """
 
@@ -18,7 +18,8 @@ from connector.config import load_config
 from connector.errors import UsageError
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
-from connector.reconcile_engine import ReconcileSummary, run_reconciliation
+from connector.reconcile_engine import ReconcileSummary, invoice_allocations, run_reconciliation
+from connector.reports import aging_report
 from connector.sync import SyncEngine, SyncReport
 from state.store import Store, open_store
 
@@ -85,6 +86,7 @@ class DemoResult:
     sync: SyncReport
     counts: dict[str, int] = field(default_factory=dict)
     reconciliation: ReconcileSummary | None = None
+    aging: dict[str, Any] = field(default_factory=dict)
 
 
 def prepare_directory(directory: Path) -> Path:
@@ -125,10 +127,13 @@ def run_demo(
             report = SyncEngine(config, store).run(full=True)
             reconciliation = run_reconciliation(config, store)
             counts = _counts(store)
+            invoices = store.list_invoices()
+            customers = {c.id: c for c in store.list_customers() if c.id}
+            aging = aging_report(invoices, customers, invoice_allocations(store, invoices), date.today())
         finally:
             store.close()
     return DemoResult(directory=directory, config_path=config_path, sync=report, counts=counts,
-                      reconciliation=reconciliation)
+                      reconciliation=reconciliation, aging=aging)
 
 
 def _counts(store: Store) -> dict[str, int]:

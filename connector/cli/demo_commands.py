@@ -25,7 +25,8 @@ def demo_command(directory: str, seed: int, size: str, as_json: bool) -> int:
     result = run_demo(Path(directory), seed=seed, size=size, echo=echo)
     if as_json:
         click.echo(json.dumps({"sync": result.sync.as_dict(), "stored": result.counts,
-                               "reconciliation": _reconciliation_counts(result)}, indent=2, default=str))
+                               "reconciliation": _reconciliation_counts(result),
+                               "aging": result.aging.get("totals", [])}, indent=2, default=str))
         return 0 if result.sync.ok else EXIT_PROBLEMS
     click.echo("")
     click.echo("Pulled from each system:")
@@ -41,10 +42,17 @@ def demo_command(directory: str, seed: int, size: str, as_json: bool) -> int:
         f"{counts['matched']} matched automatically ({', '.join(f'{n} by {r}' for r, n in counts['by_rule'].items()) or 'none'}); "
         f"{counts['proposed']} proposed for finance to decide."
     )
+    if result.aging.get("totals"):
+        buckets = list(result.aging["buckets"])
+        click.echo("")
+        click.echo(f"Aging on {result.aging['as_of']} (open balances per currency; `connector aging` per customer):")
+        click.echo("  " + f"{'currency':<9}" + "".join(f"{b:>13}" for b in [*buckets, "total"]))
+        for row in result.aging["totals"]:
+            click.echo("  " + f"{row['currency']:<9}" + "".join(f"{row[b]:>13}" for b in [*buckets, "total"]))
     where = result.directory.resolve()
     hint = "" if where == Path.cwd().resolve() else f" --config {result.config_path}"
     click.echo("")
-    click.echo(f"The database is in {where / 'connector.db'}; see `connector{hint} reconcile` for the matches and proposals.")
+    click.echo(f"The database is in {where / 'connector.db'}; try `connector{hint} reconcile`, `invoices list`, `aging` or `explain INV-0001`.")
     return 0 if result.sync.ok else EXIT_PROBLEMS
 
 
