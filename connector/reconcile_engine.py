@@ -88,6 +88,7 @@ def run_reconciliation(
         applied = [s.allocation for s in stored if s.status == "applied"]
         rejected = {(s.allocation.payment_id, s.allocation.invoice_id) for s in stored if s.status == "rejected"}
         summary.ledger = _apply_ledger_records(session, payments, in_ledger, applied)
+        applied = _retire_superseded(session, in_ledger, applied)
 
         outside = [p for p in payments if p.id not in in_ledger]
         pending = [a for a in applied if a.rule != LEDGER_RULE]
@@ -151,6 +152,21 @@ def _apply_ledger_records(
             known.add((payment_id, invoice_id))
     decisions.save_allocations(session, new, "applied")
     return len(new)
+
+
+def _retire_superseded(session: Any, in_ledger: dict[str, list[dict[str, Any]]], applied: list[Allocation]) -> list[Allocation]:
+    """Once the ledger holds a payment we had allocated (we wrote it back, or someone entered
+    it), the ledger's record is the allocation: ours would lower the balance a second time."""
+    recorded = {(payment_id, entry["invoice_id"]) for payment_id, entries in in_ledger.items() for entry in entries}
+    superseded = [a for a in applied if a.rule != LEDGER_RULE and (a.payment_id, a.invoice_id) in recorded]
+    if superseded:
+        decisions.delete_allocations(session, [a.id or "" for a in superseded])
+        for allocation in superseded:
+            audit(session, "reconcile", "superseded", "allocation", allocation.id,
+                  {"payment": allocation.payment_id, "invoice": allocation.invoice_id, "amount": str(allocation.amount)},
+                  "the ledger now records this payment itself")
+    gone = {a.id for a in superseded}
+    return [a for a in applied if a.id not in gone]
 
 
 def _ledger_amount(view: dict[str, Any], payment: Payment) -> Any:

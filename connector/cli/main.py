@@ -76,9 +76,19 @@ def cli(ctx: click.Context, config_option: str | None, log_format: str, verbose:
 
 
 def _register_commands() -> None:
-    from connector.cli import admin, demo_commands, mapping_commands, reconcile_commands, report_commands, sync_commands
+    from connector.cli import (
+        admin,
+        demo_commands,
+        mapping_commands,
+        reconcile_commands,
+        report_commands,
+        sync_commands,
+        writeback_commands,
+    )
 
-    for module in (admin, mapping_commands, sync_commands, reconcile_commands, report_commands, demo_commands):
+    modules = (admin, mapping_commands, sync_commands, reconcile_commands, report_commands,
+               writeback_commands, demo_commands)
+    for module in modules:
         for command in module.COMMANDS:
             cli.add_command(command)
 

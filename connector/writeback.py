@@ -1,0 +1,200 @@
+"""Plan and apply: the writes each system needs, queued in the outbox and sent exactly once.
+
+Apply takes one action at a time: claim it (committed), send it with its idempotency key
+(Stripe and Xero replay their first answer to a repeated key; HubSpot looks the key up before
+creating), then record the answer and mark it done in one transaction. A crash between the
+provider's answer and our commit leaves the action claimed; the next run takes it over and
+the resend is answered from the provider's idempotency record, so the effect happens once.
+A failed action keeps its error and is retried with backoff on later runs, up to
+`MAX_ATTEMPTS`; then it is parked for a person (`connector actions list --failed`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from connector.config import Config
+from connector.errors import ConnectorError, InvalidRequestError, ProviderError
+from connector.link_engine import system_ranks
+from connector.model import invoice_position
+from connector.plan import Facts, PlannedAction, SystemView, plan_all
+from connector.reconcile_engine import LEDGER_RULE
+from connector.sync import first_line, open_provider
+from providers.base import Provider
+from providers.registry import Registry
+from state import linking as state_linking
+from state import outbox
+from state import reconciliation as decisions
+from state.bookkeeping import audit
+from state.records import utcnow
+from state.store import Store
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+LEASE = timedelta(minutes=10)
+BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2))
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dead_local_workers(workers: list[str]) -> list[str]:
+    """Claims of processes on this host that no longer exist: safe to take over at once."""
+    host = socket.gethostname()
+    dead = []
+    for worker in workers:
+        name, _, pid = worker.rpartition(":")
+        if name != host or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            dead.append(worker)
+        except PermissionError:
+            pass
+    return dead
+
+
+# Plan -------------------------------------------------------------------------------------
+
+
+def gather_facts(config: Config, store: Store, registry: Registry | None = None, today: date | None = None) -> Facts:
+    systems = system_ranks(config, registry)
+    today = today or date.today()
+    with store.session() as session:
+        invoices = {i.id: i for i in store.list_invoices(session=session) if i.id}
+        payments = {p.id: p for p in store.list_payments(session=session) if p.id}
+        applied = [s.allocation for s in decisions.load_allocations(session, status="applied")]
+        invoice_rows = state_linking.ref_views(session, "invoice")
+        payment_rows = state_linking.ref_views(session, "payment")
+    extra = [a for a in applied if a.rule != LEDGER_RULE]
+    by_invoice: dict[str, list[Any]] = defaultdict(list)
+    for allocation in extra:
+        by_invoice[allocation.invoice_id].append(allocation)
+    positions = {i: invoice_position(inv, today, by_invoice.get(i, [])) for i, inv in invoices.items()}
+
+    def views(rows: list[dict[str, Any]]) -> dict[str, list[SystemView]]:
+        out: dict[str, list[SystemView]] = defaultdict(list)
+        for row in rows:
+            kind = systems.get(row["system"], ("unknown", 0))[0]
+            out[row["entity_id"]].append(SystemView(row["system"], kind, row["object_type"], row["remote_id"], row["data"]))
+        return out
+
+    payment_views = views(payment_rows)
+    ledger_payments_on: dict[tuple[str, str], list[SystemView]] = defaultdict(list)
+    for entity, entity_views in payment_views.items():
+        for view in entity_views:
+            invoice_remote = ((view.data.get("_sync") or {}).get("links") or {}).get("invoice")
+            if view.kind == "ledger" and invoice_remote:
+                ledger_payments_on[(view.system, str(invoice_remote))].append(view)
+    return Facts(
+        invoices=invoices, positions=positions, invoice_views=views(invoice_rows), payments=payments,
+        payment_views=payment_views, allocations=extra, ledger_payments_on=dict(ledger_payments_on),
+    )
+
+
+def plan(config: Config, store: Store, registry: Registry | None = None, today: date | None = None) -> list[PlannedAction]:
+    """Derive the actions and queue the new ones; returns everything derived."""
+    derived = plan_all(gather_facts(config, store, registry, today), today or date.today())
+    with store.session() as session:
+        added = outbox.add_planned(session, [(p.action, p.subject_type, p.subject_id, p.summary) for p in derived])
+    logger.info("planned %d actions (%d new)", len(derived), added)
+    return derived
+
+
+# Apply ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ApplyReport:
+    done: list[outbox.OutboxEntry] = field(default_factory=list)
+    replayed: int = 0
+    failed: list[tuple[outbox.OutboxEntry, str]] = field(default_factory=list)
+    parked: list[tuple[outbox.OutboxEntry, str]] = field(default_factory=list)
+
+    def per_system(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for entry in self.done:
+            out[entry.action.connection][entry.action.kind] += 1
+        return {k: dict(v) for k, v in out.items()}
+
+
+def apply(
+    config: Config, store: Store, registry: Registry | None = None, *, only: list[str] | None = None,
+    batch: int = 20, worker: str | None = None,
+) -> ApplyReport:
+    """Send every action that is due, until none is left for this worker."""
+    worker = worker or worker_id()
+    report = ApplyReport()
+    providers: dict[str, Provider] = {}
+    try:
+        while True:
+            with store.session() as session:
+                dead = _dead_local_workers(outbox.in_flight_workers(session))
+                claimed = outbox.claim(session, worker, lease=LEASE, limit=batch, connections=only, dead_workers=dead)
+            if not claimed:
+                return report
+            for entry in claimed:
+                _send(config, store, registry, providers, entry, worker, report)
+    finally:
+        for provider in providers.values():
+            provider.close()
+
+
+def _send(config: Config, store: Store, registry: Registry | None, providers: dict[str, Provider],
+          entry: outbox.OutboxEntry, worker: str, report: ApplyReport) -> None:
+    action = entry.action
+    context = {"connection": action.connection, "action_id": entry.id}
+    try:
+        provider = providers.get(action.connection)
+        if provider is None:
+            provider = providers[action.connection] = open_provider(config.connection(action.connection), store, registry)
+        result = provider.apply(action)
+    except (ProviderError, ConnectorError) as exc:
+        message = first_line(exc, 500)
+        permanent = isinstance(exc, InvalidRequestError) or not isinstance(exc, ProviderError)
+        retry_at = None if permanent or entry.attempts >= MAX_ATTEMPTS else utcnow() + BACKOFF[min(entry.attempts, len(BACKOFF)) - 1]
+        with store.session() as session:
+            outbox.fail(session, entry.id, worker, message, retry_at=retry_at)
+            audit(session, "apply", "action_failed", "action", str(entry.id),
+                  {"kind": action.kind, "connection": action.connection, "attempt": entry.attempts}, message)
+        (report.failed if retry_at else report.parked).append((entry, message))
+        logger.warning("action %s failed: %s", entry.id, message, extra=context)
+        return
+    answer = {"remote_id": result.remote_id, "replayed": result.replayed, "response": result.response}
+    with store.session() as session:
+        if outbox.complete(session, entry.id, worker, answer):
+            audit(session, "apply", action.kind, entry.subject_type or "action", entry.subject_id,
+                  {"action": entry.id, "connection": action.connection, "key": action.idempotency_key,
+                   "remote_id": result.remote_id, "replayed": result.replayed}, entry.summary)
+            report.done.append(entry)
+            report.replayed += int(result.replayed)
+
+
+def retry(store: Store, action_id: int) -> bool:
+    with store.session() as session:
+        return outbox.set_state(session, action_id, "planned", from_states=("failed", "planned"))
+
+
+def cancel(store: Store, action_id: int, user: str) -> bool:
+    with store.session() as session:
+        changed = outbox.set_state(session, action_id, "cancelled", from_states=("planned", "failed"))
+        if changed:
+            audit(session, user, "cancel", "action", str(action_id), None, None)
+        return changed
+
+
+def pending(store: Store, only: list[str] | None = None) -> list[outbox.OutboxEntry]:
+    with store.session() as session:
+        return outbox.entries(session, states=("planned", "in_flight"), connections=only)
+
+
+__all__ = ["ApplyReport", "apply", "cancel", "gather_facts", "pending", "plan", "retry", "worker_id"]

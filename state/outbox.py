@@ -1,0 +1,165 @@
+"""The outbox: planned writes, claimed by one worker at a time, done exactly once.
+
+States: planned -> in_flight (claimed) -> done, or back to planned with `next_attempt_at` after
+a failure, or `failed` (parked for a person) after the last attempt; `cancelled` by a person.
+A claim is a compare-and-swap on the row, so two workers never both send an action; a claim
+whose worker is gone (its lease ran out) is taken over, and the provider's idempotency key
+makes that resend harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from connector.model import Action, Ref
+from state.bookkeeping import jsonable
+from state.records import utcnow
+from state.tables import table
+from state.upsert import insert_new
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    id: int
+    action: Action
+    attempts: int
+    last_error: str | None
+    result: dict[str, Any] | None
+    subject_type: str | None
+    subject_id: str | None
+    summary: str | None
+    claimed_by: str | None
+    claimed_at: datetime | None
+    next_attempt_at: datetime | None
+    updated_at: datetime
+
+
+def _entry(row: Any) -> OutboxEntry:
+    target = row["target"]
+    action = Action.model_construct(
+        connection=row["connection"], kind=row["kind"],
+        target=None if target is None else Ref.model_validate(target),
+        payload=row["payload"], state=row["state"], idempotency_key=row["idempotency_key"],
+    )
+    return OutboxEntry(
+        id=row["id"], action=action, attempts=row["attempts"], last_error=row["last_error"], result=row["result"],
+        subject_type=row["subject_type"], subject_id=row["subject_id"], summary=row["summary"],
+        claimed_by=row["claimed_by"], claimed_at=row["claimed_at"], next_attempt_at=row["next_attempt_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def add_planned(session: Session, planned: Sequence[tuple[Action, str, str, str]]) -> int:
+    """Queue (action, subject_type, subject_id, summary); a key already queued is kept."""
+    now = utcnow()
+    rows = {}
+    for action, subject_type, subject_id, summary in planned:
+        rows[action.idempotency_key] = {
+            "idempotency_key": action.idempotency_key,
+            "connection": action.connection,
+            "kind": action.kind,
+            "target": jsonable(action.target),
+            "payload": jsonable(action.payload),
+            "state": "planned",
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+            "subject_type": subject_type,
+            "subject_id": subject_id,
+            "summary": summary,
+        }
+    return insert_new(session, table("outbox_actions"), list(rows.values()), key=("idempotency_key",))
+
+
+def entries(
+    session: Session, *, states: Sequence[str] | None = None, connections: Sequence[str] | None = None,
+    ids: Sequence[int] | None = None, subject_ids: Sequence[str] | None = None,
+) -> list[OutboxEntry]:
+    outbox = table("outbox_actions")
+    query = sa.select(outbox).order_by(outbox.c.id)
+    if states is not None:
+        query = query.where(outbox.c.state.in_(list(states)))
+    if connections is not None:
+        query = query.where(outbox.c.connection.in_(list(connections)))
+    if ids is not None:
+        query = query.where(outbox.c.id.in_(list(ids)))
+    if subject_ids is not None:
+        query = query.where(outbox.c.subject_id.in_(list(subject_ids)))
+    return [_entry(row) for row in session.execute(query).mappings()]
+
+
+def _claimable(outbox: sa.Table, now: datetime, stale_before: datetime, dead_workers: Sequence[str]) -> Any:
+    ready = sa.and_(outbox.c.state == "planned",
+                    sa.or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now))
+    abandoned = sa.and_(outbox.c.state == "in_flight",
+                        sa.or_(outbox.c.claimed_at < stale_before, outbox.c.claimed_by.in_(list(dead_workers) or [""])))
+    return sa.or_(ready, abandoned)
+
+
+def claim(
+    session: Session, worker: str, *, lease: timedelta, limit: int, connections: Sequence[str] | None = None,
+    dead_workers: Sequence[str] = (),
+) -> list[OutboxEntry]:
+    """Claim up to `limit` actions for `worker`: each by its own compare-and-swap, so a row
+    another worker took meanwhile is skipped, never sent twice."""
+    outbox = table("outbox_actions")
+    now = utcnow()
+    condition = _claimable(outbox, now, now - lease, dead_workers)
+    query = sa.select(outbox.c.id).where(condition).order_by(outbox.c.id).limit(limit)
+    if connections is not None:
+        query = query.where(outbox.c.connection.in_(list(connections)))
+    claimed = []
+    for (action_id,) in session.execute(query).all():
+        result = session.execute(
+            sa.update(outbox)
+            .where(outbox.c.id == action_id, condition)
+            .values(state="in_flight", claimed_by=worker, claimed_at=now, attempts=outbox.c.attempts + 1, updated_at=now)
+        )
+        if result.rowcount == 1:
+            claimed.append(action_id)
+    return entries(session, ids=claimed) if claimed else []
+
+
+def in_flight_workers(session: Session) -> list[str]:
+    outbox = table("outbox_actions")
+    query = sa.select(outbox.c.claimed_by).where(outbox.c.state == "in_flight").distinct()
+    return [row[0] for row in session.execute(query) if row[0]]
+
+
+def complete(session: Session, action_id: int, worker: str, result: dict[str, Any]) -> bool:
+    """Done, with the provider's answer, only if this worker still holds the claim."""
+    outbox = table("outbox_actions")
+    done = session.execute(
+        sa.update(outbox)
+        .where(outbox.c.id == action_id, outbox.c.state == "in_flight", outbox.c.claimed_by == worker)
+        .values(state="done", result=jsonable(result), last_error=None, updated_at=utcnow())
+    )
+    return done.rowcount == 1
+
+
+def fail(session: Session, action_id: int, worker: str, error: str, *, retry_at: datetime | None) -> None:
+    """Keep the error; back to planned for a later attempt, or parked (`failed`) for a person."""
+    outbox = table("outbox_actions")
+    session.execute(
+        sa.update(outbox)
+        .where(outbox.c.id == action_id, outbox.c.state == "in_flight", outbox.c.claimed_by == worker)
+        .values(state="planned" if retry_at else "failed", last_error=error[:2000], next_attempt_at=retry_at,
+                claimed_by=None, claimed_at=None, updated_at=utcnow())
+    )
+
+
+def set_state(session: Session, action_id: int, state: str, *, from_states: Sequence[str]) -> bool:
+    outbox = table("outbox_actions")
+    changed = session.execute(
+        sa.update(outbox)
+        .where(outbox.c.id == action_id, outbox.c.state.in_(list(from_states)))
+        .values(state=state, next_attempt_at=None, claimed_by=None, claimed_at=None, updated_at=utcnow(),
+                attempts=0 if state == "planned" else outbox.c.attempts)
+    )
+    return changed.rowcount == 1
