@@ -2,7 +2,7 @@
 
 It starts the sandbox on a free loopback port, writes a config whose connections point at it,
 and runs the product loop on the embedded SQLite default: sync (pull, map, store, link across
-systems), reconciliation and the aging report; each later stage joins the demo when it lands. The database stays behind for `connector invoices`,
+systems), reconciliation, write-back (plan and apply) and the aging report; each later stage joins the demo when it lands. The database stays behind for `connector invoices`,
 `connector aging` and friends.
 """
 
@@ -21,6 +21,7 @@ from connector.sandbox.generator import generate
 from connector.reconcile_engine import ReconcileSummary, invoice_allocations, run_reconciliation
 from connector.reports import aging_report
 from connector.sync import SyncEngine, SyncReport
+from connector.writeback import ApplyReport, apply, plan
 from state.store import Store, open_store
 
 DEMO_MARKER = "# written by `connector demo`"
@@ -87,6 +88,8 @@ class DemoResult:
     counts: dict[str, int] = field(default_factory=dict)
     reconciliation: ReconcileSummary | None = None
     aging: dict[str, Any] = field(default_factory=dict)
+    planned: int = 0
+    applied: ApplyReport | None = None
 
 
 def prepare_directory(directory: Path) -> Path:
@@ -126,6 +129,8 @@ def run_demo(
         try:
             report = SyncEngine(config, store).run(full=True)
             reconciliation = run_reconciliation(config, store)
+            planned = plan(config, store)
+            applied = apply(config, store)
             counts = _counts(store)
             invoices = store.list_invoices()
             customers = {c.id: c for c in store.list_customers() if c.id}
@@ -133,7 +138,7 @@ def run_demo(
         finally:
             store.close()
     return DemoResult(directory=directory, config_path=config_path, sync=report, counts=counts,
-                      reconciliation=reconciliation, aging=aging)
+                      reconciliation=reconciliation, aging=aging, planned=len(planned), applied=applied)
 
 
 def _counts(store: Store) -> dict[str, int]:

@@ -26,7 +26,9 @@ def demo_command(directory: str, seed: int, size: str, as_json: bool) -> int:
     if as_json:
         click.echo(json.dumps({"sync": result.sync.as_dict(), "stored": result.counts,
                                "reconciliation": _reconciliation_counts(result),
-                               "aging": result.aging.get("totals", [])}, indent=2, default=str))
+                               "aging": result.aging.get("totals", []),
+                               "written_back": result.applied.per_system() if result.applied else {}},
+                              indent=2, default=str))
         return 0 if result.sync.ok else EXIT_PROBLEMS
     click.echo("")
     click.echo("Pulled from each system:")
@@ -42,6 +44,14 @@ def demo_command(directory: str, seed: int, size: str, as_json: bool) -> int:
         f"{counts['matched']} matched automatically ({', '.join(f'{n} by {r}' for r, n in counts['by_rule'].items()) or 'none'}); "
         f"{counts['proposed']} proposed for finance to decide."
     )
+    if result.applied is not None:
+        click.echo("")
+        written = result.applied.per_system()
+        detail = "; ".join(f"{system}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+                           for system, kinds in sorted(written.items()))
+        click.echo(f"Written back ({result.planned} actions planned, each sent once): {detail or 'nothing'}")
+        if result.applied.failed or result.applied.parked:
+            click.echo(f"  {len(result.applied.failed)} to retry, {len(result.applied.parked)} parked: see `connector actions list`")
     if result.aging.get("totals"):
         buckets = list(result.aging["buckets"])
         click.echo("")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
 from connector.cli.main import AppContext, pass_app
 from connector.cli.progress import SyncProgress
-from connector.errors import EXIT_PROBLEMS
+from connector.cli.writeback_commands import print_entries
+from connector.errors import EXIT_PROBLEMS, UsageError
+from connector.reconcile_engine import run_reconciliation
+from connector.writeback import apply, pending, plan
 from connector.sync import SyncEngine, SyncReport
 
 
@@ -17,20 +21,47 @@ from connector.sync import SyncEngine, SyncReport
 @click.option("--stream", "streams", multiple=True, metavar="S", help="Only this stream (repeatable).")
 @click.option("--full", is_flag=True, help="Ignore saved cursors and pull everything again.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+@click.option("--apply", "then_apply", is_flag=True, help="Then reconcile, plan and send the writes (no prompt).")
+@click.option("--dry-run", is_flag=True, help="Then reconcile and plan, and print the writes without sending them.")
 @pass_app
-def sync_command(app: AppContext, connections: tuple[str, ...], streams: tuple[str, ...], full: bool, as_json: bool) -> int:
+def sync_command(
+    app: AppContext, connections: tuple[str, ...], streams: tuple[str, ...], full: bool, as_json: bool,
+    then_apply: bool, dry_run: bool,
+) -> int:
     """Pull -> map -> store for every configured connection, resuming from saved cursors."""
+    if then_apply and dry_run:
+        raise UsageError("give --apply or --dry-run, not both")
     config = app.config()
     progress = SyncProgress()
     try:
         report = SyncEngine(config, app.store(), progress=progress).run(connections=connections, streams=streams, full=full)
     finally:
         progress.finish()
+    result: dict[str, Any] = report.as_dict()
+    problems = not report.ok
+    if then_apply or dry_run:
+        summary = run_reconciliation(config, app.store())
+        plan(config, app.store())
+        waiting = pending(app.store())
+        result["reconciliation"] = {"applied": len(summary.applied), "proposals": len(summary.proposals)}
+        result["plan"] = [e.summary for e in waiting]
+        if then_apply:
+            applied = apply(config, app.store())
+            result["applied"] = applied.per_system()
+            problems = problems or bool(applied.failed or applied.parked)
     if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2, default=str))
-    else:
-        print_report(report)
-    return 0 if report.ok else EXIT_PROBLEMS
+        click.echo(json.dumps(result, indent=2, default=str))
+        return EXIT_PROBLEMS if problems else 0
+    print_report(report)
+    if dry_run:
+        click.echo("")
+        click.echo("Would write (dry run):")
+        print_entries(waiting, empty="  nothing")
+    if then_apply:
+        click.echo("")
+        for system, kinds in sorted(result["applied"].items()):
+            click.echo(f"wrote to {system}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+    return EXIT_PROBLEMS if problems else 0
 
 
 def print_report(report: SyncReport) -> None:

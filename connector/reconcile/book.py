@@ -22,6 +22,7 @@ from decimal import Decimal
 
 from connector.model import Allocation, Invoice, Payment
 from connector.money import CURRENCY_EXPONENTS, Money, currency_exponent
+from connector.reconcile.build import builder
 from connector.reconcile.types import ReconcileInvariantError
 
 _NO_DUE = date.max.toordinal()
@@ -55,10 +56,15 @@ def minor(money: Money) -> int:
     return int(money.amount.scaleb(CURRENCY_EXPONENTS[money.currency]))
 
 
+_build_money = builder(Money, "amount", "currency")
+_build_allocation = builder(Allocation, "payment_id", "invoice_id", "amount", "rule", "confidence", "reason")
+
+
 def money(units: int, currency: str) -> Money:
-    # Exact by construction (an integer scaled by the currency's exponent), so the validation
-    # `Money.from_minor` would repeat is skipped: it is most of the cost at a million payments.
-    return Money.model_construct(amount=Decimal(units).scaleb(-currency_exponent(currency)), currency=currency)
+    # Exact by construction (an integer scaled by the currency's exponent, a known currency),
+    # so the validation `Money.from_minor` would repeat is skipped: it is most of the cost at a
+    # million payments.
+    return _build_money(Decimal(units).scaleb(-currency_exponent(currency)), currency)
 
 
 def show(units: int, currency: str) -> str:
@@ -93,25 +99,43 @@ class Book:
         self.invoices: dict[str, OpenInvoice] = {}
         self._accounts: dict[Account, list[Entry]] = defaultdict(list)
         self._by_amount: dict[tuple[str, int], set[str]] = defaultdict(set)
+        items = self.invoices
+        accounts = self._accounts
+        by_amount = self._by_amount
+        exponents = CURRENCY_EXPONENTS
+        no_allocations = not allocated
         for invoice in invoices:
-            if invoice.id is None:
+            invoice_id = invoice.id
+            if invoice_id is None:
                 raise ValueError(f"invoice {invoice.number!r} has no id")
             if invoice.status in ("void", "draft"):
                 continue
-            settled = minor(invoice.amount_paid) + minor(invoice.amount_credited)
-            balance = max(minor(invoice.total) - settled - allocated.get(invoice.id, 0), 0)
+            currency = invoice.currency
+            # The invoice's amounts are in its currency (the model checks it) and quantised to
+            # its exponent, so the difference scaled to minor units is a whole number.
+            owed = invoice.total.amount - invoice.amount_paid.amount - invoice.amount_credited.amount
+            balance = int(owed.scaleb(exponents[currency]))
+            if not no_allocations:
+                balance -= allocated.get(invoice_id, 0)
+            if balance < 0:
+                balance = 0
+            due = invoice.due_date
+            issued = invoice.issue_date
+            customer_id = invoice.customer_id
             item = OpenInvoice(
-                id=invoice.id,
-                number=invoice.number,
-                customer_id=invoice.customer_id,
-                currency=invoice.currency,
-                due=invoice.due_date.toordinal() if invoice.due_date else _NO_DUE,
-                issued=invoice.issue_date.toordinal() if invoice.issue_date else 0,
-                balance=balance,
+                invoice_id,
+                invoice.number,
+                customer_id,
+                currency,
+                due.toordinal() if due else _NO_DUE,
+                issued.toordinal() if issued else 0,
+                balance,
             )
-            self.invoices[item.id] = item
+            items[invoice_id] = item
             if balance > 0:
-                self._index(item)
+                if customer_id is not None:
+                    accounts[(customer_id, currency)].append((balance, item.due, invoice_id))
+                by_amount[(currency, balance)].add(invoice_id)
         for entries in self._accounts.values():
             entries.sort()
 
@@ -176,13 +200,10 @@ class Book:
                 f"allocation of {units} minor units from payment {payment.id} "
                 f"(left {payment.remaining}) to invoice {item.id} (owes {item.balance})"
             )
+        if not 0 <= confidence <= 1:
+            raise ReconcileInvariantError(f"confidence {confidence} of rule {rule} is not between 0 and 1")
         self._move(item, item.balance - units)
         payment.remaining -= units
-        return Allocation(
-            payment_id=payment.id,
-            invoice_id=item.id,
-            amount=money(units, item.currency),
-            rule=rule,
-            confidence=confidence,
-            reason=reason,
-        )
+        # Checked just above (positive, within both balances, one currency, a confidence) and exact in minor
+        # units: built without pydantic's validation, which would only repeat these checks.
+        return _build_allocation(payment.id, item.id, money(units, item.currency), rule, confidence, reason)

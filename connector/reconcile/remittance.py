@@ -45,6 +45,8 @@ _TOKEN = re.compile(
     r"(?P<word>[^\W\d_]+)|(?P<num>\d+(?:[-/]\d+)*)|(?P<hash>[#№])|(?P<sep>[,+&;])|(?P<punct>\S)"
 )
 _PARTS = re.compile(r"[^\W\d_]+|\d+")
+_DIGITS = re.compile(r"\d+")
+_HAS_DIGIT = re.compile(r"\d")
 
 
 def _key(parts: Iterable[str]) -> str:
@@ -54,9 +56,16 @@ def _key(parts: Iterable[str]) -> str:
 def number_keys(number: str) -> tuple[str, str | None]:
     """(full key, numeric key) of an invoice number or reference; the numeric key is None
     when it has no digits."""
-    parts = _PARTS.findall(number)
-    digits = [part for part in parts if part.isdigit()]
-    return _key(parts), (_key(digits) if digits else None)
+    keys = []
+    digits = []
+    for part in _PARTS.findall(number):
+        if part.isdigit():
+            part = part.lstrip("0") or "0"
+            digits.append(part)
+        else:
+            part = part.upper()
+        keys.append(part)
+    return "|".join(keys), ("|".join(digits) if digits else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +81,8 @@ class Mention:
 
 def mentions(remittance: str | None) -> list[Mention]:
     """The numbers in a remittance line, in the order written, each once."""
-    if not remittance:
-        return []
+    if not remittance or _HAS_DIGIT.search(remittance) is None:
+        return []  # no digit, no number
     text = _AMOUNT.sub(" ", _DATE.sub(" ", remittance))
     found: list[Mention] = []
     seen: set[tuple[str, str | None]] = set()
@@ -81,10 +90,10 @@ def mentions(remittance: str | None) -> list[Mention]:
     listing = False  # a marked number came last and only list separators followed it
     prefix: str | None = None  # the word right before this number, glued by punctuation
     list_prefix: str | None = None  # the prefix of the list being read ("INV-0042, 0043")
-    for match in _TOKEN.finditer(text):
-        kind, token = match.lastgroup, match.group()
-        if kind == "word":
-            word = token.upper()
+    # One tuple of the five groups per token; exactly one group is not empty.
+    for word, token, hashmark, sep, _punct in _TOKEN.findall(text):
+        if word:
+            word = word.upper()
             if word in INVOICE_WORDS:
                 marked, prefix = True, word
             elif word in LIST_WORDS and listing:
@@ -92,29 +101,28 @@ def mentions(remittance: str | None) -> list[Mention]:
             else:
                 marked, listing, prefix = False, False, word
             continue
-        if kind == "hash":
-            marked = True
-            prefix = prefix if prefix in INVOICE_WORDS else None
+        if not token:
+            if hashmark:
+                marked = True
+                prefix = prefix if prefix in INVOICE_WORDS else None
+            elif sep:
+                marked, prefix = listing, (list_prefix if listing else None)
             continue
-        if kind == "sep":
-            marked, prefix = listing, (list_prefix if listing else None)
-            continue
-        if kind == "punct":
-            continue
-        digits = _key(re.findall(r"\d+", token))
+        numbers = _DIGITS.findall(token)
+        digits = "|".join([part.lstrip("0") or "0" for part in numbers])
         mention: Mention
-        full = None if prefix is None else _key([prefix, *re.findall(r"\d+", token)])
+        full = None if prefix is None else _key([prefix, *numbers])
         if marked:
             mention = Mention(token, "marked", digits, full, prefix)
         elif prefix is not None:
             mention = Mention(token, "prefixed", digits, full, prefix)
         else:
             mention = Mention(token, "bare", digits)
-        key = (mention.numeric_key, mention.full_key)
+        key = (digits, full)
         if key not in seen:
             seen.add(key)
             found.append(mention)
-        listing = mention.strength == "marked"
+        listing = marked
         marked, list_prefix, prefix = False, prefix, None
     return found
 
