@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from connector import failpoints
 from connector.config import Config
 from connector.errors import ConnectorError, InvalidRequestError, ProviderError
 from connector.link_engine import system_ranks
@@ -169,6 +170,7 @@ def _send(config: Config, store: Store, registry: Registry | None, providers: di
         (report.failed if retry_at else report.parked).append((entry, message))
         logger.warning("action %s failed: %s", entry.id, message, extra=context)
         return
+    failpoints.hit("after_send")  # crash tests: the provider answered, nothing committed yet
     answer = {"remote_id": result.remote_id, "replayed": result.replayed, "response": result.response}
     with store.session() as session:
         if outbox.complete(session, entry.id, worker, answer):

@@ -82,13 +82,24 @@ def collected_units(payment: Payment) -> int:
 
 def open_payment(payment: Payment, allocated: int) -> OpenPayment:
     assert payment.id is not None
+    amount = payment.amount
+    currency = amount.currency
+    if payment.status in ("failed", "pending"):
+        collected = 0
+    else:
+        # The refund is in the payment's currency (the model checks it): one exponent.
+        exponent = CURRENCY_EXPONENTS[currency]
+        collected = int(amount.amount.scaleb(exponent))
+        refunded = payment.amount_refunded
+        if refunded is not None:
+            collected -= int(refunded.amount.scaleb(exponent))
     return OpenPayment(
-        id=payment.id,
-        customer_id=payment.customer_id,
-        currency=payment.amount.currency,
-        received=payment.received_at.date().toordinal(),
-        remaining=collected_units(payment) - allocated,
-        remittance=payment.remittance,
+        payment.id,
+        payment.customer_id,
+        currency,
+        payment.received_at.date().toordinal(),
+        collected - allocated,
+        payment.remittance,
     )
 
 

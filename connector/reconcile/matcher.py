@@ -21,6 +21,7 @@ from decimal import Decimal
 
 from connector.model import Allocation, Invoice, Payment
 from connector.reconcile.book import Book, OpenPayment, minor, money, open_payment
+from connector.reconcile.build import builder
 from connector.reconcile.remittance import Mention, NumberIndex, mentions, number_keys
 from connector.reconcile.reversals import find_reversals
 from connector.reconcile.rules import (
@@ -42,6 +43,10 @@ from connector.reconcile.types import (
 
 _PAYABLE = ("succeeded", "partially_refunded")
 _BELOW_THRESHOLD = Decimal("0.01")
+# The result's models, built from values the run made and checked itself (see `build`).
+_build_candidate = builder(Candidate, "invoice_ids", "amounts", "rule", "confidence", "reason")
+_build_proposal = builder(Proposal, "payment_id", "amount", "candidates")
+_build_result = builder(ReconcileResult, "applied", "proposals", "unapplied", "reversals", "unmatched")
 
 
 def reconcile(
@@ -114,12 +119,12 @@ def _reconcile(
         index.add(item.id, item.number, references.get(item.id, ()))
 
     run = _Run(book, index, refused, config)
-    open_payments = [
-        open_payment(payment, on_payment[payment.id])
-        for payment in ordered
-        if payment.id is not None and payment.status in _PAYABLE
-    ]
-    open_payments = [payment for payment in open_payments if payment.remaining > 0]
+    open_payments = []
+    for payment in ordered:
+        if payment.status in _PAYABLE:
+            item = open_payment(payment, on_payment.get(payment.id, 0))  # type: ignore[arg-type]
+            if item.remaining > 0:
+                open_payments.append(item)
     for payment in open_payments:
         run.by_link(payment, links.get(payment.id, ()))
     for payment in open_payments:
@@ -127,12 +132,13 @@ def _reconcile(
     for payment in open_payments:
         run.by_amount(payment)
 
-    return ReconcileResult(
-        applied=run.applied,
-        proposals=run.proposals,
-        unapplied={p.id: money(p.remaining, p.currency) for p in open_payments if p.remaining > 0},
-        reversals=reversals,
-        unmatched=[p.id for p in open_payments if p.id in run.unmatched],
+    unmatched = run.unmatched
+    return _build_result(
+        run.applied,
+        run.proposals,
+        {p.id: money(p.remaining, p.currency) for p in open_payments if p.remaining > 0},
+        reversals,
+        [p.id for p in open_payments if p.id in unmatched] if unmatched else [],
     )
 
 
@@ -155,9 +161,12 @@ class _Run:
         self._mentions: dict[str, list[Mention]] = {}
 
     def mentions(self, payment: OpenPayment) -> list[Mention]:
-        if payment.id not in self._mentions:
-            self._mentions[payment.id] = mentions(payment.remittance)
-        return self._mentions[payment.id]
+        if not payment.remittance:
+            return []
+        found = self._mentions.get(payment.id)
+        if found is None:
+            found = self._mentions[payment.id] = mentions(payment.remittance)
+        return found
 
     def apply(self, payment: OpenPayment, option: Option) -> None:
         self.decided.add(payment.id)
@@ -203,10 +212,10 @@ class _Run:
             self.apply(payment, best)
         elif options:
             self.proposals.append(
-                Proposal(
-                    payment_id=payment.id,
-                    amount=money(payment.remaining, payment.currency),
-                    candidates=tuple(_candidate(payment, o) for o in options[: config.max_candidates]),
+                _build_proposal(
+                    payment.id,
+                    money(payment.remaining, payment.currency),
+                    tuple([_candidate(payment, o) for o in options[: config.max_candidates]]),
                 )
             )
         else:
@@ -223,6 +232,9 @@ class _Run:
         """The best option when it reaches the threshold and nothing else is as good."""
         if not options:
             return None
+        if len(options) == 1:
+            best = options[0]
+            return best if best.confidence >= self.config.auto_threshold else None
         options = self._ranked(None, options)
         best = options[0]
         if best.confidence < self.config.auto_threshold:
@@ -234,6 +246,8 @@ class _Run:
     def _ranked(self, payment: OpenPayment | None, options: list[Option]) -> list[Option]:
         """Best first, one option per set of invoices: confidence, then invoices issued by the
         payment date before later ones, then the oldest due (customers pay oldest first)."""
+        if len(options) < 2:
+            return list(options)
         received = payment.received if payment is not None else None
         invoices = self.book.invoices
 
@@ -281,10 +295,10 @@ class _Run:
 def _candidate(payment: OpenPayment, option: Option) -> Candidate:
     if len(option.invoice_ids) != len(option.units):
         raise ReconcileInvariantError("an option needs one amount per invoice")
-    return Candidate(
-        invoice_ids=option.invoice_ids,
-        amounts=tuple(money(units, payment.currency) for units in option.units),
-        rule=option.rule,
-        confidence=option.confidence,
-        reason=option.reason,
+    return _build_candidate(
+        option.invoice_ids,
+        tuple([money(units, payment.currency) for units in option.units]),
+        option.rule,
+        option.confidence,
+        option.reason,
     )

@@ -47,6 +47,9 @@ _TOKEN = re.compile(
 _PARTS = re.compile(r"[^\W\d_]+|\d+")
 _DIGITS = re.compile(r"\d+")
 _HAS_DIGIT = re.compile(r"\d")
+# Every date and amount has a digit, one of "-./," and a digit in a row: without that, the
+# two substitutions have nothing to remove.
+_DATE_OR_AMOUNT = re.compile(r"\d[-./,]\d")
 
 
 def _key(parts: Iterable[str]) -> str:
@@ -83,7 +86,9 @@ def mentions(remittance: str | None) -> list[Mention]:
     """The numbers in a remittance line, in the order written, each once."""
     if not remittance or _HAS_DIGIT.search(remittance) is None:
         return []  # no digit, no number
-    text = _AMOUNT.sub(" ", _DATE.sub(" ", remittance))
+    text = remittance
+    if _DATE_OR_AMOUNT.search(text) is not None:
+        text = _AMOUNT.sub(" ", _DATE.sub(" ", text))
     found: list[Mention] = []
     seen: set[tuple[str, str | None]] = set()
     marked = False  # the next number is announced by an invoice word or "#"

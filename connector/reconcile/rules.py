@@ -7,8 +7,9 @@ Rules never allocate; the matcher decides which option to apply or to propose.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
+from typing import NamedTuple
 
 from connector.money import Money, currency_exponent
 from connector.reconcile.book import Book, OpenInvoice, OpenPayment, show
@@ -19,8 +20,9 @@ Rejected = frozenset[tuple[str, str]]
 _CONFIDENCE_STEP = Decimal("0.0001")
 
 
-@dataclass(frozen=True, slots=True)
-class Option:
+class Option(NamedTuple):
+    """One way to apply a payment (a named tuple: the run makes one per candidate it weighs)."""
+
     invoice_ids: tuple[str, ...]
     units: tuple[int, ...]
     rule: RuleName
@@ -90,13 +92,15 @@ def _option(
 def _allowed(book: Book, payment: OpenPayment, ids: Sequence[str], rejected: Rejected) -> list[OpenInvoice]:
     """Open invoices among `ids` that this payment may pay: same currency, not rejected."""
     items = []
+    invoices = book.invoices
+    currency = payment.currency
     for invoice_id in ids:
-        item = book.invoices.get(invoice_id)
+        item = invoices.get(invoice_id)
         if (
             item is not None
             and item.balance > 0
-            and item.currency == payment.currency
-            and (payment.id, invoice_id) not in rejected
+            and item.currency == currency
+            and (not rejected or (payment.id, invoice_id) not in rejected)
         ):
             items.append(item)
     return items
@@ -145,7 +149,7 @@ def remittance_number(
     weakest = sure
     doubtful: list[Option] = []
     quoted = f"remittance {payment.remittance!r}"
-    amount_digits = str(payment.remaining // 10 ** currency_exponent(payment.currency))
+    amount_digits: str | None = None
     for mention in found:
         ids, how = index.lookup(mention)
         items = _allowed(book, payment, ids, rejected)
@@ -155,8 +159,11 @@ def remittance_number(
         if how == "bare":
             # A lone number counts only when one open invoice of the known payer can mean it
             # and it is not simply the amount; it stays a hint when several such numbers exist.
-            if len(own) == 1 and payment.customer_id and mention.numeric_key != amount_digits:
-                bare.append(own[0])
+            if len(own) == 1 and payment.customer_id:
+                if amount_digits is None:
+                    amount_digits = str(payment.remaining // 10 ** currency_exponent(payment.currency))
+                if mention.numeric_key != amount_digits:
+                    bare.append(own[0])
             continue
         if len(own) == 1:
             named.append(own[0])
@@ -231,8 +238,13 @@ def tolerance_units(config: ReconcileConfig, currency: str, balance: int) -> int
     """How far a payment may be from `balance`: max(fraction x balance, absolute)."""
     by_fraction = int(config.tolerance_fraction * balance)
     absolute = config.tolerance_absolute.get(currency)
-    by_absolute = Money.of(absolute, currency).to_minor() if absolute else 0
+    by_absolute = _absolute_units(absolute, currency) if absolute else 0
     return max(by_fraction, by_absolute)
+
+
+@lru_cache(maxsize=256)
+def _absolute_units(absolute: Decimal, currency: str) -> int:
+    return Money.of(absolute, currency).to_minor()
 
 
 def within_tolerance(
@@ -255,7 +267,7 @@ def within_tolerance(
             break
         gap = abs(balance - pay)
         bound = tolerance_units(config, payment.currency, balance)
-        if gap == 0 or gap > bound or (payment.id, invoice_id) in rejected:
+        if gap == 0 or gap > bound or (rejected and (payment.id, invoice_id) in rejected):
             continue
         item = book.invoices[invoice_id]
         confidence = conf.amount_within_tolerance - conf.tolerance_spread * Decimal(gap) / Decimal(bound)

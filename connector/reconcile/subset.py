@@ -61,7 +61,9 @@ def subset_sum(book: Book, payment: OpenPayment, rejected: Rejected, config: Rec
     if len(account) < 2:
         return []
     below = account[: bisect_left(account, (payment.remaining,))]
-    below = [e for e in below[-SCAN_FACTOR * config.subset_pool :] if (payment.id, e[2]) not in rejected]
+    below = below[-SCAN_FACTOR * config.subset_pool :]
+    if rejected:
+        below = [e for e in below if (payment.id, e[2]) not in rejected]
     pool = heapq.nsmallest(config.subset_pool, below, key=lambda entry: (entry[1], entry[2]))
     if len(pool) < 2 or sum(entry[0] for entry in pool) < payment.remaining:
         return []

@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -278,6 +279,13 @@ def _default_effect(response: Response) -> str:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away mid-request (a killed process, a dropped connection) is
+        # part of what the sandbox is for; anything else is a sandbox bug worth a traceback.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+            return
+        super().handle_error(request, client_address)
     allow_reuse_address = True
     request_queue_size = 128
     sandbox: Sandbox

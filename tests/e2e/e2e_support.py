@@ -14,11 +14,15 @@ from connector.sync import SyncEngine, SyncReport
 from state.store import Store, open_store
 
 
-def sync_sandbox(sandbox: Sandbox, directory: Path, **run: Any) -> tuple[Store, SyncReport]:
-    """Write a config pointing every connection at `sandbox`, sync into a fresh SQLite file."""
+def sync_sandbox(
+    sandbox: Sandbox, directory: Path, *, database_url: str | None = None, **run: Any
+) -> tuple[Store, SyncReport]:
+    """Write a config pointing every connection at `sandbox`, sync into a fresh SQLite file
+    (or `database_url`)."""
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "connector.toml"
-    text = demo_config(sandbox).replace("sqlite:///connector.db", f"sqlite:///{directory / 'state.db'}")
+    url = database_url or f"sqlite:///{directory / 'state.db'}"
+    text = demo_config(sandbox).replace("sqlite:///connector.db", url)
     config_path.write_text(text)
     config = load_config(str(config_path))
     store = open_store(config.database_url)
