@@ -181,3 +181,81 @@ def unmatch(store: Store, allocation_id: str, *, user: str | None = None, reason
               {"invoice": allocation.invoice_id, "amount": str(allocation.amount), "allocation": allocation_id},
               reason or None)
     return allocation
+
+
+# Collections states: dispute, promise to pay, pause -----------------------------------------
+
+
+def _crm_note(store: Store, session: Any, customer_id: str | None, subject_type: str, subject_id: str, body: str,
+              crm_systems: Sequence[str]) -> int:
+    """Queue a note on the customer's CRM company, so the account team sees what finance did."""
+    from connector.model import Action
+    from state import outbox
+
+    if not customer_id:
+        return 0
+    customer = store.get_customer(customer_id, session=session)
+    planned = []
+    for ref in customer.refs if customer else []:
+        if ref.system in crm_systems and ref.object_type == "customer":
+            action = Action(connection=ref.system, kind="create_note", payload={"company_id": ref.remote_id, "body": body})
+            planned.append((action, subject_type, subject_id, f"note on {ref.system} company {ref.remote_id}: {body}"))
+    return outbox.add_planned(session, planned)
+
+
+def _set_invoice(session: Any, invoice_id: str, **values: Any) -> None:
+    import sqlalchemy as sa
+
+    from state.tables import table
+
+    invoices = table("invoices")
+    session.execute(sa.update(invoices).where(invoices.c.id == invoice_id).values(**values))
+
+
+def set_dispute(store: Store, token: str, *, disputed: bool, reason: str, user: str | None, crm_systems: Sequence[str]) -> Invoice:
+    user = current_user(user)
+    invoice = find_invoice(store, token)
+    with store.session() as session:
+        _set_invoice(session, invoice.id or "", disputed=disputed)
+        audit(session, user, "dispute" if disputed else "dispute_cleared", "invoice", invoice.id, {"number": invoice.number}, reason or None)
+        verb = "disputed" if disputed else "no longer disputed"
+        _crm_note(store, session, invoice.customer_id, "invoice", invoice.id or "",
+                  f"{invoice.number or invoice.id} is {verb} (by {user}{': ' + reason if reason else ''}); reminders {'stop' if disputed else 'resume'}",
+                  crm_systems)
+    return invoice
+
+
+def set_promise(store: Store, token: str, *, promised: date | None, user: str | None, reason: str, crm_systems: Sequence[str]) -> Invoice:
+    user = current_user(user)
+    invoice = find_invoice(store, token)
+    with store.session() as session:
+        _set_invoice(session, invoice.id or "", promise_to_pay=promised)
+        audit(session, user, "promise", "invoice", invoice.id, {"number": invoice.number, "date": promised}, reason or None)
+        what = f"promised to pay by {promised}" if promised else "promise to pay cleared"
+        _crm_note(store, session, invoice.customer_id, "invoice", invoice.id or "",
+                  f"{invoice.number or invoice.id}: {what} (recorded by {user}); no reminder before then", crm_systems)
+    return invoice
+
+
+def set_pause(store: Store, token: str, *, paused: bool, user: str | None, reason: str, crm_systems: Sequence[str]) -> Any:
+    import sqlalchemy as sa
+
+    from connector.reports import match_customers
+    from state.tables import table
+
+    user = current_user(user)
+    customer = store.get_customer(token)
+    if customer is None:
+        found = match_customers(store.list_customers(), token)
+        if len(found) != 1:
+            names = ", ".join(f"{c.name} ({c.id})" for c in found[:5])
+            raise UsageError(f"{token!r} matches {len(found)} customers{': ' + names if names else ''}; give one id")
+        customer = found[0]
+    with store.session() as session:
+        customers = table("customers")
+        session.execute(sa.update(customers).where(customers.c.id == customer.id).values(paused=paused))
+        audit(session, user, "pause" if paused else "resume", "customer", customer.id, {"name": customer.name}, reason or None)
+        _crm_note(store, session, customer.id, "customer", customer.id or "",
+                  f"Dunning {'paused' if paused else 'resumed'} for {customer.name} by {user}{': ' + reason if reason else ''}",
+                  crm_systems)
+    return customer

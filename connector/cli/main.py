@@ -78,6 +78,7 @@ def cli(ctx: click.Context, config_option: str | None, log_format: str, verbose:
 def _register_commands() -> None:
     from connector.cli import (
         admin,
+        collections_commands,
         demo_commands,
         mapping_commands,
         reconcile_commands,
@@ -87,7 +88,7 @@ def _register_commands() -> None:
     )
 
     modules = (admin, mapping_commands, sync_commands, reconcile_commands, report_commands,
-               writeback_commands, demo_commands)
+               writeback_commands, collections_commands, demo_commands)
     for module in modules:
         for command in module.COMMANDS:
             cli.add_command(command)

@@ -54,17 +54,26 @@ def builder(cls: type[M], *names: str) -> Callable[..., M]:
     template = {name: field.default for name, field in fields.items() if name not in names}
     if not all(isinstance(value, _IMMUTABLE) for value in template.values()):
         return slow
-    template = {name: template.get(name) for name in fields}  # the model's field order
-    given = frozenset(names)
-
-    def build(*values: Any) -> M:
-        data = template.copy()
-        data.update(zip(names, values))
-        model = _new(cls)
-        _set(model, "__dict__", data)
-        _set(model, "__pydantic_fields_set__", set(given))
-        _set(model, "__pydantic_extra__", None)
-        _set(model, "__pydantic_private__", None)
-        return model
-
+    # The function's source, as `dataclasses` and `namedtuple` make theirs: one dict display
+    # in the model's field order, no loop.
+    args = [f"_{index}" for index in range(len(names))]
+    value = dict(zip(names, args))
+    entries = ", ".join(
+        f"{name!r}: {value[name]}" if name in value else f"{name!r}: _default_{name}" for name in fields
+    )
+    given = ", ".join(repr(name) for name in names)
+    source = (
+        f"def build({', '.join(args)}):\n"
+        f"    model = _new(cls)\n"
+        f"    _set(model, '__dict__', {{{entries}}})\n"
+        f"    _set(model, '__pydantic_fields_set__', {{{given}}})\n"
+        f"    _set(model, '__pydantic_extra__', None)\n"
+        f"    _set(model, '__pydantic_private__', None)\n"
+        f"    return model\n"
+    )
+    scope: dict[str, Any] = {"_new": _new, "_set": _set, "cls": cls}
+    scope.update({f"_default_{name}": default for name, default in template.items()})
+    exec(source, scope)  # noqa: S102 - names are the model's own field names
+    build: Callable[..., M] = scope["build"]
+    build.__qualname__ = f"build_{cls.__name__}"
     return build

@@ -47,6 +47,8 @@ _TOKEN = re.compile(
 _PARTS = re.compile(r"[^\W\d_]+|\d+")
 _DIGITS = re.compile(r"\d+")
 _HAS_DIGIT = re.compile(r"\d")
+# An ASCII number of one letter run and one digit run: the common shape, keyed without a loop.
+_SIMPLE_NUMBER = re.compile(r"([A-Za-z]*)[ #./-]*([0-9]+)\Z")
 # Every date and amount has a digit, one of "-./," and a digit in a row: without that, the
 # two substitutions have nothing to remove.
 _DATE_OR_AMOUNT = re.compile(r"\d[-./,]\d")
@@ -59,6 +61,11 @@ def _key(parts: Iterable[str]) -> str:
 def number_keys(number: str) -> tuple[str, str | None]:
     """(full key, numeric key) of an invoice number or reference; the numeric key is None
     when it has no digits."""
+    simple = _SIMPLE_NUMBER.match(number)
+    if simple is not None:  # "INV-0042", "0042": the loop below, in short
+        prefix, digit_run = simple.groups()
+        numeric = digit_run.lstrip("0") or "0"
+        return (f"{prefix.upper()}|{numeric}" if prefix else numeric), numeric
     keys = []
     digits = []
     for part in _PARTS.findall(number):

@@ -1,0 +1,64 @@
+"""Collections states finance sets by hand: `dispute`, `promise`, `pause` (and `reminders`)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import click
+
+from connector.cli.main import AppContext, pass_app
+from connector.errors import UsageError
+from connector.finance import set_dispute, set_pause, set_promise
+from connector.link_engine import system_ranks
+
+
+def _crm_systems(app: AppContext) -> list[str]:
+    return [name for name, (kind, _) in system_ranks(app.config()).items() if kind == "crm"]
+
+
+@click.command("dispute")
+@click.argument("invoice")
+@click.option("--clear", is_flag=True, help="The dispute is settled: remind again.")
+@click.option("--reason", default="", help="Why (kept in the audit log and the CRM note).")
+@click.option("--user", help="Who (default: the OS user).")
+@pass_app
+def dispute_command(app: AppContext, invoice: str, clear: bool, reason: str, user: str | None) -> None:
+    """Mark INVOICE disputed: no reminder goes out for it until cleared."""
+    found = set_dispute(app.store(), invoice, disputed=not clear, reason=reason, user=user, crm_systems=_crm_systems(app))
+    click.echo(f"{found.number or found.id}: {'dispute cleared' if clear else 'disputed'}; a CRM note is queued (`connector apply`)")
+
+
+@click.command("promise")
+@click.argument("invoice")
+@click.option("--date", "promised", metavar="YYYY-MM-DD", help="The date the customer promised to pay by.")
+@click.option("--clear", is_flag=True, help="Forget the promise.")
+@click.option("--reason", default="")
+@click.option("--user", help="Who (default: the OS user).")
+@pass_app
+def promise_command(app: AppContext, invoice: str, promised: str | None, clear: bool, reason: str, user: str | None) -> None:
+    """Record a promise to pay: no reminder for INVOICE before that date."""
+    if clear == bool(promised):
+        raise UsageError("give --date YYYY-MM-DD, or --clear")
+    day = None
+    if promised:
+        try:
+            day = date.fromisoformat(promised)
+        except ValueError:
+            raise UsageError(f"--date: {promised!r} is not a date like 2026-12-31") from None
+    found = set_promise(app.store(), invoice, promised=day, user=user, reason=reason, crm_systems=_crm_systems(app))
+    click.echo(f"{found.number or found.id}: " + (f"promised by {day}" if day else "promise cleared"))
+
+
+@click.command("pause")
+@click.argument("customer")
+@click.option("--resume", is_flag=True, help="Resume reminders for the customer.")
+@click.option("--reason", default="")
+@click.option("--user", help="Who (default: the OS user).")
+@pass_app
+def pause_command(app: AppContext, customer: str, resume: bool, reason: str, user: str | None) -> None:
+    """Pause all reminders to CUSTOMER (our id, a provider's id or the name)."""
+    found = set_pause(app.store(), customer, paused=not resume, user=user, reason=reason, crm_systems=_crm_systems(app))
+    click.echo(f"{found.name}: reminders {'resumed' if resume else 'paused'}")
+
+
+COMMANDS = [dispute_command, promise_command, pause_command]
