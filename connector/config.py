@@ -36,7 +36,7 @@ ENV_DATABASE_URL = "CONNECTOR_DATABASE_URL"
 ENV_PREFIX = "env:"
 
 # Top-level tables a config may hold; later features add theirs here.
-TOP_LEVEL_KEYS = ("database", "connections")
+TOP_LEVEL_KEYS = ("database", "connections", "dunning")
 
 
 class DatabaseSection(BaseModel):
@@ -61,6 +61,7 @@ class Config:
     database_url: str
     connections: dict[str, Connection]
     problems: list[str] = field(default_factory=list)  # collected when not strict
+    dunning: dict[str, Any] = field(default_factory=dict)  # `[dunning]`, read by connector.reminders
 
     def connection(self, name: str) -> Connection:
         try:
@@ -183,7 +184,10 @@ def load_config(
             if strict:
                 raise
             problems.append(str(exc))
-    return Config(path=found, database_url=database_url, connections=connections, problems=problems)
+    dunning = data.get("dunning", {})
+    if not isinstance(dunning, dict):
+        raise ConfigError("must be a table", where=f"{source}: dunning")
+    return Config(path=found, database_url=database_url, connections=connections, problems=problems, dunning=dunning)
 
 
 def _database_url(section: Any, source: str, config_file: Path | None) -> str:

@@ -20,6 +20,7 @@ from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.reconcile_engine import ReconcileSummary, invoice_allocations, run_reconciliation
 from connector.reports import aging_report
+from connector.reminders import already_reminded
 from connector.sync import SyncEngine, SyncReport
 from connector.writeback import ApplyReport, apply, plan
 from state.store import Store, open_store
@@ -90,6 +91,7 @@ class DemoResult:
     aging: dict[str, Any] = field(default_factory=dict)
     planned: int = 0
     applied: ApplyReport | None = None
+    reminders: int = 0
 
 
 def prepare_directory(directory: Path) -> Path:
@@ -131,6 +133,7 @@ def run_demo(
             reconciliation = run_reconciliation(config, store)
             planned = plan(config, store)
             applied = apply(config, store)
+            reminders = len(already_reminded(store))
             counts = _counts(store)
             invoices = store.list_invoices()
             customers = {c.id: c for c in store.list_customers() if c.id}
@@ -138,7 +141,8 @@ def run_demo(
         finally:
             store.close()
     return DemoResult(directory=directory, config_path=config_path, sync=report, counts=counts,
-                      reconciliation=reconciliation, aging=aging, planned=len(planned), applied=applied)
+                      reconciliation=reconciliation, aging=aging, planned=len(planned), applied=applied,
+                      reminders=reminders)
 
 
 def _counts(store: Store) -> dict[str, int]:

@@ -103,10 +103,16 @@ def gather_facts(config: Config, store: Store, registry: Registry | None = None,
 
 
 def plan(config: Config, store: Store, registry: Registry | None = None, today: date | None = None) -> list[PlannedAction]:
-    """Derive the actions and queue the new ones; returns everything derived."""
-    derived = plan_all(gather_facts(config, store, registry, today), today or date.today())
+    """Derive the actions (status and payments, then reminders) and queue the new ones;
+    returns everything derived."""
+    from connector.reminders import queue as queue_reminders
+
+    day = today or date.today()
+    derived = plan_all(gather_facts(config, store, registry, day), day)
     with store.session() as session:
         added = outbox.add_planned(session, [(p.action, p.subject_type, p.subject_id, p.summary) for p in derived])
+    reminders = queue_reminders(config, store, day, registry)
+    derived += [PlannedAction(a, t, i, s) for a, t, i, s in reminders.actions]
     logger.info("planned %d actions (%d new)", len(derived), added)
     return derived
 

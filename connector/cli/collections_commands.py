@@ -62,3 +62,54 @@ def pause_command(app: AppContext, customer: str, resume: bool, reason: str, use
 
 
 COMMANDS = [dispute_command, promise_command, pause_command]
+
+
+@click.group("reminders")
+def reminders_group() -> None:
+    """Dunning: who gets reminded of what, and why not."""
+
+
+@reminders_group.command("plan")
+@click.option("--as-of", "as_of", metavar="YYYY-MM-DD", help="Plan as on this day (default today).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_app
+def reminders_plan(app: AppContext, as_of: str | None, as_json: bool) -> None:
+    """Preview the reminders due (consolidated per customer) and every skip with its reason.
+    Nothing is queued: `connector plan` queues them."""
+    import json
+
+    from connector.reminders import build_plan
+
+    try:
+        day = date.fromisoformat(as_of) if as_of else date.today()
+    except ValueError:
+        raise UsageError(f"--as-of: {as_of!r} is not a date like 2026-12-31") from None
+    plan = build_plan(app.config(), app.store(), day)
+    if as_json:
+        click.echo(json.dumps({
+            "as_of": day.isoformat(),
+            "reminders": [
+                {"customer": r.customer_id, "step": r.step.days, "tone": r.step.tone, "channel": r.step.channel,
+                 "invoices": list(r.invoices), "balances": {c: str(m.amount) for c, m in r.balances.items()},
+                 "late_fees": [{"invoice": i, "amount": str(m.amount), "currency": m.currency} for i, m in r.late_fees],
+                 "escalate": r.escalate, "text": r.text}
+                for r in plan.reminders
+            ],
+            "skips": [{"invoice": s.invoice_id, "customer": s.customer_id, "code": s.code, "reason": s.reason} for s in plan.skips],
+            "actions": [{"connection": a.connection, "kind": a.kind, "summary": summary} for a, _, _, summary in plan.actions],
+        }, indent=2))
+        return
+    click.echo(f"Reminders due on {day} ({len(plan.reminders)}):")
+    for reminder in plan.reminders:
+        click.echo("  " + reminder.text.replace("\n", "\n    "))
+    click.echo("")
+    click.echo(f"Not reminded ({len(plan.skips)}):")
+    for skip in plan.skips:
+        if skip.code != "paid_or_void":
+            click.echo(f"  {skip.code:<22} {skip.reason}")
+    paid = sum(1 for s in plan.skips if s.code == "paid_or_void")
+    if paid:
+        click.echo(f"  and {paid} paid or void invoices")
+
+
+COMMANDS.append(reminders_group)

@@ -27,7 +27,8 @@ def demo_command(directory: str, seed: int, size: str, as_json: bool) -> int:
         click.echo(json.dumps({"sync": result.sync.as_dict(), "stored": result.counts,
                                "reconciliation": _reconciliation_counts(result),
                                "aging": result.aging.get("totals", []),
-                               "written_back": result.applied.per_system() if result.applied else {}},
+                               "written_back": result.applied.per_system() if result.applied else {},
+                               "reminders": result.reminders},
                               indent=2, default=str))
         return 0 if result.sync.ok else EXIT_PROBLEMS
     click.echo("")
@@ -50,6 +51,7 @@ def demo_command(directory: str, seed: int, size: str, as_json: bool) -> int:
         detail = "; ".join(f"{system}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
                            for system, kinds in sorted(written.items()))
         click.echo(f"Written back ({result.planned} actions planned, each sent once): {detail or 'nothing'}")
+        click.echo(f"Reminders sent: {result.reminders} (one per customer and step; `connector reminders plan` says who was not chased and why)")
         if result.applied.failed or result.applied.parked:
             click.echo(f"  {len(result.applied.failed)} to retry, {len(result.applied.parked)} parked: see `connector actions list`")
     if result.aging.get("totals"):
