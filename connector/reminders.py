@@ -114,8 +114,8 @@ def build_plan(config: Config, store: Store, as_of: date, registry: Registry | N
     for invoice_id, invoice in facts.invoices.items():
         customer = customers.get(invoice.customer_id or "")
         position = facts.positions[invoice_id]
-        if customer is None:
-            continue
+        if customer is None or position.status not in ("open", "partially_paid"):
+            continue  # nothing to chase; not worth a skip in the audit log every day
         cases.append(Case(invoice=invoice, position=position, customer=customer,
                           pending_payment=pending.get(invoice_id), unapplied_credit=None))
     reminders, skips = plan_reminders(cases, policy_chooser(section), already_reminded(store), as_of)
@@ -176,8 +176,10 @@ def queue(config: Config, store: Store, as_of: date, registry: Registry | None =
         outbox.add_planned(session, plan.actions)
         invoices = table("invoices")
         for reminder in plan.reminders:
-            if reminder.escalate:
-                session.execute(sa.update(invoices).where(invoices.c.id.in_(list(reminder.invoices))).values(in_collections=True))
+            if reminder.escalated_invoices:  # only those that reached the escalation step themselves
+                session.execute(
+                    sa.update(invoices).where(invoices.c.id.in_(list(reminder.escalated_invoices))).values(in_collections=True)
+                )
             audit(session, ACTOR, "reminder", "customer", reminder.customer_id,
                   {"step": reminder.step.days, "invoices": list(reminder.invoices), "channel": reminder.step.channel},
                   reminder.text)
