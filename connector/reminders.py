@@ -110,6 +110,7 @@ def build_plan(config: Config, store: Store, as_of: date, registry: Registry | N
     for allocation in facts.allocations:
         current = pending.get(allocation.invoice_id)
         pending[allocation.invoice_id] = allocation.amount if current is None else current + allocation.amount
+    credit = unapplied_credit(store, facts)
     cases = []
     for invoice_id, invoice in facts.invoices.items():
         customer = customers.get(invoice.customer_id or "")
@@ -117,12 +118,37 @@ def build_plan(config: Config, store: Store, as_of: date, registry: Registry | N
         if customer is None or position.status not in ("open", "partially_paid"):
             continue  # nothing to chase; not worth a skip in the audit log every day
         cases.append(Case(invoice=invoice, position=position, customer=customer,
-                          pending_payment=pending.get(invoice_id), unapplied_credit=None))
+                          pending_payment=pending.get(invoice_id),
+                          unapplied_credit=credit.get((customer.id or "", invoice.currency))))
     reminders, skips = plan_reminders(cases, policy_chooser(section), already_reminded(store), as_of)
     plan = DunningPlan(reminders=reminders, skips=skips)
     for reminder in reminders:
         plan.actions.extend(_actions(reminder, facts, customers, as_of))
     return plan
+
+
+def unapplied_credit(store: Store, facts: Any) -> dict[tuple[str, str], Money]:
+    """Per customer and currency: money received and not applied to any invoice (overpayments)."""
+    from connector.model import PaymentApplication
+    from state import reconciliation as decisions
+
+    with store.session() as session:
+        applied = [s.allocation for s in decisions.load_allocations(session, status="applied")]
+    by_payment: dict[str, list[Any]] = defaultdict(list)
+    for allocation in applied:
+        by_payment[allocation.payment_id].append(allocation)
+    credit: dict[tuple[str, str], Money] = {}
+    for payment_id, payment in facts.payments.items():
+        if not payment.customer_id or payment.status in ("failed", "pending"):
+            continue
+        try:
+            left = PaymentApplication(payment=payment, allocations=by_payment.get(payment_id, [])).unapplied
+        except ValidationError:
+            continue  # over-allocated: a data problem `connector drift` and `explain` show
+        if left.amount > 0:
+            key = (payment.customer_id, left.currency)
+            credit[key] = left if key not in credit else credit[key] + left
+    return credit
 
 
 def _actions(reminder: Reminder, facts: Any, customers: dict[str, Customer], as_of: date) -> list[tuple[Action, str, str, str]]:
