@@ -10,6 +10,7 @@ stored stays, with its cursor, and the next run carries on.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -100,12 +101,14 @@ class SyncEngine:
         *,
         progress: Progress | None = None,
         max_parallel_streams: int = 4,
+        stop: threading.Event | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.registry = registry or installed()
         self.progress = progress or (lambda _report: None)
         self.max_parallel_streams = max(1, max_parallel_streams)
+        self.stop = stop or threading.Event()  # set: finish the page in hand, then stop
 
     def run(
         self,
@@ -113,6 +116,7 @@ class SyncEngine:
         connections: Sequence[str] = (),
         streams: Sequence[str] = (),
         full: bool = False,
+        link: bool = True,
     ) -> SyncReport:
         chosen = [self.config.connection(name) for name in connections] or list(self.config.connections.values())
         run_id = self.store.start_run()
@@ -124,7 +128,8 @@ class SyncEngine:
                 for result in pool.map(lambda c: self._sync_connection(c, streams, full), chosen):
                     reports.extend(result)
             # Step 4 of a run: the same customer, invoice and payment across systems become one.
-            links = link_all(self.config, self.store, self.registry).by_rule()
+            if link:
+                links = link_all(self.config, self.store, self.registry).by_rule()
         finally:
             report = SyncReport(run_id=run_id, streams=reports, links=links)
             status = "ok" if report.ok else "problems"
@@ -152,6 +157,9 @@ class SyncEngine:
         context = {"connection": connection.name, "stream": stream}
         try:
             for page in provider.read(stream, cursor):
+                if self.stop.is_set():
+                    report.notes.append("stopped for shutdown; resumes from the saved cursor")
+                    break
                 report.pages += 1
                 report.records += len(page.records)
                 report.notes.extend(page.notes)

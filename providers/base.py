@@ -44,6 +44,10 @@ class ProviderSettings(BaseModel):
     # How far this connection is trusted for the facts of records several systems share
     # (amounts, status). Default by kind: ledger 3, gateway 2, crm 1 (the ledger wins).
     source_priority: int | None = Field(default=None, ge=0)
+    # `connector serve`: a cron expression for this connection's pulls (else --every), and
+    # the secret its webhooks are signed with (an `env:` reference; none refuses them all).
+    schedule: str | None = None
+    webhook_secret: SecretStr | None = None
 
 
 @dataclass

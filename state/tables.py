@@ -283,6 +283,40 @@ class ProposalRow(SQLModel, table=True):
     created_at: datetime = _col(UTCDateTime, nullable=False)
 
 
+class WorkUnitRow(SQLModel, table=True):
+    """One piece of a schedule tick, claimed with a lease by one worker (0006)."""
+
+    __tablename__ = "work_units"
+
+    unit: str = _col(sa.Text, primary_key=True, nullable=False)
+    kind: str = _col(sa.Text, nullable=False)  # pull / reconcile
+    connection: str | None = _col(sa.Text)
+    stream: str | None = _col(sa.Text)
+    owner: str | None = _col(sa.Text)
+    lease_until: datetime | None = _col(UTCDateTime)
+    due_tick: int = _col(sa.BigInteger, nullable=False, server_default="0")
+    done_tick: int = _col(sa.BigInteger, nullable=False, server_default="-1")
+    last_started_at: datetime | None = _col(UTCDateTime)
+    last_success_at: datetime | None = _col(UTCDateTime)
+    last_error: str | None = _col(sa.Text)
+    failing_since: datetime | None = _col(UTCDateTime)
+    runs: int = _col(sa.BigInteger, nullable=False, server_default="0")
+
+
+class WebhookEventRow(SQLModel, table=True):
+    """A provider's event, kept once by its id (0006)."""
+
+    __tablename__ = "webhook_events"
+
+    provider: str = _col(sa.Text, primary_key=True, nullable=False)
+    event_id: str = _col(sa.Text, primary_key=True, nullable=False)
+    connection: str = _col(sa.Text, nullable=False)
+    stream: str | None = _col(sa.Text)
+    object_id: str | None = _col(sa.Text)
+    received_at: datetime = _col(UTCDateTime, nullable=False)
+    payload: dict[str, Any] = _col(JSONType, nullable=False)
+
+
 STATE_TABLES: tuple[str, ...] = (
     "customers",
     "invoices",
@@ -296,6 +330,8 @@ STATE_TABLES: tuple[str, ...] = (
     "audit_log",
     "oauth_tokens",
     "proposals",
+    "work_units",
+    "webhook_events",
 )
 
 

@@ -83,12 +83,13 @@ def _register_commands() -> None:
         mapping_commands,
         reconcile_commands,
         report_commands,
+        serve_commands,
         sync_commands,
         writeback_commands,
     )
 
     modules = (admin, mapping_commands, sync_commands, reconcile_commands, report_commands,
-               writeback_commands, collections_commands, demo_commands)
+               writeback_commands, collections_commands, serve_commands, demo_commands)
     for module in modules:
         for command in module.COMMANDS:
             cli.add_command(command)

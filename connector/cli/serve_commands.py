@@ -1,0 +1,61 @@
+"""`connector serve`: the scheduled service with its HTTP listener."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import click
+
+from connector.cli.main import AppContext, pass_app
+from connector.errors import UsageError
+
+logger = logging.getLogger("connector.service")
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--listen: {value!r} is not HOST:PORT (e.g. 127.0.0.1:8780)")
+    return host, int(port)
+
+
+@click.command("serve")
+@click.option("--every", default="15m", show_default=True, help="Interval between runs (90s, 15m, 1h); a connection's `schedule` (cron) wins for its pulls.")
+@click.option("--listen", default="127.0.0.1:8780", show_default=True, help="HOST:PORT of /healthz, /readyz, /metrics and /webhooks/*.")
+@click.option("--public-url", help="The URL providers reach the listener at (behind a reverse proxy); HubSpot signs it.")
+@click.option("--max-ticks", type=int, help="Stop after this many ticks (for tests and one-off runs).")
+@pass_app
+def serve_command(app: AppContext, every: str, listen: str, public_url: str | None, max_ticks: int | None) -> None:
+    """Run sync, reconcile, plan, apply and reminders on a schedule until SIGTERM/SIGINT."""
+    from connector.service.listener import Listener
+    from connector.service.loop import Service, parse_every
+
+    host, port = _listen(listen)
+    service = Service(app.config(), app.store(), parse_every(every))
+    try:
+        listener = Listener(service, host, port, public_url=public_url)
+    except OSError as exc:
+        raise UsageError(f"--listen {listen}: {exc.strerror}") from None
+    stop_requested = threading.Event()
+
+    def stop(signum: int, _frame: object) -> None:
+        logger.warning("received %s: finishing the piece in hand, then stopping", signal.Signals(signum).name)
+        stop_requested.set()
+        service.stop.set()
+        service.wake.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    listener.start()
+    click.echo(f"serving every {every}; listener on {listener.address} (worker {service.worker})", err=True)
+    try:
+        service.run(max_ticks=max_ticks)
+    finally:
+        listener.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo("stopped", err=True)
+
+
+COMMANDS = [serve_command]

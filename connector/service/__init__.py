@@ -1,0 +1,1 @@
+"""`connector serve`: the scheduled loop, its HTTP listener (health, metrics, webhooks)."""

@@ -1,0 +1,218 @@
+"""The scheduled loop of `connector serve`.
+
+Every tick (an interval, or a connection's own cron expression) makes each connection's stream
+pulls due, then the reconcile-and-plan step; outbox actions are sent as they are planned.
+Several workers on one PostgreSQL database share a tick by claiming units with leases; on
+SQLite one worker runs (a second one is refused with a clear message). A shutdown signal stops
+between pages: the page in hand is stored with its cursor, the unit's lease is released, and
+nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from croniter import croniter
+
+from connector.config import Config, Connection
+from connector.errors import ConfigError, UsageError
+from connector.link_engine import link_all
+from connector.reconcile_engine import run_reconciliation
+from connector.service.metrics import Metrics
+from connector.sync import SyncEngine, StreamReport, first_line
+from connector.writeback import apply, plan
+from providers.registry import Registry, installed
+from state import units as work
+from state.store import Store
+
+logger = logging.getLogger("connector.service")
+
+RECONCILE_UNIT = "reconcile"
+
+
+def parse_every(text: str) -> timedelta:
+    """`90s`, `15m`, `1h`, `1d` -> a positive interval."""
+    text = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        seconds = float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        raise UsageError(f"--every: {text!r} is not an interval like 90s, 15m, 1h or 1d") from None
+    if seconds <= 0:
+        raise UsageError("--every must be positive")
+    return timedelta(seconds=seconds)
+
+
+def pull_unit(connection: str, stream: str) -> str:
+    return f"pull:{connection}:{stream}"
+
+
+@dataclass
+class Service:
+    config: Config
+    store: Store
+    every: timedelta
+    worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    metrics: Metrics = field(default_factory=Metrics)
+    registry: Registry = field(default_factory=installed)
+    lease: timedelta = timedelta(minutes=10)
+    jitter: float = 0.1  # share of the interval a worker waits at random, so tenants do not fire at once
+    stop: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)
+    ticks_done: int = 0
+
+    def __post_init__(self) -> None:
+        self._streams: dict[str, list[str]] = {}
+        for name, connection in self.config.connections.items():
+            cls = self.registry.get(connection.provider)
+            self._streams[name] = list(cls.streams)
+            if connection.settings.schedule and not croniter.is_valid(connection.settings.schedule):
+                raise ConfigError(f"connections.{name}.schedule: {connection.settings.schedule!r} is not a cron expression")
+
+    # ticks ---------------------------------------------------------------------------------
+
+    def tick_of(self, connection: Connection | None, now: datetime) -> int:
+        """The number of the latest tick at `now`: a connection's cron schedule, else --every."""
+        schedule = connection.settings.schedule if connection else None
+        if schedule:
+            previous = croniter(schedule, now).get_prev(datetime)
+            return int(previous.timestamp())
+        return int(now.timestamp() // self.every.total_seconds())
+
+    def _schedule(self, now: datetime) -> None:
+        with self.store.session() as session:
+            declared = [(pull_unit(c, s), "pull", c, s) for c, streams in self._streams.items() for s in streams]
+            work.ensure_units(session, [*declared, (RECONCILE_UNIT, "reconcile", None, None)])
+            for name, connection in self.config.connections.items():
+                work.schedule_tick(session, [pull_unit(name, s) for s in self._streams[name]], self.tick_of(connection, now))
+            work.schedule_tick(session, [RECONCILE_UNIT], self.tick_of(None, now))
+
+    def due_now(self, connection: str, stream: str | None) -> None:
+        """A webhook's targeted sync: this pull (or all of the connection's) and the reconcile
+        step become due at once, and the loop wakes."""
+        names = [pull_unit(connection, s) for s in self._streams.get(connection, []) if stream in (None, s)]
+        with self.store.session() as session:
+            work.make_due_now(session, [*names, RECONCILE_UNIT])
+        self.wake.set()
+
+    # the loop --------------------------------------------------------------------------------
+
+    def run(self, *, max_ticks: int | None = None) -> None:
+        self._take_sqlite_lock()
+        try:
+            while not self.stop.is_set():
+                self._schedule(datetime.now(UTC))
+                self._work()
+                self.ticks_done += 1
+                if max_ticks is not None and self.ticks_done >= max_ticks:
+                    return
+                self._wait()
+        finally:
+            self._release_sqlite_lock()
+
+    def _wait(self) -> None:
+        interval = self.every.total_seconds()
+        now = time.time()
+        until_next = interval - (now % interval) + random.uniform(0, self.jitter * interval)
+        self.wake.wait(timeout=max(0.05, min(until_next, interval)))
+        self.wake.clear()
+
+    def _work(self) -> None:
+        while not self.stop.is_set():
+            with self.store.session() as session:
+                claimed = work.claim(session, self.worker, lease=self.lease, kinds=("pull",))
+            if not claimed:
+                break
+            self._run_pull(claimed[0])
+        if not self.stop.is_set():
+            with self.store.session() as session:
+                claimed = work.claim(session, self.worker, lease=self.lease, kinds=("reconcile",))
+            for unit in claimed:
+                self._run_reconcile(unit)
+        if not self.stop.is_set():
+            self._apply()
+
+    def _run_pull(self, unit: work.Unit) -> None:
+        assert unit.connection and unit.stream
+        context = {"connection": unit.connection, "stream": unit.stream}
+        error = None
+        try:
+            engine = SyncEngine(self.config, self.store, self.registry, stop=self.stop)
+            report = engine.run(connections=[unit.connection], streams=[unit.stream], link=False)
+            for stream in report.streams:
+                self._count(stream)
+                if stream.status == "failed":
+                    error = "; ".join(stream.errors)[:500] or "failed"
+        except Exception as exc:  # keep serving: the unit is marked failing and retried next tick
+            error = first_line(exc)
+            logger.exception("pull failed", extra=context)
+        with self.store.session() as session:
+            work.finish(session, unit, self.worker, error=error)
+        self.metrics.runs.labels("pull", "error" if error else "ok").inc()
+        if error is None:
+            self.metrics.last_success.labels(unit.connection).set(time.time())
+
+    def _count(self, stream: StreamReport) -> None:
+        self.metrics.records.labels(stream.connection, stream.stream).inc(stream.stored)
+        self.metrics.skipped.labels(stream.connection, stream.stream).inc(stream.skipped)
+        if stream.status == "failed":
+            self.metrics.provider_errors.labels(stream.connection).inc()
+        if stream.status == "deferred":
+            self.metrics.deferred.labels(stream.connection).inc()
+
+    def _run_reconcile(self, unit: work.Unit) -> None:
+        error = None
+        try:
+            link_all(self.config, self.store, self.registry)
+            summary = run_reconciliation(self.config, self.store, registry=self.registry)
+            self.metrics.allocations.inc(len(summary.applied))
+            self.metrics.proposals.set(len(summary.proposals))
+            plan(self.config, self.store, self.registry)
+        except Exception as exc:
+            error = first_line(exc)
+            logger.exception("reconcile and plan failed")
+        with self.store.session() as session:
+            work.finish(session, unit, self.worker, error=error)
+        self.metrics.runs.labels("reconcile", "error" if error else "ok").inc()
+
+    def _apply(self) -> None:
+        try:
+            report = apply(self.config, self.store, self.registry, worker=self.worker)
+        except Exception:
+            logger.exception("apply failed")
+            return
+        for entry in report.done:
+            self.metrics.actions.labels(entry.action.connection, "done").inc()
+        for entry, _ in report.failed:
+            self.metrics.actions.labels(entry.action.connection, "retry").inc()
+        for entry, _ in report.parked:
+            self.metrics.actions.labels(entry.action.connection, "parked").inc()
+
+    # one worker on SQLite --------------------------------------------------------------------
+
+    def _take_sqlite_lock(self) -> None:
+        if self.store.engine.dialect.name != "sqlite":
+            return
+        from connector.writeback import _dead_local_workers
+
+        with self.store.session() as session:
+            holders = [r["owner"] for r in work.units(session) if r["unit"] == work.SERVICE_UNIT and r["owner"]]
+            alive = bool(holders) and not _dead_local_workers([str(h) for h in holders])
+            holder = work.take_service_lock(session, self.worker, lease=timedelta(days=3650), alive=alive)
+        if holder:
+            raise UsageError(
+                f"another `connector serve` ({holder}) already runs on this SQLite database; "
+                "one worker per SQLite file — use PostgreSQL (CONNECTOR_DATABASE_URL) to run several"
+            )
+
+    def _release_sqlite_lock(self) -> None:
+        if self.store.engine.dialect.name == "sqlite":
+            with self.store.session() as session:
+                work.release_service_lock(session, self.worker)

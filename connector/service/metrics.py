@@ -1,0 +1,24 @@
+"""The service's Prometheus metrics (prometheus-client writes the exposition format)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.runs = Counter("connector_runs", "Work units run, by kind and outcome", ["kind", "outcome"], registry=r)
+        self.records = Counter("connector_records_pulled", "Records pulled and stored", ["connection", "stream"], registry=r)
+        self.skipped = Counter("connector_records_skipped", "Records the mapping could not read", ["connection", "stream"], registry=r)
+        self.allocations = Counter("connector_allocations", "Allocations applied by reconciliation", registry=r)
+        self.proposals = Gauge("connector_open_proposals", "Proposals waiting for finance", registry=r)
+        self.actions = Counter("connector_actions", "Outbox actions by outcome", ["connection", "outcome"], registry=r)
+        self.provider_errors = Counter("connector_provider_errors", "Streams or actions failed by a provider error", ["connection"], registry=r)
+        self.deferred = Counter("connector_rate_limited", "Streams deferred by a provider's rate limit", ["connection"], registry=r)
+        self.webhooks = Counter("connector_webhooks", "Webhook requests by provider and outcome", ["provider", "outcome"], registry=r)
+        self.last_success = Gauge("connector_last_success_timestamp_seconds", "Last successful pull per connection", ["connection"], registry=r)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

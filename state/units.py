@@ -1,0 +1,121 @@
+"""Work units of the scheduled service, claimed with leases; PostgreSQL is the coordinator.
+
+A unit is due when its `due_tick` is beyond its `done_tick`; a worker claims a due unit whose
+lease is free or expired (`SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL, so workers never
+wait on each other's rows; a compare-and-swap on SQLite, where one worker runs), works, and
+marks it done for that tick. A worker that dies keeps its lease until it expires; then the unit
+is due again for the next worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from state.records import utcnow
+from state.tables import table
+from state.upsert import insert_new
+
+SERVICE_UNIT = "service:lock"
+
+
+@dataclass(frozen=True)
+class Unit:
+    unit: str
+    kind: str
+    connection: str | None
+    stream: str | None
+    due_tick: int
+
+
+def ensure_units(session: Session, units: Sequence[tuple[str, str, str | None, str | None]]) -> None:
+    """Create the units (unit, kind, connection, stream) that do not exist yet."""
+    rows = [{"unit": u, "kind": k, "connection": c, "stream": s, "due_tick": 0, "done_tick": -1, "runs": 0}
+            for u, k, c, s in units]
+    insert_new(session, table("work_units"), rows, key=("unit",))
+
+
+def schedule_tick(session: Session, units: Sequence[str], tick: int) -> None:
+    """Make `units` due for `tick` (never moves a unit back)."""
+    work = table("work_units")
+    session.execute(
+        sa.update(work).where(work.c.unit.in_(list(units)), work.c.due_tick < tick).values(due_tick=tick)
+    )
+
+
+def claim(session: Session, worker: str, *, lease: timedelta, kinds: Sequence[str], limit: int = 1) -> list[Unit]:
+    work = table("work_units")
+    now = utcnow()
+    free = sa.or_(work.c.lease_until.is_(None), work.c.lease_until < now, work.c.owner == worker)
+    due = sa.and_(work.c.due_tick > work.c.done_tick, work.c.kind.in_(list(kinds)), free)
+    query = sa.select(work.c.unit).where(due).order_by(work.c.kind.desc(), work.c.unit).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    claimed: list[Unit] = []
+    for (unit,) in session.execute(query).all():
+        result = session.execute(
+            sa.update(work).where(work.c.unit == unit, due)
+            .values(owner=worker, lease_until=now + lease, last_started_at=now)
+            .returning(work.c.unit, work.c.kind, work.c.connection, work.c.stream, work.c.due_tick)
+        ).first()
+        if result is not None:
+            claimed.append(Unit(*result))
+    return claimed
+
+
+def finish(session: Session, unit: Unit, worker: str, *, error: str | None) -> None:
+    work = table("work_units")
+    now = utcnow()
+    values: dict[str, object] = {"owner": None, "lease_until": None, "runs": work.c.runs + 1}
+    if error is None:
+        values.update(done_tick=unit.due_tick, last_success_at=now, last_error=None, failing_since=None)
+    else:
+        values.update(done_tick=unit.due_tick, last_error=error[:2000],
+                      failing_since=sa.func.coalesce(work.c.failing_since, now))
+    session.execute(sa.update(work).where(work.c.unit == unit.unit, work.c.owner == worker).values(**values))
+
+
+def units(session: Session) -> list[dict[str, object]]:
+    work = table("work_units")
+    return [dict(row) for row in session.execute(sa.select(work).order_by(work.c.unit)).mappings()]
+
+
+def take_service_lock(session: Session, worker: str, *, lease: timedelta, alive: bool) -> str | None:
+    """The single-worker lock of a SQLite database: None when taken, else who holds it.
+    `alive` says whether the current holder is still running (checked by the caller)."""
+    ensure_units(session, [(SERVICE_UNIT, "lock", None, None)])
+    work = table("work_units")
+    now = utcnow()
+    row = session.execute(sa.select(work.c.owner, work.c.lease_until).where(work.c.unit == SERVICE_UNIT)).one()
+    owner, until = row
+    if owner and owner != worker and alive and until is not None and until > now:
+        return str(owner)
+    session.execute(sa.update(work).where(work.c.unit == SERVICE_UNIT).values(owner=worker, lease_until=now + lease))
+    return None
+
+
+def release_service_lock(session: Session, worker: str) -> None:
+    work = table("work_units")
+    session.execute(sa.update(work).where(work.c.unit == SERVICE_UNIT, work.c.owner == worker)
+                    .values(owner=None, lease_until=None))
+
+
+def store_event(session: Session, provider: str, event_id: str, connection: str, stream: str | None,
+                object_id: str | None, payload: dict[str, object], received_at: datetime | None = None) -> bool:
+    """Keep a webhook event once by its id; False when it was already received."""
+    row = {"provider": provider, "event_id": event_id, "connection": connection, "stream": stream,
+           "object_id": object_id, "received_at": received_at or utcnow(), "payload": payload}
+    return insert_new(session, table("webhook_events"), [row], key=("provider", "event_id")) == 1
+
+
+def make_due_now(session: Session, names: Sequence[str]) -> None:
+    """Due again at once (a webhook's targeted sync), without waiting for the next tick."""
+    work = table("work_units")
+    session.execute(
+        sa.update(work).where(work.c.unit.in_(list(names)), work.c.due_tick <= work.c.done_tick)
+        .values(due_tick=work.c.done_tick + 1)
+    )
