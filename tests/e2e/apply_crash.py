@@ -19,9 +19,7 @@ from typing import Any
 from connector.config import load_config
 from connector.reconcile_engine import run_reconciliation
 from connector.writeback import pending, plan
-from e2e_support import sync_sandbox
-
-NON_IDEMPOTENT = ("created", "marked", "voided", "sent", "emailed")
+from e2e_support import effect_counts, sync_sandbox
 
 
 @dataclass
@@ -78,10 +76,6 @@ def crash_and_finish(sandbox: Any, config_path: Path, *, rounds: int, seed: int,
     assert final.returncode == 0, err.decode()
     left = len(pending(store))
     store.close()
-    effects: Counter[str] = Counter()
-    for entry in sandbox.journal:
-        effect = str(entry.get("effect", ""))
-        if effect.split(" ")[0] in NON_IDEMPOTENT:
-            effects[f"{entry['provider']} {entry['method']} {entry['path'].split('?')[0]} {entry.get('idempotency_key')}"] += 1
+    effects = effect_counts(list(sandbox.journal))
     duplicates = {key: count for key, count in effects.items() if count > 1}
     return CrashRun(planned=planned, kills=kills, failpoint_exits=exits, effects=effects, duplicates=duplicates, left=left)

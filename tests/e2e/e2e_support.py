@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +44,28 @@ def stored_views(store: Store) -> set[tuple[str, str, str, str]]:
         record = {k: v for k, v in record.items() if k not in ("id", "customer_id")}
         views.add((system, object_type, remote_id, repr(sorted(record.items(), key=lambda kv: kv[0]))))
     return views
+
+
+NON_IDEMPOTENT = ("created", "marked", "voided", "sent", "emailed")
+
+
+def _write_key(entry: dict[str, Any]) -> str:
+    """Keyed so that the same action sent twice counts twice: by idempotency key (Stripe,
+    Xero), or the action key stored on a HubSpot note or task."""
+    payload = entry.get("payload") if isinstance(entry.get("payload"), dict) else {}
+    action_key = ((payload or {}).get("properties") or {}).get("ar_action_key")
+    return f"{entry['provider']} {entry['method']} {entry['path'].split('?')[0]} {entry.get('idempotency_key') or action_key or ''}"
+
+
+def write_counts(journal: list[dict[str, Any]]) -> Counter[str]:
+    """Every write the sandbox received (searches and token requests aside)."""
+    return Counter(
+        _write_key(e) for e in journal
+        if e["method"] in ("PUT", "PATCH", "POST") and not e["path"].split("?")[0].endswith("/search") and "oauth" not in e["path"]
+    )
+
+
+def effect_counts(journal: list[dict[str, Any]]) -> Counter[str]:
+    """The writes that changed something a repeat would change again (a payment created, an
+    invoice marked paid or sent, a note created), per action."""
+    return Counter(_write_key(e) for e in journal if str(e.get("effect", "")).split(" ")[0] in NON_IDEMPOTENT)

@@ -7,12 +7,12 @@ from datetime import date
 
 import pytest
 
-from apply_crash import NON_IDEMPOTENT, apply_process, prepare
+from apply_crash import apply_process, prepare
 from conftest_db import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
 from connector.config import load_config
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
-from e2e_support import with_credentials
+from e2e_support import effect_counts, write_counts, with_credentials
 from state import outbox
 from state.store import open_store
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 def run_two_workers(tmp_path, database_url):
     book = with_credentials(generate(9, "small", today=date.today()).data)
-    with Sandbox(book, limits="off", latency_ms=30) as sandbox:
+    with Sandbox(book, limits="off", latency_ms=60) as sandbox:
         config_path = prepare(sandbox, tmp_path, database_url)
         first, second = apply_process(config_path), apply_process(config_path)
         outcomes = [p.communicate(timeout=300) for p in (first, second)]
@@ -32,14 +32,8 @@ def run_two_workers(tmp_path, database_url):
         states = Counter(e.action.state for e in outbox.entries(session))
         workers = Counter(e.claimed_by for e in outbox.entries(session))
     store.close()
-    effects = Counter(
-        f"{e['provider']} {e['method']} {e['path'].split('?')[0]} {e.get('idempotency_key')}"
-        for e in journal if str(e.get("effect", "")).split(" ")[0] in NON_IDEMPOTENT
-    )
-    writes = Counter(
-        f"{e['method']} {e['path'].split('?')[0]} {e.get('idempotency_key') or ''}"
-        for e in journal if e["method"] in ("PUT", "PATCH") or (e["method"] == "POST" and "/search" not in e["path"] and "oauth" not in e["path"])
-    )
+    effects = effect_counts(journal)
+    writes = write_counts(journal)
     return states, effects, writes, workers
 
 
