@@ -81,6 +81,7 @@ def _register_commands() -> None:
         collections_commands,
         demo_commands,
         mapping_commands,
+        plugin_commands,
         reconcile_commands,
         report_commands,
         serve_commands,
@@ -89,7 +90,8 @@ def _register_commands() -> None:
     )
 
     modules = (admin, mapping_commands, sync_commands, reconcile_commands, report_commands,
-               writeback_commands, collections_commands, serve_commands, demo_commands)
+               writeback_commands, collections_commands, serve_commands, demo_commands,
+               plugin_commands)
     for module in modules:
         for command in module.COMMANDS:
             cli.add_command(command)
