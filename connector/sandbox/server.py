@@ -41,13 +41,14 @@ from connector.sandbox.common import (
     token,
 )
 from connector.sandbox.hubspot_api import HubSpotFace
+from connector.sandbox.quickbooks_api import QuickBooksFace
 from connector.sandbox.stripe_api import StripeFace
 from connector.sandbox.xero_api import XeroFace
 
-PROVIDERS = ("stripe", "xero", "hubspot")
+PROVIDERS = ("stripe", "xero", "hubspot", "quickbooks")
 FAULTS = ("500", "502", "503", "timeout", "drop")
 Limits = Literal["documented", "off"]
-Face = StripeFace | XeroFace | HubSpotFace
+Face = StripeFace | XeroFace | HubSpotFace | QuickBooksFace
 
 
 @dataclass
@@ -124,6 +125,7 @@ class Sandbox:
             "stripe": StripeFace(self.clock, limits=on, credentials=credentials.get("stripe")),
             "xero": XeroFace(self.clock, limits=on, credentials=credentials.get("xero"), token_ttl_s=self.token_ttl_s),
             "hubspot": HubSpotFace(self.clock, limits=on, credentials=credentials.get("hubspot"), token_ttl_s=self.token_ttl_s),
+            "quickbooks": QuickBooksFace(self.clock, limits=on, credentials=credentials.get("quickbooks"), token_ttl_s=self.token_ttl_s),
         }
         for name, face in faces.items():
             face.load(data.get(name) or {})
@@ -235,6 +237,8 @@ class Sandbox:
             body = {"error": {"type": "api_error", "message": f"{message} (sandbox fault)"}}
         elif provider == "xero":
             body = {"Title": message, "Status": status, "Detail": "sandbox fault"}
+        elif provider == "quickbooks":
+            body = {"Fault": {"Error": [{"Message": message, "Detail": "sandbox fault", "code": str(status)}], "type": "SystemFault"}}
         else:
             body = {"status": "error", "message": f"{message} (sandbox fault)", "correlationId": request.request_id, "category": "INTERNAL_ERROR"}
         return Outcome(self._stamp(provider, request, Response(status, body)))
@@ -254,7 +258,7 @@ class Sandbox:
 
     @staticmethod
     def _stamp(provider: str, request: Request, response: Response) -> Response:
-        name = {"stripe": "Request-Id", "xero": "Xero-Correlation-Id", "hubspot": "X-HubSpot-Correlation-Id"}[provider]
+        name = {"stripe": "Request-Id", "xero": "Xero-Correlation-Id", "hubspot": "X-HubSpot-Correlation-Id", "quickbooks": "intuit_tid"}[provider]
         response.headers.setdefault(name, request.request_id)
         return response
 
