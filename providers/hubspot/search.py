@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from connector.errors import PaginationLoopError
+
 SEARCH_CAP = 10_000
 
 SearchCall = Callable[[dict[str, Any]], dict[str, Any]]
@@ -119,6 +121,7 @@ class SearchWindows:
         filters = [{"propertyName": prop, "operator": "GTE", "value": str(since)}]
         after, count = "0", 0
         last_ms, at_last = since, set(skip)
+        followed: set[str] = set()
         while True:
             answer = self.search(self._body(filters, prop, after))
             results = answer.get("results") or []
@@ -144,7 +147,7 @@ class SearchWindows:
                     f"(total {answer.get('total')}); went on in a new window from {last_ms}"
                 )
                 return last_ms, at_last
-            after = next_after
+            after = _follow(followed, next_after)
 
     def _tie_window(self, at: int, after_id: int, skip: set[str]) -> Generator[_Page, None, None]:
         """Pages of `modified == at`, by object id above `after_id`, skipping `skip`."""
@@ -155,6 +158,7 @@ class SearchWindows:
                 {"propertyName": "hs_object_id", "operator": "GT", "value": str(after_id)},
             ]
             after, count = "0", 0
+            followed: set[str] = set()
             while True:
                 answer = self.search(self._body(filters, "hs_object_id", after))
                 results = answer.get("results") or []
@@ -169,7 +173,18 @@ class SearchWindows:
                     return
                 if count + self.page_size > SEARCH_CAP or _offset(next_after) >= SEARCH_CAP:
                     break  # a fresh tie window from the last id
-                after = next_after
+                after = _follow(followed, next_after)
+
+
+def _follow(followed: set[str], after: str) -> str:
+    """The next `after` token, unless the API handed back one we already followed."""
+    if after in followed:
+        raise PaginationLoopError(
+            f"Loop detected in pagination: search cursor {after!r} was already followed",
+            provider="hubspot",
+        )
+    followed.add(after)
+    return after
 
 
 def _next_after(answer: dict[str, Any]) -> str | None:

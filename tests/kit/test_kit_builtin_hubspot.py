@@ -61,10 +61,4 @@ _Kit = provider_test_class(
 
 
 class TestHubSpotKit(_Kit):
-    # Search pages carry no loop check of their own: HubSpot answering the same `after`
-    # again would be followed until the 10,000-result ceiling (found by the kit; the
-    # archived list does check). Fixed in providers/hubspot/search.py, not here.
-    @pytest.mark.xfail(reason="HubSpot search paging does not detect a repeated `after` yet", strict=True)
-    @pytest.mark.parametrize("stream", HubSpotProvider.streams)
-    def test_a_repeated_cursor_is_caught(self, stream: str) -> None:
-        super().test_a_repeated_cursor_is_caught(stream)
+    """The whole kit, with no exception: a repeated search `after` now raises."""
