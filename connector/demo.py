@@ -47,7 +47,28 @@ DEMO_CREDENTIALS: dict[str, Any] = {
 }
 
 
-def demo_config(sandbox: Sandbox) -> str:
+QUICKBOOKS_CREDENTIALS: dict[str, Any] = {
+    "client_id": "demo-quickbooks-client",
+    "client_secret": "sandbox-quickbooks-secret",
+    "refresh_token": "sandbox-quickbooks-refresh-0",
+    "realm_ids": ["9130000000000000"],
+}
+
+
+def _quickbooks_ledger(sandbox: Sandbox) -> str:
+    qbo = QUICKBOOKS_CREDENTIALS
+    return f'''[connections.ledger]
+provider = "quickbooks"
+base_url = "{sandbox.url("quickbooks")}"
+token_url = "{sandbox.url("quickbooks")}/oauth/token"
+realm_id = "{qbo["realm_ids"][0]}"
+client_id = "{qbo["client_id"]}"
+client_secret = "{qbo["client_secret"]}"
+refresh_token = "{qbo["refresh_token"]}"
+'''
+
+
+def demo_config(sandbox: Sandbox, ledger: str = "xero") -> str:
     xero, hubspot = DEMO_CREDENTIALS["xero"], DEMO_CREDENTIALS["hubspot"]
     return f'''{DEMO_MARKER} against a sandbox that has stopped since.
 # The credentials below are the sandbox's own; real ones belong in the environment
@@ -61,7 +82,19 @@ provider = "stripe"
 base_url = "{sandbox.url("stripe")}"
 api_key = "{DEMO_CREDENTIALS["stripe"][0]}"
 
-[connections.ledger]
+{_xero_ledger(sandbox, xero) if ledger == "xero" else _quickbooks_ledger(sandbox)}
+[connections.crm]
+provider = "hubspot"
+base_url = "{sandbox.url("hubspot")}"
+token_url = "{sandbox.url("hubspot")}/oauth/token"
+client_id = "{hubspot["client_id"]}"
+client_secret = "{hubspot["client_secret"]}"
+refresh_token = "{hubspot["refresh_token"]}"
+'''
+
+
+def _xero_ledger(sandbox: Sandbox, xero: dict[str, Any]) -> str:
+    return f'''[connections.ledger]
 provider = "xero"
 base_url = "{sandbox.url("xero")}"
 token_url = "{sandbox.url("xero")}/oauth/token"
@@ -70,14 +103,6 @@ client_id = "{xero["client_id"]}"
 client_secret = "{xero["client_secret"]}"
 refresh_token = "{xero["refresh_token"]}"
 payment_account_code = "090"
-
-[connections.crm]
-provider = "hubspot"
-base_url = "{sandbox.url("hubspot")}"
-token_url = "{sandbox.url("hubspot")}/oauth/token"
-client_id = "{hubspot["client_id"]}"
-client_secret = "{hubspot["client_secret"]}"
-refresh_token = "{hubspot["refresh_token"]}"
 '''
 
 
@@ -117,15 +142,25 @@ def run_demo(
     seed: int = 42,
     size: str = "small",
     today: date | None = None,
+    ledger: str = "xero",
     echo: Callable[[str], None] = print,
 ) -> DemoResult:
     config_path = prepare_directory(directory)
     # The book is dated around today, so its ages, due dates and Stripe events are current.
     scenario = generate(seed, size, today=today or date.today())
     data = {**scenario.data, "credentials": DEMO_CREDENTIALS}
+    if ledger == "quickbooks":  # the same book, with QuickBooks Online keeping it
+        from connector.sandbox.quickbooks_api import quickbooks_book
+
+        xero_book = data.pop("xero")
+        data["quickbooks"] = quickbooks_book(xero_book)
+        data["credentials"] = {**DEMO_CREDENTIALS, "quickbooks": QUICKBOOKS_CREDENTIALS}
+    elif ledger != "xero":
+        raise UsageError(f"--ledger must be xero or quickbooks, not {ledger!r}")
     with Sandbox(data, limits="documented") as sandbox:  # started on a free loopback port
-        echo(f"sandbox: Stripe, Xero and HubSpot on {sandbox.base_url} (book: seed {seed}, {size})")
-        config_path.write_text(demo_config(sandbox), encoding="utf-8")
+        ledger_name = "QuickBooks Online" if ledger == "quickbooks" else "Xero"
+        echo(f"sandbox: Stripe, {ledger_name} and HubSpot on {sandbox.base_url} (book: seed {seed}, {size})")
+        config_path.write_text(demo_config(sandbox, ledger), encoding="utf-8")
         config = load_config(str(config_path))  # its SQLite file lies beside it
         store = open_store(config.database_url)
         try:

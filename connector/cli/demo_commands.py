@@ -16,13 +16,15 @@ from connector.errors import EXIT_PROBLEMS, UsageError
               help="Where the demo writes connector.toml and connector.db.")
 @click.option("--seed", default=42, show_default=True, help="Seed of the generated book.")
 @click.option("--size", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True)
+@click.option("--ledger", type=click.Choice(["xero", "quickbooks"]), default="xero", show_default=True,
+              help="Which ledger keeps the book.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
-def demo_command(directory: str, seed: int, size: str, as_json: bool) -> int:
+def demo_command(directory: str, seed: int, size: str, ledger: str, as_json: bool) -> int:
     """Run the whole product against the built-in sandbox: no credentials, no internet."""
     from connector.demo import run_demo
 
     echo = (lambda _line: None) if as_json else click.echo
-    result = run_demo(Path(directory), seed=seed, size=size, echo=echo)
+    result = run_demo(Path(directory), seed=seed, size=size, ledger=ledger, echo=echo)
     if as_json:
         click.echo(json.dumps({"sync": result.sync.as_dict(), "stored": result.counts,
                                "reconciliation": _reconciliation_counts(result),

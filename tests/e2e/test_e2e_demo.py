@@ -37,3 +37,15 @@ def test_demo_never_overwrites_a_real_config(run_cli, tmp_path):
     assert result.exit_code == 2
     assert "was not written by `connector demo`" in result.stderr
     assert (tmp_path / "connector.toml").read_text() == '[database]\nurl = "sqlite:///mine.db"\n'
+
+
+def test_demo_with_quickbooks_as_the_ledger_reconciles_and_writes_back(run_cli, tmp_path):
+    result = run_cli("demo", "--dir", "qbo", "--ledger", "quickbooks", "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["sync"]["ok"] is True
+    ledger_streams = {s["stream"] for s in summary["sync"]["streams"] if s["connection"] == "ledger"}
+    assert ledger_streams == {"customers", "invoices", "payments", "credit_memos"}
+    assert summary["reconciliation"]["matched"] > 0
+    assert summary["written_back"]["ledger"]["record_payment"] > 0
+    assert 'provider = "quickbooks"' in (tmp_path / "qbo" / "connector.toml").read_text()
