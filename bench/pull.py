@@ -1,0 +1,530 @@
+"""How fast a FULL pull of each provider runs against the sandbox, next to the rate limit's ceiling.
+
+    python bench/pull.py [--size small|medium|large] [--latency-ms 50] [--limits documented|off]
+                         [--providers stripe,xero,hubspot] [--seed N] [--stripe-key test|live]
+                         [--xero-page-size 1000] [--hubspot-page-size 200] [--no-official]
+
+It generates the book (`large`: 100k invoices, about 30 s and 2 GB; `medium` for a quick run),
+serves it from the sandbox in this process on loopback, with `--latency-ms` per request and
+the documented limits, and reads every stream of each provider from scratch with the real
+adapter: `provider.read(stream, None)`, pages counted, nothing stored (this measures the pull,
+not the store). Providers run one after another, so they never share the machine.
+
+Per stream it prints records, requests (counted at the sandbox, token grants and retried 429s
+included), seconds, records/s, and the ceiling the documented rate limit allows for a full
+page per request, with records/s as a percentage of it:
+
+    Stripe   requests/s of the key (25 for sk_test_, 100 for sk_live_) x 100 per page
+    Xero     60 per minute x pageSize (--xero-page-size; Xero allows up to 1000)
+    HubSpot  search 4/s x pageSize (--hubspot-page-size; search allows up to 200)
+
+A sliding-window limit lets the first window's worth of requests go at once, so a short
+stream can beat the steady ceiling (over 100 %); the provider's total line also gives
+"bound %": the least time the limit allows for the requests actually sent (bursts counted),
+over the time taken. That says how well the adapter paces itself; % of ceiling says how much
+of the limit became records (probes, partial pages and association reads use it too).
+
+For Stripe the official `stripe` library's `auto_paging_iter()` (pip install stripe) then reads
+the same lists, with the same parameters, from the same sandbox, in the same run, and the ratio
+ours / official is printed. Its cursor chain is sequential: with 50 ms latency it cannot do
+more than about 20 pages/s, whatever the limit. `--stripe-key live` uses a `sk_live_` key on
+both sides (the sandbox then allows 100 requests/s), where that chain, not the limit, binds.
+
+Everything stays on 127.0.0.1; each stream stops after `--stream-timeout` seconds or once it
+has read more pages than the book could fill (a paging loop), and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import json
+import math
+import platform
+import re
+import sys
+import threading
+import time
+import tomllib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from connector.demo import DEMO_CREDENTIALS, demo_config
+from connector.sandbox import Sandbox
+from connector.sandbox.common import Response
+from connector.sandbox.generator import generate
+from providers.base import Provider
+from providers.hubspot.provider import HubSpotProvider
+from providers.stripe.provider import StripeProvider
+from providers.stripe.streams import STREAMS as STRIPE_STREAMS
+from providers.xero.provider import XeroProvider
+
+PROVIDERS = {"stripe": StripeProvider, "xero": XeroProvider, "hubspot": HubSpotProvider}
+# The demo config's connection of each provider.
+CONNECTIONS = {"stripe": "gateway", "xero": "ledger", "hubspot": "crm"}
+# Each stream's list in the book and the id of its records.
+BOOK_LISTS = {
+    "stripe": {name: (name, "id") for name in STRIPE_STREAMS},
+    "xero": {
+        "contacts": ("Contacts", "ContactID"),
+        "invoices": ("Invoices", "InvoiceID"),
+        "credit_notes": ("CreditNotes", "CreditNoteID"),
+        "payments": ("Payments", "PaymentID"),
+    },
+    "hubspot": {
+        name: (name, "id") for name in ("companies", "contacts", "deals", "invoices")
+    },
+}
+# The official library's resource for each Stripe stream (its list parameters are ours).
+OFFICIAL_RESOURCES = {
+    "customers": "Customer",
+    "invoices": "Invoice",
+    "charges": "Charge",
+    "payment_intents": "PaymentIntent",
+    "refunds": "Refund",
+    "payouts": "Payout",
+    "credit_notes": "CreditNote",
+    "balance_transactions": "BalanceTransaction",
+}
+STRIPE_LIVE_KEY = (
+    "sk_live_sandbox_bench"  # a sandbox-only string, accepted on loopback only
+)
+
+
+class MemoryTokens:
+    """A token store that keeps rotated OAuth tokens in memory (nothing is stored)."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, dict[str, Any]] = {}
+
+    def load(self, connection: str) -> dict[str, Any] | None:
+        return self.tokens.get(connection)
+
+    def save(self, connection: str, tokens: dict[str, Any]) -> None:
+        self.tokens[connection] = dict(tokens)
+
+
+class RequestCounter:
+    """Counts every provider request the sandbox answers (wraps `Sandbox.dispatch`)."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self._lock = threading.Lock()
+        self.counts: Counter[tuple[str, str]] = Counter()
+        original = sandbox.dispatch
+
+        def dispatch(request: Any, provider: str, *args: Any, **kwargs: Any) -> Any:
+            outcome = original(request, provider, *args, **kwargs)
+            status = outcome.response.status if outcome.response is not None else 0
+            with self._lock:
+                self.counts[(provider, "requests")] += 1
+                if request.path.startswith("/oauth/"):
+                    self.counts[(provider, "token")] += 1
+                elif provider != "hubspot" or request.path.endswith("/search"):
+                    # Drawn from the limit that bounds the pull (HubSpot: search's 4/s).
+                    self.counts[(provider, "limited")] += 1
+                if status == 429:
+                    self.counts[(provider, "429")] += 1
+                elif status >= 400 or status == 0:
+                    self.counts[(provider, "errors")] += 1
+            return outcome
+
+        sandbox.dispatch = dispatch  # type: ignore[method-assign]
+
+    def snapshot(self, provider: str) -> dict[str, int]:
+        with self._lock:
+            return {kind: n for (p, kind), n in self.counts.items() if p == provider}
+
+
+@dataclass
+class Run:
+    provider: str
+    stream: str
+    records: int = 0
+    unique: int = 0
+    expected: int = 0
+    requests: int = 0
+    limited: int = 0  # requests drawn from the limit that bounds the pull
+    too_many: int = 0  # 429s
+    errors: int = 0
+    seconds: float = 0.0
+    ceiling: float = 0.0  # records/s the limit allows with full pages
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def percent(self) -> float:
+        return 100 * self.rate / self.ceiling if self.ceiling else 0.0
+
+
+# ------------------------------------------------------------------ the sandbox's JSON
+
+
+_DECIMAL = "\x00decimal:"
+_DECIMAL_MARKED = re.compile(r'"\\u0000decimal:(-?[0-9.]+)"')
+
+
+def _mark(value: Any) -> str:
+    if isinstance(value, Decimal) and value.is_finite():
+        return _DECIMAL + format(value, "f")
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def fast_encoded(self: Response) -> bytes:
+    """What `Response.encoded` writes, through the C encoder: Decimals keep their digits.
+    (The sandbox's own encoder is a recursive Python function; see docs/benchmarks.md.)"""
+    if self.body is None:
+        return b""
+    text = json.dumps(
+        self.body, default=_mark, separators=(",", ":"), ensure_ascii=False
+    )
+    return _DECIMAL_MARKED.sub(r"\1", text).encode()
+
+
+def use_fast_json(sandbox: Sandbox) -> None:
+    """Swap in `fast_encoded` after checking, on a page of every list, that it writes the very
+    same bytes as the shipped encoder (it would not for floats; the faces hold none)."""
+    for provider, face in sandbox.faces.items():
+        for name, items in face.objects.items():
+            sample = {
+                "data": list(itertools.islice(items.values(), 100)),
+                "has_more": True,
+            }
+            shipped, fast = (
+                Response(200, sample).encoded(),
+                fast_encoded(Response(200, sample)),
+            )
+            if shipped != fast:
+                raise SystemExit(
+                    f"--sandbox-json fast would change {provider} {name}; run without it"
+                )
+    Response.encoded = fast_encoded  # type: ignore[method-assign]
+
+
+# ------------------------------------------------------------------ settings and ceilings
+
+
+def settings_for(provider: str, sandbox: Sandbox, args: argparse.Namespace) -> Any:
+    """The provider's settings as `connector demo` writes them for this sandbox, plus the
+    bench's page sizes and Stripe key."""
+    table = dict(
+        tomllib.loads(demo_config(sandbox))["connections"][CONNECTIONS[provider]]
+    )
+    table.pop("provider")
+    if provider == "stripe":
+        table["api_key"] = stripe_key(args)
+    elif provider == "xero":
+        table["page_size"] = args.xero_page_size
+    elif provider == "hubspot":
+        table["page_size"] = args.hubspot_page_size
+    return PROVIDERS[provider].settings_model.model_validate(table)
+
+
+def stripe_key(args: argparse.Namespace) -> str:
+    return (
+        STRIPE_LIVE_KEY if args.stripe_key == "live" else DEMO_CREDENTIALS["stripe"][0]
+    )
+
+
+def limit_of(provider: str, settings: Any) -> tuple[int, float, int]:
+    """(requests, per seconds, records per page) of the limit that bounds a full pull."""
+    if provider == "stripe":
+        return settings.account_requests_per_second(), 1.0, settings.page_size
+    if provider == "xero":
+        return settings.calls_per_minute, 60.0, settings.page_size
+    return settings.search_requests_per_second, 1.0, settings.page_size
+
+
+def ceiling_of(provider: str, settings: Any) -> float:
+    requests, seconds, page = limit_of(provider, settings)
+    return requests / seconds * page
+
+
+def least_time(requests: int, limit: int, window: float) -> float:
+    """The least time a sliding window of `limit` per `window` s allows for `requests` sent
+    back to back from a full bucket: the last one may start after floor((n-1)/limit) windows."""
+    return math.floor(max(0, requests - 1) / limit) * window if requests else 0.0
+
+
+# ------------------------------------------------------------------ our adapters
+
+
+def pull(
+    provider_name: str,
+    sandbox: Sandbox,
+    counter: RequestCounter,
+    book: dict[str, int],
+    args: argparse.Namespace,
+) -> list[Run]:
+    settings = settings_for(provider_name, sandbox, args)
+    cls = PROVIDERS[provider_name]
+    provider: Provider = cls(
+        settings, connection=CONNECTIONS[provider_name], token_store=MemoryTokens()
+    )
+    ceiling = ceiling_of(provider_name, settings)
+    runs = []
+    try:
+        for stream in provider.streams:
+            list_name, id_key = BOOK_LISTS[provider_name][stream]
+            expected = book.get(list_name, 0)
+            run = Run(provider_name, stream, expected=expected, ceiling=ceiling)
+            # Bounded: a full page per request at the very least... or a paging loop.
+            max_pages = expected + 1000
+            seen: set[Any] = set()
+            before = counter.snapshot(provider_name)
+            started = time.perf_counter()
+            for pages, page in enumerate(provider.read(stream, None), start=1):
+                run.records += len(page.records)
+                seen.update(r.get(id_key) for r in page.records)
+                if pages > max_pages:
+                    run.note = f"stopped after {pages} pages: paging loop?"
+                    break
+                if time.perf_counter() - started > args.stream_timeout:
+                    run.note = f"stopped after {args.stream_timeout:.0f} s"
+                    break
+            run.seconds = time.perf_counter() - started
+            _count(run, before, counter.snapshot(provider_name))
+            run.unique = len(seen)
+            if not run.note and (run.unique != expected or run.records != run.unique):
+                run.note = (
+                    f"book has {expected}, read {run.records} ({run.unique} distinct)"
+                )
+            runs.append(run)
+            print(_line(run), flush=True)
+    finally:
+        provider.close()
+    return runs
+
+
+def _count(run: Run, before: dict[str, int], after: dict[str, int]) -> None:
+    run.requests = after.get("requests", 0) - before.get("requests", 0)
+    run.limited = after.get("limited", 0) - before.get("limited", 0)
+    run.too_many = after.get("429", 0) - before.get("429", 0)
+    run.errors = after.get("errors", 0) - before.get("errors", 0)
+
+
+# ------------------------------------------------------------------ the official library
+
+
+def official_stripe(
+    sandbox: Sandbox,
+    counter: RequestCounter,
+    book: dict[str, int],
+    args: argparse.Namespace,
+) -> list[Run]:
+    try:
+        import stripe  # type: ignore[import-not-found]
+    except ImportError:
+        print("  (the official library is not installed: pip install stripe)")
+        return []
+    stripe.api_base = sandbox.url("stripe")
+    stripe.api_key = stripe_key(args)
+    stripe.max_network_retries = 5  # it honours 429 + Stripe-Should-Retry with backoff
+    stripe.enable_telemetry = False
+    settings = settings_for("stripe", sandbox, args)
+    ceiling = ceiling_of("stripe", settings)
+    runs = []
+    for stream, resource in OFFICIAL_RESOURCES.items():
+        definition = STRIPE_STREAMS[stream]
+        expected = book.get(stream, 0)
+        run = Run("stripe (official)", stream, expected=expected, ceiling=ceiling)
+        params: dict[str, Any] = {"limit": settings.page_size}
+        for key, value in definition.list_params.items():  # expand[] -> expand=[...]
+            params[key.removesuffix("[]")] = [value] if key.endswith("[]") else value
+        before = counter.snapshot("stripe")
+        started = time.perf_counter()
+        seen: set[str] = set()
+        for obj in getattr(stripe, resource).list(**params).auto_paging_iter():
+            run.records += 1
+            seen.add(obj["id"])
+            if run.records > expected + 100_000:
+                run.note = "stopped: paging loop?"
+                break
+            if (
+                run.records % 100 == 0
+                and time.perf_counter() - started > args.stream_timeout
+            ):
+                run.note = f"stopped after {args.stream_timeout:.0f} s"
+                break
+        run.seconds = time.perf_counter() - started
+        _count(run, before, counter.snapshot("stripe"))
+        run.unique = len(seen)
+        if not run.note and (run.unique != expected or run.records != run.unique):
+            run.note = (
+                f"book has {expected}, read {run.records} ({run.unique} distinct)"
+            )
+        runs.append(run)
+        print(_line(run), flush=True)
+    return runs
+
+
+# ------------------------------------------------------------------ printing
+
+
+HEADER = (
+    f"  {'provider':18} {'stream':21} {'records':>8} {'requests':>8} {'429s':>5} {'seconds':>8} "
+    f"{'records/s':>10} {'ceiling/s':>10} {'% ceil':>7}  note"
+)
+
+
+def _line(run: Run) -> str:
+    extra = f" {run.note}" if run.note else ""
+    if run.errors:
+        extra += f" ({run.errors} error answers)"
+    return (
+        f"  {run.provider:18} {run.stream:21} {run.records:8,} {run.requests:8,} {run.too_many:5} "
+        f"{run.seconds:8.2f} {run.rate:10,.0f} {run.ceiling:10,.0f} {run.percent:6.0f}% {extra}"
+    )
+
+
+def total(provider: str, runs: list[Run], limit: tuple[int, float, int] | None) -> Run:
+    whole = Run(provider, "TOTAL", ceiling=runs[0].ceiling if runs else 0.0)
+    for run in runs:
+        whole.records += run.records
+        whole.unique += run.unique
+        whole.expected += run.expected
+        whole.requests += run.requests
+        whole.limited += run.limited
+        whole.too_many += run.too_many
+        whole.errors += run.errors
+        whole.seconds += run.seconds
+    if limit is not None and whole.seconds:
+        requests, window, _ = limit
+        bound = least_time(whole.limited, requests, window)
+        whole.note = (
+            f"bound {100 * bound / whole.seconds:.0f}%: the limit allows its {whole.limited:,} "
+            f"requests in {bound:.1f} s"
+        )
+    return whole
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--size", choices=("small", "medium", "large"), default="medium"
+    )
+    parser.add_argument("--latency-ms", type=float, default=50)
+    parser.add_argument("--limits", choices=("documented", "off"), default="documented")
+    parser.add_argument("--providers", default="stripe,xero,hubspot")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--stripe-key",
+        choices=("test", "live"),
+        default="test",
+        help="sk_test_ (25 requests/s) or sk_live_ (100/s) on both sides",
+    )
+    parser.add_argument(
+        "--xero-page-size", type=int, default=1000, help="pageSize (Xero: at most 1000)"
+    )
+    parser.add_argument(
+        "--hubspot-page-size", type=int, default=200, help="search limit (at most 200)"
+    )
+    parser.add_argument(
+        "--sandbox-json",
+        choices=("shipped", "fast"),
+        default="shipped",
+        help="fast: the sandbox encodes answers with the C encoder (same bytes)",
+    )
+    parser.add_argument(
+        "--no-official", action="store_true", help="skip the official stripe library"
+    )
+    parser.add_argument(
+        "--stream-timeout",
+        type=float,
+        default=3600,
+        help="stop a stream after this long",
+    )
+    args = parser.parse_args(argv)
+    chosen = [p.strip() for p in args.providers.split(",") if p.strip()]
+    unknown = [p for p in chosen if p not in PROVIDERS]
+    if unknown:
+        parser.error(f"unknown provider {unknown[0]!r} (known: {', '.join(PROVIDERS)})")
+
+    print(
+        f"pull bench {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
+        f"{_cores()} cores; {' '.join(sys.argv)}"
+    )
+    started = time.perf_counter()
+    scenario = generate(args.seed, args.size)
+    print(
+        f"book: seed {args.seed}, {args.size}, generated in {time.perf_counter() - started:.1f} s"
+    )
+    data = {p: scenario.data[p] for p in chosen}
+    credentials = {
+        **DEMO_CREDENTIALS,
+        "stripe": [*DEMO_CREDENTIALS["stripe"], STRIPE_LIVE_KEY],
+    }
+    started = time.perf_counter()
+    sandbox = Sandbox(
+        {**data, "credentials": credentials},
+        latency_ms=args.latency_ms,
+        limits=args.limits,
+    )
+    # The sandbox holds its own copy: the generator's goes, and the counts stay.
+    book = {
+        p: {name: len(items or []) for name, items in scenario.data[p].items()}
+        for p in chosen
+    }
+    del scenario, data
+    gc.collect()
+    print(
+        f"sandbox loaded in {time.perf_counter() - started:.1f} s; latency {args.latency_ms:g} ms, "
+        f"limits {args.limits}, Stripe key {args.stripe_key}, "
+        f"sandbox JSON {args.sandbox_json}"
+    )
+    if args.sandbox_json == "fast":
+        use_fast_json(sandbox)
+    counter = RequestCounter(sandbox)
+    results: dict[str, list[Run]] = {}
+    with sandbox:
+        print(HEADER)
+        for name in chosen:
+            settings = settings_for(name, sandbox, args)
+            limit = limit_of(name, settings)
+            runs = pull(name, sandbox, counter, book[name], args)
+            results[name] = runs
+            print(_line(total(name, runs, limit)), flush=True)
+            if name == "stripe" and not args.no_official:
+                # Let the key's rate window empty: the official run starts as ours did.
+                time.sleep(1.5)
+                official = official_stripe(sandbox, counter, book[name], args)
+                if official:
+                    results["stripe (official)"] = official
+                    print(
+                        _line(total("stripe (official)", official, limit)), flush=True
+                    )
+    if "stripe" in results and "stripe (official)" in results:
+        print("  ours / official (records/s):")
+        by_stream = {run.stream: run for run in results["stripe (official)"]}
+        for run in results["stripe"]:
+            theirs = by_stream.get(run.stream)
+            if theirs is not None and theirs.rate and run.records:
+                print(f"    {run.stream:21} {run.rate / theirs.rate:5.2f}x")
+        ours, theirs = (
+            total("", results["stripe"], None),
+            total("", results["stripe (official)"], None),
+        )
+        if theirs.rate:
+            print(f"    {'TOTAL':21} {ours.rate / theirs.rate:5.2f}x")
+    return 0
+
+
+def _cores() -> int:
+    import os
+
+    return (
+        len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count() or 0
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
