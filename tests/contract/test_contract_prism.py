@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from connector.errors import InvalidRequestError
+from connector.errors import InvalidRequestError, PaginationLoopError
 from connector.model import Action, Ref
 from providers.hubspot import HubSpotProvider
 from providers.hubspot.settings import HubSpotSettings
@@ -117,8 +117,11 @@ def hubspot(url: str) -> HubSpotProvider:
 def test_hubspot_read_streams_send_only_requests_the_document_accepts(hubspot_url, recorder):
     provider = hubspot(hubspot_url)
     for stream in provider.streams:
-        for page, _ in zip(provider.read(stream, None), range(3), strict=False):
-            assert page.stream == stream
+        try:
+            for page, _ in zip(provider.read(stream, None), range(3), strict=False):
+                assert page.stream == stream
+        except PaginationLoopError:
+            pass  # Prism's random `after` tokens may repeat; the requests sent are what counts here
     provider.close()
     assert any(r.url.path.endswith("/search") for r, _ in recorder.exchanges)
     assert recorder.problems() == []

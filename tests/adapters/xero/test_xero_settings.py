@@ -16,7 +16,7 @@ def test_defaults_point_at_xero_with_its_documented_limits():
 
 
 def test_secrets_are_typed_as_secrets_and_hidden_in_reprs():
-    assert set(secret_fields(XeroSettings)) == {"client_secret", "refresh_token", "access_token"}
+    assert set(secret_fields(XeroSettings)) == {"client_secret", "refresh_token", "access_token", "webhook_secret"}
     settings = XeroSettings(**REQUIRED, access_token="at-very-secret")
     assert isinstance(settings.client_secret, SecretStr)
     assert "at-very-secret" not in repr(settings) and "s-1" not in repr(XeroProvider(settings))
