@@ -41,12 +41,21 @@ class CustomerDunning(BaseModel):
     pause: bool = False
 
 
+class ConnectionDunning(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[dict[str, Any]]
+
+
 class DunningSection(BaseModel):
-    """`[dunning]` in connector.toml: `steps`, and per-customer overrides by id or exact name."""
+    """`[dunning]` in connector.toml: `steps`, per-connection overrides (for the customers known
+    in that connection, e.g. one ledger per legal entity) and per-customer overrides by id or
+    exact name. The most specific wins: customer, then connection, then the default."""
 
     model_config = ConfigDict(extra="forbid")
 
     steps: list[dict[str, Any]] | None = None
+    connections: dict[str, ConnectionDunning] = Field(default_factory=dict)
     customers: dict[str, CustomerDunning] = Field(default_factory=dict)
 
 
@@ -54,7 +63,8 @@ def dunning_section(config: Config) -> DunningSection:
     raw = config.dunning
     try:
         section = DunningSection.model_validate(raw)
-        policies = [section.steps] + [c.steps for c in section.customers.values()]
+        policies = [section.steps] + [c.steps for c in section.connections.values()]
+        policies += [c.steps for c in section.customers.values()]
         for steps in policies:
             if steps is not None:
                 DunningPolicy.model_validate({"steps": steps})
@@ -68,11 +78,15 @@ def dunning_section(config: Config) -> DunningSection:
 
 def policy_chooser(section: DunningSection) -> Any:
     default = DunningPolicy.model_validate({"steps": section.steps}) if section.steps else DunningPolicy.default()
+    by_connection = {name: DunningPolicy.model_validate({"steps": c.steps}) for name, c in section.connections.items()}
 
     def policy_for(customer: Customer) -> DunningPolicy:
         override = section.customers.get(customer.id or "") or section.customers.get(customer.name)
         if override and override.steps:
             return DunningPolicy.model_validate({"steps": override.steps})
+        for name, policy in by_connection.items():  # in the order the config names them
+            if any(ref.system == name for ref in customer.refs):
+                return policy
         return default
 
     return policy_for
