@@ -132,3 +132,32 @@ def test_four_workers_on_postgresql_run_every_unit_once_per_tick(book, tmp_path)
     assert next(r for r in rows if r["unit"] == "reconcile")["runs"] == 1
     writes = write_counts(journal)
     assert writes and max(writes.values()) == 1, {k: v for k, v in writes.items() if v > 1}
+
+
+def test_a_worker_killed_mid_run_loses_nothing(book, tmp_path):
+    postgres_url_or_fail()
+    with temporary_pg_schema() as schema, Sandbox(book, limits="off", latency_ms=40) as sandbox:
+        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        config, store = setup_config(sandbox, tmp_path, url)
+        config_path = tmp_path / "connector.toml"
+        args = ("--every", "1h", "--max-ticks", "1", "--lease", "3s")
+        workers = [serve(config_path, *args) for _ in range(3)]
+        assert b"serving every" in workers[0].stderr.readline()
+        time.sleep(1.5)
+        workers[0].kill()  # SIGKILL mid-run: its unit's lease must run out before anyone retakes it
+        for worker in workers[1:]:
+            worker.communicate(timeout=300)
+        workers[0].communicate(timeout=30)
+        time.sleep(3.5)
+        finisher = serve(config_path, *args)  # the next run (or tick) picks up what the dead one held
+        _, err = finisher.communicate(timeout=300)
+        assert finisher.returncode == 0, err.decode()[-500:]
+        journal = list(sandbox.journal)
+        with store.session() as session:
+            rows = units.units(session)
+        store.close()
+    pulls = [r for r in rows if r["kind"] == "pull"]
+    assert all(r["done_tick"] == r["due_tick"] and r["owner"] is None for r in pulls), [
+        (r["unit"], r["due_tick"], r["done_tick"], r["owner"]) for r in pulls if r["done_tick"] != r["due_tick"]]
+    writes = write_counts(journal)
+    assert writes and max(writes.values()) == 1, {k: v for k, v in writes.items() if v > 1}
