@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import sqlalchemy as sa
 
 from connector.errors import StateError
 from state.store import Store
@@ -27,6 +32,24 @@ class StateTokenStore:
             return None
         expires = stored.expires_at.timestamp() if stored.expires_at else None
         return {"access_token": stored.access_token, "refresh_token": stored.refresh_token, "expires_at": expires}
+
+    @contextmanager
+    def refresh_guard(self, connection: str) -> Iterator[None]:
+        """Hold the connection's refresh lock across processes while its token is refreshed:
+        a PostgreSQL advisory lock keyed by the connection (the workers of one database share
+        it); SQLite runs one worker, so the in-process lock is enough there."""
+        engine = self._store.engine
+        if engine.dialect.name != "postgresql":
+            yield
+            return
+        key = int.from_bytes(hashlib.sha256(f"oauth:{connection}".encode()).digest()[:8], "big", signed=True)
+        with engine.connect() as held:
+            held.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                held.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                held.commit()
 
     def save(self, connection: str, tokens: dict[str, Any]) -> None:
         version = self._store.save_tokens(connection, tokens, self._versions.get(connection))

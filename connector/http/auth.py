@@ -21,6 +21,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Generator
+from contextlib import nullcontext
 from typing import Any, Literal
 
 import httpx
@@ -146,7 +147,10 @@ class OAuthTokenManager(httpx.Auth):
     def refresh(self, *, stale: str | None) -> str:
         """Spend the refresh token unless someone already replaced the `stale` access token.
         Returns the access token to use."""
-        with self._lock:
+        guard = getattr(self._store, "refresh_guard", None)
+        with self._lock, (guard(self.connection) if guard else nullcontext()):
+            # Across processes too (PostgreSQL): whoever waited here reloads first, and uses
+            # the tokens another worker just refreshed instead of spending a dead token.
             self._load_stored()
             current = self._tokens
             if current.get("access_token") != stale and self._usable(current):
