@@ -64,6 +64,7 @@ class Service:
     registry: Registry = field(default_factory=installed)
     lease: timedelta = timedelta(minutes=10)
     jitter: float = 0.1  # share of the interval a worker waits at random, so tenants do not fire at once
+    apply_poll: timedelta = timedelta(seconds=15)
     stop: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
     ticks_done: int = 0
@@ -118,11 +119,19 @@ class Service:
             self._release_sqlite_lock()
 
     def _wait(self) -> None:
+        """Until the next tick (with jitter) or a wake-up (a webhook). Meanwhile, every
+        `apply_poll`, send what other workers planned: the outbox is shared work too."""
         interval = self.every.total_seconds()
         now = time.time()
-        until_next = interval - (now % interval) + random.uniform(0, self.jitter * interval)
-        self.wake.wait(timeout=max(0.05, min(until_next, interval)))
-        self.wake.clear()
+        deadline = now + interval - (now % interval) + random.uniform(0, self.jitter * interval)
+        while not self.stop.is_set():
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                return
+            if self.wake.wait(timeout=max(0.05, min(remaining, self.apply_poll.total_seconds()))):
+                self.wake.clear()
+                return
+            self._apply()
 
     def _work(self) -> None:
         while not self.stop.is_set():
