@@ -16,11 +16,15 @@ from typing import Any
 
 from connector.config import load_config
 from connector.errors import UsageError
+from connector.reconcile_engine import (
+    ReconcileSummary,
+    invoice_allocations,
+    run_reconciliation,
+)
+from connector.reminders import already_reminded
+from connector.reports import aging_report
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
-from connector.reconcile_engine import ReconcileSummary, invoice_allocations, run_reconciliation
-from connector.reports import aging_report
-from connector.reminders import already_reminded
 from connector.sync import SyncEngine, SyncReport
 from connector.writeback import ApplyReport, apply, plan
 from state.store import Store, open_store
@@ -102,7 +106,8 @@ tenant_id = "{xero["tenant_ids"][0]}"
 client_id = "{xero["client_id"]}"
 client_secret = "{xero["client_secret"]}"
 refresh_token = "{xero["refresh_token"]}"
-payment_account_code = "090"
+payment_account_code = "615"                  # Stripe Clearing: card money on its way to the bank
+fee_account_code = "404"                      # Bank Fees
 '''
 
 

@@ -16,7 +16,13 @@ from typing import Any
 
 from connector.errors import UsageError
 from connector.lookup import find_invoice, find_payment
-from connector.model import Allocation, Invoice, Payment, PaymentApplication, invoice_position
+from connector.model import (
+    Allocation,
+    Invoice,
+    Payment,
+    PaymentApplication,
+    invoice_position,
+)
 from connector.money import Money, to_decimal
 from connector.reconcile import MANUAL_RULE
 from connector.reconcile_engine import LEDGER_RULE

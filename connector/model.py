@@ -40,6 +40,7 @@ AgingBucket = Literal["current", "1-30", "31-60", "61-90", "90+"]
 ActionState = Literal["planned", "in_flight", "done", "failed", "cancelled"]
 ActionKind = Literal[
     "record_payment",
+    "record_fee",
     "mark_paid",
     "void_invoice",
     "send_invoice",

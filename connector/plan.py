@@ -54,6 +54,7 @@ class Facts:
     payment_views: dict[str, list[SystemView]]
     allocations: list[Allocation]  # applied, not recorded by the ledger itself
     ledger_payments_on: dict[tuple[str, str], list[SystemView]]  # (ledger system, invoice remote id) -> payments
+    fee_ledgers: frozenset[str] = frozenset()  # ledger connections configured to book gateway fees
 
 
 def _label(invoice: Invoice) -> str:
@@ -92,6 +93,19 @@ def plan_ledger_payments(facts: Facts) -> list[PlannedAction]:
                 f" -> {invoice.total - invoice.amount_paid - invoice.amount_credited - allocation.amount}"
             )
             planned.append(PlannedAction(action, "invoice", invoice.id or "", summary))
+            fee = payment.fee
+            if ledger.system in facts.fee_ledgers and fee is not None and fee.amount > 0 and source is not None:
+                # one fee per payment, whatever the number of invoices it pays: same content, same key
+                fee_action = Action(
+                    connection=ledger.system,
+                    kind="record_fee",
+                    target=source.ref,
+                    payload={"amount": str(fee.amount), "currency": fee.currency,
+                             "date": payment.received_at.date().isoformat(), "reference": source.remote_id,
+                             "description": f"{source.system} fee on {source.remote_id}"},
+                )
+                planned.append(PlannedAction(fee_action, "payment", payment.id or "",
+                                             f"book {source.system} fee {fee} on {source.remote_id} in {ledger.system}"))
     return planned
 
 

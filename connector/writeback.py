@@ -96,9 +96,14 @@ def gather_facts(config: Config, store: Store, registry: Registry | None = None,
             invoice_remote = ((view.data.get("_sync") or {}).get("links") or {}).get("invoice")
             if view.kind == "ledger" and invoice_remote:
                 ledger_payments_on[(view.system, str(invoice_remote))].append(view)
+    fee_ledgers = frozenset(
+        name for name, connection in config.connections.items()
+        if getattr(connection.settings, "fee_account_code", None) and systems.get(name, ("", 0))[0] == "ledger"
+    )
     return Facts(
         invoices=invoices, positions=positions, invoice_views=views(invoice_rows), payments=payments,
         payment_views=payment_views, allocations=extra, ledger_payments_on=dict(ledger_payments_on),
+        fee_ledgers=fee_ledgers,
     )
 
 

@@ -18,7 +18,14 @@ from pydantic import BaseModel, ValidationError
 
 from connector.errors import ConfigError, MappingError
 from connector.model import Ref
-from mappings.spec import RECORD_MODELS, FieldRef, FieldSpec, MappingSpec, StreamSpec, as_field
+from mappings.spec import (
+    RECORD_MODELS,
+    FieldRef,
+    FieldSpec,
+    MappingSpec,
+    StreamSpec,
+    as_field,
+)
 from mappings.transforms import TRANSFORMS, TransformContext
 
 _MISSING = object()

@@ -8,7 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from connector.money import Money, money_sum, to_decimal
-from mappings.transforms import TransformContext, _currency, _epoch_date, _int, stripe_exponent, transform
+from mappings.transforms import (
+    TransformContext,
+    _currency,
+    _epoch_date,
+    _int,
+    stripe_exponent,
+    transform,
+)
 
 
 def _minor(value: Any, currency: str) -> Money:

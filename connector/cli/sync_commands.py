@@ -12,8 +12,8 @@ from connector.cli.progress import SyncProgress
 from connector.cli.writeback_commands import print_entries
 from connector.errors import EXIT_PROBLEMS, UsageError
 from connector.reconcile_engine import run_reconciliation
-from connector.writeback import apply, pending, plan
 from connector.sync import SyncEngine, SyncReport
+from connector.writeback import apply, pending, plan
 
 
 @click.command("sync")

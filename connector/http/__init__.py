@@ -28,7 +28,11 @@ from connector.http.provider_http import (
     idempotency_param,
 )
 from connector.http.ratelimit import Limit, RateLimiter
-from connector.http.responses import DEFAULT_REQUEST_ID_HEADERS, decode_json, parse_retry_after
+from connector.http.responses import (
+    DEFAULT_REQUEST_ID_HEADERS,
+    decode_json,
+    parse_retry_after,
+)
 from connector.http.retry import RetryPolicy, retry_policy
 
 __all__ = [

@@ -12,9 +12,8 @@ attributes, a post-init hook, extra fields allowed) falls back to `model_constru
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
-
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 

@@ -38,6 +38,7 @@ COLLECTIONS = {  # collection -> its id field, and whether it pages
     "CreditNotes": ("CreditNoteID", True),
     "Payments": ("PaymentID", True),
     "Accounts": ("AccountID", False),
+    "BankTransactions": ("BankTransactionID", True),
 }
 NUMBER_FIELDS = {"Contacts": "ContactNumber", "Invoices": "InvoiceNumber", "CreditNotes": "CreditNoteNumber"}
 MAX_PAGE_SIZE = 1000
@@ -211,6 +212,8 @@ class XeroFace:
             return Response(200, self._envelope(name, [copy(self._find(name, parts[1]))]))
         if name == "Payments" and len(parts) == 1 and request.method in ("PUT", "POST"):
             return self._put_payments(request)
+        if name == "BankTransactions" and len(parts) == 1 and request.method in ("PUT", "POST"):
+            return self._put_bank_transactions(request)
         if name == "Invoices" and len(parts) == 3 and parts[2] == "Email" and request.method == "POST":
             return self._email(self._find(name, parts[1]))
         raise Refusal(problem(404, "NotFound", f"The resource {request.method} {request.path} cannot be found"))
@@ -371,6 +374,39 @@ class XeroFace:
                 answers.append(copy(payment))
                 effects.append(f"created payment {payment['PaymentID']}")
         return Response(200, self._envelope("Payments", answers), effect="; ".join(effects))
+
+    def _put_bank_transactions(self, request: Request) -> Response:
+        """Spend or receive money on a bank (or clearing) account: what a gateway fee is."""
+        try:
+            body = request.json()
+        except ValueError:
+            raise Refusal(xero_error(400, "The request body is not valid JSON", type_="PostDataInvalidException", number=14)) from None
+        items = body.get("BankTransactions") if isinstance(body, dict) else None
+        if not items or not all(isinstance(i, dict) for i in items):
+            raise Refusal(xero_error(400, "No bank transactions in the request", type_="PostDataInvalidException", number=14))
+        answers, effects = [], []
+        codes = {a.get("Code") for a in self.objects["Accounts"].values()}
+        for item in items:
+            errors = []
+            if item.get("Type") not in ("SPEND", "RECEIVE"):
+                errors.append("Type must be SPEND or RECEIVE")
+            if self._account({"Account": item.get("BankAccount") or {}}) is None:
+                errors.append("Account could not be found")
+            lines = item.get("LineItems") or []
+            if not lines or any(line.get("AccountCode") not in codes for line in lines):
+                errors.append("Account code is not valid for this organisation")
+            if errors:
+                answers.append(self._refused(item, errors))
+                effects.append("rejected: " + "; ".join(errors))
+                continue
+            total = sum((_dec(line.get("UnitAmount")) * _dec(line.get("Quantity") or 1) for line in lines), Decimal(0))
+            booked = {**copy(item), "BankTransactionID": new_uuid(), "Status": "AUTHORISED", "Total": total,
+                      "SubTotal": total, "TotalTax": Decimal(0), "IsReconciled": False,
+                      "UpdatedDateUTC": dotnet_date(self.clock())}
+            self.objects["BankTransactions"][booked["BankTransactionID"]] = booked
+            answers.append(copy(booked))
+            effects.append(f"created bank transaction {booked['BankTransactionID']} ({item.get('Type')} {total})")
+        return Response(200, self._envelope("BankTransactions", answers), effect="; ".join(effects))
 
     @staticmethod
     def _refused(item: dict[str, Any], errors: list[str]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from connector.errors import ConfigError, UsageError
 from connector.link_engine import link_all
 from connector.reconcile_engine import run_reconciliation
 from connector.service.metrics import Metrics
-from connector.sync import SyncEngine, StreamReport, first_line
+from connector.sync import StreamReport, SyncEngine, first_line
 from connector.writeback import apply, plan
 from providers.registry import Registry, installed
 from state import units as work

@@ -20,7 +20,11 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from connector.errors import InvalidRequestError, PaginationLoopError, ProviderUnavailableError
+from connector.errors import (
+    InvalidRequestError,
+    PaginationLoopError,
+    ProviderUnavailableError,
+)
 from connector.http import (
     BearerAuth,
     OAuthTokenManager,

@@ -10,12 +10,31 @@ from typing import Any, ClassVar
 import httpx
 
 from connector.errors import ConfigError, PaginationLoopError
-from connector.http import OAuthTokenManager, ProviderHttp, RateLimiter, RetryPolicy, decode_json
+from connector.http import (
+    OAuthTokenManager,
+    ProviderHttp,
+    RateLimiter,
+    RetryPolicy,
+    decode_json,
+)
 from connector.model import Action
-from providers.base import ActionResult, Page, Provider, ProviderKind, ProviderSettings, TokenStore
+from providers.base import (
+    ActionResult,
+    Page,
+    Provider,
+    ProviderKind,
+    ProviderSettings,
+    TokenStore,
+)
 from providers.xero import incremental
 from providers.xero.settings import XeroSettings
-from providers.xero.writes import accepted_payment, check_invoice, payment_request, refuse
+from providers.xero.writes import (
+    accepted_payment,
+    check_invoice,
+    fee_request,
+    payment_request,
+    refuse,
+)
 
 # Unit amounts to 4 decimal places (Xero's default is 2 and rounds them).
 UNIT_DECIMAL_PLACES = 4
@@ -29,7 +48,7 @@ class XeroProvider(Provider):
     settings_model: ClassVar[type[ProviderSettings]] = XeroSettings
     mapping_file: ClassVar[str | None] = "mappings:xero.toml"
     streams: ClassVar[tuple[str, ...]] = ("contacts", "invoices", "credit_notes", "payments")
-    actions: ClassVar[tuple[str, ...]] = ("record_payment", "send_invoice")
+    actions: ClassVar[tuple[str, ...]] = ("record_payment", "record_fee", "send_invoice")
 
     settings: XeroSettings
 
@@ -187,6 +206,29 @@ class XeroProvider(Provider):
         payment = accepted_payment(answer, request.amount)
         # Xero does not say when it replays an answer; the same PaymentID tells.
         return ActionResult(remote_id=str(payment["PaymentID"]), response=answer, replayed=False)
+
+    def apply_record_fee(self, action: Action) -> ActionResult:
+        """`PUT /BankTransactions` (SPEND) booking a gateway fee from the payment (clearing)
+        account to `fee_account_code`, with the action's Idempotency-Key."""
+        s = self.settings
+        missing = [k for k in ("payment_account_code", "fee_account_code") if not getattr(s, k)]
+        if missing:
+            raise ConfigError(
+                f"booking a gateway fee in Xero needs {' and '.join(missing)}",
+                where=f"connections.{self.connection}",
+            )
+        body = fee_request(action, bank_code=s.payment_account_code or "", fee_code=s.fee_account_code or "",
+                           contact=s.fee_contact_name)
+        response = self.http.request(
+            "PUT", "/BankTransactions", params={"summarizeErrors": "false"}, json=body,
+            idempotency_key=action.idempotency_key,
+        )
+        answer = decode_json(response, provider=self.name)
+        booked = (answer.get("BankTransactions") or [{}])[0]
+        errors = [e.get("Message") for e in booked.get("ValidationErrors") or [] if isinstance(e, dict)]
+        if errors or not booked.get("BankTransactionID"):
+            raise refuse("PUT /BankTransactions refused the fee: " + ("; ".join(filter(None, errors)) or "no transaction"))
+        return ActionResult(remote_id=str(booked["BankTransactionID"]), response=answer, replayed=False)
 
     def apply_send_invoice(self, action: Action) -> ActionResult:
         """`POST /Invoices/{InvoiceID}/Email`: Xero emails the invoice to the contact (204)."""

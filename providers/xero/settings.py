@@ -30,6 +30,10 @@ class XeroSettings(ProviderSettings):
     token_url: str = Field(default=XERO_TOKEN_URL, min_length=1)
     # The Code of the bank (or clearing) account that recorded payments go to.
     payment_account_code: str | None = Field(default=None, min_length=1)
+    # Gateway fees: booked as spend money from the payment (clearing) account to this expense
+    # account, against this contact. Without `fee_account_code` no fee is booked.
+    fee_account_code: str | None = Field(default=None, min_length=1)
+    fee_contact_name: str = Field(default="Stripe", min_length=1)
     page_size: int = Field(default=100, ge=1, le=1000)
     calls_per_minute: int = Field(default=60, ge=1)
     calls_per_day: int = Field(default=5000, ge=1)

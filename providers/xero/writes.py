@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
-
 
 from connector.errors import InvalidRequestError
 from connector.model import Action
@@ -96,3 +96,40 @@ def accepted_payment(answer: Any, expected: Money) -> dict[str, Any]:
     if not payment.get("PaymentID"):
         raise refuse("PUT /Payments answered without a PaymentID")
     return payment
+
+
+def fee_request(action: Action, *, bank_code: str, fee_code: str, contact: str) -> dict[str, Any]:
+    """The `PUT /BankTransactions` body that books a gateway fee: spend money from the
+    clearing account the payments go to, to the fee expense account."""
+    payload = action.payload
+    try:
+        currency = normalise_currency(payload.get("currency"))
+        amount = to_decimal(payload.get("amount"))
+        when = date.fromisoformat(str(payload.get("date")))
+    except ValueError as exc:
+        raise refuse(f"record_fee: {exc}") from None
+    money = Money.of(amount, currency)
+    if money.amount != amount or amount <= 0:
+        raise refuse(f"record_fee: {amount} is not a positive exact amount of {currency}")
+    reference = str(payload.get("reference") or "")
+    return {
+        "BankTransactions": [
+            {
+                "Type": "SPEND",
+                "Contact": {"Name": contact},
+                "BankAccount": {"Code": bank_code},
+                "Date": when.isoformat(),
+                "Reference": reference,
+                "CurrencyCode": currency,
+                "LineAmountTypes": "NoTax",
+                "LineItems": [
+                    {
+                        "Description": str(payload.get("description") or f"Gateway fee {reference}"),
+                        "Quantity": Decimal(1),
+                        "UnitAmount": money.amount,
+                        "AccountCode": fee_code,
+                    }
+                ],
+            }
+        ]
+    }

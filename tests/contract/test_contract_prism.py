@@ -55,6 +55,7 @@ def xero(url: str) -> XeroProvider:
         access_token="contract-access",
         access_token_expires_at=FAR_FUTURE,
         payment_account_code="090",
+        fee_account_code="404",
     )
     return XeroProvider(settings, connection="ledger")
 
@@ -98,9 +99,18 @@ def test_xero_write_actions_send_only_requests_the_document_accepts(xero_url, re
         # adapter must read it as a refusal. What this test proves is the request's shape.
         assert "refused the payment" in str(exc)
     provider.apply(Action(connection="ledger", kind="send_invoice", target=target))
+    fee = Action(connection="ledger", kind="record_fee",
+                 target=Ref(system="gateway", object_type="payment", remote_id="ch_3Contract"),
+                 payload={"amount": "0.59", "currency": example["CurrencyCode"], "date": "2026-11-20",
+                          "reference": "ch_3Contract", "description": "gateway fee"})
+    try:
+        provider.apply(fee)
+    except InvalidRequestError as exc:  # the document's example answer may carry validation errors
+        assert "refused the fee" in str(exc)
     provider.close()
     methods = {(r.method, r.url.path) for r, _ in recorder.exchanges}
     assert ("PUT", "/Payments") in methods and ("POST", f"/Invoices/{invoice_id}/Email") in methods
+    assert ("PUT", "/BankTransactions") in methods
     for request, _ in recorder.exchanges:
         if request.method in ("PUT", "POST"):
             assert request.headers.get("Idempotency-Key"), f"{request.method} {request.url.path} without Idempotency-Key"

@@ -38,6 +38,7 @@ SETTINGS = XeroSettings(
     client_secret=DEMO_CREDENTIALS["xero"]["client_secret"],
     refresh_token=DEMO_CREDENTIALS["xero"]["refresh_token"],
     payment_account_code=next(a["Code"] for a in XERO["Accounts"] if a.get("Type") == "BANK"),
+    fee_account_code=next(a["Code"] for a in XERO["Accounts"] if a.get("Type") == "EXPENSE"),
     page_size=7,
 )
 
@@ -57,5 +58,7 @@ TestXeroKit = provider_test_class(
         ActionCase("record_payment", {"object_type": "invoice", "remote_id": OPEN["InvoiceID"]},
                    {"amount": "10.00", "currency": "USD", "date": "2026-03-01", "reference": "kit"}),
         ActionCase("send_invoice", {"object_type": "invoice", "remote_id": OPEN["InvoiceID"]}, {}),
+        ActionCase("record_fee", {"object_type": "payment", "remote_id": "ch_kit"},
+                   {"amount": "0.59", "currency": "USD", "date": "2026-03-01", "reference": "ch_kit"}),
     ],
 )

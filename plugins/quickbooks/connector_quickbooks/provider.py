@@ -33,7 +33,14 @@ from connector_quickbooks.writes import (
     payment_request,
     refuse,
 )
-from providers.base import ActionResult, Page, Provider, ProviderKind, ProviderSettings, TokenStore
+from providers.base import (
+    ActionResult,
+    Page,
+    Provider,
+    ProviderKind,
+    ProviderSettings,
+    TokenStore,
+)
 
 # The same pool sizes the connector's own clients use (the wrapper below replaces httpx's
 # default transport, which would otherwise take them from the client).
