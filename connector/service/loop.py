@@ -145,8 +145,21 @@ class Service:
                 claimed = work.claim(session, self.worker, lease=self.lease, kinds=("reconcile",))
             for unit in claimed:
                 self._run_reconcile(unit)
+            if not claimed:
+                self._await_reconcile()  # another worker plans: then every worker applies
         if not self.stop.is_set():
             self._apply()
+
+    def _await_reconcile(self) -> None:
+        """Wait (bounded by the lease) while another worker reconciles and plans this tick,
+        so that the actions it plans are sent by every worker, not by it alone."""
+        deadline = time.monotonic() + self.lease.total_seconds()
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            with self.store.session() as session:
+                row = next((r for r in work.units(session) if r["unit"] == RECONCILE_UNIT), None)
+            if row is None or row["done_tick"] >= row["due_tick"] or row["owner"] is None:
+                return
+            self.stop.wait(0.5)
 
     def _run_pull(self, unit: work.Unit) -> None:
         assert unit.connection and unit.stream
