@@ -120,6 +120,7 @@ class SyncEngine:
     ) -> SyncReport:
         chosen = [self.config.connection(name) for name in connections] or list(self.config.connections.values())
         run_id = self.store.start_run()
+        self.run_id = run_id
         reports: list[StreamReport] = []
         links: dict[str, dict[str, int]] = {}
         try:
@@ -154,7 +155,7 @@ class SyncEngine:
         report = StreamReport(connection=connection.name, provider=connection.provider, stream=stream)
         started = time.monotonic()
         cursor = None if full else self.store.get_cursor(connection.name, stream)
-        context = {"connection": connection.name, "stream": stream}
+        context = {"connection": connection.name, "stream": stream, "run_id": getattr(self, "run_id", None)}
         try:
             for page in provider.read(stream, cursor):
                 if self.stop.is_set():

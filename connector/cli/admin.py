@@ -175,6 +175,12 @@ def doctor(app: AppContext, as_json: bool) -> int:
                     "warning",
                 )
             )
+    try:
+        from connector.reminders import dunning_section
+
+        dunning_section(config)
+    except ConfigError as exc:
+        checks.append(_check("dunning", False, str(exc)))
     if not config.connections and not config.problems:
         checks.append(_check("connections", True, "none configured", "warning"))
     failed = any(c["status"] == "error" for c in checks)

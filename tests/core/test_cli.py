@@ -54,3 +54,21 @@ def test_providers_list_json_is_valid_json(run_cli):
     assert result.exit_code == 0
     for row in json.loads(result.stdout)["providers"]:
         assert {"name", "status", "origin"} <= set(row)
+
+
+def test_doctor_reports_a_bad_dunning_table(run_cli, tmp_path):
+    (tmp_path / "connector.toml").write_text('[dunning]\nsteps = [{ days = 1, tone = "x", channel = "fax" }]\n')
+    result = run_cli("doctor")
+    assert result.exit_code == 1
+    assert "dunning" in result.stdout and "error" in result.stdout
+
+
+def test_json_logs_carry_the_run_and_the_stream(tmp_path):
+    import logging
+
+    from connector.logs import JsonFormatter
+
+    record = logging.LogRecord("connector.sync", logging.WARNING, __file__, 1, "stream deferred: %s", ("x",), None)
+    record.run_id, record.connection, record.stream = "run-1", "ledger", "invoices"
+    line = json.loads(JsonFormatter().format(record))
+    assert (line["run_id"], line["connection"], line["stream"], line["message"]) == ("run-1", "ledger", "invoices", "stream deferred: x")
