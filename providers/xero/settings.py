@@ -34,7 +34,7 @@ class XeroSettings(ProviderSettings):
     # account, against this contact. Without `fee_account_code` no fee is booked.
     fee_account_code: str | None = Field(default=None, min_length=1)
     fee_contact_name: str = Field(default="Stripe", min_length=1)
-    page_size: int = Field(default=100, ge=1, le=1000)
+    page_size: int = Field(default=1000, ge=1, le=1000)
     calls_per_minute: int = Field(default=60, ge=1)
     calls_per_day: int = Field(default=5000, ge=1)
     max_concurrent: int = Field(default=5, ge=1)
