@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 from datetime import date
 
-import pytest
 
 from connector.demo import DEMO_CREDENTIALS
 from connector.sandbox.generator import generate
