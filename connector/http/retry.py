@@ -104,7 +104,7 @@ def retry_policy(
             why = type(outcome.exception()).__name__
         else:
             why = f"HTTP {outcome.result().status_code}"
-        logger.warning(
+        logger.info(  # routine: a retry that works is not worth a warning; a give-up is an error
             "%s",
             redact(
                 f"{label}: {why}; attempt {state.attempt_number} of {policy.max_attempts}, "
