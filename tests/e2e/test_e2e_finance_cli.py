@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import sqlalchemy as sa
@@ -11,23 +10,12 @@ import sqlalchemy as sa
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
-    from connector.demo import run_demo
-
-    directory = tmp_path_factory.mktemp("demo")
-    run_demo(directory, seed=42, echo=lambda _line: None)
-    return directory
-
-
 @pytest.fixture
-def book(demo_dir, tmp_path, run_cli):
-    """A private copy of the demo database for one test."""
-    copy = tmp_path / "book"
-    shutil.copytree(demo_dir, copy)
+def book(demo_copy, run_cli):
+    """The CLI on a private copy of the demo database."""
     def run(*args):
-        return run_cli("--config", str(copy / "connector.toml"), *args)
-    return run, copy
+        return run_cli("--config", str(demo_copy / "connector.toml"), *args)
+    return run, demo_copy
 
 
 def audit_rows(copy, action):

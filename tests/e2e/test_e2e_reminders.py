@@ -3,7 +3,6 @@ customer, and never to a disputed, promised, paused or already-paid-in-the-gatew
 
 from __future__ import annotations
 
-import shutil
 from datetime import date, timedelta
 
 import pytest
@@ -16,22 +15,11 @@ from state.store import open_store
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
-    from connector.demo import run_demo
-
-    directory = tmp_path_factory.mktemp("dunning")
-    run_demo(directory, seed=42, echo=lambda _line: None)
-    return directory
-
-
 @pytest.fixture
-def book(demo_dir, tmp_path, run_cli):
-    copy = tmp_path / "book"
-    shutil.copytree(demo_dir, copy)
-    config = load_config(str(copy / "connector.toml"))
+def book(demo_copy, run_cli):
+    config = load_config(str(demo_copy / "connector.toml"))
     store = open_store(config.database_url)
-    yield (lambda *args: run_cli("--config", str(copy / "connector.toml"), *args)), config, store
+    yield (lambda *args: run_cli("--config", str(demo_copy / "connector.toml"), *args)), config, store
     store.close()
 
 
