@@ -107,11 +107,18 @@ def claim(
     dead_workers: Sequence[str] = (),
 ) -> list[OutboxEntry]:
     """Claim up to `limit` actions for `worker`: each by its own compare-and-swap, so a row
-    another worker took meanwhile is skipped, never sent twice."""
+    another worker took meanwhile is skipped, never sent twice. On PostgreSQL the candidates
+    are read `FOR UPDATE SKIP LOCKED`: rows another worker is claiming in a transaction not yet
+    committed are passed over, so two workers claiming at the same moment get different
+    batches instead of the second one finding its whole batch taken (and stopping with work
+    left). SQLite has one writer at a time (`BEGIN IMMEDIATE`), so claims cannot overlap there."""
     outbox = table("outbox_actions")
     now = utcnow()
     condition = _claimable(outbox, now, now - lease, dead_workers)
-    query = sa.select(outbox.c.id).where(condition).order_by(outbox.c.id).limit(limit)
+    query = (
+        sa.select(outbox.c.id).where(condition).order_by(outbox.c.id).limit(limit)
+        .with_for_update(skip_locked=True)
+    )
     if connections is not None:
         query = query.where(outbox.c.connection.in_(list(connections)))
     claimed = []

@@ -1,0 +1,63 @@
+"""Claiming outbox actions: disjoint batches, and workers claiming at the same moment both get work."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from state_factories import ref
+
+from conftest_db import pg_engine_in_temporary_schema, postgres_url_or_fail
+from connector.model import Action
+from state import Store, open_store, outbox
+
+LEASE = timedelta(minutes=10)
+
+
+def queue(store: Store, count: int) -> None:
+    actions = [
+        Action(connection="ledger", kind="record_payment", target=ref(f"INV-{n}"),
+               payload={"amount": Decimal("10.00"), "currency": "USD"})
+        for n in range(count)
+    ]
+    with store.session() as session:
+        outbox.add_planned(session, [(a, "invoice", str(n), f"payment {n}") for n, a in enumerate(actions)])
+
+
+def test_claims_in_turn_take_disjoint_batches_until_none_is_left(store: Store) -> None:
+    queue(store, 5)
+    with store.session() as session:
+        first = outbox.claim(session, "host:1", lease=LEASE, limit=3)
+    with store.session() as session:
+        second = outbox.claim(session, "host:2", lease=LEASE, limit=3)
+    with store.session() as session:
+        third = outbox.claim(session, "host:1", lease=LEASE, limit=3)
+
+    assert [len(first), len(second), third] == [3, 2, []]
+    assert not {e.id for e in first} & {e.id for e in second}
+    assert {e.claimed_by for e in first} == {"host:1"} and {e.claimed_by for e in second} == {"host:2"}
+
+
+@pytest.mark.postgres
+def test_two_workers_claiming_at_once_on_postgresql_both_get_a_batch() -> None:
+    """The second worker's claim runs while the first's transaction is still open: it gets the
+    next rows at once (SKIP LOCKED), rather than waiting on the first's rows and finding them
+    all taken, which made it stop with work left for the other worker alone."""
+    with pg_engine_in_temporary_schema(postgres_url_or_fail()) as engine:
+        store = open_store(engine)
+        queue(store, 6)
+        with Session(engine) as first_session, first_session.begin():
+            first = outbox.claim(first_session, "host:1", lease=LEASE, limit=3)
+            with Session(engine) as second_session, second_session.begin():
+                # without SKIP LOCKED this claim would wait for the first transaction forever
+                second_session.execute(sa.text("SET LOCAL lock_timeout = '3s'"))
+                second = outbox.claim(second_session, "host:2", lease=LEASE, limit=3)
+
+        assert len(first) == 3 and len(second) == 3
+        assert not {e.id for e in first} & {e.id for e in second}
+        with store.session() as session:
+            owners = {e.id: e.claimed_by for e in outbox.entries(session, states=("in_flight",))}
+        assert sorted(owners.values()) == ["host:1"] * 3 + ["host:2"] * 3
