@@ -7,7 +7,8 @@ final failed answer means.
     400.. with an idempotency   IdempotencyError   (Stripe `error.type = idempotency_error`)
       error type or code
     429                         RateLimitError, or RateLimitDeferred when Retry-After is
-                                longer than the deferral threshold
+                                longer than the deferral threshold or the answer says a
+                                daily allowance is spent (HubSpot `policyName: DAILY`)
     other 4xx                   InvalidRequestError
     5xx                         ProviderUnavailableError
 """
@@ -70,6 +71,19 @@ def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - now())
+
+
+def daily_limit_spent(response: httpx.Response) -> bool:
+    """A 429 that no wait within a run will cure: HubSpot's daily allowance (`policyName:
+    "DAILY"`, which resets at midnight in the account's time zone and comes without a
+    Retry-After). Retrying it only spends the run's time; the stream is deferred instead."""
+    if response.status_code != 429:
+        return False
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError, httpx.ResponseNotRead):
+        return False
+    return isinstance(body, dict) and str(body.get("policyName", "")).upper() == "DAILY"
 
 
 def provider_message(response: httpx.Response) -> tuple[str, str | None]:
@@ -140,6 +154,12 @@ def error_for_response(
     }
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("Retry-After"), now=now)
+        if daily_limit_spent(response) and (retry_after is None or retry_after > defer_after):
+            return RateLimitDeferred(
+                f"{text}; the provider's daily limit is spent, resume on a later run",
+                retry_after=retry_after,
+                **kw,
+            )
         if retry_after is not None and retry_after > defer_after:
             return RateLimitDeferred(
                 f"{text}; the provider asks us to wait {retry_after:.0f} s, resume on a later run",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import httpx
 import tenacity
 
-from connector.http.responses import parse_retry_after
+from connector.http.responses import daily_limit_spent, parse_retry_after
 from connector.redaction import RedactingFilter, redact
 
 logger = logging.getLogger("connector.http")
@@ -87,6 +87,8 @@ def retry_policy(
             return False
         wait = retry_after(state)
         if wait is not None and wait > policy.defer_after:
+            return False
+        if (wait is None or wait > policy.defer_after) and daily_limit_spent(response):
             return False
         if hint == "true" or status == 429:
             return True

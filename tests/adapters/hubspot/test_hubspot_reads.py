@@ -130,3 +130,46 @@ def test_a_daily_limit_429_propagates_as_deferred_with_the_last_cursor_saved_bef
 def test_a_cursor_that_is_not_ours_is_refused():
     with pytest.raises(ValueError, match="not a HubSpot search cursor"):
         list(make_provider().read("deals", "page=3"))
+
+
+@respx.mock
+def test_crm_invoices_are_searched_by_last_modified_with_their_company_attached():
+    search = respx.post(f"{API}/crm/v3/objects/invoices/search").mock(
+        return_value=httpx.Response(200, json=fixture("invoices_search.json"))
+    )
+    assoc = respx.post(f"{API}/crm/v4/associations/invoices/companies/batch/read").mock(
+        return_value=httpx.Response(200, json={"status": "COMPLETE", "results": [
+            {"from": {"id": "3001"}, "to": [{"toObjectId": 5001, "associationTypes": [
+                {"category": "HUBSPOT_DEFINED", "typeId": 180, "label": None}]}]},
+        ]})
+    )
+    (page,) = list(make_provider(read_associations=True).read("invoices", None))
+
+    body = body_of(search.calls[0].request)
+    assert body["filterGroups"][0]["filters"][0]["propertyName"] == "hs_lastmodifieddate"
+    assert body["sorts"] == ["hs_lastmodifieddate"]
+    for needed in ("hs_number", "hs_currency", "hs_amount_billed", "hs_balance_due", "hs_due_date", "hs_invoice_status"):
+        assert needed in body["properties"], needed
+    assert body_of(assoc.calls[0].request) == {"inputs": [{"id": i} for i in ("3001", "3002", "3003", "3004")]}
+    assert [r["id"] for r in page.records] == ["3001", "3002", "3003", "3004"]
+    by_id = {r["id"]: r for r in page.records}
+    assert by_id["3001"]["associations"]["companies"]["results"] == [{"id": "5001", "type": "invoice_to_company"}]
+    assert "associations" not in by_id["3002"]
+    assert json.loads(page.cursor) == {"since": epoch_ms("2024-03-09T13:00:00.000Z")}
+
+
+@respx.mock
+def test_the_daily_limit_without_retry_after_defers_the_stream_at_once():
+    daily = {**fixture("error_429.json"), "policyName": "DAILY", "message": "You have reached your daily limit."}
+    route = respx.post(f"{API}/crm/v3/objects/companies/search").mock(
+        side_effect=[
+            httpx.Response(200, json=fixture("companies_search_page1.json")),
+            httpx.Response(429, json=daily),
+        ]
+    )
+    waits: list[float] = []
+    reader = make_provider(waits).read("companies", None)
+    assert next(reader).cursor is not None
+    with pytest.raises(RateLimitDeferred, match="daily limit is spent"):
+        next(reader)
+    assert route.call_count == 2 and waits == []  # no retries spent on a limit that lasts until midnight
