@@ -38,15 +38,20 @@ def register_secret(value: str | None) -> None:
             _secrets.add(value)
 
 
-def redact(text: str) -> str:
-    """`text` with every registered secret and every secret-shaped token masked."""
+def redact(text: str, *, shapes: bool = True) -> str:
+    """`text` with every registered secret and every secret-shaped token masked.
+
+    `shapes=False` masks only the registered secret values: for messages we compose ourselves
+    from key names and type names (configuration errors), where `api_key: environment variable
+    X is not set` names a key and would lose its first word to the `key: value` shape."""
     with _lock:
         known = sorted(_secrets, key=len, reverse=True)
     for secret in known:
         if secret in text:
             text = text.replace(secret, MASK)
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
+    if shapes:
+        for pattern, replacement in _PATTERNS:
+            text = pattern.sub(replacement, text)
     return text
 
 

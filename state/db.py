@@ -12,11 +12,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
-from connector.errors import DatabaseUnavailableError, StateError
+from connector.errors import ConfigError, DatabaseUnavailableError
 from connector.redaction import register_secret
 
 DEFAULT_URL = "sqlite:///connector.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# The state store runs on these two only (the schema's migrations and locks are written for them).
+SUPPORTED_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 
 
 def database_url_for(url: str | URL | None) -> URL:
@@ -27,9 +29,18 @@ def database_url_for(url: str | URL | None) -> URL:
     try:
         parsed = make_url(url)
     except sa.exc.ArgumentError:
-        raise StateError(f"not a database URL: {redact_url(str(url))}") from None
+        raise ConfigError(
+            f"not a database URL: {redact_url(str(url))} (use sqlite:///PATH or postgresql://USER@HOST/DB)",
+            where="database.url",
+        ) from None
     if parsed.drivername in ("postgres", "postgresql"):
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername not in SUPPORTED_DRIVERS:
+        raise ConfigError(
+            f"{parsed.drivername!r} databases are not supported: use sqlite:///PATH or "
+            f"postgresql://USER@HOST/DB ({redact_url(parsed)})",
+            where="database.url",
+        )
     if parsed.password:
         register_secret(str(parsed.password))
     return parsed

@@ -10,7 +10,7 @@ import click
 
 from connector.cli.main import AppContext, pass_app
 from connector.config import DEFAULT_CONFIG, ENV_CONFIG, config_path, load_config
-from connector.errors import EXIT_PROBLEMS, ConfigError, ConnectorError, UsageError
+from connector.errors import EXIT_PROBLEMS, EXIT_USAGE, ConfigError, ConnectorError, UsageError
 from connector.redaction import redact
 from providers.registry import installed
 
@@ -125,6 +125,16 @@ def db_status(app: AppContext) -> int:
     return 0 if current == head else EXIT_PROBLEMS
 
 
+def _sqlite_file_missing(url: str) -> str | None:
+    """The path of a SQLite database file that does not exist yet, else None."""
+    from state.db import database_url_for
+
+    parsed = database_url_for(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return None if Path(parsed.database).exists() else parsed.database
+
+
 def _revision(url: str) -> str | None:
     """The schema revision of the database at `url` (None when empty)."""
     from state.db import make_engine
@@ -137,8 +147,10 @@ def _revision(url: str) -> str | None:
         engine.dispose()
 
 
-def _check(name: str, ok: bool, detail: str, level: str | None = None) -> dict[str, Any]:
-    return {"check": name, "status": level or ("ok" if ok else "error"), "detail": redact(detail)}
+def _check(name: str, ok: bool, detail: str, level: str | None = None, *, ours: bool = False) -> dict[str, Any]:
+    """One line of the report; `ours` for messages we compose from key names (configuration
+    errors), where only registered secret values are masked (see `redact`)."""
+    return {"check": name, "status": level or ("ok" if ok else "error"), "detail": redact(detail, shapes=not ours)}
 
 
 @click.command("doctor")
@@ -151,6 +163,16 @@ def doctor(app: AppContext, as_json: bool) -> int:
         # Nothing else can be checked without the file the user named.
         raise ConfigError(f"config file {path} not found (create one with `connector init --path {path}`)")
     config = load_config(app.config_option, strict=False)
+    if config.problems:
+        # A config that does not load is a usage error (exit 2), like for every other command;
+        # doctor lists every problem in it at once, one line each, and stops there.
+        problems = [_check("config", False, problem, ours=True) for problem in config.problems]
+        if as_json:
+            click.echo(json.dumps({"ok": False, "checks": problems}, indent=2))
+        else:
+            for c in problems:
+                click.echo(f"{c['status']:<8} {c['check']}: {c['detail']}", err=True)
+        return EXIT_USAGE
     checks = [
         _check(
             "config",
@@ -158,7 +180,6 @@ def doctor(app: AppContext, as_json: bool) -> int:
             str(config.path) if config.path else f"no {DEFAULT_CONFIG} (set --config or {ENV_CONFIG}); using defaults",
         )
     ]
-    checks += [_check("config", False, problem) for problem in config.problems]
     checks.append(_database_check(config.database_url))
     registry = installed()
     for info in registry.broken:
@@ -175,12 +196,14 @@ def doctor(app: AppContext, as_json: bool) -> int:
                     "warning",
                 )
             )
+    bad_config = False
     try:
         from connector.reminders import dunning_section
 
         dunning_section(config)
     except ConfigError as exc:
-        checks.append(_check("dunning", False, str(exc)))
+        checks.append(_check("dunning", False, str(exc), ours=True))
+        bad_config = True
     if not config.connections and not config.problems:
         checks.append(_check("connections", True, "none configured", "warning"))
     failed = any(c["status"] == "error" for c in checks)
@@ -189,19 +212,23 @@ def doctor(app: AppContext, as_json: bool) -> int:
     else:
         for c in checks:
             click.echo(f"{c['status']:<8} {c['check']}: {c['detail']}")
-    return EXIT_PROBLEMS if failed else 0
+    return EXIT_USAGE if bad_config else EXIT_PROBLEMS if failed else 0
 
 
 def _database_check(url: str) -> dict[str, Any]:
     from state.db import redact_url
     from state.migrate import head_revision
 
+    where = redact_url(url)
+    missing = _sqlite_file_missing(url)
+    if missing:
+        # do not create the file just by looking at it
+        return _check("database", True, f"{where}: {missing} does not exist yet; created on first use", "ok")
     try:
         current = _revision(url)
     except ConnectorError as exc:
         return _check("database", False, str(exc))
     head = head_revision()
-    where = redact_url(url)
     if current is None:
         return _check("database", True, f"{where}: empty, created on first use", "ok")
     if current != head:

@@ -11,7 +11,7 @@ import click
 
 from connector import __version__
 from connector.config import Config, load_config
-from connector.errors import EXIT_FAILURE, EXIT_USAGE, ConnectorError, exit_code
+from connector.errors import EXIT_FAILURE, EXIT_USAGE, ConfigError, ConnectorError, exit_code
 from connector.logs import configure_logging
 from connector.redaction import redact
 
@@ -110,13 +110,19 @@ def main(argv: list[str] | None = None) -> Any:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(EXIT_USAGE)
+    except click.UsageError as exc:
+        # one line, like every other error; `COMMAND --help` has the full usage
+        command = exc.ctx.command_path if exc.ctx is not None else "connector"
+        click.echo(f"error: {exc.format_message()} (see `{command} --help`)", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except ConnectorError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"error: {redact(str(exc))}", err=True)
+        # configuration errors name keys, never values: only registered secrets are masked
+        click.echo(f"error: {redact(str(exc), shapes=not isinstance(exc, ConfigError))}", err=True)
         sys.exit(exit_code(exc))
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

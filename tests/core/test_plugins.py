@@ -67,8 +67,8 @@ def test_a_connection_using_a_broken_plugin_is_a_config_error(plugin_site, tmp_p
     config = tmp_path / "c.toml"
     config.write_text('[connections.x]\nprovider = "broken"\nbase_url = "http://127.0.0.1:9"\n')
     result = connector(plugin_site, "--config", str(config), "doctor")
-    assert result.returncode == 1
-    assert "connections.x.provider: provider plugin 'broken': import failed" in result.stdout
+    assert result.returncode == 2
+    assert "connections.x.provider: provider plugin 'broken': import failed" in result.stderr
 
 
 def test_contract_problems_name_what_is_missing():
