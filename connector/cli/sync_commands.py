@@ -32,11 +32,15 @@ def sync_command(
     if then_apply and dry_run:
         raise UsageError("give --apply or --dry-run, not both")
     config = app.config()
-    progress = SyncProgress()
+    # Progress goes to stderr: a live line on a terminal, else plain lines (JSON ones with
+    # `--log-format json`), whatever -v says; stdout keeps the report (pure JSON with --json).
+    root = click.get_current_context().find_root()
+    progress = SyncProgress(log_format=root.params.get("log_format") or "text")
+    report: SyncReport | None = None
     try:
         report = SyncEngine(config, app.store(), progress=progress).run(connections=connections, streams=streams, full=full)
     finally:
-        progress.finish()
+        progress.finish(report)
     result: dict[str, Any] = report.as_dict()
     problems = not report.ok
     if then_apply or dry_run:

@@ -6,8 +6,10 @@ follows /v1/events forward from that event, one page at a time in the order thin
 so each page's cursor is safe to save. Updates therefore arrive (Stripe lists cannot filter by
 update time). An event's copy of an object is rendered in the account's API version of the
 day, so it is only used as is when that is our pinned version; otherwise, and for charges
-(whose fee needs an expansion), the object is re-read. A cursor older than Stripe's 30 days
-of events starts the stream over, with a note.
+(whose fee needs an expansion), the object is re-read. The cursor also notes when the events
+feed was last read to its end (`checked`), so a stream that has had no event for weeks still
+catches up with one request; only a cursor whose last check is older than Stripe's 30 days of
+events starts the stream over, with a note.
 
 A full pull (no cursor, `--full`, or a cursor past retention) of a stream whose list filters
 by `created` is split into `full_pull_windows` created windows read side by side on worker
@@ -150,8 +152,8 @@ class StripeProvider(Provider):
             listing = state["list"]
             yield from self._list(stream, listing.get("starting_after"), listing.get("gte"), state["then"])
             return
-        since = cursors.anchor_time(state)
-        if since is not None and since < self._now() - (self.settings.events_retention_days - 1) * _DAY:
+        since = cursors.anchor_time(state)  # the last point known complete (the check, for events)
+        if since is not None and since < self._horizon():
             yield from self._full(stream, notes=[self._expired_note(stream, since)])
             return
         if "created" in state:
@@ -298,8 +300,8 @@ class StripeProvider(Provider):
             return {"created": {"gte": since}}
         body = self._get("/v1/events", {"limit": 1, **stream.event_params()}, bucket=self._buckets("/v1/events"))
         newest = body.get("data") or []
-        if newest:
-            return {"events": {"after": newest[0]["id"], "at": newest[0]["created"]}}
+        if newest:  # the newest event now: nothing after it is missing up to `since`
+            return {"events": {"after": newest[0]["id"], "at": newest[0]["created"], "checked": since}}
         return {"events": {"since": since}}
 
     def _list(
@@ -329,11 +331,18 @@ class StripeProvider(Provider):
             notes = None
 
     def _events(self, stream: StreamDef, position: dict[str, Any]) -> Iterator[Page]:
+        # Once the feed is read to its end, nothing created before this is missing.
+        mark = self._now() - self.settings.cursor_overlap_seconds
         after = position.get("after")
+        if after is not None and position.get("at") is not None and int(position["at"]) < self._horizon():
+            # A quiet stream: the event we follow is about to be pruned (or is), but the feed was
+            # checked since (`_read` saw to that) with nothing after it: read from the check.
+            after = None
         if after is None:
-            oldest = self._oldest_events_page(stream, int(position["since"]))
-            if not oldest:
-                yield Page(stream.name, [], cursor=cursors.encode({"events": position}))
+            # `since`, or the last check when it is later: nothing before it is missing
+            oldest = self._oldest_events_page(stream, cursors.anchor_time({"events": position}) or 0)
+            if not oldest:  # nothing new: the position stays, checked now
+                yield Page(stream.name, [], cursor=cursors.encode({"events": cursors.checked(position, mark)}))
                 return
             yield self._events_page(stream, oldest)
             after = oldest[0]["id"]
@@ -349,15 +358,18 @@ class StripeProvider(Provider):
         pages = iter_pages(fetch, _ForwardPaginator(), provider=self.name, start=after)
         try:
             first = next(pages)
-        except NotFoundError:  # the event we follow is gone (pruned): start over
+        except InvalidRequestError as exc:
+            # The event we follow is gone (pruned; Stripe says resource_missing): start over.
+            if not isinstance(exc, NotFoundError) and exc.code != "resource_missing":
+                raise
             yield from self._full(stream, notes=[self._expired_note(stream, position.get("at"))])
             return
-        for response, _ in _chain(first, pages):
+        for response, next_token in _chain(first, pages):
             events = self._data(response)
-            if events:
-                yield self._events_page(stream, events)
-            else:  # nothing new: the position stays
-                yield Page(stream.name, [], cursor=cursors.encode({"events": position}))
+            if events:  # the last page reaches the end of the feed: the cursor notes the check
+                yield self._events_page(stream, events, checked=mark if next_token is None else None)
+            else:  # nothing new: the position stays, checked now
+                yield Page(stream.name, [], cursor=cursors.encode({"events": cursors.checked(position, mark)}))
 
     def _oldest_events_page(self, stream: StreamDef, since: int) -> list[dict[str, Any]]:
         """The oldest page of events created since `since` (walking back from the newest)."""
@@ -372,9 +384,10 @@ class StripeProvider(Provider):
             oldest = self._data(response) or oldest
         return oldest
 
-    def _events_page(self, stream: StreamDef, events: list[dict[str, Any]]) -> Page:
+    def _events_page(self, stream: StreamDef, events: list[dict[str, Any]], checked: int | None = None) -> Page:
         """One page of events (newest first) as the current objects, oldest change first;
-        the cursor moves to the page's newest event."""
+        the cursor moves to the page's newest event (and notes `checked` when given: the page
+        is the end of the feed)."""
         latest: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         for event in reversed(events):
             obj = event.get("data", {}).get("object") or {}
@@ -386,8 +399,10 @@ class StripeProvider(Provider):
         for event, obj in latest.values():
             records.extend(self._current(stream, event, obj))
         newest = events[0]
-        cursor = cursors.encode({"events": {"after": newest["id"], "at": newest["created"]}})
-        return Page(stream.name, records, cursor=cursor)
+        position: dict[str, Any] = {"after": newest["id"], "at": newest["created"]}
+        if checked is not None:
+            position["checked"] = checked
+        return Page(stream.name, records, cursor=cursors.encode({"events": position}))
 
     def _current(self, stream: StreamDef, event: dict[str, Any], obj: dict[str, Any]) -> list[dict[str, Any]]:
         if obj.get("object") != stream.object:  # charge.refunded: the charge's refunds
@@ -474,6 +489,10 @@ class StripeProvider(Provider):
 
     def _now(self) -> int:
         return int(self._clock())
+
+    def _horizon(self) -> int:
+        """Events created before this may be gone (Stripe keeps 30 days; a day's margin)."""
+        return self._now() - (self.settings.events_retention_days - 1) * _DAY
 
     def _get(self, path: str, params: dict[str, Any], bucket: tuple[str, ...] = ("default",)) -> dict[str, Any]:
         response = self.http.request("GET", path, params=params, bucket=bucket)

@@ -43,7 +43,7 @@ def fixture(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
 
 
-def make_provider(**settings: Any) -> StripeProvider:
+def make_provider(clock: Callable[[], float] = lambda: NOW, **settings: Any) -> StripeProvider:
     # The limiter is real; its rates are raised so the probes and windows of the many full
     # pulls here do not wait (the limits themselves are tested with the shared HTTP layer).
     settings = {"requests_per_second": 1000, "endpoint_requests_per_second": 1000, **settings}
@@ -51,7 +51,7 @@ def make_provider(**settings: Any) -> StripeProvider:
         StripeSettings(api_key=API_KEY, **settings),
         connection="gateway",
         retry=RetryPolicy(sleep=lambda s: None, jitter=0, backoff_initial=0),
-        clock=lambda: NOW,
+        clock=clock,
     )
 
 
@@ -92,6 +92,10 @@ class FakeStripe:
                 "request": {"id": None, "idempotency_key": None}, "type": type_,
             },
         )
+
+    def prune_events(self, before: int) -> None:
+        """Forget the events created before `before`, as Stripe does after 30 days."""
+        self.objects["events"] = [e for e in self.objects["events"] if e["created"] >= before]
 
     def find(self, resource: str, object_id: str) -> dict[str, Any] | None:
         return next((o for o in self.objects[resource] if o["id"] == object_id), None)

@@ -66,7 +66,7 @@ def test_windows_cover_the_range_once_each_object_comes_once_and_reads_overlap(b
     assert big.max_in_flight > 1
     # Only the last page carries the cursor: the events position from before the pull.
     assert all(p.cursor is None for p in pages[:-1])
-    assert decode(pages[-1].cursor, stream="customers") == {"events": {"after": "evt_1OBaZ1LkdIwHu7ixANCHOR01", "at": NOW - 100}}
+    assert decode(pages[-1].cursor, stream="customers") == {"events": {"after": "evt_1OBaZ1LkdIwHu7ixANCHOR01", "at": NOW - 100, "checked": NOW - 300}}
     assert all(len(p.records) <= 10 for p in pages)
 
 

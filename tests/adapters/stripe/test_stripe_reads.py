@@ -33,7 +33,7 @@ def test_first_run_lists_every_object_and_ends_on_a_catch_up_cursor(stripe_fake,
 
 def test_invoices_first_run_anchors_on_the_newest_invoice_event(stripe_fake, provider):
     pages = read_all(provider, "invoices")
-    assert decode(pages[-1].cursor, stream="invoices") == {"events": {"after": "evt_1OBaH4LkdIwHu7ixEVT00004", "at": 1_700_000_400}}
+    assert decode(pages[-1].cursor, stream="invoices") == {"events": {"after": "evt_1OBaH4LkdIwHu7ixEVT00004", "at": 1_700_000_400, "checked": NOW - 300}}
     anchor = stripe_fake.gets("/v1/events")[0]
     assert anchor.url.params["type"] == "invoice.*" and anchor.url.params["limit"] == "1"
 
