@@ -33,14 +33,21 @@ def write_plugin(name: str, kind: str, directory: Path) -> list[Path]:
     check_name(name)
     if kind not in KINDS:
         raise ScaffoldError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
-    if directory.exists():
+    try:
+        exists = directory.exists()
+    except OSError as exc:  # a name too long, a component that is a file, ...
+        raise ScaffoldError(f"cannot write {directory}: {exc.strerror or exc}") from None
+    if exists:
         raise ScaffoldError(f"{directory} already exists: choose another --dir or remove it")
     written = []
-    for relative, text in render_files(name, kind).items():
-        path = directory / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
+    try:
+        for relative, text in render_files(name, kind).items():
+            path = directory / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+    except OSError as exc:  # a parent that is a file, no permission, a full disk
+        raise ScaffoldError(f"cannot write {directory}: {exc.strerror or exc}") from None
     return written
 
 

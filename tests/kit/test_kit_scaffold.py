@@ -35,6 +35,25 @@ def test_invalid_name_and_existing_directory_are_refused_with_exit_2(tmp_path):
     assert taken.returncode == 2 and "already exists" in taken.stderr and taken.stderr.count("\n") == 1
 
 
+def test_a_directory_that_cannot_be_written_is_a_usage_error_not_an_internal_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+    target = blocker / "sub"
+    result = run("-m", "connector", "plugin", "new", "acme", "--kind", "crm", "--dir", str(target))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"error: cannot write {target}: Not a directory\n"
+    assert "internal error" not in result.stderr and not target.exists()
+
+
+def test_write_plugin_turns_an_os_error_into_a_scaffold_error(tmp_path):
+    from connector.scaffold import ScaffoldError, write_plugin
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ScaffoldError, match=r"^cannot write .*a-file/deeper/sub: Not a directory$"):
+        write_plugin("acme", "ledger", blocker / "deeper" / "sub")
+
+
 def test_a_scaffolded_plugin_installs_is_listed_and_its_conformance_tests_fail_not_implemented(tmp_path):
     package = tmp_path / "connector-acme_books"
     made = run("-m", "connector", "plugin", "new", "acme_books", "--kind", "ledger", "--dir", str(package))
