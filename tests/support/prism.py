@@ -42,8 +42,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def prism(spec_name: str, *, dynamic: bool = False, seed: int = 1, start_timeout: float = 120) -> Iterator[str]:
-    """Start Prism on `spec_name` (a file in ../shared/specs); yield its base URL."""
+def prism(spec_name: str, *, dynamic: bool = False, seed: int = 1, start_timeout: float | None = None) -> Iterator[str]:
+    """Start Prism on `spec_name` (a file in ../shared/specs); yield its base URL.
+
+    Prism parses the whole document before it listens: Xero's takes about 30 s on an idle
+    machine and well over 2 minutes on two busy cores, so the wait is generous
+    (`CONNECTOR_TEST_PRISM_START_TIMEOUT` seconds, 360 by default); it ends as soon as Prism
+    listens or exits."""
+    if start_timeout is None:
+        start_timeout = float(os.environ.get("CONNECTOR_TEST_PRISM_START_TIMEOUT", "360"))
     command = prism_command()
     port = free_port()
     args = [*command, "mock", "-h", "127.0.0.1", "-p", str(port)]
