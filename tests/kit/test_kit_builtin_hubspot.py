@@ -20,6 +20,24 @@ from providers.hubspot import HubSpotProvider, HubSpotSettings
 
 BASE = "http://sandbox.kit/hubspot"
 DATA = {**generate(3, "small", today=date(2026, 3, 2)).data, "credentials": DEMO_CREDENTIALS}
+PAGE_SIZE = 6
+
+
+def share_moments(object_type: str, group: int = 4) -> None:
+    """Oldest first, every `group` records take the modification time of the first of them:
+    with a page size that is no multiple of `group`, records changed at one moment fall on
+    both sides of page boundaries, which is what proves a resumed search keeps the records
+    at the cursor's moment (the kit skips that check without such a pair)."""
+    prop = "lastmodifieddate" if object_type == "contacts" else "hs_lastmodifieddate"
+    ordered = sorted(DATA["hubspot"][object_type], key=lambda r: r["updatedAt"])
+    for i, raw in enumerate(ordered):
+        moment = ordered[i - i % group]["updatedAt"]
+        raw["updatedAt"] = moment
+        raw["properties"][prop] = moment
+
+
+for _type in ("companies", "contacts", "deals", "invoices"):
+    share_moments(_type)
 DEAL = DATA["hubspot"]["deals"][0]
 COMPANY = DEAL["associations"]["companies"]["results"][0]["id"]
 
@@ -37,7 +55,7 @@ SETTINGS = HubSpotSettings(
     client_id=DEMO_CREDENTIALS["hubspot"]["client_id"],
     client_secret=DEMO_CREDENTIALS["hubspot"]["client_secret"],
     refresh_token=DEMO_CREDENTIALS["hubspot"]["refresh_token"],
-    page_size=6,
+    page_size=PAGE_SIZE,
 )
 
 _Kit = provider_test_class(

@@ -23,6 +23,21 @@ DATA = {**generate(3, "small", today=date(2026, 3, 2)).data, "credentials": DEMO
 CREDIT_NOTES = Path(__file__).resolve().parents[1] / "fixtures" / "stripe" / "credit_notes.json"
 DATA["stripe"]["credit_notes"] = json.loads(CREDIT_NOTES.read_text())["data"]
 OPEN = [i for i in DATA["stripe"]["invoices"] if i["status"] == "open"]
+PAGE_SIZE = 5
+
+
+def more(objects: list[dict], total: int, prefix: str) -> None:
+    """Copies of the first object under new ids (an hour older each) until there are `total`,
+    so the stream spans two list pages: the loop and resume checks need a page boundary."""
+    for n in range(len(objects), total):
+        extra = copy.deepcopy(objects[0])
+        extra.update(id=f"{prefix}_kit{n:04d}", created=objects[0]["created"] - 3600 * n)
+        objects.append(extra)
+
+
+# The book has 4 refunds and one recorded credit note: fewer than a page each.
+more(DATA["stripe"]["refunds"], PAGE_SIZE + 2, "re")
+more(DATA["stripe"]["credit_notes"], PAGE_SIZE + 2, "cn")
 
 
 def invoice(currency: str, minor: int, status: str = "open") -> dict:
@@ -40,7 +55,7 @@ def target(raw: dict) -> dict:
 TestStripeKit = provider_test_class(
     StripeProvider,
     settings=StripeSettings(base_url="http://sandbox.kit/stripe", api_key=DEMO_CREDENTIALS["stripe"][0],
-                            page_size=5, full_pull_windows=1),
+                            page_size=PAGE_SIZE, full_pull_windows=1),
     router=sandbox_api(DATA),
     money=[
         MoneyCase("invoices", invoice("jpy", 15000), "total", "15000", "JPY"),

@@ -19,6 +19,37 @@ from providers.xero import XeroProvider, XeroSettings
 BASE = "http://sandbox.kit/xero"
 DATA = {**generate(3, "small", today=date(2026, 3, 2)).data, "credentials": DEMO_CREDENTIALS}
 XERO = DATA["xero"]
+PAGE_SIZE = 7
+
+
+def _ms(raw: dict) -> int:
+    return int(raw["UpdatedDateUTC"][6:-7])  # "/Date(1725305291000+0000)/"
+
+
+def share_moments(records: list[dict], group: int = 3) -> None:
+    """Oldest first, every `group` records take the update time of the first of them: with
+    a page size that is no multiple of `group`, records changed in the same second fall on
+    both sides of page boundaries, which is what proves a resumed read keeps the records at
+    the cursor's moment (the kit skips that check without such a pair)."""
+    ordered = sorted(records, key=_ms)
+    for i, raw in enumerate(ordered):
+        raw["UpdatedDateUTC"] = ordered[i - i % group]["UpdatedDateUTC"]
+
+
+def more_credit_notes(total: int) -> None:
+    """Copies of the book's credit notes under new ids, a day apart, up to `total`: the book
+    has two, fewer than a page."""
+    notes = XERO["CreditNotes"]
+    for n in range(len(notes), total):
+        extra = copy.deepcopy(notes[n % 2])
+        extra.update(CreditNoteID=f"00000000-0000-4000-8000-{n:012d}", CreditNoteNumber=f"CN-KIT-{n:04d}",
+                     UpdatedDateUTC=f"/Date({_ms(notes[0]) + 86_400_000 * n}+0000)/")
+        notes.append(extra)
+
+
+more_credit_notes(2 * PAGE_SIZE + 1)
+for _key in ("Contacts", "Invoices", "CreditNotes", "Payments"):
+    share_moments(XERO[_key])
 OPEN = next(i for i in XERO["Invoices"] if i["Status"] == "AUTHORISED" and i["CurrencyCode"] == "USD")
 
 
@@ -39,7 +70,7 @@ SETTINGS = XeroSettings(
     refresh_token=DEMO_CREDENTIALS["xero"]["refresh_token"],
     payment_account_code=next(a["Code"] for a in XERO["Accounts"] if a.get("Type") == "BANK"),
     fee_account_code=next(a["Code"] for a in XERO["Accounts"] if a.get("Type") == "EXPENSE"),
-    page_size=7,
+    page_size=PAGE_SIZE,
 )
 
 TestXeroKit = provider_test_class(

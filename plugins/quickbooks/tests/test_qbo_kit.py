@@ -4,7 +4,7 @@ QuickBooks face, exactly as a partner would run it."""
 from __future__ import annotations
 
 import copy
-from datetime import date
+from datetime import date, datetime, timedelta
 
 from connector.sandbox.generator import generate
 from connector.sandbox.quickbooks_api import quickbooks_book
@@ -13,6 +13,34 @@ from connector_quickbooks import QuickBooksProvider, QuickBooksSettings
 
 BASE = "http://sandbox.kit/quickbooks"
 BOOK = quickbooks_book(generate(3, "small", today=date(2026, 3, 2)).data["xero"])
+PAGE_SIZE = 2
+
+
+def more_credit_memos(total: int) -> None:
+    """Copies of the book's credit memos under new Ids, a day apart, up to `total`: the book
+    has two, one page, and the resume checks need a page boundary with records after it."""
+    memos = BOOK["CreditMemo"]
+    first = datetime.fromisoformat(memos[0]["MetaData"]["LastUpdatedTime"])
+    for n in range(len(memos), total):
+        extra = copy.deepcopy(memos[n % 2])
+        stamp = (first + timedelta(days=n)).isoformat()
+        extra.update(Id=str(9000 + n), DocNumber=f"CN-KIT-{n:03d}", MetaData={"CreateTime": stamp, "LastUpdatedTime": stamp})
+        memos.append(extra)
+
+
+def share_moments(records: list[dict], group: int = 3) -> None:
+    """Oldest first, every `group` records take the LastUpdatedTime of the first of them: with
+    a page size that is no multiple of `group`, records changed in the same second fall on
+    both sides of page boundaries, which is what proves a resumed read keeps the records at
+    the cursor's moment (the kit skips that check without such a pair)."""
+    ordered = sorted(records, key=lambda r: datetime.fromisoformat(r["MetaData"]["LastUpdatedTime"]))
+    for i, raw in enumerate(ordered):
+        raw["MetaData"] = {**raw["MetaData"], "LastUpdatedTime": ordered[i - i % group]["MetaData"]["LastUpdatedTime"]}
+
+
+more_credit_memos(2 * PAGE_SIZE + 1)
+for _entity in ("Customer", "Invoice", "Payment", "CreditMemo"):
+    share_moments(BOOK[_entity])
 OPEN = next(i for i in BOOK["Invoice"] if i["Balance"] == i["TotalAmt"] and i["TotalAmt"] > 0 and i["CurrencyRef"]["value"] == "USD")
 
 
@@ -26,7 +54,7 @@ def invoice(currency: str, amount: str, voided: bool = False) -> dict:
 
 SETTINGS = QuickBooksSettings(
     base_url=BASE, token_url=f"{BASE}/oauth/token", realm_id="4620816365257778210",
-    client_id="kit-client", client_secret="kit-secret", refresh_token="kit-refresh", page_size=2,
+    client_id="kit-client", client_secret="kit-secret", refresh_token="kit-refresh", page_size=PAGE_SIZE,
 )
 
 TestQuickBooksKit = provider_test_class(
