@@ -5,7 +5,9 @@
   hand: it is never entered twice);
 - gateway: mark an invoice paid out of band when the ledger shows it paid by other means, and
   void it when the ledger voided it;
-- CRM: payment status, amount outstanding and days overdue on the deal and CRM invoice.
+- CRM: payment status, amount outstanding, days overdue and the date of the last reminder sent
+  on the deal and CRM invoice; only the properties whose value the CRM does not hold already
+  (as last read from it: its view carries them as `crm_<name>` hints), each shown "from -> to".
 
 Each action's idempotency key comes from its connection, kind, target and content, so planning
 twice yields the same actions and the outbox keeps one of each.
@@ -14,12 +16,22 @@ twice yields the same actions and the outbox keeps one of each.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from connector.model import Action, Allocation, Invoice, InvoicePosition, Payment, Ref
 
 HAND_ENTRY_WINDOW = timedelta(days=5)
+
+# The properties written on a CRM deal or invoice, in order, with their words in the plan. A
+# CRM's mapping reads its current values back as hints named `crm_<name>`.
+CRM_PROPERTIES = {
+    "payment_status": "payment status",
+    "amount_outstanding": "outstanding",
+    "days_overdue": "days overdue",
+    "last_reminder": "last reminder",
+}
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,7 @@ class Facts:
     allocations: list[Allocation]  # applied, not recorded by the ledger itself
     ledger_payments_on: dict[tuple[str, str], list[SystemView]]  # (ledger system, invoice remote id) -> payments
     fee_ledgers: frozenset[str] = frozenset()  # ledger connections configured to book gateway fees
+    last_reminders: dict[str, date] = field(default_factory=dict)  # invoice -> day its last reminder went out
 
 
 def _label(invoice: Invoice) -> str:
@@ -154,20 +167,62 @@ def plan_crm_properties(facts: Facts) -> list[PlannedAction]:
         position = facts.positions.get(invoice_id)
         if position is None:
             continue
-        properties = {
+        wanted = {
             "payment_status": position.status,
             "amount_outstanding": str(position.balance.amount),
             "days_overdue": str(position.days_past_due),
         }
+        reminded = facts.last_reminders.get(invoice_id)
+        if reminded is not None:  # never cleared: a date set by hand, or before us, stays
+            wanted["last_reminder"] = reminded.isoformat()
         for view in facts.invoice_views.get(invoice_id, []):
             if view.kind != "crm" or view.object_type not in ("deal", "invoice"):
                 continue
+            held = crm_values(view)
+            changes = {name: value for name, value in wanted.items() if not _same(name, held.get(name), value)}
+            if not changes:
+                continue  # the CRM holds every value already
             action = Action(connection=view.system, kind="update_properties", target=view.ref,
-                            payload={"properties": properties})
-            summary = (f"{_label(invoice)}: {view.system} {view.object_type} {view.remote_id} <- status "
-                       f"{position.status}, outstanding {position.balance}, {position.days_past_due} days overdue")
+                            payload={"properties": changes})
+            shown = ", ".join(
+                f"{CRM_PROPERTIES[name]} {held.get(name) or '(none)'} -> {value}"
+                + (f" {position.balance.currency}" if name == "amount_outstanding" else "")
+                for name, value in changes.items()
+            )
+            summary = f"{_label(invoice)}: {view.system} {view.object_type} {view.remote_id}: {shown}"
             planned.append(PlannedAction(action, "invoice", invoice_id, summary))
     return planned
+
+
+def crm_values(view: SystemView) -> dict[str, str]:
+    """The values of our properties the CRM held when its record was last read."""
+    hints = (view.data.get("_sync") or {}).get("hints") or {}
+    return {name: str(hints[f"crm_{name}"]) for name in CRM_PROPERTIES if hints.get(f"crm_{name}") not in (None, "")}
+
+
+def _same(name: str, held: str | None, wanted: str) -> bool:
+    """Whether the CRM's value says what we would write (HubSpot may answer 4437.1 for
+    4437.10, or a date property as a midnight timestamp)."""
+    if held is None:
+        return False
+    if name in ("amount_outstanding", "days_overdue"):
+        try:
+            return Decimal(held) == Decimal(wanted)
+        except InvalidOperation:
+            return False
+    if name == "last_reminder":
+        return _as_date(held) == _as_date(wanted)
+    return held == wanted
+
+
+def _as_date(value: str) -> date | None:
+    text = value.strip()
+    if text.isdigit():  # epoch milliseconds
+        return datetime.fromtimestamp(int(text) / 1000, UTC).date()
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        return None
 
 
 def plan_all(facts: Facts, today: date) -> list[PlannedAction]:  # noqa: ARG001 - the date is in the positions

@@ -11,6 +11,7 @@ A failed action keeps its error and is retried with backoff on later runs, up to
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -19,9 +20,11 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+
 from connector import failpoints
 from connector.config import Config
-from connector.errors import ConnectorError, InvalidRequestError, ProviderError
+from connector.errors import ConnectorError, InvalidRequestError, ProviderError, UsageError
 from connector.link_engine import system_ranks
 from connector.model import invoice_position
 from connector.plan import Facts, PlannedAction, SystemView, plan_all
@@ -35,6 +38,7 @@ from state import reconciliation as decisions
 from state.bookkeeping import audit
 from state.records import utcnow
 from state.store import Store
+from state.tables import table
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +104,50 @@ def gather_facts(config: Config, store: Store, registry: Registry | None = None,
         name for name, connection in config.connections.items()
         if getattr(connection.settings, "fee_account_code", None) and systems.get(name, ("", 0))[0] == "ledger"
     )
+    with store.session() as session:
+        reminded = last_reminders(session)
     return Facts(
         invoices=invoices, positions=positions, invoice_views=views(invoice_rows), payments=payments,
         payment_views=payment_views, allocations=extra, ledger_payments_on=dict(ledger_payments_on),
-        fee_ledgers=fee_ledgers,
+        fee_ledgers=fee_ledgers, last_reminders=reminded,
     )
+
+
+def last_reminders(session: Any) -> dict[str, date]:
+    """Per invoice, the day its latest reminder went out. Dunning audit-logs each reminder it
+    decides (customer, step, the invoices it lists) and queues its actions tagged with the
+    customer and step; the reminder went out when its email was sent (or, without an email,
+    its CRM note or task was created). Late-fee tasks are for us, not the customer: they are
+    queued about the invoice, not the customer, and do not count."""
+    log, actions = table("audit_log"), table("outbox_actions")
+    listed: dict[tuple[str, int], set[str]] = defaultdict(set)
+    query = sa.select(log.c.subject_id, log.c.inputs).where(log.c.actor == "dunning", log.c.action == "reminder")
+    for customer, inputs in session.execute(query):
+        inputs = json.loads(inputs) if isinstance(inputs, str) else inputs
+        if customer and isinstance(inputs, dict) and inputs.get("step") is not None:
+            listed[(str(customer), int(inputs["step"]))].update(str(i) for i in inputs.get("invoices") or [])
+    if not listed:
+        return {}
+    sent: dict[tuple[str, int], list[tuple[str, str, Any]]] = defaultdict(list)
+    query = sa.select(actions.c.kind, actions.c.state, actions.c.updated_at, actions.c.payload).where(
+        actions.c.subject_type == "customer")
+    for kind, state, updated_at, payload in session.execute(query):
+        payload = json.loads(payload) if isinstance(payload, str) else payload
+        if not isinstance(payload, dict) or payload.get("dunning_step") is None or not payload.get("dunning_customer"):
+            continue
+        sent[(str(payload["dunning_customer"]), int(payload["dunning_step"]))].append((kind, state, updated_at))
+    out: dict[str, date] = {}
+    for key, invoice_ids in listed.items():
+        emails = [a for a in sent.get(key, []) if a[0] == "send_invoice"]
+        done = [updated for _, state, updated in emails or sent.get(key, []) if state == "done"]
+        if not done:
+            continue
+        latest = max(done)
+        day = (latest.astimezone() if latest.tzinfo else latest).date()  # the local day, as `today` is
+        for invoice_id in invoice_ids:
+            if invoice_id not in out or out[invoice_id] < day:
+                out[invoice_id] = day
+    return out
 
 
 def plan(config: Config, store: Store, registry: Registry | None = None, today: date | None = None) -> list[PlannedAction]:
@@ -192,17 +235,34 @@ def _send(config: Config, store: Store, registry: Registry | None, providers: di
             report.replayed += int(result.replayed)
 
 
+def _state_of(session: Any, action_id: int) -> str:
+    found = outbox.entries(session, ids=[action_id])
+    if not found:
+        raise UsageError(f"no action #{action_id}")
+    return str(found[0].action.state)
+
+
 def retry(store: Store, action_id: int) -> bool:
+    """Queue a failed (parked) or waiting action again, its attempts from zero; False when
+    its state forbids it; UsageError when there is no such action."""
     with store.session() as session:
+        _state_of(session, action_id)
         return outbox.set_state(session, action_id, "planned", from_states=("failed", "planned"))
 
 
 def cancel(store: Store, action_id: int, user: str) -> bool:
     with store.session() as session:
+        _state_of(session, action_id)
         changed = outbox.set_state(session, action_id, "cancelled", from_states=("planned", "failed"))
         if changed:
             audit(session, user, "cancel", "action", str(action_id), None, None)
         return changed
+
+
+def state_of(store: Store, action_id: int) -> str:
+    """The action's state; UsageError when there is no such action."""
+    with store.session() as session:
+        return _state_of(session, action_id)
 
 
 def pending(store: Store, only: list[str] | None = None) -> list[outbox.OutboxEntry]:
@@ -210,4 +270,5 @@ def pending(store: Store, only: list[str] | None = None) -> list[outbox.OutboxEn
         return outbox.entries(session, states=("planned", "in_flight"), connections=only)
 
 
-__all__ = ["ApplyReport", "apply", "cancel", "gather_facts", "pending", "plan", "retry", "worker_id"]
+__all__ = ["ApplyReport", "apply", "cancel", "gather_facts", "last_reminders", "pending", "plan", "retry", "state_of",
+           "worker_id"]

@@ -12,7 +12,7 @@ import click
 from connector.cli.main import AppContext, pass_app
 from connector.errors import EXIT_PROBLEMS, UsageError
 from connector.finance import current_user
-from connector.writeback import apply, cancel, pending, plan, retry
+from connector.writeback import apply, cancel, pending, plan, retry, state_of
 from state import outbox
 
 
@@ -30,6 +30,7 @@ def _entry_json(entry: outbox.OutboxEntry) -> dict[str, Any]:
         "subject": {"type": entry.subject_type, "id": entry.subject_id},
         "attempts": entry.attempts,
         "last_error": entry.last_error,
+        "next_attempt_at": entry.next_attempt_at.isoformat() if entry.next_attempt_at else None,
         "result": entry.result,
     }
 
@@ -47,6 +48,12 @@ def print_entries(entries: list[outbox.OutboxEntry], *, empty: str) -> None:
             click.echo(f"  #{entry.id:<5} {entry.action.kind:<18} {entry.summary or entry.action.payload}")
             if entry.last_error:
                 click.echo(f"         last error (attempt {entry.attempts}): {entry.last_error}")
+            if entry.action.state == "planned" and entry.next_attempt_at:
+                click.echo(f"         next attempt at {_when(entry.next_attempt_at)}")
+
+
+def _when(moment: Any) -> str:
+    return str(moment.astimezone().strftime("%Y-%m-%d %H:%M:%S"))
 
 
 @click.command("plan")
@@ -95,6 +102,12 @@ def apply_command(app: AppContext, yes: bool, only: tuple[str, ...], as_json: bo
     else:
         for system, kinds in sorted(report.per_system().items()):
             click.echo(f"{system}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+        if not (report.done or report.failed or report.parked):
+            later = sorted(e.next_attempt_at for e in waiting if e.action.state == "planned" and e.next_attempt_at)
+            parts = [f"{len(later)} writes wait to be retried, the first at {_when(later[0])}"] if later else []
+            busy = sum(1 for e in waiting if e.action.state == "in_flight")
+            parts += [f"{busy} are being sent by another worker"] if busy else []
+            click.echo("nothing due now: " + "; ".join(parts or ["every pending write was taken by another worker"]))
         for entry, message in report.failed:
             click.echo(f"will retry #{entry.id} {entry.action.kind}: {message}")
         for entry, message in report.parked:
@@ -129,7 +142,8 @@ def actions_list(app: AppContext, failed: bool, show_all: bool, as_json: bool) -
 def actions_retry(app: AppContext, action_id: int) -> None:
     """Put a parked action back in the queue (its attempts start again)."""
     if not retry(app.store(), action_id):
-        raise UsageError(f"action #{action_id} is not failed or planned")
+        state = state_of(app.store(), action_id)
+        raise UsageError(f"action #{action_id} is {state.replace('_', ' ')}: only a failed or waiting action can be queued again")
     click.echo(f"#{action_id} queued again; `connector apply` sends it")
 
 
@@ -140,7 +154,8 @@ def actions_retry(app: AppContext, action_id: int) -> None:
 def actions_cancel(app: AppContext, action_id: int, user: str | None) -> None:
     """Cancel a planned or failed action: it is never sent."""
     if not cancel(app.store(), action_id, current_user(user)):
-        raise UsageError(f"action #{action_id} is not planned or failed (in flight or done cannot be cancelled)")
+        state = state_of(app.store(), action_id)
+        raise UsageError(f"action #{action_id} is {state.replace('_', ' ')}: only a planned or failed action can be cancelled")
     click.echo(f"#{action_id} cancelled")
 
 

@@ -30,6 +30,8 @@ WRITABLE = {
     "days_overdue": "days_overdue_property",
     "last_reminder": "last_reminder_property",
 }
+# The streams whose records carry them (deals and CRM invoices).
+WRITTEN_ON = ("deals", "invoices")
 
 DEFAULT_PROPERTIES: dict[str, list[str]] = {
     "companies": ["name", "domain", "hs_lastmodifieddate"],
@@ -125,10 +127,17 @@ class HubSpotSettings(ProviderSettings):
             return self.requests_per_10_seconds
         return 100 if self.oauth else 190
 
+    def written_properties(self) -> dict[str, str]:
+        """Canonical name -> the HubSpot property we write it to (see WRITABLE)."""
+        return {name: str(getattr(self, setting)) for name, setting in WRITABLE.items()}
+
     def properties_for(self, stream: str) -> list[str]:
         wanted = list(DEFAULT_PROPERTIES[stream]) + list(self.properties.get(stream, []))
         if stream == "deals":
-            wanted += [self.invoice_number_property, self.amount_outstanding_property]
+            wanted.append(self.invoice_number_property)
+        if stream in WRITTEN_ON:
+            # what we wrote, read back: the plan sends only what the CRM does not hold yet
+            wanted += list(self.written_properties().values())
         return list(dict.fromkeys(wanted))
 
     def _mapping_from_settings(self) -> dict[str, Any]:
@@ -136,6 +145,12 @@ class HubSpotSettings(ProviderSettings):
         streams: dict[str, Any] = {
             "deals": {"hints": {"invoice_number": f"properties.{self.invoice_number_property}"}},
         }
+        # The values of the properties we write, as `crm_<canonical name>` hints in the
+        # record's stored view (the plan compares them with what it would write).
+        for stream in WRITTEN_ON:
+            hints = streams.setdefault(stream, {}).setdefault("hints", {})
+            for name, prop in self.written_properties().items():
+                hints[f"crm_{name}"] = f"properties.{prop}"
         if self.default_currency:
             for stream in ("deals", "invoices"):
                 streams.setdefault(stream, {})["currency"] = {"default": self.default_currency}

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from connector.model import Allocation, Invoice, Payment, invoice_position
 from connector.money import Money
-from connector.plan import Facts, SystemView, plan_gateway_status, plan_ledger_payments
+from connector.plan import Facts, SystemView, plan_crm_properties, plan_gateway_status, plan_ledger_payments
 
 USD = lambda a: Money.of(a, "USD")  # noqa: E731
 
@@ -62,3 +62,94 @@ def test_the_gateway_is_told_an_invoice_is_paid_when_the_ledger_says_so():
     planned = plan_gateway_status(facts())
     assert sorted(p.action.target.remote_id for p in planned) == ["in_i1", "in_i2"]
     assert all(p.action.kind == "mark_paid" for p in planned)
+
+
+# Void -------------------------------------------------------------------------------------
+
+
+def void_facts(gateway_status="open", ledger_status="void"):
+    voided = invoice("i1").model_copy(update={"status": ledger_status})
+    return Facts(
+        invoices={"i1": voided},
+        positions={"i1": invoice_position(voided, date(2026, 11, 22))},
+        invoice_views={"i1": [SystemView("ledger", "ledger", "invoice", "x-i1", {"status": ledger_status}),
+                              SystemView("gateway", "gateway", "invoice", "in_i1", {"status": gateway_status})]},
+        payments={}, payment_views={}, allocations=[], ledger_payments_on={},
+    )
+
+
+def test_the_gateway_voids_an_invoice_the_ledger_voided():
+    (planned,) = plan_gateway_status(void_facts())
+    assert planned.action.kind == "void_invoice" and planned.action.connection == "gateway"
+    assert planned.action.target.remote_id == "in_i1" and planned.subject_id == "i1"
+    assert planned.summary == "INV-i1: void in gateway (status open -> void; the ledger says void)"
+    # planning twice gives the same action, which the outbox keeps once
+    (again,) = plan_gateway_status(void_facts())
+    assert again.action.idempotency_key == planned.action.idempotency_key
+
+
+def test_no_void_when_the_gateway_invoice_is_no_longer_open_or_the_ledger_did_not_void_it():
+    assert plan_gateway_status(void_facts(gateway_status="void")) == []
+    assert plan_gateway_status(void_facts(gateway_status="paid")) == []
+    assert plan_gateway_status(void_facts(ledger_status="open")) == []
+    assert plan_gateway_status(void_facts(ledger_status="draft")) == []
+
+
+# CRM properties ---------------------------------------------------------------------------
+
+
+def crm_facts(held=None, *, paid="0", reminded=None, object_type="deal"):
+    """Invoice i1 (100.00 USD, due 2026-10-01, as of 2026-11-22: 52 days overdue when open),
+    known in the CRM as deal 9001, whose stored view holds `held` (hint name -> value)."""
+    inv = invoice("i1", paid=paid)
+    data = {"status": "open", "_sync": {"hints": {"invoice_number": "INV-i1", **(held or {})}}}
+    return Facts(
+        invoices={"i1": inv},
+        positions={"i1": invoice_position(inv, date(2026, 11, 22))},
+        invoice_views={"i1": [SystemView("ledger", "ledger", "invoice", "x-i1", {"status": "open"}),
+                              SystemView("crm", "crm", object_type, "9001", data)]},
+        payments={}, payment_views={}, allocations=[], ledger_payments_on={},
+        last_reminders={"i1": reminded} if reminded else {},
+    )
+
+
+def test_a_crm_record_never_written_gets_every_property_from_nothing():
+    (planned,) = plan_crm_properties(crm_facts())
+    assert planned.action.target.remote_id == "9001" and planned.action.kind == "update_properties"
+    assert planned.action.payload == {"properties": {"payment_status": "open", "amount_outstanding": "100.00",
+                                                     "days_overdue": "52"}}
+    assert planned.summary == ("INV-i1: crm deal 9001: payment status (none) -> open, "
+                               "outstanding (none) -> 100.00 USD, days overdue (none) -> 52")
+
+
+def test_only_what_the_crm_does_not_hold_is_sent_each_shown_from_and_to():
+    held = {"crm_payment_status": "open", "crm_amount_outstanding": "100.00", "crm_days_overdue": "51"}
+    (planned,) = plan_crm_properties(crm_facts(held, paid="40.00"))
+    assert planned.action.payload == {"properties": {"payment_status": "partially_paid", "amount_outstanding": "60.00",
+                                                     "days_overdue": "52"}}
+    assert planned.summary == ("INV-i1: crm deal 9001: payment status open -> partially_paid, "
+                               "outstanding 100.00 -> 60.00 USD, days overdue 51 -> 52")
+    # a day later only the days overdue changed: nothing else is sent again
+    held = {"crm_payment_status": "open", "crm_amount_outstanding": "100.00", "crm_days_overdue": "51"}
+    (planned,) = plan_crm_properties(crm_facts(held))
+    assert planned.action.payload == {"properties": {"days_overdue": "52"}}
+    assert planned.summary == "INV-i1: crm deal 9001: days overdue 51 -> 52"
+
+
+def test_nothing_is_planned_when_the_crm_holds_every_value_already():
+    # HubSpot answers numbers in its own spelling and a date property as a midnight timestamp
+    held = {"crm_payment_status": "open", "crm_amount_outstanding": "100", "crm_days_overdue": "52",
+            "crm_last_reminder": "1795132800000"}  # 2026-11-20T00:00:00Z
+    assert plan_crm_properties(crm_facts(held, reminded=date(2026, 11, 20))) == []
+    assert plan_crm_properties(crm_facts(held | {"crm_last_reminder": "2026-11-20"}, reminded=date(2026, 11, 20),
+                                         object_type="invoice")) == []
+
+
+def test_the_last_reminder_date_is_written_when_a_later_reminder_went_out_and_never_cleared():
+    held = {"crm_payment_status": "open", "crm_amount_outstanding": "100.00", "crm_days_overdue": "52",
+            "crm_last_reminder": "2026-11-01"}
+    (planned,) = plan_crm_properties(crm_facts(held, reminded=date(2026, 11, 20)))
+    assert planned.action.payload == {"properties": {"last_reminder": "2026-11-20"}}
+    assert planned.summary == "INV-i1: crm deal 9001: last reminder 2026-11-01 -> 2026-11-20"
+    # no reminder known to us: the date the CRM holds (set by hand, or before us) stays
+    assert plan_crm_properties(crm_facts(held)) == []
