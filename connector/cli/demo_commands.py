@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from connector.cli.sync_commands import print_report
 from connector.errors import EXIT_PROBLEMS, UsageError
@@ -90,11 +91,12 @@ def sandbox_group() -> None:
 
 @sandbox_group.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=0, show_default=True, help="0 picks a free port.")
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port.")
 @click.option("--data", "data_file", type=click.Path(dir_okay=False, exists=True),
               help="A JSON book in the providers' own shapes (see docs/sandbox.md).")
 @click.option("--seed", type=int, help="Generate a book with this seed instead of --data.")
-@click.option("--size", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True)
+@click.option("--size", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True,
+              help="With --seed: how big a book to generate.")
 @click.option("--latency-ms", default=0.0, show_default=True, help="Delay added to every request.")
 @click.option("--limits", type=click.Choice(["documented", "off"]), default="documented", show_default=True)
 @click.option("--fail-rate", default=0.0, show_default=True, help="Share of requests answered with a fault.")
@@ -105,24 +107,37 @@ def sandbox_serve(
     latency_ms: float, limits: str, fail_rate: float, truth_file: str | None,
 ) -> None:
     """Serve the sandbox until Ctrl-C (or SIGTERM)."""
-    from connector.sandbox import serve
+    from connector.sandbox import ListenError, SandboxDataError, read_data, serve
     from connector.sandbox.generator import generate
 
     if data_file and seed is not None:
         raise UsageError("give --data FILE or --seed N, not both")
+    if seed is None and click.get_current_context().get_parameter_source("size") is not ParameterSource.DEFAULT:
+        raise UsageError("--size needs --seed: it sizes the book generated from that seed")
     if not 0 <= fail_rate < 1:
         raise UsageError("--fail-rate must be at least 0 and below 1")
     if latency_ms < 0:
         raise UsageError("--latency-ms cannot be negative")
     if truth_file and seed is None:
         raise UsageError("--truth needs --seed")
-    data: object = data_file
+    data: object = None
+    if data_file:
+        try:
+            data = read_data(data_file)
+        except SandboxDataError as exc:
+            raise UsageError(f"--data {data_file}: {exc}") from None
     if seed is not None:
         scenario = generate(seed, size)
         data = scenario.data
         if truth_file:
-            Path(truth_file).write_text(json.dumps(scenario.truth, indent=1, default=str), encoding="utf-8")
-    serve(host, port, data, latency_ms, limits, fail_rate, seed=seed or 0, echo=click.echo)  # type: ignore[arg-type]
+            try:
+                Path(truth_file).write_text(json.dumps(scenario.truth, indent=1, default=str), encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"--truth {truth_file}: cannot write it: {exc.strerror or exc}") from None
+    try:
+        serve(host, port, data, latency_ms, limits, fail_rate, seed=seed or 0, echo=click.echo)  # type: ignore[arg-type]
+    except ListenError as exc:
+        raise UsageError(str(exc)) from None
 
 
 COMMANDS = [demo_command, sandbox_group]

@@ -35,6 +35,9 @@ class Request:
     headers: dict[str, str]  # keys lower-cased
     body: bytes = b""
     request_id: str = ""
+    # What the face's arrival check (`begin`) settled: the key, token or tenant it admitted
+    # and counted against the rate windows. None: `handle` checks and counts itself.
+    admitted: Any = None
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

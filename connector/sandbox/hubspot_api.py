@@ -59,6 +59,8 @@ def created_property(object_type: str) -> str:
 
 
 def hub_error(status: int, message: str, category: str, **extra: Any) -> Response:
+    # The face replaces correlationId with the request's own (the X-HubSpot-Correlation-Id
+    # header), as HubSpot's answers carry one id in both places.
     body = {"status": "error", "message": message, "correlationId": new_uuid(), "category": category, **extra}
     return Response(status, body, effect=f"rejected: {message}")
 
@@ -170,18 +172,42 @@ class HubSpotFace:
 
     # ------------------------------------------------------------ dispatch
 
+    def begin(self, request: Request) -> Response | None:
+        """At arrival: the token, and its rate windows counted now, before the latency (a
+        client pacing itself by the limits sends at that pace; it must be counted at it)."""
+        if request.path == "/oauth/token":
+            return None
+        try:
+            request.admitted = self._gate(request, self._is_search(request))
+        except Refusal as refusal:
+            return self._correlated(request, refusal.response)
+        return None
+
     def handle(self, request: Request) -> Response:
         if request.path == "/oauth/token" and request.method == "POST":
             return self.oauth.token_endpoint(request)
         parts = request.path.strip("/").split("/")
-        search = len(parts) == 5 and parts[4] == "search" and request.method == "POST"
         try:
-            _, headers = self._gate(request, search)
+            admitted = request.admitted or self._gate(request, self._is_search(request))
+            _, headers = admitted
             response = self._route(request, parts)
             response.headers.update(headers)
-            return response
+            return self._correlated(request, response)
         except Refusal as refusal:
-            return refusal.response
+            return self._correlated(request, refusal.response)
+
+    @staticmethod
+    def _is_search(request: Request) -> bool:
+        parts = request.path.strip("/").split("/")
+        return len(parts) == 5 and parts[4] == "search" and request.method == "POST"
+
+    @staticmethod
+    def _correlated(request: Request, response: Response) -> Response:
+        """An error body carries the request's correlation id, the one in the header."""
+        body = response.body
+        if request.request_id and isinstance(body, dict) and body.get("status") == "error" and "correlationId" in body:
+            body["correlationId"] = request.request_id
+        return response
 
     def _route(self, request: Request, parts: list[str]) -> Response:
         if parts[:3] == ["crm", "v4", "associations"] and len(parts) == 7 and parts[5:] == ["batch", "read"] and request.method == "POST":
@@ -246,13 +272,17 @@ class HubSpotFace:
         if after >= SEARCH_CAP:
             raise refuse(400, f"Search results are limited to {SEARCH_CAP} results; after={after} is past them. Narrow the query.")
         matches = self._matches(object_type, body)
-        page = matches[after : after + limit]
+        # Nothing past the 10,000th result, whatever `after` and `limit`: the page stops at
+        # the ceiling. Its `paging.next.after` then says "10000" (HubSpot's answer there);
+        # following it gets the 400 above, so a client must start a new query (a narrower
+        # window) rather than mistake the ceiling for the end of the data.
+        end = min(after + limit, len(matches), SEARCH_CAP)
         answer: dict[str, Any] = {
             "total": len(matches),
-            "results": [self._shape(object_type, r, body.get("properties")) for r in page],
+            "results": [self._shape(object_type, r, body.get("properties")) for r in matches[after:end]],
         }
-        if after + limit < len(matches):
-            answer["paging"] = {"next": {"after": str(after + limit)}}
+        if end < len(matches):
+            answer["paging"] = {"next": {"after": str(end)}}
         return Response(200, answer)
 
     def _matches(self, object_type: str, body: dict[str, Any]) -> list[dict[str, Any]]:

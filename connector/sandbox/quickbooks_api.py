@@ -148,6 +148,10 @@ class QuickBooksFace:
             return self._throttled()
         self.in_flight[realm] = self.in_flight.get(realm, 0) + 1
         request.headers["x-sandbox-counted"] = realm
+        try:  # the minute window counts at arrival, before the latency
+            request.admitted = self._gate(request)
+        except Refusal as refusal:
+            return refusal.response
         return None
 
     def end(self, request: Request) -> None:
@@ -169,7 +173,7 @@ class QuickBooksFace:
         if request.path == "/oauth/token" and request.method == "POST":
             return self.oauth.token_endpoint(request)
         try:
-            realm, rest = self._gate(request)
+            realm, rest = request.admitted or self._gate(request)
             key = request.arg("requestid")
             if request.method == "POST" and key:
                 request.headers.setdefault("idempotency-key", key)  # the journal's column

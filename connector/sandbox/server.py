@@ -5,8 +5,9 @@
         ...run the adapters...
         effects = [e["effect"] for e in sandbox.journal]
 
-One request, in order: the face may refuse it at arrival (Xero's 5 in flight); `latency_ms`
-passes; the seeded RNG decides a fault (5xx, a timeout that then drops, or a dropped
+One request, in order: the face checks it at arrival (credentials, then the rate windows,
+counted at that moment, and Xero's 5 in flight) and may refuse it; `latency_ms` passes (for
+refusals too); unless refused, the seeded RNG decides a fault (5xx, a timeout that then drops, or a dropped
 connection), before the write is applied or, for writes, sometimes after it (so the retry
 meets the idempotency record, as with the real providers); the face answers under the one
 lock; the journal records every write with its effect.
@@ -35,11 +36,11 @@ from connector.sandbox.common import (
     Request,
     Response,
     exact,
-    loads,
     new_uuid,
     payload_of,
     token,
 )
+from connector.sandbox.datafile import check_data, read_data
 from connector.sandbox.hubspot_api import HubSpotFace
 from connector.sandbox.quickbooks_api import QuickBooksFace
 from connector.sandbox.stripe_api import StripeFace
@@ -115,9 +116,7 @@ class Sandbox:
 
     def load_data(self, data: dict[str, Any]) -> None:
         """Replace every face's data (the providers' own shapes; see docs/sandbox.md)."""
-        unknown = set(data) - set(PROVIDERS) - {"credentials"}
-        if unknown:
-            raise ValueError(f"unknown sections in sandbox data: {', '.join(sorted(unknown))}; known: {', '.join(PROVIDERS)}, credentials")
+        check_data(data)  # SandboxDataError (a ValueError) naming the place
         data = exact(data)
         credentials = data.get("credentials") or {}
         on = self.limits == "documented"
@@ -195,10 +194,9 @@ class Sandbox:
         with self.lock:
             early = begin(request) if begin else None
         try:
+            self._latency(request)
             if early is not None:
                 return self._finish(provider, request, early, write)
-            if self.latency_s:
-                time.sleep(self.latency_s)
             with self.lock:
                 fault = self._draw_fault(request, write)
                 if fault is not None and not fault.after:
@@ -215,6 +213,11 @@ class Sandbox:
             if end is not None:
                 with self.lock:
                     end(request)
+
+    def _latency(self, request: Request) -> None:
+        """The `latency_ms` every provider request waits, outside the lock (a seam for tests)."""
+        if self.latency_s:
+            time.sleep(self.latency_s)
 
     def _draw_fault(self, request: Request, write: bool) -> Fault | None:
         if not self.fail_rate or request.path.startswith("/oauth/"):
@@ -334,7 +337,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         provider, _, rest = path.lstrip("/").partition("/")
         if provider not in PROVIDERS:
-            self._write(Response(404, {"error": f"no provider at /{provider}; the sandbox serves /stripe, /xero and /hubspot"}))
+            served = ", ".join(f"/{p}" for p in PROVIDERS[:-1]) + f" and /{PROVIDERS[-1]}"
+            self._write(Response(404, {"error": f"no provider at /{provider}; the sandbox serves {served}"}))
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
         request = Request(self.command, "/" + rest, parse_qs(split.query, keep_blank_values=True), headers, body)
@@ -369,13 +373,8 @@ class _Handler(BaseHTTPRequestHandler):
 # ---------------------------------------------------------------- the CLI's entry
 
 
-def read_data(source: dict[str, Any] | str | Path | None) -> dict[str, Any]:
-    """Sandbox data from a dict, a JSON file (amounts kept exact) or nothing."""
-    if source is None:
-        return {}
-    if isinstance(source, dict):
-        return source
-    return loads(Path(source).read_bytes())
+class ListenError(OSError):
+    """The sandbox cannot listen where it was asked to (port in use, unknown host...)."""
 
 
 def serve(
@@ -389,9 +388,15 @@ def serve(
     seed: int = 0,
     echo: Callable[[str], None] = print,
 ) -> None:
-    """Serve until SIGINT or SIGTERM, printing the base URL of each provider."""
+    """Serve until SIGINT or SIGTERM, printing the base URL of each provider.
+
+    Raises SandboxDataError for data that cannot be used and ListenError when the address
+    cannot be bound, each with a one-line message."""
     sandbox = Sandbox(read_data(data), latency_ms=latency_ms, limits=limits, fail_rate=fail_rate, seed=seed)
-    sandbox.start(host, port)
+    try:
+        sandbox.start(host, port)
+    except OSError as exc:  # EADDRINUSE, EACCES, an unknown host (gaierror)...
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

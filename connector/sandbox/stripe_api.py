@@ -141,12 +141,27 @@ class StripeFace:
 
     # ------------------------------------------------------------ dispatch
 
-    def handle(self, request: Request) -> Response:
+    def begin(self, request: Request) -> Response | None:
+        """At arrival: the key, and its rate window counted now, before the latency (a client
+        pacing itself by the limit sends at that pace; it must be counted at that pace)."""
         try:
             key = self.authenticate(request)
-            limited = self.rate_limit(request, key)
-            if limited is not None:
-                return limited
+        except Refusal as refusal:
+            return refusal.response
+        limited = self.rate_limit(request, key)
+        if limited is not None:
+            return limited
+        request.admitted = key
+        return None
+
+    def handle(self, request: Request) -> Response:
+        try:
+            key = request.admitted
+            if key is None:  # not through begin (a direct call)
+                key = self.authenticate(request)
+                limited = self.rate_limit(request, key)
+                if limited is not None:
+                    return limited
             if request.method == "POST":
                 return self._idempotent(request, key)
             if request.method != "GET":

@@ -121,7 +121,9 @@ class XeroFace:
     # ------------------------------------------------------------ gatekeeping
 
     def begin(self, request: Request) -> Response | None:
-        """At arrival: count the request in flight for its tenant (5 at once)."""
+        """At arrival: count the request in flight for its tenant (5 at once), and against the
+        tenant's minute and day windows now, before the latency (a client pacing itself by
+        the limits sends at that pace; it must be counted at that pace)."""
         tenant = request.header("xero-tenant-id")
         if not tenant or request.path.startswith("/oauth/"):
             return None
@@ -129,6 +131,10 @@ class XeroFace:
             return self._too_many("concurrent", 1.0)
         self.in_flight[tenant] = self.in_flight.get(tenant, 0) + 1
         request.headers["x-sandbox-counted"] = tenant
+        try:
+            request.admitted = self._gate(request)
+        except Refusal as refusal:
+            return refusal.response
         return None
 
     def end(self, request: Request) -> None:
@@ -174,7 +180,7 @@ class XeroFace:
         if request.path == "/oauth/token" and request.method == "POST":
             return self.oauth.token_endpoint(request)
         try:
-            tenant = self._gate(request)
+            tenant = request.admitted or self._gate(request)
             if request.method in ("PUT", "POST") and request.header("idempotency-key"):
                 response = self._idempotent(request, tenant)
             else:

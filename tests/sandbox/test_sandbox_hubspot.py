@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from sandbox_books import T0, book, hubspot_object
 from sandbox_harness import check_hubspot_error, effects, hubspot, running
+
+from providers.hubspot.provider import HubSpotProvider
+from providers.hubspot.settings import HubSpotSettings
 
 
 def _search(client, object_type, filters, *, sorts=("hs_lastmodifieddate",), after="0", limit=100, properties=("dealname",)):
@@ -58,6 +62,50 @@ def test_search_stops_at_ten_thousand_results_like_hubspot():
     assert beyond.status_code == 400
     check_hubspot_error(beyond.json())
     assert beyond.json()["category"] == "VALIDATION_ERROR"
+
+
+def test_a_page_never_reaches_past_the_ten_thousandth_result():
+    deals = [hubspot_object(5000 + i, {"dealname": f"D{i}"}, modified=T0 + i) for i in range(10_050)]
+    with running({"hubspot": {"deals": deals}}) as sandbox, hubspot(sandbox) as client:
+        straddling = _search(client, "deals", [], after="9990", limit=30).json()
+        beyond = _search(client, "deals", [], after=straddling["paging"]["next"]["after"], limit=30)
+    assert [r["id"] for r in straddling["results"]] == [str(5000 + i) for i in range(9990, 10_000)]
+    assert straddling["total"] == 10_050
+    assert straddling["paging"]["next"]["after"] == "10000"  # the ceiling, not the end: a new query is needed
+    assert beyond.status_code == 400
+
+
+@pytest.mark.parametrize("spread", ["seven per timestamp", "one timestamp for all"])
+def test_the_adapter_reads_every_record_of_a_book_past_the_ceiling_exactly_once(spread):
+    """The real adapter's search windows against the sandbox: 10,500 companies, more than one
+    query may return, each read once (by time windows, or by object id when they all share
+    one modified date)."""
+    step = 7 if spread == "seven per timestamp" else 100_000
+    companies = [hubspot_object(20_000 + i, {"name": f"Company {i}"}, modified=T0 + i // step) for i in range(10_500)]
+    with running({"hubspot": {"companies": companies}}) as sandbox:
+        settings = HubSpotSettings(base_url=sandbox.url("hubspot"), access_token="pat-na1-sandbox", page_size=200)
+        provider = HubSpotProvider(settings, connection="crm", rate_limiter=None)
+        try:
+            pages = list(provider.read("companies", None))
+        finally:
+            provider.close()
+    ids = [record["id"] for page in pages for record in page.records]
+    assert len(ids) == len(set(ids)) == 10_500
+    assert set(ids) == {c["id"] for c in companies}
+    assert any("10000-result limit" in note for page in pages for note in page.notes)
+
+
+def test_an_error_carries_the_correlation_id_of_its_header():
+    with running(book()) as sandbox, hubspot(sandbox) as client:
+        missing = client.get("/crm/v3/objects/deals/999999")
+        refused = _search(client, "deals", [], limit=500)
+    with running(book(), limits="documented", clock=lambda: float(T0)) as sandbox, hubspot(sandbox) as client:
+        search = {"filterGroups": [], "sorts": ["hs_object_id"], "properties": [], "limit": 1, "after": "0"}
+        too_many = [client.post("/crm/v3/objects/deals/search", json=search) for _ in range(5)][-1]  # 4 per second
+    for answer in (missing, refused, too_many):
+        assert answer.status_code in (404, 400, 429)
+        assert answer.json()["correlationId"] == answer.headers["X-HubSpot-Correlation-Id"]
+    assert too_many.status_code == 429
 
 
 def test_limit_above_two_hundred_is_refused():

@@ -3,13 +3,16 @@ that honours them (through our own RateLimiter)."""
 
 from __future__ import annotations
 
+import json
 import threading
 
+import pytest
 from sandbox_books import book
 from sandbox_harness import TENANT, check_hubspot_error, hubspot, running, stripe, xero
 from support.openapi import check_response
 
 from connector.http.ratelimit import RateLimiter
+from connector.sandbox.common import Request
 
 
 class FakeClock:
@@ -80,7 +83,23 @@ def test_xero_daily_limit_answers_a_long_retry_after():
 
 
 def test_xero_five_requests_in_flight_at_most():
-    with running(book(), limits="documented", latency_ms=400) as sandbox:
+    """Seven requests for one tenant, all in flight together: five are served, two refused.
+    Each request's latency lasts until all seven have arrived, so they overlap for certain,
+    however slowly the machine starts the threads."""
+    with running(book(), limits="documented", latency_ms=1) as sandbox:
+        face = sandbox.faces["xero"]
+        arrivals, all_arrived = [], threading.Event()
+        admit = face.begin
+
+        def begin(request):
+            answer = admit(request)
+            arrivals.append(request)
+            if len(arrivals) == 7:
+                all_arrived.set()
+            return answer
+
+        face.begin = begin
+        sandbox._latency = lambda request: all_arrived.wait(30)
         statuses, problems = [], []
 
         def call():
@@ -94,8 +113,43 @@ def test_xero_five_requests_in_flight_at_most():
             thread.start()
         for thread in threads:
             thread.join()
+    assert all_arrived.is_set()
     assert statuses.count(200) == 5 and statuses.count(429) == 2
     assert problems.count("concurrent") == 2
+
+
+def _stripe_list():
+    return Request("GET", "/v1/customers", {"limit": ["1"]}, {"authorization": "Bearer sk_test_sandbox"})
+
+
+def _hubspot_search():
+    body = json.dumps({"filterGroups": [], "sorts": ["hs_object_id"], "properties": [], "limit": 1, "after": "0"}).encode()
+    return Request("POST", "/crm/v3/objects/deals/search", {}, {"authorization": "Bearer pat-na1-x", "content-type": "application/json"}, body)
+
+
+@pytest.mark.parametrize(("provider", "request_of", "limit"), [("stripe", _stripe_list, 25), ("hubspot", _hubspot_search, 4)])
+def test_a_request_counts_against_the_limit_when_it_arrives_not_when_it_is_answered(provider, request_of, limit):
+    """A client at the documented pace: a full window's requests at t=0, answered 0.3 s late
+    (a slow, loaded sandbox), then the next one at t=1 s, answered at once. It is within the
+    limit when sent, so it is served."""
+    clock = FakeClock(1_800_000_000.0)
+    start = clock.now
+    with running(book(), limits="documented", latency_ms=1, clock=clock) as sandbox:
+        late = {"by": 0.3}
+
+        def latency(request):
+            clock.now += late["by"]
+
+        sandbox._latency = latency
+        first = []
+        for _ in range(limit):
+            clock.now = start  # they all arrive together, at t=0
+            first.append(sandbox.dispatch(request_of(), provider).response.status)
+        late["by"] = 0.0
+        clock.now = start + 1.0
+        next_window = sandbox.dispatch(request_of(), provider).response
+    assert first == [200] * limit
+    assert next_window.status == 200
 
 
 def test_hubspot_search_four_per_second_and_190_per_ten_seconds():
