@@ -86,7 +86,7 @@ def _reconciliation_counts(result: object) -> dict[str, object]:
 
 @click.group("sandbox")
 def sandbox_group() -> None:
-    """Fake Stripe, Xero and HubSpot on loopback, for trying the connector and for tests."""
+    """Fake Stripe, Xero, HubSpot and QuickBooks Online on loopback, for trying the connector and for tests."""
 
 
 @sandbox_group.command("serve")
@@ -94,7 +94,7 @@ def sandbox_group() -> None:
 @click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port.")
 @click.option("--data", "data_file", type=click.Path(dir_okay=False, exists=True),
               help="A JSON book in the providers' own shapes (see docs/sandbox.md).")
-@click.option("--seed", type=int, help="Generate a book with this seed instead of --data.")
+@click.option("--seed", type=int, help="Generate a book with this seed instead of --data (Stripe, Xero and HubSpot; QuickBooks stays empty).")
 @click.option("--size", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True,
               help="With --seed: how big a book to generate.")
 @click.option("--latency-ms", default=0.0, show_default=True, help="Delay added to every request.")
