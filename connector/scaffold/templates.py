@@ -238,8 +238,11 @@ FIXTURES_README = '''# Recorded fixtures for the conformance kit
 Record real answers of the {title} API (a sandbox account) and list them in `kit.toml`:
 each `[[routes]]` entry says which request it answers (method, path, and the query `params` or
 `headers` that tell pages apart) and the file with the body. Record at least two pages of
-every stream (use a small page size), the read that resumes from a saved cursor, and one
-answer per write. Add `[[money]]` cases (a JPY and a KWD record), `[[void]]` cases (a voided
+every stream (use a small page size), with two records changed in the same second on either
+side of a page boundary (three saved together, page size 2: the kit skips its cursor's-moment
+check without such a pair), the read that resumes from each page's cursor, and one answer per
+write. If your provider puts the current time into a request, pin its clock to the recording
+moment through `provider_kwargs` in `tests/test_conformance.py`. Add `[[money]]` cases (a JPY and a KWD record), `[[void]]` cases (a voided
 invoice, a deleted record) and `[actions.KIND]` (target and payload of one write per action).
 See docs/plugins.md of the connector for every key. Remove secrets before committing.
 '''
