@@ -8,6 +8,10 @@
     base_url = "https://api.stripe.com"
     api_key = "env:STRIPE_API_KEY"
 
+    [reconcile]                           # optional: reconciliation settings
+    auto_threshold = 0.95                 # see docs/reconciliation.md
+    tolerance_absolute = { JPY = 500 }
+
 The file is found by `--config`, else `CONNECTOR_CONFIG`, else `./connector.toml`; only the
 default may be absent (an empty configuration). Any string value `env:NAME` is read from the
 environment. Each connection's keys are validated by its provider's settings model, and every
@@ -19,12 +23,14 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from connector.errors import ConfigError, PluginError
+from connector.reconcile.types import ReconcileConfig
 from connector.redaction import register_secret
 from providers.base import ProviderSettings, secret_fields
 from providers.registry import Registry, installed
@@ -36,7 +42,7 @@ ENV_DATABASE_URL = "CONNECTOR_DATABASE_URL"
 ENV_PREFIX = "env:"
 
 # Top-level tables a config may hold; later features add theirs here.
-TOP_LEVEL_KEYS = ("database", "connections", "dunning")
+TOP_LEVEL_KEYS = ("database", "connections", "dunning", "reconcile")
 
 
 class DatabaseSection(BaseModel):
@@ -62,6 +68,8 @@ class Config:
     connections: dict[str, Connection]
     problems: list[str] = field(default_factory=list)  # collected when not strict
     dunning: dict[str, Any] = field(default_factory=dict)  # `[dunning]`, read by connector.reminders
+    # `[reconcile]`: thresholds, tolerances and search bounds for every reconciliation run.
+    reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
 
     def connection(self, name: str) -> Connection:
         try:
@@ -158,12 +166,14 @@ def load_config(
                 f"config file {path} not found (create one with `connector init --path {path}`)"
             )
         data: dict[str, Any] = {}
+        text = ""
         source = DEFAULT_CONFIG
         found: Path | None = None
     else:
         source, found = str(path), path
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"not valid TOML: {exc}", where=source) from None
         except OSError as exc:
@@ -187,7 +197,28 @@ def load_config(
     dunning = data.get("dunning", {})
     if not isinstance(dunning, dict):
         raise ConfigError("must be a table", where=f"{source}: dunning")
-    return Config(path=found, database_url=database_url, connections=connections, problems=problems, dunning=dunning)
+    reconcile = _reconcile_settings(text, source) if "reconcile" in data else ReconcileConfig()
+    return Config(path=found, database_url=database_url, connections=connections, problems=problems, dunning=dunning,
+                  reconcile=reconcile)
+
+
+def _reconcile_settings(text: str, source: str) -> ReconcileConfig:
+    """`[reconcile]`, its numbers read as written (TOML floats become Decimal, never binary)."""
+    section = tomllib.loads(text, parse_float=Decimal)["reconcile"]
+    where = f"{source}: reconcile"
+    if not isinstance(section, dict):
+        raise ConfigError("must be a table", where=where)
+    try:
+        return ReconcileConfig.model_validate(section)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        line = _describe(exc, where)[0].replace(": Value error, ", ": ")
+        if first["type"] == "extra_forbidden":
+            model: type[BaseModel] = ReconcileConfig
+            for part in first["loc"][:-1]:
+                model = model.model_fields[str(part)].annotation  # type: ignore[assignment]
+            line += f" (known: {', '.join(model.model_fields)})"
+        raise ConfigError(line) from None
 
 
 def _database_url(section: Any, source: str, config_file: Path | None) -> str:

@@ -23,7 +23,7 @@ from connector.model import (
     PaymentApplication,
     invoice_position,
 )
-from connector.money import Money, to_decimal
+from connector.money import Money, currency_exponent, to_decimal
 from connector.reconcile import MANUAL_RULE
 from connector.reconcile_engine import LEDGER_RULE
 from state import reconciliation as decisions
@@ -154,10 +154,7 @@ def match(store: Store, payment_token: str, invoice_token: str, *, amount: str |
                 raise UsageError(f"currencies differ: payment in {left.currency}, invoice in {owed.currency}")
             value = min(left, owed)
         else:
-            try:
-                value = Money.of(to_decimal(amount), payment.amount.currency)
-            except ValueError as exc:
-                raise UsageError(f"--amount: {exc}") from None
+            value = _given_amount(amount, payment.amount.currency)
         if value.amount <= 0:
             raise UsageError("nothing to match: the payment has nothing left or the invoice owes nothing")
         allocation = Allocation(
@@ -169,6 +166,22 @@ def match(store: Store, payment_token: str, invoice_token: str, *, amount: str |
             raise UsageError(f"{payment_token} is already matched by hand to {invoice_token}; unmatch it first")
         _check_and_save(store, session, [allocation], user, "match", reason or "manual match")
     return allocation
+
+
+def _given_amount(text: str, currency: str) -> Money:
+    """`--amount` as exact Money in the payment's currency: positive, and never rounded (1.234
+    on a USD payment is refused rather than silently becoming 1.23)."""
+    try:
+        value = to_decimal(text)
+    except ValueError as exc:
+        raise UsageError(f"--amount: {exc}") from None
+    if value <= 0:
+        raise UsageError(f"--amount must be positive, not {text.strip()}")
+    allowed = currency_exponent(currency)
+    places = -value.normalize().as_tuple().exponent  # type: ignore[operator]
+    if places > allowed:
+        raise UsageError(f"--amount {text.strip()} has more decimal places than {currency} allows ({allowed})")
+    return Money.of(value, currency)
 
 
 def unmatch(store: Store, allocation_id: str, *, user: str | None = None, reason: str = "") -> Allocation:

@@ -99,7 +99,7 @@ def run_reconciliation(
             allocations=pending,
             rejected=rejected,
             references=dict(references),
-            config=settings or ReconcileConfig(),
+            config=settings or config.reconcile,
         )
         for reversal in result.reversals:
             allocation = reversal.allocation
@@ -118,6 +118,7 @@ def run_reconciliation(
             )
         summary.applied = list(result.applied)
         summary.proposals = [_proposal_row(p) for p in result.proposals]
+        _audit_proposals(session, decisions.load_proposals(session), summary.proposals)
         decisions.replace_open_proposals(session, summary.proposals)
         summary.unmatched = list(result.unmatched)
     return summary
@@ -197,6 +198,40 @@ def _proposal_row(proposal: Proposal) -> dict[str, Any]:
         "amount_minor": proposal.amount.to_minor(),
         "candidates": candidates,
     }
+
+
+def _audit_proposals(session: Any, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
+    """A proposal is written to the audit log when it first appears and when a later run drops
+    it undecided (the payment or the invoices changed): the open proposals are replaced on every
+    run, and this keeps what finance was once shown in `connector explain`."""
+    old = {p["id"]: p for p in before}
+    new = {p["id"] for p in after}
+    for proposal in after:
+        if proposal["id"] not in old:
+            audit(session, "reconcile", "propose", "proposal", proposal["id"], _proposal_inputs(proposal),
+                  f"proposed to finance: {_proposal_text(proposal)}")
+    for proposal_id, proposal in old.items():
+        if proposal_id not in new:
+            audit(session, "reconcile", "supersede", "proposal", proposal_id, _proposal_inputs(proposal),
+                  f"no longer proposed (a later run decided otherwise): {_proposal_text(proposal)}")
+
+
+def _proposal_inputs(proposal: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "payment": proposal["payment_id"],
+        "invoices": sorted({i for c in proposal["candidates"] for i in c["invoice_ids"]}),
+        "currency": proposal["currency"],
+    }
+
+
+def _proposal_text(proposal: dict[str, Any]) -> str:
+    best = proposal["candidates"][0] if proposal["candidates"] else None
+    if best is None:
+        return f"payment {proposal['payment_id']}"
+    shares = " + ".join(f"{a} to {i}" for i, a in zip(best["invoice_ids"], best["amounts"], strict=True))
+    more = len(proposal["candidates"]) - 1
+    return (f"payment {proposal['payment_id']}: {shares} {best['currency']} by {best['rule']} "
+            f"({best['confidence']}): {best['reason']}" + (f" (+{more} other candidate(s))" if more else ""))
 
 
 def invoice_allocations(store: Store, invoices: list[Invoice]) -> dict[str, list[Allocation]]:

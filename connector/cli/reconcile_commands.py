@@ -1,9 +1,11 @@
 """`connector reconcile` and finance's decisions on it: accept, reject, match, unmatch.
 
-`--json` shape (stable): {"applied": [entry...], "proposals": [entry + {"id", "candidates": [...]}],
-"summary": {...}} where an entry is {"id", "status": "applied"|"proposed", "payment": {"id",
-"refs": [{"system", "type", "id"}]}, "invoice": {"id", "number", "refs": [...]}, "amount":
-"12.340", "currency": "KWD", "rule", "confidence", "reason", "confirmed_by"}.
+`--json` shape (stable, documented with an example in docs/finance.md): {"applied": [entry...],
+"proposals": [entry + {"id", "payment_unapplied", "invoices", "candidates": [entry + {"rank",
+"invoices"}...]}], "summary": {...}} where an entry is {"status": "applied"|"proposed"|"candidate",
+"payment": {"id", "refs": [{"system", "type", "id"}]}, "invoice": {"id", "number", "refs": [...]},
+"amount": "12.340", "currency": "KWD", "rule", "confidence", "reason"} (applied ones add "id" and
+"confirmed_by").
 """
 
 from __future__ import annotations
@@ -59,6 +61,24 @@ def _entry(describe: _Describe, status: str, payment_id: str, invoice_id: str, a
     }
 
 
+def _candidate(describe: _Describe, payment_id: str, candidate: dict[str, Any], rank: int) -> dict[str, Any]:
+    """One ranked way to apply a proposal's payment, with the fields of an allocation: the
+    first is what the proposal proposes (`proposed`), the others are `candidate`s. `invoice` is
+    the first (usually only) invoice, `invoices` each invoice with its share, `amount` the total."""
+    currency = candidate["currency"]
+    shares = [Money.of(a, currency) for a in candidate["amounts"]]
+    return {
+        "rank": rank,
+        **_entry(describe, "proposed" if rank == 1 else "candidate", payment_id, candidate["invoice_ids"][0],
+                 sum(shares, Money.zero(currency)), currency, candidate["rule"], candidate["confidence"],
+                 candidate["reason"]),
+        "invoices": [
+            {"invoice": describe.invoice(i), "amount": str(a.amount)}
+            for i, a in zip(candidate["invoice_ids"], shares, strict=True)
+        ],
+    }
+
+
 def reconcile_report(store: Store, summary: Any) -> dict[str, Any]:
     describe = _Describe(store)
     with store.session() as session:
@@ -71,32 +91,12 @@ def reconcile_report(store: Store, summary: Any) -> dict[str, Any]:
     ]
     out_proposals = []
     for proposal in proposals:
-        top = proposal["candidates"][0]
         left = Money.from_minor(int(proposal["amount_minor"]), proposal["currency"])
-        out_proposals.append(
-            {
-                **_entry(describe, "proposed", proposal["payment_id"], top["invoice_ids"][0], top["amounts"][0],
-                         top["currency"], top["rule"], top["confidence"], top["reason"]),
-                "id": proposal["id"],
-                "payment_unapplied": str(left.amount),
-                "candidates": [
-                    {
-                        "rank": rank,
-                        "invoices": [
-                            {"invoice": describe.invoice(i), "amount": a}
-                            for i, a in zip(c["invoice_ids"], c["amounts"], strict=True)
-                        ],
-                        "invoice": describe.invoice(c["invoice_ids"][0]),
-                        "amount": str(sum((Money.of(a, c["currency"]) for a in c["amounts"]), Money.zero(c["currency"])).amount),
-                        "currency": c["currency"],
-                        "rule": c["rule"],
-                        "confidence": c["confidence"],
-                        "reason": c["reason"],
-                    }
-                    for rank, c in enumerate(proposal["candidates"], start=1)
-                ],
-            }
-        )
+        candidates = [
+            _candidate(describe, proposal["payment_id"], c, rank) for rank, c in enumerate(proposal["candidates"], start=1)
+        ]
+        top = {k: v for k, v in candidates[0].items() if k != "rank"}
+        out_proposals.append({**top, "id": proposal["id"], "payment_unapplied": str(left.amount), "candidates": candidates})
     return {
         "applied": out_applied,
         "proposals": out_proposals,

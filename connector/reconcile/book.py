@@ -8,7 +8,9 @@ owes, never across currencies.
 Indexes, so that no rule loops over every invoice:
 - per (customer, currency), the open invoices sorted by (balance, due, id): exact amounts,
   tolerance ranges and subset pools are bisect slices of it;
-- per (currency, balance), invoice ids: exact amounts when the payer is unknown.
+- per (currency, balance), invoice ids: exact amounts when the payer is unknown;
+- per (customer, currency), the open invoices sorted by (due, id), made the first time a rule
+  asks for an account's oldest invoices (most accounts never need it).
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ class Book:
         self.invoices: dict[str, OpenInvoice] = {}
         self._accounts: dict[Account, list[Entry]] = defaultdict(list)
         self._by_amount: dict[tuple[str, int], set[str]] = defaultdict(set)
+        self._by_due: dict[Account, list[tuple[int, str]]] = {}
         items = self.invoices
         accounts = self._accounts
         by_amount = self._by_amount
@@ -175,6 +178,16 @@ class Book:
                 del self._by_amount[(item.currency, item.balance)]
         if new_balance > 0:
             self._by_amount[(item.currency, new_balance)].add(item.id)
+        if item.customer_id is not None and (new_balance > 0) != (item.balance > 0):
+            by_due = self._by_due.get((item.customer_id, item.currency))
+            if by_due is not None:
+                key = (item.due, item.id)
+                if new_balance > 0:
+                    insort(by_due, key)
+                else:
+                    at = bisect_left(by_due, key)
+                    if at < len(by_due) and by_due[at] == key:
+                        del by_due[at]
         item.balance = new_balance
 
     def account(self, customer_id: str, currency: str) -> list[Entry]:
@@ -184,6 +197,14 @@ class Book:
     def with_balance(self, customer_id: str, currency: str, lo: int, hi: int) -> list[Entry]:
         entries = self.account(customer_id, currency)
         return entries[bisect_left(entries, (lo,)) : bisect_right(entries, (hi, _NO_DUE + 1))]
+
+    def oldest(self, customer_id: str, currency: str) -> list[tuple[int, str]]:
+        """The customer's open invoices in one currency as (due, id), oldest due first."""
+        account = (customer_id, currency)
+        by_due = self._by_due.get(account)
+        if by_due is None:
+            by_due = self._by_due[account] = sorted((due, invoice_id) for _, due, invoice_id in self.account(*account))
+        return by_due
 
     def anyone_with_balance(self, currency: str, balance: int) -> list[str]:
         return sorted(self._by_amount.get((currency, balance), ()))

@@ -5,7 +5,8 @@ The run, in order:
 2. the book: each invoice's balance after its own paid and credited amounts and the existing
    allocations (manual ones included: they are never changed, only respected);
 3. pass by pass, every payment in (received at, id) order: explicit links, then invoice
-   numbers in the remittance, then amounts (exact, within tolerance, subset sums). A strong
+   numbers in the remittance, then amounts (exact, within tolerance, subset sums) and, when
+   nothing else fits, the payer's oldest open invoices (a partial or over payment). A strong
    rule is applied to every payment before a weaker rule may take an invoice;
 4. a payment's best option is applied when its confidence reaches `auto_threshold` and no
    other option is as good; otherwise its ranked options become a proposal.
@@ -29,6 +30,7 @@ from connector.reconcile.rules import (
     Rejected,
     exact_amount,
     explicit_link,
+    payer_open_invoice,
     remittance_number,
     within_tolerance,
 )
@@ -118,7 +120,9 @@ def _reconcile(
     for item in book.invoices.values():
         index.add(item.id, item.number, references.get(item.id, ()))
 
-    run = _Run(book, index, refused, config)
+    settled = {payment_id for payment_id, units in on_payment.items() if units > 0}
+    settled.update(payment_id for payment_id, _ in refused)
+    run = _Run(book, index, refused, config, settled)
     open_payments = []
     for payment in ordered:
         if payment.status in _PAYABLE:
@@ -149,13 +153,17 @@ def _payment_order(payment: Payment) -> tuple[object, str]:
 
 
 class _Run:
-    def __init__(self, book: Book, index: NumberIndex, rejected: Rejected, config: ReconcileConfig) -> None:
+    def __init__(
+        self, book: Book, index: NumberIndex, rejected: Rejected, config: ReconcileConfig, settled: set[str]
+    ) -> None:
         self.book = book
         self.index = index
         self.rejected = rejected
         self.config = config
         self.decided: set[str] = set()
         self.unmatched: set[str] = set()
+        # Payments with allocations already, or a rejected pair: no `payer_open_invoice` guess.
+        self.settled = settled
         self.applied: list[Allocation] = []
         self.proposals: list[Proposal] = []
         self._mentions: dict[str, list[Mention]] = {}
@@ -165,7 +173,7 @@ class _Run:
             return []
         found = self._mentions.get(payment.id)
         if found is None:
-            found = self._mentions[payment.id] = mentions(payment.remittance)
+            found = self._mentions[payment.id] = self.index.expand(mentions(payment.remittance))
         return found
 
     def apply(self, payment: OpenPayment, option: Option) -> None:
@@ -206,6 +214,12 @@ class _Run:
         # One invoice of exactly the amount explains a payment better than a sum of several.
         if not exact and not any(o.confidence >= config.auto_threshold for o in options):
             options += subset_sum(self.book, payment, self.rejected, config)
+        # Nothing else: the payer's open invoices, oldest due first (a partial or over payment);
+        # not for what is left of a payment already applied (an overpayment's surplus stays
+        # credit) nor for one whose proposal finance rejected (a guess would only come back).
+        if not options and payment.id not in self.settled:
+            guess = payer_open_invoice(self.book, payment, self.rejected, config)
+            options = [guess] if guess is not None else []
         options = self._ranked(payment, self._hinted(payment, options))
         best = self._sure(options)
         if best is not None:

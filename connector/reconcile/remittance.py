@@ -8,7 +8,8 @@ all have the key "INV|42"; the digits alone ("42") are the numeric key that "#42
 `mentions()` reads a remittance line into ordered `Mention`s:
 
 - marked: after an invoice word ("invoice", "inv", "no", ...) or "#", and the list that
-  follows it ("Invoice #42 + #43", "Invoices 42, 43 and 44");
+  follows it ("Invoice #42 + #43", "Invoices 42, 43 and 44"); a marked "37/38" or "37-38"
+  that names no invoice as a whole is the list 37, 38 (`NumberIndex.expand`);
 - prefixed: a word glued to a number ("ACME-0007", "PO 1234"), matched by its full key against
   invoice numbers and extra references (purchase orders);
 - bare: a number alone, used only when a single open invoice of the payer can mean it.
@@ -87,6 +88,9 @@ class Mention:
     numeric_key: str
     full_key: str | None = None  # for a prefixed number: prefix and digits
     prefix: str | None = None
+    # "inv 37/38", "inv 37-38": the digit runs of a marked number joined by "/" or "-", read
+    # as a list when the whole number names no invoice (`NumberIndex.expand`).
+    parts: tuple[str, ...] = ()
 
 
 def mentions(remittance: str | None) -> list[Mention]:
@@ -125,7 +129,7 @@ def mentions(remittance: str | None) -> list[Mention]:
         mention: Mention
         full = None if prefix is None else _key([prefix, *numbers])
         if marked:
-            mention = Mention(token, "marked", digits, full, prefix)
+            mention = Mention(token, "marked", digits, full, prefix, tuple(numbers) if len(numbers) > 1 else ())
         elif prefix is not None:
             mention = Mention(token, "prefixed", digits, full, prefix)
         else:
@@ -163,6 +167,29 @@ class NumberIndex:
             self._refs.setdefault(full, []).append(invoice_id)
             if numeric is not None:
                 self._ref_numeric.setdefault(numeric, []).append(invoice_id)
+
+    def expand(self, found: list[Mention]) -> list[Mention]:
+        """`found` with each marked number of several digit runs ("inv 37/38", "inv 37-38")
+        read as a list of numbers when the whole of it names no invoice: "INV-2024-0042"
+        stays one number as long as an invoice has it."""
+        if not any(mention.parts for mention in found):
+            return found
+        out: list[Mention] = []
+        seen: set[tuple[str, str | None]] = set()
+        for mention in found:
+            readings = [mention]
+            if mention.parts and not self.lookup(mention)[0]:
+                prefix = mention.prefix
+                readings = [
+                    Mention(part, "marked", part.lstrip("0") or "0", None if prefix is None else _key([prefix, part]), prefix)
+                    for part in mention.parts
+                ]
+            for reading in readings:
+                key = (reading.numeric_key, reading.full_key)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(reading)
+        return out
 
     def _by_number(self, numeric: str) -> list[str]:
         # A number with no letters ("0042") is its own numeric key, kept once in `_numbers`.

@@ -281,3 +281,36 @@ def within_tolerance(
         if option is not None:
             options.append(option)
     return options
+
+
+# 6. payer_open_invoice ----------------------------------------------------------------------
+
+
+def payer_open_invoice(
+    book: Book, payment: OpenPayment, rejected: Rejected, config: ReconcileConfig
+) -> Option | None:
+    """When no other rule explains a payment of a known payer: the payment spread over the
+    payer's open invoices in its currency, oldest due first (as the ledgers apply a payment by
+    default), at most `oldest_first_invoices` of them. A smaller payment pays the oldest in part
+    (the rest stays open); a larger one pays them in full and the surplus stays as credit on the
+    customer. A guess for finance to confirm: its confidence is below the default threshold."""
+    if payment.customer_id is None:
+        return None
+    items: list[OpenInvoice] = []
+    left = payment.remaining
+    for _due, invoice_id in book.oldest(payment.customer_id, payment.currency):
+        if len(items) >= config.oldest_first_invoices or left <= 0:
+            break
+        if rejected and (payment.id, invoice_id) in rejected:
+            continue
+        item = book.invoices[invoice_id]
+        items.append(item)
+        left -= item.balance
+    if not items:
+        return None
+    reason = (
+        f"no invoice number, link or amount explains {show(payment.remaining, payment.currency)}; "
+        f"applied oldest due first to the open invoices of customer {payment.customer_id} in "
+        f"{payment.currency}: {_labels(items)}"
+    )
+    return _option(payment, items, "payer_open_invoice", config.confidence.payer_open_invoice, reason)

@@ -10,11 +10,11 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from connector.errors import ConnectorError
 from connector.model import Allocation
-from connector.money import Money
+from connector.money import Money, currency_exponent, normalise_currency
 
 RuleName = Literal[
     "explicit_link",
@@ -22,6 +22,7 @@ RuleName = Literal[
     "exact_amount_unique",
     "amount_within_tolerance",
     "subset_sum",
+    "payer_open_invoice",
 ]
 RULES: Final[tuple[RuleName, ...]] = (
     "explicit_link",
@@ -29,6 +30,7 @@ RULES: Final[tuple[RuleName, ...]] = (
     "exact_amount_unique",
     "amount_within_tolerance",
     "subset_sum",
+    "payer_open_invoice",
 )
 # An allocation a person made (or confirmed) is never touched by a rule.
 MANUAL_RULE: Final = "manual"
@@ -68,6 +70,16 @@ class Confidences(BaseModel):
     subset_sum_ambiguous: Decimal = Decimal("0.55")
     # Added when the remittance mentions a candidate's number without naming it for sure.
     remittance_hint_bonus: Decimal = Decimal("0.05")
+    # Nothing else explains the payment: the payer's open invoices paid oldest due first, the
+    # last in part (a partial payment) or all in full with the surplus kept as credit.
+    payer_open_invoice: Decimal = Decimal("0.40")
+
+    @model_validator(mode="after")
+    def _within_zero_and_one(self) -> Confidences:
+        for name, value in self:
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be between 0 and 1, not {value}")
+        return self
 
 
 class ReconcileConfig(BaseModel):
@@ -87,7 +99,25 @@ class ReconcileConfig(BaseModel):
     # Stop after this many exact subsets: enough to know the answer is ambiguous.
     max_subset_solutions: int = Field(default=10, ge=2)
     max_candidates: int = Field(default=5, ge=1)
+    # A payment no other rule explains is proposed against at most this many of the payer's
+    # open invoices, oldest due first (rule `payer_open_invoice`).
+    oldest_first_invoices: int = Field(default=5, ge=1, le=50)
     confidence: Confidences = Field(default_factory=Confidences)
+
+    @field_validator("tolerance_absolute")
+    @classmethod
+    def _amounts_in_their_currency(cls, value: Mapping[str, Decimal]) -> dict[str, Decimal]:
+        """Per currency, a non-negative amount the currency can hold (no rounding later)."""
+        checked = {}
+        for code, amount in value.items():
+            currency = normalise_currency(code)
+            if amount < 0:
+                raise ValueError(f"{currency} must not be negative, not {amount}")
+            exponent = currency_exponent(currency)
+            if -amount.normalize().as_tuple().exponent > exponent:  # type: ignore[operator]
+                raise ValueError(f"{currency} {amount} has more decimal places than {currency} allows ({exponent})")
+            checked[currency] = amount
+        return checked
 
 
 class Candidate(BaseModel):

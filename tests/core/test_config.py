@@ -109,3 +109,39 @@ def test_a_relative_sqlite_path_lies_beside_the_config_file(tmp_path, monkeypatc
     assert load_config("conf/connector.toml", registry=REGISTRY).database_url == f"sqlite:///{tmp_path}/conf/state/books.db"
     path.write_text('[database]\nurl = "sqlite:////var/lib/connector.db"\n')
     assert load_config(str(path), registry=REGISTRY).database_url == "sqlite:////var/lib/connector.db"
+
+
+def test_reconcile_settings_are_read_as_exact_decimals(tmp_path):
+    from decimal import Decimal
+
+    path = write(tmp_path, "[reconcile]\nauto_threshold = 0.9\ntolerance_fraction = 0.015\n"
+                           "tolerance_absolute = { jpy = 500, KWD = 0.250 }\nmax_candidates = 3\n"
+                           "[reconcile.confidence]\npayer_open_invoice = 0.3\n")
+    settings = load_config(path, registry=REGISTRY).reconcile
+    assert settings.auto_threshold == Decimal("0.9") and isinstance(settings.auto_threshold, Decimal)
+    assert settings.tolerance_fraction == Decimal("0.015")
+    assert settings.tolerance_absolute == {"JPY": Decimal(500), "KWD": Decimal("0.250")}
+    assert settings.max_candidates == 3
+    assert settings.confidence.payer_open_invoice == Decimal("0.3")
+
+
+def test_no_reconcile_table_means_the_default_settings(tmp_path):
+    from connector.reconcile import ReconcileConfig
+
+    assert load_config(write(tmp_path, ""), registry=REGISTRY).reconcile == ReconcileConfig()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[reconcile]\nauto_treshold = 0.9\n", r"reconcile\.auto_treshold: unknown key \(known: auto_threshold, "),
+        ("[reconcile.confidence]\nexact = 0.9\n", r"reconcile\.confidence\.exact: unknown key \(known: explicit_link, "),
+        ("[reconcile]\ntolerance_fraction = -0.1\n", r"reconcile\.tolerance_fraction: Input should be greater than or equal to 0"),
+        ("[reconcile]\ntolerance_absolute = { XYZ = 1 }\n", r"reconcile\.tolerance_absolute: unknown currency 'XYZ'"),
+        ("[reconcile]\nmax_subset_size = 20\n", r"reconcile\.max_subset_size: Input should be less than or equal to 8"),
+        ("reconcile = 1\n", r"reconcile: must be a table"),
+    ],
+)
+def test_a_bad_reconcile_setting_names_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text), registry=REGISTRY)

@@ -60,7 +60,12 @@ def test_reconciliation_meets_the_ground_truth(seed, tmp_path):
     assert wrong == [], "an auto-applied allocation disagrees with the truth"
     determinable = [(p, got, expected) for p, got, expected, _ in rows if p.get("determinable", True) and expected]
     exact = [p for p, got, expected in determinable if got == expected]
-    assert len(exact) >= 0.95 * len(determinable), [(p["scenario"], p["remittance"]) for p, g, e in determinable if g != e]
+    # What reconciliation decides itself: payments the ledger does not record (card payments not
+    # in Xero yet). Those the ledger records are applied as it says and would hide misses here.
+    to_decide = [(p, got, expected) for p, got, expected in determinable if not p["xero_payment_ids"]]
+    decided = [p for p, got, expected in to_decide if got == expected]
+    assert len(to_decide) >= 10
+    assert len(decided) >= 0.95 * len(to_decide), [(p["scenario"], p["remittance"]) for p, g, e in to_decide if g != e]
     proposed = [(expected, proposal) for _, got, expected, proposal in rows if proposal and expected]
     first_right = [1 for expected, proposal in proposed if set(proposal["candidates"][0]["invoice_ids"]) == set(expected)]
     assert len(first_right) >= 0.9 * len(proposed)

@@ -85,3 +85,22 @@ def test_a_marked_number_applies_when_the_payer_is_unknown():
     invoices = [inv("i1", "100.00", number="INV-0042", customer="c2")]
     result = reconcile(invoices, [pay("p1", "100.00", customer=None, remittance="INV-0042")])
     assert pairs(result) == [("p1", "i1", "100.00")]
+
+
+@pytest.mark.parametrize("text", ["inv 37/38", "Invoices 37/38", "INV 0037/0038", "inv 37-38", "#37/38"])
+def test_numbers_joined_by_a_slash_or_dash_after_an_invoice_word_pay_each_invoice(text):
+    invoices = [inv("i37", "100.00", number="INV-0037"), inv("i38", "50.00", number="INV-0038"),
+                inv("i39", "150.00", number="INV-0039")]
+    result = reconcile(invoices, [pay("p1", "150.00", remittance=text)])
+    assert pairs(result) == [("p1", "i37", "100.00"), ("p1", "i38", "50.00")]
+    assert result.applied[0].rule == "remittance_number"
+
+
+def test_a_dashed_invoice_number_that_exists_stays_one_number():
+    invoices = [inv("i1", "420.00", number="INV-2024-0042"), inv("i2024", "420.00", number="INV-2024"),
+                inv("i42", "420.00", number="INV-0042")]
+    result = reconcile(invoices, [pay("p1", "420.00", remittance="inv 2024-0042")])
+    assert pairs(result) == [("p1", "i1", "420.00")]
+    slashed = [inv("s1", "420.00", number="2024/0042"), inv("s42", "420.00", number="0042")]
+    result = reconcile(slashed, [pay("p1", "420.00", remittance="Invoice 2024/0042")])
+    assert pairs(result) == [("p1", "s1", "420.00")]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
-from test_reconcile_invariants import check_invariants, inv, pairs, pay
+from test_reconcile_invariants import RECEIVED, check_invariants, inv, pairs, pay
 
 from connector.money import Money
 from connector.reconcile import ReconcileConfig, reconcile
@@ -91,7 +92,8 @@ def test_tolerance_can_be_set_per_currency_in_absolute_terms():
     result = reconcile(invoices, [pay("p1", "9600", currency="JPY")], config=config)
     assert result.proposals[0].candidates[0].rule == "amount_within_tolerance"
     result = reconcile(invoices, [pay("p1", "9400", currency="JPY")], config=config)
-    assert result.proposals == []
+    # beyond the tolerance: only the weak "oldest open invoice" guess remains
+    assert [c.rule for c in result.proposals[0].candidates] == ["payer_open_invoice"]
 
 
 def test_subset_sum_proposes_the_set_of_invoices_the_payment_adds_up_to():
@@ -184,3 +186,81 @@ def test_pending_and_failed_payments_are_not_matched():
     payments = [pay("p1", "100.00", status="pending"), pay("p2", "100.00", status="failed")]
     result = reconcile(invoices, payments)
     assert result.applied == [] and result.proposals == [] and result.unapplied == {}
+
+
+def test_a_partial_payment_naming_nothing_is_proposed_against_the_oldest_open_invoice():
+    invoices = [inv("i1", "1000.00", number="INV-0001")]
+    result = reconcile(invoices, [pay("p1", "400.00")])
+    assert result.applied == [] and result.unmatched == []
+    [proposal] = result.proposals
+    [best] = proposal.candidates
+    assert best.rule == "payer_open_invoice" and best.invoice_ids == ("i1",)
+    assert best.amounts == (Money.of("400.00", "USD"),)
+    assert best.confidence < ReconcileConfig().auto_threshold
+    assert "partial payment: 600.00 USD stays open" in best.reason
+
+
+def test_an_overpayment_naming_nothing_proposes_the_open_invoices_in_full_and_keeps_the_surplus():
+    invoices = [inv("new", "300.00", due=date(2024, 3, 31)), inv("old", "500.00", due=date(2024, 1, 31)),
+                inv("eur", "100.00", currency="EUR"), inv("other", "100.00", customer="c2")]
+    payments = [pay("p1", "900.00")]
+    result = reconcile(invoices, payments)
+    assert result.applied == []
+    [proposal] = result.proposals
+    [best] = proposal.candidates
+    # oldest due first; never the EUR invoice nor another customer's
+    assert best.invoice_ids == ("old", "new") and [str(a.amount) for a in best.amounts] == ["500.00", "300.00"]
+    assert best.rule == "payer_open_invoice" and best.confidence < ReconcileConfig().auto_threshold
+    assert "overpayment: 100.00 USD kept as unapplied credit" in best.reason
+    assert result.unapplied == {"p1": Money.of("900.00", "USD")}
+    check_invariants(invoices, payments, result)
+
+
+def test_a_payment_between_invoice_balances_pays_the_oldest_and_part_of_the_next():
+    invoices = [inv("new", "300.00", due=date(2024, 3, 31)), inv("old", "500.00", due=date(2024, 1, 31))]
+    result = reconcile(invoices, [pay("p1", "620.00")])
+    [best] = result.proposals[0].candidates
+    assert (best.invoice_ids, [str(a.amount) for a in best.amounts]) == (("old", "new"), ["500.00", "120.00"])
+    assert "partial payment: 180.00 USD stays open" in best.reason
+
+
+def test_the_oldest_first_guess_is_bounded():
+    invoices = [inv(f"i{n}", "10.00", due=date(2024, 1, 1 + n)) for n in range(9)]
+    result = reconcile(invoices, [pay("p1", "95.00")], config=ReconcileConfig(oldest_first_invoices=3))
+    [best] = result.proposals[0].candidates
+    assert best.invoice_ids == ("i0", "i1", "i2")
+    assert "overpayment: 65.00 USD kept as unapplied credit" in best.reason
+
+
+def test_an_oldest_invoice_guess_is_applied_only_when_finance_lowers_the_threshold():
+    invoices = [inv("i1", "1000.00")]
+    trusting = ReconcileConfig(auto_threshold=Decimal("0.40"))
+    assert pairs(reconcile(invoices, [pay("p1", "400.00")], config=trusting)) == [("p1", "i1", "400.00")]
+    assert reconcile(invoices, [pay("p1", "400.00")], rejected=[("p1", "i1")]).unmatched == ["p1"]
+
+
+def test_the_oldest_invoice_guess_counts_only_invoices_still_open():
+    invoices = [inv("i1", "100.00", due=date(2024, 1, 1)), inv("i2", "900.00", due=date(2024, 2, 1))]
+    payments = [pay("p0", "50.00"), pay("p1", "100.00", received=RECEIVED.replace(hour=13)),
+                pay("p2", "30.00", received=RECEIVED.replace(hour=14))]
+    result = reconcile(invoices, payments)
+    assert pairs(result) == [("p1", "i1", "100.00")]  # exact amount, after p0 was weighed
+    proposed = {p.payment_id: [c.invoice_ids for c in p.candidates] for p in result.proposals}
+    assert proposed == {"p0": [("i1",)], "p2": [("i2",)]}
+    check_invariants(invoices, payments, result)
+
+
+def test_the_surplus_of_a_payment_already_applied_is_not_guessed_onto_another_invoice():
+    invoices = [inv("i1", "100.00", number="INV-0042"), inv("i2", "900.00")]
+    payments = [pay("p1", "130.00", remittance="INV-0042")]
+    first = reconcile(invoices, payments)
+    assert pairs(first) == [("p1", "i1", "100.00")] and first.proposals == []
+    again = reconcile(invoices, payments, allocations=first.applied)
+    assert again.applied == [] and again.proposals == []
+    assert again.unapplied == {"p1": Money.of("30.00", "USD")}
+
+
+def test_no_oldest_invoice_guess_comes_back_after_finance_rejected_a_proposal():
+    invoices = [inv("i1", "100.00"), inv("i2", "100.00"), inv("i3", "700.00")]
+    result = reconcile(invoices, [pay("p1", "100.00")], rejected=[("p1", "i1"), ("p1", "i2")])
+    assert result.applied == [] and result.proposals == [] and result.unmatched == ["p1"]
