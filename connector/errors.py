@@ -6,6 +6,7 @@
     ├── CurrencyMismatchError           arithmetic or comparison across two currencies
     ├── PluginError                     a provider plugin failed to load or to validate
     ├── MappingError                    a raw record could not be mapped (provider, id, field)
+    ├── ReconcileInvariantError         a decision would over-allocate or mix currencies (a bug)
     ├── StateError                      exit 3: the state database
     │   ├── DatabaseUnavailableError    cannot connect
     │   ├── SchemaOutdatedError         exit 2: run `connector db upgrade`
@@ -51,6 +52,11 @@ class ConfigError(UsageError):
     def __init__(self, message: str, *, where: str | None = None) -> None:
         self.where = where
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class ReconcileInvariantError(ConnectorError):
+    """A reconciliation decision would break an invariant (over-allocation, mixed currencies).
+    A bug, never data: the matcher checks every allocation before it makes it."""
 
 
 class CurrencyMismatchError(ConnectorError, ValueError):

@@ -12,7 +12,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connector.errors import ConnectorError
+from connector.errors import ReconcileInvariantError
 from connector.model import Allocation
 from connector.money import Money, currency_exponent, normalise_currency
 
@@ -34,11 +34,6 @@ RULES: Final[tuple[RuleName, ...]] = (
 )
 # An allocation a person made (or confirmed) is never touched by a rule.
 MANUAL_RULE: Final = "manual"
-
-
-class ReconcileInvariantError(ConnectorError):
-    """A decision would break an invariant (over-allocation, mixed currencies). A bug, never
-    data: the matcher checks every allocation before it makes it."""
 
 
 class Confidences(BaseModel):
