@@ -3,8 +3,9 @@
 The service's HTTP listener builds a `WebhookRequest` from what it received and calls
 `intake(provider, request, secret)`; a `WebhookRejected` means "answer 401, log the reason,
 store nothing". The events that come back are thin on purpose: the caller stores them
-(deduplicated by `(provider, event_id)`) and schedules a targeted re-read of
-`(stream, object_id)`, so duplicates, order and the events' own copies of objects do not matter.
+(deduplicated by `(provider, event_id)`) and runs an incremental pull of the event's `streams`
+right away (from their stored cursors, so the changed object comes with whatever else changed
+since), so duplicates, order and the events' own copies of objects do not matter.
 
 Signature schemes (each compared with `hmac.compare_digest`):
 
@@ -99,9 +100,17 @@ class Event:
     event_id: str  # dedupe key together with provider; stable across the provider's retries
     object_type: str  # the canonical object type of the stream's records (mappings/*.toml)
     object_id: str
-    stream: str  # the provider adapter's stream to re-read
+    stream: str  # the provider adapter's stream that holds the object
     occurred_at: float | None  # epoch seconds
     raw: dict[str, Any]
+    # Every stream the change may touch, `stream` first: the caller pulls each of them. A Xero
+    # invoice UPDATE may be a payment (payments too); a Stripe charge.refunded changes the
+    # charge as well as its refunds.
+    streams: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        rest = tuple(s for s in self.streams if s != self.stream)
+        object.__setattr__(self, "streams", (self.stream, *rest))
 
 
 # -- verification -----------------------------------------------------------------------------
@@ -235,13 +244,15 @@ def _text(value: Any) -> str | None:
 
 
 class _Target(NamedTuple):
-    """Where an event sends the re-read: the adapter's stream and its records' canonical type."""
+    """Where an event sends the pull: the adapter's stream, its records' canonical type, and
+    any other stream the same change touches."""
 
     stream: str
     object_type: str
+    also: tuple[str, ...] = ()
 
     def event(self, provider: str, event_id: str, object_id: str, at: float | None, raw: dict[str, Any]) -> Event:
-        return Event(provider, event_id, self.object_type, object_id, self.stream, at, raw)
+        return Event(provider, event_id, self.object_type, object_id, self.stream, at, raw, (self.stream, *self.also))
 
 
 # Stripe: the stream is chosen by the kind of object the event carries (`data.object.object`),
@@ -256,8 +267,9 @@ _STRIPE_STREAMS: dict[str, _Target] = {
     "credit_note": _Target("credit_notes", "credit_note"),
 }
 # Accounts on API versions before 2024-10-28 announce refunds only through the charge: the
-# event's id is the charge's, and the refunds stream re-reads the refunds of that charge.
-_STRIPE_VIA_CHARGE = {"charge.refunded": _Target("refunds", "payment")}
+# event's id is the charge's, and the refunds stream re-reads the refunds of that charge; the
+# charge itself changed too (amount_refunded, refunded).
+_STRIPE_VIA_CHARGE = {"charge.refunded": _Target("refunds", "payment", ("charges",))}
 
 
 def parse_stripe(body: bytes) -> list[Event]:
@@ -282,9 +294,10 @@ def parse_stripe(body: bytes) -> list[Event]:
     return [target.event("stripe", event_id, object_id, occurred_at, event)]
 
 
-# Xero has no payment webhooks: a payment changes its invoice and arrives as INVOICE UPDATE.
+# Xero has no payment webhooks: a payment changes its invoice and arrives as an INVOICE event,
+# so an invoice event pulls the payments stream as well as the invoices.
 _XERO_STREAMS = {
-    "INVOICE": _Target("invoices", "invoice"),
+    "INVOICE": _Target("invoices", "invoice", ("payments",)),
     "CONTACT": _Target("contacts", "customer"),
     "CREDITNOTE": _Target("credit_notes", "credit_note"),
 }

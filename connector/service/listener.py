@@ -6,7 +6,8 @@
 - `/metrics`: Prometheus exposition.
 - `POST /webhooks/stripe|xero|hubspot[/CONNECTION]`: verified with the connection's
   `webhook_secret` (constant-time compare), stored once by event id, answered at once (Xero
-  wants an answer within 5 s, with no body), and the affected stream is pulled right away.
+  wants an answer within 5 s, with no body), and the affected streams are pulled right away
+  (incrementally, from their cursors).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ class Listener:
                  public_url: str | None = None) -> None:
         self.service = service
         self.failing_threshold = failing_threshold
-        self.public_url = public_url
+        # The public URL is joined with the request's path ("/webhooks/..."): a trailing slash
+        # would sign "...//webhooks/hubspot", which HubSpot never called.
+        self.public_url = public_url.rstrip("/") if public_url else None
         listener = self
 
         class Handler(_Handler):
@@ -100,7 +103,7 @@ class Listener:
                 if work.store_event(session, provider, event.event_id, connection.name, event.stream, event.object_id,
                                     event.raw):
                     fresh.append(event)
-        for stream in sorted({e.stream for e in fresh if e.stream}):
+        for stream in sorted({s for e in fresh for s in e.streams if s}):
             self.service.due_now(connection.name, stream)
         metrics.webhooks.labels(provider, "accepted").inc()
         return 200, b""

@@ -1,19 +1,23 @@
-"""A Stripe webhook for a new card payment: verified, stored once, and the payment reaches the
-ledger within seconds, without waiting for the next scheduled run."""
+"""Webhooks against the sandbox: a Stripe webhook for a new card payment is verified, stored
+once, and the payment reaches the ledger within seconds; a Xero invoice webhook brings in a
+payment recorded in Xero. Neither waits for the next scheduled run."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import threading
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from connector.config import load_config
+from connector.demo import DEMO_CREDENTIALS
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.service.listener import Listener
@@ -98,3 +102,66 @@ def test_a_stripe_webhook_gets_the_payment_into_the_ledger_within_seconds(tmp_pa
     assert 'connector_webhooks_total{outcome="rejected",provider="stripe"} 2.0' in metrics
     assert 'connector_webhooks_total{outcome="accepted",provider="stripe"} 2.0' in metrics
     store.close()
+
+
+XERO_KEY = "xero-webhook-key-for-the-e2e-test"
+
+
+def xero_signed(body: bytes) -> dict[str, str]:
+    signature = base64.b64encode(hmac.new(XERO_KEY.encode(), body, hashlib.sha256).digest()).decode()
+    return {"x-xero-signature": signature, "Content-Type": "application/json"}
+
+
+def ledger_payment_ids(store) -> set[str]:
+    with store.engine.connect() as connection:
+        rows = connection.execute(sa.text(
+            "SELECT remote_id FROM refs WHERE system = 'ledger' AND object_type = 'payment'")).all()
+    return {row[0] for row in rows}
+
+
+def test_a_payment_recorded_in_xero_arrives_through_its_invoice_webhook(tmp_path, monkeypatch):
+    """Xero has no payment webhooks: a payment entered in Xero shows only as its invoice's
+    UPDATE. That event must pull the ledger's payments too, or the payment waits for the next
+    scheduled run (an hour here)."""
+    monkeypatch.setenv("TEST_XERO_WEBHOOK_KEY", XERO_KEY)
+    scenario = generate(7, "small", today=date.today())
+    with Sandbox(with_credentials(scenario.data), limits="off") as sandbox:
+        store, _ = sync_sandbox(sandbox, tmp_path, streams=["(none)"])
+        path = tmp_path / "connector.toml"
+        path.write_text(path.read_text().replace('provider = "xero"\n',
+                                                 'provider = "xero"\nwebhook_secret = "env:TEST_XERO_WEBHOOK_KEY"\n'))
+        service = Service(load_config(str(path)), store, timedelta(hours=1))
+        listener = Listener(service, "127.0.0.1", 0)
+        listener.start()
+        runner = threading.Thread(target=service.run)
+        runner.start()
+        deadline = time.monotonic() + 120
+        while service.ticks_done < 1 and time.monotonic() < deadline:  # the first scheduled run
+            time.sleep(0.2)
+        assert service.ticks_done >= 1, "the first scheduled run did not finish"
+        known = ledger_payment_ids(store)
+        xero = sandbox.faces["xero"]
+        with sandbox.lock:  # someone records a bank payment against an open invoice, in Xero
+            invoice = next(i for i in xero.objects["Invoices"].values()
+                           if i["Status"] == "AUTHORISED" and i["CurrencyCode"] == "USD" and i["AmountDue"] > 0)
+            payment = xero._record_payment({"Invoice": {"InvoiceID": invoice["InvoiceID"]}, "Account": {"Code": "090"},
+                                            "Amount": invoice["AmountDue"], "Date": date.today().isoformat()})
+        event = {"resourceUrl": f"https://api.xero.com/api.xro/2.0/Invoices/{invoice['InvoiceID']}",
+                 "resourceId": invoice["InvoiceID"], "eventDateUtc": datetime.now(UTC).replace(tzinfo=None).isoformat(),
+                 "eventType": "UPDATE", "eventCategory": "INVOICE", "tenantId": DEMO_CREDENTIALS["xero"]["tenant_ids"][0],
+                 "tenantType": "ORGANISATION"}
+        body = json.dumps({"events": [event], "firstEventSequence": 1, "lastEventSequence": 1, "entropy": "E2E"}).encode()
+        answer = httpx.post(listener.address + "/webhooks/xero", content=body, headers=xero_signed(body))
+        arrived = False
+        sent_at = time.monotonic()
+        while not arrived and time.monotonic() - sent_at < 60:
+            arrived = payment["PaymentID"] in ledger_payment_ids(store)
+            time.sleep(0.2)
+        service.stop.set()
+        service.wake.set()
+        runner.join(60)
+        listener.close()
+    store.close()
+    assert answer.status_code == 200
+    assert payment["PaymentID"] not in known
+    assert arrived, "the payment recorded in Xero was pulled after its invoice's webhook, before the next run"

@@ -204,8 +204,6 @@ def test_stripes_own_library_and_this_module_agree():
         ("invoice.paid", {"id": "in_1", "object": "invoice"}, "invoices", "invoice", "in_1"),
         ("invoice.voided", {"id": "in_2", "object": "invoice"}, "invoices", "invoice", "in_2"),
         ("charge.succeeded", {"id": "ch_1", "object": "charge"}, "charges", "payment", "ch_1"),
-        # Before API 2024-10-28 a refund is announced through its charge: re-read its refunds.
-        ("charge.refunded", {"id": "ch_2", "object": "charge"}, "refunds", "payment", "ch_2"),
         ("charge.refund.updated", {"id": "re_1", "object": "refund"}, "refunds", "refund", "re_1"),
         ("refund.created", {"id": "re_2", "object": "refund"}, "refunds", "refund", "re_2"),
         (
@@ -225,6 +223,15 @@ def test_each_event_type_names_the_stream_and_object_to_re_read(type_, obj, stre
     assert parse_stripe(body) == [
         Event("stripe", "evt_42", object_type, object_id, stream, 1699999990.0, json.loads(body))
     ]
+    assert parse_stripe(body)[0].streams == (stream,)  # nothing else is pulled for these
+
+
+def test_a_refund_announced_through_its_charge_pulls_the_refunds_and_the_charge():
+    # Before API 2024-10-28 a refund is announced through its charge (charge.refunded): the
+    # charge's refunds are new, and the charge itself changed (amount_refunded, refunded).
+    [event] = parse_stripe(stripe_event("charge.refunded", {"id": "ch_2", "object": "charge"}, event_id="evt_43"))
+    assert (event.stream, event.object_type, event.object_id) == ("refunds", "payment", "ch_2")
+    assert event.streams == ("refunds", "charges")
 
 
 def test_events_about_objects_no_stream_holds_are_acknowledged_without_events():

@@ -157,7 +157,9 @@ def test_the_documented_contact_event_becomes_a_contacts_re_read():
     assert event.raw["tenantId"] == "c2cc9b6e-9458-4c7d-93cc-f02b81b0594f"
 
 
-def test_a_payment_arrives_as_an_invoice_update_and_re_reads_the_invoice():
+def test_a_payment_arrives_as_an_invoice_update_and_pulls_the_invoices_and_the_payments():
+    # Xero has no payment webhooks: the payment shows only as its invoice's UPDATE, so the
+    # payments stream must be pulled too, or the payment waits for the next scheduled run.
     body = batch(xero_event("INVOICE", "UPDATE", "4d6c8f0e-1111-4a5b-9c3d-000000000001", "2024-06-21T02:00:00.123"))
     [event] = parse_xero(body)
     assert (event.stream, event.object_type, event.object_id) == (
@@ -165,6 +167,15 @@ def test_a_payment_arrives_as_an_invoice_update_and_re_reads_the_invoice():
         "invoice",
         "4d6c8f0e-1111-4a5b-9c3d-000000000001",
     )
+    assert event.streams == ("invoices", "payments")
+
+
+def test_contact_and_credit_note_events_pull_only_their_own_stream():
+    body = batch(
+        xero_event("CONTACT", "UPDATE", "bbbb0000-0000-4000-8000-000000000002", "2024-06-21T02:00:00.200"),
+        xero_event("CREDITNOTE", "CREATE", "cccc0000-0000-4000-8000-000000000003", "2024-06-21T02:00:00.300"),
+    )
+    assert [e.streams for e in parse_xero(body)] == [("contacts",), ("credit_notes",)]
 
 
 def test_a_batch_gives_one_event_per_item_and_skips_categories_no_stream_holds():
