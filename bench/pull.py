@@ -4,7 +4,7 @@
                          [--providers stripe,xero,hubspot] [--seed N] [--stripe-key test|live]
                          [--xero-page-size 1000] [--hubspot-page-size 200] [--no-official]
 
-It generates the book (`large`: 100k invoices, about 30 s and 2 GB; `medium` for a quick run),
+It generates the book (`large`: 110k invoices and 101k payments; `medium` for a quick run),
 serves it from the sandbox in this process on loopback, with `--latency-ms` per request and
 the documented limits, and reads every stream of each provider from scratch with the real
 adapter: `provider.read(stream, None)`, pages counted, nothing stored (this measures the pull,
@@ -38,11 +38,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import itertools
-import json
 import math
 import platform
-import re
 import sys
 import threading
 import time
@@ -50,12 +47,10 @@ import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from connector.demo import DEMO_CREDENTIALS, demo_config
 from connector.sandbox import Sandbox
-from connector.sandbox.common import Response
 from connector.sandbox.generator import generate
 from providers.base import Provider
 from providers.hubspot.provider import HubSpotProvider
@@ -162,50 +157,6 @@ class Run:
     @property
     def percent(self) -> float:
         return 100 * self.rate / self.ceiling if self.ceiling else 0.0
-
-
-# ------------------------------------------------------------------ the sandbox's JSON
-
-
-_DECIMAL = "\x00decimal:"
-_DECIMAL_MARKED = re.compile(r'"\\u0000decimal:(-?[0-9.]+)"')
-
-
-def _mark(value: Any) -> str:
-    if isinstance(value, Decimal) and value.is_finite():
-        return _DECIMAL + format(value, "f")
-    raise TypeError(f"not JSON: {type(value).__name__}")
-
-
-def fast_encoded(self: Response) -> bytes:
-    """What `Response.encoded` writes, through the C encoder: Decimals keep their digits.
-    (The sandbox's own encoder is a recursive Python function; see docs/benchmarks.md.)"""
-    if self.body is None:
-        return b""
-    text = json.dumps(
-        self.body, default=_mark, separators=(",", ":"), ensure_ascii=False
-    )
-    return _DECIMAL_MARKED.sub(r"\1", text).encode()
-
-
-def use_fast_json(sandbox: Sandbox) -> None:
-    """Swap in `fast_encoded` after checking, on a page of every list, that it writes the very
-    same bytes as the shipped encoder (it would not for floats; the faces hold none)."""
-    for provider, face in sandbox.faces.items():
-        for name, items in face.objects.items():
-            sample = {
-                "data": list(itertools.islice(items.values(), 100)),
-                "has_more": True,
-            }
-            shipped, fast = (
-                Response(200, sample).encoded(),
-                fast_encoded(Response(200, sample)),
-            )
-            if shipped != fast:
-                raise SystemExit(
-                    f"--sandbox-json fast would change {provider} {name}; run without it"
-                )
-    Response.encoded = fast_encoded  # type: ignore[method-assign]
 
 
 # ------------------------------------------------------------------ settings and ceilings
@@ -427,12 +378,6 @@ def main(argv: list[str] | None = None) -> int:
         "--hubspot-page-size", type=int, default=200, help="search limit (at most 200)"
     )
     parser.add_argument(
-        "--sandbox-json",
-        choices=("shipped", "fast"),
-        default="shipped",
-        help="fast: the sandbox encodes answers with the C encoder (same bytes)",
-    )
-    parser.add_argument(
         "--no-official", action="store_true", help="skip the official stripe library"
     )
     parser.add_argument(
@@ -476,11 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     print(
         f"sandbox loaded in {time.perf_counter() - started:.1f} s; latency {args.latency_ms:g} ms, "
-        f"limits {args.limits}, Stripe key {args.stripe_key}, "
-        f"sandbox JSON {args.sandbox_json}"
+        f"limits {args.limits}, Stripe key {args.stripe_key}"
     )
-    if args.sandbox_json == "fast":
-        use_fast_json(sandbox)
     counter = RequestCounter(sandbox)
     results: dict[str, list[Run]] = {}
     with sandbox:

@@ -268,7 +268,7 @@ class QuickBooksFace:
         page = records[start - 1 : start - 1 + size]
         body: dict[str, Any] = {}
         if page:
-            body = {entity: [copy(r) for r in page], "startPosition": start, "maxResults": len(page)}
+            body = {entity: list(page), "startPosition": start, "maxResults": len(page)}  # encoded under the lock
         return self._answer({"QueryResponse": body})
 
     @staticmethod

@@ -249,6 +249,7 @@ class Sandbox:
     def _finish(self, provider: str, request: Request, response: Response, write: bool) -> Outcome:
         with self.lock:
             self._record(provider, request, response.status, response.effect or _default_effect(response), write, response)
+            response.encoded()  # now, under the lock: a list's body holds live records
         return Outcome(self._stamp(provider, request, response))
 
     def _record(self, provider: str, request: Request, status: int, effect: str, write: bool, response: Response | None = None) -> None:

@@ -247,7 +247,7 @@ class StripeFace:
         body = self._page(request, f"/v1/{name}", items, positions, match, stops)
         expand = [e[len("data."):] for e in request.query.get("expand[]", []) + request.query.get("expand", []) if e.startswith("data.")]
         if expand:
-            body["data"] = [self._expand(copy(obj), expand) for obj in body["data"]]
+            body["data"] = [self._expand(dict(obj), expand) for obj in body["data"]]
         return body
 
     def _page(
@@ -291,7 +291,8 @@ class StripeFace:
                         break
             has_more = len(picked) > limit
             page = picked[:limit]
-        return {"object": "list", "data": [copy(o) for o in page], "has_more": has_more, "url": url}
+        # Live records, not copies: the answer is encoded under the sandbox's lock.
+        return {"object": "list", "data": page, "has_more": has_more, "url": url}
 
     def _created_bounds(self, request: Request) -> list[tuple[Any, int]]:
         bounds = []
@@ -334,7 +335,7 @@ class StripeFace:
             field = path.split(".")[0]
             value = obj.get(field)
             if isinstance(value, str) and value in self.owner:
-                obj[field] = copy(self.objects[self.owner[value]][value])
+                obj[field] = self.objects[self.owner[value]][value]  # encoded under the lock
         return obj
 
     # ------------------------------------------------------------ writes

@@ -271,7 +271,8 @@ class XeroFace:
             total = len(records)
             records = records[(page - 1) * size : page * size]
             pagination = {"page": page, "pageSize": size, "pageCount": -(-total // size), "itemCount": total}
-        return Response(200, self._envelope(name, [copy(r) for r in records], pagination))
+        # Live records, not copies: the answer is encoded under the sandbox's lock.
+        return Response(200, self._envelope(name, list(records), pagination))
 
     def _modified_since(self, request: Request) -> float | None:
         text = request.header("if-modified-since")
