@@ -2,9 +2,18 @@
 
 A unit is due when its `due_tick` is beyond its `done_tick`; a worker claims a due unit whose
 lease is free or expired (`SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL, so workers never
-wait on each other's rows; a compare-and-swap on SQLite, where one worker runs), works, and
-marks it done for that tick. A worker that dies keeps its lease until it expires; then the unit
-is due again for the next worker.
+wait on each other's rows; a compare-and-swap on SQLite, where one worker runs), works while
+renewing its lease (`renew`), and marks it done for that tick. A worker that dies keeps its
+lease until it expires; then the unit is due again for the next worker. A worker that lost its
+lease to another marks nothing (`finish` is a compare-and-swap on the owner); a worker that
+stops for shutdown hands the unit back undone (`release`), so the next claim resumes it.
+
+Schedule ticks and on-demand requests (a webhook) are kept apart: only the schedule moves
+`due_tick` forward; a request never does, it makes the unit's latest tick undone again by
+moving `done_tick` back (`make_due_now`). A request that arrives while a worker holds the unit
+moves `done_tick` back once more, so the worker's `finish` (a compare-and-swap on the
+`done_tick` it claimed) sees it and leaves the unit due: the change the request announced may
+be newer than the pages that worker read.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ class Unit:
     connection: str | None
     stream: str | None
     due_tick: int
+    done_tick: int = -1  # as claimed: `finish` compares it, to see a request that came meanwhile
 
 
 def ensure_units(session: Session, units: Sequence[tuple[str, str, str | None, str | None]]) -> None:
@@ -60,23 +70,47 @@ def claim(session: Session, worker: str, *, lease: timedelta, kinds: Sequence[st
         result = session.execute(
             sa.update(work).where(work.c.unit == unit, due)
             .values(owner=worker, lease_until=now + lease, last_started_at=now)
-            .returning(work.c.unit, work.c.kind, work.c.connection, work.c.stream, work.c.due_tick)
+            .returning(work.c.unit, work.c.kind, work.c.connection, work.c.stream, work.c.due_tick, work.c.done_tick)
         ).first()
         if result is not None:
             claimed.append(Unit(*result))
     return claimed
 
 
-def finish(session: Session, unit: Unit, worker: str, *, error: str | None) -> None:
+def renew(session: Session, unit: str, worker: str, *, lease: timedelta) -> bool:
+    """Extend this worker's lease on `unit` (a heartbeat); False when the unit is no longer
+    this worker's (another worker took it over after the lease ran out)."""
+    work = table("work_units")
+    result = session.execute(
+        sa.update(work).where(work.c.unit == unit, work.c.owner == worker).values(lease_until=utcnow() + lease)
+    )
+    return result.rowcount == 1
+
+
+def finish(session: Session, unit: Unit, worker: str, *, error: str | None) -> bool:
+    """Mark the claimed tick done (or failed); False, changing nothing, when the unit is no
+    longer this worker's. A request that came while the unit was held leaves it due."""
     work = table("work_units")
     now = utcnow()
-    values: dict[str, object] = {"owner": None, "lease_until": None, "runs": work.c.runs + 1}
+    unchanged = work.c.done_tick == unit.done_tick
+    done = sa.case((unchanged, sa.literal(unit.due_tick)), else_=work.c.done_tick)
+    values: dict[str, object] = {"owner": None, "lease_until": None, "runs": work.c.runs + 1, "done_tick": done}
     if error is None:
-        values.update(done_tick=unit.due_tick, last_success_at=now, last_error=None, failing_since=None)
+        values.update(last_success_at=now, last_error=None, failing_since=None)
     else:
-        values.update(done_tick=unit.due_tick, last_error=error[:2000],
-                      failing_since=sa.func.coalesce(work.c.failing_since, now))
-    session.execute(sa.update(work).where(work.c.unit == unit.unit, work.c.owner == worker).values(**values))
+        values.update(last_error=error[:2000], failing_since=sa.func.coalesce(work.c.failing_since, now))
+    result = session.execute(sa.update(work).where(work.c.unit == unit.unit, work.c.owner == worker).values(**values))
+    return result.rowcount == 1
+
+
+def release(session: Session, unit: Unit, worker: str) -> bool:
+    """Hand a unit back without marking its tick done (a worker stopping mid-pull: its pages
+    are stored with their cursors, so whoever claims it next resumes)."""
+    work = table("work_units")
+    result = session.execute(
+        sa.update(work).where(work.c.unit == unit.unit, work.c.owner == worker).values(owner=None, lease_until=None)
+    )
+    return result.rowcount == 1
 
 
 def units(session: Session) -> list[dict[str, object]]:
@@ -113,9 +147,12 @@ def store_event(session: Session, provider: str, event_id: str, connection: str,
 
 
 def make_due_now(session: Session, names: Sequence[str]) -> None:
-    """Due again at once (a webhook's targeted sync), without waiting for the next tick."""
+    """Due again at once (a webhook's targeted sync), without waiting for the next tick and
+    without moving the schedule: the latest tick counts as undone. A unit held by a worker is
+    stepped back once more, so that the run in hand does not swallow the request."""
     work = table("work_units")
+    held = work.c.owner.is_not(None)
     session.execute(
-        sa.update(work).where(work.c.unit.in_(list(names)), work.c.due_tick <= work.c.done_tick)
-        .values(due_tick=work.c.done_tick + 1)
+        sa.update(work).where(work.c.unit.in_(list(names)), sa.or_(held, work.c.done_tick >= work.c.due_tick))
+        .values(done_tick=sa.case((held, work.c.done_tick - 1), else_=work.c.due_tick - 1))
     )

@@ -16,8 +16,8 @@ logger = logging.getLogger("connector.service")
 
 def _listen(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise UsageError(f"--listen: {value!r} is not HOST:PORT (e.g. 127.0.0.1:8780)")
+    if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise UsageError(f"--listen: {value!r} is not HOST:PORT with a port from 0 to 65535 (e.g. 127.0.0.1:8780)")
     return host, int(port)
 
 
@@ -34,11 +34,17 @@ def serve_command(app: AppContext, every: str, listen: str, public_url: str | No
     from connector.service.loop import Service, parse_every
 
     host, port = _listen(listen)
-    service = Service(app.config(), app.store(), parse_every(every), lease=parse_every(lease))
+    interval, lease_time = parse_every(every, "--every"), parse_every(lease, "--lease")
+    service = Service(app.config(), app.store(), interval, lease=lease_time)
+    service.take_sqlite_lock()  # a refused second worker on SQLite says so before anything else
     try:
         listener = Listener(service, host, port, public_url=public_url)
     except OSError as exc:
-        raise UsageError(f"--listen {listen}: {exc.strerror}") from None
+        service.release_sqlite_lock()
+        raise UsageError(f"--listen {listen}: {exc.strerror or exc}") from None
+    except BaseException:
+        service.release_sqlite_lock()
+        raise
     stop_requested = threading.Event()
 
     def stop(signum: int, _frame: object) -> None:

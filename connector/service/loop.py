@@ -3,51 +3,64 @@
 Every tick (an interval, or a connection's own cron expression) makes each connection's stream
 pulls due, then the reconcile-and-plan step; outbox actions are sent as they are planned.
 Several workers on one PostgreSQL database share a tick by claiming units with leases; on
-SQLite one worker runs (a second one is refused with a clear message). A shutdown signal stops
-between pages: the page in hand is stored with its cursor, the unit's lease is released, and
-nothing is half-written.
+SQLite one worker runs (a second one is refused with a clear message). While a unit is worked
+its lease is renewed (`heartbeat`), so a long pull is never taken over and done twice. A
+shutdown signal stops between pages: the page in hand is stored with its cursor, the unit is
+handed back undone (the next claim resumes from the cursors), and nothing is half-written.
+
+Ticks are numbered by the time they start (epoch seconds of the `--every` boundary, or of a
+connection's latest cron time), so changing `--every` or a schedule never leaves a unit behind.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
 from croniter import croniter
 
 from connector.config import Config, Connection
 from connector.errors import ConfigError, UsageError
 from connector.link_engine import link_all
 from connector.reconcile_engine import run_reconciliation
-from connector.service.metrics import Metrics
+from connector.service.heartbeat import Heartbeat
+from connector.service.metrics import OUTBOX_STATES, Metrics
 from connector.sync import StreamReport, SyncEngine, first_line
 from connector.writeback import apply, plan
 from providers.registry import Registry, installed
 from state import units as work
 from state.store import Store
+from state.tables import table
 
 logger = logging.getLogger("connector.service")
 
 RECONCILE_UNIT = "reconcile"
 
 
-def parse_every(text: str) -> timedelta:
-    """`90s`, `15m`, `1h`, `1d` -> a positive interval."""
+def parse_every(text: str, option: str = "--every") -> timedelta:
+    """`90s`, `15m`, `1h`, `1d` -> an interval of at least a second; `option` names the
+    command-line option in the error."""
     text = text.strip().lower()
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     try:
         seconds = float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
     except (ValueError, IndexError):
-        raise UsageError(f"--every: {text!r} is not an interval like 90s, 15m, 1h or 1d") from None
-    if seconds <= 0:
-        raise UsageError("--every must be positive")
-    return timedelta(seconds=seconds)
+        raise UsageError(f"{option}: {text!r} is not an interval like 90s, 15m, 1h or 1d") from None
+    if not math.isfinite(seconds) or seconds < 1:
+        raise UsageError(f"{option}: {text!r} is not an interval of at least 1s (like 90s, 15m, 1h or 1d)")
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise UsageError(f"{option}: {text!r} is too long") from None
 
 
 def pull_unit(connection: str, stream: str) -> str:
@@ -63,10 +76,12 @@ class Service:
     metrics: Metrics = field(default_factory=Metrics)
     registry: Registry = field(default_factory=installed)
     lease: timedelta = timedelta(minutes=10)
+    heartbeat: float | None = None  # seconds between lease renewals while a unit is worked; None: a third of the lease
     jitter: float = 0.1  # share of the interval a worker waits at random, so tenants do not fire at once
     apply_poll: timedelta = timedelta(seconds=15)
     stop: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
+    clock: Callable[[], float] = time.time  # injectable: the ticks and the waits between them
     ticks_done: int = 0
 
     def __post_init__(self) -> None:
@@ -76,16 +91,34 @@ class Service:
             self._streams[name] = list(cls.streams)
             if connection.settings.schedule and not croniter.is_valid(connection.settings.schedule):
                 raise ConfigError(f"connections.{name}.schedule: {connection.settings.schedule!r} is not a cron expression")
+        self._holds_sqlite_lock = False
 
     # ticks ---------------------------------------------------------------------------------
 
     def tick_of(self, connection: Connection | None, now: datetime) -> int:
-        """The number of the latest tick at `now`: a connection's cron schedule, else --every."""
+        """The latest tick at `now` (included), as the epoch second it starts at: a
+        connection's cron schedule, else the `--every` boundary."""
         schedule = connection.settings.schedule if connection else None
         if schedule:
             previous = croniter(schedule, now).get_prev(datetime)
-            return int(previous.timestamp())
-        return int(now.timestamp() // self.every.total_seconds())
+            following = croniter(schedule, previous).get_next(datetime)
+            return int((following if following <= now else previous).timestamp())
+        interval = self.every.total_seconds()
+        return int(now.timestamp() // interval * interval)
+
+    def next_wake(self, now: float) -> float:
+        """When to start the next tick: the earliest of the next `--every` boundary and each
+        connection's next cron time, each with its jitter (a share of its own period)."""
+        interval = self.every.total_seconds()
+        wakes = [now - (now % interval) + interval + random.uniform(0, self.jitter * interval)]
+        at = datetime.fromtimestamp(now, UTC)
+        for connection in self.config.connections.values():
+            if schedule := connection.settings.schedule:
+                times = croniter(schedule, at)
+                first = times.get_next(datetime).timestamp()
+                period = times.get_next(datetime).timestamp() - first
+                wakes.append(first + random.uniform(0, self.jitter * min(period, interval)))
+        return min(wakes)
 
     def _schedule(self, now: datetime) -> None:
         with self.store.session() as session:
@@ -106,26 +139,24 @@ class Service:
     # the loop --------------------------------------------------------------------------------
 
     def run(self, *, max_ticks: int | None = None) -> None:
-        self._take_sqlite_lock()
+        self.take_sqlite_lock()
         try:
             while not self.stop.is_set():
-                self._schedule(datetime.now(UTC))
+                self._schedule(datetime.fromtimestamp(self.clock(), UTC))
                 self._work()
                 self.ticks_done += 1
                 if max_ticks is not None and self.ticks_done >= max_ticks:
                     return
                 self._wait()
         finally:
-            self._release_sqlite_lock()
+            self.release_sqlite_lock()
 
     def _wait(self) -> None:
-        """Until the next tick (with jitter) or a wake-up (a webhook). Meanwhile, every
+        """Until the next tick (`next_wake`) or a wake-up (a webhook). Meanwhile, every
         `apply_poll`, send what other workers planned: the outbox is shared work too."""
-        interval = self.every.total_seconds()
-        now = time.time()
-        deadline = now + interval - (now % interval) + random.uniform(0, self.jitter * interval)
+        deadline = self.next_wake(self.clock())
         while not self.stop.is_set():
-            remaining = deadline - time.time()
+            remaining = deadline - self.clock()
             if remaining <= 0:
                 return
             if self.wake.wait(timeout=max(0.05, min(remaining, self.apply_poll.total_seconds()))):
@@ -165,62 +196,96 @@ class Service:
         assert unit.connection and unit.stream
         context = {"connection": unit.connection, "stream": unit.stream}
         error = None
-        try:
-            engine = SyncEngine(self.config, self.store, self.registry, stop=self.stop)
-            report = engine.run(connections=[unit.connection], streams=[unit.stream], link=False)
-            for stream in report.streams:
-                self._count(stream)
-                if stream.status == "failed":
-                    error = "; ".join(stream.errors)[:500] or "failed"
-        except Exception as exc:  # keep serving: the unit is marked failing and retried next tick
-            error = first_line(exc)
-            logger.exception("pull failed", extra=context)
-        with self.store.session() as session:
-            work.finish(session, unit, self.worker, error=error)
+        with Heartbeat(self.store, unit.unit, self.worker, lease=self.lease, stop=self.stop, period=self.heartbeat) as heartbeat:
+            try:
+                engine = SyncEngine(self.config, self.store, self.registry, stop=heartbeat.halt)
+                report = engine.run(connections=[unit.connection], streams=[unit.stream], link=False)
+                for stream in report.streams:
+                    self._count(stream)
+                    if stream.status == "failed":
+                        error = "; ".join(stream.errors)[:500] or "failed"
+            except Exception as exc:  # keep serving: the unit is marked failing and retried next tick
+                error = first_line(exc)
+                logger.exception("pull failed", extra=context)
+        if heartbeat.stopping:
+            # cut short by a shutdown: the pages read are stored with their cursors; the tick is
+            # not done, so whoever claims the unit next (a restart) resumes (or retries) it at once
+            with self.store.session() as session:
+                work.release(session, unit, self.worker)
+            self.metrics.runs.labels("pull", "stopped").inc()
+            return
+        if not self._finish(unit, error, context):
+            return
         self.metrics.runs.labels("pull", "error" if error else "ok").inc()
         if error is None:
             self.metrics.last_success.labels(unit.connection).set(time.time())
+
+    def _finish(self, unit: work.Unit, error: str | None, context: dict[str, str | None]) -> bool:
+        with self.store.session() as session:
+            kept = work.finish(session, unit, self.worker, error=error)
+        if not kept:
+            logger.warning("%s: another worker took the unit over (lease lost); not marking it done", unit.unit,
+                           extra=context)
+            self.metrics.runs.labels(unit.kind, "lease_lost").inc()
+        return kept
 
     def _count(self, stream: StreamReport) -> None:
         self.metrics.records.labels(stream.connection, stream.stream).inc(stream.stored)
         self.metrics.skipped.labels(stream.connection, stream.stream).inc(stream.skipped)
         if stream.status == "failed":
-            self.metrics.provider_errors.labels(stream.connection).inc()
+            self.metrics.provider_errors.labels(stream.connection, "stream").inc()
         if stream.status == "deferred":
             self.metrics.deferred.labels(stream.connection).inc()
 
     def _run_reconcile(self, unit: work.Unit) -> None:
         error = None
-        try:
-            link_all(self.config, self.store, self.registry)
-            summary = run_reconciliation(self.config, self.store, registry=self.registry)
-            self.metrics.allocations.inc(len(summary.applied))
-            self.metrics.proposals.set(len(summary.proposals))
-            plan(self.config, self.store, self.registry)
-        except Exception as exc:
-            error = first_line(exc)
-            logger.exception("reconcile and plan failed")
-        with self.store.session() as session:
-            work.finish(session, unit, self.worker, error=error)
-        self.metrics.runs.labels("reconcile", "error" if error else "ok").inc()
+        with Heartbeat(self.store, unit.unit, self.worker, lease=self.lease, stop=self.stop, period=self.heartbeat):
+            try:
+                link_all(self.config, self.store, self.registry)
+                summary = run_reconciliation(self.config, self.store, registry=self.registry)
+                self.metrics.allocations.inc(len(summary.applied))
+                self.metrics.proposals.set(len(summary.proposals))
+                plan(self.config, self.store, self.registry)
+            except Exception as exc:
+                error = first_line(exc)
+                logger.exception("reconcile and plan failed")
+        if self._finish(unit, error, {}):
+            self.metrics.runs.labels("reconcile", "error" if error else "ok").inc()
 
     def _apply(self) -> None:
         try:
             report = apply(self.config, self.store, self.registry, worker=self.worker)
         except Exception:
             logger.exception("apply failed")
+            report = None
+        if report is not None:
+            for entry in report.done:
+                self.metrics.actions.labels(entry.action.connection, "done").inc()
+            for outcome, failures in (("retry", report.failed), ("parked", report.parked)):
+                for entry, _ in failures:
+                    self.metrics.actions.labels(entry.action.connection, outcome).inc()
+                    self.metrics.provider_errors.labels(entry.action.connection, "action").inc()
+        self._refresh_outbox_gauge()
+
+    def _refresh_outbox_gauge(self) -> None:
+        """The shared outbox by state, as every worker sees it (one GROUP BY)."""
+        outbox = table("outbox_actions")
+        try:
+            with self.store.session() as session:
+                counts = dict(session.execute(
+                    sa.select(outbox.c.state, sa.func.count()).group_by(outbox.c.state)).all())
+        except Exception:
+            logger.warning("could not count the outbox", exc_info=True)
             return
-        for entry in report.done:
-            self.metrics.actions.labels(entry.action.connection, "done").inc()
-        for entry, _ in report.failed:
-            self.metrics.actions.labels(entry.action.connection, "retry").inc()
-        for entry, _ in report.parked:
-            self.metrics.actions.labels(entry.action.connection, "parked").inc()
+        for state in {*OUTBOX_STATES, *counts}:
+            self.metrics.outbox.labels(state).set(counts.get(state, 0))
 
     # one worker on SQLite --------------------------------------------------------------------
 
-    def _take_sqlite_lock(self) -> None:
-        if self.store.engine.dialect.name != "sqlite":
+    def take_sqlite_lock(self) -> None:
+        """On SQLite, be the only worker or raise UsageError saying who is (PostgreSQL: no-op).
+        Taking it again while held is a no-op."""
+        if self.store.engine.dialect.name != "sqlite" or self._holds_sqlite_lock:
             return
         from connector.writeback import _dead_local_workers
 
@@ -233,8 +298,10 @@ class Service:
                 f"another `connector serve` ({holder}) already runs on this SQLite database; "
                 "one worker per SQLite file — use PostgreSQL (CONNECTOR_DATABASE_URL) to run several"
             )
+        self._holds_sqlite_lock = True
 
-    def _release_sqlite_lock(self) -> None:
-        if self.store.engine.dialect.name == "sqlite":
+    def release_sqlite_lock(self) -> None:
+        if self.store.engine.dialect.name == "sqlite" and self._holds_sqlite_lock:
             with self.store.session() as session:
                 work.release_service_lock(session, self.worker)
+            self._holds_sqlite_lock = False
