@@ -1,9 +1,9 @@
 """What write-back plans, from plain facts."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from connector.model import Allocation, Invoice, Payment, invoice_position
+from connector.model import Allocation, Invoice, Payment, Ref, invoice_position
 from connector.money import Money
 from connector.plan import Facts, SystemView, plan_crm_properties, plan_gateway_status, plan_ledger_payments
 
@@ -153,3 +153,54 @@ def test_the_last_reminder_date_is_written_when_a_later_reminder_went_out_and_ne
     assert planned.summary == "INV-i1: crm deal 9001: last reminder 2026-11-01 -> 2026-11-20"
     # no reminder known to us: the date the CRM holds (set by hand, or before us) stays
     assert plan_crm_properties(crm_facts(held)) == []
+
+
+# The date of the last reminder, from the outbox -------------------------------------------
+
+
+def test_an_invoice_counts_as_reminded_once_the_reminder_s_message_is_sent(tmp_path):
+    from connector.model import Action
+    from connector.writeback import last_reminders
+    from state import open_store, outbox
+    from state.bookkeeping import audit
+
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    tag = {"dunning_step": 14, "dunning_customer": "c2", "dunning_as_of": "2026-11-20"}
+    reminder = [  # (action, subject type, subject id, summary), as dunning queues them
+        (Action(connection="ledger", kind="send_invoice", target=Ref(system="ledger", object_type="invoice", remote_id="x-i3"),
+                payload={**tag, "dunning_role": "message", "dunning_invoices": {"i3": 14, "i4": 7}}), "customer", "c2", "email"),
+        (Action(connection="crm", kind="create_note", payload={**tag, "dunning_role": "note", "company_id": "5"}),
+         "customer", "c2", "note beside the email"),
+        (Action(connection="crm", kind="create_task", payload={**tag, "dunning_role": "late_fee", "invoice": "i3"}),
+         "invoice", "i3", "late fee task"),
+    ]
+    # queued before reminders named their invoices: the audit log says which they listed
+    audit_tag = {"dunning_step": 7, "dunning_customer": "c1"}
+    legacy = [
+        (Action(connection="gateway", kind="send_invoice", target=Ref(system="gateway", object_type="invoice", remote_id="in_1"),
+                payload=audit_tag), "customer", "c1", "old email"),
+        (Action(connection="crm", kind="create_note", payload={**audit_tag, "company_id": "4"}), "customer", "c1", "old note"),
+    ]
+    with store.session() as session:
+        outbox.add_planned(session, reminder + legacy)
+        audit(session, "dunning", "reminder", "customer", "c1", {"step": 7, "invoices": ["i1", "i2"]}, "text")
+
+    def send(*summaries):
+        with store.session() as session:
+            for entry in outbox.claim(session, "host:1", lease=timedelta(minutes=10), limit=10):
+                if entry.summary in summaries:
+                    outbox.complete(session, entry.id, "host:1", {})
+                else:
+                    outbox.fail(session, entry.id, "host:1", "not now", retry_at=datetime.now(UTC))
+
+    def reminded():
+        with store.session() as session:
+            return last_reminders(session)
+
+    assert reminded() == {}  # queued is not reminded
+    send("note beside the email", "late fee task", "old note")
+    assert reminded() == {}  # the emails are what remind, and they are not sent yet
+    send("email", "old email")
+    today = date.today()
+    assert reminded() == {"i3": today, "i4": today, "i1": today, "i2": today}
+    store.close()

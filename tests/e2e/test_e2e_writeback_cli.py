@@ -1,0 +1,229 @@
+"""`connector plan`, `apply`, `actions list|retry|cancel` and `sync --apply|--dry-run` against
+the sandbox: what each system is told, the CRM's own values read back so that nothing it holds
+is sent again, and a failing connection retried with backoff, parked, then retried or cancelled
+by a person."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from connector.config import load_config
+from connector.demo import DEMO_CREDENTIALS, demo_config
+from connector.reconcile_engine import run_reconciliation
+from connector.sandbox import Sandbox
+from connector.sandbox.generator import generate
+from connector.writeback import BACKOFF, MAX_ATTEMPTS
+from e2e_support import effect_counts, sync_sandbox, with_credentials
+from state.store import open_store
+from state.tables import table
+
+pytestmark = pytest.mark.slow
+
+TODAY = date.today()  # Stripe keeps events 30 days: the book must be dated around now
+# The sandbox runs with its limits off: the connections need not pace themselves by the
+# providers' documented ones (HubSpot's 4 searches a second alone, one before each note or task
+# is created, would add seconds to every apply).
+UNLIMITED = {
+    "[connections.gateway]\n": "requests_per_second = 1000\nendpoint_requests_per_second = 1000\n",
+    "[connections.ledger]\n": "calls_per_minute = 100000\n",
+    "[connections.crm]\n": "requests_per_10_seconds = 100000\nsearch_requests_per_second = 1000\n",
+}
+
+
+@pytest.fixture(scope="module")
+def synced(tmp_path_factory):
+    """A small book synced and reconciled once; each test gets a copy and a fresh sandbox."""
+    book = with_credentials(generate(9, "small", today=TODAY).data)
+    directory = tmp_path_factory.mktemp("synced")
+    with Sandbox(book, limits="off") as sandbox:
+        store, report = sync_sandbox(sandbox, directory, full=True)
+        assert report.ok, report.as_dict()
+        run_reconciliation(load_config(str(directory / "connector.toml")), store)
+        store.close()
+    return book, directory
+
+
+class Book:
+    """A copy of the synced book served by its own sandbox, run through the CLI."""
+
+    def __init__(self, directory, sandbox, run_cli):
+        self.directory, self.sandbox, self._run = directory, sandbox, run_cli
+        self.config_path = directory / "connector.toml"
+        self.store = open_store(f"sqlite:///{directory / 'state.db'}")
+        self.configure()
+
+    def configure(self, *, revoked_gateway_key: bool = False) -> None:
+        text = demo_config(self.sandbox).replace("sqlite:///connector.db", f"sqlite:///{self.directory / 'state.db'}")
+        for section, lines in UNLIMITED.items():
+            text = text.replace(section, section + lines)
+        if revoked_gateway_key:  # rolled in the Stripe dashboard: every request is refused with a 401
+            text = text.replace(f'api_key = "{DEMO_CREDENTIALS["stripe"][0]}"', 'api_key = "sk_test_rolled0000000000000000"')
+        self.config_path.write_text(text)
+
+    def run(self, *args: str):
+        return self._run("--config", str(self.config_path), *args)
+
+    def json(self, *args: str):
+        result = self.run(*args, "--json")
+        assert result.exit_code == 0, (result.stdout[-2000:], result.stderr)
+        return json.loads(result.stdout)
+
+    def pending(self, connection: str | None = None) -> list[dict]:
+        return [e for e in self.json("plan")["pending"] if connection is None or e["connection"] == connection]
+
+    def waiting(self, connection: str) -> list[dict]:
+        """Pending or parked, without planning anything new."""
+        return [e for e in self.json("actions", "list")["actions"] if e["connection"] == connection]
+
+    def outbox(self, connection: str) -> list[dict]:
+        return [e for e in self.json("actions", "list", "--all")["actions"] if e["connection"] == connection]
+
+    def let_backoff_pass(self, connection: str) -> None:
+        """As if the backoff of every waiting action had run out."""
+        outbox = table("outbox_actions")
+        with self.store.session() as session:
+            session.execute(sa.update(outbox).where(outbox.c.connection == connection, outbox.c.state == "planned")
+                            .values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1)))
+
+
+@pytest.fixture
+def book(synced, tmp_path, run_cli):
+    data, synced_dir = synced
+    directory = tmp_path / "book"
+    shutil.copytree(synced_dir, directory)
+    with Sandbox(data, limits="off") as sandbox:
+        copy = Book(directory, sandbox, run_cli)
+        with copy.store.session() as session:  # the fresh sandbox knows only the first refresh tokens
+            session.execute(sa.delete(table("oauth_tokens")))
+        yield copy
+        copy.store.close()
+
+
+def _writes(journal, status=None):
+    return [e for e in journal if e["method"] in ("PATCH", "POST", "PUT") and not e["path"].endswith("/search")
+            and "oauth" not in e["path"] and (status is None or e["status"] == status)]
+
+
+def test_plan_shows_each_system_what_it_needs_and_apply_only_sends_to_one(book):
+    result = book.run("plan")
+    assert result.exit_code == 0, result.stderr
+    headers = [line.split(" (")[0] for line in result.stdout.splitlines() if not line.startswith(" ")]
+    assert headers == ["crm", "gateway", "ledger"]
+    assert "payment status (none) -> " in result.stdout  # the CRM holds none of our values yet
+
+    pending = book.pending()
+    status = [e for e in pending if e["subject"]["type"] == "invoice" and e["connection"] == "gateway"]
+    assert status and {e["kind"] for e in status} <= {"mark_paid", "void_invoice"}  # (reminders aside)
+    assert {"record_payment", "record_fee"} <= {e["kind"] for e in pending if e["connection"] == "ledger"}
+    updates = [e for e in pending if e["kind"] == "update_properties"]
+    assert updates and all(e["connection"] == "crm" for e in updates)
+    first = updates[0]
+    assert set(first["payload"]["properties"]) == {"payment_status", "amount_outstanding", "days_overdue"}
+    assert f"crm {first['target']['type']} {first['target']['id']}: payment status (none) -> " in first["summary"]
+    assert [e["id"] for e in book.pending()] == [e["id"] for e in pending]  # planning twice adds nothing
+
+    gateway = sorted(e["id"] for e in pending if e["connection"] == "gateway")
+    applied = book.json("apply", "--only", "gateway", "--yes")
+    assert sorted(e["id"] for e in applied["done"]) == gateway
+    assert applied["failed"] == [] and applied["parked"] == []
+    assert {e["provider"] for e in _writes(book.sandbox.journal)} == {"stripe"}  # only the gateway was written
+    assert not book.waiting("gateway") and book.waiting("crm") and book.waiting("ledger")
+    assert book.run("apply", "--only", "nowhere", "--yes").exit_code == 2
+
+
+def test_sync_dry_run_writes_nothing_and_sync_apply_tells_the_crm_only_what_it_does_not_hold(book):
+    result = book.run("sync", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert "Would write (dry run):" in result.stdout
+    assert "mark_paid" in result.stdout and "update_properties" in result.stdout
+    assert _writes(book.sandbox.journal) == []
+
+    report = book.json("sync", "--apply")
+    assert set(report["applied"]) == {"crm", "gateway", "ledger"}
+    told = report["applied"]["gateway"].get("mark_paid", 0) + report["applied"]["gateway"].get("void_invoice", 0)
+    assert told == len([p for p in report["plan"] if " in gateway (status open -> " in p])
+    assert book.run("actions", "list").stdout.strip() == "no actions"
+    first_run = len(book.sandbox.journal)
+
+    # The second run reads back what the first wrote: no effect twice, and the CRM is told only
+    # what is new, the date of the reminders the first run sent, on each invoice they named.
+    again = book.json("sync", "--apply")
+    crm_lines = [p for p in again["plan"] if ": crm deal " in p or ": crm invoice " in p]
+    assert crm_lines and all(p.endswith(f"last reminder (none) -> {TODAY.isoformat()}") for p in crm_lines), crm_lines
+    journal = book.sandbox.journal
+    assert not [e for e in _writes(journal) if e["status"] >= 400]
+    assert max(effect_counts(journal).values()) == 1, {k: v for k, v in effect_counts(journal).items() if v > 1}
+    patched = [e for e in journal[first_run:] if e["method"] == "PATCH"]
+    assert len(patched) == len(crm_lines) == again["applied"]["crm"]["update_properties"]
+    for entry in patched:
+        assert entry["payload"]["properties"] == {"ar_last_reminder": TODAY.isoformat()}, entry
+    deal = next(e["path"].rsplit("/", 1)[1] for e in patched if "/deals/" in e["path"])
+    assert book.sandbox.state.hubspot["deals"][deal]["properties"]["ar_last_reminder"] == TODAY.isoformat()
+
+    # Read back once more: the CRM holds every value, nothing is planned for it.
+    assert book.run("sync", "--connection", "crm").exit_code == 0
+    assert not [e for e in book.pending("crm") if e["kind"] == "update_properties"]
+
+
+def test_a_failing_connection_is_retried_with_backoff_parked_then_retried_or_cancelled(book):
+    book.configure(revoked_gateway_key=True)
+    ids = sorted(e["id"] for e in book.pending("gateway"))
+    assert len(ids) >= 3
+
+    for attempt in range(1, MAX_ATTEMPTS):
+        before = datetime.now(UTC)
+        result = book.run("apply", "--only", "gateway", "--yes")
+        after = datetime.now(UTC)
+        assert result.exit_code == 1, result.stderr
+        assert f"will retry #{ids[0]} " in result.stdout and "Invalid API Key provided" in result.stdout
+        entries = book.outbox("gateway")
+        assert {e["state"] for e in entries} == {"planned"} and {e["attempts"] for e in entries} == {attempt}
+        assert all("Invalid API Key provided" in e["last_error"] for e in entries)
+        wait = BACKOFF[attempt - 1]  # 1 min, 5 min, 30 min, 2 h
+        for entry in entries:
+            assert before + wait <= datetime.fromisoformat(entry["next_attempt_at"]) <= after + wait
+        if attempt == 1:  # nothing is due until the backoff has run out
+            again = book.run("apply", "--only", "gateway", "--yes")
+            assert again.exit_code == 0
+            assert again.stdout.startswith(f"nothing due now: {len(ids)} writes wait to be retried, the first at ")
+            assert "next attempt at " in book.run("actions", "list").stdout
+        book.let_backoff_pass("gateway")
+
+    result = book.run("apply", "--only", "gateway", "--yes")
+    assert result.exit_code == 1
+    assert f"parked #{ids[0]} " in result.stdout and "for a person" in result.stdout
+    parked = book.json("actions", "list", "--failed")["actions"]
+    assert sorted(e["id"] for e in parked) == ids and {e["attempts"] for e in parked} == {MAX_ATTEMPTS}
+    listed = book.run("actions", "list", "--failed").stdout
+    assert f"last error (attempt {MAX_ATTEMPTS}): " in listed and "next attempt" not in listed
+    assert book.run("apply", "--only", "gateway", "--yes").stdout.strip() == "nothing to apply"  # parked stay parked
+    assert not _writes(book.sandbox.journal, status=200)
+
+    # A person puts the new key in the config, sends one action again and cancels another.
+    book.configure()
+    retried, cancelled = ids[0], ids[1]
+    result = book.run("actions", "retry", str(retried))
+    assert result.exit_code == 0 and result.stdout.strip() == f"#{retried} queued again; `connector apply` sends it"
+    result = book.run("actions", "cancel", str(cancelled), "--user", "ana")
+    assert result.exit_code == 0 and result.stdout.strip() == f"#{cancelled} cancelled"
+    applied = book.json("apply", "--only", "gateway", "--yes")
+    assert [e["id"] for e in applied["done"]] == [retried]
+    by_id = {e["id"]: e for e in book.outbox("gateway")}
+    assert by_id[retried]["state"] == "done" and by_id[cancelled]["state"] == "cancelled"
+    sent = [e["path"] for e in _writes(book.sandbox.journal, status=200)]
+    assert len(sent) == 1 and by_id[retried]["target"]["id"] in sent[0]  # the cancelled one never went
+    assert sorted(e["id"] for e in book.json("actions", "list", "--failed")["actions"]) == ids[2:]
+
+    for args, message in [
+        (("actions", "retry", "99999"), "error: no action #99999"),
+        (("actions", "cancel", "99999"), "error: no action #99999"),
+        (("actions", "retry", str(cancelled)), f"error: action #{cancelled} is cancelled: only a failed or waiting action can be queued again"),
+        (("actions", "cancel", str(retried)), f"error: action #{retried} is done: only a planned or failed action can be cancelled"),
+    ]:
+        result = book.run(*args)
+        assert result.exit_code == 2 and result.stderr.strip() == message, (args, result.stderr)
