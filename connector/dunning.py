@@ -16,16 +16,26 @@ first that holds, in this order, is recorded as a `Skip` with its code:
     customer_paused       finance paused reminders for the customer
     not_due_yet           no step has been reached yet (or it has no due date)
     covered_by_credit     the customer's unapplied credit in that currency covers it
-    already_reminded      the customer already had the reminder of this step
+    already_reminded      a reminder of the invoice's step was sent for it
+    reminder_queued       a reminder of the invoice's step is queued for it, not sent yet
+    reminder_dropped      today's reminder of the invoice's step was cancelled or parked
+                          after failing; the next one is planned tomorrow
 
-A customer gets at most one reminder per step: the highest step among its remindable invoices,
-listing all of them, unless `(customer id, step days)` is in `already`.
+Sent reminders are keyed `(customer id, step days, invoice id)`, the step being the one the
+invoice itself had reached: an invoice not yet reminded at its step is reminded even when the
+customer had that step's reminder for another invoice. A customer gets at most one reminder
+per run, at the highest step among its not-yet-reminded invoices, listing all of them.
+
+Payment plans are built here too (`payment_plan`, `plan_from_terms`), so the CLI and the
+plans read from a CRM split and date instalments the same way.
 """
 
 from __future__ import annotations
 
+import calendar
+import re
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -53,7 +63,11 @@ SkipCode = Literal[
     "not_due_yet",
     "covered_by_credit",
     "already_reminded",
+    "reminder_queued",
+    "reminder_dropped",
 ]
+# (customer id, step days, invoice id): the invoice had that step's reminder.
+ReminderKey = tuple[str, int, str]
 
 
 class Step(BaseModel):
@@ -149,6 +163,8 @@ class Reminder:
     text: str
     # The listed invoices that reached the escalation step themselves: those go to collections.
     escalated_invoices: tuple[str, ...] = ()
+    # (invoice id, the step the invoice itself has reached): what the reminder is recorded as.
+    invoice_steps: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,17 +181,26 @@ def instalments_on_time(plan: PaymentPlan, paid: Money, as_of: date) -> bool:
     An instalment falls behind the day after its date, as an invoice is overdue the day after
     it is due; one due on `as_of` itself can still be paid that day.
     """
-    due = money_sum((amount for when, amount in plan.instalments if when < as_of), paid.currency)
-    return paid >= due
+    return paid >= _due_before(plan, as_of, paid.currency)
+
+
+def _due_before(plan: PaymentPlan, as_of: date, currency: str) -> Money:
+    return money_sum((amount for when, amount in plan.instalments if when < as_of), currency)
 
 
 def plan_reminders(
     cases: Sequence[Case],
     policy_for: Callable[[Customer], DunningPolicy],
-    already: set[tuple[str, int]],
+    already: Collection[ReminderKey],
     as_of: date,
+    queued: Collection[ReminderKey] = (),
+    dropped: Collection[ReminderKey] = (),
 ) -> tuple[list[Reminder], list[Skip]]:
-    """The reminders to send on `as_of` (one per customer at most) and every invoice skipped."""
+    """The reminders to send on `as_of` (one per customer at most) and every invoice skipped.
+
+    `already` holds the `(customer id, step days, invoice id)` reminders sent; `queued` those
+    planned and not sent yet (they are not planned twice); `dropped` those planned for
+    `as_of` and then cancelled or parked after failing (planned again the next day)."""
     skips: list[Skip] = []
     remindable: dict[str, list[_Due]] = defaultdict(list)
     customers: dict[str, Customer] = {}
@@ -204,18 +229,28 @@ def plan_reminders(
         dues = sorted(remindable[customer_id], key=_most_overdue_first)
         dues, covered = _without_covered(dues)
         skips.extend(covered)
-        if not dues:
+        fresh = []
+        for due in dues:
+            key = (customer_id, due.step.days, _id(due.case.invoice))
+            words = f"the day {due.step.days:+d} ({due.step.tone}) reminder for {_label(due.case.invoice)}"
+            if key in already:
+                skips.append(_skip(due.case, "already_reminded",
+                                   f"{customers[customer_id].name} already had {words}"))
+            elif key in queued:
+                skips.append(_skip(due.case, "reminder_queued",
+                                   f"{words[0].upper()}{words[1:]} is queued for {customers[customer_id].name}, "
+                                   "not sent yet (`connector apply` sends it, `connector actions cancel` drops it)"))
+            elif key in dropped:
+                skips.append(_skip(due.case, "reminder_dropped",
+                                   f"{words[0].upper()}{words[1:]} to {customers[customer_id].name} was cancelled "
+                                   f"or parked after failing on {as_of}; it is not counted as sent, and the next "
+                                   "one is planned from tomorrow"))
+            else:
+                fresh.append(due)
+        if not fresh:
             continue
-        step = max((due.step for due in dues), key=lambda step: step.days)
-        if (customer_id, step.days) in already:
-            skips.extend(
-                _skip(due.case, "already_reminded",
-                      f"{customers[customer_id].name} already had the day {step.days:+d} "
-                      f"({step.tone}) reminder that covers {_label(due.case.invoice)}")
-                for due in dues
-            )
-            continue
-        reminders.append(_reminder(customer_id, customers[customer_id], step, dues))
+        step = max((due.step for due in fresh), key=lambda step: step.days)
+        reminders.append(_reminder(customer_id, customers[customer_id], step, fresh))
     order = {_id(case.invoice): _case_order(case, as_of) for case in cases}
     skips.sort(key=lambda skip: (skip.customer_id, order[skip.invoice_id]))
     return reminders, skips
@@ -249,10 +284,7 @@ def _protection(case: Case, as_of: date) -> tuple[SkipCode, str] | None:
     if plan is not None:
         paid = invoice.total - case.position.balance
         if instalments_on_time(plan, paid, as_of):
-            return "payment_plan_on_time", (
-                f"{label} is on a payment plan of {len(plan.instalments)} instalments and "
-                f"{paid} paid so far keeps it on time"
-            )
+            return "payment_plan_on_time", f"{label} is on a payment plan: {_plan_words(plan, paid, as_of)}"
     if invoice.promise_to_pay is not None and invoice.promise_to_pay >= as_of:
         return "promise_to_pay", f"{label}: the customer promised to pay by {invoice.promise_to_pay}"
     if case.customer.paused:
@@ -320,6 +352,7 @@ def _reminder(customer_id: str, customer: Customer, step: Step, dues: list[_Due]
         escalate=step.escalate,
         text=_text(customer, step, dues, balances, late_fees, escalated),
         escalated_invoices=escalated,
+        invoice_steps=tuple((_id(due.case.invoice), due.step.days) for due in dues),
     )
 
 
@@ -392,3 +425,111 @@ def _most_overdue_first(due: _Due) -> tuple[int, str]:
 
 def _skip(case: Case, code: SkipCode, reason: str) -> Skip:
     return Skip(invoice_id=_id(case.invoice), customer_id=case.customer_id, code=code, reason=reason)
+
+
+# Payment plans ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Every:
+    """How far apart instalments fall: a number of calendar months, or of days."""
+
+    months: int = 0
+    days: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.months > 0) == (self.days > 0) or self.months < 0 or self.days < 0:
+            raise ValueError("give a positive number of months or of days")
+
+    def nth(self, first: date, index: int) -> date:
+        """The date of instalment `index` (0 is `first`). A month later keeps the day of the
+        month, or the month's last day when it is shorter (31 January -> 28 February)."""
+        if self.days:
+            return first + timedelta(days=self.days * index)
+        month = first.month - 1 + self.months * index
+        year, month = first.year + month // 12, month % 12 + 1
+        return date(year, month, min(first.day, calendar.monthrange(year, month)[1]))
+
+    def __str__(self) -> str:
+        if self.months:
+            return "monthly" if self.months == 1 else f"every {self.months} months"
+        if self.days == 7:
+            return "weekly"
+        return "fortnightly" if self.days == 14 else f"every {self.days} days"
+
+
+_EVERY_WORDS = {
+    "month": Every(months=1), "monthly": Every(months=1), "quarter": Every(months=3), "quarterly": Every(months=3),
+    "week": Every(days=7), "weekly": Every(days=7), "fortnight": Every(days=14), "fortnightly": Every(days=14),
+    "biweekly": Every(days=14), "bi-weekly": Every(days=14),
+}
+_EVERY_COUNTED = re.compile(r"^(\d+)\s*(d|days?|w|weeks?|m|months?)$")
+
+
+def parse_every(text: str) -> Every:
+    """`month`, `week`, `fortnight`, `quarter` (or `monthly`, ...), or a count with a unit:
+    `14d`, `14 days`, `2w`, `2 weeks`, `2m`, `2 months`."""
+    words = text.strip().lower()
+    if words in _EVERY_WORDS:
+        return _EVERY_WORDS[words]
+    counted = _EVERY_COUNTED.match(words)
+    if counted and int(counted.group(1)) > 0:
+        number, unit = int(counted.group(1)), counted.group(2)[0]
+        return Every(months=number) if unit == "m" else Every(days=number * (7 if unit == "w" else 1))
+    raise ValueError(f"{text.strip()!r} is not a period like month, week, fortnight, 14d or 2 months")
+
+
+def split_in_instalments(amount: Money, count: int, first: date, every: Every) -> list[tuple[date, Money]]:
+    """`amount` in `count` instalments from `first`: equal shares rounded once to the minor
+    unit, the last one taking what rounding left (100.00 in 3: 33.33, 33.33, 33.34)."""
+    if count < 1:
+        raise ValueError("a plan needs at least one instalment")
+    if amount.to_minor() < count:
+        raise ValueError(f"{amount} cannot be split in {count} instalments of at least one minor unit")
+    share = Money.of(amount.amount / count, amount.currency)
+    if share * (count - 1) > amount:  # rounding up would leave the last one negative
+        share = Money.from_minor(amount.to_minor() // count, amount.currency)
+    shares = [share] * (count - 1) + [amount - share * (count - 1)]
+    return [(every.nth(first, index), value) for index, value in enumerate(shares)]
+
+
+def payment_plan(
+    balance: Money, count: int, first: date, every: Every, *, paid_before: Money | None = None,
+    agreed_on: date | None = None,
+) -> PaymentPlan:
+    """A plan for what is still owed. What was paid before the plan is its first entry (dated
+    the day it was agreed), so that the plan adds up to the invoice's total and only money paid
+    since counts towards the instalments."""
+    entries = split_in_instalments(balance, count, first, every)
+    if paid_before is not None and not paid_before.is_zero:
+        entries.insert(0, (min(agreed_on or first, first), paid_before))
+    return PaymentPlan(instalments=entries)
+
+
+_TERMS = re.compile(
+    r"^\s*(\d+)\s*(?:x\s*)?(monthly|quarterly|weekly|fortnightly|bi-?weekly)\s+instal+ments?\s*$", re.IGNORECASE
+)
+
+
+def plan_from_terms(text: str, total: Money, first: date) -> PaymentPlan:
+    """A plan stated in words, as a CRM property holds it ("3 monthly instalments"): the
+    invoice's `total` in that many instalments, the first on `first` (its due date).
+    ValueError when the words are not understood."""
+    found = _TERMS.match(text)
+    if not found:
+        raise ValueError(f"{text.strip()!r} is not understood as a plan like '3 monthly instalments'")
+    count = int(found.group(1))
+    if count < 1:
+        raise ValueError(f"{text.strip()!r}: a plan needs at least one instalment")
+    return PaymentPlan(instalments=split_in_instalments(total, count, first, parse_every(found.group(2).lower())))
+
+
+def _plan_words(plan: PaymentPlan, paid: Money, as_of: date) -> str:
+    due = _due_before(plan, as_of, paid.currency)
+    words = f"{paid} paid so far covers the {due} due before {as_of}"
+    owed = Money.zero(paid.currency)
+    for when, amount in sorted(plan.instalments):
+        owed += amount
+        if owed > paid:
+            return f"{words}; next: {owed - paid} by {when}"
+    return words

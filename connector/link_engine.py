@@ -73,6 +73,11 @@ def link_all(config: Config, store: Store, registry: Registry | None = None) -> 
         payments = _views(state_linking.ref_views(session, "payment"), systems)
         report.links["payment"] = _apply(session, "payment", link_payments(payments))
         _fill_customers(session)
+    # What the linked systems say of disputes, promises, plans and pauses, now that each
+    # record has all its views (finance's own settings win; see connector.reminders).
+    from connector.reminders import apply_provider_states
+
+    apply_provider_states(config, store, registry)
     return report
 
 

@@ -7,12 +7,25 @@ its invoice), `crm_task` (a task for a person on the customer's CRM company), `c
 An email goes for the most overdue invoice of the reminder; when the customer has a CRM
 company, a note there lists every invoice of the reminder, so the account team sees the one
 consolidated message. A late fee is never applied by us: it becomes a CRM task for a person.
-Escalation sets the invoices' collections flag and creates a CRM task.
+Escalation sets the invoices' collections flag and creates a CRM task. Without a CRM company
+the fee and the escalation are still written to the audit log (shown by `explain`) and listed
+by `connector reminders plan` as waiting for a person.
+
+A reminder counts as sent when the action carrying it is done in the outbox: one queued and
+not sent yet is not planned again, one cancelled or parked after failing does not count.
+
+The collections states the providers hold (a deal disputed in the CRM, a promise to pay in
+the ledger, a payment plan, a paused company) are copied into the finance-owned columns by
+`apply_provider_states` after linking, unless finance set the column by hand
+(`connector dispute`, `promise`, `plan-payments`, `pause`): finance's word wins.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -21,17 +34,32 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connector.config import Config
-from connector.dunning import Case, DunningPolicy, Reminder, Skip, plan_reminders
-from connector.errors import ConfigError
-from connector.model import Action, Customer, Money
+from connector.dunning import (
+    Case,
+    DunningPolicy,
+    Every,
+    Reminder,
+    ReminderKey,
+    Skip,
+    payment_plan,
+    plan_from_terms,
+    plan_reminders,
+)
+from connector.errors import ConfigError, UsageError
+from connector.model import Action, Customer, Invoice, Money, PaymentPlan, invoice_position
 from connector.writeback import gather_facts
 from providers.registry import Registry
+from state import linking as state_linking
 from state import outbox
 from state.bookkeeping import audit
 from state.store import Store
 from state.tables import table
 
+logger = logging.getLogger(__name__)
+
 ACTOR = "dunning"
+# The actions of a reminder that carry it to the customer (or to a person who does).
+MESSAGE_KINDS = ("send_invoice", "create_note", "create_task")
 
 
 class CustomerDunning(BaseModel):
@@ -92,24 +120,98 @@ def policy_chooser(section: DunningSection) -> Any:
     return policy_for
 
 
+@dataclass(frozen=True)
+class FollowUp:
+    """Something a person must do or know about: a proposed late fee, an invoice sent to
+    collections, or a reminder no system could carry. `via` names the CRM task that tells
+    them, or is None when there is none (then the audit log and `reminders plan` do)."""
+
+    kind: str  # late_fee / escalation / unsent
+    customer_id: str
+    invoice_id: str | None
+    text: str
+    via: str | None = None
+    fee: Money | None = None
+
+
 @dataclass
 class DunningPlan:
     reminders: list[Reminder] = field(default_factory=list)
     skips: list[Skip] = field(default_factory=list)
     actions: list[tuple[Action, str, str, str]] = field(default_factory=list)
+    follow_ups: list[FollowUp] = field(default_factory=list)
+
+
+# What was reminded: from the outbox -------------------------------------------------------
+
+
+@dataclass
+class ReminderHistory:
+    sent: set[ReminderKey] = field(default_factory=set)  # the action carrying it is done
+    queued: set[ReminderKey] = field(default_factory=set)  # planned or being sent
+    dropped: dict[ReminderKey, set[str]] = field(default_factory=dict)  # cancelled / parked: on which days
+    sent_reminders: set[tuple[str, int, str]] = field(default_factory=set)  # (customer, step, day)
+
+
+def reminder_history(store: Store) -> ReminderHistory:
+    """The `(customer, step, invoice)` reminders sent and queued, read from the outbox: a
+    reminder is sent when the action carrying it is done; planned or in flight, it is queued;
+    cancelled, or failed and parked for a person, it does not count (`dropped` keeps the day it
+    was planned for: the same day's plan would only find the dropped action again)."""
+    box = table("outbox_actions")
+    query = sa.select(box.c.state, box.c.payload, box.c.updated_at).where(
+        box.c.kind.in_(MESSAGE_KINDS), box.c.subject_type == "customer")
+    history = ReminderHistory()
+    legacy: set[tuple[str, int]] = set()
+    with store.session() as session:
+        for state, payload, updated in session.execute(query):
+            data = _json(payload)
+            customer, step = data.get("dunning_customer"), data.get("dunning_step")
+            if customer is None or step is None:
+                continue  # a note finance queued (dispute, pause), not a reminder
+            role = data.get("dunning_role")
+            if role is None:  # queued before reminders named their invoices: see the audit log
+                if state == "done":
+                    legacy.add((str(customer), int(step)))
+                continue
+            if role != "message":
+                continue
+            keys = {(str(customer), int(s), str(i)) for i, s in (data.get("dunning_invoices") or {}).items()}
+            if state == "done":
+                history.sent |= keys
+                history.sent_reminders.add((str(customer), int(step), str(data.get("dunning_as_of") or updated)))
+            elif state in ("planned", "in_flight"):
+                history.queued |= keys
+            else:  # cancelled, or failed and parked
+                for key in keys:
+                    history.dropped.setdefault(key, set()).add(str(data.get("dunning_as_of")))
+        if legacy:
+            log = table("audit_log")
+            decided = sa.select(log.c.subject_id, log.c.inputs).where(log.c.actor == ACTOR, log.c.action == "reminder")
+            for subject, inputs in session.execute(decided):
+                data = _json(inputs)
+                pair = (str(subject), int(data.get("step", 0)))
+                if pair in legacy:
+                    history.sent |= {(pair[0], pair[1], str(i)) for i in data.get("invoices") or []}
+                    history.sent_reminders.add((pair[0], pair[1], str(data.get("as_of") or "")))
+    return history
+
+
+def _json(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
 
 
 def already_reminded(store: Store) -> set[tuple[str, int]]:
-    """(customer, step) pairs reminded before: the audit log keeps every reminder decided."""
-    log = table("audit_log")
-    query = sa.select(log.c.subject_id, log.c.inputs).where(log.c.actor == ACTOR, log.c.action == "reminder")
-    found = set()
-    with store.session() as session:
-        for subject, inputs in session.execute(query):
-            step = (inputs or {}).get("step") if isinstance(inputs, dict) else None
-            if subject and step is not None:
-                found.add((str(subject), int(step)))
-    return found
+    """(customer, step) pairs with a reminder sent (its action done in the outbox)."""
+    return {(customer, step) for customer, step, _ in reminder_history(store).sent_reminders}
+
+
+# The plan ---------------------------------------------------------------------------------
 
 
 def build_plan(config: Config, store: Store, as_of: date, registry: Registry | None = None) -> DunningPlan:
@@ -128,16 +230,25 @@ def build_plan(config: Config, store: Store, as_of: date, registry: Registry | N
     cases = []
     for invoice_id, invoice in facts.invoices.items():
         customer = customers.get(invoice.customer_id or "")
-        position = facts.positions[invoice_id]
-        if customer is None or position.status not in ("open", "partially_paid"):
-            continue  # nothing to chase; not worth a skip in the audit log every day
-        cases.append(Case(invoice=invoice, position=position, customer=customer,
+        # The ledger's own view decides whether there is anything to chase: an invoice our
+        # gateway money pays is still a case, so its `payment_pending` skip is recorded.
+        if customer is None or invoice_position(invoice, as_of).status not in ("open", "partially_paid"):
+            continue  # paid or void in the ledger: not worth a skip in the audit log every day
+        cases.append(Case(invoice=invoice, position=facts.positions[invoice_id], customer=customer,
                           pending_payment=pending.get(invoice_id),
                           unapplied_credit=credit.get((customer.id or "", invoice.currency))))
-    reminders, skips = plan_reminders(cases, policy_chooser(section), already_reminded(store), as_of)
+    history = reminder_history(store)
+    dropped = {key for key, days in history.dropped.items() if as_of.isoformat() in days}
+    reminders, skips = plan_reminders(cases, policy_chooser(section), history.sent, as_of,
+                                      queued=history.queued, dropped=dropped)
     plan = DunningPlan(reminders=reminders, skips=skips)
+    from connector.link_engine import system_ranks
+
+    kinds = {name: kind for name, (kind, _) in system_ranks(config, registry).items()}
     for reminder in reminders:
-        plan.actions.extend(_actions(reminder, facts, customers, as_of))
+        actions, follow_ups = _actions(reminder, facts, customers, kinds, as_of)
+        plan.actions.extend(actions)
+        plan.follow_ups.extend(follow_ups)
     return plan
 
 
@@ -165,66 +276,125 @@ def unapplied_credit(store: Store, facts: Any) -> dict[tuple[str, str], Money]:
     return credit
 
 
-def _actions(reminder: Reminder, facts: Any, customers: dict[str, Customer], as_of: date) -> list[tuple[Action, str, str, str]]:
+Planned = tuple[Action, str, str, str]
+
+
+def _actions(
+    reminder: Reminder, facts: Any, customers: dict[str, Customer], kinds: dict[str, str], as_of: date,
+) -> tuple[list[Planned], list[FollowUp]]:
+    """The outbox actions of one reminder, and what a person must see about it.
+
+    The message (an email, or the CRM task or note of a CRM channel) is tagged with the
+    invoices and the step each had reached: that is what counts as reminded once it is done."""
     customer = customers[reminder.customer_id]
-    tag = {"dunning_step": reminder.step.days, "dunning_customer": reminder.customer_id}
-    crm = [r for r in customer.refs if _kind(facts, r.system) == "crm" and r.object_type == "customer"]
-    out: list[tuple[Action, str, str, str]] = []
+    step = reminder.step
+    tag = {"dunning_step": step.days, "dunning_customer": reminder.customer_id, "dunning_as_of": as_of.isoformat()}
+    message_tag = {**tag, "dunning_role": "message", "dunning_invoices": dict(reminder.invoice_steps)}
+    crm = [r for r in customer.refs if kinds.get(r.system) == "crm" and r.object_type == "customer"][:1]
+    out: list[Planned] = []
+    follow_ups: list[FollowUp] = []
     first = reminder.invoices[0]
-    label = f"{customer.name}, step {reminder.step.days:+d} ({reminder.step.tone})"
-    channel = reminder.step.channel
+    label = f"{customer.name}, step {step.days:+d} ({step.tone})"
+    subject = f"{'Collections' if reminder.escalate else 'Payment reminder'}: {customer.name}"
+    channel = step.channel
     if channel in ("crm_task", "crm_note") and not crm:
         channel = "ledger_email"  # no CRM company for this customer: the ledger emails instead
+    email = None
     if channel in ("ledger_email", "gateway_email"):
-        wanted = "ledger" if channel == "ledger_email" else "gateway"
-        views = [v for v in facts.invoice_views.get(first, []) if v.kind == wanted and v.object_type == "invoice"]
-        if not views and wanted == "gateway":  # not in the gateway: the ledger emails it
-            views = [v for v in facts.invoice_views.get(first, []) if v.kind == "ledger" and v.object_type == "invoice"]
-        for view in views[:1]:
-            action = Action(connection=view.system, kind="send_invoice", target=view.ref, payload=tag)
-            out.append((action, "customer", reminder.customer_id, f"reminder {label}: {view.system} emails {view.remote_id}"))
-    for ref in crm[:1]:
+        views = facts.invoice_views.get(first, [])
+        order = ("ledger", "gateway") if channel == "ledger_email" else ("gateway", "ledger")
+        email = next((v for kind in order for v in views if v.kind == kind and v.object_type == "invoice"), None)
+        if email is not None:
+            action = Action(connection=email.system, kind="send_invoice", target=email.ref, payload=message_tag)
+            out.append((action, "customer", reminder.customer_id, f"reminder {label}: {email.system} emails {email.remote_id}"))
+    for ref in crm:
         kind = "create_task" if channel == "crm_task" or reminder.escalate else "create_note"
-        payload = {**tag, "company_id": ref.remote_id, "body": reminder.text,
-                   "subject": f"{'Collections' if reminder.escalate else 'Payment reminder'}: {customer.name}",
-                   "due": as_of.isoformat()}
+        role = "message" if email is None else ("escalation" if reminder.escalate else "note")
+        payload = {**(message_tag if role == "message" else {**tag, "dunning_role": role}),
+                   "company_id": ref.remote_id, "body": reminder.text, "subject": subject, "due": as_of.isoformat()}
         out.append((Action(connection=ref.system, kind=kind, payload=payload), "customer", reminder.customer_id,
                     f"reminder {label}: {kind.replace('_', ' ')} on {ref.system} company {ref.remote_id}"))
-        for invoice_id, fee in reminder.late_fees:
-            number = facts.invoices[invoice_id].number or invoice_id
-            fee_payload = {**tag, "company_id": ref.remote_id, "subject": f"Late fee {fee} on {number}?",
-                           "body": f"Policy step {reminder.step.days:+d} proposes a late fee of {fee} on {number}. "
-                                   "Apply it in the ledger if you agree; the connector never applies fees itself.",
-                           "due": as_of.isoformat(), "invoice": invoice_id}
+    if email is None and not crm:
+        follow_ups.append(FollowUp(
+            "unsent", reminder.customer_id, None,
+            f"The day {step.days:+d} ({step.tone}) reminder to {customer.name} cannot be sent: no ledger or gateway "
+            f"holds {_number(facts, first)} and the customer has no CRM company; remind them by hand"))
+    for invoice_id, fee in reminder.late_fees:
+        number = _number(facts, invoice_id)
+        words = (f"Policy step {step.days:+d} proposes a late fee of {fee} ({step.late_fee_percent}%) on {number} "
+                 f"of {customer.name}. Apply it in the ledger if you agree; the connector never applies fees itself.")
+        via = None
+        for ref in crm:
+            fee_payload = {**tag, "dunning_role": "late_fee", "company_id": ref.remote_id,
+                           "subject": f"Late fee {fee} on {number}?", "body": words, "due": as_of.isoformat(),
+                           "invoice": invoice_id}
             out.append((Action(connection=ref.system, kind="create_task", payload=fee_payload), "invoice", invoice_id,
                         f"late fee {fee} on {number}: task for a person on {ref.system}"))
-    return out
+            via = f"task on {ref.system} company {ref.remote_id}"
+        follow_ups.append(FollowUp("late_fee", reminder.customer_id, invoice_id, words, via, fee))
+    for invoice_id in reminder.escalated_invoices:
+        number = _number(facts, invoice_id)
+        words = (f"{number} of {customer.name} reached day {step.days:+d} ({step.tone}) and goes to collections "
+                 "(flagged in_collections)")
+        via = f"task on {crm[0].system} company {crm[0].remote_id}" if crm else None
+        if via is None:
+            words += "; the customer has no CRM company for the collections task: a person must take it up"
+        follow_ups.append(FollowUp("escalation", reminder.customer_id, invoice_id, words, via))
+    return out, follow_ups
 
 
-def _kind(facts: Any, system: str) -> str:
-    for views in facts.invoice_views.values():
-        for view in views:
-            if view.system == system:
-                return str(view.kind)
-    return "unknown"
+def _number(facts: Any, invoice_id: str) -> str:
+    invoice = facts.invoices.get(invoice_id)
+    return (invoice.number if invoice is not None else None) or invoice_id
 
 
 def queue(config: Config, store: Store, as_of: date, registry: Registry | None = None) -> DunningPlan:
-    """Plan reminders, queue their actions, flag escalated invoices, audit the skips."""
+    """Plan reminders, queue their actions, flag escalated invoices, audit the decisions, the
+    follow-ups for a person and the skips. Nothing here marks anyone reminded: that happens
+    when the reminder's action is done."""
+    apply_provider_states(config, store, registry)
     plan = build_plan(config, store, as_of, registry)
+    day = as_of.isoformat()
     with store.session() as session:
         outbox.add_planned(session, plan.actions)
         invoices = table("invoices")
+        seen = _audited(session, ("reminder", "late_fee_proposed", "escalated", "reminder_unsent"))
         for reminder in plan.reminders:
             if reminder.escalated_invoices:  # only those that reached the escalation step themselves
                 session.execute(
                     sa.update(invoices).where(invoices.c.id.in_(list(reminder.escalated_invoices))).values(in_collections=True)
                 )
+            if ("reminder", reminder.customer_id, (reminder.step.days, day)) in seen:
+                continue
             audit(session, ACTOR, "reminder", "customer", reminder.customer_id,
-                  {"step": reminder.step.days, "invoices": list(reminder.invoices), "channel": reminder.step.channel},
+                  {"step": reminder.step.days, "invoices": list(reminder.invoices), "channel": reminder.step.channel,
+                   "as_of": day, "queued": True},
                   reminder.text)
+        for follow_up in plan.follow_ups:
+            action = {"late_fee": "late_fee_proposed", "escalation": "escalated", "unsent": "reminder_unsent"}[follow_up.kind]
+            subject_type, subject_id = ("invoice", follow_up.invoice_id) if follow_up.invoice_id else ("customer", follow_up.customer_id)
+            step = next((r.step.days for r in plan.reminders if r.customer_id == follow_up.customer_id), None)
+            if (action, subject_id, (step, day)) in seen:
+                continue
+            inputs: dict[str, Any] = {"step": step, "as_of": day, "customer": follow_up.customer_id,
+                                      "for_a_person": follow_up.via or "no CRM task: see `connector reminders plan`"}
+            if follow_up.fee is not None:
+                inputs.update(amount=str(follow_up.fee.amount), currency=follow_up.fee.currency)
+            audit(session, ACTOR, action, subject_type, subject_id, inputs, follow_up.text)
         _audit_skips(session, plan.skips, as_of)
     return plan
+
+
+def _audited(session: Any, actions: Sequence[str]) -> set[tuple[str, str, tuple[Any, str]]]:
+    """(action, subject, (step, day)) of the dunning decisions already in the audit log."""
+    log = table("audit_log")
+    query = sa.select(log.c.action, log.c.subject_id, log.c.inputs).where(
+        log.c.actor == ACTOR, log.c.action.in_(list(actions)))
+    found = set()
+    for action, subject, inputs in session.execute(query):
+        data = inputs if isinstance(inputs, dict) else {}
+        found.add((action, subject, (data.get("step"), str(data.get("as_of")))))
+    return found
 
 
 def _audit_skips(session: Any, skips: list[Skip], as_of: date) -> None:
@@ -239,3 +409,188 @@ def _audit_skips(session: Any, skips: list[Skip], as_of: date) -> None:
             continue
         audit(session, ACTOR, "reminder_skipped", "invoice", skip.invoice_id,
               {"code": skip.code, "as_of": as_of.isoformat(), "customer": skip.customer_id}, skip.reason)
+
+
+# Collections states the providers hold ------------------------------------------------------
+
+# The audit actions by which finance sets a collections state by hand: (kind, column).
+FINANCE_SET = {
+    "dispute": ("invoice", "disputed"),
+    "dispute_cleared": ("invoice", "disputed"),
+    "promise": ("invoice", "promise_to_pay"),
+    "payment_plan": ("invoice", "payment_plan"),
+    "payment_plan_cleared": ("invoice", "payment_plan"),
+    "pause": ("customer", "paused"),
+    "resume": ("customer", "paused"),
+}
+PROVIDER_STATE = "provider_state"
+
+
+def set_by_finance(session: Any) -> set[tuple[str, str, str]]:
+    """(kind, record id, column) of every collections state finance set by hand."""
+    log = table("audit_log")
+    query = sa.select(log.c.action, log.c.subject_id).where(log.c.action.in_(list(FINANCE_SET)))
+    return {(FINANCE_SET[action][0], str(subject), FINANCE_SET[action][1])
+            for action, subject in session.execute(query) if subject}
+
+
+@dataclass(frozen=True)
+class _Stated:
+    value: Any
+    system: str
+    remote: str  # "deal 9000018"
+
+
+def apply_provider_states(config: Config, store: Store, registry: Registry | None = None) -> int:
+    """Copy the collections states the providers hold into the finance-owned columns: an
+    invoice disputed in any system is disputed; the promise to pay and the payment plan of
+    the most trusted system that states one; a customer paused in any system is paused.
+    A column finance set by hand keeps finance's value. Each change is audit-logged with the
+    system it came from; returns the number of changes."""
+    from connector.link_engine import system_ranks
+
+    ranks = {name: rank for name, (_, rank) in system_ranks(config, registry).items()}
+    changed = 0
+    with store.session() as session:
+        finance = set_by_finance(session)
+        invoice_views = _views_by_entity(state_linking.ref_views(session, "invoice"), ranks)
+        customer_views = _views_by_entity(state_linking.ref_views(session, "customer"), ranks)
+        for invoice in store.list_invoices(session=session):
+            views = invoice_views.get(invoice.id or "", [])
+            stated = {
+                "disputed": _first(views, lambda data: True if data.get("disputed") is True else None, default=False),
+                "promise_to_pay": _first(views, lambda data: _date(data.get("promise_to_pay"))),
+                "payment_plan": _first(views, lambda data: _stated_plan(data, invoice)),
+            }
+            current = {"disputed": invoice.disputed, "promise_to_pay": invoice.promise_to_pay,
+                       "payment_plan": invoice.payment_plan}
+            changed += _apply(session, "invoice", invoice.id or "", invoice.number or invoice.id or "?",
+                              stated, current, finance)
+        for customer in store.list_customers(session=session):
+            views = customer_views.get(customer.id or "", [])
+            stated = {"paused": _first(views, lambda data: True if data.get("paused") is True else None, default=False)}
+            changed += _apply(session, "customer", customer.id or "", customer.name, stated,
+                              {"paused": customer.paused}, finance)
+    return changed
+
+
+def _views_by_entity(rows: list[dict[str, Any]], ranks: dict[str, int]) -> dict[str, list[dict[str, Any]]]:
+    """Each record's views, the most trusted system first."""
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in sorted(rows, key=lambda r: (-ranks.get(r["system"], 0), r["system"], r["remote_id"])):
+        out[row["entity_id"]].append(row)
+    return out
+
+
+def _first(views: list[dict[str, Any]], read: Any, default: Any = None) -> _Stated:
+    for view in views:
+        value = read(view["data"] or {})
+        if value is not None:
+            return _Stated(value, view["system"], f"{view['object_type']} {view['remote_id']}")
+    return _Stated(default, "", "")
+
+
+def _date(value: Any) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+def _stated_plan(data: dict[str, Any], invoice: Invoice) -> PaymentPlan | None:
+    """A plan a mapping gives whole (`payment_plan`), or in words as a hint ("3 monthly
+    instalments", from the first instalment on the invoice's due date over its total)."""
+    if data.get("payment_plan"):
+        try:
+            return PaymentPlan.model_validate(data["payment_plan"])
+        except ValidationError:
+            return None
+    words = ((data.get("_sync") or {}).get("hints") or {}).get("payment_plan")
+    if not words or invoice.due_date is None:
+        return None
+    try:
+        return plan_from_terms(str(words), invoice.total, invoice.due_date)
+    except ValueError as exc:
+        logger.warning("payment plan of %s not read: %s", invoice.number or invoice.id, exc)
+        return None
+
+
+_WORDS = {
+    "disputed": lambda v: "disputed" if v else "no longer disputed",
+    "promise_to_pay": lambda v: f"promised to pay by {v}" if v else "no promise to pay",
+    "payment_plan": lambda v: (f"on a payment plan of {len(v.instalments)} instalments" if v else "no payment plan"),
+    "paused": lambda v: "paused (no reminders)" if v else "no longer paused",
+}
+
+
+def _apply(session: Any, kind: str, record_id: str, label: str, stated: dict[str, _Stated],
+           current: dict[str, Any], finance: set[tuple[str, str, str]]) -> int:
+    rows = table("invoices" if kind == "invoice" else "customers")
+    changes = {}
+    for column, said in stated.items():
+        if (kind, record_id, column) in finance or said.value == current[column]:
+            continue
+        changes[column] = said
+    if not changes:
+        return 0
+    values = {c: (s.value.model_dump(mode="json") if isinstance(s.value, PaymentPlan) else s.value) for c, s in changes.items()}
+    session.execute(sa.update(rows).where(rows.c.id == record_id).values(**values))
+    for column, said in changes.items():
+        source = f"{said.system} {said.remote}" if said.system else "no system states it any more"
+        audit(session, said.system or "sync", PROVIDER_STATE, kind, record_id,
+              {"field": column, "value": values[column], "system": said.system or None, "from": said.remote or None},
+              f"{label}: {_WORDS[column](said.value)}" + (f", as {source} states" if said.system else f": {source}"))
+    return len(changes)
+
+
+# Payment plans finance agrees -------------------------------------------------------------
+
+
+def set_payment_plan(
+    store: Store, token: str, *, count: int | None, every: Every | None, first: date | None, user: str | None,
+    reason: str, crm_systems: Sequence[str], today: date | None = None,
+) -> tuple[Invoice, PaymentPlan | None]:
+    """Put INVOICE on a payment plan (what it still owes in `count` instalments from `first`,
+    `every` apart), or take it off one (count None). No reminder goes out while the
+    instalments are paid on time; a plan behind schedule is reminded at the invoice's step."""
+    from connector.finance import _crm_note, _set_invoice, current_user, invoice_balance
+    from connector.lookup import find_invoice
+
+    user = current_user(user)
+    today = today or date.today()
+    invoice = find_invoice(store, token)
+    label = invoice.number or invoice.id or "?"
+    plan, before = None, 0
+    with store.session() as session:
+        if count is not None and every is not None:
+            owed = invoice_balance(session, invoice, today)
+            if owed.is_zero:
+                raise UsageError(f"{label} owes nothing: no plan needed")
+            paid_before = invoice.total - owed
+            try:
+                plan = payment_plan(owed, count, first or today, every, paid_before=paid_before, agreed_on=today)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            before = 0 if paid_before.is_zero else 1
+        words = f"payment plan of {describe_plan(plan, before)}" if plan else "payment plan cleared"
+        _set_invoice(session, invoice.id or "", payment_plan=plan.model_dump(mode="json") if plan else None)
+        audit(session, user, "payment_plan" if plan else "payment_plan_cleared", "invoice", invoice.id,
+              {"number": label, "plan": plan.model_dump(mode="json") if plan else None,
+               "every": str(every) if plan else None}, reason or None)
+        _crm_note(store, session, invoice.customer_id, "invoice", invoice.id or "",
+                  f"{label}: {words} (recorded by {user}{': ' + reason if reason else ''}); "
+                  + ("no reminder while it is paid on time" if plan else "reminders follow the policy again"),
+                  crm_systems)
+    return invoice, plan
+
+
+def describe_plan(plan: PaymentPlan, paid_before: int = 0) -> str:
+    """The instalments in words; the first `paid_before` entries (what was paid before the
+    plan) are named apart."""
+    before, rest = plan.instalments[:paid_before], plan.instalments[paid_before:]
+    text = f"{len(rest)} instalment{'s' if len(rest) != 1 else ''}: " + ", ".join(f"{m} by {d}" for d, m in rest)
+    if before:
+        text += f" ({', '.join(str(m) for _, m in before)} paid before the plan)"
+    return text

@@ -39,6 +39,12 @@ def _hubspot_date(value: Any, ctx: TransformContext) -> date:
     return _moment(value, ctx).date()
 
 
+@transform("hubspot_optional_date")
+def _hubspot_optional_date(value: Any, ctx: TransformContext) -> date | None:
+    """A date property that may be blank: HubSpot answers "" once a value is cleared."""
+    return None if not str(value).strip() else _moment(value, ctx).date()
+
+
 @transform("hubspot_first")
 def _hubspot_first(value: Any, ctx: TransformContext) -> str:
     """The first non-empty value of a `paths` field (company name, else its domain)."""

@@ -1,4 +1,6 @@
-"""Collections states finance sets by hand: `dispute`, `promise`, `pause` (and `reminders`)."""
+"""Collections states finance sets by hand: `dispute`, `promise`, `plan-payments`, `pause` (and
+`reminders`). A state set here wins over the one a provider holds (a CRM property, a ledger
+field), which fills it otherwise."""
 
 from __future__ import annotations
 
@@ -61,7 +63,54 @@ def pause_command(app: AppContext, customer: str, resume: bool, reason: str, use
     click.echo(f"{found.name}: reminders {'resumed' if resume else 'paused'}")
 
 
-COMMANDS = [dispute_command, promise_command, pause_command]
+@click.command("plan-payments")
+@click.argument("invoice")
+@click.option("--instalments", "count", type=click.IntRange(min=1, max=120), metavar="N",
+              help="How many instalments the open balance is split in (equal shares, the last takes the rounding).")
+@click.option("--every", metavar="PERIOD", help="How far apart: month, week, fortnight, quarter, or 14d, 2w, 2m.")
+@click.option("--first", metavar="YYYY-MM-DD", help="The first instalment's date (default today).")
+@click.option("--clear", is_flag=True, help="Take the invoice off its plan: reminders follow the policy again.")
+@click.option("--reason", default="", help="Why (kept in the audit log and the CRM note).")
+@click.option("--user", help="Who (default: the OS user).")
+@pass_app
+def plan_payments_command(app: AppContext, invoice: str, count: int | None, every: str | None, first: str | None,
+                          clear: bool, reason: str, user: str | None) -> None:
+    """Put INVOICE on a payment plan: no reminder while its instalments are paid on time.
+
+    What the invoice still owes is split in N instalments, the first on --first, then one
+    every PERIOD. A plan that falls behind (an instalment unpaid the day after its date) is
+    reminded at the invoice's own step."""
+    from connector.dunning import parse_every
+    from connector.reminders import describe_plan, set_payment_plan
+
+    if clear and (count or every or first):
+        raise UsageError("give --clear alone, or --instalments N --every PERIOD")
+    if not clear and not (count and every):
+        raise UsageError("give --instalments N --every PERIOD (and --first YYYY-MM-DD), or --clear")
+    period = None
+    if every:
+        try:
+            period = parse_every(every)
+        except ValueError as exc:
+            raise UsageError(f"--every: {exc}") from None
+    start = None
+    if first:
+        try:
+            start = date.fromisoformat(first)
+        except ValueError:
+            raise UsageError(f"--first: {first!r} is not a date like 2026-12-31") from None
+    found, plan = set_payment_plan(app.store(), invoice, count=None if clear else count, every=period, first=start,
+                                   user=user, reason=reason, crm_systems=_crm_systems(app))
+    label = found.number or found.id
+    if plan is None:
+        click.echo(f"{label}: payment plan cleared; reminders follow the policy again")
+        return
+    paid_before = 1 if len(plan.instalments) > (count or 0) else 0
+    click.echo(f"{label}: payment plan of {describe_plan(plan, paid_before)} ({period}); "
+               "no reminder while it is paid on time")
+
+
+COMMANDS = [dispute_command, promise_command, plan_payments_command, pause_command]
 
 
 @click.group("reminders")
@@ -92,8 +141,12 @@ def reminders_plan(app: AppContext, as_of: str | None, as_json: bool) -> None:
                 {"customer": r.customer_id, "step": r.step.days, "tone": r.step.tone, "channel": r.step.channel,
                  "invoices": list(r.invoices), "balances": {c: str(m.amount) for c, m in r.balances.items()},
                  "late_fees": [{"invoice": i, "amount": str(m.amount), "currency": m.currency} for i, m in r.late_fees],
-                 "escalate": r.escalate, "text": r.text}
+                 "escalate": r.escalate, "escalated_invoices": list(r.escalated_invoices), "text": r.text}
                 for r in plan.reminders
+            ],
+            "for_a_person": [
+                {"kind": f.kind, "customer": f.customer_id, "invoice": f.invoice_id, "text": f.text, "via": f.via}
+                for f in plan.follow_ups
             ],
             "skips": [{"invoice": s.invoice_id, "customer": s.customer_id, "code": s.code, "reason": s.reason} for s in plan.skips],
             "actions": [{"connection": a.connection, "kind": a.kind, "summary": summary} for a, _, _, summary in plan.actions],
@@ -103,6 +156,12 @@ def reminders_plan(app: AppContext, as_of: str | None, as_json: bool) -> None:
     for reminder in plan.reminders:
         click.echo("  " + reminder.text.replace("\n", "\n    "))
     click.echo("")
+    if plan.follow_ups:
+        click.echo(f"For a person ({len(plan.follow_ups)}):")
+        for follow_up in plan.follow_ups:
+            how = f"a {follow_up.via}" if follow_up.via else "no CRM task: only this list and the audit log (`connector explain`)"
+            click.echo(f"  {follow_up.kind:<22} {follow_up.text} [{how}]")
+        click.echo("")
     click.echo(f"Not reminded ({len(plan.skips)}):")
     for skip in plan.skips:
         if skip.code != "paid_or_void":

@@ -78,6 +78,12 @@ class HubSpotSettings(ProviderSettings):
     days_overdue_property: str = "ar_days_overdue"
     last_reminder_property: str = "ar_last_reminder"
     action_key_property: str = "ar_action_key"
+    # Collections states read from deals (disputed, promised, on a payment plan) and
+    # companies (reminders paused).
+    disputed_property: str = "ar_disputed"
+    promise_to_pay_property: str = "ar_promise_to_pay_date"
+    payment_plan_property: str = "ar_payment_plan"
+    dunning_paused_property: str = "ar_dunning_paused"
 
     # Currency of deals that carry no deal_currency_code (single-currency portals).
     default_currency: str | None = Field(default=None, min_length=3, max_length=3)
@@ -135,6 +141,9 @@ class HubSpotSettings(ProviderSettings):
         wanted = list(DEFAULT_PROPERTIES[stream]) + list(self.properties.get(stream, []))
         if stream == "deals":
             wanted.append(self.invoice_number_property)
+            wanted += [self.disputed_property, self.promise_to_pay_property, self.payment_plan_property]
+        if stream == "companies":
+            wanted.append(self.dunning_paused_property)
         if stream in WRITTEN_ON:
             # what we wrote, read back: the plan sends only what the CRM does not hold yet
             wanted += list(self.written_properties().values())
@@ -143,7 +152,13 @@ class HubSpotSettings(ProviderSettings):
     def _mapping_from_settings(self) -> dict[str, Any]:
         """Mapping overrides that follow from settings; explicit `mapping` overrides win."""
         streams: dict[str, Any] = {
-            "deals": {"hints": {"invoice_number": f"properties.{self.invoice_number_property}"}},
+            "deals": {
+                "hints": {"invoice_number": f"properties.{self.invoice_number_property}",
+                          "payment_plan": f"properties.{self.payment_plan_property}"},
+                "fields": {"disputed": {"path": f"properties.{self.disputed_property}"},
+                           "promise_to_pay": {"path": f"properties.{self.promise_to_pay_property}"}},
+            },
+            "companies": {"fields": {"paused": {"path": f"properties.{self.dunning_paused_property}"}}},
         }
         # The values of the properties we write, as `crm_<canonical name>` hints in the
         # record's stored view (the plan compares them with what it would write).

@@ -65,17 +65,19 @@ def test_skipped_invoices_stay_out_of_the_customers_reminder():
 
 
 def test_already_reminded_step_is_skipped_for_each_invoice():
+    # The +7 reminder listed a (at +7) and b (at +1): each is recorded at its own step.
     cases = [case(invoice("a", "100.00", overdue=9)), case(invoice("b", "50.00", overdue=2))]
-    reminders, skips = run(cases, already={("c1", 7)})
+    reminders, skips = run(cases, already={("c1", 7, "a"), ("c1", 1, "b")})
     assert reminders == []
     assert codes(skips) == {"a": "already_reminded", "b": "already_reminded"}
-    assert "already had the day +7 (reminder) reminder" in skips[0].reason
+    assert skips[0].reason == "Acme Ltd already had the day +7 (reminder) reminder for A"
 
 
 def test_a_later_step_is_sent_after_an_earlier_one_was():
-    [reminder], skips = run([case(invoice("a", "100.00", overdue=14))], already={("c1", 1), ("c1", 7)})
+    [reminder], skips = run([case(invoice("a", "100.00", overdue=14))], already={("c1", 1, "a"), ("c1", 7, "a")})
     assert skips == []
     assert reminder.step.days == 14
+    assert reminder.invoice_steps == (("a", 14),)
 
 
 def test_ordering_is_deterministic_whatever_the_input_order():

@@ -77,12 +77,14 @@ def case(
 def run(
     cases: Iterable[Case],
     *,
-    already: Iterable[tuple[str, int]] = (),
+    already: Iterable[tuple[str, int, str]] = (),
+    queued: Iterable[tuple[str, int, str]] = (),
     as_of: date = AS_OF,
     policy: DunningPolicy | None = None,
 ) -> tuple[list[Reminder], list[Skip]]:
+    """`already`: (customer, step, invoice) reminders sent; `queued`: planned, not sent yet."""
     chosen = policy or DunningPolicy.default()
-    return plan_reminders(list(cases), lambda _customer: chosen, set(already), as_of)
+    return plan_reminders(list(cases), lambda _customer: chosen, set(already), as_of, queued=set(queued))
 
 
 def codes(skips: list[Skip]) -> dict[str, str]:
