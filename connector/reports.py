@@ -95,6 +95,8 @@ def invoice_rows(
                 "disputed": invoice.disputed,
                 "promise_to_pay": iso(invoice.promise_to_pay),
                 "in_collections": invoice.in_collections,
+                "payment_plan": invoice.payment_plan is not None,
+                "customer_paused": bool(getattr(customers.get(invoice.customer_id or ""), "paused", False)),
                 "systems": systems_of(invoice.refs),
                 "refs": ref_rows(invoice.refs),
             }

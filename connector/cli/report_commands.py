@@ -81,6 +81,10 @@ def _flags(row: Row) -> str:
         flags.append(f"promise {row['promise_to_pay']}")
     if row.get("in_collections"):
         flags.append("in_collections")
+    if row.get("payment_plan"):
+        flags.append("payment_plan")
+    if row.get("customer_paused"):
+        flags.append("customer_paused")
     return ",".join(flags)
 
 
