@@ -10,8 +10,9 @@ PostgreSQL schema (CONNECTOR_TEST_POSTGRES_URL, default postgres@127.0.0.1:5432/
 the workers with `--every 1d`, kills one (SIGKILL) as soon as it holds outbox actions in flight,
 waits until every pull, the reconcile-and-plan step and every action are done (the survivors
 take over what the dead one held), then SIGTERMs them. Prints the time, the units and their
-runs, the actions, and the duplicates and missing effects in the sandbox's journal (both must
-be 0). Exit status 1 when anything is off. Loopback only; bounded by --timeout.
+runs, the actions, the duplicates and missing effects in the sandbox's journal (both must be
+0), and the writes a reconcile after the tick still plans (the tick's own plan missed them;
+must be 0). Exit status 1 when anything is off. Loopback only; bounded by --timeout.
 """
 
 from __future__ import annotations
@@ -75,6 +76,13 @@ def main() -> int:
     print(f"units: {len(pulls)} pulls + {len(others)} reconcile; runs per unit {dict(runs)}; undone or failing: {undone or 0}")
     print(f"actions: {len(run.outbox):,} ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}); "
           f"states {dict(states)}; taken over from the dead worker: {sum(1 for a in run.outbox if a['attempts'] > 1)}")
+    def at(moment) -> float:
+        return moment.timestamp() - run.started_at if moment is not None else float("nan")
+
+    pulls_done = max(at(u["last_success_at"]) for u in pulls)
+    planned = [at(u["last_success_at"]) for u in others]
+    print(f"phases: pulls done at {pulls_done:.0f} s; reconcile and plan {at(others[0]['last_started_at']):.0f}"
+          f"-{planned[0]:.0f} s; last action done at {max(at(a['updated_at']) for a in run.outbox):.0f} s")
     print(f"killed: {run.victim or 'none'} holding {run.victim_held} actions in flight; survivors' exit codes {survivors}")
     print(f"effects in the journal: {effects.effects:,}; duplicates: {len(effects.duplicates)}; "
           f"missing: {len(effects.missing)}; unexplained: {len(effects.strays)}")
@@ -82,8 +90,12 @@ def main() -> int:
                          ("unexplained", effects.strays)):
         for item in items[:5]:
             print(f"  {label}: {item}")
+    left = sum(run.left_for_next_tick.values())
+    print(f"left for the next tick (a reconcile and plan after it): {left}"
+          f"{' (' + ', '.join(f'{k} {v}' for k, v in sorted(run.left_for_next_tick.items())) + ')' if left else ''}; "
+          f"{run.order}")
     print(f"total {time.monotonic() - started:.0f} s")
-    bad = (not effects.ok or undone or set(runs) != {1} or set(states) != {"done"} or any(survivors)
+    bad = (not effects.ok or left or undone or set(runs) != {1} or set(states) != {"done"} or any(survivors)
            or (not args.no_kill and run.victim is None))
     if bad:
         for log in run.logs:
