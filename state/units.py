@@ -57,11 +57,28 @@ def schedule_tick(session: Session, units: Sequence[str], tick: int) -> None:
     )
 
 
+def _pull_due(work: sa.Table) -> sa.ColumnElement[bool]:
+    """Some pull unit is due and not done yet (running, or waiting to be claimed)."""
+    pull = work.alias("pull_due")
+    return sa.exists().where(pull.c.kind == "pull", pull.c.due_tick > pull.c.done_tick)
+
+
+def pulls_pending(session: Session) -> int:
+    """How many pull units are due and not done: the reconcile waits for them."""
+    work = table("work_units")
+    query = sa.select(sa.func.count()).where(work.c.kind == "pull", work.c.due_tick > work.c.done_tick)
+    return int(session.execute(query).scalar_one())
+
+
 def claim(session: Session, worker: str, *, lease: timedelta, kinds: Sequence[str], limit: int = 1) -> list[Unit]:
+    """Claim up to `limit` due units of `kinds`. The reconcile unit is claimable only once no
+    pull is due or running: it plans from what every pull of the tick brought in, so a worker
+    that runs out of pulls while others still pull waits instead of planning too early."""
     work = table("work_units")
     now = utcnow()
     free = sa.or_(work.c.lease_until.is_(None), work.c.lease_until < now, work.c.owner == worker)
-    due = sa.and_(work.c.due_tick > work.c.done_tick, work.c.kind.in_(list(kinds)), free)
+    after_pulls = sa.or_(work.c.kind != "reconcile", ~_pull_due(work))
+    due = sa.and_(work.c.due_tick > work.c.done_tick, work.c.kind.in_(list(kinds)), free, after_pulls)
     query = sa.select(work.c.unit).where(due).order_by(work.c.kind.desc(), work.c.unit).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)

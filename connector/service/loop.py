@@ -79,6 +79,7 @@ class Service:
     heartbeat: float | None = None  # seconds between lease renewals while a unit is worked; None: a third of the lease
     jitter: float = 0.1  # share of the interval a worker waits at random, so tenants do not fire at once
     apply_poll: timedelta = timedelta(seconds=15)
+    pull_poll: float = 0.5  # seconds between looks while other workers still pull this tick
     stop: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
     clock: Callable[[], float] = time.time  # injectable: the ticks and the waits between them
@@ -167,17 +168,22 @@ class Service:
     def _work(self) -> None:
         while not self.stop.is_set():
             with self.store.session() as session:
-                claimed = work.claim(session, self.worker, lease=self.lease, kinds=("pull",))
-            if not claimed:
-                break
-            self._run_pull(claimed[0])
-        if not self.stop.is_set():
-            with self.store.session() as session:
-                claimed = work.claim(session, self.worker, lease=self.lease, kinds=("reconcile",))
-            for unit in claimed:
-                self._run_reconcile(unit)
-            if not claimed:
-                self._await_reconcile()  # another worker plans: then every worker applies
+                claimed = work.claim(session, self.worker, lease=self.lease, kinds=("pull", "reconcile"))
+                pending = work.pulls_pending(session) if not claimed else 0
+            if claimed:
+                unit = claimed[0]
+                if unit.kind == "reconcile":
+                    self._run_reconcile(unit)
+                    break
+                self._run_pull(unit)
+                continue
+            if pending:
+                # Other workers still pull this tick: the reconcile waits for their pages, and
+                # a pull whose worker died becomes claimable here once its lease runs out.
+                self.stop.wait(self.pull_poll)
+                continue
+            self._await_reconcile()  # another worker plans: then every worker applies
+            break
         if not self.stop.is_set():
             self._apply()
 

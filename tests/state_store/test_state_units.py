@@ -73,7 +73,22 @@ def test_webhook_pulls_never_use_up_the_scheduled_ticks(store: Store, clock: lis
 
     with store.session() as session:
         work.schedule_tick(session, [PULL, RECONCILE], 1001)
-    assert [u.unit for u in claim(store, "host:2")] == [PULL]  # the next scheduled tick runs on time
+    [pulled] = claim(store, "host:2")  # the next scheduled tick runs on time
+    assert pulled.unit == PULL and finish(store, pulled, "host:2")
+    assert [u.unit for u in claim(store, "host:2", "reconcile")] == [RECONCILE]
+
+
+def test_the_reconcile_waits_until_every_pull_of_the_tick_is_done(store: Store, clock: list[datetime]) -> None:
+    """A worker that runs out of pulls while another still pulls must not plan from half a
+    tick: the reconcile is claimable only once no pull is due or running."""
+    setup_units(store, 1000)
+    [pulling] = claim(store, "host:1")
+    assert claim(store, "host:2", "reconcile") == []
+    with store.session() as session:
+        assert work.pulls_pending(session) == 1
+    assert finish(store, pulling, "host:1")
+    with store.session() as session:
+        assert work.pulls_pending(session) == 0
     assert [u.unit for u in claim(store, "host:2", "reconcile")] == [RECONCILE]
 
 
