@@ -419,6 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     del scenario, data
     gc.collect()
+    # The book lives as long as the process: keep the collector from walking its millions of
+    # objects again and again (a large pull met full collections of 3-12 s, and requests
+    # held that long reached the sandbox late and then together, into 429s).
+    gc.freeze()
     print(
         f"sandbox loaded in {time.perf_counter() - started:.1f} s; latency {args.latency_ms:g} ms, "
         f"limits {args.limits}, Stripe key {args.stripe_key}"

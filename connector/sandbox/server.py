@@ -18,6 +18,7 @@ lock; the journal records every write with its effect.
 
 from __future__ import annotations
 
+import gc
 import random
 import signal
 import socket
@@ -394,6 +395,9 @@ def serve(
     Raises SandboxDataError for data that cannot be used and ListenError when the address
     cannot be bound, each with a one-line message."""
     sandbox = Sandbox(read_data(data), latency_ms=latency_ms, limits=limits, fail_rate=fail_rate, seed=seed)
+    # This process serves the book until it stops: the collector need not walk it again (on a
+    # large book a full collection pauses every request for seconds).
+    gc.freeze()
     try:
         sandbox.start(host, port)
     except OSError as exc:  # EADDRINUSE, EACCES, an unknown host (gaierror)...
