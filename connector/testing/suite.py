@@ -273,11 +273,14 @@ class _Checks:
         secrets = _secrets(kit.settings)
         if not secrets:
             pytest.skip(f"{kit.cls.settings_model.__name__} has no secret (SecretStr) settings set")
-        records: list[logging.LogRecord] = []
-        handler = _Collect(records)
+        lines: list[str] = []
+        handler = _Collect(lines)
         root = logging.getLogger()
         old_level = root.level
-        root.addHandler(handler)
+        # First in line, and each record read as it is emitted: a handler of the application's
+        # (with the connector's RedactingFilter) masks a record in place, which would hide what
+        # the provider itself wrote. The provider must not log a secret whatever the setup.
+        root.handlers.insert(0, handler)
         root.setLevel(logging.DEBUG)
         try:
             with kit.run() as run:
@@ -289,7 +292,7 @@ class _Checks:
         finally:
             root.removeHandler(handler)
             root.setLevel(old_level)
-        shown += [handler.format(r) for r in records]
+        shown += lines
         for secret in secrets:
             leaks = [text[:200] for text in shown if secret in text]
             assert not leaks, f"a secret setting appears in repr or a log line: {leaks[0]!r}"
@@ -600,12 +603,14 @@ class _Checks:
 
 
 class _Collect(logging.Handler):
-    def __init__(self, records: list[logging.LogRecord]) -> None:
+    """Every log line as the provider wrote it, rendered at once (with its traceback)."""
+
+    def __init__(self, lines: list[str]) -> None:
         super().__init__(logging.DEBUG)
-        self.records = records
+        self.lines = lines
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+        self.lines.append(self.format(record))
 
 
 def provider_test_class(
