@@ -24,8 +24,10 @@ from connector.http.pagination import (
 from connector.http.provider_http import (
     IdempotencyHook,
     ProviderHttp,
+    ResponseObserver,
     idempotency_header,
     idempotency_param,
+    observe_responses,
 )
 from connector.http.ratelimit import Limit, RateLimiter
 from connector.http.responses import (
@@ -47,6 +49,7 @@ __all__ = [
     "Paginator",
     "ProviderHttp",
     "RateLimiter",
+    "ResponseObserver",
     "RetryPolicy",
     "build_client",
     "decode_json",
@@ -54,6 +57,7 @@ __all__ = [
     "idempotency_header",
     "idempotency_param",
     "iter_pages",
+    "observe_responses",
     "parse_retry_after",
     "retry_policy",
     "user_agent",

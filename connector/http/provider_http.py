@@ -36,6 +36,32 @@ Auth = httpx.Auth | Callable[[httpx.Request], httpx.Request]
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
+ResponseObserver = Callable[[str, int], None]
+"""Told (provider, HTTP status) of every answer a provider gives, retried ones included."""
+
+_observers: list[ResponseObserver] = []
+
+
+def observe_responses(observer: ResponseObserver) -> Callable[[], None]:
+    """Register `observer` for every provider answer in this process (the service counts
+    429s and errors for its metrics); returns the function that unregisters it. An observer
+    that raises is logged and never breaks the request."""
+    _observers.append(observer)
+
+    def remove() -> None:
+        if observer in _observers:
+            _observers.remove(observer)
+
+    return remove
+
+
+def _tell_observers(provider: str, status: int) -> None:
+    for observer in list(_observers):
+        try:
+            observer(provider, status)
+        except Exception:
+            logger.warning("a response observer failed", exc_info=True)
+
 
 def idempotency_header(name: str = "Idempotency-Key") -> IdempotencyHook:
     """Send the key in a header: Stripe and Xero use `Idempotency-Key` (the default)."""
@@ -137,7 +163,10 @@ class ProviderHttp:
         def send() -> httpx.Response:
             limit = self.rate_limiter.acquire(*buckets) if self.rate_limiter else nullcontext()
             with limit:
-                return self._client.send(request, auth=self._auth)  # type: ignore[arg-type]
+                response = self._client.send(request, auth=self._auth)  # type: ignore[arg-type]
+            if _observers:
+                _tell_observers(self.provider, response.status_code)
+            return response
 
         retrying = retry_policy(self.retry, idempotent=idempotent, label=label)
         try:

@@ -30,6 +30,7 @@ from croniter import croniter
 
 from connector.config import Config, Connection
 from connector.errors import ConfigError, UsageError
+from connector.http import observe_responses
 from connector.link_engine import link_all
 from connector.reconcile_engine import run_reconciliation
 from connector.service.heartbeat import Heartbeat
@@ -141,6 +142,7 @@ class Service:
 
     def run(self, *, max_ticks: int | None = None) -> None:
         self.take_sqlite_lock()
+        forget_observer = observe_responses(self.metrics.count_response)
         try:
             while not self.stop.is_set():
                 self._schedule(datetime.fromtimestamp(self.clock(), UTC))
@@ -150,6 +152,7 @@ class Service:
                     return
                 self._wait()
         finally:
+            forget_observer()
             self.release_sqlite_lock()
 
     def _wait(self) -> None:

@@ -21,10 +21,20 @@ class Metrics:
         self.provider_errors = Counter("connector_provider_errors", "Streams (source=stream) or actions (source=action) failed by a provider error",
                                        ["connection", "source"], registry=r)
         self.deferred = Counter("connector_rate_limited", "Streams deferred by a provider's rate limit", ["connection"], registry=r)
+        self.error_answers = Counter(
+            "connector_provider_error_responses",
+            "Error answers from a provider, retried ones included (status 429 = rate limited)",
+            ["provider", "status"], registry=r,
+        )
         self.webhooks = Counter("connector_webhooks", "Webhook requests by provider and outcome", ["provider", "outcome"], registry=r)
         self.last_success = Gauge("connector_last_success_timestamp_seconds", "Last successful pull per connection", ["connection"], registry=r)
         for state in OUTBOX_STATES:
             self.outbox.labels(state).set(0)
+
+    def count_response(self, provider: str, status: int) -> None:
+        """A `connector.http.observe_responses` observer: every 4xx/5xx answer, 429s included."""
+        if status >= 400:
+            self.error_answers.labels(provider, str(status)).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

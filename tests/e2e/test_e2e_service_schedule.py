@@ -55,6 +55,12 @@ def wait_for(condition, what: str, timeout: float = 60.0):
     return result
 
 
+def http_observers() -> list:
+    from connector.http import provider_http
+
+    return list(provider_http._observers)
+
+
 def at(text: str) -> float:
     return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
 
@@ -240,6 +246,22 @@ def test_failed_writes_count_as_provider_errors_and_the_outbox_is_shown_by_state
     for state in ("planned", "in_flight", "done", "failed", "cancelled"):
         assert metric(after, f'connector_outbox_actions{{state="{state}"}}') == counts.get(state, 0), state
     store.close()
+
+
+def test_every_error_answer_of_a_provider_is_counted_by_status(book, tmp_path):
+    """429s and 5xx that the retry policy absorbed never fail a stream, but IT sees them."""
+    with Sandbox(book, limits="off", fail_rate=0.2, fault_delay_s=0.2, seed=3) as sandbox:
+        config, store = setup_config(sandbox, tmp_path)
+        service = Service(config, store, timedelta(hours=1))
+        assert "connector_provider_error_responses_total{" not in service.metrics.exposition().decode()
+        service.run(max_ticks=1)
+        after = service.metrics.exposition().decode()
+    store.close()
+    errors = {line.split("{", 1)[1].split("}", 1)[0]: float(line.rsplit(" ", 1)[1])
+              for line in after.splitlines() if line.startswith("connector_provider_error_responses_total{")}
+    assert errors and all('status="5' in labels for labels in errors), errors  # the injected faults, by status
+    assert sum(errors.values()) >= 3
+    assert service.metrics.count_response not in http_observers()  # let go when the service stops
 
 
 # the command line --------------------------------------------------------------------------
