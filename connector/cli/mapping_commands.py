@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -17,12 +18,26 @@ def mappings_group() -> None:
     """Provider mappings: raw payload fields to canonical fields."""
 
 
+def _config_option(function: Any) -> Any:
+    """`mappings show|check --config PATH`: the same as the global `connector --config PATH`."""
+    return click.option("--config", "config_option", metavar="PATH",
+                        help="Config file (same as the global --config).")(function)
+
+
+def _use_config(app: AppContext, config_option: str | None) -> None:
+    if config_option is not None:
+        app.config_option = config_option
+        app._config = None
+
+
 @mappings_group.command("show")
 @click.argument("provider")
 @click.option("--connection", "connection_name", help="Show that connection's effective mapping, overrides included.")
+@_config_option
 @pass_app
-def mappings_show(app: AppContext, provider: str, connection_name: str | None) -> None:
+def mappings_show(app: AppContext, provider: str, connection_name: str | None, config_option: str | None) -> None:
     """Print the mapping of PROVIDER (as JSON)."""
+    _use_config(app, config_option)
     if connection_name:
         connection = app.config().connection(connection_name)
         if connection.provider != provider:
@@ -34,9 +49,11 @@ def mappings_show(app: AppContext, provider: str, connection_name: str | None) -
 
 
 @mappings_group.command("check")
+@_config_option
 @pass_app
-def mappings_check(app: AppContext) -> int:
+def mappings_check(app: AppContext, config_option: str | None) -> int:
     """Validate the effective mapping of every configured connection."""
+    _use_config(app, config_option)
     config = app.config()
     failed = False
     for connection in config.connections.values():

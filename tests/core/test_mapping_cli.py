@@ -52,3 +52,16 @@ def test_doctor_accepts_a_valid_connection_and_warns_about_literal_secrets(run_c
     warnings = [c["detail"] for c in report["checks"] if c["status"] == "warning"]
     assert any("refresh_token is written in the file" in w for w in warnings)
     assert "rt-literal-123" not in result.stdout
+
+
+def test_mappings_check_and_show_take_the_config_after_the_command(run_cli, tmp_path, monkeypatch):
+    """`connector mappings check --config PATH`, as the adapters issue writes it."""
+    config(tmp_path, monkeypatch, '\n[connections.ledger.mapping.status_maps.invoice_status]\nSUBMITTED = "open"\n')
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "connector.toml").rename(tmp_path / "elsewhere" / "ledger.toml")
+    check = run_cli("mappings", "check", "--config", "elsewhere/ledger.toml")
+    assert check.exit_code == 0 and "ledger: xero mapping, " in check.stdout and "with overrides" in check.stdout
+    shown = run_cli("mappings", "show", "xero", "--connection", "ledger", "--config", "elsewhere/ledger.toml")
+    assert json.loads(shown.stdout)["status_maps"]["invoice_status"]["SUBMITTED"] == "open"
+    missing = run_cli("mappings", "check", "--config", "nowhere.toml")
+    assert missing.exit_code == 2 and "nowhere.toml not found" in missing.stderr
