@@ -59,22 +59,30 @@ def new_charge(sandbox: Sandbox, scenario_data: dict) -> tuple[dict, str]:
     return event, invoice["InvoiceID"]
 
 
+def serve_after_first_run(sandbox: Sandbox, directory, edit) -> tuple:
+    """A service (hourly schedule) with its listener on the sandbox, once its first scheduled
+    run is over: whatever arrives afterwards must come through a webhook."""
+    store, _ = sync_sandbox(sandbox, directory, streams=["(none)"])
+    path = directory / "connector.toml"
+    path.write_text(edit(path.read_text()))
+    service = Service(load_config(str(path)), store, timedelta(hours=1))
+    listener = Listener(service, "127.0.0.1", 0)
+    listener.start()
+    runner = threading.Thread(target=service.run)
+    runner.start()
+    deadline = time.monotonic() + 120
+    while service.ticks_done < 1 and time.monotonic() < deadline:  # the first scheduled run
+        time.sleep(0.2)
+    assert service.ticks_done >= 1, "the first scheduled run did not finish"
+    return store, service, listener, runner
+
+
 def test_a_stripe_webhook_gets_the_payment_into_the_ledger_within_seconds(tmp_path, monkeypatch):
     monkeypatch.setenv("TEST_STRIPE_WHSEC", SECRET)
     scenario = generate(7, "small", today=date.today())
     with Sandbox(with_credentials(scenario.data), limits="off") as sandbox:
-        store, _ = sync_sandbox(sandbox, tmp_path, streams=["(none)"])
-        path = tmp_path / "connector.toml"
-        path.write_text(path.read_text().replace('api_key = "sk_test_sandbox_demo"',
-                                                 'api_key = "sk_test_sandbox_demo"\nwebhook_secret = "env:TEST_STRIPE_WHSEC"'))
-        service = Service(load_config(str(path)), store, timedelta(hours=1))
-        listener = Listener(service, "127.0.0.1", 0)
-        listener.start()
-        runner = threading.Thread(target=service.run)
-        runner.start()
-        deadline = time.monotonic() + 120
-        while service.ticks_done < 1 and time.monotonic() < deadline:  # the first scheduled run
-            time.sleep(0.2)
+        store, service, listener, runner = serve_after_first_run(sandbox, tmp_path, lambda text: text.replace(
+            'api_key = "sk_test_sandbox_demo"', 'api_key = "sk_test_sandbox_demo"\nwebhook_secret = "env:TEST_STRIPE_WHSEC"'))
         event, invoice_id = new_charge(sandbox, scenario.data)
         charge_id = event["data"]["object"]["id"]
         body = json.dumps(event).encode()
@@ -126,19 +134,8 @@ def test_a_payment_recorded_in_xero_arrives_through_its_invoice_webhook(tmp_path
     monkeypatch.setenv("TEST_XERO_WEBHOOK_KEY", XERO_KEY)
     scenario = generate(7, "small", today=date.today())
     with Sandbox(with_credentials(scenario.data), limits="off") as sandbox:
-        store, _ = sync_sandbox(sandbox, tmp_path, streams=["(none)"])
-        path = tmp_path / "connector.toml"
-        path.write_text(path.read_text().replace('provider = "xero"\n',
-                                                 'provider = "xero"\nwebhook_secret = "env:TEST_XERO_WEBHOOK_KEY"\n'))
-        service = Service(load_config(str(path)), store, timedelta(hours=1))
-        listener = Listener(service, "127.0.0.1", 0)
-        listener.start()
-        runner = threading.Thread(target=service.run)
-        runner.start()
-        deadline = time.monotonic() + 120
-        while service.ticks_done < 1 and time.monotonic() < deadline:  # the first scheduled run
-            time.sleep(0.2)
-        assert service.ticks_done >= 1, "the first scheduled run did not finish"
+        store, service, listener, runner = serve_after_first_run(sandbox, tmp_path, lambda text: text.replace(
+            'provider = "xero"\n', 'provider = "xero"\nwebhook_secret = "env:TEST_XERO_WEBHOOK_KEY"\n'))
         known = ledger_payment_ids(store)
         xero = sandbox.faces["xero"]
         with sandbox.lock:  # someone records a bank payment against an open invoice, in Xero
