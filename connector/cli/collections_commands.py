@@ -18,6 +18,16 @@ def _crm_systems(app: AppContext) -> list[str]:
     return [name for name, (kind, _) in system_ranks(app.config()).items() if kind == "crm"]
 
 
+
+def _date_option(option: str, value: str | None) -> date | None:
+    """The date an option names (YYYY-MM-DD), None when not given; else a one-line usage error."""
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{option}: {value!r} is not a date like 2026-12-31") from None
+
 @click.command("dispute")
 @click.argument("invoice")
 @click.option("--clear", is_flag=True, help="The dispute is settled: remind again.")
@@ -41,12 +51,7 @@ def promise_command(app: AppContext, invoice: str, promised: str | None, clear: 
     """Record a promise to pay: no reminder for INVOICE before that date."""
     if clear == bool(promised):
         raise UsageError("give --date YYYY-MM-DD, or --clear")
-    day = None
-    if promised:
-        try:
-            day = date.fromisoformat(promised)
-        except ValueError:
-            raise UsageError(f"--date: {promised!r} is not a date like 2026-12-31") from None
+    day = _date_option("--date", promised)
     found = set_promise(app.store(), invoice, promised=day, user=user, reason=reason, crm_systems=_crm_systems(app))
     click.echo(f"{found.number or found.id}: " + (f"promised by {day}" if day else "promise cleared"))
 
@@ -93,12 +98,7 @@ def plan_payments_command(app: AppContext, invoice: str, count: int | None, ever
             period = parse_every(every)
         except ValueError as exc:
             raise UsageError(f"--every: {exc}") from None
-    start = None
-    if first:
-        try:
-            start = date.fromisoformat(first)
-        except ValueError:
-            raise UsageError(f"--first: {first!r} is not a date like 2026-12-31") from None
+    start = _date_option("--first", first)
     found, plan = set_payment_plan(app.store(), invoice, count=None if clear else count, every=period, first=start,
                                    user=user, reason=reason, crm_systems=_crm_systems(app))
     label = found.number or found.id
@@ -129,10 +129,7 @@ def reminders_plan(app: AppContext, as_of: str | None, as_json: bool) -> None:
 
     from connector.reminders import build_plan
 
-    try:
-        day = date.fromisoformat(as_of) if as_of else date.today()
-    except ValueError:
-        raise UsageError(f"--as-of: {as_of!r} is not a date like 2026-12-31") from None
+    day = _date_option("--as-of", as_of) or date.today()
     plan = build_plan(app.config(), app.store(), day)
     if as_json:
         click.echo(json.dumps({
