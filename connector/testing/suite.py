@@ -244,6 +244,15 @@ def _requests_text(request: httpx.Request) -> str:
 # -- the generated tests ----------------------------------------------------------------------
 
 
+def _read_all(kit: ProviderKit, stream: str) -> ReadResult:
+    """One full read of `stream`; a fixture set without its records fails the check."""
+    with kit.run() as run:
+        full = kit.read(run, stream)
+    if not full.records:
+        pytest.fail(f"the fixtures hold no {stream} record: record at least two pages of them")
+    return full
+
+
 class _Checks:
     kit: ProviderKit
 
@@ -347,10 +356,7 @@ class _Checks:
     def test_the_cursor_advances_and_resuming_skips_nothing(self, stream: str) -> None:
         kit = self.kit
         mapper = kit.mapper()
-        with kit.run() as run:
-            full = kit.read(run, stream)
-        if not full.records:
-            pytest.fail(f"the fixtures hold no {stream} record: record at least two pages of them")
+        full = _read_all(kit, stream)
         ids = [kit.remote_id(mapper, stream, raw) for raw in full.records]
         doubles = sorted({i for i in ids if ids.count(i) > 1})
         assert not doubles, f"one read of {stream} yielded the same record twice: {', '.join(doubles[:5])}"
@@ -398,10 +404,7 @@ class _Checks:
     def test_records_at_the_cursors_moment_survive_a_resume(self, stream: str) -> None:
         kit = self.kit
         mapper = kit.mapper()
-        with kit.run() as run:
-            full = kit.read(run, stream)
-        if not full.records:
-            pytest.fail(f"the fixtures hold no {stream} record: record at least two pages of them")
+        full = _read_all(kit, stream)
         stamped = [[(kit.remote_id(mapper, stream, raw), kit.updated(mapper, stream, raw)) for raw in page.records]
                    for page in full.pages]
         if not any(t for page in stamped for _, t in page):
