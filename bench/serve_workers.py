@@ -44,6 +44,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--limits", default="off", choices=["off", "documented"],
                         help="the sandbox's rate limits (off: the providers' limits do not bound the run)")
+    parser.add_argument("--client-limits", default="off", choices=["off", "documented"],
+                        help="the connections' own rate limits (off: raised out of the way, so the run "
+                             "measures the connector; documented: Xero's 60 calls a minute and the rest)")
     parser.add_argument("--latency-ms", type=int, default=20)
     parser.add_argument("--no-kill", action="store_true", help="let every worker live")
     parser.add_argument("--timeout", type=float, default=7200, help="seconds before giving up on the tick")
@@ -63,7 +66,8 @@ def main() -> int:
         with Sandbox(book, limits=args.limits, latency_ms=args.latency_ms) as sandbox:
             print(f"sandbox loaded in {time.monotonic() - loading:.0f} s; {args.workers} workers start", flush=True)
             run = run_workers(sandbox, Path(directory), f"{POSTGRES_URL}?options=-csearch_path%3D{schema}",
-                              workers=args.workers, kill_while_sending=not args.no_kill, timeout=args.timeout)
+                              workers=args.workers, kill_while_sending=not args.no_kill, timeout=args.timeout,
+                              client_limits=args.client_limits == "documented")
     pulls = [u for u in run.units if u["kind"] == "pull"]
     others = [u for u in run.units if u["kind"] == "reconcile"]
     undone = [u["unit"] for u in pulls + others if u["done_tick"] != u["due_tick"] or u["last_error"]]

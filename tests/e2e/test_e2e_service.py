@@ -272,13 +272,36 @@ def _tick_finished(store) -> bool:
     return bool(rows) and all(r["done_tick"] >= r["due_tick"] and r["owner"] is None for r in rows) and open_actions == 0
 
 
+# Client-side limits far above anything the sandbox can serve: with the sandbox's limits off,
+# the run measures the connector, not the providers' documented rates (Xero's 60 calls a
+# minute alone would make a medium book's 850 ledger writes take a quarter of an hour).
+UNBOUNDED_CLIENT = {
+    "gateway": "requests_per_second = 100000\nendpoint_requests_per_second = 100000\n",
+    "ledger": "calls_per_minute = 10000000\ncalls_per_day = 100000000\nmax_concurrent = 64\n",
+    "crm": "requests_per_10_seconds = 10000000\nsearch_requests_per_second = 100000\ndaily_request_limit = 1000000000\n",
+}
+
+
+def unbound_client_limits(config_path: Path) -> None:
+    """Raise every connection's client-side rate limits in the config file (see UNBOUNDED_CLIENT)."""
+    text = config_path.read_text()
+    for name, settings in UNBOUNDED_CLIENT.items():
+        header = f"[connections.{name}]\n"
+        assert header in text, header
+        text = text.replace(header, header + settings)
+    config_path.write_text(text)
+
+
 def run_workers(sandbox: Sandbox, directory: Path, database_url: str, *, workers: int = 4, kill_while_sending: bool = True,
-                timeout: float = 600.0, every: str = "1d") -> WorkersRun:
+                timeout: float = 600.0, every: str = "1d", client_limits: bool = True) -> WorkersRun:
     """Start `workers` x `connector serve` on one PostgreSQL database against `sandbox`, SIGKILL
     one of them while it holds outbox actions in flight (if asked), let the others finish the
-    tick, including what the dead one held, then SIGTERM them. Bounded by `timeout`."""
+    tick, including what the dead one held, then SIGTERM them. Bounded by `timeout`. Without
+    `client_limits` the connections' own rate limits are raised out of the way."""
     _, store = setup_config(sandbox, directory, database_url)
     config_path = directory / "connector.toml"
+    if not client_limits:
+        unbound_client_limits(config_path)
     logs = [directory / f"worker{i}.log" for i in range(workers)]
     started, started_at = time.monotonic(), time.time()
     processes = [serve_logged(config_path, log, "--every", every) for log in logs]
