@@ -1,6 +1,7 @@
 """`ProviderHttp`: the one object an adapter holds to talk to its provider.
 
-    rate limiter -> send (with auth) -> retry per policy -> response, or a typed error
+    OAuth token in hand -> rate limiter -> send (with auth) -> retry per policy -> response,
+    or a typed error
 
     http = ProviderHttp("stripe", base_url=settings.base_url, auth=BearerAuth(settings.api_key),
                         rate_limiter=RateLimiter.from_spec({"default": [(100, 1)]}),
@@ -20,6 +21,7 @@ from typing import Any
 import httpx
 
 from connector.errors import ProviderUnavailableError, RateLimitDeferred
+from connector.http.auth import OAuthTokenManager
 from connector.http.client import build_client
 from connector.http.jsonbody import dumps_exact
 from connector.http.ratelimit import RateLimiter
@@ -117,6 +119,12 @@ class ProviderHttp:
         self.retry = retry or RetryPolicy()
         self.request_id_headers = tuple(request_id_headers)
         self._auth = auth
+        # Providers count a request when it arrives. A token round trip between counting it in
+        # our limiter and sending it makes it arrive late, and a later request then lands less
+        # than a window after it (HubSpot's fifth search got a 429 that way): the access token
+        # is fetched, or refreshed when due, before the request takes its slot. The token
+        # endpoint has its own client and takes no slot of the API's limiter.
+        self._token_in_hand = auth.access_token if isinstance(auth, OAuthTokenManager) else None
         self._idempotency = idempotency or idempotency_header()
         self._client = client or build_client(
             base_url=base_url, timeout=timeout, headers=headers, transport=transport
@@ -161,6 +169,8 @@ class ProviderHttp:
         label = f"{self.provider} {method} {request.url.path}"
 
         def send() -> httpx.Response:
+            if self._token_in_hand is not None:
+                self._token_in_hand()  # the auth flow then finds it usable: no round trip
             limit = self.rate_limiter.acquire(*buckets) if self.rate_limiter else nullcontext()
             with limit:
                 response = self._client.send(request, auth=self._auth)  # type: ignore[arg-type]

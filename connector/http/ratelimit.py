@@ -1,9 +1,10 @@
 """Client-side rate limiting, set to a provider's documented limits so we seldom see a 429.
 
 A `RateLimiter` holds named buckets; each bucket holds one or more limits "at most N requests
-in any window of S seconds" (a sliding window: exact, and cheap at these volumes). It can also
-bound the requests in flight at once (Xero allows 5 per tenant). One limiter per connection
-(per tenant / per token), shared by every thread that calls that connection.
+in any window of S seconds" (a sliding window, cheap at these volumes, widened by a small
+`margin`: see below). It can also bound the requests in flight at once (Xero allows 5 per
+tenant). One limiter per connection (per tenant / per token), shared by every thread that
+calls that connection.
 
     limiter = RateLimiter.from_spec(
         {"default": [(60, 60), (5000, 86400)]},       # Xero: 60/min and 5000/day
@@ -12,6 +13,15 @@ bound the requests in flight at once (Xero allows 5 per tenant). One limiter per
     limiter = RateLimiter.from_spec({"default": [(100, 10)], "search": [(4, 1)]})  # HubSpot
     with limiter.acquire("search", "default"):      # a search counts against both buckets
         ...send...
+
+A request is counted when the limiter lets it go, but the provider counts it when it arrives,
+a few ms later in the median and tens of ms later when threads contend for the cores or the
+network jitters. If one request of a window arrives late and the request a full window later
+does not, the provider sees one more than its limit in its window and answers 429. So each
+counted request keeps its place for `margin` seconds past its window (50 ms by default; 0 for
+the exact window): it covers jitter up to that spread, and costs at most 5 % of a 1 s limit's
+rate and next to nothing of a minute's or a day's. Jitter is a matter of time, not of the
+window's length, hence seconds rather than a fraction of the window.
 
 When a bucket would make us wait longer than `defer_after` (a spent daily limit), `acquire`
 raises `RateLimitDeferred` instead of sleeping for hours. Limits live in memory: a restarted
@@ -29,6 +39,9 @@ from dataclasses import dataclass
 
 from connector.errors import RateLimitDeferred
 
+DEFAULT_MARGIN = 0.05
+"""Seconds a counted request holds its place past its window (see the module's docstring)."""
+
 
 @dataclass(frozen=True)
 class Limit:
@@ -43,16 +56,17 @@ class Limit:
 
 
 class _Window:
-    def __init__(self, limit: Limit) -> None:
+    def __init__(self, limit: Limit, margin: float) -> None:
         self.limit = limit
+        self.span = limit.per_seconds + margin  # how long a counted request holds its place
         self.sent: deque[float] = deque()
 
     def wait(self, now: float) -> float:
-        while self.sent and self.sent[0] <= now - self.limit.per_seconds:
+        while self.sent and self.sent[0] <= now - self.span:
             self.sent.popleft()
         if len(self.sent) < self.limit.requests:
             return 0.0
-        return self.sent[0] + self.limit.per_seconds - now
+        return self.sent[0] + self.span - now
 
 
 class RateLimiter:
@@ -63,6 +77,7 @@ class RateLimiter:
         buckets: Mapping[str, Iterable[Limit]],
         *,
         concurrency: int | None = None,
+        margin: float = DEFAULT_MARGIN,
         defer_after: float = 900.0,
         provider: str = "rate limiter",
         clock: Callable[[], float] = time.monotonic,
@@ -70,7 +85,12 @@ class RateLimiter:
     ) -> None:
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self._buckets = {name: [_Window(limit) for limit in limits] for name, limits in buckets.items()}
+        if margin < 0:
+            raise ValueError(f"margin must be 0 or more seconds, not {margin}")
+        self._buckets = {
+            name: [_Window(limit, margin) for limit in limits] for name, limits in buckets.items()
+        }
+        self._margin = margin
         self._concurrency = concurrency
         self._in_flight = 0
         self._defer_after = defer_after
@@ -91,7 +111,7 @@ class RateLimiter:
     ) -> RateLimiter:
         """Build from settings: `{"bucket": [(requests, per_seconds), ...]}`, e.g. Stripe live
         `{"default": [(100, 1)]}`, test mode `{"default": [(25, 1)]}`. Other keyword arguments
-        as for the constructor (`defer_after`, `provider`, `clock`, `sleep`)."""
+        as for the constructor (`margin`, `defer_after`, `provider`, `clock`, `sleep`)."""
         buckets = {name: [Limit(int(n), float(s)) for n, s in limits] for name, limits in spec.items()}
         return cls(buckets, concurrency=concurrency, **kwargs)  # type: ignore[arg-type]
 
@@ -164,4 +184,4 @@ class RateLimiter:
             name: [(w.limit.requests, w.limit.per_seconds) for w in windows]
             for name, windows in self._buckets.items()
         }
-        return f"<RateLimiter {limits} concurrency={self._concurrency}>"
+        return f"<RateLimiter {limits} concurrency={self._concurrency} margin={self._margin}>"

@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from contextlib import contextmanager
 from urllib.parse import parse_qs
 
 import httpx
@@ -11,7 +12,7 @@ import respx
 from pydantic import SecretStr
 
 from connector.errors import AuthenticationError
-from connector.http import OAuthTokenManager, ProviderHttp, RetryPolicy
+from connector.http import Limit, OAuthTokenManager, ProviderHttp, RateLimiter, RetryPolicy
 
 from http_fakes import BASE, FakeClock, MemoryTokenStore
 
@@ -38,8 +39,23 @@ def token_answer(n: int = 1) -> httpx.Response:
     )
 
 
-def http_with(auth: OAuthTokenManager, clock: FakeClock) -> ProviderHttp:
-    return ProviderHttp("xero", base_url=BASE, auth=auth, retry=RetryPolicy(sleep=clock.sleep, clock=clock.now))
+def http_with(auth: OAuthTokenManager, clock: FakeClock, limiter: RateLimiter | None = None) -> ProviderHttp:
+    return ProviderHttp("xero", base_url=BASE, auth=auth, rate_limiter=limiter,
+                        retry=RetryPolicy(sleep=clock.sleep, clock=clock.now))
+
+
+class RecordingLimiter(RateLimiter):
+    """A real limiter that notes in `events` each slot it has just counted and granted."""
+
+    def __init__(self, events: list, clock: FakeClock) -> None:
+        super().__init__({"default": [Limit(60, 60)]}, clock=clock.now, sleep=clock.sleep)
+        self.events = events
+
+    @contextmanager
+    def acquire(self, *buckets: str):
+        with super().acquire(*buckets):
+            self.events.append(("slot", *buckets))
+            yield
 
 
 @respx.mock
@@ -201,3 +217,105 @@ def test_secrets_are_absent_from_exceptions_logs_and_reprs(clock, caplog) -> Non
     for secret in (SECRET, REFRESH, ACCESS, "access-new-1", "refresh-rotated-1"):
         for text in texts:
             assert secret not in text
+
+
+@respx.mock
+def test_a_due_token_is_refreshed_before_the_request_takes_its_rate_limit_slot(clock) -> None:
+    # A token round trip between counting a request and sending it makes the request arrive
+    # late, and a later one then lands less than a window after it at the provider (a 429).
+    events: list[tuple[str, ...]] = []
+    store = MemoryTokenStore(events=events)
+
+    def grant(request: httpx.Request) -> httpx.Response:
+        events.append(("token",))
+        return token_answer()
+
+    def api(request: httpx.Request) -> httpx.Response:
+        events.append(("api", request.headers["Authorization"]))
+        return httpx.Response(200, json={})
+
+    respx.post(TOKEN_URL).mock(side_effect=grant)
+    respx.get(f"{BASE}/Invoices").mock(side_effect=api)
+    limiter = RecordingLimiter(events, clock)
+    http = http_with(manager(clock, store, expires_at=clock.now() + 30), clock, limiter)
+    http.request("GET", "/Invoices")
+    assert events == [
+        ("token",),
+        ("save", "refresh-rotated-1", "access-new-1"),
+        ("slot", "default"),
+        ("api", "Bearer access-new-1"),
+    ]
+
+
+@respx.mock
+def test_a_valid_token_costs_no_token_request_before_the_slot(clock) -> None:
+    events: list[tuple[str, ...]] = []
+    token = respx.post(TOKEN_URL).mock(return_value=token_answer())
+    respx.get(f"{BASE}/Invoices").mock(return_value=httpx.Response(200, json={}))
+    limiter = RecordingLimiter(events, clock)
+    http = http_with(manager(clock), clock, limiter)
+    for _ in range(3):
+        http.request("GET", "/Invoices")
+    assert token.call_count == 0
+    assert events == [("slot", "default")] * 3
+
+
+@respx.mock
+def test_token_requests_take_no_slot_of_the_apis_limiter(clock) -> None:
+    # One request a minute: the refresh before the first request must not spend it, or the
+    # request would wait a minute (or the provider would see two).
+    token = respx.post(TOKEN_URL).mock(return_value=token_answer())
+    api = respx.get(f"{BASE}/Invoices").mock(return_value=httpx.Response(200, json={}))
+    limiter = RateLimiter.from_spec({"default": [(1, 60)]}, clock=clock.now, sleep=clock.sleep)
+    http_with(manager(clock, access_token=None), clock, limiter).request("GET", "/Invoices")
+    assert token.call_count == 1 and api.call_count == 1
+    assert clock.sleeps == []
+
+
+@respx.mock
+def test_threads_wait_for_one_refresh_without_holding_concurrency_slots(clock) -> None:
+    # The refresh (under the connection's lock) happens before any thread takes a slot, so
+    # the slots are held only by requests on their way to the API.
+    held_during_refresh: list[int] = []
+    in_flight = 0
+    lock = threading.Lock()
+
+    def grant(request: httpx.Request) -> httpx.Response:
+        time.sleep(0.05)  # let the other threads pile up behind the refresh lock
+        held_during_refresh.append(in_flight)
+        return token_answer()
+
+    def api(request: httpx.Request) -> httpx.Response:
+        assert request.headers["Authorization"] == "Bearer access-new-1"
+        return httpx.Response(200, json={})
+
+    class CountingLimiter(RateLimiter):
+        @contextmanager
+        def acquire(self, *buckets: str):
+            nonlocal in_flight
+            with super().acquire(*buckets):
+                with lock:
+                    in_flight += 1
+                try:
+                    yield
+                finally:
+                    with lock:
+                        in_flight -= 1
+
+    token = respx.post(TOKEN_URL).mock(side_effect=grant)
+    respx.get(f"{BASE}/Invoices").mock(side_effect=api)
+    limiter = CountingLimiter.from_spec({"default": [(100, 1)]}, concurrency=2)
+    http = http_with(manager(clock, access_token=None), clock, limiter)
+    start = threading.Barrier(4)
+
+    def fetch() -> None:
+        start.wait()
+        http.request("GET", "/Invoices")
+
+    threads = [threading.Thread(target=fetch) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert token.call_count == 1
+    assert held_during_refresh == [0]

@@ -13,6 +13,8 @@ from http_fakes import BASE, FakeClock
 
 
 def limiter(spec, clock: FakeClock, **kw) -> RateLimiter:
+    """The exact windows (no margin) unless a test asks for one: the margin has its own tests."""
+    kw.setdefault("margin", 0)
     return RateLimiter.from_spec(spec, clock=clock.now, sleep=clock.sleep, **kw)
 
 
@@ -79,6 +81,55 @@ def test_unknown_bucket_names_the_known_ones(clock) -> None:
     with pytest.raises(ValueError, match="known: default, search"):
         with rl.acquire("serach"):
             pass
+
+
+def test_a_counted_request_holds_its_place_for_the_margin_past_its_window() -> None:
+    clock = FakeClock(start=0.0)
+    rl = limiter({"default": [(2, 1)]}, clock, margin=0.25)
+    sent = []
+    for _ in range(5):
+        with rl.acquire():
+            sent.append(clock.now())
+    assert sent == [0, 0, 1.25, 1.25, 2.5]
+
+
+def test_by_default_a_window_is_widened_by_a_few_tens_of_milliseconds() -> None:
+    clock = FakeClock(start=0.0)
+    rl = RateLimiter.from_spec({"default": [(60, 60)]}, clock=clock.now, sleep=clock.sleep)
+    for _ in range(61):
+        with rl.acquire():
+            pass
+    assert len(clock.sleeps) == 1
+    assert 60.01 <= clock.sleeps[0] <= 60.1
+
+
+def arrivals_in_any_window(arrivals: list[float], seconds: float) -> int:
+    """The most arrivals a provider counting them in a sliding window sees in one window."""
+    arrivals = sorted(arrivals)
+    return max(
+        sum(1 for other in arrivals if first <= other < first + seconds) for first in arrivals
+    )
+
+
+@pytest.mark.parametrize("margin, crowded", [(0, True), (0.05, False)])
+def test_a_request_arriving_late_by_less_than_the_margin_does_not_crowd_the_providers_window(
+    margin, crowded
+) -> None:
+    # HubSpot searches, 4 per second, counted by the provider when they arrive: the first is
+    # held up 40 ms between our count and its arrival (a busy core, a slow network), the rest
+    # arrive the moment we count them.
+    clock = FakeClock(start=0.0)
+    rl = limiter({"search": [(4, 1)]}, clock, margin=margin)
+    arrivals = []
+    for n in range(8):
+        with rl.acquire("search"):
+            arrivals.append(clock.now() + (0.04 if n == 0 else 0.0))
+    assert (arrivals_in_any_window(arrivals, 1) > 4) is crowded
+
+
+def test_the_margin_cannot_be_negative() -> None:
+    with pytest.raises(ValueError, match="margin"):
+        RateLimiter.from_spec({"default": [(1, 1)]}, margin=-0.01)
 
 
 def test_limits_must_be_positive() -> None:
