@@ -1,4 +1,5 @@
-"""A full pull splits the created range into windows read side by side on one connection."""
+"""A full pull splits the created range into windows, by work as the pages come, read side by
+side on one connection."""
 
 import copy
 from collections import Counter
@@ -33,9 +34,8 @@ def big():
     assert_documented(fake.requests)
 
 
-def window_requests(fake, path="/v1/customers"):
-    """The window reads (the probes ask for one object)."""
-    return [r for r in fake.gets(path) if r.url.params.get("limit") != "1"]
+def list_requests(fake, path="/v1/customers"):
+    return fake.gets(path)
 
 
 def bounds(request):
@@ -43,8 +43,11 @@ def bounds(request):
     return (int(q["created[gte]"]) if "created[gte]" in q else None, int(q["created[lt]"]) if "created[lt]" in q else None)
 
 
-def test_windows_cover_the_range_once_each_object_comes_once_and_reads_overlap(big):
+def test_windows_split_by_work_read_each_object_once_side_by_side_without_probes(big):
     big.delay = 0.02
+    # An object far older than the rest: the oldest window stays open below, so it is read.
+    template = fixture("customers.json")["data"][0]
+    big.put("customers", dict(copy.deepcopy(template), id="cus_full_ancient", created=1_300_000_000))
     provider = make_provider(page_size=10, full_pull_windows=8)
     pages = list(provider.read("customers", None))
 
@@ -52,22 +55,56 @@ def test_windows_cover_the_range_once_each_object_comes_once_and_reads_overlap(b
     assert big.requests[0].url.path == "/v1/events"
     # Every object exactly once.
     seen = Counter(r["id"] for p in pages for r in p.records)
-    assert len(seen) == 240 and set(seen.values()) == {1}
-    # The windows: contiguous, open below and above, each read from its first page.
-    firsts = sorted({bounds(r) for r in window_requests(big) if "starting_after" not in r.url.params},
-                    key=lambda b: -1 if b[0] is None else b[0])
-    assert len(firsts) == 8
-    assert firsts[0][0] is None and firsts[-1][1] is None
-    assert all(a[1] == b[0] for a, b in pairwise(firsts))
-    assert firsts[1][0] <= START + 30 * DAY  # the range was found: no window is the whole account
-    for request in window_requests(big):  # each page of a window keeps its window's filters
-        assert bounds(request) in firsts
-    # Several windows were read at once on the one connection.
+    assert len(seen) == 241 and set(seen.values()) == {1}
+    requests = list_requests(big)
+    # No `limit=1` probe: every request asks for a page, the first the newest, unfiltered.
+    assert all(r.url.params["limit"] == "10" for r in requests)
+    assert bounds(requests[0]) == (None, None) and "starting_after" not in requests[0].url.params
+    # 25 pages' worth: a few partial pages at the windows' ends, not a probe chain (the
+    # galloping and bisecting probes alone were about twenty requests).
+    assert len(requests) <= 25 + 8
+    # The pull was split: windows below the first page, several read at once.
+    assert any(bounds(r)[1] is not None for r in requests)
+    assert any(bounds(r)[0] is None and bounds(r)[1] is not None for r in requests)  # open below
     assert big.max_in_flight > 1
     # Only the last page carries the cursor: the events position from before the pull.
     assert all(p.cursor is None for p in pages[:-1])
     assert decode(pages[-1].cursor, stream="customers") == {"events": {"after": "evt_1OBaZ1LkdIwHu7ixANCHOR01", "at": NOW - 100, "checked": NOW - 300}}
     assert all(len(p.records) <= 10 for p in pages)
+
+
+def test_a_stream_of_one_page_costs_one_list_request():
+    with respx.mock(assert_all_called=False) as router:
+        fake = FakeStripe(router, empty=True)
+        seed_customers(fake, count=7)
+        pages = list(make_provider(page_size=10, full_pull_windows=8).read("customers", None))
+    assert_documented(fake.requests)
+    assert sorted(r["id"] for p in pages for r in p.records) == [f"cus_full{i:05d}" for i in range(7)]
+    assert [r.url.path for r in fake.requests] == ["/v1/events", "/v1/customers"]
+    assert bounds(fake.requests[1]) == (None, None)
+    assert decode(pages[-1].cursor, stream="customers")["events"]["after"] == "evt_1OBaZ1LkdIwHu7ixANCHOR01"
+
+
+def test_an_object_created_during_the_pull_comes_with_the_catch_up(big):
+    template = fixture("customers.json")["data"][0]
+    late = dict(copy.deepcopy(template), id="cus_full_late", created=NOW + 5)
+    first = []
+
+    def create_after_the_first_page(request):
+        if request.url.path == "/v1/customers" and not first:
+            first.append(request)
+            big.put("customers", late)
+            big.add_event("evt_1OBaZ1LkdIwHu7ixLATE0001", "customer.created", NOW + 5, late)
+        return None
+
+    big.intercept = create_after_the_first_page
+    provider = make_provider(page_size=10, full_pull_windows=8)
+    pages = list(provider.read("customers", None))
+    seen = Counter(r["id"] for p in pages for r in p.records)
+    assert set(seen.values()) == {1} and len(seen) >= 240
+    after = [r["id"] for p in provider.read("customers", pages[-1].cursor) for r in p.records]
+    assert set(seen) | set(after) == {o["id"] for o in big.objects["customers"]}
+    assert "cus_full_late" in after
 
 
 def test_start_date_bounds_the_first_window_and_older_objects_are_not_read(big):
@@ -99,7 +136,8 @@ def test_credit_notes_have_no_created_filter_so_they_are_one_list(stripe_fake, p
 
 def test_a_long_rate_limit_in_one_window_defers_the_pull_without_moving_the_cursor(big):
     def deferral(request):
-        if request.url.path == "/v1/customers" and "created[lt]" not in request.url.params and request.url.params.get("limit") != "1":
+        # A window split off below the first page, once some pages are out.
+        if request.url.path == "/v1/customers" and "created[lt]" in request.url.params:
             return httpx.Response(429, json=fixture("error_rate_limit.json"), headers={"Retry-After": "3600"})
         return None
 
@@ -108,7 +146,7 @@ def test_a_long_rate_limit_in_one_window_defers_the_pull_without_moving_the_curs
     pages = []
     with pytest.raises(RateLimitDeferred):
         pages.extend(provider.read("customers", None))
-    assert all(p.cursor is None for p in pages)  # the next run starts the full pull again
+    assert pages and all(p.cursor is None for p in pages)  # the next run starts the full pull again
 
 
 def test_a_failing_window_stops_the_others_and_raises(big):
