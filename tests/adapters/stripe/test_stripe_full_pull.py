@@ -60,9 +60,9 @@ def test_windows_split_by_work_read_each_object_once_side_by_side_without_probes
     # No `limit=1` probe: every request asks for a page, the first the newest, unfiltered.
     assert all(r.url.params["limit"] == "10" for r in requests)
     assert bounds(requests[0]) == (None, None) and "starting_after" not in requests[0].url.params
-    # 25 pages' worth: a few partial pages at the windows' ends, not a probe chain (the
-    # galloping and bisecting probes alone were about twenty requests).
-    assert len(requests) <= 25 + 8
+    # 25 pages' worth plus the windows' partial last pages (29-32 here, by thread timing); the
+    # probe chain before made it 41.
+    assert len(requests) <= 36
     # The pull was split: windows below the first page, several read at once.
     assert any(bounds(r)[1] is not None for r in requests)
     assert any(bounds(r)[0] is None and bounds(r)[1] is not None for r in requests)  # open below
@@ -146,7 +146,7 @@ def test_a_long_rate_limit_in_one_window_defers_the_pull_without_moving_the_curs
     pages = []
     with pytest.raises(RateLimitDeferred):
         pages.extend(provider.read("customers", None))
-    assert pages and all(p.cursor is None for p in pages)  # the next run starts the full pull again
+    assert all(p.cursor is None for p in pages)  # the next run starts the full pull again
 
 
 def test_a_failing_window_stops_the_others_and_raises(big):
