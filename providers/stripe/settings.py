@@ -28,11 +28,12 @@ class StripeSettings(ProviderSettings):
     # 25 requests/s unless Stripe documents another; the windows of a full pull share it.
     endpoint_requests_per_second: int = Field(default=25, ge=1)
     max_in_flight: int = Field(default=8, ge=1)
-    # A full pull (first run, `--full`, or a cursor past event retention) splits the created
-    # range into this many windows read side by side (1: one sequential, resumable list).
+    # A full pull (first run, `--full`, or a cursor past event retention) reads at most this
+    # many windows of the created range side by side, split as its pages arrive (1: one
+    # sequential, resumable list).
     full_pull_windows: int = Field(default=8, ge=1, le=64)
     # Objects created before this (a date or date-time, UTC if no zone) are not read by a full
-    # pull. None: everything; the oldest object is found by probing.
+    # pull. None: everything, however old.
     start_date: datetime | date | None = None
     # Created-time filters reach this far back before the saved point (clock skew, late writes);
     # the store dedupes the overlap by remote id.
