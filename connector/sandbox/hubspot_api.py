@@ -5,6 +5,11 @@ associations; v4 association reads; per-token limits (190 or 100 per 10 s, searc
 Records are `{"id", "properties", "createdAt", "updatedAt", "archived"}` with string property
 values, as HubSpot answers them. A write bumps `hs_lastmodifieddate` (`lastmodifieddate` on
 contacts) and `updatedAt`, so incremental searches see it.
+
+Search keeps, per object type and sort, the records in that order with their sort values,
+until the type's data changes (`versions`). A filter group that bounds the sort property
+(the adapter's windows: `hs_lastmodifieddate GTE t`, sorted by it) is then cut from that
+order by bisection, so a new window over 99k deals costs no filter and sort of them all.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -32,6 +39,17 @@ TYPES = ("companies", "contacts", "deals", "invoices", "notes", "tasks")
 SEARCH_CAP = 10_000
 MAX_SEARCH_LIMIT = 200
 MAX_LIST_LIMIT = 100
+SEARCH_CACHE_SIZE = 256
+# Range operators a bisection of the sorted values answers: (lower, upper) bounds as
+# (the filter's field, inclusive).
+RANGES = {
+    "GT": (("value", False), None),
+    "GTE": (("value", True), None),
+    "LT": (None, ("value", False)),
+    "LTE": (None, ("value", True)),
+    "EQ": (("value", True), ("value", True)),
+    "BETWEEN": (("value", True), ("highValue", True)),
+}
 OPERATORS = {"BETWEEN", "CONTAINS_TOKEN", "EQ", "GT", "GTE", "HAS_PROPERTY", "IN", "LT", "LTE", "NEQ", "NOT_CONTAINS_TOKEN", "NOT_HAS_PROPERTY", "NOT_IN"}
 DEFAULT_PROPERTIES = {
     "companies": ["name", "domain", "createdate", "hs_lastmodifieddate", "hs_object_id"],
@@ -103,6 +121,7 @@ class HubSpotFace:
         self.associations: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
         self.versions: dict[str, int] = {t: 0 for t in TYPES}
         self._search_cache: dict[tuple[str, str], tuple[int, list[dict[str, Any]]]] = {}
+        self._orders: dict[tuple[str, str], _Ordered] = {}
         self.windows: dict[tuple[str, str], Window] = {}
         self._next_id = 1000
 
@@ -294,15 +313,35 @@ class HubSpotFace:
         if cached is not None and cached[0] == self.versions[object_type]:
             return cached[1]
         checks = self._filter_groups(groups)
-        records = [
-            r for r in self.objects[object_type].values()
-            if not r.get("archived") and (not checks or any(all(f(r) for f in g) for g in checks)) and self._query_matches(r, query)
-        ]
-        records = self._sorted(records, sorts)
-        if len(self._search_cache) > 256:
+        ordered = self._ordered(object_type, sorts)
+        records = ordered.records
+        span = ordered.span(groups)
+        if span is not None:  # one group bounding the sort property: its other filters remain
+            (lo, hi), used = span
+            records = records[lo:hi]
+            checks = [[f for i, f in enumerate(checks[0]) if i != used]]
+        if any(checks) or query:
+            records = [
+                r for r in records
+                if (not checks or any(all(f(r) for f in g) for g in checks)) and self._query_matches(r, query)
+            ]
+        if len(self._search_cache) > SEARCH_CACHE_SIZE:
             self._search_cache.clear()
         self._search_cache[key] = (self.versions[object_type], records)
         return records
+
+    def _ordered(self, object_type: str, sorts: list[Any]) -> _Ordered:
+        """The type's records (not archived) in the order of `sorts`, kept for this version."""
+        key = (object_type, json.dumps(sorts, sort_keys=True, default=str))
+        cached = self._orders.get(key)
+        if cached is not None and cached.version == self.versions[object_type]:
+            return cached
+        live = [r for r in self.objects[object_type].values() if not r.get("archived")]
+        ordered = _Ordered(self.versions[object_type], self._sorted(live, sorts), *_sort_of(sorts))
+        if len(self._orders) > SEARCH_CACHE_SIZE:
+            self._orders.clear()
+        self._orders[key] = ordered
+        return ordered
 
     def _filter_groups(self, groups: list[Any]) -> list[list[Any]]:
         if len(groups) > 5:
@@ -374,18 +413,10 @@ class HubSpotFace:
     def _sorted(records: list[dict[str, Any]], sorts: list[Any]) -> list[dict[str, Any]]:
         """One sort (HubSpot allows one): the document's strings ("prop", "-prop") or the
         guides' objects ({"propertyName", "direction"}); ties and no sort: by object id."""
-        if len(sorts) > 1:
-            raise refuse(400, "Only one sort is allowed in a search request.")
+        name, descending = _sort_of(sorts)
         by_id = sorted(records, key=lambda r: int(r["id"]) if str(r["id"]).isdigit() else 0)
-        if not sorts:
+        if name is None:
             return by_id
-        sort = sorts[0]
-        if isinstance(sort, str):
-            name, descending = sort.lstrip("-"), sort.startswith("-")
-        elif isinstance(sort, dict) and sort.get("propertyName"):
-            name, descending = sort["propertyName"], str(sort.get("direction", "ASCENDING")).upper().startswith("DESC")
-        else:
-            raise refuse(400, f"Invalid sort {sort!r}")
         if name == "hs_object_id":
             return list(reversed(by_id)) if descending else by_id
 
@@ -515,3 +546,56 @@ class HubSpotFace:
             })
         return Response(200, {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": iso_ms(self.clock())})
 
+
+def _sort_of(sorts: list[Any]) -> tuple[str | None, bool]:
+    """(property, descending) of a search's one sort; (None, False) without one."""
+    if len(sorts) > 1:
+        raise refuse(400, "Only one sort is allowed in a search request.")
+    if not sorts:
+        return None, False
+    sort = sorts[0]
+    if isinstance(sort, str):
+        return sort.lstrip("-"), sort.startswith("-")
+    if isinstance(sort, dict) and sort.get("propertyName"):
+        return sort["propertyName"], str(sort.get("direction", "ASCENDING")).upper().startswith("DESC")
+    raise refuse(400, f"Invalid sort {sort!r}")
+
+
+@dataclass
+class _Ordered:
+    """A type's records in one sort order, for one version of its data. When every record
+    has a number (or date) in the sort property, `keys` holds them in that order (negated
+    when descending, so that they ascend) and a range on that property is a slice."""
+
+    version: int
+    records: list[dict[str, Any]]
+    prop: str | None
+    descending: bool
+
+    def __post_init__(self) -> None:
+        self.keys: list[Decimal] | None = None
+        if self.prop is None or self.prop == "hs_object_id":
+            return
+        numbers = [_number(r["properties"].get(self.prop)) for r in self.records]
+        if any(n is None for n in numbers):
+            return  # a text, or a missing value (sorted last): filters compare those otherwise
+        self.keys = [-n for n in numbers] if self.descending else numbers  # type: ignore[operator,misc]
+
+    def span(self, groups: list[Any]) -> tuple[tuple[int, int], int] | None:
+        """((first, end), index of the filter used) when one filter group bounds the sort
+        property with a number or date; None when the filters must be tried record by record."""
+        if self.keys is None or len(groups) != 1:
+            return None
+        for index, spec in enumerate(groups[0].get("filters") or []):
+            bounds = RANGES.get(spec.get("operator"))
+            if spec.get("propertyName") != self.prop or bounds is None:
+                continue
+            low, high = (None if b is None else (_number(spec.get(b[0])), b[1]) for b in bounds)
+            if (low is not None and low[0] is None) or (high is not None and high[0] is None):
+                continue
+            if self.descending:  # the keys are the values negated
+                low, high = ((-high[0], high[1]) if high else None), ((-low[0], low[1]) if low else None)
+            first = 0 if low is None else (bisect_left if low[1] else bisect_right)(self.keys, low[0])
+            end = len(self.keys) if high is None else (bisect_right if high[1] else bisect_left)(self.keys, high[0])
+            return (first, max(first, end)), index
+        return None

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import itertools
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from connector.sandbox.common import (
@@ -52,6 +54,10 @@ EQUALITY_FILTERS = {
 _RANGE_OPS = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b}
 
 
+def _eq(a: int, b: int) -> bool:
+    return a == b
+
+
 def error(status: int, message: str, *, type_: str = "invalid_request_error", code: str | None = None, param: str | None = None) -> Response:
     body: dict[str, Any] = {"type": type_, "message": message}
     if code:
@@ -76,7 +82,7 @@ class StripeFace:
         self.owner: dict[str, str] = {}  # object id -> collection
         self.idempotency = IdempotencyStore()
         self.windows: dict[str, Window] = {}
-        self._sorted: dict[str, tuple[list[dict[str, Any]], dict[str, int]]] = {}
+        self._sorted: dict[str, _Ordered] = {}
         self._ids = itertools.count(1)
 
     # ------------------------------------------------------------ data
@@ -90,12 +96,12 @@ class StripeFace:
                 self.owner[record["id"]] = name
             self._sorted.pop(name, None)
 
-    def _ordered(self, name: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    def _ordered(self, name: str) -> _Ordered:
         """Newest first by `created`, ties by id (descending), with each id's position."""
         cached = self._sorted.get(name)
         if cached is None:
             items = sorted(self.objects[name].values(), key=lambda o: (o.get("created") or 0, o["id"]), reverse=True)
-            cached = (items, {o["id"]: i for i, o in enumerate(items)})
+            cached = _Ordered(items, {o["id"]: i for i, o in enumerate(items)}, [-(o.get("created") or 0) for o in items])
             self._sorted[name] = cached
         return cached
 
@@ -213,8 +219,8 @@ class StripeFace:
             return Response(200, self._expand(copy(obj), request.query.get("expand[]", []) + request.query.get("expand", [])))
         if len(parts) == 4 and name == "invoices" and parts[3] == "lines":
             lines = (obj.get("lines") or {}).get("data") or []
-            items = {"list": lines, "positions": {line["id"]: i for i, line in enumerate(lines)}}
-            return Response(200, self._page(request, f"/v1/invoices/{obj['id']}/lines", items["list"], items["positions"], lambda o: True))
+            positions = {line["id"]: i for i, line in enumerate(lines)}
+            return Response(200, self._page(request, f"/v1/invoices/{obj['id']}/lines", lines, positions, lambda o: True))
         raise refuse(404, f"Unrecognized request URL (GET: {request.path}).")
 
     def _find(self, name: str, ident: str) -> dict[str, Any]:
@@ -227,7 +233,7 @@ class StripeFace:
     # ------------------------------------------------------------ lists
 
     def _list(self, request: Request, name: str) -> dict[str, Any]:
-        items, positions = self._ordered(name)
+        ordered = self._ordered(name)
         checks = self._filters(request, name)
         bounds = self._created_bounds(request)
 
@@ -237,22 +243,25 @@ class StripeFace:
                 return False
             return all(op(created, value) for op, value in bounds) and all(check(obj) for check in checks)
 
-        lower = [v + (op is _RANGE_OPS["gt"]) for op, v in bounds if op in (_RANGE_OPS["gt"], _RANGE_OPS["gte"])]
-        upper = [v - (op is _RANGE_OPS["lt"]) for op, v in bounds if op in (_RANGE_OPS["lt"], _RANGE_OPS["lte"])]
-        # Newest first: walking forward, nothing older than the lower bound can match again.
-        stops = (
-            (lambda o: (o.get("created") or 0) < max(lower)) if lower else None,
-            (lambda o: (o.get("created") or 0) > min(upper)) if upper else None,
+        lower = [v + (op is _RANGE_OPS["gt"]) for op, v in bounds if op in (_RANGE_OPS["gt"], _RANGE_OPS["gte"], _eq)]
+        upper = [v - (op is _RANGE_OPS["lt"]) for op, v in bounds if op in (_RANGE_OPS["lt"], _RANGE_OPS["lte"], _eq)]
+        # Newest first: what `created` allows is one run of the list, found by bisection
+        # (a window of a large list starts where it starts, not after a walk to it).
+        span = (
+            bisect_left(ordered.keys, -min(upper)) if upper else 0,
+            bisect_right(ordered.keys, -max(lower)) if lower else len(ordered.items),
         )
-        body = self._page(request, f"/v1/{name}", items, positions, match, stops)
+        body = self._page(request, f"/v1/{name}", ordered.items, ordered.positions, match, span)
         expand = [e[len("data."):] for e in request.query.get("expand[]", []) + request.query.get("expand", []) if e.startswith("data.")]
         if expand:
             body["data"] = [self._expand(dict(obj), expand) for obj in body["data"]]
         return body
 
     def _page(
-        self, request: Request, url: str, items: list[dict[str, Any]], positions: dict[str, int], match: Any, stops: tuple[Any, Any] = (None, None)
+        self, request: Request, url: str, items: list[dict[str, Any]], positions: dict[str, int], match: Any, span: tuple[int, int] | None = None
     ) -> dict[str, Any]:
+        """One page of `items` from a cursor; only `items[first:end]` (`span`) can match."""
+        first, end = span or (0, len(items))
         limit_text = request.arg("limit", "10") or "10"
         try:
             limit = int(limit_text)
@@ -267,9 +276,7 @@ class StripeFace:
         if before:
             if before not in positions:
                 raise refuse(400, f"No such object: '{before}'", code="resource_missing", param="ending_before")
-            for i in range(positions[before] - 1, -1, -1):
-                if stops[1] is not None and stops[1](items[i]):
-                    break
+            for i in range(min(positions[before], end) - 1, first - 1, -1):
                 if match(items[i]):
                     picked.append(items[i])
                     if len(picked) > limit:
@@ -277,14 +284,12 @@ class StripeFace:
             has_more = len(picked) > limit
             page = list(reversed(picked[:limit]))
         else:
-            start = 0
+            start = first
             if after:
                 if after not in positions:
                     raise refuse(400, f"No such object: '{after}'", code="resource_missing", param="starting_after")
-                start = positions[after] + 1
-            for obj in _from(items, start):
-                if stops[0] is not None and stops[0](obj):
-                    break
+                start = max(first, positions[after] + 1)
+            for obj in _from(items, start, end):
                 if match(obj):
                     picked.append(obj)
                     if len(picked) > limit:
@@ -304,7 +309,7 @@ class StripeFace:
                 except ValueError:
                     raise refuse(400, f"Invalid integer: {values[-1]}", param=key) from None
                 if op == "eq":
-                    bounds.append((lambda a, b: a == b, value))
+                    bounds.append((_eq, value))
                 elif op in _RANGE_OPS:
                     bounds.append((_RANGE_OPS[op], value))
                 else:
@@ -405,8 +410,18 @@ class StripeFace:
         self._sorted.pop("events", None)
 
 
-def _from(items: list[dict[str, Any]], start: int) -> Iterator[dict[str, Any]]:
-    for i in range(start, len(items)):
+@dataclass
+class _Ordered:
+    """A collection newest first, each id's position, and `keys`: minus `created` of each
+    (so that they ascend, for bisection)."""
+
+    items: list[dict[str, Any]]
+    positions: dict[str, int]
+    keys: list[int]
+
+
+def _from(items: list[dict[str, Any]], start: int, end: int) -> Iterator[dict[str, Any]]:
+    for i in range(start, end):
         yield items[i]
 
 

@@ -4,11 +4,18 @@ invoice's AmountDue; POST /Invoices/{id}/Email; `Idempotency-Key` replay; OAuth 
 `xero-tenant-id`; 60/min, 5 concurrent and 5,000/day per tenant.
 
 Amounts are Decimals end to end and go out as JSON numbers with exactly their digits.
+
+A list's filtered and sorted order is kept per query (everything but `If-Modified-Since` and
+the page) until the data changes: every write through the face bumps `version`, and code that
+changes `objects` directly must bump it too. `If-Modified-Since` then cuts that order by
+bisection when it is sorted by `UpdatedDateUTC` ascending (the adapter's full pull), so a page
+of a 110k-invoice book costs its own records, not a filter and sort of the whole book.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
@@ -42,6 +49,8 @@ COLLECTIONS = {  # collection -> its id field, and whether it pages
 }
 NUMBER_FIELDS = {"Contacts": "ContactNumber", "Invoices": "InvoiceNumber", "CreditNotes": "CreditNoteNumber"}
 MAX_PAGE_SIZE = 1000
+_LIST_PARAMS = ("IDs", "InvoiceNumbers", "Statuses", "ContactIDs")  # comma-separated filters
+LIST_CACHE_SIZE = 64  # queries whose order is kept; more and the cache starts again
 
 _CLAUSE = re.compile(
     r"""^\s*(?P<field>[A-Za-z][A-Za-z0-9.]*)\s*(?P<op>==|!=|>=|<=|>|<)\s*(?P<value>
@@ -109,6 +118,9 @@ class XeroFace:
         self.minute: dict[str, Window] = {}
         self.day: dict[str, Window] = {}
         self.in_flight: dict[str, int] = {}
+        # Bumped by every change to `objects`: a cached list order is good for one version.
+        self.version = 0
+        self._lists: dict[tuple[Any, ...], _Listed] = {}
 
     def load(self, data: dict[str, Any]) -> None:
         for name, records in data.items():
@@ -117,6 +129,7 @@ class XeroFace:
             key = COLLECTIONS[name][0]
             for record in records or []:
                 self.objects[name][record[key]] = record
+        self.version += 1
 
     # ------------------------------------------------------------ gatekeeping
 
@@ -248,19 +261,11 @@ class XeroFace:
     # ------------------------------------------------------------ reads
 
     def _list(self, request: Request, name: str) -> Response:
-        records = list(self.objects[name].values())
         since = self._modified_since(request)
+        listed = self._listed(request, name)
+        records: list[dict[str, Any]] = listed.records
         if since is not None:
-            records = [r for r in records if (_when(r.get("UpdatedDateUTC")) or 0) >= since]
-        if name == "Contacts" and (request.arg("includeArchived") or "").lower() != "true":
-            records = [r for r in records if r.get("ContactStatus") != "ARCHIVED"]
-        records = self._by_lists(request, name, records)
-        where = request.arg("where")
-        if where:
-            records = [r for r in records if self._where(where)(r)]
-        order = request.arg("order")
-        if order:
-            records = self._order(order, records)
+            records = listed.since(since)
         pagination = None
         if COLLECTIONS[name][1] and request.arg("page") is not None:
             try:
@@ -273,6 +278,30 @@ class XeroFace:
             pagination = {"page": page, "pageSize": size, "pageCount": -(-total // size), "itemCount": total}
         # Live records, not copies: the answer is encoded under the sandbox's lock.
         return Response(200, self._envelope(name, list(records), pagination))
+
+    def _listed(self, request: Request, name: str) -> _Listed:
+        """The collection filtered (all but `If-Modified-Since`) and ordered as the request
+        asks, from the cache while the data has not changed since it was made."""
+        archived = name == "Contacts" and (request.arg("includeArchived") or "").lower() == "true"
+        where, order = request.arg("where"), request.arg("order")
+        key = (name, archived, where, order, *(request.arg(p) for p in _LIST_PARAMS))
+        cached = self._lists.get(key)
+        if cached is not None and cached.version == self.version:
+            return cached
+        records = list(self.objects[name].values())
+        if name == "Contacts" and not archived:
+            records = [r for r in records if r.get("ContactStatus") != "ARCHIVED"]
+        records = self._by_lists(request, name, records)
+        if where:
+            check = self._where(where)
+            records = [r for r in records if check(r)]
+        if order:
+            records = self._order(order, records)
+        listed = _Listed(self.version, records)
+        if len(self._lists) >= LIST_CACHE_SIZE:
+            self._lists.clear()
+        self._lists[key] = listed
+        return listed
 
     def _modified_since(self, request: Request) -> float | None:
         text = request.header("if-modified-since")
@@ -293,7 +322,7 @@ class XeroFace:
     def _by_lists(self, request: Request, name: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The comma-separated filters: IDs, InvoiceNumbers, Statuses, ContactIDs."""
         id_field = COLLECTIONS[name][0]
-        for param, field in (("IDs", id_field), ("InvoiceNumbers", "InvoiceNumber"), ("Statuses", "Status"), ("ContactIDs", "Contact.ContactID")):
+        for param, field in zip(_LIST_PARAMS, (id_field, "InvoiceNumber", "Status", "Contact.ContactID"), strict=True):
             wanted = request.arg(param)
             if wanted:
                 values = {v.strip().lower() for v in wanted.split(",")}
@@ -411,6 +440,7 @@ class XeroFace:
                       "SubTotal": total, "TotalTax": Decimal(0), "IsReconciled": False,
                       "UpdatedDateUTC": dotnet_date(self.clock())}
             self.objects["BankTransactions"][booked["BankTransactionID"]] = booked
+            self.version += 1
             answers.append(copy(booked))
             effects.append(f"created bank transaction {booked['BankTransactionID']} ({item.get('Type')} {total})")
         return Response(200, self._envelope("BankTransactions", answers), effect="; ".join(effects))
@@ -514,6 +544,7 @@ class XeroFace:
             invoice["Status"] = "PAID"
             invoice["FullyPaidOnDate"] = when
         invoice["UpdatedDateUTC"] = dotnet_date(now)
+        self.version += 1
         return payment
 
     def _email(self, invoice: dict[str, Any]) -> Response:
@@ -525,5 +556,23 @@ class XeroFace:
             return xero_error(400, f"The contact {contact.get('Name')} has no email address")
         invoice["SentToContact"] = True
         invoice["UpdatedDateUTC"] = dotnet_date(self.clock())
+        self.version += 1
         return Response(204, None, effect=f"emailed invoice {invoice['InvoiceID']}")
 
+
+class _Listed:
+    """One query's records in their order, for one `version` of the data, with the moment
+    of each (`UpdatedDateUTC`, 0 when it has none) for `If-Modified-Since`."""
+
+    def __init__(self, version: int, records: list[dict[str, Any]]) -> None:
+        self.version = version
+        self.records = records
+        self.moments = [_when(r.get("UpdatedDateUTC")) or 0 for r in records]
+        # Ordered by UpdatedDateUTC ascending (or by chance): the records modified since a
+        # moment are a tail, found by bisection.
+        self.ascending = all(a <= b for a, b in zip(self.moments, self.moments[1:]))
+
+    def since(self, moment: float) -> list[dict[str, Any]]:
+        if self.ascending:
+            return self.records[bisect_left(self.moments, moment) :]
+        return [r for r, m in zip(self.records, self.moments, strict=True) if m >= moment]
