@@ -4,7 +4,7 @@ sends actions: every unit pulled once for the tick, every action applied once, n
     .venv/bin/python bench/serve_workers.py --size large          # by hand: see docs/benchmarks.md
     .venv/bin/python bench/serve_workers.py --size medium --no-kill
 
-The same run as tests/e2e/test_e2e_service.py (which uses the small book to fit the suite):
+The same run as tests/e2e/test_e2e_service.py (which uses the medium book, client limits off, to fit the suite):
 generates the book, serves it from this process on 127.0.0.1, writes a config on a throwaway
 PostgreSQL schema (CONNECTOR_TEST_POSTGRES_URL, default postgres@127.0.0.1:5432/test), starts
 the workers with `--every 1d`, kills one (SIGKILL) as soon as it holds outbox actions in flight,

@@ -17,14 +17,14 @@ import os
 import socket
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from connector import failpoints
 from connector.config import Config
-from connector.errors import ConnectorError, InvalidRequestError, ProviderError, UsageError
+from connector.errors import ConnectorError, InvalidRequestError, ProviderError, RateLimitDeferred, UsageError
 from connector.link_engine import system_ranks
 from connector.model import invoice_position
 from connector.plan import Facts, PlannedAction, SystemView, plan_all
@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 LEASE = timedelta(minutes=10)
 BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2))
+# How long a connection's writes wait after a deferral that named no time (Retry-After).
+DEFERRAL_WITHOUT_TIME = timedelta(hours=1)
 
 
 def worker_id() -> str:
@@ -177,11 +179,20 @@ def plan(config: Config, store: Store, registry: Registry | None = None, today: 
 
 
 @dataclass
+class Deferral:
+    until: datetime
+    reason: str
+    actions: int = 0  # handed back unsent in this run
+
+
+@dataclass
 class ApplyReport:
     done: list[outbox.OutboxEntry] = field(default_factory=list)
     replayed: int = 0
     failed: list[tuple[outbox.OutboxEntry, str]] = field(default_factory=list)
     parked: list[tuple[outbox.OutboxEntry, str]] = field(default_factory=list)
+    # connection -> its writes wait: a daily rate limit is spent (no attempt is counted)
+    deferred: dict[str, Deferral] = field(default_factory=dict)
 
     def per_system(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -202,11 +213,16 @@ def apply(
         while True:
             with store.session() as session:
                 dead = _dead_local_workers(outbox.in_flight_workers(session))
-                claimed = outbox.claim(session, worker, lease=LEASE, limit=batch, connections=only, dead_workers=dead)
+                claimed = outbox.claim(session, worker, lease=LEASE, limit=batch, connections=only, dead_workers=dead,
+                                       skip_connections=list(report.deferred))
             if not claimed:
                 return report
             for entry in claimed:
-                _send(config, store, registry, providers, entry, worker, report)
+                deferral = report.deferred.get(entry.action.connection)
+                if deferral is not None:
+                    _hand_back(store, entry, worker, deferral)
+                else:
+                    _send(config, store, registry, providers, entry, worker, report)
     finally:
         for provider in providers.values():
             provider.close()
@@ -221,6 +237,21 @@ def _send(config: Config, store: Store, registry: Registry | None, providers: di
         if provider is None:
             provider = providers[action.connection] = open_provider(config.connection(action.connection), store, registry)
         result = provider.apply(action)
+    except RateLimitDeferred as exc:
+        # The connection's allowance is spent for hours (Xero's 5,000 calls a day): this and
+        # every later write to it wait until then, none of them counted as a failed attempt,
+        # so a large backlog is not parked action by action for a person.
+        wait = timedelta(seconds=exc.retry_after) if exc.retry_after else DEFERRAL_WITHOUT_TIME
+        deferral = report.deferred[action.connection] = Deferral(utcnow() + wait, first_line(exc, 500))
+        with store.session() as session:
+            # the rest of its queue waits too, for every worker, not only for this run
+            waiting = outbox.defer_connection(session, action.connection, _waits_note(deferral), not_before=deferral.until)
+            audit(session, "apply", "connection_deferred", "connection", action.connection,
+                  {"until": deferral.until.isoformat(), "action": entry.id, "waiting": waiting}, deferral.reason)
+        logger.warning("writes to %s wait until %s: %s", action.connection, deferral.until.isoformat(timespec="minutes"),
+                       deferral.reason, extra=context)
+        _hand_back(store, entry, worker, deferral)
+        return
     except (ProviderError, ConnectorError) as exc:
         message = first_line(exc, 500)
         permanent = isinstance(exc, InvalidRequestError) or not isinstance(exc, ProviderError)
@@ -241,6 +272,16 @@ def _send(config: Config, store: Store, registry: Registry | None, providers: di
                    "remote_id": result.remote_id, "replayed": result.replayed}, entry.summary)
             report.done.append(entry)
             report.replayed += int(result.replayed)
+
+
+def _waits_note(deferral: Deferral) -> str:
+    return f"waits until {deferral.until.isoformat(timespec='minutes')}: {deferral.reason}"
+
+
+def _hand_back(store: Store, entry: outbox.OutboxEntry, worker: str, deferral: Deferral) -> None:
+    with store.session() as session:
+        if outbox.release(session, entry.id, worker, _waits_note(deferral), not_before=deferral.until):
+            deferral.actions += 1
 
 
 def _state_of(session: Any, action_id: int) -> str:
@@ -278,5 +319,5 @@ def pending(store: Store, only: list[str] | None = None) -> list[outbox.OutboxEn
         return outbox.entries(session, states=("planned", "in_flight"), connections=only)
 
 
-__all__ = ["ApplyReport", "apply", "cancel", "gather_facts", "last_reminders", "pending", "plan", "retry", "state_of",
+__all__ = ["ApplyReport", "Deferral", "apply", "cancel", "gather_facts", "last_reminders", "pending", "plan", "retry", "state_of",
            "worker_id"]

@@ -104,7 +104,7 @@ def _claimable(outbox: sa.Table, now: datetime, stale_before: datetime, dead_wor
 
 def claim(
     session: Session, worker: str, *, lease: timedelta, limit: int, connections: Sequence[str] | None = None,
-    dead_workers: Sequence[str] = (),
+    dead_workers: Sequence[str] = (), skip_connections: Sequence[str] = (),
 ) -> list[OutboxEntry]:
     """Claim up to `limit` actions for `worker`: each by its own compare-and-swap, so a row
     another worker took meanwhile is skipped, never sent twice. On PostgreSQL the candidates
@@ -121,6 +121,8 @@ def claim(
     )
     if connections is not None:
         query = query.where(outbox.c.connection.in_(list(connections)))
+    if skip_connections:
+        query = query.where(outbox.c.connection.not_in(list(skip_connections)))
     claimed = []
     for (action_id,) in session.execute(query).all():
         result = session.execute(
@@ -159,6 +161,34 @@ def fail(session: Session, action_id: int, worker: str, error: str, *, retry_at:
         .values(state="planned" if retry_at else "failed", last_error=error[:2000], next_attempt_at=retry_at,
                 claimed_by=None, claimed_at=None, updated_at=utcnow())
     )
+
+
+def release(session: Session, action_id: int, worker: str, note: str, *, not_before: datetime) -> bool:
+    """Hand a claimed action back unsent, not before `not_before`, its claim not counted as an
+    attempt: the connection cannot take writes for now (a daily rate limit), which is no fault
+    of the action's. The note says why it waits."""
+    outbox = table("outbox_actions")
+    released = session.execute(
+        sa.update(outbox)
+        .where(outbox.c.id == action_id, outbox.c.state == "in_flight", outbox.c.claimed_by == worker)
+        .values(state="planned", attempts=sa.case((outbox.c.attempts > 0, outbox.c.attempts - 1), else_=0),
+                last_error=note[:2000], next_attempt_at=not_before, claimed_by=None, claimed_at=None, updated_at=utcnow())
+    )
+    return released.rowcount == 1
+
+
+def defer_connection(session: Session, connection: str, note: str, *, not_before: datetime) -> int:
+    """Every planned action of `connection` due before `not_before` waits until then (the
+    connection's allowance is spent), with the note saying why; attempts unchanged. Returns
+    how many now wait."""
+    outbox = table("outbox_actions")
+    waiting = session.execute(
+        sa.update(outbox)
+        .where(outbox.c.connection == connection, outbox.c.state == "planned",
+               sa.or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at < not_before))
+        .values(next_attempt_at=not_before, last_error=note[:2000], updated_at=utcnow())
+    )
+    return int(waiting.rowcount or 0)
 
 
 def set_state(session: Session, action_id: int, state: str, *, from_states: Sequence[str]) -> bool:

@@ -46,7 +46,9 @@ def print_entries(entries: list[outbox.OutboxEntry], *, empty: str) -> None:
         click.echo(f"{system} ({len(items)}):")
         for entry in items:
             click.echo(f"  #{entry.id:<5} {entry.action.kind:<18} {entry.summary or entry.action.payload}")
-            if entry.last_error:
+            if entry.last_error and entry.attempts == 0:  # never tried: why it waits (a spent daily limit)
+                click.echo(f"         {entry.last_error}")
+            elif entry.last_error:
                 click.echo(f"         last error (attempt {entry.attempts}): {entry.last_error}")
             if entry.action.state == "planned" and entry.next_attempt_at:
                 click.echo(f"         next attempt at {_when(entry.next_attempt_at)}")
@@ -98,11 +100,13 @@ def apply_command(app: AppContext, yes: bool, only: tuple[str, ...], as_json: bo
             "replayed": report.replayed,
             "failed": [{**_entry_json(e), "error": m} for e, m in report.failed],
             "parked": [{**_entry_json(e), "error": m} for e, m in report.parked],
+            "deferred": {name: {"until": d.until.isoformat(), "reason": d.reason, "actions": d.actions}
+                         for name, d in report.deferred.items()},
         }, indent=2, default=str))
     else:
         for system, kinds in sorted(report.per_system().items()):
             click.echo(f"{system}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
-        if not (report.done or report.failed or report.parked):
+        if not (report.done or report.failed or report.parked or report.deferred):
             later = sorted(e.next_attempt_at for e in waiting if e.action.state == "planned" and e.next_attempt_at)
             parts = [f"{len(later)} writes wait to be retried, the first at {_when(later[0])}"] if later else []
             busy = sum(1 for e in waiting if e.action.state == "in_flight")
@@ -112,6 +116,9 @@ def apply_command(app: AppContext, yes: bool, only: tuple[str, ...], as_json: bo
             click.echo(f"will retry #{entry.id} {entry.action.kind}: {message}")
         for entry, message in report.parked:
             click.echo(f"parked #{entry.id} {entry.action.kind} for a person: {message}")
+        for name, deferral in sorted(report.deferred.items()):
+            click.echo(f"{name}: writes wait until {_when(deferral.until)} (none counted as failed; "
+                       f"{deferral.actions} handed back): {deferral.reason}")
     return EXIT_PROBLEMS if report.failed or report.parked else 0
 
 

@@ -270,6 +270,8 @@ class Service:
         if report is not None:
             for entry in report.done:
                 self.metrics.actions.labels(entry.action.connection, "done").inc()
+            for name, deferral in report.deferred.items():
+                self.metrics.actions.labels(name, "deferred").inc(deferral.actions)
             for outcome, failures in (("retry", report.failed), ("parked", report.parked)):
                 for entry, _ in failures:
                     self.metrics.actions.labels(entry.action.connection, outcome).inc()

@@ -126,10 +126,11 @@ def test_sigterm_stops_the_service_cleanly_with_exit_0(book, tmp_path):
 
 # -- four workers on PostgreSQL ---------------------------------------------------------------
 
-# The book of the four-worker test: "small" fits the suite's time budget on 2 shared cores;
-# the medium book took 6-8 minutes there (see docs/benchmarks.md, "Service: 4 workers"), and
-# bench/serve_workers.py runs the large one by hand.
-WORKERS_BOOK = "small"
+# The book of the four-worker test: "medium" (2,000 invoices, ~3,900 actions) with the
+# connections' own rate limits raised out of the way, ~90 s on 2 shared cores (with the
+# documented client limits, Xero's 60 calls a minute made it 6-8 minutes); bench/serve_workers.py
+# runs the large book (110,000 invoices) by hand: docs/benchmarks.md, "Service: 4 workers".
+WORKERS_BOOK = "medium"
 
 # What a write the sandbox carried out says it did (its journal's `effect`); anything else is a
 # replay of an idempotency key ("replayed"), a refusal ("rejected: ...") or a plain answer.
@@ -351,7 +352,7 @@ def test_four_workers_on_postgresql_one_killed_while_sending_lose_nothing(tmp_pa
     postgres_url_or_fail()
     book = with_credentials(generate(7, WORKERS_BOOK, today=date.today()).data)
     with temporary_pg_schema() as schema, Sandbox(book, limits="off", latency_ms=20) as sandbox:
-        run = run_workers(sandbox, tmp_path, f"{POSTGRES_URL}?options=-csearch_path%3D{schema}")
+        run = run_workers(sandbox, tmp_path, f"{POSTGRES_URL}?options=-csearch_path%3D{schema}", client_limits=False)
     survivors = [code for code in run.exit_codes if code != -signal.SIGKILL]
     assert run.victim is not None, f"no worker was seen sending actions: {run.logs}"
     assert run.victim_held >= 1
@@ -363,7 +364,7 @@ def test_four_workers_on_postgresql_one_killed_while_sending_lose_nothing(tmp_pa
     assert all(r["runs"] == 1 and r["done_tick"] == r["due_tick"] and r["last_error"] is None for r in pulls + reconcile), [
         (r["unit"], r["runs"], r["due_tick"], r["done_tick"], r["last_error"]) for r in pulls + reconcile]
     states = Counter(r["state"] for r in run.outbox)
-    assert states == {"done": len(run.outbox)} and len(run.outbox) > 50, states
+    assert states == {"done": len(run.outbox)} and len(run.outbox) > 2000, states
     # what the dead worker held was sent by the others (a second claim), exactly once
     assert any(r["attempts"] > 1 for r in run.outbox)
     assert run.effects.ok, (run.effects.missing[:10], run.effects.duplicates, run.effects.strays[:10])

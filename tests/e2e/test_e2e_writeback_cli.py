@@ -57,10 +57,12 @@ class Book:
         self.store = open_store(f"sqlite:///{directory / 'state.db'}")
         self.configure()
 
-    def configure(self, *, revoked_gateway_key: bool = False) -> None:
+    def configure(self, *, revoked_gateway_key: bool = False, ledger_calls_per_day: int | None = None) -> None:
         text = demo_config(self.sandbox).replace("sqlite:///connector.db", f"sqlite:///{self.directory / 'state.db'}")
         for section, lines in UNLIMITED.items():
             text = text.replace(section, section + lines)
+        if ledger_calls_per_day is not None:
+            text = text.replace("[connections.ledger]\n", f"[connections.ledger]\ncalls_per_day = {ledger_calls_per_day}\n")
         if revoked_gateway_key:  # rolled in the Stripe dashboard: every request is refused with a 401
             text = text.replace(f'api_key = "{DEMO_CREDENTIALS["stripe"][0]}"', 'api_key = "sk_test_rolled0000000000000000"')
         self.config_path.write_text(text)
@@ -173,6 +175,39 @@ def test_sync_dry_run_writes_nothing_and_sync_apply_tells_the_crm_only_what_it_d
     # Read back once more: the CRM holds every value, nothing is planned for it.
     assert book.run("sync", "--connection", "crm").exit_code == 0
     assert not [e for e in book.pending("crm") if e["kind"] == "update_properties"]
+
+
+def test_a_spent_daily_limit_defers_the_connections_writes_without_failing_any(book):
+    """Xero's 5,000 calls a day per tenant: once spent, the rest of the ledger's writes wait for
+    the next day as they are (no attempt counted, nothing parked), and the other systems' writes
+    go on."""
+    book.configure(ledger_calls_per_day=3)
+    ledger = sorted(e["id"] for e in book.pending("ledger"))
+    assert len(ledger) > 3
+    started = datetime.now(UTC)
+    report = book.json("apply", "--yes")
+    assert report["failed"] == [] and report["parked"] == []
+    deferral = report["deferred"]["ledger"]
+    assert "rate limit" in deferral["reason"] and deferral["actions"] >= 1  # handed back from its claim
+    until = datetime.fromisoformat(deferral["until"])
+    assert started + timedelta(hours=23) < until <= datetime.now(UTC) + timedelta(hours=24, minutes=1)
+    sent = [e for e in report["done"] if e["connection"] == "ledger"]
+    assert 1 <= len(sent) <= 3  # the day's three calls (an action may take more than one)
+    assert not book.waiting("gateway") and not book.waiting("crm")  # the others were not held up
+    waiting = book.waiting("ledger")
+    assert sorted(e["id"] for e in waiting) == sorted(set(ledger) - {e["id"] for e in sent})
+    assert {e["state"] for e in waiting} == {"planned"} and {e["attempts"] for e in waiting} == {0}
+    assert all(e["last_error"].startswith("waits until ") for e in waiting)
+    assert all(datetime.fromisoformat(e["next_attempt_at"]) == until for e in waiting)
+    assert book.json("actions", "list", "--failed")["actions"] == []
+    listed = book.run("actions", "list").stdout
+    assert "         waits until " in listed and "last error" not in listed
+
+    # The next run before the day is over sends nothing to the ledger and says when it will.
+    again = book.run("apply", "--yes")
+    assert again.exit_code == 0 and again.stdout.startswith(f"nothing due now: {len(waiting)} writes wait to be retried")
+    ledger_writes = [e for e in _writes(book.sandbox.journal) if e["provider"] == "xero"]
+    assert len(ledger_writes) <= 3
 
 
 def test_a_failing_connection_is_retried_with_backoff_parked_then_retried_or_cancelled(book):

@@ -61,3 +61,24 @@ def test_two_workers_claiming_at_once_on_postgresql_both_get_a_batch() -> None:
         with store.session() as session:
             owners = {e.id: e.claimed_by for e in outbox.entries(session, states=("in_flight",))}
         assert sorted(owners.values()) == ["host:1"] * 3 + ["host:2"] * 3
+
+
+def test_a_deferred_connection_hands_its_claim_back_uncounted_and_its_queue_waits(store: Store) -> None:
+    """A spent daily limit is no fault of the actions: the claimed one goes back to planned
+    with its claim not counted, every planned one of the connection waits until the given
+    moment with a note, and none of them can be claimed before then."""
+    queue(store, 4)
+    until = outbox.utcnow() + timedelta(hours=20)
+    with store.session() as session:
+        claimed = outbox.claim(session, "host:1", lease=LEASE, limit=1)
+    with store.session() as session:
+        assert outbox.release(session, claimed[0].id, "host:1", "waits until tomorrow", not_before=until)
+        assert not outbox.release(session, claimed[0].id, "host:1", "again", not_before=until)  # no longer held
+        assert outbox.defer_connection(session, "ledger", "waits until tomorrow", not_before=until) == 3
+    with store.session() as session:
+        rows = outbox.entries(session, states=("planned",))
+        assert outbox.claim(session, "host:2", lease=LEASE, limit=10) == []
+        assert outbox.claim(session, "host:2", lease=LEASE, limit=10, skip_connections=["ledger"]) == []
+    assert len(rows) == 4 and {r.attempts for r in rows} == {0}
+    assert {r.last_error for r in rows} == {"waits until tomorrow"}
+    assert all(abs((r.next_attempt_at - until).total_seconds()) < 1 for r in rows)
