@@ -179,14 +179,17 @@ def release(session: Session, action_id: int, worker: str, note: str, *, not_bef
 
 def defer_connection(session: Session, connection: str, note: str, *, not_before: datetime) -> int:
     """Every planned action of `connection` due before `not_before` waits until then (the
-    connection's allowance is spent), with the note saying why; attempts unchanged. Returns
+    connection's allowance is spent), with the note saying why where it was never tried (a
+failed one keeps its error); attempts unchanged. Returns
     how many now wait."""
     outbox = table("outbox_actions")
     waiting = session.execute(
         sa.update(outbox)
         .where(outbox.c.connection == connection, outbox.c.state == "planned",
                sa.or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at < not_before))
-        .values(next_attempt_at=not_before, last_error=note[:2000], updated_at=utcnow())
+        .values(next_attempt_at=not_before, updated_at=utcnow(),
+                # an action that failed before keeps its error; one never tried says why it waits
+                last_error=sa.case((outbox.c.attempts == 0, note[:2000]), else_=outbox.c.last_error))
     )
     return int(waiting.rowcount or 0)
 

@@ -67,18 +67,25 @@ def test_a_deferred_connection_hands_its_claim_back_uncounted_and_its_queue_wait
     """A spent daily limit is no fault of the actions: the claimed one goes back to planned
     with its claim not counted, every planned one of the connection waits until the given
     moment with a note, and none of them can be claimed before then."""
-    queue(store, 4)
+    queue(store, 5)
     until = outbox.utcnow() + timedelta(hours=20)
+    with store.session() as session:
+        failed = outbox.claim(session, "host:1", lease=LEASE, limit=1)[0]
+        outbox.fail(session, failed.id, "host:1", "HTTP 500", retry_at=outbox.utcnow() + timedelta(minutes=1))
     with store.session() as session:
         claimed = outbox.claim(session, "host:1", lease=LEASE, limit=1)
     with store.session() as session:
         assert outbox.release(session, claimed[0].id, "host:1", "waits until tomorrow", not_before=until)
         assert not outbox.release(session, claimed[0].id, "host:1", "again", not_before=until)  # no longer held
-        assert outbox.defer_connection(session, "ledger", "waits until tomorrow", not_before=until) == 3
+        assert outbox.defer_connection(session, "ledger", "waits until tomorrow", not_before=until) == 4
+    with store.session() as session:
+        kept = outbox.entries(session, ids=[failed.id])[0]
+    assert kept.attempts == 1 and kept.last_error == "HTTP 500"  # a failed one keeps its error
     with store.session() as session:
         rows = outbox.entries(session, states=("planned",))
         assert outbox.claim(session, "host:2", lease=LEASE, limit=10) == []
         assert outbox.claim(session, "host:2", lease=LEASE, limit=10, skip_connections=["ledger"]) == []
+    rows = [r for r in rows if r.id != failed.id]
     assert len(rows) == 4 and {r.attempts for r in rows} == {0}
     assert {r.last_error for r in rows} == {"waits until tomorrow"}
     assert all(abs((r.next_attempt_at - until).total_seconds()) < 1 for r in rows)
