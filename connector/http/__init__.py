@@ -23,6 +23,7 @@ from connector.http.pagination import (
 )
 from connector.http.provider_http import (
     IdempotencyHook,
+    ROUND_TRIP,
     ProviderHttp,
     ResponseObserver,
     idempotency_header,
@@ -48,6 +49,7 @@ __all__ = [
     "PageNumberPaginator",
     "Paginator",
     "ProviderHttp",
+    "ROUND_TRIP",
     "RateLimiter",
     "ResponseObserver",
     "RetryPolicy",

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -35,6 +36,10 @@ IdempotencyHook = Callable[[httpx.Request, str], None]
 """Puts an idempotency key on a built request (the same request object is re-sent on retry)."""
 
 Auth = httpx.Auth | Callable[[httpx.Request], httpx.Request]
+
+ROUND_TRIP = "connector.round_trip"
+"""The key in a response's `extensions` of its round trip in seconds: sent to read in full,
+the wait for a rate-limit slot not included."""
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
@@ -173,7 +178,12 @@ class ProviderHttp:
                 self._token_in_hand()  # the auth flow then finds it usable: no round trip
             limit = self.rate_limiter.acquire(*buckets) if self.rate_limiter else nullcontext()
             with limit:
+                sent = time.perf_counter()
                 response = self._client.send(request, auth=self._auth)  # type: ignore[arg-type]
+                # The round trip alone (no wait for a slot), read in full: what a caller needs
+                # to tell how many requests to keep in flight. (httpx's `elapsed` is set only
+                # when a streamed body closes, so not for a mock transport's ready-made one.)
+                response.extensions[ROUND_TRIP] = time.perf_counter() - sent
             if _observers:
                 _tell_observers(self.provider, response.status_code)
             return response

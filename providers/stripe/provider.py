@@ -16,7 +16,7 @@ by `created` is read as created windows side by side (at most `full_pull_windows
 threads that share this connection's one `ProviderHttp` (and so its rate limiter): the pull
 starts as one window, the newest page first (a stream of one page costs one request), and a
 window splits off older parts for idle workers as its pages show how the objects are spread
-(`_split`). The pages come out as they arrive, through a bounded queue. Their cursors are None
+(`_Windows.split`). The pages come out as they arrive, through a bounded queue. Their cursors are None
 (nothing to resume from: the windows finish in any order) except the last page's, which is the
 events position noted before the pull began. A run that stops midway starts the full pull
 again next time; the store dedupes by id.
@@ -27,6 +27,7 @@ invoice is read, so an action repeated after Stripe forgot the key (24 h) is not
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -39,6 +40,7 @@ import httpx
 
 from connector.errors import InvalidRequestError, NotFoundError
 from connector.http import (
+    ROUND_TRIP,
     BearerAuth,
     LastIdPaginator,
     Paginator,
@@ -66,18 +68,120 @@ _STRIPE_EPOCH = 1_262_304_000
 _OPEN_PAGES = 4
 _GROWTH = 2
 _PART_PAGES = 2
+# Windows are read side by side only as many as keep the rate limit busy: the limit's requests
+# per second times a request's round trip, times this for headroom, plus one. Each window ends
+# in a partial page, so a window more than that costs requests and gains nothing.
+_HEADROOM = 1.5
 
 
-@dataclass
+@dataclass(eq=False)
 class _Window:
     """Objects created in [gte, lt) of a full pull (None: open on that side). `gte` is raised
-    when the window gives its older part away (`StripeProvider._split`); `open_below` marks the
-    oldest window when no `start_date` bounds it, `generation` how many such hand-overs led to it."""
+    when the window gives its older part away (`_Windows.split`); `open_below` marks the
+    oldest window when no `start_date` bounds it, `generation` how many such hand-overs led to
+    it. `top` is the upper end of what it has left (the oldest `created` it has read, plus
+    one) and `span` about how many seconds a page of its objects spans (0: not known yet)."""
 
     gte: int | None
     lt: int | None
     open_below: bool = False
     generation: int = 0
+    top: int | None = None
+    span: int = 0
+
+    def pages_left(self) -> float:
+        """About how many pages are left to read in it (infinite while it cannot tell)."""
+        top = self.top if self.top is not None else self.lt
+        if self.open_below or self.gte is None or top is None or not self.span:
+            return math.inf
+        return max(0, top - self.gte) / self.span
+
+
+class _Windows:
+    """The windows of one full pull being read, one worker each: at most `workers` at once, and
+    no more than keep `rate` (requests a second) busy at the round trip the requests take."""
+
+    def __init__(self, workers: int, rate: float) -> None:
+        self.workers = workers
+        self.rate = rate
+        self._lock = threading.Lock()
+        self._live: list[_Window] = []
+        self._round_trip = 0.0  # seconds, a moving average (0: none timed yet)
+
+    def timed(self, seconds: float) -> None:
+        """A request of the pull took `seconds`, sent to read (no wait for a slot)."""
+        with self._lock:
+            self._round_trip = seconds if not self._round_trip else 0.8 * self._round_trip + 0.2 * seconds
+
+    def wanted(self) -> int:
+        """How many windows to read side by side now (the caller holds the lock)."""
+        busy = math.ceil(self.rate * self._round_trip * _HEADROOM) + 1
+        return min(self.workers, max(2, busy))
+
+    def start(self, window: _Window) -> None:
+        with self._lock:
+            self._live.append(window)
+
+    def finish(self, window: _Window) -> None:
+        with self._lock:
+            self._live.remove(window)
+
+    def split(self, window: _Window, page: list[dict[str, Any]]) -> list[_Window]:
+        """After a page of `window` that has more behind it: new windows to read beside it,
+        already counted as started (possibly none), `window` narrowed to what it keeps. Its
+        objects left are all created at or before the page's oldest (`last`); a page of them
+        spans about `span` seconds (a guess from this page: a wrong guess costs a partial
+        page, never an object).
+
+        - A window open below (no `start_date`: how far back objects go is unknown) hands
+          everything older than a few pages' span to one new window, open below in turn,
+          whose own first page shows whether anything is there (an empty one costs one
+          request). Each generation reaches twice as far back, so a long history is
+          covered in a few steps; the window kept is then closed, and split like one below.
+        - A closed window is cut evenly in created time among itself and the free workers,
+          in parts of at least `_PART_PAGES` pages, but only by the closed window with the
+          most pages left: every window ends in a partial page, so the work is shared out in
+          few big parts rather than many small ones (a bigger window splits at its next
+          page, a fraction of a second later).
+
+        A worker is free while fewer windows are being read than `wanted()`: with a fast
+        round trip a few windows keep the rate limit busy, and more would only add partial
+        pages."""
+        if not page:
+            return []
+        last, first = int(page[-1]["created"]), int(page[0]["created"])
+        span = max(1, first - last)
+        with self._lock:
+            window.top, window.span = last + 1, span
+            free = self.wanted() - len(self._live)
+            if free <= 0:
+                return []
+            if window.open_below:
+                edge = last - span * _OPEN_PAGES * _GROWTH**window.generation
+                if edge <= _STRIPE_EPOCH:
+                    return []
+                window.gte, window.open_below = edge, False
+                window.span = span
+                spawned = [_Window(gte=None, lt=edge, open_below=True, generation=window.generation + 1)]
+            else:
+                mine = window.pages_left()
+                if any(w is not window and not w.open_below and w.pages_left() > mine for w in self._live):
+                    return []
+                assert window.gte is not None
+                low = window.gte
+                length = last + 1 - low  # seconds of [gte, last]
+                parts = min(length // (span * _PART_PAGES), length, 1 + free)
+                if parts < 2:
+                    return []
+                edges = [low + length * i // parts for i in range(1, parts)]  # distinct: parts <= length
+                bounds = [low, *edges]
+                window.gte = edges[-1]
+                spawned = [
+                    _Window(gte=bounds[i], lt=bounds[i + 1], top=bounds[i + 1], span=span)
+                    for i in range(len(edges))
+                ]
+            self._live.extend(spawned)
+            return spawned
 
 
 class _ForwardPaginator(Paginator[str]):
@@ -200,7 +304,7 @@ class StripeProvider(Provider):
     # request. A page that says `has_more` tells two things: everything left in its window is
     # at or below the page's oldest `created`, and how many seconds a page of objects spans
     # there. With a worker free, the window then hands part of what it has left to a new
-    # window (see `_split`); the window itself goes on from its page with `starting_after`,
+    # window (see `_Windows.split`); the window itself goes on from its page with `starting_after`,
     # with its `created[gte]` raised to where the part it gave away begins. The windows
     # therefore always partition the created range below the first page, so each object is
     # read once; every request reads a page (only a window that turns out empty costs a
@@ -214,8 +318,8 @@ class StripeProvider(Provider):
         # Bounded: at most this many pages wait for the consumer (plus one per worker in hand).
         pages: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=2 * workers)
         stop = threading.Event()
-        lock = threading.Lock()
-        live = [1]  # windows started and not finished (the first one included)
+        rate = min(self.settings.account_requests_per_second(), self.settings.endpoint_requests_per_second)
+        windows = _Windows(workers, rate=rate)
 
         def put(item: tuple[str, Any]) -> bool:
             while not stop.is_set():
@@ -226,13 +330,6 @@ class StripeProvider(Provider):
                     continue
             return False
 
-        def reserve(wanted: int) -> int:
-            """Up to `wanted` free workers, counted as taken."""
-            with lock:
-                taken = max(0, min(wanted, workers - live[0]))
-                live[0] += taken
-                return taken
-
         def work(window: _Window) -> None:
             try:
                 for response, records in self._window_pages(stream, window):
@@ -242,7 +339,8 @@ class StripeProvider(Provider):
                         put(("page", [self._complete(stream, r) for r in records]))
                     if response is None:
                         continue
-                    spawned = self._split(window, records, reserve)
+                    windows.timed(response.extensions[ROUND_TRIP])
+                    spawned = windows.split(window, records)
                     if spawned:
                         # Counted by the consumer before any of them can end (one queue, FIFO).
                         if not put(("started", len(spawned))):
@@ -252,14 +350,15 @@ class StripeProvider(Provider):
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
                 put(("error", exc))
             finally:
-                with lock:
-                    live[0] -= 1
+                windows.finish(window)
                 put(("done", None))
 
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"stripe-{stream.name}")
         try:
             start = self.settings.start_epoch()
-            pool.submit(work, _Window(gte=start, lt=None, open_below=start is None))
+            first = _Window(gte=start, lt=None, open_below=start is None)
+            windows.start(first)
+            pool.submit(work, first)
             running, held = 1, None
             while running:
                 kind, value = pages.get()
@@ -283,7 +382,7 @@ class StripeProvider(Provider):
         self, stream: StreamDef, window: _Window
     ) -> Iterator[tuple[httpx.Response | None, list[dict[str, Any]]]]:
         """The pages of a window: `(response, records)`, the response None on the last page
-        (nothing more to split). `window.gte` may be raised between pages (`_split`): the next
+        (nothing more to split). `window.gte` may be raised between pages (`_Windows.split`): the next
         page is asked with it, from the same `starting_after` chain (and loop check)."""
         buckets = self._buckets(stream.path)
 
@@ -299,45 +398,6 @@ class StripeProvider(Provider):
 
         for response, next_token in iter_pages(fetch, LastIdPaginator(), provider=self.name):
             yield (response if next_token is not None else None), self._data(response)
-
-    def _split(
-        self, window: _Window, page: list[dict[str, Any]], reserve: Callable[[int], int]
-    ) -> list[_Window]:
-        """After a page of `window` that has more behind it: the windows to read beside it
-        (possibly none), `window` narrowed to what it keeps. Its objects left are all created
-        at or before the page's oldest (`last`); a page of them spans about `span` seconds
-        (a guess from this page: a wrong guess costs a partial page, never an object).
-
-        - A window open below (no `start_date`: how far back objects go is unknown) hands
-          everything older than a few pages' span to one new window, open below in turn,
-          whose own first page shows whether anything is there (an empty one costs one
-          request). Each generation reaches twice as far back, so a long history is
-          covered in a few steps; the window kept is then closed, and split like one below.
-        - A closed window with at least two parts' worth left (`_PART_PAGES` pages each) is
-          cut evenly in created time among itself and the free workers."""
-        if not page:
-            return []
-        last, first = int(page[-1]["created"]), int(page[0]["created"])
-        span = max(1, first - last)
-        if window.open_below:
-            edge = last - span * _OPEN_PAGES * _GROWTH**window.generation
-            if edge <= _STRIPE_EPOCH or not reserve(1):
-                return []
-            window.gte, window.open_below = edge, False
-            return [_Window(gte=None, lt=edge, open_below=True, generation=window.generation + 1)]
-        assert window.gte is not None
-        low = window.gte
-        length = last + 1 - low  # seconds of [gte, last]
-        parts = min(length // (span * _PART_PAGES), length)
-        if parts < 2:
-            return []
-        parts = 1 + reserve(parts - 1)
-        if parts < 2:
-            return []
-        edges = [low + length * i // parts for i in range(1, parts)]  # distinct: parts <= length
-        bounds = [low, *edges]
-        window.gte = edges[-1]
-        return [_Window(gte=bounds[i], lt=bounds[i + 1]) for i in range(len(edges))]
 
     def _anchor(self, stream: StreamDef) -> dict[str, Any]:
         since = self._now() - self.settings.cursor_overlap_seconds

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from connector.errors import RateLimitDeferred
-from connector.http import Limit, ProviderHttp, RateLimiter
+from connector.http import ROUND_TRIP, Limit, ProviderHttp, RateLimiter
 
 from http_fakes import BASE, FakeClock
 
@@ -201,3 +201,19 @@ def test_provider_http_reports_a_spent_daily_limit_under_its_own_name(clock, pol
     with pytest.raises(RateLimitDeferred) as raised:
         http.request("GET", "/Invoices")
     assert raised.value.provider == "xero"
+
+
+def test_a_response_tells_its_round_trip_without_the_wait_for_a_slot(policy) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        time.sleep(0.03)
+        return httpx.Response(200, json={})
+
+    http = ProviderHttp(
+        "stripe", base_url=BASE, retry=policy, transport=httpx.MockTransport(answer),
+        rate_limiter=RateLimiter.from_spec({"default": [(1, 0.3)]}, margin=0),
+    )
+    http.request("GET", "/v1/customers")
+    started = time.perf_counter()
+    second = http.request("GET", "/v1/customers")  # waits ~0.3 s for its slot first
+    assert time.perf_counter() - started >= 0.25
+    assert 0.03 <= second.extensions[ROUND_TRIP] < 0.2

@@ -170,3 +170,61 @@ def test_a_consumer_that_stops_early_leaves_no_worker_running(big):
     next(reader)
     reader.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("stripe-customers")]
+
+
+def full_pull_at(big, *, rate, delay, page_size=20):
+    big.delay = delay
+    provider = make_provider(
+        page_size=page_size, full_pull_windows=8, requests_per_second=rate, endpoint_requests_per_second=rate
+    )
+    seen = Counter(r["id"] for p in provider.read("customers", None) for r in p.records)
+    assert len(seen) == 240 and set(seen.values()) == {1}
+    return list_requests(big)
+
+
+def windows_read(requests):
+    """Each window's first request is the one without `starting_after`."""
+    return sum("starting_after" not in r.url.params for r in requests)
+
+
+def test_a_fast_round_trip_reads_only_as_many_windows_as_keep_the_limit_busy(big):
+    # 20 requests/s at ~20 ms a round trip: two windows keep the limit busy (20 x 0.02 x 1.5,
+    # rounded up, plus one). One per worker (eight) reads no faster, and each window ends in a
+    # partial page: 14 windows and 37-41 requests here.
+    requests = full_pull_at(big, rate=20, delay=0.02, page_size=8)
+    assert big.max_in_flight <= 3
+    assert windows_read(requests) <= 9
+    assert len(requests) <= 30 + 6  # 30 pages' worth, plus the windows' partial last pages
+
+
+def test_a_slow_round_trip_reads_more_windows_side_by_side(big):
+    # 25 requests/s at ~200 ms a round trip: one window would make 5 a second; up to
+    # `full_pull_windows` are read at once.
+    full_pull_at(big, rate=25, delay=0.2)
+    assert big.max_in_flight >= 4
+
+
+def test_only_the_closed_window_with_most_left_splits_so_the_work_goes_out_in_few_big_parts():
+    from providers.stripe.provider import _Window, _Windows
+
+    def page(newest, span=90, size=10):
+        return [{"created": newest - span * i // (size - 1)} for i in range(size)]
+
+    windows = _Windows(workers=4, rate=25)
+    windows.timed(1.0)  # slow requests: all four workers wanted
+    large, small = _Window(gte=1_000_000, lt=2_000_000, span=90), _Window(gte=2_000_000, lt=2_010_000, span=90)
+    windows.start(large)
+    windows.start(small)
+
+    # ~99 pages left in the small one, ~11,000 in the large one: the small one goes on alone.
+    assert windows.split(small, page(2_009_000)) == []
+    parts = windows.split(large, page(1_999_000))
+    # The large one is cut in three (itself and the two free workers), evenly in created time.
+    assert [(p.gte, p.lt) for p in parts] == [(1_000_000, 1_332_970), (1_332_970, 1_665_940)]
+    assert large.gte == 1_665_940 and large.lt == 2_000_000
+    assert windows.split(small, page(2_008_900)) == []  # no worker free
+
+    for window in (large, *parts):
+        windows.finish(window)
+    # Alone now, the small one shares what it has left with the free workers.
+    assert len(windows.split(small, page(2_008_800))) == 3
