@@ -2,8 +2,9 @@
 
 `CONNECTOR_FAILPOINT=after_send:3` makes the process exit abruptly (as a SIGKILL would leave
 it) at the third time it reaches `hit("after_send")`: after a provider answered a write and
-before the answer is committed, the moment exactly-once delivery has to survive. Unset, it
-costs one dictionary lookup.
+before the answer is committed, the moment exactly-once delivery has to survive.
+`page_written` is a sync's page of records and its cursor written, not yet committed. Unset,
+it costs one dictionary lookup.
 """
 
 from __future__ import annotations

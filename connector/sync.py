@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 
+from connector import failpoints
 from connector.config import Config, Connection
 from connector.errors import ConnectorError, ProviderError, RateLimitDeferred
 from connector.link_engine import link_all
@@ -201,6 +202,7 @@ class SyncEngine:
                 for m in mapped
             }
             self.store.store_page(connection, stream, kind, records, cursor, session=session, extras=extras, rank=rank)
+            failpoints.hit("page_written")  # crash tests: the page and its cursor written, not committed
         return len(records)
 
     def _with_customer_ids(self, connection: str, kind: str, mapped: list[MappedRecord], session: Any) -> list[Any]:
