@@ -114,7 +114,10 @@ class _Windows:
             self._round_trip = seconds if not self._round_trip else 0.8 * self._round_trip + 0.2 * seconds
 
     def wanted(self) -> int:
-        """How many windows to read side by side now (the caller holds the lock)."""
+        """How many windows to read side by side now (the caller holds the lock); all the
+        workers while no request has been timed."""
+        if not self._round_trip:
+            return self.workers
         busy = math.ceil(self.rate * self._round_trip * _HEADROOM) + 1
         return min(self.workers, max(2, busy))
 
@@ -161,7 +164,6 @@ class _Windows:
                 if edge <= _STRIPE_EPOCH:
                     return []
                 window.gte, window.open_below = edge, False
-                window.span = span
                 spawned = [_Window(gte=None, lt=edge, open_below=True, generation=window.generation + 1)]
             else:
                 mine = window.pages_left()
@@ -339,7 +341,8 @@ class StripeProvider(Provider):
                         put(("page", [self._complete(stream, r) for r in records]))
                     if response is None:
                         continue
-                    windows.timed(response.extensions[ROUND_TRIP])
+                    if ROUND_TRIP in response.extensions:
+                        windows.timed(response.extensions[ROUND_TRIP])
                     spawned = windows.split(window, records)
                     if spawned:
                         # Counted by the consumer before any of them can end (one queue, FIFO).
