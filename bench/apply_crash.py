@@ -18,10 +18,10 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
+sys.path[:0] = [str(ROOT / "tests")]
 
-from apply_crash import crash_and_finish, prepare  # noqa: E402
-from e2e_support import with_credentials  # noqa: E402
+from support.apply_crash import crash_and_finish, prepare  # noqa: E402
+from support.e2e import with_credentials  # noqa: E402
 
 from connector.sandbox import Sandbox  # noqa: E402
 from connector.sandbox.generator import generate  # noqa: E402

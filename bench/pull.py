@@ -63,11 +63,11 @@ from typing import Any, Protocol
 from connector.demo import DEMO_CREDENTIALS, demo_config
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
-from providers.base import Provider
-from providers.hubspot.provider import HubSpotProvider
-from providers.stripe.provider import StripeProvider
-from providers.stripe.streams import STREAMS as STRIPE_STREAMS
-from providers.xero.provider import XeroProvider
+from connector.providers.base import Provider
+from connector.providers.hubspot.provider import HubSpotProvider
+from connector.providers.stripe.provider import StripeProvider
+from connector.providers.stripe.streams import STREAMS as STRIPE_STREAMS
+from connector.providers.xero.provider import XeroProvider
 
 PROVIDERS = {"stripe": StripeProvider, "xero": XeroProvider, "hubspot": HubSpotProvider}
 # The demo config's connection of each provider.

@@ -27,10 +27,10 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]  # test_e2e_service: the workers
 
-from conftest_db import POSTGRES_URL, postgres_unreachable_reason, temporary_pg_schema  # noqa: E402
-from e2e_support import with_credentials  # noqa: E402
+from support.databases import POSTGRES_URL, postgres_unreachable_reason, temporary_pg_schema  # noqa: E402
+from support.e2e import with_credentials  # noqa: E402
 from test_e2e_service import run_workers  # noqa: E402
 
 from connector.sandbox import Sandbox  # noqa: E402

@@ -11,34 +11,25 @@ PostgreSQL runs in a throwaway schema and is skipped, with a message, when unrea
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import sys
 import tempfile
 import time
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
-from types import ModuleType
 
 import sqlalchemy as sa
 
-from connector.model import Invoice, InvoiceLine, Ref
-from connector.money import Money
-from state import Store, open_store
-from state.db import make_engine
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' throwaway schemas
+
+import support.databases as conftest_db  # noqa: E402
+
+from connector.model import Invoice, InvoiceLine, Ref  # noqa: E402
+from connector.money import Money  # noqa: E402
+from connector.state import Store, open_store  # noqa: E402
+from connector.state.db import make_engine  # noqa: E402
 
 
-def _load_test_helpers() -> ModuleType:
-    """tests/conftest_db.py owns the throwaway-schema logic; loaded by path, because putting
-    tests/ on sys.path would let tests/state shadow the `state` package."""
-    path = Path(__file__).resolve().parents[1] / "tests" / "conftest_db.py"
-    spec = importlib.util.spec_from_file_location("conftest_db", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-conftest_db = _load_test_helpers()
 CURRENCIES = ("USD", "EUR", "JPY", "KWD")
 
 

@@ -30,10 +30,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from connector.errors import ConfigError, PluginError
+from connector.providers.base import ProviderSettings, secret_fields
+from connector.providers.registry import Registry, installed
 from connector.reconcile.types import ReconcileConfig
 from connector.redaction import register_secret
-from providers.base import ProviderSettings, secret_fields
-from providers.registry import Registry, installed
 
 DEFAULT_CONFIG = "connector.toml"
 DEFAULT_DATABASE_URL = "sqlite:///connector.db"
@@ -67,7 +67,7 @@ class Config:
     database_url: str
     connections: dict[str, Connection]
     problems: list[str] = field(default_factory=list)  # collected when not strict
-    dunning: dict[str, Any] = field(default_factory=dict)  # `[dunning]`, read by connector.reminders
+    dunning: dict[str, Any] = field(default_factory=dict)  # `[dunning]`, read by connector.dunning.run
     # `[reconcile]`: thresholds, tolerances and search bounds for every reconciliation run.
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
 

@@ -2,7 +2,8 @@
 
 It starts the sandbox on a free loopback port, writes a config whose connections point at it,
 and runs the product loop on the embedded SQLite default: sync (pull, map, store, link across
-systems), reconciliation, write-back (plan and apply) and the aging report; each later stage joins the demo when it lands. The database stays behind for `connector invoices`,
+systems), reconciliation, write-back (plan and apply) and the aging report, through
+`connector.pipeline` as every other run. The database stays behind for `connector invoices`,
 `connector aging` and friends.
 """
 
@@ -14,20 +15,18 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from connector import pipeline
 from connector.config import load_config
+from connector.dunning.run import already_reminded
 from connector.errors import UsageError
-from connector.reconcile_engine import (
-    ReconcileSummary,
-    invoice_allocations,
-    run_reconciliation,
-)
-from connector.reminders import already_reminded
+from connector.reconcile.run import ReconcileSummary, invoice_allocations
 from connector.reports import aging_report
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
-from connector.sync import SyncEngine, SyncReport
-from connector.writeback import ApplyReport, apply, plan
-from state.store import Store, open_store
+from connector.sandbox.quickbooks_api import quickbooks_book
+from connector.state.store import Store, open_store
+from connector.sync import SyncReport
+from connector.writeback.apply import ApplyReport
 
 DEMO_MARKER = "# written by `connector demo`"
 CONFIG_NAME = "connector.toml"
@@ -155,7 +154,6 @@ def run_demo(
     scenario = generate(seed, size, today=today or date.today())
     data = {**scenario.data, "credentials": DEMO_CREDENTIALS}
     if ledger == "quickbooks":  # the same book, with QuickBooks Online keeping it
-        from connector.sandbox.quickbooks_api import quickbooks_book
 
         xero_book = data.pop("xero")
         data["quickbooks"] = quickbooks_book(xero_book)
@@ -169,10 +167,9 @@ def run_demo(
         config = load_config(str(config_path))  # its SQLite file lies beside it
         store = open_store(config.database_url)
         try:
-            report = SyncEngine(config, store).run(full=True)
-            reconciliation = run_reconciliation(config, store)
-            planned = plan(config, store)
-            applied = apply(config, store)
+            run = pipeline.run(config, store, then="apply", full=True)
+            assert run.reconciliation is not None and run.applied is not None  # then="apply" ran them
+            report, reconciliation, planned, applied = run.sync, run.reconciliation, run.planned, run.applied
             reminders = len(already_reminded(store))
             counts = _counts(store)
             invoices = store.list_invoices()

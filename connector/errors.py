@@ -171,3 +171,8 @@ def exit_code(exc: BaseException) -> int:
     if isinstance(exc, ConnectorError):
         return exc.exit_code
     return EXIT_FAILURE
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:limit]

@@ -6,8 +6,8 @@ import sqlalchemy as sa
 
 from connector.errors import UsageError
 from connector.model import Invoice, Payment
-from state.store import Store
-from state.tables import table
+from connector.state.store import Store
+from connector.state.tables import table
 
 
 def _by_remote_id(store: Store, entity_kind: str, token: str) -> list[str]:

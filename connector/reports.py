@@ -4,7 +4,7 @@ Every row is JSON-ready: amounts are decimal strings at their currency's exponen
 `currency`, dates are ISO strings. Amounts of two currencies are never added: aging totals and
 DSO are kept per currency. An invoice's balance, status, days past due and aging bucket always
 come from `connector.model.invoice_position`, given the applied allocations the ledger does not
-hold yet (`connector.reconcile_engine.invoice_allocations`).
+hold yet (`connector.reconcile.run.invoice_allocations`).
 
     invoice_rows / select_invoices     `connector invoices list`
     payment_rows                       `connector payments list`

@@ -21,14 +21,12 @@ from pydantic_core import to_jsonable_python
 
 from connector import failpoints
 from connector.config import Config, Connection
-from connector.errors import ConnectorError, ProviderError, RateLimitDeferred
-from connector.link_engine import link_all
-from connector.mapping_setup import mapper_for
-from connector.tokens import StateTokenStore
-from mappings.mapper import MappedRecord, Mapper
-from providers.base import DEFAULT_SOURCE_PRIORITY, Provider
-from providers.registry import Registry, installed
-from state.store import Store
+from connector.connections import mapper_for, open_provider, rank_of
+from connector.errors import ConnectorError, ProviderError, RateLimitDeferred, first_line
+from connector.mappings.mapper import MappedRecord, Mapper
+from connector.providers.base import Provider
+from connector.providers.registry import Registry, installed
+from connector.state.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -71,22 +69,6 @@ class SyncReport:
         }
 
 
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:limit]
-
-
-def source_rank(connection: Connection, provider: Provider) -> int:
-    """How far the connection is trusted for shared facts (its setting, else by kind)."""
-    configured = connection.settings.source_priority
-    return configured if configured is not None else DEFAULT_SOURCE_PRIORITY[provider.kind]
-
-
-def open_provider(connection: Connection, store: Store, registry: Registry | None = None) -> Provider:
-    cls = (registry or installed()).get(connection.provider)
-    return cls(connection.settings, connection=connection.name, token_store=StateTokenStore(store))
-
-
 Progress = Callable[[StreamReport], None]
 
 
@@ -117,23 +99,19 @@ class SyncEngine:
         connections: Sequence[str] = (),
         streams: Sequence[str] = (),
         full: bool = False,
-        link: bool = True,
     ) -> SyncReport:
+        """Pull every chosen stream; linking is the next stage (`connector.pipeline`)."""
         chosen = [self.config.connection(name) for name in connections] or list(self.config.connections.values())
         run_id = self.store.start_run()
         self.run_id = run_id
         reports: list[StreamReport] = []
-        links: dict[str, dict[str, int]] = {}
         try:
             # Connections are independent systems with their own limits: run them side by side.
             with ThreadPoolExecutor(max_workers=max(1, len(chosen)), thread_name_prefix="sync") as pool:
                 for result in pool.map(lambda c: self._sync_connection(c, streams, full), chosen):
                     reports.extend(result)
-            # Step 4 of a run: the same customer, invoice and payment across systems become one.
-            if link:
-                links = link_all(self.config, self.store, self.registry).by_rule()
         finally:
-            report = SyncReport(run_id=run_id, streams=reports, links=links)
+            report = SyncReport(run_id=run_id, streams=reports)
             status = "ok" if report.ok else "problems"
             self.store.finish_run(run_id, status, {"streams": [asdict(s) for s in reports]})
         return report
@@ -143,7 +121,7 @@ class SyncEngine:
         mapper = mapper_for(connection, self.registry)
         wanted = [s for s in provider.streams if not streams or s in streams]
         try:
-            rank = source_rank(connection, provider)
+            rank = rank_of(connection, provider.kind)
             workers = min(self.max_parallel_streams, max(1, len(wanted)))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"sync-{connection.name}") as pool:
                 return list(pool.map(lambda stream: self._sync_stream(provider, mapper, connection, stream, full, rank), wanted))

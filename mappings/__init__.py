@@ -5,9 +5,9 @@ Field paths and status maps live in data files (`<provider>.toml`), validated by
 override its provider's mapping in connector.toml under `[connections.NAME.mapping]`.
 """
 
-from mappings.mapper import MappedRecord, Mapper, deep_merge, get_path, load_mapping
-from mappings.spec import FieldSpec, MappingSpec, StreamSpec
-from mappings.transforms import TRANSFORMS, TransformContext, transform
+from connector.mappings.mapper import MappedRecord, Mapper, deep_merge, get_path, load_mapping
+from connector.mappings.spec import FieldSpec, MappingSpec, StreamSpec
+from connector.mappings.transforms import TRANSFORMS, TransformContext, transform
 
 __all__ = [
     "TRANSFORMS",

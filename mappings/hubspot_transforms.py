@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from connector.mappings.transforms import TransformContext, parse_iso_datetime, transform
 from connector.money import Money, to_decimal
-from mappings.transforms import TransformContext, parse_iso_datetime, transform
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

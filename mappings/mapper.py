@@ -17,8 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from connector.errors import ConfigError, MappingError
-from connector.model import Ref
-from mappings.spec import (
+from connector.mappings.spec import (
     RECORD_MODELS,
     FieldRef,
     FieldSpec,
@@ -26,7 +25,8 @@ from mappings.spec import (
     StreamSpec,
     as_field,
 )
-from mappings.transforms import TRANSFORMS, TransformContext
+from connector.mappings.transforms import TRANSFORMS, TransformContext
+from connector.model import Ref
 
 _MISSING = object()
 

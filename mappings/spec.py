@@ -4,7 +4,7 @@ A mapping file (TOML) says, per stream of a provider, which canonical record it 
 where each canonical field comes from:
 
     provider = "stripe"
-    imports = ["mappings.stripe_transforms"]   # optional: modules registering more transforms
+    imports = ["connector.mappings.stripe_transforms"]   # optional: modules registering more transforms
 
     [streams.invoices]
     record = "invoice"                  # customer, contact, invoice, payment, credit_note, ...
@@ -42,6 +42,7 @@ from typing import Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from connector.mappings.transforms import TRANSFORMS
 from connector.model import (
     BalanceTransaction,
     Contact,
@@ -54,7 +55,6 @@ from connector.model import (
     Payout,
     Refund,
 )
-from mappings.transforms import TRANSFORMS
 
 RecordName = Literal[
     "customer", "contact", "invoice", "payment", "credit_note", "refund", "payout", "balance_transaction"

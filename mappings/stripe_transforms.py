@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connector.money import Money, money_sum, to_decimal
-from mappings.transforms import (
+from connector.mappings.transforms import (
     TransformContext,
     _currency,
     _epoch_date,
@@ -16,6 +15,7 @@ from mappings.transforms import (
     stripe_exponent,
     transform,
 )
+from connector.money import Money, money_sum, to_decimal
 
 
 def _minor(value: Any, currency: str) -> Money:

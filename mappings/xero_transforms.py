@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mappings.transforms import TransformContext, transform
+from connector.mappings.transforms import TransformContext, transform
 
 
 @transform("xero_deleted")

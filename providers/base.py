@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from connector.http.tokens import TokenStore
 from connector.model import Action
 
 ProviderKind = Literal["crm", "ledger", "gateway"]
@@ -67,14 +68,6 @@ class ActionResult:
     remote_id: str | None
     response: dict[str, Any] = field(default_factory=dict)
     replayed: bool = False  # the provider (or our look-up) found the effect already done
-
-
-class TokenStore(Protocol):
-    """Durable home of a connection's OAuth tokens (implemented by the engine over `state`)."""
-
-    def load(self, connection: str) -> dict[str, Any] | None: ...
-
-    def save(self, connection: str, tokens: dict[str, Any]) -> None: ...
 
 
 class Provider:

@@ -20,7 +20,7 @@ from typing import Any, get_args
 
 from connector.errors import ConfigError, PluginError
 from connector.model import ActionKind
-from providers.base import PROVIDER_KINDS, Provider, ProviderSettings
+from connector.providers.base import PROVIDER_KINDS, Provider, ProviderSettings
 
 ENTRY_POINT_GROUP = "connector.providers"
 KNOWN_ACTIONS: frozenset[str] = frozenset(get_args(ActionKind))

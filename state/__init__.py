@@ -4,10 +4,10 @@ SQLite by default, PostgreSQL when several workers share the load; the schema is
 with alembic migrations shipped in this package. `state` never calls the network.
 """
 
-from state.db import DEFAULT_URL, database_url_for, make_engine, redact_url
-from state.migrate import check_schema, current_revision, head_revision, upgrade
-from state.store import Store, open_store
-from state.tokens import StoredTokens
+from connector.state.db import DEFAULT_URL, database_url_for, make_engine, redact_url
+from connector.state.migrate import check_schema, current_revision, head_revision, upgrade
+from connector.state.store import Store, open_store
+from connector.state.tokens import StoredTokens
 
 __all__ = [
     "DEFAULT_URL",

@@ -16,9 +16,9 @@ from pydantic_core import to_jsonable_python
 from sqlalchemy.orm import Session
 
 from connector.model import Action, ActionState, Ref
-from state.records import new_id, utcnow
-from state.tables import table
-from state.upsert import insert_new, upsert
+from connector.state.records import new_id, utcnow
+from connector.state.tables import table
+from connector.state.upsert import insert_new, upsert
 
 
 def jsonable(value: Any) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from state.tables import table
+from connector.state.tables import table
 
 # What points at a canonical record of each kind, and must follow it when it is merged.
 _DEPENDANTS: dict[str, list[tuple[str, str]]] = {

@@ -19,7 +19,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy.engine import URL, Engine
 
 from connector.errors import SchemaOutdatedError, SchemaTooNewError
-from state.db import make_engine, unavailable
+from connector.state.db import make_engine, unavailable
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Any constant: serialises concurrent upgrades of one PostgreSQL database by several workers.

@@ -18,10 +18,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from connector.model import Action, Ref
-from state.bookkeeping import jsonable
-from state.records import utcnow
-from state.tables import table
-from state.upsert import insert_new
+from connector.state.bookkeeping import jsonable
+from connector.state.records import utcnow
+from connector.state.tables import table
+from connector.state.upsert import insert_new
 
 
 @dataclass(frozen=True)

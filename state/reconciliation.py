@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 
 from connector.model import Allocation
 from connector.money import Money
-from state.records import utcnow
-from state.tables import table
-from state.upsert import in_chunks, upsert
+from connector.state.records import utcnow
+from connector.state.tables import table
+from connector.state.upsert import in_chunks, upsert
 
 
 def allocation_id(payment_id: str, invoice_id: str, rule: str) -> str:

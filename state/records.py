@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from connector.errors import StateError
 from connector.model import Customer, Invoice, InvoiceLine, Payment, Ref
-from state import convert
-from state.tables import table
-from state.upsert import in_chunks, insert_rows, upsert
+from connector.state import convert
+from connector.state.tables import table
+from connector.state.upsert import in_chunks, insert_rows, upsert
 
 EntityKind = Literal["customer", "invoice", "payment"]
 Entity = Customer | Invoice | Payment

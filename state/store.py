@@ -16,11 +16,11 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session
 
 from connector.model import Action, ActionState, Customer, Invoice, Payment, Ref
-from state import bookkeeping, records, tokens
-from state.db import check_reachable, make_engine
-from state.migrate import check_schema, is_empty, upgrade
-from state.records import E, EntityKind, own_ref
-from state.tokens import StoredTokens
+from connector.state import bookkeeping, records, tokens
+from connector.state.db import check_reachable, make_engine
+from connector.state.migrate import check_schema, is_empty, upgrade
+from connector.state.records import E, EntityKind, own_ref
+from connector.state.tokens import StoredTokens
 
 
 def open_store(target: str | URL | Engine | None = None, **engine_kwargs: Any) -> Store:

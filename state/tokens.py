@@ -16,9 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from state.records import utcnow
-from state.tables import table
-from state.upsert import insert_new
+from connector.state.records import utcnow
+from connector.state.tables import table
+from connector.state.upsert import insert_new
 
 
 @dataclass(frozen=True)

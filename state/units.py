@@ -25,9 +25,9 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from state.records import utcnow
-from state.tables import table
-from state.upsert import insert_new
+from connector.state.records import utcnow
+from connector.state.tables import table
+from connector.state.upsert import insert_new
 
 SERVICE_UNIT = "service:lock"
 

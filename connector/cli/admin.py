@@ -8,11 +8,14 @@ from typing import Any
 
 import click
 
-from connector.cli.main import AppContext, pass_app
+from connector.cli.context import AppContext, pass_app
 from connector.config import DEFAULT_CONFIG, ENV_CONFIG, config_path, load_config
+from connector.dunning.run import dunning_section
 from connector.errors import EXIT_PROBLEMS, EXIT_USAGE, ConfigError, ConnectorError, UsageError
+from connector.providers.registry import installed
 from connector.redaction import redact
-from providers.registry import installed
+from connector.state.db import database_url_for, make_engine, redact_url
+from connector.state.migrate import current_revision, head_revision, upgrade
 
 EXAMPLE_CONFIG = '''\
 # connector.toml: where the state database is and which systems to sync.
@@ -100,8 +103,6 @@ def db_group() -> None:
 @pass_app
 def db_upgrade(app: AppContext) -> None:
     """Apply schema migrations, keeping every stored row."""
-    from state.db import redact_url
-    from state.migrate import head_revision, upgrade
 
     url = app.config().database_url
     before = _revision(url)
@@ -116,8 +117,6 @@ def db_upgrade(app: AppContext) -> None:
 @pass_app
 def db_status(app: AppContext) -> int:
     """Show the schema revision of the database and of this release."""
-    from state.db import redact_url
-    from state.migrate import head_revision
 
     url = app.config().database_url
     current, head = _revision(url), head_revision()
@@ -127,7 +126,6 @@ def db_status(app: AppContext) -> int:
 
 def _sqlite_file_missing(url: str) -> str | None:
     """The path of a SQLite database file that does not exist yet, else None."""
-    from state.db import database_url_for
 
     parsed = database_url_for(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
@@ -137,8 +135,6 @@ def _sqlite_file_missing(url: str) -> str | None:
 
 def _revision(url: str) -> str | None:
     """The schema revision of the database at `url` (None when empty)."""
-    from state.db import make_engine
-    from state.migrate import current_revision
 
     engine = make_engine(url)
     try:
@@ -198,8 +194,6 @@ def doctor(app: AppContext, as_json: bool) -> int:
             )
     bad_config = False
     try:
-        from connector.reminders import dunning_section
-
         dunning_section(config)
     except ConfigError as exc:
         checks.append(_check("dunning", False, str(exc), ours=True))
@@ -216,9 +210,6 @@ def doctor(app: AppContext, as_json: bool) -> int:
 
 
 def _database_check(url: str) -> dict[str, Any]:
-    from state.db import redact_url
-    from state.migrate import head_revision
-
     where = redact_url(url)
     missing = _sqlite_file_missing(url)
     if missing:

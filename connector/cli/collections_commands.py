@@ -4,14 +4,17 @@ field), which fills it otherwise."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import click
 
-from connector.cli.main import AppContext, pass_app
+from connector.cli.context import AppContext, pass_app
+from connector.connections import system_ranks
+from connector.dunning.collections import describe_plan, set_dispute, set_pause, set_payment_plan, set_promise
+from connector.dunning.policy import parse_every
+from connector.dunning.run import build_plan
 from connector.errors import UsageError
-from connector.finance import set_dispute, set_pause, set_promise
-from connector.link_engine import system_ranks
 
 
 def _crm_systems(app: AppContext) -> list[str]:
@@ -85,8 +88,6 @@ def plan_payments_command(app: AppContext, invoice: str, count: int | None, ever
     What the invoice still owes is split in N instalments, the first on --first, then one
     every PERIOD. A plan that falls behind (an instalment unpaid the day after its date) is
     reminded at the invoice's own step."""
-    from connector.dunning import parse_every
-    from connector.reminders import describe_plan, set_payment_plan
 
     if clear and (count or every or first):
         raise UsageError("give --clear alone, or --instalments N --every PERIOD")
@@ -125,9 +126,6 @@ def reminders_group() -> None:
 def reminders_plan(app: AppContext, as_of: str | None, as_json: bool) -> None:
     """Preview the reminders due (consolidated per customer) and every skip with its reason.
     Nothing is queued: `connector plan` queues them."""
-    import json
-
-    from connector.reminders import build_plan
 
     day = _date_option("--as-of", as_of) or date.today()
     plan = build_plan(app.config(), app.store(), day)

@@ -9,7 +9,10 @@ import click
 from click.core import ParameterSource
 
 from connector.cli.sync_commands import print_report
+from connector.demo import run_demo
 from connector.errors import EXIT_PROBLEMS, UsageError
+from connector.sandbox import ListenError, SandboxDataError, read_data, serve
+from connector.sandbox.generator import generate
 
 
 @click.command("demo")
@@ -22,7 +25,6 @@ from connector.errors import EXIT_PROBLEMS, UsageError
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
 def demo_command(directory: str, seed: int, size: str, ledger: str, as_json: bool) -> int:
     """Run the whole product against the built-in sandbox: no credentials, no internet."""
-    from connector.demo import run_demo
 
     echo = (lambda _line: None) if as_json else click.echo
     result = run_demo(Path(directory), seed=seed, size=size, ledger=ledger, echo=echo)
@@ -107,8 +109,6 @@ def sandbox_serve(
     latency_ms: float, limits: str, fail_rate: float, truth_file: str | None,
 ) -> None:
     """Serve the sandbox until Ctrl-C (or SIGTERM)."""
-    from connector.sandbox import ListenError, SandboxDataError, read_data, serve
-    from connector.sandbox.generator import generate
 
     if data_file and seed is not None:
         raise UsageError("give --data FILE or --seed N, not both")

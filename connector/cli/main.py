@@ -4,50 +4,27 @@ from __future__ import annotations
 
 import sys
 import traceback
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from connector import __version__
-from connector.config import Config, load_config
+from connector.cli import (
+    admin,
+    collections_commands,
+    demo_commands,
+    mapping_commands,
+    plugin_commands,
+    reconcile_commands,
+    report_commands,
+    serve_commands,
+    sync_commands,
+    writeback_commands,
+)
+from connector.cli.context import AppContext
 from connector.errors import EXIT_FAILURE, EXIT_USAGE, ConfigError, ConnectorError, exit_code
 from connector.logs import configure_logging
 from connector.redaction import redact
-
-
-@dataclass
-class AppContext:
-    """What every command needs, loaded lazily so `--help` never touches files."""
-
-    config_option: str | None
-    debug: bool = False
-    _config: Config | None = field(default=None, repr=False)
-    _store: Store | None = field(default=None, repr=False)
-
-    def config(self) -> Config:
-        if self._config is None:
-            self._config = load_config(self.config_option)
-        return self._config
-
-    def store(self) -> Store:
-        """The state store of the configured database, opened once (schema checked)."""
-        if self._store is None:
-            from state.store import open_store
-
-            self._store = open_store(self.config().database_url)
-        return self._store
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-
-
-if TYPE_CHECKING:
-    from state.store import Store
-
-pass_app = click.make_pass_decorator(AppContext)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,19 +53,6 @@ def cli(ctx: click.Context, config_option: str | None, log_format: str, verbose:
 
 
 def _register_commands() -> None:
-    from connector.cli import (
-        admin,
-        collections_commands,
-        demo_commands,
-        mapping_commands,
-        plugin_commands,
-        reconcile_commands,
-        report_commands,
-        serve_commands,
-        sync_commands,
-        writeback_commands,
-    )
-
     modules = (admin, mapping_commands, sync_commands, reconcile_commands, report_commands,
                writeback_commands, collections_commands, serve_commands, demo_commands,
                plugin_commands)

@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from connector.cli.main import AppContext, pass_app
+from connector.cli.context import AppContext, pass_app
+from connector.connections import mapper_for, mapping_location
 from connector.errors import EXIT_USAGE, ConfigError
-from connector.mapping_setup import mapper_for, mapping_location
-from mappings.mapper import load_mapping
+from connector.mappings.mapper import load_mapping
 
 
 @click.group("mappings")

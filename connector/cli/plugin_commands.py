@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from connector.errors import EXIT_USAGE
+from connector.scaffold import ScaffoldError, write_plugin
 
 
 @click.group("plugin")
@@ -20,7 +21,6 @@ def plugin_group() -> None:
 @click.option("--dir", "directory", type=click.Path(path_type=Path), help="Where to write it (default ./connector-NAME).")
 def plugin_new(name: str, kind: str, directory: Path | None) -> int:
     """Write a ready-to-install plugin package for provider NAME."""
-    from connector.scaffold import ScaffoldError, write_plugin
 
     target = directory or Path(f"connector-{name}")
     try:

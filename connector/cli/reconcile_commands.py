@@ -15,13 +15,14 @@ from typing import Any
 
 import click
 
-from connector.cli.main import AppContext, pass_app
-from connector.finance import accept_proposal, match, reject_proposal, unmatch
+from connector.cli.context import AppContext, pass_app
 from connector.model import Invoice, Payment
 from connector.money import Money
-from connector.reconcile_engine import LEDGER_RULE, run_reconciliation
-from state import reconciliation as decisions
-from state.store import Store
+from connector.reconcile.decisions import accept_proposal, match, reject_proposal, unmatch
+from connector.reconcile.run import run_reconciliation
+from connector.reconcile.types import LEDGER_RULE
+from connector.state import reconciliation as decisions
+from connector.state.store import Store
 
 
 class _Describe:

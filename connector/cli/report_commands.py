@@ -19,13 +19,16 @@ import click
 import sqlalchemy as sa
 
 from connector import reports
-from connector.cli.main import AppContext, pass_app
+from connector.cli.context import AppContext, pass_app
+from connector.connections import mapper_for
 from connector.errors import EXIT_PROBLEMS, UsageError
+from connector.lookup import find_invoice, find_payment
 from connector.model import Allocation, Customer, Invoice
-from state import reconciliation as decisions
-from state.linking import ref_views
-from state.store import Store
-from state.tables import table
+from connector.reconcile.run import invoice_allocations
+from connector.state import reconciliation as decisions
+from connector.state.linking import ref_views
+from connector.state.store import Store
+from connector.state.tables import table
 
 Row = dict[str, Any]
 
@@ -96,8 +99,6 @@ def _customers(store: Store) -> dict[str, Customer]:
 
 
 def _invoice_allocations(store: Store, invoices: list[Invoice]) -> dict[str, list[Allocation]]:
-    from connector.reconcile_engine import invoice_allocations
-
     return invoice_allocations(store, invoices)
 
 
@@ -306,7 +307,6 @@ def aging_command(app: AppContext, as_of: str | None, as_json: bool, as_csv: boo
 
 def _without_payments(app: AppContext) -> set[tuple[str, str]]:
     """(connection, object type) of the invoice streams whose mapping carries no amount paid."""
-    from connector.mapping_setup import mapper_for
 
     out = set()
     for name, connection in app.config().connections.items():
@@ -373,8 +373,6 @@ def _print_drift(report: Row) -> None:
 
 
 def _find(store: Store, token: str) -> tuple[str, Any]:
-    from connector.lookup import find_invoice, find_payment
-
     finders: list[tuple[str, Callable[[Store, str], Any]]] = [("payment", find_payment), ("invoice", find_invoice)]
     for kind, finder in finders:
         try:

@@ -8,8 +8,10 @@ import threading
 
 import click
 
-from connector.cli.main import AppContext, pass_app
+from connector.cli.context import AppContext, pass_app
 from connector.errors import UsageError
+from connector.service.listener import Listener
+from connector.service.loop import Service, parse_every
 
 logger = logging.getLogger("connector.service")
 
@@ -30,8 +32,6 @@ def _listen(value: str) -> tuple[str, int]:
 @pass_app
 def serve_command(app: AppContext, every: str, listen: str, public_url: str | None, lease: str, max_ticks: int | None) -> None:
     """Run sync, reconcile, plan, apply and reminders on a schedule until SIGTERM/SIGINT."""
-    from connector.service.listener import Listener
-    from connector.service.loop import Service, parse_every
 
     host, port = _listen(listen)
     interval, lease_time = parse_every(every, "--every"), parse_every(lease, "--lease")

@@ -7,13 +7,13 @@ from typing import Any
 
 import click
 
-from connector.cli.main import AppContext, pass_app
+from connector import pipeline
+from connector.cli.context import AppContext, pass_app
 from connector.cli.progress import SyncProgress
 from connector.cli.writeback_commands import print_entries
 from connector.errors import EXIT_PROBLEMS, UsageError
-from connector.reconcile_engine import run_reconciliation
-from connector.sync import SyncEngine, SyncReport
-from connector.writeback import apply, pending, plan
+from connector.pipeline import Then
+from connector.sync import SyncReport
 
 
 @click.command("sync")
@@ -36,23 +36,30 @@ def sync_command(
     # `--log-format json`), whatever -v says; stdout keeps the report (pure JSON with --json).
     root = click.get_current_context().find_root()
     progress = SyncProgress(log_format=root.params.get("log_format") or "text")
-    report: SyncReport | None = None
-    try:
-        report = SyncEngine(config, app.store(), progress=progress).run(connections=connections, streams=streams, full=full)
-    finally:
+    finished: list[SyncReport] = []
+
+    def synced(report: SyncReport) -> None:
+        finished.append(report)
         progress.finish(report)
+
+    then: Then = "apply" if then_apply else "plan" if dry_run else "sync"
+    try:
+        run = pipeline.run(config, app.store(), then=then, connections=connections, streams=streams, full=full,
+                           progress=progress, on_synced=synced)
+    finally:
+        if not finished:
+            progress.finish(None)
+    report = run.sync
     result: dict[str, Any] = report.as_dict()
     problems = not report.ok
-    if then_apply or dry_run:
-        summary = run_reconciliation(config, app.store())
-        plan(config, app.store())
-        waiting = pending(app.store())
-        result["reconciliation"] = {"applied": len(summary.applied), "proposals": len(summary.proposals)}
+    waiting = run.queued
+    if run.reconciliation is not None:
+        result["reconciliation"] = {"applied": len(run.reconciliation.applied),
+                                    "proposals": len(run.reconciliation.proposals)}
         result["plan"] = [e.summary for e in waiting]
-        if then_apply:
-            applied = apply(config, app.store())
-            result["applied"] = applied.per_system()
-            problems = problems or bool(applied.failed or applied.parked)
+    if run.applied is not None:
+        result["applied"] = run.applied.per_system()
+        problems = problems or bool(run.applied.failed or run.applied.parked)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return EXIT_PROBLEMS if problems else 0

@@ -9,11 +9,12 @@ from typing import Any
 
 import click
 
-from connector.cli.main import AppContext, pass_app
+from connector.actors import current_user
+from connector.cli.context import AppContext, pass_app
 from connector.errors import EXIT_PROBLEMS, UsageError
-from connector.finance import current_user
-from connector.writeback import apply, cancel, pending, plan, retry, state_of
-from state import outbox
+from connector.pipeline import plan
+from connector.state import outbox
+from connector.writeback.apply import apply, cancel, pending, retry, state_of
 
 
 def _entry_json(entry: outbox.OutboxEntry) -> dict[str, Any]:

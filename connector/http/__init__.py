@@ -6,6 +6,7 @@
                      the tenacity Retrying from it
     RateLimiter      named buckets of (requests, seconds) limits plus max in flight
     BearerAuth       a static API key;  OAuthTokenManager  OAuth2 with rotated refresh tokens
+    TokenStore       where rotated tokens are kept (the state store implements it)
     Paginator & co   has_more / get_next; iter_pages follows them and detects loops
 
 Errors raised are those of `connector.errors`; no secret appears in them or in our logs.
@@ -22,8 +23,8 @@ from connector.http.pagination import (
     iter_pages,
 )
 from connector.http.provider_http import (
-    IdempotencyHook,
     ROUND_TRIP,
+    IdempotencyHook,
     ProviderHttp,
     ResponseObserver,
     idempotency_header,
@@ -37,11 +38,13 @@ from connector.http.responses import (
     parse_retry_after,
 )
 from connector.http.retry import RetryPolicy, retry_policy
+from connector.http.tokens import GuardedTokenStore, TokenStore
 
 __all__ = [
     "BearerAuth",
     "CursorPaginator",
     "DEFAULT_REQUEST_ID_HEADERS",
+    "GuardedTokenStore",
     "IdempotencyHook",
     "LastIdPaginator",
     "Limit",
@@ -53,6 +56,7 @@ __all__ = [
     "RateLimiter",
     "ResponseObserver",
     "RetryPolicy",
+    "TokenStore",
     "build_client",
     "decode_json",
     "dumps_exact",

@@ -32,8 +32,8 @@ from pydantic import SecretStr
 from connector.errors import AuthenticationError, ProviderUnavailableError
 from connector.http.client import build_client
 from connector.http.responses import provider_message
+from connector.http.tokens import GuardedTokenStore, TokenStore
 from connector.redaction import register_secret
-from providers.base import TokenStore
 
 ClientAuthMethod = Literal["basic", "post"]
 _AUTHLIB_METHODS = {"basic": "client_secret_basic", "post": "client_secret_post"}
@@ -147,8 +147,8 @@ class OAuthTokenManager(httpx.Auth):
     def refresh(self, *, stale: str | None) -> str:
         """Spend the refresh token unless someone already replaced the `stale` access token.
         Returns the access token to use."""
-        guard = getattr(self._store, "refresh_guard", None)
-        with self._lock, (guard(self.connection) if guard else nullcontext()):
+        store = self._store
+        with self._lock, (store.refresh_guard(self.connection) if isinstance(store, GuardedTokenStore) else nullcontext()):
             # Across processes too (PostgreSQL): whoever waited here reloads first, and uses
             # the tokens another worker just refreshed instead of spending a dead token.
             self._load_stored()

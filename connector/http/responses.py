@@ -19,6 +19,7 @@ import email.utils
 import json
 import time
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -182,7 +183,6 @@ def decode_json(response: httpx.Response, *, provider: str) -> Any:
     """The JSON body with every non-integer number as a Decimal, never a float: Xero sends
     amounts as JSON numbers (`1500.25`), and a float would round them before they become
     Money. A body that is not JSON is a ProviderError naming the provider."""
-    from decimal import Decimal
 
     try:
         return json.loads(response.content or b"null", parse_float=Decimal)

@@ -1,25 +1,30 @@
-"""Payment reconciliation as pure functions: records in, decisions out, no I/O.
+"""Payment reconciliation: which payment pays which invoice, and why.
 
-See docs/reconciliation.md for the rules, their confidences and the invariants.
+The rules are pure (records in, decisions out, no I/O): `matcher` and the modules it uses,
+exported here. `run` reads what is stored, runs them and stores the decisions; `decisions` is
+what finance decides by hand (accept, reject, match, unmatch). See docs/reconciliation.md for
+the rules, their confidences and the invariants.
 """
 
+from connector.errors import ReconcileInvariantError
 from connector.reconcile.matcher import reconcile
 from connector.reconcile.remittance import Mention, NumberIndex, mentions, number_keys
 from connector.reconcile.reversals import find_reversals
 from connector.reconcile.types import (
+    LEDGER_RULE,
     MANUAL_RULE,
     RULES,
     Candidate,
     Confidences,
     Proposal,
     ReconcileConfig,
-    ReconcileInvariantError,
     ReconcileResult,
     Reversal,
     RuleName,
 )
 
 __all__ = [
+    "LEDGER_RULE",
     "MANUAL_RULE",
     "RULES",
     "Candidate",

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 
 from connector.model import Allocation, Invoice, Payment
+from connector.errors import ReconcileInvariantError
 from connector.reconcile.book import Book, OpenPayment, minor, money, open_payment
 from connector.reconcile.build import builder
 from connector.reconcile.remittance import Mention, NumberIndex, mentions, number_keys
@@ -39,7 +40,6 @@ from connector.reconcile.types import (
     Candidate,
     Proposal,
     ReconcileConfig,
-    ReconcileInvariantError,
     ReconcileResult,
 )
 

@@ -12,7 +12,6 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connector.errors import ReconcileInvariantError
 from connector.model import Allocation
 from connector.money import Money, currency_exponent, normalise_currency
 
@@ -34,6 +33,8 @@ RULES: Final[tuple[RuleName, ...]] = (
 )
 # An allocation a person made (or confirmed) is never touched by a rule.
 MANUAL_RULE: Final = "manual"
+# Payments the ledger already holds are applied as the ledger records them (never matched again).
+LEDGER_RULE = "ledger_record"
 
 
 class Confidences(BaseModel):

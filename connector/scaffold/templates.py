@@ -133,7 +133,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from providers.base import ProviderSettings
+from connector.providers.base import ProviderSettings
 
 
 class {cls}Settings(ProviderSettings):
@@ -159,7 +159,7 @@ import httpx
 
 from connector.http import BearerAuth, ProviderHttp, RateLimiter, RetryPolicy
 from connector.model import Action
-from providers.base import ActionResult, Page, Provider, ProviderSettings, TokenStore
+from connector.providers.base import ActionResult, Page, Provider, ProviderSettings, TokenStore
 from {package}.settings import {cls}Settings
 
 

@@ -15,8 +15,8 @@ import threading
 import time
 from datetime import timedelta
 
-from state import units as work
-from state.store import Store
+from connector.state import units as work
+from connector.state.store import Store
 
 logger = logging.getLogger("connector.service")
 

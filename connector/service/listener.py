@@ -22,8 +22,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from connector import webhooks
 from connector.service.loop import Service
-from state import units as work
+from connector.state import units as work
 
 logger = logging.getLogger("connector.service")
 
@@ -77,8 +78,6 @@ class Listener:
 
     def webhook(self, provider: str, connection_name: str | None, method: str, path: str, headers: dict[str, str],
                 body: bytes) -> tuple[int, bytes]:
-        from connector import webhooks
-
         metrics = self.service.metrics
         config = self.service.config
         candidates = [c for c in config.connections.values()

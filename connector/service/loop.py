@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -28,19 +26,18 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from croniter import croniter
 
+from connector import pipeline
 from connector.config import Config, Connection
-from connector.errors import ConfigError, UsageError
+from connector.errors import ConfigError, UsageError, first_line
 from connector.http import observe_responses
-from connector.link_engine import link_all
-from connector.reconcile_engine import run_reconciliation
+from connector.providers.registry import Registry, installed
 from connector.service.heartbeat import Heartbeat
 from connector.service.metrics import OUTBOX_STATES, Metrics
-from connector.sync import StreamReport, SyncEngine, first_line
-from connector.writeback import apply, plan
-from providers.registry import Registry, installed
-from state import units as work
-from state.store import Store
-from state.tables import table
+from connector.state import units as work
+from connector.state.store import Store
+from connector.state.tables import table
+from connector.sync import StreamReport
+from connector.workers import dead_local_workers, worker_id
 
 logger = logging.getLogger("connector.service")
 
@@ -73,7 +70,7 @@ class Service:
     config: Config
     store: Store
     every: timedelta
-    worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    worker: str = field(default_factory=worker_id)
     metrics: Metrics = field(default_factory=Metrics)
     registry: Registry = field(default_factory=installed)
     lease: timedelta = timedelta(minutes=10)
@@ -207,8 +204,8 @@ class Service:
         error = None
         with Heartbeat(self.store, unit.unit, self.worker, lease=self.lease, stop=self.stop, period=self.heartbeat) as heartbeat:
             try:
-                engine = SyncEngine(self.config, self.store, self.registry, stop=heartbeat.halt)
-                report = engine.run(connections=[unit.connection], streams=[unit.stream], link=False)
+                report = pipeline.sync(self.config, self.store, self.registry, connections=[unit.connection],
+                                       streams=[unit.stream], stop=heartbeat.halt, then_link=False)
                 for stream in report.streams:
                     self._count(stream)
                     if stream.status == "failed":
@@ -250,11 +247,9 @@ class Service:
         error = None
         with Heartbeat(self.store, unit.unit, self.worker, lease=self.lease, stop=self.stop, period=self.heartbeat):
             try:
-                link_all(self.config, self.store, self.registry)
-                summary = run_reconciliation(self.config, self.store, registry=self.registry)
+                summary, _ = pipeline.reconcile_and_plan(self.config, self.store, self.registry)
                 self.metrics.allocations.inc(len(summary.applied))
                 self.metrics.proposals.set(len(summary.proposals))
-                plan(self.config, self.store, self.registry)
             except Exception as exc:
                 error = first_line(exc)
                 logger.exception("reconcile and plan failed")
@@ -263,7 +258,7 @@ class Service:
 
     def _apply(self) -> None:
         try:
-            report = apply(self.config, self.store, self.registry, worker=self.worker)
+            report = pipeline.apply(self.config, self.store, self.registry, worker=self.worker)
         except Exception:
             logger.exception("apply failed")
             report = None
@@ -298,11 +293,10 @@ class Service:
         Taking it again while held is a no-op."""
         if self.store.engine.dialect.name != "sqlite" or self._holds_sqlite_lock:
             return
-        from connector.writeback import _dead_local_workers
 
         with self.store.session() as session:
             holders = [r["owner"] for r in work.units(session) if r["unit"] == work.SERVICE_UNIT and r["owner"]]
-            alive = bool(holders) and not _dead_local_workers([str(h) for h in holders])
+            alive = bool(holders) and not dead_local_workers([str(h) for h in holders])
             holder = work.take_service_lock(session, self.worker, lease=timedelta(days=3650), alive=alive)
         if holder:
             raise UsageError(

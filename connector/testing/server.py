@@ -23,6 +23,8 @@ from urllib.parse import parse_qs
 import httpx
 
 from connector.http import dumps_exact
+from connector.sandbox.common import Request
+from connector.sandbox.server import Sandbox
 from connector.testing.config import KitConfig, Route
 
 Api = Callable[[httpx.Request], httpx.Response]
@@ -193,9 +195,6 @@ def sandbox_api(data: dict[str, Any] | None = None, **options: Any) -> Callable[
     process). Returns a factory: each check gets a fresh sandbox with `data`."""
 
     def make() -> Api:
-        from connector.sandbox.common import Request
-        from connector.sandbox.server import Sandbox
-
         sandbox = Sandbox(data or {}, **{"limits": "off", **options})
 
         def handle(request: httpx.Request) -> httpx.Response:

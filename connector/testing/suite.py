@@ -27,8 +27,12 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from connector.errors import PaginationLoopError
 from connector.http import ProviderHttp, RetryPolicy
+from connector.mappings.mapper import Mapper, get_path, load_mapping
+from connector.mappings.spec import as_field
 from connector.model import Action, Ref
 from connector.money import Money, currency_exponent
+from connector.providers.base import ActionResult, Page, Provider, ProviderSettings, secret_fields
+from connector.providers.registry import contract_problems
 from connector.testing.config import (
     ActionCase,
     KitConfig,
@@ -44,10 +48,6 @@ from connector.testing.server import (
     RecordedApi,
     json_response,
 )
-from mappings.mapper import Mapper, get_path, load_mapping
-from mappings.spec import as_field
-from providers.base import ActionResult, Page, Provider, ProviderSettings, secret_fields
-from providers.registry import contract_problems
 
 CONNECTION = "kit"
 # Page boundaries the moment check resumes from, at most (spread over the read).

@@ -5,7 +5,7 @@
     provider.py   HubSpotProvider: streams and actions
 """
 
-from providers.hubspot.provider import HubSpotProvider
-from providers.hubspot.settings import HubSpotSettings
+from connector.providers.hubspot.provider import HubSpotProvider
+from connector.providers.hubspot.settings import HubSpotSettings
 
 __all__ = ["HubSpotProvider", "HubSpotSettings"]

@@ -34,9 +34,9 @@ from connector.http import (
     decode_json,
 )
 from connector.model import Action
-from providers.base import ActionResult, Page, Provider, ProviderSettings, TokenStore
-from providers.hubspot.search import SearchCursor, SearchWindows, epoch_ms
-from providers.hubspot.settings import WRITABLE, HubSpotSettings
+from connector.providers.base import ActionResult, Page, Provider, ProviderSettings, TokenStore
+from connector.providers.hubspot.search import SearchCursor, SearchWindows, epoch_ms
+from connector.providers.hubspot.settings import WRITABLE, HubSpotSettings
 
 PROVIDER = "hubspot"
 REQUEST_ID_HEADERS = ("X-HubSpot-Correlation-Id", "X-Request-Id")
@@ -60,7 +60,7 @@ class HubSpotProvider(Provider):
     name: ClassVar[str] = PROVIDER
     kind = "crm"
     settings_model = HubSpotSettings
-    mapping_file = "mappings:hubspot.toml"
+    mapping_file = "connector.mappings:hubspot.toml"
     streams = ("companies", "contacts", "deals", "invoices")
     actions = ("update_properties", "create_note", "create_task")
 

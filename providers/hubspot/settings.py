@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from providers.base import ProviderSettings
+from connector.providers.base import ProviderSettings
 
 HUBSPOT_API = "https://api.hubapi.com"
 HUBSPOT_TOKEN_URL = "https://api.hubapi.com/oauth/v1/token"

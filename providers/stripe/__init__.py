@@ -5,7 +5,7 @@ balance transactions and credit notes in; invoices marked paid out of band, sent
     StripeSettings                      its settings (docs/providers/stripe.md)
 """
 
-from providers.stripe.provider import StripeProvider
-from providers.stripe.settings import StripeSettings
+from connector.providers.stripe.provider import StripeProvider
+from connector.providers.stripe.settings import StripeSettings
 
 __all__ = ["StripeProvider", "StripeSettings"]

@@ -50,13 +50,13 @@ from connector.http import (
     decode_json,
     iter_pages,
 )
+from connector.mappings.transforms import stripe_exponent
 from connector.model import Action
 from connector.money import Money
-from mappings.transforms import stripe_exponent
-from providers.base import ActionResult, Page, Provider, TokenStore
-from providers.stripe import cursor as cursors
-from providers.stripe.settings import StripeSettings
-from providers.stripe.streams import STREAMS, StreamDef
+from connector.providers.base import ActionResult, Page, Provider, TokenStore
+from connector.providers.stripe import cursor as cursors
+from connector.providers.stripe.settings import StripeSettings
+from connector.providers.stripe.streams import STREAMS, StreamDef
 
 _DAY = 86400
 # No Stripe object is older than this (2010-01-01): a window open below is not split under it.
@@ -211,7 +211,7 @@ class StripeProvider(Provider):
     name = "stripe"
     kind = "gateway"
     settings_model = StripeSettings
-    mapping_file = "mappings:stripe.toml"
+    mapping_file = "connector.mappings:stripe.toml"
     streams = tuple(STREAMS)
     actions = ("mark_paid", "send_invoice", "void_invoice")
 

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 from pydantic import Field, SecretStr
 
-from providers.base import ProviderSettings
+from connector.providers.base import ProviderSettings
 
 # The version of the official OpenAPI document we test against (../shared/specs).
 PINNED_API_VERSION = "2023-08-16"

@@ -1,6 +1,6 @@
 """Xero (accounting ledger): entry point `providers.xero:XeroProvider`."""
 
-from providers.xero.provider import XeroProvider
-from providers.xero.settings import XeroSettings
+from connector.providers.xero.provider import XeroProvider
+from connector.providers.xero.settings import XeroSettings
 
 __all__ = ["XeroProvider", "XeroSettings"]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mappings.transforms import parse_dotnet_date, parse_iso_datetime
+from connector.mappings.transforms import parse_dotnet_date, parse_iso_datetime
 
 
 def load_cursor(cursor: str | None) -> datetime | None:

@@ -18,7 +18,7 @@ from connector.http import (
     decode_json,
 )
 from connector.model import Action
-from providers.base import (
+from connector.providers.base import (
     ActionResult,
     Page,
     Provider,
@@ -26,9 +26,9 @@ from providers.base import (
     ProviderSettings,
     TokenStore,
 )
-from providers.xero import incremental
-from providers.xero.settings import XeroSettings
-from providers.xero.writes import (
+from connector.providers.xero import incremental
+from connector.providers.xero.settings import XeroSettings
+from connector.providers.xero.writes import (
     accepted_payment,
     check_invoice,
     fee_request,
@@ -46,7 +46,7 @@ class XeroProvider(Provider):
     name: ClassVar[str] = "xero"
     kind: ClassVar[ProviderKind] = "ledger"
     settings_model: ClassVar[type[ProviderSettings]] = XeroSettings
-    mapping_file: ClassVar[str | None] = "mappings:xero.toml"
+    mapping_file: ClassVar[str | None] = "connector.mappings:xero.toml"
     streams: ClassVar[tuple[str, ...]] = ("contacts", "invoices", "credit_notes", "payments")
     actions: ClassVar[tuple[str, ...]] = ("record_payment", "record_fee", "send_invoice")
 

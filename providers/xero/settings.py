@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import Field, SecretStr
 
-from providers.base import ProviderSettings
+from connector.providers.base import ProviderSettings
 
 XERO_API = "https://api.xero.com/api.xro/2.0"
 XERO_TOKEN_URL = "https://identity.xero.com/connect/token"

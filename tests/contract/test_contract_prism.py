@@ -15,10 +15,10 @@ import pytest
 
 from connector.errors import InvalidRequestError, PaginationLoopError
 from connector.model import Action, Ref
-from providers.hubspot import HubSpotProvider
-from providers.hubspot.settings import HubSpotSettings
-from providers.xero import XeroProvider
-from providers.xero.settings import XeroSettings
+from connector.providers.hubspot import HubSpotProvider
+from connector.providers.hubspot.settings import HubSpotSettings
+from connector.providers.xero import XeroProvider
+from connector.providers.xero.settings import XeroSettings
 from support.prism import ExchangeRecorder, prism
 
 pytestmark = pytest.mark.slow

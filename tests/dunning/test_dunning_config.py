@@ -7,7 +7,7 @@ import pytest
 from connector.config import Config
 from connector.errors import ConfigError
 from connector.model import Customer, Ref
-from connector.reminders import dunning_section, policy_chooser
+from connector.dunning.run import dunning_section, policy_chooser
 
 
 def config(dunning):

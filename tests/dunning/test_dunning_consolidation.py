@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_dunning_policy import case, codes, customer, invoice, run
+from support.dunning_cases import case, codes, customer, invoice, run
 
 from connector.money import Money
 

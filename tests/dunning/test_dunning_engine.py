@@ -9,11 +9,11 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from dunning_book import Book
+from support.dunning_book import Book
 
 from connector.model import Allocation, Money
-from connector.reminders import already_reminded, build_plan, queue, reminder_history
-from state import reconciliation as decisions
+from connector.dunning.run import already_reminded, build_plan, queue, reminder_history
+from connector.state import reconciliation as decisions
 
 JAN_2 = date(2026, 1, 2)
 FEB_2 = JAN_2 + timedelta(days=31)
@@ -74,7 +74,7 @@ def test_a_parked_reminder_does_not_count_as_sent(book):
     book.invoice("INV-1", "acme", "100.00", JAN_2 - timedelta(days=3))
     queue(book.config, book.store, JAN_2)
     [email] = messages(book, JAN_2)
-    from state import outbox
+    from connector.state import outbox
 
     with book.store.session() as session:
         outbox.claim(session, "w", lease=timedelta(minutes=5), limit=10)

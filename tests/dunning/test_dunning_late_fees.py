@@ -5,9 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from test_dunning_policy import case, invoice, run
+from support.dunning_cases import case, invoice, run
 
-from connector.dunning import DunningPolicy, Step
+from connector.dunning.policy import DunningPolicy, Step
 from connector.money import Money
 
 

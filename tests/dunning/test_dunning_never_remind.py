@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from test_dunning_policy import AS_OF, case, codes, customer, invoice, run
+from support.dunning_cases import AS_OF, case, codes, customer, invoice, run
 
-from connector.dunning import instalments_on_time
+from connector.dunning.policy import instalments_on_time
 from connector.model import PaymentPlan
 from connector.money import Money
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from test_dunning_policy import AS_OF, case, codes, invoice, run
+from support.dunning_cases import AS_OF, case, codes, invoice, run
 
-from connector.dunning import Every, parse_every, payment_plan, plan_from_terms, split_in_instalments
+from connector.dunning.policy import Every, parse_every, payment_plan, plan_from_terms, split_in_instalments
 from connector.model import PaymentPlan
 from connector.money import Money
 

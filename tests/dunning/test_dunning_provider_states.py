@@ -11,13 +11,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from dunning_book import Book
+from support.dunning_book import Book
 
 from connector.model import Money
-from connector.reminders import apply_provider_states, build_plan
-from mappings.mapper import load_mapping
-from providers.hubspot import HubSpotProvider, HubSpotSettings
-from providers.xero.provider import XeroProvider
+from connector.dunning.states import apply_provider_states
+from connector.dunning.run import build_plan
+from connector.mappings.mapper import load_mapping
+from connector.providers.hubspot import HubSpotProvider, HubSpotSettings
+from connector.providers.xero.provider import XeroProvider
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TODAY = date.today()

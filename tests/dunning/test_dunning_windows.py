@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from test_dunning_policy import case, codes, invoice, run
+from support.dunning_cases import case, codes, invoice, run
 
 from connector.money import Money
 

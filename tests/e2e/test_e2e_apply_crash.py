@@ -7,10 +7,10 @@ from datetime import date
 
 import pytest
 
-from apply_crash import crash_and_finish, prepare
+from support.apply_crash import crash_and_finish, prepare
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
-from e2e_support import with_credentials
+from support.e2e import with_credentials
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ import pytest
 
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
-from e2e_support import stored_views, sync_sandbox, with_credentials
-from state.store import open_store
+from support.e2e import stored_views, sync_sandbox, with_credentials
+from connector.state.store import open_store
 
 pytestmark = pytest.mark.slow
 

@@ -8,10 +8,10 @@ from datetime import date
 import pytest
 
 from connector.config import load_config
-from connector.link_engine import link_all
+from connector.linking.run import link_all
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
-from e2e_support import sync_sandbox, with_credentials
+from support.e2e import sync_sandbox, with_credentials
 
 pytestmark = pytest.mark.slow
 

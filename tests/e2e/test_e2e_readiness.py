@@ -11,11 +11,11 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from conftest_db import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
+from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
 from connector.config import Config
 from connector.service.listener import Listener
 from connector.service.loop import Service
-from state.store import open_store
+from connector.state.store import open_store
 
 pytestmark = pytest.mark.slow
 

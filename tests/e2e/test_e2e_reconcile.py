@@ -8,11 +8,11 @@ from decimal import Decimal
 import pytest
 
 from connector.config import load_config
-from connector.reconcile_engine import run_reconciliation
+from connector.reconcile.run import run_reconciliation
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
-from e2e_support import sync_sandbox, with_credentials
-from state import reconciliation as decisions
+from support.e2e import sync_sandbox, with_credentials
+from connector.state import reconciliation as decisions
 
 pytestmark = pytest.mark.slow
 

@@ -10,16 +10,16 @@ from datetime import date, timedelta
 import pytest
 
 from connector.config import load_config
-from connector.dunning import DunningPolicy, Every
+from connector.dunning.policy import DunningPolicy, Every
 from connector.model import invoice_position
-from connector.reconcile_engine import LEDGER_RULE
-from connector.reminders import already_reminded, build_plan, reminder_history
+from connector.reconcile.types import LEDGER_RULE
+from connector.dunning.run import already_reminded, build_plan, reminder_history
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
-from e2e_support import sync_sandbox, with_credentials, write_counts
-from state import reconciliation as decisions
-from state.store import open_store
-from state.tables import table
+from support.e2e import sync_sandbox, with_credentials, write_counts
+from connector.state import reconciliation as decisions
+from connector.state.store import open_store
+from connector.state.tables import table
 
 pytestmark = pytest.mark.slow
 

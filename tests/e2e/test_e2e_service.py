@@ -26,16 +26,17 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from conftest_db import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
+from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
+from connector import pipeline
 from connector.config import load_config
 from connector.errors import UsageError
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.service.listener import Listener
 from connector.service.loop import Service
-from e2e_support import sync_sandbox, with_credentials
-from state import units
-from state.store import open_store
+from support.e2e import sync_sandbox, with_credentials
+from connector.state import units
+from connector.state.store import open_store
 
 pytestmark = pytest.mark.slow
 
@@ -242,15 +243,9 @@ def left_for_next_tick(config_path: Path, store) -> Counter[str]:
     did not record in the ledger, a fee, a gateway invoice to mark paid, a reminder). CRM
     property updates are left out: they follow from the tick's own writes being done (after a
     single worker's tick too)."""
-    from connector.link_engine import link_all
-    from connector.reconcile_engine import run_reconciliation
-    from connector.writeback import plan
-
     config = load_config(str(config_path))
     known = {row["id"] for row in outbox_rows(store)}
-    link_all(config, store)
-    run_reconciliation(config, store)
-    plan(config, store)
+    pipeline.reconcile_and_plan(config, store)
     return Counter(f"{row['connection']} {row['kind']}" for row in outbox_rows(store)
                    if row["id"] not in known and row["kind"] != "update_properties")
 

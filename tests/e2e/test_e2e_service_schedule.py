@@ -11,16 +11,16 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from connector import pipeline
 from connector.config import load_config
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
-from connector.service import loop
 from connector.service.heartbeat import Heartbeat
 from connector.service.loop import Service
 from connector.sync import SyncEngine
-from e2e_support import sync_sandbox, with_credentials
-from state import units
-from state.store import open_store
+from support.e2e import sync_sandbox, with_credentials
+from connector.state import units
+from connector.state.store import open_store
 
 pytestmark = pytest.mark.slow
 
@@ -147,7 +147,7 @@ def test_a_unit_outlasting_its_lease_in_a_live_worker_is_not_taken_over(book, tm
     with Sandbox(book, limits="off") as sandbox:
         config, store = setup_config(sandbox, tmp_path)
         service = Service(config, store, timedelta(hours=1), worker="host-a:1", lease=lease, heartbeat=0.05)
-        original_link_all = loop.link_all
+        original_link = pipeline.link
 
         def long_reconcile(*args, **kwargs):
             clock[0] = start + lease * 0.8
@@ -156,9 +156,9 @@ def test_a_unit_outlasting_its_lease_in_a_live_worker_is_not_taken_over(book, tm
             clock[0] = start + lease * 1.2  # the lease it claimed with has run out
             with store.session() as session:
                 taken_over.extend(units.claim(session, "host-b:2", lease=lease, kinds=("reconcile",)))
-            return original_link_all(*args, **kwargs)
+            return original_link(*args, **kwargs)
 
-        monkeypatch.setattr(loop, "link_all", long_reconcile)
+        monkeypatch.setattr(pipeline, "link", long_reconcile)
         service.run(max_ticks=1)
         row = unit_rows(store)["reconcile"]
     assert taken_over == []

@@ -16,7 +16,7 @@ from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.sync import StreamReport, SyncReport
 from support.prism import ExchangeRecorder
-from e2e_support import stored_views, sync_sandbox, with_credentials
+from support.e2e import stored_views, sync_sandbox, with_credentials
 
 pytestmark = pytest.mark.slow
 

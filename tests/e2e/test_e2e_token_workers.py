@@ -10,18 +10,18 @@ from datetime import date
 
 import pytest
 
-from conftest_db import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
+from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
-from e2e_support import sync_sandbox, with_credentials
+from support.e2e import sync_sandbox, with_credentials
 
 pytestmark = pytest.mark.slow
 
 WORKER = textwrap.dedent("""
     import sys, time
     from connector.config import load_config
-    from connector.sync import open_provider
-    from state.store import open_store
+    from connector.connections import open_provider
+    from connector.state.store import open_store
     config = load_config(sys.argv[1])
     store = open_store(config.database_url)
     provider = open_provider(config.connection("ledger"), store)

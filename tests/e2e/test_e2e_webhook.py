@@ -22,8 +22,8 @@ from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.service.listener import Listener
 from connector.service.loop import Service
-from e2e_support import sync_sandbox, with_credentials
-from mappings.transforms import stripe_exponent
+from support.e2e import sync_sandbox, with_credentials
+from connector.mappings.transforms import stripe_exponent
 
 pytestmark = pytest.mark.slow
 

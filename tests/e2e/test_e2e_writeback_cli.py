@@ -14,13 +14,13 @@ import sqlalchemy as sa
 
 from connector.config import load_config
 from connector.demo import DEMO_CREDENTIALS, demo_config
-from connector.reconcile_engine import run_reconciliation
+from connector.reconcile.run import run_reconciliation
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
-from connector.writeback import BACKOFF, MAX_ATTEMPTS
-from e2e_support import effect_counts, sync_sandbox, with_credentials
-from state.store import open_store
-from state.tables import table
+from connector.writeback.apply import BACKOFF, MAX_ATTEMPTS
+from support.e2e import effect_counts, sync_sandbox, with_credentials
+from connector.state.store import open_store
+from connector.state.tables import table
 
 pytestmark = pytest.mark.slow
 

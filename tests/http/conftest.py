@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from connector.http import RetryPolicy
-from http_fakes import FakeClock
+from support.http_fakes import FakeClock
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from connector.errors import AuthenticationError
 from connector.http import Limit, OAuthTokenManager, ProviderHttp, RateLimiter, RetryPolicy
 
-from http_fakes import BASE, FakeClock, MemoryTokenStore
+from support.http_fakes import BASE, FakeClock, MemoryTokenStore
 
 TOKEN_URL = "https://identity.example.test/connect/token"
 SECRET = "client-secret-value-123"

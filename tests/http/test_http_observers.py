@@ -8,7 +8,7 @@ import respx
 from connector.http import ProviderHttp, RetryPolicy, observe_responses
 from connector.service.metrics import Metrics
 
-from http_fakes import BASE
+from support.http_fakes import BASE
 
 
 def metric_value(metrics: Metrics, status: str) -> float:

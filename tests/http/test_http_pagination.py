@@ -6,7 +6,7 @@ import pytest
 from connector.errors import PaginationLoopError
 from connector.http import CursorPaginator, LastIdPaginator, PageNumberPaginator, ProviderHttp, iter_pages
 
-from http_fakes import BASE
+from support.http_fakes import BASE
 
 
 def serve(pages: dict[str | None, dict]) -> tuple[ProviderHttp, list[httpx.Request]]:

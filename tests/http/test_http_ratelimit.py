@@ -9,7 +9,7 @@ import pytest
 from connector.errors import RateLimitDeferred
 from connector.http import ROUND_TRIP, Limit, ProviderHttp, RateLimiter
 
-from http_fakes import BASE, FakeClock
+from support.http_fakes import BASE, FakeClock
 
 
 def limiter(spec, clock: FakeClock, **kw) -> RateLimiter:

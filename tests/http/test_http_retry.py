@@ -24,7 +24,7 @@ from connector.http import (
     parse_retry_after,
 )
 
-from http_fakes import BASE
+from support.http_fakes import BASE
 
 
 def make_http(policy: RetryPolicy, **kw: object) -> ProviderHttp:

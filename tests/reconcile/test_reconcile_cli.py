@@ -18,7 +18,7 @@ import pytest
 
 from connector.model import Customer, Invoice, Payment, Ref
 from connector.money import Money
-from state.store import open_store
+from connector.state.store import open_store
 
 
 def _invoice(id_, number, customer, total, currency, due):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from test_reconcile_invariants import RECEIVED, inv, pay
+from support.reconcile_cases import RECEIVED, inv, pay
 
 from connector.reconcile import reconcile
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_reconcile_invariants import inv, pairs, pay
+from support.reconcile_cases import inv, pairs, pay
 
 from connector.reconcile import mentions, number_keys, reconcile
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_reconcile_invariants import alloc, check_invariants, inv, pairs, pay
+from support.reconcile_cases import alloc, check_invariants, inv, pairs, pay
 
 from connector.money import Money
 from connector.reconcile import reconcile

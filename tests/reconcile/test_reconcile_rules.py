@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from test_reconcile_invariants import RECEIVED, check_invariants, inv, pairs, pay
+from support.reconcile_cases import RECEIVED, check_invariants, inv, pairs, pay
 
 from connector.money import Money
 from connector.reconcile import ReconcileConfig, reconcile

@@ -27,9 +27,9 @@ from connector.model import (
     invoice_position,
 )
 from connector.money import Money
-from connector.reconcile_engine import invoice_allocations
-from state import reconciliation as decisions
-from state.store import open_store
+from connector.reconcile.run import invoice_allocations
+from connector.state import reconciliation as decisions
+from connector.state.store import open_store
 
 AS_OF = "2024-06-30"
 

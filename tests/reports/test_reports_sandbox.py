@@ -6,15 +6,15 @@ import json
 from datetime import date
 
 import pytest
-from e2e.e2e_support import sync_sandbox, with_credentials
+from support.e2e import sync_sandbox, with_credentials
 
 from connector.config import load_config
 from connector.model import Invoice, Ref
 from connector.money import Money
-from connector.reconcile_engine import run_reconciliation
+from connector.reconcile.run import run_reconciliation
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
-from state.store import open_store
+from connector.state.store import open_store
 
 pytestmark = pytest.mark.slow
 TODAY = date(2024, 9, 30)
@@ -72,7 +72,7 @@ def test_explain_a_gateway_payment_by_its_charge_id(run_cli, synced):
 
 def test_explain_shows_open_proposals_with_ranked_candidates(run_cli, synced):
     config, store = synced
-    from state import reconciliation as decisions
+    from connector.state import reconciliation as decisions
 
     with store.session() as session:
         proposals = decisions.load_proposals(session)

@@ -8,7 +8,7 @@ import socket
 
 import httpx
 import pytest
-from sandbox_harness import running
+from support.sandbox_harness import running
 
 from connector.sandbox import Sandbox, SandboxDataError
 

@@ -7,8 +7,8 @@ import time
 
 import httpx
 import pytest
-from sandbox_books import book
-from sandbox_harness import effects, hubspot, running, stripe, xero
+from support.sandbox_books import book
+from support.sandbox_harness import effects, hubspot, running, stripe, xero
 
 from connector.sandbox import Sandbox
 from connector.sandbox.common import Request

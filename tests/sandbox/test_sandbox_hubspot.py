@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from sandbox_books import T0, book, hubspot_object
-from sandbox_harness import check_hubspot_error, effects, hubspot, running
+from support.sandbox_books import T0, book, hubspot_object
+from support.sandbox_harness import check_hubspot_error, effects, hubspot, running
 
-from providers.hubspot.provider import HubSpotProvider
-from providers.hubspot.settings import HubSpotSettings
+from connector.providers.hubspot.provider import HubSpotProvider
+from connector.providers.hubspot.settings import HubSpotSettings
 
 
 def _search(client, object_type, filters, *, sorts=("hs_lastmodifieddate",), after="0", limit=100, properties=("dealname",)):

@@ -7,8 +7,8 @@ import json
 import threading
 
 import pytest
-from sandbox_books import book
-from sandbox_harness import TENANT, check_hubspot_error, hubspot, running, stripe, xero
+from support.sandbox_books import book
+from support.sandbox_harness import TENANT, check_hubspot_error, hubspot, running, stripe, xero
 from support.openapi import check_response
 
 from connector.http.ratelimit import RateLimiter

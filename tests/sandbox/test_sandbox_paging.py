@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sandbox_books import ACCOUNT_BANK, T0, hubspot_object, iso, stripe_book, xero_invoice
-from sandbox_harness import hubspot, running, stripe, xero
+from support.sandbox_books import ACCOUNT_BANK, T0, hubspot_object, iso, stripe_book, xero_invoice
+from support.sandbox_harness import hubspot, running, stripe, xero
 
 from connector.sandbox.common import parse_dotnet_date
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from sandbox_books import INVOICE_BILL, INVOICE_JPY, INVOICE_USD, book
-from sandbox_harness import check_hubspot_error, hubspot, running, stripe, xero
+from support.sandbox_books import INVOICE_BILL, INVOICE_JPY, INVOICE_USD, book
+from support.sandbox_harness import check_hubspot_error, hubspot, running, stripe, xero
 from support.openapi import check_response
 
 from connector.sandbox.common import loads

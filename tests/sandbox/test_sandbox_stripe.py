@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sandbox_books import T0, book, stripe_book
-from sandbox_harness import effects, running, stripe
+from support.sandbox_books import T0, book, stripe_book
+from support.sandbox_harness import effects, running, stripe
 
 
 def _walk(client, path, **params):

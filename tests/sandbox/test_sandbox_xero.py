@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import httpx
-from sandbox_books import (
+from support.sandbox_books import (
     ACCOUNT_BANK,
     INVOICE_JPY,
     INVOICE_KWD,
@@ -14,7 +14,7 @@ from sandbox_books import (
     book,
     xero_invoice,
 )
-from sandbox_harness import TENANT, effects, running, xero
+from support.sandbox_harness import TENANT, effects, running, xero
 
 from connector.sandbox.common import loads, parse_dotnet_date
 

@@ -21,7 +21,7 @@ from connector.config import load_config
 from connector.demo import demo_config
 from connector.service.listener import Listener
 from connector.service.loop import Service
-from state.store import open_store
+from connector.state.store import open_store
 
 XERO_KEY = "xero-webhook-key-for-listener-tests"
 HUBSPOT_SECRET = "hubspot-client-secret-for-listener-tests"

@@ -33,7 +33,7 @@ from connector_quickbooks.writes import (
     payment_request,
     refuse,
 )
-from providers.base import (
+from connector.providers.base import (
     ActionResult,
     Page,
     Provider,

@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import Field, SecretStr, field_validator
 
 from connector.money import normalise_currency
-from providers.base import ProviderSettings
+from connector.providers.base import ProviderSettings
 
 QBO_API = "https://quickbooks.api.intuit.com"
 QBO_SANDBOX_API = "https://sandbox-quickbooks.api.intuit.com"

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from connector.money import Money, to_decimal
-from mappings.transforms import TransformContext, parse_iso_datetime, transform
+from connector.mappings.transforms import TransformContext, parse_iso_datetime, transform
 
 SALES_LINE = "SalesItemLineDetail"
 

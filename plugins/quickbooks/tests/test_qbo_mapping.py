@@ -10,7 +10,7 @@ import pytest
 
 from connector.model import invoice_position
 from connector.money import Money
-from mappings.mapper import load_mapping
+from connector.mappings.mapper import load_mapping
 from qbo_support import credit_memo, customer, exact, invoice, payment, tombstone
 
 

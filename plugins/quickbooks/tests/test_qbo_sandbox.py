@@ -10,7 +10,7 @@ from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.sandbox.quickbooks_api import quickbooks_book
 from connector_quickbooks import QuickBooksProvider, QuickBooksSettings
-from mappings.mapper import load_mapping
+from connector.mappings.mapper import load_mapping
 from qbo_support import Store, credit_memo, customer, exact, invoice, payment
 
 REALM = "4620816365257778210"

@@ -1,0 +1,48 @@
+"""The configured connections as the stages use them: each one's provider (opened with its
+settings and the durable token store), its effective mapping, and its kind and rank (how far
+its word is trusted for facts the systems share)."""
+
+from __future__ import annotations
+
+from connector.config import Config, Connection
+from connector.errors import ConfigError
+from connector.mappings.mapper import Mapper, load_mapping
+from connector.providers.base import DEFAULT_SOURCE_PRIORITY, Provider
+from connector.providers.registry import Registry, installed
+from connector.state.store import Store
+from connector.state.token_store import StateTokenStore
+
+
+def open_provider(connection: Connection, store: Store, registry: Registry | None = None) -> Provider:
+    """The connection's provider, ready to read and write; the caller closes it."""
+    cls = (registry or installed()).get(connection.provider)
+    return cls(connection.settings, connection=connection.name, token_store=StateTokenStore(store))
+
+
+def mapping_location(provider: str, registry: Registry | None = None) -> str:
+    cls = (registry or installed()).get(provider)
+    if not cls.mapping_file:
+        raise ConfigError(f"provider {provider!r} declares no mapping file")
+    return cls.mapping_file
+
+
+def mapper_for(connection: Connection, registry: Registry | None = None) -> Mapper:
+    """The validated mapping one connection uses; a bad override is a ConfigError naming it."""
+    location = mapping_location(connection.provider, registry)
+    return load_mapping(location, connection=connection.name, overrides=connection.settings.mapping)
+
+
+def rank_of(connection: Connection, kind: str) -> int:
+    """How far the connection is trusted for shared facts: its `source_priority`, else by kind."""
+    configured = connection.settings.source_priority
+    return configured if configured is not None else DEFAULT_SOURCE_PRIORITY[kind]
+
+
+def system_ranks(config: Config, registry: Registry | None = None) -> dict[str, tuple[str, int]]:
+    """connection -> (provider kind, rank) for every configured connection."""
+    registry = registry or installed()
+    out = {}
+    for name, connection in config.connections.items():
+        kind = registry.get(connection.provider).kind
+        out[name] = (kind, rank_of(connection, kind))
+    return out

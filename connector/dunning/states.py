@@ -1,0 +1,160 @@
+"""The collections states the providers hold (a deal disputed in the CRM, a promise to pay in
+the ledger, a payment plan, a paused company), copied into the finance-owned columns after
+linking, unless finance set the column by hand (`connector dispute`, `promise`,
+`plan-payments`, `pause`): finance's word wins."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+
+from connector.config import Config
+from connector.connections import system_ranks
+from connector.dunning.policy import plan_from_terms
+from connector.model import Invoice, PaymentPlan
+from connector.providers.registry import Registry
+from connector.state import linking as state_linking
+from connector.state.bookkeeping import audit
+from connector.state.store import Store
+from connector.state.tables import table
+
+logger = logging.getLogger(__name__)
+
+
+# The audit actions by which finance sets a collections state by hand: (kind, column).
+FINANCE_SET = {
+    "dispute": ("invoice", "disputed"),
+    "dispute_cleared": ("invoice", "disputed"),
+    "promise": ("invoice", "promise_to_pay"),
+    "payment_plan": ("invoice", "payment_plan"),
+    "payment_plan_cleared": ("invoice", "payment_plan"),
+    "pause": ("customer", "paused"),
+    "resume": ("customer", "paused"),
+}
+
+
+PROVIDER_STATE = "provider_state"
+
+
+def set_by_finance(session: Any) -> set[tuple[str, str, str]]:
+    """(kind, record id, column) of every collections state finance set by hand."""
+    log = table("audit_log")
+    query = sa.select(log.c.action, log.c.subject_id).where(log.c.action.in_(list(FINANCE_SET)))
+    return {(FINANCE_SET[action][0], str(subject), FINANCE_SET[action][1])
+            for action, subject in session.execute(query) if subject}
+
+
+@dataclass(frozen=True)
+class _Stated:
+    value: Any
+    system: str
+    remote: str  # "deal 9000018"
+
+
+def apply_provider_states(config: Config, store: Store, registry: Registry | None = None) -> int:
+    """Copy the collections states the providers hold into the finance-owned columns: an
+    invoice disputed in any system is disputed; the promise to pay and the payment plan of
+    the most trusted system that states one; a customer paused in any system is paused.
+    A column finance set by hand keeps finance's value. Each change is audit-logged with the
+    system it came from; returns the number of changes."""
+
+    ranks = {name: rank for name, (_, rank) in system_ranks(config, registry).items()}
+    changed = 0
+    with store.session() as session:
+        finance = set_by_finance(session)
+        invoice_views = _views_by_entity(state_linking.ref_views(session, "invoice"), ranks)
+        customer_views = _views_by_entity(state_linking.ref_views(session, "customer"), ranks)
+        for invoice in store.list_invoices(session=session):
+            views = invoice_views.get(invoice.id or "", [])
+            stated = {
+                "disputed": _first(views, lambda data: True if data.get("disputed") is True else None, default=False),
+                "promise_to_pay": _first(views, lambda data: _date(data.get("promise_to_pay"))),
+                "payment_plan": _first(views, lambda data: _stated_plan(data, invoice)),
+            }
+            current = {"disputed": invoice.disputed, "promise_to_pay": invoice.promise_to_pay,
+                       "payment_plan": invoice.payment_plan}
+            changed += _apply(session, "invoice", invoice.id or "", invoice.number or invoice.id or "?",
+                              stated, current, finance)
+        for customer in store.list_customers(session=session):
+            views = customer_views.get(customer.id or "", [])
+            stated = {"paused": _first(views, lambda data: True if data.get("paused") is True else None, default=False)}
+            changed += _apply(session, "customer", customer.id or "", customer.name, stated,
+                              {"paused": customer.paused}, finance)
+    return changed
+
+
+def _views_by_entity(rows: list[dict[str, Any]], ranks: dict[str, int]) -> dict[str, list[dict[str, Any]]]:
+    """Each record's views, the most trusted system first."""
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in sorted(rows, key=lambda r: (-ranks.get(r["system"], 0), r["system"], r["remote_id"])):
+        out[row["entity_id"]].append(row)
+    return out
+
+
+def _first(views: list[dict[str, Any]], read: Any, default: Any = None) -> _Stated:
+    for view in views:
+        value = read(view["data"] or {})
+        if value is not None:
+            return _Stated(value, view["system"], f"{view['object_type']} {view['remote_id']}")
+    return _Stated(default, "", "")
+
+
+def _date(value: Any) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+def _stated_plan(data: dict[str, Any], invoice: Invoice) -> PaymentPlan | None:
+    """A plan a mapping gives whole (`payment_plan`), or in words as a hint ("3 monthly
+    instalments", from the first instalment on the invoice's due date over its total)."""
+    if data.get("payment_plan"):
+        try:
+            return PaymentPlan.model_validate(data["payment_plan"])
+        except ValidationError:
+            return None
+    words = ((data.get("_sync") or {}).get("hints") or {}).get("payment_plan")
+    if not words or invoice.due_date is None:
+        return None
+    try:
+        return plan_from_terms(str(words), invoice.total, invoice.due_date)
+    except ValueError as exc:
+        logger.warning("payment plan of %s not read: %s", invoice.number or invoice.id, exc)
+        return None
+
+
+_WORDS = {
+    "disputed": lambda v: "disputed" if v else "no longer disputed",
+    "promise_to_pay": lambda v: f"promised to pay by {v}" if v else "no promise to pay",
+    "payment_plan": lambda v: (f"on a payment plan of {len(v.instalments)} instalments" if v else "no payment plan"),
+    "paused": lambda v: "paused (no reminders)" if v else "no longer paused",
+}
+
+
+def _apply(session: Any, kind: str, record_id: str, label: str, stated: dict[str, _Stated],
+           current: dict[str, Any], finance: set[tuple[str, str, str]]) -> int:
+    rows = table("invoices" if kind == "invoice" else "customers")
+    changes = {}
+    for column, said in stated.items():
+        if (kind, record_id, column) in finance or said.value == current[column]:
+            continue
+        changes[column] = said
+    if not changes:
+        return 0
+    values = {c: (s.value.model_dump(mode="json") if isinstance(s.value, PaymentPlan) else s.value) for c, s in changes.items()}
+    session.execute(sa.update(rows).where(rows.c.id == record_id).values(**values))
+    for column, said in changes.items():
+        source = f"{said.system} {said.remote}" if said.system else "no system states it any more"
+        audit(session, said.system or "sync", PROVIDER_STATE, kind, record_id,
+              {"field": column, "value": values[column], "system": said.system or None, "from": said.remote or None},
+              f"{label}: {_WORDS[column](said.value)}" + (f", as {source} states" if said.system else f": {source}"))
+    return len(changes)

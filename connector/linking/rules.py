@@ -1,0 +1,270 @@
+"""Which records of different systems are the same customer, invoice or payment.
+
+Pure: views in, links out; `connector.linking.run` reads the views from the state store and
+applies the links. Rules, strongest first, each recorded on the link it makes:
+
+Customers
+    explicit_id     one system names the other's id (Stripe `metadata.xero_contact_id`)
+    email           the same billing e-mail address
+    name            the same name once case, punctuation and spacing are ignored
+Invoices
+    explicit_id     one system names the other's id (Stripe `metadata.xero_invoice_id`)
+    invoice_number  the same invoice number (normalised) in the same currency
+    customer_amount_date  same customer, currency and total, issued within a few days, and
+                    no other candidate on either side
+Payments
+    explicit_id     the ledger's payment names the gateway's charge (Xero `Reference` = `ch_...`)
+
+A link never joins two records of the same system and object type, and a rule that finds
+several candidates links none of them (ambiguity is left visible, never guessed). The
+surviving canonical record is the one of the most trusted system (the ledger by default).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+# Hints whose value is another system's remote id: hint -> (that system's kind, object type).
+EXPLICIT_ID_HINTS: dict[str, tuple[str, str]] = {
+    "ledger_contact_id": ("ledger", "customer"),
+    "crm_company_id": ("crm", "customer"),
+    "gateway_customer_id": ("gateway", "customer"),
+    "ledger_invoice_id": ("ledger", "invoice"),
+    "crm_deal_id": ("crm", "deal"),
+    "gateway_invoice_id": ("gateway", "invoice"),
+}
+DATE_WINDOW_DAYS = 3
+_LEGAL_SUFFIXES = re.compile(r"\b(inc|llc|ltd|limited|gmbh|ag|sa|s\.a|bv|plc|corp|co|kk|pty)\b\.?", re.I)
+
+
+@dataclass(frozen=True)
+class View:
+    """One system's record: enough of it to decide whether it is the same as another's."""
+
+    system: str
+    kind: str  # ledger / gateway / crm
+    object_type: str
+    remote_id: str
+    entity_id: str
+    rank: int
+    data: dict[str, Any] = field(hash=False, compare=False)
+    hints: dict[str, Any] = field(hash=False, compare=False, default_factory=dict)
+    links: dict[str, Any] = field(hash=False, compare=False, default_factory=dict)
+
+    @property
+    def slot(self) -> tuple[str, str]:
+        return (self.system, self.object_type)
+
+
+@dataclass(frozen=True)
+class Link:
+    survivor: str  # the canonical id that stays
+    member: str  # a canonical id merged into it
+    rule: str
+    reason: str
+
+
+class _Groups:
+    """Union-find over canonical ids that refuses a union putting two records of one system
+    and object type together."""
+
+    def __init__(self, views: Sequence[View]) -> None:
+        self.parent: dict[str, str] = {}
+        self.members: dict[str, list[View]] = defaultdict(list)
+        for view in views:
+            self.parent.setdefault(view.entity_id, view.entity_id)
+            self.members[view.entity_id].append(view)
+        self.rules: dict[str, tuple[str, str]] = {}
+
+    def find(self, entity: str) -> str:
+        root = entity
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[entity] != root:
+            self.parent[entity], entity = root, self.parent[entity]
+        return root
+
+    def union(self, a: str, b: str, rule: str, reason: str) -> bool:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return False
+        slots_a = {v.slot for v in self.members[ra]}
+        if any(v.slot in slots_a for v in self.members[rb]):
+            return False
+        self.parent[rb] = ra
+        self.members[ra].extend(self.members.pop(rb))
+        # the rule is remembered on the group that joined; its earlier members keep theirs
+        self.rules.setdefault(rb, (rule, reason))
+        return True
+
+    def links(self) -> list[Link]:
+        out = []
+        for views in self.members.values():
+            entities = {v.entity_id for v in views}
+            if len(entities) < 2:
+                continue
+            best = max(views, key=lambda v: (v.rank, v.kind == "ledger", v.system))
+            group_rules = [self.rules[e] for e in sorted(entities) if e in self.rules]
+            for entity in sorted(entities - {best.entity_id}):
+                # the root this member joined under may be the survivor itself: then the
+                # survivor's own joining rule is the one that bound them
+                rule, reason = self.rules.get(entity) or self.rules.get(best.entity_id) or group_rules[0]
+                out.append(Link(survivor=best.entity_id, member=entity, rule=rule, reason=reason))
+        return out
+
+
+def _explicit(groups: _Groups, views: Sequence[View], object_types: Iterable[str]) -> None:
+    wanted = set(object_types)
+    index = {(v.kind, v.object_type, v.remote_id): v for v in views}
+    for view in views:
+        for hint, (kind, object_type) in EXPLICIT_ID_HINTS.items():
+            value = view.hints.get(hint)
+            if not value or object_type not in wanted:
+                continue
+            other = index.get((kind, object_type, str(value)))
+            if other is not None and other.system != view.system:
+                groups.union(
+                    other.entity_id, view.entity_id, "explicit_id",
+                    f"{view.system} {view.object_type} {view.remote_id} names {other.system} "
+                    f"{other.object_type} {other.remote_id} ({hint})",
+                )
+
+
+def _unique_key_links(groups: _Groups, views: Sequence[View], key_of: Any, rule: str, describe: Any) -> None:
+    """Link records of different systems sharing a key, where each system has one record with
+    that key (a key two records of one system share is ambiguous and links nothing)."""
+    by_key: dict[Any, dict[tuple[str, str], list[View]]] = defaultdict(lambda: defaultdict(list))
+    for view in views:
+        for key in key_of(view):
+            by_key[key][view.slot].append(view)
+    for key, slots in sorted(by_key.items(), key=lambda item: repr(item[0])):
+        singles = [found[0] for found in slots.values() if len(found) == 1]
+        if len(singles) < 2:
+            continue
+        anchor = max(singles, key=lambda v: (v.rank, v.system))
+        for other in singles:
+            if other is not anchor:
+                groups.union(anchor.entity_id, other.entity_id, rule, describe(key, anchor, other))
+
+
+def normalise_number(value: Any) -> str | None:
+    """`INV-0042`, `inv 0042` and `INV0042` are one number; leading zeros of the digits are not
+    significant only when the prefixes agree, so they are kept in the key."""
+    if value in (None, ""):
+        return None
+    text = re.sub(r"[\s_\-./#]", "", str(value)).upper()
+    return text or None
+
+
+def normalise_name(value: Any) -> str | None:
+    if not value:
+        return None
+    text = _LEGAL_SUFFIXES.sub(" ", str(value).lower())
+    text = re.sub(r"[^a-z0-9]+", " ", text).strip()
+    return text or None
+
+
+def link_customers(views: Sequence[View]) -> list[Link]:
+    groups = _Groups(views)
+    _explicit(groups, views, ["customer"])
+
+    def emails(view: View) -> list[str]:
+        found = [e.strip().lower() for e in view.data.get("emails") or [] if isinstance(e, str) and "@" in e]
+        hint = view.hints.get("email")
+        if isinstance(hint, str) and "@" in hint:
+            found.append(hint.strip().lower())
+        return sorted(set(found))
+
+    _unique_key_links(groups, views, emails, "email", lambda key, a, b: f"same e-mail address {key}")
+    _unique_key_links(
+        groups, views,
+        lambda v: [n] if (n := normalise_name(v.data.get("name"))) else [],
+        "name",
+        lambda key, a, b: f"same name ({a.data.get('name')!r} / {b.data.get('name')!r})",
+    )
+    return groups.links()
+
+
+def link_invoices(views: Sequence[View], customer_of: dict[str, str]) -> list[Link]:
+    """`customer_of` maps a pre-link customer id to its surviving id (customers link first)."""
+    groups = _Groups(views)
+    _explicit(groups, views, ["invoice", "deal"])
+
+    def number_key(view: View) -> list[tuple[str, str]]:
+        number = normalise_number(view.hints.get("invoice_number") or view.data.get("number"))
+        currency = view.data.get("currency")
+        return [(number, str(currency))] if number and currency else []
+
+    _unique_key_links(
+        groups, views, number_key, "invoice_number",
+        lambda key, a, b: f"same invoice number {key[0]} in {key[1]}",
+    )
+
+    def amount_key(view: View) -> list[tuple[str, str, str]]:
+        customer = view.data.get("customer_id")
+        total = (view.data.get("total") or {}).get("amount")
+        if not customer or total is None:
+            return []
+        return [(customer_of.get(customer, customer), str(view.data.get("currency")), str(Decimal(str(total))))]
+
+    _date_window_links(groups, views, amount_key)
+    return groups.links()
+
+
+def _date_window_links(groups: _Groups, views: Sequence[View], key_of: Any) -> None:
+    by_key: dict[Any, list[View]] = defaultdict(list)
+    for view in views:
+        for key in key_of(view):
+            by_key[key].append(view)
+    for key, candidates in sorted(by_key.items(), key=lambda item: repr(item[0])):
+        slots = {v.slot for v in candidates}
+        if len(slots) < 2:
+            continue
+        per_slot: dict[tuple[str, str], list[View]] = defaultdict(list)
+        for view in candidates:
+            per_slot[view.slot].append(view)
+        if any(len(found) > 1 for found in per_slot.values()):
+            continue  # two invoices of one customer with the same amount: leave it to a person
+        ordered = sorted(candidates, key=lambda v: (-v.rank, v.system))
+        anchor = ordered[0]
+        anchor_date = _issue_date(anchor)
+        for other in ordered[1:]:
+            other_date = _issue_date(other)
+            if anchor_date and other_date and abs((anchor_date - other_date).days) <= DATE_WINDOW_DAYS:
+                groups.union(
+                    anchor.entity_id, other.entity_id, "customer_amount_date",
+                    f"same customer and total {key[2]} {key[1]}, issued {anchor_date} / {other_date}",
+                )
+
+
+def _issue_date(view: View) -> date | None:
+    value = view.data.get("issue_date")
+    try:
+        return date.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def link_payments(views: Sequence[View]) -> list[Link]:
+    """A ledger payment that names the gateway's charge (or payment intent) in its reference is
+    the same money: one canonical payment, so it is never counted twice."""
+    groups = _Groups(views)
+    by_remote = {v.remote_id: v for v in views if v.kind == "gateway"}
+    for view in views:
+        if view.kind != "ledger":
+            continue
+        reference = str(view.hints.get("reference") or view.data.get("remittance") or "")
+        for token in re.findall(r"\b(?:ch|py|pi)_[A-Za-z0-9]+", reference):
+            other = by_remote.get(token)
+            if other is not None:
+                groups.union(
+                    view.entity_id, other.entity_id, "explicit_id",
+                    f"{view.system} payment {view.remote_id} names {other.system} {token} in its reference",
+                )
+    return groups.links()

@@ -1,0 +1,121 @@
+"""The product loop, written once: sync -> link -> provider states -> reconcile -> plan -> apply.
+
+The CLI (`connector sync --apply`, `plan`, `apply`), `connector demo` and `connector serve` all
+run their stages through these functions, so a step added or reordered here changes every way
+the connector runs. Each step reads what the previous one stored, so a step can also run on
+its own (the service pulls each stream as its own unit of work, then runs `after_pull` once).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Literal
+
+from connector.config import Config
+from connector.dunning.run import queue as queue_reminders
+from connector.dunning.states import apply_provider_states
+from connector.linking.run import LinkReport, link_all
+from connector.providers.registry import Registry, installed
+from connector.reconcile.run import ReconcileSummary, run_reconciliation
+from connector.state.outbox import OutboxEntry
+from connector.state.store import Store
+from connector.sync import Progress, SyncEngine, SyncReport
+from connector.writeback.apply import ApplyReport, apply, pending, queue_writes
+from connector.writeback.plan import PlannedAction
+
+logger = logging.getLogger(__name__)
+
+Then = Literal["sync", "plan", "apply"]
+
+
+def link(config: Config, store: Store, registry: Registry | None = None) -> LinkReport:
+    """Link the same customer, invoice and payment across systems, then copy what the linked
+    systems say of disputes, promises, plans and pauses (finance's own settings win)."""
+    report = link_all(config, store, registry)
+    apply_provider_states(config, store, registry)
+    return report
+
+
+def sync(
+    config: Config,
+    store: Store,
+    registry: Registry | None = None,
+    *,
+    connections: tuple[str, ...] | list[str] = (),
+    streams: tuple[str, ...] | list[str] = (),
+    full: bool = False,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    then_link: bool = True,
+) -> SyncReport:
+    """Pull what changed from each chosen connection and stream; then link what is stored."""
+    engine = SyncEngine(config, store, registry, progress=progress, stop=stop)
+    report = engine.run(connections=connections, streams=streams, full=full)
+    if then_link:
+        report.links = link(config, store, registry).by_rule()
+    return report
+
+
+def plan(config: Config, store: Store, registry: Registry | None = None, today: date | None = None) -> list[PlannedAction]:
+    """Queue the writes each system needs, then the reminders due; returns everything derived
+    (what was queued before and still follows is derived again, never queued twice)."""
+    day = today or date.today()
+    derived = queue_writes(config, store, registry, day)
+    reminders = queue_reminders(config, store, day, registry)
+    derived += [PlannedAction(a, t, i, s) for a, t, i, s in reminders.actions]
+    logger.info("planned %d actions with reminders", len(derived))
+    return derived
+
+
+def reconcile_and_plan(
+    config: Config, store: Store, registry: Registry | None = None, *, link_first: bool = True
+) -> tuple[ReconcileSummary, list[PlannedAction]]:
+    """What follows the pulls: link (unless the sync just did), reconcile, plan."""
+    if link_first:
+        link(config, store, registry)
+    summary = run_reconciliation(config, store, registry=registry)
+    return summary, plan(config, store, registry)
+
+
+@dataclass
+class RunResult:
+    sync: SyncReport
+    reconciliation: ReconcileSummary | None = None
+    planned: list[PlannedAction] = field(default_factory=list)
+    queued: list[OutboxEntry] = field(default_factory=list)  # the outbox's pending writes after the plan
+    applied: ApplyReport | None = None
+
+
+def run(
+    config: Config,
+    store: Store,
+    registry: Registry | None = None,
+    *,
+    then: Then = "sync",
+    connections: tuple[str, ...] | list[str] = (),
+    streams: tuple[str, ...] | list[str] = (),
+    full: bool = False,
+    progress: Progress | None = None,
+    on_synced: Callable[[SyncReport], None] | None = None,
+) -> RunResult:
+    """The whole loop as far as `then`: "sync" (pull and link), "plan" (and reconcile and queue
+    the writes, a dry run of the sending), "apply" (and send every pending write once)."""
+    registry = registry or installed()
+    result = RunResult(sync(config, store, registry, connections=connections, streams=streams, full=full,
+                            progress=progress))
+    if on_synced is not None:
+        on_synced(result.sync)
+    if then == "sync":
+        return result
+    result.reconciliation, result.planned = reconcile_and_plan(config, store, registry, link_first=False)
+    result.queued = pending(store)
+    if then == "apply":
+        result.applied = apply(config, store, registry)
+    return result
+
+
+__all__ = ["RunResult", "apply", "link", "plan", "reconcile_and_plan", "run", "sync"]

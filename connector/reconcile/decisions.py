@@ -1,0 +1,198 @@
+"""What finance decides by hand: accept or reject a proposal, match or unmatch a payment.
+
+Every decision is checked against the invariants (never more than the payment has left, never
+more than the invoice owes, never across currencies), written in one transaction with its audit
+entry (who, when, why), and respected by later runs: a manual or accepted allocation is never
+overwritten by a rule, and a rejected or unmatched pair is never proposed again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from connector.actors import current_user
+from connector.errors import UsageError
+from connector.lookup import find_invoice, find_payment
+from connector.model import (
+    Allocation,
+    Invoice,
+    Payment,
+    PaymentApplication,
+    invoice_position,
+)
+from connector.money import Money, currency_exponent, to_decimal
+from connector.reconcile import MANUAL_RULE
+from connector.reconcile.types import LEDGER_RULE
+from connector.state import reconciliation as decisions
+from connector.state.bookkeeping import audit
+from connector.state.store import Store
+
+
+def _applied(session: Any, *, payment_ids: Sequence[str] | None = None, invoice_ids: Sequence[str] | None = None) -> list[Allocation]:
+    return [
+        s.allocation
+        for s in decisions.load_allocations(session, status="applied", payment_ids=payment_ids, invoice_ids=invoice_ids)
+    ]
+
+
+def payment_unapplied(session: Any, payment: Payment) -> Money:
+    allocations = _applied(session, payment_ids=[payment.id or ""])
+    return PaymentApplication(payment=payment, allocations=allocations).unapplied
+
+
+def invoice_balance(session: Any, invoice: Invoice, as_of: date | None = None) -> Money:
+    """What the invoice still owes after the allocations the ledger does not hold yet."""
+    extra = [a for a in _applied(session, invoice_ids=[invoice.id or ""]) if a.rule != LEDGER_RULE]
+    return invoice_position(invoice, as_of or date.today(), extra).balance
+
+
+def _check_and_save(store: Store, session: Any, new: list[Allocation], user: str, action: str, reason: str) -> None:
+    for allocation in new:
+        payment = store.list_payments(ids=[allocation.payment_id], session=session)[0]
+        invoice = store.get_invoice(allocation.invoice_id, session=session)
+        assert invoice is not None
+        if allocation.amount.currency != invoice.currency or allocation.amount.currency != payment.amount.currency:
+            raise UsageError(
+                f"currencies differ: payment in {payment.amount.currency}, invoice in {invoice.currency}; "
+                "an allocation never mixes currencies"
+            )
+        left = payment_unapplied(session, payment)
+        if allocation.amount > left:
+            raise UsageError(f"the payment has only {left} left to apply, not {allocation.amount}")
+        owed = invoice_balance(session, invoice)
+        if allocation.amount > owed:
+            raise UsageError(f"invoice {invoice.number or invoice.id} owes only {owed}, not {allocation.amount}")
+        decisions.save_allocations(session, [allocation], "applied")
+        audit(
+            session, user, action, "payment", allocation.payment_id,
+            {"invoice": allocation.invoice_id, "amount": str(allocation.amount), "rule": allocation.rule,
+             "allocation": allocation.id},
+            reason,
+        )
+
+
+def accept_proposal(store: Store, proposal_id: str, *, candidate: int = 1, user: str | None = None, reason: str = "") -> list[Allocation]:
+    user = current_user(user)
+    with store.session() as session:
+        found = decisions.load_proposals(session, status=None, ids=[proposal_id])
+        if not found:
+            raise UsageError(f"no proposal {proposal_id!r} (see `connector reconcile`)")
+        proposal = found[0]
+        if proposal["status"] != "open":
+            raise UsageError(f"proposal {proposal_id} was already {proposal['status']} by {proposal['decided_by']}")
+        candidates = proposal["candidates"]
+        if not 1 <= candidate <= len(candidates):
+            raise UsageError(f"proposal {proposal_id} has candidates 1 to {len(candidates)}, not {candidate}")
+        chosen = candidates[candidate - 1]
+        new = [
+            Allocation(
+                id=decisions.allocation_id(proposal["payment_id"], invoice_id, chosen["rule"]),
+                payment_id=proposal["payment_id"], invoice_id=invoice_id,
+                amount=Money.of(amount, chosen["currency"]), rule=chosen["rule"],
+                confidence=Decimal(chosen["confidence"]), reason=chosen["reason"], confirmed_by=user,
+            )
+            for invoice_id, amount in zip(chosen["invoice_ids"], chosen["amounts"], strict=True)
+        ]
+        _check_and_save(store, session, new, user, "accept", reason or f"accepted candidate {candidate} of {proposal_id}")
+        decisions.decide_proposal(session, proposal_id, "accepted", user)
+    return new
+
+
+def reject_proposal(store: Store, proposal_id: str, *, user: str | None = None, reason: str = "") -> None:
+    user = current_user(user)
+    with store.session() as session:
+        found = decisions.load_proposals(session, status=None, ids=[proposal_id])
+        if not found:
+            raise UsageError(f"no proposal {proposal_id!r} (see `connector reconcile`)")
+        proposal = found[0]
+        if proposal["status"] != "open":
+            raise UsageError(f"proposal {proposal_id} was already {proposal['status']} by {proposal['decided_by']}")
+        _remember_rejections(
+            session, proposal["payment_id"],
+            [(i, Money.of(a, c["currency"])) for c in proposal["candidates"] for i, a in zip(c["invoice_ids"], c["amounts"], strict=True)],
+            user, reason or f"rejected {proposal_id}",
+        )
+        decisions.decide_proposal(session, proposal_id, "rejected", user)
+        audit(session, user, "reject", "payment", proposal["payment_id"], {"proposal": proposal_id}, reason or None)
+
+
+def _remember_rejections(session: Any, payment_id: str, pairs: list[tuple[str, Money]], user: str, reason: str) -> None:
+    """Rejected pairs are stored as `rejected` allocations: the matcher skips them forever."""
+    rows = [
+        Allocation(
+            id=decisions.allocation_id(payment_id, invoice_id, "rejected"), payment_id=payment_id,
+            invoice_id=invoice_id, amount=amount, rule="rejected", confidence=Decimal(0), reason=reason,
+            confirmed_by=user,
+        )
+        for invoice_id, amount in pairs
+        if amount.amount > 0
+    ]
+    decisions.save_allocations(session, rows, "rejected")
+
+
+def match(store: Store, payment_token: str, invoice_token: str, *, amount: str | None = None,
+          user: str | None = None, reason: str = "") -> Allocation:
+    user = current_user(user)
+    payment = find_payment(store, payment_token)
+    invoice = find_invoice(store, invoice_token)
+    with store.session() as session:
+        if amount is None:
+            left, owed = payment_unapplied(session, payment), invoice_balance(session, invoice)
+            if left.currency != owed.currency:
+                raise UsageError(f"currencies differ: payment in {left.currency}, invoice in {owed.currency}")
+            value = min(left, owed)
+        else:
+            value = _given_amount(amount, payment.amount.currency)
+        if value.amount <= 0:
+            raise UsageError("nothing to match: the payment has nothing left or the invoice owes nothing")
+        allocation = Allocation(
+            id=decisions.allocation_id(payment.id or "", invoice.id or "", MANUAL_RULE),
+            payment_id=payment.id or "", invoice_id=invoice.id or "", amount=value, rule=MANUAL_RULE,
+            confidence=Decimal(1), reason=reason or f"matched by {user}", confirmed_by=user,
+        )
+        if any(a.id == allocation.id for a in _applied(session, payment_ids=[payment.id or ""])):
+            raise UsageError(f"{payment_token} is already matched by hand to {invoice_token}; unmatch it first")
+        _check_and_save(store, session, [allocation], user, "match", reason or "manual match")
+    return allocation
+
+
+def _given_amount(text: str, currency: str) -> Money:
+    """`--amount` as exact Money in the payment's currency: positive, and never rounded (1.234
+    on a USD payment is refused rather than silently becoming 1.23)."""
+    try:
+        value = to_decimal(text)
+    except ValueError as exc:
+        raise UsageError(f"--amount: {exc}") from None
+    if value <= 0:
+        raise UsageError(f"--amount must be positive, not {text.strip()}")
+    allowed = currency_exponent(currency)
+    places = -value.normalize().as_tuple().exponent  # type: ignore[operator]
+    if places > allowed:
+        raise UsageError(f"--amount {text.strip()} has more decimal places than {currency} allows ({allowed})")
+    return Money.of(value, currency)
+
+
+def unmatch(store: Store, allocation_id: str, *, user: str | None = None, reason: str = "") -> Allocation:
+    user = current_user(user)
+    with store.session() as session:
+        found = [s.allocation for s in decisions.load_allocations(session, status="applied") if s.allocation.id == allocation_id]
+        if not found:
+            raise UsageError(f"no applied allocation {allocation_id!r} (see `connector reconcile --json`)")
+        allocation = found[0]
+        if allocation.rule == LEDGER_RULE:
+            raise UsageError("this allocation is the ledger's own record; change the payment in the ledger")
+        decisions.delete_allocations(session, [allocation_id])
+        _remember_rejections(session, allocation.payment_id, [(allocation.invoice_id, allocation.amount)], user,
+                             reason or f"unmatched {allocation_id}")
+        audit(session, user, "unmatch", "payment", allocation.payment_id,
+              {"invoice": allocation.invoice_id, "amount": str(allocation.amount), "allocation": allocation_id},
+              reason or None)
+    return allocation
+
+
+# Collections states: dispute, promise to pay, pause -----------------------------------------
+
+

@@ -1,0 +1,153 @@
+"""Schema versions: the upgrade keeps data, open_store refuses what it should not touch."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlmodel import SQLModel
+
+from connector.errors import DatabaseUnavailableError, SchemaOutdatedError, SchemaTooNewError
+from connector.state import (
+    check_schema,
+    current_revision,
+    database_url_for,
+    head_revision,
+    make_engine,
+    open_store,
+    redact_url,
+    upgrade,
+)
+from connector.state.db import SQLITE_BUSY_TIMEOUT_MS
+from connector.state.tables import STATE_TABLES
+
+
+def tables(engine: sa.Engine) -> set[str]:
+    with engine.connect() as connection:
+        return set(sa.inspect(connection).get_table_names())
+
+
+def test_upgrade_from_0001_keeps_rows_and_adds_oauth_tokens(empty_engine: sa.Engine) -> None:
+    assert upgrade(empty_engine, "0001") == "0001"
+    with empty_engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO sync_cursors (connection, stream, value, updated_at) "
+                "VALUES ('ledger', 'invoices', 'c-42', CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO audit_log (at, actor, action, subject_type) "
+                "VALUES (CURRENT_TIMESTAMP, 'alice', 'accept_match', 'payment')"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO invoices (id, number, currency, subtotal_minor, tax_minor, total_minor, "
+                "amount_paid_minor, amount_credited_minor, status, disputed, in_collections, "
+                "created_at, updated_at) VALUES ('inv-1', 'INV-0042', 'KWD', 10125, 500, 10625, 0, 0, "
+                "'open', FALSE, FALSE, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO invoice_lines (invoice_id, line_no, description, quantity, currency, "
+                "amount_minor) VALUES ('inv-1', 0, 'Widget', '1', 'KWD', 10125)"
+            )
+        )
+    assert "oauth_tokens" not in tables(empty_engine)
+    with pytest.raises(SchemaOutdatedError, match=f"at 0001, this release needs {head_revision()}"):
+        check_schema(empty_engine)
+    with pytest.raises(SchemaOutdatedError, match="connector db upgrade"):
+        open_store(empty_engine)
+
+    assert upgrade(empty_engine) == head_revision()
+
+    check_schema(empty_engine)
+    store = open_store(empty_engine)
+    assert store.get_cursor("ledger", "invoices") == "c-42"
+    with empty_engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT actor FROM audit_log")).scalar_one() == "alice"
+    assert "oauth_tokens" in tables(empty_engine)
+    invoice = store.get_invoice("inv-1")
+    assert invoice is not None
+    assert [str(line.amount) for line in invoice.lines] == ["10.125 KWD"]
+    assert str(invoice.total) == "10.625 KWD"
+    assert store.save_tokens("xero", {"access_token": "a", "refresh_token": "r"}, None) == 1
+
+
+def test_open_store_initialises_a_database_with_no_tables(empty_engine: sa.Engine) -> None:
+    open_store(empty_engine)
+    assert current_revision(empty_engine) == head_revision()
+    assert set(STATE_TABLES) <= tables(empty_engine)
+
+
+def test_database_at_an_unknown_revision_is_too_new(empty_engine: sa.Engine) -> None:
+    upgrade(empty_engine)
+    with empty_engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
+    with pytest.raises(SchemaTooNewError, match="0099"):
+        check_schema(empty_engine)
+    with pytest.raises(SchemaTooNewError):
+        upgrade(empty_engine)
+
+
+def test_database_with_foreign_tables_but_no_version_is_refused(empty_engine: sa.Engine) -> None:
+    with empty_engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE something_else (id INTEGER)"))
+    with pytest.raises(SchemaOutdatedError, match="no schema version"):
+        open_store(empty_engine)
+
+
+def test_migrations_create_exactly_the_declared_tables(empty_engine: sa.Engine) -> None:
+    upgrade(empty_engine)
+    with empty_engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "include_name": lambda name, type_, _parent: type_ != "table"
+                or name in STATE_TABLES,
+                "compare_type": True,
+            },
+        )
+        diff = compare_metadata(context, SQLModel.metadata)
+    assert diff == []
+
+
+def test_unreachable_database_is_a_one_line_error_without_the_password() -> None:
+    url = "postgresql://bob:s3cret-pw@127.0.0.1:1/nowhere"
+    with pytest.raises(DatabaseUnavailableError) as caught:
+        open_store(url, connect_args={"connect_timeout": 2})
+    message = str(caught.value)
+    assert "s3cret-pw" not in message
+    assert "\n" not in message
+    assert "bob:***@127.0.0.1:1/nowhere" in message
+
+
+def test_postgres_urls_use_psycopg_3() -> None:
+    for given in ("postgres://u@h/db", "postgresql://u@h/db"):
+        assert database_url_for(given).drivername == "postgresql+psycopg"
+    assert database_url_for("sqlite:///x.db").drivername == "sqlite"
+
+
+def test_default_database_is_a_sqlite_file_in_the_working_directory() -> None:
+    url = database_url_for(None)
+    assert (url.drivername, url.database) == ("sqlite", "connector.db")
+
+
+def test_redact_url_masks_the_password() -> None:
+    assert redact_url("postgresql://bob:pw@db:5432/ar") == "postgresql://bob:***@db:5432/ar"
+
+
+def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: os.PathLike) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/s.db")
+    with engine.connect() as connection:
+        pragma = lambda name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
+        assert pragma("journal_mode") == "wal"
+        assert pragma("foreign_keys") == 1
+        assert pragma("busy_timeout") == SQLITE_BUSY_TIMEOUT_MS
+    engine.dispose()

@@ -1,0 +1,95 @@
+"""Reusable database plumbing for tests: the PostgreSQL server and throwaway schemas.
+
+Plain functions (no fixtures) so that any conftest can build its own fixtures on them.
+PostgreSQL tests skip when the server is unreachable, except under CI=true, where a missing
+server is a broken pipeline and must fail loudly.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from connector.state.db import make_engine, redact_url
+
+POSTGRES_URL = os.environ.get(
+    "CONNECTOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+@cache
+def postgres_unreachable_reason(url: str = POSTGRES_URL) -> str | None:
+    """None when PostgreSQL answers at `url`, else why not (one line, password masked)."""
+    engine = make_engine(url, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except sa.exc.DBAPIError as exc:
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        return f"PostgreSQL at {redact_url(url)} is unreachable: {first}"
+    finally:
+        engine.dispose()
+    return None
+
+
+def postgres_url_or_fail(url: str = POSTGRES_URL) -> str:
+    """The PostgreSQL test URL; skips the test when the server is down, fails it under CI."""
+    reason = postgres_unreachable_reason(url)
+    if reason is not None:
+        if in_ci():
+            pytest.fail(f"{reason} (CI=true: PostgreSQL tests must run)", pytrace=False)
+        pytest.skip(reason)
+    return url
+
+
+def search_path_args(schema: str) -> dict[str, Any]:
+    """`connect_args` that point every connection of an engine at `schema`."""
+    return {"options": f"-csearch_path={schema}"}
+
+
+@contextmanager
+def temporary_pg_schema(url: str = POSTGRES_URL) -> Iterator[str]:
+    """A fresh, uniquely named schema, dropped with everything in it afterwards. Dispose
+    engines pointing at it before the block ends, or the DROP waits for their connections."""
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    admin = make_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        yield schema
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.dispose()
+
+
+@contextmanager
+def pg_engine_in_temporary_schema(url: str = POSTGRES_URL) -> Iterator[sa.Engine]:
+    """An engine on an empty private schema of the test PostgreSQL database."""
+    with temporary_pg_schema(url) as schema:
+        engine = make_engine(url, connect_args=search_path_args(schema))
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+
+
+@contextmanager
+def sqlite_engine_in(directory: os.PathLike[str] | str) -> Iterator[sa.Engine]:
+    """An engine on a new SQLite file in `directory`."""
+    engine = make_engine(f"sqlite:///{os.fspath(directory)}/state.db")
+    try:
+        yield engine
+    finally:
+        engine.dispose()

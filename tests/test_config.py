@@ -1,0 +1,147 @@
+import pytest
+
+from connector.config import load_config
+from connector.errors import ConfigError
+from connector.providers.base import Provider, ProviderSettings
+from connector.providers.registry import ProviderInfo, Registry
+from pydantic import SecretStr
+
+
+class DemoSettings(ProviderSettings):
+    api_key: SecretStr
+    page_size: int = 100
+
+
+class DemoGateway(Provider):
+    name = "demo"
+    kind = "gateway"
+    settings_model = DemoSettings
+    streams = ("invoices",)
+
+    def read_invoices(self, cursor):
+        return iter(())
+
+
+REGISTRY = Registry([ProviderInfo(name="demo", origin="tests 0", target="tests:DemoGateway", cls=DemoGateway)])
+
+
+def write(tmp_path, text):
+    path = tmp_path / "connector.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_connection_settings_are_validated_and_env_secrets_resolved(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEMO_KEY", "sk_test_abcdefgh12345678")
+    monkeypatch.delenv("CONNECTOR_DATABASE_URL", raising=False)
+    path = write(tmp_path, '[connections.gw]\nprovider = "demo"\nbase_url = "http://127.0.0.1:1"\napi_key = "env:DEMO_KEY"\npage_size = 50\n')
+    config = load_config(path, registry=REGISTRY)
+    connection = config.connection("gw")
+    assert connection.settings.api_key.get_secret_value() == "sk_test_abcdefgh12345678"
+    assert connection.settings.page_size == 50
+    assert "sk_test" not in repr(connection.settings)
+    assert connection.literal_secrets == []
+    assert config.database_url == f"sqlite:///{tmp_path}/connector.db"  # beside the config
+
+
+def test_unknown_key_names_the_connection_and_key(tmp_path):
+    path = write(tmp_path, '[connections.gw]\nprovider = "demo"\nbase_url = "http://x"\napi_key = "k123"\napi_kye = "oops"\n')
+    with pytest.raises(ConfigError, match=r"connections\.gw\.api_kye: unknown key"):
+        load_config(path, registry=REGISTRY)
+
+
+def test_missing_environment_variable_names_the_key_and_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    path = write(tmp_path, '[connections.gw]\nprovider = "demo"\nbase_url = "http://x"\napi_key = "env:NOT_SET_ANYWHERE"\n')
+    with pytest.raises(ConfigError, match=r"connections\.gw\.api_key: environment variable NOT_SET_ANYWHERE is not set"):
+        load_config(path, registry=REGISTRY)
+
+
+def test_wrong_type_names_the_key(tmp_path):
+    path = write(tmp_path, '[connections.gw]\nprovider = "demo"\nbase_url = "http://x"\napi_key = "k123"\npage_size = "many"\n')
+    with pytest.raises(ConfigError, match=r"connections\.gw\.page_size: .*integer"):
+        load_config(path, registry=REGISTRY)
+
+
+def test_unknown_provider_lists_the_installed_ones(tmp_path):
+    path = write(tmp_path, '[connections.gw]\nprovider = "strype"\nbase_url = "http://x"\n')
+    with pytest.raises(ConfigError, match=r"unknown provider 'strype' \(installed: demo\)"):
+        load_config(path, registry=REGISTRY)
+
+
+def test_database_url_from_the_environment_overrides_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONNECTOR_DATABASE_URL", "postgresql://postgres@127.0.0.1/test")
+    path = write(tmp_path, '[database]\nurl = "sqlite:///other.db"\n')
+    assert load_config(path, registry=REGISTRY).database_url == "postgresql://postgres@127.0.0.1/test"
+
+
+def test_a_named_config_file_must_exist_but_the_default_may_not(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CONNECTOR_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match="missing.toml not found"):
+        load_config("missing.toml", registry=REGISTRY)
+    assert load_config(None, registry=REGISTRY).connections == {}
+
+
+def test_invalid_toml_is_one_clear_error(tmp_path):
+    path = write(tmp_path, "[connections.gw\nprovider=")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path, registry=REGISTRY)
+
+
+def test_doctor_mode_collects_every_bad_connection(tmp_path):
+    path = write(
+        tmp_path,
+        '[connections.a]\nprovider = "demo"\nbase_url = "http://x"\n'
+        '[connections.b]\nprovider = "nope"\nbase_url = "http://x"\n',
+    )
+    config = load_config(path, registry=REGISTRY, strict=False)
+    assert len(config.problems) == 2
+    assert "connections.a.api_key: required key is missing" in config.problems[0]
+
+
+def test_a_relative_sqlite_path_lies_beside_the_config_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("CONNECTOR_DATABASE_URL", raising=False)
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "connector.toml"
+    path.write_text('[database]\nurl = "sqlite:///state/books.db"\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_config("conf/connector.toml", registry=REGISTRY).database_url == f"sqlite:///{tmp_path}/conf/state/books.db"
+    path.write_text('[database]\nurl = "sqlite:////var/lib/connector.db"\n')
+    assert load_config(str(path), registry=REGISTRY).database_url == "sqlite:////var/lib/connector.db"
+
+
+def test_reconcile_settings_are_read_as_exact_decimals(tmp_path):
+    from decimal import Decimal
+
+    path = write(tmp_path, "[reconcile]\nauto_threshold = 0.9\ntolerance_fraction = 0.015\n"
+                           "tolerance_absolute = { jpy = 500, KWD = 0.250 }\nmax_candidates = 3\n"
+                           "[reconcile.confidence]\npayer_open_invoice = 0.3\n")
+    settings = load_config(path, registry=REGISTRY).reconcile
+    assert settings.auto_threshold == Decimal("0.9") and isinstance(settings.auto_threshold, Decimal)
+    assert settings.tolerance_fraction == Decimal("0.015")
+    assert settings.tolerance_absolute == {"JPY": Decimal(500), "KWD": Decimal("0.250")}
+    assert settings.max_candidates == 3
+    assert settings.confidence.payer_open_invoice == Decimal("0.3")
+
+
+def test_no_reconcile_table_means_the_default_settings(tmp_path):
+    from connector.reconcile import ReconcileConfig
+
+    assert load_config(write(tmp_path, ""), registry=REGISTRY).reconcile == ReconcileConfig()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[reconcile]\nauto_treshold = 0.9\n", r"reconcile\.auto_treshold: unknown key \(known: auto_threshold, "),
+        ("[reconcile.confidence]\nexact = 0.9\n", r"reconcile\.confidence\.exact: unknown key \(known: explicit_link, "),
+        ("[reconcile]\ntolerance_fraction = -0.1\n", r"reconcile\.tolerance_fraction: Input should be greater than or equal to 0"),
+        ("[reconcile]\ntolerance_absolute = { XYZ = 1 }\n", r"reconcile\.tolerance_absolute: unknown currency 'XYZ'"),
+        ("[reconcile]\nmax_subset_size = 20\n", r"reconcile\.max_subset_size: Input should be less than or equal to 8"),
+        ("reconcile = 1\n", r"reconcile: must be a table"),
+    ],
+)
+def test_a_bad_reconcile_setting_names_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text), registry=REGISTRY)

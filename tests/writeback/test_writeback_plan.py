@@ -1,0 +1,206 @@
+"""What write-back plans, from plain facts."""
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from connector.model import Allocation, Invoice, Payment, Ref, invoice_position
+from connector.money import Money
+from connector.writeback.plan import Facts, SystemView, plan_crm_properties, plan_gateway_status, plan_ledger_payments
+
+USD = lambda a: Money.of(a, "USD")  # noqa: E731
+
+
+def invoice(iid, total="100.00", paid="0"):
+    return Invoice(id=iid, number=f"INV-{iid}", currency="USD", subtotal=USD(total), tax=USD(0), total=USD(total),
+                   amount_paid=USD(paid), due_date=date(2026, 10, 1))
+
+
+def facts(*, fee_ledgers=frozenset({"ledger"}), hand_entered=False):
+    invoices = {"i1": invoice("i1"), "i2": invoice("i2", "50.00")}
+    payment = Payment(id="p1", amount=USD("150.00"), fee=USD("4.65"), received_at=datetime(2026, 11, 2, tzinfo=UTC))
+    allocations = [
+        Allocation(id="a1", payment_id="p1", invoice_id="i1", amount=USD("100.00"), rule="remittance_number", confidence=Decimal("0.98")),
+        Allocation(id="a2", payment_id="p1", invoice_id="i2", amount=USD("50.00"), rule="remittance_number", confidence=Decimal("0.98")),
+    ]
+    by_invoice = {"i1": [allocations[0]], "i2": [allocations[1]]}
+    ledger_payments = {}
+    if hand_entered:
+        ledger_payments[("ledger", "x-i1")] = [SystemView("ledger", "ledger", "payment", "x-p9",
+                                                          {"amount": {"amount": "100.00", "currency": "USD"},
+                                                           "received_at": "2026-11-03T00:00:00+00:00"})]
+    return Facts(
+        invoices=invoices,
+        positions={i: invoice_position(inv, date(2026, 11, 22), by_invoice[i]) for i, inv in invoices.items()},
+        invoice_views={i: [SystemView("ledger", "ledger", "invoice", f"x-{i}", {"status": "open"}),
+                           SystemView("gateway", "gateway", "invoice", f"in_{i}", {"status": "open"})] for i in invoices},
+        payments={"p1": payment},
+        payment_views={"p1": [SystemView("gateway", "gateway", "payment", "ch_1", {})]},
+        allocations=allocations,
+        ledger_payments_on=ledger_payments,
+        fee_ledgers=fee_ledgers,
+    )
+
+
+def test_a_gateway_payment_for_two_invoices_is_recorded_twice_and_its_fee_once():
+    planned = plan_ledger_payments(facts())
+    kinds = [p.action.kind for p in planned]
+    assert kinds.count("record_payment") == 2
+    fees = {p.action.idempotency_key: p for p in planned if p.action.kind == "record_fee"}
+    assert len(fees) == 1  # same content, same key: the outbox keeps one
+    fee = next(iter(fees.values())).action
+    assert fee.payload["amount"] == "4.65" and fee.payload["reference"] == "ch_1"
+
+
+def test_no_fee_without_a_fee_account_and_no_payment_entered_twice_by_hand():
+    assert not [p for p in plan_ledger_payments(facts(fee_ledgers=frozenset())) if p.action.kind == "record_fee"]
+    planned = plan_ledger_payments(facts(hand_entered=True))
+    targets = [p.action.target.remote_id for p in planned if p.action.kind == "record_payment"]
+    assert targets == ["x-i2"]  # i1's payment is already in the ledger, entered by hand
+
+
+def test_the_gateway_is_told_an_invoice_is_paid_when_the_ledger_says_so():
+    planned = plan_gateway_status(facts())
+    assert sorted(p.action.target.remote_id for p in planned) == ["in_i1", "in_i2"]
+    assert all(p.action.kind == "mark_paid" for p in planned)
+
+
+# Void -------------------------------------------------------------------------------------
+
+
+def void_facts(gateway_status="open", ledger_status="void"):
+    voided = invoice("i1").model_copy(update={"status": ledger_status})
+    return Facts(
+        invoices={"i1": voided},
+        positions={"i1": invoice_position(voided, date(2026, 11, 22))},
+        invoice_views={"i1": [SystemView("ledger", "ledger", "invoice", "x-i1", {"status": ledger_status}),
+                              SystemView("gateway", "gateway", "invoice", "in_i1", {"status": gateway_status})]},
+        payments={}, payment_views={}, allocations=[], ledger_payments_on={},
+    )
+
+
+def test_the_gateway_voids_an_invoice_the_ledger_voided():
+    (planned,) = plan_gateway_status(void_facts())
+    assert planned.action.kind == "void_invoice" and planned.action.connection == "gateway"
+    assert planned.action.target.remote_id == "in_i1" and planned.subject_id == "i1"
+    assert planned.summary == "INV-i1: void in gateway (status open -> void; the ledger says void)"
+    # planning twice gives the same action, which the outbox keeps once
+    (again,) = plan_gateway_status(void_facts())
+    assert again.action.idempotency_key == planned.action.idempotency_key
+
+
+def test_no_void_when_the_gateway_invoice_is_no_longer_open_or_the_ledger_did_not_void_it():
+    assert plan_gateway_status(void_facts(gateway_status="void")) == []
+    assert plan_gateway_status(void_facts(gateway_status="paid")) == []
+    assert plan_gateway_status(void_facts(ledger_status="open")) == []
+    assert plan_gateway_status(void_facts(ledger_status="draft")) == []
+
+
+# CRM properties ---------------------------------------------------------------------------
+
+
+def crm_facts(held=None, *, paid="0", reminded=None, object_type="deal"):
+    """Invoice i1 (100.00 USD, due 2026-10-01, as of 2026-11-22: 52 days overdue when open),
+    known in the CRM as deal 9001, whose stored view holds `held` (hint name -> value)."""
+    inv = invoice("i1", paid=paid)
+    data = {"status": "open", "_sync": {"hints": {"invoice_number": "INV-i1", **(held or {})}}}
+    return Facts(
+        invoices={"i1": inv},
+        positions={"i1": invoice_position(inv, date(2026, 11, 22))},
+        invoice_views={"i1": [SystemView("ledger", "ledger", "invoice", "x-i1", {"status": "open"}),
+                              SystemView("crm", "crm", object_type, "9001", data)]},
+        payments={}, payment_views={}, allocations=[], ledger_payments_on={},
+        last_reminders={"i1": reminded} if reminded else {},
+    )
+
+
+def test_a_crm_record_never_written_gets_every_property_from_nothing():
+    (planned,) = plan_crm_properties(crm_facts())
+    assert planned.action.target.remote_id == "9001" and planned.action.kind == "update_properties"
+    assert planned.action.payload == {"properties": {"payment_status": "open", "amount_outstanding": "100.00",
+                                                     "days_overdue": "52"}}
+    assert planned.summary == ("INV-i1: crm deal 9001: payment status (none) -> open, "
+                               "outstanding (none) -> 100.00 USD, days overdue (none) -> 52")
+
+
+def test_only_what_the_crm_does_not_hold_is_sent_each_shown_from_and_to():
+    held = {"crm_payment_status": "open", "crm_amount_outstanding": "100.00", "crm_days_overdue": "51"}
+    (planned,) = plan_crm_properties(crm_facts(held, paid="40.00"))
+    assert planned.action.payload == {"properties": {"payment_status": "partially_paid", "amount_outstanding": "60.00",
+                                                     "days_overdue": "52"}}
+    assert planned.summary == ("INV-i1: crm deal 9001: payment status open -> partially_paid, "
+                               "outstanding 100.00 -> 60.00 USD, days overdue 51 -> 52")
+    # a day later only the days overdue changed: nothing else is sent again
+    held = {"crm_payment_status": "open", "crm_amount_outstanding": "100.00", "crm_days_overdue": "51"}
+    (planned,) = plan_crm_properties(crm_facts(held))
+    assert planned.action.payload == {"properties": {"days_overdue": "52"}}
+    assert planned.summary == "INV-i1: crm deal 9001: days overdue 51 -> 52"
+
+
+def test_nothing_is_planned_when_the_crm_holds_every_value_already():
+    # HubSpot answers numbers in its own spelling and a date property as a midnight timestamp
+    held = {"crm_payment_status": "open", "crm_amount_outstanding": "100", "crm_days_overdue": "52",
+            "crm_last_reminder": "1795132800000"}  # 2026-11-20T00:00:00Z
+    assert plan_crm_properties(crm_facts(held, reminded=date(2026, 11, 20))) == []
+    assert plan_crm_properties(crm_facts(held | {"crm_last_reminder": "2026-11-20"}, reminded=date(2026, 11, 20),
+                                         object_type="invoice")) == []
+
+
+def test_the_last_reminder_date_is_written_when_a_later_reminder_went_out_and_never_cleared():
+    held = {"crm_payment_status": "open", "crm_amount_outstanding": "100.00", "crm_days_overdue": "52",
+            "crm_last_reminder": "2026-11-01"}
+    (planned,) = plan_crm_properties(crm_facts(held, reminded=date(2026, 11, 20)))
+    assert planned.action.payload == {"properties": {"last_reminder": "2026-11-20"}}
+    assert planned.summary == "INV-i1: crm deal 9001: last reminder 2026-11-01 -> 2026-11-20"
+    # no reminder known to us: the date the CRM holds (set by hand, or before us) stays
+    assert plan_crm_properties(crm_facts(held)) == []
+
+
+# The date of the last reminder, from the outbox -------------------------------------------
+
+
+def test_an_invoice_counts_as_reminded_once_the_reminder_s_message_is_sent(tmp_path):
+    from connector.model import Action
+    from connector.writeback.facts import last_reminders
+    from connector.state import open_store, outbox
+    from connector.state.bookkeeping import audit
+
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    tag = {"dunning_step": 14, "dunning_customer": "c2", "dunning_as_of": "2026-11-20"}
+    reminder = [  # (action, subject type, subject id, summary), as dunning queues them
+        (Action(connection="ledger", kind="send_invoice", target=Ref(system="ledger", object_type="invoice", remote_id="x-i3"),
+                payload={**tag, "dunning_role": "message", "dunning_invoices": {"i3": 14, "i4": 7}}), "customer", "c2", "email"),
+        (Action(connection="crm", kind="create_note", payload={**tag, "dunning_role": "note", "company_id": "5"}),
+         "customer", "c2", "note beside the email"),
+        (Action(connection="crm", kind="create_task", payload={**tag, "dunning_role": "late_fee", "invoice": "i3"}),
+         "invoice", "i3", "late fee task"),
+    ]
+    # queued before reminders named their invoices: the audit log says which they listed
+    audit_tag = {"dunning_step": 7, "dunning_customer": "c1"}
+    legacy = [
+        (Action(connection="gateway", kind="send_invoice", target=Ref(system="gateway", object_type="invoice", remote_id="in_1"),
+                payload=audit_tag), "customer", "c1", "old email"),
+        (Action(connection="crm", kind="create_note", payload={**audit_tag, "company_id": "4"}), "customer", "c1", "old note"),
+    ]
+    with store.session() as session:
+        outbox.add_planned(session, reminder + legacy)
+        audit(session, "dunning", "reminder", "customer", "c1", {"step": 7, "invoices": ["i1", "i2"]}, "text")
+
+    def send(*summaries):
+        with store.session() as session:
+            for entry in outbox.claim(session, "host:1", lease=timedelta(minutes=10), limit=10):
+                if entry.summary in summaries:
+                    outbox.complete(session, entry.id, "host:1", {})
+                else:
+                    outbox.fail(session, entry.id, "host:1", "not now", retry_at=datetime.now(UTC))
+
+    def reminded():
+        with store.session() as session:
+            return last_reminders(session)
+
+    assert reminded() == {}  # queued is not reminded
+    send("note beside the email", "late fee task", "old note")
+    assert reminded() == {}  # the emails are what remind, and they are not sent yet
+    send("email", "old email")
+    today = date.today()
+    assert reminded() == {"i3": today, "i4": today, "i1": today, "i2": today}
+    store.close()
