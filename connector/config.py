@@ -32,8 +32,8 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from connector.errors import ConfigError, PluginError
 from connector.providers.base import ProviderSettings, secret_fields
 from connector.providers.registry import Registry, installed
-from connector.reconcile.types import ReconcileConfig
 from connector.redaction import register_secret
+from connector.settings import ReconcileConfig
 
 DEFAULT_CONFIG = "connector.toml"
 DEFAULT_DATABASE_URL = "sqlite:///connector.db"
@@ -216,7 +216,10 @@ def _reconcile_settings(text: str, source: str) -> ReconcileConfig:
         if first["type"] == "extra_forbidden":
             model: type[BaseModel] = ReconcileConfig
             for part in first["loc"][:-1]:
-                model = model.model_fields[str(part)].annotation  # type: ignore[assignment]
+                annotation = model.model_fields[str(part)].annotation
+                # only a table that is a model refuses unknown keys
+                assert isinstance(annotation, type) and issubclass(annotation, BaseModel)
+                model = annotation
             line += f" (known: {', '.join(model.model_fields)})"
         raise ConfigError(line) from None
 

@@ -41,7 +41,7 @@ def rank_of(connection: Connection, kind: str) -> int:
 def system_ranks(config: Config, registry: Registry | None = None) -> dict[str, tuple[str, int]]:
     """connection -> (provider kind, rank) for every configured connection."""
     registry = registry or installed()
-    out = {}
+    out: dict[str, tuple[str, int]] = {}
     for name, connection in config.connections.items():
         kind = registry.get(connection.provider).kind
         out[name] = (kind, rank_of(connection, kind))

@@ -22,7 +22,7 @@ from connector.errors import UsageError
 from connector.reconcile.run import ReconcileSummary, invoice_allocations
 from connector.reports import aging_report
 from connector.sandbox import Sandbox
-from connector.sandbox.generator import generate
+from connector.sandbox.generator import Size, generate
 from connector.sandbox.quickbooks_api import quickbooks_book
 from connector.state.store import Store, open_store
 from connector.sync import SyncReport
@@ -144,7 +144,7 @@ def run_demo(
     directory: Path,
     *,
     seed: int = 42,
-    size: str = "small",
+    size: Size = "small",
     today: date | None = None,
     ledger: str = "xero",
     echo: Callable[[str], None] = print,

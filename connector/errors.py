@@ -137,9 +137,18 @@ class AuthenticationError(ProviderError):
 
 
 class RateLimitError(ProviderError):
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        provider: str,
+        http_status: int | None = None,
+        request_id: str | None = None,
+        code: str | None = None,
+    ) -> None:
         self.retry_after = retry_after
-        super().__init__(message, **kw)  # type: ignore[arg-type]
+        super().__init__(message, provider=provider, http_status=http_status, request_id=request_id, code=code)
 
 
 class RateLimitDeferred(RateLimitError):

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 from connector.errors import UsageError
 from connector.model import Invoice, Payment
+from connector.state.records import entity_ids_for_remote_id
 from connector.state.store import Store
-from connector.state.tables import table
 
 
 def _by_remote_id(store: Store, entity_kind: str, token: str) -> list[str]:
-    refs = table("refs")
-    query = sa.select(refs.c.entity_id).where(
-        refs.c.entity_kind == entity_kind, refs.c.remote_id == token, refs.c.entity_id.is_not(None)
-    )
     with store.session() as session:
-        return sorted({row[0] for row in session.execute(query)})
+        return entity_ids_for_remote_id(session, entity_kind, token)
 
 
 def find_invoice(store: Store, token: str) -> Invoice:

@@ -74,7 +74,7 @@ def invoice_rows(
     as_of: date,
 ) -> list[Row]:
     """One row per invoice with its position on `as_of`, sorted by customer, due date, number."""
-    rows = []
+    rows: list[Row] = []
     for invoice in invoices:
         position = invoice_position(invoice, as_of, allocations.get(invoice.id or "", ()))
         rows.append(
@@ -141,7 +141,7 @@ def payment_rows(
     customers: Mapping[str, Customer],
     allocations: Mapping[str, Sequence[Allocation]],
 ) -> list[Row]:
-    rows = []
+    rows: list[Row] = []
     for payment in payments:
         allocated, unapplied = payment_application(payment, allocations.get(payment.id or "", ()))
         rows.append(

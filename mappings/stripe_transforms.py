@@ -19,7 +19,7 @@ from connector.money import Money, money_sum, to_decimal
 
 
 def _minor(value: Any, currency: str) -> Money:
-    return Money.from_minor(_int(value, None), currency, exponent=stripe_exponent(currency))  # type: ignore[arg-type]
+    return Money.from_minor(_int(value), currency, exponent=stripe_exponent(currency))
 
 
 def _record(value: Any, name: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from connector.money import Money, currency_exponent, normalise_currency, to_decimal
 
@@ -27,12 +27,13 @@ class TransformContext:
 
 Transform = Callable[[Any, TransformContext], Any]
 TRANSFORMS: dict[str, Transform] = {}
+_T = TypeVar("_T", bound=Transform)  # a registered transform keeps its own signature
 
 
-def transform(name: str) -> Callable[[Transform], Transform]:
+def transform(name: str) -> Callable[[_T], _T]:
     """Register a transform under `name` (used by mapping files)."""
 
-    def register(fn: Transform) -> Transform:
+    def register(fn: _T) -> _T:
         if name in TRANSFORMS and TRANSFORMS[name] is not fn:
             raise ValueError(f"transform {name!r} is already registered")
         TRANSFORMS[name] = fn
@@ -71,7 +72,7 @@ def _decimal(value: Any, ctx: TransformContext) -> Decimal:
 
 
 @transform("int")
-def _int(value: Any, ctx: TransformContext) -> int:
+def _int(value: Any, ctx: TransformContext | None = None) -> int:
     if isinstance(value, bool):
         raise ValueError(f"not an integer: {value!r}")
     if isinstance(value, int):

@@ -8,7 +8,9 @@ strings, never floats).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -110,6 +112,48 @@ def audit(
         "decision": decision,
     }
     session.execute(sa.insert(table("audit_log")).values(entry))
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int  # the entry's place in the log
+    at: datetime
+    actor: str
+    action: str
+    subject_type: str
+    subject_id: str | None
+    inputs: Any  # as recorded: a dict, or None
+    decision: str | None
+
+
+def _entry(row: Any) -> AuditEntry:
+    return AuditEntry(
+        id=row["id"], at=row["at"], actor=row["actor"], action=row["action"], subject_type=row["subject_type"],
+        subject_id=row["subject_id"], inputs=row["inputs"], decision=row["decision"],
+    )
+
+
+def audit_entries(
+    session: Session, *, actions: Collection[str], actor: str | None = None
+) -> list[AuditEntry]:
+    """The entries recording one of `actions` (by `actor`, when given), in the order written."""
+    log = table("audit_log")
+    query = sa.select(log).where(log.c.action.in_(list(actions))).order_by(log.c.id)
+    if actor is not None:
+        query = query.where(log.c.actor == actor)
+    return [_entry(row) for row in session.execute(query).mappings()]
+
+
+def audit_entries_about(session: Session, subject_ids: Sequence[str], mentioned: str) -> list[AuditEntry]:
+    """The entries whose subject is one of `subject_ids`, or whose inputs mention `mentioned`
+    anywhere (a manual match names its invoice only there), oldest first."""
+    log = table("audit_log")
+    query = (
+        sa.select(log)
+        .where(sa.or_(log.c.subject_id.in_(list(subject_ids)), sa.cast(log.c.inputs, sa.Text).contains(mentioned)))
+        .order_by(log.c.at, log.c.id)
+    )
+    return [_entry(row) for row in session.execute(query).mappings()]
 
 
 # Runs -----------------------------------------------------------------------------------

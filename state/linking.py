@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from connector.state.records import CANONICAL_TABLES
 from connector.state.tables import table
 
 # What points at a canonical record of each kind, and must follow it when it is merged.
@@ -18,7 +19,7 @@ _DEPENDANTS: dict[str, list[tuple[str, str]]] = {
     "invoice": [("allocations", "invoice_id")],
     "payment": [("allocations", "payment_id")],
 }
-_CANONICAL = {"customer": "customers", "invoice": "invoices", "payment": "payments"}
+_CANONICAL = CANONICAL_TABLES
 
 
 def ref_views(session: Session, entity_kind: str) -> list[dict[str, Any]]:

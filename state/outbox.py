@@ -135,6 +135,13 @@ def claim(
     return entries(session, ids=claimed) if claimed else []
 
 
+def counts_by_state(session: Session) -> dict[str, int]:
+    """How many actions the whole outbox holds in each state (states holding none are absent)."""
+    outbox = table("outbox_actions")
+    query = sa.select(outbox.c.state, sa.func.count()).group_by(outbox.c.state)
+    return {state: int(count) for state, count in session.execute(query)}
+
+
 def in_flight_workers(session: Session) -> list[str]:
     outbox = table("outbox_actions")
     query = sa.select(outbox.c.claimed_by).where(outbox.c.state == "in_flight").distinct()

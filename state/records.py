@@ -31,6 +31,7 @@ ENTITY_TYPES: dict[str, type[Entity]] = {
     "invoice": Invoice,
     "payment": Payment,
 }
+CANONICAL_TABLES = {"customer": "customers", "invoice": "invoices", "payment": "payments"}
 
 
 def new_id() -> str:
@@ -146,6 +147,46 @@ def refs_for(session: Session, entity_kind: str, entity_ids: Sequence[str]) -> d
     return found
 
 
+def entity_ids_for_remote_id(session: Session, entity_kind: str, remote_id: str) -> list[str]:
+    """The canonical ids of the `entity_kind` records some system knows by `remote_id` (a
+    person typed it: any system, any object type), sorted."""
+    refs = table("refs")
+    query = sa.select(refs.c.entity_id).where(
+        refs.c.entity_kind == entity_kind, refs.c.remote_id == remote_id, refs.c.entity_id.is_not(None)
+    )
+    return sorted({row[0] for row in session.execute(query)})
+
+
+def ref_details(session: Session, entity_kind: str, entity_id: str) -> list[dict[str, Any]]:
+    """The refs of one record with how each was linked (`link_rule`, None for the ref that
+    made the record) and when it was last seen, by system, object type and remote id."""
+    refs = table("refs")
+    query = (
+        sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.link_rule, refs.c.remote_updated_at,
+                  refs.c.seen_at)
+        .where(refs.c.entity_kind == entity_kind, refs.c.entity_id == entity_id)
+        .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
+    )
+    return [dict(row) for row in session.execute(query).mappings()]
+
+
+def dangling_refs(session: Session) -> list[dict[str, Any]]:
+    """Refs that point at no canonical record: never linked (`entity_id` None), or linked to
+    one that is gone. Customers, then invoices, then payments; by system, type and remote id."""
+    refs = table("refs")
+    out = []
+    for kind, name in CANONICAL_TABLES.items():
+        canonical = table(name)
+        query = (
+            sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.entity_kind, refs.c.entity_id)
+            .select_from(refs.outerjoin(canonical, canonical.c.id == refs.c.entity_id))
+            .where(refs.c.entity_kind == kind, canonical.c.id.is_(None))
+            .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
+        )
+        out += [dict(row) for row in session.execute(query).mappings()]
+    return out
+
+
 # Canonical rows -------------------------------------------------------------------------
 
 
@@ -161,6 +202,19 @@ FINANCE_OWNED = {
     "invoices": ("disputed", "promise_to_pay", "payment_plan", "in_collections"),
     "payments": (),
 }
+
+
+def set_finance_owned(session: Session, entity_kind: str, ids: Sequence[str], **values: Any) -> None:
+    """Set finance-owned columns (`FINANCE_OWNED`: a dispute, a promise to pay, a payment plan,
+    the collections flag, a pause) of the customers or invoices `ids`; nothing else about the
+    record changes, and no sync resets them."""
+    name = CANONICAL_TABLES[entity_kind]
+    unknown = set(values) - set(FINANCE_OWNED[name])
+    if unknown:
+        raise StateError(f"not a finance-owned column of {name}: {', '.join(sorted(unknown))}")
+    rows = table(name)
+    for chunk in in_chunks(session, list(ids)):
+        session.execute(sa.update(rows).where(rows.c.id.in_(chunk)).values(**values))
 
 
 def _outranked(session: Session, name: str, records: Sequence[E], source: str | None, rank: int) -> set[str]:

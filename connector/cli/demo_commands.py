@@ -4,26 +4,28 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, TypedDict
 
 import click
 from click.core import ParameterSource
 
 from connector.cli.sync_commands import print_report
-from connector.demo import run_demo
+from connector.demo import DemoResult, run_demo
 from connector.errors import EXIT_PROBLEMS, UsageError
 from connector.sandbox import ListenError, SandboxDataError, read_data, serve
-from connector.sandbox.generator import generate
+from connector.sandbox.generator import SIZE_NAMES, Size, generate
+from connector.sandbox.server import LIMIT_MODES, Limits
 
 
 @click.command("demo")
 @click.option("--dir", "directory", default=".", show_default=True, type=click.Path(file_okay=False),
               help="Where the demo writes connector.toml and connector.db.")
 @click.option("--seed", default=42, show_default=True, help="Seed of the generated book.")
-@click.option("--size", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True)
+@click.option("--size", type=click.Choice(SIZE_NAMES), default="small", show_default=True)
 @click.option("--ledger", type=click.Choice(["xero", "quickbooks"]), default="xero", show_default=True,
               help="Which ledger keeps the book.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
-def demo_command(directory: str, seed: int, size: str, ledger: str, as_json: bool) -> int:
+def demo_command(directory: str, seed: int, size: Size, ledger: str, as_json: bool) -> int:
     """Run the whole product against the built-in sandbox: no credentials, no internet."""
 
     echo = (lambda _line: None) if as_json else click.echo
@@ -73,8 +75,15 @@ def demo_command(directory: str, seed: int, size: str, ledger: str, as_json: boo
     return 0 if result.sync.ok else EXIT_PROBLEMS
 
 
-def _reconciliation_counts(result: object) -> dict[str, object]:
-    summary = getattr(result, "reconciliation", None)
+class _ReconciliationCounts(TypedDict):
+    recorded_by_ledger: int
+    matched: int
+    by_rule: dict[str, int]
+    proposed: int
+
+
+def _reconciliation_counts(result: DemoResult) -> _ReconciliationCounts:
+    summary = result.reconciliation
     by_rule: dict[str, int] = {}
     for allocation in summary.applied if summary else []:
         by_rule[allocation.rule] = by_rule.get(allocation.rule, 0) + 1
@@ -97,16 +106,16 @@ def sandbox_group() -> None:
 @click.option("--data", "data_file", type=click.Path(dir_okay=False, exists=True),
               help="A JSON book in the providers' own shapes (see docs/sandbox.md).")
 @click.option("--seed", type=int, help="Generate a book with this seed instead of --data (Stripe, Xero and HubSpot; QuickBooks stays empty).")
-@click.option("--size", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True,
+@click.option("--size", type=click.Choice(SIZE_NAMES), default="small", show_default=True,
               help="With --seed: how big a book to generate.")
 @click.option("--latency-ms", default=0.0, show_default=True, help="Delay added to every request.")
-@click.option("--limits", type=click.Choice(["documented", "off"]), default="documented", show_default=True)
+@click.option("--limits", type=click.Choice(LIMIT_MODES), default="documented", show_default=True)
 @click.option("--fail-rate", default=0.0, show_default=True, help="Share of requests answered with a fault.")
 @click.option("--truth", "truth_file", type=click.Path(dir_okay=False),
               help="With --seed: also write the book's ground truth to this file.")
 def sandbox_serve(
-    host: str, port: int, data_file: str | None, seed: int | None, size: str,
-    latency_ms: float, limits: str, fail_rate: float, truth_file: str | None,
+    host: str, port: int, data_file: str | None, seed: int | None, size: Size,
+    latency_ms: float, limits: Limits, fail_rate: float, truth_file: str | None,
 ) -> None:
     """Serve the sandbox until Ctrl-C (or SIGTERM)."""
 
@@ -120,7 +129,7 @@ def sandbox_serve(
         raise UsageError("--latency-ms cannot be negative")
     if truth_file and seed is None:
         raise UsageError("--truth needs --seed")
-    data: object = None
+    data: dict[str, Any] | None = None
     if data_file:
         try:
             data = read_data(data_file)
@@ -135,7 +144,7 @@ def sandbox_serve(
             except OSError as exc:
                 raise UsageError(f"--truth {truth_file}: cannot write it: {exc.strerror or exc}") from None
     try:
-        serve(host, port, data, latency_ms, limits, fail_rate, seed=seed or 0, echo=click.echo)  # type: ignore[arg-type]
+        serve(host, port, data, latency_ms, limits, fail_rate, seed=seed or 0, echo=click.echo)
     except ListenError as exc:
         raise UsageError(str(exc)) from None
 

@@ -16,7 +16,6 @@ from datetime import date
 from typing import Any
 
 import click
-import sqlalchemy as sa
 
 from connector import reports
 from connector.cli.context import AppContext, pass_app
@@ -26,9 +25,10 @@ from connector.lookup import find_invoice, find_payment
 from connector.model import Allocation, Customer, Invoice
 from connector.reconcile.run import invoice_allocations
 from connector.state import reconciliation as decisions
+from connector.state.bookkeeping import audit_entries_about
 from connector.state.linking import ref_views
+from connector.state.records import dangling_refs, ref_details
 from connector.state.store import Store
-from connector.state.tables import table
 
 Row = dict[str, Any]
 
@@ -317,20 +317,12 @@ def _without_payments(app: AppContext) -> set[tuple[str, str]]:
 
 
 def _dangling_refs(session: Any) -> list[Row]:
-    refs = table("refs")
     out = []
-    for kind, name in (("customer", "customers"), ("invoice", "invoices"), ("payment", "payments")):
-        canonical = table(name)
-        query = (
-            sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.entity_id)
-            .select_from(refs.outerjoin(canonical, canonical.c.id == refs.c.entity_id))
-            .where(refs.c.entity_kind == kind, canonical.c.id.is_(None))
-            .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
-        )
-        for system, object_type, remote_id, entity_id in session.execute(query):
-            out.append({"system": system, "type": object_type, "id": remote_id, "entity_kind": kind,
-                        "entity_id": entity_id,
-                        "problem": "not linked to any record" if entity_id is None else f"{kind} {entity_id} is missing"})
+    for ref in dangling_refs(session):
+        kind, entity_id = ref["entity_kind"], ref["entity_id"]
+        out.append({"system": ref["system"], "type": ref["object_type"], "id": ref["remote_id"], "entity_kind": kind,
+                    "entity_id": entity_id,
+                    "problem": "not linked to any record" if entity_id is None else f"{kind} {entity_id} is missing"})
     return out
 
 
@@ -384,27 +376,15 @@ def _find(store: Store, token: str) -> tuple[str, Any]:
 
 
 def _ref_details(session: Any, kind: str, entity_id: str) -> list[Row]:
-    refs = table("refs")
-    query = (
-        sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.link_rule, refs.c.remote_updated_at,
-                  refs.c.seen_at)
-        .where(refs.c.entity_kind == kind, refs.c.entity_id == entity_id)
-        .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
-    )
-    return [{"system": s, "type": t, "id": r, "link_rule": rule, "remote_updated_at": reports.iso(updated),
-             "seen_at": reports.iso(seen)} for s, t, r, rule, updated, seen in session.execute(query)]
+    return [{"system": r["system"], "type": r["object_type"], "id": r["remote_id"], "link_rule": r["link_rule"],
+             "remote_updated_at": reports.iso(r["remote_updated_at"]), "seen_at": reports.iso(r["seen_at"])}
+            for r in ref_details(session, kind, entity_id)]
 
 
 def _audit_entries(session: Any, subject_ids: Sequence[str], mentioned: str) -> list[Row]:
-    audit = table("audit_log")
-    query = (
-        sa.select(audit)
-        .where(sa.or_(audit.c.subject_id.in_(list(subject_ids)), sa.cast(audit.c.inputs, sa.Text).contains(mentioned)))
-        .order_by(audit.c.at, audit.c.id)
-    )
-    return [{"seq": row["id"], "at": reports.iso(row["at"]), "actor": row["actor"], "action": row["action"],
-             "subject_type": row["subject_type"], "subject_id": row["subject_id"], "inputs": row["inputs"],
-             "decision": row["decision"]} for row in session.execute(query).mappings()]
+    return [{"seq": e.id, "at": reports.iso(e.at), "actor": e.actor, "action": e.action,
+             "subject_type": e.subject_type, "subject_id": e.subject_id, "inputs": e.inputs,
+             "decision": e.decision} for e in audit_entries_about(session, subject_ids, mentioned)]
 
 
 @click.command("explain")

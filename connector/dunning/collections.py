@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-import sqlalchemy as sa
-
 from connector.actors import current_user
 from connector.dunning.policy import Every, payment_plan
 from connector.errors import UsageError
@@ -19,8 +17,8 @@ from connector.reconcile.decisions import invoice_balance
 from connector.reports import match_customers
 from connector.state import outbox
 from connector.state.bookkeeping import audit
+from connector.state.records import set_finance_owned
 from connector.state.store import Store
-from connector.state.tables import table
 
 
 def _crm_note(store: Store, session: Any, customer_id: str | None, subject_type: str, subject_id: str, body: str,
@@ -38,16 +36,11 @@ def _crm_note(store: Store, session: Any, customer_id: str | None, subject_type:
     return outbox.add_planned(session, planned)
 
 
-def _set_invoice(session: Any, invoice_id: str, **values: Any) -> None:
-    invoices = table("invoices")
-    session.execute(sa.update(invoices).where(invoices.c.id == invoice_id).values(**values))
-
-
 def set_dispute(store: Store, token: str, *, disputed: bool, reason: str, user: str | None, crm_systems: Sequence[str]) -> Invoice:
     user = current_user(user)
     invoice = find_invoice(store, token)
     with store.session() as session:
-        _set_invoice(session, invoice.id or "", disputed=disputed)
+        set_finance_owned(session, "invoice", [invoice.id or ""], disputed=disputed)
         audit(session, user, "dispute" if disputed else "dispute_cleared", "invoice", invoice.id, {"number": invoice.number}, reason or None)
         verb = "disputed" if disputed else "no longer disputed"
         _crm_note(store, session, invoice.customer_id, "invoice", invoice.id or "",
@@ -60,7 +53,7 @@ def set_promise(store: Store, token: str, *, promised: date | None, user: str | 
     user = current_user(user)
     invoice = find_invoice(store, token)
     with store.session() as session:
-        _set_invoice(session, invoice.id or "", promise_to_pay=promised)
+        set_finance_owned(session, "invoice", [invoice.id or ""], promise_to_pay=promised)
         audit(session, user, "promise", "invoice", invoice.id, {"number": invoice.number, "date": promised}, reason or None)
         what = f"promised to pay by {promised}" if promised else "promise to pay cleared"
         _crm_note(store, session, invoice.customer_id, "invoice", invoice.id or "",
@@ -78,8 +71,7 @@ def set_pause(store: Store, token: str, *, paused: bool, user: str | None, reaso
             raise UsageError(f"{token!r} matches {len(found)} customers{': ' + names if names else ''}; give one id")
         customer = found[0]
     with store.session() as session:
-        customers = table("customers")
-        session.execute(sa.update(customers).where(customers.c.id == customer.id).values(paused=paused))
+        set_finance_owned(session, "customer", [customer.id or ""], paused=paused)
         audit(session, user, "pause" if paused else "resume", "customer", customer.id, {"name": customer.name}, reason or None)
         _crm_note(store, session, customer.id, "customer", customer.id or "",
                   f"Dunning {'paused' if paused else 'resumed'} for {customer.name} by {user}{': ' + reason if reason else ''}",
@@ -112,7 +104,8 @@ def set_payment_plan(
                 raise UsageError(str(exc)) from None
             before = 0 if paid_before.is_zero else 1
         words = f"payment plan of {describe_plan(plan, before)}" if plan else "payment plan cleared"
-        _set_invoice(session, invoice.id or "", payment_plan=plan.model_dump(mode="json") if plan else None)
+        set_finance_owned(session, "invoice", [invoice.id or ""],
+                          payment_plan=plan.model_dump(mode="json") if plan else None)
         audit(session, user, "payment_plan" if plan else "payment_plan_cleared", "invoice", invoice.id,
               {"number": label, "plan": plan.model_dump(mode="json") if plan else None,
                "every": str(every) if plan else None}, reason or None)

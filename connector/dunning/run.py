@@ -22,7 +22,6 @@ the ledger, a payment plan, a paused company) are copied into the finance-owned 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -30,7 +29,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connector.config import Config
@@ -42,9 +40,10 @@ from connector.model import Action, Customer, Money, PaymentApplication, invoice
 from connector.providers.registry import Registry
 from connector.state import outbox
 from connector.state import reconciliation as decisions
-from connector.state.bookkeeping import audit
+from connector.state.bookkeeping import audit, audit_entries
+from connector.state.records import set_finance_owned
+from connector.state.reminders import reminder_messages
 from connector.state.store import Store
-from connector.state.tables import table
 from connector.writeback.facts import gather_facts
 
 logger = logging.getLogger(__name__)
@@ -150,52 +149,22 @@ def reminder_history(store: Store) -> ReminderHistory:
     reminder is sent when the action carrying it is done; planned or in flight, it is queued;
     cancelled, or failed and parked for a person, it does not count (`dropped` keeps the day it
     was planned for: the same day's plan would only find the dropped action again)."""
-    box = table("outbox_actions")
-    query = sa.select(box.c.state, box.c.payload, box.c.updated_at).where(
-        box.c.kind.in_(MESSAGE_KINDS), box.c.subject_type == "customer")
     history = ReminderHistory()
-    legacy: set[tuple[str, int]] = set()
     with store.session() as session:
-        for state, payload, updated in session.execute(query):
-            data = _json(payload)
-            customer, step = data.get("dunning_customer"), data.get("dunning_step")
-            if customer is None or step is None:
-                continue  # a note finance queued (dispute, pause), not a reminder
-            role = data.get("dunning_role")
-            if role is None:  # queued before reminders named their invoices: see the audit log
-                if state == "done":
-                    legacy.add((str(customer), int(step)))
-                continue
-            if role != "message":
-                continue
-            keys = {(str(customer), int(s), str(i)) for i, s in (data.get("dunning_invoices") or {}).items()}
-            if state == "done":
-                history.sent |= keys
-                history.sent_reminders.add((str(customer), int(step), str(data.get("dunning_as_of") or updated)))
-            elif state in ("planned", "in_flight"):
-                history.queued |= keys
-            else:  # cancelled, or failed and parked
-                for key in keys:
-                    history.dropped.setdefault(key, set()).add(str(data.get("dunning_as_of")))
-        if legacy:
-            log = table("audit_log")
-            decided = sa.select(log.c.subject_id, log.c.inputs).where(log.c.actor == ACTOR, log.c.action == "reminder")
-            for subject, inputs in session.execute(decided):
-                data = _json(inputs)
-                pair = (str(subject), int(data.get("step", 0)))
-                if pair in legacy:
-                    history.sent |= {(pair[0], pair[1], str(i)) for i in data.get("invoices") or []}
-                    history.sent_reminders.add((pair[0], pair[1], str(data.get("as_of") or "")))
+        messages = reminder_messages(session)
+    for message in messages:
+        if message.kind not in MESSAGE_KINDS:
+            continue
+        keys = {(message.customer, step, invoice) for invoice, step in message.invoices.items()}
+        if message.state == "done":
+            history.sent |= keys
+            history.sent_reminders.add((message.customer, message.step, str(message.as_of or message.updated_at)))
+        elif message.state in ("planned", "in_flight"):
+            history.queued |= keys
+        else:  # cancelled, or failed and parked
+            for key in keys:
+                history.dropped.setdefault(key, set()).add(str(message.as_of))
     return history
-
-
-def _json(value: Any) -> dict[str, Any]:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return {}
-    return value if isinstance(value, dict) else {}
 
 
 def already_reminded(store: Store) -> set[tuple[str, int]]:
@@ -346,13 +315,10 @@ def queue(config: Config, store: Store, as_of: date, registry: Registry | None =
     day = as_of.isoformat()
     with store.session() as session:
         outbox.add_planned(session, plan.actions)
-        invoices = table("invoices")
         seen = _audited(session, ("reminder", "late_fee_proposed", "escalated", "reminder_unsent"))
         for reminder in plan.reminders:
             if reminder.escalated_invoices:  # only those that reached the escalation step themselves
-                session.execute(
-                    sa.update(invoices).where(invoices.c.id.in_(list(reminder.escalated_invoices))).values(in_collections=True)
-                )
+                set_finance_owned(session, "invoice", list(reminder.escalated_invoices), in_collections=True)
             if ("reminder", reminder.customer_id, (reminder.step.days, day)) in seen:
                 continue
             audit(session, ACTOR, "reminder", "customer", reminder.customer_id,
@@ -374,25 +340,20 @@ def queue(config: Config, store: Store, as_of: date, registry: Registry | None =
     return plan
 
 
-def _audited(session: Any, actions: Sequence[str]) -> set[tuple[str, str, tuple[Any, str]]]:
+def _audited(session: Any, actions: Sequence[str]) -> set[tuple[str, str | None, tuple[Any, str]]]:
     """(action, subject, (step, day)) of the dunning decisions already in the audit log."""
-    log = table("audit_log")
-    query = sa.select(log.c.action, log.c.subject_id, log.c.inputs).where(
-        log.c.actor == ACTOR, log.c.action.in_(list(actions)))
     found = set()
-    for action, subject, inputs in session.execute(query):
-        data = inputs if isinstance(inputs, dict) else {}
-        found.add((action, subject, (data.get("step"), str(data.get("as_of")))))
+    for entry in audit_entries(session, actor=ACTOR, actions=actions):
+        data = entry.inputs if isinstance(entry.inputs, dict) else {}
+        found.add((entry.action, entry.subject_id, (data.get("step"), str(data.get("as_of")))))
     return found
 
 
 def _audit_skips(session: Any, skips: list[Skip], as_of: date) -> None:
-    log = table("audit_log")
     seen = defaultdict(set)
-    query = sa.select(log.c.subject_id, log.c.inputs).where(log.c.actor == ACTOR, log.c.action == "reminder_skipped")
-    for subject, inputs in session.execute(query):
-        data = inputs if isinstance(inputs, dict) else {}
-        seen[subject].add((data.get("code"), data.get("as_of")))
+    for entry in audit_entries(session, actor=ACTOR, actions=["reminder_skipped"]):
+        data = entry.inputs if isinstance(entry.inputs, dict) else {}
+        seen[entry.subject_id].add((data.get("code"), data.get("as_of")))
     for skip in skips:
         if (skip.code, as_of.isoformat()) in seen[skip.invoice_id]:
             continue

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-import sqlalchemy as sa
 from pydantic import ValidationError
 
 from connector.config import Config
@@ -20,9 +19,9 @@ from connector.dunning.policy import plan_from_terms
 from connector.model import Invoice, PaymentPlan
 from connector.providers.registry import Registry
 from connector.state import linking as state_linking
-from connector.state.bookkeeping import audit
+from connector.state.bookkeeping import audit, audit_entries
+from connector.state.records import set_finance_owned
 from connector.state.store import Store
-from connector.state.tables import table
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +43,8 @@ PROVIDER_STATE = "provider_state"
 
 def set_by_finance(session: Any) -> set[tuple[str, str, str]]:
     """(kind, record id, column) of every collections state finance set by hand."""
-    log = table("audit_log")
-    query = sa.select(log.c.action, log.c.subject_id).where(log.c.action.in_(list(FINANCE_SET)))
-    return {(FINANCE_SET[action][0], str(subject), FINANCE_SET[action][1])
-            for action, subject in session.execute(query) if subject}
+    return {(FINANCE_SET[e.action][0], str(e.subject_id), FINANCE_SET[e.action][1])
+            for e in audit_entries(session, actions=FINANCE_SET) if e.subject_id}
 
 
 @dataclass(frozen=True)
@@ -142,7 +139,6 @@ _WORDS = {
 
 def _apply(session: Any, kind: str, record_id: str, label: str, stated: dict[str, _Stated],
            current: dict[str, Any], finance: set[tuple[str, str, str]]) -> int:
-    rows = table("invoices" if kind == "invoice" else "customers")
     changes = {}
     for column, said in stated.items():
         if (kind, record_id, column) in finance or said.value == current[column]:
@@ -151,7 +147,7 @@ def _apply(session: Any, kind: str, record_id: str, label: str, stated: dict[str
     if not changes:
         return 0
     values = {c: (s.value.model_dump(mode="json") if isinstance(s.value, PaymentPlan) else s.value) for c, s in changes.items()}
-    session.execute(sa.update(rows).where(rows.c.id == record_id).values(**values))
+    set_finance_owned(session, kind, [record_id], **values)
     for column, said in changes.items():
         source = f"{said.system} {said.remote}" if said.system else "no system states it any more"
         audit(session, said.system or "sync", PROVIDER_STATE, kind, record_id,

@@ -79,6 +79,8 @@ class PageNumberPaginator(Paginator[int]):
     """Numbered pages (Xero `page=1, 2, ...`): a full page means there may be another; the
     next number is one more than the `param` the page was fetched with."""
 
+    first: int  # the first page has a number too (never None)
+
     def __init__(self, items_key: str, page_size: int, *, param: str = "page", first: int = 1) -> None:
         self.items_key = items_key
         self.page_size = page_size

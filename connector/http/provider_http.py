@@ -179,7 +179,7 @@ class ProviderHttp:
             limit = self.rate_limiter.acquire(*buckets) if self.rate_limiter else nullcontext()
             with limit:
                 sent = time.perf_counter()
-                response = self._client.send(request, auth=self._auth)  # type: ignore[arg-type]
+                response = self._client.send(request, auth=self._auth)
                 # The round trip alone (no wait for a slot), read in full: what a caller needs
                 # to tell how many requests to keep in flight. (httpx's `elapsed` is set only
                 # when a streamed body closes, so not for a mock transport's ready-made one.)

@@ -36,6 +36,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 from connector.errors import RateLimitDeferred
 
@@ -53,6 +54,16 @@ class Limit:
     def __post_init__(self) -> None:
         if self.requests < 1 or self.per_seconds <= 0:
             raise ValueError(f"a limit needs requests >= 1 and per_seconds > 0, not {self}")
+
+
+class _Options(TypedDict, total=False):
+    """The constructor's keyword arguments that `RateLimiter.from_spec` passes on."""
+
+    margin: float
+    defer_after: float
+    provider: str
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
 
 
 class _Window:
@@ -107,13 +118,13 @@ class RateLimiter:
         spec: Mapping[str, Iterable[tuple[int, float]]],
         *,
         concurrency: int | None = None,
-        **kwargs: object,
+        **kwargs: Unpack[_Options],
     ) -> RateLimiter:
         """Build from settings: `{"bucket": [(requests, per_seconds), ...]}`, e.g. Stripe live
         `{"default": [(100, 1)]}`, test mode `{"default": [(25, 1)]}`. Other keyword arguments
         as for the constructor (`margin`, `defer_after`, `provider`, `clock`, `sleep`)."""
         buckets = {name: [Limit(int(n), float(s)) for n, s in limits] for name, limits in spec.items()}
-        return cls(buckets, concurrency=concurrency, **kwargs)  # type: ignore[arg-type]
+        return cls(buckets, concurrency=concurrency, **kwargs)
 
     @property
     def buckets(self) -> tuple[str, ...]:

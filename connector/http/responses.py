@@ -51,7 +51,7 @@ _MAX_MESSAGE = 300
 def request_id(response: httpx.Response, header_names: Sequence[str]) -> str | None:
     """The provider's id for this exchange (quote it to their support), if it sent one."""
     for name in header_names:
-        value = response.headers.get(name)
+        value: str | None = response.headers.get(name)  # httpx types Headers.get as Any
         if value:
             return value
     return None

@@ -15,13 +15,12 @@ from connector.reconcile.types import (
     MANUAL_RULE,
     RULES,
     Candidate,
-    Confidences,
     Proposal,
-    ReconcileConfig,
     ReconcileResult,
     Reversal,
     RuleName,
 )
+from connector.settings import Confidences, ReconcileConfig
 
 __all__ = [
     "LEDGER_RULE",

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from connector.errors import ReconcileInvariantError
 from connector.model import Allocation, Invoice, Payment
 from connector.money import CURRENCY_EXPONENTS, Money, currency_exponent
 from connector.reconcile.build import builder
-from connector.errors import ReconcileInvariantError
 
 _NO_DUE = date.max.toordinal()
 Account = tuple[str, str]  # (customer id, currency)

@@ -20,8 +20,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 
-from connector.model import Allocation, Invoice, Payment
 from connector.errors import ReconcileInvariantError
+from connector.model import Allocation, Invoice, Payment
 from connector.reconcile.book import Book, OpenPayment, minor, money, open_payment
 from connector.reconcile.build import builder
 from connector.reconcile.remittance import Mention, NumberIndex, mentions, number_keys
@@ -39,9 +39,9 @@ from connector.reconcile.subset import subset_sum
 from connector.reconcile.types import (
     Candidate,
     Proposal,
-    ReconcileConfig,
     ReconcileResult,
 )
+from connector.settings import ReconcileConfig
 
 _PAYABLE = ("succeeded", "partially_refunded")
 _BELOW_THRESHOLD = Decimal("0.01")
@@ -117,24 +117,25 @@ def _reconcile(
 
     book = Book(invoices, on_invoice)
     index = NumberIndex()
-    for item in book.invoices.values():
-        index.add(item.id, item.number, references.get(item.id, ()))
+    for invoice in book.invoices.values():
+        index.add(invoice.id, invoice.number, references.get(invoice.id, ()))
 
     settled = {payment_id for payment_id, units in on_payment.items() if units > 0}
     settled.update(payment_id for payment_id, _ in refused)
     run = _Run(book, index, refused, config, settled)
-    open_payments = []
+    open_payments: list[OpenPayment] = []
     for payment in ordered:
         if payment.status in _PAYABLE:
-            item = open_payment(payment, on_payment.get(payment.id, 0))  # type: ignore[arg-type]
-            if item.remaining > 0:
-                open_payments.append(item)
-    for payment in open_payments:
-        run.by_link(payment, links.get(payment.id, ()))
-    for payment in open_payments:
-        run.by_remittance(payment)
-    for payment in open_payments:
-        run.by_amount(payment)
+            assert payment.id is not None  # _payment_order refused a payment without one
+            pending = open_payment(payment, on_payment.get(payment.id, 0))
+            if pending.remaining > 0:
+                open_payments.append(pending)
+    for pending in open_payments:
+        run.by_link(pending, links.get(pending.id, ()))
+    for pending in open_payments:
+        run.by_remittance(pending)
+    for pending in open_payments:
+        run.by_amount(pending)
 
     unmatched = run.unmatched
     return _build_result(

@@ -14,7 +14,8 @@ from typing import NamedTuple
 from connector.money import Money, currency_exponent
 from connector.reconcile.book import Book, OpenInvoice, OpenPayment, show
 from connector.reconcile.remittance import Mention, NumberIndex
-from connector.reconcile.types import Confidences, ReconcileConfig, RuleName
+from connector.reconcile.types import RuleName
+from connector.settings import Confidences, ReconcileConfig
 
 Rejected = frozenset[tuple[str, str]]
 _CONFIDENCE_STEP = Decimal("0.0001")

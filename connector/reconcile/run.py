@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from connector.config import Config
@@ -145,7 +146,7 @@ def _apply_ledger_records(
                 Allocation(
                     id=decisions.allocation_id(payment_id, invoice_id, LEDGER_RULE),
                     payment_id=payment_id, invoice_id=invoice_id, amount=amount, rule=LEDGER_RULE,
-                    confidence=1, reason=f"recorded in {entry['view']['system']} against this invoice",
+                    confidence=Decimal(1), reason=f"recorded in {entry['view']['system']} against this invoice",
                     confirmed_by=entry["view"]["system"],
                 )
             )

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from connector.reconcile.book import Book, OpenPayment, show
 from connector.reconcile.rules import Option, Rejected, label
-from connector.reconcile.types import ReconcileConfig
+from connector.settings import ReconcileConfig
 
 SCAN_FACTOR = 8
 Combo = tuple[int, tuple[int, ...]]  # (sum, indexes into the pool)

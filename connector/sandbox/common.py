@@ -20,6 +20,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 Clock = Callable[[], float]
+# A compiled filter: whether one stored record passes it.
+RecordCheck = Callable[[dict[str, Any]], bool]
 
 
 # ---------------------------------------------------------------- requests and answers

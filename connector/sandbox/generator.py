@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from connector.sandbox.generator_book import Book
 
 Size = Literal["small", "medium", "large"]
+SIZE_NAMES: tuple[Size, ...] = get_args(Size)
 
 # size -> (customers, invoices). About 92 payments come of 100 invoices, so `large` has 110,000
 # invoices to give the benchmarks more than 100,000 of each (seed 1: 101,460 payments).
@@ -38,7 +39,7 @@ TRUTH_FORMAT = 1
 @dataclass(frozen=True)
 class Scenario:
     seed: int
-    size: str
+    size: Size
     today: date
     data: dict[str, dict[str, list[dict[str, Any]]]]
     truth: dict[str, Any]
@@ -134,4 +135,5 @@ def _write_lists(path: Path, data: dict[str, dict[str, list[dict[str, Any]]]]) -
 
 def load_data(path: str | Path) -> dict[str, Any]:
     """A data file as the sandbox holds it: numbers with a fraction become Decimal."""
-    return json.loads(Path(path).read_text(encoding="utf-8"), parse_float=Decimal)  # type: ignore[no-any-return]
+    data: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"), parse_float=Decimal)
+    return data

@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from connector.money import currency_exponent
 from connector.sandbox import generator_shapes as shapes
 from connector.sandbox.generator_shapes import (
     Ids,
@@ -770,8 +771,9 @@ class Book:
             self.stripe["balance_transactions"].append(shapes.stripe_balance_transaction(
                 txn_id, amount=-amount, fee=0, currency=currency, created=epoch(created), available_on=epoch(created),
                 kind="payout", source=payout_id, description="STRIPE PAYOUT"))
+            paid_out = Decimal(amount).scaleb(-currency_exponent(currency))
             self.truth["payouts"].append({"id": payout_id, "currency": currency,
-                                          "amount": shapes.decimal_text(Decimal(amount).scaleb(-shapes.currency_exponent(currency)), currency),
+                                          "amount": shapes.decimal_text(paid_out, currency),
                                           "balance_transactions": [t["id"] for t in txns]})
             if epoch(created) >= self.recent:
                 self.recent_objects.append(("payout.created", epoch(created), self.stripe["payouts"][-1]))

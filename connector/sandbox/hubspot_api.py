@@ -18,12 +18,14 @@ import fnmatch
 import json
 import re
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from connector.sandbox.common import (
     Clock,
+    RecordCheck,
     Refusal,
     Request,
     Response,
@@ -42,7 +44,8 @@ MAX_LIST_LIMIT = 100
 SEARCH_CACHE_SIZE = 256
 # Range operators a bisection of the sorted values answers: (lower, upper) bounds as
 # (the filter's field, inclusive).
-RANGES = {
+# operator -> (low end, high end) of the range it sets: (the filter field holding the limit, inclusive)
+RANGES: dict[str, tuple[tuple[str, bool] | None, tuple[str, bool] | None]] = {
     "GT": (("value", False), None),
     "GTE": (("value", True), None),
     "LT": (None, ("value", False)),
@@ -99,6 +102,18 @@ def _number(value: Any) -> Decimal | None:
         text += "T00:00:00Z"
     moment = parse_iso(text)
     return None if moment is None else Decimal(round(moment * 1000))
+
+
+_BELOW_ALL, _ABOVE_ALL = Decimal("-Infinity"), Decimal("Infinity")
+
+
+def _limit(spec: dict[str, Any], end: tuple[str, bool] | None, open_end: Decimal) -> tuple[Decimal, bool] | None:
+    """One end of the range a filter sets, as (limit, inclusive): `open_end` when the filter
+    leaves that end open, None when its limit is no number or date."""
+    if end is None:
+        return open_end, True
+    limit = _number(spec.get(end[0]))
+    return None if limit is None else (limit, end[1])
 
 
 def _text(value: Any) -> str:
@@ -343,12 +358,12 @@ class HubSpotFace:
         self._orders[key] = ordered
         return ordered
 
-    def _filter_groups(self, groups: list[Any]) -> list[list[Any]]:
+    def _filter_groups(self, groups: list[Any]) -> list[list[RecordCheck]]:
         if len(groups) > 5:
             raise refuse(400, "There can be at most 5 filterGroups in a search request.")
         if sum(len(g.get("filters") or []) for g in groups) > 18:
             raise refuse(400, "There can be at most 18 filters in a search request.")
-        compiled = []
+        compiled: list[list[RecordCheck]] = []
         for group in groups:
             filters = group.get("filters") or []
             if len(filters) > 6:
@@ -357,7 +372,7 @@ class HubSpotFace:
         return compiled
 
     @staticmethod
-    def _filter(spec: dict[str, Any]) -> Any:
+    def _filter(spec: dict[str, Any]) -> RecordCheck:
         name, op = spec.get("propertyName"), spec.get("operator")
         if not name or op not in OPERATORS:
             raise refuse(400, f"Invalid filter {json.dumps(spec, default=str)}: propertyName and a known operator are required")
@@ -384,7 +399,7 @@ class HubSpotFace:
             pattern = _text(value).lower()
             return any(fnmatch.fnmatchcase(t, pattern) for t in tokens(actual)) or fnmatch.fnmatchcase(_text(actual).lower(), pattern)
 
-        tests = {
+        tests: dict[str, Callable[[Any], bool]] = {
             "EQ": lambda a: compare(a, value) == 0,
             "NEQ": lambda a: compare(a, value) != 0,
             "GT": lambda a: (compare(a, value) or 0) > 0,
@@ -576,10 +591,13 @@ class _Ordered:
         self.keys: list[Decimal] | None = None
         if self.prop is None or self.prop == "hs_object_id":
             return
-        numbers = [_number(r["properties"].get(self.prop)) for r in self.records]
-        if any(n is None for n in numbers):
-            return  # a text, or a missing value (sorted last): filters compare those otherwise
-        self.keys = [-n for n in numbers] if self.descending else numbers  # type: ignore[operator,misc]
+        keys: list[Decimal] = []
+        for record in self.records:
+            number = _number(record["properties"].get(self.prop))
+            if number is None:
+                return  # a text, or a missing value (sorted last): filters compare those otherwise
+            keys.append(-number if self.descending else number)
+        self.keys = keys
 
     def span(self, groups: list[Any]) -> tuple[tuple[int, int], int] | None:
         """((first, end), index of the filter used) when one filter group bounds the sort
@@ -590,12 +608,12 @@ class _Ordered:
             bounds = RANGES.get(spec.get("operator"))
             if spec.get("propertyName") != self.prop or bounds is None:
                 continue
-            low, high = (None if b is None else (_number(spec.get(b[0])), b[1]) for b in bounds)
-            if (low is not None and low[0] is None) or (high is not None and high[0] is None):
+            low, high = _limit(spec, bounds[0], _BELOW_ALL), _limit(spec, bounds[1], _ABOVE_ALL)
+            if low is None or high is None:
                 continue
             if self.descending:  # the keys are the values negated
-                low, high = ((-high[0], high[1]) if high else None), ((-low[0], low[1]) if low else None)
-            first = 0 if low is None else (bisect_left if low[1] else bisect_right)(self.keys, low[0])
-            end = len(self.keys) if high is None else (bisect_right if high[1] else bisect_left)(self.keys, high[0])
+                low, high = (-high[0], high[1]), (-low[0], low[1])
+            first = (bisect_left if low[1] else bisect_right)(self.keys, low[0])
+            end = (bisect_right if high[1] else bisect_left)(self.keys, high[0])
             return (first, max(first, end)), index
         return None

@@ -24,7 +24,7 @@ class OAuthIssuer:
         self.provider = provider
         self.clock = clock
         self.ttl_s = ttl_s
-        self.credentials = credentials
+        self.credentials: dict[str, Any] = credentials or {}
         # spent refresh token -> (when, the refresh token issued for it)
         self.spent: dict[str, tuple[float, str]] = {}
         self.grace_s: float = 0
@@ -62,8 +62,8 @@ class OAuthIssuer:
         if not client_id:
             return self._error(401, "invalid_client", "client authentication failed", journal)
         if self.strict and (
-            client_id != self.credentials.get("client_id")  # type: ignore[union-attr]
-            or client_secret != self.credentials.get("client_secret")  # type: ignore[union-attr]
+            client_id != self.credentials.get("client_id")
+            or client_secret != self.credentials.get("client_secret")
         ):
             return self._error(401, "invalid_client", "client authentication failed", journal)
         if grant != "refresh_token":

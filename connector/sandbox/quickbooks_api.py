@@ -18,12 +18,14 @@ demo can run with QuickBooks as the ledger.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from connector.sandbox.common import (
     Clock,
+    RecordCheck,
     Refusal,
     Request,
     Response,
@@ -281,7 +283,7 @@ class QuickBooksFace:
         return (1, value)
 
     @staticmethod
-    def _clause(clause: str, text: str) -> Any:
+    def _clause(clause: str, text: str) -> RecordCheck:
         match = _CLAUSE.match(clause)
         if not match:
             raise Refusal(fault(400, "QueryParserError", f"Encountered an error parsing the query: {text!r}", code="4000"))
@@ -308,9 +310,11 @@ class QuickBooksFace:
             wanted = [literal(t) for t in match["list"].split(",") if t.strip()]
             return lambda r: any(comparable(_get(r, field), w)[0] == comparable(_get(r, field), w)[1] for w in wanted)
         op, wanted = match["op"], literal(match["value"])
-        ops = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<>": lambda a, b: a != b,
-               "<": lambda a, b: a is not None and a < b, ">": lambda a, b: a is not None and a > b,
-               "<=": lambda a, b: a is not None and a <= b, ">=": lambda a, b: a is not None and a >= b}
+        ops: dict[str, Callable[[Any, Any], bool]] = {
+            "=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<>": lambda a, b: a != b,
+            "<": lambda a, b: a is not None and a < b, ">": lambda a, b: a is not None and a > b,
+            "<=": lambda a, b: a is not None and a <= b, ">=": lambda a, b: a is not None and a >= b,
+        }
 
         def check(record: dict[str, Any]) -> bool:
             left, right = comparable(_get(record, field), wanted)

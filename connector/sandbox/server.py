@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, get_args
 from urllib.parse import parse_qs, urlsplit
 
 from connector.sandbox.common import (
@@ -50,6 +50,7 @@ from connector.sandbox.xero_api import XeroFace
 PROVIDERS = ("stripe", "xero", "hubspot", "quickbooks")
 FAULTS = ("500", "502", "503", "timeout", "drop")
 Limits = Literal["documented", "off"]
+LIMIT_MODES: tuple[Limits, ...] = get_args(Limits)
 Face = StripeFace | XeroFace | HubSpotFace | QuickBooksFace
 
 
@@ -156,6 +157,7 @@ class Sandbox:
         self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="sandbox", daemon=True)
         self._thread.start()
         bound_host, bound_port = server.server_address[:2]
+        assert isinstance(bound_host, str)  # an AF_INET server: bytes are for AF_UNIX sockets
         self.base_url = f"http://{bound_host}:{bound_port}"
         return self.base_url
 
@@ -318,7 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -368,6 +370,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         # Head and body in one write: two small writes meet Nagle and delayed ACKs (40 ms).
+        # typeshed leaves out the handler's private _headers_buffer (bytes lines, joined by flush_headers)
         self._headers_buffer.append(b"\r\n" + payload)  # type: ignore[attr-defined]
         self.flush_headers()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import itertools
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +51,12 @@ EQUALITY_FILTERS = {
     "credit_notes": {"customer": "customer", "invoice": "invoice"},
     "events": {},
 }
-_RANGE_OPS = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b}
+_RANGE_OPS: dict[str, Callable[[int, int], bool]] = {
+    "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b,
+}
 
 
 def _eq(a: int, b: int) -> bool:
@@ -299,8 +304,8 @@ class StripeFace:
         # Live records, not copies: the answer is encoded under the sandbox's lock.
         return {"object": "list", "data": page, "has_more": has_more, "url": url}
 
-    def _created_bounds(self, request: Request) -> list[tuple[Any, int]]:
-        bounds = []
+    def _created_bounds(self, request: Request) -> list[tuple[Callable[[int, int], bool], int]]:
+        bounds: list[tuple[Callable[[int, int], bool], int]] = []
         for key, values in request.query.items():
             if key == "created" or key.startswith("created["):
                 op = "eq" if key == "created" else key[len("created[") : -1]
@@ -316,12 +321,12 @@ class StripeFace:
                     raise refuse(400, f"Received unknown parameter: {key}", param=key)
         return bounds
 
-    def _filters(self, request: Request, name: str) -> list[Any]:
-        checks = []
+    def _filters(self, request: Request, name: str) -> list[Callable[[dict[str, Any]], bool]]:
+        checks: list[Callable[[dict[str, Any]], bool]] = []
         for param, field in EQUALITY_FILTERS[name].items():
             wanted = request.arg(param)
             if wanted is not None:
-                checks.append(lambda o, f=field, w=wanted: str(o.get(f) if not isinstance(o.get(f), dict) else o[f].get("id")) == w)
+                checks.append(_field_equals(field, wanted))
         if name == "events":
             single = request.arg("type")
             many = request.query.get("types[]") or request.query.get("types") or []
@@ -330,9 +335,9 @@ class StripeFace:
             if len(many) > 20:
                 raise refuse(400, "You may pass at most 20 event types.", param="types")
             if single:
-                checks.append(lambda o, t=single: _type_matches(o.get("type", ""), t))
+                checks.append(_type_is(single))
             elif many:
-                checks.append(lambda o, ts=frozenset(many): o.get("type") in ts)
+                checks.append(_type_in(frozenset(many)))
         return checks
 
     def _expand(self, obj: dict[str, Any], paths: list[str]) -> dict[str, Any]:
@@ -394,8 +399,9 @@ class StripeFace:
         data: dict[str, Any] = {"object": copy(obj)}
         if before is not None and type_.endswith(".updated"):
             data["previous_attributes"] = {k: v for k, v in before.items() if obj.get(k) != v}
+        event_id = self.new_id("evt")
         event = {
-            "id": self.new_id("evt"),
+            "id": event_id,
             "object": "event",
             "api_version": API_VERSION,
             "created": int(self.clock()),
@@ -405,8 +411,8 @@ class StripeFace:
             "request": {"id": request.request_id, "idempotency_key": request.header("idempotency-key")},
             "type": type_,
         }
-        self.objects["events"][event["id"]] = event
-        self.owner[event["id"]] = "events"
+        self.objects["events"][event_id] = event
+        self.owner[event_id] = "events"
         self._sorted.pop("events", None)
 
 
@@ -423,6 +429,24 @@ class _Ordered:
 def _from(items: list[dict[str, Any]], start: int, end: int) -> Iterator[dict[str, Any]]:
     for i in range(start, end):
         yield items[i]
+
+
+def _field_equals(field: str, wanted: str) -> Callable[[dict[str, Any]], bool]:
+    """Whether the field (or the id of the object expanded into it) is `wanted`."""
+
+    def check(obj: dict[str, Any]) -> bool:
+        value = obj.get(field)
+        return str(value.get("id") if isinstance(value, dict) else value) == wanted
+
+    return check
+
+
+def _type_is(wanted: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda obj: _type_matches(obj.get("type", ""), wanted)
+
+
+def _type_in(wanted: frozenset[str]) -> Callable[[dict[str, Any]], bool]:
+    return lambda obj: obj.get("type") in wanted
 
 
 def _type_matches(actual: str, wanted: str) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
@@ -24,6 +25,7 @@ from typing import Any
 from connector.sandbox.common import (
     Clock,
     IdempotencyStore,
+    RecordCheck,
     Refusal,
     Request,
     Response,
@@ -329,8 +331,8 @@ class XeroFace:
                 records = [r for r in records if str(_get(r, field) or "").lower() in values]
         return records
 
-    def _where(self, where: str) -> Any:
-        checks = []
+    def _where(self, where: str) -> RecordCheck:
+        checks: list[RecordCheck] = []
         for clause in re.split(r"\s+(?:AND|and)\s+|\s*&&\s*", where.strip()):
             match = _CLAUSE.match(clause)
             if not match:
@@ -339,11 +341,11 @@ class XeroFace:
         return lambda record: all(check(record) for check in checks)
 
     @staticmethod
-    def _clause(match: re.Match[str]) -> Any:
+    def _clause(match: re.Match[str]) -> RecordCheck:
         field, op = match["field"], match["op"]
         if match["string"] is not None or match["guid"] is not None:
             wanted: Any = (match["string"] if match["string"] is not None else match["guid"]).lower()
-            convert: Any = lambda v: None if v is None else str(v).lower()
+            convert: Callable[[Any], Any] = lambda v: None if v is None else str(v).lower()
         elif match["bool"] is not None:
             wanted, convert = match["bool"] == "true", lambda v: v is True
         elif match["number"] is not None:
@@ -352,7 +354,7 @@ class XeroFace:
             y, m, d = (int(p) for p in match["dt"].split(","))
             wanted = datetime(y, m, d, tzinfo=UTC).timestamp()
             convert = _when
-        ops = {
+        ops: dict[str, Callable[[Any, Any], bool]] = {
             "==": lambda a, b: a == b,
             "!=": lambda a, b: a != b,
             ">": lambda a, b: a is not None and a > b,
@@ -447,7 +449,7 @@ class XeroFace:
 
     @staticmethod
     def _refused(item: dict[str, Any], errors: list[str]) -> dict[str, Any]:
-        answer = copy(item)
+        answer: dict[str, Any] = copy(item)
         answer.update(HasValidationErrors=True, StatusAttributeString="ERROR", ValidationErrors=[{"Message": e} for e in errors])
         return answer
 

@@ -108,6 +108,11 @@ description = "{title} provider plugin for the AR connector"
 requires-python = ">=3.11"
 dependencies = ["ar-connector"]
 
+# `pip install -e ".[test]"` for the tests: the conformance kit (connector.plugin_testing) runs
+# under pytest and respx, which the plugin itself does not need.
+[project.optional-dependencies]
+test = ["ar-connector[test]"]
+
 # How the connector finds the provider (`connector providers list`).
 [project.entry-points."connector.providers"]
 {name} = "{package}:{cls}"
@@ -133,13 +138,13 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from connector.providers.base import ProviderSettings
+from connector.plugin import ProviderSettings
 
 
 class {cls}Settings(ProviderSettings):
     """Everything a {title} connection needs. Secrets are SecretStr: never printed or logged.
     For OAuth2 use client_id, client_secret (SecretStr), refresh_token (SecretStr), token_url
-    and connector.http.OAuthTokenManager instead of an API key."""
+    and connector.plugin.OAuthTokenManager instead of an API key."""
 
     base_url: str = Field(default="https://api.{name}.example", min_length=1)
     api_key: SecretStr
@@ -147,8 +152,9 @@ class {cls}Settings(ProviderSettings):
     requests_per_second: int = Field(default=10, ge=1)
 '''
 
-PROVIDER_HEAD = '''"""The {title} provider. Fill in each method; `connector.testing` checks them
-(run `pytest tests/` in this package; docs/plugins.md in the connector says what each must do)."""
+PROVIDER_HEAD = '''"""The {title} provider. Fill in each method; the conformance kit checks them
+(run `pytest tests/` in this package; docs/plugins.md in the connector says what each must do).
+Import from the connector only what `connector.plugin` exports: everything else is internal."""
 
 from __future__ import annotations
 
@@ -157,9 +163,18 @@ from typing import Any
 
 import httpx
 
-from connector.http import BearerAuth, ProviderHttp, RateLimiter, RetryPolicy
-from connector.model import Action
-from connector.providers.base import ActionResult, Page, Provider, ProviderSettings, TokenStore
+from connector.plugin import (
+    Action,
+    ActionResult,
+    BearerAuth,
+    Page,
+    Provider,
+    ProviderHttp,
+    ProviderSettings,
+    RateLimiter,
+    RetryPolicy,
+    TokenStore,
+)
 from {package}.settings import {cls}Settings
 
 
@@ -203,7 +218,7 @@ READ = '''
     def read_{stream}(self, cursor: str | None) -> Iterator[Page]:
         """Pages of {stream} changed since `cursor` (all when None), oldest change first.
         Each Page carries the cursor that is safe to save once it is stored; raise
-        PaginationLoopError on a repeated page token (connector.http.iter_pages does)."""
+        PaginationLoopError on a repeated page token (connector.plugin.iter_pages does)."""
         raise NotImplementedError("read_{stream}: fetch the {stream} changed since `cursor` and yield Pages")
 '''
 
@@ -214,13 +229,15 @@ APPLY = '''
         raise NotImplementedError("apply_{action}: send the write with its idempotency key and return an ActionResult")
 '''
 
-MAPPING_HEAD = '''# How raw {title} objects become canonical records (validated by mappings/spec.py).
-# Field paths are dotted paths in the raw JSON; transforms are named in mappings/transforms.py.
+MAPPING_HEAD = '''# How raw {title} objects become canonical records (`connector mappings check` validates it).
+# Field paths are dotted paths in the raw JSON; transforms are the connector's (docs/plugins.md
+# lists them) or your own, registered with connector.plugin.transform in a module you name
+# here as `imports = ["{package}.transforms"]`.
 provider = "{name}"
 
 '''
 
-CONFORMANCE = '''from connector.testing import provider_test_class
+CONFORMANCE = '''from connector.plugin_testing import provider_test_class
 from {package} import {cls}, {cls}Settings
 
 Test{cls} = provider_test_class({cls}, settings={cls}Settings(base_url="https://api.{name}.example", api_key="kit-test-key-0000"), fixtures="tests/fixtures")
@@ -275,11 +292,13 @@ README = '''# connector-{name}
 
 {title} provider ({kind}) for the AR connector.
 
-    pip install -e .                     # then: connector providers list
+    pip install -e ".[test]"             # [test]: the kit's pytest and respx, for the tests only
+    connector providers list             # {name} ... ok
     pytest tests/                        # the conformance kit (fails "not implemented" until filled in)
 
 Fill in `{package}/provider.py` (each method says what it must do), `{package}/mapping.toml`
-and `{package}/settings.py`; record fixtures as `tests/fixtures/README.md` says.
+and `{package}/settings.py`; record fixtures as `tests/fixtures/README.md` says. Import
+from the connector only `connector.plugin` (the tests also `connector.plugin_testing`).
 '''
 
 

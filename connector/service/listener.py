@@ -20,8 +20,6 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import sqlalchemy as sa
-
 from connector import webhooks
 from connector.service.loop import Service
 from connector.state import units as work
@@ -63,8 +61,7 @@ class Listener:
     def readiness(self) -> tuple[bool, list[str]]:
         problems = []
         try:
-            with self.service.store.engine.connect() as connection:
-                connection.execute(sa.text("SELECT 1"))
+            self.service.store.ping()
             with self.service.store.session() as session:
                 rows = work.units(session)
         except Exception as exc:  # any database failure means not ready

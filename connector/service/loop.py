@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import sqlalchemy as sa
 from croniter import croniter
 
 from connector import pipeline
@@ -33,9 +32,9 @@ from connector.http import observe_responses
 from connector.providers.registry import Registry, installed
 from connector.service.heartbeat import Heartbeat
 from connector.service.metrics import OUTBOX_STATES, Metrics
+from connector.state import outbox
 from connector.state import units as work
 from connector.state.store import Store
-from connector.state.tables import table
 from connector.sync import StreamReport
 from connector.workers import dead_local_workers, worker_id
 
@@ -275,11 +274,9 @@ class Service:
 
     def _refresh_outbox_gauge(self) -> None:
         """The shared outbox by state, as every worker sees it (one GROUP BY)."""
-        outbox = table("outbox_actions")
         try:
             with self.store.session() as session:
-                counts = dict(session.execute(
-                    sa.select(outbox.c.state, sa.func.count()).group_by(outbox.c.state)).all())
+                counts = outbox.counts_by_state(session)
         except Exception:
             logger.warning("could not count the outbox", exc_info=True)
             return

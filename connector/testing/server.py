@@ -186,7 +186,8 @@ class RecordedApi:
 
 
 def _idempotency_key(request: httpx.Request) -> str | None:
-    return request.headers.get("Idempotency-Key") or request.url.params.get("requestid")
+    key: str | None = request.headers.get("Idempotency-Key") or request.url.params.get("requestid")  # httpx: Any
+    return key
 
 
 def sandbox_api(data: dict[str, Any] | None = None, **options: Any) -> Callable[[], Api]:
@@ -195,20 +196,24 @@ def sandbox_api(data: dict[str, Any] | None = None, **options: Any) -> Callable[
     process). Returns a factory: each check gets a fresh sandbox with `data`."""
 
     def make() -> Api:
-        sandbox = Sandbox(data or {}, **{"limits": "off", **options})
-
-        def handle(request: httpx.Request) -> httpx.Response:
-            provider, _, rest = request.url.path.lstrip("/").partition("/")
-            headers = {k.lower(): v for k, v in request.headers.items()}
-            query = parse_qs(request.url.query.decode(), keep_blank_values=True)
-            outcome = sandbox.dispatch(Request(request.method, "/" + rest, query, headers, request.read()), provider)
-            if outcome.response is None:
-                raise httpx.ConnectError("the sandbox dropped the connection", request=request)
-            answer = outcome.response
-            body_headers = {"Content-Type": "application/json"} if answer.body is not None else {}
-            return httpx.Response(answer.status, content=answer.encoded(), headers={**body_headers, **answer.headers})
-
-        handle.sandbox = sandbox  # type: ignore[attr-defined]
-        return handle
+        return _SandboxApi(Sandbox(data or {}, **{"limits": "off", **options}))
 
     return make
+
+
+class _SandboxApi:
+    """One sandbox as an Api: called with each request; `sandbox` is the one answering."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        provider, _, rest = request.url.path.lstrip("/").partition("/")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        query = parse_qs(request.url.query.decode(), keep_blank_values=True)
+        outcome = self.sandbox.dispatch(Request(request.method, "/" + rest, query, headers, request.read()), provider)
+        if outcome.response is None:
+            raise httpx.ConnectError("the sandbox dropped the connection", request=request)
+        answer = outcome.response
+        body_headers = {"Content-Type": "application/json"} if answer.body is not None else {}
+        return httpx.Response(answer.status, content=answer.encoded(), headers={**body_headers, **answer.headers})

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import httpx
 import pytest
@@ -29,7 +29,7 @@ from connector.errors import PaginationLoopError
 from connector.http import ProviderHttp, RetryPolicy
 from connector.mappings.mapper import Mapper, get_path, load_mapping
 from connector.mappings.spec import as_field
-from connector.model import Action, Ref
+from connector.model import Action, ActionKind, Ref
 from connector.money import Money, currency_exponent
 from connector.providers.base import ActionResult, Page, Provider, ProviderSettings, secret_fields
 from connector.providers.registry import contract_problems
@@ -50,6 +50,9 @@ from connector.testing.server import (
 )
 
 CONNECTION = "kit"
+_T = TypeVar("_T")
+# What a partner may pass as `router`: the API itself, a factory of one, or a respx.Router.
+Router = Api | Callable[[], Api] | respx.Router
 # Page boundaries the moment check resumes from, at most (spread over the read).
 _MAX_PROOFS = 6
 _SECRETISH = re.compile(r"(secret|password|api_key|token|private_key)$")
@@ -83,7 +86,7 @@ class ProviderKit:
         settings: ProviderSettings,
         *,
         fixtures: str | Path | None,
-        router: Any,
+        router: Router | None,
         config: KitConfig,
         provider_kwargs: dict[str, Any],
     ) -> None:
@@ -109,9 +112,10 @@ class ProviderKit:
             return RecordedApi(self.config.routes, base_path=base_path)
         if isinstance(router, respx.Router):
             return router.handler
-        if callable(router) and not _takes_arguments(router):
-            return router()  # a factory: a fresh fake for each check
-        return router
+        if not _takes_arguments(router):
+            factory = cast(Callable[[], Api], router)  # no required argument: a factory
+            return factory()  # a fresh fake for each check
+        return cast(Api, router)
 
     @contextlib.contextmanager
     def run(self) -> Iterator[Run]:
@@ -205,7 +209,7 @@ def _secret(value: Any) -> str | None:
     return value or None
 
 
-def _not_implemented(call: Callable[[], Any], what: str) -> Any:
+def _not_implemented(call: Callable[[], _T], what: str) -> _T:
     try:
         return call()
     except NotImplementedError as exc:
@@ -541,6 +545,7 @@ class _Checks:
         refreshes = [e for e in after[:nxt] if e.kind == "token"]
         assert len(refreshes) == 1, f"a 401 should cost exactly one token refresh, it cost {len(refreshes)}"
         old, new = events[at].request, after[nxt].request if nxt < len(after) else None
+        assert old is not None  # the injected 401 answered a request
         assert new is not None, "the request refused with 401 was not sent again"
         assert new.headers.get("Authorization") != old.headers.get("Authorization"), "the retry used the refused token"
 
@@ -568,7 +573,7 @@ class _Checks:
 
     # Writes ------------------------------------------------------------------------------------
 
-    def test_each_action_sent_twice_has_one_effect(self, action: str) -> None:
+    def test_each_action_sent_twice_has_one_effect(self, action: ActionKind) -> None:
         kit = self.kit
         case = kit.config.actions.get(action)
         if case is None:
@@ -621,7 +626,7 @@ def provider_test_class(
     *,
     settings: ProviderSettings,
     fixtures: str | Path | None = None,
-    router: Any = None,
+    router: Router | None = None,
     money: list[MoneyCase] | None = None,
     voids: list[RecordCase] | None = None,
     actions: list[ActionCase] | None = None,
@@ -680,5 +685,6 @@ def _copy_fn(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
+    # what pytest reads for the parameters; typeshed's FunctionType does not declare __signature__
     wrapper.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
     return wrapper

@@ -3,12 +3,9 @@ system view, and the day each invoice was last reminded, gathered in one read of
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from datetime import date
 from typing import Any
-
-import sqlalchemy as sa
 
 from connector.config import Config
 from connector.connections import system_ranks
@@ -17,8 +14,8 @@ from connector.providers.registry import Registry
 from connector.reconcile.types import LEDGER_RULE
 from connector.state import linking as state_linking
 from connector.state import reconciliation as decisions
+from connector.state.reminders import reminder_messages
 from connector.state.store import Store
-from connector.state.tables import table
 from connector.writeback.plan import Facts, SystemView
 
 
@@ -69,41 +66,15 @@ def last_reminders(session: Any) -> dict[str, date]:
     done). Dunning queues each reminder's actions tagged with the customer and the step: the
     message (an email, or a CRM note or task when the channel is the CRM) names the invoices it
     reminds of (`dunning_role` "message", `dunning_invoices`); the other actions (a note beside
-    an email, an escalation or late-fee task for a person) do not count. Actions queued before
-    those tags are matched with the reminder the audit log recorded for the customer and step:
-    the email counts, or without one the CRM note or task. Cancelled or parked ones never count."""
-    actions = table("outbox_actions")
+    an email, an escalation or late-fee task for a person) do not count, nor do cancelled or
+    parked ones."""
     out: dict[str, date] = {}
-
-    def reminded(invoice_ids: Any, when: Any) -> None:
+    for message in reminder_messages(session):
+        if message.state != "done" or not message.customer:
+            continue
+        when = message.updated_at
         day = (when.astimezone() if when.tzinfo else when).date()  # the local day, as `today` is
-        for invoice_id in invoice_ids:
+        for invoice_id in message.invoices:
             if invoice_id not in out or out[invoice_id] < day:
                 out[invoice_id] = day
-
-    legacy: dict[tuple[str, int], list[tuple[str, str, Any]]] = defaultdict(list)
-    query = sa.select(actions.c.kind, actions.c.state, actions.c.updated_at, actions.c.payload).where(
-        actions.c.subject_type == "customer")
-    for kind, state, updated_at, payload in session.execute(query):
-        payload = json.loads(payload) if isinstance(payload, str) else payload
-        if not isinstance(payload, dict) or payload.get("dunning_step") is None or not payload.get("dunning_customer"):
-            continue  # not a reminder (a note finance queued about a dispute, a pause)
-        role = payload.get("dunning_role")
-        if role is None:
-            legacy[(str(payload["dunning_customer"]), int(payload["dunning_step"]))].append((kind, state, updated_at))
-        elif role == "message" and state == "done":
-            reminded([str(i) for i in payload.get("dunning_invoices") or []], updated_at)
-    if legacy:
-        log = table("audit_log")
-        listed: dict[tuple[str, int], set[str]] = defaultdict(set)
-        query = sa.select(log.c.subject_id, log.c.inputs).where(log.c.actor == "dunning", log.c.action == "reminder")
-        for customer, inputs in session.execute(query):
-            inputs = json.loads(inputs) if isinstance(inputs, str) else inputs
-            if customer and isinstance(inputs, dict) and inputs.get("step") is not None:
-                listed[(str(customer), int(inputs["step"]))].update(str(i) for i in inputs.get("invoices") or [])
-        for key, queued in legacy.items():
-            emails = [a for a in queued if a[0] == "send_invoice"]
-            done = [updated for _, state, updated in emails or queued if state == "done"]
-            if done and key in listed:
-                reminded(listed[key], max(done))
     return out

@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from connector.model import Action, Allocation, Invoice, InvoicePosition, Payment, Ref
+from connector.model import Action, ActionKind, Allocation, Invoice, InvoicePosition, ObjectType, Payment, Ref
 
 HAND_ENTRY_WINDOW = timedelta(days=5)
 
@@ -40,13 +40,13 @@ class SystemView:
 
     system: str
     kind: str  # ledger / gateway / crm
-    object_type: str
+    object_type: ObjectType
     remote_id: str
     data: dict[str, Any] = field(hash=False, compare=False)
 
     @property
     def ref(self) -> Ref:
-        return Ref(system=self.system, object_type=self.object_type, remote_id=self.remote_id)  # type: ignore[arg-type]
+        return Ref(system=self.system, object_type=self.object_type, remote_id=self.remote_id)
 
 
 @dataclass(frozen=True)
@@ -149,13 +149,14 @@ def plan_gateway_status(facts: Facts) -> list[PlannedAction]:
             gateway_status = view.data.get("status")
             if gateway_status != "open":
                 continue
+            kind: ActionKind
             if ledger_status == "paid":
                 kind, verb = "mark_paid", "mark paid out of band"
             elif ledger_status == "void":
                 kind, verb = "void_invoice", "void"
             else:
                 continue
-            action = Action(connection=view.system, kind=kind, target=view.ref, payload={})  # type: ignore[arg-type]
+            action = Action(connection=view.system, kind=kind, target=view.ref, payload={})
             summary = f"{_label(invoice)}: {verb} in {view.system} (status open -> {'paid' if kind == 'mark_paid' else 'void'}; the ledger says {ledger_status})"
             planned.append(PlannedAction(action, "invoice", invoice_id, summary))
     return planned

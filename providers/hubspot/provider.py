@@ -31,10 +31,11 @@ from connector.http import (
     ProviderHttp,
     RateLimiter,
     RetryPolicy,
+    TokenStore,
     decode_json,
 )
 from connector.model import Action
-from connector.providers.base import ActionResult, Page, Provider, ProviderSettings, TokenStore
+from connector.providers.base import ActionResult, Page, Provider, ProviderSettings
 from connector.providers.hubspot.search import SearchCursor, SearchWindows, epoch_ms
 from connector.providers.hubspot.settings import WRITABLE, HubSpotSettings
 

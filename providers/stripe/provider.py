@@ -47,13 +47,14 @@ from connector.http import (
     ProviderHttp,
     RateLimiter,
     RetryPolicy,
+    TokenStore,
     decode_json,
     iter_pages,
 )
 from connector.mappings.transforms import stripe_exponent
 from connector.model import Action
 from connector.money import Money
-from connector.providers.base import ActionResult, Page, Provider, TokenStore
+from connector.providers.base import ActionResult, Page, Provider
 from connector.providers.stripe import cursor as cursors
 from connector.providers.stripe.settings import StripeSettings
 from connector.providers.stripe.streams import STREAMS, StreamDef
@@ -219,7 +220,7 @@ class StripeProvider(Provider):
 
     def __init__(
         self,
-        settings: StripeSettings,  # type: ignore[override]
+        settings: StripeSettings,
         *,
         connection: str | None = None,
         token_store: TokenStore | None = None,

@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr
 
 from connector.providers.base import ProviderSettings
 
-# The version of the official OpenAPI document we test against (../shared/specs).
+# The version of the official OpenAPI document we test against (tests/contract/specs/).
 PINNED_API_VERSION = "2023-08-16"
 
 

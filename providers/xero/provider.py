@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -15,6 +16,7 @@ from connector.http import (
     ProviderHttp,
     RateLimiter,
     RetryPolicy,
+    TokenStore,
     decode_json,
 )
 from connector.model import Action
@@ -24,7 +26,6 @@ from connector.providers.base import (
     Provider,
     ProviderKind,
     ProviderSettings,
-    TokenStore,
 )
 from connector.providers.xero import incremental
 from connector.providers.xero.settings import XeroSettings
@@ -145,7 +146,7 @@ class XeroProvider(Provider):
         position: incremental.Position | None = incremental.Position(incremental.load_cursor(cursor))
         size = self.settings.page_size
         id_key = _ID_KEYS[items_key]
-        previous: tuple[incremental.Position, list[Any]] | None = None
+        previous: tuple[datetime | None, list[Any]] | None = None  # (since, ids) of the last page
         # (id, UpdatedDateUTC) of records already yielded at or after the current second:
         # the overlap of the next request, not yielded twice.
         recent: set[tuple[Any, Any]] = set()

@@ -1,16 +1,21 @@
 """The real Xero and HubSpot adapters against Prism serving the providers' own OpenAPI
-documents: every request they send must be one the document accepts.
+documents (the copies in tests/contract/specs/): every request they send must be one the
+document accepts.
 
 A test fails on any 4xx from Prism, any Prism error body, and any `sl-violations` entry about
 the request. Prism answers with the documents' examples (Xero) or seeded random data
-(HubSpot); it proves request shapes, not reconciliation.
+(HubSpot); it proves request shapes, not reconciliation. HubSpot's adapter calls two
+documents (CRM objects v3 and associations v4); Prism serves one per port, so its Prism serves
+a temporary merge of the two (`merge_documents`).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from connector.errors import InvalidRequestError, PaginationLoopError
@@ -19,7 +24,7 @@ from connector.providers.hubspot import HubSpotProvider
 from connector.providers.hubspot.settings import HubSpotSettings
 from connector.providers.xero import XeroProvider
 from connector.providers.xero.settings import XeroSettings
-from support.prism import ExchangeRecorder, prism
+from support.prism import ExchangeRecorder, merge_documents, prism
 
 pytestmark = pytest.mark.slow
 
@@ -32,9 +37,16 @@ def xero_url():
         yield url
 
 
+# The deal/invoice -> company batch read (`read_associations`) is in the v4 associations
+# document, the rest in the CRM objects document: one Prism serves both, merged at test time.
+HUBSPOT_DOCUMENTS = ("hubspot-crm-objects.json", "hubspot-crm-associations-v4.json")
+V4_BATCH_READ = "/crm/v4/associations/{}/companies/batch/read"
+
+
 @pytest.fixture(scope="module")
-def hubspot_url():
-    with prism("hubspot-crm-objects.json", dynamic=True, seed=7) as url:
+def hubspot_url(tmp_path_factory):
+    merged = merge_documents(HUBSPOT_DOCUMENTS, tmp_path_factory.mktemp("hubspot-specs") / "hubspot-crm.json")
+    with prism(merged, dynamic=True, seed=7) as url:
         yield url
 
 
@@ -118,9 +130,9 @@ def test_xero_write_actions_send_only_requests_the_document_accepts(xero_url, re
 
 
 def hubspot(url: str) -> HubSpotProvider:
-    # v4 association batch reads are not in the stored CRM objects document; the adapter's
-    # association read is checked by its respx tests instead.
-    settings = HubSpotSettings(base_url=url, access_token="contract-private-app-token", read_associations=False)
+    # read_associations is on (the default): deals and invoices also send the v4 batch read.
+    settings = HubSpotSettings(base_url=url, access_token="contract-private-app-token")
+    assert settings.read_associations
     return HubSpotProvider(settings, connection="crm")
 
 
@@ -134,6 +146,8 @@ def test_hubspot_read_streams_send_only_requests_the_document_accepts(hubspot_ur
             pass  # Prism's random `after` tokens may repeat; the requests sent are what counts here
     provider.close()
     assert any(r.url.path.endswith("/search") for r, _ in recorder.exchanges)
+    sent = {r.url.path for r, _ in recorder.exchanges}
+    assert {V4_BATCH_READ.format("deals"), V4_BATCH_READ.format("invoices")} <= sent
     assert recorder.problems() == []
 
 
@@ -157,3 +171,86 @@ def test_hubspot_write_actions_send_only_requests_the_document_accepts(hubspot_u
         assert ("POST", f"/crm/v3/objects/{object_type}/search") in methods
         assert ("POST", f"/crm/v3/objects/{object_type}") in methods
     assert recorder.problems() == []
+
+
+def pin_association_sources(monkeypatch) -> list[tuple[list[str], dict]]:
+    """Prism has no state: its random batch-read answer cannot name the records its random
+    search answer returned, so the adapter would find nothing to attach. Between Prism and the
+    adapter (after the recorder, which keeps Prism's own answer and headers), point each
+    result's `from.id` at the ids the request asked for (result i -> input i mod n); nothing
+    else in the answer changes and it keeps the document's shape (a string for a string).
+    Returns (ids asked for, answer the adapter saw) per batch read, in order."""
+    seen: list[tuple[list[str], dict]] = []
+    inner = httpx.HTTPTransport.handle_request
+
+    def handle_request(transport: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+        response = inner(transport, request)
+        path = request.url.path
+        batch_read = path.startswith("/crm/v4/associations/") and path.endswith("/batch/read")
+        if not batch_read or response.status_code != 200:
+            return response
+        asked = [str(item["id"]) for item in json.loads(request.content)["inputs"]]
+        answer = response.json()
+        for n, result in enumerate(answer.get("results") or []):
+            result["from"] = {**(result.get("from") or {}), "id": asked[n % len(asked)]}
+        seen.append((asked, answer))
+        headers = [(k, v) for k, v in response.headers.items()
+                   if k.lower() not in ("content-length", "content-type", "content-encoding", "transfer-encoding")]
+        return httpx.Response(200, headers=headers, json=answer, request=request)
+
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", handle_request)
+    return seen
+
+
+@pytest.mark.parametrize("stream", ["deals", "invoices"])
+def test_hubspot_reads_companies_through_the_v4_associations_document(hubspot_url, recorder, monkeypatch, stream):
+    answers = pin_association_sources(monkeypatch)
+    provider = hubspot(hubspot_url)
+    pages = []
+    try:
+        for page, _ in zip(provider.read(stream, None), range(3), strict=False):
+            pages.append(page)
+    except PaginationLoopError:
+        pass  # Prism's random `after` tokens may repeat; the pages read so far are what counts
+    provider.close()
+
+    # The requests: one v4 batch read per page of search results, asking for exactly that
+    # page's records, each valid per the associations document (no `sl-violations` on the
+    # request, no 4xx, no Prism error).
+    assert recorder.problems() == []
+    batch_reads = [r for r, _ in recorder.exchanges if r.url.path == V4_BATCH_READ.format(stream)]
+    searched = [page for page in pages if page.records]
+    assert searched, f"Prism's search answer for {stream} had no records"
+    assert len(batch_reads) == len(answers) >= len(searched)
+    for page, (asked, _) in zip(searched, answers, strict=False):
+        assert asked == [str(record["id"]) for record in page.records]
+
+    # The answer is applied: each record carries the companies the answer gave it, primary
+    # first, where the list endpoint would put them (`associations.companies.results`).
+    singular = stream.rstrip("s")
+    attached = 0
+    for page, (_, answer) in zip(searched, answers, strict=False):
+        expected: dict[str, list[tuple[bool, str]]] = {}
+        for result in answer.get("results") or []:
+            for to in result.get("to") or []:
+                primary = any((t.get("label") or "").lower() == "primary" for t in to.get("associationTypes") or [])
+                expected.setdefault(result["from"]["id"], []).append((not primary, str(to["toObjectId"])))
+        for record in page.records:
+            want = [{"id": company, "type": f"{singular}_to_company"}
+                    for _, company in sorted(expected.get(str(record["id"]), []))]
+            got = ((record.get("associations") or {}).get("companies") or {}).get("results") or []
+            assert got == want, f"{stream} {record['id']}"
+            attached += bool(got)
+    assert attached, "no record received a company: the association answer was not applied"
+
+
+def test_a_request_breaking_the_associations_document_is_caught(hubspot_url, recorder):
+    """The control for the test above: the merged document really checks v4 requests (an id
+    must be a string), so a clean `problems()` there means something."""
+    httpx.post(
+        hubspot_url + V4_BATCH_READ.format("deals"),
+        json={"inputs": [{"id": 1001}]},
+        headers={"Authorization": "Bearer contract-private-app-token"},
+    )
+    problems = recorder.problems()
+    assert any("request violates the document" in p and "inputs.0.id must be string" in p for p in problems), problems

@@ -1,4 +1,4 @@
-"""Generated objects hold against the providers' own OpenAPI documents (../shared/specs)."""
+"""Generated objects hold against the providers' own OpenAPI documents (tests/contract/specs/)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Check JSON bodies against the providers' own OpenAPI documents in ../shared/specs.
+"""Check JSON bodies against the providers' own OpenAPI documents in tests/contract/specs/.
 
     check_response("xero", "GET", "/Invoices", body)             # raises AssertionError
     check_response("stripe", "POST", "/v1/invoices/in_1/pay", body)
@@ -7,6 +7,9 @@ Paths are the provider's API paths (the spec's), without our base_url prefix. Th
 are loaded once per process (Stripe's takes a few seconds). Spec self-validation is off: the
 official Xero document does not pass it (string defaults on boolean fields), and the document
 is the peer we hold our shapes against, not something we fix.
+
+The documents are unmodified copies vendored in the repository (tests/contract/specs/README.md
+names their sources, commits and licences), so the tests need nothing beside the checkout.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import yaml
 from openapi_core import Config, OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-SPECS = Path(__file__).resolve().parents[2].parent / "shared" / "specs"
+# The repository's own copies (tests/support/openapi.py -> tests/contract/specs).
+SPECS = Path(__file__).resolve().parents[1] / "contract" / "specs"
 
 DOCUMENTS = {
     "stripe": ("stripe-spec3.yaml", "https://api.stripe.com", ""),

@@ -1,20 +1,28 @@
 """Serve a provider's official OpenAPI document with Stoplight Prism on loopback.
 
-`.ci/run` installs Prism into `.prism/` (npm `@stoplight/prism-cli@5`). Without it the
-contract tests skip, except under CI=true, where they fail: CI must prove the contract.
+The documents are the repository's unmodified copies in tests/contract/specs/ (see its
+README.md). `.ci/run` installs Prism into `.prism/` (npm `@stoplight/prism-cli@5`). Without it
+the contract tests skip, except under CI=true, where they fail: CI must prove the contract.
+
+Prism serves one document per port. `merge_documents` writes one temporary document holding
+the paths and components of several (HubSpot's CRM objects and v4 associations documents), so
+one Prism can serve an adapter that calls both; the vendored files are never changed.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import shutil
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -42,8 +50,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def prism(spec_name: str, *, dynamic: bool = False, seed: int = 1, start_timeout: float | None = None) -> Iterator[str]:
-    """Start Prism on `spec_name` (a file in ../shared/specs); yield its base URL.
+def prism(
+    spec: str | Path, *, dynamic: bool = False, seed: int = 1, start_timeout: float | None = None
+) -> Iterator[str]:
+    """Start Prism on `spec` (a file name in tests/contract/specs/, or the path of a document
+    such as one `merge_documents` wrote); yield its base URL.
 
     Prism parses the whole document before it listens: Xero's takes about 30 s on an idle
     machine and well over 2 minutes on two busy cores, so the wait is generous
@@ -56,7 +67,7 @@ def prism(spec_name: str, *, dynamic: bool = False, seed: int = 1, start_timeout
     args = [*command, "mock", "-h", "127.0.0.1", "-p", str(port)]
     if dynamic:
         args += ["-d", "--seed", str(seed)]
-    args.append(str(specs_dir() / spec_name))
+    args.append(str(spec if isinstance(spec, Path) else specs_dir() / spec))
     log = open(os.devnull, "wb")
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True)
     try:
@@ -81,6 +92,58 @@ def prism(spec_name: str, *, dynamic: bool = False, seed: int = 1, start_timeout
             process.kill()
             process.wait()
         log.close()
+
+
+# Keywords that annotate a schema without changing what it accepts.
+_ANNOTATIONS = frozenset({"description", "example", "examples", "title"})
+
+
+def _without_annotations(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_annotations(v) for k, v in node.items() if k not in _ANNOTATIONS}
+    if isinstance(node, list):
+        return [_without_annotations(v) for v in node]
+    return node
+
+
+def merge_documents(names: Sequence[str], target: Path) -> Path:
+    """Write to `target` one OpenAPI document with the paths and components of the documents
+    `names` (files in tests/contract/specs/, JSON), for one Prism to serve them all.
+
+    The first document is the base (its `info`, `servers` and so on stay). Paths must be
+    disjoint. A component present in several documents must be the same up to annotations
+    (description, example, title): the first document's copy is kept. HubSpot's documents
+    differ that way on `ErrorDetail`, `NextPage` and `PublicObjectId`; their `oauth2` security
+    schemes list different scopes, so an OAuth2 scheme gets the union of the scopes, every
+    operation's scopes stay declared. Anything else that clashes is an error, not a guess."""
+    documents = [json.loads((specs_dir() / name).read_text(encoding="utf-8")) for name in names]
+    merged = copy.deepcopy(documents[0])
+    for name, document in zip(names[1:], documents[1:], strict=True):
+        paths = merged.setdefault("paths", {})
+        clash = sorted(set(paths) & set(document.get("paths") or {}))
+        if clash:
+            raise AssertionError(f"{name} repeats paths of {names[0]}: {clash}")
+        paths.update(copy.deepcopy(document.get("paths") or {}))
+        for section, entries in (document.get("components") or {}).items():
+            have = merged.setdefault("components", {}).setdefault(section, {})
+            for key, value in entries.items():
+                if key not in have:
+                    have[key] = copy.deepcopy(value)
+                elif section == "securitySchemes" and value.get("type") == have[key].get("type") == "oauth2":
+                    for flow, settings in (value.get("flows") or {}).items():
+                        mine = have[key].setdefault("flows", {}).setdefault(flow, copy.deepcopy(settings))
+                        mine.setdefault("scopes", {}).update(
+                            {s: d for s, d in (settings.get("scopes") or {}).items() if s not in mine["scopes"]}
+                        )
+                elif _without_annotations(value) != _without_annotations(have[key]):
+                    raise AssertionError(f"components/{section}/{key} differs between {names[0]} and {name}")
+        known = {tag.get("name") for tag in merged.get("tags") or []}
+        for tag in document.get("tags") or []:
+            if tag.get("name") not in known:
+                merged.setdefault("tags", []).append(copy.deepcopy(tag))
+                known.add(tag.get("name"))
+    target.write_text(json.dumps(merged), encoding="utf-8")
+    return target
 
 
 class ExchangeRecorder:

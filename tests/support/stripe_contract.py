@@ -1,7 +1,7 @@
 """Our Stripe requests held against the official document's parameter lists, in-process.
 
 Prism is not used for Stripe (issue 3): every request the adapter sends in the tests is
-matched to its operation in ../shared/specs/stripe-spec3.yaml, and each query parameter name
+matched to its operation in tests/contract/specs/stripe-spec3.yaml, and each query parameter name
 (`created[gte]` is `created`, with the key `gte` in its schema; `types[]` is `types`;
 `expand[]` is `expand`) must be one of the operation's `parameters`, and each form field of a
 POST one of its `application/x-www-form-urlencoded` request body's properties.

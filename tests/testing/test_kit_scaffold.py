@@ -9,8 +9,8 @@ import tomllib
 
 import pytest
 
-from connector.scaffold import render_files
 from connector.mappings.mapper import build_spec
+from connector.scaffold import render_files
 
 
 def run(*args, cwd=None, site=None, timeout=300):

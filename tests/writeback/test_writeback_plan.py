@@ -162,7 +162,6 @@ def test_an_invoice_counts_as_reminded_once_the_reminder_s_message_is_sent(tmp_p
     from connector.model import Action
     from connector.writeback.facts import last_reminders
     from connector.state import open_store, outbox
-    from connector.state.bookkeeping import audit
 
     store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
     tag = {"dunning_step": 14, "dunning_customer": "c2", "dunning_as_of": "2026-11-20"}
@@ -174,16 +173,10 @@ def test_an_invoice_counts_as_reminded_once_the_reminder_s_message_is_sent(tmp_p
         (Action(connection="crm", kind="create_task", payload={**tag, "dunning_role": "late_fee", "invoice": "i3"}),
          "invoice", "i3", "late fee task"),
     ]
-    # queued before reminders named their invoices: the audit log says which they listed
-    audit_tag = {"dunning_step": 7, "dunning_customer": "c1"}
-    legacy = [
-        (Action(connection="gateway", kind="send_invoice", target=Ref(system="gateway", object_type="invoice", remote_id="in_1"),
-                payload=audit_tag), "customer", "c1", "old email"),
-        (Action(connection="crm", kind="create_note", payload={**audit_tag, "company_id": "4"}), "customer", "c1", "old note"),
-    ]
+    # (reminders queued before they named their invoices are tagged by migration 0007:
+    # tests/state/test_state_reminder_tags_migration.py)
     with store.session() as session:
-        outbox.add_planned(session, reminder + legacy)
-        audit(session, "dunning", "reminder", "customer", "c1", {"step": 7, "invoices": ["i1", "i2"]}, "text")
+        outbox.add_planned(session, reminder)
 
     def send(*summaries):
         with store.session() as session:
@@ -198,9 +191,9 @@ def test_an_invoice_counts_as_reminded_once_the_reminder_s_message_is_sent(tmp_p
             return last_reminders(session)
 
     assert reminded() == {}  # queued is not reminded
-    send("note beside the email", "late fee task", "old note")
+    send("note beside the email", "late fee task")
     assert reminded() == {}  # the emails are what remind, and they are not sent yet
-    send("email", "old email")
+    send("email")
     today = date.today()
-    assert reminded() == {"i3": today, "i4": today, "i1": today, "i2": today}
+    assert reminded() == {"i3": today, "i4": today}
     store.close()

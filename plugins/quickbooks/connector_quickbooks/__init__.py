@@ -1,8 +1,8 @@
 """QuickBooks Online (accounting ledger), a partner-style plugin: entry point
 `connector_quickbooks:QuickBooksProvider` in the group `connector.providers`.
 
-It imports only the connector's public plugin API: `providers.base`, `connector.http`,
-`connector.model`, `connector.money`, `connector.errors` and `mappings`."""
+It imports only the connector's public plugin API, `connector.plugin` (its tests add
+`connector.plugin_testing`)."""
 
 from connector_quickbooks.provider import QuickBooksProvider
 from connector_quickbooks.settings import QuickBooksSettings

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connector.mappings.transforms import parse_iso_datetime
+from connector.plugin import parse_iso_datetime
 
 CDC_MAX_OBJECTS = 1000
 CDC_LOOKBACK = timedelta(days=30)

@@ -11,17 +11,25 @@ from typing import Any, ClassVar
 
 import httpx
 
-from connector.errors import ConfigError, PaginationLoopError, ProviderError
-from connector.http import (
+from connector.plugin import (
+    Action,
+    ActionResult,
+    ConfigError,
     OAuthTokenManager,
+    Page,
+    PaginationLoopError,
+    Provider,
+    ProviderError,
     ProviderHttp,
+    ProviderKind,
+    ProviderSettings,
     RateLimiter,
     RetryPolicy,
+    TokenStore,
     decode_json,
     idempotency_param,
+    normalise_currency,
 )
-from connector.model import Action
-from connector.money import normalise_currency
 from connector_quickbooks import incremental
 from connector_quickbooks.settings import QuickBooksSettings
 from connector_quickbooks.writes import (
@@ -32,14 +40,6 @@ from connector_quickbooks.writes import (
     payment_body,
     payment_request,
     refuse,
-)
-from connector.providers.base import (
-    ActionResult,
-    Page,
-    Provider,
-    ProviderKind,
-    ProviderSettings,
-    TokenStore,
 )
 
 # The same pool sizes the connector's own clients use (the wrapper below replaces httpx's

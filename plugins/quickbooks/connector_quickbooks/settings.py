@@ -6,8 +6,7 @@ from datetime import datetime
 
 from pydantic import Field, SecretStr, field_validator
 
-from connector.money import normalise_currency
-from connector.providers.base import ProviderSettings
+from connector.plugin import ProviderSettings, normalise_currency
 
 QBO_API = "https://quickbooks.api.intuit.com"
 QBO_SANDBOX_API = "https://sandbox-quickbooks.api.intuit.com"

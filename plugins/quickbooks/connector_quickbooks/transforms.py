@@ -1,5 +1,5 @@
 """QuickBooks transforms that are more than a field path (imported by this package's
-`mapping.toml` through `imports`). Registered with the public `mappings.transforms.transform`.
+`mapping.toml` through `imports`). Registered with `connector.plugin.transform`.
 
 QuickBooks amounts are decimals in the record's `CurrencyRef` (a JPY company's have no
 places, a KWD one's three); they become `Money` of that currency, exactly.
@@ -11,8 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from connector.money import Money, to_decimal
-from connector.mappings.transforms import TransformContext, parse_iso_datetime, transform
+from connector.plugin import Money, TransformContext, parse_iso_datetime, to_decimal, transform
 
 SALES_LINE = "SalesItemLineDetail"
 

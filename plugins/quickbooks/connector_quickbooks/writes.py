@@ -1,8 +1,8 @@
 """What we send to QuickBooks and how we read its answers to writes: pure functions, no I/O.
 
-Amounts go out as JSON numbers written digit for digit from the Decimal (`dumps_exact` in
-`connector.http`), in the invoice's currency: QuickBooks amounts are decimals, and a JPY or
-KWD company's amounts have 0 or 3 places.
+Amounts go out as JSON numbers written digit for digit from the Decimal (`ProviderHttp`
+sends `json=` bodies through `dumps_exact`), in the invoice's currency: QuickBooks amounts
+are decimals, and a JPY or KWD company's amounts have 0 or 3 places.
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from connector.errors import InvalidRequestError
-from connector.model import Action
-from connector.money import Money, normalise_currency, to_decimal
+from connector.plugin import Action, InvalidRequestError, Money, normalise_currency, to_decimal
 
 PROVIDER = "quickbooks"
 # PaymentRefNum holds at most 21 characters; the whole reference also goes to PrivateNote.

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from connector.http import RetryPolicy
+from connector.plugin import RetryPolicy
 from connector_quickbooks import QuickBooksProvider, QuickBooksSettings
 
 BASE = "https://qbo.test"

@@ -1,4 +1,4 @@
-"""QuickBooks passes the conformance kit (connector.testing), against the sandbox's
+"""QuickBooks passes the conformance kit (connector.plugin_testing), against the sandbox's
 QuickBooks face, exactly as a partner would run it."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import copy
 from datetime import date, datetime, timedelta
 
+from connector.plugin_testing import ActionCase, MoneyCase, RecordCase, provider_test_class, sandbox_api
 from connector.sandbox.generator import generate
 from connector.sandbox.quickbooks_api import quickbooks_book
-from connector.testing import ActionCase, MoneyCase, RecordCase, provider_test_class, sandbox_api
 from connector_quickbooks import QuickBooksProvider, QuickBooksSettings
 
 BASE = "http://sandbox.kit/quickbooks"

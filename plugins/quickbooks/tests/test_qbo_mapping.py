@@ -7,11 +7,10 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-
-from connector.model import invoice_position
-from connector.money import Money
-from connector.mappings.mapper import load_mapping
 from qbo_support import credit_memo, customer, exact, invoice, payment, tombstone
+
+from connector.plugin import Money
+from connector.plugin_testing import invoice_position, load_mapping
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from connector.model import Action, Ref
+from qbo_support import Store, credit_memo, customer, exact, invoice, payment
+
+from connector.plugin import Action, Ref
+from connector.plugin_testing import load_mapping
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.sandbox.quickbooks_api import quickbooks_book
 from connector_quickbooks import QuickBooksProvider, QuickBooksSettings
-from connector.mappings.mapper import load_mapping
-from qbo_support import Store, credit_memo, customer, exact, invoice, payment
 
 REALM = "4620816365257778210"
 

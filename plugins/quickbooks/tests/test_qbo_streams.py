@@ -9,9 +9,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import respx
-
-from connector.errors import PaginationLoopError
-from connector_quickbooks import incremental
 from qbo_support import (
     COMPANY,
     answer,
@@ -24,6 +21,9 @@ from qbo_support import (
     query_body,
     tombstone,
 )
+
+from connector.plugin import PaginationLoopError
+from connector_quickbooks import incremental
 
 
 def _query_of(request: httpx.Request) -> str:

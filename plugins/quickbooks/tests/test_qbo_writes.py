@@ -9,10 +9,9 @@ from decimal import Decimal
 import httpx
 import pytest
 import respx
-
-from connector.errors import AuthenticationError, InvalidRequestError
-from connector.model import Action, Ref
 from qbo_support import COMPANY, TOKEN_URL, Store, answer, invoice, provider
+
+from connector.plugin import Action, AuthenticationError, InvalidRequestError, Ref
 
 
 def _action(kind="record_payment", amount="100.00", currency="USD", remote="130"):

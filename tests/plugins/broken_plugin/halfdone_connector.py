@@ -1,6 +1,6 @@
 """Imports fine but breaks the contract: declares an action it does not implement."""
 
-from connector.providers.base import Provider, ProviderSettings
+from connector.plugin import Provider, ProviderSettings
 
 
 class HalfDone(Provider):

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 from pydantic import SecretStr
 
-from connector.providers.base import ActionResult, Page, Provider, ProviderSettings
+from connector.plugin import ActionResult, Page, Provider, ProviderSettings
 
 
 class AcmeSettings(ProviderSettings):

@@ -1,0 +1,189 @@
+"""The reads and writes the engine and the CLI ask the store for: reminders in the outbox, the
+audit log by action or by subject, refs by what a person typed, dangling refs, finance-owned
+columns, the outbox by state, and the readiness ping."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from connector.errors import StateError
+from connector.model import Action, PaymentPlan
+from connector.money import Money
+from connector.state import Store, make_engine, outbox, records
+from connector.state.bookkeeping import audit, audit_entries, audit_entries_about
+from connector.state.reminders import reminder_messages
+from support.state_factories import SYSTEM, customer, invoice, payment, ref
+
+LEASE = timedelta(minutes=10)
+
+
+# Reminders ------------------------------------------------------------------------------
+
+
+def reminder_action(kind: str, role: str | None, invoices: object = None, **extra: object) -> Action:
+    payload: dict[str, object] = {"dunning_step": 14, "dunning_customer": "c1", "dunning_as_of": "2026-11-20", **extra}
+    if role is not None:
+        payload["dunning_role"] = role
+    if invoices is not None:
+        payload["dunning_invoices"] = invoices
+    target = ref("x-1") if kind == "send_invoice" else None
+    return Action(connection="ledger" if target else "crm", kind=kind, target=target, payload=payload)
+
+
+def test_reminder_messages_are_the_actions_carrying_a_reminder_with_their_invoice_steps(store: Store) -> None:
+    planned = [
+        (reminder_action("send_invoice", "message", {"i1": 14, "i2": 7}), "customer", "c1", "email"),
+        (reminder_action("create_note", "note", company_id="5"), "customer", "c1", "note beside the email"),
+        (reminder_action("create_task", "late_fee", invoice="i1"), "invoice", "i1", "late fee task"),
+        (Action(connection="crm", kind="create_note", payload={"company_id": "5", "body": "INV-1 disputed"}),
+         "customer", "c1", "finance's note"),
+    ]
+    with store.session() as session:
+        outbox.add_planned(session, planned)
+        [message] = reminder_messages(session)
+    assert (message.kind, message.state, message.customer, message.step) == ("send_invoice", "planned", "c1", 14)
+    assert (message.as_of, message.invoices) == ("2026-11-20", {"i1": 14, "i2": 7})
+    assert message.updated_at is not None
+
+
+def test_reminder_message_state_follows_the_outbox(store: Store) -> None:
+    with store.session() as session:
+        outbox.add_planned(session, [(reminder_action("create_task", "message", {"i1": 14}), "customer", "c1", "t")])
+    with store.session() as session:
+        [entry] = outbox.claim(session, "host:1", lease=LEASE, limit=1)
+        outbox.complete(session, entry.id, "host:1", {"id": "task-1"})
+    with store.session() as session:
+        assert [m.state for m in reminder_messages(session)] == ["done"]
+
+
+def test_reminder_message_listing_invoices_without_steps_names_them_at_its_own_step(store: Store) -> None:
+    with store.session() as session:
+        outbox.add_planned(session, [(reminder_action("send_invoice", "message", ["i1", "i2"]), "customer", "c1", "e")])
+        assert reminder_messages(session)[0].invoices == {"i1": 14, "i2": 14}
+
+
+# Audit log ------------------------------------------------------------------------------
+
+
+def test_audit_entries_are_those_of_the_actions_asked_for_by_the_actor_asked_for(store: Store) -> None:
+    with store.session() as session:
+        audit(session, "dunning", "reminder_skipped", "invoice", "i1", {"code": "disputed"}, "disputed")
+        audit(session, "dunning", "reminder", "customer", "c1", {"step": 7}, "text")
+        audit(session, "alice", "dispute", "invoice", "i1", {"number": "INV-1"}, None)
+        audit(session, "dunning", "reminder_skipped", "invoice", "i2", {"code": "paused"}, "paused")
+    with store.session() as session:
+        skipped = audit_entries(session, actor="dunning", actions=["reminder_skipped"])
+        by_anyone = audit_entries(session, actions=["dispute", "reminder"])
+        by_bob = audit_entries(session, actor="bob", actions=["dispute"])
+    assert [(e.subject_id, e.inputs) for e in skipped] == [("i1", {"code": "disputed"}), ("i2", {"code": "paused"})]
+    assert [(e.actor, e.action) for e in by_anyone] == [("dunning", "reminder"), ("alice", "dispute")]
+    assert by_bob == []
+    assert skipped[0].id < skipped[1].id and skipped[0].decision == "disputed"
+
+
+def test_audit_entries_about_a_record_include_those_naming_it_in_their_inputs(store: Store) -> None:
+    with store.session() as session:
+        audit(session, "alice", "dispute", "invoice", "inv-7", {"number": "INV-7"}, None)
+        audit(session, "bob", "manual_match", "payment", "pay-1", {"invoices": ["inv-7"]}, "matched")
+        audit(session, "reconcile", "apply", "allocation", "al-1", {"payment": "pay-1"}, "applied")
+        audit(session, "carol", "dispute", "invoice", "inv-8", {"number": "INV-8"}, None)
+    with store.session() as session:
+        about = audit_entries_about(session, ["inv-7", "al-1"], "inv-7")
+    assert [(e.actor, e.subject_id) for e in about] == [("alice", "inv-7"), ("bob", "pay-1"), ("reconcile", "al-1")]
+    assert about[1].inputs == {"invoices": ["inv-7"]}
+
+
+# Refs and canonical rows ----------------------------------------------------------------
+
+
+def test_entity_ids_for_a_remote_id_are_those_of_any_system_that_knows_it(store: Store) -> None:
+    [ledger] = store.store_page(SYSTEM, "invoices", "invoice", [invoice("SHARED-1")], cursor=None)
+    [gateway] = store.store_page("gateway", "invoices", "invoice",
+                                 [invoice("SHARED-1").model_copy(update={"refs": [ref("SHARED-1", system="gateway")]})],
+                                 cursor=None)
+    store.store_page("gateway", "payments", "payment", [payment("SHARED-1")], cursor=None)
+    with store.session() as session:
+        assert records.entity_ids_for_remote_id(session, "invoice", "SHARED-1") == sorted([ledger.id, gateway.id])
+        assert records.entity_ids_for_remote_id(session, "invoice", "NOPE") == []
+
+
+def test_ref_details_tell_how_each_ref_was_linked_and_when_it_was_seen(store: Store) -> None:
+    [stored] = store.store_page(SYSTEM, "invoices", "invoice", [invoice("A1")], cursor=None)
+    with store.session() as session:
+        [detail] = records.ref_details(session, "invoice", stored.id)
+    assert (detail["system"], detail["object_type"], detail["remote_id"], detail["link_rule"]) == (
+        SYSTEM, "invoice", "A1", None)
+    assert detail["remote_updated_at"] == ref("A1").remote_updated_at
+    assert detail["seen_at"] is not None
+
+
+def test_dangling_refs_are_unlinked_ones_and_those_whose_record_is_gone(store: Store) -> None:
+    [kept] = store.store_page(SYSTEM, "customers", "customer", [customer("C1")], cursor=None)
+    [gone] = store.store_page(SYSTEM, "invoices", "invoice", [invoice("A1")], cursor=None)
+    store.store_page(SYSTEM, "invoices", "invoice", [invoice("A2")], cursor=None)
+    with store.engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM invoice_lines WHERE invoice_id = :id"), {"id": gone.id})
+        connection.execute(sa.text("DELETE FROM invoices WHERE id = :id"), {"id": gone.id})
+        connection.execute(sa.text("UPDATE refs SET entity_id = NULL WHERE remote_id = 'A2'"))
+    with store.session() as session:
+        dangling = records.dangling_refs(session)
+    assert dangling == [
+        {"system": SYSTEM, "object_type": "invoice", "remote_id": "A1", "entity_kind": "invoice", "entity_id": gone.id},
+        {"system": SYSTEM, "object_type": "invoice", "remote_id": "A2", "entity_kind": "invoice", "entity_id": None},
+    ]
+    assert kept.id not in {d["entity_id"] for d in dangling}
+
+
+def test_finance_owned_columns_are_set_on_the_records_named_only(store: Store) -> None:
+    stored = store.store_page(SYSTEM, "invoices", "invoice", [invoice("A1"), invoice("A2"), invoice("A3")], cursor=None)
+    [payer] = store.store_page(SYSTEM, "customers", "customer", [customer("C1")], cursor=None)
+    plan = PaymentPlan(instalments=[(date(2024, 6, 30), Money.of("61.73", "USD")),
+                                    (date(2024, 7, 31), Money.of("61.72", "USD"))])
+    with store.session() as session:
+        records.set_finance_owned(session, "invoice", [stored[0].id, stored[1].id], in_collections=True)
+        records.set_finance_owned(session, "invoice", [stored[2].id], disputed=True,
+                                  payment_plan=plan.model_dump(mode="json"))
+        records.set_finance_owned(session, "customer", [payer.id], paused=True)
+    first, second, third = (store.get_invoice(i.id) for i in stored)
+    assert (first.in_collections, second.in_collections, third.in_collections) == (True, True, False)
+    assert (first.disputed, third.disputed) == (False, True)
+    assert third.payment_plan == plan
+    assert store.get_customer(payer.id).paused is True
+
+
+def test_a_column_finance_does_not_own_is_refused(store: Store) -> None:
+    [stored] = store.store_page(SYSTEM, "invoices", "invoice", [invoice("A1")], cursor=None)
+    with pytest.raises(StateError, match="not a finance-owned column of invoices: status"), store.session() as session:
+        records.set_finance_owned(session, "invoice", [stored.id], status="paid")
+    assert store.get_invoice(stored.id).status == "open"
+
+
+# Outbox and the database itself ---------------------------------------------------------
+
+
+def test_outbox_counts_by_state_name_only_states_that_hold_actions(store: Store) -> None:
+    with store.session() as session:
+        assert outbox.counts_by_state(session) == {}
+        actions = [Action(connection="ledger", kind="record_payment", target=ref(f"INV-{n}"),
+                          payload={"amount": Decimal("10.00"), "currency": "USD"}) for n in range(3)]
+        outbox.add_planned(session, [(a, "invoice", str(n), f"payment {n}") for n, a in enumerate(actions)])
+    with store.session() as session:
+        [entry] = outbox.claim(session, "host:1", lease=LEASE, limit=1)
+        outbox.complete(session, entry.id, "host:1", {})
+    with store.session() as session:
+        assert outbox.counts_by_state(session) == {"planned": 2, "done": 1}
+
+
+def test_ping_answers_when_the_database_does(store: Store) -> None:
+    store.ping()
+
+
+def test_ping_raises_when_the_database_does_not_answer() -> None:
+    engine = make_engine("postgresql://nobody@127.0.0.1:1/nowhere", connect_args={"connect_timeout": 2})
+    with pytest.raises(sa.exc.OperationalError):
+        Store(engine).ping()
+    engine.dispose()
