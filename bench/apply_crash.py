@@ -20,11 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests")]
 
-from support.apply_crash import crash_and_finish, prepare  # noqa: E402
-from support.e2e import with_credentials  # noqa: E402
-
 from connector.sandbox import Sandbox  # noqa: E402
 from connector.sandbox.generator import generate  # noqa: E402
+from support.apply_crash import crash_and_finish, prepare  # noqa: E402
+from support.e2e import with_credentials  # noqa: E402
 
 
 def main() -> int:
@@ -36,12 +35,24 @@ def main() -> int:
     args = parser.parse_args()
     book = with_credentials(generate(args.seed, args.size, today=date.today()).data)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory() as directory, Sandbox(book, limits="off", latency_ms=10, refresh_grace_s=1800) as sandbox:
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        Sandbox(book, limits="off", latency_ms=10, refresh_grace_s=1800) as sandbox,
+    ):
         config = prepare(sandbox, Path(directory))
         run = crash_and_finish(sandbox, config, rounds=args.rounds, seed=args.seed, max_delay=args.max_delay)
-    print(f"rounds {args.rounds}: {run.kills} SIGKILLs at random moments, {run.failpoint_exits} exits between answer and commit")
-    print(f"planned actions {run.planned}; non-idempotent effects {sum(run.effects.values())} on {len(run.effects)} targets")
-    print(f"duplicated effects: {len(run.duplicates)}; actions left pending: {run.left}; {time.monotonic() - started:.0f} s")
+    print(
+        f"rounds {args.rounds}: {run.kills} SIGKILLs at random moments, "
+        f"{run.failpoint_exits} exits between answer and commit"
+    )
+    print(
+        f"planned actions {run.planned}; non-idempotent effects "
+        f"{sum(run.effects.values())} on {len(run.effects)} targets"
+    )
+    print(
+        f"duplicated effects: {len(run.duplicates)}; actions left "
+        f"pending: {run.left}; {time.monotonic() - started:.0f} s"
+    )
     return 1 if run.duplicates or run.left else 0
 
 

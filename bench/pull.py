@@ -61,13 +61,13 @@ from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from connector.demo import DEMO_CREDENTIALS, demo_config
-from connector.sandbox import Sandbox
-from connector.sandbox.generator import generate
 from connector.providers.base import Provider
 from connector.providers.hubspot.provider import HubSpotProvider
 from connector.providers.stripe.provider import StripeProvider
 from connector.providers.stripe.streams import STREAMS as STRIPE_STREAMS
 from connector.providers.xero.provider import XeroProvider
+from connector.sandbox import Sandbox
+from connector.sandbox.generator import generate
 
 PROVIDERS = {"stripe": StripeProvider, "xero": XeroProvider, "hubspot": HubSpotProvider}
 # The demo config's connection of each provider.
@@ -81,9 +81,7 @@ BOOK_LISTS = {
         "credit_notes": ("CreditNotes", "CreditNoteID"),
         "payments": ("Payments", "PaymentID"),
     },
-    "hubspot": {
-        name: (name, "id") for name in ("companies", "contacts", "deals", "invoices")
-    },
+    "hubspot": {name: (name, "id") for name in ("companies", "contacts", "deals", "invoices")},
 }
 # The official library's resource for each Stripe stream (its list parameters are ours).
 OFFICIAL_RESOURCES = {
@@ -96,9 +94,7 @@ OFFICIAL_RESOURCES = {
     "credit_notes": "CreditNote",
     "balance_transactions": "BalanceTransaction",
 }
-STRIPE_LIVE_KEY = (
-    "sk_live_sandbox_bench"  # a sandbox-only string, accepted on loopback only
-)
+STRIPE_LIVE_KEY = "sk_live_sandbox_bench"  # a sandbox-only string, accepted on loopback only
 
 
 class MemoryTokens:
@@ -188,10 +184,7 @@ def load(seed: int, size: str, providers: list[str], latency_ms: float, limits: 
         limits=limits,  # type: ignore[arg-type]
     )
     # The sandbox holds its own copy: the generator's goes, and the counts stay.
-    book = {
-        p: {name: len(items or []) for name, items in scenario.data[p].items()}
-        for p in providers
-    }
+    book = {p: {name: len(items or []) for name, items in scenario.data[p].items()} for p in providers}
     del scenario
     gc.collect()
     # The book lives as long as the process: keep the collector from walking its millions of
@@ -341,9 +334,7 @@ def settings_for(provider: str, sandbox: Served, args: argparse.Namespace) -> An
 
 
 def stripe_key(args: argparse.Namespace) -> str:
-    return (
-        STRIPE_LIVE_KEY if args.stripe_key == "live" else DEMO_CREDENTIALS["stripe"][0]
-    )
+    return STRIPE_LIVE_KEY if args.stripe_key == "live" else DEMO_CREDENTIALS["stripe"][0]
 
 
 def limit_of(provider: str, settings: Any) -> tuple[int, float, int]:
@@ -377,9 +368,7 @@ def pull(
 ) -> list[Run]:
     settings = settings_for(provider_name, sandbox, args)
     cls = PROVIDERS[provider_name]
-    provider: Provider = cls(
-        settings, connection=CONNECTIONS[provider_name], token_store=MemoryTokens()
-    )
+    provider: Provider = cls(settings, connection=CONNECTIONS[provider_name], token_store=MemoryTokens())
     ceiling = ceiling_of(provider_name, settings)
     runs = []
     try:
@@ -405,9 +394,7 @@ def pull(
             _count(run, before, sandbox.snapshot(provider_name))
             run.unique = len(seen)
             if not run.note and (run.unique != expected or run.records != run.unique):
-                run.note = (
-                    f"book has {expected}, read {run.records} ({run.unique} distinct)"
-                )
+                run.note = f"book has {expected}, read {run.records} ({run.unique} distinct)"
             runs.append(run)
             print(_line(run), flush=True)
     finally:
@@ -458,19 +445,14 @@ def official_stripe(
             if run.records > expected + 100_000:
                 run.note = "stopped: paging loop?"
                 break
-            if (
-                run.records % 100 == 0
-                and time.perf_counter() - started > args.stream_timeout
-            ):
+            if run.records % 100 == 0 and time.perf_counter() - started > args.stream_timeout:
                 run.note = f"stopped after {args.stream_timeout:.0f} s"
                 break
         run.seconds = time.perf_counter() - started
         _count(run, before, sandbox.snapshot("stripe"))
         run.unique = len(seen)
         if not run.note and (run.unique != expected or run.records != run.unique):
-            run.note = (
-                f"book has {expected}, read {run.records} ({run.unique} distinct)"
-            )
+            run.note = f"book has {expected}, read {run.records} ({run.unique} distinct)"
         runs.append(run)
         print(_line(run), flush=True)
     return runs
@@ -518,9 +500,7 @@ def total(provider: str, runs: list[Run], limit: tuple[int, float, int] | None) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--size", choices=("small", "medium", "large"), default="medium"
-    )
+    parser.add_argument("--size", choices=("small", "medium", "large"), default="medium")
     parser.add_argument("--latency-ms", type=float, default=50)
     parser.add_argument("--limits", choices=("documented", "off"), default="documented")
     parser.add_argument("--providers", default="stripe,xero,hubspot")
@@ -531,15 +511,9 @@ def main(argv: list[str] | None = None) -> int:
         default="test",
         help="sk_test_ (25 requests/s) or sk_live_ (100/s) on both sides",
     )
-    parser.add_argument(
-        "--xero-page-size", type=int, default=1000, help="pageSize (Xero: at most 1000)"
-    )
-    parser.add_argument(
-        "--hubspot-page-size", type=int, default=200, help="search limit (at most 200)"
-    )
-    parser.add_argument(
-        "--no-official", action="store_true", help="skip the official stripe library"
-    )
+    parser.add_argument("--xero-page-size", type=int, default=1000, help="pageSize (Xero: at most 1000)")
+    parser.add_argument("--hubspot-page-size", type=int, default=200, help="search limit (at most 200)")
+    parser.add_argument("--no-official", action="store_true", help="skip the official stripe library")
     parser.add_argument(
         "--in-process",
         action="store_true",
@@ -588,9 +562,7 @@ def main(argv: list[str] | None = None) -> int:
                 official = official_stripe(sandbox, loaded.book[name], args)
                 if official:
                     results["stripe (official)"] = official
-                    print(
-                        _line(total("stripe (official)", official, limit)), flush=True
-                    )
+                    print(_line(total("stripe (official)", official, limit)), flush=True)
     finally:
         sandbox.close()
     if "stripe" in results and "stripe (official)" in results:
@@ -610,11 +582,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cores() -> int:
-    return (
-        len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count() or 0
-    )
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
 
 
 if __name__ == "__main__":

@@ -39,9 +39,17 @@ def make_book(count: int, seed: int = 1) -> tuple[list[Invoice], list[Payment]]:
         due = date(2024, 1, 1) + timedelta(days=rng.randrange(120))
         invoices.append(
             Invoice(
-                id=f"inv-{n}", number=f"INV-{n:07d}", customer_id=f"cust-{customer}", currency=currency,
-                issue_date=due - timedelta(days=30), due_date=due,
-                subtotal=total, tax=zero, total=total, amount_paid=zero, amount_credited=zero,
+                id=f"inv-{n}",
+                number=f"INV-{n:07d}",
+                customer_id=f"cust-{customer}",
+                currency=currency,
+                issue_date=due - timedelta(days=30),
+                due_date=due,
+                subtotal=total,
+                tax=zero,
+                total=total,
+                amount_paid=zero,
+                amount_credited=zero,
             )
         )
     payments: list[Payment] = []
@@ -71,8 +79,11 @@ def make_book(count: int, seed: int = 1) -> tuple[list[Invoice], list[Payment]]:
             units = 7  # matches nothing
         payments.append(
             Payment(
-                id=f"pay-{n}", amount=Money.from_minor(max(units, 1), invoice.currency), customer_id=customer,
-                remittance=remittance, received_at=received + timedelta(seconds=n),
+                id=f"pay-{n}",
+                amount=Money.from_minor(max(units, 1), invoice.currency),
+                customer_id=customer,
+                remittance=remittance,
+                received_at=received + timedelta(seconds=n),
             )
         )
     return invoices, payments

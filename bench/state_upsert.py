@@ -23,12 +23,10 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' throwaway schemas
 
 import support.databases as conftest_db  # noqa: E402
-
 from connector.model import Invoice, InvoiceLine, Ref  # noqa: E402
 from connector.money import Money  # noqa: E402
 from connector.state import Store, open_store  # noqa: E402
 from connector.state.db import make_engine  # noqa: E402
-
 
 CURRENCIES = ("USD", "EUR", "JPY", "KWD")
 
@@ -99,8 +97,10 @@ def main() -> None:
 
     started = time.perf_counter()
     invoices = make_invoices(args.records)
-    print(f"built {len(invoices):,} invoices (2 lines each) in "
-          f"{time.perf_counter() - started:.1f}s; pages of {args.batch}")
+    print(
+        f"built {len(invoices):,} invoices (2 lines each) in "
+        f"{time.perf_counter() - started:.1f}s; pages of {args.batch}"
+    )
 
     with tempfile.TemporaryDirectory() as directory:
         engine = make_engine(f"sqlite:///{directory}/bench.db")

@@ -124,7 +124,7 @@ def _connection(name: str, table: Any, registry: Registry, source: str) -> Conne
         raise ConfigError("must be a table ([connections.NAME])", where=where)
     provider = table.get("provider")
     if not isinstance(provider, str) or not provider:
-        raise ConfigError("`provider` is missing (the provider's name, e.g. \"stripe\")", where=where)
+        raise ConfigError('`provider` is missing (the provider\'s name, e.g. "stripe")', where=where)
     try:
         provider_cls = registry.get(provider)
     except (ConfigError, PluginError) as exc:
@@ -153,18 +153,14 @@ def _connection(name: str, table: Any, registry: Registry, source: str) -> Conne
     return Connection(name=name, provider=provider, settings=settings, literal_secrets=literal)
 
 
-def load_config(
-    explicit: str | None = None, *, registry: Registry | None = None, strict: bool = True
-) -> Config:
+def load_config(explicit: str | None = None, *, registry: Registry | None = None, strict: bool = True) -> Config:
     """Read and validate the configuration. `strict=False` collects connection problems in
     `Config.problems` instead of raising on the first (for `connector doctor`)."""
     path, named = config_path(explicit)
     registry = registry or installed()
     if not path.exists():
         if named:
-            raise ConfigError(
-                f"config file {path} not found (create one with `connector init --path {path}`)"
-            )
+            raise ConfigError(f"config file {path} not found (create one with `connector init --path {path}`)")
         data: dict[str, Any] = {}
         text = ""
         source = DEFAULT_CONFIG
@@ -198,8 +194,14 @@ def load_config(
     if not isinstance(dunning, dict):
         raise ConfigError("must be a table", where=f"{source}: dunning")
     reconcile = _reconcile_settings(text, source) if "reconcile" in data else ReconcileConfig()
-    return Config(path=found, database_url=database_url, connections=connections, problems=problems, dunning=dunning,
-                  reconcile=reconcile)
+    return Config(
+        path=found,
+        database_url=database_url,
+        connections=connections,
+        problems=problems,
+        dunning=dunning,
+        reconcile=reconcile,
+    )
 
 
 def _reconcile_settings(text: str, source: str) -> ReconcileConfig:
@@ -247,4 +249,4 @@ def anchor_sqlite_path(url: str, config_file: Path | None) -> str:
     path = url[len(prefix) :]
     if not path or path.startswith("/") or path.startswith(":memory:"):
         return url
-    return prefix + str((config_file.resolve().parent / path))
+    return prefix + str(config_file.resolve().parent / path)

@@ -154,7 +154,6 @@ def run_demo(
     scenario = generate(seed, size, today=today or date.today())
     data = {**scenario.data, "credentials": DEMO_CREDENTIALS}
     if ledger == "quickbooks":  # the same book, with QuickBooks Online keeping it
-
         xero_book = data.pop("xero")
         data["quickbooks"] = quickbooks_book(xero_book)
         data["credentials"] = {**DEMO_CREDENTIALS, "quickbooks": QUICKBOOKS_CREDENTIALS}
@@ -177,9 +176,17 @@ def run_demo(
             aging = aging_report(invoices, customers, invoice_allocations(store, invoices), date.today())
         finally:
             store.close()
-    return DemoResult(directory=directory, config_path=config_path, sync=report, counts=counts,
-                      reconciliation=reconciliation, aging=aging, planned=len(planned), applied=applied,
-                      reminders=reminders)
+    return DemoResult(
+        directory=directory,
+        config_path=config_path,
+        sync=report,
+        counts=counts,
+        reconciliation=reconciliation,
+        aging=aging,
+        planned=len(planned),
+        applied=applied,
+        reminders=reminders,
+    )
 
 
 def _counts(store: Store) -> dict[str, int]:

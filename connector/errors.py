@@ -77,9 +77,7 @@ class PluginError(ConnectorError):
 class MappingError(ConnectorError):
     """A raw record that cannot become a canonical record."""
 
-    def __init__(
-        self, provider: str, object_type: str, object_id: str | None, field: str, reason: str
-    ) -> None:
+    def __init__(self, provider: str, object_type: str, object_id: str | None, field: str, reason: str) -> None:
         self.provider = provider
         self.object_type = object_type
         self.object_id = object_id

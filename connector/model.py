@@ -156,17 +156,14 @@ class Invoice(_Record):
             if value.is_negative:
                 raise ValueError(f"{name}: negative amount {value} on an invoice")
         if self.subtotal + self.tax != self.total:
-            raise ValueError(
-                f"total: {self.total} is not subtotal {self.subtotal} + tax {self.tax}"
-            )
+            raise ValueError(f"total: {self.total} is not subtotal {self.subtotal} + tax {self.tax}")
         if self.lines:
             lines_sum = money_sum((line.amount for line in self.lines), self.currency)
             if lines_sum != self.subtotal:
                 raise ValueError(f"subtotal: {self.subtotal} is not the sum of the lines {lines_sum}")
         if self.amount_paid + self.amount_credited > self.total:
             raise ValueError(
-                f"amount_paid: paid {self.amount_paid} and credited {self.amount_credited} "
-                f"exceed total {self.total}"
+                f"amount_paid: paid {self.amount_paid} and credited {self.amount_credited} exceed total {self.total}"
             )
         if self.issue_date and self.due_date and self.due_date < self.issue_date:
             raise ValueError(f"due_date: {self.due_date} is before issue_date {self.issue_date}")
@@ -328,9 +325,7 @@ class PaymentApplication(_Record):
                 )
         allocated = money_sum((a.amount for a in self.allocations), currency)
         if allocated > self.payment.collected:
-            raise ValueError(
-                f"allocations: {allocated} allocated exceeds the payment's {self.payment.collected}"
-            )
+            raise ValueError(f"allocations: {allocated} allocated exceeds the payment's {self.payment.collected}")
         return self
 
     @property
@@ -365,9 +360,7 @@ def action_key(connection: str, kind: str, target: Ref | None, payload: dict[str
     content = {
         "connection": connection,
         "kind": kind,
-        "target": None
-        if target is None
-        else [target.system, target.object_type, target.remote_id],
+        "target": None if target is None else [target.system, target.object_type, target.remote_id],
         "payload": payload,
     }
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
@@ -401,9 +394,7 @@ def aging_bucket(days_past_due: int) -> AgingBucket:
     return "90+"
 
 
-def invoice_position(
-    invoice: Invoice, as_of: date, allocations: Iterable[Allocation] = ()
-) -> InvoicePosition:
+def invoice_position(invoice: Invoice, as_of: date, allocations: Iterable[Allocation] = ()) -> InvoicePosition:
     """Balance, status, days past due and aging bucket of `invoice` on `as_of`.
 
     `allocations` are payments we applied that the invoice's own `amount_paid` does not yet

@@ -60,7 +60,9 @@ def sync(
     return report
 
 
-def plan(config: Config, store: Store, registry: Registry | None = None, today: date | None = None) -> list[PlannedAction]:
+def plan(
+    config: Config, store: Store, registry: Registry | None = None, today: date | None = None
+) -> list[PlannedAction]:
     """Queue the writes each system needs, then the reminders due; returns everything derived
     (what was queued before and still follows is derived again, never queued twice)."""
     day = today or date.today()
@@ -105,8 +107,9 @@ def run(
     """The whole loop as far as `then`: "sync" (pull and link), "plan" (and reconcile and queue
     the writes, a dry run of the sending), "apply" (and send every pending write once)."""
     registry = registry or installed()
-    result = RunResult(sync(config, store, registry, connections=connections, streams=streams, full=full,
-                            progress=progress))
+    result = RunResult(
+        sync(config, store, registry, connections=connections, streams=streams, full=full, progress=progress)
+    )
     if on_synced is not None:
         on_synced(result.sync)
     if then == "sync":

@@ -347,8 +347,10 @@ def _differences(views: Sequence[Mapping[str, Any]], fields: Mapping[str, Any]) 
     for field, spec in fields.items():
         value_of, disagree = spec if isinstance(spec, tuple) else (spec, None)
         stating = [view for view in views if value_of(view) is not None]
-        values = [{"system": v["system"], "type": v["object_type"], "id": v["remote_id"], "value": value_of(v)}
-                  for v in stating]
+        values = [
+            {"system": v["system"], "type": v["object_type"], "id": v["remote_id"], "value": value_of(v)}
+            for v in stating
+        ]
         if disagree(stating) if disagree else len({v["value"] for v in values}) > 1:
             out.append({"field": field, "values": values})
     return out
@@ -400,8 +402,14 @@ def invoice_drift(views: Iterable[Mapping[str, Any]], without_payments: Iterable
         differences = _differences(group, {"total": total, "status": (status, status_disagrees), "amount_paid": paid})
         if differences:
             numbers = sorted({v["data"].get("number") for v in group if v["data"].get("number")})
-            out.append({"kind": "invoice", "id": entity_id, "number": numbers[0] if numbers else None,
-                        "differences": differences})
+            out.append(
+                {
+                    "kind": "invoice",
+                    "id": entity_id,
+                    "number": numbers[0] if numbers else None,
+                    "differences": differences,
+                }
+            )
     return out
 
 

@@ -124,7 +124,9 @@ class SyncEngine:
             rank = rank_of(connection, provider.kind)
             workers = min(self.max_parallel_streams, max(1, len(wanted)))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"sync-{connection.name}") as pool:
-                return list(pool.map(lambda stream: self._sync_stream(provider, mapper, connection, stream, full, rank), wanted))
+                return list(
+                    pool.map(lambda stream: self._sync_stream(provider, mapper, connection, stream, full, rank), wanted)
+                )
         finally:
             provider.close()
 

@@ -105,7 +105,9 @@ class Mapper:
             updated = self._value(spec.updated_at, context, "updated_at") if spec.updated_at else None
             if updated is not None and not isinstance(updated, datetime):
                 raise _FieldFailure("updated_at", "must map to a date-time (use a date transform)")
-            ref = Ref(system=self.connection, object_type=spec.object_type, remote_id=remote_id, remote_updated_at=updated)
+            ref = Ref(
+                system=self.connection, object_type=spec.object_type, remote_id=remote_id, remote_updated_at=updated
+            )
             context = self._with_currency(spec, context)
             values = self._fields(spec, context)
             deleted = bool(self._value(spec.deleted, context, "deleted")) if spec.deleted else False

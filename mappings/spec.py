@@ -17,7 +17,7 @@ where each canonical field comes from:
     number = "number"
     total = { path = "total", transform = "stripe_minor_units" }
     status = { path = "status", map = "invoice_status" }
-    lines = { path = "lines.data", each = { description = "description", amount = { path = "amount", transform = "stripe_minor_units" } } }
+    lines = { path = "lines.data", each = { amount = { path = "amount", transform = "stripe_minor_units" } } }
 
     [streams.invoices.links]            # related objects in the same system, by their remote id
     customer = "customer"
@@ -30,9 +30,9 @@ where each canonical field comes from:
 
 A field is either a dotted path (`"Contact.ContactID"`, `"lines.data.0.amount"`) or a table
 with `path` (or `paths`, giving a list), `value` (a constant), `transform` (a named function
-from `mappings.transforms`), `map` (a status map) and `default`. Money transforms take the
-record's currency: the stream's `currency` (or a `currency` field), mapped first. Unknown keys, unknown canonical fields,
-unknown transforms and status-map values that the canonical model does not allow are refused
+from `connector.mappings.transforms`), `map` (a status map) and `default`. Money transforms take the
+record's currency: the stream's `currency` (or a `currency` field), mapped first. Unknown keys,
+unknown canonical fields, unknown transforms and status-map values that the canonical model does not allow are refused
 when the file is loaded, not in the middle of a sync.
 """
 
@@ -95,9 +95,7 @@ class FieldSpec(BaseModel):
         if sum(sources) != 1:
             raise ValueError("give exactly one of `path`, `paths` or `value`")
         if self.transform is not None and self.transform not in TRANSFORMS:
-            raise ValueError(
-                f"unknown transform {self.transform!r} (known: {', '.join(sorted(TRANSFORMS))})"
-            )
+            raise ValueError(f"unknown transform {self.transform!r} (known: {', '.join(sorted(TRANSFORMS))})")
         return self
 
 

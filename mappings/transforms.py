@@ -128,9 +128,7 @@ def _minor_units(value: Any, ctx: TransformContext) -> Money:
 # says 2), and ISK, zero-decimal by ISO, is sent in hundredths "for backwards compatibility".
 # Three-decimal currencies (BHD, JOD, KWD, OMR, TND) are in thousandths as ISO says.
 # https://docs.stripe.com/currencies#zero-decimal
-STRIPE_ZERO_DECIMAL = frozenset(
-    "BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split()
-)
+STRIPE_ZERO_DECIMAL = frozenset("BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split())
 STRIPE_TWO_DECIMAL = frozenset({"ISK"})
 
 
@@ -236,7 +234,7 @@ def _xero_line_amount(value: Any, ctx: TransformContext) -> Money:
     `LineAmountTypes` is Inclusive, so its TaxAmount comes off; Exclusive and NoTax lines
     are already net. `value` is the line object itself (path "." in `each`)."""
     if not isinstance(value, dict):
-        raise ValueError("xero_line_amount needs the whole line (path \".\")")
+        raise ValueError('xero_line_amount needs the whole line (path ".")')
     amount = Money.of(to_decimal(value.get("LineAmount", 0)), _currency(ctx))
     if str(ctx.raw.get("LineAmountTypes", "Exclusive")) == "Inclusive":
         amount = amount - Money.of(to_decimal(value.get("TaxAmount", 0)), _currency(ctx))

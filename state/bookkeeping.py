@@ -32,9 +32,7 @@ def jsonable(value: Any) -> Any:
 
 def get_cursor(session: Session, connection: str, stream: str) -> str | None:
     cursors = table("sync_cursors")
-    query = sa.select(cursors.c.value).where(
-        cursors.c.connection == connection, cursors.c.stream == stream
-    )
+    query = sa.select(cursors.c.value).where(cursors.c.connection == connection, cursors.c.stream == stream)
     return session.execute(query).scalar_one_or_none()
 
 
@@ -76,7 +74,7 @@ def list_actions(session: Session, state: ActionState | None = None) -> list[Act
     return [_action_from(row) for row in session.execute(query).mappings()]
 
 
-def _action_from(row: Mapping[str, Any]) -> Action:
+def _action_from(row: sa.RowMapping) -> Action:
     # Built without re-deriving the key: JSON may have turned a Decimal or datetime in the
     # payload into a string, and the stored key is the one the provider has already seen.
     target = row["target"]
@@ -128,14 +126,18 @@ class AuditEntry:
 
 def _entry(row: Any) -> AuditEntry:
     return AuditEntry(
-        id=row["id"], at=row["at"], actor=row["actor"], action=row["action"], subject_type=row["subject_type"],
-        subject_id=row["subject_id"], inputs=row["inputs"], decision=row["decision"],
+        id=row["id"],
+        at=row["at"],
+        actor=row["actor"],
+        action=row["action"],
+        subject_type=row["subject_type"],
+        subject_id=row["subject_id"],
+        inputs=row["inputs"],
+        decision=row["decision"],
     )
 
 
-def audit_entries(
-    session: Session, *, actions: Collection[str], actor: str | None = None
-) -> list[AuditEntry]:
+def audit_entries(session: Session, *, actions: Collection[str], actor: str | None = None) -> list[AuditEntry]:
     """The entries recording one of `actions` (by `actor`, when given), in the order written."""
     log = table("audit_log")
     query = sa.select(log).where(log.c.action.in_(list(actions))).order_by(log.c.id)
@@ -166,9 +168,7 @@ def start_run(session: Session) -> str:
     return run_id
 
 
-def finish_run(
-    session: Session, run_id: str, status: str, stats: Mapping[str, Any] | None = None
-) -> None:
+def finish_run(session: Session, run_id: str, status: str, stats: Mapping[str, Any] | None = None) -> None:
     runs = table("runs")
     values = {"finished_at": utcnow(), "status": status, "stats": jsonable(stats)}
     session.execute(sa.update(runs).where(runs.c.id == run_id).values(values))

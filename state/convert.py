@@ -7,10 +7,11 @@ exact; non-money decimals (quantity, unit price) travel as decimal strings.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+
+from sqlalchemy import RowMapping
 
 from connector.model import Customer, Invoice, InvoiceLine, Payment, PaymentPlan, Ref
 from connector.money import Money
@@ -23,6 +24,11 @@ def minor(money: Money | None) -> int | None:
 def money(units: int | None, currency: str | None) -> Money | None:
     if units is None or currency is None:
         return None
+    return money_of(units, currency)
+
+
+def money_of(units: int, currency: str) -> Money:
+    """Money of a NOT NULL amount column."""
     return Money.from_minor(int(units), currency)
 
 
@@ -46,7 +52,7 @@ def customer_row(customer: Customer, now: datetime) -> dict[str, Any]:
     }
 
 
-def customer_from(row: Mapping[str, Any], refs: list[Ref]) -> Customer:
+def customer_from(row: RowMapping, refs: list[Ref]) -> Customer:
     return Customer(
         id=row["id"],
         name=row["name"],
@@ -100,20 +106,18 @@ def line_rows(invoice: Invoice) -> list[dict[str, Any]]:
     ]
 
 
-def line_from(row: Mapping[str, Any]) -> InvoiceLine:
+def line_from(row: RowMapping) -> InvoiceLine:
     unit_price = row["unit_price"]
     return InvoiceLine(
         description=row["description"],
         quantity=Decimal(row["quantity"]),
         unit_price=None if unit_price is None else Decimal(unit_price),
-        amount=money(row["amount_minor"], row["currency"]),
+        amount=money_of(row["amount_minor"], row["currency"]),
         tax=money(row["tax_minor"], row["currency"]),
     )
 
 
-def invoice_from(
-    row: Mapping[str, Any], lines: list[InvoiceLine], refs: list[Ref]
-) -> Invoice:
+def invoice_from(row: RowMapping, lines: list[InvoiceLine], refs: list[Ref]) -> Invoice:
     cur = row["currency"]
     plan = row["payment_plan"]
     return Invoice(
@@ -124,11 +128,11 @@ def invoice_from(
         issue_date=row["issue_date"],
         due_date=row["due_date"],
         lines=lines,
-        subtotal=money(row["subtotal_minor"], cur),
-        tax=money(row["tax_minor"], cur),
-        total=money(row["total_minor"], cur),
-        amount_paid=money(row["amount_paid_minor"], cur),
-        amount_credited=money(row["amount_credited_minor"], cur),
+        subtotal=money_of(row["subtotal_minor"], cur),
+        tax=money_of(row["tax_minor"], cur),
+        total=money_of(row["total_minor"], cur),
+        amount_paid=money_of(row["amount_paid_minor"], cur),
+        amount_credited=money_of(row["amount_credited_minor"], cur),
         status=row["status"],
         disputed=row["disputed"],
         promise_to_pay=row["promise_to_pay"],
@@ -157,11 +161,11 @@ def payment_row(payment: Payment, now: datetime) -> dict[str, Any]:
     }
 
 
-def payment_from(row: Mapping[str, Any], refs: list[Ref]) -> Payment:
+def payment_from(row: RowMapping, refs: list[Ref]) -> Payment:
     cur = row["currency"]
     return Payment(
         id=row["id"],
-        amount=money(row["amount_minor"], cur),
+        amount=money_of(row["amount_minor"], cur),
         received_at=row["received_at"],
         method=row["method"],
         customer_id=row["customer_id"],
@@ -175,7 +179,7 @@ def payment_from(row: Mapping[str, Any], refs: list[Ref]) -> Payment:
     )
 
 
-def ref_from(row: Mapping[str, Any]) -> Ref:
+def ref_from(row: RowMapping) -> Ref:
     return Ref(
         system=row["system"],
         object_type=row["object_type"],

@@ -105,6 +105,4 @@ def unavailable(engine: Engine, exc: sa.exc.DBAPIError) -> DatabaseUnavailableEr
     password = engine.url.password
     if password:
         reason = reason.replace(str(password), "***")
-    return DatabaseUnavailableError(
-        f"cannot reach the state database {redact_url(engine.url)}: {reason}"
-    )
+    return DatabaseUnavailableError(f"cannot reach the state database {redact_url(engine.url)}: {reason}")

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from connector.state.records import CANONICAL_TABLES
+from connector.state.records import CANONICAL_TABLES, rowcount
 from connector.state.tables import table
 
 # What points at a canonical record of each kind, and must follow it when it is merged.
@@ -35,8 +35,7 @@ def ref_views(session: Session, entity_kind: str) -> list[dict[str, Any]]:
         if isinstance(data, str):
             data = json.loads(data)
         rows.append(
-            {"system": system, "object_type": object_type, "remote_id": remote_id,
-             "entity_id": entity_id, "data": data}
+            {"system": system, "object_type": object_type, "remote_id": remote_id, "entity_id": entity_id, "data": data}
         )
     return rows
 
@@ -64,8 +63,9 @@ def merge_entities(session: Session, entity_kind: str, merges: Sequence[tuple[st
     canonical = table(_CANONICAL[entity_kind])
     if entity_kind == "invoice":
         lines = table("invoice_lines")
-        session.execute(sa.delete(lines).where(lines.c.invoice_id == sa.bindparam("member")),
-                        [{"member": m} for m, _, _ in merges])
+        session.execute(
+            sa.delete(lines).where(lines.c.invoice_id == sa.bindparam("member")), [{"member": m} for m, _, _ in merges]
+        )
     session.execute(
         sa.delete(canonical).where(canonical.c.id == sa.bindparam("member")),
         [{"member": m} for m, _, _ in merges],
@@ -85,4 +85,4 @@ def fill_customer_ids(session: Session, entity_kind: str, customer_of: dict[str,
         .values(customer_id=sa.bindparam("customer")),
         [{"entity": e, "customer": c} for e, c in sorted(customer_of.items())],
     )
-    return int(result.rowcount or 0)
+    return rowcount(result)

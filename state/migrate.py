@@ -49,9 +49,7 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine_or_url: Engine | str | URL | None, revision: str = "head") -> str | None:
     """Bring the schema to `revision` in one transaction; returns the revision reached."""
-    engine = (
-        engine_or_url if isinstance(engine_or_url, Engine) else make_engine(engine_or_url)
-    )
+    engine = engine_or_url if isinstance(engine_or_url, Engine) else make_engine(engine_or_url)
     config = alembic_config()
     try:
         with engine.begin() as connection:
@@ -61,9 +59,7 @@ def upgrade(engine_or_url: Engine | str | URL | None, revision: str = "head") ->
             try:
                 command.upgrade(config, revision)
             except CommandError as exc:
-                raise SchemaTooNewError(
-                    f"cannot upgrade the state database: {str(exc).splitlines()[0]}"
-                ) from None
+                raise SchemaTooNewError(f"cannot upgrade the state database: {str(exc).splitlines()[0]}") from None
             return MigrationContext.configure(connection).get_current_revision()
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         raise unavailable(engine, exc) from None
@@ -80,8 +76,7 @@ def check_schema(engine: Engine) -> None:
         return
     if current is None:
         raise SchemaOutdatedError(
-            f"database has no schema version, this release needs {head}: "
-            "run `connector db upgrade`"
+            f"database has no schema version, this release needs {head}: run `connector db upgrade`"
         )
     scripts = ScriptDirectory.from_config(alembic_config())
     known = {script.revision for script in scripts.walk_revisions()}
@@ -90,9 +85,7 @@ def check_schema(engine: Engine) -> None:
             f"database schema is at {current}, which this release does not know "
             f"(it knows up to {head}): use a newer release"
         )
-    raise SchemaOutdatedError(
-        f"database schema is at {current}, this release needs {head}: run `connector db upgrade`"
-    )
+    raise SchemaOutdatedError(f"database schema is at {current}, this release needs {head}: run `connector db upgrade`")
 
 
 def is_empty(engine: Engine) -> bool:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from connector.model import Action, Ref
 from connector.state.bookkeeping import jsonable
-from connector.state.records import utcnow
+from connector.state.records import rowcount, utcnow
 from connector.state.tables import table
 from connector.state.upsert import insert_new
 
@@ -43,14 +43,25 @@ class OutboxEntry:
 def _entry(row: Any) -> OutboxEntry:
     target = row["target"]
     action = Action.model_construct(
-        connection=row["connection"], kind=row["kind"],
+        connection=row["connection"],
+        kind=row["kind"],
         target=None if target is None else Ref.model_validate(target),
-        payload=row["payload"], state=row["state"], idempotency_key=row["idempotency_key"],
+        payload=row["payload"],
+        state=row["state"],
+        idempotency_key=row["idempotency_key"],
     )
     return OutboxEntry(
-        id=row["id"], action=action, attempts=row["attempts"], last_error=row["last_error"], result=row["result"],
-        subject_type=row["subject_type"], subject_id=row["subject_id"], summary=row["summary"],
-        claimed_by=row["claimed_by"], claimed_at=row["claimed_at"], next_attempt_at=row["next_attempt_at"],
+        id=row["id"],
+        action=action,
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        result=row["result"],
+        subject_type=row["subject_type"],
+        subject_id=row["subject_id"],
+        summary=row["summary"],
+        claimed_by=row["claimed_by"],
+        claimed_at=row["claimed_at"],
+        next_attempt_at=row["next_attempt_at"],
         updated_at=row["updated_at"],
     )
 
@@ -78,8 +89,12 @@ def add_planned(session: Session, planned: Sequence[tuple[Action, str, str, str]
 
 
 def entries(
-    session: Session, *, states: Sequence[str] | None = None, connections: Sequence[str] | None = None,
-    ids: Sequence[int] | None = None, subject_ids: Sequence[str] | None = None,
+    session: Session,
+    *,
+    states: Sequence[str] | None = None,
+    connections: Sequence[str] | None = None,
+    ids: Sequence[int] | None = None,
+    subject_ids: Sequence[str] | None = None,
 ) -> list[OutboxEntry]:
     outbox = table("outbox_actions")
     query = sa.select(outbox).order_by(outbox.c.id)
@@ -95,16 +110,25 @@ def entries(
 
 
 def _claimable(outbox: sa.Table, now: datetime, stale_before: datetime, dead_workers: Sequence[str]) -> Any:
-    ready = sa.and_(outbox.c.state == "planned",
-                    sa.or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now))
-    abandoned = sa.and_(outbox.c.state == "in_flight",
-                        sa.or_(outbox.c.claimed_at < stale_before, outbox.c.claimed_by.in_(list(dead_workers) or [""])))
+    ready = sa.and_(
+        outbox.c.state == "planned", sa.or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now)
+    )
+    abandoned = sa.and_(
+        outbox.c.state == "in_flight",
+        sa.or_(outbox.c.claimed_at < stale_before, outbox.c.claimed_by.in_(list(dead_workers) or [""])),
+    )
     return sa.or_(ready, abandoned)
 
 
 def claim(
-    session: Session, worker: str, *, lease: timedelta, limit: int, connections: Sequence[str] | None = None,
-    dead_workers: Sequence[str] = (), skip_connections: Sequence[str] = (),
+    session: Session,
+    worker: str,
+    *,
+    lease: timedelta,
+    limit: int,
+    connections: Sequence[str] | None = None,
+    dead_workers: Sequence[str] = (),
+    skip_connections: Sequence[str] = (),
 ) -> list[OutboxEntry]:
     """Claim up to `limit` actions for `worker`: each by its own compare-and-swap, so a row
     another worker took meanwhile is skipped, never sent twice. On PostgreSQL the candidates
@@ -115,10 +139,7 @@ def claim(
     outbox = table("outbox_actions")
     now = utcnow()
     condition = _claimable(outbox, now, now - lease, dead_workers)
-    query = (
-        sa.select(outbox.c.id).where(condition).order_by(outbox.c.id).limit(limit)
-        .with_for_update(skip_locked=True)
-    )
+    query = sa.select(outbox.c.id).where(condition).order_by(outbox.c.id).limit(limit).with_for_update(skip_locked=True)
     if connections is not None:
         query = query.where(outbox.c.connection.in_(list(connections)))
     if skip_connections:
@@ -128,9 +149,11 @@ def claim(
         result = session.execute(
             sa.update(outbox)
             .where(outbox.c.id == action_id, condition)
-            .values(state="in_flight", claimed_by=worker, claimed_at=now, attempts=outbox.c.attempts + 1, updated_at=now)
+            .values(
+                state="in_flight", claimed_by=worker, claimed_at=now, attempts=outbox.c.attempts + 1, updated_at=now
+            )
         )
-        if result.rowcount == 1:
+        if rowcount(result) == 1:
             claimed.append(action_id)
     return entries(session, ids=claimed) if claimed else []
 
@@ -156,7 +179,7 @@ def complete(session: Session, action_id: int, worker: str, result: dict[str, An
         .where(outbox.c.id == action_id, outbox.c.state == "in_flight", outbox.c.claimed_by == worker)
         .values(state="done", result=jsonable(result), last_error=None, updated_at=utcnow())
     )
-    return done.rowcount == 1
+    return rowcount(done) == 1
 
 
 def fail(session: Session, action_id: int, worker: str, error: str, *, retry_at: datetime | None) -> None:
@@ -165,8 +188,14 @@ def fail(session: Session, action_id: int, worker: str, error: str, *, retry_at:
     session.execute(
         sa.update(outbox)
         .where(outbox.c.id == action_id, outbox.c.state == "in_flight", outbox.c.claimed_by == worker)
-        .values(state="planned" if retry_at else "failed", last_error=error[:2000], next_attempt_at=retry_at,
-                claimed_by=None, claimed_at=None, updated_at=utcnow())
+        .values(
+            state="planned" if retry_at else "failed",
+            last_error=error[:2000],
+            next_attempt_at=retry_at,
+            claimed_by=None,
+            claimed_at=None,
+            updated_at=utcnow(),
+        )
     )
 
 
@@ -178,27 +207,40 @@ def release(session: Session, action_id: int, worker: str, note: str, *, not_bef
     released = session.execute(
         sa.update(outbox)
         .where(outbox.c.id == action_id, outbox.c.state == "in_flight", outbox.c.claimed_by == worker)
-        .values(state="planned", attempts=sa.case((outbox.c.attempts > 0, outbox.c.attempts - 1), else_=0),
-                last_error=note[:2000], next_attempt_at=not_before, claimed_by=None, claimed_at=None, updated_at=utcnow())
+        .values(
+            state="planned",
+            attempts=sa.case((outbox.c.attempts > 0, outbox.c.attempts - 1), else_=0),
+            last_error=note[:2000],
+            next_attempt_at=not_before,
+            claimed_by=None,
+            claimed_at=None,
+            updated_at=utcnow(),
+        )
     )
-    return released.rowcount == 1
+    return rowcount(released) == 1
 
 
 def defer_connection(session: Session, connection: str, note: str, *, not_before: datetime) -> int:
     """Every planned action of `connection` due before `not_before` waits until then (the
-    connection's allowance is spent), with the note saying why where it was never tried (a
-failed one keeps its error); attempts unchanged. Returns
-    how many now wait."""
+        connection's allowance is spent), with the note saying why where it was never tried (a
+    failed one keeps its error); attempts unchanged. Returns
+        how many now wait."""
     outbox = table("outbox_actions")
     waiting = session.execute(
         sa.update(outbox)
-        .where(outbox.c.connection == connection, outbox.c.state == "planned",
-               sa.or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at < not_before))
-        .values(next_attempt_at=not_before, updated_at=utcnow(),
-                # an action that failed before keeps its error; one never tried says why it waits
-                last_error=sa.case((outbox.c.attempts == 0, note[:2000]), else_=outbox.c.last_error))
+        .where(
+            outbox.c.connection == connection,
+            outbox.c.state == "planned",
+            sa.or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at < not_before),
+        )
+        .values(
+            next_attempt_at=not_before,
+            updated_at=utcnow(),
+            # an action that failed before keeps its error; one never tried says why it waits
+            last_error=sa.case((outbox.c.attempts == 0, note[:2000]), else_=outbox.c.last_error),
+        )
     )
-    return int(waiting.rowcount or 0)
+    return rowcount(waiting)
 
 
 def set_state(session: Session, action_id: int, state: str, *, from_states: Sequence[str]) -> bool:
@@ -206,7 +248,13 @@ def set_state(session: Session, action_id: int, state: str, *, from_states: Sequ
     changed = session.execute(
         sa.update(outbox)
         .where(outbox.c.id == action_id, outbox.c.state.in_(list(from_states)))
-        .values(state=state, next_attempt_at=None, claimed_by=None, claimed_at=None, updated_at=utcnow(),
-                attempts=0 if state == "planned" else outbox.c.attempts)
+        .values(
+            state=state,
+            next_attempt_at=None,
+            claimed_by=None,
+            claimed_at=None,
+            updated_at=utcnow(),
+            attempts=0 if state == "planned" else outbox.c.attempts,
+        )
     )
-    return changed.rowcount == 1
+    return rowcount(changed) == 1

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from connector.model import Allocation
 from connector.money import Money
-from connector.state.records import utcnow
+from connector.state.records import rowcount, utcnow
 from connector.state.tables import table
 from connector.state.upsert import in_chunks, upsert
 
@@ -39,14 +39,23 @@ class StoredAllocation:
 def _allocation_from(row: Any) -> StoredAllocation:
     money = Money.from_minor(int(row.amount_minor), row.currency)
     allocation = Allocation(
-        id=row.id, payment_id=row.payment_id, invoice_id=row.invoice_id, amount=money,
-        rule=row.rule, confidence=Decimal(row.confidence), reason=row.reason, confirmed_by=row.confirmed_by,
+        id=row.id,
+        payment_id=row.payment_id,
+        invoice_id=row.invoice_id,
+        amount=money,
+        rule=row.rule,
+        confidence=Decimal(row.confidence),
+        reason=row.reason,
+        confirmed_by=row.confirmed_by,
     )
     return StoredAllocation(allocation=allocation, status=row.status, created_at=row.created_at)
 
 
 def load_allocations(
-    session: Session, *, status: str | None = None, payment_ids: Sequence[str] | None = None,
+    session: Session,
+    *,
+    status: str | None = None,
+    payment_ids: Sequence[str] | None = None,
     invoice_ids: Sequence[str] | None = None,
 ) -> list[StoredAllocation]:
     allocations = table("allocations")
@@ -85,7 +94,7 @@ def delete_allocations(session: Session, ids: Sequence[str]) -> int:
     allocations = table("allocations")
     removed = 0
     for chunk in in_chunks(session, list(ids)):
-        removed += session.execute(sa.delete(allocations).where(allocations.c.id.in_(chunk))).rowcount or 0
+        removed += rowcount(session.execute(sa.delete(allocations).where(allocations.c.id.in_(chunk))))
     return removed
 
 
@@ -113,7 +122,9 @@ def replace_open_proposals(session: Session, proposals: Sequence[dict[str, Any]]
     upsert(session, table_, rows, ("id",), keep=("created_at", "status", "decided_by", "decided_at"))
 
 
-def load_proposals(session: Session, *, status: str | None = "open", ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def load_proposals(
+    session: Session, *, status: str | None = "open", ids: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
     table_ = table("proposals")
     query = sa.select(table_).order_by(table_.c.created_at, table_.c.id)
     if status is not None:

@@ -9,9 +9,9 @@ system's whole view of the record (`data`), which is what drift reports compare 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -24,7 +24,22 @@ from connector.state.upsert import in_chunks, insert_rows, upsert
 
 EntityKind = Literal["customer", "invoice", "payment"]
 Entity = Customer | Invoice | Payment
-E = TypeVar("E", bound=Any)  # a canonical record with `id` and `refs`
+
+
+class Stored(Protocol):
+    """A canonical record of any kind (customer, contact, credit note, ...): its id, None
+    until stored, and its refs."""
+
+    @property
+    def id(self) -> str | None: ...
+
+    @property
+    def refs(self) -> list[Ref]: ...
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self: ...
+
+
+E = TypeVar("E", bound=Stored)
 
 ENTITY_TYPES: dict[str, type[Entity]] = {
     "customer": Customer,
@@ -42,7 +57,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def own_ref(record: Entity, system: str, object_type: str | None = None) -> Ref:
+def rowcount(result: sa.Result[*tuple[Any, ...]]) -> int:
+    """The rows an UPDATE or DELETE matched. `Session.execute` is typed to give a `Result`;
+    for a DML statement on a Core table it is a `CursorResult`, which has the count."""
+    assert isinstance(result, sa.CursorResult)
+    return result.rowcount
+
+
+def own_ref(record: Stored, system: str, object_type: str | None = None) -> Ref:
     """The ref by which `system` knows `record`; a record without one is a mapping bug."""
     for ref in record.refs:
         if ref.system == system and (object_type is None or ref.object_type == object_type):
@@ -55,11 +77,11 @@ def _with_id(record: E, entity_id: str) -> E:
     return record if record.id == entity_id else record.model_copy(update={"id": entity_id})
 
 
-def _last_per_key(records: Sequence[E], key: object) -> dict[str, E]:
+def _last_per_key(records: Sequence[E], key: Callable[[E], str]) -> dict[str, E]:
     """Deduplicate a batch, the last record of a key winning (a page may repeat a record)."""
     out: dict[str, E] = {}
     for record in records:
-        out[key(record)] = record  # type: ignore[operator]
+        out[key(record)] = record
     return out
 
 
@@ -162,8 +184,14 @@ def ref_details(session: Session, entity_kind: str, entity_id: str) -> list[dict
     made the record) and when it was last seen, by system, object type and remote id."""
     refs = table("refs")
     query = (
-        sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.link_rule, refs.c.remote_updated_at,
-                  refs.c.seen_at)
+        sa.select(
+            refs.c.system,
+            refs.c.object_type,
+            refs.c.remote_id,
+            refs.c.link_rule,
+            refs.c.remote_updated_at,
+            refs.c.seen_at,
+        )
         .where(refs.c.entity_kind == entity_kind, refs.c.entity_id == entity_id)
         .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
     )
@@ -191,8 +219,12 @@ def dangling_refs(session: Session) -> list[dict[str, Any]]:
 
 
 def _ensure_ids(records: Sequence[E]) -> list[E]:
-    with_ids = [r if r.id else _with_id(r, new_id()) for r in records]
-    return list(_last_per_key(with_ids, lambda r: r.id).values())
+    """The records with an id each (a new one where missing), the last of an id winning."""
+    by_id: dict[str, E] = {}
+    for record in records:
+        entity_id = record.id or new_id()
+        by_id[entity_id] = _with_id(record, entity_id)
+    return list(by_id.values())
 
 
 # Columns that finance owns (set by `connector dispute`, `promise`, `pause`, ...): a sync
@@ -330,11 +362,7 @@ def _lines_for(session: Session, invoice_ids: Sequence[str]) -> dict[str, list[I
     lines = table("invoice_lines")
     found: dict[str, list[InvoiceLine]] = {invoice_id: [] for invoice_id in invoice_ids}
     for chunk in in_chunks(session, invoice_ids):
-        query = (
-            sa.select(lines)
-            .where(lines.c.invoice_id.in_(chunk))
-            .order_by(lines.c.invoice_id, lines.c.line_no)
-        )
+        query = sa.select(lines).where(lines.c.invoice_id.in_(chunk)).order_by(lines.c.invoice_id, lines.c.line_no)
         for row in session.execute(query).mappings():
             found[row["invoice_id"]].append(convert.line_from(row))
     return found

@@ -53,11 +53,17 @@ def reminder_messages(session: Session) -> list[ReminderMessage]:
         if customer is None or step is None or data.get("dunning_role") != "message":
             continue
         as_of = data.get("dunning_as_of")
-        found.append(ReminderMessage(
-            kind=kind, state=state, updated_at=updated_at, customer=str(customer), step=int(step),
-            as_of=None if as_of is None else str(as_of),
-            invoices=_invoice_steps(data.get("dunning_invoices"), int(step)),
-        ))
+        found.append(
+            ReminderMessage(
+                kind=kind,
+                state=state,
+                updated_at=updated_at,
+                customer=str(customer),
+                step=int(step),
+                as_of=None if as_of is None else str(as_of),
+                invoices=_invoice_steps(data.get("dunning_invoices"), int(step)),
+            )
+        )
     return found
 
 

@@ -80,21 +80,15 @@ class Store:
         with self._tx(session) as s:
             return records.upsert_refs(s, system, object_type, entity_kind, records_)
 
-    def upsert_customers(
-        self, customers: Sequence[Customer], session: Session | None = None
-    ) -> list[Customer]:
+    def upsert_customers(self, customers: Sequence[Customer], session: Session | None = None) -> list[Customer]:
         with self._tx(session) as s:
             return records.upsert_customers(s, customers)
 
-    def upsert_invoices(
-        self, invoices: Sequence[Invoice], session: Session | None = None
-    ) -> list[Invoice]:
+    def upsert_invoices(self, invoices: Sequence[Invoice], session: Session | None = None) -> list[Invoice]:
         with self._tx(session) as s:
             return records.upsert_invoices(s, invoices)
 
-    def upsert_payments(
-        self, payments: Sequence[Payment], session: Session | None = None
-    ) -> list[Payment]:
+    def upsert_payments(self, payments: Sequence[Payment], session: Session | None = None) -> list[Payment]:
         with self._tx(session) as s:
             return records.upsert_payments(s, payments)
 
@@ -160,9 +154,7 @@ class Store:
         with self._tx(session) as s:
             return records.list_payments(s, **filters)
 
-    def refs_for(
-        self, entity_kind: str, entity_id: str, session: Session | None = None
-    ) -> list[Ref]:
+    def refs_for(self, entity_kind: str, entity_id: str, session: Session | None = None) -> list[Ref]:
         with self._tx(session) as s:
             return records.refs_for(s, entity_kind, [entity_id])[entity_id]
 
@@ -172,9 +164,7 @@ class Store:
         with self._tx(session) as s:
             return bookkeeping.get_cursor(s, connection, stream)
 
-    def set_cursor(
-        self, connection: str, stream: str, value: str | None, session: Session | None = None
-    ) -> None:
+    def set_cursor(self, connection: str, stream: str, value: str | None, session: Session | None = None) -> None:
         with self._tx(session) as s:
             bookkeeping.set_cursor(s, connection, stream, value)
 
@@ -182,9 +172,7 @@ class Store:
         with self._tx(session) as s:
             return bookkeeping.add_actions(s, actions)
 
-    def list_actions(
-        self, state: ActionState | None = None, session: Session | None = None
-    ) -> list[Action]:
+    def list_actions(self, state: ActionState | None = None, session: Session | None = None) -> list[Action]:
         with self._tx(session) as s:
             return bookkeeping.list_actions(s, state)
 

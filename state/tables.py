@@ -107,9 +107,7 @@ class InvoiceRow(SQLModel, table=True):
 class InvoiceLineRow(SQLModel, table=True):
     __tablename__ = "invoice_lines"
 
-    invoice_id: str = _col(
-        sa.Text, sa.ForeignKey("invoices.id", ondelete="CASCADE"), primary_key=True, nullable=False
-    )
+    invoice_id: str = _col(sa.Text, sa.ForeignKey("invoices.id", ondelete="CASCADE"), primary_key=True, nullable=False)
     line_no: int = _col(sa.Integer, primary_key=True, nullable=False, autoincrement=False)
     description: str = _col(sa.Text, nullable=False)
     quantity: str = _col(sa.Text, nullable=False)

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from connector.state.records import utcnow
+from connector.state.records import rowcount, utcnow
 from connector.state.tables import table
 from connector.state.upsert import insert_new
 
@@ -73,4 +73,4 @@ def save_tokens(
         .where(oauth.c.connection == connection, oauth.c.version == expected_version)
         .values(**values, version=expected_version + 1)
     )
-    return expected_version + 1 if result.rowcount == 1 else None  # type: ignore[attr-defined]
+    return expected_version + 1 if rowcount(result) == 1 else None

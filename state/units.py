@@ -21,11 +21,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypedDict, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from connector.state.records import utcnow
+from connector.state.records import rowcount, utcnow
 from connector.state.tables import table
 from connector.state.upsert import insert_new
 
@@ -42,19 +43,37 @@ class Unit:
     done_tick: int = -1  # as claimed: `finish` compares it, to see a request that came meanwhile
 
 
+class UnitRow(TypedDict):
+    """A row of `work_units` as `units` reads it: the columns of `tables.WorkUnitRow`."""
+
+    unit: str
+    kind: str
+    connection: str | None
+    stream: str | None
+    owner: str | None
+    lease_until: datetime | None
+    due_tick: int
+    done_tick: int
+    last_started_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    failing_since: datetime | None
+    runs: int
+
+
 def ensure_units(session: Session, units: Sequence[tuple[str, str, str | None, str | None]]) -> None:
     """Create the units (unit, kind, connection, stream) that do not exist yet."""
-    rows = [{"unit": u, "kind": k, "connection": c, "stream": s, "due_tick": 0, "done_tick": -1, "runs": 0}
-            for u, k, c, s in units]
+    rows = [
+        {"unit": u, "kind": k, "connection": c, "stream": s, "due_tick": 0, "done_tick": -1, "runs": 0}
+        for u, k, c, s in units
+    ]
     insert_new(session, table("work_units"), rows, key=("unit",))
 
 
 def schedule_tick(session: Session, units: Sequence[str], tick: int) -> None:
     """Make `units` due for `tick` (never moves a unit back)."""
     work = table("work_units")
-    session.execute(
-        sa.update(work).where(work.c.unit.in_(list(units)), work.c.due_tick < tick).values(due_tick=tick)
-    )
+    session.execute(sa.update(work).where(work.c.unit.in_(list(units)), work.c.due_tick < tick).values(due_tick=tick))
 
 
 def _pull_due(work: sa.Table) -> sa.ColumnElement[bool]:
@@ -85,7 +104,8 @@ def claim(session: Session, worker: str, *, lease: timedelta, kinds: Sequence[st
     claimed: list[Unit] = []
     for (unit,) in session.execute(query).all():
         result = session.execute(
-            sa.update(work).where(work.c.unit == unit, due)
+            sa.update(work)
+            .where(work.c.unit == unit, due)
             .values(owner=worker, lease_until=now + lease, last_started_at=now)
             .returning(work.c.unit, work.c.kind, work.c.connection, work.c.stream, work.c.due_tick, work.c.done_tick)
         ).first()
@@ -101,7 +121,7 @@ def renew(session: Session, unit: str, worker: str, *, lease: timedelta) -> bool
     result = session.execute(
         sa.update(work).where(work.c.unit == unit, work.c.owner == worker).values(lease_until=utcnow() + lease)
     )
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def finish(session: Session, unit: Unit, worker: str, *, error: str | None) -> bool:
@@ -117,7 +137,7 @@ def finish(session: Session, unit: Unit, worker: str, *, error: str | None) -> b
     else:
         values.update(last_error=error[:2000], failing_since=sa.func.coalesce(work.c.failing_since, now))
     result = session.execute(sa.update(work).where(work.c.unit == unit.unit, work.c.owner == worker).values(**values))
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def release(session: Session, unit: Unit, worker: str) -> bool:
@@ -127,12 +147,13 @@ def release(session: Session, unit: Unit, worker: str) -> bool:
     result = session.execute(
         sa.update(work).where(work.c.unit == unit.unit, work.c.owner == worker).values(owner=None, lease_until=None)
     )
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
-def units(session: Session) -> list[dict[str, object]]:
+def units(session: Session) -> list[UnitRow]:
     work = table("work_units")
-    return [dict(row) for row in session.execute(sa.select(work).order_by(work.c.unit)).mappings()]
+    rows = session.execute(sa.select(work).order_by(work.c.unit)).mappings()
+    return [cast(UnitRow, dict(row)) for row in rows]  # the row's columns are UnitRow's keys
 
 
 def take_service_lock(session: Session, worker: str, *, lease: timedelta, alive: bool) -> str | None:
@@ -151,15 +172,31 @@ def take_service_lock(session: Session, worker: str, *, lease: timedelta, alive:
 
 def release_service_lock(session: Session, worker: str) -> None:
     work = table("work_units")
-    session.execute(sa.update(work).where(work.c.unit == SERVICE_UNIT, work.c.owner == worker)
-                    .values(owner=None, lease_until=None))
+    session.execute(
+        sa.update(work).where(work.c.unit == SERVICE_UNIT, work.c.owner == worker).values(owner=None, lease_until=None)
+    )
 
 
-def store_event(session: Session, provider: str, event_id: str, connection: str, stream: str | None,
-                object_id: str | None, payload: dict[str, object], received_at: datetime | None = None) -> bool:
+def store_event(
+    session: Session,
+    provider: str,
+    event_id: str,
+    connection: str,
+    stream: str | None,
+    object_id: str | None,
+    payload: dict[str, object],
+    received_at: datetime | None = None,
+) -> bool:
     """Keep a webhook event once by its id; False when it was already received."""
-    row = {"provider": provider, "event_id": event_id, "connection": connection, "stream": stream,
-           "object_id": object_id, "received_at": received_at or utcnow(), "payload": payload}
+    row = {
+        "provider": provider,
+        "event_id": event_id,
+        "connection": connection,
+        "stream": stream,
+        "object_id": object_id,
+        "received_at": received_at or utcnow(),
+        "payload": payload,
+    }
     return insert_new(session, table("webhook_events"), [row], key=("provider", "event_id")) == 1
 
 
@@ -170,6 +207,7 @@ def make_due_now(session: Session, names: Sequence[str]) -> None:
     work = table("work_units")
     held = work.c.owner.is_not(None)
     session.execute(
-        sa.update(work).where(work.c.unit.in_(list(names)), sa.or_(held, work.c.done_tick >= work.c.due_tick))
+        sa.update(work)
+        .where(work.c.unit.in_(list(names)), sa.or_(held, work.c.done_tick >= work.c.due_tick))
         .values(done_tick=sa.case((held, work.c.done_tick - 1), else_=work.c.due_tick - 1))
     )

@@ -37,8 +37,9 @@ def _modules() -> dict[str, Path]:
 
 def _lint_imports(root: Path, config: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(root)}
-    return subprocess.run([str(LINT_IMPORTS), "--no-cache", str(config)], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache", str(config)], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_the_import_contracts_of_pyproject_hold():
@@ -54,7 +55,7 @@ def test_a_provider_importing_the_store_breaks_the_layers(tmp_path):
     shutil.copytree(PACKAGE, copy, symlinks=False, ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "providers" / "leaky.py").write_text(
         '"""A provider that reads the store behind the engine\'s back."""\n\n'
-        "from connector.state.store import Store\n\n__all__ = [\"Store\"]\n"
+        'from connector.state.store import Store\n\n__all__ = ["Store"]\n'
     )
     result = _lint_imports(tmp_path, ROOT / "pyproject.toml")
     assert result.returncode != 0, result.stdout
@@ -156,8 +157,11 @@ def test_no_private_name_is_imported_from_another_module():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for _, node in _imports(tree):
             if isinstance(node, ast.ImportFrom) and _absolute(name, node).startswith("connector"):
-                borrowed += [f"{name} takes {alias.name} from {node.module}" for alias in node.names
-                             if alias.name.startswith("_") and not alias.name.startswith("__")]
+                borrowed += [
+                    f"{name} takes {alias.name} from {node.module}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
     assert borrowed == []
 
 

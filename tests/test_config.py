@@ -1,10 +1,10 @@
 import pytest
+from pydantic import SecretStr
 
 from connector.config import load_config
 from connector.errors import ConfigError
 from connector.providers.base import Provider, ProviderSettings
 from connector.providers.registry import ProviderInfo, Registry
-from pydantic import SecretStr
 
 
 class DemoSettings(ProviderSettings):
@@ -34,7 +34,11 @@ def write(tmp_path, text):
 def test_connection_settings_are_validated_and_env_secrets_resolved(tmp_path, monkeypatch):
     monkeypatch.setenv("DEMO_KEY", "sk_test_abcdefgh12345678")
     monkeypatch.delenv("CONNECTOR_DATABASE_URL", raising=False)
-    path = write(tmp_path, '[connections.gw]\nprovider = "demo"\nbase_url = "http://127.0.0.1:1"\napi_key = "env:DEMO_KEY"\npage_size = 50\n')
+    path = write(
+        tmp_path,
+        '[connections.gw]\nprovider = "demo"\nbase_url = '
+        '"http://127.0.0.1:1"\napi_key = "env:DEMO_KEY"\npage_size = 50\n',
+    )
     config = load_config(path, registry=REGISTRY)
     connection = config.connection("gw")
     assert connection.settings.api_key.get_secret_value() == "sk_test_abcdefgh12345678"
@@ -45,20 +49,28 @@ def test_connection_settings_are_validated_and_env_secrets_resolved(tmp_path, mo
 
 
 def test_unknown_key_names_the_connection_and_key(tmp_path):
-    path = write(tmp_path, '[connections.gw]\nprovider = "demo"\nbase_url = "http://x"\napi_key = "k123"\napi_kye = "oops"\n')
+    path = write(
+        tmp_path, '[connections.gw]\nprovider = "demo"\nbase_url = "http://x"\napi_key = "k123"\napi_kye = "oops"\n'
+    )
     with pytest.raises(ConfigError, match=r"connections\.gw\.api_kye: unknown key"):
         load_config(path, registry=REGISTRY)
 
 
 def test_missing_environment_variable_names_the_key_and_variable(tmp_path, monkeypatch):
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
-    path = write(tmp_path, '[connections.gw]\nprovider = "demo"\nbase_url = "http://x"\napi_key = "env:NOT_SET_ANYWHERE"\n')
-    with pytest.raises(ConfigError, match=r"connections\.gw\.api_key: environment variable NOT_SET_ANYWHERE is not set"):
+    path = write(
+        tmp_path, '[connections.gw]\nprovider = "demo"\nbase_url = "http://x"\napi_key = "env:NOT_SET_ANYWHERE"\n'
+    )
+    with pytest.raises(
+        ConfigError, match=r"connections\.gw\.api_key: environment variable NOT_SET_ANYWHERE is not set"
+    ):
         load_config(path, registry=REGISTRY)
 
 
 def test_wrong_type_names_the_key(tmp_path):
-    path = write(tmp_path, '[connections.gw]\nprovider = "demo"\nbase_url = "http://x"\napi_key = "k123"\npage_size = "many"\n')
+    path = write(
+        tmp_path, '[connections.gw]\nprovider = "demo"\nbase_url = "http://x"\napi_key = "k123"\npage_size = "many"\n'
+    )
     with pytest.raises(ConfigError, match=r"connections\.gw\.page_size: .*integer"):
         load_config(path, registry=REGISTRY)
 
@@ -106,7 +118,10 @@ def test_a_relative_sqlite_path_lies_beside_the_config_file(tmp_path, monkeypatc
     path = tmp_path / "conf" / "connector.toml"
     path.write_text('[database]\nurl = "sqlite:///state/books.db"\n')
     monkeypatch.chdir(tmp_path)
-    assert load_config("conf/connector.toml", registry=REGISTRY).database_url == f"sqlite:///{tmp_path}/conf/state/books.db"
+    assert (
+        load_config("conf/connector.toml", registry=REGISTRY).database_url
+        == f"sqlite:///{tmp_path}/conf/state/books.db"
+    )
     path.write_text('[database]\nurl = "sqlite:////var/lib/connector.db"\n')
     assert load_config(str(path), registry=REGISTRY).database_url == "sqlite:////var/lib/connector.db"
 
@@ -114,9 +129,12 @@ def test_a_relative_sqlite_path_lies_beside_the_config_file(tmp_path, monkeypatc
 def test_reconcile_settings_are_read_as_exact_decimals(tmp_path):
     from decimal import Decimal
 
-    path = write(tmp_path, "[reconcile]\nauto_threshold = 0.9\ntolerance_fraction = 0.015\n"
-                           "tolerance_absolute = { jpy = 500, KWD = 0.250 }\nmax_candidates = 3\n"
-                           "[reconcile.confidence]\npayer_open_invoice = 0.3\n")
+    path = write(
+        tmp_path,
+        "[reconcile]\nauto_threshold = 0.9\ntolerance_fraction = 0.015\n"
+        "tolerance_absolute = { jpy = 500, KWD = 0.250 }\nmax_candidates = 3\n"
+        "[reconcile.confidence]\npayer_open_invoice = 0.3\n",
+    )
     settings = load_config(path, registry=REGISTRY).reconcile
     assert settings.auto_threshold == Decimal("0.9") and isinstance(settings.auto_threshold, Decimal)
     assert settings.tolerance_fraction == Decimal("0.015")
@@ -135,8 +153,14 @@ def test_no_reconcile_table_means_the_default_settings(tmp_path):
     "text, message",
     [
         ("[reconcile]\nauto_treshold = 0.9\n", r"reconcile\.auto_treshold: unknown key \(known: auto_threshold, "),
-        ("[reconcile.confidence]\nexact = 0.9\n", r"reconcile\.confidence\.exact: unknown key \(known: explicit_link, "),
-        ("[reconcile]\ntolerance_fraction = -0.1\n", r"reconcile\.tolerance_fraction: Input should be greater than or equal to 0"),
+        (
+            "[reconcile.confidence]\nexact = 0.9\n",
+            r"reconcile\.confidence\.exact: unknown key \(known: explicit_link, ",
+        ),
+        (
+            "[reconcile]\ntolerance_fraction = -0.1\n",
+            r"reconcile\.tolerance_fraction: Input should be greater than or equal to 0",
+        ),
         ("[reconcile]\ntolerance_absolute = { XYZ = 1 }\n", r"reconcile\.tolerance_absolute: unknown currency 'XYZ'"),
         ("[reconcile]\nmax_subset_size = 20\n", r"reconcile\.max_subset_size: Input should be less than or equal to 8"),
         ("reconcile = 1\n", r"reconcile: must be a table"),

@@ -82,8 +82,11 @@ def test_allocations_above_the_payment_amount_are_refused():
 
 def test_a_refunded_payment_can_no_longer_be_allocated():
     payment = Payment(
-        id="p1", amount=usd(100), received_at=datetime(2026, 2, 1, tzinfo=UTC),
-        status="partially_refunded", amount_refunded=usd(30),
+        id="p1",
+        amount=usd(100),
+        received_at=datetime(2026, 2, 1, tzinfo=UTC),
+        status="partially_refunded",
+        amount_refunded=usd(30),
     )
     alloc = Allocation(payment_id="p1", invoice_id="i1", amount=usd(80), rule="manual", confidence=Decimal(1))
     with pytest.raises(ValidationError, match="exceeds the payment's 70.00 USD"):
@@ -91,7 +94,9 @@ def test_a_refunded_payment_can_no_longer_be_allocated():
 
 
 def test_payment_net_is_amount_less_fee_in_jpy():
-    payment = Payment(amount=Money.of(10000, "JPY"), fee=Money.of(360, "JPY"), received_at=datetime(2026, 2, 1, tzinfo=UTC))
+    payment = Payment(
+        amount=Money.of(10000, "JPY"), fee=Money.of(360, "JPY"), received_at=datetime(2026, 2, 1, tzinfo=UTC)
+    )
     assert payment.net == Money.of(9640, "JPY")
 
 
@@ -131,7 +136,10 @@ def test_partial_payment_leaves_balance_open():
 def test_fully_paid_invoice_is_paid_and_not_aged():
     position = invoice_position(invoice(amount_paid=usd(100), amount_credited=usd(10)), date(2026, 6, 1))
     assert (position.status, position.balance, position.days_past_due, position.aging_bucket) == (
-        "paid", usd(0), 0, None,
+        "paid",
+        usd(0),
+        0,
+        None,
     )
 
 
@@ -148,7 +156,9 @@ def test_void_invoice_owes_nothing_whatever_its_amounts():
 
 def test_kwd_invoice_balance_is_exact_to_the_fils():
     kwd = lambda a: Money.of(a, "KWD")  # noqa: E731
-    inv = Invoice(currency="KWD", subtotal=kwd("10.125"), tax=kwd("0.500"), total=kwd("10.625"), amount_paid=kwd("3.333"))
+    inv = Invoice(
+        currency="KWD", subtotal=kwd("10.125"), tax=kwd("0.500"), total=kwd("10.625"), amount_paid=kwd("3.333")
+    )
     assert invoice_position(inv, date(2026, 1, 1)).balance == kwd("7.292")
 
 

@@ -44,7 +44,7 @@ def test_arithmetic_across_currencies_raises():
     with pytest.raises(CurrencyMismatchError, match="USD and EUR"):
         Money.of(1, "USD") + Money.of(1, "EUR")
     with pytest.raises(CurrencyMismatchError):
-        Money.of(1, "USD") < Money.of(1, "JPY")
+        _ = Money.of(1, "USD") < Money.of(1, "JPY")
     with pytest.raises(CurrencyMismatchError):
         money_sum([Money.of(1, "USD"), Money.of(1, "KWD")], "USD")
 

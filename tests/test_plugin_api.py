@@ -72,8 +72,10 @@ _WITHOUT_TEST_EXTRA = "import sys\nsys.modules.update(pytest=None, respx=None, _
 def test_the_plugin_api_needs_neither_pytest_nor_respx():
     """pytest and respx are test-only dependencies: a plugin's runtime imports connector.plugin
     without them, and without loading the conformance kit."""
-    result = _python(_WITHOUT_TEST_EXTRA + "import connector.plugin\n"
-                     "assert 'connector.testing' not in sys.modules, 'the kit was loaded'\nprint('ok')")
+    result = _python(
+        _WITHOUT_TEST_EXTRA + "import connector.plugin\n"
+        "assert 'connector.testing' not in sys.modules, 'the kit was loaded'\nprint('ok')"
+    )
     assert (result.returncode, result.stdout, result.stderr) == (0, "ok\n", "")
 
 
@@ -119,8 +121,12 @@ def test_every_name_the_quickbooks_plugin_imports_is_in_the_facade():
     files = _python_files(plugin / "connector_quickbooks", plugin / "tests")
     assert len(files) >= 12
     # its tests also drive the connector's own sandbox (see test_qbo_imports.py)
-    imports = [(str(p.relative_to(ROOT)), m, n) for p in files for m, n in _from_imports(p.read_text(), p.name)
-               if not m.startswith("connector.sandbox")]
+    imports = [
+        (str(p.relative_to(ROOT)), m, n)
+        for p in files
+        for m, n in _from_imports(p.read_text(), p.name)
+        if not m.startswith("connector.sandbox")
+    ]
     wrong = [w for where, m, n in imports for w in _not_in_facades([(m, n)], where)]
     assert wrong == []
     assert {m for _, m, _ in imports} == {"connector.plugin", "connector.plugin_testing"}
@@ -145,16 +151,24 @@ def test_the_test_plugins_import_only_the_facade():
 
 # What the built-in providers use from the shared layers; a partner's provider of the same
 # shape needs the same. These stay internal on purpose: one provider's own rules.
-SHARED = ("connector.errors", "connector.http", "connector.model", "connector.money",
-          "connector.providers.base", "connector.mappings.transforms")
+SHARED = (
+    "connector.errors",
+    "connector.http",
+    "connector.model",
+    "connector.money",
+    "connector.providers.base",
+    "connector.mappings.transforms",
+)
 BUILT_IN_ONLY = {
     "stripe_exponent",  # Stripe's own idea of minor units (ISK, HUF), for the Stripe mapping
 }
 
 
 def test_the_facade_holds_what_the_built_in_providers_use():
-    files = [*_python_files(ROOT / "providers" / "stripe", ROOT / "providers" / "xero", ROOT / "providers" / "hubspot"),
-             *sorted((ROOT / "mappings").glob("*_transforms.py"))]
+    files = [
+        *_python_files(ROOT / "providers" / "stripe", ROOT / "providers" / "xero", ROOT / "providers" / "hubspot"),
+        *sorted((ROOT / "mappings").glob("*_transforms.py")),
+    ]
     assert len(files) >= 10
     used = {
         name

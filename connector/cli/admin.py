@@ -17,7 +17,7 @@ from connector.redaction import redact
 from connector.state.db import database_url_for, make_engine, redact_url
 from connector.state.migrate import current_revision, head_revision, upgrade
 
-EXAMPLE_CONFIG = '''\
+EXAMPLE_CONFIG = """\
 # connector.toml: where the state database is and which systems to sync.
 # Secrets are never written here: `env:NAME` reads them from the environment.
 
@@ -48,7 +48,7 @@ url = "sqlite:///connector.db"
 # provider = "hubspot"
 # base_url = "https://api.hubapi.com"
 # access_token = "env:HUBSPOT_ACCESS_TOKEN"   # a private app's token
-'''
+"""
 
 
 @click.command("init")
@@ -188,7 +188,7 @@ def doctor(app: AppContext, as_json: bool) -> int:
                 _check(
                     f"connection {connection.name}",
                     False,
-                    f"{key} is written in the file; use \"env:NAME\" so the secret stays out of it",
+                    f'{key} is written in the file; use "env:NAME" so the secret stays out of it',
                     "warning",
                 )
             )

@@ -18,12 +18,23 @@ from connector.sandbox.server import LIMIT_MODES, Limits
 
 
 @click.command("demo")
-@click.option("--dir", "directory", default=".", show_default=True, type=click.Path(file_okay=False),
-              help="Where the demo writes connector.toml and connector.db.")
+@click.option(
+    "--dir",
+    "directory",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the demo writes connector.toml and connector.db.",
+)
 @click.option("--seed", default=42, show_default=True, help="Seed of the generated book.")
 @click.option("--size", type=click.Choice(SIZE_NAMES), default="small", show_default=True)
-@click.option("--ledger", type=click.Choice(["xero", "quickbooks"]), default="xero", show_default=True,
-              help="Which ledger keeps the book.")
+@click.option(
+    "--ledger",
+    type=click.Choice(["xero", "quickbooks"]),
+    default="xero",
+    show_default=True,
+    help="Which ledger keeps the book.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
 def demo_command(directory: str, seed: int, size: Size, ledger: str, as_json: bool) -> int:
     """Run the whole product against the built-in sandbox: no credentials, no internet."""
@@ -31,36 +42,51 @@ def demo_command(directory: str, seed: int, size: Size, ledger: str, as_json: bo
     echo = (lambda _line: None) if as_json else click.echo
     result = run_demo(Path(directory), seed=seed, size=size, ledger=ledger, echo=echo)
     if as_json:
-        click.echo(json.dumps({"sync": result.sync.as_dict(), "stored": result.counts,
-                               "reconciliation": _reconciliation_counts(result),
-                               "aging": result.aging.get("totals", []),
-                               "written_back": result.applied.per_system() if result.applied else {},
-                               "reminders": result.reminders},
-                              indent=2, default=str))
+        click.echo(
+            json.dumps(
+                {
+                    "sync": result.sync.as_dict(),
+                    "stored": result.counts,
+                    "reconciliation": _reconciliation_counts(result),
+                    "aging": result.aging.get("totals", []),
+                    "written_back": result.applied.per_system() if result.applied else {},
+                    "reminders": result.reminders,
+                },
+                indent=2,
+                default=str,
+            )
+        )
         return 0 if result.sync.ok else EXIT_PROBLEMS
     click.echo("")
     click.echo("Pulled from each system:")
     print_report(result.sync)
     click.echo("")
-    click.echo(
-        "Stored: " + ", ".join(f"{count} {name}" for name, count in result.counts.items())
-    )
+    click.echo("Stored: " + ", ".join(f"{count} {name}" for name, count in result.counts.items()))
     counts = _reconciliation_counts(result)
     click.echo("")
     click.echo(
         f"Reconciliation: {counts['recorded_by_ledger']} payments applied as the ledger records them; "
-        f"{counts['matched']} matched automatically ({', '.join(f'{n} by {r}' for r, n in counts['by_rule'].items()) or 'none'}); "
+        f"{counts['matched']} matched automatically "
+        f"({', '.join(f'{n} by {r}' for r, n in counts['by_rule'].items()) or 'none'}); "
         f"{counts['proposed']} proposed for finance to decide."
     )
     if result.applied is not None:
         click.echo("")
         written = result.applied.per_system()
-        detail = "; ".join(f"{system}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-                           for system, kinds in sorted(written.items()))
+        detail = "; ".join(
+            f"{system}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+            for system, kinds in sorted(written.items())
+        )
         click.echo(f"Written back ({result.planned} actions planned, each sent once): {detail or 'nothing'}")
-        click.echo(f"Reminders sent: {result.reminders} (one per customer and step; `connector reminders plan` says who was not chased and why)")
+        click.echo(
+            f"Reminders sent: {result.reminders} (one per customer and step; "
+            "`connector reminders plan` says who was not chased and why)"
+        )
         if result.applied.failed or result.applied.parked:
-            click.echo(f"  {len(result.applied.failed)} to retry, {len(result.applied.parked)} parked: see `connector actions list`")
+            click.echo(
+                f"  {len(result.applied.failed)} to retry, "
+                f"{len(result.applied.parked)} parked: see `connector actions list`"
+            )
     if result.aging.get("totals"):
         buckets = list(result.aging["buckets"])
         click.echo("")
@@ -71,7 +97,10 @@ def demo_command(directory: str, seed: int, size: Size, ledger: str, as_json: bo
     where = result.directory.resolve()
     hint = "" if where == Path.cwd().resolve() else f" --config {result.config_path}"
     click.echo("")
-    click.echo(f"The database is in {where / 'connector.db'}; try `connector{hint} reconcile`, `invoices list`, `aging` or `explain INV-0001`.")
+    click.echo(
+        f"The database is in {where / 'connector.db'}; try `connector{hint} "
+        "reconcile`, `invoices list`, `aging` or `explain INV-0001`."
+    )
     return 0 if result.sync.ok else EXIT_PROBLEMS
 
 
@@ -103,19 +132,43 @@ def sandbox_group() -> None:
 @sandbox_group.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port.")
-@click.option("--data", "data_file", type=click.Path(dir_okay=False, exists=True),
-              help="A JSON book in the providers' own shapes (see docs/sandbox.md).")
-@click.option("--seed", type=int, help="Generate a book with this seed instead of --data (Stripe, Xero and HubSpot; QuickBooks stays empty).")
-@click.option("--size", type=click.Choice(SIZE_NAMES), default="small", show_default=True,
-              help="With --seed: how big a book to generate.")
+@click.option(
+    "--data",
+    "data_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="A JSON book in the providers' own shapes (see docs/sandbox.md).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    help="Generate a book with this seed instead of --data (Stripe, Xero and HubSpot; QuickBooks stays empty).",
+)
+@click.option(
+    "--size",
+    type=click.Choice(SIZE_NAMES),
+    default="small",
+    show_default=True,
+    help="With --seed: how big a book to generate.",
+)
 @click.option("--latency-ms", default=0.0, show_default=True, help="Delay added to every request.")
 @click.option("--limits", type=click.Choice(LIMIT_MODES), default="documented", show_default=True)
 @click.option("--fail-rate", default=0.0, show_default=True, help="Share of requests answered with a fault.")
-@click.option("--truth", "truth_file", type=click.Path(dir_okay=False),
-              help="With --seed: also write the book's ground truth to this file.")
+@click.option(
+    "--truth",
+    "truth_file",
+    type=click.Path(dir_okay=False),
+    help="With --seed: also write the book's ground truth to this file.",
+)
 def sandbox_serve(
-    host: str, port: int, data_file: str | None, seed: int | None, size: Size,
-    latency_ms: float, limits: Limits, fail_rate: float, truth_file: str | None,
+    host: str,
+    port: int,
+    data_file: str | None,
+    seed: int | None,
+    size: Size,
+    latency_ms: float,
+    limits: Limits,
+    fail_rate: float,
+    truth_file: str | None,
 ) -> None:
     """Serve the sandbox until Ctrl-C (or SIGTERM)."""
 

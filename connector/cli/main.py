@@ -53,9 +53,18 @@ def cli(ctx: click.Context, config_option: str | None, log_format: str, verbose:
 
 
 def _register_commands() -> None:
-    modules = (admin, mapping_commands, sync_commands, reconcile_commands, report_commands,
-               writeback_commands, collections_commands, serve_commands, demo_commands,
-               plugin_commands)
+    modules = (
+        admin,
+        mapping_commands,
+        sync_commands,
+        reconcile_commands,
+        report_commands,
+        writeback_commands,
+        collections_commands,
+        serve_commands,
+        demo_commands,
+        plugin_commands,
+    )
     for module in modules:
         for command in module.COMMANDS:
             cli.add_command(command)

@@ -20,8 +20,9 @@ def mappings_group() -> None:
 
 def _config_option(function: Any) -> Any:
     """`mappings show|check --config PATH`: the same as the global `connector --config PATH`."""
-    return click.option("--config", "config_option", metavar="PATH",
-                        help="Config file (same as the global --config).")(function)
+    return click.option("--config", "config_option", metavar="PATH", help="Config file (same as the global --config).")(
+        function
+    )
 
 
 def _use_config(app: AppContext, config_option: str | None) -> None:
@@ -64,7 +65,9 @@ def mappings_check(app: AppContext, config_option: str | None) -> int:
             click.echo(f"error    {connection.name}: {exc}")
             continue
         overridden = " (with overrides)" if connection.settings.mapping else ""
-        click.echo(f"ok       {connection.name}: {connection.provider} mapping, {len(mapper.spec.streams)} streams{overridden}")
+        click.echo(
+            f"ok       {connection.name}: {connection.provider} mapping, {len(mapper.spec.streams)} streams{overridden}"
+        )
     if not config.connections:
         click.echo("no connections configured")
     return EXIT_USAGE if failed else 0

@@ -18,7 +18,9 @@ def plugin_group() -> None:
 @plugin_group.command("new")
 @click.argument("name")
 @click.option("--kind", type=click.Choice(["ledger", "crm", "gateway"]), required=True, help="What the provider is.")
-@click.option("--dir", "directory", type=click.Path(path_type=Path), help="Where to write it (default ./connector-NAME).")
+@click.option(
+    "--dir", "directory", type=click.Path(path_type=Path), help="Where to write it (default ./connector-NAME)."
+)
 def plugin_new(name: str, kind: str, directory: Path | None) -> int:
     """Write a ready-to-install plugin package for provider NAME."""
 

@@ -57,8 +57,9 @@ class SyncProgress:
                     return
                 self._written[key] = now
                 state = "reading" if last is None else "still reading"
-                self._line(f"{report.connection}/{report.stream}: {state}, {_stored(report)}",
-                           report.connection, report.stream)
+                self._line(
+                    f"{report.connection}/{report.stream}: {state}, {_stored(report)}", report.connection, report.stream
+                )
                 return
             if now - self._shown < self.interval:
                 return
@@ -80,13 +81,22 @@ class SyncProgress:
                     self.out.flush()
                 return
             for s in report.streams if report is not None else []:
-                self._line(f"{s.connection}/{s.stream}: {s.status}, {_stored(s)} in {s.seconds:.1f} s",
-                           s.connection, s.stream)
+                self._line(
+                    f"{s.connection}/{s.stream}: {s.status}, {_stored(s)} in {s.seconds:.1f} s", s.connection, s.stream
+                )
 
     def _line(self, text: str, connection: str, stream: str) -> None:
         if self.log_format == "json":
-            record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, "%s", (text,), None,
-                                       extra={"connection": connection, "stream": stream})
+            record = logger.makeRecord(
+                logger.name,
+                logging.INFO,
+                __file__,
+                0,
+                "%s",
+                (text,),
+                None,
+                extra={"connection": connection, "stream": stream},
+            )
             self.out.write(JsonFormatter().format(record) + "\n")
         else:
             self.out.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} sync {text}\n")

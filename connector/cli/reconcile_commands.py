@@ -47,8 +47,18 @@ class _Describe:
         return {"id": invoice_id, "number": invoice.number if invoice else None, "refs": self._refs(invoice)}
 
 
-def _entry(describe: _Describe, status: str, payment_id: str, invoice_id: str, amount: Money | str, currency: str,
-           rule: str, confidence: Any, reason: str, **extra: Any) -> dict[str, Any]:
+def _entry(
+    describe: _Describe,
+    status: str,
+    payment_id: str,
+    invoice_id: str,
+    amount: Money | str,
+    currency: str,
+    rule: str,
+    confidence: Any,
+    reason: str,
+    **extra: Any,
+) -> dict[str, Any]:
     return {
         "status": status,
         "payment": describe.payment(payment_id),
@@ -70,9 +80,17 @@ def _candidate(describe: _Describe, payment_id: str, candidate: dict[str, Any], 
     shares = [Money.of(a, currency) for a in candidate["amounts"]]
     return {
         "rank": rank,
-        **_entry(describe, "proposed" if rank == 1 else "candidate", payment_id, candidate["invoice_ids"][0],
-                 sum(shares, Money.zero(currency)), currency, candidate["rule"], candidate["confidence"],
-                 candidate["reason"]),
+        **_entry(
+            describe,
+            "proposed" if rank == 1 else "candidate",
+            payment_id,
+            candidate["invoice_ids"][0],
+            sum(shares, Money.zero(currency)),
+            currency,
+            candidate["rule"],
+            candidate["confidence"],
+            candidate["reason"],
+        ),
         "invoices": [
             {"invoice": describe.invoice(i), "amount": str(a.amount)}
             for i, a in zip(candidate["invoice_ids"], shares, strict=True)
@@ -86,18 +104,32 @@ def reconcile_report(store: Store, summary: Any) -> dict[str, Any]:
         applied = decisions.load_allocations(session, status="applied")
         proposals = decisions.load_proposals(session)
     out_applied = [
-        _entry(describe, "applied", a.payment_id, a.invoice_id, a.amount, a.amount.currency, a.rule, a.confidence,
-               a.reason, id=a.id, confirmed_by=a.confirmed_by)
+        _entry(
+            describe,
+            "applied",
+            a.payment_id,
+            a.invoice_id,
+            a.amount,
+            a.amount.currency,
+            a.rule,
+            a.confidence,
+            a.reason,
+            id=a.id,
+            confirmed_by=a.confirmed_by,
+        )
         for a in (s.allocation for s in applied)
     ]
     out_proposals = []
     for proposal in proposals:
         left = Money.from_minor(int(proposal["amount_minor"]), proposal["currency"])
         candidates = [
-            _candidate(describe, proposal["payment_id"], c, rank) for rank, c in enumerate(proposal["candidates"], start=1)
+            _candidate(describe, proposal["payment_id"], c, rank)
+            for rank, c in enumerate(proposal["candidates"], start=1)
         ]
         top = {k: v for k, v in candidates[0].items() if k != "rank"}
-        out_proposals.append({**top, "id": proposal["id"], "payment_unapplied": str(left.amount), "candidates": candidates})
+        out_proposals.append(
+            {**top, "id": proposal["id"], "payment_unapplied": str(left.amount), "candidates": candidates}
+        )
     return {
         "applied": out_applied,
         "proposals": out_proposals,
@@ -189,7 +221,9 @@ def reject_command(app: AppContext, proposal_id: str, user: str | None, reason: 
 @_user
 @_reason
 @pass_app
-def match_command(app: AppContext, payment: str, invoice: str, amount: str | None, user: str | None, reason: str) -> None:
+def match_command(
+    app: AppContext, payment: str, invoice: str, amount: str | None, user: str | None, reason: str
+) -> None:
     """Match PAYMENT to INVOICE by hand (ids of any system, or the invoice number)."""
     allocation = match(app.store(), payment, invoice, amount=amount, user=user, reason=reason)
     click.echo(f"applied {allocation.id}: {allocation.amount} by hand")

@@ -22,7 +22,7 @@ from connector.cli.context import AppContext, pass_app
 from connector.connections import mapper_for
 from connector.errors import EXIT_PROBLEMS, UsageError
 from connector.lookup import find_invoice, find_payment
-from connector.model import Allocation, Customer, Invoice
+from connector.model import Allocation, Customer, Invoice, ObjectType
 from connector.reconcile.run import invoice_allocations
 from connector.state import reconciliation as decisions
 from connector.state.bookkeeping import audit_entries_about
@@ -121,13 +121,35 @@ def _resolve_customers(customers: dict[str, Customer], query: str) -> list[Custo
 
 # invoices list --------------------------------------------------------------------------
 
-INVOICE_COLUMNS = ["number", "customer", "currency", "total", "balance", "status", "due_date",
-                   "days_past_due", "aging_bucket", "systems", "flags"]
+INVOICE_COLUMNS = [
+    "number",
+    "customer",
+    "currency",
+    "total",
+    "balance",
+    "status",
+    "due_date",
+    "days_past_due",
+    "aging_bucket",
+    "systems",
+    "flags",
+]
 
 
 def _invoice_cells(row: Row) -> list[Any]:
-    return [row["number"], row["customer"]["name"], row["currency"], row["total"], row["balance"], row["status"],
-            row["due_date"], row["days_past_due"], row["aging_bucket"], " ".join(row["systems"]), _flags(row)]
+    return [
+        row["number"],
+        row["customer"]["name"],
+        row["currency"],
+        row["total"],
+        row["balance"],
+        row["status"],
+        row["due_date"],
+        row["days_past_due"],
+        row["aging_bucket"],
+        " ".join(row["systems"]),
+        _flags(row),
+    ]
 
 
 @click.group("invoices")
@@ -143,8 +165,15 @@ def invoices_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/finance.md).")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV output.")
 @pass_app
-def invoices_list(app: AppContext, status: str | None, customer: str | None, overdue: bool, as_of: str | None,
-                  as_json: bool, as_csv: bool) -> None:
+def invoices_list(
+    app: AppContext,
+    status: str | None,
+    customer: str | None,
+    overdue: bool,
+    as_of: str | None,
+    as_json: bool,
+    as_csv: bool,
+) -> None:
     """Invoices with their balance, derived status, days past due and aging bucket."""
     if status is not None and status not in reports.STATUS_FILTERS:
         raise UsageError(f"--status: unknown status {status!r} (valid: {', '.join(reports.STATUS_FILTERS)})")
@@ -162,9 +191,20 @@ def invoices_list(app: AppContext, status: str | None, customer: str | None, ove
     if output == "json":
         _echo_json({"as_of": day.isoformat(), "invoices": rows})
     elif output == "csv":
-        _echo_csv(["id", *INVOICE_COLUMNS[:-2], "systems", "disputed", "promise_to_pay", "in_collections"],
-                  [[r["id"], *_invoice_cells(r)[:-2], " ".join(r["systems"]), r["disputed"], r["promise_to_pay"],
-                    r["in_collections"]] for r in rows])
+        _echo_csv(
+            ["id", *INVOICE_COLUMNS[:-2], "systems", "disputed", "promise_to_pay", "in_collections"],
+            [
+                [
+                    r["id"],
+                    *_invoice_cells(r)[:-2],
+                    " ".join(r["systems"]),
+                    r["disputed"],
+                    r["promise_to_pay"],
+                    r["in_collections"],
+                ]
+                for r in rows
+            ],
+        )
     else:
         _echo_table(INVOICE_COLUMNS, [_invoice_cells(r) for r in rows], right=("total", "balance", "days_past_due"))
         click.echo(f"{len(rows)} invoice(s) as of {day.isoformat()}")
@@ -172,13 +212,33 @@ def invoices_list(app: AppContext, status: str | None, customer: str | None, ove
 
 # payments list --------------------------------------------------------------------------
 
-PAYMENT_COLUMNS = ["received", "amount", "currency", "method", "customer", "remittance", "status",
-                   "allocated", "unapplied", "systems"]
+PAYMENT_COLUMNS = [
+    "received",
+    "amount",
+    "currency",
+    "method",
+    "customer",
+    "remittance",
+    "status",
+    "allocated",
+    "unapplied",
+    "systems",
+]
 
 
 def _payment_cells(row: Row) -> list[Any]:
-    return [(row["received_at"] or "")[:10], row["amount"], row["currency"], row["method"], row["customer"]["name"],
-            row["remittance"], row["status"], row["allocated"], row["unapplied"], " ".join(row["systems"])]
+    return [
+        (row["received_at"] or "")[:10],
+        row["amount"],
+        row["currency"],
+        row["method"],
+        row["customer"]["name"],
+        row["remittance"],
+        row["status"],
+        row["allocated"],
+        row["unapplied"],
+        " ".join(row["systems"]),
+    ]
 
 
 @click.group("payments")
@@ -201,8 +261,10 @@ def payments_list(app: AppContext, unmatched: bool, as_json: bool, as_csv: bool)
     if output == "json":
         _echo_json({"payments": rows})
     elif output == "csv":
-        _echo_csv(["id", "received_at", *PAYMENT_COLUMNS[1:]],
-                  [[r["id"], r["received_at"], *_payment_cells(r)[1:]] for r in rows])
+        _echo_csv(
+            ["id", "received_at", *PAYMENT_COLUMNS[1:]],
+            [[r["id"], r["received_at"], *_payment_cells(r)[1:]] for r in rows],
+        )
     else:
         _echo_table(PAYMENT_COLUMNS, [_payment_cells(r) for r in rows], right=("amount", "allocated", "unapplied"))
         click.echo(f"{len(rows)} payment(s)")
@@ -253,13 +315,17 @@ def customers_show(app: AppContext, customer: str, as_of: str | None, as_json: b
     owed = ", ".join(f"{v} {c}" for c, v in story["balance"].items()) or "nothing"
     click.echo(f"Open invoices as of {day.isoformat()} (owed: {owed}):")
     if story["open_invoices"]:
-        _echo_table(INVOICE_COLUMNS, [_invoice_cells(r) for r in story["open_invoices"]],
-                    right=("total", "balance", "days_past_due"))
+        _echo_table(
+            INVOICE_COLUMNS,
+            [_invoice_cells(r) for r in story["open_invoices"]],
+            right=("total", "balance", "days_past_due"),
+        )
     click.echo("")
     click.echo("Payments:")
     if story["payments"]:
-        _echo_table(PAYMENT_COLUMNS, [_payment_cells(r) for r in story["payments"]],
-                    right=("amount", "allocated", "unapplied"))
+        _echo_table(
+            PAYMENT_COLUMNS, [_payment_cells(r) for r in story["payments"]], right=("amount", "allocated", "unapplied")
+        )
     click.echo("")
     credit = ", ".join(f"{v} {c}" for c, v in story["unapplied"].items()) or "none"
     click.echo(f"Unapplied credit: {credit}")
@@ -283,32 +349,60 @@ def aging_command(app: AppContext, as_of: str | None, as_json: bool, as_csv: boo
     if output == "json":
         _echo_json(report)
         return
-    rows = [["customer", r["customer"]["id"], r["customer"]["name"], r["currency"], *[r[b] for b in buckets],
-             r["total"], r["in_collections"], r["invoices"]] for r in report["customers"]]
-    totals = [["total", None, "TOTAL", r["currency"], *[r[b] for b in buckets], r["total"], r["in_collections"],
-               r["invoices"]] for r in report["totals"]]
+    rows = [
+        [
+            "customer",
+            r["customer"]["id"],
+            r["customer"]["name"],
+            r["currency"],
+            *[r[b] for b in buckets],
+            r["total"],
+            r["in_collections"],
+            r["invoices"],
+        ]
+        for r in report["customers"]
+    ]
+    totals = [
+        [
+            "total",
+            None,
+            "TOTAL",
+            r["currency"],
+            *[r[b] for b in buckets],
+            r["total"],
+            r["in_collections"],
+            r["invoices"],
+        ]
+        for r in report["totals"]
+    ]
     if output == "csv":
-        _echo_csv(["row", "customer_id", "customer", "currency", *buckets, "total", "in_collections", "invoices"],
-                  rows + totals)
+        _echo_csv(
+            ["row", "customer_id", "customer", "currency", *buckets, "total", "in_collections", "invoices"],
+            rows + totals,
+        )
         return
     headers = ["customer", "currency", *buckets, "total", "in_collections"]
     right = (*buckets, "total", "in_collections")
     _echo_table(headers, [[r[2], *r[3:-1]] for r in rows + totals], right=right)
     click.echo("")
-    click.echo(f"DSO as of {report['as_of']} (receivables / credit sales of the last {reports.DSO_WINDOW_DAYS} days x "
-               f"{reports.DSO_WINDOW_DAYS}):")
-    _echo_table(["currency", "receivables", "credit_sales", "dso_days"],
-                [[d["currency"], d["receivables"], d["credit_sales"], d["days"] or "n/a"] for d in report["dso"]],
-                right=("receivables", "credit_sales", "dso_days"))
+    click.echo(
+        f"DSO as of {report['as_of']} (receivables / credit sales of the last {reports.DSO_WINDOW_DAYS} days x "
+        f"{reports.DSO_WINDOW_DAYS}):"
+    )
+    _echo_table(
+        ["currency", "receivables", "credit_sales", "dso_days"],
+        [[d["currency"], d["receivables"], d["credit_sales"], d["days"] or "n/a"] for d in report["dso"]],
+        right=("receivables", "credit_sales", "dso_days"),
+    )
 
 
 # drift ----------------------------------------------------------------------------------
 
 
-def _without_payments(app: AppContext) -> set[tuple[str, str]]:
+def _without_payments(app: AppContext) -> set[tuple[str, ObjectType]]:
     """(connection, object type) of the invoice streams whose mapping carries no amount paid."""
 
-    out = set()
+    out: set[tuple[str, ObjectType]] = set()
     for name, connection in app.config().connections.items():
         for stream in mapper_for(connection).spec.streams.values():
             if stream.record == "invoice" and "amount_paid" not in stream.fields:
@@ -320,9 +414,16 @@ def _dangling_refs(session: Any) -> list[Row]:
     out = []
     for ref in dangling_refs(session):
         kind, entity_id = ref["entity_kind"], ref["entity_id"]
-        out.append({"system": ref["system"], "type": ref["object_type"], "id": ref["remote_id"], "entity_kind": kind,
-                    "entity_id": entity_id,
-                    "problem": "not linked to any record" if entity_id is None else f"{kind} {entity_id} is missing"})
+        out.append(
+            {
+                "system": ref["system"],
+                "type": ref["object_type"],
+                "id": ref["remote_id"],
+                "entity_kind": kind,
+                "entity_id": entity_id,
+                "problem": "not linked to any record" if entity_id is None else f"{kind} {entity_id} is missing",
+            }
+        )
     return out
 
 
@@ -376,15 +477,33 @@ def _find(store: Store, token: str) -> tuple[str, Any]:
 
 
 def _ref_details(session: Any, kind: str, entity_id: str) -> list[Row]:
-    return [{"system": r["system"], "type": r["object_type"], "id": r["remote_id"], "link_rule": r["link_rule"],
-             "remote_updated_at": reports.iso(r["remote_updated_at"]), "seen_at": reports.iso(r["seen_at"])}
-            for r in ref_details(session, kind, entity_id)]
+    return [
+        {
+            "system": r["system"],
+            "type": r["object_type"],
+            "id": r["remote_id"],
+            "link_rule": r["link_rule"],
+            "remote_updated_at": reports.iso(r["remote_updated_at"]),
+            "seen_at": reports.iso(r["seen_at"]),
+        }
+        for r in ref_details(session, kind, entity_id)
+    ]
 
 
 def _audit_entries(session: Any, subject_ids: Sequence[str], mentioned: str) -> list[Row]:
-    return [{"seq": e.id, "at": reports.iso(e.at), "actor": e.actor, "action": e.action,
-             "subject_type": e.subject_type, "subject_id": e.subject_id, "inputs": e.inputs,
-             "decision": e.decision} for e in audit_entries_about(session, subject_ids, mentioned)]
+    return [
+        {
+            "seq": e.id,
+            "at": reports.iso(e.at),
+            "actor": e.actor,
+            "action": e.action,
+            "subject_type": e.subject_type,
+            "subject_id": e.subject_id,
+            "inputs": e.inputs,
+            "decision": e.decision,
+        }
+        for e in audit_entries_about(session, subject_ids, mentioned)
+    ]
 
 
 @click.command("explain")
@@ -403,8 +522,11 @@ def explain_command(app: AppContext, record: str, as_json: bool) -> None:
             proposals = [p for p in decisions.load_proposals(session, status=None) if p["payment_id"] == entity_id]
         else:
             stored = decisions.load_allocations(session, invoice_ids=[entity_id])
-            proposals = [p for p in decisions.load_proposals(session, status=None)
-                         if any(entity_id in c["invoice_ids"] for c in p["candidates"] or [])]
+            proposals = [
+                p
+                for p in decisions.load_proposals(session, status=None)
+                if any(entity_id in c["invoice_ids"] for c in p["candidates"] or [])
+            ]
         refs = _ref_details(session, kind, entity_id)
         subjects = [entity_id, *(s.allocation.id or "" for s in stored), *(p["id"] for p in proposals)]
         audit = _audit_entries(session, subjects, entity_id)
@@ -415,18 +537,27 @@ def explain_command(app: AppContext, record: str, as_json: bool) -> None:
         row = reports.invoice_rows([found], customers, _invoice_allocations(store, [found]), date.today())[0]
     targets = {(r["system"], r["type"], r["id"]) for r in refs}
     actions = [
-        {"connection": a.connection, "kind": a.kind, "state": a.state, "idempotency_key": a.idempotency_key,
-         "target": None if a.target is None else {"system": a.target.system, "type": a.target.object_type,
-                                                  "id": a.target.remote_id},
-         "payload": a.payload}
+        {
+            "connection": a.connection,
+            "kind": a.kind,
+            "state": a.state,
+            "idempotency_key": a.idempotency_key,
+            "target": None
+            if a.target is None
+            else {"system": a.target.system, "type": a.target.object_type, "id": a.target.remote_id},
+            "payload": a.payload,
+        }
         for a in store.list_actions()
         if a.target is not None and (a.target.system, a.target.object_type, a.target.remote_id) in targets
     ]
     story = reports.explain_story(
-        kind, row, refs,
+        kind,
+        row,
+        refs,
         [reports.allocation_row(s.allocation, s.status, s.created_at) for s in stored],
         [reports.proposal_row(p) for p in proposals],
-        audit, actions,
+        audit,
+        actions,
     )
     if as_json:
         _echo_json(story)
@@ -437,37 +568,49 @@ def explain_command(app: AppContext, record: str, as_json: bool) -> None:
 def _print_story(story: Row) -> None:
     record = story["record"]
     if story["kind"] == "payment":
-        click.echo(f"payment {story['id']}: {record['amount']} {record['currency']} received {record['received_at']} "
-                   f"from {record['customer']['name']} ({record['status']}, {record['method'] or 'unknown method'})")
+        click.echo(
+            f"payment {story['id']}: {record['amount']} {record['currency']} received {record['received_at']} "
+            f"from {record['customer']['name']} ({record['status']}, {record['method'] or 'unknown method'})"
+        )
         click.echo(f"remittance: {record['remittance'] or '-'}")
         click.echo(f"allocated {record['allocated']} {record['currency']}, unapplied {record['unapplied']}")
     else:
-        click.echo(f"invoice {record['number'] or story['id']} ({story['id']}) of {record['customer']['name']}: "
-                   f"total {record['total']} {record['currency']}, balance {record['balance']}, {record['status']}, "
-                   f"due {record['due_date']}, {record['days_past_due']} day(s) past due")
+        click.echo(
+            f"invoice {record['number'] or story['id']} ({story['id']}) of {record['customer']['name']}: "
+            f"total {record['total']} {record['currency']}, balance {record['balance']}, {record['status']}, "
+            f"due {record['due_date']}, {record['days_past_due']} day(s) past due"
+        )
         flags = _flags(record)
         if flags:
             click.echo(f"flags: {flags}")
     click.echo("")
     click.echo("In each system:")
-    _echo_table(["system", "type", "id", "linked by"],
-                [[r["system"], r["type"], r["id"], r["link_rule"] or "-"] for r in story["refs"]])
+    _echo_table(
+        ["system", "type", "id", "linked by"],
+        [[r["system"], r["type"], r["id"], r["link_rule"] or "-"] for r in story["refs"]],
+    )
     click.echo("")
     click.echo("Allocations:" if story["allocations"] else "Allocations: none")
     for a in story["allocations"]:
-        click.echo(f"  {a['id']} [{a['status']}] payment {a['payment']} -> invoice {a['invoice']}: "
-                   f"{a['amount']} {a['currency']} by {a['rule']} (confidence {a['confidence']}, "
-                   f"confirmed by {a['confirmed_by'] or '-'})")
+        click.echo(
+            f"  {a['id']} [{a['status']}] payment {a['payment']} -> invoice {a['invoice']}: "
+            f"{a['amount']} {a['currency']} by {a['rule']} (confidence {a['confidence']}, "
+            f"confirmed by {a['confirmed_by'] or '-'})"
+        )
         click.echo(f"      {a['reason']}")
     click.echo("Proposals:" if story["proposals"] else "Proposals: none")
     for p in story["proposals"]:
         click.echo(f"  {p['id']} [{p['status']}] payment {p['payment']}: {p['amount']} {p['currency']}")
         for c in p["candidates"]:
-            click.echo(f"    {c['rank']}. invoices {', '.join(c['invoices'])} ({', '.join(c['amounts'])}) by {c['rule']} "
-                       f"(confidence {c['confidence']}): {c['reason']}")
+            click.echo(
+                f"    {c['rank']}. invoices {', '.join(c['invoices'])} ({', '.join(c['amounts'])}) by {c['rule']} "
+                f"(confidence {c['confidence']}): {c['reason']}"
+            )
     click.echo("Audit log:" if story["audit"] else "Audit log: nothing recorded")
     for e in story["audit"]:
-        click.echo(f"  {e['at']} {e['actor']} {e['action']} {e['subject_type']} {e['subject_id']}: {e['decision'] or ''}")
+        click.echo(
+            f"  {e['at']} {e['actor']} {e['action']} {e['subject_type']} {e['subject_id']}: {e['decision'] or ''}"
+        )
     click.echo("Outbox actions:" if story["actions"] else "Outbox actions: none")
     for a in story["actions"]:
         click.echo(f"  {a['connection']} {a['kind']} [{a['state']}] {a['idempotency_key']}")

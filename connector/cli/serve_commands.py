@@ -24,13 +24,32 @@ def _listen(value: str) -> tuple[str, int]:
 
 
 @click.command("serve")
-@click.option("--every", default="15m", show_default=True, help="Interval between runs (90s, 15m, 1h); a connection's `schedule` (cron) wins for its pulls.")
-@click.option("--listen", default="127.0.0.1:8780", show_default=True, help="HOST:PORT of /healthz, /readyz, /metrics and /webhooks/*.")
-@click.option("--public-url", help="The URL providers reach the listener at (behind a reverse proxy); HubSpot signs it.")
-@click.option("--lease", default="10m", show_default=True, help="How long a claimed unit stays this worker's before another may take it over.")
+@click.option(
+    "--every",
+    default="15m",
+    show_default=True,
+    help="Interval between runs (90s, 15m, 1h); a connection's `schedule` (cron) wins for its pulls.",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:8780",
+    show_default=True,
+    help="HOST:PORT of /healthz, /readyz, /metrics and /webhooks/*.",
+)
+@click.option(
+    "--public-url", help="The URL providers reach the listener at (behind a reverse proxy); HubSpot signs it."
+)
+@click.option(
+    "--lease",
+    default="10m",
+    show_default=True,
+    help="How long a claimed unit stays this worker's before another may take it over.",
+)
 @click.option("--max-ticks", type=int, help="Stop after this many ticks (for tests and one-off runs).")
 @pass_app
-def serve_command(app: AppContext, every: str, listen: str, public_url: str | None, lease: str, max_ticks: int | None) -> None:
+def serve_command(
+    app: AppContext, every: str, listen: str, public_url: str | None, lease: str, max_ticks: int | None
+) -> None:
     """Run sync, reconcile, plan, apply and reminders on a schedule until SIGTERM/SIGINT."""
 
     host, port = _listen(listen)

@@ -25,8 +25,13 @@ from connector.sync import SyncReport
 @click.option("--dry-run", is_flag=True, help="Then reconcile and plan, and print the writes without sending them.")
 @pass_app
 def sync_command(
-    app: AppContext, connections: tuple[str, ...], streams: tuple[str, ...], full: bool, as_json: bool,
-    then_apply: bool, dry_run: bool,
+    app: AppContext,
+    connections: tuple[str, ...],
+    streams: tuple[str, ...],
+    full: bool,
+    as_json: bool,
+    then_apply: bool,
+    dry_run: bool,
 ) -> int:
     """Pull -> map -> store for every configured connection, resuming from saved cursors."""
     if then_apply and dry_run:
@@ -44,8 +49,16 @@ def sync_command(
 
     then: Then = "apply" if then_apply else "plan" if dry_run else "sync"
     try:
-        run = pipeline.run(config, app.store(), then=then, connections=connections, streams=streams, full=full,
-                           progress=progress, on_synced=synced)
+        run = pipeline.run(
+            config,
+            app.store(),
+            then=then,
+            connections=connections,
+            streams=streams,
+            full=full,
+            progress=progress,
+            on_synced=synced,
+        )
     finally:
         if not finished:
             progress.finish(None)
@@ -54,8 +67,10 @@ def sync_command(
     problems = not report.ok
     waiting = run.queued
     if run.reconciliation is not None:
-        result["reconciliation"] = {"applied": len(run.reconciliation.applied),
-                                    "proposals": len(run.reconciliation.proposals)}
+        result["reconciliation"] = {
+            "applied": len(run.reconciliation.applied),
+            "proposals": len(run.reconciliation.proposals),
+        }
         result["plan"] = [e.summary for e in waiting]
     if run.applied is not None:
         result["applied"] = run.applied.per_system()
@@ -79,10 +94,14 @@ def print_report(report: SyncReport) -> None:
     if not report.streams:
         click.echo("nothing to sync: no connections configured (see `connector init`)")
         return
-    click.echo(f"{'connection':<12} {'stream':<22} {'status':<9} {'pages':>6} {'records':>8} {'stored':>8} {'skipped':>8} {'secs':>7}")
+    click.echo(
+        f"{'connection':<12} {'stream':<22} {'status':<9} {'pages':>6} "
+        f"{'records':>8} {'stored':>8} {'skipped':>8} {'secs':>7}"
+    )
     for s in report.streams:
         click.echo(
-            f"{s.connection:<12} {s.stream:<22} {s.status:<9} {s.pages:>6} {s.records:>8} {s.stored:>8} {s.skipped:>8} {s.seconds:>7.2f}"
+            f"{s.connection:<12} {s.stream:<22} {s.status:<9} {s.pages:>6} "
+            f"{s.records:>8} {s.stored:>8} {s.skipped:>8} {s.seconds:>7.2f}"
         )
         for line in s.notes + s.errors:
             click.echo(f"    {line}")

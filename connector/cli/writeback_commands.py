@@ -24,7 +24,9 @@ def _entry_json(entry: outbox.OutboxEntry) -> dict[str, Any]:
         "state": action.state,
         "connection": action.connection,
         "kind": action.kind,
-        "target": None if action.target is None else {"system": action.target.system, "type": action.target.object_type, "id": action.target.remote_id},
+        "target": None
+        if action.target is None
+        else {"system": action.target.system, "type": action.target.object_type, "id": action.target.remote_id},
         "payload": action.payload,
         "idempotency_key": action.idempotency_key,
         "summary": entry.summary,
@@ -91,19 +93,30 @@ def apply_command(app: AppContext, yes: bool, only: tuple[str, ...], as_json: bo
         return 0
     if not yes:
         if not sys.stdin.isatty():
-            raise UsageError(f"{len(waiting)} writes are pending; run `connector plan` to see them and `connector apply --yes` to send them")
+            raise UsageError(
+                f"{len(waiting)} writes are pending; run `connector plan` "
+                "to see them and `connector apply --yes` to send them"
+            )
         print_entries(waiting, empty="")
         click.confirm(f"Send these {len(waiting)} writes?", abort=True)
     report = apply(config, app.store(), only=list(only) or None)
     if as_json:
-        click.echo(json.dumps({
-            "done": [_entry_json(e) for e in report.done],
-            "replayed": report.replayed,
-            "failed": [{**_entry_json(e), "error": m} for e, m in report.failed],
-            "parked": [{**_entry_json(e), "error": m} for e, m in report.parked],
-            "deferred": {name: {"until": d.until.isoformat(), "reason": d.reason, "actions": d.actions}
-                         for name, d in report.deferred.items()},
-        }, indent=2, default=str))
+        click.echo(
+            json.dumps(
+                {
+                    "done": [_entry_json(e) for e in report.done],
+                    "replayed": report.replayed,
+                    "failed": [{**_entry_json(e), "error": m} for e, m in report.failed],
+                    "parked": [{**_entry_json(e), "error": m} for e, m in report.parked],
+                    "deferred": {
+                        name: {"until": d.until.isoformat(), "reason": d.reason, "actions": d.actions}
+                        for name, d in report.deferred.items()
+                    },
+                },
+                indent=2,
+                default=str,
+            )
+        )
     else:
         for system, kinds in sorted(report.per_system().items()):
             click.echo(f"{system}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
@@ -118,8 +131,10 @@ def apply_command(app: AppContext, yes: bool, only: tuple[str, ...], as_json: bo
         for entry, message in report.parked:
             click.echo(f"parked #{entry.id} {entry.action.kind} for a person: {message}")
         for name, deferral in sorted(report.deferred.items()):
-            click.echo(f"{name}: writes wait until {_when(deferral.until)} (none counted as failed; "
-                       f"{deferral.actions} handed back): {deferral.reason}")
+            click.echo(
+                f"{name}: writes wait until {_when(deferral.until)} (none counted as failed; "
+                f"{deferral.actions} handed back): {deferral.reason}"
+            )
     return EXIT_PROBLEMS if report.failed or report.parked else 0
 
 
@@ -151,7 +166,9 @@ def actions_retry(app: AppContext, action_id: int) -> None:
     """Put a parked action back in the queue (its attempts start again)."""
     if not retry(app.store(), action_id):
         state = state_of(app.store(), action_id)
-        raise UsageError(f"action #{action_id} is {state.replace('_', ' ')}: only a failed or waiting action can be queued again")
+        raise UsageError(
+            f"action #{action_id} is {state.replace('_', ' ')}: only a failed or waiting action can be queued again"
+        )
     click.echo(f"#{action_id} queued again; `connector apply` sends it")
 
 
@@ -163,7 +180,9 @@ def actions_cancel(app: AppContext, action_id: int, user: str | None) -> None:
     """Cancel a planned or failed action: it is never sent."""
     if not cancel(app.store(), action_id, current_user(user)):
         state = state_of(app.store(), action_id)
-        raise UsageError(f"action #{action_id} is {state.replace('_', ' ')}: only a planned or failed action can be cancelled")
+        raise UsageError(
+            f"action #{action_id} is {state.replace('_', ' ')}: only a planned or failed action can be cancelled"
+        )
     click.echo(f"#{action_id} cancelled")
 
 

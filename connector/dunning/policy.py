@@ -97,8 +97,7 @@ class DunningPolicy(BaseModel):
         for index, step in enumerate(steps):
             if step.days in seen:
                 raise ValueError(
-                    f"day {step.days} appears twice (steps {seen[step.days]} and {index}); "
-                    "each step needs its own day"
+                    f"day {step.days} appears twice (steps {seen[step.days]} and {index}); each step needs its own day"
                 )
             seen[step.days] = index
         return sorted(steps, key=lambda step: step.days)
@@ -207,9 +206,7 @@ def plan_reminders(
     policies: dict[str, DunningPolicy] = {}
     for case in cases:
         if case.position.as_of != as_of:
-            raise ValueError(
-                f"position of {_label(case.invoice)} is as of {case.position.as_of}, not {as_of}"
-            )
+            raise ValueError(f"position of {_label(case.invoice)} is as of {case.position.as_of}, not {as_of}")
         customer_id = case.customer_id
         customers.setdefault(customer_id, case.customer)
         protected = _protection(case, as_of)
@@ -234,17 +231,26 @@ def plan_reminders(
             key = (customer_id, due.step.days, _id(due.case.invoice))
             words = f"the day {due.step.days:+d} ({due.step.tone}) reminder for {_label(due.case.invoice)}"
             if key in already:
-                skips.append(_skip(due.case, "already_reminded",
-                                   f"{customers[customer_id].name} already had {words}"))
+                skips.append(_skip(due.case, "already_reminded", f"{customers[customer_id].name} already had {words}"))
             elif key in queued:
-                skips.append(_skip(due.case, "reminder_queued",
-                                   f"{words[0].upper()}{words[1:]} is queued for {customers[customer_id].name}, "
-                                   "not sent yet (`connector apply` sends it, `connector actions cancel` drops it)"))
+                skips.append(
+                    _skip(
+                        due.case,
+                        "reminder_queued",
+                        f"{words[0].upper()}{words[1:]} is queued for {customers[customer_id].name}, "
+                        "not sent yet (`connector apply` sends it, `connector actions cancel` drops it)",
+                    )
+                )
             elif key in dropped:
-                skips.append(_skip(due.case, "reminder_dropped",
-                                   f"{words[0].upper()}{words[1:]} to {customers[customer_id].name} was cancelled "
-                                   f"or parked after failing on {as_of}; it is not counted as sent, and the next "
-                                   "one is planned from tomorrow"))
+                skips.append(
+                    _skip(
+                        due.case,
+                        "reminder_dropped",
+                        f"{words[0].upper()}{words[1:]} to {customers[customer_id].name} was cancelled "
+                        f"or parked after failing on {as_of}; it is not counted as sent, and the next "
+                        "one is planned from tomorrow",
+                    )
+                )
             else:
                 fresh.append(due)
         if not fresh:
@@ -301,8 +307,10 @@ def _due(case: Case, policy: DunningPolicy, as_of: date) -> _Due | str:
     step = policy.step_for(days)
     if step is None:
         first = policy.steps[0].days
-        return (f"{label} is due on {due_date}; the first reminder is on day {first:+d} "
-                f"({due_date + timedelta(days=first)})")
+        return (
+            f"{label} is due on {due_date}; the first reminder is on day {first:+d} "
+            f"({due_date + timedelta(days=first)})"
+        )
     return _Due(case, days, step)
 
 
@@ -319,9 +327,14 @@ def _without_covered(dues: list[_Due]) -> tuple[list[_Due], list[Skip]]:
         left = credit.get(balance.currency)
         if left is not None and left >= balance:
             credit[balance.currency] = left - balance
-            covered.append(_skip(due.case, "covered_by_credit",
-                                 f"{_label(due.case.invoice)}: the customer's unapplied credit "
-                                 f"of {left} covers its balance of {balance}"))
+            covered.append(
+                _skip(
+                    due.case,
+                    "covered_by_credit",
+                    f"{_label(due.case.invoice)}: the customer's unapplied credit "
+                    f"of {left} covers its balance of {balance}",
+                )
+            )
         else:
             kept.append(due)
     return kept, covered
@@ -339,9 +352,11 @@ def _reminder(customer_id: str, customer: Customer, step: Step, dues: list[_Due]
     # Only invoices that reached the step themselves: no fee or collections for a younger one.
     reached = [due for due in dues if due.days_from_due >= step.days]
     percent = step.late_fee_percent
-    late_fees = tuple(
-        (_id(due.case.invoice), _percent_of(due.case.position.balance, percent)) for due in reached
-    ) if percent is not None else ()
+    late_fees = (
+        tuple((_id(due.case.invoice), _percent_of(due.case.position.balance, percent)) for due in reached)
+        if percent is not None
+        else ()
+    )
     escalated = tuple(_id(due.case.invoice) for due in reached) if step.escalate else ()
     return Reminder(
         customer_id=customer_id,
@@ -366,7 +381,10 @@ def _text(
 ) -> str:
     count = f"{len(dues)} invoice{'s' if len(dues) != 1 else ''}"
     total = " and ".join(str(balance) for balance in balances.values())
-    lines = [f"{step.tone.capitalize()} reminder to {customer.name} (day {step.days:+d}, {step.channel}): {count}, {total} open"]
+    lines = [
+        f"{step.tone.capitalize()} reminder to {customer.name} (day "
+        f"{step.days:+d}, {step.channel}): {count}, {total} open"
+    ]
     for due in dues:
         invoice, position = due.case.invoice, due.case.position
         line = f"- {_label(invoice)}: {position.balance}"
@@ -459,9 +477,16 @@ class Every:
 
 
 _EVERY_WORDS = {
-    "month": Every(months=1), "monthly": Every(months=1), "quarter": Every(months=3), "quarterly": Every(months=3),
-    "week": Every(days=7), "weekly": Every(days=7), "fortnight": Every(days=14), "fortnightly": Every(days=14),
-    "biweekly": Every(days=14), "bi-weekly": Every(days=14),
+    "month": Every(months=1),
+    "monthly": Every(months=1),
+    "quarter": Every(months=3),
+    "quarterly": Every(months=3),
+    "week": Every(days=7),
+    "weekly": Every(days=7),
+    "fortnight": Every(days=14),
+    "fortnightly": Every(days=14),
+    "biweekly": Every(days=14),
+    "bi-weekly": Every(days=14),
 }
 _EVERY_COUNTED = re.compile(r"^(\d+)\s*(d|days?|w|weeks?|m|months?)$")
 
@@ -494,7 +519,12 @@ def split_in_instalments(amount: Money, count: int, first: date, every: Every) -
 
 
 def payment_plan(
-    balance: Money, count: int, first: date, every: Every, *, paid_before: Money | None = None,
+    balance: Money,
+    count: int,
+    first: date,
+    every: Every,
+    *,
+    paid_before: Money | None = None,
     agreed_on: date | None = None,
 ) -> PaymentPlan:
     """A plan for what is still owed. What was paid before the plan is its first entry (dated

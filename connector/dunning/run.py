@@ -36,7 +36,8 @@ from connector.connections import system_ranks
 from connector.dunning.policy import Case, DunningPolicy, Reminder, ReminderKey, Skip, plan_reminders
 from connector.dunning.states import apply_provider_states
 from connector.errors import ConfigError
-from connector.model import Action, Customer, Money, PaymentApplication, invoice_position
+from connector.model import Action, ActionKind, Customer, PaymentApplication, invoice_position
+from connector.money import Money
 from connector.providers.registry import Registry
 from connector.state import outbox
 from connector.state import reconciliation as decisions
@@ -180,9 +181,9 @@ def build_plan(config: Config, store: Store, as_of: date, registry: Registry | N
     facts = gather_facts(config, store, registry, as_of)
     customers = {c.id: c for c in store.list_customers() if c.id}
     for key, override in section.customers.items():
-        for customer in customers.values():
-            if override.pause and key in (customer.id, customer.name):
-                customers[customer.id or ""] = customer.model_copy(update={"paused": True})
+        for listed in customers.values():
+            if override.pause and key in (listed.id, listed.name):
+                customers[listed.id or ""] = listed.model_copy(update={"paused": True})
     pending: dict[str, Money] = {}
     for allocation in facts.allocations:
         current = pending.get(allocation.invoice_id)
@@ -195,13 +196,20 @@ def build_plan(config: Config, store: Store, as_of: date, registry: Registry | N
         # gateway money pays is still a case, so its `payment_pending` skip is recorded.
         if customer is None or invoice_position(invoice, as_of).status not in ("open", "partially_paid"):
             continue  # paid or void in the ledger: not worth a skip in the audit log every day
-        cases.append(Case(invoice=invoice, position=facts.positions[invoice_id], customer=customer,
-                          pending_payment=pending.get(invoice_id),
-                          unapplied_credit=credit.get((customer.id or "", invoice.currency))))
+        cases.append(
+            Case(
+                invoice=invoice,
+                position=facts.positions[invoice_id],
+                customer=customer,
+                pending_payment=pending.get(invoice_id),
+                unapplied_credit=credit.get((customer.id or "", invoice.currency)),
+            )
+        )
     history = reminder_history(store)
     dropped = {key for key, days in history.dropped.items() if as_of.isoformat() in days}
-    reminders, skips = plan_reminders(cases, policy_chooser(section), history.sent, as_of,
-                                      queued=history.queued, dropped=dropped)
+    reminders, skips = plan_reminders(
+        cases, policy_chooser(section), history.sent, as_of, queued=history.queued, dropped=dropped
+    )
     plan = DunningPlan(reminders=reminders, skips=skips)
 
     kinds = {name: kind for name, (kind, _) in system_ranks(config, registry).items()}
@@ -238,7 +246,11 @@ Planned = tuple[Action, str, str, str]
 
 
 def _actions(
-    reminder: Reminder, facts: Any, customers: dict[str, Customer], kinds: dict[str, str], as_of: date,
+    reminder: Reminder,
+    facts: Any,
+    customers: dict[str, Customer],
+    kinds: dict[str, str],
+    as_of: date,
 ) -> tuple[list[Planned], list[FollowUp]]:
     """The outbox actions of one reminder, and what a person must see about it.
 
@@ -264,36 +276,71 @@ def _actions(
         email = next((v for kind in order for v in views if v.kind == kind and v.object_type == "invoice"), None)
         if email is not None:
             action = Action(connection=email.system, kind="send_invoice", target=email.ref, payload=message_tag)
-            out.append((action, "customer", reminder.customer_id, f"reminder {label}: {email.system} emails {email.remote_id}"))
+            out.append(
+                (action, "customer", reminder.customer_id, f"reminder {label}: {email.system} emails {email.remote_id}")
+            )
     for ref in crm:
-        kind = "create_task" if channel == "crm_task" or reminder.escalate else "create_note"
+        kind: ActionKind = "create_task" if channel == "crm_task" or reminder.escalate else "create_note"
         role = "message" if email is None else ("escalation" if reminder.escalate else "note")
-        payload = {**(message_tag if role == "message" else {**tag, "dunning_role": role}),
-                   "company_id": ref.remote_id, "body": reminder.text, "subject": subject, "due": as_of.isoformat()}
-        out.append((Action(connection=ref.system, kind=kind, payload=payload), "customer", reminder.customer_id,
-                    f"reminder {label}: {kind.replace('_', ' ')} on {ref.system} company {ref.remote_id}"))
+        payload = {
+            **(message_tag if role == "message" else {**tag, "dunning_role": role}),
+            "company_id": ref.remote_id,
+            "body": reminder.text,
+            "subject": subject,
+            "due": as_of.isoformat(),
+        }
+        out.append(
+            (
+                Action(connection=ref.system, kind=kind, payload=payload),
+                "customer",
+                reminder.customer_id,
+                f"reminder {label}: {kind.replace('_', ' ')} on {ref.system} company {ref.remote_id}",
+            )
+        )
     if email is None and not crm:
-        follow_ups.append(FollowUp(
-            "unsent", reminder.customer_id, None,
-            f"The day {step.days:+d} ({step.tone}) reminder to {customer.name} cannot be sent: no ledger or gateway "
-            f"holds {_number(facts, first)} and the customer has no CRM company; remind them by hand"))
+        follow_ups.append(
+            FollowUp(
+                "unsent",
+                reminder.customer_id,
+                None,
+                f"The day {step.days:+d} ({step.tone}) reminder to "
+                f"{customer.name} cannot be sent: no ledger or gateway "
+                f"holds {_number(facts, first)} and the customer has no CRM company; remind them by hand",
+            )
+        )
     for invoice_id, fee in reminder.late_fees:
         number = _number(facts, invoice_id)
-        words = (f"Policy step {step.days:+d} proposes a late fee of {fee} ({step.late_fee_percent}%) on {number} "
-                 f"of {customer.name}. Apply it in the ledger if you agree; the connector never applies fees itself.")
+        words = (
+            f"Policy step {step.days:+d} proposes a late fee of {fee} ({step.late_fee_percent}%) on {number} "
+            f"of {customer.name}. Apply it in the ledger if you agree; the connector never applies fees itself."
+        )
         via = None
         for ref in crm:
-            fee_payload = {**tag, "dunning_role": "late_fee", "company_id": ref.remote_id,
-                           "subject": f"Late fee {fee} on {number}?", "body": words, "due": as_of.isoformat(),
-                           "invoice": invoice_id}
-            out.append((Action(connection=ref.system, kind="create_task", payload=fee_payload), "invoice", invoice_id,
-                        f"late fee {fee} on {number}: task for a person on {ref.system}"))
+            fee_payload = {
+                **tag,
+                "dunning_role": "late_fee",
+                "company_id": ref.remote_id,
+                "subject": f"Late fee {fee} on {number}?",
+                "body": words,
+                "due": as_of.isoformat(),
+                "invoice": invoice_id,
+            }
+            out.append(
+                (
+                    Action(connection=ref.system, kind="create_task", payload=fee_payload),
+                    "invoice",
+                    invoice_id,
+                    f"late fee {fee} on {number}: task for a person on {ref.system}",
+                )
+            )
             via = f"task on {ref.system} company {ref.remote_id}"
         follow_ups.append(FollowUp("late_fee", reminder.customer_id, invoice_id, words, via, fee))
     for invoice_id in reminder.escalated_invoices:
         number = _number(facts, invoice_id)
-        words = (f"{number} of {customer.name} reached day {step.days:+d} ({step.tone}) and goes to collections "
-                 "(flagged in_collections)")
+        words = (
+            f"{number} of {customer.name} reached day {step.days:+d} ({step.tone}) and goes to collections "
+            "(flagged in_collections)"
+        )
         via = f"task on {crm[0].system} company {crm[0].remote_id}" if crm else None
         if via is None:
             words += "; the customer has no CRM company for the collections task: a person must take it up"
@@ -321,18 +368,37 @@ def queue(config: Config, store: Store, as_of: date, registry: Registry | None =
                 set_finance_owned(session, "invoice", list(reminder.escalated_invoices), in_collections=True)
             if ("reminder", reminder.customer_id, (reminder.step.days, day)) in seen:
                 continue
-            audit(session, ACTOR, "reminder", "customer", reminder.customer_id,
-                  {"step": reminder.step.days, "invoices": list(reminder.invoices), "channel": reminder.step.channel,
-                   "as_of": day, "queued": True},
-                  reminder.text)
+            audit(
+                session,
+                ACTOR,
+                "reminder",
+                "customer",
+                reminder.customer_id,
+                {
+                    "step": reminder.step.days,
+                    "invoices": list(reminder.invoices),
+                    "channel": reminder.step.channel,
+                    "as_of": day,
+                    "queued": True,
+                },
+                reminder.text,
+            )
         for follow_up in plan.follow_ups:
-            action = {"late_fee": "late_fee_proposed", "escalation": "escalated", "unsent": "reminder_unsent"}[follow_up.kind]
-            subject_type, subject_id = ("invoice", follow_up.invoice_id) if follow_up.invoice_id else ("customer", follow_up.customer_id)
+            action = {"late_fee": "late_fee_proposed", "escalation": "escalated", "unsent": "reminder_unsent"}[
+                follow_up.kind
+            ]
+            subject_type, subject_id = (
+                ("invoice", follow_up.invoice_id) if follow_up.invoice_id else ("customer", follow_up.customer_id)
+            )
             step = next((r.step.days for r in plan.reminders if r.customer_id == follow_up.customer_id), None)
             if (action, subject_id, (step, day)) in seen:
                 continue
-            inputs: dict[str, Any] = {"step": step, "as_of": day, "customer": follow_up.customer_id,
-                                      "for_a_person": follow_up.via or "no CRM task: see `connector reminders plan`"}
+            inputs: dict[str, Any] = {
+                "step": step,
+                "as_of": day,
+                "customer": follow_up.customer_id,
+                "for_a_person": follow_up.via or "no CRM task: see `connector reminders plan`",
+            }
             if follow_up.fee is not None:
                 inputs.update(amount=str(follow_up.fee.amount), currency=follow_up.fee.currency)
             audit(session, ACTOR, action, subject_type, subject_id, inputs, follow_up.text)
@@ -357,12 +423,17 @@ def _audit_skips(session: Any, skips: list[Skip], as_of: date) -> None:
     for skip in skips:
         if (skip.code, as_of.isoformat()) in seen[skip.invoice_id]:
             continue
-        audit(session, ACTOR, "reminder_skipped", "invoice", skip.invoice_id,
-              {"code": skip.code, "as_of": as_of.isoformat(), "customer": skip.customer_id}, skip.reason)
+        audit(
+            session,
+            ACTOR,
+            "reminder_skipped",
+            "invoice",
+            skip.invoice_id,
+            {"code": skip.code, "as_of": as_of.isoformat(), "customer": skip.customer_id},
+            skip.reason,
+        )
 
 
 # Collections states the providers hold ------------------------------------------------------
 
 # Payment plans finance agrees -------------------------------------------------------------
-
-

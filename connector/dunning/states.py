@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -43,8 +44,11 @@ PROVIDER_STATE = "provider_state"
 
 def set_by_finance(session: Any) -> set[tuple[str, str, str]]:
     """(kind, record id, column) of every collections state finance set by hand."""
-    return {(FINANCE_SET[e.action][0], str(e.subject_id), FINANCE_SET[e.action][1])
-            for e in audit_entries(session, actions=FINANCE_SET) if e.subject_id}
+    return {
+        (FINANCE_SET[e.action][0], str(e.subject_id), FINANCE_SET[e.action][1])
+        for e in audit_entries(session, actions=FINANCE_SET)
+        if e.subject_id
+    }
 
 
 @dataclass(frozen=True)
@@ -72,17 +76,22 @@ def apply_provider_states(config: Config, store: Store, registry: Registry | Non
             stated = {
                 "disputed": _first(views, lambda data: True if data.get("disputed") is True else None, default=False),
                 "promise_to_pay": _first(views, lambda data: _date(data.get("promise_to_pay"))),
-                "payment_plan": _first(views, lambda data: _stated_plan(data, invoice)),
+                "payment_plan": _first(views, lambda data, invoice=invoice: _stated_plan(data, invoice)),
             }
-            current = {"disputed": invoice.disputed, "promise_to_pay": invoice.promise_to_pay,
-                       "payment_plan": invoice.payment_plan}
-            changed += _apply(session, "invoice", invoice.id or "", invoice.number or invoice.id or "?",
-                              stated, current, finance)
+            current = {
+                "disputed": invoice.disputed,
+                "promise_to_pay": invoice.promise_to_pay,
+                "payment_plan": invoice.payment_plan,
+            }
+            changed += _apply(
+                session, "invoice", invoice.id or "", invoice.number or invoice.id or "?", stated, current, finance
+            )
         for customer in store.list_customers(session=session):
             views = customer_views.get(customer.id or "", [])
             stated = {"paused": _first(views, lambda data: True if data.get("paused") is True else None, default=False)}
-            changed += _apply(session, "customer", customer.id or "", customer.name, stated,
-                              {"paused": customer.paused}, finance)
+            changed += _apply(
+                session, "customer", customer.id or "", customer.name, stated, {"paused": customer.paused}, finance
+            )
     return changed
 
 
@@ -129,16 +138,23 @@ def _stated_plan(data: dict[str, Any], invoice: Invoice) -> PaymentPlan | None:
         return None
 
 
-_WORDS = {
+_WORDS: dict[str, Callable[[Any], str]] = {
     "disputed": lambda v: "disputed" if v else "no longer disputed",
     "promise_to_pay": lambda v: f"promised to pay by {v}" if v else "no promise to pay",
-    "payment_plan": lambda v: (f"on a payment plan of {len(v.instalments)} instalments" if v else "no payment plan"),
+    "payment_plan": lambda v: f"on a payment plan of {len(v.instalments)} instalments" if v else "no payment plan",
     "paused": lambda v: "paused (no reminders)" if v else "no longer paused",
 }
 
 
-def _apply(session: Any, kind: str, record_id: str, label: str, stated: dict[str, _Stated],
-           current: dict[str, Any], finance: set[tuple[str, str, str]]) -> int:
+def _apply(
+    session: Any,
+    kind: str,
+    record_id: str,
+    label: str,
+    stated: dict[str, _Stated],
+    current: dict[str, Any],
+    finance: set[tuple[str, str, str]],
+) -> int:
     changes = {}
     for column, said in stated.items():
         if (kind, record_id, column) in finance or said.value == current[column]:
@@ -146,11 +162,20 @@ def _apply(session: Any, kind: str, record_id: str, label: str, stated: dict[str
         changes[column] = said
     if not changes:
         return 0
-    values = {c: (s.value.model_dump(mode="json") if isinstance(s.value, PaymentPlan) else s.value) for c, s in changes.items()}
+    values = {
+        c: (s.value.model_dump(mode="json") if isinstance(s.value, PaymentPlan) else s.value)
+        for c, s in changes.items()
+    }
     set_finance_owned(session, kind, [record_id], **values)
     for column, said in changes.items():
         source = f"{said.system} {said.remote}" if said.system else "no system states it any more"
-        audit(session, said.system or "sync", PROVIDER_STATE, kind, record_id,
-              {"field": column, "value": values[column], "system": said.system or None, "from": said.remote or None},
-              f"{label}: {_WORDS[column](said.value)}" + (f", as {source} states" if said.system else f": {source}"))
+        audit(
+            session,
+            said.system or "sync",
+            PROVIDER_STATE,
+            kind,
+            record_id,
+            {"field": column, "value": values[column], "system": said.system or None, "from": said.remote or None},
+            f"{label}: {_WORDS[column](said.value)}" + (f", as {source} states" if said.system else f": {source}"),
+        )
     return len(changes)

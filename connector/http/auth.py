@@ -105,9 +105,7 @@ class OAuthTokenManager(httpx.Auth):
         self.connection = connection
         self.provider = provider
         self.token_url = token_url
-        self._client_auth = ClientAuth(
-            client_id, _reveal(client_secret), _AUTHLIB_METHODS[client_auth]
-        )
+        self._client_auth = ClientAuth(client_id, _reveal(client_secret), _AUTHLIB_METHODS[client_auth])
         self._store = token_store
         self._skew = skew
         self._clock = clock
@@ -148,7 +146,10 @@ class OAuthTokenManager(httpx.Auth):
         """Spend the refresh token unless someone already replaced the `stale` access token.
         Returns the access token to use."""
         store = self._store
-        with self._lock, (store.refresh_guard(self.connection) if isinstance(store, GuardedTokenStore) else nullcontext()):
+        with (
+            self._lock,
+            store.refresh_guard(self.connection) if isinstance(store, GuardedTokenStore) else nullcontext(),
+        ):
             # Across processes too (PostgreSQL): whoever waited here reloads first, and uses
             # the tokens another worker just refreshed instead of spending a dead token.
             self._load_stored()
@@ -201,8 +202,7 @@ class OAuthTokenManager(httpx.Auth):
             response = self._http.post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise ProviderUnavailableError(
-                f"token endpoint unreachable ({type(exc).__name__}); the refresh token was "
-                "not spent, try again later",
+                f"token endpoint unreachable ({type(exc).__name__}); the refresh token was not spent, try again later",
                 provider=self.provider,
             ) from None
         if response.status_code != 200:
@@ -245,6 +245,4 @@ class OAuthTokenManager(httpx.Auth):
             )
         else:
             message = f"token refresh failed: {message}"
-        return AuthenticationError(
-            message, provider=self.provider, http_status=response.status_code, code=code
-        )
+        return AuthenticationError(message, provider=self.provider, http_status=response.status_code, code=code)

@@ -1,14 +1,14 @@
 """`ProviderHttp`: the one object an adapter holds to talk to its provider.
 
-    OAuth token in hand -> rate limiter -> send (with auth) -> retry per policy -> response,
-    or a typed error
+OAuth token in hand -> rate limiter -> send (with auth) -> retry per policy -> response,
+or a typed error
 
-    http = ProviderHttp("stripe", base_url=settings.base_url, auth=BearerAuth(settings.api_key),
-                        rate_limiter=RateLimiter.from_spec({"default": [(100, 1)]}),
-                        request_id_headers=("Request-Id",))
-    invoice = http.request("GET", "/v1/invoices/in_1").json()
-    http.request("POST", "/v1/invoices/in_1/pay", data={"paid_out_of_band": "true"},
-                 idempotency_key=action.idempotency_key)
+http = ProviderHttp("stripe", base_url=settings.base_url, auth=BearerAuth(settings.api_key),
+                    rate_limiter=RateLimiter.from_spec({"default": [(100, 1)]}),
+                    request_id_headers=("Request-Id",))
+invoice = http.request("GET", "/v1/invoices/in_1").json()
+http.request("POST", "/v1/invoices/in_1/pay", data={"paid_out_of_band": "true"},
+             idempotency_key=action.idempotency_key)
 """
 
 from __future__ import annotations
@@ -131,9 +131,7 @@ class ProviderHttp:
         # endpoint has its own client and takes no slot of the API's limiter.
         self._token_in_hand = auth.access_token if isinstance(auth, OAuthTokenManager) else None
         self._idempotency = idempotency or idempotency_header()
-        self._client = client or build_client(
-            base_url=base_url, timeout=timeout, headers=headers, transport=transport
-        )
+        self._client = client or build_client(base_url=base_url, timeout=timeout, headers=headers, transport=transport)
 
     def request(
         self,
@@ -163,9 +161,7 @@ class ProviderHttp:
             # Our own encoder: Decimals go out as exact numbers, floats are refused.
             content = dumps_exact(json).encode()
             headers = {**dict(headers or {}), "Content-Type": "application/json"}
-        request = self._client.build_request(
-            method, path, params=params, content=content, data=data, headers=headers
-        )
+        request = self._client.build_request(method, path, params=params, content=content, data=data, headers=headers)
         if idempotency_key is not None:
             self._idempotency(request, idempotency_key)
         if idempotent is None:
@@ -194,9 +190,7 @@ class ProviderHttp:
         except RateLimitDeferred as exc:
             if exc.provider == self.provider:
                 raise
-            raise RateLimitDeferred(
-                exc.message, provider=self.provider, retry_after=exc.retry_after
-            ) from None
+            raise RateLimitDeferred(exc.message, provider=self.provider, retry_after=exc.retry_after) from None
         except httpx.HTTPError as exc:
             attempts = retrying.statistics.get("attempt_number", 1)
             raise ProviderUnavailableError(

@@ -98,9 +98,7 @@ class RateLimiter:
             raise ValueError("concurrency must be at least 1")
         if margin < 0:
             raise ValueError(f"margin must be 0 or more seconds, not {margin}")
-        self._buckets = {
-            name: [_Window(limit, margin) for limit in limits] for name, limits in buckets.items()
-        }
+        self._buckets = {name: [_Window(limit, margin) for limit in limits] for name, limits in buckets.items()}
         self._margin = margin
         self._concurrency = concurrency
         self._in_flight = 0
@@ -137,9 +135,7 @@ class RateLimiter:
         names = buckets or ("default",)
         unknown = [name for name in names if name not in self._buckets]
         if unknown:
-            raise ValueError(
-                f"unknown rate-limit bucket {unknown[0]!r}; known: {', '.join(self._buckets)}"
-            )
+            raise ValueError(f"unknown rate-limit bucket {unknown[0]!r}; known: {', '.join(self._buckets)}")
         self._take_slot()
         try:
             self._draw(names)
@@ -168,8 +164,7 @@ class RateLimiter:
                     return
             if wait > self._defer_after:
                 raise RateLimitDeferred(
-                    f"rate limit of bucket {'/'.join(names)} is spent for {wait:.0f} s; "
-                    "resume on a later run",
+                    f"rate limit of bucket {'/'.join(names)} is spent for {wait:.0f} s; resume on a later run",
                     provider=self._provider,
                     retry_after=wait,
                 )
@@ -192,7 +187,6 @@ class RateLimiter:
 
     def __repr__(self) -> str:
         limits = {
-            name: [(w.limit.requests, w.limit.per_seconds) for w in windows]
-            for name, windows in self._buckets.items()
+            name: [(w.limit.requests, w.limit.per_seconds) for w in windows] for name, windows in self._buckets.items()
         }
         return f"<RateLimiter {limits} concurrency={self._concurrency} margin={self._margin}>"

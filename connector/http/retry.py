@@ -117,8 +117,7 @@ def retry_policy(
     return tenacity.Retrying(
         retry=should_retry,
         wait=wait,
-        stop=tenacity.stop_after_attempt(policy.max_attempts)
-        | tenacity.stop_before_delay(policy.max_elapsed),
+        stop=tenacity.stop_after_attempt(policy.max_attempts) | tenacity.stop_before_delay(policy.max_elapsed),
         sleep=policy.sleep,
         before_sleep=log_retry,
         retry_error_callback=_last_outcome,

@@ -130,7 +130,9 @@ def _explicit(groups: _Groups, views: Sequence[View], object_types: Iterable[str
             other = index.get((kind, object_type, str(value)))
             if other is not None and other.system != view.system:
                 groups.union(
-                    other.entity_id, view.entity_id, "explicit_id",
+                    other.entity_id,
+                    view.entity_id,
+                    "explicit_id",
                     f"{view.system} {view.object_type} {view.remote_id} names {other.system} "
                     f"{other.object_type} {other.remote_id} ({hint})",
                 )
@@ -183,7 +185,8 @@ def link_customers(views: Sequence[View]) -> list[Link]:
 
     _unique_key_links(groups, views, emails, "email", lambda key, a, b: f"same e-mail address {key}")
     _unique_key_links(
-        groups, views,
+        groups,
+        views,
         lambda v: [n] if (n := normalise_name(v.data.get("name"))) else [],
         "name",
         lambda key, a, b: f"same name ({a.data.get('name')!r} / {b.data.get('name')!r})",
@@ -202,7 +205,10 @@ def link_invoices(views: Sequence[View], customer_of: dict[str, str]) -> list[Li
         return [(number, str(currency))] if number and currency else []
 
     _unique_key_links(
-        groups, views, number_key, "invoice_number",
+        groups,
+        views,
+        number_key,
+        "invoice_number",
         lambda key, a, b: f"same invoice number {key[0]} in {key[1]}",
     )
 
@@ -238,7 +244,9 @@ def _date_window_links(groups: _Groups, views: Sequence[View], key_of: Any) -> N
             other_date = _issue_date(other)
             if anchor_date and other_date and abs((anchor_date - other_date).days) <= DATE_WINDOW_DAYS:
                 groups.union(
-                    anchor.entity_id, other.entity_id, "customer_amount_date",
+                    anchor.entity_id,
+                    other.entity_id,
+                    "customer_amount_date",
                     f"same customer and total {key[2]} {key[1]}, issued {anchor_date} / {other_date}",
                 )
 
@@ -264,7 +272,9 @@ def link_payments(views: Sequence[View]) -> list[Link]:
             other = by_remote.get(token)
             if other is not None:
                 groups.union(
-                    view.entity_id, other.entity_id, "explicit_id",
+                    view.entity_id,
+                    other.entity_id,
+                    "explicit_id",
                     f"{view.system} payment {view.remote_id} names {other.system} {token} in its reference",
                 )
     return groups.links()

@@ -40,9 +40,17 @@ def _views(rows: list[dict[str, Any]], systems: dict[str, tuple[str, int]]) -> l
         data = dict(row["data"])
         sync = data.pop("_sync", None) or {}
         views.append(
-            View(system=row["system"], kind=kind, object_type=row["object_type"], remote_id=row["remote_id"],
-                 entity_id=row["entity_id"], rank=rank, data=data,
-                 hints=sync.get("hints") or {}, links=sync.get("links") or {})
+            View(
+                system=row["system"],
+                kind=kind,
+                object_type=row["object_type"],
+                remote_id=row["remote_id"],
+                entity_id=row["entity_id"],
+                rank=rank,
+                data=data,
+                hints=sync.get("hints") or {},
+                links=sync.get("links") or {},
+            )
         )
     return views
 
@@ -67,7 +75,9 @@ def link_all(config: Config, store: Store, registry: Registry | None = None) -> 
 
 def _fill_customers(session: Any) -> None:
     """Invoices and payments stored before their customer get the customer their system names."""
-    customers = {(row["system"], row["remote_id"]): row["entity_id"] for row in state_linking.ref_views(session, "customer")}
+    customers = {
+        (row["system"], row["remote_id"]): row["entity_id"] for row in state_linking.ref_views(session, "customer")
+    }
     for kind in ("invoice", "payment"):
         found: dict[str, str] = {}
         for row in state_linking.ref_views(session, kind):
@@ -79,8 +89,7 @@ def _fill_customers(session: Any) -> None:
 
 
 def _apply(session: Any, kind: str, links: list[Link]) -> list[Link]:
-    state_linking.merge_entities(session, kind, [(l.member, l.survivor, l.rule) for l in links])
+    state_linking.merge_entities(session, kind, [(link.member, link.survivor, link.rule) for link in links])
     for link in links:
-        audit(session, ACTOR, "link", kind, link.survivor,
-              {"merged": link.member, "rule": link.rule}, link.reason)
+        audit(session, ACTOR, "link", kind, link.survivor, {"merged": link.member, "rule": link.rule}, link.reason)
     return links

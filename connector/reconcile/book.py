@@ -157,9 +157,7 @@ class Book:
 
     def _index(self, item: OpenInvoice) -> None:
         if item.customer_id is not None:
-            self._accounts[(item.customer_id, item.currency)].append(
-                (item.balance, item.due, item.id)
-            )
+            self._accounts[(item.customer_id, item.currency)].append((item.balance, item.due, item.id))
         self._by_amount[(item.currency, item.balance)].add(item.id)
 
     def _move(self, item: OpenInvoice, new_balance: int) -> None:
@@ -224,8 +222,7 @@ class Book:
         item = self.invoices[invoice_id]
         if item.currency != payment.currency:
             raise ReconcileInvariantError(
-                f"payment {payment.id} in {payment.currency} cannot pay invoice {item.id} "
-                f"in {item.currency}"
+                f"payment {payment.id} in {payment.currency} cannot pay invoice {item.id} in {item.currency}"
             )
         if not 0 < units <= min(payment.remaining, item.balance):
             raise ReconcileInvariantError(

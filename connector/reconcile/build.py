@@ -56,7 +56,7 @@ def builder(cls: type[M], *names: str) -> Callable[..., M]:
     # The function's source, as `dataclasses` and `namedtuple` make theirs: one dict display
     # in the model's field order, no loop.
     args = [f"_{index}" for index in range(len(names))]
-    value = dict(zip(names, args))
+    value = dict(zip(names, args, strict=True))
     entries = ", ".join(
         f"{name!r}: {value[name]}" if name in value else f"{name!r}: _default_{name}" for name in fields
     )

@@ -31,7 +31,9 @@ from connector.state.bookkeeping import audit
 from connector.state.store import Store
 
 
-def _applied(session: Any, *, payment_ids: Sequence[str] | None = None, invoice_ids: Sequence[str] | None = None) -> list[Allocation]:
+def _applied(
+    session: Any, *, payment_ids: Sequence[str] | None = None, invoice_ids: Sequence[str] | None = None
+) -> list[Allocation]:
     return [
         s.allocation
         for s in decisions.load_allocations(session, status="applied", payment_ids=payment_ids, invoice_ids=invoice_ids)
@@ -67,14 +69,24 @@ def _check_and_save(store: Store, session: Any, new: list[Allocation], user: str
             raise UsageError(f"invoice {invoice.number or invoice.id} owes only {owed}, not {allocation.amount}")
         decisions.save_allocations(session, [allocation], "applied")
         audit(
-            session, user, action, "payment", allocation.payment_id,
-            {"invoice": allocation.invoice_id, "amount": str(allocation.amount), "rule": allocation.rule,
-             "allocation": allocation.id},
+            session,
+            user,
+            action,
+            "payment",
+            allocation.payment_id,
+            {
+                "invoice": allocation.invoice_id,
+                "amount": str(allocation.amount),
+                "rule": allocation.rule,
+                "allocation": allocation.id,
+            },
             reason,
         )
 
 
-def accept_proposal(store: Store, proposal_id: str, *, candidate: int = 1, user: str | None = None, reason: str = "") -> list[Allocation]:
+def accept_proposal(
+    store: Store, proposal_id: str, *, candidate: int = 1, user: str | None = None, reason: str = ""
+) -> list[Allocation]:
     user = current_user(user)
     with store.session() as session:
         found = decisions.load_proposals(session, status=None, ids=[proposal_id])
@@ -90,13 +102,19 @@ def accept_proposal(store: Store, proposal_id: str, *, candidate: int = 1, user:
         new = [
             Allocation(
                 id=decisions.allocation_id(proposal["payment_id"], invoice_id, chosen["rule"]),
-                payment_id=proposal["payment_id"], invoice_id=invoice_id,
-                amount=Money.of(amount, chosen["currency"]), rule=chosen["rule"],
-                confidence=Decimal(chosen["confidence"]), reason=chosen["reason"], confirmed_by=user,
+                payment_id=proposal["payment_id"],
+                invoice_id=invoice_id,
+                amount=Money.of(amount, chosen["currency"]),
+                rule=chosen["rule"],
+                confidence=Decimal(chosen["confidence"]),
+                reason=chosen["reason"],
+                confirmed_by=user,
             )
             for invoice_id, amount in zip(chosen["invoice_ids"], chosen["amounts"], strict=True)
         ]
-        _check_and_save(store, session, new, user, "accept", reason or f"accepted candidate {candidate} of {proposal_id}")
+        _check_and_save(
+            store, session, new, user, "accept", reason or f"accepted candidate {candidate} of {proposal_id}"
+        )
         decisions.decide_proposal(session, proposal_id, "accepted", user)
     return new
 
@@ -111,9 +129,15 @@ def reject_proposal(store: Store, proposal_id: str, *, user: str | None = None, 
         if proposal["status"] != "open":
             raise UsageError(f"proposal {proposal_id} was already {proposal['status']} by {proposal['decided_by']}")
         _remember_rejections(
-            session, proposal["payment_id"],
-            [(i, Money.of(a, c["currency"])) for c in proposal["candidates"] for i, a in zip(c["invoice_ids"], c["amounts"], strict=True)],
-            user, reason or f"rejected {proposal_id}",
+            session,
+            proposal["payment_id"],
+            [
+                (i, Money.of(a, c["currency"]))
+                for c in proposal["candidates"]
+                for i, a in zip(c["invoice_ids"], c["amounts"], strict=True)
+            ],
+            user,
+            reason or f"rejected {proposal_id}",
         )
         decisions.decide_proposal(session, proposal_id, "rejected", user)
         audit(session, user, "reject", "payment", proposal["payment_id"], {"proposal": proposal_id}, reason or None)
@@ -123,8 +147,13 @@ def _remember_rejections(session: Any, payment_id: str, pairs: list[tuple[str, M
     """Rejected pairs are stored as `rejected` allocations: the matcher skips them forever."""
     rows = [
         Allocation(
-            id=decisions.allocation_id(payment_id, invoice_id, "rejected"), payment_id=payment_id,
-            invoice_id=invoice_id, amount=amount, rule="rejected", confidence=Decimal(0), reason=reason,
+            id=decisions.allocation_id(payment_id, invoice_id, "rejected"),
+            payment_id=payment_id,
+            invoice_id=invoice_id,
+            amount=amount,
+            rule="rejected",
+            confidence=Decimal(0),
+            reason=reason,
             confirmed_by=user,
         )
         for invoice_id, amount in pairs
@@ -133,8 +162,15 @@ def _remember_rejections(session: Any, payment_id: str, pairs: list[tuple[str, M
     decisions.save_allocations(session, rows, "rejected")
 
 
-def match(store: Store, payment_token: str, invoice_token: str, *, amount: str | None = None,
-          user: str | None = None, reason: str = "") -> Allocation:
+def match(
+    store: Store,
+    payment_token: str,
+    invoice_token: str,
+    *,
+    amount: str | None = None,
+    user: str | None = None,
+    reason: str = "",
+) -> Allocation:
     user = current_user(user)
     payment = find_payment(store, payment_token)
     invoice = find_invoice(store, invoice_token)
@@ -150,8 +186,13 @@ def match(store: Store, payment_token: str, invoice_token: str, *, amount: str |
             raise UsageError("nothing to match: the payment has nothing left or the invoice owes nothing")
         allocation = Allocation(
             id=decisions.allocation_id(payment.id or "", invoice.id or "", MANUAL_RULE),
-            payment_id=payment.id or "", invoice_id=invoice.id or "", amount=value, rule=MANUAL_RULE,
-            confidence=Decimal(1), reason=reason or f"matched by {user}", confirmed_by=user,
+            payment_id=payment.id or "",
+            invoice_id=invoice.id or "",
+            amount=value,
+            rule=MANUAL_RULE,
+            confidence=Decimal(1),
+            reason=reason or f"matched by {user}",
+            confirmed_by=user,
         )
         if any(a.id == allocation.id for a in _applied(session, payment_ids=[payment.id or ""])):
             raise UsageError(f"{payment_token} is already matched by hand to {invoice_token}; unmatch it first")
@@ -178,21 +219,34 @@ def _given_amount(text: str, currency: str) -> Money:
 def unmatch(store: Store, allocation_id: str, *, user: str | None = None, reason: str = "") -> Allocation:
     user = current_user(user)
     with store.session() as session:
-        found = [s.allocation for s in decisions.load_allocations(session, status="applied") if s.allocation.id == allocation_id]
+        found = [
+            s.allocation
+            for s in decisions.load_allocations(session, status="applied")
+            if s.allocation.id == allocation_id
+        ]
         if not found:
             raise UsageError(f"no applied allocation {allocation_id!r} (see `connector reconcile --json`)")
         allocation = found[0]
         if allocation.rule == LEDGER_RULE:
             raise UsageError("this allocation is the ledger's own record; change the payment in the ledger")
         decisions.delete_allocations(session, [allocation_id])
-        _remember_rejections(session, allocation.payment_id, [(allocation.invoice_id, allocation.amount)], user,
-                             reason or f"unmatched {allocation_id}")
-        audit(session, user, "unmatch", "payment", allocation.payment_id,
-              {"invoice": allocation.invoice_id, "amount": str(allocation.amount), "allocation": allocation_id},
-              reason or None)
+        _remember_rejections(
+            session,
+            allocation.payment_id,
+            [(allocation.invoice_id, allocation.amount)],
+            user,
+            reason or f"unmatched {allocation_id}",
+        )
+        audit(
+            session,
+            user,
+            "unmatch",
+            "payment",
+            allocation.payment_id,
+            {"invoice": allocation.invoice_id, "amount": str(allocation.amount), "allocation": allocation_id},
+            reason or None,
+        )
     return allocation
 
 
 # Collections states: dispute, promise to pay, pause -----------------------------------------
-
-

@@ -182,8 +182,12 @@ class _Run:
         for invoice_id, units in zip(option.invoice_ids, option.units, strict=True):
             self.applied.append(
                 self.book.allocate(
-                    payment, invoice_id, units,
-                    rule=option.rule, confidence=option.confidence, reason=option.reason,
+                    payment,
+                    invoice_id,
+                    units,
+                    rule=option.rule,
+                    confidence=option.confidence,
+                    reason=option.reason,
                 )
             )
 
@@ -300,7 +304,10 @@ class _Run:
             names = ", ".join(item.number or item.id for item in hinted)
             result.append(
                 Option(
-                    option.invoice_ids, option.units, option.rule, raised,
+                    option.invoice_ids,
+                    option.units,
+                    option.rule,
+                    raised,
                     f"{option.reason}; the remittance mentions {names}",
                 )
             )

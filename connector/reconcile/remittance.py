@@ -31,20 +31,76 @@ Strength = Literal["marked", "prefixed", "bare"]
 
 # Words that announce an invoice number.
 INVOICE_WORDS = frozenset(
-    ["INV", "INVS", "INVOICE", "INVOICES", "INVOICENO", "NO", "NOS", "NR", "NRS", "NUM", "NUMBER", "NUMBERS", "BILL", "BILLS", "FACTURE", "FACTURES", "FACTURA", "FACTURAS", "FATTURA", "RECHNUNG", "RECHNUNGEN", "RG"]
+    [
+        "INV",
+        "INVS",
+        "INVOICE",
+        "INVOICES",
+        "INVOICENO",
+        "NO",
+        "NOS",
+        "NR",
+        "NRS",
+        "NUM",
+        "NUMBER",
+        "NUMBERS",
+        "BILL",
+        "BILLS",
+        "FACTURE",
+        "FACTURES",
+        "FACTURA",
+        "FACTURAS",
+        "FATTURA",
+        "RECHNUNG",
+        "RECHNUNGEN",
+        "RG",
+    ]
 )
 # Words whose number is something else: it is matched against references, never read bare.
 OTHER_NUMBER_WORDS = frozenset(
-    ["PO", "PONO", "PURCHASE", "ORDER", "ORDERS", "ORD", "SO", "ACCOUNT", "ACCT", "ACC", "AC", "CUSTOMER", "CUST", "CLIENT", "KUNDE", "TEL", "PHONE", "FAX", "IBAN", "BIC", "SWIFT", "SORT", "CHEQUE", "CHECK", "CHK", "TXN", "TRANSACTION", "BATCH", "QTY", "ID", "REFUND", "CREDIT", "CN", "CREDITNOTE"]
+    [
+        "PO",
+        "PONO",
+        "PURCHASE",
+        "ORDER",
+        "ORDERS",
+        "ORD",
+        "SO",
+        "ACCOUNT",
+        "ACCT",
+        "ACC",
+        "AC",
+        "CUSTOMER",
+        "CUST",
+        "CLIENT",
+        "KUNDE",
+        "TEL",
+        "PHONE",
+        "FAX",
+        "IBAN",
+        "BIC",
+        "SWIFT",
+        "SORT",
+        "CHEQUE",
+        "CHECK",
+        "CHK",
+        "TXN",
+        "TRANSACTION",
+        "BATCH",
+        "QTY",
+        "ID",
+        "REFUND",
+        "CREDIT",
+        "CN",
+        "CREDITNOTE",
+    ]
 ) | frozenset(CURRENCY_EXPONENTS)
 # Words that join the numbers of one list.
 LIST_WORDS = frozenset({"AND", "ET", "UND", "Y", "E"})
 
 _DATE = re.compile(r"\b\d{4}-\d{1,2}-\d{1,2}\b|\b\d{1,2}[./-]\d{1,2}[./-]\d{2,4}\b")
 _AMOUNT = re.compile(r"\b\d{1,3}(?:,\d{3})+(?:\.\d{1,3})?\b|\b\d+[.,]\d{1,3}\b")
-_TOKEN = re.compile(
-    r"(?P<word>[^\W\d_]+)|(?P<num>\d+(?:[-/]\d+)*)|(?P<hash>[#№])|(?P<sep>[,+&;])|(?P<punct>\S)"
-)
+_TOKEN = re.compile(r"(?P<word>[^\W\d_]+)|(?P<num>\d+(?:[-/]\d+)*)|(?P<hash>[#№])|(?P<sep>[,+&;])|(?P<punct>\S)")
 _PARTS = re.compile(r"[^\W\d_]+|\d+")
 _DIGITS = re.compile(r"\d+")
 _HAS_DIGIT = re.compile(r"\d")
@@ -181,7 +237,13 @@ class NumberIndex:
             if mention.parts and not self.lookup(mention)[0]:
                 prefix = mention.prefix
                 readings = [
-                    Mention(part, "marked", part.lstrip("0") or "0", None if prefix is None else _key([prefix, part]), prefix)
+                    Mention(
+                        part,
+                        "marked",
+                        part.lstrip("0") or "0",
+                        None if prefix is None else _key([prefix, part]),
+                        prefix,
+                    )
                     for part in mention.parts
                 ]
             for reading in readings:

@@ -175,7 +175,10 @@ def remittance_number(
             own, reading, confidence = items, "names an invoice of another customer:", conf.remittance_other_customer
         for item in own:
             option = _option(
-                payment, [item], "remittance_number", confidence,
+                payment,
+                [item],
+                "remittance_number",
+                confidence,
                 f"{quoted} {reading} {label(item)} ({mention.text!r})",
             )
             if option is not None:
@@ -188,7 +191,10 @@ def remittance_number(
     if named:
         how_named = "a bare number in the " if weakest == conf.remittance_bare_number else ""
         option = _option(
-            payment, named, "remittance_number", weakest,
+            payment,
+            named,
+            "remittance_number",
+            weakest,
             f"{how_named}{quoted} names {_labels(named)}",
         )
         if option is not None:
@@ -206,7 +212,10 @@ def exact_amount(book: Book, payment: OpenPayment, rejected: Rejected, conf: Con
         items = _allowed(book, payment, ids, rejected)
         return [
             Option(
-                (item.id,), (payment.remaining,), "exact_amount_unique", conf.exact_amount_unknown_payer,
+                (item.id,),
+                (payment.remaining,),
+                "exact_amount_unique",
+                conf.exact_amount_unknown_payer,
                 f"amount {amount} equals the open balance of {label(item)} (customer "
                 f"{item.customer_id}); the payer is unknown",
             )
@@ -217,14 +226,20 @@ def exact_amount(book: Book, payment: OpenPayment, rejected: Rejected, conf: Con
     if len(items) == 1:
         return [
             Option(
-                (items[0].id,), (payment.remaining,), "exact_amount_unique", conf.exact_amount_unique,
+                (items[0].id,),
+                (payment.remaining,),
+                "exact_amount_unique",
+                conf.exact_amount_unique,
                 f"amount {amount} equals the open balance of {label(items[0])}, the only open "
                 f"invoice of customer {payment.customer_id} with that balance",
             )
         ]
     return [
         Option(
-            (item.id,), (payment.remaining,), "exact_amount_unique", conf.exact_amount_ambiguous,
+            (item.id,),
+            (payment.remaining,),
+            "exact_amount_unique",
+            conf.exact_amount_ambiguous,
             f"amount {amount} equals the open balance of {label(item)}, one of {len(items)} "
             f"open invoices of customer {payment.customer_id} with that balance",
         )
@@ -287,9 +302,7 @@ def within_tolerance(
 # 6. payer_open_invoice ----------------------------------------------------------------------
 
 
-def payer_open_invoice(
-    book: Book, payment: OpenPayment, rejected: Rejected, config: ReconcileConfig
-) -> Option | None:
+def payer_open_invoice(book: Book, payment: OpenPayment, rejected: Rejected, config: ReconcileConfig) -> Option | None:
     """When no other rule explains a payment of a known payer: the payment spread over the
     payer's open invoices in its currency, oldest due first (as the ledgers apply a payment by
     default), at most `oldest_first_invoices` of them. A smaller payment pays the oldest in part

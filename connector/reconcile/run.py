@@ -107,13 +107,29 @@ def run_reconciliation(
                 decisions.delete_allocations(session, [allocation.id or ""])
             else:
                 decisions.reduce_allocation(session, allocation.id or "", allocation.amount - reversal.amount)
-            audit(session, "reconcile", "reverse", "allocation", allocation.id, {"payment": allocation.payment_id}, reversal.reason)
+            audit(
+                session,
+                "reconcile",
+                "reverse",
+                "allocation",
+                allocation.id,
+                {"payment": allocation.payment_id},
+                reversal.reason,
+            )
         summary.reversed = len(result.reversals)
         decisions.save_allocations(session, result.applied, "applied")
         for allocation in result.applied:
             audit(
-                session, allocation.rule, "allocate", "payment", allocation.payment_id,
-                {"invoice": allocation.invoice_id, "amount": str(allocation.amount), "confidence": str(allocation.confidence)},
+                session,
+                allocation.rule,
+                "allocate",
+                "payment",
+                allocation.payment_id,
+                {
+                    "invoice": allocation.invoice_id,
+                    "amount": str(allocation.amount),
+                    "confidence": str(allocation.confidence),
+                },
                 allocation.reason,
             )
         summary.applied = list(result.applied)
@@ -145,8 +161,12 @@ def _apply_ledger_records(
             new.append(
                 Allocation(
                     id=decisions.allocation_id(payment_id, invoice_id, LEDGER_RULE),
-                    payment_id=payment_id, invoice_id=invoice_id, amount=amount, rule=LEDGER_RULE,
-                    confidence=Decimal(1), reason=f"recorded in {entry['view']['system']} against this invoice",
+                    payment_id=payment_id,
+                    invoice_id=invoice_id,
+                    amount=amount,
+                    rule=LEDGER_RULE,
+                    confidence=Decimal(1),
+                    reason=f"recorded in {entry['view']['system']} against this invoice",
                     confirmed_by=entry["view"]["system"],
                 )
             )
@@ -155,7 +175,9 @@ def _apply_ledger_records(
     return len(new)
 
 
-def _retire_superseded(session: Any, in_ledger: dict[str, list[dict[str, Any]]], applied: list[Allocation]) -> list[Allocation]:
+def _retire_superseded(
+    session: Any, in_ledger: dict[str, list[dict[str, Any]]], applied: list[Allocation]
+) -> list[Allocation]:
     """Once the ledger holds a payment we had allocated (we wrote it back, or someone entered
     it), the ledger's record is the allocation: ours would lower the balance a second time."""
     recorded = {(payment_id, entry["invoice_id"]) for payment_id, entries in in_ledger.items() for entry in entries}
@@ -163,9 +185,15 @@ def _retire_superseded(session: Any, in_ledger: dict[str, list[dict[str, Any]]],
     if superseded:
         decisions.delete_allocations(session, [a.id or "" for a in superseded])
         for allocation in superseded:
-            audit(session, "reconcile", "superseded", "allocation", allocation.id,
-                  {"payment": allocation.payment_id, "invoice": allocation.invoice_id, "amount": str(allocation.amount)},
-                  "the ledger now records this payment itself")
+            audit(
+                session,
+                "reconcile",
+                "superseded",
+                "allocation",
+                allocation.id,
+                {"payment": allocation.payment_id, "invoice": allocation.invoice_id, "amount": str(allocation.amount)},
+                "the ledger now records this payment itself",
+            )
     gone = {a.id for a in superseded}
     return [a for a in applied if a.id not in gone]
 
@@ -206,12 +234,26 @@ def _audit_proposals(session: Any, before: list[dict[str, Any]], after: list[dic
     new = {p["id"] for p in after}
     for proposal in after:
         if proposal["id"] not in old:
-            audit(session, "reconcile", "propose", "proposal", proposal["id"], _proposal_inputs(proposal),
-                  f"proposed to finance: {_proposal_text(proposal)}")
+            audit(
+                session,
+                "reconcile",
+                "propose",
+                "proposal",
+                proposal["id"],
+                _proposal_inputs(proposal),
+                f"proposed to finance: {_proposal_text(proposal)}",
+            )
     for proposal_id, proposal in old.items():
         if proposal_id not in new:
-            audit(session, "reconcile", "supersede", "proposal", proposal_id, _proposal_inputs(proposal),
-                  f"no longer proposed (a later run decided otherwise): {_proposal_text(proposal)}")
+            audit(
+                session,
+                "reconcile",
+                "supersede",
+                "proposal",
+                proposal_id,
+                _proposal_inputs(proposal),
+                f"no longer proposed (a later run decided otherwise): {_proposal_text(proposal)}",
+            )
 
 
 def _proposal_inputs(proposal: dict[str, Any]) -> dict[str, Any]:
@@ -228,8 +270,10 @@ def _proposal_text(proposal: dict[str, Any]) -> str:
         return f"payment {proposal['payment_id']}"
     shares = " + ".join(f"{a} to {i}" for i, a in zip(best["invoice_ids"], best["amounts"], strict=True))
     more = len(proposal["candidates"]) - 1
-    return (f"payment {proposal['payment_id']}: {shares} {best['currency']} by {best['rule']} "
-            f"({best['confidence']}): {best['reason']}" + (f" (+{more} other candidate(s))" if more else ""))
+    return (
+        f"payment {proposal['payment_id']}: {shares} {best['currency']} by {best['rule']} "
+        f"({best['confidence']}): {best['reason']}" + (f" (+{more} other candidate(s))" if more else "")
+    )
 
 
 def invoice_allocations(store: Store, invoices: list[Invoice]) -> dict[str, list[Allocation]]:

@@ -97,10 +97,14 @@ def _check_list(section: str, name: str, records: Any, key: str, id_types: tuple
         if isinstance(ident, bool) or not isinstance(ident, id_types) or ident == "":
             wanted = "a non-empty string" if id_types == _TEXT else "a non-empty string or an integer"
             raise SandboxDataError(f"{place} {key} must be {wanted}, not {_kind(ident)}")
-        if section == "stripe" and "created" in record and (
-            isinstance(record["created"], bool) or not isinstance(record["created"], (int, type(None)))
+        if (
+            section == "stripe"
+            and "created" in record
+            and (isinstance(record["created"], bool) or not isinstance(record["created"], (int, type(None))))
         ):
-            raise SandboxDataError(f"{place} created must be epoch seconds (an integer), not {_kind(record['created'])}")
+            raise SandboxDataError(
+                f"{place} created must be epoch seconds (an integer), not {_kind(record['created'])}"
+            )
         if section == "hubspot":
             _check_hubspot(place, record)
 

@@ -73,6 +73,7 @@ def generate(seed: int, size: Size = "small", *, today: date | None = None) -> S
 
 def summarise(truth: dict[str, Any]) -> dict[str, Any]:
     """Counts per label, so a reader (and a test) sees what the book holds at a glance."""
+
     def count(items: Any) -> dict[str, int]:
         result: dict[str, int] = {}
         for item in items:
@@ -81,7 +82,9 @@ def summarise(truth: dict[str, Any]) -> dict[str, Any]:
 
     invoices, payments, customers = truth["invoices"], truth["payments"], truth["customers"]
     return {
-        "customers": len(customers), "invoices": len(invoices), "payments": len(payments),
+        "customers": len(customers),
+        "invoices": len(invoices),
+        "payments": len(payments),
         "customer_systems": count("+".join(c["systems"]) for c in customers),
         "paused_customers": sum(c["paused"] for c in customers),
         "currencies": count(i["currency"] for i in invoices),
@@ -127,7 +130,7 @@ def _write_lists(path: Path, data: dict[str, dict[str, list[dict[str, Any]]]]) -
             for k, (name, items) in enumerate(lists.items()):
                 out.write(("," if k else "") + f"\n {json.dumps(name)}: [")
                 for start in range(0, len(items), 1000):
-                    out.write(("," if start else "") + "\n  " + dumps(items[start:start + 1000])[1:-1])
+                    out.write(("," if start else "") + "\n  " + dumps(items[start : start + 1000])[1:-1])
                 out.write("\n ]" if items else "]")
             out.write("\n}")
         out.write("\n}\n")

@@ -32,43 +32,176 @@ from connector.sandbox.generator_shapes import (
 BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
 CURRENCIES = ("USD", "EUR", "JPY", "KWD")
 # Xero's CurrencyRate: units of the invoice currency per unit of the base currency (USD).
-_RATES = {"USD": Decimal("1.000000"), "EUR": Decimal("0.920000"), "JPY": Decimal("150.250000"), "KWD": Decimal("0.307000")}
+_RATES = {
+    "USD": Decimal("1.000000"),
+    "EUR": Decimal("0.920000"),
+    "JPY": Decimal("150.250000"),
+    "KWD": Decimal("0.307000"),
+}
 _TAX = {  # (rate, Xero TaxType, LineAmountTypes)
-    "USD": (Decimal(0), "NONE", "NoTax"), "EUR": (Decimal("0.20"), "OUTPUT2", "Exclusive"),
-    "JPY": (Decimal("0.10"), "OUTPUT", "Exclusive"), "KWD": (Decimal(0), "NONE", "NoTax"),
+    "USD": (Decimal(0), "NONE", "NoTax"),
+    "EUR": (Decimal("0.20"), "OUTPUT2", "Exclusive"),
+    "JPY": (Decimal("0.10"), "OUTPUT", "Exclusive"),
+    "KWD": (Decimal(0), "NONE", "NoTax"),
 }
 _BANK = {"USD": "090", "EUR": "091", "JPY": "092", "KWD": "093"}
 _CLEARING = "615"
 
-_NAMES_A = ("Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Tyrell", "Cyberdyne", "Soylent", "Hooli",
-            "Vandelay", "Wonka", "Gringotts", "Oceanic", "Monarch", "Nakatomi", "Kobayashi", "Al-Mutawa", "Sirius",
-            "Aperture", "Black Mesa", "Dunder", "Pied Piper", "Massive", "Prestige", "Zorg", "Duff", "Krusty")
-_NAMES_B = ("Trading", "Industries", "Logistics", "Rockets", "Foods", "Systems", "Holdings", "Robotics", "Supplies",
-            "Engineering", "Textiles", "Pharma", "Shipping", "Analytics", "Hardware", "Partners")
-_SUFFIX = {"USD": ("Inc.", "LLC", "Corp."), "EUR": ("GmbH", "S.A.", "B.V."), "JPY": ("K.K.", "Co., Ltd."), "KWD": ("W.L.L.", "K.S.C.")}
-_FIRST = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Hedy", "Katherine", "Linus", "Margaret", "Ken", "Yuki", "Fatima", "Omar")
-_LAST = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Lamarr", "Johnson", "Torvalds", "Hamilton", "Thompson", "Sato", "Al-Sabah", "Haddad")
-_ITEMS = ("Consulting", "Annual licence", "Support plan", "Implementation", "Training day", "Hardware kit",
-          "Spare parts", "Maintenance visit", "Freight", "Custom integration", "Data migration", "Hosting")
-_DISPUTES = ("Goods damaged in transit", "Quantity invoiced exceeds delivery", "Price differs from quote", "Service not performed")
+_NAMES_A = (
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Stark",
+    "Wayne",
+    "Tyrell",
+    "Cyberdyne",
+    "Soylent",
+    "Hooli",
+    "Vandelay",
+    "Wonka",
+    "Gringotts",
+    "Oceanic",
+    "Monarch",
+    "Nakatomi",
+    "Kobayashi",
+    "Al-Mutawa",
+    "Sirius",
+    "Aperture",
+    "Black Mesa",
+    "Dunder",
+    "Pied Piper",
+    "Massive",
+    "Prestige",
+    "Zorg",
+    "Duff",
+    "Krusty",
+)
+_NAMES_B = (
+    "Trading",
+    "Industries",
+    "Logistics",
+    "Rockets",
+    "Foods",
+    "Systems",
+    "Holdings",
+    "Robotics",
+    "Supplies",
+    "Engineering",
+    "Textiles",
+    "Pharma",
+    "Shipping",
+    "Analytics",
+    "Hardware",
+    "Partners",
+)
+_SUFFIX = {
+    "USD": ("Inc.", "LLC", "Corp."),
+    "EUR": ("GmbH", "S.A.", "B.V."),
+    "JPY": ("K.K.", "Co., Ltd."),
+    "KWD": ("W.L.L.", "K.S.C."),
+}
+_FIRST = (
+    "Ada",
+    "Grace",
+    "Alan",
+    "Edsger",
+    "Barbara",
+    "Donald",
+    "Hedy",
+    "Katherine",
+    "Linus",
+    "Margaret",
+    "Ken",
+    "Yuki",
+    "Fatima",
+    "Omar",
+)
+_LAST = (
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Dijkstra",
+    "Liskov",
+    "Knuth",
+    "Lamarr",
+    "Johnson",
+    "Torvalds",
+    "Hamilton",
+    "Thompson",
+    "Sato",
+    "Al-Sabah",
+    "Haddad",
+)
+_ITEMS = (
+    "Consulting",
+    "Annual licence",
+    "Support plan",
+    "Implementation",
+    "Training day",
+    "Hardware kit",
+    "Spare parts",
+    "Maintenance visit",
+    "Freight",
+    "Custom integration",
+    "Data migration",
+    "Hosting",
+)
+_DISPUTES = (
+    "Goods damaged in transit",
+    "Quantity invoiced exceeds delivery",
+    "Price differs from quote",
+    "Service not performed",
+)
 
 # scenario -> (invoices it takes, system the customer must be in, weight when drawn at random)
 SCENARIOS: dict[str, tuple[int, str | None, float]] = {
-    "open": (1, None, 7), "card_invoice": (1, "stripe", 22), "bank_full": (1, None, 20),
-    "bank_partial": (1, None, 6), "card_partial": (1, "stripe", 4), "card_text": (1, "stripe", 6),
-    "card_po": (1, "stripe", 2), "bank_po": (1, None, 3), "overpay": (1, "stripe", 1.5),
-    "overpay_refunded": (1, "stripe", 1), "duplicate_refunded": (1, "stripe", 1.5), "multi_bank": (2, None, 2),
-    "multi_card": (2, "stripe", 1.5), "ambiguous": (2, "stripe", 1), "credit_note": (1, None, 2),
-    "disputed": (1, "hubspot", 1), "promise": (1, None, 2), "plan": (1, None, 5),
+    "open": (1, None, 7),
+    "card_invoice": (1, "stripe", 22),
+    "bank_full": (1, None, 20),
+    "bank_partial": (1, None, 6),
+    "card_partial": (1, "stripe", 4),
+    "card_text": (1, "stripe", 6),
+    "card_po": (1, "stripe", 2),
+    "bank_po": (1, None, 3),
+    "overpay": (1, "stripe", 1.5),
+    "overpay_refunded": (1, "stripe", 1),
+    "duplicate_refunded": (1, "stripe", 1.5),
+    "multi_bank": (2, None, 2),
+    "multi_card": (2, "stripe", 1.5),
+    "ambiguous": (2, "stripe", 1),
+    "credit_note": (1, None, 2),
+    "disputed": (1, "hubspot", 1),
+    "promise": (1, None, 2),
+    "plan": (1, None, 5),
 }
 # Every scenario (and every bucket, both Stripe link kinds) appears in the first customers.
 DECK: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("open", {"bucket": "current"}), ("card_invoice", {"recorded": True}), ("bank_full", {"oob": True}),
-    ("open", {"bucket": "1-30"}), ("card_invoice", {"recorded": False}), ("bank_full", {"oob": False}),
-    ("open", {"bucket": "31-60"}), ("multi_bank", {}), ("card_text", {}), ("open", {"bucket": "61-90"}),
-    ("overpay", {}), ("open", {"bucket": "90+"}), ("bank_partial", {}), ("card_partial", {}), ("card_po", {}),
-    ("bank_po", {}), ("overpay_refunded", {}), ("duplicate_refunded", {}), ("multi_card", {}), ("ambiguous", {}),
-    ("credit_note", {"settle": True}), ("credit_note", {"settle": False}), ("disputed", {}), ("promise", {}), ("plan", {}),
+    ("open", {"bucket": "current"}),
+    ("card_invoice", {"recorded": True}),
+    ("bank_full", {"oob": True}),
+    ("open", {"bucket": "1-30"}),
+    ("card_invoice", {"recorded": False}),
+    ("bank_full", {"oob": False}),
+    ("open", {"bucket": "31-60"}),
+    ("multi_bank", {}),
+    ("card_text", {}),
+    ("open", {"bucket": "61-90"}),
+    ("overpay", {}),
+    ("open", {"bucket": "90+"}),
+    ("bank_partial", {}),
+    ("card_partial", {}),
+    ("card_po", {}),
+    ("bank_po", {}),
+    ("overpay_refunded", {}),
+    ("duplicate_refunded", {}),
+    ("multi_card", {}),
+    ("ambiguous", {}),
+    ("credit_note", {"settle": True}),
+    ("credit_note", {"settle": False}),
+    ("disputed", {}),
+    ("promise", {}),
+    ("plan", {}),
 )
 
 
@@ -123,11 +256,30 @@ class Book:
         self.recent = epoch(self.now - timedelta(days=30))  # Stripe keeps events 30 days
         self.n_customers = customers
         self.n_invoices = invoices
-        self.stripe: dict[str, list[dict[str, Any]]] = {k: [] for k in (
-            "customers", "invoices", "charges", "payment_intents", "refunds", "payouts", "balance_transactions", "events")}
-        self.xero: dict[str, list[dict[str, Any]]] = {k: [] for k in ("Contacts", "Invoices", "CreditNotes", "Payments", "Accounts")}
+        self.stripe: dict[str, list[dict[str, Any]]] = {
+            k: []
+            for k in (
+                "customers",
+                "invoices",
+                "charges",
+                "payment_intents",
+                "refunds",
+                "payouts",
+                "balance_transactions",
+                "events",
+            )
+        }
+        self.xero: dict[str, list[dict[str, Any]]] = {
+            k: [] for k in ("Contacts", "Invoices", "CreditNotes", "Payments", "Accounts")
+        }
         self.hubspot: dict[str, list[dict[str, Any]]] = {k: [] for k in ("companies", "contacts", "deals", "invoices")}
-        self.truth: dict[str, Any] = {"customers": [], "invoices": [], "payments": [], "payouts": [], "determinable": {}}
+        self.truth: dict[str, Any] = {
+            "customers": [],
+            "invoices": [],
+            "payments": [],
+            "payouts": [],
+            "determinable": {},
+        }
         self.accounts = {a["Code"]: a for a in shapes.xero_accounts(self.ids, self.now - timedelta(days=400))}
         self.xero["Accounts"] = list(self.accounts.values())
         self.tax_rates = {c: self.ids.stripe("txr_1", 23) for c in CURRENCIES if _TAX[c][0]}
@@ -166,31 +318,68 @@ class Book:
             systems = ("xero", "hubspot")
         else:
             roll = rng.random()
-            systems = ("xero", "stripe") if roll < 0.1 else ("xero", "hubspot") if roll < 0.2 else ("xero", "stripe", "hubspot")
+            systems = (
+                ("xero", "stripe")
+                if roll < 0.1
+                else ("xero", "hubspot")
+                if roll < 0.2
+                else ("xero", "stripe", "hubspot")
+            )
         base = f"{_NAMES_A[index % len(_NAMES_A)]} {_NAMES_B[(index // len(_NAMES_A) + index * 7) % len(_NAMES_B)]}"
-        name = f"{base} {rng.choice(_SUFFIX[currency])}" + (f" {index // (len(_NAMES_A) * len(_NAMES_B)) + 1}" if index >= len(_NAMES_A) * len(_NAMES_B) else "")
+        name = f"{base} {rng.choice(_SUFFIX[currency])}" + (
+            f" {index // (len(_NAMES_A) * len(_NAMES_B)) + 1}" if index >= len(_NAMES_A) * len(_NAMES_B) else ""
+        )
         domain = base.lower().replace(" ", "-") + (f"-{index}" if index >= len(_NAMES_A) else "") + ".example"
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
         email = f"accounts@{domain}"
         terms = rng.choice((14, 30, 30, 45))
         created = self.now - timedelta(days=rng.randint(400, 900), seconds=rng.randint(0, 86399))
         paused = "hubspot" in systems and (index == 2 or (index > 8 and rng.random() < 0.02))
-        xero = shapes.xero_contact(self.ids.xero(), number=index + 1, name=name, first=first, last=last, email=email,
-                                   currency=currency, terms=terms, updated=created)
+        xero = shapes.xero_contact(
+            self.ids.xero(),
+            number=index + 1,
+            name=name,
+            first=first,
+            last=last,
+            email=email,
+            currency=currency,
+            terms=terms,
+            updated=created,
+        )
         self.xero["Contacts"].append(xero)
         customer = Customer(index, name, currency, systems, paused, terms, email, xero)
         if "hubspot" in systems:
             customer.company_id = self.ids.hubspot("companies")
-            props = {"name": name, "domain": domain, "createdate": iso_ms(created), "hs_lastmodifieddate": iso_ms(created)}
+            props = {
+                "name": name,
+                "domain": domain,
+                "createdate": iso_ms(created),
+                "hs_lastmodifieddate": iso_ms(created),
+            }
             if paused:
                 props["ar_dunning_paused"] = "true"
-            self.hubspot["companies"].append(shapes.hubspot_object(customer.company_id, props, created=created, updated=created))
+            self.hubspot["companies"].append(
+                shapes.hubspot_object(customer.company_id, props, created=created, updated=created)
+            )
             customer.contact_id = self.ids.hubspot("contacts")
-            self.hubspot["contacts"].append(shapes.hubspot_object(customer.contact_id, {
-                "firstname": first, "lastname": last, "email": f"{first.lower()}.{last.lower()}@{domain}".replace("'", ""),
-                "phone": f"+1 555 01{index % 100:02d}", "associatedcompanyid": customer.company_id,
-                "createdate": iso_ms(created), "lastmodifieddate": iso_ms(created),
-            }, created=created, updated=created, company_id=customer.company_id, association="contact_to_company"))
+            self.hubspot["contacts"].append(
+                shapes.hubspot_object(
+                    customer.contact_id,
+                    {
+                        "firstname": first,
+                        "lastname": last,
+                        "email": f"{first.lower()}.{last.lower()}@{domain}".replace("'", ""),
+                        "phone": f"+1 555 01{index % 100:02d}",
+                        "associatedcompanyid": customer.company_id,
+                        "createdate": iso_ms(created),
+                        "lastmodifieddate": iso_ms(created),
+                    },
+                    created=created,
+                    updated=created,
+                    company_id=customer.company_id,
+                    association="contact_to_company",
+                )
+            )
         if "stripe" in systems:
             # Most customers carry the ledger's contact id; some are matched by e-mail only.
             customer.stripe_link = "email" if index == 4 or (index > 8 and rng.random() < 0.2) else "metadata"
@@ -199,15 +388,23 @@ class Book:
                 metadata = {"xero_contact_id": xero["ContactID"]}
                 if customer.company_id:
                     metadata["hubspot_company_id"] = customer.company_id
-            customer.stripe = shapes.stripe_customer(self.ids, name=name, email=email, currency=currency,
-                                                     created=epoch(created), metadata=metadata)
+            customer.stripe = shapes.stripe_customer(
+                self.ids, name=name, email=email, currency=currency, created=epoch(created), metadata=metadata
+            )
             self.stripe["customers"].append(customer.stripe)
-        self.truth["customers"].append({
-            "name": name, "currency": currency, "systems": list(systems), "paused": paused,
-            "xero_contact_id": xero["ContactID"], "stripe_customer_id": customer.stripe["id"] if customer.stripe else None,
-            "stripe_link": customer.stripe_link, "hubspot_company_id": customer.company_id,
-            "hubspot_contact_id": customer.contact_id,
-        })
+        self.truth["customers"].append(
+            {
+                "name": name,
+                "currency": currency,
+                "systems": list(systems),
+                "paused": paused,
+                "xero_contact_id": xero["ContactID"],
+                "stripe_customer_id": customer.stripe["id"] if customer.stripe else None,
+                "stripe_link": customer.stripe_link,
+                "hubspot_company_id": customer.company_id,
+                "hubspot_contact_id": customer.contact_id,
+            }
+        )
         return customer
 
     def customer_book(self, customer: Customer, quota: int) -> None:
@@ -244,8 +441,13 @@ class Book:
         """Issue and due day of an invoice still open today, in `bucket` (drawn when None)."""
         rng = self.rng
         bucket = bucket or rng.choices(BUCKETS, weights=(40, 25, 15, 10, 10))[0]
-        overdue = {"current": -rng.randint(0, terms - 1), "1-30": rng.randint(1, 30), "31-60": rng.randint(31, 60),
-                   "61-90": rng.randint(61, 90), "90+": rng.randint(91, 270)}[bucket]
+        overdue = {
+            "current": -rng.randint(0, terms - 1),
+            "1-30": rng.randint(1, 30),
+            "31-60": rng.randint(31, 60),
+            "61-90": rng.randint(61, 90),
+            "90+": rng.randint(91, 270),
+        }[bucket]
         due = self.today - timedelta(days=overdue)
         return due - timedelta(days=terms), due, bucket
 
@@ -264,8 +466,16 @@ class Book:
 
     # -- invoices -----------------------------------------------------------------------------
 
-    def invoice(self, customer: Customer, issue: date, due: date, scenario: str, *, copy_of: Invoice | None = None,
-                reference: str | None = None) -> Invoice:
+    def invoice(
+        self,
+        customer: Customer,
+        issue: date,
+        due: date,
+        scenario: str,
+        *,
+        copy_of: Invoice | None = None,
+        reference: str | None = None,
+    ) -> Invoice:
         rng, currency = self.rng, customer.currency
         self.next_number += 1
         number = self.next_number
@@ -287,53 +497,117 @@ class Book:
         subtotal = tax_total = Decimal(0)
         for description, quantity, unit in lines:
             tax = quantize(unit * quantity * rate, currency)
-            items.append(shapes.xero_line(self.ids, description=description, quantity=quantity, unit=unit, tax=tax, tax_type=tax_type))
+            items.append(
+                shapes.xero_line(
+                    self.ids, description=description, quantity=quantity, unit=unit, tax=tax, tax_type=tax_type
+                )
+            )
             stripe_lines.append((description, quantity, unit, tax))
             subtotal += unit * quantity
             tax_total += tax
         created = self.moment(issue)
         contact = customer.xero
         xero: dict[str, Any] = {
-            "Type": "ACCREC", "InvoiceID": self.ids.xero(), "InvoiceNumber": text,
-            "Reference": reference or "", "Contact": {"ContactID": contact["ContactID"], "Name": contact["Name"]},
-            "Date": dotnet(issue), "DueDate": dotnet(due), "Status": "AUTHORISED", "LineAmountTypes": amount_types,
-            "LineItems": items, "SubTotal": subtotal, "TotalTax": tax_total, "Total": subtotal + tax_total,
-            "TotalDiscount": Decimal(0), "AmountDue": subtotal + tax_total, "AmountPaid": Decimal(0),
-            "AmountCredited": Decimal(0), "CurrencyCode": currency, "CurrencyRate": _RATES[currency],
-            "SentToContact": True, "HasAttachments": False, "IsDiscounted": False, "HasErrors": False,
-            "Payments": [], "CreditNotes": [], "Prepayments": [], "Overpayments": [],
+            "Type": "ACCREC",
+            "InvoiceID": self.ids.xero(),
+            "InvoiceNumber": text,
+            "Reference": reference or "",
+            "Contact": {"ContactID": contact["ContactID"], "Name": contact["Name"]},
+            "Date": dotnet(issue),
+            "DueDate": dotnet(due),
+            "Status": "AUTHORISED",
+            "LineAmountTypes": amount_types,
+            "LineItems": items,
+            "SubTotal": subtotal,
+            "TotalTax": tax_total,
+            "Total": subtotal + tax_total,
+            "TotalDiscount": Decimal(0),
+            "AmountDue": subtotal + tax_total,
+            "AmountPaid": Decimal(0),
+            "AmountCredited": Decimal(0),
+            "CurrencyCode": currency,
+            "CurrencyRate": _RATES[currency],
+            "SentToContact": True,
+            "HasAttachments": False,
+            "IsDiscounted": False,
+            "HasErrors": False,
+            "Payments": [],
+            "CreditNotes": [],
+            "Prepayments": [],
+            "Overpayments": [],
             "UpdatedDateUTC": dotnet(created),
         }
         self.xero["Invoices"].append(xero)
         invoice = Invoice(number, text, customer, issue, due, subtotal + tax_total, xero, scenario, touched=created)
         if customer.stripe is not None:
             self.link_turn += 1
-            link = "metadata" if self.link_turn == 1 else "number_only" if self.link_turn == 2 else (
-                "metadata" if rng.random() < 0.6 else "number_only")
-            metadata = {"xero_invoice_id": xero["InvoiceID"], "invoice_number": text} if link == "metadata" else (
-                {"invoice_number": text} if rng.random() < 0.5 else {})
+            link = (
+                "metadata"
+                if self.link_turn == 1
+                else "number_only"
+                if self.link_turn == 2
+                else ("metadata" if rng.random() < 0.6 else "number_only")
+            )
+            metadata = (
+                {"xero_invoice_id": xero["InvoiceID"], "invoice_number": text}
+                if link == "metadata"
+                else ({"invoice_number": text} if rng.random() < 0.5 else {})
+            )
             invoice.stripe = shapes.stripe_invoice(
-                self.ids, customer=customer.stripe, number=text, currency=currency, lines=stripe_lines,
-                created=epoch(created), due=epoch(at(due)), metadata=metadata, tax_rate=self.tax_rates.get(currency))
+                self.ids,
+                customer=customer.stripe,
+                number=text,
+                currency=currency,
+                lines=stripe_lines,
+                created=epoch(created),
+                due=epoch(at(due)),
+                metadata=metadata,
+                tax_rate=self.tax_rates.get(currency),
+            )
             invoice.stripe_link = link
             self.stripe["invoices"].append(invoice.stripe)
             self.note_recent("invoice.finalized", epoch(created) + 60, invoice.stripe)
         if customer.company_id is not None:
             deal_id = self.ids.hubspot("deals")
-            invoice.deal = shapes.hubspot_object(deal_id, {
-                "dealname": f"{customer.name} - {lines[0][0]}", "amount": str(invoice.total),
-                "deal_currency_code": currency, "closedate": iso_ms(at(issue)), "createdate": iso_ms(created),
-                "dealstage": "closedwon", "pipeline": "default", "ar_invoice_number": text,
-                "hs_lastmodifieddate": iso_ms(created),
-            }, created=created, updated=created, company_id=customer.company_id, association="deal_to_company")
+            invoice.deal = shapes.hubspot_object(
+                deal_id,
+                {
+                    "dealname": f"{customer.name} - {lines[0][0]}",
+                    "amount": str(invoice.total),
+                    "deal_currency_code": currency,
+                    "closedate": iso_ms(at(issue)),
+                    "createdate": iso_ms(created),
+                    "dealstage": "closedwon",
+                    "pipeline": "default",
+                    "ar_invoice_number": text,
+                    "hs_lastmodifieddate": iso_ms(created),
+                },
+                created=created,
+                updated=created,
+                company_id=customer.company_id,
+                association="deal_to_company",
+            )
             self.hubspot["deals"].append(invoice.deal)
             self.crm_invoice_turn += 1
             if self.crm_invoice_turn % 4 == 1:  # a quarter of them are also invoiced from HubSpot commerce
-                invoice.crm_invoice = shapes.hubspot_object(self.ids.hubspot("invoices"), {
-                    "hs_number": text, "hs_currency": currency, "hs_invoice_date": issue.isoformat(),
-                    "hs_due_date": due.isoformat(), "hs_invoice_status": "open", "hs_amount_billed": str(invoice.total),
-                    "hs_balance_due": str(invoice.total), "hs_createdate": iso_ms(created), "hs_lastmodifieddate": iso_ms(created),
-                }, created=created, updated=created, company_id=customer.company_id, association="invoice_to_company")
+                invoice.crm_invoice = shapes.hubspot_object(
+                    self.ids.hubspot("invoices"),
+                    {
+                        "hs_number": text,
+                        "hs_currency": currency,
+                        "hs_invoice_date": issue.isoformat(),
+                        "hs_due_date": due.isoformat(),
+                        "hs_invoice_status": "open",
+                        "hs_amount_billed": str(invoice.total),
+                        "hs_balance_due": str(invoice.total),
+                        "hs_createdate": iso_ms(created),
+                        "hs_lastmodifieddate": iso_ms(created),
+                    },
+                    created=created,
+                    updated=created,
+                    company_id=customer.company_id,
+                    association="invoice_to_company",
+                )
                 self.hubspot["invoices"].append(invoice.crm_invoice)
         return invoice
 
@@ -343,15 +617,33 @@ class Book:
         paid = sum((p["Amount"] for p in invoice.xero_payments), Decimal(0))
         due = invoice.total - paid - invoice.credit
         assert due >= 0, (invoice.text, due)
-        xero.update(AmountPaid=paid, AmountCredited=invoice.credit, AmountDue=due, Status="PAID" if due == 0 else "AUTHORISED")
-        xero["Payments"] = [{"PaymentID": p["PaymentID"], "Date": p["Date"], "Amount": p["Amount"], "Reference": p["Reference"],
-                             "CurrencyRate": p["CurrencyRate"], "HasAccount": True, "HasValidationErrors": False}
-                            for p in invoice.xero_payments]
+        xero.update(
+            AmountPaid=paid, AmountCredited=invoice.credit, AmountDue=due, Status="PAID" if due == 0 else "AUTHORISED"
+        )
+        xero["Payments"] = [
+            {
+                "PaymentID": p["PaymentID"],
+                "Date": p["Date"],
+                "Amount": p["Amount"],
+                "Reference": p["Reference"],
+                "CurrencyRate": p["CurrencyRate"],
+                "HasAccount": True,
+                "HasValidationErrors": False,
+            }
+            for p in invoice.xero_payments
+        ]
         if invoice.credit_note:
             note = invoice.credit_note
-            xero["CreditNotes"] = [{"CreditNoteID": note["CreditNoteID"], "CreditNoteNumber": note["CreditNoteNumber"],
-                                    "AppliedAmount": invoice.credit, "Date": note["Date"], "Total": note["Total"],
-                                    "HasErrors": False}]
+            xero["CreditNotes"] = [
+                {
+                    "CreditNoteID": note["CreditNoteID"],
+                    "CreditNoteNumber": note["CreditNoteNumber"],
+                    "AppliedAmount": invoice.credit,
+                    "Date": note["Date"],
+                    "Total": note["Total"],
+                    "HasErrors": False,
+                }
+            ]
         if due == 0:
             xero["FullyPaidOnDate"] = dotnet(invoice.touched.date()) if invoice.touched else xero["Date"]
         if invoice.promise:
@@ -372,8 +664,15 @@ class Book:
         balance = invoice.total - invoice.credit - invoice.allocated
         assert balance >= 0, (invoice.text, balance)
         overdue = (self.today - invoice.due).days
-        bucket = None if balance == 0 else "current" if overdue <= 0 else "1-30" if overdue <= 30 else (
-            "31-60" if overdue <= 60 else "61-90" if overdue <= 90 else "90+")
+        bucket = (
+            None
+            if balance == 0
+            else "current"
+            if overdue <= 0
+            else "1-30"
+            if overdue <= 30
+            else ("31-60" if overdue <= 60 else "61-90" if overdue <= 90 else "90+")
+        )
         systems = ["xero"] + (["stripe"] if invoice.stripe else []) + (["hubspot"] if invoice.deal else [])
         links = {}
         if invoice.stripe:
@@ -383,20 +682,32 @@ class Book:
         if invoice.crm_invoice:
             links["hubspot_invoice"] = "number_only"
         text = shapes.decimal_text
-        self.truth["invoices"].append({
-            "number": invoice.text, "xero_invoice_id": xero["InvoiceID"],
-            "stripe_invoice_id": invoice.stripe["id"] if invoice.stripe else None,
-            "hubspot_deal_id": invoice.deal["id"] if invoice.deal else None,
-            "hubspot_invoice_id": invoice.crm_invoice["id"] if invoice.crm_invoice else None,
-            "customer": invoice.customer.xero["ContactID"], "currency": currency, "scenario": invoice.scenario,
-            "issue_date": invoice.issue.isoformat(), "due_date": invoice.due.isoformat(),
-            "total": text(invoice.total, currency), "credited": text(invoice.credit, currency),
-            "paid": text(invoice.allocated, currency), "balance": text(balance, currency),
-            "days_past_due": overdue if balance else None, "bucket": bucket,
-            "disputed": invoice.disputed is not None, "dispute_reason": invoice.disputed,
-            "promise_to_pay_date": invoice.promise.isoformat() if invoice.promise else None,
-            "payment_plan": invoice.plan, "systems": systems, "links": links,
-        })
+        self.truth["invoices"].append(
+            {
+                "number": invoice.text,
+                "xero_invoice_id": xero["InvoiceID"],
+                "stripe_invoice_id": invoice.stripe["id"] if invoice.stripe else None,
+                "hubspot_deal_id": invoice.deal["id"] if invoice.deal else None,
+                "hubspot_invoice_id": invoice.crm_invoice["id"] if invoice.crm_invoice else None,
+                "customer": invoice.customer.xero["ContactID"],
+                "currency": currency,
+                "scenario": invoice.scenario,
+                "issue_date": invoice.issue.isoformat(),
+                "due_date": invoice.due.isoformat(),
+                "total": text(invoice.total, currency),
+                "credited": text(invoice.credit, currency),
+                "paid": text(invoice.allocated, currency),
+                "balance": text(balance, currency),
+                "days_past_due": overdue if balance else None,
+                "bucket": bucket,
+                "disputed": invoice.disputed is not None,
+                "dispute_reason": invoice.disputed,
+                "promise_to_pay_date": invoice.promise.isoformat() if invoice.promise else None,
+                "payment_plan": invoice.plan,
+                "systems": systems,
+                "links": links,
+            }
+        )
 
     def touch(self, invoice: Invoice, when: datetime) -> None:
         if invoice.touched is None or when > invoice.touched:
@@ -409,20 +720,44 @@ class Book:
 
     # -- payments -------------------------------------------------------------------------------
 
-    def xero_pay(self, invoice: Invoice, amount: Decimal, when: datetime, reference: str, *, card: bool = False,
-                 batch: str | None = None) -> str:
+    def xero_pay(
+        self,
+        invoice: Invoice,
+        amount: Decimal,
+        when: datetime,
+        reference: str,
+        *,
+        card: bool = False,
+        batch: str | None = None,
+    ) -> str:
         account = self.accounts[_CLEARING if card else _BANK[invoice.customer.currency]]
         payment_id = self.ids.xero()
         payment = shapes.xero_payment(
-            payment_id, invoice=invoice.xero, account=account, amount=amount, when=when, reference=reference,
-            rate=_RATES[invoice.customer.currency], reconciled=when < self.now - timedelta(days=14), batch_id=batch)
+            payment_id,
+            invoice=invoice.xero,
+            account=account,
+            amount=amount,
+            when=when,
+            reference=reference,
+            rate=_RATES[invoice.customer.currency],
+            reconciled=when < self.now - timedelta(days=14),
+            batch_id=batch,
+        )
         self.xero["Payments"].append(payment)
         invoice.xero_payments.append(payment)
         self.touch(invoice, when)
         return payment_id
 
-    def charge(self, customer: Customer, amount: Decimal, when: datetime, description: str | None, *,
-               invoice: Invoice | None = None, metadata: dict[str, str] | None = None) -> dict[str, Any]:
+    def charge(
+        self,
+        customer: Customer,
+        amount: Decimal,
+        when: datetime,
+        description: str | None,
+        *,
+        invoice: Invoice | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """A succeeded card payment with its payment intent and its balance transaction (fee, net)."""
         assert customer.stripe is not None
         currency = customer.currency
@@ -430,31 +765,59 @@ class Book:
         created = epoch(when)
         txn_id = self.ids.stripe("txn_3", 22)
         charge = shapes.stripe_charge(
-            self.ids, self.rng, amount=amount_minor, currency=currency, created=created, customer=customer.stripe,
-            description=description, invoice_id=invoice.stripe["id"] if invoice and invoice.stripe else None,
-            metadata=metadata or {}, balance_transaction=txn_id)
+            self.ids,
+            self.rng,
+            amount=amount_minor,
+            currency=currency,
+            created=created,
+            customer=customer.stripe,
+            description=description,
+            invoice_id=invoice.stripe["id"] if invoice and invoice.stripe else None,
+            metadata=metadata or {},
+            balance_transaction=txn_id,
+        )
         self.stripe["charges"].append(charge)
         self.stripe["payment_intents"].append(shapes.stripe_payment_intent(charge))
-        self.balance(txn_id, amount_minor, fee(amount_minor, currency), currency, when, "charge", charge["id"], description)
+        self.balance(
+            txn_id, amount_minor, fee(amount_minor, currency), currency, when, "charge", charge["id"], description
+        )
         self.note_recent("charge.succeeded", created, charge)
         return charge
 
     def refund(self, charge: dict[str, Any], amount: int, when: datetime, reason: str) -> None:
         txn_id = self.ids.stripe("txn_3", 22)
-        refund = shapes.stripe_refund(self.ids, charge=charge, amount=amount, created=epoch(when), reason=reason,
-                                      balance_transaction=txn_id)
+        refund = shapes.stripe_refund(
+            self.ids, charge=charge, amount=amount, created=epoch(when), reason=reason, balance_transaction=txn_id
+        )
         self.stripe["refunds"].append(refund)
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] == charge["amount"]
         self.balance(txn_id, -amount, 0, charge["currency"].upper(), when, "refund", refund["id"], "REFUND FOR CHARGE")
         self.note_recent("charge.refunded", epoch(when), charge)
 
-    def balance(self, txn_id: str, amount: int, fee_minor: int, currency: str, when: datetime, kind: str, source: str,
-                description: str | None) -> None:
+    def balance(
+        self,
+        txn_id: str,
+        amount: int,
+        fee_minor: int,
+        currency: str,
+        when: datetime,
+        kind: str,
+        source: str,
+        description: str | None,
+    ) -> None:
         available = when.date() + timedelta(days=2)
         txn = shapes.stripe_balance_transaction(
-            txn_id, amount=amount, fee=fee_minor, currency=currency, created=epoch(when), available_on=epoch(at(available)),
-            kind=kind, source=source, description=description)
+            txn_id,
+            amount=amount,
+            fee=fee_minor,
+            currency=currency,
+            created=epoch(when),
+            available_on=epoch(at(available)),
+            kind=kind,
+            source=source,
+            description=description,
+        )
         self.stripe["balance_transactions"].append(txn)
         payout_day = available + timedelta(days=(7 - available.weekday()) % 7)  # weekly, on Mondays
         if payout_day < self.today:
@@ -465,10 +828,22 @@ class Book:
             shapes.stripe_mark_paid(invoice.stripe, paid_at=epoch(when), charge=charge)
             self.note_recent("invoice.paid", epoch(when), invoice.stripe)
 
-    def record(self, kind: str, *, method: str, amount: Decimal, currency: str, when: datetime, remittance: str | None,
-               allocations: list[tuple[Invoice, Decimal]], charge: dict[str, Any] | None = None,
-               xero_ids: list[str] | None = None, determinable: bool = True, candidates: list[Invoice] | None = None,
-               refunded: Decimal = Decimal(0)) -> None:
+    def record(
+        self,
+        kind: str,
+        *,
+        method: str,
+        amount: Decimal,
+        currency: str,
+        when: datetime,
+        remittance: str | None,
+        allocations: list[tuple[Invoice, Decimal]],
+        charge: dict[str, Any] | None = None,
+        xero_ids: list[str] | None = None,
+        determinable: bool = True,
+        candidates: list[Invoice] | None = None,
+        refunded: Decimal = Decimal(0),
+    ) -> None:
         """The truth about one payment: which invoices it pays and how much of each."""
         text = shapes.decimal_text
         for invoice, share in allocations:
@@ -476,29 +851,64 @@ class Book:
         allocated = sum((share for _, share in allocations), Decimal(0))
         assert allocated + refunded <= amount, (kind, amount, allocated, refunded)
         key = charge["id"] if charge else (xero_ids or [""])[0]
-        self.truth["payments"].append({
-            "id": key, "scenario": kind, "method": method, "stripe_charge_id": charge["id"] if charge else None,
-            "xero_payment_ids": xero_ids or [], "remittance": remittance, "received_at": when.isoformat().replace("+00:00", "Z"),
-            "amount": text(amount, currency), "currency": currency, "refunded": text(refunded, currency),
-            "unallocated": text(amount - refunded - allocated, currency),
-            "allocations": [{"xero_invoice_id": inv.xero["InvoiceID"], "invoice_number": inv.text,
-                             "stripe_invoice_id": inv.stripe["id"] if inv.stripe else None,
-                             "amount": text(share, currency), "currency": currency} for inv, share in allocations],
-            "determinable": determinable,
-            "candidates": [inv.text for inv in candidates] if candidates else None,
-        })
+        self.truth["payments"].append(
+            {
+                "id": key,
+                "scenario": kind,
+                "method": method,
+                "stripe_charge_id": charge["id"] if charge else None,
+                "xero_payment_ids": xero_ids or [],
+                "remittance": remittance,
+                "received_at": when.isoformat().replace("+00:00", "Z"),
+                "amount": text(amount, currency),
+                "currency": currency,
+                "refunded": text(refunded, currency),
+                "unallocated": text(amount - refunded - allocated, currency),
+                "allocations": [
+                    {
+                        "xero_invoice_id": inv.xero["InvoiceID"],
+                        "invoice_number": inv.text,
+                        "stripe_invoice_id": inv.stripe["id"] if inv.stripe else None,
+                        "amount": text(share, currency),
+                        "currency": currency,
+                    }
+                    for inv, share in allocations
+                ],
+                "determinable": determinable,
+                "candidates": [inv.text for inv in candidates] if candidates else None,
+            }
+        )
         self.truth["determinable"][key] = determinable
 
     def remit(self, invoice: Invoice) -> str:
         """Remittance text as people write it; the first ones go through every form in turn."""
         n, text = invoice.number, invoice.text
-        return self.form("single", (text, f"inv {n}", f"Invoice #{n}", text.replace("-", ""), f"Payment {text}",
-                                    f"{text} thank you", f"inv-{n}", f"INVOICE {n:04d}", f"Ref {text.lower()}"))
+        return self.form(
+            "single",
+            (
+                text,
+                f"inv {n}",
+                f"Invoice #{n}",
+                text.replace("-", ""),
+                f"Payment {text}",
+                f"{text} thank you",
+                f"inv-{n}",
+                f"INVOICE {n:04d}",
+                f"Ref {text.lower()}",
+            ),
+        )
 
     def remit_many(self, invoices: list[Invoice]) -> str:
         nums = [str(i.number) for i in invoices]
-        return self.form("many", ("Invoice " + " + ".join("#" + n for n in nums), ", ".join(i.text for i in invoices),
-                                  "inv " + "/".join(nums), " & ".join(i.text for i in invoices)))
+        return self.form(
+            "many",
+            (
+                "Invoice " + " + ".join("#" + n for n in nums),
+                ", ".join(i.text for i in invoices),
+                "inv " + "/".join(nums),
+                " & ".join(i.text for i in invoices),
+            ),
+        )
 
     def form(self, kind: str, forms: tuple[str, ...]) -> str:
         turn = self.form_turns[kind] = self.form_turns.get(kind, -1) + 1
@@ -521,8 +931,17 @@ class Book:
             recorded = day < self.today - timedelta(days=10) and self.rng.random() < 0.8
         xero_ids = [self.xero_pay(inv, inv.total, when, charge["id"], card=True)] if recorded else []
         self.touch(inv, when)
-        self.record("card_invoice", method="card", amount=inv.total, currency=c.currency, when=when,
-                    remittance=charge["description"], allocations=[(inv, inv.total)], charge=charge, xero_ids=xero_ids)
+        self.record(
+            "card_invoice",
+            method="card",
+            amount=inv.total,
+            currency=c.currency,
+            when=when,
+            remittance=charge["description"],
+            allocations=[(inv, inv.total)],
+            charge=charge,
+            xero_ids=xero_ids,
+        )
         return [inv]
 
     def scenario_bank_full(self, c: Customer, oob: bool | None = None, po: bool = False) -> list[Invoice]:
@@ -534,14 +953,26 @@ class Book:
             reference = f"PO {self.next_po}"
         inv = self.invoice(c, issue, due, "bank_po" if po else "bank_full", reference=reference)
         when = self.moment(day)
-        remittance = self.rng.choice((f"PO{self.next_po}", f"Our PO {self.next_po}", f"po#{self.next_po}")) if po else self.remit(inv)
+        remittance = (
+            self.rng.choice((f"PO{self.next_po}", f"Our PO {self.next_po}", f"po#{self.next_po}"))
+            if po
+            else self.remit(inv)
+        )
         xero_id = self.xero_pay(inv, inv.total, when, remittance)
         if oob is None:
             oob = self.rng.random() < 0.6
         if oob:
             self.stripe_paid(inv, when + timedelta(hours=20))
-        self.record(inv.scenario, method="bank_transfer", amount=inv.total, currency=c.currency, when=when,
-                    remittance=remittance, allocations=[(inv, inv.total)], xero_ids=[xero_id])
+        self.record(
+            inv.scenario,
+            method="bank_transfer",
+            amount=inv.total,
+            currency=c.currency,
+            when=when,
+            remittance=remittance,
+            allocations=[(inv, inv.total)],
+            xero_ids=[xero_id],
+        )
         return [inv]
 
     def scenario_bank_po(self, c: Customer) -> list[Invoice]:
@@ -554,12 +985,21 @@ class Book:
         when = self.moment(self.day_between(issue, self.today - timedelta(days=1)))
         remittance = self.remit(inv) + self.rng.choice(("", " part", " partial payment"))
         xero_id = self.xero_pay(inv, amount, when, remittance)
-        self.record("bank_partial", method="bank_transfer", amount=amount, currency=c.currency, when=when,
-                    remittance=remittance, allocations=[(inv, amount)], xero_ids=[xero_id])
+        self.record(
+            "bank_partial",
+            method="bank_transfer",
+            amount=amount,
+            currency=c.currency,
+            when=when,
+            remittance=remittance,
+            allocations=[(inv, amount)],
+            xero_ids=[xero_id],
+        )
         return [inv]
 
-    def card_link(self, c: Customer, inv: Invoice, amount: Decimal, when: datetime, description: str,
-                  number_in_metadata: bool) -> dict[str, Any]:
+    def card_link(
+        self, c: Customer, inv: Invoice, amount: Decimal, when: datetime, description: str, number_in_metadata: bool
+    ) -> dict[str, Any]:
         """A payment-link charge that Stripe does not tie to any invoice."""
         metadata = {"invoice_number": inv.text} if number_in_metadata else {}
         return self.charge(c, amount, when, description, metadata=metadata)
@@ -572,8 +1012,16 @@ class Book:
         description = self.remit(inv) + self.rng.choice((" part payment", " (partial)", " 1st payment"))
         charge = self.card_link(c, inv, amount, when, description, False)
         self.touch(inv, when)
-        self.record("card_partial", method="card", amount=amount, currency=c.currency, when=when, remittance=description,
-                    allocations=[(inv, amount)], charge=charge)
+        self.record(
+            "card_partial",
+            method="card",
+            amount=amount,
+            currency=c.currency,
+            when=when,
+            remittance=description,
+            allocations=[(inv, amount)],
+            charge=charge,
+        )
         return [inv]
 
     def scenario_card_text(self, c: Customer) -> list[Invoice]:
@@ -587,8 +1035,17 @@ class Book:
         if day < self.today - timedelta(days=10) and self.rng.random() < 0.5:
             xero_ids.append(self.xero_pay(inv, inv.total, when, charge["id"], card=True))
         self.touch(inv, when)
-        self.record("card_text", method="card", amount=inv.total, currency=c.currency, when=when, remittance=description,
-                    allocations=[(inv, inv.total)], charge=charge, xero_ids=xero_ids)
+        self.record(
+            "card_text",
+            method="card",
+            amount=inv.total,
+            currency=c.currency,
+            when=when,
+            remittance=description,
+            allocations=[(inv, inv.total)],
+            charge=charge,
+            xero_ids=xero_ids,
+        )
         return [inv]
 
     def scenario_card_po(self, c: Customer) -> list[Invoice]:
@@ -600,24 +1057,49 @@ class Book:
         description = self.rng.choice((f"PO{self.next_po}", f"Our PO {self.next_po}", f"po#{self.next_po}"))
         charge = self.charge(c, inv.total, when, description)
         self.touch(inv, when)
-        self.record("card_po", method="card", amount=inv.total, currency=c.currency, when=when, remittance=description,
-                    allocations=[(inv, inv.total)], charge=charge)
+        self.record(
+            "card_po",
+            method="card",
+            amount=inv.total,
+            currency=c.currency,
+            when=when,
+            remittance=description,
+            allocations=[(inv, inv.total)],
+            charge=charge,
+        )
         return [inv]
 
     def scenario_overpay(self, c: Customer, refund_excess: bool = False) -> list[Invoice]:
         issue, due, day = self.paid_dates(c.terms)
         inv = self.invoice(c, issue, due, "overpay_refunded" if refund_excess else "overpay")
-        extra = max(quantize(inv.total * Decimal(self.rng.randint(1, 10)) / 100, c.currency), quantize(Decimal("0.01"), c.currency) or Decimal(1))
+        extra = max(
+            quantize(inv.total * Decimal(self.rng.randint(1, 10)) / 100, c.currency),
+            quantize(Decimal("0.01"), c.currency) or Decimal(1),
+        )
         when = self.moment(day)
         description = self.remit(inv)
         charge = self.card_link(c, inv, inv.total + extra, when, description, False)
         refunded = Decimal(0)
         if refund_excess:
-            self.refund(charge, minor(extra, c.currency), self.moment(min(day + timedelta(days=2), self.today - timedelta(days=1))), "requested_by_customer")
+            self.refund(
+                charge,
+                minor(extra, c.currency),
+                self.moment(min(day + timedelta(days=2), self.today - timedelta(days=1))),
+                "requested_by_customer",
+            )
             refunded = extra
         self.touch(inv, when)
-        self.record(inv.scenario, method="card", amount=inv.total + extra, currency=c.currency, when=when,
-                    remittance=description, allocations=[(inv, inv.total)], charge=charge, refunded=refunded)
+        self.record(
+            inv.scenario,
+            method="card",
+            amount=inv.total + extra,
+            currency=c.currency,
+            when=when,
+            remittance=description,
+            allocations=[(inv, inv.total)],
+            charge=charge,
+            refunded=refunded,
+        )
         return [inv]
 
     def scenario_overpay_refunded(self, c: Customer) -> list[Invoice]:
@@ -635,36 +1117,73 @@ class Book:
         second = self.card_link(c, inv, inv.total, later, description, False)
         self.refund(second, second["amount"], later + timedelta(days=1), "duplicate")
         self.touch(inv, later)
-        self.record("duplicate_refunded", method="card", amount=inv.total, currency=c.currency, when=when,
-                    remittance=first["description"], allocations=[(inv, inv.total)], charge=first)
-        self.record("duplicate_refunded", method="card", amount=inv.total, currency=c.currency, when=later,
-                    remittance=description, allocations=[], charge=second, refunded=inv.total)
+        self.record(
+            "duplicate_refunded",
+            method="card",
+            amount=inv.total,
+            currency=c.currency,
+            when=when,
+            remittance=first["description"],
+            allocations=[(inv, inv.total)],
+            charge=first,
+        )
+        self.record(
+            "duplicate_refunded",
+            method="card",
+            amount=inv.total,
+            currency=c.currency,
+            when=later,
+            remittance=description,
+            allocations=[],
+            charge=second,
+            refunded=inv.total,
+        )
         return [inv]
 
     def scenario_multi_bank(self, c: Customer) -> list[Invoice]:
         """One bank transfer for two invoices: a Xero batch payment, one Payment per invoice."""
         issue, due, day = self.paid_dates(c.terms)
-        invs = [self.invoice(c, issue - timedelta(days=k * 3), due - timedelta(days=k * 3), "multi_bank") for k in range(2)]
+        invs = [
+            self.invoice(c, issue - timedelta(days=k * 3), due - timedelta(days=k * 3), "multi_bank") for k in range(2)
+        ]
         when = self.moment(day)
         remittance = self.remit_many(invs)
         batch = self.ids.xero()
         xero_ids = [self.xero_pay(inv, inv.total, when, remittance, batch=batch) for inv in invs]
         total = sum((inv.total for inv in invs), Decimal(0))
-        self.record("multi_bank", method="bank_transfer", amount=total, currency=c.currency, when=when,
-                    remittance=remittance, allocations=[(inv, inv.total) for inv in invs], xero_ids=xero_ids)
+        self.record(
+            "multi_bank",
+            method="bank_transfer",
+            amount=total,
+            currency=c.currency,
+            when=when,
+            remittance=remittance,
+            allocations=[(inv, inv.total) for inv in invs],
+            xero_ids=xero_ids,
+        )
         return invs
 
     def scenario_multi_card(self, c: Customer) -> list[Invoice]:
         issue, due, day = self.paid_dates(c.terms)
-        invs = [self.invoice(c, issue - timedelta(days=k * 5), due - timedelta(days=k * 5), "multi_card") for k in range(2)]
+        invs = [
+            self.invoice(c, issue - timedelta(days=k * 5), due - timedelta(days=k * 5), "multi_card") for k in range(2)
+        ]
         when = self.moment(day)
         description = self.remit_many(invs)
         total = sum((inv.total for inv in invs), Decimal(0))
         charge = self.charge(c, total, when, description)
         for inv in invs:
             self.touch(inv, when)
-        self.record("multi_card", method="card", amount=total, currency=c.currency, when=when, remittance=description,
-                    allocations=[(inv, inv.total) for inv in invs], charge=charge)
+        self.record(
+            "multi_card",
+            method="card",
+            amount=total,
+            currency=c.currency,
+            when=when,
+            remittance=description,
+            allocations=[(inv, inv.total) for inv in invs],
+            charge=charge,
+        )
         return invs
 
     def scenario_ambiguous(self, c: Customer) -> list[Invoice]:
@@ -676,8 +1195,18 @@ class Book:
         description = self.rng.choice((f"{c.name} payment", "Payment - thank you", "Monthly settlement", None))
         charge = self.charge(c, first.total, when, description)
         self.touch(first, when)
-        self.record("ambiguous", method="card", amount=first.total, currency=c.currency, when=when, remittance=description,
-                    allocations=[(first, first.total)], charge=charge, determinable=False, candidates=[first, second])
+        self.record(
+            "ambiguous",
+            method="card",
+            amount=first.total,
+            currency=c.currency,
+            when=when,
+            remittance=description,
+            allocations=[(first, first.total)],
+            charge=charge,
+            determinable=False,
+            candidates=[first, second],
+        )
         return [first, second]
 
     def scenario_credit_note(self, c: Customer, settle: bool | None = None) -> list[Invoice]:
@@ -696,16 +1225,38 @@ class Book:
         when = self.moment(self.day_between(issue, day))
         self.next_credit += 1
         note = {
-            "Type": "ACCRECCREDIT", "CreditNoteID": self.ids.xero(), "CreditNoteNumber": f"CN-{self.next_credit:04d}",
+            "Type": "ACCRECCREDIT",
+            "CreditNoteID": self.ids.xero(),
+            "CreditNoteNumber": f"CN-{self.next_credit:04d}",
             "Reference": self.rng.choice(("Goodwill", "Returned goods", "Pricing correction")),
-            "Contact": dict(inv.xero["Contact"]), "Date": dotnet(when.date()), "Status": "PAID",
+            "Contact": dict(inv.xero["Contact"]),
+            "Date": dotnet(when.date()),
+            "Status": "PAID",
             "LineAmountTypes": amount_types,
-            "LineItems": [shapes.xero_line(self.ids, description=f"Credit against {inv.text}", quantity=1, unit=net, tax=tax, tax_type=tax_type)],
-            "SubTotal": net, "TotalTax": tax, "Total": credit, "CurrencyCode": c.currency, "CurrencyRate": _RATES[c.currency],
-            "RemainingCredit": Decimal(0), "FullyPaidOnDate": dotnet(when.date()),
-            "Allocations": [{"AllocationID": self.ids.xero(), "Amount": credit, "Date": dotnet(when.date()),
-                             "Invoice": {"InvoiceID": inv.xero["InvoiceID"], "InvoiceNumber": inv.text}}],
-            "SentToContact": True, "HasAttachments": False, "HasErrors": False, "UpdatedDateUTC": dotnet(when),
+            "LineItems": [
+                shapes.xero_line(
+                    self.ids, description=f"Credit against {inv.text}", quantity=1, unit=net, tax=tax, tax_type=tax_type
+                )
+            ],
+            "SubTotal": net,
+            "TotalTax": tax,
+            "Total": credit,
+            "CurrencyCode": c.currency,
+            "CurrencyRate": _RATES[c.currency],
+            "RemainingCredit": Decimal(0),
+            "FullyPaidOnDate": dotnet(when.date()),
+            "Allocations": [
+                {
+                    "AllocationID": self.ids.xero(),
+                    "Amount": credit,
+                    "Date": dotnet(when.date()),
+                    "Invoice": {"InvoiceID": inv.xero["InvoiceID"], "InvoiceNumber": inv.text},
+                }
+            ],
+            "SentToContact": True,
+            "HasAttachments": False,
+            "HasErrors": False,
+            "UpdatedDateUTC": dotnet(when),
         }
         self.xero["CreditNotes"].append(note)
         inv.credit, inv.credit_note = credit, note
@@ -715,8 +1266,16 @@ class Book:
             paid_at = self.moment(max(day, when.date()))
             remittance = self.remit(inv)
             xero_id = self.xero_pay(inv, rest, paid_at, remittance)
-            self.record("credit_note", method="bank_transfer", amount=rest, currency=c.currency, when=paid_at,
-                        remittance=remittance, allocations=[(inv, rest)], xero_ids=[xero_id])
+            self.record(
+                "credit_note",
+                method="bank_transfer",
+                amount=rest,
+                currency=c.currency,
+                when=paid_at,
+                remittance=remittance,
+                allocations=[(inv, rest)],
+                xero_ids=[xero_id],
+            )
         return [inv]
 
     def scenario_disputed(self, c: Customer) -> list[Invoice]:
@@ -747,11 +1306,23 @@ class Book:
             when = self.moment(day)
             remittance = f"{inv.text} instalment {k}/{count}"
             xero_id = self.xero_pay(inv, instalment, when, remittance)
-            self.record("plan", method="bank_transfer", amount=instalment, currency=c.currency, when=when,
-                        remittance=remittance, allocations=[(inv, instalment)], xero_ids=[xero_id])
+            self.record(
+                "plan",
+                method="bank_transfer",
+                amount=instalment,
+                currency=c.currency,
+                when=when,
+                remittance=remittance,
+                allocations=[(inv, instalment)],
+                xero_ids=[xero_id],
+            )
             paid += 1
-        inv.plan = {"instalments": count, "instalment_amount": shapes.decimal_text(instalment, c.currency),
-                    "paid_instalments": paid, "first_due": due.isoformat()}
+        inv.plan = {
+            "instalments": count,
+            "instalment_amount": shapes.decimal_text(instalment, c.currency),
+            "paid_instalments": paid,
+            "first_due": due.isoformat(),
+        }
         return [inv]
 
     # -- Stripe payouts and events ---------------------------------------------------------------
@@ -765,16 +1336,39 @@ class Book:
             txn_id = self.ids.stripe("txn_1", 23)
             created = at(day, 3 * 3600)
             arrival = day + timedelta(days=2)
-            self.stripe["payouts"].append(shapes.stripe_payout(
-                payout_id, amount=amount, currency=currency, created=epoch(created), arrival=epoch(at(arrival)),
-                paid=arrival <= self.today, balance_transaction=txn_id))
-            self.stripe["balance_transactions"].append(shapes.stripe_balance_transaction(
-                txn_id, amount=-amount, fee=0, currency=currency, created=epoch(created), available_on=epoch(created),
-                kind="payout", source=payout_id, description="STRIPE PAYOUT"))
+            self.stripe["payouts"].append(
+                shapes.stripe_payout(
+                    payout_id,
+                    amount=amount,
+                    currency=currency,
+                    created=epoch(created),
+                    arrival=epoch(at(arrival)),
+                    paid=arrival <= self.today,
+                    balance_transaction=txn_id,
+                )
+            )
+            self.stripe["balance_transactions"].append(
+                shapes.stripe_balance_transaction(
+                    txn_id,
+                    amount=-amount,
+                    fee=0,
+                    currency=currency,
+                    created=epoch(created),
+                    available_on=epoch(created),
+                    kind="payout",
+                    source=payout_id,
+                    description="STRIPE PAYOUT",
+                )
+            )
             paid_out = Decimal(amount).scaleb(-currency_exponent(currency))
-            self.truth["payouts"].append({"id": payout_id, "currency": currency,
-                                          "amount": shapes.decimal_text(paid_out, currency),
-                                          "balance_transactions": [t["id"] for t in txns]})
+            self.truth["payouts"].append(
+                {
+                    "id": payout_id,
+                    "currency": currency,
+                    "amount": shapes.decimal_text(paid_out, currency),
+                    "balance_transactions": [t["id"] for t in txns],
+                }
+            )
             if epoch(created) >= self.recent:
                 self.recent_objects.append(("payout.created", epoch(created), self.stripe["payouts"][-1]))
 

@@ -53,22 +53,73 @@ RANGES: dict[str, tuple[tuple[str, bool] | None, tuple[str, bool] | None]] = {
     "EQ": (("value", True), ("value", True)),
     "BETWEEN": (("value", True), ("highValue", True)),
 }
-OPERATORS = {"BETWEEN", "CONTAINS_TOKEN", "EQ", "GT", "GTE", "HAS_PROPERTY", "IN", "LT", "LTE", "NEQ", "NOT_CONTAINS_TOKEN", "NOT_HAS_PROPERTY", "NOT_IN"}
+OPERATORS = {
+    "BETWEEN",
+    "CONTAINS_TOKEN",
+    "EQ",
+    "GT",
+    "GTE",
+    "HAS_PROPERTY",
+    "IN",
+    "LT",
+    "LTE",
+    "NEQ",
+    "NOT_CONTAINS_TOKEN",
+    "NOT_HAS_PROPERTY",
+    "NOT_IN",
+}
 DEFAULT_PROPERTIES = {
     "companies": ["name", "domain", "createdate", "hs_lastmodifieddate", "hs_object_id"],
     "contacts": ["firstname", "lastname", "email", "createdate", "lastmodifieddate", "hs_object_id"],
-    "deals": ["dealname", "amount", "closedate", "pipeline", "dealstage", "createdate", "hs_lastmodifieddate", "hs_object_id"],
+    "deals": [
+        "dealname",
+        "amount",
+        "closedate",
+        "pipeline",
+        "dealstage",
+        "createdate",
+        "hs_lastmodifieddate",
+        "hs_object_id",
+    ],
 }
-QUERY_PROPERTIES = ("name", "domain", "email", "firstname", "lastname", "dealname", "hs_number", "hs_note_body", "hs_task_subject")
+QUERY_PROPERTIES = (
+    "name",
+    "domain",
+    "email",
+    "firstname",
+    "lastname",
+    "dealname",
+    "hs_number",
+    "hs_note_body",
+    "hs_task_subject",
+)
 # Association type ids of the create bodies we accept (HUBSPOT_DEFINED), and the other way.
 ASSOCIATION_TARGETS = {
-    190: ("notes", "companies"), 202: ("notes", "contacts"), 214: ("notes", "deals"),
-    192: ("tasks", "companies"), 204: ("tasks", "contacts"), 216: ("tasks", "deals"),
-    341: ("deals", "companies"), 5: ("deals", "companies"), 279: ("contacts", "companies"), 1: ("contacts", "companies"),
+    190: ("notes", "companies"),
+    202: ("notes", "contacts"),
+    214: ("notes", "deals"),
+    192: ("tasks", "companies"),
+    204: ("tasks", "contacts"),
+    216: ("tasks", "deals"),
+    341: ("deals", "companies"),
+    5: ("deals", "companies"),
+    279: ("contacts", "companies"),
+    1: ("contacts", "companies"),
 }
-ASSOCIATION_NAMES = {"deal_to_company": 341, "company_to_deal": 342, "contact_to_company": 279, "company_to_contact": 280,
-                     "deal_to_contact": 3, "contact_to_deal": 4, "invoice_to_company": 179, "company_to_invoice": 180,
-                     "invoice_to_deal": 175, "deal_to_invoice": 176, "invoice_to_contact": 177, "contact_to_invoice": 178}
+ASSOCIATION_NAMES = {
+    "deal_to_company": 341,
+    "company_to_deal": 342,
+    "contact_to_company": 279,
+    "company_to_contact": 280,
+    "deal_to_contact": 3,
+    "contact_to_deal": 4,
+    "invoice_to_company": 179,
+    "company_to_invoice": 180,
+    "invoice_to_deal": 175,
+    "deal_to_invoice": 176,
+    "invoice_to_contact": 177,
+    "contact_to_invoice": 178,
+}
 
 
 def modified_property(object_type: str) -> str:
@@ -127,7 +178,9 @@ def _text(value: Any) -> str:
 class HubSpotFace:
     name = "hubspot"
 
-    def __init__(self, clock: Clock, *, limits: bool, credentials: dict[str, Any] | None = None, token_ttl_s: int = 1800) -> None:
+    def __init__(
+        self, clock: Clock, *, limits: bool, credentials: dict[str, Any] | None = None, token_ttl_s: int = 1800
+    ) -> None:
         self.clock = clock
         self.limits = limits
         self.oauth = OAuthIssuer("hubspot", clock, ttl_s=token_ttl_s, credentials=credentials)
@@ -162,7 +215,13 @@ class HubSpotFace:
                     self._next_id = max(self._next_id, int(ident) + 1)
                 for to_type, block in links.items():
                     for link in (block or {}).get("results") or []:
-                        self._associate(object_type, ident, to_type, str(link["id"]), ASSOCIATION_NAMES.get(str(link.get("type")), 0))
+                        self._associate(
+                            object_type,
+                            ident,
+                            to_type,
+                            str(link["id"]),
+                            ASSOCIATION_NAMES.get(str(link.get("type")), 0),
+                        )
             self.versions[object_type] += 1
 
     def _associate(self, from_type: str, from_id: str, to_type: str, to_id: str, type_id: int) -> None:
@@ -176,7 +235,11 @@ class HubSpotFace:
     def _gate(self, request: Request, search: bool) -> tuple[str, dict[str, str]]:
         bearer = bearer_of(request)
         if not self.oauth.bearer_ok(bearer):
-            raise refuse(401, "Authentication credentials not found. This API supports OAuth 2.0 authentication.", "INVALID_AUTHENTICATION")
+            raise refuse(
+                401,
+                "Authentication credentials not found. This API supports OAuth 2.0 authentication.",
+                "INVALID_AUTHENTICATION",
+            )
         assert bearer is not None
         if not self.limits:
             return bearer, {}
@@ -189,7 +252,13 @@ class HubSpotFace:
         for policy, window in windows:
             wait = window.retry_after()
             if wait > 0:
-                response = hub_error(429, f"You have reached your {policy.lower()} limit.", "RATE_LIMITS", errorType="RATE_LIMIT", policyName=policy)
+                response = hub_error(
+                    429,
+                    f"You have reached your {policy.lower()} limit.",
+                    "RATE_LIMITS",
+                    errorType="RATE_LIMIT",
+                    policyName=policy,
+                )
                 response.headers["Retry-After"] = retry_after_header(wait)
                 raise Refusal(response)
         for _, window in windows:
@@ -244,7 +313,12 @@ class HubSpotFace:
         return response
 
     def _route(self, request: Request, parts: list[str]) -> Response:
-        if parts[:3] == ["crm", "v4", "associations"] and len(parts) == 7 and parts[5:] == ["batch", "read"] and request.method == "POST":
+        if (
+            parts[:3] == ["crm", "v4", "associations"]
+            and len(parts) == 7
+            and parts[5:] == ["batch", "read"]
+            and request.method == "POST"
+        ):
             return self._association_read(request, parts[3], parts[4])
         if parts[:3] != ["crm", "v3", "objects"] or len(parts) < 4:
             raise refuse(404, f"No route for {request.method} {request.path}", "OBJECT_NOT_FOUND")
@@ -274,7 +348,9 @@ class HubSpotFace:
 
     # ------------------------------------------------------------ shaping
 
-    def _shape(self, object_type: str, record: dict[str, Any], wanted: list[str] | None, *, everything: bool = False) -> dict[str, Any]:
+    def _shape(
+        self, object_type: str, record: dict[str, Any], wanted: list[str] | None, *, everything: bool = False
+    ) -> dict[str, Any]:
         props = record["properties"]
         if everything:
             names = list(props)
@@ -282,7 +358,13 @@ class HubSpotFace:
             names = list(wanted) if wanted else list(DEFAULT_PROPERTIES.get(object_type, []))
             names += ["hs_object_id", created_property(object_type), modified_property(object_type)]
         shown = {n: _text(props[n]) for n in dict.fromkeys(names) if props.get(n) is not None}
-        out = {"id": record["id"], "properties": shown, "createdAt": record.get("createdAt"), "updatedAt": record.get("updatedAt"), "archived": bool(record.get("archived"))}
+        out = {
+            "id": record["id"],
+            "properties": shown,
+            "createdAt": record.get("createdAt"),
+            "updatedAt": record.get("updatedAt"),
+            "archived": bool(record.get("archived")),
+        }
         if record.get("archived") and record.get("archivedAt"):
             out["archivedAt"] = record["archivedAt"]
         return out
@@ -304,7 +386,10 @@ class HubSpotFace:
         except ValueError:
             raise refuse(400, f"after must be a number, not {body.get('after')!r}") from None
         if after >= SEARCH_CAP:
-            raise refuse(400, f"Search results are limited to {SEARCH_CAP} results; after={after} is past them. Narrow the query.")
+            raise refuse(
+                400,
+                f"Search results are limited to {SEARCH_CAP} results; after={after} is past them. Narrow the query.",
+            )
         matches = self._matches(object_type, body)
         # Nothing past the 10,000th result, whatever `after` and `limit`: the page stops at
         # the ceiling. Its `paging.next.after` then says "10000" (HubSpot's answer there);
@@ -337,7 +422,8 @@ class HubSpotFace:
             checks = [[f for i, f in enumerate(checks[0]) if i != used]]
         if any(checks) or query:
             records = [
-                r for r in records
+                r
+                for r in records
                 if (not checks or any(all(f(r) for f in g) for g in checks)) and self._query_matches(r, query)
             ]
         if len(self._search_cache) > SEARCH_CACHE_SIZE:
@@ -375,7 +461,9 @@ class HubSpotFace:
     def _filter(spec: dict[str, Any]) -> RecordCheck:
         name, op = spec.get("propertyName"), spec.get("operator")
         if not name or op not in OPERATORS:
-            raise refuse(400, f"Invalid filter {json.dumps(spec, default=str)}: propertyName and a known operator are required")
+            raise refuse(
+                400, f"Invalid filter {json.dumps(spec, default=str)}: propertyName and a known operator are required"
+            )
         value, high, values = spec.get("value"), spec.get("highValue"), spec.get("values") or []
 
         def get(record: dict[str, Any]) -> Any:
@@ -397,7 +485,9 @@ class HubSpotFace:
 
         def contains(actual: Any) -> bool:
             pattern = _text(value).lower()
-            return any(fnmatch.fnmatchcase(t, pattern) for t in tokens(actual)) or fnmatch.fnmatchcase(_text(actual).lower(), pattern)
+            return any(fnmatch.fnmatchcase(t, pattern) for t in tokens(actual)) or fnmatch.fnmatchcase(
+                _text(actual).lower(), pattern
+            )
 
         tests: dict[str, Callable[[Any], bool]] = {
             "EQ": lambda a: compare(a, value) == 0,
@@ -466,7 +556,9 @@ class HubSpotFace:
         results = [self._with_associations(object_type, self._shape(object_type, r, wanted), with_links) for r in page]
         answer: dict[str, Any] = {"results": results}
         if after + limit < len(records):
-            answer["paging"] = {"next": {"after": str(after + limit), "link": f"/crm/v3/objects/{object_type}?after={after + limit}"}}
+            answer["paging"] = {
+                "next": {"after": str(after + limit), "link": f"/crm/v3/objects/{object_type}?after={after + limit}"}
+            }
         return Response(200, answer)
 
     def _with_associations(self, object_type: str, shaped: dict[str, Any], to_types: list[str]) -> dict[str, Any]:
@@ -477,7 +569,9 @@ class HubSpotFace:
             links = [(t, i, k) for t, i, k in self.associations.get((object_type, shaped["id"]), []) if t == to_type]
             if links:
                 names = {v: k for k, v in ASSOCIATION_NAMES.items()}
-                block[to_type] = {"results": [{"id": i, "type": names.get(k, f"{object_type[:-1]}_to_{t[:-1]}")} for t, i, k in links]}
+                block[to_type] = {
+                    "results": [{"id": i, "type": names.get(k, f"{object_type[:-1]}_to_{t[:-1]}")} for t, i, k in links]
+                }
         if block:
             shaped["associations"] = block
         return shaped
@@ -486,7 +580,9 @@ class HubSpotFace:
         record = self.objects[object_type].get(ident)
         archived_ok = (request.arg("archived") or "false").lower() == "true"
         if record is None or (record.get("archived") and not archived_ok):
-            raise refuse(404, f"Object not found.  objectId are usually numeric.  ({object_type} {ident})", "OBJECT_NOT_FOUND")
+            raise refuse(
+                404, f"Object not found.  objectId are usually numeric.  ({object_type} {ident})", "OBJECT_NOT_FOUND"
+            )
         return record
 
     def _read(self, request: Request, object_type: str, ident: str) -> Response:
@@ -506,7 +602,11 @@ class HubSpotFace:
         record["properties"][modified_property(object_type)] = now
         record["updatedAt"] = now
         self.versions[object_type] += 1
-        return Response(200, self._shape(object_type, record, None, everything=True), effect=f"updated {object_type} {ident}: {', '.join(properties)}")
+        return Response(
+            200,
+            self._shape(object_type, record, None, everything=True),
+            effect=f"updated {object_type} {ident}: {', '.join(properties)}",
+        )
 
     def _create(self, request: Request, object_type: str) -> Response:
         body = self._body(request)
@@ -514,7 +614,11 @@ class HubSpotFace:
         if not isinstance(properties, dict):
             raise refuse(400, "properties must be an object of property values")
         if object_type in ("notes", "tasks") and not properties.get("hs_timestamp"):
-            raise refuse(400, "Property values were not valid: hs_timestamp is required", errors=[{"message": "hs_timestamp is required", "code": "REQUIRED_FIELD"}])
+            raise refuse(
+                400,
+                "Property values were not valid: hs_timestamp is required",
+                errors=[{"message": "hs_timestamp is required", "code": "REQUIRED_FIELD"}],
+            )
         links = []
         for association in body.get("associations") or []:
             to_id = str((association.get("to") or {}).get("id", ""))
@@ -537,7 +641,9 @@ class HubSpotFace:
         for to_type, to_id, type_id in links:
             self._associate(object_type, ident, to_type, to_id, type_id)
         self.versions[object_type] += 1
-        return Response(201, self._shape(object_type, record, None, everything=True), effect=f"created {object_type[:-1]} {ident}")
+        return Response(
+            201, self._shape(object_type, record, None, everything=True), effect=f"created {object_type[:-1]} {ident}"
+        )
 
     def _association_read(self, request: Request, from_type: str, to_type: str) -> Response:
         inputs = self._body(request).get("inputs") or []
@@ -551,15 +657,23 @@ class HubSpotFace:
             grouped: dict[str, list[int]] = {}
             for to_id, type_id in links:
                 grouped.setdefault(to_id, []).append(type_id)
-            results.append({
-                "from": {"id": ident},
-                "to": [
-                    {"toObjectId": int(to_id) if to_id.isdigit() else to_id,
-                     "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": k, "label": None} for k in kinds]}
-                    for to_id, kinds in grouped.items()
-                ],
-            })
-        return Response(200, {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": iso_ms(self.clock())})
+            results.append(
+                {
+                    "from": {"id": ident},
+                    "to": [
+                        {
+                            "toObjectId": int(to_id) if to_id.isdigit() else to_id,
+                            "associationTypes": [
+                                {"category": "HUBSPOT_DEFINED", "typeId": k, "label": None} for k in kinds
+                            ],
+                        }
+                        for to_id, kinds in grouped.items()
+                    ],
+                }
+            )
+        return Response(
+            200, {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": iso_ms(self.clock())}
+        )
 
 
 def _sort_of(sorts: list[Any]) -> tuple[str | None, bool]:

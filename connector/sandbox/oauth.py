@@ -20,7 +20,9 @@ from connector.sandbox.common import Clock, Request, Response, token
 
 
 class OAuthIssuer:
-    def __init__(self, provider: str, clock: Clock, *, ttl_s: int = 1800, credentials: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, provider: str, clock: Clock, *, ttl_s: int = 1800, credentials: dict[str, Any] | None = None
+    ) -> None:
         self.provider = provider
         self.clock = clock
         self.ttl_s = ttl_s
@@ -62,8 +64,7 @@ class OAuthIssuer:
         if not client_id:
             return self._error(401, "invalid_client", "client authentication failed", journal)
         if self.strict and (
-            client_id != self.credentials.get("client_id")
-            or client_secret != self.credentials.get("client_secret")
+            client_id != self.credentials.get("client_id") or client_secret != self.credentials.get("client_secret")
         ):
             return self._error(401, "invalid_client", "client authentication failed", journal)
         if grant != "refresh_token":
@@ -88,7 +89,9 @@ class OAuthIssuer:
             "expires_in": self.ttl_s,
             "token_type": "Bearer",
         }
-        return Response(200, body, effect="issued access token; refresh token rotated", journal_payload=journal, redacted=True)
+        return Response(
+            200, body, effect="issued access token; refresh token rotated", journal_payload=journal, redacted=True
+        )
 
     def _error(self, status: int, code: str, message: str, journal: dict[str, Any]) -> Response:
         body: dict[str, Any] = {"error": code, "error_description": message}

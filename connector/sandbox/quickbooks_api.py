@@ -88,7 +88,9 @@ def _updated(obj: dict[str, Any]) -> float:
 class QuickBooksFace:
     name = "quickbooks"
 
-    def __init__(self, clock: Clock, *, limits: bool, credentials: dict[str, Any] | None = None, token_ttl_s: int = 3600) -> None:
+    def __init__(
+        self, clock: Clock, *, limits: bool, credentials: dict[str, Any] | None = None, token_ttl_s: int = 3600
+    ) -> None:
         self.clock = clock
         self.limits = limits
         self.oauth = OAuthIssuer("quickbooks", clock, ttl_s=token_ttl_s, credentials=credentials)
@@ -96,7 +98,9 @@ class QuickBooksFace:
         self.realms = set([realms] if isinstance(realms, str) else realms or []) or None
         self.objects: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in ENTITIES}
         self.deleted: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in ENTITIES}
-        self.preferences: dict[str, Any] = {"CurrencyPrefs": {"MultiCurrencyEnabled": True, "HomeCurrency": {"value": "USD"}}}
+        self.preferences: dict[str, Any] = {
+            "CurrencyPrefs": {"MultiCurrencyEnabled": True, "HomeCurrency": {"value": "USD"}}
+        }
         self.requests: dict[tuple[str, str], Response] = {}  # (realm, requestid) -> first answer
         self.minute: dict[str, Window] = {}
         self.in_flight: dict[str, int] = {}
@@ -169,7 +173,13 @@ class QuickBooksFace:
     @staticmethod
     def _throttled() -> Response:
         # QuickBooks sends no Retry-After; its documentation asks for a 60-second wait.
-        return fault(429, "ThrottleExceeded", "Throttle exceeded: 500 requests per minute per realm or 10 in flight", code="003001", type_="SERVICE")
+        return fault(
+            429,
+            "ThrottleExceeded",
+            "Throttle exceeded: 500 requests per minute per realm or 10 in flight",
+            code="003001",
+            type_="SERVICE",
+        )
 
     def handle(self, request: Request) -> Response:
         if request.path == "/oauth/token" and request.method == "POST":
@@ -187,17 +197,44 @@ class QuickBooksFace:
     def _gate(self, request: Request) -> tuple[str, list[str]]:
         parts = request.path.strip("/").split("/")
         if len(parts) < 4 or parts[:2] != ["v3", "company"]:
-            raise Refusal(fault(404, "Resource not found", f"no resource {request.path}", code="610", type_="ValidationFault"))
+            raise Refusal(
+                fault(404, "Resource not found", f"no resource {request.path}", code="610", type_="ValidationFault")
+            )
         if not self.oauth.bearer_ok(bearer_of(request)):
-            body = {"fault": {"error": [{"message": "message=AuthenticationFailed; errorCode=003200; statusCode=401",
-                                         "detail": "Token expired or invalid", "code": "3200"}], "type": "AUTHENTICATION"}}
+            body = {
+                "fault": {
+                    "error": [
+                        {
+                            "message": "message=AuthenticationFailed; errorCode=003200; statusCode=401",
+                            "detail": "Token expired or invalid",
+                            "code": "3200",
+                        }
+                    ],
+                    "type": "AUTHENTICATION",
+                }
+            }
             raise Refusal(Response(401, body, effect="rejected: AuthenticationFailed"))
         realm = parts[2]
         if self.realms is not None and realm not in self.realms:
-            raise Refusal(fault(403, "ApplicationAuthorizationFailed", f"realm {realm} is not authorised", code="003100", type_="AUTHORIZATION"))
+            raise Refusal(
+                fault(
+                    403,
+                    "ApplicationAuthorizationFailed",
+                    f"realm {realm} is not authorised",
+                    code="003100",
+                    type_="AUTHORIZATION",
+                )
+            )
         minor = request.arg("minorversion")
         if minor is not None and (not minor.isdigit() or int(minor) < 75):
-            raise Refusal(fault(400, "Invalid minorversion", f"minorversion {minor} is no longer supported; use 75 or later", code="2040"))
+            raise Refusal(
+                fault(
+                    400,
+                    "Invalid minorversion",
+                    f"minorversion {minor} is no longer supported; use 75 or later",
+                    code="2040",
+                )
+            )
         if self.limits:
             window = self.minute.setdefault(realm, Window(500, 60.0, self.clock))
             if window.retry_after() > 0:
@@ -216,11 +253,17 @@ class QuickBooksFace:
         except Refusal as refusal:
             response = refusal.response
         if response.status < 500:
-            self.requests[(realm, key)] = Response(response.status, copy(response.body), dict(response.headers), response.effect)
+            self.requests[(realm, key)] = Response(
+                response.status, copy(response.body), dict(response.headers), response.effect
+            )
         return response
 
     def _answer(self, body: dict[str, Any], effect: str | None = None) -> Response:
-        return Response(200, {**body, "time": datetime.fromtimestamp(self.clock(), LOCAL).isoformat(timespec="milliseconds")}, effect=effect)
+        return Response(
+            200,
+            {**body, "time": datetime.fromtimestamp(self.clock(), LOCAL).isoformat(timespec="milliseconds")},
+            effect=effect,
+        )
 
     def _route(self, request: Request, rest: list[str]) -> Response:
         head = rest[0].lower()
@@ -233,19 +276,41 @@ class QuickBooksFace:
             return self._answer({"Preferences": copy(self.preferences)})
         entity = PATHS.get(head)
         if entity is None:
-            raise Refusal(fault(400, "Unsupported Operation", f"Operation {request.method} {'/'.join(rest)} is not supported", code="500"))
+            raise Refusal(
+                fault(
+                    400,
+                    "Unsupported Operation",
+                    f"Operation {request.method} {'/'.join(rest)} is not supported",
+                    code="500",
+                )
+            )
         if request.method == "GET" and len(rest) == 2:
             return self._answer({entity: copy(self._find(entity, rest[1]))})
         if entity == "Payment" and len(rest) == 1 and request.method == "POST":
             return self._create_payment(request)
         if entity == "Invoice" and len(rest) == 3 and rest[2] == "send" and request.method == "POST":
             return self._send(self._find(entity, rest[1]), request.arg("sendTo"))
-        raise Refusal(fault(400, "Unsupported Operation", f"Operation {request.method} {'/'.join(rest)} is not supported", code="500"))
+        raise Refusal(
+            fault(
+                400,
+                "Unsupported Operation",
+                f"Operation {request.method} {'/'.join(rest)} is not supported",
+                code="500",
+            )
+        )
 
     def _find(self, entity: str, ident: str) -> dict[str, Any]:
         found = self.objects[entity].get(ident)
         if found is None:
-            raise Refusal(fault(400, "Object Not Found", f"Object Not Found : Something you're trying to use has been made inactive or deleted: {entity} {ident}", code="610"))
+            raise Refusal(
+                fault(
+                    400,
+                    "Object Not Found",
+                    "Object Not Found : Something you're trying to use "
+                    f"has been made inactive or deleted: {entity} {ident}",
+                    code="610",
+                )
+            )
         return found
 
     # ------------------------------------------------------------ reads
@@ -253,12 +318,18 @@ class QuickBooksFace:
     def _query(self, text: str) -> Response:
         match = _QUERY.match(text or "")
         if not match:
-            raise Refusal(fault(400, "QueryParserError", f"Encountered an error parsing the query: {text!r}", code="4000"))
+            raise Refusal(
+                fault(400, "QueryParserError", f"Encountered an error parsing the query: {text!r}", code="4000")
+            )
         entity = next((e for e in ENTITIES if e.lower() == match["entity"].lower()), None)
         if entity is None:
             raise Refusal(fault(400, "QueryValidationError", f"unknown entity {match['entity']}", code="4001"))
         records = list(self.objects[entity].values())
-        checks = [self._clause(c, text) for c in re.split(r"\s+AND\s+", match["where"], flags=re.IGNORECASE)] if match["where"] else []
+        checks = (
+            [self._clause(c, text) for c in re.split(r"\s+AND\s+", match["where"], flags=re.IGNORECASE)]
+            if match["where"]
+            else []
+        )
         if entity == "Customer" and not (match["where"] and re.search(r"\bActive\b", match["where"], re.IGNORECASE)):
             records = [r for r in records if r.get("Active", True) is not False]
         records = [r for r in records if all(check(r) for check in checks)]
@@ -286,7 +357,9 @@ class QuickBooksFace:
     def _clause(clause: str, text: str) -> RecordCheck:
         match = _CLAUSE.match(clause)
         if not match:
-            raise Refusal(fault(400, "QueryParserError", f"Encountered an error parsing the query: {text!r}", code="4000"))
+            raise Refusal(
+                fault(400, "QueryParserError", f"Encountered an error parsing the query: {text!r}", code="4000")
+            )
         field = match["field"]
 
         def literal(token: str) -> Any:
@@ -311,9 +384,13 @@ class QuickBooksFace:
             return lambda r: any(comparable(_get(r, field), w)[0] == comparable(_get(r, field), w)[1] for w in wanted)
         op, wanted = match["op"], literal(match["value"])
         ops: dict[str, Callable[[Any, Any], bool]] = {
-            "=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<>": lambda a, b: a != b,
-            "<": lambda a, b: a is not None and a < b, ">": lambda a, b: a is not None and a > b,
-            "<=": lambda a, b: a is not None and a <= b, ">=": lambda a, b: a is not None and a >= b,
+            "=": lambda a, b: a == b,
+            "!=": lambda a, b: a != b,
+            "<>": lambda a, b: a != b,
+            "<": lambda a, b: a is not None and a < b,
+            ">": lambda a, b: a is not None and a > b,
+            "<=": lambda a, b: a is not None and a <= b,
+            ">=": lambda a, b: a is not None and a >= b,
         }
 
         def check(record: dict[str, Any]) -> bool:
@@ -332,7 +409,14 @@ class QuickBooksFace:
         if since is None:
             raise Refusal(fault(400, "Invalid changedSince", f"changedSince={text!r} is not a date-time", code="2010"))
         if since < self.clock() - CDC_DAYS * 86400:
-            raise Refusal(fault(400, "Invalid Request", f"Operation cdc with changedSince date {text} which is older than fixed days is not supported", code="2010"))
+            raise Refusal(
+                fault(
+                    400,
+                    "Invalid Request",
+                    f"Operation cdc with changedSince date {text} which is older than fixed days is not supported",
+                    code="2010",
+                )
+            )
         changed = []
         for entity in wanted:
             assert entity is not None
@@ -355,48 +439,104 @@ class QuickBooksFace:
         try:
             body = request.json()
         except ValueError:
-            raise Refusal(fault(400, "Request has invalid or unsupported property", "the body is not JSON", code="2010")) from None
+            raise Refusal(
+                fault(400, "Request has invalid or unsupported property", "the body is not JSON", code="2010")
+            ) from None
         if not isinstance(body, dict):
-            raise Refusal(fault(400, "Request has invalid or unsupported property", "the body is not a Payment", code="2010"))
+            raise Refusal(
+                fault(400, "Request has invalid or unsupported property", "the body is not a Payment", code="2010")
+            )
         customer_id = _get(body, "CustomerRef.value")
         customer = self.objects["Customer"].get(str(customer_id)) if customer_id else None
         if customer is None:
-            raise Refusal(fault(400, "Invalid Reference Id", f"Invalid Reference Id : Customer {customer_id}", code="2500"))
+            raise Refusal(
+                fault(400, "Invalid Reference Id", f"Invalid Reference Id : Customer {customer_id}", code="2500")
+            )
         try:
             total = _dec(body.get("TotalAmt"))
             lines = [(_dec(line.get("Amount")), line.get("LinkedTxn") or []) for line in body.get("Line") or []]
         except (ValueError, AttributeError):
-            raise Refusal(fault(400, "Invalid Number", "TotalAmt and Line.Amount must be numbers", code="2090")) from None
+            raise Refusal(
+                fault(400, "Invalid Number", "TotalAmt and Line.Amount must be numbers", code="2090")
+            ) from None
         if total <= 0:
-            raise Refusal(fault(400, "Required param missing, need to supply the required value for the API", "TotalAmt must be above zero", code="2020"))
+            raise Refusal(
+                fault(
+                    400,
+                    "Required param missing, need to supply the required value for the API",
+                    "TotalAmt must be above zero",
+                    code="2020",
+                )
+            )
         applied = Decimal(0)
         invoices = []
         for amount, linked in lines:
             for link in linked:
                 if link.get("TxnType") != "Invoice":
-                    raise Refusal(fault(400, "Invalid LinkedTxn", f"TxnType {link.get('TxnType')} is not supported here", code="2010"))
+                    raise Refusal(
+                        fault(
+                            400,
+                            "Invalid LinkedTxn",
+                            f"TxnType {link.get('TxnType')} is not supported here",
+                            code="2010",
+                        )
+                    )
                 invoice = self._find("Invoice", str(link.get("TxnId")))
                 if _get(invoice, "CustomerRef.value") != customer["Id"]:
-                    raise Refusal(fault(400, "Invalid LinkedTxn", f"Invoice {invoice['Id']} belongs to another customer", code="6000"))
+                    raise Refusal(
+                        fault(
+                            400,
+                            "Invalid LinkedTxn",
+                            f"Invoice {invoice['Id']} belongs to another customer",
+                            code="6000",
+                        )
+                    )
                 currency = _get(body, "CurrencyRef.value") or _get(invoice, "CurrencyRef.value")
                 if currency != _get(invoice, "CurrencyRef.value"):
-                    raise Refusal(fault(400, "Currency mismatch", f"the payment is in {currency}, invoice {invoice['Id']} in {_get(invoice, 'CurrencyRef.value')}", code="6000"))
+                    raise Refusal(
+                        fault(
+                            400,
+                            "Currency mismatch",
+                            f"the payment is in {currency}, invoice {invoice['Id']} "
+                            f"in {_get(invoice, 'CurrencyRef.value')}",
+                            code="6000",
+                        )
+                    )
                 if amount > _dec(invoice.get("Balance")):
-                    raise Refusal(fault(400, "A business validation error has occurred while processing your request",
-                                        f"Business Validation Error: The amount applied to invoice {invoice['Id']} exceeds its balance", code="6000"))
+                    raise Refusal(
+                        fault(
+                            400,
+                            "A business validation error has occurred while processing your request",
+                            "Business Validation Error: The amount applied "
+                            f"to invoice {invoice['Id']} exceeds its balance",
+                            code="6000",
+                        )
+                    )
                 invoices.append((invoice, amount))
             applied += amount
         if applied > total:
-            raise Refusal(fault(400, "A business validation error has occurred while processing your request",
-                                "Business Validation Error: the lines apply more than TotalAmt", code="6000"))
+            raise Refusal(
+                fault(
+                    400,
+                    "A business validation error has occurred while processing your request",
+                    "Business Validation Error: the lines apply more than TotalAmt",
+                    code="6000",
+                )
+            )
         now = local_time(self.clock())
         payment_id = str(self._next_id)
         self._next_id += 1
         currency = _get(body, "CurrencyRef.value") or _get(customer, "CurrencyRef.value") or "USD"
         payment: dict[str, Any] = {
-            "SyncToken": "0", "domain": "QBO", "sparse": False, "Id": payment_id,
-            "TxnDate": body.get("TxnDate") or now[:10], "TotalAmt": total, "UnappliedAmt": total - applied,
-            "ProcessPayment": False, "CurrencyRef": {"value": currency},
+            "SyncToken": "0",
+            "domain": "QBO",
+            "sparse": False,
+            "Id": payment_id,
+            "TxnDate": body.get("TxnDate") or now[:10],
+            "TotalAmt": total,
+            "UnappliedAmt": total - applied,
+            "ProcessPayment": False,
+            "CurrencyRef": {"value": currency},
             "CustomerRef": {"value": customer["Id"], "name": customer.get("DisplayName", "")},
             "Line": [{"Amount": amount, "LinkedTxn": [dict(link) for link in linked]} for amount, linked in lines],
             "MetaData": {"CreateTime": now, "LastUpdatedTime": now},
@@ -414,7 +554,11 @@ class QuickBooksFace:
     def _send(self, invoice: dict[str, Any], send_to: str | None) -> Response:
         address = send_to or _get(invoice, "BillEmail.Address")
         if not address:
-            raise Refusal(fault(400, "Invalid Email Address", f"Invoice {invoice['Id']} has no BillEmail and no sendTo", code="2050"))
+            raise Refusal(
+                fault(
+                    400, "Invalid Email Address", f"Invoice {invoice['Id']} has no BillEmail and no sendTo", code="2050"
+                )
+            )
         invoice["EmailStatus"] = "EmailSent"
         invoice["DeliveryInfo"] = {"DeliveryType": "Email", "DeliveryTime": local_time(self.clock())}
         if send_to:
@@ -460,11 +604,22 @@ def quickbooks_book(xero_section: dict[str, Any]) -> dict[str, Any]:
     customers: dict[str, dict[str, Any]] = {}
     for contact in xero_section.get("Contacts") or []:
         customer: dict[str, Any] = {
-            "Id": next_id(), "SyncToken": "0", "domain": "QBO", "sparse": False,
-            "DisplayName": contact["Name"], "FullyQualifiedName": contact["Name"], "CompanyName": contact["Name"],
-            "PrintOnCheckName": contact["Name"], "Active": contact.get("ContactStatus") != "ARCHIVED",
-            "Job": False, "BillWithParent": False, "Taxable": True, "Balance": Decimal("0"), "BalanceWithJobs": Decimal("0"),
-            "PreferredDeliveryMethod": "Email", "MetaData": meta(contact.get("UpdatedDateUTC")),
+            "Id": next_id(),
+            "SyncToken": "0",
+            "domain": "QBO",
+            "sparse": False,
+            "DisplayName": contact["Name"],
+            "FullyQualifiedName": contact["Name"],
+            "CompanyName": contact["Name"],
+            "PrintOnCheckName": contact["Name"],
+            "Active": contact.get("ContactStatus") != "ARCHIVED",
+            "Job": False,
+            "BillWithParent": False,
+            "Taxable": True,
+            "Balance": Decimal("0"),
+            "BalanceWithJobs": Decimal("0"),
+            "PreferredDeliveryMethod": "Email",
+            "MetaData": meta(contact.get("UpdatedDateUTC")),
         }
         if contact.get("FirstName"):
             customer["GivenName"] = contact["FirstName"]
@@ -491,12 +646,21 @@ def quickbooks_book(xero_section: dict[str, Any]) -> dict[str, Any]:
                 amount -= Decimal(str(item.get("TaxAmount", 0)))
             amount = Decimal(0) * amount if zero else amount
             subtotal += amount
-            out.append({
-                "Id": str(number), "LineNum": number, "Description": item.get("Description", ""),
-                "Amount": amount, "DetailType": "SalesItemLineDetail",
-                "SalesItemLineDetail": {"ItemRef": {"value": "1", "name": "Services"}, "Qty": item.get("Quantity", Decimal(1)),
-                                        "UnitPrice": item.get("UnitAmount", amount), "TaxCodeRef": {"value": "TAX" if item.get("TaxAmount") else "NON"}},
-            })
+            out.append(
+                {
+                    "Id": str(number),
+                    "LineNum": number,
+                    "Description": item.get("Description", ""),
+                    "Amount": amount,
+                    "DetailType": "SalesItemLineDetail",
+                    "SalesItemLineDetail": {
+                        "ItemRef": {"value": "1", "name": "Services"},
+                        "Qty": item.get("Quantity", Decimal(1)),
+                        "UnitPrice": item.get("UnitAmount", amount),
+                        "TaxCodeRef": {"value": "TAX" if item.get("TaxAmount") else "NON"},
+                    },
+                }
+            )
         out.append({"Amount": subtotal, "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}})
         return out, subtotal
 
@@ -508,17 +672,26 @@ def quickbooks_book(xero_section: dict[str, Any]) -> dict[str, Any]:
         line_items, _ = lines(doc, voided)
         total = Decimal(0) if voided else Decimal(str(doc.get("Total", 0)))
         invoice: dict[str, Any] = {
-            "Id": next_id(), "SyncToken": "0", "domain": "QBO", "sparse": False,
-            "DocNumber": doc.get("InvoiceNumber"), "TxnDate": _day(doc["Date"]),
+            "Id": next_id(),
+            "SyncToken": "0",
+            "domain": "QBO",
+            "sparse": False,
+            "DocNumber": doc.get("InvoiceNumber"),
+            "TxnDate": _day(doc["Date"]),
             "CurrencyRef": {"value": doc.get("CurrencyCode", "USD")},
             "ExchangeRate": doc.get("CurrencyRate", Decimal(1)),
-            "CustomerRef": customer_ref(doc["Contact"]), "Line": line_items,
+            "CustomerRef": customer_ref(doc["Contact"]),
+            "Line": line_items,
             "TxnTaxDetail": {"TotalTax": Decimal(0) if voided else Decimal(str(doc.get("TotalTax", 0)))},
-            "TotalAmt": total, "Balance": Decimal(0) if voided else Decimal(str(doc.get("AmountDue", total))),
-            "Deposit": Decimal(0), "ApplyTaxAfterDiscount": False, "PrintStatus": "NotSet",
+            "TotalAmt": total,
+            "Balance": Decimal(0) if voided else Decimal(str(doc.get("AmountDue", total))),
+            "Deposit": Decimal(0),
+            "ApplyTaxAfterDiscount": False,
+            "PrintStatus": "NotSet",
             "EmailStatus": "EmailSent" if doc.get("SentToContact") else "NotSet",
             "GlobalTaxCalculation": "TaxInclusive" if doc.get("LineAmountTypes") == "Inclusive" else "TaxExcluded",
-            "LinkedTxn": [], "MetaData": meta(doc.get("UpdatedDateUTC")),
+            "LinkedTxn": [],
+            "MetaData": meta(doc.get("UpdatedDateUTC")),
         }
         if doc.get("DueDate"):
             invoice["DueDate"] = _day(doc["DueDate"])
@@ -534,13 +707,24 @@ def quickbooks_book(xero_section: dict[str, Any]) -> dict[str, Any]:
     payments = []
     for doc in xero_section.get("Payments") or []:
         target = invoices.get(_get(doc, "Invoice.InvoiceID") or "")
-        if doc.get("PaymentType", "ACCRECPAYMENT") != "ACCRECPAYMENT" or doc.get("Status") == "DELETED" or target is None:
+        if (
+            doc.get("PaymentType", "ACCRECPAYMENT") != "ACCRECPAYMENT"
+            or doc.get("Status") == "DELETED"
+            or target is None
+        ):
             continue
         amount = Decimal(str(doc.get("Amount", 0)))
         payment: dict[str, Any] = {
-            "Id": next_id(), "SyncToken": "0", "domain": "QBO", "sparse": False,
-            "TxnDate": _day(doc["Date"]), "TotalAmt": amount, "UnappliedAmt": Decimal(0), "ProcessPayment": False,
-            "CurrencyRef": dict(target["CurrencyRef"]), "ExchangeRate": doc.get("CurrencyRate", Decimal(1)),
+            "Id": next_id(),
+            "SyncToken": "0",
+            "domain": "QBO",
+            "sparse": False,
+            "TxnDate": _day(doc["Date"]),
+            "TotalAmt": amount,
+            "UnappliedAmt": Decimal(0),
+            "ProcessPayment": False,
+            "CurrencyRef": dict(target["CurrencyRef"]),
+            "ExchangeRate": doc.get("CurrencyRate", Decimal(1)),
             "CustomerRef": dict(target["CustomerRef"]),
             "Line": [{"Amount": amount, "LinkedTxn": [{"TxnId": target["Id"], "TxnType": "Invoice"}]}],
             "MetaData": meta(doc.get("UpdatedDateUTC")),
@@ -563,11 +747,19 @@ def quickbooks_book(xero_section: dict[str, Any]) -> dict[str, Any]:
         total = Decimal(0) if voided else Decimal(str(doc.get("Total", 0)))
         remaining = Decimal(0) if voided else Decimal(str(doc.get("RemainingCredit", 0)))
         memo: dict[str, Any] = {
-            "Id": next_id(), "SyncToken": "0", "domain": "QBO", "sparse": False,
-            "DocNumber": doc.get("CreditNoteNumber"), "TxnDate": _day(doc["Date"]),
-            "CurrencyRef": {"value": doc.get("CurrencyCode", "USD")}, "CustomerRef": customer_ref(doc["Contact"]),
-            "Line": line_items, "TxnTaxDetail": {"TotalTax": Decimal(0) if voided else Decimal(str(doc.get("TotalTax", 0)))},
-            "TotalAmt": total, "Balance": remaining, "RemainingCredit": remaining,
+            "Id": next_id(),
+            "SyncToken": "0",
+            "domain": "QBO",
+            "sparse": False,
+            "DocNumber": doc.get("CreditNoteNumber"),
+            "TxnDate": _day(doc["Date"]),
+            "CurrencyRef": {"value": doc.get("CurrencyCode", "USD")},
+            "CustomerRef": customer_ref(doc["Contact"]),
+            "Line": line_items,
+            "TxnTaxDetail": {"TotalTax": Decimal(0) if voided else Decimal(str(doc.get("TotalTax", 0)))},
+            "TotalAmt": total,
+            "Balance": remaining,
+            "RemainingCredit": remaining,
             "MetaData": meta(doc.get("UpdatedDateUTC")),
         }
         if voided:
@@ -583,5 +775,7 @@ def quickbooks_book(xero_section: dict[str, Any]) -> dict[str, Any]:
         "Invoice": list(invoices.values()),
         "Payment": payments,
         "CreditMemo": memos,
-        "Preferences": {"CurrencyPrefs": {"MultiCurrencyEnabled": len(currencies) > 1, "HomeCurrency": {"value": home}}},
+        "Preferences": {
+            "CurrencyPrefs": {"MultiCurrencyEnabled": len(currencies) > 1, "HomeCurrency": {"value": home}}
+        },
     }

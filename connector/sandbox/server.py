@@ -125,8 +125,12 @@ class Sandbox:
         faces: dict[str, Face] = {
             "stripe": StripeFace(self.clock, limits=on, credentials=credentials.get("stripe")),
             "xero": XeroFace(self.clock, limits=on, credentials=credentials.get("xero"), token_ttl_s=self.token_ttl_s),
-            "hubspot": HubSpotFace(self.clock, limits=on, credentials=credentials.get("hubspot"), token_ttl_s=self.token_ttl_s),
-            "quickbooks": QuickBooksFace(self.clock, limits=on, credentials=credentials.get("quickbooks"), token_ttl_s=self.token_ttl_s),
+            "hubspot": HubSpotFace(
+                self.clock, limits=on, credentials=credentials.get("hubspot"), token_ttl_s=self.token_ttl_s
+            ),
+            "quickbooks": QuickBooksFace(
+                self.clock, limits=on, credentials=credentials.get("quickbooks"), token_ttl_s=self.token_ttl_s
+            ),
         }
         for name, face in faces.items():
             face.load(data.get(name) or {})
@@ -244,34 +248,65 @@ class Sandbox:
         elif provider == "xero":
             body = {"Title": message, "Status": status, "Detail": "sandbox fault"}
         elif provider == "quickbooks":
-            body = {"Fault": {"Error": [{"Message": message, "Detail": "sandbox fault", "code": str(status)}], "type": "SystemFault"}}
+            body = {
+                "Fault": {
+                    "Error": [{"Message": message, "Detail": "sandbox fault", "code": str(status)}],
+                    "type": "SystemFault",
+                }
+            }
         else:
-            body = {"status": "error", "message": f"{message} (sandbox fault)", "correlationId": request.request_id, "category": "INTERNAL_ERROR"}
+            body = {
+                "status": "error",
+                "message": f"{message} (sandbox fault)",
+                "correlationId": request.request_id,
+                "category": "INTERNAL_ERROR",
+            }
         return Outcome(self._stamp(provider, request, Response(status, body)))
 
     def _finish(self, provider: str, request: Request, response: Response, write: bool) -> Outcome:
         with self.lock:
-            self._record(provider, request, response.status, response.effect or _default_effect(response), write, response)
+            self._record(
+                provider, request, response.status, response.effect or _default_effect(response), write, response
+            )
             response.encoded()  # now, under the lock: a list's body holds live records
         return Outcome(self._stamp(provider, request, response))
 
-    def _record(self, provider: str, request: Request, status: int, effect: str, write: bool, response: Response | None = None) -> None:
+    def _record(
+        self, provider: str, request: Request, status: int, effect: str, write: bool, response: Response | None = None
+    ) -> None:
         if not write and not (response is not None and response.redacted):
             return
         payload = response.journal_payload if response is not None and response.redacted else payload_of(request)
         self._journal.append(
-            JournalEntry(provider, request.method, request.path, request.header("idempotency-key"), payload, effect, status, self.clock(), request.request_id)
+            JournalEntry(
+                provider,
+                request.method,
+                request.path,
+                request.header("idempotency-key"),
+                payload,
+                effect,
+                status,
+                self.clock(),
+                request.request_id,
+            )
         )
 
     @staticmethod
     def _stamp(provider: str, request: Request, response: Response) -> Response:
-        name = {"stripe": "Request-Id", "xero": "Xero-Correlation-Id", "hubspot": "X-HubSpot-Correlation-Id", "quickbooks": "intuit_tid"}[provider]
+        name = {
+            "stripe": "Request-Id",
+            "xero": "Xero-Correlation-Id",
+            "hubspot": "X-HubSpot-Correlation-Id",
+            "quickbooks": "intuit_tid",
+        }[provider]
         response.headers.setdefault(name, request.request_id)
         return response
 
     def admin(self, path: str) -> Response:
         if path == "/_sandbox/health":
-            return Response(200, {"status": "ok", "providers": list(PROVIDERS), "limits": self.limits, "fail_rate": self.fail_rate})
+            return Response(
+                200, {"status": "ok", "providers": list(PROVIDERS), "limits": self.limits, "fail_rate": self.fail_rate}
+            )
         if path == "/_sandbox/journal":
             return Response(200, self.journal)
         return Response(404, {"error": f"no sandbox endpoint {path}"})
@@ -297,6 +332,7 @@ class _Server(ThreadingHTTPServer):
         if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
             return
         super().handle_error(request, client_address)
+
     allow_reuse_address = True
     request_queue_size = 128
     sandbox: Sandbox
@@ -418,4 +454,3 @@ def serve(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sandbox.stop()
-

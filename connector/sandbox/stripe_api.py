@@ -42,7 +42,12 @@ COLLECTIONS = (
 # GET /v1/{collection}?{param}=... filters on the field of the same name (or the one named).
 EQUALITY_FILTERS = {
     "customers": {"email": "email"},
-    "invoices": {"customer": "customer", "status": "status", "subscription": "subscription", "collection_method": "collection_method"},
+    "invoices": {
+        "customer": "customer",
+        "status": "status",
+        "subscription": "subscription",
+        "collection_method": "collection_method",
+    },
     "charges": {"customer": "customer", "payment_intent": "payment_intent"},
     "payment_intents": {"customer": "customer"},
     "refunds": {"charge": "charge", "payment_intent": "payment_intent"},
@@ -63,7 +68,14 @@ def _eq(a: int, b: int) -> bool:
     return a == b
 
 
-def error(status: int, message: str, *, type_: str = "invalid_request_error", code: str | None = None, param: str | None = None) -> Response:
+def error(
+    status: int,
+    message: str,
+    *,
+    type_: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+) -> Response:
     body: dict[str, Any] = {"type": type_, "message": message}
     if code:
         body["code"] = code
@@ -106,7 +118,9 @@ class StripeFace:
         cached = self._sorted.get(name)
         if cached is None:
             items = sorted(self.objects[name].values(), key=lambda o: (o.get("created") or 0, o["id"]), reverse=True)
-            cached = _Ordered(items, {o["id"]: i for i, o in enumerate(items)}, [-(o.get("created") or 0) for o in items])
+            cached = _Ordered(
+                items, {o["id"]: i for i, o in enumerate(items)}, [-(o.get("created") or 0) for o in items]
+            )
             self._sorted[name] = cached
         return cached
 
@@ -127,7 +141,11 @@ class StripeFace:
             except ValueError:
                 key = ""
         if not key:
-            raise refuse(401, "You did not provide an API key. You need to provide your API key in the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').")
+            raise refuse(
+                401,
+                "You did not provide an API key. You need to provide your API key in the Authorization "
+                "header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
+            )
         if self.keys is not None and key not in self.keys:
             raise refuse(401, f"Invalid API Key provided: {key[:8]}{'*' * 8}{key[-4:]}")
         return key
@@ -197,7 +215,9 @@ class StripeFace:
                     f"Try using a key other than '{idem}' if you meant to execute a different request.",
                     type_="idempotency_error",
                 )
-            replay = Response(stored.response.status, copy(stored.response.body), dict(stored.response.headers), effect="replayed")
+            replay = Response(
+                stored.response.status, copy(stored.response.body), dict(stored.response.headers), effect="replayed"
+            )
             replay.headers["Idempotent-Replayed"] = "true"
             replay.headers["Original-Request"] = stored.response.headers.get("Request-Id", "")
             return replay
@@ -207,7 +227,9 @@ class StripeFace:
             response = refusal.response
         response.headers["Idempotency-Key"] = idem
         response.headers["Request-Id"] = request.request_id
-        self.idempotency.put(key, idem, print_, Response(response.status, copy(response.body), dict(response.headers), response.effect))
+        self.idempotency.put(
+            key, idem, print_, Response(response.status, copy(response.body), dict(response.headers), response.effect)
+        )
         return response
 
     def _get(self, request: Request) -> Response:
@@ -221,11 +243,15 @@ class StripeFace:
             return Response(200, self._list(request, name))
         obj = self._find(name, parts[2])
         if len(parts) == 3:
-            return Response(200, self._expand(copy(obj), request.query.get("expand[]", []) + request.query.get("expand", [])))
+            return Response(
+                200, self._expand(copy(obj), request.query.get("expand[]", []) + request.query.get("expand", []))
+            )
         if len(parts) == 4 and name == "invoices" and parts[3] == "lines":
             lines = (obj.get("lines") or {}).get("data") or []
             positions = {line["id"]: i for i, line in enumerate(lines)}
-            return Response(200, self._page(request, f"/v1/invoices/{obj['id']}/lines", lines, positions, lambda o: True))
+            return Response(
+                200, self._page(request, f"/v1/invoices/{obj['id']}/lines", lines, positions, lambda o: True)
+            )
         raise refuse(404, f"Unrecognized request URL (GET: {request.path}).")
 
     def _find(self, name: str, ident: str) -> dict[str, Any]:
@@ -257,13 +283,23 @@ class StripeFace:
             bisect_right(ordered.keys, -max(lower)) if lower else len(ordered.items),
         )
         body = self._page(request, f"/v1/{name}", ordered.items, ordered.positions, match, span)
-        expand = [e[len("data."):] for e in request.query.get("expand[]", []) + request.query.get("expand", []) if e.startswith("data.")]
+        expand = [
+            e[len("data.") :]
+            for e in request.query.get("expand[]", []) + request.query.get("expand", [])
+            if e.startswith("data.")
+        ]
         if expand:
             body["data"] = [self._expand(dict(obj), expand) for obj in body["data"]]
         return body
 
     def _page(
-        self, request: Request, url: str, items: list[dict[str, Any]], positions: dict[str, int], match: Any, span: tuple[int, int] | None = None
+        self,
+        request: Request,
+        url: str,
+        items: list[dict[str, Any]],
+        positions: dict[str, int],
+        match: Any,
+        span: tuple[int, int] | None = None,
     ) -> dict[str, Any]:
         """One page of `items` from a cursor; only `items[first:end]` (`span`) can match."""
         first, end = span or (0, len(items))
@@ -363,15 +399,28 @@ class StripeFace:
         if invoice.get("status") == "paid":
             raise refuse(400, "Invoice is already paid.", code="invoice_already_paid")
         if invoice.get("status") not in ("open", "uncollectible", "draft"):
-            raise refuse(400, f"You can only pay an invoice that is open or uncollectible; this one is {invoice.get('status')}.")
+            raise refuse(
+                400, f"You can only pay an invoice that is open or uncollectible; this one is {invoice.get('status')}."
+            )
         if form.get("paid_out_of_band", "").lower() != "true":
-            raise refuse(402, "This sandbox has no payment methods: pay with paid_out_of_band=true.", type_="card_error", code="card_declined")
+            raise refuse(
+                402,
+                "This sandbox has no payment methods: pay with paid_out_of_band=true.",
+                type_="card_error",
+                code="card_declined",
+            )
         before = copy(invoice)
         now = int(self.clock())
         transitions = invoice.setdefault("status_transitions", {})
         if invoice.get("status") == "draft":
             transitions["finalized_at"] = now
-        invoice.update(status="paid", paid=True, paid_out_of_band=True, amount_paid=invoice.get("amount_due", 0), amount_remaining=0)
+        invoice.update(
+            status="paid",
+            paid=True,
+            paid_out_of_band=True,
+            amount_paid=invoice.get("amount_due", 0),
+            amount_remaining=0,
+        )
         transitions["paid_at"] = now
         self._emit("invoice.updated", invoice, before, request)
         self._emit("invoice.paid", invoice, before, request)
@@ -387,7 +436,9 @@ class StripeFace:
 
     def _void(self, invoice: dict[str, Any], form: dict[str, str], request: Request) -> Response:
         if invoice.get("status") not in ("open", "uncollectible"):
-            raise refuse(400, f"You can only void an open or uncollectible invoice; this one is {invoice.get('status')}.")
+            raise refuse(
+                400, f"You can only void an open or uncollectible invoice; this one is {invoice.get('status')}."
+            )
         before = copy(invoice)
         invoice["status"] = "void"
         invoice.setdefault("status_transitions", {})["voided_at"] = int(self.clock())

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
+from itertools import pairwise
 from typing import Any
 
 from connector.sandbox.common import (
@@ -66,7 +67,14 @@ _CLAUSE = re.compile(
 )
 
 
-def xero_error(status: int, message: str, *, type_: str = "ValidationException", number: int = 10, elements: list[Any] | None = None) -> Response:
+def xero_error(
+    status: int,
+    message: str,
+    *,
+    type_: str = "ValidationException",
+    number: int = 10,
+    elements: list[Any] | None = None,
+) -> Response:
     body: dict[str, Any] = {"ErrorNumber": number, "Type": type_, "Message": message}
     if elements is not None:
         body["Elements"] = elements
@@ -75,7 +83,23 @@ def xero_error(status: int, message: str, *, type_: str = "ValidationException",
 
 def problem(status: int, title: str, detail: str) -> Response:
     """Xero's answers from its gateway (401, 403, 404, 429) are RFC 7807 problems."""
-    return Response(status, {"Title": title, "Status": status, "Detail": detail, "Instance": new_uuid()}, effect=f"rejected: {title}")
+    return Response(
+        status,
+        {"Title": title, "Status": status, "Detail": detail, "Instance": new_uuid()},
+        effect=f"rejected: {title}",
+    )
+
+
+def _lower_or_none(value: Any) -> str | None:
+    return None if value is None else str(value).lower()
+
+
+def _is_true(value: Any) -> bool:
+    return value is True
+
+
+def _decimal_or_none(value: Any) -> Decimal | None:
+    return None if value is None else _dec(value)
 
 
 def _when(value: Any) -> float | None:
@@ -109,7 +133,9 @@ def _dec(value: Any) -> Decimal:
 class XeroFace:
     name = "xero"
 
-    def __init__(self, clock: Clock, *, limits: bool, credentials: dict[str, Any] | None = None, token_ttl_s: int = 1800) -> None:
+    def __init__(
+        self, clock: Clock, *, limits: bool, credentials: dict[str, Any] | None = None, token_ttl_s: int = 1800
+    ) -> None:
         self.clock = clock
         self.limits = limits
         self.oauth = OAuthIssuer("xero", clock, ttl_s=token_ttl_s, credentials=credentials)
@@ -214,12 +240,16 @@ class XeroFace:
         if stored is not None:
             if stored.fingerprint != print_:
                 return xero_error(400, f"Idempotency-Key '{key}' was already used with a different request")
-            return Response(stored.response.status, copy(stored.response.body), dict(stored.response.headers), effect="replayed")
+            return Response(
+                stored.response.status, copy(stored.response.body), dict(stored.response.headers), effect="replayed"
+            )
         try:
             response = self._route(request)
         except Refusal as refusal:
             response = refusal.response
-        self.idempotency.put(tenant, key, print_, Response(response.status, copy(response.body), dict(response.headers), response.effect))
+        self.idempotency.put(
+            tenant, key, print_, Response(response.status, copy(response.body), dict(response.headers), response.effect)
+        )
         return response
 
     def _route(self, request: Request) -> Response:
@@ -248,7 +278,9 @@ class XeroFace:
             raise Refusal(problem(404, "NotFound", "The resource you're looking for cannot be found"))
         return found
 
-    def _envelope(self, name: str, records: list[dict[str, Any]], pagination: dict[str, int] | None = None) -> dict[str, Any]:
+    def _envelope(
+        self, name: str, records: list[dict[str, Any]], pagination: dict[str, int] | None = None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "Id": new_uuid(),
             "Status": "OK",
@@ -336,20 +368,29 @@ class XeroFace:
         for clause in re.split(r"\s+(?:AND|and)\s+|\s*&&\s*", where.strip()):
             match = _CLAUSE.match(clause)
             if not match:
-                raise Refusal(xero_error(400, f"The where clause '{where}' is not supported by the sandbox", type_="QueryParseException", number=16))
+                raise Refusal(
+                    xero_error(
+                        400,
+                        f"The where clause '{where}' is not supported by the sandbox",
+                        type_="QueryParseException",
+                        number=16,
+                    )
+                )
             checks.append(self._clause(match))
         return lambda record: all(check(record) for check in checks)
 
     @staticmethod
     def _clause(match: re.Match[str]) -> RecordCheck:
         field, op = match["field"], match["op"]
+        wanted: Any
+        convert: Callable[[Any], Any]
         if match["string"] is not None or match["guid"] is not None:
-            wanted: Any = (match["string"] if match["string"] is not None else match["guid"]).lower()
-            convert: Callable[[Any], Any] = lambda v: None if v is None else str(v).lower()
+            wanted = (match["string"] if match["string"] is not None else match["guid"]).lower()
+            convert = _lower_or_none
         elif match["bool"] is not None:
-            wanted, convert = match["bool"] == "true", lambda v: v is True
+            wanted, convert = match["bool"] == "true", _is_true
         elif match["number"] is not None:
-            wanted, convert = Decimal(match["number"]), lambda v: None if v is None else _dec(v)
+            wanted, convert = Decimal(match["number"]), _decimal_or_none
         else:
             y, m, d = (int(p) for p in match["dt"].split(","))
             wanted = datetime(y, m, d, tzinfo=UTC).timestamp()
@@ -363,7 +404,9 @@ class XeroFace:
             "<=": lambda a, b: a is not None and a <= b,
         }
         if op not in ("==", "!=") and isinstance(wanted, (str, bool)):
-            raise Refusal(xero_error(400, f"Operator {op} needs a number or a DateTime", type_="QueryParseException", number=16))
+            raise Refusal(
+                xero_error(400, f"Operator {op} needs a number or a DateTime", type_="QueryParseException", number=16)
+            )
         compare = ops[op]
         return lambda record: compare(convert(_get(record, field)), wanted)
 
@@ -390,7 +433,9 @@ class XeroFace:
         try:
             body = request.json()
         except ValueError:
-            raise Refusal(xero_error(400, "The request body is not valid JSON", type_="PostDataInvalidException", number=14)) from None
+            raise Refusal(
+                xero_error(400, "The request body is not valid JSON", type_="PostDataInvalidException", number=14)
+            ) from None
         items = body.get("Payments") if isinstance(body, dict) and "Payments" in body else [body]
         if not items or not all(isinstance(i, dict) for i in items):
             raise Refusal(xero_error(400, "No payments in the request", type_="PostDataInvalidException", number=14))
@@ -418,10 +463,14 @@ class XeroFace:
         try:
             body = request.json()
         except ValueError:
-            raise Refusal(xero_error(400, "The request body is not valid JSON", type_="PostDataInvalidException", number=14)) from None
+            raise Refusal(
+                xero_error(400, "The request body is not valid JSON", type_="PostDataInvalidException", number=14)
+            ) from None
         items = body.get("BankTransactions") if isinstance(body, dict) else None
         if not items or not all(isinstance(i, dict) for i in items):
-            raise Refusal(xero_error(400, "No bank transactions in the request", type_="PostDataInvalidException", number=14))
+            raise Refusal(
+                xero_error(400, "No bank transactions in the request", type_="PostDataInvalidException", number=14)
+            )
         answers, effects = [], []
         codes = {a.get("Code") for a in self.objects["Accounts"].values()}
         for item in items:
@@ -438,9 +487,16 @@ class XeroFace:
                 effects.append("rejected: " + "; ".join(errors))
                 continue
             total = sum((_dec(line.get("UnitAmount")) * _dec(line.get("Quantity") or 1) for line in lines), Decimal(0))
-            booked = {**copy(item), "BankTransactionID": new_uuid(), "Status": "AUTHORISED", "Total": total,
-                      "SubTotal": total, "TotalTax": Decimal(0), "IsReconciled": False,
-                      "UpdatedDateUTC": dotnet_date(self.clock())}
+            booked = {
+                **copy(item),
+                "BankTransactionID": new_uuid(),
+                "Status": "AUTHORISED",
+                "Total": total,
+                "SubTotal": total,
+                "TotalTax": Decimal(0),
+                "IsReconciled": False,
+                "UpdatedDateUTC": dotnet_date(self.clock()),
+            }
             self.objects["BankTransactions"][booked["BankTransactionID"]] = booked
             self.version += 1
             answers.append(copy(booked))
@@ -450,7 +506,9 @@ class XeroFace:
     @staticmethod
     def _refused(item: dict[str, Any], errors: list[str]) -> dict[str, Any]:
         answer: dict[str, Any] = copy(item)
-        answer.update(HasValidationErrors=True, StatusAttributeString="ERROR", ValidationErrors=[{"Message": e} for e in errors])
+        answer.update(
+            HasValidationErrors=True, StatusAttributeString="ERROR", ValidationErrors=[{"Message": e} for e in errors]
+        )
         return answer
 
     def _account(self, item: dict[str, Any]) -> dict[str, Any] | None:
@@ -479,7 +537,9 @@ class XeroFace:
         ref = item.get("Account") or {}
         account = self._account(item)
         if account is None:
-            errors.append(f"Account code '{ref.get('Code') or ref.get('AccountID')}' is not a valid code for this document.")
+            errors.append(
+                f"Account code '{ref.get('Code') or ref.get('AccountID')}' is not a valid code for this document."
+            )
         elif account.get("Type") != "BANK" and not account.get("EnablePaymentsToAccount"):
             errors.append(f"Account {account.get('Code')} is not a bank account and does not accept payments")
         try:
@@ -540,7 +600,15 @@ class XeroFace:
         invoice["AmountDue"] = _q(due - amount, due, amount)
         invoice["AmountPaid"] = _q(paid + amount, paid, amount)
         invoice.setdefault("Payments", []).append(
-            {"PaymentID": payment["PaymentID"], "Date": when, "Amount": amount, "Reference": payment["Reference"], "CurrencyRate": payment["CurrencyRate"], "HasAccount": True, "HasValidationErrors": False}
+            {
+                "PaymentID": payment["PaymentID"],
+                "Date": when,
+                "Amount": amount,
+                "Reference": payment["Reference"],
+                "CurrencyRate": payment["CurrencyRate"],
+                "HasAccount": True,
+                "HasValidationErrors": False,
+            }
         )
         if invoice["AmountDue"] == 0:
             invoice["Status"] = "PAID"
@@ -550,11 +618,23 @@ class XeroFace:
         return payment
 
     def _email(self, invoice: dict[str, Any]) -> Response:
-        if invoice.get("Type", "ACCREC") != "ACCREC" or invoice.get("Status") not in ("SUBMITTED", "AUTHORISED", "PAID"):
-            return xero_error(400, f"Only sales invoices that are approved can be emailed; this one is {invoice.get('Type')} {invoice.get('Status')}")
+        if invoice.get("Type", "ACCREC") != "ACCREC" or invoice.get("Status") not in (
+            "SUBMITTED",
+            "AUTHORISED",
+            "PAID",
+        ):
+            return xero_error(
+                400,
+                "Only sales invoices that are approved can be emailed; "
+                f"this one is {invoice.get('Type')} {invoice.get('Status')}",
+            )
         contact_id = (invoice.get("Contact") or {}).get("ContactID")
         contact = self.objects["Contacts"].get(contact_id) if contact_id else None
-        if contact is not None and not contact.get("EmailAddress") and not any(p.get("EmailAddress") for p in contact.get("ContactPersons") or []):
+        if (
+            contact is not None
+            and not contact.get("EmailAddress")
+            and not any(p.get("EmailAddress") for p in contact.get("ContactPersons") or [])
+        ):
             return xero_error(400, f"The contact {contact.get('Name')} has no email address")
         invoice["SentToContact"] = True
         invoice["UpdatedDateUTC"] = dotnet_date(self.clock())
@@ -572,7 +652,7 @@ class _Listed:
         self.moments = [_when(r.get("UpdatedDateUTC")) or 0 for r in records]
         # Ordered by UpdatedDateUTC ascending (or by chance): the records modified since a
         # moment are a tail, found by bisection.
-        self.ascending = all(a <= b for a, b in zip(self.moments, self.moments[1:]))
+        self.ascending = all(a <= b for a, b in pairwise(self.moments))
 
     def since(self, moment: float) -> list[dict[str, Any]]:
         if self.ascending:

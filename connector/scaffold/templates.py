@@ -11,7 +11,7 @@ class Kind:
     actions: tuple[str, ...]
 
 
-_CUSTOMERS = '''[streams.customers]
+_CUSTOMERS = """[streams.customers]
 record = "customer"
 object_type = "customer"
 id = "id"
@@ -21,9 +21,9 @@ deleted = { path = "deleted", transform = "bool", default = false }
 [streams.customers.fields]
 name = "name"
 emails = { path = "email", transform = "list" }
-'''
+"""
 
-_INVOICES = '''[streams.invoices]
+_INVOICES = """[streams.invoices]
 record = "invoice"
 object_type = "invoice"
 id = "id"
@@ -42,9 +42,9 @@ status = { path = "status", map = "invoice_status" }
 
 [streams.invoices.links]
 customer = "customer_id"
-'''
+"""
 
-_PAYMENTS = '''[streams.{stream}]
+_PAYMENTS = """[streams.{stream}]
 record = "payment"
 object_type = "payment"
 id = "id"
@@ -59,9 +59,9 @@ remittance = "reference"
 [streams.{stream}.links]
 invoice = "invoice_id"
 customer = "customer_id"
-'''
+"""
 
-_DEALS = '''[streams.deals]
+_DEALS = """[streams.deals]
 record = "invoice"
 object_type = "deal"
 id = "id"
@@ -77,27 +77,32 @@ status = { path = "stage", map = "invoice_status" }
 
 [streams.deals.links]
 customer = "company_id"
-'''
+"""
 
 KINDS: dict[str, Kind] = {
-    "ledger": Kind({"customers": _CUSTOMERS, "invoices": _INVOICES, "payments": _PAYMENTS.format(stream="payments")},
-                   ("record_payment", "send_invoice")),
-    "crm": Kind({"companies": _CUSTOMERS.replace("customers", "companies"), "deals": _DEALS},
-                ("update_properties", "create_note")),
-    "gateway": Kind({"customers": _CUSTOMERS, "invoices": _INVOICES, "charges": _PAYMENTS.format(stream="charges")},
-                    ("mark_paid",)),
+    "ledger": Kind(
+        {"customers": _CUSTOMERS, "invoices": _INVOICES, "payments": _PAYMENTS.format(stream="payments")},
+        ("record_payment", "send_invoice"),
+    ),
+    "crm": Kind(
+        {"companies": _CUSTOMERS.replace("customers", "companies"), "deals": _DEALS},
+        ("update_properties", "create_note"),
+    ),
+    "gateway": Kind(
+        {"customers": _CUSTOMERS, "invoices": _INVOICES, "charges": _PAYMENTS.format(stream="charges")}, ("mark_paid",)
+    ),
 }
 
-_STATUS_MAP = '''
+_STATUS_MAP = """
 # The API's own status values -> draft, open, partially_paid, paid, void, uncollectible.
 [status_maps.invoice_status]
 draft = "draft"
 open = "open"
 paid = "paid"
 void = "void"
-'''
+"""
 
-PYPROJECT = '''[build-system]
+PYPROJECT = """[build-system]
 requires = ["setuptools>=61"]
 build-backend = "setuptools.build_meta"
 
@@ -122,7 +127,7 @@ packages = ["{package}"]
 
 [tool.setuptools.package-data]
 {package} = ["*.toml"]
-'''
+"""
 
 INIT = '''"""{title} provider for the AR connector: entry point `{package}:{cls}`."""
 
@@ -205,7 +210,8 @@ class {cls}(Provider):
             self.name,
             base_url=s.base_url,
             auth=BearerAuth(s.api_key),
-            rate_limiter=rate_limiter or RateLimiter.from_spec({{"default": [(s.requests_per_second, 1)]}}, provider=self.name),
+            rate_limiter=rate_limiter
+            or RateLimiter.from_spec({{"default": [(s.requests_per_second, 1)]}}, provider=self.name),
             retry=retry,
             timeout=s.timeout_seconds,
         )
@@ -229,28 +235,32 @@ APPLY = '''
         raise NotImplementedError("apply_{action}: send the write with its idempotency key and return an ActionResult")
 '''
 
-MAPPING_HEAD = '''# How raw {title} objects become canonical records (`connector mappings check` validates it).
+MAPPING_HEAD = """# How raw {title} objects become canonical records (`connector mappings check` validates it).
 # Field paths are dotted paths in the raw JSON; transforms are the connector's (docs/plugins.md
 # lists them) or your own, registered with connector.plugin.transform in a module you name
 # here as `imports = ["{package}.transforms"]`.
 provider = "{name}"
 
-'''
+"""
 
-CONFORMANCE = '''from connector.plugin_testing import provider_test_class
+CONFORMANCE = """from connector.plugin_testing import provider_test_class
 from {package} import {cls}, {cls}Settings
 
-Test{cls} = provider_test_class({cls}, settings={cls}Settings(base_url="https://api.{name}.example", api_key="kit-test-key-0000"), fixtures="tests/fixtures")
-'''
+Test{cls} = provider_test_class(
+    {cls},
+    settings={cls}Settings(base_url="https://api.{name}.example", api_key="kit-test-key-0000"),
+    fixtures="tests/fixtures",
+)
+"""
 
-CONFTEST = '''import os
+CONFTEST = """import os
 from pathlib import Path
 
 # The conformance test names its fixtures relative to the package root.
 os.chdir(Path(__file__).resolve().parents[1])
-'''
+"""
 
-FIXTURES_README = '''# Recorded fixtures for the conformance kit
+FIXTURES_README = """# Recorded fixtures for the conformance kit
 
 Record real answers of the {title} API (a sandbox account) and list them in `kit.toml`:
 each `[[routes]]` entry says which request it answers (method, path, and the query `params` or
@@ -259,12 +269,13 @@ every stream (use a small page size), with two records changed in the same secon
 side of a page boundary (three saved together, page size 2: the kit skips its cursor's-moment
 check without such a pair), the read that resumes from each page's cursor, and one answer per
 write. If your provider puts the current time into a request, pin its clock to the recording
-moment through `provider_kwargs` in `tests/test_conformance.py`. Add `[[money]]` cases (a JPY and a KWD record), `[[void]]` cases (a voided
-invoice, a deleted record) and `[actions.KIND]` (target and payload of one write per action).
-See docs/plugins.md of the connector for every key. Remove secrets before committing.
-'''
+moment through `provider_kwargs` in `tests/test_conformance.py`. Add `[[money]]` cases (a JPY
+and a KWD record), `[[void]]` cases (a voided invoice, a deleted record) and `[actions.KIND]`
+(target and payload of one write per action). See docs/plugins.md of the connector for every
+key. Remove secrets before committing.
+"""
 
-KIT_TOML = '''# The conformance kit's view of the {title} API: recorded answers and cases.
+KIT_TOML = """# The conformance kit's view of the {title} API: recorded answers and cases.
 # [[routes]]
 # method = "GET"
 # path = "/invoices"
@@ -286,9 +297,9 @@ KIT_TOML = '''# The conformance kit's view of the {title} API: recorded answers 
 # [actions.{action}]
 # target = {{ object_type = "invoice", remote_id = "INV-1" }}
 # payload = {{ amount = "10.00", currency = "USD", date = "2026-03-01" }}
-'''
+"""
 
-README = '''# connector-{name}
+README = """# connector-{name}
 
 {title} provider ({kind}) for the AR connector.
 
@@ -299,16 +310,27 @@ README = '''# connector-{name}
 Fill in `{package}/provider.py` (each method says what it must do), `{package}/mapping.toml`
 and `{package}/settings.py`; record fixtures as `tests/fixtures/README.md` says. Import
 from the connector only `connector.plugin` (the tests also `connector.plugin_testing`).
-'''
+"""
 
 
 def render_files(name: str, kind: str) -> dict[str, str]:
     spec = KINDS[kind]
     package = f"{name}_connector"
-    cls = "".join(part.capitalize() for part in name.split("_")) + {"ledger": "Ledger", "crm": "Crm", "gateway": "Gateway"}[kind]
+    cls = (
+        "".join(part.capitalize() for part in name.split("_"))
+        + {"ledger": "Ledger", "crm": "Crm", "gateway": "Gateway"}[kind]
+    )
     title = " ".join(part.capitalize() for part in name.split("_"))
-    values = {"name": name, "package": package, "cls": cls, "title": title, "kind": kind,
-              "streams": tuple(spec.streams), "actions": spec.actions, "action": spec.actions[0]}
+    values = {
+        "name": name,
+        "package": package,
+        "cls": cls,
+        "title": title,
+        "kind": kind,
+        "streams": tuple(spec.streams),
+        "actions": spec.actions,
+        "action": spec.actions[0],
+    }
     provider = PROVIDER_HEAD.format(**values)
     provider += "".join(READ.format(stream=s) for s in spec.streams)
     provider += "".join(APPLY.format(action=a) for a in spec.actions)

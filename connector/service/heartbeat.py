@@ -22,8 +22,17 @@ logger = logging.getLogger("connector.service")
 
 
 class Heartbeat:
-    def __init__(self, store: Store, unit: str, worker: str, *, lease: timedelta, stop: threading.Event,
-                 period: float | None = None, poll: float = 0.2) -> None:
+    def __init__(
+        self,
+        store: Store,
+        unit: str,
+        worker: str,
+        *,
+        lease: timedelta,
+        stop: threading.Event,
+        period: float | None = None,
+        poll: float = 0.2,
+    ) -> None:
         self.store = store
         self.unit = unit
         self.worker = worker

@@ -28,8 +28,15 @@ logger = logging.getLogger("connector.service")
 
 
 class Listener:
-    def __init__(self, service: Service, host: str, port: int, *, failing_threshold: timedelta = timedelta(minutes=30),
-                 public_url: str | None = None) -> None:
+    def __init__(
+        self,
+        service: Service,
+        host: str,
+        port: int,
+        *,
+        failing_threshold: timedelta = timedelta(minutes=30),
+        public_url: str | None = None,
+    ) -> None:
         self.service = service
         self.failing_threshold = failing_threshold
         # The public URL is joined with the request's path ("/webhooks/..."): a trailing slash
@@ -47,6 +54,7 @@ class Listener:
     @property
     def address(self) -> str:
         host, port = self.server.server_address[:2]
+        assert isinstance(host, str)  # getsockname() of an AF_INET(6) socket gives the host as str
         return f"http://{host}:{port}"
 
     def start(self) -> None:
@@ -73,20 +81,23 @@ class Listener:
                 problems.append(f"{row['unit']} failing since {since.isoformat()}: {row.get('last_error')}")
         return not problems, problems
 
-    def webhook(self, provider: str, connection_name: str | None, method: str, path: str, headers: dict[str, str],
-                body: bytes) -> tuple[int, bytes]:
+    def webhook(
+        self, provider: str, connection_name: str | None, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, bytes]:
         metrics = self.service.metrics
         config = self.service.config
-        candidates = [c for c in config.connections.values()
-                      if c.provider == provider and connection_name in (None, c.name)]
+        candidates = [
+            c for c in config.connections.values() if c.provider == provider and connection_name in (None, c.name)
+        ]
         if not candidates:
             metrics.webhooks.labels(provider, "unknown").inc()
             return 404, b'{"error": "no connection for this provider"}'
         connection = candidates[0]
         secret = connection.settings.webhook_secret
         base = self.public_url or f"http://{headers.get('host', 'localhost')}"
-        request = webhooks.WebhookRequest(method=method, url=base + path, headers=headers, body=body,
-                                          received_at=time.time())
+        request = webhooks.WebhookRequest(
+            method=method, url=base + path, headers=headers, body=body, received_at=time.time()
+        )
         try:
             events = webhooks.intake(provider, request, secret.get_secret_value() if secret else None)
         except webhooks.WebhookRejected as exc:
@@ -96,8 +107,9 @@ class Listener:
         fresh = []
         with self.service.store.session() as session:
             for event in events:
-                if work.store_event(session, provider, event.event_id, connection.name, event.stream, event.object_id,
-                                    event.raw):
+                if work.store_event(
+                    session, provider, event.event_id, connection.name, event.stream, event.object_id, event.raw
+                ):
                     fresh.append(event)
         for stream in sorted({s for e in fresh for s in e.streams if s}):
             self.service.due_now(connection.name, stream)
@@ -137,8 +149,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         if len(parts) in (2, 3) and parts[0] == "webhooks":
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status, answer = self.owner.webhook(parts[1], parts[2] if len(parts) == 3 else None, "POST", self.path,
-                                                headers, body)
+            status, answer = self.owner.webhook(
+                parts[1], parts[2] if len(parts) == 3 else None, "POST", self.path, headers, body
+            )
             self._send(status, answer)
         else:
             self._send(404, b'{"error": "not found"}')

@@ -19,7 +19,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -88,7 +88,9 @@ class Service:
             cls = self.registry.get(connection.provider)
             self._streams[name] = list(cls.streams)
             if connection.settings.schedule and not croniter.is_valid(connection.settings.schedule):
-                raise ConfigError(f"connections.{name}.schedule: {connection.settings.schedule!r} is not a cron expression")
+                raise ConfigError(
+                    f"connections.{name}.schedule: {connection.settings.schedule!r} is not a cron expression"
+                )
         self._holds_sqlite_lock = False
 
     # ticks ---------------------------------------------------------------------------------
@@ -123,7 +125,9 @@ class Service:
             declared = [(pull_unit(c, s), "pull", c, s) for c, streams in self._streams.items() for s in streams]
             work.ensure_units(session, [*declared, (RECONCILE_UNIT, "reconcile", None, None)])
             for name, connection in self.config.connections.items():
-                work.schedule_tick(session, [pull_unit(name, s) for s in self._streams[name]], self.tick_of(connection, now))
+                work.schedule_tick(
+                    session, [pull_unit(name, s) for s in self._streams[name]], self.tick_of(connection, now)
+                )
             work.schedule_tick(session, [RECONCILE_UNIT], self.tick_of(None, now))
 
     def due_now(self, connection: str, stream: str | None) -> None:
@@ -201,10 +205,19 @@ class Service:
         assert unit.connection and unit.stream
         context = {"connection": unit.connection, "stream": unit.stream}
         error = None
-        with Heartbeat(self.store, unit.unit, self.worker, lease=self.lease, stop=self.stop, period=self.heartbeat) as heartbeat:
+        with Heartbeat(
+            self.store, unit.unit, self.worker, lease=self.lease, stop=self.stop, period=self.heartbeat
+        ) as heartbeat:
             try:
-                report = pipeline.sync(self.config, self.store, self.registry, connections=[unit.connection],
-                                       streams=[unit.stream], stop=heartbeat.halt, then_link=False)
+                report = pipeline.sync(
+                    self.config,
+                    self.store,
+                    self.registry,
+                    connections=[unit.connection],
+                    streams=[unit.stream],
+                    stop=heartbeat.halt,
+                    then_link=False,
+                )
                 for stream in report.streams:
                     self._count(stream)
                     if stream.status == "failed":
@@ -225,12 +238,13 @@ class Service:
         if error is None:
             self.metrics.last_success.labels(unit.connection).set(time.time())
 
-    def _finish(self, unit: work.Unit, error: str | None, context: dict[str, str | None]) -> bool:
+    def _finish(self, unit: work.Unit, error: str | None, context: Mapping[str, str | None]) -> bool:
         with self.store.session() as session:
             kept = work.finish(session, unit, self.worker, error=error)
         if not kept:
-            logger.warning("%s: another worker took the unit over (lease lost); not marking it done", unit.unit,
-                           extra=context)
+            logger.warning(
+                "%s: another worker took the unit over (lease lost); not marking it done", unit.unit, extra=context
+            )
             self.metrics.runs.labels(unit.kind, "lease_lost").inc()
         return kept
 

@@ -12,22 +12,47 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.runs = Counter("connector_runs", "Work units run, by kind and outcome", ["kind", "outcome"], registry=r)
-        self.records = Counter("connector_records_pulled", "Records pulled and stored", ["connection", "stream"], registry=r)
-        self.skipped = Counter("connector_records_skipped", "Records the mapping could not read", ["connection", "stream"], registry=r)
+        self.records = Counter(
+            "connector_records_pulled", "Records pulled and stored", ["connection", "stream"], registry=r
+        )
+        self.skipped = Counter(
+            "connector_records_skipped", "Records the mapping could not read", ["connection", "stream"], registry=r
+        )
         self.allocations = Counter("connector_allocations", "Allocations applied by reconciliation", registry=r)
         self.proposals = Gauge("connector_open_proposals", "Proposals waiting for finance", registry=r)
-        self.actions = Counter("connector_actions", "Outbox actions sent by this worker, by outcome", ["connection", "outcome"], registry=r)
-        self.outbox = Gauge("connector_outbox_actions", "Outbox actions by state (the shared outbox, counted each tick)", ["state"], registry=r)
-        self.provider_errors = Counter("connector_provider_errors", "Streams (source=stream) or actions (source=action) failed by a provider error",
-                                       ["connection", "source"], registry=r)
-        self.deferred = Counter("connector_rate_limited", "Streams deferred by a provider's rate limit", ["connection"], registry=r)
+        self.actions = Counter(
+            "connector_actions", "Outbox actions sent by this worker, by outcome", ["connection", "outcome"], registry=r
+        )
+        self.outbox = Gauge(
+            "connector_outbox_actions",
+            "Outbox actions by state (the shared outbox, counted each tick)",
+            ["state"],
+            registry=r,
+        )
+        self.provider_errors = Counter(
+            "connector_provider_errors",
+            "Streams (source=stream) or actions (source=action) failed by a provider error",
+            ["connection", "source"],
+            registry=r,
+        )
+        self.deferred = Counter(
+            "connector_rate_limited", "Streams deferred by a provider's rate limit", ["connection"], registry=r
+        )
         self.error_answers = Counter(
             "connector_provider_error_responses",
             "Error answers from a provider, retried ones included (status 429 = rate limited)",
-            ["provider", "status"], registry=r,
+            ["provider", "status"],
+            registry=r,
         )
-        self.webhooks = Counter("connector_webhooks", "Webhook requests by provider and outcome", ["provider", "outcome"], registry=r)
-        self.last_success = Gauge("connector_last_success_timestamp_seconds", "Last successful pull per connection", ["connection"], registry=r)
+        self.webhooks = Counter(
+            "connector_webhooks", "Webhook requests by provider and outcome", ["provider", "outcome"], registry=r
+        )
+        self.last_success = Gauge(
+            "connector_last_success_timestamp_seconds",
+            "Last successful pull per connection",
+            ["connection"],
+            registry=r,
+        )
         for state in OUTBOX_STATES:
             self.outbox.labels(state).set(0)
 

@@ -2,9 +2,13 @@
 
 In a partner's repository, three lines give the standard tests (docs/plugins.md):
 
-    from connector.testing import provider_test_class
+    from connector.plugin_testing import provider_test_class
     from acme_connector import AcmeLedger, AcmeSettings
-    TestAcme = provider_test_class(AcmeLedger, settings=AcmeSettings(base_url="https://api.acme.test", api_key="k"), fixtures="tests/fixtures")
+    TestAcme = provider_test_class(
+        AcmeLedger, settings=AcmeSettings(base_url="https://api.acme.test", api_key="k"), fixtures="tests/fixtures"
+    )
+
+(`connector.plugin_testing` is the partners' door to this package.)
 
     provider_test_class   the generated pytest class (suite.py)
     KitConfig & cases     MoneyCase, RecordCase, ActionCase, Route; kit.toml (config.py)

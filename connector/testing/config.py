@@ -139,7 +139,13 @@ def load_manifest(directory: str | Path) -> KitConfig:
         where = f"{manifest}: money[{i}]"
         try:
             config.money.append(
-                MoneyCase(entry["stream"], _record(base, entry, where), entry["field"], str(entry["amount"]), entry["currency"])
+                MoneyCase(
+                    entry["stream"],
+                    _record(base, entry, where),
+                    entry["field"],
+                    str(entry["amount"]),
+                    entry["currency"],
+                )
             )
         except KeyError as exc:
             raise KitSetupError(f"{where}: needs {exc}") from None

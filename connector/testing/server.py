@@ -128,7 +128,12 @@ class KitServer:
         n = next(self._issued)
         return json_response(
             200,
-            {"access_token": f"kit-access-{n}", "refresh_token": f"kit-refresh-{n}", "expires_in": 3600, "token_type": "Bearer"},
+            {
+                "access_token": f"kit-access-{n}",
+                "refresh_token": f"kit-refresh-{n}",
+                "expires_in": 3600,
+                "token_type": "Bearer",
+            },
         )
 
 
@@ -154,7 +159,7 @@ class RecordedApi:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         if self.base_path and path.startswith(self.base_path):
-            path = path[len(self.base_path):] or "/"
+            path = path[len(self.base_path) :] or "/"
         params = request.url.params
         candidates = [
             (len(r.params) + len(r.headers), i, r)

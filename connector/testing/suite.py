@@ -153,7 +153,7 @@ class ProviderKit:
 
     def mapper(self) -> Mapper:
         if not self.cls.mapping_file:
-            pytest.fail(f"{self.cls.__name__} declares no mapping_file (\"package:file.toml\")")
+            pytest.fail(f'{self.cls.__name__} declares no mapping_file ("package:file.toml")')
         return load_mapping(self.cls.mapping_file, connection=CONNECTION, overrides=self.settings.mapping or None)
 
     # -- reading ---------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def _secrets(settings: BaseModel) -> list[str]:
 def _boundaries(pages: list[Page]) -> list[int]:
     """Indexes of the pages whose cursor has records after it in the same read: the places a
     resumed read can be checked against."""
-    return [k for k, page in enumerate(pages) if page.cursor and any(p.records for p in pages[k + 1:])]
+    return [k for k, page in enumerate(pages) if page.cursor and any(p.records for p in pages[k + 1 :])]
 
 
 def _moment(value: Any) -> str:
@@ -265,7 +265,9 @@ class _Checks:
     def test_settings_validate_and_refuse_bad_input(self) -> None:
         kit = self.kit
         model = kit.cls.settings_model
-        assert isinstance(kit.settings, model), f"settings must be a {model.__name__}, not {type(kit.settings).__name__}"
+        assert isinstance(kit.settings, model), (
+            f"settings must be a {model.__name__}, not {type(kit.settings).__name__}"
+        )
         values = {k: getattr(kit.settings, k) for k in model.model_fields}
         plain = {k: (v.get_secret_value() if isinstance(v, SecretStr) else v) for k, v in values.items()}
         assert model.model_validate(plain) == kit.settings, "the settings do not survive a round trip through the model"
@@ -276,10 +278,13 @@ class _Checks:
                 with pytest.raises(ValidationError, match=name):
                     model.model_validate({k: v for k, v in plain.items() if k != name})
         untyped = [
-            name for name in model.model_fields
+            name
+            for name in model.model_fields
             if _SECRETISH.search(name) and name not in secret_fields(model) and not name.endswith(("_url", "_property"))
         ]
-        assert not untyped, f"settings {', '.join(untyped)} look like secrets but are not typed SecretStr (they would be printed)"
+        assert not untyped, (
+            f"settings {', '.join(untyped)} look like secrets but are not typed SecretStr (they would be printed)"
+        )
 
     def test_secrets_are_redacted_in_repr_and_logs(self) -> None:
         kit = self.kit
@@ -316,7 +321,8 @@ class _Checks:
         assert not problems, f"{cls.__name__}: " + "; ".join(problems)
         declared = {f"read_{s}" for s in cls.streams} | {f"apply_{a}" for a in cls.actions}
         extra = sorted(
-            name for name in dir(cls)
+            name
+            for name in dir(cls)
             if re.match(r"(read|apply)_[a-z]", name) and callable(getattr(cls, name)) and name not in declared
         )
         assert not extra, (
@@ -341,7 +347,9 @@ class _Checks:
         kit = self.kit
         with kit.run() as run:
             kit.read(run, stream)
-            reads = [e.request for e in run.server.api_events if e.request is not None and run.server.is_read(e.request)]
+            reads = [
+                e.request for e in run.server.api_events if e.request is not None and run.server.is_read(e.request)
+            ]
         paths = [(r.method, r.url.path) for r in reads]
         if len(paths) == len(set(paths)):
             pytest.skip(
@@ -372,10 +380,12 @@ class _Checks:
             if not page.cursor:
                 continue
             before = {i for ids_ in page_ids[:k] for i in ids_}
-            after = {i for ids_ in page_ids[k + 1:] for i in ids_}
+            after = {i for ids_ in page_ids[k + 1 :] for i in ids_}
             # Records changed at the cursor's moment may be read again (the store dedupes
             # them by id); anything older read again means the cursor did not advance.
-            seen_times = [t for p in full.pages[: k + 1] for raw in p.records if (t := kit.updated(mapper, stream, raw))]
+            seen_times = [
+                t for p in full.pages[: k + 1] for raw in p.records if (t := kit.updated(mapper, stream, raw))
+            ]
             newest = max(seen_times, default=None)
             overlap = timedelta(seconds=kit.config.overlap_seconds)
             with kit.run() as run:
@@ -387,7 +397,8 @@ class _Checks:
                 "(records at the cursor boundary must be read again, not lost)"
             )
             again = sorted(
-                kit.remote_id(mapper, stream, raw) for raw in resumed.records
+                kit.remote_id(mapper, stream, raw)
+                for raw in resumed.records
                 if kit.remote_id(mapper, stream, raw) in before
                 and not _at_boundary(kit.updated(mapper, stream, raw), newest, overlap)
             )
@@ -409,8 +420,10 @@ class _Checks:
         kit = self.kit
         mapper = kit.mapper()
         full = _read_all(kit, stream)
-        stamped = [[(kit.remote_id(mapper, stream, raw), kit.updated(mapper, stream, raw)) for raw in page.records]
-                   for page in full.pages]
+        stamped = [
+            [(kit.remote_id(mapper, stream, raw), kit.updated(mapper, stream, raw)) for raw in page.records]
+            for page in full.pages
+        ]
         if not any(t for page in stamped for _, t in page):
             pytest.skip(
                 f"the mapping gives {stream} no updated_at: the kit cannot tell which records were "
@@ -427,7 +440,7 @@ class _Checks:
             if moment is None:
                 continue
             earlier = {i for i, _ in read_so_far}
-            tied = sorted({i for page in stamped[k + 1:] for i, t in page if t == moment and i not in earlier})
+            tied = sorted({i for page in stamped[k + 1 :] for i, t in page if t == moment and i not in earlier})
             if tied:
                 proofs.append((k, moment, tied))
         if not proofs:
@@ -475,7 +488,7 @@ class _Checks:
                 pytest.skip("the mapping has no invoice stream and no `deleted` field")
             pytest.fail(
                 "no void/deleted cases: add [[void]] entries to kit.toml (a voided invoice with "
-                "expect = \"void\", a deleted record with expect = \"deleted\")"
+                'expect = "void", a deleted record with expect = "deleted")'
             )
         for case in cases:
             record = mapper.map_one(case.stream, case.record)
@@ -497,7 +510,9 @@ class _Checks:
                 "currency (JPY) and one in a three-decimal currency (KWD)"
             )
         exponents = {currency_exponent(c.currency) for c in cases}
-        missing = [name for exp, name in ((0, "zero-decimal (JPY)"), (3, "three-decimal (KWD, BHD)")) if exp not in exponents]
+        missing = [
+            name for exp, name in ((0, "zero-decimal (JPY)"), (3, "three-decimal (KWD, BHD)")) if exp not in exponents
+        ]
         assert not missing, f"money cases lack a {' and a '.join(missing)} currency"
         for case in cases:
             mapped = mapper.map_one(case.stream, case.record)
@@ -522,11 +537,15 @@ class _Checks:
             run.server.inject(json_response(429, {"error": "rate limited"}, {"Retry-After": "2"}))
             result = kit.read(run, stream, catch=(Exception,))
             events = run.server.api_events
-        assert result.error is None, f"a 429 with Retry-After: 2 was not retried: {type(result.error).__name__}: {result.error}"
+        assert result.error is None, (
+            f"a 429 with Retry-After: 2 was not retried: {type(result.error).__name__}: {result.error}"
+        )
         assert len(events) >= 2 and events[0].injected
         first, second = events[0].request, events[1].request
         assert first is not None and second is not None
-        assert (second.method, second.url.path) == (first.method, first.url.path), "the refused request was not sent again"
+        assert (second.method, second.url.path) == (first.method, first.url.path), (
+            "the refused request was not sent again"
+        )
         assert 2.0 in run.sleeps, f"Retry-After: 2 was not honoured (waits: {run.sleeps})"
 
     def test_a_401_triggers_one_token_refresh(self) -> None:
@@ -535,12 +554,14 @@ class _Checks:
             pytest.skip("the settings carry no refresh_token: not an OAuth provider")
         stream = kit.cls.streams[0]
         with kit.run() as run:
-            run.server.inject(json_response(401, {"error": "unauthorized"}), when=lambda r: "Authorization" in r.headers)
+            run.server.inject(
+                json_response(401, {"error": "unauthorized"}), when=lambda r: "Authorization" in r.headers
+            )
             result = kit.read(run, stream, catch=(Exception,))
             events = list(run.server.events)
         assert result.error is None, f"a 401 stopped the read: {type(result.error).__name__}: {result.error}"
         at = next(i for i, e in enumerate(events) if e.injected)
-        after = events[at + 1:]
+        after = events[at + 1 :]
         nxt = next((i for i, e in enumerate(after) if e.kind == "api"), len(after))
         refreshes = [e for e in after[:nxt] if e.kind == "token"]
         assert len(refreshes) == 1, f"a 401 should cost exactly one token refresh, it cost {len(refreshes)}"
@@ -555,21 +576,45 @@ class _Checks:
             pytest.skip("the settings carry no refresh_token: not an OAuth provider")
         stream = kit.cls.streams[0]
         with kit.run() as run:
-            run.server.inject(json_response(401, {"error": "unauthorized"}), when=lambda r: "Authorization" in r.headers)
+            run.server.inject(
+                json_response(401, {"error": "unauthorized"}), when=lambda r: "Authorization" in r.headers
+            )
             kit.read(run, stream, catch=(Exception,))
             events = list(run.server.events)
-        grants = [(i, e.response.json()) for i, e in enumerate(events) if e.kind == "token" and e.response is not None and e.response.status_code == 200]
+        grants = [
+            (i, e.response.json())
+            for i, e in enumerate(events)
+            if e.kind == "token" and e.response is not None and e.response.status_code == 200
+        ]
         assert grants, "the provider never spent its refresh token, even after a 401"
         for i, answer in grants:
             access, rotated = answer.get("access_token"), answer.get("refresh_token")
-            used = next((j for j, e in enumerate(events) if j > i and e.kind == "api" and e.request is not None
-                         and e.request.headers.get("Authorization") == f"Bearer {access}"), None)
-            saved = next((j for j, e in enumerate(events) if j > i and e.kind == "save" and (e.tokens or {}).get("refresh_token") == rotated), None)
+            used = next(
+                (
+                    j
+                    for j, e in enumerate(events)
+                    if j > i
+                    and e.kind == "api"
+                    and e.request is not None
+                    and e.request.headers.get("Authorization") == f"Bearer {access}"
+                ),
+                None,
+            )
+            saved = next(
+                (
+                    j
+                    for j, e in enumerate(events)
+                    if j > i and e.kind == "save" and (e.tokens or {}).get("refresh_token") == rotated
+                ),
+                None,
+            )
             assert saved is not None, (
                 "the rotated refresh token was never saved through the TokenStore (pass token_store to "
                 "OAuthTokenManager): a restart would spend a dead token"
             )
-            assert used is None or saved < used, "the new access token was used before the rotated refresh token was saved"
+            assert used is None or saved < used, (
+                "the new access token was used before the rotated refresh token was saved"
+            )
 
     # Writes ------------------------------------------------------------------------------------
 
@@ -578,8 +623,10 @@ class _Checks:
         case = kit.config.actions.get(action)
         if case is None:
             with kit.run() as run, contextlib.suppress(Exception):  # an unwritten method says so first
-                _not_implemented(lambda: run.provider.apply(Action(connection=CONNECTION, kind=action)),
-                                 f"{kit.cls.__name__}.apply_{action}()")
+                _not_implemented(
+                    lambda: run.provider.apply(Action(connection=CONNECTION, kind=action)),
+                    f"{kit.cls.__name__}.apply_{action}()",
+                )
             pytest.fail(
                 f"no case for action {action!r}: add [actions.{action}] with its target and payload "
                 "to kit.toml (docs/plugins.md)"
@@ -591,10 +638,14 @@ class _Checks:
             marks: list[int] = []
             for _ in range(2):
                 marks.append(len(run.server.api_events))
-                results.append(_not_implemented(lambda: run.provider.apply(planned), f"{kit.cls.__name__}.apply_{action}()"))
+                results.append(
+                    _not_implemented(lambda: run.provider.apply(planned), f"{kit.cls.__name__}.apply_{action}()")
+                )
             events = run.server.api_events
-        writes = [[e.request for e in events[a:b] if e.request is not None and not run.server.is_read(e.request)]
-                  for a, b in ((marks[0], marks[1]), (marks[1], len(events)))]
+        writes = [
+            [e.request for e in events[a:b] if e.request is not None and not run.server.is_read(e.request)]
+            for a, b in ((marks[0], marks[1]), (marks[1], len(events)))
+        ]
         assert all(isinstance(r, ActionResult) for r in results), f"apply_{action}() must return an ActionResult"
         assert writes[0], f"apply_{action}() sent no write"
         for attempt, sent in enumerate(writes, 1):
@@ -661,12 +712,25 @@ def provider_test_class(
         raise TypeError(f"provider_test_class() got unknown options: {', '.join(sorted(unknown))}")
     for key, value in options.items():
         setattr(config, key, value)
-    kit = ProviderKit(provider_class, settings, fixtures=fixtures, router=router, config=config,
-                      provider_kwargs=dict(provider_kwargs or {}))
+    kit = ProviderKit(
+        provider_class,
+        settings,
+        fixtures=fixtures,
+        router=router,
+        config=config,
+        provider_kwargs=dict(provider_kwargs or {}),
+    )
     kit._explicit = set(options)
-    streams = list(getattr(provider_class, "streams", ()) or ()) or [pytest.param(None, marks=pytest.mark.skip(reason="the provider reads no stream"))]
-    acts = list(getattr(provider_class, "actions", ()) or ()) or [pytest.param(None, marks=pytest.mark.skip(reason="the provider applies no action"))]
-    namespace: dict[str, Any] = {"kit": kit, "__doc__": f"Conformance of {provider_class.__name__} (connector.testing)."}
+    streams = list(getattr(provider_class, "streams", ()) or ()) or [
+        pytest.param(None, marks=pytest.mark.skip(reason="the provider reads no stream"))
+    ]
+    acts = list(getattr(provider_class, "actions", ()) or ()) or [
+        pytest.param(None, marks=pytest.mark.skip(reason="the provider applies no action"))
+    ]
+    namespace: dict[str, Any] = {
+        "kit": kit,
+        "__doc__": f"Conformance of {provider_class.__name__} (connector.testing).",
+    }
     for name, fn in vars(_Checks).items():
         if not name.startswith("test_"):
             continue

@@ -91,8 +91,13 @@ class ApplyReport:
 
 
 def apply(
-    config: Config, store: Store, registry: Registry | None = None, *, only: list[str] | None = None,
-    batch: int = 20, worker: str | None = None,
+    config: Config,
+    store: Store,
+    registry: Registry | None = None,
+    *,
+    only: list[str] | None = None,
+    batch: int = 20,
+    worker: str | None = None,
 ) -> ApplyReport:
     """Send every action that is due, until none is left for this worker."""
     worker = worker or worker_id()
@@ -102,8 +107,15 @@ def apply(
         while True:
             with store.session() as session:
                 dead = dead_local_workers(outbox.in_flight_workers(session))
-                claimed = outbox.claim(session, worker, lease=LEASE, limit=batch, connections=only, dead_workers=dead,
-                                       skip_connections=list(report.deferred))
+                claimed = outbox.claim(
+                    session,
+                    worker,
+                    lease=LEASE,
+                    limit=batch,
+                    connections=only,
+                    dead_workers=dead,
+                    skip_connections=list(report.deferred),
+                )
             if not claimed:
                 return report
             for entry in claimed:
@@ -117,14 +129,23 @@ def apply(
             provider.close()
 
 
-def _send(config: Config, store: Store, registry: Registry | None, providers: dict[str, Provider],
-          entry: outbox.OutboxEntry, worker: str, report: ApplyReport) -> None:
+def _send(
+    config: Config,
+    store: Store,
+    registry: Registry | None,
+    providers: dict[str, Provider],
+    entry: outbox.OutboxEntry,
+    worker: str,
+    report: ApplyReport,
+) -> None:
     action = entry.action
     context = {"connection": action.connection, "action_id": entry.id}
     try:
         provider = providers.get(action.connection)
         if provider is None:
-            provider = providers[action.connection] = open_provider(config.connection(action.connection), store, registry)
+            provider = providers[action.connection] = open_provider(
+                config.connection(action.connection), store, registry
+            )
         result = provider.apply(action)
     except RateLimitDeferred as exc:
         # The connection's allowance is spent for hours (Xero's 5,000 calls a day): this and
@@ -134,21 +155,46 @@ def _send(config: Config, store: Store, registry: Registry | None, providers: di
         deferral = report.deferred[action.connection] = Deferral(utcnow() + wait, first_line(exc, 500))
         with store.session() as session:
             # the rest of its queue waits too, for every worker, not only for this run
-            waiting = outbox.defer_connection(session, action.connection, _waits_note(deferral), not_before=deferral.until)
-            audit(session, "apply", "connection_deferred", "connection", action.connection,
-                  {"until": deferral.until.isoformat(), "action": entry.id, "waiting": waiting}, deferral.reason)
-        logger.warning("writes to %s wait until %s: %s", action.connection, deferral.until.isoformat(timespec="minutes"),
-                       deferral.reason, extra=context)
+            waiting = outbox.defer_connection(
+                session, action.connection, _waits_note(deferral), not_before=deferral.until
+            )
+            audit(
+                session,
+                "apply",
+                "connection_deferred",
+                "connection",
+                action.connection,
+                {"until": deferral.until.isoformat(), "action": entry.id, "waiting": waiting},
+                deferral.reason,
+            )
+        logger.warning(
+            "writes to %s wait until %s: %s",
+            action.connection,
+            deferral.until.isoformat(timespec="minutes"),
+            deferral.reason,
+            extra=context,
+        )
         _hand_back(store, entry, worker, deferral)
         return
     except (ProviderError, ConnectorError) as exc:
         message = first_line(exc, 500)
         permanent = isinstance(exc, InvalidRequestError) or not isinstance(exc, ProviderError)
-        retry_at = None if permanent or entry.attempts >= MAX_ATTEMPTS else utcnow() + BACKOFF[min(entry.attempts, len(BACKOFF)) - 1]
+        retry_at = (
+            None
+            if permanent or entry.attempts >= MAX_ATTEMPTS
+            else utcnow() + BACKOFF[min(entry.attempts, len(BACKOFF)) - 1]
+        )
         with store.session() as session:
             outbox.fail(session, entry.id, worker, message, retry_at=retry_at)
-            audit(session, "apply", "action_failed", "action", str(entry.id),
-                  {"kind": action.kind, "connection": action.connection, "attempt": entry.attempts}, message)
+            audit(
+                session,
+                "apply",
+                "action_failed",
+                "action",
+                str(entry.id),
+                {"kind": action.kind, "connection": action.connection, "attempt": entry.attempts},
+                message,
+            )
         (report.failed if retry_at else report.parked).append((entry, message))
         logger.warning("action %s failed: %s", entry.id, message, extra=context)
         return
@@ -156,9 +202,21 @@ def _send(config: Config, store: Store, registry: Registry | None, providers: di
     answer = {"remote_id": result.remote_id, "replayed": result.replayed, "response": result.response}
     with store.session() as session:
         if outbox.complete(session, entry.id, worker, answer):
-            audit(session, "apply", action.kind, entry.subject_type or "action", entry.subject_id,
-                  {"action": entry.id, "connection": action.connection, "key": action.idempotency_key,
-                   "remote_id": result.remote_id, "replayed": result.replayed}, entry.summary)
+            audit(
+                session,
+                "apply",
+                action.kind,
+                entry.subject_type or "action",
+                entry.subject_id,
+                {
+                    "action": entry.id,
+                    "connection": action.connection,
+                    "key": action.idempotency_key,
+                    "remote_id": result.remote_id,
+                    "replayed": result.replayed,
+                },
+                entry.summary,
+            )
             report.done.append(entry)
             report.replayed += int(result.replayed)
 

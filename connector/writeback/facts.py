@@ -38,26 +38,35 @@ def gather_facts(config: Config, store: Store, registry: Registry | None = None,
         out: dict[str, list[SystemView]] = defaultdict(list)
         for row in rows:
             kind = systems.get(row["system"], ("unknown", 0))[0]
-            out[row["entity_id"]].append(SystemView(row["system"], kind, row["object_type"], row["remote_id"], row["data"]))
+            out[row["entity_id"]].append(
+                SystemView(row["system"], kind, row["object_type"], row["remote_id"], row["data"])
+            )
         return out
 
     payment_views = views(payment_rows)
     ledger_payments_on: dict[tuple[str, str], list[SystemView]] = defaultdict(list)
-    for entity, entity_views in payment_views.items():
+    for entity_views in payment_views.values():
         for view in entity_views:
             invoice_remote = ((view.data.get("_sync") or {}).get("links") or {}).get("invoice")
             if view.kind == "ledger" and invoice_remote:
                 ledger_payments_on[(view.system, str(invoice_remote))].append(view)
     fee_ledgers = frozenset(
-        name for name, connection in config.connections.items()
+        name
+        for name, connection in config.connections.items()
         if getattr(connection.settings, "fee_account_code", None) and systems.get(name, ("", 0))[0] == "ledger"
     )
     with store.session() as session:
         reminded = last_reminders(session)
     return Facts(
-        invoices=invoices, positions=positions, invoice_views=views(invoice_rows), payments=payments,
-        payment_views=payment_views, allocations=extra, ledger_payments_on=dict(ledger_payments_on),
-        fee_ledgers=fee_ledgers, last_reminders=reminded,
+        invoices=invoices,
+        positions=positions,
+        invoice_views=views(invoice_rows),
+        payments=payments,
+        payment_views=payment_views,
+        allocations=extra,
+        ledger_payments_on=dict(ledger_payments_on),
+        fee_ledgers=fee_ledgers,
+        last_reminders=reminded,
     )
 
 

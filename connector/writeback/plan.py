@@ -102,7 +102,8 @@ def plan_ledger_payments(facts: Facts) -> list[PlannedAction]:
             )
             summary = (
                 f"{_label(invoice)}: record payment {allocation.amount} of {payment.received_at.date()} "
-                f"(reference {reference}) in {ledger.system}; balance there {invoice.total - invoice.amount_paid - invoice.amount_credited}"
+                f"(reference {reference}) in {ledger.system}; balance there "
+                f"{invoice.total - invoice.amount_paid - invoice.amount_credited}"
                 f" -> {invoice.total - invoice.amount_paid - invoice.amount_credited - allocation.amount}"
             )
             planned.append(PlannedAction(action, "invoice", invoice.id or "", summary))
@@ -113,12 +114,22 @@ def plan_ledger_payments(facts: Facts) -> list[PlannedAction]:
                     connection=ledger.system,
                     kind="record_fee",
                     target=source.ref,
-                    payload={"amount": str(fee.amount), "currency": fee.currency,
-                             "date": payment.received_at.date().isoformat(), "reference": source.remote_id,
-                             "description": f"{source.system} fee on {source.remote_id}"},
+                    payload={
+                        "amount": str(fee.amount),
+                        "currency": fee.currency,
+                        "date": payment.received_at.date().isoformat(),
+                        "reference": source.remote_id,
+                        "description": f"{source.system} fee on {source.remote_id}",
+                    },
                 )
-                planned.append(PlannedAction(fee_action, "payment", payment.id or "",
-                                             f"book {source.system} fee {fee} on {source.remote_id} in {ledger.system}"))
+                planned.append(
+                    PlannedAction(
+                        fee_action,
+                        "payment",
+                        payment.id or "",
+                        f"book {source.system} fee {fee} on {source.remote_id} in {ledger.system}",
+                    )
+                )
     return planned
 
 
@@ -157,7 +168,10 @@ def plan_gateway_status(facts: Facts) -> list[PlannedAction]:
             else:
                 continue
             action = Action(connection=view.system, kind=kind, target=view.ref, payload={})
-            summary = f"{_label(invoice)}: {verb} in {view.system} (status open -> {'paid' if kind == 'mark_paid' else 'void'}; the ledger says {ledger_status})"
+            wanted = "paid" if kind == "mark_paid" else "void"
+            summary = (
+                f"{_label(invoice)}: {verb} in {view.system} (status open -> {wanted}; the ledger says {ledger_status})"
+            )
             planned.append(PlannedAction(action, "invoice", invoice_id, summary))
     return planned
 
@@ -183,8 +197,9 @@ def plan_crm_properties(facts: Facts) -> list[PlannedAction]:
             changes = {name: value for name, value in wanted.items() if not _same(name, held.get(name), value)}
             if not changes:
                 continue  # the CRM holds every value already
-            action = Action(connection=view.system, kind="update_properties", target=view.ref,
-                            payload={"properties": changes})
+            action = Action(
+                connection=view.system, kind="update_properties", target=view.ref, payload={"properties": changes}
+            )
             shown = ", ".join(
                 f"{CRM_PROPERTIES[name]} {held.get(name) or '(none)'} -> {value}"
                 + (f" {position.balance.currency}" if name == "amount_outstanding" else "")

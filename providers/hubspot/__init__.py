@@ -1,8 +1,8 @@
 """The HubSpot (CRM) provider: `providers.hubspot:HubSpotProvider`.
 
-    settings.py   HubSpotSettings: auth forms, limits, property names
-    search.py     incremental search windows past the 10,000-result ceiling
-    provider.py   HubSpotProvider: streams and actions
+settings.py   HubSpotSettings: auth forms, limits, property names
+search.py     incremental search windows past the 10,000-result ceiling
+provider.py   HubSpotProvider: streams and actions
 """
 
 from connector.providers.hubspot.provider import HubSpotProvider

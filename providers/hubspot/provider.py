@@ -193,7 +193,8 @@ class HubSpotProvider(Provider):
                 self.http.request("GET", f"/crm/v3/objects/{stream}", params=params), provider=PROVIDER
             )
             results = [
-                r for r in answer.get("results") or []
+                r
+                for r in answer.get("results") or []
                 if since is None or not r.get("archivedAt") or epoch_ms(str(r["archivedAt"])) >= since
             ]
             if results:
@@ -224,9 +225,7 @@ class HubSpotProvider(Provider):
         for result in answer.get("results") or []:
             source = str((result.get("from") or {}).get("id"))
             for to in result.get("to") or []:
-                primary = any(
-                    (t.get("label") or "").lower() == "primary" for t in to.get("associationTypes") or []
-                )
+                primary = any((t.get("label") or "").lower() == "primary" for t in to.get("associationTypes") or [])
                 by_id.setdefault(source, []).append((not primary, str(to.get("toObjectId"))))
         singular = stream.rstrip("s")
         for record in records:

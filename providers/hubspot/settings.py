@@ -36,10 +36,25 @@ WRITTEN_ON = ("deals", "invoices")
 DEFAULT_PROPERTIES: dict[str, list[str]] = {
     "companies": ["name", "domain", "hs_lastmodifieddate"],
     "contacts": ["firstname", "lastname", "email", "phone", "associatedcompanyid", "lastmodifieddate"],
-    "deals": ["dealname", "amount", "deal_currency_code", "closedate", "createdate", "dealstage", "pipeline", "hs_lastmodifieddate"],
+    "deals": [
+        "dealname",
+        "amount",
+        "deal_currency_code",
+        "closedate",
+        "createdate",
+        "dealstage",
+        "pipeline",
+        "hs_lastmodifieddate",
+    ],
     "invoices": [
-        "hs_number", "hs_currency", "hs_invoice_date", "hs_due_date", "hs_invoice_status",
-        "hs_amount_billed", "hs_balance_due", "hs_lastmodifieddate",
+        "hs_number",
+        "hs_currency",
+        "hs_invoice_date",
+        "hs_due_date",
+        "hs_invoice_status",
+        "hs_amount_billed",
+        "hs_balance_due",
+        "hs_lastmodifieddate",
     ],
 }
 
@@ -99,9 +114,7 @@ class HubSpotSettings(ProviderSettings):
     def _known_streams(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         unknown = sorted(set(value) - set(DEFAULT_PROPERTIES))
         if unknown:
-            raise ValueError(
-                f"properties: unknown stream {unknown[0]!r} (streams: {', '.join(DEFAULT_PROPERTIES)})"
-            )
+            raise ValueError(f"properties: unknown stream {unknown[0]!r} (streams: {', '.join(DEFAULT_PROPERTIES)})")
         return value
 
     @model_validator(mode="after")
@@ -153,10 +166,14 @@ class HubSpotSettings(ProviderSettings):
         """Mapping overrides that follow from settings; explicit `mapping` overrides win."""
         streams: dict[str, Any] = {
             "deals": {
-                "hints": {"invoice_number": f"properties.{self.invoice_number_property}",
-                          "payment_plan": f"properties.{self.payment_plan_property}"},
-                "fields": {"disputed": {"path": f"properties.{self.disputed_property}"},
-                           "promise_to_pay": {"path": f"properties.{self.promise_to_pay_property}"}},
+                "hints": {
+                    "invoice_number": f"properties.{self.invoice_number_property}",
+                    "payment_plan": f"properties.{self.payment_plan_property}",
+                },
+                "fields": {
+                    "disputed": {"path": f"properties.{self.disputed_property}"},
+                    "promise_to_pay": {"path": f"properties.{self.promise_to_pay_property}"},
+                },
             },
             "companies": {"fields": {"paused": {"path": f"properties.{self.dunning_paused_property}"}}},
         }

@@ -180,8 +180,7 @@ class _Windows:
                 bounds = [low, *edges]
                 window.gte = edges[-1]
                 spawned = [
-                    _Window(gte=bounds[i], lt=bounds[i + 1], top=bounds[i + 1], span=span)
-                    for i in range(len(edges))
+                    _Window(gte=bounds[i], lt=bounds[i + 1], top=bounds[i + 1], span=span) for i in range(len(edges))
                 ]
             self._live.extend(spawned)
             return spawned
@@ -563,9 +562,7 @@ class StripeProvider(Provider):
         target = action.target
         remote_id = target.remote_id if target is not None else action.payload.get("invoice_id")
         if not remote_id or (target is not None and target.object_type != "invoice"):
-            raise InvalidRequestError(
-                f"{action.kind} needs an invoice target, got {target!r}", provider=self.name
-            )
+            raise InvalidRequestError(f"{action.kind} needs an invoice target, got {target!r}", provider=self.name)
         return str(remote_id)
 
     def _check_whole_amount(self, action: Action, invoice: dict[str, Any]) -> None:
@@ -577,7 +574,8 @@ class StripeProvider(Provider):
         currency = str(action.payload.get("currency") or invoice["currency"]).upper()
         wanted = Money.of(amount, currency)
         remaining = Money.from_minor(
-            int(invoice["amount_remaining"]), str(invoice["currency"]).upper(),
+            int(invoice["amount_remaining"]),
+            str(invoice["currency"]).upper(),
             exponent=stripe_exponent(invoice["currency"]),
         )
         if wanted != remaining:

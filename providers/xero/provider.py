@@ -111,14 +111,20 @@ class XeroProvider(Provider):
         # Only sales invoices are receivables: filtered by Xero, and again here in case a
         # proxy or sandbox ignores `where`. Bills (ACCPAY) never reach the mapping.
         return self._read(
-            "invoices", "/Invoices", "Invoices", cursor,
+            "invoices",
+            "/Invoices",
+            "Invoices",
+            cursor,
             {"where": 'Type=="ACCREC"', "unitdp": str(UNIT_DECIMAL_PLACES)},
             keep=lambda raw: raw.get("Type", "ACCREC") == "ACCREC",
         )
 
     def read_credit_notes(self, cursor: str | None) -> Iterator[Page]:
         return self._read(
-            "credit_notes", "/CreditNotes", "CreditNotes", cursor,
+            "credit_notes",
+            "/CreditNotes",
+            "CreditNotes",
+            cursor,
             {"where": 'Type=="ACCRECCREDIT"', "unitdp": str(UNIT_DECIMAL_PLACES)},
             keep=lambda raw: raw.get("Type", "ACCRECCREDIT") == "ACCRECCREDIT",
         )
@@ -127,7 +133,10 @@ class XeroProvider(Provider):
         # Payments on sales invoices only; refunds of credit notes and overpayments are not
         # payments of an invoice.
         return self._read(
-            "payments", "/Payments", "Payments", cursor,
+            "payments",
+            "/Payments",
+            "Payments",
+            cursor,
             {"where": 'PaymentType=="ACCRECPAYMENT"'},
             keep=lambda raw: raw.get("PaymentType", "ACCRECPAYMENT") == "ACCRECPAYMENT",
         )
@@ -162,16 +171,12 @@ class XeroProvider(Provider):
             ids = [raw.get(id_key) for raw in raws]
             if raws and previous is not None and previous == (position.since, ids):
                 raise PaginationLoopError(
-                    f"GET {path} answered page {position.page} with the records of the page "
-                    "before; it ignores paging",
+                    f"GET {path} answered page {position.page} with the records of the page before; it ignores paging",
                     provider=self.name,
                 )
             previous = (position.since, ids)
             decided = incremental.step(position, raws, size)
-            fresh = [
-                raw for raw in raws
-                if keep(raw) and (raw.get(id_key), raw.get("UpdatedDateUTC")) not in recent
-            ]
+            fresh = [raw for raw in raws if keep(raw) and (raw.get(id_key), raw.get("UpdatedDateUTC")) not in recent]
             yield Page(stream, fresh, cursor=incremental.dump_cursor(decided.cursor_since))
             position = decided.next
             if position is not None and position.since is not None:
@@ -200,7 +205,10 @@ class XeroProvider(Provider):
         found = decode_json(response, provider=self.name).get("Invoices") or [{}]
         check_invoice({**found[0], "InvoiceID": request.invoice_id}, request.amount)
         response = self.http.request(
-            "PUT", "/Payments", params={"summarizeErrors": "false"}, json=request.body,
+            "PUT",
+            "/Payments",
+            params={"summarizeErrors": "false"},
+            json=request.body,
             idempotency_key=action.idempotency_key,
         )
         answer = decode_json(response, provider=self.name)
@@ -218,17 +226,26 @@ class XeroProvider(Provider):
                 f"booking a gateway fee in Xero needs {' and '.join(missing)}",
                 where=f"connections.{self.connection}",
             )
-        body = fee_request(action, bank_code=s.payment_account_code or "", fee_code=s.fee_account_code or "",
-                           contact=s.fee_contact_name)
+        body = fee_request(
+            action,
+            bank_code=s.payment_account_code or "",
+            fee_code=s.fee_account_code or "",
+            contact=s.fee_contact_name,
+        )
         response = self.http.request(
-            "PUT", "/BankTransactions", params={"summarizeErrors": "false"}, json=body,
+            "PUT",
+            "/BankTransactions",
+            params={"summarizeErrors": "false"},
+            json=body,
             idempotency_key=action.idempotency_key,
         )
         answer = decode_json(response, provider=self.name)
         booked = (answer.get("BankTransactions") or [{}])[0]
         errors = [e.get("Message") for e in booked.get("ValidationErrors") or [] if isinstance(e, dict)]
         if errors or not booked.get("BankTransactionID"):
-            raise refuse("PUT /BankTransactions refused the fee: " + ("; ".join(filter(None, errors)) or "no transaction"))
+            raise refuse(
+                "PUT /BankTransactions refused the fee: " + ("; ".join(filter(None, errors)) or "no transaction")
+            )
         return ActionResult(remote_id=str(booked["BankTransactionID"]), response=answer, replayed=False)
 
     def apply_send_invoice(self, action: Action) -> ActionResult:
@@ -237,7 +254,9 @@ class XeroProvider(Provider):
         if target is None or target.object_type != "invoice":
             raise refuse("send_invoice needs an invoice as its target")
         self.http.request(
-            "POST", f"/Invoices/{target.remote_id}/Email", json={},
+            "POST",
+            f"/Invoices/{target.remote_id}/Email",
+            json={},
             idempotency_key=action.idempotency_key,
         )
         return ActionResult(remote_id=target.remote_id, response={}, replayed=False)

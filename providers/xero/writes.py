@@ -71,9 +71,7 @@ def check_invoice(invoice: dict[str, Any], expected: Money) -> None:
         raise refuse(f"invoice {ident} is a {kind}, not a sales invoice (ACCREC); no payment recorded")
     currency = invoice.get("CurrencyCode")
     if currency and str(currency).upper() != expected.currency:
-        raise refuse(
-            f"invoice {ident} is in {currency}, the payment in {expected.currency}; no payment recorded"
-        )
+        raise refuse(f"invoice {ident} is in {currency}, the payment in {expected.currency}; no payment recorded")
 
 
 def accepted_payment(answer: Any, expected: Money) -> dict[str, Any]:
@@ -90,8 +88,7 @@ def accepted_payment(answer: Any, expected: Money) -> dict[str, Any]:
     currency = invoice.get("CurrencyCode") if isinstance(invoice, dict) else None
     if currency and str(currency).upper() != expected.currency:
         raise refuse(
-            f"payment {payment.get('PaymentID')} was booked in {currency}, not {expected.currency}: "
-            "check it in Xero"
+            f"payment {payment.get('PaymentID')} was booked in {currency}, not {expected.currency}: check it in Xero"
         )
     if not payment.get("PaymentID"):
         raise refuse("PUT /Payments answered without a PaymentID")

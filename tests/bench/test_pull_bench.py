@@ -37,7 +37,7 @@ def test_the_sandbox_in_a_child_process_counts_every_request_as_in_process(capsy
     streams = _streams(child)
     assert {provider for provider, _ in streams} == {"xero", "hubspot"} and len(streams) == 8
     assert streams == _streams(in_process)
-    for (provider, stream), (records, requests, too_many, note) in streams.items():
+    for (provider, stream), (_records, requests, too_many, note) in streams.items():
         assert note == "", f"{provider} {stream}: {note}"
         assert int(requests.replace(",", "")) >= 1 and too_many == "0"
 

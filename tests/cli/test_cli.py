@@ -59,13 +59,17 @@ def test_doctor_with_a_bad_connection_key_is_one_line_and_exit_2(run_cli, tmp_pa
 
 def test_config_errors_about_secret_keys_keep_their_words(run_cli, tmp_path):
     """The secret masking must not eat the message: `api_key: environment ...` names a key."""
-    (tmp_path / "connector.toml").write_text('[connections.gateway]\nprovider = "stripe"\napi_key = "env:NOPE_NOT_SET"\n')
+    (tmp_path / "connector.toml").write_text(
+        '[connections.gateway]\nprovider = "stripe"\napi_key = "env:NOPE_NOT_SET"\n'
+    )
     result = run_cli("sync")
     assert result.exit_code == 2
     assert result.stderr.strip() == (
         "error: connector.toml: connections.gateway.api_key: environment variable NOPE_NOT_SET is not set"
     )
-    (tmp_path / "connector.toml").write_text('[connections.crm]\nprovider = "hubspot"\naccess_token = "env:HOME"\npassword = "x"\n')
+    (tmp_path / "connector.toml").write_text(
+        '[connections.crm]\nprovider = "hubspot"\naccess_token = "env:HOME"\npassword = "x"\n'
+    )
     assert "connections.crm.password: unknown key" in run_cli("doctor").stderr
 
 
@@ -124,4 +128,9 @@ def test_json_logs_carry_the_run_and_the_stream(tmp_path):
     record = logging.LogRecord("connector.sync", logging.WARNING, __file__, 1, "stream deferred: %s", ("x",), None)
     record.run_id, record.connection, record.stream = "run-1", "ledger", "invoices"
     line = json.loads(JsonFormatter().format(record))
-    assert (line["run_id"], line["connection"], line["stream"], line["message"]) == ("run-1", "ledger", "invoices", "stream deferred: x")
+    assert (line["run_id"], line["connection"], line["stream"], line["message"]) == (
+        "run-1",
+        "ledger",
+        "invoices",
+        "stream deferred: x",
+    )

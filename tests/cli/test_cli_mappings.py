@@ -50,7 +50,7 @@ def test_doctor_accepts_a_valid_connection_and_warns_about_literal_secrets(run_c
     report = json.loads(result.stdout)
     assert result.exit_code == 0, report
     warnings = [c["detail"] for c in report["checks"] if c["status"] == "warning"]
-    assert any("refresh_token is written in the file" in w for w in warnings)
+    assert any("refresh_token is written in the file" in w for w in warnings), warnings
     assert "rt-literal-123" not in result.stdout
 
 

@@ -111,10 +111,18 @@ def test_xero_write_actions_send_only_requests_the_document_accepts(xero_url, re
         # adapter must read it as a refusal. What this test proves is the request's shape.
         assert "refused the payment" in str(exc)
     provider.apply(Action(connection="ledger", kind="send_invoice", target=target))
-    fee = Action(connection="ledger", kind="record_fee",
-                 target=Ref(system="gateway", object_type="payment", remote_id="ch_3Contract"),
-                 payload={"amount": "0.59", "currency": example["CurrencyCode"], "date": "2026-11-20",
-                          "reference": "ch_3Contract", "description": "gateway fee"})
+    fee = Action(
+        connection="ledger",
+        kind="record_fee",
+        target=Ref(system="gateway", object_type="payment", remote_id="ch_3Contract"),
+        payload={
+            "amount": "0.59",
+            "currency": example["CurrencyCode"],
+            "date": "2026-11-20",
+            "reference": "ch_3Contract",
+            "description": "gateway fee",
+        },
+    )
     try:
         provider.apply(fee)
     except InvalidRequestError as exc:  # the document's example answer may carry validation errors
@@ -125,7 +133,9 @@ def test_xero_write_actions_send_only_requests_the_document_accepts(xero_url, re
     assert ("PUT", "/BankTransactions") in methods
     for request, _ in recorder.exchanges:
         if request.method in ("PUT", "POST"):
-            assert request.headers.get("Idempotency-Key"), f"{request.method} {request.url.path} without Idempotency-Key"
+            assert request.headers.get("Idempotency-Key"), (
+                f"{request.method} {request.url.path} without Idempotency-Key"
+            )
     assert recorder.problems() == []
 
 
@@ -155,13 +165,24 @@ def test_hubspot_write_actions_send_only_requests_the_document_accepts(hubspot_u
     provider = hubspot(hubspot_url)
     deal = Ref(system="crm", object_type="deal", remote_id="1001")
     provider.apply(
-        Action(connection="crm", kind="update_properties", target=deal,
-               payload={"properties": {"amount_outstanding": "120.50", "payment_status": "partially_paid"}})
+        Action(
+            connection="crm",
+            kind="update_properties",
+            target=deal,
+            payload={"properties": {"amount_outstanding": "120.50", "payment_status": "partially_paid"}},
+        )
     )
     for kind in ("create_note", "create_task"):
         provider.apply(
-            Action(connection="crm", kind=kind,
-                   payload={"company_id": "2002", "body": "Reminder: INV-0042 is 7 days overdue", "subject": "Chase INV-0042"})
+            Action(
+                connection="crm",
+                kind=kind,
+                payload={
+                    "company_id": "2002",
+                    "body": "Reminder: INV-0042 is 7 days overdue",
+                    "subject": "Chase INV-0042",
+                },
+            )
         )
     provider.close()
     methods = [(r.method, r.url.path) for r, _ in recorder.exchanges]
@@ -194,8 +215,11 @@ def pin_association_sources(monkeypatch) -> list[tuple[list[str], dict]]:
         for n, result in enumerate(answer.get("results") or []):
             result["from"] = {**(result.get("from") or {}), "id": asked[n % len(asked)]}
         seen.append((asked, answer))
-        headers = [(k, v) for k, v in response.headers.items()
-                   if k.lower() not in ("content-length", "content-type", "content-encoding", "transfer-encoding")]
+        headers = [
+            (k, v)
+            for k, v in response.headers.items()
+            if k.lower() not in ("content-length", "content-type", "content-encoding", "transfer-encoding")
+        ]
         return httpx.Response(200, headers=headers, json=answer, request=request)
 
     monkeypatch.setattr(httpx.HTTPTransport, "handle_request", handle_request)
@@ -236,8 +260,10 @@ def test_hubspot_reads_companies_through_the_v4_associations_document(hubspot_ur
                 primary = any((t.get("label") or "").lower() == "primary" for t in to.get("associationTypes") or [])
                 expected.setdefault(result["from"]["id"], []).append((not primary, str(to["toObjectId"])))
         for record in page.records:
-            want = [{"id": company, "type": f"{singular}_to_company"}
-                    for _, company in sorted(expected.get(str(record["id"]), []))]
+            want = [
+                {"id": company, "type": f"{singular}_to_company"}
+                for _, company in sorted(expected.get(str(record["id"]), []))
+            ]
             got = ((record.get("associations") or {}).get("companies") or {}).get("results") or []
             assert got == want, f"{stream} {record['id']}"
             attached += bool(got)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from support.dunning_cases import case, codes, customer, invoice, run
-
 from connector.money import Money
+from support.dunning_cases import case, codes, customer, invoice, run
 
 
 def test_several_overdue_invoices_of_one_customer_become_one_reminder():
-    cases = [case(invoice("a", "100.00", overdue=3)), case(invoice("b", "250.00", overdue=16)),
-             case(invoice("c", "40.00", overdue=8))]
+    cases = [
+        case(invoice("a", "100.00", overdue=3)),
+        case(invoice("b", "250.00", overdue=16)),
+        case(invoice("c", "40.00", overdue=8)),
+    ]
     [reminder], skips = run(cases)
     assert skips == []
     assert reminder.customer_id == "c1"
@@ -31,8 +33,12 @@ def test_invoice_not_due_yet_but_within_the_first_step_is_listed_too():
 
 
 def test_balances_are_per_currency_and_never_summed_across():
-    cases = [case(invoice("u", "100.00", overdue=5)), case(invoice("e", "80.00", "EUR", overdue=9)),
-             case(invoice("y", "5000", "JPY", overdue=2)), case(invoice("k", "1.250", "KWD", overdue=1))]
+    cases = [
+        case(invoice("u", "100.00", overdue=5)),
+        case(invoice("e", "80.00", "EUR", overdue=9)),
+        case(invoice("y", "5000", "JPY", overdue=2)),
+        case(invoice("k", "1.250", "KWD", overdue=1)),
+    ]
     [reminder], _ = run(cases)
     assert reminder.balances == {
         "EUR": Money.of("80.00", "EUR"),
@@ -50,8 +56,10 @@ def test_partially_paid_invoice_shows_what_is_left_of_its_total():
 
 
 def test_customers_get_separate_reminders_in_id_order():
-    cases = [case(invoice("z", "1.00", overdue=3, customer_id="c2"), customer("c2", "Zeta")),
-             case(invoice("a", "1.00", overdue=20), customer("c1", "Acme"))]
+    cases = [
+        case(invoice("z", "1.00", overdue=3, customer_id="c2"), customer("c2", "Zeta")),
+        case(invoice("a", "1.00", overdue=20), customer("c1", "Acme")),
+    ]
     reminders, _ = run(cases)
     assert [(r.customer_id, r.invoices, r.step.days) for r in reminders] == [("c1", ("a",), 14), ("c2", ("z",), 1)]
 
@@ -81,8 +89,10 @@ def test_a_later_step_is_sent_after_an_earlier_one_was():
 
 
 def test_ordering_is_deterministic_whatever_the_input_order():
-    cases = [case(invoice(i, "10.00", overdue=d, customer_id=c), customer(c))
-             for i, d, c in [("x", 5, "c2"), ("b", 5, "c1"), ("a", 5, "c1"), ("v", 1, "c2"), ("p", -9, "c1")]]
+    cases = [
+        case(invoice(i, "10.00", overdue=d, customer_id=c), customer(c))
+        for i, d, c in [("x", 5, "c2"), ("b", 5, "c1"), ("a", 5, "c1"), ("v", 1, "c2"), ("p", -9, "c1")]
+    ]
     forward = run(cases)
     backward = run(list(reversed(cases)))
     assert forward == backward

@@ -9,11 +9,11 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from support.dunning_book import Book
 
-from connector.model import Allocation, Money
 from connector.dunning.run import already_reminded, build_plan, queue, reminder_history
+from connector.model import Allocation, Money
 from connector.state import reconciliation as decisions
+from support.dunning_book import Book
 
 JAN_2 = date(2026, 1, 2)
 FEB_2 = JAN_2 + timedelta(days=31)
@@ -80,7 +80,9 @@ def test_a_parked_reminder_does_not_count_as_sent(book):
         outbox.claim(session, "w", lease=timedelta(minutes=5), limit=10)
         outbox.fail(session, email.id, "w", "400 the ledger refused", retry_at=None)  # parked for a person
     assert already_reminded(book.store) == set()
-    assert [r.invoices for r in build_plan(book.config, book.store, JAN_2 + timedelta(days=1)).reminders] == [("inv-1",)]
+    assert [r.invoices for r in build_plan(book.config, book.store, JAN_2 + timedelta(days=1)).reminders] == [
+        ("inv-1",)
+    ]
 
 
 # Two dates a month apart --------------------------------------------------------------------
@@ -109,7 +111,9 @@ def test_every_invoice_that_reaches_the_escalation_step_goes_to_collections(book
     book.invoice("INV-2", "acme", "250.00", FEB_2 - timedelta(days=45))
 
     february = queue(book.config, book.store, FEB_2)
-    assert [(r.step.days, r.invoices, r.escalated_invoices) for r in february.reminders] == [(45, ("inv-2",), ("inv-2",))]
+    assert [(r.step.days, r.invoices, r.escalated_invoices) for r in february.reminders] == [
+        (45, ("inv-2",), ("inv-2",))
+    ]
     assert codes(february) == {"inv-1": "already_reminded"}
     flagged = {i.number: i.in_collections for i in book.store.list_invoices()}
     assert flagged == {"INV-1": True, "INV-2": True}
@@ -123,14 +127,30 @@ def test_a_payment_pending_in_the_gateway_is_a_recorded_skip_that_explain_shows(
     book.invoice("INV-7", "acme", "500.00", JAN_2 - timedelta(days=10))
     from connector.model import Payment, Ref
 
-    charge = Payment(id="pay-1", amount=Money.of("500.00", "USD"), customer_id="acme",
-                     received_at=__import__("datetime").datetime(2025, 12, 30, tzinfo=__import__("datetime").UTC),
-                     refs=[Ref(system="gateway", object_type="payment", remote_id="ch_1")])
+    charge = Payment(
+        id="pay-1",
+        amount=Money.of("500.00", "USD"),
+        customer_id="acme",
+        received_at=__import__("datetime").datetime(2025, 12, 30, tzinfo=__import__("datetime").UTC),
+        refs=[Ref(system="gateway", object_type="payment", remote_id="ch_1")],
+    )
     book.store.store_page("gateway", "charges", "payment", [charge], None, rank=2)
     with book.store.session() as session:
-        decisions.save_allocations(session, [Allocation(
-            id="a-1", payment_id="pay-1", invoice_id="inv-7", amount=Money.of("500.00", "USD"),
-            rule="remittance_number", confidence=Decimal("0.98"), reason="INV-7 in the remittance")], "applied")
+        decisions.save_allocations(
+            session,
+            [
+                Allocation(
+                    id="a-1",
+                    payment_id="pay-1",
+                    invoice_id="inv-7",
+                    amount=Money.of("500.00", "USD"),
+                    rule="remittance_number",
+                    confidence=Decimal("0.98"),
+                    reason="INV-7 in the remittance",
+                )
+            ],
+            "applied",
+        )
 
     plan = queue(book.config, book.store, JAN_2)
     assert plan.reminders == []
@@ -138,8 +158,10 @@ def test_a_payment_pending_in_the_gateway_is_a_recorded_skip_that_explain_shows(
     assert (skip.invoice_id, skip.code) == ("inv-7", "payment_pending")
     story = book.run("explain", "INV-7")
     assert story.exit_code == 0, story.stderr
-    assert ("dunning reminder_skipped invoice inv-7: INV-7: payment of 500.00 USD is seen in the gateway but "
-            "not yet in the ledger; it covers the balance of 500.00 USD") in story.stdout
+    assert (
+        "dunning reminder_skipped invoice inv-7: INV-7: payment of 500.00 USD is seen in the gateway but "
+        "not yet in the ledger; it covers the balance of 500.00 USD"
+    ) in story.stdout
 
 
 # Without a CRM: the fee and the escalation are still seen by a person ---------------------------
@@ -153,15 +175,21 @@ def test_without_a_crm_the_late_fee_and_the_escalation_are_listed_and_audited_ne
 
     preview = book.run("reminders", "plan", "--as-of", JAN_2.isoformat())
     assert preview.exit_code == 0, preview.stderr
-    assert ("late_fee               Policy step +30 proposes a late fee of 20.00 EUR (2%) on INV-30 of Solo GmbH. "
-            "Apply it in the ledger if you agree; the connector never applies fees itself. [no CRM task: only this "
-            "list and the audit log (`connector explain`)]") in preview.stdout
-    assert ("escalation             INV-45 of Lone KK reached day +45 (collections) and goes to collections "
-            "(flagged in_collections); the customer has no CRM company for the collections task: a person must "
-            "take it up") in preview.stdout
+    assert (
+        "late_fee               Policy step +30 proposes a late fee of 20.00 EUR (2%) on INV-30 of Solo GmbH. "
+        "Apply it in the ledger if you agree; the connector never applies fees itself. [no CRM task: only this "
+        "list and the audit log (`connector explain`)]"
+    ) in preview.stdout
+    assert (
+        "escalation             INV-45 of Lone KK reached day +45 (collections) and goes to collections "
+        "(flagged in_collections); the customer has no CRM company for the collections task: a person must "
+        "take it up"
+    ) in preview.stdout
     as_json = json.loads(book.run("reminders", "plan", "--as-of", JAN_2.isoformat(), "--json").stdout)
     assert [(f["kind"], f["invoice"], f["via"]) for f in as_json["for_a_person"]] == [
-        ("escalation", "inv-45", None), ("late_fee", "inv-30", None)]
+        ("escalation", "inv-45", None),
+        ("late_fee", "inv-30", None),
+    ]
 
     plan = queue(book.config, book.store, JAN_2)
     # the reminders themselves go by ledger email; no fee is applied anywhere

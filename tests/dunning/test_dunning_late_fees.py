@@ -5,20 +5,20 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from support.dunning_cases import case, invoice, run
 
 from connector.dunning.policy import DunningPolicy, Step
 from connector.money import Money
+from support.dunning_cases import case, invoice, run
 
 
 @pytest.mark.parametrize(
     ("total", "currency", "fee"),
     [
-        ("12345", "JPY", "247"),      # 246.9 yen -> whole yen
-        ("12325", "JPY", "247"),      # 246.5 yen rounds half up
-        ("1.234", "KWD", "0.025"),    # 0.02468 KWD -> fils
-        ("10.125", "KWD", "0.203"),   # 0.2025 KWD rounds half up
-        ("100.25", "USD", "2.01"),    # 2.005 USD rounds half up
+        ("12345", "JPY", "247"),  # 246.9 yen -> whole yen
+        ("12325", "JPY", "247"),  # 246.5 yen rounds half up
+        ("1.234", "KWD", "0.025"),  # 0.02468 KWD -> fils
+        ("10.125", "KWD", "0.203"),  # 0.2025 KWD rounds half up
+        ("100.25", "USD", "2.01"),  # 2.005 USD rounds half up
         ("99.99", "EUR", "2.00"),
     ],
 )

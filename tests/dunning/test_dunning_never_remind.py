@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from support.dunning_cases import AS_OF, case, codes, customer, invoice, run
 
 from connector.dunning.policy import instalments_on_time
 from connector.model import PaymentPlan
 from connector.money import Money
+from support.dunning_cases import AS_OF, case, codes, customer, invoice, run
 
 
 def usd(amount: str) -> Money:
@@ -30,8 +30,12 @@ def only_skip(c):
 
 @pytest.mark.parametrize(
     ("changes", "words"),
-    [({"paid": "100.00"}, "is paid"), ({"status": "void"}, "is void"),
-     ({"status": "draft"}, "is a draft"), ({"status": "uncollectible"}, "uncollectible")],
+    [
+        ({"paid": "100.00"}, "is paid"),
+        ({"status": "void"}, "is void"),
+        ({"status": "draft"}, "is a draft"),
+        ({"status": "uncollectible"}, "uncollectible"),
+    ],
 )
 def test_paid_or_void_invoice_is_never_reminded(changes, words):
     skip = only_skip(case(invoice("i1", "100.00", overdue=20, **changes)))
@@ -47,14 +51,18 @@ def test_disputed_invoice_is_never_reminded():
 
 
 def test_payment_plan_with_instalments_paid_so_far_is_not_reminded():
-    on_plan = invoice("i1", "300.00", overdue=40, paid="200.00", payment_plan=plan((-20, "100.00"), (-1, "100.00"), (10, "100.00")))
+    on_plan = invoice(
+        "i1", "300.00", overdue=40, paid="200.00", payment_plan=plan((-20, "100.00"), (-1, "100.00"), (10, "100.00"))
+    )
     skip = only_skip(case(on_plan))
     assert skip.code == "payment_plan_on_time"
     assert "200.00 USD paid so far" in skip.reason
 
 
 def test_payment_plan_behind_schedule_is_reminded():
-    behind = invoice("i1", "300.00", overdue=40, paid="100.00", payment_plan=plan((-20, "100.00"), (-1, "100.00"), (10, "100.00")))
+    behind = invoice(
+        "i1", "300.00", overdue=40, paid="100.00", payment_plan=plan((-20, "100.00"), (-1, "100.00"), (10, "100.00"))
+    )
     [reminder], skips = run([case(behind)])
     assert skips == []
     assert reminder.step.days == 30
@@ -88,7 +96,9 @@ def test_promise_to_pay_in_the_past_no_longer_protects():
 
 def test_paused_customer_is_never_reminded():
     paused = customer(paused=True)
-    reminders, skips = run([case(invoice("i1", "100.00", overdue=20), paused), case(invoice("i2", "5.00", overdue=2), paused)])
+    reminders, skips = run(
+        [case(invoice("i1", "100.00", overdue=20), paused), case(invoice("i2", "5.00", overdue=2), paused)]
+    )
     assert reminders == []
     assert codes(skips) == {"i1": "customer_paused", "i2": "customer_paused"}
     assert "finance paused reminders for Acme Ltd" in skips[0].reason
@@ -115,15 +125,20 @@ def test_unapplied_credit_that_covers_the_balance_skips_the_invoice():
 
 def test_credit_is_spent_once_across_the_customers_invoices():
     # 150 of credit covers the oldest 100, leaving 50: not enough for the other 100.
-    cases = [case(invoice("old", "100.00", overdue=20), credit="150.00"),
-             case(invoice("new", "100.00", overdue=10), credit="150.00")]
+    cases = [
+        case(invoice("old", "100.00", overdue=20), credit="150.00"),
+        case(invoice("new", "100.00", overdue=10), credit="150.00"),
+    ]
     [reminder], skips = run(cases)
     assert codes(skips) == {"old": "covered_by_credit"}
     assert reminder.invoices == ("new",)
 
 
 def test_credit_in_another_currency_does_not_cover():
-    cases = [case(invoice("e1", "100.00", "EUR", overdue=20)), case(invoice("u1", "100.00", overdue=20), credit="500.00")]
+    cases = [
+        case(invoice("e1", "100.00", "EUR", overdue=20)),
+        case(invoice("u1", "100.00", overdue=20), credit="500.00"),
+    ]
     [reminder], skips = run(cases)
     assert codes(skips) == {"u1": "covered_by_credit"}
     assert reminder.invoices == ("e1",)

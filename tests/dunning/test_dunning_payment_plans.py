@@ -6,18 +6,27 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from support.dunning_cases import AS_OF, case, codes, invoice, run
 
 from connector.dunning.policy import Every, parse_every, payment_plan, plan_from_terms, split_in_instalments
 from connector.model import PaymentPlan
 from connector.money import Money
+from support.dunning_cases import AS_OF, case, codes, invoice, run
 
 
 @pytest.mark.parametrize(
     ("text", "every"),
-    [("month", Every(months=1)), ("Monthly", Every(months=1)), ("quarter", Every(months=3)), ("week", Every(days=7)),
-     ("fortnight", Every(days=14)), ("14d", Every(days=14)), ("10 days", Every(days=10)), ("2w", Every(days=14)),
-     ("2 months", Every(months=2)), ("1m", Every(months=1))],
+    [
+        ("month", Every(months=1)),
+        ("Monthly", Every(months=1)),
+        ("quarter", Every(months=3)),
+        ("week", Every(days=7)),
+        ("fortnight", Every(days=14)),
+        ("14d", Every(days=14)),
+        ("10 days", Every(days=10)),
+        ("2w", Every(days=14)),
+        ("2 months", Every(months=2)),
+        ("1m", Every(months=1)),
+    ],
 )
 def test_periods_in_words(text, every):
     assert parse_every(text) == every
@@ -36,9 +45,13 @@ def test_monthly_keeps_the_day_or_takes_the_last_day_of_a_shorter_month():
 
 @pytest.mark.parametrize(
     ("amount", "currency", "count", "shares"),
-    [("100.00", "USD", 3, ["33.33", "33.33", "33.34"]), ("1000", "JPY", 3, ["333", "333", "334"]),
-     ("1.000", "KWD", 3, ["0.333", "0.333", "0.334"]), ("0.02", "USD", 2, ["0.01", "0.01"]),
-     ("2.00", "USD", 3, ["0.67", "0.67", "0.66"])],
+    [
+        ("100.00", "USD", 3, ["33.33", "33.33", "33.34"]),
+        ("1000", "JPY", 3, ["333", "333", "334"]),
+        ("1.000", "KWD", 3, ["0.333", "0.333", "0.334"]),
+        ("0.02", "USD", 2, ["0.01", "0.01"]),
+        ("2.00", "USD", 3, ["0.67", "0.67", "0.66"]),
+    ],
 )
 def test_instalments_add_up_to_the_amount_exactly(amount, currency, count, shares):
     split = split_in_instalments(Money.of(amount, currency), count, date(2026, 1, 1), Every(days=7))
@@ -54,8 +67,10 @@ def test_an_amount_too_small_for_the_instalments_is_refused():
 def test_a_crm_plan_in_words_splits_the_total_from_the_due_date():
     plan = plan_from_terms("4 monthly instalments", Money.of("2867.17", "USD"), date(2026, 9, 26))
     assert plan.instalments == [
-        (date(2026, 9, 26), Money.of("716.79", "USD")), (date(2026, 10, 26), Money.of("716.79", "USD")),
-        (date(2026, 11, 26), Money.of("716.79", "USD")), (date(2026, 12, 26), Money.of("716.80", "USD")),
+        (date(2026, 9, 26), Money.of("716.79", "USD")),
+        (date(2026, 10, 26), Money.of("716.79", "USD")),
+        (date(2026, 11, 26), Money.of("716.79", "USD")),
+        (date(2026, 12, 26), Money.of("716.80", "USD")),
     ]
     with pytest.raises(ValueError, match="'pay when you can' is not understood as a plan like '3 monthly instalments'"):
         plan_from_terms("pay when you can", Money.of("1.00", "USD"), date(2026, 1, 1))
@@ -63,8 +78,14 @@ def test_a_crm_plan_in_words_splits_the_total_from_the_due_date():
 
 def test_what_was_paid_before_a_plan_does_not_count_towards_its_instalments():
     # 100.00 due; 40.00 paid before the plan; the 60.00 left in 3 monthly instalments from 1 Feb.
-    plan = payment_plan(Money.of("60.00", "USD"), 3, date(2026, 2, 1), Every(months=1),
-                        paid_before=Money.of("40.00", "USD"), agreed_on=date(2026, 1, 20))
+    plan = payment_plan(
+        Money.of("60.00", "USD"),
+        3,
+        date(2026, 2, 1),
+        Every(months=1),
+        paid_before=Money.of("40.00", "USD"),
+        agreed_on=date(2026, 1, 20),
+    )
     assert plan.instalments[0] == (date(2026, 1, 20), Money.of("40.00", "USD"))
     inv = lambda paid: invoice("p", "100.00", paid=paid, payment_plan=plan, overdue=29)  # noqa: E731  due 31 Jan
     # 15 February: the 1 February instalment is due; only the 40.00 from before: behind, reminded
@@ -75,8 +96,10 @@ def test_what_was_paid_before_a_plan_does_not_count_towards_its_instalments():
     # With the February instalment paid it is on time, and the reason names the next one.
     _, skips = run([case(inv("60.00"), as_of=feb_15)], as_of=feb_15)
     assert codes(skips) == {"p": "payment_plan_on_time"}
-    assert skips[0].reason == ("P is on a payment plan: 60.00 USD paid so far covers the 60.00 USD due before "
-                               "2026-02-15; next: 20.00 USD by 2026-03-01")
+    assert skips[0].reason == (
+        "P is on a payment plan: 60.00 USD paid so far covers the 60.00 USD due before "
+        "2026-02-15; next: 20.00 USD by 2026-03-01"
+    )
 
 
 def test_a_plan_read_back_from_storage_is_the_same_plan():

@@ -10,7 +10,6 @@ from decimal import Decimal
 
 import pytest
 from pydantic import ValidationError
-from support.dunning_cases import AS_OF, case, codes, customer, invoice, run
 
 from connector.dunning.policy import (
     Case,
@@ -20,6 +19,7 @@ from connector.dunning.policy import (
 )
 from connector.model import invoice_position
 from connector.money import Money
+from support.dunning_cases import AS_OF, case, codes, customer, invoice, run
 
 # The step on the day ------------------------------------------------------------------------
 
@@ -27,12 +27,19 @@ from connector.money import Money
 @pytest.mark.parametrize(
     ("overdue", "step_days"),
     [
-        (-3, -3), (-1, -3), (0, -3),
-        (1, 1), (6, 1),
-        (7, 7), (13, 7),
-        (14, 14), (29, 14),
-        (30, 30), (44, 30),
-        (45, 45), (400, 45),
+        (-3, -3),
+        (-1, -3),
+        (0, -3),
+        (1, 1),
+        (6, 1),
+        (7, 7),
+        (13, 7),
+        (14, 14),
+        (29, 14),
+        (30, 30),
+        (44, 30),
+        (45, 45),
+        (400, 45),
     ],
 )
 def test_invoice_reaches_the_latest_step_whose_day_has_come(overdue, step_days):
@@ -101,8 +108,12 @@ def test_customer_policy_comes_from_policy_for():
 
 def test_duplicate_step_days_are_refused_naming_the_steps_field():
     with pytest.raises(ValidationError) as caught:
-        DunningPolicy(steps=[Step(days=7, tone="reminder", channel="ledger_email"),
-                             Step(days=7, tone="firm", channel="ledger_email")])
+        DunningPolicy(
+            steps=[
+                Step(days=7, tone="reminder", channel="ledger_email"),
+                Step(days=7, tone="firm", channel="ledger_email"),
+            ]
+        )
     [error] = caught.value.errors()
     assert error["loc"] == ("steps",)
     assert "day 7 appears twice" in error["msg"]
@@ -116,8 +127,12 @@ def test_a_policy_needs_at_least_one_step():
 
 def test_steps_given_out_of_order_are_sorted_by_day():
     policy = DunningPolicy.model_validate(
-        {"steps": [{"days": 14, "tone": "firm", "channel": "ledger_email"},
-                   {"days": -3, "tone": "friendly", "channel": "gateway_email"}]}
+        {
+            "steps": [
+                {"days": 14, "tone": "firm", "channel": "ledger_email"},
+                {"days": -3, "tone": "friendly", "channel": "gateway_email"},
+            ]
+        }
     )
     assert [s.days for s in policy.steps] == [-3, 14]
 
@@ -140,8 +155,13 @@ def test_an_invalid_step_names_its_field(step, field):
 
 def test_a_case_with_credit_in_another_currency_is_refused():
     with pytest.raises(ValueError, match="unapplied_credit: currency EUR differs"):
-        Case(invoice=(inv := invoice("i1", "1.00")), position=invoice_position(inv, AS_OF), customer=customer(),
-             pending_payment=None, unapplied_credit=Money.of("1.00", "EUR"))
+        Case(
+            invoice=(inv := invoice("i1", "1.00")),
+            position=invoice_position(inv, AS_OF),
+            customer=customer(),
+            pending_payment=None,
+            unapplied_credit=Money.of("1.00", "EUR"),
+        )
 
 
 def test_a_position_of_another_day_is_refused():

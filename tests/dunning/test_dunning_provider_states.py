@@ -11,14 +11,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from support.dunning_book import Book
 
-from connector.model import Money
-from connector.dunning.states import apply_provider_states
 from connector.dunning.run import build_plan
+from connector.dunning.states import apply_provider_states
 from connector.mappings.mapper import load_mapping
+from connector.model import Money
 from connector.providers.hubspot import HubSpotProvider, HubSpotSettings
 from connector.providers.xero.provider import XeroProvider
+from support.dunning_book import Book
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TODAY = date.today()
@@ -40,8 +40,11 @@ def hubspot(**settings):
 def test_a_deal_carries_its_dispute_promise_and_plan_and_a_company_its_pause():
     settings, mapper = hubspot()
     deal = fixture("hubspot", "deals_search.json", "results")
-    deal["properties"] |= {"ar_disputed": "true", "ar_promise_to_pay_date": "2026-12-11",
-                           "ar_payment_plan": "3 monthly instalments"}
+    deal["properties"] |= {
+        "ar_disputed": "true",
+        "ar_promise_to_pay_date": "2026-12-11",
+        "ar_payment_plan": "3 monthly instalments",
+    }
     mapped = mapper.map_one("deals", deal)
     assert (mapped.record.disputed, mapped.record.promise_to_pay) == (True, date(2026, 12, 11))
     assert mapped.hints["payment_plan"] == "3 monthly instalments"
@@ -58,18 +61,33 @@ def test_cleared_properties_map_to_no_state_rather_than_a_mapping_error():
     deal = fixture("hubspot", "deals_search.json", "results")
     deal["properties"] |= {"ar_disputed": "", "ar_promise_to_pay_date": "", "ar_payment_plan": ""}
     mapped = mapper.map_one("deals", deal)
-    assert (mapped.record.disputed, mapped.record.promise_to_pay, "payment_plan" in mapped.hints) == (False, None, False)
+    assert (mapped.record.disputed, mapped.record.promise_to_pay, "payment_plan" in mapped.hints) == (
+        False,
+        None,
+        False,
+    )
 
 
 def test_the_property_names_are_settings_of_the_connection():
-    settings, mapper = hubspot(disputed_property="x_dispute", promise_to_pay_property="x_promised",
-                               payment_plan_property="x_plan", dunning_paused_property="x_hold")
+    settings, mapper = hubspot(
+        disputed_property="x_dispute",
+        promise_to_pay_property="x_promised",
+        payment_plan_property="x_plan",
+        dunning_paused_property="x_hold",
+    )
     deal = fixture("hubspot", "deals_search.json", "results")
-    deal["properties"] |= {"x_dispute": "true", "x_promised": "1767225600000", "x_plan": "2 weekly instalments",
-                           "ar_disputed": "false"}
+    deal["properties"] |= {
+        "x_dispute": "true",
+        "x_promised": "1767225600000",
+        "x_plan": "2 weekly instalments",
+        "ar_disputed": "false",
+    }
     mapped = mapper.map_one("deals", deal)
     assert (mapped.record.disputed, mapped.record.promise_to_pay, mapped.hints["payment_plan"]) == (
-        True, date(2026, 1, 1), "2 weekly instalments")  # epoch milliseconds read too
+        True,
+        date(2026, 1, 1),
+        "2 weekly instalments",
+    )  # epoch milliseconds read too
     assert {"x_dispute", "x_promised", "x_plan"} <= set(settings.properties_for("deals"))
     assert "x_hold" in settings.properties_for("companies")
 
@@ -94,7 +112,9 @@ def book(tmp_path, run_cli):
 
 
 def states(book):
-    invoices = {i.number: (i.disputed, i.promise_to_pay, i.payment_plan is not None) for i in book.store.list_invoices()}
+    invoices = {
+        i.number: (i.disputed, i.promise_to_pay, i.payment_plan is not None) for i in book.store.list_invoices()
+    }
     return invoices, {c.name: c.paused for c in book.store.list_customers()}
 
 
@@ -105,20 +125,32 @@ def test_provider_states_fill_the_columns_and_a_cli_setting_wins_over_them(book)
     book.invoice("INV-2", "acme", "300.00", due, deal={"promise_to_pay": TODAY + timedelta(days=5)})
     book.invoice("INV-3", "acme", "300.00", due, plan_words="3 monthly instalments")
     assert apply_provider_states(book.config, book.store) == 4
-    assert states(book) == ({"INV-1": (True, None, False), "INV-2": (False, TODAY + timedelta(days=5), False),
-                             "INV-3": (False, None, True)}, {"Acme Ltd": True})
+    assert states(book) == (
+        {
+            "INV-1": (True, None, False),
+            "INV-2": (False, TODAY + timedelta(days=5), False),
+            "INV-3": (False, None, True),
+        },
+        {"Acme Ltd": True},
+    )
     [plan] = [i.payment_plan for i in book.store.list_invoices() if i.number == "INV-3"]
     assert plan.instalments[0] == (due, Money.of("100.00", "USD"))  # from the due date, over the total
     story = book.run("explain", "INV-1").stdout
     assert "crm provider_state invoice inv-1: INV-1: disputed, as crm deal D-INV-1 states" in story
 
     # Finance decides otherwise in the CLI: that sticks, whatever the CRM still says.
-    for args in (("dispute", "INV-1", "--clear"), ("promise", "INV-2", "--clear"), ("plan-payments", "INV-3", "--clear"),
-                 ("pause", "acme", "--resume")):
+    for args in (
+        ("dispute", "INV-1", "--clear"),
+        ("promise", "INV-2", "--clear"),
+        ("plan-payments", "INV-3", "--clear"),
+        ("pause", "acme", "--resume"),
+    ):
         assert book.run(*args).exit_code == 0
     assert apply_provider_states(book.config, book.store) == 0
-    assert states(book) == ({"INV-1": (False, None, False), "INV-2": (False, None, False), "INV-3": (False, None, False)},
-                            {"Acme Ltd": False})
+    assert states(book) == (
+        {"INV-1": (False, None, False), "INV-2": (False, None, False), "INV-3": (False, None, False)},
+        {"Acme Ltd": False},
+    )
 
 
 def test_a_state_the_provider_drops_is_dropped_unless_finance_set_it(book):
@@ -142,13 +174,24 @@ def test_plan_payments_splits_what_is_owed_and_protects_the_invoice_while_on_tim
     book.customer("acme", "Acme Ltd")
     book.invoice("INV-9", "acme", "1000.00", TODAY - timedelta(days=20), paid="100.00")
     first = TODAY + timedelta(days=1)
-    result = book.run("plan-payments", "INV-9", "--instalments", "3", "--every", "fortnight", "--first",
-                      first.isoformat(), "--reason", "agreed on the phone")
+    result = book.run(
+        "plan-payments",
+        "INV-9",
+        "--instalments",
+        "3",
+        "--every",
+        "fortnight",
+        "--first",
+        first.isoformat(),
+        "--reason",
+        "agreed on the phone",
+    )
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == (
         f"INV-9: payment plan of 3 instalments: 300.00 USD by {first}, 300.00 USD by {first + timedelta(days=14)}, "
         f"300.00 USD by {first + timedelta(days=28)} (100.00 USD paid before the plan) (fortnightly); "
-        "no reminder while it is paid on time")
+        "no reminder while it is paid on time"
+    )
     plan = build_plan(book.config, book.store, TODAY)
     assert {s.invoice_id: s.code for s in plan.skips} == {"inv-9": "payment_plan_on_time"}
     # the first instalment unpaid the day after its date: reminded at the invoice's own step
@@ -168,10 +211,14 @@ def test_plan_payments_splits_what_is_owed_and_protects_the_invoice_while_on_tim
         ((), "error: give --instalments N --every PERIOD (and --first YYYY-MM-DD), or --clear"),
         (("--instalments", "3"), "error: give --instalments N --every PERIOD (and --first YYYY-MM-DD), or --clear"),
         (("--clear", "--every", "month"), "error: give --clear alone, or --instalments N --every PERIOD"),
-        (("--instalments", "3", "--every", "sometimes"),
-         "error: --every: 'sometimes' is not a period like month, week, fortnight, 14d or 2 months"),
-        (("--instalments", "3", "--every", "month", "--first", "2026-02-30"),
-         "error: --first: '2026-02-30' is not a date like 2026-12-31"),
+        (
+            ("--instalments", "3", "--every", "sometimes"),
+            "error: --every: 'sometimes' is not a period like month, week, fortnight, 14d or 2 months",
+        ),
+        (
+            ("--instalments", "3", "--every", "month", "--first", "2026-02-30"),
+            "error: --first: '2026-02-30' is not a date like 2026-12-31",
+        ),
     ],
 )
 def test_plan_payments_bad_input_is_one_line_and_exit_2(book, args, message):

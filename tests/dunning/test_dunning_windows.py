@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from support.dunning_cases import case, codes, invoice, run
-
 from connector.money import Money
+from support.dunning_cases import case, codes, invoice, run
 
 JAN_2, FEB_2 = date(2026, 1, 2), date(2026, 2, 2)
 
@@ -26,15 +25,21 @@ def test_a_new_invoice_gets_the_plus_1_reminder_a_month_after_the_customer_had_o
     [february], skips = run([dated("b", "80.00", date(2026, 2, 1), FEB_2)], already=sent, as_of=FEB_2)
     assert skips == []
     assert (february.step.days, february.invoices) == (1, ("b",))
-    assert february.text.splitlines()[0] == "Reminder reminder to Acme Ltd (day +1, ledger_email): 1 invoice, 80.00 USD open"
+    assert (
+        february.text.splitlines()[0]
+        == "Reminder reminder to Acme Ltd (day +1, ledger_email): 1 invoice, 80.00 USD open"
+    )
 
 
 def test_only_the_invoices_not_yet_reminded_at_their_step_are_listed_in_one_reminder():
     # January: a reached +1 and was reminded. February: a is at +32 (the +30 step, not had
     # yet), b reached +1, c is still at +1 and was reminded at +1 already.
     sent = {("c1", 1, "a"), ("c1", 1, "c")}
-    cases = [dated("a", "100.00", date(2026, 1, 1), FEB_2), dated("b", "80.00", date(2026, 2, 1), FEB_2),
-             dated("c", "10.00", date(2026, 1, 30), FEB_2)]
+    cases = [
+        dated("a", "100.00", date(2026, 1, 1), FEB_2),
+        dated("b", "80.00", date(2026, 2, 1), FEB_2),
+        dated("c", "10.00", date(2026, 1, 30), FEB_2),
+    ]
     [reminder], skips = run(cases, already=sent, as_of=FEB_2)
     assert reminder.step.days == 30
     assert reminder.invoices == ("a", "b")

@@ -7,14 +7,14 @@ from datetime import date
 
 import pytest
 
-from support.apply_crash import apply_process, prepare
-from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
 from connector.config import load_config
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
-from support.e2e import effect_counts, write_counts, with_credentials
 from connector.state import outbox
 from connector.state.store import open_store
+from support.apply_crash import apply_process, prepare
+from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
+from support.e2e import effect_counts, with_credentials, write_counts
 
 pytestmark = pytest.mark.slow
 

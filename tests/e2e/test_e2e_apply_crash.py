@@ -7,9 +7,9 @@ from datetime import date
 
 import pytest
 
-from support.apply_crash import crash_and_finish, prepare
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
+from support.apply_crash import crash_and_finish, prepare
 from support.e2e import with_credentials
 
 pytestmark = pytest.mark.slow

@@ -14,8 +14,8 @@ import pytest
 
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
-from support.e2e import stored_views, sync_sandbox, with_credentials
 from connector.state.store import open_store
+from support.e2e import stored_views, sync_sandbox, with_credentials
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,9 @@ def test_sync_killed_at_several_points_then_rerun_equals_a_clean_run(tmp_path):
     # Xero's grace period for a refresh token whose answer was lost (a kill can land between
     # the provider's answer and our commit of the rotated token).
     with Sandbox(book, limits="off", latency_ms=15, refresh_grace_s=1800) as sandbox:
-        store, _ = sync_sandbox(sandbox, tmp_path / "crashy", streams=["nothing-yet"])  # writes the config, opens the db
+        store, _ = sync_sandbox(
+            sandbox, tmp_path / "crashy", streams=["nothing-yet"]
+        )  # writes the config, opens the db
         store.close()
         config = tmp_path / "crashy" / "connector.toml"
         # A kill at a moment in time: it may land anywhere, a token rotation included.

@@ -13,15 +13,19 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def book(demo_copy, run_cli):
     """The CLI on a private copy of the demo database."""
+
     def run(*args):
         return run_cli("--config", str(demo_copy / "connector.toml"), *args)
+
     return run, demo_copy
 
 
 def audit_rows(copy, action):
     engine = sa.create_engine(f"sqlite:///{copy / 'connector.db'}")
     with engine.connect() as connection:
-        rows = connection.execute(sa.text("SELECT actor, action, subject_id, decision FROM audit_log WHERE action = :a"), {"a": action}).all()
+        rows = connection.execute(
+            sa.text("SELECT actor, action, subject_id, decision FROM audit_log WHERE action = :a"), {"a": action}
+        ).all()
     engine.dispose()
     return rows
 

@@ -61,7 +61,11 @@ def test_every_customer_is_one_canonical_customer_in_each_of_its_systems(linked)
     customers = store.list_customers()
     assert len(customers) == len(truth["customers"])
     for expected in truth["customers"]:
-        owner = next(c for c in customers if ("ledger", "customer", expected["xero_contact_id"]) in refs_of(store, "customer", c.id))
+        owner = next(
+            c
+            for c in customers
+            if ("ledger", "customer", expected["xero_contact_id"]) in refs_of(store, "customer", c.id)
+        )
         refs = refs_of(store, "customer", owner.id)
         if expected.get("stripe_customer_id"):
             assert ("gateway", "customer", expected["stripe_customer_id"]) in refs, expected["name"]
@@ -81,7 +85,11 @@ def test_a_card_payment_already_in_the_ledger_is_one_payment(linked):
     assert recorded
     payments = store.list_payments()
     for expected in recorded:
-        owners = [p for p in payments if ("gateway", "payment", expected["stripe_charge_id"]) in refs_of(store, "payment", p.id)]
+        owners = [
+            p
+            for p in payments
+            if ("gateway", "payment", expected["stripe_charge_id"]) in refs_of(store, "payment", p.id)
+        ]
         assert len(owners) == 1
         assert ("ledger", "payment", expected["xero_payment_ids"][0]) in refs_of(store, "payment", owners[0].id)
 
@@ -91,7 +99,11 @@ def test_linking_again_changes_nothing_and_every_link_is_audited(linked):
 
     _, store, sync_report, config = linked
     linked_by_sync = sum(sum(rules.values()) for rules in sync_report.links.values())
-    assert linked_by_sync > 0 and set(sync_report.links["invoice"]) <= {"explicit_id", "invoice_number", "customer_amount_date"}
+    assert linked_by_sync > 0 and set(sync_report.links["invoice"]) <= {
+        "explicit_id",
+        "invoice_number",
+        "customer_amount_date",
+    }
     assert link_all(config, store).counts() == {"customer": 0, "invoice": 0, "payment": 0}
     with store.engine.connect() as connection:
         audited = connection.execute(sa.text("SELECT count(*) FROM audit_log WHERE actor = 'linker'")).scalar_one()

@@ -11,11 +11,11 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
 from connector.config import Config
 from connector.service.listener import Listener
 from connector.service.loop import Service
 from connector.state.store import open_store
+from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +86,9 @@ def test_readyz_turns_unready_when_the_database_goes_away_and_ready_when_it_retu
     relay = Relay(("127.0.0.1", 5432))
     try:
         with temporary_pg_schema() as schema:
-            url = POSTGRES_URL.replace("127.0.0.1:5432", f"127.0.0.1:{relay.port}") + f"?options=-csearch_path%3D{schema}"
+            url = (
+                POSTGRES_URL.replace("127.0.0.1:5432", f"127.0.0.1:{relay.port}") + f"?options=-csearch_path%3D{schema}"
+            )
             store = open_store(url, connect_args={"connect_timeout": 2})
             config = Config(path=None, database_url=url, connections={})
             service = Service(config, store, timedelta(hours=1))

@@ -11,8 +11,8 @@ from connector.config import load_config
 from connector.reconcile.run import run_reconciliation
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
-from support.e2e import sync_sandbox, with_credentials
 from connector.state import reconciliation as decisions
+from support.e2e import sync_sandbox, with_credentials
 
 pytestmark = pytest.mark.slow
 
@@ -40,13 +40,18 @@ def outcome(truth, store):
         by_payment[a.payment_id][a.invoice_id] += a.amount.amount
     rows = []
     for payment in truth["payments"]:
-        ids = ([canonical("gateway", "payment", payment["stripe_charge_id"])] if payment.get("stripe_charge_id")
-               else [canonical("ledger", "payment", x) for x in payment["xero_payment_ids"]])
+        ids = (
+            [canonical("gateway", "payment", payment["stripe_charge_id"])]
+            if payment.get("stripe_charge_id")
+            else [canonical("ledger", "payment", x) for x in payment["xero_payment_ids"]]
+        )
         got: dict[str, Decimal] = {}
         for pid in ids:
             for invoice, amount in by_payment.get(pid, {}).items():
                 got[invoice] = got.get(invoice, Decimal(0)) + amount
-        expected = {canonical("ledger", "invoice", a["xero_invoice_id"]): Decimal(a["amount"]) for a in payment["allocations"]}
+        expected = {
+            canonical("ledger", "invoice", a["xero_invoice_id"]): Decimal(a["amount"]) for a in payment["allocations"]
+        }
         rows.append((payment, got, expected, proposals.get(ids[0])))
     return rows
 
@@ -55,8 +60,11 @@ def outcome(truth, store):
 def test_reconciliation_meets_the_ground_truth(seed, tmp_path):
     truth, store, summary = reconciled(seed, tmp_path)
     rows = outcome(truth, store)
-    wrong = [(p["id"], p["scenario"], got, expected) for p, got, expected, _ in rows
-             if any(expected.get(invoice) != amount for invoice, amount in got.items())]
+    wrong = [
+        (p["id"], p["scenario"], got, expected)
+        for p, got, expected, _ in rows
+        if any(expected.get(invoice) != amount for invoice, amount in got.items())
+    ]
     assert wrong == [], "an auto-applied allocation disagrees with the truth"
     determinable = [(p, got, expected) for p, got, expected, _ in rows if p.get("determinable", True) and expected]
     exact = [p for p, got, expected in determinable if got == expected]
@@ -67,7 +75,9 @@ def test_reconciliation_meets_the_ground_truth(seed, tmp_path):
     assert len(to_decide) >= 10
     assert len(decided) >= 0.95 * len(to_decide), [(p["scenario"], p["remittance"]) for p, g, e in to_decide if g != e]
     proposed = [(expected, proposal) for _, got, expected, proposal in rows if proposal and expected]
-    first_right = [1 for expected, proposal in proposed if set(proposal["candidates"][0]["invoice_ids"]) == set(expected)]
+    first_right = [
+        1 for expected, proposal in proposed if set(proposal["candidates"][0]["invoice_ids"]) == set(expected)
+    ]
     assert len(first_right) >= 0.9 * len(proposed)
     ambiguous = [p for p, got, expected, proposal in rows if not p.get("determinable", True)]
     for payment in ambiguous:  # two equally good candidates: proposed, never guessed

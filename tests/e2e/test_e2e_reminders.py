@@ -11,15 +11,15 @@ import pytest
 
 from connector.config import load_config
 from connector.dunning.policy import DunningPolicy, Every
+from connector.dunning.run import already_reminded, build_plan, reminder_history
 from connector.model import invoice_position
 from connector.reconcile.types import LEDGER_RULE
-from connector.dunning.run import already_reminded, build_plan, reminder_history
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
-from support.e2e import sync_sandbox, with_credentials, write_counts
 from connector.state import reconciliation as decisions
 from connector.state.store import open_store
 from connector.state.tables import table
+from support.e2e import sync_sandbox, with_credentials, write_counts
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,11 @@ def gateway_covered(store, day):
     """Invoices still open in the ledger whose applied gateway payments cover the balance."""
     invoices = {i.id: i for i in store.list_invoices()}
     with store.session() as session:
-        applied = [s.allocation for s in decisions.load_allocations(session, status="applied") if s.allocation.rule != LEDGER_RULE]
+        applied = [
+            s.allocation
+            for s in decisions.load_allocations(session, status="applied")
+            if s.allocation.rule != LEDGER_RULE
+        ]
     paid: dict[str, list] = {}
     for allocation in applied:
         paid.setdefault(allocation.invoice_id, []).append(allocation.amount)
@@ -64,8 +68,11 @@ def test_reminders_follow_the_policy_and_the_states_finance_sets(book):
     invoices = {i.id: i for i in store.list_invoices()}
     candidates = [i for i in listed] or [i for i, code in skipped.items() if code == "already_reminded"]
     disputed, promised = candidates[0], candidates[-1]
-    customer_to_pause = next(c for c in store.list_customers()
-                             if c.id not in (invoices[disputed].customer_id, invoices[promised].customer_id))
+    customer_to_pause = next(
+        c
+        for c in store.list_customers()
+        if c.id not in (invoices[disputed].customer_id, invoices[promised].customer_id)
+    )
     assert run("dispute", invoices[disputed].number, "--reason", "wrong quantity").exit_code == 0
     assert run("promise", invoices[promised].number, "--date", (today + timedelta(days=20)).isoformat()).exit_code == 0
     assert run("pause", customer_to_pause.id).exit_code == 0
@@ -78,7 +85,13 @@ def test_reminders_follow_the_policy_and_the_states_finance_sets(book):
         assert codes[promised] == "promise_to_pay"
     for invoice in store.list_invoices(customer_id=customer_to_pause.id):
         if invoice.id in codes:
-            assert codes[invoice.id] in ("customer_paused", "paid_or_void", "payment_pending", "disputed", "promise_to_pay")
+            assert codes[invoice.id] in (
+                "customer_paused",
+                "paid_or_void",
+                "payment_pending",
+                "disputed",
+                "promise_to_pay",
+            )
     policy = DunningPolicy.default()
     for reminder in second.reminders:
         # the customer's step is the highest step any of its listed invoices reached that day
@@ -97,10 +110,15 @@ def test_the_seeded_disputes_promises_plans_and_pause_are_read_and_respected(boo
 
     # The providers' states are in the columns the CLI uses.
     invoices = {i.number: i for i in store.list_invoices()}
-    assert {n for n, i in invoices.items() if i.disputed} == {n for n, i in seeded.items() if i["scenario"] == "disputed"}
+    assert {n for n, i in invoices.items() if i.disputed} == {
+        n for n, i in seeded.items() if i["scenario"] == "disputed"
+    }
     assert {n: i.promise_to_pay for n, i in invoices.items() if i.promise_to_pay} == {
-        n: date.fromisoformat(i["promise_to_pay_date"]) for n, i in seeded.items() if i["scenario"] == "promise"}
-    assert {n for n, i in invoices.items() if i.payment_plan} == {n for n, i in seeded.items() if i["scenario"] == "plan"}
+        n: date.fromisoformat(i["promise_to_pay_date"]) for n, i in seeded.items() if i["scenario"] == "promise"
+    }
+    assert {n for n, i in invoices.items() if i.payment_plan} == {
+        n for n, i in seeded.items() if i["scenario"] == "plan"
+    }
     assert {c.name for c in store.list_customers() if c.paused} == paused
 
     # Each is skipped with its reason; a plan only while its instalments are paid on time.
@@ -133,7 +151,10 @@ def test_the_seeded_disputes_promises_plans_and_pause_are_read_and_respected(boo
     # disputed or promised invoice, no late fee proposed on one.
     with store.session() as session:
         box = table("outbox_actions")
-        payloads = [p if isinstance(p, dict) else json.loads(p) for (p,) in session.execute(box.select().with_only_columns(box.c.payload))]
+        payloads = [
+            p if isinstance(p, dict) else json.loads(p)
+            for (p,) in session.execute(box.select().with_only_columns(box.c.payload))
+        ]
     assert not [p for p in payloads if p.get("dunning_customer") in paused_ids and p.get("dunning_role") == "message"]
     held = {invoices[n].id for n, s in seeded.items() if s["scenario"] in ("disputed", "promise")}
     assert not [p for p in payloads if p.get("dunning_role") == "late_fee" and p.get("invoice") in held]
@@ -174,10 +195,15 @@ def test_a_dry_run_marks_nobody_reminded_and_cancelled_reminders_are_planned_aga
         codes = {s.code for s in plan.skips}
         assert "already_reminded" not in codes and "reminder_queued" in codes
         # a person cancels every planned reminder: tomorrow they are planned again
-        queued = [a for a in store.list_actions() if a.state == "planned" and a.payload.get("dunning_role") == "message"]
+        queued = [
+            a for a in store.list_actions() if a.state == "planned" and a.payload.get("dunning_role") == "message"
+        ]
         with store.session() as session:
-            ids = [row.id for row in session.execute(table("outbox_actions").select()) if row.idempotency_key in
-                   {a.idempotency_key for a in queued}]
+            ids = [
+                row.id
+                for row in session.execute(table("outbox_actions").select())
+                if row.idempotency_key in {a.idempotency_key for a in queued}
+            ]
         for action_id in ids:
             assert run("actions", "cancel", str(action_id)).exit_code == 0
         today_again = {s.code for s in build_plan(config, store, today).skips}

@@ -15,9 +15,26 @@ pytestmark = pytest.mark.slow
 def test_sandbox_serve_answers_each_provider_and_stops_on_sigterm(tmp_path):
     truth = tmp_path / "truth.json"
     process = subprocess.Popen(
-        [sys.executable, "-m", "connector", "sandbox", "serve", "--port", "0", "--seed", "5", "--size", "small",
-         "--limits", "off", "--truth", str(truth)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "connector",
+            "sandbox",
+            "serve",
+            "--port",
+            "0",
+            "--seed",
+            "5",
+            "--size",
+            "small",
+            "--limits",
+            "off",
+            "--truth",
+            str(truth),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         urls = {}
@@ -39,6 +56,10 @@ def test_sandbox_serve_answers_each_provider_and_stops_on_sigterm(tmp_path):
 
 
 def test_sandbox_serve_refuses_bad_arguments_in_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "connector", "sandbox", "serve", "--fail-rate", "1.5"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "connector", "sandbox", "serve", "--fail-rate", "1.5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "--fail-rate" in result.stderr and "Traceback" not in result.stderr

@@ -26,7 +26,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
 from connector import pipeline
 from connector.config import load_config
 from connector.errors import UsageError
@@ -34,9 +33,10 @@ from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.service.listener import Listener
 from connector.service.loop import Service
-from support.e2e import sync_sandbox, with_credentials
 from connector.state import units
 from connector.state.store import open_store
+from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
+from support.e2e import sync_sandbox, with_credentials
 
 pytestmark = pytest.mark.slow
 
@@ -102,7 +102,9 @@ def test_a_second_worker_on_one_sqlite_file_is_refused(book, tmp_path):
 def serve(config_path, *extra, env=None):
     return subprocess.Popen(
         [sys.executable, "-m", "connector", "--config", str(config_path), "serve", "--listen", "127.0.0.1:0", *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -156,10 +158,17 @@ class EffectCheck:
 
 def outbox_rows(store) -> list[dict[str, Any]]:
     with store.engine.connect() as connection:
-        rows = connection.execute(sa.text(
-            "SELECT id, idempotency_key, connection, kind, target, state, attempts, claimed_by, created_at, updated_at "
-            "FROM outbox_actions"
-        )).mappings().all()
+        rows = (
+            connection.execute(
+                sa.text(
+                    "SELECT id, idempotency_key, connection, kind, target, "
+                    "state, attempts, claimed_by, created_at, updated_at "
+                    "FROM outbox_actions"
+                )
+            )
+            .mappings()
+            .all()
+        )
     return [dict(r, target=json.loads(r["target"]) if isinstance(r["target"], str) else r["target"]) for r in rows]
 
 
@@ -169,8 +178,11 @@ def check_effects(rows: list[dict[str, Any]], journal: list[dict[str, Any]]) -> 
     updates carry no key (the same PATCH twice leaves the same state): each shows on its
     object's path at least once, and more often only when the action was taken over from a
     dead worker (one more send per extra claim)."""
-    effects = [e for e in journal if 200 <= int(e.get("status") or 0) < 300
-               and str(e.get("effect") or "").split(" ")[0] in EFFECTS]
+    effects = [
+        e
+        for e in journal
+        if 200 <= int(e.get("status") or 0) < 300 and str(e.get("effect") or "").split(" ")[0] in EFFECTS
+    ]
     keyed: Counter[str] = Counter()
     patched: Counter[str] = Counter()
     for entry in effects:
@@ -213,8 +225,19 @@ def serve_logged(config_path: Path, log: Path, *extra: str) -> subprocess.Popen[
     """`connector serve` with its stderr in a file (a pipe nobody reads would fill and stall it)."""
     with open(log, "wb") as sink:
         return subprocess.Popen(
-            [sys.executable, "-m", "connector", "--config", str(config_path), "serve", "--listen", "127.0.0.1:0", *extra],
-            stdout=subprocess.DEVNULL, stderr=sink,
+            [
+                sys.executable,
+                "-m",
+                "connector",
+                "--config",
+                str(config_path),
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                *extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
         )
 
 
@@ -246,8 +269,11 @@ def left_for_next_tick(config_path: Path, store) -> Counter[str]:
     config = load_config(str(config_path))
     known = {row["id"] for row in outbox_rows(store)}
     pipeline.reconcile_and_plan(config, store)
-    return Counter(f"{row['connection']} {row['kind']}" for row in outbox_rows(store)
-                   if row["id"] not in known and row["kind"] != "update_properties")
+    return Counter(
+        f"{row['connection']} {row['kind']}"
+        for row in outbox_rows(store)
+        if row["id"] not in known and row["kind"] != "update_properties"
+    )
 
 
 def reconcile_order(unit_rows: list[dict[str, Any]]) -> str:
@@ -263,9 +289,12 @@ def _tick_finished(store) -> bool:
     with store.session() as session:
         rows = [r for r in units.units(session) if r["kind"] in ("pull", "reconcile")]
     with store.engine.connect() as connection:
-        open_actions = connection.execute(sa.text(
-            "SELECT count(*) FROM outbox_actions WHERE state IN ('planned', 'in_flight')")).scalar_one()
-    return bool(rows) and all(r["done_tick"] >= r["due_tick"] and r["owner"] is None for r in rows) and open_actions == 0
+        open_actions = connection.execute(
+            sa.text("SELECT count(*) FROM outbox_actions WHERE state IN ('planned', 'in_flight')")
+        ).scalar_one()
+    return (
+        bool(rows) and all(r["done_tick"] >= r["due_tick"] and r["owner"] is None for r in rows) and open_actions == 0
+    )
 
 
 # Client-side limits far above anything the sandbox can serve: with the sandbox's limits off,
@@ -274,7 +303,9 @@ def _tick_finished(store) -> bool:
 UNBOUNDED_CLIENT = {
     "gateway": "requests_per_second = 100000\nendpoint_requests_per_second = 100000\n",
     "ledger": "calls_per_minute = 10000000\ncalls_per_day = 100000000\nmax_concurrent = 64\n",
-    "crm": "requests_per_10_seconds = 10000000\nsearch_requests_per_second = 100000\ndaily_request_limit = 1000000000\n",
+    "crm": (
+        "requests_per_10_seconds = 10000000\nsearch_requests_per_second = 100000\ndaily_request_limit = 1000000000\n"
+    ),
 }
 
 
@@ -288,8 +319,17 @@ def unbound_client_limits(config_path: Path) -> None:
     config_path.write_text(text)
 
 
-def run_workers(sandbox: Sandbox, directory: Path, database_url: str, *, workers: int = 4, kill_while_sending: bool = True,
-                timeout: float = 600.0, every: str = "1d", client_limits: bool = True) -> WorkersRun:
+def run_workers(
+    sandbox: Sandbox,
+    directory: Path,
+    database_url: str,
+    *,
+    workers: int = 4,
+    kill_while_sending: bool = True,
+    timeout: float = 600.0,
+    every: str = "1d",
+    client_limits: bool = True,
+) -> WorkersRun:
     """Start `workers` x `connector serve` on one PostgreSQL database against `sandbox`, SIGKILL
     one of them while it holds outbox actions in flight (if asked), let the others finish the
     tick, including what the dead one held, then SIGTERM them. Bounded by `timeout`. Without
@@ -306,8 +346,12 @@ def run_workers(sandbox: Sandbox, directory: Path, database_url: str, *, workers
         deadline = started + timeout
         while kill_while_sending and victim is None and time.monotonic() < deadline:
             with store.engine.connect() as connection:
-                holders = Counter(r[0] for r in connection.execute(sa.text(
-                    "SELECT claimed_by FROM outbox_actions WHERE state = 'in_flight'")).all())
+                holders = Counter(
+                    r[0]
+                    for r in connection.execute(
+                        sa.text("SELECT claimed_by FROM outbox_actions WHERE state = 'in_flight'")
+                    ).all()
+                )
             holder = next((h for h, _ in holders.most_common() if h in by_pid), None)
             if holder is not None:
                 by_pid[holder].kill()  # SIGKILL: no handler runs, its claims stay in flight
@@ -337,10 +381,19 @@ def run_workers(sandbox: Sandbox, directory: Path, database_url: str, *, workers
     rows = outbox_rows(store)
     left = left_for_next_tick(config_path, store)
     store.close()
-    return WorkersRun(left_for_next_tick=left, order=reconcile_order(unit_rows), started_at=started_at, seconds=seconds, victim=victim, victim_held=held, units=unit_rows, outbox=rows,
-                      effects=check_effects(rows, list(sandbox.journal)),
-                      exit_codes=[p.returncode for p in processes],
-                      logs=[log.read_text(errors="replace")[-600:] for log in logs])
+    return WorkersRun(
+        left_for_next_tick=left,
+        order=reconcile_order(unit_rows),
+        started_at=started_at,
+        seconds=seconds,
+        victim=victim,
+        victim_held=held,
+        units=unit_rows,
+        outbox=rows,
+        effects=check_effects(rows, list(sandbox.journal)),
+        exit_codes=[p.returncode for p in processes],
+        logs=[log.read_text(errors="replace")[-600:] for log in logs],
+    )
 
 
 def test_four_workers_on_postgresql_one_killed_while_sending_lose_nothing(tmp_path):
@@ -356,8 +409,9 @@ def test_four_workers_on_postgresql_one_killed_while_sending_lose_nothing(tmp_pa
     reconcile = [r for r in run.units if r["kind"] == "reconcile"]
     assert len(pulls) == 16  # every stream of the three connections
     # every unit once for the tick: done, by one worker, with no error
-    assert all(r["runs"] == 1 and r["done_tick"] == r["due_tick"] and r["last_error"] is None for r in pulls + reconcile), [
-        (r["unit"], r["runs"], r["due_tick"], r["done_tick"], r["last_error"]) for r in pulls + reconcile]
+    assert all(
+        r["runs"] == 1 and r["done_tick"] == r["due_tick"] and r["last_error"] is None for r in pulls + reconcile
+    ), [(r["unit"], r["runs"], r["due_tick"], r["done_tick"], r["last_error"]) for r in pulls + reconcile]
     states = Counter(r["state"] for r in run.outbox)
     assert states == {"done": len(run.outbox)} and len(run.outbox) > 2000, states
     # what the dead worker held was sent by the others (a second claim), exactly once
@@ -403,9 +457,10 @@ def test_a_worker_killed_while_pulling_loses_nothing(book, tmp_path):
         store.close()
     pulls = [r for r in rows if r["kind"] == "pull"]
     # the dead worker's pull was taken over and finished in the tick (its own run never counted)
-    assert all(r["runs"] == 1 and r["done_tick"] == r["due_tick"] and r["owner"] is None and r["last_error"] is None
-               for r in pulls), [(r["unit"], r["runs"], r["due_tick"], r["done_tick"], r["owner"], r["last_error"])
-                                 for r in pulls]
+    assert all(
+        r["runs"] == 1 and r["done_tick"] == r["due_tick"] and r["owner"] is None and r["last_error"] is None
+        for r in pulls
+    ), [(r["unit"], r["runs"], r["due_tick"], r["done_tick"], r["owner"], r["last_error"]) for r in pulls]
     assert next(r for r in pulls if r["unit"] == unit)["runs"] == 1
     assert reconcile_order(rows) == "reconcile started after every pull"
     assert not left, f"{dict(left)} left for the next tick"

@@ -17,10 +17,10 @@ from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.service.heartbeat import Heartbeat
 from connector.service.loop import Service
-from connector.sync import SyncEngine
-from support.e2e import sync_sandbox, with_credentials
 from connector.state import units
 from connector.state.store import open_store
+from connector.sync import SyncEngine
+from support.e2e import sync_sandbox, with_credentials
 
 pytestmark = pytest.mark.slow
 
@@ -89,8 +89,9 @@ def test_a_connection_on_a_five_minute_cron_is_pulled_on_time_under_an_hourly_ev
     with Sandbox(book, limits="off") as sandbox:
         config, store = setup_config(sandbox, tmp_path, with_ledger_schedule)
         now = [at("2030-01-01T10:01:30")]
-        service = Service(config, store, timedelta(hours=1), jitter=0.0, apply_poll=timedelta(days=1),
-                          clock=lambda: now[0])
+        service = Service(
+            config, store, timedelta(hours=1), jitter=0.0, apply_poll=timedelta(days=1), clock=lambda: now[0]
+        )
 
         def waited(timeout=None):  # the loop's sleep: time passes at once
             now[0] += timeout or 0
@@ -130,7 +131,9 @@ def test_a_webhook_arriving_during_the_pull_it_concerns_is_pulled_after_it(book,
     assert sent
     charges = rows["pull:gateway:charges"]
     assert charges["runs"] == 2 and charges["done_tick"] == charges["due_tick"]
-    assert all(r["runs"] == 1 for name, r in rows.items() if name.startswith("pull:") and name != "pull:gateway:charges")
+    assert all(
+        r["runs"] == 1 for name, r in rows.items() if name.startswith("pull:") and name != "pull:gateway:charges"
+    )
     assert rows["reconcile"]["due_tick"] == rows["pull:crm:deals"]["due_tick"]  # the webhook moved no schedule tick
     store.close()
 
@@ -151,8 +154,10 @@ def test_a_unit_outlasting_its_lease_in_a_live_worker_is_not_taken_over(book, tm
 
         def long_reconcile(*args, **kwargs):
             clock[0] = start + lease * 0.8
-            wait_for(lambda: unit_rows(store)["reconcile"]["lease_until"] > start + lease * 1.5,
-                     "the heartbeat to renew the lease")
+            wait_for(
+                lambda: unit_rows(store)["reconcile"]["lease_until"] > start + lease * 1.5,
+                "the heartbeat to renew the lease",
+            )
             clock[0] = start + lease * 1.2  # the lease it claimed with has run out
             with store.session() as session:
                 taken_over.extend(units.claim(session, "host-b:2", lease=lease, kinds=("reconcile",)))
@@ -251,6 +256,7 @@ def test_failed_writes_count_as_provider_errors_and_the_outbox_is_shown_by_state
 def test_every_error_answer_of_a_provider_is_counted_by_status(book, tmp_path):
     """429s and 5xx that the retry policy absorbed never fail a stream, but IT sees them.
     The gateway alone: every fault costs a retry's backoff, so the fewer requests the better."""
+
     def gateway_only(text: str) -> str:
         kept, keep = [], True
         for line in text.splitlines(keepends=True):
@@ -267,8 +273,11 @@ def test_every_error_answer_of_a_provider_is_counted_by_status(book, tmp_path):
         service.run(max_ticks=1)
         after = service.metrics.exposition().decode()
     store.close()
-    errors = {line.split("{", 1)[1].split("}", 1)[0]: float(line.rsplit(" ", 1)[1])
-              for line in after.splitlines() if line.startswith("connector_provider_error_responses_total{")}
+    errors = {
+        line.split("{", 1)[1].split("}", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in after.splitlines()
+        if line.startswith("connector_provider_error_responses_total{")
+    }
     assert errors and all('status="5' in labels for labels in errors), errors  # the injected faults, by status
     assert sum(errors.values()) >= 1
     assert service.metrics.count_response not in http_observers()  # let go when the service stops
@@ -277,14 +286,17 @@ def test_every_error_answer_of_a_provider_is_counted_by_status(book, tmp_path):
 # the command line --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["--listen", "127.0.0.1:99999"], "--listen: '127.0.0.1:99999' is not HOST:PORT with a port from 0 to 65535"),
-    (["--every", "nan"], "--every: 'nan' is not an interval of at least 1s"),
-    (["--every", "inf"], "--every: 'inf' is not an interval of at least 1s"),
-    (["--every", "-5m"], "--every: '-5m' is not an interval of at least 1s"),
-    (["--every", "1e300d"], "--every: '1e300d' is too long"),
-    (["--lease", "xx"], "--lease: 'xx' is not an interval like 90s, 15m, 1h or 1d"),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--listen", "127.0.0.1:99999"], "--listen: '127.0.0.1:99999' is not HOST:PORT with a port from 0 to 65535"),
+        (["--every", "nan"], "--every: 'nan' is not an interval of at least 1s"),
+        (["--every", "inf"], "--every: 'inf' is not an interval of at least 1s"),
+        (["--every", "-5m"], "--every: '-5m' is not an interval of at least 1s"),
+        (["--every", "1e300d"], "--every: '1e300d' is too long"),
+        (["--lease", "xx"], "--lease: 'xx' is not an interval like 90s, 15m, 1h or 1d"),
+    ],
+)
 def test_bad_serve_arguments_are_one_line_usage_errors(run_cli, args, words):
     result = run_cli("serve", *args)
     assert result.exit_code == 2
@@ -296,9 +308,13 @@ def test_a_refused_second_sqlite_worker_prints_only_its_error(book, tmp_path, ru
     with Sandbox(book, limits="off") as sandbox:
         _, store = setup_config(sandbox, tmp_path)
     with store.session() as session:  # a live worker of this host holds the database (pid 1 runs)
-        assert units.take_service_lock(session, f"{socket.gethostname()}:1", lease=timedelta(days=1), alive=False) is None
+        assert (
+            units.take_service_lock(session, f"{socket.gethostname()}:1", lease=timedelta(days=1), alive=False) is None
+        )
     store.close()
-    result = run_cli("--config", str(tmp_path / "connector.toml"), "serve", "--listen", "127.0.0.1:0", "--max-ticks", "1")
+    result = run_cli(
+        "--config", str(tmp_path / "connector.toml"), "serve", "--listen", "127.0.0.1:0", "--max-ticks", "1"
+    )
     assert result.exit_code == 2
     assert "one worker per SQLite file" in result.stderr
     assert "serving every" not in result.stderr and result.stderr.strip().count("\n") == 0

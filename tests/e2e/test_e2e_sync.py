@@ -15,8 +15,8 @@ from connector.demo import demo_config
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.sync import StreamReport, SyncReport
-from support.prism import ExchangeRecorder
 from support.e2e import stored_views, sync_sandbox, with_credentials
+from support.prism import ExchangeRecorder
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +49,14 @@ def test_every_stream_of_every_adapter_reads_the_sandbox(book, tmp_path):
         store, report = sync_sandbox(sandbox, tmp_path, full=True)
     by_stream = {(s.connection, s.stream): s for s in report.streams}
     assert {s.status for s in report.streams} == {"ok"}
-    for key in [("gateway", "invoices"), ("gateway", "charges"), ("ledger", "invoices"), ("ledger", "payments"),
-                ("crm", "deals"), ("crm", "companies")]:
+    for key in [
+        ("gateway", "invoices"),
+        ("gateway", "charges"),
+        ("ledger", "invoices"),
+        ("ledger", "payments"),
+        ("crm", "deals"),
+        ("crm", "companies"),
+    ]:
         assert by_stream[key].stored > 0, key
     assert all(s.skipped == 0 for s in report.streams), [s.errors for s in report.streams if s.errors]
     # OAuth: the rotated refresh tokens were saved in the state store
@@ -102,8 +108,13 @@ def _run_cli(directory, sandbox, *args):
     directory.mkdir(parents=True, exist_ok=True)
     config.write_text(demo_config(sandbox).replace("sqlite:///connector.db", f"sqlite:///{directory / 'state.db'}"))
     with open(directory / "err", "w") as err:  # stderr is a file, not a terminal
-        out = subprocess.run([sys.executable, "-m", "connector", "--config", str(config), *args],
-                             stdout=subprocess.PIPE, stderr=err, text=True, timeout=300)
+        out = subprocess.run(
+            [sys.executable, "-m", "connector", "--config", str(config), *args],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            timeout=300,
+        )
     return out, (directory / "err").read_text()
 
 
@@ -124,8 +135,9 @@ def test_sync_without_a_terminal_writes_plain_progress_lines_to_stderr(book, tmp
         assert {s["stream"] for s in report["streams"] if s["connection"] == "gateway"} >= {"invoices", "charges"}
         assert "gateway/invoices: ok, " in err
 
-        result, err = _run_cli(tmp_path / "jsonlogs", sandbox, "--log-format", "json", "sync", "--json",
-                               "--connection", "gateway")
+        result, err = _run_cli(
+            tmp_path / "jsonlogs", sandbox, "--log-format", "json", "sync", "--json", "--connection", "gateway"
+        )
         assert result.returncode == 0, err
         entries = [json.loads(line) for line in err.splitlines()]  # every stderr line is a JSON entry
         assert any(e["message"].startswith("gateway/invoices: ok, ") and e["stream"] == "invoices" for e in entries)

@@ -10,9 +10,9 @@ from datetime import date
 
 import pytest
 
-from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
+from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
 from support.e2e import sync_sandbox, with_credentials
 
 pytestmark = pytest.mark.slow
@@ -43,8 +43,14 @@ def test_two_processes_refreshing_one_connection_spend_its_refresh_token_once(tm
         import time
 
         start = str(time.time() + 3.0)
-        processes = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "connector.toml"), start],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+        processes = [
+            subprocess.Popen(
+                [sys.executable, str(script), str(tmp_path / "connector.toml"), start],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for _ in range(2)
+        ]
         outcomes = [p.communicate(timeout=120) for p in processes]
         issued = [e for e in sandbox.journal if e["provider"] == "xero" and "oauth" in e["path"]]
     assert all(p.returncode == 0 for p in processes), [o[1].decode()[-600:] for o in outcomes]

@@ -18,12 +18,12 @@ import sqlalchemy as sa
 
 from connector.config import load_config
 from connector.demo import DEMO_CREDENTIALS
+from connector.mappings.transforms import stripe_exponent
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.service.listener import Listener
 from connector.service.loop import Service
 from support.e2e import sync_sandbox, with_credentials
-from connector.mappings.transforms import stripe_exponent
 
 pytestmark = pytest.mark.slow
 
@@ -39,21 +39,48 @@ def signed(body: bytes, secret: str = SECRET, at: int | None = None) -> dict[str
 def new_charge(sandbox: Sandbox, scenario_data: dict) -> tuple[dict, str]:
     """A card payment naming an open ledger invoice of a customer known to Stripe."""
     stripe = sandbox.faces["stripe"]
-    customers = {c["metadata"].get("xero_contact_id"): c for c in scenario_data["stripe"]["customers"] if c.get("metadata")}
-    invoice = next(i for i in scenario_data["xero"]["Invoices"]
-                   if i["Status"] == "AUTHORISED" and i["AmountPaid"] == 0 and i["Contact"]["ContactID"] in customers)
+    customers = {
+        c["metadata"].get("xero_contact_id"): c for c in scenario_data["stripe"]["customers"] if c.get("metadata")
+    }
+    invoice = next(
+        i
+        for i in scenario_data["xero"]["Invoices"]
+        if i["Status"] == "AUTHORISED" and i["AmountPaid"] == 0 and i["Contact"]["ContactID"] in customers
+    )
     customer = customers[invoice["Contact"]["ContactID"]]
     template = next(iter(stripe.objects["charges"].values()))
     currency = invoice["CurrencyCode"]
     amount = int((invoice["AmountDue"] * (10 ** stripe_exponent(currency))).to_integral_value())
-    charge = {**json.loads(json.dumps(template, default=str)), "id": stripe.new_id("ch"), "amount": amount,
-              "amount_captured": amount, "amount_refunded": 0, "refunded": False, "currency": currency.lower(),
-              "customer": customer["id"], "invoice": None, "payment_intent": None, "balance_transaction": None,
-              "description": f"Payment for {invoice['InvoiceNumber']}", "metadata": {},
-              "created": int(time.time()), "status": "succeeded", "paid": True, "refunds": None}
-    event = {"id": stripe.new_id("evt"), "object": "event", "api_version": "2023-08-16", "created": int(time.time()),
-             "data": {"object": charge}, "livemode": False, "pending_webhooks": 1,
-             "request": {"id": None, "idempotency_key": None}, "type": "charge.succeeded"}
+    charge = {
+        **json.loads(json.dumps(template, default=str)),
+        "id": stripe.new_id("ch"),
+        "amount": amount,
+        "amount_captured": amount,
+        "amount_refunded": 0,
+        "refunded": False,
+        "currency": currency.lower(),
+        "customer": customer["id"],
+        "invoice": None,
+        "payment_intent": None,
+        "balance_transaction": None,
+        "description": f"Payment for {invoice['InvoiceNumber']}",
+        "metadata": {},
+        "created": int(time.time()),
+        "status": "succeeded",
+        "paid": True,
+        "refunds": None,
+    }
+    event = {
+        "id": stripe.new_id("evt"),
+        "object": "event",
+        "api_version": "2023-08-16",
+        "created": int(time.time()),
+        "data": {"object": charge},
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": "charge.succeeded",
+    }
     with sandbox.lock:
         stripe.load({"charges": [charge], "events": [event]})
     return event, invoice["InvoiceID"]
@@ -81,8 +108,14 @@ def test_a_stripe_webhook_gets_the_payment_into_the_ledger_within_seconds(tmp_pa
     monkeypatch.setenv("TEST_STRIPE_WHSEC", SECRET)
     scenario = generate(7, "small", today=date.today())
     with Sandbox(with_credentials(scenario.data), limits="off") as sandbox:
-        store, service, listener, runner = serve_after_first_run(sandbox, tmp_path, lambda text: text.replace(
-            'api_key = "sk_test_sandbox_demo"', 'api_key = "sk_test_sandbox_demo"\nwebhook_secret = "env:TEST_STRIPE_WHSEC"'))
+        store, service, listener, runner = serve_after_first_run(
+            sandbox,
+            tmp_path,
+            lambda text: text.replace(
+                'api_key = "sk_test_sandbox_demo"',
+                'api_key = "sk_test_sandbox_demo"\nwebhook_secret = "env:TEST_STRIPE_WHSEC"',
+            ),
+        )
         event, invoice_id = new_charge(sandbox, scenario.data)
         charge_id = event["data"]["object"]["id"]
         body = json.dumps(event).encode()
@@ -95,8 +128,13 @@ def test_a_stripe_webhook_gets_the_payment_into_the_ledger_within_seconds(tmp_pa
         assert httpx.post(url, content=body, headers=signed(body)).status_code == 200  # a duplicate delivery
         recorded = []
         while not recorded and time.monotonic() - sent_at < 60:
-            recorded = [e for e in sandbox.journal if e["method"] == "PUT" and e["path"].startswith("/Payments")
-                        and charge_id in json.dumps(e.get("payload"), default=str)]
+            recorded = [
+                e
+                for e in sandbox.journal
+                if e["method"] == "PUT"
+                and e["path"].startswith("/Payments")
+                and charge_id in json.dumps(e.get("payload"), default=str)
+            ]
             time.sleep(0.2)
         elapsed = time.monotonic() - sent_at
         service.stop.set()
@@ -122,8 +160,9 @@ def xero_signed(body: bytes) -> dict[str, str]:
 
 def ledger_payment_ids(store) -> set[str]:
     with store.engine.connect() as connection:
-        rows = connection.execute(sa.text(
-            "SELECT remote_id FROM refs WHERE system = 'ledger' AND object_type = 'payment'")).all()
+        rows = connection.execute(
+            sa.text("SELECT remote_id FROM refs WHERE system = 'ledger' AND object_type = 'payment'")
+        ).all()
     return {row[0] for row in rows}
 
 
@@ -134,20 +173,41 @@ def test_a_payment_recorded_in_xero_arrives_through_its_invoice_webhook(tmp_path
     monkeypatch.setenv("TEST_XERO_WEBHOOK_KEY", XERO_KEY)
     scenario = generate(7, "small", today=date.today())
     with Sandbox(with_credentials(scenario.data), limits="off") as sandbox:
-        store, service, listener, runner = serve_after_first_run(sandbox, tmp_path, lambda text: text.replace(
-            'provider = "xero"\n', 'provider = "xero"\nwebhook_secret = "env:TEST_XERO_WEBHOOK_KEY"\n'))
+        store, service, listener, runner = serve_after_first_run(
+            sandbox,
+            tmp_path,
+            lambda text: text.replace(
+                'provider = "xero"\n', 'provider = "xero"\nwebhook_secret = "env:TEST_XERO_WEBHOOK_KEY"\n'
+            ),
+        )
         known = ledger_payment_ids(store)
         xero = sandbox.faces["xero"]
         with sandbox.lock:  # someone records a bank payment against an open invoice, in Xero
-            invoice = next(i for i in xero.objects["Invoices"].values()
-                           if i["Status"] == "AUTHORISED" and i["CurrencyCode"] == "USD" and i["AmountDue"] > 0)
-            payment = xero._record_payment({"Invoice": {"InvoiceID": invoice["InvoiceID"]}, "Account": {"Code": "090"},
-                                            "Amount": invoice["AmountDue"], "Date": date.today().isoformat()})
-        event = {"resourceUrl": f"https://api.xero.com/api.xro/2.0/Invoices/{invoice['InvoiceID']}",
-                 "resourceId": invoice["InvoiceID"], "eventDateUtc": datetime.now(UTC).replace(tzinfo=None).isoformat(),
-                 "eventType": "UPDATE", "eventCategory": "INVOICE", "tenantId": DEMO_CREDENTIALS["xero"]["tenant_ids"][0],
-                 "tenantType": "ORGANISATION"}
-        body = json.dumps({"events": [event], "firstEventSequence": 1, "lastEventSequence": 1, "entropy": "E2E"}).encode()
+            invoice = next(
+                i
+                for i in xero.objects["Invoices"].values()
+                if i["Status"] == "AUTHORISED" and i["CurrencyCode"] == "USD" and i["AmountDue"] > 0
+            )
+            payment = xero._record_payment(
+                {
+                    "Invoice": {"InvoiceID": invoice["InvoiceID"]},
+                    "Account": {"Code": "090"},
+                    "Amount": invoice["AmountDue"],
+                    "Date": date.today().isoformat(),
+                }
+            )
+        event = {
+            "resourceUrl": f"https://api.xero.com/api.xro/2.0/Invoices/{invoice['InvoiceID']}",
+            "resourceId": invoice["InvoiceID"],
+            "eventDateUtc": datetime.now(UTC).replace(tzinfo=None).isoformat(),
+            "eventType": "UPDATE",
+            "eventCategory": "INVOICE",
+            "tenantId": DEMO_CREDENTIALS["xero"]["tenant_ids"][0],
+            "tenantType": "ORGANISATION",
+        }
+        body = json.dumps(
+            {"events": [event], "firstEventSequence": 1, "lastEventSequence": 1, "entropy": "E2E"}
+        ).encode()
         answer = httpx.post(listener.address + "/webhooks/xero", content=body, headers=xero_signed(body))
         arrived = False
         sent_at = time.monotonic()

@@ -17,10 +17,10 @@ from connector.demo import DEMO_CREDENTIALS, demo_config
 from connector.reconcile.run import run_reconciliation
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
-from connector.writeback.apply import BACKOFF, MAX_ATTEMPTS
-from support.e2e import effect_counts, sync_sandbox, with_credentials
 from connector.state.store import open_store
 from connector.state.tables import table
+from connector.writeback.apply import BACKOFF, MAX_ATTEMPTS
+from support.e2e import effect_counts, sync_sandbox, with_credentials
 
 pytestmark = pytest.mark.slow
 
@@ -62,9 +62,13 @@ class Book:
         for section, lines in UNLIMITED.items():
             text = text.replace(section, section + lines)
         if ledger_calls_per_day is not None:
-            text = text.replace("[connections.ledger]\n", f"[connections.ledger]\ncalls_per_day = {ledger_calls_per_day}\n")
+            text = text.replace(
+                "[connections.ledger]\n", f"[connections.ledger]\ncalls_per_day = {ledger_calls_per_day}\n"
+            )
         if revoked_gateway_key:  # rolled in the Stripe dashboard: every request is refused with a 401
-            text = text.replace(f'api_key = "{DEMO_CREDENTIALS["stripe"][0]}"', 'api_key = "sk_test_rolled0000000000000000"')
+            text = text.replace(
+                f'api_key = "{DEMO_CREDENTIALS["stripe"][0]}"', 'api_key = "sk_test_rolled0000000000000000"'
+            )
         self.config_path.write_text(text)
 
     def run(self, *args: str):
@@ -89,8 +93,11 @@ class Book:
         """As if the backoff of every waiting action had run out."""
         outbox = table("outbox_actions")
         with self.store.session() as session:
-            session.execute(sa.update(outbox).where(outbox.c.connection == connection, outbox.c.state == "planned")
-                            .values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1)))
+            session.execute(
+                sa.update(outbox)
+                .where(outbox.c.connection == connection, outbox.c.state == "planned")
+                .values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
+            )
 
 
 @pytest.fixture
@@ -107,8 +114,14 @@ def book(synced, tmp_path, run_cli):
 
 
 def _writes(journal, status=None):
-    return [e for e in journal if e["method"] in ("PATCH", "POST", "PUT") and not e["path"].endswith("/search")
-            and "oauth" not in e["path"] and (status is None or e["status"] == status)]
+    return [
+        e
+        for e in journal
+        if e["method"] in ("PATCH", "POST", "PUT")
+        and not e["path"].endswith("/search")
+        and "oauth" not in e["path"]
+        and (status is None or e["status"] == status)
+    ]
 
 
 def test_plan_shows_each_system_what_it_needs_and_apply_only_sends_to_one(book):
@@ -205,7 +218,9 @@ def test_a_spent_daily_limit_defers_the_connections_writes_without_failing_any(b
 
     # The next run before the day is over sends nothing to the ledger and says when it will.
     again = book.run("apply", "--yes")
-    assert again.exit_code == 0 and again.stdout.startswith(f"nothing due now: {len(waiting)} writes wait to be retried")
+    assert again.exit_code == 0 and again.stdout.startswith(
+        f"nothing due now: {len(waiting)} writes wait to be retried"
+    )
     ledger_writes = [e for e in _writes(book.sandbox.journal) if e["provider"] == "xero"]
     assert len(ledger_writes) <= 3
 
@@ -262,8 +277,14 @@ def test_a_failing_connection_is_retried_with_backoff_parked_then_retried_or_can
     for args, message in [
         (("actions", "retry", "99999"), "error: no action #99999"),
         (("actions", "cancel", "99999"), "error: no action #99999"),
-        (("actions", "retry", str(cancelled)), f"error: action #{cancelled} is cancelled: only a failed or waiting action can be queued again"),
-        (("actions", "cancel", str(retried)), f"error: action #{retried} is done: only a planned or failed action can be cancelled"),
+        (
+            ("actions", "retry", str(cancelled)),
+            f"error: action #{cancelled} is cancelled: only a failed or waiting action can be queued again",
+        ),
+        (
+            ("actions", "cancel", str(retried)),
+            f"error: action #{retried} is done: only a planned or failed action can be cancelled",
+        ),
     ]:
         result = book.run(*args)
         assert result.exit_code == 2 and result.stderr.strip() == message, (args, result.stderr)

@@ -17,6 +17,10 @@ def clock() -> FakeClock:
 def policy(clock: FakeClock) -> RetryPolicy:
     """Three attempts, no jitter (waits are predictable), time from the fake clock."""
     return RetryPolicy(
-        max_attempts=3, backoff_initial=1.0, backoff_max=8.0, jitter=0.0,
-        sleep=clock.sleep, clock=clock.now,
+        max_attempts=3,
+        backoff_initial=1.0,
+        backoff_max=8.0,
+        jitter=0.0,
+        sleep=clock.sleep,
+        clock=clock.now,
     )

@@ -13,7 +13,6 @@ from pydantic import SecretStr
 
 from connector.errors import AuthenticationError
 from connector.http import Limit, OAuthTokenManager, ProviderHttp, RateLimiter, RetryPolicy
-
 from support.http_fakes import BASE, FakeClock, MemoryTokenStore
 
 TOKEN_URL = "https://identity.example.test/connect/token"
@@ -24,9 +23,16 @@ ACCESS = "access-token-configured-789"
 
 def manager(clock: FakeClock, store: MemoryTokenStore | None = None, **kw) -> OAuthTokenManager:
     settings = dict(
-        connection="xero", token_url=TOKEN_URL, client_id="cid", client_secret=SecretStr(SECRET),
-        refresh_token=SecretStr(REFRESH), access_token=ACCESS, expires_at=clock.now() + 1800,
-        token_store=store if store is not None else MemoryTokenStore(), provider="xero", clock=clock.now,
+        connection="xero",
+        token_url=TOKEN_URL,
+        client_id="cid",
+        client_secret=SecretStr(SECRET),
+        refresh_token=SecretStr(REFRESH),
+        access_token=ACCESS,
+        expires_at=clock.now() + 1800,
+        token_store=store if store is not None else MemoryTokenStore(),
+        provider="xero",
+        clock=clock.now,
     )
     settings.update(kw)
     return OAuthTokenManager(**settings)  # type: ignore[arg-type]
@@ -34,14 +40,20 @@ def manager(clock: FakeClock, store: MemoryTokenStore | None = None, **kw) -> OA
 
 def token_answer(n: int = 1) -> httpx.Response:
     return httpx.Response(
-        200, json={"access_token": f"access-new-{n}", "refresh_token": f"refresh-rotated-{n}",
-                   "expires_in": 1800, "token_type": "Bearer"},
+        200,
+        json={
+            "access_token": f"access-new-{n}",
+            "refresh_token": f"refresh-rotated-{n}",
+            "expires_in": 1800,
+            "token_type": "Bearer",
+        },
     )
 
 
 def http_with(auth: OAuthTokenManager, clock: FakeClock, limiter: RateLimiter | None = None) -> ProviderHttp:
-    return ProviderHttp("xero", base_url=BASE, auth=auth, rate_limiter=limiter,
-                        retry=RetryPolicy(sleep=clock.sleep, clock=clock.now))
+    return ProviderHttp(
+        "xero", base_url=BASE, auth=auth, rate_limiter=limiter, retry=RetryPolicy(sleep=clock.sleep, clock=clock.now)
+    )
 
 
 class RecordingLimiter(RateLimiter):
@@ -122,8 +134,9 @@ def test_new_access_token_is_not_used_when_saving_fails(clock) -> None:
 
 @respx.mock
 def test_stored_tokens_take_precedence_over_configured_ones(clock) -> None:
-    store = MemoryTokenStore({"access_token": "access-stored", "refresh_token": "refresh-stored",
-                              "expires_at": clock.now() - 10})
+    store = MemoryTokenStore(
+        {"access_token": "access-stored", "refresh_token": "refresh-stored", "expires_at": clock.now() - 10}
+    )
     token = respx.post(TOKEN_URL).mock(return_value=token_answer())
     respx.get(f"{BASE}/Invoices").mock(return_value=httpx.Response(200, json={}))
     http_with(manager(clock, store), clock).request("GET", "/Invoices")
@@ -133,9 +146,7 @@ def test_stored_tokens_take_precedence_over_configured_ones(clock) -> None:
 @respx.mock
 def test_a_401_triggers_one_refresh_and_one_retry(clock) -> None:
     token = respx.post(TOKEN_URL).mock(return_value=token_answer())
-    api = respx.get(f"{BASE}/Invoices").mock(
-        side_effect=[httpx.Response(401), httpx.Response(200, json={"ok": 1})]
-    )
+    api = respx.get(f"{BASE}/Invoices").mock(side_effect=[httpx.Response(401), httpx.Response(200, json={"ok": 1})])
     assert http_with(manager(clock), clock).request("GET", "/Invoices").json() == {"ok": 1}
     assert token.call_count == 1
     assert [c.request.headers["Authorization"] for c in api.calls] == [f"Bearer {ACCESS}", "Bearer access-new-1"]
@@ -180,9 +191,7 @@ def test_two_threads_refreshing_at_once_post_the_token_endpoint_once(clock) -> N
 
 @respx.mock
 def test_invalid_grant_raises_authentication_error_asking_to_reauthorise(clock) -> None:
-    respx.post(TOKEN_URL).mock(
-        return_value=httpx.Response(400, json={"error": "invalid_grant"})
-    )
+    respx.post(TOKEN_URL).mock(return_value=httpx.Response(400, json={"error": "invalid_grant"}))
     with pytest.raises(AuthenticationError) as raised:
         manager(clock, access_token=None).access_token()
     assert raised.value.code == "invalid_grant"
@@ -196,15 +205,16 @@ def test_secrets_are_absent_from_exceptions_logs_and_reprs(clock, caplog) -> Non
     respx.post(TOKEN_URL).mock(
         side_effect=[
             token_answer(),
-            httpx.Response(400, json={"error": "invalid_grant",
-                                      "error_description": "refresh-rotated-1 is not valid"}),
+            httpx.Response(400, json={"error": "invalid_grant", "error_description": "refresh-rotated-1 is not valid"}),
         ]
     )
     respx.get(f"{BASE}/Invoices").mock(
-        side_effect=[httpx.Response(401, json={"message": f"bad token {ACCESS}"}),
-                     httpx.Response(401, json={"message": "bad token access-new-1"}),
-                     httpx.Response(500, json={"message": "echo access-new-1"}),
-                     httpx.Response(401)]
+        side_effect=[
+            httpx.Response(401, json={"message": f"bad token {ACCESS}"}),
+            httpx.Response(401, json={"message": "bad token access-new-1"}),
+            httpx.Response(500, json={"message": "echo access-new-1"}),
+            httpx.Response(401),
+        ]
     )
     auth = manager(clock)
     http = http_with(auth, clock)

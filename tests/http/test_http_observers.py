@@ -7,7 +7,6 @@ import respx
 
 from connector.http import ProviderHttp, RetryPolicy, observe_responses
 from connector.service.metrics import Metrics
-
 from support.http_fakes import BASE
 
 
@@ -20,11 +19,13 @@ def metric_value(metrics: Metrics, status: str) -> float:
 
 @respx.mock(base_url=BASE)
 def test_each_answer_is_told_to_observers_retried_ones_included(respx_mock, clock) -> None:
-    respx_mock.get("/v1/invoices").mock(side_effect=[
-        httpx.Response(429, headers={"Retry-After": "1"}),
-        httpx.Response(503),
-        httpx.Response(200, json={}),
-    ])
+    respx_mock.get("/v1/invoices").mock(
+        side_effect=[
+            httpx.Response(429, headers={"Retry-After": "1"}),
+            httpx.Response(503),
+            httpx.Response(200, json={}),
+        ]
+    )
     seen: list[tuple[str, int]] = []
     metrics = Metrics()
     forget = observe_responses(lambda provider, status: seen.append((provider, status)))

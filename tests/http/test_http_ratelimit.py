@@ -8,7 +8,6 @@ import pytest
 
 from connector.errors import RateLimitDeferred
 from connector.http import ROUND_TRIP, Limit, ProviderHttp, RateLimiter
-
 from support.http_fakes import BASE, FakeClock
 
 
@@ -106,15 +105,11 @@ def test_by_default_a_window_is_widened_by_a_few_tens_of_milliseconds() -> None:
 def arrivals_in_any_window(arrivals: list[float], seconds: float) -> int:
     """The most arrivals a provider counting them in a sliding window sees in one window."""
     arrivals = sorted(arrivals)
-    return max(
-        sum(1 for other in arrivals if first <= other < first + seconds) for first in arrivals
-    )
+    return max(sum(1 for other in arrivals if first <= other < first + seconds) for first in arrivals)
 
 
 @pytest.mark.parametrize("margin, crowded", [(0, True), (0.05, False)])
-def test_a_request_arriving_late_by_less_than_the_margin_does_not_crowd_the_providers_window(
-    margin, crowded
-) -> None:
+def test_a_request_arriving_late_by_less_than_the_margin_does_not_crowd_the_providers_window(margin, crowded) -> None:
     # HubSpot searches, 4 per second, counted by the provider when they arrive: the first is
     # held up 40 ms between our count and its arrival (a busy core, a slow network), the rest
     # arrive the moment we count them.
@@ -173,7 +168,10 @@ def test_provider_http_bounds_concurrent_requests_across_threads(policy) -> None
         return httpx.Response(200, json={})
 
     http = ProviderHttp(
-        "xero", base_url=BASE, retry=policy, transport=httpx.MockTransport(answer),
+        "xero",
+        base_url=BASE,
+        retry=policy,
+        transport=httpx.MockTransport(answer),
         rate_limiter=RateLimiter.from_spec({"default": [(1000, 60)]}, concurrency=3),
     )
     run_in_threads(lambda: http.request("GET", "/Invoices"), 10)
@@ -182,7 +180,9 @@ def test_provider_http_bounds_concurrent_requests_across_threads(policy) -> None
 
 def test_provider_http_draws_from_the_named_buckets(clock, policy) -> None:
     http = ProviderHttp(
-        "hubspot", base_url=BASE, retry=policy,
+        "hubspot",
+        base_url=BASE,
+        retry=policy,
         transport=httpx.MockTransport(lambda request: httpx.Response(200, json={})),
         rate_limiter=limiter({"default": [(100, 10)], "search": [(4, 1)]}, clock),
     )
@@ -193,7 +193,9 @@ def test_provider_http_draws_from_the_named_buckets(clock, policy) -> None:
 
 def test_provider_http_reports_a_spent_daily_limit_under_its_own_name(clock, policy) -> None:
     http = ProviderHttp(
-        "xero", base_url=BASE, retry=policy,
+        "xero",
+        base_url=BASE,
+        retry=policy,
         transport=httpx.MockTransport(lambda request: httpx.Response(200, json={})),
         rate_limiter=limiter({"default": [(1, 86400)]}, clock),
     )
@@ -209,7 +211,10 @@ def test_a_response_tells_its_round_trip_without_the_wait_for_a_slot(policy) -> 
         return httpx.Response(200, json={})
 
     http = ProviderHttp(
-        "stripe", base_url=BASE, retry=policy, transport=httpx.MockTransport(answer),
+        "stripe",
+        base_url=BASE,
+        retry=policy,
+        transport=httpx.MockTransport(answer),
         rate_limiter=RateLimiter.from_spec({"default": [(1, 0.3)]}, margin=0),
     )
     http.request("GET", "/v1/customers")

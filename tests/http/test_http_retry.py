@@ -23,7 +23,6 @@ from connector.http import (
     idempotency_param,
     parse_retry_after,
 )
-
 from support.http_fakes import BASE
 
 
@@ -114,9 +113,7 @@ def test_giving_up_on_5xx_raises_provider_unavailable_with_request_id(respx_mock
 
 @respx.mock(base_url=BASE)
 def test_retry_after_of_hours_raises_rate_limit_deferred_without_sleeping(respx_mock, policy, clock) -> None:
-    route = respx_mock.get("/Invoices").mock(
-        return_value=httpx.Response(429, headers={"Retry-After": str(18 * 3600)})
-    )
+    route = respx_mock.get("/Invoices").mock(return_value=httpx.Response(429, headers={"Retry-After": str(18 * 3600)}))
     with pytest.raises(RateLimitDeferred) as raised:
         make_http(policy).request("GET", "/Invoices")
     assert raised.value.retry_after == 18 * 3600
@@ -223,7 +220,13 @@ def test_connection_refused_is_retried_even_for_a_write_without_key(respx_mock, 
 def test_stripe_idempotency_error_is_typed(respx_mock, policy) -> None:
     respx_mock.post("/v1/invoices/in_1/pay").mock(
         return_value=httpx.Response(
-            400, json={"error": {"type": "idempotency_error", "message": "Keys for idempotent requests can only be used with the same parameters"}}
+            400,
+            json={
+                "error": {
+                    "type": "idempotency_error",
+                    "message": "Keys for idempotent requests can only be used with the same parameters",
+                }
+            },
         )
     )
     with pytest.raises(IdempotencyError):
@@ -233,9 +236,25 @@ def test_stripe_idempotency_error_is_typed(respx_mock, policy) -> None:
 @pytest.mark.parametrize(
     ("body", "message", "code"),
     [
-        ({"error": {"message": "No such invoice: 'in_9'", "code": "resource_missing"}}, "No such invoice: 'in_9'", "resource_missing"),
-        ({"Type": "ValidationException", "Message": "A validation exception occurred", "Detail": "Invoice not of valid status"}, "A validation exception occurred - Invoice not of valid status", "ValidationException"),
-        ({"status": "error", "message": "Property values were not valid", "category": "VALIDATION_ERROR"}, "Property values were not valid", "VALIDATION_ERROR"),
+        (
+            {"error": {"message": "No such invoice: 'in_9'", "code": "resource_missing"}},
+            "No such invoice: 'in_9'",
+            "resource_missing",
+        ),
+        (
+            {
+                "Type": "ValidationException",
+                "Message": "A validation exception occurred",
+                "Detail": "Invoice not of valid status",
+            },
+            "A validation exception occurred - Invoice not of valid status",
+            "ValidationException",
+        ),
+        (
+            {"status": "error", "message": "Property values were not valid", "category": "VALIDATION_ERROR"},
+            "Property values were not valid",
+            "VALIDATION_ERROR",
+        ),
     ],
     ids=["stripe", "xero", "hubspot"],
 )

@@ -3,40 +3,62 @@ from connector.linking.rules import View, link_customers, link_invoices, link_pa
 
 def view(system, kind, remote_id, entity, data, rank=None, hints=None, object_type="invoice"):
     ranks = {"ledger": 3, "gateway": 2, "crm": 1}
-    return View(system=system, kind=kind, object_type=object_type, remote_id=remote_id, entity_id=entity,
-                rank=rank if rank is not None else ranks[kind], data=data, hints=hints or {})
+    return View(
+        system=system,
+        kind=kind,
+        object_type=object_type,
+        remote_id=remote_id,
+        entity_id=entity,
+        rank=rank if rank is not None else ranks[kind],
+        data=data,
+        hints=hints or {},
+    )
 
 
 def inv(number, total="100.00", currency="USD", customer="c1", issue="2026-10-01"):
-    return {"number": number, "currency": currency, "total": {"amount": total, "currency": currency},
-            "customer_id": customer, "issue_date": issue}
+    return {
+        "number": number,
+        "currency": currency,
+        "total": {"amount": total, "currency": currency},
+        "customer_id": customer,
+        "issue_date": issue,
+    }
 
 
 def test_the_same_invoice_number_links_and_the_ledger_record_survives():
-    links = link_invoices([
-        view("gateway", "gateway", "in_1", "g1", inv("INV0042")),
-        view("ledger", "ledger", "x1", "l1", inv("INV-0042")),
-    ], {})
-    assert [(l.survivor, l.member, l.rule) for l in links] == [("l1", "g1", "invoice_number")]
+    links = link_invoices(
+        [
+            view("gateway", "gateway", "in_1", "g1", inv("INV0042")),
+            view("ledger", "ledger", "x1", "l1", inv("INV-0042")),
+        ],
+        {},
+    )
+    assert [(link.survivor, link.member, link.rule) for link in links] == [("l1", "g1", "invoice_number")]
     assert "INV0042" in links[0].reason
 
 
 def test_an_invoice_number_two_ledger_invoices_share_links_nothing():
-    links = link_invoices([
-        view("gateway", "gateway", "in_1", "g1", inv("INV-7", total="1.00")),
-        view("ledger", "ledger", "x1", "l1", inv("INV-7", total="2.00")),
-        view("ledger", "ledger", "x2", "l2", inv("INV-7", total="3.00")),
-    ], {})
+    links = link_invoices(
+        [
+            view("gateway", "gateway", "in_1", "g1", inv("INV-7", total="1.00")),
+            view("ledger", "ledger", "x1", "l1", inv("INV-7", total="2.00")),
+            view("ledger", "ledger", "x2", "l2", inv("INV-7", total="3.00")),
+        ],
+        {},
+    )
     assert links == []
 
 
 def test_explicit_ids_win_over_numbers_and_never_merge_one_systems_records():
-    links = link_invoices([
-        view("gateway", "gateway", "in_1", "g1", inv("A-1"), hints={"ledger_invoice_id": "x2"}),
-        view("ledger", "ledger", "x1", "l1", inv("A-1")),
-        view("ledger", "ledger", "x2", "l2", inv("B-9")),
-    ], {})
-    assert [(l.survivor, l.member, l.rule) for l in links] == [("l2", "g1", "explicit_id")]
+    links = link_invoices(
+        [
+            view("gateway", "gateway", "in_1", "g1", inv("A-1"), hints={"ledger_invoice_id": "x2"}),
+            view("ledger", "ledger", "x1", "l1", inv("A-1")),
+            view("ledger", "ledger", "x2", "l2", inv("B-9")),
+        ],
+        {},
+    )
+    assert [(link.survivor, link.member, link.rule) for link in links] == [("l2", "g1", "explicit_id")]
 
 
 def test_same_customer_amount_and_close_dates_link_only_when_unique():
@@ -44,36 +66,65 @@ def test_same_customer_amount_and_close_dates_link_only_when_unique():
         view("crm", "crm", "d1", "h1", inv(None, issue="2026-10-02"), object_type="deal"),
         view("ledger", "ledger", "x1", "l1", inv(None, issue="2026-10-01")),
     ]
-    assert [l.rule for l in link_invoices(pair, {})] == ["customer_amount_date"]
+    assert [link.rule for link in link_invoices(pair, {})] == ["customer_amount_date"]
     twin = view("ledger", "ledger", "x2", "l2", inv(None, issue="2026-10-03"))
     assert link_invoices([*pair, twin], {}) == []
 
 
 def test_currencies_never_link_on_a_shared_number():
-    links = link_invoices([
-        view("gateway", "gateway", "in_1", "g1", inv("INV-1", currency="EUR")),
-        view("ledger", "ledger", "x1", "l1", inv("INV-1", currency="USD")),
-    ], {})
+    links = link_invoices(
+        [
+            view("gateway", "gateway", "in_1", "g1", inv("INV-1", currency="EUR")),
+            view("ledger", "ledger", "x1", "l1", inv("INV-1", currency="USD")),
+        ],
+        {},
+    )
     assert links == []
 
 
 def test_customers_link_by_explicit_id_then_email_then_name():
-    links = link_customers([
-        view("ledger", "ledger", "c-x", "lc", {"name": "Acme Trading LLC", "emails": ["ar@acme.example"]}, object_type="customer"),
-        view("gateway", "gateway", "cus_1", "gc", {"name": "ACME", "emails": ["AR@acme.example"]}, object_type="customer"),
-        view("crm", "crm", "501", "hc", {"name": "Acme Trading, LLC", "emails": []}, object_type="customer"),
-    ])
-    assert sorted((l.member, l.rule) for l in links) == [("gc", "email"), ("hc", "name")]
-    assert {l.survivor for l in links} == {"lc"}
+    links = link_customers(
+        [
+            view(
+                "ledger",
+                "ledger",
+                "c-x",
+                "lc",
+                {"name": "Acme Trading LLC", "emails": ["ar@acme.example"]},
+                object_type="customer",
+            ),
+            view(
+                "gateway",
+                "gateway",
+                "cus_1",
+                "gc",
+                {"name": "ACME", "emails": ["AR@acme.example"]},
+                object_type="customer",
+            ),
+            view("crm", "crm", "501", "hc", {"name": "Acme Trading, LLC", "emails": []}, object_type="customer"),
+        ]
+    )
+    assert sorted((link.member, link.rule) for link in links) == [("gc", "email"), ("hc", "name")]
+    assert {link.survivor for link in links} == {"lc"}
 
 
 def test_a_ledger_payment_naming_a_charge_is_the_same_payment():
-    links = link_payments([
-        view("ledger", "ledger", "p-1", "lp", {"remittance": "ch_3AbC"}, object_type="payment", hints={"reference": "ch_3AbC"}),
-        view("gateway", "gateway", "ch_3AbC", "gp", {}, object_type="payment"),
-        view("gateway", "gateway", "ch_other", "go", {}, object_type="payment"),
-    ])
-    assert [(l.survivor, l.member) for l in links] == [("lp", "gp")]
+    links = link_payments(
+        [
+            view(
+                "ledger",
+                "ledger",
+                "p-1",
+                "lp",
+                {"remittance": "ch_3AbC"},
+                object_type="payment",
+                hints={"reference": "ch_3AbC"},
+            ),
+            view("gateway", "gateway", "ch_3AbC", "gp", {}, object_type="payment"),
+            view("gateway", "gateway", "ch_other", "go", {}, object_type="payment"),
+        ]
+    )
+    assert [(link.survivor, link.member) for link in links] == [("lp", "gp")]
 
 
 def test_invoice_numbers_normalise_separators_and_case():

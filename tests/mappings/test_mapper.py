@@ -4,9 +4,9 @@ from decimal import Decimal
 import pytest
 
 from connector.errors import ConfigError
-from connector.money import Money
 from connector.mappings.mapper import Mapper, build_spec, deep_merge
 from connector.mappings.transforms import parse_dotnet_date
+from connector.money import Money
 
 SPEC = {
     "provider": "books",
@@ -52,7 +52,14 @@ def raw(**overrides):
         "Date": "/Date(1573689600000+0000)/",
         "DueDate": "/Date(1576281600000+0000)/",
         "LineAmountTypes": "Inclusive",
-        "LineItems": [{"Description": "Widget", "Quantity": Decimal("2"), "LineAmount": Decimal("11.000"), "TaxAmount": Decimal("1.000")}],
+        "LineItems": [
+            {
+                "Description": "Widget",
+                "Quantity": Decimal("2"),
+                "LineAmount": Decimal("11.000"),
+                "TaxAmount": Decimal("1.000"),
+            }
+        ],
         "SubTotal": Decimal("10.000"),
         "TotalTax": Decimal("1.000"),
         "Total": Decimal("11.000"),
@@ -90,10 +97,17 @@ def test_voided_and_deleted_statuses_become_void():
 
 
 def test_records_that_cannot_be_mapped_are_reported_and_the_rest_kept():
-    good, bad_status, bad_total = raw(), raw(InvoiceID="inv-2", Status="WEIRD"), raw(InvoiceID="inv-3", Total=Decimal("12"))
+    good, bad_status, bad_total = (
+        raw(),
+        raw(InvoiceID="inv-2", Status="WEIRD"),
+        raw(InvoiceID="inv-3", Total=Decimal("12")),
+    )
     mapped, errors = mapper().map_page("invoices", [good, bad_status, bad_total])
     assert [m.ref.remote_id for m in mapped] == ["inv-1"]
-    assert [(e.provider, e.object_id, e.field) for e in errors] == [("books", "inv-2", "status"), ("books", "inv-3", "total")]
+    assert [(e.provider, e.object_id, e.field) for e in errors] == [
+        ("books", "inv-2", "status"),
+        ("books", "inv-3", "total"),
+    ]
     assert "'WEIRD' is not in status map" in str(errors[0])
 
 
@@ -112,7 +126,10 @@ def test_an_override_adds_a_status_without_code():
     [
         ({"streams": {"invoices": {"colour": "red"}}}, "streams.invoices.colour: unknown key"),
         ({"streams": {"invoices": {"fields": {"numbr": "X"}}}}, "has no mappable field 'numbr'"),
-        ({"streams": {"invoices": {"fields": {"number": {"path": "X", "transform": "nope"}}}}}, "unknown transform 'nope'"),
+        (
+            {"streams": {"invoices": {"fields": {"number": {"path": "X", "transform": "nope"}}}}},
+            "unknown transform 'nope'",
+        ),
         ({"status_maps": {"invoice_status": {"SUBMITTED": "pending"}}}, "'pending' is not one of"),
     ],
 )

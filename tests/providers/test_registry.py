@@ -21,9 +21,20 @@ def plugin_site(tmp_path_factory):
     itself is left as it was."""
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--target", str(target),
-         str(PLUGINS / "acme_plugin"), str(PLUGINS / "broken_plugin")],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(PLUGINS / "acme_plugin"),
+            str(PLUGINS / "broken_plugin"),
+        ],
         check=True,
         capture_output=True,
     )

@@ -40,8 +40,12 @@ def test_built_models_equal_validated_ones():
     build = builder(Allocation, "payment_id", "invoice_id", "amount", "rule", "confidence", "reason")
     built = build("p1", "i1", amount, "exact_amount_unique", Decimal("0.95"), "why")
     validated = Allocation(
-        payment_id="p1", invoice_id="i1", amount=amount, rule="exact_amount_unique",
-        confidence=Decimal("0.95"), reason="why",
+        payment_id="p1",
+        invoice_id="i1",
+        amount=amount,
+        rule="exact_amount_unique",
+        confidence=Decimal("0.95"),
+        reason="why",
     )
     assert built == validated
     assert built.model_dump_json() == validated.model_dump_json()
@@ -60,5 +64,7 @@ def test_built_models_equal_validated_ones():
     result = builder(ReconcileResult, "applied", "proposals", "unapplied", "reversals", "unmatched")(
         [validated], [proposal], {"p1": amount}, [], []
     )
-    expected = ReconcileResult(applied=[validated], proposals=[proposal], unapplied={"p1": amount}, reversals=[], unmatched=[])
+    expected = ReconcileResult(
+        applied=[validated], proposals=[proposal], unapplied={"p1": amount}, reversals=[], unmatched=[]
+    )
     assert result == expected and result.model_dump_json() == expected.model_dump_json()

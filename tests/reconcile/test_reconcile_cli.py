@@ -22,15 +22,34 @@ from connector.state.store import open_store
 
 
 def _invoice(id_, number, customer, total, currency, due):
-    money = lambda v: Money.of(v, currency)
-    return Invoice(id=id_, number=number, customer_id=customer, currency=currency, issue_date=date(2024, 4, 1),
-                   due_date=due, subtotal=money(total), tax=money("0"), total=money(total), amount_paid=money("0"),
-                   amount_credited=money("0"), refs=[Ref(system="ledger", object_type="invoice", remote_id=f"L-{number}")])
+    def money(v):
+        return Money.of(v, currency)
+
+    return Invoice(
+        id=id_,
+        number=number,
+        customer_id=customer,
+        currency=currency,
+        issue_date=date(2024, 4, 1),
+        due_date=due,
+        subtotal=money(total),
+        tax=money("0"),
+        total=money(total),
+        amount_paid=money("0"),
+        amount_credited=money("0"),
+        refs=[Ref(system="ledger", object_type="invoice", remote_id=f"L-{number}")],
+    )
 
 
 def _payment(id_, charge, customer, amount, currency, day):
-    return Payment(id=id_, amount=Money.of(amount, currency), received_at=datetime(2024, 6, day, 12, tzinfo=UTC),
-                   method="card", customer_id=customer, refs=[Ref(system="gateway", object_type="payment", remote_id=charge)])
+    return Payment(
+        id=id_,
+        amount=Money.of(amount, currency),
+        received_at=datetime(2024, 6, day, 12, tzinfo=UTC),
+        method="card",
+        customer_id=customer,
+        refs=[Ref(system="gateway", object_type="payment", remote_id=charge)],
+    )
 
 
 @pytest.fixture
@@ -43,22 +62,43 @@ def book(tmp_path, run_cli):
     database = f'[database]\nurl = "sqlite:///{directory / "state.db"}"\n'
     config.write_text(database)
     store = open_store(f"sqlite:///{directory / 'state.db'}")
-    store.store_page("ledger", "contacts", "customer", [
-        Customer(id=c, name=name, refs=[Ref(system="ledger", object_type="customer", remote_id=c)])
-        for c, name in (("acme", "Acme"), ("kw", "Kuwait Co"), ("jp", "Tokyo KK"))
-    ], None, rank=3)
-    store.store_page("ledger", "invoices", "invoice", [
-        _invoice("inv1", "INV-1", "acme", "1000.00", "USD", date(2024, 5, 1)),
-        _invoice("inv2", "INV-2", "acme", "250.00", "USD", date(2024, 6, 1)),
-        _invoice("invk", "INV-K", "kw", "10.000", "KWD", date(2024, 5, 1)),
-        _invoice("invj", "INV-J", "jp", "10000", "JPY", date(2024, 5, 1)),
-    ], None, rank=3)
-    store.store_page("gateway", "charges", "payment", [
-        _payment("pay1", "ch_1", "acme", "250.00", "USD", 10),
-        _payment("pay2", "ch_2", "acme", "400.00", "USD", 11),
-        _payment("payk", "ch_k", "kw", "5.000", "KWD", 10),
-        _payment("payj", "ch_j", "jp", "5000", "JPY", 10),
-    ], None, rank=1)
+    store.store_page(
+        "ledger",
+        "contacts",
+        "customer",
+        [
+            Customer(id=c, name=name, refs=[Ref(system="ledger", object_type="customer", remote_id=c)])
+            for c, name in (("acme", "Acme"), ("kw", "Kuwait Co"), ("jp", "Tokyo KK"))
+        ],
+        None,
+        rank=3,
+    )
+    store.store_page(
+        "ledger",
+        "invoices",
+        "invoice",
+        [
+            _invoice("inv1", "INV-1", "acme", "1000.00", "USD", date(2024, 5, 1)),
+            _invoice("inv2", "INV-2", "acme", "250.00", "USD", date(2024, 6, 1)),
+            _invoice("invk", "INV-K", "kw", "10.000", "KWD", date(2024, 5, 1)),
+            _invoice("invj", "INV-J", "jp", "10000", "JPY", date(2024, 5, 1)),
+        ],
+        None,
+        rank=3,
+    )
+    store.store_page(
+        "gateway",
+        "charges",
+        "payment",
+        [
+            _payment("pay1", "ch_1", "acme", "250.00", "USD", 10),
+            _payment("pay2", "ch_2", "acme", "400.00", "USD", 11),
+            _payment("payk", "ch_k", "kw", "5.000", "KWD", 10),
+            _payment("payj", "ch_j", "jp", "5000", "JPY", 10),
+        ],
+        None,
+        rank=1,
+    )
     store.close()
 
     def run(*args):
@@ -131,7 +171,8 @@ def test_by_default_an_exact_amount_applies_itself(book):
     run, _ = book
     applied = report(run)["applied"]
     assert [(a["payment"]["refs"][0]["id"], a["invoice"]["number"], a["rule"]) for a in applied] == [
-        ("ch_1", "INV-2", "exact_amount_unique")]
+        ("ch_1", "INV-2", "exact_amount_unique")
+    ]
 
 
 def test_a_lower_auto_threshold_applies_what_the_default_only_proposes(book):
@@ -181,15 +222,22 @@ def test_json_gives_every_allocation_proposal_and_candidate_the_same_fields(book
     assert FIELDS | {"id", "confirmed_by"} <= set(applied)
     assert applied["status"] == "applied"
     assert applied["payment"] == {"id": "pay1", "refs": [{"system": "gateway", "type": "payment", "id": "ch_1"}]}
-    assert applied["invoice"] == {"id": "inv2", "number": "INV-2",
-                                  "refs": [{"system": "ledger", "type": "invoice", "id": "L-INV-2"}]}
+    assert applied["invoice"] == {
+        "id": "inv2",
+        "number": "INV-2",
+        "refs": [{"system": "ledger", "type": "invoice", "id": "L-INV-2"}],
+    }
     assert (applied["amount"], applied["currency"], applied["rule"]) == ("250.00", "USD", "exact_amount_unique")
 
     proposals = {p["payment"]["refs"][0]["id"]: p for p in data["proposals"]}
     partial = proposals["ch_2"]
     assert FIELDS | {"id", "payment_unapplied", "invoices", "candidates"} <= set(partial)
     assert (partial["status"], partial["invoice"]["number"], partial["amount"], partial["rule"]) == (
-        "proposed", "INV-1", "400.00", "payer_open_invoice")
+        "proposed",
+        "INV-1",
+        "400.00",
+        "payer_open_invoice",
+    )
     assert "partial payment: 600.00 USD stays open" in partial["reason"]
     for proposal in data["proposals"]:
         for rank, candidate in enumerate(proposal["candidates"], start=1):

@@ -36,31 +36,53 @@ from connector.state.store import Store, open_store
 from connector.state.tables import table
 
 
-def _invoice(id_: str, number: str, customer: str, total: str, currency: str = "USD", *, paid: str = "0",
-             status: str = "open") -> Invoice:
+def _invoice(
+    id_: str, number: str, customer: str, total: str, currency: str = "USD", *, paid: str = "0", status: str = "open"
+) -> Invoice:
     money = lambda value: Money.of(value, currency)  # noqa: E731
     return Invoice(
-        id=id_, number=number, customer_id=customer, currency=currency, issue_date=date(2024, 4, 1),
-        due_date=date(2024, 5, 1), subtotal=money(total), tax=money("0"), total=money(total),
-        amount_paid=money(paid), amount_credited=money("0"), status=status,  # type: ignore[arg-type]
+        id=id_,
+        number=number,
+        customer_id=customer,
+        currency=currency,
+        issue_date=date(2024, 4, 1),
+        due_date=date(2024, 5, 1),
+        subtotal=money(total),
+        tax=money("0"),
+        total=money(total),
+        amount_paid=money(paid),
+        amount_credited=money("0"),
+        status=status,  # type: ignore[arg-type]
         refs=[Ref(system="ledger", object_type="invoice", remote_id=f"L-{number}")],
     )
 
 
-def _payment(id_: str, remote: str, customer: str, amount: str, currency: str = "USD", *,
-             system: str = "gateway", **extra: Any) -> Payment:
+def _payment(
+    id_: str, remote: str, customer: str, amount: str, currency: str = "USD", *, system: str = "gateway", **extra: Any
+) -> Payment:
     return Payment(
-        id=id_, amount=Money.of(amount, currency), received_at=datetime(2024, 6, 10, 12, tzinfo=UTC),
-        method="card", customer_id=customer, **extra,
+        id=id_,
+        amount=Money.of(amount, currency),
+        received_at=datetime(2024, 6, 10, 12, tzinfo=UTC),
+        method="card",
+        customer_id=customer,
+        **extra,
         refs=[Ref(system=system, object_type="payment", remote_id=remote)],
     )
 
 
 def _customers(store: Store, *names: tuple[str, str]) -> None:
-    store.store_page("ledger", "contacts", "customer", [
-        Customer(id=c, name=name, refs=[Ref(system="ledger", object_type="customer", remote_id=f"C-{c}")])
-        for c, name in names
-    ], None, rank=3)
+    store.store_page(
+        "ledger",
+        "contacts",
+        "customer",
+        [
+            Customer(id=c, name=name, refs=[Ref(system="ledger", object_type="customer", remote_id=f"C-{c}")])
+            for c, name in names
+        ],
+        None,
+        rank=3,
+    )
 
 
 def _reconcile(store: Store) -> ReconcileSummary:
@@ -75,8 +97,10 @@ def _applied(store: Store, **filters: Any) -> list[Allocation]:
 
 def _rejected_pairs(store: Store) -> set[tuple[str, str]]:
     with store.session() as session:
-        return {(s.allocation.payment_id, s.allocation.invoice_id)
-                for s in stored.load_allocations(session, status="rejected")}
+        return {
+            (s.allocation.payment_id, s.allocation.invoice_id)
+            for s in stored.load_allocations(session, status="rejected")
+        }
 
 
 def _proposal(store: Store, proposal_id: str) -> dict[str, Any]:
@@ -122,10 +146,19 @@ class Proposed:
 def proposed(tmp_path: Path) -> Iterator[Proposed]:
     store = open_store(f"sqlite:///{tmp_path / 't.db'}")
     _customers(store, ("acme", "Acme"))
-    store.store_page("ledger", "invoices", "invoice", [
-        _invoice("inv1", "INV-1", "acme", "100.00"), _invoice("inv2", "INV-2", "acme", "60.00"),
-        _invoice("inv3", "INV-3", "acme", "75.00"), _invoice("inv4", "INV-4", "acme", "85.00"),
-    ], None, rank=3)
+    store.store_page(
+        "ledger",
+        "invoices",
+        "invoice",
+        [
+            _invoice("inv1", "INV-1", "acme", "100.00"),
+            _invoice("inv2", "INV-2", "acme", "60.00"),
+            _invoice("inv3", "INV-3", "acme", "75.00"),
+            _invoice("inv4", "INV-4", "acme", "85.00"),
+        ],
+        None,
+        rank=3,
+    )
     store.store_page("gateway", "charges", "payment", [_payment("pay1", "ch_1", "acme", "160.00")], None, rank=1)
     summary = _reconcile(store)
     [proposal] = summary.proposals
@@ -143,29 +176,56 @@ def proposed(tmp_path: Path) -> Iterator[Proposed]:
 def book(tmp_path: Path) -> Iterator[Store]:
     store = open_store(f"sqlite:///{tmp_path / 't.db'}")
     _customers(store, ("acme", "Acme"), ("eu", "Euro GmbH"), ("jp", "Tokyo KK"), ("kw", "Kuwait Co"))
-    store.store_page("ledger", "invoices", "invoice", [
-        _invoice("inv1", "INV-1", "acme", "100.00"),
-        _invoice("inv2", "INV-2", "acme", "60.00"),
-        _invoice("invl", "INV-L", "acme", "100.00", paid="40.00", status="partially_paid"),
-        _invoice("inve", "INV-E", "eu", "100.00", "EUR"),
-        _invoice("invj", "INV-J", "jp", "10000", "JPY"),
-        _invoice("invk", "INV-K", "kw", "10.000", "KWD"),
-        _invoice("invk2", "INV-K2", "kw", "1.000", "KWD"),
-    ], None, rank=3)
-    store.store_page("gateway", "charges", "payment", [
-        _payment("pay1", "ch_1", "acme", "160.00"),
-        _payment("pay2", "ch_2", "acme", "50.00"),
-        _payment("paye", "ch_e", "eu", "100.00", "EUR"),
-        _payment("payj", "ch_j", "jp", "5000", "JPY"),
-        _payment("payk", "ch_k", "kw", "5.125", "KWD"),
-    ], None, rank=1)
-    store.store_page("ledger", "payments", "payment", [_payment("payl", "P-L", "acme", "40.00", system="ledger")],
-                     None, rank=3)
+    store.store_page(
+        "ledger",
+        "invoices",
+        "invoice",
+        [
+            _invoice("inv1", "INV-1", "acme", "100.00"),
+            _invoice("inv2", "INV-2", "acme", "60.00"),
+            _invoice("invl", "INV-L", "acme", "100.00", paid="40.00", status="partially_paid"),
+            _invoice("inve", "INV-E", "eu", "100.00", "EUR"),
+            _invoice("invj", "INV-J", "jp", "10000", "JPY"),
+            _invoice("invk", "INV-K", "kw", "10.000", "KWD"),
+            _invoice("invk2", "INV-K2", "kw", "1.000", "KWD"),
+        ],
+        None,
+        rank=3,
+    )
+    store.store_page(
+        "gateway",
+        "charges",
+        "payment",
+        [
+            _payment("pay1", "ch_1", "acme", "160.00"),
+            _payment("pay2", "ch_2", "acme", "50.00"),
+            _payment("paye", "ch_e", "eu", "100.00", "EUR"),
+            _payment("payj", "ch_j", "jp", "5000", "JPY"),
+            _payment("payk", "ch_k", "kw", "5.125", "KWD"),
+        ],
+        None,
+        rank=1,
+    )
+    store.store_page(
+        "ledger", "payments", "payment", [_payment("payl", "P-L", "acme", "40.00", system="ledger")], None, rank=3
+    )
     with store.session() as session:
-        stored.save_allocations(session, [Allocation(
-            id="al-ledger", payment_id="payl", invoice_id="invl", amount=usd("40.00"), rule="ledger_record",
-            confidence=Decimal(1), reason="recorded in ledger against this invoice", confirmed_by="ledger",
-        )], "applied")
+        stored.save_allocations(
+            session,
+            [
+                Allocation(
+                    id="al-ledger",
+                    payment_id="payl",
+                    invoice_id="invl",
+                    amount=usd("40.00"),
+                    rule="ledger_record",
+                    confidence=Decimal(1),
+                    reason="recorded in ledger against this invoice",
+                    confirmed_by="ledger",
+                )
+            ],
+            "applied",
+        )
     yield store
     store.close()
 
@@ -177,10 +237,15 @@ def test_accept_applies_exactly_the_amounts_of_the_chosen_candidate(proposed):
     store, proposal = proposed.store, proposed.proposal
     made = decisions.accept_proposal(store, proposal["id"], candidate=2, user="bob", reason="remittance by phone")
     assert [(a.invoice_id, a.amount, a.rule, a.confirmed_by) for a in made] == [
-        ("inv3", usd("75.00"), "subset_sum", "bob"), ("inv4", usd("85.00"), "subset_sum", "bob")]
+        ("inv3", usd("75.00"), "subset_sum", "bob"),
+        ("inv4", usd("85.00"), "subset_sum", "bob"),
+    ]
     assert sorted((a.invoice_id, a.amount) for a in _applied(store)) == [("inv3", usd("75.00")), ("inv4", usd("85.00"))]
     assert (_balance(store, "inv3"), _balance(store, "inv4"), _balance(store, "inv1")) == (
-        usd("0.00"), usd("0.00"), usd("100.00"))
+        usd("0.00"),
+        usd("0.00"),
+        usd("100.00"),
+    )
     assert _unapplied(store, "pay1") == usd("0.00")
     decided = _proposal(store, proposal["id"])
     assert (decided["status"], decided["decided_by"]) == ("accepted", "bob")
@@ -191,9 +256,13 @@ def test_accept_audit_logs_the_user_the_reason_and_each_amount(proposed):
     decisions.accept_proposal(store, proposal["id"], candidate=2, user="bob", reason="remittance by phone")
     entries = _audit(store, "accept")
     assert [(e["actor"], e["subject_id"], e["decision"]) for e in entries] == [
-        ("bob", "pay1", "remittance by phone"), ("bob", "pay1", "remittance by phone")]
+        ("bob", "pay1", "remittance by phone"),
+        ("bob", "pay1", "remittance by phone"),
+    ]
     assert [(e["inputs"]["invoice"], e["inputs"]["amount"]) for e in entries] == [
-        ("inv3", "75.00 USD"), ("inv4", "85.00 USD")]
+        ("inv3", "75.00 USD"),
+        ("inv4", "85.00 USD"),
+    ]
 
 
 def test_accept_without_a_reason_records_which_candidate_was_accepted(proposed):
@@ -263,7 +332,11 @@ def test_reject_audit_logs_the_user_and_the_reason(proposed):
     decisions.reject_proposal(store, proposal["id"], user="alice", reason="customer paid another entity")
     [entry] = _audit(store, "reject")
     assert (entry["actor"], entry["subject_id"], entry["inputs"], entry["decision"]) == (
-        "alice", "pay1", {"proposal": proposal["id"]}, "customer paid another entity")
+        "alice",
+        "pay1",
+        {"proposal": proposal["id"]},
+        "customer paid another entity",
+    )
 
 
 # Matching by hand ----------------------------------------------------------------------------------
@@ -272,7 +345,12 @@ def test_reject_audit_logs_the_user_and_the_reason(proposed):
 def test_match_without_an_amount_applies_what_both_the_payment_and_the_invoice_allow(book):
     first = decisions.match(book, "ch_1", "INV-1", user="carol")
     assert (first.invoice_id, first.amount, first.rule, first.confirmed_by, first.confidence) == (
-        "inv1", usd("100.00"), "manual", "carol", Decimal(1))
+        "inv1",
+        usd("100.00"),
+        "manual",
+        "carol",
+        Decimal(1),
+    )
     second = decisions.match(book, "ch_1", "INV-2", user="carol")
     assert second.amount == usd("60.00")
     assert _unapplied(book, "pay1") == usd("0.00")
@@ -318,8 +396,9 @@ def test_match_refuses_to_mix_currencies(book, amount):
 def test_match_across_currencies_says_an_allocation_never_mixes_them(book):
     with pytest.raises(UsageError) as refused:
         decisions.match(book, "ch_e", "INV-1", amount="10.00", user="carol")
-    assert str(refused.value) == ("currencies differ: payment in EUR, invoice in USD; "
-                                  "an allocation never mixes currencies")
+    assert str(refused.value) == (
+        "currencies differ: payment in EUR, invoice in USD; an allocation never mixes currencies"
+    )
 
 
 @pytest.mark.parametrize(
@@ -376,7 +455,11 @@ def test_match_audit_logs_the_user_the_amount_and_the_reason(book):
     made = decisions.match(book, "ch_1", "INV-1", amount="12.34", user="carol", reason="remittance email")
     [entry] = _audit(book, "match")
     assert (entry["actor"], entry["subject_type"], entry["subject_id"], entry["decision"]) == (
-        "carol", "payment", "pay1", "remittance email")
+        "carol",
+        "payment",
+        "pay1",
+        "remittance email",
+    )
     assert entry["inputs"] == {"invoice": "inv1", "amount": "12.34 USD", "rule": "manual", "allocation": made.id}
     assert made.reason == "remittance email"
 
@@ -399,26 +482,35 @@ def test_match_names_the_record_it_cannot_find(book, payment, invoice, message):
         decisions.match(book, payment, invoice, amount="1.00", user="carol")
 
 
-@pytest.mark.xfail(strict=True, reason="an --amount too large for a Decimal of 28 digits at the currency's "
-                   "exponent escapes _given_amount as decimal.InvalidOperation instead of a UsageError")
+@pytest.mark.xfail(
+    strict=True,
+    reason="an --amount too large for a Decimal of 28 digits at the currency's "
+    "exponent escapes _given_amount as decimal.InvalidOperation instead of a UsageError",
+)
 @pytest.mark.parametrize("amount", ["1e30", "100000000000000000000000000000"])
 def test_match_refuses_an_amount_too_large_to_hold_with_a_usage_error(book, amount):
     with pytest.raises(UsageError):
         decisions.match(book, "ch_1", "INV-1", amount=amount, user="carol")
 
 
-@pytest.mark.xfail(strict=True, reason="_given_amount counts decimal places after Decimal.normalize(), which "
-                   "rounds to 28 significant digits first: the extra decimals vanish and 1.00 USD is applied "
-                   "instead of the amount being refused")
+@pytest.mark.xfail(
+    strict=True,
+    reason="_given_amount counts decimal places after Decimal.normalize(), which "
+    "rounds to 28 significant digits first: the extra decimals vanish and 1.00 USD is applied "
+    "instead of the amount being refused",
+)
 def test_match_refuses_decimals_beyond_28_significant_digits_instead_of_rounding_them(book):
     with pytest.raises(UsageError, match="more decimal places than USD allows"):
         decisions.match(book, "ch_1", "INV-1", amount="1.00000000000000000000000000001", user="carol")
 
 
-@pytest.mark.xfail(strict=True, reason="payment_unapplied builds a PaymentApplication, whose validator raises a "
-                   "pydantic ValidationError when a refund (not yet reversed by a reconciliation run) leaves the "
-                   "payment's allocations above what it collected; reports.payment_application clamps to zero "
-                   "instead")
+@pytest.mark.xfail(
+    strict=True,
+    reason="payment_unapplied builds a PaymentApplication, whose validator raises a "
+    "pydantic ValidationError when a refund (not yet reversed by a reconciliation run) leaves the "
+    "payment's allocations above what it collected; reports.payment_application clamps to zero "
+    "instead",
+)
 def test_a_match_on_a_payment_refunded_since_it_was_allocated_says_nothing_is_left(book):
     decisions.match(book, "ch_2", "INV-1", amount="50.00", user="carol")
     [charge] = book.list_payments(ids=["pay2"])
@@ -467,7 +559,8 @@ def test_a_pair_matched_again_by_hand_after_unmatch_is_kept_by_the_next_run(prop
     decisions.match(store, "ch_1", "INV-1", amount="100.00", user="carol", reason="it was right after all")
     _reconcile(store)
     assert [(a.invoice_id, a.amount, a.rule) for a in _applied(store, invoice_ids=["inv1"])] == [
-        ("inv1", usd("100.00"), "manual")]
+        ("inv1", usd("100.00"), "manual")
+    ]
 
 
 def test_unmatch_refuses_the_ledgers_own_record(book):
@@ -508,8 +601,9 @@ def test_payment_unapplied_counts_applied_allocations_the_ledgers_own_included(b
 
 
 def test_invoice_balance_of_a_void_invoice_is_zero_so_nothing_can_be_matched_to_it(book):
-    book.store_page("ledger", "invoices", "invoice", [_invoice("invv", "INV-V", "acme", "30.00", status="void")],
-                    None, rank=3)
+    book.store_page(
+        "ledger", "invoices", "invoice", [_invoice("invv", "INV-V", "acme", "30.00", status="void")], None, rank=3
+    )
     assert _balance(book, "invv") == usd("0.00")
     with pytest.raises(UsageError, match="^nothing to match"):
         decisions.match(book, "ch_1", "INV-V", user="carol")

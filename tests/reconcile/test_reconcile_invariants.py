@@ -6,11 +6,10 @@ from __future__ import annotations
 import random
 from datetime import date, timedelta
 
-from support.reconcile_cases import RECEIVED, check_invariants, inv, pairs, pay
-
 from connector.model import Invoice, Payment
 from connector.money import Money
 from connector.reconcile import reconcile
+from support.reconcile_cases import RECEIVED, check_invariants, inv, pairs, pay
 
 # Tests --------------------------------------------------------------------------------------
 

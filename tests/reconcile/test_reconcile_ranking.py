@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from support.reconcile_cases import RECEIVED, inv, pay
-
 from connector.reconcile import reconcile
+from support.reconcile_cases import RECEIVED, inv, pay
 
 
 def _first(result):
@@ -30,8 +29,11 @@ def test_an_invoice_issued_after_the_payment_ranks_last():
 
 def test_a_number_mentioned_in_the_remittance_ranks_its_invoice_first():
     # Two bare numbers are no sure reading, yet "43" points at INV-0043 among equal balances.
-    invoices = [inv("i42", "100.00", number="INV-0042"), inv("i43", "100.00", number="INV-0043"),
-                inv("i44", "250.00", number="INV-0044")]
+    invoices = [
+        inv("i42", "100.00", number="INV-0042"),
+        inv("i43", "100.00", number="INV-0043"),
+        inv("i44", "250.00", number="INV-0044"),
+    ]
     result = reconcile(invoices, [pay("p1", "100.00", remittance="paid 43 44")])
     assert result.applied == []
     assert _first(result) == ("i43",)
@@ -50,8 +52,7 @@ def test_the_closest_amount_within_tolerance_ranks_first():
 
 
 def test_exact_amount_ranks_before_tolerance_and_subsets():
-    invoices = [inv("i1", "100.00"), inv("i2", "100.00"), inv("i3", "60.00"), inv("i4", "40.00"),
-                inv("i5", "99.00")]
+    invoices = [inv("i1", "100.00"), inv("i2", "100.00"), inv("i3", "60.00"), inv("i4", "40.00"), inv("i5", "99.00")]
     result = reconcile(invoices, [pay("p1", "100.00")])
     rules = [c.rule for c in result.proposals[0].candidates]
     assert rules[:2] == ["exact_amount_unique", "exact_amount_unique"]

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import pytest
-from support.reconcile_cases import inv, pairs, pay
 
 from connector.reconcile import mentions, number_keys, reconcile
+from support.reconcile_cases import inv, pairs, pay
 
 
 @pytest.mark.parametrize(
     "text",
-    ["INV-0042", "inv 42", "#42", "INV0042", "Invoice #42", "invoice no. 42", "Payment INV-42 thx",
-     "RE: inv-0042 / ACME Corp", "Rechnung 42", "paid on 2024-03-05 for INV 0042 (1,250.00)"],
+    [
+        "INV-0042",
+        "inv 42",
+        "#42",
+        "INV0042",
+        "Invoice #42",
+        "invoice no. 42",
+        "Payment INV-42 thx",
+        "RE: inv-0042 / ACME Corp",
+        "Rechnung 42",
+        "paid on 2024-03-05 for INV 0042 (1,250.00)",
+    ],
 )
 def test_messy_remittance_forms_find_the_invoice(text):
     invoices = [inv("i42", "1250.00", number="INV-0042"), inv("i43", "1250.00", number="INV-0043")]
@@ -56,8 +66,11 @@ def test_a_bare_number_counts_only_when_one_open_invoice_can_mean_it():
 
 
 def test_a_bare_number_equal_to_the_amount_is_not_an_invoice_number():
-    invoices = [inv("i500", "80.00", number="INV-0500"), inv("i2", "500.00", number="INV-0002"),
-                inv("i3", "500.00", number="INV-0003")]
+    invoices = [
+        inv("i500", "80.00", number="INV-0500"),
+        inv("i2", "500.00", number="INV-0002"),
+        inv("i3", "500.00", number="INV-0003"),
+    ]
     result = reconcile(invoices, [pay("p1", "500.00", remittance="500")])
     assert result.applied == []
     assert "i500" not in {i for c in result.proposals[0].candidates for i in c.invoice_ids}
@@ -89,16 +102,22 @@ def test_a_marked_number_applies_when_the_payer_is_unknown():
 
 @pytest.mark.parametrize("text", ["inv 37/38", "Invoices 37/38", "INV 0037/0038", "inv 37-38", "#37/38"])
 def test_numbers_joined_by_a_slash_or_dash_after_an_invoice_word_pay_each_invoice(text):
-    invoices = [inv("i37", "100.00", number="INV-0037"), inv("i38", "50.00", number="INV-0038"),
-                inv("i39", "150.00", number="INV-0039")]
+    invoices = [
+        inv("i37", "100.00", number="INV-0037"),
+        inv("i38", "50.00", number="INV-0038"),
+        inv("i39", "150.00", number="INV-0039"),
+    ]
     result = reconcile(invoices, [pay("p1", "150.00", remittance=text)])
     assert pairs(result) == [("p1", "i37", "100.00"), ("p1", "i38", "50.00")]
     assert result.applied[0].rule == "remittance_number"
 
 
 def test_a_dashed_invoice_number_that_exists_stays_one_number():
-    invoices = [inv("i1", "420.00", number="INV-2024-0042"), inv("i2024", "420.00", number="INV-2024"),
-                inv("i42", "420.00", number="INV-0042")]
+    invoices = [
+        inv("i1", "420.00", number="INV-2024-0042"),
+        inv("i2024", "420.00", number="INV-2024"),
+        inv("i42", "420.00", number="INV-0042"),
+    ]
     result = reconcile(invoices, [pay("p1", "420.00", remittance="inv 2024-0042")])
     assert pairs(result) == [("p1", "i1", "420.00")]
     slashed = [inv("s1", "420.00", number="2024/0042"), inv("s42", "420.00", number="0042")]

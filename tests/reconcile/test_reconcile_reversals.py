@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from support.reconcile_cases import alloc, check_invariants, inv, pairs, pay
-
 from connector.money import Money
 from connector.reconcile import reconcile
+from support.reconcile_cases import alloc, check_invariants, inv, pairs, pay
 
 
 def test_refund_reverses_allocation():

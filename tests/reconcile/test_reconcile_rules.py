@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from support.reconcile_cases import RECEIVED, check_invariants, inv, pairs, pay
-
 from connector.money import Money
 from connector.reconcile import ReconcileConfig, reconcile
+from support.reconcile_cases import RECEIVED, check_invariants, inv, pairs, pay
 
 
 def test_explicit_link_applies_with_full_confidence():
@@ -201,8 +200,12 @@ def test_a_partial_payment_naming_nothing_is_proposed_against_the_oldest_open_in
 
 
 def test_an_overpayment_naming_nothing_proposes_the_open_invoices_in_full_and_keeps_the_surplus():
-    invoices = [inv("new", "300.00", due=date(2024, 3, 31)), inv("old", "500.00", due=date(2024, 1, 31)),
-                inv("eur", "100.00", currency="EUR"), inv("other", "100.00", customer="c2")]
+    invoices = [
+        inv("new", "300.00", due=date(2024, 3, 31)),
+        inv("old", "500.00", due=date(2024, 1, 31)),
+        inv("eur", "100.00", currency="EUR"),
+        inv("other", "100.00", customer="c2"),
+    ]
     payments = [pay("p1", "900.00")]
     result = reconcile(invoices, payments)
     assert result.applied == []
@@ -241,8 +244,11 @@ def test_an_oldest_invoice_guess_is_applied_only_when_finance_lowers_the_thresho
 
 def test_the_oldest_invoice_guess_counts_only_invoices_still_open():
     invoices = [inv("i1", "100.00", due=date(2024, 1, 1)), inv("i2", "900.00", due=date(2024, 2, 1))]
-    payments = [pay("p0", "50.00"), pay("p1", "100.00", received=RECEIVED.replace(hour=13)),
-                pay("p2", "30.00", received=RECEIVED.replace(hour=14))]
+    payments = [
+        pay("p0", "50.00"),
+        pay("p1", "100.00", received=RECEIVED.replace(hour=13)),
+        pay("p2", "30.00", received=RECEIVED.replace(hour=14)),
+    ]
     result = reconcile(invoices, payments)
     assert pairs(result) == [("p1", "i1", "100.00")]  # exact amount, after p0 was weighed
     proposed = {p.payment_id: [c.invoice_ids for c in p.candidates] for p in result.proposals}

@@ -39,11 +39,23 @@ def usd(value: str) -> Money:
 
 
 def invoice(id_, system, remote, number, customer, currency, total, paid="0", due=None, issued=None, **extra):
-    money = lambda v: Money.of(v, currency)
+    def money(v):
+        return Money.of(v, currency)
+
     return Invoice(
-        id=id_, number=number, customer_id=customer, currency=currency, issue_date=issued or date(2024, 3, 1),
-        due_date=due, subtotal=money(total), tax=money("0"), total=money(total), amount_paid=money(paid),
-        amount_credited=money("0"), refs=[Ref(system=system, object_type="invoice", remote_id=remote)], **extra,
+        id=id_,
+        number=number,
+        customer_id=customer,
+        currency=currency,
+        issue_date=issued or date(2024, 3, 1),
+        due_date=due,
+        subtotal=money(total),
+        tax=money("0"),
+        total=money(total),
+        amount_paid=money(paid),
+        amount_credited=money("0"),
+        refs=[Ref(system=system, object_type="invoice", remote_id=remote)],
+        **extra,
     )
 
 
@@ -53,44 +65,106 @@ def book(tmp_path_factory):
     config = directory / "connector.toml"
     config.write_text(f'[database]\nurl = "sqlite:///{directory / "state.db"}"\n')
     store = open_store(f"sqlite:///{directory / 'state.db'}")
-    acme = Customer(id="acme", name="Acme Trading Corp.", refs=[Ref(system="ledger", object_type="customer", remote_id="C-1")])
+    acme = Customer(
+        id="acme", name="Acme Trading Corp.", refs=[Ref(system="ledger", object_type="customer", remote_id="C-1")]
+    )
     acme_gw = Customer(id="acme", name="ACME", refs=[Ref(system="gateway", object_type="customer", remote_id="cus_1")])
-    globex = Customer(id="globex", name="Globex GmbH", refs=[Ref(system="ledger", object_type="customer", remote_id="C-2")])
+    globex = Customer(
+        id="globex", name="Globex GmbH", refs=[Ref(system="ledger", object_type="customer", remote_id="C-2")]
+    )
     store.store_page("ledger", "contacts", "customer", [acme, globex], None, rank=3)
     store.store_page("gateway", "customers", "customer", [acme_gw], None, rank=1)
     ledger = [
         invoice("inv1", "ledger", "L-1", "INV-1", "acme", "USD", "100.00", due=date(2024, 6, 20)),
-        invoice("inv2", "ledger", "L-2", "INV-2", "acme", "EUR", "200.00", "50.00", due=date(2024, 4, 1),
-                in_collections=True),
-        invoice("inv3", "ledger", "L-3", "INV-3", "globex", "USD", "300.00", "300.00", due=date(2024, 5, 1),
-                status="paid"),
+        invoice(
+            "inv2",
+            "ledger",
+            "L-2",
+            "INV-2",
+            "acme",
+            "EUR",
+            "200.00",
+            "50.00",
+            due=date(2024, 4, 1),
+            in_collections=True,
+        ),
+        invoice(
+            "inv3", "ledger", "L-3", "INV-3", "globex", "USD", "300.00", "300.00", due=date(2024, 5, 1), status="paid"
+        ),
         invoice("inv4", "ledger", "L-4", "INV-4", "globex", "JPY", "5000", due=date(2024, 7, 30), disputed=True),
-        invoice("inv5", "ledger", "L-5", "INV-5", "acme", "USD", "40.00", "40.00", due=date(2024, 6, 30),
-                issued=date(2024, 6, 1), status="paid"),
+        invoice(
+            "inv5",
+            "ledger",
+            "L-5",
+            "INV-5",
+            "acme",
+            "USD",
+            "40.00",
+            "40.00",
+            due=date(2024, 6, 30),
+            issued=date(2024, 6, 1),
+            status="paid",
+        ),
     ]
     gateway = [
         invoice("inv1", "gateway", "in_1", "INV-1", "acme", "USD", "100.00", due=date(2024, 6, 20)),
-        invoice("inv5", "gateway", "in_5", "INV-5", "acme", "USD", "40.00", due=date(2024, 6, 30),
-                issued=date(2024, 6, 1)),
+        invoice(
+            "inv5", "gateway", "in_5", "INV-5", "acme", "USD", "40.00", due=date(2024, 6, 30), issued=date(2024, 6, 1)
+        ),
     ]
     store.store_page("ledger", "invoices", "invoice", ledger, None, rank=3)
     store.store_page("gateway", "invoices", "invoice", gateway, None, rank=1)
-    card = Payment(id="pay1", amount=usd("150.00"), received_at=datetime(2024, 6, 25, tzinfo=UTC), method="card",
-                   customer_id="acme", remittance="INV-1", refs=[Ref(system="gateway", object_type="payment", remote_id="ch_1")])
-    bank = Payment(id="pay2", amount=usd("300.00"), received_at=datetime(2024, 5, 1, tzinfo=UTC), method="bank",
-                   customer_id="globex", refs=[Ref(system="ledger", object_type="payment", remote_id="P-2")])
+    card = Payment(
+        id="pay1",
+        amount=usd("150.00"),
+        received_at=datetime(2024, 6, 25, tzinfo=UTC),
+        method="card",
+        customer_id="acme",
+        remittance="INV-1",
+        refs=[Ref(system="gateway", object_type="payment", remote_id="ch_1")],
+    )
+    bank = Payment(
+        id="pay2",
+        amount=usd("300.00"),
+        received_at=datetime(2024, 5, 1, tzinfo=UTC),
+        method="bank",
+        customer_id="globex",
+        refs=[Ref(system="ledger", object_type="payment", remote_id="P-2")],
+    )
     store.store_page("gateway", "charges", "payment", [card], None, rank=1)
     store.store_page("ledger", "payments", "payment", [bank], None, rank=3)
     with store.session() as session:
-        decisions.save_allocations(session, [
-            Allocation(id="al-card", payment_id="pay1", invoice_id="inv1", amount=usd("60.00"), rule="remittance_number",
-                       confidence=Decimal("0.98"), reason="remittance 'INV-1' names INV-1"),
-            Allocation(id="al-bank", payment_id="pay2", invoice_id="inv3", amount=usd("300.00"), rule="ledger_record",
-                       confidence=Decimal(1), reason="recorded in ledger", confirmed_by="ledger"),
-        ], "applied")
-        session.execute(__import__("sqlalchemy").text(
-            "INSERT INTO refs (system, object_type, remote_id, entity_kind, entity_id, data, seen_at) "
-            "VALUES ('crm', 'deal', 'D-9', 'invoice', NULL, '{}', '2024-06-01 00:00:00')"))
+        decisions.save_allocations(
+            session,
+            [
+                Allocation(
+                    id="al-card",
+                    payment_id="pay1",
+                    invoice_id="inv1",
+                    amount=usd("60.00"),
+                    rule="remittance_number",
+                    confidence=Decimal("0.98"),
+                    reason="remittance 'INV-1' names INV-1",
+                ),
+                Allocation(
+                    id="al-bank",
+                    payment_id="pay2",
+                    invoice_id="inv3",
+                    amount=usd("300.00"),
+                    rule="ledger_record",
+                    confidence=Decimal(1),
+                    reason="recorded in ledger",
+                    confirmed_by="ledger",
+                ),
+            ],
+            "applied",
+        )
+        session.execute(
+            __import__("sqlalchemy").text(
+                "INSERT INTO refs (system, object_type, remote_id, entity_kind, entity_id, data, seen_at) "
+                "VALUES ('crm', 'deal', 'D-9', 'invoice', NULL, '{}', '2024-06-01 00:00:00')"
+            )
+        )
     store.audit("finance", "match", "payment", "pay1", {"invoice": "inv1"}, "matched by hand")
     yield str(config), store
     store.close()
@@ -148,8 +222,22 @@ def test_invoice_list_filters(run_cli, book, args, numbers):
 def test_invoice_list_csv_header(run_cli, book):
     result = run(run_cli, book, "invoices", "list", "--as-of", AS_OF, "--csv")
     rows = list(csv.reader(io.StringIO(result.stdout)))
-    assert rows[0] == ["id", "number", "customer", "currency", "total", "balance", "status", "due_date",
-                       "days_past_due", "aging_bucket", "systems", "disputed", "promise_to_pay", "in_collections"]
+    assert rows[0] == [
+        "id",
+        "number",
+        "customer",
+        "currency",
+        "total",
+        "balance",
+        "status",
+        "due_date",
+        "days_past_due",
+        "aging_bucket",
+        "systems",
+        "disputed",
+        "promise_to_pay",
+        "in_collections",
+    ]
     assert len(rows) == 6
 
 
@@ -195,8 +283,19 @@ def test_unmatched_payments_are_those_with_money_left(run_cli, book):
 def test_payments_csv_header(run_cli, book):
     result = run(run_cli, book, "payments", "list", "--csv")
     header = next(csv.reader(io.StringIO(result.stdout)))
-    assert header == ["id", "received_at", "amount", "currency", "method", "customer", "remittance", "status",
-                      "allocated", "unapplied", "systems"]
+    assert header == [
+        "id",
+        "received_at",
+        "amount",
+        "currency",
+        "method",
+        "customer",
+        "remittance",
+        "status",
+        "allocated",
+        "unapplied",
+        "systems",
+    ]
 
 
 def test_customer_show_gives_refs_open_invoices_and_unapplied_credit(run_cli, book):
@@ -229,8 +328,13 @@ def test_dso_is_receivables_over_last_90_days_sales_times_90(run_cli, book):
     report = json.loads(run(run_cli, book, "aging", "--as-of", AS_OF, "--json").stdout)
     dso = {d["currency"]: d for d in report["dso"]}
     # USD: 40.00 owed; sales in the 90 days to 06-30: INV-5 (40.00, issued 06-01) only
-    assert dso["USD"] == {"currency": "USD", "receivables": "40.00", "credit_sales": "40.00", "window_days": 90,
-                          "days": "90.0"}
+    assert dso["USD"] == {
+        "currency": "USD",
+        "receivables": "40.00",
+        "credit_sales": "40.00",
+        "window_days": 90,
+        "days": "90.0",
+    }
     # EUR: nothing issued in the window
     assert dso["EUR"]["days"] is None
 
@@ -247,15 +351,31 @@ def test_aging_on_a_given_date_matches_invoice_position(run_cli, book):
             if position.aging_bucket and not position.balance.is_zero:
                 key = (inv.customer_id, inv.currency, position.aging_bucket)
                 expected[key] = expected.get(key, Decimal(0)) + position.balance.amount
-        got = {(r["customer"]["id"], r["currency"], b): Decimal(r[b]) for r in report["customers"]
-               for b in report["buckets"] if Decimal(r[b])}
+        got = {
+            (r["customer"]["id"], r["currency"], b): Decimal(r[b])
+            for r in report["customers"]
+            for b in report["buckets"]
+            if Decimal(r[b])
+        }
         assert got == expected, day
 
 
 def test_aging_csv_header_and_total_rows(run_cli, book):
     rows = list(csv.reader(io.StringIO(run(run_cli, book, "aging", "--as-of", AS_OF, "--csv").stdout)))
-    assert rows[0] == ["row", "customer_id", "customer", "currency", "current", "1-30", "31-60", "61-90", "90+",
-                       "total", "in_collections", "invoices"]
+    assert rows[0] == [
+        "row",
+        "customer_id",
+        "customer",
+        "currency",
+        "current",
+        "1-30",
+        "31-60",
+        "61-90",
+        "90+",
+        "total",
+        "in_collections",
+        "invoices",
+    ]
     assert sorted(r[3] for r in rows[1:] if r[0] == "total") == ["EUR", "JPY", "USD"]
 
 
@@ -269,8 +389,16 @@ def test_drift_reports_disagreeing_status_and_dangling_refs_and_exits_1(run_cli,
     fields = {d["field"]: {v["system"]: v["value"] for v in d["values"]} for d in record["differences"]}
     assert fields["status"] == {"gateway": "open", "ledger": "paid"}
     assert fields["amount_paid"] == {"gateway": "0.00 USD", "ledger": "40.00 USD"}
-    assert report["dangling_refs"] == [{"system": "crm", "type": "deal", "id": "D-9", "entity_kind": "invoice",
-                                        "entity_id": None, "problem": "not linked to any record"}]
+    assert report["dangling_refs"] == [
+        {
+            "system": "crm",
+            "type": "deal",
+            "id": "D-9",
+            "entity_kind": "invoice",
+            "entity_id": None,
+            "problem": "not linked to any record",
+        }
+    ]
     assert "INV-5" in run(run_cli, book, "drift").stdout
 
 
@@ -281,7 +409,11 @@ def test_explain_payment_tells_refs_allocations_and_audit(run_cli, book):
     assert story["kind"] == "payment" and story["id"] == "pay1"
     assert story["refs"][0]["system"] == "gateway" and story["refs"][0]["id"] == "ch_1"
     [allocation] = story["allocations"]
-    assert allocation["invoice"] == "inv1" and allocation["amount"] == "60.00" and allocation["rule"] == "remittance_number"
+    assert (
+        allocation["invoice"] == "inv1"
+        and allocation["amount"] == "60.00"
+        and allocation["rule"] == "remittance_number"
+    )
     assert [e["decision"] for e in story["audit"]] == ["matched by hand"]
     assert set(story) == {"kind", "id", "record", "refs", "allocations", "proposals", "audit", "actions"}
 

@@ -20,9 +20,15 @@ from connector.money import Money
 
 AS_OF = date(2024, 6, 30)
 
-ACME = Customer(id="acme", name="Acme Trading", emails=["ap@acme.example"],
-                refs=[Ref(system="ledger", object_type="customer", remote_id="C-1"),
-                      Ref(system="gateway", object_type="customer", remote_id="cus_acme")])
+ACME = Customer(
+    id="acme",
+    name="Acme Trading",
+    emails=["ap@acme.example"],
+    refs=[
+        Ref(system="ledger", object_type="customer", remote_id="C-1"),
+        Ref(system="gateway", object_type="customer", remote_id="cus_acme"),
+    ],
+)
 GLOBEX = Customer(id="globex", name="globex gmbh", refs=[Ref(system="ledger", object_type="customer", remote_id="C-2")])
 CUSTOMERS = {"acme": ACME, "globex": GLOBEX}
 
@@ -42,19 +48,39 @@ def invoice(
 ) -> Invoice:
     money = lambda value: Money.of(value, currency)  # noqa: E731
     return Invoice(
-        id=invoice_id, number=number or invoice_id.upper(), customer_id=customer, currency=currency,
-        issue_date=issued or min(due, AS_OF) - timedelta(days=120), due_date=due,
-        subtotal=money(total), tax=money("0"), total=money(total), amount_paid=money(paid),
-        amount_credited=money("0"), status=status,  # type: ignore[arg-type]
-        refs=[Ref(system="ledger", object_type="invoice", remote_id=f"L-{invoice_id}")], **flags,
+        id=invoice_id,
+        number=number or invoice_id.upper(),
+        customer_id=customer,
+        currency=currency,
+        issue_date=issued or min(due, AS_OF) - timedelta(days=120),
+        due_date=due,
+        subtotal=money(total),
+        tax=money("0"),
+        total=money(total),
+        amount_paid=money(paid),
+        amount_credited=money("0"),
+        status=status,  # type: ignore[arg-type]
+        refs=[Ref(system="ledger", object_type="invoice", remote_id=f"L-{invoice_id}")],
+        **flags,
     )
 
 
-def payment(payment_id: str, amount: str, *, currency: str = "USD", customer: str | None = "acme",
-            day: int = 1, status: str = "succeeded", refunded: str | None = None) -> Payment:
+def payment(
+    payment_id: str,
+    amount: str,
+    *,
+    currency: str = "USD",
+    customer: str | None = "acme",
+    day: int = 1,
+    status: str = "succeeded",
+    refunded: str | None = None,
+) -> Payment:
     return Payment(
-        id=payment_id, amount=Money.of(amount, currency), received_at=datetime(2024, 6, day, 12, tzinfo=UTC),
-        customer_id=customer, status=status,  # type: ignore[arg-type]
+        id=payment_id,
+        amount=Money.of(amount, currency),
+        received_at=datetime(2024, 6, day, 12, tzinfo=UTC),
+        customer_id=customer,
+        status=status,  # type: ignore[arg-type]
         amount_refunded=None if refunded is None else Money.of(refunded, currency),
         refs=[Ref(system="gateway", object_type="payment", remote_id=f"ch_{payment_id}")],
     )
@@ -82,8 +108,18 @@ def cells(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
 
 @pytest.mark.parametrize(
     ("days_late", "bucket"),
-    [(-15, "current"), (0, "current"), (1, "1-30"), (30, "1-30"), (31, "31-60"), (60, "31-60"),
-     (61, "61-90"), (90, "61-90"), (91, "90+"), (400, "90+")],
+    [
+        (-15, "current"),
+        (0, "current"),
+        (1, "1-30"),
+        (30, "1-30"),
+        (31, "31-60"),
+        (60, "31-60"),
+        (61, "61-90"),
+        (90, "61-90"),
+        (91, "90+"),
+        (400, "90+"),
+    ],
 )
 def test_aging_bucket_edges_by_days_past_due(days_late, bucket):
     late = invoice("inv1", "100.00", due=AS_OF - timedelta(days=days_late))
@@ -91,8 +127,7 @@ def test_aging_bucket_edges_by_days_past_due(days_late, bucket):
     assert row["days_past_due"] == max(days_late, 0)
     assert row["aging_bucket"] == bucket
     [cell] = aging(late)["customers"]
-    assert {b: cell[b] for b in AGING_BUCKETS} == {
-        b: ("100.00" if b == bucket else "0.00") for b in AGING_BUCKETS}
+    assert {b: cell[b] for b in AGING_BUCKETS} == {b: ("100.00" if b == bucket else "0.00") for b in AGING_BUCKETS}
     assert cell["total"] == "100.00" and cell["invoices"] == 1
 
 
@@ -125,7 +160,11 @@ def test_aging_totals_are_per_currency_and_never_add_two_currencies():
     totals = {r["currency"]: r for r in report["totals"]}
     assert set(totals) == {"EUR", "JPY", "USD"}
     assert (totals["USD"]["1-30"], totals["USD"]["90+"], totals["USD"]["total"], totals["USD"]["invoices"]) == (
-        "100.00", "50.25", "150.25", 2)
+        "100.00",
+        "50.25",
+        "150.25",
+        2,
+    )
     assert (totals["EUR"]["31-60"], totals["EUR"]["total"]) == ("200.00", "200.00")
     assert (totals["JPY"]["current"], totals["JPY"]["total"]) == ("7000", "7000")
     # no grand total: nothing anywhere adds 150.25 USD, 200.00 EUR and 7000 JPY together
@@ -140,7 +179,10 @@ def test_aging_rows_are_sorted_by_customer_name_then_currency():
         invoice("a-eur", "1.00", currency="EUR"),
     )
     assert [(r["customer"]["name"], r["currency"]) for r in report["customers"]] == [
-        ("Acme Trading", "EUR"), ("Acme Trading", "USD"), ("globex gmbh", "USD")]
+        ("Acme Trading", "EUR"),
+        ("Acme Trading", "USD"),
+        ("globex gmbh", "USD"),
+    ]
 
 
 def test_in_collections_is_part_of_the_bucket_total_not_added_to_it():
@@ -181,8 +223,13 @@ def test_dso_is_receivables_over_the_last_90_days_credit_sales_times_90():
         invoice("old", "100.00", issued=date(2024, 1, 1), due=date(2024, 1, 31)),
     )
     # receivables 150.00 + 100.00 = 250.00; credit sales in the window: 300.00 -> 250/300 x 90 = 75.0
-    assert dso_of(report)["USD"] == {"currency": "USD", "receivables": "250.00", "credit_sales": "300.00",
-                                     "window_days": 90, "days": "75.0"}
+    assert dso_of(report)["USD"] == {
+        "currency": "USD",
+        "receivables": "250.00",
+        "credit_sales": "300.00",
+        "window_days": 90,
+        "days": "75.0",
+    }
 
 
 def test_dso_window_takes_the_as_of_day_and_leaves_out_the_day_90_days_before():
@@ -238,30 +285,39 @@ def test_dso_is_kept_per_currency():
 
 
 def test_an_allocation_the_ledger_does_not_hold_yet_lowers_the_balance_shown():
-    rows = rows_of(invoice("inv1", "100.00", due=AS_OF - timedelta(days=10)),
-                   allocations={"inv1": [allocation("card", "inv1", "60.00")]})
+    rows = rows_of(
+        invoice("inv1", "100.00", due=AS_OF - timedelta(days=10)),
+        allocations={"inv1": [allocation("card", "inv1", "60.00")]},
+    )
     row = rows["inv1"]
     assert row["amount_paid"] == "0.00"  # the ledger's own figure, unchanged
     assert (row["balance"], row["status"], row["aging_bucket"]) == ("40.00", "partially_paid", "1-30")
 
 
 def test_an_allocation_covering_the_balance_makes_the_invoice_paid_and_never_negative():
-    rows = rows_of(invoice("inv1", "100.00", paid="30.00", due=AS_OF - timedelta(days=10)),
-                   allocations={"inv1": [allocation("card", "inv1", "80.00")]})
+    rows = rows_of(
+        invoice("inv1", "100.00", paid="30.00", due=AS_OF - timedelta(days=10)),
+        allocations={"inv1": [allocation("card", "inv1", "80.00")]},
+    )
     row = rows["inv1"]
     assert (row["balance"], row["status"], row["days_past_due"], row["aging_bucket"]) == ("0.00", "paid", 0, None)
     assert reports.select_invoices([row], overdue=True) == []
 
 
 def test_allocations_of_another_invoice_do_not_lower_this_one():
-    rows = rows_of(invoice("inv1", "100.00"), invoice("inv2", "100.00"),
-                   allocations={"inv2": [allocation("card", "inv2", "100.00")]})
+    rows = rows_of(
+        invoice("inv1", "100.00"),
+        invoice("inv2", "100.00"),
+        allocations={"inv2": [allocation("card", "inv2", "100.00")]},
+    )
     assert (rows["inv1"]["balance"], rows["inv2"]["balance"]) == ("100.00", "0.00")
 
 
 def test_allocations_lower_the_aging_report_too():
-    report = aging(invoice("inv1", "100.00", due=AS_OF - timedelta(days=45)),
-                   allocations={"inv1": [allocation("card", "inv1", "25.50")]})
+    report = aging(
+        invoice("inv1", "100.00", due=AS_OF - timedelta(days=45)),
+        allocations={"inv1": [allocation("card", "inv1", "25.50")]},
+    )
     [cell] = report["customers"]
     assert (cell["31-60"], cell["total"]) == ("74.50", "74.50")
 
@@ -279,7 +335,9 @@ def test_invoice_rows_sort_by_customer_name_then_due_date_then_number():
             invoice("a1", "1.00", due=date(2024, 5, 1), number="INV-1"),
             invoice("a0", "1.00", due=date(2024, 6, 1), number="INV-0"),
         ],
-        CUSTOMERS, {}, AS_OF,
+        CUSTOMERS,
+        {},
+        AS_OF,
     )
     assert [r["id"] for r in rows] == ["a1", "a2", "a0", "g1"]
 
@@ -401,7 +459,11 @@ def test_payment_rows_keep_jpy_and_kwd_exact():
     fils = payment_row(payment("k", "5.125", currency="KWD"), allocation("k", "inv", "5.005", "KWD"))
     assert (yen["amount"], yen["allocated"], yen["unapplied"], yen["currency"]) == ("5000", "4999", "1", "JPY")
     assert (fils["amount"], fils["allocated"], fils["unapplied"], fils["currency"]) == (
-        "5.125", "5.005", "0.120", "KWD")
+        "5.125",
+        "5.005",
+        "0.120",
+        "KWD",
+    )
 
 
 def test_a_payment_row_names_its_customer_and_systems():
@@ -443,7 +505,9 @@ def test_customer_story_keeps_balances_and_unapplied_credit_per_currency():
             invoice("paid", "500.00", paid="500.00", status="paid", due=AS_OF),
             invoice("void", "500.00", status="void", due=AS_OF),
         ],
-        CUSTOMERS, {"usd": [allocation("p1", "usd", "60.00")]}, AS_OF,
+        CUSTOMERS,
+        {"usd": [allocation("p1", "usd", "60.00")]},
+        AS_OF,
     )
     payments = reports.payment_rows(
         [payment("p1", "75.00"), payment("p2", "10.000", currency="KWD"), payment("p3", "5.00", currency="EUR")],
@@ -471,8 +535,13 @@ def test_customer_story_shows_the_credit_limit_with_its_currency():
 
 def view(system: str, object_type: str, record: Invoice | Payment, entity_id: str = "inv1") -> dict[str, Any]:
     """A `state.linking.ref_views` row: the system's whole record as it stored it."""
-    return {"system": system, "object_type": object_type, "remote_id": f"{system}-{entity_id}",
-            "entity_id": entity_id, "data": record.model_dump(mode="json")}
+    return {
+        "system": system,
+        "object_type": object_type,
+        "remote_id": f"{system}-{entity_id}",
+        "entity_id": entity_id,
+        "data": record.model_dump(mode="json"),
+    }
 
 
 def fields_of(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -480,19 +549,23 @@ def fields_of(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_invoice_drift_reports_a_different_total():
-    [record] = reports.invoice_drift([
-        view("ledger", "invoice", invoice("inv1", "100.00", number="INV-1")),
-        view("gateway", "invoice", invoice("inv1", "110.00", number="INV-1")),
-    ])
+    [record] = reports.invoice_drift(
+        [
+            view("ledger", "invoice", invoice("inv1", "100.00", number="INV-1")),
+            view("gateway", "invoice", invoice("inv1", "110.00", number="INV-1")),
+        ]
+    )
     assert (record["kind"], record["id"], record["number"]) == ("invoice", "inv1", "INV-1")
     assert fields_of(record) == {"total": {"ledger": "100.00 USD", "gateway": "110.00 USD"}}
 
 
 def test_invoice_drift_reports_paid_in_the_ledger_but_open_in_the_gateway():
-    [record] = reports.invoice_drift([
-        view("ledger", "invoice", invoice("inv1", "40.00", paid="40.00", status="paid")),
-        view("gateway", "invoice", invoice("inv1", "40.00")),
-    ])
+    [record] = reports.invoice_drift(
+        [
+            view("ledger", "invoice", invoice("inv1", "40.00", paid="40.00", status="paid")),
+            view("gateway", "invoice", invoice("inv1", "40.00")),
+        ]
+    )
     assert fields_of(record) == {
         "status": {"ledger": "paid", "gateway": "open"},
         "amount_paid": {"ledger": "40.00 USD", "gateway": "0.00 USD"},
@@ -500,19 +573,27 @@ def test_invoice_drift_reports_paid_in_the_ledger_but_open_in_the_gateway():
 
 
 def test_partially_paid_against_open_differs_only_by_the_amount_paid():
-    [record] = reports.invoice_drift([
-        view("ledger", "invoice", invoice("inv1", "100.00", paid="40.00", status="partially_paid")),
-        view("gateway", "invoice", invoice("inv1", "100.00")),
-    ])
+    [record] = reports.invoice_drift(
+        [
+            view("ledger", "invoice", invoice("inv1", "100.00", paid="40.00", status="partially_paid")),
+            view("gateway", "invoice", invoice("inv1", "100.00")),
+        ]
+    )
     assert fields_of(record) == {"amount_paid": {"ledger": "40.00 USD", "gateway": "0.00 USD"}}
 
 
 def test_systems_that_agree_are_not_drift():
-    agreed = [view("ledger", "invoice", invoice("inv1", "100.00", paid="40.00")),
-              view("gateway", "invoice", invoice("inv1", "100.00", paid="40.00"))]
+    agreed = [
+        view("ledger", "invoice", invoice("inv1", "100.00", paid="40.00")),
+        view("gateway", "invoice", invoice("inv1", "100.00", paid="40.00")),
+    ]
     assert reports.invoice_drift(agreed) == []
-    assert reports.drift_report([], []) == {"drift": False, "records": [], "dangling_refs": [],
-                                            "counts": {"records": 0, "dangling_refs": 0}}
+    assert reports.drift_report([], []) == {
+        "drift": False,
+        "records": [],
+        "dangling_refs": [],
+        "counts": {"records": 0, "dangling_refs": 0},
+    }
 
 
 def test_a_won_deal_is_not_drift_against_an_invoice_the_ledger_has_paid():
@@ -529,15 +610,21 @@ def test_a_won_deal_is_not_drift_against_an_invoice_the_ledger_has_paid():
 
 def test_a_won_deal_is_drift_against_a_voided_invoice_or_a_different_amount():
     without = [("crm", "deal")]
-    [voided] = reports.invoice_drift([
-        view("ledger", "invoice", invoice("inv1", "100.00", status="void")),
-        view("crm", "deal", invoice("inv1", "100.00", status="open")),
-    ], without_payments=without)
+    [voided] = reports.invoice_drift(
+        [
+            view("ledger", "invoice", invoice("inv1", "100.00", status="void")),
+            view("crm", "deal", invoice("inv1", "100.00", status="open")),
+        ],
+        without_payments=without,
+    )
     assert fields_of(voided) == {"status": {"crm": "open", "ledger": "void"}}
-    [priced] = reports.invoice_drift([
-        view("ledger", "invoice", invoice("inv1", "100.00", paid="100.00", status="paid")),
-        view("crm", "deal", invoice("inv1", "120.00", status="open")),
-    ], without_payments=without)
+    [priced] = reports.invoice_drift(
+        [
+            view("ledger", "invoice", invoice("inv1", "100.00", paid="100.00", status="paid")),
+            view("crm", "deal", invoice("inv1", "120.00", status="open")),
+        ],
+        without_payments=without,
+    )
     assert fields_of(priced) == {"total": {"crm": "120.00 USD", "ledger": "100.00 USD"}}
 
 
@@ -548,19 +635,25 @@ def test_a_record_known_to_one_system_or_linked_to_nothing_is_not_drift():
 
 
 def test_payment_drift_compares_amount_and_status_and_refunds_only_where_both_state_one():
-    [record] = reports.payment_drift([
-        view("ledger", "payment", payment("p1", "100.00"), "pay1"),
-        view("gateway", "payment", payment("p1", "100.00", status="partially_refunded", refunded="30.00"), "pay1"),
-    ])
+    [record] = reports.payment_drift(
+        [
+            view("ledger", "payment", payment("p1", "100.00"), "pay1"),
+            view("gateway", "payment", payment("p1", "100.00", status="partially_refunded", refunded="30.00"), "pay1"),
+        ]
+    )
     assert (record["kind"], record["id"]) == ("payment", "pay1")
     assert fields_of(record) == {"status": {"ledger": "succeeded", "gateway": "partially_refunded"}}
 
-    [amounts] = reports.payment_drift([
-        view("ledger", "payment", payment("p1", "5.125", currency="KWD", refunded="0.000"), "pay1"),
-        view("gateway", "payment", payment("p1", "5.120", currency="KWD", refunded="1.000"), "pay1"),
-    ])
-    assert fields_of(amounts) == {"amount": {"ledger": "5.125 KWD", "gateway": "5.120 KWD"},
-                                  "amount_refunded": {"ledger": "0.000 KWD", "gateway": "1.000 KWD"}}
+    [amounts] = reports.payment_drift(
+        [
+            view("ledger", "payment", payment("p1", "5.125", currency="KWD", refunded="0.000"), "pay1"),
+            view("gateway", "payment", payment("p1", "5.120", currency="KWD", refunded="1.000"), "pay1"),
+        ]
+    )
+    assert fields_of(amounts) == {
+        "amount": {"ledger": "5.125 KWD", "gateway": "5.120 KWD"},
+        "amount_refunded": {"ledger": "0.000 KWD", "gateway": "1.000 KWD"},
+    }
 
 
 def test_drift_report_counts_records_and_dangling_refs():
@@ -575,44 +668,99 @@ def test_drift_report_counts_records_and_dangling_refs():
 
 
 def test_allocation_row_gives_the_amount_at_its_exponent_and_who_confirmed():
-    made = allocation("pay1", "inv1", "5.1", "KWD", id="al-1", rule="manual", confidence=Decimal(1),
-                      reason="by hand", confirmed_by="ana")
+    made = allocation(
+        "pay1",
+        "inv1",
+        "5.1",
+        "KWD",
+        id="al-1",
+        rule="manual",
+        confidence=Decimal(1),
+        reason="by hand",
+        confirmed_by="ana",
+    )
     row = reports.allocation_row(made, "applied", datetime(2024, 6, 2, 9, 0, tzinfo=UTC))
-    assert row == {"id": "al-1", "status": "applied", "payment": "pay1", "invoice": "inv1", "amount": "5.100",
-                   "currency": "KWD", "rule": "manual", "confidence": "1", "reason": "by hand",
-                   "confirmed_by": "ana", "created_at": "2024-06-02T09:00:00+00:00"}
+    assert row == {
+        "id": "al-1",
+        "status": "applied",
+        "payment": "pay1",
+        "invoice": "inv1",
+        "amount": "5.100",
+        "currency": "KWD",
+        "rule": "manual",
+        "confidence": "1",
+        "reason": "by hand",
+        "confirmed_by": "ana",
+        "created_at": "2024-06-02T09:00:00+00:00",
+    }
 
 
 def test_proposal_row_converts_minor_units_and_ranks_candidates():
-    row = reports.proposal_row({
-        "id": "pr-1", "payment_id": "payk", "currency": "KWD", "amount_minor": 5125,
-        "candidates": [
-            {"invoice_ids": ["inv1", "inv2"], "amounts": ["3.000", "2.125"], "rule": "subset_sum",
-             "confidence": "0.55", "reason": "sum of two"},
-            {"invoice_ids": ["inv3"], "amounts": ["5.125"], "currency": "KWD", "rule": "exact_amount_unique",
-             "confidence": "0.80", "reason": "same amount"},
-        ],
-    })
+    row = reports.proposal_row(
+        {
+            "id": "pr-1",
+            "payment_id": "payk",
+            "currency": "KWD",
+            "amount_minor": 5125,
+            "candidates": [
+                {
+                    "invoice_ids": ["inv1", "inv2"],
+                    "amounts": ["3.000", "2.125"],
+                    "rule": "subset_sum",
+                    "confidence": "0.55",
+                    "reason": "sum of two",
+                },
+                {
+                    "invoice_ids": ["inv3"],
+                    "amounts": ["5.125"],
+                    "currency": "KWD",
+                    "rule": "exact_amount_unique",
+                    "confidence": "0.80",
+                    "reason": "same amount",
+                },
+            ],
+        }
+    )
     assert (row["amount"], row["currency"], row["status"], row["decided_by"], row["decided_at"]) == (
-        "5.125", "KWD", "open", None, None)
+        "5.125",
+        "KWD",
+        "open",
+        None,
+        None,
+    )
     assert [(c["rank"], c["invoices"], c["amounts"], c["currency"], c["rule"]) for c in row["candidates"]] == [
         (1, ["inv1", "inv2"], ["3.000", "2.125"], "KWD", "subset_sum"),
         (2, ["inv3"], ["5.125"], "KWD", "exact_amount_unique"),
     ]
-    yen = reports.proposal_row({"id": "pr-2", "payment_id": "payj", "currency": "JPY", "amount_minor": 5000,
-                                "candidates": [], "status": "rejected", "decided_by": "bob",
-                                "decided_at": datetime(2024, 6, 3, tzinfo=UTC)})
+    yen = reports.proposal_row(
+        {
+            "id": "pr-2",
+            "payment_id": "payj",
+            "currency": "JPY",
+            "amount_minor": 5000,
+            "candidates": [],
+            "status": "rejected",
+            "decided_by": "bob",
+            "decided_at": datetime(2024, 6, 3, tzinfo=UTC),
+        }
+    )
     assert (yen["amount"], yen["status"], yen["decided_by"], yen["decided_at"]) == (
-        "5000", "rejected", "bob", "2024-06-03T00:00:00+00:00")
+        "5000",
+        "rejected",
+        "bob",
+        "2024-06-03T00:00:00+00:00",
+    )
 
 
 def test_explain_story_tells_events_oldest_first_without_repeating_refs():
     record = {"id": "pay1", "amount": "10.00", "refs": [{"system": "gateway"}]}
     later = {"id": "al-2", "created_at": "2024-06-03T00:00:00+00:00"}
     earlier = {"id": "al-1", "created_at": "2024-06-01T00:00:00+00:00"}
-    audit = [{"at": "2024-06-02T00:00:00", "seq": 2, "action": "match"},
-             {"at": "2024-06-02T00:00:00", "seq": 1, "action": "propose"},
-             {"at": "2024-06-01T00:00:00", "seq": 9, "action": "allocate"}]
+    audit = [
+        {"at": "2024-06-02T00:00:00", "seq": 2, "action": "match"},
+        {"at": "2024-06-02T00:00:00", "seq": 1, "action": "propose"},
+        {"at": "2024-06-01T00:00:00", "seq": 9, "action": "allocate"},
+    ]
     story = reports.explain_story("payment", record, [{"system": "gateway"}], [later, earlier], [], audit, [])
     assert (story["kind"], story["id"]) == ("payment", "pay1")
     assert story["record"] == {"id": "pay1", "amount": "10.00"}

@@ -6,7 +6,6 @@ import json
 from datetime import date
 
 import pytest
-from support.e2e import sync_sandbox, with_credentials
 
 from connector.config import load_config
 from connector.model import Invoice, Ref
@@ -15,6 +14,7 @@ from connector.reconcile.run import run_reconciliation
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.state.store import open_store
+from support.e2e import sync_sandbox, with_credentials
 
 pytestmark = pytest.mark.slow
 TODAY = date(2024, 9, 30)
@@ -44,7 +44,10 @@ def test_aging_totals_equal_the_customer_rows_per_currency(run_cli, synced):
     for total in report["totals"]:
         rows = [r for r in report["customers"] if r["currency"] == total["currency"]]
         for bucket in (*report["buckets"], "total"):
-            assert sum(Money.of(r[bucket], r["currency"]).amount for r in rows) == Money.of(total[bucket], total["currency"]).amount
+            assert (
+                sum(Money.of(r[bucket], r["currency"]).amount for r in rows)
+                == Money.of(total[bucket], total["currency"]).amount
+            )
     assert len({t["currency"] for t in report["totals"]}) == len(report["totals"]) >= 3
 
 
@@ -53,8 +56,12 @@ def test_a_won_deal_is_not_drift_but_an_open_gateway_invoice_paid_in_the_ledger_
     result = run_cli("--config", config, "drift", "--json")
     assert result.exit_code == 1
     report = json.loads(result.stdout)
-    statuses = [{(v["system"], v["type"]): v["value"] for v in d["values"]}
-                for r in report["records"] for d in r["differences"] if d["field"] == "status"]
+    statuses = [
+        {(v["system"], v["type"]): v["value"] for v in d["values"]}
+        for r in report["records"]
+        for d in r["differences"]
+        if d["field"] == "status"
+    ]
     for values in statuses:  # a won deal ("open") agrees with a ledger that says open or paid
         tracked = {"open" if v == "partially_paid" else v for k, v in values.items() if k != ("crm", "deal")}
         assert not (len(tracked) == 1 and tracked <= {"open", "paid"} and values.get(("crm", "deal")) == "open")
@@ -88,9 +95,17 @@ def test_drift_exits_0_when_every_system_agrees(run_cli, tmp_path):
     store = open_store(f"sqlite:///{tmp_path / 'agree.db'}")
     for system, remote, rank in (("ledger", "L-1", 3), ("gateway", "in_1", 1)):
         money = Money.of("10.00", "USD")
-        record = Invoice(id="same", number="INV-1", currency="USD", subtotal=money, tax=Money.zero("USD"), total=money,
-                         amount_paid=Money.zero("USD"), amount_credited=Money.zero("USD"),
-                         refs=[Ref(system=system, object_type="invoice", remote_id=remote)])
+        record = Invoice(
+            id="same",
+            number="INV-1",
+            currency="USD",
+            subtotal=money,
+            tax=Money.zero("USD"),
+            total=money,
+            amount_paid=Money.zero("USD"),
+            amount_credited=Money.zero("USD"),
+            refs=[Ref(system=system, object_type="invoice", remote_id=remote)],
+        )
         store.store_page(system, "invoices", "invoice", [record], None, rank=rank)
     store.close()
     (tmp_path / "connector.toml").write_text(f'[database]\nurl = "sqlite:///{tmp_path / "agree.db"}"\n')

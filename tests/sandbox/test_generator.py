@@ -96,7 +96,11 @@ def test_stripe_amounts_follow_the_currency_exponent_and_each_other(book, reques
     for inv in stripe["invoices"]:
         currency = inv["currency"].upper()
         assert inv["total"] == minor(xero[inv["number"]]["Total"], currency)
-        assert inv["total"] == inv["subtotal"] + (inv["tax"] or 0) == sum(li["amount"] for li in inv["lines"]["data"]) + (inv["tax"] or 0)
+        assert (
+            inv["total"]
+            == inv["subtotal"] + (inv["tax"] or 0)
+            == sum(li["amount"] for li in inv["lines"]["data"]) + (inv["tax"] or 0)
+        )
         assert inv["amount_remaining"] == inv["amount_due"] - inv["amount_paid"]
         if inv["status"] == "paid":
             assert inv["amount_paid"] == inv["amount_due"] and inv["paid"]
@@ -106,8 +110,13 @@ def test_stripe_amounts_follow_the_currency_exponent_and_each_other(book, reques
                 assert charge["invoice"] == inv["id"] and charge["amount"] == inv["amount_paid"]
         else:
             assert inv["status"] == "open" and inv["amount_paid"] == 0 and not inv["paid"]
-    amounts = [(o["currency"], o[k]) for kind in ("invoices", "charges", "refunds", "payouts", "balance_transactions")
-               for o in stripe[kind] for k in ("amount", "total", "fee", "net") if k in o]
+    amounts = [
+        (o["currency"], o[k])
+        for kind in ("invoices", "charges", "refunds", "payouts", "balance_transactions")
+        for o in stripe[kind]
+        for k in ("amount", "total", "fee", "net")
+        if k in o
+    ]
     assert {c for c, _ in amounts} == {"usd", "eur", "jpy", "kwd"}
     for currency, amount in amounts:
         assert isinstance(amount, int)
@@ -121,7 +130,9 @@ def test_stripe_amounts_follow_the_currency_exponent_and_each_other(book, reques
     jpy = [x for x in xero.values() if x["CurrencyCode"] == "JPY"]
     assert jpy and all(x["Total"] == x["Total"].to_integral_value() for x in jpy)
     kwd = next(x for x in xero.values() if x["CurrencyCode"] == "KWD")
-    assert next(i for i in stripe["invoices"] if i["number"] == kwd["InvoiceNumber"])["total"] == int(kwd["Total"] * 1000)
+    assert next(i for i in stripe["invoices"] if i["number"] == kwd["InvoiceNumber"])["total"] == int(
+        kwd["Total"] * 1000
+    )
 
 
 def test_payouts_pay_out_the_net_of_their_balance_transactions(small):
@@ -152,14 +163,39 @@ def test_small_book_has_every_feature(small):
     assert set(summary["buckets"]) == BUCKETS | {"settled"}
     assert set(summary["currencies"]) == {"USD", "EUR", "JPY", "KWD"}
     assert set(summary["invoice_scenarios"]) >= {
-        "open", "card_invoice", "bank_full", "bank_partial", "card_partial", "card_text", "card_po", "bank_po",
-        "overpay", "overpay_refunded", "duplicate_refunded", "multi_bank", "multi_card", "ambiguous", "credit_note",
-        "disputed", "promise", "plan"}
+        "open",
+        "card_invoice",
+        "bank_full",
+        "bank_partial",
+        "card_partial",
+        "card_text",
+        "card_po",
+        "bank_po",
+        "overpay",
+        "overpay_refunded",
+        "duplicate_refunded",
+        "multi_bank",
+        "multi_card",
+        "ambiguous",
+        "credit_note",
+        "disputed",
+        "promise",
+        "plan",
+    }
     assert set(summary["stripe_links"]) == {"metadata", "number_only", "none"}
     assert set(summary["customer_systems"]) == {"xero+stripe+hubspot", "xero+stripe", "xero+hubspot"}
     assert summary["payment_methods"]["card"] and summary["payment_methods"]["bank_transfer"]
-    for label in ("paused_customers", "multi_invoice_payments", "overpayments", "refunded_payments",
-                  "undeterminable_payments", "disputed", "promises_to_pay", "payment_plans", "payouts"):
+    for label in (
+        "paused_customers",
+        "multi_invoice_payments",
+        "overpayments",
+        "refunded_payments",
+        "undeterminable_payments",
+        "disputed",
+        "promises_to_pay",
+        "payment_plans",
+        "payouts",
+    ):
         assert summary[label] >= 1, label
     remittances = " | ".join(p["remittance"] or "" for p in small.truth["payments"])
     for form in ("INV-", "inv ", "Invoice #", "+", "PO", "instalment"):
@@ -177,8 +213,15 @@ def test_open_invoices_sit_in_the_bucket_their_due_date_gives(small):
         if Decimal(inv["balance"]) == 0:
             assert inv["bucket"] is None
         else:
-            expected = "current" if overdue <= 0 else "1-30" if overdue <= 30 else "31-60" if overdue <= 60 else (
-                "61-90" if overdue <= 90 else "90+")
+            expected = (
+                "current"
+                if overdue <= 0
+                else "1-30"
+                if overdue <= 30
+                else "31-60"
+                if overdue <= 60
+                else ("61-90" if overdue <= 90 else "90+")
+            )
             assert inv["bucket"] == expected and inv["days_past_due"] == overdue
 
 
@@ -199,7 +242,9 @@ def test_truth_covers_every_payment_and_never_allocates_more_than_it_received(bo
             assert Decimal(payment[field]).as_tuple().exponent == -exponent
         shares = [Decimal(a["amount"]) for a in payment["allocations"]]
         assert all(a["currency"] == currency and Decimal(a["amount"]) > 0 for a in payment["allocations"])
-        assert sum(shares) + Decimal(payment["refunded"]) + Decimal(payment["unallocated"]) == Decimal(payment["amount"])
+        assert sum(shares) + Decimal(payment["refunded"]) + Decimal(payment["unallocated"]) == Decimal(
+            payment["amount"]
+        )
         assert sum(shares) <= Decimal(payment["amount"])
         assert truth["determinable"][payment["id"]] is payment["determinable"]
         for allocation in payment["allocations"]:
@@ -216,7 +261,11 @@ def test_truth_covers_every_payment_and_never_allocates_more_than_it_received(bo
             assert charge["amount_refunded"] == minor(payment["refunded"], currency)
     for invoice in truth["invoices"]:
         assert Decimal(invoice["paid"]) == paid[invoice["xero_invoice_id"]]
-        assert Decimal(invoice["balance"]) == Decimal(invoice["total"]) - Decimal(invoice["credited"]) - Decimal(invoice["paid"]) >= 0
+        assert (
+            Decimal(invoice["balance"])
+            == Decimal(invoice["total"]) - Decimal(invoice["credited"]) - Decimal(invoice["paid"])
+            >= 0
+        )
 
 
 def test_an_undeterminable_payment_could_be_either_of_two_equal_invoices(small):

@@ -6,9 +6,9 @@ import json
 from decimal import Decimal
 
 import pytest
-from support.openapi import check_response
 
 from connector.sandbox.generator import dumps, generate
+from support.openapi import check_response
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +25,14 @@ def sample(objects: list, count: int = 8) -> list:
 
 
 STRIPE = {
-    "customers": "/v1/customers", "invoices": "/v1/invoices", "charges": "/v1/charges",
-    "payment_intents": "/v1/payment_intents", "refunds": "/v1/refunds", "payouts": "/v1/payouts",
-    "balance_transactions": "/v1/balance_transactions", "events": "/v1/events",
+    "customers": "/v1/customers",
+    "invoices": "/v1/invoices",
+    "charges": "/v1/charges",
+    "payment_intents": "/v1/payment_intents",
+    "refunds": "/v1/refunds",
+    "payouts": "/v1/payouts",
+    "balance_transactions": "/v1/balance_transactions",
+    "events": "/v1/events",
 }
 
 
@@ -35,14 +40,24 @@ STRIPE = {
 @pytest.mark.parametrize("kind", STRIPE)
 def test_stripe_objects_match_the_stripe_document(book, kind):
     objects = book["stripe"][kind]
-    check_response("stripe", "GET", STRIPE[kind], {"object": "list", "data": sample(objects), "has_more": False, "url": STRIPE[kind]})
+    check_response(
+        "stripe",
+        "GET",
+        STRIPE[kind],
+        {"object": "list", "data": sample(objects), "has_more": False, "url": STRIPE[kind]},
+    )
 
 
 def test_stripe_document_rejects_a_broken_charge(book):
     """The check is real: a charge with its amount as a string does not pass."""
     broken = dict(book["stripe"]["charges"][0], amount=str(book["stripe"]["charges"][0]["amount"]))
     with pytest.raises(AssertionError):
-        check_response("stripe", "GET", "/v1/charges", {"object": "list", "data": [broken], "has_more": False, "url": "/v1/charges"})
+        check_response(
+            "stripe",
+            "GET",
+            "/v1/charges",
+            {"object": "list", "data": [broken], "has_more": False, "url": "/v1/charges"},
+        )
 
 
 @pytest.mark.parametrize("kind", ["Contacts", "Invoices", "CreditNotes", "Payments", "Accounts"])

@@ -8,9 +8,9 @@ import socket
 
 import httpx
 import pytest
-from support.sandbox_harness import running
 
 from connector.sandbox import Sandbox, SandboxDataError
+from support.sandbox_harness import running
 
 
 def _one_error_line(result) -> str:
@@ -30,7 +30,10 @@ def _one_error_line(result) -> str:
         ('{"xero": {"Invoices": [{"Type": "ACCREC"}]}}', "--data book.json: xero Invoices[0] has no InvoiceID"),
         ('{"xero": {"Payments": [7]}}', "--data book.json: xero Payments[0] must be an object, not a number"),
         ('{"hubspot": {"deals": "oops"}}', "--data book.json: hubspot deals must be a list of objects, not a string"),
-        ('{"hubspot": {"deals": [{"id": "1", "properties": "x"}]}}', "--data book.json: hubspot deals[0] properties must be an object"),
+        (
+            '{"hubspot": {"deals": [{"id": "1", "properties": "x"}]}}',
+            "--data book.json: hubspot deals[0] properties must be an object",
+        ),
         ('{"hubspot": {"tickets": []}}', "--data book.json: hubspot: unknown list 'tickets'"),
         ('{"shopify": {}}', "--data book.json: unknown section 'shopify'"),
         ('{"credentials": {"stripe": "sk_test_x"}}', "--data book.json: credentials stripe must be a list"),
@@ -73,4 +76,6 @@ def test_an_unknown_provider_path_names_every_provider_served():
     with running() as sandbox:
         answer = httpx.get(f"{sandbox.base_url}/shopify/orders")
     assert answer.status_code == 404
-    assert answer.json()["error"] == "no provider at /shopify; the sandbox serves /stripe, /xero, /hubspot and /quickbooks"
+    assert (
+        answer.json()["error"] == "no provider at /shopify; the sandbox serves /stripe, /xero, /hubspot and /quickbooks"
+    )

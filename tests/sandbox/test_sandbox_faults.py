@@ -7,16 +7,18 @@ import time
 
 import httpx
 import pytest
-from support.sandbox_books import book
-from support.sandbox_harness import effects, hubspot, running, stripe, xero
 
 from connector.sandbox import Sandbox
 from connector.sandbox.common import Request
+from support.sandbox_books import book
+from support.sandbox_harness import effects, hubspot, running, stripe, xero
 
 
 def _outcomes(seed: int, n: int = 40) -> list[str]:
     with running(book(), fail_rate=0.5, seed=seed, fault_delay_s=0.3) as sandbox:
-        client = httpx.Client(base_url=sandbox.url("stripe"), headers={"Authorization": "Bearer sk_test_x"}, timeout=0.15)
+        client = httpx.Client(
+            base_url=sandbox.url("stripe"), headers={"Authorization": "Bearer sk_test_x"}, timeout=0.15
+        )
         seen = []
         for _ in range(n):
             try:
@@ -56,10 +58,14 @@ def test_a_write_that_failed_after_applying_replays_on_retry_and_applies_once():
     seed = _seed_with_fault_after_the_first_write()
     with running(book(), fail_rate=0.5, seed=seed) as sandbox, stripe(sandbox) as client:
         try:
-            first = client.post("/v1/invoices/in_0001/pay", data={"paid_out_of_band": "true"}, headers={"Idempotency-Key": "ar-1"}).status_code
+            first = client.post(
+                "/v1/invoices/in_0001/pay", data={"paid_out_of_band": "true"}, headers={"Idempotency-Key": "ar-1"}
+            ).status_code
         except httpx.TransportError:
             first = "dropped"
-        retry = client.post("/v1/invoices/in_0001/pay", data={"paid_out_of_band": "true"}, headers={"Idempotency-Key": "ar-1"})
+        retry = client.post(
+            "/v1/invoices/in_0001/pay", data={"paid_out_of_band": "true"}, headers={"Idempotency-Key": "ar-1"}
+        )
         status = sandbox.state.stripe["invoices"]["in_0001"]["status"]
     assert first in (500, 503, "dropped")
     assert retry.status_code == 200 and retry.headers["Idempotent-Replayed"] == "true"

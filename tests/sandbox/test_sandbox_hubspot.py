@@ -3,25 +3,41 @@
 from __future__ import annotations
 
 import pytest
-from support.sandbox_books import T0, book, hubspot_object
-from support.sandbox_harness import check_hubspot_error, effects, hubspot, running
 
 from connector.providers.hubspot.provider import HubSpotProvider
 from connector.providers.hubspot.settings import HubSpotSettings
+from support.sandbox_books import T0, book, hubspot_object
+from support.sandbox_harness import check_hubspot_error, effects, hubspot, running
 
 
-def _search(client, object_type, filters, *, sorts=("hs_lastmodifieddate",), after="0", limit=100, properties=("dealname",)):
-    body = {"filterGroups": [{"filters": list(filters)}] if filters else [], "sorts": list(sorts), "properties": list(properties), "limit": limit, "after": after}
+def _search(
+    client, object_type, filters, *, sorts=("hs_lastmodifieddate",), after="0", limit=100, properties=("dealname",)
+):
+    body = {
+        "filterGroups": [{"filters": list(filters)}] if filters else [],
+        "sorts": list(sorts),
+        "properties": list(properties),
+        "limit": limit,
+        "after": after,
+    }
     return client.post(f"/crm/v3/objects/{object_type}/search", json=body)
 
 
 def test_filters_compare_dates_numbers_and_tokens():
     with running(book()) as sandbox, hubspot(sandbox) as client:
         since = (T0 + 101) * 1000
-        newer = _search(client, "deals", [{"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": str(since)}]).json()
+        newer = _search(
+            client, "deals", [{"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": str(since)}]
+        ).json()
         amount = _search(client, "deals", [{"propertyName": "amount", "operator": "LT", "value": "1001.5"}]).json()
-        token = _search(client, "deals", [{"propertyName": "dealname", "operator": "CONTAINS_TOKEN", "value": "deal"},
-                                          {"propertyName": "ar_invoice_number", "operator": "EQ", "value": "inv-0002"}]).json()
+        token = _search(
+            client,
+            "deals",
+            [
+                {"propertyName": "dealname", "operator": "CONTAINS_TOKEN", "value": "deal"},
+                {"propertyName": "ar_invoice_number", "operator": "EQ", "value": "inv-0002"},
+            ],
+        ).json()
         has = _search(client, "deals", [{"propertyName": "closedate", "operator": "HAS_PROPERTY"}]).json()
         neq = _search(client, "deals", [{"propertyName": "dealname", "operator": "NEQ", "value": "Deal 1"}]).json()
     assert [r["id"] for r in newer["results"]] == ["301", "302"] and newer["total"] == 2
@@ -34,7 +50,9 @@ def test_filters_compare_dates_numbers_and_tokens():
 def test_sorts_in_the_documents_form_and_the_guides_form():
     with running(book()) as sandbox, hubspot(sandbox) as client:
         strings = _search(client, "deals", [], sorts=["-hs_lastmodifieddate"]).json()
-        objects = _search(client, "deals", [], sorts=[{"propertyName": "hs_lastmodifieddate", "direction": "DESCENDING"}]).json()
+        objects = _search(
+            client, "deals", [], sorts=[{"propertyName": "hs_lastmodifieddate", "direction": "DESCENDING"}]
+        ).json()
     assert [r["id"] for r in strings["results"]] == ["302", "301", "300"]
     assert objects["results"] == strings["results"]
 
@@ -117,8 +135,12 @@ def test_a_patch_bumps_the_modified_date_so_incremental_search_sees_it():
     with running(book()) as sandbox, hubspot(sandbox) as client:
         client.patch("/crm/v3/objects/deals/300", json={"properties": {"ar_amount_outstanding": "12.50"}})
         since = int((sandbox.clock() - 60) * 1000)
-        changed = _search(client, "deals", [{"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": str(since)}],
-                          properties=["ar_amount_outstanding"]).json()
+        changed = _search(
+            client,
+            "deals",
+            [{"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": str(since)}],
+            properties=["ar_amount_outstanding"],
+        ).json()
     assert [r["id"] for r in changed["results"]] == ["300"]
     assert changed["results"][0]["properties"]["ar_amount_outstanding"] == "12.50"
     assert effects(sandbox) == ["updated deals 300: ar_amount_outstanding"]
@@ -126,12 +148,31 @@ def test_a_patch_bumps_the_modified_date_so_incremental_search_sees_it():
 
 def test_a_created_note_is_found_afterwards_with_its_association():
     with running(book()) as sandbox, hubspot(sandbox) as client:
-        created = client.post("/crm/v3/objects/notes", json={
-            "properties": {"hs_timestamp": "2024-03-10T10:00:00.000Z", "hs_note_body": "Reminder INV-0001", "ar_action_key": "ar-77"},
-            "associations": [{"to": {"id": "101"}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 190}]}],
-        }).json()
-        found = _search(client, "notes", [{"propertyName": "ar_action_key", "operator": "EQ", "value": "ar-77"}], properties=["hs_note_body"]).json()
-        links = client.post("/crm/v4/associations/notes/companies/batch/read", json={"inputs": [{"id": created["id"]}]}).json()
+        created = client.post(
+            "/crm/v3/objects/notes",
+            json={
+                "properties": {
+                    "hs_timestamp": "2024-03-10T10:00:00.000Z",
+                    "hs_note_body": "Reminder INV-0001",
+                    "ar_action_key": "ar-77",
+                },
+                "associations": [
+                    {
+                        "to": {"id": "101"},
+                        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 190}],
+                    }
+                ],
+            },
+        ).json()
+        found = _search(
+            client,
+            "notes",
+            [{"propertyName": "ar_action_key", "operator": "EQ", "value": "ar-77"}],
+            properties=["hs_note_body"],
+        ).json()
+        links = client.post(
+            "/crm/v4/associations/notes/companies/batch/read", json={"inputs": [{"id": created["id"]}]}
+        ).json()
     assert [r["id"] for r in found["results"]] == [created["id"]]
     assert links["results"][0]["to"][0]["toObjectId"] == 101
     assert effects(sandbox) == [f"created note {created['id']}"]
@@ -139,7 +180,9 @@ def test_a_created_note_is_found_afterwards_with_its_association():
 
 def test_deal_associations_from_the_data_are_readable_in_v4():
     with running(book()) as sandbox, hubspot(sandbox) as client:
-        links = client.post("/crm/v4/associations/deals/companies/batch/read", json={"inputs": [{"id": "300"}, {"id": "301"}]}).json()
+        links = client.post(
+            "/crm/v4/associations/deals/companies/batch/read", json={"inputs": [{"id": "300"}, {"id": "301"}]}
+        ).json()
     assert [r["from"]["id"] for r in links["results"]] == ["300", "301"]
     assert links["results"][0]["to"][0]["associationTypes"][0]["typeId"] == 341
 
@@ -149,7 +192,9 @@ def test_list_pages_and_archived():
     deals[4]["archived"] = True
     with running({"hubspot": {"deals": deals}}) as sandbox, hubspot(sandbox) as client:
         first = client.get("/crm/v3/objects/deals", params={"limit": 3}).json()
-        second = client.get("/crm/v3/objects/deals", params={"limit": 3, "after": first["paging"]["next"]["after"]}).json()
+        second = client.get(
+            "/crm/v3/objects/deals", params={"limit": 3, "after": first["paging"]["next"]["after"]}
+        ).json()
         archived = client.get("/crm/v3/objects/deals", params={"archived": "true"}).json()
     assert [r["id"] for r in first["results"] + second["results"]] == ["700", "701", "702", "703"]
     assert "paging" not in second

@@ -7,12 +7,12 @@ import json
 import threading
 
 import pytest
-from support.sandbox_books import book
-from support.sandbox_harness import TENANT, check_hubspot_error, hubspot, running, stripe, xero
-from support.openapi import check_response
 
 from connector.http.ratelimit import RateLimiter
 from connector.sandbox.common import Request
+from support.openapi import check_response
+from support.sandbox_books import book
+from support.sandbox_harness import TENANT, check_hubspot_error, hubspot, running, stripe, xero
 
 
 class FakeClock:
@@ -57,7 +57,11 @@ def test_a_client_honouring_its_limiter_never_sees_a_429_and_one_ignoring_it_doe
 
 def test_xero_60_per_minute_per_tenant():
     clock = FakeClock()
-    with running(book(), limits="documented", clock=clock) as sandbox, xero(sandbox) as client, xero(sandbox, tenant="other") as other:
+    with (
+        running(book(), limits="documented", clock=clock) as sandbox,
+        xero(sandbox) as client,
+        xero(sandbox, tenant="other") as other,
+    ):
         statuses = [client.get("/Accounts").status_code for _ in range(60)]
         refused = client.get("/Accounts")
         other_tenant = other.get("/Accounts").status_code
@@ -123,11 +127,21 @@ def _stripe_list():
 
 
 def _hubspot_search():
-    body = json.dumps({"filterGroups": [], "sorts": ["hs_object_id"], "properties": [], "limit": 1, "after": "0"}).encode()
-    return Request("POST", "/crm/v3/objects/deals/search", {}, {"authorization": "Bearer pat-na1-x", "content-type": "application/json"}, body)
+    body = json.dumps(
+        {"filterGroups": [], "sorts": ["hs_object_id"], "properties": [], "limit": 1, "after": "0"}
+    ).encode()
+    return Request(
+        "POST",
+        "/crm/v3/objects/deals/search",
+        {},
+        {"authorization": "Bearer pat-na1-x", "content-type": "application/json"},
+        body,
+    )
 
 
-@pytest.mark.parametrize(("provider", "request_of", "limit"), [("stripe", _stripe_list, 25), ("hubspot", _hubspot_search, 4)])
+@pytest.mark.parametrize(
+    ("provider", "request_of", "limit"), [("stripe", _stripe_list, 25), ("hubspot", _hubspot_search, 4)]
+)
 def test_a_request_counts_against_the_limit_when_it_arrives_not_when_it_is_answered(provider, request_of, limit):
     """A client at the documented pace: a full window's requests at t=0, answered 0.3 s late
     (a slow, loaded sandbox), then the next one at t=1 s, answered at once. It is within the

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import pytest
-from support.sandbox_books import INVOICE_BILL, INVOICE_JPY, INVOICE_USD, book
-from support.sandbox_harness import check_hubspot_error, hubspot, running, stripe, xero
-from support.openapi import check_response
 
 from connector.sandbox.common import loads
+from support.openapi import check_response
+from support.sandbox_books import INVOICE_BILL, INVOICE_JPY, INVOICE_USD, book
+from support.sandbox_harness import check_hubspot_error, hubspot, running, stripe, xero
 
-STRIPE_LISTS = ["customers", "invoices", "charges", "payment_intents", "refunds", "payouts", "balance_transactions", "events"]
+STRIPE_LISTS = [
+    "customers",
+    "invoices",
+    "charges",
+    "payment_intents",
+    "refunds",
+    "payouts",
+    "balance_transactions",
+    "events",
+]
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +88,24 @@ def test_xero_writes_and_errors_match_the_document(sandbox):
     with xero(sandbox) as client:
         one = client.get(f"/Invoices/{INVOICE_JPY}").json()
         check_response("xero", "GET", f"/Invoices/{INVOICE_JPY}", one)
-        body = {"Payments": [{"Invoice": {"InvoiceID": INVOICE_JPY}, "Account": {"Code": "090"}, "Amount": 100, "Date": "2024-01-05"}]}
+        body = {
+            "Payments": [
+                {"Invoice": {"InvoiceID": INVOICE_JPY}, "Account": {"Code": "090"}, "Amount": 100, "Date": "2024-01-05"}
+            ]
+        }
         created = client.put("/Payments", json=body)
         assert created.status_code == 200
         check_response("xero", "PUT", "/Payments", created.json())
-        too_much = {"Payments": [{"Invoice": {"InvoiceID": INVOICE_USD}, "Account": {"Code": "090"}, "Amount": 99999, "Date": "2024-01-05"}]}
+        too_much = {
+            "Payments": [
+                {
+                    "Invoice": {"InvoiceID": INVOICE_USD},
+                    "Account": {"Code": "090"},
+                    "Amount": 99999,
+                    "Date": "2024-01-05",
+                }
+            ]
+        }
         summarized = client.put("/Payments", json=too_much)
         assert summarized.status_code == 400
         check_response("xero", "PUT", "/Payments", summarized.json(), status=400)
@@ -98,8 +120,13 @@ def test_xero_writes_and_errors_match_the_document(sandbox):
 
 
 def test_hubspot_answers_match_the_document(sandbox):
-    search = {"filterGroups": [{"filters": [{"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": "0"}]}],
-              "sorts": ["hs_lastmodifieddate"], "properties": ["dealname", "amount"], "limit": 2, "after": "0"}
+    search = {
+        "filterGroups": [{"filters": [{"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": "0"}]}],
+        "sorts": ["hs_lastmodifieddate"],
+        "properties": ["dealname", "amount"],
+        "limit": 2,
+        "after": "0",
+    }
     with hubspot(sandbox) as client:
         found = client.post("/crm/v3/objects/deals/search", json=search)
         assert found.headers["X-HubSpot-Correlation-Id"]
@@ -111,14 +138,26 @@ def test_hubspot_answers_match_the_document(sandbox):
         check_response("hubspot", "GET", "/crm/v3/objects/deals/300", one.json())
         patched = client.patch("/crm/v3/objects/deals/300", json={"properties": {"ar_payment_status": "paid"}})
         check_response("hubspot", "PATCH", "/crm/v3/objects/deals/300", patched.json())
-        note = client.post("/crm/v3/objects/notes", json={"properties": {"hs_timestamp": "2024-03-10T10:00:00.000Z", "hs_note_body": "Reminder"},
-                                                         "associations": [{"to": {"id": "101"}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 190}]}]})
+        note = client.post(
+            "/crm/v3/objects/notes",
+            json={
+                "properties": {"hs_timestamp": "2024-03-10T10:00:00.000Z", "hs_note_body": "Reminder"},
+                "associations": [
+                    {
+                        "to": {"id": "101"},
+                        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 190}],
+                    }
+                ],
+            },
+        )
         assert note.status_code == 201
         check_response("hubspot", "POST", "/crm/v3/objects/notes", note.json(), status=201)
         missing = client.get("/crm/v3/objects/deals/999999")
         assert missing.status_code == 404
         check_hubspot_error(missing.json())
-        refused = client.post("/crm/v3/objects/tasks", json={"properties": {"hs_task_subject": "Call"}, "associations": []})
+        refused = client.post(
+            "/crm/v3/objects/tasks", json={"properties": {"hs_task_subject": "Call"}, "associations": []}
+        )
         assert refused.status_code == 400
         check_hubspot_error(refused.json())
 

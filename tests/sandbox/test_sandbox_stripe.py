@@ -66,9 +66,15 @@ def test_paying_out_of_band_reads_as_paid_and_emits_an_event():
 
 def test_the_same_idempotency_key_replays_the_first_answer_and_applies_once():
     with running(book()) as sandbox, stripe(sandbox) as client:
-        first = client.post("/v1/invoices/in_0001/pay", data={"paid_out_of_band": "true"}, headers={"Idempotency-Key": "ar-1"})
-        again = client.post("/v1/invoices/in_0001/pay", data={"paid_out_of_band": "true"}, headers={"Idempotency-Key": "ar-1"})
-        other = client.post("/v1/invoices/in_0002/pay", data={"paid_out_of_band": "true"}, headers={"Idempotency-Key": "ar-1"})
+        first = client.post(
+            "/v1/invoices/in_0001/pay", data={"paid_out_of_band": "true"}, headers={"Idempotency-Key": "ar-1"}
+        )
+        again = client.post(
+            "/v1/invoices/in_0001/pay", data={"paid_out_of_band": "true"}, headers={"Idempotency-Key": "ar-1"}
+        )
+        other = client.post(
+            "/v1/invoices/in_0002/pay", data={"paid_out_of_band": "true"}, headers={"Idempotency-Key": "ar-1"}
+        )
         paid_events = client.get("/v1/events", params={"type": "invoice.paid"}).json()["data"]
     assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
     assert again.json() == first.json()
@@ -81,8 +87,12 @@ def test_the_same_idempotency_key_replays_the_first_answer_and_applies_once():
 def test_an_error_answer_is_replayed_too():
     with running(book()) as sandbox, stripe(sandbox) as client:
         client.post("/v1/invoices/in_0001/void")
-        first = client.post("/v1/invoices/in_0001/pay", data={"paid_out_of_band": "true"}, headers={"Idempotency-Key": "k"})
-        again = client.post("/v1/invoices/in_0001/pay", data={"paid_out_of_band": "true"}, headers={"Idempotency-Key": "k"})
+        first = client.post(
+            "/v1/invoices/in_0001/pay", data={"paid_out_of_band": "true"}, headers={"Idempotency-Key": "k"}
+        )
+        again = client.post(
+            "/v1/invoices/in_0001/pay", data={"paid_out_of_band": "true"}, headers={"Idempotency-Key": "k"}
+        )
     assert first.status_code == again.status_code == 400
     assert again.headers["Idempotent-Replayed"] == "true"
 
@@ -101,7 +111,11 @@ def test_requests_without_a_key_are_refused():
 
 def test_named_keys_are_the_only_ones_accepted():
     data = {**book(), "credentials": {"stripe": ["sk_test_good"]}}
-    with running(data) as sandbox, stripe(sandbox, key="sk_test_good") as good, stripe(sandbox, key="sk_test_bad") as bad:
+    with (
+        running(data) as sandbox,
+        stripe(sandbox, key="sk_test_good") as good,
+        stripe(sandbox, key="sk_test_bad") as bad,
+    ):
         assert good.get("/v1/customers").status_code == 200
         assert bad.get("/v1/customers").status_code == 401
 
@@ -109,6 +123,8 @@ def test_named_keys_are_the_only_ones_accepted():
 def test_events_filter_by_type_wildcard():
     with running(book()) as sandbox, stripe(sandbox) as client:
         invoice_events = client.get("/v1/events", params={"type": "invoice.*"}).json()["data"]
-        customer_events = client.get("/v1/events", params={"types[]": ["customer.created", "customer.updated"]}).json()["data"]
+        customer_events = client.get("/v1/events", params={"types[]": ["customer.created", "customer.updated"]}).json()[
+            "data"
+        ]
     assert [e["type"] for e in invoice_events] == ["invoice.created"]
     assert [e["type"] for e in customer_events] == ["customer.created"]

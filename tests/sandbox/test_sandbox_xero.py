@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import httpx
+
+from connector.sandbox.common import loads, parse_dotnet_date
 from support.sandbox_books import (
     ACCOUNT_BANK,
     INVOICE_JPY,
@@ -16,21 +18,30 @@ from support.sandbox_books import (
 )
 from support.sandbox_harness import TENANT, effects, running, xero
 
-from connector.sandbox.common import loads, parse_dotnet_date
-
 
 def _payment(invoice: str, amount: str, **extra) -> str:
     # Written by hand so the amount goes out digit for digit, as the adapter sends it.
     account = extra.get("account", '{"Code": "090"}')
-    return f'{{"Payments": [{{"Invoice": {{"InvoiceID": "{invoice}"}}, "Account": {account}, "Amount": {amount}, "Date": "2024-01-05", "Reference": "inv 1"}}]}}'
+    return (
+        f'{{"Payments": [{{"Invoice": {{"InvoiceID": "{invoice}"}}, "Account": {account}, "Amount": {amount}, '
+        '"Date": "2024-01-05", "Reference": "inv 1"}]}'
+    )
 
 
 def _put(client: httpx.Client, body: str, **headers: str) -> httpx.Response:
-    return client.put("/Payments", params={"summarizeErrors": "false"}, content=body, headers={"Content-Type": "application/json", **headers})
+    return client.put(
+        "/Payments",
+        params={"summarizeErrors": "false"},
+        content=body,
+        headers={"Content-Type": "application/json", **headers},
+    )
 
 
 def test_pages_end_and_cover_every_record():
-    invoices = [xero_invoice(f"e0000000-0000-4000-8000-{i:012d}", f"INV-{i}", total="10.00", currency="USD", updated=T0 + i) for i in range(25)]
+    invoices = [
+        xero_invoice(f"e0000000-0000-4000-8000-{i:012d}", f"INV-{i}", total="10.00", currency="USD", updated=T0 + i)
+        for i in range(25)
+    ]
     with running({"xero": {"Invoices": invoices}}) as sandbox, xero(sandbox) as client:
         pages, page = [], 1
         while True:
@@ -56,8 +67,12 @@ def test_if_modified_since_keeps_records_updated_at_or_after_it():
 
 def test_where_and_order_filter_and_sort():
     with running(book()) as sandbox, xero(sandbox) as client:
-        sales = client.get("/Invoices", params={"where": 'Type=="ACCREC"', "order": "UpdatedDateUTC DESC"}).json()["Invoices"]
-        authorised = client.get("/Invoices", params={"where": 'Type=="ACCREC" AND Status=="AUTHORISED" && CurrencyCode=="USD"'}).json()["Invoices"]
+        sales = client.get("/Invoices", params={"where": 'Type=="ACCREC"', "order": "UpdatedDateUTC DESC"}).json()[
+            "Invoices"
+        ]
+        authorised = client.get(
+            "/Invoices", params={"where": 'Type=="ACCREC" AND Status=="AUTHORISED" && CurrencyCode=="USD"'}
+        ).json()["Invoices"]
         unknown = client.get("/Invoices", params={"where": "Total.Round(2) > 5 OR x"})
     assert [i["InvoiceNumber"] for i in sales] == ["INV-0003", "INV-0002", "INV-0001"]
     assert [i["InvoiceNumber"] for i in authorised] == ["INV-0001"]
@@ -89,7 +104,11 @@ def test_a_payment_lowers_amount_due_and_appears_in_payments():
         listed = client.get("/Payments", params={"where": 'PaymentType=="ACCRECPAYMENT"'}).json()["Payments"]
         changed = client.get("/Invoices", headers={"If-Modified-Since": "2024-01-01T00:00:00Z"}).json()["Invoices"]
     assert answer.status_code == 200 and payment["Amount"] == Decimal("500.10")
-    assert (invoice["AmountDue"], invoice["AmountPaid"], invoice["Status"]) == (Decimal("999.90"), Decimal("500.10"), "AUTHORISED")
+    assert (invoice["AmountDue"], invoice["AmountPaid"], invoice["Status"]) == (
+        Decimal("999.90"),
+        Decimal("500.10"),
+        "AUTHORISED",
+    )
     assert [p["PaymentID"] for p in listed] == [payment["PaymentID"]]
     assert [i["InvoiceID"] for i in changed] == [INVOICE_USD], "the payment bumped UpdatedDateUTC"
     assert payment["Account"]["AccountID"] == ACCOUNT_BANK
@@ -110,10 +129,14 @@ def test_refused_payments_change_nothing():
     with running(book()) as sandbox, xero(sandbox) as client:
         too_much = _put(client, _payment(INVOICE_USD, "1500.01")).json()["Payments"][0]
         no_account = _put(client, _payment(INVOICE_USD, "1.00", account='{"Code": "999"}')).json()["Payments"][0]
-        summarized = client.put("/Payments", content=_payment(INVOICE_USD, "1500.01"), headers={"Content-Type": "application/json"})
+        summarized = client.put(
+            "/Payments", content=_payment(INVOICE_USD, "1500.01"), headers={"Content-Type": "application/json"}
+        )
         invoice = client.get(f"/Invoices/{INVOICE_USD}").json()["Invoices"][0]
         payments = client.get("/Payments").json()["Payments"]
-    assert too_much["ValidationErrors"] == [{"Message": "Payment amount exceeds the amount outstanding on this document"}]
+    assert too_much["ValidationErrors"] == [
+        {"Message": "Payment amount exceeds the amount outstanding on this document"}
+    ]
     assert "999" in no_account["ValidationErrors"][0]["Message"]
     assert summarized.status_code == 400 and summarized.json()["Elements"][0]["ValidationErrors"]
     assert invoice["AmountDue"] == 1500 and payments == []

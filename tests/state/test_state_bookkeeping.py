@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from support.state_factories import ref
 
 from connector.model import Action
 from connector.state import Store
+from support.state_factories import ref
 
 
 def test_cursor_is_saved_and_read_back(store: Store) -> None:
@@ -52,8 +52,7 @@ def test_same_action_derived_twice_is_kept_once(store: Store) -> None:
 
 
 def test_audit_log_refuses_update_and_delete(store: Store) -> None:
-    store.audit("rule:exact_amount", "apply_allocation", "payment", "p1",
-                {"amount": Decimal("10.00")}, "applied")
+    store.audit("rule:exact_amount", "apply_allocation", "payment", "p1", {"amount": Decimal("10.00")}, "applied")
     for sql in ("UPDATE audit_log SET decision = 'rejected'", "DELETE FROM audit_log"):
         with pytest.raises(sa.exc.DBAPIError, match="append-only"):
             with store.engine.begin() as connection:

@@ -109,8 +109,7 @@ def test_migrations_create_exactly_the_declared_tables(empty_engine: sa.Engine) 
         context = MigrationContext.configure(
             connection,
             opts={
-                "include_name": lambda name, type_, _parent: type_ != "table"
-                or name in STATE_TABLES,
+                "include_name": lambda name, type_, _parent: type_ != "table" or name in STATE_TABLES,
                 "compare_type": True,
             },
         )

@@ -8,19 +8,23 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-from support.state_factories import ref
 
-from support.databases import pg_engine_in_temporary_schema, postgres_url_or_fail
 from connector.model import Action
 from connector.state import Store, open_store, outbox
+from support.databases import pg_engine_in_temporary_schema, postgres_url_or_fail
+from support.state_factories import ref
 
 LEASE = timedelta(minutes=10)
 
 
 def queue(store: Store, count: int) -> None:
     actions = [
-        Action(connection="ledger", kind="record_payment", target=ref(f"INV-{n}"),
-               payload={"amount": Decimal("10.00"), "currency": "USD"})
+        Action(
+            connection="ledger",
+            kind="record_payment",
+            target=ref(f"INV-{n}"),
+            payload={"amount": Decimal("10.00"), "currency": "USD"},
+        )
         for n in range(count)
     ]
     with store.session() as session:

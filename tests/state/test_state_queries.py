@@ -39,8 +39,12 @@ def test_reminder_messages_are_the_actions_carrying_a_reminder_with_their_invoic
         (reminder_action("send_invoice", "message", {"i1": 14, "i2": 7}), "customer", "c1", "email"),
         (reminder_action("create_note", "note", company_id="5"), "customer", "c1", "note beside the email"),
         (reminder_action("create_task", "late_fee", invoice="i1"), "invoice", "i1", "late fee task"),
-        (Action(connection="crm", kind="create_note", payload={"company_id": "5", "body": "INV-1 disputed"}),
-         "customer", "c1", "finance's note"),
+        (
+            Action(connection="crm", kind="create_note", payload={"company_id": "5", "body": "INV-1 disputed"}),
+            "customer",
+            "c1",
+            "finance's note",
+        ),
     ]
     with store.session() as session:
         outbox.add_planned(session, planned)
@@ -102,9 +106,13 @@ def test_audit_entries_about_a_record_include_those_naming_it_in_their_inputs(st
 
 def test_entity_ids_for_a_remote_id_are_those_of_any_system_that_knows_it(store: Store) -> None:
     [ledger] = store.store_page(SYSTEM, "invoices", "invoice", [invoice("SHARED-1")], cursor=None)
-    [gateway] = store.store_page("gateway", "invoices", "invoice",
-                                 [invoice("SHARED-1").model_copy(update={"refs": [ref("SHARED-1", system="gateway")]})],
-                                 cursor=None)
+    [gateway] = store.store_page(
+        "gateway",
+        "invoices",
+        "invoice",
+        [invoice("SHARED-1").model_copy(update={"refs": [ref("SHARED-1", system="gateway")]})],
+        cursor=None,
+    )
     store.store_page("gateway", "payments", "payment", [payment("SHARED-1")], cursor=None)
     with store.session() as session:
         assert records.entity_ids_for_remote_id(session, "invoice", "SHARED-1") == sorted([ledger.id, gateway.id])
@@ -116,7 +124,11 @@ def test_ref_details_tell_how_each_ref_was_linked_and_when_it_was_seen(store: St
     with store.session() as session:
         [detail] = records.ref_details(session, "invoice", stored.id)
     assert (detail["system"], detail["object_type"], detail["remote_id"], detail["link_rule"]) == (
-        SYSTEM, "invoice", "A1", None)
+        SYSTEM,
+        "invoice",
+        "A1",
+        None,
+    )
     assert detail["remote_updated_at"] == ref("A1").remote_updated_at
     assert detail["seen_at"] is not None
 
@@ -141,12 +153,14 @@ def test_dangling_refs_are_unlinked_ones_and_those_whose_record_is_gone(store: S
 def test_finance_owned_columns_are_set_on_the_records_named_only(store: Store) -> None:
     stored = store.store_page(SYSTEM, "invoices", "invoice", [invoice("A1"), invoice("A2"), invoice("A3")], cursor=None)
     [payer] = store.store_page(SYSTEM, "customers", "customer", [customer("C1")], cursor=None)
-    plan = PaymentPlan(instalments=[(date(2024, 6, 30), Money.of("61.73", "USD")),
-                                    (date(2024, 7, 31), Money.of("61.72", "USD"))])
+    plan = PaymentPlan(
+        instalments=[(date(2024, 6, 30), Money.of("61.73", "USD")), (date(2024, 7, 31), Money.of("61.72", "USD"))]
+    )
     with store.session() as session:
         records.set_finance_owned(session, "invoice", [stored[0].id, stored[1].id], in_collections=True)
-        records.set_finance_owned(session, "invoice", [stored[2].id], disputed=True,
-                                  payment_plan=plan.model_dump(mode="json"))
+        records.set_finance_owned(
+            session, "invoice", [stored[2].id], disputed=True, payment_plan=plan.model_dump(mode="json")
+        )
         records.set_finance_owned(session, "customer", [payer.id], paused=True)
     first, second, third = (store.get_invoice(i.id) for i in stored)
     assert (first.in_collections, second.in_collections, third.in_collections) == (True, True, False)
@@ -168,8 +182,15 @@ def test_a_column_finance_does_not_own_is_refused(store: Store) -> None:
 def test_outbox_counts_by_state_name_only_states_that_hold_actions(store: Store) -> None:
     with store.session() as session:
         assert outbox.counts_by_state(session) == {}
-        actions = [Action(connection="ledger", kind="record_payment", target=ref(f"INV-{n}"),
-                          payload={"amount": Decimal("10.00"), "currency": "USD"}) for n in range(3)]
+        actions = [
+            Action(
+                connection="ledger",
+                kind="record_payment",
+                target=ref(f"INV-{n}"),
+                payload={"amount": Decimal("10.00"), "currency": "USD"},
+            )
+            for n in range(3)
+        ]
         outbox.add_planned(session, [(a, "invoice", str(n), f"payment {n}") for n, a in enumerate(actions)])
     with store.session() as session:
         [entry] = outbox.claim(session, "host:1", lease=LEASE, limit=1)

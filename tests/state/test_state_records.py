@@ -6,13 +6,13 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from support.state_factories import SYSTEM, customer, invoice, payment
 
 import connector.state.records
 import connector.state.upsert
 from connector.errors import StateError
 from connector.money import Money
 from connector.state import Store
+from support.state_factories import SYSTEM, customer, invoice, payment
 
 
 def count(store: Store, table: str) -> int:
@@ -83,9 +83,7 @@ def test_ref_row_keeps_the_systems_view_of_the_record(store: Store) -> None:
     assert data["total"] == {"amount": "123.45", "currency": "USD"}
 
 
-def test_failure_mid_page_writes_neither_rows_nor_cursor(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failure_mid_page_writes_neither_rows_nor_cursor(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     store.set_cursor(SYSTEM, "invoices", "before")
 
     def broken(*_args: object) -> None:
@@ -164,7 +162,7 @@ def test_a_lower_ranked_system_never_overwrites_the_ledgers_figures(store: Store
         connector.state.records.upsert_invoices(session, [ledger_view], "ledger", 3)
         connector.state.records.upsert_invoices(session, [crm_view], "crm", 1)
     stored = store.get_invoice("inv-ranked")
-    assert str(stored.total) == "110.00 USD" and [str(l.amount) for l in stored.lines] == ["110.00 USD"]
+    assert str(stored.total) == "110.00 USD" and [str(line.amount) for line in stored.lines] == ["110.00 USD"]
     with store.session() as session:
         connector.state.records.upsert_invoices(session, [crm_view], "ledger", 3)  # the ledger itself may change it
     assert str(store.get_invoice("inv-ranked").total) == "100.00 USD"

@@ -24,11 +24,23 @@ def day(n: int) -> datetime:
     return datetime(2026, 10, n, 12, tzinfo=UTC)
 
 
-def queued(key: str, kind: str, payload: dict[str, Any], state: str, updated_at: datetime,
-           subject: tuple[str, str]) -> dict[str, Any]:
-    return {"idempotency_key": key, "connection": "crm" if kind != "send_invoice" else "ledger", "kind": kind,
-            "target": None, "payload": payload, "state": state, "attempts": 1, "created_at": EARLIER,
-            "updated_at": updated_at, "subject_type": subject[0], "subject_id": subject[1], "summary": key}
+def queued(
+    key: str, kind: str, payload: dict[str, Any], state: str, updated_at: datetime, subject: tuple[str, str]
+) -> dict[str, Any]:
+    return {
+        "idempotency_key": key,
+        "connection": "crm" if kind != "send_invoice" else "ledger",
+        "kind": kind,
+        "target": None,
+        "payload": payload,
+        "state": state,
+        "attempts": 1,
+        "created_at": EARLIER,
+        "updated_at": updated_at,
+        "subject_type": subject[0],
+        "subject_id": subject[1],
+        "summary": key,
+    }
 
 
 def legacy(customer: str, step: int, **extra: Any) -> dict[str, Any]:
@@ -37,8 +49,13 @@ def legacy(customer: str, step: int, **extra: Any) -> dict[str, Any]:
 
 
 NOTE = {"company_id": "77", "body": "Payment reminder", "subject": "Payment reminder", "due": "2026-10-01"}
-NEW_ERA = {"dunning_step": 3, "dunning_customer": "c9", "dunning_as_of": "2026-10-02", "dunning_role": "message",
-           "dunning_invoices": {"i90": 3}}
+NEW_ERA = {
+    "dunning_step": 3,
+    "dunning_customer": "c9",
+    "dunning_as_of": "2026-10-02",
+    "dunning_role": "message",
+    "dunning_invoices": {"i90": 3},
+}
 
 ACTIONS = [
     # c1 +7: the email went out on the 5th; the note beside it on the 3rd does not remind
@@ -58,8 +75,14 @@ ACTIONS = [
     queued("c6-email", "send_invoice", legacy("c6", 7), "done", day(9), ("customer", "c6")),
     # a late-fee task (on the invoice), a note finance queued, and a reminder of today's kind
     queued("fee-task", "create_task", legacy("c1", 7, invoice="i1", **NOTE), "done", day(5), ("invoice", "i1")),
-    queued("finance-note", "create_note", {"company_id": "77", "body": "INV-1 is disputed"}, "done", day(5),
-           ("invoice", "i1")),
+    queued(
+        "finance-note",
+        "create_note",
+        {"company_id": "77", "body": "INV-1 is disputed"},
+        "done",
+        day(5),
+        ("invoice", "i1"),
+    ),
     queued("c9-email", "send_invoice", NEW_ERA, "done", day(2), ("customer", "c9")),
 ]
 REMINDERS = [  # the audit log's `dunning` `reminder` entries of those reminders: (customer, step, invoices)
@@ -78,8 +101,15 @@ def upgraded(empty_engine: sa.Engine) -> sa.Engine:
     with Session(empty_engine) as session, session.begin():
         session.execute(sa.insert(table("outbox_actions")), ACTIONS)
         for customer, step, invoices in REMINDERS:
-            audit(session, "dunning", "reminder", "customer", customer,
-                  {"step": step, "invoices": invoices, "channel": "ledger_email"}, "Payment reminder")
+            audit(
+                session,
+                "dunning",
+                "reminder",
+                "customer",
+                customer,
+                {"step": step, "invoices": invoices, "channel": "ledger_email"},
+                "Payment reminder",
+            )
     assert upgrade(empty_engine) == head_revision()
     return empty_engine
 
@@ -113,7 +143,8 @@ def test_states_and_times_of_the_tagged_actions_are_kept(upgraded: sa.Engine) ->
     with Session(upgraded) as session:
         rows = session.execute(sa.select(outbox.c.idempotency_key, outbox.c.state, outbox.c.updated_at)).all()
     assert {(key, state, updated) for key, state, updated in rows} == {
-        (a["idempotency_key"], a["state"], a["updated_at"]) for a in ACTIONS}
+        (a["idempotency_key"], a["state"], a["updated_at"]) for a in ACTIONS
+    }
 
 
 def test_last_reminders_after_the_upgrade_are_those_the_audit_log_matching_gave(upgraded: sa.Engine) -> None:
@@ -121,8 +152,12 @@ def test_last_reminders_after_the_upgrade_are_those_the_audit_log_matching_gave(
         reminded = last_reminders(session)
     # c1's email (not the note beside it, done earlier), c3's note (no email), today's c9 email;
     # not c2 (its email parked), c4 (cancelled), c5 (not sent yet), c6 (no invoices known)
-    assert reminded == {"i1": date(2026, 10, 5), "i2": date(2026, 10, 5), "i4": date(2026, 10, 7),
-                        "i90": date(2026, 10, 2)}
+    assert reminded == {
+        "i1": date(2026, 10, 5),
+        "i2": date(2026, 10, 5),
+        "i4": date(2026, 10, 7),
+        "i90": date(2026, 10, 2),
+    }
 
 
 def test_reminder_history_after_the_upgrade_counts_only_the_message_once_done(upgraded: sa.Engine) -> None:
@@ -161,4 +196,3 @@ def test_downgrade_to_0006_keeps_the_tags(upgraded: sa.Engine) -> None:
         command.downgrade(config, "0006")
     assert current_revision(upgraded) == "0006"
     assert payloads(upgraded)["c1-email"]["dunning_role"] == "message"
-

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from connector.config import load_config
+from connector.pipeline import plan
 from connector.reconcile.run import run_reconciliation
 from connector.writeback.apply import pending
-from connector.pipeline import plan
 from support.e2e import effect_counts, sync_sandbox
 
 
@@ -47,7 +47,9 @@ def prepare(sandbox: Any, directory: Path, database_url: str | None = None) -> P
 def apply_process(config_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "connector", "--config", str(config_path), "apply", "--yes"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -79,4 +81,6 @@ def crash_and_finish(sandbox: Any, config_path: Path, *, rounds: int, seed: int,
     store.close()
     effects = effect_counts(list(sandbox.journal))
     duplicates = {key: count for key, count in effects.items() if count > 1}
-    return CrashRun(planned=planned, kills=kills, failpoint_exits=exits, effects=effects, duplicates=duplicates, left=left)
+    return CrashRun(
+        planned=planned, kills=kills, failpoint_exits=exits, effects=effects, duplicates=duplicates, left=left
+    )

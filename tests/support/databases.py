@@ -19,9 +19,7 @@ import sqlalchemy as sa
 
 from connector.state.db import make_engine, redact_url
 
-POSTGRES_URL = os.environ.get(
-    "CONNECTOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = os.environ.get("CONNECTOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def in_ci() -> bool:

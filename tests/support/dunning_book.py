@@ -13,6 +13,8 @@ from connector.money import Money
 from connector.state import outbox
 from connector.state.store import Store, open_store
 
+# Credentials are literal and never used (nothing is sent); each is a distinctive string,
+# because every secret loaded is masked process-wide wherever it later appears.
 CONFIG = """
 [database]
 url = "sqlite:///{database}"
@@ -23,13 +25,13 @@ base_url = "http://127.0.0.1:9/xero"
 token_url = "http://127.0.0.1:9/xero/token"
 tenant_id = "tenant"
 client_id = "client"
-client_secret = "secret"
-refresh_token = "refresh"
+client_secret = "dunning-book-client-secret-0001"
+refresh_token = "dunning-book-refresh-token-0001"
 
 [connections.crm]
 provider = "hubspot"
 base_url = "http://127.0.0.1:9/hubspot"
-access_token = "pat-test"
+access_token = "pat-dunning-book-0001"
 {extra}"""
 
 
@@ -45,27 +47,59 @@ class Book:
         ledger = Customer(id=id_, name=name, refs=[Ref(system="ledger", object_type="customer", remote_id=f"X-{id_}")])
         self.store.store_page("ledger", "contacts", "customer", [ledger], None, rank=3)
         if crm:
-            company = Customer(id=id_, name=name, paused=paused,
-                               refs=[Ref(system="crm", object_type="customer", remote_id=f"H-{id_}")])
+            company = Customer(
+                id=id_, name=name, paused=paused, refs=[Ref(system="crm", object_type="customer", remote_id=f"H-{id_}")]
+            )
             self.store.store_page("crm", "companies", "customer", [company], None, rank=1)
 
-    def invoice(self, number: str, customer: str, total: str, due: date, *, paid: str = "0", currency: str = "USD",
-                deal: dict[str, Any] | None = None, plan_words: str | None = None, **ledger: Any) -> str:
+    def invoice(
+        self,
+        number: str,
+        customer: str,
+        total: str,
+        due: date,
+        *,
+        paid: str = "0",
+        currency: str = "USD",
+        deal: dict[str, Any] | None = None,
+        plan_words: str | None = None,
+        **ledger: Any,
+    ) -> str:
         """A Xero invoice, and a HubSpot deal for it when `deal` (its canonical fields) or
         `plan_words` is given; returns the invoice's id."""
         money = lambda v: Money.of(v, currency)  # noqa: E731
         id_ = number.lower()
-        base = dict(id=id_, number=number, customer_id=customer, currency=currency, issue_date=due - timedelta(days=30),
-                    due_date=due, subtotal=money(total), tax=money("0"), total=money(total), amount_paid=money(paid),
-                    amount_credited=money("0"))
+        base = dict(
+            id=id_,
+            number=number,
+            customer_id=customer,
+            currency=currency,
+            issue_date=due - timedelta(days=30),
+            due_date=due,
+            subtotal=money(total),
+            tax=money("0"),
+            total=money(total),
+            amount_paid=money(paid),
+            amount_credited=money("0"),
+        )
         record = Invoice(**base, **ledger, refs=[Ref(system="ledger", object_type="invoice", remote_id=f"X-{number}")])
         self.store.store_page("ledger", "invoices", "invoice", [record], None, rank=3)
         if deal is not None or plan_words is not None:
-            crm = Invoice(**{**base, "number": None, "due_date": None}, **(deal or {}),
-                          refs=[Ref(system="crm", object_type="deal", remote_id=f"D-{number}")])
+            crm = Invoice(
+                **{**base, "number": None, "due_date": None},
+                **(deal or {}),
+                refs=[Ref(system="crm", object_type="deal", remote_id=f"D-{number}")],
+            )
             hints = {"invoice_number": number} | ({"payment_plan": plan_words} if plan_words else {})
-            self.store.store_page("crm", "deals", "invoice", [crm], None, rank=1,
-                                  extras={f"D-{number}": {"links": {"customer": f"H-{customer}"}, "hints": hints}})
+            self.store.store_page(
+                "crm",
+                "deals",
+                "invoice",
+                [crm],
+                None,
+                rank=1,
+                extras={f"D-{number}": {"links": {"customer": f"H-{customer}"}, "hints": hints}},
+            )
         return id_
 
     def actions(self, **where: Any) -> list[outbox.OutboxEntry]:

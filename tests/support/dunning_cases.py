@@ -60,8 +60,15 @@ def case(
     """A case as the engine builds it: the pending gateway payment is in the position too."""
     currency = inv.currency
     allocations = (
-        [Allocation(payment_id="p-" + (inv.id or ""), invoice_id=inv.id or "", amount=Money.of(pending, currency),
-                    rule="remittance_number", confidence=Decimal(1))]
+        [
+            Allocation(
+                payment_id="p-" + (inv.id or ""),
+                invoice_id=inv.id or "",
+                amount=Money.of(pending, currency),
+                rule="remittance_number",
+                confidence=Decimal(1),
+            )
+        ]
         if pending is not None
         else []
     )

@@ -10,10 +10,10 @@ import sqlalchemy as sa
 
 from connector.config import load_config
 from connector.demo import DEMO_CREDENTIALS, demo_config
-from connector.sandbox import Sandbox
 from connector.pipeline import sync
-from connector.sync import SyncReport
+from connector.sandbox import Sandbox
 from connector.state.store import Store, open_store
+from connector.sync import SyncReport
 
 
 def sync_sandbox(
@@ -55,14 +55,18 @@ def _write_key(entry: dict[str, Any]) -> str:
     Xero), or the action key stored on a HubSpot note or task."""
     payload = entry.get("payload") if isinstance(entry.get("payload"), dict) else {}
     action_key = ((payload or {}).get("properties") or {}).get("ar_action_key")
-    return f"{entry['provider']} {entry['method']} {entry['path'].split('?')[0]} {entry.get('idempotency_key') or action_key or ''}"
+    path = entry["path"].split("?")[0]
+    return f"{entry['provider']} {entry['method']} {path} {entry.get('idempotency_key') or action_key or ''}"
 
 
 def write_counts(journal: list[dict[str, Any]]) -> Counter[str]:
     """Every write the sandbox received (searches and token requests aside)."""
     return Counter(
-        _write_key(e) for e in journal
-        if e["method"] in ("PUT", "PATCH", "POST") and not e["path"].split("?")[0].endswith("/search") and "oauth" not in e["path"]
+        _write_key(e)
+        for e in journal
+        if e["method"] in ("PUT", "PATCH", "POST")
+        and not e["path"].split("?")[0].endswith("/search")
+        and "oauth" not in e["path"]
     )
 
 

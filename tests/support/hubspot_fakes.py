@@ -97,10 +97,7 @@ class FakeSearch:
             else:
                 raise AssertionError(f"the fake does not know {op}")
         compare = {"GT": operator.gt, "GTE": operator.ge, "EQ": operator.eq, "LT": operator.lt}
-        hits = [
-            r for r in self._by_modified[lo:hi]
-            if all(compare[op](int(r["id"]), value) for op, value in others)
-        ]
+        hits = [r for r in self._by_modified[lo:hi] if all(compare[op](int(r["id"]), value) for op, value in others)]
         if sort == "hs_object_id":
             hits.sort(key=lambda r: int(r["id"]))
         else:
@@ -116,10 +113,15 @@ class FakeSearch:
         assert body["limit"] <= 200
         after = int(body["after"])
         if after + body["limit"] > self.CAP:
-            return httpx.Response(400, json={
-                "status": "error", "message": "Paging beyond 10000 results is not supported",
-                "correlationId": "00000000-0000-4000-8000-000000000000", "category": "VALIDATION_ERROR",
-            })
+            return httpx.Response(
+                400,
+                json={
+                    "status": "error",
+                    "message": "Paging beyond 10000 results is not supported",
+                    "correlationId": "00000000-0000-4000-8000-000000000000",
+                    "category": "VALIDATION_ERROR",
+                },
+            )
         filters = [f for group in body["filterGroups"] for f in group["filters"]]
         hits = self._hits(filters, body["sorts"][0])
         page = hits[after : after + body["limit"]]

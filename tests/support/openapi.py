@@ -15,7 +15,7 @@ names their sources, commits and licences), so the tests need nothing beside the
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ def _allow_declared_nulls(node: Any) -> None:
             _allow_declared_nulls(value)
 
 
-@lru_cache(maxsize=None)
+@cache
 def document(provider: str) -> OpenAPI:
     name, _, _ = DOCUMENTS[provider]
     path = specs_dir() / name
@@ -81,5 +81,8 @@ def check_response(
     try:
         document(provider).validate_response(request, response)
     except Exception as exc:  # openapi-core raises several classes; all mean "not the shape"
-        details = [str(e).splitlines()[0] for e in getattr(exc.__cause__, "schema_errors", None) or getattr(exc, "schema_errors", None) or []]
+        details = [
+            str(e).splitlines()[0]
+            for e in getattr(exc.__cause__, "schema_errors", None) or getattr(exc, "schema_errors", None) or []
+        ]
         raise AssertionError(f"{provider} {method} {path} -> {status}: {exc} {details}") from None

@@ -34,10 +34,20 @@ def iso(epoch: int) -> str:
 
 
 def stripe_customer(n: int, created: int) -> dict[str, Any]:
-    return {"id": f"cus_{n:04d}", "object": "customer", "created": created, "livemode": False, "email": f"ap{n}@example.com", "name": f"Customer {n}", "metadata": {}}
+    return {
+        "id": f"cus_{n:04d}",
+        "object": "customer",
+        "created": created,
+        "livemode": False,
+        "email": f"ap{n}@example.com",
+        "name": f"Customer {n}",
+        "metadata": {},
+    }
 
 
-def stripe_invoice(ident: str, *, amount: int, currency: str, created: int, status: str = "open", customer: str = "cus_0001") -> dict[str, Any]:
+def stripe_invoice(
+    ident: str, *, amount: int, currency: str, created: int, status: str = "open", customer: str = "cus_0001"
+) -> dict[str, Any]:
     paid = status == "paid"
     return {
         "id": ident,
@@ -68,14 +78,21 @@ def stripe_invoice(ident: str, *, amount: int, currency: str, created: int, stat
         "pre_payment_credit_notes_amount": 0,
         "starting_balance": 0,
         "status": status,
-        "status_transitions": {"finalized_at": created + 60, "marked_uncollectible_at": None, "paid_at": None, "voided_at": None},
+        "status_transitions": {
+            "finalized_at": created + 60,
+            "marked_uncollectible_at": None,
+            "paid_at": None,
+            "voided_at": None,
+        },
         "subtotal": amount,
         "total": amount,
         "total_tax_amounts": [],
     }
 
 
-def stripe_balance_transaction(n: int, *, amount: int, fee: int, currency: str, created: int, source: str) -> dict[str, Any]:
+def stripe_balance_transaction(
+    n: int, *, amount: int, fee: int, currency: str, created: int, source: str
+) -> dict[str, Any]:
     return {
         "id": f"txn_{n:04d}",
         "object": "balance_transaction",
@@ -85,7 +102,15 @@ def stripe_balance_transaction(n: int, *, amount: int, fee: int, currency: str, 
         "currency": currency,
         "description": None,
         "fee": fee,
-        "fee_details": [{"amount": fee, "application": None, "currency": currency, "description": "Stripe processing fees", "type": "stripe_fee"}],
+        "fee_details": [
+            {
+                "amount": fee,
+                "application": None,
+                "currency": currency,
+                "description": "Stripe processing fees",
+                "type": "stripe_fee",
+            }
+        ],
         "net": amount - fee,
         "reporting_category": "charge",
         "source": source,
@@ -94,7 +119,9 @@ def stripe_balance_transaction(n: int, *, amount: int, fee: int, currency: str, 
     }
 
 
-def stripe_charge(n: int, *, amount: int, currency: str, created: int, balance_transaction: str | None) -> dict[str, Any]:
+def stripe_charge(
+    n: int, *, amount: int, currency: str, created: int, balance_transaction: str | None
+) -> dict[str, Any]:
     return {
         "id": f"ch_{n:04d}",
         "object": "charge",
@@ -133,7 +160,16 @@ def stripe_payment_intent(n: int, *, amount: int, currency: str, created: int) -
 
 
 def stripe_refund(n: int, *, amount: int, currency: str, created: int, charge: str) -> dict[str, Any]:
-    return {"id": f"re_{n:04d}", "object": "refund", "amount": amount, "created": created, "currency": currency, "charge": charge, "status": "succeeded", "metadata": {}}
+    return {
+        "id": f"re_{n:04d}",
+        "object": "refund",
+        "amount": amount,
+        "created": created,
+        "currency": currency,
+        "charge": charge,
+        "status": "succeeded",
+        "metadata": {},
+    }
 
 
 def stripe_payout(n: int, *, amount: int, currency: str, created: int) -> dict[str, Any]:
@@ -175,23 +211,39 @@ def stripe_book(invoices: int = 5) -> dict[str, Any]:
         created[3] = created[2]  # a tie on `created`: ordered by id
     book: dict[str, Any] = {
         "customers": [stripe_customer(n, T0 - 86400 + n) for n in range(1, 4)],
-        "invoices": [stripe_invoice(f"in_{i:04d}", amount=10_000 + i, currency="usd", created=c) for i, c in enumerate(created)],
+        "invoices": [
+            stripe_invoice(f"in_{i:04d}", amount=10_000 + i, currency="usd", created=c) for i, c in enumerate(created)
+        ],
         "payment_intents": [stripe_payment_intent(1, amount=5000, currency="jpy", created=T0)],
-        "balance_transactions": [stripe_balance_transaction(1, amount=5000, fee=180, currency="jpy", created=T0, source="ch_0001")],
+        "balance_transactions": [
+            stripe_balance_transaction(1, amount=5000, fee=180, currency="jpy", created=T0, source="ch_0001")
+        ],
         "charges": [stripe_charge(1, amount=5000, currency="jpy", created=T0, balance_transaction="txn_0001")],
         "refunds": [stripe_refund(1, amount=1000, currency="jpy", created=T0 + 10, charge="ch_0001")],
         "payouts": [stripe_payout(1, amount=4820, currency="jpy", created=T0 + 86400)],
     }
     book["invoices"].append(stripe_invoice("in_jpy1", amount=5000, currency="jpy", created=T0 + 50))
     book["invoices"].append(stripe_invoice("in_kwd1", amount=12_340, currency="kwd", created=T0 + 51))
-    book["events"] = [stripe_event(1, type_="invoice.created", obj=book["invoices"][0], created=T0 + 1), stripe_event(2, type_="customer.created", obj=book["customers"][0], created=T0 + 2)]
+    book["events"] = [
+        stripe_event(1, type_="invoice.created", obj=book["invoices"][0], created=T0 + 1),
+        stripe_event(2, type_="customer.created", obj=book["customers"][0], created=T0 + 2),
+    ]
     return book
 
 
 # ---------------------------------------------------------------- Xero
 
 
-def xero_invoice(ident: str, number: str, *, total: str, currency: str, updated: int, type_: str = "ACCREC", status: str = "AUTHORISED") -> dict[str, Any]:
+def xero_invoice(
+    ident: str,
+    number: str,
+    *,
+    total: str,
+    currency: str,
+    updated: int,
+    type_: str = "ACCREC",
+    status: str = "AUTHORISED",
+) -> dict[str, Any]:
     amount = Decimal(total)
     return {
         "Type": type_,
@@ -202,7 +254,15 @@ def xero_invoice(ident: str, number: str, *, total: str, currency: str, updated:
         "DueDate": dotnet(updated + 29 * 86400),
         "Status": status,
         "LineAmountTypes": "Exclusive",
-        "LineItems": [{"Description": "Consulting", "Quantity": Decimal("1.0000"), "UnitAmount": amount, "LineAmount": amount, "AccountCode": "200"}],
+        "LineItems": [
+            {
+                "Description": "Consulting",
+                "Quantity": Decimal("1.0000"),
+                "UnitAmount": amount,
+                "LineAmount": amount,
+                "AccountCode": "200",
+            }
+        ],
         "SubTotal": amount,
         "TotalTax": Decimal("0.00"),
         "Total": amount,
@@ -219,12 +279,37 @@ def xero_invoice(ident: str, number: str, *, total: str, currency: str, updated:
 def xero_book() -> dict[str, Any]:
     return {
         "Contacts": [
-            {"ContactID": CONTACT_A, "Name": "Acme Ltd", "ContactStatus": "ACTIVE", "EmailAddress": "ap@acme.example", "IsCustomer": True, "UpdatedDateUTC": dotnet(T0)},
-            {"ContactID": "a1b2c3d4-0000-4000-8000-00000000000b", "Name": "Old Co", "ContactStatus": "ARCHIVED", "UpdatedDateUTC": dotnet(T0 + 5)},
+            {
+                "ContactID": CONTACT_A,
+                "Name": "Acme Ltd",
+                "ContactStatus": "ACTIVE",
+                "EmailAddress": "ap@acme.example",
+                "IsCustomer": True,
+                "UpdatedDateUTC": dotnet(T0),
+            },
+            {
+                "ContactID": "a1b2c3d4-0000-4000-8000-00000000000b",
+                "Name": "Old Co",
+                "ContactStatus": "ARCHIVED",
+                "UpdatedDateUTC": dotnet(T0 + 5),
+            },
         ],
         "Accounts": [
-            {"AccountID": ACCOUNT_BANK, "Code": "090", "Name": "Business Bank Account", "Type": "BANK", "Status": "ACTIVE", "CurrencyCode": "USD"},
-            {"AccountID": "c2d3e4f5-0000-4000-8000-000000000200", "Code": "200", "Name": "Sales", "Type": "REVENUE", "Status": "ACTIVE"},
+            {
+                "AccountID": ACCOUNT_BANK,
+                "Code": "090",
+                "Name": "Business Bank Account",
+                "Type": "BANK",
+                "Status": "ACTIVE",
+                "CurrencyCode": "USD",
+            },
+            {
+                "AccountID": "c2d3e4f5-0000-4000-8000-000000000200",
+                "Code": "200",
+                "Name": "Sales",
+                "Type": "REVENUE",
+                "Status": "ACTIVE",
+            },
         ],
         "Invoices": [
             xero_invoice(INVOICE_USD, "INV-0001", total="1500.00", currency="USD", updated=T0 + 100),
@@ -233,8 +318,17 @@ def xero_book() -> dict[str, Any]:
             xero_invoice(INVOICE_BILL, "BILL-9", total="99.00", currency="USD", updated=T0 + 400, type_="ACCPAY"),
         ],
         "CreditNotes": [
-            {"CreditNoteID": "d0000000-0000-4000-8000-000000000001", "CreditNoteNumber": "CN-0001", "Type": "ACCRECCREDIT", "Status": "AUTHORISED",
-             "Contact": {"ContactID": CONTACT_A, "Name": "Acme Ltd"}, "Total": Decimal("10.00"), "RemainingCredit": Decimal("10.00"), "CurrencyCode": "USD", "UpdatedDateUTC": dotnet(T0 + 50)},
+            {
+                "CreditNoteID": "d0000000-0000-4000-8000-000000000001",
+                "CreditNoteNumber": "CN-0001",
+                "Type": "ACCRECCREDIT",
+                "Status": "AUTHORISED",
+                "Contact": {"ContactID": CONTACT_A, "Name": "Acme Ltd"},
+                "Total": Decimal("10.00"),
+                "RemainingCredit": Decimal("10.00"),
+                "CurrencyCode": "USD",
+                "UpdatedDateUTC": dotnet(T0 + 50),
+            },
         ],
         "Payments": [],
     }
@@ -243,7 +337,9 @@ def xero_book() -> dict[str, Any]:
 # ---------------------------------------------------------------- HubSpot
 
 
-def hubspot_object(ident: int, properties: dict[str, str], *, modified: int, modified_property: str = "hs_lastmodifieddate") -> dict[str, Any]:
+def hubspot_object(
+    ident: int, properties: dict[str, str], *, modified: int, modified_property: str = "hs_lastmodifieddate"
+) -> dict[str, Any]:
     props = {**properties, modified_property: iso(modified)}
     return {"id": str(ident), "properties": props, "createdAt": iso(T0), "updatedAt": iso(modified), "archived": False}
 
@@ -251,10 +347,23 @@ def hubspot_object(ident: int, properties: dict[str, str], *, modified: int, mod
 def hubspot_book(deals: int = 3) -> dict[str, Any]:
     return {
         "companies": [hubspot_object(101, {"name": "Acme Ltd", "domain": "acme.example"}, modified=T0 + 10)],
-        "contacts": [hubspot_object(201, {"email": "ap@acme.example", "firstname": "Ada"}, modified=T0 + 20, modified_property="lastmodifieddate")],
+        "contacts": [
+            hubspot_object(
+                201,
+                {"email": "ap@acme.example", "firstname": "Ada"},
+                modified=T0 + 20,
+                modified_property="lastmodifieddate",
+            )
+        ],
         "deals": [
-            {**hubspot_object(300 + i, {"dealname": f"Deal {i}", "amount": str(1000 + i), "ar_invoice_number": f"INV-{i:04d}"}, modified=T0 + 100 + i),
-             "associations": {"companies": {"results": [{"id": "101", "type": "deal_to_company"}]}}}
+            {
+                **hubspot_object(
+                    300 + i,
+                    {"dealname": f"Deal {i}", "amount": str(1000 + i), "ar_invoice_number": f"INV-{i:04d}"},
+                    modified=T0 + 100 + i,
+                ),
+                "associations": {"companies": {"results": [{"id": "101", "type": "deal_to_company"}]}},
+            }
             for i in range(deals)
         ],
         "invoices": [hubspot_object(401, {"hs_number": "INV-0001", "hs_currency": "USD"}, modified=T0 + 30)],
@@ -262,4 +371,8 @@ def hubspot_book(deals: int = 3) -> dict[str, Any]:
 
 
 def book(**sizes: int) -> dict[str, Any]:
-    return {"stripe": stripe_book(sizes.get("stripe_invoices", 5)), "xero": xero_book(), "hubspot": hubspot_book(sizes.get("deals", 3))}
+    return {
+        "stripe": stripe_book(sizes.get("stripe_invoices", 5)),
+        "xero": xero_book(),
+        "hubspot": hubspot_book(sizes.get("deals", 3)),
+    }

@@ -25,7 +25,9 @@ def stripe(sandbox: Sandbox, key: str = "sk_test_sandbox") -> httpx.Client:
 
 
 def xero(sandbox: Sandbox, token: str = "xero-token", tenant: str = TENANT) -> httpx.Client:
-    return httpx.Client(base_url=sandbox.url("xero"), headers={"Authorization": f"Bearer {token}", "xero-tenant-id": tenant}, timeout=10)
+    return httpx.Client(
+        base_url=sandbox.url("xero"), headers={"Authorization": f"Bearer {token}", "xero-tenant-id": tenant}, timeout=10
+    )
 
 
 def hubspot(sandbox: Sandbox, token: str = "pat-na1-sandbox") -> httpx.Client:
@@ -42,6 +44,7 @@ def check_hubspot_error(body: Any) -> None:
     import json
 
     import jsonschema
+
     from support.openapi import specs_dir
 
     spec = json.loads((specs_dir() / "hubspot-crm-objects.json").read_text())

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
+
 from support.openapi import document
 
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")

@@ -83,13 +83,21 @@ class FakeStripe:
         items = [o for o in self.objects[resource] if o["id"] != obj["id"]]
         self.objects[resource] = items + [obj]
 
-    def add_event(self, event_id: str, type_: str, created: int, obj: dict[str, Any], api_version: str = "2023-08-16") -> None:
+    def add_event(
+        self, event_id: str, type_: str, created: int, obj: dict[str, Any], api_version: str = "2023-08-16"
+    ) -> None:
         self.put(
             "events",
             {
-                "id": event_id, "object": "event", "api_version": api_version, "created": created,
-                "data": {"object": copy.deepcopy(obj)}, "livemode": False, "pending_webhooks": 0,
-                "request": {"id": None, "idempotency_key": None}, "type": type_,
+                "id": event_id,
+                "object": "event",
+                "api_version": api_version,
+                "created": created,
+                "data": {"object": copy.deepcopy(obj)},
+                "livemode": False,
+                "pending_webhooks": 0,
+                "request": {"id": None, "idempotency_key": None},
+                "type": type_,
             },
         )
 
@@ -138,7 +146,9 @@ class FakeStripe:
         if len(parts) == 2:
             obj = self.find(parts[0], parts[1])
             if obj is None:
-                return _error(404, "invalid_request_error", f"No such {parts[0][:-1]}: '{parts[1]}'", code="resource_missing")
+                return _error(
+                    404, "invalid_request_error", f"No such {parts[0][:-1]}: '{parts[1]}'", code="resource_missing"
+                )
             return httpx.Response(200, json=obj, headers={"Request-Id": "req_get"})
         return _error(404, "invalid_request_error", "Unrecognized request URL")
 
@@ -153,7 +163,11 @@ class FakeStripe:
             items = [o for o in items if o["created"] < int(q["created[lt]"])]
         if "type" in q:
             pattern = q["type"]
-            items = [o for o in items if o["type"] == pattern or (pattern.endswith("*") and o["type"].startswith(pattern[:-1]))]
+            items = [
+                o
+                for o in items
+                if o["type"] == pattern or (pattern.endswith("*") and o["type"].startswith(pattern[:-1]))
+            ]
         if "types[]" in q:
             wanted = set(q.get_list("types[]"))
             items = [o for o in items if o["type"] in wanted]
@@ -161,23 +175,36 @@ class FakeStripe:
             items = [o for o in items if o.get("charge") == q["charge"]]
         return self._page(request, f"/v1/{resource}", items)
 
-    def _page(self, request: httpx.Request, url: str, items: list[dict[str, Any]], ordered: bool = False) -> httpx.Response:
+    def _page(
+        self, request: httpx.Request, url: str, items: list[dict[str, Any]], ordered: bool = False
+    ) -> httpx.Response:
         q = request.url.params
         items = list(items) if ordered else _newest_first(items)
         limit = int(q.get("limit", 10))
         ids = [o["id"] for o in items]
         if "ending_before" in q:
             if q["ending_before"] not in ids:
-                return _error(404, "invalid_request_error", f"No such object: '{q['ending_before']}'", code="resource_missing")
+                return _error(
+                    404, "invalid_request_error", f"No such object: '{q['ending_before']}'", code="resource_missing"
+                )
             before = items[: ids.index(q["ending_before"])]
             page, has_more = before[-limit:], len(before) > limit
         else:
             if "starting_after" in q:
                 if q["starting_after"] not in ids:
-                    return _error(404, "invalid_request_error", f"No such object: '{q['starting_after']}'", code="resource_missing")
+                    return _error(
+                        404,
+                        "invalid_request_error",
+                        f"No such object: '{q['starting_after']}'",
+                        code="resource_missing",
+                    )
                 items = items[ids.index(q["starting_after"]) + 1 :]
             page, has_more = items[:limit], len(items) > limit
-        return httpx.Response(200, json={"object": "list", "url": url, "has_more": has_more, "data": page}, headers={"Request-Id": "req_list"})
+        return httpx.Response(
+            200,
+            json={"object": "list", "url": url, "has_more": has_more, "data": page},
+            headers={"Request-Id": "req_list"},
+        )
 
     def _write(self, request: httpx.Request, invoice_id: str, verb: str) -> httpx.Response:
         key = request.headers.get("Idempotency-Key")
@@ -185,8 +212,14 @@ class FakeStripe:
         if key in self.keys:
             seen_params, answer = self.keys[key]
             if seen_params != params or not request.url.path.endswith(verb):
-                return _error(400, "idempotency_error", "Keys for idempotent requests can only be used with the same parameters they were first used with.")
-            return httpx.Response(answer.status_code, content=answer.content, headers={**answer.headers, "Idempotent-Replayed": "true"})
+                return _error(
+                    400,
+                    "idempotency_error",
+                    "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+                )
+            return httpx.Response(
+                answer.status_code, content=answer.content, headers={**answer.headers, "Idempotent-Replayed": "true"}
+            )
         answer = self._effect(invoice_id, verb, parse_qs(params))
         if key:
             self.keys[key] = (params, answer)
@@ -200,8 +233,13 @@ class FakeStripe:
         if verb == "pay":
             if invoice["status"] != "open":
                 return _error(400, "invalid_request_error", "Invoice is already paid", code="invoice_not_open")
-            invoice.update(status="paid", paid=True, paid_out_of_band=form.get("paid_out_of_band") == ["true"],
-                           amount_paid=invoice["amount_due"], amount_remaining=0)
+            invoice.update(
+                status="paid",
+                paid=True,
+                paid_out_of_band=form.get("paid_out_of_band") == ["true"],
+                amount_paid=invoice["amount_due"],
+                amount_remaining=0,
+            )
         elif verb == "void":
             invoice.update(status="void", amount_remaining=0)
         elif verb != "send":

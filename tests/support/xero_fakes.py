@@ -19,8 +19,8 @@ from urllib.parse import parse_qs
 import httpx
 import respx
 
-from connector.mappings.transforms import parse_dotnet_date, parse_iso_datetime
 from connector.http import dumps_exact
+from connector.mappings.transforms import parse_dotnet_date, parse_iso_datetime
 
 API = "https://api.xero.com/api.xro/2.0"
 TOKEN_URL = "https://identity.xero.com/connect/token"
@@ -94,7 +94,9 @@ class FakeXero:
             if injected is not None:
                 return injected
             if request.headers.get("Authorization", "").removeprefix("Bearer ") not in self.valid_access:
-                return json_response(401, {"Title": "Unauthorized", "Status": 401, "Detail": "AuthenticationUnsuccessful"})
+                return json_response(
+                    401, {"Title": "Unauthorized", "Status": 401, "Detail": "AuthenticationUnsuccessful"}
+                )
             if request.headers.get("xero-tenant-id") != TENANT:
                 return json_response(403, {"Title": "Forbidden", "Status": 403, "Detail": "AuthorizationUnsuccessful"})
             return handler(request, **kwargs)
@@ -118,7 +120,13 @@ class FakeXero:
         self.valid_access.add(access)
         return json_response(
             200,
-            {"access_token": access, "refresh_token": refresh, "expires_in": 1800, "token_type": "Bearer", "scope": "accounting.transactions"},
+            {
+                "access_token": access,
+                "refresh_token": refresh,
+                "expires_in": 1800,
+                "token_type": "Bearer",
+                "scope": "accounting.transactions",
+            },
         )
 
     # -- reads ---------------------------------------------------------------------------
@@ -145,7 +153,12 @@ class FakeXero:
             "Status": "OK",
             "ProviderName": "AR Connector",
             "DateTimeUTC": "/Date(1770379300000)/",
-            "pagination": {"page": page, "pageSize": size, "pageCount": -(-len(items) // size), "itemCount": len(items)},
+            "pagination": {
+                "page": page,
+                "pageSize": size,
+                "pageCount": -(-len(items) // size),
+                "itemCount": len(items),
+            },
             key: chunk,
         }
         return json_response(200, body)
@@ -174,7 +187,11 @@ class FakeXero:
             made["PaymentID"] = f"e59c07cd-fed1-4a3d-9bcb-{len(self.payments_made):012d}"
             made["Amount"] = payment["Amount"]
             made["Reference"] = payment.get("Reference", "")
-            made["Invoice"] = {**made["Invoice"], "InvoiceID": invoice["InvoiceID"], "CurrencyCode": invoice["CurrencyCode"]}
+            made["Invoice"] = {
+                **made["Invoice"],
+                "InvoiceID": invoice["InvoiceID"],
+                "CurrencyCode": invoice["CurrencyCode"],
+            }
         response = json_response(200, answer)
         if key:
             self.replays[key] = response

@@ -6,8 +6,8 @@ from __future__ import annotations
 import copy
 from datetime import date
 
-
 from connector.demo import DEMO_CREDENTIALS
+from connector.providers.hubspot import HubSpotProvider, HubSpotSettings
 from connector.sandbox.generator import generate
 from connector.testing import (
     ActionCase,
@@ -16,7 +16,6 @@ from connector.testing import (
     provider_test_class,
     sandbox_api,
 )
-from connector.providers.hubspot import HubSpotProvider, HubSpotSettings
 
 BASE = "http://sandbox.kit/hubspot"
 DATA = {**generate(3, "small", today=date(2026, 3, 2)).data, "credentials": DEMO_CREDENTIALS}
@@ -69,8 +68,11 @@ _Kit = provider_test_class(
     ],
     voids=[RecordCase("deals", deal("USD", "10.00", archived=True), "deleted")],
     actions=[
-        ActionCase("update_properties", {"object_type": "deal", "remote_id": DEAL["id"]},
-                   {"properties": {"amount_outstanding": "10.00"}}),
+        ActionCase(
+            "update_properties",
+            {"object_type": "deal", "remote_id": DEAL["id"]},
+            {"properties": {"amount_outstanding": "10.00"}},
+        ),
         ActionCase("create_note", None, {"body": "Reminder sent", "company_id": COMPANY}),
         ActionCase("create_task", None, {"subject": "Call about INV-0001", "company_id": COMPANY}),
     ],

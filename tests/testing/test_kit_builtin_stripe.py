@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 from connector.demo import DEMO_CREDENTIALS
+from connector.providers.stripe import StripeProvider, StripeSettings
 from connector.sandbox.generator import generate
 from connector.testing import (
     ActionCase,
@@ -16,7 +17,6 @@ from connector.testing import (
     provider_test_class,
     sandbox_api,
 )
-from connector.providers.stripe import StripeProvider, StripeSettings
 
 DATA = {**generate(3, "small", today=date(2026, 3, 2)).data, "credentials": DEMO_CREDENTIALS}
 # The generated book has no Stripe credit notes: add the recorded ones.
@@ -42,9 +42,19 @@ more(DATA["stripe"]["credit_notes"], PAGE_SIZE + 2, "cn")
 
 def invoice(currency: str, minor: int, status: str = "open") -> dict:
     raw = copy.deepcopy(OPEN[0])
-    raw.update(currency=currency, status=status, subtotal=minor, total=minor, amount_due=minor, amount_remaining=minor,
-               amount_paid=0, subtotal_excluding_tax=minor, total_excluding_tax=minor, tax=0,
-               lines={"object": "list", "data": [], "has_more": False, "url": "/v1/invoices/x/lines"})
+    raw.update(
+        currency=currency,
+        status=status,
+        subtotal=minor,
+        total=minor,
+        amount_due=minor,
+        amount_remaining=minor,
+        amount_paid=0,
+        subtotal_excluding_tax=minor,
+        total_excluding_tax=minor,
+        tax=0,
+        lines={"object": "list", "data": [], "has_more": False, "url": "/v1/invoices/x/lines"},
+    )
     return raw
 
 
@@ -54,8 +64,12 @@ def target(raw: dict) -> dict:
 
 TestStripeKit = provider_test_class(
     StripeProvider,
-    settings=StripeSettings(base_url="http://sandbox.kit/stripe", api_key=DEMO_CREDENTIALS["stripe"][0],
-                            page_size=PAGE_SIZE, full_pull_windows=1),
+    settings=StripeSettings(
+        base_url="http://sandbox.kit/stripe",
+        api_key=DEMO_CREDENTIALS["stripe"][0],
+        page_size=PAGE_SIZE,
+        full_pull_windows=1,
+    ),
     router=sandbox_api(DATA),
     money=[
         MoneyCase("invoices", invoice("jpy", 15000), "total", "15000", "JPY"),

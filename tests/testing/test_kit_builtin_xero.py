@@ -6,6 +6,7 @@ import copy
 from datetime import date
 
 from connector.demo import DEMO_CREDENTIALS
+from connector.providers.xero import XeroProvider, XeroSettings
 from connector.sandbox.generator import generate
 from connector.testing import (
     ActionCase,
@@ -14,7 +15,6 @@ from connector.testing import (
     provider_test_class,
     sandbox_api,
 )
-from connector.providers.xero import XeroProvider, XeroSettings
 
 BASE = "http://sandbox.kit/xero"
 DATA = {**generate(3, "small", today=date(2026, 3, 2)).data, "credentials": DEMO_CREDENTIALS}
@@ -42,8 +42,11 @@ def more_credit_notes(total: int) -> None:
     notes = XERO["CreditNotes"]
     for n in range(len(notes), total):
         extra = copy.deepcopy(notes[n % 2])
-        extra.update(CreditNoteID=f"00000000-0000-4000-8000-{n:012d}", CreditNoteNumber=f"CN-KIT-{n:04d}",
-                     UpdatedDateUTC=f"/Date({_ms(notes[0]) + 86_400_000 * n}+0000)/")
+        extra.update(
+            CreditNoteID=f"00000000-0000-4000-8000-{n:012d}",
+            CreditNoteNumber=f"CN-KIT-{n:04d}",
+            UpdatedDateUTC=f"/Date({_ms(notes[0]) + 86_400_000 * n}+0000)/",
+        )
         notes.append(extra)
 
 
@@ -56,8 +59,18 @@ OPEN = next(i for i in XERO["Invoices"] if i["Status"] == "AUTHORISED" and i["Cu
 def invoice(currency: str, amount: str, status: str = "AUTHORISED") -> dict:
     raw = copy.deepcopy(OPEN)
     line = {**raw["LineItems"][0], "Quantity": "1", "UnitAmount": amount, "LineAmount": amount, "TaxAmount": "0"}
-    raw.update(CurrencyCode=currency, LineItems=[line], SubTotal=amount, TotalTax="0", Total=amount,
-               AmountDue=amount, AmountPaid="0", AmountCredited="0", Payments=[], Status=status)
+    raw.update(
+        CurrencyCode=currency,
+        LineItems=[line],
+        SubTotal=amount,
+        TotalTax="0",
+        Total=amount,
+        AmountDue=amount,
+        AmountPaid="0",
+        AmountCredited="0",
+        Payments=[],
+        Status=status,
+    )
     return raw
 
 
@@ -86,10 +99,16 @@ TestXeroKit = provider_test_class(
         RecordCase("invoices", invoice("USD", "10.00", "DELETED"), "void"),
     ],
     actions=[
-        ActionCase("record_payment", {"object_type": "invoice", "remote_id": OPEN["InvoiceID"]},
-                   {"amount": "10.00", "currency": "USD", "date": "2026-03-01", "reference": "kit"}),
+        ActionCase(
+            "record_payment",
+            {"object_type": "invoice", "remote_id": OPEN["InvoiceID"]},
+            {"amount": "10.00", "currency": "USD", "date": "2026-03-01", "reference": "kit"},
+        ),
         ActionCase("send_invoice", {"object_type": "invoice", "remote_id": OPEN["InvoiceID"]}, {}),
-        ActionCase("record_fee", {"object_type": "payment", "remote_id": "ch_kit"},
-                   {"amount": "0.59", "currency": "USD", "date": "2026-03-01", "reference": "ch_kit"}),
+        ActionCase(
+            "record_fee",
+            {"object_type": "payment", "remote_id": "ch_kit"},
+            {"amount": "0.59", "currency": "USD", "date": "2026-03-01", "reference": "ch_kit"},
+        ),
     ],
 )

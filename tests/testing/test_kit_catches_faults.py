@@ -23,10 +23,10 @@ import httpx
 import pytest
 
 from connector.http import OAuthTokenManager
+from connector.providers.base import Page
 from connector.sandbox.generator import generate
 from connector.sandbox.quickbooks_api import quickbooks_book
 from connector.testing import ActionCase, MoneyCase, RecordCase, provider_test_class, sandbox_api
-from connector.providers.base import Page
 
 pytest.importorskip("connector_quickbooks")  # the plugin: pip install -e plugins/quickbooks
 from connector_quickbooks import QuickBooksProvider, QuickBooksSettings, incremental  # noqa: E402
@@ -42,7 +42,11 @@ def _book() -> dict[str, Any]:
     """A small company (a few pages per stream), with update times shared by three records
     at a time so that ties straddle page boundaries of 2."""
     book = quickbooks_book(generate(3, "small", today=date(2026, 3, 2)).data["xero"])
-    open_usd = next(i for i in book["Invoice"] if i["Balance"] == i["TotalAmt"] and i["TotalAmt"] > 0 and i["CurrencyRef"]["value"] == "USD")
+    open_usd = next(
+        i
+        for i in book["Invoice"]
+        if i["Balance"] == i["TotalAmt"] and i["TotalAmt"] > 0 and i["CurrencyRef"]["value"] == "USD"
+    )
     for entity, keep in (("Customer", 7), ("Invoice", 8), ("Payment", 7), ("CreditMemo", 2)):
         book[entity] = sorted(book[entity], key=lambda r: datetime.fromisoformat(_stamp(r)))[-keep:]
     book["Invoice"] += [open_usd] if open_usd not in book["Invoice"] else []
@@ -50,7 +54,9 @@ def _book() -> dict[str, Any]:
     for n in range(len(memos), 5):
         extra = copy.deepcopy(memos[n % 2])
         moment = (datetime.fromisoformat(_stamp(memos[0])) + timedelta(days=n)).isoformat()
-        extra.update(Id=str(9000 + n), DocNumber=f"CN-KIT-{n}", MetaData={"CreateTime": moment, "LastUpdatedTime": moment})
+        extra.update(
+            Id=str(9000 + n), DocNumber=f"CN-KIT-{n}", MetaData={"CreateTime": moment, "LastUpdatedTime": moment}
+        )
         memos.append(extra)
     for entity in ("Customer", "Invoice", "Payment", "CreditMemo"):
         ordered = sorted(book[entity], key=lambda r: datetime.fromisoformat(_stamp(r)))
@@ -64,34 +70,58 @@ def _stamp(raw: dict[str, Any]) -> str:
 
 
 BOOK = _book()
-OPEN = next(i for i in reversed(BOOK["Invoice"]) if i["Balance"] == i["TotalAmt"] and i["TotalAmt"] > 0 and i["CurrencyRef"]["value"] == "USD")
+OPEN = next(
+    i
+    for i in reversed(BOOK["Invoice"])
+    if i["Balance"] == i["TotalAmt"] and i["TotalAmt"] > 0 and i["CurrencyRef"]["value"] == "USD"
+)
 SETTINGS = QuickBooksSettings(
-    base_url=BASE, token_url=f"{BASE}/oauth/token", realm_id="4620816365257778210", client_id="kit-client",
-    client_secret="kit-client-secret", refresh_token="kit-refresh-token", page_size=PAGE_SIZE, home_currency="USD",
+    base_url=BASE,
+    token_url=f"{BASE}/oauth/token",
+    realm_id="4620816365257778210",
+    client_id="kit-client",
+    client_secret="kit-client-secret",
+    refresh_token="kit-refresh-token",
+    page_size=PAGE_SIZE,
+    home_currency="USD",
 )
 
 
 def invoice(currency: str, amount: str, voided: bool = False) -> dict[str, Any]:
     raw = copy.deepcopy(OPEN)
-    raw.update(CurrencyRef={"value": currency}, Line=[], TxnTaxDetail={"TotalTax": "0"}, TotalAmt=amount, Balance=amount)
+    raw.update(
+        CurrencyRef={"value": currency}, Line=[], TxnTaxDetail={"TotalTax": "0"}, TotalAmt=amount, Balance=amount
+    )
     if voided:
         raw.update(TotalAmt="0", Balance="0", PrivateNote="Voided")
     return raw
 
 
-MONEY = [MoneyCase("invoices", invoice("JPY", "15000"), "total", "15000", "JPY"),
-         MoneyCase("invoices", invoice("KWD", "12.345"), "total", "12.345", "KWD")]
+MONEY = [
+    MoneyCase("invoices", invoice("JPY", "15000"), "total", "15000", "JPY"),
+    MoneyCase("invoices", invoice("KWD", "12.345"), "total", "12.345", "KWD"),
+]
 VOIDS = [RecordCase("invoices", invoice("USD", "10.00", voided=True), "void")]
 ACTIONS = [
-    ActionCase("record_payment", {"object_type": "invoice", "remote_id": OPEN["Id"]},
-               {"amount": "10.00", "currency": "USD", "date": "2026-03-01", "reference": "kit"}),
+    ActionCase(
+        "record_payment",
+        {"object_type": "invoice", "remote_id": OPEN["Id"]},
+        {"amount": "10.00", "currency": "USD", "date": "2026-03-01", "reference": "kit"},
+    ),
     ActionCase("send_invoice", {"object_type": "invoice", "remote_id": OPEN["Id"]}, {}),
 ]
 
 
 def kit_class(provider: type[QuickBooksProvider], **options: Any) -> type:
-    return provider_test_class(provider, settings=SETTINGS, router=sandbox_api({"quickbooks": BOOK}),
-                               money=MONEY, voids=VOIDS, actions=ACTIONS, **options)
+    return provider_test_class(
+        provider,
+        settings=SETTINGS,
+        router=sandbox_api({"quickbooks": BOOK}),
+        money=MONEY,
+        voids=VOIDS,
+        actions=ACTIONS,
+        **options,
+    )
 
 
 def outcome(test_class: type, check: str, **params: Any) -> tuple[str, str]:
@@ -114,7 +144,9 @@ class NoLoopDetection(QuickBooksProvider):
     def _query_pages(self, stream: str, entity: str, since: datetime | None) -> Iterator[Any]:
         start = 1
         while True:
-            body = self._get("/query", {"query": f"SELECT * FROM {entity} STARTPOSITION {start} MAXRESULTS {PAGE_SIZE}"})
+            body = self._get(
+                "/query", {"query": f"SELECT * FROM {entity} STARTPOSITION {start} MAXRESULTS {PAGE_SIZE}"}
+            )
             raws = (body.get("QueryResponse") or {}).get(entity) or []
             yield Page(stream, raws, cursor=None)
             if len(raws) < PAGE_SIZE:
@@ -191,24 +223,69 @@ class GapAtTheCursor(QuickBooksProvider):
 
 
 FAULTS = [
-    pytest.param(NoLoopDetection, "test_a_repeated_cursor_is_caught", {"stream": "invoices"},
-                 "was answered the same page again and again and did not raise PaginationLoopError", id="no-loop-detection"),
-    pytest.param(TwoRefreshesOnA401, "test_a_401_triggers_one_token_refresh", {},
-                 "a 401 should cost exactly one token refresh, it cost 2", id="two-refreshes-on-a-401"),
-    pytest.param(ForgetsTheTokenStore, "test_a_rotated_refresh_token_is_saved_before_it_is_used", {},
-                 "the rotated refresh token was never saved through the TokenStore", id="token-store-not-saved"),
-    pytest.param(RandomIdempotencyKey, "test_each_action_sent_twice_has_one_effect", {"action": "record_payment"},
-                 "does not carry the action's idempotency key", id="random-idempotency-key"),
-    pytest.param(SecretInRepr, "test_secrets_are_redacted_in_repr_and_logs", {},
-                 "a secret setting appears in repr or a log line: '<QuickBooks kit-client:", id="secret-in-repr"),
-    pytest.param(SecretInLogs, "test_secrets_are_redacted_in_repr_and_logs", {},
-                 "a secret setting appears in repr or a log line: 'GET /", id="secret-in-logs"),
-    pytest.param(PageYieldedTwice, "test_the_cursor_advances_and_resuming_skips_nothing", {"stream": "invoices"},
-                 "one read of invoices yielded the same record twice", id="page-yielded-twice"),
-    pytest.param(UndeclaredStream, "test_declared_capabilities_match_implemented_methods", {},
-                 "UndeclaredStream implements read_estimates but does not declare the stream or action", id="undeclared-read"),
-    pytest.param(GapAtTheCursor, "test_records_at_the_cursors_moment_survive_a_resume", {"stream": "invoices"},
-                 "changed at the cursor's moment", id="one-second-gap-at-the-cursor"),
+    pytest.param(
+        NoLoopDetection,
+        "test_a_repeated_cursor_is_caught",
+        {"stream": "invoices"},
+        "was answered the same page again and again and did not raise PaginationLoopError",
+        id="no-loop-detection",
+    ),
+    pytest.param(
+        TwoRefreshesOnA401,
+        "test_a_401_triggers_one_token_refresh",
+        {},
+        "a 401 should cost exactly one token refresh, it cost 2",
+        id="two-refreshes-on-a-401",
+    ),
+    pytest.param(
+        ForgetsTheTokenStore,
+        "test_a_rotated_refresh_token_is_saved_before_it_is_used",
+        {},
+        "the rotated refresh token was never saved through the TokenStore",
+        id="token-store-not-saved",
+    ),
+    pytest.param(
+        RandomIdempotencyKey,
+        "test_each_action_sent_twice_has_one_effect",
+        {"action": "record_payment"},
+        "does not carry the action's idempotency key",
+        id="random-idempotency-key",
+    ),
+    pytest.param(
+        SecretInRepr,
+        "test_secrets_are_redacted_in_repr_and_logs",
+        {},
+        "a secret setting appears in repr or a log line: '<QuickBooks kit-client:",
+        id="secret-in-repr",
+    ),
+    pytest.param(
+        SecretInLogs,
+        "test_secrets_are_redacted_in_repr_and_logs",
+        {},
+        "a secret setting appears in repr or a log line: 'GET /",
+        id="secret-in-logs",
+    ),
+    pytest.param(
+        PageYieldedTwice,
+        "test_the_cursor_advances_and_resuming_skips_nothing",
+        {"stream": "invoices"},
+        "one read of invoices yielded the same record twice",
+        id="page-yielded-twice",
+    ),
+    pytest.param(
+        UndeclaredStream,
+        "test_declared_capabilities_match_implemented_methods",
+        {},
+        "UndeclaredStream implements read_estimates but does not declare the stream or action",
+        id="undeclared-read",
+    ),
+    pytest.param(
+        GapAtTheCursor,
+        "test_records_at_the_cursors_moment_survive_a_resume",
+        {"stream": "invoices"},
+        "changed at the cursor's moment",
+        id="one-second-gap-at-the-cursor",
+    ),
 ]
 
 
@@ -241,15 +318,20 @@ def test_the_working_provider_passes_the_same_checks(check, params):
 
 
 def test_a_gap_at_the_cursor_also_fails_the_resume_check():
-    state, text = outcome(kit_class(GapAtTheCursor), "test_the_cursor_advances_and_resuming_skips_nothing", stream="payments")
+    state, text = outcome(
+        kit_class(GapAtTheCursor), "test_the_cursor_advances_and_resuming_skips_nothing", stream="payments"
+    )
     assert state == "failed" and "skipped" in text and "must be read again, not lost" in text, text
 
 
 def test_a_stream_of_one_page_is_skipped_with_the_reason_not_passed():
     one_page = SETTINGS.model_copy(update={"page_size": 50})
     test_class = provider_test_class(QuickBooksProvider, settings=one_page, router=sandbox_api({"quickbooks": BOOK}))
-    for check in ("test_the_cursor_advances_and_resuming_skips_nothing", "test_records_at_the_cursors_moment_survive_a_resume",
-                  "test_a_repeated_cursor_is_caught"):
+    for check in (
+        "test_the_cursor_advances_and_resuming_skips_nothing",
+        "test_records_at_the_cursors_moment_survive_a_resume",
+        "test_a_repeated_cursor_is_caught",
+    ):
         state, text = outcome(test_class, check, stream="invoices")
         assert state == "skipped", (check, state, text)
         assert "page_size" in text or "page size" in text, text
@@ -260,7 +342,9 @@ def test_no_record_at_the_cursors_moment_is_a_skip_that_says_how_to_record_one()
     for n, raw in enumerate(sorted(distinct["Invoice"], key=lambda r: r["Id"])):
         moment = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=n)
         raw["MetaData"] = {**raw["MetaData"], "LastUpdatedTime": moment.isoformat()}
-    test_class = provider_test_class(QuickBooksProvider, settings=SETTINGS, router=sandbox_api({"quickbooks": distinct}))
+    test_class = provider_test_class(
+        QuickBooksProvider, settings=SETTINGS, router=sandbox_api({"quickbooks": distinct})
+    )
     state, text = outcome(test_class, "test_records_at_the_cursors_moment_survive_a_resume", stream="invoices")
     assert state == "skipped", text
     assert "two records changed in the same second fall on either side of a page boundary" in text
@@ -313,9 +397,14 @@ def record_fixtures(directory: Path) -> int:
     Recorder.exchanges = []
     clock = {"clock": lambda: RECORDED_AT}
     recording = provider_test_class(
-        QuickBooksProvider, settings=SETTINGS, token_endpoint="kit", provider_kwargs=clock,
+        QuickBooksProvider,
+        settings=SETTINGS,
+        token_endpoint="kit",
+        provider_kwargs=clock,
         router=lambda: Recorder(sandbox_api({"quickbooks": BOOK}, clock=lambda: RECORDED_AT)()),
-        money=MONEY, voids=VOIDS, actions=ACTIONS,
+        money=MONEY,
+        voids=VOIDS,
+        actions=ACTIONS,
     )
     for check, params in _checks(recording):
         assert outcome(recording, check, **params)[0] in ("passed", "skipped"), check
@@ -331,18 +420,43 @@ def record_fixtures(directory: Path) -> int:
         seen.add(key)
         name = f"answers/{len(seen):04d}.json"
         (directory / name).write_bytes(response.content)
-        lines += ["[[routes]]", f"method = {_toml(request.method)}", f"path = {_toml(path)}",
-                  f"params = {_toml(params)}", f"status = {response.status_code}", f"response = {_toml(name)}", ""]
+        lines += [
+            "[[routes]]",
+            f"method = {_toml(request.method)}",
+            f"path = {_toml(path)}",
+            f"params = {_toml(params)}",
+            f"status = {response.status_code}",
+            f"response = {_toml(name)}",
+            "",
+        ]
     (directory / "cases").mkdir()
     for n, case in enumerate(MONEY):
         (directory / f"cases/money{n}.json").write_text(json.dumps(case.record, default=str))
-        lines += ["[[money]]", f'stream = "{case.stream}"', f'record = "cases/money{n}.json"', f'field = "{case.field}"',
-                  f'amount = "{case.amount}"', f'currency = "{case.currency}"', ""]
+        lines += [
+            "[[money]]",
+            f'stream = "{case.stream}"',
+            f'record = "cases/money{n}.json"',
+            f'field = "{case.field}"',
+            f'amount = "{case.amount}"',
+            f'currency = "{case.currency}"',
+            "",
+        ]
     for n, void in enumerate(VOIDS):
         (directory / f"cases/void{n}.json").write_text(json.dumps(void.record, default=str))
-        lines += ["[[void]]", f'stream = "{void.stream}"', f'record = "cases/void{n}.json"', f'expect = "{void.expect}"', ""]
+        lines += [
+            "[[void]]",
+            f'stream = "{void.stream}"',
+            f'record = "cases/void{n}.json"',
+            f'expect = "{void.expect}"',
+            "",
+        ]
     for action in ACTIONS:
-        lines += [f"[actions.{action.kind}]", f"target = {_toml(action.target)}", f"payload = {_toml(action.payload)}", ""]
+        lines += [
+            f"[actions.{action.kind}]",
+            f"target = {_toml(action.target)}",
+            f"payload = {_toml(action.payload)}",
+            "",
+        ]
     lines += ["[kit]", 'token_endpoint = "kit"', "max_requests = 300", ""]
     (directory / "kit.toml").write_text("\n".join(lines), encoding="utf-8")
     return len(seen)
@@ -356,8 +470,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_recorded_fixtures_pass_every_check_with_the_clock_pinned(recorded):
-    replay = provider_test_class(QuickBooksProvider, settings=SETTINGS, fixtures=recorded,
-                                 provider_kwargs={"clock": lambda: RECORDED_AT})
+    replay = provider_test_class(
+        QuickBooksProvider, settings=SETTINGS, fixtures=recorded, provider_kwargs={"clock": lambda: RECORDED_AT}
+    )
     assert len(replay.kit.config.routes) > 20 and replay.kit.config.money and replay.kit.config.actions
     results = {(check, tuple(params.values())): outcome(replay, check, **params) for check, params in _checks(replay)}
     failed = {k: v for k, v in results.items() if v[0] != "passed"}

@@ -18,7 +18,9 @@ def run(*args, cwd=None, site=None, timeout=300):
     if site is not None:
         env["PYTHONPATH"] = str(site)
     env.pop("PYTEST_ADDOPTS", None)
-    return subprocess.run([sys.executable, *args], check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args], check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize("kind", ["ledger", "crm", "gateway"])
@@ -59,8 +61,18 @@ def test_a_scaffolded_plugin_installs_is_listed_and_its_conformance_tests_fail_n
     made = run("-m", "connector", "plugin", "new", "acme_books", "--kind", "ledger", "--dir", str(package))
     assert made.returncode == 0, made.stderr
     site = tmp_path / "site"
-    installed = run("-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--target", str(site), str(package))
+    installed = run(
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--target",
+        str(site),
+        str(package),
+    )
     assert installed.returncode == 0, installed.stderr
 
     listed = run("-m", "connector", "providers", "list", "--json", site=site)
@@ -69,7 +81,8 @@ def test_a_scaffolded_plugin_installs_is_listed_and_its_conformance_tests_fail_n
     assert rows["acme_books"]["status"] == "ok"
     assert rows["acme_books"]["kind"] == "ledger"
     assert rows["acme_books"]["capabilities"] == {
-        "streams": ["customers", "invoices", "payments"], "actions": ["record_payment", "send_invoice"],
+        "streams": ["customers", "invoices", "payments"],
+        "actions": ["record_payment", "send_invoice"],
     }
 
     tests = run("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/", cwd=package, site=site)

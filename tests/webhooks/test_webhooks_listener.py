@@ -61,9 +61,15 @@ def listening(service, public_url=None) -> Listener:
 
 
 def xero_invoice_update(invoice_id: str) -> bytes:
-    event = {"resourceUrl": f"https://api.xero.com/api.xro/2.0/Invoices/{invoice_id}", "resourceId": invoice_id,
-             "eventDateUtc": "2024-06-21T02:00:00.123", "eventType": "UPDATE", "eventCategory": "INVOICE",
-             "tenantId": "c2cc9b6e-9458-4c7d-93cc-f02b81b0594f", "tenantType": "ORGANISATION"}
+    event = {
+        "resourceUrl": f"https://api.xero.com/api.xro/2.0/Invoices/{invoice_id}",
+        "resourceId": invoice_id,
+        "eventDateUtc": "2024-06-21T02:00:00.123",
+        "eventType": "UPDATE",
+        "eventCategory": "INVOICE",
+        "tenantId": "c2cc9b6e-9458-4c7d-93cc-f02b81b0594f",
+        "tenantType": "ORGANISATION",
+    }
     return json.dumps({"events": [event], "firstEventSequence": 1, "lastEventSequence": 1, "entropy": "X"}).encode()
 
 
@@ -88,15 +94,23 @@ def test_a_xero_invoice_update_pulls_the_ledgers_invoices_and_payments(service):
 
 
 def test_a_stripe_charge_refunded_pulls_the_refunds_and_the_charges(service):
-    event = {"id": "evt_refund_1", "object": "event", "type": "charge.refunded", "created": int(time.time()),
-             "data": {"object": {"id": "ch_1", "object": "charge", "amount_refunded": 500}}}
+    event = {
+        "id": "evt_refund_1",
+        "object": "event",
+        "type": "charge.refunded",
+        "created": int(time.time()),
+        "data": {"object": {"id": "ch_1", "object": "charge", "amount_refunded": 500}},
+    }
     body = json.dumps(event).encode()
     t = int(time.time())
     v1 = hmac.new(STRIPE_SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
     listener = listening(service)
     try:
-        answer = httpx.post(listener.address + "/webhooks/stripe", content=body,
-                            headers={"Stripe-Signature": f"t={t},v1={v1}", "Content-Type": "application/json"})
+        answer = httpx.post(
+            listener.address + "/webhooks/stripe",
+            content=body,
+            headers={"Stripe-Signature": f"t={t},v1={v1}", "Content-Type": "application/json"},
+        )
     finally:
         listener.close()
     assert answer.status_code == 200
@@ -107,15 +121,30 @@ def hubspot_headers(url: str, body: bytes) -> dict[str, str]:
     timestamp = str(int(time.time() * 1000))
     source = b"POST" + url.encode() + body + timestamp.encode()
     signature = base64.b64encode(hmac.new(HUBSPOT_SECRET.encode(), source, hashlib.sha256).digest()).decode()
-    return {"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": timestamp,
-            "Content-Type": "application/json"}
+    return {
+        "X-HubSpot-Signature-v3": signature,
+        "X-HubSpot-Request-Timestamp": timestamp,
+        "Content-Type": "application/json",
+    }
 
 
-HUBSPOT_DEAL_CHANGE = json.dumps([{
-    "eventId": 1, "subscriptionId": 12345, "portalId": 62515, "occurredAt": 1564113600000,
-    "subscriptionType": "deal.propertyChange", "attemptNumber": 0, "objectId": 9000001,
-    "propertyName": "dealstage", "propertyValue": "closedwon", "changeSource": "CRM", "appId": 54321,
-}]).encode()
+HUBSPOT_DEAL_CHANGE = json.dumps(
+    [
+        {
+            "eventId": 1,
+            "subscriptionId": 12345,
+            "portalId": 62515,
+            "occurredAt": 1564113600000,
+            "subscriptionType": "deal.propertyChange",
+            "attemptNumber": 0,
+            "objectId": 9000001,
+            "propertyName": "dealstage",
+            "propertyValue": "closedwon",
+            "changeSource": "CRM",
+            "appId": 54321,
+        }
+    ]
+).encode()
 
 
 @pytest.mark.parametrize(
@@ -131,11 +160,16 @@ def test_hubspot_events_verify_against_the_public_url_with_or_without_a_trailing
     # listener's /webhooks/hubspot; HubSpot signed the public URL it called.
     listener = listening(service, public_url)
     try:
-        answer = httpx.post(listener.address + "/webhooks/hubspot", content=HUBSPOT_DEAL_CHANGE,
-                            headers=hubspot_headers(called, HUBSPOT_DEAL_CHANGE))
+        answer = httpx.post(
+            listener.address + "/webhooks/hubspot",
+            content=HUBSPOT_DEAL_CHANGE,
+            headers=hubspot_headers(called, HUBSPOT_DEAL_CHANGE),
+        )
         signed_for_listener = httpx.post(
-            listener.address + "/webhooks/hubspot", content=HUBSPOT_DEAL_CHANGE,
-            headers=hubspot_headers(listener.address + "/webhooks/hubspot", HUBSPOT_DEAL_CHANGE))
+            listener.address + "/webhooks/hubspot",
+            content=HUBSPOT_DEAL_CHANGE,
+            headers=hubspot_headers(listener.address + "/webhooks/hubspot", HUBSPOT_DEAL_CHANGE),
+        )
     finally:
         listener.close()
     assert answer.status_code == 200

@@ -11,28 +11,61 @@ USD = lambda a: Money.of(a, "USD")  # noqa: E731
 
 
 def invoice(iid, total="100.00", paid="0"):
-    return Invoice(id=iid, number=f"INV-{iid}", currency="USD", subtotal=USD(total), tax=USD(0), total=USD(total),
-                   amount_paid=USD(paid), due_date=date(2026, 10, 1))
+    return Invoice(
+        id=iid,
+        number=f"INV-{iid}",
+        currency="USD",
+        subtotal=USD(total),
+        tax=USD(0),
+        total=USD(total),
+        amount_paid=USD(paid),
+        due_date=date(2026, 10, 1),
+    )
 
 
 def facts(*, fee_ledgers=frozenset({"ledger"}), hand_entered=False):
     invoices = {"i1": invoice("i1"), "i2": invoice("i2", "50.00")}
     payment = Payment(id="p1", amount=USD("150.00"), fee=USD("4.65"), received_at=datetime(2026, 11, 2, tzinfo=UTC))
     allocations = [
-        Allocation(id="a1", payment_id="p1", invoice_id="i1", amount=USD("100.00"), rule="remittance_number", confidence=Decimal("0.98")),
-        Allocation(id="a2", payment_id="p1", invoice_id="i2", amount=USD("50.00"), rule="remittance_number", confidence=Decimal("0.98")),
+        Allocation(
+            id="a1",
+            payment_id="p1",
+            invoice_id="i1",
+            amount=USD("100.00"),
+            rule="remittance_number",
+            confidence=Decimal("0.98"),
+        ),
+        Allocation(
+            id="a2",
+            payment_id="p1",
+            invoice_id="i2",
+            amount=USD("50.00"),
+            rule="remittance_number",
+            confidence=Decimal("0.98"),
+        ),
     ]
     by_invoice = {"i1": [allocations[0]], "i2": [allocations[1]]}
     ledger_payments = {}
     if hand_entered:
-        ledger_payments[("ledger", "x-i1")] = [SystemView("ledger", "ledger", "payment", "x-p9",
-                                                          {"amount": {"amount": "100.00", "currency": "USD"},
-                                                           "received_at": "2026-11-03T00:00:00+00:00"})]
+        ledger_payments[("ledger", "x-i1")] = [
+            SystemView(
+                "ledger",
+                "ledger",
+                "payment",
+                "x-p9",
+                {"amount": {"amount": "100.00", "currency": "USD"}, "received_at": "2026-11-03T00:00:00+00:00"},
+            )
+        ]
     return Facts(
         invoices=invoices,
         positions={i: invoice_position(inv, date(2026, 11, 22), by_invoice[i]) for i, inv in invoices.items()},
-        invoice_views={i: [SystemView("ledger", "ledger", "invoice", f"x-{i}", {"status": "open"}),
-                           SystemView("gateway", "gateway", "invoice", f"in_{i}", {"status": "open"})] for i in invoices},
+        invoice_views={
+            i: [
+                SystemView("ledger", "ledger", "invoice", f"x-{i}", {"status": "open"}),
+                SystemView("gateway", "gateway", "invoice", f"in_{i}", {"status": "open"}),
+            ]
+            for i in invoices
+        },
         payments={"p1": payment},
         payment_views={"p1": [SystemView("gateway", "gateway", "payment", "ch_1", {})]},
         allocations=allocations,
@@ -72,9 +105,16 @@ def void_facts(gateway_status="open", ledger_status="void"):
     return Facts(
         invoices={"i1": voided},
         positions={"i1": invoice_position(voided, date(2026, 11, 22))},
-        invoice_views={"i1": [SystemView("ledger", "ledger", "invoice", "x-i1", {"status": ledger_status}),
-                              SystemView("gateway", "gateway", "invoice", "in_i1", {"status": gateway_status})]},
-        payments={}, payment_views={}, allocations=[], ledger_payments_on={},
+        invoice_views={
+            "i1": [
+                SystemView("ledger", "ledger", "invoice", "x-i1", {"status": ledger_status}),
+                SystemView("gateway", "gateway", "invoice", "in_i1", {"status": gateway_status}),
+            ]
+        },
+        payments={},
+        payment_views={},
+        allocations=[],
+        ledger_payments_on={},
     )
 
 
@@ -106,9 +146,16 @@ def crm_facts(held=None, *, paid="0", reminded=None, object_type="deal"):
     return Facts(
         invoices={"i1": inv},
         positions={"i1": invoice_position(inv, date(2026, 11, 22))},
-        invoice_views={"i1": [SystemView("ledger", "ledger", "invoice", "x-i1", {"status": "open"}),
-                              SystemView("crm", "crm", object_type, "9001", data)]},
-        payments={}, payment_views={}, allocations=[], ledger_payments_on={},
+        invoice_views={
+            "i1": [
+                SystemView("ledger", "ledger", "invoice", "x-i1", {"status": "open"}),
+                SystemView("crm", "crm", object_type, "9001", data),
+            ]
+        },
+        payments={},
+        payment_views={},
+        allocations=[],
+        ledger_payments_on={},
         last_reminders={"i1": reminded} if reminded else {},
     )
 
@@ -116,19 +163,25 @@ def crm_facts(held=None, *, paid="0", reminded=None, object_type="deal"):
 def test_a_crm_record_never_written_gets_every_property_from_nothing():
     (planned,) = plan_crm_properties(crm_facts())
     assert planned.action.target.remote_id == "9001" and planned.action.kind == "update_properties"
-    assert planned.action.payload == {"properties": {"payment_status": "open", "amount_outstanding": "100.00",
-                                                     "days_overdue": "52"}}
-    assert planned.summary == ("INV-i1: crm deal 9001: payment status (none) -> open, "
-                               "outstanding (none) -> 100.00 USD, days overdue (none) -> 52")
+    assert planned.action.payload == {
+        "properties": {"payment_status": "open", "amount_outstanding": "100.00", "days_overdue": "52"}
+    }
+    assert planned.summary == (
+        "INV-i1: crm deal 9001: payment status (none) -> open, "
+        "outstanding (none) -> 100.00 USD, days overdue (none) -> 52"
+    )
 
 
 def test_only_what_the_crm_does_not_hold_is_sent_each_shown_from_and_to():
     held = {"crm_payment_status": "open", "crm_amount_outstanding": "100.00", "crm_days_overdue": "51"}
     (planned,) = plan_crm_properties(crm_facts(held, paid="40.00"))
-    assert planned.action.payload == {"properties": {"payment_status": "partially_paid", "amount_outstanding": "60.00",
-                                                     "days_overdue": "52"}}
-    assert planned.summary == ("INV-i1: crm deal 9001: payment status open -> partially_paid, "
-                               "outstanding 100.00 -> 60.00 USD, days overdue 51 -> 52")
+    assert planned.action.payload == {
+        "properties": {"payment_status": "partially_paid", "amount_outstanding": "60.00", "days_overdue": "52"}
+    }
+    assert planned.summary == (
+        "INV-i1: crm deal 9001: payment status open -> partially_paid, "
+        "outstanding 100.00 -> 60.00 USD, days overdue 51 -> 52"
+    )
     # a day later only the days overdue changed: nothing else is sent again
     held = {"crm_payment_status": "open", "crm_amount_outstanding": "100.00", "crm_days_overdue": "51"}
     (planned,) = plan_crm_properties(crm_facts(held))
@@ -138,16 +191,28 @@ def test_only_what_the_crm_does_not_hold_is_sent_each_shown_from_and_to():
 
 def test_nothing_is_planned_when_the_crm_holds_every_value_already():
     # HubSpot answers numbers in its own spelling and a date property as a midnight timestamp
-    held = {"crm_payment_status": "open", "crm_amount_outstanding": "100", "crm_days_overdue": "52",
-            "crm_last_reminder": "1795132800000"}  # 2026-11-20T00:00:00Z
+    held = {
+        "crm_payment_status": "open",
+        "crm_amount_outstanding": "100",
+        "crm_days_overdue": "52",
+        "crm_last_reminder": "1795132800000",
+    }  # 2026-11-20T00:00:00Z
     assert plan_crm_properties(crm_facts(held, reminded=date(2026, 11, 20))) == []
-    assert plan_crm_properties(crm_facts(held | {"crm_last_reminder": "2026-11-20"}, reminded=date(2026, 11, 20),
-                                         object_type="invoice")) == []
+    assert (
+        plan_crm_properties(
+            crm_facts(held | {"crm_last_reminder": "2026-11-20"}, reminded=date(2026, 11, 20), object_type="invoice")
+        )
+        == []
+    )
 
 
 def test_the_last_reminder_date_is_written_when_a_later_reminder_went_out_and_never_cleared():
-    held = {"crm_payment_status": "open", "crm_amount_outstanding": "100.00", "crm_days_overdue": "52",
-            "crm_last_reminder": "2026-11-01"}
+    held = {
+        "crm_payment_status": "open",
+        "crm_amount_outstanding": "100.00",
+        "crm_days_overdue": "52",
+        "crm_last_reminder": "2026-11-01",
+    }
     (planned,) = plan_crm_properties(crm_facts(held, reminded=date(2026, 11, 20)))
     assert planned.action.payload == {"properties": {"last_reminder": "2026-11-20"}}
     assert planned.summary == "INV-i1: crm deal 9001: last reminder 2026-11-01 -> 2026-11-20"
@@ -160,18 +225,35 @@ def test_the_last_reminder_date_is_written_when_a_later_reminder_went_out_and_ne
 
 def test_an_invoice_counts_as_reminded_once_the_reminder_s_message_is_sent(tmp_path):
     from connector.model import Action
-    from connector.writeback.facts import last_reminders
     from connector.state import open_store, outbox
+    from connector.writeback.facts import last_reminders
 
     store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
     tag = {"dunning_step": 14, "dunning_customer": "c2", "dunning_as_of": "2026-11-20"}
     reminder = [  # (action, subject type, subject id, summary), as dunning queues them
-        (Action(connection="ledger", kind="send_invoice", target=Ref(system="ledger", object_type="invoice", remote_id="x-i3"),
-                payload={**tag, "dunning_role": "message", "dunning_invoices": {"i3": 14, "i4": 7}}), "customer", "c2", "email"),
-        (Action(connection="crm", kind="create_note", payload={**tag, "dunning_role": "note", "company_id": "5"}),
-         "customer", "c2", "note beside the email"),
-        (Action(connection="crm", kind="create_task", payload={**tag, "dunning_role": "late_fee", "invoice": "i3"}),
-         "invoice", "i3", "late fee task"),
+        (
+            Action(
+                connection="ledger",
+                kind="send_invoice",
+                target=Ref(system="ledger", object_type="invoice", remote_id="x-i3"),
+                payload={**tag, "dunning_role": "message", "dunning_invoices": {"i3": 14, "i4": 7}},
+            ),
+            "customer",
+            "c2",
+            "email",
+        ),
+        (
+            Action(connection="crm", kind="create_note", payload={**tag, "dunning_role": "note", "company_id": "5"}),
+            "customer",
+            "c2",
+            "note beside the email",
+        ),
+        (
+            Action(connection="crm", kind="create_task", payload={**tag, "dunning_role": "late_fee", "invoice": "i3"}),
+            "invoice",
+            "i3",
+            "late fee task",
+        ),
     ]
     # (reminders queued before they named their invoices are tagged by migration 0007:
     # tests/state/test_state_reminder_tags_migration.py)

@@ -27,6 +27,12 @@ def _amount(raw: dict[str, Any], key: str) -> Decimal:
     return Decimal(0) if value in (None, "") else to_decimal(value)
 
 
+def _object(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    """The object under `key`, empty when it is missing or not an object."""
+    value = raw.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def _whole(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError('needs the whole record (path ".")')
@@ -86,8 +92,7 @@ def _payment_status(value: Any, ctx: TransformContext) -> str:
 def _tax(value: Any, ctx: TransformContext) -> Money:
     """TxnTaxDetail.TotalTax, 0 when the transaction has no tax (or was voided)."""
     raw = _whole(value)
-    detail = raw.get("TxnTaxDetail") if isinstance(raw.get("TxnTaxDetail"), dict) else {}
-    tax = Money.of(_amount(detail, "TotalTax"), _currency(ctx))
+    tax = Money.of(_amount(_object(raw, "TxnTaxDetail"), "TotalTax"), _currency(ctx))
     return Money.zero(_currency(ctx)) if _is_void_like(raw) else tax
 
 
@@ -152,7 +157,7 @@ def _invoice_lines(value: Any, ctx: TransformContext) -> list[dict[str, Any]]:
     for line in raw.get("Line") or []:
         if not isinstance(line, dict) or line.get("DetailType") != SALES_LINE:
             continue
-        detail = line.get(SALES_LINE) if isinstance(line.get(SALES_LINE), dict) else {}
+        detail = _object(line, SALES_LINE)
         entry: dict[str, Any] = {
             "description": str(line.get("Description") or ""),
             "amount": Money.of(_amount(line, "Amount"), currency),
@@ -177,8 +182,7 @@ def _received_at(value: Any, ctx: TransformContext) -> datetime:
     day = raw.get("TxnDate")
     if isinstance(day, str) and day:
         return parse_iso_datetime(day[:10] + "T00:00:00Z")
-    meta = raw.get("MetaData") if isinstance(raw.get("MetaData"), dict) else {}
-    stamp = meta.get("LastUpdatedTime")
+    stamp = _object(raw, "MetaData").get("LastUpdatedTime")
     if not stamp:
         raise ValueError("neither TxnDate nor MetaData.LastUpdatedTime")
     return parse_iso_datetime(str(stamp))

@@ -69,9 +69,7 @@ def check_invoice(invoice: dict[str, Any], request: PaymentRequest) -> str:
     ident = invoice.get("Id", request.invoice_id)
     currency = (invoice.get("CurrencyRef") or {}).get("value")
     if currency and str(currency).upper() != request.amount.currency:
-        raise refuse(
-            f"invoice {ident} is in {currency}, the payment in {request.amount.currency}; no payment recorded"
-        )
+        raise refuse(f"invoice {ident} is in {currency}, the payment in {request.amount.currency}; no payment recorded")
     if is_voided(invoice):
         raise refuse(f"invoice {ident} is voided; no payment recorded")
     customer = (invoice.get("CustomerRef") or {}).get("value")

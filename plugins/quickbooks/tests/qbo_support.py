@@ -50,13 +50,18 @@ class Store:
 
 def provider(sleeps: list[float] | None = None, store: Store | None = None, **overrides: Any) -> QuickBooksProvider:
     retry = RetryPolicy(sleep=(sleeps.append if sleeps is not None else lambda s: None), jitter=0, clock=lambda: NOW)
-    return QuickBooksProvider(settings(**overrides), connection="ledger", token_store=store, retry=retry, clock=lambda: NOW)
+    return QuickBooksProvider(
+        settings(**overrides), connection="ledger", token_store=store, retry=retry, clock=lambda: NOW
+    )
 
 
 def answer(body: dict[str, Any], status: int = 200) -> httpx.Response:
     """A JSON answer with amounts as exact decimals (as QuickBooks writes them)."""
-    return httpx.Response(status, content=json.dumps(body, default=str).replace('"__D', "").replace('D__"', ""),
-                          headers={"Content-Type": "application/json", "intuit_tid": "1-abc"})
+    return httpx.Response(
+        status,
+        content=json.dumps(body, default=str).replace('"__D', "").replace('D__"', ""),
+        headers={"Content-Type": "application/json", "intuit_tid": "1-abc"},
+    )
 
 
 def D(text: str) -> Any:  # noqa: N802 - a JSON number written digit for digit
@@ -70,45 +75,118 @@ def query_body(entity: str, objects: list[dict[str, Any]], start: int = 1) -> di
 
 def customer(ident: str = "67", updated: str = "2015-07-23T10:58:12-07:00", **extra: Any) -> dict[str, Any]:
     obj = {
-        "domain": "QBO", "FamilyName": "King", "DisplayName": "King's Groceries",
-        "DefaultTaxCodeRef": {"value": "2"}, "PrimaryEmailAddr": {"Address": "jdrew@myemail.com"},
-        "PreferredDeliveryMethod": "Print", "GivenName": "James", "FullyQualifiedName": "King's Groceries",
-        "BillWithParent": False, "Job": False, "BalanceWithJobs": D("0"), "PrimaryPhone": {"FreeFormNumber": "(555) 555-5555"},
-        "Active": True, "MetaData": {"CreateTime": "2015-07-23T10:58:12-07:00", "LastUpdatedTime": updated},
-        "MiddleName": "B", "Notes": "Here are other details.", "Taxable": True, "Balance": D("0"), "SyncToken": "0",
-        "CompanyName": "King Groceries", "PrintOnCheckName": "King Groceries", "sparse": False, "Id": ident,
+        "domain": "QBO",
+        "FamilyName": "King",
+        "DisplayName": "King's Groceries",
+        "DefaultTaxCodeRef": {"value": "2"},
+        "PrimaryEmailAddr": {"Address": "jdrew@myemail.com"},
+        "PreferredDeliveryMethod": "Print",
+        "GivenName": "James",
+        "FullyQualifiedName": "King's Groceries",
+        "BillWithParent": False,
+        "Job": False,
+        "BalanceWithJobs": D("0"),
+        "PrimaryPhone": {"FreeFormNumber": "(555) 555-5555"},
+        "Active": True,
+        "MetaData": {"CreateTime": "2015-07-23T10:58:12-07:00", "LastUpdatedTime": updated},
+        "MiddleName": "B",
+        "Notes": "Here are other details.",
+        "Taxable": True,
+        "Balance": D("0"),
+        "SyncToken": "0",
+        "CompanyName": "King Groceries",
+        "PrintOnCheckName": "King Groceries",
+        "sparse": False,
+        "Id": ident,
         "CurrencyRef": {"value": "USD", "name": "United States Dollar"},
     }
     obj.update(extra)
     return obj
 
 
-def invoice(ident: str = "130", updated: str = "2014-09-19T13:16:17-07:00", *, balance: str = "362.07", **extra: Any) -> dict[str, Any]:
+def invoice(
+    ident: str = "130", updated: str = "2014-09-19T13:16:17-07:00", *, balance: str = "362.07", **extra: Any
+) -> dict[str, Any]:
     """Intuit's invoice example (Id 130, DocNumber 1037): 275.00 + 12.75 + 47.50 = 335.25, tax 26.82."""
     obj = {
-        "TxnDate": "2014-09-19", "domain": "QBO", "PrintStatus": "NeedToPrint", "SalesTermRef": {"value": "3"},
+        "TxnDate": "2014-09-19",
+        "domain": "QBO",
+        "PrintStatus": "NeedToPrint",
+        "SalesTermRef": {"value": "3"},
         "TotalAmt": D("362.07"),
         "Line": [
-            {"Description": "Rock Fountain", "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {
-                "TaxCodeRef": {"value": "TAX"}, "Qty": 1, "UnitPrice": 275, "ItemRef": {"name": "Rock Fountain", "value": "5"}},
-             "LineNum": 1, "Amount": D("275.0"), "Id": "1"},
-            {"Description": "Fountain Pump", "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {
-                "TaxCodeRef": {"value": "TAX"}, "Qty": 1, "UnitPrice": D("12.75"), "ItemRef": {"name": "Pump", "value": "11"}},
-             "LineNum": 2, "Amount": D("12.75"), "Id": "2"},
-            {"Description": "Concrete for fountain installation", "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {
-                "TaxCodeRef": {"value": "TAX"}, "Qty": 5, "UnitPrice": D("9.5"), "ItemRef": {"name": "Concrete", "value": "3"}},
-             "LineNum": 3, "Amount": D("47.5"), "Id": "3"},
+            {
+                "Description": "Rock Fountain",
+                "DetailType": "SalesItemLineDetail",
+                "SalesItemLineDetail": {
+                    "TaxCodeRef": {"value": "TAX"},
+                    "Qty": 1,
+                    "UnitPrice": 275,
+                    "ItemRef": {"name": "Rock Fountain", "value": "5"},
+                },
+                "LineNum": 1,
+                "Amount": D("275.0"),
+                "Id": "1",
+            },
+            {
+                "Description": "Fountain Pump",
+                "DetailType": "SalesItemLineDetail",
+                "SalesItemLineDetail": {
+                    "TaxCodeRef": {"value": "TAX"},
+                    "Qty": 1,
+                    "UnitPrice": D("12.75"),
+                    "ItemRef": {"name": "Pump", "value": "11"},
+                },
+                "LineNum": 2,
+                "Amount": D("12.75"),
+                "Id": "2",
+            },
+            {
+                "Description": "Concrete for fountain installation",
+                "DetailType": "SalesItemLineDetail",
+                "SalesItemLineDetail": {
+                    "TaxCodeRef": {"value": "TAX"},
+                    "Qty": 5,
+                    "UnitPrice": D("9.5"),
+                    "ItemRef": {"name": "Concrete", "value": "3"},
+                },
+                "LineNum": 3,
+                "Amount": D("47.5"),
+                "Id": "3",
+            },
             {"DetailType": "SubTotalLineDetail", "Amount": D("335.25"), "SubTotalLineDetail": {}},
         ],
-        "DueDate": "2014-10-19", "ApplyTaxAfterDiscount": False, "DocNumber": "1037", "sparse": False,
+        "DueDate": "2014-10-19",
+        "ApplyTaxAfterDiscount": False,
+        "DocNumber": "1037",
+        "sparse": False,
         "CustomerMemo": {"value": "Thank you for your business and have a great day!"},
-        "Deposit": D("0"), "Balance": D(balance), "CustomerRef": {"name": "Sonnenschein Family Store", "value": "24"},
-        "TxnTaxDetail": {"TxnTaxCodeRef": {"value": "2"}, "TotalTax": D("26.82"), "TaxLine": [
-            {"DetailType": "TaxLineDetail", "Amount": D("26.82"), "TaxLineDetail": {
-                "NetAmountTaxable": D("335.25"), "TaxPercent": 8, "TaxRateRef": {"value": "3"}, "PercentBased": True}}]},
-        "SyncToken": "0", "LinkedTxn": [], "BillEmail": {"Address": "Familiystore@intuit.com"},
-        "EmailStatus": "NotSet", "CurrencyRef": {"value": "USD", "name": "United States Dollar"},
-        "MetaData": {"CreateTime": "2014-09-19T13:16:17-07:00", "LastUpdatedTime": updated}, "Id": ident,
+        "Deposit": D("0"),
+        "Balance": D(balance),
+        "CustomerRef": {"name": "Sonnenschein Family Store", "value": "24"},
+        "TxnTaxDetail": {
+            "TxnTaxCodeRef": {"value": "2"},
+            "TotalTax": D("26.82"),
+            "TaxLine": [
+                {
+                    "DetailType": "TaxLineDetail",
+                    "Amount": D("26.82"),
+                    "TaxLineDetail": {
+                        "NetAmountTaxable": D("335.25"),
+                        "TaxPercent": 8,
+                        "TaxRateRef": {"value": "3"},
+                        "PercentBased": True,
+                    },
+                }
+            ],
+        },
+        "SyncToken": "0",
+        "LinkedTxn": [],
+        "BillEmail": {"Address": "Familiystore@intuit.com"},
+        "EmailStatus": "NotSet",
+        "CurrencyRef": {"value": "USD", "name": "United States Dollar"},
+        "MetaData": {"CreateTime": "2014-09-19T13:16:17-07:00", "LastUpdatedTime": updated},
+        "Id": ident,
     }
     obj.update(extra)
     return obj
@@ -117,10 +195,18 @@ def invoice(ident: str = "130", updated: str = "2014-09-19T13:16:17-07:00", *, b
 def payment(ident: str = "163", updated: str = "2015-01-16T15:08:12-08:00", **extra: Any) -> dict[str, Any]:
     """Intuit's payment example (Id 163): 65.00 received, 55.00 linked to invoice 70."""
     obj = {
-        "SyncToken": "0", "domain": "QBO", "DepositToAccountRef": {"value": "4"}, "UnappliedAmt": D("10.0"),
-        "TxnDate": "2015-01-16", "TotalAmt": D("65.0"), "ProcessPayment": False, "sparse": False,
+        "SyncToken": "0",
+        "domain": "QBO",
+        "DepositToAccountRef": {"value": "4"},
+        "UnappliedAmt": D("10.0"),
+        "TxnDate": "2015-01-16",
+        "TotalAmt": D("65.0"),
+        "ProcessPayment": False,
+        "sparse": False,
         "Line": [{"Amount": D("55.0"), "LineEx": {"any": []}, "LinkedTxn": [{"TxnId": "70", "TxnType": "Invoice"}]}],
-        "CustomerRef": {"name": "Red Rock Diner", "value": "20"}, "Id": ident, "PaymentRefNum": "1001",
+        "CustomerRef": {"name": "Red Rock Diner", "value": "20"},
+        "Id": ident,
+        "PaymentRefNum": "1001",
         "CurrencyRef": {"value": "USD", "name": "United States Dollar"},
         "MetaData": {"CreateTime": "2015-01-16T15:08:12-08:00", "LastUpdatedTime": updated},
     }
@@ -131,15 +217,37 @@ def payment(ident: str = "163", updated: str = "2015-01-16T15:08:12-08:00", **ex
 def credit_memo(ident: str = "73", updated: str = "2014-09-02T11:22:19-07:00", **extra: Any) -> dict[str, Any]:
     """Intuit's credit memo example (Id 73, DocNumber 1026): 50.00, all of it still to apply."""
     obj = {
-        "RemainingCredit": D("50"), "domain": "QBO", "sparse": False, "Id": ident, "SyncToken": "0",
+        "RemainingCredit": D("50"),
+        "domain": "QBO",
+        "sparse": False,
+        "Id": ident,
+        "SyncToken": "0",
         "MetaData": {"CreateTime": "2014-09-02T11:22:19-07:00", "LastUpdatedTime": updated},
-        "DocNumber": "1026", "TxnDate": "2014-09-02", "CurrencyRef": {"value": "USD", "name": "United States Dollar"},
-        "Line": [{"Id": "1", "LineNum": 1, "Description": "Pest Control Services", "Amount": D("50.0"),
-                  "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ItemRef": {"value": "10", "name": "Pest Control"},
-                                                                               "UnitPrice": 50, "Qty": 1, "TaxCodeRef": {"value": "NON"}}},
-                 {"Amount": D("50.0"), "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}}],
-        "TxnTaxDetail": {"TotalTax": 0}, "CustomerRef": {"value": "3", "name": "Cool Cars"},
-        "TotalAmt": D("50.0"), "Balance": D("50"), "PrintStatus": "NeedToPrint", "EmailStatus": "NotSet",
+        "DocNumber": "1026",
+        "TxnDate": "2014-09-02",
+        "CurrencyRef": {"value": "USD", "name": "United States Dollar"},
+        "Line": [
+            {
+                "Id": "1",
+                "LineNum": 1,
+                "Description": "Pest Control Services",
+                "Amount": D("50.0"),
+                "DetailType": "SalesItemLineDetail",
+                "SalesItemLineDetail": {
+                    "ItemRef": {"value": "10", "name": "Pest Control"},
+                    "UnitPrice": 50,
+                    "Qty": 1,
+                    "TaxCodeRef": {"value": "NON"},
+                },
+            },
+            {"Amount": D("50.0"), "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}},
+        ],
+        "TxnTaxDetail": {"TotalTax": 0},
+        "CustomerRef": {"value": "3", "name": "Cool Cars"},
+        "TotalAmt": D("50.0"),
+        "Balance": D("50"),
+        "PrintStatus": "NeedToPrint",
+        "EmailStatus": "NotSet",
     }
     obj.update(extra)
     return obj

@@ -53,8 +53,11 @@ def wrong_in_package(source: str, where: str) -> list[str]:
 
 def wrong_in_tests(source: str, where: str) -> list[str]:
     """Modules of the connector a test imports other than the two facades and the sandbox."""
-    return [f"{where}: {name}" for name in _imports(source, where)
-            if _is_connector(name) and name not in TEST_API and name.split(".")[:2] != SANDBOX.split(".")]
+    return [
+        f"{where}: {name}"
+        for name in _imports(source, where)
+        if _is_connector(name) and name not in TEST_API and name.split(".")[:2] != SANDBOX.split(".")
+    ]
 
 
 def test_the_plugin_imports_only_connector_plugin():
@@ -90,9 +93,11 @@ def test_an_internal_module_is_caught():
         "leaky.py: connector.plugin_extra",
         "leaky.py: connector",
     ]
-    test_module = throwaway + "from connector.plugin_testing import provider_test_class\n" \
-                              "from connector.sandbox.generator import generate\n" \
-                              "from connector.testing import sandbox_api\n"
+    test_module = (
+        throwaway + "from connector.plugin_testing import provider_test_class\n"
+        "from connector.sandbox.generator import generate\n"
+        "from connector.testing import sandbox_api\n"
+    )
     assert wrong_in_tests(test_module, "test_leaky.py") == [
         "test_leaky.py: connector.http",
         "test_leaky.py: connector.providers.base",
@@ -101,8 +106,9 @@ def test_an_internal_module_is_caught():
         "test_leaky.py: connector.testing",
     ]
     # the plugin's own code may not use the kit's facade or the sandbox
-    assert wrong_in_package("from connector.plugin_testing import load_mapping\nimport connector.sandbox\n",
-                            "p.py") == ["p.py: connector.plugin_testing", "p.py: connector.sandbox"]
+    assert wrong_in_package(
+        "from connector.plugin_testing import load_mapping\nimport connector.sandbox\n", "p.py"
+    ) == ["p.py: connector.plugin_testing", "p.py: connector.sandbox"]
 
 
 def test_the_mapping_names_only_this_package_for_transforms():

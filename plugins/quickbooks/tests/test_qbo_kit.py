@@ -24,7 +24,9 @@ def more_credit_memos(total: int) -> None:
     for n in range(len(memos), total):
         extra = copy.deepcopy(memos[n % 2])
         stamp = (first + timedelta(days=n)).isoformat()
-        extra.update(Id=str(9000 + n), DocNumber=f"CN-KIT-{n:03d}", MetaData={"CreateTime": stamp, "LastUpdatedTime": stamp})
+        extra.update(
+            Id=str(9000 + n), DocNumber=f"CN-KIT-{n:03d}", MetaData={"CreateTime": stamp, "LastUpdatedTime": stamp}
+        )
         memos.append(extra)
 
 
@@ -41,20 +43,31 @@ def share_moments(records: list[dict], group: int = 3) -> None:
 more_credit_memos(2 * PAGE_SIZE + 1)
 for _entity in ("Customer", "Invoice", "Payment", "CreditMemo"):
     share_moments(BOOK[_entity])
-OPEN = next(i for i in BOOK["Invoice"] if i["Balance"] == i["TotalAmt"] and i["TotalAmt"] > 0 and i["CurrencyRef"]["value"] == "USD")
+OPEN = next(
+    i
+    for i in BOOK["Invoice"]
+    if i["Balance"] == i["TotalAmt"] and i["TotalAmt"] > 0 and i["CurrencyRef"]["value"] == "USD"
+)
 
 
 def invoice(currency: str, amount: str, voided: bool = False) -> dict:
     raw = copy.deepcopy(OPEN)
-    raw.update(CurrencyRef={"value": currency}, Line=[], TxnTaxDetail={"TotalTax": "0"}, TotalAmt=amount, Balance=amount)
+    raw.update(
+        CurrencyRef={"value": currency}, Line=[], TxnTaxDetail={"TotalTax": "0"}, TotalAmt=amount, Balance=amount
+    )
     if voided:
         raw.update(TotalAmt="0", Balance="0", PrivateNote="Voided")
     return raw
 
 
 SETTINGS = QuickBooksSettings(
-    base_url=BASE, token_url=f"{BASE}/oauth/token", realm_id="4620816365257778210",
-    client_id="kit-client", client_secret="kit-secret", refresh_token="kit-refresh", page_size=PAGE_SIZE,
+    base_url=BASE,
+    token_url=f"{BASE}/oauth/token",
+    realm_id="4620816365257778210",
+    client_id="kit-client",
+    client_secret="kit-secret",
+    refresh_token="kit-refresh",
+    page_size=PAGE_SIZE,
 )
 
 TestQuickBooksKit = provider_test_class(
@@ -67,12 +80,24 @@ TestQuickBooksKit = provider_test_class(
     ],
     voids=[
         RecordCase("invoices", invoice("USD", "10.00", voided=True), "void"),
-        RecordCase("invoices", {"domain": "QBO", "status": "Deleted", "Id": OPEN["Id"],
-                                "MetaData": {"LastUpdatedTime": "2026-03-01T10:00:00-07:00"}, "CurrencyRef": {"value": "USD"}}, "void"),
+        RecordCase(
+            "invoices",
+            {
+                "domain": "QBO",
+                "status": "Deleted",
+                "Id": OPEN["Id"],
+                "MetaData": {"LastUpdatedTime": "2026-03-01T10:00:00-07:00"},
+                "CurrencyRef": {"value": "USD"},
+            },
+            "void",
+        ),
     ],
     actions=[
-        ActionCase("record_payment", {"object_type": "invoice", "remote_id": OPEN["Id"]},
-                   {"amount": "10.00", "currency": "USD", "date": "2026-03-01", "reference": "kit"}),
+        ActionCase(
+            "record_payment",
+            {"object_type": "invoice", "remote_id": OPEN["Id"]},
+            {"amount": "10.00", "currency": "USD", "date": "2026-03-01", "reference": "kit"},
+        ),
         ActionCase("send_invoice", {"object_type": "invoice", "remote_id": OPEN["Id"]}, {}),
     ],
 )

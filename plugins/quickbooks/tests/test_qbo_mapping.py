@@ -85,7 +85,9 @@ def test_deleted_objects_map_to_void(mapper, stream):
 )
 def test_money_exact_in_the_invoice_currency(mapper, currency, total, tax, expected):
     raw = exact(invoice(balance=total))
-    raw.update(CurrencyRef={"value": currency}, TotalAmt=Decimal(total), Line=[], TxnTaxDetail={"TotalTax": Decimal(tax)})
+    raw.update(
+        CurrencyRef={"value": currency}, TotalAmt=Decimal(total), Line=[], TxnTaxDetail={"TotalTax": Decimal(tax)}
+    )
     inv = mapper.map_one("invoices", raw).record
     assert inv.currency == currency
     assert inv.total == Money.of(total, currency) and str(inv.total.amount) == total
@@ -94,7 +96,9 @@ def test_money_exact_in_the_invoice_currency(mapper, currency, total, tax, expec
 
 def test_lines_left_out_when_they_do_not_add_up(mapper):
     raw = exact(invoice())
-    raw["Line"].insert(3, {"DetailType": "DiscountLineDetail", "Amount": Decimal("10"), "DiscountLineDetail": {"PercentBased": False}})
+    raw["Line"].insert(
+        3, {"DetailType": "DiscountLineDetail", "Amount": Decimal("10"), "DiscountLineDetail": {"PercentBased": False}}
+    )
     raw["TotalAmt"], raw["Balance"] = Decimal("352.07"), Decimal("352.07")
     inv = mapper.map_one("invoices", raw).record
     assert inv.lines == [] and inv.subtotal == Money.of("325.25", "USD")

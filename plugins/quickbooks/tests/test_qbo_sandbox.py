@@ -18,18 +18,28 @@ REALM = "4620816365257778210"
 
 
 def _data():
-    return {"quickbooks": {
-        "Customer": [exact(customer("24", "2024-05-01T10:00:00-07:00", DisplayName="Sonnenschein Family Store"))],
-        "Invoice": [exact(invoice("130", "2024-05-01T10:05:00-07:00")), exact(invoice("131", "2024-05-01T10:06:00-07:00", DocNumber="1038"))],
-        "Payment": [exact(payment("163", "2024-05-01T10:07:00-07:00", CustomerRef={"value": "24"}))],
-        "CreditMemo": [exact(credit_memo("73", "2024-05-01T10:08:00-07:00", CustomerRef={"value": "24"}))],
-    }}
+    return {
+        "quickbooks": {
+            "Customer": [exact(customer("24", "2024-05-01T10:00:00-07:00", DisplayName="Sonnenschein Family Store"))],
+            "Invoice": [
+                exact(invoice("130", "2024-05-01T10:05:00-07:00")),
+                exact(invoice("131", "2024-05-01T10:06:00-07:00", DocNumber="1038")),
+            ],
+            "Payment": [exact(payment("163", "2024-05-01T10:07:00-07:00", CustomerRef={"value": "24"}))],
+            "CreditMemo": [exact(credit_memo("73", "2024-05-01T10:08:00-07:00", CustomerRef={"value": "24"}))],
+        }
+    }
 
 
 def _provider(sandbox: Sandbox, store: Store) -> QuickBooksProvider:
     settings = QuickBooksSettings(
-        base_url=sandbox.url("quickbooks"), token_url=f"{sandbox.url('quickbooks')}/oauth/token", realm_id=REALM,
-        client_id="sandbox-client", client_secret="sandbox-secret", refresh_token="sandbox-refresh-1", page_size=1,
+        base_url=sandbox.url("quickbooks"),
+        token_url=f"{sandbox.url('quickbooks')}/oauth/token",
+        realm_id=REALM,
+        client_id="sandbox-client",
+        client_secret="sandbox-secret",
+        refresh_token="sandbox-refresh-1",
+        page_size=1,
     )
     return QuickBooksProvider(settings, connection="qbo", token_store=store)
 
@@ -55,18 +65,30 @@ def test_provider_against_the_sandbox_face():
             mapped, errors = mapper.map_page(stream, records)
             assert errors == [] and mapped
 
-        pay = Action(connection="qbo", kind="record_payment", target=Ref(system="qbo", object_type="invoice", remote_id="130"),
-                     payload={"amount": "100.00", "currency": "USD", "date": "2024-05-02", "reference": "ch_123"})
+        pay = Action(
+            connection="qbo",
+            kind="record_payment",
+            target=Ref(system="qbo", object_type="invoice", remote_id="130"),
+            payload={"amount": "100.00", "currency": "USD", "date": "2024-05-02", "reference": "ch_123"},
+        )
         first, again = p.apply(pay), p.apply(pay)
         assert first.remote_id == again.remote_id
         face = sandbox.faces["quickbooks"]
         assert face.objects["Invoice"]["130"]["Balance"] == Decimal("262.07")
-        assert [e["effect"] for e in sandbox.journal if e["path"].endswith("/payment")] == [f"created payment {first.remote_id}", "replayed"]
+        assert [e["effect"] for e in sandbox.journal if e["path"].endswith("/payment")] == [
+            f"created payment {first.remote_id}",
+            "replayed",
+        ]
 
-        send = Action(connection="qbo", kind="send_invoice", target=Ref(system="qbo", object_type="invoice", remote_id="131"))
+        send = Action(
+            connection="qbo", kind="send_invoice", target=Ref(system="qbo", object_type="invoice", remote_id="131")
+        )
         p.apply(send)
         p.apply(send)
-        assert [e["effect"] for e in sandbox.journal if e["path"].endswith("/send")] == ["emailed invoice 131", "replayed"]
+        assert [e["effect"] for e in sandbox.journal if e["path"].endswith("/send")] == [
+            "emailed invoice 131",
+            "replayed",
+        ]
 
         with sandbox.lock:
             face.delete("Invoice", "131")

@@ -42,8 +42,10 @@ def test_first_read_pages_by_time_and_saves_the_newest_moment():
     queries = [_query_of(call.request) for call in route.calls]
     assert queries[0] == "SELECT * FROM Invoice ORDERBY MetaData.LastUpdatedTime STARTPOSITION 1 MAXRESULTS 2"
     # keyset: the next query starts at the newest moment seen, in UTC, from position 1
-    assert queries[1] == ("SELECT * FROM Invoice WHERE MetaData.LastUpdatedTime >= '2024-05-01T18:00:00+00:00' "
-                          "ORDERBY MetaData.LastUpdatedTime STARTPOSITION 1 MAXRESULTS 2")
+    assert queries[1] == (
+        "SELECT * FROM Invoice WHERE MetaData.LastUpdatedTime >= '2024-05-01T18:00:00+00:00' "
+        "ORDERBY MetaData.LastUpdatedTime STARTPOSITION 1 MAXRESULTS 2"
+    )
     assert "'2024-05-01T19:30:00+00:00'" in queries[2]
     for call in route.calls:
         assert call.request.url.params["minorversion"] == "75"
@@ -64,7 +66,9 @@ def test_a_full_page_within_one_second_moves_startposition():
         got = list(provider().read("customers", json.dumps({"since": "2024-05-01T17:00:00Z"})))
     queries = [_query_of(call.request) for call in route.calls]
     # inactive customers too: QuickBooks hides them by default
-    assert queries[0].startswith("SELECT * FROM Customer WHERE Active IN (true, false) AND MetaData.LastUpdatedTime >= ")
+    assert queries[0].startswith(
+        "SELECT * FROM Customer WHERE Active IN (true, false) AND MetaData.LastUpdatedTime >= "
+    )
     assert queries[1].endswith("STARTPOSITION 3 MAXRESULTS 2")
     assert [r["Id"] for p in got for r in p.records] == ["1", "2", "3"]
 
@@ -97,14 +101,20 @@ def test_cursor_reads_deletes_from_cdc_first_without_moving_the_cursor():
 
 
 def test_cdc_answer_of_1000_objects_splits_the_window():
-    first = [invoice(str(i), f"2024-05-31T0{i % 9}:00:00-07:00") for i in range(999)] + [tombstone("5000", "2024-05-31T09:30:00-07:00")]
+    first = [invoice(str(i), f"2024-05-31T0{i % 9}:00:00-07:00") for i in range(999)] + [
+        tombstone("5000", "2024-05-31T09:30:00-07:00")
+    ]
     second = [tombstone("5000", "2024-05-31T09:30:00-07:00"), tombstone("5001", "2024-05-31T10:00:00-07:00")]
     with respx.mock() as mock:
-        cdc = mock.get(f"{COMPANY}/cdc").mock(side_effect=[answer(cdc_body("CreditMemo", first)), answer(cdc_body("CreditMemo", second))])
+        cdc = mock.get(f"{COMPANY}/cdc").mock(
+            side_effect=[answer(cdc_body("CreditMemo", first)), answer(cdc_body("CreditMemo", second))]
+        )
         mock.get(f"{COMPANY}/query").mock(return_value=answer(query_body("CreditMemo", [])))
         pages = list(provider().read("credit_memos", json.dumps({"since": "2024-05-30T00:00:00Z"})))
     assert [call.request.url.params["changedSince"] for call in cdc.calls] == [
-        "2024-05-29T23:55:00+00:00", "2024-05-31T16:30:00+00:00"]  # split at the newest change reached
+        "2024-05-29T23:55:00+00:00",
+        "2024-05-31T16:30:00+00:00",
+    ]  # split at the newest change reached
     assert [r["Id"] for r in pages[0].records] == ["5000", "5001"]
     assert any("window split" in note for note in pages[0].notes)
 
@@ -120,9 +130,14 @@ def test_cdc_never_asks_beyond_30_days_and_says_so():
 
 def test_home_currency_is_read_from_preferences_for_deleted_objects():
     with respx.mock() as mock:
-        mock.get(f"{COMPANY}/cdc").mock(return_value=answer(cdc_body("Payment", [tombstone("9", "2024-05-31T09:00:00-07:00")])))
-        prefs = mock.get(f"{COMPANY}/preferences").mock(return_value=answer(
-            {"Preferences": {"CurrencyPrefs": {"MultiCurrencyEnabled": True, "HomeCurrency": {"value": "JPY"}}}}))
+        mock.get(f"{COMPANY}/cdc").mock(
+            return_value=answer(cdc_body("Payment", [tombstone("9", "2024-05-31T09:00:00-07:00")]))
+        )
+        prefs = mock.get(f"{COMPANY}/preferences").mock(
+            return_value=answer(
+                {"Preferences": {"CurrencyPrefs": {"MultiCurrencyEnabled": True, "HomeCurrency": {"value": "JPY"}}}}
+            )
+        )
         mock.get(f"{COMPANY}/query").mock(return_value=answer(query_body("Payment", [])))
         pages = list(provider(home_currency=None).read("payments", json.dumps({"since": "2024-05-30T00:00:00Z"})))
     assert prefs.called
@@ -132,11 +147,13 @@ def test_home_currency_is_read_from_preferences_for_deleted_objects():
 def test_every_stream_queries_its_entity():
     seen = {}
     with respx.mock() as mock:
+
         def reply(request: httpx.Request) -> httpx.Response:
             entity = _query_of(request).split()[3]
             seen[entity] = True
             sample = {"Customer": customer, "Invoice": invoice, "Payment": payment, "CreditMemo": credit_memo}[entity]()
             return answer(query_body(entity, [sample]))
+
         mock.get(f"{COMPANY}/query").mock(side_effect=reply)
         p = provider()
         counts = {s: sum(len(page.records) for page in p.read(s, None)) for s in p.streams}

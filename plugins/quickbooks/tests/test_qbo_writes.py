@@ -16,13 +16,19 @@ from connector.plugin import Action, AuthenticationError, InvalidRequestError, R
 
 def _action(kind="record_payment", amount="100.00", currency="USD", remote="130"):
     payload = {"amount": amount, "currency": currency, "date": "2024-05-31", "reference": "ch_3PqrStuVwxyz0123456789"}
-    return Action(connection="ledger", kind=kind, target=Ref(system="ledger", object_type="invoice", remote_id=remote),
-                  payload=payload if kind == "record_payment" else {})
+    return Action(
+        connection="ledger",
+        kind=kind,
+        target=Ref(system="ledger", object_type="invoice", remote_id=remote),
+        payload=payload if kind == "record_payment" else {},
+    )
 
 
 def _created(request: httpx.Request) -> httpx.Response:
     body = json.loads(request.content)
-    return answer({"Payment": {**body, "Id": "501", "SyncToken": "0", "CurrencyRef": {"value": body["CurrencyRef"]["value"]}}})
+    return answer(
+        {"Payment": {**body, "Id": "501", "SyncToken": "0", "CurrencyRef": {"value": body["CurrencyRef"]["value"]}}}
+    )
 
 
 def test_record_payment_links_the_invoice_with_requestid():
@@ -46,7 +52,9 @@ def test_record_payment_links_the_invoice_with_requestid():
 def test_zero_and_three_decimal_amounts_go_out_exactly():
     for currency, amount in (("JPY", "5000"), ("KWD", "12.345")):
         with respx.mock() as mock:
-            mock.get(f"{COMPANY}/invoice/130").mock(return_value=answer({"Invoice": {**invoice(), "CurrencyRef": {"value": currency}}}))
+            mock.get(f"{COMPANY}/invoice/130").mock(
+                return_value=answer({"Invoice": {**invoice(), "CurrencyRef": {"value": currency}}})
+            )
             post = mock.post(f"{COMPANY}/payment").mock(side_effect=_created)
             provider().apply(_action(amount=amount, currency=currency))
         assert f'"TotalAmt":{amount},'.encode() in post.calls[0].request.content
@@ -73,7 +81,9 @@ def test_a_payment_sent_twice_has_one_effect():
 
 def test_payment_in_another_currency_is_refused_before_sending():
     with respx.mock(assert_all_called=False) as mock:
-        mock.get(f"{COMPANY}/invoice/130").mock(return_value=answer({"Invoice": {**invoice(), "CurrencyRef": {"value": "EUR"}}}))
+        mock.get(f"{COMPANY}/invoice/130").mock(
+            return_value=answer({"Invoice": {**invoice(), "CurrencyRef": {"value": "EUR"}}})
+        )
         post = mock.post(f"{COMPANY}/payment")
         with pytest.raises(InvalidRequestError, match="EUR"):
             provider().apply(_action())
@@ -81,8 +91,14 @@ def test_payment_in_another_currency_is_refused_before_sending():
 
 
 def test_a_fault_answer_is_refused():
-    fault = {"Fault": {"Error": [{"Message": "A business validation error has occurred", "Detail": "exceeds balance", "code": "6000"}],
-                       "type": "ValidationFault"}}
+    fault = {
+        "Fault": {
+            "Error": [
+                {"Message": "A business validation error has occurred", "Detail": "exceeds balance", "code": "6000"}
+            ],
+            "type": "ValidationFault",
+        }
+    }
     with respx.mock() as mock:
         mock.get(f"{COMPANY}/invoice/130").mock(return_value=answer({"Invoice": invoice()}))
         mock.post(f"{COMPANY}/payment").mock(return_value=answer(fault, 400))
@@ -93,7 +109,9 @@ def test_a_fault_answer_is_refused():
 def test_send_invoice_with_requestid_replayed_once():
     action = _action("send_invoice")
     with respx.mock() as mock:
-        send = mock.post(f"{COMPANY}/invoice/130/send").mock(return_value=answer({"Invoice": {**invoice(), "EmailStatus": "EmailSent"}}))
+        send = mock.post(f"{COMPANY}/invoice/130/send").mock(
+            return_value=answer({"Invoice": {**invoice(), "EmailStatus": "EmailSent"}})
+        )
         p = provider()
         results = [p.apply(action), p.apply(action)]
     assert [r.remote_id for r in results] == ["130", "130"]
@@ -102,7 +120,9 @@ def test_send_invoice_with_requestid_replayed_once():
 
 def test_429_waits_60_seconds():
     sleeps: list[float] = []
-    throttled = answer({"Fault": {"Error": [{"Message": "ThrottleExceeded", "code": "003001"}], "type": "SERVICE"}}, 429)
+    throttled = answer(
+        {"Fault": {"Error": [{"Message": "ThrottleExceeded", "code": "003001"}], "type": "SERVICE"}}, 429
+    )
     with respx.mock() as mock:
         mock.get(f"{COMPANY}/invoice/130").mock(side_effect=[throttled, answer({"Invoice": invoice()})])
         mock.post(f"{COMPANY}/payment").mock(side_effect=_created)
@@ -112,15 +132,34 @@ def test_429_waits_60_seconds():
 
 def test_401_refreshes_once_and_saves_the_rotated_token_first():
     store = Store()
-    tokens = {"access_token": "eyJaccess-token-two", "refresh_token": "AB11refresh-token-two", "expires_in": 3600,
-              "x_refresh_token_expires_in": 8726400, "token_type": "bearer"}
+    tokens = {
+        "access_token": "eyJaccess-token-two",
+        "refresh_token": "AB11refresh-token-two",
+        "expires_in": 3600,
+        "x_refresh_token_expires_in": 8726400,
+        "token_type": "bearer",
+    }
     with respx.mock() as mock:
         grant = mock.post(TOKEN_URL).mock(return_value=httpx.Response(200, json=tokens))
-        read = mock.get(f"{COMPANY}/invoice/130").mock(side_effect=[
-            answer({"fault": {"error": [{"message": "message=AuthenticationFailed; errorCode=003200; statusCode=401", "code": "3200"}],
-                              "type": "AUTHENTICATION"}}, 401),
-            answer({"Invoice": invoice()}),
-        ])
+        read = mock.get(f"{COMPANY}/invoice/130").mock(
+            side_effect=[
+                answer(
+                    {
+                        "fault": {
+                            "error": [
+                                {
+                                    "message": "message=AuthenticationFailed; errorCode=003200; statusCode=401",
+                                    "code": "3200",
+                                }
+                            ],
+                            "type": "AUTHENTICATION",
+                        }
+                    },
+                    401,
+                ),
+                answer({"Invoice": invoice()}),
+            ]
+        )
         mock.post(f"{COMPANY}/payment").mock(side_effect=_created)
         provider(store=store).apply(_action())
     assert grant.call_count == 1

@@ -10,6 +10,8 @@ Revises:
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
@@ -25,7 +27,7 @@ TS = sa.DateTime(timezone=True)
 CUR = sa.String(3)
 
 
-def _ts(name: str, nullable: bool = False) -> sa.Column:
+def _ts(name: str, nullable: bool = False) -> sa.Column[datetime]:
     return sa.Column(name, TS, nullable=nullable)
 
 

@@ -85,7 +85,8 @@ def upgrade() -> None:
 
     listed: dict[tuple[str, int], set[str]] = defaultdict(set)
     entries = sa.select(audit_log.c.subject_id, audit_log.c.inputs).where(
-        audit_log.c.actor == "dunning", audit_log.c.action == "reminder")
+        audit_log.c.actor == "dunning", audit_log.c.action == "reminder"
+    )
     for customer, inputs in connection.execute(entries):
         data = _dict(inputs)
         if customer and data.get("step") is not None:
@@ -98,8 +99,10 @@ def upgrade() -> None:
             if has_email and kind != "send_invoice":
                 tags: dict[str, Any] = {"dunning_role": "escalation" if kind == "create_task" else "note"}
             elif (customer, step) in listed:
-                tags = {"dunning_role": "message",
-                        "dunning_invoices": {invoice: step for invoice in sorted(listed[(customer, step)])}}
+                tags = {
+                    "dunning_role": "message",
+                    "dunning_invoices": {invoice: step for invoice in sorted(listed[(customer, step)])},
+                }
             else:
                 tags = {"dunning_role": "unlisted"}
             updates.append({"action_id": action_id, "new_payload": {**data, **tags}})

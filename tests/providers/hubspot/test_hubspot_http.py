@@ -7,8 +7,8 @@ import respx
 from pydantic import ValidationError
 
 from connector.errors import AuthenticationError
-from support.hubspot_fakes import API, TOKEN, fixture, make_provider
 from connector.providers.hubspot import HubSpotProvider, HubSpotSettings
+from support.hubspot_fakes import API, TOKEN, fixture, make_provider
 
 TOKEN_URL = "https://api.hubapi.com/oauth/v1/token"
 SEARCH = f"{API}/crm/v3/objects/companies/search"
@@ -50,10 +50,20 @@ def test_a_502_on_a_search_is_retried_because_searching_is_read_only():
 def test_oauth_refreshes_with_form_posted_credentials_and_saves_the_rotated_token_first():
     store = MemoryTokenStore()
     token = respx.post(TOKEN_URL).mock(
-        return_value=httpx.Response(200, json={"access_token": "CJfresh-access-111", "refresh_token": "rotated-refresh-222", "expires_in": 1800, "token_type": "bearer"})
+        return_value=httpx.Response(
+            200,
+            json={
+                "access_token": "CJfresh-access-111",
+                "refresh_token": "rotated-refresh-222",
+                "expires_in": 1800,
+                "token_type": "bearer",
+            },
+        )
     )
     search = respx.post(SEARCH).mock(return_value=httpx.Response(200, json=fixture("companies_search_page2.json")))
-    provider = make_provider(token_store=store, client_id="client-1", client_secret="secret-333", refresh_token="first-refresh-444")
+    provider = make_provider(
+        token_store=store, client_id="client-1", client_secret="secret-333", refresh_token="first-refresh-444"
+    )
     list(provider.read("companies", None))
     form = parse_qs(token.calls[0].request.content.decode())
     assert form["grant_type"] == ["refresh_token"] and form["refresh_token"] == ["first-refresh-444"]
@@ -66,15 +76,33 @@ def test_oauth_refreshes_with_form_posted_credentials_and_saves_the_rotated_toke
 @respx.mock
 def test_a_configured_oauth_access_token_is_used_until_hubspot_rejects_it():
     store = MemoryTokenStore()
-    respx.post(TOKEN_URL).mock(return_value=httpx.Response(200, json={"access_token": "new-access-555", "refresh_token": "rotated-666", "expires_in": 1800}))
+    respx.post(TOKEN_URL).mock(
+        return_value=httpx.Response(
+            200, json={"access_token": "new-access-555", "refresh_token": "rotated-666", "expires_in": 1800}
+        )
+    )
     search = respx.post(SEARCH).mock(
         side_effect=[
             httpx.Response(200, json=fixture("companies_search_page2.json")),
-            httpx.Response(401, json={"status": "error", "message": "expired", "correlationId": "c1a2b3c4-d5e6-4f70-8192-a3b4c5d6e7f8", "category": "EXPIRED_AUTHENTICATION"}),
+            httpx.Response(
+                401,
+                json={
+                    "status": "error",
+                    "message": "expired",
+                    "correlationId": "c1a2b3c4-d5e6-4f70-8192-a3b4c5d6e7f8",
+                    "category": "EXPIRED_AUTHENTICATION",
+                },
+            ),
             httpx.Response(200, json=fixture("companies_search_page2.json")),
         ]
     )
-    provider = make_provider(token_store=store, client_id="c", client_secret="s-secret", refresh_token="r-refresh", access_token="configured-access-777")
+    provider = make_provider(
+        token_store=store,
+        client_id="c",
+        client_secret="s-secret",
+        refresh_token="r-refresh",
+        access_token="configured-access-777",
+    )
     list(provider.read("companies", None))
     list(provider.read("companies", None))
     auths = [c.request.headers["Authorization"] for c in search.calls]
@@ -85,7 +113,17 @@ def test_a_configured_oauth_access_token_is_used_until_hubspot_rejects_it():
 @respx.mock
 def test_tokens_never_appear_in_logs_or_errors(caplog):
     caplog.set_level(logging.DEBUG)
-    respx.post(SEARCH).mock(return_value=httpx.Response(401, json={"status": "error", "message": f"bad token {TOKEN}", "correlationId": "c1a2b3c4-d5e6-4f70-8192-a3b4c5d6e7f8", "category": "INVALID_AUTHENTICATION"}))
+    respx.post(SEARCH).mock(
+        return_value=httpx.Response(
+            401,
+            json={
+                "status": "error",
+                "message": f"bad token {TOKEN}",
+                "correlationId": "c1a2b3c4-d5e6-4f70-8192-a3b4c5d6e7f8",
+                "category": "INVALID_AUTHENTICATION",
+            },
+        )
+    )
     provider = make_provider()
     with pytest.raises(AuthenticationError) as caught:
         list(provider.read("companies", None))
@@ -95,7 +133,17 @@ def test_tokens_never_appear_in_logs_or_errors(caplog):
 
 @respx.mock
 def test_a_refused_refresh_token_says_to_reauthorise_without_showing_secrets():
-    respx.post(TOKEN_URL).mock(return_value=httpx.Response(400, json={"status": "BAD_REFRESH_TOKEN", "message": "missing or invalid refresh token", "error": "invalid_grant", "error_description": "missing or invalid refresh token"}))
+    respx.post(TOKEN_URL).mock(
+        return_value=httpx.Response(
+            400,
+            json={
+                "status": "BAD_REFRESH_TOKEN",
+                "message": "missing or invalid refresh token",
+                "error": "invalid_grant",
+                "error_description": "missing or invalid refresh token",
+            },
+        )
+    )
     provider = make_provider(client_id="c", client_secret="sec-888888", refresh_token="ref-999999")
     with pytest.raises(AuthenticationError, match="re-authorise") as caught:
         list(provider.read("companies", None))

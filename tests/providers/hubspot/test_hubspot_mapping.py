@@ -3,10 +3,10 @@ from datetime import UTC, date, datetime
 import pytest
 
 from connector.errors import ConfigError
-from connector.money import Money
-from support.hubspot_fakes import fixture
 from connector.mappings.mapper import load_mapping
+from connector.money import Money
 from connector.providers.hubspot import HubSpotProvider, HubSpotSettings
+from support.hubspot_fakes import fixture
 
 
 def mapper(**settings):

@@ -5,8 +5,8 @@ import pytest
 import respx
 
 from connector.errors import RateLimitDeferred
-from support.hubspot_fakes import API, FakeSearch, body_of, fixture, make_provider, record
 from connector.providers.hubspot.search import SearchCursor, epoch_ms
+from support.hubspot_fakes import API, FakeSearch, body_of, fixture, make_provider, record
 
 
 @respx.mock
@@ -20,7 +20,9 @@ def test_companies_full_pull_follows_after_to_the_end_from_epoch_zero():
     pages = list(make_provider().read("companies", None))
     assert [[r["id"] for r in p.records] for p in pages] == [["5001", "5002"], ["5003"]]
     first, second = (body_of(c.request) for c in route.calls)
-    assert first["filterGroups"] == [{"filters": [{"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": "0"}]}]
+    assert first["filterGroups"] == [
+        {"filters": [{"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": "0"}]}
+    ]
     assert first["sorts"] == ["hs_lastmodifieddate"] and first["after"] == "0" and first["limit"] == 100
     assert "name" in first["properties"] and "domain" in first["properties"]
     assert second["after"] == "2"
@@ -45,7 +47,9 @@ def test_contacts_search_on_lastmodifieddate_and_resume_from_the_cursor_with_ove
 
 @respx.mock
 def test_deals_get_their_primary_company_from_the_associations_api():
-    respx.post(f"{API}/crm/v3/objects/deals/search").mock(return_value=httpx.Response(200, json=fixture("deals_search.json")))
+    respx.post(f"{API}/crm/v3/objects/deals/search").mock(
+        return_value=httpx.Response(200, json=fixture("deals_search.json"))
+    )
     assoc = respx.post(f"{API}/crm/v4/associations/deals/companies/batch/read").mock(
         return_value=httpx.Response(200, json=fixture("associations_deals_companies.json"))
     )
@@ -59,8 +63,12 @@ def test_deals_get_their_primary_company_from_the_associations_api():
 
 @respx.mock
 def test_archived_deals_come_from_the_list_endpoint_after_the_search():
-    respx.post(f"{API}/crm/v3/objects/deals/search").mock(return_value=httpx.Response(200, json=fixture("search_empty.json")))
-    listed = respx.get(f"{API}/crm/v3/objects/deals").mock(return_value=httpx.Response(200, json=fixture("deals_archived.json")))
+    respx.post(f"{API}/crm/v3/objects/deals/search").mock(
+        return_value=httpx.Response(200, json=fixture("search_empty.json"))
+    )
+    listed = respx.get(f"{API}/crm/v3/objects/deals").mock(
+        return_value=httpx.Response(200, json=fixture("deals_archived.json"))
+    )
     cursor = SearchCursor(since=epoch_ms("2024-03-01T00:00:00.000Z")).dump()
     pages = list(make_provider(read_archived=True).read("deals", cursor))
     assert [r["id"] for p in pages for r in p.records] == ["9005"]
@@ -71,7 +79,9 @@ def test_archived_deals_come_from_the_list_endpoint_after_the_search():
 
 @respx.mock
 def test_archived_before_the_cursor_are_not_yielded_again():
-    respx.post(f"{API}/crm/v3/objects/deals/search").mock(return_value=httpx.Response(200, json=fixture("search_empty.json")))
+    respx.post(f"{API}/crm/v3/objects/deals/search").mock(
+        return_value=httpx.Response(200, json=fixture("search_empty.json"))
+    )
     respx.get(f"{API}/crm/v3/objects/deals").mock(return_value=httpx.Response(200, json=fixture("deals_archived.json")))
     cursor = SearchCursor(since=epoch_ms("2024-04-01T00:00:00.000Z")).dump()
     assert [p.records for p in make_provider(read_archived=True).read("deals", cursor)] == []
@@ -138,17 +148,37 @@ def test_crm_invoices_are_searched_by_last_modified_with_their_company_attached(
         return_value=httpx.Response(200, json=fixture("invoices_search.json"))
     )
     assoc = respx.post(f"{API}/crm/v4/associations/invoices/companies/batch/read").mock(
-        return_value=httpx.Response(200, json={"status": "COMPLETE", "results": [
-            {"from": {"id": "3001"}, "to": [{"toObjectId": 5001, "associationTypes": [
-                {"category": "HUBSPOT_DEFINED", "typeId": 180, "label": None}]}]},
-        ]})
+        return_value=httpx.Response(
+            200,
+            json={
+                "status": "COMPLETE",
+                "results": [
+                    {
+                        "from": {"id": "3001"},
+                        "to": [
+                            {
+                                "toObjectId": 5001,
+                                "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": 180, "label": None}],
+                            }
+                        ],
+                    },
+                ],
+            },
+        )
     )
     (page,) = list(make_provider(read_associations=True).read("invoices", None))
 
     body = body_of(search.calls[0].request)
     assert body["filterGroups"][0]["filters"][0]["propertyName"] == "hs_lastmodifieddate"
     assert body["sorts"] == ["hs_lastmodifieddate"]
-    for needed in ("hs_number", "hs_currency", "hs_amount_billed", "hs_balance_due", "hs_due_date", "hs_invoice_status"):
+    for needed in (
+        "hs_number",
+        "hs_currency",
+        "hs_amount_billed",
+        "hs_balance_due",
+        "hs_due_date",
+        "hs_invoice_status",
+    ):
         assert needed in body["properties"], needed
     assert body_of(assoc.calls[0].request) == {"inputs": [{"id": i} for i in ("3001", "3002", "3003", "3004")]}
     assert [r["id"] for r in page.records] == ["3001", "3002", "3003", "3004"]

@@ -31,7 +31,11 @@ class FakeEngagements:
 
     def create(self, request):
         body = body_of(request)
-        made = {**self.template, "id": str(11001 + len(self.created)), "properties": {**self.template["properties"], **body["properties"]}}
+        made = {
+            **self.template,
+            "id": str(11001 + len(self.created)),
+            "properties": {**self.template["properties"], **body["properties"]},
+        }
         self.created.append(made)
         self.last_body = body
         if self.time_out_next_create:
@@ -50,17 +54,31 @@ NOTE = {"company_id": "5001", "body": "Reminder: INV-1001 is 10 days overdue.", 
 
 @respx.mock
 def test_update_properties_patches_the_deal_with_the_configured_property_names():
-    route = respx.patch(f"{API}/crm/v3/objects/deals/9001").mock(return_value=httpx.Response(200, json=fixture("deal_patched.json")))
+    route = respx.patch(f"{API}/crm/v3/objects/deals/9001").mock(
+        return_value=httpx.Response(200, json=fixture("deal_patched.json"))
+    )
     provider = make_provider(payment_status_property="x_status")
     result = provider.apply(
         action(
             "update_properties",
-            {"properties": {"amount_outstanding": {"amount": "500.25", "currency": "USD"}, "payment_status": "partially_paid", "days_overdue": 12, "last_reminder": "2024-03-10"}},
+            {
+                "properties": {
+                    "amount_outstanding": {"amount": "500.25", "currency": "USD"},
+                    "payment_status": "partially_paid",
+                    "days_overdue": 12,
+                    "last_reminder": "2024-03-10",
+                }
+            },
             Ref(system="crm", object_type="deal", remote_id="9001"),
         )
     )
     assert body_of(route.calls[0].request) == {
-        "properties": {"ar_amount_outstanding": "500.25", "x_status": "partially_paid", "ar_days_overdue": "12", "ar_last_reminder": "2024-03-10"}
+        "properties": {
+            "ar_amount_outstanding": "500.25",
+            "x_status": "partially_paid",
+            "ar_days_overdue": "12",
+            "ar_last_reminder": "2024-03-10",
+        }
     }
     assert result.remote_id == "9001" and not result.replayed
 
@@ -71,14 +89,22 @@ def test_update_properties_on_an_invoice_is_retried_after_a_503_because_patch_is
         side_effect=[httpx.Response(503), httpx.Response(200, json={**fixture("deal_patched.json"), "id": "3001"})]
     )
     result = make_provider().apply(
-        action("update_properties", {"properties": {"payment_status": "paid"}}, Ref(system="crm", object_type="invoice", remote_id="3001"))
+        action(
+            "update_properties",
+            {"properties": {"payment_status": "paid"}},
+            Ref(system="crm", object_type="invoice", remote_id="3001"),
+        )
     )
     assert route.call_count == 2 and result.remote_id == "3001"
 
 
 def test_update_properties_refuses_a_target_it_cannot_write():
     with pytest.raises(InvalidRequestError, match="needs a target"):
-        make_provider().apply(action("update_properties", {"properties": {"a": "b"}}, Ref(system="crm", object_type="payment", remote_id="1")))
+        make_provider().apply(
+            action(
+                "update_properties", {"properties": {"a": "b"}}, Ref(system="crm", object_type="payment", remote_id="1")
+            )
+        )
 
 
 @respx.mock
@@ -118,7 +144,13 @@ def test_a_note_whose_create_timed_out_is_found_and_not_created_again():
 @respx.mock
 def test_create_task_is_due_on_its_date_and_idempotent():
     fake = FakeEngagements("tasks", fixture("task_created.json")).mount()
-    payload = {"company_id": "5001", "subject": "Call Acme about INV-1001", "body": "30 days overdue", "due": "2024-03-20", "priority": "high"}
+    payload = {
+        "company_id": "5001",
+        "subject": "Call Acme about INV-1001",
+        "body": "30 days overdue",
+        "due": "2024-03-20",
+        "priority": "high",
+    }
     provider = make_provider()
     first = provider.apply(action("create_task", payload))
     again = provider.apply(action("create_task", payload))

@@ -4,9 +4,9 @@ what the CRM does not hold yet (and shows the old value beside the new one)."""
 import httpx
 import respx
 
-from support.hubspot_fakes import API, body_of, fixture, make_provider
 from connector.mappings.mapper import load_mapping
 from connector.providers.hubspot import HubSpotProvider, HubSpotSettings
+from support.hubspot_fakes import API, body_of, fixture, make_provider
 
 WRITTEN = ("ar_payment_status", "ar_amount_outstanding", "ar_days_overdue", "ar_last_reminder")
 
@@ -14,9 +14,11 @@ WRITTEN = ("ar_payment_status", "ar_amount_outstanding", "ar_days_overdue", "ar_
 @respx.mock
 def test_deal_and_invoice_searches_ask_for_the_properties_we_write():
     deals = respx.post(f"{API}/crm/v3/objects/deals/search").mock(
-        return_value=httpx.Response(200, json=fixture("deals_search.json")))
+        return_value=httpx.Response(200, json=fixture("deals_search.json"))
+    )
     invoices = respx.post(f"{API}/crm/v3/objects/invoices/search").mock(
-        return_value=httpx.Response(200, json=fixture("invoices_search.json")))
+        return_value=httpx.Response(200, json=fixture("invoices_search.json"))
+    )
     provider = make_provider()
     list(provider.read("deals", None))
     list(provider.read("invoices", None))
@@ -29,7 +31,8 @@ def test_deal_and_invoice_searches_ask_for_the_properties_we_write():
 @respx.mock
 def test_a_portal_with_its_own_property_names_reads_those_back():
     deals = respx.post(f"{API}/crm/v3/objects/deals/search").mock(
-        return_value=httpx.Response(200, json=fixture("deals_search.json")))
+        return_value=httpx.Response(200, json=fixture("deals_search.json"))
+    )
     list(make_provider(payment_status_property="x_status", last_reminder_property="x_reminded").read("deals", None))
     asked = body_of(deals.calls[0].request)["properties"]
     assert {"x_status", "x_reminded", "ar_amount_outstanding", "ar_days_overdue"} <= set(asked)
@@ -40,8 +43,13 @@ def test_the_values_held_are_kept_beside_the_record_and_absent_ones_are_not():
     settings = HubSpotSettings(access_token="pat-na1-test", payment_status_property="x_status")
     mapper = load_mapping(HubSpotProvider.mapping_file, connection="crm", overrides=settings.mapping)
     raw = fixture("deals_search.json")["results"][0]
-    raw["properties"] |= {"x_status": "partially_paid", "ar_amount_outstanding": "500.25", "ar_days_overdue": "12",
-                          "ar_last_reminder": "2024-03-01", "ar_payment_status": "ignored: not the configured name"}
+    raw["properties"] |= {
+        "x_status": "partially_paid",
+        "ar_amount_outstanding": "500.25",
+        "ar_days_overdue": "12",
+        "ar_last_reminder": "2024-03-01",
+        "ar_payment_status": "ignored: not the configured name",
+    }
     hints = mapper.map_one("deals", raw).hints
     assert hints["crm_payment_status"] == "partially_paid"
     assert hints["crm_amount_outstanding"] == "500.25"

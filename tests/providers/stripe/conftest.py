@@ -1,5 +1,6 @@
 import pytest
 import respx
+
 from support.stripe_contract import assert_documented
 from support.stripe_fakes import FakeStripe, make_provider
 

@@ -12,7 +12,12 @@ USD = "in_1OBa9zLkdIwHu7ixUSD00001"
 
 
 def action(kind, invoice_id=USD, **payload):
-    return Action(connection="gateway", kind=kind, target=Ref(system="gateway", object_type="invoice", remote_id=invoice_id), payload=payload)
+    return Action(
+        connection="gateway",
+        kind=kind,
+        target=Ref(system="gateway", object_type="invoice", remote_id=invoice_id),
+        payload=payload,
+    )
 
 
 def posts(fake):
@@ -62,7 +67,9 @@ def test_mark_paid_of_the_exact_remaining_amount_goes_through(stripe_fake, provi
 
 
 def test_a_key_reused_with_other_parameters_is_an_idempotency_error(stripe_fake, provider):
-    stripe_fake.failures.append(httpx.Response(400, json=fixture("error_idempotency.json"), headers={"Request-Id": "req_Zz9y"}))
+    stripe_fake.failures.append(
+        httpx.Response(400, json=fixture("error_idempotency.json"), headers={"Request-Id": "req_Zz9y"})
+    )
     with pytest.raises(IdempotencyError) as caught:
         provider.apply(action("send_invoice"))
     assert caught.value.request_id == "req_Zz9y" and caught.value.http_status == 400
@@ -78,15 +85,23 @@ def test_a_write_retried_after_a_500_keeps_its_key(stripe_fake, provider):
 
 
 def test_an_action_without_an_invoice_target_is_refused(provider):
-    act = Action(connection="gateway", kind="send_invoice", target=Ref(system="gateway", object_type="payment", remote_id="ch_1"))
+    act = Action(
+        connection="gateway", kind="send_invoice", target=Ref(system="gateway", object_type="payment", remote_id="ch_1")
+    )
     with pytest.raises(InvalidRequestError):
         provider.apply(act)
 
 
 def test_the_api_key_never_reaches_logs_or_errors(stripe_fake, provider, caplog):
     caplog.set_level(logging.DEBUG)
-    stripe_fake.failures.append(httpx.Response(500, json={"error": {"type": "api_error", "message": f"bad key {API_KEY}"}}))
-    stripe_fake.failures.append(httpx.Response(401, json={"error": {"type": "invalid_request_error", "message": f"Invalid API Key provided: {API_KEY}"}}))
+    stripe_fake.failures.append(
+        httpx.Response(500, json={"error": {"type": "api_error", "message": f"bad key {API_KEY}"}})
+    )
+    stripe_fake.failures.append(
+        httpx.Response(
+            401, json={"error": {"type": "invalid_request_error", "message": f"Invalid API Key provided: {API_KEY}"}}
+        )
+    )
     with pytest.raises(AuthenticationError) as caught:
         list(provider.read("customers", None))
     assert API_KEY not in str(caught.value) and API_KEY not in caplog.text

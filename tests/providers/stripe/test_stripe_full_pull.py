@@ -3,16 +3,15 @@ side on one connection."""
 
 import copy
 from collections import Counter
-from itertools import pairwise
 
 import httpx
 import pytest
 import respx
-from support.stripe_contract import assert_documented
-from support.stripe_fakes import NOW, FakeStripe, fixture, make_provider
 
 from connector.errors import RateLimitDeferred
 from connector.providers.stripe.cursor import decode
+from support.stripe_contract import assert_documented
+from support.stripe_fakes import NOW, FakeStripe, fixture, make_provider
 
 DAY = 86400
 START = NOW - 120 * DAY
@@ -40,7 +39,10 @@ def list_requests(fake, path="/v1/customers"):
 
 def bounds(request):
     q = request.url.params
-    return (int(q["created[gte]"]) if "created[gte]" in q else None, int(q["created[lt]"]) if "created[lt]" in q else None)
+    return (
+        int(q["created[gte]"]) if "created[gte]" in q else None,
+        int(q["created[lt]"]) if "created[lt]" in q else None,
+    )
 
 
 def test_windows_split_by_work_read_each_object_once_side_by_side_without_probes(big):
@@ -69,7 +71,9 @@ def test_windows_split_by_work_read_each_object_once_side_by_side_without_probes
     assert big.max_in_flight > 1
     # Only the last page carries the cursor: the events position from before the pull.
     assert all(p.cursor is None for p in pages[:-1])
-    assert decode(pages[-1].cursor, stream="customers") == {"events": {"after": "evt_1OBaZ1LkdIwHu7ixANCHOR01", "at": NOW - 100, "checked": NOW - 300}}
+    assert decode(pages[-1].cursor, stream="customers") == {
+        "events": {"after": "evt_1OBaZ1LkdIwHu7ixANCHOR01", "at": NOW - 100, "checked": NOW - 300}
+    }
     assert all(len(p.records) <= 10 for p in pages)
 
 
@@ -126,7 +130,9 @@ def test_an_empty_account_ends_at_once_on_the_cursor(big):
 def test_one_window_is_enough_for_a_small_range(stripe_fake, provider):
     # The fixture's customers lie within a few hours: fewer windows, the same objects.
     pages = list(provider.read("customers", None))
-    assert sorted(r["id"] for p in pages for r in p.records) == sorted(o["id"] for o in stripe_fake.objects["customers"])
+    assert sorted(r["id"] for p in pages for r in p.records) == sorted(
+        o["id"] for o in stripe_fake.objects["customers"]
+    )
 
 
 def test_credit_notes_have_no_created_filter_so_they_are_one_list(stripe_fake, provider):

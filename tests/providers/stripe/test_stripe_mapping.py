@@ -3,12 +3,17 @@ from decimal import Decimal
 
 import pytest
 
-from connector.money import Money
 from connector.mappings.mapper import load_mapping
+from connector.money import Money
 from connector.providers.stripe import StripeProvider
 from support.stripe_fakes import RESOURCES, fixture
 
-USD, JPY, KWD, VOID = "in_1OBa9zLkdIwHu7ixUSD00001", "in_1OBaA1LkdIwHu7ixJPY00001", "in_1OBaA2LkdIwHu7ixKWD00001", "in_1OBaA3LkdIwHu7ixVOID0001"
+USD, JPY, KWD, VOID = (
+    "in_1OBa9zLkdIwHu7ixUSD00001",
+    "in_1OBaA1LkdIwHu7ixJPY00001",
+    "in_1OBaA2LkdIwHu7ixKWD00001",
+    "in_1OBaA3LkdIwHu7ixVOID0001",
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +39,13 @@ def test_every_fixture_record_maps_without_errors(mapper, stream):
 def test_usd_invoice_with_discount_and_tax_maps_exactly(mapper):
     m = mapped(mapper, "invoices")[USD]
     inv = m.record
-    assert (inv.subtotal, inv.tax, inv.total) == (Money.of("180.00", "USD"), Money.of("14.40", "USD"), Money.of("194.40", "USD"))
+    assert (inv.subtotal, inv.tax, inv.total) == (
+        Money.of("180.00", "USD"),
+        Money.of("14.40", "USD"),
+        Money.of("194.40", "USD"),
+    )
     assert inv.amount_paid == Money.of("50.00", "USD") and inv.status == "open" and inv.number == "ACME-0007"
-    assert [(l.description, l.amount, l.quantity, l.unit_price) for l in inv.lines] == [
+    assert [(line.description, line.amount, line.quantity, line.unit_price) for line in inv.lines] == [
         ("Torque wrench", Money.of("135.00", "USD"), 3, Decimal("50.00")),
         ("Socket set", Money.of("45.00", "USD"), 1, Decimal("50.00")),
     ]
@@ -66,7 +75,12 @@ def test_deleted_invoice_is_flagged(mapper):
 
 
 def test_invoice_credit_notes_count_as_credited(mapper):
-    raw = dict(fixture("invoices.json")["data"][0], post_payment_credit_notes_amount=0, amount_paid=1172830, pre_payment_credit_notes_amount=61730)
+    raw = dict(
+        fixture("invoices.json")["data"][0],
+        post_payment_credit_notes_amount=0,
+        amount_paid=1172830,
+        pre_payment_credit_notes_amount=61730,
+    )
     assert mapped(mapper, "invoices", [raw])[KWD].record.amount_credited == Money.of("61.730", "KWD")
 
 
@@ -78,7 +92,11 @@ def test_charges_map_to_payments_with_fee_status_and_refunds(mapper):
     assert kwd.links["balance_transaction"] == "txn_3OBaB1LkdIwHu7ix0KWD0001"
     jpy = payments["ch_3OBaB1LkdIwHu7ix0JPY0001"].record
     assert (jpy.amount, jpy.fee, jpy.amount_refunded, jpy.status) == (
-        Money.of("50000", "JPY"), Money.of("1800", "JPY"), Money.of("20000", "JPY"), "partially_refunded")
+        Money.of("50000", "JPY"),
+        Money.of("1800", "JPY"),
+        Money.of("20000", "JPY"),
+        "partially_refunded",
+    )
     assert payments["ch_3OBaB9LkdIwHu7ix0FAIL0001"].record.status == "failed"
     usd = payments["ch_3OBaB1LkdIwHu7ix0USD0001"]
     assert usd.record.method == "card" and usd.record.remittance == "Part payment ACME-0007"
@@ -102,13 +120,26 @@ def test_refund_payout_credit_note_and_balance_transactions(mapper):
     refund = mapped(mapper, "refunds")["re_3OBaB1LkdIwHu7ix0JPY0001"]
     assert refund.record.amount == Money.of("20000", "JPY") and refund.links["payment"] == "ch_3OBaB1LkdIwHu7ix0JPY0001"
     payout = mapped(mapper, "payouts")["po_1OBaD1LkdIwHu7ixPOUT0001"].record
-    assert payout.amount == Money.of("48.25", "USD") and payout.status == "in_transit" and payout.arrival_date == date(2023, 11, 16)
+    assert (
+        payout.amount == Money.of("48.25", "USD")
+        and payout.status == "in_transit"
+        and payout.arrival_date == date(2023, 11, 16)
+    )
     note = mapped(mapper, "credit_notes")["cn_1OBaE1LkdIwHu7ixCRED0001"]
-    assert note.record.total == Money.of("61.730", "KWD") and note.record.remaining.is_zero and note.record.status == "applied"
+    assert (
+        note.record.total == Money.of("61.730", "KWD")
+        and note.record.remaining.is_zero
+        and note.record.status == "applied"
+    )
     assert note.links["invoice"] == KWD
     txns = mapped(mapper, "balance_transactions")
     kwd = txns["txn_3OBaB1LkdIwHu7ix0KWD0001"].record
-    assert (kwd.amount, kwd.fee, kwd.net, kwd.kind) == (Money.of("1234.560", "KWD"), Money.of("37.040", "KWD"), Money.of("1197.520", "KWD"), "charge")
+    assert (kwd.amount, kwd.fee, kwd.net, kwd.kind) == (
+        Money.of("1234.560", "KWD"),
+        Money.of("37.040", "KWD"),
+        Money.of("1197.520", "KWD"),
+        "charge",
+    )
     assert txns["txn_3OBaC1LkdIwHu7ixRFND0001"].record.amount == Money.of("-20000", "JPY")
 
 
@@ -132,8 +163,12 @@ def test_payment_intents_map_to_payments_that_point_at_their_charge(mapper):
     kwd = intents["pi_3OBaB1LkdIwHu7ix0KWD0001"]
     assert kwd.record.amount == Money.of("1234.560", "KWD") and kwd.record.amount.amount == Decimal("1234.560")
     assert kwd.record.status == "succeeded" and kwd.record.fee is None  # the fee is on the charge
-    assert kwd.links == {"customer": "cus_OzC3l4M5n6O7p8", "invoice": KWD, "charge": "ch_3OBaB1LkdIwHu7ix0KWD0001",
-                         "payment_method": "pm_1OBaB1LkdIwHu7ixKWDCARD1"}
+    assert kwd.links == {
+        "customer": "cus_OzC3l4M5n6O7p8",
+        "invoice": KWD,
+        "charge": "ch_3OBaB1LkdIwHu7ix0KWD0001",
+        "payment_method": "pm_1OBaB1LkdIwHu7ixKWDCARD1",
+    }
     assert kwd.hints["money_record"] == "charge"
     jpy = intents["pi_3OBaB1LkdIwHu7ix0JPY0001"].record
     assert jpy.amount == Money.of("50000", "JPY") and jpy.amount.amount == Decimal("50000")
@@ -154,14 +189,29 @@ def test_incomplete_payment_intents_are_pending_or_failed_with_stripes_reason(ma
     intents = mapped(mapper, "payment_intents")
     declined = intents["pi_3OBaB9LkdIwHu7ix0FAIL0001"]
     assert declined.record.status == "pending" and declined.hints["intent_status"] == "requires_payment_method"
-    assert (declined.hints["last_payment_error"], declined.hints["decline_code"]) == ("card_declined", "insufficient_funds")
-    assert declined.hints["invoice_number"] == "ACME-0007" and declined.links["charge"] == "ch_3OBaB9LkdIwHu7ix0FAIL0001"
+    assert (declined.hints["last_payment_error"], declined.hints["decline_code"]) == (
+        "card_declined",
+        "insufficient_funds",
+    )
+    assert (
+        declined.hints["invoice_number"] == "ACME-0007" and declined.links["charge"] == "ch_3OBaB9LkdIwHu7ix0FAIL0001"
+    )
     waiting = intents["pi_3OBaBBLkdIwHu7ix0OPEN0001"]
-    assert waiting.record.status == "pending" and waiting.record.amount == Money.of("3000000", "JPY") and "charge" not in waiting.links
+    assert (
+        waiting.record.status == "pending"
+        and waiting.record.amount == Money.of("3000000", "JPY")
+        and "charge" not in waiting.links
+    )
     canceled = intents["pi_3OBaBCLkdIwHu7ix0CNCL0001"]
     assert canceled.record.status == "failed" and canceled.hints["cancellation_reason"] == "abandoned"
 
 
 def test_an_expanded_latest_charge_still_links_by_id(mapper):
-    raw = dict(fixture("payment_intents.json")["data"][5], latest_charge={"id": "ch_3OBaB1LkdIwHu7ix0USD0001", "object": "charge"})
-    assert mapped(mapper, "payment_intents", [raw])["pi_3OBaB1LkdIwHu7ix0USD0001"].links["charge"] == "ch_3OBaB1LkdIwHu7ix0USD0001"
+    raw = dict(
+        fixture("payment_intents.json")["data"][5],
+        latest_charge={"id": "ch_3OBaB1LkdIwHu7ix0USD0001", "object": "charge"},
+    )
+    assert (
+        mapped(mapper, "payment_intents", [raw])["pi_3OBaB1LkdIwHu7ix0USD0001"].links["charge"]
+        == "ch_3OBaB1LkdIwHu7ix0USD0001"
+    )

@@ -10,8 +10,16 @@ from support.stripe_fakes import NOW, make_provider
 DAY = 86400
 USD = "in_1OBa9zLkdIwHu7ixUSD00001"
 NEWEST_INVOICE_EVENT = ("evt_1OBaH4LkdIwHu7ixEVT00004", 1_700_000_400)
-STREAMS = ("customers", "invoices", "charges", "payment_intents", "refunds", "payouts", "credit_notes",
-           "balance_transactions")
+STREAMS = (
+    "customers",
+    "invoices",
+    "charges",
+    "payment_intents",
+    "refunds",
+    "payouts",
+    "credit_notes",
+    "balance_transactions",
+)
 
 
 class Clock:
@@ -49,7 +57,10 @@ def test_newest_event_40_days_old_but_checked_yesterday_reads_incrementally(stri
     assert [r["id"] for p in pages for r in p.records] == [USD]
     assert not any(p.notes for p in pages)
     assert decode(pages[-1].cursor, stream="invoices")["events"] == {
-        "after": "evt_1OBaQ1LkdIwHu7ixQUIET001", "at": later - 60, "checked": later - 300}
+        "after": "evt_1OBaQ1LkdIwHu7ixQUIET001",
+        "at": later - 60,
+        "checked": later - 300,
+    }
 
 
 def test_a_since_position_checked_recently_reads_incrementally(stripe_fake):
@@ -84,8 +95,17 @@ def test_an_old_cursor_without_a_check_still_reads_and_past_retention_starts_ove
 def test_a_pruned_event_answered_as_a_400_resource_missing_starts_over(stripe_fake, provider):
     def pruned(request: httpx.Request) -> httpx.Response | None:
         if request.url.params.get("ending_before") == "evt_gone":
-            return httpx.Response(400, json={"error": {"type": "invalid_request_error", "code": "resource_missing",
-                                                       "param": "ending_before", "message": "No such event: 'evt_gone'"}})
+            return httpx.Response(
+                400,
+                json={
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "resource_missing",
+                        "param": "ending_before",
+                        "message": "No such event: 'evt_gone'",
+                    }
+                },
+            )
         return None
 
     stripe_fake.intercept = pruned
@@ -105,7 +125,11 @@ def test_successive_no_change_runs_cost_at_most_two_requests_per_stream_for_mont
         for stream in STREAMS:
             before = len(stripe_fake.requests)
             pages = read_all(provider, stream, cursors[stream])
-            assert len(stripe_fake.requests) - before <= 2, (days, stream, [str(r.url) for r in stripe_fake.requests[before:]])
+            assert len(stripe_fake.requests) - before <= 2, (
+                days,
+                stream,
+                [str(r.url) for r in stripe_fake.requests[before:]],
+            )
             assert not any(p.records or p.notes for p in pages), (days, stream)
             cursors[stream] = pages[-1].cursor
     provider.close()

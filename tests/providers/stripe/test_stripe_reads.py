@@ -8,8 +8,14 @@ from connector.providers.stripe.cursor import decode, encode
 from support.stripe_fakes import NOW, fixture, make_provider
 
 STREAM_COUNTS = {
-    "customers": 3, "invoices": 4, "charges": 4, "payment_intents": 6, "refunds": 1, "payouts": 1,
-    "credit_notes": 1, "balance_transactions": 5,
+    "customers": 3,
+    "invoices": 4,
+    "charges": 4,
+    "payment_intents": 6,
+    "refunds": 1,
+    "payouts": 1,
+    "credit_notes": 1,
+    "balance_transactions": 5,
 }
 USD, JPY = "in_1OBa9zLkdIwHu7ixUSD00001", "in_1OBaA1LkdIwHu7ixJPY00001"
 
@@ -33,7 +39,9 @@ def test_first_run_lists_every_object_and_ends_on_a_catch_up_cursor(stripe_fake,
 
 def test_invoices_first_run_anchors_on_the_newest_invoice_event(stripe_fake, provider):
     pages = read_all(provider, "invoices")
-    assert decode(pages[-1].cursor, stream="invoices") == {"events": {"after": "evt_1OBaH4LkdIwHu7ixEVT00004", "at": 1_700_000_400, "checked": NOW - 300}}
+    assert decode(pages[-1].cursor, stream="invoices") == {
+        "events": {"after": "evt_1OBaH4LkdIwHu7ixEVT00004", "at": 1_700_000_400, "checked": NOW - 300}
+    }
     anchor = stripe_fake.gets("/v1/events")[0]
     assert anchor.url.params["type"] == "invoice.*" and anchor.url.params["limit"] == "1"
 
@@ -61,7 +69,9 @@ def test_incremental_read_brings_updates_from_events_oldest_first(stripe_fake, p
     usd = dict(stripe_fake.find("invoices", USD), amount_paid=10000, amount_remaining=9440)
     stripe_fake.add_event("evt_1OBaJ1LkdIwHu7ixNEW00001", "invoice.updated", NOW - 50, dict(usd, amount_paid=7000))
     stripe_fake.add_event("evt_1OBaJ2LkdIwHu7ixNEW00002", "invoice.updated", NOW - 40, usd)
-    stripe_fake.add_event("evt_1OBaJ3LkdIwHu7ixNEW00003", "invoiceitem.created", NOW - 30, {"id": "ii_x", "object": "invoiceitem"})
+    stripe_fake.add_event(
+        "evt_1OBaJ3LkdIwHu7ixNEW00003", "invoiceitem.created", NOW - 30, {"id": "ii_x", "object": "invoiceitem"}
+    )
     pages = read_all(provider, "invoices", cursor)
     records = [r for p in pages for r in p.records]
     assert [(r["id"], r["amount_paid"]) for r in records] == [(USD, 10000)]  # newest state, once
@@ -90,7 +100,9 @@ def test_events_pages_walk_forward_with_ending_before(stripe_fake):
     afters = [decode(p.cursor, stream="invoices")["events"]["after"] for p in pages]
     assert afters == ["evt_1OBaH2LkdIwHu7ixEVT00002", "evt_1OBaH4LkdIwHu7ixEVT00004"]
     assert [r.url.params.get("ending_before") for r in stripe_fake.gets("/v1/events")] == [
-        "evt_1OBaH1LkdIwHu7ixEVT00001", "evt_1OBaH2LkdIwHu7ixEVT00002"]
+        "evt_1OBaH1LkdIwHu7ixEVT00001",
+        "evt_1OBaH2LkdIwHu7ixEVT00002",
+    ]
 
 
 def test_deleted_draft_invoice_comes_back_marked_deleted(stripe_fake, provider):
@@ -112,8 +124,15 @@ def test_deleted_customer_comes_back_marked_deleted(stripe_fake, provider):
 def test_charges_are_always_re_read_with_their_balance_transaction(stripe_fake, provider):
     cursor = read_all(provider, "charges")[-1].cursor
     charge = stripe_fake.find("charges", "ch_3OBaB1LkdIwHu7ix0USD0001")
-    stripe_fake.add_event("evt_1OBaL1LkdIwHu7ixCHG00001", "charge.updated", NOW - 10, dict(charge, balance_transaction="txn_3OBaB1LkdIwHu7ix0USD0001"))
-    stripe_fake.add_event("evt_1OBaL2LkdIwHu7ixCHG00002", "charge.dispute.created", NOW - 5, {"id": "dp_1", "object": "dispute"})
+    stripe_fake.add_event(
+        "evt_1OBaL1LkdIwHu7ixCHG00001",
+        "charge.updated",
+        NOW - 10,
+        dict(charge, balance_transaction="txn_3OBaB1LkdIwHu7ix0USD0001"),
+    )
+    stripe_fake.add_event(
+        "evt_1OBaL2LkdIwHu7ixCHG00002", "charge.dispute.created", NOW - 5, {"id": "dp_1", "object": "dispute"}
+    )
     records = [r for p in read_all(provider, "charges", cursor) for r in p.records]
     assert [r["id"] for r in records] == ["ch_3OBaB1LkdIwHu7ix0USD0001"]
     assert records[0]["balance_transaction"]["fee"] == 175
@@ -136,7 +155,10 @@ def test_a_cursor_without_an_anchor_event_finds_the_oldest_events_first(stripe_f
     pages = read_all(provider, "invoices", cursor)
     # invoice events since then, oldest first: 01 (USD finalized), then 02 (USD paid), 04 (JPY)
     assert ids(pages) == [USD, USD, JPY]
-    assert [r.url.params.get("starting_after") for r in stripe_fake.gets("/v1/events")][:2] == [None, "evt_1OBaH2LkdIwHu7ixEVT00002"]
+    assert [r.url.params.get("starting_after") for r in stripe_fake.gets("/v1/events")][:2] == [
+        None,
+        "evt_1OBaH2LkdIwHu7ixEVT00002",
+    ]
     assert decode(pages[-1].cursor, stream="invoices")["events"]["after"] == "evt_1OBaH4LkdIwHu7ixEVT00004"
 
 
@@ -176,7 +198,9 @@ def test_429_with_retry_after_then_success(stripe_fake):
     slept = []
     provider = make_provider()
     provider.http.retry = type(provider.http.retry)(sleep=slept.append)
-    stripe_fake.failures.append(httpx.Response(429, json=fixture("error_rate_limit.json"), headers={"Retry-After": "2"}))
+    stripe_fake.failures.append(
+        httpx.Response(429, json=fixture("error_rate_limit.json"), headers={"Retry-After": "2"})
+    )
     assert len(ids(read_all(provider, "customers"))) == 3
     assert slept == [2.0]
 
@@ -191,7 +215,9 @@ def test_a_long_rate_limit_wait_is_deferred_out_of_the_read_after_the_pages_so_f
     provider = make_provider(page_size=2, full_pull_windows=1)
     reader = provider.read("invoices", None)
     first = next(reader)  # anchor + first page
-    stripe_fake.failures.append(httpx.Response(429, json=fixture("error_rate_limit.json"), headers={"Retry-After": "3600"}))
+    stripe_fake.failures.append(
+        httpx.Response(429, json=fixture("error_rate_limit.json"), headers={"Retry-After": "3600"})
+    )
     with pytest.raises(RateLimitDeferred):
         next(reader)
     assert decode(first.cursor, stream="invoices")["list"]["starting_after"]
@@ -220,11 +246,20 @@ def test_a_foreign_cursor_is_refused(provider):
 def test_payment_intents_catch_up_from_payment_intent_events(stripe_fake, provider):
     cursor = read_all(provider, "payment_intents")[-1].cursor
     assert stripe_fake.gets("/v1/events")[0].url.params["type"] == "payment_intent.*"
-    waiting = dict(stripe_fake.find("payment_intents", "pi_3OBaBBLkdIwHu7ix0OPEN0001"), status="succeeded",
-                   amount_received=3000000, latest_charge="ch_3OBaZ1LkdIwHu7ix0JPY0002")
+    waiting = dict(
+        stripe_fake.find("payment_intents", "pi_3OBaBBLkdIwHu7ix0OPEN0001"),
+        status="succeeded",
+        amount_received=3000000,
+        latest_charge="ch_3OBaZ1LkdIwHu7ix0JPY0002",
+    )
     stripe_fake.put("payment_intents", waiting)
     stripe_fake.add_event("evt_1OBaN1LkdIwHu7ixPI000001", "payment_intent.succeeded", NOW - 10, waiting)
-    stripe_fake.add_event("evt_1OBaN2LkdIwHu7ixCH000001", "charge.succeeded", NOW - 9, stripe_fake.find("charges", "ch_3OBaB1LkdIwHu7ix0USD0001"))
+    stripe_fake.add_event(
+        "evt_1OBaN2LkdIwHu7ixCH000001",
+        "charge.succeeded",
+        NOW - 9,
+        stripe_fake.find("charges", "ch_3OBaB1LkdIwHu7ix0USD0001"),
+    )
     records = [r for p in read_all(provider, "payment_intents", cursor) for r in p.records]
     assert [(r["id"], r["status"]) for r in records] == [("pi_3OBaBBLkdIwHu7ix0OPEN0001", "succeeded")]
     assert not stripe_fake.gets("/v1/payment_intents/pi_3OBaBBLkdIwHu7ix0OPEN0001")  # the event's copy, same version

@@ -6,12 +6,12 @@ place, and shows that an undocumented parameter fails with its name and operatio
 
 import httpx
 import pytest
-from support.stripe_contract import assert_documented, operation_path, problems
-from support.stripe_fakes import NOW, make_provider
 
 from connector.model import Action, Ref
 from connector.providers.stripe import StripeProvider
 from connector.providers.stripe.cursor import encode
+from support.stripe_contract import assert_documented, operation_path, problems
+from support.stripe_fakes import NOW, make_provider
 
 USD = "in_1OBa9zLkdIwHu7ixUSD00001"
 
@@ -24,7 +24,9 @@ def test_every_stream_and_action_sends_only_documented_parameters(stripe_fake, w
         list(provider.read(stream, pages[-1].cursor))  # events (or created) catch-up
     list(provider.read("invoices", encode({"events": {"since": NOW - 86400}})))
     for kind in ("send_invoice", "mark_paid", "void_invoice"):
-        provider.apply(Action(connection="gateway", kind=kind, target=Ref(system="gateway", object_type="invoice", remote_id=USD)))
+        provider.apply(
+            Action(connection="gateway", kind=kind, target=Ref(system="gateway", object_type="invoice", remote_id=USD))
+        )
     paths = {r.url.path for r in stripe_fake.requests}
     assert {"/v1/events", "/v1/payment_intents", f"/v1/invoices/{USD}/pay"} <= paths
     assert any("types[]" in r.url.params for r in stripe_fake.requests)
@@ -52,6 +54,10 @@ def test_an_unknown_key_of_an_object_parameter_fails():
 
 
 def test_an_undocumented_form_field_fails_with_its_name_and_operation():
-    request = httpx.Request("POST", f"https://api.stripe.com/v1/invoices/{USD}/pay", data={"paid_out_of_band": "true", "amount_paid_off_stripe": "100"})
+    request = httpx.Request(
+        "POST",
+        f"https://api.stripe.com/v1/invoices/{USD}/pay",
+        data={"paid_out_of_band": "true", "amount_paid_off_stripe": "100"},
+    )
     [problem] = problems(request)
     assert "'amount_paid_off_stripe'" in problem and "POST /v1/invoices/{invoice}/pay" in problem

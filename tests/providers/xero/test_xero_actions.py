@@ -15,7 +15,13 @@ def payment_action(amount="749.75", currency="USD", invoice=INVOICE_ID, **payloa
         connection="ledger",
         kind="record_payment",
         target=Ref(system="ledger", object_type="invoice", remote_id=invoice),
-        payload={"amount": amount, "currency": currency, "date": "2026-01-31", "reference": "ar-sync gateway pi_3Nv", **payload},
+        payload={
+            "amount": amount,
+            "currency": currency,
+            "date": "2026-01-31",
+            "reference": "ar-sync gateway pi_3Nv",
+            **payload,
+        },
     )
 
 
@@ -75,9 +81,16 @@ def test_a_payment_without_the_account_code_setting_is_refused_naming_the_key(le
 
 @pytest.mark.parametrize(
     ("amount", "currency", "reason"),
-    [("0", "USD", "above zero"), ("-5.00", "USD", "above zero"), ("12.345", "USD", "not an exact amount"), ("12.5", "JPY", "not an exact amount")],
+    [
+        ("0", "USD", "above zero"),
+        ("-5.00", "USD", "above zero"),
+        ("12.345", "USD", "not an exact amount"),
+        ("12.5", "JPY", "not an exact amount"),
+    ],
 )
-def test_an_amount_that_cannot_be_a_payment_is_refused_before_anything_is_sent(ledger, make_xero, amount, currency, reason):
+def test_an_amount_that_cannot_be_a_payment_is_refused_before_anything_is_sent(
+    ledger, make_xero, amount, currency, reason
+):
     with pytest.raises(InvalidRequestError, match=reason):
         make_xero().apply(payment_action(amount, currency))
     assert ledger.requests == []

@@ -3,9 +3,9 @@ from decimal import Decimal
 
 import pytest
 
+from connector.mappings.mapper import load_mapping
 from connector.model import Invoice
 from connector.money import Money
-from connector.mappings.mapper import load_mapping
 from connector.providers.xero import XeroProvider
 from support.xero_fakes import records
 

@@ -45,7 +45,9 @@ def test_the_daily_limit_defers_the_stream_after_the_pages_already_read(invoices
     assert sleeps == []  # nobody sleeps 18 hours
 
 
-def test_an_expired_access_token_is_refreshed_and_the_rotated_refresh_token_saved_first(invoices, make_xero, token_store):
+def test_an_expired_access_token_is_refreshed_and_the_rotated_refresh_token_saved_first(
+    invoices, make_xero, token_store
+):
     past = datetime.now(UTC) - timedelta(minutes=5)
     provider = make_xero(access_token_expires_at=past)
     list(provider.read("invoices", None))

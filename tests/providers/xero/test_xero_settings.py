@@ -11,7 +11,12 @@ def test_defaults_point_at_xero_with_its_documented_limits():
     settings = XeroSettings(**REQUIRED)
     assert settings.base_url == "https://api.xero.com/api.xro/2.0"
     assert settings.token_url == "https://identity.xero.com/connect/token"
-    assert (settings.page_size, settings.calls_per_minute, settings.calls_per_day, settings.max_concurrent) == (1000, 60, 5000, 5)
+    assert (settings.page_size, settings.calls_per_minute, settings.calls_per_day, settings.max_concurrent) == (
+        1000,
+        60,
+        5000,
+        5,
+    )
     assert settings.payment_account_code is None
 
 

@@ -92,7 +92,9 @@ def test_an_incremental_read_with_nothing_new_keeps_the_cursor(fake_xero, make_x
         ("payments", "payments.json", "PaymentID", 'PaymentType=="ACCRECPAYMENT"', 3),
     ],
 )
-def test_each_stream_reads_everything_including_voided_and_deleted(fake_xero, make_xero, stream, fixture, key, where, expected):
+def test_each_stream_reads_everything_including_voided_and_deleted(
+    fake_xero, make_xero, stream, fixture, key, where, expected
+):
     body_key = {"contacts": "Contacts", "credit_notes": "CreditNotes", "payments": "Payments"}[stream]
     fake_xero.data[body_key] = records(fixture)
     pages = list(make_xero(page_size=2).read(stream, None))
