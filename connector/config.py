@@ -2,6 +2,7 @@
 
     [database]
     url = "sqlite:///connector.db"        # or "env:CONNECTOR_DATABASE_URL"
+    secret_key = "file:/run/credentials/connector.service/secret_key"   # seals OAuth tokens
 
     [connections.gateway]
     provider = "stripe"
@@ -14,18 +15,27 @@
 
 The file is found by `--config`, else `CONNECTOR_CONFIG`, else `./connector.toml`; only the
 default may be absent (an empty configuration). Any string value `env:NAME` is read from the
-environment. Each connection's keys are validated by its provider's settings model, and every
-mistake is reported as one line naming the file, the connection and the key.
+environment, and `file:PATH` from a file (relative to the config file's folder; surrounding
+whitespace dropped), as Docker secrets and systemd credentials give them. Each connection's
+keys are validated by its provider's settings model, and every mistake is reported as one
+line naming the file, the connection and the key.
+
+The secret key that seals stored OAuth tokens (`connector.state.secrets`) is `[database]
+secret_key`, else the environment variable `CONNECTOR_SECRET_KEY`: one Fernet key, or several
+separated by commas or whitespace (the first seals, all open). A key named in the file is
+never replaced by the variable: it must be the key the database was sealed with.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
@@ -34,12 +44,14 @@ from connector.providers.base import ProviderSettings, secret_fields
 from connector.providers.registry import Registry, installed
 from connector.redaction import register_secret
 from connector.settings import ReconcileConfig
+from connector.state.secrets import ENV_SECRET_KEY, TokenSealer, missing_key, parse_keys
 
 DEFAULT_CONFIG = "connector.toml"
 DEFAULT_DATABASE_URL = "sqlite:///connector.db"
 ENV_CONFIG = "CONNECTOR_CONFIG"
 ENV_DATABASE_URL = "CONNECTOR_DATABASE_URL"
 ENV_PREFIX = "env:"
+FILE_PREFIX = "file:"
 
 # Top-level tables a config may hold; later features add theirs here.
 TOP_LEVEL_KEYS = ("database", "connections", "dunning", "reconcile")
@@ -49,6 +61,7 @@ class DatabaseSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = DEFAULT_DATABASE_URL
+    secret_key: str | None = None
 
 
 @dataclass
@@ -60,6 +73,11 @@ class Connection:
     settings: ProviderSettings
     literal_secrets: list[str] = field(default_factory=list)
 
+    @property
+    def uses_oauth(self) -> bool:
+        """Whether the connection spends a refresh token, so rotated tokens are stored for it."""
+        return getattr(self.settings, "refresh_token", None) is not None
+
 
 @dataclass
 class Config:
@@ -70,6 +88,25 @@ class Config:
     dunning: dict[str, Any] = field(default_factory=dict)  # `[dunning]`, read by connector.dunning.run
     # `[reconcile]`: thresholds, tolerances and search bounds for every reconciliation run.
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
+    # The keys that seal stored OAuth tokens, the sealing one first; where they came from
+    # ("database.secret_key" or the variable's name), and whether written in the file itself.
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)
+    secret_key_source: str | None = None
+    literal_secret_key: bool = False
+
+    def token_sealer(self) -> TokenSealer:
+        """Seals and opens stored tokens with the configured keys (refuses to seal without)."""
+        return TokenSealer(self.secret_keys)
+
+    def oauth_connections(self) -> list[str]:
+        return [name for name, connection in self.connections.items() if connection.uses_oauth]
+
+    def require_secret_key(self) -> None:
+        """Refuse to run OAuth connections without a key: their rotated tokens could not be
+        stored, and a spent refresh token whose successor is lost loses the connection."""
+        oauth = self.oauth_connections()
+        if oauth and not self.secret_keys:
+            raise missing_key(oauth)
 
     def connection(self, name: str) -> Connection:
         try:
@@ -101,6 +138,75 @@ def resolve_env(value: Any, where: str) -> tuple[Any, bool]:
     return value, False
 
 
+def resolve_reference(value: Any, where: str, config_file: Path | None) -> tuple[Any, bool]:
+    """Replace an `env:NAME` or `file:PATH` reference by what it names; says whether it was
+    one. A relative path is relative to the config file's folder."""
+    if not (isinstance(value, str) and value.startswith(FILE_PREFIX)):
+        return resolve_env(value, where)
+    name = value[len(FILE_PREFIX) :].strip()
+    if not name:
+        raise ConfigError("`file:` needs a path", where=where)
+    path = Path(name).expanduser()
+    if not path.is_absolute() and config_file is not None:
+        path = config_file.resolve().parent / path
+    try:
+        content = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ConfigError(f"file {path} not found", where=where) from None
+    except IsADirectoryError:
+        raise ConfigError(f"cannot read file {path}: it is a directory", where=where) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read file {path}: {exc.strerror or type(exc).__name__}", where=where) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read file {path}: not UTF-8 text", where=where) from None
+    if not content:
+        raise ConfigError(f"file {path} is empty", where=where)
+    return content, True
+
+
+# Error formatting: every mistake in the words connector.toml is written in ----------------
+
+# What a pydantic type error expects, in TOML's words (a person reads "must be a number", not
+# "Input should be a valid decimal").
+_EXPECTED = {
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "decimal_type": "a number",
+    "decimal_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "text (a quoted string)",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "list_type": "a list",
+}
+_NUMBERS = (int, float, Decimal)
+
+
+def _given(value: Any) -> str:
+    """What was written, in words; never the value itself (it may be a secret) except the
+    harmless true and false."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, float):
+        return "a number" if value.is_integer() else "a number with a fraction"
+    if isinstance(value, Decimal):
+        whole = value.is_finite() and value == value.to_integral_value()
+        return "a number" if whole else "a number with a fraction"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return "a value of another kind"
+
+
 def _describe(error: ValidationError, where: str) -> list[str]:
     lines = []
     for item in error.errors():
@@ -110,15 +216,77 @@ def _describe(error: ValidationError, where: str) -> list[str]:
             message = "unknown key"
         elif kind == "missing":
             message = "required key is missing"
-        else:
-            message = item["msg"]
-            if "input" in item and kind not in ("string_type",) and not isinstance(item["input"], dict):
-                message += f" (got {type(item['input']).__name__})"
+        elif kind == "finite_number":
+            message = "must be a finite number"
+        elif kind in _EXPECTED:
+            message = f"must be {_EXPECTED[kind]}"
+            if "input" in item:
+                message += f", not {_given(item['input'])}"
+        else:  # a bound or a check of the model's own: its message names the limit
+            message = item["msg"].removeprefix("Value error, ")
         lines.append(f"{where}.{key}: {message}")
     return lines
 
 
-def _connection(name: str, table: Any, registry: Registry, source: str) -> Connection:
+def _refuse_mistyped(model: type[BaseModel], data: Any, where: str) -> None:
+    """pydantic reads `true` as 1 where a number is expected and `1` as true where true or
+    false is; connector.toml means neither. Raise the first such key as a ConfigError (strings
+    are left to pydantic: an `env:` value is always text)."""
+    found = _mistyped(model, data, ())
+    if found:
+        key, message = found[0]
+        raise ConfigError(f"{where}.{key}: {message}")
+
+
+def _mistyped(model: type[BaseModel], data: Any, loc: tuple[str, ...]) -> list[tuple[str, str]]:
+    if not isinstance(data, dict):
+        return []
+    found = []
+    for name, value in data.items():
+        field_info = model.model_fields.get(str(name))
+        if field_info is not None:
+            found += _mistyped_value(field_info.annotation, value, (*loc, str(name)))
+    return found
+
+
+def _mistyped_value(annotation: Any, value: Any, loc: tuple[str, ...]) -> list[tuple[str, str]]:
+    kinds = [k for k in _union_members(annotation) if k is not type(None)]
+    key = ".".join(loc)
+    if kinds == [bool]:
+        if isinstance(value, _NUMBERS) and not isinstance(value, bool):
+            return [(key, f"must be true or false, not {_given(value)}")]
+        return []
+    if kinds and all(k in _NUMBERS for k in kinds):
+        if isinstance(value, bool):
+            expected = "a whole number" if all(k is int for k in kinds) else "a number"
+            return [(key, f"must be {expected}, not {_given(value)}")]
+        return []
+    found: list[tuple[str, str]] = []
+    for kind in kinds:
+        origin = get_origin(kind)
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            found += _mistyped(kind, value, loc)
+        elif origin in (dict, Mapping) and isinstance(value, dict):
+            item = get_args(kind)[1] if len(get_args(kind)) == 2 else Any
+            for name, entry in value.items():
+                found += _mistyped_value(item, entry, (*loc, str(name)))
+        elif origin is list and isinstance(value, list):
+            item = get_args(kind)[0] if get_args(kind) else Any
+            for index, entry in enumerate(value):
+                found += _mistyped_value(item, entry, (*loc, str(index)))
+    return found
+
+
+def _union_members(annotation: Any) -> tuple[Any, ...]:
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _union_members(get_args(annotation)[0])
+    if origin is Union or origin is UnionType:
+        return tuple(member for arg in get_args(annotation) for member in _union_members(arg))
+    return (annotation,)
+
+
+def _connection(name: str, table: Any, registry: Registry, source: str, config_file: Path | None) -> Connection:
     where = f"{source}: connections.{name}"
     if not isinstance(table, dict):
         raise ConfigError("must be a table ([connections.NAME])", where=where)
@@ -136,12 +304,13 @@ def _connection(name: str, table: Any, registry: Registry, source: str) -> Conne
     for key, raw in table.items():
         if key == "provider":
             continue
-        value, was_reference = resolve_env(raw, f"{where}.{key}")
+        value, was_reference = resolve_reference(raw, f"{where}.{key}", config_file)
         if key in secrets and isinstance(value, str):
             register_secret(value)
             if not was_reference:
                 literal.append(key)
         values[key] = value
+    _refuse_mistyped(model, values, where)
     try:
         settings = model.model_validate(values)
     except ValidationError as exc:
@@ -177,7 +346,9 @@ def load_config(explicit: str | None = None, *, registry: Registry | None = None
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             raise ConfigError(f"unknown table (expected one of: {', '.join(TOP_LEVEL_KEYS)})", where=f"{source}: {key}")
-    database_url = _database_url(data.get("database", {}), source, found)
+    database = _database_section(data.get("database", {}), source)
+    database_url = _database_url(database, source, found)
+    secret_keys, key_source, literal_key = _secret_keys(database, source, found)
     connections_table = data.get("connections", {})
     if not isinstance(connections_table, dict):
         raise ConfigError("must be a table of [connections.NAME] tables", where=f"{source}: connections")
@@ -185,7 +356,7 @@ def load_config(explicit: str | None = None, *, registry: Registry | None = None
     problems: list[str] = []
     for name, table in connections_table.items():
         try:
-            connections[name] = _connection(name, table, registry, source)
+            connections[name] = _connection(name, table, registry, source, found)
         except ConfigError as exc:
             if strict:
                 raise
@@ -201,6 +372,9 @@ def load_config(explicit: str | None = None, *, registry: Registry | None = None
         problems=problems,
         dunning=dunning,
         reconcile=reconcile,
+        secret_keys=secret_keys,
+        secret_key_source=key_source,
+        literal_secret_key=literal_key,
     )
 
 
@@ -210,6 +384,7 @@ def _reconcile_settings(text: str, source: str) -> ReconcileConfig:
     where = f"{source}: reconcile"
     if not isinstance(section, dict):
         raise ConfigError("must be a table", where=where)
+    _refuse_mistyped(ReconcileConfig, section, where)
     try:
         return ReconcileConfig.model_validate(section)
     except ValidationError as exc:
@@ -226,18 +401,39 @@ def _reconcile_settings(text: str, source: str) -> ReconcileConfig:
         raise ConfigError(line) from None
 
 
-def _database_url(section: Any, source: str, config_file: Path | None) -> str:
+def _database_section(section: Any, source: str) -> DatabaseSection:
     if not isinstance(section, dict):
         raise ConfigError("must be a table", where=f"{source}: database")
     try:
-        parsed = DatabaseSection.model_validate(section)
+        return DatabaseSection.model_validate(section)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, f"{source}: database")[0]) from None
+
+
+def _database_url(parsed: DatabaseSection, source: str, config_file: Path | None) -> str:
     override = os.environ.get(ENV_DATABASE_URL)
     if override:
         return override
-    url, _ = resolve_env(parsed.url, f"{source}: database.url")
+    url, _ = resolve_reference(parsed.url, f"{source}: database.url", config_file)
     return anchor_sqlite_path(str(url), config_file)
+
+
+def _secret_keys(
+    parsed: DatabaseSection, source: str, config_file: Path | None
+) -> tuple[tuple[str, ...], str | None, bool]:
+    """The keys sealing OAuth tokens, where they came from, and whether written literally."""
+    if parsed.secret_key is not None:
+        where = f"{source}: database.secret_key"
+        text, was_reference = resolve_reference(parsed.secret_key, where, config_file)
+        origin = "database.secret_key"
+    elif os.environ.get(ENV_SECRET_KEY, "").strip():
+        where, text, was_reference, origin = ENV_SECRET_KEY, os.environ[ENV_SECRET_KEY], True, ENV_SECRET_KEY
+    else:
+        return (), None, False
+    try:
+        return parse_keys(str(text)), origin, not was_reference
+    except ValueError as exc:
+        raise ConfigError(str(exc), where=where) from None
 
 
 def anchor_sqlite_path(url: str, config_file: Path | None) -> str:

@@ -5,10 +5,15 @@ and runs the product loop on the embedded SQLite default: sync (pull, map, store
 systems), reconciliation, write-back (plan and apply) and the aging report, through
 `connector.pipeline` as every other run. The database stays behind for `connector invoices`,
 `connector aging` and friends.
+
+The rotated OAuth tokens are sealed as in any deployment: the demo makes its own secret key,
+a file readable by its owner only beside the config (`connector.key`), and the config names it
+with `secret_key = "file:connector.key"`.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -24,6 +29,7 @@ from connector.reports import aging_report
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import Size, generate
 from connector.sandbox.quickbooks_api import quickbooks_book
+from connector.state.secrets import new_key
 from connector.state.store import Store, open_store
 from connector.sync import SyncReport
 from connector.writeback.apply import ApplyReport
@@ -31,6 +37,10 @@ from connector.writeback.apply import ApplyReport
 DEMO_MARKER = "# written by `connector demo`"
 CONFIG_NAME = "connector.toml"
 DATABASE_NAME = "connector.db"
+KEY_NAME = "connector.key"
+# The key of configs written by `demo_config` without one (the test harness's sandbox configs):
+# made once per process and written into the config, like the sandbox's own credentials.
+SANDBOX_SECRET_KEY = new_key()
 
 # Sandbox credentials: accepted by the local sandbox only, so they are not secrets; the OAuth
 # ones make the demo spend and rotate refresh tokens exactly as against the real providers.
@@ -71,14 +81,18 @@ refresh_token = "{qbo["refresh_token"]}"
 '''
 
 
-def demo_config(sandbox: Sandbox, ledger: str = "xero") -> str:
+def demo_config(sandbox: Sandbox, ledger: str = "xero", *, secret_key: str | None = None) -> str:
+    """The config of a run against `sandbox`. `secret_key` is the value of `[database]
+    secret_key` (the demo gives "file:connector.key"); without it, this process's sandbox key."""
     xero, hubspot = DEMO_CREDENTIALS["xero"], DEMO_CREDENTIALS["hubspot"]
     return f'''{DEMO_MARKER} against a sandbox that has stopped since.
 # The credentials below are the sandbox's own; real ones belong in the environment
-# ("env:NAME"), never in this file. `connector init` writes a template for real systems.
+# ("env:NAME") or in files ("file:PATH"), never in this file. `connector init` writes a
+# template for real systems.
 
 [database]
 url = "sqlite:///{DATABASE_NAME}"
+secret_key = "{secret_key or SANDBOX_SECRET_KEY}"        # seals the stored OAuth tokens
 
 [connections.gateway]
 provider = "stripe"
@@ -140,6 +154,16 @@ def prepare_directory(directory: Path) -> Path:
     return config_path
 
 
+def write_key_file(path: Path) -> None:
+    """A new secret key in `path`, readable and writable by its owner only."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.chmod(path, 0o600)  # a file left by an earlier demo keeps its mode otherwise
+        os.write(descriptor, (new_key() + "\n").encode("ascii"))
+    finally:
+        os.close(descriptor)
+
+
 def run_demo(
     directory: Path,
     *,
@@ -162,9 +186,11 @@ def run_demo(
     with Sandbox(data, limits="documented") as sandbox:  # started on a free loopback port
         ledger_name = "QuickBooks Online" if ledger == "quickbooks" else "Xero"
         echo(f"sandbox: Stripe, {ledger_name} and HubSpot on {sandbox.base_url} (book: seed {seed}, {size})")
-        config_path.write_text(demo_config(sandbox, ledger), encoding="utf-8")
-        config = load_config(str(config_path))  # its SQLite file lies beside it
-        store = open_store(config.database_url)
+        write_key_file(directory / KEY_NAME)  # a new database, a new key
+        config_path.write_text(demo_config(sandbox, ledger, secret_key=f"file:{KEY_NAME}"), encoding="utf-8")
+        config = load_config(str(config_path))  # its SQLite file and its key lie beside it
+        config.require_secret_key()
+        store = open_store(config.database_url, sealer=config.token_sealer())
         try:
             run = pipeline.run(config, store, then="apply", full=True)
             assert run.reconciliation is not None and run.applied is not None  # then="apply" ran them

@@ -3,6 +3,7 @@
     ConnectorError                      exit 3 unless a subclass says otherwise
     ├── UsageError                      exit 2: the user asked for something we cannot do
     │   └── ConfigError                 exit 2: connector.toml or the environment is wrong
+    │       └── SecretKeyMissingError   OAuth tokens to store and no key to seal them
     ├── CurrencyMismatchError           arithmetic or comparison across two currencies
     ├── PluginError                     a provider plugin failed to load or to validate
     ├── MappingError                    a raw record could not be mapped (provider, id, field)
@@ -10,7 +11,8 @@
     ├── StateError                      exit 3: the state database
     │   ├── DatabaseUnavailableError    cannot connect
     │   ├── SchemaOutdatedError         exit 2: run `connector db upgrade`
-    │   └── SchemaTooNewError           exit 2: the database belongs to a newer release
+    │   ├── SchemaTooNewError           exit 2: the database belongs to a newer release
+    │   └── TokensUnreadableError       stored tokens no configured key opens
     └── ProviderError                   exit 3: provider, http_status, request_id, code
         ├── AuthenticationError         401/403 or a refused token grant: fix the credentials
         ├── RateLimitError              429 after the retry budget (retry_after seconds)
@@ -183,3 +185,24 @@ def exit_code(exc: BaseException) -> int:
 def first_line(exc: BaseException, limit: int = 300) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:limit]
+
+
+class SecretKeyMissingError(ConfigError):
+    """OAuth tokens would have to be stored and no key is set to seal them (exit 2)."""
+
+
+class TokensUnreadableError(StateError):
+    """Stored tokens that none of the configured keys opens (exit 3)."""
+
+    def __init__(self, connection: str, keys: int) -> None:
+        self.connection = connection
+        why = (
+            "with the configured key(s)"
+            if keys
+            else "without a key: none is set (CONNECTOR_SECRET_KEY or [database] secret_key)"
+        )
+        super().__init__(
+            f"tokens of connection {connection} cannot be decrypted {why}: restore the key they were sealed with, "
+            f"or re-authorise the connection (its new refresh_token in the config, then "
+            f"`connector tokens forget {connection}`)"
+        )

@@ -3,8 +3,9 @@
 `CONNECTOR_FAILPOINT=after_send:3` makes the process exit abruptly (as a SIGKILL would leave
 it) at the third time it reaches `hit("after_send")`: after a provider answered a write and
 before the answer is committed, the moment exactly-once delivery has to survive.
-`page_written` is a sync's page of records and its cursor written, not yet committed. Unset,
-it costs one dictionary lookup.
+`page_written` is a sync's page of records and its cursor written, not yet committed.
+`token_answered` is an OAuth token endpoint's answer received (the provider has rotated the
+refresh token) and not yet saved. Unset, it costs one dictionary lookup.
 """
 
 from __future__ import annotations

@@ -48,3 +48,11 @@ def configure_logging(*, verbosity: int = 0, log_format: str = "text") -> None:
     root.setLevel(level)
     # httpx logs every request line at INFO, with URLs; keep it for -vv only.
     logging.getLogger("httpx").setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+    # uvicorn (the service's listener, started with log_config=None) logs through this handler,
+    # so `--log-format json` stays JSON: no handler of its own, in case one was installed. Its
+    # access line for every request (health probes, scrapes) is the listener's side of httpx's
+    # request lines: -vv only too.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").setLevel(logging.INFO if verbosity >= 2 else logging.WARNING)

@@ -1,8 +1,10 @@
 """Keep secrets out of logs, error messages and reprs.
 
-Two nets: every secret value the configuration resolves is registered here and replaced
-wherever it appears, and well-known secret shapes (bearer tokens, Stripe keys, passwords in
-URLs, token fields in query strings or JSON) are masked even when nobody registered them.
+Two nets: every secret value the configuration resolves (from `env:` and `file:` references,
+the secret keys that seal stored tokens, and every token opened from the store) is registered
+here and replaced wherever it appears, and well-known secret shapes (bearer tokens, Stripe
+keys, passwords in URLs, token and key fields in query strings or JSON) are masked even when
+nobody registered them.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@"), r"\1" + MASK + "@"),
     (
         re.compile(
-            r"(?i)(\b(?:access_token|refresh_token|client_secret|api_key|password|secret|"
-            r"code_verifier|id_token)\b[\"']?\s*[=:]\s*[\"']?)[^\"'&\s,}]+"
+            r"(?i)(\b(?:access_token|refresh_token|previous_refresh_token|client_secret|api_key|password|"
+            r"secret|secret_key|code_verifier|id_token)\b[\"']?\s*[=:]\s*[\"']?)[^\"'&\s,}]+"
         ),
         r"\1" + MASK,
     ),

@@ -4,7 +4,9 @@ Each page is mapped and stored together with the stream's cursor in one transact
 crash resumes where it stopped with nothing lost or duplicated. Records the mapping cannot
 read are reported (provider, object id, field), counted and skipped; the rest of the page is
 stored. A provider asking us to wait for hours (a daily limit) defers the stream: what was
-stored stays, with its cursor, and the next run carries on.
+stored stays, with its cursor, and the next run carries on. A run is `ok` only when every
+stream finished: a deferred or failed stream, or a skipped record, makes it a run with problems
+(`connector sync` exits 1 and says which stream, and until when it waits).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from pydantic_core import to_jsonable_python
 
@@ -34,13 +37,15 @@ logger = logging.getLogger(__name__)
 _CUSTOMER_LINKED = ("invoice", "payment")
 MAX_REPORTED_ERRORS = 20
 
+StreamStatus = Literal["ok", "deferred", "failed"]
+
 
 @dataclass
 class StreamReport:
     connection: str
     provider: str
     stream: str
-    status: str = "ok"  # ok | deferred | failed
+    status: StreamStatus = "ok"
     pages: int = 0
     records: int = 0
     stored: int = 0
@@ -48,6 +53,9 @@ class StreamReport:
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # deferred: when the provider's limit lets the stream go on (ISO 8601, UTC); None when the
+    # provider named no time
+    deferred_until: str | None = None
 
 
 @dataclass
@@ -58,7 +66,16 @@ class SyncReport:
 
     @property
     def ok(self) -> bool:
-        return all(s.status != "failed" and s.skipped == 0 for s in self.streams)
+        """Every stream finished with every record stored: nothing deferred, failed or skipped."""
+        return all(s.status == "ok" and s.skipped == 0 for s in self.streams)
+
+    @property
+    def deferred(self) -> list[StreamReport]:
+        return [s for s in self.streams if s.status == "deferred"]
+
+    @property
+    def failed(self) -> list[StreamReport]:
+        return [s for s in self.streams if s.status == "failed"]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -157,8 +174,13 @@ class SyncEngine:
                 self.progress(report)
         except RateLimitDeferred as exc:
             report.status = "deferred"
+            if exc.retry_after is not None:
+                until = datetime.now(UTC) + timedelta(seconds=exc.retry_after)
+                report.deferred_until = until.isoformat(timespec="seconds")
             report.notes.append(f"deferred by the provider's limit; resumes on a later run ({exc})")
-            logger.warning("stream deferred: %s", exc, extra=context)
+            logger.warning(
+                "stream deferred until %s: %s", report.deferred_until or "(no time given)", exc, extra=context
+            )
         except (ProviderError, ConnectorError) as exc:
             report.status = "failed"
             report.errors.append(str(exc))
@@ -177,10 +199,7 @@ class SyncEngine:
         kind = spec.record if spec.store == "canonical" else spec.object_type  # refs only
         with self.store.session() as session:
             records = self._with_customer_ids(connection, kind, mapped, session)
-            extras = {
-                m.ref.remote_id: to_jsonable_python({"links": m.links, "hints": m.hints, "deleted": m.deleted})
-                for m in mapped
-            }
+            extras = {m.ref.remote_id: to_jsonable_python(_sync_view(m)) for m in mapped}
             self.store.store_page(connection, stream, kind, records, cursor, session=session, extras=extras, rank=rank)
             failpoints.hit("page_written")  # crash tests: the page and its cursor written, not committed
         return len(records)
@@ -195,3 +214,12 @@ class SyncEngine:
             customer_id = known.get(m.links.get("customer", ""))
             out.append(m.record.model_copy(update={"customer_id": customer_id}) if customer_id else m.record)
         return out
+
+
+def _sync_view(mapped: MappedRecord) -> dict[str, Any]:
+    """What the mapping learnt beside the record, kept in its view under `_sync`: links, hints,
+    deletion, and the original length of each text the mapping cut (only when it cut one)."""
+    view: dict[str, Any] = {"links": mapped.links, "hints": mapped.hints, "deleted": mapped.deleted}
+    if mapped.truncated:
+        view["truncated"] = mapped.truncated
+    return view

@@ -2,12 +2,21 @@
 
 `Mapper.map_page()` maps what it can and returns a `MappingError` (provider, object id,
 field, reason) for each record it cannot; the caller stores the rest and counts the errors.
+
+Text from a provider is bounded here, for every provider alike: a field or hint longer than
+`TEXT_LIMIT` characters (numbers, names, e-mails, references, methods), or `FREE_TEXT_LIMIT`
+for free text (`FREE_TEXT_FIELDS`: line descriptions, remittance text, refund reasons), keeps
+its first characters and ends in "…". `MappedRecord.truncated` names each such field with its
+original length (stored in the record's view under `_sync.truncated`), and one warning is
+logged per record. An id is never cut (a cut id could name another record): a record whose
+own id is too long is refused, and a link whose id is too long is left out (and noted).
 """
 
 from __future__ import annotations
 
 import copy
 import importlib
+import logging
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,7 +37,14 @@ from connector.mappings.spec import (
 from connector.mappings.transforms import TRANSFORMS, TransformContext
 from connector.model import Ref
 
+logger = logging.getLogger(__name__)
+
 _MISSING = object()
+
+TEXT_LIMIT = 512  # characters of an identifier, number, name, e-mail or reference
+FREE_TEXT_LIMIT = 4096  # characters of free text
+FREE_TEXT_FIELDS = frozenset({"description", "remittance", "reason"})
+_REASON_LIMIT = 300  # characters of a mapping error's reason (it may quote the raw value)
 
 
 @dataclass
@@ -41,6 +57,9 @@ class MappedRecord:
     links: dict[str, str] = field(default_factory=dict)  # role -> remote id in the same system
     hints: dict[str, Any] = field(default_factory=dict)  # cross-system linking facts
     deleted: bool = False
+    # field path ("number", "lines.0.description", "hints.email", "links.customer") -> the
+    # length of the provider's text where it was cut (or the link left out)
+    truncated: dict[str, int] = field(default_factory=dict)
 
 
 def get_path(raw: Any, path: str) -> Any:
@@ -102,6 +121,9 @@ class Mapper:
         remote_id: str | None = None
         try:
             remote_id = self._required_text(spec.id, context, "id")
+            if len(remote_id) > TEXT_LIMIT:
+                length, remote_id = len(remote_id), shortened(remote_id, 60)
+                raise _FieldFailure("id", f"is {length} characters long; an id longer than {TEXT_LIMIT} is refused")
             updated = self._value(spec.updated_at, context, "updated_at") if spec.updated_at else None
             if updated is not None and not isinstance(updated, datetime):
                 raise _FieldFailure("updated_at", "must map to a date-time (use a date transform)")
@@ -122,15 +144,34 @@ class Mapper:
                 if (value := self._value(hint_spec, context, f"hints.{name}")) not in (None, "")
             }
         except _FieldFailure as failure:
-            raise MappingError(self.provider, spec.object_type, remote_id, failure.field_name, failure.reason) from None
+            reason = shortened(failure.reason, _REASON_LIMIT)
+            raise MappingError(self.provider, spec.object_type, remote_id, failure.field_name, reason) from None
+        truncated: dict[str, int] = {}
+        values = {name: _bounded(value, name, truncated) for name, value in values.items()}
+        hints = {name: _bounded(value, f"hints.{name}", truncated) for name, value in hints.items()}
+        for role, linked in list(links.items()):
+            if len(linked) > TEXT_LIMIT:
+                truncated[f"links.{role}"] = len(linked)
+                del links[role]
         model = RECORD_MODELS[spec.record]
         try:
             record = model.model_validate({**values, "refs": [ref]})
         except ValidationError as exc:
             first = exc.errors()[0]
             location = ".".join(str(p) for p in first["loc"]) or _field_in_message(first["msg"])
-            raise MappingError(self.provider, spec.object_type, remote_id, location, first["msg"]) from None
-        return MappedRecord(stream=stream, ref=ref, record=record, links=links, hints=hints, deleted=deleted)
+            reason = shortened(first["msg"], _REASON_LIMIT)
+            raise MappingError(self.provider, spec.object_type, remote_id, location, reason) from None
+        if truncated:
+            logger.warning(
+                "%s %s %s: text longer than the connector keeps was cut: %s",
+                self.provider,
+                spec.object_type,
+                remote_id,
+                ", ".join(f"{path} ({length} characters)" for path, length in truncated.items()),
+            )
+        return MappedRecord(
+            stream=stream, ref=ref, record=record, links=links, hints=hints, deleted=deleted, truncated=truncated
+        )
 
     # Field evaluation --------------------------------------------------------------------
 
@@ -202,7 +243,8 @@ class Mapper:
             table = self.spec.status_maps[spec.map]
             key = str(value)
             if key not in table:
-                raise _FieldFailure(name, f"value {key!r} is not in status map {spec.map!r} ({', '.join(table)})")
+                shown = shortened(key, 60)
+                raise _FieldFailure(name, f"value {shown!r} is not in status map {spec.map!r} ({', '.join(table)})")
             value = table[key]
         return value
 
@@ -211,6 +253,33 @@ class Mapper:
         if value in (None, ""):
             raise _FieldFailure(name, "is missing")
         return str(value)
+
+
+def text_limit(path: str) -> int:
+    """How many characters of provider text the field at `path` keeps (by its last name:
+    `lines.0.description` is free text)."""
+    name = next((part for part in reversed(path.split(".")) if not part.isdigit()), path)
+    return FREE_TEXT_LIMIT if name in FREE_TEXT_FIELDS else TEXT_LIMIT
+
+
+def shortened(text: str, limit: int = TEXT_LIMIT) -> str:
+    """`text` cut to `limit` characters, the last one an ellipsis when anything was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _bounded(value: Any, path: str, truncated: dict[str, int]) -> Any:
+    """`value` with every string in it cut to its field's limit; `truncated` notes each cut."""
+    if isinstance(value, str):
+        limit = text_limit(path)
+        if len(value) > limit:
+            truncated[path] = len(value)
+            return shortened(value, limit)
+        return value
+    if isinstance(value, list):
+        return [_bounded(item, f"{path}.{index}", truncated) for index, item in enumerate(value)]
+    if isinstance(value, dict):
+        return {key: _bounded(item, f"{path}.{key}", truncated) for key, item in value.items()}
+    return value
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,12 +1,14 @@
 """Database URLs and engines: one place that knows SQLite from PostgreSQL at connect time.
 
-SQLite is the embedded default (a file in the working directory); PostgreSQL is the shared
-store for several workers. pysqlite's own transaction handling is switched off so that
+SQLite is the embedded default (a file in the working directory, created readable by its
+owner only: it holds the connector's state and its sealed OAuth tokens); PostgreSQL is the
+shared store for several workers. pysqlite's own transaction handling is switched off so that
 SQLAlchemy's BEGIN is real: a page, or a whole migration, commits or rolls back as one.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +19,9 @@ from connector.redaction import register_secret
 
 DEFAULT_URL = "sqlite:///connector.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A new SQLite file is created with this mode; SQLite gives its -wal and -shm files the mode
+# of the database file, so they are private too.
+SQLITE_FILE_MODE = 0o600
 # The state store runs on these two only (the schema's migrations and locks are written for them).
 SUPPORTED_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 
@@ -73,6 +78,15 @@ def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
 
 
 def _configure_sqlite(engine: Engine) -> None:
+    path = sqlite_file(engine.url)
+
+    @sa.event.listens_for(engine, "do_connect")
+    def _create_private(*_args: Any) -> None:
+        # Before SQLite opens (and so creates) the file: create it ourselves, owner-only,
+        # rather than with the process umask (usually world-readable).
+        if path is not None:
+            create_private_file(path)
+
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy emit BEGIN itself (pysqlite would defer it to the first write).
@@ -89,6 +103,45 @@ def _configure_sqlite(engine: Engine) -> None:
         # (look up refs, then upsert) would otherwise fail at once with "database is locked"
         # when another thread writes meanwhile, instead of waiting its turn (busy_timeout).
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def sqlite_file(url: URL) -> str | None:
+    """The path of a SQLite URL's database file; None for an in-memory database or a `file:`
+    URI (whose options SQLite reads itself)."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:") or url.query.get("uri"):
+        return None
+    return database
+
+
+def create_private_file(path: str) -> bool:
+    """Create an empty file at `path` readable and writable by its owner only, unless one is
+    there already (its mode is left alone); True when it was created. A directory that does
+    not exist is left for SQLite to report."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE)
+    except OSError:
+        return False
+    os.close(descriptor)
+    return True
+
+
+def scrub_sqlite(engine: Engine) -> None:
+    """Rewrite a SQLite database file (VACUUM) and empty its write-ahead log, so that values
+    overwritten in place (tokens stored in clear, or sealed with a retired key) linger in no
+    free page and no old WAL frame. Nothing to do on PostgreSQL: old row versions are not in
+    a dump, and only the server's own files hold them until vacuumed."""
+    if engine.dialect.name != "sqlite" or sqlite_file(engine.url) is None:
+        return
+    raw = engine.raw_connection()
+    try:
+        connection = raw.driver_connection
+        assert connection is not None
+        # outside any transaction: the connection is in autocommit (see _configure_sqlite)
+        connection.execute("VACUUM")
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        raw.close()
 
 
 def check_reachable(engine: Engine) -> None:

@@ -3,7 +3,9 @@
 Every method takes an optional `session`: given one, it works inside the caller's
 transaction; without one, it runs in a transaction of its own. The work itself lives in
 `state.records` (canonical records and refs), `state.bookkeeping` (cursors, outbox, audit,
-runs) and `state.tokens`; this class only decides the transaction.
+runs) and `state.tokens`; this class only decides the transaction. OAuth tokens are sealed
+with the `TokenSealer` the store was opened with (`state.secrets`): the CLI, the service and
+the demo always give one, made from the operator's key.
 """
 
 from __future__ import annotations
@@ -17,16 +19,21 @@ from sqlalchemy.orm import Session
 
 from connector.model import Action, ActionState, Customer, Invoice, Payment, Ref
 from connector.state import bookkeeping, records, tokens
-from connector.state.db import check_reachable, make_engine
+from connector.state.db import check_reachable, make_engine, scrub_sqlite
 from connector.state.migrate import check_schema, is_empty, upgrade
 from connector.state.records import E, EntityKind, own_ref
-from connector.state.tokens import StoredTokens
+from connector.state.secrets import TokenSealer
+from connector.state.tokens import ResealReport, StoredTokens, TokenState
 
 
-def open_store(target: str | URL | Engine | None = None, **engine_kwargs: Any) -> Store:
+def open_store(
+    target: str | URL | Engine | None = None, *, sealer: TokenSealer | None = None, **engine_kwargs: Any
+) -> Store:
     """A store on `target` (a URL, an engine, or the default SQLite file). A database with no
     tables at all is initialised; one at another schema version is refused, since only
-    `connector db upgrade` changes an existing schema."""
+    `connector db upgrade` changes an existing schema. `sealer` seals and opens the stored
+    OAuth tokens (one without keys refuses to store any); without one they are kept as given,
+    for tests and tools that hold no key."""
     engine = target if isinstance(target, Engine) else make_engine(target, **engine_kwargs)
     try:
         check_reachable(engine)
@@ -37,12 +44,13 @@ def open_store(target: str | URL | Engine | None = None, **engine_kwargs: Any) -
         if engine is not target:
             engine.dispose()
         raise
-    return Store(engine)
+    return Store(engine, sealer)
 
 
 class Store:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, sealer: TokenSealer | None = None) -> None:
         self.engine = engine
+        self.sealer = sealer
 
     def close(self) -> None:
         self.engine.dispose()
@@ -207,7 +215,7 @@ class Store:
 
     def load_tokens(self, connection: str, session: Session | None = None) -> StoredTokens | None:
         with self._tx(session) as s:
-            return tokens.load_tokens(s, connection)
+            return tokens.load_tokens(s, connection, self.sealer)
 
     def save_tokens(
         self,
@@ -218,4 +226,23 @@ class Store:
     ) -> int | None:
         """Compare-and-swap: the new version, or None if someone saved since `expected_version`."""
         with self._tx(session) as s:
-            return tokens.save_tokens(s, connection, tokens_, expected_version)
+            return tokens.save_tokens(s, connection, tokens_, expected_version, self.sealer)
+
+    def forget_tokens(self, connection: str, session: Session | None = None) -> bool:
+        """Drop a connection's stored tokens; False when there were none."""
+        with self._tx(session) as s:
+            return tokens.forget_tokens(s, connection)
+
+    def token_states(self, session: Session | None = None) -> dict[str, TokenState]:
+        """connection -> sealed, plain or unreadable, for every connection with stored tokens."""
+        with self._tx(session) as s:
+            return tokens.token_states(s, self.sealer or TokenSealer())
+
+    def reseal_tokens(self) -> ResealReport:
+        """Seal every stored token with the first key (`connector db upgrade`), then scrub a
+        SQLite file of the values replaced (see `scrub_sqlite`)."""
+        with self.session() as s:
+            report = tokens.reseal_tokens(s, self.sealer or TokenSealer())
+        if report.sealed or report.resealed:
+            scrub_sqlite(self.engine)
+        return report

@@ -251,13 +251,15 @@ class AuditLogRow(SQLModel, table=True):
 
 
 class OAuthTokenRow(SQLModel, table=True):
-    """One connection's OAuth tokens; `version` makes a save a compare-and-swap (0002)."""
+    """One connection's OAuth tokens; `version` makes a save a compare-and-swap (0002);
+    `previous_refresh_token` is the one the current refresh token replaced (0009)."""
 
     __tablename__ = "oauth_tokens"
 
     connection: str = _col(sa.Text, primary_key=True, nullable=False)
     access_token: str | None = _col(sa.Text)
     refresh_token: str | None = _col(sa.Text)
+    previous_refresh_token: str | None = _col(sa.Text)
     expires_at: datetime | None = _col(UTCDateTime)
     updated_at: datetime = _col(UTCDateTime, nullable=False)
     version: int = _col(sa.Integer, nullable=False)

@@ -10,6 +10,7 @@ from connector.providers.registry import ProviderInfo, Registry
 class DemoSettings(ProviderSettings):
     api_key: SecretStr
     page_size: int = 100
+    live: bool = False
 
 
 class DemoGateway(Provider):
@@ -71,8 +72,49 @@ def test_wrong_type_names_the_key(tmp_path):
     path = write(
         tmp_path, '[connections.gw]\nprovider = "demo"\nbase_url = "http://x"\napi_key = "k123"\npage_size = "many"\n'
     )
-    with pytest.raises(ConfigError, match=r"connections\.gw\.page_size: .*integer"):
+    with pytest.raises(ConfigError, match=r"connections\.gw\.page_size: must be a whole number, not text$"):
         load_config(path, registry=REGISTRY)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("timeout_seconds = true", "timeout_seconds: must be a number, not true"),
+        ('timeout_seconds = "abc"', "timeout_seconds: must be a number, not text"),
+        ("page_size = false", "page_size: must be a whole number, not false"),
+        ("page_size = 2.5", "page_size: must be a whole number, not a number with a fraction"),
+        ("source_priority = true", "source_priority: must be a whole number, not true"),
+        ("live = 3", "live: must be true or false, not a whole number"),
+        ("live = 1", "live: must be true or false, not a whole number"),
+        ('live = "abc"', "live: must be true or false, not text"),
+        ("api_key = 12345", "api_key: must be text (a quoted string), not a whole number"),
+        ("mapping = 3", "mapping: must be a table, not a whole number"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_named_in_words(tmp_path, line, message):
+    """`true` is not 1 and `1` is not true, as pydantic would read them; the message says what
+    the key takes, never the value written (it may be a secret)."""
+    settings = {"base_url": '"http://x"', "api_key": '"k123"'}
+    key, _, value = line.partition(" = ")
+    settings[key] = value
+    body = "".join(f"{k} = {v}\n" for k, v in settings.items())
+    path = write(tmp_path, f'[connections.gw]\nprovider = "demo"\n{body}')
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, registry=REGISTRY)
+    assert str(raised.value) == f"{path}: connections.gw.{message}"
+    assert "12345" not in str(raised.value)
+
+
+def test_text_that_reads_as_the_expected_type_is_taken_as_from_an_env_reference(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEMO_PAGE_SIZE", "50")
+    monkeypatch.setenv("DEMO_LIVE", "true")
+    path = write(
+        tmp_path,
+        '[connections.gw]\nprovider = "demo"\nbase_url = "http://x"\napi_key = "k123"\n'
+        'page_size = "env:DEMO_PAGE_SIZE"\nlive = "env:DEMO_LIVE"\n',
+    )
+    settings = load_config(path, registry=REGISTRY).connection("gw").settings
+    assert (settings.page_size, settings.live) == (50, True)
 
 
 def test_unknown_provider_lists_the_installed_ones(tmp_path):
@@ -164,6 +206,18 @@ def test_no_reconcile_table_means_the_default_settings(tmp_path):
         ("[reconcile]\ntolerance_absolute = { XYZ = 1 }\n", r"reconcile\.tolerance_absolute: unknown currency 'XYZ'"),
         ("[reconcile]\nmax_subset_size = 20\n", r"reconcile\.max_subset_size: Input should be less than or equal to 8"),
         ("reconcile = 1\n", r"reconcile: must be a table"),
+        ("[reconcile]\nauto_threshold = true\n", r"reconcile\.auto_threshold: must be a number, not true$"),
+        ('[reconcile]\nauto_threshold = "abc"\n', r"reconcile\.auto_threshold: must be a number, not text$"),
+        ("[reconcile]\nauto_threshold = nan\n", r"reconcile\.auto_threshold: must be a finite number$"),
+        ("[reconcile]\nmax_candidates = true\n", r"reconcile\.max_candidates: must be a whole number, not true$"),
+        (
+            "[reconcile]\ntolerance_absolute = { USD = false }\n",
+            r"reconcile\.tolerance_absolute\.USD: must be a number, not false$",
+        ),
+        (
+            "[reconcile.confidence]\nexplicit_link = true\n",
+            r"reconcile\.confidence\.explicit_link: must be a number, not true$",
+        ),
     ],
 )
 def test_a_bad_reconcile_setting_names_the_key(tmp_path, text, message):

@@ -18,7 +18,7 @@ import connector.plugin_testing
 from connector.http.tokens import TokenStore
 from connector.mappings.transforms import TRANSFORMS
 from connector.providers.base import Provider, ProviderSettings
-from connector.scaffold import KINDS, render_files
+from connector.scaffold.templates import KINDS, render_files
 
 ROOT = Path(__file__).resolve().parents[1]
 FACADES = {"connector.plugin": connector.plugin, "connector.plugin_testing": connector.plugin_testing}

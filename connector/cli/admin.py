@@ -9,23 +9,29 @@ from typing import Any
 import click
 
 from connector.cli.context import AppContext, pass_app
-from connector.config import DEFAULT_CONFIG, ENV_CONFIG, config_path, load_config
+from connector.config import DEFAULT_CONFIG, ENV_CONFIG, Config, config_path, load_config
 from connector.dunning.run import dunning_section
 from connector.errors import EXIT_PROBLEMS, EXIT_USAGE, ConfigError, ConnectorError, UsageError
 from connector.providers.registry import installed
 from connector.redaction import redact
 from connector.state.db import database_url_for, make_engine, redact_url
 from connector.state.migrate import current_revision, head_revision, upgrade
+from connector.state.secrets import NEW_KEY_HINT, TokensUnreadableError, missing_key
+from connector.state.store import open_store
 
 EXAMPLE_CONFIG = """\
 # connector.toml: where the state database is and which systems to sync.
-# Secrets are never written here: `env:NAME` reads them from the environment.
+# Secrets are never written here: `env:NAME` reads them from the environment, `file:PATH`
+# from a file (a Docker secret, a systemd credential).
 
 [database]
 # The embedded default: a SQLite file beside this config. For several workers use
 # PostgreSQL, e.g. "postgresql://connector@db.internal/connector", or
 # url = "env:CONNECTOR_DATABASE_URL" (that variable also overrides this line when set).
 url = "sqlite:///connector.db"
+# The key that seals stored OAuth tokens (Xero, HubSpot apps, QuickBooks): make one with
+# `connector secret-key new`. Without this line, $CONNECTOR_SECRET_KEY is used.
+# secret_key = "file:/run/credentials/connector.service/secret_key"
 
 # One table per connection: [connections.NAME], the provider beside its settings.
 # `connector providers list` shows the installed providers; `connector doctor` checks this file.
@@ -101,16 +107,41 @@ def db_group() -> None:
 
 @db_group.command("upgrade")
 @pass_app
-def db_upgrade(app: AppContext) -> None:
-    """Apply schema migrations, keeping every stored row."""
+def db_upgrade(app: AppContext) -> int:
+    """Apply schema migrations, keeping every stored row; seal the stored OAuth tokens with the
+    first secret key (plain ones, and ones sealed with a key that is no longer first)."""
 
-    url = app.config().database_url
+    config = app.config()
+    url = config.database_url
     before = _revision(url)
     after = upgrade(url)
     if before == after:
         click.echo(f"{redact_url(url)}: already at {after} (latest)")
     else:
         click.echo(f"{redact_url(url)}: upgraded from {before or 'empty'} to {after} (latest is {head_revision()})")
+    return _seal_tokens(config)
+
+
+def _seal_tokens(config: Config) -> int:
+    """Re-seal the stored tokens; a warning and exit 1 when plain ones stay for want of a key."""
+    store = open_store(config.database_url, sealer=config.token_sealer())
+    try:
+        report = store.reseal_tokens()
+    finally:
+        store.close()
+    where = redact_url(config.database_url)
+    if report.sealed:
+        click.echo(f"{where}: sealed the stored OAuth tokens of {', '.join(report.sealed)} (they were in clear)")
+    if report.resealed:
+        click.echo(f"{where}: re-sealed the stored OAuth tokens of {', '.join(report.resealed)} with the first key")
+    if report.plain:
+        click.echo(
+            f"warning: the OAuth tokens of {', '.join(report.plain)} are stored in clear and no secret key is set: "
+            f"{NEW_KEY_HINT}, set it, then run `connector db upgrade` again to seal them",
+            err=True,
+        )
+        return EXIT_PROBLEMS
+    return 0
 
 
 @db_group.command("status")
@@ -192,6 +223,7 @@ def doctor(app: AppContext, as_json: bool) -> int:
                     "warning",
                 )
             )
+    checks += _secret_key_checks(config)
     bad_config = False
     try:
         dunning_section(config)
@@ -207,6 +239,49 @@ def doctor(app: AppContext, as_json: bool) -> int:
         for c in checks:
             click.echo(f"{c['status']:<8} {c['check']}: {c['detail']}")
     return EXIT_USAGE if bad_config else EXIT_PROBLEMS if failed else 0
+
+
+def _secret_key_checks(config: Config) -> list[dict[str, Any]]:
+    """The key sealing OAuth tokens: missing while OAuth connections need one, written in the
+    file; and the stored tokens: any in clear, any that the keys do not open."""
+    oauth, count = config.oauth_connections(), len(config.secret_keys)
+    checks = []
+    if not count and oauth:
+        refusal = f"{missing_key(oauth)}; `connector sync`, `apply` and `serve` refuse to run without it"
+        checks.append(_check("secret key", False, refusal, "warning", ours=True))
+    elif count:
+        detail = f"{count} key{'s' if count > 1 else ''} from {config.secret_key_source}"
+        checks.append(_check("secret key", True, detail + ("; the first seals new tokens" if count > 1 else "")))
+    if config.literal_secret_key:
+        literal = 'secret_key is written in the file; use "env:NAME" or "file:PATH" so the key stays out of it'
+        checks.append(_check("secret key", False, literal, "warning", ours=True))
+    return checks + _token_checks(config)
+
+
+def _token_checks(config: Config) -> list[dict[str, Any]]:
+    """How the stored tokens are kept, when the database is there and on this release's schema."""
+    url = config.database_url
+    if _sqlite_file_missing(url):
+        return []
+    try:
+        if _revision(url) != head_revision():
+            return []
+        store = open_store(url, sealer=config.token_sealer())
+    except ConnectorError:
+        return []  # the database check says why
+    try:
+        states = store.token_states()
+    finally:
+        store.close()
+    seal = "run `connector db upgrade`" if config.secret_keys else "set a secret key and run `connector db upgrade`"
+    checks = []
+    for connection, state in states.items():
+        if state == "unreadable":
+            unreadable = TokensUnreadableError(connection, len(config.secret_keys))
+            checks.append(_check(f"tokens {connection}", False, str(unreadable)))
+        elif state == "plain":
+            checks.append(_check(f"tokens {connection}", False, f"stored in clear: {seal} to seal them", "warning"))
+    return checks
 
 
 def _database_check(url: str) -> dict[str, Any]:

@@ -154,6 +154,14 @@ def sandbox_group() -> None:
 @click.option("--limits", type=click.Choice(LIMIT_MODES), default="documented", show_default=True)
 @click.option("--fail-rate", default=0.0, show_default=True, help="Share of requests answered with a fault.")
 @click.option(
+    "--search-delay",
+    "search_delay",
+    default=0.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds before a created HubSpot object shows in search (HubSpot's index trails writes).",
+)
+@click.option(
     "--truth",
     "truth_file",
     type=click.Path(dir_okay=False),
@@ -168,6 +176,7 @@ def sandbox_serve(
     latency_ms: float,
     limits: Limits,
     fail_rate: float,
+    search_delay: float,
     truth_file: str | None,
 ) -> None:
     """Serve the sandbox until Ctrl-C (or SIGTERM)."""
@@ -180,6 +189,8 @@ def sandbox_serve(
         raise UsageError("--fail-rate must be at least 0 and below 1")
     if latency_ms < 0:
         raise UsageError("--latency-ms cannot be negative")
+    if search_delay < 0:
+        raise UsageError("--search-delay cannot be negative")
     if truth_file and seed is None:
         raise UsageError("--truth needs --seed")
     data: dict[str, Any] | None = None
@@ -197,7 +208,17 @@ def sandbox_serve(
             except OSError as exc:
                 raise UsageError(f"--truth {truth_file}: cannot write it: {exc.strerror or exc}") from None
     try:
-        serve(host, port, data, latency_ms, limits, fail_rate, seed=seed or 0, echo=click.echo)
+        serve(
+            host,
+            port,
+            data,
+            latency_ms,
+            limits,
+            fail_rate,
+            seed=seed or 0,
+            search_delay_s=search_delay,
+            echo=click.echo,
+        )
     except ListenError as exc:
         raise UsageError(str(exc)) from None
 

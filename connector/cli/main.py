@@ -17,6 +17,7 @@ from connector.cli import (
     plugin_commands,
     reconcile_commands,
     report_commands,
+    secret_commands,
     serve_commands,
     sync_commands,
     writeback_commands,
@@ -64,6 +65,7 @@ def _register_commands() -> None:
         serve_commands,
         demo_commands,
         plugin_commands,
+        secret_commands,
     )
     for module in modules:
         for command in module.COMMANDS:

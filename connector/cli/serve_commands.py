@@ -10,7 +10,7 @@ import click
 
 from connector.cli.context import AppContext, pass_app
 from connector.errors import UsageError
-from connector.service.listener import Listener
+from connector.service.listener import Limits, Listener
 from connector.service.loop import Service, parse_every
 
 logger = logging.getLogger("connector.service")
@@ -45,10 +45,23 @@ def _listen(value: str) -> tuple[str, int]:
     show_default=True,
     help="How long a claimed unit stays this worker's before another may take it over.",
 )
+@click.option(
+    "--webhook-max-bytes",
+    type=click.IntRange(min=1024),
+    default=Limits.webhook_body,
+    show_default=True,
+    help="Largest webhook body taken; a larger one is answered 413 without being read.",
+)
 @click.option("--max-ticks", type=int, help="Stop after this many ticks (for tests and one-off runs).")
 @pass_app
 def serve_command(
-    app: AppContext, every: str, listen: str, public_url: str | None, lease: str, max_ticks: int | None
+    app: AppContext,
+    every: str,
+    listen: str,
+    public_url: str | None,
+    lease: str,
+    webhook_max_bytes: int,
+    max_ticks: int | None,
 ) -> None:
     """Run sync, reconcile, plan, apply and reminders on a schedule until SIGTERM/SIGINT."""
 
@@ -57,7 +70,7 @@ def serve_command(
     service = Service(app.config(), app.store(), interval, lease=lease_time)
     service.take_sqlite_lock()  # a refused second worker on SQLite says so before anything else
     try:
-        listener = Listener(service, host, port, public_url=public_url)
+        listener = Listener(service, host, port, public_url=public_url, limits=Limits(webhook_body=webhook_max_bytes))
     except OSError as exc:
         service.release_sqlite_lock()
         raise UsageError(f"--listen {listen}: {exc.strerror or exc}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import click
@@ -10,10 +11,10 @@ import click
 from connector import pipeline
 from connector.cli.context import AppContext, pass_app
 from connector.cli.progress import SyncProgress
-from connector.cli.writeback_commands import print_entries
+from connector.cli.writeback_commands import deferrals_json, local_time, print_apply_problems, print_entries
 from connector.errors import EXIT_PROBLEMS, UsageError
 from connector.pipeline import Then
-from connector.sync import SyncReport
+from connector.sync import StreamReport, SyncReport
 
 
 @click.command("sync")
@@ -74,6 +75,7 @@ def sync_command(
         result["plan"] = [e.summary for e in waiting]
     if run.applied is not None:
         result["applied"] = run.applied.per_system()
+        result["deferred_writes"] = deferrals_json(run.applied)
         problems = problems or bool(run.applied.failed or run.applied.parked)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
@@ -83,10 +85,11 @@ def sync_command(
         click.echo("")
         click.echo("Would write (dry run):")
         print_entries(waiting, empty="  nothing")
-    if then_apply:
+    if run.applied is not None:
         click.echo("")
         for system, kinds in sorted(result["applied"].items()):
             click.echo(f"wrote to {system}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+        print_apply_problems(run.applied)
     return EXIT_PROBLEMS if problems else 0
 
 
@@ -109,6 +112,38 @@ def print_report(report: SyncReport) -> None:
         if rules:
             detail = ", ".join(f"{count} by {rule}" for rule, count in sorted(rules.items()))
             click.echo(f"linked {kind} records across systems: {detail}")
+    unfinished = problem_lines(report)
+    if unfinished:
+        click.echo("")
+        click.echo("Not finished (exit code 1):")
+        for line in unfinished:
+            click.echo(f"  {line}")
+
+
+def problem_lines(report: SyncReport) -> list[str]:
+    """Why the run has problems, a line per stream: deferred (until when), failed (why), or
+    with records skipped. Empty when the run is ok."""
+    lines = []
+    for s in report.streams:
+        name = f"{s.connection}/{s.stream}"
+        if s.status == "deferred":
+            lines.append(
+                f"{name} deferred {_until(s)} by the provider's rate limit; what was stored is kept, "
+                "and a later run resumes from the saved cursor"
+            )
+        elif s.status == "failed":
+            reason = s.errors[-1] if s.errors else "no reason given"
+            lines.append(f"{name} failed: {reason}")
+        if s.skipped:
+            records = "record" if s.skipped == 1 else "records"
+            lines.append(f"{name}: {s.skipped} {records} skipped, the mapping could not read them (listed above)")
+    return lines
+
+
+def _until(stream: StreamReport) -> str:
+    if stream.deferred_until is None:
+        return "until the limit resets (the provider named no time)"
+    return f"until {local_time(datetime.fromisoformat(stream.deferred_until))}"
 
 
 COMMANDS = [sync_command]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 import click
@@ -14,7 +15,7 @@ from connector.cli.context import AppContext, pass_app
 from connector.errors import EXIT_PROBLEMS, UsageError
 from connector.pipeline import plan
 from connector.state import outbox
-from connector.writeback.apply import apply, cancel, pending, retry, state_of
+from connector.writeback.apply import ApplyReport, Deferral, apply, cancel, pending, retry, state_of
 
 
 def _entry_json(entry: outbox.OutboxEntry) -> dict[str, Any]:
@@ -54,11 +55,12 @@ def print_entries(entries: list[outbox.OutboxEntry], *, empty: str) -> None:
             elif entry.last_error:
                 click.echo(f"         last error (attempt {entry.attempts}): {entry.last_error}")
             if entry.action.state == "planned" and entry.next_attempt_at:
-                click.echo(f"         next attempt at {_when(entry.next_attempt_at)}")
+                click.echo(f"         next attempt at {local_time(entry.next_attempt_at)}")
 
 
-def _when(moment: Any) -> str:
-    return str(moment.astimezone().strftime("%Y-%m-%d %H:%M:%S"))
+def local_time(moment: datetime) -> str:
+    """A moment as this machine's local time, to the second (how every command prints one)."""
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 @click.command("plan")
@@ -108,10 +110,7 @@ def apply_command(app: AppContext, yes: bool, only: tuple[str, ...], as_json: bo
                     "replayed": report.replayed,
                     "failed": [{**_entry_json(e), "error": m} for e, m in report.failed],
                     "parked": [{**_entry_json(e), "error": m} for e, m in report.parked],
-                    "deferred": {
-                        name: {"until": d.until.isoformat(), "reason": d.reason, "actions": d.actions}
-                        for name, d in report.deferred.items()
-                    },
+                    "deferred": deferrals_json(report),
                 },
                 indent=2,
                 default=str,
@@ -121,21 +120,60 @@ def apply_command(app: AppContext, yes: bool, only: tuple[str, ...], as_json: bo
         for system, kinds in sorted(report.per_system().items()):
             click.echo(f"{system}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
         if not (report.done or report.failed or report.parked or report.deferred):
-            later = sorted(e.next_attempt_at for e in waiting if e.action.state == "planned" and e.next_attempt_at)
-            parts = [f"{len(later)} writes wait to be retried, the first at {_when(later[0])}"] if later else []
-            busy = sum(1 for e in waiting if e.action.state == "in_flight")
-            parts += [f"{busy} are being sent by another worker"] if busy else []
-            click.echo("nothing due now: " + "; ".join(parts or ["every pending write was taken by another worker"]))
-        for entry, message in report.failed:
-            click.echo(f"will retry #{entry.id} {entry.action.kind}: {message}")
-        for entry, message in report.parked:
-            click.echo(f"parked #{entry.id} {entry.action.kind} for a person: {message}")
-        for name, deferral in sorted(report.deferred.items()):
-            click.echo(
-                f"{name}: writes wait until {_when(deferral.until)} (none counted as failed; "
-                f"{deferral.actions} handed back): {deferral.reason}"
-            )
+            click.echo("nothing due now: " + "; ".join(_why_nothing_is_due(waiting)))
+        print_apply_problems(report)
     return EXIT_PROBLEMS if report.failed or report.parked else 0
+
+
+def _why_nothing_is_due(waiting: list[outbox.OutboxEntry]) -> list[str]:
+    """Pending writes none of which was due: each kind counted once, with its first moment."""
+    later = [e for e in waiting if e.action.state == "planned" and e.next_attempt_at]
+    # never tried: they wait for a connection's spent limit (as `print_entries` says)
+    held = sorted(e.next_attempt_at for e in later if e.next_attempt_at and e.attempts == 0)
+    retried = sorted(e.next_attempt_at for e in later if e.next_attempt_at and e.attempts > 0)
+    busy = sum(1 for e in waiting if e.action.state == "in_flight")
+    parts = [f"{len(held)} writes wait for a spent rate limit, the first until {local_time(held[0])}"] if held else []
+    parts += [f"{len(retried)} writes wait to be retried, the first at {local_time(retried[0])}"] if retried else []
+    parts += [f"{busy} are being sent by another worker"] if busy else []
+    return parts or ["every pending write was taken by another worker"]
+
+
+def deferrals_json(report: ApplyReport) -> dict[str, dict[str, Any]]:
+    """Per connection whose writes wait for its limit: until when, why, and how many wait
+    (`waiting` = `actions` handed back by this run + `queued` behind them)."""
+    return {
+        name: {
+            "until": d.until.isoformat(),
+            "reason": d.reason,
+            "waiting": d.waiting,
+            "actions": d.actions,
+            "queued": d.queued,
+        }
+        for name, d in report.deferred.items()
+    }
+
+
+def print_apply_problems(report: ApplyReport) -> None:
+    """The writes of an apply that were not done: to retry, parked, or waiting for a limit."""
+    for entry, message in report.failed:
+        click.echo(f"will retry #{entry.id} {entry.action.kind}: {message}")
+    for entry, message in report.parked:
+        click.echo(f"parked #{entry.id} {entry.action.kind} for a person: {message}")
+    for name, deferral in sorted(report.deferred.items()):
+        click.echo(deferral_line(name, deferral))
+
+
+def deferral_line(name: str, deferral: Deferral) -> str:
+    """`ledger: 7 writes wait until ... (1 handed back by this run, 6 already queued; none
+    counted as a failed attempt): reason`; the counts add up to the writes that wait."""
+    writes = "1 write waits" if deferral.waiting == 1 else f"{deferral.waiting} writes wait"
+    parts = [f"{deferral.actions} handed back by this run"]
+    if deferral.queued:
+        parts.append(f"{deferral.queued} already queued")
+    return (
+        f"{name}: {writes} until {local_time(deferral.until)} ({', '.join(parts)}; "
+        f"none counted as a failed attempt): {deferral.reason}"
+    )
 
 
 @click.group("actions")

@@ -10,22 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, getcontext
 from typing import Any
 
 from connector.actors import current_user
 from connector.errors import UsageError
 from connector.lookup import find_invoice, find_payment
-from connector.model import (
-    Allocation,
-    Invoice,
-    Payment,
-    PaymentApplication,
-    invoice_position,
-)
+from connector.model import Allocation, Invoice, Payment, invoice_position
 from connector.money import Money, currency_exponent, to_decimal
 from connector.reconcile import MANUAL_RULE
 from connector.reconcile.types import LEDGER_RULE
+from connector.reports import payment_application
 from connector.state import reconciliation as decisions
 from connector.state.bookkeeping import audit
 from connector.state.store import Store
@@ -41,8 +36,11 @@ def _applied(
 
 
 def payment_unapplied(session: Any, payment: Payment) -> Money:
-    allocations = _applied(session, payment_ids=[payment.id or ""])
-    return PaymentApplication(payment=payment, allocations=allocations).unapplied
+    """What the payment has left to apply; never negative, even when a refund since the
+    payment was allocated leaves its allocations above what it collected (until the next
+    reconciliation run reverses them)."""
+    _, unapplied = payment_application(payment, _applied(session, payment_ids=[payment.id or ""]))
+    return unapplied
 
 
 def invoice_balance(session: Any, invoice: Invoice, as_of: date | None = None) -> Money:
@@ -201,19 +199,39 @@ def match(
 
 
 def _given_amount(text: str, currency: str) -> Money:
-    """`--amount` as exact Money in the payment's currency: positive, and never rounded (1.234
-    on a USD payment is refused rather than silently becoming 1.23)."""
+    """`--amount` as exact Money in the payment's currency: a finite positive number, never
+    rounded (1.234 on a USD payment is refused rather than silently becoming 1.23, and so is
+    1.00000000000000000000000000001, which Decimal's 28 digits would round to 1), and small
+    enough to hold at the currency's exponent (1e30 USD needs 33 digits)."""
+    shown = _shown(text)
     try:
         value = to_decimal(text)
     except ValueError as exc:
         raise UsageError(f"--amount: {exc}") from None
     if value <= 0:
-        raise UsageError(f"--amount must be positive, not {text.strip()}")
+        raise UsageError(f"--amount must be positive, not {shown}")
     allowed = currency_exponent(currency)
-    places = -value.normalize().as_tuple().exponent  # type: ignore[operator]
-    if places > allowed:
-        raise UsageError(f"--amount {text.strip()} has more decimal places than {currency} allows ({allowed})")
+    if _decimal_places(value) > allowed:
+        raise UsageError(f"--amount {shown} has more decimal places than {currency} allows ({allowed})")
+    if value.adjusted() + 1 + allowed > getcontext().prec:
+        raise UsageError(f"--amount {shown} is too large for an amount in {currency}")
     return Money.of(value, currency)
+
+
+def _decimal_places(value: Decimal) -> int:
+    """Digits after the point that are not trailing zeros (1.50 has one), counted exactly:
+    `Decimal.normalize()` would first round to the context's 28 significant digits."""
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # a finite number (to_decimal refuses the others)
+    significant = "".join(map(str, digits)).rstrip("0")
+    if not significant:
+        return 0
+    return max(0, -(exponent + len(digits) - len(significant)))
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def unmatch(store: Store, allocation_id: str, *, user: str | None = None, reason: str = "") -> Allocation:

@@ -10,6 +10,19 @@ Search keeps, per object type and sort, the records in that order with their sor
 until the type's data changes (`versions`). A filter group that bounds the sort property
 (the adapter's windows: `hs_lastmodifieddate GTE t`, sorted by it) is then cut from that
 order by bisection, so a new window over 99k deals costs no filter and sort of them all.
+
+Custom properties (`/crm/v3/properties/{type}`, and their groups): read, list, create and
+archive (DELETE).
+A property created with `hasUniqueValue: true` is enforced at write time, as HubSpot does:
+a create or PATCH that repeats another record's value is refused with 409 CONFLICT naming
+the existing record ("... Existing ID: N"), and `GET /crm/v3/objects/{type}/{value}?
+idProperty=NAME` reads the record holding a value (400 for a property without unique
+values). The portal starts set up the way docs/providers/hubspot.md asks: `ar_action_key`
+with unique values on notes and tasks (`PRESET_PROPERTIES`).
+
+`search_delay_s`: a created record becomes visible to search only that many seconds after
+its creation, like HubSpot's search index, which trails writes; reads by id or idProperty
+and the list endpoint see it at once. (Updates show in search at once.)
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from urllib.parse import unquote
 
 from connector.sandbox.common import (
     Clock,
@@ -93,6 +107,26 @@ QUERY_PROPERTIES = (
     "hs_note_body",
     "hs_task_subject",
 )
+# The portal's custom properties at start, per object type: the property the connector keeps
+# its action key in (docs/providers/hubspot.md), in its own group. Tests remove it to see a
+# fresh portal (the adapter then creates it).
+PRESET_GROUP: dict[str, Any] = {"name": "ar_sync", "label": "AR sync", "displayOrder": -1}
+PRESET_PROPERTIES: dict[str, list[dict[str, Any]]] = {
+    object_type: [
+        {
+            "name": "ar_action_key",
+            "label": "AR action key",
+            "type": "string",
+            "fieldType": "text",
+            "groupName": "ar_sync",
+            "description": "The AR connector's action key: one note or task per action",
+            "hasUniqueValue": True,
+        }
+    ]
+    for object_type in ("notes", "tasks")
+}
+PROPERTY_TYPES = {"string", "number", "date", "datetime", "enumeration", "bool", "phone_number"}
+PROPERTY_NAME = re.compile(r"[a-z][a-z0-9_]{0,99}")
 # Association type ids of the create bodies we accept (HUBSPOT_DEFINED), and the other way.
 ASSOCIATION_TARGETS = {
     190: ("notes", "companies"),
@@ -179,10 +213,19 @@ class HubSpotFace:
     name = "hubspot"
 
     def __init__(
-        self, clock: Clock, *, limits: bool, credentials: dict[str, Any] | None = None, token_ttl_s: int = 1800
+        self,
+        clock: Clock,
+        *,
+        limits: bool,
+        credentials: dict[str, Any] | None = None,
+        token_ttl_s: int = 1800,
+        search_delay_s: float = 0.0,
     ) -> None:
+        if search_delay_s < 0:
+            raise ValueError(f"search_delay_s cannot be negative, not {search_delay_s}")
         self.clock = clock
         self.limits = limits
+        self.search_delay_s = search_delay_s
         self.oauth = OAuthIssuer("hubspot", clock, ttl_s=token_ttl_s, credentials=credentials)
         self.objects: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in TYPES}
         # (type, id) -> [(to type, to id, association type id)]
@@ -192,6 +235,17 @@ class HubSpotFace:
         self._orders: dict[tuple[str, str], _Ordered] = {}
         self.windows: dict[tuple[str, str], Window] = {}
         self._next_id = 1000
+        # Custom properties and their groups, per object type: name -> definition.
+        self.property_groups: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in TYPES}
+        self.properties: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in TYPES}
+        # (type, unique property) -> value -> record id: the write-time uniqueness check.
+        self._unique: dict[tuple[str, str], dict[str, str]] = {}
+        # type -> record id -> when search first sees it (only while `search_delay_s` hides it)
+        self._searchable_at: dict[str, dict[str, float]] = {t: {} for t in TYPES}
+        for object_type, presets in PRESET_PROPERTIES.items():
+            self.property_groups[object_type][PRESET_GROUP["name"]] = {**PRESET_GROUP, "archived": False}
+            for preset in presets:
+                self._define(object_type, preset)
 
     # ------------------------------------------------------------ data
 
@@ -222,7 +276,179 @@ class HubSpotFace:
                             str(link["id"]),
                             ASSOCIATION_NAMES.get(str(link.get("type")), 0),
                         )
+            for (indexed_type, prop), _ in list(self._unique.items()):
+                if indexed_type == object_type:
+                    self._reindex(object_type, prop)
             self.versions[object_type] += 1
+
+    # ------------------------------------------------------------ custom properties
+
+    def _define(self, object_type: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Store a property definition in HubSpot's shape (the properties API's `Property`)."""
+        now = iso_ms(self.clock())
+        definition = {
+            "name": spec["name"],
+            "label": spec["label"],
+            "type": spec["type"],
+            "fieldType": spec["fieldType"],
+            "description": str(spec.get("description") or ""),
+            "groupName": spec["groupName"],
+            "options": list(spec.get("options") or []),
+            "displayOrder": int(spec.get("displayOrder", -1)),
+            "calculated": False,
+            "externalOptions": False,
+            "hasUniqueValue": bool(spec.get("hasUniqueValue", False)),
+            "hidden": bool(spec.get("hidden", False)),
+            "formField": bool(spec.get("formField", False)),
+            "modificationMetadata": {"archivable": True, "readOnlyDefinition": False, "readOnlyValue": False},
+            "createdAt": now,
+            "updatedAt": now,
+            "archived": False,
+        }
+        self.properties[object_type][definition["name"]] = definition
+        if definition["hasUniqueValue"]:
+            self._reindex(object_type, definition["name"])
+        return definition
+
+    def define_property(self, object_type: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Set up a custom property as a portal admin would (its group is made if missing);
+        replaces one of that name. For tests: a portal whose key property is not unique."""
+        group = spec["groupName"]
+        self.property_groups[object_type].setdefault(
+            group, {"name": group, "label": group, "displayOrder": -1, "archived": False}
+        )
+        self.archive_property(object_type, spec["name"])
+        return self._define(object_type, spec)
+
+    def archive_property(self, object_type: str, name: str) -> bool:
+        """Remove a custom property (HubSpot archives it); its values stay on the records but
+        no longer need to be unique. False when there was none."""
+        self._unique.pop((object_type, name), None)
+        return self.properties[object_type].pop(name, None) is not None
+
+    def _reindex(self, object_type: str, prop: str) -> None:
+        """value -> record id for a unique property (the first record keeps a value that
+        loaded data repeats: HubSpot never lets such a pair in, a data file might)."""
+        index: dict[str, str] = {}
+        for ident, record in self.objects[object_type].items():
+            value = record["properties"].get(prop)
+            if value not in (None, ""):
+                index.setdefault(_text(value), ident)
+        self._unique[(object_type, prop)] = index
+
+    def _unique_properties(self, object_type: str) -> list[str]:
+        return [name for (t, name) in self._unique if t == object_type]
+
+    def _check_unique(self, object_type: str, properties: dict[str, Any], ident: str | None) -> None:
+        """Refuse a write that would give a unique property a value another record holds:
+        409 CONFLICT naming that record, in the form HubSpot answers a contact whose email
+        exists (`"... already exists. Existing ID: N"`, the field in `errors[].in`)."""
+        for prop in self._unique_properties(object_type):
+            value = properties.get(prop)
+            if value in (None, ""):
+                continue
+            holder = self._unique[(object_type, prop)].get(_text(value))
+            if holder is not None and holder != ident:
+                noun = _singular(object_type)
+                raise refuse(
+                    409,
+                    f"{noun.capitalize()} already exists. Existing ID: {holder}",
+                    "CONFLICT",
+                    errors=[
+                        {
+                            "message": f"A {noun} with {prop} {_text(value)} already exists. Existing ID: {holder}",
+                            "in": prop,
+                        }
+                    ],
+                )
+
+    def _index_values(self, object_type: str, ident: str, before: dict[str, Any], after: dict[str, Any]) -> None:
+        for prop in self._unique_properties(object_type):
+            index = self._unique[(object_type, prop)]
+            old, new = before.get(prop), after.get(prop)
+            if old not in (None, "") and index.get(_text(old)) == ident:
+                del index[_text(old)]
+            if new not in (None, ""):
+                index[_text(new)] = ident
+
+    def _properties_route(self, request: Request, parts: list[str]) -> Response:
+        """`/crm/v3/properties/{type}[/{name}]` and `/crm/v3/properties/{type}/groups[/{name}]`."""
+        object_type = parts[3]
+        if object_type not in self.objects:
+            raise refuse(400, f"Unable to infer object type from: {object_type}")
+        rest = parts[4:]
+        if rest[:1] == ["groups"]:
+            groups = self.property_groups[object_type]
+            if len(rest) == 1 and request.method == "GET":
+                return Response(200, {"results": list(groups.values())})
+            if len(rest) == 1 and request.method == "POST":
+                return self._create_group(request, object_type)
+            if len(rest) == 2 and request.method == "GET":
+                if rest[1] not in groups:
+                    raise refuse(404, f"Property group {rest[1]} does not exist on {object_type}", "OBJECT_NOT_FOUND")
+                return Response(200, groups[rest[1]])
+        elif not rest and request.method == "GET":
+            return Response(200, {"results": list(self.properties[object_type].values())})
+        elif not rest and request.method == "POST":
+            return self._create_property(request, object_type)
+        elif len(rest) == 1 and request.method == "GET":
+            definition = self.properties[object_type].get(rest[0])
+            if definition is None:
+                raise refuse(404, f"Property {rest[0]} does not exist on {object_type}", "OBJECT_NOT_FOUND")
+            return Response(200, definition)
+        elif len(rest) == 1 and request.method == "DELETE":
+            if not self.archive_property(object_type, rest[0]):
+                raise refuse(404, f"Property {rest[0]} does not exist on {object_type}", "OBJECT_NOT_FOUND")
+            return Response(204, None, effect=f"archived property {object_type}.{rest[0]}")
+        raise refuse(404, f"No route for {request.method} {request.path}", "OBJECT_NOT_FOUND")
+
+    def _create_group(self, request: Request, object_type: str) -> Response:
+        body = self._body(request)
+        name, label = body.get("name"), body.get("label")
+        if not isinstance(name, str) or not PROPERTY_NAME.fullmatch(name) or not label:
+            raise refuse(400, "A property group needs a name (lower case letters, digits, _) and a label")
+        if name in self.property_groups[object_type]:
+            raise refuse(409, f"A property group named '{name}' already exists.", "OBJECT_ALREADY_EXISTS")
+        group = {
+            "name": name,
+            "label": str(label),
+            "displayOrder": int(body.get("displayOrder", -1)),
+            "archived": False,
+        }
+        self.property_groups[object_type][name] = group
+        return Response(201, group, effect=f"created property group {object_type}.{name}")
+
+    def _create_property(self, request: Request, object_type: str) -> Response:
+        body = self._body(request)
+        missing = [k for k in ("name", "label", "type", "fieldType", "groupName") if not body.get(k)]
+        if missing:
+            raise refuse(400, f"Missing required fields for a property: {', '.join(missing)}")
+        name = body["name"]
+        if not isinstance(name, str) or not PROPERTY_NAME.fullmatch(name):
+            raise refuse(400, f"Invalid property name {name!r}: lower case letters, digits and _, a letter first")
+        if body["type"] not in PROPERTY_TYPES:
+            raise refuse(400, f"Invalid property type {body['type']!r}")
+        if body["groupName"] not in self.property_groups[object_type]:
+            raise refuse(400, f"Property group {body['groupName']} does not exist on {object_type}")
+        if body.get("hasUniqueValue") and body["type"] not in ("string", "number"):
+            raise refuse(400, "Only single-line text and number properties can require unique values")
+        if name in self.properties[object_type]:
+            raise refuse(409, f"A property named '{name}' already exists.", "OBJECT_ALREADY_EXISTS")
+        definition = self._define(object_type, body)
+        unique = " (unique values)" if definition["hasUniqueValue"] else ""
+        return Response(201, definition, effect=f"created property {object_type}.{name}{unique}")
+
+    def _searchable(self, object_type: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`records` without those the search index has not taken in yet (`search_delay_s`)."""
+        pending = self._searchable_at[object_type]
+        if not pending:
+            return records
+        now = self.clock()
+        for ident in [i for i, at in pending.items() if at <= now]:
+            del pending[ident]
+        if not pending:
+            return records
+        return [r for r in records if r["id"] not in pending]
 
     def _associate(self, from_type: str, from_id: str, to_type: str, to_id: str, type_id: int) -> None:
         for a, b, c, d in ((from_type, from_id, to_type, to_id), (to_type, to_id, from_type, from_id)):
@@ -313,6 +539,8 @@ class HubSpotFace:
         return response
 
     def _route(self, request: Request, parts: list[str]) -> Response:
+        if parts[:3] == ["crm", "v3", "properties"] and len(parts) >= 4:
+            return self._properties_route(request, parts)
         if (
             parts[:3] == ["crm", "v4", "associations"]
             and len(parts) == 7
@@ -390,7 +618,7 @@ class HubSpotFace:
                 400,
                 f"Search results are limited to {SEARCH_CAP} results; after={after} is past them. Narrow the query.",
             )
-        matches = self._matches(object_type, body)
+        matches = self._searchable(object_type, self._matches(object_type, body))
         # Nothing past the 10,000th result, whatever `after` and `limit`: the page stops at
         # the ceiling. Its `paging.next.after` then says "10000" (HubSpot's answer there);
         # following it gets the 400 above, so a client must start a new query (a narrower
@@ -577,6 +805,18 @@ class HubSpotFace:
         return shaped
 
     def _record(self, object_type: str, ident: str, request: Request) -> dict[str, Any]:
+        id_property = request.arg("idProperty")
+        if id_property and id_property != "hs_object_id":
+            # `ident` is a value of a unique property (HubSpot: "a property whose values are
+            # unique for this object type"); any other property is refused.
+            if (object_type, id_property) not in self._unique:
+                verb = "read" if request.method == "GET" else "update"
+                raise refuse(400, f"Unable to perform {verb} by non-unique {object_type} property {id_property}")
+            value = unquote(ident)
+            holder = self._unique[(object_type, id_property)].get(value)
+            if holder is None:
+                raise refuse(404, f"Object not found. No {object_type} with {id_property} {value}", "OBJECT_NOT_FOUND")
+            ident = holder
         record = self.objects[object_type].get(ident)
         archived_ok = (request.arg("archived") or "false").lower() == "true"
         if record is None or (record.get("archived") and not archived_ok):
@@ -596,9 +836,12 @@ class HubSpotFace:
         properties = self._body(request).get("properties")
         if not isinstance(properties, dict):
             raise refuse(400, "properties must be an object of property values")
+        self._check_unique(object_type, properties, record["id"])
+        before = dict(record["properties"])
         now = iso_ms(self.clock())
         for name, value in properties.items():
             record["properties"][name] = _text(value)
+        self._index_values(object_type, record["id"], before, record["properties"])
         record["properties"][modified_property(object_type)] = now
         record["updatedAt"] = now
         self.versions[object_type] += 1
@@ -631,13 +874,18 @@ class HubSpotFace:
                     links.append((target[1], to_id, type_id))
                 else:
                     links.append(("unknown", to_id, type_id))
+        self._check_unique(object_type, properties, None)
         ident = str(self._next_id)
         self._next_id += 1
-        now = iso_ms(self.clock())
+        moment = self.clock()
+        now = iso_ms(moment)
         props = {name: _text(value) for name, value in properties.items()}
         props.update({"hs_object_id": ident, created_property(object_type): now, modified_property(object_type): now})
         record = {"id": ident, "properties": props, "createdAt": now, "updatedAt": now, "archived": False}
         self.objects[object_type][ident] = record
+        self._index_values(object_type, ident, {}, props)
+        if self.search_delay_s:
+            self._searchable_at[object_type][ident] = moment + self.search_delay_s
         for to_type, to_id, type_id in links:
             self._associate(object_type, ident, to_type, to_id, type_id)
         self.versions[object_type] += 1
@@ -674,6 +922,10 @@ class HubSpotFace:
         return Response(
             200, {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": iso_ms(self.clock())}
         )
+
+
+def _singular(object_type: str) -> str:
+    return "company" if object_type == "companies" else object_type.removesuffix("s")
 
 
 def _sort_of(sorts: list[Any]) -> tuple[str | None, bool]:

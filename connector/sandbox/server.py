@@ -89,12 +89,15 @@ class Sandbox:
         fault_delay_s: float = 2.0,
         token_ttl_s: int = 1800,
         refresh_grace_s: float = 0,
+        search_delay_s: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if limits not in ("documented", "off"):
             raise ValueError(f"limits must be 'documented' or 'off', not {limits!r}")
         if not 0.0 <= fail_rate <= 1.0:
             raise ValueError(f"fail_rate must be between 0 and 1, not {fail_rate}")
+        if search_delay_s < 0:
+            raise ValueError(f"search_delay_s cannot be negative, not {search_delay_s}")
         self.latency_s = max(0.0, latency_ms / 1000)
         self.limits = limits
         self.fail_rate = fail_rate
@@ -104,6 +107,8 @@ class Sandbox:
         # Xero lets a spent refresh token be used again for 30 minutes when its answer was
         # lost; 0 (the default) refuses it at once, the strictest reading.
         self.refresh_grace_s = refresh_grace_s
+        # HubSpot's search index trails writes: a created object shows in search this long after.
+        self.search_delay_s = search_delay_s
         self.clock = clock
         self.lock = threading.RLock()
         self._rng = random.Random(seed)
@@ -126,7 +131,11 @@ class Sandbox:
             "stripe": StripeFace(self.clock, limits=on, credentials=credentials.get("stripe")),
             "xero": XeroFace(self.clock, limits=on, credentials=credentials.get("xero"), token_ttl_s=self.token_ttl_s),
             "hubspot": HubSpotFace(
-                self.clock, limits=on, credentials=credentials.get("hubspot"), token_ttl_s=self.token_ttl_s
+                self.clock,
+                limits=on,
+                credentials=credentials.get("hubspot"),
+                token_ttl_s=self.token_ttl_s,
+                search_delay_s=self.search_delay_s,
             ),
             "quickbooks": QuickBooksFace(
                 self.clock, limits=on, credentials=credentials.get("quickbooks"), token_ttl_s=self.token_ttl_s
@@ -427,13 +436,21 @@ def serve(
     fail_rate: float = 0.0,
     *,
     seed: int = 0,
+    search_delay_s: float = 0.0,
     echo: Callable[[str], None] = print,
 ) -> None:
     """Serve until SIGINT or SIGTERM, printing the base URL of each provider.
 
     Raises SandboxDataError for data that cannot be used and ListenError when the address
     cannot be bound, each with a one-line message."""
-    sandbox = Sandbox(read_data(data), latency_ms=latency_ms, limits=limits, fail_rate=fail_rate, seed=seed)
+    sandbox = Sandbox(
+        read_data(data),
+        latency_ms=latency_ms,
+        limits=limits,
+        fail_rate=fail_rate,
+        seed=seed,
+        search_delay_s=search_delay_s,
+    )
     # This process serves the book until it stops: the collector need not walk it again (on a
     # large book a full collection pauses every request for seconds).
     gc.freeze()
@@ -447,7 +464,8 @@ def serve(
         for provider in PROVIDERS:
             echo(f"{provider:8} {sandbox.url(provider)}")
         echo(f"journal  {sandbox.base_url}/_sandbox/journal")
-        echo(f"limits {limits}, fail rate {fail_rate}, latency {latency_ms} ms; Ctrl-C stops")
+        delay = f", HubSpot search delay {search_delay_s:g} s" if search_delay_s else ""
+        echo(f"limits {limits}, fail rate {fail_rate}, latency {latency_ms} ms{delay}; Ctrl-C stops")
         while not stop.wait(0.5):
             pass
     finally:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import Literal
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 OUTBOX_STATES = ("planned", "in_flight", "done", "failed", "cancelled")
+
+# A webhook's outcome: "unknown" is a path naming no configured provider or connection.
+WebhookOutcome = Literal["accepted", "rejected", "unknown"]
+UNKNOWN = "unknown"
 
 
 class Metrics:
@@ -60,6 +67,12 @@ class Metrics:
         """A `connector.http.observe_responses` observer: every 4xx/5xx answer, 429s included."""
         if status >= 400:
             self.error_answers.labels(provider, str(status)).inc()
+
+    def count_webhook(self, provider: str, outcome: WebhookOutcome, providers: Collection[str]) -> None:
+        """One webhook request. The provider comes from the request's path: one outside
+        `providers` (the configured ones) is counted as "unknown", or every random path would
+        add a series and grow the exposition without bound."""
+        self.webhooks.labels(provider if provider in providers else UNKNOWN, outcome).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

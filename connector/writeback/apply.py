@@ -69,9 +69,17 @@ def queue_writes(
 
 @dataclass
 class Deferral:
+    """A connection whose writes wait until `until` (its daily limit is spent)."""
+
     until: datetime
     reason: str
-    actions: int = 0  # handed back unsent in this run
+    actions: int = 0  # claimed by this run and handed back unsent
+    queued: int = 0  # already in the queue, not claimed by this run, made to wait until then too
+
+    @property
+    def waiting(self) -> int:
+        """Every write of the connection that waits until `until` because of this deferral."""
+        return self.actions + self.queued
 
 
 @dataclass
@@ -155,7 +163,7 @@ def _send(
         deferral = report.deferred[action.connection] = Deferral(utcnow() + wait, first_line(exc, 500))
         with store.session() as session:
             # the rest of its queue waits too, for every worker, not only for this run
-            waiting = outbox.defer_connection(
+            deferral.queued = outbox.defer_connection(
                 session, action.connection, _waits_note(deferral), not_before=deferral.until
             )
             audit(
@@ -164,7 +172,7 @@ def _send(
                 "connection_deferred",
                 "connection",
                 action.connection,
-                {"until": deferral.until.isoformat(), "action": entry.id, "waiting": waiting},
+                {"until": deferral.until.isoformat(), "action": entry.id, "waiting": deferral.queued},
                 deferral.reason,
             )
         logger.warning(

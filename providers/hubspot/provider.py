@@ -9,7 +9,13 @@ they are read from the list endpoint with `archived=true` (see `_archived`).
 
 Writes: PATCH of deal, invoice or company properties (naturally idempotent) and notes and
 tasks associated with the company. HubSpot has no idempotency keys, so a note or task carries
-our action key in a custom property and we search for it before creating.
+our action key in a custom property that requires unique values (`hasUniqueValue`): HubSpot
+itself refuses a second object with the same key when it is written, whatever its search
+index has caught up with. A refused create is answered with the object that holds the key,
+read by that property (`GET /crm/v3/objects/{type}/{key}?idProperty=...`, not a search).
+The property is checked, and created if missing, through the properties API at first use
+(`action_key_setup`; see `_key_property_ready`). A portal whose key property cannot have
+unique values can fall back to the old search before create (`action_key_setup = "search"`).
 """
 
 from __future__ import annotations
@@ -19,9 +25,12 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from connector.errors import (
+    AuthenticationError,
     InvalidRequestError,
+    NotFoundError,
     PaginationLoopError,
     ProviderUnavailableError,
 )
@@ -82,8 +91,12 @@ class HubSpotProvider(Provider):
         super().__init__(settings, connection=connection, token_store=token_store)
         s = self.settings
         self._clock = clock
+        # Used by the search fallback only (action_key_setup = "search").
         self._create_attempts = max(1, create_attempts)
         self._settle = lookup_settle_seconds
+        # Object type -> None once its key property is known to require unique values, or
+        # what is wrong with it (kept: every create of that type fails so until a restart).
+        self._key_property: dict[str, str | None] = {}
         if rate_limiter is _DEFAULT:
             spec: dict[str, list[tuple[int, float]]] = {
                 "default": [(s.default_rate, 10)],
@@ -301,13 +314,150 @@ class HubSpotProvider(Provider):
                 }
             ],
         }
+        if self.settings.action_key_setup == "search":
+            return self._create_after_search(object_type, key, create)
+        self._key_property_ready(object_type)
+        return self._create_unique(object_type, key, create)
+
+    def _create_unique(self, object_type: str, key: str, create: dict[str, Any]) -> ActionResult:
+        """Create, carrying the key in a property with unique values. HubSpot checks that
+        value when it writes the object, not when its search index catches up: a replay
+        (after a lost answer, a crash before our commit, or the HTTP layer's own retry of a
+        5xx or a timeout, which is safe here) is refused, and we answer with the object that
+        holds the key, read by that property. HubSpot's documents do not say which status a
+        duplicate unique value gets: contacts' duplicate email answers 409 CONFLICT ("...
+        Existing ID: N"), integrators report 400 VALIDATION_ERROR for custom unique properties.
+        Both are taken alike, and only the read (never the message) names the object."""
+        try:
+            response = self.http.request("POST", f"/crm/v3/objects/{object_type}", json=create, idempotent=True)
+        except InvalidRequestError as refused:
+            if isinstance(refused, NotFoundError) or refused.http_status not in (400, 409):
+                raise
+            found = self._read_by_key(object_type, key)
+            if found is None:
+                raise  # refused for another reason: the refusal says which
+            return ActionResult(remote_id=str(found["id"]), response=found, replayed=True)
+        answer = decode_json(response, provider=PROVIDER)
+        return ActionResult(remote_id=str(answer["id"]), response=answer)
+
+    def _read_by_key(self, object_type: str, key: str) -> dict[str, Any] | None:
+        """The object whose key property holds `key`, read by that unique property (a read of
+        the object store, not of the search index); an archived one too (someone deleted
+        the note or task after we made it: it was made, so it is not made again)."""
+        prop = self.settings.action_key_property
+        for archived in (False, True):
+            params = {"idProperty": prop, "properties": prop, **({"archived": "true"} if archived else {})}
+            try:
+                response = self.http.request(
+                    "GET", f"/crm/v3/objects/{object_type}/{quote(key, safe='')}", params=params
+                )
+            except NotFoundError:
+                continue
+            except InvalidRequestError:
+                return None  # 400: the property does not (or no longer) require unique values
+            answer = decode_json(response, provider=PROVIDER)
+            properties = answer.get("properties") if isinstance(answer, dict) else None
+            # Trust only an object that really carries our key (a proxy answering something else
+            # must not make us report an effect that was never made).
+            if isinstance(properties, dict) and properties.get(prop) == key:
+                return dict(answer)
+        return None
+
+    def _key_property_ready(self, object_type: str) -> None:
+        """With action_key_setup = "ensure", once per object type: the key property must
+        require unique values. It is read from the properties API and, when the portal does
+        not have it yet, created so (in `action_key_property_group`, created too if need be).
+        HubSpot cannot make an existing property unique, so an existing one without unique
+        values is an error that says what to do, not something we work around silently."""
+        if self.settings.action_key_setup != "ensure":
+            return
+        if object_type in self._key_property:
+            known = self._key_property[object_type]
+            if known is not None:
+                raise InvalidRequestError(known, provider=PROVIDER)
+            return
+        prop = self.settings.action_key_property
+        try:
+            try:
+                definition = self._properties_call("GET", f"/crm/v3/properties/{object_type}/{quote(prop, safe='')}")
+            except NotFoundError:
+                definition = self._create_key_property(object_type)
+        except AuthenticationError as exc:
+            if exc.http_status != 403:
+                raise
+            raise InvalidRequestError(
+                f"HubSpot refused the properties API for {object_type} ({exc.message}): give the token the scopes "
+                f"to read and create {object_type} properties, or create {prop} on {object_type} by hand with "
+                '"Require unique values" and set action_key_setup = "assume"',
+                provider=PROVIDER,
+                http_status=exc.http_status,
+                request_id=exc.request_id,
+            ) from None
+        problem = None
+        if not definition.get("hasUniqueValue"):
+            problem = (
+                f"the {object_type} property {prop} does not require unique values, so HubSpot would take a second "
+                f"{object_type[:-1]} for the same action: create a new single-line text property on {object_type} "
+                f'with "Require unique values" (hasUniqueValue; an existing property cannot be made unique) and '
+                'set action_key_property to its name, or set action_key_setup = "search" to look the key up by '
+                "search before each create (HubSpot's search index lags, so a duplicate stays possible)"
+            )
+        self._key_property[object_type] = problem
+        if problem is not None:
+            raise InvalidRequestError(problem, provider=PROVIDER)
+
+    def _create_key_property(self, object_type: str) -> dict[str, Any]:
+        prop = self.settings.action_key_property
+        group = self.settings.action_key_property_group
+        try:
+            self._properties_call(
+                "POST",
+                f"/crm/v3/properties/{object_type}/groups",
+                {"name": group, "label": "AR sync", "displayOrder": -1},
+            )
+        except InvalidRequestError as exc:
+            if exc.http_status != 409:  # 409: the group exists already
+                raise
+        try:
+            return self._properties_call(
+                "POST",
+                f"/crm/v3/properties/{object_type}",
+                {
+                    "name": prop,
+                    "label": "AR action key",
+                    "type": "string",
+                    "fieldType": "text",
+                    "groupName": group,
+                    "description": "Written by the AR connector: one note or task per planned action",
+                    "hasUniqueValue": True,
+                    "formField": False,
+                },
+            )
+        except InvalidRequestError as exc:
+            if exc.http_status != 409:
+                raise
+            # Created meanwhile (another worker, or our own earlier attempt): read what it is.
+            return self._properties_call("GET", f"/crm/v3/properties/{object_type}/{quote(prop, safe='')}")
+
+    def _properties_call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        # Re-sending is safe: a second create of the same property or group is refused (409).
+        response = self.http.request(method, path, json=body, idempotent=True)
+        answer = decode_json(response, provider=PROVIDER)
+        return answer if isinstance(answer, dict) else {}
+
+    def _create_after_search(self, object_type: str, key: str, create: dict[str, Any]) -> ActionResult:
+        """The fallback for a key property without unique values: look the key up by search,
+        create only if it is not found. HubSpot's search index trails writes, so an object
+        created moments ago (before a crash, or by an attempt whose answer was lost) can be
+        missed and made twice; after a timeout or 5xx we wait `lookup_settle_seconds` for the
+        index before looking again, which narrows that window without closing it."""
         for attempt in range(1, self._create_attempts + 1):
             found = self._find_by_key(object_type, key)
             if found is not None:
                 return ActionResult(remote_id=str(found["id"]), response=found, replayed=True)
             try:
-                # A create is not idempotent: the HTTP layer does not re-send it after a 5xx
-                # or a timeout. We look up again instead, and only then create again.
+                # A create is not idempotent here: the HTTP layer does not re-send it after a
+                # 5xx or a timeout. We look up again instead, and only then create again.
                 response = self.http.request("POST", f"/crm/v3/objects/{object_type}", json=create)
             except ProviderUnavailableError:
                 if attempt == self._create_attempts:

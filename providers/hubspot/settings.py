@@ -9,11 +9,17 @@ Two ways to authenticate, exactly one of them:
 
 Property names that we write (and the one holding our action key on notes and tasks) are
 portal-specific custom properties, so they are settings with documented defaults.
+
+`action_key_setup` says how a note or task is kept to one per action: by a property with
+unique values (HubSpot refuses a second object with the same key at write time), checked and
+if need be created through the properties API at first use ("ensure"), or trusted to be so
+("assume"); or, for a portal whose key property cannot have unique values, by a search before
+each create ("search", which HubSpot's lagging search index can defeat).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -32,6 +38,8 @@ WRITABLE = {
 }
 # The streams whose records carry them (deals and CRM invoices).
 WRITTEN_ON = ("deals", "invoices")
+
+ActionKeySetup = Literal["ensure", "assume", "search"]
 
 DEFAULT_PROPERTIES: dict[str, list[str]] = {
     "companies": ["name", "domain", "hs_lastmodifieddate"],
@@ -92,7 +100,11 @@ class HubSpotSettings(ProviderSettings):
     payment_status_property: str = "ar_payment_status"
     days_overdue_property: str = "ar_days_overdue"
     last_reminder_property: str = "ar_last_reminder"
-    action_key_property: str = "ar_action_key"
+    action_key_property: str = Field(default="ar_action_key", min_length=1)
+    # How notes and tasks stay one per action (see the module docstring and
+    # docs/providers/hubspot.md, Actions); the group a created key property goes in.
+    action_key_setup: ActionKeySetup = "ensure"
+    action_key_property_group: str = Field(default="ar_sync", min_length=1)
     # Collections states read from deals (disputed, promised, on a payment plan) and
     # companies (reminders paused).
     disputed_property: str = "ar_disputed"

@@ -15,7 +15,7 @@ import pull  # noqa: E402  (bench/pull.py; the child process imports it by this 
 
 def _streams(output: str) -> dict[tuple[str, str], tuple[str, ...]]:
     """(provider, stream) -> (records, requests, 429s, note) of each stream's line."""
-    rows = {}
+    rows: dict[tuple[str, str], tuple[str, ...]] = {}
     for line in output.splitlines():
         cells = line.split()
         if len(cells) >= 9 and cells[0] in pull.PROVIDERS and cells[1] != "TOTAL":

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from connector.errors import InvalidRequestError, PaginationLoopError
 from connector.model import Action, Ref
@@ -62,9 +63,9 @@ def xero(url: str) -> XeroProvider:
         base_url=url,
         tenant_id=str(uuid.UUID(int=1)),
         client_id="contract-client",
-        client_secret="contract-secret",
-        refresh_token="contract-refresh",
-        access_token="contract-access",
+        client_secret=SecretStr("contract-secret"),
+        refresh_token=SecretStr("contract-refresh"),
+        access_token=SecretStr("contract-access"),
         access_token_expires_at=FAR_FUTURE,
         payment_account_code="090",
         fee_account_code="404",
@@ -141,7 +142,10 @@ def test_xero_write_actions_send_only_requests_the_document_accepts(xero_url, re
 
 def hubspot(url: str) -> HubSpotProvider:
     # read_associations is on (the default): deals and invoices also send the v4 batch read.
-    settings = HubSpotSettings(base_url=url, access_token="contract-private-app-token")
+    # Prism serves the CRM objects and associations documents, not the properties API.
+    settings = HubSpotSettings(
+        base_url=url, access_token=SecretStr("contract-private-app-token"), action_key_setup="assume"
+    )
     assert settings.read_associations
     return HubSpotProvider(settings, connection="crm")
 
@@ -188,9 +192,9 @@ def test_hubspot_write_actions_send_only_requests_the_document_accepts(hubspot_u
     methods = [(r.method, r.url.path) for r, _ in recorder.exchanges]
     assert ("PATCH", "/crm/v3/objects/deals/1001") in methods
     for object_type in ("notes", "tasks"):
-        # looked up by our key first, then created (Prism's random results never carry the key)
-        assert ("POST", f"/crm/v3/objects/{object_type}/search") in methods
+        # created with our key in a property with unique values: no search before
         assert ("POST", f"/crm/v3/objects/{object_type}") in methods
+        assert ("POST", f"/crm/v3/objects/{object_type}/search") not in methods
     assert recorder.problems() == []
 
 

@@ -11,7 +11,8 @@ from decimal import Decimal
 import pytest
 
 from connector.dunning.run import already_reminded, build_plan, queue, reminder_history
-from connector.model import Allocation, Money
+from connector.model import Allocation
+from connector.money import Money
 from connector.state import reconciliation as decisions
 from support.dunning_book import Book
 

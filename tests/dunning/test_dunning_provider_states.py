@@ -15,7 +15,7 @@ import pytest
 from connector.dunning.run import build_plan
 from connector.dunning.states import apply_provider_states
 from connector.mappings.mapper import load_mapping
-from connector.model import Money
+from connector.money import Money
 from connector.providers.hubspot import HubSpotProvider, HubSpotSettings
 from connector.providers.xero.provider import XeroProvider
 from support.dunning_book import Book

@@ -35,6 +35,7 @@ from connector.service.listener import Listener
 from connector.service.loop import Service
 from connector.state import units
 from connector.state.store import open_store
+from connector.state.units import UnitRow
 from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
 from support.e2e import sync_sandbox, with_credentials
 
@@ -200,8 +201,9 @@ def check_effects(rows: list[dict[str, Any]], journal: list[dict[str, Any]]) -> 
     actions_on: Counter[str] = Counter()
     for row in rows:
         if row["kind"] == "update_properties":
-            target = row["target"] or {}
-            path = f"/crm/v3/objects/{HUBSPOT_OBJECTS.get(target.get('object_type'), '?')}/{target.get('remote_id')}"
+            target: dict[str, Any] = row["target"] or {}
+            objects = HUBSPOT_OBJECTS.get(target.get("object_type", ""), "?")
+            path = f"/crm/v3/objects/{objects}/{target.get('remote_id')}"
             actions_on[path] += 1
             sends_allowed[path] += max(1, int(row["attempts"] or 1))
             continue
@@ -251,7 +253,7 @@ class WorkersRun:
     seconds: float  # from the workers' start to the end of the tick's work
     victim: str | None  # the worker SIGKILLed, if any
     victim_held: int  # outbox actions in flight in the victim's hands when it was killed
-    units: list[dict[str, Any]]
+    units: list[UnitRow]
     outbox: list[dict[str, Any]]
     effects: EffectCheck
     exit_codes: list[int | None]
@@ -276,12 +278,12 @@ def left_for_next_tick(config_path: Path, store) -> Counter[str]:
     )
 
 
-def reconcile_order(unit_rows: list[dict[str, Any]]) -> str:
-    pulls = [r for r in unit_rows if r["kind"] == "pull" and r["last_success_at"] is not None]
+def reconcile_order(unit_rows: list[UnitRow]) -> str:
+    pulls = {r["unit"]: at for r in unit_rows if r["kind"] == "pull" and (at := r["last_success_at"]) is not None}
     reconcile = next((r for r in unit_rows if r["kind"] == "reconcile"), None)
-    if not pulls or reconcile is None or reconcile["last_started_at"] is None:
+    if not pulls or reconcile is None or (started := reconcile["last_started_at"]) is None:
         return "no reconcile"
-    late = sorted(r["unit"] for r in pulls if r["last_success_at"] > reconcile["last_started_at"])
+    late = sorted(unit for unit, at in pulls.items() if at > started)
     return f"reconcile started before {', '.join(late)} finished" if late else "reconcile started after every pull"
 
 

@@ -19,6 +19,7 @@ from connector.service.heartbeat import Heartbeat
 from connector.service.loop import Service
 from connector.state import units
 from connector.state.store import open_store
+from connector.state.units import UnitRow
 from connector.sync import SyncEngine
 from support.e2e import sync_sandbox, with_credentials
 
@@ -37,7 +38,7 @@ def setup_config(sandbox, directory, edit=lambda text: text):
     return load_config(str(path)), store
 
 
-def unit_rows(store) -> dict[str, dict]:
+def unit_rows(store) -> dict[str, UnitRow]:
     with store.session() as session:
         return {r["unit"]: r for r in units.units(session)}
 

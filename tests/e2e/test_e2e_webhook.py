@@ -21,6 +21,7 @@ from connector.demo import DEMO_CREDENTIALS
 from connector.mappings.transforms import stripe_exponent
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
+from connector.sandbox.stripe_api import StripeFace
 from connector.service.listener import Listener
 from connector.service.loop import Service
 from support.e2e import sync_sandbox, with_credentials
@@ -39,6 +40,7 @@ def signed(body: bytes, secret: str = SECRET, at: int | None = None) -> dict[str
 def new_charge(sandbox: Sandbox, scenario_data: dict) -> tuple[dict, str]:
     """A card payment naming an open ledger invoice of a customer known to Stripe."""
     stripe = sandbox.faces["stripe"]
+    assert isinstance(stripe, StripeFace)
     customers = {
         c["metadata"].get("xero_contact_id"): c for c in scenario_data["stripe"]["customers"] if c.get("metadata")
     }

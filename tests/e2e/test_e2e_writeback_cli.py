@@ -6,6 +6,7 @@ by a person."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import UTC, date, datetime, timedelta
 
@@ -209,6 +210,8 @@ def test_a_spent_daily_limit_defers_the_connections_writes_without_failing_any(b
     assert not book.waiting("gateway") and not book.waiting("crm")  # the others were not held up
     waiting = book.waiting("ledger")
     assert sorted(e["id"] for e in waiting) == sorted(set(ledger) - {e["id"] for e in sent})
+    # every write that waits is counted once: handed back by this run, or queued behind it
+    assert deferral["waiting"] == deferral["actions"] + deferral["queued"] == len(waiting)
     assert {e["state"] for e in waiting} == {"planned"} and {e["attempts"] for e in waiting} == {0}
     assert all(e["last_error"].startswith("waits until ") for e in waiting)
     assert all(datetime.fromisoformat(e["next_attempt_at"]) == until for e in waiting)
@@ -219,10 +222,48 @@ def test_a_spent_daily_limit_defers_the_connections_writes_without_failing_any(b
     # The next run before the day is over sends nothing to the ledger and says when it will.
     again = book.run("apply", "--yes")
     assert again.exit_code == 0 and again.stdout.startswith(
-        f"nothing due now: {len(waiting)} writes wait to be retried"
+        f"nothing due now: {len(waiting)} writes wait for a spent rate limit, the first until "
     )
+    assert "retried" not in again.stdout  # none was tried
     ledger_writes = [e for e in _writes(book.sandbox.journal) if e["provider"] == "xero"]
     assert len(ledger_writes) <= 3
+
+
+DEFERRAL_LINE = re.compile(
+    r"^ledger: (\d+) writes wait until (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) "
+    r"\((\d+) handed back by this run(?:, (\d+) already queued)?; none counted as a failed attempt\): .*rate limit"
+)
+
+
+def test_the_deferral_line_of_apply_counts_every_write_that_waits(book):
+    book.configure(ledger_calls_per_day=3)
+    assert len(book.pending("ledger")) > 3
+    result = book.run("apply", "--yes")
+    assert result.exit_code == 0, result.stderr
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("ledger: ") and " wait" in line]
+    found = DEFERRAL_LINE.match(line)
+    assert found, line
+    total, handed_back, queued = int(found[1]), int(found[3]), int(found[4] or 0)
+    waiting = book.waiting("ledger")
+    assert total == handed_back + queued == len(waiting) and handed_back >= 1
+    until = datetime.fromisoformat(waiting[0]["next_attempt_at"]).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    assert found[2] == until
+
+
+def test_sync_exits_1_naming_each_stream_a_spent_daily_limit_deferred_and_the_writes_that_wait(book):
+    book.configure(ledger_calls_per_day=1)
+    result = book.run("sync", "--apply")
+    assert result.exit_code == 1, result.stderr
+    problems = result.stdout.split("Not finished (exit code 1):\n")[1].split("\n\n")[0].splitlines()
+    deferred = [p for p in problems if p.startswith("  ledger/") and " deferred until " in p]
+    assert deferred and len(deferred) == len(problems), problems
+    assert all("a later run resumes from the saved cursor" in p for p in deferred)
+    streams = {s["stream"]: s for s in book.json("sync", "--connection", "gateway")["streams"]}
+    assert {s["status"] for s in streams.values()} == {"ok"}  # the other connections finished
+    # the writes that the ledger's spent limit holds back are counted as they wait
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("ledger: ") and " wait" in line]
+    assert DEFERRAL_LINE.match(line), line
+    assert int(DEFERRAL_LINE.match(line)[1]) == len(book.waiting("ledger"))
 
 
 def test_a_failing_connection_is_retried_with_backoff_parked_then_retried_or_cancelled(book):

@@ -81,17 +81,19 @@ def test_configured_access_token_is_used_while_valid(clock) -> None:
 
 @respx.mock
 def test_refresh_happens_before_expiry(clock) -> None:
-    token = respx.post(TOKEN_URL).mock(return_value=token_answer())
+    token = respx.post(TOKEN_URL).mock(side_effect=[token_answer(1), token_answer(2)])
     api = respx.get(f"{BASE}/Invoices").mock(return_value=httpx.Response(200, json={}))
-    auth = manager(clock, expires_at=clock.now() + 30)  # inside the 60 s skew
-    http_with(auth, clock).request("GET", "/Invoices")
-    assert token.call_count == 1
-    assert api.call_count == 1
-    assert api.calls[0].request.headers["Authorization"] == "Bearer access-new-1"
-    form = parse_qs(token.calls[0].request.content.decode())
-    assert form == {"grant_type": ["refresh_token"], "refresh_token": [REFRESH]}
+    http = http_with(manager(clock, access_token=None), clock)
+    http.request("GET", "/Invoices")
+    clock.sleep(1800 - 59)  # inside the 60 s skew of a token that lives 30 minutes
+    http.request("GET", "/Invoices")
+    assert token.call_count == 2
+    assert api.call_count == 2
+    assert api.calls[1].request.headers["Authorization"] == "Bearer access-new-2"
+    form = parse_qs(token.calls[1].request.content.decode())
+    assert form == {"grant_type": ["refresh_token"], "refresh_token": ["refresh-rotated-1"]}
     basic = base64.b64encode(f"cid:{SECRET}".encode()).decode()
-    assert token.calls[0].request.headers["Authorization"] == f"Basic {basic}"
+    assert token.calls[1].request.headers["Authorization"] == f"Basic {basic}"
 
 
 @respx.mock
@@ -206,6 +208,7 @@ def test_secrets_are_absent_from_exceptions_logs_and_reprs(clock, caplog) -> Non
         side_effect=[
             token_answer(),
             httpx.Response(400, json={"error": "invalid_grant", "error_description": "refresh-rotated-1 is not valid"}),
+            httpx.Response(400, json={"error": "invalid_grant", "error_description": f"{REFRESH} is not valid"}),
         ]
     )
     respx.get(f"{BASE}/Invoices").mock(
@@ -247,7 +250,7 @@ def test_a_due_token_is_refreshed_before_the_request_takes_its_rate_limit_slot(c
     respx.post(TOKEN_URL).mock(side_effect=grant)
     respx.get(f"{BASE}/Invoices").mock(side_effect=api)
     limiter = RecordingLimiter(events, clock)
-    http = http_with(manager(clock, store, expires_at=clock.now() + 30), clock, limiter)
+    http = http_with(manager(clock, store, expires_at=clock.now()), clock, limiter)  # due now
     http.request("GET", "/Invoices")
     assert events == [
         ("token",),

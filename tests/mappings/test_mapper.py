@@ -159,3 +159,54 @@ def test_epoch_milliseconds_strings_become_utc_datetimes():
 
     moment = TRANSFORMS["epoch_ms"]("1573755038314", TransformContext(raw={}, provider="t"))
     assert moment == datetime(2019, 11, 14, 18, 10, 38, 314000, tzinfo=UTC)
+
+
+# Provider text is bounded ------------------------------------------------------------------------
+
+
+def test_an_overlong_invoice_number_is_cut_and_its_length_noted_with_one_warning(caplog):
+    from connector.mappings.mapper import TEXT_LIMIT
+
+    huge = "INV-" + "9" * 2_000_000
+    with caplog.at_level("WARNING", logger="connector.mappings.mapper"):
+        mapped = mapper().map_one("invoices", raw(InvoiceNumber=huge, Reference="R" * 600))
+    number = mapped.record.number
+    assert len(number) == TEXT_LIMIT and number.startswith("INV-999") and number.endswith("…")
+    assert mapped.hints["reference"] == "R" * (TEXT_LIMIT - 1) + "…"
+    assert mapped.truncated == {"number": len(huge), "hints.reference": 600}
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]  # one per record, naming each cut
+    assert warning.getMessage() == (
+        f"books invoice inv-1: text longer than the connector keeps was cut: number ({len(huge)} characters), "
+        "hints.reference (600 characters)"
+    )
+    assert len(warning.getMessage()) < 300
+
+
+def test_text_within_its_limit_is_kept_whole_and_free_text_has_a_larger_limit(caplog):
+    from connector.mappings.mapper import FREE_TEXT_LIMIT, TEXT_LIMIT
+
+    line = {**raw()["LineItems"][0], "Description": "d" * FREE_TEXT_LIMIT}
+    with caplog.at_level("WARNING", logger="connector.mappings.mapper"):
+        mapped = mapper().map_one("invoices", raw(InvoiceNumber="N" * TEXT_LIMIT, LineItems=[line]))
+    assert mapped.record.number == "N" * TEXT_LIMIT and mapped.record.lines[0].description == "d" * FREE_TEXT_LIMIT
+    assert mapped.truncated == {} and not caplog.records
+
+    long_line = {**line, "Description": "d" * (FREE_TEXT_LIMIT + 1)}
+    mapped = mapper().map_one("invoices", raw(LineItems=[long_line]))
+    assert len(mapped.record.lines[0].description) == FREE_TEXT_LIMIT
+    assert mapped.truncated == {"lines.0.description": FREE_TEXT_LIMIT + 1}
+
+
+def test_an_overlong_id_is_never_cut_the_record_is_refused_and_an_overlong_link_left_out():
+    mapped, errors = mapper().map_page("invoices", [raw(InvoiceID="i" * 5000)])
+    assert mapped == [] and [(e.field, e.object_id) for e in errors] == [("id", "i" * 59 + "…")]
+    assert "is 5000 characters long; an id longer than 512 is refused" in str(errors[0])
+    assert len(str(errors[0])) < 300
+
+    linked = mapper().map_one("invoices", raw(Contact={"ContactID": "c" * 513}))
+    assert linked.links == {} and linked.truncated == {"links.customer": 513}
+
+
+def test_a_mapping_error_never_quotes_a_huge_raw_value():
+    _, errors = mapper().map_page("invoices", [raw(Status="X" * 1_000_000)])
+    assert errors and errors[0].field == "status" and len(str(errors[0])) < 300

@@ -409,6 +409,7 @@ def test_no_filter_keeps_every_invoice():
 
 
 def payment_row(p: Payment, *allocations: Allocation) -> dict[str, Any]:
+    assert p.id is not None
     [row] = reports.payment_rows([p], CUSTOMERS, {p.id: list(allocations)})
     return row
 

@@ -51,7 +51,7 @@ def test_same_seed_size_and_day_give_the_same_book():
     assert dumps(generate(3, "small", today=date(2027, 3, 1)).data) != dumps(first.data)
 
 
-def test_unknown_size_is_refused_with_the_valid_ones():
+def test_unknown_size_is_refused_with_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="small, medium, large"):
         generate(1, "huge")  # type: ignore[arg-type]
 

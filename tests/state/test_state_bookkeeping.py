@@ -83,7 +83,9 @@ TOKENS = {
 
 def test_token_saver_with_a_stale_version_loses(store: Store) -> None:
     assert store.save_tokens("xero", TOKENS, expected_version=None) == 1
-    loaded_by_both = store.load_tokens("xero").version
+    loaded = store.load_tokens("xero")
+    assert loaded is not None
+    loaded_by_both = loaded.version
 
     winner = {**TOKENS, "access_token": "at-a", "refresh_token": "rt-a"}
     loser = {**TOKENS, "access_token": "at-b", "refresh_token": "rt-b"}
@@ -91,6 +93,7 @@ def test_token_saver_with_a_stale_version_loses(store: Store) -> None:
     assert store.save_tokens("xero", loser, expected_version=loaded_by_both) is None
 
     stored = store.load_tokens("xero")
+    assert stored is not None
     assert (stored.refresh_token, stored.version) == ("rt-a", 2)
     assert stored.expires_at == datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -102,7 +105,8 @@ def test_first_token_save_loses_when_another_worker_saved_first(store: Store) ->
 
 def test_token_expiry_as_epoch_seconds_is_stored_as_utc(store: Store) -> None:
     store.save_tokens("hubspot", {**TOKENS, "expires_at": 1_900_000_000}, None)
-    assert store.load_tokens("hubspot").expires_at == datetime.fromtimestamp(1_900_000_000, UTC)
+    stored = store.load_tokens("hubspot")
+    assert stored is not None and stored.expires_at == datetime.fromtimestamp(1_900_000_000, UTC)
 
 
 def test_stored_tokens_repr_shows_no_token_values(store: Store) -> None:

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from connector.errors import StateError
-from connector.model import Action, PaymentPlan
+from connector.model import Action, ActionKind, PaymentPlan
 from connector.money import Money
 from connector.state import Store, make_engine, outbox, records
 from connector.state.bookkeeping import audit, audit_entries, audit_entries_about
@@ -24,7 +24,7 @@ LEASE = timedelta(minutes=10)
 # Reminders ------------------------------------------------------------------------------
 
 
-def reminder_action(kind: str, role: str | None, invoices: object = None, **extra: object) -> Action:
+def reminder_action(kind: ActionKind, role: str | None, invoices: object = None, **extra: object) -> Action:
     payload: dict[str, object] = {"dunning_step": 14, "dunning_customer": "c1", "dunning_as_of": "2026-11-20", **extra}
     if role is not None:
         payload["dunning_role"] = role
@@ -115,12 +115,14 @@ def test_entity_ids_for_a_remote_id_are_those_of_any_system_that_knows_it(store:
     )
     store.store_page("gateway", "payments", "payment", [payment("SHARED-1")], cursor=None)
     with store.session() as session:
-        assert records.entity_ids_for_remote_id(session, "invoice", "SHARED-1") == sorted([ledger.id, gateway.id])
+        shared = records.entity_ids_for_remote_id(session, "invoice", "SHARED-1")
+        assert shared == sorted([ledger.id, gateway.id], key=str)
         assert records.entity_ids_for_remote_id(session, "invoice", "NOPE") == []
 
 
 def test_ref_details_tell_how_each_ref_was_linked_and_when_it_was_seen(store: Store) -> None:
     [stored] = store.store_page(SYSTEM, "invoices", "invoice", [invoice("A1")], cursor=None)
+    assert stored.id is not None
     with store.session() as session:
         [detail] = records.ref_details(session, "invoice", stored.id)
     assert (detail["system"], detail["object_type"], detail["remote_id"], detail["link_rule"]) == (
@@ -156,24 +158,28 @@ def test_finance_owned_columns_are_set_on_the_records_named_only(store: Store) -
     plan = PaymentPlan(
         instalments=[(date(2024, 6, 30), Money.of("61.73", "USD")), (date(2024, 7, 31), Money.of("61.72", "USD"))]
     )
+    ids = [i.id for i in stored if i.id is not None]
+    assert len(ids) == 3 and payer.id is not None
     with store.session() as session:
-        records.set_finance_owned(session, "invoice", [stored[0].id, stored[1].id], in_collections=True)
-        records.set_finance_owned(
-            session, "invoice", [stored[2].id], disputed=True, payment_plan=plan.model_dump(mode="json")
-        )
+        records.set_finance_owned(session, "invoice", ids[:2], in_collections=True)
+        records.set_finance_owned(session, "invoice", ids[2:], disputed=True, payment_plan=plan.model_dump(mode="json"))
         records.set_finance_owned(session, "customer", [payer.id], paused=True)
-    first, second, third = (store.get_invoice(i.id) for i in stored)
+    first, second, third = (store.get_invoice(i) for i in ids)
+    assert first is not None and second is not None and third is not None
     assert (first.in_collections, second.in_collections, third.in_collections) == (True, True, False)
     assert (first.disputed, third.disputed) == (False, True)
     assert third.payment_plan == plan
-    assert store.get_customer(payer.id).paused is True
+    stored_payer = store.get_customer(payer.id)
+    assert stored_payer is not None and stored_payer.paused is True
 
 
 def test_a_column_finance_does_not_own_is_refused(store: Store) -> None:
     [stored] = store.store_page(SYSTEM, "invoices", "invoice", [invoice("A1")], cursor=None)
+    assert stored.id is not None
     with pytest.raises(StateError, match="not a finance-owned column of invoices: status"), store.session() as session:
         records.set_finance_owned(session, "invoice", [stored.id], status="paid")
-    assert store.get_invoice(stored.id).status == "open"
+    back = store.get_invoice(stored.id)
+    assert back is not None and back.status == "open"
 
 
 # Outbox and the database itself ---------------------------------------------------------

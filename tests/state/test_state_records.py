@@ -33,10 +33,11 @@ def test_invoice_with_lines_round_trips_exact_to_the_minor_unit(
 ) -> None:
     sent = invoice("A1", line_amounts, currency, tax=tax, paid=line_amounts[1])
     [stored] = store.store_page(SYSTEM, "invoices", "invoice", [sent], cursor="c1")
+    assert stored.id is not None
 
     back = store.get_invoice(stored.id)
 
-    assert back == stored
+    assert back is not None and back == stored
     assert back.total == Money.of(sent.total.amount, currency)
     assert [line.amount for line in back.lines] == [line.amount for line in sent.lines]
     assert [line.unit_price for line in back.lines] == [line.unit_price for line in sent.lines]
@@ -57,7 +58,9 @@ def test_second_upsert_updates_changed_values_and_replaces_lines(store: Store) -
     changed = invoice("A1", ("50.00",), paid="20.00", number="INV-NEW")
     store.store_page(SYSTEM, "invoices", "invoice", [changed], cursor="c2")
 
+    assert first.id is not None
     back = store.get_invoice(first.id)
+    assert back is not None
     assert back.number == "INV-NEW"
     assert back.amount_paid == Money.of("20.00", "USD")
     assert [line.amount for line in back.lines] == [Money.of("50.00", "USD")]
@@ -68,7 +71,7 @@ def test_ref_keeps_its_canonical_id_across_upserts(store: Store) -> None:
     [first] = store.store_page(SYSTEM, "invoices", "invoice", [invoice("A1")], cursor="c1")
     [again] = store.store_page(SYSTEM, "invoices", "invoice", [invoice("A1")], cursor="c2")
 
-    assert again.id == first.id
+    assert again.id == first.id and first.id is not None
     refs = store.refs_for("invoice", first.id)
     assert [(r.system, r.remote_id) for r in refs] == [(SYSTEM, "A1")]
 
@@ -107,7 +110,9 @@ def test_record_without_a_ref_for_the_connection_is_refused(store: Store) -> Non
 def test_repeated_record_in_one_page_is_stored_once_last_wins(store: Store) -> None:
     page = [invoice("A1", ("1.00",)), invoice("A1", ("2.00",))]
     [stored] = store.store_page(SYSTEM, "invoices", "invoice", page, cursor="c1")
-    assert store.get_invoice(stored.id).total == Money.of("2.00", "USD")
+    assert stored.id is not None
+    back = store.get_invoice(stored.id)
+    assert back is not None and back.total == Money.of("2.00", "USD")
 
 
 def test_page_bigger_than_the_parameter_limit_is_written_in_chunks(
@@ -141,7 +146,7 @@ def test_customers_and_payments_round_trip(store: Store) -> None:
     [c] = store.store_page(SYSTEM, "customers", "customer", [customer("C1")], cursor="c1")
     [p] = store.store_page("gateway", "charges", "payment", [payment("P1")], cursor="p1")
 
-    assert store.get_customer(c.id) == c
+    assert c.id is not None and store.get_customer(c.id) == c
     assert store.list_payments() == [p]
     assert store.list_payments()[0].net == Money.of("119.57", "USD")
 
@@ -162,10 +167,12 @@ def test_a_lower_ranked_system_never_overwrites_the_ledgers_figures(store: Store
         connector.state.records.upsert_invoices(session, [ledger_view], "ledger", 3)
         connector.state.records.upsert_invoices(session, [crm_view], "crm", 1)
     stored = store.get_invoice("inv-ranked")
+    assert stored is not None
     assert str(stored.total) == "110.00 USD" and [str(line.amount) for line in stored.lines] == ["110.00 USD"]
     with store.session() as session:
         connector.state.records.upsert_invoices(session, [crm_view], "ledger", 3)  # the ledger itself may change it
-    assert str(store.get_invoice("inv-ranked").total) == "100.00 USD"
+    changed = store.get_invoice("inv-ranked")
+    assert changed is not None and str(changed.total) == "100.00 USD"
 
 
 def test_a_sync_never_resets_what_finance_set_on_an_invoice(store: Store) -> None:
@@ -175,4 +182,5 @@ def test_a_sync_never_resets_what_finance_set_on_an_invoice(store: Store) -> Non
         session.execute(sa.text("UPDATE invoices SET disputed = TRUE WHERE id = 'inv-disputed'"))
     with store.session() as session:
         connector.state.records.upsert_invoices(session, [record], "ledger", 3)
-    assert store.get_invoice("inv-disputed").disputed is True
+    stored = store.get_invoice("inv-disputed")
+    assert stored is not None and stored.disputed is True

@@ -49,7 +49,7 @@ def request(store: Store, *names: str) -> None:
         work.make_due_now(session, list(names))
 
 
-def row(store: Store, name: str) -> dict[str, object]:
+def row(store: Store, name: str) -> work.UnitRow:
     with store.session() as session:
         return next(r for r in work.units(session) if r["unit"] == name)
 

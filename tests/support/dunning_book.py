@@ -69,7 +69,7 @@ class Book:
         `plan_words` is given; returns the invoice's id."""
         money = lambda v: Money.of(v, currency)  # noqa: E731
         id_ = number.lower()
-        base = dict(
+        base: dict[str, Any] = dict(
             id=id_,
             number=number,
             customer_id=customer,

@@ -88,7 +88,7 @@ def check_invariants(
     """No allocation beyond a payment or an invoice balance, no mixed currency, exact amounts."""
     invoice_by_id = {i.id: i for i in invoices}
     payment_by_id = {p.id: p for p in payments}
-    taken_back = defaultdict(lambda: Decimal(0))
+    taken_back: dict[int, Decimal] = defaultdict(Decimal)
     for reversal in result.reversals:
         taken_back[id(reversal.allocation)] += reversal.amount.amount
     on_invoice: dict[str, Decimal] = defaultdict(Decimal)
@@ -104,12 +104,12 @@ def check_invariants(
         exponent = allocation.amount.amount.as_tuple().exponent
         assert exponent == -currency_exponent(invoice.currency)
         assert allocation.amount.amount > 0
-        on_invoice[invoice.id] += allocation.amount.amount
-        on_payment[payment.id] += allocation.amount.amount
+        on_invoice[allocation.invoice_id] += allocation.amount.amount
+        on_payment[allocation.payment_id] += allocation.amount.amount
     for invoice_id, total in on_invoice.items():
-        invoice = invoice_by_id.get(invoice_id)
-        if invoice is not None:
-            owed = invoice.total.amount - invoice.amount_paid.amount - invoice.amount_credited.amount
+        booked = invoice_by_id.get(invoice_id)
+        if booked is not None:
+            owed = booked.total.amount - booked.amount_paid.amount - booked.amount_credited.amount
             assert total <= owed, f"invoice {invoice_id} over-allocated: {total} > {owed}"
     for payment_id, total in on_payment.items():
         payment = payment_by_id[payment_id]

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 
 import httpx
 import respx
+from pydantic import SecretStr
 
 from connector.http import RetryPolicy
 from connector.providers.stripe import StripeProvider, StripeSettings
@@ -48,7 +49,7 @@ def make_provider(clock: Callable[[], float] = lambda: NOW, **settings: Any) -> 
     # pulls here do not wait (the limits themselves are tested with the shared HTTP layer).
     settings = {"requests_per_second": 1000, "endpoint_requests_per_second": 1000, **settings}
     return StripeProvider(
-        StripeSettings(api_key=API_KEY, **settings),
+        StripeSettings(api_key=SecretStr(API_KEY), **settings),
         connection="gateway",
         retry=RetryPolicy(sleep=lambda s: None, jitter=0, backoff_initial=0),
         clock=clock,

@@ -137,7 +137,9 @@ class FakeXero:
         items = list(self.data[key])
         where = params.get("where")
         if where and self.honour_where:
-            field, value = re.fullmatch(r'(\w+)=="([^"]*)"', where).groups()
+            match = re.fullmatch(r'(\w+)=="([^"]*)"', where)
+            assert match is not None, f"where clause the fake does not read: {where}"
+            field, value = match.groups()
             items = [item for item in items if item.get(field) == value]
         since = request.headers.get("If-Modified-Since")
         if since:

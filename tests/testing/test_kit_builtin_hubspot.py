@@ -57,7 +57,8 @@ SETTINGS = HubSpotSettings(
     page_size=PAGE_SIZE,
 )
 
-_Kit = provider_test_class(
+# The whole kit, with no exception: a repeated search `after` now raises.
+TestHubSpotKit = provider_test_class(
     HubSpotProvider,
     settings=SETTINGS,
     router=sandbox_api(DATA),
@@ -77,7 +78,3 @@ _Kit = provider_test_class(
         ActionCase("create_task", None, {"subject": "Call about INV-0001", "company_id": COMPANY}),
     ],
 )
-
-
-class TestHubSpotKit(_Kit):
-    """The whole kit, with no exception: a repeated search `after` now raises."""

@@ -14,13 +14,15 @@ import copy
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from connector.http import OAuthTokenManager
 from connector.providers.base import Page
@@ -80,8 +82,8 @@ SETTINGS = QuickBooksSettings(
     token_url=f"{BASE}/oauth/token",
     realm_id="4620816365257778210",
     client_id="kit-client",
-    client_secret="kit-client-secret",
-    refresh_token="kit-refresh-token",
+    client_secret=SecretStr("kit-client-secret"),
+    refresh_token=SecretStr("kit-refresh-token"),
     page_size=PAGE_SIZE,
     home_currency="USD",
 )
@@ -169,11 +171,9 @@ class RefreshesTwice(OAuthTokenManager):
 
 class TwoRefreshesOnA401(QuickBooksProvider):
     def __init__(self, settings: Any, **kwargs: Any) -> None:
-        original, qbo_provider.OAuthTokenManager = qbo_provider.OAuthTokenManager, RefreshesTwice
-        try:
+        # the name the provider module looks up when it builds its token manager
+        with mock.patch.object(qbo_provider, "OAuthTokenManager", RefreshesTwice):
             super().__init__(settings, **kwargs)
-        finally:
-            qbo_provider.OAuthTokenManager = original
 
 
 class ForgetsTheTokenStore(QuickBooksProvider):
@@ -312,7 +312,14 @@ def test_a_secret_in_a_log_line_is_caught_under_the_connectors_own_logging():
     assert state == "failed" and "a secret setting appears in repr or a log line: 'GET /" in text, text
 
 
-@pytest.mark.parametrize(("check", "params"), sorted({(p.values[1], tuple(p.values[2].items())) for p in FAULTS}))
+def _check_and_params(values: Sequence[object]) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """A fault's check and that check's parameters: the second and third of its values."""
+    check, params = values[1], values[2]
+    assert isinstance(check, str) and isinstance(params, dict)
+    return check, tuple(params.items())
+
+
+@pytest.mark.parametrize(("check", "params"), sorted({_check_and_params(p.values) for p in FAULTS}))
 def test_the_working_provider_passes_the_same_checks(check, params):
     assert outcome(kit_class(QuickBooksProvider), check, **dict(params)) == ("passed", "")
 
@@ -373,7 +380,7 @@ class Recorder:
 
 def _checks(test_class: type) -> list[tuple[str, dict[str, Any]]]:
     """Every generated check with its parameters, as pytest would collect them."""
-    found = []
+    found: list[tuple[str, dict[str, Any]]] = []
     for name in sorted(n for n in dir(test_class) if n.startswith("test_")):
         marks = [m for m in getattr(getattr(test_class, name), "pytestmark", []) if m.name == "parametrize"]
         if not marks:

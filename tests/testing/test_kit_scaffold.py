@@ -10,7 +10,7 @@ import tomllib
 import pytest
 
 from connector.mappings.mapper import build_spec
-from connector.scaffold import render_files
+from connector.scaffold.templates import render_files
 
 
 def run(*args, cwd=None, site=None, timeout=300):

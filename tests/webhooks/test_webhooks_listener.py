@@ -12,13 +12,17 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
 
 from connector.config import load_config
 from connector.demo import demo_config
+from connector.sandbox import Sandbox
 from connector.service.listener import Listener
 from connector.service.loop import Service
 from connector.state.store import open_store
@@ -36,11 +40,12 @@ class _Nowhere:
 
 
 @pytest.fixture
-def service(tmp_path, monkeypatch):
+def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
     monkeypatch.setenv("T_XERO_KEY", XERO_KEY)
     monkeypatch.setenv("T_HUBSPOT_SECRET", HUBSPOT_SECRET)
     monkeypatch.setenv("T_STRIPE_SECRET", STRIPE_SECRET)
-    text = demo_config(_Nowhere()).replace("sqlite:///connector.db", f"sqlite:///{tmp_path / 'state.db'}")
+    nowhere = cast(Sandbox, _Nowhere())  # demo_config reads only the sandbox's url()
+    text = demo_config(nowhere).replace("sqlite:///connector.db", f"sqlite:///{tmp_path / 'state.db'}")
     text = text.replace('provider = "xero"\n', 'provider = "xero"\nwebhook_secret = "env:T_XERO_KEY"\n')
     text = text.replace('provider = "hubspot"\n', 'provider = "hubspot"\nwebhook_secret = "env:T_HUBSPOT_SECRET"\n')
     text = text.replace('provider = "stripe"\n', 'provider = "stripe"\nwebhook_secret = "env:T_STRIPE_SECRET"\n')
@@ -48,8 +53,9 @@ def service(tmp_path, monkeypatch):
     config = load_config(str(tmp_path / "connector.toml"))
     store = open_store(config.database_url)
     svc = Service(config, store, timedelta(hours=1))
-    svc.made_due = []  # type: ignore[attr-defined]
-    monkeypatch.setattr(svc, "due_now", lambda connection, stream: svc.made_due.append((connection, stream)))
+    made_due: list[tuple[str, str]] = []
+    svc.made_due = made_due  # type: ignore[attr-defined]  # test-only: the pulls made due
+    monkeypatch.setattr(svc, "due_now", lambda connection, stream: made_due.append((connection, stream)))
     yield svc
     store.close()
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 from datetime import date, datetime, timedelta
 
+from pydantic import SecretStr
+
 from connector.plugin_testing import ActionCase, MoneyCase, RecordCase, provider_test_class, sandbox_api
 from connector.sandbox.generator import generate
 from connector.sandbox.quickbooks_api import quickbooks_book
@@ -65,8 +67,8 @@ SETTINGS = QuickBooksSettings(
     token_url=f"{BASE}/oauth/token",
     realm_id="4620816365257778210",
     client_id="kit-client",
-    client_secret="kit-secret",
-    refresh_token="kit-refresh",
+    client_secret=SecretStr("kit-secret"),
+    refresh_token=SecretStr("kit-refresh"),
     page_size=PAGE_SIZE,
 )
 

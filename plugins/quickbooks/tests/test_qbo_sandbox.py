@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from pydantic import SecretStr
 from qbo_support import Store, credit_memo, customer, exact, invoice, payment
 
 from connector.plugin import Action, Ref
@@ -37,8 +38,8 @@ def _provider(sandbox: Sandbox, store: Store) -> QuickBooksProvider:
         token_url=f"{sandbox.url('quickbooks')}/oauth/token",
         realm_id=REALM,
         client_id="sandbox-client",
-        client_secret="sandbox-secret",
-        refresh_token="sandbox-refresh-1",
+        client_secret=SecretStr("sandbox-secret"),
+        refresh_token=SecretStr("sandbox-refresh-1"),
         page_size=1,
     )
     return QuickBooksProvider(settings, connection="qbo", token_store=store)

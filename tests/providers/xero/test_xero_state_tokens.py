@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import respx
+from pydantic import SecretStr
 
 from connector.providers.xero import XeroProvider, XeroSettings
 from connector.state.store import open_store
@@ -18,9 +19,9 @@ def provider(store, expired: bool = True) -> XeroProvider:
     settings = XeroSettings(
         tenant_id=TENANT,
         client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        refresh_token=REFRESH_TOKEN,
-        access_token="at-configured-1d9e",
+        client_secret=SecretStr(CLIENT_SECRET),
+        refresh_token=SecretStr(REFRESH_TOKEN),
+        access_token=SecretStr("at-configured-1d9e"),
         access_token_expires_at=past if expired else None,
     )
     return XeroProvider(settings, connection="ledger", token_store=StateTokenStore(store))
