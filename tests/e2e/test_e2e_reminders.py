@@ -90,6 +90,7 @@ def test_reminders_follow_the_policy_and_the_states_finance_sets(book):
                 "paid_or_void",
                 "payment_pending",
                 "disputed",
+                "payment_plan_on_time",  # a protection checked before the pause (policy._protection)
                 "promise_to_pay",
             )
     policy = DunningPolicy.default()
