@@ -6,15 +6,18 @@ field, reason) for each record it cannot; the caller stores the rest and counts 
 Text from a provider is bounded here, for every provider alike: a field or hint longer than
 `TEXT_LIMIT` characters (numbers, names, e-mails, references, methods), or `FREE_TEXT_LIMIT`
 for free text (`FREE_TEXT_FIELDS`: line descriptions, remittance text, refund reasons), keeps
-its first characters and ends in "…". `MappedRecord.truncated` names each such field with its
-original length (stored in the record's view under `_sync.truncated`), and one warning is
-logged per record. An id is never cut (a cut id could name another record): a record whose
-own id is too long is refused, and a link whose id is too long is left out (and noted).
+its first characters and ends in "…" (an identifier-like field also keeps a digest of the
+whole value after it, so two values that differ only past the cut never compare equal).
+`MappedRecord.truncated` names each such field with its original length (stored in the
+record's view under `_sync.truncated`), and one warning is logged per record. An id is never
+cut (a cut id could name another record): a record whose own id is too long is refused, and a
+link whose id is too long is left out (and noted).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib
 import logging
 import tomllib
@@ -267,13 +270,26 @@ def shortened(text: str, limit: int = TEXT_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def distinctly_shortened(text: str, limit: int = TEXT_LIMIT) -> str:
+    """`text` cut to `limit` characters, ending in an ellipsis and a digest of the whole text,
+    so that two long values that differ only after the cut stay different: a cut invoice
+    number, e-mail or reference must never make two records look the same to linking or
+    reconciliation."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    return text[: limit - len(digest) - 1] + "…" + digest
+
+
 def _bounded(value: Any, path: str, truncated: dict[str, int]) -> Any:
-    """`value` with every string in it cut to its field's limit; `truncated` notes each cut."""
+    """`value` with every string in it cut to its field's limit; `truncated` notes each cut.
+    Identifiers, numbers, names and references keep a digest of the whole value; free text
+    (read by people, not compared) is cut plainly."""
     if isinstance(value, str):
         limit = text_limit(path)
         if len(value) > limit:
             truncated[path] = len(value)
-            return shortened(value, limit)
+            return shortened(value, limit) if limit == FREE_TEXT_LIMIT else distinctly_shortened(value, limit)
         return value
     if isinstance(value, list):
         return [_bounded(item, f"{path}.{index}", truncated) for index, item in enumerate(value)]

@@ -82,17 +82,23 @@ def _check_and_save(store: Store, session: Any, new: list[Allocation], user: str
         )
 
 
+def _open_proposal(session: Any, proposal_id: str) -> dict[str, Any]:
+    """The proposal finance decides on; UsageError when there is none or it was decided."""
+    found = decisions.load_proposals(session, status=None, ids=[proposal_id])
+    if not found:
+        raise UsageError(f"no proposal {proposal_id!r} (see `connector reconcile`)")
+    proposal = found[0]
+    if proposal["status"] != "open":
+        raise UsageError(f"proposal {proposal_id} was already {proposal['status']} by {proposal['decided_by']}")
+    return proposal
+
+
 def accept_proposal(
     store: Store, proposal_id: str, *, candidate: int = 1, user: str | None = None, reason: str = ""
 ) -> list[Allocation]:
     user = current_user(user)
     with store.session() as session:
-        found = decisions.load_proposals(session, status=None, ids=[proposal_id])
-        if not found:
-            raise UsageError(f"no proposal {proposal_id!r} (see `connector reconcile`)")
-        proposal = found[0]
-        if proposal["status"] != "open":
-            raise UsageError(f"proposal {proposal_id} was already {proposal['status']} by {proposal['decided_by']}")
+        proposal = _open_proposal(session, proposal_id)
         candidates = proposal["candidates"]
         if not 1 <= candidate <= len(candidates):
             raise UsageError(f"proposal {proposal_id} has candidates 1 to {len(candidates)}, not {candidate}")
@@ -120,12 +126,7 @@ def accept_proposal(
 def reject_proposal(store: Store, proposal_id: str, *, user: str | None = None, reason: str = "") -> None:
     user = current_user(user)
     with store.session() as session:
-        found = decisions.load_proposals(session, status=None, ids=[proposal_id])
-        if not found:
-            raise UsageError(f"no proposal {proposal_id!r} (see `connector reconcile`)")
-        proposal = found[0]
-        if proposal["status"] != "open":
-            raise UsageError(f"proposal {proposal_id} was already {proposal['status']} by {proposal['decided_by']}")
+        proposal = _open_proposal(session, proposal_id)
         _remember_rejections(
             session,
             proposal["payment_id"],

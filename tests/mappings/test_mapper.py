@@ -1,3 +1,4 @@
+import hashlib
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -171,8 +172,10 @@ def test_an_overlong_invoice_number_is_cut_and_its_length_noted_with_one_warning
     with caplog.at_level("WARNING", logger="connector.mappings.mapper"):
         mapped = mapper().map_one("invoices", raw(InvoiceNumber=huge, Reference="R" * 600))
     number = mapped.record.number
-    assert len(number) == TEXT_LIMIT and number.startswith("INV-999") and number.endswith("…")
-    assert mapped.hints["reference"] == "R" * (TEXT_LIMIT - 1) + "…"
+    digest = hashlib.sha256(huge.encode()).hexdigest()[:12]
+    assert len(number) == TEXT_LIMIT and number.startswith("INV-999") and number.endswith("…" + digest)
+    reference = mapped.hints["reference"]
+    assert len(reference) == TEXT_LIMIT and reference.startswith("R" * (TEXT_LIMIT - 13) + "…")
     assert mapped.truncated == {"number": len(huge), "hints.reference": 600}
     [warning] = [r for r in caplog.records if r.levelname == "WARNING"]  # one per record, naming each cut
     assert warning.getMessage() == (
@@ -180,6 +183,17 @@ def test_an_overlong_invoice_number_is_cut_and_its_length_noted_with_one_warning
         "hints.reference (600 characters)"
     )
     assert len(warning.getMessage()) < 300
+
+
+def test_two_long_invoice_numbers_that_differ_after_the_cut_stay_different():
+    """A cut number must not make two invoices one for linking (same number and currency) or
+    for a remittance naming one of them."""
+    from connector.mappings.mapper import TEXT_LIMIT
+
+    first, second = "INV-" + "7" * 700 + "A", "INV-" + "7" * 700 + "B"
+    one = mapper().map_one("invoices", raw(InvoiceNumber=first)).record.number
+    other = mapper().map_one("invoices", raw(InvoiceNumber=second)).record.number
+    assert one != other and len(one) == len(other) == TEXT_LIMIT
 
 
 def test_text_within_its_limit_is_kept_whole_and_free_text_has_a_larger_limit(caplog):
