@@ -13,6 +13,13 @@
     auto_threshold = 0.95                 # see docs/reconciliation.md
     tolerance_absolute = { JPY = 500 }
 
+Several companies (legal entities, or client companies) can share one deployment: each
+connection names its company (`company = "acme_us"`), `[companies.NAME]` declares a company and
+may override `[dunning]` and `[reconcile]` for it (`[companies.NAME.dunning]`,
+`[companies.NAME.reconcile]`, merged over the defaults). A company keeps at most one ledger. A
+config that names no company has one, `default` (`connector.state.scope.DEFAULT_COMPANY`).
+`Config.for_company` is the view every stage works with: that company's connections and policies.
+
 The file is found by `--config`, else `CONNECTOR_CONFIG`, else `./connector.toml`; only the
 default may be absent (an empty configuration). Any string value `env:NAME` is read from the
 environment, and `file:PATH` from a file (relative to the config file's folder; surrounding
@@ -31,7 +38,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from types import UnionType
@@ -44,6 +51,7 @@ from connector.providers.base import ProviderSettings, secret_fields
 from connector.providers.registry import Registry, installed
 from connector.redaction import register_secret
 from connector.settings import ReconcileConfig
+from connector.state.scope import DEFAULT_COMPANY, check_company_name
 from connector.state.secrets import ENV_SECRET_KEY, TokenSealer, missing_key, parse_keys
 
 DEFAULT_CONFIG = "connector.toml"
@@ -54,7 +62,9 @@ ENV_PREFIX = "env:"
 FILE_PREFIX = "file:"
 
 # Top-level tables a config may hold; later features add theirs here.
-TOP_LEVEL_KEYS = ("database", "connections", "dunning", "reconcile")
+TOP_LEVEL_KEYS = ("database", "connections", "companies", "dunning", "reconcile")
+# What a `[companies.NAME]` table may hold.
+COMPANY_KEYS = ("legal_name", "dunning", "reconcile")
 
 
 class DatabaseSection(BaseModel):
@@ -72,11 +82,28 @@ class Connection:
     provider: str
     settings: ProviderSettings
     literal_secrets: list[str] = field(default_factory=list)
+    company: str = DEFAULT_COMPANY
+    company_named: bool = False  # whether the table said `company = ...`
 
     @property
     def uses_oauth(self) -> bool:
         """Whether the connection spends a refresh token, so rotated tokens are stored for it."""
         return getattr(self.settings, "refresh_token", None) is not None
+
+
+@dataclass
+class Company:
+    """A `[companies.NAME]` table: the company's name as printed (`legal_name`, else NAME) and
+    its own `dunning` and `reconcile` tables as written (merged over the defaults when used)."""
+
+    name: str
+    legal_name: str | None = None
+    dunning: dict[str, Any] = field(default_factory=dict)
+    reconcile: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def display_name(self) -> str:
+        return self.legal_name or self.name
 
 
 @dataclass
@@ -93,6 +120,48 @@ class Config:
     secret_keys: tuple[str, ...] = field(default=(), repr=False)
     secret_key_source: str | None = None
     literal_secret_key: bool = False
+    # `[companies.NAME]` as declared (empty when the file declares none), and, for the view of
+    # one company (`for_company`), which company it is (None: the whole deployment).
+    companies: dict[str, Company] = field(default_factory=dict)
+    company: str | None = None
+    # `[reconcile]` as written (numbers as Decimal), for merging a company's section over it.
+    reconcile_raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    source: str = DEFAULT_CONFIG
+
+    def company_names(self) -> list[str]:
+        """Every company of the deployment, sorted: the declared ones and those the connections
+        name; `default` alone when the file names none."""
+        names = set(self.companies) | {c.company for c in self.connections.values()}
+        return sorted(names or {DEFAULT_COMPANY})
+
+    def company_connections(self, company: str) -> dict[str, Connection]:
+        return {name: c for name, c in self.connections.items() if c.company == company}
+
+    def for_company(self, company: str) -> Config:
+        """The configuration as one company's stages see it: its connections only, its
+        `[companies.NAME.dunning]` and `[companies.NAME.reconcile]` merged over the defaults."""
+        if company not in self.company_names():
+            known = ", ".join(self.company_names())
+            raise ConfigError(f"no company named {company!r} (configured: {known})")
+        declared = self.companies.get(company)
+        dunning = _merged(self.dunning, declared.dunning) if declared else self.dunning
+        reconcile = self.reconcile
+        if declared and declared.reconcile:
+            where = f"{self.source}: companies.{company}.reconcile"
+            reconcile = _validated_reconcile(_merged(self.reconcile_raw, declared.reconcile), where)
+        return replace(
+            self,
+            connections=self.company_connections(company),
+            dunning=dunning,
+            reconcile=reconcile,
+            company=company,
+        )
+
+    def display_name(self, company: str | None = None) -> str:
+        """The company's name as printed (its `legal_name`, else its configured name)."""
+        name = company or self.company or DEFAULT_COMPANY
+        declared = self.companies.get(name)
+        return declared.display_name if declared else name
 
     def token_sealer(self) -> TokenSealer:
         """Seals and opens stored tokens with the configured keys (refuses to seal without)."""
@@ -301,8 +370,11 @@ def _connection(name: str, table: Any, registry: Registry, source: str, config_f
     secrets = set(secret_fields(model))
     values: dict[str, Any] = {}
     literal: list[str] = []
+    company, company_named = DEFAULT_COMPANY, "company" in table
+    if company_named:
+        company = check_company_name(table["company"], where=f"{where}.company")
     for key, raw in table.items():
-        if key == "provider":
+        if key in ("provider", "company"):
             continue
         value, was_reference = resolve_reference(raw, f"{where}.{key}", config_file)
         if key in secrets and isinstance(value, str):
@@ -319,7 +391,14 @@ def _connection(name: str, table: Any, registry: Registry, source: str, config_f
         secret = getattr(settings, key, None)
         if isinstance(secret, SecretStr):
             register_secret(secret.get_secret_value())
-    return Connection(name=name, provider=provider, settings=settings, literal_secrets=literal)
+    return Connection(
+        name=name,
+        provider=provider,
+        settings=settings,
+        literal_secrets=literal,
+        company=company,
+        company_named=company_named,
+    )
 
 
 def load_config(explicit: str | None = None, *, registry: Registry | None = None, strict: bool = True) -> Config:
@@ -364,8 +443,17 @@ def load_config(explicit: str | None = None, *, registry: Registry | None = None
     dunning = data.get("dunning", {})
     if not isinstance(dunning, dict):
         raise ConfigError("must be a table", where=f"{source}: dunning")
-    reconcile = _reconcile_settings(text, source) if "reconcile" in data else ReconcileConfig()
-    return Config(
+    exact = tomllib.loads(text, parse_float=Decimal) if text else {}
+    reconcile_raw = exact.get("reconcile", {})
+    if not isinstance(reconcile_raw, dict):
+        raise ConfigError("must be a table", where=f"{source}: reconcile")
+    reconcile = _validated_reconcile(reconcile_raw, f"{source}: reconcile")
+    companies = _companies(exact.get("companies", {}), source)
+    for problem in _company_problems(connections, companies, registry, source):
+        if strict:
+            raise ConfigError(problem)
+        problems.append(problem)
+    config = Config(
         path=found,
         database_url=database_url,
         connections=connections,
@@ -375,15 +463,88 @@ def load_config(explicit: str | None = None, *, registry: Registry | None = None
         secret_keys=secret_keys,
         secret_key_source=key_source,
         literal_secret_key=literal_key,
+        companies=companies,
+        reconcile_raw=reconcile_raw,
+        source=source,
     )
+    for name in companies:  # a company's own [reconcile] is checked at load, like the default
+        config.for_company(name)
+    return config
 
 
-def _reconcile_settings(text: str, source: str) -> ReconcileConfig:
-    """`[reconcile]`, its numbers read as written (TOML floats become Decimal, never binary)."""
-    section = tomllib.loads(text, parse_float=Decimal)["reconcile"]
-    where = f"{source}: reconcile"
-    if not isinstance(section, dict):
-        raise ConfigError("must be a table", where=where)
+def _companies(table: Any, source: str) -> dict[str, Company]:
+    """`[companies.NAME]` tables (numbers already read as Decimal)."""
+    if not isinstance(table, dict):
+        raise ConfigError("must be a table of [companies.NAME] tables", where=f"{source}: companies")
+    out: dict[str, Company] = {}
+    for name, section in table.items():
+        where = f"{source}: companies.{name}"
+        check_company_name(name, where=where)
+        if not isinstance(section, dict):
+            raise ConfigError("must be a table ([companies.NAME])", where=where)
+        for key, value in section.items():
+            if key not in COMPANY_KEYS:
+                raise ConfigError(f"unknown key (known: {', '.join(COMPANY_KEYS)})", where=f"{where}.{key}")
+            expected = str if key == "legal_name" else dict
+            if not isinstance(value, expected):
+                kind = "text (a quoted string)" if expected is str else "a table"
+                raise ConfigError(f"must be {kind}, not {_given(value)}", where=f"{where}.{key}")
+        out[name] = Company(
+            name=name,
+            legal_name=section.get("legal_name"),
+            dunning=section.get("dunning", {}),
+            reconcile=section.get("reconcile", {}),
+        )
+    return out
+
+
+def _company_problems(
+    connections: Mapping[str, Connection], companies: Mapping[str, Company], registry: Registry, source: str
+) -> list[str]:
+    """What is wrong with the connections' companies, one line each: a connection naming a
+    company that is not declared (where companies are declared), one naming none where others
+    do (it would silently join the default company), and two ledgers in one company (a legal
+    entity keeps one set of books: two would merge two books into one)."""
+    problems = []
+    named = sorted({c.company for c in connections.values() if c.company_named})
+    for name, connection in connections.items():
+        where = f"{source}: connections.{name}"
+        if companies and connection.company_named and connection.company not in companies:
+            declared = ", ".join(sorted(companies))
+            problems.append(f"{where}.company: no company {connection.company!r} is declared (declared: {declared})")
+        elif (companies or named) and not connection.company_named:
+            known = ", ".join(sorted(companies) or named)
+            problems.append(f'{where}: names no company while others do ({known}): add company = "NAME"')
+    ledgers: dict[str, str] = {}
+    for name, connection in connections.items():
+        try:
+            kind = registry.get(connection.provider).kind
+        except (ConfigError, PluginError):
+            continue
+        if kind != "ledger":
+            continue
+        first = ledgers.setdefault(connection.company, name)
+        if first != name:
+            if connection.company_named:
+                why = f"company {connection.company!r} already has the ledger {first!r}"
+            else:
+                why = f'a second ledger beside {first!r}: give each company\'s connections company = "NAME"'
+            problems.append(f"{source}: connections.{name}: {why} (a company keeps one set of books)")
+    return problems
+
+
+def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`override` over `base`, table by table (a company's section over the defaults)."""
+    out = dict(base)
+    for key, value in override.items():
+        current = out.get(key)
+        out[key] = _merged(current, value) if isinstance(current, dict) and isinstance(value, dict) else value
+    return out
+
+
+def _validated_reconcile(section: dict[str, Any], where: str) -> ReconcileConfig:
+    """A `[reconcile]` table, its numbers read as written (TOML floats become Decimal, never
+    binary)."""
     _refuse_mistyped(ReconcileConfig, section, where)
     try:
         return ReconcileConfig.model_validate(section)

@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 
 from connector.model import Action, ActionState, Ref
 from connector.state.records import new_id, utcnow
+from connector.state.scope import DEFAULT_COMPANY, company_of
 from connector.state.tables import table
-from connector.state.upsert import insert_new, upsert
+from connector.state.upsert import insert_new, mine, upsert
 
 
 def jsonable(value: Any) -> Any:
@@ -32,13 +33,35 @@ def jsonable(value: Any) -> Any:
 
 def get_cursor(session: Session, connection: str, stream: str) -> str | None:
     cursors = table("sync_cursors")
-    query = sa.select(cursors.c.value).where(cursors.c.connection == connection, cursors.c.stream == stream)
+    query = sa.select(cursors.c.value).where(
+        mine(session, cursors), cursors.c.connection == connection, cursors.c.stream == stream
+    )
     return session.execute(query).scalar_one_or_none()
 
 
 def set_cursor(session: Session, connection: str, stream: str, value: str | None) -> None:
     row = {"connection": connection, "stream": stream, "value": value, "updated_at": utcnow()}
     upsert(session, table("sync_cursors"), [row], key=("connection", "stream"), keep=())
+
+
+def records_elsewhere(session: Session, company_of_connection: Mapping[str, str]) -> dict[str, str]:
+    """connection -> another company whose book holds records of that connection, for each
+    connection that has some outside the company the configuration gives it (one index look-up
+    per connection and company). The one read across companies, on purpose: it checks that a
+    connection has not been moved to another company, which would split its records between
+    two books."""
+    refs = table("refs")
+    companies = sorted({*company_of_connection.values(), DEFAULT_COMPANY})
+    found: dict[str, str] = {}
+    for connection, own in sorted(company_of_connection.items()):
+        for company in companies:
+            if company == own:
+                continue
+            query = sa.select(refs.c.id).where(refs.c.company == company, refs.c.system == connection).limit(1)
+            if session.execute(query).first() is not None:
+                found[connection] = company
+                break
+    return found
 
 
 # Outbox ---------------------------------------------------------------------------------
@@ -68,7 +91,7 @@ def add_actions(session: Session, actions: Sequence[Action]) -> int:
 
 def list_actions(session: Session, state: ActionState | None = None) -> list[Action]:
     outbox = table("outbox_actions")
-    query = sa.select(outbox).order_by(outbox.c.id)
+    query = sa.select(outbox).where(mine(session, outbox)).order_by(outbox.c.id)
     if state is not None:
         query = query.where(outbox.c.state == state)
     return [_action_from(row) for row in session.execute(query).mappings()]
@@ -108,6 +131,7 @@ def audit(
         "subject_id": subject_id,
         "inputs": jsonable(inputs),
         "decision": decision,
+        "company": company_of(session),
     }
     session.execute(sa.insert(table("audit_log")).values(entry))
 
@@ -140,7 +164,7 @@ def _entry(row: Any) -> AuditEntry:
 def audit_entries(session: Session, *, actions: Collection[str], actor: str | None = None) -> list[AuditEntry]:
     """The entries recording one of `actions` (by `actor`, when given), in the order written."""
     log = table("audit_log")
-    query = sa.select(log).where(log.c.action.in_(list(actions))).order_by(log.c.id)
+    query = sa.select(log).where(mine(session, log), log.c.action.in_(list(actions))).order_by(log.c.id)
     if actor is not None:
         query = query.where(log.c.actor == actor)
     return [_entry(row) for row in session.execute(query).mappings()]
@@ -152,7 +176,10 @@ def audit_entries_about(session: Session, subject_ids: Sequence[str], mentioned:
     log = table("audit_log")
     query = (
         sa.select(log)
-        .where(sa.or_(log.c.subject_id.in_(list(subject_ids)), sa.cast(log.c.inputs, sa.Text).contains(mentioned)))
+        .where(
+            mine(session, log),
+            sa.or_(log.c.subject_id.in_(list(subject_ids)), sa.cast(log.c.inputs, sa.Text).contains(mentioned)),
+        )
         .order_by(log.c.at, log.c.id)
     )
     return [_entry(row) for row in session.execute(query).mappings()]
@@ -163,7 +190,7 @@ def audit_entries_about(session: Session, subject_ids: Sequence[str], mentioned:
 
 def start_run(session: Session) -> str:
     run_id = new_id()
-    row = {"id": run_id, "started_at": utcnow(), "status": "running", "stats": None}
+    row = {"id": run_id, "company": company_of(session), "started_at": utcnow(), "status": "running", "stats": None}
     session.execute(sa.insert(table("runs")).values(row))
     return run_id
 
@@ -171,4 +198,4 @@ def start_run(session: Session) -> str:
 def finish_run(session: Session, run_id: str, status: str, stats: Mapping[str, Any] | None = None) -> None:
     runs = table("runs")
     values = {"finished_at": utcnow(), "status": status, "stats": jsonable(stats)}
-    session.execute(sa.update(runs).where(runs.c.id == run_id).values(values))
+    session.execute(sa.update(runs).where(mine(session, runs), runs.c.id == run_id).values(values))

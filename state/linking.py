@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from connector.state.records import CANONICAL_TABLES, rowcount
 from connector.state.tables import table
+from connector.state.upsert import mine
 
 # What points at a canonical record of each kind, and must follow it when it is merged.
 _DEPENDANTS: dict[str, list[tuple[str, str]]] = {
@@ -27,7 +28,7 @@ def ref_views(session: Session, entity_kind: str) -> list[dict[str, Any]]:
     refs = table("refs")
     query = (
         sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.entity_id, refs.c.data)
-        .where(refs.c.entity_kind == entity_kind, refs.c.entity_id.is_not(None))
+        .where(mine(session, refs), refs.c.entity_kind == entity_kind, refs.c.entity_id.is_not(None))
         .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
     )
     rows = []
@@ -48,7 +49,7 @@ def merge_entities(session: Session, entity_kind: str, merges: Sequence[tuple[st
     refs = table("refs")
     session.execute(
         sa.update(refs)
-        .where(refs.c.entity_kind == entity_kind, refs.c.entity_id == sa.bindparam("member"))
+        .where(mine(session, refs), refs.c.entity_kind == entity_kind, refs.c.entity_id == sa.bindparam("member"))
         .values(entity_id=sa.bindparam("survivor"), link_rule=sa.bindparam("rule")),
         [{"member": m, "survivor": s, "rule": r} for m, s, r in merges],
     )
@@ -56,7 +57,7 @@ def merge_entities(session: Session, entity_kind: str, merges: Sequence[tuple[st
         dependant = table(name)
         session.execute(
             sa.update(dependant)
-            .where(dependant.c[column] == sa.bindparam("member"))
+            .where(mine(session, dependant), dependant.c[column] == sa.bindparam("member"))
             .values({column: sa.bindparam("survivor")}),
             [{"member": m, "survivor": s} for m, s, _ in merges],
         )
@@ -64,10 +65,11 @@ def merge_entities(session: Session, entity_kind: str, merges: Sequence[tuple[st
     if entity_kind == "invoice":
         lines = table("invoice_lines")
         session.execute(
-            sa.delete(lines).where(lines.c.invoice_id == sa.bindparam("member")), [{"member": m} for m, _, _ in merges]
+            sa.delete(lines).where(mine(session, lines), lines.c.invoice_id == sa.bindparam("member")),
+            [{"member": m} for m, _, _ in merges],
         )
     session.execute(
-        sa.delete(canonical).where(canonical.c.id == sa.bindparam("member")),
+        sa.delete(canonical).where(mine(session, canonical), canonical.c.id == sa.bindparam("member")),
         [{"member": m} for m, _, _ in merges],
     )
 
@@ -81,7 +83,7 @@ def fill_customer_ids(session: Session, entity_kind: str, customer_of: dict[str,
     rows = table(_CANONICAL[entity_kind])
     result = session.execute(
         sa.update(rows)
-        .where(rows.c.id == sa.bindparam("entity"), rows.c.customer_id.is_(None))
+        .where(mine(session, rows), rows.c.id == sa.bindparam("entity"), rows.c.customer_id.is_(None))
         .values(customer_id=sa.bindparam("customer")),
         [{"entity": e, "customer": c} for e, c in sorted(customer_of.items())],
     )

@@ -21,7 +21,7 @@ from connector.model import Action, Ref
 from connector.state.bookkeeping import jsonable
 from connector.state.records import rowcount, utcnow
 from connector.state.tables import table
-from connector.state.upsert import insert_new
+from connector.state.upsert import insert_new, mine
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def entries(
     subject_ids: Sequence[str] | None = None,
 ) -> list[OutboxEntry]:
     outbox = table("outbox_actions")
-    query = sa.select(outbox).order_by(outbox.c.id)
+    query = sa.select(outbox).where(mine(session, outbox)).order_by(outbox.c.id)
     if states is not None:
         query = query.where(outbox.c.state.in_(list(states)))
     if connections is not None:
@@ -138,7 +138,7 @@ def claim(
     left). SQLite has one writer at a time (`BEGIN IMMEDIATE`), so claims cannot overlap there."""
     outbox = table("outbox_actions")
     now = utcnow()
-    condition = _claimable(outbox, now, now - lease, dead_workers)
+    condition = sa.and_(mine(session, outbox), _claimable(outbox, now, now - lease, dead_workers))
     query = sa.select(outbox.c.id).where(condition).order_by(outbox.c.id).limit(limit).with_for_update(skip_locked=True)
     if connections is not None:
         query = query.where(outbox.c.connection.in_(list(connections)))
@@ -148,7 +148,7 @@ def claim(
     for (action_id,) in session.execute(query).all():
         result = session.execute(
             sa.update(outbox)
-            .where(outbox.c.id == action_id, condition)
+            .where(mine(session, outbox), outbox.c.id == action_id, condition)
             .values(
                 state="in_flight", claimed_by=worker, claimed_at=now, attempts=outbox.c.attempts + 1, updated_at=now
             )
@@ -159,9 +159,9 @@ def claim(
 
 
 def counts_by_state(session: Session) -> dict[str, int]:
-    """How many actions the whole outbox holds in each state (states holding none are absent)."""
+    """How many actions the company's outbox holds in each state (states holding none are absent)."""
     outbox = table("outbox_actions")
-    query = sa.select(outbox.c.state, sa.func.count()).group_by(outbox.c.state)
+    query = sa.select(outbox.c.state, sa.func.count()).where(mine(session, outbox)).group_by(outbox.c.state)
     return {state: int(count) for state, count in session.execute(query)}
 
 
@@ -176,7 +176,12 @@ def complete(session: Session, action_id: int, worker: str, result: dict[str, An
     outbox = table("outbox_actions")
     done = session.execute(
         sa.update(outbox)
-        .where(outbox.c.id == action_id, outbox.c.state == "in_flight", outbox.c.claimed_by == worker)
+        .where(
+            mine(session, outbox),
+            outbox.c.id == action_id,
+            outbox.c.state == "in_flight",
+            outbox.c.claimed_by == worker,
+        )
         .values(state="done", result=jsonable(result), last_error=None, updated_at=utcnow())
     )
     return rowcount(done) == 1
@@ -187,7 +192,12 @@ def fail(session: Session, action_id: int, worker: str, error: str, *, retry_at:
     outbox = table("outbox_actions")
     session.execute(
         sa.update(outbox)
-        .where(outbox.c.id == action_id, outbox.c.state == "in_flight", outbox.c.claimed_by == worker)
+        .where(
+            mine(session, outbox),
+            outbox.c.id == action_id,
+            outbox.c.state == "in_flight",
+            outbox.c.claimed_by == worker,
+        )
         .values(
             state="planned" if retry_at else "failed",
             last_error=error[:2000],
@@ -206,7 +216,12 @@ def release(session: Session, action_id: int, worker: str, note: str, *, not_bef
     outbox = table("outbox_actions")
     released = session.execute(
         sa.update(outbox)
-        .where(outbox.c.id == action_id, outbox.c.state == "in_flight", outbox.c.claimed_by == worker)
+        .where(
+            mine(session, outbox),
+            outbox.c.id == action_id,
+            outbox.c.state == "in_flight",
+            outbox.c.claimed_by == worker,
+        )
         .values(
             state="planned",
             attempts=sa.case((outbox.c.attempts > 0, outbox.c.attempts - 1), else_=0),
@@ -229,6 +244,7 @@ def defer_connection(session: Session, connection: str, note: str, *, not_before
     waiting = session.execute(
         sa.update(outbox)
         .where(
+            mine(session, outbox),
             outbox.c.connection == connection,
             outbox.c.state == "planned",
             sa.or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at < not_before),
@@ -247,7 +263,7 @@ def set_state(session: Session, action_id: int, state: str, *, from_states: Sequ
     outbox = table("outbox_actions")
     changed = session.execute(
         sa.update(outbox)
-        .where(outbox.c.id == action_id, outbox.c.state.in_(list(from_states)))
+        .where(mine(session, outbox), outbox.c.id == action_id, outbox.c.state.in_(list(from_states)))
         .values(
             state=state,
             next_attempt_at=None,

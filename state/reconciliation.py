@@ -21,7 +21,7 @@ from connector.model import Allocation
 from connector.money import Money
 from connector.state.records import rowcount, utcnow
 from connector.state.tables import table
-from connector.state.upsert import in_chunks, upsert
+from connector.state.upsert import in_chunks, mine, upsert
 
 
 def allocation_id(payment_id: str, invoice_id: str, rule: str) -> str:
@@ -59,7 +59,9 @@ def load_allocations(
     invoice_ids: Sequence[str] | None = None,
 ) -> list[StoredAllocation]:
     allocations = table("allocations")
-    query = sa.select(allocations).order_by(allocations.c.created_at, allocations.c.id)
+    query = (
+        sa.select(allocations).where(mine(session, allocations)).order_by(allocations.c.created_at, allocations.c.id)
+    )
     if status is not None:
         query = query.where(allocations.c.status == status)
     if payment_ids is not None:
@@ -94,14 +96,18 @@ def delete_allocations(session: Session, ids: Sequence[str]) -> int:
     allocations = table("allocations")
     removed = 0
     for chunk in in_chunks(session, list(ids)):
-        removed += rowcount(session.execute(sa.delete(allocations).where(allocations.c.id.in_(chunk))))
+        removed += rowcount(
+            session.execute(sa.delete(allocations).where(mine(session, allocations), allocations.c.id.in_(chunk)))
+        )
     return removed
 
 
 def reduce_allocation(session: Session, allocation_id_: str, new_amount: Money) -> None:
     allocations = table("allocations")
     session.execute(
-        sa.update(allocations).where(allocations.c.id == allocation_id_).values(amount_minor=new_amount.to_minor())
+        sa.update(allocations)
+        .where(mine(session, allocations), allocations.c.id == allocation_id_)
+        .values(amount_minor=new_amount.to_minor())
     )
 
 
@@ -116,7 +122,7 @@ def proposal_id(payment_id: str, candidates: Sequence[dict[str, Any]]) -> str:
 def replace_open_proposals(session: Session, proposals: Sequence[dict[str, Any]]) -> None:
     """The open proposals become exactly `proposals` (decided ones stay as they were)."""
     table_ = table("proposals")
-    session.execute(sa.delete(table_).where(table_.c.status == "open"))
+    session.execute(sa.delete(table_).where(mine(session, table_), table_.c.status == "open"))
     now = utcnow()
     rows = [{**p, "status": "open", "decided_by": None, "decided_at": None, "created_at": now} for p in proposals]
     upsert(session, table_, rows, ("id",), keep=("created_at", "status", "decided_by", "decided_at"))
@@ -126,7 +132,7 @@ def load_proposals(
     session: Session, *, status: str | None = "open", ids: Sequence[str] | None = None
 ) -> list[dict[str, Any]]:
     table_ = table("proposals")
-    query = sa.select(table_).order_by(table_.c.created_at, table_.c.id)
+    query = sa.select(table_).where(mine(session, table_)).order_by(table_.c.created_at, table_.c.id)
     if status is not None:
         query = query.where(table_.c.status == status)
     if ids is not None:
@@ -137,5 +143,7 @@ def load_proposals(
 def decide_proposal(session: Session, proposal: str, status: str, user: str) -> None:
     table_ = table("proposals")
     session.execute(
-        sa.update(table_).where(table_.c.id == proposal).values(status=status, decided_by=user, decided_at=utcnow())
+        sa.update(table_)
+        .where(mine(session, table_), table_.c.id == proposal)
+        .values(status=status, decided_by=user, decided_at=utcnow())
     )

@@ -20,7 +20,7 @@ from connector.errors import StateError
 from connector.model import Customer, Invoice, InvoiceLine, Payment, Ref
 from connector.state import convert
 from connector.state.tables import table
-from connector.state.upsert import in_chunks, insert_rows, upsert
+from connector.state.upsert import in_chunks, insert_rows, mine, upsert
 
 EntityKind = Literal["customer", "invoice", "payment"]
 Entity = Customer | Invoice | Payment
@@ -96,6 +96,7 @@ def existing_entity_ids(
     found: dict[str, str | None] = {}
     for chunk in in_chunks(session, remote_ids):
         query = sa.select(refs.c.remote_id, refs.c.entity_id).where(
+            mine(session, refs),
             refs.c.system == system,
             refs.c.object_type == object_type,
             refs.c.remote_id.in_(chunk),
@@ -161,7 +162,7 @@ def refs_for(session: Session, entity_kind: str, entity_ids: Sequence[str]) -> d
     for chunk in in_chunks(session, entity_ids):
         query = (
             sa.select(refs)
-            .where(refs.c.entity_kind == entity_kind, refs.c.entity_id.in_(chunk))
+            .where(mine(session, refs), refs.c.entity_kind == entity_kind, refs.c.entity_id.in_(chunk))
             .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
         )
         for row in session.execute(query).mappings():
@@ -174,7 +175,10 @@ def entity_ids_for_remote_id(session: Session, entity_kind: str, remote_id: str)
     person typed it: any system, any object type), sorted."""
     refs = table("refs")
     query = sa.select(refs.c.entity_id).where(
-        refs.c.entity_kind == entity_kind, refs.c.remote_id == remote_id, refs.c.entity_id.is_not(None)
+        mine(session, refs),
+        refs.c.entity_kind == entity_kind,
+        refs.c.remote_id == remote_id,
+        refs.c.entity_id.is_not(None),
     )
     return sorted({row[0] for row in session.execute(query)})
 
@@ -192,7 +196,7 @@ def ref_details(session: Session, entity_kind: str, entity_id: str) -> list[dict
             refs.c.remote_updated_at,
             refs.c.seen_at,
         )
-        .where(refs.c.entity_kind == entity_kind, refs.c.entity_id == entity_id)
+        .where(mine(session, refs), refs.c.entity_kind == entity_kind, refs.c.entity_id == entity_id)
         .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
     )
     return [dict(row) for row in session.execute(query).mappings()]
@@ -207,8 +211,12 @@ def dangling_refs(session: Session) -> list[dict[str, Any]]:
         canonical = table(name)
         query = (
             sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.entity_kind, refs.c.entity_id)
-            .select_from(refs.outerjoin(canonical, canonical.c.id == refs.c.entity_id))
-            .where(refs.c.entity_kind == kind, canonical.c.id.is_(None))
+            .select_from(
+                refs.outerjoin(
+                    canonical, sa.and_(canonical.c.company == refs.c.company, canonical.c.id == refs.c.entity_id)
+                )
+            )
+            .where(mine(session, refs), refs.c.entity_kind == kind, canonical.c.id.is_(None))
             .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
         )
         out += [dict(row) for row in session.execute(query).mappings()]
@@ -246,7 +254,7 @@ def set_finance_owned(session: Session, entity_kind: str, ids: Sequence[str], **
         raise StateError(f"not a finance-owned column of {name}: {', '.join(sorted(unknown))}")
     rows = table(name)
     for chunk in in_chunks(session, list(ids)):
-        session.execute(sa.update(rows).where(rows.c.id.in_(chunk)).values(**values))
+        session.execute(sa.update(rows).where(mine(session, rows), rows.c.id.in_(chunk)).values(**values))
 
 
 def _outranked(session: Session, name: str, records: Sequence[E], source: str | None, rank: int) -> set[str]:
@@ -255,7 +263,7 @@ def _outranked(session: Session, name: str, records: Sequence[E], source: str | 
     ids = [r.id for r in records]
     beaten: set[str] = set()
     for chunk in in_chunks(session, ids):
-        query = sa.select(rows.c.id, rows.c.source, rows.c.source_rank).where(rows.c.id.in_(chunk))
+        query = sa.select(rows.c.id, rows.c.source, rows.c.source_rank).where(mine(session, rows), rows.c.id.in_(chunk))
         for entity_id, stored_source, stored_rank in session.execute(query):
             if stored_rank > rank and stored_source != source:
                 beaten.add(entity_id)
@@ -306,7 +314,7 @@ def upsert_invoices(
 def replace_invoice_lines(session: Session, invoices: Sequence[Invoice]) -> None:
     lines = table("invoice_lines")
     for chunk in in_chunks(session, [i.id for i in invoices]):
-        session.execute(sa.delete(lines).where(lines.c.invoice_id.in_(chunk)))
+        session.execute(sa.delete(lines).where(mine(session, lines), lines.c.invoice_id.in_(chunk)))
     insert_rows(session, lines, [row for i in invoices for row in convert.line_rows(i)])
 
 
@@ -322,7 +330,7 @@ UPSERTS = {
 
 def list_customers(session: Session, *, ids: Sequence[str] | None = None) -> list[Customer]:
     customers = table("customers")
-    query = sa.select(customers).order_by(customers.c.id)
+    query = sa.select(customers).where(mine(session, customers)).order_by(customers.c.id)
     if ids is not None:
         query = query.where(customers.c.id.in_(ids))
     rows = list(session.execute(query).mappings())
@@ -341,7 +349,7 @@ def list_invoices(
 ) -> list[Invoice]:
     """Invoices with their lines and refs: three queries, whatever the number of invoices."""
     invoices = table("invoices")
-    query = sa.select(invoices).order_by(invoices.c.id).limit(limit)
+    query = sa.select(invoices).where(mine(session, invoices)).order_by(invoices.c.id).limit(limit)
     for column, value in (
         ("customer_id", customer_id),
         ("number", number),
@@ -362,7 +370,11 @@ def _lines_for(session: Session, invoice_ids: Sequence[str]) -> dict[str, list[I
     lines = table("invoice_lines")
     found: dict[str, list[InvoiceLine]] = {invoice_id: [] for invoice_id in invoice_ids}
     for chunk in in_chunks(session, invoice_ids):
-        query = sa.select(lines).where(lines.c.invoice_id.in_(chunk)).order_by(lines.c.invoice_id, lines.c.line_no)
+        query = (
+            sa.select(lines)
+            .where(mine(session, lines), lines.c.invoice_id.in_(chunk))
+            .order_by(lines.c.invoice_id, lines.c.line_no)
+        )
         for row in session.execute(query).mappings():
             found[row["invoice_id"]].append(convert.line_from(row))
     return found
@@ -377,7 +389,9 @@ def list_payments(
     limit: int | None = None,
 ) -> list[Payment]:
     payments = table("payments")
-    query = sa.select(payments).order_by(payments.c.received_at, payments.c.id).limit(limit)
+    query = (
+        sa.select(payments).where(mine(session, payments)).order_by(payments.c.received_at, payments.c.id).limit(limit)
+    )
     if ids is not None:
         query = query.where(payments.c.id.in_(ids))
     if customer_id is not None:

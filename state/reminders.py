@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from connector.state.tables import table
+from connector.state.upsert import mine
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def reminder_messages(session: Session) -> list[ReminderMessage]:
     outbox = table("outbox_actions")
     query = (
         sa.select(outbox.c.kind, outbox.c.state, outbox.c.updated_at, outbox.c.payload)
-        .where(outbox.c.subject_type == "customer")
+        .where(mine(session, outbox), outbox.c.subject_type == "customer")
         .order_by(outbox.c.id)
     )
     found = []

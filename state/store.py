@@ -17,11 +17,13 @@ from typing import Any
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session
 
+from connector.errors import ConfigError
 from connector.model import Action, ActionState, Customer, Invoice, Payment, Ref
 from connector.state import bookkeeping, records, tokens
 from connector.state.db import check_reachable, make_engine, scrub_sqlite
 from connector.state.migrate import check_schema, is_empty, upgrade
 from connector.state.records import E, EntityKind, own_ref
+from connector.state.scope import DEFAULT_COMPANY, bind, check_company_name
 from connector.state.secrets import TokenSealer
 from connector.state.tokens import ResealReport, StoredTokens, TokenState
 
@@ -48,9 +50,20 @@ def open_store(
 
 
 class Store:
-    def __init__(self, engine: Engine, sealer: TokenSealer | None = None) -> None:
+    """The state database, working for one company's book (`DEFAULT_COMPANY` unless opened
+    `for_company`): every transaction it opens is bound to that company (`state.scope`)."""
+
+    def __init__(self, engine: Engine, sealer: TokenSealer | None = None, company: str = DEFAULT_COMPANY) -> None:
         self.engine = engine
         self.sealer = sealer
+        self.company = check_company_name(company)
+
+    def for_company(self, company: str) -> Store:
+        """The same database working for `company`'s book (sharing this store's engine: close
+        the store it came from, not this one)."""
+        if company == self.company:
+            return self
+        return Store(self.engine, self.sealer, company)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -65,7 +78,7 @@ class Store:
     def session(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back if it raises."""
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            yield session
+            yield bind(session, self.company)
 
     @contextmanager
     def _tx(self, session: Session | None) -> Iterator[Session]:
@@ -210,6 +223,20 @@ class Store:
     ) -> None:
         with self._tx(session) as s:
             bookkeeping.finish_run(s, run_id, status, stats)
+
+    def check_connection_companies(self, company_of_connection: Mapping[str, str]) -> None:
+        """Refuse a configuration that gives a connection another company than the one its
+        stored records belong to (they would stay in the old book while the new one pulls them
+        again): a `ConfigError` naming the connection and the company that holds them."""
+        with self.session() as s:
+            moved = bookkeeping.records_elsewhere(s, company_of_connection)
+        for connection, holder in moved.items():
+            raise ConfigError(
+                f"this database keeps the connection's records in company {holder!r}, not "
+                f"{company_of_connection[connection]!r}: a connection cannot move to another company "
+                f"(keep company = {holder!r}; [companies.{holder}] legal_name sets how it is printed)",
+                where=f"connections.{connection}.company",
+            )
 
     # OAuth tokens -----------------------------------------------------------------------
 

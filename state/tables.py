@@ -49,9 +49,17 @@ def _col(type_: Any, *args: Any, nullable: bool = True, **kw: Any) -> Any:
     return Field(default=None, sa_column=sa.Column(type_, *args, nullable=nullable, **kw))
 
 
+def _company(primary_key: bool = False) -> Any:
+    """The company a row belongs to (0010). No default: every write names its company
+    (`state.scope`), and the keys below carry it, so one query's mistake cannot put a row
+    into another company's book or point one company's record at another's."""
+    return _col(sa.Text, primary_key=primary_key, nullable=False)
+
+
 class CustomerRow(SQLModel, table=True):
     __tablename__ = "customers"
 
+    company: str = _company(primary_key=True)
     id: str = _col(sa.Text, primary_key=True, nullable=False)
     name: str = _col(sa.Text, nullable=False)
     emails: list[str] = _col(JSONType, nullable=False)
@@ -75,10 +83,11 @@ class InvoiceRow(SQLModel, table=True):
 
     __tablename__ = "invoices"
     __table_args__ = (
-        sa.Index("ix_invoices_customer_id", "customer_id"),
-        sa.Index("ix_invoices_number", "number"),
+        sa.Index("ix_invoices_customer_id", "company", "customer_id"),
+        sa.Index("ix_invoices_number", "company", "number"),
     )
 
+    company: str = _company(primary_key=True)
     id: str = _col(sa.Text, primary_key=True, nullable=False)
     number: str | None = _col(sa.Text)
     customer_id: str | None = _col(sa.Text)
@@ -106,8 +115,17 @@ class InvoiceRow(SQLModel, table=True):
 
 class InvoiceLineRow(SQLModel, table=True):
     __tablename__ = "invoice_lines"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["company", "invoice_id"],
+            ["invoices.company", "invoices.id"],
+            name="fk_invoice_lines_invoice",
+            ondelete="CASCADE",
+        ),
+    )
 
-    invoice_id: str = _col(sa.Text, sa.ForeignKey("invoices.id", ondelete="CASCADE"), primary_key=True, nullable=False)
+    company: str = _company(primary_key=True)
+    invoice_id: str = _col(sa.Text, primary_key=True, nullable=False)
     line_no: int = _col(sa.Integer, primary_key=True, nullable=False, autoincrement=False)
     description: str = _col(sa.Text, nullable=False)
     quantity: str = _col(sa.Text, nullable=False)
@@ -120,10 +138,11 @@ class InvoiceLineRow(SQLModel, table=True):
 class PaymentRow(SQLModel, table=True):
     __tablename__ = "payments"
     __table_args__ = (
-        sa.Index("ix_payments_customer_id", "customer_id"),
-        sa.Index("ix_payments_payout_id", "payout_id"),
+        sa.Index("ix_payments_customer_id", "company", "customer_id"),
+        sa.Index("ix_payments_payout_id", "company", "payout_id"),
     )
 
+    company: str = _company(primary_key=True)
     id: str = _col(sa.Text, primary_key=True, nullable=False)
     currency: str = _col(sa.String(3), nullable=False)
     amount_minor: int = _col(sa.BigInteger, nullable=False)
@@ -148,13 +167,21 @@ class PaymentRow(SQLModel, table=True):
 class AllocationRow(SQLModel, table=True):
     __tablename__ = "allocations"
     __table_args__ = (
-        sa.Index("ix_allocations_payment_id", "payment_id"),
-        sa.Index("ix_allocations_invoice_id", "invoice_id"),
+        sa.Index("ix_allocations_payment_id", "company", "payment_id"),
+        sa.Index("ix_allocations_invoice_id", "company", "invoice_id"),
+        # A payment is allocated only to an invoice of its own company: both keys carry it.
+        sa.ForeignKeyConstraint(
+            ["company", "payment_id"], ["payments.company", "payments.id"], name="fk_allocations_payment"
+        ),
+        sa.ForeignKeyConstraint(
+            ["company", "invoice_id"], ["invoices.company", "invoices.id"], name="fk_allocations_invoice"
+        ),
     )
 
+    company: str = _company(primary_key=True)
     id: str = _col(sa.Text, primary_key=True, nullable=False)
-    payment_id: str = _col(sa.Text, sa.ForeignKey("payments.id"), nullable=False)
-    invoice_id: str = _col(sa.Text, sa.ForeignKey("invoices.id"), nullable=False)
+    payment_id: str = _col(sa.Text, nullable=False)
+    invoice_id: str = _col(sa.Text, nullable=False)
     currency: str = _col(sa.String(3), nullable=False)
     amount_minor: int = _col(sa.BigInteger, nullable=False)
     rule: str = _col(sa.Text, nullable=False)
@@ -170,11 +197,12 @@ class RefRow(SQLModel, table=True):
 
     __tablename__ = "refs"
     __table_args__ = (
-        sa.UniqueConstraint("system", "object_type", "remote_id", name="uq_refs_remote"),
-        sa.Index("ix_refs_entity", "entity_kind", "entity_id"),
+        sa.UniqueConstraint("company", "system", "object_type", "remote_id", name="uq_refs_remote"),
+        sa.Index("ix_refs_entity", "company", "entity_kind", "entity_id"),
     )
 
     id: int = _col(BigIntId, primary_key=True, nullable=False)
+    company: str = _company()
     system: str = _col(sa.Text, nullable=False)
     object_type: str = _col(sa.Text, nullable=False)
     remote_id: str = _col(sa.Text, nullable=False)
@@ -189,6 +217,7 @@ class RefRow(SQLModel, table=True):
 class SyncCursorRow(SQLModel, table=True):
     __tablename__ = "sync_cursors"
 
+    company: str = _company(primary_key=True)
     connection: str = _col(sa.Text, primary_key=True, nullable=False)
     stream: str = _col(sa.Text, primary_key=True, nullable=False)
     value: str | None = _col(sa.Text)
@@ -198,12 +227,13 @@ class SyncCursorRow(SQLModel, table=True):
 class OutboxActionRow(SQLModel, table=True):
     __tablename__ = "outbox_actions"
     __table_args__ = (
-        sa.UniqueConstraint("idempotency_key", name="uq_outbox_actions_idempotency_key"),
-        sa.Index("ix_outbox_actions_state", "state", "next_attempt_at"),
-        sa.Index("ix_outbox_actions_subject", "subject_type", "subject_id"),
+        sa.UniqueConstraint("company", "idempotency_key", name="uq_outbox_actions_idempotency_key"),
+        sa.Index("ix_outbox_actions_state", "company", "state", "next_attempt_at"),
+        sa.Index("ix_outbox_actions_subject", "company", "subject_type", "subject_id"),
     )
 
     id: int = _col(BigIntId, primary_key=True, nullable=False)
+    company: str = _company()
     idempotency_key: str = _col(sa.Text, nullable=False)
     connection: str = _col(sa.Text, nullable=False)
     kind: str = _col(sa.Text, nullable=False)
@@ -226,8 +256,10 @@ class OutboxActionRow(SQLModel, table=True):
 
 class RunRow(SQLModel, table=True):
     __tablename__ = "runs"
+    __table_args__ = (sa.Index("ix_runs_company", "company", "started_at"),)
 
     id: str = _col(sa.Text, primary_key=True, nullable=False)
+    company: str = _company()
     started_at: datetime = _col(UTCDateTime, nullable=False)
     finished_at: datetime | None = _col(UTCDateTime)
     status: str = _col(sa.Text, nullable=False)
@@ -238,9 +270,10 @@ class AuditLogRow(SQLModel, table=True):
     """Append-only: database triggers refuse UPDATE and DELETE (see migration 0001)."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (sa.Index("ix_audit_log_subject", "subject_type", "subject_id"),)
+    __table_args__ = (sa.Index("ix_audit_log_subject", "company", "subject_type", "subject_id"),)
 
     id: int = _col(BigIntId, primary_key=True, nullable=False)
+    company: str = _company()
     at: datetime = _col(UTCDateTime, nullable=False)
     actor: str = _col(sa.Text, nullable=False)
     action: str = _col(sa.Text, nullable=False)
@@ -270,8 +303,12 @@ class ProposalRow(SQLModel, table=True):
     the payment and its candidates, so the same open question keeps its id across runs."""
 
     __tablename__ = "proposals"
-    __table_args__ = (sa.Index("ix_proposals_status", "status"), sa.Index("ix_proposals_payment_id", "payment_id"))
+    __table_args__ = (
+        sa.Index("ix_proposals_status", "company", "status"),
+        sa.Index("ix_proposals_payment_id", "company", "payment_id"),
+    )
 
+    company: str = _company(primary_key=True)
     id: str = _col(sa.Text, primary_key=True, nullable=False)
     payment_id: str = _col(sa.Text, nullable=False)
     currency: str = _col(sa.String(3), nullable=False)
@@ -290,6 +327,7 @@ class WorkUnitRow(SQLModel, table=True):
 
     unit: str = _col(sa.Text, primary_key=True, nullable=False)
     kind: str = _col(sa.Text, nullable=False)  # pull / reconcile
+    company: str = _company()
     connection: str | None = _col(sa.Text)
     stream: str | None = _col(sa.Text)
     owner: str | None = _col(sa.Text)
@@ -311,6 +349,7 @@ class WebhookEventRow(SQLModel, table=True):
     provider: str = _col(sa.Text, primary_key=True, nullable=False)
     event_id: str = _col(sa.Text, primary_key=True, nullable=False)
     connection: str = _col(sa.Text, nullable=False)
+    company: str = _company()
     stream: str | None = _col(sa.Text)
     object_id: str | None = _col(sa.Text)
     received_at: datetime = _col(UTCDateTime, nullable=False)

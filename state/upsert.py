@@ -21,6 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from connector.state.scope import company_of
+
 _SQLITE_MAX_PARAMS = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 _MAX_PARAMS = {"sqlite": _SQLITE_MAX_PARAMS, "postgresql": 65535}
 
@@ -40,6 +42,33 @@ def chunked(items: Sequence[Any], params_per_item: int, limit: int) -> Iterator[
     size = max(1, limit // max(1, params_per_item))
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def mine(session: Session, table: sa.Table) -> sa.ColumnElement[bool]:
+    """The rows of `table` that belong to the session's company (every reader and writer of a
+    book puts this in its WHERE clause)."""
+    return table.c.company == company_of(session)
+
+
+def company_keyed(table: sa.Table) -> bool:
+    """Whether `table` holds a book: its primary key or a unique key carries the company."""
+    return any(
+        "company" in constraint.columns
+        for constraint in table.constraints
+        if isinstance(constraint, sa.PrimaryKeyConstraint | sa.UniqueConstraint)
+    )
+
+
+def _stamped(session: Session, table: sa.Table, rows: Sequence[Row], key: Sequence[str]) -> tuple[list[Row], list[str]]:
+    """The rows with their company set, and the conflict key with the company in it. A book's
+    rows always land in the session's company, whatever the caller passed; the service's own
+    rows (work units, webhook events) keep the company their caller gives, else the session's."""
+    if "company" not in table.c:
+        return list(rows), list(key)
+    company = company_of(session)
+    if not company_keyed(table):
+        return [{"company": company, **row} for row in rows], list(key)
+    return [{**row, "company": company} for row in rows], (["company"] if "company" not in key else []) + list(key)
 
 
 def _insert(session: Session, table: sa.Table) -> Any:
@@ -65,6 +94,7 @@ def upsert(
     the same keys and unique `key` values (PostgreSQL refuses to update a row twice)."""
     if not rows:
         return
+    rows, key = _stamped(session, table, rows, key)
     columns = list(rows[0])
     frozen = set(key) | set(keep)
     coalesced = set(keep_if_set)
@@ -89,11 +119,13 @@ def insert_new(session: Session, table: sa.Table, rows: Sequence[Row], key: Sequ
     inserted = 0
     if not rows:
         return inserted
+    returned = table.c[key[0]]
+    rows, key = _stamped(session, table, rows, key)
     for chunk in chunked(rows, len(rows[0]), max_params(session)):
         stmt = _insert(session, table).values(list(chunk))
         stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
         # RETURNING, not rowcount: psycopg reports -1 for a multi-row INSERT ... ON CONFLICT
-        inserted += len(session.execute(stmt.returning(table.c[key[0]])).all())
+        inserted += len(session.execute(stmt.returning(returned)).all())
     return inserted
 
 
@@ -101,6 +133,7 @@ def insert_rows(session: Session, table: sa.Table, rows: Sequence[Row]) -> None:
     """Plain multi-row INSERT, chunked."""
     if not rows:
         return
+    rows, _ = _stamped(session, table, rows, ())
     for chunk in chunked(rows, len(rows[0]), max_params(session)):
         _execute(session, sa.insert(table), chunk)
 

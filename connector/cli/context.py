@@ -1,4 +1,5 @@
-"""What every command shares: the config and the state store, loaded on first use."""
+"""What every command shares: the config and the state store, loaded on first use, and the
+company a book command works on (`--company`, see `BOOK_COMMANDS`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ from dataclasses import dataclass, field
 import click
 
 from connector.config import Config, load_config
+from connector.errors import UsageError
+from connector.state.scope import check_company_name
 from connector.state.store import Store, open_store
+
+ALL_COMPANIES = "all"
+ENV_COMPANY = "CONNECTOR_COMPANY"
 
 # The commands that call the providers: they refresh OAuth tokens and store the rotated ones.
 # Before one runs, every stored token of an OAuth connection must open with the configured
@@ -23,21 +29,54 @@ class AppContext:
 
     config_option: str | None
     debug: bool = False
+    company_option: str | None = None  # `--company NAME`, else $CONNECTOR_COMPANY
     _config: Config | None = field(default=None, repr=False)
     _store: Store | None = field(default=None, repr=False)
 
-    def config(self) -> Config:
+    def root_config(self) -> Config:
+        """The whole deployment's configuration: every company's connections."""
         if self._config is None:
             self._config = load_config(self.config_option)
         return self._config
 
-    def store(self) -> Store:
+    def company(self) -> str:
+        """The company a book command works on: the one named by `--company`, else the only
+        one configured; with several and none named, a usage error listing them (exit 2)."""
+        names = self.root_config().company_names()
+        chosen = self.company_option
+        if chosen is None or chosen == "":
+            if len(names) == 1:
+                return names[0]
+            raise UsageError(f"several companies are configured ({', '.join(names)}): choose one with --company NAME")
+        if chosen == ALL_COMPANIES:
+            raise UsageError("--company all is for reports that show companies side by side (aging, drift)")
+        check_company_name(chosen, where="--company")
+        if chosen not in names:
+            raise UsageError(f"no company named {chosen!r} (configured: {', '.join(names)})")
+        return chosen
+
+    def companies(self) -> list[str]:
+        """The companies a report shows: every one with `--company all`, else `company()`."""
+        if self.company_option == ALL_COMPANIES:
+            return self.root_config().company_names()
+        return [self.company()]
+
+    def config(self, company: str | None = None) -> Config:
+        """The configuration as the chosen company's stages see it (`Config.for_company`)."""
+        return self.root_config().for_company(company or self.company())
+
+    def store(self, company: str | None = None) -> Store:
+        """The state store working for the chosen company's book."""
+        return self.root_store().for_company(company or self.company())
+
+    def root_store(self) -> Store:
         """The state store of the configured database, opened once (schema checked), sealing
         OAuth tokens with the configured keys."""
         if self._store is None:
-            config = self.config()
+            config = self.root_config()
             store = open_store(config.database_url, sealer=config.token_sealer())
             try:
+                store.check_connection_companies({name: c.company for name, c in config.connections.items()})
                 if _invoked() in CALLS_PROVIDERS:
                     check_tokens_usable(config, store)
             except BaseException:
@@ -68,3 +107,24 @@ def _invoked() -> str | None:
 
 
 pass_app = click.make_pass_decorator(AppContext)
+
+
+def _remember_company(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    app = ctx.find_object(AppContext)
+    if value is not None and app is not None:
+        app.company_option = value
+
+
+def company_option() -> click.Option:
+    """`--company NAME` for a command that reads or changes one company's book (`all` where a
+    report shows companies side by side). It may also be given before the command, or as
+    $CONNECTOR_COMPANY."""
+    return click.Option(
+        ["--company"],
+        metavar="NAME",
+        envvar=ENV_COMPANY,
+        expose_value=False,
+        is_eager=True,
+        callback=_remember_company,
+        help="The company whose book this works on (optional when only one is configured).",
+    )

@@ -22,7 +22,7 @@ from connector.cli import (
     sync_commands,
     writeback_commands,
 )
-from connector.cli.context import AppContext
+from connector.cli.context import ENV_COMPANY, AppContext, company_option
 from connector.errors import EXIT_FAILURE, EXIT_USAGE, ConfigError, ConnectorError, exit_code
 from connector.logs import configure_logging
 from connector.redaction import redact
@@ -43,14 +43,62 @@ from connector.redaction import redact
     show_default=True,
     help="Log lines on stderr as text or JSON.",
 )
+@click.option(
+    "--company",
+    "company",
+    metavar="NAME",
+    envvar=ENV_COMPANY,
+    help="The company whose book the command works on (or after the command's name).",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.option("--debug", is_flag=True, help="Show the traceback when a command fails.")
 @click.pass_context
-def cli(ctx: click.Context, config_option: str | None, log_format: str, verbose: int, debug: bool) -> None:
+def cli(
+    ctx: click.Context, config_option: str | None, log_format: str, company: str | None, verbose: int, debug: bool
+) -> None:
     """Accounts-receivable sync: CRM, ledger and payment gateway in one picture."""
     configure_logging(verbosity=verbose, log_format=log_format)
-    ctx.obj = AppContext(config_option=config_option, debug=debug)
+    ctx.obj = AppContext(config_option=config_option, debug=debug, company_option=company)
     ctx.call_on_close(ctx.obj.close)
+
+
+# The commands that read or change one company's book: each takes `--company NAME`.
+BOOK_COMMANDS = frozenset(
+    {
+        "sync",
+        "reconcile",
+        "reconcile accept",
+        "reconcile reject",
+        "reconcile match",
+        "reconcile unmatch",
+        "invoices list",
+        "payments list",
+        "customers show",
+        "aging",
+        "explain",
+        "drift",
+        "plan",
+        "apply",
+        "actions list",
+        "actions retry",
+        "actions cancel",
+        "dispute",
+        "promise",
+        "plan-payments",
+        "pause",
+        "reminders",
+        "reminders plan",
+    }
+)
+
+
+def _add_company_options(group: click.Group, prefix: str = "") -> None:
+    for name, command in group.commands.items():
+        path = f"{prefix}{name}"
+        if path in BOOK_COMMANDS:
+            command.params.append(company_option())
+        if isinstance(command, click.Group):
+            _add_company_options(command, f"{path} ")
 
 
 def _register_commands() -> None:
@@ -73,6 +121,7 @@ def _register_commands() -> None:
 
 
 _register_commands()
+_add_company_options(cli)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -161,8 +161,8 @@ def book(tmp_path_factory):
         )
         session.execute(
             __import__("sqlalchemy").text(
-                "INSERT INTO refs (system, object_type, remote_id, entity_kind, entity_id, data, seen_at) "
-                "VALUES ('crm', 'deal', 'D-9', 'invoice', NULL, '{}', '2024-06-01 00:00:00')"
+                "INSERT INTO refs (company, system, object_type, remote_id, entity_kind, entity_id, data, seen_at) "
+                "VALUES ('default', 'crm', 'deal', 'D-9', 'invoice', NULL, '{}', '2024-06-01 00:00:00')"
             )
         )
     store.audit("finance", "match", "payment", "pay1", {"invoice": "inv1"}, "matched by hand")

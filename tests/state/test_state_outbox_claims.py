@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from connector.model import Action
 from connector.state import Store, open_store, outbox
@@ -54,9 +53,9 @@ def test_two_workers_claiming_at_once_on_postgresql_both_get_a_batch() -> None:
     with pg_engine_in_temporary_schema(postgres_url_or_fail()) as engine:
         store = open_store(engine)
         queue(store, 6)
-        with Session(engine) as first_session, first_session.begin():
+        with store.session() as first_session:
             first = outbox.claim(first_session, "host:1", lease=LEASE, limit=3)
-            with Session(engine) as second_session, second_session.begin():
+            with store.session() as second_session:
                 # without SKIP LOCKED this claim would wait for the first transaction forever
                 second_session.execute(sa.text("SET LOCAL lock_timeout = '3s'"))
                 second = outbox.claim(second_session, "host:2", lease=LEASE, limit=3)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from connector.dunning.run import already_reminded, reminder_history
 from connector.state import current_revision, head_revision, open_store, upgrade
-from connector.state.bookkeeping import audit
+from connector.state.scope import DEFAULT_COMPANY, bind
 from connector.state.tables import table
 from connector.writeback.facts import last_reminders
 
@@ -100,16 +100,22 @@ def upgraded(empty_engine: sa.Engine) -> sa.Engine:
     upgrade(empty_engine, "0006")
     with Session(empty_engine) as session, session.begin():
         session.execute(sa.insert(table("outbox_actions")), ACTIONS)
-        for customer, step, invoices in REMINDERS:
-            audit(
-                session,
-                "dunning",
-                "reminder",
-                "customer",
-                customer,
-                {"step": step, "invoices": invoices, "channel": "ledger_email"},
-                "Payment reminder",
-            )
+        # the audit log as 0006 kept it (no company yet): the columns of that revision only
+        session.execute(
+            sa.insert(table("audit_log")),
+            [
+                {
+                    "at": datetime.now(UTC),
+                    "actor": "dunning",
+                    "action": "reminder",
+                    "subject_type": "customer",
+                    "subject_id": customer,
+                    "inputs": {"step": step, "invoices": invoices, "channel": "ledger_email"},
+                    "decision": "Payment reminder",
+                }
+                for customer, step, invoices in REMINDERS
+            ],
+        )
     assert upgrade(empty_engine) == head_revision()
     return empty_engine
 
@@ -149,7 +155,7 @@ def test_states_and_times_of_the_tagged_actions_are_kept(upgraded: sa.Engine) ->
 
 def test_last_reminders_after_the_upgrade_are_those_the_audit_log_matching_gave(upgraded: sa.Engine) -> None:
     with Session(upgraded) as session:
-        reminded = last_reminders(session)
+        reminded = last_reminders(bind(session, DEFAULT_COMPANY))
     # c1's email (not the note beside it, done earlier), c3's note (no email), today's c9 email;
     # not c2 (its email parked), c4 (cancelled), c5 (not sent yet), c6 (no invoices known)
     assert reminded == {
