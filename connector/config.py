@@ -468,7 +468,12 @@ def load_config(explicit: str | None = None, *, registry: Registry | None = None
         source=source,
     )
     for name in companies:  # a company's own [reconcile] is checked at load, like the default
-        config.for_company(name)
+        try:
+            config.for_company(name)
+        except ConfigError as exc:
+            if strict:
+                raise
+            problems.append(str(exc))
     return config
 
 

@@ -19,6 +19,8 @@ from connector.errors import ConfigError, StateError
 DEFAULT_COMPANY = "default"
 """The company of a configuration that names none, and of every row stored before companies."""
 
+RESERVED = frozenset({"all"})  # `--company all`: reports side by side
+
 _INFO_KEY = "connector.company"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -31,6 +33,8 @@ def check_company_name(name: object, where: str | None = None) -> str:
             "a company name is 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
             where=where,
         )
+    if name.lower() in RESERVED:
+        raise ConfigError(f"{name!r} cannot name a company: `--company all` means every company", where=where)
     return name
 
 

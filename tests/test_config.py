@@ -223,3 +223,88 @@ def test_no_reconcile_table_means_the_default_settings(tmp_path):
 def test_a_bad_reconcile_setting_names_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, text), registry=REGISTRY)
+
+
+# Companies -------------------------------------------------------------------------------
+
+
+class DemoLedger(Provider):
+    name = "demoledger"
+    kind = "ledger"
+    settings_model = DemoSettings
+    streams = ("invoices",)
+
+    def read_invoices(self, cursor):
+        return iter(())
+
+
+COMPANY_REGISTRY = Registry(
+    [
+        ProviderInfo(name="demo", origin="tests 0", target="tests:DemoGateway", cls=DemoGateway),
+        ProviderInfo(name="demoledger", origin="tests 0", target="tests:DemoLedger", cls=DemoLedger),
+    ]
+)
+
+
+def connection(name, provider, company=None):
+    line = f'company = "{company}"\n' if company else ""
+    return f'[connections.{name}]\nprovider = "{provider}"\nbase_url = "http://127.0.0.1:1"\napi_key = "k12345"\n{line}'
+
+
+def test_a_config_naming_no_company_is_one_default_company(tmp_path):
+    path = write(tmp_path, connection("ledger", "demoledger") + connection("gw", "demo"))
+    config = load_config(path, registry=COMPANY_REGISTRY)
+    assert config.company_names() == ["default"]
+    assert list(config.for_company("default").connections) == ["ledger", "gw"]
+
+
+def test_each_company_sees_its_own_connections_and_policies(tmp_path):
+    text = (
+        connection("ledger_us", "demoledger", "us")
+        + connection("stripe_us", "demo", "us")
+        + connection("stripe_us2", "demo", "us")
+        + connection("ledger_eu", "demoledger", "eu")
+        + '[reconcile]\nauto_threshold = 0.95\n[dunning]\nsteps = [{ days = 7, template = "x" }]\n'
+        + '[companies.us]\nlegal_name = "Acme Inc."\n'
+        + "[companies.eu.reconcile]\nauto_threshold = 0.99\n"
+    )
+    config = load_config(write(tmp_path, text), registry=COMPANY_REGISTRY)
+    assert config.company_names() == ["eu", "us"]
+    us, eu = config.for_company("us"), config.for_company("eu")
+    # a company may hold several gateways, and one ledger
+    assert list(us.connections) == ["ledger_us", "stripe_us", "stripe_us2"] and list(eu.connections) == ["ledger_eu"]
+    assert str(us.reconcile.auto_threshold) == "0.95" and str(eu.reconcile.auto_threshold) == "0.99"
+    assert eu.dunning == config.dunning  # no dunning of its own: the default
+    assert config.display_name("us") == "Acme Inc." and config.display_name("eu") == "eu"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # two books in one config without companies: they would be merged
+        (
+            connection("ledger_a", "demoledger") + connection("ledger_b", "demoledger"),
+            r"connector\.toml: connections\.ledger_b: a second ledger beside 'ledger_a'",
+        ),
+        (
+            connection("ledger_a", "demoledger", "a") + connection("ledger_b", "demoledger", "a"),
+            r"connections\.ledger_b: company 'a' already has the ledger 'ledger_a'",
+        ),
+        (
+            connection("ledger_a", "demoledger", "a") + "[companies.b]\n",
+            r"connections\.ledger_a\.company: no company 'a' is declared \(declared: b\)",
+        ),
+        (
+            connection("ledger_a", "demoledger", "a") + connection("gw", "demo"),
+            r"connections\.gw: names no company while others do \(a\)",
+        ),
+        (connection("gw", "demo", "all"), r"connections\.gw\.company: 'all' cannot name a company"),
+        (connection("gw", "demo", "a b"), r"connections\.gw\.company: a company name is"),
+        ("[companies.a]\ncolour = 1\n", r"companies\.a\.colour: unknown key"),
+        ("[companies.a.reconcile]\nauto_threshold = 2\n", r"companies\.a\.reconcile\.auto_threshold"),
+    ],
+)
+def test_a_config_that_would_mix_books_is_refused_in_one_line(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_config(write(tmp_path, text), registry=COMPANY_REGISTRY)
+    assert "\n" not in str(caught.value)

@@ -16,6 +16,7 @@ from connector.providers.registry import installed
 from connector.redaction import redact
 from connector.state.db import database_url_for, make_engine, redact_url
 from connector.state.migrate import current_revision, head_revision, upgrade
+from connector.state.scope import DEFAULT_COMPANY
 from connector.state.secrets import NEW_KEY_HINT, TokensUnreadableError, missing_key
 from connector.state.store import open_store
 
@@ -111,7 +112,7 @@ def db_upgrade(app: AppContext) -> int:
     """Apply schema migrations, keeping every stored row; seal the stored OAuth tokens with the
     first secret key (plain ones, and ones sealed with a key that is no longer first)."""
 
-    config = app.config()
+    config = app.root_config()
     url = config.database_url
     before = _revision(url)
     after = upgrade(url)
@@ -149,7 +150,7 @@ def _seal_tokens(config: Config) -> int:
 def db_status(app: AppContext) -> int:
     """Show the schema revision of the database and of this release."""
 
-    url = app.config().database_url
+    url = app.root_config().database_url
     current, head = _revision(url), head_revision()
     click.echo(f"{redact_url(url)}: schema {current or 'empty'}, this release needs {head}")
     return 0 if current == head else EXIT_PROBLEMS
@@ -211,8 +212,11 @@ def doctor(app: AppContext, as_json: bool) -> int:
     registry = installed()
     for info in registry.broken:
         checks.append(_check(f"provider {info.name}", False, "; ".join(info.problems), "warning"))
+    companies_named = config.company_names() != [DEFAULT_COMPANY]
     for connection in config.connections.values():
         detail = f"{connection.provider} at {connection.settings.base_url}"
+        if companies_named:
+            detail += f" (company {connection.company})"
         checks.append(_check(f"connection {connection.name}", True, detail))
         for key in connection.literal_secrets:
             checks.append(
@@ -224,12 +228,19 @@ def doctor(app: AppContext, as_json: bool) -> int:
                 )
             )
     checks += _secret_key_checks(config)
+    if companies_named:
+        checks += _company_checks(config)
+    # The defaults, then each company's own `[companies.NAME.dunning]` merged over them.
+    views = [("dunning", config)] + [
+        (f"dunning (company {name})", config.for_company(name)) for name, c in config.companies.items() if c.dunning
+    ]
     bad_config = False
-    try:
-        dunning_section(config)
-    except ConfigError as exc:
-        checks.append(_check("dunning", False, str(exc), ours=True))
-        bad_config = True
+    for name, view in views:
+        try:
+            dunning_section(view)
+        except ConfigError as exc:
+            checks.append(_check(name, False, str(exc), ours=True))
+            bad_config = True
     if not config.connections and not config.problems:
         checks.append(_check("connections", True, "none configured", "warning"))
     failed = any(c["status"] == "error" for c in checks)
@@ -239,6 +250,22 @@ def doctor(app: AppContext, as_json: bool) -> int:
         for c in checks:
             click.echo(f"{c['status']:<8} {c['check']}: {c['detail']}")
     return EXIT_USAGE if bad_config else EXIT_PROBLEMS if failed else 0
+
+
+def _company_checks(config: Config) -> list[dict[str, Any]]:
+    """A line per company: its name as printed and its connections; a warning for a declared
+    company that no connection names (nothing is synced for it)."""
+    checks = []
+    for company in config.company_names():
+        names = ", ".join(config.company_connections(company))
+        shown = config.display_name(company)
+        legal = f"{shown}: " if shown != company else ""
+        if names:
+            checks.append(_check(f"company {company}", True, f"{legal}connections {names}"))
+        else:
+            detail = f'{legal}no connection names this company (add company = "{company}" to its connections)'
+            checks.append(_check(f"company {company}", False, detail, "warning", ours=True))
+    return checks
 
 
 def _secret_key_checks(config: Config) -> list[dict[str, Any]]:

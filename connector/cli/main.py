@@ -12,6 +12,7 @@ from connector import __version__
 from connector.cli import (
     admin,
     collections_commands,
+    company_commands,
     demo_commands,
     mapping_commands,
     plugin_commands,
@@ -104,6 +105,7 @@ def _add_company_options(group: click.Group, prefix: str = "") -> None:
 def _register_commands() -> None:
     modules = (
         admin,
+        company_commands,
         mapping_commands,
         sync_commands,
         reconcile_commands,

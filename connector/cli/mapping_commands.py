@@ -40,7 +40,7 @@ def mappings_show(app: AppContext, provider: str, connection_name: str | None, c
     """Print the mapping of PROVIDER (as JSON)."""
     _use_config(app, config_option)
     if connection_name:
-        connection = app.config().connection(connection_name)
+        connection = app.root_config().connection(connection_name)
         if connection.provider != provider:
             raise ConfigError(f"connection {connection_name!r} uses provider {connection.provider!r}, not {provider!r}")
         mapper = mapper_for(connection)
@@ -55,7 +55,7 @@ def mappings_show(app: AppContext, provider: str, connection_name: str | None, c
 def mappings_check(app: AppContext, config_option: str | None) -> int:
     """Validate the effective mapping of every configured connection."""
     _use_config(app, config_option)
-    config = app.config()
+    config = app.root_config()
     failed = False
     for connection in config.connections.values():
         try:

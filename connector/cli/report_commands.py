@@ -2,7 +2,9 @@
 
 These commands only read: they load what is stored, hand it to the pure functions of
 `connector.reports`, and print the rows as a table, JSON (`--json`, documented in
-docs/finance.md) or CSV (`--csv`).
+docs/finance.md) or CSV (`--csv`). Each reads one company's book (`--company`); `aging` and
+`drift` also take `--company all`, every company's report in turn, each computed on its own
+book and never added to another's.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from typing import Any
 import click
 
 from connector import reports
-from connector.cli.context import AppContext, pass_app
+from connector.cli.company_commands import print_company_heading
+from connector.cli.context import ALL_COMPANIES, AppContext, pass_app
+from connector.config import Config
 from connector.connections import mapper_for
 from connector.errors import EXIT_PROBLEMS, UsageError
 from connector.lookup import find_invoice, find_payment
@@ -340,15 +344,47 @@ def customers_show(app: AppContext, customer: str, as_of: str | None, as_json: b
 @click.option("--csv", "as_csv", is_flag=True, help="CSV output.")
 @pass_app
 def aging_command(app: AppContext, as_of: str | None, as_json: bool, as_csv: bool) -> None:
-    """Open balances per customer in current/1-30/31-60/61-90/90+, per currency, and DSO."""
+    """Open balances per customer in current/1-30/31-60/61-90/90+, per currency, and DSO.
+    `--company all` shows every company's report in turn, never summed across companies."""
     output, day = _format(as_json, as_csv), _as_of(as_of)
-    store = app.store()
-    invoices = store.list_invoices()
-    report = reports.aging_report(invoices, _customers(store), _invoice_allocations(store, invoices), day)
-    buckets = list(report["buckets"])
-    if output == "json":
-        _echo_json(report)
+    side_by_side = _side_by_side(app)
+    reports_by_company = {company: _aging_report(app.store(company), day) for company in app.companies()}
+    if not side_by_side:
+        (report,) = reports_by_company.values()
+        if output == "json":
+            _echo_json(report)
+        elif output == "csv":
+            _echo_csv(_aging_csv_headers(report), _aging_rows(report))
+        else:
+            _print_aging(report)
         return
+    if output == "json":
+        _echo_json({"companies": [{"company": c, **r} for c, r in reports_by_company.items()]})
+    elif output == "csv":
+        (first, *_) = reports_by_company.values()
+        _echo_csv(
+            ["company", *_aging_csv_headers(first)],
+            [[c, *row] for c, r in reports_by_company.items() for row in _aging_rows(r)],
+        )
+    else:
+        for number, (company, report) in enumerate(reports_by_company.items()):
+            print_company_heading(app.root_config(), company, first=number == 0)
+            _print_aging(report)
+
+
+def _aging_report(store: Store, day: date) -> Row:
+    invoices = store.list_invoices()
+    return reports.aging_report(invoices, _customers(store), _invoice_allocations(store, invoices), day)
+
+
+def _aging_csv_headers(report: Row) -> list[str]:
+    return ["row", "customer_id", "customer", "currency", *report["buckets"], "total", "in_collections", "invoices"]
+
+
+def _aging_rows(report: Row) -> list[list[Any]]:
+    """The customers' rows, then the totals per currency: (row, id, name, currency, buckets...,
+    total, in_collections, invoices)."""
+    buckets = list(report["buckets"])
     rows = [
         [
             "customer",
@@ -375,15 +411,14 @@ def aging_command(app: AppContext, as_of: str | None, as_json: bool, as_csv: boo
         ]
         for r in report["totals"]
     ]
-    if output == "csv":
-        _echo_csv(
-            ["row", "customer_id", "customer", "currency", *buckets, "total", "in_collections", "invoices"],
-            rows + totals,
-        )
-        return
+    return rows + totals
+
+
+def _print_aging(report: Row) -> None:
+    buckets = list(report["buckets"])
     headers = ["customer", "currency", *buckets, "total", "in_collections"]
     right = (*buckets, "total", "in_collections")
-    _echo_table(headers, [[r[2], *r[3:-1]] for r in rows + totals], right=right)
+    _echo_table(headers, [[r[2], *r[3:-1]] for r in _aging_rows(report)], right=right)
     click.echo("")
     click.echo(
         f"DSO as of {report['as_of']} (receivables / credit sales of the last {reports.DSO_WINDOW_DAYS} days x "
@@ -399,11 +434,11 @@ def aging_command(app: AppContext, as_of: str | None, as_json: bool, as_csv: boo
 # drift ----------------------------------------------------------------------------------
 
 
-def _without_payments(app: AppContext) -> set[tuple[str, ObjectType]]:
+def _without_payments(config: Config) -> set[tuple[str, ObjectType]]:
     """(connection, object type) of the invoice streams whose mapping carries no amount paid."""
 
     out: set[tuple[str, ObjectType]] = set()
-    for name, connection in app.config().connections.items():
+    for name, connection in config.connections.items():
         for stream in mapper_for(connection).spec.streams.values():
             if stream.record == "invoice" and "amount_paid" not in stream.fields:
                 out.add((name, stream.object_type))
@@ -432,18 +467,37 @@ def _dangling_refs(session: Any) -> list[Row]:
 @pass_app
 def drift_command(app: AppContext, as_json: bool) -> int:
     """Records whose systems disagree on status or amounts, and refs that point at nothing.
-    Exits 1 when there is drift."""
-    without_payments = _without_payments(app)
-    with app.store().session() as session:
+    Exits 1 when there is drift (in any company, with `--company all`)."""
+    side_by_side = _side_by_side(app)
+    reports_by_company = {company: _drift_report(app, company) for company in app.companies()}
+    drift = any(report["drift"] for report in reports_by_company.values())
+    if not side_by_side:
+        (report,) = reports_by_company.values()
+        if as_json:
+            _echo_json(report)
+        else:
+            _print_drift(report)
+    elif as_json:
+        _echo_json({"companies": [{"company": c, **r} for c, r in reports_by_company.items()]})
+    else:
+        for number, (company, report) in enumerate(reports_by_company.items()):
+            print_company_heading(app.root_config(), company, first=number == 0)
+            _print_drift(report)
+    return EXIT_PROBLEMS if drift else 0
+
+
+def _drift_report(app: AppContext, company: str) -> Row:
+    without_payments = _without_payments(app.config(company))
+    with app.store(company).session() as session:
         records = reports.invoice_drift(ref_views(session, "invoice"), without_payments)
         records += reports.payment_drift(ref_views(session, "payment"))
         dangling = _dangling_refs(session)
-    report = reports.drift_report(records, dangling)
-    if as_json:
-        _echo_json(report)
-    else:
-        _print_drift(report)
-    return EXIT_PROBLEMS if report["drift"] else 0
+    return reports.drift_report(records, dangling)
+
+
+def _side_by_side(app: AppContext) -> bool:
+    """Whether the report shows every company in turn (`--company all`)."""
+    return app.company_option == ALL_COMPANIES
 
 
 def _print_drift(report: Row) -> None:

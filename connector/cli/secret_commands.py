@@ -80,7 +80,7 @@ def tokens_forget(app: AppContext, connection: str, yes: bool, user: str | None)
             "in the config",
             abort=True,
         )
-    store = app.store()
+    store = app.root_store()
     with store.session() as session:
         forgotten = store.forget_tokens(connection, session=session)
         if forgotten:

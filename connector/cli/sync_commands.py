@@ -9,11 +9,13 @@ from typing import Any
 import click
 
 from connector import pipeline
+from connector.cli.company_commands import print_company_heading
 from connector.cli.context import AppContext, pass_app
 from connector.cli.progress import SyncProgress
 from connector.cli.writeback_commands import deferrals_json, local_time, print_apply_problems, print_entries
-from connector.errors import EXIT_PROBLEMS, UsageError
+from connector.errors import EXIT_PROBLEMS, ConfigError, ConnectorError, UsageError, exit_code
 from connector.pipeline import Then
+from connector.redaction import redact
 from connector.sync import StreamReport, SyncReport
 
 
@@ -34,10 +36,73 @@ def sync_command(
     then_apply: bool,
     dry_run: bool,
 ) -> int:
-    """Pull -> map -> store for every configured connection, resuming from saved cursors."""
+    """Pull -> map -> store for every configured connection, resuming from saved cursors.
+
+    With several companies and no --company, each company runs in turn (in name order), with
+    its own connections and book; with --connection only, the connections' companies."""
     if then_apply and dry_run:
         raise UsageError("give --apply or --dry-run, not both")
-    config = app.config()
+    then: Then = "apply" if then_apply else "plan" if dry_run else "sync"
+    chosen = _companies_to_sync(app, connections)
+    if len(chosen) == 1:
+        ((company, names),) = chosen.items()
+        result, problems = _sync_company(app, company, names, streams, full, then, as_json=as_json)
+        if as_json:
+            click.echo(json.dumps(result, indent=2, default=str))
+        return EXIT_PROBLEMS if problems else 0
+    app.root_store()  # a database or key problem stops the whole run at once, in one line
+    results: dict[str, dict[str, Any]] = {}
+    worst = 0
+    for number, (company, names) in enumerate(chosen.items()):
+        if not as_json:
+            print_company_heading(app.root_config(), company, first=number == 0)
+        try:
+            results[company], problems = _sync_company(app, company, names, streams, full, then, as_json=as_json)
+            code = EXIT_PROBLEMS if problems else 0
+        except ConnectorError as exc:  # one company's failure does not keep the others from running
+            code = exit_code(exc)
+            message = redact(str(exc), shapes=not isinstance(exc, ConfigError))
+            results[company] = {"error": message, "exit_code": code}
+            click.echo(f"error: company {company}: {message}", err=True)
+        worst = max(worst, code)
+    if as_json:
+        click.echo(json.dumps({"companies": results}, indent=2, default=str))
+    return worst
+
+
+def _companies_to_sync(app: AppContext, connections: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """company -> the connections to sync in it (empty: all of its own), in name order. With
+    --company: that company, whose connections every --connection must be; else the companies
+    of the --connection ones, else every company."""
+    config = app.root_config()
+    if app.company_option:
+        company = app.company()
+        for name in connections:
+            owner = config.connection(name).company
+            if owner != company:
+                raise UsageError(f"--connection {name}: it belongs to company {owner!r}, not {company!r}")
+        return {company: connections}
+    if connections:
+        by_company: dict[str, tuple[str, ...]] = {}
+        for name in connections:
+            owner = config.connection(name).company
+            by_company[owner] = (*by_company.get(owner, ()), name)
+        return dict(sorted(by_company.items()))
+    return {company: () for company in config.company_names()}
+
+
+def _sync_company(
+    app: AppContext,
+    company: str,
+    connections: tuple[str, ...],
+    streams: tuple[str, ...],
+    full: bool,
+    then: Then,
+    *,
+    as_json: bool,
+) -> tuple[dict[str, Any], bool]:
+    """One company's run (its own config and book): the JSON result, and whether it has
+    problems; the text report printed unless `as_json`."""
     # Progress goes to stderr: a live line on a terminal, else plain lines (JSON ones with
     # `--log-format json`), whatever -v says; stdout keeps the report (pure JSON with --json).
     root = click.get_current_context().find_root()
@@ -48,11 +113,10 @@ def sync_command(
         finished.append(report)
         progress.finish(report)
 
-    then: Then = "apply" if then_apply else "plan" if dry_run else "sync"
     try:
         run = pipeline.run(
-            config,
-            app.store(),
+            app.config(company),
+            app.store(company),
             then=then,
             connections=connections,
             streams=streams,
@@ -78,10 +142,9 @@ def sync_command(
         result["deferred_writes"] = deferrals_json(run.applied)
         problems = problems or bool(run.applied.failed or run.applied.parked)
     if as_json:
-        click.echo(json.dumps(result, indent=2, default=str))
-        return EXIT_PROBLEMS if problems else 0
+        return result, problems
     print_report(report)
-    if dry_run:
+    if then == "plan":
         click.echo("")
         click.echo("Would write (dry run):")
         print_entries(waiting, empty="  nothing")
@@ -90,7 +153,7 @@ def sync_command(
         for system, kinds in sorted(result["applied"].items()):
             click.echo(f"wrote to {system}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
         print_apply_problems(run.applied)
-    return EXIT_PROBLEMS if problems else 0
+    return result, problems
 
 
 def print_report(report: SyncReport) -> None:
