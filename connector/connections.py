@@ -1,11 +1,16 @@
 """The configured connections as the stages use them: each one's provider (opened with its
 settings and the durable token store), its effective mapping, and its kind and rank (how far
-its word is trusted for facts the systems share)."""
+its word is trusted for facts the systems share).
+
+A stage works on one company's book with that company's connections only (`Config.for_company`
+and `Store.for_company`): `check_scope` refuses anything else, as the bug it would be (a sync
+filing one company's records in another's book, a plan sending its writes to another's systems).
+"""
 
 from __future__ import annotations
 
 from connector.config import Config, Connection
-from connector.errors import ConfigError
+from connector.errors import ConfigError, StateError
 from connector.mappings.mapper import Mapper, load_mapping
 from connector.providers.base import DEFAULT_SOURCE_PRIORITY, Provider
 from connector.providers.registry import Registry, installed
@@ -13,8 +18,30 @@ from connector.state.store import Store
 from connector.state.token_store import StateTokenStore
 
 
+def check_scope(config: Config, store: Store) -> None:
+    """Refuse a configuration and a store of different companies: the configuration must be
+    the store's company's view, holding none of another company's connections."""
+    if config.company is not None and config.company != store.company:
+        raise StateError(
+            f"the configuration of company {config.company!r} cannot work on the book of {store.company!r}"
+        )
+    for connection in config.connections.values():
+        _check_connection(connection, store)
+
+
+def _check_connection(connection: Connection, store: Store) -> None:
+    if connection.company != store.company:
+        raise StateError(
+            f"connection {connection.name!r} belongs to company {connection.company!r}, "
+            f"not to {store.company!r} whose book this works on"
+        )
+
+
 def open_provider(connection: Connection, store: Store, registry: Registry | None = None) -> Provider:
-    """The connection's provider, ready to read and write; the caller closes it."""
+    """The connection's provider, ready to read and write; the caller closes it. Only for the
+    book of the connection's own company (`store`): its records are stored there and its
+    writes planned from there."""
+    _check_connection(connection, store)
     cls = (registry or installed()).get(connection.provider)
     return cls(connection.settings, connection=connection.name, token_store=StateTokenStore(store))
 

@@ -24,7 +24,7 @@ from pydantic_core import to_jsonable_python
 
 from connector import failpoints
 from connector.config import Config, Connection
-from connector.connections import mapper_for, open_provider, rank_of
+from connector.connections import check_scope, mapper_for, open_provider, rank_of
 from connector.errors import ConnectorError, ProviderError, RateLimitDeferred, first_line
 from connector.mappings.mapper import MappedRecord, Mapper
 from connector.providers.base import Provider
@@ -103,6 +103,7 @@ class SyncEngine:
         max_parallel_streams: int = 4,
         stop: threading.Event | None = None,
     ) -> None:
+        check_scope(config, store)
         self.config = config
         self.store = store
         self.registry = registry or installed()

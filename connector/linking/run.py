@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.config import Config
-from connector.connections import system_ranks
+from connector.connections import check_scope, system_ranks
 from connector.linking.rules import Link, View, link_customers, link_invoices, link_payments
 from connector.providers.registry import Registry
 from connector.state import linking as state_linking
@@ -56,6 +56,7 @@ def _views(rows: list[dict[str, Any]], systems: dict[str, tuple[str, int]]) -> l
 
 
 def link_all(config: Config, store: Store, registry: Registry | None = None) -> LinkReport:
+    check_scope(config, store)
     systems = system_ranks(config, registry)
     report = LinkReport()
     with store.session() as session:

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from connector.config import Config
-from connector.connections import system_ranks
+from connector.connections import check_scope, system_ranks
 from connector.model import Allocation, Invoice, Payment
 from connector.money import Money
 from connector.providers.registry import Registry
@@ -53,6 +53,7 @@ def _views(session: Any, kind: str) -> list[dict[str, Any]]:
 def run_reconciliation(
     config: Config, store: Store, *, settings: ReconcileConfig | None = None, registry: Registry | None = None
 ) -> ReconcileSummary:
+    check_scope(config, store)
     ledgers = _ledger_systems(config, registry)
     summary = ReconcileSummary()
     with store.session() as session:

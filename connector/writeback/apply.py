@@ -20,7 +20,7 @@ from typing import Any
 
 from connector import failpoints
 from connector.config import Config
-from connector.connections import open_provider
+from connector.connections import check_scope, open_provider
 from connector.errors import (
     ConnectorError,
     InvalidRequestError,
@@ -108,6 +108,7 @@ def apply(
     worker: str | None = None,
 ) -> ApplyReport:
     """Send every action that is due, until none is left for this worker."""
+    check_scope(config, store)
     worker = worker or worker_id()
     report = ApplyReport()
     providers: dict[str, Provider] = {}

@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any
 
 from connector.config import Config
-from connector.connections import system_ranks
+from connector.connections import check_scope, system_ranks
 from connector.model import invoice_position
 from connector.providers.registry import Registry
 from connector.reconcile.types import LEDGER_RULE
@@ -20,6 +20,7 @@ from connector.writeback.plan import Facts, SystemView
 
 
 def gather_facts(config: Config, store: Store, registry: Registry | None = None, today: date | None = None) -> Facts:
+    check_scope(config, store)  # the writes planned from these facts go to the config's connections
     systems = system_ranks(config, registry)
     today = today or date.today()
     with store.session() as session:

@@ -59,15 +59,20 @@ def _write_key(entry: dict[str, Any]) -> str:
     return f"{entry['provider']} {entry['method']} {path} {entry.get('idempotency_key') or action_key or ''}"
 
 
-def write_counts(journal: list[dict[str, Any]]) -> Counter[str]:
+def writes(journal: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every write the sandbox received (searches and token requests aside)."""
-    return Counter(
-        _write_key(e)
+    return [
+        e
         for e in journal
         if e["method"] in ("PUT", "PATCH", "POST")
         and not e["path"].split("?")[0].endswith("/search")
         and "oauth" not in e["path"]
-    )
+    ]
+
+
+def write_counts(journal: list[dict[str, Any]]) -> Counter[str]:
+    """Every write the sandbox received (searches and token requests aside), by key."""
+    return Counter(_write_key(e) for e in writes(journal))
 
 
 def effect_counts(journal: list[dict[str, Any]]) -> Counter[str]:
