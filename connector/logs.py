@@ -5,12 +5,56 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from connector.redaction import RedactingFilter
 
 # Context fields the engine attaches with `extra=` and the JSON format carries through.
-CONTEXT_FIELDS = ("run_id", "connection", "stream", "action_id", "provider")
+CONTEXT_FIELDS = ("company", "run_id", "connection", "stream", "action_id", "provider")
+
+# The company whose work this thread does (`company_context`), and the company of each
+# connection (`name_companies`): a line that names neither `company` nor a known connection
+# gets the company of the work in hand.
+_company: ContextVar[str | None] = ContextVar("connector_log_company", default=None)
+_connection_companies: dict[str, str] = {}
+
+
+@contextmanager
+def company_context(company: str) -> Iterator[None]:
+    """While the block runs, this thread's log lines carry `company` (unless they name their
+    own). Threads started inside do not inherit it: their lines name a connection instead."""
+    token = _company.set(company)
+    try:
+        yield
+    finally:
+        _company.reset(token)
+
+
+def name_companies(companies: Mapping[str, str]) -> Callable[[], None]:
+    """Say which company each connection belongs to (connection -> company), so that a line
+    naming a connection names its company too, from whichever thread it comes (the sync's
+    worker threads). Returns a function that puts back what was named before."""
+    previous = dict(_connection_companies)
+    _connection_companies.clear()
+    _connection_companies.update(companies)
+
+    def restore() -> None:
+        _connection_companies.clear()
+        _connection_companies.update(previous)
+
+    return restore
+
+
+def company_of_record(record: logging.LogRecord) -> str | None:
+    """The company a log line is about: its own `company`, the company of the work in hand,
+    else the company of the connection it names."""
+    named = getattr(record, "company", None)
+    if named is not None:
+        return str(named)
+    return _company.get() or _connection_companies.get(str(getattr(record, "connection", None)))
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,7 +66,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for name in CONTEXT_FIELDS:
-            value = getattr(record, name, None)
+            value = company_of_record(record) if name == "company" else getattr(record, name, None)
             if value is not None:
                 entry[name] = value
         if record.exc_text:

@@ -14,29 +14,47 @@ moving `done_tick` back (`make_due_now`). A request that arrives while a worker 
 moves `done_tick` back once more, so the worker's `finish` (a compare-and-swap on the
 `done_tick` it claimed) sees it and leaves the unit due: the change the request announced may
 be newer than the pages that worker read.
+
+Each company's work is its own: a pull unit belongs to its connection's company, and each
+company has its own reconcile unit, claimable once that company's pulls of the tick are done
+(failed ones count as done), whatever other companies' pulls are doing. The service declares
+its units every tick; a scheduled unit it no longer declares is retired (`retire_units`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypedDict, cast
+from typing import NamedTuple, TypedDict, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from connector.state.records import rowcount, utcnow
+from connector.state.scope import company_of
 from connector.state.tables import table
-from connector.state.upsert import insert_new
+from connector.state.upsert import in_chunks, insert_new
 
 SERVICE_UNIT = "service:lock"
+SCHEDULED_KINDS = ("pull", "reconcile")  # the units a tick makes due (the lock is not one)
+
+
+class Declared(NamedTuple):
+    """A unit as the service declares it; `company` None is the session's company."""
+
+    unit: str
+    kind: str
+    connection: str | None = None
+    stream: str | None = None
+    company: str | None = None
 
 
 @dataclass(frozen=True)
 class Unit:
     unit: str
     kind: str
+    company: str
     connection: str | None
     stream: str | None
     due_tick: int
@@ -48,6 +66,7 @@ class UnitRow(TypedDict):
 
     unit: str
     kind: str
+    company: str
     connection: str | None
     stream: str | None
     owner: str | None
@@ -61,13 +80,47 @@ class UnitRow(TypedDict):
     runs: int
 
 
-def ensure_units(session: Session, units: Sequence[tuple[str, str, str | None, str | None]]) -> None:
-    """Create the units (unit, kind, connection, stream) that do not exist yet."""
-    rows = [
-        {"unit": u, "kind": k, "connection": c, "stream": s, "due_tick": 0, "done_tick": -1, "runs": 0}
-        for u, k, c, s in units
-    ]
+def ensure_units(session: Session, units: Sequence[Declared | tuple[str, str, str | None, str | None]]) -> None:
+    """Create the units (unit, kind, connection, stream[, company]) that do not exist yet."""
+    rows = []
+    for declared in map(_declared, units):
+        rows.append(
+            {
+                "unit": declared.unit,
+                "kind": declared.kind,
+                "company": declared.company or company_of(session),
+                "connection": declared.connection,
+                "stream": declared.stream,
+                "due_tick": 0,
+                "done_tick": -1,
+                "runs": 0,
+            }
+        )
     insert_new(session, table("work_units"), rows, key=("unit",))
+
+
+def retire_units(session: Session, declared: Sequence[Declared | tuple[str, str, str | None, str | None]]) -> list[str]:
+    """Delete the scheduled units (pulls, reconciles) that `declared` does not hold as stored:
+    a connection removed from the config or moved to another company, a company gone, or the
+    single reconcile unit of a deployment that now names its companies. Left in place, such a
+    unit would be claimed for work no configuration describes, hold back its company's
+    reconcile, and keep `/readyz` failing for ever. A unit under a live lease is left to its
+    worker (retired at a later tick). Returns the names retired."""
+    work = table("work_units")
+    wanted = {
+        (d.unit, d.kind, d.company or company_of(session), d.connection, d.stream) for d in map(_declared, declared)
+    }
+    free = sa.or_(work.c.owner.is_(None), work.c.lease_until.is_(None), work.c.lease_until < utcnow())
+    columns = (work.c.unit, work.c.kind, work.c.company, work.c.connection, work.c.stream)
+    rows = session.execute(sa.select(*columns).where(work.c.kind.in_(SCHEDULED_KINDS), free)).all()
+    stale = sorted(row[0] for row in rows if tuple(row) not in wanted)
+    for chunk in in_chunks(session, stale):
+        session.execute(sa.delete(work).where(work.c.unit.in_(list(chunk)), free))
+    return stale
+
+
+def _declared(unit: Declared | tuple[str, str, str | None, str | None]) -> Declared:
+    return unit if isinstance(unit, Declared) else Declared(*unit)
 
 
 def schedule_tick(session: Session, units: Sequence[str], tick: int) -> None:
@@ -77,28 +130,46 @@ def schedule_tick(session: Session, units: Sequence[str], tick: int) -> None:
 
 
 def _pull_due(work: sa.Table) -> sa.ColumnElement[bool]:
-    """Some pull unit is due and not done yet (running, or waiting to be claimed)."""
+    """Some pull unit of the same company is due and not done yet (running, or waiting to be
+    claimed)."""
     pull = work.alias("pull_due")
-    return sa.exists().where(pull.c.kind == "pull", pull.c.due_tick > pull.c.done_tick)
+    return sa.exists().where(
+        pull.c.kind == "pull", pull.c.company == work.c.company, pull.c.due_tick > pull.c.done_tick
+    )
 
 
-def pulls_pending(session: Session) -> int:
-    """How many pull units are due and not done: the reconcile waits for them."""
+def pulls_pending(session: Session, company: str | None = None) -> int:
+    """How many pull units (of `company`, else of every company) are due and not done: the
+    company's reconcile waits for them."""
     work = table("work_units")
     query = sa.select(sa.func.count()).where(work.c.kind == "pull", work.c.due_tick > work.c.done_tick)
+    if company is not None:
+        query = query.where(work.c.company == company)
     return int(session.execute(query).scalar_one())
 
 
-def claim(session: Session, worker: str, *, lease: timedelta, kinds: Sequence[str], limit: int = 1) -> list[Unit]:
-    """Claim up to `limit` due units of `kinds`. The reconcile unit is claimable only once no
-    pull is due or running: it plans from what every pull of the tick brought in, so a worker
-    that runs out of pulls while others still pull waits instead of planning too early."""
+def claim(
+    session: Session,
+    worker: str,
+    *,
+    lease: timedelta,
+    kinds: Sequence[str],
+    limit: int = 1,
+    only: Collection[str] | None = None,
+) -> list[Unit]:
+    """Claim up to `limit` due units of `kinds` (of the names in `only`, when given). A
+    company's reconcile unit is claimable only once none of that company's pulls is due or
+    running: it plans from what every pull of the company's tick brought in, so a worker that
+    runs out of pulls while others still pull that company waits instead of planning too
+    early; another company's pulls never hold it back."""
     work = table("work_units")
     now = utcnow()
     free = sa.or_(work.c.lease_until.is_(None), work.c.lease_until < now, work.c.owner == worker)
     after_pulls = sa.or_(work.c.kind != "reconcile", ~_pull_due(work))
     due = sa.and_(work.c.due_tick > work.c.done_tick, work.c.kind.in_(list(kinds)), free, after_pulls)
     query = sa.select(work.c.unit).where(due).order_by(work.c.kind.desc(), work.c.unit).limit(limit)
+    if only is not None:
+        query = query.where(work.c.unit.in_(list(only)))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     claimed: list[Unit] = []
@@ -107,7 +178,15 @@ def claim(session: Session, worker: str, *, lease: timedelta, kinds: Sequence[st
             sa.update(work)
             .where(work.c.unit == unit, due)
             .values(owner=worker, lease_until=now + lease, last_started_at=now)
-            .returning(work.c.unit, work.c.kind, work.c.connection, work.c.stream, work.c.due_tick, work.c.done_tick)
+            .returning(
+                work.c.unit,
+                work.c.kind,
+                work.c.company,
+                work.c.connection,
+                work.c.stream,
+                work.c.due_tick,
+                work.c.done_tick,
+            )
         ).first()
         if result is not None:
             claimed.append(Unit(*result))
@@ -186,12 +265,16 @@ def store_event(
     object_id: str | None,
     payload: dict[str, object],
     received_at: datetime | None = None,
+    *,
+    company: str | None = None,
 ) -> bool:
-    """Keep a webhook event once by its id; False when it was already received."""
+    """Keep a webhook event once by its id, with the company of its connection (None: the
+    session's); False when it was already received."""
     row = {
         "provider": provider,
         "event_id": event_id,
         "connection": connection,
+        "company": company or company_of(session),
         "stream": stream,
         "object_id": object_id,
         "received_at": received_at or utcnow(),

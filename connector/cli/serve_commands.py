@@ -63,11 +63,13 @@ def serve_command(
     webhook_max_bytes: int,
     max_ticks: int | None,
 ) -> None:
-    """Run sync, reconcile, plan, apply and reminders on a schedule until SIGTERM/SIGINT."""
+    """Run sync, reconcile, plan, apply and reminders on a schedule until SIGTERM/SIGINT.
+
+    Every company of the config is served, each company's work apart from the others'."""
 
     host, port = _listen(listen)
     interval, lease_time = parse_every(every, "--every"), parse_every(lease, "--lease")
-    service = Service(app.config(), app.store(), interval, lease=lease_time)
+    service = Service(app.root_config(), app.root_store(), interval, lease=lease_time)
     service.take_sqlite_lock()  # a refused second worker on SQLite says so before anything else
     try:
         listener = Listener(service, host, port, public_url=public_url, limits=Limits(webhook_body=webhook_max_bytes))
@@ -87,7 +89,8 @@ def serve_command(
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     listener.start()
-    click.echo(f"serving every {every}; listener on {listener.address} (worker {service.worker})", err=True)
+    companies = f"; companies {', '.join(service.companies)}" if len(service.companies) > 1 else ""
+    click.echo(f"serving every {every}; listener on {listener.address} (worker {service.worker}){companies}", err=True)
     try:
         service.run(max_ticks=max_ticks)
     finally:

@@ -32,10 +32,12 @@ class Heartbeat:
         stop: threading.Event,
         period: float | None = None,
         poll: float = 0.2,
+        company: str | None = None,
     ) -> None:
         self.store = store
         self.unit = unit
         self.worker = worker
+        self.context = {"company": company} if company else {}  # for its log lines (its own thread)
         self.lease = lease
         self.stop = stop
         self.period = period if period is not None else max(0.05, lease.total_seconds() / 3)
@@ -57,7 +59,7 @@ class Heartbeat:
         if not kept:
             self.lost = True
             self.halt.set()
-            logger.warning("lost the lease of %s to another worker: stopping it here", self.unit)
+            logger.warning("lost the lease of %s to another worker: stopping it here", self.unit, extra=self.context)
         return kept
 
     def _check_stop(self) -> None:
@@ -74,7 +76,7 @@ class Heartbeat:
             try:
                 self.beat()
             except Exception:  # the database hiccuped: try again at the next beat, well within the lease
-                logger.warning("could not renew the lease of %s", self.unit, exc_info=True)
+                logger.warning("could not renew the lease of %s", self.unit, exc_info=True, extra=self.context)
             next_beat = time.monotonic() + self.period
 
     def __enter__(self) -> Heartbeat:

@@ -241,13 +241,21 @@ class Listener:
             events = webhooks.intake(provider, request, secret.get_secret_value() if secret else None)
         except webhooks.WebhookRejected as exc:
             metrics.count_webhook(provider, "rejected", self.providers)
-            logger.warning("webhook rejected: %s", exc.reason, extra={"connection": connection.name})
+            context = {"company": connection.company, "connection": connection.name}
+            logger.warning("webhook rejected: %s", exc.reason, extra=context)
             return 401, b""
         fresh = []
         with self.service.store.session() as session:
             for event in events:
                 if work.store_event(
-                    session, provider, event.event_id, connection.name, event.stream, event.object_id, event.raw
+                    session,
+                    provider,
+                    event.event_id,
+                    connection.name,
+                    event.stream,
+                    event.object_id,
+                    event.raw,
+                    company=connection.company,
                 ):
                     fresh.append(event)
         for stream in sorted({s for e in fresh for s in e.streams if s}):

@@ -10,6 +10,13 @@ handed back undone (the next claim resumes from the cursors), and nothing is hal
 
 Ticks are numbered by the time they start (epoch seconds of the `--every` boundary, or of a
 connection's latest cron time), so changing `--every` or a schedule never leaves a unit behind.
+
+Each company's work runs apart: a pull works with its connection's company's view of the config
+and the store, each company has its own reconcile unit (`reconcile_unit`), due once that
+company's pulls of the tick are done, and its outbox is sent as soon as it is planned. So one
+company's failing provider or long pull never holds back another company's reconcile and
+writes, and a failure in one company's apply is logged with its company and leaves the others
+sending. Metrics and JSON log lines carry the company.
 """
 
 from __future__ import annotations
@@ -29,18 +36,21 @@ from connector import pipeline
 from connector.config import Config, Connection
 from connector.errors import ConfigError, UsageError, first_line
 from connector.http import observe_responses
+from connector.logs import company_context, name_companies
 from connector.providers.registry import Registry, installed
 from connector.service.heartbeat import Heartbeat
 from connector.service.metrics import OUTBOX_STATES, Metrics
 from connector.state import outbox
 from connector.state import units as work
+from connector.state.scope import DEFAULT_COMPANY
 from connector.state.store import Store
 from connector.sync import StreamReport
 from connector.workers import dead_local_workers, worker_id
+from connector.writeback.apply import ApplyReport
 
 logger = logging.getLogger("connector.service")
 
-RECONCILE_UNIT = "reconcile"
+RECONCILE_UNIT = "reconcile"  # the default company's reconcile unit, named as before companies
 
 
 def parse_every(text: str, option: str = "--every") -> timedelta:
@@ -62,6 +72,22 @@ def parse_every(text: str, option: str = "--every") -> timedelta:
 
 def pull_unit(connection: str, stream: str) -> str:
     return f"pull:{connection}:{stream}"
+
+
+def reconcile_unit(company: str) -> str:
+    """`reconcile:NAME`; the default company keeps the name of the single reconcile unit of the
+    releases before companies, so that an upgraded deployment naming no company carries on
+    with its unit as it was (a company name never holds ':', so the names cannot collide)."""
+    return RECONCILE_UNIT if company == DEFAULT_COMPANY else f"{RECONCILE_UNIT}:{company}"
+
+
+@dataclass(frozen=True)
+class CompanyView:
+    """One company's share of the deployment: what its pulls, reconcile and apply work with."""
+
+    name: str
+    config: Config
+    store: Store
 
 
 @dataclass
@@ -91,6 +117,19 @@ class Service:
                 raise ConfigError(
                     f"connections.{name}.schedule: {connection.settings.schedule!r} is not a cron expression"
                 )
+        self.companies = {
+            name: CompanyView(name, self.config.for_company(name), self.store.for_company(name))
+            for name in self.config.company_names()
+        }
+        self._company_of = {name: connection.company for name, connection in self.config.connections.items()}
+        self._declared = [
+            work.Declared(pull_unit(c, s), "pull", c, s, self._company_of[c])
+            for c, streams in self._streams.items()
+            for s in streams
+        ] + [work.Declared(reconcile_unit(c), "reconcile", None, None, c) for c in self.companies]
+        # Which company each declared unit works for: from the config, never from a stored row.
+        self._unit_company = {unit.unit: unit.company or DEFAULT_COMPANY for unit in self._declared}
+        self.metrics.add_companies(self.companies)
         self._holds_sqlite_lock = False
 
     # ticks ---------------------------------------------------------------------------------
@@ -122,20 +161,25 @@ class Service:
 
     def _schedule(self, now: datetime) -> None:
         with self.store.session() as session:
-            declared = [(pull_unit(c, s), "pull", c, s) for c, streams in self._streams.items() for s in streams]
-            work.ensure_units(session, [*declared, (RECONCILE_UNIT, "reconcile", None, None)])
+            retired = work.retire_units(session, self._declared)
+            work.ensure_units(session, self._declared)
             for name, connection in self.config.connections.items():
                 work.schedule_tick(
                     session, [pull_unit(name, s) for s in self._streams[name]], self.tick_of(connection, now)
                 )
-            work.schedule_tick(session, [RECONCILE_UNIT], self.tick_of(None, now))
+            work.schedule_tick(session, [reconcile_unit(c) for c in self.companies], self.tick_of(None, now))
+        if retired:
+            logger.info("retired the work units the config no longer holds: %s", ", ".join(retired))
 
     def due_now(self, connection: str, stream: str | None) -> None:
-        """A webhook's targeted sync: this pull (or all of the connection's) and the reconcile
-        step become due at once, and the loop wakes."""
-        names = [pull_unit(connection, s) for s in self._streams.get(connection, []) if stream in (None, s)]
+        """A webhook's targeted sync: this pull (or all of the connection's) and its company's
+        reconcile step become due at once, and the loop wakes."""
+        company = self._company_of.get(connection)
+        if company is None:
+            return
+        names = [pull_unit(connection, s) for s in self._streams[connection] if stream in (None, s)]
         with self.store.session() as session:
-            work.make_due_now(session, [*names, RECONCILE_UNIT])
+            work.make_due_now(session, [*names, reconcile_unit(company)])
         self.wake.set()
 
     # the loop --------------------------------------------------------------------------------
@@ -143,6 +187,7 @@ class Service:
     def run(self, *, max_ticks: int | None = None) -> None:
         self.take_sqlite_lock()
         forget_observer = observe_responses(self.metrics.count_response)
+        forget_companies = name_companies(self._company_of)
         try:
             while not self.stop.is_set():
                 self._schedule(datetime.fromtimestamp(self.clock(), UTC))
@@ -152,6 +197,7 @@ class Service:
                     return
                 self._wait()
         finally:
+            forget_companies()
             forget_observer()
             self.release_sqlite_lock()
 
@@ -169,49 +215,62 @@ class Service:
             self._apply()
 
     def _work(self) -> None:
+        """Work the tick's units until none is left: pulls, and each company's reconcile as
+        soon as that company's pulls are done, its outbox sent at once after it."""
+        names = self._unit_company.keys()
+        sent_after: dict[str, int] = {}  # company -> the runs of its reconcile unit when last sent here
         while not self.stop.is_set():
             with self.store.session() as session:
-                claimed = work.claim(session, self.worker, lease=self.lease, kinds=("pull", "reconcile"))
-                pending = work.pulls_pending(session) if not claimed else 0
+                claimed = work.claim(session, self.worker, lease=self.lease, kinds=work.SCHEDULED_KINDS, only=names)
+                rows = [] if claimed else [r for r in work.units(session) if r["unit"] in names]
             if claimed:
                 unit = claimed[0]
                 if unit.kind == "reconcile":
-                    self._run_reconcile(unit)
-                    break
-                self._run_pull(unit)
+                    company = self._unit_company[unit.unit]
+                    self._run_reconcile(unit, company)
+                    if not self.stop.is_set():
+                        self._apply_company(company)  # its writes go out now, whoever still pulls
+                else:
+                    self._run_pull(unit)
                 continue
-            if pending:
-                # Other workers still pull this tick: the reconcile waits for their pages, and
-                # a pull whose worker died becomes claimable here once its lease runs out.
-                self.stop.wait(self.pull_poll)
-                continue
-            self._await_reconcile()  # another worker plans: then every worker applies
-            break
+            if not any(r["due_tick"] > r["done_tick"] for r in rows):
+                break
+            # Other workers still pull or reconcile this tick; a unit whose worker died becomes
+            # claimable here once its lease runs out. Meanwhile help send the writes of every
+            # company another worker has reconciled and planned.
+            for row in rows:
+                company = self._unit_company[row["unit"]]
+                if row["kind"] == "reconcile" and row["done_tick"] >= row["due_tick"]:
+                    if sent_after.get(company) != row["runs"]:
+                        sent_after[company] = row["runs"]
+                        self._apply_company(company)
+            self.stop.wait(self.pull_poll)
         if not self.stop.is_set():
             self._apply()
 
-    def _await_reconcile(self) -> None:
-        """Wait (bounded by the lease) while another worker reconciles and plans this tick,
-        so that the actions it plans are sent by every worker, not by it alone."""
-        deadline = time.monotonic() + self.lease.total_seconds()
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            with self.store.session() as session:
-                row = next((r for r in work.units(session) if r["unit"] == RECONCILE_UNIT), None)
-            if row is None or row["done_tick"] >= row["due_tick"] or row["owner"] is None:
-                return
-            self.stop.wait(0.5)
+    def _heartbeat(self, unit: work.Unit, company: str) -> Heartbeat:
+        """Keeps `unit`'s lease while it is worked (enter it around the work)."""
+        return Heartbeat(
+            self.store,
+            unit.unit,
+            self.worker,
+            lease=self.lease,
+            stop=self.stop,
+            period=self.heartbeat,
+            company=company,
+        )
 
     def _run_pull(self, unit: work.Unit) -> None:
         assert unit.connection and unit.stream
-        context = {"connection": unit.connection, "stream": unit.stream}
+        company = self._unit_company[unit.unit]
+        view = self.companies[company]
+        context = {"company": company, "connection": unit.connection, "stream": unit.stream}
         error = None
-        with Heartbeat(
-            self.store, unit.unit, self.worker, lease=self.lease, stop=self.stop, period=self.heartbeat
-        ) as heartbeat:
+        with company_context(company), self._heartbeat(unit, company) as heartbeat:
             try:
                 report = pipeline.sync(
-                    self.config,
-                    self.store,
+                    view.config,
+                    view.store,
                     self.registry,
                     connections=[unit.connection],
                     streams=[unit.stream],
@@ -219,7 +278,7 @@ class Service:
                     then_link=False,
                 )
                 for stream in report.streams:
-                    self._count(stream)
+                    self._count(company, stream)
                     if stream.status == "failed":
                         error = "; ".join(stream.errors)[:500] or "failed"
             except Exception as exc:  # keep serving: the unit is marked failing and retried next tick
@@ -230,72 +289,87 @@ class Service:
             # not done, so whoever claims the unit next (a restart) resumes (or retries) it at once
             with self.store.session() as session:
                 work.release(session, unit, self.worker)
-            self.metrics.runs.labels("pull", "stopped").inc()
+            self.metrics.runs.labels(company, "pull", "stopped").inc()
             return
-        if not self._finish(unit, error, context):
+        if not self._finish(unit, company, error, context):
             return
-        self.metrics.runs.labels("pull", "error" if error else "ok").inc()
+        self.metrics.runs.labels(company, "pull", "error" if error else "ok").inc()
         if error is None:
-            self.metrics.last_success.labels(unit.connection).set(time.time())
+            self.metrics.last_success.labels(company, unit.connection).set(time.time())
 
-    def _finish(self, unit: work.Unit, error: str | None, context: Mapping[str, str | None]) -> bool:
+    def _finish(self, unit: work.Unit, company: str, error: str | None, context: Mapping[str, str | None]) -> bool:
         with self.store.session() as session:
             kept = work.finish(session, unit, self.worker, error=error)
         if not kept:
             logger.warning(
                 "%s: another worker took the unit over (lease lost); not marking it done", unit.unit, extra=context
             )
-            self.metrics.runs.labels(unit.kind, "lease_lost").inc()
+            self.metrics.runs.labels(company, unit.kind, "lease_lost").inc()
         return kept
 
-    def _count(self, stream: StreamReport) -> None:
-        self.metrics.records.labels(stream.connection, stream.stream).inc(stream.stored)
-        self.metrics.skipped.labels(stream.connection, stream.stream).inc(stream.skipped)
+    def _count(self, company: str, stream: StreamReport) -> None:
+        self.metrics.records.labels(company, stream.connection, stream.stream).inc(stream.stored)
+        self.metrics.skipped.labels(company, stream.connection, stream.stream).inc(stream.skipped)
         if stream.status == "failed":
-            self.metrics.provider_errors.labels(stream.connection, "stream").inc()
+            self.metrics.provider_errors.labels(company, stream.connection, "stream").inc()
         if stream.status == "deferred":
-            self.metrics.deferred.labels(stream.connection).inc()
+            self.metrics.deferred.labels(company, stream.connection).inc()
 
-    def _run_reconcile(self, unit: work.Unit) -> None:
+    def _run_reconcile(self, unit: work.Unit, company: str) -> None:
+        view = self.companies[company]
+        context = {"company": company}
         error = None
-        with Heartbeat(self.store, unit.unit, self.worker, lease=self.lease, stop=self.stop, period=self.heartbeat):
+        with company_context(company), self._heartbeat(unit, company):
             try:
-                summary, _ = pipeline.reconcile_and_plan(self.config, self.store, self.registry)
-                self.metrics.allocations.inc(len(summary.applied))
-                self.metrics.proposals.set(len(summary.proposals))
+                summary, _ = pipeline.reconcile_and_plan(view.config, view.store, self.registry)
+                self.metrics.allocations.labels(company).inc(len(summary.applied))
+                self.metrics.proposals.labels(company).set(len(summary.proposals))
             except Exception as exc:
                 error = first_line(exc)
-                logger.exception("reconcile and plan failed")
-        if self._finish(unit, error, {}):
-            self.metrics.runs.labels("reconcile", "error" if error else "ok").inc()
+                logger.exception("company %s: reconcile and plan failed", company, extra=context)
+        if self._finish(unit, company, error, context):
+            self.metrics.runs.labels(company, "reconcile", "error" if error else "ok").inc()
 
     def _apply(self) -> None:
-        try:
-            report = pipeline.apply(self.config, self.store, self.registry, worker=self.worker)
-        except Exception:
-            logger.exception("apply failed")
-            report = None
-        if report is not None:
-            for entry in report.done:
-                self.metrics.actions.labels(entry.action.connection, "done").inc()
-            for name, deferral in report.deferred.items():
-                self.metrics.actions.labels(name, "deferred").inc(deferral.actions)
-            for outcome, failures in (("retry", report.failed), ("parked", report.parked)):
-                for entry, _ in failures:
-                    self.metrics.actions.labels(entry.action.connection, outcome).inc()
-                    self.metrics.provider_errors.labels(entry.action.connection, "action").inc()
-        self._refresh_outbox_gauge()
+        """Send every company's due writes, one company after the other, each on its own."""
+        for company in self.companies:
+            if self.stop.is_set():
+                return
+            self._apply_company(company)
 
-    def _refresh_outbox_gauge(self) -> None:
-        """The shared outbox by state, as every worker sees it (one GROUP BY)."""
+    def _apply_company(self, company: str) -> None:
+        """Send one company's due writes (its claims are its own: `outbox.claim`). A failure
+        is logged with the company and stops only this company's sending, until the next try."""
+        view = self.companies[company]
+        with company_context(company):
+            try:
+                report = pipeline.apply(view.config, view.store, self.registry, worker=self.worker)
+            except Exception:
+                logger.exception("company %s: apply failed", company, extra={"company": company})
+            else:
+                self._count_actions(company, report)
+            self._refresh_outbox_gauge(view)
+
+    def _count_actions(self, company: str, report: ApplyReport) -> None:
+        for entry in report.done:
+            self.metrics.actions.labels(company, entry.action.connection, "done").inc()
+        for name, deferral in report.deferred.items():
+            self.metrics.actions.labels(company, name, "deferred").inc(deferral.actions)
+        for outcome, failures in (("retry", report.failed), ("parked", report.parked)):
+            for entry, _ in failures:
+                self.metrics.actions.labels(company, entry.action.connection, outcome).inc()
+                self.metrics.provider_errors.labels(company, entry.action.connection, "action").inc()
+
+    def _refresh_outbox_gauge(self, view: CompanyView) -> None:
+        """The company's shared outbox by state, as every worker sees it (one GROUP BY)."""
         try:
-            with self.store.session() as session:
+            with view.store.session() as session:
                 counts = outbox.counts_by_state(session)
         except Exception:
-            logger.warning("could not count the outbox", exc_info=True)
+            logger.warning("could not count the outbox of %s", view.name, exc_info=True, extra={"company": view.name})
             return
         for state in {*OUTBOX_STATES, *counts}:
-            self.metrics.outbox.labels(state).set(counts.get(state, 0))
+            self.metrics.outbox.labels(view.name, state).set(counts.get(state, 0))
 
     # one worker on SQLite --------------------------------------------------------------------
 

@@ -1,8 +1,14 @@
-"""The service's Prometheus metrics (prometheus-client writes the exposition format)."""
+"""The service's Prometheus metrics (prometheus-client writes the exposition format).
+
+A series about a book or a connection carries its `company` label (`default` where the config
+names none): runs, records, actions, provider errors, rate-limit deferrals, last success,
+allocations, open proposals and the outbox by state. The HTTP error answers and the webhooks
+are counted by provider, as the request showed them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -18,32 +24,45 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.runs = Counter("connector_runs", "Work units run, by kind and outcome", ["kind", "outcome"], registry=r)
+        self.runs = Counter(
+            "connector_runs", "Work units run, by company, kind and outcome", ["company", "kind", "outcome"], registry=r
+        )
         self.records = Counter(
-            "connector_records_pulled", "Records pulled and stored", ["connection", "stream"], registry=r
+            "connector_records_pulled", "Records pulled and stored", ["company", "connection", "stream"], registry=r
         )
         self.skipped = Counter(
-            "connector_records_skipped", "Records the mapping could not read", ["connection", "stream"], registry=r
+            "connector_records_skipped",
+            "Records the mapping could not read",
+            ["company", "connection", "stream"],
+            registry=r,
         )
-        self.allocations = Counter("connector_allocations", "Allocations applied by reconciliation", registry=r)
-        self.proposals = Gauge("connector_open_proposals", "Proposals waiting for finance", registry=r)
+        self.allocations = Counter(
+            "connector_allocations", "Allocations applied by reconciliation", ["company"], registry=r
+        )
+        self.proposals = Gauge("connector_open_proposals", "Proposals waiting for finance", ["company"], registry=r)
         self.actions = Counter(
-            "connector_actions", "Outbox actions sent by this worker, by outcome", ["connection", "outcome"], registry=r
+            "connector_actions",
+            "Outbox actions sent by this worker, by outcome",
+            ["company", "connection", "outcome"],
+            registry=r,
         )
         self.outbox = Gauge(
             "connector_outbox_actions",
-            "Outbox actions by state (the shared outbox, counted each tick)",
-            ["state"],
+            "Outbox actions by company and state (the shared outbox, counted each tick)",
+            ["company", "state"],
             registry=r,
         )
         self.provider_errors = Counter(
             "connector_provider_errors",
             "Streams (source=stream) or actions (source=action) failed by a provider error",
-            ["connection", "source"],
+            ["company", "connection", "source"],
             registry=r,
         )
         self.deferred = Counter(
-            "connector_rate_limited", "Streams deferred by a provider's rate limit", ["connection"], registry=r
+            "connector_rate_limited",
+            "Streams deferred by a provider's rate limit",
+            ["company", "connection"],
+            registry=r,
         )
         self.error_answers = Counter(
             "connector_provider_error_responses",
@@ -57,11 +76,17 @@ class Metrics:
         self.last_success = Gauge(
             "connector_last_success_timestamp_seconds",
             "Last successful pull per connection",
-            ["connection"],
+            ["company", "connection"],
             registry=r,
         )
-        for state in OUTBOX_STATES:
-            self.outbox.labels(state).set(0)
+
+    def add_companies(self, companies: Iterable[str]) -> None:
+        """Show each company's outbox states and open proposals from the start (at 0 until
+        counted), so that a dashboard sees the series before the first tick ends."""
+        for company in companies:
+            self.proposals.labels(company).set(0)
+            for state in OUTBOX_STATES:
+                self.outbox.labels(company, state).set(0)
 
     def count_response(self, provider: str, status: int) -> None:
         """A `connector.http.observe_responses` observer: every 4xx/5xx answer, 429s included."""

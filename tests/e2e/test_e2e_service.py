@@ -74,7 +74,7 @@ def test_two_ticks_pull_reconcile_and_write_back_with_metrics_moving(book, tmp_p
     assert not worker.is_alive()
     assert metric(before, "connector_records_pulled_total") == 0
     assert metric(after, "connector_records_pulled_total") > 100
-    assert metric(after, 'connector_actions_total{connection="ledger"') > 0
+    assert metric(after, 'connector_actions_total{company="default",connection="ledger"') > 0
     assert ready.status_code == 200 and ready.json()["ready"] is True
     assert any(e["method"] == "PUT" and e["path"].startswith("/Payments") for e in journal)
     with store.session() as session:

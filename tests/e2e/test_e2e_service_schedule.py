@@ -222,7 +222,13 @@ def test_a_pull_stopped_by_a_shutdown_is_resumed_at_once_by_the_restart(book, tm
         restarted.run(max_ticks=1)
         rows = unit_rows(store)
     assert stopped["owner"] is None and stopped["runs"] == 0 and stopped["done_tick"] < stopped["due_tick"]
-    assert metric(service.metrics.exposition().decode(), 'connector_runs_total{kind="pull",outcome="stopped"}') == 1
+    assert (
+        metric(
+            service.metrics.exposition().decode(),
+            'connector_runs_total{company="default",kind="pull",outcome="stopped"}',
+        )
+        == 1
+    )
     resumed = rows[interrupted[0]]
     assert resumed["runs"] == 1 and resumed["done_tick"] == resumed["due_tick"]
     assert all(r["done_tick"] == r["due_tick"] for name, r in rows.items() if name.startswith("pull:"))
@@ -246,11 +252,16 @@ def test_failed_writes_count_as_provider_errors_and_the_outbox_is_shown_by_state
         import sqlalchemy as sa
 
         counts = dict(connection.execute(sa.text("SELECT state, count(*) FROM outbox_actions GROUP BY state")).all())
-    assert 'connector_outbox_actions{state="failed"} 0.0' in before
+    assert 'connector_outbox_actions{company="default",state="failed"} 0.0' in before
     assert counts.get("failed", 0) > 0  # Xero refused the payments: no such account
-    assert metric(after, 'connector_provider_errors_total{connection="ledger",source="action"}') >= counts["failed"]
+    assert (
+        metric(after, 'connector_provider_errors_total{company="default",connection="ledger",source="action"}')
+        >= counts["failed"]
+    )
     for state in ("planned", "in_flight", "done", "failed", "cancelled"):
-        assert metric(after, f'connector_outbox_actions{{state="{state}"}}') == counts.get(state, 0), state
+        assert metric(after, f'connector_outbox_actions{{company="default",state="{state}"}}') == counts.get(
+            state, 0
+        ), state
     store.close()
 
 

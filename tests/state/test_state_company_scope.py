@@ -4,6 +4,7 @@ PostgreSQL, whatever the rows it is given say."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
@@ -34,7 +35,7 @@ def test_the_same_remote_ids_in_two_companies_are_two_books(store: Store) -> Non
     assert (acme.get_cursor("ledger", "invoices"), beta.get_cursor("ledger", "invoices")) == ("a1", "b1")
     # one company cannot reach the other's record even by its canonical id
     beta_id = beta.list_invoices()[0].id
-    assert acme.get_invoice(beta_id) is None
+    assert beta_id is not None and acme.get_invoice(beta_id) is None
 
 
 def test_a_write_lands_in_the_sessions_company_whatever_the_row_says(store: Store) -> None:
@@ -58,11 +59,11 @@ def test_an_allocation_cannot_join_two_companies_books(store: Store) -> None:
     [acme_invoice] = acme.upsert_invoices([invoice("1")])
     [beta_payment] = beta.upsert_payments([payment("p1")])
     allocation = Allocation(
-        payment_id=beta_payment.id,
-        invoice_id=acme_invoice.id,
+        payment_id=beta_payment.id or "",
+        invoice_id=acme_invoice.id or "",
         amount=Money.of("10.00", "USD"),
         rule="manual",
-        confidence=1,
+        confidence=Decimal(1),
         reason="test",
     )
     with pytest.raises(sa.exc.IntegrityError):

@@ -1,5 +1,6 @@
 """Work units of `connector serve`: schedule ticks and webhook requests kept apart, leases
-kept by a heartbeat, a lost lease that marks nothing, and a unit handed back undone at shutdown.
+kept by a heartbeat, a lost lease that marks nothing, a unit handed back undone at shutdown,
+each company's reconcile gated by its own pulls only, and units no longer declared retired.
 
 Runs on SQLite and on PostgreSQL (the `store` fixture). The lease clock is `state.units.utcnow`,
 moved by hand, so no test waits for a lease to run out.
@@ -10,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from connector.state import Store
 from connector.state import units as work
@@ -153,3 +155,110 @@ def test_a_unit_handed_back_at_shutdown_is_claimed_again_at_once(store: Store, c
     assert resumed.unit == PULL
     assert finish(store, resumed, "host:2")
     assert row(store, PULL)["done_tick"] == 1000
+
+
+# companies ----------------------------------------------------------------------------------
+
+PULL_A, PULL_B = "pull:a_gateway:charges", "pull:b_gateway:charges"
+RECONCILE_A, RECONCILE_B = "reconcile:acme", "reconcile:beta"
+TWO_COMPANIES = [
+    work.Declared(PULL_A, "pull", "a_gateway", "charges", "acme"),
+    work.Declared(PULL_B, "pull", "b_gateway", "charges", "beta"),
+    work.Declared(RECONCILE_A, "reconcile", None, None, "acme"),
+    work.Declared(RECONCILE_B, "reconcile", None, None, "beta"),
+]
+
+
+def setup_companies(store: Store, tick: int) -> None:
+    with store.session() as session:
+        work.ensure_units(session, TWO_COMPANIES)
+        work.schedule_tick(session, [d.unit for d in TWO_COMPANIES], tick)
+
+
+def test_a_company_reconciles_once_its_own_pulls_are_done_whatever_another_company_pulls(
+    store: Store, clock: list[datetime]
+) -> None:
+    setup_companies(store, 1000)
+    [slow] = claim(store, "host:1")  # acme's pull (claimed in name order), long
+    assert slow.unit == PULL_A and slow.company == "acme"
+    assert claim(store, "host:2", "reconcile") == []  # beta still has its own pull due
+    [fast] = claim(store, "host:2")
+    assert fast.unit == PULL_B and fast.company == "beta"
+    assert finish(store, fast, "host:2")
+
+    [reconcile] = claim(store, "host:2", "reconcile")  # beta plans while acme still pulls
+    assert (reconcile.unit, reconcile.company) == (RECONCILE_B, "beta")
+    assert claim(store, "host:3", "reconcile") == []  # acme's waits for acme's pull
+    with store.session() as session:
+        assert (work.pulls_pending(session, "acme"), work.pulls_pending(session, "beta")) == (1, 0)
+        assert work.pulls_pending(session) == 1
+
+    with store.session() as session:  # a failed pull counts as done: the company plans anyway
+        assert work.finish(session, slow, "host:1", error="HTTP 503 Service Unavailable")
+    [late] = claim(store, "host:3", "reconcile")
+    assert (late.unit, late.company) == (RECONCILE_A, "acme")
+    assert row(store, PULL_A)["last_error"] == "HTTP 503 Service Unavailable"
+
+
+def test_units_keep_the_company_they_were_declared_for(store: Store, clock: list[datetime]) -> None:
+    setup_companies(store, 1000)
+    with store.session() as session:
+        companies = {r["unit"]: r["company"] for r in work.units(session)}
+    assert companies == {PULL_A: "acme", PULL_B: "beta", RECONCILE_A: "acme", RECONCILE_B: "beta"}
+
+
+def test_a_claim_takes_only_the_units_it_is_given(store: Store, clock: list[datetime]) -> None:
+    setup_companies(store, 1000)
+    with store.session() as session:
+        taken = work.claim(session, "host:1", lease=LEASE, kinds=("pull",), only=[PULL_B])
+    assert [u.unit for u in taken] == [PULL_B]  # acme's pull, first by name, is not among them
+    with store.session() as session:
+        assert work.claim(session, "host:2", lease=LEASE, kinds=("pull",), only=[PULL_B]) == []
+    assert [u.unit for u in claim(store, "host:2")] == [PULL_A]
+
+
+def test_the_single_reconcile_of_an_older_release_is_retired_when_companies_are_named(
+    store: Store, clock: list[datetime]
+) -> None:
+    """An upgraded database keeps the unit `reconcile` (default company), due and undone if the
+    old service stopped mid-tick; a config naming companies declares other units. Left there, it
+    would be claimed for a company no config describes and keep /readyz failing."""
+    setup_units(store, 1000)  # the old service's pull and its single reconcile
+    setup_companies(store, 2000)
+    with store.session() as session:
+        retired = work.retire_units(session, TWO_COMPANIES)
+        names = {r["unit"] for r in work.units(session)}
+    assert retired == [PULL, RECONCILE]
+    assert names == {d.unit for d in TWO_COMPANIES}
+
+
+def test_a_unit_under_a_live_lease_is_retired_only_once_its_worker_is_gone(store: Store, clock: list[datetime]) -> None:
+    setup_units(store, 1000)
+    [held] = claim(store, "host:1")
+    with store.session() as session:
+        assert work.retire_units(session, TWO_COMPANIES) == [RECONCILE]  # the pull is in a worker's hands
+    assert row(store, PULL)["owner"] == "host:1"
+    clock[0] = T0 + LEASE * 1.5  # its worker died: the lease ran out
+    with store.session() as session:
+        assert work.retire_units(session, TWO_COMPANIES) == [PULL]
+    assert not finish(store, held, "host:1")  # nothing to mark: it is gone
+
+
+def test_a_connection_moved_to_another_company_gets_its_unit_afresh(store: Store, clock: list[datetime]) -> None:
+    setup_companies(store, 1000)
+    moved = [d._replace(company="beta") if d.unit == PULL_A else d for d in TWO_COMPANIES]
+    with store.session() as session:
+        assert work.retire_units(session, moved) == [PULL_A]
+        assert work.retire_units(session, TWO_COMPANIES) == []  # the declared ones stay
+        work.ensure_units(session, moved)
+    assert row(store, PULL_A)["company"] == "beta"
+
+
+def test_a_webhook_event_keeps_its_connection_company(store: Store) -> None:
+    with store.session() as session:
+        assert work.store_event(session, "stripe", "evt_1", "b_gateway", "charges", "ch_1", {}, company="beta")
+        assert not work.store_event(session, "stripe", "evt_1", "b_gateway", "charges", "ch_1", {}, company="beta")
+        assert work.store_event(session, "stripe", "evt_2", "gateway", "charges", "ch_2", {})
+    with store.engine.connect() as connection:
+        rows: dict[str, str] = dict(connection.execute(sa.text("SELECT event_id, company FROM webhook_events")).all())
+    assert rows == {"evt_1": "beta", "evt_2": "default"}

@@ -19,6 +19,7 @@ from typing import cast
 
 import httpx
 import pytest
+from webhooks.signing import stripe_signed
 
 from connector.config import load_config
 from connector.demo import demo_config
@@ -107,16 +108,10 @@ def test_a_stripe_charge_refunded_pulls_the_refunds_and_the_charges(service):
         "created": int(time.time()),
         "data": {"object": {"id": "ch_1", "object": "charge", "amount_refunded": 500}},
     }
-    body = json.dumps(event).encode()
-    t = int(time.time())
-    v1 = hmac.new(STRIPE_SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    body, headers = stripe_signed(event, STRIPE_SECRET)
     listener = listening(service)
     try:
-        answer = httpx.post(
-            listener.address + "/webhooks/stripe",
-            content=body,
-            headers={"Stripe-Signature": f"t={t},v1={v1}", "Content-Type": "application/json"},
-        )
+        answer = httpx.post(listener.address + "/webhooks/stripe", content=body, headers=headers)
     finally:
         listener.close()
     assert answer.status_code == 200

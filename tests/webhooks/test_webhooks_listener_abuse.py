@@ -7,8 +7,6 @@ Every loop is bounded by a count or a deadline and stops by itself.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import http.client
 import io
 import json
@@ -28,6 +26,7 @@ from datetime import date, timedelta
 import httpx
 import pytest
 import sqlalchemy as sa
+from webhooks.signing import stripe_signed
 
 from connector.config import load_config
 from connector.demo import demo_config
@@ -137,10 +136,7 @@ def stripe_event(event_id: str) -> tuple[bytes, dict[str, str]]:
         "created": int(time.time()),
         "data": {"object": {"id": f"in_{event_id}", "object": "invoice"}},
     }
-    body = json.dumps(event).encode()
-    t = int(time.time())
-    v1 = hmac.new(STRIPE_SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return body, {"Stripe-Signature": f"t={t},v1={v1}", "Content-Type": "application/json"}
+    return stripe_signed(event, STRIPE_SECRET)
 
 
 def stored_events(service: Service) -> list[str]:
