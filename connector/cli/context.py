@@ -3,12 +3,14 @@ company a book command works on (`--company`, see `BOOK_COMMANDS`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import click
 
 from connector.config import Config, load_config
 from connector.errors import UsageError
+from connector.logs import name_companies
 from connector.state.scope import check_company_name
 from connector.state.store import Store, open_store
 
@@ -32,11 +34,14 @@ class AppContext:
     company_option: str | None = None  # `--company NAME`, else $CONNECTOR_COMPANY
     _config: Config | None = field(default=None, repr=False)
     _store: Store | None = field(default=None, repr=False)
+    _forget_companies: Callable[[], None] | None = field(default=None, repr=False)
 
     def root_config(self) -> Config:
         """The whole deployment's configuration: every company's connections."""
         if self._config is None:
             self._config = load_config(self.config_option)
+            # a log line naming a connection names its company too (JSON logs carry it)
+            self._forget_companies = name_companies({n: c.company for n, c in self._config.connections.items()})
         return self._config
 
     def company(self) -> str:
@@ -89,6 +94,9 @@ class AppContext:
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._forget_companies is not None:
+            self._forget_companies()
+            self._forget_companies = None
 
 
 def check_tokens_usable(config: Config, store: Store) -> None:
