@@ -511,14 +511,23 @@ def _company_problems(
     do (it would silently join the default company), and two ledgers in one company (a legal
     entity keeps one set of books: two would merge two books into one)."""
     problems = []
-    named = sorted({c.company for c in connections.values() if c.company_named})
+    # a connection naming no company belongs to `default`: fine while every company in use is
+    # that one (a single-company config, perhaps with [companies.default] for its legal name)
+    in_use = set(companies) | {c.company for c in connections.values() if c.company_named}
     for name, connection in connections.items():
         where = f"{source}: connections.{name}"
-        if companies and connection.company_named and connection.company not in companies:
+        if companies and connection.company not in companies:
             declared = ", ".join(sorted(companies))
-            problems.append(f"{where}.company: no company {connection.company!r} is declared (declared: {declared})")
-        elif (companies or named) and not connection.company_named:
-            known = ", ".join(sorted(companies) or named)
+            if connection.company_named:
+                problems.append(
+                    f"{where}.company: no company {connection.company!r} is declared (declared: {declared})"
+                )
+            else:
+                problems.append(
+                    f'{where}: names no company while companies are declared ({declared}): add company = "NAME"'
+                )
+        elif not connection.company_named and in_use - {DEFAULT_COMPANY}:
+            known = ", ".join(sorted(in_use))
             problems.append(f'{where}: names no company while others do ({known}): add company = "NAME"')
     ledgers: dict[str, str] = {}
     for name, connection in connections.items():

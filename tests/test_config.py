@@ -308,3 +308,11 @@ def test_a_config_that_would_mix_books_is_refused_in_one_line(tmp_path, text, me
     with pytest.raises(ConfigError, match=message) as caught:
         load_config(write(tmp_path, text), registry=COMPANY_REGISTRY)
     assert "\n" not in str(caught.value)
+
+
+def test_the_default_company_may_be_declared_for_its_legal_name(tmp_path):
+    """An upgraded single-company deployment keeps its company `default` and names it."""
+    text = connection("ledger", "demoledger") + connection("gw", "demo") + '[companies.default]\nlegal_name = "Acme"\n'
+    config = load_config(write(tmp_path, text), registry=COMPANY_REGISTRY)
+    assert config.company_names() == ["default"] and config.display_name("default") == "Acme"
+    assert list(config.for_company("default").connections) == ["ledger", "gw"]
