@@ -33,6 +33,7 @@ ObjectType = Literal[
     "refund",
     "payout",
     "balance_transaction",
+    "bank_transaction",
 ]
 InvoiceStatus = Literal["draft", "open", "partially_paid", "paid", "void", "uncollectible"]
 PaymentStatus = Literal["pending", "succeeded", "failed", "refunded", "partially_refunded"]
@@ -47,6 +48,8 @@ ActionKind = Literal[
     "update_properties",
     "create_note",
     "create_task",
+    "delete_payment",
+    "delete_fee",
 ]
 
 AGING_BUCKETS: tuple[AgingBucket, ...] = ("current", "1-30", "31-60", "61-90", "90+")

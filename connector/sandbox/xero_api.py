@@ -1,7 +1,10 @@
 """Xero's face (the Accounting API's paths, served under /xero): paged lists with
 `If-Modified-Since`, simple `where` filters and `order`; PUT /Payments that lowers the
-invoice's AmountDue; POST /Invoices/{id}/Email; `Idempotency-Key` replay; OAuth bearer plus
-`xero-tenant-id`; 60/min, 5 concurrent and 5,000/day per tenant.
+invoice's AmountDue and POST /Payments/{id} `{"Status": "DELETED"}` that gives it back;
+PUT /BankTransactions and POST /BankTransactions/{id} that deletes one; POST
+/Invoices/{id}/Email; `Idempotency-Key` replay; OAuth bearer plus `xero-tenant-id`; 60/min,
+5 concurrent and 5,000/day per tenant. A reconciled payment or bank transaction, or a payment
+of a batch payment, is refused deletion as Xero refuses it.
 
 Amounts are Decimals end to end and go out as JSON numbers with exactly their digits.
 
@@ -265,6 +268,10 @@ class XeroFace:
             return self._put_payments(request)
         if name == "BankTransactions" and len(parts) == 1 and request.method in ("PUT", "POST"):
             return self._put_bank_transactions(request)
+        if name == "Payments" and len(parts) == 2 and request.method == "POST":
+            return self._delete_payment(request, self._find(name, parts[1]))
+        if name == "BankTransactions" and len(parts) == 2 and request.method == "POST":
+            return self._delete_bank_transaction(request, self._find(name, parts[1]))
         if name == "Invoices" and len(parts) == 3 and parts[2] == "Email" and request.method == "POST":
             return self._email(self._find(name, parts[1]))
         raise Refusal(problem(404, "NotFound", f"The resource {request.method} {request.path} cannot be found"))
@@ -429,14 +436,20 @@ class XeroFace:
 
     # ------------------------------------------------------------ writes
 
-    def _put_payments(self, request: Request) -> Response:
+    @staticmethod
+    def _body_items(request: Request, items_key: str) -> list[Any]:
+        """The elements under `items_key` in the JSON body, or the body itself as the one."""
         try:
             body = request.json()
         except ValueError:
             raise Refusal(
                 xero_error(400, "The request body is not valid JSON", type_="PostDataInvalidException", number=14)
             ) from None
-        items = body.get("Payments") if isinstance(body, dict) and "Payments" in body else [body]
+        items = body.get(items_key) if isinstance(body, dict) and items_key in body else [body]
+        return items if isinstance(items, list) else [items]
+
+    def _put_payments(self, request: Request) -> Response:
+        items = self._body_items(request, "Payments")
         if not items or not all(isinstance(i, dict) for i in items):
             raise Refusal(xero_error(400, "No payments in the request", type_="PostDataInvalidException", number=14))
         summarize = (request.arg("summarizeErrors") or "true").lower() != "false"
@@ -460,13 +473,7 @@ class XeroFace:
 
     def _put_bank_transactions(self, request: Request) -> Response:
         """Spend or receive money on a bank (or clearing) account: what a gateway fee is."""
-        try:
-            body = request.json()
-        except ValueError:
-            raise Refusal(
-                xero_error(400, "The request body is not valid JSON", type_="PostDataInvalidException", number=14)
-            ) from None
-        items = body.get("BankTransactions") if isinstance(body, dict) else None
+        items = self._body_items(request, "BankTransactions")
         if not items or not all(isinstance(i, dict) for i in items):
             raise Refusal(
                 xero_error(400, "No bank transactions in the request", type_="PostDataInvalidException", number=14)
@@ -502,6 +509,72 @@ class XeroFace:
             answers.append(copy(booked))
             effects.append(f"created bank transaction {booked['BankTransactionID']} ({item.get('Type')} {total})")
         return Response(200, self._envelope("BankTransactions", answers), effect="; ".join(effects))
+
+    def _update_of(self, request: Request, items_key: str, ident_key: str, ident: str) -> dict[str, Any]:
+        """The one record an update asks for: the body itself or its first `items_key` element,
+        which may name the record's id only as the path does."""
+        items = self._body_items(request, items_key)
+        if len(items) != 1 or not isinstance(items[0], dict):
+            raise Refusal(xero_error(400, f"Send one {ident_key[:-2]} to update", type_="PostDataInvalidException"))
+        item: dict[str, Any] = items[0]
+        if item.get(ident_key, ident) != ident:
+            raise Refusal(xero_error(400, f"{ident_key} in the body differs from the one in the path"))
+        return item
+
+    def _refuse_update(self, item: dict[str, Any], message: str) -> Refusal:
+        refused = xero_error(400, "A validation exception occurred", elements=[self._refused(item, [message])])
+        refused.effect = f"rejected: {message}"
+        return Refusal(refused)
+
+    def _delete_payment(self, request: Request, payment: dict[str, Any]) -> Response:
+        """Xero deletes a payment (it never edits one) and gives its amount back to the invoice."""
+        ident = payment["PaymentID"]
+        item = self._update_of(request, "Payments", "PaymentID", ident)
+        if set(item) - {"PaymentID", "Status"} or str(item.get("Status", "")).upper() != "DELETED":
+            raise self._refuse_update(item, "Only Status accepted for updates. Status must be DELETED")
+        if payment.get("Status") == "DELETED":
+            raise self._refuse_update(item, "This payment has been deleted already")
+        if payment.get("IsReconciled") is True:
+            raise self._refuse_update(item, "Payment cannot be deleted as it has been reconciled")
+        if payment.get("BatchPaymentID"):
+            raise self._refuse_update(item, "Payments made as part of a batch payment cannot be deleted individually")
+        now = dotnet_date(self.clock())
+        payment.update(Status="DELETED", UpdatedDateUTC=now)
+        amount = _dec(payment.get("Amount"))
+        invoice = self.objects["Invoices"].get((payment.get("Invoice") or {}).get("InvoiceID") or "")
+        if invoice is not None:
+            due, paid = _dec(invoice.get("AmountDue")), _dec(invoice.get("AmountPaid"))
+            invoice["AmountDue"] = _q(due + amount, due, amount)
+            invoice["AmountPaid"] = _q(paid - amount, paid, amount)
+            invoice["Payments"] = [p for p in invoice.get("Payments") or [] if p.get("PaymentID") != ident]
+            if invoice.get("Status") == "PAID" and invoice["AmountDue"] > 0:
+                invoice["Status"] = "AUTHORISED"
+                invoice.pop("FullyPaidOnDate", None)
+            invoice["UpdatedDateUTC"] = now
+        self.version += 1
+        where = f" off invoice {invoice['InvoiceID']}" if invoice is not None else ""
+        return Response(
+            200, self._envelope("Payments", [copy(payment)]), effect=f"deleted payment {ident} ({amount}{where})"
+        )
+
+    def _delete_bank_transaction(self, request: Request, transaction: dict[str, Any]) -> Response:
+        """A spend or receive money transaction is deleted by updating its status to DELETED
+        (the only update the sandbox serves)."""
+        ident = transaction["BankTransactionID"]
+        item = self._update_of(request, "BankTransactions", "BankTransactionID", ident)
+        if str(item.get("Status", "")).upper() != "DELETED":
+            raise self._refuse_update(item, "The sandbox updates a bank transaction only to delete it: Status DELETED")
+        if transaction.get("Status") in ("DELETED", "VOIDED"):
+            raise self._refuse_update(item, f"This bank transaction is {transaction['Status']} and cannot be changed")
+        if transaction.get("IsReconciled") is True:
+            raise self._refuse_update(item, "Bank transaction cannot be deleted as it has been reconciled")
+        transaction.update(Status="DELETED", UpdatedDateUTC=dotnet_date(self.clock()))
+        self.version += 1
+        return Response(
+            200,
+            self._envelope("BankTransactions", [copy(transaction)]),
+            effect=f"deleted bank transaction {ident} ({transaction.get('Type')} {transaction.get('Total')})",
+        )
 
     @staticmethod
     def _refused(item: dict[str, Any], errors: list[str]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""The Xero adapter: contacts, sales invoices, credit notes and payments in; payments and
-invoice emails out. Paging and cursors are decided in `incremental`, bodies in `writes`."""
+"""The Xero adapter: contacts, sales invoices, credit notes and payments in; payments, fees
+and invoice emails out, and the deletes that reverse a payment or fee we recorded. Paging and
+cursors are decided in `incremental`, bodies in `writes` and `reversals`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from connector.errors import ConfigError, PaginationLoopError
+from connector.errors import ConfigError, InvalidRequestError, NotFoundError, PaginationLoopError
 from connector.http import (
     OAuthTokenManager,
     ProviderHttp,
@@ -28,6 +29,18 @@ from connector.providers.base import (
     ProviderSettings,
 )
 from connector.providers.xero import incremental
+from connector.providers.xero.reversals import (
+    PAYMENT_DELETE,
+    bank_transaction_delete,
+    check_fee_deletable,
+    check_payment_deletable,
+    delete_refused,
+    describe,
+    first_record,
+    is_gone,
+    reversal_target,
+    validation_errors,
+)
 from connector.providers.xero.settings import XeroSettings
 from connector.providers.xero.writes import (
     accepted_payment,
@@ -49,7 +62,13 @@ class XeroProvider(Provider):
     settings_model: ClassVar[type[ProviderSettings]] = XeroSettings
     mapping_file: ClassVar[str | None] = "connector.mappings:xero.toml"
     streams: ClassVar[tuple[str, ...]] = ("contacts", "invoices", "credit_notes", "payments")
-    actions: ClassVar[tuple[str, ...]] = ("record_payment", "record_fee", "send_invoice")
+    actions: ClassVar[tuple[str, ...]] = (
+        "record_payment",
+        "record_fee",
+        "send_invoice",
+        "delete_payment",
+        "delete_fee",
+    )
 
     settings: XeroSettings
 
@@ -260,6 +279,77 @@ class XeroProvider(Provider):
             idempotency_key=action.idempotency_key,
         )
         return ActionResult(remote_id=target.remote_id, response={}, replayed=False)
+
+    def apply_delete_payment(self, action: Action) -> ActionResult:
+        """Reverse a payment we recorded: `POST /Payments/{PaymentID}` with `{"Status": "DELETED"}`
+        and the action's Idempotency-Key. Xero gives the amount back to the invoice. A payment
+        already deleted is done (`replayed`); one reconciled or in a batch payment is refused,
+        saying what to do by hand in Xero."""
+        payment_id = reversal_target(action, "payment")
+        return self._delete(
+            action,
+            "Payments",
+            payment_id,
+            body=lambda held: PAYMENT_DELETE,
+            check=check_payment_deletable,
+        )
+
+    def apply_delete_fee(self, action: Action) -> ActionResult:
+        """Reverse a fee we booked: its spend money transaction updated to `Status: DELETED`
+        (`POST /BankTransactions/{BankTransactionID}`), sent with the type, account and lines
+        Xero holds (read first, at 4 decimal places), and the action's Idempotency-Key."""
+        transaction_id = reversal_target(action, "bank_transaction")
+        return self._delete(
+            action,
+            "BankTransactions",
+            transaction_id,
+            body=bank_transaction_delete,
+            check=check_fee_deletable,
+            params={"unitdp": str(UNIT_DECIMAL_PLACES)},
+        )
+
+    def _delete(
+        self,
+        action: Action,
+        items_key: str,
+        ident: str,
+        *,
+        body: Callable[[dict[str, Any]], dict[str, Any]],
+        check: Callable[[dict[str, Any], Mapping[str, Any]], None],
+        params: Mapping[str, str] | None = None,
+    ) -> ActionResult:
+        """Read the record, leave it if it is gone already, refuse what Xero would refuse, then
+        send the delete. A refused delete is read again: deleted meanwhile (a lost answer, a
+        person in Xero) is done; otherwise the refusal names why and what to do by hand."""
+        path = f"/{items_key}/{ident}"
+        held = self._held(path, items_key, params)
+        if is_gone(held):
+            return ActionResult(remote_id=ident, response={items_key: [held]}, replayed=True)
+        check(held, action.payload)
+        try:
+            response = self.http.request(
+                "POST", path, params=params, json=body(held), idempotency_key=action.idempotency_key
+            )
+        except NotFoundError:
+            raise
+        except InvalidRequestError as exc:
+            now = self._held(path, items_key, params)
+            if is_gone(now):
+                return ActionResult(remote_id=ident, response={items_key: [now]}, replayed=True)
+            check(now, action.payload)
+            raise delete_refused(describe(items_key, ident, now), exc.message) from None
+        answer = decode_json(response, provider=self.name)
+        record = first_record(answer, items_key)
+        errors = validation_errors(record)
+        if errors or not is_gone(record):
+            raise delete_refused(
+                describe(items_key, ident, held), "; ".join(errors) or "it is not DELETED in the answer"
+            )
+        return ActionResult(remote_id=ident, response=answer, replayed=False)
+
+    def _held(self, path: str, items_key: str, params: Mapping[str, str] | None) -> dict[str, Any]:
+        response = self.http.request("GET", path, params=params)
+        return first_record(decode_json(response, provider=self.name), items_key)
 
     def close(self) -> None:
         self.http.close()

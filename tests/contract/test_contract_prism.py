@@ -140,6 +140,58 @@ def test_xero_write_actions_send_only_requests_the_document_accepts(xero_url, re
     assert recorder.problems() == []
 
 
+def outside_batches(monkeypatch) -> None:
+    """Prism answers GET /Payments/{id} with the document's example, a payment of a batch
+    payment, which Xero deletes only whole (the adapter refuses it before sending anything).
+    Between Prism and the adapter (after the recorder), drop the batch from that answer so
+    the delete is sent; nothing else changes."""
+    inner = httpx.HTTPTransport.handle_request
+
+    def handle_request(transport: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+        response = inner(transport, request)
+        if request.method != "GET" or not request.url.path.startswith("/Payments/") or response.status_code != 200:
+            return response
+        answer = json.loads(response.read())
+        for payment in answer.get("Payments") or []:
+            payment.pop("BatchPaymentID", None)
+            payment.pop("BatchPayment", None)
+        return httpx.Response(200, json=answer, request=request)
+
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", handle_request)
+
+
+def test_xero_reversals_send_only_requests_the_document_accepts(xero_url, recorder, monkeypatch):
+    outside_batches(monkeypatch)
+    provider = xero(xero_url)
+    payment_id, fee_id = str(uuid.uuid4()), str(uuid.uuid4())
+    deleted = provider.apply(
+        Action(
+            connection="ledger",
+            kind="delete_payment",
+            target=Ref(system="ledger", object_type="payment", remote_id=payment_id),
+            payload={"reverses": "act-payment"},
+        )
+    )
+    assert deleted.remote_id == payment_id and not deleted.replayed  # the example answer is DELETED
+    fee = Action(
+        connection="ledger",
+        kind="delete_fee",
+        target=Ref(system="ledger", object_type="bank_transaction", remote_id=fee_id),
+        payload={"reverses": "act-fee"},
+    )
+    try:
+        provider.apply(fee)
+    except InvalidRequestError as exc:  # the document's example answer is AUTHORISED, not DELETED
+        assert "Xero refused to delete bank transaction" in str(exc)
+    provider.close()
+    sent = [(r.method, r.url.path) for r, _ in recorder.exchanges]
+    assert ("POST", f"/Payments/{payment_id}") in sent and ("POST", f"/BankTransactions/{fee_id}") in sent
+    for request, _ in recorder.exchanges:
+        if request.method == "POST":
+            assert request.headers.get("Idempotency-Key"), f"POST {request.url.path} without Idempotency-Key"
+    assert recorder.problems() == []
+
+
 def hubspot(url: str) -> HubSpotProvider:
     # read_associations is on (the default): deals and invoices also send the v4 batch read.
     # Prism serves the CRM objects and associations documents, not the properties API.

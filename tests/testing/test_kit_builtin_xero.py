@@ -50,7 +50,43 @@ def more_credit_notes(total: int) -> None:
         notes.append(extra)
 
 
+def a_payment_to_delete() -> dict:
+    """A payment the book recorded that Xero would let us delete (the book's own are all
+    reconciled or in batch payments)."""
+    paid = next(p for p in XERO["Payments"] if p["Invoice"]["CurrencyCode"] == "USD")
+    extra = copy.deepcopy(paid)
+    extra.update(PaymentID="00000000-0000-4000-8000-00000000de1e", IsReconciled=False)
+    extra.pop("BatchPaymentID", None)
+    XERO["Payments"].append(extra)
+    return extra
+
+
+def a_fee_to_delete() -> dict:
+    """A gateway fee booked as spend money from the bank account to the fee account."""
+    bank = next(a for a in XERO["Accounts"] if a.get("Type") == "BANK")
+    expense = next(a for a in XERO["Accounts"] if a.get("Type") == "EXPENSE")
+    fee = {
+        "BankTransactionID": "00000000-0000-4000-8000-0000000fee01",
+        "Type": "SPEND",
+        "Status": "AUTHORISED",
+        "IsReconciled": False,
+        "Contact": {"Name": "Stripe"},
+        "BankAccount": {"AccountID": bank["AccountID"], "Code": bank["Code"]},
+        "Date": "/Date(1772323200000+0000)/",
+        "Reference": "ch_kit",
+        "CurrencyCode": "USD",
+        "LineAmountTypes": "NoTax",
+        "LineItems": [{"Description": "fee", "Quantity": 1, "UnitAmount": "0.59", "AccountCode": expense["Code"]}],
+        "Total": "0.59",
+        "UpdatedDateUTC": "/Date(1772323200000+0000)/",
+    }
+    XERO.setdefault("BankTransactions", []).append(fee)
+    return fee
+
+
 more_credit_notes(2 * PAGE_SIZE + 1)
+DELETABLE_PAYMENT = a_payment_to_delete()
+DELETABLE_FEE = a_fee_to_delete()
 for _key in ("Contacts", "Invoices", "CreditNotes", "Payments"):
     share_moments(XERO[_key])
 OPEN = next(i for i in XERO["Invoices"] if i["Status"] == "AUTHORISED" and i["CurrencyCode"] == "USD")
@@ -109,6 +145,16 @@ TestXeroKit = provider_test_class(
             "record_fee",
             {"object_type": "payment", "remote_id": "ch_kit"},
             {"amount": "0.59", "currency": "USD", "date": "2026-03-01", "reference": "ch_kit"},
+        ),
+        ActionCase(
+            "delete_payment",
+            {"object_type": "payment", "remote_id": DELETABLE_PAYMENT["PaymentID"]},
+            {"reverses": "kit-record-payment"},
+        ),
+        ActionCase(
+            "delete_fee",
+            {"object_type": "bank_transaction", "remote_id": DELETABLE_FEE["BankTransactionID"]},
+            {"reverses": "kit-record-fee"},
         ),
     ],
 )

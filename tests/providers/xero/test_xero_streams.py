@@ -16,7 +16,7 @@ def test_the_provider_declares_itself_as_the_registry_expects():
     assert contract_problems(XeroProvider, "xero") == []
     assert XeroProvider.kind == "ledger"
     assert XeroProvider.streams == ("contacts", "invoices", "credit_notes", "payments")
-    assert XeroProvider.actions == ("record_payment", "record_fee", "send_invoice")
+    assert XeroProvider.actions == ("record_payment", "record_fee", "send_invoice", "delete_payment", "delete_fee")
 
 
 def test_full_pull_of_invoices_pages_until_a_short_page_and_keeps_only_sales_invoices(fake_xero, make_xero):
