@@ -2,9 +2,10 @@
 
 It starts the sandbox on a free loopback port, writes a config whose connections point at it,
 and runs the product loop on the embedded SQLite default: sync (pull, map, store, link across
-systems), reconciliation, write-back (plan and apply) and the aging report, through
-`connector.pipeline` as every other run. The database stays behind for `connector invoices`,
-`connector aging` and friends.
+systems), reconciliation, write-back (plan and apply), one more sync and reconciliation that
+read back what was written (so `connector drift` has nothing in transit to report afterwards),
+and the aging report, through `connector.pipeline` as every other run. The database stays
+behind for `connector invoices`, `connector aging` and friends.
 
 The rotated OAuth tokens are sealed as in any deployment: the demo makes its own secret key,
 a file readable by its owner only beside the config (`connector.key`), and the config names it
@@ -24,7 +25,7 @@ from connector import pipeline
 from connector.config import load_config
 from connector.dunning.run import already_reminded
 from connector.errors import UsageError
-from connector.reconcile.run import ReconcileSummary, invoice_allocations
+from connector.reconcile.run import ReconcileSummary, invoice_allocations, run_reconciliation
 from connector.reports import aging_report
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import Size, generate
@@ -195,6 +196,10 @@ def run_demo(
             run = pipeline.run(config, store, then="apply", full=True)
             assert run.reconciliation is not None and run.applied is not None  # then="apply" ran them
             report, reconciliation, planned, applied = run.sync, run.reconciliation, run.planned, run.applied
+            # Read back what was written, so that the book shows every system as it now is
+            # and `connector drift` has nothing in transit to report.
+            pipeline.sync(config, store)
+            run_reconciliation(config, store)
             reminders = len(already_reminded(store))
             counts = _counts(store)
             invoices = store.list_invoices()

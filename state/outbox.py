@@ -21,7 +21,7 @@ from connector.model import Action, Ref
 from connector.state.bookkeeping import jsonable
 from connector.state.records import rowcount, utcnow
 from connector.state.tables import table
-from connector.state.upsert import insert_new, mine
+from connector.state.upsert import in_chunks, insert_new, mine
 
 
 @dataclass(frozen=True)
@@ -95,9 +95,12 @@ def entries(
     connections: Sequence[str] | None = None,
     ids: Sequence[int] | None = None,
     subject_ids: Sequence[str] | None = None,
+    kinds: Sequence[str] | None = None,
 ) -> list[OutboxEntry]:
     outbox = table("outbox_actions")
     query = sa.select(outbox).where(mine(session, outbox)).order_by(outbox.c.id)
+    if kinds is not None:
+        query = query.where(outbox.c.kind.in_(list(kinds)))
     if states is not None:
         query = query.where(outbox.c.state.in_(list(states)))
     if connections is not None:
@@ -274,3 +277,52 @@ def set_state(session: Session, action_id: int, state: str, *, from_states: Sequ
         )
     )
     return rowcount(changed) == 1
+
+
+# Settlement: writes a decision no longer stands behind -------------------------------------
+
+# The note a write cancelled by a settlement keeps (in `last_error`, shown by `actions list
+# --all`): such a write is planned again when a later decision makes it follow again; one a
+# person cancelled is not.
+SETTLED_NOTE = "no longer follows from "
+
+
+def cancel_unsent(session: Session, action_id: int, cause: str) -> bool:
+    """Cancel a planned or parked write because `cause` no longer stands behind it; False when
+    it was claimed (or finished) meanwhile."""
+    outbox = table("outbox_actions")
+    changed = session.execute(
+        sa.update(outbox)
+        .where(mine(session, outbox), outbox.c.id == action_id, outbox.c.state.in_(["planned", "failed"]))
+        .values(
+            state="cancelled",
+            last_error=(SETTLED_NOTE + cause)[:2000],
+            next_attempt_at=None,
+            claimed_by=None,
+            claimed_at=None,
+            updated_at=utcnow(),
+        )
+    )
+    return rowcount(changed) == 1
+
+
+def replan_settled(session: Session, keys: Sequence[str]) -> list[int]:
+    """Plan again the writes of `keys` that a settlement cancelled (a later decision made them
+    follow again); their attempts start from zero. Returns their ids."""
+    outbox = table("outbox_actions")
+    settled = sa.and_(
+        mine(session, outbox), outbox.c.state == "cancelled", outbox.c.last_error.like(SETTLED_NOTE + "%")
+    )
+    ids: list[int] = []
+    for chunk in in_chunks(session, list(keys)):
+        ids += [
+            row[0]
+            for row in session.execute(sa.select(outbox.c.id).where(settled, outbox.c.idempotency_key.in_(chunk)))
+        ]
+    for chunk in in_chunks(session, ids):
+        session.execute(
+            sa.update(outbox)
+            .where(settled, outbox.c.id.in_(chunk))
+            .values(state="planned", attempts=0, last_error=None, next_attempt_at=None, updated_at=utcnow())
+        )
+    return ids

@@ -8,6 +8,7 @@ payment does not pay this invoice: never proposed again). Proposal statuses: `op
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -147,3 +148,24 @@ def decide_proposal(session: Session, proposal: str, status: str, user: str) -> 
         .where(mine(session, table_), table_.c.id == proposal)
         .values(status=status, decided_by=user, decided_at=utcnow())
     )
+
+
+# Ledger payments being reversed ---------------------------------------------------------
+
+REVERSING_STATES = ("planned", "in_flight", "done")
+
+
+def reversed_ledger_payments(session: Session) -> set[tuple[str, str]]:
+    """(system, remote id) of every ledger payment a `delete_payment` action targets that is
+    planned, in flight or done: finance undid the decision behind it, so it is no longer money
+    on its invoice, whatever the last sync read of it."""
+    outbox = table("outbox_actions")
+    query = sa.select(outbox.c.target).where(
+        mine(session, outbox), outbox.c.kind == "delete_payment", outbox.c.state.in_(REVERSING_STATES)
+    )
+    found: set[tuple[str, str]] = set()
+    for (target,) in session.execute(query):
+        data = json.loads(target) if isinstance(target, str) else target
+        if isinstance(data, dict) and data.get("system") and data.get("remote_id"):
+            found.add((str(data["system"]), str(data["remote_id"])))
+    return found

@@ -295,9 +295,34 @@ def upsert_customers(
 def upsert_payments(
     session: Session, payments: Sequence[Payment], source: str | None = None, rank: int = 0
 ) -> list[Payment]:
+    """Upsert payments, except those `source` knows by a ref the linker merged into another
+    payment: a ledger payment recording (a part of) a gateway charge keeps its view in its ref,
+    and the charge's row stays the charge's (what was collected, whatever the parts)."""
     payments = _ensure_ids(payments)
-    _upsert_canonical(session, "payments", payments, convert.payment_row, source, rank)
+    merged = _merged_in(session, source, payments)
+    _upsert_canonical(
+        session, "payments", [p for p in payments if p.id not in merged], convert.payment_row, source, rank
+    )
     return payments
+
+
+def _merged_in(session: Session, source: str | None, records: Sequence[Stored]) -> set[str]:
+    """The ids of `records` whose `source` ref was merged into another record by the linker."""
+    if source is None:
+        return set()
+    remote = {own_ref(r, source).remote_id: r.id for r in records if any(ref.system == source for ref in r.refs)}
+    refs = table("refs")
+    merged: set[str] = set()
+    for chunk in in_chunks(session, list(remote)):
+        query = sa.select(refs.c.remote_id).where(
+            mine(session, refs),
+            refs.c.system == source,
+            refs.c.entity_kind == "payment",
+            refs.c.remote_id.in_(chunk),
+            refs.c.link_rule.is_not(None),
+        )
+        merged.update(str(remote[row[0]]) for row in session.execute(query))
+    return merged
 
 
 def upsert_invoices(

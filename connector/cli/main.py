@@ -11,6 +11,7 @@ import click
 from connector import __version__
 from connector.cli import (
     admin,
+    audit_commands,
     collections_commands,
     company_commands,
     demo_commands,
@@ -20,7 +21,9 @@ from connector.cli import (
     report_commands,
     secret_commands,
     serve_commands,
+    statement_commands,
     sync_commands,
+    ui_commands,
     writeback_commands,
 )
 from connector.cli.context import ENV_COMPANY, AppContext, company_option
@@ -89,6 +92,10 @@ BOOK_COMMANDS = frozenset(
         "pause",
         "reminders",
         "reminders plan",
+        "ui",
+        "statement",
+        "audit",
+        "audit list",
     }
 )
 
@@ -110,12 +117,15 @@ def _register_commands() -> None:
         sync_commands,
         reconcile_commands,
         report_commands,
+        statement_commands,
+        audit_commands,
         writeback_commands,
         collections_commands,
         serve_commands,
         demo_commands,
         plugin_commands,
         secret_commands,
+        ui_commands,
     )
     for module in modules:
         for command in module.COMMANDS:

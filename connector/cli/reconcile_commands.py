@@ -23,6 +23,7 @@ from connector.reconcile.run import run_reconciliation
 from connector.reconcile.types import LEDGER_RULE
 from connector.state import reconciliation as decisions
 from connector.state.store import Store
+from connector.writeback.settle import Settlement, Settler
 
 
 class _Describe:
@@ -189,6 +190,30 @@ def reconcile_group(ctx: click.Context, app: AppContext, as_json: bool, show_all
 
 _user = click.option("--user", help="Who decides (default: the OS user); kept in the audit log.")
 _reason = click.option("--reason", default="", help="Why; kept in the audit log.")
+_force = click.option(
+    "--force",
+    is_flag=True,
+    help="Keep the decision even where a write already sent cannot be taken back "
+    "(a task is filed for a person and `drift` reports the difference).",
+)
+
+
+def print_settlement(settler: Settler) -> None:
+    """What the decision did to the outbox: writes cancelled, reversals planned, gaps recorded."""
+    for settlement in settler.settlements:
+        for line in settlement_lines(settlement):
+            click.echo(line)
+
+
+def settlement_lines(settlement: Settlement) -> list[str]:
+    lines = [f"cancelled #{e.id} {e.action.kind} (not sent): {e.summary or ''}" for e in settlement.cancelled]
+    lines += [f"planned {p.summary}" for p in settlement.reversals]
+    for gap in settlement.gaps:
+        task = f"; {gap.task}" if gap.task else "; no CRM company to file a task on"
+        lines.append(f"gap recorded ({gap.kind}): {gap.reason}{task}; `connector drift` lists it")
+    if settlement.reversals:
+        lines.append("`connector plan` shows the reversals, `connector apply` sends them")
+    return lines
 
 
 @reconcile_group.command("accept")
@@ -199,19 +224,25 @@ _reason = click.option("--reason", default="", help="Why; kept in the audit log.
 @pass_app
 def accept_command(app: AppContext, proposal_id: str, candidate: int, user: str | None, reason: str) -> None:
     """Accept a proposal (its first candidate unless --candidate N)."""
-    for allocation in accept_proposal(app.store(), proposal_id, candidate=candidate, user=user, reason=reason):
+    settler = Settler(app.config(), app.store())
+    made = accept_proposal(app.store(), proposal_id, settle=settler, candidate=candidate, user=user, reason=reason)
+    for allocation in made:
         click.echo(f"applied {allocation.id}: {allocation.amount} to invoice {allocation.invoice_id}")
+    print_settlement(settler)
 
 
 @reconcile_group.command("reject")
 @click.argument("proposal_id")
 @_user
 @_reason
+@_force
 @pass_app
-def reject_command(app: AppContext, proposal_id: str, user: str | None, reason: str) -> None:
+def reject_command(app: AppContext, proposal_id: str, user: str | None, reason: str, force: bool) -> None:
     """Reject a proposal: none of its candidates is proposed again for that payment."""
-    reject_proposal(app.store(), proposal_id, user=user, reason=reason)
+    settler = Settler(app.config(), app.store(), force=force)
+    reject_proposal(app.store(), proposal_id, settle=settler, user=user, reason=reason)
     click.echo(f"rejected {proposal_id}")
+    print_settlement(settler)
 
 
 @reconcile_group.command("match")
@@ -225,19 +256,25 @@ def match_command(
     app: AppContext, payment: str, invoice: str, amount: str | None, user: str | None, reason: str
 ) -> None:
     """Match PAYMENT to INVOICE by hand (ids of any system, or the invoice number)."""
-    allocation = match(app.store(), payment, invoice, amount=amount, user=user, reason=reason)
+    settler = Settler(app.config(), app.store())
+    allocation = match(app.store(), payment, invoice, settle=settler, amount=amount, user=user, reason=reason)
     click.echo(f"applied {allocation.id}: {allocation.amount} by hand")
+    print_settlement(settler)
 
 
 @reconcile_group.command("unmatch")
 @click.argument("allocation_id")
 @_user
 @_reason
+@_force
 @pass_app
-def unmatch_command(app: AppContext, allocation_id: str, user: str | None, reason: str) -> None:
-    """Remove an allocation; its rule will not make it again."""
-    allocation = unmatch(app.store(), allocation_id, user=user, reason=reason)
+def unmatch_command(app: AppContext, allocation_id: str, user: str | None, reason: str, force: bool) -> None:
+    """Remove an allocation; its rule will not make it again. Writes it caused that were not
+    sent are cancelled; a payment and fee already in the ledger get `reverse:` deletions."""
+    settler = Settler(app.config(), app.store(), force=force)
+    allocation = unmatch(app.store(), allocation_id, settle=settler, user=user, reason=reason)
     click.echo(f"removed {allocation_id} ({allocation.amount}); the pair will not be matched again by a rule")
+    print_settlement(settler)
 
 
 COMMANDS = [reconcile_group]

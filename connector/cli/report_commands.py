@@ -14,7 +14,7 @@ import json
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import click
@@ -22,14 +22,14 @@ import click
 from connector import reports
 from connector.cli.company_commands import print_company_heading
 from connector.cli.context import ALL_COMPANIES, AppContext, pass_app
-from connector.config import Config
-from connector.connections import mapper_for
+from connector.connections import system_ranks
 from connector.errors import EXIT_PROBLEMS, UsageError
 from connector.lookup import find_invoice, find_payment
-from connector.model import Allocation, Customer, Invoice, ObjectType
-from connector.reconcile.run import invoice_allocations
+from connector.model import Allocation, Customer, Invoice
+from connector.reconcile.run import LEDGER_RULE, invoice_allocations
+from connector.state import outbox
 from connector.state import reconciliation as decisions
-from connector.state.bookkeeping import audit_entries_about
+from connector.state.bookkeeping import audit_entries, audit_entries_about
 from connector.state.linking import ref_views
 from connector.state.records import dangling_refs, ref_details
 from connector.state.store import Store
@@ -434,17 +434,6 @@ def _print_aging(report: Row) -> None:
 # drift ----------------------------------------------------------------------------------
 
 
-def _without_payments(config: Config) -> set[tuple[str, ObjectType]]:
-    """(connection, object type) of the invoice streams whose mapping carries no amount paid."""
-
-    out: set[tuple[str, ObjectType]] = set()
-    for name, connection in config.connections.items():
-        for stream in mapper_for(connection).spec.streams.values():
-            if stream.record == "invoice" and "amount_paid" not in stream.fields:
-                out.add((name, stream.object_type))
-    return out
-
-
 def _dangling_refs(session: Any) -> list[Row]:
     out = []
     for ref in dangling_refs(session):
@@ -466,8 +455,9 @@ def _dangling_refs(session: Any) -> list[Row]:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/finance.md).")
 @pass_app
 def drift_command(app: AppContext, as_json: bool) -> int:
-    """Records whose systems disagree on status or amounts, and refs that point at nothing.
-    Exits 1 when there is drift (in any company, with `--company all`)."""
+    """What each system holds against what it should hold after the writes that are done, the
+    open gaps, and refs that point at nothing. Exits 1 when there is drift (in any company,
+    with `--company all`), 0 when none."""
     side_by_side = _side_by_side(app)
     reports_by_company = {company: _drift_report(app, company) for company in app.companies()}
     drift = any(report["drift"] for report in reports_by_company.values())
@@ -487,12 +477,102 @@ def drift_command(app: AppContext, as_json: bool) -> int:
 
 
 def _drift_report(app: AppContext, company: str) -> Row:
-    without_payments = _without_payments(app.config(company))
-    with app.store(company).session() as session:
-        records = reports.invoice_drift(ref_views(session, "invoice"), without_payments)
-        records += reports.payment_drift(ref_views(session, "payment"))
+    store = app.store(company)
+    kinds = {name: kind for name, (kind, _) in system_ranks(app.config(company)).items()}
+    with store.session() as session:
+        invoices = {i.id: i for i in store.list_invoices(session=session) if i.id}
+        payments = {p.id: p for p in store.list_payments(session=session) if p.id}
+        applied = decisions.load_allocations(session, status="applied")
+        invoice_rows, payment_rows = ref_views(session, "invoice"), ref_views(session, "payment")
+        writes = [_write(e) for e in outbox.entries(session)]
+        gaps = [
+            reports.Gap(e.at, e.subject_type, e.subject_id, e.inputs or {}, e.decision or "")
+            for e in audit_entries(session, actions={"gap"})
+        ]
+        written = {w.target for w in writes if w.target is not None and w.state == "done"}
+        seen = _seen_at(session, [*invoice_rows, *payment_rows], written)
+        invoice_views = [_view(row, kinds, seen) for row in invoice_rows]
+        payment_views = [_view(row, kinds, seen) for row in payment_rows]
+        book = reports.DriftBook(
+            invoices=invoices,
+            payments=payments,
+            pending=[s.allocation for s in applied if s.allocation.rule != LEDGER_RULE],
+            invoice_views=invoice_views,
+            payment_views=payment_views,
+            writes=writes,
+            gaps=gaps,
+            as_of=date.today(),
+        )
+        lines = reports.drift_lines(book)
+        _fill_since(session, lines)
         dangling = _dangling_refs(session)
-    return reports.drift_report(records, dangling)
+    return reports.drift_report(lines, dangling)
+
+
+def _write(entry: outbox.OutboxEntry) -> reports.Write:
+    target = entry.action.target
+    return reports.Write(
+        id=entry.id,
+        connection=entry.action.connection,
+        kind=entry.action.kind,
+        target=None if target is None else (target.system, target.object_type, target.remote_id),
+        payload=entry.action.payload,
+        state=entry.action.state,
+        at=entry.updated_at,
+        summary=entry.summary,
+        subject_type=entry.subject_type,
+        subject_id=entry.subject_id,
+    )
+
+
+def _view(row: Row, kinds: dict[str, str], seen: dict[tuple[str, str, str], datetime]) -> reports.View:
+    target = (row["system"], row["object_type"], row["remote_id"])
+    return reports.View(
+        system=row["system"],
+        kind=kinds.get(row["system"], ""),
+        object_type=row["object_type"],
+        remote_id=row["remote_id"],
+        entity_id=row["entity_id"],
+        data=row["data"],
+        seen_at=seen.get(target),
+    )
+
+
+def _seen_at(
+    session: Any, rows: Sequence[Row], targets: set[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], datetime]:
+    """When a sync last read each record some done write went to (whether it has read the
+    write back yet)."""
+    entities = sorted(
+        {
+            (kind, row["entity_id"])
+            for row in rows
+            for kind in (_entity_kind(row),)
+            if (row["system"], row["object_type"], row["remote_id"]) in targets
+        }
+    )
+    out = {}
+    for kind, entity_id in entities:
+        for ref in ref_details(session, kind, entity_id):
+            out[(ref["system"], ref["object_type"], ref["remote_id"])] = ref["seen_at"]
+    return out
+
+
+def _entity_kind(row: Row) -> str:
+    return "payment" if row["object_type"] in ("payment", "payment_intent") else "invoice"
+
+
+def _fill_since(session: Any, lines: list[Row]) -> None:
+    """A record's line without a moment gets the record's last sync."""
+    for line in lines:
+        if line["since"] is not None or line["kind"] not in ("invoice", "payment") or not line["id"]:
+            continue
+        moments = [
+            r["seen_at"]
+            for r in ref_details(session, line["kind"], line["id"])
+            if line["system"] is None or r["system"] == line["system"]
+        ]
+        line["since"] = reports.iso(max(moments)) if moments else None
 
 
 def _side_by_side(app: AppContext) -> bool:
@@ -502,18 +582,28 @@ def _side_by_side(app: AppContext) -> bool:
 
 def _print_drift(report: Row) -> None:
     if not report["drift"]:
-        click.echo("no drift: every system agrees on status and amounts")
+        click.echo("no drift: every system holds what it should after the writes done, and no gap is open")
         return
-    for record in report["records"]:
-        label = record["number"] or record["id"]
-        click.echo(f"{record['kind']} {label} ({record['id']}):")
-        for difference in record["differences"]:
-            values = "; ".join(f"{v['system']} {v['type']} {v['id']}: {v['value']}" for v in difference["values"])
-            click.echo(f"    {difference['field']}: {values}")
+    for line in report["records"]:
+        click.echo(drift_text(line))
     for ref in report["dangling_refs"]:
         click.echo(f"dangling ref: {ref['system']} {ref['type']} {ref['id']}: {ref['problem']}")
     counts = report["counts"]
-    click.echo(f"{counts['records']} record(s) with drift, {counts['dangling_refs']} dangling ref(s)")
+    click.echo(
+        f"{counts['records']} difference(s), {counts['gaps']} open gap(s), {counts['dangling_refs']} dangling ref(s)"
+    )
+
+
+def drift_text(line: Row) -> str:
+    """One drift line as printed: what, where, by how much, since when, and what resolves it."""
+    what = f"{line['kind']} {line['number'] or line['id'] or '-'}"
+    where = " ".join(str(p) for p in (line["system"], line["type"], line["remote_id"]) if p)
+    by = f" by {line['amount']} {line['currency']}" if line["amount"] is not None else ""
+    since = f" since {line['since']}" if line["since"] else ""
+    return (
+        f"{what}: {where} {line['field']}: holds {line['holds']}, should hold {line['should_hold']}{by}{since}"
+        f" ({line['reason']}); resolve: {line['resolve']}"
+    )
 
 
 # explain --------------------------------------------------------------------------------

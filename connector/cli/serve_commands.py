@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 
 import click
+from starlette.types import ASGIApp
 
+from connector.actors import current_user
 from connector.cli.context import AppContext, pass_app
 from connector.errors import UsageError
 from connector.service.listener import Limits, Listener
 from connector.service.loop import Service, parse_every
+from connector.workbench import MIN_TOKEN, Access, Book, workbench
 
 logger = logging.getLogger("connector.service")
 
 
-def _listen(value: str) -> tuple[str, int]:
+def listen_address(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise UsageError(f"--listen: {value!r} is not HOST:PORT with a port from 0 to 65535 (e.g. 127.0.0.1:8780)")
@@ -52,6 +56,12 @@ def _listen(value: str) -> tuple[str, int]:
     show_default=True,
     help="Largest webhook body taken; a larger one is answered 413 without being read.",
 )
+@click.option(
+    "--ui",
+    "with_ui",
+    is_flag=True,
+    help="Also serve the finance workbench at /ui/, behind the token in $CONNECTOR_UI_TOKEN.",
+)
 @click.option("--max-ticks", type=int, help="Stop after this many ticks (for tests and one-off runs).")
 @pass_app
 def serve_command(
@@ -61,18 +71,23 @@ def serve_command(
     public_url: str | None,
     lease: str,
     webhook_max_bytes: int,
+    with_ui: bool,
     max_ticks: int | None,
 ) -> None:
     """Run sync, reconcile, plan, apply and reminders on a schedule until SIGTERM/SIGINT.
 
     Every company of the config is served, each company's work apart from the others'."""
 
-    host, port = _listen(listen)
+    host, port = listen_address(listen)
+    ui_token = _ui_token() if with_ui else None
     interval, lease_time = parse_every(every, "--every"), parse_every(lease, "--lease")
     service = Service(app.root_config(), app.root_store(), interval, lease=lease_time)
     service.take_sqlite_lock()  # a refused second worker on SQLite says so before anything else
     try:
-        listener = Listener(service, host, port, public_url=public_url, limits=Limits(webhook_body=webhook_max_bytes))
+        ui = None if ui_token is None else _workbench(app, service, ui_token)
+        listener = Listener(
+            service, host, port, public_url=public_url, limits=Limits(webhook_body=webhook_max_bytes), ui=ui
+        )
     except OSError as exc:
         service.release_sqlite_lock()
         raise UsageError(f"--listen {listen}: {exc.strerror or exc}") from None
@@ -91,6 +106,8 @@ def serve_command(
     listener.start()
     companies = f"; companies {', '.join(service.companies)}" if len(service.companies) > 1 else ""
     click.echo(f"serving every {every}; listener on {listener.address} (worker {service.worker}){companies}", err=True)
+    if ui_token is not None:
+        click.echo(f"workbench on {listener.address}/ui/ (token from $CONNECTOR_UI_TOKEN)", err=True)
     try:
         service.run(max_ticks=max_ticks)
     finally:
@@ -98,6 +115,28 @@ def serve_command(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     click.echo("stopped", err=True)
+
+
+def _ui_token() -> str:
+    """`--ui` needs a token from the environment: the service prints none."""
+    token = os.environ.get("CONNECTOR_UI_TOKEN", "")
+    if not token:
+        raise UsageError(
+            "--ui needs a token in $CONNECTOR_UI_TOKEN "
+            '(e.g. python3 -c "import secrets; print(secrets.token_urlsafe(32))")'
+        )
+    if len(token) < MIN_TOKEN or not token.isascii() or not token.isprintable() or " " in token:
+        raise UsageError(f"$CONNECTOR_UI_TOKEN must be at least {MIN_TOKEN} printable ASCII characters without spaces")
+    return token
+
+
+def _workbench(app: AppContext, service: Service, token: str) -> ASGIApp:
+    """Each company's workbench under /ui/ (at /ui/COMPANY/ when there are several)."""
+    books = {
+        company: Book(company, app.config(company), app.store(company), current_user(None))
+        for company in service.companies
+    }
+    return workbench(books, Access(token))
 
 
 COMMANDS = [serve_command]

@@ -12,10 +12,12 @@ import click
 
 from connector.actors import current_user
 from connector.cli.context import AppContext, pass_app
+from connector.cli.reconcile_commands import settlement_lines
 from connector.errors import EXIT_PROBLEMS, UsageError
 from connector.pipeline import plan
 from connector.state import outbox
 from connector.writeback.apply import ApplyReport, Deferral, apply, cancel, pending, retry, state_of
+from connector.writeback.settle import is_reversal
 
 
 def _entry_json(entry: outbox.OutboxEntry) -> dict[str, Any]:
@@ -36,6 +38,8 @@ def _entry_json(entry: outbox.OutboxEntry) -> dict[str, Any]:
         "last_error": entry.last_error,
         "next_attempt_at": entry.next_attempt_at.isoformat() if entry.next_attempt_at else None,
         "result": entry.result,
+        "reverse": is_reversal(entry),
+        "reverses": entry.action.payload.get("reverses") if is_reversal(entry) else None,
     }
 
 
@@ -213,15 +217,33 @@ def actions_retry(app: AppContext, action_id: int) -> None:
 @actions_group.command("cancel")
 @click.argument("action_id", type=int)
 @click.option("--user", help="Who cancels (default: the OS user).")
+@click.option(
+    "--keep-decision",
+    is_flag=True,
+    help="For a payment, fee or mark-paid: keep the allocation behind it; `drift` lists the difference.",
+)
 @pass_app
-def actions_cancel(app: AppContext, action_id: int, user: str | None) -> None:
-    """Cancel a planned or failed action: it is never sent."""
-    if not cancel(app.store(), action_id, current_user(user)):
+def actions_cancel(app: AppContext, action_id: int, user: str | None, keep_decision: bool) -> None:
+    """Cancel a planned or failed action: it is never sent. Cancelling a ledger payment or fee
+    also takes back the match behind it (the payment returns as a proposal), unless
+    --keep-decision."""
+    done = cancel(app.config(), app.store(), action_id, current_user(user), keep_decision=keep_decision)
+    if not done.cancelled:
         state = state_of(app.store(), action_id)
         raise UsageError(
             f"action #{action_id} is {state.replace('_', ' ')}: only a planned or failed action can be cancelled"
         )
     click.echo(f"#{action_id} cancelled")
+    for allocation in done.withdrawn:
+        click.echo(
+            f"took back {allocation.id} ({allocation.amount} of payment {allocation.payment_id} to invoice "
+            f"{allocation.invoice_id}); the payment returns as a proposal (`connector reconcile`)"
+        )
+    if done.settlement is not None:
+        for line in settlement_lines(done.settlement):
+            click.echo(line)
+    if done.gap is not None:
+        click.echo(f"gap recorded ({done.gap.kind}): {done.gap.reason}; `connector drift` lists it")
 
 
 COMMANDS = [plan_command, apply_command, actions_group]

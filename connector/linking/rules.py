@@ -13,11 +13,14 @@ Invoices
     customer_amount_date  same customer, currency and total, issued within a few days, and
                     no other candidate on either side
 Payments
-    explicit_id     the ledger's payment names the gateway's charge (Xero `Reference` = `ch_...`)
+    explicit_id     the ledger's payment names the gateway's charge (Xero `Reference` = `ch_...`);
+                    every ledger payment naming one charge joins it (a split write-back)
 
-A link never joins two records of the same system and object type, and a rule that finds
+A link never joins two records of the same system and object type (save the ledger payments
+that each record a part of one charge), and a rule that finds
 several candidates links none of them (ambiguity is left visible, never guessed). The
-surviving canonical record is the one of the most trusted system (the ledger by default).
+surviving canonical record is the one of the most trusted system (the ledger by default),
+except for payments: there the gateway's charge survives (see `link_payments`).
 """
 
 from __future__ import annotations
@@ -261,20 +264,33 @@ def _issue_date(view: View) -> date | None:
 
 def link_payments(views: Sequence[View]) -> list[Link]:
     """A ledger payment that names the gateway's charge (or payment intent) in its reference is
-    the same money: one canonical payment, so it is never counted twice."""
-    groups = _Groups(views)
-    by_remote = {v.remote_id: v for v in views if v.kind == "gateway"}
+    the same money: one canonical payment, so it is never counted twice. The charge may have
+    become several ledger payments (one per invoice it paid, written back or entered by hand):
+    all of them join it. The charge's record survives, whatever the ranks: it is the money (what
+    was collected, its fee, its refunds); each ledger payment records a part of it against one
+    invoice. A ledger payment naming two charges is ambiguous and links to neither."""
+    charges = {v.remote_id: v for v in views if v.kind == "gateway"}
+    charge_of_entity: dict[str, set[str]] = defaultdict(set)  # entity -> the charges already in it
+    for charge in charges.values():
+        charge_of_entity[charge.entity_id].add(charge.remote_id)
+    links: dict[str, Link] = {}
     for view in views:
         if view.kind != "ledger":
             continue
         reference = str(view.hints.get("reference") or view.data.get("remittance") or "")
-        for token in re.findall(r"\b(?:ch|py|pi)_[A-Za-z0-9]+", reference):
-            other = by_remote.get(token)
-            if other is not None:
-                groups.union(
-                    view.entity_id,
-                    other.entity_id,
-                    "explicit_id",
-                    f"{view.system} payment {view.remote_id} names {other.system} {token} in its reference",
-                )
-    return groups.links()
+        named = {charges[t] for t in re.findall(r"\b(?:ch|py|pi)_[A-Za-z0-9]+", reference) if t in charges}
+        if len(named) != 1:
+            continue
+        charge = named.pop()
+        member = view.entity_id
+        if member == charge.entity_id or member in links:
+            continue
+        if charge_of_entity.get(member, set()) - {charge.remote_id}:
+            continue  # the ledger payment is another charge's already
+        links[member] = Link(
+            survivor=charge.entity_id,
+            member=member,
+            rule="explicit_id",
+            reason=f"{view.system} payment {view.remote_id} names {charge.system} {charge.remote_id} in its reference",
+        )
+    return [links[member] for member in sorted(links)]

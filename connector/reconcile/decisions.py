@@ -4,14 +4,18 @@ Every decision is checked against the invariants (never more than the payment ha
 more than the invoice owes, never across currencies), written in one transaction with its audit
 entry (who, when, why), and respected by later runs: a manual or accepted allocation is never
 overwritten by a rule, and a rejected or unmatched pair is never proposed again.
+
+Each decision is settled in its own transaction before it commits (`settle`, given by the
+caller: `connector.writeback.settle.Settler`, a stage above this one): the writes it no longer
+stands behind are cancelled or taken back, or the decision is refused, all or nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date
 from decimal import Decimal, getcontext
-from typing import Any
+from typing import Any, Protocol
 
 from connector.actors import current_user
 from connector.errors import UsageError
@@ -21,9 +25,20 @@ from connector.money import Money, currency_exponent, to_decimal
 from connector.reconcile import MANUAL_RULE
 from connector.reconcile.types import LEDGER_RULE
 from connector.reports import payment_application
+from connector.state import linking as state_linking
+from connector.state import outbox
 from connector.state import reconciliation as decisions
 from connector.state.bookkeeping import audit
 from connector.state.store import Store
+
+
+class Settle(Protocol):
+    """Brings the outbox in line with the allocations the decision's transaction holds, or
+    refuses the decision (UsageError); `payments` and `invoices` are what it touched."""
+
+    def __call__(
+        self, session: Any, *, actor: str, cause: str, payments: Collection[str], invoices: Collection[str]
+    ) -> object: ...
 
 
 def _applied(
@@ -94,7 +109,13 @@ def _open_proposal(session: Any, proposal_id: str) -> dict[str, Any]:
 
 
 def accept_proposal(
-    store: Store, proposal_id: str, *, candidate: int = 1, user: str | None = None, reason: str = ""
+    store: Store,
+    proposal_id: str,
+    *,
+    settle: Settle,
+    candidate: int = 1,
+    user: str | None = None,
+    reason: str = "",
 ) -> list[Allocation]:
     user = current_user(user)
     with store.session() as session:
@@ -120,10 +141,19 @@ def accept_proposal(
             store, session, new, user, "accept", reason or f"accepted candidate {candidate} of {proposal_id}"
         )
         decisions.decide_proposal(session, proposal_id, "accepted", user)
+        settle(
+            session,
+            actor=user,
+            cause=f"accept of {proposal_id}",
+            payments=[proposal["payment_id"]],
+            invoices=[a.invoice_id for a in new],
+        )
     return new
 
 
-def reject_proposal(store: Store, proposal_id: str, *, user: str | None = None, reason: str = "") -> None:
+def reject_proposal(
+    store: Store, proposal_id: str, *, settle: Settle, user: str | None = None, reason: str = ""
+) -> None:
     user = current_user(user)
     with store.session() as session:
         proposal = _open_proposal(session, proposal_id)
@@ -140,6 +170,13 @@ def reject_proposal(store: Store, proposal_id: str, *, user: str | None = None, 
         )
         decisions.decide_proposal(session, proposal_id, "rejected", user)
         audit(session, user, "reject", "payment", proposal["payment_id"], {"proposal": proposal_id}, reason or None)
+        settle(
+            session,
+            actor=user,
+            cause=f"reject of {proposal_id}",
+            payments=[proposal["payment_id"]],
+            invoices=sorted({i for c in proposal["candidates"] for i in c["invoice_ids"]}),
+        )
 
 
 def _remember_rejections(session: Any, payment_id: str, pairs: list[tuple[str, Money]], user: str, reason: str) -> None:
@@ -166,6 +203,7 @@ def match(
     payment_token: str,
     invoice_token: str,
     *,
+    settle: Settle,
     amount: str | None = None,
     user: str | None = None,
     reason: str = "",
@@ -196,6 +234,13 @@ def match(
         if any(a.id == allocation.id for a in _applied(session, payment_ids=[payment.id or ""])):
             raise UsageError(f"{payment_token} is already matched by hand to {invoice_token}; unmatch it first")
         _check_and_save(store, session, [allocation], user, "match", reason or "manual match")
+        settle(
+            session,
+            actor=user,
+            cause=f"match of {payment_token} to {invoice_token}",
+            payments=[allocation.payment_id],
+            invoices=[allocation.invoice_id],
+        )
     return allocation
 
 
@@ -235,7 +280,12 @@ def _shown(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
-def unmatch(store: Store, allocation_id: str, *, user: str | None = None, reason: str = "") -> Allocation:
+def unmatch(
+    store: Store, allocation_id: str, *, settle: Settle, user: str | None = None, reason: str = ""
+) -> Allocation:
+    """Remove an applied allocation (remembered as rejected: no rule makes it again). The
+    ledger's own record of a payment is refused, unless the payment is one we wrote there:
+    then the settlement plans its deletion."""
     user = current_user(user)
     with store.session() as session:
         found = [
@@ -246,26 +296,55 @@ def unmatch(store: Store, allocation_id: str, *, user: str | None = None, reason
         if not found:
             raise UsageError(f"no applied allocation {allocation_id!r} (see `connector reconcile --json`)")
         allocation = found[0]
-        if allocation.rule == LEDGER_RULE:
+        if allocation.rule == LEDGER_RULE and not written_by_us(store, session, allocation):
             raise UsageError("this allocation is the ledger's own record; change the payment in the ledger")
-        decisions.delete_allocations(session, [allocation_id])
-        _remember_rejections(
+        withdraw(session, [allocation], user, "unmatch", reason or f"unmatched {allocation_id}", audited=reason or None)
+        settle(
             session,
-            allocation.payment_id,
-            [(allocation.invoice_id, allocation.amount)],
-            user,
-            reason or f"unmatched {allocation_id}",
+            actor=user,
+            cause=f"unmatch of {allocation_id}",
+            payments=[allocation.payment_id],
+            invoices=[allocation.invoice_id],
         )
+    return allocation
+
+
+def withdraw(
+    session: Any, allocations: Sequence[Allocation], user: str, action: str, reason: str, *, audited: str | None
+) -> None:
+    """Take allocations back: removed, each pair remembered as rejected (the payment returns as
+    a proposal without it), each audit-logged as `action` with `audited` as the decision."""
+    decisions.delete_allocations(session, [a.id or "" for a in allocations])
+    for allocation in allocations:
+        _remember_rejections(session, allocation.payment_id, [(allocation.invoice_id, allocation.amount)], user, reason)
         audit(
             session,
             user,
-            "unmatch",
+            action,
             "payment",
             allocation.payment_id,
-            {"invoice": allocation.invoice_id, "amount": str(allocation.amount), "allocation": allocation_id},
-            reason or None,
+            {"invoice": allocation.invoice_id, "amount": str(allocation.amount), "allocation": allocation.id},
+            audited,
         )
-    return allocation
+
+
+def written_by_us(store: Store, session: Any, allocation: Allocation) -> bool:
+    """Whether the ledger payment behind a `ledger_record` allocation is one our write-back
+    recorded (a sent record_payment got its id back from the ledger)."""
+    invoice = store.get_invoice(allocation.invoice_id, session=session)
+    ledger_invoices = {(r.system, r.remote_id) for r in (invoice.refs if invoice else [])}
+    remote_ids = set()
+    for view in state_linking.ref_views(session, "payment"):
+        if view["entity_id"] != allocation.payment_id:
+            continue
+        data = view["data"] if isinstance(view["data"], dict) else {}
+        link = ((data.get("_sync") or {}).get("links") or {}).get("invoice")
+        if link and (view["system"], str(link)) in ledger_invoices:
+            remote_ids.add(str(view["remote_id"]))
+    if not remote_ids:
+        return False
+    sent = outbox.entries(session, states=("done",), kinds=("record_payment",), subject_ids=[allocation.invoice_id])
+    return any(str((e.result or {}).get("remote_id")) in remote_ids for e in sent)
 
 
 # Collections states: dispute, promise to pay, pause -----------------------------------------

@@ -9,7 +9,9 @@ The run, in order:
    nothing else fits, the payer's oldest open invoices (a partial or over payment). A strong
    rule is applied to every payment before a weaker rule may take an invoice;
 4. a payment's best option is applied when its confidence reaches `auto_threshold` and no
-   other option is as good; otherwise its ranked options become a proposal.
+   other option is as good; otherwise its ranked options become a proposal. A held payment
+   (finance unmatched or rejected one of its matches) is never applied by a rule: its options,
+   rejected pairs left out, always wait for finance as a proposal.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def reconcile(
     links: Mapping[str, Sequence[str]] | None = None,
     allocations: Iterable[Allocation] = (),
     rejected: Iterable[tuple[str, str]] = (),
+    held: Iterable[str] = (),
     references: Mapping[str, Sequence[str]] | None = None,
     config: ReconcileConfig | None = None,
 ) -> ReconcileResult:
@@ -67,10 +70,11 @@ def reconcile(
     allocations: already applied and not yet in the invoices' `amount_paid` (the contract of
         `invoice_position`); manual ones are kept as they are.
     rejected: (payment id, invoice id) pairs finance refused; never proposed again.
+    held: payment ids no rule may apply: finance undid a match of theirs, so they are proposed.
     references: invoice id -> extra searchable references (purchase orders, customer refs).
     """
     with _collector_paused():
-        return _reconcile(invoices, payments, links, allocations, rejected, references, config)
+        return _reconcile(invoices, payments, links, allocations, rejected, frozenset(held), references, config)
 
 
 @contextmanager
@@ -93,6 +97,7 @@ def _reconcile(
     links: Mapping[str, Sequence[str]] | None,
     allocations: Iterable[Allocation],
     rejected: Iterable[tuple[str, str]],
+    held: frozenset[str],
     references: Mapping[str, Sequence[str]] | None,
     config: ReconcileConfig | None,
 ) -> ReconcileResult:
@@ -122,7 +127,7 @@ def _reconcile(
 
     settled = {payment_id for payment_id, units in on_payment.items() if units > 0}
     settled.update(payment_id for payment_id, _ in refused)
-    run = _Run(book, index, refused, config, settled)
+    run = _Run(book, index, refused, config, settled, held)
     open_payments: list[OpenPayment] = []
     for payment in ordered:
         if payment.status in _PAYABLE:
@@ -155,7 +160,13 @@ def _payment_order(payment: Payment) -> tuple[object, str]:
 
 class _Run:
     def __init__(
-        self, book: Book, index: NumberIndex, rejected: Rejected, config: ReconcileConfig, settled: set[str]
+        self,
+        book: Book,
+        index: NumberIndex,
+        rejected: Rejected,
+        config: ReconcileConfig,
+        settled: set[str],
+        held: frozenset[str],
     ) -> None:
         self.book = book
         self.index = index
@@ -165,6 +176,9 @@ class _Run:
         self.unmatched: set[str] = set()
         # Payments with allocations already, or a rejected pair: no `payer_open_invoice` guess.
         self.settled = settled
+        # Payments finance took a match away from: proposed, never applied by a rule.
+        self.held = held
+        self._linked: dict[str, Option] = {}
         self.applied: list[Allocation] = []
         self.proposals: list[Proposal] = []
         self._mentions: dict[str, list[Mention]] = {}
@@ -196,11 +210,13 @@ class _Run:
     def by_link(self, payment: OpenPayment, linked: Sequence[str]) -> None:
         if linked:
             option = explicit_link(self.book, payment, linked, self.rejected, self.config.confidence)
-            if option is not None:
+            if option is not None and payment.id in self.held:
+                self._linked[payment.id] = option  # proposed with the others in `by_amount`
+            elif option is not None:
                 self.apply(payment, option)
 
     def by_remittance(self, payment: OpenPayment) -> None:
-        if payment.id in self.decided or not payment.remittance:
+        if payment.id in self.decided or payment.id in self.held or not payment.remittance:
             return
         options = self._remittance_options(payment)
         best = self._sure(options)
@@ -213,6 +229,8 @@ class _Run:
         self.decided.add(payment.id)
         config = self.config
         options = self._remittance_options(payment) if payment.remittance else []
+        if payment.id in self._linked:
+            options.insert(0, self._linked[payment.id])
         exact = exact_amount(self.book, payment, self.rejected, config.confidence)
         options += exact
         options += within_tolerance(self.book, payment, self.rejected, config, config.max_candidates)
@@ -226,7 +244,7 @@ class _Run:
             guess = payer_open_invoice(self.book, payment, self.rejected, config)
             options = [guess] if guess is not None else []
         options = self._ranked(payment, self._hinted(payment, options))
-        best = self._sure(options)
+        best = self._sure(options) if payment.id not in self.held else None
         if best is not None:
             self.apply(payment, best)
         elif options:

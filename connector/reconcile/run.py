@@ -22,7 +22,7 @@ from connector.model import Allocation, Invoice, Payment
 from connector.money import Money
 from connector.providers.registry import Registry
 from connector.reconcile import MANUAL_RULE, ReconcileConfig, reconcile
-from connector.reconcile.types import LEDGER_RULE, Proposal
+from connector.reconcile.types import LEDGER_RULE, MONEY_STATUSES, Proposal
 from connector.state import linking as state_linking
 from connector.state import reconciliation as decisions
 from connector.state.bookkeeping import audit
@@ -67,14 +67,15 @@ def run_reconciliation(
             if reference:
                 references[view["entity_id"]].append(str(reference))
 
-        in_ledger: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        reversed_parts = decisions.reversed_ledger_payments(session)
+        parts: dict[str, list[LedgerPart]] = defaultdict(list)
         links: dict[str, list[str]] = defaultdict(list)
         for view in payment_views:
             payment_links, hints = view["sync"].get("links", {}), view["sync"].get("hints", {})
             target = payment_links.get("invoice")
             invoice_id = by_remote.get((view["system"], "invoice", str(target))) if target else None
             if view["system"] in ledgers:
-                in_ledger[view["entity_id"]].append({"view": view, "invoice_id": invoice_id})
+                parts[view["entity_id"]].append(_ledger_part(view, invoice_id, reversed_parts))
                 continue
             for hint in ("ledger_invoice_id",):
                 named = hints.get(hint)
@@ -88,8 +89,9 @@ def run_reconciliation(
         stored = decisions.load_allocations(session)
         applied = [s.allocation for s in stored if s.status == "applied"]
         rejected = {(s.allocation.payment_id, s.allocation.invoice_id) for s in stored if s.status == "rejected"}
-        summary.ledger = _apply_ledger_records(session, payments, in_ledger, applied)
-        applied = _retire_superseded(session, in_ledger, applied)
+        summary.ledger = _apply_ledger_records(session, payments, parts, applied)
+        in_ledger = {payment_id: live for payment_id, found in parts.items() if (live := [p for p in found if p.live])}
+        applied = _retire_superseded(session, in_ledger, decisions.load_allocations(session, status="applied"))
 
         outside = [p for p in payments if p.id not in in_ledger]
         pending = [a for a in applied if a.rule != LEDGER_RULE]
@@ -99,6 +101,7 @@ def run_reconciliation(
             links={k: v for k, v in links.items() if v},
             allocations=pending,
             rejected=rejected,
+            held=held_payments(rejected),
             references=dict(references),
             config=settings or config.reconcile,
         )
@@ -141,47 +144,117 @@ def run_reconciliation(
     return summary
 
 
+@dataclass(frozen=True)
+class LedgerPart:
+    """One ledger payment recording (a part of) a canonical payment against one invoice: a
+    card payment written back as one ledger payment per invoice it paid has several."""
+
+    system: str
+    remote_id: str
+    invoice_id: str | None
+    amount: Money | None  # None: the ledger's view gives none (the payment's own amount then)
+    live: bool  # money on its invoice: not deleted in the ledger, not being reversed by us
+
+
+def _ledger_part(view: dict[str, Any], invoice_id: str | None, reversed_parts: set[tuple[str, str]]) -> LedgerPart:
+    data = view["data"] if isinstance(view["data"], dict) else {}
+    raw = data.get("amount")
+    amount = (
+        Money.of(raw["amount"], raw["currency"]) if isinstance(raw, dict) and raw.get("amount") is not None else None
+    )
+    status = data.get("status")
+    live = (
+        not view["sync"].get("deleted")
+        and (status is None or status in MONEY_STATUSES)
+        and (view["system"], view["remote_id"]) not in reversed_parts
+    )
+    return LedgerPart(view["system"], view["remote_id"], invoice_id, amount, live)
+
+
+def held_payments(rejected: set[tuple[str, str]]) -> set[str]:
+    """Payments finance unmatched or rejected somewhere: a rule proposes them, never applies
+    them, until finance decides (an undone match is not re-made by a rule)."""
+    return {payment_id for payment_id, _ in rejected}
+
+
 def _apply_ledger_records(
-    session: Any, payments: list[Payment], in_ledger: dict[str, list[dict[str, Any]]], applied: list[Allocation]
+    session: Any, payments: list[Payment], parts: dict[str, list[LedgerPart]], applied: list[Allocation]
 ) -> int:
-    """Allocations the ledger records itself: one per ledger payment and invoice."""
-    known = {(a.payment_id, a.invoice_id) for a in applied if a.rule == LEDGER_RULE}
+    """Allocations the ledger records itself: one per payment and invoice, of what the live
+    ledger payments recording it on that invoice add up to (a charge split over invoices has
+    one ledger payment per invoice, each its own amount). An allocation whose ledger payments
+    are gone (deleted in the ledger, or being reversed at finance's request) goes with them.
+    Returns how many were made or changed."""
     by_id = {p.id: p for p in payments}
-    new = []
-    for payment_id, entries in in_ledger.items():
+    have: dict[tuple[str, str], list[Allocation]] = defaultdict(list)
+    for allocation in applied:
+        if allocation.rule == LEDGER_RULE:
+            have[(allocation.payment_id, allocation.invoice_id)].append(allocation)
+    new, gone, changed = [], [], 0
+    for payment_id, found in parts.items():
         payment = by_id.get(payment_id)
-        if payment is None or payment.status in ("failed", "pending"):
-            continue
-        for entry in entries:
-            invoice_id = entry["invoice_id"]
-            if not invoice_id or (payment_id, invoice_id) in known:
-                continue
-            amount = _ledger_amount(entry["view"], payment)
+        counts = payment is not None and payment.status in MONEY_STATUSES
+        wanted: dict[str, list[LedgerPart]] = defaultdict(list)
+        for part in found:
+            if part.invoice_id:
+                wanted[part.invoice_id].append(part)
+        for invoice_id, on_invoice in wanted.items():
+            live = [p for p in on_invoice if p.live] if counts else []
+            amount = _sum_parts(live, payment) if payment is not None and live else None
+            existing = have.get((payment_id, invoice_id), [])
+            allocation_id = decisions.allocation_id(payment_id, invoice_id, LEDGER_RULE)
             if amount is None or amount.amount <= 0:
+                gone += existing
                 continue
+            if [(a.id, a.amount) for a in existing] == [(allocation_id, amount)]:
+                continue
+            gone += [a for a in existing if a.id != allocation_id]
+            changed += 1
+            systems = sorted({p.system for p in live})
             new.append(
                 Allocation(
-                    id=decisions.allocation_id(payment_id, invoice_id, LEDGER_RULE),
+                    id=allocation_id,
                     payment_id=payment_id,
                     invoice_id=invoice_id,
                     amount=amount,
                     rule=LEDGER_RULE,
                     confidence=Decimal(1),
-                    reason=f"recorded in {entry['view']['system']} against this invoice",
-                    confirmed_by=entry["view"]["system"],
+                    reason=f"recorded in {', '.join(systems)} against this invoice"
+                    + (f" ({len(live)} ledger payments)" if len(live) > 1 else ""),
+                    confirmed_by=systems[0],
                 )
             )
-            known.add((payment_id, invoice_id))
+    if gone:
+        decisions.delete_allocations(session, [a.id or "" for a in gone])
+        for allocation in gone:
+            audit(
+                session,
+                "reconcile",
+                "reverse",
+                "allocation",
+                allocation.id,
+                {"payment": allocation.payment_id, "invoice": allocation.invoice_id, "amount": str(allocation.amount)},
+                "the ledger no longer holds this payment on this invoice (deleted, or being reversed)",
+            )
     decisions.save_allocations(session, new, "applied")
-    return len(new)
+    return changed
+
+
+def _sum_parts(parts: list[LedgerPart], payment: Payment) -> Money:
+    total = Money.zero(payment.amount.currency)
+    for part in parts:
+        total += part.amount if part.amount is not None else payment.amount
+    return total
 
 
 def _retire_superseded(
-    session: Any, in_ledger: dict[str, list[dict[str, Any]]], applied: list[Allocation]
+    session: Any, in_ledger: dict[str, list[LedgerPart]], stored: list[decisions.StoredAllocation]
 ) -> list[Allocation]:
     """Once the ledger holds a payment we had allocated (we wrote it back, or someone entered
-    it), the ledger's record is the allocation: ours would lower the balance a second time."""
-    recorded = {(payment_id, entry["invoice_id"]) for payment_id, entries in in_ledger.items() for entry in entries}
+    it), the ledger's record is the allocation: ours would lower the balance a second time.
+    Every live ledger payment recording the payment counts (a split has one per invoice)."""
+    applied = [s.allocation for s in stored]
+    recorded = {(payment_id, part.invoice_id) for payment_id, found in in_ledger.items() for part in found}
     superseded = [a for a in applied if a.rule != LEDGER_RULE and (a.payment_id, a.invoice_id) in recorded]
     if superseded:
         decisions.delete_allocations(session, [a.id or "" for a in superseded])
@@ -197,13 +270,6 @@ def _retire_superseded(
             )
     gone = {a.id for a in superseded}
     return [a for a in applied if a.id not in gone]
-
-
-def _ledger_amount(view: dict[str, Any], payment: Payment) -> Any:
-    raw = (view["data"] or {}).get("amount") if isinstance(view["data"], dict) else None
-    if isinstance(raw, dict) and raw.get("amount") is not None:
-        return Money.of(raw["amount"], raw["currency"])
-    return payment.amount
 
 
 def _proposal_row(proposal: Proposal) -> dict[str, Any]:
@@ -289,4 +355,12 @@ def invoice_allocations(store: Store, invoices: list[Invoice]) -> dict[str, list
     return out
 
 
-__all__ = ["LEDGER_RULE", "MANUAL_RULE", "ReconcileSummary", "invoice_allocations", "run_reconciliation"]
+__all__ = [
+    "LEDGER_RULE",
+    "MANUAL_RULE",
+    "LedgerPart",
+    "ReconcileSummary",
+    "held_payments",
+    "invoice_allocations",
+    "run_reconciliation",
+]

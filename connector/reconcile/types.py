@@ -34,6 +34,9 @@ RULES: Final[tuple[RuleName, ...]] = (
 MANUAL_RULE: Final = "manual"
 # Payments the ledger already holds are applied as the ledger records them (never matched again).
 LEDGER_RULE = "ledger_record"
+# A payment in one of these states is money: it pays invoices (a refund takes back only what it
+# refunded). Failed, pending and deleted payments pay nothing.
+MONEY_STATUSES: Final = ("succeeded", "partially_refunded", "refunded")
 
 
 class Candidate(BaseModel):

@@ -4,6 +4,7 @@
 - `/readyz`: the database answers and no unit has been failing longer than the threshold
   (200, else 503 with the reasons as JSON).
 - `/metrics`: Prometheus exposition.
+- `/ui/`: the finance workbench (`connector serve --ui`, connector/workbench), behind its token.
 - `POST /webhooks/stripe|xero|hubspot[/CONNECTION]`: verified with the connection's
   `webhook_secret` (constant-time compare), stored once by event id, answered at once (Xero
   wants an answer within 5 s, with no body), and the affected streams are pulled right away
@@ -46,8 +47,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -89,8 +90,10 @@ class Listener:
         failing_threshold: timedelta = timedelta(minutes=30),
         public_url: str | None = None,
         limits: Limits | None = None,
+        ui: ASGIApp | None = None,
     ) -> None:
         self.service = service
+        self.ui = ui  # the finance workbench (connector.workbench), mounted at /ui/ when given
         self.failing_threshold = failing_threshold
         # The public URL is joined with the request's path ("/webhooks/..."): a trailing slash
         # would sign "...//webhooks/hubspot", which HubSpot never called.
@@ -149,7 +152,7 @@ class Listener:
     # the app ----------------------------------------------------------------------------------
 
     def _app(self) -> Starlette:
-        routes = [
+        routes: list[BaseRoute] = [
             Route("/healthz", self._healthz),
             Route("/readyz", self._readyz),
             Route("/metrics", self._metrics),
@@ -160,6 +163,8 @@ class Listener:
                 middleware=[Middleware(_BodyLimit, limit=self.limits.webhook_body)],
             ),
         ]
+        if self.ui is not None:
+            routes += [Route("/ui", _to_ui), Mount("/ui", app=self.ui)]
         app = Starlette(
             routes=routes,
             middleware=[Middleware(_Guard, limits=self.limits)],
@@ -266,6 +271,10 @@ class Listener:
     def _no_connection(self, provider: str) -> tuple[int, bytes]:
         self.service.metrics.count_webhook(provider, "unknown", self.providers)
         return 404, b'{"error": "no connection for this provider"}'
+
+
+async def _to_ui(request: Request) -> Response:
+    return RedirectResponse("/ui/", 308)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -29,18 +29,26 @@ from connector.errors import (
     UsageError,
     first_line,
 )
+from connector.model import Allocation, invoice_position
+from connector.money import Money
 from connector.providers.base import Provider
 from connector.providers.registry import Registry
+from connector.reconcile.decisions import withdraw
+from connector.reconcile.types import LEDGER_RULE
 from connector.state import outbox
+from connector.state import reconciliation as decisions_store
 from connector.state.bookkeeping import audit
+from connector.state.linking import ref_views
 from connector.state.records import utcnow
 from connector.state.store import Store
 from connector.workers import dead_local_workers, worker_id
-from connector.writeback.facts import gather_facts
-from connector.writeback.plan import PlannedAction, plan_all
+from connector.writeback.plan import PlannedAction
+from connector.writeback.settle import MONEY_KINDS, Gap, Settlement, is_writeback, record_gap, settle
 
 logger = logging.getLogger(__name__)
 
+# What the automatic plan settles against: writes it cancels "no longer follow from" this.
+AUTOMATIC_CAUSE = "the books as last synced and reconciled"
 MAX_ATTEMPTS = 5
 LEASE = timedelta(minutes=10)
 BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2))
@@ -56,12 +64,17 @@ def queue_writes(
 ) -> list[PlannedAction]:
     """Derive the writes each system needs (payments, fees, statuses) and queue the new ones in
     the outbox; returns everything derived. Reminders are dunning's (`connector.dunning.run`)."""
-    day = today or date.today()
-    derived = plan_all(gather_facts(config, store, registry, day), day)
     with store.session() as session:
-        added = outbox.add_planned(session, [(p.action, p.subject_type, p.subject_id, p.summary) for p in derived])
-    logger.info("planned %d writes (%d new)", len(derived), added)
-    return derived
+        settled = settle(
+            config, store, session, actor="plan", cause=AUTOMATIC_CAUSE, reverse=False, registry=registry, today=today
+        )
+    logger.info(
+        "planned %d writes (%d new, %d no longer following cancelled)",
+        len(settled.derived),
+        settled.queued,
+        len(settled.cancelled),
+    )
+    return settled.derived
 
 
 # Apply ------------------------------------------------------------------------------------
@@ -241,10 +254,7 @@ def _hand_back(store: Store, entry: outbox.OutboxEntry, worker: str, deferral: D
 
 
 def _state_of(session: Any, action_id: int) -> str:
-    found = outbox.entries(session, ids=[action_id])
-    if not found:
-        raise UsageError(f"no action #{action_id}")
-    return str(found[0].action.state)
+    return str(_entries_of(session, action_id)[0].action.state)
 
 
 def retry(store: Store, action_id: int) -> bool:
@@ -255,13 +265,125 @@ def retry(store: Store, action_id: int) -> bool:
         return outbox.set_state(session, action_id, "planned", from_states=("failed", "planned"))
 
 
-def cancel(store: Store, action_id: int, user: str) -> bool:
+@dataclass
+class Cancellation:
+    """What `cancel` did: whether the action was cancelled, the allocations taken back with it
+    (the decision behind a money write), the gap recorded when the decision was kept, and the
+    settlement of the withdrawn decision."""
+
+    cancelled: bool
+    withdrawn: list[Allocation] = field(default_factory=list)
+    gap: Gap | None = None
+    settlement: Settlement | None = None
+
+
+def cancel(
+    config: Config,
+    store: Store,
+    action_id: int,
+    user: str,
+    *,
+    keep_decision: bool = False,
+    registry: Registry | None = None,
+) -> Cancellation:
+    """Cancel a planned or parked action: it is never sent. A write that carries money (a
+    ledger payment, a fee, a mark-paid) also takes back the decision behind it (its allocations
+    are removed, remembered as rejected, and the rest of what they caused settled), or, with
+    `keep_decision` (and always for a mark-paid, which follows from the ledger's own status),
+    keeps it and records the difference as a gap that `drift` lists."""
     with store.session() as session:
-        _state_of(session, action_id)
-        changed = outbox.set_state(session, action_id, "cancelled", from_states=("planned", "failed"))
-        if changed:
-            audit(session, user, "cancel", "action", str(action_id), None, None)
-        return changed
+        [entry] = _entries_of(session, action_id)
+        if not outbox.set_state(session, action_id, "cancelled", from_states=("planned", "failed")):
+            return Cancellation(False)
+        audit(session, user, "cancel", "action", str(action_id), None, None)
+        if entry.action.kind not in MONEY_KINDS or not is_writeback(entry):
+            return Cancellation(True)
+        cause = f"cancel of action {action_id}"
+        behind = [] if keep_decision else _decision_behind(session, entry)
+        if not behind:
+            gap = _unwritten(store, session, entry)
+            record_gap(session, user, gap)
+            return Cancellation(True, gap=gap)
+        withdraw(session, behind, user, "cancel_decision", f"{cause} by {user}", audited=cause)
+        settled = settle(
+            config,
+            store,
+            session,
+            actor=user,
+            cause=cause,
+            reverse=True,
+            payments=sorted({a.payment_id for a in behind}),
+            invoices=sorted({a.invoice_id for a in behind}),
+            registry=registry,
+        )
+        return Cancellation(True, withdrawn=behind, settlement=settled)
+
+
+def _entries_of(session: Any, action_id: int) -> list[outbox.OutboxEntry]:
+    found = outbox.entries(session, ids=[action_id])
+    if not found:
+        raise UsageError(f"no action #{action_id}")
+    return found
+
+
+def _decision_behind(session: Any, entry: outbox.OutboxEntry) -> list[Allocation]:
+    """The applied allocations a money write follows from (not the ledger's own records): of
+    its payment to its invoice (a ledger payment), or of its payment (a fee)."""
+    action = entry.action
+    if action.kind == "record_fee":
+        payment_ids = [entry.subject_id or ""]
+        invoice_ids = None
+    elif action.kind == "record_payment":
+        reference = str(action.payload.get("reference"))
+        payment_ids = [reference, *payments_known_as(session, reference)]
+        invoice_ids = [entry.subject_id or ""]
+    else:
+        return []  # a mark-paid follows from the ledger's status, not from a decision
+    stored = decisions_store.load_allocations(
+        session, status="applied", payment_ids=payment_ids, invoice_ids=invoice_ids
+    )
+    return [s.allocation for s in stored if s.allocation.rule != LEDGER_RULE]
+
+
+def payments_known_as(session: Any, remote_id: str) -> list[str]:
+    """Our ids of the payments a system knows as `remote_id`."""
+    return [v["entity_id"] for v in ref_views(session, "payment") if v["remote_id"] == remote_id]
+
+
+def _unwritten(store: Store, session: Any, entry: outbox.OutboxEntry) -> Gap:
+    """The difference a cancelled money write leaves while its decision stands."""
+    action = entry.action
+    invoice = store.get_invoice(entry.subject_id or "", session=session) if entry.subject_type == "invoice" else None
+    label = (invoice.number if invoice else None) or entry.subject_id or "?"
+    if action.kind == "mark_paid":
+        position = invoice_position(invoice, date.today()) if invoice else None
+        amount = position.balance if position else Money.zero("XXX")
+        payment = None
+        reason = f"{label} stays open in {action.connection}: its mark-paid (action #{entry.id}) was cancelled"
+    else:
+        amount = Money.of(action.payload["amount"], action.payload["currency"])
+        reference = str(action.payload.get("reference"))
+        payment = (
+            entry.subject_id
+            if action.kind == "record_fee"
+            else next(iter(payments_known_as(session, reference)), reference)
+        )
+        what = "fee" if action.kind == "record_fee" else f"payment on {label}"
+        reason = (
+            f"the {what} of {amount} (reference {reference}) is not written to {action.connection}: "
+            f"action #{entry.id} was cancelled and the decision kept"
+        )
+    return Gap(
+        "unwritten_decision",
+        entry.id,
+        action.connection,
+        entry.subject_type or "action",
+        entry.subject_id or str(entry.id),
+        invoice.id if invoice else None,
+        payment,
+        amount,
+        reason,
+    )
 
 
 def state_of(store: Store, action_id: int) -> str:
@@ -275,4 +397,14 @@ def pending(store: Store, only: list[str] | None = None) -> list[outbox.OutboxEn
         return outbox.entries(session, states=("planned", "in_flight"), connections=only)
 
 
-__all__ = ["ApplyReport", "Deferral", "apply", "cancel", "pending", "queue_writes", "retry", "state_of"]
+__all__ = [
+    "ApplyReport",
+    "Cancellation",
+    "Deferral",
+    "apply",
+    "cancel",
+    "pending",
+    "queue_writes",
+    "retry",
+    "state_of",
+]

@@ -1,5 +1,7 @@
 """What the write-back plan is decided from: every stored invoice, payment, allocation and
-system view, and the day each invoice was last reminded, gathered in one read of the store."""
+system view, the day each invoice was last reminded, and the writes taken back, gathered in one
+read of the store (or of the caller's transaction, so that a decision's settlement sees the
+allocations it has just changed)."""
 
 from __future__ import annotations
 
@@ -9,31 +11,47 @@ from typing import Any
 
 from connector.config import Config
 from connector.connections import check_scope, system_ranks
-from connector.model import invoice_position
+from connector.model import Invoice, invoice_position
+from connector.money import Money
 from connector.providers.registry import Registry
 from connector.reconcile.types import LEDGER_RULE
 from connector.state import linking as state_linking
+from connector.state import outbox
 from connector.state import reconciliation as decisions
 from connector.state.reminders import reminder_messages
 from connector.state.store import Store
 from connector.writeback.plan import Facts, SystemView
 
+# A sent write is taken back by one of these (its payload names it: `reverses`).
+REVERSAL_OF = {"record_payment": "delete_payment", "record_fee": "delete_fee"}
 
-def gather_facts(config: Config, store: Store, registry: Registry | None = None, today: date | None = None) -> Facts:
+
+def gather_facts(
+    config: Config,
+    store: Store,
+    registry: Registry | None = None,
+    today: date | None = None,
+    *,
+    session: Any = None,
+) -> Facts:
+    """The facts as stored, or as `session` (a transaction not committed yet) sees them."""
     check_scope(config, store)  # the writes planned from these facts go to the config's connections
+    day = today or date.today()
+    if session is not None:
+        return _gather(config, store, session, registry, day)
+    with store.session() as own:
+        return _gather(config, store, own, registry, day)
+
+
+def _gather(config: Config, store: Store, session: Any, registry: Registry | None, today: date) -> Facts:
     systems = system_ranks(config, registry)
-    today = today or date.today()
-    with store.session() as session:
-        invoices = {i.id: i for i in store.list_invoices(session=session) if i.id}
-        payments = {p.id: p for p in store.list_payments(session=session) if p.id}
-        applied = [s.allocation for s in decisions.load_allocations(session, status="applied")]
-        invoice_rows = state_linking.ref_views(session, "invoice")
-        payment_rows = state_linking.ref_views(session, "payment")
-    extra = [a for a in applied if a.rule != LEDGER_RULE]
-    by_invoice: dict[str, list[Any]] = defaultdict(list)
-    for allocation in extra:
-        by_invoice[allocation.invoice_id].append(allocation)
-    positions = {i: invoice_position(inv, today, by_invoice.get(i, [])) for i, inv in invoices.items()}
+    invoices = {i.id: i for i in store.list_invoices(session=session) if i.id}
+    payments = {p.id: p for p in store.list_payments(session=session) if p.id}
+    applied = [s.allocation for s in decisions.load_allocations(session, status="applied")]
+    invoice_rows = state_linking.ref_views(session, "invoice")
+    payment_rows = state_linking.ref_views(session, "payment")
+    reversed_keys, withdrawn = taken_back(session)
+    reminded = last_reminders(session)
 
     def views(rows: list[dict[str, Any]]) -> dict[str, list[SystemView]]:
         out: dict[str, list[SystemView]] = defaultdict(list)
@@ -44,6 +62,7 @@ def gather_facts(config: Config, store: Store, registry: Registry | None = None,
             )
         return out
 
+    invoice_views = views(invoice_rows)
     payment_views = views(payment_rows)
     ledger_payments_on: dict[tuple[str, str], list[SystemView]] = defaultdict(list)
     for entity_views in payment_views.values():
@@ -51,24 +70,76 @@ def gather_facts(config: Config, store: Store, registry: Registry | None = None,
             invoice_remote = ((view.data.get("_sync") or {}).get("links") or {}).get("invoice")
             if view.kind == "ledger" and invoice_remote:
                 ledger_payments_on[(view.system, str(invoice_remote))].append(view)
+    extra = [a for a in applied if a.rule != LEDGER_RULE]
+    by_invoice: dict[str, list[Any]] = defaultdict(list)
+    for allocation in extra:
+        by_invoice[allocation.invoice_id].append(allocation)
+    positions = {
+        i: invoice_position(
+            _without_withdrawn(inv, invoice_views.get(i, []), ledger_payments_on, withdrawn),
+            today,
+            by_invoice.get(i, []),
+        )
+        for i, inv in invoices.items()
+    }
     fee_ledgers = frozenset(
         name
         for name, connection in config.connections.items()
         if getattr(connection.settings, "fee_account_code", None) and systems.get(name, ("", 0))[0] == "ledger"
     )
-    with store.session() as session:
-        reminded = last_reminders(session)
     return Facts(
         invoices=invoices,
         positions=positions,
-        invoice_views=views(invoice_rows),
+        invoice_views=invoice_views,
         payments=payments,
         payment_views=payment_views,
         allocations=extra,
         ledger_payments_on=dict(ledger_payments_on),
         fee_ledgers=fee_ledgers,
         last_reminders=reminded,
+        reversed=reversed_keys,
+        withdrawn=withdrawn,
     )
+
+
+def taken_back(session: Any) -> tuple[dict[str, int], frozenset[str]]:
+    """The sent writes a reversal takes back (not cancelled): their keys, each with the
+    write's id; and the ledger payments being (or already) deleted, by remote id."""
+    reversals = [
+        e for e in outbox.entries(session, kinds=sorted(set(REVERSAL_OF.values()))) if e.action.state != "cancelled"
+    ]
+    originals = {int(e.action.payload["reverses"]) for e in reversals if "reverses" in e.action.payload}
+    keys = {e.action.idempotency_key: e.id for e in outbox.entries(session, ids=sorted(originals))} if originals else {}
+    withdrawn = frozenset(
+        e.action.target.remote_id for e in reversals if e.action.kind == "delete_payment" and e.action.target
+    )
+    return keys, withdrawn
+
+
+def live(view: SystemView) -> bool:
+    """Whether the system still holds the record (not deleted, not failed)."""
+    return not (view.data.get("_sync") or {}).get("deleted") and view.data.get("status") != "failed"
+
+
+def _without_withdrawn(
+    invoice: Invoice,
+    views: list[SystemView],
+    ledger_payments_on: dict[tuple[str, str], list[SystemView]],
+    withdrawn: frozenset[str],
+) -> Invoice:
+    """The invoice as the ledger will hold it once the payments we are deleting there are gone
+    (until the next sync reads the ledger without them)."""
+    if not withdrawn:
+        return invoice
+    paid = invoice.amount_paid
+    for ledger in (v for v in views if v.kind == "ledger"):
+        for payment in ledger_payments_on.get((ledger.system, ledger.remote_id), []):
+            amount = payment.data.get("amount") or {}
+            if payment.remote_id in withdrawn and live(payment) and amount.get("currency") == invoice.currency:
+                paid = paid - Money.of(amount["amount"], invoice.currency)
+    if paid == invoice.amount_paid:
+        return invoice
+    return invoice.model_copy(update={"amount_paid": max(paid, Money.zero(invoice.currency))})
 
 
 def last_reminders(session: Any) -> dict[str, date]:

@@ -68,6 +68,9 @@ class Facts:
     ledger_payments_on: dict[tuple[str, str], list[SystemView]]  # (ledger system, invoice remote id) -> payments
     fee_ledgers: frozenset[str] = frozenset()  # ledger connections configured to book gateway fees
     last_reminders: dict[str, date] = field(default_factory=dict)  # invoice -> day its last reminder went out
+    # sent writes a reversal takes back: their idempotency key -> their outbox id
+    reversed: dict[str, int] = field(default_factory=dict)
+    withdrawn: frozenset[str] = frozenset()  # ledger payments (remote ids) we delete or deleted
 
 
 def _label(invoice: Invoice) -> str:
@@ -82,10 +85,13 @@ def plan_ledger_payments(facts: Facts) -> list[PlannedAction]:
         if payment is None or invoice is None:
             continue
         views = facts.payment_views.get(allocation.payment_id, [])
-        if any(v.kind == "ledger" for v in views):
-            continue  # the ledger has this payment already
+        held = _ledger_parts(facts, views)
+        if held is None:
+            continue  # the ledger holds this payment, on an invoice it does not say: never twice
         source = next((v for v in views if v.kind == "gateway"), None)
         for ledger in (v for v in facts.invoice_views.get(allocation.invoice_id, []) if v.kind == "ledger"):
+            if (ledger.system, ledger.remote_id) in held:
+                continue  # the ledger has this part of the payment already (and keeps it)
             if _entered_by_hand(facts, ledger, allocation, payment):
                 continue
             reference = source.remote_id if source else payment.id
@@ -133,9 +139,29 @@ def plan_ledger_payments(facts: Facts) -> list[PlannedAction]:
     return planned
 
 
+def _ledger_parts(facts: Facts, views: list[SystemView]) -> set[tuple[str, str]] | None:
+    """The (ledger, invoice remote id) pairs on which the ledger holds a part of a payment (a
+    payment written back in parts, one per invoice, is one payment naming one charge); None
+    when a part it holds names no invoice, so that no part is ever written a second time. A
+    part being deleted at finance's request, or deleted in the ledger, holds nothing."""
+    held: set[tuple[str, str]] = set()
+    for view in views:
+        if view.kind != "ledger" or view.remote_id in facts.withdrawn:
+            continue
+        if view.data.get("status") in ("failed", "pending"):
+            continue  # a deleted (or never completed) ledger payment is no money there
+        invoice = ((view.data.get("_sync") or {}).get("links") or {}).get("invoice")
+        if not invoice:
+            return None
+        held.add((view.system, str(invoice)))
+    return held
+
+
 def _entered_by_hand(facts: Facts, ledger: SystemView, allocation: Allocation, payment: Payment) -> bool:
     """A payment on the invoice in the ledger with the same amount, near the same date."""
     for view in facts.ledger_payments_on.get((ledger.system, ledger.remote_id), []):
+        if view.remote_id in facts.withdrawn:
+            continue  # ours, being deleted
         amount = (view.data.get("amount") or {}).get("amount")
         received = view.data.get("received_at")
         if amount is None or str(amount) != str(allocation.amount.amount):
@@ -242,4 +268,19 @@ def _as_date(value: str) -> date | None:
 
 
 def plan_all(facts: Facts, today: date) -> list[PlannedAction]:  # noqa: ARG001 - the date is in the positions
-    return [*plan_ledger_payments(facts), *plan_gateway_status(facts), *plan_crm_properties(facts)]
+    planned = [*plan_ledger_payments(facts), *plan_gateway_status(facts), *plan_crm_properties(facts)]
+    return [after_reversals(p, facts.reversed) for p in planned]
+
+
+def after_reversals(planned: PlannedAction, reversed_: dict[str, int]) -> PlannedAction:
+    """A write whose same content was sent once and taken back since (a payment matched,
+    written, unmatched and deleted, then matched again): the same key would be answered with
+    the deleted payment, so it `replaces` the write taken back and gets a key of its own. Keys
+    of writes never taken back stay as they always were."""
+    action = planned.action
+    while action.idempotency_key in reversed_:
+        payload = {**action.payload, "replaces": reversed_[action.idempotency_key]}
+        action = Action(connection=action.connection, kind=action.kind, target=action.target, payload=payload)
+    if action is planned.action:
+        return planned
+    return PlannedAction(action, planned.subject_type, planned.subject_id, planned.summary)

@@ -49,3 +49,15 @@ def test_demo_with_quickbooks_as_the_ledger_reconciles_and_writes_back(run_cli, 
     assert summary["reconciliation"]["matched"] > 0
     assert summary["written_back"]["ledger"]["record_payment"] > 0
     assert 'provider = "quickbooks"' in (tmp_path / "qbo" / "connector.toml").read_text()
+
+
+def test_after_the_demo_drift_reports_nothing(run_cli, tmp_path):
+    """The demo syncs once more after its write-back: every write is read back, so no system
+    differs from what it should hold and the README's cron `connector drift || mail` stays quiet."""
+    assert run_cli("demo", "--dir", "book").exit_code == 0
+    result = run_cli("--config", "book/connector.toml", "drift", "--json")
+    assert result.exit_code == 0, result.stdout
+    report = json.loads(result.stdout)
+    assert report["records"] == [] and report["dangling_refs"] == [] and report["drift"] is False
+    text = run_cli("--config", "book/connector.toml", "drift")
+    assert text.exit_code == 0 and text.stdout.startswith("no drift")

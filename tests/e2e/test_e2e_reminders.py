@@ -13,6 +13,7 @@ from connector.config import load_config
 from connector.dunning.policy import DunningPolicy, Every
 from connector.dunning.run import already_reminded, build_plan, reminder_history
 from connector.model import invoice_position
+from connector.reconcile.run import run_reconciliation
 from connector.reconcile.types import LEDGER_RULE
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
@@ -52,8 +53,25 @@ def gateway_covered(store, day):
     return covered
 
 
-def test_reminders_follow_the_policy_and_the_states_finance_sets(book):
-    run, config, store = book
+@pytest.fixture
+def reconciled_book(tmp_path, run_cli):
+    """The demo's book synced and reconciled, its writes not sent: gateway payments that the
+    rules applied are not in the ledger yet (the demo itself writes them back and syncs)."""
+    today = date.today()
+    with Sandbox(with_credentials(generate(42, "small", today=today).data), limits="off") as sandbox:
+        store, report = sync_sandbox(sandbox, tmp_path / "book", full=True)
+        assert report.ok, report.as_dict()
+        config_path = str(tmp_path / "book" / "connector.toml")
+        config = load_config(config_path)
+        run_reconciliation(config, store)
+        try:
+            yield (lambda *args: run_cli("--config", config_path, *args)), config, store
+        finally:
+            store.close()
+
+
+def test_reminders_follow_the_policy_and_the_states_finance_sets(reconciled_book):
+    run, config, store = reconciled_book
     today = date.today()
     first = build_plan(config, store, today + timedelta(days=1))
     listed = {i for r in first.reminders for i in r.invoices}

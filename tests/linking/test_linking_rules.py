@@ -124,7 +124,47 @@ def test_a_ledger_payment_naming_a_charge_is_the_same_payment():
             view("gateway", "gateway", "ch_other", "go", {}, object_type="payment"),
         ]
     )
-    assert [(link.survivor, link.member) for link in links] == [("lp", "gp")]
+    # the charge survives: it is the money; the ledger payment records it against an invoice
+    assert [(link.survivor, link.member) for link in links] == [("gp", "lp")]
+
+
+def ledger_payment(remote_id, entity, reference):
+    return view(
+        "ledger",
+        "ledger",
+        remote_id,
+        entity,
+        {"remittance": reference},
+        object_type="payment",
+        hints={"reference": reference},
+    )
+
+
+def test_every_ledger_payment_naming_one_charge_joins_it():
+    """A card payment written back as one ledger payment per invoice it paid is one payment."""
+    links = link_payments(
+        [
+            ledger_payment("p-1", "lp1", "ch_3AbC"),
+            ledger_payment("p-2", "lp2", "ch_3AbC"),
+            view("gateway", "gateway", "ch_3AbC", "gp", {}, object_type="payment"),
+        ]
+    )
+    assert [(link.survivor, link.member, link.rule) for link in links] == [
+        ("gp", "lp1", "explicit_id"),
+        ("gp", "lp2", "explicit_id"),
+    ]
+
+
+def test_a_ledger_payment_already_linked_or_naming_two_charges_links_nothing_more():
+    links = link_payments(
+        [
+            ledger_payment("p-1", "gp", "ch_3AbC"),  # linked on an earlier run: it is the charge's
+            ledger_payment("p-2", "lp2", "ch_3AbC and ch_3XyZ"),  # which one? left for a person
+            view("gateway", "gateway", "ch_3AbC", "gp", {}, object_type="payment"),
+            view("gateway", "gateway", "ch_3XyZ", "gx", {}, object_type="payment"),
+        ]
+    )
+    assert links == []
 
 
 def test_invoice_numbers_normalise_separators_and_case():

@@ -35,6 +35,27 @@ from connector.reconcile.run import ReconcileSummary, run_reconciliation
 from connector.state import reconciliation as stored
 from connector.state.store import Store, open_store
 from connector.state.tables import table
+from connector.writeback.settle import Settler
+
+# Finance's decisions settle the outbox (connector.writeback.settle); these books have no
+# connections, so the settlement has nothing to write: the decisions are tested on their own.
+NO_CONNECTIONS = Config(path=None, database_url="sqlite://", connections={})
+
+
+def accept_proposal(store: Store, proposal: str, **kwargs: Any) -> list[Allocation]:
+    return decisions.accept_proposal(store, proposal, settle=Settler(NO_CONNECTIONS, store), **kwargs)
+
+
+def reject_proposal(store: Store, proposal: str, **kwargs: Any) -> None:
+    decisions.reject_proposal(store, proposal, settle=Settler(NO_CONNECTIONS, store), **kwargs)
+
+
+def match(store: Store, payment: str, invoice: str, **kwargs: Any) -> Allocation:
+    return decisions.match(store, payment, invoice, settle=Settler(NO_CONNECTIONS, store), **kwargs)
+
+
+def unmatch(store: Store, allocation: str, **kwargs: Any) -> Allocation:
+    return decisions.unmatch(store, allocation, settle=Settler(NO_CONNECTIONS, store), **kwargs)
 
 
 def _invoice(
@@ -236,7 +257,7 @@ def book(tmp_path: Path) -> Iterator[Store]:
 
 def test_accept_applies_exactly_the_amounts_of_the_chosen_candidate(proposed):
     store, proposal = proposed.store, proposed.proposal
-    made = decisions.accept_proposal(store, proposal["id"], candidate=2, user="bob", reason="remittance by phone")
+    made = accept_proposal(store, proposal["id"], candidate=2, user="bob", reason="remittance by phone")
     assert [(a.invoice_id, a.amount, a.rule, a.confirmed_by) for a in made] == [
         ("inv3", usd("75.00"), "subset_sum", "bob"),
         ("inv4", usd("85.00"), "subset_sum", "bob"),
@@ -254,7 +275,7 @@ def test_accept_applies_exactly_the_amounts_of_the_chosen_candidate(proposed):
 
 def test_accept_audit_logs_the_user_the_reason_and_each_amount(proposed):
     store, proposal = proposed.store, proposed.proposal
-    decisions.accept_proposal(store, proposal["id"], candidate=2, user="bob", reason="remittance by phone")
+    accept_proposal(store, proposal["id"], candidate=2, user="bob", reason="remittance by phone")
     entries = _audit(store, "accept")
     assert [(e["actor"], e["subject_id"], e["decision"]) for e in entries] == [
         ("bob", "pay1", "remittance by phone"),
@@ -268,7 +289,7 @@ def test_accept_audit_logs_the_user_the_reason_and_each_amount(proposed):
 
 def test_accept_without_a_reason_records_which_candidate_was_accepted(proposed):
     store, proposal = proposed.store, proposed.proposal
-    decisions.accept_proposal(store, proposal["id"], user="bob")
+    accept_proposal(store, proposal["id"], user="bob")
     assert sorted(a.invoice_id for a in _applied(store)) == ["inv1", "inv2"]  # candidate 1 by default
     assert {e["decision"] for e in _audit(store, "accept")} == {f"accepted candidate 1 of {proposal['id']}"}
 
@@ -277,17 +298,17 @@ def test_accept_without_a_reason_records_which_candidate_was_accepted(proposed):
 def test_accept_refuses_a_candidate_the_proposal_does_not_have(proposed, candidate):
     store, proposal = proposed.store, proposed.proposal
     with pytest.raises(UsageError, match=f"has candidates 1 to 2, not {candidate}$"):
-        decisions.accept_proposal(store, proposal["id"], candidate=candidate, user="bob")
+        accept_proposal(store, proposal["id"], candidate=candidate, user="bob")
     assert _applied(store) == [] and _proposal(store, proposal["id"])["status"] == "open"
 
 
 def test_a_decided_proposal_cannot_be_decided_again(proposed):
     store, proposal = proposed.store, proposed.proposal
-    decisions.accept_proposal(store, proposal["id"], user="bob")
+    accept_proposal(store, proposal["id"], user="bob")
     with pytest.raises(UsageError, match=f"proposal {proposal['id']} was already accepted by bob"):
-        decisions.reject_proposal(store, proposal["id"], user="alice")
+        reject_proposal(store, proposal["id"], user="alice")
     with pytest.raises(UsageError, match="was already accepted by bob"):
-        decisions.accept_proposal(store, proposal["id"], candidate=2, user="alice")
+        accept_proposal(store, proposal["id"], candidate=2, user="alice")
     assert sorted(a.invoice_id for a in _applied(store)) == ["inv1", "inv2"]
 
 
@@ -295,9 +316,9 @@ def test_accept_refuses_a_candidate_an_invoice_can_no_longer_take_and_applies_no
     store, proposal = proposed.store, proposed.proposal
     # after the run, another payment of 10.00 is matched by hand to INV-4: it owes 75.00, not 85.00
     store.store_page("gateway", "charges", "payment", [_payment("pay9", "ch_9", "acme", "10.00")], None, rank=1)
-    decisions.match(store, "ch_9", "INV-4", user="carol")
+    match(store, "ch_9", "INV-4", user="carol")
     with pytest.raises(UsageError, match=r"^invoice INV-4 owes only 75\.00 USD, not 85\.00 USD$"):
-        decisions.accept_proposal(store, proposal["id"], candidate=2, user="bob")
+        accept_proposal(store, proposal["id"], candidate=2, user="bob")
     # nothing of the candidate stays applied (INV-3 was checked first), and the proposal is still open
     assert [(a.payment_id, a.invoice_id) for a in _applied(store)] == [("pay9", "inv4")]
     assert _proposal(store, proposal["id"])["status"] == "open"
@@ -306,9 +327,9 @@ def test_accept_refuses_a_candidate_an_invoice_can_no_longer_take_and_applies_no
 
 def test_accept_or_reject_of_an_unknown_proposal_names_it(proposed):
     with pytest.raises(UsageError, match=r"^no proposal 'pr-nope' \(see `connector reconcile`\)$"):
-        decisions.accept_proposal(proposed.store, "pr-nope", user="bob")
+        accept_proposal(proposed.store, "pr-nope", user="bob")
     with pytest.raises(UsageError, match="^no proposal 'pr-nope'"):
-        decisions.reject_proposal(proposed.store, "pr-nope", user="bob")
+        reject_proposal(proposed.store, "pr-nope", user="bob")
 
 
 # Rejecting a proposal ----------------------------------------------------------------------------
@@ -316,7 +337,7 @@ def test_accept_or_reject_of_an_unknown_proposal_names_it(proposed):
 
 def test_reject_remembers_every_candidate_pair_so_they_are_not_proposed_again(proposed):
     store, proposal = proposed.store, proposed.proposal
-    decisions.reject_proposal(store, proposal["id"], user="alice", reason="customer paid another entity")
+    reject_proposal(store, proposal["id"], user="alice", reason="customer paid another entity")
     assert _rejected_pairs(store) == {("pay1", "inv1"), ("pay1", "inv2"), ("pay1", "inv3"), ("pay1", "inv4")}
     assert _applied(store) == []
     decided = _proposal(store, proposal["id"])
@@ -330,7 +351,7 @@ def test_reject_remembers_every_candidate_pair_so_they_are_not_proposed_again(pr
 
 def test_reject_audit_logs_the_user_and_the_reason(proposed):
     store, proposal = proposed.store, proposed.proposal
-    decisions.reject_proposal(store, proposal["id"], user="alice", reason="customer paid another entity")
+    reject_proposal(store, proposal["id"], user="alice", reason="customer paid another entity")
     [entry] = _audit(store, "reject")
     assert (entry["actor"], entry["subject_id"], entry["inputs"], entry["decision"]) == (
         "alice",
@@ -344,7 +365,7 @@ def test_reject_audit_logs_the_user_and_the_reason(proposed):
 
 
 def test_match_without_an_amount_applies_what_both_the_payment_and_the_invoice_allow(book):
-    first = decisions.match(book, "ch_1", "INV-1", user="carol")
+    first = match(book, "ch_1", "INV-1", user="carol")
     assert (first.invoice_id, first.amount, first.rule, first.confirmed_by, first.confidence) == (
         "inv1",
         usd("100.00"),
@@ -352,51 +373,51 @@ def test_match_without_an_amount_applies_what_both_the_payment_and_the_invoice_a
         "carol",
         Decimal(1),
     )
-    second = decisions.match(book, "ch_1", "INV-2", user="carol")
+    second = match(book, "ch_1", "INV-2", user="carol")
     assert second.amount == usd("60.00")
     assert _unapplied(book, "pay1") == usd("0.00")
     with pytest.raises(UsageError, match="^nothing to match: the payment has nothing left or the invoice owes nothing"):
-        decisions.match(book, "ch_1", "INV-L", user="carol")
+        match(book, "ch_1", "INV-L", user="carol")
 
 
 def test_match_finds_records_by_our_id_a_providers_id_or_the_number(book):
-    made = decisions.match(book, "pay2", "L-INV-2", amount="10.00", user="carol")
+    made = match(book, "pay2", "L-INV-2", amount="10.00", user="carol")
     assert (made.payment_id, made.invoice_id, made.amount) == ("pay2", "inv2", usd("10.00"))
-    again = decisions.match(book, "ch_2", "inv1", amount="5", user="carol")
+    again = match(book, "ch_2", "inv1", amount="5", user="carol")
     assert (again.payment_id, again.invoice_id, again.amount) == ("pay2", "inv1", usd("5.00"))
 
 
 def test_match_refuses_more_than_the_payment_has_left(book):
-    decisions.match(book, "ch_2", "INV-1", amount="20.00", user="carol")
+    match(book, "ch_2", "INV-1", amount="20.00", user="carol")
     with pytest.raises(UsageError, match=r"^the payment has only 30\.00 USD left to apply, not 30\.01 USD$"):
-        decisions.match(book, "ch_2", "INV-2", amount="30.01", user="carol")
+        match(book, "ch_2", "INV-2", amount="30.01", user="carol")
     assert [(a.invoice_id, a.amount) for a in _applied(book, payment_ids=["pay2"])] == [("inv1", usd("20.00"))]
 
 
 def test_match_refuses_more_than_the_invoice_owes(book):
     with pytest.raises(UsageError, match=r"^invoice INV-2 owes only 60\.00 USD, not 60\.01 USD$"):
-        decisions.match(book, "ch_1", "INV-2", amount="60.01", user="carol")
+        match(book, "ch_1", "INV-2", amount="60.01", user="carol")
     assert _applied(book, invoice_ids=["inv2"]) == []
     assert _audit(book, "match") == []
 
 
 def test_match_refuses_more_than_an_invoice_owes_after_other_payments(book):
-    decisions.match(book, "ch_1", "INV-2", amount="45.50", user="carol")
+    match(book, "ch_1", "INV-2", amount="45.50", user="carol")
     with pytest.raises(UsageError, match=r"^invoice INV-2 owes only 14\.50 USD, not 14\.51 USD$"):
-        decisions.match(book, "ch_2", "INV-2", amount="14.51", user="carol")
-    assert decisions.match(book, "ch_2", "INV-2", user="carol").amount == usd("14.50")
+        match(book, "ch_2", "INV-2", amount="14.51", user="carol")
+    assert match(book, "ch_2", "INV-2", user="carol").amount == usd("14.50")
 
 
 @pytest.mark.parametrize("amount", [None, "10.00"])
 def test_match_refuses_to_mix_currencies(book, amount):
     with pytest.raises(UsageError, match="^currencies differ: payment in USD, invoice in EUR"):
-        decisions.match(book, "ch_1", "INV-E", amount=amount, user="carol")
+        match(book, "ch_1", "INV-E", amount=amount, user="carol")
     assert _applied(book, invoice_ids=["inve"]) == []
 
 
 def test_match_across_currencies_says_an_allocation_never_mixes_them(book):
     with pytest.raises(UsageError) as refused:
-        decisions.match(book, "ch_e", "INV-1", amount="10.00", user="carol")
+        match(book, "ch_e", "INV-1", amount="10.00", user="carol")
     assert str(refused.value) == (
         "currencies differ: payment in EUR, invoice in USD; an allocation never mixes currencies"
     )
@@ -414,18 +435,18 @@ def test_match_across_currencies_says_an_allocation_never_mixes_them(book):
 )
 def test_match_refuses_more_decimals_than_the_currency_allows(book, payment, invoice, amount, message):
     with pytest.raises(UsageError) as refused:
-        decisions.match(book, payment, invoice, amount=amount, user="carol")
+        match(book, payment, invoice, amount=amount, user="carol")
     assert str(refused.value) == message
     assert _applied(book, payment_ids=["payj", "payk", "pay1"]) == []
 
 
 def test_match_accepts_trailing_zeros_the_currency_can_hold(book):
-    assert decisions.match(book, "ch_j", "INV-J", amount="100.000", user="carol").amount == Money.of("100", "JPY")
-    assert decisions.match(book, "ch_k", "INV-K", amount="1.2500", user="carol").amount == Money.of("1.250", "KWD")
+    assert match(book, "ch_j", "INV-J", amount="100.000", user="carol").amount == Money.of("100", "JPY")
+    assert match(book, "ch_k", "INV-K", amount="1.2500", user="carol").amount == Money.of("1.250", "KWD")
 
 
 def test_a_match_of_a_kwd_payment_is_exact_to_the_fils(book):
-    made = decisions.match(book, "ch_k", "INV-K", amount="5.124", user="carol")
+    made = match(book, "ch_k", "INV-K", amount="5.124", user="carol")
     assert made.amount == Money.of("5.124", "KWD")
     [kept] = _applied(book, payment_ids=["payk"])
     assert (str(kept.amount.amount), kept.amount.currency) == ("5.124", "KWD")
@@ -433,27 +454,27 @@ def test_a_match_of_a_kwd_payment_is_exact_to_the_fils(book):
     assert _unapplied(book, "payk") == Money.of("0.001", "KWD")
     # the last fils goes to another invoice: not a fils more, and exactly that one without an amount
     with pytest.raises(UsageError, match=r"^the payment has only 0\.001 KWD left to apply, not 0\.002 KWD$"):
-        decisions.match(book, "payk", "INV-K2", amount="0.002", user="carol")
-    assert decisions.match(book, "payk", "INV-K2", user="carol").amount == Money.of("0.001", "KWD")
+        match(book, "payk", "INV-K2", amount="0.002", user="carol")
+    assert match(book, "payk", "INV-K2", user="carol").amount == Money.of("0.001", "KWD")
     assert (_balance(book, "invk2"), _unapplied(book, "payk")) == (Money.of("0.999", "KWD"), Money.of("0.000", "KWD"))
 
 
 def test_a_match_without_an_amount_takes_the_whole_kwd_and_jpy_payment(book):
-    assert decisions.match(book, "ch_k", "INV-K", user="carol").amount == Money.of("5.125", "KWD")
+    assert match(book, "ch_k", "INV-K", user="carol").amount == Money.of("5.125", "KWD")
     assert _balance(book, "invk") == Money.of("4.875", "KWD")
-    assert decisions.match(book, "ch_j", "INV-J", user="carol").amount == Money.of("5000", "JPY")
+    assert match(book, "ch_j", "INV-J", user="carol").amount == Money.of("5000", "JPY")
     assert _balance(book, "invj") == Money.of("5000", "JPY")
 
 
 def test_match_refuses_a_second_manual_match_of_the_same_pair(book):
-    decisions.match(book, "ch_1", "INV-1", amount="10.00", user="carol")
+    match(book, "ch_1", "INV-1", amount="10.00", user="carol")
     with pytest.raises(UsageError, match="^ch_1 is already matched by hand to INV-1; unmatch it first$"):
-        decisions.match(book, "ch_1", "INV-1", amount="10.00", user="carol")
+        match(book, "ch_1", "INV-1", amount="10.00", user="carol")
     assert [a.amount for a in _applied(book, payment_ids=["pay1"])] == [usd("10.00")]
 
 
 def test_match_audit_logs_the_user_the_amount_and_the_reason(book):
-    made = decisions.match(book, "ch_1", "INV-1", amount="12.34", user="carol", reason="remittance email")
+    made = match(book, "ch_1", "INV-1", amount="12.34", user="carol", reason="remittance email")
     [entry] = _audit(book, "match")
     assert (entry["actor"], entry["subject_type"], entry["subject_id"], entry["decision"]) == (
         "carol",
@@ -466,7 +487,7 @@ def test_match_audit_logs_the_user_the_amount_and_the_reason(book):
 
 
 def test_match_without_a_reason_says_who_matched(book):
-    made = decisions.match(book, "ch_1", "INV-1", amount="1.00", user="carol")
+    made = match(book, "ch_1", "INV-1", amount="1.00", user="carol")
     assert made.reason == "matched by carol"
     assert _audit(book, "match")[0]["decision"] == "manual match"
 
@@ -480,19 +501,19 @@ def test_match_without_a_reason_says_who_matched(book):
 )
 def test_match_names_the_record_it_cannot_find(book, payment, invoice, message):
     with pytest.raises(UsageError, match=message):
-        decisions.match(book, payment, invoice, amount="1.00", user="carol")
+        match(book, payment, invoice, amount="1.00", user="carol")
 
 
 @pytest.mark.parametrize("amount", ["1e30", "1e400", "100000000000000000000000000000", "1E+999999999"])
 def test_match_refuses_an_amount_too_large_to_hold_with_a_usage_error(book, amount):
     with pytest.raises(UsageError, match=f"^--amount {re.escape(amount)} is too large for an amount in USD$"):
-        decisions.match(book, "ch_1", "INV-1", amount=amount, user="carol")
+        match(book, "ch_1", "INV-1", amount=amount, user="carol")
 
 
 @pytest.mark.parametrize("amount", ["NaN", "Infinity", "-Infinity", "sNaN", "inf"])
 def test_match_refuses_an_amount_that_is_not_a_finite_number(book, amount):
     with pytest.raises(UsageError, match="^--amount: not a finite amount"):
-        decisions.match(book, "ch_1", "INV-1", amount=amount, user="carol")
+        match(book, "ch_1", "INV-1", amount=amount, user="carol")
 
 
 @pytest.mark.parametrize(
@@ -500,40 +521,40 @@ def test_match_refuses_an_amount_that_is_not_a_finite_number(book, amount):
 )
 def test_match_refuses_decimals_beyond_28_significant_digits_instead_of_rounding_them(book, amount):
     with pytest.raises(UsageError, match="more decimal places than USD allows"):
-        decisions.match(book, "ch_1", "INV-1", amount=amount, user="carol")
+        match(book, "ch_1", "INV-1", amount=amount, user="carol")
 
 
 def test_match_takes_a_large_amount_with_its_trailing_zeros_to_the_payments_check(book):
     """28 digits at the currency's exponent fit; such an amount is refused by what the payment
     has left, like any other too large for it."""
     with pytest.raises(UsageError, match="the payment has only 160.00 USD left to apply"):
-        decisions.match(book, "ch_1", "INV-1", amount="99999999999999999999999999.00", user="carol")
+        match(book, "ch_1", "INV-1", amount="99999999999999999999999999.00", user="carol")
 
 
 def test_a_match_on_a_payment_refunded_since_it_was_allocated_says_nothing_is_left(book):
-    decisions.match(book, "ch_2", "INV-1", amount="50.00", user="carol")
+    match(book, "ch_2", "INV-1", amount="50.00", user="carol")
     [charge] = book.list_payments(ids=["pay2"])
     refunded = charge.model_copy(update={"status": "partially_refunded", "amount_refunded": usd("20.00")})
     book.store_page("gateway", "charges", "payment", [refunded], None, rank=1)
     with pytest.raises(UsageError, match="the payment has only 0.00 USD left to apply"):
-        decisions.match(book, "ch_2", "INV-2", amount="1.00", user="carol")
+        match(book, "ch_2", "INV-2", amount="1.00", user="carol")
 
 
 # Unmatching ----------------------------------------------------------------------------------------
 
 
 def test_unmatch_removes_the_allocation_and_gives_back_the_balance(book):
-    made = decisions.match(book, "ch_1", "INV-1", amount="70.00", user="carol")
+    made = match(book, "ch_1", "INV-1", amount="70.00", user="carol")
     assert _balance(book, "inv1") == usd("30.00")
-    removed = decisions.unmatch(book, made.id or "", user="dave", reason="wrong customer")
+    removed = unmatch(book, made.id or "", user="dave", reason="wrong customer")
     assert (removed.id, removed.amount) == (made.id, usd("70.00"))
     assert _applied(book, payment_ids=["pay1"]) == []
     assert (_balance(book, "inv1"), _unapplied(book, "pay1")) == (usd("100.00"), usd("160.00"))
 
 
 def test_unmatch_remembers_the_pair_as_rejected_and_audit_logs_it(book):
-    made = decisions.match(book, "ch_1", "INV-1", amount="70.00", user="carol")
-    decisions.unmatch(book, made.id or "", user="dave", reason="wrong customer")
+    made = match(book, "ch_1", "INV-1", amount="70.00", user="carol")
+    unmatch(book, made.id or "", user="dave", reason="wrong customer")
     assert _rejected_pairs(book) == {("pay1", "inv1")}
     [entry] = _audit(book, "unmatch")
     assert (entry["actor"], entry["subject_id"], entry["decision"]) == ("dave", "pay1", "wrong customer")
@@ -542,8 +563,8 @@ def test_unmatch_remembers_the_pair_as_rejected_and_audit_logs_it(book):
 
 def test_an_unmatched_pair_is_not_proposed_again(proposed):
     store, proposal = proposed.store, proposed.proposal
-    made = decisions.match(store, "ch_1", "INV-1", amount="100.00", user="carol")
-    decisions.unmatch(store, made.id or "", user="carol")
+    made = match(store, "ch_1", "INV-1", amount="100.00", user="carol")
+    unmatch(store, made.id or "", user="carol")
     again = _reconcile(store)
     assert again.applied == []
     offered = {invoice_id for p in again.proposals for c in p["candidates"] for invoice_id in c["invoice_ids"]}
@@ -553,9 +574,9 @@ def test_an_unmatched_pair_is_not_proposed_again(proposed):
 
 def test_a_pair_matched_again_by_hand_after_unmatch_is_kept_by_the_next_run(proposed):
     store = proposed.store
-    made = decisions.match(store, "ch_1", "INV-1", amount="100.00", user="carol")
-    decisions.unmatch(store, made.id or "", user="carol")
-    decisions.match(store, "ch_1", "INV-1", amount="100.00", user="carol", reason="it was right after all")
+    made = match(store, "ch_1", "INV-1", amount="100.00", user="carol")
+    unmatch(store, made.id or "", user="carol")
+    match(store, "ch_1", "INV-1", amount="100.00", user="carol", reason="it was right after all")
     _reconcile(store)
     assert [(a.invoice_id, a.amount, a.rule) for a in _applied(store, invoice_ids=["inv1"])] == [
         ("inv1", usd("100.00"), "manual")
@@ -564,7 +585,7 @@ def test_a_pair_matched_again_by_hand_after_unmatch_is_kept_by_the_next_run(prop
 
 def test_unmatch_refuses_the_ledgers_own_record(book):
     with pytest.raises(UsageError) as refused:
-        decisions.unmatch(book, "al-ledger", user="dave")
+        unmatch(book, "al-ledger", user="dave")
     assert str(refused.value) == "this allocation is the ledger's own record; change the payment in the ledger"
     assert [a.id for a in _applied(book, payment_ids=["payl"])] == ["al-ledger"]
     assert _rejected_pairs(book) == set() and _audit(book, "unmatch") == []
@@ -572,11 +593,11 @@ def test_unmatch_refuses_the_ledgers_own_record(book):
 
 def test_unmatch_of_an_unknown_or_already_removed_allocation_names_it(book):
     with pytest.raises(UsageError, match=r"^no applied allocation 'al-nope' \(see `connector reconcile --json`\)$"):
-        decisions.unmatch(book, "al-nope", user="dave")
-    made = decisions.match(book, "ch_1", "INV-1", amount="1.00", user="carol")
-    decisions.unmatch(book, made.id or "", user="dave")
+        unmatch(book, "al-nope", user="dave")
+    made = match(book, "ch_1", "INV-1", amount="1.00", user="carol")
+    unmatch(book, made.id or "", user="dave")
     with pytest.raises(UsageError, match=f"^no applied allocation '{made.id}'"):
-        decisions.unmatch(book, made.id or "", user="dave")
+        unmatch(book, made.id or "", user="dave")
 
 
 # Balances the decisions check against -------------------------------------------------------------
@@ -585,17 +606,17 @@ def test_unmatch_of_an_unknown_or_already_removed_allocation_names_it(book):
 def test_invoice_balance_counts_only_the_allocations_the_ledger_does_not_hold(book):
     # INV-L: 100.00, of which the ledger says 40.00 is paid (by P-L, its own record): 60.00 owed
     assert _balance(book, "invl") == usd("60.00")
-    decisions.match(book, "ch_2", "INV-L", amount="10.00", user="carol")
+    match(book, "ch_2", "INV-L", amount="10.00", user="carol")
     assert _balance(book, "invl") == usd("50.00")
     with pytest.raises(UsageError, match=r"^invoice INV-L owes only 50\.00 USD, not 50\.01 USD$"):
-        decisions.match(book, "ch_1", "INV-L", amount="50.01", user="carol")
+        match(book, "ch_1", "INV-L", amount="50.01", user="carol")
 
 
 def test_payment_unapplied_counts_applied_allocations_the_ledgers_own_included(book):
     assert _unapplied(book, "payl") == usd("0.00")
-    made = decisions.match(book, "ch_1", "INV-1", amount="70.00", user="carol")
+    made = match(book, "ch_1", "INV-1", amount="70.00", user="carol")
     assert _unapplied(book, "pay1") == usd("90.00")
-    decisions.unmatch(book, made.id or "", user="carol")  # a rejected allocation uses nothing
+    unmatch(book, made.id or "", user="carol")  # a rejected allocation uses nothing
     assert _unapplied(book, "pay1") == usd("160.00")
 
 
@@ -605,6 +626,6 @@ def test_invoice_balance_of_a_void_invoice_is_zero_so_nothing_can_be_matched_to_
     )
     assert _balance(book, "invv") == usd("0.00")
     with pytest.raises(UsageError, match="^nothing to match"):
-        decisions.match(book, "ch_1", "INV-V", user="carol")
+        match(book, "ch_1", "INV-V", user="carol")
     with pytest.raises(UsageError, match=r"^invoice INV-V owes only 0\.00 USD, not 1\.00 USD$"):
-        decisions.match(book, "ch_1", "INV-V", amount="1.00", user="carol")
+        match(book, "ch_1", "INV-V", amount="1.00", user="carol")

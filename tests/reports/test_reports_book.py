@@ -32,6 +32,22 @@ from connector.state import reconciliation as decisions
 from connector.state.store import open_store
 
 AS_OF = "2024-06-30"
+# The systems' kinds (ledger, gateway) tell `drift` what each should hold; nothing is called.
+CONNECTIONS = """
+[connections.gateway]
+provider = "stripe"
+base_url = "http://127.0.0.1:9/stripe"
+api_key = "sk_test_reports_book"
+
+[connections.ledger]
+provider = "xero"
+base_url = "http://127.0.0.1:9/xero"
+token_url = "http://127.0.0.1:9/xero/oauth/token"
+tenant_id = "00000000-0000-4000-8000-000000000001"
+client_id = "reports-book"
+client_secret = "reports-book-secret"
+refresh_token = "reports-book-refresh"
+"""
 
 
 def usd(value: str) -> Money:
@@ -63,7 +79,7 @@ def invoice(id_, system, remote, number, customer, currency, total, paid="0", du
 def book(tmp_path_factory):
     directory = tmp_path_factory.mktemp("book")
     config = directory / "connector.toml"
-    config.write_text(f'[database]\nurl = "sqlite:///{directory / "state.db"}"\n')
+    config.write_text(f'[database]\nurl = "sqlite:///{directory / "state.db"}"\n' + CONNECTIONS)
     store = open_store(f"sqlite:///{directory / 'state.db'}")
     acme = Customer(
         id="acme", name="Acme Trading Corp.", refs=[Ref(system="ledger", object_type="customer", remote_id="C-1")]
@@ -379,16 +395,21 @@ def test_aging_csv_header_and_total_rows(run_cli, book):
     assert sorted(r[3] for r in rows[1:] if r[0] == "total") == ["EUR", "JPY", "USD"]
 
 
-def test_drift_reports_disagreeing_status_and_dangling_refs_and_exits_1(run_cli, book):
+def test_drift_says_what_differs_by_how_much_since_when_and_what_resolves_it(run_cli, book):
     result = run(run_cli, book, "drift", "--json")
     assert result.exit_code == 1
     report = json.loads(result.stdout)
     assert report["drift"] is True
-    [record] = report["records"]
-    assert record["number"] == "INV-5"
-    fields = {d["field"]: {v["system"]: v["value"] for v in d["values"]} for d in record["differences"]}
-    assert fields["status"] == {"gateway": "open", "ledger": "paid"}
-    assert fields["amount_paid"] == {"gateway": "0.00 USD", "ledger": "40.00 USD"}
+    by_number = {(r["number"], r["system"]): r for r in report["records"]}
+    # INV-5: paid in the ledger, still open in the gateway, and nothing queued to tell it
+    gateway = by_number[("INV-5", "gateway")]
+    assert (gateway["field"], gateway["holds"], gateway["should_hold"]) == ("status", "open", "paid")
+    assert gateway["resolve"] == "connector sync --apply" and gateway["since"]
+    # INV-1: 60.00 of the card payment applied, not yet in the ledger
+    ledger = by_number[("INV-1", "ledger")]
+    assert (ledger["field"], ledger["amount"], ledger["currency"]) == ("amount_paid", "60.00", "USD")
+    assert (ledger["holds"], ledger["should_hold"]) == ("0.00 USD", "60.00 USD")
+    assert set(by_number) == {("INV-5", "gateway"), ("INV-1", "ledger")}
     assert report["dangling_refs"] == [
         {
             "system": "crm",
@@ -399,7 +420,11 @@ def test_drift_reports_disagreeing_status_and_dangling_refs_and_exits_1(run_cli,
             "problem": "not linked to any record",
         }
     ]
-    assert "INV-5" in run(run_cli, book, "drift").stdout
+    assert report["counts"] == {"records": 2, "gaps": 0, "dangling_refs": 1}
+    text = run(run_cli, book, "drift").stdout
+    assert "invoice INV-5: gateway invoice in_5 status: holds open, should hold paid" in text
+    assert "invoice INV-1: ledger invoice L-1 amount_paid: holds 0.00 USD, should hold 60.00 USD by 60.00 USD" in text
+    assert "resolve: connector sync --apply" in text
 
 
 def test_explain_payment_tells_refs_allocations_and_audit(run_cli, book):

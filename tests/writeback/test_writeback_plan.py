@@ -1,11 +1,19 @@
 """What write-back plans, from plain facts."""
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from connector.model import Allocation, Invoice, Payment, Ref, invoice_position
 from connector.money import Money
-from connector.writeback.plan import Facts, SystemView, plan_crm_properties, plan_gateway_status, plan_ledger_payments
+from connector.writeback.plan import (
+    Facts,
+    SystemView,
+    plan_all,
+    plan_crm_properties,
+    plan_gateway_status,
+    plan_ledger_payments,
+)
 
 USD = lambda a: Money.of(a, "USD")  # noqa: E731
 
@@ -279,3 +287,56 @@ def test_an_invoice_counts_as_reminded_once_the_reminder_s_message_is_sent(tmp_p
     today = date.today()
     assert reminded() == {"i3": today, "i4": today}
     store.close()
+
+
+def test_a_write_sent_and_taken_back_is_derived_again_under_a_key_of_its_own():
+    first = plan_all(facts(), date(2026, 11, 22))
+    record = next(p for p in first if p.action.kind == "record_payment")
+    sent_id = 41
+    derived = plan_all(facts_with(reversed={record.action.idempotency_key: sent_id}), date(2026, 11, 22))
+    again = {p.action.idempotency_key: p for p in derived}
+    assert record.action.idempotency_key not in again
+    [replacing] = [p for p in again.values() if p.action.payload.get("replaces") == sent_id]
+    assert {k: v for k, v in replacing.action.payload.items() if k != "replaces"} == record.action.payload
+    # writes never taken back keep the keys they always had
+    untouched = {p.action.idempotency_key for p in first} - {record.action.idempotency_key}
+    assert untouched <= set(again)
+
+
+def test_a_ledger_payment_being_deleted_does_not_count_as_the_ledger_holding_the_payment():
+    held = facts_with(payment_views={"p1": [SystemView("ledger", "ledger", "payment", "x-pay", {})]})
+    assert [p for p in plan_ledger_payments(held) if p.action.kind == "record_payment"] == []
+    withdrawn = facts_with(
+        payment_views={"p1": [SystemView("ledger", "ledger", "payment", "x-pay", {})]}, withdrawn=frozenset({"x-pay"})
+    )
+    assert len([p for p in plan_ledger_payments(withdrawn) if p.action.kind == "record_payment"]) == 2
+
+
+def facts_with(**changes):
+    return replace(facts(), **changes)
+
+
+def ledger_part(remote_id, invoice_remote_id, status="succeeded"):
+    data = {"status": status, "_sync": {"links": {"invoice": invoice_remote_id}} if invoice_remote_id else {}}
+    return SystemView("ledger", "ledger", "payment", remote_id, data)
+
+
+def test_a_split_payment_half_written_back_writes_the_part_the_ledger_lacks_and_no_other():
+    """A payment split over two invoices whose write-back stopped after the first part: the
+    ledger holds the part on i1, so only i2's part is planned (once), and never i1's again."""
+    half = facts_with(
+        payment_views={"p1": [SystemView("gateway", "gateway", "payment", "ch_1", {}), ledger_part("x-pay1", "x-i1")]}
+    )
+    targets = [p.action.target.remote_id for p in plan_ledger_payments(half) if p.action.kind == "record_payment"]
+    assert targets == ["x-i2"]
+    both = facts_with(payment_views={"p1": [ledger_part("x-pay1", "x-i1"), ledger_part("x-pay2", "x-i2")]})
+    assert [p for p in plan_ledger_payments(both) if p.action.kind == "record_payment"] == []
+
+
+def test_a_ledger_part_on_no_known_invoice_or_deleted_is_handled_without_writing_twice():
+    # a part the ledger holds on an invoice it does not say: nothing is written, to be safe
+    unknown = facts_with(payment_views={"p1": [ledger_part("x-pay1", None)]})
+    assert [p for p in plan_ledger_payments(unknown) if p.action.kind == "record_payment"] == []
+    # a part deleted in the ledger holds no money there: both parts are written again
+    deleted = facts_with(payment_views={"p1": [ledger_part("x-pay1", "x-i1", status="failed")]})
+    assert len([p for p in plan_ledger_payments(deleted) if p.action.kind == "record_payment"]) == 2

@@ -14,7 +14,7 @@ import respx
 
 from connector.errors import InvalidRequestError
 from connector.http import dumps_exact
-from connector.model import Action, Ref
+from connector.model import Action, ActionKind, ObjectType, Ref
 from support.openapi import check_response
 from support.xero_fakes import API
 
@@ -22,7 +22,7 @@ PAYMENT_ID = "c94c996b-1ab3-4ff3-ad19-1cdc77f30817"
 FEE_ID = "5f8b1b4e-1f0a-4c1e-9b4e-2b7f8e0c1a11"
 
 
-def reversal(kind: str, object_type: str, remote_id: str) -> Action:
+def reversal(kind: ActionKind, object_type: ObjectType, remote_id: str) -> Action:
     return Action(
         connection="ledger",
         kind=kind,

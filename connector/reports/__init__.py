@@ -10,7 +10,7 @@ hold yet (`connector.reconcile.run.invoice_allocations`).
     payment_rows                       `connector payments list`
     match_customers / customer_story   `connector customers show`
     aging_report                       `connector aging` (buckets per customer and currency, DSO)
-    invoice_drift / payment_drift      `connector drift`
+    drift (connector.reports.drift)    `connector drift`
     explain_story                      `connector explain`
 """
 
@@ -32,6 +32,19 @@ from connector.model import (
     invoice_position,
 )
 from connector.money import Money, money_sum
+from connector.reports.drift import (
+    DriftBook,
+    Gap,
+    View,
+    Write,
+    drift_lines,
+    drift_report,
+    gap_is_resolved,
+    gap_lines,
+    invoice_drift,
+    payment_drift,
+    unsent_writes,
+)
 
 INVOICE_STATUSES = ("draft", "open", "partially_paid", "paid", "void", "uncollectible")
 STATUS_FILTERS = (*INVOICE_STATUSES, "in_collections", "disputed")
@@ -315,136 +328,6 @@ def aging_report(
     }
 
 
-# Drift ----------------------------------------------------------------------------------
-
-# A system that does not track payments on a record (a CRM deal) only tells whether the
-# invoice exists and is live: its "open" is compatible with the ledger's "paid".
-_LIFECYCLE = {
-    "draft": "draft",
-    "open": "issued",
-    "partially_paid": "issued",
-    "paid": "issued",
-    "uncollectible": "issued",
-    "void": "void",
-}
-# open and partially paid differ only by the amount paid, which is compared on its own.
-_STATUS = {**{s: s for s in INVOICE_STATUSES}, "partially_paid": "open"}
-
-
-def _view_money(data: Mapping[str, Any], field: str) -> Money | None:
-    value = data.get(field)
-    if not isinstance(value, Mapping) or value.get("amount") is None:
-        return None
-    return Money.of(value["amount"], value["currency"])
-
-
-def _differences(views: Sequence[Mapping[str, Any]], fields: Mapping[str, Any]) -> list[Row]:
-    """For each field, every view's value when the views do not all agree. A field is
-    `value_of(view)` (None: the view says nothing about it), or `(value_of, disagree)` when
-    agreeing is more than equal text (`disagree(views)` says; e.g. a deal's "open" against
-    a paid invoice)."""
-    out = []
-    for field, spec in fields.items():
-        value_of, disagree = spec if isinstance(spec, tuple) else (spec, None)
-        stating = [view for view in views if value_of(view) is not None]
-        values = [
-            {"system": v["system"], "type": v["object_type"], "id": v["remote_id"], "value": value_of(v)}
-            for v in stating
-        ]
-        if disagree(stating) if disagree else len({v["value"] for v in values}) > 1:
-            out.append({"field": field, "values": values})
-    return out
-
-
-def _grouped(views: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-    for view in views:
-        if view.get("entity_id"):
-            groups[view["entity_id"]].append(view)
-    return groups
-
-
-def invoice_drift(views: Iterable[Mapping[str, Any]], without_payments: Iterable[tuple[str, str]] = ()) -> list[Row]:
-    """Canonical invoices whose systems disagree on the total, the status (as mapped) or the
-    amount paid. `views` are `state.linking.ref_views(session, "invoice")` rows;
-    `without_payments` names the (system, object type) pairs whose records carry no payments
-    (a CRM deal): they compare by lifecycle only (draft, issued, void), not by amount paid."""
-    untracked = set(without_payments)
-
-    def tracks(view: Mapping[str, Any]) -> bool:
-        return (view["system"], view["object_type"]) not in untracked
-
-    def total(view: Mapping[str, Any]) -> str | None:
-        money = _view_money(view["data"], "total")
-        return None if money is None else str(money)
-
-    def status(view: Mapping[str, Any]) -> str | None:
-        value = view["data"].get("status")
-        return None if value is None else str(value)
-
-    def status_disagrees(stating: Sequence[Mapping[str, Any]]) -> bool:
-        statuses = [view["data"]["status"] for view in stating]
-        lifecycles = {_LIFECYCLE.get(s, s) for s in statuses}
-        settled = {_STATUS.get(s, s) for view, s in zip(stating, statuses, strict=True) if tracks(view)}
-        return len(lifecycles) > 1 or len(settled) > 1
-
-    def paid(view: Mapping[str, Any]) -> str | None:
-        if not tracks(view):
-            return None
-        settled = [_view_money(view["data"], f) for f in ("amount_paid", "amount_credited")]
-        known = [m for m in settled if m is not None]
-        return str(money_sum(known, known[0].currency)) if known else None
-
-    out = []
-    for entity_id, group in sorted(_grouped(views).items()):
-        if len(group) < 2:
-            continue
-        differences = _differences(group, {"total": total, "status": (status, status_disagrees), "amount_paid": paid})
-        if differences:
-            numbers = sorted({v["data"].get("number") for v in group if v["data"].get("number")})
-            out.append(
-                {
-                    "kind": "invoice",
-                    "id": entity_id,
-                    "number": numbers[0] if numbers else None,
-                    "differences": differences,
-                }
-            )
-    return out
-
-
-def payment_drift(views: Iterable[Mapping[str, Any]]) -> list[Row]:
-    """Canonical payments whose systems disagree on the amount, the status, or the amount
-    refunded (where both systems state one)."""
-
-    def gross(view: Mapping[str, Any]) -> str | None:
-        money = _view_money(view["data"], "amount")
-        return None if money is None else str(money)
-
-    def refunded(view: Mapping[str, Any]) -> str | None:
-        money = _view_money(view["data"], "amount_refunded")
-        return None if money is None else str(money)
-
-    fields = {"amount": gross, "status": lambda v: v["data"].get("status"), "amount_refunded": refunded}
-    out = []
-    for entity_id, group in sorted(_grouped(views).items()):
-        if len(group) < 2:
-            continue
-        differences = _differences(group, fields)
-        if differences:
-            out.append({"kind": "payment", "id": entity_id, "number": None, "differences": differences})
-    return out
-
-
-def drift_report(records: Sequence[Row], dangling: Sequence[Row]) -> Row:
-    return {
-        "drift": bool(records or dangling),
-        "records": list(records),
-        "dangling_refs": list(dangling),
-        "counts": {"records": len(records), "dangling_refs": len(dangling)},
-    }
-
-
 # Explain --------------------------------------------------------------------------------
 
 
@@ -509,3 +392,39 @@ def explain_story(
         "audit": sorted(audit, key=lambda e: (e["at"] or "", e.get("seq") or 0)),
         "actions": list(actions),
     }
+
+
+__all__ = [
+    "DSO_WINDOW_DAYS",
+    "DriftBook",
+    "Gap",
+    "INVOICE_STATUSES",
+    "Row",
+    "STATUS_FILTERS",
+    "UNKNOWN_CUSTOMER",
+    "View",
+    "Write",
+    "aging_report",
+    "allocation_row",
+    "amount",
+    "customer_story",
+    "drift_lines",
+    "drift_report",
+    "explain_story",
+    "gap_is_resolved",
+    "gap_lines",
+    "invoice_drift",
+    "invoice_rows",
+    "is_overdue",
+    "iso",
+    "match_customers",
+    "payment_application",
+    "payment_drift",
+    "payment_rows",
+    "proposal_row",
+    "ref_rows",
+    "select_invoices",
+    "systems_of",
+    "unmatched",
+    "unsent_writes",
+]
