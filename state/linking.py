@@ -24,19 +24,27 @@ _CANONICAL = CANONICAL_TABLES
 
 
 def ref_views(session: Session, entity_kind: str) -> list[dict[str, Any]]:
-    """Every ref of `entity_kind` with its system's view (`data`), ordered for stable output."""
+    """Every ref of `entity_kind` with its system's view (`data`) and when a sync last read it
+    (`seen_at`), ordered for stable output."""
     refs = table("refs")
     query = (
-        sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.entity_id, refs.c.data)
+        sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.entity_id, refs.c.data, refs.c.seen_at)
         .where(mine(session, refs), refs.c.entity_kind == entity_kind, refs.c.entity_id.is_not(None))
         .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
     )
     rows = []
-    for system, object_type, remote_id, entity_id, data in session.execute(query):
+    for system, object_type, remote_id, entity_id, data, seen_at in session.execute(query):
         if isinstance(data, str):
             data = json.loads(data)
         rows.append(
-            {"system": system, "object_type": object_type, "remote_id": remote_id, "entity_id": entity_id, "data": data}
+            {
+                "system": system,
+                "object_type": object_type,
+                "remote_id": remote_id,
+                "entity_id": entity_id,
+                "data": data,
+                "seen_at": seen_at,
+            }
         )
     return rows
 

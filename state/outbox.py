@@ -306,6 +306,18 @@ def cancel_unsent(session: Session, action_id: int, cause: str) -> bool:
     return rowcount(changed) == 1
 
 
+def note_settled(session: Session, action_id: int, cause: str) -> bool:
+    """Say of a cancelled write that the decision behind it was withdrawn (`cause`): like a
+    write a settlement cancelled, it is planned again if a later decision makes it follow."""
+    outbox = table("outbox_actions")
+    changed = session.execute(
+        sa.update(outbox)
+        .where(mine(session, outbox), outbox.c.id == action_id, outbox.c.state == "cancelled")
+        .values(last_error=(SETTLED_NOTE + cause)[:2000], updated_at=utcnow())
+    )
+    return rowcount(changed) == 1
+
+
 def replan_settled(session: Session, keys: Sequence[str]) -> list[int]:
     """Plan again the writes of `keys` that a settlement cancelled (a later decision made them
     follow again); their attempts start from zero. Returns their ids."""

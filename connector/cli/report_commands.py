@@ -489,10 +489,8 @@ def _drift_report(app: AppContext, company: str) -> Row:
             reports.Gap(e.at, e.subject_type, e.subject_id, e.inputs or {}, e.decision or "")
             for e in audit_entries(session, actions={"gap"})
         ]
-        written = {w.target for w in writes if w.target is not None and w.state == "done"}
-        seen = _seen_at(session, [*invoice_rows, *payment_rows], written)
-        invoice_views = [_view(row, kinds, seen) for row in invoice_rows]
-        payment_views = [_view(row, kinds, seen) for row in payment_rows]
+        invoice_views = [_view(row, kinds) for row in invoice_rows]
+        payment_views = [_view(row, kinds) for row in payment_rows]
         book = reports.DriftBook(
             invoices=invoices,
             payments=payments,
@@ -504,7 +502,7 @@ def _drift_report(app: AppContext, company: str) -> Row:
             as_of=date.today(),
         )
         lines = reports.drift_lines(book)
-        _fill_since(session, lines)
+        _fill_since(lines, [*invoice_views, *payment_views])
         dangling = _dangling_refs(session)
     return reports.drift_report(lines, dangling)
 
@@ -525,8 +523,7 @@ def _write(entry: outbox.OutboxEntry) -> reports.Write:
     )
 
 
-def _view(row: Row, kinds: dict[str, str], seen: dict[tuple[str, str, str], datetime]) -> reports.View:
-    target = (row["system"], row["object_type"], row["remote_id"])
+def _view(row: Row, kinds: dict[str, str]) -> reports.View:
     return reports.View(
         system=row["system"],
         kind=kinds.get(row["system"], ""),
@@ -534,44 +531,21 @@ def _view(row: Row, kinds: dict[str, str], seen: dict[tuple[str, str, str], date
         remote_id=row["remote_id"],
         entity_id=row["entity_id"],
         data=row["data"],
-        seen_at=seen.get(target),
+        seen_at=row["seen_at"],
     )
 
 
-def _seen_at(
-    session: Any, rows: Sequence[Row], targets: set[tuple[str, str, str]]
-) -> dict[tuple[str, str, str], datetime]:
-    """When a sync last read each record some done write went to (whether it has read the
-    write back yet)."""
-    entities = sorted(
-        {
-            (kind, row["entity_id"])
-            for row in rows
-            for kind in (_entity_kind(row),)
-            if (row["system"], row["object_type"], row["remote_id"]) in targets
-        }
-    )
-    out = {}
-    for kind, entity_id in entities:
-        for ref in ref_details(session, kind, entity_id):
-            out[(ref["system"], ref["object_type"], ref["remote_id"])] = ref["seen_at"]
-    return out
-
-
-def _entity_kind(row: Row) -> str:
-    return "payment" if row["object_type"] in ("payment", "payment_intent") else "invoice"
-
-
-def _fill_since(session: Any, lines: list[Row]) -> None:
-    """A record's line without a moment gets the record's last sync."""
+def _fill_since(lines: list[Row], views: Sequence[reports.View]) -> None:
+    """A record's line without a moment gets the record's last sync (in that line's system)."""
+    seen: dict[tuple[str, str], list[tuple[str, datetime]]] = defaultdict(list)
+    for view in views:
+        if view.seen_at is not None:
+            kind = "payment" if view.object_type in ("payment", "payment_intent") else "invoice"
+            seen[(kind, view.entity_id)].append((view.system, view.seen_at))
     for line in lines:
         if line["since"] is not None or line["kind"] not in ("invoice", "payment") or not line["id"]:
             continue
-        moments = [
-            r["seen_at"]
-            for r in ref_details(session, line["kind"], line["id"])
-            if line["system"] is None or r["system"] == line["system"]
-        ]
+        moments = [at for system, at in seen.get((line["kind"], line["id"]), []) if line["system"] in (None, system)]
         line["since"] = reports.iso(max(moments)) if moments else None
 
 

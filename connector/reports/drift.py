@@ -625,25 +625,19 @@ def gap_lines(book: DriftBook) -> list[Row]:
         money = Money.of(amount, currency) if amount is not None and currency else None
         irreversible = inputs.get("gap") == "irreversible_write"
         payment, number = inputs.get("payment"), invoice.number if invoice else None
+        reason = gap.reason
         if irreversible:
             holds, should = "written, cannot be taken back", "not written (the decision was undone)"
+            undone = payment or _undone_payment(index, inputs.get("invoice"))
             resolve = (
-                f"connector reconcile match {payment} {number or inputs.get('invoice')}"
-                if payment and (number or inputs.get("invoice"))
+                f"connector reconcile match {undone} {number or inputs.get('invoice')}"
+                if undone and (number or inputs.get("invoice"))
                 else f"connector explain {number or inputs.get('invoice') or payment}"
             )
         else:
             holds, should = "not written (the write was cancelled)", "written (the decision stands)"
-            standing = [
-                a
-                for a in book.pending
-                if a.payment_id == payment and (inputs.get("invoice") is None or a.invoice_id == inputs.get("invoice"))
-            ]
-            resolve = (
-                f"connector reconcile unmatch {standing[0].id}"
-                if standing
-                else f"connector explain {number or payment or inputs.get('invoice')}"
-            )
+            resolve = "connector sync"
+            reason = f"{reason}; {_by_hand(index.writes.get(_int(inputs.get('action'))), inputs, number, money)}"
         out.append(
             {
                 **_line(
@@ -657,7 +651,7 @@ def gap_lines(book: DriftBook) -> list[Row]:
                     money,
                     gap.at,
                     resolve,
-                    gap.reason,
+                    reason,
                     [a for a in (_int(inputs.get("action")),) if a >= 0],
                 ),
                 "system": inputs.get("connection"),
@@ -666,6 +660,47 @@ def gap_lines(book: DriftBook) -> list[Row]:
             }
         )
     return out
+
+
+def _undone_payment(index: _Index, invoice_id: str | None) -> str | None:
+    """The payment whose match a forced decision undid on `invoice_id` (a gap of a gateway's
+    mark-paid names no payment): the latest one whose ledger payment on the invoice a reversal
+    takes back."""
+    if not invoice_id:
+        return None
+    references = {v.remote_id: v.entity_id for v in index.book.payment_views if v.kind == "gateway"}
+    reversals = sorted(
+        (w for w in index.book.writes if w.kind == "delete_payment" and w.state != "cancelled"),
+        key=lambda w: w.id,
+        reverse=True,
+    )
+    for reversal in reversals:
+        reversed_ = index.writes.get(_int(reversal.payload.get("reverses")))
+        if reversed_ is None or reversed_.subject_id != invoice_id:
+            continue
+        reference = str(reversed_.payload.get("reference") or "")
+        payment = references.get(reference) or (reference if reference in index.book.payments else None)
+        if payment:
+            return payment
+    return None
+
+
+def _by_hand(written: Write | None, inputs: Mapping[str, Any], number: str | None, money: Money | None) -> str:
+    """What finance does for a decision it kept without its write: the write by hand, in the
+    system, then a sync reads it back (and the gap is resolved)."""
+    system = inputs.get("connection") or "the system"
+    kind = written.kind if written is not None else "record_payment"
+    payload = written.payload if written is not None else {}
+    reference = payload.get("reference") or inputs.get("payment")
+    amount = str(money) if money is not None else "the amount"
+    if kind == "mark_paid":
+        return f"mark {number or inputs.get('invoice')} paid in {system} by hand, then sync"
+    if kind == "record_fee":
+        return f"book the fee of {amount} on {reference} in {system} by hand, then sync"
+    return (
+        f"record the payment of {amount} (reference {reference}) to {number or inputs.get('invoice')} "
+        f"in {system} by hand, then sync"
+    )
 
 
 def drift_lines(book: DriftBook) -> list[Row]:

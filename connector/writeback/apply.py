@@ -305,6 +305,8 @@ def cancel(
             record_gap(session, user, gap)
             return Cancellation(True, gap=gap)
         withdraw(session, behind, user, "cancel_decision", f"{cause} by {user}", audited=cause)
+        # the decision is gone with its write: a later decision making it follow plans it again
+        outbox.note_settled(session, action_id, f"{cause} by {user} (the decision behind it withdrawn)")
         settled = settle(
             config,
             store,

@@ -51,6 +51,7 @@ def _gather(config: Config, store: Store, session: Any, registry: Registry | Non
     invoice_rows = state_linking.ref_views(session, "invoice")
     payment_rows = state_linking.ref_views(session, "payment")
     reversed_keys, withdrawn = taken_back(session)
+    crm_sent, sent_updates = sent_crm_values(session, invoice_rows)
     reminded = last_reminders(session)
 
     def views(rows: list[dict[str, Any]]) -> dict[str, list[SystemView]]:
@@ -99,7 +100,33 @@ def _gather(config: Config, store: Store, session: Any, registry: Registry | Non
         last_reminders=reminded,
         reversed=reversed_keys,
         withdrawn=withdrawn,
+        crm_sent=crm_sent,
+        sent_updates=sent_updates,
     )
+
+
+def sent_crm_values(
+    session: Any, rows: list[dict[str, Any]]
+) -> tuple[dict[tuple[str, str, str], dict[str, str]], dict[str, int]]:
+    """What the CRM holds since our last writes: per record (system, object type, remote id),
+    the properties our done `update_properties` wrote after the record was last read (a sync
+    has not read them back yet), the later write winning; and the key of every done update
+    with its outbox id (the same content sent again later needs a key of its own)."""
+    seen = {(r["system"], r["object_type"], r["remote_id"]): r.get("seen_at") for r in rows}
+    written: dict[tuple[str, str, str], dict[str, str]] = {}
+    keys: dict[str, int] = {}
+    for entry in outbox.entries(session, states=("done",), kinds=("update_properties",)):
+        keys[entry.action.idempotency_key] = entry.id
+        target = entry.action.target
+        properties = entry.action.payload.get("properties")
+        if target is None or not isinstance(properties, dict):
+            continue
+        record = (target.system, target.object_type, target.remote_id)
+        read = seen.get(record)
+        if read is not None and entry.updated_at <= read:
+            continue  # a sync read the record after this write: its view says what the CRM holds
+        written.setdefault(record, {}).update({str(k): str(v) for k, v in properties.items() if v is not None})
+    return written, keys
 
 
 def taken_back(session: Any) -> tuple[dict[str, int], frozenset[str]]:

@@ -71,6 +71,10 @@ class Facts:
     # sent writes a reversal takes back: their idempotency key -> their outbox id
     reversed: dict[str, int] = field(default_factory=dict)
     withdrawn: frozenset[str] = frozenset()  # ledger payments (remote ids) we delete or deleted
+    # CRM properties our done updates wrote that no sync has read back yet, per record
+    # (system, object type, remote id); and each done update's key with its outbox id
+    crm_sent: dict[tuple[str, str, str], dict[str, str]] = field(default_factory=dict)
+    sent_updates: dict[str, int] = field(default_factory=dict)
 
 
 def _label(invoice: Invoice) -> str:
@@ -219,12 +223,15 @@ def plan_crm_properties(facts: Facts) -> list[PlannedAction]:
         for view in facts.invoice_views.get(invoice_id, []):
             if view.kind != "crm" or view.object_type not in ("deal", "invoice"):
                 continue
-            held = crm_values(view)
+            held = {**crm_values(view), **facts.crm_sent.get((view.system, view.object_type, view.remote_id), {})}
             changes = {name: value for name, value in wanted.items() if not _same(name, held.get(name), value)}
             if not changes:
                 continue  # the CRM holds every value already
-            action = Action(
-                connection=view.system, kind="update_properties", target=view.ref, payload={"properties": changes}
+            action = _new_content(
+                Action(
+                    connection=view.system, kind="update_properties", target=view.ref, payload={"properties": changes}
+                ),
+                facts.sent_updates,
             )
             shown = ", ".join(
                 f"{CRM_PROPERTIES[name]} {held.get(name) or '(none)'} -> {value}"
@@ -234,6 +241,16 @@ def plan_crm_properties(facts: Facts) -> list[PlannedAction]:
             summary = f"{_label(invoice)}: {view.system} {view.object_type} {view.remote_id}: {shown}"
             planned.append(PlannedAction(action, "invoice", invoice_id, summary))
     return planned
+
+
+def _new_content(action: Action, sent: dict[str, int]) -> Action:
+    """An update whose same content was sent before, since overwritten (a CRM's values going
+    back to what an earlier write set: an unmatch after a match): it follows that write's id
+    (`after`) so that it gets a key of its own and is sent, not taken for the old one."""
+    while action.idempotency_key in sent:
+        payload = {**action.payload, "after": sent[action.idempotency_key]}
+        action = Action(connection=action.connection, kind=action.kind, target=action.target, payload=payload)
+    return action
 
 
 def crm_values(view: SystemView) -> dict[str, str]:

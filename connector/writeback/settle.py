@@ -35,7 +35,7 @@ from connector.providers.registry import Registry, installed
 from connector.reconcile.types import LEDGER_RULE
 from connector.state import outbox
 from connector.state import reconciliation as decisions
-from connector.state.bookkeeping import audit
+from connector.state.bookkeeping import audit, audit_entries
 from connector.state.store import Store
 from connector.writeback.facts import REVERSAL_OF, gather_facts, live
 from connector.writeback.plan import Facts, PlannedAction, plan_all
@@ -130,9 +130,14 @@ def settle(
     backing.know_sent([e for e in sent if e.id not in taken_back])
     refusals: list[Gap] = []
     changed = False
+    # a write finance already knows it cannot take back (its gap is recorded) is not refused
+    # again: a later decision about the same records goes through
+    acknowledged = gapped_actions(session) if reverse else set()
     if reverse:
         for entry in sent:
             if entry.id in taken_back or entry.action.kind not in REVERSAL_OF or backing.holds(entry):
+                continue
+            if entry.id in acknowledged:
                 continue
             reversal = _reversal(entry, facts, backing)
             if _can_apply(config, registry, entry.action.connection, reversal.action.kind):
@@ -147,7 +152,7 @@ def settle(
     derived_keys = {p.action.idempotency_key for p in result.derived}
     if reverse:
         for entry in sent:
-            if entry.action.kind == "mark_paid" and not _still_paid(entry, facts):
+            if entry.action.kind == "mark_paid" and entry.id not in acknowledged and not _still_paid(entry, facts):
                 refusals.append(_irreversible(entry, facts, backing, registry, config))
         _refuse_while_sending(session, scope, derived_keys)
     if refusals and not force:
@@ -292,6 +297,16 @@ def _reversal(entry: outbox.OutboxEntry, facts: Facts, backing: Backing) -> Plan
 def _can_apply(config: Config, registry: Registry, connection: str, kind: str) -> bool:
     configured = config.connections.get(connection)
     return configured is not None and kind in registry.get(configured.provider).actions
+
+
+def gapped_actions(session: Any) -> set[int]:
+    """The outbox ids of the writes a recorded gap is about."""
+    out = set()
+    for entry in audit_entries(session, actions={"gap"}):
+        action = (entry.inputs or {}).get("action") if isinstance(entry.inputs, dict) else None
+        if isinstance(action, int) or (isinstance(action, str) and action.isdigit()):
+            out.add(int(action))
+    return out
 
 
 def _still_paid(entry: outbox.OutboxEntry, facts: Facts) -> bool:

@@ -315,18 +315,41 @@ def gap(kind: str, action: int, connection: str, amount: str = "100.00") -> repo
     return reports.Gap(AFTER, "invoice", "inv1", inputs, "cancelled by alice, decision kept")
 
 
-def test_a_kept_decision_without_its_write_is_listed_once_as_its_gap_until_unmatched():
+def test_a_kept_decision_without_its_write_is_listed_once_as_its_gap_until_recorded_by_hand_and_synced():
     cancelled = record_payment(7, "cancelled", BEFORE)
-    [line] = lines(book(pending=[applied()], writes=[cancelled], gaps=[gap("unwritten_decision", 7, "ledger")]))
+    kept = gap("unwritten_decision", 7, "ledger")
+    [line] = lines(book(pending=[applied()], writes=[cancelled], gaps=[kept]))
     assert (line["kind"], line["field"], line["amount"], line["currency"]) == (
         "gap",
         "unwritten_decision",
         "100.00",
         "USD",
     )
-    assert line["since"] == AFTER.isoformat() and line["reason"] == "cancelled by alice, decision kept"
-    assert line["resolve"] == "connector reconcile unmatch al-1"
-    # the decision gone: resolved, and nothing else differs
+    assert line["since"] == AFTER.isoformat()
+    # finance kept the match: it records the payment in the ledger itself, and a sync reads it back
+    assert line["resolve"] == "connector sync"
+    assert line["reason"] == (
+        "cancelled by alice, decision kept; "
+        "record the payment of 100.00 USD (reference ch_1) to INV-1 in ledger by hand, then sync"
+    )
+    # recorded by hand and synced: the ledger's own record replaces the allocation; nothing differs
+    by_hand = view("ledger", "ledger", "payment", "P-9", card("100.00"), links={"invoice": "L-1"})
+    assert (
+        lines(
+            book(
+                invoice_record=invoice("100.00", status="paid"),
+                views=[ledger_invoice("100.00", "paid")],
+                payment_views=[view("gateway", "gateway", "payment", "ch_1", card()), by_hand],
+                writes=[cancelled],
+                gaps=[kept],
+            )
+        )
+        == []
+    )
+
+
+def test_a_kept_decision_undone_after_all_resolves_its_gap():
+    cancelled = record_payment(7, "cancelled", BEFORE)
     assert lines(book(writes=[cancelled], gaps=[gap("unwritten_decision", 7, "ledger")])) == []
 
 

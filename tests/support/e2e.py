@@ -47,7 +47,7 @@ def stored_views(store: Store) -> set[tuple[str, str, str, str]]:
     return views
 
 
-NON_IDEMPOTENT = ("created", "marked", "voided", "sent", "emailed")
+NON_IDEMPOTENT = ("created", "marked", "voided", "sent", "emailed", "deleted")
 
 
 def _write_key(entry: dict[str, Any]) -> str:

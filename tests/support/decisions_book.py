@@ -1,0 +1,312 @@
+"""A sandboxed book for finance's decisions end to end (tests/e2e/test_e2e_decisions*.py).
+
+`decisions_book(database, directory, run_cli)` serves a generated book (seed 42, small: the
+demo's) from the sandbox, runs the product loop once (sync, reconcile, plan, apply) and syncs
+once more, on SQLite or on a private PostgreSQL schema; then the test drives the CLI. The checks
+read the sandbox's own state: each Xero invoice's AmountDue against the connector's balance, and
+each Xero payment not deleted against a standing allocation. Finance's own writes by hand (a
+payment recorded in Xero, an invoice marked paid in Stripe) go to the sandbox over HTTP with a
+person's own credentials, never the connector's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from connector import pipeline
+from connector.config import load_config
+from connector.demo import DEMO_CREDENTIALS
+from connector.money import currency_exponent
+from connector.reconcile.run import run_reconciliation
+from connector.sandbox import Sandbox
+from connector.sandbox.generator import generate
+from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
+from support.e2e import sync_sandbox, with_credentials
+
+SEED = 42
+# A person's own session in the sandbox's Xero (the connector signs in with its own tokens).
+BY_HAND_TOKEN = "finance-at-the-keyboard"
+BY_HAND_STRIPE_KEY = "sk_test_finance_at_the_keyboard"
+
+
+@dataclass
+class DecisionsBook:
+    sandbox: Sandbox
+    config_path: Path
+    run_cli: Callable[..., Any]
+
+    # The CLI ----------------------------------------------------------------------------------
+
+    def run(self, *args: str) -> Any:
+        return self.run_cli("--config", str(self.config_path), *args)
+
+    def ok(self, *args: str) -> str:
+        result = self.run(*args)
+        assert result.exit_code == 0, (args, result.stdout[-3000:], result.stderr)
+        return result.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.ok(*args, "--json"))
+
+    def cycle(self, *, expect_drift: bool = False) -> None:
+        """plan -> apply -> sync -> reconcile."""
+        self.ok("plan")
+        applied = self.run("apply", "--yes")
+        assert applied.exit_code == 0, applied.stdout + applied.stderr
+        self.ok("sync")
+        self.ok("reconcile")
+        if not expect_drift:
+            self.drift(expect=0)
+
+    def cycle_and_check(self) -> None:
+        self.cycle()
+        self.check()
+
+    def reconcile_and_check(self) -> None:
+        self.ok("reconcile")
+        self.check()
+
+    # What the connector holds ------------------------------------------------------------------
+
+    def reconcile_report(self) -> dict[str, Any]:
+        return self.json("reconcile", "-a")
+
+    def applied(self) -> list[dict[str, Any]]:
+        return list(self.reconcile_report()["applied"])
+
+    def applied_allocation(self, payment_id: str, *, missing_ok: bool = False) -> str | None:
+        found = [a["id"] for a in self.applied() if a["payment"]["id"] == payment_id and a["rule"] != "ledger_record"]
+        if not found and missing_ok:
+            return None
+        assert found, f"no allocation of {payment_id}"
+        return found[0]
+
+    def proposed_payments(self) -> set[str]:
+        return {p["payment"]["id"] for p in self.reconcile_report()["proposals"]}
+
+    def proposal_with_two_candidates(self) -> dict[str, Any]:
+        for proposal in self.reconcile_report()["proposals"]:
+            if len(proposal["candidates"]) >= 2:
+                return dict(proposal)
+        raise AssertionError("the book has no proposal with two candidates")
+
+    @staticmethod
+    def allocation_of(made: str) -> str:
+        """The allocation id `reconcile match` printed (`matched al-...: ...`)."""
+        return next(word.rstrip(":") for word in made.split() if word.startswith("al-"))
+
+    def invoices(self) -> list[dict[str, Any]]:
+        return list(self.json("invoices", "list")["invoices"])
+
+    def payments(self) -> list[dict[str, Any]]:
+        return list(self.json("payments", "list")["payments"])
+
+    def charge_of(self, payment_id: str) -> str:
+        payment = next(p for p in self.payments() if p["id"] == payment_id)
+        return next(r["id"] for r in payment["refs"] if r["system"] == "gateway")
+
+    def amount_of(self, payment_id: str) -> Decimal:
+        return Decimal(next(p for p in self.payments() if p["id"] == payment_id)["unapplied"])
+
+    def exponent(self, payment_id: str) -> int:
+        return currency_exponent(next(p for p in self.payments() if p["id"] == payment_id)["currency"])
+
+    def open_pair(self, *, leaves_open: bool = False, marks_paid: bool = False) -> tuple[str, str]:
+        """A card payment with money left to apply (none of it in the ledger yet) and an open
+        ledger invoice of its currency (`match` applies as much as both allow).
+
+        `leaves_open`: an invoice owing more than the payment has left, so the match leaves it
+        open and no gateway invoice is marked paid (a write Stripe cannot take back);
+        `marks_paid`: an invoice the gateway also bills that the payment pays off, so the
+        write-back marks it paid there."""
+        invoices = [
+            i for i in self.invoices() if i["status"] in ("open", "partially_paid") and "ledger" in i["systems"]
+        ]
+        for payment in self.payments():
+            if payment["status"] != "succeeded" or "gateway" not in payment["systems"]:
+                continue
+            left = Decimal(payment["unapplied"])
+            if left <= 0 or self.ledger_payments_of(payment["id"]):
+                continue
+            for invoice in invoices:
+                if invoice["currency"] != payment["currency"]:
+                    continue
+                if leaves_open and Decimal(invoice["balance"]) <= left:
+                    continue
+                if marks_paid and (
+                    Decimal(invoice["balance"]) > left or self.gateway_status(invoice["number"]) != "open"
+                ):
+                    continue
+                return payment["id"], invoice["number"]
+        raise AssertionError("no card payment with money left and an open invoice to take it")
+
+    def gateway_status(self, number: str) -> str | None:
+        """The status of the gateway's invoice of `number` in the sandbox's Stripe, if it bills it."""
+        invoice = next(i for i in self.invoices() if i["number"] == number)
+        ids = [r["id"] for r in invoice["refs"] if r["system"] == "gateway" and r["type"] == "invoice"]
+        if not ids:
+            return None
+        with self.sandbox.lock:
+            return str(self.sandbox.faces["stripe"].objects["invoices"][ids[0]]["status"])
+
+    def split_candidates(self) -> tuple[str, str, str]:
+        """A card payment with money left and two open invoices of its currency, each with a
+        balance of at least half of it."""
+        invoices = [
+            i for i in self.invoices() if i["status"] in ("open", "partially_paid") and "ledger" in i["systems"]
+        ]
+        for payment in self.payments():
+            left = Decimal(payment["unapplied"])
+            if payment["status"] != "succeeded" or "gateway" not in payment["systems"] or left <= 0:
+                continue
+            if self.ledger_payments_of(payment["id"]):
+                continue
+            fit = [i for i in invoices if i["currency"] == payment["currency"] and Decimal(i["balance"]) >= left]
+            if len(fit) >= 2:
+                return payment["id"], fit[0]["number"], fit[1]["number"]
+        raise AssertionError("no card payment to split over two open invoices")
+
+    def pending_action(self, kind: str, payment_id: str) -> int:
+        charge = self.charge_of(payment_id)
+        for entry in self.json("actions", "list")["actions"]:
+            if entry["kind"] == kind and (entry.get("payload") or {}).get("reference") in (charge, payment_id):
+                return int(entry["id"])
+        raise AssertionError(f"no pending {kind} of {payment_id}")
+
+    def drift_report(self) -> dict[str, Any]:
+        """`connector drift --json`, whatever it finds."""
+        return dict(json.loads(self.run("drift", "--json").stdout))
+
+    def drift(self, *, expect: int) -> dict[str, Any]:
+        result = self.run("drift", "--json")
+        report = json.loads(result.stdout)
+        assert len(report["records"]) == expect and not report["dangling_refs"], json.dumps(report, indent=1)[:6000]
+        assert result.exit_code == (1 if expect else 0)
+        return dict(report)
+
+    # What the sandbox ledger holds -------------------------------------------------------------
+
+    def xero(self) -> dict[str, dict[str, dict[str, Any]]]:
+        with self.sandbox.lock:
+            return json.loads(json.dumps(self.sandbox.faces["xero"].objects, default=str))
+
+    def ledger_payments_of(self, payment_id: str) -> list[dict[str, Any]]:
+        """The Xero payments (not deleted) that name the payment's charge."""
+        charge = self.charge_of(payment_id)
+        return [
+            p for p in self.xero()["Payments"].values() if p.get("Reference") == charge and p.get("Status") != "DELETED"
+        ]
+
+    def ledger_fees_of(self, payment_id: str) -> list[dict[str, Any]]:
+        """The Xero bank transactions (a fee booked, not deleted) that name the payment's charge."""
+        charge = self.charge_of(payment_id)
+        return [
+            t
+            for t in self.xero()["BankTransactions"].values()
+            if t.get("Reference") == charge and t.get("Status") not in ("DELETED", "VOIDED")
+        ]
+
+    def record_by_hand(self, payment_id: str, number: str, amount: Decimal) -> None:
+        """Finance records the payment in Xero itself, as a person would (PUT /Payments with the
+        charge as its reference, to the clearing account card money goes to)."""
+        invoice = next(i for i in self.invoices() if i["number"] == number)
+        payment = next(p for p in self.payments() if p["id"] == payment_id)
+        [ledger_id] = [r["id"] for r in invoice["refs"] if r["system"] == "ledger" and r["type"] == "invoice"]
+        body = {
+            "Payments": [
+                {
+                    "Invoice": {"InvoiceID": ledger_id},
+                    "Account": {"Code": "615"},
+                    "Amount": str(amount),
+                    "Date": payment["received_at"][:10],
+                    "Reference": self.charge_of(payment_id),
+                }
+            ]
+        }
+        answer = httpx.put(
+            f"{self.sandbox.url('xero')}/Payments",
+            json=body,
+            headers={
+                "Authorization": f"Bearer {BY_HAND_TOKEN}",
+                "xero-tenant-id": DEMO_CREDENTIALS["xero"]["tenant_ids"][0],
+            },
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+
+    def mark_paid_by_hand(self, number: str) -> None:
+        """Finance marks the gateway's invoice paid out of band itself, in Stripe's dashboard."""
+        invoice = next(i for i in self.invoices() if i["number"] == number)
+        [stripe_id] = [r["id"] for r in invoice["refs"] if r["system"] == "gateway" and r["type"] == "invoice"]
+        answer = httpx.post(
+            f"{self.sandbox.url('stripe')}/v1/invoices/{stripe_id}/pay",
+            data={"paid_out_of_band": "true"},
+            headers={"Authorization": f"Bearer {BY_HAND_STRIPE_KEY}"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+
+    def check(self) -> None:
+        """Every invoice's balance equals the ledger's AmountDue, and every Xero payment the
+        connector wrote (its reference names a charge) has an allocation standing behind it."""
+        xero = self.xero()
+        wrong = []
+        for invoice in self.invoices():
+            ledger = [r["id"] for r in invoice["refs"] if r["system"] == "ledger" and r["type"] == "invoice"]
+            if not ledger or invoice["status"] in ("void", "draft"):
+                continue
+            due = Decimal(str(xero["Invoices"][ledger[0]]["AmountDue"]))
+            if due != Decimal(invoice["balance"]):
+                wrong.append((invoice["number"], invoice["balance"], str(due)))
+        assert wrong == [], f"connector balance != ledger AmountDue: {wrong}"
+        standing = {
+            (ref["id"], inv["id"])
+            for a in self.applied()
+            for ref in a["payment"]["refs"]
+            if ref["system"] == "gateway"
+            for inv in a["invoice"]["refs"]
+            if inv["system"] == "ledger"
+        }
+        behind = [
+            (p["Reference"], p["Invoice"]["InvoiceID"], str(p["Amount"]))
+            for p in xero["Payments"].values()
+            if str(p.get("Reference", "")).startswith(("ch_", "py_")) and p.get("Status") != "DELETED"
+        ]
+        lacking = [b for b in behind if (b[0], b[1]) not in standing]
+        assert lacking == [], f"ledger payments no decision stands behind: {lacking}"
+
+
+@contextmanager
+def decisions_book(database: str, directory: Path, run_cli: Callable[..., Any]) -> Iterator[DecisionsBook]:
+    with ExitStack() as stack:
+        url = None
+        if database == "postgres":
+            postgres_url_or_fail()
+            schema = stack.enter_context(temporary_pg_schema())
+            url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        data = with_credentials(generate(SEED, "small", today=date.today()).data)
+        data["credentials"] = {
+            **data["credentials"],
+            "stripe": [*DEMO_CREDENTIALS["stripe"], BY_HAND_STRIPE_KEY],
+            "xero": {**DEMO_CREDENTIALS["xero"], "access_tokens": [BY_HAND_TOKEN]},
+        }
+        sandbox = stack.enter_context(Sandbox(data, limits="off"))
+        store, report = sync_sandbox(sandbox, directory, full=True, database_url=url)
+        assert report.ok, report.as_dict()
+        config = load_config(str(directory / "connector.toml"))
+        run_reconciliation(config, store)
+        pipeline.plan(config, store)
+        pipeline.apply(config, store)
+        pipeline.sync(config, store)
+        run_reconciliation(config, store)
+        store.close()
+        yield DecisionsBook(sandbox, directory / "connector.toml", run_cli)
