@@ -1,4 +1,7 @@
-"""Find a stored record from what a person types: our id, any system's id, or a number."""
+"""Find a stored record from what a person types: our id, any system's id, or a number.
+
+Invoice numbers are matched as typed first, then regardless of case (`inv-0015` finds
+INV-0015): people copy numbers from e-mails and remittances in any case."""
 
 from __future__ import annotations
 
@@ -13,14 +16,21 @@ def _by_remote_id(store: Store, entity_kind: str, token: str) -> list[str]:
         return entity_ids_for_remote_id(session, entity_kind, token)
 
 
+def _by_number_any_case(store: Store, token: str) -> list[str]:
+    wanted = token.strip().casefold()
+    return sorted({i.id for i in store.list_invoices() if i.id and (i.number or "").casefold() == wanted})
+
+
 def find_invoice(store: Store, token: str) -> Invoice:
-    """An invoice by canonical id, any system's id, or its number."""
+    """An invoice by canonical id, any system's id, or its number (in any case)."""
     found = store.get_invoice(token)
     if found is not None:
         return found
     ids = _by_remote_id(store, "invoice", token)
     if not ids:
         ids = sorted({i.id for i in store.list_invoices(number=token) if i.id})
+    if not ids:
+        ids = _by_number_any_case(store, token)
     if len(ids) > 1:
         raise UsageError(f"{token!r} names {len(ids)} invoices; use one of their ids: {', '.join(ids)}")
     if not ids:

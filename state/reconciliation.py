@@ -150,6 +150,16 @@ def decide_proposal(session: Session, proposal: str, status: str, user: str) -> 
     )
 
 
+def reopen_proposal(session: Session, proposal: str) -> None:
+    """The proposal is open again, as if never decided."""
+    table_ = table("proposals")
+    session.execute(
+        sa.update(table_)
+        .where(mine(session, table_), table_.c.id == proposal)
+        .values(status="open", decided_by=None, decided_at=None)
+    )
+
+
 # Ledger payments being reversed ---------------------------------------------------------
 
 REVERSING_STATES = ("planned", "in_flight", "done")

@@ -11,14 +11,28 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import click
 
 from connector.cli.context import AppContext, pass_app
-from connector.model import Invoice, Payment
+from connector.cli.review import (
+    SORTS,
+    ProposalView,
+    check_customer,
+    confidence_option,
+    describe,
+    ordered,
+    proposal_views,
+    run_review,
+    select,
+)
+from connector.errors import UsageError
+from connector.model import Allocation, Invoice, Payment
 from connector.money import Money
-from connector.reconcile.decisions import accept_proposal, match, reject_proposal, unmatch
+from connector.reconcile.decisions import accept_proposal, match, reject_proposal, reopen_proposal, unmatch
 from connector.reconcile.run import run_reconciliation
 from connector.reconcile.types import LEDGER_RULE
 from connector.state import reconciliation as decisions
@@ -144,7 +158,7 @@ def reconcile_report(store: Store, summary: Any) -> dict[str, Any]:
     }
 
 
-def print_reconcile(report: dict[str, Any], *, verbose: bool = False) -> None:
+def print_reconcile(report: dict[str, Any], views: list[ProposalView], *, verbose: bool = False) -> None:
     applied = [a for a in report["applied"] if verbose or a["rule"] != LEDGER_RULE]
     ledger = len(report["applied"]) - len([a for a in report["applied"] if a["rule"] != LEDGER_RULE])
     click.echo(f"Applied allocations ({ledger} more recorded by the ledger itself; -v lists them):")
@@ -157,12 +171,10 @@ def print_reconcile(report: dict[str, Any], *, verbose: bool = False) -> None:
         )
         click.echo(f"      {a['reason']}")
     click.echo("")
-    click.echo(f"Open proposals ({len(report['proposals'])}): `connector reconcile accept ID` or `reject ID`")
-    for p in report["proposals"]:
-        click.echo(f"  {p['id']}  payment {_label(p['payment'])}, {p['payment_unapplied']} {p['currency']} to apply")
-        for c in p["candidates"]:
-            numbers = " + ".join(f"{i['invoice']['number'] or i['invoice']['id']} {i['amount']}" for i in c["invoices"])
-            click.echo(f"      {c['rank']}. {numbers}  {c['rule']} ({c['confidence']}): {c['reason']}")
+    click.echo(f"Open proposals ({len(views)}): `connector reconcile accept ID` or `reject ID`, or `reconcile review`")
+    for view in views:
+        for line in describe(view):
+            click.echo(f"  {line}")
 
 
 def _label(payment: dict[str, Any]) -> str:
@@ -170,22 +182,59 @@ def _label(payment: dict[str, Any]) -> str:
     return ",".join(r["id"] for r in refs) if refs else payment["id"]
 
 
+_sort = click.option(
+    "--sort", type=click.Choice(SORTS), help="Order of the proposals (default: oldest proposal first)."
+)
+_customer = click.option("--customer", help="Only proposals for this customer (name or id), payer or invoice.")
+_rule = click.option("--rule", help="Only proposals whose best candidate comes from this rule.")
+_min_confidence = click.option(
+    "--min-confidence",
+    callback=confidence_option,
+    help="Only proposals whose best candidate is at least this sure (0-1).",
+)
+
+
+def _views(
+    app: AppContext, customer: str | None, rule: str | None, min_confidence: Decimal | None, sort: str | None = None
+) -> list[ProposalView]:
+    check_customer(app.store(), customer)
+    chosen = select(proposal_views(app.store()), customer=customer, rule=rule, min_confidence=min_confidence)
+    return ordered(chosen, sort)
+
+
 @click.group("reconcile", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (shape in docs/finance.md).")
 @click.option("-a", "--all", "show_all", is_flag=True, help="Also list the allocations the ledger records itself.")
+@_sort
+@_customer
+@_rule
+@_min_confidence
 @pass_app
 @click.pass_context
-def reconcile_group(ctx: click.Context, app: AppContext, as_json: bool, show_all: bool) -> None:
-    """Match payments to invoices on what is stored; show applied allocations and proposals."""
+def reconcile_group(
+    ctx: click.Context,
+    app: AppContext,
+    as_json: bool,
+    show_all: bool,
+    sort: str | None,
+    customer: str | None,
+    rule: str | None,
+    min_confidence: Decimal | None,
+) -> None:
+    """Match payments to invoices on what is stored; show applied allocations and proposals
+    (filtered and sorted with --customer, --rule, --min-confidence, --sort)."""
     if ctx.invoked_subcommand is not None:
         return
     store = app.store()
     summary = run_reconciliation(app.config(), store)
     report = reconcile_report(store, summary)
+    views = _views(app, customer, rule, min_confidence, sort)
+    by_id = {p["id"]: p for p in report["proposals"]}
+    report["proposals"] = [by_id[v.id] for v in views if v.id in by_id]
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
-        print_reconcile(report, verbose=show_all)
+        print_reconcile(report, views, verbose=show_all)
 
 
 _user = click.option("--user", help="Who decides (default: the OS user); kept in the audit log.")
@@ -216,33 +265,185 @@ def settlement_lines(settlement: Settlement) -> list[str]:
     return lines
 
 
+def _one_or_all(proposal_id: str | None, every: bool) -> None:
+    if every and proposal_id:
+        raise click.UsageError("give a PROPOSAL_ID or --all, not both")
+    if not every and not proposal_id:
+        raise click.UsageError("give a PROPOSAL_ID, or --all with filters")
+
+
+def _decide_all(
+    views: list[ProposalView],
+    dry_run: bool,
+    verb: str,
+    decide: Callable[[ProposalView], list[str]],
+    settler: Settler,
+) -> None:
+    """Decide each proposal in turn (each in its own transaction); one refused is reported and
+    the others still decided, and the command then exits 1."""
+    if dry_run:
+        click.echo(f"would {verb} {len(views)} proposal(s) (dry run: nothing changed):")
+        for view in views:
+            click.echo(f"  {describe(view)[0]}")
+            click.echo(f"  {describe(view)[1].strip()}")
+        return
+    refused = 0
+    for view in views:
+        try:
+            lines = decide(view)
+        except UsageError as exc:
+            refused += 1
+            click.echo(f"not {verb}ed {view.id}: {exc}", err=True)
+            continue
+        for line in lines:
+            click.echo(line)
+    print_settlement(settler)
+    click.echo(f"{verb}ed {len(views) - refused} of {len(views)} proposal(s)")
+    if refused:
+        raise click.exceptions.Exit(1)
+
+
+def _applied_lines(made: list[Allocation], invoices: dict[str, str]) -> list[str]:
+    return [f"applied {a.id}: {a.amount} to invoice {invoices.get(a.invoice_id, a.invoice_id)}" for a in made]
+
+
 @reconcile_group.command("accept")
-@click.argument("proposal_id")
+@click.argument("proposal_id", required=False)
 @click.option("--candidate", default=1, show_default=True, help="Which ranked candidate to accept.")
+@click.option("--all", "every", is_flag=True, help="Accept the best candidate of every proposal the filters select.")
+@_customer
+@_rule
+@_min_confidence
+@click.option("--dry-run", is_flag=True, help="With --all: list what would be accepted, change nothing.")
 @_user
 @_reason
 @pass_app
-def accept_command(app: AppContext, proposal_id: str, candidate: int, user: str | None, reason: str) -> None:
-    """Accept a proposal (its first candidate unless --candidate N)."""
-    settler = Settler(app.config(), app.store())
-    made = accept_proposal(app.store(), proposal_id, settle=settler, candidate=candidate, user=user, reason=reason)
-    for allocation in made:
-        click.echo(f"applied {allocation.id}: {allocation.amount} to invoice {allocation.invoice_id}")
-    print_settlement(settler)
+def accept_command(
+    app: AppContext,
+    proposal_id: str | None,
+    candidate: int,
+    every: bool,
+    customer: str | None,
+    rule: str | None,
+    min_confidence: Decimal | None,
+    dry_run: bool,
+    user: str | None,
+    reason: str,
+) -> None:
+    """Accept a proposal (its first candidate unless --candidate N), or with --all and
+    --min-confidence every proposal whose best candidate matches the filters."""
+    _one_or_all(proposal_id, every)
+    store = app.store()
+    settler = Settler(app.config(), store)
+    numbers = {i.id or "": i.number or i.id or "" for i in store.list_invoices()}
+    if proposal_id:
+        made = accept_proposal(store, proposal_id, settle=settler, candidate=candidate, user=user, reason=reason)
+        for line in _applied_lines(made, numbers):
+            click.echo(line)
+        print_settlement(settler)
+        return
+    if min_confidence is None:
+        raise click.UsageError("--all needs --min-confidence, so nothing is accepted blindly")
+    if candidate != 1:
+        raise click.UsageError("--all accepts each proposal's best candidate; --candidate is for one proposal")
+
+    def decide(view: ProposalView) -> list[str]:
+        made = accept_proposal(store, view.id, settle=settler, user=user, reason=reason)
+        return [f"accepted {view.id} ({view.payer}, {view.amount})", *_applied_lines(made, numbers)]
+
+    _decide_all(_views(app, customer, rule, min_confidence), dry_run, "accept", decide, settler)
 
 
 @reconcile_group.command("reject")
+@click.argument("proposal_id", required=False)
+@click.option("--all", "every", is_flag=True, help="Reject every proposal whose best candidate matches the filters.")
+@_customer
+@_rule
+@_min_confidence
+@click.option("--dry-run", is_flag=True, help="With --all: list what would be rejected, change nothing.")
+@_user
+@_reason
+@_force
+@pass_app
+def reject_command(
+    app: AppContext,
+    proposal_id: str | None,
+    every: bool,
+    customer: str | None,
+    rule: str | None,
+    min_confidence: Decimal | None,
+    dry_run: bool,
+    user: str | None,
+    reason: str,
+    force: bool,
+) -> None:
+    """Reject a proposal (or with --all every one the filters select): none of its candidates
+    is proposed again for that payment, until `reconcile reopen` undoes it."""
+    _one_or_all(proposal_id, every)
+    store = app.store()
+    settler = Settler(app.config(), store, force=force)
+    if proposal_id:
+        reject_proposal(store, proposal_id, settle=settler, user=user, reason=reason)
+        click.echo(f"rejected {proposal_id}")
+        print_settlement(settler)
+        return
+
+    def decide(view: ProposalView) -> list[str]:
+        reject_proposal(store, view.id, settle=settler, user=user, reason=reason)
+        return [f"rejected {view.id} ({view.payer}, {view.amount})"]
+
+    _decide_all(_views(app, customer, rule, min_confidence), dry_run, "reject", decide, settler)
+
+
+@click.command("reopen")
 @click.argument("proposal_id")
 @_user
 @_reason
 @_force
 @pass_app
-def reject_command(app: AppContext, proposal_id: str, user: str | None, reason: str, force: bool) -> None:
-    """Reject a proposal: none of its candidates is proposed again for that payment."""
+def reopen_command(app: AppContext, proposal_id: str, user: str | None, reason: str, force: bool) -> None:
+    """Undo a decision on a proposal: a rejection is forgotten, an acceptance's allocations are
+    removed; the proposal is open again."""
     settler = Settler(app.config(), app.store(), force=force)
-    reject_proposal(app.store(), proposal_id, settle=settler, user=user, reason=reason)
-    click.echo(f"rejected {proposal_id}")
+    reopen_proposal(app.store(), proposal_id, settle=settler, user=user, reason=reason)
+    click.echo(f"reopened {proposal_id}: it is open again (`connector reconcile` lists it)")
     print_settlement(settler)
+
+
+reconcile_group.add_command(reopen_command)
+reconcile_group.add_command(reopen_command, "unreject")
+
+
+@reconcile_group.command("review")
+@_sort
+@_customer
+@_rule
+@_min_confidence
+@_user
+@_force
+@pass_app
+def review_command(
+    app: AppContext,
+    sort: str | None,
+    customer: str | None,
+    rule: str | None,
+    min_confidence: Decimal | None,
+    user: str | None,
+    force: bool,
+) -> None:
+    """Go through the open proposals one by one: a candidate's number accepts it, r rejects,
+    s skips, u undoes the last decision, q quits."""
+    store = app.store()
+    views = _views(app, customer, rule, min_confidence, sort)
+    settler = Settler(app.config(), store, force=force)
+    done = run_review(
+        views,
+        accept=lambda v, n: accept_proposal(store, v.id, settle=settler, candidate=n, user=user, reason="review"),
+        reject=lambda v: reject_proposal(store, v.id, settle=settler, user=user, reason="review"),
+        undo=lambda v: reopen_proposal(store, v.id, settle=settler, user=user, reason="undone in review"),
+    )
+    print_settlement(settler)
+    click.echo(f"accepted {done.accepted}, rejected {done.rejected}, skipped {done.skipped}")
 
 
 @reconcile_group.command("match")

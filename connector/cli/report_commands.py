@@ -1,32 +1,41 @@
-"""Finance reports: `invoices list`, `payments list`, `customers show`, `aging`, `explain`, `drift`.
+"""Finance reports: `invoices list`, `payments list`, `customers list|show`, `aging`, `explain`,
+`drift`.
 
 These commands only read: they load what is stored, hand it to the pure functions of
 `connector.reports`, and print the rows as a table, JSON (`--json`, documented in
-docs/finance.md) or CSV (`--csv`). Each reads one company's book (`--company`); `aging` and
-`drift` also take `--company all`, every company's report in turn, each computed on its own
+docs/finance.md), CSV (`--csv`; `--excel` adds the byte-order mark Excel needs) or an XLSX
+workbook (`--xlsx FILE`, one sheet per currency). CSV and XLSX go through `connector.exports`,
+so a payer's `=HYPERLINK(...)` stays text. Each reads one company's book (`--company`); `aging`
+and `drift` also take `--company all`, every company's report in turn, each computed on its own
 book and never added to another's.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from connector import reports
+from connector.cli.books import customers_by_id, load_book
 from connector.cli.company_commands import print_company_heading
 from connector.cli.context import ALL_COMPANIES, AppContext, pass_app
+from connector.cli.days import parse_day
 from connector.connections import system_ranks
 from connector.errors import EXIT_PROBLEMS, UsageError
+from connector.exports import Column, Sheet, sheets_by_currency, write_csv, write_xlsx
 from connector.lookup import find_invoice, find_payment
-from connector.model import Allocation, Customer, Invoice
+from connector.model import AGING_BUCKETS, Allocation, Customer, Invoice, Payment
+from connector.money import Money
 from connector.reconcile.run import LEDGER_RULE, invoice_allocations
+from connector.reports.aging_sheets import aging_headers, aging_rows, aging_sheets
+from connector.reports.as_at import SORT_KEYS, SortKey, aging_at, sort_rows, top_rows
 from connector.state import outbox
 from connector.state import reconciliation as decisions
 from connector.state.bookkeeping import audit_entries, audit_entries_about
@@ -35,35 +44,67 @@ from connector.state.records import dangling_refs, ref_details
 from connector.state.store import Store
 
 Row = dict[str, Any]
+T = TypeVar("T")
 
 
 # Options and output ---------------------------------------------------------------------
 
 
-def _as_of(value: str | None) -> date:
-    if value is None:
-        return date.today()
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise UsageError(f"--as-of: {value!r} is not a date (use YYYY-MM-DD)") from None
+@dataclass(frozen=True)
+class Output:
+    """How a report is given: `table`, `json`, `csv` (with a BOM and CRLF when `excel`) or
+    `xlsx` (to the file `xlsx`)."""
+
+    kind: str
+    excel: bool = False
+    xlsx: str | None = None
 
 
-def _format(as_json: bool, as_csv: bool) -> str:
-    if as_json and as_csv:
-        raise UsageError("give --json or --csv, not both")
-    return "json" if as_json else "csv" if as_csv else "table"
+def _output(as_json: bool, as_csv: bool, excel: bool = False, xlsx: str | None = None) -> Output:
+    chosen = [
+        name for name, given in (("--json", as_json), ("--csv", as_csv or excel), ("--xlsx", xlsx is not None)) if given
+    ]
+    if len(chosen) > 1:
+        raise UsageError(f"give one of --json, --csv or --xlsx, not {' and '.join(chosen)}")
+    kind = chosen[0].lstrip("-") if chosen else "table"
+    return Output(kind, excel=excel, xlsx=xlsx)
+
+
+def output_options(with_xlsx: bool = True) -> Callable[[Any], Any]:
+    """`--json`, `--csv`, `--excel` and (unless `with_xlsx` is false) `--xlsx FILE`."""
+    options = [
+        click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/finance.md)."),
+        click.option("--csv", "as_csv", is_flag=True, help="CSV output; text a spreadsheet would run is neutralised."),
+        click.option("--excel", is_flag=True, help="CSV for Excel: a UTF-8 byte-order mark and CRLF (implies --csv)."),
+    ]
+    if with_xlsx:
+        options.append(
+            click.option("--xlsx", metavar="FILE", help="Write an XLSX workbook to FILE, one sheet per currency.")
+        )
+
+    def decorate(command: Any) -> Any:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
 
 
 def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-def _echo_csv(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(headers)
-    for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
+def _echo_csv(output: Output, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    write_csv(sys.stdout, headers, rows, excel=output.excel)
+
+
+def _save_xlsx(output: Output, sheets: Sequence[Sheet]) -> None:
+    assert output.xlsx is not None
+    try:
+        write_xlsx(output.xlsx, sheets)
+    except OSError as exc:
+        raise UsageError(f"--xlsx: cannot write {output.xlsx}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {output.xlsx} ({len(sheets)} sheet(s))")
 
 
 def _echo_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[str] = ()) -> None:
@@ -95,11 +136,68 @@ def _flags(row: Row) -> str:
     return ",".join(flags)
 
 
+def _totals(rows: Iterable[Row], fields: Sequence[str], counted: str) -> list[Row]:
+    """Per currency: how many rows (`counted`) and the sum of each amount field, never across
+    currencies."""
+    sums: dict[str, dict[str, Money]] = {}
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        currency = row["currency"]
+        into = sums.setdefault(currency, {f: Money.zero(currency) for f in fields})
+        for f in fields:
+            if row[f] is not None:
+                into[f] += Money.of(row[f], currency)
+        counts[currency] += 1
+    return [
+        {"currency": currency, counted: counts[currency], **{f: reports.amount(v) for f, v in sums[currency].items()}}
+        for currency in sorted(sums)
+    ]
+
+
+def _echo_totals(totals: Sequence[Row], fields: Sequence[str], counted: str) -> None:
+    for total in totals:
+        amounts = ", ".join(f"{f} {total[f]}" for f in fields)
+        click.echo(f"total {total['currency']}: {total[counted]} {counted}, {amounts}")
+
+
+def _export_cell(row: Row, header: str) -> Any:
+    if header == "customer":
+        return row["customer"]["name"]
+    if header == "systems":
+        return " ".join(row["systems"])
+    return row[header]
+
+
+def _export(output: Output, title: str, columns: Sequence[Column], rows: Sequence[Row]) -> None:
+    """Rows as CSV, or as an XLSX sheet per currency with a TOTAL row: the
+    row's field of each column's name, then one `SYSTEM_id` column per system holding any of
+    them, with that system's ids."""
+    systems = sorted({r["system"] for row in rows for r in row["refs"]})
+    every = [*columns, *(Column(f"{system}_id") for system in systems)]
+    lines = [[*(_export_cell(row, c.header) for c in columns), *_ids_in(row, systems)] for row in rows]
+    if output.kind == "xlsx":
+        currency = [c.header for c in every].index("currency")
+        _save_xlsx(output, sheets_by_currency(title, every, lines, currency, totals=True))
+    else:
+        _echo_csv(output, [c.header for c in every], lines)
+
+
+def _of_customers(customers: dict[str, Customer], query: str | None, listing: Callable[..., list[T]]) -> list[T]:
+    """Every record `listing` gives, or those of the customers `query` matches (`--customer`)."""
+    if query is None:
+        return listing()
+    return [record for found in _resolve_customers(customers, query) for record in listing(customer_id=found.id)]
+
+
+def _ids_in(row: Row, systems: Sequence[str]) -> list[str]:
+    return [" ".join(r["id"] for r in row["refs"] if r["system"] == system) for system in systems]
+
+
 # Loading --------------------------------------------------------------------------------
 
 
 def _customers(store: Store) -> dict[str, Customer]:
-    return {c.id: c for c in store.list_customers() if c.id}
+    return customers_by_id(store)
 
 
 def _invoice_allocations(store: Store, invoices: list[Invoice]) -> dict[str, list[Allocation]]:
@@ -114,6 +212,15 @@ def _payment_allocations(store: Store) -> dict[str, list[Allocation]]:
     for s in stored:
         out[s.allocation.payment_id].append(s.allocation)
     return out
+
+
+def _payment_rows(store: Store, payments: Sequence[Payment], customers: dict[str, Customer]) -> list[Row]:
+    """`reports.payment_rows` with `net`: what reaches the bank, the amount less the fee."""
+    nets = {p.id: p.net for p in payments}
+    rows = reports.payment_rows(payments, customers, _payment_allocations(store))
+    for row in rows:
+        row["net"] = reports.amount(nets[row["id"]])
+    return rows
 
 
 def _resolve_customers(customers: dict[str, Customer], query: str) -> list[Customer]:
@@ -138,6 +245,24 @@ INVOICE_COLUMNS = [
     "systems",
     "flags",
 ]
+INVOICE_EXPORT = [
+    Column("id"),
+    Column("number"),
+    Column("customer"),
+    Column("currency"),
+    Column("total", "money"),
+    Column("balance", "money"),
+    Column("status"),
+    Column("issue_date", "date"),
+    Column("due_date", "date"),
+    Column("days_past_due", "integer"),
+    Column("aging_bucket"),
+    Column("systems"),
+    Column("disputed"),
+    Column("promise_to_pay", "date"),
+    Column("in_collections"),
+]
+INVOICE_TOTALS = ("total", "balance")
 
 
 def _invoice_cells(row: Row) -> list[Any]:
@@ -166,8 +291,7 @@ def invoices_group() -> None:
 @click.option("--customer", metavar="C", help="Only this customer: our id, a provider's id or part of the name.")
 @click.option("--overdue", is_flag=True, help="Only invoices past their due date with a balance.")
 @click.option("--as-of", "as_of", metavar="DATE", help="Position on this date (YYYY-MM-DD; default today).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/finance.md).")
-@click.option("--csv", "as_csv", is_flag=True, help="CSV output.")
+@output_options()
 @pass_app
 def invoices_list(
     app: AppContext,
@@ -177,49 +301,39 @@ def invoices_list(
     as_of: str | None,
     as_json: bool,
     as_csv: bool,
+    excel: bool,
+    xlsx: str | None,
 ) -> None:
-    """Invoices with their balance, derived status, days past due and aging bucket."""
+    """Invoices with their balance, derived status, days past due and aging bucket, and the
+    totals per currency. CSV and XLSX carry the issue and due dates and every system's id."""
     if status is not None and status not in reports.STATUS_FILTERS:
         raise UsageError(f"--status: unknown status {status!r} (valid: {', '.join(reports.STATUS_FILTERS)})")
-    output, day = _format(as_json, as_csv), _as_of(as_of)
+    output, day = _output(as_json, as_csv, excel, xlsx), parse_day(as_of, "--as-of")
     store = app.store()
     customers = _customers(store)
-    if customer is not None:
-        invoices = []
-        for found in _resolve_customers(customers, customer):
-            invoices += store.list_invoices(customer_id=found.id)
-    else:
-        invoices = store.list_invoices()
+    invoices = _of_customers(customers, customer, store.list_invoices)
     rows = reports.invoice_rows(invoices, customers, _invoice_allocations(store, invoices), day)
     rows = reports.select_invoices(rows, status=status, overdue=overdue)
-    if output == "json":
-        _echo_json({"as_of": day.isoformat(), "invoices": rows})
-    elif output == "csv":
-        _echo_csv(
-            ["id", *INVOICE_COLUMNS[:-2], "systems", "disputed", "promise_to_pay", "in_collections"],
-            [
-                [
-                    r["id"],
-                    *_invoice_cells(r)[:-2],
-                    " ".join(r["systems"]),
-                    r["disputed"],
-                    r["promise_to_pay"],
-                    r["in_collections"],
-                ]
-                for r in rows
-            ],
-        )
+    totals = _totals(rows, INVOICE_TOTALS, "invoices")
+    if output.kind == "json":
+        _echo_json({"as_of": day.isoformat(), "invoices": rows, "totals": totals})
+    elif output.kind in ("csv", "xlsx"):
+        _export(output, "Invoices", INVOICE_EXPORT, rows)
     else:
         _echo_table(INVOICE_COLUMNS, [_invoice_cells(r) for r in rows], right=("total", "balance", "days_past_due"))
+        _echo_totals(totals, INVOICE_TOTALS, "invoices")
         click.echo(f"{len(rows)} invoice(s) as of {day.isoformat()}")
 
 
 # payments list --------------------------------------------------------------------------
 
 PAYMENT_COLUMNS = [
+    "id",
     "received",
     "amount",
     "currency",
+    "fee",
+    "net",
     "method",
     "customer",
     "remittance",
@@ -228,13 +342,34 @@ PAYMENT_COLUMNS = [
     "unapplied",
     "systems",
 ]
+PAYMENT_EXPORT = [
+    Column("id"),
+    Column("received_at", "date"),
+    Column("amount", "money"),
+    Column("currency"),
+    Column("fee", "money"),
+    Column("net", "money"),
+    Column("method"),
+    Column("customer"),
+    Column("payer"),
+    Column("remittance"),
+    Column("status"),
+    Column("allocated", "money"),
+    Column("unapplied", "money"),
+    Column("systems"),
+]
+PAYMENT_TOTALS = ("amount", "fee", "net", "allocated", "unapplied")
+PAYMENT_AMOUNTS = ("amount", "fee", "net", "allocated", "unapplied")
 
 
 def _payment_cells(row: Row) -> list[Any]:
     return [
+        row["id"],
         (row["received_at"] or "")[:10],
         row["amount"],
         row["currency"],
+        row["fee"],
+        row["net"],
         row["method"],
         row["customer"]["name"],
         row["remittance"],
@@ -252,34 +387,94 @@ def payments_group() -> None:
 
 @payments_group.command("list")
 @click.option("--unmatched", is_flag=True, help="Only payments with an unapplied amount.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/finance.md).")
-@click.option("--csv", "as_csv", is_flag=True, help="CSV output.")
+@click.option("--customer", metavar="C", help="Only this customer: our id, a provider's id or part of the name.")
+@output_options()
 @pass_app
-def payments_list(app: AppContext, unmatched: bool, as_json: bool, as_csv: bool) -> None:
-    """Payments with their allocated and unapplied amounts."""
-    output = _format(as_json, as_csv)
+def payments_list(
+    app: AppContext,
+    unmatched: bool,
+    customer: str | None,
+    as_json: bool,
+    as_csv: bool,
+    excel: bool,
+    xlsx: str | None,
+) -> None:
+    """Payments with their id (as `reconcile match` takes it), fee, net, allocated and
+    unapplied amounts, and the totals per currency."""
+    output = _output(as_json, as_csv, excel, xlsx)
     store = app.store()
-    rows = reports.payment_rows(store.list_payments(), _customers(store), _payment_allocations(store))
+    customers = _customers(store)
+    payments = _of_customers(customers, customer, store.list_payments)
+    rows = _payment_rows(store, payments, customers)
     if unmatched:
         rows = reports.unmatched(rows)
-    if output == "json":
-        _echo_json({"payments": rows})
-    elif output == "csv":
-        _echo_csv(
-            ["id", "received_at", *PAYMENT_COLUMNS[1:]],
-            [[r["id"], r["received_at"], *_payment_cells(r)[1:]] for r in rows],
-        )
+    totals = _totals(rows, PAYMENT_TOTALS, "payments")
+    if output.kind == "json":
+        _echo_json({"payments": rows, "totals": totals})
+    elif output.kind in ("csv", "xlsx"):
+        _export(output, "Payments", PAYMENT_EXPORT, rows)
     else:
-        _echo_table(PAYMENT_COLUMNS, [_payment_cells(r) for r in rows], right=("amount", "allocated", "unapplied"))
+        _echo_table(PAYMENT_COLUMNS, [_payment_cells(r) for r in rows], right=PAYMENT_AMOUNTS)
+        _echo_totals(totals, PAYMENT_TOTALS, "payments")
         click.echo(f"{len(rows)} payment(s)")
 
 
-# customers show -------------------------------------------------------------------------
+# customers list / show ------------------------------------------------------------------
+
+CUSTOMER_COLUMNS = ["id", "name", "email", "currency", "balance", "unapplied"]
 
 
 @click.group("customers")
 def customers_group() -> None:
     """Customers, with what they owe in every currency."""
+
+
+def _customer_lines(row: Row) -> list[list[Any]]:
+    """One line per currency the customer owes or holds cash in (one line when none)."""
+    email = ", ".join(row["emails"])
+    currencies = sorted(set(row["balance"]) | set(row["unapplied"]))
+    if not currencies:
+        return [[row["id"], row["name"], email, None, None, None]]
+    return [
+        [row["id"], row["name"], email, c, row["balance"].get(c, "0"), row["unapplied"].get(c, "0")] for c in currencies
+    ]
+
+
+@customers_group.command("list")
+@output_options(with_xlsx=False)
+@pass_app
+def customers_list(app: AppContext, as_json: bool, as_csv: bool, excel: bool) -> None:
+    """Every customer: name, e-mail, open balance and unapplied cash per currency (today)."""
+    output, day = _output(as_json, as_csv, excel), date.today()
+    store = app.store()
+    customers = _customers(store)
+    invoices = store.list_invoices()
+    invoices_of: dict[str | None, list[Row]] = defaultdict(list)
+    for row in reports.invoice_rows(invoices, customers, _invoice_allocations(store, invoices), day):
+        invoices_of[row["customer"]["id"]].append(row)
+    payments_of: dict[str | None, list[Row]] = defaultdict(list)
+    for row in _payment_rows(store, store.list_payments(), customers):
+        payments_of[row["customer"]["id"]].append(row)
+    rows = []
+    for customer in sorted(customers.values(), key=lambda c: (c.name.lower(), c.id or "")):
+        story = reports.customer_story(customer, invoices_of[customer.id], payments_of[customer.id])
+        rows.append(
+            {
+                "id": customer.id,
+                "name": customer.name,
+                "emails": customer.emails,
+                "balance": story["balance"],
+                "unapplied": story["unapplied"],
+            }
+        )
+    lines = [line for row in rows for line in _customer_lines(row)]
+    if output.kind == "json":
+        _echo_json({"as_of": day.isoformat(), "customers": rows})
+    elif output.kind == "csv":
+        _echo_csv(output, CUSTOMER_COLUMNS, lines)
+    else:
+        _echo_table(CUSTOMER_COLUMNS[1:], [line[1:] for line in lines], right=("balance", "unapplied"))
+        click.echo(f"{len(rows)} customer(s)")
 
 
 @customers_group.command("show")
@@ -289,7 +484,7 @@ def customers_group() -> None:
 @pass_app
 def customers_show(app: AppContext, customer: str, as_of: str | None, as_json: bool) -> None:
     """One customer: refs in each system, open invoices, payments, unapplied credit."""
-    day = _as_of(as_of)
+    day = parse_day(as_of, "--as-of")
     store = app.store()
     customers = _customers(store)
     found = _resolve_customers(customers, customer)
@@ -299,8 +494,7 @@ def customers_show(app: AppContext, customer: str, as_of: str | None, as_json: b
     chosen = found[0]
     invoices = store.list_invoices(customer_id=chosen.id)
     invoice_rows = reports.invoice_rows(invoices, customers, _invoice_allocations(store, invoices), day)
-    payments = store.list_payments(customer_id=chosen.id)
-    payment_rows = reports.payment_rows(payments, customers, _payment_allocations(store))
+    payment_rows = _payment_rows(store, store.list_payments(customer_id=chosen.id), customers)
     story = reports.customer_story(chosen, invoice_rows, payment_rows)
     if as_json:
         _echo_json({"as_of": day.isoformat(), "customer": story})
@@ -327,9 +521,7 @@ def customers_show(app: AppContext, customer: str, as_of: str | None, as_json: b
     click.echo("")
     click.echo("Payments:")
     if story["payments"]:
-        _echo_table(
-            PAYMENT_COLUMNS, [_payment_cells(r) for r in story["payments"]], right=("amount", "allocated", "unapplied")
-        )
+        _echo_table(PAYMENT_COLUMNS, [_payment_cells(r) for r in story["payments"]], right=PAYMENT_AMOUNTS)
     click.echo("")
     credit = ", ".join(f"{v} {c}" for c, v in story["unapplied"].items()) or "none"
     click.echo(f"Unapplied credit: {credit}")
@@ -337,89 +529,132 @@ def customers_show(app: AppContext, customer: str, as_of: str | None, as_json: b
 
 # aging ----------------------------------------------------------------------------------
 
+AGING_AMOUNTS = (*AGING_BUCKETS, "total", "in_collections")
+
 
 @click.command("aging")
-@click.option("--as-of", "as_of", metavar="DATE", help="Age balances on this date (YYYY-MM-DD; default today).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/finance.md).")
-@click.option("--csv", "as_csv", is_flag=True, help="CSV output.")
+@click.option("--as-at", "as_at", metavar="DATE", help="The book as it stood at the end of this day (for the close).")
+@click.option("--as-of", "as_of", metavar="DATE", help="Age today's balances on this date (YYYY-MM-DD).")
+@click.option(
+    "--sort",
+    type=click.Choice(SORT_KEYS),
+    default="name",
+    show_default=True,
+    help="Customers by name, or worst first per currency: by total owed or by oldest bucket.",
+)
+@click.option("--top", type=int, metavar="N", help="Only the first N customers of each currency (totals stay whole).")
+@output_options()
 @pass_app
-def aging_command(app: AppContext, as_of: str | None, as_json: bool, as_csv: bool) -> None:
-    """Open balances per customer in current/1-30/31-60/61-90/90+, per currency, and DSO.
-    `--company all` shows every company's report in turn, never summed across companies."""
-    output, day = _format(as_json, as_csv), _as_of(as_of)
+def aging_command(
+    app: AppContext,
+    as_at: str | None,
+    as_of: str | None,
+    sort: SortKey,
+    top: int | None,
+    as_json: bool,
+    as_csv: bool,
+    excel: bool,
+    xlsx: str | None,
+) -> None:
+    """Open balances per customer in current/1-30/31-60/61-90/90+, unapplied cash and credit,
+    net, per currency, and DSO. `--company all` shows every company's report in turn, never
+    summed across companies."""
+    if as_at is not None and as_of is not None:
+        raise UsageError("give --as-at (the book as it stood) or --as-of (today's balances re-aged), not both")
+    if top is not None and top < 1:
+        raise UsageError(f"--top: {top} is not 1 or more")
+    output = _output(as_json, as_csv, excel, xlsx)
+    at_day = parse_day(as_at, "--as-at") if as_at is not None else None
+    of_day = parse_day(as_of, "--as-of") if as_of is not None else None
     side_by_side = _side_by_side(app)
-    reports_by_company = {company: _aging_report(app.store(company), day) for company in app.companies()}
+    reports_by_company = {
+        company: _aging_report(app.store(company), at_day, of_day, sort, top) for company in app.companies()
+    }
     if not side_by_side:
         (report,) = reports_by_company.values()
-        if output == "json":
+        if output.kind == "json":
             _echo_json(report)
-        elif output == "csv":
-            _echo_csv(_aging_csv_headers(report), _aging_rows(report))
+        elif output.kind == "csv":
+            _echo_csv(output, aging_headers(report), aging_rows(report))
+        elif output.kind == "xlsx":
+            _save_xlsx(output, aging_sheets(report))
         else:
             _print_aging(report)
         return
-    if output == "json":
+    if output.kind == "json":
         _echo_json({"companies": [{"company": c, **r} for c, r in reports_by_company.items()]})
-    elif output == "csv":
+    elif output.kind == "csv":
         (first, *_) = reports_by_company.values()
         _echo_csv(
-            ["company", *_aging_csv_headers(first)],
-            [[c, *row] for c, r in reports_by_company.items() for row in _aging_rows(r)],
+            output,
+            ["company", *aging_headers(first)],
+            [[c, *row] for c, r in reports_by_company.items() for row in aging_rows(r)],
         )
+    elif output.kind == "xlsx":
+        _save_xlsx(output, [s for c, r in reports_by_company.items() for s in aging_sheets(r, title=f"{c} Aging")])
     else:
         for number, (company, report) in enumerate(reports_by_company.items()):
             print_company_heading(app.root_config(), company, first=number == 0)
             _print_aging(report)
 
 
-def _aging_report(store: Store, day: date) -> Row:
-    invoices = store.list_invoices()
-    return reports.aging_report(invoices, _customers(store), _invoice_allocations(store, invoices), day)
+def _aging_report(store: Store, as_at: date | None, as_of: date | None, sort: SortKey, top: int | None) -> Row:
+    """`as_at`: the book as it stood at the end of that day; else today's book, aged on
+    `as_of` when given (today's balances, unapplied cash and credit, in that day's buckets)."""
+    book, customers = load_book(store), _customers(store)
+    if as_of is None:
+        return aging_at(book, customers, as_at or date.today(), sort=sort, top=top)
+    now = aging_at(book, customers, date.today())
+    invoices = list(book.invoices)
+    aged = reports.aging_report(invoices, customers, _invoice_allocations(store, invoices), as_of)
+    rows = _with_cash(now["customers"], aged["customers"], lambda r: (r["customer"]["id"], r["currency"]))
+    totals = _with_cash(now["totals"], aged["totals"], lambda r: r["currency"])
+    return {
+        **aged,
+        "sort": sort,
+        "top": top,
+        "customer_rows": len(rows),
+        "customers": top_rows(sort_rows(rows, sort), top),
+        "totals": sorted(totals, key=lambda r: r["currency"]),
+    }
 
 
-def _aging_csv_headers(report: Row) -> list[str]:
-    return ["row", "customer_id", "customer", "currency", *report["buckets"], "total", "in_collections", "invoices"]
-
-
-def _aging_rows(report: Row) -> list[list[Any]]:
-    """The customers' rows, then the totals per currency: (row, id, name, currency, buckets...,
-    total, in_collections, invoices)."""
-    buckets = list(report["buckets"])
-    rows = [
-        [
-            "customer",
-            r["customer"]["id"],
-            r["customer"]["name"],
-            r["currency"],
-            *[r[b] for b in buckets],
-            r["total"],
-            r["in_collections"],
-            r["invoices"],
-        ]
-        for r in report["customers"]
-    ]
-    totals = [
-        [
-            "total",
-            None,
-            "TOTAL",
-            r["currency"],
-            *[r[b] for b in buckets],
-            r["total"],
-            r["in_collections"],
-            r["invoices"],
-        ]
-        for r in report["totals"]
-    ]
-    return rows + totals
+def _with_cash(now: Sequence[Row], aged: Sequence[Row], key: Callable[[Row], Any]) -> list[Row]:
+    """The `aged` rows with today's unapplied cash and credit of the same customer and
+    currency (from `now`), and the net; a row of `now` alone keeps its cash, buckets zero."""
+    today = {key(r): r for r in now}
+    then = {key(r): r for r in aged}
+    out = []
+    for k in [*then, *(k for k in today if k not in then)]:
+        cash = today.get(k)
+        row = dict(then.get(k) or cash or {})
+        currency = row["currency"]
+        if k not in then:
+            row.update({f: reports.amount(Money.zero(currency)) for f in AGING_AMOUNTS}, invoices=0)
+        unapplied = Money.of(cash["unapplied"], currency) if cash else Money.zero(currency)
+        credit = Money.of(cash["credit"], currency) if cash else Money.zero(currency)
+        row["unapplied"], row["credit"] = reports.amount(unapplied), reports.amount(credit)
+        row["net"] = reports.amount(Money.of(row["total"], currency) - unapplied - credit)
+        out.append(row)
+    return out
 
 
 def _print_aging(report: Row) -> None:
-    buckets = list(report["buckets"])
-    headers = ["customer", "currency", *buckets, "total", "in_collections"]
-    right = (*buckets, "total", "in_collections")
-    _echo_table(headers, [[r[2], *r[3:-1]] for r in _aging_rows(report)], right=right)
+    headers = aging_headers(report)
+    shown = [i for i, h in enumerate(headers) if h not in ("row", "customer_id", "invoices")]
+    _echo_table(
+        [headers[i] for i in shown],
+        [[row[i] for i in shown] for row in aging_rows(report)],
+        right=(*AGING_AMOUNTS, "unapplied", "credit", "net"),
+    )
+    if report.get("top") is not None:
+        click.echo(
+            f"the worst {report['top']} of each currency by {report['sort']} "
+            f"({report['customer_rows']} customer row(s) in all); the totals are the whole book's"
+        )
     click.echo("")
+    if report.get("as_at"):
+        click.echo(f"balances as they stood at the end of {report['as_at']}")
     click.echo(
         f"DSO as of {report['as_of']} (receivables / credit sales of the last {reports.DSO_WINDOW_DAYS} days x "
         f"{reports.DSO_WINDOW_DAYS}):"

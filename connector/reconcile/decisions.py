@@ -12,6 +12,7 @@ stands behind are cancelled or taken back, or the decision is refused, all or no
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Sequence
 from datetime import date
 from decimal import Decimal, getcontext
@@ -179,6 +180,45 @@ def reject_proposal(
         )
 
 
+def reopen_proposal(
+    store: Store, proposal_id: str, *, settle: Settle, user: str | None = None, reason: str = ""
+) -> None:
+    """Undo finance's decision on a proposal: a rejected one forgets its rejected pairs, an
+    accepted one has the allocations it made removed (not remembered as rejected); either way
+    the proposal is open again and the payment is proposed on the next run."""
+    user = current_user(user)
+    with store.session() as session:
+        found = decisions.load_proposals(session, status=None, ids=[proposal_id])
+        if not found:
+            raise UsageError(f"no proposal {proposal_id!r} (see `connector reconcile`)")
+        proposal = found[0]
+        payment_id = proposal["payment_id"]
+        pairs = sorted({i for c in proposal["candidates"] for i in c["invoice_ids"]})
+        if proposal["status"] == "rejected":
+            forgotten = [decisions.allocation_id(payment_id, i, "rejected") for i in pairs]
+        elif proposal["status"] == "accepted":
+            made = {
+                decisions.allocation_id(payment_id, i, c["rule"])
+                for c in proposal["candidates"]
+                for i in c["invoice_ids"]
+            }
+            forgotten = [a.id or "" for a in _applied(session, payment_ids=[payment_id]) if a.id in made]
+        else:
+            raise UsageError(f"proposal {proposal_id} is open: there is no decision to undo")
+        decisions.delete_allocations(session, forgotten)
+        decisions.reopen_proposal(session, proposal_id)
+        audit(
+            session,
+            user,
+            "reopen",
+            "payment",
+            payment_id,
+            {"proposal": proposal_id, "was": proposal["status"], "allocations": forgotten},
+            reason or f"reopened {proposal['status']} {proposal_id}",
+        )
+        settle(session, actor=user, cause=f"reopen of {proposal_id}", payments=[payment_id], invoices=pairs)
+
+
 def _remember_rejections(session: Any, payment_id: str, pairs: list[tuple[str, Money]], user: str, reason: str) -> None:
     """Rejected pairs are stored as `rejected` allocations: the matcher skips them forever."""
     rows = [
@@ -253,7 +293,9 @@ def _given_amount(text: str, currency: str) -> Money:
     try:
         value = to_decimal(text)
     except ValueError as exc:
-        raise UsageError(f"--amount: {exc}") from None
+        raise UsageError(f"--amount: {_shown(str(exc), 80)}") from None
+    if not _PLAIN_NUMBER.fullmatch(text.strip()):
+        raise UsageError(f"--amount: not a number: {shown!r} (write ASCII digits and a point, e.g. 1234.50)")
     if value <= 0:
         raise UsageError(f"--amount must be positive, not {shown}")
     allowed = currency_exponent(currency)
@@ -262,6 +304,11 @@ def _given_amount(text: str, currency: str) -> Money:
     if value.adjusted() + 1 + allowed > getcontext().prec:
         raise UsageError(f"--amount {shown} is too large for an amount in {currency}")
     return Money.of(value, currency)
+
+
+# ASCII digits, an optional point and exponent: Decimal alone would also take `1_000`, Arabic-
+# Indic or full-width digits, `NaN` and `Infinity`, none of which is how anyone types an amount.
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 
 
 def _decimal_places(value: Decimal) -> int:

@@ -246,6 +246,7 @@ def test_invoice_list_csv_header(run_cli, book):
         "total",
         "balance",
         "status",
+        "issue_date",
         "due_date",
         "days_past_due",
         "aging_bucket",
@@ -253,6 +254,8 @@ def test_invoice_list_csv_header(run_cli, book):
         "disputed",
         "promise_to_pay",
         "in_collections",
+        "gateway_id",
+        "ledger_id",
     ]
     assert len(rows) == 6
 
@@ -304,13 +307,18 @@ def test_payments_csv_header(run_cli, book):
         "received_at",
         "amount",
         "currency",
+        "fee",
+        "net",
         "method",
         "customer",
+        "payer",
         "remittance",
         "status",
         "allocated",
         "unapplied",
         "systems",
+        "gateway_id",
+        "ledger_id",
     ]
 
 
@@ -391,6 +399,9 @@ def test_aging_csv_header_and_total_rows(run_cli, book):
         "total",
         "in_collections",
         "invoices",
+        "unapplied",
+        "credit",
+        "net",
     ]
     assert sorted(r[3] for r in rows[1:] if r[0] == "total") == ["EUR", "JPY", "USD"]
 
