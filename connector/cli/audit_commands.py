@@ -7,11 +7,11 @@ import sys
 
 import click
 
-from connector.cli.books import customers_by_id
 from connector.cli.context import AppContext, pass_app
 from connector.cli.days import parse_day, start_of
 from connector.errors import UsageError
 from connector.exports import write_csv
+from connector.reconcile.history import customers_by_id
 from connector.reports.audit_trail import Names, audit_rows
 from connector.reports.statements import table_lines
 from connector.state import outbox

@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 import click
 
 from connector import reports
-from connector.cli.books import customers_by_id, load_book
 from connector.cli.company_commands import print_company_heading
 from connector.cli.context import ALL_COMPANIES, AppContext, pass_app
 from connector.cli.days import parse_day
@@ -33,6 +32,7 @@ from connector.exports import Column, Sheet, sheets_by_currency, write_csv, writ
 from connector.lookup import find_invoice, find_payment
 from connector.model import AGING_BUCKETS, Allocation, Customer, Invoice, Payment
 from connector.money import Money
+from connector.reconcile.history import customers_by_id, load_book
 from connector.reconcile.run import LEDGER_RULE, invoice_allocations
 from connector.reports.aging_sheets import aging_headers, aging_rows, aging_sheets
 from connector.reports.as_at import SORT_KEYS, SortKey, aging_at, sort_rows, top_rows

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from connector.cli.books import customers_by_id, load_book
 from connector.cli.context import AppContext, pass_app
 from connector.cli.days import parse_day
 from connector.errors import UsageError
 from connector.model import Customer
+from connector.reconcile.history import customers_by_id, load_book
 from connector.reports import match_customers
 from connector.reports.statement_documents import statement_html, write_statement_pdf
 from connector.reports.statements import period_start, statement, statement_text

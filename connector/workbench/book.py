@@ -1,6 +1,6 @@
 """What the workbench reads and decides, through the code the CLI uses.
 
-Reading: the aging report and DSO (`connector.reports.aging_report`, as `connector aging`),
+Reading: the aging report and DSO (`connector.reports.as_at.aging_at`, as `connector aging`),
 the open proposals, a customer's open items and payments (`reports.invoice_rows`,
 `payment_rows`, `customer_story`, as `connector customers show`), the story of a record
 (`reports.explain_story`, as `connector explain`), the parked actions and drift
@@ -29,8 +29,10 @@ from connector.errors import UsageError
 from connector.model import Allocation, Customer, Invoice, Payment
 from connector.money import Money
 from connector.reconcile.decisions import accept_proposal, match, reject_proposal
+from connector.reconcile.history import customers_by_id, load_book
 from connector.reconcile.run import LEDGER_RULE, invoice_allocations
 from connector.redaction import redact
+from connector.reports.as_at import aging_at
 from connector.state import outbox
 from connector.state import reconciliation as decisions
 from connector.state.bookkeeping import audit_entries, audit_entries_about
@@ -91,10 +93,9 @@ class Names:
 
 
 def aging(book: Book, as_of: date) -> Row:
-    """`connector aging --json` for the book: the same function on the same records."""
-    invoices = book.store.list_invoices()
-    customers = {c.id: c for c in book.store.list_customers() if c.id}
-    return reports.aging_report(invoices, customers, invoice_allocations(book.store, invoices), as_of)
+    """`connector aging --json` for the book: the same function on the same records (the
+    balances at the end of `as_of`, with unapplied cash and net)."""
+    return aging_at(load_book(book.store), customers_by_id(book.store), as_of)
 
 
 def open_proposals(book: Book, names: Names) -> list[Row]:

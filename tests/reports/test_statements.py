@@ -18,9 +18,9 @@ from decimal import Decimal
 import pytest
 from pypdf import PdfReader
 
-from connector.cli.books import load_book
 from connector.model import Allocation, CreditNote, Customer, Invoice, Payment, Ref
 from connector.money import Money
+from connector.reconcile.history import load_book
 from connector.reports.as_at import positions_at
 from connector.state import reconciliation as decisions
 from connector.state.store import open_store

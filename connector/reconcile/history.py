@@ -1,4 +1,4 @@
-"""Loading one company's book for the reports that look back (`aging --as-at`, `statement`)."""
+"""Loading one company's book for the reports that look back (`aging`, `aging --as-at`, `statement`, the workbench)."""
 
 from __future__ import annotations
 
