@@ -15,6 +15,7 @@ A decision answers 303 to the page with what it did; one refused by the decision
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable, Mapping
 from datetime import date
@@ -32,6 +33,7 @@ from starlette.types import ASGIApp
 
 from connector.errors import ConnectorError, UsageError
 from connector.redaction import redact
+from connector.reports.statement_documents import statement_html, write_statement_pdf
 from connector.workbench import book as books
 from connector.workbench import pages
 from connector.workbench.access import ACCESS, MAX_BODY, SESSION, Access, Guard, refusal
@@ -40,10 +42,7 @@ logger = logging.getLogger("connector.workbench")
 
 T = TypeVar("T")
 
-STATEMENT_NOTE = (
-    "Statement download: not in this version yet. The statement (`connector statement`) is "
-    "being built; until then, <code>connector customers show</code> prints what it would hold."
-)
+STATEMENT_FORMATS = {"html": "text/html; charset=utf-8", "pdf": "application/pdf"}
 
 
 def workbench(books_by_company: Mapping[str, books.Book], access: Access) -> ASGIApp:
@@ -62,6 +61,7 @@ def book_app(book: books.Book) -> Starlette:
         Route("/", pages_of.home),
         Route("/workbench.css", _stylesheet),
         Route("/customers/{customer_id}", pages_of.customer),
+        Route("/customers/{customer_id}/statement.{kind}", pages_of.statement),
         Route("/proposals/{proposal_id}/{verb}", pages_of.proposal, methods=["POST"]),
         Route("/actions/{action_id}/{verb}", pages_of.action, methods=["POST"]),
     ]
@@ -111,7 +111,31 @@ class _Pages:
         names = books.Names.of(self.book.store)
         stories = {r["id"]: books.record_story(self.book, "invoice", r["id"], names) for r in story["open_invoices"]}
         stories |= {r["id"]: books.record_story(self.book, "payment", r["id"], names) for r in story["payments"]}
-        return pages.customer_body(story, stories, today.isoformat(), STATEMENT_NOTE), story["name"]
+        links = " ".join(
+            f'<a href="{escape(customer_id)}/statement.{kind}" download>statement ({kind.upper()})</a>'
+            for kind in STATEMENT_FORMATS
+        )
+        return pages.customer_body(story, stories, today.isoformat(), links), story["name"]
+
+    async def statement(self, request: Request) -> Response:
+        """The customer's statement at today's end, as `connector statement --html|--pdf`."""
+        customer_id, kind = request.path_params["customer_id"], request.path_params["kind"]
+        if kind not in STATEMENT_FORMATS:
+            raise HTTPException(404, "a statement is .html or .pdf")
+        document = await _off_loop(self._statement, customer_id, kind)
+        disposition = f'attachment; filename="statement-{date.today().isoformat()}.{kind}"'
+        return Response(document, media_type=STATEMENT_FORMATS[kind], headers={"Content-Disposition": disposition})
+
+    def _statement(self, customer_id: str, kind: str) -> bytes:
+        try:
+            data = books.customer_statement(self.book, customer_id, date.today())
+        except UsageError:
+            raise HTTPException(404, "no such customer") from None
+        if kind == "html":
+            return statement_html(data).encode("utf-8")
+        buffer = io.BytesIO()
+        write_statement_pdf(data, buffer)
+        return buffer.getvalue()
 
     async def proposal(self, request: Request) -> Response:
         form = await decision_form(request)

@@ -33,6 +33,7 @@ from connector.reconcile.history import customers_by_id, load_book
 from connector.reconcile.run import LEDGER_RULE, invoice_allocations
 from connector.redaction import redact
 from connector.reports.as_at import aging_at
+from connector.reports.statements import period_start, statement
 from connector.state import outbox
 from connector.state import reconciliation as decisions
 from connector.state.bookkeeping import audit_entries, audit_entries_about
@@ -96,6 +97,15 @@ def aging(book: Book, as_of: date) -> Row:
     """`connector aging --json` for the book: the same function on the same records (the
     balances at the end of `as_of`, with unapplied cash and net)."""
     return aging_at(load_book(book.store), customers_by_id(book.store), as_of)
+
+
+def customer_statement(book: Book, customer_id: str, day: date) -> Row:
+    """`connector statement` for one customer at the end of `day`, from the first of its month,
+    in the company's name; UsageError when there is no such customer."""
+    chosen = customers_by_id(book.store).get(customer_id)
+    if chosen is None:
+        raise UsageError(f"no customer {customer_id!r}")
+    return statement(book.config.display_name(), chosen, load_book(book.store), day, period_start(day))
 
 
 def open_proposals(book: Book, names: Names) -> list[Row]:

@@ -4,7 +4,7 @@ page shows and decides is what the CLI shows and decides."""
 from __future__ import annotations
 
 import re
-from html import unescape
+from html import escape, unescape
 
 import pytest
 from starlette.applications import Starlette
@@ -146,8 +146,25 @@ def test_the_customer_page_shows_open_items_payments_and_their_story(book_copy, 
     assert page.status_code == 200
     shown = unescape(page.text)
     assert worst["customer"]["name"] in shown and "Open invoices" in shown and "explain" in shown
-    assert "Statement download: not in this version yet" in shown
     assert client.get("/customers/no-such-customer").status_code == 404
+
+
+def test_the_customer_page_downloads_the_customers_statement(book_copy, client_on, json_on):
+    """The statement links on the customer page give `connector statement --html|--pdf`."""
+    copy = book_copy("book")
+    client = client_on(copy)
+    worst = worst_first(json_on(copy, "aging")["customers"], json_on(copy, "aging")["totals"][0]["currency"])[0]
+    customer = worst["customer"]
+    page = client.get(f"/customers/{customer['id']}")
+    assert f'href="{customer["id"]}/statement.html"' in page.text and "statement.pdf" in page.text
+    html = client.get(f"/customers/{customer['id']}/statement.html")
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    assert "attachment" in html.headers["content-disposition"]
+    assert escape(customer["name"]) in html.text and worst["currency"] in html.text
+    pdf = client.get(f"/customers/{customer['id']}/statement.pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert client.get("/customers/no-such-customer/statement.pdf").status_code == 404
+    assert client.get(f"/customers/{customer['id']}/statement.exe").status_code == 404
 
 
 def test_bad_requests_get_a_clear_4xx_and_no_traceback(book_copy, client_on):
