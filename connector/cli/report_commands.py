@@ -17,7 +17,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any, TypeVar
 
 import click
@@ -26,21 +26,18 @@ from connector import reports
 from connector.cli.company_commands import print_company_heading
 from connector.cli.context import ALL_COMPANIES, AppContext, pass_app
 from connector.cli.days import parse_day
-from connector.connections import system_ranks
 from connector.errors import EXIT_PROBLEMS, UsageError
 from connector.exports import Column, Sheet, sheets_by_currency, write_csv, write_xlsx
 from connector.lookup import find_invoice, find_payment
 from connector.model import AGING_BUCKETS, Allocation, Customer, Invoice, Payment
 from connector.money import Money
-from connector.reconcile.history import customers_by_id, load_book
-from connector.reconcile.run import LEDGER_RULE, invoice_allocations
+from connector.reconcile.history import customers_by_id, drift_of, load_book
+from connector.reconcile.run import invoice_allocations
 from connector.reports.aging_sheets import aging_headers, aging_rows, aging_sheets
 from connector.reports.as_at import SORT_KEYS, SortKey, aging_at, sort_rows, top_rows
-from connector.state import outbox
 from connector.state import reconciliation as decisions
-from connector.state.bookkeeping import audit_entries, audit_entries_about
-from connector.state.linking import ref_views
-from connector.state.records import dangling_refs, ref_details
+from connector.state.bookkeeping import audit_entries_about
+from connector.state.records import ref_details
 from connector.state.store import Store
 
 Row = dict[str, Any]
@@ -669,23 +666,6 @@ def _print_aging(report: Row) -> None:
 # drift ----------------------------------------------------------------------------------
 
 
-def _dangling_refs(session: Any) -> list[Row]:
-    out = []
-    for ref in dangling_refs(session):
-        kind, entity_id = ref["entity_kind"], ref["entity_id"]
-        out.append(
-            {
-                "system": ref["system"],
-                "type": ref["object_type"],
-                "id": ref["remote_id"],
-                "entity_kind": kind,
-                "entity_id": entity_id,
-                "problem": "not linked to any record" if entity_id is None else f"{kind} {entity_id} is missing",
-            }
-        )
-    return out
-
-
 @click.command("drift")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/finance.md).")
 @pass_app
@@ -694,7 +674,9 @@ def drift_command(app: AppContext, as_json: bool) -> int:
     open gaps, and refs that point at nothing. Exits 1 when there is drift (in any company,
     with `--company all`), 0 when none."""
     side_by_side = _side_by_side(app)
-    reports_by_company = {company: _drift_report(app, company) for company in app.companies()}
+    reports_by_company = {
+        company: drift_of(app.config(company), app.store(company), date.today()) for company in app.companies()
+    }
     drift = any(report["drift"] for report in reports_by_company.values())
     if not side_by_side:
         (report,) = reports_by_company.values()
@@ -709,79 +691,6 @@ def drift_command(app: AppContext, as_json: bool) -> int:
             print_company_heading(app.root_config(), company, first=number == 0)
             _print_drift(report)
     return EXIT_PROBLEMS if drift else 0
-
-
-def _drift_report(app: AppContext, company: str) -> Row:
-    store = app.store(company)
-    kinds = {name: kind for name, (kind, _) in system_ranks(app.config(company)).items()}
-    with store.session() as session:
-        invoices = {i.id: i for i in store.list_invoices(session=session) if i.id}
-        payments = {p.id: p for p in store.list_payments(session=session) if p.id}
-        applied = decisions.load_allocations(session, status="applied")
-        invoice_rows, payment_rows = ref_views(session, "invoice"), ref_views(session, "payment")
-        writes = [_write(e) for e in outbox.entries(session)]
-        gaps = [
-            reports.Gap(e.at, e.subject_type, e.subject_id, e.inputs or {}, e.decision or "")
-            for e in audit_entries(session, actions={"gap"})
-        ]
-        invoice_views = [_view(row, kinds) for row in invoice_rows]
-        payment_views = [_view(row, kinds) for row in payment_rows]
-        book = reports.DriftBook(
-            invoices=invoices,
-            payments=payments,
-            pending=[s.allocation for s in applied if s.allocation.rule != LEDGER_RULE],
-            invoice_views=invoice_views,
-            payment_views=payment_views,
-            writes=writes,
-            gaps=gaps,
-            as_of=date.today(),
-        )
-        lines = reports.drift_lines(book)
-        _fill_since(lines, [*invoice_views, *payment_views])
-        dangling = _dangling_refs(session)
-    return reports.drift_report(lines, dangling)
-
-
-def _write(entry: outbox.OutboxEntry) -> reports.Write:
-    target = entry.action.target
-    return reports.Write(
-        id=entry.id,
-        connection=entry.action.connection,
-        kind=entry.action.kind,
-        target=None if target is None else (target.system, target.object_type, target.remote_id),
-        payload=entry.action.payload,
-        state=entry.action.state,
-        at=entry.updated_at,
-        summary=entry.summary,
-        subject_type=entry.subject_type,
-        subject_id=entry.subject_id,
-    )
-
-
-def _view(row: Row, kinds: dict[str, str]) -> reports.View:
-    return reports.View(
-        system=row["system"],
-        kind=kinds.get(row["system"], ""),
-        object_type=row["object_type"],
-        remote_id=row["remote_id"],
-        entity_id=row["entity_id"],
-        data=row["data"],
-        seen_at=row["seen_at"],
-    )
-
-
-def _fill_since(lines: list[Row], views: Sequence[reports.View]) -> None:
-    """A record's line without a moment gets the record's last sync (in that line's system)."""
-    seen: dict[tuple[str, str], list[tuple[str, datetime]]] = defaultdict(list)
-    for view in views:
-        if view.seen_at is not None:
-            kind = "payment" if view.object_type in ("payment", "payment_intent") else "invoice"
-            seen[(kind, view.entity_id)].append((view.system, view.seen_at))
-    for line in lines:
-        if line["since"] is not None or line["kind"] not in ("invoice", "payment") or not line["id"]:
-            continue
-        moments = [at for system, at in seen.get((line["kind"], line["id"]), []) if line["system"] in (None, system)]
-        line["since"] = reports.iso(max(moments)) if moments else None
 
 
 def _side_by_side(app: AppContext) -> bool:

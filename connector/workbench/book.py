@@ -19,26 +19,24 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from connector import reports
 from connector.config import Config
-from connector.connections import system_ranks
 from connector.errors import UsageError
 from connector.model import Allocation, Customer, Invoice, Payment
 from connector.money import Money
 from connector.reconcile.decisions import accept_proposal, match, reject_proposal
-from connector.reconcile.history import customers_by_id, load_book
-from connector.reconcile.run import LEDGER_RULE, invoice_allocations
+from connector.reconcile.history import customers_by_id, drift_of, load_book
+from connector.reconcile.run import invoice_allocations
 from connector.redaction import redact
 from connector.reports.as_at import aging_at
 from connector.reports.statements import period_start, statement
 from connector.state import outbox
 from connector.state import reconciliation as decisions
-from connector.state.bookkeeping import audit_entries, audit_entries_about
-from connector.state.linking import ref_views
-from connector.state.records import dangling_refs, ref_details
+from connector.state.bookkeeping import audit_entries_about
+from connector.state.records import ref_details
 from connector.state.store import Store
 from connector.writeback.apply import cancel, retry, state_of
 from connector.writeback.settle import Settlement, Settler
@@ -239,85 +237,7 @@ def parked_actions(book: Book) -> list[Row]:
 
 def drift(book: Book, as_of: date) -> Row:
     """As `connector drift --json`: what each system holds against what it should hold."""
-    store = book.store
-    kinds = {name: kind for name, (kind, _) in system_ranks(book.config).items()}
-    with store.session() as session:
-        applied = decisions.load_allocations(session, status="applied")
-        invoice_views, payment_views = ref_views(session, "invoice"), ref_views(session, "payment")
-        writes = [_write(e) for e in outbox.entries(session)]
-        gaps = [
-            reports.Gap(e.at, e.subject_type, e.subject_id, e.inputs or {}, e.decision or "")
-            for e in audit_entries(session, actions={"gap"})
-        ]
-        written = {w.target for w in writes if w.target is not None and w.state == "done"}
-        seen = _seen_at(session, [*invoice_views, *payment_views], written)
-        drift_book = reports.DriftBook(
-            invoices={i.id: i for i in store.list_invoices(session=session) if i.id},
-            payments={p.id: p for p in store.list_payments(session=session) if p.id},
-            pending=[s.allocation for s in applied if s.allocation.rule != LEDGER_RULE],
-            invoice_views=[_view(r, kinds, seen) for r in invoice_views],
-            payment_views=[_view(r, kinds, seen) for r in payment_views],
-            writes=writes,
-            gaps=gaps,
-            as_of=as_of,
-        )
-        lines = reports.drift_lines(drift_book)
-        dangling = [
-            {
-                "system": r["system"],
-                "type": r["object_type"],
-                "id": r["remote_id"],
-                "problem": "not linked to any record" if r["entity_id"] is None else f"{r['entity_kind']} is missing",
-            }
-            for r in dangling_refs(session)
-        ]
-    return reports.drift_report(lines, dangling)
-
-
-def _write(entry: outbox.OutboxEntry) -> reports.Write:
-    target = entry.action.target
-    return reports.Write(
-        id=entry.id,
-        connection=entry.action.connection,
-        kind=entry.action.kind,
-        target=None if target is None else (target.system, target.object_type, target.remote_id),
-        payload=entry.action.payload,
-        state=entry.action.state,
-        at=entry.updated_at,
-        summary=entry.summary,
-        subject_type=entry.subject_type,
-        subject_id=entry.subject_id,
-    )
-
-
-def _view(row: Row, kinds: dict[str, str], seen: dict[tuple[str, str, str], datetime]) -> reports.View:
-    return reports.View(
-        system=row["system"],
-        kind=kinds.get(row["system"], ""),
-        object_type=row["object_type"],
-        remote_id=row["remote_id"],
-        entity_id=row["entity_id"],
-        data=row["data"],
-        seen_at=seen.get((row["system"], row["object_type"], row["remote_id"])),
-    )
-
-
-def _seen_at(
-    session: Any, rows: Sequence[Row], targets: set[tuple[str, str, str]]
-) -> dict[tuple[str, str, str], datetime]:
-    """When a sync last read each record some done write went to."""
-    entities = sorted(
-        {
-            ("payment" if row["object_type"] in ("payment", "payment_intent") else "invoice", row["entity_id"])
-            for row in rows
-            if (row["system"], row["object_type"], row["remote_id"]) in targets
-        }
-    )
-    out = {}
-    for kind, entity_id in entities:
-        for ref in ref_details(session, kind, entity_id):
-            out[(ref["system"], ref["object_type"], ref["remote_id"])] = ref["seen_at"]
-    return out
+    return drift_of(book.config, book.store, as_of)
 
 
 # Deciding ---------------------------------------------------------------------------------
