@@ -22,8 +22,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from connector.http.tokens import TokenStore
 from connector.model import Action
@@ -49,6 +51,24 @@ class ProviderSettings(BaseModel):
     # the secret its webhooks are signed with (an `env:` reference; none refuses them all).
     schedule: str | None = None
     webhook_secret: SecretStr | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str) -> str:
+        """An address the HTTP client can call: `https://host[:port][/path]` (http for a local
+        sandbox). Without a scheme every request would fail at run time, far from the file."""
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL (write it as https://host/...)")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron_expression(cls, value: str | None) -> str | None:
+        """Five cron fields (`*/15 * * * *`), checked here so a typo fails at load, not at 3 am."""
+        if value is not None and not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a cron expression (five fields, e.g. '*/15 * * * *')")
+        return value
 
 
 @dataclass
@@ -110,6 +130,23 @@ class Provider:
             )
         result: ActionResult = getattr(self, f"apply_{action.kind}")(action)
         return result
+
+    def probe(self) -> str:
+        """A cheap authenticated read, for `connector doctor --online`: the first page of the
+        first stream (a provider may override it with a lighter call). Raises what a read
+        raises (a refused credential, an unreachable host); says what it read."""
+        if not self.streams:
+            return "no stream to read"
+        stream = self.streams[0]
+        pages = self.read(stream, None)
+        try:
+            page = next(iter(pages), None)
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()
+        count = len(page.records) if page is not None else 0
+        return f"read the first page of {stream} ({count} record{'' if count == 1 else 's'})"
 
     def close(self) -> None:
         """Release connections; the default has none."""

@@ -8,10 +8,11 @@ from typing import Any
 
 import click
 
-from connector.cli.context import AppContext, pass_app
+from connector.cli.context import AppContext, pass_app, require_config_file
 from connector.config import DEFAULT_CONFIG, ENV_CONFIG, Config, config_path, load_config
+from connector.connections import open_provider
 from connector.dunning.run import dunning_section
-from connector.errors import EXIT_PROBLEMS, EXIT_USAGE, ConfigError, ConnectorError, UsageError
+from connector.errors import EXIT_PROBLEMS, EXIT_USAGE, AuthenticationError, ConfigError, ConnectorError, UsageError
 from connector.providers.registry import installed
 from connector.redaction import redact
 from connector.state.db import database_url_for, make_engine, redact_url
@@ -183,13 +184,14 @@ def _check(name: str, ok: bool, detail: str, level: str | None = None, *, ours: 
 
 @click.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--online", is_flag=True, help="Also reach each provider with its credentials (one cheap read per connection)."
+)
 @pass_app
-def doctor(app: AppContext, as_json: bool) -> int:
+def doctor(app: AppContext, as_json: bool, online: bool) -> int:
     """Check the config, the database and every connection's settings."""
-    path, named = config_path(app.config_option)
-    if named and not path.exists():
-        # Nothing else can be checked without the file the user named.
-        raise ConfigError(f"config file {path} not found (create one with `connector init --path {path}`)")
+    # Nothing can be checked without a config file: say where doctor looked (exit 2).
+    require_config_file(app.config_option)
     config = load_config(app.config_option, strict=False)
     if config.problems:
         # A config that does not load is a usage error (exit 2), like for every other command;
@@ -243,6 +245,8 @@ def doctor(app: AppContext, as_json: bool) -> int:
             bad_config = True
     if not config.connections and not config.problems:
         checks.append(_check("connections", True, "none configured", "warning"))
+    if online and not bad_config and not any(c["status"] == "error" for c in checks):
+        checks += _online_checks(app, config)
     failed = any(c["status"] == "error" for c in checks)
     if as_json:
         click.echo(json.dumps({"ok": not failed, "checks": checks}, indent=2))
@@ -250,6 +254,30 @@ def doctor(app: AppContext, as_json: bool) -> int:
         for c in checks:
             click.echo(f"{c['status']:<8} {c['check']}: {c['detail']}")
     return EXIT_USAGE if bad_config else EXIT_PROBLEMS if failed else 0
+
+
+def _online_checks(app: AppContext, config: Config) -> list[dict[str, Any]]:
+    """Each connection reached with its credentials: one cheap authenticated read (`probe`),
+    reported per connection; a refused credential or an unreachable host is an error."""
+    checks = []
+    for connection in config.connections.values():
+        name = f"online {connection.name}"
+        try:
+            provider = open_provider(connection, app.store(connection.company))
+        except ConnectorError as exc:
+            checks.append(_check(name, False, f"cannot open: {exc}"))
+            continue
+        try:
+            detail = provider.probe()
+        except AuthenticationError as exc:
+            checks.append(_check(name, False, f"credentials refused by {connection.settings.base_url}: {exc}"))
+        except ConnectorError as exc:
+            checks.append(_check(name, False, f"{connection.settings.base_url}: {exc}"))
+        else:
+            checks.append(_check(name, True, f"{connection.settings.base_url}: {detail}"))
+        finally:
+            provider.close()
+    return checks
 
 
 def _company_checks(config: Config) -> list[dict[str, Any]]:

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import click
 
-from connector.config import Config, load_config
-from connector.errors import UsageError
+from connector.config import ENV_CONFIG, Config, config_path, load_config
+from connector.errors import ConfigError, UsageError
 from connector.logs import name_companies
 from connector.state.scope import check_company_name
 from connector.state.store import Store, open_store
@@ -39,6 +39,7 @@ class AppContext:
     def root_config(self) -> Config:
         """The whole deployment's configuration: every company's connections."""
         if self._config is None:
+            require_config_file(self.config_option)
             self._config = load_config(self.config_option)
             # a log line naming a connection names its company too (JSON logs carry it)
             self._forget_companies = name_companies({n: c.company for n, c in self._config.connections.items()})
@@ -97,6 +98,20 @@ class AppContext:
         if self._forget_companies is not None:
             self._forget_companies()
             self._forget_companies = None
+
+
+def require_config_file(explicit: str | None) -> None:
+    """Refuse to work without a config file (exit 2), saying where it looked: a command run in
+    the wrong folder would otherwise sync nothing and create a `connector.db` where it stands."""
+    path, named = config_path(explicit)
+    if path.exists():
+        return
+    if named:
+        raise ConfigError(f"config file {path} not found (create one with `connector init --path {path}`)")
+    raise ConfigError(
+        f"no config file: looked for {path.resolve()} (none named by --config or ${ENV_CONFIG}); "
+        "create one with `connector init`, or run `connector demo` to try the connector"
+    )
 
 
 def check_tokens_usable(config: Config, store: Store) -> None:
