@@ -156,6 +156,10 @@ def payment_row(payment: Payment, now: datetime) -> dict[str, Any]:
         "payout_id": payment.payout_id,
         "status": payment.status,
         "amount_refunded_minor": minor(payment.amount_refunded),
+        "dispute_status": payment.dispute_status,
+        "amount_disputed_minor": minor(payment.amount_disputed),
+        "dispute_reason": payment.dispute_reason,
+        "disputed_at": payment.disputed_at,
         "created_at": now,
         "updated_at": now,
     }
@@ -175,6 +179,10 @@ def payment_from(row: RowMapping, refs: list[Ref]) -> Payment:
         payout_id=row["payout_id"],
         status=row["status"],
         amount_refunded=money(row["amount_refunded_minor"], cur),
+        dispute_status=row["dispute_status"],
+        amount_disputed=money(row["amount_disputed_minor"], cur),
+        dispute_reason=row["dispute_reason"],
+        disputed_at=row["disputed_at"],
         refs=refs,
     )
 

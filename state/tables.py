@@ -155,6 +155,11 @@ class PaymentRow(SQLModel, table=True):
     payout_id: str | None = _col(sa.Text)
     status: str = _col(sa.Text, nullable=False)
     amount_refunded_minor: int | None = _col(sa.BigInteger)
+    # The payment's latest dispute (chargeback): status, amount contested, reason, when (0011).
+    dispute_status: str | None = _col(sa.Text)
+    amount_disputed_minor: int | None = _col(sa.BigInteger)
+    dispute_reason: str | None = _col(sa.Text)
+    disputed_at: datetime | None = _col(UTCDateTime)
     # Which connection's view the row holds, and how much that connection is trusted for
     # this record's facts (the ledger most by default): a lower-ranked system never
     # overwrites a higher-ranked one's values (0003).
@@ -314,6 +319,8 @@ class ProposalRow(SQLModel, table=True):
     currency: str = _col(sa.String(3), nullable=False)
     amount_minor: int = _col(sa.BigInteger, nullable=False)
     candidates: list[dict[str, Any]] = _col(JSONType, nullable=False)
+    # What finance should know when no candidate can do what the evidence says (0013).
+    note: str | None = _col(sa.Text)
     status: str = _col(sa.Text, nullable=False)  # open / accepted / rejected
     decided_by: str | None = _col(sa.Text)
     decided_at: datetime | None = _col(UTCDateTime)
@@ -354,6 +361,24 @@ class WebhookEventRow(SQLModel, table=True):
     object_id: str | None = _col(sa.Text)
     received_at: datetime = _col(UTCDateTime, nullable=False)
     payload: dict[str, Any] = _col(JSONType, nullable=False)
+
+
+# One provider account's shared rate budget (0012): the windows and requests in flight that
+# every worker counts its requests in (`state.budgets`), and until when a 429 paused it. Not a
+# table of any company's book (an account's budget is shared by whoever calls the account), so
+# it is a Core table on metadata of its own, outside STATE_TABLES and the book's schema checks.
+BUDGET_METADATA = sa.MetaData()
+RATE_BUDGETS = sa.Table(
+    "rate_budgets",
+    BUDGET_METADATA,
+    sa.Column("account", sa.Text, primary_key=True, nullable=False),
+    # window key ("default/60") -> {"log": [epoch seconds, ...]} or {"slots": [[start, count], ...]}
+    sa.Column("windows", JSONType, nullable=False),
+    # lease id -> epoch seconds at which the slot in flight frees itself
+    sa.Column("in_flight", JSONType, nullable=False),
+    sa.Column("paused_until", UTCDateTime),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
 
 
 STATE_TABLES: tuple[str, ...] = (

@@ -482,7 +482,10 @@ def test_every_row_is_kept_with_its_values_in_the_company_default(
         after = raw_rows(empty_engine, name)
         assert len(after) == len(BOOK_0009[name]) and after, name
         assert {row.pop("company") for row in after} == {"default"}, name
-        assert after == before[name], name
+        # columns later revisions add (a payment's dispute, a proposal's note) start empty
+        known = set(before[name][0]) if before[name] else set()
+        assert all(value is None for row in after for key, value in row.items() if key not in known), name
+        assert [{k: v for k, v in row.items() if k in known} for row in after] == before[name], name
     # not a book's: left as it was
     assert raw_rows(empty_engine, "oauth_tokens") == before["oauth_tokens"]
 
