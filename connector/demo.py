@@ -202,7 +202,7 @@ def run_demo(
             run_reconciliation(config, store)
             reminders = len(already_reminded(store))
             counts = _counts(store)
-            invoices = store.list_invoices()
+            invoices = store.list_receivables()
             customers = {c.id: c for c in store.list_customers() if c.id}
             aging = aging_report(invoices, customers, invoice_allocations(store, invoices), date.today())
         finally:
@@ -223,6 +223,6 @@ def run_demo(
 def _counts(store: Store) -> dict[str, int]:
     return {
         "customers": len(store.list_customers()),
-        "invoices": len(store.list_invoices()),
+        "invoices": len(store.list_receivables()),
         "payments": len(store.list_payments()),
     }

@@ -18,7 +18,7 @@ def _by_remote_id(store: Store, entity_kind: str, token: str) -> list[str]:
 
 def _by_number_any_case(store: Store, token: str) -> list[str]:
     wanted = token.strip().casefold()
-    return sorted({i.id for i in store.list_invoices() if i.id and (i.number or "").casefold() == wanted})
+    return sorted({i.id for i in store.list_receivables() if i.id and (i.number or "").casefold() == wanted})
 
 
 def find_invoice(store: Store, token: str) -> Invoice:
@@ -28,7 +28,7 @@ def find_invoice(store: Store, token: str) -> Invoice:
         return found
     ids = _by_remote_id(store, "invoice", token)
     if not ids:
-        ids = sorted({i.id for i in store.list_invoices(number=token) if i.id})
+        ids = sorted({i.id for i in store.list_receivables(number=token) if i.id})
     if not ids:
         ids = _by_number_any_case(store, token)
     if len(ids) > 1:

@@ -34,9 +34,15 @@ ObjectType = Literal[
     "payout",
     "balance_transaction",
     "bank_transaction",
+    "dispute",
 ]
 InvoiceStatus = Literal["draft", "open", "partially_paid", "paid", "void", "uncollectible"]
 PaymentStatus = Literal["pending", "succeeded", "failed", "refunded", "partially_refunded"]
+# A chargeback on a payment: "inquiry" withdraws nothing (Stripe's warning_* statuses), "open"
+# has the disputed money withdrawn while it is contested, "lost" keeps it withdrawn for good,
+# "won" gives it back.
+DisputeStatus = Literal["inquiry", "open", "won", "lost"]
+DISPUTE_WITHDRAWN: tuple[DisputeStatus, ...] = ("open", "lost")
 AgingBucket = Literal["current", "1-30", "31-60", "61-90", "90+"]
 ActionState = Literal["planned", "in_flight", "done", "failed", "cancelled"]
 ActionKind = Literal[
@@ -185,13 +191,19 @@ class Payment(_Record):
     payout_id: str | None = None
     status: PaymentStatus = "succeeded"
     amount_refunded: Money | None = None
+    # The payment's latest dispute (chargeback), if any: its status, the amount it contests,
+    # the gateway's reason ("fraudulent") and when it was opened or, once won or lost, closed.
+    dispute_status: DisputeStatus | None = None
+    amount_disputed: Money | None = None
+    dispute_reason: str | None = None
+    disputed_at: datetime | None = None
     refs: list[Ref] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Payment:
         if self.amount.is_negative:
             raise ValueError(f"amount: negative payment amount {self.amount}")
-        for name in ("fee", "amount_refunded"):
+        for name in ("fee", "amount_refunded", "amount_disputed"):
             value: Money | None = getattr(self, name)
             if value is None:
                 continue
@@ -201,6 +213,10 @@ class Payment(_Record):
                 raise ValueError(f"{name}: negative amount {value}")
         if self.amount_refunded is not None and self.amount_refunded > self.amount:
             raise ValueError(f"amount_refunded: {self.amount_refunded} exceeds the payment {self.amount}")
+        if self.amount_disputed is not None and self.amount_disputed > self.amount:
+            raise ValueError(f"amount_disputed: {self.amount_disputed} exceeds the payment {self.amount}")
+        if self.dispute_status is not None and self.amount_disputed is None:
+            raise ValueError(f"amount_disputed: a payment with a dispute ({self.dispute_status}) needs its amount")
         return self
 
     @property
@@ -209,12 +225,23 @@ class Payment(_Record):
         return self.amount - self.fee if self.fee is not None else self.amount
 
     @property
+    def withdrawn(self) -> Money:
+        """What a dispute took out of the payment: the amount disputed while the dispute is
+        open and once it is lost; nothing for an inquiry or a won dispute."""
+        if self.dispute_status in DISPUTE_WITHDRAWN and self.amount_disputed is not None:
+            return self.amount_disputed
+        return Money.zero(self.amount.currency)
+
+    @property
     def collected(self) -> Money:
-        """What the payment still pays after refunds; failed payments pay nothing."""
+        """What the payment still pays after refunds and what a dispute withdrew (never below
+        zero: money refunded and disputed is not taken twice); failed and pending payments
+        pay nothing."""
+        zero = Money.zero(self.amount.currency)
         if self.status in ("failed", "pending"):
-            return Money.zero(self.amount.currency)
-        refunded = self.amount_refunded or Money.zero(self.amount.currency)
-        return self.amount - refunded
+            return zero
+        kept = self.amount - (self.amount_refunded or zero) - self.withdrawn
+        return zero if kept.is_negative else kept
 
 
 class Contact(_Record):

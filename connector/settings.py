@@ -33,6 +33,9 @@ class Confidences(BaseModel):
     remittance_ambiguous: Decimal = Decimal("0.85")
     exact_amount_unique: Decimal = Decimal("0.95")
     exact_amount_ambiguous: Decimal = Decimal("0.80")
+    # Several invoices have the amount, and the remittance's period ("April", "Q3", "Jul-Sep")
+    # covers the issue date of exactly one of them.
+    exact_amount_period: Decimal = Decimal("0.95")
     # Exact amount of one invoice of some customer, the payment's customer being unknown.
     exact_amount_unknown_payer: Decimal = Decimal("0.60")
     # Tolerance matches start here and lose up to `tolerance_spread` as the gap nears the bound.
@@ -42,6 +45,12 @@ class Confidences(BaseModel):
     # The one subset is every open invoice of the customer in that currency: a statement paid.
     subset_sum_whole_account: Decimal = Decimal("0.95")
     subset_sum_ambiguous: Decimal = Decimal("0.55")
+    # This payment and another open one of the payer add up to an invoice's balance (two
+    # instalments): one candidate per payment, each naming the other; finance confirms both.
+    several_payments: Decimal = Decimal("0.70")
+    # Nothing of the payer's own explains the amount; one invoice of a related customer (a
+    # subsidiary) has it exactly, or a set across the payer's group adds up to it: proposed.
+    related_accounts: Decimal = Decimal("0.80")
     # Added when the remittance mentions a candidate's number without naming it for sure.
     remittance_hint_bonus: Decimal = Decimal("0.05")
     # Nothing else explains the payment: the payer's open invoices paid oldest due first, the

@@ -171,7 +171,7 @@ class SyncEngine:
                     if len(report.errors) < MAX_REPORTED_ERRORS:
                         report.errors.append(str(error))
                 report.skipped += len(errors)
-                report.stored += self._store(connection.name, stream, mapper, mapped, page.cursor, rank)
+                report.stored += self._store(connection.name, stream, mapper, mapped, page.cursor, rank, provider.kind)
                 self.progress(report)
         except RateLimitDeferred as exc:
             report.status = "deferred"
@@ -194,13 +194,20 @@ class SyncEngine:
         return report
 
     def _store(
-        self, connection: str, stream: str, mapper: Mapper, mapped: list[MappedRecord], cursor: str | None, rank: int
+        self,
+        connection: str,
+        stream: str,
+        mapper: Mapper,
+        mapped: list[MappedRecord],
+        cursor: str | None,
+        rank: int,
+        system_kind: str,
     ) -> int:
         spec = mapper.stream(stream)
         kind = spec.record if spec.store == "canonical" else spec.object_type  # refs only
         with self.store.session() as session:
             records = self._with_customer_ids(connection, kind, mapped, session)
-            extras = {m.ref.remote_id: to_jsonable_python(_sync_view(m)) for m in mapped}
+            extras = {m.ref.remote_id: to_jsonable_python(_sync_view(m, system_kind)) for m in mapped}
             self.store.store_page(connection, stream, kind, records, cursor, session=session, extras=extras, rank=rank)
             failpoints.hit("page_written")  # crash tests: the page and its cursor written, not committed
         return len(records)
@@ -217,10 +224,16 @@ class SyncEngine:
         return out
 
 
-def _sync_view(mapped: MappedRecord) -> dict[str, Any]:
+def _sync_view(mapped: MappedRecord, system_kind: str) -> dict[str, Any]:
     """What the mapping learnt beside the record, kept in its view under `_sync`: links, hints,
-    deletion, and the original length of each text the mapping cut (only when it cut one)."""
-    view: dict[str, Any] = {"links": mapped.links, "hints": mapped.hints, "deleted": mapped.deleted}
+    deletion, the kind of system it came from (which decides what is a receivable), and the
+    original length of each text the mapping cut (only when it cut one)."""
+    view: dict[str, Any] = {
+        "links": mapped.links,
+        "hints": mapped.hints,
+        "deleted": mapped.deleted,
+        "kind": system_kind,
+    }
     if mapped.truncated:
         view["truncated"] = mapped.truncated
     return view

@@ -265,6 +265,9 @@ _STRIPE_STREAMS: dict[str, _Target] = {
     "customer": _Target("customers", "customer"),
     "payout": _Target("payouts", "payout"),
     "credit_note": _Target("credit_notes", "credit_note"),
+    # charge.dispute.* carry the dispute: the disputed charge changed too (its dispute status
+    # and what the dispute withdrew are on the charge's payment, docs/disputes.md)
+    "dispute": _Target("disputes", "dispute", ("charges",)),
 }
 # Accounts on API versions before 2024-10-28 announce refunds only through the charge: the
 # event's id is the charge's, and the refunds stream re-reads the refunds of that charge; the

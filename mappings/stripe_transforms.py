@@ -5,6 +5,7 @@ Amounts are Stripe integer minor units (`stripe_exponent`: JPY 0, USD 2, KWD 3, 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from connector.mappings.transforms import (
@@ -119,3 +120,79 @@ def _charge_fee(value: Any, ctx: TransformContext) -> Money | None:
     if not isinstance(txn, dict) or str(txn.get("currency", "")).upper() != _currency(ctx):
         return None
     return _minor(txn["fee"], _currency(ctx))
+
+
+# Disputes (chargebacks) ----------------------------------------------------------------------
+
+# Stripe's dispute statuses -> the payment's dispute status: an inquiry (warning_*) withdraws
+# nothing; needs_response and under_review have the money withdrawn while contested.
+DISPUTE_STATUS = {
+    "warning_needs_response": "inquiry",
+    "warning_under_review": "inquiry",
+    "warning_closed": "inquiry",
+    "needs_response": "open",
+    "under_review": "open",
+    "won": "won",
+    "lost": "lost",
+}
+
+
+def _latest_dispute(value: Any, name: str) -> dict[str, Any] | None:
+    """The charge's newest dispute, from the list the adapter puts on a disputed charge
+    (`disputes`); None for a charge that is not disputed."""
+    charge = _record(value, name)
+    if not charge.get("disputed"):
+        return None
+    disputes = [d for d in (charge.get("disputes") or {}).get("data") or [] if isinstance(d, dict)]
+    if not disputes:
+        raise ValueError(f"charge {charge.get('id')} is disputed but its disputes were not read")
+    return max(disputes, key=lambda d: (_int(d.get("created") or 0), str(d.get("id"))))
+
+
+def _dispute_status(dispute: dict[str, Any]) -> str:
+    status = str(dispute.get("status"))
+    if status not in DISPUTE_STATUS:
+        raise ValueError(f"dispute {dispute.get('id')}: unknown status {status!r}")
+    return DISPUTE_STATUS[status]
+
+
+@transform("stripe_dispute_status")
+def _charge_dispute_status(value: Any, ctx: TransformContext) -> str | None:
+    """inquiry / open / won / lost of the charge's newest dispute (None: not disputed)."""
+    dispute = _latest_dispute(value, "stripe_dispute_status")
+    return None if dispute is None else _dispute_status(dispute)
+
+
+@transform("stripe_amount_disputed")
+def _charge_amount_disputed(value: Any, ctx: TransformContext) -> Money | None:
+    """The amount the charge's newest dispute contests, in the charge's currency."""
+    dispute = _latest_dispute(value, "stripe_amount_disputed")
+    if dispute is None:
+        return None
+    if str(dispute.get("currency", "")).upper() != _currency(ctx):
+        raise ValueError(f"dispute {dispute.get('id')} is in {dispute.get('currency')}, not the charge's currency")
+    return _minor(dispute["amount"], _currency(ctx))
+
+
+@transform("stripe_dispute_reason")
+def _charge_dispute_reason(value: Any, ctx: TransformContext) -> str | None:
+    dispute = _latest_dispute(value, "stripe_dispute_reason")
+    return None if dispute is None else (str(dispute.get("reason") or "") or None)
+
+
+@transform("stripe_disputed_at")
+def _charge_disputed_at(value: Any, ctx: TransformContext) -> datetime | None:
+    """When the newest dispute reached where it stands: the latest of its creation and its
+    balance transactions (the withdrawal, a won dispute's reinstatement)."""
+    dispute = _latest_dispute(value, "stripe_disputed_at")
+    if dispute is None:
+        return None
+    return datetime.fromtimestamp(_dispute_moment(dispute), UTC)
+
+
+def _dispute_moment(dispute: dict[str, Any]) -> int:
+    moments = [_int(dispute.get("created") or 0)]
+    for txn in dispute.get("balance_transactions") or []:
+        if isinstance(txn, dict) and txn.get("created") is not None:
+            moments.append(_int(txn["created"]))
+    return max(moments)

@@ -27,6 +27,19 @@ def _contact_emails(value: Any, ctx: TransformContext) -> list[str]:
     return list(dict.fromkeys(email for email in emails if email))
 
 
+@transform("xero_contact_groups")
+def _contact_groups(value: Any, ctx: TransformContext) -> list[str]:
+    """The names of the contact's groups (`ContactGroups`), sorted, without the deleted ones."""
+    if not isinstance(value, list):
+        return []
+    names = {
+        str(group.get("Name")).strip()
+        for group in value
+        if isinstance(group, dict) and group.get("Name") and group.get("Status", "ACTIVE") != "DELETED"
+    }
+    return sorted(name for name in names if name)
+
+
 @transform("xero_payment_terms_days")
 def _payment_terms_days(value: Any, ctx: TransformContext) -> int | None:
     """Sales terms "N days after the invoice date" as N; month-based terms have no day count

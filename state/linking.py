@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from connector.state.records import CANONICAL_TABLES, rowcount
+from connector.state.records import CANONICAL_TABLES, ref_kind, rowcount
 from connector.state.tables import table
 from connector.state.upsert import mine
 
@@ -96,3 +96,26 @@ def fill_customer_ids(session: Session, entity_kind: str, customer_of: dict[str,
         [{"entity": e, "customer": c} for e, c in sorted(customer_of.items())],
     )
     return rowcount(result)
+
+
+def stamp_kinds(session: Session, kinds: dict[str, str]) -> int:
+    """Stamp the kind of system (`kinds`: system -> ledger, gateway, crm) on the invoice views
+    stored before views carried it, so that which invoices are receivables is known without
+    a full sync; returns how many were stamped."""
+    refs = table("refs")
+    stamped = 0
+    for system, kind in sorted(kinds.items()):
+        query = sa.select(refs.c.id, refs.c.data).where(
+            mine(session, refs), refs.c.system == system, refs.c.entity_kind == "invoice", ref_kind(refs).is_(None)
+        )
+        rows = []
+        for ref_id, data in session.execute(query):
+            data = json.loads(data) if isinstance(data, str) else dict(data)
+            data["_sync"] = {**(data.get("_sync") or {}), "kind": kind}
+            rows.append({"ref": ref_id, "view": data})
+        if rows:
+            session.execute(
+                sa.update(refs).where(refs.c.id == sa.bindparam("ref")).values(data=sa.bindparam("view")), rows
+            )
+        stamped += len(rows)
+    return stamped

@@ -125,7 +125,9 @@ def replace_open_proposals(session: Session, proposals: Sequence[dict[str, Any]]
     table_ = table("proposals")
     session.execute(sa.delete(table_).where(mine(session, table_), table_.c.status == "open"))
     now = utcnow()
-    rows = [{**p, "status": "open", "decided_by": None, "decided_at": None, "created_at": now} for p in proposals]
+    kept = set(table_.c.keys())
+    fields = {"status": "open", "decided_by": None, "decided_at": None, "created_at": now}
+    rows = [{**{k: v for k, v in p.items() if k in kept}, **fields} for p in proposals]
     upsert(session, table_, rows, ("id",), keep=("created_at", "status", "decided_by", "decided_at"))
 
 

@@ -3,13 +3,15 @@
 A record arrives from one system carrying that system's `Ref`. Its canonical id is, in order:
 the id its ref already points at (so a record keeps its id across syncs, and a link made by
 the linker wins), the id the record carries, or a new uuid4 hex. The ref row keeps that
-system's whole view of the record (`data`), which is what drift reports compare later.
+system's whole view of the record (`data`), which is what drift reports compare later, with
+what the sync learnt beside it under `_sync` (its links, hints, and the kind of system it
+came from: what decides which invoices are receivables, `RECEIVABLE_KINDS`).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, Self, TypeVar
 
@@ -47,6 +49,15 @@ ENTITY_TYPES: dict[str, type[Entity]] = {
     "payment": Payment,
 }
 CANONICAL_TABLES = {"customer": "customers", "invoice": "invoices", "payment": "payments"}
+# The kinds of system whose invoices are receivables, first found wins: a ledger's; in a
+# company without a ledger, a gateway's. A CRM's deal or invoice alone never is one.
+RECEIVABLE_KINDS = ("ledger", "gateway")
+
+
+def receivable_kind(kinds: Collection[str]) -> str | None:
+    """The kind of system whose invoices are the receivables of a company with systems of
+    `kinds`; None when it has neither a ledger nor a gateway."""
+    return next((kind for kind in RECEIVABLE_KINDS if kind in kinds), None)
 
 
 def new_id() -> str:
@@ -156,6 +167,40 @@ def _ref_data(record: Any, extra: dict[str, Any] | None) -> dict[str, Any]:
     return data
 
 
+def ref_kind(refs: sa.Table) -> sa.ColumnElement[str]:
+    """The kind of system (ledger, gateway, crm) a ref's view came from, as the sync stamped it."""
+    kind: sa.ColumnElement[str] = refs.c.data[("_sync", "kind")].as_string()
+    return kind
+
+
+def _holds_kind(session: Session, kind: str | None) -> bool:
+    """Whether the book holds an invoice view of `kind` (None: of any stamped kind); stops at
+    the first one found."""
+    refs = table("refs")
+    stamped = ref_kind(refs)
+    query = sa.select(refs.c.id).where(
+        mine(session, refs),
+        refs.c.entity_kind == "invoice",
+        stamped.is_not(None) if kind is None else stamped == kind,
+    )
+    return session.execute(query.limit(1)).first() is not None
+
+
+def _receivable(session: Session, invoices: sa.Table) -> sa.ColumnElement[bool] | None:
+    """The invoices that are receivables: those a system of the receivable kind knows. None
+    (every invoice) for a book whose kinds are not stamped yet; the next link pass stamps them."""
+    kind = next((k for k in RECEIVABLE_KINDS if _holds_kind(session, k)), None)
+    if kind is None:
+        return sa.false() if _holds_kind(session, None) else None
+    refs = table("refs")
+    return sa.exists().where(
+        mine(session, refs),
+        refs.c.entity_kind == "invoice",
+        refs.c.entity_id == invoices.c.id,
+        ref_kind(refs) == kind,
+    )
+
+
 def refs_for(session: Session, entity_kind: str, entity_ids: Sequence[str]) -> dict[str, list[Ref]]:
     refs = table("refs")
     found: dict[str, list[Ref]] = {entity_id: [] for entity_id in entity_ids}
@@ -258,14 +303,20 @@ def set_finance_owned(session: Session, entity_kind: str, ids: Sequence[str], **
 
 
 def _outranked(session: Session, name: str, records: Sequence[E], source: str | None, rank: int) -> set[str]:
-    """Ids whose stored row holds a higher-ranked system's view than `source` at `rank`."""
+    """Ids whose stored row holds a higher-ranked system's view than `source` at `rank`. Two
+    systems of one rank are told apart by name (the later one holds the row, as it survives a
+    link), so which view fills the row never depends on which arrived last."""
     rows = table(name)
     ids = [r.id for r in records]
     beaten: set[str] = set()
     for chunk in in_chunks(session, ids):
         query = sa.select(rows.c.id, rows.c.source, rows.c.source_rank).where(mine(session, rows), rows.c.id.in_(chunk))
         for entity_id, stored_source, stored_rank in session.execute(query):
-            if stored_rank > rank and stored_source != source:
+            if stored_source == source:
+                continue
+            if stored_rank > rank or (
+                stored_rank == rank and None not in (stored_source, source) and stored_source > source
+            ):
                 beaten.add(entity_id)
     return beaten
 
@@ -371,10 +422,15 @@ def list_invoices(
     number: str | None = None,
     status: str | None = None,
     limit: int | None = None,
+    receivable: bool = False,
 ) -> list[Invoice]:
-    """Invoices with their lines and refs: three queries, whatever the number of invoices."""
+    """Invoices with their lines and refs: three queries, whatever the number of invoices.
+    `receivable` keeps the receivables only (`RECEIVABLE_KINDS`): what aging, dunning, drift,
+    the write-back and reconciliation work on; a CRM deal no receivable carries is not one."""
     invoices = table("invoices")
     query = sa.select(invoices).where(mine(session, invoices)).order_by(invoices.c.id).limit(limit)
+    if receivable and (only := _receivable(session, invoices)) is not None:
+        query = query.where(only)
     for column, value in (
         ("customer_id", customer_id),
         ("number", number),

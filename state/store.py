@@ -161,9 +161,16 @@ class Store:
             return records.list_customers(s, ids=ids)
 
     def list_invoices(self, session: Session | None = None, **filters: Any) -> list[Invoice]:
-        """Filters: ids, customer_id, number, status, limit."""
+        """Every canonical invoice, CRM deals linked to no receivable among them: what is owed is
+        `list_receivables`. Filters: ids, customer_id, number, status, limit."""
         with self._tx(session) as s:
             return records.list_invoices(s, **filters)
+
+    def list_receivables(self, session: Session | None = None, **filters: Any) -> list[Invoice]:
+        """The invoices that are receivables (`records.RECEIVABLE_KINDS`: the ledger's, else the
+        gateway's; a CRM deal alone never is one). Filters as `list_invoices`."""
+        with self._tx(session) as s:
+            return records.list_invoices(s, receivable=True, **filters)
 
     def get_customer(self, customer_id: str, session: Session | None = None) -> Customer | None:
         with self._tx(session) as s:

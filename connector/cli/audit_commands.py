@@ -63,7 +63,7 @@ def audit_list(
         summaries = {str(e.id): e.summary or e.action.kind for e in outbox.entries(session)}
     names = Names(
         customers=customers_by_id(store),
-        invoices={i.id: i for i in store.list_invoices() if i.id},
+        invoices={i.id: i for i in store.list_receivables() if i.id},
         payments={p.id: p for p in store.list_payments() if p.id},
         allocations=allocations,
         proposals=proposals,

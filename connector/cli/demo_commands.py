@@ -1,10 +1,10 @@
-"""`connector demo` and `connector sandbox serve`."""
+"""`connector demo`, `connector sandbox serve` and `connector sandbox generate`."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import click
 from click.core import ParameterSource
@@ -13,7 +13,8 @@ from connector.cli.sync_commands import print_report
 from connector.demo import DemoResult, run_demo
 from connector.errors import EXIT_PROBLEMS, UsageError
 from connector.sandbox import ListenError, SandboxDataError, read_data, serve
-from connector.sandbox.generator import SIZE_NAMES, Size, generate
+from connector.sandbox.generator import SIZE_NAMES, Scenario, Size, generate
+from connector.sandbox.generator_traps import generate_traps
 from connector.sandbox.server import LIMIT_MODES, Limits
 
 
@@ -129,6 +130,31 @@ def sandbox_group() -> None:
     """Fake Stripe, Xero, HubSpot and QuickBooks Online on loopback, for trying the connector and for tests."""
 
 
+# The books `--size` names: the ordinary sizes, and the labelled trap book (docs/scenarios.md).
+BOOKS = (*SIZE_NAMES, "traps")
+
+
+def _book(seed: int, size: str) -> Scenario:
+    return generate_traps(seed) if size == "traps" else generate(seed, cast(Size, size))
+
+
+@sandbox_group.command("generate")
+@click.option("--seed", type=int, required=True, help="Seed of the book.")
+@click.option("--size", type=click.Choice(BOOKS), default="small", show_default=True, help="Which book.")
+@click.option("--data", "data_file", type=click.Path(dir_okay=False), required=True, help="Where the book goes.")
+@click.option("--truth", "truth_file", type=click.Path(dir_okay=False), required=True, help="Where its truth goes.")
+def sandbox_generate(seed: int, size: str, data_file: str, truth_file: str) -> None:
+    """Write a generated book (the providers' own shapes) and its ground truth, for `serve --data`."""
+
+    scenario = _book(seed, size)
+    try:
+        scenario.write(data_file, truth_file)
+    except OSError as exc:
+        raise UsageError(f"cannot write {exc.filename}: {exc.strerror or exc}") from None
+    payments = scenario.truth["summary"]["payments"]
+    click.echo(f"{size} book of seed {seed}: {payments} payments; data in {data_file}, truth in {truth_file}")
+
+
 @sandbox_group.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port.")
@@ -145,10 +171,10 @@ def sandbox_group() -> None:
 )
 @click.option(
     "--size",
-    type=click.Choice(SIZE_NAMES),
+    type=click.Choice(BOOKS),
     default="small",
     show_default=True,
-    help="With --seed: how big a book to generate.",
+    help="With --seed: how big a book to generate ('traps': the labelled trap book).",
 )
 @click.option("--latency-ms", default=0.0, show_default=True, help="Delay added to every request.")
 @click.option("--limits", type=click.Choice(LIMIT_MODES), default="documented", show_default=True)
@@ -172,7 +198,7 @@ def sandbox_serve(
     port: int,
     data_file: str | None,
     seed: int | None,
-    size: Size,
+    size: str,
     latency_ms: float,
     limits: Limits,
     fail_rate: float,
@@ -200,7 +226,7 @@ def sandbox_serve(
         except SandboxDataError as exc:
             raise UsageError(f"--data {data_file}: {exc}") from None
     if seed is not None:
-        scenario = generate(seed, size)
+        scenario = _book(seed, size)
         data = scenario.data
         if truth_file:
             try:

@@ -45,7 +45,7 @@ class _Describe:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.invoices = {i.id: i for i in store.list_invoices()}
+        self.invoices = {i.id: i for i in store.list_receivables()}
         self.payments = {p.id: p for p in store.list_payments()}
 
     @staticmethod
@@ -141,9 +141,15 @@ def reconcile_report(store: Store, summary: Any) -> dict[str, Any]:
             _candidate(describe, proposal["payment_id"], c, rank)
             for rank, c in enumerate(proposal["candidates"], start=1)
         ]
-        top = {k: v for k, v in candidates[0].items() if k != "rank"}
+        top = {k: v for k, v in candidates[0].items() if k != "rank"} if candidates else {}
         out_proposals.append(
-            {**top, "id": proposal["id"], "payment_unapplied": str(left.amount), "candidates": candidates}
+            {
+                **top,
+                "id": proposal["id"],
+                "payment_unapplied": str(left.amount),
+                "note": proposal.get("note"),
+                "candidates": candidates,
+            }
         )
     return {
         "applied": out_applied,
@@ -335,7 +341,7 @@ def accept_command(
     _one_or_all(proposal_id, every)
     store = app.store()
     settler = Settler(app.config(), store)
-    numbers = {i.id or "": i.number or i.id or "" for i in store.list_invoices()}
+    numbers = {i.id or "": i.number or i.id or "" for i in store.list_receivables()}
     if proposal_id:
         made = accept_proposal(store, proposal_id, settle=settler, candidate=candidate, user=user, reason=reason)
         for line in _applied_lines(made, numbers):

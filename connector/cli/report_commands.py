@@ -1,4 +1,4 @@
-"""Finance reports: `invoices list`, `payments list`, `customers list|show`, `aging`, `explain`,
+"""Finance reports: `invoices list|unlinked`, `payments list`, `customers list|show`, `aging`, `explain`,
 `drift`.
 
 These commands only read: they load what is stored, hand it to the pure functions of
@@ -28,11 +28,12 @@ from connector.cli.context import ALL_COMPANIES, AppContext, pass_app
 from connector.cli.days import parse_day
 from connector.errors import EXIT_PROBLEMS, UsageError
 from connector.exports import Column, Sheet, sheets_by_currency, write_csv, write_xlsx
+from connector.linking.run import UnlinkedDeal, unlinked_deals
 from connector.lookup import find_invoice, find_payment
 from connector.model import AGING_BUCKETS, Allocation, Customer, Invoice, Payment
 from connector.money import Money
 from connector.reconcile.history import customers_by_id, drift_of, load_book
-from connector.reconcile.run import invoice_allocations
+from connector.reconcile.run import invoice_allocations, without_withdrawn
 from connector.reports.aging_sheets import aging_headers, aging_rows, aging_sheets
 from connector.reports.as_at import SORT_KEYS, SortKey, aging_at, sort_rows, top_rows
 from connector.state import reconciliation as decisions
@@ -308,7 +309,7 @@ def invoices_list(
     output, day = _output(as_json, as_csv, excel, xlsx), parse_day(as_of, "--as-of")
     store = app.store()
     customers = _customers(store)
-    invoices = _of_customers(customers, customer, store.list_invoices)
+    invoices = without_withdrawn(store, _of_customers(customers, customer, store.list_receivables))
     rows = reports.invoice_rows(invoices, customers, _invoice_allocations(store, invoices), day)
     rows = reports.select_invoices(rows, status=status, overdue=overdue)
     totals = _totals(rows, INVOICE_TOTALS, "invoices")
@@ -320,6 +321,37 @@ def invoices_list(
         _echo_table(INVOICE_COLUMNS, [_invoice_cells(r) for r in rows], right=("total", "balance", "days_past_due"))
         _echo_totals(totals, INVOICE_TOTALS, "invoices")
         click.echo(f"{len(rows)} invoice(s) as of {day.isoformat()}")
+
+
+@invoices_group.command("unlinked")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_app
+def invoices_unlinked(app: AppContext, as_json: bool) -> None:
+    """CRM deals (and CRM invoices) linked to no receivable, with why each did not link. A deal
+    alone is never an invoice: it is in no aging, invoice list, reminder or drift until it links
+    to the ledger's invoice (or, without a ledger, the gateway's); see docs/linking.md."""
+    deals = unlinked_deals(app.config(), app.store())
+    if as_json:
+        _echo_json({"deals": [_unlinked_row(d) for d in deals]})
+        return
+    _echo_table(
+        ["system", "deal", "name", "amount", "currency", "why"],
+        [[d.system, d.remote_id, d.name or "-", d.amount, d.currency or "-", d.reason] for d in deals],
+        right=("amount",),
+    )
+    click.echo(f"{len(deals)} CRM deal(s) linked to no invoice")
+
+
+def _unlinked_row(deal: UnlinkedDeal) -> Row:
+    amount = None if deal.amount is None else str(deal.amount)
+    return {
+        "system": deal.system,
+        "deal_id": deal.remote_id,
+        "name": deal.name,
+        "amount": amount,
+        "currency": deal.currency,
+        "reason": deal.reason,
+    }
 
 
 # payments list --------------------------------------------------------------------------
@@ -445,7 +477,7 @@ def customers_list(app: AppContext, as_json: bool, as_csv: bool, excel: bool) ->
     output, day = _output(as_json, as_csv, excel), date.today()
     store = app.store()
     customers = _customers(store)
-    invoices = store.list_invoices()
+    invoices = without_withdrawn(store, store.list_receivables())
     invoices_of: dict[str | None, list[Row]] = defaultdict(list)
     for row in reports.invoice_rows(invoices, customers, _invoice_allocations(store, invoices), day):
         invoices_of[row["customer"]["id"]].append(row)
@@ -489,7 +521,7 @@ def customers_show(app: AppContext, customer: str, as_of: str | None, as_json: b
         names = "; ".join(f"{c.name} ({c.id})" for c in found[:10])
         raise UsageError(f"{customer!r} names {len(found)} customers: {names}")
     chosen = found[0]
-    invoices = store.list_invoices(customer_id=chosen.id)
+    invoices = without_withdrawn(store, store.list_receivables(customer_id=chosen.id))
     invoice_rows = reports.invoice_rows(invoices, customers, _invoice_allocations(store, invoices), day)
     payment_rows = _payment_rows(store, store.list_payments(customer_id=chosen.id), customers)
     story = reports.customer_story(chosen, invoice_rows, payment_rows)
@@ -679,18 +711,28 @@ def drift_command(app: AppContext, as_json: bool) -> int:
     }
     drift = any(report["drift"] for report in reports_by_company.values())
     if not side_by_side:
-        (report,) = reports_by_company.values()
+        ((company, report),) = reports_by_company.items()
         if as_json:
             _echo_json(report)
         else:
             _print_drift(report)
+            _print_unlinked_note(app, company)
     elif as_json:
         _echo_json({"companies": [{"company": c, **r} for c, r in reports_by_company.items()]})
     else:
         for number, (company, report) in enumerate(reports_by_company.items()):
             print_company_heading(app.root_config(), company, first=number == 0)
             _print_drift(report)
+            _print_unlinked_note(app, company)
     return EXIT_PROBLEMS if drift else 0
+
+
+def _print_unlinked_note(app: AppContext, company: str) -> None:
+    """CRM deals linked to no invoice are no drift (nothing is owed on them), but finance
+    should know they are there."""
+    count = len(unlinked_deals(app.config(company), app.store(company)))
+    if count:
+        click.echo(f"note: {count} CRM deal(s) linked to no invoice are left out (`connector invoices unlinked`)")
 
 
 def _side_by_side(app: AppContext) -> bool:
@@ -796,6 +838,7 @@ def explain_command(app: AppContext, record: str, as_json: bool) -> None:
         applied = [s.allocation for s in stored if s.status == "applied"]
         row = reports.payment_rows([found], customers, {entity_id: applied})[0]
     else:
+        [found] = without_withdrawn(store, [found])
         row = reports.invoice_rows([found], customers, _invoice_allocations(store, [found]), date.today())[0]
     targets = {(r["system"], r["type"], r["id"]) for r in refs}
     actions = [

@@ -49,13 +49,17 @@ class ProposalView:
     amount: Money  # what the payment has left to apply
     candidates: list[CandidateView]
     customer_ids: frozenset[str]  # of the payer and of the best candidate's invoices
+    # What finance should know when no candidate can do what the evidence says (a possible
+    # duplicate payment, an invoice named in another currency).
+    note: str | None = None
 
     @property
-    def best(self) -> CandidateView:
-        return self.candidates[0]
+    def best(self) -> CandidateView | None:
+        return self.candidates[0] if self.candidates else None
 
     def customers(self) -> set[str]:
-        return {line.customer.casefold() for line in self.best.invoices} | {self.payer.casefold()}
+        invoices = self.best.invoices if self.best is not None else []
+        return {line.customer.casefold() for line in invoices} | {self.payer.casefold()}
 
 
 def readable(reason: str, names: dict[str, str]) -> str:
@@ -68,7 +72,7 @@ def proposal_views(store: Store) -> list[ProposalView]:
     with store.session() as session:
         proposals = decisions.load_proposals(session)
         payments = {p.id: p for p in store.list_payments(session=session)}
-        invoices = {i.id: i for i in store.list_invoices(session=session)}
+        invoices = {i.id: i for i in store.list_receivables(session=session)}
         names = {c.id or "": c.name for c in store.list_customers(session=session)}
         wanted = {i for p in proposals for c in p["candidates"] for i in c["invoice_ids"]}
         balances = {i: invoice_balance(session, invoices[i]) for i in wanted if i in invoices}
@@ -92,9 +96,8 @@ def proposal_views(store: Store) -> list[ProposalView]:
             candidates.append(
                 CandidateView(rank, lines, c["rule"], Decimal(c["confidence"]), readable(c["reason"], names))
             )
-        best_customers = {
-            invoices[i].customer_id or "" for i in proposal["candidates"][0]["invoice_ids"] if i in invoices
-        }
+        first = proposal["candidates"][0]["invoice_ids"] if proposal["candidates"] else []
+        best_customers = {invoices[i].customer_id or "" for i in first if i in invoices}
         views.append(
             ProposalView(
                 id=proposal["id"],
@@ -104,6 +107,7 @@ def proposal_views(store: Store) -> list[ProposalView]:
                 amount=Money.from_minor(int(proposal["amount_minor"]), proposal["currency"]),
                 candidates=candidates,
                 customer_ids=frozenset(best_customers | {payment.customer_id or ""} if payment else best_customers),
+                note=proposal.get("note"),
             )
         )
     return views
@@ -135,9 +139,9 @@ def select(
         wanted = customer.casefold()
         chosen = [v for v in chosen if wanted in v.customers() or customer in v.customer_ids]
     if rule is not None:
-        chosen = [v for v in chosen if v.best.rule == rule]
+        chosen = [v for v in chosen if v.best is not None and v.best.rule == rule]
     if min_confidence is not None:
-        chosen = [v for v in chosen if v.best.confidence >= min_confidence]
+        chosen = [v for v in chosen if v.best is not None and v.best.confidence >= min_confidence]
     return chosen
 
 
@@ -145,8 +149,8 @@ _KEYS: dict[str, Callable[[ProposalView], Any]] = {
     "amount": lambda v: (v.amount.currency, -v.amount.amount),  # largest first, per currency
     "age": lambda v: v.received,  # oldest first
     "payer": lambda v: v.payer.casefold(),
-    "rule": lambda v: v.best.rule,
-    "confidence": lambda v: -v.best.confidence,  # surest first
+    "rule": lambda v: v.best.rule if v.best is not None else "",
+    "confidence": lambda v: -v.best.confidence if v.best is not None else 0,  # surest first
 }
 
 
@@ -179,6 +183,8 @@ def check_customer(store: Store, customer: str | None) -> None:
 def describe(view: ProposalView) -> list[str]:
     """The proposal in lines: a header, then each candidate numbered."""
     lines = [f"{view.id}  {view.payer}  {view.received}  {view.amount} to apply  (payment {view.payment})"]
+    if view.note:
+        lines.append(f"    note: {view.note}")
     for c in view.candidates:
         invoices = "; ".join(
             f"{i.number} {i.customer} (open {i.open_balance}, applies {i.share.amount})" for i in c.invoices
@@ -212,7 +218,7 @@ def run_review(
         view = views[place]
         click.echo("")
         click.echo(f"[{place + 1}/{len(views)}] " + "\n".join(describe(view)))
-        keys = f"1-{len(view.candidates)}" if len(view.candidates) > 1 else "1"
+        keys = f"1-{len(view.candidates)}" if len(view.candidates) > 1 else "1" if view.candidates else "nothing to"
         try:
             key = click.prompt(f"{keys} accept, r reject, s skip, u undo, q quit", default="", show_default=False)
         except click.exceptions.Abort:

@@ -71,7 +71,7 @@ def apply_provider_states(config: Config, store: Store, registry: Registry | Non
         finance = set_by_finance(session)
         invoice_views = _views_by_entity(state_linking.ref_views(session, "invoice"), ranks)
         customer_views = _views_by_entity(state_linking.ref_views(session, "customer"), ranks)
-        for invoice in store.list_invoices(session=session):
+        for invoice in store.list_receivables(session=session):
             views = invoice_views.get(invoice.id or "", [])
             stated = {
                 "disputed": _first(views, lambda data: True if data.get("disputed") is True else None, default=False),

@@ -9,9 +9,15 @@ Customers
     name            the same name once case, punctuation and spacing are ignored
 Invoices
     explicit_id     one system names the other's id (Stripe `metadata.xero_invoice_id`)
-    invoice_number  the same invoice number (normalised) in the same currency
+    invoice_number  the same invoice number (normalised) in the same currency; a CRM deal's
+                    number property counts only as `deal_name` below checks it
+    deal_name       a CRM deal names a receivable's number in its name or number property
+                    ("Acme Ltd - INV-0042", "Invoice 42"): exactly one invoice has it, the
+                    deal's currency (when it states one) and amount (when it has one) agree
     customer_amount_date  same customer, currency and total, issued within a few days, and
-                    no other candidate on either side
+                    no other candidate on either side; the customer is the one the record's
+                    system names (`_sync.links.customer`), so an invoice stored before its
+                    contact links as well as one stored after it
 Payments
     explicit_id     the ledger's payment names the gateway's charge (Xero `Reference` = `ch_...`);
                     every ledger payment naming one charge joins it (a split write-back)
@@ -27,11 +33,15 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Any
+
+from connector.linking.deals import Deal, DealMatch, NumberIndex, Receivable
+from connector.linking.numbers import normalise_number
+from connector.state.records import receivable_kind
 
 # Hints whose value is another system's remote id: hint -> (that system's kind, object type).
 EXPLICIT_ID_HINTS: dict[str, tuple[str, str]] = {
@@ -158,15 +168,6 @@ def _unique_key_links(groups: _Groups, views: Sequence[View], key_of: Any, rule:
                 groups.union(anchor.entity_id, other.entity_id, rule, describe(key, anchor, other))
 
 
-def normalise_number(value: Any) -> str | None:
-    """`INV-0042`, `inv 0042` and `INV0042` are one number; leading zeros of the digits are not
-    significant only when the prefixes agree, so they are kept in the key."""
-    if value in (None, ""):
-        return None
-    text = re.sub(r"[\s_\-./#]", "", str(value)).upper()
-    return text or None
-
-
 def normalise_name(value: Any) -> str | None:
     if not value:
         return None
@@ -197,12 +198,22 @@ def link_customers(views: Sequence[View]) -> list[Link]:
     return groups.links()
 
 
-def link_invoices(views: Sequence[View], customer_of: dict[str, str]) -> list[Link]:
-    """`customer_of` maps a pre-link customer id to its surviving id (customers link first)."""
+def link_invoices(
+    views: Sequence[View],
+    customer_of: Mapping[str, str],
+    customer_by_ref: Mapping[tuple[str, str], str] | None = None,
+) -> list[Link]:
+    """`customer_by_ref` maps a customer's (system, remote id) to its canonical id now, which
+    is how an invoice's customer is known whatever the order the two were stored in;
+    `customer_of` maps a pre-link customer id to its surviving id, for views that carry no
+    customer link (customers link first)."""
     groups = _Groups(views)
     _explicit(groups, views, ["invoice", "deal"])
+    _deal_links(groups, views)
 
     def number_key(view: View) -> list[tuple[str, str]]:
+        if view.object_type == "deal":
+            return []  # a deal's number counts only when `deal_name` checked it
         number = normalise_number(view.hints.get("invoice_number") or view.data.get("number"))
         currency = view.data.get("currency")
         return [(number, str(currency))] if number and currency else []
@@ -216,14 +227,91 @@ def link_invoices(views: Sequence[View], customer_of: dict[str, str]) -> list[Li
     )
 
     def amount_key(view: View) -> list[tuple[str, str, str]]:
-        customer = view.data.get("customer_id")
+        customer = customer_of_view(view, customer_of, customer_by_ref or {})
         total = (view.data.get("total") or {}).get("amount")
         if not customer or total is None:
             return []
-        return [(customer_of.get(customer, customer), str(view.data.get("currency")), str(Decimal(str(total))))]
+        return [(customer, str(view.data.get("currency")), str(Decimal(str(total))))]
 
     _date_window_links(groups, views, amount_key)
     return groups.links()
+
+
+def receivable_views(views: Sequence[View]) -> list[View]:
+    """The invoices that are receivables (`state.records.receivable_kind`): the ledger's, or the
+    gateway's in a company without a ledger."""
+    kind = receivable_kind({v.kind for v in views})
+    return [v for v in views if v.kind == kind and v.object_type == "invoice"]
+
+
+def deal_of(view: View) -> Deal:
+    """What a CRM deal's view says of the invoice it is for."""
+    stated = view.hints.get("currency_code")
+    amount = (view.data.get("total") or {}).get("amount")
+    return Deal(
+        name=str(view.hints.get("deal_name") or "") or None,
+        number=str(view.hints.get("invoice_number") or "") or None,
+        currency=str(stated) if stated else None,
+        amount=Decimal(str(amount)) if amount not in (None, "") else None,
+    )
+
+
+def deal_index(views: Sequence[View]) -> NumberIndex:
+    """The receivables among `views` by number, keyed by canonical id."""
+    found = []
+    for view in receivable_views(views):
+        number = view.hints.get("invoice_number") or view.data.get("number")
+        total = (view.data.get("total") or {}).get("amount")
+        if number:
+            found.append(
+                Receivable(
+                    key=view.entity_id,
+                    number=str(number),
+                    currency=str(view.data.get("currency") or ""),
+                    total=Decimal(str(total)) if total is not None else None,
+                )
+            )
+    return NumberIndex(found)
+
+
+def match_deals(views: Sequence[View]) -> dict[str, DealMatch]:
+    """For each CRM deal among `views` (by canonical id), the receivable it names, if any. Two
+    deals of one system naming one invoice name nothing: which one it is for is a person's call."""
+    index = deal_index(views)
+    deals = sorted((v for v in views if v.kind == "crm" and v.object_type == "deal"), key=lambda v: v.remote_id)
+    matches = {deal.entity_id: index.match(deal_of(deal)) for deal in deals}
+    claims: dict[tuple[str, str], list[View]] = defaultdict(list)
+    for deal in deals:
+        target = matches[deal.entity_id].target
+        if target:
+            claims[(target, deal.system)].append(deal)
+    for claimants in claims.values():
+        if len(claimants) > 1:
+            names = ", ".join(d.remote_id for d in claimants)
+            for deal in claimants:
+                matches[deal.entity_id] = DealMatch(None, None, f"deals {names} name the same invoice")
+    return matches
+
+
+def _deal_links(groups: _Groups, views: Sequence[View]) -> None:
+    for deal, match in sorted(match_deals(views).items()):
+        if match.target and match.rule:
+            groups.union(match.target, deal, match.rule, match.reason)
+
+
+def customer_of_view(
+    view: View, customer_of: Mapping[str, str], customer_by_ref: Mapping[tuple[str, str], str]
+) -> str | None:
+    """The canonical customer a view's system names: through its customer link (the remote id
+    of the customer in the same system) when that customer is stored, else the customer id
+    the record was stored with, as linked since."""
+    remote = view.links.get("customer")
+    if remote not in (None, ""):
+        found = customer_by_ref.get((view.system, str(remote)))
+        if found:
+            return found
+    stored = view.data.get("customer_id")
+    return customer_of.get(str(stored), str(stored)) if stored else None
 
 
 def _date_window_links(groups: _Groups, views: Sequence[View], key_of: Any) -> None:

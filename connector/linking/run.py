@@ -4,11 +4,22 @@ invoices, then payments; every merge is applied and audit-logged in one transact
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from connector.config import Config
 from connector.connections import check_scope, system_ranks
-from connector.linking.rules import Link, View, link_customers, link_invoices, link_payments
+from connector.linking.deals import DealMatch
+from connector.linking.rules import (
+    Link,
+    View,
+    deal_of,
+    link_customers,
+    link_invoices,
+    link_payments,
+    match_deals,
+    receivable_views,
+)
 from connector.providers.registry import Registry
 from connector.state import linking as state_linking
 from connector.state.bookkeeping import audit
@@ -56,37 +67,96 @@ def _views(rows: list[dict[str, Any]], systems: dict[str, tuple[str, int]]) -> l
 
 
 def link_all(config: Config, store: Store, registry: Registry | None = None) -> LinkReport:
+    """Link everything stored, whatever order its streams and pages arrived in: the same stored
+    views give the same links, so an incremental sync that brings a late contact repairs what
+    its invoices could not link to before."""
     check_scope(config, store)
     systems = system_ranks(config, registry)
     report = LinkReport()
     with store.session() as session:
+        state_linking.stamp_kinds(session, {name: kind for name, (kind, _) in systems.items()})
         customers = _views(state_linking.ref_views(session, "customer"), systems)
         report.links["customer"] = _apply(session, "customer", link_customers(customers))
+        customer_rows = state_linking.ref_views(session, "customer")
         # what each stored invoice view calls its customer -> that customer's canonical id now
-        customer_of = {
-            str(row["data"].get("id")): row["entity_id"] for row in state_linking.ref_views(session, "customer")
-        }
+        customer_of = {str(row["data"].get("id")): row["entity_id"] for row in customer_rows}
+        customer_by_ref = {(row["system"], row["remote_id"]): row["entity_id"] for row in customer_rows}
         invoices = _views(state_linking.ref_views(session, "invoice"), systems)
-        report.links["invoice"] = _apply(session, "invoice", link_invoices(invoices, customer_of))
+        report.links["invoice"] = _apply(session, "invoice", link_invoices(invoices, customer_of, customer_by_ref))
         payments = _views(state_linking.ref_views(session, "payment"), systems)
         report.links["payment"] = _apply(session, "payment", link_payments(payments))
-        _fill_customers(session)
+        _fill_customers(session, systems, customer_by_ref)
     return report
 
 
-def _fill_customers(session: Any) -> None:
-    """Invoices and payments stored before their customer get the customer their system names."""
-    customers = {
-        (row["system"], row["remote_id"]): row["entity_id"] for row in state_linking.ref_views(session, "customer")
-    }
+def _fill_customers(
+    session: Any, systems: dict[str, tuple[str, int]], customer_by_ref: dict[tuple[str, str], str]
+) -> None:
+    """Invoices and payments stored before their customer get the customer their systems name:
+    the most trusted system's word (its rank), never the first system by name."""
     for kind in ("invoice", "payment"):
+        views = _views(state_linking.ref_views(session, kind), systems)
         found: dict[str, str] = {}
-        for row in state_linking.ref_views(session, kind):
-            remote = ((row["data"].get("_sync") or {}).get("links") or {}).get("customer")
-            customer = customers.get((row["system"], str(remote))) if remote else None
-            if customer and row["entity_id"] not in found:
-                found[row["entity_id"]] = customer
+        for view in sorted(views, key=lambda v: (-v.rank, v.kind != "ledger", v.system, v.object_type, v.remote_id)):
+            remote = view.links.get("customer")
+            customer = customer_by_ref.get((view.system, str(remote))) if remote else None
+            if customer and view.entity_id not in found:
+                found[view.entity_id] = customer
         state_linking.fill_customer_ids(session, kind, found)
+
+
+@dataclass(frozen=True)
+class UnlinkedDeal:
+    """A CRM deal no receivable carries: listed, never counted as an open invoice."""
+
+    system: str
+    remote_id: str
+    name: str | None
+    amount: Decimal | None
+    currency: str | None
+    reason: str
+
+
+def unlinked_deals(config: Config, store: Store, registry: Registry | None = None) -> list[UnlinkedDeal]:
+    """The CRM deals (and CRM invoices) that are not linked to a receivable, each with why it
+    did not link, by system and id."""
+    check_scope(config, store)
+    systems = system_ranks(config, registry)
+    with store.session() as session:
+        views = _views(state_linking.ref_views(session, "invoice"), systems)
+    receivable = {v.entity_id for v in receivable_views(views)}
+    matches = match_deals(views)
+    out = []
+    for view in views:
+        if view.kind != "crm" or view.entity_id in receivable:
+            continue
+        deal = deal_of(view)
+        reason = _why_unlinked(view, matches.get(view.entity_id))
+        total = (view.data.get("total") or {}).get("amount")
+        out.append(
+            UnlinkedDeal(
+                system=view.system,
+                remote_id=view.remote_id,
+                name=deal.name,
+                amount=Decimal(str(total)) if total not in (None, "") else None,
+                currency=view.data.get("currency"),
+                reason=reason,
+            )
+        )
+    return sorted(out, key=lambda d: (d.system, d.remote_id))
+
+
+def _why_unlinked(view: View, match: DealMatch | None) -> str:
+    if view.object_type != "deal":
+        number = view.data.get("number")
+        return f"no receivable has its number {number}" if number else "it has no invoice number"
+    if match is None:
+        return "not matched"
+    if match.target:
+        return f"{match.reason}, which another deal or record already holds"
+    if "no invoice number" in match.reason and view.links.get("customer"):
+        return "no invoice number in its name or number property, and no invoice of its company has its amount and date"
+    return match.reason
 
 
 def _apply(session: Any, kind: str, links: list[Link]) -> list[Link]:

@@ -8,7 +8,7 @@ the rules, their confidences and the invariants.
 
 from connector.errors import ReconcileInvariantError
 from connector.reconcile.matcher import reconcile
-from connector.reconcile.remittance import Mention, NumberIndex, mentions, number_keys
+from connector.reconcile.remittance import Mention, NumberIndex, Period, mentions, number_keys, periods
 from connector.reconcile.reversals import find_reversals
 from connector.reconcile.types import (
     LEDGER_RULE,
@@ -30,6 +30,7 @@ __all__ = [
     "Confidences",
     "Mention",
     "NumberIndex",
+    "Period",
     "Proposal",
     "ReconcileConfig",
     "ReconcileInvariantError",
@@ -39,5 +40,6 @@ __all__ = [
     "find_reversals",
     "mentions",
     "number_keys",
+    "periods",
     "reconcile",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -95,6 +95,8 @@ def open_payment(payment: Payment, allocated: int) -> OpenPayment:
         refunded = payment.amount_refunded
         if refunded is not None:
             collected -= int(refunded.amount.scaleb(exponent))
+        if payment.amount_disputed is not None:  # a chargeback: what it withdrew is the model's to say
+            collected = minor(payment.collected)
     return OpenPayment(
         payment.id,
         payment.customer_id,
@@ -106,13 +108,24 @@ def open_payment(payment: Payment, allocated: int) -> OpenPayment:
 
 
 class Book:
-    """Open invoices with their balances after the existing allocations, and the indexes."""
+    """Open invoices with their balances after the existing allocations, and the indexes.
 
-    def __init__(self, invoices: Iterable[Invoice], allocated: dict[str, int]) -> None:
+    `invoices` holds every invoice but void and draft ones, paid ones too (balance 0): a
+    remittance may name an invoice already paid (a duplicate payment), and that is evidence.
+    `names`: customer id -> the name a person knows the customer by, for reasons."""
+
+    def __init__(
+        self, invoices: Iterable[Invoice], allocated: dict[str, int], names: Mapping[str, str] | None = None
+    ) -> None:
+        self.names: Mapping[str, str] = names or {}
         self.invoices: dict[str, OpenInvoice] = {}
         self._accounts: dict[Account, list[Entry]] = defaultdict(list)
         self._by_amount: dict[tuple[str, int], set[str]] = defaultdict(set)
         self._by_due: dict[Account, list[tuple[int, str]]] = {}
+        # What the open invoices' lines say ("Subscription Q3 (Jul-Sep)"): the period an invoice
+        # bills, read only when a remittance names one.
+        self.described: dict[str, str] = {}
+        described = self.described
         items = self.invoices
         accounts = self._accounts
         by_amount = self._by_amount
@@ -147,11 +160,32 @@ class Book:
             )
             items[invoice_id] = item
             if balance > 0:
+                if invoice.lines:
+                    text = " ".join([line.description for line in invoice.lines if line.description])
+                    if text:
+                        described[invoice_id] = text
                 if customer_id is not None:
                     accounts[(customer_id, currency)].append((balance, item.due, invoice_id))
                 by_amount[(currency, balance)].add(invoice_id)
         for entries in self._accounts.values():
             entries.sort()
+
+    # Names --------------------------------------------------------------------------------
+
+    def who(self, customer_id: str | None) -> str:
+        """The customer as a reason names it: its name, else "customer ID"."""
+        if customer_id is None:
+            return "an unknown customer"
+        return self.names.get(customer_id) or f"customer {customer_id}"
+
+    def label(self, item: OpenInvoice) -> str:
+        """The invoice as a reason names it: "Acme Ltd's INV-0042" when the customer's name is
+        known, else its number (its id when it has none)."""
+        number = item.number or item.id
+        if not self.names:
+            return number
+        name = self.names.get(item.customer_id) if item.customer_id is not None else None
+        return f"{name}'s {number}" if name else number
 
     # Indexes ------------------------------------------------------------------------------
 

@@ -73,7 +73,7 @@ def _check_and_save(store: Store, session: Any, new: list[Allocation], user: str
         if allocation.amount.currency != invoice.currency or allocation.amount.currency != payment.amount.currency:
             raise UsageError(
                 f"currencies differ: payment in {payment.amount.currency}, invoice in {invoice.currency}; "
-                "an allocation never mixes currencies"
+                "an allocation never mixes currencies: record the payment against the invoice in the ledger"
             )
         left = payment_unapplied(session, payment)
         if allocation.amount > left:
@@ -122,6 +122,14 @@ def accept_proposal(
     with store.session() as session:
         proposal = _open_proposal(session, proposal_id)
         candidates = proposal["candidates"]
+        if not candidates:
+            # A possible duplicate payment, a payment in another currency than the invoice it
+            # names: nothing a rule may allocate; the note says what finance does instead.
+            raise UsageError(
+                f"proposal {proposal_id} has nothing to accept: "
+                f"{proposal.get('note') or 'see its note in `connector explain ' + proposal['payment_id'] + '`'}; "
+                f"record it in the ledger or match it by hand (`connector reconcile match`)"
+            )
         if not 1 <= candidate <= len(candidates):
             raise UsageError(f"proposal {proposal_id} has candidates 1 to {len(candidates)}, not {candidate}")
         chosen = candidates[candidate - 1]

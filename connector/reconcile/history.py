@@ -12,6 +12,7 @@ from connector import reports
 from connector.config import Config
 from connector.connections import system_ranks
 from connector.model import Customer
+from connector.reconcile.run import without_withdrawn
 from connector.reconcile.types import LEDGER_RULE
 from connector.reports.as_at import Book, CustomerCredit, DatedAllocation
 from connector.state import outbox
@@ -27,12 +28,12 @@ def load_book(store: Store) -> Book:
     """Invoices, payments, applied allocations (the ledger's own apart from the connector's,
     with the day each was made) and credit notes of the store's company, in one session."""
     with store.session() as session:
-        invoices = store.list_invoices(session=session)
+        invoices = store.list_receivables(session=session)
         payments = store.list_payments(session=session)
         applied = decisions.load_allocations(session, status="applied")
         notes = credit_notes(session)
     return Book(
-        invoices=invoices,
+        invoices=without_withdrawn(store, invoices),
         payments=payments,
         recorded=[s.allocation for s in applied if s.allocation.rule == LEDGER_RULE],
         applied=[DatedAllocation(s.allocation, s.created_at) for s in applied if s.allocation.rule != LEDGER_RULE],
@@ -70,7 +71,7 @@ def drift_of(config: Config, store: Store, day: date) -> Row:
     dangling refs. The CLI and the workbench both read it here."""
     kinds = {name: kind for name, (kind, _) in system_ranks(config).items()}
     with store.session() as session:
-        invoices = {i.id: i for i in store.list_invoices(session=session) if i.id}
+        invoices = {i.id: i for i in store.list_receivables(session=session) if i.id}
         payments = {p.id: p for p in store.list_payments(session=session) if p.id}
         applied = decisions.load_allocations(session, status="applied")
         invoice_rows, payment_rows = ref_views(session, "invoice"), ref_views(session, "payment")

@@ -11,7 +11,12 @@ The run, in order:
 4. a payment's best option is applied when its confidence reaches `auto_threshold` and no
    other option is as good; otherwise its ranked options become a proposal. A held payment
    (finance unmatched or rejected one of its matches) is never applied by a rule: its options,
-   rejected pairs left out, always wait for finance as a proposal.
+   rejected pairs left out, always wait for finance as a proposal;
+5. evidence against an option (`evidence`: the remittance names other invoices, a named
+   invoice already paid or in another currency, an exact amount beside a named invoice's
+   different balance) caps it below the threshold: conflicting evidence is proposed, never
+   applied. Equal payments of one payer proposed in one run get the oldest open invoices in
+   turn, the oldest payment first, not all the same one.
 """
 
 from __future__ import annotations
@@ -20,24 +25,37 @@ import gc
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import date
 from decimal import Decimal
 
 from connector.errors import ReconcileInvariantError
 from connector.model import Allocation, Invoice, Payment
-from connector.reconcile.book import Book, OpenPayment, minor, money, open_payment
+from connector.reconcile.book import Book, OpenInvoice, OpenPayment, minor, money, open_payment, show
 from connector.reconcile.build import builder
-from connector.reconcile.remittance import Mention, NumberIndex, mentions, number_keys
+from connector.reconcile.evidence import (
+    NOTHING,
+    Evidence,
+    Names,
+    against,
+    family_of,
+    named_for_sure,
+    rate_implied,
+    weigh,
+)
+from connector.reconcile.remittance import Mention, NumberIndex, Period, mentions, number_keys, periods
 from connector.reconcile.reversals import find_reversals
 from connector.reconcile.rules import (
     Option,
     Rejected,
     exact_amount,
     explicit_link,
+    labels,
     payer_open_invoice,
     remittance_number,
+    several_payments,
     within_tolerance,
 )
-from connector.reconcile.subset import subset_sum
+from connector.reconcile.subset import related_accounts, subset_sum
 from connector.reconcile.types import (
     Candidate,
     Proposal,
@@ -49,7 +67,7 @@ _PAYABLE = ("succeeded", "partially_refunded")
 _BELOW_THRESHOLD = Decimal("0.01")
 # The result's models, built from values the run made and checked itself (see `build`).
 _build_candidate = builder(Candidate, "invoice_ids", "amounts", "rule", "confidence", "reason")
-_build_proposal = builder(Proposal, "payment_id", "amount", "candidates")
+_build_proposal = builder(Proposal, "payment_id", "amount", "candidates", "note")
 _build_result = builder(ReconcileResult, "applied", "proposals", "unapplied", "reversals", "unmatched")
 
 
@@ -63,6 +81,8 @@ def reconcile(
     held: Iterable[str] = (),
     references: Mapping[str, Sequence[str]] | None = None,
     config: ReconcileConfig | None = None,
+    related: Mapping[str, frozenset[str]] | None = None,
+    customer_names: Mapping[str, str] | None = None,
 ) -> ReconcileResult:
     """Match `payments` to `invoices`.
 
@@ -72,9 +92,23 @@ def reconcile(
     rejected: (payment id, invoice id) pairs finance refused; never proposed again.
     held: payment ids no rule may apply: finance undid a match of theirs, so they are proposed.
     references: invoice id -> extra searchable references (purchase orders, customer refs).
+    related: customer id -> its related customers (parent, subsidiaries): an invoice of theirs
+        the remittance names counts as the payer's own.
+    customer_names: customer id -> name, for the reasons ("Acme Ltd's INV-0042").
     """
     with _collector_paused():
-        return _reconcile(invoices, payments, links, allocations, rejected, frozenset(held), references, config)
+        return _reconcile(
+            invoices,
+            payments,
+            links,
+            allocations,
+            rejected,
+            frozenset(held),
+            references,
+            config,
+            related or {},
+            customer_names or {},
+        )
 
 
 @contextmanager
@@ -100,6 +134,8 @@ def _reconcile(
     held: frozenset[str],
     references: Mapping[str, Sequence[str]] | None,
     config: ReconcileConfig | None,
+    related: Mapping[str, frozenset[str]],
+    customer_names: Mapping[str, str],
 ) -> ReconcileResult:
     config = config or ReconcileConfig()
     links = links or {}
@@ -115,19 +151,22 @@ def _reconcile(
         taken_back[id(reversal.allocation)] += minor(reversal.amount)
     on_invoice: dict[str, int] = defaultdict(int)
     on_payment: dict[str, int] = defaultdict(int)
+    paying: dict[str, set[str]] = defaultdict(set)
     for allocation in existing:
         units = minor(allocation.amount) - taken_back[id(allocation)]
         on_invoice[allocation.invoice_id] += units
         on_payment[allocation.payment_id] += units
+        if units > 0:
+            paying[allocation.payment_id].add(allocation.invoice_id)
 
-    book = Book(invoices, on_invoice)
+    book = Book(invoices, on_invoice, customer_names)
     index = NumberIndex()
     for invoice in book.invoices.values():
         index.add(invoice.id, invoice.number, references.get(invoice.id, ()))
 
     settled = {payment_id for payment_id, units in on_payment.items() if units > 0}
     settled.update(payment_id for payment_id, _ in refused)
-    run = _Run(book, index, refused, config, settled, held)
+    run = _Run(book, index, refused, config, settled, held, related, paying)
     open_payments: list[OpenPayment] = []
     for payment in ordered:
         if payment.status in _PAYABLE:
@@ -136,6 +175,8 @@ def _reconcile(
             if pending.remaining > 0:
                 open_payments.append(pending)
     for pending in open_payments:
+        if pending.customer_id is not None:
+            run.accounts[(pending.customer_id, pending.currency)].append(pending)
         run.by_link(pending, links.get(pending.id, ()))
     for pending in open_payments:
         run.by_remittance(pending)
@@ -167,6 +208,8 @@ class _Run:
         config: ReconcileConfig,
         settled: set[str],
         held: frozenset[str],
+        related: Mapping[str, frozenset[str]],
+        paying: dict[str, set[str]],
     ) -> None:
         self.book = book
         self.index = index
@@ -182,6 +225,18 @@ class _Run:
         self.applied: list[Allocation] = []
         self.proposals: list[Proposal] = []
         self._mentions: dict[str, list[Mention]] = {}
+        self._names: dict[str, Names] = {}
+        self._families: dict[str, frozenset[str] | None] = {}
+        self._billed_periods: dict[str, list[Period]] = {}
+        # Open payments per (payer, currency), in received order: payments that pay one
+        # invoice together.
+        self.accounts: dict[tuple[str, str], list[OpenPayment]] = defaultdict(list)
+        self.related = related
+        # Invoices each payment pays already (earlier runs and this one): naming one is no
+        # duplicate payment.
+        self.paying = paying
+        # (payer, currency, amount) -> the invoices proposed first to such payments this run.
+        self._proposed_first: dict[tuple[str, str, int], list[tuple[str, ...]]] = {}
 
     def mentions(self, payment: OpenPayment) -> list[Mention]:
         if not payment.remittance:
@@ -193,6 +248,7 @@ class _Run:
 
     def apply(self, payment: OpenPayment, option: Option) -> None:
         self.decided.add(payment.id)
+        self.paying[payment.id].update(option.invoice_ids)
         for invoice_id, units in zip(option.invoice_ids, option.units, strict=True):
             self.applied.append(
                 self.book.allocate(
@@ -218,7 +274,8 @@ class _Run:
     def by_remittance(self, payment: OpenPayment) -> None:
         if payment.id in self.decided or payment.id in self.held or not payment.remittance:
             return
-        options = self._remittance_options(payment)
+        evidence = self.evidence(payment)
+        options = self._weighed(payment, evidence, self._remittance_options(payment))
         best = self._sure(options)
         if best is not None:
             self.apply(payment, best)
@@ -228,6 +285,7 @@ class _Run:
             return
         self.decided.add(payment.id)
         config = self.config
+        evidence = self.evidence(payment)
         options = self._remittance_options(payment) if payment.remittance else []
         if payment.id in self._linked:
             options.insert(0, self._linked[payment.id])
@@ -237,22 +295,31 @@ class _Run:
         # One invoice of exactly the amount explains a payment better than a sum of several.
         if not exact and not any(o.confidence >= config.auto_threshold for o in options):
             options += subset_sum(self.book, payment, self.rejected, config)
+            if payment.customer_id is not None:
+                others = self.accounts.get((payment.customer_id, payment.currency), ())
+                options += several_payments(self.book, payment, others, self.rejected, config.confidence)
+            if not options:
+                options += related_accounts(self.book, payment, self.family(payment), self.rejected, config)
         # Nothing else: the payer's open invoices, oldest due first (a partial or over payment);
         # not for what is left of a payment already applied (an overpayment's surplus stays
-        # credit) nor for one whose proposal finance rejected (a guess would only come back).
-        if not options and payment.id not in self.settled:
+        # credit), nor for one whose proposal finance rejected (a guess would only come back),
+        # nor for a possible duplicate or a payment naming an invoice in another currency.
+        if not options and payment.id not in self.settled and evidence.note is None:
             guess = payer_open_invoice(self.book, payment, self.rejected, config)
             options = [guess] if guess is not None else []
-        options = self._ranked(payment, self._hinted(payment, options))
+        options = self._by_period(payment, self._hinted(payment, options))
+        options = self._ranked(payment, self._weighed(payment, evidence, options))
         best = self._sure(options) if payment.id not in self.held else None
         if best is not None:
             self.apply(payment, best)
-        elif options:
+        elif options or evidence.note is not None:
+            options = self._in_turn(payment, options)
             self.proposals.append(
                 _build_proposal(
                     payment.id,
                     money(payment.remaining, payment.currency),
                     tuple([_candidate(payment, o) for o in options[: config.max_candidates]]),
+                    evidence.note,
                 )
             )
         else:
@@ -260,10 +327,196 @@ class _Run:
 
     # Deciding -----------------------------------------------------------------------------
 
+    def evidence(self, payment: OpenPayment) -> Evidence:
+        found = self.mentions(payment)
+        if not found:
+            return NOTHING
+        names = self._names.get(payment.id)
+        if names is None:
+            family = self.family(payment)
+            names = self._names[payment.id] = named_for_sure(self.book, self.index, found, family)
+        if not names[0] and not names[1]:
+            return NOTHING
+        return weigh(
+            self.book,
+            payment,
+            names,
+            self.family(payment),
+            self.paying.get(payment.id, ()),
+            self.rejected,
+            self.config,
+        )
+
+    def family(self, payment: OpenPayment) -> frozenset[str] | None:
+        customer_id = payment.customer_id
+        if customer_id is None:
+            return None
+        family = self._families.get(customer_id)
+        if family is None:
+            family = self._families[customer_id] = family_of(customer_id, self.related)
+        return family
+
     def _remittance_options(self, payment: OpenPayment) -> list[Option]:
         return remittance_number(
-            self.book, self.index, payment, self.mentions(payment), self.rejected, self.config.confidence
+            self.book,
+            self.index,
+            payment,
+            self.mentions(payment),
+            self.rejected,
+            self.config.confidence,
+            self.family(payment),
         )
+
+    def _weighed(self, payment: OpenPayment, evidence: Evidence, options: list[Option]) -> list[Option]:
+        """Every option the evidence contradicts capped below the threshold, saying why; the
+        amount's own invoice added when it is a related customer's (no amount rule reads
+        their accounts)."""
+        if evidence is NOTHING:
+            return options
+        rival = evidence.rival
+        if rival is not None and not any(o.invoice_ids == (rival.id,) for o in options):
+            options = [
+                *options,
+                Option(
+                    (rival.id,),
+                    (payment.remaining,),
+                    "exact_amount_unique",
+                    self.config.confidence.exact_amount_unique,
+                    f"amount {show(payment.remaining, payment.currency)} equals the open balance of "
+                    f"{self.book.label(rival)}",
+                ),
+            ]
+        result = [self._foreign(payment, item) for item in evidence.foreign]
+        for option in options:
+            if option.rule == "explicit_link":
+                result.append(option)  # the provider's own record of what was paid
+                continue
+            if (
+                evidence.short
+                and option.rule == "remittance_number"
+                and {*option.invoice_ids} <= {item.id for item in evidence.named}
+            ):
+                last = self.book.invoices[option.invoice_ids[-1]]
+                option = option._replace(
+                    reason=f"{option.reason}; {show(evidence.short, payment.currency)} short, within the "
+                    f"tolerance: a bank fee? write it off on {self.book.label(last)} as a fee or discount"
+                )
+            contradicted = against(self.book, payment, evidence, option)
+            if contradicted is None:
+                result.append(option)
+                continue
+            result.append(self._capped(option, *contradicted))
+        return result
+
+    def _foreign(self, payment: OpenPayment, item: OpenInvoice) -> Option:
+        """The invoice the remittance names in another currency, first among the candidates:
+        finance records it in the ledger, which converts (accepting it is refused: an
+        allocation never mixes currencies); the reason gives the rate the payment implies."""
+        return self._capped(
+            Option(
+                (item.id,),
+                (payment.remaining,),
+                "remittance_number",
+                self.config.confidence.remittance_number,
+                f"remittance {payment.remittance!r} names {self.book.label(item)}, "
+                f"{show(item.balance, item.currency)} open: {rate_implied(payment, item)}",
+            ),
+            0,
+            "it is in another currency; record the payment against it in the ledger",
+        )
+
+    def _by_period(self, payment: OpenPayment, options: list[Option]) -> list[Option]:
+        """Among invoices of exactly the amount, those issued in the period the remittance
+        names ("April", "Q3", "Jul-Sep") first, and the only one may be applied; when the
+        period covers none of them (a prepayment for March, say), none is applied."""
+        if not payment.remittance:
+            return options
+        exact = [o for o in options if o.rule == "exact_amount_unique" and len(o.invoice_ids) == 1]
+        named = periods(payment.remittance) if exact else None
+        if not named:
+            return options
+        invoices = self.book.invoices
+
+        def issued(option: Option) -> date | None:
+            ordinal = invoices[option.invoice_ids[0]].issued
+            return date.fromordinal(ordinal) if ordinal else None
+
+        def covered(option: Option) -> bool:
+            # The period the invoice's lines say it bills ("Subscription Q3 (Jul-Sep)"), else
+            # the month it was issued in.
+            billed = self._billed(option.invoice_ids[0])
+            if billed:
+                return any(_overlap(p, b) for p in named for b in billed)
+            day = issued(option)
+            return day is not None and any(
+                day.month in p.months and (p.year is None or p.year == day.year) for p in named
+            )
+
+        matching = [o for o in exact if covered(o)]
+        periods_words = named
+        conf = self.config.confidence
+        words = ", ".join(repr(p.text) for p in periods_words)
+        result = []
+        for option in options:
+            if option in matching:
+                raised = conf.exact_amount_period
+                if len(matching) > 1:
+                    raised = min(option.confidence + conf.remittance_hint_bonus, self._ceiling(0))
+                how = "it bills" if self._billed(option.invoice_ids[0]) else "issued in"
+                option = option._replace(
+                    confidence=max(option.confidence, raised),
+                    reason=f"{option.reason}; {how} the period the remittance names ({words})",
+                )
+            elif not matching and option in exact:
+                billed = self._billed(option.invoice_ids[0])
+                if billed:
+                    label = self.book.label(invoices[option.invoice_ids[0]])
+                    bills = ", ".join(repr(b.text) for b in billed)
+                    result.append(self._capped(option, 1, f"the remittance names {words}, {label} bills {bills}"))
+                    continue
+                day = issued(option)
+                when = f"{day:%B %Y}" if day is not None else "no known date"
+                label = self.book.label(invoices[option.invoice_ids[0]])
+                option = self._capped(option, 1, f"the remittance names {words}, {label} was issued in {when}")
+            result.append(option)
+        return result
+
+    def _billed(self, invoice_id: str) -> list[Period]:
+        """The periods an invoice's lines name, read once per invoice."""
+        billed = self._billed_periods.get(invoice_id)
+        if billed is None:
+            text = self.book.described.get(invoice_id)
+            billed = self._billed_periods[invoice_id] = periods(text) if text else []
+        return billed
+
+    def _ceiling(self, rank: int) -> Decimal:
+        """The highest confidence of a contradicted option: below the threshold, by rank."""
+        return max(Decimal(0), self.config.auto_threshold - _BELOW_THRESHOLD * (rank + 1))
+
+    def _capped(self, option: Option, rank: int, why: str) -> Option:
+        return option._replace(
+            confidence=min(option.confidence, self._ceiling(rank)), reason=f"{option.reason}; not applied: {why}"
+        )
+
+    def _in_turn(self, payment: OpenPayment, options: list[Option]) -> list[Option]:
+        """Equal payments of one payer proposed in one run: each gets first the best invoices
+        no earlier one (received first) was proposed first, so five equal payments propose five
+        invoices, oldest first, not the same one five times."""
+        if payment.customer_id is None or not options:
+            return options
+        taken = self._proposed_first.setdefault((payment.customer_id, payment.currency, payment.remaining), [])
+        if options[0].invoice_ids in taken:
+            best = options[0].confidence
+            for at, option in enumerate(options):
+                if option.confidence < best:
+                    break
+                if option.invoice_ids not in taken:
+                    earlier = labels(self.book, [self.book.invoices[ids[0]] for ids in taken if len(ids) == 1])
+                    reason = f"{option.reason}; an earlier payment of the same amount is proposed for {earlier}"
+                    options = [option._replace(reason=reason), *options[:at], *options[at + 1 :]]
+                    break
+        taken.append(options[0].invoice_ids)
+        return options
 
     def _sure(self, options: list[Option]) -> Option | None:
         """The best option when it reaches the threshold and nothing else is as good."""
@@ -291,7 +544,10 @@ class _Run:
         def key(option: Option) -> tuple[object, ...]:
             items = [invoices[i] for i in option.invoice_ids]
             after = received is not None and any(item.issued > received for item in items)
-            return (-option.confidence, after, min(item.due for item in items), len(items), option.invoice_ids)
+            # Then by number: canonical ids are random, and equal candidates must rank the same
+            # way in every book that holds the same data.
+            numbers = tuple(item.number or "" for item in items)
+            return (-option.confidence, after, min(item.due for item in items), len(items), numbers, option.invoice_ids)
 
         best: dict[tuple[str, ...], Option] = {}
         for option in sorted(options, key=key):
@@ -301,7 +557,7 @@ class _Run:
     def _hinted(self, payment: OpenPayment, options: list[Option]) -> list[Option]:
         """Raise an amount-rule option whose invoice number the remittance mentions without
         naming it for sure; a hint ranks, it never lifts an option to the threshold."""
-        keys = {mention.numeric_key for mention in self.mentions(payment)}
+        keys = {mention.numeric_key for mention in self.mentions(payment) if not mention.reference}
         if not keys:
             return options
         conf = self.config.confidence
@@ -330,6 +586,14 @@ class _Run:
                 )
             )
         return result
+
+
+def _overlap(named: Period, billed: Period) -> bool:
+    """A period the remittance names and one an invoice bills share a month (of one year,
+    where both say which)."""
+    if named.year is not None and billed.year is not None and named.year != billed.year:
+        return False
+    return bool(named.months & billed.months)
 
 
 def _candidate(payment: OpenPayment, option: Option) -> Candidate:

@@ -1,9 +1,12 @@
-"""Refunds and failed payments take back what their allocations applied.
+"""Money that leaves takes back what its allocations applied: refunds, failed payments and
+disputes (chargebacks).
 
 A failed or fully refunded payment pays nothing: all its allocations are removed. A partial
-refund leaves `Payment.collected`; allocations beyond it are reduced, rule-made ones before
-manual ones and the most recent first, so a person's match is the last to move.
-A pending payment keeps its allocations: its money may still arrive.
+refund, or a dispute that withdrew the money it contests (open, or lost), leaves
+`Payment.collected`; allocations beyond it are reduced, rule-made ones before manual ones and
+the most recent first, so a person's match is the last to move. A pending payment keeps its
+allocations: its money may still arrive. An inquiry withdraws nothing, and a won dispute gives
+the money back: the payment is collectible again and the matcher applies it anew.
 """
 
 from __future__ import annotations
@@ -35,14 +38,14 @@ def find_reversals(payments: Mapping[str, Payment], allocations: Sequence[Alloca
     result: list[Reversal] = []
     for payment_id in sorted(by_payment):
         payment = payments.get(payment_id)
-        if payment is None or payment.status not in ("failed", "refunded", "partially_refunded"):
+        if payment is None or not money_left(payment):
             continue
         made = by_payment[payment_id]
         kept = kept_units(payment)
         excess = sum(minor(allocation.amount) for _, allocation in made) - kept
         if excess <= 0:
             continue
-        why = _why(payment)
+        why = why_money_left(payment)
         for _, allocation in sorted(made, key=lambda pair: (is_manual(pair[1]), -pair[0])):
             if excess <= 0:
                 break
@@ -62,9 +65,27 @@ def find_reversals(payments: Mapping[str, Payment], allocations: Sequence[Alloca
     return result
 
 
-def _why(payment: Payment) -> str:
+def money_left(payment: Payment) -> bool:
+    """Whether money the payment brought has left it: failed, refunded (in full or in part), or
+    withdrawn by a dispute (open, or lost)."""
+    return payment.status in ("failed", "refunded", "partially_refunded") or not payment.withdrawn.is_zero
+
+
+def why_money_left(payment: Payment) -> str:
+    """The reason an audit entry gives for what left: "payment pay_1 was refunded"."""
     if payment.status == "failed":
         return f"payment {payment.id} failed"
     if payment.status == "refunded":
         return f"payment {payment.id} was refunded"
+    if not payment.withdrawn.is_zero:
+        return _why_disputed(payment)
     return f"payment {payment.id} was partly refunded ({payment.amount_refunded} of {payment.amount})"
+
+
+def _why_disputed(payment: Payment) -> str:
+    reason = f" ({payment.dispute_reason})" if payment.dispute_reason else ""
+    part = "" if payment.withdrawn == payment.amount else f" ({payment.withdrawn} of {payment.amount})"
+    if payment.dispute_status == "lost":
+        when = f" on {payment.disputed_at.date().isoformat()}" if payment.disputed_at else ""
+        return f"payment {payment.id} was disputed{reason}{part}, lost{when}: the money is gone"
+    return f"payment {payment.id} was disputed{reason}{part}: funds withdrawn while the dispute is open"

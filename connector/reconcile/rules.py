@@ -31,12 +31,9 @@ class Option(NamedTuple):
     reason: str
 
 
-def label(item: OpenInvoice) -> str:
-    return item.number or item.id
-
-
-def _labels(items: Sequence[OpenInvoice]) -> str:
-    names = [label(item) for item in items]
+def labels(book: Book, items: Sequence[OpenInvoice]) -> str:
+    """ "INV-1", "INV-1 and INV-2", "INV-1, INV-2 and INV-3" (with customers' names when known)."""
+    names = [book.label(item) for item in items]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
@@ -127,7 +124,7 @@ def explicit_link(
     items = _unique(_allowed(book, payment, linked, rejected))
     if not items:
         return None
-    reason = f"the provider's metadata links the payment to {_labels(items)}"
+    reason = f"the provider's metadata links the payment to {labels(book, items)}"
     return _option(payment, items, "explicit_link", conf.explicit_link, reason)
 
 
@@ -141,9 +138,14 @@ def remittance_number(
     found: Sequence[Mention],
     rejected: Rejected,
     conf: Confidences,
+    family: frozenset[str] | None = None,
 ) -> list[Option]:
     """One option for the invoices the text names for sure (in the order written), and one
-    per reading of a number that could mean several invoices."""
+    per reading of a number that could mean several invoices. `family`: the payer and its
+    related customers (parent, subsidiaries), whose invoices count as the payer's own; by
+    default the payer alone, or anyone when the payer is unknown."""
+    if family is None and payment.customer_id is not None:
+        family = frozenset([payment.customer_id])
     named: list[OpenInvoice] = []
     bare: list[OpenInvoice] = []
     sure = conf.remittance_number if payment.customer_id else conf.remittance_number_unknown_payer
@@ -156,7 +158,7 @@ def remittance_number(
         items = _allowed(book, payment, ids, rejected)
         if not items:
             continue
-        own = [i for i in items if i.customer_id == payment.customer_id] if payment.customer_id else items
+        own = items if family is None else [i for i in items if i.customer_id in family]
         if how == "bare":
             # A lone number counts only when one open invoice of the known payer can mean it
             # and it is not simply the amount; it stays a hint when several such numbers exist.
@@ -179,7 +181,7 @@ def remittance_number(
                 [item],
                 "remittance_number",
                 confidence,
-                f"{quoted} {reading} {label(item)} ({mention.text!r})",
+                f"{quoted} {reading} {book.label(item)} ({mention.text!r})",
             )
             if option is not None:
                 doubtful.append(option)
@@ -195,7 +197,7 @@ def remittance_number(
             named,
             "remittance_number",
             weakest,
-            f"{how_named}{quoted} names {_labels(named)}",
+            f"{how_named}{quoted} names {labels(book, named)}",
         )
         if option is not None:
             options.append(option)
@@ -216,8 +218,8 @@ def exact_amount(book: Book, payment: OpenPayment, rejected: Rejected, conf: Con
                 (payment.remaining,),
                 "exact_amount_unique",
                 conf.exact_amount_unknown_payer,
-                f"amount {amount} equals the open balance of {label(item)} (customer "
-                f"{item.customer_id}); the payer is unknown",
+                f"amount {amount} equals the open balance of {book.label(item)} "
+                f"({book.who(item.customer_id)}); the payer is unknown",
             )
             for item in items
         ]
@@ -230,8 +232,8 @@ def exact_amount(book: Book, payment: OpenPayment, rejected: Rejected, conf: Con
                 (payment.remaining,),
                 "exact_amount_unique",
                 conf.exact_amount_unique,
-                f"amount {amount} equals the open balance of {label(items[0])}, the only open "
-                f"invoice of customer {payment.customer_id} with that balance",
+                f"amount {amount} equals the open balance of {book.label(items[0])}, the only open "
+                f"invoice of {book.who(payment.customer_id)} with that balance",
             )
         ]
     return [
@@ -240,8 +242,8 @@ def exact_amount(book: Book, payment: OpenPayment, rejected: Rejected, conf: Con
             (payment.remaining,),
             "exact_amount_unique",
             conf.exact_amount_ambiguous,
-            f"amount {amount} equals the open balance of {label(item)}, one of {len(items)} "
-            f"open invoices of customer {payment.customer_id} with that balance",
+            f"amount {amount} equals the open balance of {book.label(item)}, one of {len(items)} "
+            f"open invoices of {book.who(payment.customer_id)} with that balance",
         )
         for item in items
     ]
@@ -290,7 +292,7 @@ def within_tolerance(
         side = "below" if pay < balance else "above"
         reason = (
             f"amount {show(pay, payment.currency)} is {show(gap, payment.currency)} {side} "
-            f"the open balance {show(balance, payment.currency)} of {label(item)}, within the "
+            f"the open balance {show(balance, payment.currency)} of {book.label(item)}, within the "
             f"tolerance {show(bound, payment.currency)}"
         )
         option = _option(payment, [item], "amount_within_tolerance", confidence.quantize(_CONFIDENCE_STEP), reason)
@@ -299,7 +301,38 @@ def within_tolerance(
     return options
 
 
-# 6. payer_open_invoice ----------------------------------------------------------------------
+# 6. several_payments ------------------------------------------------------------------------
+
+# At most this many other open payments of the payer are paired with a payment.
+PAIRED_PAYMENTS = 32
+
+
+def several_payments(
+    book: Book, payment: OpenPayment, others: Sequence[OpenPayment], rejected: Rejected, conf: Confidences
+) -> list[Option]:
+    """The payment and one other open payment of the payer (the first `PAIRED_PAYMENTS` of
+    `others`, in received order) together pay an open invoice's balance exactly: an option
+    for this payment's part, naming the other payment."""
+    if payment.customer_id is None:
+        return []
+    options = []
+    for other in others[:PAIRED_PAYMENTS]:
+        if other.id == payment.id or other.remaining <= 0:
+            continue
+        total = payment.remaining + other.remaining
+        for _balance, _due, invoice_id in book.with_balance(payment.customer_id, payment.currency, total, total):
+            if rejected and (payment.id, invoice_id) in rejected:
+                continue
+            item = book.invoices[invoice_id]
+            reason = (
+                f"with payment {other.id} ({show(other.remaining, payment.currency)}) this pays "
+                f"{book.label(item)} ({show(item.balance, item.currency)}) in full"
+            )
+            options.append(Option((item.id,), (payment.remaining,), "several_payments", conf.several_payments, reason))
+    return options
+
+
+# 7. payer_open_invoice ----------------------------------------------------------------------
 
 
 def payer_open_invoice(book: Book, payment: OpenPayment, rejected: Rejected, config: ReconcileConfig) -> Option | None:
@@ -324,7 +357,7 @@ def payer_open_invoice(book: Book, payment: OpenPayment, rejected: Rejected, con
         return None
     reason = (
         f"no invoice number, link or amount explains {show(payment.remaining, payment.currency)}; "
-        f"applied oldest due first to the open invoices of customer {payment.customer_id} in "
-        f"{payment.currency}: {_labels(items)}"
+        f"applied oldest due first to the open invoices of {book.who(payment.customer_id)} in "
+        f"{payment.currency}: {labels(book, items)}"
     )
     return _option(payment, items, "payer_open_invoice", config.confidence.payer_open_invoice, reason)

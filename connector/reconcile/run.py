@@ -18,10 +18,12 @@ from typing import Any
 
 from connector.config import Config
 from connector.connections import check_scope, system_ranks
+from connector.linking import relations
 from connector.model import Allocation, Invoice, Payment
 from connector.money import Money
 from connector.providers.registry import Registry
 from connector.reconcile import MANUAL_RULE, ReconcileConfig, reconcile
+from connector.reconcile.reversals import why_money_left
 from connector.reconcile.types import LEDGER_RULE, MONEY_STATUSES, Proposal
 from connector.state import linking as state_linking
 from connector.state import reconciliation as decisions
@@ -56,16 +58,24 @@ def run_reconciliation(
     check_scope(config, store)
     ledgers = _ledger_systems(config, registry)
     summary = ReconcileSummary()
+    # Read before the run's own session: a parent may pay its subsidiaries' invoices, and the
+    # reasons name customers, not their ids.
+    related = relations.load_related(store)
+    customer_names = relations.customer_names(store)
     with store.session() as session:
-        invoices = store.list_invoices(session=session)
+        invoices = store.list_receivables(session=session)
         payments = store.list_payments(session=session)
         invoice_views, payment_views = _views(session, "invoice"), _views(session, "payment")
         by_remote = {(v["system"], v["object_type"], v["remote_id"]): v["entity_id"] for v in invoice_views}
         references: dict[str, list[str]] = defaultdict(list)
+        numbers = {invoice.id: invoice.number for invoice in invoices}
         for view in invoice_views:
-            reference = view["sync"].get("hints", {}).get("reference")
-            if reference:
-                references[view["entity_id"]].append(str(reference))
+            # The invoice's references (a PO number), and the numbers the other systems give
+            # it (the gateway's "A1B2C3D4-0042"): a remittance may quote any of them.
+            entity = view["entity_id"]
+            for value in (view["sync"].get("hints", {}).get("reference"), view["data"].get("number")):
+                if value and str(value) != numbers.get(entity) and str(value) not in references.get(entity, ()):
+                    references[entity].append(str(value))
 
         reversed_parts = decisions.reversed_ledger_payments(session)
         parts: dict[str, list[LedgerPart]] = defaultdict(list)
@@ -101,9 +111,11 @@ def run_reconciliation(
             links={k: v for k, v in links.items() if v},
             allocations=pending,
             rejected=rejected,
-            held=held_payments(rejected),
+            held=held_payments(rejected) | {p.id for p in payments if p.id and p.dispute_status == "open"},
             references=dict(references),
             config=settings or config.reconcile,
+            related=related,
+            customer_names=customer_names,
         )
         for reversal in result.reversals:
             allocation = reversal.allocation
@@ -183,7 +195,8 @@ def _apply_ledger_records(
     """Allocations the ledger records itself: one per payment and invoice, of what the live
     ledger payments recording it on that invoice add up to (a charge split over invoices has
     one ledger payment per invoice, each its own amount). An allocation whose ledger payments
-    are gone (deleted in the ledger, or being reversed at finance's request) goes with them.
+    are gone (deleted in the ledger, or being reversed at finance's request) goes with them; so
+    does what a refund or a dispute took out of the payment (they pay at most `collected`).
     Returns how many were made or changed."""
     by_id = {p.id: p for p in payments}
     have: dict[tuple[str, str], list[Allocation]] = defaultdict(list)
@@ -191,18 +204,26 @@ def _apply_ledger_records(
         if allocation.rule == LEDGER_RULE:
             have[(allocation.payment_id, allocation.invoice_id)].append(allocation)
     new, gone, changed = [], [], 0
+    left: dict[str, str] = {}  # allocation id -> why money that left took (part of) it back
     for payment_id, found in parts.items():
         payment = by_id.get(payment_id)
         counts = payment is not None and payment.status in MONEY_STATUSES
+        # money that left (a refund, a dispute) pays nothing, whatever the ledger still holds
+        kept = payment.collected if payment is not None else None
         wanted: dict[str, list[LedgerPart]] = defaultdict(list)
         for part in found:
             if part.invoice_id:
                 wanted[part.invoice_id].append(part)
-        for invoice_id, on_invoice in wanted.items():
+        for invoice_id, on_invoice in sorted(wanted.items()):
             live = [p for p in on_invoice if p.live] if counts else []
             amount = _sum_parts(live, payment) if payment is not None and live else None
             existing = have.get((payment_id, invoice_id), [])
             allocation_id = decisions.allocation_id(payment_id, invoice_id, LEDGER_RULE)
+            if payment is not None and amount is not None and kept is not None and kept.currency == amount.currency:
+                if kept < amount:
+                    left[allocation_id] = why_money_left(payment)
+                amount = min(amount, kept)
+                kept -= amount
             if amount is None or amount.amount <= 0:
                 gone += existing
                 continue
@@ -210,6 +231,17 @@ def _apply_ledger_records(
                 continue
             gone += [a for a in existing if a.id != allocation_id]
             changed += 1
+            reduced = [a for a in existing if a.id == allocation_id and a.amount > amount]
+            if reduced and allocation_id in left:
+                audit(
+                    session,
+                    "reconcile",
+                    "reverse",
+                    "allocation",
+                    allocation_id,
+                    {"payment": payment_id, "invoice": invoice_id, "amount": str(amount)},
+                    f"{left[allocation_id]}: allocation to invoice {invoice_id} reduced to {amount}",
+                )
             systems = sorted({p.system for p in live})
             new.append(
                 Allocation(
@@ -234,7 +266,9 @@ def _apply_ledger_records(
                 "allocation",
                 allocation.id,
                 {"payment": allocation.payment_id, "invoice": allocation.invoice_id, "amount": str(allocation.amount)},
-                "the ledger no longer holds this payment on this invoice (deleted, or being reversed)",
+                f"{left[allocation.id]}: allocation to invoice {allocation.invoice_id} removed"
+                if allocation.id in left
+                else "the ledger no longer holds this payment on this invoice (deleted, or being reversed)",
             )
     decisions.save_allocations(session, new, "applied")
     return changed
@@ -290,6 +324,7 @@ def _proposal_row(proposal: Proposal) -> dict[str, Any]:
         "currency": proposal.amount.currency,
         "amount_minor": proposal.amount.to_minor(),
         "candidates": candidates,
+        "note": proposal.note,
     }
 
 
@@ -333,13 +368,14 @@ def _proposal_inputs(proposal: dict[str, Any]) -> dict[str, Any]:
 
 def _proposal_text(proposal: dict[str, Any]) -> str:
     best = proposal["candidates"][0] if proposal["candidates"] else None
+    note = f" ({proposal['note']})" if proposal.get("note") else ""
     if best is None:
-        return f"payment {proposal['payment_id']}"
+        return f"payment {proposal['payment_id']}{note}"
     shares = " + ".join(f"{a} to {i}" for i, a in zip(best["invoice_ids"], best["amounts"], strict=True))
     more = len(proposal["candidates"]) - 1
     return (
         f"payment {proposal['payment_id']}: {shares} {best['currency']} by {best['rule']} "
-        f"({best['confidence']}): {best['reason']}" + (f" (+{more} other candidate(s))" if more else "")
+        f"({best['confidence']}): {best['reason']}" + (f" (+{more} other candidate(s))" if more else "") + note
     )
 
 
@@ -355,6 +391,68 @@ def invoice_allocations(store: Store, invoices: list[Invoice]) -> dict[str, list
     return out
 
 
+def ledger_withdrawn(store: Store) -> dict[str, Money]:
+    """Per invoice, what the ledger's `amount_paid` (as last synced) still counts that no
+    longer pays it: ledger payments the ledger still holds whose money left (a refund, a failed
+    charge, an open or lost dispute) or that finance took back, until the reversal reaches the
+    ledger and a sync reads it. The reports add it back to the balance, so the invoice shows
+    open as soon as reconciliation took its allocation back, not only after the next sync."""
+    with store.session() as session:
+        views = _views(session, "payment")
+        invoices = {(v["system"], v["remote_id"]): v["entity_id"] for v in _views(session, "invoice")}
+        reversed_parts = decisions.reversed_ledger_payments(session)
+        recorded = [s.allocation for s in decisions.load_allocations(session, status="applied")]
+        payments = {p.id: p for p in store.list_payments(session=session)}
+    held: dict[tuple[str, str], Money] = {}
+    for view in views:
+        data = view["data"] if isinstance(view["data"], dict) else {}
+        raw, target = data.get("amount"), view["sync"].get("links", {}).get("invoice")
+        if view["sync"].get("kind") != "ledger" or view["sync"].get("deleted") or not target:
+            continue
+        if data.get("status") not in (None, *MONEY_STATUSES) or not isinstance(raw, dict) or raw.get("amount") is None:
+            continue
+        payment = payments.get(view["entity_id"])
+        reversing = (view["system"], view["remote_id"]) in reversed_parts
+        if not reversing and (payment is None or payment.collected >= payment.amount):
+            continue  # the money is still there: the ledger's record stands
+        invoice_id = invoices.get((view["system"], str(target)))
+        if invoice_id is None:
+            continue
+        key = (view["entity_id"], invoice_id)
+        amount = Money.of(raw["amount"], raw["currency"])
+        held[key] = held[key] + amount if key in held else amount
+    if not held:
+        return {}
+    kept: dict[tuple[str, str], Money] = {}
+    for allocation in recorded:
+        key = (allocation.payment_id, allocation.invoice_id)
+        if allocation.rule == LEDGER_RULE and key in held:
+            kept[key] = kept[key] + allocation.amount if key in kept else allocation.amount
+    out: dict[str, Money] = {}
+    for key, amount in sorted(held.items()):
+        gone = amount - kept[key] if key in kept else amount
+        if not gone.is_negative and not gone.is_zero:
+            invoice_id = key[1]
+            out[invoice_id] = out[invoice_id] + gone if invoice_id in out else gone
+    return out
+
+
+def without_withdrawn(store: Store, invoices: list[Invoice]) -> list[Invoice]:
+    """`invoices` with `amount_paid` less what `ledger_withdrawn` finds: the figures the
+    reports show, so an invoice whose payment's money left reads open at once."""
+    withdrawn = ledger_withdrawn(store)
+    if not withdrawn:
+        return invoices
+    out = []
+    for invoice in invoices:
+        gone = withdrawn.get(invoice.id or "")
+        if gone is not None and gone.currency == invoice.currency:
+            paid = invoice.amount_paid - gone
+            invoice = invoice.model_copy(update={"amount_paid": Money.zero(paid.currency) if paid.is_negative else paid})
+        out.append(invoice)
+    return out
+
+
 __all__ = [
     "LEDGER_RULE",
     "MANUAL_RULE",
@@ -362,5 +460,7 @@ __all__ = [
     "ReconcileSummary",
     "held_payments",
     "invoice_allocations",
+    "ledger_withdrawn",
     "run_reconciliation",
+    "without_withdrawn",
 ]

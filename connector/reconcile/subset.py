@@ -16,9 +16,10 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left
 from collections.abc import Sequence
+from heapq import merge
 
 from connector.reconcile.book import Book, OpenPayment, show
-from connector.reconcile.rules import Option, Rejected, label
+from connector.reconcile.rules import Option, Rejected
 from connector.settings import ReconcileConfig
 
 SCAN_FACTOR = 8
@@ -76,10 +77,10 @@ def subset_sum(book: Book, payment: OpenPayment, rejected: Rejected, config: Rec
     for members in solutions:
         items = [book.invoices[pool[i][2]] for i in members]
         items.sort(key=lambda item: (item.due, item.id))
-        names = ", ".join(label(item) for item in items)
+        names = ", ".join(book.label(item) for item in items)
         if len(solutions) == 1 and len(items) == len(account):
             confidence = conf.subset_sum_whole_account
-            reason = f"amount {amount} is the whole open balance of customer {payment.customer_id}: {names}"
+            reason = f"amount {amount} is the whole open balance of {book.who(payment.customer_id)}: {names}"
         elif len(solutions) == 1:
             confidence = conf.subset_sum_unique
             reason = f"amount {amount} is the sum of the open balances of {names}, the only such set"
@@ -96,6 +97,58 @@ def subset_sum(book: Book, payment: OpenPayment, rejected: Rejected, config: Rec
                 "subset_sum",
                 confidence,
                 reason,
+            )
+        )
+    return options
+
+
+def related_accounts(
+    book: Book, payment: OpenPayment, family: frozenset[str] | None, rejected: Rejected, config: ReconcileConfig
+) -> list[Option]:
+    """When nothing of the payer's own explains the amount: one open invoice of a related
+    customer (a parent paying a subsidiary's) whose balance is exactly the amount, or a set of
+    the group's open invoices adding up to it (a parent paying two subsidiaries' invoices in
+    one transfer). Always proposed: the group is a hint, not the payer's own account."""
+    if payment.customer_id is None or family is None or len(family) < 2:
+        return []
+    currency, amount = payment.currency, payment.remaining
+    members = sorted(family)
+    pooled = list(merge(*[book.account(customer_id, currency) for customer_id in members]))
+    if rejected:
+        pooled = [e for e in pooled if (payment.id, e[2]) not in rejected]
+    conf = config.confidence.related_accounts
+    payer = book.who(payment.customer_id)
+    shown = show(amount, currency)
+    exact = [e for e in pooled if e[0] == amount and book.invoices[e[2]].customer_id != payment.customer_id]
+    options = [
+        Option(
+            (e[2],),
+            (amount,),
+            "exact_amount_unique",
+            conf,
+            f"amount {shown} equals the open balance of {book.label(book.invoices[e[2]])}, "
+            f"a company related to {payer}",
+        )
+        for e in exact[: config.max_candidates]
+    ]
+    below = pooled[: bisect_left(pooled, (amount,))][-SCAN_FACTOR * config.subset_pool :]
+    pool = heapq.nsmallest(config.subset_pool, below, key=lambda entry: (entry[1], entry[2]))
+    if len(pool) < 2 or sum(entry[0] for entry in pool) < amount:
+        return options
+    solutions = find_subsets([entry[0] for entry in pool], amount, config.max_subset_size, config.max_subset_solutions)
+    for found in solutions:
+        items = sorted((book.invoices[pool[i][2]] for i in found), key=lambda item: (item.due, item.id))
+        if all(item.customer_id == payment.customer_id for item in items):
+            continue  # the payer's own set: `subset_sum` weighs it
+        names = ", ".join(book.label(item) for item in items)
+        how = "the only such set" if len(solutions) == 1 else f"one of {len(solutions)} such sets"
+        options.append(
+            Option(
+                tuple(item.id for item in items),
+                tuple(item.balance for item in items),
+                "subset_sum",
+                conf if len(solutions) == 1 else config.confidence.subset_sum_ambiguous,
+                f"amount {shown} is the sum of the open balances of {names} in {payer}'s group, {how}",
             )
         )
     return options

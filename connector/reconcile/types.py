@@ -20,6 +20,7 @@ RuleName = Literal[
     "exact_amount_unique",
     "amount_within_tolerance",
     "subset_sum",
+    "several_payments",
     "payer_open_invoice",
 ]
 RULES: Final[tuple[RuleName, ...]] = (
@@ -28,6 +29,7 @@ RULES: Final[tuple[RuleName, ...]] = (
     "exact_amount_unique",
     "amount_within_tolerance",
     "subset_sum",
+    "several_payments",
     "payer_open_invoice",
 )
 # An allocation a person made (or confirmed) is never touched by a rule.
@@ -52,13 +54,16 @@ class Candidate(BaseModel):
 
 
 class Proposal(BaseModel):
-    """A payment that waits for finance, with its candidates best first."""
+    """A payment that waits for finance, with its candidates best first, and a note when the
+    evidence says something no candidate can do: a possible duplicate payment (the invoice it
+    names is paid already), a payment in another currency than the invoice it names."""
 
     model_config = ConfigDict(frozen=True)
 
     payment_id: str
     amount: Money  # what the payment has left to apply
     candidates: tuple[Candidate, ...]
+    note: str | None = None
 
 
 class Reversal(BaseModel):

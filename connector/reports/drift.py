@@ -380,6 +380,18 @@ def _cancelled_for(index: _Index, allocation: Allocation, cancelled: set[tuple[A
     return any(reference in references for reference, _ in cancelled)
 
 
+def _paid_by_money_that_left(index: _Index, invoice: View) -> bool:
+    """Whether a gateway charge that paid the gateway's invoice lost its money since (failed,
+    refunded, or withdrawn by a dispute): the book rightly has the invoice owed again."""
+    for view in index.book.payment_views:
+        if view.system != invoice.system or str((view.sync.get("links") or {}).get("invoice")) != invoice.remote_id:
+            continue
+        refunded = view.data.get("status") in ("failed", "refunded", "partially_refunded")
+        if refunded or view.data.get("dispute_status") in ("open", "lost"):
+            return True
+    return False
+
+
 def _gateway_line(index: _Index, invoice: Invoice, position: InvoicePosition, view: View) -> list[Row]:
     if index.gaps_on(invoice.id or "", view.system):
         return []  # the gap's own line says it
@@ -393,6 +405,8 @@ def _gateway_line(index: _Index, invoice: Invoice, position: InvoicePosition, vi
     if should in ("paid", "void"):
         otherwise = SYNC_AND_SEND
         reason = f"the book says {position.status}; {view.system} has not been told"
+    elif held == "paid" and _paid_by_money_that_left(index, view):
+        return []  # refunded or charged back since: the gateway cannot un-pay (docs/disputes.md)
     elif held == "paid":
         otherwise = "connector reconcile"
         reason = (

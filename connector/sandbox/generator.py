@@ -28,6 +28,8 @@ from connector.sandbox.generator_book import Book
 
 Size = Literal["small", "medium", "large"]
 SIZE_NAMES: tuple[Size, ...] = get_args(Size)
+# What a scenario was built as: a size of the ordinary book, or the trap book (`generator_traps`).
+BookKind = Size | Literal["traps"]
 
 # size -> (customers, invoices). About 92 payments come of 100 invoices, so `large` has 110,000
 # invoices to give the benchmarks more than 100,000 of each (seed 1: 101,460 payments).
@@ -39,7 +41,7 @@ TRUTH_FORMAT = 1
 @dataclass(frozen=True)
 class Scenario:
     seed: int
-    size: Size
+    size: BookKind
     today: date
     data: dict[str, dict[str, list[dict[str, Any]]]]
     truth: dict[str, Any]

@@ -552,6 +552,108 @@ def stripe_event(ids: Ids, *, kind: str, created: int, obj: dict[str, Any]) -> d
     }
 
 
+
+def stripe_charge_failed(charge: dict[str, Any], payment_intent: dict[str, Any]) -> None:
+    """A declined card payment: nothing captured, no balance transaction; its intent waits for
+    another payment method."""
+    charge.update(
+        amount_captured=0,
+        balance_transaction=None,
+        captured=False,
+        failure_code="card_declined",
+        failure_message="Your card was declined.",
+        paid=False,
+        status="failed",
+    )
+    charge["outcome"] = {
+        "network_status": "declined_by_network",
+        "reason": "generic_decline",
+        "risk_level": "normal",
+        "risk_score": charge["outcome"]["risk_score"],
+        "seller_message": "The bank did not return any further details with this decline.",
+        "type": "issuer_declined",
+    }
+    payment_intent.update(
+        amount_received=0,
+        status="requires_payment_method",
+        last_payment_error={
+            "charge": charge["id"],
+            "code": "card_declined",
+            "decline_code": "generic_decline",
+            "message": "Your card was declined.",
+            "type": "card_error",
+        },
+    )
+
+
+def stripe_dispute(
+    dispute_id: str,
+    *,
+    charge: dict[str, Any],
+    status: str,
+    reason: str,
+    created: int,
+    balance_transactions: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A chargeback on `charge` with the balance transactions that moved its money (the
+    withdrawal, and the reinstatement of a won dispute)."""
+    evidence: dict[str, Any] = {
+        key: None
+        for key in (
+            "access_activity_log",
+            "billing_address",
+            "cancellation_policy",
+            "cancellation_policy_disclosure",
+            "cancellation_rebuttal",
+            "customer_communication",
+            "customer_email_address",
+            "customer_name",
+            "customer_purchase_ip",
+            "customer_signature",
+            "duplicate_charge_documentation",
+            "duplicate_charge_explanation",
+            "duplicate_charge_id",
+            "product_description",
+            "receipt",
+            "refund_policy",
+            "refund_policy_disclosure",
+            "refund_refusal_explanation",
+            "service_date",
+            "service_documentation",
+            "shipping_address",
+            "shipping_carrier",
+            "shipping_date",
+            "shipping_documentation",
+            "shipping_tracking_number",
+            "uncategorized_file",
+            "uncategorized_text",
+        )
+    }
+    evidence.update(customer_email_address=charge["receipt_email"], customer_name=charge["billing_details"]["name"])
+    return {
+        "id": dispute_id,
+        "object": "dispute",
+        "amount": charge["amount"],
+        "balance_transactions": balance_transactions,
+        "charge": charge["id"],
+        "created": created,
+        "currency": charge["currency"],
+        "evidence": evidence,
+        "evidence_details": {
+            "due_by": created + 8 * 86400,
+            "has_evidence": status in ("won", "lost"),
+            "past_due": False,
+            "submission_count": 1 if status in ("won", "lost") else 0,
+        },
+        "is_charge_refundable": False,
+        "livemode": False,
+        "metadata": {},
+        "payment_intent": charge["payment_intent"],
+        "reason": reason,
+        "status": status,
+    }
+
+
 # -- Xero -------------------------------------------------------------------------------------
 
 
@@ -588,6 +690,11 @@ def xero_contact(
         "HasAttachments": False,
         "HasValidationErrors": False,
     }
+
+
+def xero_contact_group(group_id: str, name: str) -> dict[str, Any]:
+    """A contact group as Xero nests it in a contact: how a ledger says companies belong together."""
+    return {"ContactGroupID": group_id, "Name": name, "Status": "ACTIVE"}
 
 
 def xero_line(

@@ -38,6 +38,7 @@ COLLECTIONS = (
     "balance_transactions",
     "events",
     "credit_notes",
+    "disputes",
 )
 # GET /v1/{collection}?{param}=... filters on the field of the same name (or the one named).
 EQUALITY_FILTERS = {
@@ -54,6 +55,7 @@ EQUALITY_FILTERS = {
     "payouts": {"status": "status", "destination": "destination"},
     "balance_transactions": {"type": "type", "source": "source", "currency": "currency"},
     "credit_notes": {"customer": "customer", "invoice": "invoice"},
+    "disputes": {"charge": "charge", "payment_intent": "payment_intent"},
     "events": {},
 }
 _RANGE_OPS: dict[str, Callable[[int, int], bool]] = {
@@ -148,6 +150,14 @@ class StripeFace:
             )
         if self.keys is not None and key not in self.keys:
             raise refuse(401, f"Invalid API Key provided: {key[:8]}{'*' * 8}{key[-4:]}")
+        if key.startswith("rk_") and request.method != "GET":
+            # A restricted key with read permissions only: Stripe refuses each write with a 403,
+            # a permission on that endpoint, not a refused credential.
+            raise refuse(
+                403,
+                f"The provided key '{key[:8]}{'*' * 8}{key[-4:]}' does not have the required permissions for "
+                "this endpoint. Having the 'rak_invoice_write' permission would allow this request to continue.",
+            )
         return key
 
     def rate_limit(self, request: Request, key: str) -> Response | None:

@@ -29,7 +29,7 @@ from connector.model import Allocation, Customer, Invoice, Payment
 from connector.money import Money
 from connector.reconcile.decisions import accept_proposal, match, reject_proposal
 from connector.reconcile.history import customers_by_id, drift_of, load_book
-from connector.reconcile.run import invoice_allocations
+from connector.reconcile.run import invoice_allocations, without_withdrawn
 from connector.redaction import redact
 from connector.reports.as_at import aging_at
 from connector.reports.statements import period_start, statement
@@ -68,7 +68,7 @@ class Names:
     def of(cls, store: Store) -> Names:
         return cls(
             {c.id: c for c in store.list_customers() if c.id},
-            {i.id: i for i in store.list_invoices() if i.id},
+            {i.id: i for i in store.list_receivables() if i.id},
             {p.id: p for p in store.list_payments() if p.id},
         )
 
@@ -144,6 +144,7 @@ def open_proposals(book: Book, names: Names) -> list[Row]:
                 "unapplied": str(left.amount),
                 "currency": proposal["currency"],
                 "remittance": payment.remittance if payment else None,
+                "note": proposal.get("note"),
                 "candidates": candidates,
             }
         )
@@ -156,7 +157,7 @@ def customer_page(book: Book, customer_id: str, as_of: date) -> Row:
     customer = customers.get(customer_id)
     if customer is None:
         raise UsageError("no such customer")
-    invoices = book.store.list_invoices(customer_id=customer_id)
+    invoices = without_withdrawn(book.store, book.store.list_receivables(customer_id=customer_id))
     invoice_rows = reports.invoice_rows(invoices, customers, invoice_allocations(book.store, invoices), as_of)
     payments = book.store.list_payments(customer_id=customer_id)
     payment_rows = reports.payment_rows(payments, customers, _payment_allocations(book.store))

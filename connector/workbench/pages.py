@@ -148,6 +148,7 @@ def proposals_section(proposals: Sequence[Row], href: Href, csrf: str, limit: in
                 f"<li>{invoices}: {escape(c['amount'])} {escape(proposal['currency'])}, {escape(c['rule'])} "
                 f'(confidence {escape(c["confidence"])}) <span class="muted">{escape(c["reason"])}</span> {accept}</li>'
             )
+        note = f'<p class="note">{escape(proposal["note"])}</p>' if proposal.get("note") else ""
         match = (
             f'<form class="inline" method="post" action="{escape(href(f"proposals/{pid}/match"))}">'
             f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
@@ -159,7 +160,7 @@ def proposals_section(proposals: Sequence[Row], href: Href, csrf: str, limit: in
             f'<article class="proposal" data-proposal="{escape(pid)}">'
             f"<h3>{escape(proposal['payer'])} paid {escape(proposal['amount'] or '?')} {escape(proposal['currency'])}"
             f"{received}</h3><p>{escape(proposal['unapplied'])} {escape(proposal['currency'])} to apply{remittance}</p>"
-            f"<ol>{''.join(items)}</ol>{_form(href, f'proposals/{pid}/reject', csrf, 'Reject')} {match}</article>"
+            f"{note}<ol>{''.join(items)}</ol>{_form(href, f'proposals/{pid}/reject', csrf, 'Reject')} {match}</article>"
         )
     if len(proposals) > limit:
         parts.append(

@@ -45,7 +45,7 @@ def gather_facts(
 
 def _gather(config: Config, store: Store, session: Any, registry: Registry | None, today: date) -> Facts:
     systems = system_ranks(config, registry)
-    invoices = {i.id: i for i in store.list_invoices(session=session) if i.id}
+    invoices = {i.id: i for i in store.list_receivables(session=session) if i.id}
     payments = {p.id: p for p in store.list_payments(session=session) if p.id}
     applied = [s.allocation for s in decisions.load_allocations(session, status="applied")]
     invoice_rows = state_linking.ref_views(session, "invoice")

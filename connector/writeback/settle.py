@@ -12,7 +12,17 @@ The write-back plan is derived again from what the transaction sees. Then:
   marked paid: Stripe has no un-pay; a payment in a ledger without deletes) refuses the decision
   in one line, unless forced: then a task for a person goes to the company's CRM and the
   difference is recorded as a gap (audit action `gap`) for `drift` to report until resolved;
-- a reversal not sent yet whose write has an allocation behind it again is cancelled.
+- a reversal not sent yet whose write has an allocation behind it again is cancelled;
+- money that left (`connector.reconcile.reversals.money_left`: a payment refunded, failed, or
+  disputed and withdrawn) is taken back by the automatic plan too, with no one to ask: a ledger
+  payment we recorded for it that no allocation stands behind any more gets its `delete_payment`
+  (audit-logged with the refund's or the dispute's reason); one the ledger cannot delete, and
+  an invoice we marked paid in the gateway that the book has owed again, get a task for a
+  person and a gap, once. The gateway fee we booked stays (Stripe keeps its fee on
+  a refund and on a dispute) unless the charge failed. Such a reversal carries why the money
+  left (payload `money_left`) and is cancelled if the money is back before it is sent (a
+  dispute won); once sent, a won dispute has the reconciliation apply the payment again and the
+  plan record it again (`after_reversals`).
 
 Dunning's reminders (payload tagged `dunning_*`) and the tasks filed here are not write-back
 writes: a settlement never touches them.
@@ -32,17 +42,19 @@ from connector.errors import UsageError
 from connector.model import Action, Ref
 from connector.money import Money
 from connector.providers.registry import Registry, installed
+from connector.reconcile.reversals import money_left, why_money_left
 from connector.reconcile.types import LEDGER_RULE
 from connector.state import outbox
 from connector.state import reconciliation as decisions
 from connector.state.bookkeeping import audit, audit_entries
 from connector.state.store import Store
 from connector.writeback.facts import REVERSAL_OF, gather_facts, live
-from connector.writeback.plan import Facts, PlannedAction, plan_all
+from connector.writeback.plan import Facts, PlannedAction, SystemView, plan_all
 
 WRITEBACK_KINDS = ("record_payment", "record_fee", "mark_paid", "void_invoice", "update_properties")
 MONEY_KINDS = ("record_payment", "record_fee", "mark_paid")
 REVERSE_PREFIX = "reverse: "
+MONEY_LEFT = "money_left"  # payload of a reversal queued because money left: why it left
 GapKind = Literal["irreversible_write", "unwritten_decision"]
 
 
@@ -133,6 +145,7 @@ def settle(
     # a write finance already knows it cannot take back (its gap is recorded) is not refused
     # again: a later decision about the same records goes through
     acknowledged = gapped_actions(session) if reverse else set()
+    marked: list[tuple[outbox.OutboxEntry, str]] = []
     if reverse:
         for entry in sent:
             if entry.id in taken_back or entry.action.kind not in REVERSAL_OF or backing.holds(entry):
@@ -145,6 +158,8 @@ def settle(
             else:
                 refusals.append(_irreversible(entry, facts, backing, registry, config))
         changed = _queue_reversals(session, actor, cause, result.reversals)
+    else:
+        changed, marked = _reverse_money_that_left(config, store, session, registry, facts, backing, actor, day, result)
     changed = _withdraw_backed_reversals(session, actor, cause, backing, result) or changed
     if changed:
         facts = gather_facts(config, store, registry, day, session=session)
@@ -155,6 +170,19 @@ def settle(
             if entry.action.kind == "mark_paid" and entry.id not in acknowledged and not _still_paid(entry, facts):
                 refusals.append(_irreversible(entry, facts, backing, registry, config))
         _refuse_while_sending(session, scope, derived_keys)
+    for entry, why in marked:  # the money that paid an invoice we marked paid in the gateway left
+        if not _still_paid(entry, facts):
+            _hand_over(
+                config,
+                store,
+                session,
+                registry,
+                actor,
+                day,
+                result,
+                _irreversible(entry, facts, backing, registry, config),
+                why,
+            )
     if refusals and not force:
         raise UsageError(refusals[0].reason + ", or rerun with --force to keep the decision and file a task")
     for gap in refusals:
@@ -187,8 +215,13 @@ class Backing:
         self.facts = facts
         self.pending: dict[tuple[str, str], Money] = {}
         self.paying = {a.payment_id for a in applied}
-        self.held: set[str] = set()  # ledger payments (remote ids) whose ledger_record is applied
-        recorded = {(a.payment_id, a.invoice_id) for a in applied if a.rule == LEDGER_RULE}
+        # ledger payments (remote ids) whose ledger_record is applied for all they hold: one
+        # reduced because money left (a partial refund, a dispute) backs none of them
+        self.held: set[str] = set()
+        recorded: dict[tuple[str, str], Money] = {}
+        for allocation in applied:
+            if allocation.rule == LEDGER_RULE:
+                recorded[(allocation.payment_id, allocation.invoice_id)] = allocation.amount
         for allocation in applied:
             if allocation.rule == LEDGER_RULE:
                 continue
@@ -200,12 +233,16 @@ class Backing:
             for v in views
             if v.kind == "ledger"
         }
+        on_pair: dict[tuple[str, str], list[SystemView]] = defaultdict(list)
         for payment_id, views in facts.payment_views.items():
             for view in views:
                 link = ((view.data.get("_sync") or {}).get("links") or {}).get("invoice")
                 invoice_id = ledger_invoices.get((view.system, str(link))) if link else None
-                if view.kind == "ledger" and live(view) and (payment_id, invoice_id) in recorded:
-                    self.held.add(view.remote_id)
+                if view.kind == "ledger" and live(view) and invoice_id is not None:
+                    on_pair[(payment_id, invoice_id)].append(view)
+        for pair, views in on_pair.items():
+            if pair in recorded and _covers(recorded[pair], views):
+                self.held.update(v.remote_id for v in views)
         self.by_reference = {p: p for p in facts.payments}
         for payment_id, views in facts.payment_views.items():
             for view in views:
@@ -244,6 +281,18 @@ class Backing:
         if kind == "record_fee":
             return (entry.subject_id or "") in self.paying
         return True
+
+
+def _covers(recorded: Money, views: Sequence[SystemView]) -> bool:
+    """Whether the ledger record's allocation is all the ledger payments hold (a view that
+    says no amount counts as covered)."""
+    held = Money.zero(recorded.currency)
+    for view in views:
+        amount = view.data.get("amount") or {}
+        if amount.get("amount") is None or amount.get("currency") != recorded.currency:
+            continue
+        held += Money.of(amount["amount"], recorded.currency)
+    return recorded >= held
 
 
 def remote_id(entry: outbox.OutboxEntry) -> str:
@@ -363,6 +412,116 @@ def _irreversible(entry: outbox.OutboxEntry, facts: Facts, backing: Backing, reg
     )
 
 
+def _reverse_money_that_left(
+    config: Config,
+    store: Store,
+    session: Any,
+    registry: Registry,
+    facts: Facts,
+    backing: Backing,
+    actor: str,
+    day: date,
+    result: Settlement,
+) -> tuple[bool, list[tuple[outbox.OutboxEntry, str]]]:
+    """The automatic plan's reversals (see the module's doc): each sent money write of a payment
+    whose money left, that nothing stands behind any more, is taken back or, where the ledger
+    cannot, handed to a person (once: its gap is remembered). Returns whether any was queued,
+    and the gateway's mark-paid writes on the invoices those payments paid, each with why its
+    money left (whether the invoice is still paid is known once the reversals are planned)."""
+    left = {payment_id: p for payment_id, p in facts.payments.items() if money_left(p)}
+    if not left:
+        return False, []
+    taken_back, acknowledged = set(facts.reversed.values()), gapped_actions(session)
+    sent = [
+        e
+        for e in outbox.entries(session, states=("done",), kinds=sorted(REVERSAL_OF))
+        if is_writeback(e) and e.id not in taken_back and backing.payment_of(e) in left
+    ]
+    backing.know_sent(sent)
+    paid_by: dict[str, str] = {}  # invoice id -> why the money of a payment that paid it left
+    for entry in sent:
+        if entry.action.kind == "record_payment" and entry.subject_id:
+            paid_by[entry.subject_id] = why_money_left(left[backing.payment_of(entry) or ""])
+    for payment_id, payment in sorted(left.items()):
+        for invoice_id in _invoices_named(facts, payment_id):
+            paid_by.setdefault(invoice_id, why_money_left(payment))
+    marked = [
+        (e, paid_by[e.subject_id or ""])
+        for e in (
+            outbox.entries(session, states=("done",), kinds=("mark_paid",), subject_ids=sorted(paid_by))
+            if paid_by
+            else []
+        )
+        if is_writeback(e) and e.id not in acknowledged
+    ]
+    by_cause: dict[str, list[PlannedAction]] = defaultdict(list)
+    for entry in sent:
+        payment = left[backing.payment_of(entry) or ""]
+        if entry.action.kind == "record_fee" and payment.status != "failed":
+            continue  # the gateway kept its fee: the booking stays true
+        if entry.id in acknowledged or backing.holds(entry):
+            continue
+        why = why_money_left(payment)
+        reversal = _reversal(entry, facts, backing)
+        action = reversal.action  # tagged: the reversal no longer follows once the money is back
+        tagged = Action(
+            connection=action.connection,
+            kind=action.kind,
+            target=action.target,
+            payload={**action.payload, MONEY_LEFT: why},
+        )
+        reversal = replace(reversal, action=tagged)
+        if _can_apply(config, registry, entry.action.connection, reversal.action.kind):
+            by_cause[why].append(reversal)
+            result.reversals.append(reversal)
+            continue
+        _hand_over(
+            config,
+            store,
+            session,
+            registry,
+            actor,
+            day,
+            result,
+            _irreversible(entry, facts, backing, registry, config),
+            why,
+        )
+    queued = [_queue_reversals(session, actor, why, planned) for why, planned in sorted(by_cause.items())]
+    return any(queued), marked
+
+
+def _invoices_named(facts: Facts, payment_id: str) -> set[str]:
+    """The invoices the payment's own records name (a charge's gateway invoice, a ledger
+    payment's invoice)."""
+    by_remote = {(v.system, v.remote_id): i for i, views in facts.invoice_views.items() for v in views}
+    out = set()
+    for view in facts.payment_views.get(payment_id, []):
+        link = ((view.data.get("_sync") or {}).get("links") or {}).get("invoice")
+        found = by_remote.get((view.system, str(link))) if link else None
+        if found is not None:
+            out.add(found)
+    return out
+
+
+def _hand_over(
+    config: Config,
+    store: Store,
+    session: Any,
+    registry: Registry,
+    actor: str,
+    day: date,
+    result: Settlement,
+    gap: Gap,
+    why: str,
+) -> None:
+    """Money left, and a write of ours that the system cannot take back still says it is there:
+    a task for a person and a gap for `drift`, with why the money left."""
+    gap = replace(gap, reason=f"{why}: {gap.reason}")
+    gap = _file_task(config, store, session, registry, gap, day, result, decided="The money left")
+    record_gap(session, actor, gap)
+    result.gaps.append(gap)
+
+
 def _queue_reversals(session: Any, actor: str, cause: str, reversals: list[PlannedAction]) -> bool:
     if not reversals:
         return False
@@ -396,11 +555,25 @@ def _withdraw_backed_reversals(session: Any, actor: str, cause: str, backing: Ba
     withdrawn = False
     for entry in waiting:
         original = originals.get(int(entry.action.payload["reverses"]))
-        if original is not None and backing.holds(original) and outbox.cancel_unsent(session, entry.id, cause):
-            _audit_cancel(session, actor, cause, entry)
+        if original is None:
+            continue
+        why = cause if backing.holds(original) else _money_back(entry, original, backing)
+        if why is not None and outbox.cancel_unsent(session, entry.id, why):
+            _audit_cancel(session, actor, why, entry)
             result.cancelled.append(entry)
             withdrawn = True
     return withdrawn
+
+
+def _money_back(reversal: outbox.OutboxEntry, original: outbox.OutboxEntry, backing: Backing) -> str | None:
+    """Why a reversal the automatic plan queued because money left no longer follows: the
+    money came back before it was sent (a dispute won, a payment that succeeded after all)."""
+    if MONEY_LEFT not in reversal.action.payload:
+        return None
+    payment = backing.facts.payments.get(backing.payment_of(original) or "")
+    if payment is None or money_left(payment):
+        return None
+    return f"the money is back (the reversal followed from: {reversal.action.payload[MONEY_LEFT]})"
 
 
 def _refuse_while_sending(session: Any, scope: Sequence[str], derived: set[str]) -> None:
@@ -429,9 +602,18 @@ def _audit_cancel(session: Any, actor: str, cause: str, entry: outbox.OutboxEntr
 
 
 def _file_task(
-    config: Config, store: Store, session: Any, registry: Registry, gap: Gap, day: date, result: Settlement
+    config: Config,
+    store: Store,
+    session: Any,
+    registry: Registry,
+    gap: Gap,
+    day: date,
+    result: Settlement,
+    *,
+    decided: str = "Finance kept its decision",
 ) -> Gap:
-    """A task for a person on the customer's company in the company's CRM, if it has one."""
+    """A task for a person on the customer's company in the company's CRM, if it has one.
+    `decided`: what stands that the write contradicts (finance's decision, money that left)."""
     crms = {name for name, (kind, _) in system_ranks(config, registry).items() if kind == "crm"}
     facts_invoice = store.get_invoice(gap.invoice, session=session) if gap.invoice else None
     payment = store.list_payments(ids=[gap.payment], session=session) if gap.payment else []
@@ -448,7 +630,7 @@ def _file_task(
         payload={
             "company_id": company.remote_id,
             "subject": f"Undo by hand: {gap.reason.split(':', 1)[0]}",
-            "body": f"{gap.reason}. Finance kept its decision; the connector cannot take this write back.",
+            "body": f"{gap.reason}. {decided}; the connector cannot take this write back.",
             "due": day.isoformat(),
             "gap": gap.kind,
             "action": gap.action,

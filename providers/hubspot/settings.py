@@ -19,6 +19,7 @@ each create ("search", which HubSpot's lagging search index can defeat).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -42,7 +43,7 @@ WRITTEN_ON = ("deals", "invoices")
 ActionKeySetup = Literal["ensure", "assume", "search"]
 
 DEFAULT_PROPERTIES: dict[str, list[str]] = {
-    "companies": ["name", "domain", "hs_lastmodifieddate"],
+    "companies": ["name", "domain", "hs_parent_company_id", "hs_lastmodifieddate"],
     "contacts": ["firstname", "lastname", "email", "phone", "associatedcompanyid", "lastmodifieddate"],
     "deals": [
         "dealname",
@@ -157,6 +158,18 @@ class HubSpotSettings(ProviderSettings):
         if self.requests_per_10_seconds is not None:
             return self.requests_per_10_seconds
         return 100 if self.oauth else 190
+
+    def rate_account(self) -> str:
+        """HubSpot counts per portal and app; the settings do not name the portal, so the
+        app's credential stands for it: a private app's token, or an OAuth app's client id and
+        configured refresh token (hashed, never the secret itself)."""
+        if self.oauth:
+            assert self.refresh_token is not None
+            secret, app = self.refresh_token.get_secret_value(), f"app {self.client_id} "
+        else:
+            assert self.access_token is not None
+            secret, app = self.access_token.get_secret_value(), "private app "
+        return app + hashlib.sha256(secret.encode()).hexdigest()[:16]
 
     def written_properties(self) -> dict[str, str]:
         """Canonical name -> the HubSpot property we write it to (see WRITABLE)."""

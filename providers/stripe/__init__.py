@@ -1,4 +1,4 @@
-"""Stripe, the payment gateway: customers, invoices, charges, payment intents, refunds, payouts,
+"""Stripe, the payment gateway: customers, invoices, charges, payment intents, refunds, disputes, payouts,
 balance transactions and credit notes in; invoices marked paid out of band, sent and voided out.
 
     providers.stripe:StripeProvider     the entry point (pyproject.toml)

@@ -57,7 +57,7 @@ from connector.money import Money
 from connector.providers.base import ActionResult, Page, Provider
 from connector.providers.stripe import cursor as cursors
 from connector.providers.stripe.settings import StripeSettings
-from connector.providers.stripe.streams import STREAMS, StreamDef
+from connector.providers.stripe.streams import DISPUTED_KEY, STREAMS, StreamDef
 
 _DAY = 86400
 # No Stripe object is older than this (2010-01-01): a window open below is not split under it.
@@ -270,6 +270,7 @@ class StripeProvider(Provider):
     read_payouts = _reader("payouts")
     read_credit_notes = _reader("credit_notes")
     read_balance_transactions = _reader("balance_transactions")
+    read_disputes = _reader("disputes")
 
     def _read(self, stream: StreamDef, cursor: str | None) -> Iterator[Page]:
         state = cursors.decode(cursor, stream=stream.name)
@@ -499,7 +500,11 @@ class StripeProvider(Provider):
         latest: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         for event in reversed(events):
             obj = event.get("data", {}).get("object") or {}
-            if obj.get("object") == stream.object or (stream.name == "refunds" and obj.get("object") == "charge"):
+            if stream.name == "charges" and obj.get("object") == "dispute" and obj.get("charge"):
+                key = f"charge:{obj['charge']}"  # charge.dispute.*: the disputed charge changed
+                latest.pop(key, None)
+                latest[key] = (event, {"object": "charge", "id": obj["charge"]})
+            elif obj.get("object") == stream.object or (stream.name == "refunds" and obj.get("object") == "charge"):
                 key = f"{obj.get('object')}:{obj.get('id')}"
                 latest.pop(key, None)  # re-inserted last: the order of the last change
                 latest[key] = (event, obj)
@@ -526,7 +531,12 @@ class StripeProvider(Provider):
         return [self._complete(stream, obj)]
 
     def _complete(self, stream: StreamDef, record: dict[str, Any]) -> dict[str, Any]:
-        """An invoice carries its first lines only; fetch the rest so its lines add up."""
+        """An invoice carries its first lines only; fetch the rest so its lines add up. A
+        disputed charge gets its disputes (`DISPUTED_KEY`): the charge itself only says that
+        it is disputed, not how the dispute stands."""
+        if stream.name == "charges" and record.get("disputed") and DISPUTED_KEY not in record:
+            disputes = self._all(STREAMS["disputes"].path, {"charge": record["id"]})
+            return {**record, DISPUTED_KEY: {"object": "list", "data": disputes}}
         lines = record.get("lines")
         if stream.name != "invoices" or not isinstance(lines, dict) or not lines.get("has_more"):
             return record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, date, datetime
 
 from pydantic import Field, SecretStr
@@ -45,6 +46,14 @@ class StripeSettings(ProviderSettings):
     @property
     def live(self) -> bool:
         return self.api_key.get_secret_value().startswith(("sk_live_", "rk_live_"))
+
+    def rate_account(self) -> str:
+        """Stripe counts per account and mode: the connected account when one is named, else
+        the key's own, known here by a hash of the key (never the key itself)."""
+        mode = "live" if self.live else "test"
+        if self.stripe_account:
+            return f"account {self.stripe_account} {mode}"
+        return f"key {hashlib.sha256(self.api_key.get_secret_value().encode()).hexdigest()[:16]} {mode}"
 
     def account_requests_per_second(self) -> int:
         if self.requests_per_second is not None:

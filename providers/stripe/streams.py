@@ -34,6 +34,10 @@ class StreamDef:
         return {"types[]": list(self.event_types)}
 
 
+# Where the adapter puts a disputed charge's disputes (`GET /v1/disputes?charge=`), newest
+# first, as a list object: API 2023-08-16's charge says only `disputed: true`.
+DISPUTED_KEY = "disputes"
+
 STREAMS: dict[str, StreamDef] = {
     s.name: s
     for s in (
@@ -76,5 +80,8 @@ STREAMS: dict[str, StreamDef] = {
         # GET /v1/credit_notes has no `created` filter: one sequential list.
         StreamDef("credit_notes", "/v1/credit_notes", "credit_note", event_type="credit_note.*", created_filter=False),
         StreamDef("balance_transactions", "/v1/balance_transactions", "balance_transaction"),
+        # Chargebacks. A charge's disputes ride on the charge too (`DISPUTED_KEY`): the charges
+        # stream re-reads a charge on each of its charge.dispute.* events (docs/disputes.md).
+        StreamDef("disputes", "/v1/disputes", "dispute", event_type="charge.dispute.*"),
     )
 }

@@ -29,6 +29,7 @@ TODAY = date.today()  # Stripe keeps events 30 days: the book must be dated arou
 # The sandbox runs with its limits off: the connections need not pace themselves by the
 # providers' documented ones (HubSpot's 4 searches a second alone, one before each note or task
 # is created, would add seconds to every apply).
+READ_ONLY_KEY = "rk_test_readonly0000000000000000"
 UNLIMITED = {
     "[connections.gateway]\n": "requests_per_second = 1000\nendpoint_requests_per_second = 1000\n",
     "[connections.ledger]\n": "calls_per_minute = 100000\n",
@@ -39,7 +40,8 @@ UNLIMITED = {
 @pytest.fixture(scope="module")
 def synced(tmp_path_factory):
     """A small book synced and reconciled once; each test gets a copy and a fresh sandbox."""
-    book = with_credentials(generate(9, "small", today=TODAY).data)
+    data = with_credentials(generate(9, "small", today=TODAY).data)
+    book = {**data, "credentials": {**data["credentials"], "stripe": [*data["credentials"]["stripe"], READ_ONLY_KEY]}}
     directory = tmp_path_factory.mktemp("synced")
     with Sandbox(book, limits="off") as sandbox:
         store, report = sync_sandbox(sandbox, directory, full=True)
@@ -58,7 +60,13 @@ class Book:
         self.store = open_store(f"sqlite:///{directory / 'state.db'}")
         self.configure()
 
-    def configure(self, *, revoked_gateway_key: bool = False, ledger_calls_per_day: int | None = None) -> None:
+    def configure(
+        self,
+        *,
+        revoked_gateway_key: bool = False,
+        read_only_gateway_key: bool = False,
+        ledger_calls_per_day: int | None = None,
+    ) -> None:
         text = demo_config(self.sandbox).replace("sqlite:///connector.db", f"sqlite:///{self.directory / 'state.db'}")
         for section, lines in UNLIMITED.items():
             text = text.replace(section, section + lines)
@@ -70,6 +78,8 @@ class Book:
             text = text.replace(
                 f'api_key = "{DEMO_CREDENTIALS["stripe"][0]}"', 'api_key = "sk_test_rolled0000000000000000"'
             )
+        if read_only_gateway_key:  # a restricted key that may read: each write is refused with a 403
+            text = text.replace(f'api_key = "{DEMO_CREDENTIALS["stripe"][0]}"', f'api_key = "{READ_ONLY_KEY}"')
         self.config_path.write_text(text)
 
     def run(self, *args: str):
@@ -267,7 +277,8 @@ def test_sync_exits_1_naming_each_stream_a_spent_daily_limit_deferred_and_the_wr
 
 
 def test_a_failing_connection_is_retried_with_backoff_parked_then_retried_or_cancelled(book):
-    book.configure(revoked_gateway_key=True)
+    # (A refused credential holds the connection's writes instead: test_e2e_apply_credentials.)
+    book.configure(read_only_gateway_key=True)
     ids = sorted(e["id"] for e in book.pending("gateway"))
     assert len(ids) >= 3
 
@@ -276,10 +287,10 @@ def test_a_failing_connection_is_retried_with_backoff_parked_then_retried_or_can
         result = book.run("apply", "--only", "gateway", "--yes")
         after = datetime.now(UTC)
         assert result.exit_code == 1, result.stderr
-        assert f"will retry #{ids[0]} " in result.stdout and "Invalid API Key provided" in result.stdout
+        assert f"will retry #{ids[0]} " in result.stdout and "does not have the required permissions" in result.stdout
         entries = book.outbox("gateway")
         assert {e["state"] for e in entries} == {"planned"} and {e["attempts"] for e in entries} == {attempt}
-        assert all("Invalid API Key provided" in e["last_error"] for e in entries)
+        assert all("does not have the required permissions" in e["last_error"] for e in entries)
         wait = BACKOFF[attempt - 1]  # 1 min, 5 min, 30 min, 2 h
         for entry in entries:
             assert before + wait <= datetime.fromisoformat(entry["next_attempt_at"]) <= after + wait

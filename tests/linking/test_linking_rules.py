@@ -169,3 +169,28 @@ def test_a_ledger_payment_already_linked_or_naming_two_charges_links_nothing_mor
 
 def test_invoice_numbers_normalise_separators_and_case():
     assert normalise_number("inv-0042") == normalise_number("INV 0042") == normalise_number("INV0042")
+
+
+def test_an_invoice_stored_before_its_contact_links_by_the_customer_its_system_names():
+    def stored_early(system, kind, remote, entity, contact):
+        data = inv(None, total="250.00", customer=None)
+        return View(
+            system,
+            kind,
+            "invoice",
+            remote,
+            entity,
+            {"ledger": 3, "gateway": 2}[kind],
+            data,
+            links={"customer": contact},
+        )
+
+    views = [
+        stored_early("ledger", "ledger", "x1", "l1", "X-C1"),
+        stored_early("gateway", "gateway", "in_1", "g1", "cus_1"),
+    ]
+    # no customer id in either view; the contacts arrived later and were linked as one customer
+    assert link_invoices(views, {}) == []
+    customers = {("ledger", "X-C1"): "acme", ("gateway", "cus_1"): "acme"}
+    [link] = link_invoices(views, {}, customers)
+    assert (link.survivor, link.member, link.rule) == ("l1", "g1", "customer_amount_date")

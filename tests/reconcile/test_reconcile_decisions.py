@@ -419,7 +419,8 @@ def test_match_across_currencies_says_an_allocation_never_mixes_them(book):
     with pytest.raises(UsageError) as refused:
         match(book, "ch_e", "INV-1", amount="10.00", user="carol")
     assert str(refused.value) == (
-        "currencies differ: payment in EUR, invoice in USD; an allocation never mixes currencies"
+        "currencies differ: payment in EUR, invoice in USD; an allocation never mixes currencies: "
+        "record the payment against the invoice in the ledger"
     )
 
 
@@ -629,3 +630,45 @@ def test_invoice_balance_of_a_void_invoice_is_zero_so_nothing_can_be_matched_to_
         match(book, "ch_1", "INV-V", user="carol")
     with pytest.raises(UsageError, match=r"^invoice INV-V owes only 0\.00 USD, not 1\.00 USD$"):
         match(book, "ch_1", "INV-V", amount="1.00", user="carol")
+
+
+def test_a_payment_naming_an_invoice_in_another_currency_cannot_be_accepted_and_says_why(proposed):
+    store = proposed.store
+    eur = _payment("pay8", "ch_8", "acme", "92.00", "EUR", remittance="INV-1")
+    store.store_page("gateway", "charges", "payment", [eur], None, rank=1)
+    summary = _reconcile(store)
+    [flagged] = [p for p in summary.proposals if p["payment_id"] == "pay8"]
+    first = flagged["candidates"][0]
+    assert first["reason"].startswith("remittance 'INV-1' names Acme's INV-1, 100.00 USD open: ")
+    assert "92.00 EUR for 100.00 USD = 1.086957 USD per EUR" in first["reason"]
+    assert flagged["note"].startswith("the remittance names Acme's INV-1 in USD")
+    with pytest.raises(UsageError, match=r"currencies differ: .* record the payment against the invoice in the ledger"):
+        accept_proposal(store, flagged["id"], user="bob")
+    assert _applied(store) == [] and _proposal(store, flagged["id"])["status"] == "open"
+
+
+def test_a_possible_duplicate_payment_is_kept_as_credit_with_its_note_stored_and_nothing_to_accept(book):
+    # INV-0007 was paid in full already; a second payment naming it is not moved to INV-0008, the
+    # next invoice of the same amount: the money stays credit and finance reads why.
+    book.store_page(
+        "ledger",
+        "invoices",
+        "invoice",
+        [
+            _invoice("invp", "INV-0007", "kw", "12.340", "KWD", paid="12.340", status="paid"),
+            _invoice("invq", "INV-0008", "kw", "12.340", "KWD"),
+        ],
+        None,
+        rank=3,
+    )
+    again = _payment("payd", "ch_d", "kw", "12.340", "KWD", remittance="INV-0007")
+    book.store_page("gateway", "charges", "payment", [again], None, rank=1)
+    summary = _reconcile(book)
+    assert [a for a in summary.applied if a.payment_id == "payd"] == []
+    [flagged] = [p for p in summary.proposals if p["payment_id"] == "payd"]
+    stored_note = _proposal(book, flagged["id"])["note"]
+    assert stored_note.startswith("possible duplicate payment: Kuwait Co's INV-0007 was paid in full already")
+    assert "keep 12.340 KWD as unapplied credit or refund it" in stored_note
+    # the invoice of the same amount may be shown to finance, never applied by a rule
+    assert flagged["candidates"] and all(Decimal(c["confidence"]) < Decimal("0.95") for c in flagged["candidates"])
+    assert _balance(book, "invq") == Money.of("12.340", "KWD")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from datetime import date, timedelta
+from decimal import Decimal
 
 from connector.model import Invoice, Payment
 from connector.money import Money
@@ -21,9 +22,13 @@ def test_currencies_never_mix_even_with_equal_amounts_and_numbers():
     ]
     result = reconcile(invoices, payments, links={"p-eur": ["i-usd"]})
     assert result.applied == []
-    assert result.proposals == []
+    # Finance is told, with the rate the payment implies; nothing can be accepted across currencies.
+    [proposal] = result.proposals
+    [candidate] = proposal.candidates  # proposed with the rate; accepting it is refused
+    assert candidate.invoice_ids == ("i-usd",) and candidate.confidence < Decimal("0.95")
+    assert proposal.note is not None and "100.00 EUR for 100.00 USD = 1 USD per EUR" in proposal.note
     assert result.unapplied == {"p-eur": Money.of("100.00", "EUR")}
-    assert result.unmatched == ["p-eur"]
+    assert result.unmatched == []
 
 
 def test_jpy_amounts_stay_whole_yen():
@@ -62,7 +67,7 @@ def test_random_books_never_break_the_invariants():
         result = reconcile(invoices, payments)
         check_invariants(invoices, payments, result)
         for proposal in result.proposals:
-            assert proposal.candidates
+            assert proposal.candidates or proposal.note
             confidences = [c.confidence for c in proposal.candidates]
             assert confidences == sorted(confidences, reverse=True)
 

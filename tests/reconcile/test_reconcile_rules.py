@@ -261,6 +261,7 @@ def test_the_surplus_of_a_payment_already_applied_is_not_guessed_onto_another_in
     payments = [pay("p1", "130.00", remittance="INV-0042")]
     first = reconcile(invoices, payments)
     assert pairs(first) == [("p1", "i1", "100.00")] and first.proposals == []
+    # INV-0042 is paid now, by this very payment: no duplicate payment, nothing to propose.
     again = reconcile(invoices, payments, allocations=first.applied)
     assert again.applied == [] and again.proposals == []
     assert again.unapplied == {"p1": Money.of("30.00", "USD")}

@@ -36,6 +36,7 @@ RESOURCES = {
     "payouts": "payouts.json",
     "balance_transactions": "balance_transactions.json",
     "credit_notes": "credit_notes.json",
+    "disputes": "disputes.json",
     "events": "events.json",
 }
 

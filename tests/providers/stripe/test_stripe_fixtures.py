@@ -18,6 +18,7 @@ ENDPOINTS = {
     "charges.json": ("GET", "/v1/charges", 200),
     "payment_intents.json": ("GET", "/v1/payment_intents", 200),
     "refunds.json": ("GET", "/v1/refunds", 200),
+    "disputes.json": ("GET", "/v1/disputes", 200),
     "payouts.json": ("GET", "/v1/payouts", 200),
     "balance_transactions.json": ("GET", "/v1/balance_transactions", 200),
     "credit_notes.json": ("GET", "/v1/credit_notes", 200),

@@ -215,3 +215,82 @@ def test_an_expanded_latest_charge_still_links_by_id(mapper):
         mapped(mapper, "payment_intents", [raw])["pi_3OBaB1LkdIwHu7ix0USD0001"].links["charge"]
         == "ch_3OBaB1LkdIwHu7ix0USD0001"
     )
+
+
+# Disputes --------------------------------------------------------------------------------
+
+LOST = "dp_1OBaD1LkdIwHu7ixLOST0001"
+
+
+def disputed_charge(status: str, *, amount: int = 5000, currency: str = "usd", disputed: int | None = None) -> dict:
+    """The fixture's USD charge, disputed: its dispute as the adapter attaches it."""
+    charge = {c["id"]: c for c in fixture(RESOURCES["charges"])["data"]}["ch_3OBaB1LkdIwHu7ix0USD0001"]
+    dispute = {
+        **fixture(RESOURCES["disputes"])["data"][0],
+        "status": status,
+        "amount": amount if disputed is None else disputed,
+        "currency": currency,
+        "charge": charge["id"],
+    }
+    return {
+        **charge,
+        "amount": amount,
+        "currency": currency,
+        "balance_transaction": None,
+        "disputed": True,
+        "disputes": {"object": "list", "data": [dispute]},
+    }
+
+
+def test_a_lost_dispute_maps_onto_its_charge_and_withdraws_the_money(mapper):
+    [m] = mapped(mapper, "charges", [disputed_charge("lost")]).values()
+    payment = m.record
+    assert (payment.dispute_status, payment.dispute_reason) == ("lost", "fraudulent")
+    assert payment.amount_disputed == Money.of("50.00", "USD")
+    assert payment.disputed_at == datetime(2023, 11, 13, tzinfo=UTC)
+    assert payment.collected == Money.of("0.00", "USD")
+
+
+@pytest.mark.parametrize(
+    ("stripe_status", "status", "collected"),
+    [
+        ("warning_needs_response", "inquiry", "50.00"),
+        ("warning_closed", "inquiry", "50.00"),
+        ("needs_response", "open", "0.00"),
+        ("under_review", "open", "0.00"),
+        ("won", "won", "50.00"),
+    ],
+)
+def test_dispute_statuses_map_to_what_the_money_does(mapper, stripe_status, status, collected):
+    [m] = mapped(mapper, "charges", [disputed_charge(stripe_status)]).values()
+    assert m.record.dispute_status == status
+    assert m.record.collected == Money.of(collected, "USD")
+
+
+def test_disputed_amounts_keep_jpy_and_kwd_exponents(mapper):
+    [jpy] = mapped(mapper, "charges", [disputed_charge("lost", amount=50000, currency="jpy", disputed=20000)]).values()
+    assert jpy.record.amount_disputed == Money.of("20000", "JPY")
+    assert jpy.record.collected == Money.of("30000", "JPY")
+    [kwd] = mapped(
+        mapper, "charges", [disputed_charge("under_review", amount=12340, currency="kwd", disputed=2340)]
+    ).values()
+    assert kwd.record.amount_disputed == Money.of("2.340", "KWD")
+
+
+def test_an_undisputed_charge_has_no_dispute(mapper):
+    payment = mapped(mapper, "charges")["ch_3OBaB1LkdIwHu7ix0USD0001"].record
+    assert payment.dispute_status is None and payment.amount_disputed is None
+
+
+def test_a_disputed_charge_without_its_disputes_is_a_clear_mapping_error(mapper):
+    charge = {**disputed_charge("lost"), "disputes": {"object": "list", "data": []}}
+    out, errors = mapper.map_page("charges", [charge])
+    assert out == [] and len(errors) == 1
+    assert "is disputed but its disputes were not read" in str(errors[0])
+
+
+def test_the_disputes_stream_keeps_the_dispute_beside_its_charge(mapper):
+    m = mapped(mapper, "disputes")[LOST]
+    assert m.ref.object_type == "dispute"
+    assert m.record.dispute_status == "lost" and m.record.amount_disputed == Money.of("50.00", "USD")
+    assert m.links["payment"] == "ch_3OBaC1LkdIwHu7ixDISP0001"
