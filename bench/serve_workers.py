@@ -3,6 +3,7 @@ sends actions: every unit pulled once for the tick, every action applied once, n
 
     .venv/bin/python bench/serve_workers.py --size large          # by hand: see docs/benchmarks.md
     .venv/bin/python bench/serve_workers.py --size medium --no-kill
+    .venv/bin/python bench/serve_workers.py --size medium --no-kill --limits documented --client-limits documented
 
 The same run as tests/e2e/test_e2e_service.py (which uses the medium book, client limits off, to fit the suite):
 generates the book, serves it from this process on 127.0.0.1, writes a config on a throwaway
@@ -12,7 +13,9 @@ waits until every pull, the reconcile-and-plan step and every action are done (t
 take over what the dead one held), then SIGTERMs them. Prints the time, the units and their
 runs, the actions, the duplicates and missing effects in the sandbox's journal (both must be
 0), and the writes a reconcile after the tick still plans (the tick's own plan missed them;
-must be 0). Exit status 1 when anything is off. Loopback only; bounded by --timeout.
+must be 0), and per provider the requests the sandbox saw, the share answered 429 and the most
+that arrived in any window of its documented limit (Xero 60 s, Stripe 1 s, HubSpot 10 s). Exit
+status 1 when anything is off. Loopback only; bounded by --timeout.
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ def main() -> int:
                 timeout=args.timeout,
                 client_limits=args.client_limits == "documented",
             )
+            traffic = sandbox.traffic()
     pulls = [u for u in run.units if u["kind"] == "pull"]
     others = [u for u in run.units if u["kind"] == "reconcile"]
     undone = [u["unit"] for u in pulls + others if u["done_tick"] != u["due_tick"] or u["last_error"]]
@@ -136,6 +140,11 @@ def main() -> int:
         f"{' (' + ', '.join(f'{k} {v}' for k, v in sorted(run.left_for_next_tick.items())) + ')' if left else ''}; "
         f"{run.order}"
     )
+    for provider, seen in traffic.items():
+        print(
+            f"{provider} traffic: {seen.requests:,} requests, {seen.rate_limited} answered 429 "
+            f"({seen.rate_limited_share:.1%}), most in any {seen.window:g} s: {seen.busiest}"
+        )
     print(f"total {time.monotonic() - started:.0f} s")
     bad = (
         not effects.ok

@@ -5,15 +5,24 @@ its word is trusted for facts the systems share).
 A stage works on one company's book with that company's connections only (`Config.for_company`
 and `Store.for_company`): `check_scope` refuses anything else, as the bug it would be (a sync
 filing one company's records in another's book, a plan sending its writes to another's systems).
+
+Every provider opened here draws on its account's one rate budget (`rate_account`): the same
+limiter for every unit of the process, counted in the database for every worker
+(`connector.state.budgets`).
 """
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 from connector.config import Config, Connection
 from connector.errors import ConfigError, StateError
+from connector.http.provider_http import ProviderHttp
+from connector.http.ratelimit import shared_limiter
 from connector.mappings.mapper import Mapper, load_mapping
 from connector.providers.base import DEFAULT_SOURCE_PRIORITY, Provider
 from connector.providers.registry import Registry, installed
+from connector.state.budgets import StateBudgets
 from connector.state.store import Store
 from connector.state.token_store import StateTokenStore
 
@@ -43,7 +52,31 @@ def open_provider(connection: Connection, store: Store, registry: Registry | Non
     writes planned from there."""
     _check_connection(connection, store)
     cls = (registry or installed()).get(connection.provider)
-    return cls(connection.settings, connection=connection.name, token_store=StateTokenStore(store))
+    provider = cls(connection.settings, connection=connection.name, token_store=StateTokenStore(store))
+    http = getattr(provider, "http", None)
+    if isinstance(http, ProviderHttp) and http.rate_limiter is not None:
+        http.rate_limiter = shared_limiter(http.rate_limiter, StateBudgets(store), rate_account(connection))
+    return provider
+
+
+@runtime_checkable
+class AccountSettings(Protocol):
+    """Settings that name the provider account their connection calls (its rate budget)."""
+
+    def rate_account(self) -> str: ...
+
+
+def rate_account(connection: Connection) -> str:
+    """The key of the provider account whose rate budget the connection draws on: the
+    provider, the settings' `rate_account()` (a Xero tenant, a Stripe account and key mode, a
+    HubSpot portal or token) and the API's address (a sandbox is not the real account).
+    Settings without `rate_account()` (a partner's provider) budget per connection."""
+    settings = connection.settings
+    if isinstance(settings, AccountSettings):
+        account = settings.rate_account()
+    else:
+        account = f"connection {connection.company}/{connection.name}"
+    return f"{connection.provider}:{account}@{settings.base_url}"
 
 
 def mapping_location(provider: str, registry: Registry | None = None) -> str:

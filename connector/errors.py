@@ -15,6 +15,7 @@
     │   └── TokensUnreadableError       stored tokens no configured key opens
     └── ProviderError                   exit 3: provider, http_status, request_id, code
         ├── AuthenticationError         401/403 or a refused token grant: fix the credentials
+        │                               (`refuses_credential`: the whole credential, not one object)
         ├── RateLimitError              429 after the retry budget (retry_after seconds)
         │   └── RateLimitDeferred       the wait is hours (a daily limit): stop, resume later
         ├── InvalidRequestError         other 4xx: our request is wrong, retrying will not help
@@ -132,8 +133,22 @@ class ProviderError(ConnectorError):
         super().__init__(" | ".join(parts))
 
 
+# What a provider answers when the credential itself is refused, whatever the request: an
+# OAuth grant refused at the token endpoint (RFC 6749, and HubSpot's own words for it), a
+# client refused there, Stripe's expired or unknown API key.
+CREDENTIAL_REFUSED_CODES = frozenset(
+    {"invalid_grant", "invalid_client", "unauthorized_client", "BAD_REFRESH_TOKEN", "BAD_CLIENT", "api_key_expired"}
+)
+
+
 class AuthenticationError(ProviderError):
-    pass
+    @property
+    def refuses_credential(self) -> bool:
+        """The provider refused the credential as a whole (a 401, or a refused grant or key),
+        not one request: every later request with it would be refused too. A 403 names a
+        permission on one object or scope (HubSpot's missing scopes, a Stripe restricted key):
+        other requests may pass, so it is not a refused credential unless its code says so."""
+        return self.http_status == 401 or (self.code or "") in CREDENTIAL_REFUSED_CODES
 
 
 class RateLimitError(ProviderError):

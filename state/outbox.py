@@ -4,14 +4,20 @@ States: planned -> in_flight (claimed) -> done, or back to planned with `next_at
 a failure, or `failed` (parked for a person) after the last attempt; `cancelled` by a person.
 A claim is a compare-and-swap on the row, so two workers never both send an action; a claim
 whose worker is gone (its lease ran out) is taken over, and the provider's idempotency key
-makes that resend harmless.
+makes that resend harmless. A claim takes a share of every connection with work due (`claim`).
+
+A planned action may wait on its connection rather than on its own failure, no attempt
+counted: until a spent limit resets (`defer_connection`, `next_attempt_at` that moment), or
+until a refused credential changes (`hold_connection`, `next_attempt_at` = `HELD`, the refused
+credential's fingerprint in `result`).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -133,32 +139,79 @@ def claim(
     dead_workers: Sequence[str] = (),
     skip_connections: Sequence[str] = (),
 ) -> list[OutboxEntry]:
-    """Claim up to `limit` actions for `worker`: each by its own compare-and-swap, so a row
-    another worker took meanwhile is skipped, never sent twice. On PostgreSQL the candidates
-    are read `FOR UPDATE SKIP LOCKED`: rows another worker is claiming in a transaction not yet
-    committed are passed over, so two workers claiming at the same moment get different
-    batches instead of the second one finding its whole batch taken (and stopping with work
-    left). SQLite has one writer at a time (`BEGIN IMMEDIATE`), so claims cannot overlap there."""
+    """Claim up to `limit` actions for `worker`, shared out across the connections that have
+    work due and returned in turn (one of each connection, then the next of each), so one
+    connection's backlog never holds back another's writes; within a connection, in id order
+    (the order the plan queued them). A connection whose actions wait (a spent limit, a
+    refused credential) has nothing due and takes no share.
+
+    Each action is claimed by its own compare-and-swap, so a row another worker took meanwhile
+    is skipped, never sent twice. On PostgreSQL the candidates are read `FOR UPDATE SKIP
+    LOCKED`: rows another worker is claiming in a transaction not yet committed are passed
+    over, so two workers claiming at the same moment get different batches instead of the
+    second one finding its whole batch taken (and stopping with work left). SQLite has one
+    writer at a time (`BEGIN IMMEDIATE`), so claims cannot overlap there."""
     outbox = table("outbox_actions")
     now = utcnow()
     condition = sa.and_(mine(session, outbox), _claimable(outbox, now, now - lease, dead_workers))
-    query = sa.select(outbox.c.id).where(condition).order_by(outbox.c.id).limit(limit).with_for_update(skip_locked=True)
+    scope = [condition]
     if connections is not None:
-        query = query.where(outbox.c.connection.in_(list(connections)))
+        scope.append(outbox.c.connection.in_(list(connections)))
     if skip_connections:
-        query = query.where(outbox.c.connection.not_in(list(skip_connections)))
-    claimed = []
-    for (action_id,) in session.execute(query).all():
-        result = session.execute(
-            sa.update(outbox)
-            .where(mine(session, outbox), outbox.c.id == action_id, condition)
-            .values(
-                state="in_flight", claimed_by=worker, claimed_at=now, attempts=outbox.c.attempts + 1, updated_at=now
+        scope.append(outbox.c.connection.not_in(list(skip_connections)))
+    # the connections with work due, the one waiting longest first (its oldest action)
+    due = (
+        sa.select(outbox.c.connection)
+        .where(*scope)
+        .group_by(outbox.c.connection)
+        .order_by(sa.func.min(outbox.c.id))
+        .limit(max(limit, 1))
+    )
+    names = [row[0] for row in session.execute(due)]
+    if not names:
+        return []
+    turns: dict[str, list[int]] = {name: [] for name in names}
+    # Each connection's share of what is left, rounded up; the shares of connections with
+    # less work due go to the others in the next pass.
+    hungry = names
+    while hungry and (left := limit - sum(len(turn) for turn in turns.values())) > 0:
+        share = -(-left // len(hungry))
+        full = []
+        for name in hungry:
+            share = min(share, limit - sum(len(turn) for turn in turns.values()))
+            if share <= 0:
+                break
+            query = (
+                sa.select(outbox.c.id)
+                .where(*scope, outbox.c.connection == name)
+                .order_by(outbox.c.id)
+                .limit(share)
+                .with_for_update(skip_locked=True)
             )
-        )
-        if rowcount(result) == 1:
-            claimed.append(action_id)
-    return entries(session, ids=claimed) if claimed else []
+            candidates = [action_id for (action_id,) in session.execute(query).all()]
+            turns[name] += [action_id for action_id in candidates if _take(session, action_id, worker, now, condition)]
+            if len(candidates) == share:
+                full.append(name)
+        hungry = full
+    # one of each connection, then the next of each
+    order = [
+        action_id for turn in itertools.zip_longest(*turns.values()) for action_id in turn if action_id is not None
+    ]
+    if not order:
+        return []
+    by_id = {entry.id: entry for entry in entries(session, ids=order)}
+    return [by_id[action_id] for action_id in order]
+
+
+def _take(session: Session, action_id: int, worker: str, now: datetime, condition: Any) -> bool:
+    """Claim one action if it is still claimable (the compare-and-swap)."""
+    outbox = table("outbox_actions")
+    result = session.execute(
+        sa.update(outbox)
+        .where(mine(session, outbox), outbox.c.id == action_id, condition)
+        .values(state="in_flight", claimed_by=worker, claimed_at=now, attempts=outbox.c.attempts + 1, updated_at=now)
+    )
+    return rowcount(result) == 1
 
 
 def counts_by_state(session: Session) -> dict[str, int]:
@@ -262,6 +315,129 @@ def defer_connection(session: Session, connection: str, note: str, *, not_before
     return rowcount(waiting)
 
 
+def unclaim(session: Session, action_ids: Sequence[int], worker: str) -> int:
+    """Hand back claimed actions unsent, due at once and their claims not counted as attempts
+    (a worker stopping: another one, or the next run, sends them). Returns how many."""
+    outbox = table("outbox_actions")
+    released = 0
+    for chunk in in_chunks(session, list(action_ids)):
+        released += rowcount(
+            session.execute(
+                sa.update(outbox)
+                .where(
+                    mine(session, outbox),
+                    outbox.c.id.in_(chunk),
+                    outbox.c.state == "in_flight",
+                    outbox.c.claimed_by == worker,
+                )
+                .values(
+                    state="planned",
+                    attempts=sa.case((outbox.c.attempts > 0, outbox.c.attempts - 1), else_=0),
+                    claimed_by=None,
+                    claimed_at=None,
+                    updated_at=utcnow(),
+                )
+            )
+        )
+    return released
+
+
+# Held for a credential: the connection's credential was refused, so its writes wait until the
+# credential changes (compared by fingerprint) or a person queues them again; no time is known.
+HELD = datetime(9999, 12, 31, tzinfo=UTC)
+HELD_FOR_CREDENTIAL = "credential"
+
+
+def is_held(entry: OutboxEntry) -> bool:
+    """The action waits for its connection's credential to change (`hold_connection`)."""
+    return entry.action.state == "planned" and entry.next_attempt_at == HELD
+
+
+def _held(session: Session, outbox: sa.Table, connection: str) -> Any:
+    """The actions of `connection` held for its credential."""
+    return sa.and_(
+        mine(session, outbox),
+        outbox.c.connection == connection,
+        outbox.c.state == "planned",
+        outbox.c.next_attempt_at == HELD,
+    )
+
+
+def hold_connection(session: Session, connection: str, note: str, *, credential: str) -> int:
+    """Every planned action of `connection` waits for its credential to change: `credential`
+    is the fingerprint of the one refused (never the secret), the note says why; attempts
+    unchanged. Returns how many wait."""
+    outbox = table("outbox_actions")
+    held = session.execute(
+        sa.update(outbox)
+        .where(mine(session, outbox), outbox.c.connection == connection, outbox.c.state == "planned")
+        .values(
+            next_attempt_at=HELD,
+            last_error=note[:2000],
+            result={"held_for": HELD_FOR_CREDENTIAL, "credential": credential},
+            updated_at=utcnow(),
+        )
+    )
+    return rowcount(held)
+
+
+def held_connections(session: Session, connections: Sequence[str] | None = None) -> dict[str, str]:
+    """connection -> the fingerprint of the credential it was held for (`hold_connection`)."""
+    outbox = table("outbox_actions")
+    query = sa.select(outbox.c.connection, outbox.c.result).where(
+        mine(session, outbox), outbox.c.state == "planned", outbox.c.next_attempt_at == HELD
+    )
+    if connections is not None:
+        query = query.where(outbox.c.connection.in_(list(connections)))
+    held: dict[str, str] = {}
+    for name, result in session.execute(query.order_by(outbox.c.id.desc())):
+        if name not in held:  # the latest hold's
+            held[name] = str((result or {}).get("credential", ""))
+    return held
+
+
+def held_note(session: Session, connection: str) -> str:
+    """Why the connection's writes are held: the note of its latest held write."""
+    outbox = table("outbox_actions")
+    query = (
+        sa.select(outbox.c.last_error).where(_held(session, outbox, connection)).order_by(outbox.c.id.desc()).limit(1)
+    )
+    note = session.execute(query).scalar()
+    return str(note or f"waits for a new credential of connection {connection}")
+
+
+def resume_connection(session: Session, connection: str) -> int:
+    """The held actions of `connection` are due again (its credential changed, or a person
+    asked); returns how many."""
+    outbox = table("outbox_actions")
+    resumed = session.execute(
+        sa.update(outbox)
+        .where(_held(session, outbox, connection))
+        .values(next_attempt_at=None, last_error=None, result=None, updated_at=utcnow())
+    )
+    return rowcount(resumed)
+
+
+def waiting_by_connection(session: Session) -> dict[tuple[str, str], int]:
+    """(connection, why) -> how many of its writes wait on the connection, not on their own
+    failure: `credential` (held, `hold_connection`) or `rate_limit` (a spent limit,
+    `defer_connection`/`release`, still ahead)."""
+    outbox = table("outbox_actions")
+    waiting = sa.and_(mine(session, outbox), outbox.c.state == "planned")
+    spent = sa.and_(
+        outbox.c.next_attempt_at > utcnow(), outbox.c.next_attempt_at < HELD, outbox.c.last_error.like(WAITS_NOTE + "%")
+    )
+    counts: dict[tuple[str, str], int] = {}
+    for why, condition in ((HELD_FOR_CREDENTIAL, outbox.c.next_attempt_at == HELD), ("rate_limit", spent)):
+        query = sa.select(outbox.c.connection, sa.func.count()).where(waiting, condition).group_by(outbox.c.connection)
+        counts.update({(name, why): int(count) for name, count in session.execute(query)})
+    return counts
+
+
+# How the note of a write waiting for its connection's spent limit begins (`defer_connection`).
+WAITS_NOTE = "waits until "
+
+
 def set_state(session: Session, action_id: int, state: str, *, from_states: Sequence[str]) -> bool:
     outbox = table("outbox_actions")
     changed = session.execute(
@@ -274,6 +450,8 @@ def set_state(session: Session, action_id: int, state: str, *, from_states: Sequ
             claimed_at=None,
             updated_at=utcnow(),
             attempts=0 if state == "planned" else outbox.c.attempts,
+            # a write queued again is no longer held for its connection's credential
+            result=None if state == "planned" else outbox.c.result,
         )
     )
     return rowcount(changed) == 1

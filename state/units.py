@@ -19,6 +19,14 @@ Each company's work is its own: a pull unit belongs to its connection's company,
 company has its own reconcile unit, claimable once that company's pulls of the tick are done
 (failed ones count as done), whatever other companies' pulls are doing. The service declares
 its units every tick; a scheduled unit it no longer declares is retired (`retire_units`).
+
+A worker's liveness is its heartbeat, not only its lease: each `connector serve` keeps a row
+of kind `worker` here (`beat`), whose `lease_until` is how long it promises to live without
+beating again (its heartbeat timeout) and whose `last_success_at` is its latest beat. A unit
+held by a worker whose heartbeat ran out is free to take over at once (`claim` says from whom,
+`Unit.taken_from`), whatever its lease says, on any host; the lease stays the upper bound (a
+worker of an older release beats nowhere). `silent_workers` names them for the outbox's claims.
+A worker row is not a unit: `units` leaves it out, no tick makes it due.
 """
 
 from __future__ import annotations
@@ -36,8 +44,12 @@ from connector.state.scope import company_of
 from connector.state.tables import table
 from connector.state.upsert import in_chunks, insert_new
 
-SERVICE_UNIT = "service:lock"
-SCHEDULED_KINDS = ("pull", "reconcile")  # the units a tick makes due (the lock is not one)
+# The single-worker lock row of SQLite databases before 0.x: an OS file lock guards SQLite now
+# (`connector.service.loop`); a row left behind is dropped (`clear_dead_holds`).
+OLD_SERVICE_LOCK = "service:lock"
+SCHEDULED_KINDS = ("pull", "reconcile")  # the units a tick makes due
+WORKER_KIND = "worker"  # a worker's heartbeat row
+PRUNE_SILENT = timedelta(days=1)  # a worker silent this long and holding no unit is forgotten
 
 
 class Declared(NamedTuple):
@@ -59,6 +71,16 @@ class Unit:
     stream: str | None
     due_tick: int
     done_tick: int = -1  # as claimed: `finish` compares it, to see a request that came meanwhile
+    taken_from: str | None = None  # the worker that held it when claimed (it died, or its lease ran out)
+    silent_for: timedelta | None = None  # how long `taken_from` had not beaten, when its heartbeat ran out
+
+
+class WorkerBeat(NamedTuple):
+    """A worker's heartbeat row: its name, its latest beat, and until when that beat holds."""
+
+    worker: str
+    beat_at: datetime | None
+    alive_until: datetime | None
 
 
 class UnitRow(TypedDict):
@@ -110,13 +132,22 @@ def retire_units(session: Session, declared: Sequence[Declared | tuple[str, str,
     wanted = {
         (d.unit, d.kind, d.company or company_of(session), d.connection, d.stream) for d in map(_declared, declared)
     }
-    free = sa.or_(work.c.owner.is_(None), work.c.lease_until.is_(None), work.c.lease_until < utcnow())
+    free = _unheld(work, utcnow())
     columns = (work.c.unit, work.c.kind, work.c.company, work.c.connection, work.c.stream)
     rows = session.execute(sa.select(*columns).where(work.c.kind.in_(SCHEDULED_KINDS), free)).all()
     stale = sorted(row[0] for row in rows if tuple(row) not in wanted)
     for chunk in in_chunks(session, stale):
         session.execute(sa.delete(work).where(work.c.unit.in_(list(chunk)), free))
     return stale
+
+
+def _unheld(work: sa.Table, now: datetime) -> sa.ColumnElement[bool]:
+    """Nobody holds the unit: no owner, a lease run out, or an owner whose heartbeat ran out."""
+    beats = work.alias("beats")
+    silent_owner = sa.exists().where(
+        beats.c.kind == WORKER_KIND, beats.c.owner == work.c.owner, beats.c.lease_until < now
+    )
+    return sa.or_(work.c.owner.is_(None), work.c.lease_until.is_(None), work.c.lease_until < now, silent_owner)
 
 
 def _declared(unit: Declared | tuple[str, str, str | None, str | None]) -> Declared:
@@ -164,16 +195,19 @@ def claim(
     early; another company's pulls never hold it back."""
     work = table("work_units")
     now = utcnow()
-    free = sa.or_(work.c.lease_until.is_(None), work.c.lease_until < now, work.c.owner == worker)
+    free = sa.or_(_unheld(work, now), work.c.owner == worker)
     after_pulls = sa.or_(work.c.kind != "reconcile", ~_pull_due(work))
     due = sa.and_(work.c.due_tick > work.c.done_tick, work.c.kind.in_(list(kinds)), free, after_pulls)
-    query = sa.select(work.c.unit).where(due).order_by(work.c.kind.desc(), work.c.unit).limit(limit)
+    query = sa.select(work.c.unit, work.c.owner).where(due).order_by(work.c.kind.desc(), work.c.unit).limit(limit)
     if only is not None:
         query = query.where(work.c.unit.in_(list(only)))
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+        query = query.with_for_update(of=work, skip_locked=True)
+    candidates = session.execute(query).all()
+    held = {str(owner) for _, owner in candidates if owner is not None and owner != worker}
+    beats = {b.worker: b for b in workers(session, held)} if held else {}
     claimed: list[Unit] = []
-    for (unit,) in session.execute(query).all():
+    for unit, owner in candidates:
         result = session.execute(
             sa.update(work)
             .where(work.c.unit == unit, due)
@@ -189,8 +223,18 @@ def claim(
             )
         ).first()
         if result is not None:
-            claimed.append(Unit(*result))
+            name, kind, company, connection, stream, due_tick, done_tick = result
+            taken_from = str(owner) if owner is not None and owner != worker else None
+            silent_for = _silence(beats.get(taken_from), now) if taken_from else None
+            claimed.append(Unit(name, kind, company, connection, stream, due_tick, done_tick, taken_from, silent_for))
     return claimed
+
+
+def _silence(beat: WorkerBeat | None, now: datetime) -> timedelta | None:
+    """How long a worker whose heartbeat ran out had not beaten (None: it had not run out)."""
+    if beat is None or beat.alive_until is None or beat.alive_until >= now:
+        return None
+    return now - (beat.beat_at or beat.alive_until)
 
 
 def renew(session: Session, unit: str, worker: str, *, lease: timedelta) -> bool:
@@ -230,30 +274,83 @@ def release(session: Session, unit: Unit, worker: str) -> bool:
 
 
 def units(session: Session) -> list[UnitRow]:
+    """Every work unit (the workers' heartbeat rows aside)."""
     work = table("work_units")
-    rows = session.execute(sa.select(work).order_by(work.c.unit)).mappings()
+    rows = session.execute(sa.select(work).where(work.c.kind != WORKER_KIND).order_by(work.c.unit)).mappings()
     return [cast(UnitRow, dict(row)) for row in rows]  # the row's columns are UnitRow's keys
 
 
-def take_service_lock(session: Session, worker: str, *, lease: timedelta, alive: bool) -> str | None:
-    """The single-worker lock of a SQLite database: None when taken, else who holds it.
-    `alive` says whether the current holder is still running (checked by the caller)."""
-    ensure_units(session, [(SERVICE_UNIT, "lock", None, None)])
+# worker heartbeats ---------------------------------------------------------------------------
+
+
+def worker_unit(worker: str) -> str:
+    return f"{WORKER_KIND}:{worker}"
+
+
+def beat(session: Session, worker: str, *, timeout: timedelta) -> None:
+    """`worker` lives: its row says so until `timeout` from now, unless it beats again. Also
+    forgets the workers silent for `PRUNE_SILENT` that hold no unit any more."""
     work = table("work_units")
     now = utcnow()
-    row = session.execute(sa.select(work.c.owner, work.c.lease_until).where(work.c.unit == SERVICE_UNIT)).one()
-    owner, until = row
-    if owner and owner != worker and alive and until is not None and until > now:
-        return str(owner)
-    session.execute(sa.update(work).where(work.c.unit == SERVICE_UNIT).values(owner=worker, lease_until=now + lease))
-    return None
+    name = worker_unit(worker)
+    row = {
+        "unit": name,
+        "kind": WORKER_KIND,
+        "company": company_of(session),
+        "owner": worker,
+        "due_tick": 0,
+        "done_tick": 0,  # never due
+        "runs": 0,
+        "last_started_at": now,
+    }
+    insert_new(session, work, [row], key=("unit",))
+    session.execute(sa.update(work).where(work.c.unit == name).values(lease_until=now + timeout, last_success_at=now))
+    held = work.alias("held")
+    holds = sa.exists().where(held.c.kind != WORKER_KIND, held.c.owner == work.c.owner)
+    session.execute(sa.delete(work).where(work.c.kind == WORKER_KIND, work.c.lease_until < now - PRUNE_SILENT, ~holds))
 
 
-def release_service_lock(session: Session, worker: str) -> None:
+def forget_worker(session: Session, worker: str) -> None:
+    """A worker stopping cleanly takes its heartbeat row with it."""
     work = table("work_units")
+    session.execute(sa.delete(work).where(work.c.unit == worker_unit(worker)))
+
+
+def workers(session: Session, names: Collection[str] | None = None) -> list[WorkerBeat]:
+    """The workers' heartbeat rows (of `names`, when given), the latest beat first."""
+    work = table("work_units")
+    query = sa.select(work.c.owner, work.c.last_success_at, work.c.lease_until).where(work.c.kind == WORKER_KIND)
+    if names is not None:
+        query = query.where(work.c.owner.in_(list(names)))
+    rows = session.execute(query.order_by(work.c.last_success_at.desc(), work.c.owner)).all()
+    return [WorkerBeat(str(owner), beat_at, until) for owner, beat_at, until in rows]
+
+
+def silent_workers(session: Session, names: Collection[str]) -> list[str]:
+    """Those of `names` whose heartbeat ran out: their claims are free to take over at once.
+    A worker without a heartbeat row (an older release) is not named: its lease decides."""
+    now = utcnow()
+    return [b.worker for b in workers(session, names) if b.alive_until is not None and b.alive_until < now]
+
+
+def clear_dead_holds(session: Session, worker: str) -> list[str]:
+    """For the only worker a database may have (SQLite, under its OS lock): every other worker
+    is dead. Hands back the units they held, marks their heartbeats run out (so that their
+    outbox claims are taken over at once) and drops the lock row of older releases. Returns
+    the units handed back."""
+    work = table("work_units")
+    now = utcnow()
+    session.execute(sa.delete(work).where(work.c.unit == OLD_SERVICE_LOCK))
+    others = sa.and_(work.c.owner.is_not(None), work.c.owner != worker)
     session.execute(
-        sa.update(work).where(work.c.unit == SERVICE_UNIT, work.c.owner == worker).values(owner=None, lease_until=None)
+        sa.update(work)
+        .where(work.c.kind == WORKER_KIND, others, sa.or_(work.c.lease_until.is_(None), work.c.lease_until >= now))
+        .values(lease_until=now - timedelta(seconds=1))  # run out: `silent_workers` names them
     )
+    held = session.execute(sa.select(work.c.unit).where(work.c.kind != WORKER_KIND, others)).scalars().all()
+    if held:
+        session.execute(sa.update(work).where(work.c.unit.in_(list(held))).values(owner=None, lease_until=None))
+    return sorted(held)
 
 
 def store_event(

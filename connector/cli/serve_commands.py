@@ -50,6 +50,12 @@ def listen_address(value: str) -> tuple[str, int]:
     help="How long a claimed unit stays this worker's before another may take it over.",
 )
 @click.option(
+    "--heartbeat-timeout",
+    default="60s",
+    show_default=True,
+    help="A worker silent this long is taken for dead: what it holds is taken over at once, on any host.",
+)
+@click.option(
     "--webhook-max-bytes",
     type=click.IntRange(min=1024),
     default=Limits.webhook_body,
@@ -70,6 +76,7 @@ def serve_command(
     listen: str,
     public_url: str | None,
     lease: str,
+    heartbeat_timeout: str,
     webhook_max_bytes: int,
     with_ui: bool,
     max_ticks: int | None,
@@ -81,7 +88,8 @@ def serve_command(
     host, port = listen_address(listen)
     ui_token = _ui_token() if with_ui else None
     interval, lease_time = parse_every(every, "--every"), parse_every(lease, "--lease")
-    service = Service(app.root_config(), app.root_store(), interval, lease=lease_time)
+    silence = parse_every(heartbeat_timeout, "--heartbeat-timeout")
+    service = Service(app.root_config(), app.root_store(), interval, lease=lease_time, heartbeat_timeout=silence)
     service.take_sqlite_lock()  # a refused second worker on SQLite says so before anything else
     try:
         ui = None if ui_token is None else _workbench(app, service, ui_token)

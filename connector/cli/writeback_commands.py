@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
+import signal
 import sys
+import threading
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -16,8 +21,20 @@ from connector.cli.reconcile_commands import settlement_lines
 from connector.errors import EXIT_PROBLEMS, UsageError
 from connector.pipeline import plan
 from connector.state import outbox
-from connector.writeback.apply import ApplyReport, Deferral, apply, cancel, pending, retry, state_of
+from connector.writeback.apply import (
+    ApplyReport,
+    Deferral,
+    Hold,
+    apply,
+    cancel,
+    pending,
+    retry,
+    retry_connection,
+    state_of,
+)
 from connector.writeback.settle import is_reversal
+
+logger = logging.getLogger(__name__)
 
 
 def _entry_json(entry: outbox.OutboxEntry) -> dict[str, Any]:
@@ -36,8 +53,12 @@ def _entry_json(entry: outbox.OutboxEntry) -> dict[str, Any]:
         "subject": {"type": entry.subject_type, "id": entry.subject_id},
         "attempts": entry.attempts,
         "last_error": entry.last_error,
-        "next_attempt_at": entry.next_attempt_at.isoformat() if entry.next_attempt_at else None,
-        "result": entry.result,
+        # a write held for its connection's credential has no time: it waits for a new one
+        "next_attempt_at": entry.next_attempt_at.isoformat()
+        if entry.next_attempt_at and not outbox.is_held(entry)
+        else None,
+        "waits_for": "credential" if outbox.is_held(entry) else None,
+        "result": None if outbox.is_held(entry) else entry.result,
         "reverse": is_reversal(entry),
         "reverses": entry.action.payload.get("reverses") if is_reversal(entry) else None,
     }
@@ -54,10 +75,14 @@ def print_entries(entries: list[outbox.OutboxEntry], *, empty: str) -> None:
         click.echo(f"{system} ({len(items)}):")
         for entry in items:
             click.echo(f"  #{entry.id:<5} {entry.action.kind:<18} {entry.summary or entry.action.payload}")
-            if entry.last_error and entry.attempts == 0:  # never tried: why it waits (a spent daily limit)
+            if entry.last_error and (
+                entry.attempts == 0 or outbox.is_held(entry)
+            ):  # never tried: why it waits (a spent daily limit)
                 click.echo(f"         {entry.last_error}")
             elif entry.last_error:
                 click.echo(f"         last error (attempt {entry.attempts}): {entry.last_error}")
+            if outbox.is_held(entry):
+                continue  # its note says what it waits for: a new credential
             if entry.action.state == "planned" and entry.next_attempt_at:
                 click.echo(f"         next attempt at {local_time(entry.next_attempt_at)}")
 
@@ -105,7 +130,8 @@ def apply_command(app: AppContext, yes: bool, only: tuple[str, ...], as_json: bo
             )
         print_entries(waiting, empty="")
         click.confirm(f"Send these {len(waiting)} writes?", abort=True)
-    report = apply(config, app.store(), only=list(only) or None)
+    with stop_on_signals() as stop:
+        report = apply(config, app.store(), only=list(only) or None, stop=stop)
     if as_json:
         click.echo(
             json.dumps(
@@ -115,6 +141,9 @@ def apply_command(app: AppContext, yes: bool, only: tuple[str, ...], as_json: bo
                     "failed": [{**_entry_json(e), "error": m} for e, m in report.failed],
                     "parked": [{**_entry_json(e), "error": m} for e, m in report.parked],
                     "deferred": deferrals_json(report),
+                    "held": holds_json(report),
+                    "stopped": report.stopped,
+                    "released": report.released,
                 },
                 indent=2,
                 default=str,
@@ -123,15 +152,43 @@ def apply_command(app: AppContext, yes: bool, only: tuple[str, ...], as_json: bo
     else:
         for system, kinds in sorted(report.per_system().items()):
             click.echo(f"{system}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
-        if not (report.done or report.failed or report.parked or report.deferred):
+        if not (report.done or report.failed or report.parked or report.deferred or report.held or report.stopped):
             click.echo("nothing due now: " + "; ".join(_why_nothing_is_due(waiting)))
         print_apply_problems(report)
+    if report.stopped:
+        click.echo(
+            f"stopped: the write in flight was finished and recorded, {report.released} claimed writes went back "
+            "to the queue unsent; `connector apply` sends them",
+            err=True,
+        )
     return EXIT_PROBLEMS if report.failed or report.parked else 0
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGTERM or SIGINT while the block runs (the handlers before are put
+    back after it): the apply loop finishes the request in flight, hands back the rest of its
+    claim and returns, so the process exits 0 within seconds (systemd's `TimeoutStopSec`)."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signals reach the main thread only
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        logger.warning("received %s: finishing the write in flight, then stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _why_nothing_is_due(waiting: list[outbox.OutboxEntry]) -> list[str]:
     """Pending writes none of which was due: each kind counted once, with its first moment."""
-    later = [e for e in waiting if e.action.state == "planned" and e.next_attempt_at]
+    later = [e for e in waiting if e.action.state == "planned" and e.next_attempt_at and not outbox.is_held(e)]
     # never tried: they wait for a connection's spent limit (as `print_entries` says)
     held = sorted(e.next_attempt_at for e in later if e.next_attempt_at and e.attempts == 0)
     retried = sorted(e.next_attempt_at for e in later if e.next_attempt_at and e.attempts > 0)
@@ -139,6 +196,10 @@ def _why_nothing_is_due(waiting: list[outbox.OutboxEntry]) -> list[str]:
     parts = [f"{len(held)} writes wait for a spent rate limit, the first until {local_time(held[0])}"] if held else []
     parts += [f"{len(retried)} writes wait to be retried, the first at {local_time(retried[0])}"] if retried else []
     parts += [f"{busy} are being sent by another worker"] if busy else []
+    refused = sorted({e.action.connection for e in waiting if outbox.is_held(e)})
+    parts += (
+        [f"the writes to {', '.join(refused)} wait for a new credential (`connector actions list`)"] if refused else []
+    )
     return parts or ["every pending write was taken by another worker"]
 
 
@@ -157,14 +218,33 @@ def deferrals_json(report: ApplyReport) -> dict[str, dict[str, Any]]:
     }
 
 
+def holds_json(report: ApplyReport) -> dict[str, dict[str, Any]]:
+    """Per connection whose writes wait for a new credential: why, and how many wait."""
+    return {
+        name: {"reason": h.reason, "waiting": h.waiting, "actions": h.actions, "queued": h.queued}
+        for name, h in report.held.items()
+    }
+
+
 def print_apply_problems(report: ApplyReport) -> None:
-    """The writes of an apply that were not done: to retry, parked, or waiting for a limit."""
+    """The writes of an apply that were not done: to retry, parked, or waiting for a limit
+    or a new credential."""
     for entry, message in report.failed:
         click.echo(f"will retry #{entry.id} {entry.action.kind}: {message}")
     for entry, message in report.parked:
         click.echo(f"parked #{entry.id} {entry.action.kind} for a person: {message}")
     for name, deferral in sorted(report.deferred.items()):
         click.echo(deferral_line(name, deferral))
+    for name, count in sorted(report.resumed.items()):
+        click.echo(f"{name}: its credential changed; {count} writes held for it were due again")
+    for name, hold in sorted(report.held.items()):
+        click.echo(hold_line(name, hold))
+
+
+def hold_line(name: str, hold: Hold) -> str:
+    """`crm: 12 writes wait for a new credential (none counted as a failed attempt): reason`."""
+    writes = "1 write waits" if hold.waiting == 1 else f"{hold.waiting} writes wait"
+    return f"{name}: {writes} for a new credential (none counted as a failed attempt): {hold.reason}"
 
 
 def deferral_line(name: str, deferral: Deferral) -> str:
@@ -202,10 +282,27 @@ def actions_list(app: AppContext, failed: bool, show_all: bool, as_json: bool) -
 
 
 @actions_group.command("retry")
-@click.argument("action_id", type=int)
+@click.argument("action_id", type=int, required=False)
+@click.option(
+    "--connection",
+    metavar="NAME",
+    help="Instead of one action: every write held for NAME's refused credential (once it is fixed).",
+)
+@click.option("--user", help="Who queues them again (default: the OS user).")
 @pass_app
-def actions_retry(app: AppContext, action_id: int) -> None:
-    """Put a parked action back in the queue (its attempts start again)."""
+def actions_retry(app: AppContext, action_id: int | None, connection: str | None, user: str | None) -> None:
+    """Put a parked action back in the queue (its attempts start again), or with --connection
+    the writes held for a connection's refused credential."""
+    if (action_id is None) == (connection is None):
+        raise UsageError("give an ACTION_ID or --connection NAME (one of them)")
+    if connection is not None:
+        count = retry_connection(app.config(), app.store(), connection, current_user(user))
+        if not count:
+            click.echo(f"no write of {connection} waits for its credential")
+            return
+        click.echo(f"{count} writes of {connection} queued again; `connector apply` sends them")
+        return
+    assert action_id is not None
     if not retry(app.store(), action_id):
         state = state_of(app.store(), action_id)
         raise UsageError(

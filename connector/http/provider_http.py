@@ -26,7 +26,7 @@ from connector.http.auth import OAuthTokenManager
 from connector.http.client import build_client
 from connector.http.jsonbody import dumps_exact
 from connector.http.ratelimit import RateLimiter
-from connector.http.responses import DEFAULT_REQUEST_ID_HEADERS, error_for_response
+from connector.http.responses import DEFAULT_REQUEST_ID_HEADERS, error_for_response, parse_retry_after
 from connector.http.retry import RetryPolicy, retry_policy
 from connector.redaction import redact
 
@@ -95,7 +95,7 @@ class ProviderHttp:
     - `auth`: an `httpx.Auth` (`BearerAuth`, `OAuthTokenManager`) or a function that adds
       headers to a request. Secrets live only there.
     - `rate_limiter`: the connection's `RateLimiter`; None sends unlimited (tests, sandboxes)
-      and ignores `bucket`.
+      and ignores `bucket`. A 429's `Retry-After` pauses all of it (`pause_account`).
     - `retry`: a `RetryPolicy` (attempts, time budget, backoff, deferral threshold, sleep).
     - `request_id_headers`: the header(s) naming the provider's request id, first wins.
     - `idempotency`: where an idempotency key goes (`idempotency_header()` by default,
@@ -180,6 +180,12 @@ class ProviderHttp:
                 # to tell how many requests to keep in flight. (httpx's `elapsed` is set only
                 # when a streamed body closes, so not for a mock transport's ready-made one.)
                 response.extensions[ROUND_TRIP] = time.perf_counter() - sent
+            if response.status_code == 429 and self.rate_limiter is not None:
+                # The provider counts per account: every unit and worker of it waits, not
+                # just this request (a shared budget tells the others).
+                wait = parse_retry_after(response.headers.get("Retry-After"), now=self.retry.clock)
+                if wait:
+                    self.rate_limiter.pause_account(wait)
             if _observers:
                 _tell_observers(self.provider, response.status_code)
             return response

@@ -24,24 +24,39 @@ rate and next to nothing of a minute's or a day's. Jitter is a matter of time, n
 window's length, hence seconds rather than a fraction of the window.
 
 When a bucket would make us wait longer than `defer_after` (a spent daily limit), `acquire`
-raises `RateLimitDeferred` instead of sleeping for hours. Limits live in memory: a restarted
-process starts with full buckets and relies on the provider's 429 to tell it otherwise.
+raises `RateLimitDeferred` instead of sleeping for hours.
+
+On its own a limiter keeps its limits in memory, for the threads that share it. A provider
+account is one budget however many units and workers call it: `shared_limiter` gives every
+caller in a process the account's one limiter, linked to an `AccountBudget` (see
+`connector.http.budget`) whose store counts the windows it keeps (PostgreSQL: all of them and
+the requests in flight, for every worker; SQLite: the daily ones, which then survive a
+restart). Such a limiter sleeps at most MAX_NAP at a time before it asks again, and a 429's
+Retry-After (`pause_account`) pauses the whole account for everyone.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypedDict, Unpack
 
 from connector.errors import RateLimitDeferred
+from connector.http.budget import AccountBudget, BudgetStore, Grant, WindowSpec
+
+logger = logging.getLogger("connector.http")
 
 DEFAULT_MARGIN = 0.05
 """Seconds a counted request holds its place past its window (see the module's docstring)."""
+
+MAX_NAP = 1.0
+"""The longest a limiter with a shared budget sleeps before asking its store again (others may
+have freed room, and a stopping worker should not sleep through its stop)."""
 
 
 @dataclass(frozen=True)
@@ -67,10 +82,14 @@ class _Options(TypedDict, total=False):
 
 
 class _Window:
-    def __init__(self, limit: Limit, margin: float) -> None:
+    def __init__(self, bucket: str, limit: Limit, margin: float, stored: bool = False) -> None:
         self.limit = limit
         self.span = limit.per_seconds + margin  # how long a counted request holds its place
         self.sent: deque[float] = deque()
+        # Counted by the account's budget store, not here.
+        self.stored = (
+            WindowSpec(f"{bucket}/{limit.per_seconds:g}", limit.requests, limit.per_seconds) if stored else None
+        )
 
     def wait(self, now: float) -> float:
         while self.sent and self.sent[0] <= now - self.span:
@@ -93,12 +112,20 @@ class RateLimiter:
         provider: str = "rate limiter",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        budget: AccountBudget | None = None,
     ) -> None:
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if margin < 0:
             raise ValueError(f"margin must be 0 or more seconds, not {margin}")
-        self._buckets = {name: [_Window(limit, margin) for limit in limits] for name, limits in buckets.items()}
+        self._limits = {name: tuple(limits) for name, limits in buckets.items()}
+        self._budget = budget
+        store = budget.store if budget else None
+        self._buckets = {
+            name: [_Window(name, limit, margin, bool(store and store.keeps(limit.per_seconds))) for limit in limits]
+            for name, limits in self._limits.items()
+        }
+        self._shared_in_flight = concurrency if store is not None and store.keeps_in_flight() else None
         self._margin = margin
         self._concurrency = concurrency
         self._in_flight = 0
@@ -128,6 +155,24 @@ class RateLimiter:
     def buckets(self) -> tuple[str, ...]:
         return tuple(self._buckets)
 
+    @property
+    def budget(self) -> AccountBudget | None:
+        """The shared budget this limiter counts in, if any (see `shared_limiter`)."""
+        return self._budget
+
+    def sharing(self, budget: AccountBudget) -> RateLimiter:
+        """A new limiter with the same limits and options that counts in `budget`."""
+        return RateLimiter(
+            self._limits,
+            concurrency=self._concurrency,
+            margin=self._margin,
+            defer_after=self._defer_after,
+            provider=self._provider,
+            clock=self._clock,
+            sleep=self._sleep,
+            budget=budget,
+        )
+
     @contextmanager
     def acquire(self, *buckets: str) -> Iterator[None]:
         """Wait until one request may go to every named bucket (default: "default"), count it
@@ -137,38 +182,68 @@ class RateLimiter:
         if unknown:
             raise ValueError(f"unknown rate-limit bucket {unknown[0]!r}; known: {', '.join(self._buckets)}")
         self._take_slot()
+        lease = None
         try:
-            self._draw(names)
+            lease = self._draw(names)
             yield
         finally:
+            if lease is not None and self._budget is not None:
+                try:
+                    self._budget.store.release(self._budget.account, lease)
+                except Exception:  # the answer matters more; an unreleased lease frees itself
+                    logger.warning("could not give back a slot in flight of %s", self._budget.account, exc_info=True)
             self._release_slot()
 
     def pause(self, bucket: str, seconds: float) -> None:
         """Send nothing through `bucket` for `seconds` (a server hint such as Xero's
-        `X-MinLimit-Remaining: 0` or a 429's `Retry-After`)."""
+        `X-MinLimit-Remaining: 0`)."""
         with self._lock:
             until = self._clock() + seconds
             self._paused_until[bucket] = max(until, self._paused_until.get(bucket, 0.0))
 
-    def _draw(self, names: tuple[str, ...]) -> None:
+    def pause_account(self, seconds: float) -> None:
+        """Send nothing through any bucket for `seconds` (a 429's `Retry-After`), nor, with a
+        shared budget, from any other limiter of the account."""
+        for bucket in self._buckets:
+            self.pause(bucket, seconds)
+        if self._budget is not None:
+            self._budget.store.pause(self._budget.account, seconds)
+
+    def _draw(self, names: tuple[str, ...]) -> str | None:
+        """Count one request in the named buckets, waiting for room; the shared budget's lease
+        of a slot in flight, if it keeps those."""
         while True:
             with self._lock:
                 now = self._clock()
                 windows = [window for name in names for window in self._buckets[name]]
-                waits = [window.wait(now) for window in windows]
+                local = [window for window in windows if window.stored is None]
+                waits = [window.wait(now) for window in local]
                 waits += [self._paused_until.get(name, now) - now for name in names]
                 wait = max(waits, default=0.0)
                 if wait <= 0:
-                    for window in windows:
-                        window.sent.append(now)
-                    return
+                    # Under the lock: the process's threads ask the store one at a time.
+                    grant = self._take_shared([window.stored for window in windows if window.stored])
+                    wait = grant.wait
+                    if wait <= 0:
+                        for window in local:
+                            window.sent.append(now)
+                        return grant.lease
             if wait > self._defer_after:
                 raise RateLimitDeferred(
                     f"rate limit of bucket {'/'.join(names)} is spent for {wait:.0f} s; resume on a later run",
                     provider=self._provider,
                     retry_after=wait,
                 )
-            self._sleep(wait)
+            self._sleep(min(wait, MAX_NAP) if self._budget is not None else wait)
+
+    def _take_shared(self, specs: list[WindowSpec]) -> Grant:
+        """The shared budget's answer for the stored windows `specs` (and a slot in flight
+        when it keeps those); a plain grant when it has nothing to count."""
+        if self._budget is None or not (specs or self._shared_in_flight):
+            return Grant()
+        return self._budget.store.take(
+            self._budget.account, specs, margin=self._margin, in_flight=self._shared_in_flight
+        )
 
     def _take_slot(self) -> None:
         if self._concurrency is None:
@@ -189,4 +264,22 @@ class RateLimiter:
         limits = {
             name: [(w.limit.requests, w.limit.per_seconds) for w in windows] for name, windows in self._buckets.items()
         }
-        return f"<RateLimiter {limits} concurrency={self._concurrency} margin={self._margin}>"
+        shared = f" account={self._budget.account!r}" if self._budget else ""
+        return f"<RateLimiter {limits} concurrency={self._concurrency} margin={self._margin}{shared}>"
+
+
+_shared: dict[tuple[Hashable, str, str], RateLimiter] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_limiter(limiter: RateLimiter, store: BudgetStore, account: str) -> RateLimiter:
+    """The one limiter of `account` in this process for `store`'s scope (one database): the
+    first caller's `limiter` made to count in the store, given to every later caller with the
+    same limits, so that every unit of a worker draws on one budget. Limits changed in the
+    settings make a new one (counting in the same stored windows)."""
+    key = (store.scope, account, repr(limiter) + f" defer_after={limiter._defer_after}")
+    with _shared_lock:
+        found = _shared.get(key)
+        if found is None:
+            found = _shared[key] = limiter.sharing(AccountBudget(store, account))
+        return found

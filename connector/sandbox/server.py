@@ -14,6 +14,10 @@ lock; the journal records every write with its effect.
 
     GET /_sandbox/health     {"status": "ok", "providers": [...]}
     GET /_sandbox/journal    the journal as a JSON list
+    GET /_sandbox/traffic    per provider: requests, 429s, the most in any documented window
+
+Every provider request (the token endpoints aside) is logged with its arrival time and final
+status, so that a run can be held to the documented limits afterwards (`Sandbox.traffic`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import socket
 import sys
 import threading
 import time
+from array import array
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,6 +58,44 @@ FAULTS = ("500", "502", "503", "timeout", "drop")
 Limits = Literal["documented", "off"]
 LIMIT_MODES: tuple[Limits, ...] = get_args(Limits)
 Face = StripeFace | XeroFace | HubSpotFace | QuickBooksFace
+
+# The shortest window of each provider's documented per-account limit, in seconds: Stripe
+# 25 or 100 a second, Xero 60 a minute per tenant, HubSpot 100 or 190 per 10 s, QuickBooks
+# 500 a minute per realm. `Sandbox.traffic` reports the most requests that arrived in any one.
+DOCUMENTED_WINDOWS: dict[str, float] = {"stripe": 1.0, "xero": 60.0, "hubspot": 10.0, "quickbooks": 60.0}
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What arrived for one provider: every request (refused ones included), those answered
+    429, and the most that arrived in any `window` seconds (sliding, refusals included)."""
+
+    requests: int
+    rate_limited: int
+    window: float
+    busiest: int
+
+    @property
+    def rate_limited_share(self) -> float:
+        return self.rate_limited / self.requests if self.requests else 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "requests": self.requests,
+            "rate_limited": self.rate_limited,
+            "window": self.window,
+            "busiest": self.busiest,
+        }
+
+
+def busiest_window(arrivals: list[float], window: float) -> int:
+    """The most of the sorted `arrivals` that lie less than `window` seconds apart."""
+    most, first = 0, 0
+    for last, moment in enumerate(arrivals):
+        while moment - arrivals[first] >= window:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
 
 
 @dataclass
@@ -113,6 +157,9 @@ class Sandbox:
         self.lock = threading.RLock()
         self._rng = random.Random(seed)
         self._journal: list[JournalEntry] = []
+        # Per provider: each request's arrival time (8 bytes apiece), and the 429s among them.
+        self._arrivals: dict[str, array[float]] = {name: array("d") for name in PROVIDERS}
+        self._rate_limited: Counter[str] = Counter()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.base_url: str | None = None
@@ -157,6 +204,18 @@ class Sandbox:
     def journal(self) -> list[dict[str, Any]]:
         with self.lock:
             return [entry.as_dict() for entry in self._journal]
+
+    def traffic(self, windows: dict[str, float] | None = None) -> dict[str, Traffic]:
+        """Per provider that was called: its requests, its 429s and the most requests in any
+        window of `windows[provider]` seconds (default: DOCUMENTED_WINDOWS)."""
+        windows = {**DOCUMENTED_WINDOWS, **(windows or {})}
+        with self.lock:
+            arrivals = {name: sorted(times) for name, times in self._arrivals.items() if times}
+            refused = dict(self._rate_limited)
+        return {
+            name: Traffic(len(times), refused.get(name, 0), windows[name], busiest_window(times, windows[name]))
+            for name, times in arrivals.items()
+        }
 
     # ------------------------------------------------------------ lifecycle
 
@@ -205,30 +264,41 @@ class Sandbox:
         """Answer one provider request (`request.path` without the provider prefix)."""
         face = self.faces[provider]
         request.request_id = _request_id(provider)
+        arrived = self.clock()
+        outcome: Outcome | None = None
         write = request.is_write and not request.path.endswith(("/search", "/batch/read"))
         begin = getattr(face, "begin", None)
         with self.lock:
             early = begin(request) if begin else None
         try:
-            self._latency(request)
-            if early is not None:
-                return self._finish(provider, request, early, write)
-            with self.lock:
-                fault = self._draw_fault(request, write)
-                if fault is not None and not fault.after:
-                    self._record(provider, request, 0, f"fault: {fault.kind} before applying", write)
-                    return self._faulted(provider, fault, request)
-                response = face.handle(request)
-                if fault is None:
-                    return self._finish(provider, request, response, write)
-                response.effect = f"{response.effect or 'answered'}; then fault: {fault.kind}"
-                self._finish(provider, request, response, write)
-                return self._faulted(provider, fault, request)
+            outcome = self._answer(provider, face, request, early, write)
+            return outcome
         finally:
+            if not request.path.startswith("/oauth/"):
+                with self.lock:
+                    self._arrivals[provider].append(arrived)
+                    if outcome is not None and outcome.response is not None and outcome.response.status == 429:
+                        self._rate_limited[provider] += 1
             end = getattr(face, "end", None)
             if end is not None:
                 with self.lock:
                     end(request)
+
+    def _answer(self, provider: str, face: Face, request: Request, early: Response | None, write: bool) -> Outcome:
+        self._latency(request)
+        if early is not None:
+            return self._finish(provider, request, early, write)
+        with self.lock:
+            fault = self._draw_fault(request, write)
+            if fault is not None and not fault.after:
+                self._record(provider, request, 0, f"fault: {fault.kind} before applying", write)
+                return self._faulted(provider, fault, request)
+            response = face.handle(request)
+            if fault is None:
+                return self._finish(provider, request, response, write)
+            response.effect = f"{response.effect or 'answered'}; then fault: {fault.kind}"
+            self._finish(provider, request, response, write)
+            return self._faulted(provider, fault, request)
 
     def _latency(self, request: Request) -> None:
         """The `latency_ms` every provider request waits, outside the lock (a seam for tests)."""
@@ -318,6 +388,8 @@ class Sandbox:
             )
         if path == "/_sandbox/journal":
             return Response(200, self.journal)
+        if path == "/_sandbox/traffic":
+            return Response(200, {name: t.as_dict() for name, t in self.traffic().items()})
         return Response(404, {"error": f"no sandbox endpoint {path}"})
 
 

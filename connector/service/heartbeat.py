@@ -1,6 +1,12 @@
-"""Keeping a claimed unit's lease while its work runs.
+"""Keeping a claimed unit's lease while its work runs, and the worker's own heartbeat.
 
-A pull of a large book or a long reconcile can outlast `--lease`; without renewal another
+`Pulse`: while `connector serve` runs, a thread beats the worker's row every few seconds
+(`state.units.beat`), saying how long the worker promises to live without beating again (its
+heartbeat timeout, `--heartbeat-timeout`). Whatever a worker holds once that has run out (it was
+SIGKILLed, its host died, it hangs) is taken over at once by any other worker, on any host,
+instead of when its lease runs out.
+
+`Heartbeat`: a pull of a large book or a long reconcile can outlast `--lease`; without renewal another
 worker would take the unit over and do it a second time alongside. While a unit is worked,
 a thread renews its lease every third of the lease (`state.units.renew`, a compare-and-swap
 on the owner). It also turns the service's shutdown into `halt`, the event the sync engine
@@ -87,3 +93,47 @@ class Heartbeat:
     def __exit__(self, *_exc: object) -> None:
         self._done.set()
         self._thread.join()  # after this `halt` no longer changes: it says whether the work was cut short
+
+
+class Pulse:
+    """The worker's heartbeat, from `start` to `stop`: a beat every `period` (a sixth of
+    `timeout` unless given), each good for `timeout`. A failed beat is logged and tried again
+    at the next one; a worker that cannot beat for `timeout` may see its units taken over (its
+    lease renewal then says so, and the work in hand stops)."""
+
+    def __init__(self, store: Store, worker: str, *, timeout: timedelta, period: float | None = None) -> None:
+        self.store = store
+        self.worker = worker
+        self.timeout = timeout
+        self.period = period if period is not None else max(0.05, timeout.total_seconds() / 6)
+        self.beats = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="worker heartbeat", daemon=True)
+
+    def beat(self) -> None:
+        with self.store.session() as session:
+            work.beat(session, self.worker, timeout=self.timeout)
+        self.beats += 1
+
+    def start(self) -> None:
+        """Beat once (so that the row exists before the first claim), then keep beating."""
+        self.beat()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating and drop the row: a worker stopping cleanly holds nothing any more."""
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        try:
+            with self.store.session() as session:
+                work.forget_worker(session, self.worker)
+        except Exception:  # its row runs out by itself: only the takeover waits the timeout
+            logger.warning("could not drop the heartbeat of worker %s", self.worker, exc_info=True)
+
+    def _run(self) -> None:
+        while not self._done.wait(self.period):
+            try:
+                self.beat()
+            except Exception:  # the database hiccuped: the next beat may well be in time
+                logger.warning("worker %s could not beat its heartbeat", self.worker, exc_info=True)

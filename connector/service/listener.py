@@ -1,8 +1,10 @@
 """The service's HTTP listener: `/healthz`, `/readyz`, `/metrics` and the providers' webhooks.
 
 - `/healthz`: the process is alive (200).
-- `/readyz`: the database answers and no unit has been failing longer than the threshold
-  (200, else 503 with the reasons as JSON).
+- `/readyz`: the database answers, no unit has been failing longer than the threshold, and
+  no due unit has waited to start longer than its schedule allows (`Service.overdue`: the
+  loop is stuck, or no worker is left to take a dead one's unit over) (200, else 503 with the
+  reasons as JSON).
 - `/metrics`: Prometheus exposition.
 - `/ui/`: the finance workbench (`connector serve --ui`, connector/workbench), behind its token.
 - `POST /webhooks/stripe|xero|hubspot[/CONNECTION]`: verified with the connection's
@@ -221,6 +223,7 @@ class Listener:
             since = row.get("failing_since")
             if since is not None and since < limit:
                 problems.append(f"{row['unit']} failing since {since.isoformat()}: {row.get('last_error')}")
+        problems += self.service.overdue(rows)
         return not problems, problems
 
     def connection(self, provider: str, name: str | None) -> Connection | None:

@@ -3,9 +3,12 @@
 Every tick (an interval, or a connection's own cron expression) makes each connection's stream
 pulls due, then the reconcile-and-plan step; outbox actions are sent as they are planned.
 Several workers on one PostgreSQL database share a tick by claiming units with leases; on
-SQLite one worker runs (a second one is refused with a clear message). While a unit is worked
-its lease is renewed (`heartbeat`), so a long pull is never taken over and done twice. A
-shutdown signal stops between pages: the page in hand is stored with its cursor, the unit is
+SQLite one worker runs, under an operating-system lock on a file beside the database, which dies
+with its process (a second one is refused with a clear message; a restart after a crash just
+runs). While a unit is worked its lease is renewed (`heartbeat`), so a long pull is never taken
+over and done twice; every worker also beats a heartbeat of its own (`Pulse`), and what a worker
+whose heartbeat stopped holds is taken over within `heartbeat_timeout`, the lease being only the
+upper bound. A shutdown signal stops between pages: the page in hand is stored with its cursor, the unit is
 handed back undone (the next claim resumes from the cursors), and nothing is half-written.
 
 Ticks are numbered by the time they start (epoch seconds of the `--every` boundary, or of a
@@ -26,7 +29,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -38,14 +41,14 @@ from connector.errors import ConfigError, UsageError, first_line
 from connector.http import observe_responses
 from connector.logs import company_context, name_companies
 from connector.providers.registry import Registry, installed
-from connector.service.heartbeat import Heartbeat
+from connector.service.heartbeat import Heartbeat, Pulse
 from connector.service.metrics import OUTBOX_STATES, Metrics
 from connector.state import outbox
 from connector.state import units as work
 from connector.state.scope import DEFAULT_COMPANY
 from connector.state.store import Store
 from connector.sync import StreamReport
-from connector.workers import dead_local_workers, worker_id
+from connector.workers import SoleWorkerLock, worker_id
 from connector.writeback.apply import ApplyReport
 
 logger = logging.getLogger("connector.service")
@@ -100,6 +103,10 @@ class Service:
     registry: Registry = field(default_factory=installed)
     lease: timedelta = timedelta(minutes=10)
     heartbeat: float | None = None  # seconds between lease renewals while a unit is worked; None: a third of the lease
+    # Whatever a worker holds is taken over once it has not beaten for this long (`Pulse`).
+    heartbeat_timeout: timedelta = timedelta(seconds=60)
+    # /readyz: how long past its schedule's period (and jitter) a due unit may wait to start.
+    start_grace: timedelta = timedelta(minutes=2)
     jitter: float = 0.1  # share of the interval a worker waits at random, so tenants do not fire at once
     apply_poll: timedelta = timedelta(seconds=15)
     pull_poll: float = 0.5  # seconds between looks while other workers still pull this tick
@@ -130,7 +137,8 @@ class Service:
         # Which company each declared unit works for: from the config, never from a stored row.
         self._unit_company = {unit.unit: unit.company or DEFAULT_COMPANY for unit in self._declared}
         self.metrics.add_companies(self.companies)
-        self._holds_sqlite_lock = False
+        self._sole: SoleWorkerLock | None = None  # held on SQLite (`take_sqlite_lock`)
+        self.started_at = datetime.fromtimestamp(self.clock(), UTC)
 
     # ticks ---------------------------------------------------------------------------------
 
@@ -186,6 +194,12 @@ class Service:
 
     def run(self, *, max_ticks: int | None = None) -> None:
         self.take_sqlite_lock()
+        try:
+            pulse = Pulse(self.store, self.worker, timeout=self.heartbeat_timeout)
+            pulse.start()
+        except BaseException:
+            self.release_sqlite_lock()
+            raise
         forget_observer = observe_responses(self.metrics.count_response)
         forget_companies = name_companies(self._company_of)
         try:
@@ -199,6 +213,7 @@ class Service:
         finally:
             forget_companies()
             forget_observer()
+            pulse.stop()
             self.release_sqlite_lock()
 
     def _wait(self) -> None:
@@ -225,6 +240,7 @@ class Service:
                 rows = [] if claimed else [r for r in work.units(session) if r["unit"] in names]
             if claimed:
                 unit = claimed[0]
+                self._log_takeover(unit)
                 if unit.kind == "reconcile":
                     company = self._unit_company[unit.unit]
                     self._run_reconcile(unit, company)
@@ -236,8 +252,8 @@ class Service:
             if not any(r["due_tick"] > r["done_tick"] for r in rows):
                 break
             # Other workers still pull or reconcile this tick; a unit whose worker died becomes
-            # claimable here once its lease runs out. Meanwhile help send the writes of every
-            # company another worker has reconciled and planned.
+            # claimable here once its heartbeat (at the latest its lease) runs out. Meanwhile
+            # help send the writes of every company another worker has reconciled and planned.
             for row in rows:
                 company = self._unit_company[row["unit"]]
                 if row["kind"] == "reconcile" and row["done_tick"] >= row["due_tick"]:
@@ -247,6 +263,15 @@ class Service:
             self.stop.wait(self.pull_poll)
         if not self.stop.is_set():
             self._apply()
+
+    def _log_takeover(self, unit: work.Unit) -> None:
+        if unit.taken_from is None:
+            return
+        host, _, pid = unit.taken_from.rpartition(":")
+        who = f"worker {pid} on {host}" if host and pid.isdigit() else f"worker {unit.taken_from}"
+        why = f"no heartbeat for {unit.silent_for.total_seconds():.0f} s" if unit.silent_for else "its lease ran out"
+        context = {"company": self._unit_company.get(unit.unit), "connection": unit.connection, "stream": unit.stream}
+        logger.warning("took over %s from %s: %s", unit.unit, who, why, extra=context)
 
     def _heartbeat(self, unit: work.Unit, company: str) -> Heartbeat:
         """Keeps `unit`'s lease while it is worked (enter it around the work)."""
@@ -331,24 +356,31 @@ class Service:
             self.metrics.runs.labels(company, "reconcile", "error" if error else "ok").inc()
 
     def _apply(self) -> None:
-        """Send every company's due writes, one company after the other, each on its own."""
-        for company in self.companies:
-            if self.stop.is_set():
-                return
-            self._apply_company(company)
+        """Send every company's due writes, a claim of each company in turn, so one company's
+        backlog never holds back another's writes."""
+        busy = list(self.companies)
+        while busy and not self.stop.is_set():
+            busy = [company for company in busy if self._apply_company(company, rounds=1)]
 
-    def _apply_company(self, company: str) -> None:
-        """Send one company's due writes (its claims are its own: `outbox.claim`). A failure
-        is logged with the company and stops only this company's sending, until the next try."""
+    def _apply_company(self, company: str, rounds: int | None = None) -> bool:
+        """Send one company's due writes (its claims are its own: `outbox.claim`), at most
+        `rounds` claims of them; True when writes may still be due. A failure is logged with
+        the company and stops only this company's sending, until the next try. A stop finishes
+        the write in flight and hands the rest of the claim back."""
         view = self.companies[company]
+        more = False
         with company_context(company):
             try:
-                report = pipeline.apply(view.config, view.store, self.registry, worker=self.worker)
+                report = pipeline.apply(
+                    view.config, view.store, self.registry, worker=self.worker, stop=self.stop, rounds=rounds
+                )
             except Exception:
                 logger.exception("company %s: apply failed", company, extra={"company": company})
             else:
                 self._count_actions(company, report)
+                more = not report.drained and not report.stopped
             self._refresh_outbox_gauge(view)
+        return more
 
     def _count_actions(self, company: str, report: ApplyReport) -> None:
         for entry in report.done:
@@ -361,37 +393,96 @@ class Service:
                 self.metrics.provider_errors.labels(company, entry.action.connection, "action").inc()
 
     def _refresh_outbox_gauge(self, view: CompanyView) -> None:
-        """The company's shared outbox by state, as every worker sees it (one GROUP BY)."""
+        """The company's shared outbox by state, as every worker sees it (one GROUP BY), and
+        the writes that wait on their connection (a refused credential, a spent limit)."""
         try:
             with view.store.session() as session:
                 counts = outbox.counts_by_state(session)
+                waiting = outbox.waiting_by_connection(session)
         except Exception:
             logger.warning("could not count the outbox of %s", view.name, exc_info=True, extra={"company": view.name})
             return
         for state in {*OUTBOX_STATES, *counts}:
             self.metrics.outbox.labels(view.name, state).set(counts.get(state, 0))
+        self.metrics.set_waiting(view.name, view.config.connections, waiting)
+
+    # readiness ----------------------------------------------------------------------------------
+
+    def allowance(self, unit: str) -> timedelta | None:
+        """How long a due `unit` may wait to start: its schedule's period (a connection's cron,
+        else `--every`), with the jitter, plus `start_grace`; None for a unit this config does
+        not declare (another release's, about to be retired)."""
+        if unit not in self._unit_company:
+            return None
+        period = self.every.total_seconds()
+        connection = next((d.connection for d in self._declared if d.unit == unit), None)
+        schedule = self.config.connections[connection].settings.schedule if connection else None
+        if schedule:
+            times = croniter(schedule, datetime.fromtimestamp(self.clock(), UTC))
+            first = times.get_next(datetime).timestamp()
+            period = times.get_next(datetime).timestamp() - first
+        return timedelta(seconds=period * (1 + self.jitter)) + self.start_grace
+
+    def overdue(self, rows: Sequence[work.UnitRow]) -> list[str]:
+        """The due units that have not started for longer than their schedule allows
+        (`allowance`), counted from their tick, their latest start, or this worker's start,
+        whichever is latest. A unit being worked under a live lease is not overdue, nor a
+        company's reconcile while its pulls are due (they are, if anything)."""
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        due = [r for r in rows if r["due_tick"] > r["done_tick"] and r["unit"] in self._unit_company]
+        pulling = {r["company"] for r in due if r["kind"] == "pull"}
+        problems = []
+        for row in due:
+            held = row["owner"] is not None and row["lease_until"] is not None and row["lease_until"] > now
+            allowance = self.allowance(row["unit"])
+            if held or allowance is None or (row["kind"] == "reconcile" and row["company"] in pulling):
+                continue
+            started = row["last_started_at"] or self.started_at
+            since = max(datetime.fromtimestamp(row["due_tick"], UTC), started, self.started_at)
+            if now - since > allowance:
+                problems.append(
+                    f"{row['unit']} due since {since.isoformat(timespec='seconds')} and not started for "
+                    f"{(now - since).total_seconds():.0f} s (its schedule allows {allowance.total_seconds():.0f} s)"
+                )
+        return problems
 
     # one worker on SQLite --------------------------------------------------------------------
 
     def take_sqlite_lock(self) -> None:
-        """On SQLite, be the only worker or raise UsageError saying who is (PostgreSQL: no-op).
-        Taking it again while held is a no-op."""
-        if self.store.engine.dialect.name != "sqlite" or self._holds_sqlite_lock:
+        """On SQLite, be the only worker or raise UsageError saying who is (PostgreSQL, or a
+        database in memory: no-op). The lock is the operating system's on a file beside the
+        database (`SoleWorkerLock`): it dies with its process, so whatever another worker still
+        holds in the database is a dead one's and is handed back at once. Taking it again while
+        held is a no-op."""
+        url = self.store.engine.url
+        if self.store.engine.dialect.name != "sqlite" or self._sole is not None:
             return
-
-        with self.store.session() as session:
-            holders = [r["owner"] for r in work.units(session) if r["unit"] == work.SERVICE_UNIT and r["owner"]]
-            alive = bool(holders) and not dead_local_workers([str(h) for h in holders])
-            holder = work.take_service_lock(session, self.worker, lease=timedelta(days=3650), alive=alive)
-        if holder:
+        if not url.database or url.database == ":memory:":
+            return
+        lock = SoleWorkerLock(url.database)
+        try:
+            taken = lock.acquire()
+        except OSError as exc:
+            raise UsageError(f"cannot lock {lock.path}: {exc.strerror or exc}") from None
+        if not taken:
+            with self.store.session() as session:
+                live = [b.worker for b in work.workers(session) if b.worker != self.worker]
+            holder = f" ({live[0]})" if live else ""
             raise UsageError(
-                f"another `connector serve` ({holder}) already runs on this SQLite database; "
+                f"another `connector serve`{holder} already runs on this SQLite database; "
                 "one worker per SQLite file — use PostgreSQL (CONNECTOR_DATABASE_URL) to run several"
             )
-        self._holds_sqlite_lock = True
+        self._sole = lock
+        try:
+            with self.store.session() as session:
+                handed_back = work.clear_dead_holds(session, self.worker)
+        except BaseException:
+            self.release_sqlite_lock()
+            raise
+        if handed_back:
+            logger.warning("took over %s from a worker that is gone (it held this SQLite file)", ", ".join(handed_back))
 
     def release_sqlite_lock(self) -> None:
-        if self.store.engine.dialect.name == "sqlite" and self._holds_sqlite_lock:
-            with self.store.session() as session:
-                work.release_service_lock(session, self.worker)
-            self._holds_sqlite_lock = False
+        if self._sole is not None:
+            self._sole.release()
+            self._sole = None

@@ -2,18 +2,21 @@
 
 A series about a book or a connection carries its `company` label (`default` where the config
 names none): runs, records, actions, provider errors, rate-limit deferrals, last success,
-allocations, open proposals and the outbox by state. The HTTP error answers and the webhooks
+allocations, open proposals, the outbox by state and the writes that wait on their connection
+(`connector_connection_deferred`: a refused credential, a spent limit). The HTTP error answers and the webhooks
 are counted by provider, as the request showed them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 OUTBOX_STATES = ("planned", "in_flight", "done", "failed", "cancelled")
+# Why a connection's writes wait on the connection itself (`outbox.waiting_by_connection`).
+DEFERRAL_REASONS = ("credential", "rate_limit")
 
 # A webhook's outcome: "unknown" is a path naming no configured provider or connection.
 WebhookOutcome = Literal["accepted", "rejected", "unknown"]
@@ -64,6 +67,13 @@ class Metrics:
             ["company", "connection"],
             registry=r,
         )
+        self.connection_deferred = Gauge(
+            "connector_connection_deferred",
+            "Writes of a connection waiting on the connection (reason=credential: refused, waiting for a new one; "
+            "reason=rate_limit: a spent limit), in the shared outbox, counted each tick",
+            ["company", "connection", "reason"],
+            registry=r,
+        )
         self.error_answers = Counter(
             "connector_provider_error_responses",
             "Error answers from a provider, retried ones included (status 429 = rate limited)",
@@ -87,6 +97,13 @@ class Metrics:
             self.proposals.labels(company).set(0)
             for state in OUTBOX_STATES:
                 self.outbox.labels(company, state).set(0)
+
+    def set_waiting(self, company: str, connections: Iterable[str], waiting: Mapping[tuple[str, str], int]) -> None:
+        """The company's writes that wait on their connection, by (connection, reason); every
+        connection of the company is shown, at 0 when none of its writes waits."""
+        for connection in connections:
+            for reason in DEFERRAL_REASONS:
+                self.connection_deferred.labels(company, connection, reason).set(waiting.get((connection, reason), 0))
 
     def count_response(self, provider: str, status: int) -> None:
         """A `connector.http.observe_responses` observer: every 4xx/5xx answer, 429s included."""

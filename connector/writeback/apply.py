@@ -8,11 +8,19 @@ provider's answer and our commit leaves the action claimed; the next run takes i
 the resend is answered from the provider's idempotency record, so the effect happens once.
 A failed action keeps its error and is retried with backoff on later runs, up to
 `MAX_ATTEMPTS`; then it is parked for a person (`connector actions list --failed`).
+
+Each claim takes a share of every connection with writes due, sent in turn, so a ledger's
+backlog never keeps the gateway and the CRM waiting. A connection that cannot take writes
+holds none of them back either and counts no attempt: a spent daily limit defers its writes
+until the reset (`Deferral`), a refused credential holds them until the credential changes or
+a person retries (`Hold`). A stop (SIGTERM) finishes the request in flight, records its
+answer and hands the rest of the claim back.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -22,6 +30,7 @@ from connector import failpoints
 from connector.config import Config
 from connector.connections import check_scope, open_provider
 from connector.errors import (
+    AuthenticationError,
     ConnectorError,
     InvalidRequestError,
     ProviderError,
@@ -41,7 +50,9 @@ from connector.state.bookkeeping import audit
 from connector.state.linking import ref_views
 from connector.state.records import utcnow
 from connector.state.store import Store
+from connector.state.units import silent_workers
 from connector.workers import dead_local_workers, worker_id
+from connector.writeback.credentials import credential_fingerprint, refusal_note
 from connector.writeback.plan import PlannedAction
 from connector.writeback.settle import MONEY_KINDS, Gap, Settlement, is_writeback, record_gap, settle
 
@@ -96,6 +107,21 @@ class Deferral:
 
 
 @dataclass
+class Hold:
+    """A connection whose credential the provider refused: its writes wait, unsent and no
+    attempt counted, until the credential changes or a person queues them again."""
+
+    reason: str
+    actions: int = 0  # claimed by this run and handed back unsent
+    queued: int = 0  # already in the queue, made to wait too
+
+    @property
+    def waiting(self) -> int:
+        """Every write of the connection that waits for its credential."""
+        return self.actions + self.queued
+
+
+@dataclass
 class ApplyReport:
     done: list[outbox.OutboxEntry] = field(default_factory=list)
     replayed: int = 0
@@ -103,6 +129,13 @@ class ApplyReport:
     parked: list[tuple[outbox.OutboxEntry, str]] = field(default_factory=list)
     # connection -> its writes wait: a daily rate limit is spent (no attempt is counted)
     deferred: dict[str, Deferral] = field(default_factory=dict)
+    # connection -> its writes wait for a new credential (no attempt is counted)
+    held: dict[str, Hold] = field(default_factory=dict)
+    # connection -> its held writes made due again: its credential changed
+    resumed: dict[str, int] = field(default_factory=dict)
+    stopped: bool = False  # a stop was asked for: the writes still claimed went back unsent
+    released: int = 0  # how many went back when stopped
+    drained: bool = True  # False: `rounds` ran out with writes perhaps still due
 
     def per_system(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -119,16 +152,33 @@ def apply(
     only: list[str] | None = None,
     batch: int = 20,
     worker: str | None = None,
+    stop: threading.Event | None = None,
+    rounds: int | None = None,
 ) -> ApplyReport:
-    """Send every action that is due, until none is left for this worker."""
+    """Send every action that is due, until none is left for this worker.
+
+    Each claim takes a share of every connection with writes due (`outbox.claim`), sent in
+    turn, so one connection's backlog never holds back another's. `stop` (a shutdown) is
+    looked at before each request: the request in flight finishes and its answer is recorded,
+    the rest of the claim goes back unsent (no attempt counted) and apply returns, `stopped`.
+    `rounds`: at most that many claims (the service takes one claim of each company in turn);
+    `drained` says whether the queue ran dry."""
     check_scope(config, store)
     worker = worker or worker_id()
+    stop = stop or threading.Event()
     report = ApplyReport()
     providers: dict[str, Provider] = {}
+    _check_holds(config, store, only, report)
     try:
-        while True:
+        claims = 0
+        while not stop.is_set():
+            if rounds is not None and claims >= rounds:
+                report.drained = False
+                return report
+            claims += 1
             with store.session() as session:
-                dead = dead_local_workers(outbox.in_flight_workers(session))
+                holders = outbox.in_flight_workers(session)  # gone from this host, or silent anywhere
+                dead = dead_local_workers(holders) + silent_workers(session, holders)
                 claimed = outbox.claim(
                     session,
                     worker,
@@ -136,19 +186,96 @@ def apply(
                     limit=batch,
                     connections=only,
                     dead_workers=dead,
-                    skip_connections=list(report.deferred),
+                    skip_connections=[*report.deferred, *report.held],
                 )
             if not claimed:
                 return report
-            for entry in claimed:
-                deferral = report.deferred.get(entry.action.connection)
-                if deferral is not None:
-                    _hand_back(store, entry, worker, deferral)
+            for index, entry in enumerate(claimed):
+                if stop.is_set():
+                    _stop(store, claimed[index:], worker, report)
+                    return report
+                name = entry.action.connection
+                if name in report.deferred:
+                    _hand_back(store, entry, worker, report.deferred[name])
+                elif name in report.held:
+                    _hold_back(config, store, entry, worker, report.held[name])
                 else:
                     _send(config, store, registry, providers, entry, worker, report)
+        report.stopped = True
+        return report
     finally:
         for provider in providers.values():
             provider.close()
+
+
+def _stop(store: Store, unsent: list[outbox.OutboxEntry], worker: str, report: ApplyReport) -> None:
+    """Hand the claimed writes not sent yet back to the queue (a shutdown)."""
+    with store.session() as session:
+        report.released = outbox.unclaim(session, [entry.id for entry in unsent], worker)
+    report.stopped = True
+    logger.warning("stopping: %d claimed writes handed back unsent", report.released)
+
+
+def _check_holds(config: Config, store: Store, only: list[str] | None, report: ApplyReport) -> None:
+    """The connections held for a refused credential: due again where the credential changed
+    since it was refused; the others stay held (writes planned since are held with them)."""
+    names = [name for name in config.connections if only is None or name in only]
+    with store.session() as session:
+        held = outbox.held_connections(session, names)
+    for name, refused in held.items():
+        current = credential_fingerprint(config.connection(name), store)
+        with store.session() as session:
+            if current == refused:
+                note = outbox.held_note(session, name)
+                report.held[name] = Hold(note, queued=outbox.hold_connection(session, name, note, credential=refused))
+                continue
+            resumed = report.resumed[name] = outbox.resume_connection(session, name)
+            audit(session, "apply", "connection_resumed", "connection", name, {"waiting": resumed}, RESUMED)
+        logger.info("%s: %s; %d held writes are due again", name, RESUMED, resumed, extra={"connection": name})
+
+
+RESUMED = "its credential changed since the provider refused it"
+
+
+def _hold(
+    config: Config, store: Store, entry: outbox.OutboxEntry, worker: str, exc: AuthenticationError, report: ApplyReport
+) -> None:
+    """The provider refused the connection's credential: every later request with it would be
+    refused too, so its writes wait for a new one (none counted as a failed attempt) instead
+    of each failing, and being parked, in turn."""
+    name = entry.action.connection
+    connection = config.connection(name)
+    hold = report.held[name] = Hold(refusal_note(connection, exc))
+    credential = credential_fingerprint(connection, store)
+    with store.session() as session:
+        if outbox.release(session, entry.id, worker, hold.reason, not_before=outbox.HELD):
+            hold.actions += 1
+        hold.queued = outbox.hold_connection(session, name, hold.reason, credential=credential) - hold.actions
+        audit(
+            session,
+            "apply",
+            "connection_held",
+            "connection",
+            name,
+            {"action": entry.id, "waiting": hold.waiting, "status": exc.http_status, "code": exc.code},
+            hold.reason,
+        )
+    logger.warning(
+        "writes to %s wait for a new credential: %s",
+        name,
+        first_line(exc, 300),
+        extra={"connection": name, "action_id": entry.id},
+    )
+
+
+def _hold_back(config: Config, store: Store, entry: outbox.OutboxEntry, worker: str, hold: Hold) -> None:
+    """Hand a claimed write of a held connection back unsent, held with the others."""
+    name = entry.action.connection
+    credential = credential_fingerprint(config.connection(name), store)
+    with store.session() as session:
+        if outbox.release(session, entry.id, worker, hold.reason, not_before=outbox.HELD):
+            hold.actions += 1
+        outbox.hold_connection(session, name, hold.reason, credential=credential)
 
 
 def _send(
@@ -198,27 +325,14 @@ def _send(
         )
         _hand_back(store, entry, worker, deferral)
         return
+    except AuthenticationError as exc:
+        if exc.refuses_credential:
+            _hold(config, store, entry, worker, exc, report)
+        else:
+            _failed(store, entry, worker, exc, report)
+        return
     except (ProviderError, ConnectorError) as exc:
-        message = first_line(exc, 500)
-        permanent = isinstance(exc, InvalidRequestError) or not isinstance(exc, ProviderError)
-        retry_at = (
-            None
-            if permanent or entry.attempts >= MAX_ATTEMPTS
-            else utcnow() + BACKOFF[min(entry.attempts, len(BACKOFF)) - 1]
-        )
-        with store.session() as session:
-            outbox.fail(session, entry.id, worker, message, retry_at=retry_at)
-            audit(
-                session,
-                "apply",
-                "action_failed",
-                "action",
-                str(entry.id),
-                {"kind": action.kind, "connection": action.connection, "attempt": entry.attempts},
-                message,
-            )
-        (report.failed if retry_at else report.parked).append((entry, message))
-        logger.warning("action %s failed: %s", entry.id, message, extra=context)
+        _failed(store, entry, worker, exc, report)
         return
     failpoints.hit("after_send")  # crash tests: the provider answered, nothing committed yet
     answer = {"remote_id": result.remote_id, "replayed": result.replayed, "response": result.response}
@@ -243,8 +357,35 @@ def _send(
             report.replayed += int(result.replayed)
 
 
+def _failed(store: Store, entry: outbox.OutboxEntry, worker: str, exc: ConnectorError, report: ApplyReport) -> None:
+    """A failed attempt: back to the queue with backoff, or parked after the last one (or at
+    once for a request the provider will never take)."""
+    action = entry.action
+    context = {"connection": action.connection, "action_id": entry.id}
+    message = first_line(exc, 500)
+    permanent = isinstance(exc, InvalidRequestError) or not isinstance(exc, ProviderError)
+    retry_at = (
+        None
+        if permanent or entry.attempts >= MAX_ATTEMPTS
+        else utcnow() + BACKOFF[min(entry.attempts, len(BACKOFF)) - 1]
+    )
+    with store.session() as session:
+        outbox.fail(session, entry.id, worker, message, retry_at=retry_at)
+        audit(
+            session,
+            "apply",
+            "action_failed",
+            "action",
+            str(entry.id),
+            {"kind": action.kind, "connection": action.connection, "attempt": entry.attempts},
+            message,
+        )
+    (report.failed if retry_at else report.parked).append((entry, message))
+    logger.warning("action %s failed: %s", entry.id, message, extra=context)
+
+
 def _waits_note(deferral: Deferral) -> str:
-    return f"waits until {deferral.until.isoformat(timespec='minutes')}: {deferral.reason}"
+    return f"{outbox.WAITS_NOTE}{deferral.until.isoformat(timespec='minutes')}: {deferral.reason}"
 
 
 def _hand_back(store: Store, entry: outbox.OutboxEntry, worker: str, deferral: Deferral) -> None:
@@ -263,6 +404,17 @@ def retry(store: Store, action_id: int) -> bool:
     with store.session() as session:
         _state_of(session, action_id)
         return outbox.set_state(session, action_id, "planned", from_states=("failed", "planned"))
+
+
+def retry_connection(config: Config, store: Store, connection: str, user: str) -> int:
+    """Make the writes held for `connection`'s refused credential due again (a person says it
+    is fixed); returns how many. If the provider refuses it again, they are held again."""
+    config.connection(connection)  # an unknown name is a usage error naming the valid ones
+    with store.session() as session:
+        resumed = outbox.resume_connection(session, connection)
+        if resumed:
+            audit(session, user, "connection_resumed", "connection", connection, {"waiting": resumed}, "retry")
+    return resumed
 
 
 @dataclass
@@ -403,10 +555,12 @@ __all__ = [
     "ApplyReport",
     "Cancellation",
     "Deferral",
+    "Hold",
     "apply",
     "cancel",
     "pending",
     "queue_writes",
     "retry",
+    "retry_connection",
     "state_of",
 ]

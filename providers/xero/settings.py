@@ -38,3 +38,7 @@ class XeroSettings(ProviderSettings):
     calls_per_minute: int = Field(default=60, ge=1)
     calls_per_day: int = Field(default=5000, ge=1)
     max_concurrent: int = Field(default=5, ge=1)
+
+    def rate_account(self) -> str:
+        """Xero counts its limits per tenant."""
+        return f"tenant {self.tenant_id}"

@@ -409,7 +409,7 @@ def test_four_workers_on_postgresql_one_killed_while_sending_lose_nothing(tmp_pa
     assert survivors == [0, 0, 0], run.logs  # SIGTERMed after the tick, each stops cleanly
     pulls = [r for r in run.units if r["kind"] == "pull"]
     reconcile = [r for r in run.units if r["kind"] == "reconcile"]
-    assert len(pulls) == 16  # every stream of the three connections
+    assert len(pulls) == 17  # every stream of the three connections (Stripe disputes included)
     # every unit once for the tick: done, by one worker, with no error
     assert all(
         r["runs"] == 1 and r["done_tick"] == r["due_tick"] and r["last_error"] is None for r in pulls + reconcile

@@ -4,7 +4,6 @@ restart, failed writes show in /metrics, and bad arguments are one-line usage er
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -21,6 +20,7 @@ from connector.state import units
 from connector.state.store import open_store
 from connector.state.units import UnitRow
 from connector.sync import SyncEngine
+from connector.workers import SoleWorkerLock
 from support.e2e import sync_sandbox, with_credentials
 
 pytestmark = pytest.mark.slow
@@ -150,7 +150,17 @@ def test_a_unit_outlasting_its_lease_in_a_live_worker_is_not_taken_over(book, tm
     taken_over = []
     with Sandbox(book, limits="off") as sandbox:
         config, store = setup_config(sandbox, tmp_path)
-        service = Service(config, store, timedelta(hours=1), worker="host-a:1", lease=lease, heartbeat=0.05)
+        # the clock jumps minutes at once, between two beats of the worker's own heartbeat: a
+        # heartbeat timeout of two leases keeps the jump from looking like a silent worker
+        service = Service(
+            config,
+            store,
+            timedelta(hours=1),
+            worker="host-a:1",
+            lease=lease,
+            heartbeat=0.05,
+            heartbeat_timeout=lease * 2,
+        )
         original_link = pipeline.link
 
         def long_reconcile(*args, **kwargs):
@@ -319,14 +329,15 @@ def test_bad_serve_arguments_are_one_line_usage_errors(run_cli, args, words):
 def test_a_refused_second_sqlite_worker_prints_only_its_error(book, tmp_path, run_cli):
     with Sandbox(book, limits="off") as sandbox:
         _, store = setup_config(sandbox, tmp_path)
-    with store.session() as session:  # a live worker of this host holds the database (pid 1 runs)
-        assert (
-            units.take_service_lock(session, f"{socket.gethostname()}:1", lease=timedelta(days=1), alive=False) is None
-        )
     store.close()
-    result = run_cli(
-        "--config", str(tmp_path / "connector.toml"), "serve", "--listen", "127.0.0.1:0", "--max-ticks", "1"
-    )
+    holder = SoleWorkerLock(str(tmp_path / "state.db"))  # a live worker holds the database
+    assert holder.acquire()
+    try:
+        result = run_cli(
+            "--config", str(tmp_path / "connector.toml"), "serve", "--listen", "127.0.0.1:0", "--max-ticks", "1"
+        )
+    finally:
+        holder.release()
     assert result.exit_code == 2
     assert "one worker per SQLite file" in result.stderr
     assert "serving every" not in result.stderr and result.stderr.strip().count("\n") == 0
