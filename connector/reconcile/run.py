@@ -448,7 +448,8 @@ def without_withdrawn(store: Store, invoices: list[Invoice]) -> list[Invoice]:
         gone = withdrawn.get(invoice.id or "")
         if gone is not None and gone.currency == invoice.currency:
             paid = invoice.amount_paid - gone
-            invoice = invoice.model_copy(update={"amount_paid": Money.zero(paid.currency) if paid.is_negative else paid})
+            kept = Money.zero(paid.currency) if paid.is_negative else paid
+            invoice = invoice.model_copy(update={"amount_paid": kept})
         out.append(invoice)
     return out
 

@@ -552,7 +552,6 @@ def stripe_event(ids: Ids, *, kind: str, created: int, obj: dict[str, Any]) -> d
     }
 
 
-
 def stripe_charge_failed(charge: dict[str, Any], payment_intent: dict[str, Any]) -> None:
     """A declined card payment: nothing captured, no balance transaction; its intent waits for
     another payment method."""

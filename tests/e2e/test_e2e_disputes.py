@@ -109,7 +109,7 @@ def dispute(book: DecisionsBook, payment_id: str, status: str, *, event: str, sh
                     "reporting_category": "dispute_reversal",
                 }
             )
-        record = {
+        record: dict[str, Any] = {
             "id": dispute_id,
             "object": "dispute",
             "amount": amount,

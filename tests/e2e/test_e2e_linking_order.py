@@ -14,6 +14,7 @@ import copy
 import json
 import re
 from collections import Counter
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 from connector.config import load_config
+from connector.model import Customer, Invoice, Payment
 from connector.pipeline import sync
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
@@ -39,7 +41,12 @@ LATE_STREAMS = ["invoices", "deals", "payments", "credit_notes", "charges", "ref
 def labels(store: Store) -> dict[str, str]:
     """Canonical id -> the systems' ids of the record, which are the same in both books."""
     out = {}
-    for record in [*store.list_customers(), *store.list_invoices(), *store.list_payments()]:
+    records: list[Customer | Invoice | Payment] = [
+        *store.list_customers(),
+        *store.list_invoices(),
+        *store.list_payments(),
+    ]
+    for record in records:
         if record.id:
             out[record.id] = "|".join(sorted(f"{r.system}:{r.object_type}:{r.remote_id}" for r in record.refs))
     return out
@@ -60,7 +67,7 @@ def stable(value: Any, names: dict[str, str]) -> Any:
 
 
 def links(store: Store) -> set[tuple[str, frozenset[str]]]:
-    kinds = [
+    kinds: list[tuple[str, Sequence[Customer | Invoice | Payment]]] = [
         ("customer", store.list_customers()),
         ("invoice", store.list_invoices()),
         ("payment", store.list_payments()),

@@ -1,4 +1,5 @@
-from connector.linking.rules import View, link_customers, link_invoices, link_payments, normalise_number
+from connector.linking.numbers import normalise_number
+from connector.linking.rules import View, link_customers, link_invoices, link_payments
 
 
 def view(system, kind, remote_id, entity, data, rank=None, hints=None, object_type="invoice"):

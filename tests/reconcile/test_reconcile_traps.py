@@ -27,7 +27,7 @@ MONTHS = ("January", "February", "March", "April", "May", "June")
 
 @dataclass
 class Label:
-    expected: dict[str, Decimal]  # invoice id -> amount; empty: nothing may be applied
+    expected: dict[str | None, Decimal]  # invoice id -> amount; empty: nothing may be applied
     how: str  # "auto" or "propose"
 
 

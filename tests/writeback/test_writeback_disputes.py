@@ -5,7 +5,7 @@ the ledger's own record of the payment backs it only while it covers all the led
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from connector.model import Action, Allocation, Invoice, Payment, Ref, invoice_position
+from connector.model import Action, Allocation, DisputeStatus, Invoice, Payment, Ref, invoice_position
 from connector.money import Money
 from connector.reconcile.reversals import money_left, why_money_left
 from connector.reconcile.types import LEDGER_RULE
@@ -27,6 +27,7 @@ def paid(payment: Payment) -> Facts:
         tax=USD(0),
         total=USD("100.00"),
         amount_paid=USD("100.00"),
+        amount_credited=USD(0),
         due_date=date(2026, 10, 1),
     )
     ledger_payment = {
@@ -73,7 +74,7 @@ def ledger_record(amount: str) -> Allocation:
     )
 
 
-def disputed(status: str, amount: str = "100.00") -> Payment:
+def disputed(status: DisputeStatus, amount: str = "100.00") -> Payment:
     return Payment(
         id="p1",
         amount=USD("100.00"),
