@@ -138,7 +138,7 @@ def test_the_listing_shows_payer_date_invoice_numbers_and_customer_names_not_ids
     out = run("reconcile").stdout
     assert "Beta Ltd  2024-06-10  400.00 USD to apply  (payment ch_b)" in out
     assert "INV-1 Acme (open 100.00 USD, applies 100.00)" in out
-    assert "open invoices of customer Beta Ltd in USD" in out
+    assert "open invoices of Beta Ltd in USD" in out
     assert "b07e22" not in out and "c9f3a1" not in out
 
 

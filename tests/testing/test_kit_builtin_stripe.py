@@ -22,6 +22,11 @@ DATA = {**generate(3, "small", today=date(2026, 3, 2)).data, "credentials": DEMO
 # The generated book has no Stripe credit notes: add the recorded ones.
 CREDIT_NOTES = Path(__file__).resolve().parents[1] / "fixtures" / "stripe" / "credit_notes.json"
 DATA["stripe"]["credit_notes"] = json.loads(CREDIT_NOTES.read_text())["data"]
+# Nor disputes: add the recorded one, on a charge of the book.
+DISPUTES = Path(__file__).resolve().parents[1] / "fixtures" / "stripe" / "disputes.json"
+DATA["stripe"]["disputes"] = json.loads(DISPUTES.read_text())["data"]
+for dispute in DATA["stripe"]["disputes"]:
+    dispute["charge"] = DATA["stripe"]["charges"][0]["id"]
 OPEN = [i for i in DATA["stripe"]["invoices"] if i["status"] == "open"]
 PAGE_SIZE = 5
 
@@ -38,6 +43,7 @@ def more(objects: list[dict], total: int, prefix: str) -> None:
 # The book has 4 refunds and one recorded credit note: fewer than a page each.
 more(DATA["stripe"]["refunds"], PAGE_SIZE + 2, "re")
 more(DATA["stripe"]["credit_notes"], PAGE_SIZE + 2, "cn")
+more(DATA["stripe"]["disputes"], PAGE_SIZE + 2, "dp")
 
 
 def invoice(currency: str, minor: int, status: str = "open") -> dict:
