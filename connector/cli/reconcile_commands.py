@@ -141,7 +141,22 @@ def reconcile_report(store: Store, summary: Any) -> dict[str, Any]:
             _candidate(describe, proposal["payment_id"], c, rank)
             for rank, c in enumerate(proposal["candidates"], start=1)
         ]
-        top = {k: v for k, v in candidates[0].items() if k != "rank"} if candidates else {}
+        # Without a candidate (a possible duplicate kept as credit) the proposal still says
+        # whose payment it is and what it holds; `note` says why nothing can be accepted.
+        top = (
+            {k: v for k, v in candidates[0].items() if k != "rank"}
+            if candidates
+            else {
+                "status": "proposed",
+                "payment": describe.payment(proposal["payment_id"]),
+                "invoice": None,
+                "amount": str(left.amount),
+                "currency": left.currency,
+                "rule": None,
+                "confidence": None,
+                "reason": proposal.get("note") or "",
+            }
+        )
         out_proposals.append(
             {
                 **top,

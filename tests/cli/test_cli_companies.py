@@ -216,8 +216,8 @@ def test_one_company_failing_does_not_stop_the_next_and_sets_the_exit_code(books
     """Company `a`'s systems refuse its credentials; `b` still syncs its book."""
     refused = connection_tables(books[0], "a", "a")
     for secret in (DEMO_CREDENTIALS["stripe"][0], DEMO_CREDENTIALS["xero"]["refresh_token"]):
-        refused = refused.replace(secret, "refused")
-    refused = refused.replace(DEMO_CREDENTIALS["hubspot"]["refresh_token"], "refused")
+        refused = refused.replace(secret, "not-the-credential-0000")
+    refused = refused.replace(DEMO_CREDENTIALS["hubspot"]["refresh_token"], "not-the-credential-0000")
     write_config(tmp_path, two_companies(None, books[1]).replace(connection_tables(None, "a", "a"), refused))
     result = run_cli("sync", "--json")
     assert result.exit_code == 1

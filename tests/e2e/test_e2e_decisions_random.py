@@ -77,7 +77,7 @@ def proposals(run: Run) -> list[dict[str, Any]]:
 
 
 def accept(run: Run) -> bool:
-    pending = proposals(run)
+    pending = [p for p in proposals(run) if p["candidates"]]  # a duplicate kept as credit has none
     if not pending:
         return False
     proposal = run.rng.choice(pending)
