@@ -15,6 +15,8 @@ with `secret_key = "file:connector.key"`.
 from __future__ import annotations
 
 import os
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -30,6 +32,7 @@ from connector.reports import aging_report
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import Size, generate
 from connector.sandbox.quickbooks_api import quickbooks_book
+from connector.state.outbox import OutboxEntry
 from connector.state.secrets import new_key
 from connector.state.store import Store, open_store
 from connector.sync import SyncReport
@@ -193,7 +196,19 @@ def run_demo(
         config.require_secret_key()
         store = open_store(config.database_url, sealer=config.token_sealer())
         try:
-            run = pipeline.run(config, store, then="apply", full=True)
+            shown = WriteBackProgress(echo)
+            run = pipeline.run(
+                config,
+                store,
+                then="apply",
+                full=True,
+                on_synced=lambda synced: echo(
+                    f"pulled {sum(s.records for s in synced.streams):,} records; reconciling and planning"
+                ),
+                on_planned=shown.planned,
+                on_applying=shown.sent,
+            )
+            shown.finished()
             assert run.reconciliation is not None and run.applied is not None  # then="apply" ran them
             report, reconciliation, planned, applied = run.sync, run.reconciliation, run.planned, run.applied
             # Read back what was written, so that the book shows every system as it now is
@@ -218,6 +233,43 @@ def run_demo(
         applied=applied,
         reminders=reminders,
     )
+
+
+class WriteBackProgress:
+    """What the demo says while it writes back: how many writes are planned, then every few
+    seconds how many are sent and in how many requests (batches count once)."""
+
+    EVERY_S = 5.0
+
+    def __init__(self, echo: Callable[[str], None], clock: Callable[[], float] = time.monotonic) -> None:
+        self.echo, self.clock = echo, clock
+        self.total = 0
+        self.started = self.last = clock()
+        self.report: ApplyReport | None = None
+
+    def planned(self, pending: list[OutboxEntry]) -> None:
+        self.total = len(pending)
+        self.started = self.last = self.clock()
+        by_connection = Counter(entry.action.connection for entry in pending)
+        detail = ", ".join(f"{n:,} to {name}" for name, n in sorted(by_connection.items()))
+        self.echo(f"writing back {self.total:,} actions ({detail or 'none'}) at the providers' documented rate limits")
+
+    def sent(self, report: ApplyReport) -> None:
+        self.report = report
+        now = self.clock()
+        if now - self.last >= self.EVERY_S:
+            self.last = now
+            self.echo(self.line(report, now))
+
+    def line(self, report: ApplyReport, now: float) -> str:
+        return (
+            f"  {len(report.done):,} of {self.total:,} written in {report.requests:,} requests "
+            f"({report.batches:,} batches), {now - self.started:.0f} s"
+        )
+
+    def finished(self) -> None:
+        if self.report is not None and self.total:
+            self.echo(self.line(self.report, self.clock()))
 
 
 def _counts(store: Store) -> dict[str, int]:

@@ -174,6 +174,11 @@ class InvalidRequestError(ProviderError):
     pass
 
 
+class StopRequested(ConnectorError):
+    """The process is stopping (SIGTERM): a request still waiting for its rate-limit slot was
+    not sent, and will be on a later run."""
+
+
 class NotFoundError(InvalidRequestError):
     pass
 

@@ -103,9 +103,13 @@ def run(
     full: bool = False,
     progress: Progress | None = None,
     on_synced: Callable[[SyncReport], None] | None = None,
+    on_planned: Callable[[list[OutboxEntry]], None] | None = None,
+    on_applying: Callable[[ApplyReport], None] | None = None,
 ) -> RunResult:
     """The whole loop as far as `then`: "sync" (pull and link), "plan" (and reconcile and queue
-    the writes, a dry run of the sending), "apply" (and send every pending write once)."""
+    the writes, a dry run of the sending), "apply" (and send every pending write once).
+    `on_synced`, `on_planned` (the pending writes) and `on_applying` (after each request the
+    sending made) let a caller show progress."""
     registry = registry or installed()
     result = RunResult(
         sync(config, store, registry, connections=connections, streams=streams, full=full, progress=progress)
@@ -116,8 +120,10 @@ def run(
         return result
     result.reconciliation, result.planned = reconcile_and_plan(config, store, registry, link_first=False)
     result.queued = pending(store)
+    if on_planned is not None:
+        on_planned(result.queued)
     if then == "apply":
-        result.applied = apply(config, store, registry)
+        result.applied = apply(config, store, registry, progress=on_applying)
     return result
 
 

@@ -19,7 +19,7 @@ through the `TokenStore` it is given.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from connector.errors import ConnectorError
 from connector.http.tokens import TokenStore
 from connector.model import Action
 
@@ -100,6 +101,9 @@ class Provider:
     actions: ClassVar[tuple[str, ...]] = ()
     # Where the provider's mapping file is, as "package:file.toml" (read by `mappings`).
     mapping_file: ClassVar[str | None] = None
+    # Action kinds the provider sends several of in one request, and how many at most in one
+    # batch (each needs a batch_<action>(actions, key) method). Kinds not named go one by one.
+    batch_limits: ClassVar[dict[str, int]] = {}
 
     def __init__(
         self,
@@ -130,6 +134,33 @@ class Provider:
             )
         result: ActionResult = getattr(self, f"apply_{action.kind}")(action)
         return result
+
+    def batch_limit(self, kind: str) -> int:
+        """How many actions of `kind` go in one batch: 1 where the provider has no batch write."""
+        return max(1, self.batch_limits.get(kind, 1))
+
+    def apply_batch(self, actions: Sequence[Action], key: str) -> list[ActionResult | ConnectorError]:
+        """Send several planned writes of one kind (at most `batch_limit(kind)`) in one request,
+        or in as few as the provider needs, with `key` as the whole request's idempotency key:
+        a resend of the same batch (after a crash, or a request that got no answer) carries the
+        same actions, in the same order, with the same key, so the provider can replay its first
+        answer.
+
+        Returns one entry per action, in the order given: its result, or the error that refused
+        that action alone (it fails alone; the others are done). Raises, as `apply` does, when
+        the request as a whole failed: then no action of the batch is known to be done."""
+        kinds = {action.kind for action in actions}
+        if len(kinds) != 1:
+            raise ValueError(f"a batch holds actions of one kind, not {', '.join(sorted(kinds)) or 'none'}")
+        [kind] = kinds
+        if kind not in self.actions or kind not in self.batch_limits:
+            raise ValueError(f"{self.name} cannot send {kind!r} in batches")
+        if len(actions) > self.batch_limit(kind):
+            raise ValueError(f"{self.name} takes at most {self.batch_limit(kind)} {kind!r} in one batch")
+        results: list[ActionResult | ConnectorError] = getattr(self, f"batch_{kind}")(list(actions), key)
+        if len(results) != len(actions):
+            raise ValueError(f"{self.name}.batch_{kind} answered {len(results)} results for {len(actions)} actions")
+        return results
 
     def probe(self) -> str:
         """A cheap authenticated read, for `connector doctor --online`: the first page of the

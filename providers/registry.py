@@ -86,6 +86,14 @@ def contract_problems(cls: Any, entry_name: str | None = None) -> list[str]:
             problems.append(f"declares unknown action {action!r} (known: {', '.join(sorted(KNOWN_ACTIONS))})")
         elif not callable(getattr(cls, f"apply_{action}", None)):
             problems.append(f"declares action {action!r} but has no apply_{action}() method")
+    batch_limits = getattr(cls, "batch_limits", {})
+    for action, limit in batch_limits.items():
+        if action not in actions:
+            problems.append(f"batch_limits names {action!r}, which it does not declare as an action")
+        elif not isinstance(limit, int) or limit < 1:
+            problems.append(f"batch_limits[{action!r}] must be a whole number of at least 1, not {limit!r}")
+        elif not callable(getattr(cls, f"batch_{action}", None)):
+            problems.append(f"batch_limits names {action!r} but it has no batch_{action}() method")
     return problems
 
 

@@ -15,7 +15,7 @@ credential's fingerprint in `result`).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,6 +44,7 @@ class OutboxEntry:
     claimed_at: datetime | None
     next_attempt_at: datetime | None
     updated_at: datetime
+    batch_key: str | None = None  # sent in a batch whose answer is not known yet (`form_batch`)
 
 
 def _entry(row: Any) -> OutboxEntry:
@@ -69,6 +70,7 @@ def _entry(row: Any) -> OutboxEntry:
         claimed_at=row["claimed_at"],
         next_attempt_at=row["next_attempt_at"],
         updated_at=row["updated_at"],
+        batch_key=row["batch_key"],
     )
 
 
@@ -138,12 +140,17 @@ def claim(
     connections: Sequence[str] | None = None,
     dead_workers: Sequence[str] = (),
     skip_connections: Sequence[str] = (),
+    shares: Mapping[str, int] | None = None,
 ) -> list[OutboxEntry]:
     """Claim up to `limit` actions for `worker`, shared out across the connections that have
     work due and returned in turn (one of each connection, then the next of each), so one
     connection's backlog never holds back another's writes; within a connection, in id order
     (the order the plan queued them). A connection whose actions wait (a spent limit, a
-    refused credential) has nothing due and takes no share.
+    refused credential) has nothing due and takes no share. `shares` caps what one connection
+    takes (a provider that sends writes in batches takes a batch's worth).
+
+    An action sent in a batch whose answer never came (`form_batch`) is claimed with the rest
+    of its batch, due or not, so the batch is sent again whole, with its key.
 
     Each action is claimed by its own compare-and-swap, so a row another worker took meanwhile
     is skipped, never sent twice. On PostgreSQL the candidates are read `FOR UPDATE SKIP
@@ -179,20 +186,24 @@ def claim(
         full = []
         for name in hungry:
             share = min(share, limit - sum(len(turn) for turn in turns.values()))
-            if share <= 0:
-                break
+            cap = (shares or {}).get(name)
+            wanted = share if cap is None else min(share, cap - len(turns[name]))
+            if wanted <= 0:
+                continue
             query = (
                 sa.select(outbox.c.id)
                 .where(*scope, outbox.c.connection == name)
                 .order_by(outbox.c.id)
-                .limit(share)
+                .limit(wanted)
                 .with_for_update(skip_locked=True)
             )
             candidates = [action_id for (action_id,) in session.execute(query).all()]
             turns[name] += [action_id for action_id in candidates if _take(session, action_id, worker, now, condition)]
-            if len(candidates) == share:
+            if len(candidates) == wanted:
                 full.append(name)
         hungry = full
+    for turn in turns.values():
+        turn += _take_batch_rest(session, outbox, worker, now, turn, dead_workers, lease)
     # one of each connection, then the next of each
     order = [
         action_id for turn in itertools.zip_longest(*turns.values()) for action_id in turn if action_id is not None
@@ -201,6 +212,69 @@ def claim(
         return []
     by_id = {entry.id: entry for entry in entries(session, ids=order)}
     return [by_id[action_id] for action_id in order]
+
+
+def _take_batch_rest(
+    session: Session,
+    outbox: sa.Table,
+    worker: str,
+    now: datetime,
+    taken: Sequence[int],
+    dead_workers: Sequence[str],
+    lease: timedelta,
+) -> list[int]:
+    """The other actions of the unanswered batches among `taken`, claimed too (due or not, or
+    parked), so the batch goes out again whole; their ids."""
+    if not taken:
+        return []
+    keys = select_in(session, sa.select(outbox.c.batch_key).distinct(), outbox.c.id, list(taken))
+    keys = [key for key in keys if key]
+    if not keys:
+        return []
+    waiting = sa.or_(
+        outbox.c.state.in_(("planned", "failed")),
+        _claimable(outbox, now, now - lease, dead_workers),
+    )
+    query = (
+        sa.select(outbox.c.id)
+        .where(mine(session, outbox), outbox.c.batch_key.in_(keys), outbox.c.id.not_in(list(taken)), waiting)
+        .order_by(outbox.c.id)
+    )
+    rest = [action_id for (action_id,) in session.execute(query).all()]
+    return [action_id for action_id in rest if _take(session, action_id, worker, now, waiting)]
+
+
+def select_in(session: Session, query: Any, column: Any, values: Sequence[Any]) -> list[Any]:
+    """The first column of `query` over the rows whose `column` is in `values`, chunked."""
+    found: list[Any] = []
+    for chunk in in_chunks(session, list(values)):
+        found += [row[0] for row in session.execute(query.where(mine(session, column.table), column.in_(chunk)))]
+    return found
+
+
+def form_batch(session: Session, action_ids: Sequence[int], worker: str, key: str) -> int:
+    """Record that the claimed actions go out together under `key`, before the request is
+    sent; returns how many (the ones this worker still holds)."""
+    outbox = table("outbox_actions")
+    formed = session.execute(
+        sa.update(outbox)
+        .where(
+            mine(session, outbox),
+            outbox.c.id.in_(list(action_ids)),
+            outbox.c.state == "in_flight",
+            outbox.c.claimed_by == worker,
+        )
+        .values(batch_key=key, updated_at=utcnow())
+    )
+    return rowcount(formed)
+
+
+def leave_batch(session: Session, action_ids: Sequence[int]) -> None:
+    """The actions' batch got a definite answer for them (done, refused, or not sent at all):
+    a later attempt may go in another batch, under another key."""
+    outbox = table("outbox_actions")
+    for chunk in in_chunks(session, list(action_ids)):
+        session.execute(sa.update(outbox).where(mine(session, outbox), outbox.c.id.in_(chunk)).values(batch_key=None))
 
 
 def _take(session: Session, action_id: int, worker: str, now: datetime, condition: Any) -> bool:
@@ -238,7 +312,7 @@ def complete(session: Session, action_id: int, worker: str, result: dict[str, An
             outbox.c.state == "in_flight",
             outbox.c.claimed_by == worker,
         )
-        .values(state="done", result=jsonable(result), last_error=None, updated_at=utcnow())
+        .values(state="done", result=jsonable(result), last_error=None, batch_key=None, updated_at=utcnow())
     )
     return rowcount(done) == 1
 
@@ -467,11 +541,17 @@ SETTLED_NOTE = "no longer follows from "
 
 def cancel_unsent(session: Session, action_id: int, cause: str) -> bool:
     """Cancel a planned or parked write because `cause` no longer stands behind it; False when
-    it was claimed (or finished) meanwhile."""
+    it was claimed (or finished) meanwhile, or when it went out in a batch whose answer never
+    came (the provider may have made it: the batch is sent again whole to learn its answer)."""
     outbox = table("outbox_actions")
     changed = session.execute(
         sa.update(outbox)
-        .where(mine(session, outbox), outbox.c.id == action_id, outbox.c.state.in_(["planned", "failed"]))
+        .where(
+            mine(session, outbox),
+            outbox.c.id == action_id,
+            outbox.c.state.in_(["planned", "failed"]),
+            outbox.c.batch_key.is_(None),
+        )
         .values(
             state="cancelled",
             last_error=(SETTLED_NOTE + cause)[:2000],

@@ -235,6 +235,7 @@ class OutboxActionRow(SQLModel, table=True):
         sa.UniqueConstraint("company", "idempotency_key", name="uq_outbox_actions_idempotency_key"),
         sa.Index("ix_outbox_actions_state", "company", "state", "next_attempt_at"),
         sa.Index("ix_outbox_actions_subject", "company", "subject_type", "subject_id"),
+        sa.Index("ix_outbox_actions_batch", "company", "batch_key"),
     )
 
     id: int = _col(BigIntId, primary_key=True, nullable=False)
@@ -257,6 +258,8 @@ class OutboxActionRow(SQLModel, table=True):
     subject_type: str | None = _col(sa.Text)
     subject_id: str | None = _col(sa.Text)
     summary: str | None = _col(sa.Text)
+    # 0014: the batch it was sent in (one request, one idempotency key), kept until its answer
+    batch_key: str | None = _col(sa.Text)
 
 
 class RunRow(SQLModel, table=True):

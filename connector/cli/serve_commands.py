@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 from connector.actors import current_user
 from connector.cli.context import AppContext, pass_app
 from connector.errors import UsageError
+from connector.http.ratelimit import STOPPING
 from connector.service.listener import Limits, Listener
 from connector.service.loop import Service, parse_every
 from connector.workbench import MIN_TOKEN, Access, Book, workbench
@@ -109,6 +110,7 @@ def serve_command(
         stop_requested.set()
         service.stop.set()
         service.wake.set()
+        STOPPING.set()  # a request waiting for its rate-limit slot is not sent
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     listener.start()
@@ -122,6 +124,7 @@ def serve_command(
         listener.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        STOPPING.clear()
     click.echo("stopped", err=True)
 
 

@@ -19,6 +19,7 @@ from connector.actors import current_user
 from connector.cli.context import AppContext, pass_app
 from connector.cli.reconcile_commands import settlement_lines
 from connector.errors import EXIT_PROBLEMS, UsageError
+from connector.http.ratelimit import STOPPING
 from connector.pipeline import plan
 from connector.state import outbox
 from connector.writeback.apply import (
@@ -177,6 +178,7 @@ def stop_on_signals() -> Iterator[threading.Event]:
     def handler(signum: int, _frame: object) -> None:
         logger.warning("received %s: finishing the write in flight, then stopping", signal.Signals(signum).name)
         stop.set()
+        STOPPING.set()  # a request waiting for its rate-limit slot is not sent
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -184,6 +186,7 @@ def stop_on_signals() -> Iterator[threading.Event]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        STOPPING.clear()
 
 
 def _why_nothing_is_due(waiting: list[outbox.OutboxEntry]) -> list[str]:

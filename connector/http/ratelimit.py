@@ -46,7 +46,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypedDict, Unpack
 
-from connector.errors import RateLimitDeferred
+from connector.errors import RateLimitDeferred, StopRequested
 from connector.http.budget import AccountBudget, BudgetStore, Grant, WindowSpec
 
 logger = logging.getLogger("connector.http")
@@ -57,6 +57,17 @@ DEFAULT_MARGIN = 0.05
 MAX_NAP = 1.0
 """The longest a limiter with a shared budget sleeps before asking its store again (others may
 have freed room, and a stopping worker should not sleep through its stop)."""
+
+
+STOPPING = threading.Event()
+"""Set while the process stops (SIGTERM): a request waiting for its slot gives up
+(`StopRequested`) instead of sleeping out a minute's window, so a stop takes seconds."""
+
+
+def stoppable_sleep(seconds: float) -> None:
+    """Sleep `seconds`, or raise `StopRequested` as soon as the process is asked to stop."""
+    if STOPPING.wait(seconds):
+        raise StopRequested("stopping: a request waiting for its rate-limit slot was not sent")
 
 
 @dataclass(frozen=True)
@@ -111,7 +122,7 @@ class RateLimiter:
         defer_after: float = 900.0,
         provider: str = "rate limiter",
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = stoppable_sleep,
         budget: AccountBudget | None = None,
     ) -> None:
         if concurrency is not None and concurrency < 1:

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -35,13 +37,14 @@ from connector.errors import (
     InvalidRequestError,
     ProviderError,
     RateLimitDeferred,
+    StopRequested,
     UsageError,
     first_line,
 )
 from connector.model import Allocation, invoice_position
 from connector.money import Money
-from connector.providers.base import Provider
-from connector.providers.registry import Registry
+from connector.providers.base import ActionResult, Provider
+from connector.providers.registry import Registry, installed
 from connector.reconcile.decisions import withdraw
 from connector.reconcile.types import LEDGER_RULE
 from connector.state import outbox
@@ -135,6 +138,8 @@ class ApplyReport:
     resumed: dict[str, int] = field(default_factory=dict)
     stopped: bool = False  # a stop was asked for: the writes still claimed went back unsent
     released: int = 0  # how many went back when stopped
+    requests: int = 0  # writes' requests answered (a batch counts once)
+    batches: int = 0  # of which batches of several writes
     drained: bool = True  # False: `rounds` ran out with writes perhaps still due
 
     def per_system(self) -> dict[str, dict[str, int]]:
@@ -154,20 +159,26 @@ def apply(
     worker: str | None = None,
     stop: threading.Event | None = None,
     rounds: int | None = None,
+    progress: Callable[[ApplyReport], None] | None = None,
 ) -> ApplyReport:
     """Send every action that is due, until none is left for this worker.
 
     Each claim takes a share of every connection with writes due (`outbox.claim`), sent in
-    turn, so one connection's backlog never holds back another's. `stop` (a shutdown) is
-    looked at before each request: the request in flight finishes and its answer is recorded,
-    the rest of the claim goes back unsent (no attempt counted) and apply returns, `stopped`.
-    `rounds`: at most that many claims (the service takes one claim of each company in turn);
-    `drained` says whether the queue ran dry."""
+    turn, so one connection's backlog never holds back another's; a connection whose provider
+    takes several writes in one request (`Provider.batch_limits`) takes a batch's worth and
+    gets them in batches (`_send_batch`). `stop` (a shutdown) is looked at before each
+    request: the request in flight finishes and its answer is recorded, the rest of the claim
+    goes back unsent (no attempt counted) and apply returns, `stopped`. `rounds`: at most that
+    many claims (the service takes one claim of each company in turn); `drained` says whether
+    the queue ran dry. `progress` is called after each request's answer is recorded."""
     check_scope(config, store)
     worker = worker or worker_id()
     stop = stop or threading.Event()
     report = ApplyReport()
     providers: dict[str, Provider] = {}
+    limits = batch_limits(config, registry, only)
+    shares = {name: max(batch, *kinds.values()) for name, kinds in limits.items() if kinds}
+    claim_size = batch + sum(share - batch for share in shares.values())
     _check_holds(config, store, only, report)
     try:
         claims = 0
@@ -183,24 +194,35 @@ def apply(
                     session,
                     worker,
                     lease=LEASE,
-                    limit=batch,
+                    limit=claim_size,
                     connections=only,
                     dead_workers=dead,
                     skip_connections=[*report.deferred, *report.held],
+                    shares=shares,
                 )
             if not claimed:
                 return report
-            for index, entry in enumerate(claimed):
+            units = requests_of(claimed, limits)
+            for index, unit in enumerate(units):
                 if stop.is_set():
-                    _stop(store, claimed[index:], worker, report)
+                    _stop(store, [entry for rest in units[index:] for entry in rest], worker, report)
                     return report
-                name = entry.action.connection
+                name = unit[0].action.connection
                 if name in report.deferred:
-                    _hand_back(store, entry, worker, report.deferred[name])
+                    for entry in unit:
+                        _hand_back(store, entry, worker, report.deferred[name])
                 elif name in report.held:
-                    _hold_back(config, store, entry, worker, report.held[name])
+                    for entry in unit:
+                        _hold_back(config, store, entry, worker, report.held[name])
+                elif len(unit) == 1 and unit[0].batch_key is None:
+                    _send(config, store, registry, providers, unit[0], worker, report)
                 else:
-                    _send(config, store, registry, providers, entry, worker, report)
+                    _send_batch(config, store, registry, providers, unit, worker, report)
+                if report.stopped:  # stopped while waiting for a rate-limit slot
+                    _stop(store, [entry for rest in units[index + 1 :] for entry in rest], worker, report)
+                    return report
+                if progress is not None:
+                    progress(report)
         report.stopped = True
         return report
     finally:
@@ -208,12 +230,61 @@ def apply(
             provider.close()
 
 
+def batch_limits(config: Config, registry: Registry | None, only: list[str] | None) -> dict[str, dict[str, int]]:
+    """connection -> {action kind: how many go in one request} for the kinds its provider
+    sends in batches (none: one write per request)."""
+    registry = registry or installed()
+    limits: dict[str, dict[str, int]] = {}
+    for name, connection in config.connections.items():
+        if only is not None and name not in only:
+            continue
+        try:
+            cls = registry.get(connection.provider)
+        except ConnectorError:
+            continue  # not installed: sending its writes fails, each with that error
+        limits[name] = {kind: limit for kind, limit in cls.batch_limits.items() if limit > 1}
+    return limits
+
+
+def requests_of(claimed: list[outbox.OutboxEntry], limits: dict[str, dict[str, int]]) -> list[list[outbox.OutboxEntry]]:
+    """The claim cut into requests, in the claim's turn order (one of each connection, then
+    the next): a batch sent before whose answer never came goes out again whole, as it was;
+    writes of a kind the provider batches go together, up to its limit, in id order; the rest
+    one per request."""
+    kept: dict[str, list[outbox.OutboxEntry]] = defaultdict(list)
+    open_batches: dict[tuple[str, str], list[outbox.OutboxEntry]] = {}
+    units: list[list[outbox.OutboxEntry]] = []
+    for entry in claimed:
+        action = entry.action
+        if entry.batch_key is not None:
+            if entry.batch_key not in kept:
+                units.append(kept[entry.batch_key])
+            kept[entry.batch_key].append(entry)
+            continue
+        limit = limits.get(action.connection, {}).get(action.kind, 1)
+        if limit <= 1:
+            units.append([entry])
+            continue
+        place = (action.connection, action.kind)
+        unit = open_batches.get(place)
+        if unit is None or len(unit) >= limit:
+            unit = open_batches[place] = []
+            units.append(unit)
+        unit.append(entry)
+    for unit in units:
+        unit.sort(key=lambda e: e.id)
+    return units
+
+
 def _stop(store: Store, unsent: list[outbox.OutboxEntry], worker: str, report: ApplyReport) -> None:
     """Hand the claimed writes not sent yet back to the queue (a shutdown)."""
-    with store.session() as session:
-        report.released = outbox.unclaim(session, [entry.id for entry in unsent], worker)
+    released = 0
+    if unsent:
+        with store.session() as session:
+            released = outbox.unclaim(session, [entry.id for entry in unsent], worker)
+    report.released += released
     report.stopped = True
-    logger.warning("stopping: %d claimed writes handed back unsent", report.released)
+    logger.warning("stopping: %d claimed writes handed back unsent", released)
 
 
 def _check_holds(config: Config, store: Store, only: list[str] | None, report: ApplyReport) -> None:
@@ -278,6 +349,15 @@ def _hold_back(config: Config, store: Store, entry: outbox.OutboxEntry, worker: 
         outbox.hold_connection(session, name, hold.reason, credential=credential)
 
 
+def _open(
+    config: Config, store: Store, registry: Registry | None, providers: dict[str, Provider], name: str
+) -> Provider:
+    provider = providers.get(name)
+    if provider is None:
+        provider = providers[name] = open_provider(config.connection(name), store, registry)
+    return provider
+
+
 def _send(
     config: Config,
     store: Store,
@@ -288,42 +368,13 @@ def _send(
     report: ApplyReport,
 ) -> None:
     action = entry.action
-    context = {"connection": action.connection, "action_id": entry.id}
     try:
-        provider = providers.get(action.connection)
-        if provider is None:
-            provider = providers[action.connection] = open_provider(
-                config.connection(action.connection), store, registry
-            )
-        result = provider.apply(action)
+        result = _open(config, store, registry, providers, action.connection).apply(action)
+    except StopRequested:
+        _stop(store, [entry], worker, report)
+        return
     except RateLimitDeferred as exc:
-        # The connection's allowance is spent for hours (Xero's 5,000 calls a day): this and
-        # every later write to it wait until then, none of them counted as a failed attempt,
-        # so a large backlog is not parked action by action for a person.
-        wait = timedelta(seconds=exc.retry_after) if exc.retry_after else DEFERRAL_WITHOUT_TIME
-        deferral = report.deferred[action.connection] = Deferral(utcnow() + wait, first_line(exc, 500))
-        with store.session() as session:
-            # the rest of its queue waits too, for every worker, not only for this run
-            deferral.queued = outbox.defer_connection(
-                session, action.connection, _waits_note(deferral), not_before=deferral.until
-            )
-            audit(
-                session,
-                "apply",
-                "connection_deferred",
-                "connection",
-                action.connection,
-                {"until": deferral.until.isoformat(), "action": entry.id, "waiting": deferral.queued},
-                deferral.reason,
-            )
-        logger.warning(
-            "writes to %s wait until %s: %s",
-            action.connection,
-            deferral.until.isoformat(timespec="minutes"),
-            deferral.reason,
-            extra=context,
-        )
-        _hand_back(store, entry, worker, deferral)
+        _hand_back(store, entry, worker, _defer(store, entry, exc, report))
         return
     except AuthenticationError as exc:
         if exc.refuses_credential:
@@ -335,26 +386,144 @@ def _send(
         _failed(store, entry, worker, exc, report)
         return
     failpoints.hit("after_send")  # crash tests: the provider answered, nothing committed yet
-    answer = {"remote_id": result.remote_id, "replayed": result.replayed, "response": result.response}
+    report.requests += 1
     with store.session() as session:
-        if outbox.complete(session, entry.id, worker, answer):
-            audit(
-                session,
-                "apply",
-                action.kind,
-                entry.subject_type or "action",
-                entry.subject_id,
-                {
-                    "action": entry.id,
-                    "connection": action.connection,
-                    "key": action.idempotency_key,
-                    "remote_id": result.remote_id,
-                    "replayed": result.replayed,
-                },
-                entry.summary,
-            )
-            report.done.append(entry)
-            report.replayed += int(result.replayed)
+        _record_done(session, entry, worker, result, report)
+
+
+def _send_batch(
+    config: Config,
+    store: Store,
+    registry: Registry | None,
+    providers: dict[str, Provider],
+    unit: list[outbox.OutboxEntry],
+    worker: str,
+    report: ApplyReport,
+) -> None:
+    """Send several writes of one kind to one connection in one request (or the few the
+    provider needs), exactly once: the batch and its key are recorded before it goes out; a
+    batch sent before whose answer never came (a crash, a request without an answer) goes
+    again whole with its key, and the provider replays its first answer. Each write's own
+    result is recorded on it; a write the provider refused fails alone."""
+    first = unit[0]
+    name = first.action.connection
+    kept = first.batch_key is not None  # sent before, its answer unknown: it stays this batch
+    key = first.batch_key or f"batch-{uuid.uuid4().hex}"
+    if not kept:
+        with store.session() as session:
+            outbox.form_batch(session, [entry.id for entry in unit], worker, key)
+    # A definite refusal of the whole request (it was not made) frees a new batch's writes to
+    # go in another one; after a request without an answer, they stay this batch.
+    definite = False
+    try:
+        results = _open(config, store, registry, providers, name).apply_batch([e.action for e in unit], key)
+    except StopRequested:
+        definite = True
+        _stop(store, unit, worker, report)
+        return
+    except RateLimitDeferred as exc:
+        definite = True
+        deferral = _defer(store, first, exc, report)
+        for entry in unit:
+            _hand_back(store, entry, worker, deferral)
+        return
+    except AuthenticationError as exc:
+        definite = True
+        if exc.refuses_credential:
+            _hold(config, store, first, worker, exc, report)
+            for entry in unit[1:]:
+                _hold_back(config, store, entry, worker, report.held[name])
+        else:
+            for entry in unit:
+                _failed(store, entry, worker, exc, report)
+        return
+    except (ProviderError, ConnectorError) as exc:
+        definite = isinstance(exc, InvalidRequestError) or not isinstance(exc, ProviderError)
+        for entry in unit:
+            _failed(store, entry, worker, exc, report)
+        return
+    finally:
+        if definite and not kept:
+            with store.session() as session:
+                outbox.leave_batch(session, [entry.id for entry in unit])
+    failpoints.hit("after_send")  # crash tests: the provider answered, nothing committed yet
+    report.requests += 1
+    report.batches += 1
+    with store.session() as session:
+        for entry, result in zip(unit, results, strict=True):
+            if isinstance(result, ActionResult):
+                _record_done(session, entry, worker, result, report, batch=key)
+    refused = [(entry, result) for entry, result in zip(unit, results, strict=True) if isinstance(result, Exception)]
+    for entry, error in refused:
+        _failed(store, entry, worker, error, report)
+    if refused:
+        with store.session() as session:
+            outbox.leave_batch(session, [entry.id for entry, _ in refused])
+
+
+def _record_done(
+    session: Any,
+    entry: outbox.OutboxEntry,
+    worker: str,
+    result: ActionResult,
+    report: ApplyReport,
+    *,
+    batch: str | None = None,
+) -> None:
+    """The provider's answer to one write, recorded and audited, in the caller's transaction."""
+    action = entry.action
+    answer: dict[str, Any] = {"remote_id": result.remote_id, "replayed": result.replayed, "response": result.response}
+    if batch is not None:
+        answer["batch"] = batch
+    if not outbox.complete(session, entry.id, worker, answer):
+        return
+    audit(
+        session,
+        "apply",
+        action.kind,
+        entry.subject_type or "action",
+        entry.subject_id,
+        {
+            "action": entry.id,
+            "connection": action.connection,
+            "key": action.idempotency_key,
+            "remote_id": result.remote_id,
+            "replayed": result.replayed,
+            **({"batch": batch} if batch is not None else {}),
+        },
+        entry.summary,
+    )
+    report.done.append(entry)
+    report.replayed += int(result.replayed)
+
+
+def _defer(store: Store, entry: outbox.OutboxEntry, exc: RateLimitDeferred, report: ApplyReport) -> Deferral:
+    """The connection's allowance is spent for hours (Xero's 5,000 calls a day): this and every
+    later write to it wait until then, none of them counted as a failed attempt, so a large
+    backlog is not parked action by action for a person."""
+    name = entry.action.connection
+    wait = timedelta(seconds=exc.retry_after) if exc.retry_after else DEFERRAL_WITHOUT_TIME
+    deferral = report.deferred[name] = Deferral(utcnow() + wait, first_line(exc, 500))
+    with store.session() as session:
+        # the rest of its queue waits too, for every worker, not only for this run
+        deferral.queued = outbox.defer_connection(session, name, _waits_note(deferral), not_before=deferral.until)
+        audit(
+            session,
+            "apply",
+            "connection_deferred",
+            "connection",
+            name,
+            {"until": deferral.until.isoformat(), "action": entry.id, "waiting": deferral.queued},
+            deferral.reason,
+        )
+    logger.warning(
+        "writes to %s wait until %s: %s",
+        name,
+        deferral.until.isoformat(timespec="minutes"),
+        deferral.reason,
+        extra={"connection": name, "action_id": entry.id},
+    )
+    return deferral
 
 
 def _failed(store: Store, entry: outbox.OutboxEntry, worker: str, exc: ConnectorError, report: ApplyReport) -> None:
@@ -445,6 +614,11 @@ def cancel(
     keeps it and records the difference as a gap that `drift` lists."""
     with store.session() as session:
         [entry] = _entries_of(session, action_id)
+        if entry.batch_key is not None and entry.action.state in ("planned", "failed"):
+            raise UsageError(
+                f"action #{action_id} went out in a batch to {entry.action.connection} that got no answer, so it may "
+                "have been made; run `connector apply` to send that batch again and learn its answer, then decide"
+            )
         if not outbox.set_state(session, action_id, "cancelled", from_states=("planned", "failed")):
             return Cancellation(False)
         audit(session, user, "cancel", "action", str(action_id), None, None)
