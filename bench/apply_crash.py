@@ -67,8 +67,9 @@ def main() -> int:
     )
     print(
         f"HubSpot notes and tasks ({args.key_setup}, search index {args.search_delay:g} s behind): "
-        f"{run.hubspot_creates} planned, {run.hubspot_exits} exits right after HubSpot made one, "
-        f"{run.hubspot_refused} replays refused as repeating a key, {sum(run.hubspot_effects.values())} made, "
+        f"{run.hubspot_creates} planned, {run.hubspot_exits} exits right after HubSpot made a batch, "
+        f"{run.hubspot_replayed} answered by the one HubSpot held (read by key), "
+        f"{run.hubspot_refused} creates refused as repeating a key, {sum(run.hubspot_effects.values())} made, "
         f"{len(run.hubspot_duplicates)} made twice or more"
     )
     print(

@@ -2,6 +2,13 @@
 `after` paging and the 10,000-result ceiling; list, read, PATCH; create notes and tasks with
 associations; v4 association reads; per-token limits (190 or 100 per 10 s, search 4/s).
 
+Batch endpoints (`/crm/v3/objects/{type}/batch/{update|read}`, `.../{notes|tasks}/batch/
+create`), at most 100 inputs each, one request against the limits: update applies each input
+as PATCH does (200, or 207 listing the inputs refused, the others applied); create is all or
+nothing as the single create checks it (201, or the single create's 400/409 for the batch);
+read by id or `idProperty` (200, or 207 naming the ids not found). See `_batch_update`,
+`_batch_create` and `_batch_read` for why those statuses.
+
 Records are `{"id", "properties", "createdAt", "updatedAt", "archived"}` with string property
 values, as HubSpot answers them. A write bumps `hs_lastmodifieddate` (`lastmodifieddate` on
 contacts) and `updatedAt`, so incremental searches see it.
@@ -55,6 +62,12 @@ TYPES = ("companies", "contacts", "deals", "invoices", "notes", "tasks")
 SEARCH_CAP = 10_000
 MAX_SEARCH_LIMIT = 200
 MAX_LIST_LIMIT = 100
+# Inputs one batch request may carry (batch create, update and read), as on HubSpot.
+MAX_BATCH_INPUTS = 100
+# Properties HubSpot sets itself: an update naming one is refused (READ_ONLY_VALUE).
+READ_ONLY_PROPERTIES = frozenset(
+    {"hs_object_id", "createdate", "hs_createdate", "lastmodifieddate", "hs_lastmodifieddate"}
+)
 SEARCH_CACHE_SIZE = 256
 # Range operators a bisection of the sorted values answers: (lower, upper) bounds as
 # (the filter's field, inclusive).
@@ -555,6 +568,8 @@ class HubSpotFace:
             raise refuse(400, f"Unable to infer object type from: {object_type}")
         if len(parts) == 5 and parts[4] == "search" and request.method == "POST":
             return self._search(request, object_type)
+        if len(parts) == 6 and parts[4] == "batch" and request.method == "POST":
+            return self._batch(request, object_type, parts[5])
         if len(parts) == 4 and request.method == "GET":
             return self._list(request, object_type)
         if len(parts) == 4 and request.method == "POST":
@@ -805,12 +820,19 @@ class HubSpotFace:
         return shaped
 
     def _record(self, object_type: str, ident: str, request: Request) -> dict[str, Any]:
-        id_property = request.arg("idProperty")
+        verb = "read" if request.method == "GET" else "update"
+        archived_ok = (request.arg("archived") or "false").lower() == "true"
+        return self._find(object_type, ident, request.arg("idProperty"), archived_ok=archived_ok, verb=verb)
+
+    def _find(
+        self, object_type: str, ident: str, id_property: str | None, *, archived_ok: bool, verb: str
+    ) -> dict[str, Any]:
+        """The record `ident` names: its id, or with `id_property` a value of that unique
+        property. Refused with 404 when none (or only an archived one, unless `archived_ok`)."""
         if id_property and id_property != "hs_object_id":
             # `ident` is a value of a unique property (HubSpot: "a property whose values are
             # unique for this object type"); any other property is refused.
             if (object_type, id_property) not in self._unique:
-                verb = "read" if request.method == "GET" else "update"
                 raise refuse(400, f"Unable to perform {verb} by non-unique {object_type} property {id_property}")
             value = unquote(ident)
             holder = self._unique[(object_type, id_property)].get(value)
@@ -818,7 +840,6 @@ class HubSpotFace:
                 raise refuse(404, f"Object not found. No {object_type} with {id_property} {value}", "OBJECT_NOT_FOUND")
             ident = holder
         record = self.objects[object_type].get(ident)
-        archived_ok = (request.arg("archived") or "false").lower() == "true"
         if record is None or (record.get("archived") and not archived_ok):
             raise refuse(
                 404, f"Object not found.  objectId are usually numeric.  ({object_type} {ident})", "OBJECT_NOT_FOUND"
@@ -833,9 +854,30 @@ class HubSpotFace:
 
     def _update(self, request: Request, object_type: str, ident: str) -> Response:
         record = self._record(object_type, ident, request)
-        properties = self._body(request).get("properties")
+        properties = self._apply_update(object_type, record, self._body(request).get("properties"))
+        self.versions[object_type] += 1
+        return Response(
+            200,
+            self._shape(object_type, record, None, everything=True),
+            effect=f"updated {object_type} {ident}: {', '.join(properties)}",
+        )
+
+    def _apply_update(self, object_type: str, record: dict[str, Any], properties: Any) -> dict[str, Any]:
+        """Write `properties` onto `record` after the checks HubSpot makes (an object of
+        values, no read-only property, no unique value another record holds), and return
+        them; refused before anything is written. The caller bumps the type's version."""
         if not isinstance(properties, dict):
             raise refuse(400, "properties must be an object of property values")
+        read_only = sorted(READ_ONLY_PROPERTIES & set(properties))
+        if read_only:
+            raise refuse(
+                400,
+                f"Property values were not valid: {', '.join(read_only)} read only",
+                errors=[
+                    {"message": f"{name} is a read only property; its value cannot be set.", "code": "READ_ONLY_VALUE"}
+                    for name in read_only
+                ],
+            )
         self._check_unique(object_type, properties, record["id"])
         before = dict(record["properties"])
         now = iso_ms(self.clock())
@@ -844,15 +886,23 @@ class HubSpotFace:
         self._index_values(object_type, record["id"], before, record["properties"])
         record["properties"][modified_property(object_type)] = now
         record["updatedAt"] = now
-        self.versions[object_type] += 1
-        return Response(
-            200,
-            self._shape(object_type, record, None, everything=True),
-            effect=f"updated {object_type} {ident}: {', '.join(properties)}",
-        )
+        return properties
 
     def _create(self, request: Request, object_type: str) -> Response:
-        body = self._body(request)
+        properties, links = self._creation(object_type, self._body(request))
+        self._check_unique(object_type, properties, None)
+        record = self._insert(object_type, properties, links)
+        self.versions[object_type] += 1
+        return Response(
+            201,
+            self._shape(object_type, record, None, everything=True),
+            effect=f"created {object_type[:-1]} {record['id']}",
+        )
+
+    def _creation(self, object_type: str, body: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str, int]]]:
+        """A create input's properties and associations, refused (400) when malformed: no
+        properties object, a note or task without `hs_timestamp`, an association to nothing.
+        The unique-value check is the caller's (a batch checks its inputs together)."""
         properties = body.get("properties")
         if not isinstance(properties, dict):
             raise refuse(400, "properties must be an object of property values")
@@ -874,7 +924,13 @@ class HubSpotFace:
                     links.append((target[1], to_id, type_id))
                 else:
                     links.append(("unknown", to_id, type_id))
-        self._check_unique(object_type, properties, None)
+        return properties, links
+
+    def _insert(
+        self, object_type: str, properties: dict[str, Any], links: list[tuple[str, str, int]]
+    ) -> dict[str, Any]:
+        """Store a new record (checked already) with its associations, hidden from search
+        for `search_delay_s`. The caller bumps the type's version."""
         ident = str(self._next_id)
         self._next_id += 1
         moment = self.clock()
@@ -888,10 +944,177 @@ class HubSpotFace:
             self._searchable_at[object_type][ident] = moment + self.search_delay_s
         for to_type, to_id, type_id in links:
             self._associate(object_type, ident, to_type, to_id, type_id)
-        self.versions[object_type] += 1
-        return Response(
-            201, self._shape(object_type, record, None, everything=True), effect=f"created {object_type[:-1]} {ident}"
+        return record
+
+    # ------------------------------------------------------------ batch create, update, read
+    #
+    # Each batch request passes the rate windows once (`_gate`, like any request): a batch of
+    # 100 costs what one single write costs, which is why a client batches. The journal gets
+    # one effect per input, joined with "; " in input order ("created note 1001; created note
+    # 1002", "updated deals 300: amount; rejected: ..."), as Xero's PUT /Payments does.
+
+    def _batch(self, request: Request, object_type: str, action: str) -> Response:
+        if action == "create" and object_type in ("notes", "tasks"):
+            return self._batch_create(request, object_type)
+        if action == "update":
+            return self._batch_update(request, object_type)
+        if action == "read":
+            return self._batch_read(request, object_type)
+        raise refuse(404, f"No route for {request.method} {request.path}", "OBJECT_NOT_FOUND")
+
+    def _batch_inputs(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """A batch body's `inputs`: a list of objects, at most MAX_BATCH_INPUTS of them
+        (more: 400 VALIDATION_ERROR, and nothing of the batch is done)."""
+        inputs = body.get("inputs")
+        if not isinstance(inputs, list) or not all(isinstance(item, dict) for item in inputs):
+            raise refuse(400, "Invalid input JSON: inputs must be a list of objects")
+        if len(inputs) > MAX_BATCH_INPUTS:
+            raise refuse(
+                400, f"Too many inputs: {len(inputs)}. A batch request takes at most {MAX_BATCH_INPUTS} inputs."
+            )
+        return inputs
+
+    def _batch_answer(
+        self,
+        success_status: int,
+        started: str,
+        results: list[dict[str, Any]],
+        errors: list[dict[str, Any]],
+        effects: list[str],
+    ) -> Response:
+        """HubSpot's batch answer: `success_status` with BatchResponseSimplePublicObject when
+        every input succeeded, otherwise 207 with BatchResponseSimplePublicObjectWithErrors
+        (`numErrors`, `errors`), the inputs that succeeded still in `results`."""
+        answer: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": started,
+            "completedAt": iso_ms(self.clock()),
+        }
+        if errors:
+            answer["numErrors"] = len(errors)
+            answer["errors"] = errors
+        return Response(207 if errors else success_status, answer, effect="; ".join(effects) or "answered")
+
+    @staticmethod
+    def _batch_error(refusal: Refusal, ids: list[str]) -> dict[str, Any]:
+        """One input's refusal as a StandardError naming the ids it concerns. `context` holds
+        them under `ids`, the key HubSpot's answers use, and under `id` too (the form our
+        brief for the batch adapter gives), so a reader of either finds them."""
+        body = refusal.response.body
+        return {
+            "status": "error",
+            "category": body["category"],
+            "message": body["message"],
+            "context": {"ids": list(ids), "id": list(ids)},
+            "errors": list(body.get("errors") or []),
+            "links": {},
+        }
+
+    def _batch_update(self, request: Request, object_type: str) -> Response:
+        """`POST /crm/v3/objects/{type}/batch/update`: each input as a single PATCH would be
+        (its `idProperty`, else the query's, picks a unique property; the same checks).
+
+        Inputs are applied one by one: those that pass are written even when others fail.
+        All passed: 200. Some or all failed: 207 with one StandardError per failed input
+        (OBJECT_NOT_FOUND for an unknown id, VALIDATION_ERROR for a read-only property,
+        CONFLICT for a unique value another record holds) and the successes in `results`.
+        Every input failing is still a 207, with `results` empty: HubSpot's document gives the
+        batch endpoints 200/207 for what happened to the inputs and its `Error` (4xx) for a
+        request it could not take at all (bad body, too many inputs, no token), and a refused
+        input is the former whatever the others did. Two inputs naming the same id refuse the
+        whole batch (400), as HubSpot does ("Duplicate IDs found in batch input")."""
+        body = self._body(request)
+        inputs = self._batch_inputs(body)
+        default_id_property = request.arg("idProperty") or body.get("idProperty")
+        named = [(str(item.get("id", "")), item.get("idProperty") or default_id_property) for item in inputs]
+        repeated = sorted({ident for ident, prop in named if named.count((ident, prop)) > 1})
+        if repeated:
+            raise refuse(400, f"Duplicate IDs found in batch input: {repeated}")
+        started = iso_ms(self.clock())
+        results, errors, effects = [], [], []
+        for item, (ident, id_property) in zip(inputs, named, strict=True):
+            try:
+                record = self._find(object_type, ident, id_property, archived_ok=False, verb="update")
+                properties = self._apply_update(object_type, record, item.get("properties"))
+            except Refusal as refusal:
+                errors.append(self._batch_error(refusal, [ident]))
+                effects.append(f"rejected: {refusal.response.body['message']}")
+                continue
+            results.append(self._shape(object_type, record, None, everything=True))
+            effects.append(f"updated {object_type} {ident}: {', '.join(properties)}")
+        if results:
+            self.versions[object_type] += 1
+        return self._batch_answer(200, started, results, errors, effects)
+
+    def _batch_create(self, request: Request, object_type: str) -> Response:
+        """`POST /crm/v3/objects/{notes|tasks}/batch/create`: each input as the single create
+        makes it (`hs_timestamp`, associations, the unique-value check, `search_delay_s`).
+
+        All or nothing: every input is checked before any is made, and one bad input refuses
+        the whole batch with the single create's answer for it and creates nothing; 201 with
+        every object otherwise. A unique value (`ar_action_key`) another record holds answers
+        409 CONFLICT "... already exists. Existing ID: N", naming the first such input, as
+        HubSpot answers a batch create of contacts whose email exists (one error for the
+        batch, only the first duplicate named: HubSpot/hubspot-api-python#51); two inputs
+        carrying the same unique value answer 400 VALIDATION_ERROR. The sandbox therefore
+        never answers 207 here, though the document allows it: a client must take the 409 as
+        "these may exist already" and find out which, e.g. by batch read on the key."""
+        inputs = self._batch_inputs(self._body(request))
+        checked = [self._creation(object_type, item) for item in inputs]
+        for prop in self._unique_properties(object_type):
+            values = [_text(p.get(prop)) for p, _ in checked if p.get(prop) not in (None, "")]
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise refuse(400, f"Duplicate values for unique property {prop} in batch input: {repeated}")
+        for properties, _ in checked:
+            self._check_unique(object_type, properties, None)
+        started = iso_ms(self.clock())
+        records = [self._insert(object_type, properties, links) for properties, links in checked]
+        if records:
+            self.versions[object_type] += 1
+        return self._batch_answer(
+            201,
+            started,
+            [self._shape(object_type, r, None, everything=True) for r in records],
+            [],
+            [f"created {object_type[:-1]} {r['id']}" for r in records],
         )
+
+    def _batch_read(self, request: Request, object_type: str) -> Response:
+        """`POST /crm/v3/objects/{type}/batch/read`: the objects by id, or by a unique
+        property's values with `idProperty` (400 for a property without unique values), with
+        `properties` (the type's defaults when empty) and `?archived=`.
+
+        All found: 200. Some or none found: 207 with the found in `results` and one
+        OBJECT_NOT_FOUND error listing the missing ids in its context, as HubSpot answers."""
+        body = self._body(request)
+        inputs = self._batch_inputs(body)
+        id_property = body.get("idProperty")
+        if id_property and id_property != "hs_object_id" and (object_type, id_property) not in self._unique:
+            raise refuse(400, f"Unable to perform read by non-unique {object_type} property {id_property}")
+        archived_ok = (request.arg("archived") or "false").lower() == "true"
+        wanted = [p for p in body.get("properties") or [] if isinstance(p, str)] or None
+        started = iso_ms(self.clock())
+        results: dict[str, dict[str, Any]] = {}
+        missing: list[str] = []
+        for item in inputs:
+            ident = str(item.get("id", ""))
+            try:
+                record = self._find(object_type, ident, id_property, archived_ok=archived_ok, verb="read")
+            except Refusal:
+                if ident not in missing:
+                    missing.append(ident)
+                continue
+            results.setdefault(record["id"], self._shape(object_type, record, wanted))
+        errors = []
+        if missing:
+            noun = _singular(object_type).upper()
+            message = f"Could not get some {noun} objects, they may be deleted or not exist. Check that ids are valid."
+            errors.append(self._batch_error(refuse(404, message, "OBJECT_NOT_FOUND"), missing))
+        answer = self._batch_answer(200, started, list(results.values()), errors, [])
+        answer.effect = None  # a read: the server does not journal it
+        return answer
 
     def _association_read(self, request: Request, from_type: str, to_type: str) -> Response:
         inputs = self._body(request).get("inputs") or []

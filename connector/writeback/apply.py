@@ -385,10 +385,17 @@ def _send(
     except (ProviderError, ConnectorError) as exc:
         _failed(store, entry, worker, exc, report)
         return
-    failpoints.hit("after_send")  # crash tests: the provider answered, nothing committed yet
+    _answered(action.kind)
     report.requests += 1
     with store.session() as session:
         _record_done(session, entry, worker, result, report)
+
+
+def _answered(kind: str) -> None:
+    """Crash tests: the provider answered a write (`after_send`, or `after_send_<kind>` for
+    one kind's), nothing committed yet."""
+    failpoints.hit("after_send")
+    failpoints.hit(f"after_send_{kind}")
 
 
 def _send_batch(
@@ -446,7 +453,7 @@ def _send_batch(
         if definite and not kept:
             with store.session() as session:
                 outbox.leave_batch(session, [entry.id for entry in unit])
-    failpoints.hit("after_send")  # crash tests: the provider answered, nothing committed yet
+    _answered(first.action.kind)
     report.requests += 1
     report.batches += 1
     with store.session() as session:

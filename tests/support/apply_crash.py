@@ -3,12 +3,13 @@
 Used by tests/e2e/test_e2e_apply_crash.py (a few rounds) and bench/apply_crash.py (50+).
 
 Two kinds of round, then a last apply that runs to the end:
-- first, with `hubspot_creates`, the CRM's notes and tasks one after another through the
-  `after_send` failpoint (an exit right between HubSpot's answer and our commit): each round
-  commits the one killed before (a replay now) and dies right after the next one's answer, so
-  every note and task is sent again after HubSpot made it, whatever the machine's speed. With
-  the sandbox's `search_delay_s` (HubSpot's index trailing writes), a look-up by search cannot
-  see what the killed process made: only a key HubSpot checks at write time holds;
+- first, with `hubspot_creates`, the CRM's notes and tasks batch after batch through the
+  `after_send_<kind>` failpoint (an exit right between HubSpot's answer and our commit): each
+  round commits the batch killed before (a replay now) and dies right after the next one's
+  answer, so every note and task is sent again after HubSpot made it, whatever the machine's
+  speed. With the sandbox's `search_delay_s` (HubSpot's index trailing writes), a look-up by
+  search cannot see what the killed process made: only a key HubSpot checks at write time
+  (read back by that key) holds;
 - then `rounds` over every connection: SIGKILL at a random moment, and every other round an
   exit right between a provider's answer and our commit (the same failpoint).
 """
@@ -29,6 +30,7 @@ from typing import Any
 from connector.config import load_config
 from connector.pipeline import plan
 from connector.reconcile.run import run_reconciliation
+from connector.state import outbox
 from connector.writeback.apply import pending
 from support.e2e import effect_counts, sync_sandbox
 
@@ -48,6 +50,7 @@ class CrashRun:
     hubspot_creates: int = 0  # notes and tasks planned
     hubspot_exits: int = 0  # exits right after HubSpot answered a note's or task's create
     hubspot_refused: int = 0  # creates HubSpot refused as repeating a key (answered by the stored one)
+    hubspot_replayed: int = 0  # notes and tasks done with the one HubSpot held already (read by key)
     hubspot_effects: Counter[str] = field(default_factory=Counter)  # notes and tasks made, per action
 
     @property
@@ -135,6 +138,12 @@ def crash_and_finish(
     _, err = final.communicate(timeout=300)
     assert final.returncode == 0, err.decode()
     left = len(pending(store))
+    with store.session() as session:
+        hubspot_replayed = sum(
+            1
+            for e in outbox.entries(session, states=("done",), connections=[CRM], kinds=CREATES)
+            if (e.result or {}).get("replayed")
+        )
     store.close()
     journal = list(sandbox.journal)
     effects = effect_counts(journal)
@@ -148,12 +157,13 @@ def crash_and_finish(
         left=left,
         hubspot_creates=creates,
         hubspot_exits=hubspot_exits,
+        hubspot_replayed=hubspot_replayed,
         hubspot_refused=sum(
             1
             for e in journal
             if e["provider"] == "hubspot"
             and e["method"] == "POST"
-            and e["path"].split("?")[0] in CREATE_PATHS
+            and e["path"].split("?")[0] in (*CREATE_PATHS, *(f"{p}/batch/create" for p in CREATE_PATHS))
             and e["status"] in (400, 409)
         ),
         hubspot_effects=Counter(
@@ -163,27 +173,23 @@ def crash_and_finish(
 
 
 def _crash_hubspot_creates(config_path: Path, store: Any, rng: random.Random, *, limit: int = 500) -> int:
-    """Send the CRM's notes and tasks through the `after_send` failpoint one after another;
-    returns how many processes died right after HubSpot answered one of them.
+    """Send the CRM's notes and tasks through the `after_send_create*` failpoint, batch after
+    batch; returns how many processes died right after HubSpot answered a batch of them.
 
-    `apply --only crm` sends its queue in id order, one action at a time, so `after_send:N`
-    dies right after the N-th answer: past the property updates queued before the first note
-    or task, then (the queue holding notes and tasks only) after the second answer, the first
-    being the replay of the one killed before; now and then after the first, which kills that
-    replay once more."""
+    A new batch dies right after HubSpot made it (`:1`); the next round sends that batch again
+    whole, as it must, and commits its answer (the replay), dying after the next batch of notes
+    or tasks if there is one (`:2`); now and then it dies after the replay instead, which kills
+    that batch once more."""
     exits = 0
-    previous = 0
     for _ in range(limit):
         queue = sorted(pending(store, only=[CRM]), key=lambda e: e.id)
-        first = next((i for i, e in enumerate(queue) if e.action.kind in CREATES), None)
-        if first is None:
+        creates = [e for e in queue if e.action.kind in CREATES]
+        if not creates:
             return exits
-        if first > 0:
-            nth = first + 1
-        else:
-            nth = 1 if previous != 1 and rng.random() < 0.2 else 2
-        previous = nth
-        process = apply_process(config_path, {"CONNECTOR_FAILPOINT": f"after_send:{nth}"}, only=[CRM])
+        first = next((e for e in creates if e.batch_key is not None), creates[0])
+        nth = 1 if first.batch_key is None or rng.random() < 0.2 else 2
+        failpoint = f"after_send_create*:{nth}"  # a note's or a task's batch
+        process = apply_process(config_path, {"CONNECTOR_FAILPOINT": failpoint}, only=[CRM])
         _, err = process.communicate(timeout=120)
         if process.returncode == 137:
             exits += 1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,11 @@ def stored_views(store: Store) -> set[tuple[str, str, str, str]]:
 
 
 NON_IDEMPOTENT = ("created", "marked", "voided", "sent", "emailed", "deleted")
+# The first words an item's effect starts with: where a batch's joined effect is cut into its
+# items' (an error message may itself hold "; ", and "then fault: ..." is no item's).
+EFFECT_WORDS = (*NON_IDEMPOTENT, "rejected", "updated", "archived", "replayed", "answered", "then")
+HUBSPOT_BATCH = re.compile(r"(/crm/v3/objects/[^/]+)/batch/(create|update)")
+XERO_BATCHES = ("/Payments", "/BankTransactions")
 
 
 def _write_key(entry: dict[str, Any]) -> str:
@@ -59,23 +66,111 @@ def _write_key(entry: dict[str, Any]) -> str:
     return f"{entry['provider']} {entry['method']} {path} {entry.get('idempotency_key') or action_key or ''}"
 
 
+def _effect_parts(effect: str) -> list[str]:
+    """A journal effect cut into its items' effects, in the order of the request's items (a
+    batch joins one per item with "; "); a fault's "then fault: ..." tail dropped."""
+    words = "|".join(EFFECT_WORDS)
+    parts = re.split(rf"; (?=(?:{words})\b)", effect)
+    return [part for part in parts if not part.startswith("then fault")]
+
+
+def _amount(value: Any) -> str:
+    """An amount as text the same however the journal holds it (Decimal, float, str)."""
+    try:
+        return format(Decimal(str(value)).normalize(), "f")
+    except InvalidOperation:
+        return str(value)
+
+
+def _xero_items(entry: dict[str, Any], items_key: str) -> list[Any]:
+    payload = entry.get("payload")
+    items = payload.get(items_key) if isinstance(payload, dict) and items_key in payload else [payload]
+    return items if isinstance(items, list) else [items]
+
+
+def _item_keys(entry: dict[str, Any]) -> list[str] | None:
+    """One key per item of a request that carries several (None: key the request as a
+    whole, as `_write_key` does), in the order of the items and of their effects:
+
+    - a HubSpot batch create: each input keyed as the single create of it would be (by its
+      `ar_action_key`), so a note made by a single create and again by a batch, or by two
+      batches, counts twice;
+    - a HubSpot batch update: each input keyed as the single PATCH of it would be (its path);
+    - a Xero PUT /Payments with several payments: each payment by what it is (invoice,
+      Reference, Amount), without the request's Idempotency-Key: a payment in two batches
+      sent under different keys is paid twice and must count twice. (A single payment keeps
+      the key by Idempotency-Key: the tests of single sends rely on it, and a payment sent
+      once alone and once in a batch is therefore not caught.)
+    - a Xero PUT /BankTransactions with several: each by Idempotency-Key, Reference and total.
+    """
+    path = entry["path"].split("?")[0]
+    if entry["provider"] == "hubspot":
+        batch = HUBSPOT_BATCH.fullmatch(path)
+        payload = entry.get("payload")
+        inputs = payload.get("inputs") if isinstance(payload, dict) else None
+        if batch is None or not isinstance(inputs, list):
+            return None
+        base, action = batch.groups()
+        if action == "create":
+            return [f"hubspot POST {base} {(i.get('properties') or {}).get('ar_action_key') or ''}" for i in inputs]
+        return [f"hubspot PATCH {base}/{i.get('id', '')} " for i in inputs]
+    if entry["provider"] != "xero" or entry["method"] != "PUT" or path not in XERO_BATCHES:
+        return None
+    items = _xero_items(entry, path.lstrip("/"))
+    if len(items) < 2 or not all(isinstance(item, dict) for item in items):
+        return None
+    if path == "/Payments":
+        return [f"xero PUT /Payments {_payment_identity(item)}" for item in items]
+    key = entry.get("idempotency_key") or ""
+    return [f"xero PUT /BankTransactions {key} {item.get('Reference') or ''} {_bank_total(item)}" for item in items]
+
+
+def _payment_identity(item: dict[str, Any]) -> str:
+    """A Xero payment by what it pays: the invoice, its Reference and its Amount."""
+    invoice = item.get("Invoice") or {}
+    paid = invoice.get("InvoiceID") or invoice.get("InvoiceNumber")
+    return f"{paid} {item.get('Reference') or ''} {_amount(item.get('Amount'))}"
+
+
+def _bank_total(item: dict[str, Any]) -> str:
+    """A Xero bank transaction's total, as the sandbox books it (quantity times unit amount)."""
+    lines = item.get("LineItems") or []
+    return _amount(
+        sum(Decimal(str(line.get("UnitAmount") or 0)) * Decimal(str(line.get("Quantity") or 1)) for line in lines)
+    )
+
+
+def _effect_keys(entry: dict[str, Any]) -> list[str]:
+    """The keys of what `entry` did that a repeat would do again: one per item of a batch
+    whose effect starts with a NON_IDEMPOTENT word, else the request's key when its effect
+    does (a replayed or refused request: none)."""
+    parts = _effect_parts(str(entry.get("effect", "")))
+    items = _item_keys(entry)
+    if items is None or len(items) != len(parts):
+        # a request refused as a whole ("rejected: ...") answers one effect for all its items
+        return [_write_key(entry)] if parts[0].split(" ")[0] in NON_IDEMPOTENT else []
+    return [key for key, part in zip(items, parts, strict=True) if part.split(" ")[0] in NON_IDEMPOTENT]
+
+
 def writes(journal: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every write the sandbox received (searches and token requests aside)."""
     return [
         e
         for e in journal
         if e["method"] in ("PUT", "PATCH", "POST")
-        and not e["path"].split("?")[0].endswith("/search")
+        and not e["path"].split("?")[0].endswith(("/search", "/batch/read"))
         and "oauth" not in e["path"]
     ]
 
 
 def write_counts(journal: list[dict[str, Any]]) -> Counter[str]:
-    """Every write the sandbox received (searches and token requests aside), by key."""
-    return Counter(_write_key(e) for e in writes(journal))
+    """Every write the sandbox received (searches and token requests aside), by key: one per
+    item of a batch (`_item_keys`), refused or not."""
+    return Counter(key for e in writes(journal) for key in (_item_keys(e) or [_write_key(e)]))
 
 
 def effect_counts(journal: list[dict[str, Any]]) -> Counter[str]:
     """The writes that changed something a repeat would change again (a payment created, an
-    invoice marked paid or sent, a note created), per action."""
-    return Counter(_write_key(e) for e in journal if str(e.get("effect", "")).split(" ")[0] in NON_IDEMPOTENT)
+    invoice marked paid or sent, a note created), per action: per item for a batch, so the
+    same note or payment made by two batches counts twice and a replayed batch not at all."""
+    return Counter(key for e in journal for key in _effect_keys(e))
