@@ -9,14 +9,15 @@ from datetime import date
 
 import pytest
 
-from connector.config import Config, load_config
-from connector.connections import open_provider
+from connector.config import Config, Connection, load_config
+from connector.connections import open_provider, rate_account
 from connector.errors import StateError
 from connector.linking.run import link_all
 from connector.reconcile.run import run_reconciliation
 from connector.state.store import Store, open_store
 from connector.sync import SyncEngine
 from connector.writeback.apply import apply, queue_writes
+from connector_quickbooks.settings import QuickBooksSettings
 
 # Nothing listens on the discard port: a refused stage never gets as far as calling it.
 CONFIG = """
@@ -81,3 +82,22 @@ def test_a_provider_opens_only_for_its_own_companys_book(config, store):
     with pytest.raises(StateError, match="^connection 'gateway_north' belongs to company 'north', not to 'south' "):
         open_provider(north, store.for_company("south"))
     open_provider(north, store.for_company("north")).close()
+
+
+def test_connections_to_one_quickbooks_company_share_its_rate_budget() -> None:
+    """Intuit counts its limits per company (realm): two connections to one realm (two apps,
+    two companies' configs naming one realm) draw on one budget; another realm has its own."""
+
+    def account(name: str, realm: str) -> str:
+        settings = QuickBooksSettings(
+            base_url="https://quickbooks.api.intuit.com",
+            realm_id=realm,
+            client_id="client",
+            client_secret="secret",
+            refresh_token="refresh",
+        )
+        return rate_account(Connection(name=name, provider="quickbooks", settings=settings))
+
+    assert account("books", "9130355") == account("books_again", "9130355")
+    assert account("books", "9130355") != account("books", "4620816")
+    assert "realm 9130355" in account("books", "9130355")

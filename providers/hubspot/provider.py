@@ -29,9 +29,11 @@ from urllib.parse import quote
 
 from connector.errors import (
     AuthenticationError,
+    ConnectorError,
     InvalidRequestError,
     NotFoundError,
     PaginationLoopError,
+    ProviderError,
     ProviderUnavailableError,
 )
 from connector.http import (
@@ -45,6 +47,15 @@ from connector.http import (
 )
 from connector.model import Action
 from connector.providers.base import ActionResult, Page, Provider, ProviderSettings
+from connector.providers.hubspot.batches import (
+    UpdateInput,
+    batch_errors,
+    batch_results,
+    by_key,
+    refusal_of_key,
+    refusals_by_id,
+    update_requests,
+)
 from connector.providers.hubspot.search import SearchCursor, SearchWindows, epoch_ms
 from connector.providers.hubspot.settings import WRITABLE, HubSpotSettings
 
@@ -62,6 +73,10 @@ MODIFIED_PROPERTY = {
 WITH_COMPANY = ("deals", "invoices")
 # Canonical Ref object types -> HubSpot object types an update may target.
 TARGETS = {"deal": "deals", "invoice": "invoices", "customer": "companies"}
+# Inputs in one batch request: HubSpot's limit for batch/update, batch/create and batch/read.
+BATCH_INPUTS = 100
+# batch/create attempts of one batch when HubSpot refuses it whole because a key exists.
+CREATE_ROUNDS = 2
 
 _DEFAULT: Any = object()
 
@@ -73,6 +88,11 @@ class HubSpotProvider(Provider):
     mapping_file = "connector.mappings:hubspot.toml"
     streams = ("companies", "contacts", "deals", "invoices")
     actions = ("update_properties", "create_note", "create_task")
+    batch_limits: ClassVar[dict[str, int]] = {
+        "update_properties": BATCH_INPUTS,
+        "create_note": BATCH_INPUTS,
+        "create_task": BATCH_INPUTS,
+    }
 
     settings: HubSpotSettings
 
@@ -251,6 +271,59 @@ class HubSpotProvider(Provider):
     # Actions -------------------------------------------------------------------------------
 
     def apply_update_properties(self, action: Action) -> ActionResult:
+        update = self._update_input(0, action)
+        response = self.http.request(
+            "PATCH",
+            f"/crm/v3/objects/{update.object_type}/{update.object_id}",
+            json={"properties": update.properties},
+            idempotent=True,  # the same properties twice leave the same state
+        )
+        answer = decode_json(response, provider=PROVIDER)
+        return ActionResult(remote_id=str(answer.get("id") or update.object_id), response=answer)
+
+    def batch_update_properties(self, actions: list[Action], key: str) -> list[ActionResult | ConnectorError]:
+        """`POST /crm/v3/objects/{type}/batch/update`, one request per object type (and one
+        more wherever the batch names an object twice: HubSpot refuses a duplicate id in one
+        request). Safe to resend: the same properties leave the same state, so `key` is not
+        needed. 200: every input done; 207: the inputs its errors name (`context.ids`) are
+        refused alone, the others done. An action that cannot be an update is refused alone
+        and not sent."""
+        results: list[ActionResult | ConnectorError | None] = [None] * len(actions)
+        inputs: list[UpdateInput] = []
+        for index, action in enumerate(actions):
+            try:
+                inputs.append(self._update_input(index, action))
+            except InvalidRequestError as refused:
+                results[index] = refused
+        for object_type, group in update_requests(inputs):
+            response = self.http.request(
+                "POST",
+                f"/crm/v3/objects/{object_type}/batch/update",
+                json={"inputs": [{"id": item.object_id, "properties": item.properties} for item in group]},
+                idempotent=True,
+            )
+            answer = decode_json(response, provider=PROVIDER)
+            updated = {str(result.get("id")): result for result in batch_results(answer)}
+            refusals = refusals_by_id(answer)
+            for item in group:
+                if item.object_id in refusals:
+                    results[item.index] = refusals[item.object_id]
+                elif response.status_code == 207 and item.object_id not in updated:
+                    results[item.index] = InvalidRequestError(
+                        f"batch/update of {object_type} answered 207 without {item.object_id}: "
+                        + ("; ".join(str(e.get("message")) for e in batch_errors(answer)) or "no result for it"),
+                        provider=PROVIDER,
+                        http_status=207,
+                    )
+                else:
+                    results[item.index] = ActionResult(
+                        remote_id=item.object_id, response=updated.get(item.object_id, {})
+                    )
+        return _complete(results)
+
+    def _update_input(self, index: int, action: Action) -> UpdateInput:
+        """What an update_properties action changes, the single and the batch path alike;
+        InvalidRequestError when it cannot be an update."""
         target = action.target
         if target is None or target.object_type not in TARGETS:
             raise InvalidRequestError(
@@ -260,14 +333,7 @@ class HubSpotProvider(Provider):
         if not isinstance(given, dict) or not given:
             raise InvalidRequestError("update_properties needs payload.properties", provider=PROVIDER)
         properties = {self._property_name(name): _text(value) for name, value in given.items()}
-        response = self.http.request(
-            "PATCH",
-            f"/crm/v3/objects/{TARGETS[target.object_type]}/{target.remote_id}",
-            json={"properties": properties},
-            idempotent=True,  # the same properties twice leave the same state
-        )
-        answer = decode_json(response, provider=PROVIDER)
-        return ActionResult(remote_id=str(answer.get("id") or target.remote_id), response=answer)
+        return UpdateInput(index, TARGETS[target.object_type], str(target.remote_id), properties)
 
     def _property_name(self, name: str) -> str:
         """A canonical name (amount_outstanding, ...) -> the configured HubSpot property;
@@ -276,37 +342,46 @@ class HubSpotProvider(Provider):
         return str(getattr(self.settings, setting)) if setting else name
 
     def apply_create_note(self, action: Action) -> ActionResult:
-        payload = action.payload
-        body = _required(payload, "body", "create_note")
-        subject = payload.get("subject")
-        properties = {
-            "hs_timestamp": _timestamp(payload.get("timestamp") or self._now()),
-            "hs_note_body": f"{subject}\n\n{body}" if subject else str(body),
-        }
-        return self._create_once(action, "notes", properties, self.settings.note_to_company_association_type)
+        return self._create_once(action, "notes")
 
     def apply_create_task(self, action: Action) -> ActionResult:
-        payload = action.payload
-        subject = _required(payload, "subject", "create_task")
-        due = payload.get("due")
-        properties = {
-            # A task's hs_timestamp is its due date.
-            "hs_timestamp": _timestamp(due or self._now()),
-            "hs_task_subject": str(subject),
-            "hs_task_body": str(payload.get("body") or ""),
-            "hs_task_status": "NOT_STARTED",
-            "hs_task_priority": str(payload.get("priority") or self.settings.task_priority).upper(),
-        }
-        return self._create_once(action, "tasks", properties, self.settings.task_to_company_association_type)
+        return self._create_once(action, "tasks")
 
-    def _create_once(
-        self, action: Action, object_type: str, properties: dict[str, str], association_type: int
-    ) -> ActionResult:
-        company_id = _required(action.payload, "company_id", f"create on {object_type}")
-        key = action.idempotency_key
-        key_property = self.settings.action_key_property
-        create = {
-            "properties": {**properties, key_property: key},
+    def batch_create_note(self, actions: list[Action], key: str) -> list[ActionResult | ConnectorError]:
+        """Notes in batches; see `_create_batch`."""
+        return self._create_batch(actions, "notes")
+
+    def batch_create_task(self, actions: list[Action], key: str) -> list[ActionResult | ConnectorError]:
+        """Tasks in batches; see `_create_batch`."""
+        return self._create_batch(actions, "tasks")
+
+    def _create_body(self, action: Action, object_type: str) -> dict[str, Any]:
+        """The create input of a note or task, associated with the company and carrying the
+        action's key in the key property: the single and the batch path alike."""
+        payload = action.payload
+        if object_type == "notes":
+            body = _required(payload, "body", "create_note")
+            subject = payload.get("subject")
+            properties = {
+                "hs_timestamp": _timestamp(payload.get("timestamp") or self._now()),
+                "hs_note_body": f"{subject}\n\n{body}" if subject else str(body),
+            }
+            association_type = self.settings.note_to_company_association_type
+        else:
+            subject = _required(payload, "subject", "create_task")
+            due = payload.get("due")
+            properties = {
+                # A task's hs_timestamp is its due date.
+                "hs_timestamp": _timestamp(due or self._now()),
+                "hs_task_subject": str(subject),
+                "hs_task_body": str(payload.get("body") or ""),
+                "hs_task_status": "NOT_STARTED",
+                "hs_task_priority": str(payload.get("priority") or self.settings.task_priority).upper(),
+            }
+            association_type = self.settings.task_to_company_association_type
+        company_id = _required(payload, "company_id", f"create on {object_type}")
+        return {
+            "properties": {**properties, self.settings.action_key_property: action.idempotency_key},
             "associations": [
                 {
                     "to": {"id": str(company_id)},
@@ -314,10 +389,137 @@ class HubSpotProvider(Provider):
                 }
             ],
         }
+
+    def _create_once(self, action: Action, object_type: str) -> ActionResult:
+        create = self._create_body(action, object_type)
+        key = action.idempotency_key
         if self.settings.action_key_setup == "search":
             return self._create_after_search(object_type, key, create)
         self._key_property_ready(object_type)
         return self._create_unique(object_type, key, create)
+
+    def _create_batch(self, actions: list[Action], object_type: str) -> list[ActionResult | ConnectorError]:
+        """Notes or tasks, each made once per action key. The keys are read first (one
+        batch/read by the key property, and a second with archived=true for those not found
+        live): those found are replays, not made again. The rest go in one batch/create;
+        HubSpot's unique key property refuses a second object with the same key, so the
+        request is safe to resend. Refused whole (400/409) because a key exists meanwhile (a
+        lost earlier request made it), the keys are read again and the remainder created, at
+        most `CREATE_ROUNDS` times; then each remaining action gets the refusal. A 207 maps its
+        errors to the inputs they refuse. Two actions with one key share one object.
+
+        With `action_key_setup = "search"` (no unique property) each action goes through the
+        one-by-one search-then-create path instead: correct, not fast, and no safer than it."""
+        results: list[ActionResult | ConnectorError | None] = [None] * len(actions)
+        creates: dict[str, dict[str, Any]] = {}  # key -> create input, in the actions' order
+        for index, action in enumerate(actions):
+            try:
+                creates.setdefault(action.idempotency_key, self._create_body(action, object_type))
+            except InvalidRequestError as refused:
+                results[index] = refused
+        if self.settings.action_key_setup == "search":
+            return self._create_one_by_one(actions, object_type, creates, results)
+        self._key_property_ready(object_type)
+        done: dict[str, ActionResult | ConnectorError] = {}
+        pending = list(creates)
+        for found_key, found in self._read_by_keys(object_type, pending).items():
+            done[found_key] = ActionResult(remote_id=str(found["id"]), response=found, replayed=True)
+        pending = [k for k in pending if k not in done]
+        rounds = 0
+        while pending:
+            rounds += 1
+            try:
+                response = self.http.request(
+                    "POST",
+                    f"/crm/v3/objects/{object_type}/batch/create",
+                    json={"inputs": [creates[k] for k in pending]},
+                    idempotent=True,  # a resend is refused on the unique key, then read back
+                )
+            except InvalidRequestError as refused:
+                if isinstance(refused, NotFoundError) or refused.http_status not in (400, 409):
+                    raise
+                found_now = self._read_by_keys(object_type, pending)
+                if not found_now:
+                    raise  # refused for another reason than a key that exists: the refusal says which
+                for found_key, found in found_now.items():
+                    done[found_key] = ActionResult(remote_id=str(found["id"]), response=found, replayed=True)
+                pending = [k for k in pending if k not in done]
+                if rounds >= CREATE_ROUNDS:
+                    for k in pending:
+                        done[k] = refused
+                    pending = []
+                continue
+            answer = decode_json(response, provider=PROVIDER)
+            prop = self.settings.action_key_property
+            for made_key, made in by_key(batch_results(answer), prop, pending).items():
+                done[made_key] = ActionResult(remote_id=str(made["id"]), response=made)
+            missing = [k for k in pending if k not in done]
+            if missing:
+                # Refused one by one (207): an input refused because its key exists is a replay.
+                for found_key, found in self._read_by_keys(object_type, missing).items():
+                    done[found_key] = ActionResult(remote_id=str(found["id"]), response=found, replayed=True)
+                errors = batch_errors(answer)
+                for k in missing:
+                    done.setdefault(k, refusal_of_key(errors, k))
+            pending = []
+        for index, action in enumerate(actions):
+            if results[index] is None:
+                results[index] = done[action.idempotency_key]
+        return _complete(results)
+
+    def _create_one_by_one(
+        self,
+        actions: list[Action],
+        object_type: str,
+        creates: dict[str, dict[str, Any]],
+        results: list[ActionResult | ConnectorError | None],
+    ) -> list[ActionResult | ConnectorError]:
+        """The search fallback for a batch: each action through `_create_after_search`. A
+        refusal of one action is its own; a failure that is not about the action (HubSpot
+        unavailable, a limit, the credential) is given to the actions not sent yet too."""
+        stop: ProviderError | None = None
+        for index, action in enumerate(actions):
+            if results[index] is not None:
+                continue
+            if stop is not None:
+                results[index] = stop
+                continue
+            key = action.idempotency_key
+            try:
+                results[index] = self._create_after_search(object_type, key, creates[key])
+            except InvalidRequestError as refused:
+                results[index] = refused
+            except ProviderError as failed:
+                results[index] = stop = failed
+        return _complete(results)
+
+    def _read_by_keys(self, object_type: str, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The objects whose key property holds one of `keys`, by key: one batch/read by that
+        unique property, then one with archived=true for the keys not found live (someone
+        deleted the note or task after we made it: it was made, so it is not made again)."""
+        prop = self.settings.action_key_property
+        found: dict[str, dict[str, Any]] = {}
+        for archived in (False, True):
+            missing = [k for k in keys if k not in found]
+            if not missing:
+                break
+            try:
+                response = self.http.request(
+                    "POST",
+                    f"/crm/v3/objects/{object_type}/batch/read",
+                    params={"archived": "true"} if archived else None,
+                    json={
+                        "idProperty": prop,
+                        "inputs": [{"id": k} for k in missing],
+                        "properties": [prop],
+                        "propertiesWithHistory": [],
+                    },
+                    idempotent=True,  # a read
+                )
+            except NotFoundError:
+                continue  # none of them
+            found.update(by_key(batch_results(decode_json(response, provider=PROVIDER)), prop, missing))
+        return found
 
     def _create_unique(self, object_type: str, key: str, create: dict[str, Any]) -> ActionResult:
         """Create, carrying the key in a property with unique values. HubSpot checks that
@@ -490,6 +692,13 @@ class HubSpotProvider(Provider):
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
+
+
+def _complete(results: list[ActionResult | ConnectorError | None]) -> list[ActionResult | ConnectorError]:
+    """The batch's results once every action has one (a gap is a bug in the batch method)."""
+    if any(result is None for result in results):
+        raise AssertionError("an action of the batch was left without a result")
+    return [result for result in results if result is not None]
 
 
 def _required(payload: dict[str, Any], key: str, what: str) -> Any:

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from connector.errors import ConfigError, InvalidRequestError, NotFoundError, PaginationLoopError
+from connector.errors import ConfigError, ConnectorError, InvalidRequestError, NotFoundError, PaginationLoopError
 from connector.http import (
     OAuthTokenManager,
     ProviderHttp,
@@ -43,15 +43,30 @@ from connector.providers.xero.reversals import (
 )
 from connector.providers.xero.settings import XeroSettings
 from connector.providers.xero.writes import (
+    PaymentRequest,
+    accepted_bank_transaction,
     accepted_payment,
+    accepted_payment_element,
     check_invoice,
+    fee_element,
+    fee_identity,
     fee_request,
+    match_answers,
+    payment_identity,
     payment_request,
     refuse,
 )
 
 # Unit amounts to 4 decimal places (Xero's default is 2 and rounds them).
 UNIT_DECIMAL_PLACES = 4
+# Elements in one PUT: Xero sets no count limit, only 3.5 MB a request, and "recommend[s] you
+# look to batch elements in bundles of up to 50" so that a request answers in good time
+# (https://developer.xero.com/documentation/guides/oauth2/limits/ , "Request Size Limit").
+# 50 also keeps the `IDs` filter of the invoice check short enough: Xero truncates a longer
+# query (about 52 ids, XeroAPI/Xero-OpenAPI#534).
+ELEMENTS_PER_REQUEST = 50
+# Invoices in one page of `GET /Invoices` when paging (Xero's fixed page size).
+INVOICES_PER_PAGE = 100
 
 
 class XeroProvider(Provider):
@@ -69,6 +84,10 @@ class XeroProvider(Provider):
         "delete_payment",
         "delete_fee",
     )
+    batch_limits: ClassVar[dict[str, int]] = {
+        "record_payment": ELEMENTS_PER_REQUEST,
+        "record_fee": ELEMENTS_PER_REQUEST,
+    }
 
     settings: XeroSettings
 
@@ -212,14 +231,7 @@ class XeroProvider(Provider):
     def apply_record_payment(self, action: Action) -> ActionResult:
         """`PUT /Payments` against the invoice, on the configured account, with the action's
         Idempotency-Key (Xero replays its first answer to a repeated key)."""
-        code = self.settings.payment_account_code
-        if not code:
-            raise ConfigError(
-                "recording a payment in Xero needs `payment_account_code`: the Code of the bank "
-                "or clearing account that payments are recorded against",
-                where=f"connections.{self.connection}",
-            )
-        request = payment_request(action, account_code=code)
+        request = payment_request(action, account_code=self._payment_account_code())
         response = self.http.request("GET", f"/Invoices/{request.invoice_id}")
         found = decode_json(response, provider=self.name).get("Invoices") or [{}]
         check_invoice({**found[0], "InvoiceID": request.invoice_id}, request.amount)
@@ -235,22 +247,102 @@ class XeroProvider(Provider):
         # Xero does not say when it replays an answer; the same PaymentID tells.
         return ActionResult(remote_id=str(payment["PaymentID"]), response=answer, replayed=False)
 
+    def batch_record_payment(self, actions: list[Action], key: str) -> list[ActionResult | ConnectorError]:
+        """Several payments in one `PUT /Payments?summarizeErrors=false`, with `key` as its
+        Idempotency-Key. First one `GET /Invoices?IDs=...` checks every invoice as the single
+        path does (a bill, another currency, or an invoice Xero does not return refuses that
+        payment alone); an action that cannot be a payment is refused alone too. Neither is
+        sent. The body is built from the actions and the invoices only, in the actions' order,
+        so a resend of the batch sends the same bytes and Xero replays its first answer.
+        Each answered element is matched back to its action by invoice, amount and reference
+        and read by the single path's rule (`accepted_payment_element`)."""
+        code = self._payment_account_code()
+        results: list[ActionResult | ConnectorError | None] = [None] * len(actions)
+        requests: dict[int, PaymentRequest] = {}
+        for index, action in enumerate(actions):
+            try:
+                requests[index] = payment_request(action, account_code=code)
+            except InvalidRequestError as refused:
+                results[index] = refused
+        invoices = self._invoices_by_id([request.invoice_id for request in requests.values()])
+        for index, request in list(requests.items()):
+            invoice = invoices.get(request.invoice_id.lower())
+            try:
+                if invoice is None:
+                    raise NotFoundError(
+                        f"invoice {request.invoice_id} was not found in Xero; no payment recorded", provider=self.name
+                    )
+                check_invoice({**invoice, "InvoiceID": request.invoice_id}, request.amount)
+            except InvalidRequestError as refused:
+                results[index] = refused
+                del requests[index]
+        if requests:
+            sent = list(requests.items())
+            response = self.http.request(
+                "PUT",
+                "/Payments",
+                params={"summarizeErrors": "false"},
+                json={"Payments": [request.element for _, request in sent]},
+                idempotency_key=key,
+            )
+            answer = decode_json(response, provider=self.name)
+            elements = answer.get("Payments") if isinstance(answer, dict) else None
+            matched = match_answers(
+                [request.identity for _, request in sent],
+                elements if isinstance(elements, list) else [],
+                payment_identity,
+            )
+            for (index, request), element in zip(sent, matched, strict=True):
+                results[index] = self._payment_result(request, element)
+        return _complete(results)
+
+    def _payment_result(self, request: PaymentRequest, element: dict[str, Any] | None) -> ActionResult | ConnectorError:
+        """One action's outcome from its element of a batch answer."""
+        if element is None:
+            return refuse(
+                f"PUT /Payments answered without the payment of {request.amount} on invoice {request.invoice_id}: "
+                "check the invoice in Xero before sending it again"
+            )
+        try:
+            payment = accepted_payment_element(element, request.amount)
+        except InvalidRequestError as refused:
+            return refused
+        return ActionResult(remote_id=str(payment["PaymentID"]), response={"Payments": [payment]}, replayed=False)
+
+    def _invoices_by_id(self, invoice_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The invoices Xero holds among `invoice_ids`, by lowercased id: one
+        `GET /Invoices?IDs=a,b,c` (bills and other types too: the check refuses them), paged
+        in case Xero answers a full page."""
+        wanted = list(dict.fromkeys(invoice_ids))  # once each, first order kept
+        found: dict[str, dict[str, Any]] = {}
+        if not wanted:
+            return found
+        page = 1
+        while True:
+            response = self.http.request("GET", "/Invoices", params={"IDs": ",".join(wanted), "page": str(page)})
+            body = decode_json(response, provider=self.name)
+            raws = body.get("Invoices") if isinstance(body, dict) else None
+            raws = [raw for raw in raws or [] if isinstance(raw, dict)]
+            for raw in raws:
+                found.setdefault(str(raw.get("InvoiceID") or "").lower(), raw)
+            if len(raws) < INVOICES_PER_PAGE or all(ident.lower() in found for ident in wanted):
+                return found
+            page += 1
+
+    def _payment_account_code(self) -> str:
+        code = self.settings.payment_account_code
+        if not code:
+            raise ConfigError(
+                "recording a payment in Xero needs `payment_account_code`: the Code of the bank "
+                "or clearing account that payments are recorded against",
+                where=f"connections.{self.connection}",
+            )
+        return code
+
     def apply_record_fee(self, action: Action) -> ActionResult:
         """`PUT /BankTransactions` (SPEND) booking a gateway fee from the payment (clearing)
         account to `fee_account_code`, with the action's Idempotency-Key."""
-        s = self.settings
-        missing = [k for k in ("payment_account_code", "fee_account_code") if not getattr(s, k)]
-        if missing:
-            raise ConfigError(
-                f"booking a gateway fee in Xero needs {' and '.join(missing)}",
-                where=f"connections.{self.connection}",
-            )
-        body = fee_request(
-            action,
-            bank_code=s.payment_account_code or "",
-            fee_code=s.fee_account_code or "",
-            contact=s.fee_contact_name,
-        )
+        body = fee_request(action, **self._fee_accounts())
         response = self.http.request(
             "PUT",
             "/BankTransactions",
@@ -259,13 +351,57 @@ class XeroProvider(Provider):
             idempotency_key=action.idempotency_key,
         )
         answer = decode_json(response, provider=self.name)
-        booked = (answer.get("BankTransactions") or [{}])[0]
-        errors = [e.get("Message") for e in booked.get("ValidationErrors") or [] if isinstance(e, dict)]
-        if errors or not booked.get("BankTransactionID"):
-            raise refuse(
-                "PUT /BankTransactions refused the fee: " + ("; ".join(filter(None, errors)) or "no transaction")
-            )
+        booked = accepted_bank_transaction((answer.get("BankTransactions") or [{}])[0])
         return ActionResult(remote_id=str(booked["BankTransactionID"]), response=answer, replayed=False)
+
+    def batch_record_fee(self, actions: list[Action], key: str) -> list[ActionResult | ConnectorError]:
+        """Several fees in one `PUT /BankTransactions?summarizeErrors=false` with `key` as its
+        Idempotency-Key; the body is built from the actions alone, in their order, so a resend
+        sends the same bytes. An action that cannot be a fee is refused alone and not sent.
+        Each answered element is matched back by reference and total and read by the single
+        path's rule (`accepted_bank_transaction`)."""
+        accounts = self._fee_accounts()
+        results: list[ActionResult | ConnectorError | None] = [None] * len(actions)
+        elements: dict[int, dict[str, Any]] = {}
+        for index, action in enumerate(actions):
+            try:
+                elements[index] = fee_element(action, **accounts)
+            except InvalidRequestError as refused:
+                results[index] = refused
+        if elements:
+            sent = list(elements.items())
+            response = self.http.request(
+                "PUT",
+                "/BankTransactions",
+                params={"summarizeErrors": "false"},
+                json={"BankTransactions": [element for _, element in sent]},
+                idempotency_key=key,
+            )
+            answer = decode_json(response, provider=self.name)
+            answered = answer.get("BankTransactions") if isinstance(answer, dict) else None
+            matched = match_answers(
+                [fee_identity(element) for _, element in sent],
+                answered if isinstance(answered, list) else [],
+                fee_identity,
+            )
+            for (index, element), booked in zip(sent, matched, strict=True):
+                results[index] = _fee_result(element, booked)
+        return _complete(results)
+
+    def _fee_accounts(self) -> dict[str, str]:
+        """The accounts a fee is booked between, or ConfigError naming the missing settings."""
+        s = self.settings
+        missing = [k for k in ("payment_account_code", "fee_account_code") if not getattr(s, k)]
+        if missing:
+            raise ConfigError(
+                f"booking a gateway fee in Xero needs {' and '.join(missing)}",
+                where=f"connections.{self.connection}",
+            )
+        return {
+            "bank_code": s.payment_account_code or "",
+            "fee_code": s.fee_account_code or "",
+            "contact": s.fee_contact_name,
+        }
 
     def apply_send_invoice(self, action: Action) -> ActionResult:
         """`POST /Invoices/{InvoiceID}/Email`: Xero emails the invoice to the contact (204)."""
@@ -353,6 +489,29 @@ class XeroProvider(Provider):
 
     def close(self) -> None:
         self.http.close()
+
+
+def _fee_result(element: dict[str, Any], booked: dict[str, Any] | None) -> ActionResult | ConnectorError:
+    """One fee action's outcome from its element of a batch answer."""
+    if booked is None:
+        return refuse(
+            f"PUT /BankTransactions answered without the fee {element.get('Reference')!r}: "
+            "check the bank account in Xero before sending it again"
+        )
+    try:
+        transaction = accepted_bank_transaction(booked)
+    except InvalidRequestError as refused:
+        return refused
+    return ActionResult(
+        remote_id=str(transaction["BankTransactionID"]), response={"BankTransactions": [transaction]}, replayed=False
+    )
+
+
+def _complete(results: list[ActionResult | ConnectorError | None]) -> list[ActionResult | ConnectorError]:
+    """The batch's results once every action has one (a gap is a bug in the batch method)."""
+    if any(result is None for result in results):
+        raise AssertionError("an action of the batch was left without a result")
+    return [result for result in results if result is not None]
 
 
 _ID_KEYS = {"Contacts": "ContactID", "Invoices": "InvoiceID", "CreditNotes": "CreditNoteID", "Payments": "PaymentID"}

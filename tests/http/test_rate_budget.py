@@ -3,10 +3,13 @@ account for every unit of a process, and a 429's Retry-After pausing the whole a
 
 from __future__ import annotations
 
+import threading
+import time
+
 import httpx
 import pytest
 
-from connector.errors import RateLimitDeferred
+from connector.errors import RateLimitDeferred, StopRequested
 from connector.http.budget import (
     LOG_LIMIT,
     SHARED_JITTER,
@@ -19,7 +22,7 @@ from connector.http.budget import (
     take_stored,
 )
 from connector.http.provider_http import ProviderHttp
-from connector.http.ratelimit import RateLimiter, shared_limiter
+from connector.http.ratelimit import STOPPING, RateLimiter, shared_limiter
 from connector.http.retry import RetryPolicy
 
 
@@ -178,3 +181,21 @@ def test_a_429_with_retry_after_pauses_the_whole_account_for_every_limiter_of_it
     with pytest.raises(RateLimitDeferred, match="spent for 3600 s"), other_worker.acquire():
         pass
     assert store.take(budget.account, [], margin=0.0, in_flight=None) == Grant(wait=3600.0)
+
+
+def test_a_stop_ends_the_wait_for_a_slot_without_sending() -> None:
+    """SIGTERM sets STOPPING: a request waiting out Xero's minute gives up at once instead of
+    sleeping through the stop (the write is handed back, the process exits in seconds)."""
+    limiter = RateLimiter.from_spec({"default": [(1, 60)]})
+    with limiter.acquire():
+        pass
+    started = time.monotonic()
+    stopper = threading.Timer(0.2, STOPPING.set)
+    stopper.start()
+    try:
+        with pytest.raises(StopRequested, match="not sent"), limiter.acquire():
+            raise AssertionError("a second request went out within the minute")
+    finally:
+        stopper.join()
+        STOPPING.clear()
+    assert time.monotonic() - started < 5

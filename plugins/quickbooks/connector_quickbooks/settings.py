@@ -48,6 +48,10 @@ class QuickBooksSettings(ProviderSettings):
     # QuickBooks asks for 60 s after a 429 and usually sends no Retry-After.
     throttle_wait_seconds: float = Field(default=60.0, ge=0)
 
+    def rate_account(self) -> str:
+        """Intuit counts its limits per company (realm), whichever app token calls it."""
+        return f"realm {self.realm_id}"
+
     @field_validator("home_currency")
     @classmethod
     def _currency(cls, value: str | None) -> str | None:
