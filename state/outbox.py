@@ -214,6 +214,20 @@ def claim(
     return [by_id[action_id] for action_id in order]
 
 
+def still_due(
+    session: Session, connections: Sequence[str], *, lease: timedelta, dead_workers: Sequence[str] = ()
+) -> set[str]:
+    """Which of `connections` have writes due beyond what was claimed (one indexed look-up each)."""
+    outbox = table("outbox_actions")
+    now = utcnow()
+    condition = sa.and_(mine(session, outbox), _claimable(outbox, now, now - lease, dead_workers))
+    return {
+        name
+        for name in connections
+        if session.execute(sa.select(outbox.c.id).where(condition, outbox.c.connection == name).limit(1)).first()
+    }
+
+
 def _take_batch_rest(
     session: Session,
     outbox: sa.Table,

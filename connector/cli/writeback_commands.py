@@ -110,8 +110,16 @@ def plan_command(app: AppContext, as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--only", "only", multiple=True, metavar="SYSTEM", help="Only this connection (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--claim-size",
+    type=click.IntRange(min=1, max=10_000),
+    default=20,
+    show_default=True,
+    help="Writes one claim takes from a connection that sends them one at a time (one that takes "
+    "batches claims four batches' worth); smaller claims spread a short queue over more workers.",
+)
 @pass_app
-def apply_command(app: AppContext, yes: bool, only: tuple[str, ...], as_json: bool) -> int:
+def apply_command(app: AppContext, yes: bool, only: tuple[str, ...], as_json: bool, claim_size: int) -> int:
     """Send the pending writes, each exactly once, with its idempotency key."""
     config = app.config()
     for name in only:
@@ -132,7 +140,7 @@ def apply_command(app: AppContext, yes: bool, only: tuple[str, ...], as_json: bo
         print_entries(waiting, empty="")
         click.confirm(f"Send these {len(waiting)} writes?", abort=True)
     with stop_on_signals() as stop:
-        report = apply(config, app.store(), only=list(only) or None, stop=stop)
+        report = apply(config, app.store(), only=list(only) or None, stop=stop, batch=claim_size)
     if as_json:
         click.echo(
             json.dumps(

@@ -24,7 +24,7 @@ import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -68,6 +68,8 @@ LEASE = timedelta(minutes=10)
 BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2))
 # How long a connection's writes wait after a deferral that named no time (Retry-After).
 DEFERRAL_WITHOUT_TIME = timedelta(hours=1)
+# How many full batches a connection that takes batches claims at once.
+CLAIMED_BATCHES = 4
 
 
 # Plan -------------------------------------------------------------------------------------
@@ -177,8 +179,10 @@ def apply(
     report = ApplyReport()
     providers: dict[str, Provider] = {}
     limits = batch_limits(config, registry, only)
-    shares = {name: max(batch, *kinds.values()) for name, kinds in limits.items() if kinds}
-    claim_size = batch + sum(share - batch for share in shares.values())
+    # each connection claims `batch` writes at a time, one that takes batches a few batches'
+    # worth, so they go out full
+    shares = {name: max(batch, CLAIMED_BATCHES * max(kinds.values(), default=1)) for name, kinds in limits.items()}
+    claim_size = max(batch, sum(shares.values()))
     _check_holds(config, store, only, report)
     try:
         claims = 0
@@ -200,9 +204,13 @@ def apply(
                     skip_connections=[*report.deferred, *report.held],
                     shares=shares,
                 )
+                more = outbox.still_due(session, list(shares), lease=LEASE, dead_workers=dead) if claimed else set()
             if not claimed:
                 return report
-            units = requests_of(claimed, limits)
+            units, later = hold_partial_batches(requests_of(claimed, limits), limits, more)
+            if later:  # they go with the next claim, in fuller batches
+                with store.session() as session:
+                    outbox.unclaim(session, [entry.id for entry in later], worker)
             for index, unit in enumerate(units):
                 if stop.is_set():
                     _stop(store, [entry for rest in units[index:] for entry in rest], worker, report)
@@ -230,6 +238,30 @@ def apply(
             provider.close()
 
 
+def hold_partial_batches(
+    units: list[list[outbox.OutboxEntry]], limits: dict[str, dict[str, int]], more: set[str]
+) -> tuple[list[list[outbox.OutboxEntry]], list[outbox.OutboxEntry]]:
+    """The requests to send now, and the writes to hand back for the next claim: of a
+    connection with `more` writes due than it claimed, the batches not full go with the next
+    claim, where they fill up, as long as one full batch goes now (so the queue always moves).
+    A batch sent before goes as it is."""
+
+    def partial(unit: list[outbox.OutboxEntry]) -> bool:
+        action = unit[0].action
+        limit = limits.get(action.connection, {}).get(action.kind, 1)
+        return limit > 1 and unit[0].batch_key is None and len(unit) < limit
+
+    moving = {u[0].action.connection for u in units if not partial(u)}
+    now, later = [], []
+    for unit in units:
+        name = unit[0].action.connection
+        if name in more and name in moving and partial(unit):
+            later += unit
+        else:
+            now.append(unit)
+    return now, later
+
+
 def batch_limits(config: Config, registry: Registry | None, only: list[str] | None) -> dict[str, dict[str, int]]:
     """connection -> {action kind: how many go in one request} for the kinds its provider
     sends in batches (none: one write per request)."""
@@ -249,10 +281,11 @@ def batch_limits(config: Config, registry: Registry | None, only: list[str] | No
 def requests_of(claimed: list[outbox.OutboxEntry], limits: dict[str, dict[str, int]]) -> list[list[outbox.OutboxEntry]]:
     """The claim cut into requests, in the claim's turn order (one of each connection, then
     the next): a batch sent before whose answer never came goes out again whole, as it was;
-    writes of a kind the provider batches go together, up to its limit, in id order; the rest
-    one per request."""
+    writes of a kind the provider batches go together, per kind of record they write to (a
+    HubSpot batch update is per object type), up to its limit, in id order; the rest one per
+    request."""
     kept: dict[str, list[outbox.OutboxEntry]] = defaultdict(list)
-    open_batches: dict[tuple[str, str], list[outbox.OutboxEntry]] = {}
+    open_batches: dict[tuple[str, str, str], list[outbox.OutboxEntry]] = {}
     units: list[list[outbox.OutboxEntry]] = []
     for entry in claimed:
         action = entry.action
@@ -265,7 +298,7 @@ def requests_of(claimed: list[outbox.OutboxEntry], limits: dict[str, dict[str, i
         if limit <= 1:
             units.append([entry])
             continue
-        place = (action.connection, action.kind)
+        place = (action.connection, action.kind, action.target.object_type if action.target else "")
         unit = open_batches.get(place)
         if unit is None or len(unit) >= limit:
             unit = open_batches[place] = []
@@ -500,7 +533,7 @@ def _record_done(
         },
         entry.summary,
     )
-    report.done.append(entry)
+    report.done.append(replace(entry, action=action.model_copy(update={"state": "done"})))
     report.replayed += int(result.replayed)
 
 

@@ -23,7 +23,8 @@ def run_two_workers(tmp_path, database_url):
     book = with_credentials(generate(9, "small", today=date.today()).data)
     with Sandbox(book, limits="off", latency_ms=60) as sandbox:
         config_path = prepare(sandbox, tmp_path, database_url)
-        first, second = apply_process(config_path), apply_process(config_path)
+        # small claims: the gateway's writes (one per request) are shared out between the two
+        first, second = (apply_process(config_path, claim_size=3) for _ in range(2))
         outcomes = [p.communicate(timeout=300) for p in (first, second)]
         assert first.returncode == 0 and second.returncode == 0, [o[1].decode()[-500:] for o in outcomes]
         journal = list(sandbox.journal)

@@ -219,7 +219,8 @@ def test_a_spent_daily_limit_defers_the_connections_writes_without_failing_any(b
     until = datetime.fromisoformat(deferral["until"])
     assert started + timedelta(hours=23) < until <= datetime.now(UTC) + timedelta(hours=24, minutes=1)
     sent = [e for e in report["done"] if e["connection"] == "ledger"]
-    assert 1 <= len(sent) <= 3  # the day's three calls (an action may take more than one)
+    # the day's three calls: an invoice check and one batch of payments (up to 50) fit in them
+    assert sent and len(sent) < len(ledger)
     assert not book.waiting("gateway") and not book.waiting("crm")  # the others were not held up
     waiting = book.waiting("ledger")
     assert sorted(e["id"] for e in waiting) == sorted(set(ledger) - {e["id"] for e in sent})

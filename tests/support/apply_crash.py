@@ -89,9 +89,11 @@ def key_property_not_unique(sandbox: Any) -> None:
 
 
 def apply_process(
-    config_path: Path, env: dict[str, str] | None = None, only: list[str] | None = None
+    config_path: Path, env: dict[str, str] | None = None, only: list[str] | None = None, claim_size: int | None = None
 ) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "connector", "--config", str(config_path), "apply", "--yes"]
+    if claim_size is not None:
+        command += ["--claim-size", str(claim_size)]
     for connection in only or []:
         command += ["--only", connection]
     return subprocess.Popen(

@@ -96,12 +96,12 @@ def _item_keys(entry: dict[str, Any]) -> list[str] | None:
       `ar_action_key`), so a note made by a single create and again by a batch, or by two
       batches, counts twice;
     - a HubSpot batch update: each input keyed as the single PATCH of it would be (its path);
-    - a Xero PUT /Payments with several payments: each payment by what it is (invoice,
-      Reference, Amount), without the request's Idempotency-Key: a payment in two batches
-      sent under different keys is paid twice and must count twice. (A single payment keeps
-      the key by Idempotency-Key: the tests of single sends rely on it, and a payment sent
-      once alone and once in a batch is therefore not caught.)
-    - a Xero PUT /BankTransactions with several: each by Idempotency-Key, Reference and total.
+    - a Xero PUT /Payments, one payment or several: each payment by what it is (invoice,
+      Reference, Amount), without the request's Idempotency-Key: a payment sent alone and
+      again in a batch, or in two batches under different keys, is paid twice and counts twice;
+    - a Xero PUT /BankTransactions (a gateway fee): each by Reference and total, likewise.
+    `effect_counts` tells apart a payment or fee made again after ours was deleted (a
+    decision taken back, then made again): that is a new one, not a duplicate.
     """
     path = entry["path"].split("?")[0]
     if entry["provider"] == "hubspot":
@@ -117,12 +117,11 @@ def _item_keys(entry: dict[str, Any]) -> list[str] | None:
     if entry["provider"] != "xero" or entry["method"] != "PUT" or path not in XERO_BATCHES:
         return None
     items = _xero_items(entry, path.lstrip("/"))
-    if len(items) < 2 or not all(isinstance(item, dict) for item in items):
+    if not items or not all(isinstance(item, dict) for item in items):
         return None
     if path == "/Payments":
         return [f"xero PUT /Payments {_payment_identity(item)}" for item in items]
-    key = entry.get("idempotency_key") or ""
-    return [f"xero PUT /BankTransactions {key} {item.get('Reference') or ''} {_bank_total(item)}" for item in items]
+    return [f"xero PUT /BankTransactions {item.get('Reference') or ''} {_bank_total(item)}" for item in items]
 
 
 def _payment_identity(item: dict[str, Any]) -> str:
@@ -169,8 +168,40 @@ def write_counts(journal: list[dict[str, Any]]) -> Counter[str]:
     return Counter(key for e in writes(journal) for key in (_item_keys(e) or [_write_key(e)]))
 
 
+CREATED_ID = re.compile(r"created (?:payment|bank transaction) (\S+)")
+DELETED_ID = re.compile(r"deleted (?:payment|bank transaction) (\S+)")
+
+
 def effect_counts(journal: list[dict[str, Any]]) -> Counter[str]:
     """The writes that changed something a repeat would change again (a payment created, an
     invoice marked paid or sent, a note created), per action: per item for a batch, so the
-    same note or payment made by two batches counts twice and a replayed batch not at all."""
-    return Counter(key for e in journal for key in _effect_keys(e))
+    same note or payment made by two batches counts twice and a replayed batch not at all.
+
+    A Xero payment or fee made again after the one made before was deleted is a new one (the
+    plan took a decision back and a later decision made it again): its key gets " #N", the
+    number of deletions of that payment before it."""
+    counts: Counter[str] = Counter()
+    made: dict[str, str] = {}  # Xero's id of a payment or fee we made -> its key
+    deletions: Counter[str] = Counter()
+    for entry in journal:
+        for key, part in zip(_effect_keys(entry), _kept_parts(entry), strict=False):
+            generation = deletions[key]
+            counts[f"{key} #{generation}" if generation else key] += 1
+            created = CREATED_ID.match(part)
+            if created:
+                made[created.group(1)] = key
+        for part in _effect_parts(str(entry.get("effect", ""))):
+            deleted = DELETED_ID.match(part)
+            if deleted and deleted.group(1) in made:
+                deletions[made[deleted.group(1)]] += 1
+    return counts
+
+
+def _kept_parts(entry: dict[str, Any]) -> list[str]:
+    """The item effects `_effect_keys` keys, in its order (for a request keyed as a whole,
+    its first)."""
+    parts = _effect_parts(str(entry.get("effect", "")))
+    items = _item_keys(entry)
+    if items is None or len(items) != len(parts):
+        return parts[:1]
+    return [part for part in parts if part.split(" ")[0] in NON_IDEMPOTENT]
