@@ -19,11 +19,12 @@ answer and hands the rest of the claim back.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -165,57 +166,104 @@ def apply(
 ) -> ApplyReport:
     """Send every action that is due, until none is left for this worker.
 
-    Each claim takes a share of every connection with writes due (`outbox.claim`), sent in
-    turn, so one connection's backlog never holds back another's; a connection whose provider
-    takes several writes in one request (`Provider.batch_limits`) takes a batch's worth and
-    gets them in batches (`_send_batch`). `stop` (a shutdown) is looked at before each
-    request: the request in flight finishes and its answer is recorded, the rest of the claim
-    goes back unsent (no attempt counted) and apply returns, `stopped`. `rounds`: at most that
-    many claims (the service takes one claim of each company in turn); `drained` says whether
-    the queue ran dry. `progress` is called after each request's answer is recorded."""
+    Each connection is sent to in a lane of its own (a thread), claiming its own writes
+    (`outbox.claim`), so one connection waiting for its rate limit (Xero's 60 a minute) never
+    holds back another's writes; a connection whose provider takes several writes in one
+    request (`Provider.batch_limits`) claims a few batches' worth and sends them in batches
+    (`_send_batch`), the others `batch` at a time. `stop` (a shutdown) is looked at before
+    each request: the request in flight finishes and its answer is recorded, the rest of the
+    claim goes back unsent (no attempt counted) and apply returns, `stopped`. `rounds`: at most
+    that many claims per connection (the service takes one claim of each company in turn);
+    `drained` says whether the queue ran dry. `progress` is called (one call at a time) after
+    each request's answer is recorded, with the run so far."""
     check_scope(config, store)
     worker = worker or worker_id()
     stop = stop or threading.Event()
     report = ApplyReport()
-    providers: dict[str, Provider] = {}
     limits = batch_limits(config, registry, only)
-    # each connection claims `batch` writes at a time, one that takes batches a few batches'
-    # worth, so they go out full
-    shares = {name: max(batch, CLAIMED_BATCHES * max(kinds.values(), default=1)) for name, kinds in limits.items()}
-    claim_size = max(batch, sum(shares.values()))
     _check_holds(config, store, only, report)
+    names = [name for name in config.connections if only is None or name in only]
+    lanes = {name: ApplyReport(held={k: v for k, v in report.held.items() if k == name}) for name in names}
+    shown = threading.Lock()
+
+    def sent() -> None:
+        if progress is not None:
+            with shown:
+                progress(_merged(report, lanes.values()))
+
+    def lane(name: str) -> None:
+        share = max(batch, CLAIMED_BATCHES * max(limits.get(name, {}).values(), default=1))
+        _drain(config, store, registry, name, share, limits, worker, stop, rounds, lanes[name], sent)
+
+    threads = [
+        threading.Thread(target=contextvars.copy_context().run, args=(lane, name), name=f"apply {name}", daemon=True)
+        for name in names
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return _merged(report, lanes.values())
+
+
+def _merged(report: ApplyReport, lanes: Iterable[ApplyReport]) -> ApplyReport:
+    """The run as a whole: what every connection's lane did, with what was found before."""
+    merged = ApplyReport(held=dict(report.held), resumed=dict(report.resumed))
+    for lane in lanes:
+        merged.done += lane.done
+        merged.replayed += lane.replayed
+        merged.failed += lane.failed
+        merged.parked += lane.parked
+        merged.deferred.update(lane.deferred)
+        merged.held.update(lane.held)
+        merged.stopped = merged.stopped or lane.stopped
+        merged.released += lane.released
+        merged.drained = merged.drained and lane.drained
+        merged.requests += lane.requests
+        merged.batches += lane.batches
+    return merged
+
+
+def _drain(
+    config: Config,
+    store: Store,
+    registry: Registry | None,
+    name: str,
+    share: int,
+    limits: dict[str, dict[str, int]],
+    worker: str,
+    stop: threading.Event,
+    rounds: int | None,
+    report: ApplyReport,
+    sent: Callable[[], None],
+) -> None:
+    """One connection's lane: claim its due writes and send them, claim after claim, until
+    none is left (or `rounds` claims, or a stop, a deferral, a hold)."""
+    providers: dict[str, Provider] = {}
     try:
         claims = 0
         while not stop.is_set():
+            if name in report.deferred or name in report.held:
+                return
             if rounds is not None and claims >= rounds:
                 report.drained = False
-                return report
+                return
             claims += 1
             with store.session() as session:
                 holders = outbox.in_flight_workers(session)  # gone from this host, or silent anywhere
                 dead = dead_local_workers(holders) + silent_workers(session, holders)
-                claimed = outbox.claim(
-                    session,
-                    worker,
-                    lease=LEASE,
-                    limit=claim_size,
-                    connections=only,
-                    dead_workers=dead,
-                    skip_connections=[*report.deferred, *report.held],
-                    shares=shares,
-                )
-                more = outbox.still_due(session, list(shares), lease=LEASE, dead_workers=dead) if claimed else set()
+                claimed = outbox.claim(session, worker, lease=LEASE, limit=share, connections=[name], dead_workers=dead)
+                more = bool(claimed) and bool(outbox.still_due(session, [name], lease=LEASE, dead_workers=dead))
             if not claimed:
-                return report
-            units, later = hold_partial_batches(requests_of(claimed, limits), limits, more)
+                return
+            units, later = hold_partial_batches(requests_of(claimed, limits), limits, {name} if more else set())
             if later:  # they go with the next claim, in fuller batches
                 with store.session() as session:
                     outbox.unclaim(session, [entry.id for entry in later], worker)
             for index, unit in enumerate(units):
                 if stop.is_set():
                     _stop(store, [entry for rest in units[index:] for entry in rest], worker, report)
-                    return report
-                name = unit[0].action.connection
+                    return
                 if name in report.deferred:
                     for entry in unit:
                         _hand_back(store, entry, worker, report.deferred[name])
@@ -228,11 +276,9 @@ def apply(
                     _send_batch(config, store, registry, providers, unit, worker, report)
                 if report.stopped:  # stopped while waiting for a rate-limit slot
                     _stop(store, [entry for rest in units[index + 1 :] for entry in rest], worker, report)
-                    return report
-                if progress is not None:
-                    progress(report)
+                    return
+                sent()
         report.stopped = True
-        return report
     finally:
         for provider in providers.values():
             provider.close()
