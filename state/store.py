@@ -130,19 +130,26 @@ class Store:
         trusted for the records' facts: a canonical row holding a higher-ranked connection's
         view keeps it (this connection's view is still kept in its refs). Kinds without a canonical table
         (contacts, credit notes, refunds, payouts, balance transactions) keep their refs only,
-        with the system's whole record in the ref's data."""
+        with the system's whole record in the ref's data. A record whose view is the one stored
+        (`refs.data_hash`) costs no write beyond its `seen_at`."""
         by_type: dict[str, list[E]] = {}
         for record in records_:
             by_type.setdefault(own_ref(record, connection).object_type, []).append(record)
         with self._tx(session) as s:
             stored: list[E] = []
+            changed: list[E] = []
+            fresh: set[str] = set()
             for object_type, group in by_type.items():
-                stored += records.upsert_refs(s, connection, object_type, entity_kind, group, extras)
-            if entity_kind in records.UPSERTS:
-                stored = records.UPSERTS[entity_kind](s, stored, connection, rank)  # type: ignore[operator]
+                done = records.store_refs(s, connection, object_type, entity_kind, group, extras, rank)
+                stored += done.records
+                changed += done.changed
+                fresh |= done.fresh
+            if entity_kind in records.UPSERTS and changed:
+                # an unchanged view leaves its canonical row as it is: no UPDATE at all
+                records.UPSERTS[entity_kind](s, changed, connection, rank, fresh)  # type: ignore[operator]
             if cursor is not None:
                 bookkeeping.set_cursor(s, connection, stream, cursor)
-            return stored
+            return records.with_ids(stored) if entity_kind in records.UPSERTS else stored
 
     def canonical_ids(
         self, system: str, object_type: str, remote_ids: Sequence[str], session: Session | None = None

@@ -216,6 +216,10 @@ class RefRow(SQLModel, table=True):
     remote_updated_at: datetime | None = _col(UTCDateTime)
     link_rule: str | None = _col(sa.Text)
     data: dict[str, Any] = _col(JSONType, nullable=False)
+    # The content hash of `data` as the store encoded it (`records.view_hash`): a record that
+    # arrives unchanged is known without reading its view back, and costs no write (0015).
+    # NULL for views stored before 0015: they are written, and hashed, the next time they come.
+    data_hash: str | None = _col(sa.Text)
     seen_at: datetime = _col(UTCDateTime, nullable=False)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import date
 
 import pytest
+from pydantic import SecretStr
 
 from connector.config import Config, Connection, load_config
 from connector.connections import open_provider, rate_account
@@ -93,8 +94,8 @@ def test_connections_to_one_quickbooks_company_share_its_rate_budget() -> None:
             base_url="https://quickbooks.api.intuit.com",
             realm_id=realm,
             client_id="client",
-            client_secret="secret",
-            refresh_token="refresh",
+            client_secret=SecretStr("secret"),
+            refresh_token=SecretStr("refresh"),
         )
         return rate_account(Connection(name=name, provider="quickbooks", settings=settings))
 
