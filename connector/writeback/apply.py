@@ -24,7 +24,7 @@ import logging
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -240,6 +240,7 @@ def _drain(
     """One connection's lane: claim its due writes and send them, claim after claim, until
     none is left (or `rounds` claims, or a stop, a deferral, a hold)."""
     providers: dict[str, Provider] = {}
+    held_back: set[int] = set()  # writes handed back once to go in a fuller batch
     try:
         claims = 0
         while not stop.is_set():
@@ -256,7 +257,10 @@ def _drain(
                 more = bool(claimed) and bool(outbox.still_due(session, [name], lease=LEASE, dead_workers=dead))
             if not claimed:
                 return
-            units, later = hold_partial_batches(requests_of(claimed, limits), limits, {name} if more else set())
+            units, later = hold_partial_batches(
+                requests_of(claimed, limits), limits, {name} if more else set(), held_back
+            )
+            held_back.update(entry.id for entry in later)
             if later:  # they go with the next claim, in fuller batches
                 with store.session() as session:
                     outbox.unclaim(session, [entry.id for entry in later], worker)
@@ -285,17 +289,26 @@ def _drain(
 
 
 def hold_partial_batches(
-    units: list[list[outbox.OutboxEntry]], limits: dict[str, dict[str, int]], more: set[str]
+    units: list[list[outbox.OutboxEntry]],
+    limits: dict[str, dict[str, int]],
+    more: set[str],
+    held_back: Collection[int] = (),
 ) -> tuple[list[list[outbox.OutboxEntry]], list[outbox.OutboxEntry]]:
     """The requests to send now, and the writes to hand back for the next claim: of a
     connection with `more` writes due than it claimed, the batches not full go with the next
-    claim, where they fill up, as long as one full batch goes now (so the queue always moves).
-    A batch sent before goes as it is."""
+    claim, where they fill up, as long as one full batch goes now (so the queue always moves)
+    and none of their writes was `held_back` before (so none waits more than one claim). A
+    batch sent before goes as it is."""
 
     def partial(unit: list[outbox.OutboxEntry]) -> bool:
         action = unit[0].action
         limit = limits.get(action.connection, {}).get(action.kind, 1)
-        return limit > 1 and unit[0].batch_key is None and len(unit) < limit
+        return (
+            limit > 1
+            and unit[0].batch_key is None
+            and len(unit) < limit
+            and not any(entry.id in held_back for entry in unit)
+        )
 
     moving = {u[0].action.connection for u in units if not partial(u)}
     now, later = [], []

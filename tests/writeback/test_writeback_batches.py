@@ -24,7 +24,7 @@ from connector.providers.xero import XeroProvider
 from connector.state import Store, open_store, outbox
 from connector.state.bookkeeping import audit_entries
 from connector.state.records import utcnow
-from connector.writeback.apply import apply, cancel, requests_of, retry
+from connector.writeback.apply import apply, cancel, hold_partial_batches, requests_of, retry
 from support.databases import pg_engine_in_temporary_schema, postgres_url_or_fail, sqlite_engine_in
 from support.state_factories import ref
 
@@ -264,3 +264,21 @@ def test_the_claim_is_cut_into_requests_in_turn_and_other_kinds_go_one_by_one(bo
 
     # the ledger takes its batch's worth; the gateway's writes go one per request, in turn
     assert [(u[0].action.connection, len(u)) for u in units] == [("ledger", 3), ("gateway", 1), ("gateway", 1)]
+
+
+def test_a_batch_not_full_waits_for_the_next_claim_once_while_more_is_due(book: tuple[Config, Store]) -> None:
+    config, store = book
+    queue_payments(store, 4)
+    with store.session() as session:
+        claimed = outbox.claim(session, "w:1", lease=timedelta(minutes=10), limit=4)
+    units = requests_of(claimed, {"ledger": {"record_payment": 3}})
+    assert [len(u) for u in units] == [3, 1]
+    limits = {"ledger": {"record_payment": 3}}
+
+    now, later = hold_partial_batches(units, limits, {"ledger"})
+    assert [len(u) for u in now] == [3] and [e.id for e in later] == [units[1][0].id]
+    # nothing more due: it goes now; held back once already: it goes now too
+    assert hold_partial_batches(units, limits, set()) == (units, [])
+    assert hold_partial_batches(units, limits, {"ledger"}, {units[1][0].id}) == (units, [])
+    # no full batch to send: the partial one goes rather than the queue standing still
+    assert hold_partial_batches([units[1]], limits, {"ledger"}) == ([units[1]], [])
