@@ -25,7 +25,7 @@ from pydantic_core import to_jsonable_python
 from connector import failpoints
 from connector.config import Config, Connection
 from connector.connections import check_scope, mapper_for, open_provider, rank_of
-from connector.errors import ConnectorError, ProviderError, RateLimitDeferred, first_line
+from connector.errors import ConnectorError, ProviderError, RateLimitDeferred, StopRequested, first_line
 from connector.mappings.mapper import MappedRecord, Mapper
 from connector.providers.base import Provider
 from connector.providers.registry import Registry, installed
@@ -173,6 +173,8 @@ class SyncEngine:
                 report.skipped += len(errors)
                 report.stored += self._store(connection.name, stream, mapper, mapped, page.cursor, rank, provider.kind)
                 self.progress(report)
+        except StopRequested:  # SIGTERM while a request waited for its rate-limit slot
+            report.notes.append("stopped for shutdown; resumes from the saved cursor")
         except RateLimitDeferred as exc:
             report.status = "deferred"
             if exc.retry_after is not None:
