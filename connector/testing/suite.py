@@ -320,14 +320,18 @@ class _Checks:
         problems = contract_problems(cls)
         assert not problems, f"{cls.__name__}: " + "; ".join(problems)
         declared = {f"read_{s}" for s in cls.streams} | {f"apply_{a}" for a in cls.actions}
+        declared |= {f"batch_{a}" for a in cls.batch_limits}
         extra = sorted(
             name
             for name in dir(cls)
-            if re.match(r"(read|apply)_[a-z]", name) and callable(getattr(cls, name)) and name not in declared
+            if re.match(r"(read|apply|batch)_[a-z]", name)
+            and callable(getattr(cls, name))
+            and name not in declared
+            and not hasattr(Provider, name)  # the base class's own (apply_batch dispatches)
         )
         assert not extra, (
             f"{cls.__name__} implements {', '.join(extra)} but does not declare the stream or action "
-            "in `streams`/`actions`: the engine will never call it"
+            "in `streams`/`actions` (or, for batch_*, in `batch_limits`): the engine will never call it"
         )
         mapper = self.kit.mapper()
         unmapped = [s for s in cls.streams if s not in mapper.spec.streams]

@@ -22,7 +22,7 @@ from connector.model import Customer, Invoice, Payment
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.state.store import Store
-from support.e2e import with_credentials, writes
+from support.e2e import batch_items, with_credentials, writes
 
 # company -> the seed of its generated book
 SEEDS = {"north": 42, "south": 43}
@@ -150,11 +150,37 @@ def comparable_writes(journal: list[dict[str, Any]], data: Mapping[str, Any]) ->
     out = []
     for entry in writes(journal):
         kept = {k: v for k, v in entry.items() if k not in ("at", "request_id")}
-        text = json.dumps(kept, sort_keys=True, default=str)
-        text = _UUID.sub(lambda m: m.group(0) if m.group(0) in known else "<created>", text)
-        text = _NUMBERED.sub(r"\1 <created>", _ACTION_KEY.sub("ar-<key>", text))
-        out.append(_SENT_AT.sub(r'\1"', text))
+        items = batch_items(entry)
+        if items is not None:
+            # a batch is compared item by item, each as the request sending it alone: which
+            # items a run put together, and under which key, depends on when each was claimed
+            out += [_comparable(_as_single(kept, item, effect), known) for item, effect in items]
+            continue
+        out.append(_comparable(kept, known))
     return sorted(out)
+
+
+def _comparable(kept: dict[str, Any], known: set[str]) -> str:
+    text = json.dumps(kept, sort_keys=True, default=str)
+    text = _UUID.sub(lambda m: m.group(0) if m.group(0) in known else "<created>", text)
+    text = _NUMBERED.sub(r"\1 <created>", _ACTION_KEY.sub("ar-<key>", text))
+    return _SENT_AT.sub(r'\1"', text)
+
+
+def _as_single(entry: dict[str, Any], item: Any, effect: str) -> dict[str, Any]:
+    """One item of a batch as the request that sends it alone would look: a HubSpot batch
+    update's input as the PATCH of its record, a batch create's as the create; a Xero payment
+    or bank transaction as a PUT of that one."""
+    path = entry["path"].split("?")[0]
+    single = {**entry, "effect": effect}
+    single.pop("idempotency_key", None)
+    if path.endswith("/batch/update"):
+        base = path.removesuffix("/batch/update")
+        properties = item.get("properties") if isinstance(item, dict) else None
+        return {**single, "method": "PATCH", "path": f"{base}/{item.get('id')}", "payload": {"properties": properties}}
+    if path.endswith("/batch/create"):
+        return {**single, "path": path.removesuffix("/batch/create"), "payload": item}
+    return {**single, "payload": {path.lstrip("/"): [item]}}
 
 
 def leaves(value: Any) -> Iterator[str]:

@@ -205,3 +205,47 @@ def _kept_parts(entry: dict[str, Any]) -> list[str]:
     if items is None or len(items) != len(parts):
         return parts[:1]
     return [part for part in parts if part.split(" ")[0] in NON_IDEMPOTENT]
+
+
+HUBSPOT_CREATES = {"create_note": "notes", "create_task": "tasks"}
+
+
+def action_effect_key(action: dict[str, Any]) -> str | None:
+    """The key `effect_counts` counts an outbox action's effect under, when it is known from
+    the action alone (a row with `connection`'s provider in `provider`, `kind`, `target`,
+    `payload` and `idempotency_key`): a Xero payment or fee by what it pays, a HubSpot note or
+    task by its action key. None: keyed by the request's Idempotency-Key (Stripe, a Xero
+    e-mail), which ends the key."""
+    payload = action.get("payload") or {}
+    target = action.get("target") or {}
+    kind = action["kind"]
+    if action.get("provider") == "xero" and kind == "record_payment":
+        item = {"Invoice": {"InvoiceID": target.get("remote_id")}, **_xero_amount(payload, "Amount")}
+        return f"xero PUT /Payments {_payment_identity(item)}"
+    if action.get("provider") == "xero" and kind == "record_fee":
+        return f"xero PUT /BankTransactions {payload.get('reference') or ''} {_amount(payload.get('amount'))}"
+    if kind in HUBSPOT_CREATES:
+        return f"hubspot POST /crm/v3/objects/{HUBSPOT_CREATES[kind]} {action['idempotency_key']}"
+    return None
+
+
+def _xero_amount(payload: dict[str, Any], name: str) -> dict[str, Any]:
+    return {name: payload.get("amount"), "Reference": payload.get("reference")}
+
+
+def batch_items(entry: dict[str, Any]) -> list[tuple[Any, str]] | None:
+    """The items of a journal entry that carried several writes in one request (a Xero PUT of
+    payments or bank transactions, a HubSpot batch create or update), each with its own effect;
+    None for a request of one write (or one refused as a whole)."""
+    path = entry["path"].split("?")[0]
+    payload = entry.get("payload")
+    if entry["provider"] == "hubspot" and HUBSPOT_BATCH.fullmatch(path) and isinstance(payload, dict):
+        items = payload.get("inputs")
+    elif entry["provider"] == "xero" and entry["method"] == "PUT" and path in XERO_BATCHES:
+        items = _xero_items(entry, path.lstrip("/"))
+    else:
+        return None
+    parts = _effect_parts(str(entry.get("effect", "")))
+    if not isinstance(items, list) or len(items) != len(parts):
+        return None
+    return list(zip(items, parts, strict=True))
