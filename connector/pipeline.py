@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
@@ -23,7 +23,7 @@ from connector.providers.registry import Registry, installed
 from connector.reconcile.run import ReconcileSummary, run_reconciliation
 from connector.state.outbox import OutboxEntry
 from connector.state.store import Store
-from connector.sync import Progress, SyncEngine, SyncReport
+from connector.sync import Progress, RemapReport, SyncEngine, SyncReport, remap_book
 from connector.writeback.apply import ApplyReport, apply, pending, queue_writes
 from connector.writeback.plan import PlannedAction
 
@@ -37,6 +37,21 @@ def link(config: Config, store: Store, registry: Registry | None = None) -> Link
     systems say of disputes, promises, plans and pauses (finance's own settings win)."""
     report = link_all(config, store, registry)
     apply_provider_states(config, store, registry)
+    return report
+
+
+def remap(
+    config: Config,
+    store: Store,
+    registry: Registry | None = None,
+    *,
+    connections: Sequence[str] = (),
+    streams: Sequence[str] = (),
+) -> RemapReport:
+    """Map the stored raw payloads again through the current mapping and store them as a sync
+    would (`connector.sync.remap_book`: no provider request), then link as after a sync."""
+    report = remap_book(config, store, registry, connections=connections, streams=streams)
+    report.links = link(config, store, registry).by_rule()
     return report
 
 
@@ -127,4 +142,4 @@ def run(
     return result
 
 
-__all__ = ["RunResult", "apply", "link", "plan", "reconcile_and_plan", "run", "sync"]
+__all__ = ["RunResult", "apply", "link", "plan", "reconcile_and_plan", "remap", "run", "sync"]

@@ -7,6 +7,10 @@ stored. A provider asking us to wait for hours (a daily limit) defers the stream
 stored stays, with its cursor, and the next run carries on. A run is `ok` only when every
 stream finished: a deferred or failed stream, or a skipped record, makes it a run with problems
 (`connector sync` exits 1 and says which stream, and until when it waits).
+
+Each record is stored with the provider's raw object it was mapped from (`refs.raw`), so
+`remap_book` maps the stored book again through a changed mapping, down the same store path,
+without opening a provider at all.
 """
 
 from __future__ import annotations
@@ -25,10 +29,18 @@ from pydantic_core import to_jsonable_python
 from connector import failpoints
 from connector.config import Config, Connection
 from connector.connections import check_scope, mapper_for, open_provider, rank_of
-from connector.errors import ConnectorError, ProviderError, RateLimitDeferred, StopRequested, first_line
+from connector.errors import (
+    ConnectorError,
+    MappingError,
+    ProviderError,
+    RateLimitDeferred,
+    StopRequested,
+    first_line,
+)
 from connector.mappings.mapper import MappedRecord, Mapper
 from connector.providers.base import Provider
 from connector.providers.registry import Registry, installed
+from connector.state.raw import unpack
 from connector.state.store import Store
 
 logger = logging.getLogger(__name__)
@@ -165,13 +177,15 @@ class SyncEngine:
                 report.notes.extend(page.notes)
                 for note in page.notes:
                     logger.warning("%s", note, extra=context)
-                mapped, errors = mapper.map_page(stream, page.records)
+                mapped, raws, errors = map_with_raws(mapper, stream, page.records)
                 for error in errors:
                     logger.warning("skipped: %s", error, extra=context)
                     if len(report.errors) < MAX_REPORTED_ERRORS:
                         report.errors.append(str(error))
                 report.skipped += len(errors)
-                report.stored += self._store(connection.name, stream, mapper, mapped, page.cursor, rank, provider.kind)
+                report.stored += self._store(
+                    connection.name, stream, mapper, mapped, page.cursor, rank, provider.kind, raws
+                )
                 self.progress(report)
         except StopRequested:  # SIGTERM while a request waited for its rate-limit slot
             report.notes.append("stopped for shutdown; resumes from the saved cursor")
@@ -204,13 +218,16 @@ class SyncEngine:
         cursor: str | None,
         rank: int,
         system_kind: str,
+        raws: dict[str, dict[str, Any]] | None = None,
     ) -> int:
         spec = mapper.stream(stream)
         kind = spec.record if spec.store == "canonical" else spec.object_type  # refs only
         with self.store.session() as session:
             records = self._with_customer_ids(connection, kind, mapped, session)
             extras = {m.ref.remote_id: to_jsonable_python(_sync_view(m, system_kind)) for m in mapped}
-            self.store.store_page(connection, stream, kind, records, cursor, session=session, extras=extras, rank=rank)
+            self.store.store_page(
+                connection, stream, kind, records, cursor, session=session, extras=extras, rank=rank, raws=raws
+            )
             failpoints.hit("page_written")  # crash tests: the page and its cursor written, not committed
         return len(records)
 
@@ -224,6 +241,108 @@ class SyncEngine:
             customer_id = known.get(m.links.get("customer", ""))
             out.append(m.record.model_copy(update={"customer_id": customer_id}) if customer_id else m.record)
         return out
+
+
+def map_with_raws(
+    mapper: Mapper, stream: str, raws: list[dict[str, Any]]
+) -> tuple[list[MappedRecord], dict[str, dict[str, Any]], list[MappingError]]:
+    """`Mapper.map_page`, keeping each mapped record's raw object by its remote id (the last
+    of a repeated id wins, as it does in the store)."""
+    mapped: list[MappedRecord] = []
+    by_remote_id: dict[str, dict[str, Any]] = {}
+    errors: list[MappingError] = []
+    for raw in raws:
+        try:
+            one = mapper.map_one(stream, raw)
+        except MappingError as exc:
+            errors.append(exc)
+            continue
+        mapped.append(one)
+        by_remote_id[one.ref.remote_id] = raw
+    return mapped, by_remote_id, errors
+
+
+@dataclass
+class RemapStream:
+    """What `remap_book` did for one stream: the stored payloads it mapped again (`records`),
+    those it stored (`stored`), those the current mapping cannot read (`skipped`, with the
+    first `errors`), and the refs it could not remap for want of a payload (`without_raw`)."""
+
+    connection: str
+    provider: str
+    stream: str
+    records: int = 0
+    stored: int = 0
+    skipped: int = 0
+    without_raw: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RemapReport:
+    streams: list[RemapStream]
+    links: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> rule -> count
+
+    @property
+    def ok(self) -> bool:
+        """Every stored payload mapped and stored again."""
+        return all(s.skipped == 0 for s in self.streams)
+
+    @property
+    def without_raw(self) -> dict[str, int]:
+        """connection -> its refs stored before raw payloads were kept (only those with some)."""
+        out: dict[str, int] = {}
+        for s in self.streams:
+            if s.without_raw:
+                out[s.connection] = out.get(s.connection, 0) + s.without_raw
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "streams": [asdict(s) for s in self.streams],
+            "without_raw": self.without_raw,
+            "links": self.links,
+        }
+
+
+def remappable_streams(connection: Connection, registry: Registry | None = None) -> list[str]:
+    """The streams of the connection's current mapping, the ones `remap_book` can walk."""
+    return list(mapper_for(connection, registry).spec.streams)
+
+
+def remap_book(
+    config: Config,
+    store: Store,
+    registry: Registry | None = None,
+    *,
+    connections: Sequence[str] = (),
+    streams: Sequence[str] = (),
+) -> RemapReport:
+    """Map every stored raw payload of the chosen connections and streams again through the
+    connection's current mapping (its config overrides applied) and store the result as a sync
+    would, a batch of refs at a time; no provider is opened, so no request is made. Cursors
+    stay as they are. Linking is the next stage (`connector.pipeline.link`)."""
+    engine = SyncEngine(config, store, registry)
+    chosen = [config.connection(name) for name in connections] or list(config.connections.values())
+    reports: list[RemapStream] = []
+    for connection in chosen:
+        mapper = mapper_for(connection, engine.registry)
+        kind = engine.registry.get(connection.provider).kind
+        rank = rank_of(connection, kind)
+        for stream in [s for s in mapper.spec.streams if not streams or s in streams]:
+            report = RemapStream(connection=connection.name, provider=connection.provider, stream=stream)
+            object_type = mapper.stream(stream).object_type
+            report.without_raw = store.count_without_raw(connection.name, object_type)
+            for batch in store.raw_batches(connection.name, object_type):
+                payloads = [unpack(ref.raw) for ref in batch]
+                mapped, raws, errors = map_with_raws(mapper, stream, payloads)
+                report.records += len(payloads)
+                report.skipped += len(errors)
+                report.errors += [str(e) for e in errors][: MAX_REPORTED_ERRORS - len(report.errors)]
+                report.stored += engine._store(connection.name, stream, mapper, mapped, None, rank, kind, raws)
+            reports.append(report)
+    return RemapReport(streams=reports)
 
 
 def _sync_view(mapped: MappedRecord, system_kind: str) -> dict[str, Any]:

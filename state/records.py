@@ -9,7 +9,9 @@ came from: what decides which invoices are receivables, `RECEIVABLE_KINDS`).
 
 A sync page is written in bulk (`state.upsert.Bulk`): the records arrive validated by their
 mapping, so nothing here validates them again; each view is encoded to JSON once and hashed
-(`refs.data_hash`), and a record whose view is the one stored costs no write.
+(`refs.data_hash`), and a record whose view is the one stored costs no write. A sync also keeps
+each record's raw payload, compressed, beside its view (`refs.raw`, `state.raw`): the hash
+covers both, so a payload that changed under an unchanged view is still written.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sqlalchemy.orm import Session
 from connector.errors import StateError
 from connector.model import Customer, Invoice, InvoiceLine, Payment, Ref
 from connector.state import convert
+from connector.state.raw import pack, raw_json
 from connector.state.tables import table
 from connector.state.upsert import Bulk, bulk_write, dialect_name, in_chunks, mine, one_of
 
@@ -164,6 +167,17 @@ _REFS = Bulk(
     keep_if_set=("entity_id",),
     json_text=("data",),
 )
+# The same with the raw payload: a page stored without raw payloads (a caller other than the
+# sync) leaves the ones stored as they are.
+_REFS_WITH_RAW = Bulk(
+    table("refs"),
+    (*_REFS.columns, "raw"),
+    key=_REFS.key,
+    constants=_REFS.constants,
+    keep=_REFS.keep,
+    keep_if_set=_REFS.keep_if_set,
+    json_text=_REFS.json_text,
+)
 # Bumped when the encoding of a view changes: every stored view then looks changed once.
 VIEW_ENCODING = "1"
 
@@ -178,11 +192,14 @@ def view_text(record: Stored, extra: Mapping[str, Any] | None) -> str:
     return f'{{"_sync":{sync}}}' if text == "{}" else f'{text[:-1]},"_sync":{sync}}}'
 
 
-def view_hash(entity_kind: str, rank: int, text: str) -> str:
+def view_hash(entity_kind: str, rank: int, text: str, raw: bytes | None = None) -> str:
     """The content hash of a stored view (`refs.data_hash`): equal hashes mean that storing the
     view again would change nothing, neither the ref nor the canonical row it fills (the
-    kind and the connection's rank are in it, since they decide that row too)."""
+    kind and the connection's rank are in it, since they decide that row too), nor the raw
+    payload kept beside it (`raw`, its JSON; None: no payload, the hash of before 0016)."""
     payload = f"{VIEW_ENCODING}\0{entity_kind}\0{rank}\0{text}".encode()
+    if raw is not None:
+        payload += b"\0raw\0" + raw
     return hashlib.blake2b(payload, digest_size=16).hexdigest()
 
 
@@ -235,17 +252,20 @@ def store_refs(
     records: Sequence[E],
     extras: Mapping[str, dict[str, Any]] | None = None,
     rank: int = 0,
+    raws: Mapping[str, Any] | None = None,
 ) -> StoredRefs[E]:
     """`upsert_refs`, telling which views changed. A view whose hash is the stored one is not
     written again (only its `seen_at` moves, in one statement for the page: drift and the
     write-back read it as "a sync read this record after that write"); a new or changed one
-    is written with its hash, the whole page in one bulk statement."""
+    is written with its hash, the whole page in one bulk statement. `raws` (by remote id) are
+    the provider's objects the records were mapped from, kept compressed in `refs.raw`."""
     batch: dict[str, tuple[E, Ref]] = {}
     for record in records:  # a page may repeat a record: the last one wins
         ref = own_ref(record, system, object_type)
         batch[ref.remote_id] = (record, ref)
     known = _stored_views(session, system, object_type, list(batch))
     done: StoredRefs[E] = StoredRefs()
+    with_raw = raws is not None
     rows: dict[bool, list[tuple[Any, ...]]] = {True: [], False: []}  # new refs, changed ones
     unchanged = []
     for remote_id, (record, ref) in batch.items():
@@ -258,18 +278,21 @@ def store_refs(
             record = record.model_copy(update={"id": entity_id})
         done.records.append(record)
         text = view_text(record, extras.get(remote_id) if extras else None)
-        digest = view_hash(entity_kind, rank, text)
+        raw = raw_json(raws[remote_id]) if raws is not None and remote_id in raws else None
+        digest = view_hash(entity_kind, rank, text, raw)
         if ref_id is not None and stored_id is not None and digest == stored_hash:
             unchanged.append(ref_id)
             continue
         done.changed.append(record)
-        rows[remote_id not in known].append((remote_id, entity_id, ref.remote_updated_at, text, digest))
+        row = (remote_id, entity_id, ref.remote_updated_at, text, digest)
+        # compressed only when written: an unchanged record costs no compression either
+        rows[remote_id not in known].append((*row, None if raw is None else pack(raw)) if with_raw else row)
     now = utcnow()
     # entity_id only fills a NULL: a ref keeps its canonical id even against a racing writer
     for new, group in rows.items():
         bulk_write(
             session,
-            _REFS,
+            _REFS_WITH_RAW if with_raw else _REFS,
             group,
             new=new,
             system=system,
@@ -329,7 +352,7 @@ def refs_for(session: Session, entity_kind: str, entity_ids: Sequence[str]) -> d
     found: dict[str, list[Ref]] = {entity_id: [] for entity_id in entity_ids}
     for chunk in in_chunks(session, entity_ids):
         query = (
-            sa.select(refs)
+            sa.select(*(column for column in refs.c if column.name != "raw"))  # not the payloads: megabytes
             .where(mine(session, refs), refs.c.entity_kind == entity_kind, one_of(session, refs.c.entity_id, chunk))
             .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
         )

@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 
 from connector.errors import ConfigError
 from connector.model import Action, ActionState, Customer, Invoice, Payment, Ref
-from connector.state import bookkeeping, records, tokens
+from connector.state import bookkeeping, raw, records, tokens
 from connector.state.db import check_reachable, make_engine, scrub_sqlite
 from connector.state.migrate import check_schema, is_empty, upgrade
+from connector.state.raw import RAW_BATCH, RawRef
 from connector.state.records import E, EntityKind, own_ref
 from connector.state.scope import DEFAULT_COMPANY, bind, check_company_name
 from connector.state.secrets import TokenSealer
@@ -123,6 +124,7 @@ class Store:
         session: Session | None = None,
         extras: Mapping[str, dict[str, Any]] | None = None,
         rank: int = 0,
+        raws: Mapping[str, Any] | None = None,
     ) -> list[E]:
         """Refs, canonical rows and the stream's new cursor in one transaction: a page is
         stored whole or not at all, so a crash never moves a cursor past unsaved records.
@@ -131,7 +133,9 @@ class Store:
         view keeps it (this connection's view is still kept in its refs). Kinds without a canonical table
         (contacts, credit notes, refunds, payouts, balance transactions) keep their refs only,
         with the system's whole record in the ref's data. A record whose view is the one stored
-        (`refs.data_hash`) costs no write beyond its `seen_at`."""
+        (`refs.data_hash`) costs no write beyond its `seen_at`. `raws` (by remote id) are the
+        provider's objects as they arrived, kept compressed with their refs for `connector
+        remap`; without them the payloads stored stay as they are."""
         by_type: dict[str, list[E]] = {}
         for record in records_:
             by_type.setdefault(own_ref(record, connection).object_type, []).append(record)
@@ -140,7 +144,7 @@ class Store:
             changed: list[E] = []
             fresh: set[str] = set()
             for object_type, group in by_type.items():
-                done = records.store_refs(s, connection, object_type, entity_kind, group, extras, rank)
+                done = records.store_refs(s, connection, object_type, entity_kind, group, extras, rank, raws)
                 stored += done.records
                 changed += done.changed
                 fresh |= done.fresh
@@ -192,6 +196,23 @@ class Store:
     def refs_for(self, entity_kind: str, entity_id: str, session: Session | None = None) -> list[Ref]:
         with self._tx(session) as s:
             return records.refs_for(s, entity_kind, [entity_id])[entity_id]
+
+    # Raw payloads ---------------------------------------------------------------------------
+
+    def raw_batches(self, system: str, object_type: str, batch_size: int = RAW_BATCH) -> Iterator[list[RawRef]]:
+        """The stored raw payloads of `system`'s refs of `object_type`, a batch at a time, each
+        batch read in a transaction of its own (`state.raw.raw_batches`)."""
+        return raw.raw_batches(self.session, system, object_type, batch_size)
+
+    def count_without_raw(self, system: str, object_type: str, session: Session | None = None) -> int:
+        """How many of `system`'s refs of `object_type` keep no raw payload (stored before 0016)."""
+        with self._tx(session) as s:
+            return raw.count_without_raw(s, system, object_type)
+
+    def raw_payloads(self, entity_kind: str, entity_id: str, session: Session | None = None) -> list[dict[str, Any]]:
+        """Each system's raw payload of one record, decompressed (None where none was kept)."""
+        with self._tx(session) as s:
+            return raw.raw_payloads(s, entity_kind, entity_id)
 
     # Cursors, outbox, audit, runs -------------------------------------------------------
 

@@ -220,6 +220,10 @@ class RefRow(SQLModel, table=True):
     # arrives unchanged is known without reading its view back, and costs no write (0015).
     # NULL for views stored before 0015: they are written, and hashed, the next time they come.
     data_hash: str | None = _col(sa.Text)
+    # The provider's raw payload as it arrived, before mapping: its JSON, zlib-compressed
+    # (`state.raw`), so `connector remap` maps the book again without asking the provider (0016).
+    # NULL for records stored before 0016 until they arrive again.
+    raw: bytes | None = _col(sa.LargeBinary)
     seen_at: datetime = _col(UTCDateTime, nullable=False)
 
 

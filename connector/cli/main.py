@@ -18,6 +18,7 @@ from connector.cli import (
     mapping_commands,
     plugin_commands,
     reconcile_commands,
+    remap_commands,
     report_commands,
     secret_commands,
     serve_commands,
@@ -70,6 +71,7 @@ def cli(
 BOOK_COMMANDS = frozenset(
     {
         "sync",
+        "remap",
         "reconcile",
         "reconcile accept",
         "reconcile reject",
@@ -115,6 +117,7 @@ def _register_commands() -> None:
         company_commands,
         mapping_commands,
         sync_commands,
+        remap_commands,
         reconcile_commands,
         report_commands,
         statement_commands,

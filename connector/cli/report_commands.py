@@ -813,9 +813,11 @@ def _audit_entries(session: Any, subject_ids: Sequence[str], mentioned: str) -> 
 @click.command("explain")
 @click.argument("record")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/finance.md).")
+@click.option("--raw", "with_raw", is_flag=True, help="Also each system's raw payload: where every field came from.")
 @pass_app
-def explain_command(app: AppContext, record: str, as_json: bool) -> None:
-    """The full story of one PAYMENT or INVOICE (our id, a provider's id, or an invoice number)."""
+def explain_command(app: AppContext, record: str, as_json: bool, with_raw: bool) -> None:
+    """The full story of one PAYMENT or INVOICE (our id, a provider's id, or an invoice number).
+    With --raw, also the object each system returned for it, before mapping."""
     store = app.store()
     kind, found = _find(store, record)
     customers = _customers(store)
@@ -864,10 +866,24 @@ def explain_command(app: AppContext, record: str, as_json: bool) -> None:
         audit,
         actions,
     )
+    if with_raw:
+        story["raw"] = store.raw_payloads(kind, entity_id)
     if as_json:
         _echo_json(story)
     else:
         _print_story(story)
+        if with_raw:
+            _print_raw(story["raw"])
+
+
+def _print_raw(payloads: list[Row]) -> None:
+    for payload in payloads:
+        click.echo("")
+        click.echo(f"Raw from {payload['system']} ({payload['type']} {payload['id']}):")
+        if payload["raw"] is None:
+            click.echo("  none kept (stored before raw payloads were): `connector sync --full` keeps it")
+        else:
+            click.echo(json.dumps(payload["raw"], indent=2, sort_keys=True, default=str))
 
 
 def _print_story(story: Row) -> None:
