@@ -274,10 +274,10 @@ def _drain(
                 elif name in report.held:
                     for entry in unit:
                         _hold_back(config, store, entry, worker, report.held[name])
-                elif len(unit) == 1 and unit[0].batch_key is None:
-                    _send(config, store, registry, providers, unit[0], worker, report)
-                else:
+                elif goes_in_batch(unit, limits):
                     _send_batch(config, store, registry, providers, unit, worker, report)
+                else:
+                    _send(config, store, registry, providers, unit[0], worker, report)
                 if report.stopped:  # stopped while waiting for a rate-limit slot
                     _stop(store, [entry for rest in units[index + 1 :] for entry in rest], worker, report)
                     return
@@ -286,6 +286,18 @@ def _drain(
     finally:
         for provider in providers.values():
             provider.close()
+
+
+def goes_in_batch(unit: list[outbox.OutboxEntry], limits: dict[str, dict[str, int]]) -> bool:
+    """Whether the request goes as a batch (`_send_batch`, its key recorded before it is sent):
+    a batch sent before, or writes of a kind the provider batches tried for the first time,
+    even one alone. A write tried before outside any batch (sent alone with its own key, by
+    this version or an earlier one) goes alone again with that key: in a batch, under another
+    key, a write the provider made but whose answer was lost would be made twice."""
+    first = unit[0]
+    if first.batch_key is not None:
+        return True
+    return limits.get(first.action.connection, {}).get(first.action.kind, 1) > 1 and first.attempts <= 1
 
 
 def hold_partial_batches(
@@ -304,7 +316,7 @@ def hold_partial_batches(
         action = unit[0].action
         limit = limits.get(action.connection, {}).get(action.kind, 1)
         return (
-            limit > 1
+            goes_in_batch(unit, limits)
             and unit[0].batch_key is None
             and len(unit) < limit
             and not any(entry.id in held_back for entry in unit)
@@ -342,7 +354,7 @@ def requests_of(claimed: list[outbox.OutboxEntry], limits: dict[str, dict[str, i
     the next): a batch sent before whose answer never came goes out again whole, as it was;
     writes of a kind the provider batches go together, per kind of record they write to (a
     HubSpot batch update is per object type), up to its limit, in id order; the rest one per
-    request."""
+    request, and so does a write tried before outside any batch (`goes_in_batch`)."""
     kept: dict[str, list[outbox.OutboxEntry]] = defaultdict(list)
     open_batches: dict[tuple[str, str, str], list[outbox.OutboxEntry]] = {}
     units: list[list[outbox.OutboxEntry]] = []
@@ -354,8 +366,8 @@ def requests_of(claimed: list[outbox.OutboxEntry], limits: dict[str, dict[str, i
             kept[entry.batch_key].append(entry)
             continue
         limit = limits.get(action.connection, {}).get(action.kind, 1)
-        if limit <= 1:
-            units.append([entry])
+        if limit <= 1 or entry.attempts > 1:
+            units.append([entry])  # one at a time, or tried before on its own: again on its own
             continue
         place = (action.connection, action.kind, action.target.object_type if action.target else "")
         unit = open_batches.get(place)

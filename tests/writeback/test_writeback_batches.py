@@ -156,9 +156,9 @@ def test_payments_go_three_to_a_request_each_with_its_own_result(book: tuple[Con
 
     report = apply(config, store, REGISTRY)
 
-    # 7 payments, batches of at most 3: two batches of three and the last one on its own
+    # 7 payments, batches of at most 3: two batches of three and the last one, a batch of one
     assert [len(invoices) for _, invoices in LEDGER.requests] == [3, 3, 1]
-    assert report.requests == 3 and report.batches == 2
+    assert report.requests == report.batches == 3
     assert len(report.done) == 7 and len(LEDGER.payments) == 7
     with store.session() as session:
         done = {e.id: e for e in outbox.entries(session, ids=ids)}
@@ -282,3 +282,43 @@ def test_a_batch_not_full_waits_for_the_next_claim_once_while_more_is_due(book: 
     assert hold_partial_batches(units, limits, {"ledger"}, {units[1][0].id}) == (units, [])
     # no full batch to send: the partial one goes rather than the queue standing still
     assert hold_partial_batches([units[1]], limits, {"ledger"}) == ([units[1]], [])
+
+
+def test_a_write_alone_is_recorded_as_a_batch_before_it_goes_and_resent_with_that_key(
+    book: tuple[Config, Store],
+) -> None:
+    """One payment on its own still goes as a batch of one, its key recorded first: if its
+    answer is lost, the takeover resends it with the same key (a replay), never in another
+    batch under a new key (which would pay the invoice twice)."""
+    config, store = book
+    [only] = queue_payments(store, 1)
+    LEDGER.then_fail = ProviderError("the connection dropped before the answer", provider="xero")
+
+    apply(config, store, REGISTRY)
+
+    key = LEDGER.requests[0][0]
+    assert key.startswith("batch-") and states(store)[only] == ("planned", key)
+    queue_payments(store, 3)  # INV-1 and INV-2 queued meanwhile: the lost one does not join them
+    make_due(store)
+    apply(config, store, REGISTRY)
+    assert LEDGER.requests[1] == (key, ["INV-0"])
+    assert len(LEDGER.payments) == 3  # INV-0 once, INV-1 and INV-2 once each
+
+
+def test_a_write_tried_alone_before_batches_goes_alone_again_with_its_own_key(book: tuple[Config, Store]) -> None:
+    """A payment an earlier version sent on its own (its own key) and whose answer was lost:
+    it is sent on its own again with that key, not put in a batch under a new one."""
+    config, store = book
+    [first, *_] = queue_payments(store, 3)
+    with store.session() as session:  # tried once already, no batch recorded
+        outbox.claim(session, "old:1", lease=timedelta(minutes=10), limit=1)
+        outbox.fail(session, first, "old:1", "timed out", retry_at=utcnow())
+
+    apply(config, store, REGISTRY)
+
+    with store.session() as session:
+        [entry] = outbox.entries(session, ids=[first])
+    assert [(key, invoices) for key, invoices in LEDGER.requests if "INV-0" in invoices] == [
+        (f"single-{entry.action.idempotency_key}", ["INV-0"])
+    ]
+    assert len(LEDGER.payments) == 3
