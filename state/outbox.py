@@ -45,6 +45,7 @@ class OutboxEntry:
     next_attempt_at: datetime | None
     updated_at: datetime
     batch_key: str | None = None  # sent in a batch whose answer is not known yet (`form_batch`)
+    sent_alone: bool = False  # went out on its own with its own key (`mark_sent_alone`)
 
 
 def _entry(row: Any) -> OutboxEntry:
@@ -71,6 +72,7 @@ def _entry(row: Any) -> OutboxEntry:
         next_attempt_at=row["next_attempt_at"],
         updated_at=row["updated_at"],
         batch_key=row["batch_key"],
+        sent_alone=bool(row["sent_alone"]),
     )
 
 
@@ -281,6 +283,13 @@ def form_batch(session: Session, action_ids: Sequence[int], worker: str, key: st
         .values(batch_key=key, updated_at=utcnow())
     )
     return rowcount(formed)
+
+
+def mark_sent_alone(session: Session, action_id: int) -> None:
+    """Record that the action goes out on its own with its own key, before the request is
+    sent: if its answer is lost, it goes on its own again with that key, never in a batch."""
+    outbox = table("outbox_actions")
+    session.execute(sa.update(outbox).where(mine(session, outbox), outbox.c.id == action_id).values(sent_alone=True))
 
 
 def leave_batch(session: Session, action_ids: Sequence[int]) -> None:

@@ -268,6 +268,8 @@ class OutboxActionRow(SQLModel, table=True):
     summary: str | None = _col(sa.Text)
     # 0014: the batch it was sent in (one request, one idempotency key), kept until its answer
     batch_key: str | None = _col(sa.Text)
+    # 0017: it went out on its own with its own key: a retry goes on its own again, never in a batch
+    sent_alone: bool = _col(sa.Boolean, nullable=False, server_default=sa.false())
 
 
 class RunRow(SQLModel, table=True):

@@ -290,14 +290,14 @@ def _drain(
 
 def goes_in_batch(unit: list[outbox.OutboxEntry], limits: dict[str, dict[str, int]]) -> bool:
     """Whether the request goes as a batch (`_send_batch`, its key recorded before it is sent):
-    a batch sent before, or writes of a kind the provider batches tried for the first time,
-    even one alone. A write tried before outside any batch (sent alone with its own key, by
-    this version or an earlier one) goes alone again with that key: in a batch, under another
-    key, a write the provider made but whose answer was lost would be made twice."""
+    a batch sent before, or writes of a kind the provider batches, even one alone. A write
+    that went out on its own before (`sent_alone`: with its own key, by an earlier version or
+    before its provider batched its kind) goes alone again with that key: in a batch, under
+    another key, a write the provider made but whose answer was lost would be made twice."""
     first = unit[0]
     if first.batch_key is not None:
         return True
-    return limits.get(first.action.connection, {}).get(first.action.kind, 1) > 1 and first.attempts <= 1
+    return limits.get(first.action.connection, {}).get(first.action.kind, 1) > 1 and not first.sent_alone
 
 
 def hold_partial_batches(
@@ -354,7 +354,7 @@ def requests_of(claimed: list[outbox.OutboxEntry], limits: dict[str, dict[str, i
     the next): a batch sent before whose answer never came goes out again whole, as it was;
     writes of a kind the provider batches go together, per kind of record they write to (a
     HubSpot batch update is per object type), up to its limit, in id order; the rest one per
-    request, and so does a write tried before outside any batch (`goes_in_batch`)."""
+    request, and so does a write sent on its own before (`goes_in_batch`)."""
     kept: dict[str, list[outbox.OutboxEntry]] = defaultdict(list)
     open_batches: dict[tuple[str, str, str], list[outbox.OutboxEntry]] = {}
     units: list[list[outbox.OutboxEntry]] = []
@@ -366,8 +366,8 @@ def requests_of(claimed: list[outbox.OutboxEntry], limits: dict[str, dict[str, i
             kept[entry.batch_key].append(entry)
             continue
         limit = limits.get(action.connection, {}).get(action.kind, 1)
-        if limit <= 1 or entry.attempts > 1:
-            units.append([entry])  # one at a time, or tried before on its own: again on its own
+        if limit <= 1 or entry.sent_alone:
+            units.append([entry])  # one at a time, or sent on its own before: again on its own
             continue
         place = (action.connection, action.kind, action.target.object_type if action.target else "")
         unit = open_batches.get(place)
@@ -472,6 +472,9 @@ def _send(
     report: ApplyReport,
 ) -> None:
     action = entry.action
+    if not entry.sent_alone:  # recorded first: should its provider batch this kind one day,
+        with store.session() as session:  # a resend goes alone again with this key
+            outbox.mark_sent_alone(session, entry.id)
     try:
         result = _open(config, store, registry, providers, action.connection).apply(action)
     except StopRequested:

@@ -150,3 +150,32 @@ def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: os
         assert pragma("foreign_keys") == 1
         assert pragma("busy_timeout") == SQLITE_BUSY_TIMEOUT_MS
     engine.dispose()
+
+
+def test_upgrade_marks_unfinished_writes_tried_before_as_sent_alone(empty_engine: sa.Engine) -> None:
+    """Writes an earlier release tried went out on their own with their own keys: after the
+    upgrade, a provider that batches their kind still resends each alone with that key."""
+    assert upgrade(empty_engine, "0016") == "0016"
+    rows = {  # key: (state, attempts, batch_key)
+        "tried": ("planned", 1, None),
+        "claimed": ("in_flight", 1, None),
+        "fresh": ("planned", 0, None),
+        "finished": ("done", 1, None),
+        "in-a-batch": ("planned", 1, "batch-1"),
+    }
+    with empty_engine.begin() as connection:
+        for number, (key, (state, attempts, batch_key)) in enumerate(rows.items(), start=1):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO outbox_actions (id, company, idempotency_key, connection, kind, payload, state, "
+                    "attempts, batch_key, created_at, updated_at) VALUES (:id, 'default', :key, 'ledger', "
+                    "'record_payment', '{}', :state, :attempts, :batch_key, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                {"id": number, "key": key, "state": state, "attempts": attempts, "batch_key": batch_key},
+            )
+    assert upgrade(empty_engine) == head_revision()
+    with empty_engine.connect() as connection:
+        marked: dict[str, bool] = dict(
+            connection.execute(sa.text("SELECT idempotency_key, sent_alone FROM outbox_actions")).all()
+        )
+    assert {key for key, alone in marked.items() if alone} == {"tried", "claimed"}

@@ -91,6 +91,13 @@ class BatchingXero(XeroProvider):
         return results
 
 
+class UnbatchedXero(BatchingXero):
+    """The same ledger before its provider batched payments: one payment per request, with
+    its own key."""
+
+    batch_limits: ClassVar[dict[str, int]] = {}
+
+
 class OneByOneStripe(StripeProvider):
     def apply_mark_paid(self, action: Action) -> ActionResult:
         return ActionResult(f"paid-{action.target.remote_id if action.target else ''}", response={})
@@ -99,6 +106,12 @@ class OneByOneStripe(StripeProvider):
 REGISTRY = Registry(
     [
         ProviderInfo(name="xero", origin="tests 0", target="tests:BatchingXero", cls=BatchingXero),
+        ProviderInfo(name="stripe", origin="tests 0", target="tests:OneByOneStripe", cls=OneByOneStripe),
+    ]
+)
+UNBATCHED = Registry(
+    [
+        ProviderInfo(name="xero", origin="tests 0", target="tests:UnbatchedXero", cls=UnbatchedXero),
         ProviderInfo(name="stripe", origin="tests 0", target="tests:OneByOneStripe", cls=OneByOneStripe),
     ]
 )
@@ -225,6 +238,9 @@ def test_a_crashed_workers_batch_is_taken_over_whole(book: tuple[Config, Store])
     report = apply(config, store, REGISTRY)
 
     assert LEDGER.requests[1] == ("batch-dead", ["INV-0", "INV-1", "INV-2"])
+    # the two it claimed but never sent were never on their own with their key: one new batch
+    assert [invoices for _, invoices in LEDGER.requests[2:]] == [["INV-3", "INV-4"]]
+    assert LEDGER.requests[2][0] != "batch-dead"
     assert len(report.done) == 5 and report.replayed == 3
     assert len(LEDGER.payments) == 5
 
@@ -305,20 +321,30 @@ def test_a_write_alone_is_recorded_as_a_batch_before_it_goes_and_resent_with_tha
     assert len(LEDGER.payments) == 3  # INV-0 once, INV-1 and INV-2 once each
 
 
-def test_a_write_tried_alone_before_batches_goes_alone_again_with_its_own_key(book: tuple[Config, Store]) -> None:
-    """A payment an earlier version sent on its own (its own key) and whose answer was lost:
-    it is sent on its own again with that key, not put in a batch under a new one."""
+def test_a_write_sent_alone_before_its_provider_batched_goes_alone_again_with_its_own_key(
+    book: tuple[Config, Store],
+) -> None:
+    """A payment sent on its own (its own key) whose answer was lost, and then the provider's
+    new release batches payments: it goes on its own again with that key and the ledger
+    replays it, rather than in a batch under a new key that would pay the invoice twice."""
     config, store = book
-    [first, *_] = queue_payments(store, 3)
-    with store.session() as session:  # tried once already, no batch recorded
-        outbox.claim(session, "old:1", lease=timedelta(minutes=10), limit=1)
-        outbox.fail(session, first, "old:1", "timed out", retry_at=utcnow())
+    [first, *_] = queue_payments(store, 1)
+    LEDGER.then_fail = ProviderError("the connection dropped before the answer", provider="xero")
+    apply(config, store, UNBATCHED)
+    assert LEDGER.requests == [(f"single-{entry_of(store, first).action.idempotency_key}", ["INV-0"])]
+    assert len(LEDGER.payments) == 1
 
-    apply(config, store, REGISTRY)
+    queue_payments(store, 3)  # INV-1 and INV-2 queued meanwhile
+    make_due(store)
+    report = apply(config, store, REGISTRY)
 
-    with store.session() as session:
-        [entry] = outbox.entries(session, ids=[first])
-    assert [(key, invoices) for key, invoices in LEDGER.requests if "INV-0" in invoices] == [
-        (f"single-{entry.action.idempotency_key}", ["INV-0"])
-    ]
+    assert LEDGER.requests[1] == LEDGER.requests[0]  # the same key: the ledger replays its answer
+    assert [invoices for _, invoices in LEDGER.requests[2:]] == [["INV-1", "INV-2"]]
+    assert report.replayed == 1 and len(report.done) == 3
     assert len(LEDGER.payments) == 3
+
+
+def entry_of(store: Store, action_id: int) -> outbox.OutboxEntry:
+    with store.session() as session:
+        [entry] = outbox.entries(session, ids=[action_id])
+    return entry
