@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from connector.errors import UsageError
 from connector.model import Invoice, Payment
-from connector.state.records import entity_ids_for_remote_id
+from connector.state.records import entity_ids_for_remote_id, numbers_in_any_case
 from connector.state.store import Store
 
 
@@ -17,8 +17,9 @@ def _by_remote_id(store: Store, entity_kind: str, token: str) -> list[str]:
 
 
 def _by_number_any_case(store: Store, token: str) -> list[str]:
-    wanted = token.strip().casefold()
-    return sorted({i.id for i in store.list_receivables() if i.id and (i.number or "").casefold() == wanted})
+    with store.session() as session:
+        numbers = numbers_in_any_case(session, token)
+    return sorted({i.id for number in numbers for i in store.list_receivables(number=number) if i.id})
 
 
 def find_invoice(store: Store, token: str) -> Invoice:

@@ -8,13 +8,16 @@ its own (the service pulls each stream as its own unit of work, then runs `after
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
-from typing import Literal
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
 
+from connector import __version__
 from connector.config import Config
 from connector.dunning.run import queue as queue_reminders
 from connector.dunning.states import apply_provider_states
@@ -98,6 +101,74 @@ def reconcile_and_plan(
     return summary, plan(config, store, registry)
 
 
+# Where the engine's mark is kept: a cursor no connection can be named after.
+ENGINE_MARK = ("(engine)", "reconcile-and-plan")
+# Even with nothing changed, the engine runs in full this often: a change committed by another
+# worker while the mark was taken, with a clock older than the newest one, waits no longer.
+FULL_PASS_EVERY = timedelta(hours=1)
+
+
+@dataclass
+class EngineSkip:
+    """Why `reconcile_and_plan_if_changed` did not run the engine."""
+
+    last_run: datetime  # the run whose mark still holds
+
+    def __str__(self) -> str:
+        return f"nothing changed since the run of {self.last_run.isoformat(timespec='seconds')}"
+
+
+def reconcile_and_plan_if_changed(
+    config: Config, store: Store, registry: Registry | None = None, *, today: date | None = None
+) -> tuple[ReconcileSummary, list[PlannedAction]] | EngineSkip:
+    """`reconcile_and_plan`, unless nothing the engine depends on moved since it last ran:
+    the company's book (`Store.book_position`: records stored, decisions, allocations,
+    proposals, the outbox, the audit log), the day, the configuration, the connector's and
+    the providers' versions. A run records the mark taken before it, so its own writes make
+    the next tick run once more (and find nothing to do); a tick after that with nothing new
+    reads a few aggregates and stops. At least one full pass every `FULL_PASS_EVERY`."""
+    registry = registry or installed()
+    now = datetime.now(UTC)
+    mark = engine_mark(config, store, registry, today or date.today())
+    stored = _stored_mark(store)
+    if stored is not None and stored[0] == mark and now - stored[1] < FULL_PASS_EVERY:
+        logger.info("reconcile and plan skipped: nothing changed since %s", stored[1].isoformat(timespec="seconds"))
+        return EngineSkip(stored[1])
+    result = reconcile_and_plan(config, store, registry)
+    store.set_cursor(*ENGINE_MARK, json.dumps({"mark": mark, "at": now.isoformat()}))
+    return result
+
+
+def engine_mark(config: Config, store: Store, registry: Registry, today: date) -> str:
+    """A digest of everything a reconcile-and-plan run reads; no secret goes into it (the
+    settings as dumped show a secret as stars)."""
+    parts: dict[str, Any] = {
+        "book": store.book_position(),
+        "today": today.isoformat(),
+        "connector": __version__,
+        "providers": sorted(f"{info.name} {info.origin} {info.target}" for info in registry.available),
+        "connections": {
+            name: [c.provider, c.company, c.settings.model_dump(mode="json")]
+            for name, c in sorted(config.connections.items())
+        },
+        "dunning": config.dunning,
+        "reconcile": config.reconcile.model_dump(mode="json"),
+    }
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _stored_mark(store: Store) -> tuple[str, datetime] | None:
+    value = store.get_cursor(*ENGINE_MARK)
+    if not value:
+        return None
+    try:
+        found = json.loads(value)
+        return str(found["mark"]), datetime.fromisoformat(found["at"])
+    except (ValueError, KeyError, TypeError):
+        return None  # unreadable: run in full, and write a good one
+
+
 @dataclass
 class RunResult:
     sync: SyncReport
@@ -142,4 +213,16 @@ def run(
     return result
 
 
-__all__ = ["RunResult", "apply", "link", "plan", "reconcile_and_plan", "remap", "run", "sync"]
+__all__ = [
+    "EngineSkip",
+    "RunResult",
+    "apply",
+    "engine_mark",
+    "link",
+    "plan",
+    "reconcile_and_plan",
+    "reconcile_and_plan_if_changed",
+    "remap",
+    "run",
+    "sync",
+]

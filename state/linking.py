@@ -4,14 +4,14 @@ linker found to be the same. Set-based: one statement per kind of change, all ro
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from connector.state.records import CANONICAL_TABLES, ref_kind, rowcount
-from connector.state.tables import table
+from connector.state.tables import mentions, table
 from connector.state.upsert import mine
 
 # What points at a canonical record of each kind, and must follow it when it is merged.
@@ -23,15 +23,21 @@ _DEPENDANTS: dict[str, list[tuple[str, str]]] = {
 _CANONICAL = CANONICAL_TABLES
 
 
-def ref_views(session: Session, entity_kind: str) -> list[dict[str, Any]]:
+def ref_views(
+    session: Session, entity_kind: str, *, mentioning: Collection[tuple[str, str]] | None = None
+) -> list[dict[str, Any]]:
     """Every ref of `entity_kind` with its system's view (`data`) and when a sync last read it
-    (`seen_at`), ordered for stable output."""
+    (`seen_at`), ordered for stable output. `mentioning` (system, value) keeps the refs of each
+    system whose view may hold the value (a sieve, `tables.mentions`: test what it keeps)."""
     refs = table("refs")
     query = (
         sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.entity_id, refs.c.data, refs.c.seen_at)
         .where(mine(session, refs), refs.c.entity_kind == entity_kind, refs.c.entity_id.is_not(None))
         .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
     )
+    if mentioning is not None:
+        sieve = [sa.and_(refs.c.system == s, mentions(refs.c.data, v, string=False)) for s, v in sorted(mentioning)]
+        query = query.where(sa.or_(*sieve) if sieve else sa.false())
     rows = []
     for system, object_type, remote_id, entity_id, data, seen_at in session.execute(query):
         if isinstance(data, str):

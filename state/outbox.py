@@ -15,7 +15,7 @@ credential's fingerprint in `result`).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from connector.model import Action, Ref
 from connector.state.bookkeeping import jsonable
 from connector.state.records import rowcount, utcnow
-from connector.state.tables import table
+from connector.state.tables import json_text, table
 from connector.state.upsert import in_chunks, insert_new, mine
 
 
@@ -106,9 +106,13 @@ def entries(
     ids: Sequence[int] | None = None,
     subject_ids: Sequence[str] | None = None,
     kinds: Sequence[str] | None = None,
+    targets: Collection[tuple[str, str | None, str]] | None = None,
 ) -> list[OutboxEntry]:
+    """The actions, by id, that pass every filter given; `targets` as `aimed_at`."""
     outbox = table("outbox_actions")
     query = sa.select(outbox).where(mine(session, outbox)).order_by(outbox.c.id)
+    if targets is not None:
+        query = query.where(aimed_at(outbox, targets))
     if kinds is not None:
         query = query.where(outbox.c.kind.in_(list(kinds)))
     if states is not None:
@@ -120,6 +124,25 @@ def entries(
     if subject_ids is not None:
         query = query.where(outbox.c.subject_id.in_(list(subject_ids)))
     return [_entry(row) for row in session.execute(query).mappings()]
+
+
+def aimed_at(outbox: sa.Table, targets: Collection[tuple[str, str | None, str]]) -> sa.ColumnElement[bool]:
+    """The actions whose target is one of `targets`, each (system, object type or None for any,
+    remote id): found through `ix_outbox_actions_target` by the remote id, not by reading the
+    outbox, then the system and object type checked on those few."""
+    if not targets:
+        return sa.false()
+    target = outbox.c.target
+    remote_id, system, object_type = (json_text(target, f) for f in ("remote_id", "system", "object_type"))
+    return sa.and_(
+        remote_id.in_(sorted({r for _, _, r in targets})),
+        sa.or_(
+            *(
+                sa.and_(remote_id == r, system == s, sa.true() if t is None else object_type == t)
+                for s, t, r in sorted(targets, key=str)
+            )
+        ),
+    )
 
 
 def _claimable(outbox: sa.Table, now: datetime, stale_before: datetime, dead_workers: Sequence[str]) -> Any:

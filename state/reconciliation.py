@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 
 from connector.model import Allocation
 from connector.money import Money
+from connector.state.outbox import aimed_at
 from connector.state.records import rowcount, utcnow
-from connector.state.tables import table
+from connector.state.tables import mentions, table
 from connector.state.upsert import in_chunks, mine, upsert
 
 
@@ -121,18 +122,31 @@ def proposal_id(payment_id: str, candidates: Sequence[dict[str, Any]]) -> str:
 
 
 def replace_open_proposals(session: Session, proposals: Sequence[dict[str, Any]]) -> None:
-    """The open proposals become exactly `proposals` (decided ones stay as they were)."""
+    """The open proposals become exactly `proposals` (decided ones stay as they were); one
+    still open keeps when it was first proposed, so finance sees how long it has waited (and
+    a run that proposes the same again changes nothing the engine's mark counts)."""
     table_ = table("proposals")
-    session.execute(sa.delete(table_).where(mine(session, table_), table_.c.status == "open"))
+    query = sa.select(table_.c.id, table_.c.created_at).where(mine(session, table_), table_.c.status == "open")
+    open_since = {proposal: created for proposal, created in session.execute(query)}
+    gone = sorted(set(open_since) - {p["id"] for p in proposals})
+    for chunk in in_chunks(session, gone):
+        session.execute(sa.delete(table_).where(mine(session, table_), table_.c.id.in_(chunk)))
     now = utcnow()
     kept = set(table_.c.keys())
-    fields = {"status": "open", "decided_by": None, "decided_at": None, "created_at": now}
-    rows = [{**{k: v for k, v in p.items() if k in kept}, **fields} for p in proposals]
+    fields = {"status": "open", "decided_by": None, "decided_at": None}
+    rows = [
+        {**{k: v for k, v in p.items() if k in kept}, **fields, "created_at": open_since.get(p["id"], now)}
+        for p in proposals
+    ]
     upsert(session, table_, rows, ("id",), keep=("created_at", "status", "decided_by", "decided_at"))
 
 
 def load_proposals(
-    session: Session, *, status: str | None = "open", ids: Sequence[str] | None = None
+    session: Session,
+    *,
+    status: str | None = "open",
+    ids: Sequence[str] | None = None,
+    payment_ids: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     table_ = table("proposals")
     query = sa.select(table_).where(mine(session, table_)).order_by(table_.c.created_at, table_.c.id)
@@ -140,7 +154,32 @@ def load_proposals(
         query = query.where(table_.c.status == status)
     if ids is not None:
         query = query.where(table_.c.id.in_(list(ids)))
+    if payment_ids is not None:
+        query = query.where(table_.c.payment_id.in_(list(payment_ids)))
     return [dict(row) for row in session.execute(query).mappings()]
+
+
+def proposals_naming(session: Session, invoice_id: str) -> list[dict[str, Any]]:
+    """Every proposal (any status) with `invoice_id` among its candidates' invoices, as
+    `load_proposals` orders them.
+
+    The candidates are JSON, which no index of ours reaches into, and who may pay an invoice is
+    not bounded by anything indexed (an unknown payer, a parent paying a subsidiary), so the
+    database sieves the candidates' JSON text for the id (`mentions`), one pass in SQL that
+    returns only the proposals naming it there, and the exact test on the invoice ids is made
+    here on those few: what a text match alone would get wrong (the id inside a longer id, or in
+    a reason) never gets through, and nothing the text sieve keeps out could name it."""
+    table_ = table("proposals")
+    query = (
+        sa.select(table_)
+        .where(mine(session, table_), mentions(table_.c.candidates, invoice_id))
+        .order_by(table_.c.created_at, table_.c.id)
+    )
+    return [
+        dict(row)
+        for row in session.execute(query).mappings()
+        if any(invoice_id in c["invoice_ids"] for c in row["candidates"] or [])
+    ]
 
 
 def decide_proposal(session: Session, proposal: str, status: str, user: str) -> None:
@@ -167,14 +206,19 @@ def reopen_proposal(session: Session, proposal: str) -> None:
 REVERSING_STATES = ("planned", "in_flight", "done")
 
 
-def reversed_ledger_payments(session: Session) -> set[tuple[str, str]]:
+def reversed_ledger_payments(
+    session: Session, among: Collection[tuple[str, str]] | None = None
+) -> set[tuple[str, str]]:
     """(system, remote id) of every ledger payment a `delete_payment` action targets that is
     planned, in flight or done: finance undid the decision behind it, so it is no longer money
-    on its invoice, whatever the last sync read of it."""
+    on its invoice, whatever the last sync read of it. Given `among` (system, remote id), only
+    those are looked for, by the actions' targets (`outbox.aimed_at`)."""
     outbox = table("outbox_actions")
     query = sa.select(outbox.c.target).where(
         mine(session, outbox), outbox.c.kind == "delete_payment", outbox.c.state.in_(REVERSING_STATES)
     )
+    if among is not None:
+        query = query.where(aimed_at(outbox, [(system, None, remote_id) for system, remote_id in among]))
     found: set[tuple[str, str]] = set()
     for (target,) in session.execute(query):
         data = json.loads(target) if isinstance(target, str) else target

@@ -35,7 +35,7 @@ from connector.model import Customer, Invoice, InvoiceLine, Payment, Ref
 from connector.state import convert
 from connector.state.raw import pack, raw_json
 from connector.state.tables import table
-from connector.state.upsert import Bulk, bulk_write, dialect_name, in_chunks, mine, one_of
+from connector.state.upsert import Bulk, bulk_write, chunked, dialect_name, in_chunks, mine, one_of
 
 EntityKind = Literal["customer", "invoice", "payment"]
 Entity = Customer | Invoice | Payment
@@ -162,7 +162,7 @@ _REFS = Bulk(
     table("refs"),
     ("remote_id", "entity_id", "remote_updated_at", "data", "data_hash"),
     key=("system", "object_type", "remote_id"),
-    constants=("system", "object_type", "entity_kind", "seen_at"),
+    constants=("system", "object_type", "entity_kind", "seen_at", "changed_at"),
     keep=("link_rule",),
     keep_if_set=("entity_id",),
     json_text=("data",),
@@ -299,6 +299,7 @@ def store_refs(
             object_type=object_type,
             entity_kind=entity_kind,
             seen_at=now,
+            changed_at=now,
         )
     _seen(session, unchanged, now)
     return done
@@ -361,17 +362,78 @@ def refs_for(session: Session, entity_kind: str, entity_ids: Sequence[str]) -> d
     return found
 
 
+def ref_types(session: Session) -> list[tuple[str, str]]:
+    """(system, object type) of the refs the book holds, sorted: one step along `uq_refs_remote`
+    from each to the next (a dozen index look-ups), not a read of the refs."""
+    refs = table("refs")
+    first = (
+        sa.select(refs.c.system, refs.c.object_type)
+        .where(mine(session, refs))
+        .order_by(refs.c.system, refs.c.object_type)
+        .limit(1)
+    )
+    found: list[tuple[str, str]] = []
+    query = first
+    while (row := session.execute(query).first()) is not None:
+        found.append((row[0], row[1]))
+        query = first.where(
+            sa.tuple_(refs.c.system, refs.c.object_type) > sa.tuple_(sa.literal(row[0]), sa.literal(row[1]))
+        )
+    return found
+
+
+def refs_known_as(session: Session, remote_id: str, systems: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """The refs (system, object_type, remote_id, entity_kind, entity_id) that a system (one of
+    `systems`, or any) knows by `remote_id`, whatever their object type and kind, ordered by
+    system and object type as the database orders them: one look-up of the whole key of
+    `uq_refs_remote` per (system, object type) the book holds. Without the object type no index
+    reaches the remote id, and the databases scan the book's refs for it (SQLite's planner does
+    even for a list of the types)."""
+    refs = table("refs")
+    columns = (refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.entity_kind, refs.c.entity_id)
+    lookups = [
+        sa.select(*columns).where(
+            mine(session, refs),
+            refs.c.system == system,
+            refs.c.object_type == object_type,
+            refs.c.remote_id == remote_id,
+        )
+        for system, object_type in ref_types(session)
+        if systems is None or system in systems
+    ]
+    found: list[dict[str, Any]] = []
+    for chunk in chunked(lookups, 1, 100):  # SQLite joins at most 500 SELECTs in one; the types come in order
+        union = sa.union_all(*chunk)
+        ordered = union.order_by(union.selected_columns.system, union.selected_columns.object_type)
+        found += [dict(row) for row in session.execute(ordered).mappings()]
+    return found
+
+
 def entity_ids_for_remote_id(session: Session, entity_kind: str, remote_id: str) -> list[str]:
     """The canonical ids of the `entity_kind` records some system knows by `remote_id` (a
     person typed it: any system, any object type), sorted."""
-    refs = table("refs")
-    query = sa.select(refs.c.entity_id).where(
-        mine(session, refs),
-        refs.c.entity_kind == entity_kind,
-        refs.c.remote_id == remote_id,
-        refs.c.entity_id.is_not(None),
+    return sorted(
+        {
+            ref["entity_id"]
+            for ref in refs_known_as(session, remote_id)
+            if ref["entity_kind"] == entity_kind and ref["entity_id"] is not None
+        }
     )
-    return sorted({row[0] for row in session.execute(query)})
+
+
+def numbers_in_any_case(session: Session, number: str) -> list[str]:
+    """The invoice numbers the book holds that are `number` in any case (`str.casefold`: no
+    database folds case as Python does), sorted: the numbers alone are read, along
+    `ix_invoices_number` and a batch at a time, never the invoices."""
+    invoices = table("invoices")
+    wanted = number.strip().casefold()
+    query = (
+        sa.select(invoices.c.number)
+        .where(mine(session, invoices), invoices.c.number.is_not(None))
+        .distinct()
+        .execution_options(yield_per=10_000)
+    )
+    return sorted({found for (found,) in session.execute(query) if found.casefold() == wanted})
 
 
 def ref_details(session: Session, entity_kind: str, entity_id: str) -> list[dict[str, Any]]:

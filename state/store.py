@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from connector.errors import ConfigError
 from connector.model import Action, ActionState, Customer, Invoice, Payment, Ref
-from connector.state import bookkeeping, raw, records, tokens
+from connector.state import bookkeeping, changes, raw, records, tokens
 from connector.state.db import check_reachable, make_engine, scrub_sqlite
 from connector.state.migrate import check_schema, is_empty, upgrade
 from connector.state.raw import RAW_BATCH, RawRef
@@ -223,6 +223,11 @@ class Store:
     def set_cursor(self, connection: str, stream: str, value: str | None, session: Session | None = None) -> None:
         with self._tx(session) as s:
             bookkeeping.set_cursor(s, connection, stream, value)
+
+    def book_position(self, session: Session | None = None) -> dict[str, list[Any]]:
+        """How far the company's book has moved (`state.changes`): a few aggregates, no row read."""
+        with self._tx(session) as s:
+            return changes.book_position(s)
 
     def add_actions(self, actions: Sequence[Action], session: Session | None = None) -> int:
         with self._tx(session) as s:

@@ -14,11 +14,15 @@ The conversion between canonical records and rows lives in `state.convert`, nowh
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import Field, SQLModel
 
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -42,6 +46,57 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class JsonText(sa.ColumnElement[str]):
+    """The text of one top-level field of a JSON column (`json_text(outbox.c.target, "remote_id")`),
+    with the field's name written into the SQL rather than bound: a database uses an index on
+    such an expression only for a query that spells it the same way, and SQLAlchemy's own
+    `column["field"]` sends the path as a parameter. JSON null and a missing field read NULL."""
+
+    inherit_cache = True
+    type = sa.Text()
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement), ("field", InternalTraversal.dp_string)]
+
+    def __init__(self, column: sa.ColumnElement[Any], field: str) -> None:
+        if not re.fullmatch(r"[a-z_]+", field):
+            raise ValueError(f"not a JSON field name this SQL can spell: {field!r}")
+        self.column = column
+        self.field = field
+
+
+def json_text(column: sa.ColumnElement[Any], field: str) -> JsonText:
+    return JsonText(column, field)
+
+
+@compiles(JsonText)
+def _json_text_default(element: JsonText, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_extract({compiler.process(element.column, **kw)}, '$.{element.field}')"
+
+
+@compiles(JsonText, "postgresql")
+def _json_text_postgresql(element: JsonText, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"({compiler.process(element.column, **kw)} ->> '{element.field}')"
+
+
+# Strings every JSON encoder writes as they are (no escape), in SQLite's text and in the text
+# PostgreSQL gives of a JSONB value alike.
+_VERBATIM = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+def mentions(column: sa.ColumnElement[Any], value: str, *, string: bool = True) -> sa.ColumnElement[bool]:
+    """A sieve for the rows whose JSON `column` holds `value` somewhere: a LIKE on the JSON's
+    text, one pass inside the database that returns only the rows whose text contains it. It
+    keeps every row that holds `value` (as a JSON string, or as the number it spells when
+    `string` is false) and may keep some that hold it otherwise (inside a longer string, as a
+    key, in another case on SQLite): the caller makes the exact test on what it returns. A
+    value with characters an encoder escapes is looked for by its longest unescaped run."""
+    runs = _VERBATIM.findall(value)
+    if not runs:
+        return sa.true()
+    longest = max(runs, key=len)
+    needle = f'"{value}"' if string and longest == value else longest
+    return sa.cast(column, sa.Text).contains(needle, autoescape=True)
 
 
 def _col(type_: Any, *args: Any, nullable: bool = True, **kw: Any) -> Any:
@@ -225,6 +280,8 @@ class RefRow(SQLModel, table=True):
     # NULL for records stored before 0016 until they arrive again.
     raw: bytes | None = _col(sa.LargeBinary)
     seen_at: datetime = _col(UTCDateTime, nullable=False)
+    # 0018: when its view was last written new or changed (`seen_at` moves with every sync)
+    changed_at: datetime | None = _col(UTCDateTime)
 
 
 class SyncCursorRow(SQLModel, table=True):
@@ -244,6 +301,8 @@ class OutboxActionRow(SQLModel, table=True):
         sa.Index("ix_outbox_actions_state", "company", "state", "next_attempt_at"),
         sa.Index("ix_outbox_actions_subject", "company", "subject_type", "subject_id"),
         sa.Index("ix_outbox_actions_batch", "company", "batch_key"),
+        # 0019: the actions aimed at one record (`connector explain`), by their target's remote id
+        sa.Index("ix_outbox_actions_target", "company", json_text(sa.column("target"), "remote_id")),
     )
 
     id: int = _col(BigIntId, primary_key=True, nullable=False)

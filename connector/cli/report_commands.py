@@ -33,9 +33,10 @@ from connector.lookup import find_invoice, find_payment
 from connector.model import AGING_BUCKETS, Allocation, Customer, Invoice, Payment
 from connector.money import Money
 from connector.reconcile.history import customers_by_id, drift_of, load_book
-from connector.reconcile.run import invoice_allocations, without_withdrawn
+from connector.reconcile.run import invoice_allocations, not_in_ledger, without_withdrawn
 from connector.reports.aging_sheets import aging_headers, aging_rows, aging_sheets
 from connector.reports.as_at import SORT_KEYS, SortKey, aging_at, sort_rows, top_rows
+from connector.state import outbox
 from connector.state import reconciliation as decisions
 from connector.state.bookkeeping import audit_entries_about
 from connector.state.records import ref_details
@@ -820,29 +821,27 @@ def explain_command(app: AppContext, record: str, as_json: bool, with_raw: bool)
     With --raw, also the object each system returned for it, before mapping."""
     store = app.store()
     kind, found = _find(store, record)
-    customers = _customers(store)
     entity_id = found.id
+    # Only the record's neighbourhood is read, each part by an index (issue #18: the whole
+    # book, 207,960 outbox actions among it, took a minute and over a gigabyte).
     with store.session() as session:
         if kind == "payment":
             stored = decisions.load_allocations(session, payment_ids=[entity_id])
-            proposals = [p for p in decisions.load_proposals(session, status=None) if p["payment_id"] == entity_id]
+            proposals = decisions.load_proposals(session, status=None, payment_ids=[entity_id])
         else:
             stored = decisions.load_allocations(session, invoice_ids=[entity_id])
-            proposals = [
-                p
-                for p in decisions.load_proposals(session, status=None)
-                if any(entity_id in c["invoice_ids"] for c in p["candidates"] or [])
-            ]
+            proposals = decisions.proposals_naming(session, entity_id)
         refs = _ref_details(session, kind, entity_id)
         subjects = [entity_id, *(s.allocation.id or "" for s in stored), *(p["id"] for p in proposals)]
         audit = _audit_entries(session, subjects, entity_id)
+        aimed = outbox.entries(session, targets={(r["system"], r["type"], r["id"]) for r in refs})
+    customers = {c.id: c for c in store.list_customers(ids=[found.customer_id]) if c.id} if found.customer_id else {}
     if kind == "payment":
         applied = [s.allocation for s in stored if s.status == "applied"]
         row = reports.payment_rows([found], customers, {entity_id: applied})[0]
     else:
-        [found] = without_withdrawn(store, [found])
-        row = reports.invoice_rows([found], customers, _invoice_allocations(store, [found]), date.today())[0]
-    targets = {(r["system"], r["type"], r["id"]) for r in refs}
+        [found] = without_withdrawn(store, [found], neighbourhood=True)
+        row = reports.invoice_rows([found], customers, not_in_ledger(stored), date.today())[0]
     actions = [
         {
             "connection": a.connection,
@@ -854,8 +853,7 @@ def explain_command(app: AppContext, record: str, as_json: bool, with_raw: bool)
             else {"system": a.target.system, "type": a.target.object_type, "id": a.target.remote_id},
             "payload": a.payload,
         }
-        for a in store.list_actions()
-        if a.target is not None and (a.target.system, a.target.object_type, a.target.remote_id) in targets
+        for a in (entry.action for entry in aimed)
     ]
     story = reports.explain_story(
         kind,

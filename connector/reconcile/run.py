@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -27,6 +28,7 @@ from connector.reconcile.reversals import why_money_left
 from connector.reconcile.types import LEDGER_RULE, MONEY_STATUSES, Proposal
 from connector.state import linking as state_linking
 from connector.state import reconciliation as decisions
+from connector.state import records as state_records
 from connector.state.bookkeeping import audit
 from connector.state.store import Store
 
@@ -44,8 +46,8 @@ def _ledger_systems(config: Config, registry: Registry | None) -> set[str]:
     return {name for name, (kind, _) in system_ranks(config, registry).items() if kind == "ledger"}
 
 
-def _views(session: Any, kind: str) -> list[dict[str, Any]]:
-    rows = state_linking.ref_views(session, kind)
+def _views(session: Any, kind: str, mentioning: Collection[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+    rows = state_linking.ref_views(session, kind, mentioning=mentioning)
     for row in rows:
         data = row["data"] if isinstance(row["data"], dict) else json.loads(row["data"])
         row["sync"] = data.get("_sync") or {}
@@ -384,25 +386,83 @@ def invoice_allocations(store: Store, invoices: list[Invoice]) -> dict[str, list
     to the ledger's own `amount_paid` (ledger records are already in it)."""
     with store.session() as session:
         stored = decisions.load_allocations(session, status="applied")
+    return not_in_ledger(stored)
+
+
+def not_in_ledger(stored: Iterable[decisions.StoredAllocation]) -> dict[str, list[Allocation]]:
+    """Per invoice, the applied allocations of `stored` that are not the ledger's own records,
+    in their order: what `invoice_position` adds to the ledger's `amount_paid`."""
     out: dict[str, list[Allocation]] = defaultdict(list)
     for s in stored:
-        if s.allocation.rule != LEDGER_RULE:
+        if s.status == "applied" and s.allocation.rule != LEDGER_RULE:
             out[s.allocation.invoice_id].append(s.allocation)
     return out
 
 
-def ledger_withdrawn(store: Store) -> dict[str, Money]:
+def ledger_withdrawn(store: Store, invoice_ids: Collection[str] | None = None) -> dict[str, Money]:
     """Per invoice, what the ledger's `amount_paid` (as last synced) still counts that no
     longer pays it: ledger payments the ledger still holds whose money left (a refund, a failed
     charge, an open or lost dispute) or that finance took back, until the reversal reaches the
     ledger and a sync reads it. The reports add it back to the balance, so the invoice shows
-    open as soon as reconciliation took its allocation back, not only after the next sync."""
+    open as soon as reconciliation took its allocation back, not only after the next sync.
+
+    Given `invoice_ids`, the same figures for those invoices alone, read from their
+    neighbourhood (`_neighbourhood`) instead of the whole book."""
     with store.session() as session:
+        if invoice_ids is not None:
+            return _withdrawn(*_neighbourhood(store, session, invoice_ids))
         views = _views(session, "payment")
         invoices = {(v["system"], v["remote_id"]): v["entity_id"] for v in _views(session, "invoice")}
         reversed_parts = decisions.reversed_ledger_payments(session)
         recorded = [s.allocation for s in decisions.load_allocations(session, status="applied")]
         payments = {p.id: p for p in store.list_payments(session=session)}
+    return _withdrawn(views, invoices, reversed_parts, recorded, payments)
+
+
+_Book = tuple[
+    list[dict[str, Any]],  # payment views
+    dict[tuple[str, str], str],  # (system, remote id) -> the invoice of that system it names
+    set[tuple[str, str]],  # (system, remote id) of the ledger payments being reversed
+    list[Allocation],  # applied allocations
+    dict[str | None, Payment],  # payments by id
+]
+
+
+def _neighbourhood(store: Store, session: Any, invoice_ids: Collection[str]) -> _Book:
+    """What `_withdrawn` reads of the book about `invoice_ids`, and nothing else: the remote ids
+    their systems give them (each kept only if it names one of them, as the whole book's map of
+    remote ids would have it), the payment views of those systems that may link to one of them
+    (`mentioning`: `_withdrawn` makes the exact test), and those payments, their reversals and
+    the invoices' allocations."""
+    wanted = set(invoice_ids)
+    invoices: dict[tuple[str, str], str] = {}
+    own = {
+        (ref.system, ref.remote_id)
+        for refs in state_records.refs_for(session, "invoice", sorted(wanted)).values()
+        for ref in refs
+    }
+    for system, remote_id in sorted(own):
+        named = [
+            ref["entity_id"]
+            for ref in state_records.refs_known_as(session, remote_id, systems={system})
+            if ref["entity_kind"] == "invoice" and ref["entity_id"] is not None
+        ]
+        if named and named[-1] in wanted:  # the last one, as in `{...: v["entity_id"] for v in views}`
+            invoices[(system, remote_id)] = named[-1]
+    views = _views(session, "payment", mentioning=set(invoices)) if invoices else []
+    reversed_parts = decisions.reversed_ledger_payments(session, among={(v["system"], v["remote_id"]) for v in views})
+    stored = decisions.load_allocations(session, status="applied", invoice_ids=sorted(wanted))
+    payments = {p.id: p for p in store.list_payments(session=session, ids=sorted({v["entity_id"] for v in views}))}
+    return views, invoices, reversed_parts, [s.allocation for s in stored], payments
+
+
+def _withdrawn(
+    views: list[dict[str, Any]],
+    invoices: dict[tuple[str, str], str],
+    reversed_parts: set[tuple[str, str]],
+    recorded: list[Allocation],
+    payments: dict[str | None, Payment],
+) -> dict[str, Money]:
     held: dict[tuple[str, str], Money] = {}
     for view in views:
         data = view["data"] if isinstance(view["data"], dict) else {}
@@ -437,10 +497,12 @@ def ledger_withdrawn(store: Store) -> dict[str, Money]:
     return out
 
 
-def without_withdrawn(store: Store, invoices: list[Invoice]) -> list[Invoice]:
+def without_withdrawn(store: Store, invoices: list[Invoice], *, neighbourhood: bool = False) -> list[Invoice]:
     """`invoices` with `amount_paid` less what `ledger_withdrawn` finds: the figures the
-    reports show, so an invoice whose payment's money left reads open at once."""
-    withdrawn = ledger_withdrawn(store)
+    reports show, so an invoice whose payment's money left reads open at once. With
+    `neighbourhood`, only what touches `invoices` is read (for a few of them, as `explain`
+    has), not the whole book: the same figures."""
+    withdrawn = ledger_withdrawn(store, [i.id for i in invoices if i.id] if neighbourhood else None)
     if not withdrawn:
         return invoices
     out = []
@@ -462,6 +524,7 @@ __all__ = [
     "held_payments",
     "invoice_allocations",
     "ledger_withdrawn",
+    "not_in_ledger",
     "run_reconciliation",
     "without_withdrawn",
 ]

@@ -344,16 +344,21 @@ class Service:
         view = self.companies[company]
         context = {"company": company}
         error = None
+        outcome = "ok"
         with company_context(company), self._heartbeat(unit, company):
             try:
-                summary, _ = pipeline.reconcile_and_plan(view.config, view.store, self.registry)
-                self.metrics.allocations.labels(company).inc(len(summary.applied))
-                self.metrics.proposals.labels(company).set(len(summary.proposals))
+                done = pipeline.reconcile_and_plan_if_changed(view.config, view.store, self.registry)
+                if isinstance(done, pipeline.EngineSkip):
+                    outcome = "unchanged"  # nothing new since the last run: nothing read or written
+                else:
+                    summary, _ = done
+                    self.metrics.allocations.labels(company).inc(len(summary.applied))
+                    self.metrics.proposals.labels(company).set(len(summary.proposals))
             except Exception as exc:
                 error = first_line(exc)
                 logger.exception("company %s: reconcile and plan failed", company, extra=context)
         if self._finish(unit, company, error, context):
-            self.metrics.runs.labels(company, "reconcile", "error" if error else "ok").inc()
+            self.metrics.runs.labels(company, "reconcile", "error" if error else outcome).inc()
 
     def _apply(self) -> None:
         """Send every company's due writes, a claim of each company in turn, so one company's

@@ -1,0 +1,57 @@
+"""How far a company's book has moved: a few aggregates per table the engine reads, so that
+whether anything arrived or was decided since the engine last ran is known without reading
+the book (`connector.engine_marks` hashes them with what else the engine depends on).
+
+Counts catch rows added and removed; the newest change time of each table catches rows
+written again (a view that changed: `refs.changed_at`, since `seen_at` moves with every sync;
+a canonical record rewritten: `updated_at`); the audit log's newest entry catches decisions
+that change a row in place (a link, a match undone, a pause). Each is one aggregate over the
+company's rows, no row read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from connector.state.tables import table
+from connector.state.upsert import mine
+
+# table -> the columns whose newest value tells the latest write to it
+CHANGE_CLOCKS: dict[str, tuple[str, ...]] = {
+    "refs": ("changed_at",),
+    "customers": ("updated_at",),
+    "invoices": ("updated_at",),
+    "invoice_lines": (),
+    "payments": ("updated_at",),
+    "allocations": ("created_at",),
+    "proposals": ("created_at", "decided_at"),
+    "outbox_actions": ("updated_at",),
+    "audit_log": ("id",),
+}
+# table -> column whose values are counted apart: a row changing state in place moves them
+STATE_COLUMNS: dict[str, str] = {"allocations": "status", "proposals": "status", "outbox_actions": "state"}
+
+
+def book_position(session: Session) -> dict[str, list[Any]]:
+    """table -> [rows, newest change of each clock column, rows per state]: equal positions
+    taken at two moments mean no row of the company's book was added, removed or written
+    again in between (as far as the write paths keep their clocks)."""
+    position: dict[str, list[Any]] = {}
+    for name, clocks in CHANGE_CLOCKS.items():
+        rows = table(name)
+        query = sa.select(sa.func.count(), *(sa.func.max(rows.c[column]) for column in clocks)).where(
+            mine(session, rows)
+        )
+        position[name] = [str(value) for value in session.execute(query).one()]
+        state = STATE_COLUMNS.get(name)
+        if state is not None:
+            counted = (
+                sa.select(rows.c[state], sa.func.count())
+                .where(mine(session, rows))
+                .group_by(rows.c[state])
+                .order_by(rows.c[state])
+            )
+            position[name] += [f"{value}={count}" for value, count in session.execute(counted)]
+    return position

@@ -1,0 +1,152 @@
+"""A reconcile-and-plan tick with nothing new reads a few aggregates and stops; anything the
+engine depends on (a record stored, finance's decision, the day, the configuration, an hour
+gone by) makes it run again (`pipeline.reconcile_and_plan_if_changed`, what `serve` runs)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from pydantic import SecretStr
+
+from connector import pipeline
+from connector.config import Config, load_config
+from connector.dunning.collections import set_pause
+from connector.providers.registry import installed
+from connector.sandbox import Sandbox
+from connector.sandbox.generator import generate
+from connector.state import Store
+from support.e2e import sync_sandbox, with_credentials
+
+
+@pytest.fixture(scope="module")
+def synced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Config, Store]]:
+    book = with_credentials(generate(7, "small", today=date.today()).data)
+    directory = tmp_path_factory.mktemp("marks")
+    with Sandbox(book, limits="off") as sandbox:
+        store, report = sync_sandbox(sandbox, directory, full=True)
+        assert report.ok
+        config = load_config(str(directory / "connector.toml"))
+        yield directory, config, store
+        store.close()
+
+
+def settle(config: Config, store: Store, today: date | None = None) -> None:
+    """Run until a tick finds nothing new: after a change the engine's own writes (and what
+    they make it record once more: a reminder still queued) take two more runs to settle;
+    never more than three runs before the skip."""
+    for _ in range(4):
+        if isinstance(pipeline.reconcile_and_plan_if_changed(config, store, today=today), pipeline.EngineSkip):
+            return
+    raise AssertionError("the engine still changes the book after three runs with nothing new")
+
+
+def writes_during(store: Store, action: Any) -> list[str]:
+    seen: list[str] = []
+
+    def listener(*args: Any) -> None:
+        if args[2].lstrip().split()[0].upper() in ("INSERT", "UPDATE", "DELETE", "WITH"):
+            seen.append(args[2])
+
+    sa.event.listen(store.engine, "before_cursor_execute", listener)
+    try:
+        action()
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", listener)
+    return seen
+
+
+def test_a_tick_with_nothing_new_writes_nothing_and_says_since_when(synced: tuple[Path, Config, Store]) -> None:
+    _, config, store = synced
+    settle(config, store)
+    results: list[Any] = []
+    assert writes_during(store, lambda: results.append(pipeline.reconcile_and_plan_if_changed(config, store))) == []
+    [skip] = results
+    assert isinstance(skip, pipeline.EngineSkip)
+    assert str(skip).startswith("nothing changed since the run of ")
+    # a sync that brings nothing new leaves it so
+    pipeline.sync(config, store)
+    settle(config, store)
+    assert isinstance(pipeline.reconcile_and_plan_if_changed(config, store), pipeline.EngineSkip)
+
+
+def test_finance_pausing_a_customer_runs_the_engine_again(synced: tuple[Path, Config, Store]) -> None:
+    _, config, store = synced
+    settle(config, store)
+    customer = store.list_customers()[0]
+    assert customer.id is not None
+    set_pause(store, customer.id, paused=True, user="ana", reason="talking to them", crm_systems=[])
+    assert not isinstance(pipeline.reconcile_and_plan_if_changed(config, store), pipeline.EngineSkip)
+    set_pause(store, customer.id, paused=False, user="ana", reason="settled", crm_systems=[])
+    settle(config, store)
+
+
+def test_a_record_changed_at_the_provider_runs_the_engine_again(synced: tuple[Path, Config, Store]) -> None:
+    _, config, store = synced
+    settle(config, store)
+    invoice = next(i for i in store.list_invoices() if i.refs and i.due_date is not None)
+    assert invoice.due_date is not None
+    ref = invoice.refs[0]
+    changed = invoice.model_copy(update={"due_date": invoice.due_date + timedelta(days=1)})
+    store.store_page(ref.system, f"{ref.object_type}s", "invoice", [changed], cursor=None)
+    assert not isinstance(pipeline.reconcile_and_plan_if_changed(config, store), pipeline.EngineSkip)
+
+
+def test_the_next_day_a_changed_setting_or_an_hour_runs_the_engine_again(
+    synced: tuple[Path, Config, Store],
+) -> None:
+    directory, config, store = synced
+    settle(config, store)
+    tomorrow = date.today() + timedelta(days=1)
+    assert not isinstance(pipeline.reconcile_and_plan_if_changed(config, store, today=tomorrow), pipeline.EngineSkip)
+    settle(config, store)
+
+    path = directory / "connector.toml"
+    text = path.read_text()
+    path.write_text(text + "\n[reconcile]\nauto_threshold = 0.99\n")
+    try:
+        stricter = load_config(str(path))
+        assert stricter.reconcile != config.reconcile
+        assert not isinstance(pipeline.reconcile_and_plan_if_changed(stricter, store), pipeline.EngineSkip)
+    finally:
+        path.write_text(text)
+    settle(config, store)
+
+    # the mark is an hour old: a full pass, whatever the aggregates say
+    value = json.loads(store.get_cursor(*pipeline.ENGINE_MARK) or "{}")
+    value["at"] = (datetime.now(UTC) - pipeline.FULL_PASS_EVERY - timedelta(seconds=1)).isoformat()
+    store.set_cursor(*pipeline.ENGINE_MARK, json.dumps(value))
+    assert not isinstance(pipeline.reconcile_and_plan_if_changed(config, store), pipeline.EngineSkip)
+
+
+def test_the_mark_holds_no_secret(synced: tuple[Path, Config, Store]) -> None:
+    _, config, store = synced
+    settle(config, store)
+    stored = store.get_cursor(*pipeline.ENGINE_MARK) or ""
+    assert set(json.loads(stored)) == {"mark", "at"}
+    secrets = [
+        value.get_secret_value()
+        for connection in config.connections.values()
+        for value in vars(connection.settings).values()
+        if isinstance(value, SecretStr)
+    ]
+    assert "sk_test_sandbox_demo" in secrets
+    assert not any(secret in stored for secret in secrets)
+    # and the digest does not move with a secret: a rotated key is not a change of the book
+    rotated = {
+        name: replace(c, settings=c.settings.model_copy(update={"api_key": SecretStr("sk_test_other")}))
+        if hasattr(c.settings, "api_key")
+        else c
+        for name, c in config.connections.items()
+    }
+    assert rotated != config.connections
+    today, registry = date.today(), installed()
+    assert pipeline.engine_mark(replace(config, connections=rotated), store, registry, today) == pipeline.engine_mark(
+        config, store, registry, today
+    )
