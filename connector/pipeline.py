@@ -74,7 +74,8 @@ def sync(
     engine = SyncEngine(config, store, registry, progress=progress, stop=stop)
     report = engine.run(connections=connections, streams=streams, full=full)
     if then_link:
-        report.links = link(config, store, registry).by_rule()
+        linked = link_if_changed(config, store, registry, full=full)
+        report.links = {} if isinstance(linked, EngineSkip) else linked.by_rule()
     return report
 
 
@@ -103,6 +104,7 @@ def reconcile_and_plan(
 
 # Where the engine's mark is kept: a cursor no connection can be named after.
 ENGINE_MARK = ("(engine)", "reconcile-and-plan")
+LINK_MARK = ("(engine)", "link")
 # Even with nothing changed, the engine runs in full this often: a change committed by another
 # worker while the mark was taken, with a clock older than the newest one, waits no longer.
 FULL_PASS_EVERY = timedelta(hours=1)
@@ -130,13 +132,40 @@ def reconcile_and_plan_if_changed(
     registry = registry or installed()
     now = datetime.now(UTC)
     mark = engine_mark(config, store, registry, today or date.today())
-    stored = _stored_mark(store)
-    if stored is not None and stored[0] == mark and now - stored[1] < FULL_PASS_EVERY:
-        logger.info("reconcile and plan skipped: nothing changed since %s", stored[1].isoformat(timespec="seconds"))
-        return EngineSkip(stored[1])
+    skip = _unchanged(store, ENGINE_MARK, mark, now)
+    if skip is not None:
+        logger.info("reconcile and plan skipped: %s", skip)
+        return skip
     result = reconcile_and_plan(config, store, registry)
     store.set_cursor(*ENGINE_MARK, json.dumps({"mark": mark, "at": now.isoformat()}))
     return result
+
+
+def link_if_changed(
+    config: Config, store: Store, registry: Registry | None = None, *, full: bool = False
+) -> LinkReport | EngineSkip:
+    """`link`, unless nothing it reads moved since it last ran (the same mark as
+    `reconcile_and_plan_if_changed`, kept apart): a sync that stored nothing new links
+    nothing and reads no view. `full` links whatever the mark says."""
+    registry = registry or installed()
+    now = datetime.now(UTC)
+    mark = engine_mark(config, store, registry, now.date())
+    skip = None if full else _unchanged(store, LINK_MARK, mark, now)
+    if skip is not None:
+        logger.info("linking skipped: %s", skip)
+        return skip
+    report = link(config, store, registry)
+    store.set_cursor(*LINK_MARK, json.dumps({"mark": mark, "at": now.isoformat()}))
+    return report
+
+
+def _unchanged(store: Store, where: tuple[str, str], mark: str, now: datetime) -> EngineSkip | None:
+    """An `EngineSkip` when the mark stored at `where` is `mark` and younger than
+    `FULL_PASS_EVERY`."""
+    stored = _stored_mark(store, where)
+    if stored is not None and stored[0] == mark and now - stored[1] < FULL_PASS_EVERY:
+        return EngineSkip(stored[1])
+    return None
 
 
 def engine_mark(config: Config, store: Store, registry: Registry, today: date) -> str:
@@ -158,8 +187,8 @@ def engine_mark(config: Config, store: Store, registry: Registry, today: date) -
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _stored_mark(store: Store) -> tuple[str, datetime] | None:
-    value = store.get_cursor(*ENGINE_MARK)
+def _stored_mark(store: Store, where: tuple[str, str]) -> tuple[str, datetime] | None:
+    value = store.get_cursor(*where)
     if not value:
         return None
     try:
@@ -219,6 +248,7 @@ __all__ = [
     "apply",
     "engine_mark",
     "link",
+    "link_if_changed",
     "plan",
     "reconcile_and_plan",
     "reconcile_and_plan_if_changed",

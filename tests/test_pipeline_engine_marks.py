@@ -150,3 +150,31 @@ def test_the_mark_holds_no_secret(synced: tuple[Path, Config, Store]) -> None:
     assert pipeline.engine_mark(replace(config, connections=rotated), store, registry, today) == pipeline.engine_mark(
         config, store, registry, today
     )
+
+
+def test_a_sync_that_stores_nothing_new_links_nothing_and_full_links_anyway(
+    synced: tuple[Path, Config, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, config, store = synced
+    pipeline.sync(config, store)  # whatever the last tests left: linked, and its mark stored
+    pipeline.sync(config, store)
+    linked: list[bool] = []
+    original = pipeline.link
+
+    def link(*args: Any, **kwargs: Any) -> Any:
+        linked.append(True)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "link", link)
+    report = pipeline.sync(config, store)
+    assert report.ok and linked == [] and report.links == {}
+
+    invoice = next(i for i in store.list_invoices() if i.refs and i.due_date is not None)
+    assert invoice.due_date is not None
+    ref = invoice.refs[0]
+    changed = invoice.model_copy(update={"due_date": invoice.due_date + timedelta(days=2)})
+    store.store_page(ref.system, f"{ref.object_type}s", "invoice", [changed], cursor=None)
+    pipeline.sync(config, store)
+    assert linked == [True]
+    pipeline.sync(config, store, full=True)
+    assert linked == [True, True]
