@@ -13,12 +13,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import Engine, event
 
 from connector.model import (
+    Action,
     Allocation,
     Customer,
     Invoice,
@@ -30,6 +33,7 @@ from connector.money import Money
 from connector.reconcile.run import invoice_allocations
 from connector.state import reconciliation as decisions
 from connector.state.store import open_store
+from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
 
 AS_OF = "2024-06-30"
 # The systems' kinds (ledger, gateway) tell `drift` what each should hold; nothing is called.
@@ -459,3 +463,219 @@ def test_explain_invoice_by_number(run_cli, book):
     assert result.exit_code == 0, result.stderr
     assert "invoice INV-1" in result.stdout and "remittance_number" in result.stdout
     assert "matched by hand" in result.stdout  # the audit entry names the invoice in its inputs
+
+
+# explain reads one record's neighbourhood (issue #18) ------------------------------------
+
+UNRELATED = 200  # of each: customers, invoices, ledger payments, allocations, proposals, actions
+
+
+def crowded_book(store):
+    """INV-7 (ledger L-7, gateway in_7; 100.00, of which the ledger counts 20.00 paid) amid
+    `UNRELATED` records of every kind, and decoys whose text contains INV-7's ids (L-70, inv70).
+    INV-7's own story: a card payment allocated 30.00; a ledger payment P-7b of 20.00 linked to
+    L-7 that finance took back (a planned `delete_payment`, no allocation), so the ledger's
+    20.00 no longer counts; one proposal naming it; two actions aimed at its refs."""
+    customers = [Customer(id="acme", name="Acme", refs=[Ref(system="ledger", object_type="customer", remote_id="C-7")])]
+    customers += [
+        Customer(
+            id=f"c{n}", name=f"Other {n}", refs=[Ref(system="ledger", object_type="customer", remote_id=f"C-o{n}")]
+        )
+        for n in range(UNRELATED)
+    ]
+    store.store_page("ledger", "contacts", "customer", customers, None, rank=3)
+    ledger = [invoice("inv7", "ledger", "L-7", "INV-7", "acme", "USD", "100.00", "20.00", due=date(2024, 6, 20))]
+    ledger.append(invoice("inv70", "ledger", "L-70", "INV-70", "acme", "USD", "70.00", due=date(2024, 6, 20)))
+    ledger += [
+        invoice(f"inv-o{n}", "ledger", f"L-o{n}", f"INV-O{n}", f"c{n}", "USD", "10.00", "10.00", due=date(2024, 6, 1))
+        for n in range(UNRELATED)
+    ]
+    kinds = {i.refs[0].remote_id: {"kind": "ledger"} for i in ledger}
+    store.store_page("ledger", "invoices", "invoice", ledger, None, rank=3, extras=kinds)
+    gateway = [invoice("inv7", "gateway", "in_7", "INV-7", "acme", "USD", "100.00", due=date(2024, 6, 20))]
+    store.store_page("gateway", "invoices", "invoice", gateway, None, rank=1, extras={"in_7": {"kind": "gateway"}})
+
+    def paid(id_, system, remote, amount, customer):
+        return Payment(
+            id=id_,
+            amount=usd(amount),
+            received_at=datetime(2024, 6, 25, tzinfo=UTC),
+            customer_id=customer,
+            refs=[Ref(system=system, object_type="payment", remote_id=remote)],
+        )
+
+    card = paid("pay-card", "gateway", "ch_7", "30.00", "acme")
+    store.store_page("gateway", "charges", "payment", [card], None, rank=1, extras={"ch_7": {"kind": "gateway"}})
+    payments = [paid("pay-7b", "ledger", "P-7b", "20.00", "acme"), paid("pay-70", "ledger", "P-70", "70.00", "acme")]
+    payments += [paid(f"pay-o{n}", "ledger", f"P-o{n}", "10.00", f"c{n}") for n in range(UNRELATED)]
+    links = {"P-7b": "L-7", "P-70": "L-70", **{f"P-o{n}": f"L-o{n}" for n in range(UNRELATED)}}
+    extras = {remote: {"kind": "ledger", "links": {"invoice": target}} for remote, target in links.items()}
+    store.store_page("ledger", "payments", "payment", payments, None, rank=3, extras=extras)
+
+    def allocation(id_, payment, invoice_id, amount, rule):
+        return Allocation(
+            id=id_,
+            payment_id=payment,
+            invoice_id=invoice_id,
+            amount=usd(amount),
+            rule=rule,
+            confidence=Decimal(1),
+            reason=f"{rule} {invoice_id}",
+        )
+
+    def proposal(payment, *invoice_sets, reason="same amount"):
+        candidates = [
+            {"invoice_ids": list(ids), "amounts": ["10.00"], "rule": "amount", "confidence": "0.5", "reason": reason}
+            for ids in invoice_sets
+        ]
+        row = {"payment_id": payment, "currency": "USD", "amount_minor": 1000, "candidates": candidates, "note": None}
+        return {"id": decisions.proposal_id(payment, candidates), **row}
+
+    with store.session() as session:
+        decisions.save_allocations(
+            session, [allocation("al-card", "pay-card", "inv7", "30.00", "remittance_number")], "applied"
+        )
+        decisions.save_allocations(
+            session,
+            [allocation("al-70", "pay-70", "inv70", "70.00", "ledger_record")]
+            + [allocation(f"al-o{n}", f"pay-o{n}", f"inv-o{n}", "10.00", "ledger_record") for n in range(UNRELATED)],
+            "applied",
+        )
+        decisions.replace_open_proposals(
+            session,
+            [
+                proposal("pay-o0", ["inv70"], ["inv-o1", "inv7"]),  # names INV-7
+                proposal("pay-o1", ["inv70"]),  # decoy: a longer id
+                proposal("pay-o2", ["inv-o2"], reason="inv7"),  # decoy: named in a reason only
+                *(proposal(f"pay-o{n}", [f"inv-o{n}"]) for n in range(3, UNRELATED)),
+            ],
+        )
+    aimed = [
+        Action(
+            connection="ledger",
+            kind="record_payment",
+            target=Ref(system="ledger", object_type="invoice", remote_id="L-7"),
+            payload={"amount": "30.00"},
+            state="planned",
+        ),
+        Action(
+            connection="gateway",
+            kind="mark_paid",
+            target=Ref(system="gateway", object_type="invoice", remote_id="in_7"),
+            payload={},
+            state="done",
+        ),
+    ]
+    decoys = [
+        Action(
+            connection="ledger",
+            kind="delete_payment",
+            target=Ref(system="ledger", object_type="payment", remote_id="P-7b"),
+            payload={},
+            state="planned",
+        ),
+        Action(
+            connection="ledger",
+            kind="record_fee",
+            target=Ref(system="ledger", object_type="payment", remote_id="L-7"),
+            payload={},
+            state="planned",
+        ),
+        Action(
+            connection="ledger",
+            kind="record_payment",
+            target=Ref(system="ledger", object_type="invoice", remote_id="L-70"),
+            payload={},
+            state="planned",
+        ),
+        Action(connection="ledger", kind="send_invoice", target=None, payload={"invoice": "L-7"}, state="planned"),
+    ]
+    unrelated = [
+        Action(
+            connection="ledger",
+            kind="record_payment",
+            target=Ref(system="ledger", object_type="invoice", remote_id=f"L-o{n}"),
+            payload={"n": n},
+            state="done",
+        )
+        for n in range(UNRELATED)
+    ]
+    store.add_actions([aimed[0], *decoys[:2], aimed[1], *decoys[2:], *unrelated])
+    store.audit("finance", "match", "payment", "pay-card", {"invoice": "inv7"}, "matched by hand")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def crowded(request, tmp_path):
+    """(config path, store) of `crowded_book` on a SQLite file or a PostgreSQL schema of its own."""
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'state.db'}"
+        else:
+            schema = stack.enter_context(temporary_pg_schema(postgres_url_or_fail()))
+            url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        config = tmp_path / "connector.toml"
+        config.write_text(f'[database]\nurl = "{url}"\n' + CONNECTIONS)
+        store = open_store(url)
+        stack.callback(store.close)
+        crowded_book(store)
+        yield str(config), store
+
+
+@contextmanager
+def rows_returned(store):
+    """The number of rows each SELECT run inside the block returned (the statements are
+    recorded as they run and run again afterwards: the block only reads)."""
+    statements = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith(("SELECT", "WITH", "(SELECT")):
+            statements.append((statement, parameters))
+
+    counts = []
+    event.listen(Engine, "after_cursor_execute", record)
+    try:
+        yield counts
+    finally:
+        event.remove(Engine, "after_cursor_execute", record)
+    with store.engine.connect() as connection:
+        counts += [len(connection.exec_driver_sql(s, p).all()) for s, p in statements]
+    for (s, p), c in zip(statements, counts):
+        print("STMT", c, s[:300].replace("\n", " "), str(p)[:100])
+
+
+def test_explain_of_one_invoice_reads_only_its_neighbourhood(run_cli, crowded):
+    config, store = crowded
+    with rows_returned(store) as counts:
+        result = run_cli("--config", config, "explain", "INV-7", "--json")
+    assert result.exit_code == 0, result.stderr
+
+    story = json.loads(result.stdout)
+    assert story["id"] == "inv7" and story["record"]["customer"] == {"id": "acme", "name": "Acme"}
+    record = story["record"]  # the ledger's 20.00 was taken back, the card's 30.00 counts
+    assert (record["amount_paid"], record["balance"], record["status"]) == ("0.00", "70.00", "partially_paid")
+    assert [(r["system"], r["id"]) for r in story["refs"]] == [("gateway", "in_7"), ("ledger", "L-7")]
+    assert [a["id"] for a in story["allocations"]] == ["al-card"]
+    [named] = story["proposals"]
+    assert named["payment"] == "pay-o0" and named["candidates"][1]["invoices"] == ["inv-o1", "inv7"]
+    assert [(a["kind"], a["target"]) for a in story["actions"]] == [
+        ("record_payment", {"system": "ledger", "type": "invoice", "id": "L-7"}),
+        ("mark_paid", {"system": "gateway", "type": "invoice", "id": "in_7"}),
+    ]
+    assert [e["decision"] for e in story["audit"]] == ["matched by hand"]
+
+    # A whole-book read returns at least UNRELATED rows in one statement.
+    print("COUNTS", sorted(counts)[-8:], sum(counts), len(counts))
+    assert counts and max(counts) < 20, counts
+    assert sum(counts) < UNRELATED, counts
+
+
+def test_explain_of_one_payment_reads_only_its_neighbourhood(run_cli, crowded):
+    config, store = crowded
+    with rows_returned(store) as counts:
+        result = run_cli("--config", config, "explain", "P-o0", "--json")
+    assert result.exit_code == 0, result.stderr
+    story = json.loads(result.stdout)
+    assert story["id"] == "pay-o0" and story["record"]["customer"] == {"id": "c0", "name": "Other 0"}
+    assert [a["id"] for a in story["allocations"]] == ["al-o0"]
+    assert [p["payment"] for p in story["proposals"]] == ["pay-o0"]
+    assert max(counts) < 20 and sum(counts) < UNRELATED, counts
