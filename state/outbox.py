@@ -132,15 +132,14 @@ def aimed_at(outbox: sa.Table, targets: Collection[tuple[str, str | None, str]])
     outbox, then the system and object type checked on those few."""
     if not targets:
         return sa.false()
-    target = outbox.c.target
-    remote_id, system, object_type = (json_text(target, f) for f in ("remote_id", "system", "object_type"))
+    remote_id, system, object_type = (json_text(outbox.c.target, f) for f in ("remote_id", "system", "object_type"))
+    typed = sorted({(s, t, r) for s, t, r in targets if t is not None})
+    untyped = sorted({(s, r) for s, t, r in targets if t is None})
     return sa.and_(
         remote_id.in_(sorted({r for _, _, r in targets})),
         sa.or_(
-            *(
-                sa.and_(remote_id == r, system == s, sa.true() if t is None else object_type == t)
-                for s, t, r in sorted(targets, key=str)
-            )
+            sa.tuple_(system, object_type, remote_id).in_(typed) if typed else sa.false(),
+            sa.tuple_(system, remote_id).in_(untyped) if untyped else sa.false(),
         ),
     )
 

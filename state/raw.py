@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from pydantic_core import to_json
 from sqlalchemy.orm import Session
 
-from connector.state.tables import table
+from connector.state.tables import ref_order, table
 from connector.state.upsert import mine
 
 COMPRESSION_LEVEL = 1
@@ -116,7 +116,7 @@ def raw_payloads(session: Session, entity_kind: str, entity_id: str) -> list[dic
     query = (
         sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.raw)
         .where(mine(session, refs), refs.c.entity_kind == entity_kind, refs.c.entity_id == entity_id)
-        .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
+        .order_by(*ref_order(refs))
     )
     return [
         {"system": system, "type": object_type, "id": remote_id, "raw": None if raw is None else unpack(raw)}

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from connector.model import Allocation
@@ -23,7 +24,7 @@ from connector.money import Money
 from connector.state.outbox import aimed_at
 from connector.state.records import rowcount, utcnow
 from connector.state.tables import mentions, table
-from connector.state.upsert import in_chunks, mine, upsert
+from connector.state.upsert import dialect_name, in_chunks, mine, upsert
 
 
 def allocation_id(payment_id: str, invoice_id: str, rule: str) -> str:
@@ -165,16 +166,19 @@ def proposals_naming(session: Session, invoice_id: str) -> list[dict[str, Any]]:
 
     The candidates are JSON, which no index of ours reaches into, and who may pay an invoice is
     not bounded by anything indexed (an unknown payer, a parent paying a subsidiary), so the
-    database sieves the candidates' JSON text for the id (`mentions`), one pass in SQL that
-    returns only the proposals naming it there, and the exact test on the invoice ids is made
-    here on those few: what a text match alone would get wrong (the id inside a longer id, or in
-    a reason) never gets through, and nothing the text sieve keeps out could name it."""
+    database looks for the id in one pass over the proposals and returns only those that may
+    name it: PostgreSQL by JSON containment, exact; SQLite by a LIKE on the JSON's text
+    (`tables.mentions`), a sieve that may keep a proposal naming the id elsewhere (in a reason).
+    The exact test on the candidates' invoice ids is made here on those few."""
     table_ = table("proposals")
-    query = (
-        sa.select(table_)
-        .where(mine(session, table_), mentions(table_.c.candidates, invoice_id))
-        .order_by(table_.c.created_at, table_.c.id)
-    )
+    naming: sa.ColumnElement[bool]
+    if dialect_name(session) == "postgresql":
+        naming = table_.c.candidates.op("@>", is_comparison=True)(
+            sa.cast(sa.literal(json.dumps([{"invoice_ids": [invoice_id]}])), JSONB)
+        )
+    else:
+        naming = mentions(table_.c.candidates, invoice_id)
+    query = sa.select(table_).where(mine(session, table_), naming).order_by(table_.c.created_at, table_.c.id)
     return [
         dict(row)
         for row in session.execute(query).mappings()

@@ -34,7 +34,7 @@ from connector.errors import StateError
 from connector.model import Customer, Invoice, InvoiceLine, Payment, Ref
 from connector.state import convert
 from connector.state.raw import pack, raw_json
-from connector.state.tables import table
+from connector.state.tables import ref_order, table
 from connector.state.upsert import Bulk, bulk_write, chunked, dialect_name, in_chunks, mine, one_of
 
 EntityKind = Literal["customer", "invoice", "payment"]
@@ -355,7 +355,7 @@ def refs_for(session: Session, entity_kind: str, entity_ids: Sequence[str]) -> d
         query = (
             sa.select(*(column for column in refs.c if column.name != "raw"))  # not the payloads: megabytes
             .where(mine(session, refs), refs.c.entity_kind == entity_kind, one_of(session, refs.c.entity_id, chunk))
-            .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
+            .order_by(*ref_order(refs))
         )
         for row in session.execute(query).mappings():
             found[row["entity_id"]].append(convert.ref_from(row))
@@ -363,8 +363,10 @@ def refs_for(session: Session, entity_kind: str, entity_ids: Sequence[str]) -> d
 
 
 def ref_types(session: Session) -> list[tuple[str, str]]:
-    """(system, object type) of the refs the book holds, sorted: one step along `uq_refs_remote`
-    from each to the next (a dozen index look-ups), not a read of the refs."""
+    """(system, object type) of the refs the book holds, sorted: a step along `uq_refs_remote`
+    from each to the next (a dozen index look-ups), not a read of the refs. Each step seeks the
+    next object type of the system, else the next system: SQLite does not seek on a row value
+    (`(system, object_type) > (...)` reads through the whole type)."""
     refs = table("refs")
     first = (
         sa.select(refs.c.system, refs.c.object_type)
@@ -373,19 +375,21 @@ def ref_types(session: Session) -> list[tuple[str, str]]:
         .limit(1)
     )
     found: list[tuple[str, str]] = []
-    query = first
-    while (row := session.execute(query).first()) is not None:
-        found.append((row[0], row[1]))
-        query = first.where(
-            sa.tuple_(refs.c.system, refs.c.object_type) > sa.tuple_(sa.literal(row[0]), sa.literal(row[1]))
+    row = session.execute(first).first()
+    while row is not None:
+        system, object_type = row
+        found.append((system, object_type))
+        row = (
+            session.execute(first.where(refs.c.system == system, refs.c.object_type > object_type)).first()
+            or session.execute(first.where(refs.c.system > system)).first()
         )
     return found
 
 
-def refs_known_as(session: Session, remote_id: str, systems: Collection[str] | None = None) -> list[dict[str, Any]]:
-    """The refs (system, object_type, remote_id, entity_kind, entity_id) that a system (one of
-    `systems`, or any) knows by `remote_id`, whatever their object type and kind, ordered by
-    system and object type as the database orders them: one look-up of the whole key of
+def refs_known_as(session: Session, wanted: Collection[tuple[str | None, str]]) -> list[dict[str, Any]]:
+    """The refs (system, object_type, remote_id, entity_kind, entity_id) known by each wanted
+    (system, or None for any, remote id), whatever their object type and kind, in the order of
+    system and object type the database gives them: one look-up of the whole key of
     `uq_refs_remote` per (system, object type) the book holds. Without the object type no index
     reaches the remote id, and the databases scan the book's refs for it (SQLite's planner does
     even for a list of the types)."""
@@ -399,12 +403,12 @@ def refs_known_as(session: Session, remote_id: str, systems: Collection[str] | N
             refs.c.remote_id == remote_id,
         )
         for system, object_type in ref_types(session)
-        if systems is None or system in systems
+        for remote_id in sorted({r for s, r in wanted if s is None or s == system})
     ]
     found: list[dict[str, Any]] = []
     for chunk in chunked(lookups, 1, 100):  # SQLite joins at most 500 SELECTs in one; the types come in order
         union = sa.union_all(*chunk)
-        ordered = union.order_by(union.selected_columns.system, union.selected_columns.object_type)
+        ordered = union.order_by(*(union.selected_columns[name] for name in ("system", "object_type", "remote_id")))
         found += [dict(row) for row in session.execute(ordered).mappings()]
     return found
 
@@ -415,7 +419,7 @@ def entity_ids_for_remote_id(session: Session, entity_kind: str, remote_id: str)
     return sorted(
         {
             ref["entity_id"]
-            for ref in refs_known_as(session, remote_id)
+            for ref in refs_known_as(session, [(None, remote_id)])
             if ref["entity_kind"] == entity_kind and ref["entity_id"] is not None
         }
     )
@@ -450,7 +454,7 @@ def ref_details(session: Session, entity_kind: str, entity_id: str) -> list[dict
             refs.c.seen_at,
         )
         .where(mine(session, refs), refs.c.entity_kind == entity_kind, refs.c.entity_id == entity_id)
-        .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
+        .order_by(*ref_order(refs))
     )
     return [dict(row) for row in session.execute(query).mappings()]
 

@@ -15,6 +15,7 @@ The conversion between canonical records and rows lives in `state.convert`, nowh
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -49,54 +50,68 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
 
 class JsonText(sa.ColumnElement[str]):
-    """The text of one top-level field of a JSON column (`json_text(outbox.c.target, "remote_id")`),
-    with the field's name written into the SQL rather than bound: a database uses an index on
-    such an expression only for a query that spells it the same way, and SQLAlchemy's own
-    `column["field"]` sends the path as a parameter. JSON null and a missing field read NULL."""
+    """The text at a path of a JSON column (`json_text(outbox.c.target, "remote_id")`), with the
+    path written into the SQL rather than bound: a database uses an index on such an expression
+    only for a query that spells it the same way, and SQLAlchemy's own `column["field"]` sends
+    the path as a parameter. JSON null and a missing field read NULL."""
 
     inherit_cache = True
     type = sa.Text()
-    _traverse_internals = [("column", InternalTraversal.dp_clauseelement), ("field", InternalTraversal.dp_string)]
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement), ("path", InternalTraversal.dp_string_list)]
 
-    def __init__(self, column: sa.ColumnElement[Any], field: str) -> None:
-        if not re.fullmatch(r"[a-z_]+", field):
-            raise ValueError(f"not a JSON field name this SQL can spell: {field!r}")
+    def __init__(self, column: sa.ColumnElement[Any], path: Sequence[str]) -> None:
+        if not path or not all(re.fullmatch(r"[a-z_]+", field) for field in path):
+            raise ValueError(f"not a JSON path this SQL can spell: {path!r}")
         self.column = column
-        self.field = field
+        self.path = list(path)
 
 
-def json_text(column: sa.ColumnElement[Any], field: str) -> JsonText:
-    return JsonText(column, field)
+def json_text(column: sa.ColumnElement[Any], *path: str) -> JsonText:
+    return JsonText(column, path)
 
 
 @compiles(JsonText)
 def _json_text_default(element: JsonText, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"json_extract({compiler.process(element.column, **kw)}, '$.{element.field}')"
+    return f"json_extract({compiler.process(element.column, **kw)}, '$.{'.'.join(element.path)}')"
 
 
 @compiles(JsonText, "postgresql")
 def _json_text_postgresql(element: JsonText, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"({compiler.process(element.column, **kw)} ->> '{element.field}')"
+    column = compiler.process(element.column, **kw)
+    if len(element.path) == 1:
+        return f"({column} ->> '{element.path[0]}')"  # as `ix_outbox_actions_target` spells it
+    return f"({column} #>> '{{{','.join(element.path)}}}')"
+
+
+def ref_order(refs: sa.Table) -> list[sa.ColumnElement[Any]]:
+    """ORDER BY system, object type, remote id, for the refs of a few records. The first term is
+    an expression of the same order (`system || ''`), not the column: SQLite, which keeps no
+    statistics, would rather walk `uq_refs_remote` over every ref of the company, for its order,
+    than look the records' refs up in `ix_refs_entity` and sort those few (0.15 s against
+    0.1 ms for one record of the 110,000-invoice book)."""
+    return [refs.c.system.concat(""), refs.c.object_type, refs.c.remote_id]
 
 
 # Strings every JSON encoder writes as they are (no escape), in SQLite's text and in the text
-# PostgreSQL gives of a JSONB value alike.
+# PostgreSQL gives of a JSONB value alike; and those that may stand for a JSON number.
 _VERBATIM = re.compile(r"[A-Za-z0-9_.:-]+")
+_NUMBER = re.compile(r"-?[0-9][0-9.eE+-]*")
 
 
-def mentions(column: sa.ColumnElement[Any], value: str, *, string: bool = True) -> sa.ColumnElement[bool]:
-    """A sieve for the rows whose JSON `column` holds `value` somewhere: a LIKE on the JSON's
-    text, one pass inside the database that returns only the rows whose text contains it. It
-    keeps every row that holds `value` (as a JSON string, or as the number it spells when
-    `string` is false) and may keep some that hold it otherwise (inside a longer string, as a
-    key, in another case on SQLite): the caller makes the exact test on what it returns. A
-    value with characters an encoder escapes is looked for by its longest unescaped run."""
+def mentions(column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
+    """A sieve for the rows whose JSON `column` holds `value` somewhere (as a string, or as the
+    number it may spell): a LIKE on the JSON's text for `"value"` (for what may be a number,
+    `value` alone), one pass inside the database that returns only the rows whose text has it.
+    It keeps every row that holds `value` and may keep some that hold it otherwise (as a key,
+    inside a longer string, in another case on SQLite): the caller makes the exact test on
+    what it returns. A value with characters an encoder escapes is looked for by its longest
+    unescaped run."""
     runs = _VERBATIM.findall(value)
     if not runs:
         return sa.true()
     longest = max(runs, key=len)
-    needle = f'"{value}"' if string and longest == value else longest
-    return sa.cast(column, sa.Text).contains(needle, autoescape=True)
+    whole = longest == value and not _NUMBER.fullmatch(value)
+    return sa.cast(column, sa.Text).contains(f'"{value}"' if whole else longest, autoescape=True)
 
 
 def _col(type_: Any, *args: Any, nullable: bool = True, **kw: Any) -> Any:

@@ -822,8 +822,8 @@ def explain_command(app: AppContext, record: str, as_json: bool, with_raw: bool)
     store = app.store()
     kind, found = _find(store, record)
     entity_id = found.id
-    # Only the record's neighbourhood is read, each part by an index (issue #18: the whole
-    # book, 207,960 outbox actions among it, took a minute and over a gigabyte).
+    # Only the record's neighbourhood is read (issue #18): reading the whole book for it took
+    # 30 s to over two minutes and 1.3 GB on the 110,000-invoice book (207,960 outbox actions).
     with store.session() as session:
         if kind == "payment":
             stored = decisions.load_allocations(session, payment_ids=[entity_id])

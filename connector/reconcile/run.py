@@ -46,8 +46,8 @@ def _ledger_systems(config: Config, registry: Registry | None) -> set[str]:
     return {name for name, (kind, _) in system_ranks(config, registry).items() if kind == "ledger"}
 
 
-def _views(session: Any, kind: str, mentioning: Collection[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
-    rows = state_linking.ref_views(session, kind, mentioning=mentioning)
+def _views(session: Any, kind: str, linked_to: Collection[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+    rows = state_linking.ref_views(session, kind, linked_to=linked_to)
     for row in rows:
         data = row["data"] if isinstance(row["data"], dict) else json.loads(row["data"])
         row["sync"] = data.get("_sync") or {}
@@ -419,7 +419,7 @@ def ledger_withdrawn(store: Store, invoice_ids: Collection[str] | None = None) -
     return _withdrawn(views, invoices, reversed_parts, recorded, payments)
 
 
-_Book = tuple[
+_WithdrawnReads = tuple[
     list[dict[str, Any]],  # payment views
     dict[tuple[str, str], str],  # (system, remote id) -> the invoice of that system it names
     set[tuple[str, str]],  # (system, remote id) of the ledger payments being reversed
@@ -428,32 +428,34 @@ _Book = tuple[
 ]
 
 
-def _neighbourhood(store: Store, session: Any, invoice_ids: Collection[str]) -> _Book:
+def _neighbourhood(store: Store, session: Any, invoice_ids: Collection[str]) -> _WithdrawnReads:
     """What `_withdrawn` reads of the book about `invoice_ids`, and nothing else: the remote ids
     their systems give them (each kept only if it names one of them, as the whole book's map of
-    remote ids would have it), the payment views of those systems that may link to one of them
-    (`mentioning`: `_withdrawn` makes the exact test), and those payments, their reversals and
-    the invoices' allocations."""
+    remote ids would have it), the payment views of those systems that link to one of them
+    (sieved by `linked_to` in the database, then tested here), and those payments, their
+    reversals and the invoices' allocations."""
     wanted = set(invoice_ids)
-    invoices: dict[tuple[str, str], str] = {}
     own = {
-        (ref.system, ref.remote_id)
+        (r.system, r.remote_id)
         for refs in state_records.refs_for(session, "invoice", sorted(wanted)).values()
-        for ref in refs
+        for r in refs
     }
-    for system, remote_id in sorted(own):
-        named = [
-            ref["entity_id"]
-            for ref in state_records.refs_known_as(session, remote_id, systems={system})
-            if ref["entity_kind"] == "invoice" and ref["entity_id"] is not None
-        ]
-        if named and named[-1] in wanted:  # the last one, as in `{...: v["entity_id"] for v in views}`
-            invoices[(system, remote_id)] = named[-1]
-    views = _views(session, "payment", mentioning=set(invoices)) if invoices else []
+    named: dict[tuple[str, str], str] = {}
+    for ref in state_records.refs_known_as(session, own):
+        if ref["entity_kind"] == "invoice" and ref["entity_id"] is not None:
+            named[(ref["system"], ref["remote_id"])] = ref["entity_id"]  # the last wins, as in the whole book's map
+    invoices = {place: entity for place, entity in named.items() if entity in wanted}
+    sieved = _views(session, "payment", linked_to=set(invoices)) if invoices else []
+    views = [v for v in sieved if (v["system"], str(_invoice_link(v))) in invoices]
     reversed_parts = decisions.reversed_ledger_payments(session, among={(v["system"], v["remote_id"]) for v in views})
     stored = decisions.load_allocations(session, status="applied", invoice_ids=sorted(wanted))
     payments = {p.id: p for p in store.list_payments(session=session, ids=sorted({v["entity_id"] for v in views}))}
     return views, invoices, reversed_parts, [s.allocation for s in stored], payments
+
+
+def _invoice_link(view: dict[str, Any]) -> Any:
+    """The remote id of the invoice (in the view's own system) a payment's view says it pays."""
+    return view["sync"].get("links", {}).get("invoice")
 
 
 def _withdrawn(
@@ -466,7 +468,7 @@ def _withdrawn(
     held: dict[tuple[str, str], Money] = {}
     for view in views:
         data = view["data"] if isinstance(view["data"], dict) else {}
-        raw, target = data.get("amount"), view["sync"].get("links", {}).get("invoice")
+        raw, target = data.get("amount"), _invoice_link(view)
         if view["sync"].get("kind") != "ledger" or view["sync"].get("deleted") or not target:
             continue
         if data.get("status") not in (None, *MONEY_STATUSES) or not isinstance(raw, dict) or raw.get("amount") is None:

@@ -30,7 +30,8 @@ from connector.model import (
     invoice_position,
 )
 from connector.money import Money
-from connector.reconcile.run import invoice_allocations
+from connector.reconcile.run import invoice_allocations, ledger_withdrawn
+from connector.state import outbox
 from connector.state import reconciliation as decisions
 from connector.state.store import open_store
 from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
@@ -639,8 +640,6 @@ def rows_returned(store):
         event.remove(Engine, "after_cursor_execute", record)
     with store.engine.connect() as connection:
         counts += [len(connection.exec_driver_sql(s, p).all()) for s, p in statements]
-    for (s, p), c in zip(statements, counts):
-        print("STMT", c, s[:300].replace("\n", " "), str(p)[:100])
 
 
 def test_explain_of_one_invoice_reads_only_its_neighbourhood(run_cli, crowded):
@@ -664,7 +663,6 @@ def test_explain_of_one_invoice_reads_only_its_neighbourhood(run_cli, crowded):
     assert [e["decision"] for e in story["audit"]] == ["matched by hand"]
 
     # A whole-book read returns at least UNRELATED rows in one statement.
-    print("COUNTS", sorted(counts)[-8:], sum(counts), len(counts))
     assert counts and max(counts) < 20, counts
     assert sum(counts) < UNRELATED, counts
 
@@ -679,3 +677,22 @@ def test_explain_of_one_payment_reads_only_its_neighbourhood(run_cli, crowded):
     assert [a["id"] for a in story["allocations"]] == ["al-o0"]
     assert [p["payment"] for p in story["proposals"]] == ["pay-o0"]
     assert max(counts) < 20 and sum(counts) < UNRELATED, counts
+
+
+def test_each_neighbourhood_read_finds_what_filtering_the_whole_book_found(crowded):
+    _, store = crowded
+    withdrawn = ledger_withdrawn(store)
+    actions = store.list_actions()
+    with store.session() as session:
+        proposals = decisions.load_proposals(session, status=None)
+    for found in store.list_invoices():
+        assert ledger_withdrawn(store, [found.id]) == {k: v for k, v in withdrawn.items() if k == found.id}
+        targets = {(r.system, r.object_type, r.remote_id) for r in found.refs}
+        with store.session() as session:
+            naming = decisions.proposals_naming(session, found.id)
+            aimed = [e.action for e in outbox.entries(session, targets=targets)]
+        assert naming == [p for p in proposals if any(found.id in c["invoice_ids"] for c in p["candidates"])]
+        assert aimed == [
+            a for a in actions if a.target and (a.target.system, a.target.object_type, a.target.remote_id) in targets
+        ]
+    assert withdrawn == {"inv7": usd("20.00")}

@@ -1,0 +1,116 @@
+"""The reads `connector explain` makes of one record's neighbourhood reach it through an index,
+not through a scan of the book: the outbox by its actions' targets (0019), a remote id of any
+object type by the whole key of `uq_refs_remote`, a record's refs by `ix_refs_entity`."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from connector.model import Action, Ref
+from connector.state import Store, outbox, records
+from connector.state.tables import ref_order, table
+from support.state_factories import invoice, payment
+
+
+def aimed(system: str, object_type: str, remote_id: str, kind: str = "record_payment") -> Action:
+    target = Ref(system=system, object_type=object_type, remote_id=remote_id)  # type: ignore[arg-type]
+    return Action(connection=system, kind=kind, target=target, payload={"n": remote_id})  # type: ignore[arg-type]
+
+
+def plan(store: Store, query: sa.Select[tuple[int]]) -> str:
+    """How the database runs `query`, as text (on PostgreSQL with sequential scans ruled out,
+    so that an index it could use shows, however few the rows)."""
+    with store.session() as session:
+        if store.engine.dialect.name == "postgresql":
+            session.execute(sa.text("SET LOCAL enable_seqscan = off"))
+            lines = list(session.execute(sa.text(f"EXPLAIN {compiled(store, query)}")).scalars())
+        else:
+            lines = [row[-1] for row in session.execute(sa.text(f"EXPLAIN QUERY PLAN {compiled(store, query)}"))]
+        return "\n".join(lines)
+
+
+def compiled(store: Store, query: sa.Select[tuple[int]]) -> str:
+    return str(query.compile(store.engine, compile_kwargs={"literal_binds": True}))
+
+
+def test_actions_aimed_at_refs_are_exactly_those_targets(store: Store) -> None:
+    store.add_actions(
+        [
+            aimed("ledger", "invoice", "L-7"),
+            aimed("ledger", "payment", "L-7"),  # another object type: not aimed at the invoice
+            aimed("gateway", "invoice", "L-7"),  # another system
+            aimed("ledger", "invoice", "L-70"),
+            Action(connection="ledger", kind="send_invoice", payload={"invoice": "L-7"}),  # no target
+            aimed("gateway", "invoice", "in_7", kind="mark_paid"),
+        ]
+    )
+    with store.session() as session:
+        found = outbox.entries(session, targets={("ledger", "invoice", "L-7"), ("gateway", "invoice", "in_7")})
+        any_type = outbox.entries(session, targets={("ledger", None, "L-7")})
+        none = outbox.entries(session, targets=set())
+    assert [(e.action.kind, e.action.target) for e in found] == [
+        ("record_payment", Ref(system="ledger", object_type="invoice", remote_id="L-7")),
+        ("mark_paid", Ref(system="gateway", object_type="invoice", remote_id="in_7")),
+    ]
+    assert [e.action.target.object_type for e in any_type if e.action.target] == ["invoice", "payment"]
+    assert none == []
+
+
+def test_actions_aimed_at_a_remote_id_are_found_through_the_target_index(store: Store) -> None:
+    actions = table("outbox_actions")
+    query = sa.select(actions.c.id).where(
+        actions.c.company == store.company, outbox.aimed_at(actions, [("ledger", "invoice", "L-7")])
+    )
+    assert "ix_outbox_actions_target" in plan(store, query)
+
+
+def test_a_remote_id_of_any_object_type_is_found_by_the_whole_unique_key(store: Store) -> None:
+    first, second = store.store_page("ledger", "invoices", "invoice", [invoice("L-1"), invoice("L-2")], None)
+    store.store_page("gateway", "charges", "payment", [payment("L-2")], None)
+    with store.session() as session:
+        assert records.ref_types(session) == [("gateway", "payment"), ("ledger", "invoice")]
+        assert records.entity_ids_for_remote_id(session, "invoice", "L-2") == [second.id]
+        assert records.entity_ids_for_remote_id(session, "customer", "L-2") == []
+        assert records.refs_known_as(session, [("ledger", "L-1"), ("ledger", "L-9")]) == [
+            {
+                "system": "ledger",
+                "object_type": "invoice",
+                "remote_id": "L-1",
+                "entity_kind": "invoice",
+                "entity_id": first.id,
+            }
+        ]
+    refs = table("refs")
+    by_key = sa.select(refs.c.id).where(
+        refs.c.company == store.company,
+        refs.c.system == "ledger",
+        refs.c.object_type == "invoice",
+        refs.c.remote_id == "L-1",
+    )
+    if store.engine.dialect.name == "sqlite":  # PostgreSQL, which keeps statistics, needs no help
+        assert "sqlite_autoindex_refs_1 (company=? AND system=? AND object_type=? AND remote_id=?)" in plan(
+            store, by_key
+        )
+
+
+def test_a_records_refs_are_read_through_the_entity_index(store: Store) -> None:
+    first, _ = store.store_page("ledger", "invoices", "invoice", [invoice("L-1"), invoice("L-2")], None)
+    assert first.id is not None
+    refs = table("refs")
+    query = (
+        sa.select(refs.c.id)
+        .where(refs.c.company == store.company, refs.c.entity_kind == "invoice", refs.c.entity_id == first.id)
+        .order_by(*ref_order(refs))
+    )
+    assert "ix_refs_entity" in plan(store, query)
+    with store.session() as session:
+        assert [r["remote_id"] for r in records.ref_details(session, "invoice", first.id)] == ["L-1"]
+
+
+def test_invoice_numbers_are_found_in_any_case_reading_the_numbers_only(store: Store) -> None:
+    numbered = [invoice(f"L-{n}", number=number) for n, number in enumerate(["INV-0015", "inv-0016", "X"])]
+    store.store_page("ledger", "invoices", "invoice", numbered, None)
+    with store.session() as session:
+        assert records.numbers_in_any_case(session, " Inv-0015 ") == ["INV-0015"]
+        assert records.numbers_in_any_case(session, "INV-0016") == ["inv-0016"]
+        assert records.numbers_in_any_case(session, "INV-0017") == []
