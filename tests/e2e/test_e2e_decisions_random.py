@@ -11,6 +11,7 @@ every step taken.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections.abc import Callable
@@ -229,7 +230,19 @@ def check_journal(run: Run) -> None:
     book = run.book
     # the connector's writes carry an idempotency key (HubSpot's, our action key); finance's by hand do not
     duplicates = {key: n for key, n in effect_counts(book.sandbox.journal).items() if n > 1 and not key.endswith(" ")}
-    assert duplicates == {}, duplicates
+    if duplicates:  # what the provider was sent for them, in order, and the outbox rows behind them
+        references = {key.split()[3] for key in duplicates if len(key.split()) > 3}
+        sent = [
+            f"{e['method']} {e['path']} key={e.get('idempotency_key')} status={e['status']} effect={e.get('effect')}"
+            for e in book.sandbox.journal
+            if any(reference in json.dumps(e.get("payload"), default=str) for reference in references)
+        ]
+        listed = json.loads(book.run("actions", "list", "--all", "--json").stdout or "[]")
+        rows = listed if isinstance(listed, list) else next(iter(listed.values()), [])
+        behind = [
+            json.dumps(r, default=str) for r in rows if any(ref in json.dumps(r, default=str) for ref in references)
+        ]
+        raise AssertionError(f"{duplicates}\nsent:\n" + "\n".join(sent) + "\noutbox:\n" + "\n".join(behind))
     xero, invoices = book.xero(), book.invoices()
     by_gateway = {r["id"]: i for i in invoices for r in i["refs"] if r["system"] == "gateway"}
     gapped = {g["invoice"] for g in book.drift_report()["records"] if g["kind"] == "gap"}
