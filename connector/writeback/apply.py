@@ -57,6 +57,7 @@ from connector.state.store import Store
 from connector.state.units import silent_workers
 from connector.workers import dead_local_workers, worker_id
 from connector.writeback.credentials import credential_fingerprint, refusal_note
+from connector.writeback.facts import REVERSAL_OF
 from connector.writeback.plan import PlannedAction
 from connector.writeback.settle import MONEY_KINDS, Gap, Settlement, is_writeback, record_gap, settle
 
@@ -349,12 +350,19 @@ def batch_limits(config: Config, registry: Registry | None, only: list[str] | No
     return limits
 
 
+# Writes that take back an earlier one (a payment or fee deleted after finance undid its match).
+TAKE_BACK = frozenset(REVERSAL_OF.values())
+
+
 def requests_of(claimed: list[outbox.OutboxEntry], limits: dict[str, dict[str, int]]) -> list[list[outbox.OutboxEntry]]:
     """The claim cut into requests, in the claim's turn order (one of each connection, then
     the next): a batch sent before whose answer never came goes out again whole, as it was;
     writes of a kind the provider batches go together, per kind of record they write to (a
     HubSpot batch update is per object type), up to its limit, in id order; the rest one per
-    request, and so does a write sent on its own before (`goes_in_batch`)."""
+    request, and so does a write sent on its own before (`goes_in_batch`). A batch goes where
+    its first write stands, so a later write in it is sent early: never past a write that takes
+    one back (`TAKE_BACK`), or the fee booked again after a match was undone and made again
+    would reach the ledger before the old fee's deletion, and the ledger hold it twice."""
     kept: dict[str, list[outbox.OutboxEntry]] = defaultdict(list)
     open_batches: dict[tuple[str, str, str], list[outbox.OutboxEntry]] = {}
     units: list[list[outbox.OutboxEntry]] = []
@@ -366,6 +374,8 @@ def requests_of(claimed: list[outbox.OutboxEntry], limits: dict[str, dict[str, i
             kept[entry.batch_key].append(entry)
             continue
         limit = limits.get(action.connection, {}).get(action.kind, 1)
+        if action.kind in TAKE_BACK:  # a barrier: no later write joins a batch that goes before it
+            open_batches = {place: unit for place, unit in open_batches.items() if place[0] != action.connection}
         if limit <= 1 or entry.sent_alone:
             units.append([entry])  # one at a time, or sent on its own before: again on its own
             continue

@@ -282,6 +282,26 @@ def test_the_claim_is_cut_into_requests_in_turn_and_other_kinds_go_one_by_one(bo
     assert [(u[0].action.connection, len(u)) for u in units] == [("ledger", 3), ("gateway", 1), ("gateway", 1)]
 
 
+def test_a_batch_never_carries_a_later_write_past_a_deletion(book: tuple[Config, Store]) -> None:
+    """A payment deleted after finance undid its match, then recorded again once the match was
+    made again: the new one waits for the deletion, in a batch of its own, rather than joining
+    the batch of an older write that goes before the deletion (the ledger would hold both)."""
+    config, store = book
+    queue_payments(store, 1)  # INV-0's payment
+    queue_payments(store, 1, kind="delete_payment")  # taken back
+    queue_payments(store, 2)  # INV-0's again (the same key: kept as it was), and INV-1's
+    with store.session() as session:
+        claimed = outbox.claim(session, "w:1", lease=timedelta(minutes=10), limit=10)
+
+    units = requests_of(claimed, {"ledger": {"record_payment": 3}})
+
+    assert [[(e.action.kind, e.action.target.remote_id if e.action.target else "") for e in u] for u in units] == [
+        [("record_payment", "INV-0")],
+        [("delete_payment", "INV-0")],
+        [("record_payment", "INV-1")],
+    ]
+
+
 def test_a_batch_not_full_waits_for_the_next_claim_once_while_more_is_due(book: tuple[Config, Store]) -> None:
     config, store = book
     queue_payments(store, 4)
