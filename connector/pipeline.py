@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from connector import __version__
 from connector.config import Config
@@ -33,6 +33,7 @@ from connector.writeback.plan import PlannedAction
 logger = logging.getLogger(__name__)
 
 Then = Literal["sync", "plan", "apply"]
+T = TypeVar("T")
 
 
 def link(config: Config, store: Store, registry: Registry | None = None) -> LinkReport:
@@ -130,15 +131,8 @@ def reconcile_and_plan_if_changed(
     the next tick run once more (and find nothing to do); a tick after that with nothing new
     reads a few aggregates and stops. At least one full pass every `FULL_PASS_EVERY`."""
     registry = registry or installed()
-    now = datetime.now(UTC)
     mark = engine_mark(config, store, registry, today or date.today())
-    skip = _unchanged(store, ENGINE_MARK, mark, now)
-    if skip is not None:
-        logger.info("reconcile and plan skipped: %s", skip)
-        return skip
-    result = reconcile_and_plan(config, store, registry)
-    store.set_cursor(*ENGINE_MARK, json.dumps({"mark": mark, "at": now.isoformat()}))
-    return result
+    return _unless_unchanged(store, ENGINE_MARK, mark, lambda: reconcile_and_plan(config, store, registry))
 
 
 def link_if_changed(
@@ -148,24 +142,24 @@ def link_if_changed(
     `reconcile_and_plan_if_changed`, kept apart): a sync that stored nothing new links
     nothing and reads no view. `full` links whatever the mark says."""
     registry = registry or installed()
+    mark = engine_mark(config, store, registry, date.today())
+    return _unless_unchanged(store, LINK_MARK, mark, lambda: link(config, store, registry), full=full)
+
+
+def _unless_unchanged(
+    store: Store, where: tuple[str, str], mark: str, run: Callable[[], T], *, full: bool = False
+) -> T | EngineSkip:
+    """`run()`, and the mark it ran on stored at `where`; or an `EngineSkip` when the mark
+    stored there is `mark` and younger than `FULL_PASS_EVERY` (and not `full`)."""
     now = datetime.now(UTC)
-    mark = engine_mark(config, store, registry, now.date())
-    skip = None if full else _unchanged(store, LINK_MARK, mark, now)
-    if skip is not None:
-        logger.info("linking skipped: %s", skip)
-        return skip
-    report = link(config, store, registry)
-    store.set_cursor(*LINK_MARK, json.dumps({"mark": mark, "at": now.isoformat()}))
-    return report
-
-
-def _unchanged(store: Store, where: tuple[str, str], mark: str, now: datetime) -> EngineSkip | None:
-    """An `EngineSkip` when the mark stored at `where` is `mark` and younger than
-    `FULL_PASS_EVERY`."""
-    stored = _stored_mark(store, where)
+    stored = None if full else _stored_mark(store, where)
     if stored is not None and stored[0] == mark and now - stored[1] < FULL_PASS_EVERY:
-        return EngineSkip(stored[1])
-    return None
+        skip = EngineSkip(stored[1])
+        logger.info("%s skipped: %s", where[1], skip)
+        return skip
+    result = run()
+    store.set_cursor(*where, json.dumps({"mark": mark, "at": now.isoformat()}))
+    return result
 
 
 def engine_mark(config: Config, store: Store, registry: Registry, today: date) -> str:

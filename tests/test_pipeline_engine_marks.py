@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from pydantic import SecretStr
 
 from connector import pipeline
@@ -22,6 +21,7 @@ from connector.providers.registry import installed
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.state import Store
+from support.databases import writes_during
 from support.e2e import sync_sandbox, with_credentials
 
 
@@ -45,21 +45,6 @@ def settle(config: Config, store: Store, today: date | None = None) -> None:
         if isinstance(pipeline.reconcile_and_plan_if_changed(config, store, today=today), pipeline.EngineSkip):
             return
     raise AssertionError("the engine still changes the book after three runs with nothing new")
-
-
-def writes_during(store: Store, action: Any) -> list[str]:
-    seen: list[str] = []
-
-    def listener(*args: Any) -> None:
-        if args[2].lstrip().split()[0].upper() in ("INSERT", "UPDATE", "DELETE", "WITH"):
-            seen.append(args[2])
-
-    sa.event.listen(store.engine, "before_cursor_execute", listener)
-    try:
-        action()
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", listener)
-    return seen
 
 
 def test_a_tick_with_nothing_new_writes_nothing_and_says_since_when(synced: tuple[Path, Config, Store]) -> None:

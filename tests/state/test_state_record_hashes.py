@@ -12,6 +12,7 @@ from connector.state import Store, upgrade
 from connector.state.linking import ref_views
 from connector.state.migrate import head_revision
 from connector.state.store import open_store
+from support.databases import writes_during
 from support.state_factories import SYSTEM, customer, invoice, payment
 
 EXTRAS = {"A1": {"links": {"customer": "C1"}, "hints": {}, "deleted": False, "kind": "ledger"}}
@@ -20,22 +21,6 @@ EXTRAS = {"A1": {"links": {"customer": "C1"}, "hints": {}, "deleted": False, "ki
 def row(store: Store, query: str) -> Any:
     with store.engine.connect() as connection:
         return connection.execute(sa.text(query)).one()
-
-
-def writes_during(store: Store, action: Any) -> list[str]:
-    """The INSERT, UPDATE and DELETE statements `action` sends (COPY aside)."""
-    seen: list[str] = []
-
-    def listener(*args: Any) -> None:
-        if args[2].lstrip().split()[0].upper() in ("INSERT", "UPDATE", "DELETE", "WITH"):
-            seen.append(args[2])
-
-    sa.event.listen(store.engine, "before_cursor_execute", listener)
-    try:
-        action()
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", listener)
-    return seen
 
 
 def test_a_stored_page_reads_back_as_it_was_stored_before_the_bulk_path(store: Store) -> None:

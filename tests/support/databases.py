@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from typing import Any
@@ -91,3 +91,20 @@ def sqlite_engine_in(directory: os.PathLike[str] | str) -> Iterator[sa.Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+def writes_during(store: Any, action: Callable[[], Any]) -> list[str]:
+    """The INSERT, UPDATE and DELETE statements (and WITH ... ones) `action` sends through
+    `store`'s engine (COPY aside)."""
+    seen: list[str] = []
+
+    def listener(*args: Any) -> None:
+        if args[2].lstrip().split()[0].upper() in ("INSERT", "UPDATE", "DELETE", "WITH"):
+            seen.append(args[2])
+
+    sa.event.listen(store.engine, "before_cursor_execute", listener)
+    try:
+        action()
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", listener)
+    return seen
