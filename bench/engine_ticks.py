@@ -94,13 +94,20 @@ def main() -> int:
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-ticks", type=int, default=5)
+    parser.add_argument(
+        "--keep", type=Path, help="keep the SQLite book and its config in this folder (for the report benches)"
+    )
     args = parser.parse_args()
 
     print(f"generating the {args.size} book (seed {args.seed}) ...", flush=True)
     book = with_credentials(generate(args.seed, args.size, today=date.today()).data)
     with ExitStack() as stack:
         sandbox = stack.enter_context(Sandbox(book, limits="off"))
-        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="engine-ticks-")))
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            directory = args.keep
+        else:
+            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="engine-ticks-")))
         if args.database == "sqlite":
             url = f"sqlite:///{directory / 'state.db'}"
         else:

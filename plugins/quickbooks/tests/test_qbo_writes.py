@@ -126,8 +126,24 @@ def test_429_waits_60_seconds():
     with respx.mock() as mock:
         mock.get(f"{COMPANY}/invoice/130").mock(side_effect=[throttled, answer({"Invoice": invoice()})])
         mock.post(f"{COMPANY}/payment").mock(side_effect=_created)
-        provider(sleeps).apply(_action())
+        qbo = provider(sleeps)
+        paused = _paused_by_hand(qbo)
+        qbo.apply(_action())
     assert sleeps == [60.0]
+    assert 0 < sum(paused) <= 60.0  # the realm's pause overlaps the retry's own wait, never adds a second minute
+
+
+def _paused_by_hand(qbo) -> list[float]:
+    """The limiter's account-wide pause after a 429, on a clock its naps advance (no real minute)."""
+    now, naps = [1_000.0], []
+
+    def nap(seconds: float) -> None:
+        naps.append(seconds)
+        now[0] += seconds
+
+    qbo.http.rate_limiter._clock = lambda: now[0]
+    qbo.http.rate_limiter._sleep = nap
+    return naps
 
 
 def test_401_refreshes_once_and_saves_the_rotated_token_first():
