@@ -44,8 +44,13 @@ def currency_exponent(currency: str) -> int:
         raise ValueError(f"unknown currency {currency!r} (not an ISO 4217 code)") from None
 
 
+_QUANTA: dict[str, Decimal] = {code: Decimal(1).scaleb(-exponent) for code, exponent in CURRENCY_EXPONENTS.items()}
+
+
 def normalise_currency(value: Any) -> str:
     """An upper-case ISO 4217 code; anything else raises ValueError."""
+    if value in CURRENCY_EXPONENTS:
+        return str(value)
     if not isinstance(value, str):
         raise ValueError("currency must be a three-letter ISO 4217 code")
     code = value.strip().upper()
@@ -55,7 +60,8 @@ def normalise_currency(value: Any) -> str:
 
 def quantum(currency: str) -> Decimal:
     """The smallest unit of a currency as a Decimal: 1, 0.01, 0.001."""
-    return Decimal(1).scaleb(-currency_exponent(currency))
+    found = _QUANTA.get(currency)
+    return found if found is not None else Decimal(1).scaleb(-currency_exponent(currency))
 
 
 def to_decimal(value: Any) -> Decimal:
@@ -108,6 +114,8 @@ class Money(BaseModel):
 
     @classmethod
     def zero(cls, currency: str) -> Money:
+        if currency in _QUANTA:
+            return cls._exact(_ZEROS[currency], currency)
         return cls(amount=Decimal(0), currency=currency)
 
     @classmethod
@@ -115,8 +123,25 @@ class Money(BaseModel):
         """From integer minor units (cents, yen, fils). `exponent` overrides ISO for a provider."""
         if isinstance(units, bool) or not isinstance(units, int):
             raise ValueError(f"minor units must be an integer, got {units!r}")
+        if exponent is None and currency in _QUANTA:  # exact by construction: no validation to run
+            amount = Decimal(units).scaleb(-CURRENCY_EXPONENTS[currency]).quantize(_QUANTA[currency])
+            return cls._exact(amount, currency)
         exp = currency_exponent(currency.upper()) if exponent is None else exponent
         return cls(amount=Decimal(units).scaleb(-exp), currency=currency)
+
+    @classmethod
+    def _exact(cls, amount: Decimal, currency: str) -> Money:
+        """A Money whose amount is already at `currency`'s exponent and whose currency is a
+        known upper-case code: what the arithmetic of two such Money gives, and minor units at
+        the ISO exponent. Skips the validators, whose work is done (a third of the time a
+        large book spends reading its invoices went to re-checking such amounts); the fields
+        are set as pydantic's own `model_construct` sets them."""
+        money = cls.__new__(cls)
+        object.__setattr__(money, "__dict__", {"amount": amount, "currency": currency})
+        object.__setattr__(money, "__pydantic_fields_set__", _FIELDS)
+        object.__setattr__(money, "__pydantic_extra__", None)
+        object.__setattr__(money, "__pydantic_private__", None)
+        return money
 
     def to_minor(self, exponent: int | None = None) -> int:
         """Integer minor units; refuses an amount that a coarser exponent cannot hold exactly."""
@@ -137,17 +162,17 @@ class Money(BaseModel):
 
     def __add__(self, other: Money) -> Money:
         other = self._same(other, "add")
-        return Money(amount=self.amount + other.amount, currency=self.currency)
+        return Money._exact(self.amount + other.amount, self.currency)
 
     def __sub__(self, other: Money) -> Money:
         other = self._same(other, "subtract")
-        return Money(amount=self.amount - other.amount, currency=self.currency)
+        return Money._exact(self.amount - other.amount, self.currency)
 
     def __neg__(self) -> Money:
-        return Money(amount=-self.amount, currency=self.currency)
+        return Money._exact(-self.amount, self.currency)
 
     def __abs__(self) -> Money:
-        return Money(amount=abs(self.amount), currency=self.currency)
+        return Money._exact(abs(self.amount), self.currency)
 
     def __mul__(self, factor: Decimal | int) -> Money:
         if isinstance(factor, (float, bool)) or not isinstance(factor, (Decimal, int)):
@@ -184,6 +209,10 @@ class Money(BaseModel):
 
     def __repr__(self) -> str:
         return f"Money('{self.amount}', '{self.currency}')"
+
+
+_FIELDS = frozenset({"amount", "currency"})
+_ZEROS = {code: Decimal(0).quantize(q) for code, q in _QUANTA.items()}
 
 
 def money_sum(amounts: Any, currency: str) -> Money:

@@ -81,13 +81,20 @@ def sync(
 
 
 def plan(
-    config: Config, store: Store, registry: Registry | None = None, today: date | None = None
+    config: Config,
+    store: Store,
+    registry: Registry | None = None,
+    today: date | None = None,
+    *,
+    states_current: bool = False,
 ) -> list[PlannedAction]:
     """Queue the writes each system needs, then the reminders due; returns everything derived
-    (what was queued before and still follows is derived again, never queued twice)."""
+    (what was queued before and still follows is derived again, never queued twice).
+    `states_current`: the providers' collections states were copied since the book last
+    changed (a link just ran, or its mark held), so dunning need not copy them again."""
     day = today or date.today()
     derived = queue_writes(config, store, registry, day)
-    reminders = queue_reminders(config, store, day, registry)
+    reminders = queue_reminders(config, store, day, registry, states_first=not states_current)
     derived += [PlannedAction(a, t, i, s) for a, t, i, s in reminders.actions]
     logger.info("planned %d actions with reminders", len(derived))
     return derived
@@ -96,11 +103,13 @@ def plan(
 def reconcile_and_plan(
     config: Config, store: Store, registry: Registry | None = None, *, link_first: bool = True
 ) -> tuple[ReconcileSummary, list[PlannedAction]]:
-    """What follows the pulls: link (unless the sync just did), reconcile, plan."""
+    """What follows the pulls: link (unless the sync just did), reconcile, plan. Linking
+    copies the providers' collections states (`link`), and a sync links unless nothing it
+    reads moved since the last link: either way they are current when the plan runs."""
     if link_first:
         link(config, store, registry)
     summary = run_reconciliation(config, store, registry=registry)
-    return summary, plan(config, store, registry)
+    return summary, plan(config, store, registry, states_current=True)
 
 
 # Where the engine's mark is kept: a cursor no connection can be named after.

@@ -4,7 +4,7 @@ linker found to be the same. Set-based: one statement per kind of change, all ro
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from connector.state.records import CANONICAL_TABLES, ref_kind, rowcount
 from connector.state.tables import json_text, mentions, ref_order, table
-from connector.state.upsert import dialect_name, mine
+from connector.state.upsert import dialect_name, in_chunks, mine, one_of
 
 # What points at a canonical record of each kind, and must follow it when it is merged.
 _DEPENDANTS: dict[str, list[tuple[str, str]]] = {
@@ -24,12 +24,17 @@ _CANONICAL = CANONICAL_TABLES
 
 
 def ref_views(
-    session: Session, entity_kind: str, *, linked_to: Collection[tuple[str, str]] | None = None
+    session: Session,
+    entity_kind: str,
+    *,
+    linked_to: Collection[tuple[str, str]] | None = None,
+    entity_ids: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Every ref of `entity_kind` with its system's view (`data`) and when a sync last read it
     (`seen_at`), ordered for stable output. `linked_to` (system, invoice remote id) keeps the
     refs of each system whose view may link to that invoice (`_sync.links.invoice`): a sieve
-    that keeps every such view and maybe some others, so test what it keeps."""
+    that keeps every such view and maybe some others, so test what it keeps. `entity_ids`
+    keeps the refs of those canonical records (through `ix_refs_entity`)."""
     refs = table("refs")
     query = (
         sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.entity_id, refs.c.data, refs.c.seen_at)
@@ -40,8 +45,17 @@ def ref_views(
         sieve = [sa.and_(refs.c.system == s, _may_link(session, refs, v)) for s, v in sorted(linked_to)]
         # the refs of the kind through `ix_refs_entity`, not all the systems' refs in key order
         query = query.where(sa.or_(*sieve) if sieve else sa.false()).order_by(None).order_by(*ref_order(refs))
+    if entity_ids is None:
+        return _view_rows(session.execute(query))
     rows = []
-    for system, object_type, remote_id, entity_id, data, seen_at in session.execute(query):
+    for chunk in in_chunks(session, sorted(entity_ids)):
+        rows += _view_rows(session.execute(query.where(one_of(session, refs.c.entity_id, chunk))))
+    return sorted(rows, key=lambda r: (r["system"], r["object_type"], r["remote_id"]))
+
+
+def _view_rows(result: Iterable[Any]) -> list[dict[str, Any]]:
+    rows = []
+    for system, object_type, remote_id, entity_id, data, seen_at in result:
         if isinstance(data, str):
             data = json.loads(data)
         rows.append(
@@ -99,6 +113,13 @@ def merge_entities(session: Session, entity_kind: str, merges: Sequence[tuple[st
         sa.delete(canonical).where(mine(session, canonical), canonical.c.id == sa.bindparam("member")),
         [{"member": m} for m, _, _ in merges],
     )
+
+
+def without_customer(session: Session, entity_kind: str) -> set[str]:
+    """The canonical invoices or payments that have no customer yet (`fill_customer_ids`)."""
+    rows = table(_CANONICAL[entity_kind])
+    query = sa.select(rows.c.id).where(mine(session, rows), rows.c.customer_id.is_(None))
+    return {entity_id for (entity_id,) in session.execute(query)}
 
 
 def fill_customer_ids(session: Session, entity_kind: str, customer_of: dict[str, str]) -> int:

@@ -353,7 +353,8 @@ def refs_for(session: Session, entity_kind: str, entity_ids: Sequence[str]) -> d
     found: dict[str, list[Ref]] = {entity_id: [] for entity_id in entity_ids}
     for chunk in in_chunks(session, entity_ids):
         query = (
-            sa.select(*(column for column in refs.c if column.name != "raw"))  # not the payloads: megabytes
+            # what a Ref holds: not the stored views (a JSON parse each) nor the raw payloads
+            sa.select(refs.c.entity_id, refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.remote_updated_at)
             .where(mine(session, refs), refs.c.entity_kind == entity_kind, one_of(session, refs.c.entity_id, chunk))
             .order_by(*ref_order(refs))
         )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from connector import redaction
 from connector.cli import main
 
 # The processes the tests start (`connector apply` killed and started again, serve workers,
@@ -41,3 +42,11 @@ def run_cli(capsys, monkeypatch, tmp_path):
         return CliResult(code, out, err)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _secrets_registered_by_this_test_only(monkeypatch):
+    """Each test masks only the secrets it registered itself: the registry is the process's,
+    and a fixture's client secret "secret" would otherwise mask "keys/secret_key" in a later
+    test's message on the same worker."""
+    monkeypatch.setattr(redaction, "_secrets", set())

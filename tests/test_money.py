@@ -78,3 +78,23 @@ def test_currency_codes_are_normalised_and_exponents_known():
 def test_money_serialises_as_exact_strings():
     assert Money.of("12.340", "KWD").model_dump(mode="json") == {"amount": "12.340", "currency": "KWD"}
     assert Money.model_validate_json('{"amount": "5000", "currency": "JPY"}') == Money.of(5000, "JPY")
+
+
+@pytest.mark.parametrize("currency", ["EUR", "JPY", "KWD", "CLF"])
+@pytest.mark.parametrize("units", [0, 1, -7, 123_456_789, 10**20])
+def test_money_made_without_validation_is_the_validated_money(currency, units):
+    """Minor units and the sums of Money skip the validators (their work is done): the result
+    must print, compare, hash and serialise exactly as the validated Money of that amount."""
+    exponent = {"EUR": 2, "JPY": 0, "KWD": 3, "CLF": 4}[currency]
+    validated = Money(amount=Decimal(units).scaleb(-exponent), currency=currency)
+    for fast in (
+        Money.from_minor(units, currency),
+        Money.from_minor(units + 5, currency) - Money.from_minor(5, currency),
+        Money.zero(currency) + Money.from_minor(units, currency),
+        abs(Money.from_minor(-abs(units), currency)) if units >= 0 else -Money.from_minor(-units, currency),
+    ):
+        assert (str(fast), fast.model_dump_json()) == (str(validated), validated.model_dump_json())
+        assert fast == validated and hash(fast) == hash(validated)
+    assert str(Money.zero(currency)) == str(Money.of("0", currency))
+    with pytest.raises(ValidationError):
+        Money.from_minor(units, currency).amount = Decimal(1)  # still frozen

@@ -353,11 +353,15 @@ def _number(facts: Any, invoice_id: str) -> str:
     return (invoice.number if invoice is not None else None) or invoice_id
 
 
-def queue(config: Config, store: Store, as_of: date, registry: Registry | None = None) -> DunningPlan:
+def queue(
+    config: Config, store: Store, as_of: date, registry: Registry | None = None, *, states_first: bool = True
+) -> DunningPlan:
     """Plan reminders, queue their actions, flag escalated invoices, audit the decisions, the
     follow-ups for a person and the skips. Nothing here marks anyone reminded: that happens
-    when the reminder's action is done."""
-    apply_provider_states(config, store, registry)
+    when the reminder's action is done. `states_first` copies the providers' collections
+    states first (`apply_provider_states`); the engine, which has just linked, says False."""
+    if states_first:
+        apply_provider_states(config, store, registry)
     plan = build_plan(config, store, as_of, registry)
     day = as_of.isoformat()
     with store.session() as session:

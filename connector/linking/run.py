@@ -75,9 +75,11 @@ def link_all(config: Config, store: Store, registry: Registry | None = None) -> 
     report = LinkReport()
     with store.session() as session:
         state_linking.stamp_kinds(session, {name: kind for name, (kind, _) in systems.items()})
-        customers = _views(state_linking.ref_views(session, "customer"), systems)
+        customer_views = state_linking.ref_views(session, "customer")
+        customers = _views(customer_views, systems)
         report.links["customer"] = _apply(session, "customer", link_customers(customers))
-        customer_rows = state_linking.ref_views(session, "customer")
+        # read again only when a merge moved refs to other customers
+        customer_rows = state_linking.ref_views(session, "customer") if report.links["customer"] else customer_views
         # what each stored invoice view calls its customer -> that customer's canonical id now
         customer_of = {str(row["data"].get("id")): row["entity_id"] for row in customer_rows}
         customer_by_ref = {(row["system"], row["remote_id"]): row["entity_id"] for row in customer_rows}
@@ -93,9 +95,13 @@ def _fill_customers(
     session: Any, systems: dict[str, tuple[str, int]], customer_by_ref: dict[tuple[str, str], str]
 ) -> None:
     """Invoices and payments stored before their customer get the customer their systems name:
-    the most trusted system's word (its rank), never the first system by name."""
+    the most trusted system's word (its rank), never the first system by name. Only the
+    records without a customer are read (once every record has one, none is)."""
     for kind in ("invoice", "payment"):
-        views = _views(state_linking.ref_views(session, kind), systems)
+        missing = state_linking.without_customer(session, kind)
+        if not missing:
+            continue
+        views = _views(state_linking.ref_views(session, kind, entity_ids=missing), systems)
         found: dict[str, str] = {}
         for view in sorted(views, key=lambda v: (-v.rank, v.kind != "ledger", v.system, v.object_type, v.remote_id)):
             remote = view.links.get("customer")

@@ -442,8 +442,9 @@ def _reverse_money_that_left(
     for entry in sent:
         if entry.action.kind == "record_payment" and entry.subject_id:
             paid_by[entry.subject_id] = why_money_left(left[backing.payment_of(entry) or ""])
+    invoice_of_view = _invoice_of_view(facts)
     for payment_id, payment in sorted(left.items()):
-        for invoice_id in _invoices_named(facts, payment_id):
+        for invoice_id in _invoices_named(facts, invoice_of_view, payment_id):
             paid_by.setdefault(invoice_id, why_money_left(payment))
     marked = [
         (e, paid_by[e.subject_id or ""])
@@ -490,14 +491,18 @@ def _reverse_money_that_left(
     return any(queued), marked
 
 
-def _invoices_named(facts: Facts, payment_id: str) -> set[str]:
+def _invoice_of_view(facts: Facts) -> dict[tuple[str, str], str]:
+    """(system, remote id) of each stored invoice view -> our invoice id."""
+    return {(v.system, v.remote_id): i for i, views in facts.invoice_views.items() for v in views}
+
+
+def _invoices_named(facts: Facts, invoice_of_view: dict[tuple[str, str], str], payment_id: str) -> set[str]:
     """The invoices the payment's own records name (a charge's gateway invoice, a ledger
-    payment's invoice)."""
-    by_remote = {(v.system, v.remote_id): i for i, views in facts.invoice_views.items() for v in views}
+    payment's invoice); `invoice_of_view` from `_invoice_of_view`."""
     out = set()
     for view in facts.payment_views.get(payment_id, []):
         link = ((view.data.get("_sync") or {}).get("links") or {}).get("invoice")
-        found = by_remote.get((view.system, str(link))) if link else None
+        found = invoice_of_view.get((view.system, str(link))) if link else None
         if found is not None:
             out.add(found)
     return out
