@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Generic, Literal, Protocol, Self, TypeVar
 
 import sqlalchemy as sa
@@ -31,7 +31,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from connector.errors import StateError
-from connector.model import Customer, Invoice, InvoiceLine, Payment, Ref
+from connector.model import Customer, Invoice, InvoiceLine, Payment, PaymentPlan, Ref
+from connector.money import Money
 from connector.state import convert
 from connector.state.raw import pack, raw_json
 from connector.state.tables import ref_order, table
@@ -697,6 +698,42 @@ def list_invoices(
     lines = _lines_for(session, invoice_ids)
     refs = refs_for(session, "invoice", invoice_ids)
     return [convert.invoice_from(r, lines[r["id"]], refs[r["id"]]) for r in rows]
+
+
+@dataclass(frozen=True)
+class InvoiceState:
+    """What the collections states of a receivable are copied onto, and read from: its
+    finance-owned columns, and the total and due date a plan in words is laid over."""
+
+    id: str
+    number: str | None
+    total: Money
+    due_date: date | None
+    disputed: bool
+    promise_to_pay: date | None
+    payment_plan: PaymentPlan | None
+
+
+def receivable_states(session: Session) -> list[InvoiceState]:
+    """`InvoiceState` of every receivable (as `list_invoices(receivable=True)` selects them),
+    from its own row alone: no lines, no refs (a tenth of reading the invoices whole)."""
+    invoices = table("invoices")
+    columns = ("id", "number", "currency", "total_minor", "due_date", "disputed", "promise_to_pay", "payment_plan")
+    query = sa.select(*(invoices.c[c] for c in columns)).where(mine(session, invoices)).order_by(invoices.c.id)
+    if (only := _receivable(session, invoices)) is not None:
+        query = query.where(only)
+    return [
+        InvoiceState(
+            id=row["id"],
+            number=row["number"],
+            total=convert.money_of(row["total_minor"], row["currency"]),
+            due_date=row["due_date"],
+            disputed=row["disputed"],
+            promise_to_pay=row["promise_to_pay"],
+            payment_plan=None if row["payment_plan"] is None else PaymentPlan.model_validate(row["payment_plan"]),
+        )
+        for row in session.execute(query).mappings()
+    ]
 
 
 def _lines_for(session: Session, invoice_ids: Sequence[str]) -> dict[str, list[InvoiceLine]]:

@@ -183,6 +183,11 @@ class Store:
         with self._tx(session) as s:
             return records.list_invoices(s, receivable=True, **filters)
 
+    def receivable_states(self, session: Session | None = None) -> list[records.InvoiceState]:
+        """The collections-state columns of every receivable, without its lines and refs."""
+        with self._tx(session) as s:
+            return records.receivable_states(s)
+
     def get_customer(self, customer_id: str, session: Session | None = None) -> Customer | None:
         with self._tx(session) as s:
             found = records.list_customers(s, ids=[customer_id])

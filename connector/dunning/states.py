@@ -17,11 +17,11 @@ from pydantic import ValidationError
 from connector.config import Config
 from connector.connections import system_ranks
 from connector.dunning.policy import plan_from_terms
-from connector.model import Invoice, PaymentPlan
+from connector.model import PaymentPlan
 from connector.providers.registry import Registry
 from connector.state import linking as state_linking
 from connector.state.bookkeeping import audit, audit_entries
-from connector.state.records import set_finance_owned
+from connector.state.records import InvoiceState, set_finance_owned
 from connector.state.store import Store
 
 logger = logging.getLogger(__name__)
@@ -71,8 +71,8 @@ def apply_provider_states(config: Config, store: Store, registry: Registry | Non
         finance = set_by_finance(session)
         invoice_views = _views_by_entity(state_linking.ref_views(session, "invoice"), ranks)
         customer_views = _views_by_entity(state_linking.ref_views(session, "customer"), ranks)
-        for invoice in store.list_receivables(session=session):
-            views = invoice_views.get(invoice.id or "", [])
+        for invoice in store.receivable_states(session=session):
+            views = invoice_views.get(invoice.id, [])
             stated = {
                 "disputed": _first(views, lambda data: True if data.get("disputed") is True else None, default=False),
                 "promise_to_pay": _first(views, lambda data: _date(data.get("promise_to_pay"))),
@@ -83,9 +83,7 @@ def apply_provider_states(config: Config, store: Store, registry: Registry | Non
                 "promise_to_pay": invoice.promise_to_pay,
                 "payment_plan": invoice.payment_plan,
             }
-            changed += _apply(
-                session, "invoice", invoice.id or "", invoice.number or invoice.id or "?", stated, current, finance
-            )
+            changed += _apply(session, "invoice", invoice.id, invoice.number or invoice.id, stated, current, finance)
         for customer in store.list_customers(session=session):
             views = customer_views.get(customer.id or "", [])
             stated = {"paused": _first(views, lambda data: True if data.get("paused") is True else None, default=False)}
@@ -120,7 +118,7 @@ def _date(value: Any) -> date | None:
         return None
 
 
-def _stated_plan(data: dict[str, Any], invoice: Invoice) -> PaymentPlan | None:
+def _stated_plan(data: dict[str, Any], invoice: InvoiceState) -> PaymentPlan | None:
     """A plan a mapping gives whole (`payment_plan`), or in words as a hint ("3 monthly
     instalments", from the first instalment on the invoice's due date over its total)."""
     if data.get("payment_plan"):

@@ -1,0 +1,74 @@
+"""One full engine pass over a stored book, stage by stage: where a reconcile-and-plan goes.
+
+    .venv/bin/python bench/engine_stages.py CONFIG [--stages link,states,reconcile,writes,reminders]
+
+CONFIG is the `connector.toml` of a book already synced, e.g. the one `bench/engine_ticks.py
+--size large --keep DIR` leaves in DIR (copy its `state.db` first: the pass writes to the book,
+as the service's would). Runs, in this process and in this order, what one pass of
+`pipeline.reconcile_and_plan` runs: linking (`link_all`), the providers' collections states,
+reconciliation, the writes' plan and the reminders' plan; prints per stage its wall seconds,
+CPU seconds and the process's peak RSS so far. No provider is called.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)]
+
+from connector.config import load_config  # noqa: E402
+from connector.dunning.run import queue as queue_reminders  # noqa: E402
+from connector.dunning.states import apply_provider_states  # noqa: E402
+from connector.linking.run import link_all  # noqa: E402
+from connector.providers.registry import installed  # noqa: E402
+from connector.reconcile.run import run_reconciliation  # noqa: E402
+from connector.state import open_store  # noqa: E402
+from connector.writeback.apply import queue_writes  # noqa: E402
+
+STAGES = ("link", "states", "reconcile", "writes", "reminders")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)}")
+    args = parser.parse_args()
+    chosen = [s for s in args.stages.split(",") if s]
+    unknown = [s for s in chosen if s not in STAGES]
+    if unknown:
+        parser.error(f"unknown stage {unknown[0]!r} (valid: {', '.join(STAGES)})")
+    config = load_config(args.config)
+    store = open_store(config.database_url)
+    registry = installed()
+    today = date.today()
+    run: dict[str, Callable[[], Any]] = {
+        "link": lambda: link_all(config, store, registry),
+        "states": lambda: apply_provider_states(config, store, registry),
+        "reconcile": lambda: run_reconciliation(config, store, registry=registry),
+        "writes": lambda: queue_writes(config, store, registry, today),
+        # as the engine runs it: the states were copied after linking
+        "reminders": lambda: queue_reminders(config, store, today, registry, states_first="states" not in chosen),
+    }
+    print("| stage | wall | CPU | peak RSS so far |\n|---|---|---|---|", flush=True)
+    total_wall = total_cpu = 0.0
+    for stage in chosen:
+        wall, cpu = time.perf_counter(), time.process_time()
+        run[stage]()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        total_wall, total_cpu = total_wall + wall, total_cpu + cpu
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"| {stage} | {wall:.1f} s | {cpu:.1f} s | {peak:,.0f} MiB |", flush=True)
+    print(f"| whole pass | {total_wall:.1f} s | {total_cpu:.1f} s | |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
