@@ -8,12 +8,20 @@ as the service's would). Runs, in this process and in this order, what one pass 
 `pipeline.reconcile_and_plan` runs: linking (`link_all`), the providers' collections states,
 reconciliation, the writes' plan and the reminders' plan; prints per stage its wall seconds,
 CPU seconds and the process's peak RSS so far. No provider is called.
+
+`--ticks N` then runs up to N engine ticks as `connector serve` runs them
+(`pipeline.reconcile_and_plan_if_changed`, without the pulls), each in a child process of its
+own (its peak RSS is its own), until one skips: what a tick with nothing new costs once the
+engine has settled.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -35,11 +43,43 @@ from connector.writeback.apply import queue_writes  # noqa: E402
 
 STAGES = ("link", "states", "reconcile", "writes", "reminders")
 
+TICK = """
+import json, sys, time
+from connector import pipeline
+from connector.config import load_config
+from connector.state import open_store
+config = load_config(sys.argv[1])
+store = open_store(config.database_url)
+started, cpu = time.perf_counter(), time.process_time()
+done = pipeline.reconcile_and_plan_if_changed(config, store)
+print(json.dumps({
+    "engine_s": time.perf_counter() - started,
+    "engine_cpu": time.process_time() - cpu,
+    "engine": "skipped" if isinstance(done, pipeline.EngineSkip) else "ran",
+}))
+"""
+
+
+def tick(config: Path) -> tuple[dict[str, Any], float, float, int]:
+    """One engine tick in a child process: its report, wall and CPU seconds, peak RSS in bytes."""
+    started = time.perf_counter()
+    # bytecode cached, as an installed connector has it (this machine sets PYTHONDONTWRITEBYTECODE)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    process = subprocess.Popen([sys.executable, "-c", TICK, str(config)], stdout=subprocess.PIPE, env=env)
+    assert process.stdout is not None
+    out = process.stdout.read().decode()
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"the tick failed (exit {os.waitstatus_to_exitcode(status)})")
+    report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return report, time.perf_counter() - started, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("config", type=Path)
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)}")
+    parser.add_argument("--ticks", type=int, default=0, help="then up to N engine ticks, until one skips")
     args = parser.parse_args()
     chosen = [s for s in args.stages.split(",") if s]
     unknown = [s for s in chosen if s not in STAGES]
@@ -67,6 +107,18 @@ def main() -> int:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"| {stage} | {wall:.1f} s | {cpu:.1f} s | {peak:,.0f} MiB |", flush=True)
     print(f"| whole pass | {total_wall:.1f} s | {total_cpu:.1f} s | |")
+    if args.ticks:
+        print("\n| tick | engine | engine wall | engine CPU | process wall | process CPU | peak RSS |")
+        print("|---|---|---|---|---|---|---|", flush=True)
+    for n in range(1, args.ticks + 1):
+        report, wall, cpu, rss = tick(args.config)
+        print(
+            f"| {n} | {report['engine']} | {report['engine_s']:.2f} s | {report['engine_cpu']:.2f} s "
+            f"| {wall:.1f} s | {cpu:.1f} s | {rss / 2**20:,.0f} MiB |",
+            flush=True,
+        )
+        if report["engine"] == "skipped":
+            break
     return 0
 
 

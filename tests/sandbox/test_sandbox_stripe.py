@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from support.sandbox_books import T0, book, stripe_book
 from support.sandbox_harness import effects, running, stripe
 
@@ -82,6 +84,26 @@ def test_the_same_idempotency_key_replays_the_first_answer_and_applies_once():
     assert len(paid_events) == 1
     assert effects(sandbox, "stripe").count("marked invoice in_0001 paid out of band") == 1
     assert effects(sandbox, "stripe")[1] == "replayed"
+
+
+def test_a_request_cut_off_before_its_body_ends_does_nothing_and_its_key_stays_free():
+    """A writer killed while sending: the sandbox, like Stripe, acts on no part of a request,
+    so the writer's retry with the same key is the first request under it, not a mismatch."""
+    with running(book()) as sandbox, stripe(sandbox) as client:
+        host, port = sandbox.url("stripe").split("//")[1].split("/")[0].split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as cut:
+            cut.sendall(
+                b"POST /stripe/v1/invoices/in_0001/pay HTTP/1.1\r\nHost: sandbox\r\n"
+                b"Authorization: Bearer sk_test_sandbox\r\nIdempotency-Key: ar-cut\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 21\r\n\r\npaid_out"
+            )
+            cut.shutdown(socket.SHUT_WR)
+            assert cut.recv(1024) == b""  # closed without an answer
+        retry = client.post(
+            "/v1/invoices/in_0001/pay", data={"paid_out_of_band": "true"}, headers={"Idempotency-Key": "ar-cut"}
+        )
+    assert retry.status_code == 200 and "Idempotent-Replayed" not in retry.headers
+    assert effects(sandbox, "stripe").count("marked invoice in_0001 paid out of band") == 1
 
 
 def test_an_error_answer_is_replayed_too():
