@@ -387,6 +387,9 @@ def queue(
                 },
                 reminder.text,
             )
+        step_of: dict[str, int] = {}  # customer -> the step of its first reminder
+        for reminder in plan.reminders:
+            step_of.setdefault(reminder.customer_id, reminder.step.days)
         for follow_up in plan.follow_ups:
             action = {"late_fee": "late_fee_proposed", "escalation": "escalated", "unsent": "reminder_unsent"}[
                 follow_up.kind
@@ -394,7 +397,7 @@ def queue(
             subject_type, subject_id = (
                 ("invoice", follow_up.invoice_id) if follow_up.invoice_id else ("customer", follow_up.customer_id)
             )
-            step = next((r.step.days for r in plan.reminders if r.customer_id == follow_up.customer_id), None)
+            step = step_of.get(follow_up.customer_id)
             if (action, subject_id, (step, day)) in seen:
                 continue
             inputs: dict[str, Any] = {
