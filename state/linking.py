@@ -53,6 +53,19 @@ def ref_views(
     return sorted(rows, key=lambda r: (r["system"], r["object_type"], r["remote_id"]))
 
 
+def entities_by_remote(session: Session, entity_kind: str) -> dict[tuple[str, str], str]:
+    """(system, remote id) -> canonical id of every linked ref of `entity_kind`: what
+    `ref_views` gives without reading (and decoding) a single view; in its order, so that of two
+    object types with one remote id in a system the same one wins."""
+    refs = table("refs")
+    query = (
+        sa.select(refs.c.system, refs.c.remote_id, refs.c.entity_id)
+        .where(mine(session, refs), refs.c.entity_kind == entity_kind, refs.c.entity_id.is_not(None))
+        .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
+    )
+    return {(system, remote_id): entity_id for system, remote_id, entity_id in session.execute(query)}
+
+
 def _view_rows(result: Iterable[Any]) -> list[dict[str, Any]]:
     rows = []
     for system, object_type, remote_id, entity_id, data, seen_at in result:

@@ -412,7 +412,7 @@ def ledger_withdrawn(store: Store, invoice_ids: Collection[str] | None = None) -
         if invoice_ids is not None:
             return _withdrawn(*_neighbourhood(store, session, invoice_ids))
         views = _views(session, "payment")
-        invoices = {(v["system"], v["remote_id"]): v["entity_id"] for v in _views(session, "invoice")}
+        invoices = state_linking.entities_by_remote(session, "invoice")
         reversed_parts = decisions.reversed_ledger_payments(session)
         recorded = [s.allocation for s in decisions.load_allocations(session, status="applied")]
         payments = {p.id: p for p in store.list_payments(session=session)}
