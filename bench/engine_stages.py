@@ -52,16 +52,21 @@ config = load_config(sys.argv[1])
 store = open_store(config.database_url)
 started, cpu = time.perf_counter(), time.process_time()
 done = pipeline.reconcile_and_plan_if_changed(config, store)
+peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(json.dumps({
     "engine_s": time.perf_counter() - started,
     "engine_cpu": time.process_time() - cpu,
     "engine": "skipped" if isinstance(done, pipeline.EngineSkip) else "ran",
+    "peak_bytes": int(peak.split()[1]) * 1024,
 }))
 """
 
 
 def tick(config: Path) -> tuple[dict[str, Any], float, float, int]:
-    """One engine tick in a child process: its report, wall and CPU seconds, peak RSS in bytes."""
+    """One engine tick in a child process: its report, wall and CPU seconds, peak RSS in bytes.
+    The peak is the child's own high-water mark (`VmHWM`, from its new address space): Linux
+    keeps `ru_maxrss` across exec, so a child forked from this process, which may hold the book
+    of the stages run, would report this process's size."""
     started = time.perf_counter()
     # bytecode cached, as an installed connector has it (this machine sets PYTHONDONTWRITEBYTECODE)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -72,7 +77,7 @@ def tick(config: Path) -> tuple[dict[str, Any], float, float, int]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"the tick failed (exit {os.waitstatus_to_exitcode(status)})")
     report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return report, time.perf_counter() - started, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+    return report, time.perf_counter() - started, usage.ru_utime + usage.ru_stime, report["peak_bytes"]
 
 
 def main() -> int:
