@@ -67,12 +67,34 @@ print(json.dumps({
 """
 
 
+# Runs `python -m MODULE ...` or `python -c CODE ...` and writes the process's own peak RSS
+# (`VmHWM`: its address space's high-water mark) to stderr as it exits. Linux keeps `ru_maxrss`
+# across exec, so a child forked from this bench, which holds the generated book and the sandbox
+# (gigabytes for the large book), would otherwise report the bench's size.
+PEAK = """
+import atexit, runpy, sys
+def _peak():
+    line = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+    print(f"VmHWM-bytes {int(line.split()[1]) * 1024}", file=sys.stderr)
+atexit.register(_peak)
+mode, target, *rest = sys.argv[1:]
+if mode == "-m":
+    sys.argv = [target, *rest]
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
+else:
+    sys.argv = ["-c", *rest]
+    exec(compile(target, "<string>", "exec"), {"__name__": "__main__"})
+"""
+
+
 def child(command: list[str]) -> tuple[float, float, int, str]:
-    """Run `command`; its wall seconds, CPU seconds, peak RSS in bytes and standard output."""
+    """Run `command` (`python -m ...` or `python -c ...`); its wall seconds, CPU seconds, peak
+    RSS in bytes (its own: `PEAK`) and standard output."""
     started = time.perf_counter()
     # bytecode cached, as an installed connector has it (this machine sets PYTHONDONTWRITEBYTECODE)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    python, *args = command
+    process = subprocess.Popen([python, "-c", PEAK, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     assert process.stdout is not None and process.stderr is not None
     out = process.stdout.read().decode()
     err = process.stderr.read().decode()
@@ -81,7 +103,10 @@ def child(command: list[str]) -> tuple[float, float, int, str]:
     wall = time.perf_counter() - started
     if process.returncode not in (0,):
         raise SystemExit(f"{' '.join(command[-3:])} exited {process.returncode}: {err.strip()[-2000:]}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, out
+    peak = [line for line in err.splitlines() if line.startswith("VmHWM-bytes ")]
+    if not peak:
+        raise SystemExit(f"{' '.join(command[-3:])} did not report its peak RSS: {err.strip()[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, int(peak[-1].split()[1]), out
 
 
 def mib(n: int) -> str:
