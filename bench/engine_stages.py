@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -30,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from engine_ticks import child  # noqa: E402
 
 from connector.config import load_config  # noqa: E402
 from connector.dunning.run import queue as queue_reminders  # noqa: E402
@@ -43,6 +43,8 @@ from connector.writeback.apply import queue_writes  # noqa: E402
 
 STAGES = ("link", "states", "reconcile", "writes", "reminders")
 
+# One tick as `connector serve` runs it, without the pulls; run by `engine_ticks.child`, which
+# has the child report its own peak RSS.
 TICK = """
 import json, sys, time
 from connector import pipeline
@@ -52,32 +54,12 @@ config = load_config(sys.argv[1])
 store = open_store(config.database_url)
 started, cpu = time.perf_counter(), time.process_time()
 done = pipeline.reconcile_and_plan_if_changed(config, store)
-peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(json.dumps({
     "engine_s": time.perf_counter() - started,
     "engine_cpu": time.process_time() - cpu,
     "engine": "skipped" if isinstance(done, pipeline.EngineSkip) else "ran",
-    "peak_bytes": int(peak.split()[1]) * 1024,
 }))
 """
-
-
-def tick(config: Path) -> tuple[dict[str, Any], float, float, int]:
-    """One engine tick in a child process: its report, wall and CPU seconds, peak RSS in bytes.
-    The peak is the child's own high-water mark (`VmHWM`, from its new address space): Linux
-    keeps `ru_maxrss` across exec, so a child forked from this process, which may hold the book
-    of the stages run, would report this process's size."""
-    started = time.perf_counter()
-    # bytecode cached, as an installed connector has it (this machine sets PYTHONDONTWRITEBYTECODE)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    process = subprocess.Popen([sys.executable, "-c", TICK, str(config)], stdout=subprocess.PIPE, env=env)
-    assert process.stdout is not None
-    out = process.stdout.read().decode()
-    _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"the tick failed (exit {os.waitstatus_to_exitcode(status)})")
-    report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return report, time.perf_counter() - started, usage.ru_utime + usage.ru_stime, report["peak_bytes"]
 
 
 def main() -> int:
@@ -116,7 +98,8 @@ def main() -> int:
         print("\n| tick | engine | engine wall | engine CPU | process wall | process CPU | peak RSS |")
         print("|---|---|---|---|---|---|---|", flush=True)
     for n in range(1, args.ticks + 1):
-        report, wall, cpu, rss = tick(args.config)
+        wall, cpu, rss, out = child([sys.executable, "-c", TICK, str(args.config)])
+        report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         print(
             f"| {n} | {report['engine']} | {report['engine_s']:.2f} s | {report['engine_cpu']:.2f} s "
             f"| {wall:.1f} s | {cpu:.1f} s | {rss / 2**20:,.0f} MiB |",
