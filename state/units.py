@@ -204,6 +204,10 @@ def claim(
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(of=work, skip_locked=True)
     candidates = session.execute(query).all()
+    # The start is read after the candidates: on PostgreSQL a pull may finish (its success
+    # stamped with its own earlier clock read) between `now` and the query that saw it done,
+    # and a reconcile stamped with `now` would seem to have started before that pull ended.
+    started = utcnow()
     held = {str(owner) for _, owner in candidates if owner is not None and owner != worker}
     beats = {b.worker: b for b in workers(session, held)} if held else {}
     claimed: list[Unit] = []
@@ -211,7 +215,7 @@ def claim(
         result = session.execute(
             sa.update(work)
             .where(work.c.unit == unit, due)
-            .values(owner=worker, lease_until=now + lease, last_started_at=now)
+            .values(owner=worker, lease_until=started + lease, last_started_at=started)
             .returning(
                 work.c.unit,
                 work.c.kind,

@@ -13,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from connector.state import Store
+from connector.state import Store, open_store
 from connector.state import units as work
+from support.databases import pg_engine_in_temporary_schema, postgres_url_or_fail
 
 LEASE = timedelta(minutes=10)
 PULL = "pull:gateway:charges"
@@ -92,6 +93,38 @@ def test_the_reconcile_waits_until_every_pull_of_the_tick_is_done(store: Store, 
     with store.session() as session:
         assert work.pulls_pending(session) == 0
     assert [u.unit for u in claim(store, "host:2", "reconcile")] == [RECONCILE]
+
+
+@pytest.mark.postgres
+def test_a_reconcile_claimed_as_the_last_pull_finishes_is_stamped_after_it() -> None:
+    """On PostgreSQL a pull can finish while another worker is claiming the reconcile (between
+    the claim's first clock read and its query). The reconcile may then start (the pull is
+    done), and its recorded start must not read as earlier than that pull's success: the
+    service's own order check and anyone reading the units would see a plan made before its
+    data arrived. SQLite serialises the two (`BEGIN IMMEDIATE`), so only PostgreSQL can race."""
+    with pg_engine_in_temporary_schema(postgres_url_or_fail()) as engine:
+        store = open_store(engine)
+        setup_units(store, 1000)
+        claimed_after_the_pull(store)
+
+
+def claimed_after_the_pull(store: Store) -> None:
+    [pulling] = claim(store, "host:1")
+    finished: list[bool] = []
+
+    def pull_finishes_meanwhile(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        if not finished and "FOR UPDATE" in statement:
+            finished.append(finish(store, pulling, "host:1"))  # another connection, committed
+
+    sa.event.listen(store.engine, "before_cursor_execute", pull_finishes_meanwhile)
+    try:
+        [reconcile] = claim(store, "host:2", "reconcile")
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", pull_finishes_meanwhile)
+    assert finished == [True] and reconcile.unit == RECONCILE
+    pull_done, reconcile_started = row(store, PULL)["last_success_at"], row(store, RECONCILE)["last_started_at"]
+    assert pull_done is not None and reconcile_started is not None
+    assert reconcile_started >= pull_done
 
 
 def test_a_webhook_during_a_pull_makes_the_unit_due_again_after_it(store: Store, clock: list[datetime]) -> None:
