@@ -3,6 +3,11 @@
 Rows are plain dicts keyed by column name, ready for set-based INSERTs; reading goes the
 other way from SQLAlchemy row mappings. Money becomes (minor units, currency) and comes back
 exact; non-money decimals (quantity, unit price) travel as decimal strings.
+
+Records read back are built without pydantic's validation (`connector.unchecked`): the store
+wrote them from validated models (validation happens at the edges: mapping and decisions), and
+at a book's size validating them again on every read was most of the cost of reading. A test
+holds every record read equal to the same record validated (`tests/state/test_state_records.py`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from sqlalchemy import RowMapping
 
 from connector.model import Customer, Invoice, InvoiceLine, Payment, PaymentPlan, Ref
 from connector.money import Money
+from connector.unchecked import builder
 
 
 def minor(money: Money | None) -> int | None:
@@ -52,16 +58,20 @@ def customer_row(customer: Customer, now: datetime) -> dict[str, Any]:
     }
 
 
+_CUSTOMER_FIELDS = ("id", "name", "emails", "billing_contact", "payment_terms_days", "credit_limit", "paused", "refs")
+_build_customer = builder(Customer, *_CUSTOMER_FIELDS)
+
+
 def customer_from(row: RowMapping, refs: list[Ref]) -> Customer:
-    return Customer(
-        id=row["id"],
-        name=row["name"],
-        emails=row["emails"] or [],
-        billing_contact=row["billing_contact"],
-        payment_terms_days=row["payment_terms_days"],
-        credit_limit=money(row["credit_limit_minor"], row["credit_limit_currency"]),
-        paused=row["paused"],
-        refs=refs,
+    return _build_customer(
+        row["id"],
+        row["name"],
+        row["emails"] or [],
+        row["billing_contact"],
+        row["payment_terms_days"],
+        money(row["credit_limit_minor"], row["credit_limit_currency"]),
+        row["paused"],
+        refs,
     )
 
 
@@ -106,39 +116,65 @@ def line_rows(invoice: Invoice) -> list[dict[str, Any]]:
     ]
 
 
+_build_line = builder(InvoiceLine, "description", "quantity", "unit_price", "amount", "tax")
+
+
 def line_from(row: RowMapping) -> InvoiceLine:
     unit_price = row["unit_price"]
-    return InvoiceLine(
-        description=row["description"],
-        quantity=Decimal(row["quantity"]),
-        unit_price=None if unit_price is None else Decimal(unit_price),
-        amount=money_of(row["amount_minor"], row["currency"]),
-        tax=money(row["tax_minor"], row["currency"]),
+    return _build_line(
+        row["description"],
+        Decimal(row["quantity"]),
+        None if unit_price is None else Decimal(unit_price),
+        money_of(row["amount_minor"], row["currency"]),
+        money(row["tax_minor"], row["currency"]),
     )
+
+
+_INVOICE_FIELDS = (
+    "id",
+    "number",
+    "customer_id",
+    "currency",
+    "issue_date",
+    "due_date",
+    "lines",
+    "subtotal",
+    "tax",
+    "total",
+    "amount_paid",
+    "amount_credited",
+    "status",
+    "disputed",
+    "promise_to_pay",
+    "payment_plan",
+    "in_collections",
+    "refs",
+)
+_build_invoice = builder(Invoice, *_INVOICE_FIELDS)
 
 
 def invoice_from(row: RowMapping, lines: list[InvoiceLine], refs: list[Ref]) -> Invoice:
     cur = row["currency"]
     plan = row["payment_plan"]
-    return Invoice(
-        id=row["id"],
-        number=row["number"],
-        customer_id=row["customer_id"],
-        currency=cur,
-        issue_date=row["issue_date"],
-        due_date=row["due_date"],
-        lines=lines,
-        subtotal=money_of(row["subtotal_minor"], cur),
-        tax=money_of(row["tax_minor"], cur),
-        total=money_of(row["total_minor"], cur),
-        amount_paid=money_of(row["amount_paid_minor"], cur),
-        amount_credited=money_of(row["amount_credited_minor"], cur),
-        status=row["status"],
-        disputed=row["disputed"],
-        promise_to_pay=row["promise_to_pay"],
-        payment_plan=None if plan is None else PaymentPlan.model_validate(plan),
-        in_collections=row["in_collections"],
-        refs=refs,
+    return _build_invoice(
+        row["id"],
+        row["number"],
+        row["customer_id"],
+        cur,
+        row["issue_date"],
+        row["due_date"],
+        lines,
+        money_of(row["subtotal_minor"], cur),
+        money_of(row["tax_minor"], cur),
+        money_of(row["total_minor"], cur),
+        money_of(row["amount_paid_minor"], cur),
+        money_of(row["amount_credited_minor"], cur),
+        row["status"],
+        row["disputed"],
+        row["promise_to_pay"],
+        None if plan is None else PaymentPlan.model_validate(plan),  # finance's, rare: checked
+        row["in_collections"],
+        refs,
     )
 
 
@@ -165,32 +201,51 @@ def payment_row(payment: Payment, now: datetime) -> dict[str, Any]:
     }
 
 
+_PAYMENT_FIELDS = (
+    "id",
+    "amount",
+    "received_at",
+    "method",
+    "customer_id",
+    "payer",
+    "remittance",
+    "fee",
+    "payout_id",
+    "status",
+    "amount_refunded",
+    "dispute_status",
+    "amount_disputed",
+    "dispute_reason",
+    "disputed_at",
+    "refs",
+)
+_build_payment = builder(Payment, *_PAYMENT_FIELDS)
+
+
 def payment_from(row: RowMapping, refs: list[Ref]) -> Payment:
     cur = row["currency"]
-    return Payment(
-        id=row["id"],
-        amount=money_of(row["amount_minor"], cur),
-        received_at=row["received_at"],
-        method=row["method"],
-        customer_id=row["customer_id"],
-        payer=row["payer"],
-        remittance=row["remittance"],
-        fee=money(row["fee_minor"], cur),
-        payout_id=row["payout_id"],
-        status=row["status"],
-        amount_refunded=money(row["amount_refunded_minor"], cur),
-        dispute_status=row["dispute_status"],
-        amount_disputed=money(row["amount_disputed_minor"], cur),
-        dispute_reason=row["dispute_reason"],
-        disputed_at=row["disputed_at"],
-        refs=refs,
+    return _build_payment(
+        row["id"],
+        money_of(row["amount_minor"], cur),
+        row["received_at"],
+        row["method"],
+        row["customer_id"],
+        row["payer"],
+        row["remittance"],
+        money(row["fee_minor"], cur),
+        row["payout_id"],
+        row["status"],
+        money(row["amount_refunded_minor"], cur),
+        row["dispute_status"],
+        money(row["amount_disputed_minor"], cur),
+        row["dispute_reason"],
+        row["disputed_at"],
+        refs,
     )
+
+
+_build_ref = builder(Ref, "system", "object_type", "remote_id", "remote_updated_at")
 
 
 def ref_from(row: RowMapping) -> Ref:
-    return Ref(
-        system=row["system"],
-        object_type=row["object_type"],
-        remote_id=row["remote_id"],
-        remote_updated_at=row["remote_updated_at"],
-    )
+    return _build_ref(row["system"], row["object_type"], row["remote_id"], row["remote_updated_at"])

@@ -25,6 +25,7 @@ from connector.state.outbox import aimed_at
 from connector.state.records import rowcount, utcnow
 from connector.state.tables import mentions, table
 from connector.state.upsert import dialect_name, in_chunks, mine, upsert
+from connector.unchecked import builder
 
 
 def allocation_id(payment_id: str, invoice_id: str, rule: str) -> str:
@@ -39,17 +40,24 @@ class StoredAllocation:
     created_at: datetime
 
 
+# Read back without validating again what `save_allocations` wrote from validated allocations
+# (`connector.unchecked`; tests/state/test_state_records.py holds them equal).
+_build_allocation = builder(
+    Allocation, "id", "payment_id", "invoice_id", "amount", "rule", "confidence", "reason", "confirmed_by"
+)
+
+
 def _allocation_from(row: Any) -> StoredAllocation:
     money = Money.from_minor(int(row.amount_minor), row.currency)
-    allocation = Allocation(
-        id=row.id,
-        payment_id=row.payment_id,
-        invoice_id=row.invoice_id,
-        amount=money,
-        rule=row.rule,
-        confidence=Decimal(row.confidence),
-        reason=row.reason,
-        confirmed_by=row.confirmed_by,
+    allocation = _build_allocation(
+        row.id,
+        row.payment_id,
+        row.invoice_id,
+        money,
+        row.rule,
+        Decimal(row.confidence),
+        row.reason,
+        row.confirmed_by,
     )
     return StoredAllocation(allocation=allocation, status=row.status, created_at=row.created_at)
 

@@ -25,7 +25,7 @@ from decimal import Decimal
 from connector.errors import ReconcileInvariantError
 from connector.model import Allocation, Invoice, Payment
 from connector.money import CURRENCY_EXPONENTS, Money, currency_exponent
-from connector.reconcile.build import builder
+from connector.unchecked import builder
 
 _NO_DUE = date.max.toordinal()
 Account = tuple[str, str]  # (customer id, currency)

@@ -31,7 +31,6 @@ from decimal import Decimal
 from connector.errors import ReconcileInvariantError
 from connector.model import Allocation, Invoice, Payment
 from connector.reconcile.book import Book, OpenInvoice, OpenPayment, minor, money, open_payment, show
-from connector.reconcile.build import builder
 from connector.reconcile.evidence import (
     NOTHING,
     Evidence,
@@ -62,6 +61,7 @@ from connector.reconcile.types import (
     ReconcileResult,
 )
 from connector.settings import ReconcileConfig
+from connector.unchecked import builder
 
 _PAYABLE = ("succeeded", "partially_refunded")
 _BELOW_THRESHOLD = Decimal("0.01")

@@ -10,7 +10,7 @@ from connector.model import Allocation
 from connector.money import Money
 from connector.reconcile import Candidate, Proposal, ReconcileResult, number_keys
 from connector.reconcile.book import money
-from connector.reconcile.build import builder
+from connector.unchecked import builder
 
 
 def _slow_keys(number: str) -> tuple[str, str | None]:

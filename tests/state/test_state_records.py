@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import TypeVar
 
 import pytest
 import sqlalchemy as sa
+from pydantic import BaseModel
 
 import connector.state.records
 import connector.state.upsert
 from connector.errors import StateError
+from connector.model import Allocation, Invoice, PaymentPlan
 from connector.money import Money
 from connector.state import Store
+from connector.state import reconciliation as decisions
 from support.state_factories import SYSTEM, customer, invoice, payment
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def count(store: Store, table: str) -> int:
@@ -184,3 +192,80 @@ def test_a_sync_never_resets_what_finance_set_on_an_invoice(store: Store) -> Non
         connector.state.records.upsert_invoices(session, [record], "ledger", 3)
     stored = store.get_invoice("inv-disputed")
     assert stored is not None and stored.disputed is True
+
+
+def _validated(model: M) -> M:
+    return type(model).model_validate(model.model_dump())
+
+
+def test_records_read_back_equal_the_same_records_validated(store: Store) -> None:
+    """Reading skips pydantic's validation of what the store wrote (`connector.unchecked`):
+    what it builds must be exactly what validation would give, nested models and the fields
+    marked as set included, in every currency exponent and with every optional part filled."""
+    plan = PaymentPlan(instalments=[(date(2024, 6, 30), Money.of("61.72", "USD"))])
+    invoices = [
+        invoice("U1", tax="12.35", paid="10.00", customer_id="cust-1").model_copy(
+            update={"promise_to_pay": date(2024, 6, 15), "payment_plan": plan, "disputed": True}
+        ),
+        invoice("J1", ("120000", "1"), "JPY", tax="12000"),
+        invoice("K1", ("10.125", "0.001"), "KWD", tax="1.013"),
+        invoice("E1", ()),
+    ]
+    disputed = payment("P2", "50.00", "EUR").model_copy(
+        update={
+            "amount_refunded": Money.of("5.00", "EUR"),
+            "dispute_status": "open",
+            "amount_disputed": Money.of("45.00", "EUR"),
+            "dispute_reason": "fraudulent",
+            "disputed_at": datetime(2024, 6, 3, 8, 0, tzinfo=UTC),
+        }
+    )
+    stored: list[BaseModel] = [
+        *store.store_page(SYSTEM, "invoices", "invoice", [_validated(i) for i in invoices], cursor="i"),
+        *store.store_page(
+            "gateway",
+            "charges",
+            "payment",
+            [payment("P1", "1500", "JPY"), payment("P3", "0.500", "KWD"), _validated(disputed)],
+            "p",
+        ),
+        *store.store_page(SYSTEM, "customers", "customer", [customer("C1")], cursor="c"),
+    ]
+
+    read: list[BaseModel] = [*store.list_invoices(), *store.list_payments(), *store.list_customers()]
+    assert sorted(read, key=repr) == sorted(stored, key=repr)  # each value where it was written
+    for model in read:
+        again = _validated(model)
+        assert model == again and model.model_dump() == again.model_dump()
+        assert model.model_fields_set == set(type(model).model_fields)
+        nested = [*getattr(model, "lines", []), *getattr(model, "refs", [])]
+        assert nested and all(n == _validated(n) for n in nested)
+    ids = {(type(m).__name__, m.refs[0].remote_id): m.id for m in stored}  # type: ignore[attr-defined]
+    made = [
+        Allocation(
+            payment_id=ids["Payment", "P3"],
+            invoice_id=ids["Invoice", "K1"],
+            amount=Money.of("0.001", "KWD"),
+            rule="exact",
+            confidence=Decimal(1),
+        ),
+        Allocation(
+            payment_id=ids["Payment", "P1"],
+            invoice_id=ids["Invoice", "J1"],
+            amount=Money.of("7", "JPY"),
+            rule="manual",
+            confidence=Decimal("0.75"),
+            reason="finance",
+            confirmed_by="alice",
+        ),
+    ]
+    with store.session() as session:
+        decisions.save_allocations(session, made, "applied")
+        back = [s.allocation for s in decisions.load_allocations(session)]
+    assert sorted(repr(a.model_copy(update={"id": None})) for a in back) == sorted(repr(a) for a in made)
+    assert all(a.id == decisions.allocation_id(a.payment_id, a.invoice_id, a.rule) for a in back)
+    assert all(a == _validated(a) and a.model_fields_set == set(Allocation.model_fields) for a in back)
+    [jpy] = [i for i in read if isinstance(i, Invoice) and i.currency == "JPY"]
+    assert jpy.total.amount == Decimal("132001") and str(jpy.lines[1].amount.amount) == "1"
+    [kwd] = [i for i in read if isinstance(i, Invoice) and i.currency == "KWD"]
+    assert str(kwd.tax.amount) == "1.013" and str(kwd.total.amount) == "11.139"

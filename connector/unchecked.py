@@ -1,12 +1,14 @@
-"""Building the result's pydantic models without validating them again.
+"""Building pydantic models without validating them again, for values already checked.
 
-The matcher checks every value it outputs itself (`Book.allocate` is the one place allocations
-are made and it raises on any breach), and at a million payments pydantic's validation, or even
-`model_construct`, which is pure Python, is most of the cost of the result. A builder sets the
-instance's `__dict__` and bookkeeping exactly as `model_construct` would, from values given in
-the model's field order; a model the builder cannot build that way (a root model, private
-attributes, a post-init hook, extra fields allowed) falls back to `model_construct`.
-`tests/reconcile/test_reconcile_build.py` checks built models equal validated ones.
+Two callers: the matcher checks every value it outputs itself (`Book.allocate` is the one place
+allocations are made and it raises on any breach), and the state store reads back records it
+validated when they were written (`state.convert`: validate at the edges, mapping and
+decisions). At a million records pydantic's validation, or even `model_construct`, which is
+pure Python, is most of the cost. A builder sets the instance's `__dict__` and bookkeeping
+exactly as `model_construct` would, from values given in the model's field order; a model the
+builder cannot build that way (a root model, private attributes, a post-init hook, extra fields
+allowed) falls back to `model_construct`. `tests/reconcile/test_reconcile_build.py` and
+`tests/state/test_state_records.py` check built models equal validated ones.
 """
 
 from __future__ import annotations
