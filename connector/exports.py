@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -62,7 +62,7 @@ def safe_cell(value: Any) -> Any:
     return text
 
 
-def write_csv(out: IO[str], headers: Sequence[str], rows: Sequence[Sequence[Any]], *, excel: bool = False) -> None:
+def write_csv(out: IO[str], headers: Sequence[str], rows: Iterable[Sequence[Any]], *, excel: bool = False) -> None:
     """Headers and rows as CSV on `out`, every cell through `safe_cell`; `excel` adds the BOM
     and CRLF line ends."""
     if excel:

@@ -24,7 +24,7 @@ from connector.money import Money
 from connector.state.outbox import aimed_at
 from connector.state.records import rowcount, utcnow
 from connector.state.tables import mentions, table
-from connector.state.upsert import dialect_name, in_chunks, mine, upsert
+from connector.state.upsert import dialect_name, in_chunks, mine, one_of, upsert
 from connector.unchecked import builder
 
 
@@ -76,9 +76,9 @@ def load_allocations(
     if status is not None:
         query = query.where(allocations.c.status == status)
     if payment_ids is not None:
-        query = query.where(allocations.c.payment_id.in_(list(payment_ids)))
+        query = query.where(one_of(session, allocations.c.payment_id, list(payment_ids)))
     if invoice_ids is not None:
-        query = query.where(allocations.c.invoice_id.in_(list(invoice_ids)))
+        query = query.where(one_of(session, allocations.c.invoice_id, list(invoice_ids)))
     return [_allocation_from(row) for row in session.execute(query)]
 
 

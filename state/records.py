@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from connector.errors import StateError
-from connector.model import Customer, Invoice, InvoiceLine, Payment, PaymentPlan, Ref
+from connector.model import DISPUTE_WITHDRAWN, Customer, Invoice, InvoiceLine, Payment, PaymentPlan, Ref
 from connector.money import Money
 from connector.state import convert
 from connector.state.raw import pack, raw_json
@@ -734,6 +734,45 @@ def receivable_states(session: Session) -> list[InvoiceState]:
         )
         for row in session.execute(query).mappings()
     ]
+
+
+@dataclass(frozen=True)
+class ListingKey:
+    """What a receivable is listed by (`reports.invoice_rows`' order: its customer's name, its
+    due date, its number, its id), without the rest of it."""
+
+    id: str
+    customer_id: str | None
+    due_date: date | None
+    number: str | None
+
+
+def receivable_keys(session: Session, customer_ids: Sequence[str] | None = None) -> list[ListingKey]:
+    """`ListingKey` of every receivable (as `list_invoices(receivable=True)` selects them), or
+    of those of `customer_ids`: four columns a row, so a report can order the whole book and
+    then read it a batch at a time."""
+    invoices = table("invoices")
+    columns = (invoices.c.id, invoices.c.customer_id, invoices.c.due_date, invoices.c.number)
+    query = sa.select(*columns).where(mine(session, invoices)).order_by(invoices.c.id)
+    if (only := _receivable(session, invoices)) is not None:
+        query = query.where(only)
+    if customer_ids is not None:
+        query = query.where(one_of(session, invoices.c.customer_id, customer_ids))
+    return [ListingKey(*row) for row in session.execute(query)]
+
+
+def payments_short(session: Session) -> list[str]:
+    """Ids of the payments that may pay less than their amount (`Payment.collected`): failed
+    or pending, refunded, or under an open or lost dispute; from the payments' own columns, a
+    few among the book's. A sieve: test `collected` on the payments it keeps."""
+    payments = table("payments")
+    short = sa.or_(
+        payments.c.status.in_(("failed", "pending")),
+        payments.c.amount_refunded_minor > 0,
+        sa.and_(payments.c.dispute_status.in_(DISPUTE_WITHDRAWN), payments.c.amount_disputed_minor > 0),
+    )
+    query = sa.select(payments.c.id).where(mine(session, payments), short).order_by(payments.c.id)
+    return [str(row[0]) for row in session.execute(query)]
 
 
 def _lines_for(session: Session, invoice_ids: Sequence[str]) -> dict[str, list[InvoiceLine]]:

@@ -188,6 +188,13 @@ class Store:
         with self._tx(session) as s:
             return records.receivable_states(s)
 
+    def receivable_keys(
+        self, session: Session | None = None, customer_ids: Sequence[str] | None = None
+    ) -> list[records.ListingKey]:
+        """What every receivable (of `customer_ids`, when given) is listed by, nothing else."""
+        with self._tx(session) as s:
+            return records.receivable_keys(s, customer_ids)
+
     def get_customer(self, customer_id: str, session: Session | None = None) -> Customer | None:
         with self._tx(session) as s:
             found = records.list_customers(s, ids=[customer_id])

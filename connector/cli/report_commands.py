@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeVar
@@ -26,13 +26,14 @@ from connector import reports
 from connector.cli.company_commands import print_company_heading
 from connector.cli.context import ALL_COMPANIES, AppContext, pass_app
 from connector.cli.days import parse_day
+from connector.cli.streaming import RowSpool, echo_json_rows
 from connector.errors import EXIT_PROBLEMS, UsageError
 from connector.exports import Column, Sheet, sheets_by_currency, write_csv, write_xlsx
 from connector.linking.run import UnlinkedDeal, unlinked_deals
 from connector.lookup import find_invoice, find_payment
 from connector.model import AGING_BUCKETS, Allocation, Customer, Invoice, Payment
 from connector.money import Money
-from connector.reconcile.history import customers_by_id, drift_of, load_book
+from connector.reconcile.history import customers_by_id, drift_of, invoice_listing, load_book
 from connector.reconcile.run import invoice_allocations, not_in_ledger, without_withdrawn
 from connector.reports.aging_sheets import aging_headers, aging_rows, aging_sheets
 from connector.reports.as_at import SORT_KEYS, SortKey, aging_at, sort_rows, top_rows
@@ -93,7 +94,7 @@ def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-def _echo_csv(output: Output, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def _echo_csv(output: Output, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     write_csv(sys.stdout, headers, rows, excel=output.excel)
 
 
@@ -106,18 +107,24 @@ def _save_xlsx(output: Output, sheets: Sequence[Sheet]) -> None:
     click.echo(f"wrote {output.xlsx} ({len(sheets)} sheet(s))")
 
 
-def _echo_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[str] = ()) -> None:
-    """Columns sized to their content; the `right` columns (amounts, counts) right-aligned."""
-    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+def _echo_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], right: Sequence[str] = ()) -> None:
+    """Columns sized to their content; the `right` columns (amounts, counts) right-aligned.
+    `rows` is walked twice (widths, then lines): a list, or a spool's rows (`RowSpool.map`)."""
+
+    def cells(row: Sequence[Any]) -> list[str]:
+        return [("" if v is None else str(v)) for v in row]
+
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, cells(row), strict=True)]
 
     def line(values: Sequence[str]) -> str:
         parts = [v.rjust(w) if h in right else v.ljust(w) for v, w, h in zip(values, widths, headers, strict=True)]
         return "  ".join(parts).rstrip()
 
     click.echo(line(list(headers)))
-    for row in cells:
-        click.echo(line(row))
+    for row in rows:
+        click.echo(line(cells(row)))
 
 
 def _flags(row: Row) -> str:
@@ -135,22 +142,44 @@ def _flags(row: Row) -> str:
     return ",".join(flags)
 
 
-def _totals(rows: Iterable[Row], fields: Sequence[str], counted: str) -> list[Row]:
+class Totals:
     """Per currency: how many rows (`counted`) and the sum of each amount field, never across
-    currencies."""
-    sums: dict[str, dict[str, Money]] = {}
-    counts: dict[str, int] = defaultdict(int)
-    for row in rows:
+    currencies; rows are added as they pass (`counting`), so a streamed report totals too."""
+
+    def __init__(self, fields: Sequence[str], counted: str) -> None:
+        self.fields, self.counted = fields, counted
+        self._sums: dict[str, dict[str, Money]] = {}
+        self._counts: dict[str, int] = defaultdict(int)
+
+    def add(self, row: Row) -> None:
         currency = row["currency"]
-        into = sums.setdefault(currency, {f: Money.zero(currency) for f in fields})
-        for f in fields:
+        into = self._sums.setdefault(currency, {f: Money.zero(currency) for f in self.fields})
+        for f in self.fields:
             if row[f] is not None:
                 into[f] += Money.of(row[f], currency)
-        counts[currency] += 1
-    return [
-        {"currency": currency, counted: counts[currency], **{f: reports.amount(v) for f, v in sums[currency].items()}}
-        for currency in sorted(sums)
-    ]
+        self._counts[currency] += 1
+
+    def counting(self, rows: Iterable[Row]) -> Iterator[Row]:
+        for row in rows:
+            self.add(row)
+            yield row
+
+    def rows(self) -> list[Row]:
+        return [
+            {
+                "currency": currency,
+                self.counted: self._counts[currency],
+                **{f: reports.amount(v) for f, v in self._sums[currency].items()},
+            }
+            for currency in sorted(self._sums)
+        ]
+
+
+def _totals(rows: Iterable[Row], fields: Sequence[str], counted: str) -> list[Row]:
+    totals = Totals(fields, counted)
+    for row in rows:
+        totals.add(row)
+    return totals.rows()
 
 
 def _echo_totals(totals: Sequence[Row], fields: Sequence[str], counted: str) -> None:
@@ -167,16 +196,17 @@ def _export_cell(row: Row, header: str) -> Any:
     return row[header]
 
 
-def _export(output: Output, title: str, columns: Sequence[Column], rows: Sequence[Row]) -> None:
+def _export(output: Output, title: str, columns: Sequence[Column], rows: Iterable[Row]) -> None:
     """Rows as CSV, or as an XLSX sheet per currency with a TOTAL row: the
     row's field of each column's name, then one `SYSTEM_id` column per system holding any of
-    them, with that system's ids."""
+    them, with that system's ids. `rows` is walked twice (the systems, then the lines): a
+    list, or a `RowSpool`; CSV lines are written as they are made, an XLSX workbook is held."""
     systems = sorted({r["system"] for row in rows for r in row["refs"]})
     every = [*columns, *(Column(f"{system}_id") for system in systems)]
-    lines = [[*(_export_cell(row, c.header) for c in columns), *_ids_in(row, systems)] for row in rows]
+    lines = ([*(_export_cell(row, c.header) for c in columns), *_ids_in(row, systems)] for row in rows)
     if output.kind == "xlsx":
         currency = [c.header for c in every].index("currency")
-        _save_xlsx(output, sheets_by_currency(title, every, lines, currency, totals=True))
+        _save_xlsx(output, sheets_by_currency(title, every, list(lines), currency, totals=True))
     else:
         _echo_csv(output, [c.header for c in every], lines)
 
@@ -310,18 +340,24 @@ def invoices_list(
     output, day = _output(as_json, as_csv, excel, xlsx), parse_day(as_of, "--as-of")
     store = app.store()
     customers = _customers(store)
-    invoices = without_withdrawn(store, _of_customers(customers, customer, store.list_receivables))
-    rows = reports.invoice_rows(invoices, customers, _invoice_allocations(store, invoices), day)
-    rows = reports.select_invoices(rows, status=status, overdue=overdue)
-    totals = _totals(rows, INVOICE_TOTALS, "invoices")
+    chosen = None if customer is None else [c.id for c in _resolve_customers(customers, customer) if c.id]
+    # The book is read a batch of invoices at a time and printed as it comes (JSON), or kept
+    # on disk until the columns are known (CSV's systems, a table's widths): flat memory.
+    listed = invoice_listing(store, customers, day, customer_ids=chosen)
+    totals = Totals(INVOICE_TOTALS, "invoices")
+    rows = totals.counting(r for r in listed if reports.invoice_selected(r, status=status, overdue=overdue))
     if output.kind == "json":
-        _echo_json({"as_of": day.isoformat(), "invoices": rows, "totals": totals})
-    elif output.kind in ("csv", "xlsx"):
-        _export(output, "Invoices", INVOICE_EXPORT, rows)
-    else:
-        _echo_table(INVOICE_COLUMNS, [_invoice_cells(r) for r in rows], right=("total", "balance", "days_past_due"))
-        _echo_totals(totals, INVOICE_TOTALS, "invoices")
-        click.echo(f"{len(rows)} invoice(s) as of {day.isoformat()}")
+        echo_json_rows({"as_of": day.isoformat()}, "invoices", rows, lambda: {"totals": totals.rows()})
+        return
+    with RowSpool() as spool:
+        for row in rows:
+            spool.add(row)
+        if output.kind in ("csv", "xlsx"):
+            _export(output, "Invoices", INVOICE_EXPORT, spool)
+            return
+        _echo_table(INVOICE_COLUMNS, spool.map(_invoice_cells), right=("total", "balance", "days_past_due"))
+        _echo_totals(totals.rows(), INVOICE_TOTALS, "invoices")
+        click.echo(f"{spool.count} invoice(s) as of {day.isoformat()}")
 
 
 @invoices_group.command("unlinked")

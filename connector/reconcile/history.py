@@ -1,10 +1,11 @@
 """Loading one company's book for the reports: the dated book behind `aging`, `aging --as-at`
-and `statement`, and the holdings behind `drift`; the CLI and the workbench read both here."""
+and `statement`, the holdings behind `drift`, and the invoice list a batch at a time; the CLI
+and the workbench read them here."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ from connector import reports
 from connector.config import Config
 from connector.connections import system_ranks
 from connector.model import Customer
-from connector.reconcile.run import without_withdrawn
+from connector.reconcile.run import invoice_allocations, ledger_withdrawn, less_withdrawn, without_withdrawn
 from connector.reconcile.types import LEDGER_RULE
 from connector.reports.as_at import Book, CustomerCredit, DatedAllocation
 from connector.state import outbox
@@ -22,6 +23,8 @@ from connector.state.history import credit_notes
 from connector.state.linking import ref_views
 from connector.state.records import dangling_refs
 from connector.state.store import Store
+
+Row = dict[str, Any]
 
 
 def load_book(store: Store) -> Book:
@@ -41,11 +44,40 @@ def load_book(store: Store) -> Book:
     )
 
 
+# Invoices a batch at a time: the list's memory is a batch's, whatever the book's size.
+LISTING_BATCH = 1000
+
+
+def invoice_listing(
+    store: Store,
+    customers: Mapping[str, Customer],
+    day: date,
+    *,
+    customer_ids: Collection[str] | None = None,
+    batch: int = LISTING_BATCH,
+) -> Iterator[Row]:
+    """`reports.invoice_rows` of every receivable (of `customer_ids`, when given), in the same
+    order and with the same figures, read `batch` invoices at a time: the book's order comes
+    from four columns a receivable (`Store.receivable_keys`) and the withdrawn payments' figures
+    from the few payments whose money left (`ledger_withdrawn`), then each batch is read with
+    its own neighbourhood only (lines and refs, its applied allocations), never the whole book."""
+    keys = store.receivable_keys(customer_ids=None if customer_ids is None else sorted(customer_ids))
+
+    def name(customer_id: str | None) -> str:
+        found = customers.get(customer_id or "")
+        return (found.name if found else reports.UNKNOWN_CUSTOMER).lower()
+
+    keys.sort(key=lambda k: (name(k.customer_id), k.due_date.isoformat() if k.due_date else "", k.number or "", k.id))
+    withdrawn = ledger_withdrawn(store)  # a few invoices' figures, read once
+    for start in range(0, len(keys), batch):
+        invoices = store.list_receivables(ids=[k.id for k in keys[start : start + batch]])
+        invoices = less_withdrawn(invoices, withdrawn)
+        allocations = invoice_allocations(store, invoices, neighbourhood=True)
+        yield from reports.invoice_rows(invoices, customers, allocations, day)
+
+
 def customers_by_id(store: Store) -> dict[str, Customer]:
     return {c.id: c for c in store.list_customers() if c.id}
-
-
-Row = dict[str, Any]
 
 
 def _dangling_refs(session: Any) -> list[Row]:

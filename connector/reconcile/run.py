@@ -46,8 +46,13 @@ def _ledger_systems(config: Config, registry: Registry | None) -> set[str]:
     return {name for name, (kind, _) in system_ranks(config, registry).items() if kind == "ledger"}
 
 
-def _views(session: Any, kind: str, linked_to: Collection[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
-    rows = state_linking.ref_views(session, kind, linked_to=linked_to)
+def _views(
+    session: Any,
+    kind: str,
+    linked_to: Collection[tuple[str, str]] | None = None,
+    entity_ids: Collection[str] | None = None,
+) -> list[dict[str, Any]]:
+    rows = state_linking.ref_views(session, kind, linked_to=linked_to, entity_ids=entity_ids)
     for row in rows:
         data = row["data"] if isinstance(row["data"], dict) else json.loads(row["data"])
         row["sync"] = data.get("_sync") or {}
@@ -381,11 +386,16 @@ def _proposal_text(proposal: dict[str, Any]) -> str:
     )
 
 
-def invoice_allocations(store: Store, invoices: list[Invoice]) -> dict[str, list[Allocation]]:
+def invoice_allocations(
+    store: Store, invoices: list[Invoice], *, neighbourhood: bool = False
+) -> dict[str, list[Allocation]]:
     """Applied allocations not yet in the ledger, per invoice: what `invoice_position` adds
-    to the ledger's own `amount_paid` (ledger records are already in it)."""
+    to the ledger's own `amount_paid` (ledger records are already in it). With
+    `neighbourhood`, only those of `invoices` are read (through the invoice index), not the
+    whole book's: the same lists for those invoices."""
+    ids = sorted({i.id for i in invoices if i.id}) if neighbourhood else None
     with store.session() as session:
-        stored = decisions.load_allocations(session, status="applied")
+        stored = decisions.load_allocations(session, status="applied", invoice_ids=ids)
     return not_in_ledger(stored)
 
 
@@ -411,12 +421,7 @@ def ledger_withdrawn(store: Store, invoice_ids: Collection[str] | None = None) -
     with store.session() as session:
         if invoice_ids is not None:
             return _withdrawn(*_neighbourhood(store, session, invoice_ids))
-        views = _views(session, "payment")
-        invoices = state_linking.entities_by_remote(session, "invoice")
-        reversed_parts = decisions.reversed_ledger_payments(session)
-        recorded = [s.allocation for s in decisions.load_allocations(session, status="applied")]
-        payments = {p.id: p for p in store.list_payments(session=session)}
-    return _withdrawn(views, invoices, reversed_parts, recorded, payments)
+        return _withdrawn(*_money_left(store, session))
 
 
 _WithdrawnReads = tuple[
@@ -426,6 +431,29 @@ _WithdrawnReads = tuple[
     list[Allocation],  # applied allocations
     dict[str | None, Payment],  # payments by id
 ]
+
+
+def _money_left(store: Store, session: Any) -> _WithdrawnReads:
+    """What `_withdrawn` reads of the whole book that can count: a ledger payment's view counts
+    only when finance is reversing it or its payment collects less than its amount, so only the
+    views of the payments the database finds short (`payments_short`, a sieve `_withdrawn`
+    tests exactly) and of the payments being reversed are read and decoded, with those
+    payments and their allocations; not the book's every payment view."""
+    reversed_parts = decisions.reversed_ledger_payments(session)
+    ids = set(state_records.payments_short(session))
+    if reversed_parts:
+        ids |= {
+            str(ref["entity_id"])
+            for ref in state_records.refs_known_as(session, reversed_parts)
+            if ref["entity_kind"] == "payment" and ref["entity_id"] is not None
+        }
+    if not ids:
+        return [], {}, reversed_parts, [], {}
+    views = _views(session, "payment", entity_ids=ids)
+    paying = sorted({str(v["entity_id"]) for v in views})
+    recorded = [s.allocation for s in decisions.load_allocations(session, status="applied", payment_ids=paying)]
+    payments: dict[str | None, Payment] = {p.id: p for p in store.list_payments(session=session, ids=paying)}
+    return views, state_linking.entities_by_remote(session, "invoice"), reversed_parts, recorded, payments
 
 
 def _neighbourhood(store: Store, session: Any, invoice_ids: Collection[str]) -> _WithdrawnReads:
@@ -505,6 +533,12 @@ def without_withdrawn(store: Store, invoices: list[Invoice], *, neighbourhood: b
     `neighbourhood`, only what touches `invoices` is read (for a few of them, as `explain`
     has), not the whole book: the same figures."""
     withdrawn = ledger_withdrawn(store, [i.id for i in invoices if i.id] if neighbourhood else None)
+    return less_withdrawn(invoices, withdrawn)
+
+
+def less_withdrawn(invoices: list[Invoice], withdrawn: dict[str, Money]) -> list[Invoice]:
+    """`invoices` with `amount_paid` less `withdrawn` (`ledger_withdrawn`'s figures, read once
+    for a report that walks the book a batch at a time)."""
     if not withdrawn:
         return invoices
     out = []
@@ -526,6 +560,7 @@ __all__ = [
     "held_payments",
     "invoice_allocations",
     "ledger_withdrawn",
+    "less_withdrawn",
     "not_in_ledger",
     "run_reconciliation",
     "without_withdrawn",

@@ -122,19 +122,18 @@ def is_overdue(row: Row) -> bool:
     return row["days_past_due"] > 0 and Decimal(row["balance"]) > 0
 
 
-def select_invoices(rows: Iterable[Row], *, status: str | None = None, overdue: bool = False) -> list[Row]:
+def invoice_selected(row: Row, *, status: str | None = None, overdue: bool = False) -> bool:
     """`status` is a derived status, or the flags `in_collections` / `disputed`."""
-    out = []
-    for row in rows:
-        if status in ("in_collections", "disputed"):
-            if not row[status]:
-                continue
-        elif status is not None and row["status"] != status:
-            continue
-        if overdue and not is_overdue(row):
-            continue
-        out.append(row)
-    return out
+    if status in ("in_collections", "disputed"):
+        if not row[status]:
+            return False
+    elif status is not None and row["status"] != status:
+        return False
+    return not overdue or is_overdue(row)
+
+
+def select_invoices(rows: Iterable[Row], *, status: str | None = None, overdue: bool = False) -> list[Row]:
+    return [row for row in rows if invoice_selected(row, status=status, overdue=overdue)]
 
 
 # Payments -------------------------------------------------------------------------------
@@ -415,6 +414,7 @@ __all__ = [
     "gap_lines",
     "invoice_drift",
     "invoice_rows",
+    "invoice_selected",
     "is_overdue",
     "iso",
     "match_customers",

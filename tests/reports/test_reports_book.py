@@ -20,6 +20,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import Engine, event
 
+from connector import reports
 from connector.model import (
     Action,
     Allocation,
@@ -30,7 +31,8 @@ from connector.model import (
     invoice_position,
 )
 from connector.money import Money
-from connector.reconcile.run import invoice_allocations, ledger_withdrawn
+from connector.reconcile.history import customers_by_id, invoice_listing
+from connector.reconcile.run import invoice_allocations, ledger_withdrawn, without_withdrawn
 from connector.state import outbox
 from connector.state import reconciliation as decisions
 from connector.state.store import open_store
@@ -696,3 +698,76 @@ def test_each_neighbourhood_read_finds_what_filtering_the_whole_book_found(crowd
             a for a in actions if a.target and (a.target.system, a.target.object_type, a.target.remote_id) in targets
         ]
     assert withdrawn == {"inv7": usd("20.00")}
+
+
+def money_left_on_ledger_payments(store):
+    """On top of `crowded_book`: P-70 (70.00 on L-70) half refunded, P-o3 lost to a dispute,
+    P-o4 failed: each ledger payment's money (partly) left, the ledger still counting it, and
+    reconciliation took the ledger's record down to what each still pays (as it does)."""
+    links = {"P-70": "L-70", "P-o3": "L-o3", "P-o4": "L-o4"}
+    extras = {remote: {"kind": "ledger", "links": {"invoice": target}} for remote, target in links.items()}
+
+    def short(id_, remote, amount, customer, **update):
+        return Payment(
+            id=id_,
+            amount=usd(amount),
+            received_at=datetime(2024, 6, 25, tzinfo=UTC),
+            customer_id=customer,
+            refs=[Ref(system="ledger", object_type="payment", remote_id=remote)],
+            **update,
+        )
+
+    changed = [
+        short("pay-70", "P-70", "70.00", "acme", amount_refunded=usd("35.00"), status="partially_refunded"),
+        short("pay-o3", "P-o3", "10.00", "c3", dispute_status="lost", amount_disputed=usd("10.00")),
+        short("pay-o4", "P-o4", "10.00", "c4", status="failed"),
+    ]
+    store.store_page("ledger", "payments", "payment", changed, None, rank=3, extras=extras)
+    with store.session() as session:
+        decisions.reduce_allocation(session, "al-70", usd("35.00"))
+        decisions.delete_allocations(session, ["al-o3", "al-o4"])
+
+
+def test_the_whole_books_withdrawn_figures_read_only_short_payments_and_equal_each_neighbourhood(crowded):
+    """The whole book's figures are read from the payments the database finds short and the
+    reversed ones (a sieve); each invoice's neighbourhood reads its own links: the same."""
+    _, store = crowded
+    money_left_on_ledger_payments(store)
+    withdrawn = ledger_withdrawn(store)
+    # P-o4 failed: the ledger's own view says so, it never counted (nothing to take back)
+    assert withdrawn == {"inv7": usd("20.00"), "inv70": usd("35.00"), "inv-o3": usd("10.00")}
+    for found in store.list_invoices():
+        assert ledger_withdrawn(store, [found.id]) == {k: v for k, v in withdrawn.items() if k == found.id}
+
+
+@pytest.mark.parametrize("batch", [1, 7, 1000])
+def test_the_invoice_list_read_a_batch_at_a_time_is_the_whole_books_list(crowded, batch):
+    _, store = crowded
+    money_left_on_ledger_payments(store)
+    customers = customers_by_id(store)
+    day = date(2024, 7, 15)
+    invoices = without_withdrawn(store, store.list_receivables())
+    whole = reports.invoice_rows(invoices, customers, invoice_allocations(store, invoices), day)
+    assert len(whole) == UNRELATED + 2
+    assert list(invoice_listing(store, customers, day, batch=batch)) == whole
+    some = {"acme", "c3", "c150"}
+    listed = list(invoice_listing(store, customers, day, customer_ids=some, batch=batch))
+    assert listed == [r for r in whole if r["customer"]["id"] in some] and len(listed) == 4
+
+
+def test_invoices_list_json_gives_a_row_a_line_and_the_same_document(run_cli, crowded):
+    config, store = crowded
+    money_left_on_ledger_payments(store)
+    result = run_cli("--config", config, "invoices", "list", "--json", "--as-of", "2024-07-15")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    lines = result.stdout.splitlines()
+    rows = [json.loads(line.strip().rstrip(",")) for line in lines if line.startswith('    {"id": ')]
+    assert rows == document["invoices"] and len(rows) == UNRELATED + 2
+    assert list(document) == ["as_of", "invoices", "totals"]
+    [usd_total] = document["totals"]
+    owed = sum(Decimal(r["balance"]) for r in rows)
+    assert usd_total == {"currency": "USD", "invoices": UNRELATED + 2, "total": "2170.00", "balance": str(owed)}
+    inv7, o3 = (next(r for r in rows if r["id"] == i) for i in ("inv7", "inv-o3"))
+    assert (inv7["amount_paid"], inv7["balance"], inv7["status"]) == ("0.00", "70.00", "partially_paid")
+    assert (o3["amount_paid"], o3["balance"], o3["status"]) == ("0.00", "10.00", "open")  # its payment was lost
