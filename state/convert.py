@@ -247,5 +247,5 @@ def payment_from(row: RowMapping, refs: list[Ref]) -> Payment:
 _build_ref = builder(Ref, "system", "object_type", "remote_id", "remote_updated_at")
 
 
-def ref_from(row: RowMapping) -> Ref:
-    return _build_ref(row["system"], row["object_type"], row["remote_id"], row["remote_updated_at"])
+def ref_of(system: str, object_type: str, remote_id: str, remote_updated_at: datetime | None) -> Ref:
+    return _build_ref(system, object_type, remote_id, remote_updated_at)

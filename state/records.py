@@ -359,8 +359,8 @@ def refs_for(session: Session, entity_kind: str, entity_ids: Sequence[str]) -> d
             .where(mine(session, refs), refs.c.entity_kind == entity_kind, one_of(session, refs.c.entity_id, chunk))
             .order_by(*ref_order(refs))
         )
-        for row in session.execute(query).mappings():
-            found[row["entity_id"]].append(convert.ref_from(row))
+        for entity_id, system, object_type, remote_id, updated_at in session.execute(query):
+            found[entity_id].append(convert.ref_of(system, object_type, remote_id, updated_at))
     return found
 
 
@@ -676,10 +676,12 @@ def list_invoices(
     status: str | None = None,
     limit: int | None = None,
     receivable: bool = False,
+    with_lines: bool = True,
 ) -> list[Invoice]:
     """Invoices with their lines and refs: three queries, whatever the number of invoices.
     `receivable` keeps the receivables only (`RECEIVABLE_KINDS`): what aging, dunning, drift,
-    the write-back and reconciliation work on; a CRM deal no receivable carries is not one."""
+    the write-back and reconciliation work on; a CRM deal no receivable carries is not one.
+    Without `with_lines`, the invoices come without their lines (a listing that shows none)."""
     invoices = table("invoices")
     query = sa.select(invoices).where(mine(session, invoices)).order_by(invoices.c.id).limit(limit)
     if receivable and (only := _receivable(session, invoices)) is not None:
@@ -695,9 +697,9 @@ def list_invoices(
         query = query.where(one_of(session, invoices.c.id, ids))
     rows = list(session.execute(query).mappings())
     invoice_ids = [r["id"] for r in rows]
-    lines = _lines_for(session, invoice_ids)
+    lines = _lines_for(session, invoice_ids) if with_lines else {}
     refs = refs_for(session, "invoice", invoice_ids)
-    return [convert.invoice_from(r, lines[r["id"]], refs[r["id"]]) for r in rows]
+    return [convert.invoice_from(r, lines.get(r["id"], []), refs[r["id"]]) for r in rows]
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,8 @@ def invoice_listing(
     order and with the same figures, read `batch` invoices at a time: the book's order comes
     from four columns a receivable (`Store.receivable_keys`) and the withdrawn payments' figures
     from the few payments whose money left (`ledger_withdrawn`), then each batch is read with
-    its own neighbourhood only (lines and refs, its applied allocations), never the whole book."""
+    its own neighbourhood only (refs and applied allocations; a row shows no lines), never the
+    whole book."""
     keys = store.receivable_keys(customer_ids=None if customer_ids is None else sorted(customer_ids))
 
     def name(customer_id: str | None) -> str:
@@ -70,7 +71,7 @@ def invoice_listing(
     keys.sort(key=lambda k: (name(k.customer_id), k.due_date.isoformat() if k.due_date else "", k.number or "", k.id))
     withdrawn = ledger_withdrawn(store)  # a few invoices' figures, read once
     for start in range(0, len(keys), batch):
-        invoices = store.list_receivables(ids=[k.id for k in keys[start : start + batch]])
+        invoices = store.list_receivables(ids=[k.id for k in keys[start : start + batch]], with_lines=False)
         invoices = less_withdrawn(invoices, withdrawn)
         allocations = invoice_allocations(store, invoices, neighbourhood=True)
         yield from reports.invoice_rows(invoices, customers, allocations, day)
