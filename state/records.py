@@ -677,11 +677,13 @@ def list_invoices(
     limit: int | None = None,
     receivable: bool = False,
     with_lines: bool = True,
+    with_refs: bool = True,
 ) -> list[Invoice]:
     """Invoices with their lines and refs: three queries, whatever the number of invoices.
     `receivable` keeps the receivables only (`RECEIVABLE_KINDS`): what aging, dunning, drift,
     the write-back and reconciliation work on; a CRM deal no receivable carries is not one.
-    Without `with_lines`, the invoices come without their lines (a listing that shows none)."""
+    Without `with_lines` (`with_refs`), the invoices come without their lines (refs): for a
+    report that shows none, and reads the book a batch at a time."""
     invoices = table("invoices")
     query = sa.select(invoices).where(mine(session, invoices)).order_by(invoices.c.id).limit(limit)
     if receivable and (only := _receivable(session, invoices)) is not None:
@@ -698,8 +700,8 @@ def list_invoices(
     rows = list(session.execute(query).mappings())
     invoice_ids = [r["id"] for r in rows]
     lines = _lines_for(session, invoice_ids) if with_lines else {}
-    refs = refs_for(session, "invoice", invoice_ids)
-    return [convert.invoice_from(r, lines.get(r["id"], []), refs[r["id"]]) for r in rows]
+    refs = refs_for(session, "invoice", invoice_ids) if with_refs else {}
+    return [convert.invoice_from(r, lines.get(r["id"], []), refs.get(r["id"], [])) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -777,6 +779,25 @@ def payments_short(session: Session) -> list[str]:
     return [str(row[0]) for row in session.execute(query)]
 
 
+def payment_ids(session: Session) -> list[str]:
+    """The id of every payment of the book, in order: a report reads them a batch at a time."""
+    payments = table("payments")
+    query = sa.select(payments.c.id).where(mine(session, payments)).order_by(payments.c.id)
+    return [str(row[0]) for row in session.execute(query)]
+
+
+def payments_received(session: Session, ids: Sequence[str]) -> dict[str, datetime]:
+    """payment id -> when it was received, for those of `ids` the book holds."""
+    payments = table("payments")
+    found: dict[str, datetime] = {}
+    for chunk in in_chunks(session, list(ids)):
+        query = sa.select(payments.c.id, payments.c.received_at).where(
+            mine(session, payments), one_of(session, payments.c.id, chunk)
+        )
+        found.update((str(row[0]), row[1]) for row in session.execute(query))
+    return found
+
+
 def _lines_for(session: Session, invoice_ids: Sequence[str]) -> dict[str, list[InvoiceLine]]:
     lines = table("invoice_lines")
     found: dict[str, list[InvoiceLine]] = {invoice_id: [] for invoice_id in invoice_ids}
@@ -798,7 +819,9 @@ def list_payments(
     customer_id: str | None = None,
     payout_id: str | None = None,
     limit: int | None = None,
+    with_refs: bool = True,
 ) -> list[Payment]:
+    """Payments with their refs (without them: `with_refs` false, for a report showing none)."""
     payments = table("payments")
     query = (
         sa.select(payments).where(mine(session, payments)).order_by(payments.c.received_at, payments.c.id).limit(limit)
@@ -810,5 +833,5 @@ def list_payments(
     if payout_id is not None:
         query = query.where(payments.c.payout_id == payout_id)
     rows = list(session.execute(query).mappings())
-    refs = refs_for(session, "payment", [r["id"] for r in rows])
-    return [convert.payment_from(r, refs[r["id"]]) for r in rows]
+    refs = refs_for(session, "payment", [r["id"] for r in rows]) if with_refs else {}
+    return [convert.payment_from(r, refs.get(r["id"], [])) for r in rows]

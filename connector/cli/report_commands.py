@@ -33,10 +33,16 @@ from connector.linking.run import UnlinkedDeal, unlinked_deals
 from connector.lookup import find_invoice, find_payment
 from connector.model import AGING_BUCKETS, Allocation, Customer, Invoice, Payment
 from connector.money import Money
-from connector.reconcile.history import customers_by_id, drift_of, invoice_listing, load_book
+from connector.reconcile.history import (
+    aged_streamed,
+    aging_streamed,
+    customers_by_id,
+    drift_of,
+    invoice_listing,
+)
 from connector.reconcile.run import invoice_allocations, not_in_ledger, without_withdrawn
 from connector.reports.aging_sheets import aging_headers, aging_rows, aging_sheets
-from connector.reports.as_at import SORT_KEYS, SortKey, aging_at, sort_rows, top_rows
+from connector.reports.as_at import SORT_KEYS, SortKey, sort_rows, top_rows
 from connector.state import outbox
 from connector.state import reconciliation as decisions
 from connector.state.bookkeeping import audit_entries_about
@@ -666,13 +672,13 @@ def aging_command(
 
 def _aging_report(store: Store, as_at: date | None, as_of: date | None, sort: SortKey, top: int | None) -> Row:
     """`as_at`: the book as it stood at the end of that day; else today's book, aged on
-    `as_of` when given (today's balances, unapplied cash and credit, in that day's buckets)."""
-    book, customers = load_book(store), _customers(store)
+    `as_of` when given (today's balances, unapplied cash and credit, in that day's buckets).
+    Read a batch of invoices and of payments at a time: only the sums are held."""
+    customers = _customers(store)
     if as_of is None:
-        return aging_at(book, customers, as_at or date.today(), sort=sort, top=top)
-    now = aging_at(book, customers, date.today())
-    invoices = list(book.invoices)
-    aged = reports.aging_report(invoices, customers, _invoice_allocations(store, invoices), as_of)
+        return aging_streamed(store, customers, as_at or date.today(), sort=sort, top=top)
+    now = aging_streamed(store, customers, date.today())
+    aged = aged_streamed(store, customers, as_of)
     rows = _with_cash(now["customers"], aged["customers"], lambda r: (r["customer"]["id"], r["currency"]))
     totals = _with_cash(now["totals"], aged["totals"], lambda r: r["currency"])
     return {

@@ -12,11 +12,22 @@ from typing import Any
 from connector import reports
 from connector.config import Config
 from connector.connections import system_ranks
-from connector.model import Customer
+from connector.model import Allocation, Customer, Invoice
 from connector.reconcile.run import invoice_allocations, ledger_withdrawn, less_withdrawn, without_withdrawn
 from connector.reconcile.types import LEDGER_RULE
-from connector.reports.as_at import Book, CustomerCredit, DatedAllocation
-from connector.state import outbox
+from connector.reports.as_at import (
+    Book,
+    BookAt,
+    CustomerCredit,
+    DatedAllocation,
+    InvoiceAt,
+    SortKey,
+    aging_of,
+    cash_at,
+    credit_at,
+    invoices_at,
+)
+from connector.state import outbox, records
 from connector.state import reconciliation as decisions
 from connector.state.bookkeeping import audit_entries
 from connector.state.history import credit_notes
@@ -69,12 +80,83 @@ def invoice_listing(
         return (found.name if found else reports.UNKNOWN_CUSTOMER).lower()
 
     keys.sort(key=lambda k: (name(k.customer_id), k.due_date.isoformat() if k.due_date else "", k.number or "", k.id))
-    withdrawn = ledger_withdrawn(store)  # a few invoices' figures, read once
-    for start in range(0, len(keys), batch):
-        invoices = store.list_receivables(ids=[k.id for k in keys[start : start + batch]], with_lines=False)
-        invoices = less_withdrawn(invoices, withdrawn)
+    for invoices in _receivables_in_batches(store, [k.id for k in keys], batch):
         allocations = invoice_allocations(store, invoices, neighbourhood=True)
         yield from reports.invoice_rows(invoices, customers, allocations, day)
+
+
+def _receivables_in_batches(
+    store: Store, ids: Sequence[str], batch: int, *, with_refs: bool = True
+) -> Iterator[list[Invoice]]:
+    """The receivables of `ids`, `batch` at a time in that order, without their lines (no
+    report of the book shows them), less what `ledger_withdrawn` finds (read once: a few)."""
+    withdrawn = ledger_withdrawn(store)
+    for start in range(0, len(ids), batch):
+        chunk = list(ids[start : start + batch])
+        yield less_withdrawn(store.list_receivables(ids=chunk, with_lines=False, with_refs=with_refs), withdrawn)
+
+
+def aging_streamed(
+    store: Store,
+    customers: Mapping[str, Customer],
+    day: date,
+    *,
+    sort: SortKey = "name",
+    top: int | None = None,
+    batch: int = LISTING_BATCH,
+) -> Row:
+    """`aging_at(load_book(store), customers, day, ...)`, reading the book `batch` invoices and
+    then `batch` payments at a time (each with its own allocations and its payments' dates),
+    holding only the report's sums: the same report, in a batch's memory."""
+    with store.session() as session:
+        notes = [CustomerCredit(n.note, n.customer_id, n.invoice_ids) for n in credit_notes(session)]
+    then = BookAt(day=day)  # the cash and credit unapplied on the day: sums per customer
+    with store.session() as session:
+        ids = records.payment_ids(session)
+    for start in range(0, len(ids), batch):
+        chunk = ids[start : start + batch]
+        with store.session() as session:
+            payments = store.list_payments(session=session, ids=chunk, with_refs=False)
+            stored = decisions.load_allocations(session, status="applied", payment_ids=chunk)
+        recorded, applied = _split(stored)
+        cash_at(then, payments, recorded, applied)
+        then.payments.clear()  # each payment's own: not the report's, and a book's worth in all
+    credit_at(then, notes)
+    return aging_of(_invoices_at(store, day, notes, batch), then, customers, sort=sort, top=top)
+
+
+def _split(stored: Sequence[decisions.StoredAllocation]) -> tuple[list[Allocation], list[DatedAllocation]]:
+    """(the ledger's own records, the connector's applied allocations with their day), as `Book`
+    keeps them."""
+    recorded = [s.allocation for s in stored if s.allocation.rule == LEDGER_RULE]
+    applied = [DatedAllocation(s.allocation, s.created_at) for s in stored if s.allocation.rule != LEDGER_RULE]
+    return recorded, applied
+
+
+def _invoices_at(store: Store, day: date, notes: Sequence[CustomerCredit], batch: int) -> Iterator[InvoiceAt]:
+    """Every receivable as it stood at the end of `day` (`invoices_at`), a batch at a time."""
+    ids = [k.id for k in store.receivable_keys()]
+    for invoices in _receivables_in_batches(store, ids, batch, with_refs=False):
+        chunk = [i.id for i in invoices if i.id]
+        with store.session() as session:
+            stored = decisions.load_allocations(session, status="applied", invoice_ids=chunk)
+            received = records.payments_received(session, sorted({s.allocation.payment_id for s in stored}))
+        recorded, applied = _split(stored)
+        paid_on = {payment_id: at.date() for payment_id, at in received.items()}
+        wanted = set(chunk)
+        touching = [n for n in notes if not wanted.isdisjoint(n.invoice_ids)]
+        yield from invoices_at(invoices, day, recorded, applied, touching, paid_on)
+
+
+def aged_streamed(store: Store, customers: Mapping[str, Customer], as_of: date, *, batch: int = LISTING_BATCH) -> Row:
+    """`reports.aging_report` of today's receivables (as `invoices list` has them) in the
+    buckets of `as_of` (`aging --as-of`), a batch of invoices at a time."""
+    tally = reports.AgingTally(as_of)
+    for invoices in _receivables_in_batches(store, [k.id for k in store.receivable_keys()], batch, with_refs=False):
+        allocations = invoice_allocations(store, invoices, neighbourhood=True)
+        for invoice in invoices:
+            tally.add(invoice, allocations.get(invoice.id or "", ()))
+    return tally.report(customers)
 
 
 def customers_by_id(store: Store) -> dict[str, Customer]:

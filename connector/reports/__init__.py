@@ -236,14 +236,9 @@ def customer_story(customer: Customer, invoices: Sequence[Row], payments: Sequen
 # Aging and DSO --------------------------------------------------------------------------
 
 
-def aging_report(
-    invoices: Iterable[Invoice],
-    customers: Mapping[str, Customer],
-    allocations: Mapping[str, Sequence[Allocation]],
-    as_of: date,
-) -> Row:
-    """Open balances on `as_of` per customer and currency in the five buckets, totals per
-    currency, and DSO per currency.
+class AgingTally:
+    """`aging_report`'s sums, an invoice at a time: a report of a large book adds its invoices
+    a batch at a time and holds only these sums (per customer and currency, and per currency).
 
     An invoice counts when it was issued on or before `as_of` (or has no issue date) and
     `invoice_position` says something is owed (open, partially paid or uncollectible).
@@ -251,80 +246,106 @@ def aging_report(
     open balances and credit sales the totals of the invoices (not draft, not void) issued in
     the 90 days ending on `as_of`; null when there were no such sales.
     """
-    window_start = as_of - timedelta(days=DSO_WINDOW_DAYS)
-    cells: dict[tuple[str | None, str], dict[str, Money]] = {}
-    counts: dict[tuple[str | None, str], int] = defaultdict(int)
-    sales: dict[str, Money] = {}
-    for invoice in invoices:
+
+    def __init__(self, as_of: date) -> None:
+        self.as_of = as_of
+        self._window_start = as_of - timedelta(days=DSO_WINDOW_DAYS)
+        self._cells: dict[tuple[str | None, str], dict[str, Money]] = {}
+        self._counts: dict[tuple[str | None, str], int] = defaultdict(int)
+        self._sales: dict[str, Money] = {}
+
+    def add(self, invoice: Invoice, allocations: Sequence[Allocation]) -> None:
+        """One invoice, with the applied allocations the ledger does not hold yet."""
+        as_of = self.as_of
         if invoice.issue_date is not None and invoice.issue_date > as_of:
-            continue
+            return
         currency = invoice.currency
         if (
             invoice.status not in ("draft", "void")
             and invoice.issue_date is not None
-            and invoice.issue_date > window_start
+            and invoice.issue_date > self._window_start
         ):
+            sales = self._sales
             sales[currency] = sales.get(currency, Money.zero(currency)) + invoice.total
-        position = invoice_position(invoice, as_of, allocations.get(invoice.id or "", ()))
+        position = invoice_position(invoice, as_of, allocations)
         if position.aging_bucket is None or position.balance.is_zero:
-            continue
+            return
         key = (invoice.customer_id, currency)
-        cell = cells.setdefault(key, {name: Money.zero(currency) for name in (*AGING_BUCKETS, "in_collections")})
+        cell = self._cells.setdefault(key, {name: Money.zero(currency) for name in (*AGING_BUCKETS, "in_collections")})
         cell[position.aging_bucket] += position.balance
         if invoice.in_collections:
             cell["in_collections"] += position.balance
-        counts[key] += 1
+        self._counts[key] += 1
 
-    def row(cell: dict[str, Money], currency: str, count: int) -> Row:
-        total = money_sum((cell[b] for b in AGING_BUCKETS), currency)
+    def report(self, customers: Mapping[str, Customer]) -> Row:
+        """Open balances per customer and currency in the five buckets, totals and DSO per
+        currency, of the invoices added."""
+        cells, counts, sales = self._cells, self._counts, self._sales
+
+        def row(cell: dict[str, Money], currency: str, count: int) -> Row:
+            total = money_sum((cell[b] for b in AGING_BUCKETS), currency)
+            return {
+                "currency": currency,
+                **{b: amount(cell[b]) for b in AGING_BUCKETS},
+                "total": amount(total),
+                "in_collections": amount(cell["in_collections"]),
+                "invoices": count,
+            }
+
+        customer_rows = [
+            {"customer": _customer(customer_id, customers), **row(cell, currency, counts[(customer_id, currency)])}
+            for (customer_id, currency), cell in cells.items()
+        ]
+        customer_rows.sort(key=lambda r: (r["customer"]["name"].lower(), r["customer"]["id"] or "", r["currency"]))
+
+        totals: dict[str, dict[str, Money]] = {}
+        total_counts: dict[str, int] = defaultdict(int)
+        for (customer_id, currency), cell in cells.items():
+            into = totals.setdefault(currency, {name: Money.zero(currency) for name in cell})
+            for name, value in cell.items():
+                into[name] += value
+            total_counts[currency] += counts[(customer_id, currency)]
+        total_rows = [row(cell, currency, total_counts[currency]) for currency, cell in sorted(totals.items())]
+
+        dso = []
+        for currency in sorted(set(totals) | set(sales)):
+            owed = totals.get(currency)
+            receivables = money_sum((owed[b] for b in AGING_BUCKETS), currency) if owed else Money.zero(currency)
+            sold = sales.get(currency, Money.zero(currency))
+            days = None
+            if not sold.is_zero:
+                ratio = receivables.amount / sold.amount * DSO_WINDOW_DAYS
+                days = str(ratio.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+            dso.append(
+                {
+                    "currency": currency,
+                    "receivables": amount(receivables),
+                    "credit_sales": amount(sold),
+                    "window_days": DSO_WINDOW_DAYS,
+                    "days": days,
+                }
+            )
         return {
-            "currency": currency,
-            **{b: amount(cell[b]) for b in AGING_BUCKETS},
-            "total": amount(total),
-            "in_collections": amount(cell["in_collections"]),
-            "invoices": count,
+            "as_of": self.as_of.isoformat(),
+            "buckets": list(AGING_BUCKETS),
+            "customers": customer_rows,
+            "totals": total_rows,
+            "dso": dso,
         }
 
-    customer_rows = [
-        {"customer": _customer(customer_id, customers), **row(cell, currency, counts[(customer_id, currency)])}
-        for (customer_id, currency), cell in cells.items()
-    ]
-    customer_rows.sort(key=lambda r: (r["customer"]["name"].lower(), r["customer"]["id"] or "", r["currency"]))
 
-    totals: dict[str, dict[str, Money]] = {}
-    total_counts: dict[str, int] = defaultdict(int)
-    for (customer_id, currency), cell in cells.items():
-        into = totals.setdefault(currency, {name: Money.zero(currency) for name in cell})
-        for name, value in cell.items():
-            into[name] += value
-        total_counts[currency] += counts[(customer_id, currency)]
-    total_rows = [row(cell, currency, total_counts[currency]) for currency, cell in sorted(totals.items())]
-
-    dso = []
-    for currency in sorted(set(totals) | set(sales)):
-        owed = totals.get(currency)
-        receivables = money_sum((owed[b] for b in AGING_BUCKETS), currency) if owed else Money.zero(currency)
-        sold = sales.get(currency, Money.zero(currency))
-        days = None
-        if not sold.is_zero:
-            ratio = receivables.amount / sold.amount * DSO_WINDOW_DAYS
-            days = str(ratio.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
-        dso.append(
-            {
-                "currency": currency,
-                "receivables": amount(receivables),
-                "credit_sales": amount(sold),
-                "window_days": DSO_WINDOW_DAYS,
-                "days": days,
-            }
-        )
-    return {
-        "as_of": as_of.isoformat(),
-        "buckets": list(AGING_BUCKETS),
-        "customers": customer_rows,
-        "totals": total_rows,
-        "dso": dso,
-    }
+def aging_report(
+    invoices: Iterable[Invoice],
+    customers: Mapping[str, Customer],
+    allocations: Mapping[str, Sequence[Allocation]],
+    as_of: date,
+) -> Row:
+    """Open balances on `as_of` per customer and currency in the five buckets, totals per
+    currency, and DSO per currency (`AgingTally`, over every invoice given)."""
+    tally = AgingTally(as_of)
+    for invoice in invoices:
+        tally.add(invoice, allocations.get(invoice.id or "", ()))
+    return tally.report(customers)
 
 
 # Explain --------------------------------------------------------------------------------
@@ -395,6 +416,7 @@ def explain_story(
 
 __all__ = [
     "DSO_WINDOW_DAYS",
+    "AgingTally",
     "DriftBook",
     "Gap",
     "INVOICE_STATUSES",

@@ -23,7 +23,7 @@ states no history of them.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -32,7 +32,7 @@ from typing import Any, Literal
 from connector.model import AGING_BUCKETS, Allocation, CreditNote, Customer, Invoice, InvoicePosition, Payment
 from connector.model import invoice_position as position_of
 from connector.money import Money, money_sum
-from connector.reports import aging_report, amount
+from connector.reports import AgingTally, amount
 
 Row = dict[str, Any]
 SortKey = Literal["name", "total", "oldest"]
@@ -140,36 +140,60 @@ def _invoice_at(
 def book_at(book: Book, day: date) -> BookAt:
     """The book as it stood at the end of `day` (see the module's docstring for what counts)."""
     paid_on = {p.id: _day(p.received_at) for p in book.payments if p.id}
-    recorded: dict[str, list[tuple[date, Money]]] = defaultdict(list)
-    for allocation in book.recorded:
+    out = BookAt(day=day)
+    out.invoices = list(invoices_at(book.invoices, day, book.recorded, book.applied, book.credit_notes, paid_on))
+    cash_at(out, book.payments, book.recorded, book.applied)
+    credit_at(out, book.credit_notes)
+    return out
+
+
+def invoices_at(
+    invoices: Iterable[Invoice],
+    day: date,
+    recorded: Iterable[Allocation],
+    applied: Iterable[DatedAllocation],
+    credit_notes: Iterable[CustomerCredit],
+    paid_on: Mapping[str, date],
+) -> Iterator[InvoiceAt]:
+    """`InvoiceAt` of each of `invoices` issued by `day`, given (at least) the allocations and
+    credit notes on them and the day each of their payments was received (`paid_on`, payment
+    id -> day): a report can walk the book a batch of invoices at a time."""
+    recorded_on: dict[str, list[tuple[date, Money]]] = defaultdict(list)
+    for allocation in recorded:
         when = paid_on.get(allocation.payment_id)
         if when is not None:
-            recorded[allocation.invoice_id].append((when, allocation.amount))
-    applied: dict[str, list[DatedAllocation]] = defaultdict(list)
-    for dated in book.applied:
-        applied[dated.allocation.invoice_id].append(dated)
+            recorded_on[allocation.invoice_id].append((when, allocation.amount))
+    applied_on: dict[str, list[DatedAllocation]] = defaultdict(list)
+    for dated in applied:
+        applied_on[dated.allocation.invoice_id].append(dated)
     notes: dict[str, list[CustomerCredit]] = defaultdict(list)
-    for credit in book.credit_notes:
+    for credit in credit_notes:
         for invoice_id in credit.invoice_ids:
             notes[invoice_id].append(credit)
-
-    out = BookAt(day=day)
-    for invoice in book.invoices:
+    for invoice in invoices:
         if invoice.issue_date is not None and invoice.issue_date > day:
             continue
         key = invoice.id or ""
-        out.invoices.append(_invoice_at(invoice, day, recorded[key], applied[key], notes[key], paid_on))
+        yield _invoice_at(invoice, day, recorded_on[key], applied_on[key], notes[key], paid_on)
 
+
+def cash_at(
+    out: BookAt, payments: Iterable[Payment], recorded: Iterable[Allocation], applied: Iterable[DatedAllocation]
+) -> None:
+    """Add to `out` the cash of `payments` unapplied at the end of `out.day`, given (at least)
+    every allocation of those payments: a batch of payments at a time, if need be."""
+    day = out.day
+    paid_on = {p.id: _day(p.received_at) for p in payments if p.id}
     counted: dict[str, Money] = {}
-    for allocation in book.recorded:
+    for allocation in recorded:
         counted[allocation.payment_id] = counted.get(allocation.payment_id, Money.zero(allocation.amount.currency))
         counted[allocation.payment_id] += allocation.amount
-    for dated in book.applied:
+    for dated in applied:
         allocation = dated.allocation
         if max(_day(dated.created_at), paid_on.get(allocation.payment_id, date.min)) <= day:
             counted[allocation.payment_id] = counted.get(allocation.payment_id, Money.zero(allocation.amount.currency))
             counted[allocation.payment_id] += allocation.amount
-    for payment in book.payments:
+    for payment in payments:
         if _day(payment.received_at) > day:
             continue
         currency = payment.amount.currency
@@ -177,18 +201,20 @@ def book_at(book: Book, day: date) -> BookAt:
         if left.amount <= 0:
             continue
         out.payments[payment.id or ""] = left
-        key2 = (payment.customer_id, currency)
-        out.unapplied[key2] = out.unapplied.get(key2, Money.zero(currency)) + left
+        key = (payment.customer_id, currency)
+        out.unapplied[key] = out.unapplied.get(key, Money.zero(currency)) + left
 
-    for credit in book.credit_notes:
+
+def credit_at(out: BookAt, credit_notes: Iterable[CustomerCredit]) -> None:
+    """Add to `out` the credit of `credit_notes` unapplied at the end of `out.day`."""
+    for credit in credit_notes:
         note = credit.note
         if note.status not in SETTLED_NOTES or note.remaining.is_zero:
             continue
-        if note.issue_date is not None and note.issue_date > day:
+        if note.issue_date is not None and note.issue_date > out.day:
             continue
-        key3 = (credit.customer_id, note.currency)
-        out.credit[key3] = out.credit.get(key3, Money.zero(note.currency)) + note.remaining
-    return out
+        key = (credit.customer_id, note.currency)
+        out.credit[key] = out.credit.get(key, Money.zero(note.currency)) + note.remaining
 
 
 def positions_at(book: Book, day: date) -> dict[str, InvoicePosition]:
@@ -213,12 +239,25 @@ def aging_at(
     unapplied cash or credit get a row too (buckets zero). `sort` and `top` as `sort_rows`
     and `top_rows`; the totals are always the whole book's."""
     then = book_at(book, day)
-    report = aging_report(
-        [i.invoice for i in then.invoices],
-        customers,
-        {i.invoice.id or "": list(i.allocations) for i in then.invoices},
-        day,
-    )
+    return aging_of(then.invoices, then, customers, sort=sort, top=top)
+
+
+def aging_of(
+    invoices: Iterable[InvoiceAt],
+    then: BookAt,
+    customers: Mapping[str, Customer],
+    *,
+    sort: SortKey = "name",
+    top: int | None = None,
+) -> Row:
+    """`aging_at` from the invoices as they stood (`invoices_at`, read a batch at a time if
+    need be: only the report's sums are held) and the cash and credit unapplied on the day
+    (`then`: `cash_at`, `credit_at`)."""
+    day = then.day
+    tally = AgingTally(day)
+    for invoice in invoices:
+        tally.add(invoice.invoice, invoice.allocations)
+    report = tally.report(customers)
     by_key = {(r["customer"]["id"], r["currency"]): r for r in report["customers"]}
     for key in sorted(set(then.unapplied) | set(then.credit), key=lambda k: (k[0] or "", k[1])):
         if key not in by_key:

@@ -1,6 +1,6 @@
 """What the workbench reads and decides, through the code the CLI uses.
 
-Reading: the aging report and DSO (`connector.reports.as_at.aging_at`, as `connector aging`),
+Reading: the aging report and DSO (`connector.reconcile.history.aging_streamed`, as `connector aging`),
 the open proposals, a customer's open items and payments (`reports.invoice_rows`,
 `payment_rows`, `customer_story`, as `connector customers show`), the story of a record
 (`reports.explain_story`, as `connector explain`), the parked actions and drift
@@ -28,10 +28,9 @@ from connector.errors import UsageError
 from connector.model import Allocation, Customer, Invoice, Payment
 from connector.money import Money
 from connector.reconcile.decisions import accept_proposal, match, reject_proposal
-from connector.reconcile.history import customers_by_id, drift_of, load_book
+from connector.reconcile.history import aging_streamed, customers_by_id, drift_of, load_book
 from connector.reconcile.run import invoice_allocations, without_withdrawn
 from connector.redaction import redact
-from connector.reports.as_at import aging_at
 from connector.reports.statements import period_start, statement
 from connector.state import outbox
 from connector.state import reconciliation as decisions
@@ -94,7 +93,7 @@ class Names:
 def aging(book: Book, as_of: date) -> Row:
     """`connector aging --json` for the book: the same function on the same records (the
     balances at the end of `as_of`, with unapplied cash and net)."""
-    return aging_at(load_book(book.store), customers_by_id(book.store), as_of)
+    return aging_streamed(book.store, customers_by_id(book.store), as_of)
 
 
 def customer_statement(book: Book, customer_id: str, day: date) -> Row:

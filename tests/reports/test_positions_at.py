@@ -25,7 +25,19 @@ import pytest
 from connector.model import Allocation, CreditNote, Customer, Invoice, Payment
 from connector.money import Money
 from connector.reports import aging_report
-from connector.reports.as_at import Book, CustomerCredit, DatedAllocation, aging_at, book_at, positions_at
+from connector.reports.as_at import (
+    Book,
+    BookAt,
+    CustomerCredit,
+    DatedAllocation,
+    aging_at,
+    aging_of,
+    book_at,
+    cash_at,
+    credit_at,
+    invoices_at,
+    positions_at,
+)
 
 D = date(2024, 9, 30)
 
@@ -231,3 +243,40 @@ def test_worst_first_and_top_n_never_compare_two_currencies(book):
         ("Beta", "USD"),
     ]
     assert top["customer_rows"] == 5 and {t["currency"]: t["total"] for t in top["totals"]}["USD"] == "1310.00"
+
+
+@pytest.mark.parametrize("size", [1, 2, 100])
+def test_the_book_taken_a_batch_at_a_time_ages_as_the_whole_book(book, size):
+    """What `aging` reads a batch at a time (invoices with their allocations and their payments'
+    days; payments with their allocations) makes the report the whole book makes, whatever the
+    batches, on every day around D: unapplied cash and credit, credit notes and late payments."""
+
+    def batches(items):
+        return [items[n : n + size] for n in range(0, len(items), size)]
+
+    paid_on = {p.id: p.received_at.date() for p in book.payments if p.id}
+    for day in (date(2024, 9, 24), D, date(2024, 10, 2), date(2024, 12, 31)):
+        then = BookAt(day=day)
+        for chunk in batches(list(book.payments)):
+            ids = {p.id for p in chunk}
+            recorded = [a for a in book.recorded if a.payment_id in ids]
+            applied = [d for d in book.applied if d.allocation.payment_id in ids]
+            cash_at(then, chunk, recorded, applied)
+        credit_at(then, book.credit_notes)
+        invoices = []
+        for chunk in batches(list(book.invoices)):
+            ids = {i.id for i in chunk}
+            recorded = [a for a in book.recorded if a.invoice_id in ids]
+            applied = [d for d in book.applied if d.allocation.invoice_id in ids]
+            notes = [n for n in book.credit_notes if ids & set(n.invoice_ids)]
+            days = {
+                p: paid_on[p] for p in {a.payment_id for a in recorded} | {d.allocation.payment_id for d in applied}
+            }
+            invoices += invoices_at(chunk, day, recorded, applied, notes, days)
+        whole = book_at(book, day)
+        assert (then.unapplied, then.credit, then.payments) == (whole.unapplied, whole.credit, whole.payments)
+        assert invoices == whole.invoices
+        for sort, top in (("name", None), ("total", 1)):
+            assert aging_of(iter(invoices), then, CUSTOMERS, sort=sort, top=top) == aging_at(
+                book, CUSTOMERS, day, sort=sort, top=top
+            )

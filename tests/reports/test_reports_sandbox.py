@@ -10,7 +10,10 @@ import pytest
 from connector.config import load_config
 from connector.model import Invoice, Ref
 from connector.money import Money
-from connector.reconcile.run import run_reconciliation
+from connector.reconcile.history import aged_streamed, aging_streamed, customers_by_id, invoice_listing, load_book
+from connector.reconcile.run import invoice_allocations, run_reconciliation, without_withdrawn
+from connector.reports import aging_report, invoice_rows
+from connector.reports.as_at import aging_at
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.state.store import open_store
@@ -111,3 +114,32 @@ def test_drift_exits_0_when_every_system_agrees(run_cli, tmp_path):
     result = run_cli("--config", str(tmp_path / "connector.toml"), "drift")
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "no drift" in result.stdout
+
+
+@pytest.mark.parametrize("batch", [7, 1000])
+def test_the_reports_read_a_batch_at_a_time_equal_the_whole_books(synced, batch):
+    """`aging` (as at any day, and re-aged `--as-of`) and `invoices list` read the book a
+    batch at a time; on a synced, reconciled book they give what reading it whole gave."""
+    _, store = synced
+    customers = customers_by_id(store)
+    book = load_book(store)
+    assert book.credit_notes and book.recorded and book.applied  # every part of the book is there
+    # the book's days, and today: reconciliation made its allocations today (they count from then)
+    for day in (date.today(), TODAY, date(2024, 8, 31), date(2024, 6, 30), date(2023, 12, 31)):
+        for sort, top in (("name", None), ("oldest", 2)):
+            whole = aging_at(book, customers, day, sort=sort, top=top)
+            assert aging_streamed(store, customers, day, sort=sort, top=top, batch=batch) == whole
+    for day in (date.today(), TODAY):
+        assert any(
+            not Money.of(r["unapplied"], r["currency"]).is_zero for r in aging_at(book, customers, day)["customers"]
+        )
+    assert aging_at(book, customers, date.today()) != aging_at(book, customers, TODAY)
+    invoices = without_withdrawn(store, store.list_receivables())
+    assert any(not i.amount_credited.is_zero for i in invoices)  # credit notes dated on invoices
+    allocations = invoice_allocations(store, invoices)
+    for as_of in (TODAY, date(2024, 12, 31)):
+        assert aged_streamed(store, customers, as_of, batch=batch) == aging_report(
+            invoices, customers, allocations, as_of
+        )
+    rows = invoice_rows(invoices, customers, allocations, TODAY)
+    assert list(invoice_listing(store, customers, TODAY, batch=batch)) == rows
