@@ -779,11 +779,14 @@ def payments_short(session: Session) -> list[str]:
     return [str(row[0]) for row in session.execute(query)]
 
 
-def payment_ids(session: Session) -> list[str]:
-    """The id of every payment of the book, in order: a report reads them a batch at a time."""
+def payment_keys(session: Session, customer_ids: Sequence[str] | None = None) -> list[tuple[str, datetime]]:
+    """(id, received at) of every payment of the book (of `customer_ids`, when given), by id:
+    a report orders them and reads them a batch at a time."""
     payments = table("payments")
-    query = sa.select(payments.c.id).where(mine(session, payments)).order_by(payments.c.id)
-    return [str(row[0]) for row in session.execute(query)]
+    query = sa.select(payments.c.id, payments.c.received_at).where(mine(session, payments)).order_by(payments.c.id)
+    if customer_ids is not None:
+        query = query.where(one_of(session, payments.c.customer_id, customer_ids))
+    return [(str(row[0]), row[1]) for row in session.execute(query)]
 
 
 def payments_received(session: Session, ids: Sequence[str]) -> dict[str, datetime]:

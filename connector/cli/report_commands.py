@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -39,6 +39,7 @@ from connector.reconcile.history import (
     customers_by_id,
     drift_of,
     invoice_listing,
+    payment_listing,
 )
 from connector.reconcile.run import invoice_allocations, not_in_ledger, without_withdrawn
 from connector.reports.aging_sheets import aging_headers, aging_rows, aging_sheets
@@ -50,7 +51,6 @@ from connector.state.records import ref_details
 from connector.state.store import Store
 
 Row = dict[str, Any]
-T = TypeVar("T")
 
 
 # Options and output ---------------------------------------------------------------------
@@ -215,13 +215,6 @@ def _export(output: Output, title: str, columns: Sequence[Column], rows: Iterabl
         _save_xlsx(output, sheets_by_currency(title, every, list(lines), currency, totals=True))
     else:
         _echo_csv(output, [c.header for c in every], lines)
-
-
-def _of_customers(customers: dict[str, Customer], query: str | None, listing: Callable[..., list[T]]) -> list[T]:
-    """Every record `listing` gives, or those of the customers `query` matches (`--customer`)."""
-    if query is None:
-        return listing()
-    return [record for found in _resolve_customers(customers, query) for record in listing(customer_id=found.id)]
 
 
 def _ids_in(row: Row, systems: Sequence[str]) -> list[str]:
@@ -476,19 +469,23 @@ def payments_list(
     output = _output(as_json, as_csv, excel, xlsx)
     store = app.store()
     customers = _customers(store)
-    payments = _of_customers(customers, customer, store.list_payments)
-    rows = _payment_rows(store, payments, customers)
-    if unmatched:
-        rows = reports.unmatched(rows)
-    totals = _totals(rows, PAYMENT_TOTALS, "payments")
+    chosen = None if customer is None else [c.id for c in _resolve_customers(customers, customer) if c.id]
+    # a batch of payments at a time, printed as it comes (as `invoices list`)
+    listed = payment_listing(store, customers, customer_ids=chosen)
+    totals = Totals(PAYMENT_TOTALS, "payments")
+    rows = totals.counting(r for r in listed if not unmatched or reports.unmatched([r]))
     if output.kind == "json":
-        _echo_json({"payments": rows, "totals": totals})
-    elif output.kind in ("csv", "xlsx"):
-        _export(output, "Payments", PAYMENT_EXPORT, rows)
-    else:
-        _echo_table(PAYMENT_COLUMNS, [_payment_cells(r) for r in rows], right=PAYMENT_AMOUNTS)
-        _echo_totals(totals, PAYMENT_TOTALS, "payments")
-        click.echo(f"{len(rows)} payment(s)")
+        echo_json_rows({}, "payments", rows, lambda: {"totals": totals.rows()})
+        return
+    with RowSpool() as spool:
+        for row in rows:
+            spool.add(row)
+        if output.kind in ("csv", "xlsx"):
+            _export(output, "Payments", PAYMENT_EXPORT, spool)
+            return
+        _echo_table(PAYMENT_COLUMNS, spool.map(_payment_cells), right=PAYMENT_AMOUNTS)
+        _echo_totals(totals.rows(), PAYMENT_TOTALS, "payments")
+        click.echo(f"{spool.count} payment(s)")
 
 
 # customers list / show ------------------------------------------------------------------

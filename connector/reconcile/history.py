@@ -85,6 +85,33 @@ def invoice_listing(
         yield from reports.invoice_rows(invoices, customers, allocations, day)
 
 
+def payment_listing(
+    store: Store,
+    customers: Mapping[str, Customer],
+    *,
+    customer_ids: Collection[str] | None = None,
+    batch: int = LISTING_BATCH,
+) -> Iterator[Row]:
+    """`reports.payment_rows` of every payment (of `customer_ids`, when given) with `net`, in
+    the same order, read `batch` payments at a time with their own applied allocations (the
+    ledger's records included): `payments list` in a batch's memory."""
+    with store.session() as session:
+        keys = records.payment_keys(session, None if customer_ids is None else sorted(customer_ids))
+    keys.sort(key=lambda k: (k[1].isoformat(), k[0]))
+    for start in range(0, len(keys), batch):
+        chunk = [payment_id for payment_id, _ in keys[start : start + batch]]
+        with store.session() as session:
+            payments = store.list_payments(session=session, ids=chunk)
+            stored = decisions.load_allocations(session, status="applied", payment_ids=chunk)
+        allocations: dict[str, list[Allocation]] = defaultdict(list)
+        for s in stored:
+            allocations[s.allocation.payment_id].append(s.allocation)
+        nets = {p.id: p.net for p in payments}
+        for row in reports.payment_rows(payments, customers, allocations):
+            row["net"] = reports.amount(nets[row["id"]])
+            yield row
+
+
 def _receivables_in_batches(
     store: Store, ids: Sequence[str], batch: int, *, with_refs: bool = True
 ) -> Iterator[list[Invoice]]:
@@ -112,7 +139,7 @@ def aging_streamed(
         notes = [CustomerCredit(n.note, n.customer_id, n.invoice_ids) for n in credit_notes(session)]
     then = BookAt(day=day)  # the cash and credit unapplied on the day: sums per customer
     with store.session() as session:
-        ids = records.payment_ids(session)
+        ids = [payment_id for payment_id, _ in records.payment_keys(session)]
     for start in range(0, len(ids), batch):
         chunk = ids[start : start + batch]
         with store.session() as session:

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from datetime import date
 
 import pytest
 
 from connector.config import load_config
-from connector.model import Invoice, Ref
+from connector.model import Allocation, Invoice, Ref
 from connector.money import Money
-from connector.reconcile.history import aged_streamed, aging_streamed, customers_by_id, invoice_listing, load_book
+from connector.reconcile.history import (
+    aged_streamed,
+    aging_streamed,
+    customers_by_id,
+    invoice_listing,
+    load_book,
+    payment_listing,
+)
 from connector.reconcile.run import invoice_allocations, run_reconciliation, without_withdrawn
-from connector.reports import aging_report, invoice_rows
+from connector.reports import aging_report, invoice_rows, payment_rows
 from connector.reports.as_at import aging_at
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
@@ -143,3 +151,16 @@ def test_the_reports_read_a_batch_at_a_time_equal_the_whole_books(synced, batch)
         )
     rows = invoice_rows(invoices, customers, allocations, TODAY)
     assert list(invoice_listing(store, customers, TODAY, batch=batch)) == rows
+    payments = store.list_payments()
+    by_payment: dict[str, list[Allocation]] = defaultdict(list)
+    for a in [*book.recorded, *(d.allocation for d in book.applied)]:
+        by_payment[a.payment_id].append(a)
+    whole = payment_rows(payments, customers, by_payment)
+    nets = {p.id: p.net for p in payments}
+    listed = list(payment_listing(store, customers, batch=batch))
+    assert listed == [{**r, "net": str(nets[r["id"]].amount)} for r in whole]
+    assert any(r["allocated"] != r["amount"] for r in listed) and any(r["allocated"] == r["amount"] for r in listed)
+    some = {r["customer"]["id"] for r in whole[:3]}
+    assert list(payment_listing(store, customers, customer_ids=some, batch=batch)) == [
+        r for r in listed if r["customer"]["id"] in some
+    ]
