@@ -517,25 +517,21 @@ def customers_list(app: AppContext, as_json: bool, as_csv: bool, excel: bool) ->
     output, day = _output(as_json, as_csv, excel), date.today()
     store = app.store()
     customers = _customers(store)
-    invoices = without_withdrawn(store, store.list_receivables())
-    invoices_of: dict[str | None, list[Row]] = defaultdict(list)
-    for row in reports.invoice_rows(invoices, customers, _invoice_allocations(store, invoices), day):
-        invoices_of[row["customer"]["id"]].append(row)
-    payments_of: dict[str | None, list[Row]] = defaultdict(list)
-    for row in _payment_rows(store, store.list_payments(), customers):
-        payments_of[row["customer"]["id"]].append(row)
-    rows = []
-    for customer in sorted(customers.values(), key=lambda c: (c.name.lower(), c.id or "")):
-        story = reports.customer_story(customer, invoices_of[customer.id], payments_of[customer.id])
-        rows.append(
-            {
-                "id": customer.id,
-                "name": customer.name,
-                "emails": customer.emails,
-                "balance": story["balance"],
-                "unapplied": story["unapplied"],
-            }
-        )
+    sums = reports.CustomerBalances()  # the book a batch at a time: only the sums are held
+    for row in invoice_listing(store, customers, day):
+        sums.add_invoice(row)
+    for row in payment_listing(store, customers):
+        sums.add_payment(row)
+    rows = [
+        {
+            "id": customer.id,
+            "name": customer.name,
+            "emails": customer.emails,
+            "balance": sums.balance(customer.id),
+            "unapplied": sums.unapplied(customer.id),
+        }
+        for customer in sorted(customers.values(), key=lambda c: (c.name.lower(), c.id or ""))
+    ]
     lines = [line for row in rows for line in _customer_lines(row)]
     if output.kind == "json":
         _echo_json({"as_of": day.isoformat(), "customers": rows})

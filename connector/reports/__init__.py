@@ -211,10 +211,43 @@ def _per_currency(rows: Iterable[Row], field: str) -> dict[str, str]:
     return {currency: amount(total) or "0" for currency, total in sorted(sums.items())}
 
 
+def is_owed(row: Row) -> bool:
+    """An invoice row with something owed on it (a customer's open invoices, its balance)."""
+    return Decimal(row["balance"]) > 0 and row["aging_bucket"] is not None
+
+
+class CustomerBalances:
+    """Per customer, what `customer_story` says it owes and holds unapplied per currency,
+    summed from invoice and payment rows as they pass (`customers list` of a large book)."""
+
+    def __init__(self) -> None:
+        self._owed: dict[str | None, dict[str, Money]] = defaultdict(dict)
+        self._unapplied: dict[str | None, dict[str, Money]] = defaultdict(dict)
+
+    @staticmethod
+    def _add(into: dict[str, Money], row: Row, field: str) -> None:
+        currency = row["currency"]
+        into[currency] = into.get(currency, Money.zero(currency)) + Money.of(row[field], currency)
+
+    def add_invoice(self, row: Row) -> None:
+        if is_owed(row):
+            self._add(self._owed[row["customer"]["id"]], row, "balance")
+
+    def add_payment(self, row: Row) -> None:
+        self._add(self._unapplied[row["customer"]["id"]], row, "unapplied")
+
+    def balance(self, customer_id: str | None) -> dict[str, str]:
+        return {c: amount(v) or "0" for c, v in sorted(self._owed.get(customer_id, {}).items())}
+
+    def unapplied(self, customer_id: str | None) -> dict[str, str]:
+        sums = sorted(self._unapplied.get(customer_id, {}).items())
+        return {c: amount(v) or "0" for c, v in sums if v.amount > 0}
+
+
 def customer_story(customer: Customer, invoices: Sequence[Row], payments: Sequence[Row]) -> Row:
     """A customer with its refs, open invoices (balances per currency), payments and the
     credit not applied to any invoice yet (per currency)."""
-    open_rows = [r for r in invoices if Decimal(r["balance"]) > 0 and r["aging_bucket"] is not None]
+    open_rows = [r for r in invoices if is_owed(r)]
     return {
         "id": customer.id,
         "name": customer.name,
@@ -417,6 +450,7 @@ def explain_story(
 __all__ = [
     "DSO_WINDOW_DAYS",
     "AgingTally",
+    "CustomerBalances",
     "DriftBook",
     "Gap",
     "INVOICE_STATUSES",
@@ -438,6 +472,7 @@ __all__ = [
     "invoice_rows",
     "invoice_selected",
     "is_overdue",
+    "is_owed",
     "iso",
     "match_customers",
     "payment_application",

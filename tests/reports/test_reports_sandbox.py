@@ -20,7 +20,7 @@ from connector.reconcile.history import (
     payment_listing,
 )
 from connector.reconcile.run import invoice_allocations, run_reconciliation, without_withdrawn
-from connector.reports import aging_report, invoice_rows, payment_rows
+from connector.reports import CustomerBalances, aging_report, customer_story, invoice_rows, payment_rows
 from connector.reports.as_at import aging_at
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
@@ -164,3 +164,23 @@ def test_the_reports_read_a_batch_at_a_time_equal_the_whole_books(synced, batch)
     assert list(payment_listing(store, customers, customer_ids=some, batch=batch)) == [
         r for r in listed if r["customer"]["id"] in some
     ]
+
+
+def test_customer_balances_summed_row_by_row_are_each_customers_story(synced):
+    _, store = synced
+    customers = customers_by_id(store)
+    invoices = list(invoice_listing(store, customers, TODAY, batch=5))
+    payments = list(payment_listing(store, customers, batch=5))
+    sums = CustomerBalances()
+    for row in invoices:
+        sums.add_invoice(row)
+    for row in payments:
+        sums.add_payment(row)
+    owing = holding = 0
+    for customer in customers.values():
+        mine = [r for r in invoices if r["customer"]["id"] == customer.id]
+        paid = [r for r in payments if r["customer"]["id"] == customer.id]
+        story = customer_story(customer, mine, paid)
+        assert (sums.balance(customer.id), sums.unapplied(customer.id)) == (story["balance"], story["unapplied"])
+        owing, holding = owing + bool(story["balance"]), holding + bool(story["unapplied"])
+    assert owing > 3 and holding >= 2
