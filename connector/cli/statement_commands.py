@@ -11,7 +11,7 @@ from connector.cli.context import AppContext, pass_app
 from connector.cli.days import parse_day
 from connector.errors import UsageError
 from connector.model import Customer
-from connector.reconcile.history import customers_by_id, load_book
+from connector.reconcile.history import customer_book, customers_by_id
 from connector.reports import match_customers
 from connector.reports.statement_documents import statement_html, write_statement_pdf
 from connector.reports.statements import period_start, statement, statement_text
@@ -67,7 +67,7 @@ def statement_command(
         raise UsageError(f"--from: {first} is after the statement's day {day}")
     store = app.store()
     chosen = find_customer(customers_by_id(store), customer)
-    data = statement(app.config().display_name(), chosen, load_book(store), day, first)
+    data = statement(app.config().display_name(), chosen, customer_book(store, chosen.id or ""), day, first)
     if html_file or pdf_file:
         option = "--html" if html_file else "--pdf"
         target = _target(html_file or pdf_file or "", option)

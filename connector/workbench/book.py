@@ -28,7 +28,7 @@ from connector.errors import UsageError
 from connector.model import Allocation, Customer, Invoice, Payment
 from connector.money import Money
 from connector.reconcile.decisions import accept_proposal, match, reject_proposal
-from connector.reconcile.history import aging_streamed, customers_by_id, drift_of, load_book
+from connector.reconcile.history import aging_streamed, customer_book, customers_by_id, drift_of
 from connector.reconcile.run import invoice_allocations, without_withdrawn
 from connector.redaction import redact
 from connector.reports.statements import period_start, statement
@@ -102,7 +102,7 @@ def customer_statement(book: Book, customer_id: str, day: date) -> Row:
     chosen = customers_by_id(book.store).get(customer_id)
     if chosen is None:
         raise UsageError(f"no customer {customer_id!r}")
-    return statement(book.config.display_name(), chosen, load_book(book.store), day, period_start(day))
+    return statement(book.config.display_name(), chosen, customer_book(book.store, customer_id), day, period_start(day))
 
 
 def open_proposals(book: Book, names: Names) -> list[Row]:

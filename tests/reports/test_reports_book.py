@@ -31,8 +31,9 @@ from connector.model import (
     invoice_position,
 )
 from connector.money import Money
-from connector.reconcile.history import customers_by_id, invoice_listing
+from connector.reconcile.history import customer_book, customers_by_id, invoice_listing, load_book
 from connector.reconcile.run import invoice_allocations, ledger_withdrawn, without_withdrawn
+from connector.reports.statements import statement
 from connector.state import outbox
 from connector.state import reconciliation as decisions
 from connector.state.store import open_store
@@ -771,3 +772,22 @@ def test_invoices_list_json_gives_a_row_a_line_and_the_same_document(run_cli, cr
     inv7, o3 = (next(r for r in rows if r["id"] == i) for i in ("inv7", "inv-o3"))
     assert (inv7["amount_paid"], inv7["balance"], inv7["status"]) == ("0.00", "70.00", "partially_paid")
     assert (o3["amount_paid"], o3["balance"], o3["status"]) == ("0.00", "10.00", "open")  # its payment was lost
+
+
+def test_a_customers_statement_read_from_its_neighbourhood_is_the_whole_books(crowded):
+    """`statement` reads only the customer's records (and the payments on its invoices): INV-7's
+    ledger payment taken back, a refund, a lost dispute and a failed payment read as the whole
+    book reads them."""
+    _, store = crowded
+    money_left_on_ledger_payments(store)
+    book = load_book(store)
+    customers = customers_by_id(store)
+    for customer_id in ("acme", "c3", "c4", "c150"):
+        own = customer_book(store, customer_id)
+        assert len(own.invoices) <= 2 and len(own.payments) <= 3
+        for day in (date(2024, 7, 15), date.today()):
+            whole = statement("Co", customers[customer_id], book, day, date(2024, 1, 1))
+            assert statement("Co", customers[customer_id], own, day, date(2024, 1, 1)) == whole
+    acme = statement("Co", customers["acme"], customer_book(store, "acme"), date.today(), date(2024, 1, 1))
+    [usd] = acme["currencies"]
+    assert [(i["number"], i["balance"]) for i in usd["open_items"]] == [("INV-7", "70.00"), ("INV-70", "70.00")]

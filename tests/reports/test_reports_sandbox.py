@@ -14,6 +14,7 @@ from connector.money import Money
 from connector.reconcile.history import (
     aged_streamed,
     aging_streamed,
+    customer_book,
     customers_by_id,
     invoice_listing,
     load_book,
@@ -22,6 +23,7 @@ from connector.reconcile.history import (
 from connector.reconcile.run import invoice_allocations, run_reconciliation, without_withdrawn
 from connector.reports import CustomerBalances, aging_report, customer_story, invoice_rows, payment_rows
 from connector.reports.as_at import aging_at
+from connector.reports.statements import statement
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.state.store import open_store
@@ -184,3 +186,20 @@ def test_customer_balances_summed_row_by_row_are_each_customers_story(synced):
         assert (sums.balance(customer.id), sums.unapplied(customer.id)) == (story["balance"], story["unapplied"])
         owing, holding = owing + bool(story["balance"]), holding + bool(story["unapplied"])
     assert owing > 3 and holding >= 2
+
+
+def test_a_statement_read_from_the_customers_neighbourhood_is_the_whole_books(synced):
+    _, store = synced
+    book = load_book(store)
+    customers = customers_by_id(store)
+    shown = credits = 0
+    for customer in customers.values():
+        assert customer.id is not None
+        own = customer_book(store, customer.id)
+        for day, start in ((date.today(), date(2000, 1, 1)), (TODAY, None), (date(2024, 8, 31), date(2024, 1, 1))):
+            whole = statement("Co", customer, book, day, start)
+            assert statement("Co", customer, own, day, start) == whole
+            shown += sum(len(c["open_items"]) + len(c["payments"]) for c in whole["currencies"])
+            credits += sum(len(c["credits"]) for c in whole["currencies"])
+        assert len(own.invoices) < len(book.invoices)
+    assert shown > 50 and credits
