@@ -87,9 +87,9 @@ else:
 """
 
 
-def child(command: list[str]) -> tuple[float, float, int, str]:
-    """Run `command` (`python -m ...` or `python -c ...`); its wall seconds, CPU seconds, peak
-    RSS in bytes (its own: `PEAK`) and standard output."""
+def child(command: list[str], ok: tuple[int, ...] = (0,)) -> tuple[float, float, int, str]:
+    """Run `command` (`python -m ...` or `python -c ...`), which must exit with one of `ok`;
+    its wall seconds, CPU seconds, peak RSS in bytes (its own: `PEAK`) and standard output."""
     started = time.perf_counter()
     # bytecode cached, as an installed connector has it (this machine sets PYTHONDONTWRITEBYTECODE)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -101,7 +101,7 @@ def child(command: list[str]) -> tuple[float, float, int, str]:
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
-    if process.returncode not in (0,):
+    if process.returncode not in ok:
         raise SystemExit(f"{' '.join(command[-3:])} exited {process.returncode}: {err.strip()[-2000:]}")
     peak = [line for line in err.splitlines() if line.startswith("VmHWM-bytes ")]
     if not peak:
