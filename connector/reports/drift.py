@@ -150,8 +150,11 @@ class _Index:
         for view in book.invoice_views:
             self.invoice_views[view.entity_id].append(view)
         self.payment_views: dict[str, list[View]] = defaultdict(list)
+        # (system, invoice remote id) -> the payment views of that system linked to it
+        self.paying: dict[tuple[str, str], list[View]] = defaultdict(list)
         for view in book.payment_views:
             self.payment_views[view.entity_id].append(view)
+            self.paying[(view.system, str((view.sync.get("links") or {}).get("invoice")))].append(view)
         self.writes = {w.id: w for w in book.writes}
         self.on_target: dict[tuple[str, str, str], list[Write]] = defaultdict(list)
         for write in book.writes:
@@ -383,9 +386,7 @@ def _cancelled_for(index: _Index, allocation: Allocation, cancelled: set[tuple[A
 def _paid_by_money_that_left(index: _Index, invoice: View) -> bool:
     """Whether a gateway charge that paid the gateway's invoice lost its money since (failed,
     refunded, or withdrawn by a dispute): the book rightly has the invoice owed again."""
-    for view in index.book.payment_views:
-        if view.system != invoice.system or str((view.sync.get("links") or {}).get("invoice")) != invoice.remote_id:
-            continue
+    for view in index.paying.get((invoice.system, invoice.remote_id), []):
         refunded = view.data.get("status") in ("failed", "refunded", "partially_refunded")
         if refunded or view.data.get("dispute_status") in ("open", "lost"):
             return True
