@@ -217,6 +217,44 @@ def _export(output: Output, title: str, columns: Sequence[Column], rows: Iterabl
         _echo_csv(output, [c.header for c in every], lines)
 
 
+@dataclass(frozen=True)
+class Listing:
+    """What a listing (`invoices list`, `payments list`) prints: `key` of its JSON, the title of
+    its XLSX sheets, its export columns, its table's columns and their right-aligned ones."""
+
+    key: str
+    title: str
+    export: Sequence[Column]
+    columns: Sequence[str]
+    right: Sequence[str]
+
+
+def _print_listing(
+    output: Output,
+    listing: Listing,
+    head: Row,
+    rows: Iterable[Row],
+    totals: Totals,
+    cells: Callable[[Row], list[Any]],
+    footer: str,
+) -> None:
+    """A listing's rows as they come: `--json` a row a line, the totals after (`totals` counts
+    the rows as they pass); CSV, XLSX and the table through a spool on disk, their columns and
+    widths depending on every row."""
+    if output.kind == "json":
+        echo_json_rows(head, listing.key, rows, lambda: {"totals": totals.rows()})
+        return
+    with RowSpool() as spool:
+        for row in rows:
+            spool.add(row)
+        if output.kind in ("csv", "xlsx"):
+            _export(output, listing.title, listing.export, spool)
+            return
+        _echo_table(listing.columns, spool.map(cells), right=listing.right)
+        _echo_totals(totals.rows(), totals.fields, totals.counted)
+        click.echo(f"{spool.count} {listing.key[:-1]}(s) {footer}".rstrip())
+
+
 def _ids_in(row: Row, systems: Sequence[str]) -> list[str]:
     return [" ".join(r["id"] for r in row["refs"] if r["system"] == system) for system in systems]
 
@@ -345,18 +383,10 @@ def invoices_list(
     listed = invoice_listing(store, customers, day, customer_ids=chosen)
     totals = Totals(INVOICE_TOTALS, "invoices")
     rows = totals.counting(r for r in listed if reports.invoice_selected(r, status=status, overdue=overdue))
-    if output.kind == "json":
-        echo_json_rows({"as_of": day.isoformat()}, "invoices", rows, lambda: {"totals": totals.rows()})
-        return
-    with RowSpool() as spool:
-        for row in rows:
-            spool.add(row)
-        if output.kind in ("csv", "xlsx"):
-            _export(output, "Invoices", INVOICE_EXPORT, spool)
-            return
-        _echo_table(INVOICE_COLUMNS, spool.map(_invoice_cells), right=("total", "balance", "days_past_due"))
-        _echo_totals(totals.rows(), INVOICE_TOTALS, "invoices")
-        click.echo(f"{spool.count} invoice(s) as of {day.isoformat()}")
+    listing = Listing("invoices", "Invoices", INVOICE_EXPORT, INVOICE_COLUMNS, ("total", "balance", "days_past_due"))
+    _print_listing(
+        output, listing, {"as_of": day.isoformat()}, rows, totals, _invoice_cells, f"as of {day.isoformat()}"
+    )
 
 
 @invoices_group.command("unlinked")
@@ -474,18 +504,8 @@ def payments_list(
     listed = payment_listing(store, customers, customer_ids=chosen)
     totals = Totals(PAYMENT_TOTALS, "payments")
     rows = totals.counting(r for r in listed if not unmatched or reports.unmatched([r]))
-    if output.kind == "json":
-        echo_json_rows({}, "payments", rows, lambda: {"totals": totals.rows()})
-        return
-    with RowSpool() as spool:
-        for row in rows:
-            spool.add(row)
-        if output.kind in ("csv", "xlsx"):
-            _export(output, "Payments", PAYMENT_EXPORT, spool)
-            return
-        _echo_table(PAYMENT_COLUMNS, spool.map(_payment_cells), right=PAYMENT_AMOUNTS)
-        _echo_totals(totals.rows(), PAYMENT_TOTALS, "payments")
-        click.echo(f"{spool.count} payment(s)")
+    listing = Listing("payments", "Payments", PAYMENT_EXPORT, PAYMENT_COLUMNS, PAYMENT_AMOUNTS)
+    _print_listing(output, listing, {}, rows, totals, _payment_cells, "")
 
 
 # customers list / show ------------------------------------------------------------------
