@@ -181,13 +181,6 @@ class Totals:
         ]
 
 
-def _totals(rows: Iterable[Row], fields: Sequence[str], counted: str) -> list[Row]:
-    totals = Totals(fields, counted)
-    for row in rows:
-        totals.add(row)
-    return totals.rows()
-
-
 def _echo_totals(totals: Sequence[Row], fields: Sequence[str], counted: str) -> None:
     for total in totals:
         amounts = ", ".join(f"{f} {total[f]}" for f in fields)

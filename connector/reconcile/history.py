@@ -1,6 +1,6 @@
-"""Loading one company's book for the reports: the dated book behind `aging`, `aging --as-at`
-and `statement`, the holdings behind `drift`, and the invoice list a batch at a time; the CLI
-and the workbench read them here."""
+"""Loading one company's book for the reports: the dated book behind `aging` (a batch at a
+time) and `statement` (one customer's neighbourhood), the holdings behind `drift`, and the
+invoice and payment lists a batch at a time; the CLI and the workbench read them here."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from connector.reports.as_at import (
 from connector.state import outbox, records
 from connector.state import reconciliation as decisions
 from connector.state.bookkeeping import audit_entries
-from connector.state.history import credit_notes
+from connector.state.history import StoredCreditNote, credit_notes
 from connector.state.linking import ref_views
 from connector.state.records import dangling_refs
 from connector.state.store import Store
@@ -48,13 +48,8 @@ def load_book(store: Store) -> Book:
         payments = store.list_payments(session=session)
         applied = decisions.load_allocations(session, status="applied")
         notes = credit_notes(session)
-    return Book(
-        invoices=without_withdrawn(store, invoices),
-        payments=payments,
-        recorded=[s.allocation for s in applied if s.allocation.rule == LEDGER_RULE],
-        applied=[DatedAllocation(s.allocation, s.created_at) for s in applied if s.allocation.rule != LEDGER_RULE],
-        credit_notes=[CustomerCredit(n.note, n.customer_id, n.invoice_ids) for n in notes],
-    )
+    recorded, dated = _split(applied)
+    return Book(without_withdrawn(store, invoices), payments, recorded, dated, _credits(notes))
 
 
 def customer_book(store: Store, customer_id: str) -> Book:
@@ -79,13 +74,12 @@ def customer_book(store: Store, customer_id: str) -> Book:
         ]
     stored = list({s.allocation.id: s for s in [*on_invoices, *of_payments]}.values())
     stored.sort(key=lambda s: (s.created_at, s.allocation.id or ""))
-    return Book(
-        invoices=without_withdrawn(store, invoices, neighbourhood=True),
-        payments=payments,
-        recorded=[s.allocation for s in stored if s.allocation.rule == LEDGER_RULE],
-        applied=[DatedAllocation(s.allocation, s.created_at) for s in stored if s.allocation.rule != LEDGER_RULE],
-        credit_notes=[CustomerCredit(n.note, n.customer_id, n.invoice_ids) for n in notes],
-    )
+    recorded, dated = _split(stored)
+    return Book(without_withdrawn(store, invoices, neighbourhood=True), payments, recorded, dated, _credits(notes))
+
+
+def _credits(notes: Sequence[StoredCreditNote]) -> list[CustomerCredit]:
+    return [CustomerCredit(n.note, n.customer_id, n.invoice_ids) for n in notes]
 
 
 # Invoices a batch at a time: the list's memory is a batch's, whatever the book's size.
@@ -169,7 +163,7 @@ def aging_streamed(
     then `batch` payments at a time (each with its own allocations and its payments' dates),
     holding only the report's sums: the same report, in a batch's memory."""
     with store.session() as session:
-        notes = [CustomerCredit(n.note, n.customer_id, n.invoice_ids) for n in credit_notes(session)]
+        notes = _credits(credit_notes(session))
     then = BookAt(day=day)  # the cash and credit unapplied on the day: sums per customer
     with store.session() as session:
         ids = [payment_id for payment_id, _ in records.payment_keys(session)]
