@@ -23,7 +23,7 @@ from connector.dunning.run import queue as queue_reminders
 from connector.dunning.states import apply_provider_states
 from connector.linking.run import LinkReport, link_all
 from connector.providers.registry import Registry, installed
-from connector.reconcile.run import ReconcileSummary, run_reconciliation
+from connector.reconcile.run import ReconcileSummary, run_reconciliation, take_ledger_records
 from connector.state.outbox import OutboxEntry
 from connector.state.store import Store
 from connector.sync import Progress, RemapReport, SyncEngine, SyncReport, remap_book
@@ -38,9 +38,12 @@ T = TypeVar("T")
 
 def link(config: Config, store: Store, registry: Registry | None = None) -> LinkReport:
     """Link the same customer, invoice and payment across systems, then copy what the linked
-    systems say of disputes, promises, plans and pauses (finance's own settings win)."""
+    systems say of disputes, promises, plans and pauses (finance's own settings win); then a
+    payment we applied that the ledger now records is its ledger record (`take_ledger_records`),
+    so that nothing counts it twice before the next reconciliation."""
     report = link_all(config, store, registry)
     apply_provider_states(config, store, registry)
+    take_ledger_records(config, store, registry)
     return report
 
 

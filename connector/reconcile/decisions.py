@@ -279,8 +279,17 @@ def match(
             reason=reason or f"matched by {user}",
             confirmed_by=user,
         )
-        if any(a.id == allocation.id for a in _applied(session, payment_ids=[payment.id or ""])):
+        applied = _applied(session, payment_ids=[payment.id or ""])
+        if any(a.id == allocation.id for a in applied):
             raise UsageError(f"{payment_token} is already matched by hand to {invoice_token}; unmatch it first")
+        recorded = [a for a in applied if a.rule == LEDGER_RULE and a.invoice_id == allocation.invoice_id]
+        if recorded:
+            # the write-back never writes a second part of one payment on one invoice (it could
+            # not tell it from the first), so this match would count money the ledger never gets
+            raise UsageError(
+                f"the ledger already records {recorded[0].amount} of {payment_token} on {invoice_token}; "
+                "change that payment's amount in the ledger, then sync"
+            )
         _check_and_save(store, session, [allocation], user, "match", reason or "manual match")
         settle(
             session,

@@ -103,12 +103,11 @@ def run_reconciliation(
             if invoice_id and invoice_id not in links[view["entity_id"]]:
                 links[view["entity_id"]].append(invoice_id)
 
-        stored = decisions.load_allocations(session)
-        applied = [s.allocation for s in stored if s.status == "applied"]
-        rejected = {(s.allocation.payment_id, s.allocation.invoice_id) for s in stored if s.status == "rejected"}
-        summary.ledger = _apply_ledger_records(session, payments, parts, applied)
-        in_ledger = {payment_id: live for payment_id, found in parts.items() if (live := [p for p in found if p.live])}
-        applied = _retire_superseded(session, in_ledger, decisions.load_allocations(session, status="applied"))
+        rejected = {
+            (s.allocation.payment_id, s.allocation.invoice_id)
+            for s in decisions.load_allocations(session, status="rejected")
+        }
+        summary.ledger, in_ledger, applied = _take_ledger_records(session, payments, parts)
 
         outside = [p for p in payments if p.id not in in_ledger]
         pending = [a for a in applied if a.rule != LEDGER_RULE]
@@ -279,6 +278,53 @@ def _apply_ledger_records(
             )
     decisions.save_allocations(session, new, "applied")
     return changed
+
+
+def _take_ledger_records(
+    session: Any, payments: list[Payment], parts: dict[str, list[LedgerPart]]
+) -> tuple[int, dict[str, list[LedgerPart]], list[Allocation]]:
+    """The ledger's own records made allocations (`_apply_ledger_records`) and ours that they
+    now hold retired (`_retire_superseded`), for the payments of `parts`: how many ledger
+    allocations were made or changed, the live ledger parts per payment, and the allocations
+    applied after."""
+    applied = [s.allocation for s in decisions.load_allocations(session, status="applied")]
+    made = _apply_ledger_records(session, payments, parts, applied)
+    in_ledger = {payment_id: live for payment_id, found in parts.items() if (live := [p for p in found if p.live])}
+    retired = _retire_superseded(session, in_ledger, decisions.load_allocations(session, status="applied"))
+    return made, in_ledger, retired
+
+
+def take_ledger_records(config: Config, store: Store, registry: Registry | None = None) -> int:
+    """Reconciliation's first step alone, for the payments we applied that the ledger may hold
+    now (we recorded them there, or someone entered them): the ledger's record becomes their
+    allocation and ours is retired. Run after every link, so that once a sync has read our
+    write back no report, plan or reminder counts that money twice (the ledger's amount paid
+    and our allocation) before the next reconciliation; returns how many ledger allocations
+    were made or changed. It reads only those payments' views, not the book's."""
+    check_scope(config, store)
+    ledgers = _ledger_systems(config, registry)
+    with store.session() as session:
+        stored = decisions.load_allocations(session, status="applied")
+        ours = sorted({s.allocation.payment_id for s in stored if s.allocation.rule != LEDGER_RULE})
+        views = [v for v in _views(session, "payment", entity_ids=ours) if v["system"] in ledgers] if ours else []
+        if not views:
+            return 0
+        named = {(v["system"], str(_invoice_link(v))) for v in views if _invoice_link(v)}
+        by_remote = {
+            (ref["system"], ref["remote_id"]): str(ref["entity_id"])
+            for ref in state_records.refs_known_as(session, named)
+            if ref["entity_kind"] == "invoice" and ref["object_type"] == "invoice" and ref["entity_id"] is not None
+        }
+        among = {(v["system"], v["remote_id"]) for v in views}
+        reversed_parts = decisions.reversed_ledger_payments(session, among=among)
+        parts: dict[str, list[LedgerPart]] = defaultdict(list)
+        for view in views:
+            target = _invoice_link(view)
+            invoice_id = by_remote.get((view["system"], str(target))) if target else None
+            parts[view["entity_id"]].append(_ledger_part(view, invoice_id, reversed_parts))
+        payments = store.list_payments(session=session, ids=sorted(parts))
+        made, _, _ = _take_ledger_records(session, payments, parts)
+    return made
 
 
 def _sum_parts(parts: list[LedgerPart], payment: Payment) -> Money:
@@ -562,6 +608,7 @@ __all__ = [
     "ledger_withdrawn",
     "less_withdrawn",
     "not_in_ledger",
+    "take_ledger_records",
     "run_reconciliation",
     "without_withdrawn",
 ]

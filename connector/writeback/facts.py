@@ -14,7 +14,7 @@ from connector.connections import check_scope, system_ranks
 from connector.model import Invoice, invoice_position
 from connector.money import Money
 from connector.providers.registry import Registry
-from connector.reconcile.types import LEDGER_RULE
+from connector.reconcile.types import LEDGER_RULE, MONEY_STATUSES
 from connector.state import linking as state_linking
 from connector.state import outbox
 from connector.state import reconciliation as decisions
@@ -72,9 +72,11 @@ def _gather(config: Config, store: Store, session: Any, registry: Registry | Non
             if view.kind == "ledger" and invoice_remote:
                 ledger_payments_on[(view.system, str(invoice_remote))].append(view)
     extra = [a for a in applied if a.rule != LEDGER_RULE]
+    held = _held_by_ledger(invoice_views, payment_views, withdrawn)
     by_invoice: dict[str, list[Any]] = defaultdict(list)
     for allocation in extra:
-        by_invoice[allocation.invoice_id].append(allocation)
+        if (allocation.payment_id, allocation.invoice_id) not in held:
+            by_invoice[allocation.invoice_id].append(allocation)
     positions = {
         i: invoice_position(
             _without_withdrawn(inv, invoice_views.get(i, []), ledger_payments_on, withdrawn),
@@ -146,6 +148,32 @@ def taken_back(session: Any) -> tuple[dict[str, int], frozenset[str]]:
 def live(view: SystemView) -> bool:
     """Whether the system still holds the record (not deleted, not failed)."""
     return not (view.data.get("_sync") or {}).get("deleted") and view.data.get("status") != "failed"
+
+
+def _held_by_ledger(
+    invoice_views: dict[str, list[SystemView]], payment_views: dict[str, list[SystemView]], withdrawn: frozenset[str]
+) -> set[tuple[str, str]]:
+    """(payment, invoice) of each payment a ledger holds as money on that invoice: its amount
+    is in the invoice's `amount_paid`, so an allocation of ours of that pair (one reconciliation
+    has not retired yet, or a second part the write-back never writes) adds nothing to it."""
+    ledger_invoices = {
+        (v.system, v.remote_id): invoice_id
+        for invoice_id, views in invoice_views.items()
+        for v in views
+        if v.kind == "ledger"
+    }
+    held = set()
+    for payment_id, views in payment_views.items():
+        for view in views:
+            if view.kind != "ledger" or view.remote_id in withdrawn or (view.data.get("_sync") or {}).get("deleted"):
+                continue
+            if view.data.get("status") not in (None, *MONEY_STATUSES):
+                continue  # as reconciliation reads a ledger part (`connector.reconcile.run._ledger_part`)
+            link = ((view.data.get("_sync") or {}).get("links") or {}).get("invoice")
+            invoice_id = ledger_invoices.get((view.system, str(link))) if link else None
+            if invoice_id is not None:
+                held.add((payment_id, invoice_id))
+    return held
 
 
 def _without_withdrawn(

@@ -11,6 +11,11 @@ from decimal import Decimal
 
 import pytest
 
+from connector import pipeline
+from connector.config import load_config
+from connector.linking.run import link_all
+from connector.state.store import open_store
+from connector.sync import SyncEngine
 from support.decisions_book import DecisionsBook, decisions_book
 
 pytestmark = pytest.mark.slow
@@ -143,3 +148,64 @@ def test_after_the_write_back_and_one_more_sync_drift_is_empty(book: DecisionsBo
     book.check()
     report = json.loads(book.run("drift", "--json").stdout)
     assert report["drift"] is False
+
+
+def test_a_plan_between_the_sync_and_the_reconcile_counts_a_recorded_payment_once(book: DecisionsBook):
+    """A payment we recorded in the ledger is read back by a sync before any reconcile retires
+    our allocation of it: the ledger's amount paid and our allocation are the same money, so
+    the invoice still owes the rest. A plan run then (`connector sync` then `connector plan`)
+    marks nothing paid in the gateway, which Stripe could never take back."""
+    payment, invoice, part = book.half_pair()
+    left = Decimal(next(i for i in book.invoices() if i["number"] == invoice)["balance"])
+    book.ok("reconcile", "match", payment, invoice, "--amount", str(part))
+    book.ok("plan")
+    book.ok("apply", "--yes")
+    assert len(book.ledger_payments_of(payment)) == 1
+    book.ok("sync")  # the ledger now holds the payment; no reconcile has run since
+    [listed] = [i for i in book.invoices() if i["number"] == invoice]
+    assert Decimal(listed["balance"]) == left - part, listed
+    planned = book.ok("plan")
+    assert "mark paid" not in planned, planned
+    book.ok("apply", "--yes")
+    assert book.gateway_status(invoice) == "open"
+    book.cycle_and_check()
+    assert book.gateway_status(invoice) == "open"
+
+
+def test_a_second_match_of_a_payment_the_ledger_records_on_that_invoice_is_refused(book: DecisionsBook):
+    """The write-back never writes a second part of one payment on one invoice (it could not
+    tell it from the first): a match of more of that payment to that invoice would count money
+    the ledger never gets, and plan a mark-paid in Stripe for an invoice still owed."""
+    payment, invoice = book.open_pair(leaves_open=True)
+    part = (book.amount_of(payment) / 2).quantize(Decimal(1) / 10 ** book.exponent(payment))
+    book.ok("reconcile", "match", payment, invoice, "--amount", str(part))
+    book.cycle_and_check()
+    refused = book.run("reconcile", "match", payment, invoice)
+    assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1, refused
+    assert f"the ledger already records {part}" in refused.stderr, refused.stderr
+    book.cycle_and_check()
+    assert [Decimal(str(p["Amount"])) for p in book.ledger_payments_of(payment)] == [part]
+
+
+def test_a_plan_after_a_link_that_has_not_taken_the_ledger_s_records_counts_the_payment_once(
+    book: DecisionsBook,
+):
+    """Another worker's plan can read the book between the link that joins our recorded
+    payment to its charge and the step that makes it the ledger's record: the position the
+    writes follow from still counts that money once."""
+    payment, invoice, part = book.half_pair()
+    book.ok("reconcile", "match", payment, invoice, "--amount", str(part))
+    book.ok("plan")
+    book.ok("apply", "--yes")
+    config = load_config(str(book.config_path))
+    store = open_store(config.database_url)
+    try:
+        assert SyncEngine(config, store).run().ok
+        link_all(config, store)  # linked; `take_ledger_records` not run
+        planned = pipeline.plan(config, store)
+    finally:
+        store.close()
+    assert [p.summary for p in planned if p.action.kind == "mark_paid"] == []
+    assert not any("-> paid" in p.summary for p in planned if p.action.kind == "update_properties")
+    book.cycle_and_check()
+    assert book.gateway_status(invoice) == "open"

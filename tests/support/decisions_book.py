@@ -149,6 +149,30 @@ class DecisionsBook:
                 return payment["id"], invoice["number"]
         raise AssertionError("no card payment with money left and an open invoice to take it")
 
+    def half_pair(self) -> tuple[str, str, Decimal]:
+        """A card payment with nothing in the ledger yet, an open invoice the gateway also
+        bills, and a part of the payment that leaves the invoice open but, counted twice,
+        would pay it off."""
+        invoices = [
+            i
+            for i in self.invoices()
+            if i["status"] == "open" and "ledger" in i["systems"] and "gateway" in i["systems"]
+        ]
+        for payment in self.payments():
+            if payment["status"] != "succeeded" or "gateway" not in payment["systems"]:
+                continue
+            left = Decimal(payment["unapplied"])
+            if left <= 0 or self.ledger_payments_of(payment["id"]):
+                continue
+            for invoice in invoices:
+                balance = Decimal(invoice["balance"])
+                part = min(left, balance - Decimal(1) / 10 ** currency_exponent(payment["currency"]))
+                if invoice["currency"] != payment["currency"] or not 0 < part < balance <= 2 * part:
+                    continue
+                if self.gateway_status(invoice["number"]) == "open":
+                    return payment["id"], invoice["number"], part
+        raise AssertionError("no card payment worth between half and all of an open gateway invoice")
+
     def gateway_status(self, number: str) -> str | None:
         """The status of the gateway's invoice of `number` in the sandbox's Stripe, if it bills it."""
         invoice = next(i for i in self.invoices() if i["number"] == number)
