@@ -5,9 +5,11 @@
 CONFIG is the `connector.toml` of a book already synced, e.g. the one `bench/engine_ticks.py
 --size large --keep DIR` leaves in DIR (copy its `state.db` first: the pass writes to the book,
 as the service's would). Runs, in this process and in this order, what one pass of
-`pipeline.reconcile_and_plan` runs: linking (`link_all`), the providers' collections states,
-reconciliation, the writes' plan and the reminders' plan; prints per stage its wall seconds,
-CPU seconds and the process's peak RSS so far. No provider is called.
+`pipeline.reconcile_and_plan` runs: linking (`link_all`), the providers' collections states
+(of the records whose views moved; `states-full`: of every record), the ledger's records of the
+payments we applied (`take_ledger_records`), reconciliation, the writes' plan and the
+reminders' plan; prints per stage its wall seconds, CPU seconds and the process's peak RSS so
+far. No provider is called.
 
 `--ticks N` then runs up to N engine ticks as `connector serve` runs them
 (`pipeline.reconcile_and_plan_if_changed`, without the pulls), each in a child process of its
@@ -37,11 +39,11 @@ from connector.dunning.run import queue as queue_reminders  # noqa: E402
 from connector.dunning.states import apply_provider_states  # noqa: E402
 from connector.linking.run import link_all  # noqa: E402
 from connector.providers.registry import installed  # noqa: E402
-from connector.reconcile.run import run_reconciliation  # noqa: E402
+from connector.reconcile.run import run_reconciliation, take_ledger_records  # noqa: E402
 from connector.state import open_store  # noqa: E402
 from connector.writeback.apply import queue_writes  # noqa: E402
 
-STAGES = ("link", "states", "reconcile", "writes", "reminders")
+STAGES = ("link", "states", "ledger", "reconcile", "writes", "reminders")
 
 # One tick as `connector serve` runs it, without the pulls; run by `engine_ticks.child`, which
 # has the child report its own peak RSS.
@@ -65,11 +67,15 @@ print(json.dumps({
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("config", type=Path)
-    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)}")
+    parser.add_argument(
+        "--stages",
+        default=",".join(STAGES),
+        help=f"comma-separated, of {', '.join(STAGES)}, states-full (every record's states read again)",
+    )
     parser.add_argument("--ticks", type=int, default=0, help="then up to N engine ticks, until one skips")
     args = parser.parse_args()
     chosen = [s for s in args.stages.split(",") if s]
-    unknown = [s for s in chosen if s not in STAGES]
+    unknown = [s for s in chosen if s not in (*STAGES, "states-full")]
     if unknown:
         parser.error(f"unknown stage {unknown[0]!r} (valid: {', '.join(STAGES)})")
     config = load_config(args.config)
@@ -79,6 +85,8 @@ def main() -> int:
     run: dict[str, Callable[[], Any]] = {
         "link": lambda: link_all(config, store, registry),
         "states": lambda: apply_provider_states(config, store, registry),
+        "states-full": lambda: apply_provider_states(config, store, registry, full=True),
+        "ledger": lambda: take_ledger_records(config, store, registry),
         "reconcile": lambda: run_reconciliation(config, store, registry=registry),
         "writes": lambda: queue_writes(config, store, registry, today),
         # as the engine runs it: the states were copied after linking

@@ -36,13 +36,14 @@ Then = Literal["sync", "plan", "apply"]
 T = TypeVar("T")
 
 
-def link(config: Config, store: Store, registry: Registry | None = None) -> LinkReport:
+def link(config: Config, store: Store, registry: Registry | None = None, *, full: bool = False) -> LinkReport:
     """Link the same customer, invoice and payment across systems, then copy what the linked
     systems say of disputes, promises, plans and pauses (finance's own settings win); then a
     payment we applied that the ledger now records is its ledger record (`take_ledger_records`),
-    so that nothing counts it twice before the next reconciliation."""
+    so that nothing counts it twice before the next reconciliation. The states are copied
+    for the records whose views moved (`full`: for every record)."""
     report = link_all(config, store, registry)
-    apply_provider_states(config, store, registry)
+    apply_provider_states(config, store, registry, full=full)
     take_ledger_records(config, store, registry)
     return report
 
@@ -155,7 +156,7 @@ def link_if_changed(
     nothing and reads no view. `full` links whatever the mark says."""
     registry = registry or installed()
     mark = engine_mark(config, store, registry, date.today())
-    return _unless_unchanged(store, LINK_MARK, mark, lambda: link(config, store, registry), full=full)
+    return _unless_unchanged(store, LINK_MARK, mark, lambda: link(config, store, registry, full=full), full=full)
 
 
 def _unless_unchanged(

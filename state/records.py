@@ -544,8 +544,12 @@ def _canonical_bulk(name: str) -> Bulk:
     source and its rank, keeping what finance owns and when the row was made."""
     rows = table(name)
     constants = ("created_at", "updated_at", "source", "source_rank")
-    columns = [c.name for c in rows.c if c.name not in ("company", *constants)]
+    columns = [c.name for c in rows.c if c.name not in ("company", *constants, *_DERIVED)]
     return Bulk(rows, columns, key=("id",), constants=constants, keep=("created_at", *FINANCE_OWNED[name]))
+
+
+# Columns the engine keeps on a canonical row that no view gives: a sync never writes them.
+_DERIVED = ("states_digest",)
 
 
 _CANONICAL_BULKS = {name: _canonical_bulk(name) for name in ("customers", "invoices", "payments")}
@@ -738,6 +742,42 @@ def receivable_states(session: Session) -> list[InvoiceState]:
         )
         for row in session.execute(query).mappings()
     ]
+
+
+def view_hashes(session: Session, entity_kind: str) -> dict[str, list[tuple[str, str, str, str]]]:
+    """Per canonical record of `entity_kind`, each of its views as (system, object type, remote
+    id, content hash; "" for a view stored before hashes), in that order: what the record's
+    views hold, known without reading (or decoding) one of them."""
+    refs = table("refs")
+    query = sa.select(refs.c.entity_id, refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.data_hash).where(
+        mine(session, refs), refs.c.entity_kind == entity_kind, refs.c.entity_id.is_not(None)
+    )
+    out: dict[str, list[tuple[str, str, str, str]]] = {}
+    for entity_id, system, object_type, remote_id, data_hash in session.execute(query):
+        out.setdefault(entity_id, []).append((system, object_type, remote_id, data_hash or ""))
+    for views in out.values():
+        views.sort()
+    return out
+
+
+def states_digests(session: Session, entity_kind: str) -> dict[str, str | None]:
+    """Every customer's or invoice's `states_digest` by id (None: never read)."""
+    rows = table(CANONICAL_TABLES[entity_kind])
+    query = sa.select(rows.c.id, rows.c.states_digest).where(mine(session, rows))
+    return {record_id: digest for record_id, digest in session.execute(query)}
+
+
+def set_states_digests(session: Session, entity_kind: str, digests: Mapping[str, str]) -> None:
+    """Store the customers' or invoices' `states_digest` (one statement for them all)."""
+    if not digests:
+        return
+    rows = table(CANONICAL_TABLES[entity_kind])
+    session.execute(
+        sa.update(rows)
+        .where(mine(session, rows), rows.c.id == sa.bindparam("record"))
+        .values(states_digest=sa.bindparam("digest")),
+        [{"record": record_id, "digest": digest} for record_id, digest in sorted(digests.items())],
+    )
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,9 @@ class CustomerRow(SQLModel, table=True):
     credit_limit_minor: int | None = _col(sa.BigInteger)
     credit_limit_currency: str | None = _col(sa.String(3))
     paused: bool = _col(sa.Boolean, nullable=False)
+    # 0020: a digest of what the providers' collections states were last read from (its views'
+    # hashes, the systems' ranks), so an unchanged record is not read again (`dunning.states`)
+    states_digest: str | None = _col(sa.Text)
     # Which connection's view the row holds, and how much that connection is trusted for
     # this record's facts (the ledger most by default): a lower-ranked system never
     # overwrites a higher-ranked one's values (0003).
@@ -174,6 +177,8 @@ class InvoiceRow(SQLModel, table=True):
     promise_to_pay: date | None = _col(sa.Date)
     payment_plan: dict[str, Any] | None = _col(JSONType)
     in_collections: bool = _col(sa.Boolean, nullable=False)
+    # 0020: as the customer's, with the total and due date a plan in words is laid over
+    states_digest: str | None = _col(sa.Text)
     # Which connection's view the row holds, and how much that connection is trusted for
     # this record's facts (the ledger most by default): a lower-ranked system never
     # overwrites a higher-ranked one's values (0003).

@@ -5,6 +5,8 @@ linking, unless finance set the column by hand (`connector dispute`, `promise`,
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from connector.dunning.policy import plan_from_terms
 from connector.model import PaymentPlan
 from connector.providers.registry import Registry
 from connector.state import linking as state_linking
+from connector.state import records as state_records
 from connector.state.bookkeeping import audit, audit_entries
 from connector.state.records import InvoiceState, set_finance_owned
 from connector.state.store import Store
@@ -58,20 +61,36 @@ class _Stated:
     remote: str  # "deal 9000018"
 
 
-def apply_provider_states(config: Config, store: Store, registry: Registry | None = None) -> int:
+# Bumped when how the states are read from the views changes: every record is read again.
+STATES_RULES = "1"
+
+
+def apply_provider_states(config: Config, store: Store, registry: Registry | None = None, *, full: bool = False) -> int:
     """Copy the collections states the providers hold into the finance-owned columns: an
     invoice disputed in any system is disputed; the promise to pay and the payment plan of
     the most trusted system that states one; a customer paused in any system is paused.
     A column finance set by hand keeps finance's value. Each change is audit-logged with the
-    system it came from; returns the number of changes."""
+    system it came from; returns the number of changes.
+
+    A record's states follow from its views, the systems' ranks and (for a plan in words) an
+    invoice's total and due date alone: each record keeps a digest of those (`states_digest`,
+    from the views' content hashes, no view read), and only the records whose digest moved are
+    read again (`full`: every record). The result is the same as reading every record: a
+    column no one but this and finance writes holds what the unchanged inputs gave last time."""
 
     ranks = {name: rank for name, (_, rank) in system_ranks(config, registry).items()}
+    salt = json.dumps([STATES_RULES, sorted(ranks.items())])
     changed = 0
     with store.session() as session:
         finance = set_by_finance(session)
-        invoice_views = _views_by_entity(state_linking.ref_views(session, "invoice"), ranks)
-        customer_views = _views_by_entity(state_linking.ref_views(session, "customer"), ranks)
-        for invoice in store.receivable_states(session=session):
+        invoices = store.receivable_states(session=session)
+        hashes = state_records.view_hashes(session, "invoice")
+        wanted = {i.id: _digest(salt, hashes.get(i.id, []), i.total, i.due_date) for i in invoices}
+        dirty = _moved(state_records.states_digests(session, "invoice"), wanted, full)
+        invoice_views = _views_of(session, "invoice", dirty, len(wanted), ranks)
+        for invoice in invoices:
+            if invoice.id not in dirty:
+                continue
             views = invoice_views.get(invoice.id, [])
             stated = {
                 "disputed": _first(views, lambda data: True if data.get("disputed") is True else None, default=False),
@@ -84,13 +103,48 @@ def apply_provider_states(config: Config, store: Store, registry: Registry | Non
                 "payment_plan": invoice.payment_plan,
             }
             changed += _apply(session, "invoice", invoice.id, invoice.number or invoice.id, stated, current, finance)
-        for customer in store.list_customers(session=session):
+        state_records.set_states_digests(session, "invoice", {i: wanted[i] for i in dirty})
+        hashes = state_records.view_hashes(session, "customer")
+        stored = state_records.states_digests(session, "customer")
+        wanted = {c: _digest(salt, hashes.get(c, [])) for c in stored}
+        dirty = _moved(stored, wanted, full)
+        customer_views = _views_of(session, "customer", dirty, len(wanted), ranks)
+        for customer in store.list_customers(session=session, ids=sorted(dirty)) if dirty else []:
             views = customer_views.get(customer.id or "", [])
             stated = {"paused": _first(views, lambda data: True if data.get("paused") is True else None, default=False)}
             changed += _apply(
                 session, "customer", customer.id or "", customer.name, stated, {"paused": customer.paused}, finance
             )
+        state_records.set_states_digests(session, "customer", {c: wanted[c] for c in dirty})
     return changed
+
+
+def _digest(salt: str, views: list[tuple[str, str, str, str]], *facts: Any) -> str:
+    """What a record's states follow from, as one digest (`STATES_RULES` and the ranks in `salt`)."""
+    digest = hashlib.sha256(salt.encode())
+    for part in (*("\x1f".join(view) for view in views), *(str(fact) for fact in facts)):
+        digest.update(part.encode())
+        digest.update(b"\x1e")
+    return digest.hexdigest()
+
+
+def _moved(stored: dict[str, str | None], wanted: dict[str, str], full: bool) -> set[str]:
+    """The records (of those `wanted` digests) whose states must be read: every one when
+    `full`, else those whose `stored` digest differs."""
+    if full:
+        return set(wanted)
+    return {record_id for record_id, digest in wanted.items() if stored.get(record_id) != digest}
+
+
+def _views_of(
+    session: Any, kind: str, ids: set[str], book: int, ranks: dict[str, int]
+) -> dict[str, list[dict[str, Any]]]:
+    """The views of the records `ids` (of `book` records), the most trusted system first: read
+    by record when they are a few, else all of the kind in one pass."""
+    if not ids:
+        return {}
+    rows = state_linking.ref_views(session, kind, entity_ids=ids if len(ids) * 4 < book else None)
+    return _views_by_entity([r for r in rows if r["entity_id"] in ids], ranks)
 
 
 def _views_by_entity(rows: list[dict[str, Any]], ranks: dict[str, int]) -> dict[str, list[dict[str, Any]]]:
