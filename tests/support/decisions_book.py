@@ -131,12 +131,7 @@ class DecisionsBook:
         invoices = [
             i for i in self.invoices() if i["status"] in ("open", "partially_paid") and "ledger" in i["systems"]
         ]
-        for payment in self.payments():
-            if payment["status"] != "succeeded" or "gateway" not in payment["systems"]:
-                continue
-            left = Decimal(payment["unapplied"])
-            if left <= 0 or self.ledger_payments_of(payment["id"]):
-                continue
+        for payment, left in self._card_payments_unrecorded():
             for invoice in invoices:
                 if invoice["currency"] != payment["currency"]:
                     continue
@@ -158,12 +153,7 @@ class DecisionsBook:
             for i in self.invoices()
             if i["status"] == "open" and "ledger" in i["systems"] and "gateway" in i["systems"]
         ]
-        for payment in self.payments():
-            if payment["status"] != "succeeded" or "gateway" not in payment["systems"]:
-                continue
-            left = Decimal(payment["unapplied"])
-            if left <= 0 or self.ledger_payments_of(payment["id"]):
-                continue
+        for payment, left in self._card_payments_unrecorded():
             for invoice in invoices:
                 balance = Decimal(invoice["balance"])
                 part = min(left, balance - Decimal(1) / 10 ** currency_exponent(payment["currency"]))
@@ -172,6 +162,16 @@ class DecisionsBook:
                 if self.gateway_status(invoice["number"]) == "open":
                     return payment["id"], invoice["number"], part
         raise AssertionError("no card payment worth between half and all of an open gateway invoice")
+
+    def _card_payments_unrecorded(self) -> Iterator[tuple[dict[str, Any], Decimal]]:
+        """Each card payment with money left to apply and none of it in the ledger yet, with
+        what it has left."""
+        for payment in self.payments():
+            if payment["status"] != "succeeded" or "gateway" not in payment["systems"]:
+                continue
+            left = Decimal(payment["unapplied"])
+            if left > 0 and not self.ledger_payments_of(payment["id"]):
+                yield payment, left
 
     def gateway_status(self, number: str) -> str | None:
         """The status of the gateway's invoice of `number` in the sandbox's Stripe, if it bills it."""
