@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 
 from connector import __version__
 from connector.config import Config
+from connector.connections import system_ranks
 from connector.dunning.run import queue as queue_reminders
 from connector.dunning.states import apply_provider_states
 from connector.linking.run import LinkReport, link_all
@@ -41,11 +42,18 @@ def link(config: Config, store: Store, registry: Registry | None = None, *, full
     systems say of disputes, promises, plans and pauses (finance's own settings win); then a
     payment we applied that the ledger now records is its ledger record (`take_ledger_records`),
     so that nothing counts it twice before the next reconciliation. The states are copied
-    for the records whose views moved (`full`: for every record)."""
-    report = link_all(config, store, registry)
+    for the records whose views moved (`full`: for every record).
+
+    The same stored views give the same links: linking itself runs only when a view was
+    stored, changed or moved since it last ran, or the systems or the connector changed
+    (`views_mark`; at least every `FULL_PASS_EVERY`, and always with `full`), not when only
+    decisions, writes or reminders moved the book."""
+    registry = registry or installed()
+    mark = views_mark(config, store, registry)
+    linked = _unless_unchanged(store, VIEWS_MARK, mark, lambda: link_all(config, store, registry), full=full)
     apply_provider_states(config, store, registry, full=full)
     take_ledger_records(config, store, registry)
-    return report
+    return LinkReport() if isinstance(linked, EngineSkip) else linked
 
 
 def remap(
@@ -119,6 +127,7 @@ def reconcile_and_plan(
 # Where the engine's mark is kept: a cursor no connection can be named after.
 ENGINE_MARK = ("(engine)", "reconcile-and-plan")
 LINK_MARK = ("(engine)", "link")
+VIEWS_MARK = ("(engine)", "link-views")
 # Even with nothing changed, the engine runs in full this often: a change committed by another
 # worker while the mark was taken, with a clock older than the newest one, waits no longer.
 FULL_PASS_EVERY = timedelta(hours=1)
@@ -194,6 +203,18 @@ def engine_mark(config: Config, store: Store, registry: Registry, today: date) -
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def views_mark(config: Config, store: Store, registry: Registry) -> str:
+    """A digest of what linking reads: the stored views (`Store.views_position`), the systems
+    and their kinds and ranks, the connector's and the providers' versions."""
+    parts = {
+        "views": store.views_position(),
+        "connector": __version__,
+        "providers": sorted(f"{info.name} {info.origin} {info.target}" for info in registry.available),
+        "systems": sorted((name, kind, rank) for name, (kind, rank) in system_ranks(config, registry).items()),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def _stored_mark(store: Store, where: tuple[str, str]) -> tuple[str, datetime] | None:
     value = store.get_cursor(*where)
     if not value:
@@ -262,4 +283,5 @@ __all__ = [
     "remap",
     "run",
     "sync",
+    "views_mark",
 ]

@@ -34,12 +34,20 @@ CHANGE_CLOCKS: dict[str, tuple[str, ...]] = {
 STATE_COLUMNS: dict[str, str] = {"allocations": "status", "proposals": "status", "outbox_actions": "state"}
 
 
-def book_position(session: Session) -> dict[str, list[Any]]:
+def views_position(session: Session) -> list[str]:
+    """How far the company's stored views have moved: their count and newest change (a view
+    written new or changed, or moved to another record by a merge): what linking reads."""
+    return book_position(session, only=("refs",))["refs"]
+
+
+def book_position(session: Session, only: tuple[str, ...] | None = None) -> dict[str, list[Any]]:
     """table -> [rows, newest change of each clock column, rows per state]: equal positions
     taken at two moments mean no row of the company's book was added, removed or written
-    again in between (as far as the write paths keep their clocks)."""
+    again in between (as far as the write paths keep their clocks). `only`: of those tables."""
     position: dict[str, list[Any]] = {}
     for name, clocks in CHANGE_CLOCKS.items():
+        if only is not None and name not in only:
+            continue
         rows = table(name)
         query = sa.select(sa.func.count(), *(sa.func.max(rows.c[column]) for column in clocks)).where(
             mine(session, rows)

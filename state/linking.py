@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -111,7 +112,8 @@ def merge_entities(session: Session, entity_kind: str, merges: Sequence[tuple[st
     session.execute(
         sa.update(refs)
         .where(mine(session, refs), refs.c.entity_kind == entity_kind, refs.c.entity_id == sa.bindparam("member"))
-        .values(entity_id=sa.bindparam("survivor"), link_rule=sa.bindparam("rule")),
+        # a view moved to another record has changed for what reads it by record (linking's mark)
+        .values(entity_id=sa.bindparam("survivor"), link_rule=sa.bindparam("rule"), changed_at=datetime.now(UTC)),
         [{"member": m, "survivor": s, "rule": r} for m, s, r in merges],
     )
     for name, column in _DEPENDANTS[entity_kind]:
@@ -175,7 +177,10 @@ def stamp_kinds(session: Session, kinds: dict[str, str]) -> int:
             rows.append({"ref": ref_id, "view": data})
         if rows:
             session.execute(
-                sa.update(refs).where(refs.c.id == sa.bindparam("ref")).values(data=sa.bindparam("view")), rows
+                sa.update(refs)
+                .where(refs.c.id == sa.bindparam("ref"))
+                .values(data=sa.bindparam("view"), changed_at=datetime.now(UTC)),
+                rows,
             )
         stamped += len(rows)
     return stamped

@@ -236,6 +236,11 @@ class Store:
         with self._tx(session) as s:
             bookkeeping.set_cursor(s, connection, stream, value)
 
+    def views_position(self, session: Session | None = None) -> list[Any]:
+        """How far the company's stored views have moved (`state.changes`): two aggregates."""
+        with self._tx(session) as s:
+            return changes.views_position(s)
+
     def book_position(self, session: Session | None = None) -> dict[str, list[Any]]:
         """How far the company's book has moved (`state.changes`): a few aggregates, no row read."""
         with self._tx(session) as s:

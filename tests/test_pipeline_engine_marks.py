@@ -21,6 +21,7 @@ from connector.providers.registry import installed
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.state import Store
+from connector.state.linking import merge_entities
 from support.databases import writes_during
 from support.e2e import sync_sandbox, with_credentials
 
@@ -163,3 +164,63 @@ def test_a_sync_that_stores_nothing_new_links_nothing_and_full_links_anyway(
     assert linked == [True]
     pipeline.sync(config, store, full=True)
     assert linked == [True, True]
+
+
+def test_linking_runs_again_only_when_a_view_moved_or_the_systems_changed(
+    synced: tuple[Path, Config, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory, config, store = synced
+    settle(config, store)
+    for _ in range(3):  # until linking's own merges have settled
+        pipeline.link(config, store)
+    linked: list[bool] = []
+    original = pipeline.link_all
+
+    def link_all(*args: Any, **kwargs: Any) -> Any:
+        linked.append(True)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "link_all", link_all)
+    assert pipeline.link(config, store).counts() == {}
+    assert linked == []
+    # finance's decision moves the book, not a view: the engine runs, linking does not
+    customer = store.list_customers()[0]
+    assert customer.id is not None
+    set_pause(store, customer.id, paused=True, user="ana", reason="talking to them", crm_systems=[])
+    assert not isinstance(pipeline.reconcile_and_plan_if_changed(config, store), pipeline.EngineSkip)
+    assert linked == []
+    set_pause(store, customer.id, paused=False, user="ana", reason="settled", crm_systems=[])
+
+    invoice = next(i for i in store.list_invoices() if i.refs and i.due_date is not None)
+    assert invoice.due_date is not None
+    ref = invoice.refs[0]
+    changed = invoice.model_copy(update={"due_date": invoice.due_date + timedelta(days=3)})
+    store.store_page(ref.system, f"{ref.object_type}s", "invoice", [changed], cursor=None)
+    pipeline.link(config, store)
+    assert linked == [True]
+    for _ in range(2):  # its own writes (the kind stamped on the view stored by hand) once more
+        pipeline.link(config, store)
+    assert linked == [True, True]
+
+    path = directory / "connector.toml"
+    text = path.read_text()
+    assert "[connections.crm]" in text
+    path.write_text(text.replace("[connections.crm]", "[connections.crm]\nsource_priority = 9", 1))
+    try:
+        pipeline.link(load_config(str(path)), store)
+        assert len(linked) == 3
+    finally:
+        path.write_text(text)
+    pipeline.link(config, store, full=True)
+    assert len(linked) == 4
+    settle(config, store)
+
+
+def test_a_merge_moves_the_views_mark(synced: tuple[Path, Config, Store]) -> None:
+    _, config, store = synced
+    before = store.views_position()
+    invoices = [i for i in store.list_invoices() if i.id]
+    with store.session() as session:
+        merge_entities(session, "invoice", [(invoices[0].id or "", invoices[1].id or "", "test")])
+        assert store.views_position(session=session) != before
+        session.rollback()
