@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.styles import Font
+from openpyxl.utils import get_column_letter
 
 from connector.money import currency_exponent
 
@@ -157,20 +159,23 @@ def _typed(value: Any, kind: ColumnKind) -> Any:
 
 
 def write_xlsx(target: str | Path | IO[bytes], sheets: Sequence[Sheet]) -> None:
-    """A workbook with one worksheet per `Sheet`: a bold header row, typed cells, frozen header."""
-    book = Workbook()
-    book.remove(book.active)  # type: ignore[arg-type]
+    """A workbook with one worksheet per `Sheet`: a bold header row, typed cells, frozen header.
+    Written in openpyxl's write-only mode: each row goes to the file as it is made, so the
+    workbook holds no cell of a sheet already written (a sheet's rows are walked twice: their
+    widths, then the cells)."""
+    book = Workbook(write_only=True)
     used: set[str] = set()
     for sheet in sheets:
         ws = book.create_sheet(_title(sheet.title, used))
-        ws.append([c.header for c in sheet.columns])
-        for cell in ws[1]:
-            cell.font = Font(bold=True)
         ws.freeze_panes = "A2"
+        for index, column in enumerate(sheet.columns, start=1):
+            width = max([len(column.header), *(len(str(r[index - 1] or "")) for r in sheet.rows)], default=8)
+            ws.column_dimensions[get_column_letter(index)].width = min(max(width + 2, 8), 60)
+        ws.append([_bold(WriteOnlyCell(ws, value=c.header)) for c in sheet.columns])
         money = money_format(sheet.currency) if sheet.currency else None
         sums = [Decimal(0) for _ in sheet.columns]
         for row in sheet.rows:
-            _write_row(ws, sheet.columns, row, money)
+            ws.append(_row_cells(ws, sheet.columns, row, money))
             for index, (column, value) in enumerate(zip(sheet.columns, row, strict=True)):
                 if column.kind == "money" and value not in (None, ""):
                     sums[index] += Decimal(str(value))
@@ -179,28 +184,24 @@ def write_xlsx(target: str | Path | IO[bytes], sheets: Sequence[Sheet]) -> None:
             for index, column in enumerate(sheet.columns):
                 if column.kind == "money":
                     total_row[index] = sums[index]
-            _write_row(
-                ws,
-                [Column(c.header, "text" if i == 0 else c.kind) for i, c in enumerate(sheet.columns)],
-                total_row,
-                money,
-            )
-            for cell in ws[ws.max_row]:
-                cell.font = Font(bold=True)
-        for index, column in enumerate(sheet.columns, start=1):
-            width = max([len(column.header), *(len(str(r[index - 1] or "")) for r in sheet.rows)], default=8)
-            ws.column_dimensions[ws.cell(1, index).column_letter].width = min(max(width + 2, 8), 60)
+            columns = [Column(c.header, "text" if i == 0 else c.kind) for i, c in enumerate(sheet.columns)]
+            ws.append([_bold(cell) for cell in _row_cells(ws, columns, total_row, money)])
     if not sheets:
         book.create_sheet("Empty")
     book.save(target)
 
 
-def _write_row(ws: Any, columns: Sequence[Column], row: Sequence[Any], money: str | None) -> None:
-    line = ws.max_row + 1
-    for index, (column, value) in enumerate(zip(columns, row, strict=True), start=1):
+def _bold(cell: Cell) -> Cell:
+    cell.font = Font(bold=True)
+    return cell
+
+
+def _row_cells(ws: Any, columns: Sequence[Column], row: Sequence[Any], money: str | None) -> list[Cell]:
+    cells = []
+    for column, value in zip(columns, row, strict=True):
         typed = _typed(value, column.kind)
-        cell = ws.cell(row=line, column=index)
-        cell.value = typed
+        cell = WriteOnlyCell(ws, value=typed)
+        cells.append(cell)
         if column.kind == "text" and typed is not None:
             cell.data_type = "s"  # text that starts with `=` is still text, never a formula
         elif column.kind == "money" and typed is not None:
@@ -209,3 +210,4 @@ def _write_row(ws: Any, columns: Sequence[Column], row: Sequence[Any], money: st
             cell.number_format = money
         elif column.kind == "date" and typed is not None:
             cell.number_format = "yyyy-mm-dd" if type(typed) is date else "yyyy-mm-dd hh:mm:ss"
+    return cells

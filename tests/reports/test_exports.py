@@ -71,6 +71,10 @@ def test_the_workbook_has_one_sheet_per_currency_with_typed_cells_and_exact_tota
         assert all(isinstance(r[3], (int, float)) for r in body)
         assert all(isinstance(r[2], datetime) for r in body)  # dates are dates, not text
         assert sheet.cell(2, 4).number_format == money_format(currency)
+        assert sheet.freeze_panes == "A2"  # the header stays in view
+        assert all(cell.font.b for cell in sheet[1]) and all(cell.font.b for cell in sheet[sheet.max_row])
+        assert not any(cell.font.b for cell in sheet[2])
+        assert sheet.column_dimensions["A"].width >= len(COLUMNS[0].header) + 2
     usd = book["Aging USD"]
     assert usd.cell(2, 1).value == "=cmd|' /C calc'!A0" and usd.cell(2, 1).data_type == "s"  # text, not a formula
     assert usd.cell(3, 4).value == -0.2  # a negative amount is a number
