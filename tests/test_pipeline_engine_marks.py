@@ -49,6 +49,15 @@ def settle(config: Config, store: Store, today: date | None = None) -> None:
     raise AssertionError("the engine still changes the book after three runs with nothing new")
 
 
+def move_a_due_date(store: Store, *, days: int) -> None:
+    """A provider's invoice changes (its due date moves by `days`) and a sync stores it."""
+    invoice = next(i for i in store.list_invoices() if i.refs and i.due_date is not None)
+    assert invoice.due_date is not None
+    ref = invoice.refs[0]
+    changed = invoice.model_copy(update={"due_date": invoice.due_date + timedelta(days=days)})
+    store.store_page(ref.system, f"{ref.object_type}s", "invoice", [changed], cursor=None)
+
+
 def test_a_tick_with_nothing_new_writes_nothing_and_says_since_when(synced: tuple[Path, Config, Store]) -> None:
     _, config, store = synced
     settle(config, store)
@@ -77,11 +86,7 @@ def test_finance_pausing_a_customer_runs_the_engine_again(synced: tuple[Path, Co
 def test_a_record_changed_at_the_provider_runs_the_engine_again(synced: tuple[Path, Config, Store]) -> None:
     _, config, store = synced
     settle(config, store)
-    invoice = next(i for i in store.list_invoices() if i.refs and i.due_date is not None)
-    assert invoice.due_date is not None
-    ref = invoice.refs[0]
-    changed = invoice.model_copy(update={"due_date": invoice.due_date + timedelta(days=1)})
-    store.store_page(ref.system, f"{ref.object_type}s", "invoice", [changed], cursor=None)
+    move_a_due_date(store, days=1)
     assert not isinstance(pipeline.reconcile_and_plan_if_changed(config, store), pipeline.EngineSkip)
 
 
@@ -156,11 +161,7 @@ def test_a_sync_that_stores_nothing_new_links_nothing_and_full_links_anyway(
     report = pipeline.sync(config, store)
     assert report.ok and linked == [] and report.links == {}
 
-    invoice = next(i for i in store.list_invoices() if i.refs and i.due_date is not None)
-    assert invoice.due_date is not None
-    ref = invoice.refs[0]
-    changed = invoice.model_copy(update={"due_date": invoice.due_date + timedelta(days=2)})
-    store.store_page(ref.system, f"{ref.object_type}s", "invoice", [changed], cursor=None)
+    move_a_due_date(store, days=2)
     pipeline.sync(config, store)
     assert linked == [True]
     pipeline.sync(config, store, full=True)
@@ -191,11 +192,7 @@ def test_linking_runs_again_only_when_a_view_moved_or_the_systems_changed(
     assert linked == []
     set_pause(store, customer.id, paused=False, user="ana", reason="settled", crm_systems=[])
 
-    invoice = next(i for i in store.list_invoices() if i.refs and i.due_date is not None)
-    assert invoice.due_date is not None
-    ref = invoice.refs[0]
-    changed = invoice.model_copy(update={"due_date": invoice.due_date + timedelta(days=3)})
-    store.store_page(ref.system, f"{ref.object_type}s", "invoice", [changed], cursor=None)
+    move_a_due_date(store, days=3)
     pipeline.link(config, store)
     assert linked == [True]
     for _ in range(2):  # its own writes (the kind stamped on the view stored by hand) once more
