@@ -190,8 +190,7 @@ def engine_mark(config: Config, store: Store, registry: Registry, today: date) -
     parts: dict[str, Any] = {
         "book": store.book_position(),
         "today": today.isoformat(),
-        "connector": __version__,
-        "providers": sorted(f"{info.name} {info.origin} {info.target}" for info in registry.available),
+        **_versions(registry),
         "connections": {
             name: [c.provider, c.company, c.settings.model_dump(mode="json")]
             for name, c in sorted(config.connections.items())
@@ -208,11 +207,18 @@ def views_mark(config: Config, store: Store, registry: Registry) -> str:
     and their kinds and ranks, the connector's and the providers' versions."""
     parts = {
         "views": store.views_position(),
-        "connector": __version__,
-        "providers": sorted(f"{info.name} {info.origin} {info.target}" for info in registry.available),
+        **_versions(registry),
         "systems": sorted((name, kind, rank) for name, (kind, rank) in system_ranks(config, registry).items()),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _versions(registry: Registry) -> dict[str, Any]:
+    """The connector's and the installed providers' versions, as both marks hold them."""
+    return {
+        "connector": __version__,
+        "providers": sorted(f"{info.name} {info.origin} {info.target}" for info in registry.available),
+    }
 
 
 def _stored_mark(store: Store, where: tuple[str, str]) -> tuple[str, datetime] | None:
