@@ -56,9 +56,39 @@ def ref_views(
     if entity_ids is None:
         return _view_rows(session.execute(query))
     rows = []
+    # Sorted here, not in the query: with the ORDER BY, SQLite walks the refs' unique index of
+    # the whole book (every kind's) for its order and tests each ref against the list (1,000
+    # invoices' views of a 540,000-ref book: ~2.5 s, against ~15 ms through `ix_refs_entity`).
+    by_entity = query.order_by(None)
     for chunk in in_chunks(session, sorted(entity_ids)):
-        rows += _view_rows(session.execute(query.where(one_of(session, refs.c.entity_id, chunk))))
+        rows += _view_rows(session.execute(by_entity.where(one_of(session, refs.c.entity_id, chunk))))
     return sorted(rows, key=lambda r: (r["system"], r["object_type"], r["remote_id"]))
+
+
+# A payment view whose money left since (`reports.drift`'s test of a gateway's paid invoice).
+MONEY_LEFT_STATUSES = ("failed", "refunded", "partially_refunded")
+MONEY_LEFT_DISPUTES = ("open", "lost")
+
+
+def payment_views_money_left(session: Session) -> list[dict[str, Any]]:
+    """The payment views (as `ref_views` gives them) that state their money left: failed,
+    refunded, or under an open or lost dispute, as the view itself says. The database tests the
+    two fields inside each view in one pass; only the few it keeps are decoded."""
+    refs = table("refs")
+    query = (
+        sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.entity_id, refs.c.data, refs.c.seen_at)
+        .where(
+            mine(session, refs),
+            refs.c.entity_kind == "payment",
+            refs.c.entity_id.is_not(None),
+            sa.or_(
+                json_text(refs.c.data, "status").in_(MONEY_LEFT_STATUSES),
+                json_text(refs.c.data, "dispute_status").in_(MONEY_LEFT_DISPUTES),
+            ),
+        )
+        .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
+    )
+    return _view_rows(session.execute(query))
 
 
 def entities_by_remote(session: Session, entity_kind: str) -> dict[tuple[str, str], str]:

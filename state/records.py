@@ -661,6 +661,13 @@ UPSERTS = {
 # Readers --------------------------------------------------------------------------------
 
 
+def customer_ids(session: Session) -> list[str]:
+    """The id of every customer of the book, in order: what a plan walks in batches."""
+    customers = table("customers")
+    query = sa.select(customers.c.id).where(mine(session, customers)).order_by(customers.c.id)
+    return [str(row[0]) for row in session.execute(query)]
+
+
 def list_customers(session: Session, *, ids: Sequence[str] | None = None) -> list[Customer]:
     customers = table("customers")
     query = sa.select(customers).where(mine(session, customers)).order_by(customers.c.id)

@@ -33,11 +33,11 @@ from connector.linking.run import UnlinkedDeal, unlinked_deals
 from connector.lookup import find_invoice, find_payment
 from connector.model import AGING_BUCKETS, Allocation, Customer, Invoice, Payment
 from connector.money import Money
+from connector.reconcile.drift_book import drift_of
 from connector.reconcile.history import (
     aged_streamed,
     aging_streamed,
     customers_by_id,
-    drift_of,
     invoice_listing,
     payment_listing,
 )

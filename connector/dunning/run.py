@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -39,13 +39,14 @@ from connector.errors import ConfigError
 from connector.model import Action, ActionKind, Customer, PaymentApplication, invoice_position
 from connector.money import Money
 from connector.providers.registry import Registry
-from connector.state import outbox
+from connector.state import outbox, records
 from connector.state import reconciliation as decisions
 from connector.state.bookkeeping import audit, audit_entries
 from connector.state.records import set_finance_owned
 from connector.state.reminders import reminder_messages
 from connector.state.store import Store
 from connector.writeback.facts import gather_facts
+from connector.writeback.plan import Facts
 
 logger = logging.getLogger(__name__)
 
@@ -176,19 +177,56 @@ def already_reminded(store: Store) -> set[tuple[str, int]]:
 # The plan ---------------------------------------------------------------------------------
 
 
-def build_plan(config: Config, store: Store, as_of: date, registry: Registry | None = None) -> DunningPlan:
+# Customers planned at a time: a batch's invoices, payments and views, whatever the book's size.
+PLAN_BATCH = 500
+
+
+def build_plan(
+    config: Config, store: Store, as_of: date, registry: Registry | None = None, *, batch: int = PLAN_BATCH
+) -> DunningPlan:
+    """The reminders of `as_of`, the skips and the actions that carry them, planned `batch`
+    customers at a time (in order of id, the plan's own order), each from the facts of its own
+    customers only (`gather_facts(customer_ids=...)`): a customer's reminder depends on its own
+    invoices, their pending payments and its unapplied credit, nothing else."""
     section = dunning_section(config)
-    facts = gather_facts(config, store, registry, as_of)
-    customers = {c.id: c for c in store.list_customers() if c.id}
+    chooser = policy_chooser(section)
+    history = reminder_history(store)
+    dropped = {key for key, days in history.dropped.items() if as_of.isoformat() in days}
+    kinds = {name: kind for name, (kind, _) in system_ranks(config, registry).items()}
+    with store.session() as session:
+        everyone = sorted(records.customer_ids(session))
+    plan = DunningPlan(reminders=[], skips=[])
+    for start in range(0, len(everyone), batch):
+        chunk = everyone[start : start + batch]
+        customers = _with_overrides({c.id: c for c in store.list_customers(ids=chunk) if c.id}, section)
+        facts = gather_facts(config, store, registry, as_of, customer_ids=chunk)
+        cases = _cases(store, facts, customers, as_of)
+        reminders, skips = plan_reminders(cases, chooser, history.sent, as_of, queued=history.queued, dropped=dropped)
+        plan.reminders.extend(reminders)
+        plan.skips.extend(skips)
+        for reminder in reminders:
+            actions, follow_ups = _actions(reminder, facts, customers, kinds, as_of)
+            plan.actions.extend(actions)
+            plan.follow_ups.extend(follow_ups)
+    return plan
+
+
+def _with_overrides(customers: dict[str, Customer], section: DunningSection) -> dict[str, Customer]:
+    """The customers, those the config pauses (by id or name) paused."""
     for key, override in section.customers.items():
-        for listed in customers.values():
+        for listed in list(customers.values()):
             if override.pause and key in (listed.id, listed.name):
                 customers[listed.id or ""] = listed.model_copy(update={"paused": True})
+    return customers
+
+
+def _cases(store: Store, facts: Facts, customers: dict[str, Customer], as_of: date) -> list[Case]:
+    """The invoices of `customers` still open in the ledger, each with what dunning weighs."""
     pending: dict[str, Money] = {}
     for allocation in facts.allocations:
         current = pending.get(allocation.invoice_id)
         pending[allocation.invoice_id] = allocation.amount if current is None else current + allocation.amount
-    credit = unapplied_credit(store, facts)
+    credit = unapplied_credit(store, facts, customers)
     cases = []
     for invoice_id, invoice in facts.invoices.items():
         customer = customers.get(invoice.customer_id or "")
@@ -205,31 +243,21 @@ def build_plan(config: Config, store: Store, as_of: date, registry: Registry | N
                 unapplied_credit=credit.get((customer.id or "", invoice.currency)),
             )
         )
-    history = reminder_history(store)
-    dropped = {key for key, days in history.dropped.items() if as_of.isoformat() in days}
-    reminders, skips = plan_reminders(
-        cases, policy_chooser(section), history.sent, as_of, queued=history.queued, dropped=dropped
-    )
-    plan = DunningPlan(reminders=reminders, skips=skips)
-
-    kinds = {name: kind for name, (kind, _) in system_ranks(config, registry).items()}
-    for reminder in reminders:
-        actions, follow_ups = _actions(reminder, facts, customers, kinds, as_of)
-        plan.actions.extend(actions)
-        plan.follow_ups.extend(follow_ups)
-    return plan
+    return cases
 
 
-def unapplied_credit(store: Store, facts: Any) -> dict[tuple[str, str], Money]:
-    """Per customer and currency: money received and not applied to any invoice (overpayments)."""
-
+def unapplied_credit(store: Store, facts: Facts, customers: Collection[str]) -> dict[tuple[str, str], Money]:
+    """Per customer of `customers` and currency: money received and not applied to any invoice
+    (overpayments), from the customers' payments in `facts` and every applied allocation of them."""
+    own = sorted(p for p, payment in facts.payments.items() if payment.customer_id in customers)
     with store.session() as session:
-        applied = [s.allocation for s in decisions.load_allocations(session, status="applied")]
+        applied = [s.allocation for s in decisions.load_allocations(session, status="applied", payment_ids=own)]
     by_payment: dict[str, list[Any]] = defaultdict(list)
     for allocation in applied:
         by_payment[allocation.payment_id].append(allocation)
     credit: dict[tuple[str, str], Money] = {}
-    for payment_id, payment in facts.payments.items():
+    for payment_id in own:
+        payment = facts.payments[payment_id]
         if not payment.customer_id or payment.status in ("failed", "pending"):
             continue
         try:

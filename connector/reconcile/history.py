@@ -1,17 +1,15 @@
 """Loading one company's book for the reports: the dated book behind `aging` (a batch at a
-time) and `statement` (one customer's neighbourhood), the holdings behind `drift`, and the
-invoice and payment lists a batch at a time; the CLI and the workbench read them here."""
+time) and `statement` (one customer's neighbourhood), and the invoice and payment lists a batch
+at a time; the CLI and the workbench read them here (`drift`'s holdings: `drift_book`)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from connector import reports
-from connector.config import Config
-from connector.connections import system_ranks
 from connector.model import Allocation, Customer, Invoice
 from connector.reconcile.run import invoice_allocations, ledger_withdrawn, less_withdrawn, without_withdrawn
 from connector.reconcile.types import LEDGER_RULE
@@ -27,12 +25,9 @@ from connector.reports.as_at import (
     credit_at,
     invoices_at,
 )
-from connector.state import outbox, records
 from connector.state import reconciliation as decisions
-from connector.state.bookkeeping import audit_entries
+from connector.state import records
 from connector.state.history import StoredCreditNote, credit_notes
-from connector.state.linking import ref_views
-from connector.state.records import dangling_refs
 from connector.state.store import Store
 
 Row = dict[str, Any]
@@ -215,95 +210,3 @@ def aged_streamed(store: Store, customers: Mapping[str, Customer], as_of: date, 
 
 def customers_by_id(store: Store) -> dict[str, Customer]:
     return {c.id: c for c in store.list_customers() if c.id}
-
-
-def _dangling_refs(session: Any) -> list[Row]:
-    out = []
-    for ref in dangling_refs(session):
-        kind, entity_id = ref["entity_kind"], ref["entity_id"]
-        out.append(
-            {
-                "system": ref["system"],
-                "type": ref["object_type"],
-                "id": ref["remote_id"],
-                "entity_kind": kind,
-                "entity_id": entity_id,
-                "problem": "not linked to any record" if entity_id is None else f"{kind} {entity_id} is missing",
-            }
-        )
-    return out
-
-
-def drift_of(config: Config, store: Store, day: date) -> Row:
-    """`connector drift --json` of the store's company on `day`: what each system holds against
-    what it should hold after the writes done (`connector.reports.drift`), the open gaps and the
-    dangling refs. The CLI and the workbench both read it here."""
-    kinds = {name: kind for name, (kind, _) in system_ranks(config).items()}
-    with store.session() as session:
-        invoices = {i.id: i for i in store.list_receivables(session=session) if i.id}
-        payments = {p.id: p for p in store.list_payments(session=session) if p.id}
-        applied = decisions.load_allocations(session, status="applied")
-        invoice_rows, payment_rows = ref_views(session, "invoice"), ref_views(session, "payment")
-        writes = [_write(e) for e in outbox.entries(session)]
-        gaps = [
-            reports.Gap(e.at, e.subject_type, e.subject_id, e.inputs or {}, e.decision or "")
-            for e in audit_entries(session, actions={"gap"})
-        ]
-        invoice_views = [_view(row, kinds) for row in invoice_rows]
-        payment_views = [_view(row, kinds) for row in payment_rows]
-        book = reports.DriftBook(
-            invoices=invoices,
-            payments=payments,
-            pending=[s.allocation for s in applied if s.allocation.rule != LEDGER_RULE],
-            invoice_views=invoice_views,
-            payment_views=payment_views,
-            writes=writes,
-            gaps=gaps,
-            as_of=day,
-        )
-        lines = reports.drift_lines(book)
-        _fill_since(lines, [*invoice_views, *payment_views])
-        dangling = _dangling_refs(session)
-    return reports.drift_report(lines, dangling)
-
-
-def _write(entry: outbox.OutboxEntry) -> reports.Write:
-    target = entry.action.target
-    return reports.Write(
-        id=entry.id,
-        connection=entry.action.connection,
-        kind=entry.action.kind,
-        target=None if target is None else (target.system, target.object_type, target.remote_id),
-        payload=entry.action.payload,
-        state=entry.action.state,
-        at=entry.updated_at,
-        summary=entry.summary,
-        subject_type=entry.subject_type,
-        subject_id=entry.subject_id,
-    )
-
-
-def _view(row: Row, kinds: dict[str, str]) -> reports.View:
-    return reports.View(
-        system=row["system"],
-        kind=kinds.get(row["system"], ""),
-        object_type=row["object_type"],
-        remote_id=row["remote_id"],
-        entity_id=row["entity_id"],
-        data=row["data"],
-        seen_at=row["seen_at"],
-    )
-
-
-def _fill_since(lines: list[Row], views: Sequence[reports.View]) -> None:
-    """A record's line without a moment gets the record's last sync (in that line's system)."""
-    seen: dict[tuple[str, str], list[tuple[str, datetime]]] = defaultdict(list)
-    for view in views:
-        if view.seen_at is not None:
-            kind = "payment" if view.object_type in ("payment", "payment_intent") else "invoice"
-            seen[(kind, view.entity_id)].append((view.system, view.seen_at))
-    for line in lines:
-        if line["since"] is not None or line["kind"] not in ("invoice", "payment") or not line["id"]:
-            continue
-        moments = [at for system, at in seen.get((line["kind"], line["id"]), []) if line["system"] in (None, system)]
-        line["since"] = reports.iso(max(moments)) if moments else None

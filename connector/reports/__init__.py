@@ -42,6 +42,7 @@ from connector.reports.drift import (
     gap_is_resolved,
     gap_lines,
     invoice_drift,
+    open_gaps,
     payment_drift,
     unsent_writes,
 )
@@ -469,6 +470,7 @@ __all__ = [
     "gap_is_resolved",
     "gap_lines",
     "invoice_drift",
+    "open_gaps",
     "invoice_rows",
     "invoice_selected",
     "is_overdue",

@@ -120,6 +120,9 @@ class DriftBook:
     writes: Sequence[Write]
     gaps: Sequence[Gap]
     as_of: date
+    # The gaps already found open, for a book read a batch of invoices at a time (each batch
+    # cannot judge a gap on another's records): `gaps` is then not judged again.
+    open_gaps: Sequence[Gap] | None = None
 
 
 # Shared reading --------------------------------------------------------------------------
@@ -173,7 +176,10 @@ class _Index:
                 continue
             key = (view.entity_id, view.system, str(invoice_remote))
             self.held[key] = self.held[key] + amount if key in self.held else amount
-        self.open_gaps = [g for g in book.gaps if not gap_is_resolved(g, self)]
+        if book.open_gaps is not None:
+            self.open_gaps = list(book.open_gaps)
+        else:
+            self.open_gaps = [g for g in book.gaps if not gap_is_resolved(g, self)]
 
     def reversed_target(self, write: Write) -> tuple[str, str, str] | None:
         reversed_ = self.writes.get(_int(write.payload.get("reverses")))
@@ -549,11 +555,11 @@ def payment_drift(book: DriftBook) -> list[Row]:
 # Writes not sent and gaps ----------------------------------------------------------------
 
 
-def unsent_writes(book: DriftBook, named: Iterable[int]) -> list[Row]:
+def unsent_writes(writes: Iterable[Write], named: Iterable[int]) -> list[Row]:
     """Money writes planned or parked that no other line names (a reversal, a fee)."""
     seen = set(named)
     out = []
-    for write in book.writes:
+    for write in writes:
         if write.kind not in MONEY_WRITES or write.state not in UNSENT or write.id in seen:
             continue
         resolve, _ = _resolve_by_writes([write], "connector apply")
@@ -627,6 +633,11 @@ def gap_is_resolved(gap: Gap, index: _Index) -> bool:
             index.position(invoice).status != "paid"
         )
     return not standing
+
+
+def open_gaps(book: DriftBook) -> list[Gap]:
+    """The gaps of `book` not resolved yet (`gap_is_resolved`)."""
+    return _Index(book).open_gaps
 
 
 def gap_lines(book: DriftBook) -> list[Row]:
@@ -725,7 +736,7 @@ def drift_lines(book: DriftBook) -> list[Row]:
     named = {action for record in records for action in record["actions"]}
     gaps = gap_lines(book)
     named |= {action for gap in gaps for action in gap["actions"]}
-    return records + unsent_writes(book, named) + gaps
+    return records + unsent_writes(book.writes, named) + gaps
 
 
 def drift_report(lines: Sequence[Row], dangling: Sequence[Row]) -> Row:

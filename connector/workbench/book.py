@@ -28,7 +28,8 @@ from connector.errors import UsageError
 from connector.model import Allocation, Customer, Invoice, Payment
 from connector.money import Money
 from connector.reconcile.decisions import accept_proposal, match, reject_proposal
-from connector.reconcile.history import aging_streamed, customer_book, customers_by_id, drift_of
+from connector.reconcile.drift_book import drift_of
+from connector.reconcile.history import aging_streamed, customer_book, customers_by_id
 from connector.reconcile.run import invoice_allocations, without_withdrawn
 from connector.redaction import redact
 from connector.reports.statements import period_start, statement

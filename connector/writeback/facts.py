@@ -6,17 +6,19 @@ allocations it has just changed)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from connector.config import Config
 from connector.connections import check_scope, system_ranks
-from connector.model import Invoice, invoice_position
+from connector.model import Allocation, Invoice, Payment, invoice_position
 from connector.money import Money
 from connector.providers.registry import Registry
 from connector.reconcile.types import LEDGER_RULE, MONEY_STATUSES
 from connector.state import linking as state_linking
-from connector.state import outbox
+from connector.state import outbox, records
 from connector.state import reconciliation as decisions
 from connector.state.reminders import reminder_messages
 from connector.state.store import Store
@@ -33,25 +35,83 @@ def gather_facts(
     today: date | None = None,
     *,
     session: Any = None,
+    customer_ids: Sequence[str] | None = None,
 ) -> Facts:
-    """The facts as stored, or as `session` (a transaction not committed yet) sees them."""
+    """The facts as stored, or as `session` (a transaction not committed yet) sees them: of the
+    whole book, or of the customers of `customer_ids` only (`_customer_neighbourhood`)."""
     check_scope(config, store)  # the writes planned from these facts go to the config's connections
     day = today or date.today()
     if session is not None:
-        return _gather(config, store, session, registry, day)
+        return _gather(config, store, session, registry, day, customer_ids)
     with store.session() as own:
-        return _gather(config, store, own, registry, day)
+        return _gather(config, store, own, registry, day, customer_ids)
 
 
-def _gather(config: Config, store: Store, session: Any, registry: Registry | None, today: date) -> Facts:
+@dataclass
+class _Read:
+    invoices: dict[str, Invoice]
+    payments: dict[str, Payment]
+    applied: list[Allocation]
+    invoice_rows: list[dict[str, Any]]
+    payment_rows: list[dict[str, Any]]
+
+
+def _whole_book(store: Store, session: Any) -> _Read:
+    return _Read(
+        invoices={i.id: i for i in store.list_receivables(session=session) if i.id},
+        payments={p.id: p for p in store.list_payments(session=session) if p.id},
+        applied=[s.allocation for s in decisions.load_allocations(session, status="applied")],
+        invoice_rows=state_linking.ref_views(session, "invoice"),
+        payment_rows=state_linking.ref_views(session, "payment"),
+    )
+
+
+def _customer_neighbourhood(
+    store: Store, session: Any, customer_ids: Sequence[str], withdrawn: frozenset[str]
+) -> _Read:
+    """What the facts of the customers of `customer_ids` read, and only that (through the
+    customer, invoice and payment indexes): their receivables and those invoices' views, the
+    customers' payments, every applied allocation on those invoices or of those payments, the
+    payments of those allocations, and the ledger payments being withdrawn; every view of those
+    payments. The positions, the pending payments and the unapplied credit of those customers
+    are then the ones the whole book gives (a test holds the reminders plan equal)."""
+    invoice_ids = [k.id for k in store.receivable_keys(session=session, customer_ids=customer_ids)]
+    own = [payment_id for payment_id, _ in records.payment_keys(session, customer_ids)]
+    stored = {
+        s.allocation.id: s for s in decisions.load_allocations(session, status="applied", invoice_ids=invoice_ids)
+    }
+    stored.update((s.allocation.id, s) for s in decisions.load_allocations(session, status="applied", payment_ids=own))
+    applied = [s.allocation for s in sorted(stored.values(), key=lambda s: (s.created_at, s.allocation.id or ""))]
+    known = records.refs_known_as(session, {(None, remote_id) for remote_id in withdrawn}) if withdrawn else []
+    taken = {str(r["entity_id"]) for r in known if r["entity_kind"] == "payment" and r["entity_id"]}
+    payment_ids = sorted(set(own) | {a.payment_id for a in applied} | taken)
+    return _Read(
+        invoices={i.id: i for i in store.list_receivables(session=session, ids=invoice_ids) if i.id},
+        payments={p.id: p for p in store.list_payments(session=session, ids=payment_ids) if p.id},
+        applied=applied,
+        invoice_rows=state_linking.ref_views(session, "invoice", entity_ids=invoice_ids) if invoice_ids else [],
+        payment_rows=state_linking.ref_views(session, "payment", entity_ids=payment_ids) if payment_ids else [],
+    )
+
+
+def _gather(
+    config: Config,
+    store: Store,
+    session: Any,
+    registry: Registry | None,
+    today: date,
+    customer_ids: Sequence[str] | None,
+) -> Facts:
     systems = system_ranks(config, registry)
-    invoices = {i.id: i for i in store.list_receivables(session=session) if i.id}
-    payments = {p.id: p for p in store.list_payments(session=session) if p.id}
-    applied = [s.allocation for s in decisions.load_allocations(session, status="applied")]
-    invoice_rows = state_linking.ref_views(session, "invoice")
-    payment_rows = state_linking.ref_views(session, "payment")
     reversed_keys, withdrawn = taken_back(session)
-    crm_sent, sent_updates = sent_crm_values(session, invoice_rows)
+    if customer_ids is None:
+        read = _whole_book(store, session)
+    else:
+        read = _customer_neighbourhood(store, session, customer_ids, withdrawn)
+    invoices, payments, applied = read.invoices, read.payments, read.applied
+    invoice_rows, payment_rows = read.invoice_rows, read.payment_rows
+    targets = None if customer_ids is None else {(r["system"], r["object_type"], r["remote_id"]) for r in invoice_rows}
+    crm_sent, sent_updates = sent_crm_values(session, invoice_rows, targets)
     reminded = last_reminders(session)
 
     def views(rows: list[dict[str, Any]]) -> dict[str, list[SystemView]]:
@@ -108,16 +168,20 @@ def _gather(config: Config, store: Store, session: Any, registry: Registry | Non
 
 
 def sent_crm_values(
-    session: Any, rows: list[dict[str, Any]]
+    session: Any, rows: list[dict[str, Any]], targets: Collection[tuple[str, str, str]] | None = None
 ) -> tuple[dict[tuple[str, str, str], dict[str, str]], dict[str, int]]:
     """What the CRM holds since our last writes: per record (system, object type, remote id),
     the properties our done `update_properties` wrote after the record was last read (a sync
     has not read them back yet), the later write winning; and the key of every done update
-    with its outbox id (the same content sent again later needs a key of its own)."""
+    with its outbox id (the same content sent again later needs a key of its own). Of every
+    record, or of those of `targets` only."""
     seen = {(r["system"], r["object_type"], r["remote_id"]): r.get("seen_at") for r in rows}
     written: dict[tuple[str, str, str], dict[str, str]] = {}
     keys: dict[str, int] = {}
-    for entry in outbox.entries(session, states=("done",), kinds=("update_properties",)):
+    if targets is not None and not targets:
+        return written, keys
+    aimed = None if targets is None else {(s, t, r) for s, t, r in targets}
+    for entry in outbox.entries(session, states=("done",), kinds=("update_properties",), targets=aimed):
         keys[entry.action.idempotency_key] = entry.id
         target = entry.action.target
         properties = entry.action.payload.get("properties")

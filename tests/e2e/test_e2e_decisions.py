@@ -209,3 +209,26 @@ def test_a_plan_after_a_link_that_has_not_taken_the_ledger_s_records_counts_the_
     assert not any("-> paid" in p.summary for p in planned if p.action.kind == "update_properties")
     book.cycle_and_check()
     assert book.gateway_status(invoice) == "open"
+
+
+def test_a_ledger_payment_being_taken_back_counts_with_the_customer_it_paid_for(book: DecisionsBook):
+    """One customer's payment recorded on another's invoice, then unmatched: until the reversal
+    is sent and read back, the invoice is owed again in the positions (the ledger payment is
+    being withdrawn). The plan reads a few customers at a time, and the invoice's customer is
+    not the payment's: it still finds that ledger payment (`same_drift_a_record_at_a_time`)."""
+    payment, invoice = book.open_pair(leaves_open=True, another_customer=True)
+    made = book.ok("reconcile", "match", payment, invoice)
+    book.ok("plan")
+    book.ok("apply", "--yes")
+    book.ok("sync")  # the ledger's record of it is read back, and becomes the allocation
+    [recorded] = book.ledger_payments_of(payment)
+    assert book.applied_allocation(payment, missing_ok=True) is None, made
+    [standing] = [a["id"] for a in book.applied() if a["payment"]["id"] == payment]
+    book.ok("reconcile", "unmatch", standing)
+    reversals = [line for line in book.ok("plan").splitlines() if "reverse:" in line]
+    assert any(recorded["Reference"] in line for line in reversals), reversals
+    owed = next(i for i in book.invoices() if i["number"] == invoice)
+    book.drift_report()  # compares the parts with the whole, the reversal not sent yet
+    book.cycle_and_check()
+    assert book.ledger_payments_of(payment) == []
+    assert next(i for i in book.invoices() if i["number"] == invoice)["balance"] == owed["balance"]

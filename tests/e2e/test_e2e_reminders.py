@@ -20,6 +20,7 @@ from connector.sandbox.generator import generate
 from connector.state import reconciliation as decisions
 from connector.state.store import open_store
 from connector.state.tables import table
+from support.customers_in_parts import same_reminders_a_few_customers_at_a_time
 from support.e2e import sync_sandbox, with_credentials, write_counts
 
 pytestmark = pytest.mark.slow
@@ -117,6 +118,26 @@ def test_reminders_follow_the_policy_and_the_states_finance_sets(reconciled_book
         steps = [policy.step_for((later - invoices[i].due_date).days) for i in reminder.invoices]
         assert reminder.step.days == max(s.days for s in steps if s is not None)
         assert len(reminder.balances) >= 1  # per currency, never summed across
+
+
+def test_the_plan_made_a_few_customers_at_a_time_is_the_whole_books(reconciled_book):
+    """The plan reads its customers a batch at a time, each with its own neighbourhood (its
+    invoices, their payments pending, its unapplied credit): on the reconciled book (gateway
+    payments the ledger does not hold yet), with a dispute, a promise and a pause, on days that
+    reach different steps, it is the plan of the whole book at once."""
+    run, config, store = reconciled_book
+    today = date.today()
+    invoices = [i for i in store.list_receivables() if invoice_position(i, today).status == "open"]
+    assert run("dispute", invoices[0].number, "--reason", "wrong quantity").exit_code == 0
+    assert run("promise", invoices[1].number, "--date", (today + timedelta(days=20)).isoformat()).exit_code == 0
+    assert run("pause", invoices[2].customer_id).exit_code == 0
+    reminded = 0
+    for days in (1, 10, 40, 75):
+        day = today + timedelta(days=days)
+        found = same_reminders_a_few_customers_at_a_time(config, store, day)
+        reminded += len(build_plan(config, store, day).reminders)
+        assert found
+    assert reminded, "days at which some customer is reminded"
 
 
 def test_the_seeded_disputes_promises_plans_and_pause_are_read_and_respected(book, demo_dir):

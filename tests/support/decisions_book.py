@@ -26,9 +26,12 @@ from connector import pipeline
 from connector.config import load_config
 from connector.demo import DEMO_CREDENTIALS
 from connector.money import currency_exponent
+from connector.reconcile.drift_book import drift_of
 from connector.reconcile.run import run_reconciliation
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
+from connector.state.store import open_store
+from support.customers_in_parts import same_reminders_a_few_customers_at_a_time
 from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
 from support.e2e import sync_sandbox, with_credentials
 
@@ -120,20 +123,25 @@ class DecisionsBook:
     def exponent(self, payment_id: str) -> int:
         return currency_exponent(next(p for p in self.payments() if p["id"] == payment_id)["currency"])
 
-    def open_pair(self, *, leaves_open: bool = False, marks_paid: bool = False) -> tuple[str, str]:
+    def open_pair(
+        self, *, leaves_open: bool = False, marks_paid: bool = False, another_customer: bool = False
+    ) -> tuple[str, str]:
         """A card payment with money left to apply (none of it in the ledger yet) and an open
         ledger invoice of its currency (`match` applies as much as both allow).
 
         `leaves_open`: an invoice owing more than the payment has left, so the match leaves it
         open and no gateway invoice is marked paid (a write Stripe cannot take back);
         `marks_paid`: an invoice the gateway also bills that the payment pays off, so the
-        write-back marks it paid there."""
+        write-back marks it paid there; `another_customer`: an invoice of another customer than
+        the payment's (one customer paying another's invoice)."""
         invoices = [
             i for i in self.invoices() if i["status"] in ("open", "partially_paid") and "ledger" in i["systems"]
         ]
         for payment, left in self._card_payments_unrecorded():
             for invoice in invoices:
                 if invoice["currency"] != payment["currency"]:
+                    continue
+                if another_customer and (invoice["customer"] or {}).get("id") == (payment["customer"] or {}).get("id"):
                     continue
                 if leaves_open and Decimal(invoice["balance"]) <= left:
                     continue
@@ -208,14 +216,31 @@ class DecisionsBook:
 
     def drift_report(self) -> dict[str, Any]:
         """`connector drift --json`, whatever it finds."""
-        return dict(json.loads(self.run("drift", "--json").stdout))
+        report = json.loads(self.run("drift", "--json").stdout)
+        self.same_drift_a_record_at_a_time(report)
+        return dict(report)
 
     def drift(self, *, expect: int) -> dict[str, Any]:
         result = self.run("drift", "--json")
         report = json.loads(result.stdout)
+        self.same_drift_a_record_at_a_time(report)
         assert len(report["records"]) == expect and not report["dangling_refs"], json.dumps(report, indent=1)[:6000]
         assert result.exit_code == (1 if expect else 0)
         return dict(report)
+
+    def same_drift_a_record_at_a_time(self, report: dict[str, Any]) -> None:
+        """The drift the CLI printed (its batches hold the whole of this small book at once) is
+        the one read a record at a time: each invoice and payment in a batch of its own, with
+        only its own neighbourhood. And what the reminders plan reads of a few customers at a
+        time is what the whole book says of them."""
+        config = load_config(str(self.config_path))
+        store = open_store(config.database_url)
+        try:
+            alone = json.loads(json.dumps(drift_of(config, store, date.today(), batch=1), default=str))
+            assert alone == report
+            same_reminders_a_few_customers_at_a_time(config, store, date.today())
+        finally:
+            store.close()
 
     # What the sandbox ledger holds -------------------------------------------------------------
 
