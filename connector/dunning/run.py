@@ -178,7 +178,7 @@ def already_reminded(store: Store) -> set[tuple[str, int]]:
 
 
 # Customers planned at a time: a batch's invoices, payments and views, whatever the book's size.
-PLAN_BATCH = 500
+PLAN_BATCH = 100
 
 
 def build_plan(

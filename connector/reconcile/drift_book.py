@@ -105,7 +105,11 @@ def _invoice_batch(
     allocations on them the ledger does not record itself, every view of those allocations'
     payments (what the ledger holds of each), the views whose money left that link to them, and
     the writes aimed at their views (with every reversal, found by the write it takes back)."""
-    invoices = {i.id: i for i in store.list_receivables(session=session, ids=invoice_ids, with_lines=False) if i.id}
+    invoices = {
+        i.id: i
+        for i in store.list_receivables(session=session, ids=invoice_ids, with_lines=False, with_refs=False)
+        if i.id
+    }
     invoice_views = _views(session, "invoice", kinds, sorted(invoices))
     pending = _pending(session, invoice_ids=sorted(invoices))
     targets = {v.target for v in invoice_views}
@@ -141,7 +145,11 @@ def _gap_book(
         return _book(day)
     invoice_ids = sorted({str(g.inputs["invoice"]) for g in gaps if g.inputs.get("invoice")})
     payment_ids = sorted({str(g.inputs["payment"]) for g in gaps if g.inputs.get("payment")})
-    invoices = {i.id: i for i in store.list_receivables(session=session, ids=invoice_ids, with_lines=False) if i.id}
+    invoices = {
+        i.id: i
+        for i in store.list_receivables(session=session, ids=invoice_ids, with_lines=False, with_refs=False)
+        if i.id
+    }
     invoice_views = _views(session, "invoice", kinds, invoice_ids)
     targets = {v.target for v in invoice_views}
     named = sorted({a for g in gaps if (a := _action(g.inputs.get("action"))) is not None})

@@ -70,10 +70,10 @@ def _customer_neighbourhood(
     store: Store, session: Any, customer_ids: Sequence[str], withdrawn: frozenset[str]
 ) -> _Read:
     """What the facts of the customers of `customer_ids` read, and only that (through the
-    customer, invoice and payment indexes): their receivables and those invoices' views, the
-    customers' payments, every applied allocation on those invoices or of those payments, the
-    payments of those allocations, and the ledger payments being withdrawn; every view of those
-    payments. The positions, the pending payments and the unapplied credit of those customers
+    customer, invoice and payment indexes): their receivables (without lines or refs: where
+    each lives is in its views) and those invoices' views, the customers' payments, every
+    applied allocation on those invoices or of those payments, the payments of those
+    allocations, and the ledger payments being withdrawn; every view of those payments. The positions, the pending payments and the unapplied credit of those customers
     are then the ones the whole book gives (a test holds the reminders plan equal)."""
     invoice_ids = [k.id for k in store.receivable_keys(session=session, customer_ids=customer_ids)]
     own = [payment_id for payment_id, _ in records.payment_keys(session, customer_ids)]
@@ -86,7 +86,11 @@ def _customer_neighbourhood(
     taken = {str(r["entity_id"]) for r in known if r["entity_kind"] == "payment" and r["entity_id"]}
     payment_ids = sorted(set(own) | {a.payment_id for a in applied} | taken)
     return _Read(
-        invoices={i.id: i for i in store.list_receivables(session=session, ids=invoice_ids) if i.id},
+        invoices={
+            i.id: i
+            for i in store.list_receivables(session=session, ids=invoice_ids, with_lines=False, with_refs=False)
+            if i.id
+        },
         payments={p.id: p for p in store.list_payments(session=session, ids=payment_ids) if p.id},
         applied=applied,
         invoice_rows=state_linking.ref_views(session, "invoice", entity_ids=invoice_ids) if invoice_ids else [],
