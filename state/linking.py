@@ -4,7 +4,7 @@ linker found to be the same. Set-based: one statement per kind of change, all ro
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,6 +102,22 @@ def entities_by_remote(session: Session, entity_kind: str) -> dict[tuple[str, st
         .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
     )
     return {(system, remote_id): entity_id for system, remote_id, entity_id in session.execute(query)}
+
+
+def each_ref_view(session: Session, entity_kind: str, *, batch: int = 1000) -> Iterator[dict[str, Any]]:
+    """`ref_views(session, entity_kind)`, one row at a time in its order, the database handing
+    over `batch` rows at a time: a reader that keeps only what it needs of each view never
+    holds the book's views all at once. (SQLite walks the refs' unique index for the order: for
+    the invoices and payments, most of the refs, that costs little.)"""
+    refs = table("refs")
+    query = (
+        sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.entity_id, refs.c.data, refs.c.seen_at)
+        .where(mine(session, refs), refs.c.entity_kind == entity_kind, refs.c.entity_id.is_not(None))
+        .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
+        .execution_options(yield_per=batch)
+    )
+    for partition in session.execute(query).partitions():
+        yield from _view_rows(partition)
 
 
 def _view_rows(result: Iterable[Any]) -> list[dict[str, Any]]:

@@ -53,10 +53,14 @@ def _views(
     entity_ids: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
     rows = state_linking.ref_views(session, kind, linked_to=linked_to, entity_ids=entity_ids)
-    for row in rows:
-        data = row["data"] if isinstance(row["data"], dict) else json.loads(row["data"])
-        row["sync"] = data.get("_sync") or {}
-    return rows
+    return [_with_sync(row) for row in rows]
+
+
+def _with_sync(row: dict[str, Any]) -> dict[str, Any]:
+    """A view row with its `_sync` part (links, hints, deleted) at hand as `sync`."""
+    data = row["data"] if isinstance(row["data"], dict) else json.loads(row["data"])
+    row["sync"] = data.get("_sync") or {}
+    return row
 
 
 def run_reconciliation(
@@ -72,11 +76,13 @@ def run_reconciliation(
     with store.session() as session:
         invoices = store.list_receivables(session=session)
         payments = store.list_payments(session=session)
-        invoice_views, payment_views = _views(session, "invoice"), _views(session, "payment")
-        by_remote = {(v["system"], v["object_type"], v["remote_id"]): v["entity_id"] for v in invoice_views}
+        # The views a batch at a time, each kept only for what it says here (the book's views
+        # all at once were most of this command's memory).
+        by_remote: dict[tuple[str, str, str], str] = {}
         references: dict[str, list[str]] = defaultdict(list)
         numbers = {invoice.id: invoice.number for invoice in invoices}
-        for view in invoice_views:
+        for view in map(_with_sync, state_linking.each_ref_view(session, "invoice")):
+            by_remote[(view["system"], view["object_type"], view["remote_id"])] = view["entity_id"]
             # The invoice's references (a PO number), and the numbers the other systems give
             # it (the gateway's "A1B2C3D4-0042"): a remittance may quote any of them.
             entity = view["entity_id"]
@@ -87,7 +93,7 @@ def run_reconciliation(
         reversed_parts = decisions.reversed_ledger_payments(session)
         parts: dict[str, list[LedgerPart]] = defaultdict(list)
         links: dict[str, list[str]] = defaultdict(list)
-        for view in payment_views:
+        for view in map(_with_sync, state_linking.each_ref_view(session, "payment")):
             payment_links, hints = view["sync"].get("links", {}), view["sync"].get("hints", {})
             target = payment_links.get("invoice")
             invoice_id = by_remote.get((view["system"], "invoice", str(target))) if target else None

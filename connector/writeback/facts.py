@@ -73,8 +73,9 @@ def _customer_neighbourhood(
     customer, invoice and payment indexes): their receivables (without lines or refs: where
     each lives is in its views) and those invoices' views, the customers' payments, every
     applied allocation on those invoices or of those payments, the payments of those
-    allocations, and the ledger payments being withdrawn; every view of those payments. The positions, the pending payments and the unapplied credit of those customers
-    are then the ones the whole book gives (a test holds the reminders plan equal)."""
+    allocations, and the ledger payments being withdrawn; every view of those payments. The
+    positions, the pending payments and the unapplied credit of those customers are then the
+    ones the whole book gives (a test holds the reminders plan equal)."""
     invoice_ids = [k.id for k in store.receivable_keys(session=session, customer_ids=customer_ids)]
     own = [payment_id for payment_id, _ in records.payment_keys(session, customer_ids)]
     stored = {
