@@ -761,8 +761,9 @@ def drift_command(app: AppContext, as_json: bool) -> int:
     drift = any(report["drift"] for report in reports_by_company.values())
     if not side_by_side:
         ((company, report),) = reports_by_company.items()
-        if as_json:
-            _echo_json(report)
+        if as_json:  # a line a record, without the whole document in one string
+            tail = {name: value for name, value in report.items() if name not in ("drift", "records")}
+            echo_json_rows({"drift": report["drift"]}, "records", report["records"], lambda: tail)
         else:
             _print_drift(report)
             _print_unlinked_note(app, company)

@@ -16,11 +16,10 @@ from connector.config import load_config
 from connector.dunning import states
 from connector.dunning.states import apply_provider_states
 from connector.sandbox import Sandbox
-from connector.sandbox.common import iso_ms
 from connector.sandbox.generator import generate
-from connector.sandbox.hubspot_api import HubSpotFace
 from connector.state.store import Store
 from support.e2e import sync_sandbox, with_credentials
+from support.sandbox_changes import change
 
 SEED = 77
 
@@ -31,21 +30,6 @@ def snapshot(store: Store) -> tuple[dict[str, Any], dict[str, bool]]:
         for i in store.receivable_states()
     }
     return invoices, {c.id or "": c.paused for c in store.list_customers()}
-
-
-def change(sandbox: Sandbox, rng: random.Random, object_type: str, properties: dict[str, str]) -> None:
-    """What a person does in HubSpot's own screens: the properties written, the record's
-    modification time moved, so the next incremental sync reads it."""
-    with sandbox.lock:
-        face = sandbox.faces["hubspot"]
-        assert isinstance(face, HubSpotFace)
-        records = face.objects[object_type]
-        record = records[rng.choice(sorted(records))]
-        now = iso_ms(face.clock())
-        record["properties"].update(properties)
-        record["properties"]["hs_lastmodifieddate"] = now
-        record["updatedAt"] = now
-        face.versions[object_type] += 1  # its searches see the write
 
 
 def test_states_copied_for_what_moved_equal_a_pass_over_every_record(tmp_path, monkeypatch):
