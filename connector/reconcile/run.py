@@ -74,8 +74,9 @@ def run_reconciliation(
     related = relations.load_related(store)
     customer_names = relations.customer_names(store)
     with store.session() as session:
-        invoices = store.list_receivables(session=session)
-        payments = store.list_payments(session=session)
+        # without their refs: what the systems say of them is read from the views below
+        invoices = store.list_receivables(session=session, with_refs=False)
+        payments = store.list_payments(session=session, with_refs=False)
         # The views a batch at a time, each kept only for what it says here (the book's views
         # all at once were most of this command's memory).
         by_remote: dict[tuple[str, str, str], str] = {}
