@@ -23,7 +23,7 @@ from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.state.store import Store, open_store
 from support.e2e import sync_sandbox, with_credentials
-from support.sandbox_changes import change
+from support.sandbox_changes import change, change_deal_states
 
 pytestmark = pytest.mark.slow
 
@@ -75,19 +75,7 @@ def a_change(sandbox: Sandbox, store: Store, rng: random.Random) -> None:
     """One change a person makes in a provider's screens (or that a sync brings)."""
     kind = rng.choice(["states", "states", "amount", "name", "pause", "due", "by_hand", "by_hand"])
     if kind == "states":
-        promised = date.today() + timedelta(days=rng.randint(1, 30))
-        change(
-            sandbox,
-            rng,
-            "deals",
-            rng.choice(
-                [
-                    {"ar_disputed": rng.choice(["true", ""])},
-                    {"ar_promise_to_pay_date": rng.choice([promised.isoformat(), ""])},
-                    {"ar_payment_plan": rng.choice(["3 monthly instalments", ""])},
-                ]
-            ),
-        )
+        change_deal_states(sandbox, rng)
     elif kind == "amount":  # a deal whose amount no longer says its invoice's total
         change(sandbox, rng, "deals", {"amount": str(rng.randint(100, 9000))})
     elif kind == "name":  # a deal renamed after another invoice's number, or after none

@@ -6,7 +6,7 @@ leaves is what a pass over every record gives, and a pass with nothing new reads
 from __future__ import annotations
 
 import random
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.state.store import Store
 from support.e2e import sync_sandbox, with_credentials
-from support.sandbox_changes import change
+from support.sandbox_changes import change, change_deal_states
 
 SEED = 77
 
@@ -43,19 +43,7 @@ def test_states_copied_for_what_moved_equal_a_pass_over_every_record(tmp_path, m
             copied = 0
             for _ in range(5):
                 for _ in range(rng.randint(1, 6)):
-                    promised = date.today() + timedelta(days=rng.randint(1, 30))
-                    change(
-                        sandbox,
-                        rng,
-                        "deals",
-                        rng.choice(
-                            [
-                                {"ar_disputed": rng.choice(["true", ""])},
-                                {"ar_promise_to_pay_date": rng.choice([promised.isoformat(), ""])},
-                                {"ar_payment_plan": rng.choice(["3 monthly instalments", "2 weekly instalments", ""])},
-                            ]
-                        ),
-                    )
+                    change_deal_states(sandbox, rng)
                 for _ in range(rng.randint(0, 2)):
                     change(sandbox, rng, "companies", {"ar_dunning_paused": rng.choice(["true", ""])})
                 before = snapshot(store)

@@ -4,6 +4,7 @@ written as a person would, so that the next incremental sync reads them."""
 from __future__ import annotations
 
 import random
+from datetime import date, timedelta
 
 from connector.sandbox import Sandbox
 from connector.sandbox.common import iso_ms
@@ -23,3 +24,20 @@ def change(sandbox: Sandbox, rng: random.Random, object_type: str, properties: d
         record["properties"]["hs_lastmodifieddate"] = now
         record["updatedAt"] = now
         face.versions[object_type] += 1  # its searches see the write
+
+
+def change_deal_states(sandbox: Sandbox, rng: random.Random) -> None:
+    """A deal disputed or not, promised on a day or not, on a payment plan in words or not."""
+    promised = date.today() + timedelta(days=rng.randint(1, 30))
+    change(
+        sandbox,
+        rng,
+        "deals",
+        rng.choice(
+            [
+                {"ar_disputed": rng.choice(["true", ""])},
+                {"ar_promise_to_pay_date": rng.choice([promised.isoformat(), ""])},
+                {"ar_payment_plan": rng.choice(["3 monthly instalments", "2 weekly instalments", ""])},
+            ]
+        ),
+    )
