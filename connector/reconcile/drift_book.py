@@ -35,8 +35,9 @@ from connector.state.store import Store
 Row = dict[str, Any]
 Kinds = dict[str, str]
 
-# Receivables (and then payments) read at a time: a batch's views, allocations and writes.
-DRIFT_BATCH = 1000
+# Receivables (and then payments) read at a time: a batch's views, allocations and writes
+# (large book: 1,000 at a time 537 MiB peak, 500 424 MiB, for ~10 % more time).
+DRIFT_BATCH = 500
 
 
 def drift_of(config: Config, store: Store, day: date, *, batch: int = DRIFT_BATCH) -> Row:
