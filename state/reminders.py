@@ -13,6 +13,7 @@ Actions queued before these tags existed were tagged by migration 0007.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from connector.state.tables import table
-from connector.state.upsert import mine
+from connector.state.upsert import mine, one_of
 
 
 @dataclass(frozen=True)
@@ -37,16 +38,18 @@ class ReminderMessage:
     invoices: dict[str, int] = field(default_factory=dict)  # invoice id -> the step it had reached
 
 
-def reminder_messages(session: Session) -> list[ReminderMessage]:
-    """Every outbox action on a customer tagged as the message of a reminder, oldest first.
-    An action finance queued (a note about a dispute or a pause) carries no step and is not
-    one; nor is any action whose role is not "message"."""
+def reminder_messages(session: Session, customer_ids: Sequence[str] | None = None) -> list[ReminderMessage]:
+    """Every outbox action on a customer (of `customer_ids`, when given) tagged as the message
+    of a reminder, oldest first. An action finance queued (a note about a dispute or a pause)
+    carries no step and is not one; nor is any action whose role is not "message"."""
     outbox = table("outbox_actions")
     query = (
         sa.select(outbox.c.kind, outbox.c.state, outbox.c.updated_at, outbox.c.payload)
         .where(mine(session, outbox), outbox.c.subject_type == "customer")
         .order_by(outbox.c.id)
     )
+    if customer_ids is not None:
+        query = query.where(one_of(session, outbox.c.subject_id, list(customer_ids)))
     found = []
     for kind, state, updated_at, payload in session.execute(query):
         data = _json(payload)

@@ -117,7 +117,7 @@ def _gather(
     invoice_rows, payment_rows = read.invoice_rows, read.payment_rows
     targets = None if customer_ids is None else {(r["system"], r["object_type"], r["remote_id"]) for r in invoice_rows}
     crm_sent, sent_updates = sent_crm_values(session, invoice_rows, targets)
-    reminded = last_reminders(session)
+    reminded = last_reminders(session, customer_ids)
 
     def views(rows: list[dict[str, Any]]) -> dict[str, list[SystemView]]:
         out: dict[str, list[SystemView]] = defaultdict(list)
@@ -266,15 +266,15 @@ def _without_withdrawn(
     return invoice.model_copy(update={"amount_paid": max(paid, Money.zero(invoice.currency))})
 
 
-def last_reminders(session: Any) -> dict[str, date]:
+def last_reminders(session: Any, customer_ids: Sequence[str] | None = None) -> dict[str, date]:
     """Per invoice, the day its latest reminder went out (the day the action carrying it was
     done). Dunning queues each reminder's actions tagged with the customer and the step: the
     message (an email, or a CRM note or task when the channel is the CRM) names the invoices it
     reminds of (`dunning_role` "message", `dunning_invoices`); the other actions (a note beside
     an email, an escalation or late-fee task for a person) do not count, nor do cancelled or
-    parked ones."""
+    parked ones. Of every customer's invoices, or of those of `customer_ids`."""
     out: dict[str, date] = {}
-    for message in reminder_messages(session):
+    for message in reminder_messages(session, customer_ids):
         if message.state != "done" or not message.customer:
             continue
         when = message.updated_at

@@ -9,9 +9,10 @@ from datetime import date, timedelta
 
 import pytest
 
+from connector import pipeline
 from connector.config import load_config
 from connector.dunning.policy import DunningPolicy, Every
-from connector.dunning.run import already_reminded, build_plan, reminder_history
+from connector.dunning.run import already_reminded, build_plan, queue, reminder_history
 from connector.model import invoice_position
 from connector.reconcile.run import run_reconciliation
 from connector.reconcile.types import LEDGER_RULE
@@ -138,6 +139,12 @@ def test_the_plan_made_a_few_customers_at_a_time_is_the_whole_books(reconciled_b
         reminded += len(build_plan(config, store, day).reminders)
         assert found
     assert reminded, "days at which some customer is reminded"
+    # today's reminders queued and sent: what was reminded, and when, read a customer at a time
+    assert queue(config, store, today).reminders
+    pipeline.apply(config, store)
+    assert already_reminded(store)
+    for days in (0, 10, 40):
+        same_reminders_a_few_customers_at_a_time(config, store, today + timedelta(days=days))
 
 
 def test_the_seeded_disputes_promises_plans_and_pause_are_read_and_respected(book, demo_dir):

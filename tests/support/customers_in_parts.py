@@ -12,9 +12,10 @@ from connector.writeback.facts import gather_facts
 
 def same_reminders_a_few_customers_at_a_time(config: Any, store: Any, day: date, few: int = 5) -> int:
     """Each batch of `few` customers' facts (their receivables, the positions, the payments
-    pending on them, what their own payments pay, their unapplied credit) as the whole book's facts have them; and the
-    reminders plan made a customer at a time is the one made of all of them at once. Returns
-    how many reminders and skips that plan holds (a caller can insist there are some)."""
+    pending on them, what their own payments pay, their unapplied credit, when each invoice was
+    last reminded) as the whole book's facts have them; and the reminders plan made a customer
+    at a time is the one made of all of them at once. Returns how many reminders and skips that
+    plan holds (a caller can insist there are some)."""
     whole = gather_facts(config, store, today=day)
     everyone = sorted({c.id for c in store.list_customers() if c.id})
     for start in range(0, len(everyone), few):
@@ -29,6 +30,8 @@ def same_reminders_a_few_customers_at_a_time(config: Any, store: Any, day: date,
         theirs_paid = sorted(a.id or "" for a in part.allocations if a.payment_id in own)
         assert theirs_paid == sorted(a.id or "" for a in whole.allocations if a.payment_id in own)
         assert unapplied_credit(store, part, chunk) == unapplied_credit(store, whole, chunk)
+        reminded = {i: day for i, day in part.last_reminders.items() if i in theirs}
+        assert reminded == {i: day for i, day in whole.last_reminders.items() if i in theirs}
     one_by_one = build_plan(config, store, day, batch=1)
     at_once = build_plan(config, store, day, batch=len(everyone) + 1)
     assert (one_by_one.reminders, one_by_one.skips) == (at_once.reminders, at_once.skips)
