@@ -38,6 +38,9 @@ ObjectType = Literal[
 ]
 InvoiceStatus = Literal["draft", "open", "partially_paid", "paid", "void", "uncollectible"]
 PaymentStatus = Literal["pending", "succeeded", "failed", "refunded", "partially_refunded"]
+# A payment whose money left since it was received (in full or in part): a gateway invoice it
+# paid is rightly owed again in the book.
+MONEY_LEFT: tuple[PaymentStatus, ...] = ("failed", "refunded", "partially_refunded")
 # A chargeback on a payment: "inquiry" withdraws nothing (Stripe's warning_* statuses), "open"
 # has the disputed money withdrawn while it is contested, "lost" keeps it withdrawn for good,
 # "won" gives it back.

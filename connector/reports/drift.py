@@ -38,7 +38,15 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from connector.model import Allocation, Invoice, InvoicePosition, Payment, invoice_position
+from connector.model import (
+    DISPUTE_WITHDRAWN,
+    MONEY_LEFT,
+    Allocation,
+    Invoice,
+    InvoicePosition,
+    Payment,
+    invoice_position,
+)
 from connector.money import Money, money_sum
 
 Row = dict[str, Any]
@@ -393,8 +401,8 @@ def _paid_by_money_that_left(index: _Index, invoice: View) -> bool:
     """Whether a gateway charge that paid the gateway's invoice lost its money since (failed,
     refunded, or withdrawn by a dispute): the book rightly has the invoice owed again."""
     for view in index.paying.get((invoice.system, invoice.remote_id), []):
-        refunded = view.data.get("status") in ("failed", "refunded", "partially_refunded")
-        if refunded or view.data.get("dispute_status") in ("open", "lost"):
+        refunded = view.data.get("status") in MONEY_LEFT
+        if refunded or view.data.get("dispute_status") in DISPUTE_WITHDRAWN:
             return True
     return False
 
