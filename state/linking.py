@@ -88,6 +88,24 @@ def payment_views_money_left(session: Session) -> list[dict[str, Any]]:
     return _view_rows(session.execute(query))
 
 
+def payment_invoice_links(session: Session, systems: Collection[str]) -> list[tuple[str, str, str]]:
+    """(system, invoice remote id, payment id) of each linked payment view of `systems` that is
+    on an invoice (`_sync.links.invoice`): two fields of each view, read by the database; no
+    view is decoded here."""
+    if not systems:
+        return []
+    refs = table("refs")
+    link = json_text(refs.c.data, "_sync", "links", "invoice")
+    query = sa.select(refs.c.system, link, refs.c.entity_id).where(
+        mine(session, refs),
+        refs.c.entity_kind == "payment",
+        refs.c.entity_id.is_not(None),
+        refs.c.system.in_(sorted(systems)),
+        link.is_not(None),
+    )
+    return [(str(system), str(invoice), str(entity)) for system, invoice, entity in session.execute(query) if invoice]
+
+
 def entities_by_remote(session: Session, entity_kind: str) -> dict[tuple[str, str], str]:
     """(system, remote id) -> canonical id of every linked ref of `entity_kind`: what
     `ref_views` gives without reading (and decoding) a single view; in its order, so that of two

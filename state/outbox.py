@@ -126,6 +126,38 @@ def entries(
     return [_entry(row) for row in session.execute(query).mappings()]
 
 
+@dataclass(frozen=True)
+class SentMoneyWrite:
+    """A payment or a fee written to a ledger (done), as much of it as says whose money it is."""
+
+    kind: str  # record_payment / record_fee
+    invoice: str | None  # a payment's invoice (its subject)
+    payment: str | None  # a fee's payment (its subject)
+    reference: str | None  # what the payment was recorded by: the gateway's id, or ours
+
+
+def sent_money_writes(session: Session) -> list[SentMoneyWrite]:
+    """Every payment and fee written to a ledger (done), four columns each, by id."""
+    outbox = table("outbox_actions")
+    query = (
+        sa.select(outbox.c.kind, outbox.c.subject_type, outbox.c.subject_id, json_text(outbox.c.payload, "reference"))
+        .where(mine(session, outbox), outbox.c.state == "done", outbox.c.kind.in_(("record_payment", "record_fee")))
+        .order_by(outbox.c.id)
+    )
+    found = []
+    for kind, subject_type, subject_id, reference in session.execute(query):
+        ours = str(subject_id) if subject_id is not None else None
+        found.append(
+            SentMoneyWrite(
+                kind=kind,
+                invoice=ours if subject_type == "invoice" else None,
+                payment=ours if subject_type == "payment" else None,
+                reference=None if reference is None else str(reference),
+            )
+        )
+    return found
+
+
 def aimed_at(outbox: sa.Table, targets: Collection[tuple[str, str | None, str]]) -> sa.ColumnElement[bool]:
     """The actions whose target is one of `targets`, each (system, object type or None for any,
     remote id): found through `ix_outbox_actions_target` by the remote id, not by reading the

@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from connector.errors import StateError
-from connector.model import DISPUTE_WITHDRAWN, Customer, Invoice, InvoiceLine, Payment, PaymentPlan, Ref
+from connector.model import DISPUTE_WITHDRAWN, MONEY_LEFT, Customer, Invoice, InvoiceLine, Payment, PaymentPlan, Ref
 from connector.money import Money
 from connector.state import convert
 from connector.state.raw import pack, raw_json
@@ -823,6 +823,21 @@ def payments_short(session: Session) -> list[str]:
         sa.and_(payments.c.dispute_status.in_(DISPUTE_WITHDRAWN), payments.c.amount_disputed_minor > 0),
     )
     query = sa.select(payments.c.id).where(mine(session, payments), short).order_by(payments.c.id)
+    return [str(row[0]) for row in session.execute(query)]
+
+
+def payments_money_left(session: Session) -> list[str]:
+    """Ids of the payments whose money may have left (`reconcile.reversals.money_left`):
+    failed, refunded in full or in part (by status or by amount), or under an open or lost
+    dispute; from the payments' own columns. A sieve that keeps every such payment: test
+    `money_left` on the payments it keeps."""
+    payments = table("payments")
+    left = sa.or_(
+        payments.c.status.in_(MONEY_LEFT),
+        payments.c.amount_refunded_minor > 0,
+        payments.c.dispute_status.in_(DISPUTE_WITHDRAWN),
+    )
+    query = sa.select(payments.c.id).where(mine(session, payments), left).order_by(payments.c.id)
     return [str(row[0]) for row in session.execute(query)]
 
 

@@ -59,7 +59,7 @@ from connector.workers import dead_local_workers, worker_id
 from connector.writeback.credentials import credential_fingerprint, refusal_note
 from connector.writeback.facts import REVERSAL_OF
 from connector.writeback.plan import PlannedAction
-from connector.writeback.settle import MONEY_KINDS, Gap, Settlement, is_writeback, record_gap, settle
+from connector.writeback.settle import MONEY_KINDS, Gap, Settlement, is_writeback, record_gap, settle, settle_in_parts
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +83,8 @@ def queue_writes(
     """Derive the writes each system needs (payments, fees, statuses) and queue the new ones in
     the outbox; returns everything derived. Reminders are dunning's (`connector.dunning.run`)."""
     with store.session() as session:
-        settled = settle(
-            config, store, session, actor="plan", cause=AUTOMATIC_CAUSE, reverse=False, registry=registry, today=today
+        settled = settle_in_parts(
+            config, store, session, actor="plan", cause=AUTOMATIC_CAUSE, registry=registry, today=today
         )
     logger.info(
         "planned %d writes (%d new, %d no longer following cancelled)",

@@ -6,8 +6,8 @@ allocations it has just changed)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -36,15 +36,49 @@ def gather_facts(
     *,
     session: Any = None,
     customer_ids: Sequence[str] | None = None,
+    around: Around | None = None,
 ) -> Facts:
     """The facts as stored, or as `session` (a transaction not committed yet) sees them: of the
-    whole book, or of the customers of `customer_ids` only (`_customer_neighbourhood`)."""
+    whole book, of the customers of `customer_ids` only (`_customers`), or of a part of the
+    book (`Around`)."""
     check_scope(config, store)  # the writes planned from these facts go to the config's connections
     day = today or date.today()
     if session is not None:
-        return _gather(config, store, session, registry, day, customer_ids)
+        return _gather(config, store, session, registry, day, customer_ids, around)
     with store.session() as own:
-        return _gather(config, store, own, registry, day, customer_ids)
+        return _gather(config, store, own, registry, day, customer_ids, around)
+
+
+LedgerLinks = Mapping[tuple[str, str], Sequence[str]]
+
+
+@dataclass(frozen=True)
+class Around:
+    """A part of the book to gather the facts of: these receivables and these payments, every
+    applied allocation on those invoices or of those payments, the payments of those
+    allocations, the ledger payments being withdrawn, and every payment a ledger records on one
+    of these invoices (`ledger_links`, from `ledger_payment_links`: a payment entered by hand
+    that no allocation names is one). The day each invoice was last reminded: `reminded`
+    (`last_reminders` of the whole book, read once for every part), else from the reminder
+    messages of `customer_ids`."""
+
+    invoice_ids: Sequence[str]
+    payment_ids: Sequence[str] = ()
+    customer_ids: Sequence[str] = ()
+    ledger_links: LedgerLinks = field(default_factory=dict)
+    reminded: Mapping[str, date] | None = None
+
+
+def ledger_payment_links(
+    config: Config, store: Store, session: Any, registry: Registry | None = None
+) -> dict[tuple[str, str], list[str]]:
+    """(ledger system, invoice remote id) -> the payments whose view in that ledger is on that
+    invoice, for `Around.ledger_links`: one read of two fields of each ledger payment view."""
+    ledgers = [name for name, (kind, _) in system_ranks(config, registry).items() if kind == "ledger"]
+    found: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for system, invoice, payment_id in state_linking.payment_invoice_links(session, ledgers):
+        found[(system, invoice)].append(payment_id)
+    return dict(found)
 
 
 @dataclass
@@ -66,26 +100,40 @@ def _whole_book(store: Store, session: Any) -> _Read:
     )
 
 
-def _customer_neighbourhood(
-    store: Store, session: Any, customer_ids: Sequence[str], withdrawn: frozenset[str]
-) -> _Read:
-    """What the facts of the customers of `customer_ids` read, and only that (through the
-    customer, invoice and payment indexes): their receivables (without lines or refs: where
-    each lives is in its views) and those invoices' views, the customers' payments, every
-    applied allocation on those invoices or of those payments, the payments of those
-    allocations, and the ledger payments being withdrawn; every view of those payments. The
-    positions, the pending payments and the unapplied credit of those customers are then the
-    ones the whole book gives (a test holds the reminders plan equal)."""
-    invoice_ids = [k.id for k in store.receivable_keys(session=session, customer_ids=customer_ids)]
-    own = [payment_id for payment_id, _ in records.payment_keys(session, customer_ids)]
+def _customers(store: Store, session: Any, customer_ids: Sequence[str]) -> Around:
+    """The part of the book the facts of the customers of `customer_ids` read: their
+    receivables and their payments (through the customer indexes). The positions, the pending
+    payments and the unapplied credit of those customers are then the ones the whole book gives
+    (a test holds the reminders plan equal)."""
+    return Around(
+        invoice_ids=[k.id for k in store.receivable_keys(session=session, customer_ids=customer_ids)],
+        payment_ids=[payment_id for payment_id, _ in records.payment_keys(session, customer_ids)],
+        customer_ids=customer_ids,
+    )
+
+
+def _neighbourhood(store: Store, session: Any, around: Around, withdrawn: frozenset[str]) -> _Read:
+    """What the facts of `around` read, and only that (through the invoice, payment and
+    allocation indexes): the receivables (without lines or refs: where each lives is in its
+    views) and their views, the payments and every view of them."""
+    invoice_ids, own = list(around.invoice_ids), list(around.payment_ids)
     stored = {
         s.allocation.id: s for s in decisions.load_allocations(session, status="applied", invoice_ids=invoice_ids)
     }
-    stored.update((s.allocation.id, s) for s in decisions.load_allocations(session, status="applied", payment_ids=own))
+    if own:
+        stored.update(
+            (s.allocation.id, s) for s in decisions.load_allocations(session, status="applied", payment_ids=own)
+        )
     applied = [s.allocation for s in sorted(stored.values(), key=lambda s: (s.created_at, s.allocation.id or ""))]
     known = records.refs_known_as(session, {(None, remote_id) for remote_id in withdrawn}) if withdrawn else []
     taken = {str(r["entity_id"]) for r in known if r["entity_kind"] == "payment" and r["entity_id"]}
-    payment_ids = sorted(set(own) | {a.payment_id for a in applied} | taken)
+    invoice_rows = state_linking.ref_views(session, "invoice", entity_ids=invoice_ids) if invoice_ids else []
+    recorded = {
+        payment_id
+        for row in invoice_rows
+        for payment_id in around.ledger_links.get((row["system"], row["remote_id"]), ())
+    }
+    payment_ids = sorted(set(own) | {a.payment_id for a in applied} | taken | recorded)
     return _Read(
         invoices={
             i.id: i
@@ -94,7 +142,7 @@ def _customer_neighbourhood(
         },
         payments={p.id: p for p in store.list_payments(session=session, ids=payment_ids) if p.id},
         applied=applied,
-        invoice_rows=state_linking.ref_views(session, "invoice", entity_ids=invoice_ids) if invoice_ids else [],
+        invoice_rows=invoice_rows,
         payment_rows=state_linking.ref_views(session, "payment", entity_ids=payment_ids) if payment_ids else [],
     )
 
@@ -106,18 +154,21 @@ def _gather(
     registry: Registry | None,
     today: date,
     customer_ids: Sequence[str] | None,
+    around: Around | None,
 ) -> Facts:
     systems = system_ranks(config, registry)
     reversed_keys, withdrawn = taken_back(session)
-    if customer_ids is None:
-        read = _whole_book(store, session)
-    else:
-        read = _customer_neighbourhood(store, session, customer_ids, withdrawn)
+    if customer_ids is not None:
+        around = _customers(store, session, customer_ids)
+    read = _whole_book(store, session) if around is None else _neighbourhood(store, session, around, withdrawn)
     invoices, payments, applied = read.invoices, read.payments, read.applied
     invoice_rows, payment_rows = read.invoice_rows, read.payment_rows
-    targets = None if customer_ids is None else {(r["system"], r["object_type"], r["remote_id"]) for r in invoice_rows}
+    targets = None if around is None else {(r["system"], r["object_type"], r["remote_id"]) for r in invoice_rows}
     crm_sent, sent_updates = sent_crm_values(session, invoice_rows, targets)
-    reminded = last_reminders(session, customer_ids)
+    if around is not None and around.reminded is not None:
+        reminded = {i: around.reminded[i] for i in invoices if i in around.reminded}
+    else:
+        reminded = last_reminders(session, None if around is None else around.customer_ids)
 
     def views(rows: list[dict[str, Any]]) -> dict[str, list[SystemView]]:
         out: dict[str, list[SystemView]] = defaultdict(list)
@@ -169,6 +220,7 @@ def _gather(
         withdrawn=withdrawn,
         crm_sent=crm_sent,
         sent_updates=sent_updates,
+        applied=applied,
     )
 
 

@@ -75,6 +75,7 @@ class Facts:
     # (system, object type, remote id); and each done update's key with its outbox id
     crm_sent: dict[tuple[str, str, str], dict[str, str]] = field(default_factory=dict)
     sent_updates: dict[str, int] = field(default_factory=dict)
+    applied: list[Allocation] = field(default_factory=list)  # every applied allocation read, the ledger's too
 
 
 def _label(invoice: Invoice) -> str:

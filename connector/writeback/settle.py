@@ -31,7 +31,7 @@ writes: a settlement never touches them.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
@@ -44,11 +44,20 @@ from connector.money import Money
 from connector.providers.registry import Registry, installed
 from connector.reconcile.reversals import money_left, why_money_left
 from connector.reconcile.types import LEDGER_RULE
-from connector.state import outbox
+from connector.state import linking as state_linking
+from connector.state import outbox, records
 from connector.state import reconciliation as decisions
 from connector.state.bookkeeping import audit, audit_entries
 from connector.state.store import Store
-from connector.writeback.facts import REVERSAL_OF, gather_facts, live
+from connector.writeback.facts import (
+    REVERSAL_OF,
+    Around,
+    LedgerLinks,
+    gather_facts,
+    last_reminders,
+    ledger_payment_links,
+    live,
+)
 from connector.writeback.plan import Facts, PlannedAction, SystemView, plan_all
 
 WRITEBACK_KINDS = ("record_payment", "record_fee", "mark_paid", "void_invoice", "update_properties")
@@ -198,6 +207,123 @@ def settle(
                 _audit_cancel(session, actor, cause, entry)
                 result.cancelled.append(entry)
     return result
+
+
+PLAN_BATCH = 1000  # receivables a part of the automatic plan reads at a time
+
+
+def settle_in_parts(
+    config: Config,
+    store: Store,
+    session: Any,
+    *,
+    actor: str,
+    cause: str,
+    registry: Registry | None = None,
+    today: date | None = None,
+    batch: int = PLAN_BATCH,
+) -> Settlement:
+    """What `settle(reverse=False)` with nothing in scope does (the automatic plan), reading the
+    book a part at a time in `session`, never all of it. First the money that left: the
+    payments whose money left and the ones whose reversals wait, with every invoice they were
+    allocated to, written on or name (`_money_left_around`), read together. Then the writes,
+    `batch` receivables at a time, a customer's together, each part with its own neighbourhood
+    (`facts.Around`): an invoice's writes depend on its views, the allocations on it and their
+    payments, the ledger's payments on it, the writes taken back and the reminders of its
+    customer, all of which the part reads. Last, the unsent writes no part derived are
+    cancelled, as `settle` does. A test holds both equal."""
+    registry = registry or installed()
+    day = today or date.today()
+    result = Settlement()
+    links = ledger_payment_links(config, store, session, registry)
+    around = _money_left_around(session, links)
+    if around.payment_ids:
+        facts = gather_facts(config, store, registry, day, session=session, around=around)
+        backing = Backing(facts, facts.applied)
+        changed, marked = _reverse_money_that_left(config, store, session, registry, facts, backing, actor, day, result)
+        changed = _withdraw_backed_reversals(session, actor, cause, backing, result) or changed
+        if changed:
+            facts = gather_facts(config, store, registry, day, session=session, around=around)
+        for entry, why in marked:
+            if not _still_paid(entry, facts):
+                gap = _irreversible(entry, facts, backing, registry, config)
+                _hand_over(config, store, session, registry, actor, day, result, gap, why)
+    derived_keys: set[str] = set()
+    reminded = last_reminders(session)
+    for part in _receivables_in_parts(session, batch, links, reminded):
+        facts = gather_facts(config, store, registry, day, session=session, around=part)
+        planned = plan_all(facts, day)
+        result.derived += planned
+        derived_keys.update(p.action.idempotency_key for p in planned)
+        result.queued += outbox.add_planned(
+            session, [(p.action, p.subject_type, p.subject_id, p.summary) for p in planned]
+        )
+    result.queued += len(outbox.replan_settled(session, sorted(derived_keys)))
+    for entry in outbox.entries(session, states=("planned", "failed")):
+        if is_writeback(entry) and entry.action.idempotency_key not in derived_keys:
+            if outbox.cancel_unsent(session, entry.id, cause):
+                _audit_cancel(session, actor, cause, entry)
+                result.cancelled.append(entry)
+    return result
+
+
+def _receivables_in_parts(
+    session: Any, batch: int, links: LedgerLinks, reminded: Mapping[str, date]
+) -> Iterator[Around]:
+    """The book's receivables, about `batch` at a time, each customer's in one part (in order
+    of customer; those without a customer last), as the parts of `settle_in_parts`."""
+    by_customer: dict[str | None, list[str]] = defaultdict(list)
+    for key in records.receivable_keys(session):
+        by_customer[key.customer_id].append(key.id)
+    invoice_ids: list[str] = []
+    for customer in sorted(by_customer, key=lambda c: (c is None, c or "")):
+        invoice_ids += by_customer[customer]
+        if len(invoice_ids) >= batch:
+            yield Around(invoice_ids=invoice_ids, ledger_links=links, reminded=reminded)
+            invoice_ids = []
+    if invoice_ids:
+        yield Around(invoice_ids=invoice_ids, ledger_links=links, reminded=reminded)
+
+
+def _money_left_around(session: Any, links: LedgerLinks) -> Around:
+    """The part of the book the automatic plan's reversals read (`_reverse_money_that_left`,
+    `_withdraw_backed_reversals`): every payment whose money left (a sieve on the payments'
+    own columns, which keeps all of them) and every payment a reversal not sent yet is about,
+    with every invoice those payments are allocated to, were written on (their sent payments
+    in a ledger) or name (their views' invoice), so that what backs each of their writes is
+    read whole."""
+    payment_ids = set(records.payments_money_left(session))
+    waiting = [e for e in outbox.entries(session, states=("planned", "failed")) if is_reversal(e)]
+    originals = outbox.entries(session, ids=[int(w.action.payload["reverses"]) for w in waiting]) if waiting else []
+    references = {str(o.action.payload.get("reference")) for o in originals if o.action.kind == "record_payment"}
+    payment_ids |= {o.subject_id for o in originals if o.action.kind == "record_fee" and o.subject_id}
+    if references:
+        known = records.refs_known_as(session, {(None, r) for r in references})
+        payment_ids |= {str(r["entity_id"]) for r in known if r["entity_kind"] == "payment" and r["entity_id"]}
+        payment_ids |= set(records.payments_received(session, sorted(references)))
+    if not payment_ids:
+        return Around(invoice_ids=[])
+    payments = sorted(payment_ids)
+    invoice_ids = {s.allocation.invoice_id for s in decisions.load_allocations(session, payment_ids=payments)}
+    views = state_linking.ref_views(session, "payment", entity_ids=payments)
+    named = {
+        (view["system"], str(link))
+        for view in views
+        if (link := ((view["data"].get("_sync") or {}).get("links") or {}).get("invoice"))
+    }
+    # what the payments' sent writes name them by: our id, or the gateway's (`Backing.payment_of`)
+    names = set(payments) | {view["remote_id"] for view in views}
+    for written in outbox.sent_money_writes(session):
+        if (written.payment if written.kind == "record_fee" else written.reference) in names and written.invoice:
+            invoice_ids.add(written.invoice)
+    if named:
+        known = records.refs_known_as(session, {(system, remote) for system, remote in named})
+        invoice_ids |= {
+            str(r["entity_id"])
+            for r in known
+            if r["entity_kind"] == "invoice" and r["entity_id"] and (r["system"], r["remote_id"]) in named
+        }
+    return Around(invoice_ids=sorted(invoice_ids), payment_ids=payments, ledger_links=links)
 
 
 # What stands behind a sent write ------------------------------------------------------------
@@ -675,4 +801,4 @@ class Settler:
         return settled
 
 
-__all__ = ["Gap", "Settlement", "Settler", "is_reversal", "is_writeback", "record_gap", "settle"]
+__all__ = ["Gap", "Settlement", "Settler", "is_reversal", "is_writeback", "record_gap", "settle", "settle_in_parts"]

@@ -34,6 +34,7 @@ from connector.state.store import open_store
 from support.customers_in_parts import same_reminders_a_few_customers_at_a_time
 from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
 from support.e2e import sync_sandbox, with_credentials
+from support.plan_in_parts import same_writes_a_few_receivables_at_a_time
 
 SEED = 42
 # A person's own session in the sandbox's Xero (the connector signs in with its own tokens).
@@ -61,7 +62,9 @@ class DecisionsBook:
         return json.loads(self.ok(*args, "--json"))
 
     def cycle(self, *, expect_drift: bool = False) -> None:
-        """plan -> apply -> sync -> reconcile."""
+        """plan -> apply -> sync -> reconcile. Before the plan, the plan made a few receivables
+        at a time is the one made of the whole book at once (and neither is kept)."""
+        self.same_plan_a_few_receivables_at_a_time()
         self.ok("plan")
         applied = self.run("apply", "--yes")
         assert applied.exit_code == 0, applied.stdout + applied.stderr
@@ -239,6 +242,14 @@ class DecisionsBook:
             alone = json.loads(json.dumps(drift_of(config, store, date.today(), batch=1), default=str))
             assert alone == report
             same_reminders_a_few_customers_at_a_time(config, store, date.today())
+        finally:
+            store.close()
+
+    def same_plan_a_few_receivables_at_a_time(self) -> None:
+        config = load_config(str(self.config_path))
+        store = open_store(config.database_url)
+        try:
+            same_writes_a_few_receivables_at_a_time(config, store, date.today())
         finally:
             store.close()
 
