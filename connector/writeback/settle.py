@@ -198,7 +198,7 @@ def settle(
         gap = _file_task(config, store, session, registry, gap, day, result)
         record_gap(session, actor, gap)
         result.gaps.append(gap)
-    result.queued = outbox.add_planned(
+    result.queued += outbox.add_planned(
         session, [(p.action, p.subject_type, p.subject_id, p.summary) for p in result.derived]
     ) + len(outbox.replan_settled(session, sorted(derived_keys)))
     for entry in outbox.entries(session, states=("planned", "failed")):

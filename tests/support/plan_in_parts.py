@@ -10,6 +10,7 @@ from typing import Any
 from connector.state import outbox
 from connector.state.bookkeeping import audit_entries
 from connector.writeback.apply import AUTOMATIC_CAUSE
+from connector.writeback.facts import Around, gather_facts, ledger_payment_links
 from connector.writeback.settle import Settlement, settle, settle_in_parts
 
 
@@ -70,5 +71,31 @@ def same_writes_a_few_receivables_at_a_time(config: Any, store: Any, day: date, 
         return settle_in_parts(config, store, session, actor="plan", cause=AUTOMATIC_CAUSE, today=day, batch=few)
 
     at_once = _settled(store, whole)
-    assert _settled(store, in_parts) == at_once
+    parts = _settled(store, in_parts)
+    for name, found in at_once.items():
+        assert parts[name] == found, (name, found, parts[name])
+    same_facts_a_few_receivables_at_a_time(config, store, day, few)
     return len(at_once["derived"])
+
+
+def same_facts_a_few_receivables_at_a_time(config: Any, store: Any, day: date, few: int) -> None:
+    """Each part of `few` receivables (`facts.Around`) has the positions the whole book gives
+    them, and every payment view a ledger holds on them, allocated or not (one deleted in the
+    ledger is still on its invoice)."""
+    whole = gather_facts(config, store, today=day)
+    everything = sorted(whole.invoices)
+    with store.session() as session:
+        links = ledger_payment_links(config, store, session)
+    for start in range(0, len(everything), few):
+        chunk = everything[start : start + few]
+        part = gather_facts(config, store, today=day, around=Around(invoice_ids=chunk, ledger_links=links))
+        assert sorted(part.invoices) == chunk
+        assert {i: part.positions[i] for i in chunk} == {i: whole.positions[i] for i in chunk}
+        ledgers = {(v.system, v.remote_id) for i in chunk for v in whole.invoice_views.get(i, []) if v.kind == "ledger"}
+
+        def on(facts: Any, ledgers: set[tuple[str, str]] = ledgers) -> dict[tuple[str, str], list[str]]:
+            return {
+                k: sorted(v.remote_id for v in views) for k, views in facts.ledger_payments_on.items() if k in ledgers
+            }
+
+        assert on(part) == on(whole)
