@@ -99,13 +99,16 @@ def plan(
     today: date | None = None,
     *,
     states_current: bool = False,
+    keep: bool = True,
 ) -> list[PlannedAction]:
     """Queue the writes each system needs, then the reminders due; returns everything derived
-    (what was queued before and still follows is derived again, never queued twice).
-    `states_current`: the providers' collections states were copied since the book last
-    changed (a link just ran, or its mark held), so dunning need not copy them again."""
+    (what was queued before and still follows is derived again, never queued twice), or, with
+    `keep=False`, the reminders' actions only (the writes are queued, not kept: a large book
+    derives hundreds of thousands). `states_current`: the providers' collections states were
+    copied since the book last changed (a link just ran, or its mark held), so dunning need
+    not copy them again."""
     day = today or date.today()
-    derived = queue_writes(config, store, registry, day)
+    derived = queue_writes(config, store, registry, day, keep=keep)
     reminders = queue_reminders(config, store, day, registry, states_first=not states_current)
     derived += [PlannedAction(a, t, i, s) for a, t, i, s in reminders.actions]
     logger.info("planned %d actions with reminders", len(derived))
@@ -113,15 +116,16 @@ def plan(
 
 
 def reconcile_and_plan(
-    config: Config, store: Store, registry: Registry | None = None, *, link_first: bool = True
+    config: Config, store: Store, registry: Registry | None = None, *, link_first: bool = True, keep: bool = True
 ) -> tuple[ReconcileSummary, list[PlannedAction]]:
-    """What follows the pulls: link (unless the sync just did), reconcile, plan. Linking
-    copies the providers' collections states (`link`), and a sync links unless nothing it
-    reads moved since the last link: either way they are current when the plan runs."""
+    """What follows the pulls: link (unless the sync just did), reconcile, plan (`keep` as
+    `plan` takes it). Linking copies the providers' collections states (`link`), and a sync
+    links unless nothing it reads moved since the last link: either way they are current when
+    the plan runs."""
     if link_first:
         link(config, store, registry)
     summary = run_reconciliation(config, store, registry=registry)
-    return summary, plan(config, store, registry, states_current=True)
+    return summary, plan(config, store, registry, states_current=True, keep=keep)
 
 
 # Where the engine's mark is kept: a cursor no connection can be named after.
@@ -151,10 +155,11 @@ def reconcile_and_plan_if_changed(
     proposals, the outbox, the audit log), the day, the configuration, the connector's and
     the providers' versions. A run records the mark taken before it, so its own writes make
     the next tick run once more (and find nothing to do); a tick after that with nothing new
-    reads a few aggregates and stops. At least one full pass every `FULL_PASS_EVERY`."""
+    reads a few aggregates and stops. At least one full pass every `FULL_PASS_EVERY`. The writes
+    are queued, not returned (`plan(keep=False)`): only the reminders' actions are."""
     registry = registry or installed()
     mark = engine_mark(config, store, registry, today or date.today())
-    return _unless_unchanged(store, ENGINE_MARK, mark, lambda: reconcile_and_plan(config, store, registry))
+    return _unless_unchanged(store, ENGINE_MARK, mark, lambda: reconcile_and_plan(config, store, registry, keep=False))
 
 
 def link_if_changed(

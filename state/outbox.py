@@ -15,7 +15,7 @@ credential's fingerprint in `result`).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -156,6 +156,42 @@ def sent_money_writes(session: Session) -> list[SentMoneyWrite]:
             )
         )
     return found
+
+
+def each_entry(
+    session: Session, *, states: Sequence[str], connection: str | None = None, batch: int = 1000
+) -> Iterator[OutboxEntry]:
+    """`entries(states=..., connections=[connection])`, one at a time in their order, the
+    database handing over `batch` rows at a time: a listing of a long queue never holds it."""
+    outbox = table("outbox_actions")
+    query = sa.select(outbox).where(mine(session, outbox), outbox.c.state.in_(list(states))).order_by(outbox.c.id)
+    if connection is not None:
+        query = query.where(outbox.c.connection == connection)
+    for partition in session.execute(query.execution_options(yield_per=batch)).mappings().partitions():
+        yield from (_entry(row) for row in partition)
+
+
+def counts_by_connection(session: Session, states: Sequence[str]) -> dict[str, int]:
+    """How many actions in `states` each connection has (connections with none are absent)."""
+    outbox = table("outbox_actions")
+    query = (
+        sa.select(outbox.c.connection, sa.func.count())
+        .where(mine(session, outbox), outbox.c.state.in_(list(states)))
+        .group_by(outbox.c.connection)
+    )
+    return {str(connection): int(count) for connection, count in session.execute(query)}
+
+
+def unsent_keys(session: Session, kinds: Collection[str]) -> list[tuple[int, str]]:
+    """(id, idempotency key) of every action of `kinds` not sent yet (planned, or parked after
+    failing), by id: two columns each, for a check against what a plan derived."""
+    outbox = table("outbox_actions")
+    query = (
+        sa.select(outbox.c.id, outbox.c.idempotency_key)
+        .where(mine(session, outbox), outbox.c.state.in_(("planned", "failed")), outbox.c.kind.in_(sorted(kinds)))
+        .order_by(outbox.c.id)
+    )
+    return [(int(row[0]), str(row[1])) for row in session.execute(query)]
 
 
 def aimed_at(outbox: sa.Table, targets: Collection[tuple[str, str | None, str]]) -> sa.ColumnElement[bool]:

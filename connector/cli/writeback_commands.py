@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -18,6 +18,7 @@ import click
 from connector.actors import current_user
 from connector.cli.context import AppContext, pass_app
 from connector.cli.reconcile_commands import settlement_lines
+from connector.cli.streaming import echo_json_rows
 from connector.errors import EXIT_PROBLEMS, UsageError
 from connector.http.ratelimit import STOPPING
 from connector.pipeline import plan
@@ -28,7 +29,9 @@ from connector.writeback.apply import (
     Hold,
     apply,
     cancel,
+    each_pending,
     pending,
+    pending_by_connection,
     retry,
     retry_connection,
     state_of,
@@ -66,26 +69,34 @@ def _entry_json(entry: outbox.OutboxEntry) -> dict[str, Any]:
 
 
 def print_entries(entries: list[outbox.OutboxEntry], *, empty: str) -> None:
-    if not entries:
-        click.echo(empty)
-        return
     by_system: dict[str, list[outbox.OutboxEntry]] = defaultdict(list)
     for entry in entries:
         by_system[entry.action.connection].append(entry)
-    for system, items in sorted(by_system.items()):
-        click.echo(f"{system} ({len(items)}):")
-        for entry in items:
-            click.echo(f"  #{entry.id:<5} {entry.action.kind:<18} {entry.summary or entry.action.payload}")
-            if entry.last_error and (
-                entry.attempts == 0 or outbox.is_held(entry)
-            ):  # never tried: why it waits (a spent daily limit)
-                click.echo(f"         {entry.last_error}")
-            elif entry.last_error:
-                click.echo(f"         last error (attempt {entry.attempts}): {entry.last_error}")
-            if outbox.is_held(entry):
-                continue  # its note says what it waits for: a new credential
-            if entry.action.state == "planned" and entry.next_attempt_at:
-                click.echo(f"         next attempt at {local_time(entry.next_attempt_at)}")
+    print_by_system(((s, len(items), iter(items)) for s, items in sorted(by_system.items())), empty=empty)
+
+
+def print_by_system(systems: Iterable[tuple[str, int, Iterable[outbox.OutboxEntry]]], *, empty: str) -> None:
+    """Each system's writes under its name and count, a line or a few each, as they come."""
+    shown = False
+    for system, count, entries in systems:
+        shown = True
+        click.echo(f"{system} ({count}):")
+        for entry in entries:
+            _print_entry(entry)
+    if not shown:
+        click.echo(empty)
+
+
+def _print_entry(entry: outbox.OutboxEntry) -> None:
+    click.echo(f"  #{entry.id:<5} {entry.action.kind:<18} {entry.summary or entry.action.payload}")
+    if entry.last_error and (entry.attempts == 0 or outbox.is_held(entry)):  # never tried: why it waits
+        click.echo(f"         {entry.last_error}")
+    elif entry.last_error:
+        click.echo(f"         last error (attempt {entry.attempts}): {entry.last_error}")
+    if outbox.is_held(entry):
+        return  # its note says what it waits for: a new credential
+    if entry.action.state == "planned" and entry.next_attempt_at:
+        click.echo(f"         next attempt at {local_time(entry.next_attempt_at)}")
 
 
 def local_time(moment: datetime) -> str:
@@ -98,12 +109,12 @@ def local_time(moment: datetime) -> str:
 @pass_app
 def plan_command(app: AppContext, as_json: bool) -> None:
     """Derive the writes each system needs and show every pending one, per system."""
-    plan(app.config(), app.store())
-    entries = pending(app.store())
-    if as_json:
-        click.echo(json.dumps({"pending": [_entry_json(e) for e in entries]}, indent=2, default=str))
+    plan(app.config(), app.store(), keep=False)
+    if as_json:  # a write a line, as they are read: a large book queues hundreds of thousands
+        echo_json_rows({}, "pending", map(_entry_json, each_pending(app.store())), dict)
     else:
-        print_entries(entries, empty="nothing to write back: every system agrees with the ledger")
+        empty = "nothing to write back: every system agrees with the ledger"
+        print_by_system(pending_by_connection(app.store()), empty=empty)
 
 
 @click.command("apply")

@@ -24,7 +24,7 @@ import logging
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -78,17 +78,18 @@ CLAIMED_BATCHES = 4
 
 
 def queue_writes(
-    config: Config, store: Store, registry: Registry | None = None, today: date | None = None
+    config: Config, store: Store, registry: Registry | None = None, today: date | None = None, *, keep: bool = True
 ) -> list[PlannedAction]:
     """Derive the writes each system needs (payments, fees, statuses) and queue the new ones in
-    the outbox; returns everything derived. Reminders are dunning's (`connector.dunning.run`)."""
+    the outbox; returns everything derived (`keep`), else nothing: they are queued, and a large
+    book derives hundreds of thousands. Reminders are dunning's (`connector.dunning.run`)."""
     with store.session() as session:
         settled = settle_in_parts(
-            config, store, session, actor="plan", cause=AUTOMATIC_CAUSE, registry=registry, today=today
+            config, store, session, actor="plan", cause=AUTOMATIC_CAUSE, registry=registry, today=today, keep=keep
         )
     logger.info(
         "planned %d writes (%d new, %d no longer following cancelled)",
-        len(settled.derived),
+        settled.derived_count,
         settled.queued,
         len(settled.cancelled),
     )
@@ -844,9 +845,28 @@ def state_of(store: Store, action_id: int) -> str:
         return _state_of(session, action_id)
 
 
+PENDING = ("planned", "in_flight")
+
+
 def pending(store: Store, only: list[str] | None = None) -> list[outbox.OutboxEntry]:
     with store.session() as session:
-        return outbox.entries(session, states=("planned", "in_flight"), connections=only)
+        return outbox.entries(session, states=PENDING, connections=only)
+
+
+def pending_by_connection(store: Store) -> Iterator[tuple[str, int, Iterator[outbox.OutboxEntry]]]:
+    """`pending(store)`, a connection at a time (by name): its name, how many writes wait, and
+    those writes one at a time in their order, read as they are taken (one transaction for
+    the whole walk)."""
+    with store.session() as session:
+        counts = outbox.counts_by_connection(session, PENDING)
+        for connection in sorted(counts):
+            yield connection, counts[connection], outbox.each_entry(session, states=PENDING, connection=connection)
+
+
+def each_pending(store: Store) -> Iterator[outbox.OutboxEntry]:
+    """`pending(store)`, one at a time in its order, never all held."""
+    with store.session() as session:
+        yield from outbox.each_entry(session, states=PENDING)
 
 
 __all__ = [
@@ -856,7 +876,9 @@ __all__ = [
     "Hold",
     "apply",
     "cancel",
+    "each_pending",
     "pending",
+    "pending_by_connection",
     "queue_writes",
     "retry",
     "retry_connection",

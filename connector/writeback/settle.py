@@ -62,6 +62,7 @@ from connector.writeback.plan import Facts, PlannedAction, SystemView, plan_all
 
 WRITEBACK_KINDS = ("record_payment", "record_fee", "mark_paid", "void_invoice", "update_properties")
 MONEY_KINDS = ("record_payment", "record_fee", "mark_paid")
+REVERSAL_KINDS = sorted(set(REVERSAL_OF.values()))
 REVERSE_PREFIX = "reverse: "
 MONEY_LEFT = "money_left"  # payload of a reversal queued because money left: why it left
 GapKind = Literal["irreversible_write", "unwritten_decision"]
@@ -95,6 +96,7 @@ class Gap:
 @dataclass
 class Settlement:
     derived: list[PlannedAction] = field(default_factory=list)
+    derived_count: int = 0  # how many were derived (`derived` may not keep them)
     queued: int = 0  # writes newly queued (or planned again)
     cancelled: list[outbox.OutboxEntry] = field(default_factory=list)  # unsent writes that no longer follow
     reversals: list[PlannedAction] = field(default_factory=list)  # planned now to take sent writes back
@@ -173,6 +175,7 @@ def settle(
     if changed:
         facts = gather_facts(config, store, registry, day, session=session)
     result.derived = plan_all(facts, day)
+    result.derived_count = len(result.derived)
     derived_keys = {p.action.idempotency_key for p in result.derived}
     if reverse:
         for entry in sent:
@@ -201,11 +204,7 @@ def settle(
     result.queued += outbox.add_planned(
         session, [(p.action, p.subject_type, p.subject_id, p.summary) for p in result.derived]
     ) + len(outbox.replan_settled(session, sorted(derived_keys)))
-    for entry in outbox.entries(session, states=("planned", "failed")):
-        if is_writeback(entry) and entry.action.idempotency_key not in derived_keys:
-            if outbox.cancel_unsent(session, entry.id, cause):
-                _audit_cancel(session, actor, cause, entry)
-                result.cancelled.append(entry)
+    _cancel_not_derived(session, actor, cause, derived_keys, result)
     return result
 
 
@@ -222,6 +221,7 @@ def settle_in_parts(
     registry: Registry | None = None,
     today: date | None = None,
     batch: int = PLAN_BATCH,
+    keep: bool = True,
 ) -> Settlement:
     """What `settle(reverse=False)` with nothing in scope does (the automatic plan), reading the
     book a part at a time in `session`, never all of it. First the money that left: the
@@ -231,7 +231,9 @@ def settle_in_parts(
     (`facts.Around`): an invoice's writes depend on its views, the allocations on it and their
     payments, the ledger's payments on it, the writes taken back and the reminders of its
     customer, all of which the part reads. Last, the unsent writes no part derived are
-    cancelled, as `settle` does. A test holds both equal."""
+    cancelled, as `settle` does. A test holds both equal. `keep=False`: the writes derived are
+    queued and counted (`derived_count`), not kept (a large book derives hundreds of
+    thousands)."""
     registry = registry or installed()
     day = today or date.today()
     result = Settlement()
@@ -253,18 +255,29 @@ def settle_in_parts(
     for part in _receivables_in_parts(session, batch, links, reminded):
         facts = gather_facts(config, store, registry, day, session=session, around=part)
         planned = plan_all(facts, day)
-        result.derived += planned
+        result.derived_count += len(planned)
+        if keep:
+            result.derived += planned
         derived_keys.update(p.action.idempotency_key for p in planned)
         result.queued += outbox.add_planned(
             session, [(p.action, p.subject_type, p.subject_id, p.summary) for p in planned]
         )
     result.queued += len(outbox.replan_settled(session, sorted(derived_keys)))
-    for entry in outbox.entries(session, states=("planned", "failed")):
-        if is_writeback(entry) and entry.action.idempotency_key not in derived_keys:
-            if outbox.cancel_unsent(session, entry.id, cause):
+    _cancel_not_derived(session, actor, cause, derived_keys, result)
+    return result
+
+
+def _cancel_not_derived(session: Any, actor: str, cause: str, derived: Collection[str], result: Settlement) -> None:
+    """Cancel every write-back write not sent yet that no longer follows (its key is not among
+    the `derived`), audit-logged with `cause`. Only the unsent writes' keys are read, then the
+    few that no longer follow."""
+    unsent = outbox.unsent_keys(session, WRITEBACK_KINDS)
+    stale = [action_id for action_id, key in unsent if key not in derived]
+    for start in range(0, len(stale), 1000):
+        for entry in outbox.entries(session, ids=stale[start : start + 1000]):
+            if is_writeback(entry) and outbox.cancel_unsent(session, entry.id, cause):
                 _audit_cancel(session, actor, cause, entry)
                 result.cancelled.append(entry)
-    return result
 
 
 def _receivables_in_parts(
@@ -293,7 +306,7 @@ def _money_left_around(session: Any, links: LedgerLinks) -> Around:
     in a ledger) or name (their views' invoice), so that what backs each of their writes is
     read whole."""
     payment_ids = set(records.payments_money_left(session))
-    waiting = [e for e in outbox.entries(session, states=("planned", "failed")) if is_reversal(e)]
+    waiting = [e for e in outbox.entries(session, states=("planned", "failed"), kinds=REVERSAL_KINDS) if is_reversal(e)]
     originals = outbox.entries(session, ids=[int(w.action.payload["reverses"]) for w in waiting]) if waiting else []
     references = {str(o.action.payload.get("reference")) for o in originals if o.action.kind == "record_payment"}
     payment_ids |= {o.subject_id for o in originals if o.action.kind == "record_fee" and o.subject_id}
@@ -678,7 +691,7 @@ def _queue_reversals(session: Any, actor: str, cause: str, reversals: list[Plann
 def _withdraw_backed_reversals(session: Any, actor: str, cause: str, backing: Backing, result: Settlement) -> bool:
     """Cancel the reversals not sent yet whose write stands again (matched back before the
     reversal went out)."""
-    waiting = [e for e in outbox.entries(session, states=("planned", "failed")) if is_reversal(e)]
+    waiting = [e for e in outbox.entries(session, states=("planned", "failed"), kinds=REVERSAL_KINDS) if is_reversal(e)]
     if not waiting:
         return False
     originals = {e.id: e for e in outbox.entries(session, ids=[int(w.action.payload["reverses"]) for w in waiting])}
