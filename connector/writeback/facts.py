@@ -50,6 +50,7 @@ def gather_facts(
 
 
 LedgerLinks = Mapping[tuple[str, str], Sequence[str]]
+TakenBack = tuple[dict[str, int], frozenset[str]]
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,14 @@ class Around:
     of these invoices (`ledger_links`, from `ledger_payment_links`: a payment entered by hand
     that no allocation names is one). The day each invoice was last reminded: `reminded`
     (`last_reminders` of the whole book, read once for every part), else from the reminder
-    messages of `customer_ids`."""
+    messages of `customer_ids`. The writes taken back: `taken`, else read."""
 
     invoice_ids: Sequence[str]
     payment_ids: Sequence[str] = ()
     customer_ids: Sequence[str] = ()
     ledger_links: LedgerLinks = field(default_factory=dict)
     reminded: Mapping[str, date] | None = None
+    taken: TakenBack | None = None  # `taken_back` as read once for every part, else read here
 
 
 def ledger_payment_links(
@@ -157,7 +159,7 @@ def _gather(
     around: Around | None,
 ) -> Facts:
     systems = system_ranks(config, registry)
-    reversed_keys, withdrawn = taken_back(session)
+    reversed_keys, withdrawn = around.taken if around is not None and around.taken is not None else taken_back(session)
     if customer_ids is not None:
         around = _customers(store, session, customer_ids)
     read = _whole_book(store, session) if around is None else _neighbourhood(store, session, around, withdrawn)
@@ -252,7 +254,7 @@ def sent_crm_values(
     return written, keys
 
 
-def taken_back(session: Any) -> tuple[dict[str, int], frozenset[str]]:
+def taken_back(session: Any) -> TakenBack:
     """The sent writes a reversal takes back (not cancelled): their keys, each with the
     write's id; and the ledger payments being (or already) deleted, by remote id."""
     reversals = [

@@ -31,7 +31,7 @@ writes: a settlement never touches them.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
@@ -57,6 +57,7 @@ from connector.writeback.facts import (
     last_reminders,
     ledger_payment_links,
     live,
+    taken_back,
 )
 from connector.writeback.plan import Facts, PlannedAction, SystemView, plan_all
 
@@ -251,8 +252,10 @@ def settle_in_parts(
                 gap = _irreversible(entry, facts, backing, registry, config)
                 _hand_over(config, store, session, registry, actor, day, result, gap, why)
     derived_keys: set[str] = set()
-    reminded = last_reminders(session)
-    for part in _receivables_in_parts(session, batch, links, reminded):
+    reminded, taken = last_reminders(session), taken_back(session)  # once, after the reversals
+    for part in _receivables_in_parts(
+        session, batch, replace(Around(invoice_ids=[]), ledger_links=links, reminded=reminded, taken=taken)
+    ):
         facts = gather_facts(config, store, registry, day, session=session, around=part)
         planned = plan_all(facts, day)
         result.derived_count += len(planned)
@@ -280,11 +283,10 @@ def _cancel_not_derived(session: Any, actor: str, cause: str, derived: Collectio
                 result.cancelled.append(entry)
 
 
-def _receivables_in_parts(
-    session: Any, batch: int, links: LedgerLinks, reminded: Mapping[str, date]
-) -> Iterator[Around]:
+def _receivables_in_parts(session: Any, batch: int, shared: Around) -> Iterator[Around]:
     """The book's receivables, about `batch` at a time, each customer's in one part (in order
-    of customer; those without a customer last), as the parts of `settle_in_parts`."""
+    of customer; those without a customer last), as the parts of `settle_in_parts`; each part
+    with what `shared` reads once for all."""
     by_customer: dict[str | None, list[str]] = defaultdict(list)
     for key in records.receivable_keys(session):
         by_customer[key.customer_id].append(key.id)
@@ -292,10 +294,10 @@ def _receivables_in_parts(
     for customer in sorted(by_customer, key=lambda c: (c is None, c or "")):
         invoice_ids += by_customer[customer]
         if len(invoice_ids) >= batch:
-            yield Around(invoice_ids=invoice_ids, ledger_links=links, reminded=reminded)
+            yield replace(shared, invoice_ids=invoice_ids)
             invoice_ids = []
     if invoice_ids:
-        yield Around(invoice_ids=invoice_ids, ledger_links=links, reminded=reminded)
+        yield replace(shared, invoice_ids=invoice_ids)
 
 
 def _money_left_around(session: Any, links: LedgerLinks) -> Around:
