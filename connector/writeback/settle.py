@@ -37,7 +37,7 @@ from datetime import date
 from typing import Any, Literal
 
 from connector.config import Config
-from connector.connections import system_ranks
+from connector.connections import check_scope, system_ranks
 from connector.errors import UsageError
 from connector.model import Action, Ref
 from connector.money import Money
@@ -235,6 +235,7 @@ def settle_in_parts(
     cancelled, as `settle` does. A test holds both equal. `keep=False`: the writes derived are
     queued and counted (`derived_count`), not kept (a large book derives hundreds of
     thousands)."""
+    check_scope(config, store)  # before anything is read: a book with nothing to plan included
     registry = registry or installed()
     day = today or date.today()
     result = Settlement()
