@@ -230,8 +230,8 @@ def settle_in_parts(
     allocated to, written on or name (`_money_left_around`), read together. Then the writes,
     `batch` receivables at a time, a customer's together, each part with its own neighbourhood
     (`facts.Around`): an invoice's writes depend on its views, the allocations on it and their
-    payments, the ledger's payments on it, the writes taken back and the reminders of its
-    customer, all of which the part reads. Last, the unsent writes no part derived are
+    payments, the ledger's payments on it, the writes taken back and the days it was reminded
+    (these two read once for every part), all of which the part has. Last, the unsent writes no part derived are
     cancelled, as `settle` does. A test holds both equal. `keep=False`: the writes derived are
     queued and counted (`derived_count`), not kept (a large book derives hundreds of
     thousands)."""
