@@ -143,6 +143,20 @@ def test_plan_shows_each_system_what_it_needs_and_apply_only_sends_to_one(book):
     assert "payment status (none) -> " in result.stdout  # the CRM holds none of our values yet
 
     pending = book.pending()
+    # each system's writes under its name and their count, in order: the listing is read as it
+    # is printed, a system at a time, never held whole
+    listed: dict[str, list[int]] = {}
+    counted: dict[str, int] = {}
+    for line in result.stdout.splitlines():
+        if not line.startswith(" "):
+            system, count = re.fullmatch(r"(\S+) \((\d+)\):", line).groups()
+            listed[system], counted[system] = [], int(count)
+        elif found := re.match(r"  #(\d+) ", line):
+            listed[system].append(int(found.group(1)))
+    assert counted == {system: len(ids) for system, ids in listed.items()}
+    assert listed == {
+        system: [e["id"] for e in pending if e["connection"] == system] for system in ("crm", "gateway", "ledger")
+    }
     status = [e for e in pending if e["subject"]["type"] == "invoice" and e["connection"] == "gateway"]
     assert status and {e["kind"] for e in status} <= {"mark_paid", "void_invoice"}  # (reminders aside)
     assert {"record_payment", "record_fee"} <= {e["kind"] for e in pending if e["connection"] == "ledger"}
