@@ -47,6 +47,9 @@ class DecisionsBook:
     sandbox: Sandbox
     config_path: Path
     run_cli: Callable[..., Any]
+    # receivables a part of the plan checked before each `plan` (against the whole book's):
+    # the fewer, the more neighbourhoods are cut; a long run may take larger parts
+    plan_part: int = 2
 
     # The CLI ----------------------------------------------------------------------------------
 
@@ -251,7 +254,7 @@ class DecisionsBook:
         config = load_config(str(self.config_path))
         store = open_store(config.database_url)
         try:
-            same_writes_a_few_receivables_at_a_time(config, store, date.today())
+            same_writes_a_few_receivables_at_a_time(config, store, date.today(), self.plan_part)
         finally:
             store.close()
 
