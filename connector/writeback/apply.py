@@ -59,7 +59,15 @@ from connector.workers import dead_local_workers, worker_id
 from connector.writeback.credentials import credential_fingerprint, refusal_note
 from connector.writeback.facts import REVERSAL_OF
 from connector.writeback.plan import PlannedAction
-from connector.writeback.settle import MONEY_KINDS, Gap, Settlement, is_writeback, record_gap, settle, settle_in_parts
+from connector.writeback.settle import (
+    MONEY_KINDS,
+    Gap,
+    Settlement,
+    is_writeback,
+    record_gap,
+    settle_decision,
+    settle_in_parts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -758,13 +766,12 @@ def cancel(
         withdraw(session, behind, user, "cancel_decision", f"{cause} by {user}", audited=cause)
         # the decision is gone with its write: a later decision making it follow plans it again
         outbox.note_settled(session, action_id, f"{cause} by {user} (the decision behind it withdrawn)")
-        settled = settle(
+        settled = settle_decision(
             config,
             store,
             session,
             actor=user,
             cause=cause,
-            reverse=True,
             payments=sorted({a.payment_id for a in behind}),
             invoices=sorted({a.invoice_id for a in behind}),
             registry=registry,

@@ -139,15 +139,18 @@ def settle(
     invoices: Collection[str] = (),
     registry: Registry | None = None,
     today: date | None = None,
+    part: Around | None = None,
 ) -> Settlement:
     """Bring the outbox in line with the allocations `session` holds (see the module's doc).
     `payments` and `invoices` are what the decision touched: only their sent writes are taken
-    back (a write some other change left without backing is not this decision's to undo)."""
+    back (a write some other change left without backing is not this decision's to undo).
+    Of the whole book, or of `part` only (`settle_decision`): its writes are derived, and only
+    the unsent writes of its invoices and payments can be cancelled."""
     registry = registry or installed()
     day = today or date.today()
     result = Settlement()
-    facts = gather_facts(config, store, registry, day, session=session)
-    backing = Backing(facts, [s.allocation for s in decisions.load_allocations(session, status="applied")])
+    facts = gather_facts(config, store, registry, day, session=session, around=part)
+    backing = Backing(facts, facts.applied)
     scope = sorted({*payments, *invoices})
     sent = [e for e in outbox.entries(session, states=("done",), subject_ids=scope) if is_writeback(e)] if scope else []
     taken_back = set(facts.reversed.values())
@@ -174,7 +177,7 @@ def settle(
         changed, marked = _reverse_money_that_left(config, store, session, registry, facts, backing, actor, day, result)
     changed = _withdraw_backed_reversals(session, actor, cause, backing, result) or changed
     if changed:
-        facts = gather_facts(config, store, registry, day, session=session)
+        facts = gather_facts(config, store, registry, day, session=session, around=part)
     result.derived = plan_all(facts, day)
     result.derived_count = len(result.derived)
     derived_keys = {p.action.idempotency_key for p in result.derived}
@@ -205,8 +208,73 @@ def settle(
     result.queued += outbox.add_planned(
         session, [(p.action, p.subject_type, p.subject_id, p.summary) for p in result.derived]
     ) + len(outbox.replan_settled(session, sorted(derived_keys)))
-    _cancel_not_derived(session, actor, cause, derived_keys, result)
+    if part is None:
+        _cancel_not_derived(session, actor, cause, derived_keys, result)
+    else:
+        _cancel_not_derived_of(session, actor, cause, derived_keys, result, part)
     return result
+
+
+def settle_decision(
+    config: Config,
+    store: Store,
+    session: Any,
+    *,
+    actor: str,
+    cause: str,
+    force: bool = False,
+    payments: Collection[str] = (),
+    invoices: Collection[str] = (),
+    registry: Registry | None = None,
+    today: date | None = None,
+) -> Settlement:
+    """What `settle(reverse=True)` does for a finance decision about `payments` and
+    `invoices`, reading only the part of the book the decision can move (`_decision_part`),
+    not all of it: the writes of the invoices whose allocations it changed, of the payments
+    whose allocations it changed, and of what their sent writes and the reversals waiting
+    stand on. Writes elsewhere that no longer follow from the book (a sync since the last
+    plan) are not this decision's: the next plan settles them. On a book the plan has
+    settled, both settle the decision alike (a test holds them equal)."""
+    registry = registry or installed()
+    check_scope(config, store)
+    part = _decision_part(config, store, session, registry, payments, invoices)
+    return settle(
+        config,
+        store,
+        session,
+        actor=actor,
+        cause=cause,
+        reverse=True,
+        force=force,
+        payments=payments,
+        invoices=invoices,
+        registry=registry,
+        today=today,
+        part=part,
+    )
+
+
+def _decision_part(
+    config: Config,
+    store: Store,
+    session: Any,
+    registry: Registry,
+    payments: Collection[str],
+    invoices: Collection[str],
+) -> Around:
+    """The part of the book a decision about `payments` and `invoices` moves: those payments,
+    every payment allocated to those invoices (whatever the allocation's status now), the
+    payments of their sent writes (which a reversal may take back), and what
+    `_around_payments` adds to them (every invoice those payments touch, the reversals
+    waiting)."""
+    scope = sorted({*payments, *invoices})
+    sent = [e for e in outbox.entries(session, states=("done",), subject_ids=scope) if is_writeback(e)] if scope else []
+    seed = set(payments) | _payments_written(session, sent)
+    if invoices:
+        seed |= {s.allocation.payment_id for s in decisions.load_allocations(session, invoice_ids=sorted(invoices))}
+    links = ledger_payment_links(config, store, session, registry)
+    # the days reminded as the whole book says them (a message names its invoices)
+    return replace(_around_payments(session, links, seed, invoices), reminded=last_reminders(session))
 
 
 PLAN_BATCH = 1000  # receivables a part of the automatic plan reads at a time
@@ -284,6 +352,27 @@ def _cancel_not_derived(session: Any, actor: str, cause: str, derived: Collectio
                 result.cancelled.append(entry)
 
 
+def _cancel_not_derived_of(
+    session: Any, actor: str, cause: str, derived: Collection[str], result: Settlement, part: Around
+) -> None:
+    """`_cancel_not_derived` for the writes of `part` only: of its invoices, and of its
+    payments (a fee), whose every allocation's invoice the part holds."""
+    held = {("invoice", i) for i in part.invoice_ids} | {("payment", p) for p in part.payment_ids}
+    subjects = sorted({subject for _, subject in held})
+    stale = [
+        entry
+        for start in range(0, len(subjects), 1000)
+        for entry in outbox.entries(
+            session, states=("planned", "failed"), kinds=WRITEBACK_KINDS, subject_ids=subjects[start : start + 1000]
+        )
+        if (entry.subject_type, entry.subject_id) in held and entry.action.idempotency_key not in derived
+    ]
+    for entry in sorted(stale, key=lambda e: e.id):
+        if is_writeback(entry) and outbox.cancel_unsent(session, entry.id, cause):
+            _audit_cancel(session, actor, cause, entry)
+            result.cancelled.append(entry)
+
+
 def _receivables_in_parts(session: Any, batch: int, shared: Around) -> Iterator[Around]:
     """The book's receivables, about `batch` at a time, each customer's in one part (in order
     of customer; those without a customer last), as the parts of `settle_in_parts`; each part
@@ -304,23 +393,26 @@ def _receivables_in_parts(session: Any, batch: int, shared: Around) -> Iterator[
 def _money_left_around(session: Any, links: LedgerLinks) -> Around:
     """The part of the book the automatic plan's reversals read (`_reverse_money_that_left`,
     `_withdraw_backed_reversals`): every payment whose money left (a sieve on the payments'
-    own columns, which keeps all of them) and every payment a reversal not sent yet is about,
-    with every invoice those payments are allocated to, were written on (their sent payments
-    in a ledger) or name (their views' invoice), so that what backs each of their writes is
-    read whole."""
-    payment_ids = set(records.payments_money_left(session))
+    own columns, which keeps all of them), with what `_around_payments` adds."""
+    return _around_payments(session, links, set(records.payments_money_left(session)))
+
+
+def _around_payments(
+    session: Any, links: LedgerLinks, payment_ids: set[str], invoice_ids: Collection[str] = ()
+) -> Around:
+    """`invoice_ids` and `payment_ids`, with every payment a reversal not sent yet is about,
+    and every invoice those payments are allocated to (whatever the allocation's status),
+    were written on (their sent payments in a ledger) or name (their views' invoice), so that
+    what backs each of their writes is read whole."""
+    payment_ids = set(payment_ids)
     waiting = [e for e in outbox.entries(session, states=("planned", "failed"), kinds=REVERSAL_KINDS) if is_reversal(e)]
     originals = outbox.entries(session, ids=[int(w.action.payload["reverses"]) for w in waiting]) if waiting else []
-    references = {str(o.action.payload.get("reference")) for o in originals if o.action.kind == "record_payment"}
-    payment_ids |= {o.subject_id for o in originals if o.action.kind == "record_fee" and o.subject_id}
-    if references:
-        known = records.refs_known_as(session, {(None, r) for r in references})
-        payment_ids |= {str(r["entity_id"]) for r in known if r["entity_kind"] == "payment" and r["entity_id"]}
-        payment_ids |= set(records.payments_received(session, sorted(references)))
+    payment_ids |= _payments_written(session, originals)
     if not payment_ids:
-        return Around(invoice_ids=[])
+        return Around(invoice_ids=sorted(invoice_ids), ledger_links=links)
     payments = sorted(payment_ids)
-    invoice_ids = {s.allocation.invoice_id for s in decisions.load_allocations(session, payment_ids=payments)}
+    invoices = set(invoice_ids)
+    invoices |= {s.allocation.invoice_id for s in decisions.load_allocations(session, payment_ids=payments)}
     views = state_linking.ref_views(session, "payment", entity_ids=payments)
     named = {
         (view["system"], str(link))
@@ -331,15 +423,27 @@ def _money_left_around(session: Any, links: LedgerLinks) -> Around:
     names = set(payments) | {view["remote_id"] for view in views}
     for written in outbox.sent_money_writes(session):
         if (written.payment if written.kind == "record_fee" else written.reference) in names and written.invoice:
-            invoice_ids.add(written.invoice)
+            invoices.add(written.invoice)
     if named:
         known = records.refs_known_as(session, {(system, remote) for system, remote in named})
-        invoice_ids |= {
+        invoices |= {
             str(r["entity_id"])
             for r in known
             if r["entity_kind"] == "invoice" and r["entity_id"] and (r["system"], r["remote_id"]) in named
         }
-    return Around(invoice_ids=sorted(invoice_ids), payment_ids=payments, ledger_links=links)
+    return Around(invoice_ids=sorted(invoices), payment_ids=payments, ledger_links=links)
+
+
+def _payments_written(session: Any, entries: Sequence[outbox.OutboxEntry]) -> set[str]:
+    """The payments (our ids) whose money writes these are: a fee's subject; a ledger
+    payment's reference, our id or the gateway's (`Backing.payment_of`)."""
+    found = {e.subject_id for e in entries if e.action.kind == "record_fee" and e.subject_id}
+    references = {str(e.action.payload.get("reference")) for e in entries if e.action.kind == "record_payment"}
+    if references:
+        known = records.refs_known_as(session, {(None, r) for r in references})
+        found |= {str(r["entity_id"]) for r in known if r["entity_kind"] == "payment" and r["entity_id"]}
+        found |= set(records.payments_received(session, sorted(references)))
+    return found
 
 
 # What stands behind a sent write ------------------------------------------------------------
@@ -801,13 +905,12 @@ class Settler:
     def __call__(
         self, session: Any, *, actor: str, cause: str, payments: Collection[str], invoices: Collection[str]
     ) -> Settlement:
-        settled = settle(
+        settled = settle_decision(
             self.config,
             self.store,
             session,
             actor=actor,
             cause=cause,
-            reverse=True,
             force=self.force,
             payments=payments,
             invoices=invoices,
@@ -817,4 +920,14 @@ class Settler:
         return settled
 
 
-__all__ = ["Gap", "Settlement", "Settler", "is_reversal", "is_writeback", "record_gap", "settle", "settle_in_parts"]
+__all__ = [
+    "Gap",
+    "Settlement",
+    "Settler",
+    "is_reversal",
+    "is_writeback",
+    "record_gap",
+    "settle",
+    "settle_decision",
+    "settle_in_parts",
+]

@@ -12,18 +12,22 @@ person's own credentials, never the connector's.
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, closing, contextmanager
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import httpx
+from sqlalchemy.engine import make_url
 
 from connector import pipeline
-from connector.config import load_config
+from connector.config import ENV_DATABASE_URL, load_config
 from connector.demo import DEMO_CREDENTIALS
 from connector.money import currency_exponent
 from connector.reconcile.drift_book import drift_of
@@ -31,12 +35,25 @@ from connector.reconcile.run import run_reconciliation
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.state.store import open_store
+from connector.writeback import apply as apply_module
+from connector.writeback import settle as settle_module
+from connector.writeback.apply import queue_writes
 from support.customers_in_parts import same_reminders_a_few_customers_at_a_time
 from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
 from support.e2e import sync_sandbox, with_credentials
-from support.plan_in_parts import same_writes_a_few_receivables_at_a_time
+from support.plan_in_parts import (
+    DecisionChecks,
+    checked_decision,
+    plan_settled,
+    same_writes_a_few_receivables_at_a_time,
+)
 
 SEED = 42
+# The commands that settle a finance decision (each checked: `DecisionsBook.run`).
+DECIDING = {
+    *(("reconcile", verb) for verb in ("accept", "reject", "reopen", "unreject", "review", "match", "unmatch")),
+    ("actions", "cancel"),
+}
 # A person's own session in the sandbox's Xero (the connector signs in with its own tokens).
 BY_HAND_TOKEN = "finance-at-the-keyboard"
 BY_HAND_STRIPE_KEY = "sk_test_finance_at_the_keyboard"
@@ -50,15 +67,61 @@ class DecisionsBook:
     # receivables a part of the plan checked before each `plan` (against the whole book's):
     # the fewer, the more neighbourhoods are cut; a long run may take larger parts
     plan_part: int = 2
+    decision_checks: DecisionChecks = field(default_factory=DecisionChecks)
 
     # The CLI ----------------------------------------------------------------------------------
 
     def run(self, *args: str) -> Any:
         """The CLI on this book. Before a plan, the plan made a few receivables at a time is
-        checked to be the one made of the whole book at once (neither is kept)."""
+        checked to be the one made of the whole book at once (neither is kept). A decision
+        is settled on its part of the book and, to compare, on the whole book
+        (`checked_decision`; counted in `decision_checks`)."""
         if args and args[0] == "plan":
             self.same_plan_a_few_receivables_at_a_time()
-        return self.run_cli("--config", str(self.config_path), *args)
+        settled = None
+        if tuple(args[:2]) in DECIDING:
+            self.decide_on_a_planned_copy(*args)
+            settled = self.plan_settled()
+        return self._checked(settled, "--config", str(self.config_path), *args)
+
+    def _checked(self, settled: bool | None, *args: str) -> Any:
+        """The CLI, each decision it settles compared (`checked_decision`) knowing whether the
+        plan had settled the book before it (`settled`; None for a command that decides
+        nothing)."""
+        checked = checked_decision(lambda: settled, self.decision_checks)
+        with (
+            patch.object(settle_module, "settle_decision", checked),
+            patch.object(apply_module, "settle_decision", checked),
+        ):
+            result = self.run_cli(*args)
+        assert self.decision_checks.failed is None, self.decision_checks.failed
+        return result
+
+    def decide_on_a_planned_copy(self, *args: str) -> None:
+        """On SQLite: the same decision on a copy of the book that the plan has settled first,
+        where its part of the book and the whole book must settle it alike in every respect
+        (the book itself often has writes still to plan when finance decides)."""
+        config = load_config(str(self.config_path))
+        url = make_url(config.database_url)
+        if url.get_backend_name() != "sqlite" or not url.database:
+            return
+        copy = Path(url.database).with_name("planned-copy.db")
+        copy.unlink(missing_ok=True)
+        with closing(sqlite3.connect(url.database)) as source, closing(sqlite3.connect(copy)) as target:
+            source.backup(target)
+        with patch.dict(os.environ, {ENV_DATABASE_URL: f"sqlite:///{copy}"}):
+            planned = load_config(str(self.config_path))
+            store = open_store(planned.database_url)
+            try:
+                for _ in range(3):  # a plan's own reversals can make one more follow
+                    if plan_settled(planned, store, date.today()):
+                        break
+                    queue_writes(planned, store, today=date.today())
+                assert plan_settled(planned, store, date.today()), "the plan does not settle the copy"
+            finally:
+                store.close()
+            self._checked(True, "--config", str(self.config_path), *args)
+        copy.unlink()
 
     def ok(self, *args: str) -> str:
         result = self.run(*args)
@@ -247,6 +310,14 @@ class DecisionsBook:
             alone = json.loads(json.dumps(drift_of(config, store, date.today(), batch=1), default=str))
             assert alone == report
             same_reminders_a_few_customers_at_a_time(config, store, date.today())
+        finally:
+            store.close()
+
+    def plan_settled(self) -> bool:
+        config = load_config(str(self.config_path))
+        store = open_store(config.database_url)
+        try:
+            return plan_settled(config, store, date.today())
         finally:
             store.close()
 

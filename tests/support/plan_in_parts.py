@@ -4,57 +4,67 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from connector.errors import UsageError
 from connector.state import outbox
 from connector.state.bookkeeping import audit_entries
 from connector.writeback.apply import AUTOMATIC_CAUSE
 from connector.writeback.facts import Around, gather_facts, ledger_payment_links
-from connector.writeback.settle import Settlement, settle, settle_in_parts
+from connector.writeback.settle import Settlement, settle, settle_decision, settle_in_parts
 
 
 class _Undo(Exception):
     """Raised to roll a settlement back once it has been read."""
 
 
+EVERY_AUDITED = ("cancel", "plan_reversal", "gap")
+
+
 def _settled(store: Any, run: Callable[[Any], Settlement]) -> dict[str, Any]:
-    """What `run` settles in a transaction, rolled back afterwards: the outbox it leaves (each
-    write's key, state, subject, payload and summary; not the ids a database gives), the audit
-    entries it adds, and what it says it derived, queued, cancelled, reversed and handed over."""
+    """What `run` settles in a transaction, rolled back afterwards (`_snapshot`)."""
     found: dict[str, Any] = {}
     try:
         with store.session() as session:
-            every = ("cancel", "plan_reversal", "gap")
-            before = {e.id for e in audit_entries(session, actions=every)}
-            settled = run(session)
-            found["outbox"] = sorted(
-                (
-                    e.action.idempotency_key,
-                    e.action.kind,
-                    e.action.state,
-                    e.subject_type or "",
-                    e.subject_id or "",
-                    repr(sorted(e.action.payload.items())),
-                    e.summary or "",
-                )
-                for e in outbox.entries(session)
-            )
-            found["audit"] = sorted(
-                (e.actor, e.action, e.subject_type, e.subject_id or "", repr(e.inputs), e.decision or "")
-                for e in audit_entries(session, actions=every)
-                if e.id not in before
-            )
-            found["derived"] = sorted(
-                (p.action.idempotency_key, p.subject_type, p.subject_id, p.summary) for p in settled.derived
-            )
-            found["reversals"] = sorted(p.action.idempotency_key for p in settled.reversals)
-            found["cancelled"] = sorted(e.action.idempotency_key for e in settled.cancelled)
-            found["gaps"] = sorted(repr(g) for g in settled.gaps)
-            found["queued"] = settled.queued
+            before = {e.id for e in audit_entries(session, actions=EVERY_AUDITED)}
+            found = _snapshot(session, before, run(session))
             raise _Undo
     except _Undo:
         pass
+    return found
+
+
+def _snapshot(session: Any, audited_before: set[int], settled: Settlement) -> dict[str, Any]:
+    """The outbox `session` holds (each write's key, state, subject, payload and summary; not
+    the ids a database gives), the audit entries added since `audited_before`, and what the
+    settlement says it derived, queued, cancelled, reversed and handed over."""
+    found: dict[str, Any] = {}
+    found["outbox"] = sorted(
+        (
+            e.action.idempotency_key,
+            e.action.kind,
+            e.action.state,
+            e.subject_type or "",
+            e.subject_id or "",
+            repr(sorted(e.action.payload.items())),
+            e.summary or "",
+        )
+        for e in outbox.entries(session)
+    )
+    found["audit"] = sorted(
+        (e.actor, e.action, e.subject_type, e.subject_id or "", repr(e.inputs), e.decision or "")
+        for e in audit_entries(session, actions=EVERY_AUDITED)
+        if e.id not in audited_before
+    )
+    found["derived"] = sorted(
+        (p.action.idempotency_key, p.subject_type, p.subject_id, p.summary) for p in settled.derived
+    )
+    found["reversals"] = sorted(p.action.idempotency_key for p in settled.reversals)
+    found["cancelled"] = sorted(e.action.idempotency_key for e in settled.cancelled)
+    found["gaps"] = sorted(repr(g) for g in settled.gaps)
+    found["queued"] = settled.queued
     return found
 
 
@@ -99,3 +109,80 @@ def same_facts_a_few_receivables_at_a_time(config: Any, store: Any, day: date, f
             }
 
         assert on(part) == on(whole)
+
+
+# Finance's decisions, settled on their own part of the book ---------------------------------
+
+
+def plan_settled(config: Any, store: Any, day: date) -> bool:
+    """Whether the automatic plan would change nothing now (nothing to queue, cancel, reverse
+    or hand over): the book is as the last plan left it."""
+    found = _settled(
+        store,
+        lambda session: settle_in_parts(config, store, session, actor="plan", cause=AUTOMATIC_CAUSE, today=day),
+    )
+    return not (found["queued"] or found["cancelled"] or found["reversals"] or found["gaps"])
+
+
+@dataclass
+class DecisionChecks:
+    """Counts of the decisions `checked_decision` compared: in full (on a book the plan had
+    settled) and in part (on one it had not)."""
+
+    whole: int = 0
+    partial: int = 0
+    failed: str | None = None  # what a comparison found (the CLI hides an exception's message)
+
+
+def checked_decision(settled_before: Callable[[], bool | None], checks: DecisionChecks) -> Callable[..., Settlement]:
+    """A `settle_decision` that first settles the decision both ways in the decision's own
+    transaction, each in a savepoint rolled back afterwards: on its part of the book
+    (`settle_decision`) and on the whole book (`settle(reverse=True)`), then settles it for real
+    on its part. Both refuse alike (the same message) or neither does. On a book the plan had
+    settled before the decision (`settled_before()`), both leave the same outbox and audit
+    log and say they queued, cancelled, reversed and handed over the same; what the part
+    derived, the whole book derived too. Otherwise (writes elsewhere still to plan) every
+    change the part makes, the whole book makes too."""
+
+    def call(config: Any, store: Any, session: Any, **decision: Any) -> Settlement:
+        try:
+            compare(config, store, session, decision)
+        except AssertionError as found:
+            checks.failed = repr(found)[:5000]
+            raise
+        return settle_decision(config, store, session, **decision)
+
+    def compare(config: Any, store: Any, session: Any, decision: dict[str, Any]) -> None:
+        in_sync = settled_before()
+        assert in_sync is not None, "a command that settles a decision ran without the plan checked before it"
+        decision["today"] = decision.get("today") or date.today()
+        before = {e.id for e in audit_entries(session, actions=EVERY_AUDITED)}
+        outbox_before = set(_snapshot(session, before, Settlement())["outbox"])
+
+        def attempt(run: Callable[[], Settlement]) -> dict[str, Any]:
+            nested = session.begin_nested()
+            try:
+                return _snapshot(session, before, run())
+            except UsageError as refused:
+                return {"refused": str(refused)}
+            finally:
+                nested.rollback()
+
+        part = attempt(lambda: settle_decision(config, store, session, **decision))
+        whole = attempt(lambda: settle(config, store, session, reverse=True, **decision))
+        assert part.get("refused") == whole.get("refused"), (part.get("refused"), whole.get("refused"))
+        if "refused" not in part:
+            extra = set(part["derived"]) - set(whole["derived"])
+            assert not extra, (extra, [d for d in whole["derived"] if d[2] in {e[2] for e in extra}])
+            if in_sync:
+                checks.whole += 1
+                for name in ("outbox", "audit", "reversals", "cancelled", "gaps", "queued"):
+                    assert part[name] == whole[name], (name, part[name], whole[name])
+            else:
+                checks.partial += 1
+                changed = set(part["outbox"]) - outbox_before
+                assert changed <= set(whole["outbox"]) - outbox_before, changed - set(whole["outbox"])
+                for name in ("audit", "reversals", "cancelled", "gaps"):
+                    assert set(part[name]) <= set(whole[name]), (name, part[name], whole[name])
+
+    return call
