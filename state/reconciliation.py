@@ -68,6 +68,7 @@ def load_allocations(
     status: str | None = None,
     payment_ids: Sequence[str] | None = None,
     invoice_ids: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
 ) -> list[StoredAllocation]:
     allocations = table("allocations")
     query = (
@@ -79,6 +80,8 @@ def load_allocations(
         query = query.where(one_of(session, allocations.c.payment_id, list(payment_ids)))
     if invoice_ids is not None:
         query = query.where(one_of(session, allocations.c.invoice_id, list(invoice_ids)))
+    if ids is not None:
+        query = query.where(one_of(session, allocations.c.id, list(ids)))
     return [_allocation_from(row) for row in session.execute(query)]
 
 

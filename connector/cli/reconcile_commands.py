@@ -324,8 +324,12 @@ def _decide_all(
         raise click.exceptions.Exit(1)
 
 
-def _applied_lines(made: list[Allocation], invoices: dict[str, str]) -> list[str]:
-    return [f"applied {a.id}: {a.amount} to invoice {invoices.get(a.invoice_id, a.invoice_id)}" for a in made]
+def _applied_lines(store: Store, made: list[Allocation]) -> list[str]:
+    """A line per allocation made, naming its invoice by number (only those invoices read)."""
+    ids = sorted({a.invoice_id for a in made})
+    read = store.list_receivables(ids=ids, with_lines=False, with_refs=False) if ids else []
+    numbers = {i.id: i.number for i in read if i.number}
+    return [f"applied {a.id}: {a.amount} to invoice {numbers.get(a.invoice_id, a.invoice_id)}" for a in made]
 
 
 @reconcile_group.command("accept")
@@ -356,10 +360,9 @@ def accept_command(
     _one_or_all(proposal_id, every)
     store = app.store()
     settler = Settler(app.config(), store)
-    numbers = {i.id or "": i.number or i.id or "" for i in store.list_receivables()}
     if proposal_id:
         made = accept_proposal(store, proposal_id, settle=settler, candidate=candidate, user=user, reason=reason)
-        for line in _applied_lines(made, numbers):
+        for line in _applied_lines(store, made):
             click.echo(line)
         print_settlement(settler)
         return
@@ -370,7 +373,7 @@ def accept_command(
 
     def decide(view: ProposalView) -> list[str]:
         made = accept_proposal(store, view.id, settle=settler, user=user, reason=reason)
-        return [f"accepted {view.id} ({view.payer}, {view.amount})", *_applied_lines(made, numbers)]
+        return [f"accepted {view.id} ({view.payer}, {view.amount})", *_applied_lines(store, made)]
 
     _decide_all(_views(app, customer, rule, min_confidence), dry_run, "accept", decide, settler)
 

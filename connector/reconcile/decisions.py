@@ -352,11 +352,7 @@ def unmatch(
     then the settlement plans its deletion."""
     user = current_user(user)
     with store.session() as session:
-        found = [
-            s.allocation
-            for s in decisions.load_allocations(session, status="applied")
-            if s.allocation.id == allocation_id
-        ]
+        found = [s.allocation for s in decisions.load_allocations(session, status="applied", ids=[allocation_id])]
         if not found:
             raise UsageError(f"no applied allocation {allocation_id!r} (see `connector reconcile --json`)")
         allocation = found[0]

@@ -48,10 +48,9 @@ from connector.providers.base import ActionResult, Provider
 from connector.providers.registry import Registry, installed
 from connector.reconcile.decisions import withdraw
 from connector.reconcile.types import LEDGER_RULE
-from connector.state import outbox
+from connector.state import outbox, records
 from connector.state import reconciliation as decisions_store
 from connector.state.bookkeeping import audit
-from connector.state.linking import ref_views
 from connector.state.records import utcnow
 from connector.state.store import Store
 from connector.state.units import silent_workers
@@ -806,8 +805,10 @@ def _decision_behind(session: Any, entry: outbox.OutboxEntry) -> list[Allocation
 
 
 def payments_known_as(session: Any, remote_id: str) -> list[str]:
-    """Our ids of the payments a system knows as `remote_id`."""
-    return [v["entity_id"] for v in ref_views(session, "payment") if v["remote_id"] == remote_id]
+    """Our ids of the payments a system knows as `remote_id` (through the refs' remote-id key,
+    not by reading every payment's view)."""
+    known = records.refs_known_as(session, {(None, remote_id)})
+    return [str(r["entity_id"]) for r in known if r["entity_kind"] == "payment" and r["entity_id"]]
 
 
 def _unwritten(store: Store, session: Any, entry: outbox.OutboxEntry) -> Gap:

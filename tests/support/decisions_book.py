@@ -68,6 +68,9 @@ class DecisionsBook:
     # the fewer, the more neighbourhoods are cut; a long run may take larger parts
     plan_part: int = 2
     decision_checks: DecisionChecks = field(default_factory=DecisionChecks)
+    # every how many decisions one is also made on a copy the plan has settled (SQLite)
+    planned_copy_every: int = 1
+    _decided: int = 0
 
     # The CLI ----------------------------------------------------------------------------------
 
@@ -80,7 +83,9 @@ class DecisionsBook:
             self.same_plan_a_few_receivables_at_a_time()
         settled = None
         if tuple(args[:2]) in DECIDING:
-            self.decide_on_a_planned_copy(*args)
+            if self._decided % self.planned_copy_every == 0:
+                self.decide_on_a_planned_copy(*args)
+            self._decided += 1
             settled = self.plan_settled()
         return self._checked(settled, "--config", str(self.config_path), *args)
 
