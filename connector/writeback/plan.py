@@ -163,10 +163,13 @@ def _ledger_parts(facts: Facts, views: list[SystemView]) -> set[tuple[str, str]]
 
 
 def _entered_by_hand(facts: Facts, ledger: SystemView, allocation: Allocation, payment: Payment) -> bool:
-    """A payment on the invoice in the ledger with the same amount, near the same date."""
+    """A payment on the invoice in the ledger with the same amount, near the same date (not
+    one deleted there since, or failed: that pays nothing; a pending one may still)."""
     for view in facts.ledger_payments_on.get((ledger.system, ledger.remote_id), []):
         if view.remote_id in facts.withdrawn:
             continue  # ours, being deleted
+        if (view.data.get("_sync") or {}).get("deleted") or view.data.get("status") == "failed":
+            continue
         amount = (view.data.get("amount") or {}).get("amount")
         received = view.data.get("received_at")
         if amount is None or str(amount) != str(allocation.amount.amount):

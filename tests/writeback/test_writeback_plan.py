@@ -31,7 +31,7 @@ def invoice(iid, total="100.00", paid="0"):
     )
 
 
-def facts(*, fee_ledgers=frozenset({"ledger"}), hand_entered=False):
+def facts(*, fee_ledgers=frozenset({"ledger"}), hand_entered=False, hand_entry=None):
     invoices = {"i1": invoice("i1"), "i2": invoice("i2", "50.00")}
     payment = Payment(id="p1", amount=USD("150.00"), fee=USD("4.65"), received_at=datetime(2026, 11, 2, tzinfo=UTC))
     allocations = [
@@ -61,7 +61,11 @@ def facts(*, fee_ledgers=frozenset({"ledger"}), hand_entered=False):
                 "ledger",
                 "payment",
                 "x-p9",
-                {"amount": {"amount": "100.00", "currency": "USD"}, "received_at": "2026-11-03T00:00:00+00:00"},
+                {
+                    "amount": {"amount": "100.00", "currency": "USD"},
+                    "received_at": "2026-11-03T00:00:00+00:00",
+                    **(hand_entry or {}),
+                },
             )
         ]
     return Facts(
@@ -97,6 +101,20 @@ def test_no_fee_without_a_fee_account_and_no_payment_entered_twice_by_hand():
     planned = plan_ledger_payments(facts(hand_entered=True))
     targets = [p.action.target.remote_id for p in planned if p.action.kind == "record_payment"]
     assert targets == ["x-i2"]  # i1's payment is already in the ledger, entered by hand
+
+
+def test_a_payment_entered_by_hand_then_deleted_in_the_ledger_no_longer_stops_ours():
+    """Finance entered the payment by hand, then deleted it in the ledger (Xero: Status DELETED,
+    mapped as deleted and failed): the invoice is unpaid there again, so the allocation's
+    payment is recorded. One the ledger holds as pending may still become money: it stops ours."""
+    recorded = lambda f: sorted(  # noqa: E731
+        p.action.target.remote_id for p in plan_ledger_payments(f) if p.action.kind == "record_payment"
+    )
+    deleted = {"status": "failed", "_sync": {"deleted": True}}
+    assert recorded(facts(hand_entered=True, hand_entry=deleted)) == ["x-i1", "x-i2"]
+    assert recorded(facts(hand_entered=True, hand_entry={"status": "failed"})) == ["x-i1", "x-i2"]
+    assert recorded(facts(hand_entered=True, hand_entry={"status": "pending"})) == ["x-i2"]
+    assert recorded(facts(hand_entered=True, hand_entry={"status": "succeeded"})) == ["x-i2"]
 
 
 def test_the_gateway_is_told_an_invoice_is_paid_when_the_ledger_says_so():
