@@ -27,7 +27,7 @@ from connector.model import Action, Ref
 from connector.state.bookkeeping import jsonable
 from connector.state.records import rowcount, utcnow
 from connector.state.tables import json_text, table
-from connector.state.upsert import in_chunks, insert_new, mine
+from connector.state.upsert import in_chunks, insert_new, mine, one_of
 
 
 @dataclass(frozen=True)
@@ -120,9 +120,9 @@ def entries(
     if connections is not None:
         query = query.where(outbox.c.connection.in_(list(connections)))
     if ids is not None:
-        query = query.where(outbox.c.id.in_(list(ids)))
+        query = query.where(one_of(session, outbox.c.id, list(ids)))
     if subject_ids is not None:
-        query = query.where(outbox.c.subject_id.in_(list(subject_ids)))
+        query = query.where(one_of(session, outbox.c.subject_id, list(subject_ids)))
     return [_entry(row) for row in session.execute(query).mappings()]
 
 

@@ -165,9 +165,9 @@ def load_proposals(
     if status is not None:
         query = query.where(table_.c.status == status)
     if ids is not None:
-        query = query.where(table_.c.id.in_(list(ids)))
+        query = query.where(one_of(session, table_.c.id, list(ids)))
     if payment_ids is not None:
-        query = query.where(table_.c.payment_id.in_(list(payment_ids)))
+        query = query.where(one_of(session, table_.c.payment_id, list(payment_ids)))
     return [dict(row) for row in session.execute(query).mappings()]
 
 
