@@ -45,7 +45,7 @@ class _Describe:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.invoices = {i.id: i for i in store.list_receivables()}
+        self.invoices = {i.id: i for i in store.list_receivables(with_lines=False)}  # refs and numbers
         self.payments = {p.id: p for p in store.list_payments()}
 
     @staticmethod

@@ -16,7 +16,7 @@ import click
 from connector.errors import UsageError
 from connector.model import Payment
 from connector.money import Money
-from connector.reconcile.decisions import invoice_balance
+from connector.reconcile.decisions import invoice_balances
 from connector.state import reconciliation as decisions
 from connector.state.store import Store
 
@@ -62,20 +62,30 @@ class ProposalView:
         return {line.customer.casefold() for line in invoices} | {self.payer.casefold()}
 
 
+CUSTOMER_IN_REASON = re.compile(r"\bcustomer ([\w.:-]+)")
+
+
 def readable(reason: str, names: dict[str, str]) -> str:
     """The matcher's reason with `customer <id>` written as the customer's name."""
-    return re.sub(r"\bcustomer ([\w.:-]+)", lambda m: f"customer {names.get(m[1], m[1])}", reason)
+    return CUSTOMER_IN_REASON.sub(lambda m: f"customer {names.get(m[1], m[1])}", reason)
 
 
 def proposal_views(store: Store) -> list[ProposalView]:
-    """The open proposals, oldest first, with what a person needs to decide each."""
+    """The open proposals, oldest first, with what a person needs to decide each: their
+    payments, candidate invoices and customers read, not the whole book."""
     with store.session() as session:
         proposals = decisions.load_proposals(session)
-        payments = {p.id: p for p in store.list_payments(session=session)}
-        invoices = {i.id: i for i in store.list_receivables(session=session)}
-        names = {c.id or "": c.name for c in store.list_customers(session=session)}
-        wanted = {i for p in proposals for c in p["candidates"] for i in c["invoice_ids"]}
-        balances = {i: invoice_balance(session, invoices[i]) for i in wanted if i in invoices}
+        wanted = sorted({i for p in proposals for c in p["candidates"] for i in c["invoice_ids"]})
+        paying = sorted({p["payment_id"] for p in proposals})
+        payments = {p.id: p for p in store.list_payments(session=session, ids=paying)} if paying else {}
+        read = store.list_receivables(session=session, ids=wanted, with_lines=False) if wanted else []
+        invoices = {i.id: i for i in read}
+        named = {p.customer_id for p in payments.values() if p.customer_id}
+        named |= {i.customer_id for i in read if i.customer_id}
+        named |= {m[1] for p in proposals for c in p["candidates"] for m in CUSTOMER_IN_REASON.finditer(c["reason"])}
+        customers = store.list_customers(session=session, ids=sorted(named)) if named else []
+        names = {c.id or "": c.name for c in customers}
+        balances = invoice_balances(session, read)
     views = []
     for proposal in proposals:
         payment = payments.get(proposal["payment_id"])

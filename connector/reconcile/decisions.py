@@ -13,6 +13,7 @@ stands behind are cancelled or taken back, or the decision is refused, all or no
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Collection, Sequence
 from datetime import date
 from decimal import Decimal, getcontext
@@ -61,8 +62,17 @@ def payment_unapplied(session: Any, payment: Payment) -> Money:
 
 def invoice_balance(session: Any, invoice: Invoice, as_of: date | None = None) -> Money:
     """What the invoice still owes after the allocations the ledger does not hold yet."""
-    extra = [a for a in _applied(session, invoice_ids=[invoice.id or ""]) if a.rule != LEDGER_RULE]
-    return invoice_position(invoice, as_of or date.today(), extra).balance
+    return invoice_balances(session, [invoice], as_of)[invoice.id or ""]
+
+
+def invoice_balances(session: Any, invoices: Sequence[Invoice], as_of: date | None = None) -> dict[str, Money]:
+    """`invoice_balance` of each of `invoices`, by id, from one read of their allocations."""
+    extra: dict[str, list[Allocation]] = defaultdict(list)
+    for allocation in _applied(session, invoice_ids=[i.id or "" for i in invoices]) if invoices else []:
+        if allocation.rule != LEDGER_RULE:
+            extra[allocation.invoice_id].append(allocation)
+    day = as_of or date.today()
+    return {i.id or "": invoice_position(i, day, extra.get(i.id or "", [])).balance for i in invoices}
 
 
 def _check_and_save(store: Store, session: Any, new: list[Allocation], user: str, action: str, reason: str) -> None:
