@@ -131,6 +131,7 @@ def reconcile_and_plan(
 # Where the engine's mark is kept: a cursor no connection can be named after.
 ENGINE_MARK = ("(engine)", "reconcile-and-plan")
 LINK_MARK = ("(engine)", "link")
+PLAN_MARK = ("(engine)", "plan")  # `connector plan`'s own
 VIEWS_MARK = ("(engine)", "link-views")
 # Even with nothing changed, the engine runs in full this often: a change committed by another
 # worker while the mark was taken, with a clock older than the newest one, waits no longer.
@@ -160,6 +161,19 @@ def reconcile_and_plan_if_changed(
     registry = registry or installed()
     mark = engine_mark(config, store, registry, today or date.today())
     return _unless_unchanged(store, ENGINE_MARK, mark, lambda: reconcile_and_plan(config, store, registry, keep=False))
+
+
+def plan_if_changed(
+    config: Config, store: Store, registry: Registry | None = None, *, full: bool = False
+) -> EngineSkip | None:
+    """`plan` (its writes queued, not kept), unless nothing it reads moved since it last ran:
+    the same mark as `reconcile_and_plan_if_changed` (the book, the day, the configuration,
+    the versions), kept apart, so `connector plan` run again on a book nothing changed
+    derives nothing. `full` plans whatever the mark says."""
+    registry = registry or installed()
+    mark = engine_mark(config, store, registry, date.today())
+    done = _unless_unchanged(store, PLAN_MARK, mark, lambda: plan(config, store, registry, keep=False), full=full)
+    return done if isinstance(done, EngineSkip) else None
 
 
 def link_if_changed(
@@ -289,6 +303,7 @@ __all__ = [
     "link",
     "link_if_changed",
     "plan",
+    "plan_if_changed",
     "reconcile_and_plan",
     "reconcile_and_plan_if_changed",
     "remap",

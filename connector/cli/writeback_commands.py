@@ -21,7 +21,7 @@ from connector.cli.reconcile_commands import settlement_lines
 from connector.cli.streaming import echo_json_rows
 from connector.errors import EXIT_PROBLEMS, UsageError
 from connector.http.ratelimit import STOPPING
-from connector.pipeline import plan
+from connector.pipeline import plan_if_changed
 from connector.state import outbox
 from connector.writeback.apply import (
     ApplyReport,
@@ -106,12 +106,22 @@ def local_time(moment: datetime) -> str:
 
 @click.command("plan")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--full", is_flag=True, help="Derive every write again even when nothing changed since the last plan.")
 @pass_app
-def plan_command(app: AppContext, as_json: bool) -> None:
-    """Derive the writes each system needs and show every pending one, per system."""
-    plan(app.config(), app.store(), keep=False)
+def plan_command(app: AppContext, as_json: bool, full: bool) -> None:
+    """Derive the writes each system needs and show every pending one, per system. With
+    nothing changed since the last plan (the book, the day, the settings), nothing is derived
+    again: the pending writes are as it left them."""
+    skipped = plan_if_changed(app.config(), app.store(), full=full)
+    if skipped is not None:
+        click.echo(
+            f"nothing changed since the plan of {local_time(skipped.last_run)}: the pending writes are as it "
+            "left them (--full derives them again)",
+            err=True,
+        )
     if as_json:  # a write a line, as they are read: a large book queues hundreds of thousands
-        echo_json_rows({}, "pending", map(_entry_json, each_pending(app.store())), dict)
+        head = {} if skipped is None else {"unchanged_since": skipped.last_run.isoformat(timespec="seconds")}
+        echo_json_rows(head, "pending", map(_entry_json, each_pending(app.store())), dict)
     else:
         empty = "nothing to write back: every system agrees with the ledger"
         print_by_system(pending_by_connection(app.store()), empty=empty)

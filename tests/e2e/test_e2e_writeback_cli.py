@@ -176,6 +176,32 @@ def test_plan_shows_each_system_what_it_needs_and_apply_only_sends_to_one(book):
     assert book.run("apply", "--only", "nowhere", "--yes").exit_code == 2
 
 
+def test_plan_run_again_on_a_book_nothing_changed_derives_nothing_and_says_since_when(book):
+    first = book.run("plan")
+    assert first.exit_code == 0 and "nothing changed" not in first.stderr
+    # its own writes moved the book: the next plans derive again (queuing nothing new) until
+    # one finds the book as the one before it left it
+    for _ in range(3):
+        unchanged = book.run("plan")
+        assert unchanged.exit_code == 0 and unchanged.stdout == first.stdout
+        if unchanged.stderr:
+            break
+    assert re.fullmatch(
+        r"nothing changed since the plan of \d{4}-\d\d-\d\d \d\d:\d\d:\d\d: the pending writes are as it left "
+        r"them \(--full derives them again\)\n",
+        unchanged.stderr,
+    )
+    assert unchanged.stdout == first.stdout
+    listed = book.json("plan")
+    assert "unchanged_since" in listed and [e["summary"] for e in listed["pending"]]
+    # --full derives anyway; a changed setting makes the plan run again
+    assert "nothing changed" not in book.run("plan", "--full").stderr
+    book.configure(ledger_calls_per_day=100000)
+    changed = book.run("plan")
+    assert changed.exit_code == 0 and "nothing changed" not in changed.stderr
+    assert changed.stdout == first.stdout
+
+
 def test_sync_dry_run_writes_nothing_and_sync_apply_tells_the_crm_only_what_it_does_not_hold(book):
     result = book.run("sync", "--dry-run")
     assert result.exit_code == 0, result.stderr
