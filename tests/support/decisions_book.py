@@ -68,8 +68,9 @@ class DecisionsBook:
     # the fewer, the more neighbourhoods are cut; a long run may take larger parts
     plan_part: int = 2
     decision_checks: DecisionChecks = field(default_factory=DecisionChecks)
-    # every how many decisions one is also made on a copy the plan has settled (SQLite)
-    planned_copy_every: int = 1
+    # every how many decisions one is compared (`checked_decision`; on SQLite also made on a
+    # copy the plan has settled first): a long random run compares some, not all
+    check_decisions_every: int = 1
     _decided: int = 0
 
     # The CLI ----------------------------------------------------------------------------------
@@ -81,13 +82,13 @@ class DecisionsBook:
         (`checked_decision`; counted in `decision_checks`)."""
         if args and args[0] == "plan":
             self.same_plan_a_few_receivables_at_a_time()
-        settled = None
         if tuple(args[:2]) in DECIDING:
-            if self._decided % self.planned_copy_every == 0:
-                self.decide_on_a_planned_copy(*args)
             self._decided += 1
-            settled = self.plan_settled()
-        return self._checked(settled, "--config", str(self.config_path), *args)
+            if (self._decided - 1) % self.check_decisions_every == 0:
+                self.decide_on_a_planned_copy(*args)
+                return self._checked(self.plan_settled(), "--config", str(self.config_path), *args)
+            return self.run_cli("--config", str(self.config_path), *args)
+        return self._checked(None, "--config", str(self.config_path), *args)
 
     def _checked(self, settled: bool | None, *args: str) -> Any:
         """The CLI, each decision it settles compared (`checked_decision`) knowing whether the
