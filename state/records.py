@@ -36,7 +36,7 @@ from connector.money import Money
 from connector.state import convert
 from connector.state.raw import pack, raw_json
 from connector.state.tables import ref_order, table
-from connector.state.upsert import Bulk, bulk_write, chunked, dialect_name, in_chunks, mine, one_of
+from connector.state.upsert import Bulk, bulk_write, dialect_name, in_chunks, mine, one_of
 
 EntityKind = Literal["customer", "invoice", "payment"]
 Entity = Customer | Invoice | Payment
@@ -390,28 +390,30 @@ def ref_types(session: Session) -> list[tuple[str, str]]:
 
 def refs_known_as(session: Session, wanted: Collection[tuple[str | None, str]]) -> list[dict[str, Any]]:
     """The refs (system, object_type, remote_id, entity_kind, entity_id) known by each wanted
-    (system, or None for any, remote id), whatever their object type and kind, in the order of
-    system and object type the database gives them: one look-up of the whole key of
-    `uq_refs_remote` per (system, object type) the book holds. Without the object type no index
-    reaches the remote id, and the databases scan the book's refs for it (SQLite's planner does
-    even for a list of the types)."""
+    (system, or None for any, remote id), whatever their object type and kind, ordered by
+    system, object type and remote id: one look-up per (system, object type) the book holds,
+    of the whole key of `uq_refs_remote` with the remote ids as one list (`one_of`), a
+    statement each (a list may take all the parameters SQLite allows one). Without
+    the object type no index reaches the remote id, and the databases scan the book's refs for
+    it (SQLite's planner does even for a list of the types)."""
     refs = table("refs")
     columns = (refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.entity_kind, refs.c.entity_id)
-    lookups = [
-        sa.select(*columns).where(
-            mine(session, refs),
-            refs.c.system == system,
-            refs.c.object_type == object_type,
-            refs.c.remote_id == remote_id,
-        )
-        for system, object_type in ref_types(session)
-        for remote_id in sorted({r for s, r in wanted if s is None or s == system})
-    ]
     found: list[dict[str, Any]] = []
-    for chunk in chunked(lookups, 1, 100):  # SQLite joins at most 500 SELECTs in one; the types come in order
-        union = sa.union_all(*chunk)
-        ordered = union.order_by(*(union.selected_columns[name] for name in ("system", "object_type", "remote_id")))
-        found += [dict(row) for row in session.execute(ordered).mappings()]
+    for system, object_type in ref_types(session):  # in order of system and object type
+        remote_ids = sorted({r for s, r in wanted if s is None or s == system})
+        if not remote_ids:
+            continue
+        lookup = (
+            sa.select(*columns)
+            .where(
+                mine(session, refs),
+                refs.c.system == system,
+                refs.c.object_type == object_type,
+                one_of(session, refs.c.remote_id, remote_ids),
+            )
+            .order_by(refs.c.remote_id)
+        )
+        found += [dict(row) for row in session.execute(lookup).mappings()]
     return found
 
 

@@ -50,7 +50,17 @@ def gather_facts(
 
 
 LedgerLinks = Mapping[tuple[str, str], Sequence[str]]
-TakenBack = tuple[dict[str, int], frozenset[str]]
+
+
+@dataclass(frozen=True)
+class TakenBack:
+    """The sent writes a reversal takes back (not cancelled): their keys, each with the write's
+    id (`keys`); the ledger payments being (or already) deleted, by remote id (`withdrawn`), and
+    the payments those are views of (`payments`: a part of the book reads them too)."""
+
+    keys: dict[str, int]
+    withdrawn: frozenset[str]
+    payments: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -114,7 +124,7 @@ def _customers(store: Store, session: Any, customer_ids: Sequence[str]) -> Aroun
     )
 
 
-def _neighbourhood(store: Store, session: Any, around: Around, withdrawn: frozenset[str]) -> _Read:
+def _neighbourhood(store: Store, session: Any, around: Around, taken: TakenBack) -> _Read:
     """What the facts of `around` read, and only that (through the invoice, payment and
     allocation indexes): the receivables (without lines or refs: where each lives is in its
     views) and their views, the payments and every view of them."""
@@ -127,15 +137,13 @@ def _neighbourhood(store: Store, session: Any, around: Around, withdrawn: frozen
             (s.allocation.id, s) for s in decisions.load_allocations(session, status="applied", payment_ids=own)
         )
     applied = [s.allocation for s in sorted(stored.values(), key=lambda s: (s.created_at, s.allocation.id or ""))]
-    known = records.refs_known_as(session, {(None, remote_id) for remote_id in withdrawn}) if withdrawn else []
-    taken = {str(r["entity_id"]) for r in known if r["entity_kind"] == "payment" and r["entity_id"]}
     invoice_rows = state_linking.ref_views(session, "invoice", entity_ids=invoice_ids) if invoice_ids else []
     recorded = {
         payment_id
         for row in invoice_rows
         for payment_id in around.ledger_links.get((row["system"], row["remote_id"]), ())
     }
-    payment_ids = sorted(set(own) | {a.payment_id for a in applied} | taken | recorded)
+    payment_ids = sorted(set(own) | {a.payment_id for a in applied} | taken.payments | recorded)
     return _Read(
         invoices={
             i.id: i
@@ -159,10 +167,11 @@ def _gather(
     around: Around | None,
 ) -> Facts:
     systems = system_ranks(config, registry)
-    reversed_keys, withdrawn = around.taken if around is not None and around.taken is not None else taken_back(session)
+    taken = around.taken if around is not None and around.taken is not None else taken_back(session)
+    withdrawn = taken.withdrawn
     if customer_ids is not None:
         around = _customers(store, session, customer_ids)
-    read = _whole_book(store, session) if around is None else _neighbourhood(store, session, around, withdrawn)
+    read = _whole_book(store, session) if around is None else _neighbourhood(store, session, around, taken)
     invoices, payments, applied = read.invoices, read.payments, read.applied
     invoice_rows, payment_rows = read.invoice_rows, read.payment_rows
     targets = None if around is None else {(r["system"], r["object_type"], r["remote_id"]) for r in invoice_rows}
@@ -218,7 +227,7 @@ def _gather(
         ledger_payments_on=dict(ledger_payments_on),
         fee_ledgers=fee_ledgers,
         last_reminders=reminded,
-        reversed=reversed_keys,
+        reversed=taken.keys,
         withdrawn=withdrawn,
         crm_sent=crm_sent,
         sent_updates=sent_updates,
@@ -255,17 +264,24 @@ def sent_crm_values(
 
 
 def taken_back(session: Any) -> TakenBack:
-    """The sent writes a reversal takes back (not cancelled): their keys, each with the
-    write's id; and the ledger payments being (or already) deleted, by remote id."""
+    """The sent writes a reversal takes back (not cancelled) and the ledger payments being (or
+    already) deleted, with the payments they are views of (`TakenBack`)."""
     reversals = [
         e for e in outbox.entries(session, kinds=sorted(set(REVERSAL_OF.values()))) if e.action.state != "cancelled"
     ]
     originals = {int(e.action.payload["reverses"]) for e in reversals if "reverses" in e.action.payload}
     keys = {e.action.idempotency_key: e.id for e in outbox.entries(session, ids=sorted(originals))} if originals else {}
-    withdrawn = frozenset(
-        e.action.target.remote_id for e in reversals if e.action.kind == "delete_payment" and e.action.target
+    deleted = {
+        (e.action.target.system, e.action.target.remote_id)
+        for e in reversals
+        if e.action.kind == "delete_payment" and e.action.target
+    }
+    known = records.refs_known_as(session, deleted) if deleted else []
+    return TakenBack(
+        keys=keys,
+        withdrawn=frozenset(remote_id for _, remote_id in deleted),
+        payments=frozenset(str(r["entity_id"]) for r in known if r["entity_kind"] == "payment" and r["entity_id"]),
     )
-    return keys, withdrawn
 
 
 def live(view: SystemView) -> bool:

@@ -14,7 +14,7 @@ import pytest
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from support.apply_crash import apply_process, prepare
-from support.apply_stop import STOP_BOUND_S, outbox_after, stop_all, wait_until
+from support.apply_stop import STOP_BOUND_S, catches_sigterm, outbox_after, stop_all, wait_until
 from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
 from support.e2e import with_credentials, write_counts, writes
 
@@ -30,7 +30,11 @@ def stop_mid_run(tmp_path: Path, database_url: str | None, workers: int) -> None
         # and a CRM take batches: one worker claims all of this small book's)
         processes = [apply_process(config_path, claim_size=2) for _ in range(workers)]
         try:
-            wait_until(lambda: len(writes(sandbox.journal)) >= 4 * workers, 120, "the workers' first writes")
+            wait_until(
+                lambda: len(writes(sandbox.journal)) >= 4 * workers and all(catches_sigterm(p) for p in processes),
+                120,
+                "the workers' first writes, every worker sending",
+            )
         finally:
             stopped = stop_all(processes)
         assert stopped.returncodes == [0] * workers, [e[-800:] for e in stopped.stderr]
