@@ -159,15 +159,6 @@ def scrub_sqlite(engine: Engine) -> None:
         raw.close()
 
 
-def check_reachable(engine: Engine) -> None:
-    """Connect once; an unreachable database becomes a one-line `DatabaseUnavailableError`."""
-    try:
-        with engine.connect() as connection:
-            connection.exec_driver_sql("SELECT 1")
-    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-        raise unavailable(engine, exc) from None
-
-
 def unavailable(engine: Engine, exc: sa.exc.DBAPIError) -> DatabaseUnavailableError:
     reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
     password = engine.url.password

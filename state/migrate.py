@@ -8,6 +8,7 @@ initialises a brand-new empty database and otherwise just checks.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -32,7 +33,9 @@ def alembic_config() -> Config:
     return config
 
 
+@cache
 def head_revision() -> str:
+    """The newest revision this release ships (read from its migrations once per process)."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "state/migrations has no revisions"
     return head
@@ -70,7 +73,12 @@ def upgrade(engine_or_url: Engine | str | URL | None, revision: str = "head") ->
 
 def check_schema(engine: Engine) -> None:
     """Refuse a database whose schema is not exactly the one this release was written for."""
-    current = current_revision(engine)
+    check_revision(current_revision(engine))
+
+
+def check_revision(current: str | None) -> None:
+    """Refuse a database at revision `current` unless it is exactly the one this release was
+    written for."""
     head = head_revision()
     if current == head:
         return

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from connector.errors import ConfigError
 from connector.model import Action, ActionState, Customer, Invoice, Payment, Ref
 from connector.state import bookkeeping, changes, raw, records, tokens
-from connector.state.db import check_reachable, make_engine, scrub_sqlite
-from connector.state.migrate import check_schema, is_empty, upgrade
+from connector.state.db import make_engine, scrub_sqlite
+from connector.state.migrate import check_revision, current_revision, is_empty, upgrade
 from connector.state.raw import RAW_BATCH, RawRef
 from connector.state.records import E, EntityKind, own_ref
 from connector.state.scope import DEFAULT_COMPANY, bind, check_company_name
@@ -39,10 +39,10 @@ def open_store(
     for tests and tools that hold no key."""
     engine = target if isinstance(target, Engine) else make_engine(target, **engine_kwargs)
     try:
-        check_reachable(engine)
-        if is_empty(engine):
-            upgrade(engine)
-        check_schema(engine)
+        current = current_revision(engine)  # one connection; an unreachable database says so
+        if current is None and is_empty(engine):
+            current = upgrade(engine)
+        check_revision(current)
     except BaseException:
         if engine is not target:
             engine.dispose()
