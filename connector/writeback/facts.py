@@ -271,16 +271,20 @@ def taken_back(session: Any) -> TakenBack:
     ]
     originals = {int(e.action.payload["reverses"]) for e in reversals if "reverses" in e.action.payload}
     keys = {e.action.idempotency_key: e.id for e in outbox.entries(session, ids=sorted(originals))} if originals else {}
-    deleted = {
-        (e.action.target.system, e.action.target.remote_id)
-        for e in reversals
-        if e.action.kind == "delete_payment" and e.action.target
+    deleted: dict[tuple[str, str], set[str]] = defaultdict(set)  # (system, object type) -> remote ids
+    for e in reversals:
+        if e.action.kind == "delete_payment" and e.action.target:
+            deleted[(e.action.target.system, e.action.target.object_type)].add(e.action.target.remote_id)
+    payments = {
+        entity_id
+        for (system, object_type), remote_ids in deleted.items()
+        for entity_id in records.existing_entity_ids(session, system, object_type, sorted(remote_ids)).values()
+        if entity_id
     }
-    known = records.refs_known_as(session, deleted) if deleted else []
     return TakenBack(
         keys=keys,
-        withdrawn=frozenset(remote_id for _, remote_id in deleted),
-        payments=frozenset(str(r["entity_id"]) for r in known if r["entity_kind"] == "payment" and r["entity_id"]),
+        withdrawn=frozenset(remote_id for remote_ids in deleted.values() for remote_id in remote_ids),
+        payments=frozenset(payments),
     )
 
 
