@@ -153,6 +153,7 @@ def bulk_rows(invoices: list[Invoice]) -> tuple[list[tuple[object, ...]], list[t
             "in_collections": False,
             "source": "ledger",
             "source_rank": 0,
+            "states_digest": None,
             "created_at": now,
             "updated_at": now,
         }
@@ -220,12 +221,12 @@ def compare(name: str, store_rate: float, bulk_rate: float) -> None:
     print(f"{name + ' ratio':<16} {store_rate / bulk_rate:>10.2f}   (store / bulk path, new records)")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--pg-url", default=conftest_db.POSTGRES_URL)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     started = time.perf_counter()
     invoices = make_invoices(args.records)
@@ -238,23 +239,25 @@ def main() -> None:
     # from walking them at every collection, a cost no sync pays.
     gc.collect()
     gc.freeze()
+    try:
+        with tempfile.TemporaryDirectory() as directory:
+            engine = make_engine(f"sqlite:///{directory}/bench.db")
+            rate = report("sqlite", open_store(engine), invoices, args.batch)
+            engine.dispose()
+            engine = make_engine(f"sqlite:///{directory}/bulk.db")
+            compare("sqlite", rate, bulk_sqlite(engine, invoices))
+            engine.dispose()
 
-    with tempfile.TemporaryDirectory() as directory:
-        engine = make_engine(f"sqlite:///{directory}/bench.db")
-        rate = report("sqlite", open_store(engine), invoices, args.batch)
-        engine.dispose()
-        engine = make_engine(f"sqlite:///{directory}/bulk.db")
-        compare("sqlite", rate, bulk_sqlite(engine, invoices))
-        engine.dispose()
-
-    reason = conftest_db.postgres_unreachable_reason(args.pg_url)
-    if reason:
-        print(f"postgresql  skipped: {reason}")
-        return
-    with conftest_db.pg_engine_in_temporary_schema(args.pg_url) as engine:
-        rate = report("postgresql", open_store(engine), invoices, args.batch)
-    with conftest_db.pg_engine_in_temporary_schema(args.pg_url) as engine:
-        compare("postgresql", rate, bulk_postgresql(engine, invoices))
+        reason = conftest_db.postgres_unreachable_reason(args.pg_url)
+        if reason:
+            print(f"postgresql  skipped: {reason}")
+            return
+        with conftest_db.pg_engine_in_temporary_schema(args.pg_url) as engine:
+            rate = report("postgresql", open_store(engine), invoices, args.batch)
+        with conftest_db.pg_engine_in_temporary_schema(args.pg_url) as engine:
+            compare("postgresql", rate, bulk_postgresql(engine, invoices))
+    finally:
+        gc.unfreeze()
 
 
 if __name__ == "__main__":
