@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from connector.model import Action, Allocation
 from connector.money import Money
-from connector.state import Store, outbox
+from connector.state import Store, outbox, records
 from connector.state import reconciliation as decisions
 from support.state_factories import invoice, payment
 
@@ -33,7 +33,7 @@ def _lower_sqlite_limit(store: Store) -> None:
 
 
 def test_reads_by_more_ids_than_a_statement_takes_parameters_find_every_record(store: Store) -> None:
-    stored = store.upsert_payments([payment(f"ch_{n}") for n in range(MANY)])
+    stored = store.store_page("gateway", "charges", "payment", [payment(f"ch_{n}") for n in range(MANY)], None)
     payment_ids = [p.id or "" for p in stored]
     invoice_ids = [i.id or "" for i in store.upsert_invoices([invoice(f"x-{n}") for n in range(MANY)])]
     with store.session() as session:
@@ -78,6 +78,12 @@ def test_reads_by_more_ids_than_a_statement_takes_parameters_find_every_record(s
         assert sorted(e.subject_id or "" for e in entries) == sorted(payment_ids)
         again = outbox.entries(session, ids=[e.id for e in entries])
         assert [e.id for e in again] == [e.id for e in entries]
+        charges = [f"ch_{n}" for n in range(MANY)]
+        known = records.refs_known_as(session, [(None, c) for c in [*charges, *unknown]])
+        assert [(r["remote_id"], r["entity_id"]) for r in known] == sorted(zip(charges, payment_ids, strict=True))
+        wanted = [("gateway", c) for c in charges[::2]] + [("ledger", c) for c in charges]
+        known = records.refs_known_as(session, wanted)
+        assert len(known) == MANY // 2
     found = store.list_payments(ids=[*payment_ids, *unknown])
     assert sorted(p.id or "" for p in found) == sorted(payment_ids)
     assert found[0].received_at == datetime(2024, 6, 2, 9, 15, tzinfo=UTC)
