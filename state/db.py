@@ -159,9 +159,11 @@ def scrub_sqlite(engine: Engine) -> None:
         raw.close()
 
 
-def unavailable(engine: Engine, exc: sa.exc.DBAPIError) -> DatabaseUnavailableError:
+def unavailable(engine: Engine, exc: sa.exc.DBAPIError, what: str = "reach") -> DatabaseUnavailableError:
+    """The one-line error of a database that cannot be reached (or read: `what`), without its
+    password."""
     reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
     password = engine.url.password
     if password:
         reason = reason.replace(str(password), "***")
-    return DatabaseUnavailableError(f"cannot reach the state database {redact_url(engine.url)}: {reason}")
+    return DatabaseUnavailableError(f"cannot {what} the state database {redact_url(engine.url)}: {reason}")

@@ -48,6 +48,8 @@ def current_revision(engine: Engine) -> str | None:
             return MigrationContext.configure(connection).get_current_revision()
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         raise unavailable(engine, exc) from None
+    except sa.exc.DatabaseError as exc:  # SQLite: "file is not a database"
+        raise unavailable(engine, exc, "read") from None
 
 
 def upgrade(engine_or_url: Engine | str | URL | None, revision: str = "head") -> str | None:

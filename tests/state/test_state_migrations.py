@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -125,6 +126,16 @@ def test_unreachable_database_is_a_one_line_error_without_the_password() -> None
     assert "s3cret-pw" not in message
     assert "\n" not in message
     assert "bob:***@127.0.0.1:1/nowhere" in message
+
+
+def test_a_file_that_is_not_a_database_is_a_one_line_error_and_left_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    content = b"these are someone's notes, not a database\n" * 200
+    path.write_bytes(content)
+    with pytest.raises(DatabaseUnavailableError) as caught:
+        open_store(f"sqlite:///{path}")
+    assert str(caught.value) == f"cannot read the state database sqlite:///{path}: file is not a database"
+    assert path.read_bytes() == content
 
 
 def test_postgres_urls_use_psycopg_3() -> None:
