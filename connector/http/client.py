@@ -3,6 +3,8 @@ a timeout, and a `transport` seam so tests and sandboxes can answer without a ne
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Mapping
 from importlib import metadata
 
@@ -22,6 +24,15 @@ def user_agent() -> str:
     except metadata.PackageNotFoundError:
         version = "0.0.0"
     return f"{DISTRIBUTION}/{version}"
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The process's one TLS context (certifi's roots, or SSL_CERT_FILE / SSL_CERT_DIR as the
+    process started with them), shared by every client: making one reads the whole CA bundle
+    (20-40 ms), which each command paid again for every connection it opened. An
+    `ssl.SSLContext` may be shared by threads and clients."""
+    return httpx.create_ssl_context()
 
 
 def build_client(
@@ -46,5 +57,6 @@ def build_client(
         headers=all_headers,
         limits=POOL_LIMITS,
         transport=transport,
+        verify=tls_context(),
         follow_redirects=False,
     )
