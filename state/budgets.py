@@ -23,15 +23,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from connector.http.budget import Grant, WindowSpec, counted, take_stored
+from connector.http.budget import Grant, WindowSpec, counted, lease_owner, take_stored
 from connector.state.store import Store
 from connector.state.tables import RATE_BUDGETS
+from connector.workers import dead_local_workers, worker_id
 
 LONG_WINDOW = 3600.0
 """Windows at least this long are kept in the database on SQLite too (daily allowances)."""
 
 LEASE_SECONDS = 120.0
-"""How long a slot in flight stays taken when its worker never gives it back (killed)."""
+"""How long a slot in flight stays taken when its worker never gives it back (killed) and
+cannot be seen to be gone: one on another host. A worker of this host that no longer exists
+(killed, crashed) has its slots freed by the next take (`_without_gone_workers`)."""
 
 
 class StateBudgets:
@@ -58,7 +61,7 @@ class StateBudgets:
             row = self._locked(connection, account)
             now = self._now(connection)
             stored = dict(row.windows or {})
-            leases = {k: float(v) for k, v in (row.in_flight or {}).items()}
+            leases = _without_gone_workers({k: float(v) for k, v in (row.in_flight or {}).items()})
             grant = take_stored(
                 stored,
                 leases,
@@ -68,6 +71,7 @@ class StateBudgets:
                 paused_until=row.paused_until.timestamp() if row.paused_until else None,
                 in_flight=in_flight,
                 lease_seconds=self._lease_seconds,
+                owner=worker_id(),
             )
             if grant.wait <= 0:
                 self._save(connection, account, windows=stored, in_flight=leases)
@@ -120,3 +124,12 @@ class StateBudgets:
             .where(self._table.c.account == account)
             .values(**values, updated_at=datetime.now(UTC))
         )
+
+
+def _without_gone_workers(leases: dict[str, float]) -> dict[str, float]:
+    """The leases but those of workers of this host that no longer exist: a worker killed
+    while its request travelled never gives its slot back, and Xero's five slots in flight
+    would stay taken for LEASE_SECONDS for every other worker of the account."""
+    owners = {lease: lease_owner(lease) for lease in leases}
+    gone = set(dead_local_workers(sorted({owner for owner in owners.values() if owner})))
+    return {lease: expires for lease, expires in leases.items() if owners[lease] not in gone}

@@ -57,6 +57,9 @@ rate, shared by workers that would otherwise meet 429s), 250 ms of longer ones."
 IN_FLIGHT_POLL = 0.05
 """Seconds to wait before asking again when every slot in flight is taken (none has an end time)."""
 
+LEASE_OWNER_SEPARATOR = "/"
+"""Between a lease's owner and its own id (`host:pid/<hex>`): no host name holds a slash."""
+
 StoredWindow = dict[str, Any]
 """{"log": [sent, ...]} or {"slots": [[slot start, count], ...]}; times in epoch seconds."""
 
@@ -131,11 +134,13 @@ def take_stored(
     paused_until: float | None,
     in_flight: int | None,
     lease_seconds: float,
+    owner: str | None = None,
 ) -> Grant:
     """Count one request at `now` in the stored `windows` of `specs` (and a lease in
     `leases`, lease id -> expiry) when every window has room, nothing is paused and a slot in
     flight is free. Changes `windows` and `leases` in place: expired entries always go, the
-    request's only when granted."""
+    request's only when granted. A lease names its `owner` (the worker, `host:pid`), so that
+    a store can free at once the slots of a worker that is gone (`lease_owner`)."""
     waits = [0.0 if paused_until is None else paused_until - now]
     for lease, expires in list(leases.items()):
         if expires <= now:
@@ -152,9 +157,15 @@ def take_stored(
         _count(windows[spec.key], spec, now)
     if in_flight is None:
         return Grant(at=now)
-    lease = uuid.uuid4().hex
+    lease = uuid.uuid4().hex if owner is None else f"{owner}{LEASE_OWNER_SEPARATOR}{uuid.uuid4().hex}"
     leases[lease] = now + lease_seconds
     return Grant(lease=lease, at=now)
+
+
+def lease_owner(lease: str) -> str | None:
+    """The worker a lease was taken by (`host:pid`), or None for a lease that names none."""
+    owner, separator, _ = lease.rpartition(LEASE_OWNER_SEPARATOR)
+    return owner if separator and owner else None
 
 
 def held_past(spec: WindowSpec, margin: float) -> float:

@@ -19,6 +19,7 @@ from connector.http.budget import (
     WindowSpec,
     counted,
     held_past,
+    lease_owner,
     take_stored,
 )
 from connector.http.provider_http import ProviderHttp
@@ -86,6 +87,24 @@ def test_nothing_is_counted_while_the_account_is_paused_or_its_slots_in_flight_a
     assert counted(windows["default/60"]) == 1
     # a lease that is never given back (a killed worker) frees itself
     assert take(windows, [minute], 8.0 + 61.0, leases=leases, in_flight=1).wait == 0
+
+
+def test_a_lease_names_the_worker_that_holds_it():
+    minute = WindowSpec("default/60", 60, 60.0)
+    named = take_stored(
+        {},
+        {},
+        [minute],
+        now=1.0,
+        margin=0.0,
+        paused_until=None,
+        in_flight=5,
+        lease_seconds=60.0,
+        owner="worker-7.example:4242",
+    )
+    assert named.lease is not None and lease_owner(named.lease) == "worker-7.example:4242"
+    unnamed = take({}, [minute], 1.0, in_flight=5)  # as stored before leases named their worker
+    assert unnamed.lease is not None and lease_owner(unnamed.lease) is None
 
 
 class MemoryBudgets:

@@ -112,6 +112,45 @@ def test_a_pause_or_a_full_set_of_slots_in_flight_holds_back_every_worker(pg_sch
     two.close()
 
 
+HOLD = """
+import sys
+from connector.http.budget import WindowSpec
+from connector.state import open_store
+from connector.state.budgets import StateBudgets
+
+budgets = StateBudgets(open_store(sys.argv[1]))
+for _ in range(2):  # both slots in flight, never given back
+    assert budgets.take(sys.argv[2], [WindowSpec("default/60", 60, 60.0)], margin=0.05, in_flight=2).wait == 0
+print("holding", flush=True)
+sys.stdin.readline()  # until killed
+"""
+
+
+@pytest.mark.postgres
+def test_a_worker_killed_while_its_requests_travel_frees_its_slots_in_flight_at_once(pg_schema: str) -> None:
+    """Xero allows 5 requests in flight: a worker killed mid-request never gives its slots
+    back. While it lives they hold every other worker back; once its process is gone (this
+    host), the next take frees them, where they used to stay taken for two minutes."""
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{pg_schema}"
+    worker = subprocess.Popen(
+        [sys.executable, "-c", HOLD, url, ACCOUNT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "holding"
+        here = pg_worker(pg_schema)
+        budgets, minute = StateBudgets(here), WindowSpec("default/60", 60, 60.0)
+        assert budgets.take(ACCOUNT, [minute], margin=0.05, in_flight=2).wait > 0  # alive: its slots hold
+        worker.kill()
+        worker.wait(timeout=30)
+        granted = [budgets.take(ACCOUNT, [minute], margin=0.05, in_flight=2) for _ in range(2)]
+        assert all(g.wait == 0 and g.lease for g in granted)
+        assert budgets.take(ACCOUNT, [minute], margin=0.05, in_flight=2).wait > 0  # ours now hold them
+        here.close()
+    finally:
+        worker.kill()
+        worker.wait(timeout=30)
+
+
 SPEND = """
 import sys
 from connector.errors import RateLimitDeferred
