@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from decimal import Decimal, InvalidOperation
@@ -19,14 +20,25 @@ from connector.sync import SyncReport
 
 
 def sync_sandbox(
-    sandbox: Sandbox, directory: Path, *, database_url: str | None = None, **run: Any
+    sandbox: Sandbox,
+    directory: Path,
+    *,
+    database_url: str | None = None,
+    settings: dict[str, dict[str, str | int]] | None = None,
+    **run: Any,
 ) -> tuple[Store, SyncReport]:
     """Write a config pointing every connection at `sandbox`, sync into a fresh SQLite file
-    (or `database_url`)."""
+    (or `database_url`). `settings`: more settings of a connection (connection name -> key
+    -> value), e.g. a ledger's `calls_per_minute` against a sandbox serving without limits."""
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "connector.toml"
     url = database_url or f"sqlite:///{directory / 'state.db'}"
     text = demo_config(sandbox).replace("sqlite:///connector.db", url)
+    for connection, values in (settings or {}).items():
+        header = f"[connections.{connection}]\n"
+        assert header in text, f"the demo config has no connection {connection!r}"
+        lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+        text = text.replace(header, header + lines)
     config_path.write_text(text)
     config = load_config(str(config_path))
     store = open_store(config.database_url)
@@ -43,7 +55,7 @@ def stored_views(store: Store) -> set[tuple[str, str, str, str]]:
         rows = connection.execute(sa.text("SELECT system, object_type, remote_id, data FROM refs")).all()
     views = set()
     for system, object_type, remote_id, data in rows:
-        record = data if isinstance(data, dict) else __import__("json").loads(data)
+        record = data if isinstance(data, dict) else json.loads(data)
         record = {k: v for k, v in record.items() if k not in ("id", "customer_id")}
         views.add((system, object_type, remote_id, repr(sorted(record.items(), key=lambda kv: kv[0]))))
     return views
