@@ -19,6 +19,7 @@ from connector.config import Config, Connection
 from connector.errors import ConfigError, StateError
 from connector.http.provider_http import ProviderHttp
 from connector.http.ratelimit import shared_limiter
+from connector.http.retry import RetryPolicy
 from connector.mappings.mapper import Mapper, load_mapping
 from connector.providers.base import DEFAULT_SOURCE_PRIORITY, Provider
 from connector.providers.registry import Registry, installed
@@ -56,6 +57,21 @@ def open_provider(connection: Connection, store: Store, registry: Registry | Non
     http = getattr(provider, "http", None)
     if isinstance(http, ProviderHttp) and http.rate_limiter is not None:
         http.rate_limiter = shared_limiter(http.rate_limiter, StateBudgets(store), rate_account(connection))
+    return provider
+
+
+PROBE_RETRY = RetryPolicy(max_attempts=2, max_elapsed=10.0)
+"""A probe's request is tried twice at most: `connector doctor --online` names an unreachable
+host in about a second, where a sync's five attempts take ten."""
+
+
+def open_probe(connection: Connection, store: Store, registry: Registry | None = None) -> Provider:
+    """The connection's provider for one quick check (`Provider.probe`): as `open_provider`,
+    its requests tried twice at most (`PROBE_RETRY`)."""
+    provider = open_provider(connection, store, registry)
+    http = getattr(provider, "http", None)
+    if isinstance(http, ProviderHttp):
+        http.retry = PROBE_RETRY
     return provider
 
 

@@ -50,3 +50,11 @@ def _secrets_registered_by_this_test_only(monkeypatch):
     and a fixture's client secret "secret" would otherwise mask "keys/secret_key" in a later
     test's message on the same worker."""
     monkeypatch.setattr(redaction, "_secrets", set())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first, in their order (a stable sort): with `-n auto` and the work
+    stealing of pyproject's addopts, the long ones start early on one worker while the other
+    takes the short ones, and no minutes-long test starts last with nothing left for the
+    other worker to do."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

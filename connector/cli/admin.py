@@ -10,7 +10,7 @@ import click
 
 from connector.cli.context import AppContext, pass_app, require_config_file
 from connector.config import DEFAULT_CONFIG, ENV_CONFIG, Config, config_path, load_config
-from connector.connections import open_provider
+from connector.connections import open_probe
 from connector.dunning.run import dunning_section
 from connector.errors import EXIT_PROBLEMS, EXIT_USAGE, AuthenticationError, ConfigError, ConnectorError, UsageError
 from connector.providers.registry import installed
@@ -263,7 +263,7 @@ def _online_checks(app: AppContext, config: Config) -> list[dict[str, Any]]:
     for connection in config.connections.values():
         name = f"online {connection.name}"
         try:
-            provider = open_provider(connection, app.store(connection.company))
+            provider = open_probe(connection, app.store(connection.company))
         except ConnectorError as exc:
             checks.append(_check(name, False, f"cannot open: {exc}"))
             continue

@@ -151,3 +151,4 @@ def test_doctor_online_names_an_unreachable_provider(run_cli, tmp_path):
     assert result.exit_code == 1, result
     failed = [line for line in result.stdout.splitlines() if line.startswith("error")]
     assert len(failed) == 1 and "online gateway" in failed[0] and "127.0.0.1:9" in failed[0], result.stdout
+    assert "after 2 attempt(s)" in failed[0], failed  # a probe tries twice, not a sync's five times

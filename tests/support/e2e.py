@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ def sync_sandbox(
     directory: Path,
     *,
     database_url: str | None = None,
-    settings: dict[str, dict[str, str | int]] | None = None,
+    settings: Mapping[str, Mapping[str, str | int]] | None = None,
     **run: Any,
 ) -> tuple[Store, SyncReport]:
     """Write a config pointing every connection at `sandbox`, sync into a fresh SQLite file
