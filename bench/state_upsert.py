@@ -2,7 +2,7 @@
 
     python bench/state_upsert.py [--records 100000] [--batch 1000] [--pg-url URL]
 
-Each batch goes through `Store.store_page` (refs, invoices, lines and the cursor in one
+Each batch goes through `Store.store_page` (refs, invoices with their lines, and the cursor in one
 transaction), as a sync run does. Records are built before the clock starts; the figure is
 records stored per second, plus the SQL statements each page costs (counted at the cursor;
 PostgreSQL's COPY goes to the driver directly and is not among them). The same pages are
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import sys
 import tempfile
 import time
@@ -35,6 +36,7 @@ import support.databases as conftest_db  # noqa: E402
 from connector.model import Invoice, InvoiceLine, Ref  # noqa: E402
 from connector.money import Money  # noqa: E402
 from connector.state import Store, open_store  # noqa: E402
+from connector.state.convert import line_values  # noqa: E402
 from connector.state.db import make_engine  # noqa: E402
 from connector.state.records import new_id  # noqa: E402
 from connector.state.tables import table  # noqa: E402
@@ -151,6 +153,7 @@ def bulk_rows(invoices: list[Invoice]) -> tuple[list[tuple[object, ...]], list[t
             "promise_to_pay": None,
             "payment_plan": None,
             "in_collections": False,
+            "lines": json.dumps(line_values(record)),  # the lines beside the invoice, as the store keeps them
             "source": "ledger",
             "source_rank": 0,
             "states_digest": None,

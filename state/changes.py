@@ -23,7 +23,6 @@ CHANGE_CLOCKS: dict[str, tuple[str, ...]] = {
     "refs": ("changed_at",),
     "customers": ("updated_at",),
     "invoices": ("updated_at",),
-    "invoice_lines": (),
     "payments": ("updated_at",),
     "allocations": ("created_at",),
     "proposals": ("created_at", "decided_at"),

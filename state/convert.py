@@ -95,39 +95,45 @@ def invoice_row(invoice: Invoice, now: datetime) -> dict[str, Any]:
         # JSON keeps amounts as decimal strings, never floats
         "payment_plan": plan.model_dump(mode="json") if plan else None,
         "in_collections": invoice.in_collections,
+        "lines": line_values(invoice),
         "created_at": now,
         "updated_at": now,
     }
 
 
-def line_rows(invoice: Invoice) -> list[dict[str, Any]]:
+def line_values(invoice: Invoice) -> list[dict[str, Any]]:
+    """The invoice's lines as its `lines` column keeps them, in order (JSON: amounts in minor
+    units of the invoice's currency, quantities and prices as decimal text, never floats)."""
     return [
         {
-            "invoice_id": invoice.id,
-            "line_no": number,
             "description": line.description,
             "quantity": decimal_text(line.quantity),
             "unit_price": decimal_text(line.unit_price),
-            "currency": invoice.currency,
             "amount_minor": minor(line.amount),
             "tax_minor": minor(line.tax),
         }
-        for number, line in enumerate(invoice.lines, start=1)
+        for line in invoice.lines
     ]
 
 
 _build_line = builder(InvoiceLine, "description", "quantity", "unit_price", "amount", "tax")
 
 
-def line_from(row: RowMapping) -> InvoiceLine:
-    unit_price = row["unit_price"]
-    return _build_line(
-        row["description"],
-        Decimal(row["quantity"]),
-        None if unit_price is None else Decimal(unit_price),
-        money_of(row["amount_minor"], row["currency"]),
-        money(row["tax_minor"], row["currency"]),
-    )
+def lines_from(values: list[dict[str, Any]] | None, currency: str) -> list[InvoiceLine]:
+    """An invoice's lines from its `lines` column (NULL: none)."""
+    lines = []
+    for value in values or ():
+        unit_price = value["unit_price"]
+        lines.append(
+            _build_line(
+                value["description"],
+                Decimal(value["quantity"]),
+                None if unit_price is None else Decimal(unit_price),
+                money_of(value["amount_minor"], currency),
+                money(value["tax_minor"], currency),
+            )
+        )
+    return lines
 
 
 _INVOICE_FIELDS = (

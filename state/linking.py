@@ -180,12 +180,6 @@ def merge_entities(session: Session, entity_kind: str, merges: Sequence[tuple[st
             [{"member": m, "survivor": s} for m, s, _ in merges],
         )
     canonical = table(_CANONICAL[entity_kind])
-    if entity_kind == "invoice":
-        lines = table("invoice_lines")
-        session.execute(
-            sa.delete(lines).where(mine(session, lines), lines.c.invoice_id == sa.bindparam("member")),
-            [{"member": m} for m, _, _ in merges],
-        )
     session.execute(
         sa.delete(canonical).where(mine(session, canonical), canonical.c.id == sa.bindparam("member")),
         [{"member": m} for m, _, _ in merges],

@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from connector.errors import StateError
-from connector.model import DISPUTE_WITHDRAWN, MONEY_LEFT, Customer, Invoice, InvoiceLine, Payment, PaymentPlan, Ref
+from connector.model import DISPUTE_WITHDRAWN, MONEY_LEFT, Customer, Invoice, Payment, PaymentPlan, Ref
 from connector.money import Money
 from connector.state import convert
 from connector.state.raw import pack, raw_json
@@ -555,7 +555,6 @@ _DERIVED = ("states_digest",)
 
 
 _CANONICAL_BULKS = {name: _canonical_bulk(name) for name in ("customers", "invoices", "payments")}
-_LINES = Bulk(table("invoice_lines"), [c.name for c in table("invoice_lines").c if c.name != "company"])
 
 
 def _upsert_canonical(
@@ -637,20 +636,10 @@ def upsert_invoices(
     rank: int = 0,
     fresh: Collection[str] = (),
 ) -> list[Invoice]:
-    """Upsert invoices and replace the lines of those written: one DELETE per chunk (none for
-    fresh ids) and one bulk INSERT."""
+    """Upsert invoices, their lines with them (the `lines` column)."""
     invoices = with_ids(invoices)
-    written = _upsert_canonical(session, "invoices", invoices, convert.invoice_row, source, rank, fresh)
-    replace_invoice_lines(session, written, fresh)
+    _upsert_canonical(session, "invoices", invoices, convert.invoice_row, source, rank, fresh)
     return invoices
-
-
-def replace_invoice_lines(session: Session, invoices: Sequence[Invoice], fresh: Collection[str] = ()) -> None:
-    lines = table("invoice_lines")
-    for chunk in in_chunks(session, [i.id for i in invoices if i.id not in fresh]):
-        session.execute(sa.delete(lines).where(mine(session, lines), one_of(session, lines.c.invoice_id, chunk)))
-    values = operator.itemgetter(*_LINES.columns)
-    bulk_write(session, _LINES, [values(row) for i in invoices for row in convert.line_rows(i)])
 
 
 UPSERTS = {
@@ -692,13 +681,14 @@ def list_invoices(
     with_lines: bool = True,
     with_refs: bool = True,
 ) -> list[Invoice]:
-    """Invoices with their lines and refs: three queries, whatever the number of invoices.
+    """Invoices with their lines and refs: two queries, whatever the number of invoices.
     `receivable` keeps the receivables only (`RECEIVABLE_KINDS`): what aging, dunning, drift,
     the write-back and reconciliation work on; a CRM deal no receivable carries is not one.
     Without `with_lines` (`with_refs`), the invoices come without their lines (refs): for a
     report that shows none, and reads the book a batch at a time."""
     invoices = table("invoices")
-    query = sa.select(invoices).where(mine(session, invoices)).order_by(invoices.c.id).limit(limit)
+    columns = invoices.c if with_lines else [c for c in invoices.c if c.name != "lines"]
+    query = sa.select(*columns).where(mine(session, invoices)).order_by(invoices.c.id).limit(limit)
     if receivable and (only := _receivable(session, invoices)) is not None:
         query = query.where(only)
     for column, value in (
@@ -712,9 +702,13 @@ def list_invoices(
         query = query.where(one_of(session, invoices.c.id, ids))
     rows = list(session.execute(query).mappings())
     invoice_ids = [r["id"] for r in rows]
-    lines = _lines_for(session, invoice_ids) if with_lines else {}
     refs = refs_for(session, "invoice", invoice_ids) if with_refs else {}
-    return [convert.invoice_from(r, lines.get(r["id"], []), refs.get(r["id"], [])) for r in rows]
+    return [
+        convert.invoice_from(
+            r, convert.lines_from(r["lines"], r["currency"]) if with_lines else [], refs.get(r["id"], [])
+        )
+        for r in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -862,20 +856,6 @@ def payments_received(session: Session, ids: Sequence[str]) -> dict[str, datetim
             mine(session, payments), one_of(session, payments.c.id, chunk)
         )
         found.update((str(row[0]), row[1]) for row in session.execute(query))
-    return found
-
-
-def _lines_for(session: Session, invoice_ids: Sequence[str]) -> dict[str, list[InvoiceLine]]:
-    lines = table("invoice_lines")
-    found: dict[str, list[InvoiceLine]] = {invoice_id: [] for invoice_id in invoice_ids}
-    for chunk in in_chunks(session, invoice_ids):
-        query = (
-            sa.select(lines)
-            .where(mine(session, lines), one_of(session, lines.c.invoice_id, chunk))
-            .order_by(lines.c.invoice_id, lines.c.line_no)
-        )
-        for row in session.execute(query).mappings():
-            found[row["invoice_id"]].append(convert.line_from(row))
     return found
 
 

@@ -177,6 +177,10 @@ class InvoiceRow(SQLModel, table=True):
     promise_to_pay: date | None = _col(sa.Date)
     payment_plan: dict[str, Any] | None = _col(JSONType)
     in_collections: bool = _col(sa.Boolean, nullable=False)
+    # 0021: the invoice's lines, in order, beside it (they were rows of a table of their own):
+    # [{"description", "quantity", "unit_price", "amount_minor", "tax_minor"}, ...], in the
+    # invoice's currency, quantities and prices as decimal text (`state.convert.line_values`)
+    lines: list[dict[str, Any]] | None = _col(JSONType)
     # 0020: as the customer's, with the total and due date a plan in words is laid over
     states_digest: str | None = _col(sa.Text)
     # Which connection's view the row holds, and how much that connection is trusted for
@@ -186,28 +190,6 @@ class InvoiceRow(SQLModel, table=True):
     source_rank: int = _col(sa.Integer, nullable=False, server_default="0")
     created_at: datetime = _col(UTCDateTime, nullable=False)
     updated_at: datetime = _col(UTCDateTime, nullable=False)
-
-
-class InvoiceLineRow(SQLModel, table=True):
-    __tablename__ = "invoice_lines"
-    __table_args__ = (
-        sa.ForeignKeyConstraint(
-            ["company", "invoice_id"],
-            ["invoices.company", "invoices.id"],
-            name="fk_invoice_lines_invoice",
-            ondelete="CASCADE",
-        ),
-    )
-
-    company: str = _company(primary_key=True)
-    invoice_id: str = _col(sa.Text, primary_key=True, nullable=False)
-    line_no: int = _col(sa.Integer, primary_key=True, nullable=False, autoincrement=False)
-    description: str = _col(sa.Text, nullable=False)
-    quantity: str = _col(sa.Text, nullable=False)
-    unit_price: str | None = _col(sa.Text)
-    currency: str = _col(sa.String(3), nullable=False)
-    amount_minor: int = _col(sa.BigInteger, nullable=False)
-    tax_minor: int | None = _col(sa.BigInteger)
 
 
 class PaymentRow(SQLModel, table=True):
@@ -476,7 +458,6 @@ RATE_BUDGETS = sa.Table(
 STATE_TABLES: tuple[str, ...] = (
     "customers",
     "invoices",
-    "invoice_lines",
     "payments",
     "allocations",
     "refs",

@@ -4,6 +4,7 @@ every amount kept, with keys that carry the company; and the schema it ends with
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -28,6 +29,9 @@ from support.databases import pg_engine_in_temporary_schema, postgres_url_or_fai
 
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 BOOK_TABLES = tuple(name for name in STATE_TABLES if name != "oauth_tokens")
+# The tables of 0009, parents first: today's, and the invoice lines that 0021 moved into their invoice
+TABLES_0009 = tuple(t for name in STATE_TABLES for t in ((name, "invoice_lines") if name == "invoices" else (name,)))
+LINE_FIELDS = ("description", "quantity", "unit_price", "amount_minor", "tax_minor")
 T0 = datetime(2026, 10, 1, 9, 30, tzinfo=UTC)
 T1 = datetime(2026, 10, 2, 17, 5, 12, 345678, tzinfo=UTC)
 
@@ -113,7 +117,7 @@ BOOK_0009: dict[str, list[dict[str, Any]]] = {
     "invoice_lines": [
         {
             "invoice_id": "inv-1",
-            "line_no": 0,
+            "line_no": 1,
             "description": "Widget",
             "quantity": "2",
             "unit_price": "5.0625",
@@ -123,7 +127,7 @@ BOOK_0009: dict[str, list[dict[str, Any]]] = {
         },
         {
             "invoice_id": "inv-2",
-            "line_no": 0,
+            "line_no": 1,
             "description": "Consulting",
             "quantity": "1.5",
             "unit_price": None,
@@ -133,7 +137,7 @@ BOOK_0009: dict[str, list[dict[str, Any]]] = {
         },
         {
             "invoice_id": "inv-2",
-            "line_no": 1,
+            "line_no": 2,
             "description": "Travel",
             "quantity": "1",
             "unit_price": "30.00",
@@ -353,7 +357,7 @@ BOOK_0009: dict[str, list[dict[str, Any]]] = {
         },
     ],
 }
-assert set(BOOK_0009) == set(STATE_TABLES)
+assert set(BOOK_0009) == set(TABLES_0009)
 
 
 def _type(value: Any) -> sa.types.TypeEngine[Any]:
@@ -390,9 +394,9 @@ def book_at_0009(engine: sa.Engine) -> dict[str, list[dict[str, Any]]]:
     """Upgrade `engine` to 0009, store the book, and return every row as stored."""
     assert upgrade(engine, "0009") == "0009"
     with engine.begin() as connection:
-        for name in STATE_TABLES:  # parents first
+        for name in TABLES_0009:  # parents first
             insert_rows(connection, name, BOOK_0009[name])
-    return {name: raw_rows(engine, name) for name in STATE_TABLES}
+    return {name: raw_rows(engine, name) for name in TABLES_0009}
 
 
 @pytest.fixture
@@ -429,12 +433,12 @@ def declared_schema_diff(engine: sa.Engine) -> list[Any]:
 
 
 def schema(engine: sa.Engine) -> dict[str, Any]:
-    """Everything about the state tables that reflection sees, and the triggers, comparable
-    between two databases (column order aside)."""
+    """Everything about the state tables (those of 0009 too) that reflection sees, and the
+    triggers, comparable between two databases (column order aside)."""
     found: dict[str, Any] = {}
     with engine.connect() as connection:
         inspector = sa.inspect(connection)
-        for name in STATE_TABLES:
+        for name in (name for name in TABLES_0009 if inspector.has_table(name)):
             found[name] = {
                 "columns": {
                     c["name"]: (str(c["type"]), c["nullable"], c.get("default")) for c in inspector.get_columns(name)
@@ -488,11 +492,31 @@ def test_every_row_is_kept_with_its_values_in_the_company_default(
             for row in after:
                 tried = row["state"] not in ("done", "cancelled") and row["attempts"] > 0
                 assert bool(row.pop("sent_alone")) == tried, row
+        if name == "invoices":  # 0021 moved each invoice's lines into it, in order
+            for row in after:
+                assert stored_json(row.pop("lines")) == lines_0009(row["id"]), row["id"]
         known = set(before[name][0]) if before[name] else set()
         assert all(value is None for row in after for key, value in row.items() if key not in known), name
         assert [{k: v for k, v in row.items() if k in known} for row in after] == before[name], name
     # not a book's: left as it was
     assert raw_rows(empty_engine, "oauth_tokens") == before["oauth_tokens"]
+    with empty_engine.connect() as connection:
+        assert not sa.inspect(connection).has_table("invoice_lines")
+
+
+def stored_json(value: Any) -> Any:
+    """A JSON column's value as the driver gives it (SQLite: the text)."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def lines_0009(invoice_id: str, company: str | None = None, book: list[dict[str, Any]] | None = None) -> list[Any]:
+    """The lines of 0009's rows (or `book`'s) of one invoice, in order, as `invoices.lines` keeps them."""
+    rows = [
+        row
+        for row in (BOOK_0009["invoice_lines"] if book is None else book)
+        if row["invoice_id"] == invoice_id and row.get("company", company) == company
+    ]
+    return [{field: row[field] for field in LINE_FIELDS} for row in sorted(rows, key=lambda row: row["line_no"])]
 
 
 def test_the_store_reads_the_same_money_after_the_upgrade(
@@ -508,8 +532,17 @@ def test_the_store_reads_the_same_money_after_the_upgrade(
         assert invoice.tax.to_minor() == row["tax_minor"]
         assert invoice.amount_paid.to_minor() == row["amount_paid_minor"]
         assert invoice.amount_credited.to_minor() == row["amount_credited_minor"]
-        lines = [line for line in BOOK_0009["invoice_lines"] if line["invoice_id"] == row["id"]]
-        assert [line.amount.to_minor() for line in invoice.lines] == [line["amount_minor"] for line in lines]
+        read = [
+            {
+                "description": line.description,
+                "quantity": str(line.quantity),
+                "unit_price": None if line.unit_price is None else str(line.unit_price),
+                "amount_minor": line.amount.to_minor(),
+                "tax_minor": None if line.tax is None else line.tax.to_minor(),
+            }
+            for line in invoice.lines
+        ]
+        assert read == lines_0009(row["id"])
     assert str(invoices["inv-1"].total) == "10.625 KWD"
     assert invoices["inv-2"].payment_plan is not None
     payments = {payment.id: payment.amount.to_minor() for payment in store.list_payments()}
@@ -578,12 +611,6 @@ def test_an_allocation_of_one_company_cannot_point_at_another_companys_records(
     # B's payment on default's invoice, and a B allocation between default's records: refused
     refused(empty_engine, ALLOCATION.format(company="B", payment="pay-1", invoice="inv-2"), FOREIGN_KEY)
     refused(empty_engine, ALLOCATION.format(company="default", payment="pay-9", invoice="inv-2"), FOREIGN_KEY)
-    refused(
-        empty_engine,
-        "INSERT INTO invoice_lines (company, invoice_id, line_no, description, quantity, currency, "
-        "amount_minor) VALUES ('B', 'inv-1', 5, 'x', '1', 'KWD', 1)",
-        FOREIGN_KEY,
-    )
     # the same allocation within default's book is fine
     accepted(empty_engine, ALLOCATION.format(company="default", payment="pay-1", invoice="inv-2"))
     with empty_engine.connect() as connection:
@@ -627,28 +654,64 @@ def test_refs_and_idempotency_keys_are_unique_within_a_company(
     refused(empty_engine, action.format(company="default"), UNIQUE)
 
 
-def test_deleting_an_invoice_cascades_to_its_own_companys_lines_only(
-    empty_engine: sa.Engine, before: dict[str, list[dict[str, Any]]]
-) -> None:
+def test_0021_moves_each_invoices_lines_into_its_own_companys_invoice_in_order(empty_engine: sa.Engine) -> None:
+    """Two companies with an invoice of the same id, lines stored out of order: each invoice
+    gets its own company's lines, by line number; an invoice without lines gets none."""
+    book_at_0009(empty_engine)
+    assert upgrade(empty_engine, "0020") == "0020"
     accepted(
         empty_engine,
         "INSERT INTO invoices (company, id, currency, subtotal_minor, tax_minor, total_minor, "
         "amount_paid_minor, amount_credited_minor, status, disputed, in_collections, created_at, updated_at) "
-        "VALUES ('B', 'inv-1', 'KWD', 1, 0, 1, 0, 0, 'open', FALSE, FALSE, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+        "VALUES ('B', 'inv-1', 'JPY', 300, 0, 300, 0, 0, 'open', FALSE, FALSE, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP),"
+        " ('B', 'inv-9', 'JPY', 0, 0, 0, 0, 0, 'draft', FALSE, FALSE, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
     )
-    accepted(
-        empty_engine,
-        "INSERT INTO invoice_lines (company, invoice_id, line_no, description, quantity, currency, "
-        "amount_minor) VALUES ('B', 'inv-1', 0, 'x', '1', 'KWD', 1)",
-    )
-    accepted(empty_engine, "DELETE FROM invoices WHERE company = 'B' AND id = 'inv-1'")
-    with empty_engine.connect() as connection:
-        lines = connection.execute(sa.text("SELECT company, invoice_id, line_no FROM invoice_lines")).all()
-    assert sorted(tuple(line) for line in lines) == [
-        ("default", "inv-1", 0),
-        ("default", "inv-2", 0),
-        ("default", "inv-2", 1),
+    lines_b = [
+        {
+            "company": "B",
+            "invoice_id": "inv-1",
+            "line_no": 2,
+            "description": "Second",
+            "quantity": "1",
+            "unit_price": None,
+            "currency": "JPY",
+            "amount_minor": 100,
+            "tax_minor": None,
+        },
+        {
+            "company": "B",
+            "invoice_id": "inv-1",
+            "line_no": 1,
+            "description": "First",
+            "quantity": "0.5",
+            "unit_price": "400",
+            "currency": "JPY",
+            "amount_minor": 200,
+            "tax_minor": 0,
+        },
     ]
+    with empty_engine.begin() as connection:
+        insert_rows(connection, "invoice_lines", lines_b)
+
+    assert upgrade(empty_engine) == head_revision()
+
+    with empty_engine.connect() as connection:
+        stored = {
+            (company, invoice_id): stored_json(lines)
+            for company, invoice_id, lines in connection.execute(sa.text("SELECT company, id, lines FROM invoices"))
+        }
+    assert stored[("B", "inv-1")] == lines_0009("inv-1", "B", lines_b)
+    assert [line["description"] for line in stored[("B", "inv-1")]] == ["First", "Second"]
+    assert stored[("B", "inv-9")] == []
+    assert stored[("default", "inv-1")] == lines_0009("inv-1")
+    assert stored[("default", "inv-2")] == lines_0009("inv-2")
+    store = open_store(empty_engine)
+    invoice = next(i for i in store.for_company("B").list_invoices() if i.id == "inv-1")
+    assert [(line.description, str(line.amount)) for line in invoice.lines] == [
+        ("First", "200 JPY"),
+        ("Second", "100 JPY"),
+    ]
+    store.close()
 
 
 def test_the_audit_log_is_still_append_only(empty_engine: sa.Engine, before: dict[str, list[dict[str, Any]]]) -> None:
@@ -682,7 +745,7 @@ def test_a_book_with_lines_of_a_missing_invoice_is_refused_and_left_as_it_was(em
         with empty_engine.begin() as connection:
             connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
             connection.exec_driver_sql(orphan)
-    stored = {name: raw_rows(empty_engine, name) for name in STATE_TABLES}
+    stored = {name: raw_rows(empty_engine, name) for name in TABLES_0009}
     at_0009 = schema(empty_engine)
 
     with pytest.raises(
@@ -692,7 +755,7 @@ def test_a_book_with_lines_of_a_missing_invoice_is_refused_and_left_as_it_was(em
 
     assert current_revision(empty_engine) == "0009"
     assert schema(empty_engine) == at_0009
-    assert {name: raw_rows(empty_engine, name) for name in STATE_TABLES} == stored
+    assert {name: raw_rows(empty_engine, name) for name in TABLES_0009} == stored
 
 
 # 3. the schema is the declared one, whichever way the database got there ------------------
@@ -735,7 +798,7 @@ def test_downgrade_gives_back_the_0009_schema_and_rows_of_a_single_company(
 ) -> None:
     downgrade(empty_engine, "0009")
     assert current_revision(empty_engine) == "0009"
-    for name in STATE_TABLES:
+    for name in TABLES_0009:
         assert raw_rows(empty_engine, name) == before[name], name
     with another_database(empty_engine, tmp_path) as fresh:
         upgrade(fresh, "0009")
