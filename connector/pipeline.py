@@ -132,6 +132,7 @@ def reconcile_and_plan(
 ENGINE_MARK = ("(engine)", "reconcile-and-plan")
 LINK_MARK = ("(engine)", "link")
 PLAN_MARK = ("(engine)", "plan")  # `connector plan`'s own
+RECONCILE_MARK = ("(engine)", "reconcile")  # `connector reconcile`'s own
 VIEWS_MARK = ("(engine)", "link-views")
 # Even with nothing changed, the engine runs in full this often: a change committed by another
 # worker while the mark was taken, with a clock older than the newest one, waits no longer.
@@ -174,6 +175,21 @@ def plan_if_changed(
     mark = engine_mark(config, store, registry, date.today())
     done = _unless_unchanged(store, PLAN_MARK, mark, lambda: plan(config, store, registry, keep=False), full=full)
     return done if isinstance(done, EngineSkip) else None
+
+
+def reconcile_if_changed(
+    config: Config, store: Store, registry: Registry | None = None, *, full: bool = False
+) -> ReconcileSummary | EngineSkip:
+    """`run_reconciliation`, unless nothing it reads moved since it last ran: the same mark
+    as `reconcile_and_plan_if_changed` (the book, decisions and allocations included, the day,
+    the configuration, the versions), kept apart, so `connector reconcile` run again on a book
+    nothing changed reads a few aggregates instead of matching the whole book again. `full`
+    reconciles whatever the mark says."""
+    registry = registry or installed()
+    mark = engine_mark(config, store, registry, date.today())
+    return _unless_unchanged(
+        store, RECONCILE_MARK, mark, lambda: run_reconciliation(config, store, registry=registry), full=full
+    )
 
 
 def link_if_changed(
@@ -306,6 +322,7 @@ __all__ = [
     "plan_if_changed",
     "reconcile_and_plan",
     "reconcile_and_plan_if_changed",
+    "reconcile_if_changed",
     "remap",
     "run",
     "sync",

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from connector.cli.context import AppContext, pass_app
-from connector.cli.writeback_commands import local_time
+from connector.cli.days import local_time
 from connector.config import Config, Connection
 from connector.errors import ConnectorError
 from connector.providers.registry import installed

@@ -1,5 +1,6 @@
 """Days typed on the command line: `YYYY-MM-DD` in ASCII digits, within the years the reports
-can count back and forward from (a DSO window, a statement's month), else a usage error."""
+can count back and forward from (a DSO window, a statement's month), else a usage error; and
+moments as every command prints them (`local_time`)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,8 @@ def parse_day(value: str | None, option: str, default: date | None = None) -> da
 def start_of(day: date) -> datetime:
     """Midnight UTC at the start of `day`."""
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def local_time(moment: datetime) -> str:
+    """A moment as this machine's local time, to the second (how every command prints one)."""
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")

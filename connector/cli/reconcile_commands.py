@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from connector.cli.context import AppContext, pass_app
+from connector.cli.days import local_time
 from connector.cli.review import (
     SORTS,
     ProposalView,
@@ -32,8 +33,8 @@ from connector.cli.review import (
 from connector.errors import UsageError
 from connector.model import Allocation, Invoice, Payment
 from connector.money import Money
+from connector.pipeline import EngineSkip, reconcile_if_changed
 from connector.reconcile.decisions import accept_proposal, match, reject_proposal, reopen_proposal, unmatch
-from connector.reconcile.run import run_reconciliation
 from connector.reconcile.types import LEDGER_RULE
 from connector.state import reconciliation as decisions
 from connector.state.store import Store
@@ -226,6 +227,7 @@ def _views(
 @click.group("reconcile", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (shape in docs/finance.md).")
 @click.option("-a", "--all", "show_all", is_flag=True, help="Also list the allocations the ledger records itself.")
+@click.option("--full", is_flag=True, help="Match the whole book again even when nothing changed since the last run.")
 @_sort
 @_customer
 @_rule
@@ -237,18 +239,28 @@ def reconcile_group(
     app: AppContext,
     as_json: bool,
     show_all: bool,
+    full: bool,
     sort: str | None,
     customer: str | None,
     rule: str | None,
     min_confidence: Decimal | None,
 ) -> None:
     """Match payments to invoices on what is stored; show applied allocations and proposals
-    (filtered and sorted with --customer, --rule, --min-confidence, --sort)."""
+    (filtered and sorted with --customer, --rule, --min-confidence, --sort). With nothing
+    changed since the last run (the book, the day, the settings), nothing is matched again."""
     if ctx.invoked_subcommand is not None:
         return
     store = app.store()
-    summary = run_reconciliation(app.config(), store)
+    done = reconcile_if_changed(app.config(), store, full=full)
+    summary = None if isinstance(done, EngineSkip) else done
     report = reconcile_report(store, summary)
+    if isinstance(done, EngineSkip):
+        since = done.last_run
+        click.echo(
+            f"nothing changed since the reconcile of {local_time(since)}: nothing matched again (--full does)",
+            err=True,
+        )
+        report["unchanged_since"] = since.isoformat(timespec="seconds")
     views = _views(app, customer, rule, min_confidence, sort)
     by_id = {p["id"]: p for p in report["proposals"]}
     report["proposals"] = [by_id[v.id] for v in views if v.id in by_id]

@@ -11,8 +11,9 @@ import click
 from connector import pipeline
 from connector.cli.company_commands import print_company_heading
 from connector.cli.context import AppContext, pass_app
+from connector.cli.days import local_time
 from connector.cli.progress import SyncProgress
-from connector.cli.writeback_commands import deferrals_json, local_time, print_apply_problems, print_entries
+from connector.cli.writeback_commands import deferrals_json, print_apply_problems, print_entries
 from connector.errors import EXIT_PROBLEMS, ConfigError, ConnectorError, UsageError, exit_code
 from connector.pipeline import Then
 from connector.redaction import redact

@@ -10,13 +10,13 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any
 
 import click
 
 from connector.actors import current_user
 from connector.cli.context import AppContext, pass_app
+from connector.cli.days import local_time
 from connector.cli.reconcile_commands import settlement_lines
 from connector.cli.streaming import echo_json_rows
 from connector.errors import EXIT_PROBLEMS, UsageError
@@ -97,11 +97,6 @@ def _print_entry(entry: outbox.OutboxEntry) -> None:
         return  # its note says what it waits for: a new credential
     if entry.action.state == "planned" and entry.next_attempt_at:
         click.echo(f"         next attempt at {local_time(entry.next_attempt_at)}")
-
-
-def local_time(moment: datetime) -> str:
-    """A moment as this machine's local time, to the second (how every command prints one)."""
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 @click.command("plan")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -45,6 +46,39 @@ def test_reconcile_json_gives_every_allocation_and_proposal_in_the_documented_sh
     for proposal in report["proposals"]:
         assert [c["rank"] for c in proposal["candidates"]] == list(range(1, len(proposal["candidates"]) + 1))
         assert proposal["candidates"][0]["invoice"]["refs"]
+
+
+def test_reconcile_run_again_on_a_book_nothing_changed_matches_nothing_and_says_since_when(book):
+    run, copy = book
+    first = run("reconcile", "--json")
+    assert first.exit_code == 0 and "nothing changed" not in first.stderr
+    # its own writes may move the book once: then the next run matches again, finding nothing new
+    for _ in range(3):
+        unchanged = run("reconcile", "--json")
+        if unchanged.stderr:
+            break
+    assert unchanged.exit_code == 0
+    assert re.fullmatch(
+        r"nothing changed since the reconcile of \d{4}-\d\d-\d\d \d\d:\d\d:\d\d: nothing matched again "
+        r"\(--full does\)\n",
+        unchanged.stderr,
+    )
+    before, report = json.loads(first.stdout), json.loads(unchanged.stdout)
+    assert report["unchanged_since"]
+    assert (report["applied"], report["proposals"]) == (before["applied"], before["proposals"])
+    assert report["summary"]["applied_this_run"] == 0 and report["summary"]["open_proposals"] == len(
+        before["proposals"]
+    )
+    audited = len(audit_rows(copy, "allocate"))
+    assert json.loads(run("reconcile", "--json").stdout)["unchanged_since"]
+    assert len(audit_rows(copy, "allocate")) == audited
+    # --full matches anyway; finance's decision makes the next run match again
+    assert "nothing changed" not in run("reconcile", "--full").stderr
+    proposal = before["proposals"][0]
+    assert run("reconcile", "reject", proposal["id"], "--user", "alice").exit_code == 0
+    after = run("reconcile", "--json")
+    assert "nothing changed" not in after.stderr and "unchanged_since" not in json.loads(after.stdout)
+    assert proposal["payment"]["id"] not in {p["payment"]["id"] for p in json.loads(after.stdout)["proposals"]}
 
 
 def test_a_rejected_proposal_is_not_proposed_again_and_is_audited(book):
