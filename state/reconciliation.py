@@ -69,13 +69,15 @@ def load_allocations(
     payment_ids: Sequence[str] | None = None,
     invoice_ids: Sequence[str] | None = None,
     ids: Sequence[str] | None = None,
+    rule: str | None = None,
+    other_than: str | None = None,
 ) -> list[StoredAllocation]:
+    """The company's allocations in the order they were made, of `status`, `payment_ids`,
+    `invoice_ids`, `ids`, made by `rule` or by any rule `other_than` one, when given."""
     allocations = table("allocations")
-    query = (
-        sa.select(allocations).where(mine(session, allocations)).order_by(allocations.c.created_at, allocations.c.id)
+    query = _allocations_of(
+        session, sa.select(allocations).order_by(allocations.c.created_at, allocations.c.id), status, rule, other_than
     )
-    if status is not None:
-        query = query.where(allocations.c.status == status)
     if payment_ids is not None:
         query = query.where(one_of(session, allocations.c.payment_id, list(payment_ids)))
     if invoice_ids is not None:
@@ -83,6 +85,36 @@ def load_allocations(
     if ids is not None:
         query = query.where(one_of(session, allocations.c.id, list(ids)))
     return [_allocation_from(row) for row in session.execute(query)]
+
+
+def _allocations_of(session: Session, query: Any, status: str | None, rule: str | None, other_than: str | None) -> Any:
+    allocations = table("allocations")
+    query = query.where(mine(session, allocations))
+    if status is not None:
+        query = query.where(allocations.c.status == status)
+    if rule is not None:
+        query = query.where(allocations.c.rule == rule)
+    if other_than is not None:
+        query = query.where(allocations.c.rule != other_than)
+    return query
+
+
+def allocation_ids(
+    session: Session, *, status: str | None = None, rule: str | None = None, other_than: str | None = None
+) -> list[str]:
+    """The ids of `load_allocations` with these filters, in its order, and nothing else: a
+    report orders the book's allocations, then reads them a batch at a time."""
+    allocations = table("allocations")
+    query = sa.select(allocations.c.id).order_by(allocations.c.created_at, allocations.c.id)
+    return [str(row[0]) for row in session.execute(_allocations_of(session, query, status, rule, other_than))]
+
+
+def count_allocations(
+    session: Session, *, status: str | None = None, rule: str | None = None, other_than: str | None = None
+) -> int:
+    """How many allocations `load_allocations` with these filters would read."""
+    query = sa.select(sa.func.count()).select_from(table("allocations"))
+    return int(session.execute(_allocations_of(session, query, status, rule, other_than)).scalar_one())
 
 
 def save_allocations(session: Session, allocations_: Iterable[Allocation], status: str) -> None:

@@ -10,8 +10,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -30,11 +29,13 @@ from connector.cli.review import (
     run_review,
     select,
 )
+from connector.cli.streaming import echo_json_rows
 from connector.errors import UsageError
 from connector.model import Allocation, Invoice, Payment
 from connector.money import Money
 from connector.pipeline import EngineSkip, reconcile_if_changed
 from connector.reconcile.decisions import accept_proposal, match, reject_proposal, reopen_proposal, unmatch
+from connector.reconcile.run import ReconcileSummary
 from connector.reconcile.types import LEDGER_RULE
 from connector.state import reconciliation as decisions
 from connector.state.store import Store
@@ -42,12 +43,16 @@ from connector.writeback.settle import Settlement, Settler
 
 
 class _Describe:
-    """Refs and numbers of payments and invoices, read once per id."""
+    """Refs and numbers of the payments and invoices a batch of entries names, read for that
+    batch alone (never the book's)."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.invoices = {i.id: i for i in store.list_receivables(with_lines=False)}  # refs and numbers
-        self.payments = {p.id: p for p in store.list_payments()}
+    def __init__(self, store: Store, payment_ids: Iterable[str], invoice_ids: Iterable[str]) -> None:
+        with store.session() as session:
+            # refs and numbers: the receivables without their lines
+            self.invoices = {
+                i.id: i for i in store.list_receivables(session=session, ids=sorted(set(invoice_ids)), with_lines=False)
+            }
+            self.payments = {p.id: p for p in store.list_payments(session=session, ids=sorted(set(payment_ids)))}
 
     @staticmethod
     def _refs(record: Invoice | Payment | None) -> list[dict[str, str]]:
@@ -114,28 +119,48 @@ def _candidate(describe: _Describe, payment_id: str, candidate: dict[str, Any], 
     }
 
 
-def reconcile_report(store: Store, summary: Any) -> dict[str, Any]:
-    describe = _Describe(store)
+# Applied allocations read (with their payments' and invoices' refs) a batch at a time.
+REPORT_BATCH = 1000
+
+
+def applied_entries(store: Store, *, with_ledger: bool = True) -> Iterator[dict[str, Any]]:
+    """Every applied allocation as the report's entry, in the order they were made, read
+    `REPORT_BATCH` at a time with the refs of their own payments and invoices: the report of a
+    large book in a batch's memory. Without `with_ledger`, the ledger's own records are left
+    out (what the text report lists unless -a)."""
     with store.session() as session:
-        applied = decisions.load_allocations(session, status="applied")
+        ids = decisions.allocation_ids(session, status="applied", other_than=None if with_ledger else LEDGER_RULE)
+    for start in range(0, len(ids), REPORT_BATCH):
+        with store.session() as session:
+            stored = decisions.load_allocations(session, status="applied", ids=ids[start : start + REPORT_BATCH])
+        chunk = [s.allocation for s in stored]
+        describe = _Describe(store, [a.payment_id for a in chunk], [a.invoice_id for a in chunk])
+        for a in chunk:
+            yield _entry(
+                describe,
+                "applied",
+                a.payment_id,
+                a.invoice_id,
+                a.amount,
+                a.amount.currency,
+                a.rule,
+                a.confidence,
+                a.reason,
+                id=a.id,
+                confirmed_by=a.confirmed_by,
+            )
+
+
+def proposal_entries(store: Store) -> list[dict[str, Any]]:
+    """Every open proposal as the report's entry, its candidates ranked."""
+    with store.session() as session:
         proposals = decisions.load_proposals(session)
-    out_applied = [
-        _entry(
-            describe,
-            "applied",
-            a.payment_id,
-            a.invoice_id,
-            a.amount,
-            a.amount.currency,
-            a.rule,
-            a.confidence,
-            a.reason,
-            id=a.id,
-            confirmed_by=a.confirmed_by,
-        )
-        for a in (s.allocation for s in applied)
-    ]
-    out_proposals = []
+    describe = _Describe(
+        store,
+        [p["payment_id"] for p in proposals],
+        [i for p in proposals for c in p["candidates"] for i in c["invoice_ids"]],
+    )
+    out = []
     for proposal in proposals:
         left = Money.from_minor(int(proposal["amount_minor"]), proposal["currency"])
         candidates = [
@@ -158,7 +183,7 @@ def reconcile_report(store: Store, summary: Any) -> dict[str, Any]:
                 "reason": proposal.get("note") or "",
             }
         )
-        out_proposals.append(
+        out.append(
             {
                 **top,
                 "id": proposal["id"],
@@ -167,31 +192,34 @@ def reconcile_report(store: Store, summary: Any) -> dict[str, Any]:
                 "candidates": candidates,
             }
         )
+    return out
+
+
+def run_summary(summary: ReconcileSummary | None, open_proposals: int) -> dict[str, int]:
+    """What this run did (nothing, when it was skipped) and what is open."""
     return {
-        "applied": out_applied,
-        "proposals": out_proposals,
-        "summary": {
-            "applied_this_run": len(summary.applied) if summary else 0,
-            "ledger_recorded_this_run": summary.ledger if summary else 0,
-            "reversed_this_run": summary.reversed if summary else 0,
-            "open_proposals": len(out_proposals),
-            "unmatched_payments": len(summary.unmatched) if summary else 0,
-        },
+        "applied_this_run": len(summary.applied) if summary else 0,
+        "ledger_recorded_this_run": summary.ledger if summary else 0,
+        "reversed_this_run": summary.reversed if summary else 0,
+        "open_proposals": open_proposals,
+        "unmatched_payments": len(summary.unmatched) if summary else 0,
     }
 
 
-def print_reconcile(report: dict[str, Any], views: list[ProposalView], *, verbose: bool = False) -> None:
-    applied = [a for a in report["applied"] if verbose or a["rule"] != LEDGER_RULE]
-    ledger = len(report["applied"]) - len([a for a in report["applied"] if a["rule"] != LEDGER_RULE])
+def print_reconcile(store: Store, views: list[ProposalView], *, verbose: bool = False) -> None:
+    with store.session() as session:
+        ledger = decisions.count_allocations(session, status="applied", rule=LEDGER_RULE)
     click.echo(f"Applied allocations ({ledger} more recorded by the ledger itself; -v lists them):")
-    if not applied:
-        click.echo("  none")
-    for a in applied:
+    shown = 0
+    for a in applied_entries(store, with_ledger=verbose):
+        shown += 1
         click.echo(
             f"  {a['id']}  {_label(a['payment'])} -> {a['invoice']['number'] or a['invoice']['id']}  "
             f"{a['amount']} {a['currency']}  {a['rule']} ({a['confidence']})"
         )
         click.echo(f"      {a['reason']}")
+    if not shown:
+        click.echo("  none")
     click.echo("")
     click.echo(f"Open proposals ({len(views)}): `connector reconcile accept ID` or `reject ID`, or `reconcile review`")
     for view in views:
@@ -253,21 +281,24 @@ def reconcile_group(
     store = app.store()
     done = reconcile_if_changed(app.config(), store, full=full)
     summary = None if isinstance(done, EngineSkip) else done
-    report = reconcile_report(store, summary)
     if isinstance(done, EngineSkip):
-        since = done.last_run
         click.echo(
-            f"nothing changed since the reconcile of {local_time(since)}: nothing matched again (--full does)",
+            f"nothing changed since the reconcile of {local_time(done.last_run)}: nothing matched again (--full does)",
             err=True,
         )
-        report["unchanged_since"] = since.isoformat(timespec="seconds")
     views = _views(app, customer, rule, min_confidence, sort)
-    by_id = {p["id"]: p for p in report["proposals"]}
-    report["proposals"] = [by_id[v.id] for v in views if v.id in by_id]
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-    else:
-        print_reconcile(report, views, verbose=show_all)
+    if not as_json:
+        print_reconcile(store, views, verbose=show_all)
+        return
+    proposals = proposal_entries(store)
+    by_id = {p["id"]: p for p in proposals}
+    tail: dict[str, Any] = {
+        "proposals": [by_id[v.id] for v in views if v.id in by_id],
+        "summary": run_summary(summary, len(proposals)),
+    }
+    if isinstance(done, EngineSkip):
+        tail["unchanged_since"] = done.last_run.isoformat(timespec="seconds")
+    echo_json_rows({}, "applied", applied_entries(store), lambda: tail)
 
 
 _user = click.option("--user", help="Who decides (default: the OS user); kept in the audit log.")

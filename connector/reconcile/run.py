@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -74,14 +74,13 @@ def run_reconciliation(
     related = relations.load_related(store)
     customer_names = relations.customer_names(store)
     with store.session() as session:
-        # without their refs: what the systems say of them is read from the views below
-        invoices = store.list_receivables(session=session, with_refs=False)
-        payments = store.list_payments(session=session, with_refs=False)
+        # What the book is listed by, not the book: the invoices themselves reach the matcher a
+        # batch at a time (`_receivables`), each kept there only as the little it matches on.
+        numbers = {key.id: key.number for key in store.receivable_keys(session=session)}
         # The views a batch at a time, each kept only for what it says here (the book's views
         # all at once were most of this command's memory).
         by_remote: dict[tuple[str, str, str], str] = {}
         references: dict[str, list[str]] = defaultdict(list)
-        numbers = {invoice.id: invoice.number for invoice in invoices}
         for view in map(_with_sync, state_linking.each_ref_view(session, "invoice")):
             by_remote[(view["system"], view["object_type"], view["remote_id"])] = view["entity_id"]
             # The invoice's references (a PO number), and the numbers the other systems give
@@ -114,17 +113,22 @@ def run_reconciliation(
             (s.allocation.payment_id, s.allocation.invoice_id)
             for s in decisions.load_allocations(session, status="rejected")
         }
-        summary.ledger, in_ledger, applied = _take_ledger_records(session, payments, parts)
+        summary.ledger, in_ledger, pending = _take_ledger_records(session, store, parts)
+        del parts
 
-        outside = [p for p in payments if p.id not in in_ledger]
-        pending = [a for a in applied if a.rule != LEDGER_RULE]
+        # Payments the ledger records are its allocations (above): the matcher sees the others.
+        outside = store.list_payments(
+            session=session,
+            ids=[payment_id for payment_id, _ in state_records.payment_keys(session) if payment_id not in in_ledger],
+            with_refs=False,
+        )
         result = reconcile(
-            [i for i in invoices if i.id],
+            _receivables(store, session, list(numbers)),
             outside,
             links={k: v for k, v in links.items() if v},
             allocations=pending,
             rejected=rejected,
-            held=held_payments(rejected) | {p.id for p in payments if p.id and p.dispute_status == "open"},
+            held=held_payments(rejected) | {p.id for p in outside if p.id and p.dispute_status == "open"},
             references=dict(references),
             config=settings or config.reconcile,
             related=related,
@@ -287,18 +291,35 @@ def _apply_ledger_records(
     return changed
 
 
+# Payments read at a time by `_take_ledger_records`, with their ledger allocations.
+LEDGER_BATCH = 1000
+
+
 def _take_ledger_records(
-    session: Any, payments: list[Payment], parts: dict[str, list[LedgerPart]]
+    session: Any, store: Store, parts: dict[str, list[LedgerPart]]
 ) -> tuple[int, dict[str, list[LedgerPart]], list[Allocation]]:
-    """The ledger's own records made allocations (`_apply_ledger_records`) and ours that they
-    now hold retired (`_retire_superseded`), for the payments of `parts`: how many ledger
-    allocations were made or changed, the live ledger parts per payment, and the allocations
-    applied after."""
-    applied = [s.allocation for s in decisions.load_allocations(session, status="applied")]
-    made = _apply_ledger_records(session, payments, parts, applied)
+    """The ledger's own records made allocations (`_apply_ledger_records`, `LEDGER_BATCH`
+    payments and their ledger allocations at a time) and ours that they now hold retired
+    (`_retire_superseded`), for the payments of `parts`: how many ledger allocations were made
+    or changed, the live ledger parts per payment, and our applied allocations left after
+    (the ones not the ledger's own)."""
+    made = 0
+    ids = list(parts)
+    for start in range(0, len(ids), LEDGER_BATCH):
+        chunk = ids[start : start + LEDGER_BATCH]
+        payments = store.list_payments(session=session, ids=chunk, with_refs=False)
+        recorded = decisions.load_allocations(session, status="applied", payment_ids=chunk, rule=LEDGER_RULE)
+        made += _apply_ledger_records(session, payments, {p: parts[p] for p in chunk}, [s.allocation for s in recorded])
     in_ledger = {payment_id: live for payment_id, found in parts.items() if (live := [p for p in found if p.live])}
-    retired = _retire_superseded(session, in_ledger, decisions.load_allocations(session, status="applied"))
-    return made, in_ledger, retired
+    ours = decisions.load_allocations(session, status="applied", other_than=LEDGER_RULE)
+    return made, in_ledger, _retire_superseded(session, in_ledger, ours)
+
+
+def _receivables(store: Store, session: Any, ids: list[str], batch: int = LEDGER_BATCH) -> Iterator[Invoice]:
+    """The receivables of `ids` with their lines (a remittance may quote what they bill), read
+    `batch` at a time as the matcher's book takes them in."""
+    for start in range(0, len(ids), batch):
+        yield from store.list_receivables(session=session, ids=ids[start : start + batch], with_refs=False)
 
 
 def take_ledger_records(config: Config, store: Store, registry: Registry | None = None) -> int:
@@ -329,8 +350,7 @@ def take_ledger_records(config: Config, store: Store, registry: Registry | None 
             target = _invoice_link(view)
             invoice_id = by_remote.get((view["system"], str(target))) if target else None
             parts[view["entity_id"]].append(_ledger_part(view, invoice_id, reversed_parts))
-        payments = store.list_payments(session=session, ids=sorted(parts))
-        made, _, _ = _take_ledger_records(session, payments, parts)
+        made, _, _ = _take_ledger_records(session, store, parts)
     return made
 
 
