@@ -711,6 +711,39 @@ def list_invoices(
     ]
 
 
+def receivables_to_match(session: Session, ids: Sequence[str]) -> list[tuple[Any, ...]]:
+    """(id, number, customer id, currency, status, issue date, due date, what is owed in minor
+    units, the lines' descriptions) of the receivables of `ids` (as `list_invoices(receivable=
+    True)` selects them), by id: what reconciliation's book takes of an invoice, from its own
+    row, without building it. What is owed is its total less what was paid and credited; the
+    descriptions (joined by a space, None for none) are read only where something is owed."""
+    invoices = table("invoices")
+    owed = invoices.c.total_minor - invoices.c.amount_paid_minor - invoices.c.amount_credited_minor
+    lines = sa.case((owed > 0, invoices.c.lines), else_=sa.null())
+    query = (
+        sa.select(
+            invoices.c.id,
+            invoices.c.number,
+            invoices.c.customer_id,
+            invoices.c.currency,
+            invoices.c.status,
+            invoices.c.issue_date,
+            invoices.c.due_date,
+            owed,
+            sa.type_coerce(lines, invoices.c.lines.type),
+        )
+        .where(mine(session, invoices), one_of(session, invoices.c.id, list(ids)))
+        .order_by(invoices.c.id)
+    )
+    if (only := _receivable(session, invoices)) is not None:
+        query = query.where(only)
+    out = []
+    for *head, lines_of in session.execute(query):
+        described = " ".join([line["description"] for line in lines_of or () if line.get("description")])
+        out.append((*head, described or None))
+    return out
+
+
 @dataclass(frozen=True)
 class InvoiceState:
     """What the collections states of a receivable are copied onto, and read from: its

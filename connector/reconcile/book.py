@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import NamedTuple
 
 from connector.errors import ReconcileInvariantError
 from connector.model import Allocation, Invoice, Payment
@@ -41,6 +42,45 @@ class OpenInvoice:
     due: int
     issued: int
     balance: int
+
+
+class ToMatch(NamedTuple):
+    """What the book takes of an invoice (`to_match`), or of a receivable's row as the store
+    reads it (`state.records.receivables_to_match`): `owed` is its total less what was paid and
+    credited, in minor units; `described` its lines' descriptions (None: none, or nothing owed)."""
+
+    id: str | None
+    number: str | None
+    customer_id: str | None
+    currency: str
+    status: str
+    issue_date: date | None
+    due_date: date | None
+    owed: int
+    described: str | None
+
+
+def to_match(invoice: Invoice) -> ToMatch:
+    # The invoice's amounts are in its currency (the model checks it) and quantised to its
+    # exponent, so the difference scaled to minor units is a whole number.
+    owed = invoice.total.amount - invoice.amount_paid.amount - invoice.amount_credited.amount
+    units = int(owed.scaleb(CURRENCY_EXPONENTS[invoice.currency]))
+    described = (
+        " ".join([line.description for line in invoice.lines if line.description])
+        if units > 0 and invoice.lines
+        else None
+    )
+    return ToMatch(
+        invoice.id,
+        invoice.number,
+        invoice.customer_id,
+        invoice.currency,
+        invoice.status,
+        invoice.issue_date,
+        invoice.due_date,
+        units,
+        described or None,
+    )
 
 
 @dataclass(slots=True)
@@ -115,7 +155,7 @@ class Book:
     `names`: customer id -> the name a person knows the customer by, for reasons."""
 
     def __init__(
-        self, invoices: Iterable[Invoice], allocated: dict[str, int], names: Mapping[str, str] | None = None
+        self, invoices: Iterable[Invoice | ToMatch], allocated: dict[str, int], names: Mapping[str, str] | None = None
     ) -> None:
         self.names: Mapping[str, str] = names or {}
         self.invoices: dict[str, OpenInvoice] = {}
@@ -129,29 +169,28 @@ class Book:
         items = self.invoices
         accounts = self._accounts
         by_amount = self._by_amount
-        exponents = CURRENCY_EXPONENTS
         no_allocations = not allocated
         for invoice in invoices:
-            invoice_id = invoice.id
-            if invoice_id is None:
-                raise ValueError(f"invoice {invoice.number!r} has no id")
             if invoice.status in ("void", "draft"):
+                if invoice.id is None:
+                    raise ValueError(f"invoice {invoice.number!r} has no id")
                 continue
-            currency = invoice.currency
-            # The invoice's amounts are in its currency (the model checks it) and quantised to
-            # its exponent, so the difference scaled to minor units is a whole number.
-            owed = invoice.total.amount - invoice.amount_paid.amount - invoice.amount_credited.amount
-            balance = int(owed.scaleb(exponents[currency]))
+            entry = invoice if isinstance(invoice, ToMatch) else to_match(invoice)
+            invoice_id = entry.id
+            if invoice_id is None:
+                raise ValueError(f"invoice {entry.number!r} has no id")
+            balance = entry.owed
             if not no_allocations:
                 balance -= allocated.get(invoice_id, 0)
             if balance < 0:
                 balance = 0
-            due = invoice.due_date
-            issued = invoice.issue_date
-            customer_id = invoice.customer_id
+            due = entry.due_date
+            issued = entry.issue_date
+            customer_id = entry.customer_id
+            currency = entry.currency
             item = OpenInvoice(
                 invoice_id,
-                invoice.number,
+                entry.number,
                 customer_id,
                 currency,
                 due.toordinal() if due else _NO_DUE,
@@ -160,10 +199,8 @@ class Book:
             )
             items[invoice_id] = item
             if balance > 0:
-                if invoice.lines:
-                    text = " ".join([line.description for line in invoice.lines if line.description])
-                    if text:
-                        described[invoice_id] = text
+                if entry.described:
+                    described[invoice_id] = entry.described
                 if customer_id is not None:
                     accounts[(customer_id, currency)].append((balance, item.due, invoice_id))
                 by_amount[(currency, balance)].add(invoice_id)

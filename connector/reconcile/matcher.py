@@ -30,7 +30,7 @@ from decimal import Decimal
 
 from connector.errors import ReconcileInvariantError
 from connector.model import Allocation, Invoice, Payment
-from connector.reconcile.book import Book, OpenInvoice, OpenPayment, minor, money, open_payment, show
+from connector.reconcile.book import Book, OpenInvoice, OpenPayment, ToMatch, minor, money, open_payment, show
 from connector.reconcile.evidence import (
     NOTHING,
     Evidence,
@@ -72,7 +72,7 @@ _build_result = builder(ReconcileResult, "applied", "proposals", "unapplied", "r
 
 
 def reconcile(
-    invoices: Iterable[Invoice],
+    invoices: Iterable[Invoice | ToMatch],
     payments: Iterable[Payment],
     *,
     links: Mapping[str, Sequence[str]] | None = None,
@@ -126,7 +126,7 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _reconcile(
-    invoices: Iterable[Invoice],
+    invoices: Iterable[Invoice | ToMatch],
     payments: Iterable[Payment],
     links: Mapping[str, Sequence[str]] | None,
     allocations: Iterable[Allocation],

@@ -24,6 +24,7 @@ from connector.model import Allocation, Invoice, Payment
 from connector.money import Money
 from connector.providers.registry import Registry
 from connector.reconcile import MANUAL_RULE, ReconcileConfig, reconcile
+from connector.reconcile.book import ToMatch
 from connector.reconcile.reversals import why_money_left
 from connector.reconcile.types import LEDGER_RULE, MONEY_STATUSES, Proposal
 from connector.state import linking as state_linking
@@ -63,6 +64,20 @@ def _with_sync(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+# What reconciliation reads of each invoice view: its reference (a PO number) and its number.
+INVOICE_FIELDS = (("_sync", "hints", "reference"), ("number",))
+# Of each payment view: the invoice it links to, the ledger invoice its hints name, and what a
+# ledger payment records (amount, currency, status, deleted): `_part`'s arguments.
+PAYMENT_FIELDS = (
+    ("_sync", "links", "invoice"),
+    ("_sync", "hints", "ledger_invoice_id"),
+    ("amount", "amount"),
+    ("amount", "currency"),
+    ("status",),
+    ("_sync", "deleted"),
+)
+
+
 def run_reconciliation(
     config: Config, store: Store, *, settings: ReconcileConfig | None = None, registry: Registry | None = None
 ) -> ReconcileSummary:
@@ -77,37 +92,38 @@ def run_reconciliation(
         # What the book is listed by, not the book: the invoices themselves reach the matcher a
         # batch at a time (`_receivables`), each kept there only as the little it matches on.
         numbers = {key.id: key.number for key in store.receivable_keys(session=session)}
-        # The views a batch at a time, each kept only for what it says here (the book's views
-        # all at once were most of this command's memory).
+        # What the views say here, a batch at a time and extracted by the database (decoding
+        # every view whole was most of this command's time; holding them, its memory).
         by_remote: dict[tuple[str, str, str], str] = {}
         references: dict[str, list[str]] = defaultdict(list)
-        for view in map(_with_sync, state_linking.each_ref_view(session, "invoice")):
-            by_remote[(view["system"], view["object_type"], view["remote_id"])] = view["entity_id"]
+        for system, object_type, remote_id, entity, *values in state_linking.each_ref_fields(
+            session, "invoice", INVOICE_FIELDS
+        ):
+            by_remote[(system, object_type, remote_id)] = entity
             # The invoice's references (a PO number), and the numbers the other systems give
             # it (the gateway's "A1B2C3D4-0042"): a remittance may quote any of them.
-            entity = view["entity_id"]
-            for value in (view["sync"].get("hints", {}).get("reference"), view["data"].get("number")):
+            for value in values:
                 if value and str(value) != numbers.get(entity) and str(value) not in references.get(entity, ()):
                     references[entity].append(str(value))
 
         reversed_parts = decisions.reversed_ledger_payments(session)
         parts: dict[str, list[LedgerPart]] = defaultdict(list)
         links: dict[str, list[str]] = defaultdict(list)
-        for view in map(_with_sync, state_linking.each_ref_view(session, "payment")):
-            payment_links, hints = view["sync"].get("links", {}), view["sync"].get("hints", {})
-            target = payment_links.get("invoice")
-            invoice_id = by_remote.get((view["system"], "invoice", str(target))) if target else None
-            if view["system"] in ledgers:
-                parts[view["entity_id"]].append(_ledger_part(view, invoice_id, reversed_parts))
+        for row in state_linking.each_ref_fields(session, "payment", PAYMENT_FIELDS):
+            system, _, remote_id, entity, target, named, amount, currency, status, deleted = row
+            invoice_id = by_remote.get((system, "invoice", str(target))) if target else None
+            if system in ledgers:
+                parts[entity].append(
+                    _part(system, remote_id, invoice_id, amount, currency, status, deleted, reversed_parts)
+                )
                 continue
-            for hint in ("ledger_invoice_id",):
-                named = hints.get(hint)
-                for ledger in ledgers:
-                    found = by_remote.get((ledger, "invoice", str(named))) if named else None
-                    if found and found not in links[view["entity_id"]]:
-                        links[view["entity_id"]].append(found)
-            if invoice_id and invoice_id not in links[view["entity_id"]]:
-                links[view["entity_id"]].append(invoice_id)
+            for ledger in ledgers:
+                found = by_remote.get((ledger, "invoice", str(named))) if named else None
+                if found and found not in links[entity]:
+                    links[entity].append(found)
+            if invoice_id and invoice_id not in links[entity]:
+                links[entity].append(invoice_id)
+        del by_remote
 
         rejected = {
             (s.allocation.payment_id, s.allocation.invoice_id)
@@ -123,7 +139,7 @@ def run_reconciliation(
             with_refs=False,
         )
         result = reconcile(
-            _receivables(store, session, list(numbers)),
+            _receivables(session, list(numbers)),
             outside,
             links={k: v for k, v in links.items() if v},
             allocations=pending,
@@ -188,16 +204,38 @@ class LedgerPart:
 def _ledger_part(view: dict[str, Any], invoice_id: str | None, reversed_parts: set[tuple[str, str]]) -> LedgerPart:
     data = view["data"] if isinstance(view["data"], dict) else {}
     raw = data.get("amount")
-    amount = (
-        Money.of(raw["amount"], raw["currency"]) if isinstance(raw, dict) and raw.get("amount") is not None else None
+    amount, currency = (raw.get("amount"), raw.get("currency")) if isinstance(raw, dict) else (None, None)
+    return _part(
+        view["system"],
+        view["remote_id"],
+        invoice_id,
+        amount,
+        currency,
+        data.get("status"),
+        view["sync"].get("deleted"),
+        reversed_parts,
     )
-    status = data.get("status")
+
+
+def _part(
+    system: str,
+    remote_id: str,
+    invoice_id: str | None,
+    amount: Any,
+    currency: Any,
+    status: Any,
+    deleted: Any,
+    reversed_parts: set[tuple[str, str]],
+) -> LedgerPart:
+    """A ledger payment's part from what its view says: `deleted` as the view holds it (JSON
+    true, or as a database reads it: 1, "true")."""
     live = (
-        not view["sync"].get("deleted")
+        deleted not in (True, 1, "true")
         and (status is None or status in MONEY_STATUSES)
-        and (view["system"], view["remote_id"]) not in reversed_parts
+        and (system, remote_id) not in reversed_parts
     )
-    return LedgerPart(view["system"], view["remote_id"], invoice_id, amount, live)
+    money = Money.of(amount, currency) if amount is not None else None
+    return LedgerPart(system, remote_id, invoice_id, money, live)
 
 
 def held_payments(rejected: set[tuple[str, str]]) -> set[str]:
@@ -315,11 +353,13 @@ def _take_ledger_records(
     return made, in_ledger, _retire_superseded(session, in_ledger, ours)
 
 
-def _receivables(store: Store, session: Any, ids: list[str], batch: int = LEDGER_BATCH) -> Iterator[Invoice]:
-    """The receivables of `ids` with their lines (a remittance may quote what they bill), read
-    `batch` at a time as the matcher's book takes them in."""
+def _receivables(session: Any, ids: list[str], batch: int = LEDGER_BATCH) -> Iterator[ToMatch]:
+    """What the matcher's book takes of each receivable of `ids` (its row's figures, and its
+    lines' descriptions where something is owed: a remittance may quote what they bill), read
+    `batch` at a time as the book takes them in, without building the invoices."""
     for start in range(0, len(ids), batch):
-        yield from store.list_receivables(session=session, ids=ids[start : start + batch], with_refs=False)
+        for row in state_records.receivables_to_match(session, ids[start : start + batch]):
+            yield ToMatch._make(row)
 
 
 def take_ledger_records(config: Config, store: Store, registry: Registry | None = None) -> int:
