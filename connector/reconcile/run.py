@@ -94,12 +94,18 @@ def run_reconciliation(
         numbers = {key.id: key.number for key in store.receivable_keys(session=session)}
         # What the views say here, a batch at a time and extracted by the database (decoding
         # every view whole was most of this command's time; holding them, its memory).
-        by_remote: dict[tuple[str, str, str], str] = {}
+        # (system, remote id) -> canonical id of the invoices (not the deals) a payment view
+        # may name; each canonical id kept once, as the receivables' list holds it
+        by_remote: dict[tuple[str, str], str] = {}
+        receivables = list(numbers)
+        ids = {invoice_id: invoice_id for invoice_id in receivables}
         references: dict[str, list[str]] = defaultdict(list)
         for system, object_type, remote_id, entity, *values in state_linking.each_ref_fields(
             session, "invoice", INVOICE_FIELDS
         ):
-            by_remote[(system, object_type, remote_id)] = entity
+            entity = ids.get(entity, entity)
+            if object_type == "invoice":
+                by_remote[(system, remote_id)] = entity
             # The invoice's references (a PO number), and the numbers the other systems give
             # it (the gateway's "A1B2C3D4-0042"): a remittance may quote any of them.
             for value in values:
@@ -111,19 +117,19 @@ def run_reconciliation(
         links: dict[str, list[str]] = defaultdict(list)
         for row in state_linking.each_ref_fields(session, "payment", PAYMENT_FIELDS):
             system, _, remote_id, entity, target, named, amount, currency, status, deleted = row
-            invoice_id = by_remote.get((system, "invoice", str(target))) if target else None
+            invoice_id = by_remote.get((system, str(target))) if target else None
             if system in ledgers:
                 parts[entity].append(
                     _part(system, remote_id, invoice_id, amount, currency, status, deleted, reversed_parts)
                 )
                 continue
             for ledger in ledgers:
-                found = by_remote.get((ledger, "invoice", str(named))) if named else None
+                found = by_remote.get((ledger, str(named))) if named else None
                 if found and found not in links[entity]:
                     links[entity].append(found)
             if invoice_id and invoice_id not in links[entity]:
                 links[entity].append(invoice_id)
-        del by_remote
+        del by_remote, ids, numbers
 
         rejected = {
             (s.allocation.payment_id, s.allocation.invoice_id)
@@ -139,7 +145,7 @@ def run_reconciliation(
             with_refs=False,
         )
         result = reconcile(
-            _receivables(session, list(numbers)),
+            _receivables(session, receivables),
             outside,
             links={k: v for k, v in links.items() if v},
             allocations=pending,
@@ -335,11 +341,11 @@ LEDGER_BATCH = 1000
 
 def _take_ledger_records(
     session: Any, store: Store, parts: dict[str, list[LedgerPart]]
-) -> tuple[int, dict[str, list[LedgerPart]], list[Allocation]]:
+) -> tuple[int, set[str], list[Allocation]]:
     """The ledger's own records made allocations (`_apply_ledger_records`, `LEDGER_BATCH`
     payments and their ledger allocations at a time) and ours that they now hold retired
     (`_retire_superseded`), for the payments of `parts`: how many ledger allocations were made
-    or changed, the live ledger parts per payment, and our applied allocations left after
+    or changed, the payments a live ledger payment records, and our applied allocations left after
     (the ones not the ledger's own)."""
     made = 0
     ids = list(parts)
@@ -350,7 +356,7 @@ def _take_ledger_records(
         made += _apply_ledger_records(session, payments, {p: parts[p] for p in chunk}, [s.allocation for s in recorded])
     in_ledger = {payment_id: live for payment_id, found in parts.items() if (live := [p for p in found if p.live])}
     ours = decisions.load_allocations(session, status="applied", other_than=LEDGER_RULE)
-    return made, in_ledger, _retire_superseded(session, in_ledger, ours)
+    return made, set(in_ledger), _retire_superseded(session, in_ledger, ours)
 
 
 def _receivables(session: Any, ids: list[str], batch: int = LEDGER_BATCH) -> Iterator[ToMatch]:
