@@ -841,6 +841,18 @@ def receivable_keys(session: Session, customer_ids: Sequence[str] | None = None)
     return [ListingKey(*row) for row in session.execute(query)]
 
 
+def receivable_numbers(session: Session, ids: Sequence[str]) -> dict[str, str | None]:
+    """id -> number of the receivables among `ids` (as `list_invoices(receivable=True)` selects
+    them): what a report names an invoice by, without reading the invoice."""
+    invoices = table("invoices")
+    query = sa.select(invoices.c.id, invoices.c.number).where(
+        mine(session, invoices), one_of(session, invoices.c.id, list(ids))
+    )
+    if (only := _receivable(session, invoices)) is not None:
+        query = query.where(only)
+    return {str(row[0]): row[1] for row in session.execute(query)}
+
+
 def payments_short(session: Session) -> list[str]:
     """Ids of the payments that may pay less than their amount (`Payment.collected`): failed
     or pending, refunded, or under an open or lost dispute; from the payments' own columns, a

@@ -188,6 +188,18 @@ class Store:
         with self._tx(session) as s:
             return records.receivable_states(s)
 
+    def receivable_numbers(self, ids: Sequence[str], session: Session | None = None) -> dict[str, str | None]:
+        """id -> number of the receivables among `ids`, nothing else of them."""
+        with self._tx(session) as s:
+            return records.receivable_numbers(s, ids)
+
+    def refs_of(
+        self, entity_kind: str, entity_ids: Sequence[str], session: Session | None = None
+    ) -> dict[str, list[Ref]]:
+        """Each record's refs (what a `Ref` holds, not the views), for several records at once."""
+        with self._tx(session) as s:
+            return records.refs_for(s, entity_kind, entity_ids)
+
     def receivable_keys(
         self, session: Session | None = None, customer_ids: Sequence[str] | None = None
     ) -> list[records.ListingKey]:

@@ -31,7 +31,7 @@ from connector.cli.review import (
 )
 from connector.cli.streaming import echo_json_rows
 from connector.errors import UsageError
-from connector.model import Allocation, Invoice, Payment
+from connector.model import Allocation, Ref
 from connector.money import Money
 from connector.pipeline import EngineSkip, reconcile_if_changed
 from connector.reconcile.decisions import accept_proposal, match, reject_proposal, reopen_proposal, unmatch
@@ -44,28 +44,27 @@ from connector.writeback.settle import Settlement, Settler
 
 class _Describe:
     """Refs and numbers of the payments and invoices a batch of entries names, read for that
-    batch alone (never the book's)."""
+    batch alone (never the book's), and only those: not the records themselves."""
 
     def __init__(self, store: Store, payment_ids: Iterable[str], invoice_ids: Iterable[str]) -> None:
         with store.session() as session:
-            # refs and numbers: the receivables without their lines
-            self.invoices = {
-                i.id: i for i in store.list_receivables(session=session, ids=sorted(set(invoice_ids)), with_lines=False)
-            }
-            self.payments = {p.id: p for p in store.list_payments(session=session, ids=sorted(set(payment_ids)))}
+            self.numbers = store.receivable_numbers(sorted(set(invoice_ids)), session=session)
+            self.invoice_refs = store.refs_of("invoice", sorted(self.numbers), session=session)
+            self.payment_refs = store.refs_of("payment", sorted(set(payment_ids)), session=session)
 
     @staticmethod
-    def _refs(record: Invoice | Payment | None) -> list[dict[str, str]]:
-        if record is None:
-            return []
-        return [{"system": r.system, "type": r.object_type, "id": r.remote_id} for r in record.refs]
+    def _refs(refs: list[Ref]) -> list[dict[str, str]]:
+        return [{"system": r.system, "type": r.object_type, "id": r.remote_id} for r in refs]
 
     def payment(self, payment_id: str) -> dict[str, Any]:
-        return {"id": payment_id, "refs": self._refs(self.payments.get(payment_id))}
+        return {"id": payment_id, "refs": self._refs(self.payment_refs.get(payment_id, []))}
 
     def invoice(self, invoice_id: str) -> dict[str, Any]:
-        invoice = self.invoices.get(invoice_id)
-        return {"id": invoice_id, "number": invoice.number if invoice else None, "refs": self._refs(invoice)}
+        return {
+            "id": invoice_id,
+            "number": self.numbers.get(invoice_id),
+            "refs": self._refs(self.invoice_refs.get(invoice_id, [])),
+        }
 
 
 def _entry(
