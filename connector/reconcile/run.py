@@ -359,12 +359,12 @@ def _take_ledger_records(
     return made, set(in_ledger), _retire_superseded(session, in_ledger, ours)
 
 
-def _receivables(session: Any, ids: list[str], batch: int = LEDGER_BATCH) -> Iterator[ToMatch]:
+def _receivables(session: Any, ids: list[str]) -> Iterator[ToMatch]:
     """What the matcher's book takes of each receivable of `ids` (its row's figures, and its
     lines' descriptions where something is owed: a remittance may quote what they bill), read
-    `batch` at a time as the book takes them in, without building the invoices."""
-    for start in range(0, len(ids), batch):
-        for row in state_records.receivables_to_match(session, ids[start : start + batch]):
+    `LEDGER_BATCH` at a time as the book takes them in, without building the invoices."""
+    for start in range(0, len(ids), LEDGER_BATCH):
+        for row in state_records.receivables_to_match(session, ids[start : start + LEDGER_BATCH]):
             yield ToMatch._make(row)
 
 
