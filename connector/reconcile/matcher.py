@@ -165,6 +165,11 @@ def _reconcile(
         index.add(invoice.id, invoice.number, references.get(invoice.id, ()))
 
     settled = {payment_id for payment_id, units in on_payment.items() if units > 0}
+    # What is left of a payment an earlier run (or finance) applied already: that run said the
+    # rest stays unapplied credit, so no rule applies it by itself now (it is proposed, as a
+    # held payment is); the run that applies a payment never applies its surplus either, so
+    # a run and the next agree.
+    held = held | settled
     settled.update(payment_id for payment_id, _ in refused)
     run = _Run(book, index, refused, config, settled, held, related, paying)
     open_payments: list[OpenPayment] = []

@@ -267,6 +267,22 @@ def test_the_surplus_of_a_payment_already_applied_is_not_guessed_onto_another_in
     assert again.unapplied == {"p1": Money.of("30.00", "USD")}
 
 
+def test_a_later_run_never_applies_by_itself_the_surplus_a_run_kept_as_credit():
+    """The first run applies p1 to the INV-0042 its remittance names and says the 30.00 left
+    stays unapplied credit; another open invoice owes exactly 30.00. A later run (nothing
+    changed) must not apply the surplus there by itself, against what the first run recorded:
+    the money of a payment already applied is only proposed for a person to decide."""
+    invoices = [inv("i1", "100.00", number="INV-0042"), inv("i2", "30.00")]
+    payments = [pay("p1", "130.00", remittance="INV-0042")]
+    first = reconcile(invoices, payments)
+    assert pairs(first) == [("p1", "i1", "100.00")]
+    assert "30.00 USD kept as unapplied credit" in first.applied[0].reason
+    again = reconcile(invoices, payments, allocations=first.applied)
+    assert again.applied == []
+    [proposal] = again.proposals
+    assert proposal.payment_id == "p1" and proposal.candidates[0].invoice_ids == ("i2",)
+
+
 def test_no_oldest_invoice_guess_comes_back_after_finance_rejected_a_proposal():
     invoices = [inv("i1", "100.00"), inv("i2", "100.00"), inv("i3", "700.00")]
     result = reconcile(invoices, [pay("p1", "100.00")], rejected=[("p1", "i1"), ("p1", "i2")])
