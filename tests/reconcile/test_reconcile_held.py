@@ -20,9 +20,9 @@ from connector.money import Money
 from connector.reconcile import decisions, reconcile
 from connector.reconcile.run import ReconcileSummary, run_reconciliation
 from connector.state import reconciliation as stored
-from connector.state.store import Store, open_store
+from connector.state.store import Store
 from connector.writeback.settle import Settler
-from support.databases import pg_engine_in_temporary_schema, postgres_url_or_fail, sqlite_engine_in
+from support.databases import BACKENDS, store_on
 from support.reconcile_cases import inv, pairs, pay
 
 # The matcher ----------------------------------------------------------------------------------
@@ -65,14 +65,10 @@ def test_other_payments_are_applied_as_before_beside_a_held_one():
 # Finance's decisions, then the next run -----------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        with sqlite_engine_in(tmp_path) as engine:
-            yield open_store(engine)
-    else:
-        with pg_engine_in_temporary_schema(postgres_url_or_fail()) as engine:
-            yield open_store(engine)
+    with store_on(request.param, tmp_path) as store:
+        yield store
 
 
 def _invoice(id_: str, number: str, total: str) -> Invoice:

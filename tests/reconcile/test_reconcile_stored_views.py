@@ -19,23 +19,13 @@ from connector.money import Money
 from connector.reconcile import run
 from connector.reconcile.run import run_reconciliation
 from connector.state import reconciliation as stored
-from connector.state.store import Store, open_store
-from support.databases import pg_engine_in_temporary_schema, postgres_url_or_fail, sqlite_engine_in
+from connector.state.store import Store
+from support.databases import BACKENDS, store_on
+from support.dunning_book import CONFIG
 
-# Never called: reconciliation only asks which connection is the ledger.
-CONFIG = """
-[database]
-url = "sqlite://"
-
-[connections.ledger]
-provider = "xero"
-base_url = "http://127.0.0.1:9/xero"
-token_url = "http://127.0.0.1:9/xero/token"
-tenant_id = "tenant"
-client_id = "client"
-client_secret = "stored-views-client-secret-0001"
-refresh_token = "stored-views-refresh-token-0001"
-
+# Never called: reconciliation only asks which connection is the ledger. The dunning book's
+# connections (a Xero ledger, a HubSpot CRM) and a Stripe gateway beside them.
+GATEWAY = """
 [connections.gateway]
 provider = "stripe"
 base_url = "http://127.0.0.1:9/stripe"
@@ -43,20 +33,16 @@ api_key = "sk_test_stored_views_0001"
 """
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        with sqlite_engine_in(tmp_path) as engine:
-            yield open_store(engine)
-    else:
-        with pg_engine_in_temporary_schema(postgres_url_or_fail()) as engine:
-            yield open_store(engine)
+    with store_on(request.param, tmp_path) as store:
+        yield store
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
     path = tmp_path / "connector.toml"
-    path.write_text(CONFIG)
+    path.write_text(CONFIG.format(database=tmp_path / "unused.db", extra=GATEWAY))
     return load_config(str(path))
 
 

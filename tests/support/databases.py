@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from connector.state.db import make_engine, redact_url
+from connector.state.store import Store, open_store
 
 POSTGRES_URL = os.environ.get("CONNECTOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -91,6 +92,22 @@ def sqlite_engine_in(directory: os.PathLike[str] | str) -> Iterator[sa.Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+# `pytest.fixture(params=BACKENDS)`: a test on SQLite, and on PostgreSQL (marked `postgres`).
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@contextmanager
+def store_on(backend: str, directory: os.PathLike[str] | str) -> Iterator[Store]:
+    """A store on a new SQLite file in `directory` (`backend` "sqlite") or on an empty private
+    PostgreSQL schema ("postgresql"; fails under CI=true without the server)."""
+    if backend == "sqlite":
+        with sqlite_engine_in(directory) as engine:
+            yield open_store(engine)
+    else:
+        with pg_engine_in_temporary_schema(postgres_url_or_fail()) as engine:
+            yield open_store(engine)
 
 
 def writes_during(store: Any, action: Callable[[], Any]) -> list[str]:

@@ -14,20 +14,16 @@ import sqlalchemy as sa
 from connector.model import Action
 from connector.state import Store, open_store, outbox
 from connector.state.records import utcnow
-from support.databases import pg_engine_in_temporary_schema, postgres_url_or_fail, sqlite_engine_in
+from support.databases import BACKENDS, pg_engine_in_temporary_schema, postgres_url_or_fail, store_on
 from support.state_factories import ref
 
 LEASE = timedelta(minutes=10)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        with sqlite_engine_in(tmp_path) as engine:
-            yield open_store(engine)
-    else:
-        with pg_engine_in_temporary_schema(postgres_url_or_fail()) as engine:
-            yield open_store(engine)
+    with store_on(request.param, tmp_path) as store:
+        yield store
 
 
 def queue(store: Store, connection: str, count: int) -> list[int]:
