@@ -240,7 +240,8 @@ def _part(
         and (status is None or status in MONEY_STATUSES)
         and (system, remote_id) not in reversed_parts
     )
-    money = Money.of(amount, currency) if amount is not None else None
+    # str: a decimal string as views hold it; a JSON number as its shortest text, never a float
+    money = Money.of(str(amount), currency) if amount is not None else None
     return LedgerPart(system, remote_id, invoice_id, money, live)
 
 
