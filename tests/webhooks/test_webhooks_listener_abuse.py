@@ -241,37 +241,43 @@ def test_a_bad_content_length_is_answered_400_in_one_json_log_line(serve, json_l
 
 @pytest.mark.slow
 def test_150_slow_connections_neither_starve_healthz_nor_stay_open(serve):
-    listener = serve(Limits(head_timeout=2.0))
+    """150 request heads that crawl: /healthz is answered while every one of them is still held
+    open (a starved server would answer only once they are dropped), and each is closed at its
+    deadline. Counted in answers, not timed: a loaded machine slows both sides alike."""
+    head_timeout = 3.0
+    listener = serve(Limits(head_timeout=head_timeout))
     slow = [socket.create_connection(endpoint(listener), timeout=5) for _ in range(150)]
+    answered_while_all_open = 0
     try:
-        for sock in slow:
-            sock.sendall(b"POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\n")
-            sock.setblocking(False)
-        open_ = set(range(len(slow)))
-        waits = []
-        began = time.monotonic()
-        while open_ and time.monotonic() - began < 6:  # a header byte every 0.2 s on each
-            for i in list(open_):
-                try:
-                    slow[i].send(b"X")
-                    if slow[i].recv(1) == b"":
-                        open_.discard(i)
-                except BlockingIOError:
-                    pass  # nothing to read: still open
-                except OSError:
-                    open_.discard(i)  # closed by the server
-            asked = time.monotonic()
-            assert httpx.get(listener.address + "/healthz", timeout=1.0).status_code == 200
-            waits.append(time.monotonic() - asked)
-            time.sleep(0.2)
-        closed_after = time.monotonic() - began
+        with httpx.Client(timeout=10.0) as probe:
+            probe.get(listener.address + "/healthz")  # the client's own first-use costs, before the crawl
+            for sock in slow:
+                sock.sendall(b"POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\n")
+                sock.setblocking(False)
+            open_ = set(range(len(slow)))
+            began = time.monotonic()
+            while open_ and time.monotonic() - began < 4 * head_timeout:  # a header byte every 0.2 s on each
+                for i in list(open_):
+                    try:
+                        slow[i].send(b"X")
+                        if slow[i].recv(1) == b"":
+                            open_.discard(i)
+                    except BlockingIOError:
+                        pass  # nothing to read: still open
+                    except OSError:
+                        open_.discard(i)  # closed by the server
+                all_open = len(open_) == len(slow)
+                assert probe.get(listener.address + "/healthz").status_code == 200
+                answered_while_all_open += all_open
+                time.sleep(0.2)
+            closed_after = time.monotonic() - began
     finally:
         for sock in slow:
             sock.close()
-    assert max(waits) < 1.0
-    # The request heads never completed: each connection is closed at its deadline (2 s).
+    assert answered_while_all_open >= 3, answered_while_all_open
+    # The request heads never completed: each connection is closed at its deadline.
     assert not open_, f"{len(open_)} slow connections still open"
-    assert 1.5 < closed_after < 5.0
+    assert head_timeout - 0.5 < closed_after < 3 * head_timeout
 
 
 # load -----------------------------------------------------------------------------------------
