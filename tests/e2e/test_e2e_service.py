@@ -426,7 +426,9 @@ def test_a_worker_killed_while_pulling_loses_nothing(book, tmp_path):
     lives), a survivor takes the pull over within the same tick, and only then is the tick
     reconciled and planned; every action is still sent once, nothing waits for a restart."""
     postgres_url_or_fail()
-    with temporary_pg_schema() as schema, Sandbox(book, limits="off", latency_ms=40) as sandbox:
+    # Xero's 30-minute grace for a spent refresh token: the SIGKILL may land between the token
+    # endpoint's answer and its save (docs/oauth.md), which is not what this test is about
+    with temporary_pg_schema() as schema, Sandbox(book, limits="off", latency_ms=40, refresh_grace_s=1800) as sandbox:
         url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
         config, store = setup_config(sandbox, tmp_path, url)
         config_path = tmp_path / "connector.toml"
