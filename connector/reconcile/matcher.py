@@ -48,7 +48,7 @@ from connector.reconcile.rules import (
     Rejected,
     exact_amount,
     explicit_link,
-    labels,
+    joined,
     payer_open_invoice,
     remittance_number,
     several_payments,
@@ -167,8 +167,8 @@ def _reconcile(
     settled = {payment_id for payment_id, units in on_payment.items() if units > 0}
     # What is left of a payment an earlier run (or finance) applied already: that run said the
     # rest stays unapplied credit, so no rule applies it by itself now (it is proposed, as a
-    # held payment is); the run that applies a payment never applies its surplus either, so
-    # a run and the next agree.
+    # held payment is); the run that applies a payment weighs its surplus the same way last
+    # (`by_surplus`), so a run and the next agree.
     held = held | settled
     settled.update(payment_id for payment_id, _ in refused)
     run = _Run(book, index, refused, config, settled, held, related, paying)
@@ -187,6 +187,8 @@ def _reconcile(
         run.by_remittance(pending)
     for pending in open_payments:
         run.by_amount(pending)
+    for pending in open_payments:
+        run.by_surplus(pending)
 
     unmatched = run.unmatched
     return _build_result(
@@ -221,6 +223,7 @@ class _Run:
         self.rejected = rejected
         self.config = config
         self.decided: set[str] = set()
+        self.applied_now: set[str] = set()  # payments this run applied money of
         self.unmatched: set[str] = set()
         # Payments with allocations already, or a rejected pair: no `payer_open_invoice` guess.
         self.settled = settled
@@ -253,6 +256,7 @@ class _Run:
 
     def apply(self, payment: OpenPayment, option: Option) -> None:
         self.decided.add(payment.id)
+        self.applied_now.add(payment.id)
         self.paying[payment.id].update(option.invoice_ids)
         for invoice_id, units in zip(option.invoice_ids, option.units, strict=True):
             self.applied.append(
@@ -327,8 +331,19 @@ class _Run:
                     evidence.note,
                 )
             )
-        else:
-            self.unmatched.add(payment.id)
+        elif not self.paying.get(payment.id):
+            self.unmatched.add(payment.id)  # a surplus with nothing to propose is unapplied credit, not unmatched
+
+    def by_surplus(self, payment: OpenPayment) -> None:
+        """What is left of a payment this run applied, weighed as the next run weighs it (a
+        payment with allocations is held: its rest is proposed, never applied by a rule, and
+        no guess is made from the payer's open invoices)."""
+        if payment.remaining <= 0 or payment.id not in self.applied_now:
+            return
+        self.held = self.held | {payment.id}
+        self.settled.add(payment.id)
+        self.decided.discard(payment.id)
+        self.by_amount(payment)
 
     # Deciding -----------------------------------------------------------------------------
 
@@ -516,7 +531,8 @@ class _Run:
                 if option.confidence < best:
                     break
                 if option.invoice_ids not in taken:
-                    earlier = labels(self.book, [self.book.invoices[ids[0]] for ids in taken if len(ids) == 1])
+                    # what each earlier payment was proposed first: one invoice, or several together
+                    earlier = joined([" + ".join(self.book.label(self.book.invoices[i]) for i in ids) for ids in taken])
                     reason = f"{option.reason}; an earlier payment of the same amount is proposed for {earlier}"
                     options = [option._replace(reason=reason), *options[:at], *options[at + 1 :]]
                     break

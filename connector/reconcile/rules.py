@@ -33,8 +33,14 @@ class Option(NamedTuple):
 
 def labels(book: Book, items: Sequence[OpenInvoice]) -> str:
     """ "INV-1", "INV-1 and INV-2", "INV-1, INV-2 and INV-3" (with customers' names when known)."""
-    names = [book.label(item) for item in items]
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return joined([book.label(item) for item in items])
+
+
+def joined(names: Sequence[str]) -> str:
+    """ "a", "a and b", "a, b and c"; "" for none."""
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def spread(payment: OpenPayment, items: Sequence[OpenInvoice]) -> tuple[list[OpenInvoice], list[int]]:

@@ -178,6 +178,22 @@ def test_equal_payments_of_one_payer_propose_the_open_invoices_in_turn():
     )
 
 
+def test_equal_payments_each_proposed_a_different_pair_of_invoices_in_turn():
+    """Two payments of 100.00, and two pairs of invoices that each sum to it: the second
+    payment is proposed the other pair first, saying which pair the first one was proposed
+    (this once stopped the whole run with an IndexError)."""
+    invoices = [inv("i1", "30.00", number="INV-1"), inv("i2", "70.00", number="INV-2")]
+    invoices += [inv("i3", "40.00", number="INV-3"), inv("i4", "60.00", number="INV-4")]
+    payments = [pay("p1", "100.00"), pay("p2", "100.00", received=RECEIVED + timedelta(hours=1))]
+    result = reconcile(invoices, payments)
+    assert result.applied == []
+    firsts = {p.payment_id: p.candidates[0].invoice_ids for p in result.proposals}
+    assert firsts == {"p1": ("i1", "i2"), "p2": ("i3", "i4")}
+    assert _first(result, "p2")[0].reason.endswith(
+        "an earlier payment of the same amount is proposed for INV-1 + INV-2"
+    )
+
+
 def test_a_month_in_the_remittance_picks_the_invoice_of_that_month():
     invoices = [
         inv(f"i{m}", "5000", currency="JPY", number=f"SUB-{m}", issued=date(2024, m, 1), due=date(2024, m, 28))

@@ -61,9 +61,9 @@ def test_output_is_the_same_whatever_the_input_order():
 
 
 def test_random_books_never_break_the_invariants():
-    for seed in range(8):
+    for seed in range(40):  # few or many payers, small and larger books (seed 12 once crashed the run)
         rng = random.Random(seed)
-        invoices, payments = _random_book(rng, customers=5, count=80)
+        invoices, payments = _random_book(rng, customers=rng.choice([3, 5, 20]), count=rng.choice([40, 80, 200]))
         result = reconcile(invoices, payments)
         check_invariants(invoices, payments, result)
         for proposal in result.proposals:

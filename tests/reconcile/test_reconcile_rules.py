@@ -281,6 +281,20 @@ def test_a_later_run_never_applies_by_itself_the_surplus_a_run_kept_as_credit():
     assert again.applied == []
     [proposal] = again.proposals
     assert proposal.payment_id == "p1" and proposal.candidates[0].invoice_ids == ("i2",)
+    # The run that applied p1 already proposes its surplus, exactly as the next run does.
+    assert first.proposals == again.proposals
+    assert first.unapplied == again.unapplied == {"p1": Money.of("30.00", "USD")}
+    assert first.unmatched == again.unmatched == []
+
+
+def test_a_surplus_with_nothing_to_propose_is_unapplied_credit_in_the_run_that_applies_it_and_after():
+    invoices = [inv("i1", "100.00", number="INV-0042"), inv("i2", "900.00")]
+    payments = [pay("p1", "130.00", remittance="INV-0042"), pay("p2", "55.00", customer="c-nobody")]
+    first = reconcile(invoices, payments)
+    again = reconcile(invoices, payments, allocations=first.applied)
+    # p1's 30.00 is credit (said so on its allocation), not an unmatched payment; p2 is one.
+    assert first.unmatched == again.unmatched == ["p2"]
+    assert first.proposals == again.proposals == []
 
 
 def test_no_oldest_invoice_guess_comes_back_after_finance_rejected_a_proposal():
