@@ -7,11 +7,15 @@ The run, in order:
 3. pass by pass, every payment in (received at, id) order: explicit links, then invoice
    numbers in the remittance, then amounts (exact, within tolerance, subset sums) and, when
    nothing else fits, the payer's oldest open invoices (a partial or over payment). A strong
-   rule is applied to every payment before a weaker rule may take an invoice;
+   rule is applied to every payment before a weaker rule may take an invoice; the passes are
+   repeated over what is still open until one applies nothing (`_Run.settle`), so the next
+   run over the same book finds nothing more to apply;
 4. a payment's best option is applied when its confidence reaches `auto_threshold` and no
-   other option is as good; otherwise its ranked options become a proposal. A held payment
-   (finance unmatched or rejected one of its matches) is never applied by a rule: its options,
-   rejected pairs left out, always wait for finance as a proposal;
+   other option is as good; otherwise its ranked options become a proposal, made last against
+   the book as the run leaves it (`_Run.propose`). A held payment (finance unmatched or
+   rejected one of its matches; or money of it is applied already, by this run or before) is
+   never applied by a rule: its options, rejected pairs left out, wait for finance as a
+   proposal;
 5. evidence against an option (`evidence`: the remittance names other invoices, a named
    invoice already paid or in another currency, an exact amount beside a named invoice's
    different balance) caps it below the threshold: conflicting evidence is proposed, never
@@ -167,8 +171,7 @@ def _reconcile(
     settled = {payment_id for payment_id, units in on_payment.items() if units > 0}
     # What is left of a payment an earlier run (or finance) applied already: that run said the
     # rest stays unapplied credit, so no rule applies it by itself now (it is proposed, as a
-    # held payment is); the run that applies a payment weighs its surplus the same way last
-    # (`by_surplus`), so a run and the next agree.
+    # held payment is); a payment this run applies is held from then on alike (`apply`).
     held = held | settled
     settled.update(payment_id for payment_id, _ in refused)
     run = _Run(book, index, refused, config, settled, held, related, paying)
@@ -182,13 +185,9 @@ def _reconcile(
     for pending in open_payments:
         if pending.customer_id is not None:
             run.accounts[(pending.customer_id, pending.currency)].append(pending)
-        run.by_link(pending, links.get(pending.id, ()))
+    run.settle(open_payments, links)
     for pending in open_payments:
-        run.by_remittance(pending)
-    for pending in open_payments:
-        run.by_amount(pending)
-    for pending in open_payments:
-        run.by_surplus(pending)
+        run.propose(pending)
 
     unmatched = run.unmatched
     return _build_result(
@@ -222,13 +221,15 @@ class _Run:
         self.index = index
         self.rejected = rejected
         self.config = config
-        self.decided: set[str] = set()
-        self.applied_now: set[str] = set()  # payments this run applied money of
+        # What each payment's amount pass weighed last, and against what evidence: after the
+        # last pass (which applied nothing) that is what the final book offers it.
+        self._weighed_last: dict[str, tuple[list[Option], Evidence]] = {}
         self.unmatched: set[str] = set()
         # Payments with allocations already, or a rejected pair: no `payer_open_invoice` guess.
         self.settled = settled
-        # Payments finance took a match away from: proposed, never applied by a rule.
-        self.held = held
+        # Payments finance took a match away from, and payments with money applied (before or
+        # by this run): proposed, never applied by a rule.
+        self.held = set(held)
         self._linked: dict[str, Option] = {}
         self.applied: list[Allocation] = []
         self.proposals: list[Proposal] = []
@@ -255,8 +256,10 @@ class _Run:
         return found
 
     def apply(self, payment: OpenPayment, option: Option) -> None:
-        self.decided.add(payment.id)
-        self.applied_now.add(payment.id)
+        # What is left of it is weighed from now on as the next run will weigh it: held (its
+        # rest only proposed), settled (no guess from the payer's open invoices).
+        self.held.add(payment.id)
+        self.settled.add(payment.id)
         self.paying[payment.id].update(option.invoice_ids)
         for invoice_id, units in zip(option.invoice_ids, option.units, strict=True):
             self.applied.append(
@@ -272,7 +275,26 @@ class _Run:
 
     # Passes -------------------------------------------------------------------------------
 
+    def settle(self, payments: Sequence[OpenPayment], links: Mapping[str, Sequence[str]]) -> None:
+        """The passes over every open payment, repeated until one applies nothing. A match
+        made late in a pass can leave an earlier payment a single fit; the next run would
+        apply it, so this run does, and the proposals are weighed against the book as the run
+        leaves it: a run and the next agree (the next applies and proposes nothing new)."""
+        waiting = list(payments)
+        while waiting:
+            made = len(self.applied)
+            for payment in waiting:
+                self.by_link(payment, links.get(payment.id, ()))
+            for payment in waiting:
+                self.by_remittance(payment)
+            for payment in waiting:
+                self.by_amount(payment)
+            if len(self.applied) == made:
+                return
+            waiting = [payment for payment in waiting if payment.remaining > 0]
+
     def by_link(self, payment: OpenPayment, linked: Sequence[str]) -> None:
+        self._linked.pop(payment.id, None)
         if linked:
             option = explicit_link(self.book, payment, linked, self.rejected, self.config.confidence)
             if option is not None and payment.id in self.held:
@@ -281,7 +303,7 @@ class _Run:
                 self.apply(payment, option)
 
     def by_remittance(self, payment: OpenPayment) -> None:
-        if payment.id in self.decided or payment.id in self.held or not payment.remittance:
+        if payment.remaining <= 0 or payment.id in self.held or not payment.remittance:
             return
         evidence = self.evidence(payment)
         options = self._weighed(payment, evidence, self._remittance_options(payment))
@@ -290,9 +312,10 @@ class _Run:
             self.apply(payment, best)
 
     def by_amount(self, payment: OpenPayment) -> None:
-        if payment.id in self.decided:
+        """Applies the payment's one sure option, unless it is held; what it weighed is kept
+        for `propose`."""
+        if payment.remaining <= 0:
             return
-        self.decided.add(payment.id)
         config = self.config
         evidence = self.evidence(payment)
         options = self._remittance_options(payment) if payment.remittance else []
@@ -318,32 +341,30 @@ class _Run:
             options = [guess] if guess is not None else []
         options = self._by_period(payment, self._hinted(payment, options))
         options = self._ranked(payment, self._weighed(payment, evidence, options))
+        self._weighed_last[payment.id] = (options, evidence)
         best = self._sure(options) if payment.id not in self.held else None
         if best is not None:
             self.apply(payment, best)
-        elif options or evidence.note is not None:
+
+    def propose(self, payment: OpenPayment) -> None:
+        """After `settle`: what is left of the payment, with what the last pass weighed for it,
+        as a proposal (ranked, equal payments in turn); with nothing to propose, an unmatched
+        payment, unless money of it is applied (the rest is unapplied credit)."""
+        if payment.remaining <= 0:
+            return
+        options, evidence = self._weighed_last[payment.id]
+        if options or evidence.note is not None:
             options = self._in_turn(payment, options)
             self.proposals.append(
                 _build_proposal(
                     payment.id,
                     money(payment.remaining, payment.currency),
-                    tuple([_candidate(payment, o) for o in options[: config.max_candidates]]),
+                    tuple([_candidate(payment, o) for o in options[: self.config.max_candidates]]),
                     evidence.note,
                 )
             )
         elif not self.paying.get(payment.id):
-            self.unmatched.add(payment.id)  # a surplus with nothing to propose is unapplied credit, not unmatched
-
-    def by_surplus(self, payment: OpenPayment) -> None:
-        """What is left of a payment this run applied, weighed as the next run weighs it (a
-        payment with allocations is held: its rest is proposed, never applied by a rule, and
-        no guess is made from the payer's open invoices)."""
-        if payment.remaining <= 0 or payment.id not in self.applied_now:
-            return
-        self.held = self.held | {payment.id}
-        self.settled.add(payment.id)
-        self.decided.discard(payment.id)
-        self.by_amount(payment)
+            self.unmatched.add(payment.id)
 
     # Deciding -----------------------------------------------------------------------------
 

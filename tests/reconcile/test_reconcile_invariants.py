@@ -72,6 +72,21 @@ def test_random_books_never_break_the_invariants():
             assert confidences == sorted(confidences, reverse=True)
 
 
+def test_a_run_and_the_next_agree_on_random_books():
+    """The next run over the same book (the first run's allocations stored) applies nothing
+    new and proposes, lists unmatched and leaves unapplied exactly what the first run did:
+    proposals are weighed against the book as the run leaves it, and a match the next run
+    would make is made now."""
+    for seed in range(40):
+        rng = random.Random(seed)
+        invoices, payments = _random_book(rng, customers=rng.choice([3, 5, 20]), count=rng.choice([40, 80, 200]))
+        first = reconcile(invoices, payments)
+        again = reconcile(invoices, payments, allocations=first.applied)
+        assert again.applied == [], seed
+        assert again.proposals == first.proposals, seed
+        assert (again.unmatched, again.unapplied) == (first.unmatched, first.unapplied), seed
+
+
 def _random_book(rng: random.Random, *, customers: int, count: int) -> tuple[list[Invoice], list[Payment]]:
     currencies = ("USD", "EUR", "JPY", "KWD")
     invoices = []

@@ -250,9 +250,11 @@ def test_the_oldest_invoice_guess_counts_only_invoices_still_open():
         pay("p2", "30.00", received=RECEIVED.replace(hour=14)),
     ]
     result = reconcile(invoices, payments)
-    assert pairs(result) == [("p1", "i1", "100.00")]  # exact amount, after p0 was weighed
+    assert pairs(result) == [("p1", "i1", "100.00")]  # exact amount, although p0 came first
+    # Proposals are weighed against the book as the run leaves it: i1 is paid by then, so
+    # neither p0 nor p2 is proposed for it (accepting that would only be refused).
     proposed = {p.payment_id: [c.invoice_ids for c in p.candidates] for p in result.proposals}
-    assert proposed == {"p0": [("i1",)], "p2": [("i2",)]}
+    assert proposed == {"p0": [("i2",)], "p2": [("i2",)]}
     check_invariants(invoices, payments, result)
 
 
@@ -295,6 +297,27 @@ def test_a_surplus_with_nothing_to_propose_is_unapplied_credit_in_the_run_that_a
     # p1's 30.00 is credit (said so on its allocation), not an unmatched payment; p2 is one.
     assert first.unmatched == again.unmatched == ["p2"]
     assert first.proposals == again.proposals == []
+
+
+def test_a_later_match_that_leaves_an_earlier_payment_one_fit_applies_it_in_the_same_run():
+    """p1 (20.000 KWD) comes first, while the payer owes 25.000: INV-1 + INV-2 is only a
+    proposal then. p2 (5.000) pays INV-3 exactly; now p1 is the payer's whole open balance.
+    The next run would apply p1 by itself, so this run does: a run and the next agree."""
+    invoices = [
+        inv(f"i{n}", amount, currency="KWD", number=f"INV-{n}")
+        for n, amount in enumerate(("10.000", "10.000", "5.000"), 1)
+    ]
+    payments = [
+        pay("p1", "20.000", currency="KWD"),
+        pay("p2", "5.000", currency="KWD", received=RECEIVED.replace(hour=13)),
+    ]
+    first = reconcile(invoices, payments)
+    assert sorted(pairs(first)) == [("p1", "i1", "10.000"), ("p1", "i2", "10.000"), ("p2", "i3", "5.000")]
+    assert "whole open balance of customer c1: INV-1, INV-2" in first.applied[-1].reason
+    assert first.proposals == []
+    again = reconcile(invoices, payments, allocations=first.applied)
+    assert again.applied == [] and again.proposals == []
+    check_invariants(invoices, payments, first)
 
 
 def test_no_oldest_invoice_guess_comes_back_after_finance_rejected_a_proposal():
