@@ -283,6 +283,8 @@ class _Run:
         waiting = list(payments)
         while waiting:
             made = len(self.applied)
+            for account in self.accounts.values():  # the payer's payments still open, as the next run lists them
+                account[:] = [payment for payment in account if payment.remaining > 0]
             for payment in waiting:
                 self.by_link(payment, links.get(payment.id, ()))
             for payment in waiting:
