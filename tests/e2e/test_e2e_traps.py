@@ -71,6 +71,26 @@ def test_an_ordinary_book_is_scored_alike(tmp_path):
     assert result.shortfalls() == [], result.text()
 
 
+def test_a_second_run_over_the_same_book_applies_nothing_and_proposes_the_same(tmp_path):
+    """The trap book reconciled twice, nothing changed between: the second run applies and
+    takes back nothing, and proposes the same payments, candidates and reasons (before the
+    passes were repeated and the proposals made last, it proposed otherwise on this seed)."""
+    scenario = generate_traps(11, today=date.today())
+    with Sandbox(with_credentials(scenario.data), limits="off") as sandbox:
+        store, report = sync_sandbox(sandbox, tmp_path, full=True)
+    config = load_config(str(tmp_path / "connector.toml"))
+    try:
+        assert report.ok, report
+        first = run_reconciliation(config, store)
+        again = run_reconciliation(config, store)
+    finally:
+        store.close()
+    assert first.applied and first.proposals
+    assert (again.applied, again.reversed) == ([], 0)
+    assert again.proposals == first.proposals
+    assert again.unmatched == first.unmatched
+
+
 def test_the_score_sees_a_wrong_allocation(tmp_path):
     """The scorer can fail: an allocation of the wrong amount, added to a right result, is wrong."""
     scenario = generate(7, "small", today=date.today())
