@@ -45,7 +45,7 @@ from connector.state.bookkeeping import audit, audit_entries
 from connector.state.records import set_finance_owned
 from connector.state.reminders import reminder_messages
 from connector.state.store import Store
-from connector.writeback.facts import gather_facts
+from connector.writeback.facts import gather_facts, taken_back
 from connector.writeback.plan import Facts
 
 logger = logging.getLogger(__name__)
@@ -195,11 +195,12 @@ def build_plan(
     kinds = {name: kind for name, (kind, _) in system_ranks(config, registry).items()}
     with store.session() as session:
         everyone = sorted(records.customer_ids(session))
+        taken = taken_back(session)  # once for every batch: each read scans the outbox
     plan = DunningPlan(reminders=[], skips=[])
     for start in range(0, len(everyone), batch):
         chunk = everyone[start : start + batch]
         customers = _with_overrides({c.id: c for c in store.list_customers(ids=chunk) if c.id}, section)
-        facts = gather_facts(config, store, registry, as_of, customer_ids=chunk)
+        facts = gather_facts(config, store, registry, as_of, customer_ids=chunk, taken=taken)
         cases = _cases(store, facts, customers, as_of)
         reminders, skips = plan_reminders(cases, chooser, history.sent, as_of, queued=history.queued, dropped=dropped)
         plan.reminders.extend(reminders)

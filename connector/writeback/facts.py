@@ -37,16 +37,19 @@ def gather_facts(
     session: Any = None,
     customer_ids: Sequence[str] | None = None,
     around: Around | None = None,
+    taken: TakenBack | None = None,
 ) -> Facts:
     """The facts as stored, or as `session` (a transaction not committed yet) sees them: of the
     whole book, of the customers of `customer_ids` only (`_customers`), or of a part of the
-    book (`Around`)."""
+    book (`Around`). `taken`: `taken_back` as read once for several parts, else read here."""
     check_scope(config, store)  # the writes planned from these facts go to the config's connections
     day = today or date.today()
+    if around is not None and taken is None:
+        taken = around.taken
     if session is not None:
-        return _gather(config, store, session, registry, day, customer_ids, around)
+        return _gather(config, store, session, registry, day, customer_ids, around, taken)
     with store.session() as own:
-        return _gather(config, store, own, registry, day, customer_ids, around)
+        return _gather(config, store, own, registry, day, customer_ids, around, taken)
 
 
 LedgerLinks = Mapping[tuple[str, str], Sequence[str]]
@@ -165,9 +168,10 @@ def _gather(
     today: date,
     customer_ids: Sequence[str] | None,
     around: Around | None,
+    taken: TakenBack | None,
 ) -> Facts:
     systems = system_ranks(config, registry)
-    taken = around.taken if around is not None and around.taken is not None else taken_back(session)
+    taken = taken if taken is not None else taken_back(session)
     withdrawn = taken.withdrawn
     if customer_ids is not None:
         around = _customers(store, session, customer_ids)
