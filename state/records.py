@@ -780,14 +780,18 @@ def receivable_states(session: Session) -> list[InvoiceState]:
     ]
 
 
-def view_hashes(session: Session, entity_kind: str) -> dict[str, list[tuple[str, str, str, str]]]:
-    """Per canonical record of `entity_kind`, each of its views as (system, object type, remote
-    id, content hash; "" for a view stored before hashes), in that order: what the record's
-    views hold, known without reading (or decoding) one of them."""
+def view_hashes(
+    session: Session, entity_kind: str, entity_ids: Sequence[str] | None = None
+) -> dict[str, list[tuple[str, str, str, str]]]:
+    """Per canonical record of `entity_kind` (of `entity_ids`, when given), each of its views
+    as (system, object type, remote id, content hash; "" for a view stored before hashes), in
+    that order: what the record's views hold, known without reading (or decoding) one of them."""
     refs = table("refs")
     query = sa.select(refs.c.entity_id, refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.data_hash).where(
         mine(session, refs), refs.c.entity_kind == entity_kind, refs.c.entity_id.is_not(None)
     )
+    if entity_ids is not None:
+        query = query.where(one_of(session, refs.c.entity_id, list(entity_ids)))
     out: dict[str, list[tuple[str, str, str, str]]] = {}
     for entity_id, system, object_type, remote_id, data_hash in session.execute(query):
         out.setdefault(entity_id, []).append((system, object_type, remote_id, data_hash or ""))
@@ -796,10 +800,12 @@ def view_hashes(session: Session, entity_kind: str) -> dict[str, list[tuple[str,
     return out
 
 
-def states_digests(session: Session, entity_kind: str) -> dict[str, str | None]:
-    """Every customer's or invoice's `states_digest` by id (None: never read)."""
+def states_digests(session: Session, entity_kind: str, ids: Sequence[str] | None = None) -> dict[str, str | None]:
+    """Every customer's or invoice's `states_digest` by id (None: never read); of `ids`, when given."""
     rows = table(CANONICAL_TABLES[entity_kind])
     query = sa.select(rows.c.id, rows.c.states_digest).where(mine(session, rows))
+    if ids is not None:
+        query = query.where(one_of(session, rows.c.id, list(ids)))
     return {record_id: digest for record_id, digest in session.execute(query)}
 
 

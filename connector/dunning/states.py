@@ -63,6 +63,9 @@ class _Stated:
 
 # Bumped when how the states are read from the views changes: every record is read again.
 STATES_RULES = "1"
+# Records whose views' hashes (and, when they moved, views) are read at a time: a large book's
+# first pass decodes every view, never all at once.
+STATES_BATCH = 1000
 
 
 def apply_provider_states(config: Config, store: Store, registry: Registry | None = None, *, full: bool = False) -> int:
@@ -84,38 +87,49 @@ def apply_provider_states(config: Config, store: Store, registry: Registry | Non
     with store.session() as session:
         finance = set_by_finance(session)
         invoices = store.receivable_states(session=session)
-        hashes = state_records.view_hashes(session, "invoice")
-        wanted = {i.id: _digest(salt, hashes.get(i.id, []), i.total, i.due_date) for i in invoices}
-        dirty = _moved(state_records.states_digests(session, "invoice"), wanted, full)
-        invoice_views = _views_of(session, "invoice", dirty, len(wanted), ranks)
-        for invoice in invoices:
-            if invoice.id not in dirty:
-                continue
-            views = invoice_views.get(invoice.id, [])
-            stated = {
-                "disputed": _first(views, lambda data: True if data.get("disputed") is True else None, default=False),
-                "promise_to_pay": _first(views, lambda data: _date(data.get("promise_to_pay"))),
-                "payment_plan": _first(views, lambda data, invoice=invoice: _stated_plan(data, invoice)),
-            }
-            current = {
-                "disputed": invoice.disputed,
-                "promise_to_pay": invoice.promise_to_pay,
-                "payment_plan": invoice.payment_plan,
-            }
-            changed += _apply(session, "invoice", invoice.id, invoice.number or invoice.id, stated, current, finance)
-        state_records.set_states_digests(session, "invoice", {i: wanted[i] for i in dirty})
-        hashes = state_records.view_hashes(session, "customer")
-        stored = state_records.states_digests(session, "customer")
-        wanted = {c: _digest(salt, hashes.get(c, [])) for c in stored}
-        dirty = _moved(stored, wanted, full)
-        customer_views = _views_of(session, "customer", dirty, len(wanted), ranks)
-        for customer in store.list_customers(session=session, ids=sorted(dirty)) if dirty else []:
-            views = customer_views.get(customer.id or "", [])
-            stated = {"paused": _first(views, lambda data: True if data.get("paused") is True else None, default=False)}
-            changed += _apply(
-                session, "customer", customer.id or "", customer.name, stated, {"paused": customer.paused}, finance
-            )
-        state_records.set_states_digests(session, "customer", {c: wanted[c] for c in dirty})
+        for start in range(0, len(invoices), STATES_BATCH):  # the views' hashes a batch at a time
+            part = invoices[start : start + STATES_BATCH]
+            ids = [i.id for i in part]
+            hashes = state_records.view_hashes(session, "invoice", ids)
+            wanted = {i.id: _digest(salt, hashes.get(i.id, []), i.total, i.due_date) for i in part}
+            dirty = _moved(state_records.states_digests(session, "invoice", ids), wanted, full)
+            invoice_views = _views_of(session, "invoice", dirty, ranks)
+            for invoice in part:
+                if invoice.id not in dirty:
+                    continue
+                views = invoice_views.get(invoice.id, [])
+                stated = {
+                    "disputed": _first(
+                        views, lambda data: True if data.get("disputed") is True else None, default=False
+                    ),
+                    "promise_to_pay": _first(views, lambda data: _date(data.get("promise_to_pay"))),
+                    "payment_plan": _first(views, lambda data, invoice=invoice: _stated_plan(data, invoice)),
+                }
+                current = {
+                    "disputed": invoice.disputed,
+                    "promise_to_pay": invoice.promise_to_pay,
+                    "payment_plan": invoice.payment_plan,
+                }
+                changed += _apply(
+                    session, "invoice", invoice.id, invoice.number or invoice.id, stated, current, finance
+                )
+            state_records.set_states_digests(session, "invoice", {i: wanted[i] for i in dirty})
+        customer_ids = sorted(state_records.states_digests(session, "customer"))
+        for start in range(0, len(customer_ids), STATES_BATCH):
+            ids = customer_ids[start : start + STATES_BATCH]
+            hashes = state_records.view_hashes(session, "customer", ids)
+            wanted = {c: _digest(salt, hashes.get(c, [])) for c in ids}
+            dirty = _moved(state_records.states_digests(session, "customer", ids), wanted, full)
+            customer_views = _views_of(session, "customer", dirty, ranks)
+            for customer in store.list_customers(session=session, ids=sorted(dirty)) if dirty else []:
+                views = customer_views.get(customer.id or "", [])
+                stated = {
+                    "paused": _first(views, lambda data: True if data.get("paused") is True else None, default=False)
+                }
+                changed += _apply(
+                    session, "customer", customer.id or "", customer.name, stated, {"paused": customer.paused}, finance
+                )
+            state_records.set_states_digests(session, "customer", {c: wanted[c] for c in dirty})
     return changed
 
 
@@ -136,15 +150,12 @@ def _moved(stored: dict[str, str | None], wanted: dict[str, str], full: bool) ->
     return {record_id for record_id, digest in wanted.items() if stored.get(record_id) != digest}
 
 
-def _views_of(
-    session: Any, kind: str, ids: set[str], book: int, ranks: dict[str, int]
-) -> dict[str, list[dict[str, Any]]]:
-    """The views of the records `ids` (of `book` records), the most trusted system first: read
-    by record when they are a few, else all of the kind in one pass."""
+def _views_of(session: Any, kind: str, ids: set[str], ranks: dict[str, int]) -> dict[str, list[dict[str, Any]]]:
+    """The views of the records `ids` (a batch's), the most trusted system first."""
     if not ids:
         return {}
-    rows = state_linking.ref_views(session, kind, entity_ids=ids if len(ids) * 4 < book else None)
-    return _views_by_entity([r for r in rows if r["entity_id"] in ids], ranks)
+    rows = state_linking.ref_views(session, kind, entity_ids=sorted(ids))
+    return _views_by_entity(rows, ranks)
 
 
 def _views_by_entity(rows: list[dict[str, Any]], ranks: dict[str, int]) -> dict[str, list[dict[str, Any]]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from connector.dunning import states as provider_states
 from connector.dunning.run import build_plan
 from connector.dunning.states import apply_provider_states
 from connector.mappings.mapper import load_mapping
@@ -151,6 +152,31 @@ def test_provider_states_fill_the_columns_and_a_cli_setting_wins_over_them(book)
         {"INV-1": (False, None, False), "INV-2": (False, None, False), "INV-3": (False, None, False)},
         {"Acme Ltd": False},
     )
+
+
+def test_states_read_a_record_at_a_time_are_what_one_pass_reads(book, monkeypatch):
+    """The pass reads the views' hashes (and the views that moved) a batch of records at a
+    time; batches of one change, audit and remember exactly what one batch does."""
+    monkeypatch.setattr(provider_states, "STATES_BATCH", 1)
+    due = TODAY - timedelta(days=40)
+    book.customer("acme", "Acme Ltd", paused=True)
+    book.customer("beta", "Beta plc")
+    book.invoice("INV-1", "acme", "300.00", due, deal={"disputed": True})
+    book.invoice("INV-2", "beta", "300.00", due, deal={"promise_to_pay": TODAY + timedelta(days=5)})
+    book.invoice("INV-3", "beta", "300.00", due, plan_words="3 monthly instalments")
+    assert apply_provider_states(book.config, book.store) == 4
+    assert states(book) == (
+        {
+            "INV-1": (True, None, False),
+            "INV-2": (False, TODAY + timedelta(days=5), False),
+            "INV-3": (False, None, True),
+        },
+        {"Acme Ltd": True, "Beta plc": False},
+    )
+    assert apply_provider_states(book.config, book.store) == 0  # each batch kept its digests
+    book.invoice("INV-3", "beta", "300.00", due, deal={"disputed": True})  # moved: read again, alone
+    assert apply_provider_states(book.config, book.store) == 2  # disputed now, and no plan stated any more
+    assert states(book)[0]["INV-3"] == (True, None, False)
 
 
 def test_a_state_the_provider_drops_is_dropped_unless_finance_set_it(book):
