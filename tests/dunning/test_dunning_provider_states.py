@@ -119,21 +119,27 @@ def states(book):
     return invoices, {c.name: c.paused for c in book.store.list_customers()}
 
 
-def test_provider_states_fill_the_columns_and_a_cli_setting_wins_over_them(book):
+STATED = {
+    "INV-1": (True, None, False),
+    "INV-2": (False, TODAY + timedelta(days=5), False),
+    "INV-3": (False, None, True),
+}
+
+
+def three_stated_invoices(book, second_customer: str = "acme") -> date:
+    """INV-1 disputed, INV-2 promised, INV-3 on a plan in words (as `STATED`); Acme paused."""
     due = TODAY - timedelta(days=40)
     book.customer("acme", "Acme Ltd", paused=True)
     book.invoice("INV-1", "acme", "300.00", due, deal={"disputed": True})
-    book.invoice("INV-2", "acme", "300.00", due, deal={"promise_to_pay": TODAY + timedelta(days=5)})
-    book.invoice("INV-3", "acme", "300.00", due, plan_words="3 monthly instalments")
+    book.invoice("INV-2", second_customer, "300.00", due, deal={"promise_to_pay": TODAY + timedelta(days=5)})
+    book.invoice("INV-3", second_customer, "300.00", due, plan_words="3 monthly instalments")
+    return due
+
+
+def test_provider_states_fill_the_columns_and_a_cli_setting_wins_over_them(book):
+    due = three_stated_invoices(book)
     assert apply_provider_states(book.config, book.store) == 4
-    assert states(book) == (
-        {
-            "INV-1": (True, None, False),
-            "INV-2": (False, TODAY + timedelta(days=5), False),
-            "INV-3": (False, None, True),
-        },
-        {"Acme Ltd": True},
-    )
+    assert states(book) == (STATED, {"Acme Ltd": True})
     [plan] = [i.payment_plan for i in book.store.list_invoices() if i.number == "INV-3"]
     assert plan.instalments[0] == (due, Money.of("100.00", "USD"))  # from the due date, over the total
     story = book.run("explain", "INV-1").stdout
@@ -158,21 +164,10 @@ def test_states_read_a_record_at_a_time_are_what_one_pass_reads(book, monkeypatc
     """The pass reads the views' hashes (and the views that moved) a batch of records at a
     time; batches of one change, audit and remember exactly what one batch does."""
     monkeypatch.setattr(provider_states, "STATES_BATCH", 1)
-    due = TODAY - timedelta(days=40)
-    book.customer("acme", "Acme Ltd", paused=True)
     book.customer("beta", "Beta plc")
-    book.invoice("INV-1", "acme", "300.00", due, deal={"disputed": True})
-    book.invoice("INV-2", "beta", "300.00", due, deal={"promise_to_pay": TODAY + timedelta(days=5)})
-    book.invoice("INV-3", "beta", "300.00", due, plan_words="3 monthly instalments")
+    due = three_stated_invoices(book, second_customer="beta")
     assert apply_provider_states(book.config, book.store) == 4
-    assert states(book) == (
-        {
-            "INV-1": (True, None, False),
-            "INV-2": (False, TODAY + timedelta(days=5), False),
-            "INV-3": (False, None, True),
-        },
-        {"Acme Ltd": True, "Beta plc": False},
-    )
+    assert states(book) == (STATED, {"Acme Ltd": True, "Beta plc": False})
     assert apply_provider_states(book.config, book.store) == 0  # each batch kept its digests
     book.invoice("INV-3", "beta", "300.00", due, deal={"disputed": True})  # moved: read again, alone
     assert apply_provider_states(book.config, book.store) == 2  # disputed now, and no plan stated any more
