@@ -45,9 +45,9 @@ def link(config: Config, store: Store, registry: Registry | None = None, *, full
     for the records whose views moved (`full`: for every record).
 
     The same stored views give the same links: linking itself runs only when a view was
-    stored, changed or moved since it last ran, or the systems or the connector changed
-    (`views_mark`; at least every `FULL_PASS_EVERY`, and always with `full`), not when only
-    decisions, writes or reminders moved the book."""
+    stored or changed since it last ran, or the systems or the connector changed (`views_mark`;
+    at least every `FULL_PASS_EVERY`, and always with `full`), not when only decisions, writes,
+    reminders or linking's own merges moved the book (linking what it merged links nothing)."""
     registry = registry or installed()
     mark = views_mark(config, store, registry)
     linked = _unless_unchanged(store, VIEWS_MARK, mark, lambda: link_all(config, store, registry), full=full)

@@ -35,7 +35,8 @@ STATE_COLUMNS: dict[str, str] = {"allocations": "status", "proposals": "status",
 
 def views_position(session: Session) -> list[str]:
     """How far the company's stored views have moved: their count and newest change (a view
-    written new or changed, or moved to another record by a merge): what linking reads."""
+    written new or changed): what linking reads. Linking's own merges move views to another
+    record without moving this: linking what it merged again links nothing."""
     return book_position(session, only=("refs",))["refs"]
 
 

@@ -192,8 +192,10 @@ def merge_entities(session: Session, entity_kind: str, merges: Sequence[tuple[st
     session.execute(
         sa.update(refs)
         .where(mine(session, refs), refs.c.entity_kind == entity_kind, refs.c.entity_id == sa.bindparam("member"))
-        # a view moved to another record has changed for what reads it by record (linking's mark)
-        .values(entity_id=sa.bindparam("survivor"), link_rule=sa.bindparam("rule"), changed_at=datetime.now(UTC)),
+        # `changed_at` stays: only linking moves a view to another record, and linking the views
+        # it merged again links nothing (its groups only grow), so its own merges must not make
+        # the views' mark (`state.changes.views_position`) ask for another whole-book pass
+        .values(entity_id=sa.bindparam("survivor"), link_rule=sa.bindparam("rule")),
         [{"member": m, "survivor": s, "rule": r} for m, s, r in merges],
     )
     for name, column in _DEPENDANTS[entity_kind]:

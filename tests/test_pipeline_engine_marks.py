@@ -22,7 +22,6 @@ from connector.providers.registry import installed
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
 from connector.state import Store
-from connector.state.linking import merge_entities
 from support.databases import writes_during
 from support.e2e import sync_sandbox, with_credentials
 
@@ -213,11 +212,32 @@ def test_linking_runs_again_only_when_a_view_moved_or_the_systems_changed(
     settle(config, store)
 
 
-def test_a_merge_moves_the_views_mark(synced: tuple[Path, Config, Store]) -> None:
-    _, config, store = synced
-    before = store.views_position()
-    invoices = [i for i in store.list_invoices() if i.id]
-    with store.session() as session:
-        merge_entities(session, "invoice", [(invoices[0].id or "", invoices[1].id or "", "test")])
-        assert store.views_position(session=session) != before
-        session.rollback()
+@pytest.mark.parametrize("seed", [11, 29])
+def test_linking_its_own_merges_leaves_the_views_mark_and_is_not_run_again(
+    seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first link of a book merges most of it; the sync after it, with nothing new, must not
+    read the whole book again to find that linking the merged views links nothing."""
+    book = with_credentials(generate(seed, "small", today=date.today()).data)
+    with Sandbox(book, limits="off") as sandbox:
+        store, report = sync_sandbox(sandbox, tmp_path, full=True, then_link=False)
+    try:
+        assert report.ok
+        config = load_config(str(tmp_path / "connector.toml"))
+        before = store.views_position()
+        first = pipeline.link(config, store).counts()
+        assert first["customer"] > 0 and first["invoice"] > 0 and first["payment"] > 0
+        assert store.views_position() == before
+        linked: list[bool] = []
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            linked.append(True)
+            return link_all(*args, **kwargs)
+
+        monkeypatch.setattr(pipeline, "link_all", counted)
+        assert pipeline.link(config, store).counts() == {}
+        assert linked == []
+        # and it is right not to: a whole pass over the merged views links nothing more
+        assert link_all(config, store).counts() == {"customer": 0, "invoice": 0, "payment": 0}
+    finally:
+        store.close()
