@@ -4,9 +4,9 @@ linker found to be the same. Set-based: one statement per kind of change, all ro
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -23,6 +23,7 @@ _DEPENDANTS: dict[str, list[tuple[str, str]]] = {
     "payment": [("allocations", "payment_id")],
 }
 _CANONICAL = CANONICAL_TABLES
+T = TypeVar("T")
 
 
 def _linked_views(session: Session, entity_kind: str) -> sa.Select[Any]:
@@ -119,21 +120,35 @@ def entities_by_remote(session: Session, entity_kind: str) -> dict[tuple[str, st
     return {(system, remote_id): entity_id for system, remote_id, entity_id in session.execute(query)}
 
 
-def each_ref_view(session: Session, entity_kind: str, *, batch: int = 1000) -> Iterator[dict[str, Any]]:
-    """`ref_views(session, entity_kind)`, one row at a time in its order, the database handing
-    over `batch` rows at a time: a reader that keeps only what it needs of each view never
-    holds the book's views all at once. (SQLite walks the refs' unique index for the order: for
-    the invoices and payments, most of the refs, that costs little.)"""
-    query = _linked_views(session, entity_kind).execution_options(yield_per=batch)
-    for partition in session.execute(query).partitions():
-        yield from _view_rows(partition)
+def each_ref_view_reduced(
+    session: Session, entity_kind: str, reduce: Callable[[dict[str, Any]], T], *, batch: int = 1000
+) -> list[T]:
+    """`[reduce(row) for row in ref_views(session, entity_kind)]`, in that order, with each row
+    reduced as soon as it is read, the database handing over `batch` rows at a time: a reader
+    that keeps only what it needs of each view (linking: a few fields) never holds the book's
+    views all at once. SQLite hands them over unordered and they are sorted here, as
+    `ref_views` does (its order of text is bytes, Python's order of strings); PostgreSQL
+    orders them itself, in its collation, as `ref_views` has it."""
+    query = _linked_views(session, entity_kind)
+    in_python = dialect_name(session) == "sqlite"
+    if in_python:
+        query = query.order_by(None)
+    keys: list[tuple[str, str, str]] = []
+    reduced: list[T] = []
+    for partition in session.execute(query.execution_options(yield_per=batch)).partitions():
+        for row in _view_rows(partition):
+            keys.append((row["system"], row["object_type"], row["remote_id"]))
+            reduced.append(reduce(row))
+    if not in_python:
+        return reduced
+    return [reduced[i] for i in sorted(range(len(keys)), key=keys.__getitem__)]
 
 
 def each_ref_fields(
     session: Session, entity_kind: str, paths: Sequence[Sequence[str]], *, batch: int = 1000
 ) -> Iterator[tuple[Any, ...]]:
     """(system, object type, remote id, entity id, *values) of every linked ref of `entity_kind`
-    in `each_ref_view`'s order, each value what the view holds at one of `paths` (a string as
+    in `ref_views`' order, each value what the view holds at one of `paths` (a string as
     it is, a JSON number as the database reads it, NULL where the view has nothing there): a
     reader that needs a few fields of each view has the database extract them, instead of
     decoding every view whole in Python (most of reconciliation's time on a large book)."""

@@ -44,26 +44,34 @@ class LinkReport:
         return out
 
 
+# What the linking rules read of a view (`linking.rules`): the rest of it (lines, addresses,
+# amounts due...) is dropped as each view is read, so linking a large book holds these only.
+LINKING_FIELDS = ("id", "name", "emails", "number", "currency", "total", "customer_id", "issue_date", "remittance")
+
+
+def _view(row: dict[str, Any], systems: dict[str, tuple[str, int]]) -> View:
+    kind, rank = systems.get(row["system"], ("unknown", 0))
+    sync = row["data"].get("_sync") or {}
+    return View(
+        system=row["system"],
+        kind=kind,
+        object_type=row["object_type"],
+        remote_id=row["remote_id"],
+        entity_id=row["entity_id"],
+        rank=rank,
+        data={key: row["data"][key] for key in LINKING_FIELDS if key in row["data"]},
+        hints=sync.get("hints") or {},
+        links=sync.get("links") or {},
+    )
+
+
 def _views(rows: list[dict[str, Any]], systems: dict[str, tuple[str, int]]) -> list[View]:
-    views = []
-    for row in rows:
-        kind, rank = systems.get(row["system"], ("unknown", 0))
-        data = dict(row["data"])
-        sync = data.pop("_sync", None) or {}
-        views.append(
-            View(
-                system=row["system"],
-                kind=kind,
-                object_type=row["object_type"],
-                remote_id=row["remote_id"],
-                entity_id=row["entity_id"],
-                rank=rank,
-                data=data,
-                hints=sync.get("hints") or {},
-                links=sync.get("links") or {},
-            )
-        )
-    return views
+    return [_view(row, systems) for row in rows]
+
+
+def _all_views(session: Any, kind: str, systems: dict[str, tuple[str, int]]) -> list[View]:
+    """Every stored view of `kind` as linking reads it, never the whole views at once."""
+    return state_linking.each_ref_view_reduced(session, kind, lambda row: _view(row, systems))
 
 
 def link_all(config: Config, store: Store, registry: Registry | None = None) -> LinkReport:
@@ -75,18 +83,21 @@ def link_all(config: Config, store: Store, registry: Registry | None = None) -> 
     report = LinkReport()
     with store.session() as session:
         state_linking.stamp_kinds(session, {name: kind for name, (kind, _) in systems.items()})
-        customer_views = state_linking.ref_views(session, "customer")
-        customers = _views(customer_views, systems)
+        customers = _all_views(session, "customer", systems)
         report.links["customer"] = _apply(session, "customer", link_customers(customers))
         # read again only when a merge moved refs to other customers
-        customer_rows = state_linking.ref_views(session, "customer") if report.links["customer"] else customer_views
+        if report.links["customer"]:
+            customers = _all_views(session, "customer", systems)
         # what each stored invoice view calls its customer -> that customer's canonical id now
-        customer_of = {str(row["data"].get("id")): row["entity_id"] for row in customer_rows}
-        customer_by_ref = {(row["system"], row["remote_id"]): row["entity_id"] for row in customer_rows}
-        invoices = _views(state_linking.ref_views(session, "invoice"), systems)
+        customer_of = {str(view.data.get("id")): view.entity_id for view in customers}
+        customer_by_ref = {(view.system, view.remote_id): view.entity_id for view in customers}
+        del customers
+        invoices = _all_views(session, "invoice", systems)
         report.links["invoice"] = _apply(session, "invoice", link_invoices(invoices, customer_of, customer_by_ref))
-        payments = _views(state_linking.ref_views(session, "payment"), systems)
+        del invoices
+        payments = _all_views(session, "payment", systems)
         report.links["payment"] = _apply(session, "payment", link_payments(payments))
+        del payments
         _fill_customers(session, systems, customer_by_ref)
     return report
 
@@ -129,7 +140,7 @@ def unlinked_deals(config: Config, store: Store, registry: Registry | None = Non
     check_scope(config, store)
     systems = system_ranks(config, registry)
     with store.session() as session:
-        views = _views(state_linking.ref_views(session, "invoice"), systems)
+        views = _all_views(session, "invoice", systems)
     receivable = {v.entity_id for v in receivable_views(views)}
     matches = match_deals(views)
     out = []
