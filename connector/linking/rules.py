@@ -56,7 +56,11 @@ DATE_WINDOW_DAYS = 3
 _LEGAL_SUFFIXES = re.compile(r"\b(inc|llc|ltd|limited|gmbh|ag|sa|s\.a|bv|plc|corp|co|kk|pty)\b\.?", re.I)
 
 
-@dataclass(frozen=True)
+# The hints the rules read (`View.hints`); linking a stored book keeps only these of a view.
+LINKING_HINTS = frozenset({*EXPLICIT_ID_HINTS, "email", "invoice_number", "deal_name", "currency_code", "reference"})
+
+
+@dataclass(frozen=True, slots=True)
 class View:
     """One system's record: enough of it to decide whether it is the same as another's."""
 
@@ -67,8 +71,8 @@ class View:
     entity_id: str
     rank: int
     data: dict[str, Any] = field(hash=False, compare=False)
-    hints: dict[str, Any] = field(hash=False, compare=False, default_factory=dict)
-    links: dict[str, Any] = field(hash=False, compare=False, default_factory=dict)
+    hints: Mapping[str, Any] = field(hash=False, compare=False, default_factory=dict)
+    links: Mapping[str, Any] = field(hash=False, compare=False, default_factory=dict)
 
     @property
     def slot(self) -> tuple[str, str]:

@@ -3,14 +3,19 @@ invoices, then payments; every merge is applied and audit-logged in one transact
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 from connector.config import Config
 from connector.connections import check_scope, system_ranks
 from connector.linking.deals import DealMatch
 from connector.linking.rules import (
+    LINKING_HINTS,
     Link,
     View,
     deal_of,
@@ -45,33 +50,108 @@ class LinkReport:
 
 
 # What the linking rules read of a view (`linking.rules`): the rest of it (lines, addresses,
-# amounts due...) is dropped as each view is read, so linking a large book holds these only.
-LINKING_FIELDS = ("id", "name", "emails", "number", "currency", "total", "customer_id", "issue_date", "remittance")
+# amounts due...) is never decoded nor kept, so linking a large book holds these only: the
+# fields below that are set (of the total its amount), the hints the rules read
+# (`LINKING_HINTS`), the customer it links to; the few words every view repeats held once.
+LINKING_FIELDS: dict[str, tuple[str, ...]] = {
+    "customer": ("id", "name", "emails"),  # what an invoice view calls its customer: its id
+    "invoice": ("number", "currency", "total", "customer_id", "issue_date"),
+    "payment": ("remittance",),
+}
+# The same, as paths into a stored view, for the database to extract (`each_ref_fields`).
+_PATHS = {
+    kind: [("total", "amount") if key == "total" else (key,) for key in fields]
+    + [("_sync", "hints"), ("_sync", "links", "customer")]
+    for kind, fields in LINKING_FIELDS.items()
+}
+_NOTHING: Mapping[str, Any] = MappingProxyType({})  # one empty mapping for every view without
 
 
-def _view(row: dict[str, Any], systems: dict[str, tuple[str, int]]) -> View:
-    kind, rank = systems.get(row["system"], ("unknown", 0))
-    sync = row["data"].get("_sync") or {}
+def _reduced(
+    system: str,
+    object_type: str,
+    remote_id: str,
+    entity_id: str,
+    data: dict[str, Any],
+    hints: Mapping[str, Any],
+    customer: Any,
+    systems: dict[str, tuple[str, int]],
+) -> View:
+    kind, rank = systems.get(system, ("unknown", 0))
+    if isinstance(data.get("currency"), str):
+        data["currency"] = sys.intern(data["currency"])
+    kept = {key: value for key, value in hints.items() if key in LINKING_HINTS}
     return View(
-        system=row["system"],
+        system=sys.intern(system),
         kind=kind,
-        object_type=row["object_type"],
-        remote_id=row["remote_id"],
-        entity_id=row["entity_id"],
+        object_type=sys.intern(object_type),
+        remote_id=remote_id,
+        entity_id=entity_id,
         rank=rank,
-        data={key: row["data"][key] for key in LINKING_FIELDS if key in row["data"]},
-        hints=sync.get("hints") or {},
-        links=sync.get("links") or {},
+        data=data,
+        hints=kept or _NOTHING,
+        links={"customer": customer} if customer is not None else _NOTHING,
     )
 
 
-def _views(rows: list[dict[str, Any]], systems: dict[str, tuple[str, int]]) -> list[View]:
-    return [_view(row, systems) for row in rows]
+def reduced_view(row: dict[str, Any], kind: str, systems: dict[str, tuple[str, int]]) -> View:
+    """A view of a record of `kind` as `ref_views` reads it (whole), reduced to what linking
+    reads."""
+    stored = row["data"]
+    data = {key: stored[key] for key in LINKING_FIELDS[kind] if stored.get(key) is not None}
+    if isinstance(data.get("total"), dict):
+        data["total"] = {"amount": data["total"].get("amount")}
+    sync = stored.get("_sync") or {}
+    customer = (sync.get("links") or {}).get("customer")
+    hints = sync.get("hints") or {}
+    return _reduced(
+        row["system"], row["object_type"], row["remote_id"], row["entity_id"], data, hints, customer, systems
+    )
 
 
-def _all_views(session: Any, kind: str, systems: dict[str, tuple[str, int]]) -> list[View]:
-    """Every stored view of `kind` as linking reads it, never the whole views at once."""
-    return state_linking.each_ref_view_reduced(session, kind, lambda row: _view(row, systems))
+def _views(rows: list[dict[str, Any]], kind: str, systems: dict[str, tuple[str, int]]) -> list[View]:
+    return [reduced_view(row, kind, systems) for row in rows]
+
+
+def linking_views(session: Any, kind: str, systems: dict[str, tuple[str, int]]) -> list[View]:
+    """Every stored view of `kind`, reduced to what linking reads, in `ref_views`' order: the
+    database extracts those few fields of each view (`each_ref_fields`), so no view is decoded
+    whole nor held (a JSON array or object comes as its text and is decoded here)."""
+    views = []
+    for system, object_type, remote_id, entity_id, *values in state_linking.each_ref_fields(
+        session, kind, _PATHS[kind]
+    ):
+        *fields, hints, customer = values
+        data = {key: value for key, value in zip(LINKING_FIELDS[kind], fields, strict=True) if value is not None}
+        if "emails" in data:
+            data["emails"] = _decoded(data["emails"])
+        if "total" in data:
+            data["total"] = {"amount": data["total"]}
+        stated = _decoded(hints) if hints is not None else None
+        views.append(
+            _reduced(
+                system,
+                object_type,
+                remote_id,
+                entity_id,
+                data,
+                stated if isinstance(stated, dict) else {},
+                customer,
+                systems,
+            )
+        )
+    return views
+
+
+def _decoded(value: Any) -> Any:
+    """A JSON array or object the database handed over as its text (PostgreSQL may hand it over
+    decoded already); a view holding a plain string there keeps it, as decoding it whole would."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def link_all(config: Config, store: Store, registry: Registry | None = None) -> LinkReport:
@@ -83,19 +163,19 @@ def link_all(config: Config, store: Store, registry: Registry | None = None) -> 
     report = LinkReport()
     with store.session() as session:
         state_linking.stamp_kinds(session, {name: kind for name, (kind, _) in systems.items()})
-        customers = _all_views(session, "customer", systems)
+        customers = linking_views(session, "customer", systems)
         report.links["customer"] = _apply(session, "customer", link_customers(customers))
         # read again only when a merge moved refs to other customers
         if report.links["customer"]:
-            customers = _all_views(session, "customer", systems)
+            customers = linking_views(session, "customer", systems)
         # what each stored invoice view calls its customer -> that customer's canonical id now
         customer_of = {str(view.data.get("id")): view.entity_id for view in customers}
         customer_by_ref = {(view.system, view.remote_id): view.entity_id for view in customers}
         del customers
-        invoices = _all_views(session, "invoice", systems)
+        invoices = linking_views(session, "invoice", systems)
         report.links["invoice"] = _apply(session, "invoice", link_invoices(invoices, customer_of, customer_by_ref))
         del invoices
-        payments = _all_views(session, "payment", systems)
+        payments = linking_views(session, "payment", systems)
         report.links["payment"] = _apply(session, "payment", link_payments(payments))
         del payments
         _fill_customers(session, systems, customer_by_ref)
@@ -112,7 +192,7 @@ def _fill_customers(
         missing = state_linking.without_customer(session, kind)
         if not missing:
             continue
-        views = _views(state_linking.ref_views(session, kind, entity_ids=missing), systems)
+        views = _views(state_linking.ref_views(session, kind, entity_ids=missing), kind, systems)
         found: dict[str, str] = {}
         for view in sorted(views, key=lambda v: (-v.rank, v.kind != "ledger", v.system, v.object_type, v.remote_id)):
             remote = view.links.get("customer")
@@ -140,7 +220,7 @@ def unlinked_deals(config: Config, store: Store, registry: Registry | None = Non
     check_scope(config, store)
     systems = system_ranks(config, registry)
     with store.session() as session:
-        views = _all_views(session, "invoice", systems)
+        views = linking_views(session, "invoice", systems)
     receivable = {v.entity_id for v in receivable_views(views)}
     matches = match_deals(views)
     out = []
