@@ -10,6 +10,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import click
@@ -30,8 +31,8 @@ from connector.writeback.apply import (
     apply,
     cancel,
     each_pending,
-    pending,
     pending_by_connection,
+    pending_counts,
     retry,
     retry_connection,
     state_of,
@@ -140,7 +141,8 @@ def apply_command(app: AppContext, yes: bool, only: tuple[str, ...], as_json: bo
     config = app.config()
     for name in only:
         config.connection(name)  # an unknown name is a usage error naming the valid ones
-    waiting = pending(app.store(), list(only) or None)
+    # counted, not read: a large book's plan queues hundreds of thousands
+    waiting = sum(pending_counts(app.store(), list(only) or None).values())
     if not waiting:
         if as_json:
             click.echo(json.dumps({"done": [], "failed": [], "parked": []}))
@@ -150,11 +152,11 @@ def apply_command(app: AppContext, yes: bool, only: tuple[str, ...], as_json: bo
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError(
-                f"{len(waiting)} writes are pending; run `connector plan` "
+                f"{waiting} writes are pending; run `connector plan` "
                 "to see them and `connector apply --yes` to send them"
             )
-        print_entries(waiting, empty="")
-        click.confirm(f"Send these {len(waiting)} writes?", abort=True)
+        print_by_system(pending_by_connection(app.store(), list(only) or None), empty="")
+        click.confirm(f"Send these {waiting} writes?", abort=True)
     with stop_on_signals() as stop:
         report = apply(config, app.store(), only=list(only) or None, stop=stop, batch=claim_size)
     if as_json:
@@ -178,7 +180,9 @@ def apply_command(app: AppContext, yes: bool, only: tuple[str, ...], as_json: bo
         for system, kinds in sorted(report.per_system().items()):
             click.echo(f"{system}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
         if not (report.done or report.failed or report.parked or report.deferred or report.held or report.stopped):
-            click.echo("nothing due now: " + "; ".join(_why_nothing_is_due(waiting)))
+            click.echo(
+                "nothing due now: " + "; ".join(_why_nothing_is_due(each_pending(app.store(), list(only) or None)))
+            )
         print_apply_problems(report)
     if report.stopped:
         click.echo(
@@ -213,19 +217,28 @@ def stop_on_signals() -> Iterator[threading.Event]:
         STOPPING.clear()
 
 
-def _why_nothing_is_due(waiting: list[outbox.OutboxEntry]) -> list[str]:
-    """Pending writes none of which was due: each kind counted once, with its first moment."""
-    later = [e for e in waiting if e.action.state == "planned" and e.next_attempt_at and not outbox.is_held(e)]
-    # never tried: they wait for a connection's spent limit (as `print_entries` says)
-    held = sorted(e.next_attempt_at for e in later if e.next_attempt_at and e.attempts == 0)
-    retried = sorted(e.next_attempt_at for e in later if e.next_attempt_at and e.attempts > 0)
-    busy = sum(1 for e in waiting if e.action.state == "in_flight")
-    parts = [f"{len(held)} writes wait for a spent rate limit, the first until {local_time(held[0])}"] if held else []
-    parts += [f"{len(retried)} writes wait to be retried, the first at {local_time(retried[0])}"] if retried else []
+def _why_nothing_is_due(waiting: Iterable[outbox.OutboxEntry]) -> list[str]:
+    """Pending writes none of which was due: each kind counted once, with its first moment
+    (one pass, none held)."""
+    limited: list[datetime] = []  # never tried: they wait for a connection's spent limit (`print_entries`)
+    retried: list[datetime] = []
+    busy = 0
+    refused: set[str] = set()
+    for entry in waiting:
+        if outbox.is_held(entry):
+            refused.add(entry.action.connection)
+        elif entry.action.state == "in_flight":
+            busy += 1
+        elif entry.action.state == "planned" and entry.next_attempt_at:
+            (limited if entry.attempts == 0 else retried).append(entry.next_attempt_at)
+    first = local_time(min(limited)) if limited else ""
+    parts = [f"{len(limited)} writes wait for a spent rate limit, the first until {first}"] if limited else []
+    parts += [f"{len(retried)} writes wait to be retried, the first at {local_time(min(retried))}"] if retried else []
     parts += [f"{busy} are being sent by another worker"] if busy else []
-    refused = sorted({e.action.connection for e in waiting if outbox.is_held(e)})
     parts += (
-        [f"the writes to {', '.join(refused)} wait for a new credential (`connector actions list`)"] if refused else []
+        [f"the writes to {', '.join(sorted(refused))} wait for a new credential (`connector actions list`)"]
+        if refused
+        else []
     )
     return parts or ["every pending write was taken by another worker"]
 

@@ -24,7 +24,7 @@ import logging
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -861,20 +861,35 @@ def pending(store: Store, only: list[str] | None = None) -> list[outbox.OutboxEn
         return outbox.entries(session, states=PENDING, connections=only)
 
 
-def pending_by_connection(store: Store) -> Iterator[tuple[str, int, Iterator[outbox.OutboxEntry]]]:
-    """`pending(store)`, a connection at a time (by name): its name, how many writes wait, and
-    those writes one at a time in their order, read as they are taken (one transaction for
-    the whole walk)."""
+def pending_counts(store: Store, only: Sequence[str] | None = None) -> dict[str, int]:
+    """How many writes wait per connection (of `only`, when given): no write is read."""
+    with store.session() as session:
+        counts = outbox.counts_by_connection(session, PENDING)
+    return {name: n for name, n in counts.items() if only is None or name in only}
+
+
+def pending_by_connection(
+    store: Store, only: Sequence[str] | None = None
+) -> Iterator[tuple[str, int, Iterator[outbox.OutboxEntry]]]:
+    """`pending(store, only)`, a connection at a time (by name): its name, how many writes wait,
+    and those writes one at a time in their order, read as they are taken (one transaction
+    for the whole walk)."""
     with store.session() as session:
         counts = outbox.counts_by_connection(session, PENDING)
         for connection in sorted(counts):
-            yield connection, counts[connection], outbox.each_entry(session, states=PENDING, connection=connection)
+            if only is None or connection in only:
+                yield connection, counts[connection], outbox.each_entry(session, states=PENDING, connection=connection)
 
 
-def each_pending(store: Store) -> Iterator[outbox.OutboxEntry]:
-    """`pending(store)`, one at a time in its order, never all held."""
-    with store.session() as session:
-        yield from outbox.each_entry(session, states=PENDING)
+def each_pending(store: Store, only: Sequence[str] | None = None) -> Iterator[outbox.OutboxEntry]:
+    """`pending(store, only)`, one at a time (a connection at a time when `only` is given),
+    never all held."""
+    if only is None:
+        with store.session() as session:
+            yield from outbox.each_entry(session, states=PENDING)
+        return
+    for _, _, entries in pending_by_connection(store, only):
+        yield from entries
 
 
 __all__ = [
@@ -887,6 +902,7 @@ __all__ = [
     "each_pending",
     "pending",
     "pending_by_connection",
+    "pending_counts",
     "queue_writes",
     "retry",
     "retry_connection",

@@ -168,6 +168,10 @@ def test_plan_shows_each_system_what_it_needs_and_apply_only_sends_to_one(book):
     assert [e["id"] for e in book.pending()] == [e["id"] for e in pending]  # planning twice adds nothing
 
     gateway = sorted(e["id"] for e in pending if e["connection"] == "gateway")
+    # without --yes and no terminal to ask on: nothing is sent, and the count is the gateway's
+    unasked = book.run("apply", "--only", "gateway")
+    assert unasked.exit_code == 2 and _writes(book.sandbox.journal) == []
+    assert f"{len(gateway)} writes are pending; run `connector plan`" in unasked.stderr
     applied = book.json("apply", "--only", "gateway", "--yes")
     assert sorted(e["id"] for e in applied["done"]) == gateway
     assert applied["failed"] == [] and applied["parked"] == []
