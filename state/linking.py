@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from connector.model import DISPUTE_WITHDRAWN, MONEY_LEFT
 from connector.state.records import CANONICAL_TABLES, ref_kind, rowcount
-from connector.state.tables import json_text, mentions, ref_order, table
+from connector.state.tables import json_text, linked_to_any, mentions, ref_order, table
 from connector.state.upsert import dialect_name, in_chunks, mine, one_of
 
 # What points at a canonical record of each kind, and must follow it when it is merged.
@@ -26,13 +26,15 @@ _CANONICAL = CANONICAL_TABLES
 T = TypeVar("T")
 
 
-def _linked_views(session: Session, entity_kind: str) -> sa.Select[Any]:
+def _linked_views(session: Session, entity_kind: str, *, by_entity: bool = False) -> sa.Select[Any]:
     """Every linked ref of `entity_kind` with its view and when a sync last read it, in order
-    of system, object type and remote id: what the readers below narrow."""
+    of system, object type and remote id: what the readers below narrow. `by_entity`: the
+    caller narrows them to a list of canonical ids, which leaves out the refs linked to nothing
+    by itself (`linked_to_any`)."""
     refs = table("refs")
     return (
         sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.entity_id, refs.c.data, refs.c.seen_at)
-        .where(mine(session, refs), refs.c.entity_kind == entity_kind, refs.c.entity_id.is_not(None))
+        .where(mine(session, refs), refs.c.entity_kind == entity_kind, *linked_to_any(refs, by_entity=by_entity))
         .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
     )
 
@@ -50,7 +52,7 @@ def ref_views(
     that keeps every such view and maybe some others, so test what it keeps. `entity_ids`
     keeps the refs of those canonical records (through `ix_refs_entity`)."""
     refs = table("refs")
-    query = _linked_views(session, entity_kind)
+    query = _linked_views(session, entity_kind, by_entity=entity_ids is not None)
     if linked_to is not None:
         sieve = [sa.and_(refs.c.system == s, _may_link(session, refs, v)) for s, v in sorted(linked_to)]
         # the refs of the kind through `ix_refs_entity`, not all the systems' refs in key order

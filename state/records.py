@@ -35,7 +35,7 @@ from connector.model import DISPUTE_WITHDRAWN, MONEY_LEFT, Customer, Invoice, Pa
 from connector.money import Money
 from connector.state import convert
 from connector.state.raw import pack, raw_json
-from connector.state.tables import ref_order, table
+from connector.state.tables import linked_to_any, ref_order, table
 from connector.state.upsert import Bulk, bulk_write, dialect_name, in_chunks, mine, one_of
 
 EntityKind = Literal["customer", "invoice", "payment"]
@@ -788,7 +788,7 @@ def view_hashes(
     that order: what the record's views hold, known without reading (or decoding) one of them."""
     refs = table("refs")
     query = sa.select(refs.c.entity_id, refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.data_hash).where(
-        mine(session, refs), refs.c.entity_kind == entity_kind, refs.c.entity_id.is_not(None)
+        mine(session, refs), refs.c.entity_kind == entity_kind, *linked_to_any(refs, by_entity=entity_ids is not None)
     )
     if entity_ids is not None:
         query = query.where(one_of(session, refs.c.entity_id, list(entity_ids)))

@@ -92,6 +92,14 @@ def ref_order(refs: sa.Table) -> list[sa.ColumnElement[Any]]:
     return [refs.c.system.concat(""), refs.c.object_type, refs.c.remote_id]
 
 
+def linked_to_any(refs: sa.Table, *, by_entity: bool) -> list[sa.ColumnElement[bool]]:
+    """`entity_id IS NOT NULL`, unless the query names its entity ids (`by_entity`): with both,
+    SQLite walks `ix_refs_entity` over every ref of the kind from the first id that is not
+    NULL and tests each against the list, instead of looking each id up (1,000 invoices' refs
+    of the large book: 0.15 s against 0.012 s)."""
+    return [] if by_entity else [refs.c.entity_id.is_not(None)]
+
+
 # Strings every JSON encoder writes as they are (no escape), in SQLite's text and in the text
 # PostgreSQL gives of a JSONB value alike; and those that may stand for a JSON number.
 _VERBATIM = re.compile(r"[A-Za-z0-9_.:-]+")
