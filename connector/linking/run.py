@@ -27,7 +27,7 @@ from connector.linking.rules import (
 )
 from connector.providers.registry import Registry
 from connector.state import linking as state_linking
-from connector.state.bookkeeping import audit
+from connector.state.bookkeeping import audit_many
 from connector.state.store import Store
 
 ACTOR = "linker"
@@ -258,6 +258,10 @@ def _why_unlinked(view: View, match: DealMatch | None) -> str:
 
 def _apply(session: Any, kind: str, links: list[Link]) -> list[Link]:
     state_linking.merge_entities(session, kind, [(link.member, link.survivor, link.rule) for link in links])
-    for link in links:
-        audit(session, ACTOR, "link", kind, link.survivor, {"merged": link.member, "rule": link.rule}, link.reason)
+    audit_many(
+        session,
+        ACTOR,
+        "link",
+        [(kind, link.survivor, {"merged": link.member, "rule": link.rule}, link.reason) for link in links],
+    )
     return links
