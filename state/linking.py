@@ -23,6 +23,7 @@ _DEPENDANTS: dict[str, list[tuple[str, str]]] = {
     "payment": [("allocations", "payment_id")],
 }
 _CANONICAL = CANONICAL_TABLES
+MERGE_BATCH = 2000
 T = TypeVar("T")
 
 
@@ -202,32 +203,35 @@ def _may_link(session: Session, refs: sa.Table, invoice: str) -> sa.ColumnElemen
 
 def merge_entities(session: Session, entity_kind: str, merges: Sequence[tuple[str, str, str]]) -> None:
     """Merge each `(member, survivor, rule)`: the member's refs and everything pointing at it
-    move to the survivor, then the member's canonical row goes (invoice lines with it)."""
-    if not merges:
-        return
+    move to the survivor, then the member's canonical row goes (invoice lines with it).
+    `MERGE_BATCH` merges at a time (a survivor is never another merge's member: each is the
+    survivor of its own group), so a first link of a large book never holds the parameters
+    of 200,000 merges at once."""
     refs = table("refs")
-    session.execute(
-        sa.update(refs)
-        .where(mine(session, refs), refs.c.entity_kind == entity_kind, refs.c.entity_id == sa.bindparam("member"))
-        # `changed_at` stays: only linking moves a view to another record, and linking the views
-        # it merged again links nothing (its groups only grow), so its own merges must not make
-        # the views' mark (`state.changes.views_position`) ask for another whole-book pass
-        .values(entity_id=sa.bindparam("survivor"), link_rule=sa.bindparam("rule")),
-        [{"member": m, "survivor": s, "rule": r} for m, s, r in merges],
-    )
-    for name, column in _DEPENDANTS[entity_kind]:
-        dependant = table(name)
-        session.execute(
-            sa.update(dependant)
-            .where(mine(session, dependant), dependant.c[column] == sa.bindparam("member"))
-            .values({column: sa.bindparam("survivor")}),
-            [{"member": m, "survivor": s} for m, s, _ in merges],
-        )
     canonical = table(_CANONICAL[entity_kind])
-    session.execute(
-        sa.delete(canonical).where(mine(session, canonical), canonical.c.id == sa.bindparam("member")),
-        [{"member": m} for m, _, _ in merges],
-    )
+    for start in range(0, len(merges), MERGE_BATCH):
+        part = merges[start : start + MERGE_BATCH]
+        session.execute(
+            sa.update(refs)
+            .where(mine(session, refs), refs.c.entity_kind == entity_kind, refs.c.entity_id == sa.bindparam("member"))
+            # `changed_at` stays: only linking moves a view to another record, and linking the
+            # views it merged again links nothing (its groups only grow), so its own merges must
+            # not make the views' mark (`state.changes.views_position`) ask for another pass
+            .values(entity_id=sa.bindparam("survivor"), link_rule=sa.bindparam("rule")),
+            [{"member": m, "survivor": s, "rule": r} for m, s, r in part],
+        )
+        for name, column in _DEPENDANTS[entity_kind]:
+            dependant = table(name)
+            session.execute(
+                sa.update(dependant)
+                .where(mine(session, dependant), dependant.c[column] == sa.bindparam("member"))
+                .values({column: sa.bindparam("survivor")}),
+                [{"member": m, "survivor": s} for m, s, _ in part],
+            )
+        session.execute(
+            sa.delete(canonical).where(mine(session, canonical), canonical.c.id == sa.bindparam("member")),
+            [{"member": m} for m, _, _ in part],
+        )
 
 
 def without_customer(session: Session, entity_kind: str) -> set[str]:
