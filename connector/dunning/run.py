@@ -40,7 +40,6 @@ from connector.model import Action, ActionKind, Customer, PaymentApplication, in
 from connector.money import Money
 from connector.providers.registry import Registry
 from connector.state import outbox, records
-from connector.state import reconciliation as decisions
 from connector.state.bookkeeping import audit, audit_entries
 from connector.state.records import set_finance_owned
 from connector.state.reminders import reminder_messages
@@ -227,7 +226,7 @@ def _cases(store: Store, facts: Facts, customers: dict[str, Customer], as_of: da
     for allocation in facts.allocations:
         current = pending.get(allocation.invoice_id)
         pending[allocation.invoice_id] = allocation.amount if current is None else current + allocation.amount
-    credit = unapplied_credit(store, facts, customers)
+    credit = unapplied_credit(facts, customers)
     cases = []
     for invoice_id, invoice in facts.invoices.items():
         customer = customers.get(invoice.customer_id or "")
@@ -247,15 +246,17 @@ def _cases(store: Store, facts: Facts, customers: dict[str, Customer], as_of: da
     return cases
 
 
-def unapplied_credit(store: Store, facts: Facts, customers: Collection[str]) -> dict[tuple[str, str], Money]:
+def unapplied_credit(facts: Facts, customers: Collection[str]) -> dict[tuple[str, str], Money]:
     """Per customer of `customers` and currency: money received and not applied to any invoice
-    (overpayments), from the customers' payments in `facts` and every applied allocation of them."""
+    (overpayments), from the customers' payments in `facts` and every applied allocation of them
+    (`facts.applied` holds them: the facts of a few customers read every applied allocation of
+    their payments)."""
     own = sorted(p for p, payment in facts.payments.items() if payment.customer_id in customers)
-    with store.session() as session:
-        applied = [s.allocation for s in decisions.load_allocations(session, status="applied", payment_ids=own)]
+    theirs = set(own)
     by_payment: dict[str, list[Any]] = defaultdict(list)
-    for allocation in applied:
-        by_payment[allocation.payment_id].append(allocation)
+    for allocation in facts.applied:
+        if allocation.payment_id in theirs:
+            by_payment[allocation.payment_id].append(allocation)
     credit: dict[tuple[str, str], Money] = {}
     for payment_id in own:
         payment = facts.payments[payment_id]
