@@ -49,6 +49,18 @@ def settle(config: Config, store: Store, today: date | None = None) -> None:
     raise AssertionError("the engine still changes the book after three runs with nothing new")
 
 
+def count_whole_links(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """A list that gains an item each time the pipeline runs a whole-book link (`link_all`)."""
+    linked: list[bool] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        linked.append(True)
+        return link_all(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "link_all", counted)
+    return linked
+
+
 def move_a_due_date(store: Store, *, days: int) -> None:
     """A provider's invoice changes (its due date moves by `days`) and a sync stores it."""
     invoice = next(i for i in store.list_invoices() if i.refs and i.due_date is not None)
@@ -173,15 +185,9 @@ def test_linking_runs_again_only_when_a_view_moved_or_the_systems_changed(
 ) -> None:
     directory, config, store = synced
     settle(config, store)
-    for _ in range(3):  # until linking's own merges have settled
+    for _ in range(3):  # until whatever the earlier tests left has been linked
         pipeline.link(config, store)
-    linked: list[bool] = []
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        linked.append(True)
-        return link_all(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "link_all", counted)
+    linked = count_whole_links(monkeypatch)
     assert pipeline.link(config, store).counts() == {}
     assert linked == []
     # finance's decision moves the book, not a view: the engine runs, linking does not
@@ -232,13 +238,7 @@ def test_linking_its_own_merges_leaves_the_views_mark_and_is_not_run_again(
         first = pipeline.link(config, store).counts()
         assert first["customer"] > 0 and first["invoice"] > 0 and first["payment"] > 0
         assert store.views_position() == before
-        linked: list[bool] = []
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            linked.append(True)
-            return link_all(*args, **kwargs)
-
-        monkeypatch.setattr(pipeline, "link_all", counted)
+        linked = count_whole_links(monkeypatch)
         assert pipeline.link(config, store).counts() == {}
         assert linked == []
         # and it is right not to: a whole pass over the merged views links nothing more
