@@ -35,7 +35,7 @@ from connector.model import DISPUTE_WITHDRAWN, MONEY_LEFT, Customer, Invoice, Pa
 from connector.money import Money
 from connector.state import convert
 from connector.state.raw import pack, raw_json
-from connector.state.tables import linked_to_any, ref_order, table
+from connector.state.tables import json_text, linked_to_any, ref_order, table
 from connector.state.upsert import Bulk, bulk_write, dialect_name, in_chunks, mine, one_of
 
 EntityKind = Literal["customer", "invoice", "payment"]
@@ -269,6 +269,8 @@ def store_refs(
     with_raw = raws is not None
     rows: dict[bool, list[tuple[Any, ...]]] = {True: [], False: []}  # new refs, changed ones
     unchanged = []
+    read: list[tuple[str, E, Ref, int | None, str, bytes | None, str]] = []
+    moved: dict[int, tuple[E, str | None, bytes | None, Mapping[str, Any] | None]] = {}  # differ from the stored
     for remote_id, (record, ref) in batch.items():
         ref_id, stored_id, stored_hash = known.get(remote_id, (None, None, None))
         entity_id = stored_id or record.id
@@ -278,16 +280,29 @@ def store_refs(
         if record.id != entity_id:
             record = record.model_copy(update={"id": entity_id})
         done.records.append(record)
-        text = view_text(record, extras.get(remote_id) if extras else None)
+        extra = extras.get(remote_id) if extras else None
+        text = view_text(record, extra)
         raw = raw_json(raws[remote_id]) if raws is not None and remote_id in raws else None
         digest = view_hash(entity_kind, rank, text, raw)
-        if ref_id is not None and stored_id is not None and digest == stored_hash:
+        if ref_id is not None and stored_id is not None:
+            if digest == stored_hash:
+                unchanged.append(ref_id)
+                continue
+            moved[ref_id] = (record, stored_hash, raw, extra)
+        read.append((remote_id, record, ref, ref_id, text, raw, digest))
+    # A view that differs from the stored one only in the canonical ids it names (its own `id`,
+    # its `customer_id`: linking's merges leave them stale in the stored view) is the same
+    # view: writing it again would move the views' and the book's marks, and so link and
+    # reconcile the whole book again, for nothing the provider changed.
+    same = _same_but_canonical_ids(session, entity_kind, rank, moved)
+    for remote_id, record, ref, ref_id, text, raw, digest in read:
+        if ref_id is not None and ref_id in same:
             unchanged.append(ref_id)
             continue
         done.changed.append(record)
-        row = (remote_id, entity_id, ref.remote_updated_at, text, digest)
-        # compressed only when written: an unchanged record costs no compression either
+        row = (remote_id, record.id, ref.remote_updated_at, text, digest)
         rows[remote_id not in known].append((*row, None if raw is None else pack(raw)) if with_raw else row)
+    # compressed only when written: an unchanged record costs no compression either
     now = utcnow()
     # entity_id only fills a NULL: a ref keeps its canonical id even against a racing writer
     for new, group in rows.items():
@@ -304,6 +319,47 @@ def store_refs(
         )
     _seen(session, unchanged, now)
     return done
+
+
+# What a stored view names by canonical id (the record's own and its customer's), not by what
+# the provider said: `_same_but_canonical_ids` compares views without them.
+CANONICAL_ID_FIELDS = ("id", "customer_id")
+
+
+def _same_but_canonical_ids(
+    session: Session,
+    entity_kind: str,
+    rank: int,
+    moved: Mapping[int, tuple[Stored, str | None, bytes | None, Mapping[str, Any] | None]],
+) -> set[int]:
+    """Of `moved` (ref id -> the record as read now, the stored view's hash, its raw payload and
+    what the sync learnt beside it), the refs whose stored view is the record's view but for
+    the canonical ids the stored one names: the record's view again, with those ids put back,
+    hashes as the stored view did (its kind, rank and raw payload are part of the hash, so any
+    other change still shows). The database hands over the two ids of each stored view,
+    nothing else of it. Such a view is left as it is: linking reads a view's ids through the
+    ids its customers' views name (`linking.run`), as it did after the merge."""
+    if not moved:
+        return set()
+    refs = table("refs")
+    stated: dict[int, tuple[Any, ...]] = {}
+    for chunk in in_chunks(session, sorted(moved)):
+        query = sa.select(refs.c.id, *(json_text(refs.c.data, f) for f in CANONICAL_ID_FIELDS)).where(
+            mine(session, refs), one_of(session, refs.c.id, chunk)
+        )
+        stated.update({row[0]: tuple(row[1:]) for row in session.execute(query)})
+    same = set()
+    for ref_id, (record, stored_hash, raw, extra) in moved.items():
+        ids = stated.get(ref_id)
+        if ids is None or stored_hash is None:
+            continue
+        named = {f: v for f, v in zip(CANONICAL_ID_FIELDS, ids, strict=True) if hasattr(record, f)}
+        if any(v is not None and not isinstance(v, str) for v in named.values()):
+            continue
+        as_stored = record.model_copy(update=named)
+        if view_hash(entity_kind, rank, view_text(as_stored, extra), raw) == stored_hash:
+            same.add(ref_id)
+    return same
 
 
 def _seen(session: Session, ref_ids: Sequence[int], now: datetime) -> None:
