@@ -19,7 +19,6 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -31,6 +30,9 @@ _MAX_PARAMS = {"sqlite": _SQLITE_MAX_PARAMS, "postgresql": 65535}
 
 Row = dict[str, Any]
 MULTI_ROW_VALUES = False
+# PostgreSQL's SQLSTATE for a unique violation: psycopg's own exception class is not named
+# here, so that a command on SQLite does not import psycopg (a tenth of a second at start).
+UNIQUE_VIOLATION = "23505"
 
 
 def dialect_name(session: Session) -> str:
@@ -297,9 +299,12 @@ def bulk_write(
             _copy(connection, bulk.table.name, bulk.all_columns, [(*row, *fixed) for row in prepared])
         elif new:
             try:
+                # the SAVEPOINT is emitted when the nested transaction's connection is asked for
                 with session.begin_nested():
-                    _copy(connection, bulk.table.name, bulk.all_columns, [(*row, *fixed) for row in prepared])
-            except psycopg.errors.UniqueViolation:
+                    _copy(session.connection(), bulk.table.name, bulk.all_columns, [(*row, *fixed) for row in prepared])
+            except Exception as exc:
+                if getattr(exc, "sqlstate", None) != UNIQUE_VIOLATION:
+                    raise
                 _copy_merge(connection, bulk, prepared, fixed)
         else:
             _copy_merge(connection, bulk, prepared, fixed)
