@@ -1,7 +1,15 @@
-"""The root `connector` command: global options, and the one place errors become exit codes."""
+"""The root `connector` command: global options, and the one place errors become exit codes.
+
+A command's module is imported when the command runs (`COMMAND_MODULES`, click's "lazily
+loading subcommands"), not at start: `connector explain` does not pay for the PDF and XLSX
+libraries, the sandbox or the web server that other commands need (about half of what the
+whole CLI imports). Each command module still names its dependencies at its top;
+tests/cli/test_cli_commands.py holds the table equal to the modules' `COMMANDS`.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
 from typing import Any
@@ -9,31 +17,73 @@ from typing import Any
 import click
 
 from connector import __version__
-from connector.cli import (
-    admin,
-    audit_commands,
-    collections_commands,
-    company_commands,
-    demo_commands,
-    mapping_commands,
-    plugin_commands,
-    reconcile_commands,
-    remap_commands,
-    report_commands,
-    secret_commands,
-    serve_commands,
-    statement_commands,
-    sync_commands,
-    ui_commands,
-    writeback_commands,
-)
 from connector.cli.context import ENV_COMPANY, AppContext, company_option
 from connector.errors import EXIT_FAILURE, EXIT_USAGE, ConfigError, ConnectorError, exit_code
 from connector.logs import configure_logging
 from connector.redaction import redact
 
+# Each top-level command, the module whose `COMMANDS` holds it.
+COMMAND_MODULES: dict[str, str] = {
+    "init": "connector.cli.admin",
+    "providers": "connector.cli.admin",
+    "db": "connector.cli.admin",
+    "doctor": "connector.cli.admin",
+    "companies": "connector.cli.company_commands",
+    "mappings": "connector.cli.mapping_commands",
+    "sync": "connector.cli.sync_commands",
+    "remap": "connector.cli.remap_commands",
+    "reconcile": "connector.cli.reconcile_commands",
+    "invoices": "connector.cli.report_commands",
+    "payments": "connector.cli.report_commands",
+    "customers": "connector.cli.report_commands",
+    "aging": "connector.cli.report_commands",
+    "explain": "connector.cli.report_commands",
+    "drift": "connector.cli.report_commands",
+    "statement": "connector.cli.statement_commands",
+    "audit": "connector.cli.audit_commands",
+    "plan": "connector.cli.writeback_commands",
+    "apply": "connector.cli.writeback_commands",
+    "actions": "connector.cli.writeback_commands",
+    "dispute": "connector.cli.collections_commands",
+    "promise": "connector.cli.collections_commands",
+    "plan-payments": "connector.cli.collections_commands",
+    "pause": "connector.cli.collections_commands",
+    "reminders": "connector.cli.collections_commands",
+    "serve": "connector.cli.serve_commands",
+    "demo": "connector.cli.demo_commands",
+    "sandbox": "connector.cli.demo_commands",
+    "plugin": "connector.cli.plugin_commands",
+    "secret-key": "connector.cli.secret_commands",
+    "tokens": "connector.cli.secret_commands",
+    "ui": "connector.cli.ui_commands",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class CommandsOnDemand(click.Group):
+    """The root group: a command is imported from its module the first time it is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMAND_MODULES, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            load_command(self, cmd_name)
+        return self.commands.get(cmd_name)
+
+
+def load_command(group: click.Group, name: str) -> click.Command:
+    """Import `name`'s module, add the command to the root group with `--company` on each of
+    its book commands; once per process."""
+    module = importlib.import_module(COMMAND_MODULES[name])
+    command: click.Command | None = next((c for c in module.COMMANDS if c.name == name), None)
+    if command is None:  # the table and the module disagree: a bug of ours
+        raise LookupError(f"{COMMAND_MODULES[name]} has no command {name!r}")
+    _add_company_options(command, name)
+    group.add_command(command)
+    return command
+
+
+@click.group(cls=CommandsOnDemand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="connector")
 @click.option(
     "--config",
@@ -102,41 +152,12 @@ BOOK_COMMANDS = frozenset(
 )
 
 
-def _add_company_options(group: click.Group, prefix: str = "") -> None:
-    for name, command in group.commands.items():
-        path = f"{prefix}{name}"
-        if path in BOOK_COMMANDS:
-            command.params.append(company_option())
-        if isinstance(command, click.Group):
-            _add_company_options(command, f"{path} ")
-
-
-def _register_commands() -> None:
-    modules = (
-        admin,
-        company_commands,
-        mapping_commands,
-        sync_commands,
-        remap_commands,
-        reconcile_commands,
-        report_commands,
-        statement_commands,
-        audit_commands,
-        writeback_commands,
-        collections_commands,
-        serve_commands,
-        demo_commands,
-        plugin_commands,
-        secret_commands,
-        ui_commands,
-    )
-    for module in modules:
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register_commands()
-_add_company_options(cli)
+def _add_company_options(command: click.Command, path: str) -> None:
+    if path in BOOK_COMMANDS:
+        command.params.append(company_option())
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            _add_company_options(sub, f"{path} {name}")
 
 
 def main(argv: list[str] | None = None) -> Any:
