@@ -269,6 +269,16 @@ class RefRow(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("company", "system", "object_type", "remote_id", name="uq_refs_remote"),
         sa.Index("ix_refs_entity", "company", "entity_kind", "entity_id"),
+        # 0022: the views that say they pay an invoice (`linking.ref_views(linked_to=)`); only
+        # those: a query that names no link cannot use it
+        sa.Index(
+            "ix_refs_invoice_link",
+            "company",
+            "system",
+            json_text(sa.column("data"), "_sync", "links", "invoice"),
+            sqlite_where=json_text(sa.column("data"), "_sync", "links", "invoice").is_not(None),
+            postgresql_where=json_text(sa.column("data"), "_sync", "links", "invoice").is_not(None),
+        ),
     )
 
     id: int = _col(BigIntId, primary_key=True, nullable=False)

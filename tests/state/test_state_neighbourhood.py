@@ -8,8 +8,8 @@ import sqlalchemy as sa
 
 from connector.model import Action, Ref
 from connector.state import Store, linking, outbox, records
-from connector.state.tables import ref_order, table
-from support.state_factories import invoice, payment
+from connector.state.tables import json_text, ref_order, table
+from support.state_factories import invoice, payment, ref
 
 
 def aimed(system: str, object_type: str, remote_id: str, kind: str = "record_payment") -> Action:
@@ -143,3 +143,40 @@ def test_the_views_and_hashes_of_some_records_are_looked_up_by_id_not_walked(sto
         for statement, parameters in seen:
             found = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()  # type: ignore[arg-type]
             assert any("ix_refs_entity" in row[-1] and "entity_id=?" in row[-1] for row in found), found
+
+
+def test_the_payment_views_that_link_to_some_invoices_are_exactly_those_found_through_their_index(
+    store: Store,
+) -> None:
+    """`ref_views(linked_to=...)` (`explain`, `statement`: the ledger's payments on an invoice)
+    returns the payment views whose `_sync.links.invoice` names one of the invoices in that
+    system, and no other, looking each link up in `ix_refs_invoice_link` (0022) instead of
+    reading every payment view of the book."""
+    links = {"P-1": "L-1", "P-2": "L-2", "P-12": "L-12", "P-none": None}
+    extras = {
+        remote: {"kind": "ledger", "links": {"invoice": target} if target else {}} for remote, target in links.items()
+    }
+    ledger = [
+        payment(remote).model_copy(update={"refs": [ref(remote, "payment", system="ledger")]}) for remote in links
+    ]
+    store.store_page("ledger", "payments", "payment", ledger, None, extras=extras)
+    store.store_page(
+        "gateway", "charges", "payment", [payment("ch_1")], None, extras={"ch_1": {"links": {"invoice": "L-1"}}}
+    )
+    with store.session() as session:
+        found = linking.ref_views(
+            session, "payment", linked_to={("ledger", "L-1"), ("ledger", "L-12"), ("ledger", "L-9")}
+        )
+        gateway = linking.ref_views(session, "payment", linked_to={("gateway", "L-1")})
+        none = linking.ref_views(session, "payment", linked_to=set())
+    assert [(v["system"], v["remote_id"]) for v in found] == [("ledger", "P-1"), ("ledger", "P-12")]
+    assert [(v["system"], v["remote_id"]) for v in gateway] == [("gateway", "ch_1")]
+    assert none == []
+    refs = table("refs")
+    query = sa.select(refs.c.id).where(
+        refs.c.company == store.company,
+        refs.c.entity_kind == "payment",
+        refs.c.system == "ledger",
+        json_text(refs.c.data, "_sync", "links", "invoice") == "L-1",
+    )
+    assert "ix_refs_invoice_link" in plan(store, query)
