@@ -9,6 +9,7 @@ SQLAlchemy's BEGIN is real: a page, or a whole migration, commits or rolls back 
 from __future__ import annotations
 
 import os
+import sqlite3
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,6 +25,11 @@ SQLITE_CACHED_STATEMENTS = 8  # prepared statements kept per connection (pysqlit
 # A new SQLite file is created with this mode; SQLite gives its -wal and -shm files the mode
 # of the database file, so they are private too.
 SQLITE_FILE_MODE = 0o600
+# The execution option of an engine whose transactions only read (`Store.reader`): on SQLite
+# they take no write lock (a plain BEGIN in WAL mode: a snapshot, never waiting for a writer
+# nor holding one back) under `PRAGMA query_only`; on PostgreSQL they are READ ONLY. A write
+# in one fails at once instead of passing unnoticed.
+READ_ONLY = "connector_read_only"
 # The state store runs on these two only (the schema's migrations and locks are written for them).
 SUPPORTED_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 
@@ -88,7 +94,19 @@ def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
     engine = sa.create_engine(target, **kwargs)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
+    else:
+        sa.event.listen(engine, "begin", _begin_postgresql)
     return engine
+
+
+def reading(engine: Engine) -> Engine:
+    """`engine` for transactions that only read (`READ_ONLY`)."""
+    return engine.execution_options(**{READ_ONLY: True})
+
+
+def _begin_postgresql(connection: sa.Connection) -> None:
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("SET TRANSACTION READ ONLY")
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -124,7 +142,14 @@ def _configure_sqlite(engine: Engine) -> None:
         # IMMEDIATE takes the write lock up front: a transaction that reads and then writes
         # (look up refs, then upsert) would otherwise fail at once with "database is locked"
         # when another thread writes meanwhile, instead of waiting its turn (busy_timeout).
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A reader's (`READ_ONLY`) takes none: a report runs beside a sync or a plan that
+        # holds the write lock for minutes on a large book, and holds none back itself.
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("PRAGMA query_only=ON")
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("PRAGMA query_only=OFF")
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def sqlite_file(url: URL) -> str | None:
@@ -159,17 +184,30 @@ def scrub_sqlite(engine: Engine) -> None:
     try:
         connection = raw.driver_connection
         assert connection is not None
-        # outside any transaction: the connection is in autocommit (see _configure_sqlite)
+        # outside any transaction: the connection is in autocommit (see _configure_sqlite);
+        # a reader may have used it last (`READ_ONLY`)
+        connection.execute("PRAGMA query_only=OFF")
         connection.execute("VACUUM")
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         raw.close()
 
 
+def is_locked(exc: sa.exc.DBAPIError) -> bool:
+    """SQLite's answer when another connection held the write lock past the busy timeout."""
+    return isinstance(exc.orig, sqlite3.OperationalError) and str(exc.orig).startswith("database is locked")
+
+
 def unavailable(engine: Engine, exc: sa.exc.DBAPIError, what: str = "reach") -> DatabaseUnavailableError:
     """The one-line error of a database that cannot be reached (or read: `what`), without its
     password."""
     reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    if is_locked(exc):
+        return DatabaseUnavailableError(
+            f"the state database {redact_url(engine.url)} is busy: another connector process has held its "
+            f"write lock for over {SQLITE_BUSY_TIMEOUT_MS / 1000:g} s (a sync, reconcile or plan of a large "
+            "book); try again when it has finished"
+        )
     password = engine.url.password
     if password:
         reason = reason.replace(str(password), "***")

@@ -20,7 +20,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy.engine import URL, Engine
 
 from connector.errors import SchemaOutdatedError, SchemaTooNewError
-from connector.state.db import make_engine, unavailable
+from connector.state.db import make_engine, reading, unavailable
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Any constant: serialises concurrent upgrades of one PostgreSQL database by several workers.
@@ -44,7 +44,7 @@ def head_revision() -> str:
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at; None for a database alembic never touched."""
     try:
-        with engine.connect() as connection:
+        with reading(engine).connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         raise unavailable(engine, exc) from None
@@ -101,7 +101,7 @@ def check_revision(current: str | None) -> None:
 def is_empty(engine: Engine) -> bool:
     """True when the database (the current schema, on PostgreSQL) has no tables at all."""
     try:
-        with engine.connect() as connection:
+        with reading(engine).connect() as connection:
             return not sa.inspect(connection).get_table_names()
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         raise unavailable(engine, exc) from None

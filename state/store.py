@@ -15,12 +15,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from connector.errors import ConfigError
 from connector.model import Action, ActionState, Customer, Invoice, Payment, Ref
 from connector.state import bookkeeping, changes, raw, records, tokens
-from connector.state.db import make_engine, scrub_sqlite
+from connector.state.db import is_locked, make_engine, reading, scrub_sqlite, unavailable
 from connector.state.migrate import check_revision, current_revision, is_empty, upgrade
 from connector.state.raw import RAW_BATCH, RawRef
 from connector.state.records import E, EntityKind, own_ref
@@ -66,6 +67,12 @@ class Store:
             return self
         return Store(self.engine, self.sealer, company)
 
+    def reader(self) -> Store:
+        """The same database and company for reports: its transactions only read (`READ_ONLY`),
+        so on SQLite they neither wait for the write lock a sync, reconcile or plan holds nor
+        hold one back; a write through it fails. Shares this store's engine: close this one."""
+        return Store(reading(self.engine), self.sealer, self.company)
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -77,9 +84,16 @@ class Store:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            yield bind(session, self.company)
+        """One transaction: committed when the block ends, rolled back if it raises. SQLite's
+        "database is locked" (another process held the write lock past the busy timeout)
+        leaves as a one-line `DatabaseUnavailableError` saying the database is busy."""
+        try:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                yield bind(session, self.company)
+        except OperationalError as exc:
+            if is_locked(exc):
+                raise unavailable(self.engine, exc) from None
+            raise
 
     @contextmanager
     def _tx(self, session: Session | None) -> Iterator[Session]:
@@ -297,7 +311,7 @@ class Store:
         """Refuse a configuration that gives a connection another company than the one its
         stored records belong to (they would stay in the old book while the new one pulls them
         again): a `ConfigError` naming the connection and the company that holds them."""
-        with self.session() as s:
+        with self.reader().session() as s:
             moved = bookkeeping.records_elsewhere(s, company_of_connection)
         for connection, holder in moved.items():
             raise ConfigError(

@@ -51,7 +51,7 @@ def audit_list(
     if user is not None and not user.strip():
         raise UsageError("--user: give a user name")
     moment = start_of(parse_day(since, "--since")) if since is not None else None
-    store = app.store()
+    store = app.reader()
     with store.session() as session:
         entries = audit_log(session, actor=user, since=moment, actions=actions or None)
         known_actions = audit_actions(session) if not entries else []

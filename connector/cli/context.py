@@ -75,6 +75,11 @@ class AppContext:
         """The state store working for the chosen company's book."""
         return self.root_store().for_company(company or self.company())
 
+    def reader(self, company: str | None = None) -> Store:
+        """The chosen company's book for a report: its transactions only read, so they neither
+        wait for nor hold back a sync, reconcile or plan writing meanwhile (`Store.reader`)."""
+        return self.store(company).reader()
+
     def root_store(self) -> Store:
         """The state store of the configured database, opened once (schema checked), sealing
         OAuth tokens with the configured keys."""

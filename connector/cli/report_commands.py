@@ -368,7 +368,7 @@ def invoices_list(
     if status is not None and status not in reports.STATUS_FILTERS:
         raise UsageError(f"--status: unknown status {status!r} (valid: {', '.join(reports.STATUS_FILTERS)})")
     output, day = _output(as_json, as_csv, excel, xlsx), parse_day(as_of, "--as-of")
-    store = app.store()
+    store = app.reader()
     customers = _customers(store)
     chosen = None if customer is None else [c.id for c in _resolve_customers(customers, customer) if c.id]
     # The book is read a batch of invoices at a time and printed as it comes (JSON), or kept
@@ -389,7 +389,7 @@ def invoices_unlinked(app: AppContext, as_json: bool) -> None:
     """CRM deals (and CRM invoices) linked to no receivable, with why each did not link. A deal
     alone is never an invoice: it is in no aging, invoice list, reminder or drift until it links
     to the ledger's invoice (or, without a ledger, the gateway's); see docs/linking.md."""
-    deals = unlinked_deals(app.config(), app.store())
+    deals = unlinked_deals(app.config(), app.reader())
     if as_json:
         _echo_json({"deals": [_unlinked_row(d) for d in deals]})
         return
@@ -490,7 +490,7 @@ def payments_list(
     """Payments with their id (as `reconcile match` takes it), fee, net, allocated and
     unapplied amounts, and the totals per currency."""
     output = _output(as_json, as_csv, excel, xlsx)
-    store = app.store()
+    store = app.reader()
     customers = _customers(store)
     chosen = None if customer is None else [c.id for c in _resolve_customers(customers, customer) if c.id]
     # a batch of payments at a time, printed as it comes (as `invoices list`)
@@ -528,7 +528,7 @@ def _customer_lines(row: Row) -> list[list[Any]]:
 def customers_list(app: AppContext, as_json: bool, as_csv: bool, excel: bool) -> None:
     """Every customer: name, e-mail, open balance and unapplied cash per currency (today)."""
     output, day = _output(as_json, as_csv, excel), date.today()
-    store = app.store()
+    store = app.reader()
     customers = _customers(store)
     sums = reports.CustomerBalances()  # the book a batch at a time: only the sums are held
     for row in invoice_listing(store, customers, day):
@@ -563,7 +563,7 @@ def customers_list(app: AppContext, as_json: bool, as_csv: bool, excel: bool) ->
 def customers_show(app: AppContext, customer: str, as_of: str | None, as_json: bool) -> None:
     """One customer: refs in each system, open invoices, payments, unapplied credit."""
     day = parse_day(as_of, "--as-of")
-    store = app.store()
+    store = app.reader()
     customers = _customers(store)
     found = _resolve_customers(customers, customer)
     if len(found) > 1:
@@ -646,7 +646,7 @@ def aging_command(
     of_day = parse_day(as_of, "--as-of") if as_of is not None else None
     side_by_side = _side_by_side(app)
     reports_by_company = {
-        company: _aging_report(app.store(company), at_day, of_day, sort, top) for company in app.companies()
+        company: _aging_report(app.reader(company), at_day, of_day, sort, top) for company in app.companies()
     }
     if not side_by_side:
         (report,) = reports_by_company.values()
@@ -756,7 +756,7 @@ def drift_command(app: AppContext, as_json: bool) -> int:
     with `--company all`), 0 when none."""
     side_by_side = _side_by_side(app)
     reports_by_company = {
-        company: drift_of(app.config(company), app.store(company), date.today()) for company in app.companies()
+        company: drift_of(app.config(company), app.reader(company), date.today()) for company in app.companies()
     }
     drift = any(report["drift"] for report in reports_by_company.values())
     if not side_by_side:
@@ -780,7 +780,7 @@ def drift_command(app: AppContext, as_json: bool) -> int:
 def _print_unlinked_note(app: AppContext, company: str) -> None:
     """CRM deals linked to no invoice are no drift (nothing is owed on them), but finance
     should know they are there."""
-    count = len(unlinked_deals(app.config(company), app.store(company)))
+    count = len(unlinked_deals(app.config(company), app.reader(company)))
     if count:
         click.echo(f"note: {count} CRM deal(s) linked to no invoice are left out (`connector invoices unlinked`)")
 
@@ -868,7 +868,7 @@ def _audit_entries(session: Any, subject_ids: Sequence[str], mentioned: str) -> 
 def explain_command(app: AppContext, record: str, as_json: bool, with_raw: bool) -> None:
     """The full story of one PAYMENT or INVOICE (our id, a provider's id, or an invoice number).
     With --raw, also the object each system returned for it, before mapping."""
-    store = app.store()
+    store = app.reader()
     kind, found = _find(store, record)
     entity_id = found.id
     # Only the record's neighbourhood is read (issue #18): reading the whole book for it took

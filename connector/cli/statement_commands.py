@@ -65,7 +65,7 @@ def statement_command(
     first = parse_day(start, "--from", default=period_start(day))
     if first > day:
         raise UsageError(f"--from: {first} is after the statement's day {day}")
-    store = app.store()
+    store = app.reader()
     chosen = find_customer(customers_by_id(store), customer)
     data = statement(app.config().display_name(), chosen, customer_book(store, chosen.id or ""), day, first)
     if html_file or pdf_file:

@@ -313,7 +313,7 @@ def actions_group() -> None:
 def actions_list(app: AppContext, failed: bool, show_all: bool, as_json: bool) -> None:
     """Pending (or failed, or all) actions."""
     states = ("failed",) if failed else None if show_all else ("planned", "in_flight", "failed")
-    with app.store().session() as session:
+    with app.reader().session() as session:
         entries = outbox.entries(session, states=states)
     if as_json:
         click.echo(json.dumps({"actions": [_entry_json(e) for e in entries]}, indent=2, default=str))

@@ -86,7 +86,7 @@ class _Pages:
 
     def _home(self, href: pages.Href, csrf: str) -> str:
         today = date.today()
-        names = books.Names.of(self.book.store)
+        names = books.Names.of(self.book.reader())
         return "".join(
             [
                 pages.aging_section(books.aging(self.book, today), lambda c: href(f"customers/{c}")),
@@ -108,7 +108,7 @@ class _Pages:
             story = books.customer_page(self.book, customer_id, today)
         except UsageError:
             raise HTTPException(404, "no such customer") from None
-        names = books.Names.of(self.book.store)
+        names = books.Names.of(self.book.reader())
         stories = {r["id"]: books.record_story(self.book, "invoice", r["id"], names) for r in story["open_invoices"]}
         stories |= {r["id"]: books.record_story(self.book, "payment", r["id"], names) for r in story["payments"]}
         links = " ".join(
@@ -143,7 +143,7 @@ class _Pages:
         book = self.book
         if verb == "accept":
             candidate = _positive(form.get("candidate", "1"), "candidate")
-            names = await _off_loop(books.Names.of, book.store)
+            names = await _off_loop(books.Names.of, book.reader())
             lines = await _decide(books.accept, book, proposal_id, candidate, names)
         elif verb == "reject":
             lines = await _decide(books.reject, book, proposal_id)

@@ -55,6 +55,11 @@ class Book:
     store: Store
     user: str  # who decides: kept in the audit log as the CLI's `--user` is
 
+    def reader(self) -> Store:
+        """The book for the pages that only show it (`Store.reader`): they answer while the
+        service syncs or plans, and hold back none of its writes."""
+        return self.store.reader()
+
 
 @dataclass
 class Names:
@@ -94,21 +99,23 @@ class Names:
 def aging(book: Book, as_of: date) -> Row:
     """`connector aging --json` for the book: the same function on the same records (the
     balances at the end of `as_of`, with unapplied cash and net)."""
-    return aging_streamed(book.store, customers_by_id(book.store), as_of)
+    return aging_streamed(book.reader(), customers_by_id(book.reader()), as_of)
 
 
 def customer_statement(book: Book, customer_id: str, day: date) -> Row:
     """`connector statement` for one customer at the end of `day`, from the first of its month,
     in the company's name; UsageError when there is no such customer."""
-    chosen = customers_by_id(book.store).get(customer_id)
+    chosen = customers_by_id(book.reader()).get(customer_id)
     if chosen is None:
         raise UsageError(f"no customer {customer_id!r}")
-    return statement(book.config.display_name(), chosen, customer_book(book.store, customer_id), day, period_start(day))
+    return statement(
+        book.config.display_name(), chosen, customer_book(book.reader(), customer_id), day, period_start(day)
+    )
 
 
 def open_proposals(book: Book, names: Names) -> list[Row]:
     """The open proposals with the payer, the date and each ranked candidate in words."""
-    with book.store.session() as session:
+    with book.reader().session() as session:
         proposals = decisions.load_proposals(session)
     rows = []
     for proposal in proposals:
@@ -153,14 +160,14 @@ def open_proposals(book: Book, names: Names) -> list[Row]:
 
 def customer_page(book: Book, customer_id: str, as_of: date) -> Row:
     """As `connector customers show --json`: open invoices, payments, unapplied credit."""
-    customers = {c.id: c for c in book.store.list_customers() if c.id}
+    customers = {c.id: c for c in book.reader().list_customers() if c.id}
     customer = customers.get(customer_id)
     if customer is None:
         raise UsageError("no such customer")
-    invoices = without_withdrawn(book.store, book.store.list_receivables(customer_id=customer_id))
-    invoice_rows = reports.invoice_rows(invoices, customers, invoice_allocations(book.store, invoices), as_of)
-    payments = book.store.list_payments(customer_id=customer_id)
-    payment_rows = reports.payment_rows(payments, customers, _payment_allocations(book.store))
+    invoices = without_withdrawn(book.reader(), book.reader().list_receivables(customer_id=customer_id))
+    invoice_rows = reports.invoice_rows(invoices, customers, invoice_allocations(book.reader(), invoices), as_of)
+    payments = book.reader().list_payments(customer_id=customer_id)
+    payment_rows = reports.payment_rows(payments, customers, _payment_allocations(book.reader()))
     return reports.customer_story(customer, invoice_rows, payment_rows)
 
 
@@ -176,7 +183,7 @@ def _payment_allocations(store: Store) -> dict[str, list[Allocation]]:
 def record_story(book: Book, kind: str, entity_id: str, names: Names) -> Row:
     """As `connector explain --json`: the refs, allocations, proposals, audit log and writes of
     one invoice or payment."""
-    store = book.store
+    store = book.reader()
     with store.session() as session:
         if kind == "payment":
             stored = decisions.load_allocations(session, payment_ids=[entity_id])
@@ -220,7 +227,7 @@ def record_story(book: Book, kind: str, entity_id: str, names: Names) -> Row:
 
 def parked_actions(book: Book) -> list[Row]:
     """Writes parked after their last attempt failed: to retry or cancel."""
-    with book.store.session() as session:
+    with book.reader().session() as session:
         entries = outbox.entries(session, states=PARKED)
     return [
         {
@@ -238,7 +245,7 @@ def parked_actions(book: Book) -> list[Row]:
 
 def drift(book: Book, as_of: date) -> Row:
     """As `connector drift --json`: what each system holds against what it should hold."""
-    return drift_of(book.config, book.store, as_of)
+    return drift_of(book.config, book.reader(), as_of)
 
 
 # Deciding ---------------------------------------------------------------------------------
