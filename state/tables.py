@@ -136,6 +136,8 @@ def _company(primary_key: bool = False) -> Any:
 
 class CustomerRow(SQLModel, table=True):
     __tablename__ = "customers"
+    # 0023: the newest write of each clock column is one index seek (`changes.book_position`)
+    __table_args__ = (sa.Index("ix_customers_updated_at", "company", "updated_at"),)
 
     company: str = _company(primary_key=True)
     id: str = _col(sa.Text, primary_key=True, nullable=False)
@@ -166,6 +168,7 @@ class InvoiceRow(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_invoices_customer_id", "company", "customer_id"),
         sa.Index("ix_invoices_number", "company", "number"),
+        sa.Index("ix_invoices_updated_at", "company", "updated_at"),  # 0023
     )
 
     company: str = _company(primary_key=True)
@@ -205,6 +208,7 @@ class PaymentRow(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_payments_customer_id", "company", "customer_id"),
         sa.Index("ix_payments_payout_id", "company", "payout_id"),
+        sa.Index("ix_payments_updated_at", "company", "updated_at"),  # 0023
     )
 
     company: str = _company(primary_key=True)
@@ -239,6 +243,7 @@ class AllocationRow(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_allocations_payment_id", "company", "payment_id"),
         sa.Index("ix_allocations_invoice_id", "company", "invoice_id"),
+        sa.Index("ix_allocations_status", "company", "status", "created_at"),  # 0023
         # A payment is allocated only to an invoice of its own company: both keys carry it.
         sa.ForeignKeyConstraint(
             ["company", "payment_id"], ["payments.company", "payments.id"], name="fk_allocations_payment"
@@ -269,6 +274,7 @@ class RefRow(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("company", "system", "object_type", "remote_id", name="uq_refs_remote"),
         sa.Index("ix_refs_entity", "company", "entity_kind", "entity_id"),
+        sa.Index("ix_refs_changed_at", "company", "changed_at"),  # 0023
         # 0022: the views that say they pay an invoice (`linking.ref_views(linked_to=)`); only
         # those: a query that names no link cannot use it
         sa.Index(
@@ -321,6 +327,7 @@ class OutboxActionRow(SQLModel, table=True):
         sa.Index("ix_outbox_actions_state", "company", "state", "next_attempt_at"),
         sa.Index("ix_outbox_actions_subject", "company", "subject_type", "subject_id"),
         sa.Index("ix_outbox_actions_batch", "company", "batch_key"),
+        sa.Index("ix_outbox_actions_updated_at", "company", "updated_at"),  # 0023
         # 0019: the actions aimed at one record (`connector explain`), by their target's remote id
         sa.Index("ix_outbox_actions_target", "company", json_text(sa.column("target"), "remote_id")),
     )
@@ -403,6 +410,7 @@ class ProposalRow(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_proposals_status", "company", "status"),
         sa.Index("ix_proposals_payment_id", "company", "payment_id"),
+        sa.Index("ix_proposals_clocks", "company", "created_at", "decided_at"),  # 0023
     )
 
     company: str = _company(primary_key=True)

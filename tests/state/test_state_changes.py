@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
+
 from connector.state import Store
+from connector.state.changes import CHANGE_CLOCKS, STATE_COLUMNS
 from connector.state.reconciliation import decide_proposal, load_proposals, replace_open_proposals
 from support.state_factories import SYSTEM, invoice
 
@@ -68,3 +71,32 @@ def test_another_companys_changes_do_not_move_the_position(store: Store) -> None
     before = store.book_position()
     store.for_company("acme").store_page(SYSTEM, "invoices", "invoice", [invoice("A1")], cursor=None)
     assert store.book_position() == before
+
+
+def test_the_position_is_read_from_indexes_not_from_every_row(store: Store) -> None:
+    """Every aggregate of the position (a tick with nothing new asks for it, and so does every
+    `sync`, `reconcile` and `plan`) is answered from an index of the company (0023): the newest
+    value of a clock column by one seek, the counts from an index's entries; no statement reads
+    the table's rows (a walk over every row took 2.1 s of CPU on the 110,000-invoice book)."""
+    store.store_page(SYSTEM, "invoices", "invoice", [invoice("A1")], cursor=None)
+    seen: list[tuple[str, object]] = []
+
+    def capture(_conn: object, _cursor: object, statement: str, parameters: object, *_: object) -> None:
+        seen.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        store.book_position()
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", capture)
+    selects = [(s, p) for s, p in seen if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == len(CHANGE_CLOCKS) + len(STATE_COLUMNS)
+    if store.engine.dialect.name != "sqlite":
+        return  # PostgreSQL chooses by its statistics; the indexes are the same (migrations test)
+    with store.engine.connect() as connection:
+        for statement, parameters in selects:
+            plan = " ".join(
+                row[-1]
+                for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()  # type: ignore[arg-type]
+            )
+            assert "COVERING INDEX" in plan or "PRIMARY KEY" in plan or "INTEGER PRIMARY KEY" in plan, (statement, plan)
