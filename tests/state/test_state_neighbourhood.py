@@ -94,8 +94,11 @@ def test_a_remote_id_of_any_object_type_is_found_by_the_whole_unique_key(store: 
 
 
 def test_a_records_refs_are_read_through_the_entity_index(store: Store) -> None:
-    first, _ = store.store_page("ledger", "invoices", "invoice", [invoice("L-1"), invoice("L-2")], None)
+    first, *_ = store.store_page("ledger", "invoices", "invoice", [invoice(f"L-{n}") for n in range(300)], None)
     assert first.id is not None
+    if store.engine.dialect.name == "postgresql":  # it chooses by statistics: give it some
+        with store.session() as session:
+            session.execute(sa.text("ANALYZE refs"))
     refs = table("refs")
     query = (
         sa.select(refs.c.id)
@@ -104,7 +107,7 @@ def test_a_records_refs_are_read_through_the_entity_index(store: Store) -> None:
     )
     assert "ix_refs_entity" in plan(store, query)
     with store.session() as session:
-        assert [r["remote_id"] for r in records.ref_details(session, "invoice", first.id)] == ["L-1"]
+        assert [r["remote_id"] for r in records.ref_details(session, "invoice", first.id)] == ["L-0"]
 
 
 def test_invoice_numbers_are_found_in_any_case_reading_the_numbers_only(store: Store) -> None:
