@@ -243,7 +243,6 @@ class AllocationRow(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_allocations_payment_id", "company", "payment_id"),
         sa.Index("ix_allocations_invoice_id", "company", "invoice_id"),
-        sa.Index("ix_allocations_status", "company", "status", "created_at"),  # 0023
         # A payment is allocated only to an invoice of its own company: both keys carry it.
         sa.ForeignKeyConstraint(
             ["company", "payment_id"], ["payments.company", "payments.id"], name="fk_allocations_payment"
@@ -410,7 +409,6 @@ class ProposalRow(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_proposals_status", "company", "status"),
         sa.Index("ix_proposals_payment_id", "company", "payment_id"),
-        sa.Index("ix_proposals_clocks", "company", "created_at", "decided_at"),  # 0023
     )
 
     company: str = _company(primary_key=True)

@@ -74,10 +74,11 @@ def test_another_companys_changes_do_not_move_the_position(store: Store) -> None
 
 
 def test_the_position_is_read_from_indexes_not_from_every_row(store: Store) -> None:
-    """Every aggregate of the position (a tick with nothing new asks for it, and so does every
-    `sync`, `reconcile` and `plan`) is answered from an index of the company (0023): the newest
-    value of a clock column by one seek, the counts from an index's entries; no statement reads
-    the table's rows (a walk over every row took 2.1 s of CPU on the 110,000-invoice book)."""
+    """The aggregates of the position over the large tables (a tick with nothing new asks for
+    them, and so does every `sync`, `reconcile` and `plan`) are answered from an index of the
+    company (0023): the newest value of a clock column by one seek, the counts from an index's
+    entries; none reads the table's rows (a walk over every row took 1.7 s on the
+    110,000-invoice book). The allocations and proposals are walked (0023 says why)."""
     store.store_page(SYSTEM, "invoices", "invoice", [invoice("A1")], cursor=None)
     seen: list[tuple[str, object]] = []
 
@@ -93,10 +94,13 @@ def test_the_position_is_read_from_indexes_not_from_every_row(store: Store) -> N
     assert len(selects) == len(CHANGE_CLOCKS) + len(STATE_COLUMNS)
     if store.engine.dialect.name != "sqlite":
         return  # PostgreSQL chooses by its statistics; the indexes are the same (migrations test)
+    walked = ("FROM allocations", "FROM proposals")
     with store.engine.connect() as connection:
         for statement, parameters in selects:
+            if any(name in statement for name in walked):
+                continue
             plan = " ".join(
                 row[-1]
                 for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()  # type: ignore[arg-type]
             )
-            assert "COVERING INDEX" in plan or "PRIMARY KEY" in plan or "INTEGER PRIMARY KEY" in plan, (statement, plan)
+            assert "COVERING INDEX" in plan or "PRIMARY KEY" in plan, (statement, plan)

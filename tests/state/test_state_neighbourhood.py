@@ -199,3 +199,32 @@ def test_the_payment_views_that_link_to_some_invoices_are_exactly_those_found_th
         json_text(refs.c.data, "_sync", "links", "invoice").in_(["L-1", "L-12"]),
     )
     assert "ix_refs_invoice_link" in plan(store, query)
+
+
+def test_one_payments_allocations_and_proposals_are_looked_up_by_its_id(store: Store) -> None:
+    """A payment's allocations and proposals (every `explain`, decision and plan part) are
+    found through the payment's index, never by walking the table in `created_at` order: SQLite,
+    without statistics, takes an index that gives the ORDER BY over one that finds the rows."""
+    allocations, proposals = table("allocations"), table("proposals")
+    by_payment = (
+        sa.select(allocations.c.id)
+        .where(
+            allocations.c.company == store.company,
+            allocations.c.status == "applied",
+            allocations.c.payment_id.in_(["pay-1"]),
+        )
+        .order_by(allocations.c.created_at, allocations.c.id)
+    )
+    by_invoice = by_payment.where(allocations.c.invoice_id.in_(["inv-1", "inv-2"]))
+    proposed = (
+        sa.select(proposals.c.id)
+        .where(proposals.c.company == store.company, proposals.c.payment_id.in_(["pay-1"]))
+        .order_by(proposals.c.created_at, proposals.c.id)
+    )
+    if store.engine.dialect.name != "sqlite":
+        return  # PostgreSQL chooses by its statistics
+    assert "ix_allocations_payment_id" in plan(store, by_payment)
+    assert "ix_allocations_payment_id" in plan(store, by_invoice) or "ix_allocations_invoice_id" in plan(
+        store, by_invoice
+    )
+    assert "ix_proposals_payment_id" in plan(store, proposed)
