@@ -40,26 +40,27 @@ def views_position(session: Session) -> list[str]:
     return book_position(session, only=("refs",))["refs"]
 
 
-def book_position(session: Session, only: tuple[str, ...] | None = None) -> dict[str, list[Any]]:
+def book_position(
+    session: Session, only: tuple[str, ...] | None = None, outbox_kinds: tuple[str, ...] | None = None
+) -> dict[str, list[Any]]:
     """table -> [rows, newest change of each clock column, rows per state]: equal positions
     taken at two moments mean no row of the company's book was added, removed or written
-    again in between (as far as the write paths keep their clocks). `only`: of those tables."""
+    again in between (as far as the write paths keep their clocks). `only`: of those tables;
+    `outbox_kinds`: of the outbox, the actions of those kinds only."""
     position: dict[str, list[Any]] = {}
     for name, clocks in CHANGE_CLOCKS.items():
         if only is not None and name not in only:
             continue
         rows = table(name)
-        query = sa.select(sa.func.count(), *(sa.func.max(rows.c[column]) for column in clocks)).where(
-            mine(session, rows)
-        )
+        scope = [mine(session, rows)]
+        if name == "outbox_actions" and outbox_kinds is not None:
+            scope.append(rows.c.kind.in_(outbox_kinds))
+        query = sa.select(sa.func.count(), *(sa.func.max(rows.c[column]) for column in clocks)).where(*scope)
         position[name] = [str(value) for value in session.execute(query).one()]
         state = STATE_COLUMNS.get(name)
         if state is not None:
             counted = (
-                sa.select(rows.c[state], sa.func.count())
-                .where(mine(session, rows))
-                .group_by(rows.c[state])
-                .order_by(rows.c[state])
+                sa.select(rows.c[state], sa.func.count()).where(*scope).group_by(rows.c[state]).order_by(rows.c[state])
             )
             position[name] += [f"{value}={count}" for value, count in session.execute(counted)]
     return position

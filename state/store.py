@@ -267,10 +267,17 @@ class Store:
         with self._tx(session) as s:
             return changes.views_position(s)
 
-    def book_position(self, session: Session | None = None) -> dict[str, list[Any]]:
-        """How far the company's book has moved (`state.changes`): a few aggregates, no row read."""
+    def book_position(
+        self,
+        session: Session | None = None,
+        *,
+        only: tuple[str, ...] | None = None,
+        outbox_kinds: tuple[str, ...] | None = None,
+    ) -> dict[str, list[Any]]:
+        """How far the company's book has moved (`state.changes`): a few aggregates, no row read;
+        `only` those tables, `outbox_kinds` those actions of the outbox."""
         with self._tx(session) as s:
-            return changes.book_position(s)
+            return changes.book_position(s, only, outbox_kinds)
 
     def add_actions(self, actions: Sequence[Action], session: Session | None = None) -> int:
         with self._tx(session) as s:

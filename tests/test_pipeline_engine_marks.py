@@ -19,6 +19,7 @@ from connector import pipeline
 from connector.config import Config, load_config
 from connector.dunning.collections import set_pause
 from connector.linking.run import link_all
+from connector.model import Action
 from connector.providers.registry import installed
 from connector.sandbox import Sandbox
 from connector.sandbox.generator import generate
@@ -287,3 +288,37 @@ def test_pulling_every_record_again_after_linking_writes_no_view(
     moved = invoice.model_copy(update={"due_date": invoice.due_date + timedelta(days=1)})
     store.store_page(ref.system, f"{ref.object_type}s", "invoice", [moved], cursor=None)
     assert store.views_position() != before
+
+
+def test_reconcile_after_a_plan_with_nothing_new_skips_and_what_it_reads_runs_it(
+    synced: tuple[Path, Config, Store],
+) -> None:
+    """`connector reconcile` keeps a mark of what it reads (`RECONCILE_READS`): a plan's and the
+    reminders' writes and audit entries do not make it match the whole book again; a record
+    stored, or a ledger payment being taken back (a `delete_payment` write), does."""
+    _, config, store = synced
+    settle(config, store)
+    pipeline.reconcile_if_changed(config, store, full=True)
+    actions = table("outbox_actions")
+    with store.session() as session:  # a write the plan derives is gone: it queues it again
+        planned = session.execute(
+            sa.select(actions.c.id).where(actions.c.state == "planned", actions.c.kind != "delete_payment").limit(1)
+        ).scalar_one()
+        session.execute(sa.delete(actions).where(actions.c.id == planned))
+    assert isinstance(pipeline.reconcile_if_changed(config, store), pipeline.EngineSkip)
+    before = store.book_position()
+    pipeline.plan_if_changed(config, store, full=True)
+    assert store.book_position() != before  # the plan wrote
+    assert isinstance(pipeline.reconcile_if_changed(config, store), pipeline.EngineSkip)
+    move_a_due_date(store, days=2)
+    assert not isinstance(pipeline.reconcile_if_changed(config, store), pipeline.EngineSkip)
+
+    payment = next(p for p in store.list_payments() if p.refs)
+    ref = payment.refs[0]
+    store.add_actions([Action(connection=ref.system, kind="delete_payment", target=ref, payload={"why": "undone"})])
+    assert not isinstance(pipeline.reconcile_if_changed(config, store), pipeline.EngineSkip)
+    # its own writes (the payment is open again: a proposal) make it run once more, then skip
+    assert any(isinstance(pipeline.reconcile_if_changed(config, store), pipeline.EngineSkip) for _ in range(2))
+    with store.session() as session:
+        session.execute(sa.delete(actions).where(actions.c.kind == "delete_payment"))
+    settle(config, store)
