@@ -452,13 +452,20 @@ def _audited(session: Any, actions: Sequence[str]) -> set[tuple[str, str | None,
     return found
 
 
+# A skip the audit log does not record: a reminder queued and not sent yet. The log has the
+# reminder itself (its `reminder` entry) and the plan says it again (`connector reminders
+# plan`); written on the run after the one that queued the reminder, it moved the book for
+# nothing but itself and made the service run its whole engine once more after every change.
+UNAUDITED_SKIPS = frozenset({"reminder_queued"})
+
+
 def _audit_skips(session: Any, skips: list[Skip], as_of: date) -> None:
     seen = defaultdict(set)
     for entry in audit_entries(session, actor=ACTOR, actions=["reminder_skipped"]):
         data = entry.inputs if isinstance(entry.inputs, dict) else {}
         seen[entry.subject_id].add((data.get("code"), data.get("as_of")))
     for skip in skips:
-        if (skip.code, as_of.isoformat()) in seen[skip.invoice_id]:
+        if skip.code in UNAUDITED_SKIPS or (skip.code, as_of.isoformat()) in seen[skip.invoice_id]:
             continue
         audit(
             session,
