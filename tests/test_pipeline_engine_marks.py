@@ -323,7 +323,9 @@ def test_reconcile_after_a_plan_with_nothing_new_skips_and_what_it_reads_runs_it
     settle(config, store)
 
 
-def test_after_a_change_the_engine_runs_at_most_twice_then_stops(tmp_path: Path) -> None:
+def test_after_a_change_the_engine_runs_at_most_twice_then_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A change runs the engine (here a first sync: everything to reconcile, write back and
     remind); its own writes run it once more, which finds nothing new and so writes nothing (a
     reminder it queued is not recorded again as skipped); the next tick stops at the mark. Two
@@ -342,5 +344,23 @@ def test_after_a_change_the_engine_runs_at_most_twice_then_stops(tmp_path: Path)
             assert not isinstance(second, pipeline.EngineSkip)  # the first run's own writes
             third = pipeline.reconcile_and_plan_if_changed(config, store)
             assert isinstance(third, pipeline.EngineSkip), "a third whole pass after one change"
+            # a sync with nothing new after the engine's passes links nothing, copies no
+            # provider's states and takes no ledger record: what linking reads did not move
+            # (`LINK_READS`) since the engine's own link
+            linked: list[str] = []
+
+            def counting(name: str) -> Any:
+                real = getattr(pipeline, name)
+
+                def counted(*args: Any, **kwargs: Any) -> Any:
+                    linked.append(name)
+                    return real(*args, **kwargs)
+
+                return counted
+
+            for name in ("link_all", "apply_provider_states", "take_ledger_records"):
+                monkeypatch.setattr(pipeline, name, counting(name))
+            assert pipeline.sync(config, store).ok
+            assert linked == []
         finally:
             store.close()
