@@ -230,12 +230,6 @@ class BookReads:
     outbox_kinds: tuple[str, ...] | None = None
 
 
-# What `run_reconciliation` reads of the book: the records and their views, the allocations
-# (the rejected ones too) and the proposals, which decisions change in place (their states and
-# decision times are in the position), and the ledger payments finance is taking back (the
-# outbox's `delete_payment` writes). Not the rest of the outbox nor the audit log: the plan and
-# the reminders move them at every run, so `connector reconcile` after a `connector plan` with
-# nothing new matched the whole book again (15-37 s on the large book) to apply nothing.
 # What linking reads of the book (`link`: the links, the providers' states it copies, the
 # ledger records it takes): the records and their views, the allocations and the ledger
 # payments being taken back (`take_ledger_records`). Not the proposals, the rest of the outbox
@@ -246,6 +240,12 @@ LINK_READS = BookReads(
     tables=("refs", "customers", "invoices", "payments", "allocations", "outbox_actions"),
     outbox_kinds=("delete_payment",),
 )
+# What `run_reconciliation` reads of the book: the records and their views, the allocations
+# (the rejected ones too) and the proposals, which decisions change in place (their states and
+# decision times are in the position), and the ledger payments finance is taking back (the
+# outbox's `delete_payment` writes). Not the rest of the outbox nor the audit log: the plan and
+# the reminders move them at every run, so `connector reconcile` after a `connector plan` with
+# nothing new matched the whole book again (15-37 s on the large book) to apply nothing.
 RECONCILE_READS = BookReads(
     tables=("refs", "customers", "invoices", "payments", "allocations", "proposals", "outbox_actions"),
     outbox_kinds=("delete_payment",),
