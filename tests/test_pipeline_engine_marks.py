@@ -51,16 +51,27 @@ def settle(config: Config, store: Store, today: date | None = None) -> None:
     raise AssertionError("the engine still changes the book after three runs with nothing new")
 
 
-def count_whole_links(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+def count_calls(monkeypatch: pytest.MonkeyPatch, *names: str) -> list[str]:
+    """A list that gains the name of each of the pipeline's `names` each time it is called."""
+    called: list[str] = []
+
+    def counting(name: str) -> Any:
+        real = getattr(pipeline, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            called.append(name)
+            return real(*args, **kwargs)
+
+        return counted
+
+    for name in names:
+        monkeypatch.setattr(pipeline, name, counting(name))
+    return called
+
+
+def count_whole_links(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """A list that gains an item each time the pipeline runs a whole-book link (`link_all`)."""
-    linked: list[bool] = []
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        linked.append(True)
-        return link_all(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "link_all", counted)
-    return linked
+    return count_calls(monkeypatch, "link_all")
 
 
 def move_a_due_date(store: Store, *, days: int) -> None:
@@ -164,22 +175,15 @@ def test_a_sync_that_stores_nothing_new_links_nothing_and_full_links_anyway(
     _, config, store = synced
     pipeline.sync(config, store)  # whatever the last tests left: linked, and its mark stored
     pipeline.sync(config, store)
-    linked: list[bool] = []
-    original = pipeline.link
-
-    def link(*args: Any, **kwargs: Any) -> Any:
-        linked.append(True)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "link", link)
+    linked = count_calls(monkeypatch, "link")
     report = pipeline.sync(config, store)
     assert report.ok and linked == [] and report.links == {}
 
     move_a_due_date(store, days=2)
     pipeline.sync(config, store)
-    assert linked == [True]
+    assert linked == ["link"]
     pipeline.sync(config, store, full=True)
-    assert linked == [True, True]
+    assert linked == ["link", "link"]
 
 
 def test_linking_runs_again_only_when_a_view_moved_or_the_systems_changed(
@@ -202,10 +206,10 @@ def test_linking_runs_again_only_when_a_view_moved_or_the_systems_changed(
 
     move_a_due_date(store, days=3)
     pipeline.link(config, store)
-    assert linked == [True]
+    assert linked == ["link_all"]
     for _ in range(2):  # its own writes (the kind stamped on the view stored by hand) once more
         pipeline.link(config, store)
-    assert linked == [True, True]
+    assert linked == ["link_all", "link_all"]
 
     path = directory / "connector.toml"
     text = path.read_text()
@@ -270,9 +274,9 @@ def test_pulling_every_record_again_after_linking_writes_no_view(
     report = pipeline.sync(config, store, full=True)
     assert report.ok and sum(s.stored for s in report.streams) > 100
     assert store.views_position() == before
-    assert linked == [True]  # `--full` links anyway; a plain sync would not have
+    assert linked == ["link_all"]  # `--full` links anyway; a plain sync would not have
     pipeline.sync(config, store)
-    assert linked == [True]
+    assert linked == ["link_all"]
     # a merged record the provider changed is written, the marks move
     with store.session() as session:
         merged = session.execute(
@@ -347,19 +351,7 @@ def test_after_a_change_the_engine_runs_at_most_twice_then_stops(
             # a sync with nothing new after the engine's passes links nothing, copies no
             # provider's states and takes no ledger record: what linking reads did not move
             # (`LINK_READS`) since the engine's own link
-            linked: list[str] = []
-
-            def counting(name: str) -> Any:
-                real = getattr(pipeline, name)
-
-                def counted(*args: Any, **kwargs: Any) -> Any:
-                    linked.append(name)
-                    return real(*args, **kwargs)
-
-                return counted
-
-            for name in ("link_all", "apply_provider_states", "take_ledger_records"):
-                monkeypatch.setattr(pipeline, name, counting(name))
+            linked = count_calls(monkeypatch, "link_all", "apply_provider_states", "take_ledger_records")
             assert pipeline.sync(config, store).ok
             assert linked == []
         finally:
