@@ -114,8 +114,9 @@ class Money(BaseModel):
 
     @classmethod
     def zero(cls, currency: str) -> Money:
-        if currency in _QUANTA:
-            return cls._exact(_ZEROS[currency], currency)
+        zero = _ZEROS.get(currency)
+        if zero is not None:  # one immutable zero per currency, made once
+            return zero
         return cls(amount=Decimal(0), currency=currency)
 
     @classmethod
@@ -212,7 +213,7 @@ class Money(BaseModel):
 
 
 _FIELDS = frozenset({"amount", "currency"})
-_ZEROS = {code: Decimal(0).quantize(q) for code, q in _QUANTA.items()}
+_ZEROS = {code: Money._exact(Decimal(0).quantize(q), code) for code, q in _QUANTA.items()}
 
 
 def money_sum(amounts: Any, currency: str) -> Money:

@@ -1,5 +1,6 @@
-"""Reads for looking back: the audit log filtered as a person asks, and credit notes with the
-customer and invoices they belong to.
+"""Reads for looking back: the audit log filtered as a person asks, credit notes with the
+customer and invoices they belong to, and which records the book as it stood at the end of a day
+can leave aside (`receivables_on`, `payments_unsettled_on`).
 
 Credit notes have no canonical table: a ledger's credit note is a ref of kind `credit_note`
 whose `data` holds the system's record (`CreditNote` as JSON) and, under `_sync`, the links the
@@ -10,9 +11,10 @@ system's ids of the invoices it is allocated to). Here those ids become canonica
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,7 +23,8 @@ from sqlalchemy.orm import Session
 from connector.model import CreditNote
 from connector.state.bookkeeping import AuditEntry
 from connector.state.linking import ref_views
-from connector.state.records import existing_entity_ids
+from connector.state.records import existing_entity_ids, receivables_only
+from connector.state.scope import company_of
 from connector.state.tables import table
 from connector.state.upsert import mine
 
@@ -77,8 +80,10 @@ class StoredCreditNote:
 
 def credit_notes(session: Session) -> list[StoredCreditNote]:
     """Every credit note some system holds, by system and remote id. A view that no longer
-    reads as a credit note (a mapping changed since) is left out rather than guessed at."""
-    out = []
+    reads as a credit note (a mapping changed since) is left out rather than guessed at. The
+    customers and invoices they name are looked up together, a statement per system and kind."""
+    read = []
+    named: dict[tuple[str, str], set[str]] = defaultdict(set)  # (system, kind) -> remote ids named
     for view in ref_views(session, "credit_note"):
         data = view["data"] if isinstance(view["data"], dict) else json.loads(view["data"])
         sync: dict[str, Any] = data.get("_sync") or {}
@@ -88,15 +93,139 @@ def credit_notes(session: Session) -> list[StoredCreditNote]:
             continue
         system = view["system"]
         customer_remote = (sync.get("links") or {}).get("customer")
-        customer_id = None
-        if customer_remote:
-            customer_id = existing_entity_ids(session, system, "customer", [str(customer_remote)]).get(
-                str(customer_remote)
-            )
+        customer = str(customer_remote) if customer_remote else None
         invoices_remote = [str(i) for i in (sync.get("hints") or {}).get("allocated_invoices") or []]
-        known = existing_entity_ids(session, system, "invoice", invoices_remote) if invoices_remote else {}
-        invoice_ids = tuple(found for r in invoices_remote if (found := known.get(r)))
-        out.append(
-            StoredCreditNote(system, note.model_copy(update={"id": view["entity_id"]}), customer_id, invoice_ids)
-        )
+        if customer is not None:
+            named[(system, "customer")].add(customer)
+        named[(system, "invoice")].update(invoices_remote)
+        read.append((system, note.model_copy(update={"id": view["entity_id"]}), customer, invoices_remote))
+    known = {
+        place: existing_entity_ids(session, place[0], place[1], sorted(remote_ids))
+        for place, remote_ids in named.items()
+        if remote_ids
+    }
+    out = []
+    for system, note, customer, invoices_remote in read:
+        customer_id = known[(system, "customer")].get(customer) if customer is not None else None
+        invoices = known.get((system, "invoice"), {})
+        invoice_ids = tuple(found for r in invoices_remote if (found := invoices.get(r)))
+        out.append(StoredCreditNote(system, note, customer_id, invoice_ids))
     return out
+
+
+# The book at the end of a day: what a report of that day need not read whole ---------------
+
+
+def _end_of(day: date) -> datetime:
+    """The first moment after `day` (UTC calendar days, as the reports date things)."""
+    return datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ReceivableOnDay:
+    """A receivable issued by a day (or undated): what a report of that day needs of one the
+    book settles by then (its total, status and issue date, for the credit sales of DSO), and
+    whether it does (`settled`, see `receivables_on`)."""
+
+    id: str
+    currency: str
+    total_minor: int
+    status: str
+    issue_date: date | None
+    settled: bool
+
+
+def receivables_on(session: Session, day: date, ledger_rule: str) -> list[ReceivableOnDay]:
+    """Every receivable issued on or before `day` or undated, by id, `settled` when its own
+    figures leave nothing owed at the end of `day` whichever way the day's position counts
+    them: its amount paid and credited and the connector's applied allocations on it (a rule
+    other than `ledger_rule`) reach its total, each of those allocations is in its currency,
+    and none of them nor the ledger's records on it (`ledger_rule`) is dated after the day
+    (made after it, or of a payment received after it). A sieve: an invoice owing on the day
+    is never `settled`. What the invoice's row does not hold is the caller's to weigh (credit
+    notes dated on it, a ledger payment whose money left)."""
+    invoices, allocations, payments = table("invoices"), table("allocations"), table("payments")
+    company, end = company_of(session), _end_of(day)
+    connectors = allocations.c.rule != ledger_rule
+    later = sa.or_(sa.and_(connectors, allocations.c.created_at >= end), payments.c.received_at >= end)
+    # per invoice, of its applied allocations: the connector's sum, their currencies, any dated later
+    on_invoice = (
+        sa.select(
+            allocations.c.invoice_id,
+            sa.func.sum(sa.case((connectors, allocations.c.amount_minor), else_=0)).label("allocated"),
+            sa.func.min(allocations.c.currency).label("lowest"),
+            sa.func.max(allocations.c.currency).label("highest"),
+            sa.func.max(sa.case((later, 1), else_=0)).label("later"),
+        )
+        .select_from(
+            allocations.outerjoin(
+                payments,
+                sa.and_(payments.c.company == allocations.c.company, payments.c.id == allocations.c.payment_id),
+            )
+        )
+        .where(allocations.c.company == company, allocations.c.status == "applied")
+        .group_by(allocations.c.invoice_id)
+        .subquery("on_invoice")
+    )
+    allocated = sa.func.coalesce(on_invoice.c.allocated, 0)
+    settled = sa.and_(
+        invoices.c.total_minor <= invoices.c.amount_paid_minor + invoices.c.amount_credited_minor + allocated,
+        sa.or_(
+            on_invoice.c.invoice_id.is_(None),
+            sa.and_(
+                on_invoice.c.lowest == invoices.c.currency,
+                on_invoice.c.highest == invoices.c.currency,
+                on_invoice.c.later == 0,
+            ),
+        ),
+    )
+    query = sa.select(
+        invoices.c.id,
+        invoices.c.currency,
+        invoices.c.total_minor,
+        invoices.c.status,
+        invoices.c.issue_date,
+        sa.case((settled, 1), else_=0),
+    )
+    query = query.select_from(invoices.outerjoin(on_invoice, on_invoice.c.invoice_id == invoices.c.id)).where(
+        mine(session, invoices), sa.or_(invoices.c.issue_date.is_(None), invoices.c.issue_date <= day)
+    )
+    if (only := receivables_only(session, invoices)) is not None:
+        query = query.where(only)
+    rows = [
+        ReceivableOnDay(str(id_), str(currency), int(total), str(status), issued, bool(flag))
+        for id_, currency, total, status, issued, flag in session.execute(query)
+    ]
+    rows.sort(key=lambda r: r.id)  # in Python: SQLite would walk the book's primary key to order them
+    return rows
+
+
+def payments_unsettled_on(session: Session, day: date, ledger_rule: str) -> list[str]:
+    """Ids of the payments received on or before `day` whose cash may still be unapplied at its
+    end, by id: every one but those whose applied allocations, each in the payment's currency
+    and none of the connector's made after the day (`ledger_rule` names the ledger's own
+    records, which count from the payment's own date), add up to at least its amount, when
+    nothing lets it collect more than its amount (an amount, refund or dispute below zero). A
+    sieve: a payment with cash unapplied on the day is always kept."""
+    payments, allocations = table("payments"), table("allocations")
+    company, end = company_of(session), _end_of(day)
+    applied = sa.and_(
+        allocations.c.company == company, allocations.c.status == "applied", allocations.c.payment_id == payments.c.id
+    )
+    allocated = sa.select(sa.func.coalesce(sa.func.sum(allocations.c.amount_minor), 0)).where(applied).scalar_subquery()
+    unsettling = sa.exists().where(
+        applied,
+        sa.or_(
+            allocations.c.currency != payments.c.currency,
+            sa.and_(allocations.c.rule != ledger_rule, allocations.c.created_at >= end),
+        ),
+    )
+    settled = sa.and_(
+        payments.c.amount_minor >= 0,
+        sa.func.coalesce(payments.c.amount_refunded_minor, 0) >= 0,
+        sa.func.coalesce(payments.c.amount_disputed_minor, 0) >= 0,
+        payments.c.amount_minor <= allocated,
+        sa.not_(unsettling),
+    )
+    query = sa.select(payments.c.id).where(mine(session, payments), payments.c.received_at < end, sa.not_(settled))
+    return sorted(str(row[0]) for row in session.execute(query))

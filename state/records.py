@@ -372,9 +372,9 @@ def _seen(session: Session, ref_ids: Sequence[int], now: datetime) -> None:
 
 
 def ref_kind(refs: sa.Table) -> sa.ColumnElement[str]:
-    """The kind of system (ledger, gateway, crm) a ref's view came from, as the sync stamped it."""
-    kind: sa.ColumnElement[str] = refs.c.data[("_sync", "kind")].as_string()
-    return kind
+    """The kind of system (ledger, gateway, crm) a ref's view came from, as the sync stamped it,
+    spelt as `ix_refs_entity_kind` has it (0024)."""
+    return json_text(refs.c.data, "_sync", "kind")
 
 
 def _holds_kind(session: Session, kind: str | None) -> bool:
@@ -390,7 +390,7 @@ def _holds_kind(session: Session, kind: str | None) -> bool:
     return session.execute(query.limit(1)).first() is not None
 
 
-def _receivable(session: Session, invoices: sa.Table) -> sa.ColumnElement[bool] | None:
+def receivables_only(session: Session, invoices: sa.Table) -> sa.ColumnElement[bool] | None:
     """The invoices that are receivables: those a system of the receivable kind knows. None
     (every invoice) for a book whose kinds are not stamped yet; the next link pass stamps them."""
     kind = next((k for k in RECEIVABLE_KINDS if _holds_kind(session, k)), None)
@@ -745,7 +745,7 @@ def list_invoices(
     invoices = table("invoices")
     columns = invoices.c if with_lines else [c for c in invoices.c if c.name != "lines"]
     query = sa.select(*columns).where(mine(session, invoices)).order_by(invoices.c.id).limit(limit)
-    if receivable and (only := _receivable(session, invoices)) is not None:
+    if receivable and (only := receivables_only(session, invoices)) is not None:
         query = query.where(only)
     for column, value in (
         ("customer_id", customer_id),
@@ -791,7 +791,7 @@ def receivables_to_match(session: Session, ids: Sequence[str]) -> list[tuple[Any
         .where(mine(session, invoices), one_of(session, invoices.c.id, list(ids)))
         .order_by(invoices.c.id)
     )
-    if (only := _receivable(session, invoices)) is not None:
+    if (only := receivables_only(session, invoices)) is not None:
         query = query.where(only)
     out = []
     for *head, lines_of in session.execute(query):
@@ -820,7 +820,7 @@ def receivable_states(session: Session) -> list[InvoiceState]:
     invoices = table("invoices")
     columns = ("id", "number", "currency", "total_minor", "due_date", "disputed", "promise_to_pay", "payment_plan")
     query = sa.select(*(invoices.c[c] for c in columns)).where(mine(session, invoices)).order_by(invoices.c.id)
-    if (only := _receivable(session, invoices)) is not None:
+    if (only := receivables_only(session, invoices)) is not None:
         query = query.where(only)
     return [
         InvoiceState(
@@ -896,7 +896,7 @@ def receivable_keys(session: Session, customer_ids: Sequence[str] | None = None)
     invoices = table("invoices")
     columns = (invoices.c.id, invoices.c.customer_id, invoices.c.due_date, invoices.c.number)
     query = sa.select(*columns).where(mine(session, invoices))
-    if (only := _receivable(session, invoices)) is not None:
+    if (only := receivables_only(session, invoices)) is not None:
         query = query.where(only)
     if customer_ids is not None:
         query = query.where(one_of(session, invoices.c.customer_id, customer_ids)).order_by(*_by_customer(invoices))
@@ -919,7 +919,7 @@ def receivable_numbers(session: Session, ids: Sequence[str]) -> dict[str, str | 
     query = sa.select(invoices.c.id, invoices.c.number).where(
         mine(session, invoices), one_of(session, invoices.c.id, list(ids))
     )
-    if (only := _receivable(session, invoices)) is not None:
+    if (only := receivables_only(session, invoices)) is not None:
         query = query.where(only)
     return {str(row[0]): row[1] for row in session.execute(query)}
 

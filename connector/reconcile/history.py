@@ -11,6 +11,7 @@ from typing import Any
 
 from connector import reports
 from connector.model import Allocation, Customer, Invoice
+from connector.money import Money
 from connector.reconcile.run import invoice_allocations, ledger_withdrawn, less_withdrawn, without_withdrawn
 from connector.reconcile.types import LEDGER_RULE
 from connector.reports.as_at import (
@@ -25,8 +26,8 @@ from connector.reports.as_at import (
     credit_at,
     invoices_at,
 )
+from connector.state import history, records
 from connector.state import reconciliation as decisions
-from connector.state import records
 from connector.state.history import StoredCreditNote, credit_notes
 from connector.state.store import Store
 
@@ -135,11 +136,17 @@ def payment_listing(
 
 
 def _receivables_in_batches(
-    store: Store, ids: Sequence[str], batch: int, *, with_refs: bool = True
+    store: Store,
+    ids: Sequence[str],
+    batch: int,
+    *,
+    with_refs: bool = True,
+    withdrawn: Mapping[str, Money] | None = None,
 ) -> Iterator[list[Invoice]]:
     """The receivables of `ids`, `batch` at a time in that order, without their lines (no
-    report of the book shows them), less what `ledger_withdrawn` finds (read once: a few)."""
-    withdrawn = ledger_withdrawn(store)
+    report of the book shows them), less what `ledger_withdrawn` finds (read once: a few;
+    `withdrawn`, when the caller has read it)."""
+    withdrawn = ledger_withdrawn(store) if withdrawn is None else withdrawn
     for start in range(0, len(ids), batch):
         chunk = list(ids[start : start + batch])
         yield less_withdrawn(store.list_receivables(ids=chunk, with_lines=False, with_refs=with_refs), withdrawn)
@@ -156,12 +163,18 @@ def aging_streamed(
 ) -> Row:
     """`aging_at(load_book(store), customers, day, ...)`, reading the book `batch` invoices and
     then `batch` payments at a time (each with its own allocations and its payments' dates),
-    holding only the report's sums: the same report, in a batch's memory."""
+    holding only the report's sums: the same report, in a batch's memory.
+
+    Only the records that can count on the day are read whole: the payments whose cash may be
+    unapplied then (`payments_unsettled_on`) and the receivables that may owe something then
+    (not `settled` by `receivables_on`, or with a credit note dated on them, or a ledger
+    payment whose money left); of the others only the total, status and issue date a
+    receivable adds to DSO's credit sales."""
     with store.session() as session:
         notes = _credits(credit_notes(session))
+        ids = history.payments_unsettled_on(session, day, LEDGER_RULE)
+        receivables = history.receivables_on(session, day, LEDGER_RULE)
     then = BookAt(day=day)  # the cash and credit unapplied on the day: sums per customer
-    with store.session() as session:
-        ids = [payment_id for payment_id, _ in records.payment_keys(session)]
     for start in range(0, len(ids), batch):
         chunk = ids[start : start + batch]
         with store.session() as session:
@@ -171,7 +184,18 @@ def aging_streamed(
         cash_at(then, payments, recorded, applied)
         then.payments.clear()  # each payment's own: not the report's, and a book's worth in all
     credit_at(then, notes)
-    return aging_of(_invoices_at(store, day, notes, batch), then, customers, sort=sort, top=top)
+    withdrawn = ledger_withdrawn(store)
+    noted = {invoice_id for note in notes for invoice_id in note.invoice_ids}
+    tally = reports.AgingTally(day)
+    owing = []
+    for receivable in receivables:
+        if receivable.settled and receivable.id not in withdrawn and receivable.id not in noted:
+            total = Money.from_minor(receivable.total_minor, receivable.currency)
+            tally.add_sale(receivable.status, receivable.issue_date, total)
+        else:
+            owing.append(receivable.id)
+    invoices = _invoices_at(store, day, notes, batch, owing, withdrawn)
+    return aging_of(invoices, then, customers, sort=sort, top=top, tally=tally)
 
 
 def _split(stored: Sequence[decisions.StoredAllocation]) -> tuple[list[Allocation], list[DatedAllocation]]:
@@ -182,10 +206,17 @@ def _split(stored: Sequence[decisions.StoredAllocation]) -> tuple[list[Allocatio
     return recorded, applied
 
 
-def _invoices_at(store: Store, day: date, notes: Sequence[CustomerCredit], batch: int) -> Iterator[InvoiceAt]:
-    """Every receivable as it stood at the end of `day` (`invoices_at`), a batch at a time."""
-    ids = [k.id for k in store.receivable_keys()]
-    for invoices in _receivables_in_batches(store, ids, batch, with_refs=False):
+def _invoices_at(
+    store: Store,
+    day: date,
+    notes: Sequence[CustomerCredit],
+    batch: int,
+    ids: Sequence[str],
+    withdrawn: Mapping[str, Money],
+) -> Iterator[InvoiceAt]:
+    """The receivables of `ids` as they stood at the end of `day` (`invoices_at`), a batch at a
+    time."""
+    for invoices in _receivables_in_batches(store, ids, batch, with_refs=False, withdrawn=withdrawn):
         chunk = [i.id for i in invoices if i.id]
         with store.session() as session:
             stored = decisions.load_allocations(session, status="applied", invoice_ids=chunk)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -573,7 +573,19 @@ def _money_left(store: Store, session: Any) -> _WithdrawnReads:
     paying = sorted({str(v["entity_id"]) for v in views})
     recorded = [s.allocation for s in decisions.load_allocations(session, status="applied", payment_ids=paying)]
     payments: dict[str | None, Payment] = {p.id: p for p in store.list_payments(session=session, ids=paying)}
-    return views, state_linking.entities_by_remote(session, "invoice"), reversed_parts, recorded, payments
+    named = {(v["system"], str(link)) for v in views if (link := _invoice_link(v))}
+    return views, _invoices_named(session, named), reversed_parts, recorded, payments
+
+
+def _invoices_named(session: Any, places: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(system, remote id) -> the invoice each of `places` names, as the whole book's map of
+    remote ids (`entities_by_remote`) has it (of two object types with one remote id in a
+    system, the last in order wins), looked up for those places alone."""
+    named: dict[tuple[str, str], str] = {}
+    for ref in state_records.refs_known_as(session, places):
+        if ref["entity_kind"] == "invoice" and ref["entity_id"] is not None:
+            named[(ref["system"], ref["remote_id"])] = ref["entity_id"]
+    return named
 
 
 def _neighbourhood(store: Store, session: Any, invoice_ids: Collection[str]) -> _WithdrawnReads:
@@ -588,11 +600,7 @@ def _neighbourhood(store: Store, session: Any, invoice_ids: Collection[str]) -> 
         for refs in state_records.refs_for(session, "invoice", sorted(wanted)).values()
         for r in refs
     }
-    named: dict[tuple[str, str], str] = {}
-    for ref in state_records.refs_known_as(session, own):
-        if ref["entity_kind"] == "invoice" and ref["entity_id"] is not None:
-            named[(ref["system"], ref["remote_id"])] = ref["entity_id"]  # the last wins, as in the whole book's map
-    invoices = {place: entity for place, entity in named.items() if entity in wanted}
+    invoices = {place: entity for place, entity in _invoices_named(session, own).items() if entity in wanted}
     sieved = _views(session, "payment", linked_to=set(invoices)) if invoices else []
     views = [v for v in sieved if (v["system"], str(_invoice_link(v))) in invoices]
     reversed_parts = decisions.reversed_ledger_payments(session, among={(v["system"], v["remote_id"]) for v in views})
@@ -656,7 +664,7 @@ def without_withdrawn(store: Store, invoices: list[Invoice], *, neighbourhood: b
     return less_withdrawn(invoices, withdrawn)
 
 
-def less_withdrawn(invoices: list[Invoice], withdrawn: dict[str, Money]) -> list[Invoice]:
+def less_withdrawn(invoices: list[Invoice], withdrawn: Mapping[str, Money]) -> list[Invoice]:
     """`invoices` with `amount_paid` less `withdrawn` (`ledger_withdrawn`'s figures, read once
     for a report that walks the book a batch at a time)."""
     if not withdrawn:

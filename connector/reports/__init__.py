@@ -27,6 +27,7 @@ from connector.model import (
     Allocation,
     Customer,
     Invoice,
+    InvoicePosition,
     Payment,
     Ref,
     invoice_position,
@@ -288,28 +289,33 @@ class AgingTally:
         self._counts: dict[tuple[str | None, str], int] = defaultdict(int)
         self._sales: dict[str, Money] = {}
 
-    def add(self, invoice: Invoice, allocations: Sequence[Allocation]) -> None:
-        """One invoice, with the applied allocations the ledger does not hold yet."""
+    def add(self, invoice: Invoice, allocations: Sequence[Allocation], position: InvoicePosition | None = None) -> None:
+        """One invoice, with the applied allocations the ledger does not hold yet (`position`:
+        its position on `as_of` with them, when the caller has it already)."""
         as_of = self.as_of
         if invoice.issue_date is not None and invoice.issue_date > as_of:
             return
         currency = invoice.currency
-        if (
-            invoice.status not in ("draft", "void")
-            and invoice.issue_date is not None
-            and invoice.issue_date > self._window_start
-        ):
-            sales = self._sales
-            sales[currency] = sales.get(currency, Money.zero(currency)) + invoice.total
-        position = invoice_position(invoice, as_of, allocations)
+        self.add_sale(invoice.status, invoice.issue_date, invoice.total)
+        if position is None:
+            position = invoice_position(invoice, as_of, allocations)
         if position.aging_bucket is None or position.balance.is_zero:
             return
         key = (invoice.customer_id, currency)
-        cell = self._cells.setdefault(key, {name: Money.zero(currency) for name in (*AGING_BUCKETS, "in_collections")})
+        cell = self._cells.get(key)
+        if cell is None:
+            cell = self._cells[key] = {name: Money.zero(currency) for name in (*AGING_BUCKETS, "in_collections")}
         cell[position.aging_bucket] += position.balance
         if invoice.in_collections:
             cell["in_collections"] += position.balance
         self._counts[key] += 1
+
+    def add_sale(self, status: str, issue_date: date | None, total: Money) -> None:
+        """An invoice's part in DSO's credit sales alone: all `add` counts of an invoice issued by
+        `as_of` that owes nothing on it (a report reads no more of such an invoice)."""
+        if status not in ("draft", "void") and issue_date is not None and issue_date > self._window_start:
+            currency = total.currency
+            self._sales[currency] = self._sales.get(currency, Money.zero(currency)) + total
 
     def report(self, customers: Mapping[str, Customer]) -> Row:
         """Open balances per customer and currency in the five buckets, totals and DSO per

@@ -249,14 +249,16 @@ def aging_of(
     *,
     sort: SortKey = "name",
     top: int | None = None,
+    tally: AgingTally | None = None,
 ) -> Row:
     """`aging_at` from the invoices as they stood (`invoices_at`, read a batch at a time if
     need be: only the report's sums are held) and the cash and credit unapplied on the day
-    (`then`: `cash_at`, `credit_at`)."""
+    (`then`: `cash_at`, `credit_at`); `tally`, when given, already holds the credit sales of
+    the invoices the day leaves owing nothing (`AgingTally.add_sale`), which `invoices` omits."""
     day = then.day
-    tally = AgingTally(day)
+    tally = AgingTally(day) if tally is None else tally
     for invoice in invoices:
-        tally.add(invoice.invoice, invoice.allocations)
+        tally.add(invoice.invoice, invoice.allocations, invoice.position)
     report = tally.report(customers)
     by_key = {(r["customer"]["id"], r["currency"]): r for r in report["customers"]}
     for key in sorted(set(then.unapplied) | set(then.credit), key=lambda k: (k[0] or "", k[1])):
