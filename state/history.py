@@ -208,24 +208,37 @@ def payments_unsettled_on(session: Session, day: date, ledger_rule: str) -> list
     nothing lets it collect more than its amount (an amount, refund or dispute below zero). A
     sieve: a payment with cash unapplied on the day is always kept."""
     payments, allocations = table("payments"), table("allocations")
-    company, end = company_of(session), _end_of(day)
-    applied = sa.and_(
-        allocations.c.company == company, allocations.c.status == "applied", allocations.c.payment_id == payments.c.id
-    )
-    allocated = sa.select(sa.func.coalesce(sa.func.sum(allocations.c.amount_minor), 0)).where(applied).scalar_subquery()
-    unsettling = sa.exists().where(
-        applied,
-        sa.or_(
-            allocations.c.currency != payments.c.currency,
-            sa.and_(allocations.c.rule != ledger_rule, allocations.c.created_at >= end),
-        ),
+    later = sa.and_(allocations.c.rule != ledger_rule, allocations.c.created_at >= _end_of(day))
+    # per payment, of its applied allocations: their sum, their currencies, any made later
+    of_payment = (
+        sa.select(
+            allocations.c.payment_id,
+            sa.func.sum(allocations.c.amount_minor).label("allocated"),
+            sa.func.min(allocations.c.currency).label("lowest"),
+            sa.func.max(allocations.c.currency).label("highest"),
+            sa.func.max(sa.case((later, 1), else_=0)).label("later"),
+        )
+        .where(allocations.c.company == company_of(session), allocations.c.status == "applied")
+        .group_by(allocations.c.payment_id)
+        .subquery("of_payment")
     )
     settled = sa.and_(
         payments.c.amount_minor >= 0,
         sa.func.coalesce(payments.c.amount_refunded_minor, 0) >= 0,
         sa.func.coalesce(payments.c.amount_disputed_minor, 0) >= 0,
-        payments.c.amount_minor <= allocated,
-        sa.not_(unsettling),
+        payments.c.amount_minor <= sa.func.coalesce(of_payment.c.allocated, 0),
+        sa.or_(
+            of_payment.c.payment_id.is_(None),
+            sa.and_(
+                of_payment.c.lowest == payments.c.currency,
+                of_payment.c.highest == payments.c.currency,
+                of_payment.c.later == 0,
+            ),
+        ),
     )
-    query = sa.select(payments.c.id).where(mine(session, payments), payments.c.received_at < end, sa.not_(settled))
+    query = (
+        sa.select(payments.c.id)
+        .select_from(payments.outerjoin(of_payment, of_payment.c.payment_id == payments.c.id))
+        .where(mine(session, payments), payments.c.received_at < _end_of(day), sa.not_(settled))
+    )
     return sorted(str(row[0]) for row in session.execute(query))

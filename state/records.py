@@ -715,14 +715,15 @@ def customer_ids(session: Session) -> list[str]:
     return [str(row[0]) for row in session.execute(query)]
 
 
-def list_customers(session: Session, *, ids: Sequence[str] | None = None) -> list[Customer]:
+def list_customers(session: Session, *, ids: Sequence[str] | None = None, with_refs: bool = True) -> list[Customer]:
+    """Customers with their refs (without them: `with_refs` false, for a report naming them)."""
     customers = table("customers")
     query = sa.select(customers).where(mine(session, customers)).order_by(customers.c.id)
     if ids is not None:
         query = query.where(one_of(session, customers.c.id, ids))
     rows = list(session.execute(query).mappings())
-    refs = refs_for(session, "customer", [r["id"] for r in rows])
-    return [convert.customer_from(r, refs[r["id"]]) for r in rows]
+    refs = refs_for(session, "customer", [r["id"] for r in rows]) if with_refs else {}
+    return [convert.customer_from(r, refs.get(r["id"], [])) for r in rows]
 
 
 def list_invoices(

@@ -181,9 +181,11 @@ class Store:
             found = records.list_invoices(s, ids=[invoice_id])
         return found[0] if found else None
 
-    def list_customers(self, session: Session | None = None, ids: Sequence[str] | None = None) -> list[Customer]:
+    def list_customers(
+        self, session: Session | None = None, ids: Sequence[str] | None = None, *, with_refs: bool = True
+    ) -> list[Customer]:
         with self._tx(session) as s:
-            return records.list_customers(s, ids=ids)
+            return records.list_customers(s, ids=ids, with_refs=with_refs)
 
     def list_invoices(self, session: Session | None = None, **filters: Any) -> list[Invoice]:
         """Every canonical invoice, CRM deals linked to no receivable among them: what is owed is

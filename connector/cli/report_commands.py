@@ -680,7 +680,7 @@ def _aging_report(store: Store, as_at: date | None, as_of: date | None, sort: So
     """`as_at`: the book as it stood at the end of that day; else today's book, aged on
     `as_of` when given (today's balances, unapplied cash and credit, in that day's buckets).
     Read a batch of invoices and of payments at a time: only the sums are held."""
-    customers = _customers(store)
+    customers = customers_by_id(store, with_refs=False)  # the report names them, nothing more
     if as_of is None:
         return aging_streamed(store, customers, as_at or date.today(), sort=sort, top=top)
     now = aging_streamed(store, customers, date.today())

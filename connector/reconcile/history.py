@@ -239,5 +239,7 @@ def aged_streamed(store: Store, customers: Mapping[str, Customer], as_of: date, 
     return tally.report(customers)
 
 
-def customers_by_id(store: Store) -> dict[str, Customer]:
-    return {c.id: c for c in store.list_customers() if c.id}
+def customers_by_id(store: Store, *, with_refs: bool = True) -> dict[str, Customer]:
+    """The company's customers by id (without their refs: `with_refs` false, for a report
+    that only names them)."""
+    return {c.id: c for c in store.list_customers(with_refs=with_refs) if c.id}

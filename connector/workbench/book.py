@@ -99,7 +99,7 @@ class Names:
 def aging(book: Book, as_of: date) -> Row:
     """`connector aging --json` for the book: the same function on the same records (the
     balances at the end of `as_of`, with unapplied cash and net)."""
-    return aging_streamed(book.reader(), customers_by_id(book.reader()), as_of)
+    return aging_streamed(book.reader(), customers_by_id(book.reader(), with_refs=False), as_of)
 
 
 def customer_statement(book: Book, customer_id: str, day: date) -> Row:
