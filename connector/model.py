@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from connector.money import Money, money_sum, normalise_currency
+from connector.unchecked import builder
 
 System = str  # a connection name ("ledger", "gateway", ...) or provider name
 ObjectType = Literal[
@@ -415,6 +416,9 @@ class InvoicePosition(BaseModel):
     aging_bucket: AgingBucket | None  # None once nothing is owed
 
 
+_position = builder(InvoicePosition, "as_of", "balance", "status", "days_past_due", "aging_bucket")
+
+
 def aging_bucket(days_past_due: int) -> AgingBucket:
     if days_past_due <= 0:
         return "current"
@@ -451,10 +455,10 @@ def invoice_position(invoice: Invoice, as_of: date, allocations: Iterable[Alloca
     owed = status in ("open", "partially_paid", "uncollectible")
     days = (as_of - invoice.due_date).days if owed and invoice.due_date else 0
     days = max(days, 0)
-    return InvoicePosition(
-        as_of=as_of,
-        balance=balance if status != "void" else Money.zero(currency),
-        status=status,
-        days_past_due=days,
-        aging_bucket=aging_bucket(days) if owed else None,
+    return _position(  # every value made here, valid by construction
+        as_of,
+        balance if status != "void" else Money.zero(currency),
+        status,
+        days,
+        aging_bucket(days) if owed else None,
     )

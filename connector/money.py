@@ -126,23 +126,9 @@ class Money(BaseModel):
             raise ValueError(f"minor units must be an integer, got {units!r}")
         if exponent is None and currency in _QUANTA:  # exact by construction: no validation to run
             amount = Decimal(units).scaleb(-CURRENCY_EXPONENTS[currency]).quantize(_QUANTA[currency])
-            return cls._exact(amount, currency)
+            return _exact_money(amount, currency)
         exp = currency_exponent(currency.upper()) if exponent is None else exponent
         return cls(amount=Decimal(units).scaleb(-exp), currency=currency)
-
-    @classmethod
-    def _exact(cls, amount: Decimal, currency: str) -> Money:
-        """A Money whose amount is already at `currency`'s exponent and whose currency is a
-        known upper-case code: what the arithmetic of two such Money gives, and minor units at
-        the ISO exponent. Skips the validators, whose work is done (a third of the time a
-        large book spends reading its invoices went to re-checking such amounts); the fields
-        are set as pydantic's own `model_construct` sets them."""
-        money = cls.__new__(cls)
-        object.__setattr__(money, "__dict__", {"amount": amount, "currency": currency})
-        object.__setattr__(money, "__pydantic_fields_set__", _FIELDS)
-        object.__setattr__(money, "__pydantic_extra__", None)
-        object.__setattr__(money, "__pydantic_private__", None)
-        return money
 
     def to_minor(self, exponent: int | None = None) -> int:
         """Integer minor units; refuses an amount that a coarser exponent cannot hold exactly."""
@@ -163,17 +149,17 @@ class Money(BaseModel):
 
     def __add__(self, other: Money) -> Money:
         other = self._same(other, "add")
-        return Money._exact(self.amount + other.amount, self.currency)
+        return _exact_money(self.amount + other.amount, self.currency)
 
     def __sub__(self, other: Money) -> Money:
         other = self._same(other, "subtract")
-        return Money._exact(self.amount - other.amount, self.currency)
+        return _exact_money(self.amount - other.amount, self.currency)
 
     def __neg__(self) -> Money:
-        return Money._exact(-self.amount, self.currency)
+        return _exact_money(-self.amount, self.currency)
 
     def __abs__(self) -> Money:
-        return Money._exact(abs(self.amount), self.currency)
+        return _exact_money(abs(self.amount), self.currency)
 
     def __mul__(self, factor: Decimal | int) -> Money:
         if isinstance(factor, (float, bool)) or not isinstance(factor, (Decimal, int)):
@@ -213,7 +199,26 @@ class Money(BaseModel):
 
 
 _FIELDS = frozenset({"amount", "currency"})
-_ZEROS = {code: Money._exact(Decimal(0).quantize(q), code) for code, q in _QUANTA.items()}
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _exact_money(amount: Decimal, currency: str) -> Money:
+    """A Money whose amount is already at `currency`'s exponent and whose currency is a known
+    upper-case code: what the arithmetic of two such Money gives, and minor units at the ISO
+    exponent. Skips the validators, whose work is done (a third of the time a large book spent
+    reading its invoices went to re-checking such amounts); the fields are set as pydantic's own
+    `model_construct` sets them, by a plain function (the reports make a million of these on a
+    large book)."""
+    money = _new(Money)
+    _set(money, "__dict__", {"amount": amount, "currency": currency})
+    _set(money, "__pydantic_fields_set__", _FIELDS)
+    _set(money, "__pydantic_extra__", None)
+    _set(money, "__pydantic_private__", None)
+    return money
+
+
+_ZEROS = {code: _exact_money(Decimal(0).quantize(q), code) for code, q in _QUANTA.items()}
 
 
 def money_sum(amounts: Any, currency: str) -> Money:

@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import click
@@ -154,15 +155,19 @@ class Totals:
 
     def __init__(self, fields: Sequence[str], counted: str) -> None:
         self.fields, self.counted = fields, counted
-        self._sums: dict[str, dict[str, Money]] = {}
+        # exact sums of the rows' amounts (each already at its currency's exponent), made
+        # Money once at the end: a row's amounts are not parsed into Money on the way
+        self._sums: dict[str, dict[str, Decimal]] = {}
         self._counts: dict[str, int] = defaultdict(int)
 
     def add(self, row: Row) -> None:
         currency = row["currency"]
-        into = self._sums.setdefault(currency, {f: Money.zero(currency) for f in self.fields})
+        into = self._sums.get(currency)
+        if into is None:
+            into = self._sums[currency] = {f: Decimal(0) for f in self.fields}
         for f in self.fields:
             if row[f] is not None:
-                into[f] += Money.of(row[f], currency)
+                into[f] += Decimal(row[f])
         self._counts[currency] += 1
 
     def counting(self, rows: Iterable[Row]) -> Iterator[Row]:
@@ -175,7 +180,7 @@ class Totals:
             {
                 "currency": currency,
                 self.counted: self._counts[currency],
-                **{f: reports.amount(v) for f, v in self._sums[currency].items()},
+                **{f: reports.amount(Money.of(v, currency)) for f, v in self._sums[currency].items()},
             }
             for currency in sorted(self._sums)
         ]
