@@ -21,7 +21,7 @@ from connector.model import Action, ActionState, Ref
 from connector.state.records import new_id, utcnow
 from connector.state.scope import DEFAULT_COMPANY, company_of
 from connector.state.tables import table
-from connector.state.upsert import insert_new, mine, upsert
+from connector.state.upsert import in_chunks, insert_new, mine, one_of, upsert
 
 
 def jsonable(value: Any) -> Any:
@@ -191,6 +191,31 @@ def audit_entries(session: Session, *, actions: Collection[str], actor: str | No
     if actor is not None:
         query = query.where(log.c.actor == actor)
     return [_entry(row) for row in session.execute(query).mappings()]
+
+
+def latest_entries(
+    session: Session, *, actor: str, action: str, subject_type: str, subject_ids: Collection[str]
+) -> dict[str, AuditEntry]:
+    """subject id -> the newest entry by `actor` recording `action` about each of `subject_ids`
+    that has one: found through the subject index (`ix_audit_log_subject`) a chunk of subjects
+    at a time, however long the log has grown."""
+    log = table("audit_log")
+    found: dict[str, AuditEntry] = {}
+    for chunk in in_chunks(session, sorted(subject_ids)):
+        newest = (
+            sa.select(sa.func.max(log.c.id))
+            .where(
+                mine(session, log),
+                log.c.subject_type == subject_type,
+                one_of(session, log.c.subject_id, chunk),
+                log.c.actor == actor,
+                log.c.action == action,
+            )
+            .group_by(log.c.subject_id)
+        )
+        query = sa.select(log).where(mine(session, log), log.c.id.in_(newest))
+        found.update((str(row["subject_id"]), _entry(row)) for row in session.execute(query).mappings())
+    return found
 
 
 def audit_entries_about(session: Session, subject_ids: Sequence[str], mentioned: str) -> list[AuditEntry]:

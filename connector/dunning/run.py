@@ -1,6 +1,7 @@
 """Dunning around the pure policy: build the cases from what is stored, decide, and turn each
-reminder into the actions its channel needs. Skips are audit-logged (once a day per invoice
-and reason) so `connector explain` shows why an invoice was not chased.
+reminder into the actions its channel needs. Skips are audit-logged (when an invoice is first
+skipped, and again when the reason changes or a reminder went to its customer since) so
+`connector explain` shows why an invoice was not chased.
 
 Channels: `ledger_email` (the ledger emails its invoice), `gateway_email` (the gateway emails
 its invoice), `crm_task` (a task for a person on the customer's CRM company), `crm_note`.
@@ -40,7 +41,7 @@ from connector.model import Action, ActionKind, Customer, PaymentApplication, in
 from connector.money import Money
 from connector.providers.registry import Registry
 from connector.state import outbox, records
-from connector.state.bookkeeping import audit, audit_entries
+from connector.state.bookkeeping import audit, audit_entries, latest_entries
 from connector.state.records import set_finance_owned
 from connector.state.reminders import reminder_messages
 from connector.state.store import Store
@@ -460,13 +461,36 @@ UNAUDITED_SKIPS = frozenset({"reminder_queued"})
 
 
 def _audit_skips(session: Any, skips: list[Skip], as_of: date) -> None:
-    seen = defaultdict(set)
-    for entry in audit_entries(session, actor=ACTOR, actions=["reminder_skipped"]):
-        data = entry.inputs if isinstance(entry.inputs, dict) else {}
-        seen[entry.subject_id].add((data.get("code"), data.get("as_of")))
-    for skip in skips:
-        if skip.code in UNAUDITED_SKIPS or (skip.code, as_of.isoformat()) in seen[skip.invoice_id]:
-            continue
+    """Record the skips the audit log does not say yet: an invoice's first, one whose code or
+    reason differs from the invoice's last recorded skip, and one that follows a reminder to its
+    customer recorded since. A skip that lasts is recorded once, on the day it began (`as_of`),
+    not again every day it lasts: the log grows with what changed, not with the book's size a
+    day, and only the newest entries of the invoices skipped are read back."""
+    recorded = [skip for skip in skips if skip.code not in UNAUDITED_SKIPS]
+    if not recorded:
+        return
+    last = latest_entries(
+        session,
+        actor=ACTOR,
+        action="reminder_skipped",
+        subject_type="invoice",
+        subject_ids={skip.invoice_id for skip in recorded},
+    )
+    reminded = latest_entries(
+        session,
+        actor=ACTOR,
+        action="reminder",
+        subject_type="customer",
+        subject_ids={skip.customer_id for skip in recorded if skip.customer_id},
+    )
+    for skip in recorded:
+        before = last.get(skip.invoice_id)
+        if before is not None:
+            said = before.inputs if isinstance(before.inputs, dict) else {}
+            reminder = reminded.get(skip.customer_id or "")
+            unchanged = said.get("code") == skip.code and before.decision == skip.reason
+            if unchanged and (reminder is None or reminder.id < before.id):
+                continue
         audit(
             session,
             ACTOR,

@@ -10,10 +10,11 @@ from decimal import Decimal
 
 import pytest
 
-from connector.dunning.run import already_reminded, build_plan, queue, reminder_history
+from connector.dunning.run import ACTOR, already_reminded, build_plan, queue, reminder_history
 from connector.model import Allocation
 from connector.money import Money
 from connector.state import reconciliation as decisions
+from connector.state.bookkeeping import audit_entries
 from support.dunning_book import Book
 
 JAN_2 = date(2026, 1, 2)
@@ -211,3 +212,46 @@ def test_with_a_crm_the_late_fee_is_a_task_for_a_person(book):
     [fee] = [a for a, *_ in plan.actions if a.payload.get("dunning_role") == "late_fee"]
     assert (fee.connection, fee.kind, fee.payload["subject"]) == ("crm", "create_task", "Late fee 20.00 USD on INV-30?")
     assert [(f.kind, f.via) for f in plan.follow_ups] == [("late_fee", "task on crm company H-acme")]
+
+
+# A lasting skip is recorded once --------------------------------------------------------------
+
+
+def recorded_skips(book):
+    with book.store.session() as session:
+        entries = audit_entries(session, actor=ACTOR, actions=["reminder_skipped"])
+    return [(e.subject_id, (e.inputs or {})["code"], (e.inputs or {})["as_of"]) for e in entries]
+
+
+def test_a_skip_is_recorded_when_it_begins_changes_or_follows_a_reminder_not_every_day(book):
+    """The audit log says why an invoice is not chased from the day that began; a skip that
+    lasts is not written again each day (a large book wrote its size a day), but a new
+    reason, or a reminder to the customer since, is."""
+    book.customer("acme", "Acme Ltd")
+    book.invoice("INV-1", "acme", "100.00", JAN_2 - timedelta(days=3))  # overdue: reminded at +1, +7
+    book.invoice("INV-2", "acme", "40.00", JAN_2 + timedelta(days=20))  # not due for weeks
+    assert [r.invoices for r in queue(book.config, book.store, JAN_2).reminders] == [("inv-1",)]
+    book.send(messages(book, JAN_2))
+    for offset in range(1, 4):
+        queue(book.config, book.store, JAN_2 + timedelta(days=offset))
+    # INV-2 once, from the first day; INV-1 once from the day after its reminder went out
+    assert recorded_skips(book) == [
+        ("inv-2", "not_due_yet", "2026-01-02"),
+        ("inv-1", "already_reminded", "2026-01-03"),
+    ]
+
+    # The +7 reminder to Acme (INV-1 is 7 days late on 6 January): INV-2's skip is said again
+    # after it, then not again
+    jan_6 = date(2026, 1, 6)
+    assert [(r.step.days, r.invoices) for r in queue(book.config, book.store, jan_6).reminders] == [(7, ("inv-1",))]
+    queue(book.config, book.store, jan_6 + timedelta(days=1))
+    assert recorded_skips(book)[2:] == [("inv-2", "not_due_yet", "2026-01-06")]
+
+    # A new reason is recorded the day it appears, once
+    book.invoice("INV-2", "acme", "40.00", JAN_2 + timedelta(days=20), disputed=True)
+    for offset in (2, 3):
+        queue(book.config, book.store, jan_6 + timedelta(days=offset))
+    assert recorded_skips(book)[3:] == [("inv-2", "disputed", "2026-01-08")]
+    story = book.run("explain", "INV-2")
+    assert story.exit_code == 0, story.stderr
+    assert "dunning reminder_skipped invoice inv-2: INV-2 is disputed" in story.stdout
