@@ -135,6 +135,43 @@ class ReceivableOnDay:
     settled: bool
 
 
+def _applied_per(
+    session: Session,
+    key: sa.ColumnElement[Any],
+    amount: sa.ColumnElement[Any],
+    later: sa.ColumnElement[bool],
+    source: sa.FromClause,
+    name: str,
+) -> sa.Subquery:
+    """Per `key` (the allocations' invoice or payment), of its applied allocations: `amount`
+    summed (`allocated`), their lowest and highest currency, and whether one is `later` (dated
+    after the day): one grouped pass over the company's allocations (`source`: the allocations,
+    or them joined to what `later` reads)."""
+    allocations = table("allocations")
+    return (
+        sa.select(
+            key.label("key"),
+            sa.func.sum(amount).label("allocated"),
+            sa.func.min(allocations.c.currency).label("lowest"),
+            sa.func.max(allocations.c.currency).label("highest"),
+            sa.func.max(sa.case((later, 1), else_=0)).label("later"),
+        )
+        .select_from(source)
+        .where(allocations.c.company == company_of(session), allocations.c.status == "applied")
+        .group_by(key)
+        .subquery(name)
+    )
+
+
+def _one_currency_none_later(per: sa.Subquery, currency: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
+    """A record with no applied allocation (`per` has no row), or whose every one is in
+    `currency` and none dated after the day."""
+    return sa.or_(
+        per.c.key.is_(None),
+        sa.and_(per.c.lowest == currency, per.c.highest == currency, per.c.later == 0),
+    )
+
+
 def receivables_on(session: Session, day: date, ledger_rule: str) -> list[ReceivableOnDay]:
     """Every receivable issued on or before `day` or undated, by id, `settled` when its own
     figures leave nothing owed at the end of `day` whichever way the day's position counts
@@ -145,50 +182,34 @@ def receivables_on(session: Session, day: date, ledger_rule: str) -> list[Receiv
     is never `settled`. What the invoice's row does not hold is the caller's to weigh (credit
     notes dated on it, a ledger payment whose money left)."""
     invoices, allocations, payments = table("invoices"), table("allocations"), table("payments")
-    company, end = company_of(session), _end_of(day)
+    end = _end_of(day)
     connectors = allocations.c.rule != ledger_rule
-    later = sa.or_(sa.and_(connectors, allocations.c.created_at >= end), payments.c.received_at >= end)
-    # per invoice, of its applied allocations: the connector's sum, their currencies, any dated later
-    on_invoice = (
-        sa.select(
-            allocations.c.invoice_id,
-            sa.func.sum(sa.case((connectors, allocations.c.amount_minor), else_=0)).label("allocated"),
-            sa.func.min(allocations.c.currency).label("lowest"),
-            sa.func.max(allocations.c.currency).label("highest"),
-            sa.func.max(sa.case((later, 1), else_=0)).label("later"),
-        )
-        .select_from(
-            allocations.outerjoin(
-                payments,
-                sa.and_(payments.c.company == allocations.c.company, payments.c.id == allocations.c.payment_id),
-            )
-        )
-        .where(allocations.c.company == company, allocations.c.status == "applied")
-        .group_by(allocations.c.invoice_id)
-        .subquery("on_invoice")
+    on_invoice = _applied_per(
+        session,
+        allocations.c.invoice_id,
+        sa.case((connectors, allocations.c.amount_minor), else_=0),  # the connector's only
+        sa.or_(sa.and_(connectors, allocations.c.created_at >= end), payments.c.received_at >= end),
+        allocations.outerjoin(
+            payments, sa.and_(payments.c.company == allocations.c.company, payments.c.id == allocations.c.payment_id)
+        ),
+        "on_invoice",
     )
     allocated = sa.func.coalesce(on_invoice.c.allocated, 0)
     settled = sa.and_(
         invoices.c.total_minor <= invoices.c.amount_paid_minor + invoices.c.amount_credited_minor + allocated,
-        sa.or_(
-            on_invoice.c.invoice_id.is_(None),
-            sa.and_(
-                on_invoice.c.lowest == invoices.c.currency,
-                on_invoice.c.highest == invoices.c.currency,
-                on_invoice.c.later == 0,
-            ),
-        ),
+        _one_currency_none_later(on_invoice, invoices.c.currency),
     )
-    query = sa.select(
-        invoices.c.id,
-        invoices.c.currency,
-        invoices.c.total_minor,
-        invoices.c.status,
-        invoices.c.issue_date,
-        sa.case((settled, 1), else_=0),
-    )
-    query = query.select_from(invoices.outerjoin(on_invoice, on_invoice.c.invoice_id == invoices.c.id)).where(
-        mine(session, invoices), sa.or_(invoices.c.issue_date.is_(None), invoices.c.issue_date <= day)
+    query = (
+        sa.select(
+            invoices.c.id,
+            invoices.c.currency,
+            invoices.c.total_minor,
+            invoices.c.status,
+            invoices.c.issue_date,
+            sa.case((settled, 1), else_=0),
+        )
+        .select_from(invoices.outerjoin(on_invoice, on_invoice.c.key == invoices.c.id))
+        .where(mine(session, invoices), sa.or_(invoices.c.issue_date.is_(None), invoices.c.issue_date <= day))
     )
     if (only := receivables_only(session, invoices)) is not None:
         query = query.where(only)
@@ -208,37 +229,25 @@ def payments_unsettled_on(session: Session, day: date, ledger_rule: str) -> list
     nothing lets it collect more than its amount (an amount, refund or dispute below zero). A
     sieve: a payment with cash unapplied on the day is always kept."""
     payments, allocations = table("payments"), table("allocations")
-    later = sa.and_(allocations.c.rule != ledger_rule, allocations.c.created_at >= _end_of(day))
-    # per payment, of its applied allocations: their sum, their currencies, any made later
-    of_payment = (
-        sa.select(
-            allocations.c.payment_id,
-            sa.func.sum(allocations.c.amount_minor).label("allocated"),
-            sa.func.min(allocations.c.currency).label("lowest"),
-            sa.func.max(allocations.c.currency).label("highest"),
-            sa.func.max(sa.case((later, 1), else_=0)).label("later"),
-        )
-        .where(allocations.c.company == company_of(session), allocations.c.status == "applied")
-        .group_by(allocations.c.payment_id)
-        .subquery("of_payment")
+    end = _end_of(day)
+    of_payment = _applied_per(
+        session,
+        allocations.c.payment_id,
+        allocations.c.amount_minor,
+        sa.and_(allocations.c.rule != ledger_rule, allocations.c.created_at >= end),
+        allocations,
+        "of_payment",
     )
     settled = sa.and_(
         payments.c.amount_minor >= 0,
         sa.func.coalesce(payments.c.amount_refunded_minor, 0) >= 0,
         sa.func.coalesce(payments.c.amount_disputed_minor, 0) >= 0,
         payments.c.amount_minor <= sa.func.coalesce(of_payment.c.allocated, 0),
-        sa.or_(
-            of_payment.c.payment_id.is_(None),
-            sa.and_(
-                of_payment.c.lowest == payments.c.currency,
-                of_payment.c.highest == payments.c.currency,
-                of_payment.c.later == 0,
-            ),
-        ),
+        _one_currency_none_later(of_payment, payments.c.currency),
     )
     query = (
         sa.select(payments.c.id)
-        .select_from(payments.outerjoin(of_payment, of_payment.c.payment_id == payments.c.id))
-        .where(mine(session, payments), payments.c.received_at < _end_of(day), sa.not_(settled))
+        .select_from(payments.outerjoin(of_payment, of_payment.c.key == payments.c.id))
+        .where(mine(session, payments), payments.c.received_at < end, sa.not_(settled))
     )
     return sorted(str(row[0]) for row in session.execute(query))
