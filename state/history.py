@@ -172,7 +172,7 @@ def _one_currency_none_later(per: sa.Subquery, currency: sa.ColumnElement[str]) 
     )
 
 
-def receivables_on(session: Session, day: date, ledger_rule: str) -> list[ReceivableOnDay]:
+def receivables_on(session: Session, day: date, ledger_rule: str, *, dated: bool = True) -> list[ReceivableOnDay]:
     """Every receivable issued on or before `day` or undated, by id, `settled` when its own
     figures leave nothing owed at the end of `day` whichever way the day's position counts
     them: its amount paid and credited and the connector's applied allocations on it (a rule
@@ -180,7 +180,8 @@ def receivables_on(session: Session, day: date, ledger_rule: str) -> list[Receiv
     and none of them nor the ledger's records on it (`ledger_rule`) is dated after the day
     (made after it, or of a payment received after it). A sieve: an invoice owing on the day
     is never `settled`. What the invoice's row does not hold is the caller's to weigh (credit
-    notes dated on it, a ledger payment whose money left)."""
+    notes dated on it, a ledger payment whose money left). Not `dated`: today's figures aged
+    on `day` (`aging --as-of`), every allocation counted whatever its date."""
     invoices, allocations, payments = table("invoices"), table("allocations"), table("payments")
     end = _end_of(day)
     connectors = allocations.c.rule != ledger_rule
@@ -188,7 +189,9 @@ def receivables_on(session: Session, day: date, ledger_rule: str) -> list[Receiv
         session,
         allocations.c.invoice_id,
         sa.case((connectors, allocations.c.amount_minor), else_=0),  # the connector's only
-        sa.or_(sa.and_(connectors, allocations.c.created_at >= end), payments.c.received_at >= end),
+        sa.or_(sa.and_(connectors, allocations.c.created_at >= end), payments.c.received_at >= end)
+        if dated
+        else sa.false(),
         allocations.outerjoin(
             payments, sa.and_(payments.c.company == allocations.c.company, payments.c.id == allocations.c.payment_id)
         ),

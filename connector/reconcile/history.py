@@ -185,17 +185,27 @@ def aging_streamed(
         then.payments.clear()  # each payment's own: not the report's, and a book's worth in all
     credit_at(then, notes)
     withdrawn = ledger_withdrawn(store)
-    noted = {invoice_id for note in notes for invoice_id in note.invoice_ids}
     tally = reports.AgingTally(day)
+    noted = {invoice_id for note in notes for invoice_id in note.invoice_ids}
+    owing = _sales_of_the_settled(tally, receivables, {*withdrawn, *noted})
+    invoices = _invoices_at(store, day, notes, batch, owing, withdrawn)
+    return aging_of(invoices, then, customers, sort=sort, top=top, tally=tally)
+
+
+def _sales_of_the_settled(
+    tally: reports.AgingTally, receivables: Sequence[history.ReceivableOnDay], unsure: Collection[str]
+) -> list[str]:
+    """Add to `tally` the credit sales of the receivables the day leaves owing nothing (those
+    `settled`, unless something their row does not hold changes their figures: `unsure`), and
+    return the ids of the others, to be read whole."""
     owing = []
     for receivable in receivables:
-        if receivable.settled and receivable.id not in withdrawn and receivable.id not in noted:
+        if receivable.settled and receivable.id not in unsure:
             total = Money.from_minor(receivable.total_minor, receivable.currency)
             tally.add_sale(receivable.status, receivable.issue_date, total)
         else:
             owing.append(receivable.id)
-    invoices = _invoices_at(store, day, notes, batch, owing, withdrawn)
-    return aging_of(invoices, then, customers, sort=sort, top=top, tally=tally)
+    return owing
 
 
 def _split(stored: Sequence[decisions.StoredAllocation]) -> tuple[list[Allocation], list[DatedAllocation]]:
@@ -230,9 +240,14 @@ def _invoices_at(
 
 def aged_streamed(store: Store, customers: Mapping[str, Customer], as_of: date, *, batch: int = LISTING_BATCH) -> Row:
     """`reports.aging_report` of today's receivables (as `invoices list` has them) in the
-    buckets of `as_of` (`aging --as-of`), a batch of invoices at a time."""
+    buckets of `as_of` (`aging --as-of`), a batch of invoices at a time; of those today's
+    figures settle (`receivables_on` undated), only what they add to DSO's credit sales."""
     tally = reports.AgingTally(as_of)
-    for invoices in _receivables_in_batches(store, [k.id for k in store.receivable_keys()], batch, with_refs=False):
+    with store.session() as session:
+        receivables = history.receivables_on(session, as_of, LEDGER_RULE, dated=False)
+    withdrawn = ledger_withdrawn(store)
+    owing = _sales_of_the_settled(tally, receivables, withdrawn)
+    for invoices in _receivables_in_batches(store, owing, batch, with_refs=False, withdrawn=withdrawn):
         allocations = invoice_allocations(store, invoices, neighbourhood=True)
         for invoice in invoices:
             tally.add(invoice, allocations.get(invoice.id or "", ()))

@@ -1,4 +1,4 @@
-"""`aging` reads whole only the records that can count on its day: the receivables the book's
+"""`aging` (and `aging --as-of`) reads whole only the records that can count on its day: the receivables the book's
 figures may leave owing (`history.receivables_on`) and the payments whose cash may sit
 unapplied (`history.payments_unsettled_on`). On random books (three currencies, partial and
 over-payments, refunds, disputes, failed payments, credit notes, allocations made and payments
@@ -16,8 +16,10 @@ import pytest
 
 from connector.model import Allocation, CreditNote, Customer, Invoice, Payment, Ref
 from connector.money import Money
-from connector.reconcile.history import aging_streamed, customers_by_id, load_book
+from connector.reconcile.history import aged_streamed, aging_streamed, customers_by_id, load_book
+from connector.reconcile.run import invoice_allocations, without_withdrawn
 from connector.reconcile.types import LEDGER_RULE
+from connector.reports import aging_report
 from connector.reports.as_at import aging_at, book_at
 from connector.state import history
 from connector.state import reconciliation as decisions
@@ -44,7 +46,8 @@ def _random_book(store, rng: random.Random, monkeypatch) -> None:
     for n in range(60):
         currency = rng.choice(CURRENCIES)
         total = Money.from_minor(rng.randint(1, 50_000), currency)
-        paid = rng.choice([Money.zero(currency), total, _money(rng, currency, total.to_minor())])
+        one_short = total - Money.from_minor(1, currency)  # owing the smallest unit there is
+        paid = rng.choice([Money.zero(currency), total, one_short, _money(rng, currency, total.to_minor())])
         credited = rng.choice([Money.zero(currency), _money(rng, currency, (total - paid).to_minor())])
         issued = None if rng.random() < 0.05 else FIRST + timedelta(days=rng.randint(0, 200))
         invoices.append(
@@ -113,8 +116,9 @@ def _random_book(store, rng: random.Random, monkeypatch) -> None:
             rule = rng.choice([LEDGER_RULE, "remittance_number", "manual"])
             made = datetime.combine(FIRST + timedelta(days=rng.randint(0, 240)), datetime.min.time(), UTC)
             monkeypatch.setattr(decisions, "utcnow", lambda made=made: made)
+            short = payment.amount - Money.from_minor(1, payment.amount.currency)  # a unit left unapplied
             share = rng.choice(
-                [payment.amount, _money(rng, payment.amount.currency, max(payment.amount.to_minor(), 1))]
+                [payment.amount, short, _money(rng, payment.amount.currency, max(payment.amount.to_minor(), 1))]
             )
             allocation = Allocation(
                 payment_id=str(payment.id),
@@ -164,6 +168,10 @@ def test_aging_from_the_sieved_records_is_the_whole_books_on_every_day(database_
                     assert invoice.position.balance.is_zero or invoice.position.aging_bucket is None, (day, invoice)
             assert set(then.payments) <= unsettled, day
             assert aging_streamed(store, customers, day, batch=7) == aging_at(book, customers, day), day
+            # today's figures aged on the day (`aging --as-of`): every allocation counts
+            today = without_withdrawn(store, store.list_receivables())
+            whole = aging_report(today, customers, invoice_allocations(store, today), day)
+            assert aged_streamed(store, customers, day, batch=7) == whole, day
     finally:
         store.close()
 
