@@ -180,8 +180,9 @@ def receivables_on(session: Session, day: date, ledger_rule: str, *, dated: bool
     and none of them nor the ledger's records on it (`ledger_rule`) is dated after the day
     (made after it, or of a payment received after it). A sieve: an invoice owing on the day
     is never `settled`. What the invoice's row does not hold is the caller's to weigh (credit
-    notes dated on it, a ledger payment whose money left). Not `dated`: today's figures aged
-    on `day` (`aging --as-of`), every allocation counted whatever its date."""
+    notes dated on it, a ledger payment whose money left). Not `dated`: every receivable, by
+    today's figures (every allocation counted whatever its date, whenever it was issued), for
+    today's balances (`customers list`) and those aged on `day` (`aging --as-of`)."""
     invoices, allocations, payments = table("invoices"), table("allocations"), table("payments")
     end = _end_of(day)
     connectors = allocations.c.rule != ledger_rule
@@ -212,8 +213,10 @@ def receivables_on(session: Session, day: date, ledger_rule: str, *, dated: bool
             sa.case((settled, 1), else_=0),
         )
         .select_from(invoices.outerjoin(on_invoice, on_invoice.c.key == invoices.c.id))
-        .where(mine(session, invoices), sa.or_(invoices.c.issue_date.is_(None), invoices.c.issue_date <= day))
+        .where(mine(session, invoices))
     )
+    if dated:
+        query = query.where(sa.or_(invoices.c.issue_date.is_(None), invoices.c.issue_date <= day))
     if (only := receivables_only(session, invoices)) is not None:
         query = query.where(only)
     rows = [
@@ -224,20 +227,21 @@ def receivables_on(session: Session, day: date, ledger_rule: str, *, dated: bool
     return rows
 
 
-def payments_unsettled_on(session: Session, day: date, ledger_rule: str) -> list[str]:
+def payments_unsettled_on(session: Session, day: date, ledger_rule: str, *, dated: bool = True) -> list[str]:
     """Ids of the payments received on or before `day` whose cash may still be unapplied at its
     end, by id: every one but those whose applied allocations, each in the payment's currency
     and none of the connector's made after the day (`ledger_rule` names the ledger's own
     records, which count from the payment's own date), add up to at least its amount, when
     nothing lets it collect more than its amount (an amount, refund or dispute below zero). A
-    sieve: a payment with cash unapplied on the day is always kept."""
+    sieve: a payment with cash unapplied on the day is always kept. Not `dated`: every payment,
+    by today's figures (every allocation counted whatever its date, whenever it was received)."""
     payments, allocations = table("payments"), table("allocations")
     end = _end_of(day)
     of_payment = _applied_per(
         session,
         allocations.c.payment_id,
         allocations.c.amount_minor,
-        sa.and_(allocations.c.rule != ledger_rule, allocations.c.created_at >= end),
+        sa.and_(allocations.c.rule != ledger_rule, allocations.c.created_at >= end) if dated else sa.false(),
         allocations,
         "of_payment",
     )
@@ -251,6 +255,8 @@ def payments_unsettled_on(session: Session, day: date, ledger_rule: str) -> list
     query = (
         sa.select(payments.c.id)
         .select_from(payments.outerjoin(of_payment, of_payment.c.key == payments.c.id))
-        .where(mine(session, payments), payments.c.received_at < end, sa.not_(settled))
+        .where(mine(session, payments), sa.not_(settled))
     )
+    if dated:
+        query = query.where(payments.c.received_at < end)
     return sorted(str(row[0]) for row in session.execute(query))

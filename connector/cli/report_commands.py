@@ -38,6 +38,7 @@ from connector.reconcile.drift_book import drift_of
 from connector.reconcile.history import (
     aged_streamed,
     aging_streamed,
+    customer_balances,
     customers_by_id,
     invoice_listing,
     payment_listing,
@@ -535,11 +536,7 @@ def customers_list(app: AppContext, as_json: bool, as_csv: bool, excel: bool) ->
     output, day = _output(as_json, as_csv, excel), date.today()
     store = app.reader()
     customers = _customers(store)
-    sums = reports.CustomerBalances()  # the book a batch at a time: only the sums are held
-    for row in invoice_listing(store, customers, day):
-        sums.add_invoice(row)
-    for row in payment_listing(store, customers):
-        sums.add_payment(row)
+    sums = customer_balances(store, customers, day)  # a batch at a time: only the sums are held
     rows = [
         {
             "id": customer.id,

@@ -121,8 +121,37 @@ def payment_listing(
     with store.session() as session:
         keys = records.payment_keys(session, None if customer_ids is None else sorted(customer_ids))
     keys.sort(key=lambda k: (k[1].isoformat(), k[0]))
-    for start in range(0, len(keys), batch):
-        chunk = [payment_id for payment_id, _ in keys[start : start + batch]]
+    yield from _payment_rows(store, customers, [payment_id for payment_id, _ in keys], batch)
+
+
+def customer_balances(
+    store: Store, customers: Mapping[str, Customer], day: date, *, batch: int = LISTING_BATCH
+) -> reports.CustomerBalances:
+    """What `customers list` sums per customer (`reports.CustomerBalances`) from the rows of
+    `invoices list` and `payments list` on `day`, reading only the records that add something:
+    the receivables today's figures leave owing (or whose ledger payment's money left) and the
+    payments not applied in full (`receivables_on`, `payments_unsettled_on`, undated); the
+    others owe nothing and hold no unapplied cash."""
+    sums = reports.CustomerBalances()
+    with store.session() as session:
+        receivables = history.receivables_on(session, day, LEDGER_RULE, dated=False)
+        payment_ids = history.payments_unsettled_on(session, day, LEDGER_RULE, dated=False)
+    withdrawn = ledger_withdrawn(store)
+    owing = [r.id for r in receivables if not r.settled or r.id in withdrawn]
+    for invoices in _receivables_in_batches(store, owing, batch, with_refs=False, withdrawn=withdrawn):
+        allocations = invoice_allocations(store, invoices, neighbourhood=True)
+        for row in reports.invoice_rows(invoices, customers, allocations, day):
+            sums.add_invoice(row)
+    for row in _payment_rows(store, customers, payment_ids, batch):
+        sums.add_payment(row)
+    return sums
+
+
+def _payment_rows(store: Store, customers: Mapping[str, Customer], ids: Sequence[str], batch: int) -> Iterator[Row]:
+    """`reports.payment_rows` of the payments of `ids` with `net`, in that order, `batch` at a
+    time with their own applied allocations (the ledger's records included)."""
+    for start in range(0, len(ids), batch):
+        chunk = list(ids[start : start + batch])
         with store.session() as session:
             payments = store.list_payments(session=session, ids=chunk)
             stored = decisions.load_allocations(session, status="applied", payment_ids=chunk)

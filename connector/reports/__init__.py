@@ -311,9 +311,10 @@ class AgingTally:
         self._counts[key] += 1
 
     def add_sale(self, status: str, issue_date: date | None, total: Money) -> None:
-        """An invoice's part in DSO's credit sales alone: all `add` counts of an invoice issued by
-        `as_of` that owes nothing on it (a report reads no more of such an invoice)."""
-        if status not in ("draft", "void") and issue_date is not None and issue_date > self._window_start:
+        """An invoice's part in DSO's credit sales alone: all `add` counts of an invoice that
+        owes nothing on `as_of` (a report reads no more of such an invoice); none of one issued
+        after it."""
+        if status not in ("draft", "void") and issue_date is not None and self._window_start < issue_date <= self.as_of:
             currency = total.currency
             self._sales[currency] = self._sales.get(currency, Money.zero(currency)) + total
 

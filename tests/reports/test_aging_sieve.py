@@ -16,10 +16,18 @@ import pytest
 
 from connector.model import Allocation, CreditNote, Customer, Invoice, Payment, Ref
 from connector.money import Money
-from connector.reconcile.history import aged_streamed, aging_streamed, customers_by_id, load_book
+from connector.reconcile.history import (
+    aged_streamed,
+    aging_streamed,
+    customer_balances,
+    customers_by_id,
+    invoice_listing,
+    load_book,
+    payment_listing,
+)
 from connector.reconcile.run import invoice_allocations, without_withdrawn
 from connector.reconcile.types import LEDGER_RULE
-from connector.reports import aging_report
+from connector.reports import CustomerBalances, aging_report
 from connector.reports.as_at import aging_at, book_at
 from connector.state import history
 from connector.state import reconciliation as decisions
@@ -50,6 +58,8 @@ def _random_book(store, rng: random.Random, monkeypatch) -> None:
         paid = rng.choice([Money.zero(currency), total, one_short, _money(rng, currency, total.to_minor())])
         credited = rng.choice([Money.zero(currency), _money(rng, currency, (total - paid).to_minor())])
         issued = None if rng.random() < 0.05 else FIRST + timedelta(days=rng.randint(0, 200))
+        if rng.random() < 0.05:  # issued ahead of today (a ledger's dating)
+            issued = date.today() + timedelta(days=rng.randint(1, 30))
         invoices.append(
             Invoice(
                 id=f"i{n}",
@@ -79,7 +89,11 @@ def _random_book(store, rng: random.Random, monkeypatch) -> None:
             Payment(
                 id=f"p{n}",
                 amount=amount,
-                received_at=datetime.combine(FIRST + timedelta(days=rng.randint(0, 220)), datetime.min.time(), UTC)
+                received_at=datetime.combine(
+                    rng.choice([FIRST + timedelta(days=rng.randint(0, 220))] * 19 + [date.today() + timedelta(days=1)]),
+                    datetime.min.time(),
+                    UTC,
+                )
                 + timedelta(hours=rng.randint(0, 23)),
                 customer_id=f"c{rng.randrange(6)}",
                 status=rng.choice(["succeeded", "succeeded", "succeeded", "failed", "pending", "refunded"]),
@@ -172,6 +186,18 @@ def test_aging_from_the_sieved_records_is_the_whole_books_on_every_day(database_
             today = without_withdrawn(store, store.list_receivables())
             whole = aging_report(today, customers, invoice_allocations(store, today), day)
             assert aged_streamed(store, customers, day, batch=7) == whole, day
+        # `customers list`: each customer's balance and unapplied cash from the sieved records
+        # equal those summed over every row of `invoices list` and `payments list`
+        every = CustomerBalances()
+        for row in invoice_listing(store, customers, date.today()):
+            every.add_invoice(row)
+        for row in payment_listing(store, customers):
+            every.add_payment(row)
+        sieved = customer_balances(store, customers, date.today(), batch=7)
+        for customer_id in customers:
+            assert sieved.balance(customer_id) == every.balance(customer_id), customer_id
+            assert sieved.unapplied(customer_id) == every.unapplied(customer_id), customer_id
+        assert any(every.balance(c) for c in customers) and any(every.unapplied(c) for c in customers)
     finally:
         store.close()
 
