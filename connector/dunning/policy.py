@@ -555,8 +555,15 @@ def plan_from_terms(text: str, total: Money, first: date) -> PaymentPlan:
 
 
 def _plan_words(plan: PaymentPlan, paid: Money, as_of: date) -> str:
+    """Why a plan on time protects its invoice, in words that change when what is due changes
+    (an instalment's date passes, a payment arrives), not every day: the audit log records the
+    skip again only when its reason changes."""
     due = _due_before(plan, as_of, paid.currency)
-    words = f"{paid} paid so far covers the {due} due before {as_of}"
+    passed = [when for when, _ in plan.instalments if when < as_of]
+    if passed:
+        words = f"{paid} paid so far covers the {due} due by {max(passed)}"
+    else:
+        words = f"{paid} paid so far; no instalment was due yet"
     owed = Money.zero(paid.currency)
     for when, amount in sorted(plan.instalments):
         owed += amount

@@ -3,7 +3,7 @@ plans read from a CRM's words, and what keeps a plan on time."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
@@ -97,9 +97,13 @@ def test_what_was_paid_before_a_plan_does_not_count_towards_its_instalments():
     _, skips = run([case(inv("60.00"), as_of=feb_15)], as_of=feb_15)
     assert codes(skips) == {"p": "payment_plan_on_time"}
     assert skips[0].reason == (
-        "P is on a payment plan: 60.00 USD paid so far covers the 60.00 USD due before "
-        "2026-02-15; next: 20.00 USD by 2026-03-01"
+        "P is on a payment plan: 60.00 USD paid so far covers the 60.00 USD due by "
+        "2026-02-01; next: 20.00 USD by 2026-03-01"
     )
+    # The words stay the same from day to day until what is due changes (the audit log says
+    # a lasting skip once, and again when its reason changes)
+    _, next_day = run([case(inv("60.00"), as_of=feb_15 + timedelta(days=1))], as_of=feb_15 + timedelta(days=1))
+    assert next_day[0].reason == skips[0].reason
 
 
 def test_a_plan_read_back_from_storage_is_the_same_plan():
