@@ -431,6 +431,11 @@ def aging_bucket(days_past_due: int) -> AgingBucket:
     return "90+"
 
 
+# The statuses an invoice keeps whatever its balance (any other is open, partly paid or paid
+# by what is settled of its total).
+FIXED_STATUSES = ("void", "draft", "uncollectible")
+
+
 def invoice_position(invoice: Invoice, as_of: date, allocations: Iterable[Allocation] = ()) -> InvoicePosition:
     """Balance, status, days past due and aging bucket of `invoice` on `as_of`.
 
@@ -444,7 +449,7 @@ def invoice_position(invoice: Invoice, as_of: date, allocations: Iterable[Alloca
     if balance.is_negative:
         balance = Money.zero(currency)
     status: InvoiceStatus
-    if invoice.status in ("void", "draft", "uncollectible"):
+    if invoice.status in FIXED_STATUSES:
         status = invoice.status
     elif balance.is_zero:
         status = "paid"

@@ -227,8 +227,23 @@ def receivables_on(session: Session, day: date, ledger_rule: str, *, dated: bool
 
 
 def payments_unsettled_on(session: Session, day: date, ledger_rule: str, *, dated: bool = True) -> list[str]:
-    """Ids of the payments received on or before `day` whose cash may still be unapplied at its
-    end, by id: every one but those whose applied allocations, each in the payment's currency
+    """Ids of the payments `_unsettled_payments` keeps, by id."""
+    return sorted(payment_id for payment_id, _ in _unsettled_payments(session, day, ledger_rule, dated=dated))
+
+
+def unsettled_payments_by_customer(session: Session, ledger_rule: str) -> dict[str, list[str]]:
+    """Customer id -> its payments whose cash may still be unapplied today (`payments_unsettled_on`
+    undated), by id; payments of no customer left out."""
+    found: dict[str, list[str]] = {}
+    for payment_id, customer_id in sorted(_unsettled_payments(session, date.today(), ledger_rule, dated=False)):
+        if customer_id is not None:
+            found.setdefault(customer_id, []).append(payment_id)
+    return found
+
+
+def _unsettled_payments(session: Session, day: date, ledger_rule: str, *, dated: bool) -> list[tuple[str, str | None]]:
+    """(id, customer id) of the payments received on or before `day` whose cash may still be unapplied at its
+    end: every one but those whose applied allocations, each in the payment's currency
     and none of the connector's made after the day (`ledger_rule` names the ledger's own
     records, which count from the payment's own date), add up to at least its amount, when
     nothing lets it collect more than its amount (an amount, refund or dispute below zero). A
@@ -252,10 +267,10 @@ def payments_unsettled_on(session: Session, day: date, ledger_rule: str, *, date
         _one_currency_none_later(of_payment, payments.c.currency),
     )
     query = (
-        sa.select(payments.c.id)
+        sa.select(payments.c.id, payments.c.customer_id)
         .select_from(payments.outerjoin(of_payment, of_payment.c.key == payments.c.id))
         .where(mine(session, payments), sa.not_(settled))
     )
     if dated:
         query = query.where(payments.c.received_at < end)
-    return sorted(str(row[0]) for row in session.execute(query))
+    return [(str(payment_id), customer_id) for payment_id, customer_id in session.execute(query)]

@@ -27,14 +27,17 @@ MERGE_BATCH = 2000
 T = TypeVar("T")
 
 
-def _linked_views(session: Session, entity_kind: str, *, by_entity: bool = False) -> sa.Select[Any]:
+def _linked_views(
+    session: Session, entity_kind: str, *, by_entity: bool = False, with_data: bool = True
+) -> sa.Select[Any]:
     """Every linked ref of `entity_kind` with its view and when a sync last read it, in order
     of system, object type and remote id: what the readers below narrow. `by_entity`: the
     caller narrows them to a list of canonical ids, which leaves out the refs linked to nothing
-    by itself (`linked_to_any`)."""
+    by itself (`linked_to_any`). Not `with_data`: the view is not read (an empty one)."""
     refs = table("refs")
+    data = refs.c.data if with_data else sa.null().label("data")
     return (
-        sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.entity_id, refs.c.data, refs.c.seen_at)
+        sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.entity_id, data, refs.c.seen_at)
         .where(mine(session, refs), refs.c.entity_kind == entity_kind, *linked_to_any(refs, by_entity=by_entity))
         .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
     )
@@ -46,15 +49,21 @@ def ref_views(
     *,
     linked_to: Collection[tuple[str, str]] | None = None,
     entity_ids: Collection[str] | None = None,
+    systems: Collection[str] | None = None,
+    with_data: bool = True,
 ) -> list[dict[str, Any]]:
     """Every ref of `entity_kind` with its system's view (`data`) and when a sync last read it
     (`seen_at`), ordered for stable output. `linked_to` (system, invoice remote id) keeps the
     refs of each system whose view links to that invoice (`_sync.links.invoice`). `entity_ids`
-    keeps the refs of those canonical records (through `ix_refs_entity`)."""
+    keeps the refs of those canonical records (through `ix_refs_entity`); `systems`, those of
+    these systems (connection names) only. Not `with_data`:
+    where each record lives only, every `data` empty (no view read nor decoded)."""
     refs = table("refs")
     if linked_to is not None:
         return _views_linked_to(session, entity_kind, linked_to)
-    query = _linked_views(session, entity_kind, by_entity=entity_ids is not None)
+    query = _linked_views(session, entity_kind, by_entity=entity_ids is not None, with_data=with_data)
+    if systems is not None:
+        query = query.where(refs.c.system.in_(sorted(systems)))
     if entity_ids is None and linked_to is None and dialect_name(session) == "sqlite":
         # SQLite's planner walks the whole unique index of refs (every kind's) for this order:
         # 1.1 s for 2,586 credit notes of a 540,000-ref book, against 7 ms through the kind's
@@ -174,6 +183,8 @@ def _view_rows(result: Iterable[Any]) -> list[dict[str, Any]]:
     for system, object_type, remote_id, entity_id, data, seen_at in result:
         if isinstance(data, str):
             data = json.loads(data)
+        elif data is None:
+            data = {}  # not read (`with_data`); a stored view is never NULL
         rows.append(
             {
                 "system": system,

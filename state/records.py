@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from connector.errors import StateError
-from connector.model import DISPUTE_WITHDRAWN, MONEY_LEFT, Customer, Invoice, Payment, PaymentPlan, Ref
+from connector.model import DISPUTE_WITHDRAWN, FIXED_STATUSES, MONEY_LEFT, Customer, Invoice, Payment, PaymentPlan, Ref
 from connector.money import Money
 from connector.state import convert
 from connector.state.raw import pack, raw_json
@@ -890,13 +890,22 @@ class ListingKey:
     number: str | None
 
 
-def receivable_keys(session: Session, customer_ids: Sequence[str] | None = None) -> list[ListingKey]:
+def receivable_keys(
+    session: Session, customer_ids: Sequence[str] | None = None, *, owing: bool = False
+) -> list[ListingKey]:
     """`ListingKey` of every receivable (as `list_invoices(receivable=True)` selects them) by
     id, or of those of `customer_ids` by customer, then id: four columns a row, so a report can
-    order the whole book and then read it a batch at a time."""
+    order the whole book and then read it a batch at a time. `owing`: only those whose own
+    figures leave them open or partly paid (what `invoice_position` of the invoice alone calls
+    so), for dunning, which chases nothing else."""
     invoices = table("invoices")
     columns = (invoices.c.id, invoices.c.customer_id, invoices.c.due_date, invoices.c.number)
     query = sa.select(*columns).where(mine(session, invoices))
+    if owing:
+        query = query.where(
+            invoices.c.status.not_in(FIXED_STATUSES),
+            invoices.c.total_minor > invoices.c.amount_paid_minor + invoices.c.amount_credited_minor,
+        )
     if (only := receivables_only(session, invoices)) is not None:
         query = query.where(only)
     if customer_ids is not None:

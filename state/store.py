@@ -217,11 +217,12 @@ class Store:
             return records.refs_for(s, entity_kind, entity_ids)
 
     def receivable_keys(
-        self, session: Session | None = None, customer_ids: Sequence[str] | None = None
+        self, session: Session | None = None, customer_ids: Sequence[str] | None = None, *, owing: bool = False
     ) -> list[records.ListingKey]:
-        """What every receivable (of `customer_ids`, when given) is listed by, nothing else."""
+        """What every receivable (of `customer_ids`, when given; `owing` by its own figures) is
+        listed by, nothing else."""
         with self._tx(session) as s:
-            return records.receivable_keys(s, customer_ids)
+            return records.receivable_keys(s, customer_ids, owing=owing)
 
     def get_customer(self, customer_id: str, session: Session | None = None) -> Customer | None:
         with self._tx(session) as s:

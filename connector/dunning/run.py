@@ -33,19 +33,21 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connector.config import Config
-from connector.connections import system_ranks
+from connector.connections import check_scope, system_ranks
 from connector.dunning.policy import Case, DunningPolicy, Reminder, ReminderKey, Skip, plan_reminders
 from connector.dunning.states import apply_provider_states
 from connector.errors import ConfigError
 from connector.model import Action, ActionKind, Customer, PaymentApplication, invoice_position
 from connector.money import Money
 from connector.providers.registry import Registry
-from connector.state import outbox, records
+from connector.reconcile.types import LEDGER_RULE
+from connector.state import outbox
 from connector.state.bookkeeping import audit, audit_entries, latest_entries
+from connector.state.history import unsettled_payments_by_customer
 from connector.state.records import set_finance_owned
 from connector.state.reminders import reminder_messages
 from connector.state.store import Store
-from connector.writeback.facts import gather_facts, taken_back
+from connector.writeback.facts import Around, gather_facts, taken_back
 from connector.writeback.plan import Facts
 
 logger = logging.getLogger(__name__)
@@ -181,34 +183,89 @@ def already_reminded(store: Store) -> set[tuple[str, int]]:
 PLAN_BATCH = 100
 
 
+@dataclass(frozen=True)
+class Planner:
+    """What every part of a day's plan is decided with: the policies, the reminders sent,
+    queued and dropped, and the kind of each connection."""
+
+    section: DunningSection
+    chooser: Any
+    history: ReminderHistory
+    dropped: frozenset[ReminderKey]
+    kinds: dict[str, str]
+    as_of: date
+
+    @classmethod
+    def of(cls, config: Config, store: Store, as_of: date, registry: Registry | None = None) -> Planner:
+        section = dunning_section(config)
+        history = reminder_history(store)
+        return cls(
+            section=section,
+            chooser=policy_chooser(section),
+            history=history,
+            dropped=frozenset(key for key, days in history.dropped.items() if as_of.isoformat() in days),
+            kinds={name: kind for name, (kind, _) in system_ranks(config, registry).items()},
+            as_of=as_of,
+        )
+
+    def customers(self, store: Store, ids: Sequence[str]) -> dict[str, Customer]:
+        """The customers of `ids` with their refs, those the config pauses paused."""
+        return _with_overrides({c.id: c for c in store.list_customers(ids=ids) if c.id}, self.section)
+
+    def plan(self, facts: Facts, customers: dict[str, Customer], holding: Collection[str] | None = None) -> DunningPlan:
+        """The plan of `customers` from `facts` (which hold at least their invoices open by
+        their own figures, and their payments of `holding`, the only ones that may hold
+        unapplied cash: None, every payment of theirs in `facts`)."""
+        cases = _cases(facts, customers, self.as_of, holding)
+        reminders, skips = plan_reminders(
+            cases, self.chooser, self.history.sent, self.as_of, queued=self.history.queued, dropped=self.dropped
+        )
+        plan = DunningPlan(reminders=reminders, skips=skips)
+        for reminder in reminders:
+            actions, follow_ups = _actions(reminder, facts, customers, self.kinds, self.as_of)
+            plan.actions.extend(actions)
+            plan.follow_ups.extend(follow_ups)
+        return plan
+
+
 def build_plan(
     config: Config, store: Store, as_of: date, registry: Registry | None = None, *, batch: int = PLAN_BATCH
 ) -> DunningPlan:
     """The reminders of `as_of`, the skips and the actions that carry them, planned `batch`
-    customers at a time (in order of id, the plan's own order), each from the facts of its own
-    customers only (`gather_facts(customer_ids=...)`): a customer's reminder depends on its own
-    invoices, their pending payments and its unapplied credit, nothing else."""
-    section = dunning_section(config)
-    chooser = policy_chooser(section)
-    history = reminder_history(store)
-    dropped = {key for key, days in history.dropped.items() if as_of.isoformat() in days}
-    kinds = {name: kind for name, (kind, _) in system_ranks(config, registry).items()}
+    customers at a time (in order of id, the plan's own order), each from the facts of what
+    dunning weighs of its own customers only: their invoices open by their own figures (nothing
+    else is chased or skipped), the allocations on those and the payments of those allocations,
+    and their payments that may hold unapplied cash (`unsettled_payments_by_customer`; the
+    others hold none). Customers with no such invoice are not read. A test holds the plan equal
+    to the one the whole book's facts give."""
+    planner = Planner.of(config, store, as_of, registry)
+    check_scope(config, store)
     with store.session() as session:
-        everyone = sorted(records.customer_ids(session))
+        owing: dict[str, list[str]] = defaultdict(list)
+        for key in store.receivable_keys(session=session, owing=True):
+            if key.customer_id:
+                owing[key.customer_id].append(key.id)
+        holding = unsettled_payments_by_customer(session, LEDGER_RULE)
         taken = taken_back(session)  # once for every batch: each read scans the outbox
-    plan = DunningPlan(reminders=[], skips=[])
+    everyone = sorted(owing)
+    plan = DunningPlan()
     for start in range(0, len(everyone), batch):
         chunk = everyone[start : start + batch]
-        customers = _with_overrides({c.id: c for c in store.list_customers(ids=chunk) if c.id}, section)
-        facts = gather_facts(config, store, registry, as_of, customer_ids=chunk, taken=taken)
-        cases = _cases(store, facts, customers, as_of)
-        reminders, skips = plan_reminders(cases, chooser, history.sent, as_of, queued=history.queued, dropped=dropped)
-        plan.reminders.extend(reminders)
-        plan.skips.extend(skips)
-        for reminder in reminders:
-            actions, follow_ups = _actions(reminder, facts, customers, kinds, as_of)
-            plan.actions.extend(actions)
-            plan.follow_ups.extend(follow_ups)
+        customers = planner.customers(store, chunk)
+        cash = [payment_id for customer_id in chunk for payment_id in holding.get(customer_id, ())]
+        around = Around(
+            invoice_ids=[i for c in chunk for i in owing[c]],
+            payment_ids=cash,
+            customer_ids=chunk,
+            taken=taken,
+            for_reminders=True,
+        )
+        facts = gather_facts(config, store, registry, as_of, around=around)
+        part = planner.plan(facts, customers, holding=cash)
+        plan.reminders.extend(part.reminders)
+        plan.skips.extend(part.skips)
+        plan.actions.extend(part.actions)
+        plan.follow_ups.extend(part.follow_ups)
     return plan
 
 
@@ -221,13 +278,15 @@ def _with_overrides(customers: dict[str, Customer], section: DunningSection) -> 
     return customers
 
 
-def _cases(store: Store, facts: Facts, customers: dict[str, Customer], as_of: date) -> list[Case]:
+def _cases(
+    facts: Facts, customers: dict[str, Customer], as_of: date, holding: Collection[str] | None = None
+) -> list[Case]:
     """The invoices of `customers` still open in the ledger, each with what dunning weighs."""
     pending: dict[str, Money] = {}
     for allocation in facts.allocations:
         current = pending.get(allocation.invoice_id)
         pending[allocation.invoice_id] = allocation.amount if current is None else current + allocation.amount
-    credit = unapplied_credit(facts, customers)
+    credit = unapplied_credit(facts, customers, holding)
     cases = []
     for invoice_id, invoice in facts.invoices.items():
         customer = customers.get(invoice.customer_id or "")
@@ -247,12 +306,18 @@ def _cases(store: Store, facts: Facts, customers: dict[str, Customer], as_of: da
     return cases
 
 
-def unapplied_credit(facts: Facts, customers: Collection[str]) -> dict[tuple[str, str], Money]:
+def unapplied_credit(
+    facts: Facts, customers: Collection[str], holding: Collection[str] | None = None
+) -> dict[tuple[str, str], Money]:
     """Per customer of `customers` and currency: money received and not applied to any invoice
-    (overpayments), from the customers' payments in `facts` and every applied allocation of them
-    (`facts.applied` holds them: the facts of a few customers read every applied allocation of
-    their payments)."""
-    own = sorted(p for p, payment in facts.payments.items() if payment.customer_id in customers)
+    (overpayments), from the customers' payments in `facts` (those of `holding` only, when
+    given: the others hold no cash) and every applied allocation of them (`facts.applied` holds
+    them: the facts of a few customers read every applied allocation of those payments)."""
+    own = sorted(
+        p
+        for p, payment in facts.payments.items()
+        if payment.customer_id in customers and (holding is None or p in holding)
+    )
     theirs = set(own)
     by_payment: dict[str, list[Any]] = defaultdict(list)
     for allocation in facts.applied:

@@ -24,6 +24,8 @@ from connector.state.reminders import reminder_messages
 from connector.state.store import Store
 from connector.writeback.plan import Facts, SystemView
 
+# The kinds of system whose views of an invoice a reminders plan reads (`Around.for_reminders`).
+REMINDING_KINDS = ("ledger", "gateway")
 # A sent write is taken back by one of these (its payload names it: `reverses`).
 REVERSAL_OF = {"record_payment": "delete_payment", "record_fee": "delete_fee"}
 
@@ -82,6 +84,13 @@ class Around:
     ledger_links: LedgerLinks = field(default_factory=dict)
     reminded: Mapping[str, date] | None = None
     taken: TakenBack | None = None  # `taken_back` as read once for every part, else read here
+    # Only what a reminders plan weighs (`connector.dunning.run.build_plan`), which writes no
+    # payment and no CRM property: the invoices' views in the ledgers and gateways (the systems
+    # that email an invoice and hold its payments) without their content (where each lives:
+    # system, type, id; `data` empty), the payments themselves only of `payment_ids`
+    # (of the others, the payments of the allocations read, only their views: what the ledger
+    # holds), and not what the CRM holds since our writes (`crm_sent`, `sent_updates` empty).
+    for_reminders: bool = False
 
 
 def ledger_payment_links(
@@ -127,7 +136,9 @@ def _customers(store: Store, session: Any, customer_ids: Sequence[str]) -> Aroun
     )
 
 
-def _neighbourhood(store: Store, session: Any, around: Around, taken: TakenBack) -> _Read:
+def _neighbourhood(
+    store: Store, session: Any, around: Around, taken: TakenBack, systems: Mapping[str, tuple[str, int]]
+) -> _Read:
     """What the facts of `around` read, and only that (through the invoice, payment and
     allocation indexes): the receivables (without lines or refs: where each lives is in its
     views) and their views, the payments and every view of them."""
@@ -140,20 +151,29 @@ def _neighbourhood(store: Store, session: Any, around: Around, taken: TakenBack)
             (s.allocation.id, s) for s in decisions.load_allocations(session, status="applied", payment_ids=own)
         )
     applied = [s.allocation for s in sorted(stored.values(), key=lambda s: (s.created_at, s.allocation.id or ""))]
-    invoice_rows = state_linking.ref_views(session, "invoice", entity_ids=invoice_ids) if invoice_ids else []
+    if not invoice_ids:
+        invoice_rows = []
+    elif around.for_reminders:
+        where = [name for name, (kind, _) in systems.items() if kind in REMINDING_KINDS]
+        invoice_rows = state_linking.ref_views(
+            session, "invoice", entity_ids=invoice_ids, systems=where, with_data=False
+        )
+    else:
+        invoice_rows = state_linking.ref_views(session, "invoice", entity_ids=invoice_ids)
     recorded = {
         payment_id
         for row in invoice_rows
         for payment_id in around.ledger_links.get((row["system"], row["remote_id"]), ())
     }
     payment_ids = sorted(set(own) | {a.payment_id for a in applied} | taken.payments | recorded)
+    whole_payments = sorted(own) if around.for_reminders else payment_ids
     return _Read(
         invoices={
             i.id: i
             for i in store.list_receivables(session=session, ids=invoice_ids, with_lines=False, with_refs=False)
             if i.id
         },
-        payments={p.id: p for p in store.list_payments(session=session, ids=payment_ids) if p.id},
+        payments={p.id: p for p in store.list_payments(session=session, ids=whole_payments) if p.id},
         applied=applied,
         invoice_rows=invoice_rows,
         payment_rows=state_linking.ref_views(session, "payment", entity_ids=payment_ids) if payment_ids else [],
@@ -175,11 +195,14 @@ def _gather(
     withdrawn = taken.withdrawn
     if customer_ids is not None:
         around = _customers(store, session, customer_ids)
-    read = _whole_book(store, session) if around is None else _neighbourhood(store, session, around, taken)
+    read = _whole_book(store, session) if around is None else _neighbourhood(store, session, around, taken, systems)
     invoices, payments, applied = read.invoices, read.payments, read.applied
     invoice_rows, payment_rows = read.invoice_rows, read.payment_rows
     targets = None if around is None else {(r["system"], r["object_type"], r["remote_id"]) for r in invoice_rows}
-    crm_sent, sent_updates = sent_crm_values(session, invoice_rows, targets)
+    crm_sent: dict[tuple[str, str, str], dict[str, str]] = {}
+    sent_updates: dict[str, int] = {}
+    if around is None or not around.for_reminders:
+        crm_sent, sent_updates = sent_crm_values(session, invoice_rows, targets)
     if around is not None and around.reminded is not None:
         reminded = {i: around.reminded[i] for i in invoices if i in around.reminded}
     else:

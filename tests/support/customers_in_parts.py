@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from connector.dunning.run import build_plan, unapplied_credit
+from connector.dunning.run import Planner, build_plan, unapplied_credit
 from connector.writeback.facts import gather_facts
 
 
@@ -14,8 +14,9 @@ def same_reminders_a_few_customers_at_a_time(config: Any, store: Any, day: date,
     """Each batch of `few` customers' facts (their receivables, the positions, the payments
     pending on them, what their own payments pay, their unapplied credit, when each invoice was
     last reminded) as the whole book's facts have them; and the reminders plan made a customer
-    at a time is the one made of all of them at once. Returns how many reminders and skips that
-    plan holds (a caller can insist there are some)."""
+    at a time (its reads sieved: only invoices open by their own figures, only payments that
+    may hold cash) is the one the whole book's facts give at once. Returns how many reminders
+    and skips that plan holds (a caller can insist there are some)."""
     whole = gather_facts(config, store, today=day)
     everyone = sorted({c.id for c in store.list_customers() if c.id})
     for start in range(0, len(everyone), few):
@@ -32,8 +33,11 @@ def same_reminders_a_few_customers_at_a_time(config: Any, store: Any, day: date,
         assert unapplied_credit(part, chunk) == unapplied_credit(whole, chunk)
         reminded = {i: day for i, day in part.last_reminders.items() if i in theirs}
         assert reminded == {i: day for i, day in whole.last_reminders.items() if i in theirs}
+    planner = Planner.of(config, store, day)
+    whole_book = planner.plan(gather_facts(config, store, today=day), planner.customers(store, everyone))
     one_by_one = build_plan(config, store, day, batch=1)
     at_once = build_plan(config, store, day, batch=len(everyone) + 1)
-    assert (one_by_one.reminders, one_by_one.skips) == (at_once.reminders, at_once.skips)
-    assert (one_by_one.actions, one_by_one.follow_ups) == (at_once.actions, at_once.follow_ups)
+    for plan in (one_by_one, at_once):
+        assert (plan.reminders, plan.skips) == (whole_book.reminders, whole_book.skips)
+        assert (plan.actions, plan.follow_ups) == (whole_book.actions, whole_book.follow_ups)
     return len(at_once.reminders) + len(at_once.skips)
