@@ -33,11 +33,13 @@ def _linked_views(
     """Every linked ref of `entity_kind` with its view and when a sync last read it, in order
     of system, object type and remote id: what the readers below narrow. `by_entity`: the
     caller narrows them to a list of canonical ids, which leaves out the refs linked to nothing
-    by itself (`linked_to_any`). Not `with_data`: the view is not read (an empty one)."""
+    by itself (`linked_to_any`). Not `with_data`: neither the view nor when it was read (an
+    empty view, no moment)."""
     refs = table("refs")
     data = refs.c.data if with_data else sa.null().label("data")
+    seen_at = refs.c.seen_at if with_data else sa.null().label("seen_at")
     return (
-        sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.entity_id, data, refs.c.seen_at)
+        sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.entity_id, data, seen_at)
         .where(mine(session, refs), refs.c.entity_kind == entity_kind, *linked_to_any(refs, by_entity=by_entity))
         .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
     )
@@ -56,8 +58,8 @@ def ref_views(
     (`seen_at`), ordered for stable output. `linked_to` (system, invoice remote id) keeps the
     refs of each system whose view links to that invoice (`_sync.links.invoice`). `entity_ids`
     keeps the refs of those canonical records (through `ix_refs_entity`); `systems`, those of
-    these systems (connection names) only. Not `with_data`:
-    where each record lives only, every `data` empty (no view read nor decoded)."""
+    these systems (connection names) only. Not `with_data`: where each record lives only,
+    every `data` empty and `seen_at` None (no view read nor decoded)."""
     refs = table("refs")
     if linked_to is not None:
         return _views_linked_to(session, entity_kind, linked_to)

@@ -87,9 +87,10 @@ class Around:
     # Only what a reminders plan weighs (`connector.dunning.run.build_plan`), which writes no
     # payment and no CRM property: the invoices' views in the ledgers and gateways (the systems
     # that email an invoice and hold its payments) without their content (where each lives:
-    # system, type, id; `data` empty), the payments themselves only of `payment_ids`
-    # (of the others, the payments of the allocations read, only their views: what the ledger
-    # holds), and not what the CRM holds since our writes (`crm_sent`, `sent_updates` empty).
+    # system, type, id; `data` empty), the payments themselves only of `payment_ids`, the
+    # views of payments only of those the ledger may hold beside an allocation of ours (the
+    # payments of the connector's allocations read) or being withdrawn, and not what the CRM
+    # holds since our writes (`crm_sent`, `sent_updates` empty).
     for_reminders: bool = False
 
 
@@ -166,7 +167,11 @@ def _neighbourhood(
         for payment_id in around.ledger_links.get((row["system"], row["remote_id"]), ())
     }
     payment_ids = sorted(set(own) | {a.payment_id for a in applied} | taken.payments | recorded)
-    whole_payments = sorted(own) if around.for_reminders else payment_ids
+    whole_payments, viewed = payment_ids, payment_ids
+    if around.for_reminders:
+        whole_payments = sorted(own)
+        extra = {a.payment_id for a in applied if a.rule != LEDGER_RULE}
+        viewed = sorted(extra | taken.payments | recorded)
     return _Read(
         invoices={
             i.id: i
@@ -176,7 +181,7 @@ def _neighbourhood(
         payments={p.id: p for p in store.list_payments(session=session, ids=whole_payments) if p.id},
         applied=applied,
         invoice_rows=invoice_rows,
-        payment_rows=state_linking.ref_views(session, "payment", entity_ids=payment_ids) if payment_ids else [],
+        payment_rows=state_linking.ref_views(session, "payment", entity_ids=viewed) if viewed else [],
     )
 
 
