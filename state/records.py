@@ -534,9 +534,16 @@ def dangling_refs(session: Session) -> list[dict[str, Any]]:
                 )
             )
             .where(mine(session, refs), refs.c.entity_kind == kind, canonical.c.id.is_(None))
-            .order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
         )
-        out += [dict(row) for row in session.execute(query).mappings()]
+        if dialect_name(session) == "sqlite":
+            # Sorted here: for the ORDER BY, SQLite walks the refs' unique index of the whole
+            # book (every kind's) instead of the kind's own (large book: 4.1 s against 0.2 s);
+            # its order of text is bytes, which is Python's order of strings.
+            rows = [dict(row) for row in session.execute(query).mappings()]
+            out += sorted(rows, key=lambda r: (r["system"], r["object_type"], r["remote_id"]))
+        else:
+            query = query.order_by(refs.c.system, refs.c.object_type, refs.c.remote_id)
+            out += [dict(row) for row in session.execute(query).mappings()]
     return out
 
 
