@@ -77,10 +77,16 @@ def _entry(row: Any) -> OutboxEntry:
 
 
 def add_planned(session: Session, planned: Sequence[tuple[Action, str, str, str]]) -> int:
-    """Queue (action, subject_type, subject_id, summary); a key already queued is kept."""
+    """Queue (action, subject_type, subject_id, summary); a key already queued is kept. The
+    keys already in the outbox are looked up first (through its unique index) and only the
+    others are made into rows: a plan derives every write again each time, and most are queued
+    already (one a racing writer queues in between is still kept by ON CONFLICT)."""
     now = utcnow()
+    queued = queued_keys(session, [action.idempotency_key for action, _, _, _ in planned])
     rows = {}
     for action, subject_type, subject_id, summary in planned:
+        if action.idempotency_key in queued:
+            continue
         rows[action.idempotency_key] = {
             "idempotency_key": action.idempotency_key,
             "connection": action.connection,
@@ -96,6 +102,18 @@ def add_planned(session: Session, planned: Sequence[tuple[Action, str, str, str]
             "summary": summary,
         }
     return insert_new(session, table("outbox_actions"), list(rows.values()), key=("idempotency_key",))
+
+
+def queued_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """Those of `keys` the outbox holds (in any state)."""
+    outbox = table("outbox_actions")
+    found: set[str] = set()
+    for chunk in in_chunks(session, sorted(set(keys))):
+        query = sa.select(outbox.c.idempotency_key).where(
+            mine(session, outbox), one_of(session, outbox.c.idempotency_key, chunk)
+        )
+        found.update(str(row[0]) for row in session.execute(query))
+    return found
 
 
 def entries(

@@ -133,7 +133,9 @@ def _invoice_at(
     counted = tuple(
         d.allocation for d in applied if max(_day(d.created_at), paid_on.get(d.allocation.payment_id, date.min)) <= day
     )
-    then = invoice.model_copy(update={"amount_paid": paid, "amount_credited": credited})
+    then = invoice
+    if paid != invoice.amount_paid or credited != invoice.amount_credited:  # else the copy is the invoice
+        then = invoice.model_copy(update={"amount_paid": paid, "amount_credited": credited})
     return InvoiceAt(then, counted, position_of(then, day, counted), undated)
 
 
