@@ -177,14 +177,22 @@ def sent_money_writes(session: Session) -> list[SentMoneyWrite]:
 
 
 def each_entry(
-    session: Session, *, states: Sequence[str], connection: str | None = None, batch: int = 1000
+    session: Session,
+    *,
+    states: Sequence[str],
+    connection: str | None = None,
+    kinds: Sequence[str] | None = None,
+    batch: int = 1000,
 ) -> Iterator[OutboxEntry]:
-    """`entries(states=..., connections=[connection])`, one at a time in their order, the
-    database handing over `batch` rows at a time: a listing of a long queue never holds it."""
+    """`entries(states=..., connections=[connection], kinds=...)`, one at a time in their
+    order, the database handing over `batch` rows at a time: a listing of a long queue never
+    holds it."""
     outbox = table("outbox_actions")
     query = sa.select(outbox).where(mine(session, outbox), outbox.c.state.in_(list(states))).order_by(outbox.c.id)
     if connection is not None:
         query = query.where(outbox.c.connection == connection)
+    if kinds is not None:
+        query = query.where(outbox.c.kind.in_(list(kinds)))
     for partition in session.execute(query.execution_options(yield_per=batch)).mappings().partitions():
         yield from (_entry(row) for row in partition)
 

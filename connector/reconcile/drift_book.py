@@ -15,9 +15,9 @@ the book's size."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from connector import reports
 from connector.config import Config
@@ -40,10 +40,27 @@ Kinds = dict[str, str]
 DRIFT_BATCH = 500
 
 
-def drift_of(config: Config, store: Store, day: date, *, batch: int = DRIFT_BATCH) -> Row:
+class Lines(Protocol):
+    """Where the report's lines go as they are found: a list (`KeptLines`), or rows kept on
+    disk for a command that prints the whole book's (`connector.cli.streaming.RowSpool`)."""
+
+    def add(self, row: Row) -> None: ...
+
+    def __iter__(self) -> Iterator[Row]: ...
+
+
+class KeptLines(list[Row]):
+    """The lines in memory."""
+
+    def add(self, row: Row) -> None:
+        self.append(row)
+
+
+def drift_of(config: Config, store: Store, day: date, *, batch: int = DRIFT_BATCH, into: Lines | None = None) -> Row:
     """`connector drift --json` of the store's company on `day`: what each system holds against
     what it should hold after the writes done (`connector.reports.drift`), the open gaps and the
-    dangling refs, read `batch` records at a time. The CLI and the workbench both read it here."""
+    dangling refs, read `batch` records at a time. The CLI and the workbench both read it here.
+    The lines go `into` as they are found (a list, by default): the report's `records` is it."""
     kinds = {name: kind for name, (kind, _) in system_ranks(config).items()}
     with store.session() as session:
         gaps = [
@@ -57,26 +74,38 @@ def drift_of(config: Config, store: Store, day: date, *, batch: int = DRIFT_BATC
         payment_ids = sorted(set(entities_by_remote(session, "payment").values()))
     still_open = reports.open_gaps(gap_book)
     keys.sort(key=lambda k: (k.number or "", k.id))
-    lines: list[Row] = []
+    lines = KeptLines() if into is None else into
+    gap_lines = reports.gap_lines(gap_book)
+    named = {action for line in gap_lines for action in line["actions"]}
+    records = 0
+
+    def keep(found: Iterable[Row]) -> None:
+        nonlocal records
+        for line in found:
+            lines.add(line)
+            named.update(line["actions"])
+            records += 1
+
     for start in range(0, len(keys), batch):
         chunk = [k.id for k in keys[start : start + batch]]
         with store.session() as session:
             book = _invoice_batch(session, store, kinds, day, chunk, reversals, money_left, still_open)
         found = reports.invoice_drift(book)
         _fill_since(found, book.invoice_views)
-        lines += found
+        keep(found)
     for start in range(0, len(payment_ids), batch):
         with store.session() as session:
             views = _views(session, "payment", kinds, payment_ids[start : start + batch])
         found = reports.payment_drift(_book(day, payment_views=views, open_gaps=[]))
         _fill_since(found, views)
-        lines += found
-    gap_lines = reports.gap_lines(gap_book)
-    named = {action for line in [*lines, *gap_lines] for action in line["actions"]}
-    with store.session() as session:
-        unsent = [_write(e) for e in outbox.entries(session, states=sorted(UNSENT), kinds=sorted(MONEY_WRITES))]
+        keep(found)
+    with store.session() as session:  # the unsent money writes, a thousand at a time: most are named already
+        unsent = (_write(e) for e in outbox.each_entry(session, states=sorted(UNSENT), kinds=sorted(MONEY_WRITES)))
+        keep(reports.unsent_writes(unsent, named))
         dangling = _dangling_refs(session)
-    return reports.drift_report(lines + reports.unsent_writes(unsent, named) + gap_lines, dangling)
+    for line in gap_lines:
+        lines.add(line)
+    return reports.drift_report(lines, dangling, counted=(records, len(gap_lines)))
 
 
 def _book(day: date, **parts: Any) -> reports.DriftBook:

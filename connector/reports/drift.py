@@ -747,12 +747,18 @@ def drift_lines(book: DriftBook) -> list[Row]:
     return records + unsent_writes(book.writes, named) + gaps
 
 
-def drift_report(lines: Sequence[Row], dangling: Sequence[Row]) -> Row:
-    records = [line for line in lines if line["kind"] != "gap"]
-    gaps = [line for line in lines if line["kind"] == "gap"]
+def drift_report(lines: Iterable[Row], dangling: Sequence[Row], *, counted: tuple[int, int] | None = None) -> Row:
+    """The report of `lines` and the `dangling` refs. `counted`: (records, gaps) of `lines`,
+    which are then not walked here (rows kept on disk, read once more when printed); else a
+    list, counted here."""
+    if counted is None:
+        kept = list(lines)
+        gaps = sum(1 for line in kept if line["kind"] == "gap")
+        counted, lines = (len(kept) - gaps, gaps), kept
+    records, gaps = counted
     return {
-        "drift": bool(lines or dangling),
-        "records": list(lines),
+        "drift": bool(records or gaps or dangling),
+        "records": lines,
         "dangling_refs": list(dangling),
-        "counts": {"records": len(records), "gaps": len(gaps), "dangling_refs": len(dangling)},
+        "counts": {"records": records, "gaps": gaps, "dangling_refs": len(dangling)},
     }
