@@ -20,6 +20,7 @@ engine has settled.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import sys
@@ -34,6 +35,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from engine_ticks import child  # noqa: E402
 
+from connector.cli.main import GC_THRESHOLDS  # noqa: E402
 from connector.config import load_config  # noqa: E402
 from connector.dunning.run import queue as queue_reminders  # noqa: E402
 from connector.dunning.states import apply_provider_states  # noqa: E402
@@ -48,8 +50,10 @@ STAGES = ("link", "states", "ledger", "reconcile", "writes", "reminders")
 # One tick as `connector serve` runs it, without the pulls; run by `engine_ticks.child`, which
 # has the child report its own peak RSS.
 TICK = """
-import json, sys, time
+import gc, json, sys, time
 from connector import pipeline
+from connector.cli.main import GC_THRESHOLDS
+gc.set_threshold(*GC_THRESHOLDS)  # as the CLI runs the service
 from connector.config import load_config
 from connector.state import open_store
 config = load_config(sys.argv[1])
@@ -65,6 +69,7 @@ print(json.dumps({
 
 
 def main() -> int:
+    gc.set_threshold(*GC_THRESHOLDS)  # as the CLI runs the service's engine
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("config", type=Path)
     parser.add_argument(

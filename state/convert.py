@@ -157,6 +157,12 @@ _INVOICE_FIELDS = (
     "refs",
 )
 _build_invoice = builder(Invoice, *_INVOICE_FIELDS)
+_INVOICE_MONEY = ("subtotal", "tax", "total", "amount_paid", "amount_credited")
+# The columns `invoice_from` reads of an invoice's row (its lines aside): its fields, each
+# amount in minor units; not the bookkeeping columns (digest, source, when stored).
+INVOICE_COLUMNS = tuple(
+    f"{name}_minor" if name in _INVOICE_MONEY else name for name in _INVOICE_FIELDS if name not in ("lines", "refs")
+)
 
 
 def invoice_from(row: RowMapping, lines: list[InvoiceLine], refs: list[Ref]) -> Invoice:
@@ -226,6 +232,13 @@ _PAYMENT_FIELDS = (
     "refs",
 )
 _build_payment = builder(Payment, *_PAYMENT_FIELDS)
+_PAYMENT_MONEY = ("amount", "fee", "amount_refunded", "amount_disputed")
+# The columns `payment_from` reads of a payment's row: the currency, its fields, each amount in
+# minor units.
+PAYMENT_COLUMNS = (
+    "currency",
+    *(f"{name}_minor" if name in _PAYMENT_MONEY else name for name in _PAYMENT_FIELDS if name != "refs"),
+)
 
 
 def payment_from(row: RowMapping, refs: list[Ref]) -> Payment:

@@ -733,47 +733,6 @@ def list_customers(session: Session, *, ids: Sequence[str] | None = None, with_r
     return [convert.customer_from(r, refs.get(r["id"], [])) for r in rows]
 
 
-# The columns an Invoice is made of (`convert.invoice_from`), its lines aside: a listing reads
-# nothing else of the row (not the bookkeeping columns: digest, source, when stored).
-INVOICE_FIELDS = (
-    "id",
-    "number",
-    "customer_id",
-    "currency",
-    "issue_date",
-    "due_date",
-    "subtotal_minor",
-    "tax_minor",
-    "total_minor",
-    "amount_paid_minor",
-    "amount_credited_minor",
-    "status",
-    "disputed",
-    "promise_to_pay",
-    "payment_plan",
-    "in_collections",
-)
-# Those a Payment is made of (`convert.payment_from`).
-PAYMENT_FIELDS = (
-    "id",
-    "currency",
-    "amount_minor",
-    "received_at",
-    "method",
-    "customer_id",
-    "payer",
-    "remittance",
-    "fee_minor",
-    "payout_id",
-    "status",
-    "amount_refunded_minor",
-    "dispute_status",
-    "amount_disputed_minor",
-    "dispute_reason",
-    "disputed_at",
-)
-
-
 def list_invoices(
     session: Session,
     *,
@@ -792,7 +751,7 @@ def list_invoices(
     Without `with_lines` (`with_refs`), the invoices come without their lines (refs): for a
     report that shows none, and reads the book a batch at a time."""
     invoices = table("invoices")
-    columns = [invoices.c[name] for name in (*INVOICE_FIELDS, *(("lines",) if with_lines else ()))]
+    columns = [invoices.c[name] for name in (*convert.INVOICE_COLUMNS, *(("lines",) if with_lines else ()))]
     query = sa.select(*columns).where(mine(session, invoices)).order_by(invoices.c.id).limit(limit)
     if receivable and (only := receivables_only(session, invoices)) is not None:
         query = query.where(only)
@@ -1046,7 +1005,7 @@ def list_payments(
 ) -> list[Payment]:
     """Payments with their refs (without them: `with_refs` false, for a report showing none)."""
     payments = table("payments")
-    columns = [payments.c[name] for name in PAYMENT_FIELDS]
+    columns = [payments.c[name] for name in convert.PAYMENT_COLUMNS]
     query = (
         sa.select(*columns).where(mine(session, payments)).order_by(payments.c.received_at, payments.c.id).limit(limit)
     )

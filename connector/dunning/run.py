@@ -47,7 +47,7 @@ from connector.state.history import unsettled_payments_by_customer
 from connector.state.records import set_finance_owned
 from connector.state.reminders import reminder_messages
 from connector.state.store import Store
-from connector.writeback.facts import Around, gather_facts, taken_back
+from connector.writeback.facts import Around, TakenBack, gather_facts, taken_back
 from connector.writeback.plan import Facts
 
 logger = logging.getLogger(__name__)
@@ -228,6 +228,36 @@ class Planner:
         return plan
 
 
+@dataclass(frozen=True)
+class Chase:
+    """What a day's plan reads of the whole book first: per customer, its receivables open by
+    their own figures (`owing`) and its payments that may hold unapplied cash (`holding`); the
+    writes taken back (read once for every batch: each read scans the outbox)."""
+
+    owing: dict[str, list[str]]
+    holding: dict[str, list[str]]
+    taken: TakenBack
+
+    @classmethod
+    def read(cls, store: Store) -> Chase:
+        with store.session() as session:
+            owing: dict[str, list[str]] = defaultdict(list)
+            for key in store.receivable_keys(session=session, owing=True):
+                if key.customer_id:
+                    owing[key.customer_id].append(key.id)
+            return cls(dict(owing), unsettled_payments_by_customer(session, LEDGER_RULE), taken_back(session))
+
+    def around(self, customer_ids: Sequence[str]) -> Around:
+        """The part of the book the plan of `customer_ids` reads (`Around.for_reminders`)."""
+        return Around(
+            invoice_ids=[i for c in customer_ids for i in self.owing.get(c, ())],
+            payment_ids=[p for c in customer_ids for p in self.holding.get(c, ())],
+            customer_ids=customer_ids,
+            taken=self.taken,
+            for_reminders=True,
+        )
+
+
 def build_plan(
     config: Config, store: Store, as_of: date, registry: Registry | None = None, *, batch: int = PLAN_BATCH
 ) -> DunningPlan:
@@ -240,28 +270,15 @@ def build_plan(
     to the one the whole book's facts give."""
     planner = Planner.of(config, store, as_of, registry)
     check_scope(config, store)
-    with store.session() as session:
-        owing: dict[str, list[str]] = defaultdict(list)
-        for key in store.receivable_keys(session=session, owing=True):
-            if key.customer_id:
-                owing[key.customer_id].append(key.id)
-        holding = unsettled_payments_by_customer(session, LEDGER_RULE)
-        taken = taken_back(session)  # once for every batch: each read scans the outbox
-    everyone = sorted(owing)
+    chase = Chase.read(store)
+    everyone = sorted(chase.owing)
     plan = DunningPlan()
     for start in range(0, len(everyone), batch):
         chunk = everyone[start : start + batch]
         customers = planner.customers(store, chunk)
-        cash = [payment_id for customer_id in chunk for payment_id in holding.get(customer_id, ())]
-        around = Around(
-            invoice_ids=[i for c in chunk for i in owing[c]],
-            payment_ids=cash,
-            customer_ids=chunk,
-            taken=taken,
-            for_reminders=True,
-        )
+        around = chase.around(chunk)
         facts = gather_facts(config, store, registry, as_of, around=around)
-        part = planner.plan(facts, customers, holding=cash)
+        part = planner.plan(facts, customers, holding=around.payment_ids)
         plan.reminders.extend(part.reminders)
         plan.skips.extend(part.skips)
         plan.actions.extend(part.actions)

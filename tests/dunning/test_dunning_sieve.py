@@ -13,7 +13,8 @@ follow-ups for a person, each customer's unapplied credit the same."""
 from __future__ import annotations
 
 import random
-from collections import Counter, defaultdict
+from collections import Counter
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,16 +23,15 @@ import pytest
 
 from connector.config import Config, load_config
 from connector.dunning.policy import Every, split_in_instalments
-from connector.dunning.run import DunningPlan, Planner, build_plan, queue, unapplied_credit
+from connector.dunning.run import Chase, DunningPlan, Planner, build_plan, queue, unapplied_credit
 from connector.model import Allocation, Customer, Invoice, Payment, PaymentPlan, Ref
 from connector.money import Money
 from connector.reconcile.types import LEDGER_RULE
 from connector.state import outbox
 from connector.state import reconciliation as decisions
-from connector.state.history import unsettled_payments_by_customer
 from connector.state.records import set_finance_owned
 from connector.state.store import Store, open_store
-from connector.writeback.facts import Around, gather_facts, taken_back
+from connector.writeback.facts import gather_facts
 from connector.writeback.plan import Facts
 from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
 
@@ -419,26 +419,15 @@ def _credit_customer_by_customer(config: Config, store: Store, day: date, whole:
     """Each customer's unapplied credit from what the plan reads of it equals the whole book's;
     returns the customers a count of every payment read (not only those that may hold cash)
     would overstate: those whose payment is read from an owing invoice's side alone."""
-    with store.session() as session:
-        owing: dict[str, list[str]] = defaultdict(list)
-        for key in store.receivable_keys(session=session, owing=True):
-            if key.customer_id:
-                owing[key.customer_id].append(key.id)
-        holding = unsettled_payments_by_customer(session, LEDGER_RULE)
-        taken = taken_back(session)
+    chase = Chase.read(store)
+    owing = chase.owing
     assert SETTLED_ONLY not in owing
     overstated = set()
     for customer in sorted(owing):
-        cash = holding.get(customer, [])
+        cash = chase.holding.get(customer, [])
         expected = unapplied_credit(whole, [customer])
         for for_reminders in (True, False):
-            around = Around(
-                invoice_ids=owing[customer],
-                payment_ids=cash,
-                customer_ids=[customer],
-                taken=taken,
-                for_reminders=for_reminders,
-            )
+            around = replace(chase.around([customer]), for_reminders=for_reminders)
             part = gather_facts(config, store, today=day, around=around)
             assert unapplied_credit(part, [customer], cash) == expected, (customer, for_reminders)
             if not for_reminders and unapplied_credit(part, [customer]) != expected:
