@@ -135,6 +135,21 @@ def test_ref_details_tell_how_each_ref_was_linked_and_when_it_was_seen(store: St
     assert detail["seen_at"] is not None
 
 
+def test_a_records_refs_come_in_order_of_system_type_and_remote_id(store: Store) -> None:
+    """Whatever order the systems' records were stored in (here not the refs' own order)."""
+    zeta = invoice("Z1").model_copy(update={"refs": [ref("Z1", system="zeta")]})
+    [first] = store.store_page("zeta", "invoices", "invoice", [zeta], cursor=None)
+    assert first.id is not None
+    for system, remote_id in (("alpha", "A9"), ("mid", "M1"), ("alpha", "A1")):
+        again = invoice(remote_id).model_copy(update={"id": first.id, "refs": [ref(remote_id, system=system)]})
+        store.store_page(system, "invoices", "invoice", [again], cursor=None)
+    expected = [("alpha", "A1"), ("alpha", "A9"), ("mid", "M1"), ("zeta", "Z1")]
+    found = store.get_invoice(first.id)
+    assert found is not None and [(r.system, r.remote_id) for r in found.refs] == expected
+    [listed] = store.list_invoices(ids=[first.id])
+    assert [(r.system, r.remote_id) for r in listed.refs] == expected
+
+
 def test_dangling_refs_are_unlinked_ones_and_those_whose_record_is_gone(store: Store) -> None:
     [kept] = store.store_page(SYSTEM, "customers", "customer", [customer("C1")], cursor=None)
     [gone] = store.store_page(SYSTEM, "invoices", "invoice", [invoice("A1")], cursor=None)
