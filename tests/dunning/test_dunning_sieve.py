@@ -33,7 +33,7 @@ from connector.state.records import set_finance_owned
 from connector.state.store import Store, open_store
 from connector.writeback.facts import gather_facts
 from connector.writeback.plan import Facts
-from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
+from support.databases import database_url_on
 
 # Nothing listens on the discard port and nothing here sends; each credential is a distinctive
 # string, because every secret loaded is masked process-wide wherever it later appears.
@@ -437,11 +437,8 @@ def _credit_customer_by_customer(config: Config, store: Store, day: date, whole:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state.db'}"
-        return
-    with temporary_pg_schema(postgres_url_or_fail()) as schema:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    with database_url_on(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.mark.parametrize("seed", range(4))

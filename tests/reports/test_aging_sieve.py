@@ -32,7 +32,7 @@ from connector.reports.as_at import aging_at, book_at
 from connector.state import history
 from connector.state import reconciliation as decisions
 from connector.state.store import open_store
-from support.databases import POSTGRES_URL, postgres_url_or_fail, temporary_pg_schema
+from support.databases import database_url_on
 
 CURRENCIES = ("USD", "JPY", "KWD")
 FIRST = date(2024, 1, 1)
@@ -149,11 +149,8 @@ def _random_book(store, rng: random.Random, monkeypatch) -> None:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state.db'}"
-        return
-    with temporary_pg_schema(postgres_url_or_fail()) as schema:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    with database_url_on(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.mark.parametrize("seed", range(6))

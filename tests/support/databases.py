@@ -110,6 +110,18 @@ def store_on(backend: str, directory: os.PathLike[str] | str) -> Iterator[Store]
             yield open_store(engine)
 
 
+@contextmanager
+def database_url_on(backend: str, directory: os.PathLike[str] | str) -> Iterator[str]:
+    """The URL of a new SQLite file in `directory` (`backend` "sqlite") or of an empty private
+    PostgreSQL schema ("postgresql"; fails under CI=true without the server), for a test that
+    writes it into a config."""
+    if backend == "sqlite":
+        yield f"sqlite:///{os.path.join(directory, 'state.db')}"
+        return
+    with temporary_pg_schema(postgres_url_or_fail()) as schema:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+
+
 def writes_during(store: Any, action: Callable[[], Any]) -> list[str]:
     """The INSERT, UPDATE and DELETE statements (and WITH ... ones) `action` sends through
     `store`'s engine (COPY aside)."""
