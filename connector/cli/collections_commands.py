@@ -4,12 +4,12 @@ field), which fills it otherwise."""
 
 from __future__ import annotations
 
-import json
 from datetime import date
 
 import click
 
 from connector.cli.context import AppContext, pass_app
+from connector.cli.streaming import echo_json_rows
 from connector.connections import system_ranks
 from connector.dunning.collections import describe_plan, set_dispute, set_pause, set_payment_plan, set_promise
 from connector.dunning.policy import parse_every
@@ -158,50 +158,38 @@ def reminders_plan(app: AppContext, as_of: str | None, as_json: bool) -> None:
 
     day = _date_option("--as-of", as_of) or date.today()
     plan = build_plan(app.config(), app.store(), day)
-    if as_json:
-        click.echo(
-            json.dumps(
+    if as_json:  # a skip a line: a large book skips tens of thousands of invoices a day
+        head = {
+            "as_of": day.isoformat(),
+            "reminders": [
                 {
-                    "as_of": day.isoformat(),
-                    "reminders": [
-                        {
-                            "customer": r.customer_id,
-                            "step": r.step.days,
-                            "tone": r.step.tone,
-                            "channel": r.step.channel,
-                            "invoices": list(r.invoices),
-                            "balances": {c: str(m.amount) for c, m in r.balances.items()},
-                            "late_fees": [
-                                {"invoice": i, "amount": str(m.amount), "currency": m.currency} for i, m in r.late_fees
-                            ],
-                            "escalate": r.escalate,
-                            "escalated_invoices": list(r.escalated_invoices),
-                            "text": r.text,
-                        }
-                        for r in plan.reminders
+                    "customer": r.customer_id,
+                    "step": r.step.days,
+                    "tone": r.step.tone,
+                    "channel": r.step.channel,
+                    "invoices": list(r.invoices),
+                    "balances": {c: str(m.amount) for c, m in r.balances.items()},
+                    "late_fees": [
+                        {"invoice": i, "amount": str(m.amount), "currency": m.currency} for i, m in r.late_fees
                     ],
-                    "for_a_person": [
-                        {
-                            "kind": f.kind,
-                            "customer": f.customer_id,
-                            "invoice": f.invoice_id,
-                            "text": f.text,
-                            "via": f.via,
-                        }
-                        for f in plan.follow_ups
-                    ],
-                    "skips": [
-                        {"invoice": s.invoice_id, "customer": s.customer_id, "code": s.code, "reason": s.reason}
-                        for s in plan.skips
-                    ],
-                    "actions": [
-                        {"connection": a.connection, "kind": a.kind, "summary": summary}
-                        for a, _, _, summary in plan.actions
-                    ],
-                },
-                indent=2,
-            )
+                    "escalate": r.escalate,
+                    "escalated_invoices": list(r.escalated_invoices),
+                    "text": r.text,
+                }
+                for r in plan.reminders
+            ],
+            "for_a_person": [
+                {"kind": f.kind, "customer": f.customer_id, "invoice": f.invoice_id, "text": f.text, "via": f.via}
+                for f in plan.follow_ups
+            ],
+        }
+        skips = (
+            {"invoice": s.invoice_id, "customer": s.customer_id, "code": s.code, "reason": s.reason} for s in plan.skips
         )
+        actions = [
+            {"connection": a.connection, "kind": a.kind, "summary": summary} for a, _, _, summary in plan.actions
+        ]
+        echo_json_rows(head, "skips", skips, lambda: {"actions": actions})
         return
     click.echo(f"Reminders due on {day} ({len(plan.reminders)}):")
     for reminder in plan.reminders:
