@@ -268,8 +268,8 @@ def build_plan(
     and their payments that may hold unapplied cash (`unsettled_payments_by_customer`; the
     others hold none). Customers with no such invoice are not read. A test holds the plan equal
     to the one the whole book's facts give."""
+    check_scope(config, store)  # before anything is read, as the write-back's plan does
     planner = Planner.of(config, store, as_of, registry)
-    check_scope(config, store)
     chase = Chase.read(store)
     everyone = sorted(chase.owing)
     plan = DunningPlan()
