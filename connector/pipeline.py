@@ -100,15 +100,17 @@ def plan(
     *,
     states_current: bool = False,
     keep: bool = True,
+    only_changed: bool = False,
 ) -> list[PlannedAction]:
     """Queue the writes each system needs, then the reminders due; returns everything derived
     (what was queued before and still follows is derived again, never queued twice), or, with
     `keep=False`, the reminders' actions only (the writes are queued, not kept: a large book
     derives hundreds of thousands). `states_current`: the providers' collections states were
     copied since the book last changed (a link just ran, or its mark held), so dunning need
-    not copy them again."""
+    not copy them again. `only_changed`: the writes of the customers whose inputs moved since
+    their last plan only (`queue_writes`)."""
     day = today or date.today()
-    derived = queue_writes(config, store, registry, day, keep=keep)
+    derived = queue_writes(config, store, registry, day, keep=keep, only_changed=only_changed)
     reminders = queue_reminders(config, store, day, registry, states_first=not states_current)
     derived += [PlannedAction(a, t, i, s) for a, t, i, s in reminders.actions]
     logger.info("planned %d actions with reminders", len(derived))
@@ -116,16 +118,22 @@ def plan(
 
 
 def reconcile_and_plan(
-    config: Config, store: Store, registry: Registry | None = None, *, link_first: bool = True, keep: bool = True
+    config: Config,
+    store: Store,
+    registry: Registry | None = None,
+    *,
+    link_first: bool = True,
+    keep: bool = True,
+    only_changed: bool = False,
 ) -> tuple[ReconcileSummary, list[PlannedAction]]:
     """What follows the pulls: link (unless the sync just did, or nothing linking reads moved
-    since it last ran: `link_if_changed`), reconcile, plan (`keep` as `plan` takes it).
-    Linking copies the providers' collections states (`link`), so they are current when the
-    plan runs."""
+    since it last ran: `link_if_changed`), reconcile, plan (`keep` and `only_changed` as `plan`
+    takes them). Linking copies the providers' collections states (`link`), so they are
+    current when the plan runs."""
     if link_first:
         link_if_changed(config, store, registry)
     summary = run_reconciliation(config, store, registry=registry)
-    return summary, plan(config, store, registry, states_current=True, keep=keep)
+    return summary, plan(config, store, registry, states_current=True, keep=keep, only_changed=only_changed)
 
 
 # Where the engine's mark is kept: a cursor no connection can be named after.
@@ -157,11 +165,15 @@ def reconcile_and_plan_if_changed(
     proposals, the outbox, the audit log), the day, the configuration, the connector's and
     the providers' versions. A run records the mark taken before it, so its own writes make
     the next tick run once more (and find nothing to do); a tick after that with nothing new
-    reads a few aggregates and stops. At least one full pass every `FULL_PASS_EVERY`. The writes
-    are queued, not returned (`plan(keep=False)`): only the reminders' actions are."""
+    reads a few aggregates and stops. At least one pass every `FULL_PASS_EVERY`. The writes
+    are queued, not returned (`plan(keep=False)`): only the reminders' actions are; and only
+    the customers whose inputs moved since their last plan are planned again (content
+    digests, not clocks: `connector.writeback.unchanged`)."""
     registry = registry or installed()
     mark = engine_mark(config, store, registry, today or date.today())
-    return _unless_unchanged(store, ENGINE_MARK, mark, lambda: reconcile_and_plan(config, store, registry, keep=False))
+    return _unless_unchanged(
+        store, ENGINE_MARK, mark, lambda: reconcile_and_plan(config, store, registry, keep=False, only_changed=True)
+    )
 
 
 def plan_if_changed(
@@ -170,10 +182,14 @@ def plan_if_changed(
     """`plan` (its writes queued, not kept), unless nothing it reads moved since it last ran:
     the same mark as `reconcile_and_plan_if_changed` (the book, the day, the configuration,
     the versions), kept apart, so `connector plan` run again on a book nothing changed
-    derives nothing. `full` plans whatever the mark says."""
+    derives nothing; when it runs, only the customers whose inputs moved since their last plan
+    are planned again (`queue_writes(only_changed=True)`). `full` plans whatever the mark
+    says, every customer."""
     registry = registry or installed()
     mark = engine_mark(config, store, registry, date.today())
-    done = _unless_unchanged(store, PLAN_MARK, mark, lambda: plan(config, store, registry, keep=False), full=full)
+    done = _unless_unchanged(
+        store, PLAN_MARK, mark, lambda: plan(config, store, registry, keep=False, only_changed=not full), full=full
+    )
     return done if isinstance(done, EngineSkip) else None
 
 

@@ -208,16 +208,39 @@ def counts_by_connection(session: Session, states: Sequence[str]) -> dict[str, i
     return {str(connection): int(count) for connection, count in session.execute(query)}
 
 
-def unsent_keys(session: Session, kinds: Collection[str]) -> list[tuple[int, str]]:
-    """(id, idempotency key) of every action of `kinds` not sent yet (planned, or parked after
-    failing), by id: two columns each, for a check against what a plan derived."""
+def unsent_keys(session: Session, kinds: Collection[str]) -> list[tuple[int, str, str, str]]:
+    """(id, idempotency key, subject type, subject id) of every action of `kinds` not sent yet
+    (planned, or parked after failing), by id: four columns each, for a check against what a
+    plan derived."""
     outbox = table("outbox_actions")
     query = (
-        sa.select(outbox.c.id, outbox.c.idempotency_key)
+        sa.select(outbox.c.id, outbox.c.idempotency_key, outbox.c.subject_type, outbox.c.subject_id)
         .where(mine(session, outbox), outbox.c.state.in_(("planned", "failed")), outbox.c.kind.in_(sorted(kinds)))
         .order_by(outbox.c.id)
     )
-    return [(int(row[0]), str(row[1])) for row in session.execute(query)]
+    return [(int(i), str(key), str(kind or ""), str(subject or "")) for i, key, kind, subject in session.execute(query)]
+
+
+def done_updates(
+    session: Session, targets: Collection[tuple[str, str, str]]
+) -> list[tuple[int, tuple[str, str, str], datetime]]:
+    """(outbox id, target (system, object type, remote id), when it was done) of every CRM
+    property update done to one of `targets`, by id: found through `ix_outbox_actions_target`
+    by the remote id, a chunk of them a statement, then the system and type checked here."""
+    if not targets:
+        return []
+    outbox = table("outbox_actions")
+    system, object_type, remote_id = (json_text(outbox.c.target, f) for f in ("system", "object_type", "remote_id"))
+    wanted = set(targets)
+    query = sa.select(outbox.c.id, system, object_type, remote_id, outbox.c.updated_at).where(
+        mine(session, outbox), outbox.c.state == "done", outbox.c.kind == "update_properties"
+    )
+    found: list[tuple[int, tuple[str, str, str], datetime]] = []
+    for chunk in in_chunks(session, sorted({r for _, _, r in wanted})):
+        for action_id, s, t, r, when in session.execute(query.where(one_of(session, remote_id, chunk))).all():
+            if (str(s), str(t), str(r)) in wanted:
+                found.append((int(action_id), (str(s), str(t), str(r)), when))
+    return sorted(found)
 
 
 def aimed_at(outbox: sa.Table, targets: Collection[tuple[str, str | None, str]]) -> sa.ColumnElement[bool]:

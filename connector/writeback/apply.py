@@ -85,20 +85,37 @@ CLAIMED_BATCHES = 4
 
 
 def queue_writes(
-    config: Config, store: Store, registry: Registry | None = None, today: date | None = None, *, keep: bool = True
+    config: Config,
+    store: Store,
+    registry: Registry | None = None,
+    today: date | None = None,
+    *,
+    keep: bool = True,
+    only_changed: bool = False,
 ) -> list[PlannedAction]:
     """Derive the writes each system needs (payments, fees, statuses) and queue the new ones in
     the outbox; returns everything derived (`keep`), else nothing: they are queued, and a large
-    book derives hundreds of thousands. Reminders are dunning's (`connector.dunning.run`)."""
+    book derives hundreds of thousands. `only_changed`: of the customers whose inputs moved
+    since their last plan only (`connector.writeback.unchanged`); the others' writes stay as
+    their last plan left them. Reminders are dunning's (`connector.dunning.run`)."""
     with store.session() as session:
         settled = settle_in_parts(
-            config, store, session, actor="plan", cause=AUTOMATIC_CAUSE, registry=registry, today=today, keep=keep
+            config,
+            store,
+            session,
+            actor="plan",
+            cause=AUTOMATIC_CAUSE,
+            registry=registry,
+            today=today,
+            keep=keep,
+            only_changed=only_changed,
         )
     logger.info(
-        "planned %d writes (%d new, %d no longer following cancelled)",
+        "planned %d writes (%d new, %d no longer following cancelled; %d customers unchanged, not planned again)",
         settled.derived_count,
         settled.queued,
         len(settled.cancelled),
+        settled.unchanged_customers,
     )
     return settled.derived
 

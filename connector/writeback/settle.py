@@ -31,7 +31,7 @@ writes: a settlement never touches them.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
@@ -48,6 +48,7 @@ from connector.state import linking as state_linking
 from connector.state import outbox, records
 from connector.state import reconciliation as decisions
 from connector.state.bookkeeping import audit, audit_entries
+from connector.state.plan_inputs import set_plan_digests
 from connector.state.store import Store
 from connector.writeback.facts import (
     REVERSAL_OF,
@@ -60,6 +61,7 @@ from connector.writeback.facts import (
     taken_back,
 )
 from connector.writeback.plan import Facts, PlannedAction, SystemView, plan_all
+from connector.writeback.unchanged import NO_CUSTOMER, digest_customers, forgotten, plan_salt, weigh
 
 WRITEBACK_KINDS = ("record_payment", "record_fee", "mark_paid", "void_invoice", "update_properties")
 MONEY_KINDS = ("record_payment", "record_fee", "mark_paid")
@@ -98,6 +100,7 @@ class Gap:
 class Settlement:
     derived: list[PlannedAction] = field(default_factory=list)
     derived_count: int = 0  # how many were derived (`derived` may not keep them)
+    unchanged_customers: int = 0  # customers not planned again: nothing they are planned from moved
     queued: int = 0  # writes newly queued (or planned again)
     cancelled: list[outbox.OutboxEntry] = field(default_factory=list)  # unsent writes that no longer follow
     reversals: list[PlannedAction] = field(default_factory=list)  # planned now to take sent writes back
@@ -291,6 +294,7 @@ def settle_in_parts(
     today: date | None = None,
     batch: int = PLAN_BATCH,
     keep: bool = True,
+    only_changed: bool = False,
 ) -> Settlement:
     """What `settle(reverse=False)` with nothing in scope does (the automatic plan), reading the
     book a part at a time in `session`, never all of it. First the money that left: the
@@ -299,10 +303,13 @@ def settle_in_parts(
     `batch` receivables at a time, a customer's together, each part with its own neighbourhood
     (`facts.Around`): an invoice's writes depend on its views, the allocations on it and their
     payments, the ledger's payments on it, the writes taken back and the days it was reminded
-    (these two read once for every part), all of which the part has. Last, the unsent writes no part derived are
-    cancelled, as `settle` does. A test holds both equal. `keep=False`: the writes derived are
+    (these two read once for every part), all of which the part has. Last, the unsent writes
+    no part derived are cancelled, as `settle` does. A test holds both equal. `keep=False`: the writes derived are
     queued and counted (`derived_count`), not kept (a large book derives hundreds of
-    thousands)."""
+    thousands). Each customer planned keeps a digest of what its writes were derived from,
+    read just before its part's facts (`unchanged.digest_customers`). `only_changed`: the
+    customers whose digest is the one stored are not planned again, and their unsent writes
+    stay, as a whole-book plan would have derived them again (`unchanged.weigh`)."""
     check_scope(config, store)  # before anything is read: a book with nothing to plan included
     registry = registry or installed()
     day = today or date.today()
@@ -322,9 +329,20 @@ def settle_in_parts(
                 _hand_over(config, store, session, registry, actor, day, result, gap, why)
     derived_keys: set[str] = set()
     reminded, taken = last_reminders(session), taken_back(session)  # once, after the reversals
-    for part in _receivables_in_parts(
-        session, batch, replace(Around(invoice_ids=[]), ledger_links=links, reminded=reminded, taken=taken)
-    ):
+    shared = replace(Around(invoice_ids=[]), ledger_links=links, reminded=reminded, taken=taken)
+    by_customer = _receivables_by_customer(session)
+    salt = plan_salt(config, registry, day, taken, session)
+    cleared = dict.fromkeys(forgotten(session, by_customer))
+    kept: frozenset[tuple[str, str]] = frozenset()
+    if only_changed:  # which customers' inputs moved since their last plan
+        unchanged = weigh(session, salt, by_customer, shared, batch=batch)
+        by_customer = {c: ids for c, ids in by_customer.items() if c not in unchanged.clean}
+        kept, result.unchanged_customers = unchanged.kept, len(unchanged.clean)
+    digests: dict[str, str] = {}
+    for customers, part in _in_parts(by_customer, batch, shared):
+        # the digests stored are those read just before the part's facts: a change stored by
+        # another writer after them makes the next pass plan the customer again
+        digest_customers(session, salt, {c: by_customer[c] for c in customers}, shared, digests)
         facts = gather_facts(config, store, registry, day, session=session, around=part)
         planned = plan_all(facts, day)
         result.derived_count += len(planned)
@@ -335,16 +353,29 @@ def settle_in_parts(
             session, [(p.action, p.subject_type, p.subject_id, p.summary) for p in planned]
         )
     result.queued += len(outbox.replan_settled(session, sorted(derived_keys)))
-    _cancel_not_derived(session, actor, cause, derived_keys, result)
+    _cancel_not_derived(session, actor, cause, derived_keys, result, kept)
+    digests.pop(NO_CUSTOMER, None)
+    set_plan_digests(session, {**cleared, **digests})
     return result
 
 
-def _cancel_not_derived(session: Any, actor: str, cause: str, derived: Collection[str], result: Settlement) -> None:
+def _cancel_not_derived(
+    session: Any,
+    actor: str,
+    cause: str,
+    derived: Collection[str],
+    result: Settlement,
+    kept: Collection[tuple[str, str]] = frozenset(),
+) -> None:
     """Cancel every write-back write not sent yet that no longer follows (its key is not among
-    the `derived`), audit-logged with `cause`. Only the unsent writes' keys are read, then the
-    few that no longer follow."""
+    the `derived`, and its subject not among those `kept`), audit-logged with `cause`. Only the
+    unsent writes' keys and subjects are read, then the few that no longer follow."""
     unsent = outbox.unsent_keys(session, WRITEBACK_KINDS)
-    stale = [action_id for action_id, key in unsent if key not in derived]
+    stale = [
+        action_id
+        for action_id, key, subject_type, subject_id in unsent
+        if key not in derived and (subject_type, subject_id) not in kept
+    ]
     for start in range(0, len(stale), 1000):
         for entry in outbox.entries(session, ids=stale[start : start + 1000]):
             if is_writeback(entry) and outbox.cancel_unsent(session, entry.id, cause):
@@ -373,21 +404,33 @@ def _cancel_not_derived_of(
             result.cancelled.append(entry)
 
 
-def _receivables_in_parts(session: Any, batch: int, shared: Around) -> Iterator[Around]:
-    """The book's receivables, about `batch` at a time, each customer's in one part (in order
-    of customer; those without a customer last), as the parts of `settle_in_parts`; each part
-    with what `shared` reads once for all."""
+def _receivables_by_customer(session: Any) -> dict[str, list[str]]:
+    """The book's receivables by customer, in order of customer (those without one last, under
+    `NO_CUSTOMER`), each customer's by id."""
     by_customer: dict[str | None, list[str]] = defaultdict(list)
     for key in records.receivable_keys(session):
         by_customer[key.customer_id].append(key.id)
+    return {
+        NO_CUSTOMER if c is None else c: by_customer[c] for c in sorted(by_customer, key=lambda c: (c is None, c or ""))
+    }
+
+
+def _in_parts(
+    by_customer: Mapping[str, Sequence[str]], batch: int, shared: Around
+) -> Iterator[tuple[list[str], Around]]:
+    """The receivables of `by_customer`, about `batch` at a time, each customer's in one part
+    (in its order), as the parts of `settle_in_parts`: the part's customers, and the part with
+    what `shared` reads once for all."""
+    customers: list[str] = []
     invoice_ids: list[str] = []
-    for customer in sorted(by_customer, key=lambda c: (c is None, c or "")):
+    for customer in by_customer:
+        customers.append(customer)
         invoice_ids += by_customer[customer]
         if len(invoice_ids) >= batch:
-            yield replace(shared, invoice_ids=invoice_ids)
-            invoice_ids = []
+            yield customers, replace(shared, invoice_ids=invoice_ids)
+            customers, invoice_ids = [], []
     if invoice_ids:
-        yield replace(shared, invoice_ids=invoice_ids)
+        yield customers, replace(shared, invoice_ids=invoice_ids)
 
 
 def _money_left_around(session: Any, links: LedgerLinks) -> Around:

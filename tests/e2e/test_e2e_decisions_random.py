@@ -288,6 +288,9 @@ def test_random_decisions_leave_every_balance_equal_to_the_ledger_and_every_writ
         check_journal(run)
         # decisions were settled on their part of the book and on the whole book, and compared
         assert book.decision_checks.whole + book.decision_checks.partial > 0, book.decision_checks
+        # and before each plan, the plan of what changed since the last ones left customers
+        # unplanned, and still queued, cancelled and reversed what the whole book's plan does
+        assert book.customers_left_unplanned > 0, (book.plans_checked, book.customers_left_unplanned)
     except BaseException as exc:
         log = "\n".join(run.log)
         where = "\n".join(book.run(*args).stdout for args in (("drift",), ("actions", "list", "--failed")))

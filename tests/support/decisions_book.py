@@ -71,6 +71,10 @@ class DecisionsBook:
     # every how many decisions one is compared (`checked_decision`; on SQLite also made on a
     # copy the plan has settled first): a long random run compares some, not all
     check_decisions_every: int = 1
+    # plans checked before each `plan`, and the customers their plans of what changed left
+    # unplanned, summed: a run can insist that the comparison did leave some unplanned
+    plans_checked: int = 0
+    customers_left_unplanned: int = 0
     _decided: int = 0
 
     # The CLI ----------------------------------------------------------------------------------
@@ -331,7 +335,9 @@ class DecisionsBook:
         config = load_config(str(self.config_path))
         store = open_store(config.database_url)
         try:
-            same_writes_a_few_receivables_at_a_time(config, store, date.today(), self.plan_part)
+            _, unchanged = same_writes_a_few_receivables_at_a_time(config, store, date.today(), self.plan_part)
+            self.plans_checked += 1
+            self.customers_left_unplanned += unchanged
         finally:
             store.close()
 

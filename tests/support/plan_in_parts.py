@@ -23,7 +23,7 @@ class _Undo(Exception):
 EVERY_AUDITED = ("cancel", "plan_reversal", "gap")
 
 
-def _settled(store: Any, run: Callable[[Any], Settlement]) -> dict[str, Any]:
+def settled_rolled_back(store: Any, run: Callable[[Any], Settlement]) -> dict[str, Any]:
     """What `run` settles in a transaction, rolled back afterwards (`_snapshot`)."""
     found: dict[str, Any] = {}
     try:
@@ -65,14 +65,17 @@ def _snapshot(session: Any, audited_before: set[int], settled: Settlement) -> di
     found["cancelled"] = sorted(e.action.idempotency_key for e in settled.cancelled)
     found["gaps"] = sorted(repr(g) for g in settled.gaps)
     found["queued"] = settled.queued
+    found["unchanged_customers"] = settled.unchanged_customers
     return found
 
 
-def same_writes_a_few_receivables_at_a_time(config: Any, store: Any, day: date, few: int = 2) -> int:
+def same_writes_a_few_receivables_at_a_time(config: Any, store: Any, day: date, few: int = 2) -> tuple[int, int]:
     """The automatic plan made `few` receivables at a time (`settle_in_parts`) leaves the outbox
     and the audit log as the plan made of the whole book at once (`settle`), says it derived,
-    queued, cancelled and reversed the same, and hands the same over; neither is kept. Returns
-    how many writes the plan derived (a caller can insist there are some)."""
+    queued, cancelled and reversed the same, and hands the same over; so does the plan of what
+    changed since the book's last plans (`only_changed`); none is kept. Returns how many writes
+    the plan derived and how many customers the plan of what changed left unplanned (a caller
+    can insist there are some)."""
 
     def whole(session: Any) -> Settlement:
         return settle(config, store, session, actor="plan", cause=AUTOMATIC_CAUSE, reverse=False, today=day)
@@ -80,12 +83,30 @@ def same_writes_a_few_receivables_at_a_time(config: Any, store: Any, day: date, 
     def in_parts(session: Any) -> Settlement:
         return settle_in_parts(config, store, session, actor="plan", cause=AUTOMATIC_CAUSE, today=day, batch=few)
 
-    at_once = _settled(store, whole)
-    parts = _settled(store, in_parts)
+    def what_changed(session: Any) -> Settlement:
+        return settle_in_parts(
+            config, store, session, actor="plan", cause=AUTOMATIC_CAUSE, today=day, batch=few, only_changed=True
+        )
+
+    at_once = settled_rolled_back(store, whole)
+    parts = settled_rolled_back(store, in_parts)
     for name, found in at_once.items():
-        assert parts[name] == found, (name, found, parts[name])
+        if name != "unchanged_customers":
+            assert parts[name] == found, (name, found, parts[name])
+    changed = settled_rolled_back(store, what_changed)
+    same_writes_planning_what_changed(at_once, changed)
     same_facts_a_few_receivables_at_a_time(config, store, day, few)
-    return len(at_once["derived"])
+    return len(at_once["derived"]), changed["unchanged_customers"]
+
+
+def same_writes_planning_what_changed(whole: dict[str, Any], changed: dict[str, Any]) -> None:
+    """The plan of the customers whose inputs moved since their last plan (the digests the
+    book's earlier plans stored) leaves the outbox and the audit log as the whole book's plan
+    does, and queues, cancels, reverses and hands over the same; what it derived, the whole
+    book derived too."""
+    for name in ("outbox", "audit", "reversals", "cancelled", "gaps", "queued"):
+        assert changed[name] == whole[name], (name, whole[name], changed[name])
+    assert set(changed["derived"]) <= set(whole["derived"]), set(changed["derived"]) - set(whole["derived"])
 
 
 def same_facts_a_few_receivables_at_a_time(config: Any, store: Any, day: date, few: int) -> None:
@@ -114,10 +135,10 @@ def same_facts_a_few_receivables_at_a_time(config: Any, store: Any, day: date, f
 # Finance's decisions, settled on their own part of the book ---------------------------------
 
 
-def plan_settled(config: Any, store: Any, day: date) -> bool:
+def plansettled_rolled_back(config: Any, store: Any, day: date) -> bool:
     """Whether the automatic plan would change nothing now (nothing to queue, cancel, reverse
     or hand over): the book is as the last plan left it."""
-    found = _settled(
+    found = settled_rolled_back(
         store,
         lambda session: settle_in_parts(config, store, session, actor="plan", cause=AUTOMATIC_CAUSE, today=day),
     )
