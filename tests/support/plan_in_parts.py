@@ -135,7 +135,7 @@ def same_facts_a_few_receivables_at_a_time(config: Any, store: Any, day: date, f
 # Finance's decisions, settled on their own part of the book ---------------------------------
 
 
-def plansettled_rolled_back(config: Any, store: Any, day: date) -> bool:
+def plan_settled(config: Any, store: Any, day: date) -> bool:
     """Whether the automatic plan would change nothing now (nothing to queue, cancel, reverse
     or hand over): the book is as the last plan left it."""
     found = settled_rolled_back(
