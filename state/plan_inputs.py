@@ -7,13 +7,16 @@ is the one its last plan stored (`plan_digests`) is not planned again."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from connector.state import convert
+from connector.state.bookkeeping import get_cursor, set_cursor
 from connector.state.tables import table
 from connector.state.upsert import in_chunks, mine, one_of
 
@@ -133,24 +136,60 @@ def applied_allocation_rows(session: Session, invoice_ids: Collection[str]) -> l
     return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
 
 
-def plan_digests(session: Session) -> dict[str, str]:
-    """Every customer's `plan_digest` that is set, by id."""
+# Where the receivables without a customer keep what `plan_digests` keeps on a customer's row.
+NO_CUSTOMER = ""
+_NO_CUSTOMER_CURSOR = ("(engine)", "plan-without-customer")
+
+
+@dataclass(frozen=True)
+class PlanDigest:
+    """What a customer's last plan was derived from (its digest), and the payments allocated to
+    its receivables then."""
+
+    digest: str
+    payments: frozenset[str]
+
+
+def plan_digests(session: Session) -> dict[str, PlanDigest]:
+    """Every customer's `PlanDigest` that is set, by id (`NO_CUSTOMER` for the receivables
+    without one, kept in the cursors)."""
     customers = table("customers")
-    query = sa.select(customers.c.id, customers.c.plan_digest).where(
+    query = sa.select(customers.c.id, customers.c.plan_digest, customers.c.plan_payments).where(
         mine(session, customers), customers.c.plan_digest.is_not(None)
     )
-    return {str(customer_id): str(digest) for customer_id, digest in session.execute(query)}
+    found = {
+        str(customer_id): PlanDigest(str(digest), frozenset(json.loads(payments or "[]")))
+        for customer_id, digest, payments in session.execute(query).all()
+    }
+    without = get_cursor(session, *_NO_CUSTOMER_CURSOR)
+    if without:
+        digest, payments = json.loads(without)
+        found[NO_CUSTOMER] = PlanDigest(str(digest), frozenset(payments))
+    return found
 
 
-def set_plan_digests(session: Session, digests: Mapping[str, str | None]) -> None:
-    """Store (or, with None, clear) the customers' `plan_digest`, one statement for them all;
-    not their `updated_at`: the digest is the plan's, not a change of the customer."""
-    if not digests:
+def set_plan_digests(session: Session, digests: Mapping[str, PlanDigest | None]) -> None:
+    """Store (or, with None, clear) the customers' `PlanDigest`, one statement for them all; not
+    their `updated_at`: the digest is the plan's, not a change of the customer."""
+    rows = [
+        {
+            "record": record_id,
+            "digest": None if kept is None else kept.digest,
+            "payments": None if kept is None else json.dumps(sorted(kept.payments)),
+        }
+        for record_id, kept in sorted(digests.items())
+        if record_id != NO_CUSTOMER
+    ]
+    if NO_CUSTOMER in digests:
+        kept = digests[NO_CUSTOMER]
+        value = None if kept is None else json.dumps([kept.digest, sorted(kept.payments)])
+        set_cursor(session, *_NO_CUSTOMER_CURSOR, value)
+    if not rows:
         return
     customers = table("customers")
     session.execute(
         sa.update(customers)
         .where(mine(session, customers), customers.c.id == sa.bindparam("record"))
-        .values(plan_digest=sa.bindparam("digest")),
-        [{"record": record_id, "digest": digest} for record_id, digest in sorted(digests.items())],
+        .values(plan_digest=sa.bindparam("digest"), plan_payments=sa.bindparam("payments")),
+        rows,
     )

@@ -622,7 +622,7 @@ def _canonical_bulk(name: str) -> Bulk:
 
 
 # Columns the engine keeps on a canonical row that no view gives: a sync never writes them.
-_DERIVED = ("states_digest", "plan_digest")
+_DERIVED = ("states_digest", "plan_digest", "plan_payments")
 
 
 _CANONICAL_BULKS = {name: _canonical_bulk(name) for name in ("customers", "invoices", "payments")}

@@ -154,6 +154,8 @@ class CustomerRow(SQLModel, table=True):
     # 0025: a digest of what the write-back plan of the customer's receivables was last derived
     # from, so an unchanged customer is not planned again (`connector.writeback.unchanged`)
     plan_digest: str | None = _col(sa.Text)
+    # 0025: the payments allocated to its receivables when it was last planned (JSON list)
+    plan_payments: str | None = _col(sa.Text)
     # Which connection's view the row holds, and how much that connection is trusted for
     # this record's facts (the ledger most by default): a lower-ranked system never
     # overwrites a higher-ranked one's values (0003).

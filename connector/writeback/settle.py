@@ -48,7 +48,7 @@ from connector.state import linking as state_linking
 from connector.state import outbox, records
 from connector.state import reconciliation as decisions
 from connector.state.bookkeeping import audit, audit_entries
-from connector.state.plan_inputs import set_plan_digests
+from connector.state.plan_inputs import NO_CUSTOMER, set_plan_digests
 from connector.state.store import Store
 from connector.writeback.facts import (
     REVERSAL_OF,
@@ -61,7 +61,8 @@ from connector.writeback.facts import (
     taken_back,
 )
 from connector.writeback.plan import Facts, PlannedAction, SystemView, plan_all
-from connector.writeback.unchanged import NO_CUSTOMER, digest_customers, forgotten, plan_salt, weigh
+from connector.writeback.unchanged import digest_customers, forgotten, plan_salt, weigh
+from connector.writeback.unchanged import to_store as digests_to_store
 
 WRITEBACK_KINDS = ("record_payment", "record_fee", "mark_paid", "void_invoice", "update_properties")
 MONEY_KINDS = ("record_payment", "record_fee", "mark_paid")
@@ -339,10 +340,11 @@ def settle_in_parts(
         by_customer = {c: ids for c, ids in by_customer.items() if c not in unchanged.clean}
         kept, result.unchanged_customers = unchanged.kept, len(unchanged.clean)
     digests: dict[str, str] = {}
+    payments_of: dict[str, set[str]] = {}
     for customers, part in _in_parts(by_customer, batch, shared):
         # the digests stored are those read just before the part's facts: a change stored by
         # another writer after them makes the next pass plan the customer again
-        digest_customers(session, salt, {c: by_customer[c] for c in customers}, shared, digests)
+        digest_customers(session, salt, {c: by_customer[c] for c in customers}, shared, digests, payments_of)
         facts = gather_facts(config, store, registry, day, session=session, around=part)
         planned = plan_all(facts, day)
         result.derived_count += len(planned)
@@ -354,8 +356,7 @@ def settle_in_parts(
         )
     result.queued += len(outbox.replan_settled(session, sorted(derived_keys)))
     _cancel_not_derived(session, actor, cause, derived_keys, result, kept)
-    digests.pop(NO_CUSTOMER, None)
-    set_plan_digests(session, {**cleared, **digests})
+    set_plan_digests(session, {**cleared, **digests_to_store(digests, payments_of)})
     return result
 
 

@@ -35,11 +35,11 @@ from connector.connections import system_ranks
 from connector.providers.registry import Registry
 from connector.state import outbox
 from connector.state import plan_inputs as inputs
+from connector.state.plan_inputs import NO_CUSTOMER, PlanDigest
 from connector.writeback.facts import Around, TakenBack
 
 # Bumped when what the plan derives from its facts changes: every customer is planned again.
 PLAN_RULES = "1"
-NO_CUSTOMER = ""  # the receivables without a customer, planned at every pass
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,11 @@ def forgotten(session: Any, by_customer: Mapping[str, Sequence[str]]) -> list[st
     """The customers with a digest stored and no receivable now: theirs stands for nothing
     (cleared, so that receivables of theirs coming back are planned)."""
     return [c for c in inputs.plan_digests(session) if c not in by_customer]
+
+
+def to_store(digests: Mapping[str, str], payments_of: Mapping[str, set[str]]) -> dict[str, PlanDigest]:
+    """What to store of the customers just planned: each one's digest and payments."""
+    return {c: PlanDigest(d, frozenset(payments_of.get(c, ()))) for c, d in digests.items()}
 
 
 def plan_salt(config: Config, registry: Registry | None, day: date, taken: TakenBack, session: Any) -> str:
@@ -100,8 +105,16 @@ def weigh(
     if chunk:
         digest_customers(session, salt, chunk, shared, digests, payments_of)
     stored = inputs.plan_digests(session)
-    moved = {c for c in by_customer if c == NO_CUSTOMER or stored.get(c) != digests[c]}
-    dirty = _tied(moved, payments_of)
+    # a customer moved when its digest did; one gone (no receivable now) moved too, and the
+    # receivables without a customer are planned every time
+    moved = {c for c in by_customer if c == NO_CUSTOMER or c not in stored or stored[c].digest != digests[c]}
+    moved |= {c for c in stored if c not in by_customer}
+    # a payment allocated across customers ties them, as it is now and as it was at their last
+    # plans (a fee one of them derived, and no longer does, is decided by every other holder)
+    holding = {
+        c: payments_of.get(c, set()) | (stored[c].payments if c in stored else set()) for c in {*by_customer, *stored}
+    }
+    dirty = _tied(moved, holding)
     clean = frozenset(c for c in by_customer if c not in dirty)
     kept = {("invoice", i) for c in clean for i in by_customer[c]}
     kept |= {("payment", p) for c in clean for p in payments_of[c]}
@@ -171,7 +184,8 @@ def _crm_updates(session: Any, records: Sequence[tuple[str, str, str]]) -> dict[
 
 def _tied(moved: set[str], payments_of: Mapping[str, set[str]]) -> set[str]:
     """`moved` with every customer a payment ties to one of them, and so on (a payment
-    allocated to invoices of several customers: planned together or not at all)."""
+    allocated to invoices of several customers: planned together or not at all); `payments_of`:
+    the payments each customer holds."""
     customers_of: dict[str, set[str]] = defaultdict(set)
     for customer, payments in payments_of.items():
         for payment in payments:
