@@ -7,7 +7,8 @@ CONFIG is the `connector.toml` of a book already synced, e.g. the one `bench/eng
 as the service's would). Runs, in this process and in this order, what one pass of
 `pipeline.reconcile_and_plan` runs: linking (`link_all`), the providers' collections states
 (of the records whose views moved; `states-full`: of every record), the ledger's records of the
-payments we applied (`take_ledger_records`), reconciliation, the writes' plan and the
+payments we applied (`take_ledger_records`), reconciliation, the writes' plan (of the
+customers whose inputs moved since their last plan; `writes-full`: of every customer) and the
 reminders' plan; prints per stage its wall seconds, CPU seconds and the process's peak RSS so
 far. No provider is called.
 
@@ -75,12 +76,13 @@ def main() -> int:
     parser.add_argument(
         "--stages",
         default=",".join(STAGES),
-        help=f"comma-separated, of {', '.join(STAGES)}, states-full (every record's states read again)",
+        help=f"comma-separated, of {', '.join(STAGES)}, states-full (every record's states read again), "
+        "writes-full (every customer's writes derived again)",
     )
     parser.add_argument("--ticks", type=int, default=0, help="then up to N engine ticks, until one skips")
     args = parser.parse_args()
     chosen = [s for s in args.stages.split(",") if s]
-    unknown = [s for s in chosen if s not in (*STAGES, "states-full")]
+    unknown = [s for s in chosen if s not in (*STAGES, "states-full", "writes-full")]
     if unknown:
         parser.error(f"unknown stage {unknown[0]!r} (valid: {', '.join(STAGES)})")
     config = load_config(args.config)
@@ -93,7 +95,9 @@ def main() -> int:
         "states-full": lambda: apply_provider_states(config, store, registry, full=True),
         "ledger": lambda: take_ledger_records(config, store, registry),
         "reconcile": lambda: run_reconciliation(config, store, registry=registry),
-        "writes": lambda: queue_writes(config, store, registry, today),
+        # as the engine runs it: the customers whose inputs moved since their last plan
+        "writes": lambda: queue_writes(config, store, registry, today, keep=False, only_changed=True),
+        "writes-full": lambda: queue_writes(config, store, registry, today, keep=False),
         # as the engine runs it: the states were copied after linking
         "reminders": lambda: queue_reminders(config, store, today, registry, states_first="states" not in chosen),
     }

@@ -114,6 +114,15 @@ def rank_of(connection: Connection, kind: str) -> int:
     return configured if configured is not None else DEFAULT_SOURCE_PRIORITY[kind]
 
 
+def settings_as_marked(config: Config) -> dict[str, list[object]]:
+    """connection -> its provider, company and settings as dumped (a secret as stars): what a
+    mark of the engine's inputs holds of the connections, so that a changed setting is news."""
+    return {
+        name: [c.provider, c.company, c.settings.model_dump(mode="json")]
+        for name, c in sorted(config.connections.items())
+    }
+
+
 def system_ranks(config: Config, registry: Registry | None = None) -> dict[str, tuple[str, int]]:
     """connection -> (provider kind, rank) for every configured connection."""
     registry = registry or installed()

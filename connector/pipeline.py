@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 
 from connector import __version__
 from connector.config import Config
-from connector.connections import system_ranks
+from connector.connections import settings_as_marked, system_ranks
 from connector.dunning.run import queue as queue_reminders
 from connector.dunning.states import apply_provider_states
 from connector.linking.run import LinkReport, link_all
@@ -275,10 +275,7 @@ def engine_mark(config: Config, store: Store, registry: Registry, today: date, r
         "book": store.book_position(only=reads.tables, outbox_kinds=reads.outbox_kinds),
         "today": today.isoformat(),
         **_versions(registry),
-        "connections": {
-            name: [c.provider, c.company, c.settings.model_dump(mode="json")]
-            for name, c in sorted(config.connections.items())
-        },
+        "connections": settings_as_marked(config),
         "dunning": config.dunning,
         "reconcile": config.reconcile.model_dump(mode="json"),
     }

@@ -31,7 +31,7 @@ from typing import Any
 
 from connector import __version__
 from connector.config import Config
-from connector.connections import system_ranks
+from connector.connections import settings_as_marked, system_ranks
 from connector.providers.registry import Registry
 from connector.state import outbox
 from connector.state import plan_inputs as inputs
@@ -76,10 +76,7 @@ def plan_salt(config: Config, registry: Registry | None, day: date, taken: Taken
         "connector": __version__,
         "day": day.isoformat(),
         "systems": sorted((name, kind, rank) for name, (kind, rank) in system_ranks(config, registry).items()),
-        "connections": {
-            name: [c.provider, c.company, c.settings.model_dump(mode="json")]
-            for name, c in sorted(config.connections.items())
-        },
+        "connections": settings_as_marked(config),
         "taken": sorted(taken.keys.items()),
         "withdrawn": sorted(taken.withdrawn),
         "payments": [(p, rows.get(p), views.get(p, [])) for p in payments],
