@@ -147,10 +147,10 @@ def test_the_plan_made_a_few_customers_at_a_time_is_the_whole_books(reconciled_b
         same_reminders_a_few_customers_at_a_time(config, store, today + timedelta(days=days))
 
 
-def test_the_seeded_disputes_promises_plans_and_pause_are_read_and_respected(book, demo_dir):
+def test_the_seeded_disputes_promises_plans_and_pause_are_read_and_respected(book, demo_day):
     run, config, store = book
     today = date.today()
-    truth = generate(42, "small", today=today).truth
+    truth = generate(42, "small", today=demo_day).truth  # the book the demo made
     seeded = {i["number"]: i for i in truth["invoices"] if i["scenario"] in ("disputed", "promise", "plan")}
     paused = {c["name"] for c in truth["customers"] if c["paused"]}
     assert {i["scenario"] for i in seeded.values()} == {"disputed", "promise", "plan"} and paused

@@ -71,21 +71,28 @@ class DecisionsBook:
     # every how many decisions one is compared (`checked_decision`; on SQLite also made on a
     # copy the plan has settled first): a long random run compares some, not all
     check_decisions_every: int = 1
+    # before every how many plans the plan is compared (`same_plan_a_few_receivables_at_a_time`;
+    # the first always): a long random run compares some, not all
+    check_plans_every: int = 1
     # plans checked before each `plan`, and the customers their plans of what changed left
     # unplanned, summed: a run can insist that the comparison did leave some unplanned
     plans_checked: int = 0
     customers_left_unplanned: int = 0
     _decided: int = 0
+    _planned: int = 0
 
     # The CLI ----------------------------------------------------------------------------------
 
     def run(self, *args: str) -> Any:
-        """The CLI on this book. Before a plan, the plan made a few receivables at a time is
-        checked to be the one made of the whole book at once (neither is kept). A decision
+        """The CLI on this book. Before a plan (one in `check_plans_every`), the plan made a
+        few receivables at a time is checked to be the one made of the whole book at once
+        (neither is kept). A decision
         is settled on its part of the book and, to compare, on the whole book
         (`checked_decision`; counted in `decision_checks`)."""
         if args and args[0] == "plan":
-            self.same_plan_a_few_receivables_at_a_time()
+            self._planned += 1
+            if (self._planned - 1) % self.check_plans_every == 0:
+                self.same_plan_a_few_receivables_at_a_time()
         if tuple(args[:2]) in DECIDING:
             self._decided += 1
             if (self._decided - 1) % self.check_decisions_every == 0:
