@@ -21,7 +21,15 @@ from connector.state.tables import table
 from connector.state.upsert import in_chunks, mine, one_of
 
 RowKind = Literal["invoice", "payment"]
-_ROWS = {"invoice": ("invoices", convert.INVOICE_COLUMNS), "payment": ("payments", convert.PAYMENT_COLUMNS)}
+# An invoice's `in_collections` is dunning's flag (set by the reminders' escalation, after the
+# plan in the same pass): no write the plan derives reads it, and with it in the fingerprint the
+# pass after a first escalation planned again two thirds of the large book's customers to derive
+# the same writes. A test flags an invoice and compares with the whole book's plan.
+_NOT_READ_BY_THE_PLAN = ("in_collections",)
+_ROWS = {
+    "invoice": ("invoices", tuple(c for c in convert.INVOICE_COLUMNS if c not in _NOT_READ_BY_THE_PLAN)),
+    "payment": ("payments", convert.PAYMENT_COLUMNS),
+}
 # Every column of an allocation but the company: what the plan reads of one, and when it was made.
 _ALLOCATION_COLUMNS = (
     "id",

@@ -226,6 +226,22 @@ def test_an_invoice_row_changed_without_its_views_is_planned_like_the_whole_book
     assert changed["unchanged_customers"] > 0
 
 
+def test_an_invoice_escalated_to_collections_leaves_its_customer_unplanned(book: Any) -> None:
+    """Dunning's escalation flags invoices `in_collections` after the plan of the same pass:
+    no write the plan derives reads the flag, so its customer is not planned again for it, and
+    the outbox is left as the whole book's plan leaves it (were a write to read the flag, the
+    comparison would fail)."""
+    config, store = book
+    plan(config, store, only_changed=False)
+    customers = customers_with_receivables(store)
+    invoices = table("invoices")
+    with store.session() as session:
+        session.execute(invoices.update().values(in_collections=True))
+    whole, changed = _both_ways(config, store)
+    same_writes_planning_what_changed(whole, changed)
+    assert changed["unchanged_customers"] == len(customers)
+
+
 def test_a_payment_entered_by_hand_in_the_ledger_is_planned_like_the_whole_book(book: Any) -> None:
     """Finance records in the ledger the payment our write-back was about to record: a ledger
     payment on the invoice, which no allocation names, and the write it stands for is no
