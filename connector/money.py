@@ -125,6 +125,8 @@ class Money(BaseModel):
         if isinstance(units, bool) or not isinstance(units, int):
             raise ValueError(f"minor units must be an integer, got {units!r}")
         if exponent is None and currency in _QUANTA:  # exact by construction: no validation to run
+            if units == 0:  # a book's amounts paid, credited and taxed are mostly nothing
+                return _ZEROS[currency]
             amount = Decimal(units).scaleb(-CURRENCY_EXPONENTS[currency]).quantize(_QUANTA[currency])
             return _exact_money(amount, currency)
         exp = currency_exponent(currency.upper()) if exponent is None else exponent
@@ -201,6 +203,10 @@ class Money(BaseModel):
 _FIELDS = frozenset({"amount", "currency"})
 _new = object.__new__
 _set = object.__setattr__
+# pydantic's own slots, set through their descriptors (a fifth less than `object.__setattr__`)
+_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def _exact_money(amount: Decimal, currency: str) -> Money:
@@ -212,9 +218,9 @@ def _exact_money(amount: Decimal, currency: str) -> Money:
     large book)."""
     money = _new(Money)
     _set(money, "__dict__", {"amount": amount, "currency": currency})
-    _set(money, "__pydantic_fields_set__", _FIELDS)
-    _set(money, "__pydantic_extra__", None)
-    _set(money, "__pydantic_private__", None)
+    _set_fields(money, _FIELDS)
+    _set_extra(money, None)
+    _set_private(money, None)
     return money
 
 
