@@ -515,7 +515,8 @@ def invoice_allocations(
     whole book's: the same lists for those invoices."""
     ids = sorted({i.id for i in invoices if i.id}) if neighbourhood else None
     with store.session() as session:
-        stored = decisions.load_allocations(session, status="applied", invoice_ids=ids)
+        # not the ledger's own records, read only to be dropped: most of a book's allocations
+        stored = decisions.load_allocations(session, status="applied", invoice_ids=ids, other_than=LEDGER_RULE)
     return not_in_ledger(stored)
 
 
