@@ -373,7 +373,7 @@ def _seen(session: Session, ref_ids: Sequence[int], now: datetime) -> None:
 
 def ref_kind(refs: sa.Table) -> sa.ColumnElement[str]:
     """The kind of system (ledger, gateway, crm) a ref's view came from, as the sync stamped it,
-    spelt as `ix_refs_entity` has it (0026; `ix_refs_entity_kind` since 0024)."""
+    spelt as `ix_refs_entity_kind` has it (0024)."""
     return json_text(refs.c.data, "_sync", "kind")
 
 
@@ -409,7 +409,7 @@ def refs_for(session: Session, entity_kind: str, entity_ids: Sequence[str]) -> d
     """The refs of each of `entity_ids`, in order of system, object type and remote id."""
     refs = table("refs")
     found: dict[str, list[Ref]] = {entity_id: [] for entity_id in entity_ids}
-    on_sqlite = dialect_name(session) == "sqlite"
+    in_python = dialect_name(session) == "sqlite"
     for chunk in in_chunks(session, entity_ids):
         query = (
             # what a Ref holds: not the stored views (a JSON parse each) nor the raw payloads
@@ -417,12 +417,12 @@ def refs_for(session: Session, entity_kind: str, entity_ids: Sequence[str]) -> d
                 refs.c.entity_id, refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.remote_updated_at
             ).where(mine(session, refs), refs.c.entity_kind == entity_kind, one_of(session, refs.c.entity_id, chunk))
         )
-        # SQLite hands them over in the order of `ix_refs_entity` (0026: each record's refs by
-        # system, object type and remote id, columns it carries), with no sort of its own (a
-        # temporary B-tree cost twice the finding); its order of text is bytes, as Python's of
-        # strings. PostgreSQL orders them (its collation).
-        order = (refs.c.entity_id, refs.c.system, refs.c.object_type, refs.c.remote_id)
-        rows: Iterable[Any] = session.execute(query.order_by(*(order if on_sqlite else ref_order(refs))))
+        # SQLite sorts a thousand records' refs in a temporary B-tree at twice the cost of
+        # finding them (23 ms against 13 ms on the large book); sorted here instead, its order
+        # of text being bytes, Python's order of strings. PostgreSQL orders them (its collation).
+        rows: Iterable[Any] = session.execute(query if in_python else query.order_by(*ref_order(refs)))
+        if in_python:
+            rows = sorted(rows, key=lambda row: (row[1], row[2], row[3]))
         for entity_id, system, object_type, remote_id, updated_at in rows:
             found[entity_id].append(convert.ref_of(system, object_type, remote_id, updated_at))
     return found

@@ -277,21 +277,13 @@ class RefRow(SQLModel, table=True):
     __tablename__ = "refs"
     __table_args__ = (
         sa.UniqueConstraint("company", "system", "object_type", "remote_id", name="uq_refs_remote"),
-        # 0026: a record's refs (what a `Ref` is made of) from the index alone, not the rows;
-        # and, last, the kind of system its view came from (0024's `ix_refs_entity_kind`):
-        # whether a record has a view of a kind of system (`records.receivables_only`)
-        sa.Index(
-            "ix_refs_entity",
-            "company",
-            "entity_kind",
-            "entity_id",
-            "system",
-            "object_type",
-            "remote_id",
-            "remote_updated_at",
-            json_text(sa.column("data"), "_sync", "kind"),
-        ),
+        sa.Index("ix_refs_entity", "company", "entity_kind", "entity_id"),
         sa.Index("ix_refs_changed_at", "company", "changed_at"),  # 0023
+        # 0024: whether a record has a view of a kind of system, from the index alone
+        # (`records.receivables_only`)
+        sa.Index(
+            "ix_refs_entity_kind", "company", "entity_kind", "entity_id", json_text(sa.column("data"), "_sync", "kind")
+        ),
         # 0022: the views that say they pay an invoice (`linking.ref_views(linked_to=)`); only
         # those: a query that names no link cannot use it
         sa.Index(
