@@ -4,6 +4,10 @@ object type by the whole key of `uq_refs_remote`, a record's refs by `ix_refs_en
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import sqlalchemy as sa
 
 from connector.model import Action, Ref
@@ -31,6 +35,33 @@ def plan(store: Store, query: sa.Select[tuple[int]]) -> str:
 
 def compiled(store: Store, query: sa.Select[tuple[int]]) -> str:
     return str(query.compile(store.engine, compile_kwargs={"literal_binds": True}))
+
+
+@contextmanager
+def reads_of_refs(store: Store) -> Iterator[list[tuple[str, Any]]]:
+    """The SELECTs on refs run inside the block, each with its parameters."""
+    seen: list[tuple[str, Any]] = []
+
+    def capture(_conn: object, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "refs" in statement:
+            seen.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", capture)
+
+
+def sqlite_plans(store: Store, statements: list[tuple[str, Any]]) -> list[list[str]]:
+    """How SQLite runs each statement (its plan's lines); none on PostgreSQL."""
+    if store.engine.dialect.name != "sqlite":
+        return []
+    with store.engine.connect() as connection:
+        return [
+            [row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()]
+            for statement, parameters in statements
+        ]
 
 
 def test_actions_aimed_at_refs_are_exactly_those_targets(store: Store) -> None:
@@ -125,27 +156,13 @@ def test_the_views_and_hashes_of_some_records_are_looked_up_by_id_not_walked(sto
     SQLite walked every ref of the kind from the first one (4x slower on the large book)."""
     stored = store.store_page("ledger", "invoices", "invoice", [invoice(f"L-{n}") for n in range(3)], None)
     ids = [i.id or "" for i in stored[:2]]
-    seen: list[tuple[str, object]] = []
-
-    def capture(_conn: object, _cursor: object, statement: str, parameters: object, *_: object) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "refs" in statement:
-            seen.append((statement, parameters))
-
-    sa.event.listen(store.engine, "before_cursor_execute", capture)
-    try:
-        with store.session() as session:
-            views = linking.ref_views(session, "invoice", entity_ids=ids)
-            hashes = records.view_hashes(session, "invoice", ids)
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", capture)
+    with reads_of_refs(store) as seen, store.session() as session:
+        views = linking.ref_views(session, "invoice", entity_ids=ids)
+        hashes = records.view_hashes(session, "invoice", ids)
     assert sorted(v["entity_id"] for v in views) == sorted(ids) and sorted(hashes) == sorted(ids)
     assert len(seen) == 2
-    if store.engine.dialect.name != "sqlite":
-        return
-    with store.engine.connect() as connection:
-        for statement, parameters in seen:
-            found = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()  # type: ignore[arg-type]
-            assert any("ix_refs_entity" in row[-1] and "entity_id=?" in row[-1] for row in found), found
+    for found in sqlite_plans(store, seen):
+        assert any("ix_refs_entity" in row and "entity_id=?" in row for row in found), found
 
 
 def test_the_payment_views_that_link_to_some_invoices_are_exactly_those_found_through_their_index(
@@ -237,23 +254,10 @@ def test_refs_known_by_remote_id_are_looked_up_by_the_remote_key_not_scanned(sto
     keeps no statistics, to walk the whole company's refs instead (a large book: 597,000 a
     list)."""
     store.store_page("ledger", "invoices", "invoice", [invoice(f"L-{n}") for n in range(30)], None)
-    seen: list[tuple[str, object]] = []
-
-    def capture(_conn: object, _cursor: object, statement: str, parameters: object, *_: object) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "refs" in statement:
-            seen.append((statement, parameters))
-
-    sa.event.listen(store.engine, "before_cursor_execute", capture)
-    try:
-        with store.session() as session:
-            short = records.existing_entity_ids(session, "ledger", "invoice", ["L-1", "L-2", "X-9"])
-            long = records.existing_entity_ids(session, "ledger", "invoice", [f"L-{n}" for n in range(900)])
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", capture)
+    with reads_of_refs(store) as seen, store.session() as session:
+        short = records.existing_entity_ids(session, "ledger", "invoice", ["L-1", "L-2", "X-9"])
+        long = records.existing_entity_ids(session, "ledger", "invoice", [f"L-{n}" for n in range(900)])
     assert sorted(short) == ["L-1", "L-2"] and len(long) == 30
-    if store.engine.dialect.name != "sqlite":
-        return  # PostgreSQL chooses by its statistics
-    with store.engine.connect() as connection:
-        for statement, parameters in seen:
-            found = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()  # type: ignore[arg-type]
-            assert any("remote_id=?" in row[-1] for row in found), found
+    assert len(seen) == 2
+    for found in sqlite_plans(store, seen):  # PostgreSQL chooses by its statistics
+        assert any("remote_id=?" in row for row in found), found
