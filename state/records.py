@@ -760,7 +760,14 @@ def list_invoices(
     report that shows none, and reads the book a batch at a time."""
     invoices = table("invoices")
     columns = [invoices.c[name] for name in (*convert.INVOICE_COLUMNS, *(("lines",) if with_lines else ()))]
-    query = sa.select(*columns).where(mine(session, invoices)).order_by(invoices.c.id).limit(limit)
+    order: sa.ColumnElement[Any] = invoices.c.id
+    if dialect_name(session) == "sqlite" and (customer_id is not None or number is not None):
+        # the same order as an expression: for the column, SQLite (which keeps no statistics)
+        # walks the primary key over every invoice of the company and tests each, instead of
+        # looking a customer's or a number's few up in their index and sorting them (one
+        # number of the 110,000-invoice book: 0.13 s against well under a millisecond)
+        order = invoices.c.id.concat("")
+    query = sa.select(*columns).where(mine(session, invoices)).order_by(order).limit(limit)
     if receivable and (only := receivables_only(session, invoices)) is not None:
         query = query.where(only)
     for column, value in (

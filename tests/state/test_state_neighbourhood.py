@@ -38,12 +38,12 @@ def compiled(store: Store, query: sa.Select[tuple[int]]) -> str:
 
 
 @contextmanager
-def reads_of_refs(store: Store) -> Iterator[list[tuple[str, Any]]]:
-    """The SELECTs on refs run inside the block, each with its parameters."""
+def reads_of(store: Store, name: str = "refs") -> Iterator[list[tuple[str, Any]]]:
+    """The SELECTs that name table `name`, run inside the block, each with its parameters."""
     seen: list[tuple[str, Any]] = []
 
     def capture(_conn: object, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "refs" in statement:
+        if statement.lstrip().upper().startswith("SELECT") and name in statement:
             seen.append((statement, parameters))
 
     sa.event.listen(store.engine, "before_cursor_execute", capture)
@@ -156,7 +156,7 @@ def test_the_views_and_hashes_of_some_records_are_looked_up_by_id_not_walked(sto
     SQLite walked every ref of the kind from the first one (4x slower on the large book)."""
     stored = store.store_page("ledger", "invoices", "invoice", [invoice(f"L-{n}") for n in range(3)], None)
     ids = [i.id or "" for i in stored[:2]]
-    with reads_of_refs(store) as seen, store.session() as session:
+    with reads_of(store) as seen, store.session() as session:
         views = linking.ref_views(session, "invoice", entity_ids=ids)
         hashes = records.view_hashes(session, "invoice", ids)
     assert sorted(v["entity_id"] for v in views) == sorted(ids) and sorted(hashes) == sorted(ids)
@@ -254,10 +254,30 @@ def test_refs_known_by_remote_id_are_looked_up_by_the_remote_key_not_scanned(sto
     keeps no statistics, to walk the whole company's refs instead (a large book: 597,000 a
     list)."""
     store.store_page("ledger", "invoices", "invoice", [invoice(f"L-{n}") for n in range(30)], None)
-    with reads_of_refs(store) as seen, store.session() as session:
+    with reads_of(store) as seen, store.session() as session:
         short = records.existing_entity_ids(session, "ledger", "invoice", ["L-1", "L-2", "X-9"])
         long = records.existing_entity_ids(session, "ledger", "invoice", [f"L-{n}" for n in range(900)])
     assert sorted(short) == ["L-1", "L-2"] and len(long) == 30
     assert len(seen) == 2
     for found in sqlite_plans(store, seen):  # PostgreSQL chooses by its statistics
         assert any("remote_id=?" in row for row in found), found
+
+
+def test_a_customers_invoices_and_an_invoice_number_are_looked_up_in_their_indexes(store: Store) -> None:
+    """`list_invoices(customer_id=)` (statements, the workbench) and `list_invoices(number=)`
+    (finding an invoice by its number: `explain`, finance's decisions) read the few invoices
+    through `ix_invoices_customer_id` / `ix_invoices_number`, in the order of their ids: SQLite
+    walked the whole company's invoices in primary-key order for the ORDER BY instead."""
+    numbered = [invoice(f"L-{n}", number=f"INV-{n:04d}", customer_id="C-1" if n < 3 else "C-2") for n in range(40)]
+    store.store_page("ledger", "invoices", "invoice", numbered, None)
+    with reads_of(store, "invoices") as seen, store.session() as session:
+        [by_number] = records.list_invoices(session, number="INV-0007")
+        mine = records.list_invoices(session, customer_id="C-1", with_lines=False)
+    assert by_number.number == "INV-0007"
+    assert sorted(i.number or "" for i in mine) == ["INV-0000", "INV-0001", "INV-0002"]
+    assert [i.id for i in mine] == sorted(i.id for i in mine)
+    if store.engine.dialect.name != "sqlite":
+        return  # PostgreSQL chooses by its statistics
+    plans = sqlite_plans(store, [(sql, parameters) for sql, parameters in seen if "FROM invoices" in sql])
+    for found, index in zip(plans, ("ix_invoices_number", "ix_invoices_customer_id"), strict=True):
+        assert any(index in row for row in found), found
