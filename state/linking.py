@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from connector.model import DISPUTE_WITHDRAWN, MONEY_LEFT
 from connector.state.records import CANONICAL_TABLES, ref_kind, rowcount
-from connector.state.tables import json_text, linked_to_any, table
+from connector.state.tables import json_text, json_values, linked_to_any, table
 from connector.state.upsert import dialect_name, in_chunks, mine, one_of
 
 # What points at a canonical record of each kind, and must follow it when it is merged.
@@ -25,18 +25,46 @@ _DEPENDANTS: dict[str, list[tuple[str, str]]] = {
 _CANONICAL = CANONICAL_TABLES
 MERGE_BATCH = 2000
 T = TypeVar("T")
+# Paths into a stored view (("status",), ("_sync", "links", "invoice")): what a reader of a few
+# fields of each view asks the database for (`ref_views(fields=...)`).
+Fields = Sequence[Sequence[str]]
+
+
+def view_fields(fields: Fields, values: Sequence[Any]) -> dict[str, Any]:
+    """A view holding only the `values` read at `fields` (`json_values`: one per path, in that
+    order), nested as the stored view nests them; a path with nothing there (missing, or JSON
+    null) is left out, as `dict.get` reads it. `fields` with one path: the database gave the
+    first path's value twice (`json_values`)."""
+    view: dict[str, Any] = {}
+    for path, value in zip(fields, values, strict=False):
+        if value is None:
+            continue
+        *parents, name = path
+        place = view
+        for parent in parents:
+            place = place.setdefault(parent, {})
+        place[name] = value
+    return view
 
 
 def _linked_views(
-    session: Session, entity_kind: str, *, by_entity: bool = False, with_data: bool = True
+    session: Session,
+    entity_kind: str,
+    *,
+    by_entity: bool = False,
+    with_data: bool = True,
+    fields: Fields | None = None,
 ) -> sa.Select[Any]:
     """Every linked ref of `entity_kind` with its view and when a sync last read it, in order
     of system, object type and remote id: what the readers below narrow. `by_entity`: the
     caller narrows them to a list of canonical ids, which leaves out the refs linked to nothing
     by itself (`linked_to_any`). Not `with_data`: neither the view nor when it was read (an
-    empty view, no moment)."""
+    empty view, no moment). `fields`: each view holds only the values at those paths
+    (`view_fields`)."""
     refs = table("refs")
-    data = refs.c.data if with_data else sa.null().label("data")
+    data: sa.ColumnElement[Any] = refs.c.data if fields is None else json_values(refs.c.data, fields)
+    if not with_data:
+        data = sa.null().label("data")
     seen_at = refs.c.seen_at if with_data else sa.null().label("seen_at")
     return (
         sa.select(refs.c.system, refs.c.object_type, refs.c.remote_id, refs.c.entity_id, data, seen_at)
@@ -53,17 +81,21 @@ def ref_views(
     entity_ids: Collection[str] | None = None,
     systems: Collection[str] | None = None,
     with_data: bool = True,
+    fields: Fields | None = None,
 ) -> list[dict[str, Any]]:
     """Every ref of `entity_kind` with its system's view (`data`) and when a sync last read it
     (`seen_at`), ordered for stable output. `linked_to` (system, invoice remote id) keeps the
     refs of each system whose view links to that invoice (`_sync.links.invoice`). `entity_ids`
     keeps the refs of those canonical records (through `ix_refs_entity`); `systems`, those of
     these systems (connection names) only. Not `with_data`: where each record lives only,
-    every `data` empty and `seen_at` None (no view read nor decoded)."""
+    every `data` empty and `seen_at` None (no view read nor decoded). `fields`: each `data`
+    holds only the values at those paths (`view_fields`), the rest of the view not read."""
     refs = table("refs")
     if linked_to is not None:
+        if fields is not None:
+            raise ValueError("views linked to invoices are read whole")
         return _views_linked_to(session, entity_kind, linked_to)
-    query = _linked_views(session, entity_kind, by_entity=entity_ids is not None, with_data=with_data)
+    query = _linked_views(session, entity_kind, by_entity=entity_ids is not None, with_data=with_data, fields=fields)
     if systems is not None:
         query = query.where(refs.c.system.in_(sorted(systems)))
     if entity_ids is None and linked_to is None and dialect_name(session) == "sqlite":
@@ -71,33 +103,33 @@ def ref_views(
         # 1.1 s for 2,586 credit notes of a 540,000-ref book, against 7 ms through the kind's
         # own index; the sort here is faster for every kind (SQLite's text order is bytes,
         # which is Python's order of the strings, so the rows come out the same).
-        rows = _view_rows(session.execute(query.order_by(None)))
+        rows = _view_rows(session.execute(query.order_by(None)), fields)
         return sorted(rows, key=lambda r: (r["system"], r["object_type"], r["remote_id"]))
     if entity_ids is None:
-        return _view_rows(session.execute(query))
+        return _view_rows(session.execute(query), fields)
     rows = []
     # Sorted here, not in the query: with the ORDER BY, SQLite walks the refs' unique index of
     # the whole book (every kind's) for its order and tests each ref against the list (1,000
     # invoices' views of a 597,000-ref book: 0.9 s, against 0.04 s through `ix_refs_entity`).
     by_entity = query.order_by(None)
     for chunk in in_chunks(session, sorted(entity_ids)):
-        rows += _view_rows(session.execute(by_entity.where(one_of(session, refs.c.entity_id, chunk))))
+        rows += _view_rows(session.execute(by_entity.where(one_of(session, refs.c.entity_id, chunk))), fields)
     return sorted(rows, key=lambda r: (r["system"], r["object_type"], r["remote_id"]))
 
 
-def payment_views_money_left(session: Session) -> list[dict[str, Any]]:
+def payment_views_money_left(session: Session, *, fields: Fields | None = None) -> list[dict[str, Any]]:
     """The payment views (as `ref_views` gives them) that state their money left: failed,
     refunded, or under an open or lost dispute (`MONEY_LEFT`, `DISPUTE_WITHDRAWN`), as the
     view itself says. The database tests the two fields inside each view in one pass; only
     the few it keeps are decoded."""
     refs = table("refs")
-    query = _linked_views(session, "payment").where(
+    query = _linked_views(session, "payment", fields=fields).where(
         sa.or_(
             json_text(refs.c.data, "status").in_(MONEY_LEFT),
             json_text(refs.c.data, "dispute_status").in_(DISPUTE_WITHDRAWN),
         )
     )
-    return _view_rows(session.execute(query))
+    return _view_rows(session.execute(query), fields)
 
 
 def payment_invoice_links(session: Session, systems: Collection[str]) -> list[tuple[str, str, str]]:
@@ -180,13 +212,15 @@ def each_ref_fields(
         yield from (tuple(row) for row in partition)
 
 
-def _view_rows(result: Iterable[Any]) -> list[dict[str, Any]]:
+def _view_rows(result: Iterable[Any], fields: Fields | None = None) -> list[dict[str, Any]]:
     rows = []
     for system, object_type, remote_id, entity_id, data, seen_at in result:
         if isinstance(data, str):
             data = json.loads(data)
-        elif data is None:
+        if data is None:
             data = {}  # not read (`with_data`); a stored view is never NULL
+        elif fields is not None:
+            data = view_fields(fields, data)
         rows.append(
             {
                 "system": system,

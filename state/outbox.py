@@ -131,17 +131,115 @@ def entries(
     query = sa.select(outbox).where(mine(session, outbox)).order_by(outbox.c.id)
     if targets is not None:
         query = query.where(aimed_at(outbox, targets))
+    query = _filtered(session, query, kinds=kinds, states=states, ids=ids)
+    if connections is not None:
+        query = query.where(outbox.c.connection.in_(list(connections)))
+    if subject_ids is not None:
+        query = query.where(one_of(session, outbox.c.subject_id, list(subject_ids)))
+    return [_entry(row) for row in session.execute(query).mappings()]
+
+
+def _filtered(
+    session: Session,
+    query: sa.Select[Any],
+    *,
+    kinds: Sequence[str] | None,
+    states: Sequence[str] | None,
+    ids: Sequence[int] | None,
+) -> sa.Select[Any]:
+    """`query` of the outbox kept to the actions of `kinds`, in `states`, of `ids` (each given)."""
+    outbox = table("outbox_actions")
     if kinds is not None:
         query = query.where(outbox.c.kind.in_(list(kinds)))
     if states is not None:
         query = query.where(outbox.c.state.in_(list(states)))
-    if connections is not None:
-        query = query.where(outbox.c.connection.in_(list(connections)))
     if ids is not None:
         query = query.where(one_of(session, outbox.c.id, list(ids)))
-    if subject_ids is not None:
-        query = query.where(one_of(session, outbox.c.subject_id, list(subject_ids)))
-    return [_entry(row) for row in session.execute(query).mappings()]
+    return query
+
+
+@dataclass(frozen=True)
+class WriteFacts:
+    """An outbox action as a report reads it: what, where, in which state since when, about
+    whom; no model built, no result read (`write_facts`)."""
+
+    id: int
+    connection: str
+    kind: str
+    target: tuple[str, str, str] | None  # (system, object type, remote id)
+    payload: Mapping[str, Any]
+    state: str
+    updated_at: datetime
+    summary: str | None
+    subject_type: str | None
+    subject_id: str | None
+
+
+def write_facts(
+    session: Session,
+    *,
+    states: Sequence[str] | None = None,
+    ids: Sequence[int] | None = None,
+    kinds: Sequence[str] | None = None,
+    targets: Collection[tuple[str, str | None, str]] | None = None,
+    batch: int = 1000,
+) -> Iterator[WriteFacts]:
+    """The actions, by id, that pass every filter given (as `entries`), as `WriteFacts`, the
+    database handing over `batch` rows at a time: the target's three fields read by the
+    database, the payload the one JSON decoded here. A report that walks a large outbox (the
+    writes aimed at a batch of records, every unsent money write) spends its time on its own
+    checks, not on building `Action` models (about 45 us a write on the large book).
+    `targets` are looked up by their remote ids alone (`ix_outbox_actions_target`, the ids as
+    one parameter) and their system and object type checked here: `aimed_at`'s list of
+    (system, type, id) rows, thousands of parameters, cost more to build and send than the
+    rows it keeps (a batch of 500 invoices' 1,500 views)."""
+    outbox = table("outbox_actions")
+    query = (
+        sa.select(
+            outbox.c.id,
+            outbox.c.connection,
+            outbox.c.kind,
+            *(json_text(outbox.c.target, field) for field in ("system", "object_type", "remote_id")),
+            outbox.c.payload,
+            outbox.c.state,
+            outbox.c.updated_at,
+            outbox.c.summary,
+            outbox.c.subject_type,
+            outbox.c.subject_id,
+        )
+        .where(mine(session, outbox))
+        .order_by(outbox.c.id)
+    )
+    typed: set[tuple[str, str, str]] = set()
+    untyped: set[tuple[str, str]] = set()
+    if targets is not None:
+        if not targets:
+            return
+        typed = {(s, t, r) for s, t, r in targets if t is not None}
+        untyped = {(s, r) for s, t, r in targets if t is None}
+        query = query.where(one_of(session, json_text(outbox.c.target, "remote_id"), sorted({r for *_, r in targets})))
+    query = _filtered(session, query, kinds=kinds, states=states, ids=ids)
+    for partition in session.execute(query.execution_options(yield_per=batch)).partitions():
+        for row in partition:
+            system, object_type, remote_id = row[3:6]
+            if (
+                targets is not None
+                and (system, object_type, remote_id) not in typed
+                and (system, remote_id) not in untyped
+            ):
+                continue
+            yield WriteFacts(
+                id=row[0],
+                connection=row[1],
+                kind=row[2],
+                target=None if remote_id is None else (str(system), str(object_type), str(remote_id)),
+                payload=row[6],
+                state=row[7],
+                updated_at=row[8],
+                summary=row[9],
+                subject_type=row[10],
+                subject_id=row[11],
+            )
 
 
 @dataclass(frozen=True)

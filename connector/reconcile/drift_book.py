@@ -24,7 +24,7 @@ from connector.config import Config
 from connector.connections import system_ranks
 from connector.model import Allocation
 from connector.reconcile.types import LEDGER_RULE
-from connector.reports.drift import MONEY_WRITES, REVERSALS, UNSENT
+from connector.reports.drift import MONEY_WRITES, REVERSALS, UNSENT, VIEW_FIELDS
 from connector.state import outbox
 from connector.state import reconciliation as decisions
 from connector.state.bookkeeping import audit_entries
@@ -67,8 +67,8 @@ def drift_of(config: Config, store: Store, day: date, *, batch: int = DRIFT_BATC
             reports.Gap(e.at, e.subject_type, e.subject_id, e.inputs or {}, e.decision or "")
             for e in audit_entries(session, actions={"gap"})
         ]
-        reversals = [_write(e) for e in outbox.entries(session, kinds=sorted(REVERSALS))]
-        money_left = [_view(row, kinds) for row in payment_views_money_left(session)]
+        reversals = [_write(w) for w in outbox.write_facts(session, kinds=sorted(REVERSALS))]
+        money_left = [_view(row, kinds) for row in payment_views_money_left(session, fields=VIEW_FIELDS)]
         gap_book = _gap_book(session, store, kinds, day, gaps, reversals)
         keys = store.receivable_keys(session=session)
         payment_ids = sorted(set(entities_by_remote(session, "payment").values()))
@@ -100,7 +100,7 @@ def drift_of(config: Config, store: Store, day: date, *, batch: int = DRIFT_BATC
         _fill_since(found, views)
         keep(found)
     with store.session() as session:  # the unsent money writes, a thousand at a time: most are named already
-        unsent = (_write(e) for e in outbox.each_entry(session, states=sorted(UNSENT), kinds=sorted(MONEY_WRITES)))
+        unsent = (_write(w) for w in outbox.write_facts(session, states=sorted(UNSENT), kinds=sorted(MONEY_WRITES)))
         keep(reports.unsent_writes(unsent, named))
         dangling = _dangling_refs(session)
     for line in gap_lines:
@@ -146,7 +146,7 @@ def _invoice_batch(
     remotes = {(system, remote_id) for system, _, remote_id in targets}
     linking = [v for v in money_left if (v.system, str((v.sync.get("links") or {}).get("invoice"))) in remotes]
     payment_views = _merged(_views(session, "payment", kinds, sorted({a.payment_id for a in pending})), linking)
-    writes = [_write(e) for e in outbox.entries(session, targets=targets)] if targets else []
+    writes = [_write(w) for w in outbox.write_facts(session, targets=targets)] if targets else []
     return _book(
         day,
         invoices=invoices,
@@ -183,10 +183,10 @@ def _gap_book(
     invoice_views = _views(session, "invoice", kinds, invoice_ids)
     targets = {v.target for v in invoice_views}
     named = sorted({a for g in gaps if (a := _action(g.inputs.get("action"))) is not None})
-    writes = [_write(e) for e in outbox.entries(session, targets=targets)] if targets else []
-    writes += [_write(e) for e in outbox.entries(session, ids=named)] if named else []
+    writes = [_write(w) for w in outbox.write_facts(session, targets=targets)] if targets else []
+    writes += [_write(w) for w in outbox.write_facts(session, ids=named)] if named else []
     reversed_ids = sorted({a for w in reversals if (a := _action(w.payload.get("reverses"))) is not None})
-    reversed_ = [_write(e) for e in outbox.entries(session, ids=reversed_ids)] if reversed_ids else []
+    reversed_ = [_write(w) for w in outbox.write_facts(session, ids=reversed_ids)] if reversed_ids else []
     references = {str(w.payload.get("reference")) for w in reversed_ if w.payload.get("reference")}
     pending = _pending(session, invoice_ids=invoice_ids, payment_ids=payment_ids)
     known = refs_known_as(session, {(None, r) for r in references})
@@ -213,10 +213,11 @@ def _action(value: Any) -> int | None:
 
 
 def _views(session: Any, kind: str, kinds: Kinds, entity_ids: Sequence[str]) -> list[reports.View]:
-    """The views of those records of `kind`, in `ref_views`' order (system, type, remote id)."""
+    """The views of those records of `kind`, in `ref_views`' order (system, type, remote id),
+    each holding only what the report reads of it (`VIEW_FIELDS`)."""
     if not entity_ids:
         return []
-    return [_view(row, kinds) for row in ref_views(session, kind, entity_ids=entity_ids)]
+    return [_view(row, kinds) for row in ref_views(session, kind, entity_ids=entity_ids, fields=VIEW_FIELDS)]
 
 
 def _pending(session: Any, *, invoice_ids: Sequence[str] = (), payment_ids: Sequence[str] = ()) -> list[Allocation]:
@@ -264,19 +265,18 @@ def _dangling_refs(session: Any) -> list[Row]:
     return out
 
 
-def _write(entry: outbox.OutboxEntry) -> reports.Write:
-    target = entry.action.target
+def _write(facts: outbox.WriteFacts) -> reports.Write:
     return reports.Write(
-        id=entry.id,
-        connection=entry.action.connection,
-        kind=entry.action.kind,
-        target=None if target is None else (target.system, target.object_type, target.remote_id),
-        payload=entry.action.payload,
-        state=entry.action.state,
-        at=entry.updated_at,
-        summary=entry.summary,
-        subject_type=entry.subject_type,
-        subject_id=entry.subject_id,
+        id=facts.id,
+        connection=facts.connection,
+        kind=facts.kind,
+        target=facts.target,
+        payload=facts.payload,
+        state=facts.state,
+        at=facts.updated_at,
+        summary=facts.summary,
+        subject_type=facts.subject_type,
+        subject_id=facts.subject_id,
     )
 
 

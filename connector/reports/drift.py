@@ -70,6 +70,24 @@ LIFECYCLE = {
 GATEWAY_STATE = {"paid": "paid", "void": "void", "draft": "draft"}
 
 
+# Every field of a stored view the checks below read: a reader may hand over views holding
+# only these (`state.linking.ref_views(fields=...)`: the database extracts them, no view is
+# decoded whole). A check that reads another field names it here, or it reads nothing there.
+VIEW_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("status",),
+    ("dispute_status",),
+    ("total",),
+    ("amount_paid",),
+    ("amount_credited",),
+    ("amount",),
+    ("amount_refunded",),
+    ("_sync", "deleted"),
+    ("_sync", "links", "invoice"),
+    ("_sync", "hints", "crm_payment_status"),
+    ("_sync", "hints", "crm_amount_outstanding"),
+)
+
+
 @dataclass(frozen=True)
 class View:
     """One system's stored record of a canonical invoice or payment, and when a sync last read it."""

@@ -87,6 +87,53 @@ def test_actions_aimed_at_refs_are_exactly_those_targets(store: Store) -> None:
     assert none == []
 
 
+def test_the_facts_of_the_actions_aimed_at_refs_are_exactly_those_of_their_entries(store: Store) -> None:
+    """`write_facts` (drift's read of the outbox: no models) finds the same actions as `entries`
+    for targets of a given type and of any type, kinds, states and ids, with the same fields;
+    a target is looked up by its remote id and its system and type checked after."""
+    store.add_actions(
+        [
+            aimed("ledger", "invoice", "L-7"),
+            aimed("ledger", "payment", "L-7"),
+            aimed("gateway", "invoice", "L-7"),
+            aimed("ledger", "invoice", "L-70"),
+            Action(connection="ledger", kind="send_invoice", payload={"invoice": "L-7"}),
+            aimed("gateway", "invoice", "in_7", kind="mark_paid"),
+        ]
+    )
+    filters: list[dict[str, Any]] = [
+        {"targets": {("ledger", "invoice", "L-7"), ("gateway", "invoice", "in_7")}},
+        {"targets": {("ledger", None, "L-7")}},
+        {"targets": {("crm", "deal", "L-7")}},
+        {"targets": set()},
+        {"kinds": ["mark_paid", "send_invoice"]},
+        {"states": ["planned"], "ids": [1, 3, 5]},
+        {},
+    ]
+    with store.session() as session:
+        for given in filters:
+            facts = list(outbox.write_facts(session, **given))
+            wanted = outbox.entries(session, **given)
+            assert [
+                (f.id, f.connection, f.kind, f.target, f.payload, f.state, f.updated_at, f.subject_id) for f in facts
+            ] == [
+                (
+                    e.id,
+                    e.action.connection,
+                    e.action.kind,
+                    None
+                    if e.action.target is None
+                    else (e.action.target.system, e.action.target.object_type, e.action.target.remote_id),
+                    e.action.payload,
+                    e.action.state,
+                    e.updated_at,
+                    e.subject_id,
+                )
+                for e in wanted
+            ], given
+    assert [f.kind for f in facts] == ["record_payment"] * 4 + ["send_invoice", "mark_paid"]
+
+
 def test_actions_aimed_at_a_remote_id_are_found_through_the_target_index(store: Store) -> None:
     actions = table("outbox_actions")
     query = sa.select(actions.c.id).where(
@@ -163,6 +210,86 @@ def test_the_views_and_hashes_of_some_records_are_looked_up_by_id_not_walked(sto
     assert len(seen) == 2
     for found in sqlite_plans(store, seen):
         assert any("ix_refs_entity" in row and "entity_id=?" in row for row in found), found
+
+
+VIEW = {
+    "status": "open",
+    "total": {"amount": "123.45", "currency": "USD"},
+    "amount_paid": {"amount": "0", "currency": "JPY"},
+    "count": 12345678901234567890123456789,  # beyond 64 bits: read exactly
+    "rate": 0.1,
+    "flag": True,
+    "off": False,
+    "nothing": None,
+    "name": 'Müller & Söhne "quoted" {not json}',
+    "lines": [{"description": "a"}, {"description": "b"}],
+    "_sync": {"kind": "ledger", "deleted": False, "links": {"invoice": "L-9"}, "hints": {"crm_payment_status": "paid"}},
+}
+FIELDS = [
+    ("status",),
+    ("total",),
+    ("amount_paid",),
+    ("count",),
+    ("rate",),
+    ("flag",),
+    ("off",),
+    ("nothing",),
+    ("missing",),
+    ("name",),
+    ("lines",),
+    ("_sync", "deleted"),
+    ("_sync", "links", "invoice"),
+    ("_sync", "hints", "crm_payment_status"),
+    ("_sync", "hints", "crm_amount_outstanding"),
+    ("_sync", "nowhere", "deeper"),
+]
+
+
+def projected(view: dict[str, Any], fields: list[tuple[str, ...]]) -> dict[str, Any]:
+    """What of `view` lies at `fields`, nested as in the view, nothing where there is nothing."""
+    out: dict[str, Any] = {}
+    for path in fields:
+        value: Any = view
+        for name in path:
+            value = value.get(name) if isinstance(value, dict) else None
+        if value is None:
+            continue
+        place = out
+        for name in path[:-1]:
+            place = place.setdefault(name, {})
+        place[path[-1]] = value
+    return out
+
+
+def test_the_fields_of_views_read_by_the_database_are_the_views_own_values(store: Store) -> None:
+    """`ref_views(fields=...)` (drift's reads: the database extracts a few fields, no view is
+    decoded whole) gives each view's values at those paths with their JSON types (a string that
+    looks like JSON stays a string, false stays false, an integer beyond 64 bits is exact),
+    nested as in the view, nothing for a missing path or a JSON null; one path alone too."""
+    stored = store.store_page("ledger", "invoices", "invoice", [invoice(f"L-{n}") for n in range(3)], None)
+    refs = table("refs")
+    with store.session() as session:
+        session.execute(sa.update(refs).where(refs.c.remote_id == "L-1").values(data=VIEW))
+    ids = [i.id or "" for i in stored]
+    with store.session() as session:
+        whole = linking.ref_views(session, "invoice", entity_ids=ids)
+        some = linking.ref_views(session, "invoice", entity_ids=ids, fields=FIELDS)
+        one = linking.ref_views(session, "invoice", entity_ids=ids, fields=[("status",)])
+        every = linking.ref_views(session, "invoice", fields=FIELDS)
+    assert [v["data"] for v in some] == [projected(v["data"], FIELDS) for v in whole]
+    assert [v["data"] for v in one] == [projected(v["data"], [("status",)]) for v in whole]
+    assert every == some
+    [changed] = [v["data"] for v in some if v["remote_id"] == "L-1"]
+    assert changed["count"] == 12345678901234567890123456789 and changed["off"] is False
+    assert changed["name"] == VIEW["name"] and changed["lines"] == VIEW["lines"]
+    assert (
+        "nothing" not in changed
+        and "missing" not in changed
+        and "crm_amount_outstanding" not in changed["_sync"]["hints"]
+    )
+    assert [{k: v for k, v in row.items() if k != "data"} for row in some] == [
+        {k: v for k, v in row.items() if k != "data"} for row in whole
+    ]
 
 
 def test_the_payment_views_that_link_to_some_invoices_are_exactly_those_found_through_their_index(

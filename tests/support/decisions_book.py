@@ -30,6 +30,7 @@ from connector import pipeline
 from connector.config import ENV_DATABASE_URL, load_config
 from connector.demo import DEMO_CREDENTIALS
 from connector.money import currency_exponent
+from connector.reconcile import drift_book
 from connector.reconcile.drift_book import drift_of
 from connector.reconcile.run import run_reconciliation
 from connector.sandbox import Sandbox
@@ -319,13 +320,17 @@ class DecisionsBook:
     def same_drift_a_record_at_a_time(self, report: dict[str, Any]) -> None:
         """The drift the CLI printed (its batches hold the whole of this small book at once) is
         the one read a record at a time: each invoice and payment in a batch of its own, with
-        only its own neighbourhood. And what the reminders plan reads of a few customers at a
-        time is what the whole book says of them."""
+        only its own neighbourhood; and the one read with every view whole (the report reads
+        only `VIEW_FIELDS` of each, extracted by the database). And what the reminders plan
+        reads of a few customers at a time is what the whole book says of them."""
         config = load_config(str(self.config_path))
         store = open_store(config.database_url)
         try:
             alone = json.loads(json.dumps(drift_of(config, store, date.today(), batch=1), default=str))
             assert alone == report
+            with patch.object(drift_book, "VIEW_FIELDS", None):
+                whole = json.loads(json.dumps(drift_of(config, store, date.today()), default=str))
+            assert whole == report
             same_reminders_a_few_customers_at_a_time(config, store, date.today())
         finally:
             store.close()
