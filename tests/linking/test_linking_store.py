@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 from connector.config import Config, load_config
-from connector.linking.relations import customer_names, load_related
+from connector.linking.relations import customer_names, facts_of, load_related, related_customers
 from connector.linking.run import link_all, unlinked_deals
 from connector.model import Customer, Invoice, Ref
 from connector.money import Money
+from connector.state.linking import ref_views
 from connector.state.store import Store, open_store
 from support.databases import pg_engine_in_temporary_schema, postgres_url_or_fail
 
@@ -206,3 +207,49 @@ def test_related_customers_and_their_names_load_from_the_stored_views(config, st
     related = load_related(store)
     assert related[by_name["Acme Ltd"]] == {by_name["Acme Trading"]}
     assert related[by_name["Jo Bloggs"]] == frozenset() and related[by_name["Solo Inc"]] == frozenset()
+
+
+def test_related_customers_read_from_a_few_fields_are_those_of_the_whole_views(config, store):
+    """`load_related` has the database extract the fields relations read (`RELATION_FIELDS`):
+    the same relations as every customer view decoded whole, through each kind of fact (a
+    shared email domain, a hinted email, a contact group, a parent company)."""
+    put(store, "ledger", "customer", contact("ledger", "X-1", "Acme Ltd", "ap@acme-group.example"))
+    put(store, "ledger", "customer", contact("ledger", "X-2", "Acme Trading", "billing@acme-group.example"))
+    put(
+        store,
+        "ledger",
+        "customer",
+        contact("ledger", "X-3", "Jo Bloggs", "jo@gmail.com"),
+        hints={"contact_groups": ["Key"]},
+    )
+    put(
+        store,
+        "ledger",
+        "customer",
+        contact("ledger", "X-4", "Jo Two", "jo2@gmail.com"),
+        hints={"contact_groups": ["Key"]},
+    )
+    put(
+        store,
+        "crm",
+        "customer",
+        contact("crm", "H-1", "Solo Inc", "solo@gmail.com"),
+        hints={"parent_company_id": "H-2"},
+    )
+    put(
+        store,
+        "crm",
+        "customer",
+        contact("crm", "H-2", "Solo Holdings", "x@gmail.com"),
+        hints={"email": "b@solo.example"},
+    )
+    put(store, "crm", "customer", contact("crm", "H-3", "Solo Sub", "y@gmail.com"), hints={"email": "c@solo.example"})
+    with store.session() as session:
+        whole = related_customers([facts_of(row) for row in ref_views(session, "customer")])
+    related = load_related(store)
+    assert related == whole
+    by_name = {name: entity for entity, name in customer_names(store).items()}
+    assert by_name["Acme Trading"] in related[by_name["Acme Ltd"]]
+    assert by_name["Jo Two"] in related[by_name["Jo Bloggs"]]
+    assert by_name["Solo Holdings"] in related[by_name["Solo Inc"]]
+    assert by_name["Solo Sub"] in related[by_name["Solo Holdings"]]
