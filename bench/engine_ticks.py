@@ -49,7 +49,7 @@ from connector import pipeline
 from connector.config import load_config
 from connector.state import open_store
 config = load_config(sys.argv[1])
-store = open_store(config.database_url)
+store = open_store(config.database_url, sealer=config.token_sealer())  # as `connector serve` opens it
 started, cpu = time.perf_counter(), time.process_time()
 report = pipeline.sync(config, store, then_link=False)
 pulled, pull_cpu = time.perf_counter(), time.process_time()
@@ -57,6 +57,9 @@ done = pipeline.reconcile_and_plan_if_changed(config, store)
 finished, engine_cpu = time.perf_counter(), time.process_time()
 print(json.dumps({
     "ok": report.ok,
+    "failed": [
+        f"{s.connection}/{s.stream}: {'; '.join(s.errors) or s.status}" for s in report.streams if s.status != "ok"
+    ],
     "stored": sum(s.stored for s in report.streams),
     "pull_s": pulled - started,
     "pull_cpu": pull_cpu - cpu,
@@ -149,6 +152,8 @@ def main() -> int:
         for n in range(1, args.max_ticks + 1):
             wall, cpu, rss, out = child([sys.executable, "-c", TICK, str(config)])
             tick: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+            if tick["failed"]:  # a tick that pulled nothing would be timed as a tick with nothing new
+                raise SystemExit(f"tick {n}: streams failed: {tick['failed']}")
             detail = (
                 f"pull {tick['pull_s']:.2f} s, CPU {tick['pull_cpu']:.2f} s ({tick['stored']} stored); "
                 f"engine {tick['engine']}: {tick['engine_s']:.2f} s, CPU {tick['engine_cpu']:.2f} s"
