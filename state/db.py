@@ -91,6 +91,11 @@ def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
         # 110,000-invoice book `connector plan` held 250 MB of them (743 -> 488 MiB peak with
         # 8, measured 2026-12-06; the store's pages run as fast: five statements a page).
         kwargs["connect_args"] = {"cached_statements": SQLITE_CACHED_STATEMENTS, **kwargs.get("connect_args", {})}
+        # Each connection keeps its own page cache (up to SQLITE_CACHE_KIB): a session takes
+        # the connection returned last, not the one idle longest, so that a process working
+        # one session at a time warms one cache rather than filling the pool's five (on the
+        # large book a tick's link held 130 MiB of page caches at its peak).
+        kwargs.setdefault("pool_use_lifo", True)
     engine = sa.create_engine(target, **kwargs)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)

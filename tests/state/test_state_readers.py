@@ -39,3 +39,23 @@ def test_on_sqlite_a_reader_neither_waits_for_the_write_lock_nor_holds_it(tmp_pa
     finally:
         other.close()
         store.close()
+
+
+def test_on_sqlite_after_sessions_side_by_side_the_next_ones_reuse_one_connection(tmp_path) -> None:
+    """A sync pulls streams side by side (a connection each), then links and plans one session
+    at a time: those sessions take the connection returned last, so one page cache is warmed,
+    not every pooled connection's (up to 32 MiB each)."""
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        sessions = [store.reader().session() for _ in range(3)]  # reading: no write lock
+        opened = [s.__enter__() for s in sessions]  # three pulls at once
+        pulled = {id(s.connection().connection.dbapi_connection) for s in opened}
+        for s in reversed(sessions):
+            s.__exit__(None, None, None)
+        used = set()
+        for _ in range(6):  # then the engine, one session at a time
+            with store.session() as session:
+                used.add(id(session.connection().connection.dbapi_connection))
+        assert len(pulled) == 3 and len(used) == 1
+    finally:
+        store.close()
