@@ -94,8 +94,10 @@ def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
         # Each connection keeps its own page cache (up to SQLITE_CACHE_KIB): a session takes
         # the connection returned last, not the one idle longest, so that a process working
         # one session at a time warms one cache rather than filling the pool's five (on the
-        # large book a tick's link held 130 MiB of page caches at its peak).
-        kwargs.setdefault("pool_use_lifo", True)
+        # large book a tick's link held 130 MiB of page caches at its peak). A database file
+        # only: an in-memory one has one connection a thread (a pool without that choice).
+        if sqlite_file(target) is not None and "poolclass" not in kwargs:
+            kwargs.setdefault("pool_use_lifo", True)
     engine = sa.create_engine(target, **kwargs)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)

@@ -213,37 +213,16 @@ def test_related_customers_read_from_a_few_fields_are_those_of_the_whole_views(c
     """`load_related` has the database extract the fields relations read (`RELATION_FIELDS`):
     the same relations as every customer view decoded whole, through each kind of fact (a
     shared email domain, a hinted email, a contact group, a parent company)."""
-    put(store, "ledger", "customer", contact("ledger", "X-1", "Acme Ltd", "ap@acme-group.example"))
-    put(store, "ledger", "customer", contact("ledger", "X-2", "Acme Trading", "billing@acme-group.example"))
-    put(
-        store,
-        "ledger",
-        "customer",
-        contact("ledger", "X-3", "Jo Bloggs", "jo@gmail.com"),
-        hints={"contact_groups": ["Key"]},
-    )
-    put(
-        store,
-        "ledger",
-        "customer",
-        contact("ledger", "X-4", "Jo Two", "jo2@gmail.com"),
-        hints={"contact_groups": ["Key"]},
-    )
-    put(
-        store,
-        "crm",
-        "customer",
-        contact("crm", "H-1", "Solo Inc", "solo@gmail.com"),
-        hints={"parent_company_id": "H-2"},
-    )
-    put(
-        store,
-        "crm",
-        "customer",
-        contact("crm", "H-2", "Solo Holdings", "x@gmail.com"),
-        hints={"email": "b@solo.example"},
-    )
-    put(store, "crm", "customer", contact("crm", "H-3", "Solo Sub", "y@gmail.com"), hints={"email": "c@solo.example"})
+    for system, remote, name, email, hints in [
+        ("ledger", "X-1", "Acme Ltd", "ap@acme-group.example", {}),
+        ("ledger", "X-2", "Acme Trading", "billing@acme-group.example", {}),
+        ("ledger", "X-3", "Jo Bloggs", "jo@gmail.com", {"contact_groups": ["Key"]}),
+        ("ledger", "X-4", "Jo Two", "jo2@gmail.com", {"contact_groups": ["Key"]}),
+        ("crm", "H-1", "Solo Inc", "solo@gmail.com", {"parent_company_id": "H-2"}),
+        ("crm", "H-2", "Solo Holdings", "x@gmail.com", {"email": "b@solo.example"}),
+        ("crm", "H-3", "Solo Sub", "y@gmail.com", {"email": "c@solo.example"}),
+    ]:
+        put(store, system, "customer", contact(system, remote, name, email), hints=hints)
     with store.session() as session:
         whole = related_customers([facts_of(row) for row in ref_views(session, "customer")])
     related = load_related(store)
