@@ -8,7 +8,8 @@ strings, never floats).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+import re
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 from connector.model import Action, ActionState, Ref
 from connector.state.records import new_id, utcnow
 from connector.state.scope import DEFAULT_COMPANY, company_of
+from connector.state.tables import mentions as json_mentions
 from connector.state.tables import table
 from connector.state.upsert import in_chunks, insert_new, mine, one_of, upsert
 
@@ -137,11 +139,12 @@ def audit_many(
 ) -> None:
     """`audit` of each (subject type, subject id, inputs, decision), in that order, one
     statement run for `AUDIT_BATCH` of them at a time (a first link of a large book audits
-    300,000 links: one INSERT each took minutes; all at once, their parameters 300 MB)."""
+    300,000 links: one INSERT each took minutes; all at once, their parameters 300 MB).
+    The ids each entry's inputs name beside its subject go to `audit_mentions` with it."""
     if not entries:
         return
     at, company = utcnow(), company_of(session)
-    insert = sa.insert(table("audit_log"))
+    log = table("audit_log")
     for start in range(0, len(entries), AUDIT_BATCH):
         rows = [
             {
@@ -156,7 +159,42 @@ def audit_many(
             }
             for subject_type, subject_id, inputs, decision in entries[start : start + AUDIT_BATCH]
         ]
-        session.execute(insert, rows)
+        named = [ids_named(row["inputs"], row["subject_id"]) for row in rows]
+        if not any(named):
+            session.execute(sa.insert(log), rows)
+            continue
+        ids = session.execute(sa.insert(log).returning(log.c.id, sort_by_parameter_order=True), rows).scalars()
+        mentioned = [
+            {"company": company, "mentioned": record_id, "entry_id": entry_id}
+            for entry_id, ids_named in zip(ids, named, strict=True)
+            for record_id in sorted(ids_named)
+        ]
+        session.execute(sa.insert(table("audit_mentions")), mentioned)
+
+
+RECORD_ID = re.compile(r"[0-9a-f]{32}")  # how `records.new_id` spells every canonical id
+
+
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string value anywhere inside the JSON-like `value` (not the keys)."""
+    pending = [value]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list | tuple):
+            pending.extend(value)
+
+
+def ids_named(inputs: Any, subject_id: str | None) -> set[str]:
+    """The record ids `inputs`, as stored, holds as a whole string value anywhere inside it,
+    other than the entry's subject: what `audit_mentions` keeps for the entry (migration 0026
+    reads the entries of before the same way)."""
+    return {
+        value for value in strings_in(inputs) if len(value) == 32 and value != subject_id and RECORD_ID.fullmatch(value)
+    }
 
 
 @dataclass(frozen=True)
@@ -218,19 +256,35 @@ def latest_entries(
     return found
 
 
-def audit_entries_about(session: Session, subject_ids: Sequence[str], mentioned: str) -> list[AuditEntry]:
-    """The entries whose subject is one of `subject_ids`, or whose inputs mention `mentioned`
-    anywhere (a manual match names its invoice only there), oldest first."""
-    log = table("audit_log")
-    query = (
-        sa.select(log)
-        .where(
-            mine(session, log),
-            sa.or_(log.c.subject_id.in_(list(subject_ids)), sa.cast(log.c.inputs, sa.Text).contains(mentioned)),
+def audit_entries_about(session: Session, subjects: Collection[tuple[str, str]], mentioned: str) -> list[AuditEntry]:
+    """The entries about one of `subjects` ((subject type, subject id) pairs), or whose inputs
+    name the record `mentioned` as a whole string value anywhere (a manual match names its
+    invoice only there), oldest first. Each is found through an index (`ix_audit_log_subject`,
+    `audit_mentions`), however long the log has grown: a scan of its text took 0.55 s of the
+    110,000-invoice book's `explain`. An id not spelt as ours (given by hand) is looked for in
+    the text of the whole log, as before."""
+    log, named = table("audit_log"), table("audit_mentions")
+    entries: dict[int, AuditEntry] = {}
+    if RECORD_ID.fullmatch(mentioned):
+        by_mention = sa.select(named.c.entry_id).where(mine(session, named), named.c.mentioned == mentioned)
+        found = set(session.execute(by_mention).scalars())
+    else:
+        sieve = sa.select(log).where(mine(session, log), json_mentions(log.c.inputs, mentioned))
+        named_here = (_entry(row) for row in session.execute(sieve).mappings())
+        entries.update((e.id, e) for e in named_here if mentioned in set(strings_in(e.inputs)))
+        found = set()
+    by_type: dict[str, set[str]] = {}
+    for subject_type, subject_id in subjects:
+        by_type.setdefault(subject_type, set()).add(subject_id)
+    for subject_type, subject_ids in sorted(by_type.items()):
+        about = sorted(subject_ids)
+        query = sa.select(log.c.id).where(
+            mine(session, log), log.c.subject_type == subject_type, one_of(session, log.c.subject_id, about)
         )
-        .order_by(log.c.at, log.c.id)
-    )
-    return [_entry(row) for row in session.execute(query).mappings()]
+        found.update(session.execute(query).scalars())
+    query = sa.select(log).where(mine(session, log), one_of(session, log.c.id, sorted(found - set(entries))))
+    entries.update((e.id, e) for e in (_entry(row) for row in session.execute(query).mappings()))
+    return sorted(entries.values(), key=lambda e: (e.at, e.id))
 
 
 # Runs -----------------------------------------------------------------------------------

@@ -433,6 +433,19 @@ class AuditLogRow(SQLModel, table=True):
     decision: str | None = _col(sa.Text)
 
 
+class AuditMentionRow(SQLModel, table=True):
+    """An id an audit entry's inputs name that is not its subject (0026): one row per id and
+    entry, so the entries naming a record (a manual match names its invoices only in its
+    inputs) are an index look-up, not a scan of the whole log's text."""
+
+    __tablename__ = "audit_mentions"
+    __table_args__ = (sa.ForeignKeyConstraint(["entry_id"], ["audit_log.id"], name="fk_audit_mentions_entry"),)
+
+    company: str = _company(primary_key=True)
+    mentioned: str = _col(sa.Text, primary_key=True, nullable=False)
+    entry_id: int = _col(BigIntId, primary_key=True, nullable=False, autoincrement=False)
+
+
 class OAuthTokenRow(SQLModel, table=True):
     """One connection's OAuth tokens; `version` makes a save a compare-and-swap (0002);
     `previous_refresh_token` is the one the current refresh token replaced (0009)."""
@@ -536,6 +549,7 @@ STATE_TABLES: tuple[str, ...] = (
     "outbox_actions",
     "runs",
     "audit_log",
+    "audit_mentions",
     "oauth_tokens",
     "proposals",
     "work_units",

@@ -38,7 +38,7 @@ COMMAND_MODULES: dict[str, str] = {
     "payments": "connector.cli.report_commands",
     "customers": "connector.cli.report_commands",
     "aging": "connector.cli.report_commands",
-    "explain": "connector.cli.report_commands",
+    "explain": "connector.cli.explain_commands",
     "drift": "connector.cli.report_commands",
     "statement": "connector.cli.statement_commands",
     "audit": "connector.cli.audit_commands",

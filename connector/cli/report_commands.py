@@ -1,5 +1,5 @@
-"""Finance reports: `invoices list|unlinked`, `payments list`, `customers list|show`, `aging`, `explain`,
-`drift`.
+"""Finance reports: `invoices list|unlinked`, `payments list`, `customers list|show`, `aging`, `drift`
+(`explain` has its own module, `connector.cli.explain_commands`).
 
 These commands only read: they load what is stored, hand it to the pure functions of
 `connector.reports`, and print the rows as a table, JSON (`--json`, documented in
@@ -12,7 +12,6 @@ book and never added to another's.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,11 +26,11 @@ from connector import reports
 from connector.cli.company_commands import print_company_heading
 from connector.cli.context import ALL_COMPANIES, AppContext, pass_app
 from connector.cli.days import parse_day
+from connector.cli.printing import echo_json, echo_table, invoice_flags
 from connector.cli.streaming import RowSpool, echo_json_rows
 from connector.errors import EXIT_PROBLEMS, UsageError
 from connector.exports import Column, Sheet, sheets_by_currency, write_csv, write_xlsx
 from connector.linking.run import UnlinkedDeal, unlinked_deals
-from connector.lookup import find_invoice, find_payment
 from connector.model import AGING_BUCKETS, Allocation, Customer, Invoice, Payment
 from connector.money import Money
 from connector.reconcile.drift_book import drift_of
@@ -43,13 +42,10 @@ from connector.reconcile.history import (
     invoice_listing,
     payment_listing,
 )
-from connector.reconcile.run import invoice_allocations, not_in_ledger, without_withdrawn
+from connector.reconcile.run import invoice_allocations, without_withdrawn
 from connector.reports.aging_sheets import aging_headers, aging_rows, aging_sheets
 from connector.reports.as_at import SORT_KEYS, SortKey, sort_rows, top_rows
-from connector.state import outbox
 from connector.state import reconciliation as decisions
-from connector.state.bookkeeping import audit_entries_about
-from connector.state.records import ref_details
 from connector.state.store import Store
 
 Row = dict[str, Any]
@@ -98,10 +94,6 @@ def output_options(with_xlsx: bool = True) -> Callable[[Any], Any]:
     return decorate
 
 
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
-
-
 def _echo_csv(output: Output, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     write_csv(sys.stdout, headers, rows, excel=output.excel)
 
@@ -113,41 +105,6 @@ def _save_xlsx(output: Output, sheets: Sequence[Sheet]) -> None:
     except OSError as exc:
         raise UsageError(f"--xlsx: cannot write {output.xlsx}: {exc.strerror or exc}") from None
     click.echo(f"wrote {output.xlsx} ({len(sheets)} sheet(s))")
-
-
-def _echo_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], right: Sequence[str] = ()) -> None:
-    """Columns sized to their content; the `right` columns (amounts, counts) right-aligned.
-    `rows` is walked twice (widths, then lines): a list, or a spool's rows (`RowSpool.map`)."""
-
-    def cells(row: Sequence[Any]) -> list[str]:
-        return [("" if v is None else str(v)) for v in row]
-
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, cells(row), strict=True)]
-
-    def line(values: Sequence[str]) -> str:
-        parts = [v.rjust(w) if h in right else v.ljust(w) for v, w, h in zip(values, widths, headers, strict=True)]
-        return "  ".join(parts).rstrip()
-
-    click.echo(line(list(headers)))
-    for row in rows:
-        click.echo(line(cells(row)))
-
-
-def _flags(row: Row) -> str:
-    flags = []
-    if row.get("disputed"):
-        flags.append("disputed")
-    if row.get("promise_to_pay"):
-        flags.append(f"promise {row['promise_to_pay']}")
-    if row.get("in_collections"):
-        flags.append("in_collections")
-    if row.get("payment_plan"):
-        flags.append("payment_plan")
-    if row.get("customer_paused"):
-        flags.append("customer_paused")
-    return ",".join(flags)
 
 
 class Totals:
@@ -249,7 +206,7 @@ def _print_listing(
         if output.kind in ("csv", "xlsx"):
             _export(output, listing.title, listing.export, spool)
             return
-        _echo_table(listing.columns, spool.map(cells), right=listing.right)
+        echo_table(listing.columns, spool.map(cells), right=listing.right)
         _echo_totals(totals.rows(), totals.fields, totals.counted)
         click.echo(f"{spool.count} {listing.key[:-1]}(s) {footer}".rstrip())
 
@@ -342,7 +299,7 @@ def _invoice_cells(row: Row) -> list[Any]:
         row["days_past_due"],
         row["aging_bucket"],
         " ".join(row["systems"]),
-        _flags(row),
+        invoice_flags(row),
     ]
 
 
@@ -397,9 +354,9 @@ def invoices_unlinked(app: AppContext, as_json: bool) -> None:
     to the ledger's invoice (or, without a ledger, the gateway's); see docs/linking.md."""
     deals = unlinked_deals(app.config(), app.reader())
     if as_json:
-        _echo_json({"deals": [_unlinked_row(d) for d in deals]})
+        echo_json({"deals": [_unlinked_row(d) for d in deals]})
         return
-    _echo_table(
+    echo_table(
         ["system", "deal", "name", "amount", "currency", "why"],
         [[d.system, d.remote_id, d.name or "-", d.amount, d.currency or "-", d.reason] for d in deals],
         right=("amount",),
@@ -549,11 +506,11 @@ def customers_list(app: AppContext, as_json: bool, as_csv: bool, excel: bool) ->
     ]
     lines = [line for row in rows for line in _customer_lines(row)]
     if output.kind == "json":
-        _echo_json({"as_of": day.isoformat(), "customers": rows})
+        echo_json({"as_of": day.isoformat(), "customers": rows})
     elif output.kind == "csv":
         _echo_csv(output, CUSTOMER_COLUMNS, lines)
     else:
-        _echo_table(CUSTOMER_COLUMNS[1:], [line[1:] for line in lines], right=("balance", "unapplied"))
+        echo_table(CUSTOMER_COLUMNS[1:], [line[1:] for line in lines], right=("balance", "unapplied"))
         click.echo(f"{len(rows)} customer(s)")
 
 
@@ -577,7 +534,7 @@ def customers_show(app: AppContext, customer: str, as_of: str | None, as_json: b
     payment_rows = _payment_rows(store, store.list_payments(customer_id=chosen.id), customers)
     story = reports.customer_story(chosen, invoice_rows, payment_rows)
     if as_json:
-        _echo_json({"as_of": day.isoformat(), "customer": story})
+        echo_json({"as_of": day.isoformat(), "customer": story})
         return
     click.echo(f"{story['name']}  ({story['id']})")
     if story["emails"]:
@@ -588,12 +545,12 @@ def customers_show(app: AppContext, customer: str, as_of: str | None, as_json: b
         click.echo("reminders: paused")
     click.echo("")
     click.echo("In each system:")
-    _echo_table(["system", "type", "id"], [[r["system"], r["type"], r["id"]] for r in story["refs"]])
+    echo_table(["system", "type", "id"], [[r["system"], r["type"], r["id"]] for r in story["refs"]])
     click.echo("")
     owed = ", ".join(f"{v} {c}" for c, v in story["balance"].items()) or "nothing"
     click.echo(f"Open invoices as of {day.isoformat()} (owed: {owed}):")
     if story["open_invoices"]:
-        _echo_table(
+        echo_table(
             INVOICE_COLUMNS,
             [_invoice_cells(r) for r in story["open_invoices"]],
             right=("total", "balance", "days_past_due"),
@@ -601,7 +558,7 @@ def customers_show(app: AppContext, customer: str, as_of: str | None, as_json: b
     click.echo("")
     click.echo("Payments:")
     if story["payments"]:
-        _echo_table(PAYMENT_COLUMNS, [_payment_cells(r) for r in story["payments"]], right=PAYMENT_AMOUNTS)
+        echo_table(PAYMENT_COLUMNS, [_payment_cells(r) for r in story["payments"]], right=PAYMENT_AMOUNTS)
     click.echo("")
     credit = ", ".join(f"{v} {c}" for c, v in story["unapplied"].items()) or "none"
     click.echo(f"Unapplied credit: {credit}")
@@ -653,7 +610,7 @@ def aging_command(
     if not side_by_side:
         (report,) = reports_by_company.values()
         if output.kind == "json":
-            _echo_json(report)
+            echo_json(report)
         elif output.kind == "csv":
             _echo_csv(output, aging_headers(report), aging_rows(report))
         elif output.kind == "xlsx":
@@ -662,7 +619,7 @@ def aging_command(
             _print_aging(report)
         return
     if output.kind == "json":
-        _echo_json({"companies": [{"company": c, **r} for c, r in reports_by_company.items()]})
+        echo_json({"companies": [{"company": c, **r} for c, r in reports_by_company.items()]})
     elif output.kind == "csv":
         (first, *_) = reports_by_company.values()
         _echo_csv(
@@ -722,7 +679,7 @@ def _with_cash(now: Sequence[Row], aged: Sequence[Row], key: Callable[[Row], Any
 def _print_aging(report: Row) -> None:
     headers = aging_headers(report)
     shown = [i for i, h in enumerate(headers) if h not in ("row", "customer_id", "invoices")]
-    _echo_table(
+    echo_table(
         [headers[i] for i in shown],
         [[row[i] for i in shown] for row in aging_rows(report)],
         right=(*AGING_AMOUNTS, "unapplied", "credit", "net"),
@@ -739,7 +696,7 @@ def _print_aging(report: Row) -> None:
         f"DSO as of {report['as_of']} (receivables / credit sales of the last {reports.DSO_WINDOW_DAYS} days x "
         f"{reports.DSO_WINDOW_DAYS}):"
     )
-    _echo_table(
+    echo_table(
         ["currency", "receivables", "credit_sales", "dso_days"],
         [[d["currency"], d["receivables"], d["credit_sales"], d["days"] or "n/a"] for d in report["dso"]],
         right=("receivables", "credit_sales", "dso_days"),
@@ -772,7 +729,7 @@ def drift_command(app: AppContext, as_json: bool) -> int:
     }
     drift = any(report["drift"] for report in reports_by_company.values())
     if as_json:
-        _echo_json({"companies": [{"company": c, **r} for c, r in reports_by_company.items()]})
+        echo_json({"companies": [{"company": c, **r} for c, r in reports_by_company.items()]})
     else:
         for number, (company, report) in enumerate(reports_by_company.items()):
             print_company_heading(app.root_config(), company, first=number == 0)
@@ -820,172 +777,4 @@ def drift_text(line: Row) -> str:
     )
 
 
-# explain --------------------------------------------------------------------------------
-
-
-def _find(store: Store, token: str) -> tuple[str, Any]:
-    finders: list[tuple[str, Callable[[Store, str], Any]]] = [("payment", find_payment), ("invoice", find_invoice)]
-    for kind, finder in finders:
-        try:
-            return kind, finder(store, token)
-        except UsageError as exc:
-            if not str(exc).startswith("no "):  # it names several: say so
-                raise
-    raise UsageError(f"no payment or invoice {token!r} (give our id, a provider's id or an invoice number)")
-
-
-def _ref_details(session: Any, kind: str, entity_id: str) -> list[Row]:
-    return [
-        {
-            "system": r["system"],
-            "type": r["object_type"],
-            "id": r["remote_id"],
-            "link_rule": r["link_rule"],
-            "remote_updated_at": reports.iso(r["remote_updated_at"]),
-            "seen_at": reports.iso(r["seen_at"]),
-        }
-        for r in ref_details(session, kind, entity_id)
-    ]
-
-
-def _audit_entries(session: Any, subject_ids: Sequence[str], mentioned: str) -> list[Row]:
-    return [
-        {
-            "seq": e.id,
-            "at": reports.iso(e.at),
-            "actor": e.actor,
-            "action": e.action,
-            "subject_type": e.subject_type,
-            "subject_id": e.subject_id,
-            "inputs": e.inputs,
-            "decision": e.decision,
-        }
-        for e in audit_entries_about(session, subject_ids, mentioned)
-    ]
-
-
-@click.command("explain")
-@click.argument("record")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/finance.md).")
-@click.option("--raw", "with_raw", is_flag=True, help="Also each system's raw payload: where every field came from.")
-@pass_app
-def explain_command(app: AppContext, record: str, as_json: bool, with_raw: bool) -> None:
-    """The full story of one PAYMENT or INVOICE (our id, a provider's id, or an invoice number).
-    With --raw, also the object each system returned for it, before mapping."""
-    store = app.reader()
-    kind, found = _find(store, record)
-    entity_id = found.id
-    # Only the record's neighbourhood is read (issue #18): reading the whole book for it took
-    # 30 s to over two minutes and 1.3 GB on the 110,000-invoice book (207,960 outbox actions).
-    with store.session() as session:
-        if kind == "payment":
-            stored = decisions.load_allocations(session, payment_ids=[entity_id])
-            proposals = decisions.load_proposals(session, status=None, payment_ids=[entity_id])
-        else:
-            stored = decisions.load_allocations(session, invoice_ids=[entity_id])
-            proposals = decisions.proposals_naming(session, entity_id)
-        refs = _ref_details(session, kind, entity_id)
-        subjects = [entity_id, *(s.allocation.id or "" for s in stored), *(p["id"] for p in proposals)]
-        audit = _audit_entries(session, subjects, entity_id)
-        aimed = outbox.entries(session, targets={(r["system"], r["type"], r["id"]) for r in refs})
-    customers = {c.id: c for c in store.list_customers(ids=[found.customer_id]) if c.id} if found.customer_id else {}
-    if kind == "payment":
-        applied = [s.allocation for s in stored if s.status == "applied"]
-        row = reports.payment_rows([found], customers, {entity_id: applied})[0]
-    else:
-        [found] = without_withdrawn(store, [found], neighbourhood=True)
-        row = reports.invoice_rows([found], customers, not_in_ledger(stored), date.today())[0]
-    actions = [
-        {
-            "connection": a.connection,
-            "kind": a.kind,
-            "state": a.state,
-            "idempotency_key": a.idempotency_key,
-            "target": None
-            if a.target is None
-            else {"system": a.target.system, "type": a.target.object_type, "id": a.target.remote_id},
-            "payload": a.payload,
-        }
-        for a in (entry.action for entry in aimed)
-    ]
-    story = reports.explain_story(
-        kind,
-        row,
-        refs,
-        [reports.allocation_row(s.allocation, s.status, s.created_at) for s in stored],
-        [reports.proposal_row(p) for p in proposals],
-        audit,
-        actions,
-    )
-    if with_raw:
-        story["raw"] = store.raw_payloads(kind, entity_id)
-    if as_json:
-        _echo_json(story)
-    else:
-        _print_story(story)
-        if with_raw:
-            _print_raw(story["raw"])
-
-
-def _print_raw(payloads: list[Row]) -> None:
-    for payload in payloads:
-        click.echo("")
-        click.echo(f"Raw from {payload['system']} ({payload['type']} {payload['id']}):")
-        if payload["raw"] is None:
-            click.echo("  none kept (stored before raw payloads were): `connector sync --full` keeps it")
-        else:
-            click.echo(json.dumps(payload["raw"], indent=2, sort_keys=True, default=str))
-
-
-def _print_story(story: Row) -> None:
-    record = story["record"]
-    if story["kind"] == "payment":
-        click.echo(
-            f"payment {story['id']}: {record['amount']} {record['currency']} received {record['received_at']} "
-            f"from {record['customer']['name']} ({record['status']}, {record['method'] or 'unknown method'})"
-        )
-        click.echo(f"remittance: {record['remittance'] or '-'}")
-        click.echo(f"allocated {record['allocated']} {record['currency']}, unapplied {record['unapplied']}")
-    else:
-        click.echo(
-            f"invoice {record['number'] or story['id']} ({story['id']}) of {record['customer']['name']}: "
-            f"total {record['total']} {record['currency']}, balance {record['balance']}, {record['status']}, "
-            f"due {record['due_date']}, {record['days_past_due']} day(s) past due"
-        )
-        flags = _flags(record)
-        if flags:
-            click.echo(f"flags: {flags}")
-    click.echo("")
-    click.echo("In each system:")
-    _echo_table(
-        ["system", "type", "id", "linked by"],
-        [[r["system"], r["type"], r["id"], r["link_rule"] or "-"] for r in story["refs"]],
-    )
-    click.echo("")
-    click.echo("Allocations:" if story["allocations"] else "Allocations: none")
-    for a in story["allocations"]:
-        click.echo(
-            f"  {a['id']} [{a['status']}] payment {a['payment']} -> invoice {a['invoice']}: "
-            f"{a['amount']} {a['currency']} by {a['rule']} (confidence {a['confidence']}, "
-            f"confirmed by {a['confirmed_by'] or '-'})"
-        )
-        click.echo(f"      {a['reason']}")
-    click.echo("Proposals:" if story["proposals"] else "Proposals: none")
-    for p in story["proposals"]:
-        click.echo(f"  {p['id']} [{p['status']}] payment {p['payment']}: {p['amount']} {p['currency']}")
-        for c in p["candidates"]:
-            click.echo(
-                f"    {c['rank']}. invoices {', '.join(c['invoices'])} ({', '.join(c['amounts'])}) by {c['rule']} "
-                f"(confidence {c['confidence']}): {c['reason']}"
-            )
-    click.echo("Audit log:" if story["audit"] else "Audit log: nothing recorded")
-    for e in story["audit"]:
-        click.echo(
-            f"  {e['at']} {e['actor']} {e['action']} {e['subject_type']} {e['subject_id']}: {e['decision'] or ''}"
-        )
-    click.echo("Outbox actions:" if story["actions"] else "Outbox actions: none")
-    for a in story["actions"]:
-        click.echo(f"  {a['connection']} {a['kind']} [{a['state']}] {a['idempotency_key']}")
-
-
-COMMANDS = [invoices_group, payments_group, customers_group, aging_command, explain_command, drift_command]
+COMMANDS = [invoices_group, payments_group, customers_group, aging_command, drift_command]

@@ -35,9 +35,8 @@ from connector.redaction import redact
 from connector.reports.statements import period_start, statement
 from connector.state import outbox
 from connector.state import reconciliation as decisions
-from connector.state.bookkeeping import audit_entries_about
-from connector.state.records import ref_details
 from connector.state.store import Store
+from connector.state.story import neighbourhood
 from connector.writeback.apply import cancel, retry, state_of
 from connector.writeback.settle import Settlement, Settler
 
@@ -183,34 +182,21 @@ def _payment_allocations(store: Store) -> dict[str, list[Allocation]]:
 def record_story(book: Book, kind: str, entity_id: str, names: Names) -> Row:
     """As `connector explain --json`: the refs, allocations, proposals, audit log and writes of
     one invoice or payment."""
-    store = book.reader()
-    with store.session() as session:
-        if kind == "payment":
-            stored = decisions.load_allocations(session, payment_ids=[entity_id])
-            proposals = [p for p in decisions.load_proposals(session, status=None) if p["payment_id"] == entity_id]
-        else:
-            stored = decisions.load_allocations(session, invoice_ids=[entity_id])
-            proposals = [
-                p
-                for p in decisions.load_proposals(session, status=None)
-                if any(entity_id in c["invoice_ids"] for c in p["candidates"] or [])
-            ]
-        refs = [
-            {"system": r["system"], "type": r["object_type"], "id": r["remote_id"], "link_rule": r["link_rule"]}
-            for r in ref_details(session, kind, entity_id)
-        ]
-        subjects = [entity_id, *(s.allocation.id or "" for s in stored), *(p["id"] for p in proposals)]
-        audit = [
-            {"at": reports.iso(e.at), "actor": e.actor, "action": e.action, "decision": e.decision, "seq": e.id}
-            for e in audit_entries_about(session, subjects, entity_id)
-        ]
-        targets = {(r["system"], r["type"], r["id"]) for r in refs}
-        actions = [
-            {"id": e.id, "kind": e.action.kind, "state": e.action.state, "connection": e.action.connection}
-            for e in outbox.entries(session)
-            if e.action.target is not None
-            and (e.action.target.system, e.action.target.object_type, e.action.target.remote_id) in targets
-        ]
+    with book.reader().session() as session:
+        around = neighbourhood(session, kind, entity_id)
+    stored, proposals = around.allocations, around.proposals
+    refs = [
+        {"system": r["system"], "type": r["object_type"], "id": r["remote_id"], "link_rule": r["link_rule"]}
+        for r in around.refs
+    ]
+    audit = [
+        {"at": reports.iso(e.at), "actor": e.actor, "action": e.action, "decision": e.decision, "seq": e.id}
+        for e in around.audit
+    ]
+    actions = [
+        {"id": e.id, "kind": e.action.kind, "state": e.action.state, "connection": e.action.connection}
+        for e in around.actions
+    ]
     allocations = [
         {
             **reports.allocation_row(s.allocation, s.status, s.created_at),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from connector.state import (
     redact_url,
     upgrade,
 )
+from connector.state.bookkeeping import ids_named
 from connector.state.db import SQLITE_BUSY_TIMEOUT_MS
 from connector.state.tables import STATE_TABLES
 
@@ -190,3 +192,37 @@ def test_upgrade_marks_unfinished_writes_tried_before_as_sent_alone(empty_engine
             connection.execute(sa.text("SELECT idempotency_key, sent_alone FROM outbox_actions")).all()
         )
     assert {key for key, alone in marked.items() if alone} == {"tried", "claimed"}
+
+
+def test_upgrade_names_the_record_ids_of_the_entries_of_before_as_new_entries_name_them(
+    empty_engine: sa.Engine,
+) -> None:
+    """0026 reads the ids each entry's inputs name beside its subject, as `ids_named` does for
+    every entry written since: `explain` finds an old manual match by the invoice it names."""
+    assert upgrade(empty_engine, "0025") == "0025"
+    invoice, payment, other = "0" * 31 + "1", "a" * 31 + "2", "f" * 32
+    inputs: list[tuple[str, object]] = [
+        (payment, {"invoices": [invoice, other], "amount": "12.30 USD", "rule": "name"}),
+        (invoice, {"merged": other, "self": invoice}),  # the subject itself is not a mention
+        (other, {"deep": [{"in": {"side": payment}}], "n": 7, "none": None, "flag": True}),
+        (invoice, {"key": f"ar-{payment}0123", "upper": payment.upper(), "batch": f"batch-{other}"}),
+        (payment, None),
+    ]
+    with empty_engine.begin() as connection:
+        for number, (subject, values) in enumerate(inputs, start=1):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO audit_log (id, company, at, actor, action, subject_type, subject_id, inputs) "
+                    "VALUES (:id, 'default', CURRENT_TIMESTAMP, 'alice', 'note', 'invoice', :subject, :inputs)"
+                ),
+                {"id": number, "subject": subject, "inputs": None if values is None else json.dumps(values)},
+            )
+    assert upgrade(empty_engine) == head_revision()
+    with empty_engine.connect() as connection:
+        named = set(connection.execute(sa.text("SELECT entry_id, mentioned FROM audit_mentions")).all())
+    assert named == {(1, invoice), (1, other), (2, other), (3, payment)}
+    assert named == {
+        (number, record_id)
+        for number, (subject, values) in enumerate(inputs, start=1)
+        for record_id in ids_named(values, subject)
+    }

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from connector.model import Action, Ref
 from connector.state import Store, linking, outbox, records
+from connector.state.bookkeeping import audit, audit_entries_about
 from connector.state.tables import json_text, ref_order, table
 from support.state_factories import invoice, payment, ref
 
@@ -408,3 +409,22 @@ def test_a_customers_invoices_and_an_invoice_number_are_looked_up_in_their_index
     plans = sqlite_plans(store, [(sql, parameters) for sql, parameters in seen if "FROM invoices" in sql])
     for found, index in zip(plans, ("ix_invoices_number", "ix_invoices_customer_id"), strict=True):
         assert any(index in row for row in found), found
+
+
+def test_the_audit_entries_of_one_record_are_looked_up_not_scanned(store: Store) -> None:
+    """`explain`'s audit entries (about the record, its allocations, or naming it in their
+    inputs) come from `ix_audit_log_subject`, `audit_mentions` and the log's key: a LIKE over
+    the text of the whole log took 0.55 s of the large book's `explain`."""
+    invoice_id, payment_id, allocation_id = records.new_id(), records.new_id(), records.new_id()
+    with store.session() as session:
+        for n in range(50):
+            audit(session, "reconcile", "note", "invoice", records.new_id(), {"payment": records.new_id(), "n": n})
+        audit(session, "alice", "dispute", "invoice", invoice_id, {"number": "INV-7"})
+        audit(session, "bob", "manual_match", "payment", payment_id, {"invoices": [invoice_id]}, "matched")
+        audit(session, "reconcile", "superseded", "allocation", allocation_id, {"payment": payment_id})
+    with reads_of(store, "audit_") as seen, store.session() as session:
+        about = audit_entries_about(session, [("invoice", invoice_id), ("allocation", allocation_id)], invoice_id)
+    assert [e.actor for e in about] == ["alice", "bob", "reconcile"]
+    for found in sqlite_plans(store, seen):  # PostgreSQL chooses by its statistics
+        assert not any(row.startswith("SCAN") for row in found), found
+        assert any("USING" in row for row in found), found

@@ -14,7 +14,8 @@ from connector.errors import StateError
 from connector.model import Action, ActionKind, PaymentPlan
 from connector.money import Money
 from connector.state import Store, make_engine, outbox, records
-from connector.state.bookkeeping import audit, audit_entries, audit_entries_about
+from connector.state.bookkeeping import audit, audit_entries, audit_entries_about, ids_named
+from connector.state.records import new_id
 from connector.state.reminders import reminder_messages
 from support.state_factories import SYSTEM, customer, invoice, payment, ref
 
@@ -90,15 +91,47 @@ def test_audit_entries_are_those_of_the_actions_asked_for_by_the_actor_asked_for
 
 
 def test_audit_entries_about_a_record_include_those_naming_it_in_their_inputs(store: Store) -> None:
+    invoice_id, other_invoice, payment_id, allocation_id = (new_id() for _ in range(4))
     with store.session() as session:
-        audit(session, "alice", "dispute", "invoice", "inv-7", {"number": "INV-7"}, None)
+        audit(session, "alice", "dispute", "invoice", invoice_id, {"number": "INV-7"}, None)
+        audit(session, "bob", "manual_match", "payment", payment_id, {"invoices": [invoice_id]}, "matched")
+        audit(session, "reconcile", "apply", "allocation", allocation_id, {"payment": payment_id}, "applied")
+        audit(session, "carol", "dispute", "invoice", other_invoice, {"number": "INV-8"}, None)
+        # deep inside, and beside other text: named; a longer hex string holding it: not
+        audit(session, "dave", "note", "customer", new_id(), {"seen": {"in": [{"x": invoice_id}]}}, None)
+        audit(session, "erin", "note", "customer", new_id(), {"key": f"ar-{invoice_id}abcd"}, None)
+        # an allocation's id as the subject of another type of entry is not about the allocation
+        audit(session, "frank", "note", "invoice", allocation_id, None, None)
+    with store.session() as session:
+        about = audit_entries_about(session, [("invoice", invoice_id), ("allocation", allocation_id)], invoice_id)
+    assert [(e.actor, e.subject_id) for e in about] == [
+        ("alice", invoice_id),
+        ("bob", payment_id),
+        ("reconcile", allocation_id),
+        ("dave", about[3].subject_id),
+    ]
+    assert about[1].inputs == {"invoices": [invoice_id]}
+
+
+def test_audit_entries_naming_an_id_given_by_hand_are_those_holding_it_whole(store: Store) -> None:
+    """An id not spelt as the store spells its own (given by hand) has no `audit_mentions`:
+    the log's text is searched, and only a whole string value names it."""
+    with store.session() as session:
         audit(session, "bob", "manual_match", "payment", "pay-1", {"invoices": ["inv-7"]}, "matched")
-        audit(session, "reconcile", "apply", "allocation", "al-1", {"payment": "pay-1"}, "applied")
-        audit(session, "carol", "dispute", "invoice", "inv-8", {"number": "INV-8"}, None)
+        audit(session, "bob", "manual_match", "payment", "pay-2", {"invoices": ["inv-70"]}, "matched")
+        audit(session, "bob", "note", "payment", "pay-3", {"said": "see inv-7", "inv-7": 1}, None)
+        audit(session, "carol", "dispute", "invoice", "inv-7", None, None)
     with store.session() as session:
-        about = audit_entries_about(session, ["inv-7", "al-1"], "inv-7")
-    assert [(e.actor, e.subject_id) for e in about] == [("alice", "inv-7"), ("bob", "pay-1"), ("reconcile", "al-1")]
-    assert about[1].inputs == {"invoices": ["inv-7"]}
+        about = audit_entries_about(session, [("invoice", "inv-7")], "inv-7")
+    assert [(e.actor, e.subject_id) for e in about] == [("bob", "pay-1"), ("carol", "inv-7")]
+
+
+def test_an_entry_names_the_record_ids_of_its_inputs_beside_its_subject() -> None:
+    subject, named, other = new_id(), new_id(), new_id()
+    inputs = {"payment": named, "invoices": [subject, other], "amount": "12.30 USD", "rule": "name", named: 1}
+    assert ids_named(inputs, subject) == {named, other}
+    assert ids_named({"batch": f"batch-{named}", "key": named.upper(), "n": 7}, None) == set()
+    assert ids_named(None, subject) == set()
 
 
 # Refs and canonical rows ----------------------------------------------------------------
