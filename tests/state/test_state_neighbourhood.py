@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from connector.model import Action, Ref
 from connector.state import Store, linking, outbox, records
-from connector.state.bookkeeping import audit, audit_entries_about
+from connector.state.bookkeeping import audit, audit_entries_about, latest_entries
 from connector.state.tables import json_text, ref_order, table
 from support.state_factories import invoice, payment, ref
 
@@ -422,9 +422,30 @@ def test_the_audit_entries_of_one_record_are_looked_up_not_scanned(store: Store)
         audit(session, "alice", "dispute", "invoice", invoice_id, {"number": "INV-7"})
         audit(session, "bob", "manual_match", "payment", payment_id, {"invoices": [invoice_id]}, "matched")
         audit(session, "reconcile", "superseded", "allocation", allocation_id, {"payment": payment_id})
+        audit(session, "carol", "promise", "invoice", invoice_id, {"until": "2026-12-24"})
     with reads_of(store, "audit_") as seen, store.session() as session:
         about = audit_entries_about(session, [("invoice", invoice_id), ("allocation", allocation_id)], invoice_id)
-    assert [e.actor for e in about] == ["alice", "bob", "reconcile"]
-    for found in sqlite_plans(store, seen):  # PostgreSQL chooses by its statistics
+    assert [e.actor for e in about] == ["alice", "bob", "reconcile", "carol"]
+    plans = sqlite_plans(store, seen)  # PostgreSQL chooses by its statistics
+    for found in plans:
         assert not any(row.startswith("SCAN") for row in found), found
         assert any("USING" in row for row in found), found
+    if plans:  # the entries themselves by their key, not the company's whole log in an index
+        assert any("INTEGER PRIMARY KEY" in row for row in plans[-1]), plans[-1]
+
+
+def test_the_newest_entries_of_some_subjects_are_read_by_their_key(store: Store) -> None:
+    """`latest_entries` (every dunning run's skips) reads the newest entry of each subject by
+    its id: SQLite, keeping no statistics, walked the company's whole log in
+    `ix_audit_log_subject` for the company instead, once a chunk of subjects."""
+    with store.session() as session:
+        for n in range(30):
+            audit(session, "dunning", "reminder_skipped", "invoice", f"inv-{n % 6}", {"n": n}, "skipped")
+    with reads_of(store, "audit_log") as seen, store.session() as session:
+        found = latest_entries(
+            session, actor="dunning", action="reminder_skipped", subject_type="invoice", subject_ids={"inv-1", "inv-2"}
+        )
+    assert {subject: entry.inputs for subject, entry in found.items()} == {"inv-1": {"n": 25}, "inv-2": {"n": 26}}
+    for found_plan in sqlite_plans(store, seen):  # PostgreSQL chooses by its statistics
+        assert any("INTEGER PRIMARY KEY" in row for row in found_plan), found_plan
+        assert not any(row.startswith("SCAN") for row in found_plan), found_plan
