@@ -27,7 +27,7 @@ from connector.cli.company_commands import print_company_heading
 from connector.cli.context import ALL_COMPANIES, AppContext, pass_app
 from connector.cli.days import parse_day
 from connector.cli.printing import echo_json, echo_table, invoice_flags
-from connector.cli.streaming import RowSpool, echo_json_rows
+from connector.cli.streaming import RowSpool, echo_json_rows, echo_json_with_rows
 from connector.errors import EXIT_PROBLEMS, UsageError
 from connector.exports import Column, Sheet, sheets_by_currency, write_csv, write_xlsx
 from connector.linking.run import UnlinkedDeal, unlinked_deals
@@ -610,7 +610,7 @@ def aging_command(
     if not side_by_side:
         (report,) = reports_by_company.values()
         if output.kind == "json":
-            echo_json(report)
+            echo_json_with_rows(report, "customers")
         elif output.kind == "csv":
             _echo_csv(output, aging_headers(report), aging_rows(report))
         elif output.kind == "xlsx":

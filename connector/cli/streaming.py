@@ -56,6 +56,17 @@ def echo_json_rows(
     stream.write("\n}\n")
 
 
+def echo_json_with_rows(data: Mapping[str, Any], key: str, out: IO[str] | None = None) -> None:
+    """`data` as JSON, its members in their order and laid out as `echo_json_rows` lays them
+    out, the rows of `key` compact, a line each: a report holding one row per customer of a
+    large book prints in a tenth of the time an indented dump takes (Python's encoder)."""
+    names = list(data)
+    at = names.index(key)
+    head = {name: data[name] for name in names[:at]}
+    tail = {name: data[name] for name in names[at + 1 :]}
+    echo_json_rows(head, key, data[key], lambda: tail, out)
+
+
 class RowSpool:
     """Rows kept on disk while they come (a JSON line each, in a temporary file the system
     removes), read back in their order as often as needed. Rows are JSON-ready, so a row read

@@ -226,14 +226,19 @@ def _sales_of_the_settled(
 ) -> list[str]:
     """Add to `tally` the credit sales of the receivables the day leaves owing nothing (those
     `settled`, unless something their row does not hold changes their figures: `unsure`), and
-    return the ids of the others, to be read whole."""
+    return the ids of the others, to be read whole. The sales are summed in minor units per
+    currency (three quarters of a large book's receivables, one Money each, took 0.3 s)."""
     owing = []
+    sold: dict[str, int] = defaultdict(int)
+    is_sale = tally.is_sale
     for receivable in receivables:
         if receivable.settled and receivable.id not in unsure:
-            total = Money.from_minor(receivable.total_minor, receivable.currency)
-            tally.add_sale(receivable.status, receivable.issue_date, total)
+            if is_sale(receivable.status, receivable.issue_date):
+                sold[receivable.currency] += receivable.total_minor
         else:
             owing.append(receivable.id)
+    for currency, minor in sorted(sold.items()):
+        tally.add_sales(Money.from_minor(minor, currency))
     return owing
 
 

@@ -314,9 +314,20 @@ class AgingTally:
         """An invoice's part in DSO's credit sales alone: all `add` counts of an invoice that
         owes nothing on `as_of` (a report reads no more of such an invoice); none of one issued
         after it."""
-        if status not in ("draft", "void") and issue_date is not None and self._window_start < issue_date <= self.as_of:
-            currency = total.currency
-            self._sales[currency] = self._sales.get(currency, Money.zero(currency)) + total
+        if self.is_sale(status, issue_date):
+            self.add_sales(total)
+
+    def is_sale(self, status: str, issue_date: date | None) -> bool:
+        """Whether an invoice of `status` issued on `issue_date` is one of DSO's credit sales."""
+        return (
+            status not in ("draft", "void") and issue_date is not None and self._window_start < issue_date <= self.as_of
+        )
+
+    def add_sales(self, total: Money) -> None:
+        """Credit sales (`is_sale`) of `total`, summed by the caller: the invoices a large book
+        leaves owing nothing are added a currency at a time, not one Money each."""
+        currency = total.currency
+        self._sales[currency] = self._sales.get(currency, Money.zero(currency)) + total
 
     def report(self, customers: Mapping[str, Customer]) -> Row:
         """Open balances per customer and currency in the five buckets, totals and DSO per
