@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
@@ -40,6 +41,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from connector.demo import demo_config  # noqa: E402
 from connector.sandbox import Sandbox  # noqa: E402
 from connector.sandbox.generator import generate  # noqa: E402
+from connector.state.db import make_engine  # noqa: E402
 from support.databases import POSTGRES_URL, temporary_pg_schema  # noqa: E402
 from support.e2e import with_credentials  # noqa: E402
 
@@ -112,6 +114,20 @@ def child(command: list[str], ok: tuple[int, ...] = (0,)) -> tuple[float, float,
     return wall, usage.ru_utime + usage.ru_stime, int(peak[-1].split()[1]), out
 
 
+def kept_pg_schema() -> str:
+    """A new schema of the test PostgreSQL database that outlives the run (`--keep`), for the
+    report benches; its name is printed, to drop it after."""
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    finally:
+        admin.dispose()
+    print(f"  keeping PostgreSQL schema {schema} (DROP SCHEMA {schema} CASCADE when done)", flush=True)
+    return schema
+
+
 def mib(n: int) -> str:
     return f"{n / 2**20:,.0f} MiB"
 
@@ -123,7 +139,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-ticks", type=int, default=5)
     parser.add_argument(
-        "--keep", type=Path, help="keep the SQLite book and its config in this folder (for the report benches)"
+        "--keep",
+        type=Path,
+        help="keep the config in this folder with the SQLite book (or the PostgreSQL schema), for the report benches",
     )
     args = parser.parse_args()
 
@@ -139,7 +157,9 @@ def main() -> int:
         if args.database == "sqlite":
             url = f"sqlite:///{directory / 'state.db'}"
         else:
-            url = stack.enter_context(temporary_pg_schema(POSTGRES_URL))
+            # the config names a database URL: the schema goes in the search path, as for workers
+            schema = kept_pg_schema() if args.keep else stack.enter_context(temporary_pg_schema(POSTGRES_URL))
+            url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
         config = directory / "connector.toml"
         config.write_text(demo_config(sandbox).replace("sqlite:///connector.db", url))
         cli = [sys.executable, "-m", "connector", "--config", str(config)]
