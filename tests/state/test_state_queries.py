@@ -14,7 +14,7 @@ from connector.errors import StateError
 from connector.model import Action, ActionKind, PaymentPlan
 from connector.money import Money
 from connector.state import Store, make_engine, outbox, records
-from connector.state.bookkeeping import audit, audit_entries, audit_entries_about, ids_named
+from connector.state.bookkeeping import AUDIT_BATCH, audit, audit_entries, audit_entries_about, audit_many, ids_named
 from connector.state.records import new_id
 from connector.state.reminders import reminder_messages
 from support.state_factories import SYSTEM, customer, invoice, payment, ref
@@ -124,6 +124,27 @@ def test_audit_entries_naming_an_id_given_by_hand_are_those_holding_it_whole(sto
     with store.session() as session:
         about = audit_entries_about(session, [("invoice", "inv-7")], "inv-7")
     assert [(e.actor, e.subject_id) for e in about] == [("bob", "pay-1"), ("carol", "inv-7")]
+
+
+def test_each_entry_of_a_long_audit_is_found_by_the_id_it_names(store: Store) -> None:
+    """A first link audits its links a batch at a time (`AUDIT_BATCH`), each naming the record
+    it merged: every entry is found by that record, itself and no other, after entries written
+    before it and beside entries naming nothing."""
+    with store.session() as session:
+        audit(session, "alice", "note", "invoice", new_id(), None)
+    merged = [new_id() for _ in range(AUDIT_BATCH + 500)]
+    subjects = [new_id() for _ in merged]
+    entries = [
+        ("invoice", subject, {"merged": gone, "rule": "name"}, None)
+        for subject, gone in zip(subjects, merged, strict=True)
+    ]
+    with store.session() as session:
+        audit_many(session, "linker", "link", entries)
+        audit(session, "bob", "note", "invoice", new_id(), {"n": 1})
+    with store.session() as session:
+        for n in (0, AUDIT_BATCH - 1, AUDIT_BATCH, len(merged) - 1):
+            [found] = audit_entries_about(session, [], merged[n])
+            assert (found.subject_id, found.inputs) == (subjects[n], {"merged": merged[n], "rule": "name"})
 
 
 def test_an_entry_names_the_record_ids_of_its_inputs_beside_its_subject() -> None:
