@@ -23,7 +23,7 @@ from connector.state.records import new_id, utcnow
 from connector.state.scope import DEFAULT_COMPANY, company_of
 from connector.state.tables import mentions as json_mentions
 from connector.state.tables import table
-from connector.state.upsert import dialect_name, in_chunks, insert_new, mine, one_of, upsert
+from connector.state.upsert import dialect_name, in_chunks, insert_new, mine, mine_by_key, one_of, upsert
 
 
 def jsonable(value: Any) -> Any:
@@ -246,14 +246,6 @@ def audit_entries(session: Session, *, actions: Collection[str], actor: str | No
     return [_entry(row) for row in session.execute(query).mappings()]
 
 
-def _company_beside_ids(session: Session, log: sa.Table) -> sa.ColumnElement[bool]:
-    """`mine(session, log)` for a query that names the entries by their ids: the company as an
-    expression, not the column, since SQLite, which keeps no statistics, took
-    `ix_audit_log_subject` for the column and walked the company's whole log (347,803 entries
-    on the 110,000-invoice book) instead of looking the few ids up."""
-    return log.c.company.concat("") == company_of(session)
-
-
 def latest_entries(
     session: Session, *, actor: str, action: str, subject_type: str, subject_ids: Collection[str]
 ) -> dict[str, AuditEntry]:
@@ -274,7 +266,7 @@ def latest_entries(
             )
             .group_by(log.c.subject_id)
         )
-        query = sa.select(log).where(log.c.id.in_(newest), _company_beside_ids(session, log))
+        query = sa.select(log).where(log.c.id.in_(newest), mine_by_key(session, log))
         found.update((str(row["subject_id"]), _entry(row)) for row in session.execute(query).mappings())
     return found
 
@@ -306,7 +298,7 @@ def audit_entries_about(session: Session, subjects: Collection[tuple[str, str]],
         )
         found.update(session.execute(query).scalars())
     ids = one_of(session, log.c.id, sorted(found - set(entries)))
-    query = sa.select(log).where(ids, _company_beside_ids(session, log))
+    query = sa.select(log).where(ids, mine_by_key(session, log))
     entries.update((e.id, e) for e in (_entry(row) for row in session.execute(query).mappings()))
     return sorted(entries.values(), key=lambda e: (e.at, e.id))
 

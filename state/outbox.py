@@ -27,7 +27,7 @@ from connector.model import Action, Ref
 from connector.state.bookkeeping import jsonable
 from connector.state.records import rowcount, utcnow
 from connector.state.tables import json_text, table
-from connector.state.upsert import in_chunks, insert_new, mine, one_of
+from connector.state.upsert import in_chunks, insert_new, mine, mine_by_key, one_of
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,8 @@ def entries(
 ) -> list[OutboxEntry]:
     """The actions, by id, that pass every filter given; `targets` as `aimed_at`."""
     outbox = table("outbox_actions")
-    query = sa.select(outbox).where(mine(session, outbox)).order_by(outbox.c.id)
+    company = mine(session, outbox) if ids is None else mine_by_key(session, outbox)
+    query = sa.select(outbox).where(company).order_by(outbox.c.id)
     if targets is not None:
         query = query.where(aimed_at(outbox, targets))
     query = _filtered(session, query, kinds=kinds, states=states, ids=ids)
@@ -501,7 +502,7 @@ def select_in(session: Session, query: Any, column: Any, values: Sequence[Any]) 
     """The first column of `query` over the rows whose `column` is in `values`, chunked."""
     found: list[Any] = []
     for chunk in in_chunks(session, list(values)):
-        found += [row[0] for row in session.execute(query.where(mine(session, column.table), column.in_(chunk)))]
+        found += [row[0] for row in session.execute(query.where(mine_by_key(session, column.table), column.in_(chunk)))]
     return found
 
 
@@ -512,7 +513,7 @@ def form_batch(session: Session, action_ids: Sequence[int], worker: str, key: st
     formed = session.execute(
         sa.update(outbox)
         .where(
-            mine(session, outbox),
+            mine_by_key(session, outbox),
             outbox.c.id.in_(list(action_ids)),
             outbox.c.state == "in_flight",
             outbox.c.claimed_by == worker,
@@ -534,7 +535,9 @@ def leave_batch(session: Session, action_ids: Sequence[int]) -> None:
     a later attempt may go in another batch, under another key."""
     outbox = table("outbox_actions")
     for chunk in in_chunks(session, list(action_ids)):
-        session.execute(sa.update(outbox).where(mine(session, outbox), outbox.c.id.in_(chunk)).values(batch_key=None))
+        session.execute(
+            sa.update(outbox).where(mine_by_key(session, outbox), outbox.c.id.in_(chunk)).values(batch_key=None)
+        )
 
 
 def _take(session: Session, action_id: int, worker: str, now: datetime, condition: Any) -> bool:
@@ -659,7 +662,7 @@ def unclaim(session: Session, action_ids: Sequence[int], worker: str) -> int:
             session.execute(
                 sa.update(outbox)
                 .where(
-                    mine(session, outbox),
+                    mine_by_key(session, outbox),
                     outbox.c.id.in_(chunk),
                     outbox.c.state == "in_flight",
                     outbox.c.claimed_by == worker,
@@ -840,19 +843,15 @@ def replan_settled(session: Session, keys: Sequence[str]) -> list[int]:
     """Plan again the writes of `keys` that a settlement cancelled (a later decision made them
     follow again); their attempts start from zero. Returns their ids."""
     outbox = table("outbox_actions")
-    settled = sa.and_(
-        mine(session, outbox), outbox.c.state == "cancelled", outbox.c.last_error.like(SETTLED_NOTE + "%")
-    )
+    settled = sa.and_(outbox.c.state == "cancelled", outbox.c.last_error.like(SETTLED_NOTE + "%"))
     ids: list[int] = []
     for chunk in in_chunks(session, list(keys)):
-        ids += [
-            row[0]
-            for row in session.execute(sa.select(outbox.c.id).where(settled, outbox.c.idempotency_key.in_(chunk)))
-        ]
+        by_key = sa.select(outbox.c.id).where(mine(session, outbox), settled, outbox.c.idempotency_key.in_(chunk))
+        ids += [row[0] for row in session.execute(by_key)]
     for chunk in in_chunks(session, ids):
         session.execute(
             sa.update(outbox)
-            .where(settled, outbox.c.id.in_(chunk))
+            .where(mine_by_key(session, outbox), outbox.c.id.in_(chunk), settled)
             .values(state="planned", attempts=0, last_error=None, next_attempt_at=None, updated_at=utcnow())
         )
     return ids

@@ -25,7 +25,7 @@ from pydantic_core import to_json
 from sqlalchemy.orm import Session
 
 from connector.state.tables import ref_order, table
-from connector.state.upsert import mine
+from connector.state.upsert import mine, mine_by_key
 
 COMPRESSION_LEVEL = 1
 # Refs read at a time by `raw_batches`: enough for few round trips, few enough that a batch of
@@ -80,7 +80,7 @@ def raw_batches(
             query = (
                 sa.select(refs.c.id, refs.c.remote_id, refs.c.raw)
                 .where(
-                    mine(session, refs),
+                    mine_by_key(session, refs),  # a walk along the key: 8.8 s -> 0.2 s for 20 batches
                     refs.c.system == system,
                     refs.c.object_type == object_type,
                     refs.c.raw.is_not(None),

@@ -36,7 +36,7 @@ from connector.money import Money
 from connector.state import convert
 from connector.state.raw import pack, raw_json
 from connector.state.tables import json_text, linked_to_any, ref_order, table
-from connector.state.upsert import Bulk, bulk_write, dialect_name, in_chunks, mine, one_of
+from connector.state.upsert import Bulk, bulk_write, dialect_name, in_chunks, mine, mine_by_key, one_of
 
 EntityKind = Literal["customer", "invoice", "payment"]
 Entity = Customer | Invoice | Payment
@@ -345,7 +345,7 @@ def _same_but_canonical_ids(
     stated: dict[int, tuple[Any, ...]] = {}
     for chunk in in_chunks(session, sorted(moved)):
         query = sa.select(refs.c.id, *(json_text(refs.c.data, f) for f in CANONICAL_ID_FIELDS)).where(
-            mine(session, refs), one_of(session, refs.c.id, chunk)
+            mine_by_key(session, refs), one_of(session, refs.c.id, chunk)
         )
         stated.update({row[0]: tuple(row[1:]) for row in session.execute(query)})
     same = set()
@@ -367,7 +367,7 @@ def _seen(session: Session, ref_ids: Sequence[int], now: datetime) -> None:
     refs = table("refs")
     for chunk in in_chunks(session, ref_ids):
         session.execute(
-            sa.update(refs).where(mine(session, refs), one_of(session, refs.c.id, chunk)).values(seen_at=now)
+            sa.update(refs).where(mine_by_key(session, refs), one_of(session, refs.c.id, chunk)).values(seen_at=now)
         )
 
 

@@ -55,6 +55,19 @@ def mine(session: Session, table: sa.Table) -> sa.ColumnElement[bool]:
     return table.c.company == company_of(session)
 
 
+def mine_by_key(session: Session, table: sa.Table) -> sa.ColumnElement[bool]:
+    """`mine(session, table)` for a statement naming rows of `table` by their integer key (`id IN
+    (...)`, or a range of ids: refs, outbox actions, audit entries). On SQLite the company is
+    compared as an expression, not the column: SQLite keeps no statistics, reckons that
+    `company = ?` picks out a few rows, and for four ids or more (or a range) walked an index
+    leading with the company (every row of the company) instead of the key: 0.33 s against
+    8 ms for a thousand of the 110,000-invoice book's 597,000 refs, once a page a sync stores.
+    PostgreSQL chooses by its statistics: the column, as `mine` has it."""
+    if dialect_name(session) == "sqlite":
+        return table.c.company.concat("") == company_of(session)
+    return mine(session, table)
+
+
 def company_keyed(table: sa.Table) -> bool:
     """Whether `table` holds a book: its primary key or a unique key carries the company."""
     return any(
