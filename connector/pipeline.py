@@ -49,6 +49,7 @@ def link(config: Config, store: Store, registry: Registry | None = None, *, full
     at least every `FULL_PASS_EVERY`, and always with `full`), not when only decisions, writes,
     reminders or linking's own merges moved the book (linking what it merged links nothing)."""
     registry = registry or installed()
+    store.keep_statistics()  # what a sync stored is what linking reads: planned for the book as it is
     mark = views_mark(config, store, registry)
     linked = _unless_unchanged(store, VIEWS_MARK, mark, lambda: link_all(config, store, registry), full=full)
     apply_provider_states(config, store, registry, full=full)
@@ -110,7 +111,9 @@ def plan(
     not copy them again. `only_changed`: the writes of the customers whose inputs moved since
     their last plan only (`queue_writes`)."""
     day = today or date.today()
+    store.keep_statistics()  # a first reconciliation writes an allocation per payment
     derived = queue_writes(config, store, registry, day, keep=keep, only_changed=only_changed)
+    store.keep_statistics()  # a first plan queues a write or more per invoice, which dunning reads
     reminders = queue_reminders(config, store, day, registry, states_first=not states_current)
     derived += [PlannedAction(a, t, i, s) for a, t, i, s in reminders.actions]
     logger.info("planned %d actions with reminders", len(derived))
@@ -132,6 +135,7 @@ def reconcile_and_plan(
     current when the plan runs."""
     if link_first:
         link_if_changed(config, store, registry)
+    store.keep_statistics()  # linking merged records
     summary = run_reconciliation(config, store, registry=registry)
     return summary, plan(config, store, registry, states_current=True, keep=keep, only_changed=only_changed)
 
@@ -204,9 +208,12 @@ def reconcile_if_changed(
     whatever the mark says."""
     registry = registry or installed()
     mark = engine_mark(config, store, registry, date.today(), RECONCILE_READS)
-    return _unless_unchanged(
-        store, RECONCILE_MARK, mark, lambda: run_reconciliation(config, store, registry=registry), full=full
-    )
+
+    def reconcile() -> ReconcileSummary:
+        store.keep_statistics()
+        return run_reconciliation(config, store, registry=registry)
+
+    return _unless_unchanged(store, RECONCILE_MARK, mark, reconcile, full=full)
 
 
 def link_if_changed(

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from connector.errors import ConfigError
 from connector.model import Action, ActionState, Customer, Invoice, Payment, Ref
-from connector.state import bookkeeping, changes, raw, records, tokens
+from connector.state import bookkeeping, changes, raw, records, statistics, tokens
 from connector.state.db import is_locked, make_engine, reading, scrub_sqlite, unavailable
 from connector.state.migrate import check_revision, current_revision, is_empty, upgrade
 from connector.state.raw import RAW_BATCH, RawRef
@@ -281,6 +281,12 @@ class Store:
         `only` those tables, `outbox_kinds` those actions of the outbox."""
         with self._tx(session) as s:
             return changes.book_position(s, only, outbox_kinds)
+
+    def keep_statistics(self) -> list[str]:
+        """PostgreSQL: `ANALYZE` the state tables that changed much since they last were, so that
+        the next stage's queries are planned for the book as it is (`state.statistics`); the
+        tables analysed. Nothing on SQLite."""
+        return statistics.refresh_statistics(self.engine)
 
     def add_actions(self, actions: Sequence[Action], session: Session | None = None) -> int:
         with self._tx(session) as s:

@@ -356,3 +356,30 @@ def test_after_a_change_the_engine_runs_at_most_twice_then_stops(
             assert linked == []
         finally:
             store.close()
+
+
+def test_each_stage_that_reads_the_book_has_its_statistics_refreshed_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL plans a stage's queries from its statistics of the tables (`Store.keep_statistics`,
+    `state.statistics`): they are refreshed after the pull, before linking, before reconciling
+    (the link just wrote), and before dunning reads the writes the plan just queued."""
+    book = with_credentials(generate(3, "small", today=date.today()).data)
+    with Sandbox(book, limits="off") as sandbox:
+        store, report = sync_sandbox(sandbox, tmp_path, full=True, then_link=False)
+        assert report.ok
+        config = load_config(str(tmp_path / "connector.toml"))
+        steps = count_calls(monkeypatch, "link_all", "run_reconciliation", "queue_writes", "queue_reminders")
+        monkeypatch.setattr(Store, "keep_statistics", lambda self: steps.append("statistics") or [])
+        pipeline.reconcile_and_plan(config, store)
+        store.close()
+    assert steps == [
+        "statistics",
+        "link_all",
+        "statistics",
+        "run_reconciliation",
+        "statistics",
+        "queue_writes",
+        "statistics",
+        "queue_reminders",
+    ]
