@@ -160,17 +160,39 @@ def audit_many(
             for subject_type, subject_id, inputs, decision in entries[start : start + AUDIT_BATCH]
         ]
         named = [ids_named(row["inputs"], row["subject_id"]) for row in rows]
-        if any(named):
+        if not any(named):
+            session.execute(sa.insert(log), rows)
+            continue
+        if len(rows) == 1:  # one entry: its id read back from its own insert, one statement
+            rows[0]["id"] = session.execute(sa.insert(log).returning(log.c.id), rows[0]).scalar_one()
+        else:
             for row, entry_id in zip(rows, _new_entry_ids(session, len(rows)), strict=True):
                 row["id"] = entry_id
-        session.execute(sa.insert(log), rows)
+            session.execute(sa.insert(log), rows)
         mentioned = [
             {"company": company, "mentioned": record_id, "entry_id": row["id"]}
             for row, record_ids in zip(rows, named, strict=True)
             for record_id in sorted(record_ids)
         ]
-        if mentioned:
-            session.execute(sa.insert(table("audit_mentions")), mentioned)
+        session.execute(sa.insert(table("audit_mentions")), mentioned)
+
+
+AuditItem = tuple[str, str, str, str | None, Mapping[str, Any] | None, str | None]
+
+
+def audit_each(session: Session, items: Sequence[AuditItem]) -> None:
+    """`audit` of each (actor, action, subject type, subject id, inputs, decision), in that
+    order: the runs of consecutive items by one actor and action go to `audit_many` together,
+    so a reconciliation's thousands of entries take a statement or two a batch, not one each
+    (a round trip each on PostgreSQL)."""
+    start = 0
+    while start < len(items):
+        actor, action = items[start][0], items[start][1]
+        end = start
+        while end < len(items) and items[end][0] == actor and items[end][1] == action:
+            end += 1
+        audit_many(session, actor, action, [item[2:] for item in items[start:end]])
+        start = end
 
 
 def _new_entry_ids(session: Session, count: int) -> list[int]:

@@ -370,7 +370,12 @@ def test_each_stage_that_reads_the_book_has_its_statistics_refreshed_first(
         assert report.ok
         config = load_config(str(tmp_path / "connector.toml"))
         steps = count_calls(monkeypatch, "link_all", "run_reconciliation", "queue_writes", "queue_reminders")
-        monkeypatch.setattr(Store, "keep_statistics", lambda self: steps.append("statistics") or [])
+
+        def refreshed(_self: Store) -> list[str]:
+            steps.append("statistics")
+            return []
+
+        monkeypatch.setattr(Store, "keep_statistics", refreshed)
         pipeline.reconcile_and_plan(config, store)
         store.close()
     assert steps == [

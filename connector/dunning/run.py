@@ -42,7 +42,7 @@ from connector.money import Money
 from connector.providers.registry import Registry
 from connector.reconcile.types import LEDGER_RULE
 from connector.state import outbox
-from connector.state.bookkeeping import audit, audit_entries, latest_entries
+from connector.state.bookkeeping import audit, audit_entries, audit_many, latest_entries
 from connector.state.history import unsettled_payments_by_customer
 from connector.state.records import set_finance_owned
 from connector.state.reminders import reminder_messages
@@ -565,6 +565,7 @@ def _audit_skips(session: Any, skips: list[Skip], as_of: date) -> None:
         subject_type="customer",
         subject_ids={skip.customer_id for skip in recorded if skip.customer_id},
     )
+    entries = []
     for skip in recorded:
         before = last.get(skip.invoice_id)
         if before is not None:
@@ -573,15 +574,9 @@ def _audit_skips(session: Any, skips: list[Skip], as_of: date) -> None:
             unchanged = said.get("code") == skip.code and before.decision == skip.reason
             if unchanged and (reminder is None or reminder.id < before.id):
                 continue
-        audit(
-            session,
-            ACTOR,
-            "reminder_skipped",
-            "invoice",
-            skip.invoice_id,
-            {"code": skip.code, "as_of": as_of.isoformat(), "customer": skip.customer_id},
-            skip.reason,
-        )
+        inputs = {"code": skip.code, "as_of": as_of.isoformat(), "customer": skip.customer_id}
+        entries.append(("invoice", skip.invoice_id, inputs, skip.reason))
+    audit_many(session, ACTOR, "reminder_skipped", entries)  # a statement or two a batch, not one a skip
 
 
 # Collections states the providers hold ------------------------------------------------------

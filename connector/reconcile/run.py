@@ -30,7 +30,7 @@ from connector.reconcile.types import LEDGER_RULE, MONEY_STATUSES, Proposal
 from connector.state import linking as state_linking
 from connector.state import reconciliation as decisions
 from connector.state import records as state_records
-from connector.state.bookkeeping import audit
+from connector.state.bookkeeping import AuditItem, audit, audit_each
 from connector.state.store import Store
 
 
@@ -162,31 +162,33 @@ def run_reconciliation(
                 decisions.delete_allocations(session, [allocation.id or ""])
             else:
                 decisions.reduce_allocation(session, allocation.id or "", allocation.amount - reversal.amount)
-            audit(
-                session,
-                "reconcile",
-                "reverse",
-                "allocation",
-                allocation.id,
-                {"payment": allocation.payment_id},
-                reversal.reason,
-            )
+        audit_each(
+            session,
+            [
+                ("reconcile", "reverse", "allocation", r.allocation.id, {"payment": r.allocation.payment_id}, r.reason)
+                for r in result.reversals
+            ],
+        )
         summary.reversed = len(result.reversals)
         decisions.save_allocations(session, result.applied, "applied")
-        for allocation in result.applied:
-            audit(
-                session,
-                allocation.rule,
-                "allocate",
-                "payment",
-                allocation.payment_id,
-                {
-                    "invoice": allocation.invoice_id,
-                    "amount": str(allocation.amount),
-                    "confidence": str(allocation.confidence),
-                },
-                allocation.reason,
-            )
+        audit_each(
+            session,
+            [
+                (
+                    allocation.rule,
+                    "allocate",
+                    "payment",
+                    allocation.payment_id,
+                    {
+                        "invoice": allocation.invoice_id,
+                        "amount": str(allocation.amount),
+                        "confidence": str(allocation.confidence),
+                    },
+                    allocation.reason,
+                )
+                for allocation in result.applied
+            ],
+        )
         summary.applied = list(result.applied)
         summary.proposals = [_proposal_row(p) for p in result.proposals]
         _audit_proposals(session, decisions.load_proposals(session), summary.proposals)
@@ -320,18 +322,26 @@ def _apply_ledger_records(
             )
     if gone:
         decisions.delete_allocations(session, [a.id or "" for a in gone])
-        for allocation in gone:
-            audit(
-                session,
-                "reconcile",
-                "reverse",
-                "allocation",
-                allocation.id,
-                {"payment": allocation.payment_id, "invoice": allocation.invoice_id, "amount": str(allocation.amount)},
-                f"{left[allocation.id]}: allocation to invoice {allocation.invoice_id} removed"
-                if allocation.id in left
-                else "the ledger no longer holds this payment on this invoice (deleted, or being reversed)",
-            )
+        audit_each(
+            session,
+            [
+                (
+                    "reconcile",
+                    "reverse",
+                    "allocation",
+                    allocation.id,
+                    {
+                        "payment": allocation.payment_id,
+                        "invoice": allocation.invoice_id,
+                        "amount": str(allocation.amount),
+                    },
+                    f"{left[allocation.id]}: allocation to invoice {allocation.invoice_id} removed"
+                    if allocation.id in left
+                    else "the ledger no longer holds this payment on this invoice (deleted, or being reversed)",
+                )
+                for allocation in gone
+            ],
+        )
     decisions.save_allocations(session, new, "applied")
     return changed
 
@@ -419,16 +429,24 @@ def _retire_superseded(
     superseded = [a for a in applied if a.rule != LEDGER_RULE and (a.payment_id, a.invoice_id) in recorded]
     if superseded:
         decisions.delete_allocations(session, [a.id or "" for a in superseded])
-        for allocation in superseded:
-            audit(
-                session,
-                "reconcile",
-                "superseded",
-                "allocation",
-                allocation.id,
-                {"payment": allocation.payment_id, "invoice": allocation.invoice_id, "amount": str(allocation.amount)},
-                "the ledger now records this payment itself",
-            )
+        audit_each(
+            session,
+            [
+                (
+                    "reconcile",
+                    "superseded",
+                    "allocation",
+                    allocation.id,
+                    {
+                        "payment": allocation.payment_id,
+                        "invoice": allocation.invoice_id,
+                        "amount": str(allocation.amount),
+                    },
+                    "the ledger now records this payment itself",
+                )
+                for allocation in superseded
+            ],
+        )
     gone = {a.id for a in superseded}
     return [a for a in applied if a.id not in gone]
 
@@ -461,28 +479,31 @@ def _audit_proposals(session: Any, before: list[dict[str, Any]], after: list[dic
     run, and this keeps what finance was once shown in `connector explain`."""
     old = {p["id"]: p for p in before}
     new = {p["id"] for p in after}
-    for proposal in after:
-        if proposal["id"] not in old:
-            audit(
-                session,
-                "reconcile",
-                "propose",
-                "proposal",
-                proposal["id"],
-                _proposal_inputs(proposal),
-                f"proposed to finance: {_proposal_text(proposal)}",
-            )
-    for proposal_id, proposal in old.items():
-        if proposal_id not in new:
-            audit(
-                session,
-                "reconcile",
-                "supersede",
-                "proposal",
-                proposal_id,
-                _proposal_inputs(proposal),
-                f"no longer proposed (a later run decided otherwise): {_proposal_text(proposal)}",
-            )
+    proposed: list[AuditItem] = [
+        (
+            "reconcile",
+            "propose",
+            "proposal",
+            proposal["id"],
+            _proposal_inputs(proposal),
+            f"proposed to finance: {_proposal_text(proposal)}",
+        )
+        for proposal in after
+        if proposal["id"] not in old
+    ]
+    dropped: list[AuditItem] = [
+        (
+            "reconcile",
+            "supersede",
+            "proposal",
+            proposal_id,
+            _proposal_inputs(proposal),
+            f"no longer proposed (a later run decided otherwise): {_proposal_text(proposal)}",
+        )
+        for proposal_id, proposal in old.items()
+        if proposal_id not in new
+    ]
+    audit_each(session, proposed + dropped)
 
 
 def _proposal_inputs(proposal: dict[str, Any]) -> dict[str, Any]:
