@@ -42,7 +42,7 @@ from connector.money import Money
 from connector.providers.registry import Registry
 from connector.reconcile.types import LEDGER_RULE
 from connector.state import outbox
-from connector.state.bookkeeping import audit, audit_entries, audit_many, latest_entries
+from connector.state.bookkeeping import AuditItem, audit_each, audit_entries, audit_many, latest_entries
 from connector.state.history import unsettled_payments_by_customer
 from connector.state.records import set_finance_owned
 from connector.state.reminders import reminder_messages
@@ -480,26 +480,20 @@ def queue(
     with store.session() as session:
         outbox.add_planned(session, plan.actions)
         seen = _audited(session, ("reminder", "late_fee_proposed", "escalated", "reminder_unsent"))
+        entries: list[AuditItem] = []
         for reminder in plan.reminders:
             if reminder.escalated_invoices:  # only those that reached the escalation step themselves
                 set_finance_owned(session, "invoice", list(reminder.escalated_invoices), in_collections=True)
             if ("reminder", reminder.customer_id, (reminder.step.days, day)) in seen:
                 continue
-            audit(
-                session,
-                ACTOR,
-                "reminder",
-                "customer",
-                reminder.customer_id,
-                {
-                    "step": reminder.step.days,
-                    "invoices": list(reminder.invoices),
-                    "channel": reminder.step.channel,
-                    "as_of": day,
-                    "queued": True,
-                },
-                reminder.text,
-            )
+            said = {
+                "step": reminder.step.days,
+                "invoices": list(reminder.invoices),
+                "channel": reminder.step.channel,
+                "as_of": day,
+                "queued": True,
+            }
+            entries.append((ACTOR, "reminder", "customer", reminder.customer_id, said, reminder.text))
         step_of: dict[str, int] = {}  # customer -> the step of its first reminder
         for reminder in plan.reminders:
             step_of.setdefault(reminder.customer_id, reminder.step.days)
@@ -521,7 +515,8 @@ def queue(
             }
             if follow_up.fee is not None:
                 inputs.update(amount=str(follow_up.fee.amount), currency=follow_up.fee.currency)
-            audit(session, ACTOR, action, subject_type, subject_id, inputs, follow_up.text)
+            entries.append((ACTOR, action, subject_type, subject_id, inputs, follow_up.text))
+        audit_each(session, entries)  # a statement or two a run of them, not one each
         _audit_skips(session, plan.skips, as_of)
     return plan
 
