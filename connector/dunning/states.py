@@ -23,7 +23,7 @@ from connector.model import PaymentPlan
 from connector.providers.registry import Registry
 from connector.state import linking as state_linking
 from connector.state import records as state_records
-from connector.state.bookkeeping import audit, audit_entries
+from connector.state.bookkeeping import AuditItem, audit_each, audit_entries
 from connector.state.records import InvoiceState, set_finance_owned
 from connector.state.store import Store
 
@@ -84,6 +84,7 @@ def apply_provider_states(config: Config, store: Store, registry: Registry | Non
     ranks = {name: rank for name, (_, rank) in system_ranks(config, registry).items()}
     salt = json.dumps([STATES_RULES, sorted(ranks.items())])
     changed = 0
+    audited: list[AuditItem] = []  # a batch's changes, audited together
     with store.session() as session:
         finance = set_by_finance(session)
         invoices = store.receivable_states(session=session)
@@ -111,8 +112,10 @@ def apply_provider_states(config: Config, store: Store, registry: Registry | Non
                     "payment_plan": invoice.payment_plan,
                 }
                 changed += _apply(
-                    session, "invoice", invoice.id, invoice.number or invoice.id, stated, current, finance
+                    session, "invoice", invoice.id, invoice.number or invoice.id, stated, current, finance, audited
                 )
+            audit_each(session, audited)
+            audited.clear()
             state_records.set_states_digests(session, "invoice", {i: wanted[i] for i in dirty})
         customer_ids = sorted(state_records.states_digests(session, "customer"))
         for start in range(0, len(customer_ids), STATES_BATCH):
@@ -126,9 +129,12 @@ def apply_provider_states(config: Config, store: Store, registry: Registry | Non
                 stated = {
                     "paused": _first(views, lambda data: True if data.get("paused") is True else None, default=False)
                 }
+                paused = {"paused": customer.paused}
                 changed += _apply(
-                    session, "customer", customer.id or "", customer.name, stated, {"paused": customer.paused}, finance
+                    session, "customer", customer.id or "", customer.name, stated, paused, finance, audited
                 )
+            audit_each(session, audited)
+            audited.clear()
             state_records.set_states_digests(session, "customer", {c: wanted[c] for c in dirty})
     return changed
 
@@ -217,7 +223,10 @@ def _apply(
     stated: dict[str, _Stated],
     current: dict[str, Any],
     finance: set[tuple[str, str, str]],
+    audited: list[AuditItem],
 ) -> int:
+    """Set the columns of the record that `stated` moves (not those finance set by hand); the
+    audit entry of each change goes to `audited`, for the caller to write a batch at a time."""
     changes = {}
     for column, said in stated.items():
         if (kind, record_id, column) in finance or said.value == current[column]:
@@ -232,13 +241,14 @@ def _apply(
     set_finance_owned(session, kind, [record_id], **values)
     for column, said in changes.items():
         source = f"{said.system} {said.remote}" if said.system else "no system states it any more"
-        audit(
-            session,
-            said.system or "sync",
-            PROVIDER_STATE,
-            kind,
-            record_id,
-            {"field": column, "value": values[column], "system": said.system or None, "from": said.remote or None},
-            f"{label}: {_WORDS[column](said.value)}" + (f", as {source} states" if said.system else f": {source}"),
+        audited.append(
+            (
+                said.system or "sync",
+                PROVIDER_STATE,
+                kind,
+                record_id,
+                {"field": column, "value": values[column], "system": said.system or None, "from": said.remote or None},
+                f"{label}: {_WORDS[column](said.value)}" + (f", as {source} states" if said.system else f": {source}"),
+            )
         )
     return len(changes)
