@@ -499,7 +499,8 @@ def _take_batch_rest(
 
 
 def select_in(session: Session, query: Any, column: Any, values: Sequence[Any]) -> list[Any]:
-    """The first column of `query` over the rows whose `column` is in `values`, chunked."""
+    """The first column of `query` over the rows whose `column`, the table's integer key, is in
+    `values`, chunked (the company beside it as `mine_by_key` has it)."""
     found: list[Any] = []
     for chunk in in_chunks(session, list(values)):
         found += [row[0] for row in session.execute(query.where(mine_by_key(session, column.table), column.in_(chunk)))]

@@ -93,9 +93,7 @@ def explain_command(app: AppContext, record: str, as_json: bool, with_raw: bool)
             "kind": a.kind,
             "state": a.state,
             "idempotency_key": a.idempotency_key,
-            "target": None
-            if a.target is None
-            else {"system": a.target.system, "type": a.target.object_type, "id": a.target.remote_id},
+            "target": None if a.target is None else reports.ref_row(a.target),
             "payload": a.payload,
         }
         for a in (entry.action for entry in around.actions)

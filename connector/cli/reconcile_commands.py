@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from connector import reports
 from connector.cli.context import AppContext, pass_app
 from connector.cli.days import local_time
 from connector.cli.review import (
@@ -54,7 +55,7 @@ class _Describe:
 
     @staticmethod
     def _refs(refs: list[Ref]) -> list[dict[str, str]]:
-        return [{"system": r.system, "type": r.object_type, "id": r.remote_id} for r in refs]
+        return reports.ref_rows(refs)
 
     def payment(self, payment_id: str) -> dict[str, Any]:
         return {"id": payment_id, "refs": self._refs(self.payment_refs.get(payment_id, []))}

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from connector import reports
 from connector.actors import current_user
 from connector.cli.context import AppContext, pass_app
 from connector.cli.days import local_time
@@ -49,9 +50,7 @@ def _entry_json(entry: outbox.OutboxEntry) -> dict[str, Any]:
         "state": action.state,
         "connection": action.connection,
         "kind": action.kind,
-        "target": None
-        if action.target is None
-        else {"system": action.target.system, "type": action.target.object_type, "id": action.target.remote_id},
+        "target": None if action.target is None else reports.ref_row(action.target),
         "payload": action.payload,
         "idempotency_key": action.idempotency_key,
         "summary": entry.summary,

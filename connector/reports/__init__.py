@@ -65,9 +65,14 @@ def iso(value: date | datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+def ref_row(ref: Ref) -> Row:
+    """`{"system", "type", "id"}` of a ref: the provider's own id."""
+    return {"system": ref.system, "type": ref.object_type, "id": ref.remote_id}
+
+
 def ref_rows(refs: Iterable[Ref]) -> list[Row]:
-    """`{"system", "type", "id"}` per ref: the providers' own ids."""
-    return [{"system": r.system, "type": r.object_type, "id": r.remote_id} for r in refs]
+    """`ref_row` per ref."""
+    return [ref_row(r) for r in refs]
 
 
 def systems_of(refs: Iterable[Ref]) -> list[str]:
@@ -499,6 +504,7 @@ __all__ = [
     "payment_drift",
     "payment_rows",
     "proposal_row",
+    "ref_row",
     "ref_rows",
     "select_invoices",
     "systems_of",
