@@ -5,12 +5,17 @@
 CONFIG is the `connector.toml` of a book already synced, e.g. the one `bench/engine_ticks.py
 --size large --keep DIR` leaves in DIR (copy its `state.db` first: the pass writes to the book,
 as the service's would). Runs, in this process and in this order, what one pass of
-`pipeline.reconcile_and_plan` runs: linking (`link_all`), the providers' collections states
+`pipeline.reconcile_and_plan` runs: linking (`link_book`: what changed since the last pass and
+its neighbourhood; `link-full`: the whole book), the providers' collections states
 (of the records whose views moved; `states-full`: of every record), the ledger's records of the
 payments we applied (`take_ledger_records`), reconciliation, the writes' plan (of the
 customers whose inputs moved since their last plan; `writes-full`: of every customer) and the
 reminders' plan; prints per stage its wall seconds, CPU seconds and the process's peak RSS so
 far. No provider is called.
+
+`--touch N` first stores N of the ledger's invoices again with their due dates two days later
+(`Store.store_page`, as a sync storing a provider's change does): what the next pass links,
+states, reconciles and plans.
 
 `--ticks N` then runs up to N engine ticks as `connector serve` runs them
 (`pipeline.reconcile_and_plan_if_changed`, without the pulls), each in a child process of its
@@ -27,7 +32,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +43,10 @@ from engine_ticks import child  # noqa: E402
 
 from connector.cli.main import GC_THRESHOLDS  # noqa: E402
 from connector.config import load_config  # noqa: E402
+from connector.connections import system_ranks  # noqa: E402
 from connector.dunning.run import queue as queue_reminders  # noqa: E402
 from connector.dunning.states import apply_provider_states  # noqa: E402
-from connector.linking.run import link_all  # noqa: E402
+from connector.linking.run import link_all, link_book  # noqa: E402
 from connector.providers.registry import installed  # noqa: E402
 from connector.reconcile.run import run_reconciliation, take_ledger_records  # noqa: E402
 from connector.state import open_store  # noqa: E402
@@ -69,6 +75,15 @@ print(json.dumps({
 """
 
 
+def touch(store: Any, registry: Any, config: Any, count: int) -> None:
+    """`count` of the ledger's invoices stored again, each due two days later, as a sync would."""
+    ledger = next(name for name, (kind, _) in system_ranks(config, registry).items() if kind == "ledger")
+    invoices = [i for i in store.list_receivables(limit=count * 2) if any(r.system == ledger for r in i.refs)][:count]
+    moved = [i.model_copy(update={"due_date": i.due_date + timedelta(days=2)}) for i in invoices]
+    store.store_page(ledger, "invoices", "invoice", moved, cursor=None)
+    print(f"{len(moved)} {ledger} invoices stored again, due two days later", flush=True)
+
+
 def main() -> int:
     gc.set_threshold(*GC_THRESHOLDS)  # as the CLI runs the service's engine
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -76,13 +91,15 @@ def main() -> int:
     parser.add_argument(
         "--stages",
         default=",".join(STAGES),
-        help=f"comma-separated, of {', '.join(STAGES)}, states-full (every record's states read again), "
+        help=f"comma-separated, of {', '.join(STAGES)}, link-full (the whole book linked), "
+        "states-full (every record's states read again), "
         "writes-full (every customer's writes derived again)",
     )
+    parser.add_argument("--touch", type=int, default=0, help="first store N ledger invoices again, changed")
     parser.add_argument("--ticks", type=int, default=0, help="then up to N engine ticks, until one skips")
     args = parser.parse_args()
     chosen = [s for s in args.stages.split(",") if s]
-    unknown = [s for s in chosen if s not in (*STAGES, "states-full", "writes-full")]
+    unknown = [s for s in chosen if s not in (*STAGES, "link-full", "states-full", "writes-full")]
     if unknown:
         parser.error(f"unknown stage {unknown[0]!r} (valid: {', '.join(STAGES)})")
     config = load_config(args.config)
@@ -90,7 +107,8 @@ def main() -> int:
     registry = installed()
     today = date.today()
     run: dict[str, Callable[[], Any]] = {
-        "link": lambda: link_all(config, store, registry),
+        "link": lambda: link_book(config, store, registry),
+        "link-full": lambda: link_all(config, store, registry),
         "states": lambda: apply_provider_states(config, store, registry),
         "states-full": lambda: apply_provider_states(config, store, registry, full=True),
         "ledger": lambda: take_ledger_records(config, store, registry),
@@ -101,6 +119,8 @@ def main() -> int:
         # as the engine runs it: the states were copied after linking
         "reminders": lambda: queue_reminders(config, store, today, registry, states_first="states" not in chosen),
     }
+    if args.touch:
+        touch(store, registry, config, args.touch)
     print("| stage | wall | CPU | peak RSS so far |\n|---|---|---|---|", flush=True)
     total_wall = total_cpu = 0.0
     for stage in chosen:

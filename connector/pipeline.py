@@ -22,7 +22,7 @@ from connector.config import Config
 from connector.connections import settings_as_marked, system_ranks
 from connector.dunning.run import queue as queue_reminders
 from connector.dunning.states import apply_provider_states
-from connector.linking.run import LinkReport, link_all
+from connector.linking.run import LinkReport, link_book
 from connector.providers.registry import Registry, installed
 from connector.reconcile.run import ReconcileSummary, run_reconciliation, take_ledger_records
 from connector.state.outbox import OutboxEntry
@@ -51,7 +51,9 @@ def link(config: Config, store: Store, registry: Registry | None = None, *, full
     registry = registry or installed()
     store.keep_statistics()  # what a sync stored is what linking reads: planned for the book as it is
     mark = views_mark(config, store, registry)
-    linked = _unless_unchanged(store, VIEWS_MARK, mark, lambda: link_all(config, store, registry), full=full)
+    linked = _unless_unchanged(
+        store, VIEWS_MARK, mark, lambda: link_book(config, store, registry, full=full), full=full
+    )
     apply_provider_states(config, store, registry, full=full)
     take_ledger_records(config, store, registry)
     return LinkReport() if isinstance(linked, EngineSkip) else linked

@@ -446,6 +446,35 @@ class AuditMentionRow(SQLModel, table=True):
     entry_id: int = _col(BigIntId, primary_key=True, nullable=False, autoincrement=False)
 
 
+class LinkKeyRow(SQLModel, table=True):
+    """A key linking gave a stored view (0027): a hash of what one of its rules compares (a
+    number, an e-mail address, a charge named), so the views that may link to a changed one
+    are an index look-up (`connector.linking.keys`). `depends`: a key an invoice holds on its
+    customer's record, looked up when customers change. No foreign key: refs are never deleted,
+    and a key of a ref linked elsewhere since only widens a neighbourhood."""
+
+    __tablename__ = "link_keys"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    company: str = _company(primary_key=True)
+    key: int = _col(sa.BigInteger, primary_key=True, nullable=False, autoincrement=False)
+    ref_id: int = _col(BigIntId, primary_key=True, nullable=False, autoincrement=False)
+    depends: bool = _col(sa.Boolean, nullable=False)
+
+
+class LinkKeySetRow(SQLModel, table=True):
+    """The keys of one stored view, together (0027): what it shared when linking last read
+    it (`link_keys` by ref). Each a packed array of signed 64-bit integers (`state.linking`)."""
+
+    __tablename__ = "link_key_sets"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    company: str = _company(primary_key=True)
+    ref_id: int = _col(BigIntId, primary_key=True, nullable=False, autoincrement=False)
+    rule_keys: bytes = _col(sa.LargeBinary, nullable=False)
+    depends_keys: bytes = _col(sa.LargeBinary, nullable=False)
+
+
 class OAuthTokenRow(SQLModel, table=True):
     """One connection's OAuth tokens; `version` makes a save a compare-and-swap (0002);
     `previous_refresh_token` is the one the current refresh token replaced (0009)."""
@@ -550,6 +579,8 @@ STATE_TABLES: tuple[str, ...] = (
     "runs",
     "audit_log",
     "audit_mentions",
+    "link_keys",
+    "link_key_sets",
     "oauth_tokens",
     "proposals",
     "work_units",

@@ -169,7 +169,7 @@ def test_no_private_name_is_imported_from_another_module():
     ("runner", "home"),
     [
         ("SyncEngine", "connector.sync"),
-        ("link_all", "connector.linking.run"),
+        ("link_book", "connector.linking.run"),
         ("queue_writes", "connector.writeback.apply"),
         ("queue", "connector.dunning.run"),
     ],

@@ -70,8 +70,8 @@ def count_calls(monkeypatch: pytest.MonkeyPatch, *names: str) -> list[str]:
 
 
 def count_whole_links(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """A list that gains an item each time the pipeline runs a whole-book link (`link_all`)."""
-    return count_calls(monkeypatch, "link_all")
+    """A list that gains an item each time the pipeline runs a link pass (`link_book`)."""
+    return count_calls(monkeypatch, "link_book")
 
 
 def move_a_due_date(store: Store, *, days: int) -> None:
@@ -206,10 +206,10 @@ def test_linking_runs_again_only_when_a_view_moved_or_the_systems_changed(
 
     move_a_due_date(store, days=3)
     pipeline.link(config, store)
-    assert linked == ["link_all"]
+    assert linked == ["link_book"]
     for _ in range(2):  # its own writes (the kind stamped on the view stored by hand) once more
         pipeline.link(config, store)
-    assert linked == ["link_all", "link_all"]
+    assert linked == ["link_book", "link_book"]
 
     path = directory / "connector.toml"
     text = path.read_text()
@@ -274,9 +274,9 @@ def test_pulling_every_record_again_after_linking_writes_no_view(
     report = pipeline.sync(config, store, full=True)
     assert report.ok and sum(s.stored for s in report.streams) > 100
     assert store.views_position() == before
-    assert linked == ["link_all"]  # `--full` links anyway; a plain sync would not have
+    assert linked == ["link_book"]  # `--full` links anyway; a plain sync would not have
     pipeline.sync(config, store)
-    assert linked == ["link_all"]
+    assert linked == ["link_book"]
     # a merged record the provider changed is written, the marks move
     with store.session() as session:
         merged = session.execute(
@@ -351,7 +351,7 @@ def test_after_a_change_the_engine_runs_at_most_twice_then_stops(
             # a sync with nothing new after the engine's passes links nothing, copies no
             # provider's states and takes no ledger record: what linking reads did not move
             # (`LINK_READS`) since the engine's own link
-            linked = count_calls(monkeypatch, "link_all", "apply_provider_states", "take_ledger_records")
+            linked = count_calls(monkeypatch, "link_book", "apply_provider_states", "take_ledger_records")
             assert pipeline.sync(config, store).ok
             assert linked == []
         finally:
@@ -369,7 +369,7 @@ def test_each_stage_that_reads_the_book_has_its_statistics_refreshed_first(
         store, report = sync_sandbox(sandbox, tmp_path, full=True, then_link=False)
         assert report.ok
         config = load_config(str(tmp_path / "connector.toml"))
-        steps = count_calls(monkeypatch, "link_all", "run_reconciliation", "queue_writes", "queue_reminders")
+        steps = count_calls(monkeypatch, "link_book", "run_reconciliation", "queue_writes", "queue_reminders")
 
         def refreshed(_self: Store) -> list[str]:
             steps.append("statistics")
@@ -380,7 +380,7 @@ def test_each_stage_that_reads_the_book_has_its_statistics_refreshed_first(
         store.close()
     assert steps == [
         "statistics",
-        "link_all",
+        "link_book",
         "statistics",
         "run_reconciliation",
         "statistics",

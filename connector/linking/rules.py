@@ -180,48 +180,71 @@ def normalise_name(value: Any) -> str | None:
     return text or None
 
 
+def customer_emails(view: View) -> list[str]:
+    """The e-mail addresses a customer's view gives (`email` rule), lowercased."""
+    found = [e.strip().lower() for e in view.data.get("emails") or [] if isinstance(e, str) and "@" in e]
+    hint = view.hints.get("email")
+    if isinstance(hint, str) and "@" in hint:
+        found.append(hint.strip().lower())
+    return sorted(set(found))
+
+
+def customer_name(view: View) -> list[str]:
+    """A customer's name as the `name` rule compares it (none, or one)."""
+    return [n] if (n := normalise_name(view.data.get("name"))) else []
+
+
 def link_customers(views: Sequence[View]) -> list[Link]:
     groups = _Groups(views)
     _explicit(groups, views, ["customer"])
-
-    def emails(view: View) -> list[str]:
-        found = [e.strip().lower() for e in view.data.get("emails") or [] if isinstance(e, str) and "@" in e]
-        hint = view.hints.get("email")
-        if isinstance(hint, str) and "@" in hint:
-            found.append(hint.strip().lower())
-        return sorted(set(found))
-
-    _unique_key_links(groups, views, emails, "email", lambda key, a, b: f"same e-mail address {key}")
+    _unique_key_links(groups, views, customer_emails, "email", lambda key, a, b: f"same e-mail address {key}")
     _unique_key_links(
         groups,
         views,
-        lambda v: [n] if (n := normalise_name(v.data.get("name"))) else [],
+        customer_name,
         "name",
         lambda key, a, b: f"same name ({a.data.get('name')!r} / {b.data.get('name')!r})",
     )
     return groups.links()
 
 
+def number_key(view: View) -> list[tuple[str, str]]:
+    """An invoice's number (normalised) and currency, as the `invoice_number` rule compares them;
+    none for a deal, whose number counts only when `deal_name` checked it."""
+    if view.object_type == "deal":
+        return []
+    number = normalise_number(view.hints.get("invoice_number") or view.data.get("number"))
+    currency = view.data.get("currency")
+    return [(number, str(currency))] if number and currency else []
+
+
+def amount_key(
+    view: View, customer_of: Mapping[str, str], customer_by_ref: Mapping[tuple[str, str], str]
+) -> list[tuple[str, str, str]]:
+    """An invoice's customer (canonical, now), currency and total, as the `customer_amount_date`
+    rule compares them."""
+    customer = customer_of_view(view, customer_of, customer_by_ref)
+    total = (view.data.get("total") or {}).get("amount")
+    if not customer or total is None:
+        return []
+    return [(customer, str(view.data.get("currency")), str(Decimal(str(total))))]
+
+
 def link_invoices(
     views: Sequence[View],
     customer_of: Mapping[str, str],
     customer_by_ref: Mapping[tuple[str, str], str] | None = None,
+    *,
+    receivable: str | None = None,
 ) -> list[Link]:
     """`customer_by_ref` maps a customer's (system, remote id) to its canonical id now, which
     is how an invoice's customer is known whatever the order the two were stored in;
     `customer_of` maps a pre-link customer id to its surviving id, for views that carry no
-    customer link (customers link first)."""
+    customer link (customers link first). `receivable`: the kind of system whose invoices are
+    the book's receivables, when `views` are part of a book (`receivable_views`)."""
     groups = _Groups(views)
     _explicit(groups, views, ["invoice", "deal"])
-    _deal_links(groups, views)
-
-    def number_key(view: View) -> list[tuple[str, str]]:
-        if view.object_type == "deal":
-            return []  # a deal's number counts only when `deal_name` checked it
-        number = normalise_number(view.hints.get("invoice_number") or view.data.get("number"))
-        currency = view.data.get("currency")
-        return [(number, str(currency))] if number and currency else []
-
+    _deal_links(groups, views, receivable)
     _unique_key_links(
         groups,
         views,
@@ -229,22 +252,15 @@ def link_invoices(
         "invoice_number",
         lambda key, a, b: f"same invoice number {key[0]} in {key[1]}",
     )
-
-    def amount_key(view: View) -> list[tuple[str, str, str]]:
-        customer = customer_of_view(view, customer_of, customer_by_ref or {})
-        total = (view.data.get("total") or {}).get("amount")
-        if not customer or total is None:
-            return []
-        return [(customer, str(view.data.get("currency")), str(Decimal(str(total))))]
-
-    _date_window_links(groups, views, amount_key)
+    _date_window_links(groups, views, lambda view: amount_key(view, customer_of, customer_by_ref or {}))
     return groups.links()
 
 
-def receivable_views(views: Sequence[View]) -> list[View]:
+def receivable_views(views: Sequence[View], kind: str | None = None) -> list[View]:
     """The invoices that are receivables (`state.records.receivable_kind`): the ledger's, or the
-    gateway's in a company without a ledger."""
-    kind = receivable_kind({v.kind for v in views})
+    gateway's in a company without a ledger. `kind`: of that kind of system (a part of a book,
+    whose receivables' kind the whole book tells); by default the kind `views` tell."""
+    kind = kind or receivable_kind({v.kind for v in views})
     return [v for v in views if v.kind == kind and v.object_type == "invoice"]
 
 
@@ -260,10 +276,10 @@ def deal_of(view: View) -> Deal:
     )
 
 
-def deal_index(views: Sequence[View]) -> NumberIndex:
+def deal_index(views: Sequence[View], receivable: str | None = None) -> NumberIndex:
     """The receivables among `views` by number, keyed by canonical id."""
     found = []
-    for view in receivable_views(views):
+    for view in receivable_views(views, receivable):
         number = view.hints.get("invoice_number") or view.data.get("number")
         total = (view.data.get("total") or {}).get("amount")
         if number:
@@ -278,10 +294,10 @@ def deal_index(views: Sequence[View]) -> NumberIndex:
     return NumberIndex(found)
 
 
-def match_deals(views: Sequence[View]) -> dict[str, DealMatch]:
+def match_deals(views: Sequence[View], receivable: str | None = None) -> dict[str, DealMatch]:
     """For each CRM deal among `views` (by canonical id), the receivable it names, if any. Two
     deals of one system naming one invoice name nothing: which one it is for is a person's call."""
-    index = deal_index(views)
+    index = deal_index(views, receivable)
     deals = sorted((v for v in views if v.kind == "crm" and v.object_type == "deal"), key=lambda v: v.remote_id)
     matches = {deal.entity_id: index.match(deal_of(deal)) for deal in deals}
     claims: dict[tuple[str, str], list[View]] = defaultdict(list)
@@ -297,8 +313,8 @@ def match_deals(views: Sequence[View]) -> dict[str, DealMatch]:
     return matches
 
 
-def _deal_links(groups: _Groups, views: Sequence[View]) -> None:
-    for deal, match in sorted(match_deals(views).items()):
+def _deal_links(groups: _Groups, views: Sequence[View], receivable: str | None) -> None:
+    for deal, match in sorted(match_deals(views, receivable).items()):
         if match.target and match.rule:
             groups.union(match.target, deal, match.rule, match.reason)
 
@@ -354,6 +370,12 @@ def _issue_date(view: View) -> date | None:
         return None
 
 
+def charges_named(view: View) -> list[str]:
+    """The gateway charges (or payment intents) a ledger payment's reference names."""
+    reference = str(view.hints.get("reference") or view.data.get("remittance") or "")
+    return re.findall(r"\b(?:ch|py|pi)_[A-Za-z0-9]+", reference)
+
+
 def link_payments(views: Sequence[View]) -> list[Link]:
     """A ledger payment that names the gateway's charge (or payment intent) in its reference is
     the same money: one canonical payment, so it is never counted twice. The charge may have
@@ -369,8 +391,7 @@ def link_payments(views: Sequence[View]) -> list[Link]:
     for view in views:
         if view.kind != "ledger":
             continue
-        reference = str(view.hints.get("reference") or view.data.get("remittance") or "")
-        named = {charges[t] for t in re.findall(r"\b(?:ch|py|pi)_[A-Za-z0-9]+", reference) if t in charges}
+        named = {charges[t] for t in charges_named(view) if t in charges}
         if len(named) != 1:
             continue
         charge = named.pop()

@@ -5,15 +5,26 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
+from connector import __version__
 from connector.config import Config
 from connector.connections import check_scope, system_ranks
 from connector.linking.deals import DealMatch
+from connector.linking.keys import (
+    customer_identity,
+    customer_keys,
+    invoice_key_sets,
+    invoice_keys,
+    named_by_hints,
+    own_key,
+    payment_keys,
+)
 from connector.linking.rules import (
     LINKING_HINTS,
     Link,
@@ -28,6 +39,8 @@ from connector.linking.rules import (
 from connector.providers.registry import Registry
 from connector.state import linking as state_linking
 from connector.state.bookkeeping import audit_many
+from connector.state.linking import KeySets
+from connector.state.records import RECEIVABLE_KINDS, receivable_kind
 from connector.state.store import Store
 
 ACTOR = "linker"
@@ -138,40 +151,56 @@ class _Shared:
 
 
 def linking_views(session: Any, kind: str, systems: dict[str, tuple[str, int]]) -> list[View]:
-    """Every stored view of `kind`, reduced to what linking reads, in `ref_views`' order: the
+    """Every stored view of `kind`, reduced to what linking reads, in order (`_in_order`): the
     database extracts those few fields of each view (`each_ref_fields`), so no view is decoded
     whole nor held (a JSON array or object comes as its text and is decoded here); the values
     views repeat are held once (`_Shared`; strings in Python's own table of interned strings,
     whose entries go with the last view holding them)."""
-    views = []
+    return [view for _, view in _in_order(_keyed_views(session, kind, systems))]
+
+
+def _keyed_views(session: Any, kind: str, systems: dict[str, tuple[str, int]]) -> Iterator[tuple[int, View]]:
+    """(ref id, view) of every stored view of `kind`, as `linking_views` reads them, in the
+    order the database finds them."""
     shared = _Shared()
-    for system, object_type, remote_id, entity_id, *values in state_linking.each_ref_fields(
-        session, kind, _PATHS[kind]
-    ):
-        *fields, hints, customer = values
-        data = {key: value for key, value in zip(LINKING_FIELDS[kind], fields, strict=True) if value is not None}
-        for key in shared.REPEATED:
-            value = data.get(key)
-            if type(value) is str:
-                data[key] = sys.intern(value)
-        if "emails" in data:
-            data["emails"] = _decoded(data["emails"])
-        if "total" in data:
-            data["total"] = shared.mapping("amount", data["total"])
-        stated = _decoded(hints) if hints is not None else None
-        views.append(
-            _reduced(
-                system,
-                object_type,
-                remote_id,
-                sys.intern(entity_id),
-                data,
-                stated if isinstance(stated, dict) else {},
-                _NOTHING if customer is None else shared.mapping("customer", customer),
-                systems,
-            )
-        )
-    return views
+    for ref_id, *row in state_linking.each_ref_fields(session, kind, _PATHS[kind], with_id=True, ordered=False):
+        yield ref_id, _view_of_fields(kind, row, systems, shared)
+
+
+def _views_of(
+    session: Any, kind: str, ref_ids: set[int], systems: dict[str, tuple[str, int]]
+) -> list[tuple[int, View]]:
+    """(ref id, view) of the refs `ref_ids` of `kind`, as `linking_views` reads them."""
+    shared = _Shared()
+    return [
+        (ref_id, _view_of_fields(kind, row, systems, shared))
+        for ref_id, *row in state_linking.ref_fields_of(session, kind, ref_ids, _PATHS[kind])
+    ]
+
+
+def _view_of_fields(kind: str, row: Sequence[Any], systems: dict[str, tuple[str, int]], shared: _Shared) -> View:
+    system, object_type, remote_id, entity_id, *values = row
+    *fields, hints, customer = values
+    data = {key: value for key, value in zip(LINKING_FIELDS[kind], fields, strict=True) if value is not None}
+    for key in shared.REPEATED:
+        value = data.get(key)
+        if type(value) is str:
+            data[key] = sys.intern(value)
+    if "emails" in data:
+        data["emails"] = _decoded(data["emails"])
+    if "total" in data:
+        data["total"] = shared.mapping("amount", data["total"])
+    stated = _decoded(hints) if hints is not None else None
+    return _reduced(
+        system,
+        object_type,
+        remote_id,
+        sys.intern(entity_id),
+        data,
+        stated if isinstance(stated, dict) else {},
+        _NOTHING if customer is None else shared.mapping("customer", customer),
+        systems,
+    )
 
 
 def _decoded(value: Any) -> Any:
@@ -185,32 +214,262 @@ def _decoded(value: Any) -> Any:
         return value
 
 
+# Where `link_book` keeps when it last linked, and on what basis (the systems, their kinds and
+# ranks, the receivables' kind, the connector's version): another basis links the whole book.
+LINK_KEYS_MARK = ("(engine)", "link-keys")
+# A pass over what changed reads the views changed since the last pass began, less this: a
+# page another worker stored while that pass ran (its time taken before it committed), or a
+# worker's clock behind another's, is linked by the next pass all the same.
+LOOKBACK = timedelta(minutes=10)
+# A pass links the whole book when more than this share of its views changed since the last
+# (and more than `WHOLE_BOOK_FROM`): a remap, a first sync of a connection, a long outage. Its
+# neighbourhoods would be most of the book, read a few thousand views at a time.
+WHOLE_BOOK_SHARE = 0.05
+WHOLE_BOOK_FROM = 5_000
+
+
+def link_book(config: Config, store: Store, registry: Registry | None = None, *, full: bool = False) -> LinkReport:
+    """Link what changed since the last pass (`link_changed`), or the whole book (`link_all`):
+    the first time, with `full`, when the basis of the last pass is not today's (another
+    system or rank, the receivables now another system's, another version of the rules), and
+    when much of the book changed since (`WHOLE_BOOK_SHARE`)."""
+    started = datetime.now(UTC)
+    systems = system_ranks(config, registry)
+    with store.session() as session:
+        receivable = _receivable(session, systems)
+    basis = {
+        "systems": sorted([name, kind, rank] for name, (kind, rank) in systems.items()),
+        "receivable": receivable,
+        "connector": __version__,
+    }
+    last = None if full else _last_pass(store.get_cursor(*LINK_KEYS_MARK))
+    since = None if last is None or last[1] != basis else last[0] - LOOKBACK
+    if since is not None:
+        with store.session() as session:
+            changed, views = state_linking.how_many_changed(session, since)
+        if changed > max(WHOLE_BOOK_FROM, views * WHOLE_BOOK_SHARE):
+            since = None
+    if since is not None:
+        report = link_changed(config, store, registry, since=since)
+    else:
+        report = link_all(config, store, registry)
+    store.set_cursor(*LINK_KEYS_MARK, json.dumps({"at": started.isoformat(), "basis": basis}))
+    return report
+
+
+def _last_pass(stored: str | None) -> tuple[datetime, Any] | None:
+    if not stored:
+        return None
+    try:
+        found = json.loads(stored)
+        return datetime.fromisoformat(found["at"]), found["basis"]
+    except (ValueError, KeyError, TypeError):
+        return None  # unreadable: the whole book, and a good mark after it
+
+
 def link_all(config: Config, store: Store, registry: Registry | None = None) -> LinkReport:
     """Link everything stored, whatever order its streams and pages arrived in: the same stored
     views give the same links, so an incremental sync that brings a late contact repairs what
-    its invoices could not link to before."""
+    its invoices could not link to before. Every view is keyed anew (`link_keys`), for the
+    passes over what changed after it (`link_changed`)."""
     check_scope(config, store)
     systems = system_ranks(config, registry)
     report = LinkReport()
     with store.session() as session:
         state_linking.stamp_kinds(session, {name: kind for name, (kind, _) in systems.items()})
-        customers = linking_views(session, "customer", systems)
-        report.links["customer"] = _apply(session, "customer", link_customers(customers))
-        # read again only when a merge moved refs to other customers
-        if report.links["customer"]:
-            customers = linking_views(session, "customer", systems)
-        # what each stored invoice view calls its customer -> that customer's canonical id now
-        customer_of = {str(view.data.get("id")): view.entity_id for view in customers}
-        customer_by_ref = {(view.system, view.remote_id): view.entity_id for view in customers}
+        state_linking.forget_link_keys(session)
+        keys = _KeyWriter(session)  # nothing keyed now: every view's keys are new
+        customers = _in_order(_keyed_views(session, "customer", systems))
+        report.links["customer"] = _apply(session, "customer", link_customers([view for _, view in customers]))
+        for ref_id, view in customers:
+            keys.add(ref_id, customer_keys(view), customer_identity(view))
         del customers
-        invoices = linking_views(session, "invoice", systems)
-        report.links["invoice"] = _apply(session, "invoice", link_invoices(invoices, customer_of, customer_by_ref))
+        customer_of, customer_by_ref = _customer_maps(session)
+        invoices = _in_order(_keyed_views(session, "invoice", systems))
+        receivable = receivable_kind({view.kind for _, view in invoices})
+        report.links["invoice"] = _apply(
+            session,
+            "invoice",
+            link_invoices([view for _, view in invoices], customer_of, customer_by_ref, receivable=receivable),
+        )
+        for ref_id, view in invoices:
+            keys.add(ref_id, *invoice_key_sets(view, receivable, customer_of, customer_by_ref))
         del invoices
-        payments = linking_views(session, "payment", systems)
-        report.links["payment"] = _apply(session, "payment", link_payments(payments))
+        payments = _in_order(_keyed_views(session, "payment", systems))
+        report.links["payment"] = _apply(session, "payment", link_payments([view for _, view in payments]))
+        for ref_id, view in payments:
+            keys.add(ref_id, payment_keys(view), set())
         del payments
+        keys.flush()
         _fill_customers(session, systems, customer_by_ref)
     return report
+
+
+def link_changed(config: Config, store: Store, registry: Registry | None = None, *, since: datetime) -> LinkReport:
+    """Link the views stored new or changed at or after `since` (`refs.changed_at`) with their
+    neighbourhood: every view sharing a key with one of them (as they are now, and as they
+    were keyed when linking last read them), and so on, and the views of the same records
+    (`_neighbourhood`); an invoice whose customer's record moved (merged, or stored after it)
+    is linked again with its own. After a `link_all` and the passes since, this gives the
+    links `link_all` would: a view sharing no key with the changed ones can link to none of
+    them, nor gain or lose a rival (a test holds the two equal on random books)."""
+    check_scope(config, store)
+    systems = system_ranks(config, registry)
+    report = LinkReport()
+    with store.session() as session:
+        # a view stored without its system's kind was stored since: `link_all` stamped the others
+        state_linking.stamp_kinds(
+            session,
+            {name: kind for name, (kind, _) in systems.items()},
+            only=state_linking.changed_refs(session, "invoice", since),
+        )
+        changed = state_linking.changed_refs(session, "customer", since)
+        customers, before = _neighbourhood(session, "customer", changed, systems, customer_keys)
+        links = link_customers([view for _, view in customers])
+        report.links["customer"] = _apply(session, "customer", links)
+        merged = {link.member for link in links}
+        identities: set[int] = set()
+        keys = _KeyWriter(session, before)
+        for ref_id, view in customers:
+            keys.add(ref_id, customer_keys(view), customer_identity(view))
+            if ref_id in changed or view.entity_id in merged:
+                identities |= customer_identity(view) | before.get(ref_id, (set(), set()))[1]
+        keys.flush()
+        del customers
+        customer_of, customer_by_ref = _customer_maps(session)
+        receivable = _receivable(session, systems)
+        changed = state_linking.changed_refs(session, "invoice", since)
+        changed |= state_linking.refs_with_keys(session, "invoice", identities, depends=True)
+        invoices, before = _neighbourhood(
+            session,
+            "invoice",
+            changed,
+            systems,
+            lambda view: invoice_keys(view, receivable, customer_of, customer_by_ref),
+        )
+        report.links["invoice"] = _apply(
+            session,
+            "invoice",
+            link_invoices([view for _, view in invoices], customer_of, customer_by_ref, receivable=receivable),
+        )
+        keys = _KeyWriter(session, before)
+        for ref_id, view in invoices:
+            keys.add(ref_id, *invoice_key_sets(view, receivable, customer_of, customer_by_ref))
+        keys.flush()
+        del invoices
+        changed = state_linking.changed_refs(session, "payment", since)
+        payments, before = _neighbourhood(session, "payment", changed, systems, payment_keys)
+        report.links["payment"] = _apply(session, "payment", link_payments([view for _, view in payments]))
+        keys = _KeyWriter(session, before)
+        for ref_id, view in payments:
+            keys.add(ref_id, payment_keys(view), set())
+        keys.flush()
+        _fill_customers(session, systems, customer_by_ref)
+    return report
+
+
+def _neighbourhood(
+    session: Any,
+    kind: str,
+    changed: set[int],
+    systems: dict[str, tuple[str, int]],
+    keys_of: Callable[[View], set[int]],
+) -> tuple[list[tuple[int, View]], dict[int, KeySets]]:
+    """(ref id, view) of the refs `changed` of `kind` and of every ref sharing a key with one
+    of them, transitively: the keys each view gives now (`keys_of`, and the key the views whose
+    explicit-id hints name it hold) and the keys it was given when linking last read it (what
+    it may have stopped sharing), the refs of the same records, the records its hints name;
+    in `linking_views`' order, with the keys stored for each before."""
+    near: dict[int, View] = {}
+    before: dict[int, KeySets] = {}
+    asked: set[int] = set()
+    records: set[str] = set()
+    named: set[tuple[str, str, str]] = set()
+    tried: set[int] = set()
+    todo = set(changed)
+    while todo:
+        tried |= todo
+        stored = state_linking.stored_link_keys(session, todo)
+        before.update(stored)
+        keys = {key for rule, _ in stored.values() for key in rule}
+        new_records: set[str] = set()
+        new_named: set[tuple[str, str, str]] = set()
+        for ref_id, view in _views_of(session, kind, todo, systems):
+            near[ref_id] = view
+            keys |= keys_of(view)
+            if kind != "payment":
+                keys.add(own_key(view))
+            new_records.add(view.entity_id)
+            for system_kind, object_type, remote_id in named_by_hints(view, kind):
+                new_named.update(
+                    (system, object_type, remote_id)
+                    for system, (of_kind, _) in systems.items()
+                    if of_kind == system_kind
+                )
+        keys -= asked
+        asked |= keys
+        new_records -= records
+        records |= new_records
+        new_named -= named
+        named |= new_named
+        found = state_linking.refs_with_keys(session, kind, keys, depends=False)
+        found |= state_linking.refs_of_records(session, kind, new_records)
+        found |= state_linking.refs_named(session, kind, new_named)
+        todo = found - tried
+    return _in_order(near.items()), before
+
+
+def _in_order(keyed: Iterable[tuple[int, View]]) -> list[tuple[int, View]]:
+    """Views in one order whatever the database's collation: the rules' ties (which of two
+    equal candidates anchors a group) fall the same way in a pass over the book or a part."""
+    return sorted(keyed, key=lambda item: (item[1].system, item[1].object_type, item[1].remote_id))
+
+
+def _customer_maps(session: Any) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+    """What each stored invoice view calls its customer -> that customer's canonical id now (by
+    the customer id it was stored with, and by the customer's ref in its system)."""
+    customer_of: dict[str, str] = {}
+    customer_by_ref: dict[tuple[str, str], str] = {}
+    customers = state_linking.each_ref_fields(session, "customer", [("id",)], ordered=False)
+    for system, _, remote_id, entity_id, stored_id in customers:
+        entity_id = sys.intern(entity_id)
+        customer_of[str(stored_id)] = entity_id
+        customer_by_ref[(system, remote_id)] = entity_id
+    return customer_of, customer_by_ref
+
+
+def _receivable(session: Any, systems: dict[str, tuple[str, int]]) -> str | None:
+    """The kind of system whose invoices are the book's receivables (`receivable_views`), from
+    which systems hold invoices, as a pass over the whole book reads it off its views."""
+    candidates = [name for name, (kind, _) in systems.items() if kind in RECEIVABLE_KINDS]
+    holding = state_linking.systems_holding(session, "invoice", candidates)
+    return receivable_kind({systems[name][0] for name in holding})
+
+
+class _KeyWriter:
+    """The keys of the views a pass read, written a batch at a time (`link_keys`); a view keyed
+    before (`before`, as `stored_link_keys` read it) loses its earlier keys."""
+
+    BATCH = 20_000
+
+    def __init__(self, session: Any, before: dict[int, KeySets] | None = None) -> None:
+        self.session = session
+        self.before = before if before is not None else {}
+        self.keyed: list[tuple[int, set[int], set[int]]] = []
+        self.count = 0
+
+    def add(self, ref_id: int, keys: set[int], depends: set[int]) -> None:
+        self.keyed.append((ref_id, keys, depends))
+        self.count += len(keys) + len(depends)
+        if self.count >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        replaced = {ref_id: self.before[ref_id] for ref_id, _, _ in self.keyed if ref_id in self.before}
+        if replaced:
+            state_linking.forget_link_keys(self.session, replaced)
+        state_linking.add_link_keys(self.session, self.keyed)
+        self.keyed, self.count = [], 0
 
 
 def _fill_customers(

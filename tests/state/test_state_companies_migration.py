@@ -28,8 +28,8 @@ from connector.state.tables import STATE_TABLES
 from support.databases import pg_engine_in_temporary_schema, postgres_url_or_fail, sqlite_engine_in
 
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-# Tables revisions after 0010 add (0026: the ids audit entries name, none in this book's)
-LATER_TABLES = ("audit_mentions",)
+# Tables revisions after 0010 add (0026: the ids audit entries name; 0027: linking's keys; none in this book's)
+LATER_TABLES = ("audit_mentions", "link_keys", "link_key_sets")
 BOOK_TABLES = tuple(name for name in STATE_TABLES if name not in ("oauth_tokens", *LATER_TABLES))
 # The tables of 0009, parents first: today's, and the invoice lines that 0021 moved into their invoice
 TABLES_0009 = tuple(
