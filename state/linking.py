@@ -476,8 +476,10 @@ def ref_fields_of(
 # A view's keys as linking gave them: (the keys its rules compare, the keys it holds on its
 # customer's record).
 KeySets = tuple[set[int], set[int]]
-_LINK_KEYS = Bulk(table("link_keys"), ("key", "ref_id", "depends"), keep=())
-_LINK_KEY_SETS = Bulk(table("link_key_sets"), ("ref_id", "rule_keys", "depends_keys"), keep=())
+# A pass linking the same views at once (a `connector sync` beside the service's tick) writes
+# the same keys: the last one's stand (a key left behind only widens a neighbourhood).
+_LINK_KEYS = Bulk(table("link_keys"), ("key", "ref_id", "depends"), key=("key", "ref_id"), keep=())
+_LINK_KEY_SETS = Bulk(table("link_key_sets"), ("ref_id", "rule_keys", "depends_keys"), key=("ref_id",), keep=())
 
 
 def _packed(keys: Collection[int]) -> bytes:
