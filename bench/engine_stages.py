@@ -7,7 +7,7 @@ CONFIG is the `connector.toml` of a book already synced, e.g. the one `bench/eng
 as the service's would). Runs, in this process and in this order, what one pass of
 `pipeline.reconcile_and_plan` runs: linking (`link_book`: what changed since the last pass and
 its neighbourhood; `link-full`: the whole book), the providers' collections states
-(of the records whose views moved; `states-full`: of every record), the ledger's records of the
+(of the records the link pass read, or whose views moved; `states-full`: of every record), the ledger's records of the
 payments we applied (`take_ledger_records`), reconciliation, the writes' plan (of the
 customers whose inputs moved since their last plan; `writes-full`: of every customer) and the
 reminders' plan; prints per stage its wall seconds, CPU seconds and the process's peak RSS so
@@ -106,10 +106,13 @@ def main() -> int:
     store = open_store(config.database_url)
     registry = installed()
     today = date.today()
+    linked: list[Any] = []  # the link stage's report
     run: dict[str, Callable[[], Any]] = {
-        "link": lambda: link_book(config, store, registry),
+        "link": lambda: linked.append(link_book(config, store, registry)),
         "link-full": lambda: link_all(config, store, registry),
-        "states": lambda: apply_provider_states(config, store, registry),
+        # as the engine runs it after a link pass: of the records that pass read (every record's
+        # digest weighed when the whole book was linked, or without the link stage)
+        "states": lambda: apply_provider_states(config, store, registry, only=linked[0].moved if linked else None),
         "states-full": lambda: apply_provider_states(config, store, registry, full=True),
         "ledger": lambda: take_ledger_records(config, store, registry),
         "reconcile": lambda: run_reconciliation(config, store, registry=registry),

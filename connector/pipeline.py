@@ -42,7 +42,9 @@ def link(config: Config, store: Store, registry: Registry | None = None, *, full
     systems say of disputes, promises, plans and pauses (finance's own settings win); then a
     payment we applied that the ledger now records is its ledger record (`take_ledger_records`),
     so that nothing counts it twice before the next reconciliation. The states are copied
-    for the records whose views moved (`full`: for every record).
+    for the records whose views moved: of the records the link pass read (`LinkReport.moved`),
+    or, after a pass over the whole book and at least every `FULL_PASS_EVERY`, of every record
+    by its digest (`full`: every record read again).
 
     The same stored views give the same links: linking itself runs only when a view was
     stored or changed since it last ran, or the systems or the connector changed (`views_mark`;
@@ -54,7 +56,14 @@ def link(config: Config, store: Store, registry: Registry | None = None, *, full
     linked = _unless_unchanged(
         store, VIEWS_MARK, mark, lambda: link_book(config, store, registry, full=full), full=full
     )
-    apply_provider_states(config, store, registry, full=full)
+    moved = {} if isinstance(linked, EngineSkip) else linked.moved  # nothing; None: everything
+    last_whole = None if full else _stored_mark(store, STATES_MARK)
+    if moved is None or last_whole is None or datetime.now(UTC) - last_whole[1] >= FULL_PASS_EVERY:
+        started = datetime.now(UTC)
+        apply_provider_states(config, store, registry, full=full)
+        store.set_cursor(*STATES_MARK, json.dumps({"mark": "every record", "at": started.isoformat()}))
+    else:
+        apply_provider_states(config, store, registry, only=moved)
     take_ledger_records(config, store, registry)
     return LinkReport() if isinstance(linked, EngineSkip) else linked
 
@@ -148,6 +157,8 @@ LINK_MARK = ("(engine)", "link")
 PLAN_MARK = ("(engine)", "plan")  # `connector plan`'s own
 RECONCILE_MARK = ("(engine)", "reconcile")  # `connector reconcile`'s own
 VIEWS_MARK = ("(engine)", "link-views")
+# When the providers' states were last weighed for every record (`link`).
+STATES_MARK = ("(engine)", "states-every-record")
 # Even with nothing changed, the engine runs in full this often: a change committed by another
 # worker while the mark was taken, with a clock older than the newest one, waits no longer.
 FULL_PASS_EVERY = timedelta(hours=1)

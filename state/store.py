@@ -199,10 +199,12 @@ class Store:
         with self._tx(session) as s:
             return records.list_invoices(s, receivable=True, **filters)
 
-    def receivable_states(self, session: Session | None = None) -> list[records.InvoiceState]:
-        """The collections-state columns of every receivable, without its lines and refs."""
+    def receivable_states(
+        self, session: Session | None = None, ids: Sequence[str] | None = None
+    ) -> list[records.InvoiceState]:
+        """The collections-state columns of every receivable (of `ids`), without its lines and refs."""
         with self._tx(session) as s:
-            return records.receivable_states(s)
+            return records.receivable_states(s, ids)
 
     def receivable_numbers(self, ids: Sequence[str], session: Session | None = None) -> dict[str, str | None]:
         """id -> number of the receivables among `ids`, nothing else of them."""

@@ -9,7 +9,7 @@ import hashlib
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -68,7 +68,14 @@ STATES_RULES = "1"
 STATES_BATCH = 1000
 
 
-def apply_provider_states(config: Config, store: Store, registry: Registry | None = None, *, full: bool = False) -> int:
+def apply_provider_states(
+    config: Config,
+    store: Store,
+    registry: Registry | None = None,
+    *,
+    full: bool = False,
+    only: Mapping[str, Collection[str]] | None = None,
+) -> int:
     """Copy the collections states the providers hold into the finance-owned columns: an
     invoice disputed in any system is disputed; the promise to pay and the payment plan of
     the most trusted system that states one; a customer paused in any system is paused.
@@ -79,7 +86,9 @@ def apply_provider_states(config: Config, store: Store, registry: Registry | Non
     invoice's total and due date alone: each record keeps a digest of those (`states_digest`,
     from the views' content hashes, no view read), and only the records whose digest moved are
     read again (`full`: every record). The result is the same as reading every record: a
-    column no one but this and finance writes holds what the unchanged inputs gave last time."""
+    column no one but this and finance writes holds what the unchanged inputs gave last time.
+    `only`: of these invoices and customers (kind -> ids; a link pass's `moved`), the others'
+    inputs known not to have moved."""
 
     ranks = {name: rank for name, (_, rank) in system_ranks(config, registry).items()}
     salt = json.dumps([STATES_RULES, sorted(ranks.items())])
@@ -87,7 +96,9 @@ def apply_provider_states(config: Config, store: Store, registry: Registry | Non
     audited: list[AuditItem] = []  # a batch's changes, audited together
     with store.session() as session:
         finance = set_by_finance(session)
-        invoices = store.receivable_states(session=session)
+        invoices = store.receivable_states(
+            session=session, ids=None if only is None else sorted(only.get("invoice", ()))
+        )
         for start in range(0, len(invoices), STATES_BATCH):  # the views' hashes a batch at a time
             part = invoices[start : start + STATES_BATCH]
             ids = [i.id for i in part]
@@ -118,6 +129,9 @@ def apply_provider_states(config: Config, store: Store, registry: Registry | Non
             audited.clear()
             state_records.set_states_digests(session, "invoice", {i: wanted[i] for i in dirty})
         customer_ids = sorted(state_records.states_digests(session, "customer"))
+        if only is not None:
+            wanted_customers = set(only.get("customer", ()))
+            customer_ids = [c for c in customer_ids if c in wanted_customers]
         for start in range(0, len(customer_ids), STATES_BATCH):
             ids = customer_ids[start : start + STATES_BATCH]
             hashes = state_records.view_hashes(session, "customer", ids)

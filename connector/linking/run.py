@@ -49,6 +49,9 @@ ACTOR = "linker"
 @dataclass
 class LinkReport:
     links: dict[str, list[Link]] = field(default_factory=dict)
+    # kind -> the canonical records whose views were read, as they are after the pass (those
+    # whose views changed, and their neighbourhood); None: the whole book was linked
+    moved: dict[str, set[str]] | None = None
 
     def counts(self) -> dict[str, int]:
         return {kind: len(links) for kind, links in self.links.items()}
@@ -315,7 +318,7 @@ def link_changed(config: Config, store: Store, registry: Registry | None = None,
     them, nor gain or lose a rival (a test holds the two equal on random books)."""
     check_scope(config, store)
     systems = system_ranks(config, registry)
-    report = LinkReport()
+    report = LinkReport(moved={})
     with store.session() as session:
         # a view stored without its system's kind was stored since: `link_all` stamped the others
         state_linking.stamp_kinds(
@@ -327,6 +330,7 @@ def link_changed(config: Config, store: Store, registry: Registry | None = None,
         customers, before = _neighbourhood(session, "customer", changed, systems, customer_keys)
         links = link_customers([view for _, view in customers])
         report.links["customer"] = _apply(session, "customer", links)
+        _note_moved(report, "customer", customers, links)
         merged = {link.member for link in links}
         identities: set[int] = set()
         keys = _KeyWriter(session, before)
@@ -352,6 +356,7 @@ def link_changed(config: Config, store: Store, registry: Registry | None = None,
             "invoice",
             link_invoices([view for _, view in invoices], customer_of, customer_by_ref, receivable=receivable),
         )
+        _note_moved(report, "invoice", invoices, report.links["invoice"])
         keys = _KeyWriter(session, before)
         for ref_id, view in invoices:
             keys.add(ref_id, *invoice_key_sets(view, receivable, customer_of, customer_by_ref))
@@ -360,12 +365,20 @@ def link_changed(config: Config, store: Store, registry: Registry | None = None,
         changed = state_linking.changed_refs(session, "payment", since)
         payments, before = _neighbourhood(session, "payment", changed, systems, payment_keys)
         report.links["payment"] = _apply(session, "payment", link_payments([view for _, view in payments]))
+        _note_moved(report, "payment", payments, report.links["payment"])
         keys = _KeyWriter(session, before)
         for ref_id, view in payments:
             keys.add(ref_id, payment_keys(view), set())
         keys.flush()
         _fill_customers(session, systems, customer_by_ref)
     return report
+
+
+def _note_moved(report: LinkReport, kind: str, near: list[tuple[int, View]], links: list[Link]) -> None:
+    """The records of the views `near` (of `kind`), as they are once `links` merged them."""
+    survivor = {link.member: link.survivor for link in links}
+    assert report.moved is not None
+    report.moved[kind] = {survivor.get(view.entity_id, view.entity_id) for _, view in near}
 
 
 def _neighbourhood(

@@ -389,8 +389,9 @@ def take_ledger_records(config: Config, store: Store, registry: Registry | None 
     check_scope(config, store)
     ledgers = _ledger_systems(config, registry)
     with store.session() as session:
-        stored = decisions.load_allocations(session, status="applied")
-        ours = sorted({s.allocation.payment_id for s in stored if s.allocation.rule != LEDGER_RULE})
+        stored = decisions.load_allocations(session, status="applied", other_than=LEDGER_RULE)
+        ours = sorted({s.allocation.payment_id for s in stored})
+        del stored
         views = [v for v in _views(session, "payment", entity_ids=ours) if v["system"] in ledgers] if ours else []
         if not views:
             return 0
