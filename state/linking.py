@@ -404,9 +404,8 @@ def changed_refs(session: Session, entity_kind: str, since: datetime) -> set[int
     return {ref_id for ref_id, kind in session.execute(query) if kind == entity_kind}
 
 
-def refs_with_keys(session: Session, entity_kind: str, keys: Collection[int], *, depends: bool) -> set[int]:
-    """The linked refs of `entity_kind` that hold one of `keys` (of the `depends` sort), through
-    the keys' primary key."""
+def refs_with_keys(session: Session, entity_kind: str, keys: Collection[int]) -> set[int]:
+    """The linked refs of `entity_kind` that hold one of `keys`, through the keys' primary key."""
     found: set[int] = set()
     if not keys:
         return found
@@ -414,7 +413,7 @@ def refs_with_keys(session: Session, entity_kind: str, keys: Collection[int], *,
     query = (
         sa.select(refs.c.id, refs.c.entity_kind)
         .select_from(link_keys.join(refs, refs.c.id == link_keys.c.ref_id))
-        .where(mine(session, link_keys), link_keys.c.depends == depends, refs.c.entity_id.is_not(None))
+        .where(mine(session, link_keys), refs.c.entity_id.is_not(None))
     )
     for chunk in in_chunks(session, sorted(keys)):
         rows = session.execute(query.where(one_of(session, link_keys.c.key, chunk)))
@@ -478,7 +477,7 @@ def ref_fields_of(
 KeySets = tuple[set[int], set[int]]
 # A pass linking the same views at once (a `connector sync` beside the service's tick) writes
 # the same keys: the last one's stand (a key left behind only widens a neighbourhood).
-_LINK_KEYS = Bulk(table("link_keys"), ("key", "ref_id", "depends"), key=("key", "ref_id"), keep=())
+_LINK_KEYS = Bulk(table("link_keys"), ("key", "ref_id"), key=("key", "ref_id"), keep=())
 _LINK_KEY_SETS = Bulk(table("link_key_sets"), ("ref_id", "rule_keys", "depends_keys"), key=("ref_id",), keep=())
 
 
@@ -529,9 +528,7 @@ def add_link_keys(session: Session, keyed: Sequence[tuple[int, set[int], set[int
     of them keyed now (`forget_link_keys` first). Written in the tables' key order."""
     if not keyed:
         return
-    rows = [(key, ref_id, False) for ref_id, rule, _ in keyed for key in rule]
-    rows += [(key, ref_id, True) for ref_id, rule, depends in keyed for key in depends - rule]
-    rows.sort()
+    rows = sorted({(key, ref_id) for ref_id, rule, depends in keyed for key in (*rule, *depends)})
     bulk_write(session, _LINK_KEYS, rows, new=True)
     sets = sorted((ref_id, _packed(rule), _packed(depends - rule)) for ref_id, rule, depends in keyed)
     bulk_write(session, _LINK_KEY_SETS, sets, new=True)

@@ -448,10 +448,10 @@ class AuditMentionRow(SQLModel, table=True):
 
 class LinkKeyRow(SQLModel, table=True):
     """A key linking gave a stored view (0027): a hash of what one of its rules compares (a
-    number, an e-mail address, a charge named), so the views that may link to a changed one
-    are an index look-up (`connector.linking.keys`). `depends`: a key an invoice holds on its
-    customer's record, looked up when customers change. No foreign key: refs are never deleted,
-    and a key of a ref linked elsewhere since only widens a neighbourhood."""
+    number, an e-mail address, a charge named), or of the customer record an invoice depends
+    on, so the views that may link to a changed one are an index look-up
+    (`connector.linking.keys`). No foreign key: refs are never deleted, and a key of a ref
+    linked elsewhere since only widens a neighbourhood."""
 
     __tablename__ = "link_keys"
     __table_args__ = {"sqlite_with_rowid": False}
@@ -459,7 +459,6 @@ class LinkKeyRow(SQLModel, table=True):
     company: str = _company(primary_key=True)
     key: int = _col(sa.BigInteger, primary_key=True, nullable=False, autoincrement=False)
     ref_id: int = _col(BigIntId, primary_key=True, nullable=False, autoincrement=False)
-    depends: bool = _col(sa.Boolean, nullable=False)
 
 
 class LinkKeySetRow(SQLModel, table=True):

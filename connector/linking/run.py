@@ -343,7 +343,7 @@ def link_changed(config: Config, store: Store, registry: Registry | None = None,
         customer_of, customer_by_ref = _customer_maps(session)
         receivable = _receivable(session, systems)
         changed = state_linking.changed_refs(session, "invoice", since)
-        changed |= state_linking.refs_with_keys(session, "invoice", identities, depends=True)
+        changed |= state_linking.refs_with_keys(session, "invoice", identities)
         invoices, before = _neighbourhood(
             session,
             "invoice",
@@ -425,7 +425,7 @@ def _neighbourhood(
         records |= new_records
         new_named -= named
         named |= new_named
-        found = state_linking.refs_with_keys(session, kind, keys, depends=False)
+        found = state_linking.refs_with_keys(session, kind, keys)
         found |= state_linking.refs_of_records(session, kind, new_records)
         found |= state_linking.refs_named(session, kind, new_named)
         todo = found - tried

@@ -7,9 +7,10 @@ A key is a hash (64 bits, `connector.linking.keys.key_hash`) of what a rule comp
 invoice's number, a customer's e-mail address, the charge a ledger payment names...): two
 views with a key in common may link, two without cannot. `link_keys` holds each (key, ref),
 looked up by key; `link_key_sets` holds each ref's keys together, the keys it had when
-linking last read it (what it may have stopped sharing since). `depends` marks the keys an
-invoice holds on its customer's record (a customer merged moves its invoices' customer,
-amount and date keys), looked up only when customers change. Both tables are clustered on
+linking last read it (what it may have stopped sharing since), apart from the keys an invoice
+holds on its customer's record (`depends_keys`: a customer merged moves its invoices' customer,
+amount and date keys), which are looked up only when customers change (their hashes are of
+texts no rule compares, so a rule's key never finds them). Both tables are clustered on
 their keys (SQLite: WITHOUT ROWID), which a pass over the whole book writes in their order.
 
 No backfill: the first link pass after this upgrade runs over the whole book and keys it.
@@ -37,7 +38,6 @@ def upgrade() -> None:
         sa.Column("company", sa.Text, primary_key=True, nullable=False),
         sa.Column("key", sa.BigInteger, primary_key=True, nullable=False, autoincrement=False),
         sa.Column("ref_id", ID, primary_key=True, nullable=False, autoincrement=False),
-        sa.Column("depends", sa.Boolean, nullable=False),
         sqlite_with_rowid=False,
     )
     op.create_table(
