@@ -404,20 +404,27 @@ def changed_refs(session: Session, entity_kind: str, since: datetime) -> set[int
     return {ref_id for ref_id, kind in session.execute(query) if kind == entity_kind}
 
 
-def refs_with_keys(session: Session, entity_kind: str, keys: Collection[int]) -> set[int]:
-    """The linked refs of `entity_kind` that hold one of `keys`, through the keys' primary key."""
+def refs_with_keys(
+    session: Session, entity_kind: str, keys: Collection[int], *, of_type: Callable[[str], bool] | None = None
+) -> set[int]:
+    """The linked refs of `entity_kind` that hold one of `keys` (of an object type `of_type`
+    accepts, when given), through the keys' primary key."""
     found: set[int] = set()
     if not keys:
         return found
     link_keys, refs = table("link_keys"), table("refs")
     query = (
-        sa.select(refs.c.id, refs.c.entity_kind)
+        sa.select(refs.c.id, refs.c.entity_kind, refs.c.object_type)
         .select_from(link_keys.join(refs, refs.c.id == link_keys.c.ref_id))
         .where(mine(session, link_keys), refs.c.entity_id.is_not(None))
     )
     for chunk in in_chunks(session, sorted(keys)):
         rows = session.execute(query.where(one_of(session, link_keys.c.key, chunk)))
-        found.update(ref_id for ref_id, kind in rows if kind == entity_kind)
+        found.update(
+            ref_id
+            for ref_id, kind, object_type in rows
+            if kind == entity_kind and (of_type is None or of_type(object_type))
+        )
     return found
 
 
@@ -472,13 +479,15 @@ def ref_fields_of(
     return sorted(rows, key=lambda r: (r[1], r[2], r[3]))
 
 
-# A view's keys as linking gave them: (the keys its rules compare, the keys it holds on its
-# customer's record).
-KeySets = tuple[set[int], set[int]]
+# A view's keys as linking gave them: (looked up among every view of its kind, among the
+# other side only, held on its customer's record).
+KeySets = tuple[frozenset[int], frozenset[int], frozenset[int]]
 # A pass linking the same views at once (a `connector sync` beside the service's tick) writes
 # the same keys: the last one's stand (a key left behind only widens a neighbourhood).
 _LINK_KEYS = Bulk(table("link_keys"), ("key", "ref_id"), key=("key", "ref_id"), keep=())
-_LINK_KEY_SETS = Bulk(table("link_key_sets"), ("ref_id", "rule_keys", "depends_keys"), key=("ref_id",), keep=())
+_LINK_KEY_SETS = Bulk(
+    table("link_key_sets"), ("ref_id", "shared_keys", "toward_keys", "depends_keys"), key=("ref_id",), keep=()
+)
 
 
 def _packed(keys: Collection[int]) -> bytes:
@@ -486,18 +495,21 @@ def _packed(keys: Collection[int]) -> bytes:
     return struct.pack(f"<{len(keys)}q", *sorted(keys))
 
 
-def _unpacked(data: bytes) -> set[int]:
-    return set(struct.unpack(f"<{len(data) // 8}q", data))
+def _unpacked(data: bytes) -> frozenset[int]:
+    return frozenset(struct.unpack(f"<{len(data) // 8}q", data))
 
 
 def stored_link_keys(session: Session, ref_ids: Collection[int]) -> dict[int, KeySets]:
     """ref id -> the keys linking gave its view when it last read it (`link_key_sets`)."""
     sets = table("link_key_sets")
     found: dict[int, KeySets] = {}
-    query = sa.select(sets.c.ref_id, sets.c.rule_keys, sets.c.depends_keys).where(mine(session, sets))
+    query = sa.select(sets.c.ref_id, sets.c.shared_keys, sets.c.toward_keys, sets.c.depends_keys).where(
+        mine(session, sets)
+    )
     for chunk in in_chunks(session, sorted(ref_ids)):
-        for ref_id, rule_keys, depends_keys in session.execute(query.where(one_of(session, sets.c.ref_id, chunk))):
-            found[ref_id] = (_unpacked(rule_keys), _unpacked(depends_keys))
+        for ref_id, *packed in session.execute(query.where(one_of(session, sets.c.ref_id, chunk))):
+            shared, toward, depends = (_unpacked(keys) for keys in packed)
+            found[ref_id] = (shared, toward, depends)
     return found
 
 
@@ -509,7 +521,7 @@ def forget_link_keys(session: Session, before: dict[int, KeySets] | None = None)
         session.execute(sa.delete(link_keys).where(mine(session, link_keys)))
         session.execute(sa.delete(sets).where(mine(session, sets)))
         return
-    pairs = [{"key": key, "ref": ref_id} for ref_id, (rule, depends) in before.items() for key in rule | depends]
+    pairs = [{"key": key, "ref": ref_id} for ref_id, keys in before.items() for key in frozenset().union(*keys)]
     if pairs:
         session.execute(
             sa.delete(link_keys).where(
@@ -523,12 +535,12 @@ def forget_link_keys(session: Session, before: dict[int, KeySets] | None = None)
         session.execute(sa.delete(sets).where(mine(session, sets), one_of(session, sets.c.ref_id, chunk)))
 
 
-def add_link_keys(session: Session, keyed: Sequence[tuple[int, set[int], set[int]]]) -> None:
-    """Store the keys linking gave views it read: (ref id, rule keys, depends keys) each, none
-    of them keyed now (`forget_link_keys` first). Written in the tables' key order."""
+def add_link_keys(session: Session, keyed: Sequence[tuple[int, KeySets]]) -> None:
+    """Store the keys linking gave views it read, (ref id, keys) each, none of them keyed now
+    (`forget_link_keys` first). Written in the tables' key order."""
     if not keyed:
         return
-    rows = sorted({(key, ref_id) for ref_id, rule, depends in keyed for key in (*rule, *depends)})
+    rows = sorted({(key, ref_id) for ref_id, keys in keyed for part in keys for key in part})
     bulk_write(session, _LINK_KEYS, rows, new=True)
-    sets = sorted((ref_id, _packed(rule), _packed(depends - rule)) for ref_id, rule, depends in keyed)
+    sets = sorted((ref_id, *(_packed(part) for part in keys)) for ref_id, keys in keyed)
     bulk_write(session, _LINK_KEY_SETS, sets, new=True)

@@ -463,14 +463,16 @@ class LinkKeyRow(SQLModel, table=True):
 
 class LinkKeySetRow(SQLModel, table=True):
     """The keys of one stored view, together (0027): what it shared when linking last read
-    it (`link_keys` by ref). Each a packed array of signed 64-bit integers (`state.linking`)."""
+    it (`link_keys` by ref), by how they are looked up (`connector.linking.keys.ViewKeys`).
+    Each a packed array of signed 64-bit integers (`state.linking`)."""
 
     __tablename__ = "link_key_sets"
     __table_args__ = {"sqlite_with_rowid": False}
 
     company: str = _company(primary_key=True)
     ref_id: int = _col(BigIntId, primary_key=True, nullable=False, autoincrement=False)
-    rule_keys: bytes = _col(sa.LargeBinary, nullable=False)
+    shared_keys: bytes = _col(sa.LargeBinary, nullable=False)
+    toward_keys: bytes = _col(sa.LargeBinary, nullable=False)
     depends_keys: bytes = _col(sa.LargeBinary, nullable=False)
 
 

@@ -8,9 +8,10 @@ carries): a wider key only takes more views into a neighbourhood, which links th
 whole book's pass would. Pure: views in, keys out; `state.linking` stores them (`link_keys`).
 
 - customers: the e-mail addresses, the name as compared, the ids their explicit-id hints name;
-- invoices: the number, for a receivable the digits it ends with (what a deal's name may give),
-  for a deal the numbers its number property and name give, the customer + currency + total,
-  the explicit-id hints;
+- invoices: the number, the customer + currency + total, the explicit-id hints; and, looked up
+  on the other side only (`ViewKeys.toward`), for a receivable the digits it ends with (what a
+  deal's name may give), for a deal the number its number property gives, else the numbers and
+  digits its name gives;
 - payments: the gateway charge (its own id, or the ids a ledger payment's reference names).
 
 Besides these, an invoice *depends* on its customer's record: the customer ref it links to
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from connector.linking.deals import digits_key, name_digits, name_numbers
 from connector.linking.numbers import normalise_number
@@ -65,19 +67,36 @@ def named_by_hints(view: View, entity_kind: str) -> list[tuple[str, str, str]]:
     return named
 
 
-def customer_keys(view: View) -> set[int]:
+@dataclass(frozen=True)
+class ViewKeys:
+    """A view's keys: `shared`, looked up among every view of its kind; `toward`, looked up
+    among the other side only (a deal's numbers among the invoices, a receivable's digits
+    among the deals: two deals whose names both carry "LLC 2" are no neighbours unless an
+    invoice has that number, and then the invoice's own look-up finds them both); `depends`,
+    what an invoice holds on its customer's record."""
+
+    shared: frozenset[int] = frozenset()
+    toward: frozenset[int] = frozenset()
+    depends: frozenset[int] = frozenset()
+
+
+def _hashed(texts: set[str]) -> frozenset[int]:
+    return frozenset(key_hash(text) for text in texts)
+
+
+def customer_keys(view: View) -> ViewKeys:
     keys = {f"x:{kind}|{object_type}|{remote}" for kind, object_type, remote in named_by_hints(view, "customer")}
     keys.update(f"mail:{email}" for email in customer_emails(view))
     keys.update(f"name:{name}" for name in customer_name(view))
-    return {key_hash(key) for key in keys}
+    return ViewKeys(shared=_hashed(keys), depends=customer_identity(view))
 
 
-def customer_identity(view: View) -> set[int]:
+def customer_identity(view: View) -> frozenset[int]:
     """The keys an invoice depending on this customer's record holds (`invoice_dependencies`)."""
     keys = {f"cref:{view.system}|{view.remote_id}"}
     if view.data.get("id"):
         keys.add(f"cid:{view.data['id']}")
-    return {key_hash(key) for key in keys}
+    return _hashed(keys)
 
 
 def invoice_keys(
@@ -85,30 +104,32 @@ def invoice_keys(
     receivable: str | None,
     customer_of: Mapping[str, str],
     customer_by_ref: Mapping[tuple[str, str], str],
-) -> set[int]:
-    keys = {f"x:{kind}|{object_type}|{remote}" for kind, object_type, remote in named_by_hints(view, "invoice")}
+) -> ViewKeys:
+    shared = {f"x:{kind}|{object_type}|{remote}" for kind, object_type, remote in named_by_hints(view, "invoice")}
+    toward: set[str] = set()
     stated = view.hints.get("invoice_number") or view.data.get("number")
     if view.object_type == "deal":
+        # as `NumberIndex.match` reads a deal: its number property, else what its name gives
         deal = deal_of(view)
         if number := normalise_number(deal.number):
-            keys.add(f"num:{number}")
-        if deal.name:
-            keys.update(f"num:{number}" for number in name_numbers(deal.name))
-            keys.update(f"dig:{digits}" for digits in name_digits(deal.name))
+            toward.add(f"num:{number}")
+        elif deal.name:
+            toward.update(f"num:{number}" for number in name_numbers(deal.name))
+            toward.update(f"dig:{digits}" for digits in name_digits(deal.name))
     elif number := normalise_number(stated):
-        keys.add(f"num:{number}")
+        shared.add(f"num:{number}")
     if view.kind == receivable and view.object_type == "invoice" and stated:
         digits = digits_key(str(stated))
         if digits is not None:
-            keys.add(f"dig:{digits}")
-    keys.update(
+            toward.add(f"dig:{digits}")
+    shared.update(
         f"amt:{customer}|{currency}|{total}"
         for customer, currency, total in amount_key(view, customer_of, customer_by_ref)
     )
-    return {key_hash(key) for key in keys}
+    return ViewKeys(shared=_hashed(shared), toward=_hashed(toward), depends=invoice_dependencies(view, customer_by_ref))
 
 
-def invoice_dependencies(view: View, customer_by_ref: Mapping[tuple[str, str], str]) -> set[int]:
+def invoice_dependencies(view: View, customer_by_ref: Mapping[tuple[str, str], str]) -> frozenset[int]:
     """The customer records an invoice's customer + amount + date key is read through
     (`customer_of_view`): the customer ref it links to, and while that ref is not stored, the
     customer id it was stored with (once stored, a ref stays)."""
@@ -118,22 +139,12 @@ def invoice_dependencies(view: View, customer_by_ref: Mapping[tuple[str, str], s
         keys.add(f"cref:{view.system}|{remote}")
     if (remote in (None, "") or (view.system, str(remote)) not in customer_by_ref) and view.data.get("customer_id"):
         keys.add(f"cid:{view.data['customer_id']}")
-    return {key_hash(key) for key in keys}
+    return _hashed(keys)
 
 
-def invoice_key_sets(
-    view: View,
-    receivable: str | None,
-    customer_of: Mapping[str, str],
-    customer_by_ref: Mapping[tuple[str, str], str],
-) -> tuple[set[int], set[int]]:
-    """An invoice view's keys and the keys it holds on its customer's record."""
-    return invoice_keys(view, receivable, customer_of, customer_by_ref), invoice_dependencies(view, customer_by_ref)
-
-
-def payment_keys(view: View) -> set[int]:
+def payment_keys(view: View) -> ViewKeys:
     if view.kind == "gateway":
-        return {key_hash(f"ch:{view.remote_id}")}
+        return ViewKeys(shared=_hashed({f"ch:{view.remote_id}"}))
     if view.kind == "ledger":
-        return {key_hash(f"ch:{charge}") for charge in charges_named(view)}
-    return set()
+        return ViewKeys(shared=_hashed({f"ch:{charge}" for charge in charges_named(view)}))
+    return ViewKeys()

@@ -53,6 +53,7 @@ EXPLICIT_ID_HINTS: dict[str, tuple[str, str]] = {
     "gateway_invoice_id": ("gateway", "invoice"),
 }
 DATE_WINDOW_DAYS = 3
+DEAL = "deal"  # a CRM deal's object type: its number counts only as `deal_name` checks it
 _LEGAL_SUFFIXES = re.compile(r"\b(inc|llc|ltd|limited|gmbh|ag|sa|s\.a|bv|plc|corp|co|kk|pty)\b\.?", re.I)
 
 

@@ -17,15 +17,16 @@ from connector.config import Config
 from connector.connections import check_scope, system_ranks
 from connector.linking.deals import DealMatch
 from connector.linking.keys import (
+    ViewKeys,
     customer_identity,
     customer_keys,
-    invoice_key_sets,
     invoice_keys,
     named_by_hints,
     own_key,
     payment_keys,
 )
 from connector.linking.rules import (
+    DEAL,
     LINKING_HINTS,
     Link,
     View,
@@ -285,7 +286,7 @@ def link_all(config: Config, store: Store, registry: Registry | None = None) -> 
         customers = _in_order(_keyed_views(session, "customer", systems))
         report.links["customer"] = _apply(session, "customer", link_customers([view for _, view in customers]))
         for ref_id, view in customers:
-            keys.add(ref_id, customer_keys(view), customer_identity(view))
+            keys.add(ref_id, customer_keys(view))
         del customers
         customer_of, customer_by_ref = _customer_maps(session)
         invoices = _in_order(_keyed_views(session, "invoice", systems))
@@ -296,12 +297,12 @@ def link_all(config: Config, store: Store, registry: Registry | None = None) -> 
             link_invoices([view for _, view in invoices], customer_of, customer_by_ref, receivable=receivable),
         )
         for ref_id, view in invoices:
-            keys.add(ref_id, *invoice_key_sets(view, receivable, customer_of, customer_by_ref))
+            keys.add(ref_id, invoice_keys(view, receivable, customer_of, customer_by_ref))
         del invoices
         payments = _in_order(_keyed_views(session, "payment", systems))
         report.links["payment"] = _apply(session, "payment", link_payments([view for _, view in payments]))
         for ref_id, view in payments:
-            keys.add(ref_id, payment_keys(view), set())
+            keys.add(ref_id, payment_keys(view))
         del payments
         keys.flush()
         _fill_customers(session, systems, customer_by_ref)
@@ -335,9 +336,9 @@ def link_changed(config: Config, store: Store, registry: Registry | None = None,
         identities: set[int] = set()
         keys = _KeyWriter(session, before)
         for ref_id, view in customers:
-            keys.add(ref_id, customer_keys(view), customer_identity(view))
+            keys.add(ref_id, customer_keys(view))
             if ref_id in changed or view.entity_id in merged:
-                identities |= customer_identity(view) | before.get(ref_id, (set(), set()))[1]
+                identities |= customer_identity(view) | before.get(ref_id, (frozenset(), frozenset(), frozenset()))[2]
         keys.flush()
         del customers
         customer_of, customer_by_ref = _customer_maps(session)
@@ -359,7 +360,7 @@ def link_changed(config: Config, store: Store, registry: Registry | None = None,
         _note_moved(report, "invoice", invoices, report.links["invoice"])
         keys = _KeyWriter(session, before)
         for ref_id, view in invoices:
-            keys.add(ref_id, *invoice_key_sets(view, receivable, customer_of, customer_by_ref))
+            keys.add(ref_id, invoice_keys(view, receivable, customer_of, customer_by_ref))
         keys.flush()
         del invoices
         changed = state_linking.changed_refs(session, "payment", since)
@@ -368,7 +369,7 @@ def link_changed(config: Config, store: Store, registry: Registry | None = None,
         _note_moved(report, "payment", payments, report.links["payment"])
         keys = _KeyWriter(session, before)
         for ref_id, view in payments:
-            keys.add(ref_id, payment_keys(view), set())
+            keys.add(ref_id, payment_keys(view))
         keys.flush()
         _fill_customers(session, systems, customer_by_ref)
     return report
@@ -386,16 +387,17 @@ def _neighbourhood(
     kind: str,
     changed: set[int],
     systems: dict[str, tuple[str, int]],
-    keys_of: Callable[[View], set[int]],
+    keys_of: Callable[[View], ViewKeys],
 ) -> tuple[list[tuple[int, View]], dict[int, KeySets]]:
     """(ref id, view) of the refs `changed` of `kind` and of every ref sharing a key with one
     of them, transitively: the keys each view gives now (`keys_of`, and the key the views whose
     explicit-id hints name it hold) and the keys it was given when linking last read it (what
-    it may have stopped sharing), the refs of the same records, the records its hints name;
-    in `linking_views`' order, with the keys stored for each before."""
+    it may have stopped sharing), a deal's numbers among the invoices and an invoice's among
+    the deals only (`ViewKeys.toward`), the refs of the same records, the records its hints
+    name; in `linking_views`' order, with the keys stored for each before."""
     near: dict[int, View] = {}
     before: dict[int, KeySets] = {}
-    asked: set[int] = set()
+    asked: dict[bool | None, set[int]] = {None: set(), True: set(), False: set()}  # deals sought: any, yes, no
     records: set[str] = set()
     named: set[tuple[str, str, str]] = set()
     tried: set[int] = set()
@@ -404,14 +406,21 @@ def _neighbourhood(
         tried |= todo
         stored = state_linking.stored_link_keys(session, todo)
         before.update(stored)
-        keys = {key for rule, _ in stored.values() for key in rule}
+        sought: dict[bool | None, set[int]] = {None: set(), True: set(), False: set()}
         new_records: set[str] = set()
         new_named: set[tuple[str, str, str]] = set()
         for ref_id, view in _views_of(session, kind, todo, systems):
             near[ref_id] = view
-            keys |= keys_of(view)
+            now = keys_of(view)
+            deal = view.object_type == DEAL
+            sought[None] |= now.shared
+            sought[not deal] |= now.toward
+            if ref_id in stored:
+                shared, toward, _ = stored[ref_id]
+                sought[None] |= shared
+                sought[not deal] |= toward
             if kind != "payment":
-                keys.add(own_key(view))
+                sought[None].add(own_key(view))
             new_records.add(view.entity_id)
             for system_kind, object_type, remote_id in named_by_hints(view, kind):
                 new_named.update(
@@ -419,17 +428,28 @@ def _neighbourhood(
                     for system, (of_kind, _) in systems.items()
                     if of_kind == system_kind
                 )
-        keys -= asked
-        asked |= keys
+        found: set[int] = set()
+        for deals, keys in sought.items():
+            keys -= asked[deals]
+            asked[deals] |= keys
+            of_type = None if deals is None else (_is_deal if deals else _is_not_deal)
+            found |= state_linking.refs_with_keys(session, kind, keys, of_type=of_type)
         new_records -= records
         records |= new_records
         new_named -= named
         named |= new_named
-        found = state_linking.refs_with_keys(session, kind, keys)
         found |= state_linking.refs_of_records(session, kind, new_records)
         found |= state_linking.refs_named(session, kind, new_named)
         todo = found - tried
     return _in_order(near.items()), before
+
+
+def _is_deal(object_type: str) -> bool:
+    return object_type == DEAL
+
+
+def _is_not_deal(object_type: str) -> bool:
+    return object_type != DEAL
 
 
 def _in_order(keyed: Iterable[tuple[int, View]]) -> list[tuple[int, View]]:
@@ -468,17 +488,17 @@ class _KeyWriter:
     def __init__(self, session: Any, before: dict[int, KeySets] | None = None) -> None:
         self.session = session
         self.before = before if before is not None else {}
-        self.keyed: list[tuple[int, set[int], set[int]]] = []
+        self.keyed: list[tuple[int, KeySets]] = []
         self.count = 0
 
-    def add(self, ref_id: int, keys: set[int], depends: set[int]) -> None:
-        self.keyed.append((ref_id, keys, depends))
-        self.count += len(keys) + len(depends)
+    def add(self, ref_id: int, keys: ViewKeys) -> None:
+        self.keyed.append((ref_id, (keys.shared, keys.toward, keys.depends)))
+        self.count += len(keys.shared) + len(keys.toward) + len(keys.depends)
         if self.count >= self.BATCH:
             self.flush()
 
     def flush(self) -> None:
-        replaced = {ref_id: self.before[ref_id] for ref_id, _, _ in self.keyed if ref_id in self.before}
+        replaced = {ref_id: self.before[ref_id] for ref_id, _ in self.keyed if ref_id in self.before}
         if replaced:
             state_linking.forget_link_keys(self.session, replaced)
         state_linking.add_link_keys(self.session, self.keyed)

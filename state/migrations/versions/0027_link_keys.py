@@ -7,10 +7,12 @@ A key is a hash (64 bits, `connector.linking.keys.key_hash`) of what a rule comp
 invoice's number, a customer's e-mail address, the charge a ledger payment names...): two
 views with a key in common may link, two without cannot. `link_keys` holds each (key, ref),
 looked up by key; `link_key_sets` holds each ref's keys together, the keys it had when
-linking last read it (what it may have stopped sharing since), apart from the keys an invoice
-holds on its customer's record (`depends_keys`: a customer merged moves its invoices' customer,
-amount and date keys), which are looked up only when customers change (their hashes are of
-texts no rule compares, so a rule's key never finds them). Both tables are clustered on
+linking last read it (what it may have stopped sharing since), by how they are looked up:
+`shared_keys` among every view of its kind, `toward_keys` among the other side only (a CRM
+deal's numbers among the invoices, a receivable's digits among the deals), `depends_keys` (the
+keys an invoice holds on its customer's record: a customer merged moves its invoices'
+customer, amount and date keys) only when customers change; their hashes are of texts no rule
+compares, so a rule's key never finds them. Both tables are clustered on
 their keys (SQLite: WITHOUT ROWID), which a pass over the whole book writes in their order.
 
 No backfill: the first link pass after this upgrade runs over the whole book and keys it.
@@ -44,7 +46,8 @@ def upgrade() -> None:
         "link_key_sets",
         sa.Column("company", sa.Text, primary_key=True, nullable=False),
         sa.Column("ref_id", ID, primary_key=True, nullable=False, autoincrement=False),
-        sa.Column("rule_keys", sa.LargeBinary, nullable=False),
+        sa.Column("shared_keys", sa.LargeBinary, nullable=False),
+        sa.Column("toward_keys", sa.LargeBinary, nullable=False),
         sa.Column("depends_keys", sa.LargeBinary, nullable=False),
         sqlite_with_rowid=False,
     )
