@@ -394,6 +394,12 @@ def how_many_changed(session: Session, since: datetime) -> tuple[int, int]:
     return int(session.execute(changed).scalar_one()), int(session.execute(every).scalar_one())
 
 
+def keyed(session: Session) -> bool:
+    """Whether a link pass keyed any of the company's views (`link_key_sets`)."""
+    sets = table("link_key_sets")
+    return session.execute(sa.select(sets.c.ref_id).where(mine(session, sets)).limit(1)).first() is not None
+
+
 def changed_refs(session: Session, entity_kind: str, since: datetime) -> set[int]:
     """The linked refs of `entity_kind` whose view was stored new or changed at or after
     `since` (`refs.changed_at`, through `ix_refs_changed_at`)."""

@@ -235,8 +235,8 @@ WHOLE_BOOK_FROM = 5_000
 def link_book(config: Config, store: Store, registry: Registry | None = None, *, full: bool = False) -> LinkReport:
     """Link what changed since the last pass (`link_changed`), or the whole book (`link_all`):
     the first time, with `full`, when the basis of the last pass is not today's (another
-    system or rank, the receivables now another system's, another version of the rules), and
-    when much of the book changed since (`WHOLE_BOOK_SHARE`)."""
+    system or rank, the receivables now another system's, another version of the rules), when
+    much of the book changed since (`WHOLE_BOOK_SHARE`), and when no view holds keys."""
     started = datetime.now(UTC)
     systems = system_ranks(config, registry)
     with store.session() as session:
@@ -251,7 +251,9 @@ def link_book(config: Config, store: Store, registry: Registry | None = None, *,
     if since is not None:
         with store.session() as session:
             changed, views = state_linking.how_many_changed(session, since)
-        if changed > max(WHOLE_BOOK_FROM, views * WHOLE_BOOK_SHARE):
+            keyed = state_linking.keyed(session)
+        # keys gone (a downgrade and upgrade again) leave the views without neighbours
+        if changed > max(WHOLE_BOOK_FROM, views * WHOLE_BOOK_SHARE) or (views and not keyed):
             since = None
     if since is not None:
         report = link_changed(config, store, registry, since=since)

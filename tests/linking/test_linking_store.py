@@ -10,14 +10,17 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from connector.config import Config, load_config
+from connector.linking import run as linking_run
 from connector.linking.relations import customer_names, facts_of, load_related, related_customers
-from connector.linking.run import link_all, unlinked_deals
+from connector.linking.run import link_all, link_book, unlinked_deals
 from connector.model import Customer, Invoice, Ref
 from connector.money import Money
 from connector.state.linking import ref_views
 from connector.state.store import Store, open_store
+from connector.state.tables import table
 from support.databases import pg_engine_in_temporary_schema, postgres_url_or_fail
 
 CONFIG = """
@@ -232,3 +235,33 @@ def test_related_customers_read_from_a_few_fields_are_those_of_the_whole_views(c
     assert by_name["Jo Two"] in related[by_name["Jo Bloggs"]]
     assert by_name["Solo Holdings"] in related[by_name["Solo Inc"]]
     assert by_name["Solo Sub"] in related[by_name["Solo Holdings"]]
+
+
+def test_a_pass_after_the_keys_went_links_the_whole_book(config, store, monkeypatch):
+    """A link mark without keys (a downgrade and an upgrade again emptied them): a pass over
+    what changed would find no neighbour for the deal stored now, so the whole book is linked."""
+    sync_in(store, ["xero_contact", "xero_invoice"])
+    first = link_book(config, store)
+    assert first.moved is None  # the first pass links (and keys) the whole book
+    with store.session() as session:
+        session.execute(sa.delete(table("link_keys")))
+        session.execute(sa.delete(table("link_key_sets")))
+    sync_in(store, ["hubspot_deal"])
+    again = link_book(config, store)
+    assert again.moved is None
+    assert again.counts()["invoice"] == 1  # the deal found the invoice it names
+    [(refs, _, _)] = outcome(store)["receivables"]
+    assert refs == ["H-D1", "X-I1"]
+
+
+def test_a_pass_links_what_changed_unless_much_of_the_book_did(config, store, monkeypatch):
+    sync_in(store, ["xero_contact", "xero_invoice", "hubspot_company"])
+    link_book(config, store)
+    sync_in(store, ["hubspot_deal"])
+    small = link_book(config, store)
+    assert small.moved is not None and small.counts()["invoice"] == 1
+    assert len(small.moved["invoice"]) == 1  # the deal and the invoice it names: one record now
+    monkeypatch.setattr(linking_run, "WHOLE_BOOK_FROM", 0)
+    sync_in(store, ["hubspot_lone_deal"])  # one view of 6: more than 5 % of the book
+    assert link_book(config, store).moved is None
+    assert link_book(config, store, full=True).moved is None
