@@ -128,10 +128,8 @@ def apply_provider_states(
             audit_each(session, audited)
             audited.clear()
             state_records.set_states_digests(session, "invoice", {i: wanted[i] for i in dirty})
-        customer_ids = sorted(state_records.states_digests(session, "customer"))
-        if only is not None:
-            wanted_customers = set(only.get("customer", ()))
-            customer_ids = [c for c in customer_ids if c in wanted_customers]
+        asked = None if only is None else sorted(only.get("customer", ()))
+        customer_ids = sorted(state_records.states_digests(session, "customer", asked))
         for start in range(0, len(customer_ids), STATES_BATCH):
             ids = customer_ids[start : start + STATES_BATCH]
             hashes = state_records.view_hashes(session, "customer", ids)

@@ -330,7 +330,7 @@ def link_changed(config: Config, store: Store, registry: Registry | None = None,
             only=state_linking.changed_refs(session, "invoice", since),
         )
         changed = state_linking.changed_refs(session, "customer", since)
-        customers, before = _neighbourhood(session, "customer", changed, systems, customer_keys)
+        customers, before, now = _neighbourhood(session, "customer", changed, systems, customer_keys)
         links = link_customers([view for _, view in customers])
         report.links["customer"] = _apply(session, "customer", links)
         _note_moved(report, "customer", customers, links)
@@ -338,7 +338,7 @@ def link_changed(config: Config, store: Store, registry: Registry | None = None,
         identities: set[int] = set()
         keys = _KeyWriter(session, before)
         for ref_id, view in customers:
-            keys.add(ref_id, customer_keys(view))
+            keys.add(ref_id, now[ref_id])
             if ref_id in changed or view.entity_id in merged:
                 identities |= customer_identity(view) | before.get(ref_id, (frozenset(), frozenset(), frozenset()))[2]
         keys.flush()
@@ -347,7 +347,7 @@ def link_changed(config: Config, store: Store, registry: Registry | None = None,
         receivable = _receivable(session, systems)
         changed = state_linking.changed_refs(session, "invoice", since)
         changed |= state_linking.refs_with_keys(session, "invoice", identities)
-        invoices, before = _neighbourhood(
+        invoices, before, now = _neighbourhood(
             session,
             "invoice",
             changed,
@@ -361,17 +361,17 @@ def link_changed(config: Config, store: Store, registry: Registry | None = None,
         )
         _note_moved(report, "invoice", invoices, report.links["invoice"])
         keys = _KeyWriter(session, before)
-        for ref_id, view in invoices:
-            keys.add(ref_id, invoice_keys(view, receivable, customer_of, customer_by_ref))
+        for ref_id, _ in invoices:
+            keys.add(ref_id, now[ref_id])
         keys.flush()
         del invoices
         changed = state_linking.changed_refs(session, "payment", since)
-        payments, before = _neighbourhood(session, "payment", changed, systems, payment_keys)
+        payments, before, now = _neighbourhood(session, "payment", changed, systems, payment_keys)
         report.links["payment"] = _apply(session, "payment", link_payments([view for _, view in payments]))
         _note_moved(report, "payment", payments, report.links["payment"])
         keys = _KeyWriter(session, before)
-        for ref_id, view in payments:
-            keys.add(ref_id, payment_keys(view))
+        for ref_id, _ in payments:
+            keys.add(ref_id, now[ref_id])
         keys.flush()
         _fill_customers(session, systems, customer_by_ref)
     return report
@@ -390,15 +390,17 @@ def _neighbourhood(
     changed: set[int],
     systems: dict[str, tuple[str, int]],
     keys_of: Callable[[View], ViewKeys],
-) -> tuple[list[tuple[int, View]], dict[int, KeySets]]:
+) -> tuple[list[tuple[int, View]], dict[int, KeySets], dict[int, ViewKeys]]:
     """(ref id, view) of the refs `changed` of `kind` and of every ref sharing a key with one
     of them, transitively: the keys each view gives now (`keys_of`, and the key the views whose
     explicit-id hints name it hold) and the keys it was given when linking last read it (what
     it may have stopped sharing), a deal's numbers among the invoices and an invoice's among
     the deals only (`ViewKeys.toward`), the refs of the same records, the records its hints
-    name; in `linking_views`' order, with the keys stored for each before."""
+    name; in `linking_views`' order, with the keys stored for each before and its keys now
+    (`keys_of`'s, for the pass's key writer: computed once)."""
     near: dict[int, View] = {}
     before: dict[int, KeySets] = {}
+    keyed: dict[int, ViewKeys] = {}
     asked: dict[bool | None, set[int]] = {None: set(), True: set(), False: set()}  # deals sought: any, yes, no
     records: set[str] = set()
     named: set[tuple[str, str, str]] = set()
@@ -413,7 +415,7 @@ def _neighbourhood(
         new_named: set[tuple[str, str, str]] = set()
         for ref_id, view in _views_of(session, kind, todo, systems):
             near[ref_id] = view
-            now = keys_of(view)
+            now = keyed[ref_id] = keys_of(view)
             deal = view.object_type == DEAL
             sought[None] |= now.shared
             sought[not deal] |= now.toward
@@ -443,7 +445,7 @@ def _neighbourhood(
         found |= state_linking.refs_of_records(session, kind, new_records)
         found |= state_linking.refs_named(session, kind, new_named)
         todo = found - tried
-    return _in_order(near.items()), before
+    return _in_order(near.items()), before, keyed
 
 
 def _is_deal(object_type: str) -> bool:
