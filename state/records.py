@@ -999,6 +999,39 @@ def payments_money_left(session: Session) -> list[str]:
     return [str(row[0]) for row in session.execute(query)]
 
 
+def payments_to_match(session: Session, payable: Sequence[str], other_than: str) -> list[str]:
+    """Ids of the payments reconciliation can still do something with: those whose money may
+    have left (`payments_money_left`'s sieve: their allocations may be taken back), and those of
+    a `payable` status with less applied to them than their amount, counting the applied
+    allocations of every rule `other_than` one (the ledger's own records, whose payments the
+    matcher never weighs) in minor units whatever their currency, as the matcher sums them. A
+    sieve of the book's payments, by id: a payment it leaves out has nothing left to apply
+    and nothing to take back (collected is at most the amount)."""
+    payments = table("payments")
+    allocations = table("allocations")
+    applied = (
+        sa.select(allocations.c.payment_id, sa.func.sum(allocations.c.amount_minor).label("units"))
+        .where(mine(session, allocations), allocations.c.status == "applied", allocations.c.rule != other_than)
+        .group_by(allocations.c.payment_id)
+        .subquery()
+    )
+    left = sa.or_(
+        payments.c.status.in_(MONEY_LEFT),
+        payments.c.amount_refunded_minor > 0,
+        payments.c.dispute_status.in_(DISPUTE_WITHDRAWN),
+    )
+    open_ = sa.and_(
+        payments.c.status.in_(list(payable)), payments.c.amount_minor > sa.func.coalesce(applied.c.units, 0)
+    )
+    query = (
+        sa.select(payments.c.id)
+        .select_from(payments.outerjoin(applied, applied.c.payment_id == payments.c.id))
+        .where(mine(session, payments), sa.or_(left, open_))
+        .order_by(payments.c.id)
+    )
+    return [str(row[0]) for row in session.execute(query)]
+
+
 def payment_keys(session: Session, customer_ids: Sequence[str] | None = None) -> list[tuple[str, datetime]]:
     """(id, received at) of every payment of the book by id (of `customer_ids`, when given, by
     customer, then id): a report orders them and reads them a batch at a time."""

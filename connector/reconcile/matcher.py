@@ -60,6 +60,7 @@ from connector.reconcile.rules import (
 )
 from connector.reconcile.subset import related_accounts, subset_sum
 from connector.reconcile.types import (
+    PAYABLE,
     Candidate,
     Proposal,
     ReconcileResult,
@@ -67,7 +68,6 @@ from connector.reconcile.types import (
 from connector.settings import ReconcileConfig
 from connector.unchecked import builder
 
-_PAYABLE = ("succeeded", "partially_refunded")
 _BELOW_THRESHOLD = Decimal("0.01")
 # The result's models, built from values the run made and checked itself (see `build`).
 _build_candidate = builder(Candidate, "invoice_ids", "amounts", "rule", "confidence", "reason")
@@ -177,7 +177,7 @@ def _reconcile(
     run = _Run(book, index, refused, config, settled, held, related, paying)
     open_payments: list[OpenPayment] = []
     for payment in ordered:
-        if payment.status in _PAYABLE:
+        if payment.status in PAYABLE:
             assert payment.id is not None  # _payment_order refused a payment without one
             pending = open_payment(payment, on_payment.get(payment.id, 0))
             if pending.remaining > 0:

@@ -26,7 +26,7 @@ from connector.providers.registry import Registry
 from connector.reconcile import MANUAL_RULE, ReconcileConfig, reconcile
 from connector.reconcile.book import ToMatch
 from connector.reconcile.reversals import why_money_left
-from connector.reconcile.types import LEDGER_RULE, MONEY_STATUSES, Proposal
+from connector.reconcile.types import LEDGER_RULE, MONEY_STATUSES, PAYABLE, Proposal
 from connector.state import linking as state_linking
 from connector.state import reconciliation as decisions
 from connector.state import records as state_records
@@ -146,10 +146,16 @@ def run_reconciliation(
         summary.ledger, in_ledger, pending = _take_ledger_records(session, store, parts)
         del parts
 
-        # Payments the ledger records are its allocations (above): the matcher sees the others.
+        # Payments the ledger records are its allocations (above): the matcher sees the others,
+        # those it can still apply or take money back from (a payment applied in full whose
+        # money stayed has nothing for it to do: reading every payment was most of a run).
         outside = store.list_payments(
             session=session,
-            ids=[payment_id for payment_id, _ in state_records.payment_keys(session) if payment_id not in in_ledger],
+            ids=[
+                payment_id
+                for payment_id in state_records.payments_to_match(session, PAYABLE, other_than=LEDGER_RULE)
+                if payment_id not in in_ledger
+            ],
             with_refs=False,
         )
         result = reconcile(

@@ -39,6 +39,8 @@ LEDGER_RULE = "ledger_record"
 # A payment in one of these states is money: it pays invoices (a refund takes back only what it
 # refunded). Failed, pending and deleted payments pay nothing.
 MONEY_STATUSES: Final = ("succeeded", "partially_refunded", "refunded")
+# The statuses whose money the matcher may apply (a refunded payment keeps nothing to apply).
+PAYABLE: Final = ("succeeded", "partially_refunded")
 
 
 class Candidate(BaseModel):

@@ -19,6 +19,8 @@ from connector.money import Money
 from connector.reconcile import run
 from connector.reconcile.run import run_reconciliation
 from connector.state import reconciliation as stored
+from connector.state import records as state_records
+from connector.state.bookkeeping import audit_entries
 from connector.state.store import Store
 from support.databases import BACKENDS, store_on
 from support.dunning_book import CONFIG
@@ -102,6 +104,10 @@ def ledger_payment(store: Store, remote_id: str, amount: str, sync: dict[str, An
 
 @pytest.fixture
 def book(store: Store) -> Store:
+    return stocked(store)
+
+
+def stocked(store: Store) -> Store:
     """Acme's six ledger invoices, the ledger's payments of four of them (one deleted there, as
     Xero maps a DELETED payment: deleted and failed; one failed; one linked by a number rather
     than a string), and two card payments the ledger
@@ -195,3 +201,80 @@ def test_the_report_reads_the_allocations_a_batch_at_a_time_in_the_order_they_we
     assert by_payment["gateway-ch_5"]["payment"]["refs"] == [{"system": "gateway", "type": "payment", "id": "ch_5"}]
     ours = [e["payment"]["id"] for e in reconcile_commands.applied_entries(book, with_ledger=False)]
     assert sorted(ours) == ["gateway-ch_5", "gateway-ch_6"]
+
+
+def _after_refunds_and_new_payments(store: Store, config: Config) -> tuple[list[Any], list[Any], list[Any]]:
+    """Reconcile the book, then store what a sync brings: a card payment applied in full now
+    refunded, another partly refunded, one disputed, new ones (an exact amount, a part of one,
+    a pending one); reconcile again. The allocations, open proposals and audit log after."""
+    run_reconciliation(config, store)
+
+    def gateway(remote_id: str, amount: str, **kw: Any) -> None:
+        extra = kw.pop("extra", {})
+        paid = payment("gateway", remote_id, amount, **{k: kw.pop(k) for k in ("status", "remittance") if k in kw})
+        store.store_page(
+            "gateway", "charges", "payment", [paid.model_copy(update=kw)], None, rank=1, extras={remote_id: extra}
+        )
+
+    gateway(
+        "ch_5",
+        "512.34",
+        status="refunded",
+        amount_refunded=usd("512.34"),
+        extra={"hints": {"ledger_invoice_id": "x-5"}},
+    )
+    gateway("ch_6", "612.00", status="partially_refunded", amount_refunded=usd("12.00"), remittance="PO-7781")
+    gateway("ch_8", "200.00")  # INV-2's amount (its ledger payment failed)
+    gateway("ch_9", "50.00")  # a part of something
+    gateway("ch_10", "612.00", status="pending")
+    gateway("ch_11", "300.00", dispute_status="open", amount_disputed=usd("300.00"))
+    run_reconciliation(config, store)
+    with store.session() as session:
+        allocations = sorted(
+            (s.status, s.allocation.payment_id, s.allocation.invoice_id, str(s.allocation.amount), s.allocation.rule)
+            for s in stored.load_allocations(session)
+        )
+        proposals = sorted(
+            (p["payment_id"], p["amount_minor"], str(p["candidates"])) for p in stored.load_proposals(session)
+        )
+        log = [
+            (e.actor, e.action, e.subject_type, e.subject_id, e.decision)
+            for e in audit_entries(session, actions=("allocate", "reverse", "propose", "supersede", "superseded"))
+        ]
+    return allocations, proposals, log
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_matcher_weighs_only_the_payments_it_can_still_move(
+    backend: str, tmp_path: Path, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A payment applied in full whose money stayed is left out of the matcher (most of a
+    settled book's); one refunded, disputed, partly applied or new is weighed. The same
+    allocations, proposals and audit log as weighing every payment."""
+    (tmp_path / "sieved").mkdir()
+    (tmp_path / "whole").mkdir()
+    with store_on(backend, tmp_path / "sieved") as store:
+        stocked(store)
+        run_reconciliation(config, store)
+        with store.session() as session:
+            kept = state_records.payments_to_match(session, run.PAYABLE, other_than=run.LEDGER_RULE)
+        assert "gateway-ch_5" not in kept and "gateway-ch_6" not in kept  # applied in full
+        sieved = _after_refunds_and_new_payments(store, config)
+        with store.session() as session:
+            kept = state_records.payments_to_match(session, run.PAYABLE, other_than=run.LEDGER_RULE)
+        assert {"gateway-ch_5", "gateway-ch_6", "gateway-ch_9", "gateway-ch_11"} <= set(kept)
+        assert "gateway-ch_10" not in kept  # pending: nothing to apply yet, nothing to take back
+
+    def every_payment(session: Any, payable: Any, other_than: str) -> list[str]:
+        return [payment_id for payment_id, _ in state_records.payment_keys(session)]
+
+    monkeypatch.setattr(state_records, "payments_to_match", every_payment)
+    with store_on(backend, tmp_path / "whole") as store:
+        stocked(store)
+        whole = _after_refunds_and_new_payments(store, config)
+    assert sieved == whole
+    allocations = sieved[0]
+    assert ("applied", "gateway-ch_5", "inv-5", "512.34 USD", "explicit_link") not in allocations  # refunded
+    assert ("applied", "gateway-ch_6", "inv-6", "600.00 USD", "remittance_number") in allocations  # reduced
+    assert ("applied", "gateway-ch_8", "inv-2", "200.00 USD", "exact_amount_unique") in allocations
+    assert "gateway-ch_9" in {payment_id for payment_id, _, _ in sieved[1]}  # proposed
