@@ -18,6 +18,7 @@ from connector.model import Customer, Invoice, Payment, PaymentStatus, Ref
 from connector.money import Money
 from connector.reconcile import run
 from connector.reconcile.run import run_reconciliation
+from connector.reconcile.types import LEDGER_RULE, PAYABLE
 from connector.state import reconciliation as stored
 from connector.state import records as state_records
 from connector.state.bookkeeping import audit_entries
@@ -257,11 +258,11 @@ def test_the_matcher_weighs_only_the_payments_it_can_still_move(
         stocked(store)
         run_reconciliation(config, store)
         with store.session() as session:
-            kept = state_records.payments_to_match(session, run.PAYABLE, other_than=run.LEDGER_RULE)
+            kept = state_records.payments_to_match(session, PAYABLE, other_than=LEDGER_RULE)
         assert "gateway-ch_5" not in kept and "gateway-ch_6" not in kept  # applied in full
         sieved = _after_refunds_and_new_payments(store, config)
         with store.session() as session:
-            kept = state_records.payments_to_match(session, run.PAYABLE, other_than=run.LEDGER_RULE)
+            kept = state_records.payments_to_match(session, PAYABLE, other_than=LEDGER_RULE)
         assert {"gateway-ch_5", "gateway-ch_6", "gateway-ch_9", "gateway-ch_11"} <= set(kept)
         assert "gateway-ch_10" not in kept  # pending: nothing to apply yet, nothing to take back
 
