@@ -293,10 +293,10 @@ def _apply_ledger_records(
     does what a refund or a dispute took out of the payment (they pay at most `collected`).
     Returns how many were made or changed."""
     by_id = {p.id: p for p in payments}
-    have: dict[tuple[str, str], list[Allocation]] = defaultdict(list)
+    have: dict[str, dict[str, list[Allocation]]] = defaultdict(lambda: defaultdict(list))
     for allocation in applied:
         if allocation.rule == LEDGER_RULE:
-            have[(allocation.payment_id, allocation.invoice_id)].append(allocation)
+            have[allocation.payment_id][allocation.invoice_id].append(allocation)
     new, gone, changed = [], [], 0
     left: dict[str, str] = {}  # allocation id -> why money that left took (part of) it back
     for payment_id, found in parts.items():
@@ -308,10 +308,13 @@ def _apply_ledger_records(
         for part in found:
             if part.invoice_id:
                 wanted[part.invoice_id].append(part)
+        # on an invoice none of its ledger payments names now (one edited onto another invoice)
+        recorded = have.get(payment_id, {})
+        gone += [a for invoice_id, made in recorded.items() if invoice_id not in wanted for a in made]
         for invoice_id, on_invoice in sorted(wanted.items()):
             live = [p for p in on_invoice if p.live] if counts else []
             amount = _sum_parts(live, payment) if payment is not None and live else None
-            existing = have.get((payment_id, invoice_id), [])
+            existing = recorded.get(invoice_id, [])
             allocation_id = decisions.allocation_id(payment_id, invoice_id, LEDGER_RULE)
             if payment is not None and amount is not None and kept is not None and kept.currency == amount.currency:
                 if kept < amount:

@@ -279,3 +279,16 @@ def test_the_matcher_weighs_only_the_payments_it_can_still_move(
     assert ("applied", "gateway-ch_6", "inv-6", "600.00 USD", "remittance_number") in allocations  # reduced
     assert ("applied", "gateway-ch_8", "inv-2", "200.00 USD", "exact_amount_unique") in allocations
     assert "gateway-ch_9" in {payment_id for payment_id, _, _ in sieved[1]}  # proposed
+
+
+def test_a_ledger_payment_moved_to_another_invoice_moves_its_allocation(book: Store, config: Config) -> None:
+    """A ledger that lets a payment be edited onto another invoice (QuickBooks does): the
+    ledger's record on the first invoice goes, the one on the second is made."""
+    run_reconciliation(config, book)
+    ledger_payment(book, "lp-1", "100.00", {"links": {"invoice": "x-6"}})
+    run_reconciliation(config, book)
+    ledger = [a for a in applied(book) if a[0] == "ledger-lp-1"]
+    assert ledger == [("ledger-lp-1", "inv-6", "100.00", "ledger_record")]
+    with book.session() as session:
+        reasons = [e.decision for e in audit_entries(session, actions=("reverse",)) if e.inputs["invoice"] == "inv-1"]
+    assert reasons == ["the ledger no longer holds this payment on this invoice (deleted, or being reversed)"]
