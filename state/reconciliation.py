@@ -87,6 +87,31 @@ def load_allocations(
     return [_allocation_from(row) for row in session.execute(query)]
 
 
+def allocation_keys(session: Session, payment_ids: Sequence[str], *, rule: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Payment id -> (id, invoice id, amount in minor units, currency) of each of its applied
+    allocations made by `rule`, sorted: what they are, without building them."""
+    allocations = table("allocations")
+    query = _allocations_of(
+        session,
+        sa.select(
+            allocations.c.payment_id,
+            allocations.c.id,
+            allocations.c.invoice_id,
+            allocations.c.amount_minor,
+            allocations.c.currency,
+        ),
+        "applied",
+        rule,
+        None,
+    ).where(one_of(session, allocations.c.payment_id, list(payment_ids)))
+    found: dict[str, list[tuple[Any, ...]]] = {}
+    for payment_id, *values in session.execute(query):
+        found.setdefault(str(payment_id), []).append(tuple(values))
+    for values in found.values():
+        values.sort()
+    return found
+
+
 def _allocations_of(session: Session, query: Any, status: str | None, rule: str | None, other_than: str | None) -> Any:
     allocations = table("allocations")
     query = query.where(mine(session, allocations))

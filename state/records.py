@@ -622,7 +622,7 @@ def _canonical_bulk(name: str) -> Bulk:
 
 
 # Columns the engine keeps on a canonical row that no view gives: a sync never writes them.
-_DERIVED = ("states_digest", "plan_digest", "plan_payments")
+_DERIVED = ("states_digest", "plan_digest", "plan_payments", "ledger_digest")
 
 
 _CANONICAL_BULKS = {name: _canonical_bulk(name) for name in ("customers", "invoices", "payments")}
@@ -997,6 +997,42 @@ def payments_money_left(session: Session) -> list[str]:
     )
     query = sa.select(payments.c.id).where(mine(session, payments), left).order_by(payments.c.id)
     return [str(row[0]) for row in session.execute(query)]
+
+
+# A payment's own values the ledger's records of it follow from (`reconcile.run`: what it
+# collected, why money left it): with its stored `ledger_digest`, by `ledger_digest_inputs`.
+LEDGER_FACTS = (
+    "status",
+    "currency",
+    "amount_minor",
+    "amount_refunded_minor",
+    "dispute_status",
+    "amount_disputed_minor",
+    "dispute_reason",
+    "disputed_at",
+)
+
+
+def ledger_digest_inputs(session: Session, ids: Sequence[str]) -> dict[str, tuple[tuple[Any, ...], str | None]]:
+    """Payment id -> (its `LEDGER_FACTS`, its stored `ledger_digest`) for those of `ids` stored."""
+    payments = table("payments")
+    query = sa.select(payments.c.id, payments.c.ledger_digest, *(payments.c[name] for name in LEDGER_FACTS)).where(
+        mine(session, payments), one_of(session, payments.c.id, list(ids))
+    )
+    return {str(row[0]): (tuple(row[2:]), row[1]) for row in session.execute(query)}
+
+
+def set_ledger_digests(session: Session, digests: Mapping[str, str]) -> None:
+    """Store the payments' `ledger_digest` (one statement for them all)."""
+    if not digests:
+        return
+    payments = table("payments")
+    session.execute(
+        sa.update(payments)
+        .where(mine(session, payments), payments.c.id == sa.bindparam("payment"))
+        .values(ledger_digest=sa.bindparam("digest")),
+        [{"payment": payment_id, "digest": digest} for payment_id, digest in sorted(digests.items())],
+    )
 
 
 def payments_to_match(session: Session, payable: Sequence[str], other_than: str) -> list[str]:

@@ -271,6 +271,8 @@ class PaymentRow(SQLModel, table=True):
     amount_disputed_minor: int | None = _col(sa.BigInteger)
     dispute_reason: str | None = _col(sa.Text)
     disputed_at: datetime | None = _col(UTCDateTime)
+    # What the ledger's records of the payment were last made from (0028).
+    ledger_digest: str | None = _col(sa.Text)
     # Which connection's view the row holds, and how much that connection is trusted for
     # this record's facts (the ledger most by default): a lower-ranked system never
     # overwrites a higher-ranked one's values (0003).

@@ -10,6 +10,7 @@ rejections).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from connector import __version__
 from connector.config import Config
 from connector.connections import check_scope, system_ranks
 from connector.linking import relations
@@ -395,12 +397,49 @@ def _take_ledger_records(
     ids = list(parts)
     for start in range(0, len(ids), LEDGER_BATCH):
         chunk = ids[start : start + LEDGER_BATCH]
-        payments = store.list_payments(session=session, ids=chunk, with_refs=False)
-        recorded = decisions.load_allocations(session, status="applied", payment_ids=chunk, rule=LEDGER_RULE)
-        made += _apply_ledger_records(session, payments, {p: parts[p] for p in chunk}, [s.allocation for s in recorded])
+        # Only the payments whose inputs or ledger records moved since a run made them: for
+        # the others it would make what they hold (the same inputs give the same records).
+        stored = state_records.ledger_digest_inputs(session, chunk)
+        recorded = decisions.allocation_keys(session, chunk, rule=LEDGER_RULE)
+        moved = [
+            p
+            for p in chunk
+            if p not in stored or stored[p][1] != _ledger_digest(stored[p][0], parts[p], recorded.get(p, []))
+        ]
+        if not moved:
+            continue
+        payments = store.list_payments(session=session, ids=moved, with_refs=False)
+        held = decisions.load_allocations(session, status="applied", payment_ids=moved, rule=LEDGER_RULE)
+        made += _apply_ledger_records(session, payments, {p: parts[p] for p in moved}, [s.allocation for s in held])
+        recorded = decisions.allocation_keys(session, moved, rule=LEDGER_RULE)
+        state_records.set_ledger_digests(
+            session,
+            {p: _ledger_digest(stored[p][0], parts[p], recorded.get(p, [])) for p in moved if p in stored},
+        )
     in_ledger = {payment_id: live for payment_id, found in parts.items() if (live := [p for p in found if p.live])}
     ours = decisions.load_allocations(session, status="applied", other_than=LEDGER_RULE)
     return made, set(in_ledger), _retire_superseded(session, in_ledger, ours)
+
+
+# Bumped when how the ledger's records are made from their inputs changes (with the
+# connector's version, in every digest): every payment's are made again.
+LEDGER_RECORDS_RULES = "1"
+
+
+def _ledger_digest(facts: tuple[Any, ...], parts: list[LedgerPart], recorded: list[tuple[Any, ...]]) -> str:
+    """What a payment's ledger records follow from (its own `LEDGER_FACTS`, its ledger payments'
+    parts in their order) and what they are (its ledger-record allocations), as one digest:
+    stored once a run made them, the same digest later means a run would change nothing."""
+    digest = hashlib.sha256(f"{LEDGER_RECORDS_RULES}|{__version__}".encode())
+    items = (
+        *(str(value) for value in facts),
+        *(f"p\x1f{p.system}\x1f{p.remote_id}\x1f{p.invoice_id}\x1f{p.amount}\x1f{p.live}" for p in parts),
+        *("a\x1f" + "\x1f".join(str(value) for value in allocation) for allocation in recorded),
+    )
+    for item in items:
+        digest.update(item.encode())
+        digest.update(b"\x1e")
+    return digest.hexdigest()
 
 
 def _receivables(session: Any, ids: list[str]) -> Iterator[ToMatch]:

@@ -292,3 +292,43 @@ def test_a_ledger_payment_moved_to_another_invoice_moves_its_allocation(book: St
     with book.session() as session:
         reasons = [e.decision for e in audit_entries(session, actions=("reverse",)) if e.inputs["invoice"] == "inv-1"]
     assert reasons == ["the ledger no longer holds this payment on this invoice (deleted, or being reversed)"]
+
+
+def test_the_ledger_records_are_made_again_only_for_payments_whose_inputs_moved(
+    book: Store, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each payment keeps a digest of what its ledger records were made from: a run after
+    nothing moved makes none again; a ledger payment stored again changed, a payment refunded,
+    or a ledger allocation gone by another hand is made again, alone."""
+    made_for: list[list[str]] = []
+    apply = run._apply_ledger_records
+
+    def recording(session: Any, payments: Any, parts: dict[str, Any], applied: Any) -> int:
+        made_for.append(sorted(parts))
+        return apply(session, payments, parts, applied)
+
+    monkeypatch.setattr(run, "_apply_ledger_records", recording)
+    run_reconciliation(config, book)
+    assert made_for == [["ledger-lp-1", "ledger-lp-2", "ledger-lp-3", "ledger-lp-4"]]
+    made_for.clear()
+    run_reconciliation(config, book)
+    assert made_for == []  # nothing moved
+
+    ledger_payment(book, "lp-4", "400.00", {"links": {"invoice": "x-3"}})  # edited onto INV-3
+    run_reconciliation(config, book)
+    assert made_for == [["ledger-lp-4"]]
+    assert ("ledger-lp-4", "inv-3", "400.00", "ledger_record") in applied(book)
+
+    made_for.clear()
+    with book.session() as session:
+        lp_1 = [s.allocation.id or "" for s in stored.load_allocations(session, payment_ids=["ledger-lp-1"])]
+        stored.delete_allocations(session, lp_1)
+    run_reconciliation(config, book)
+    assert made_for == [["ledger-lp-1"]]
+    assert applied(book) == sorted(
+        [
+            *EXPECTED[:2],
+            ("ledger-lp-1", "inv-1", "100.00", "ledger_record"),
+            ("ledger-lp-4", "inv-3", "400.00", "ledger_record"),
+        ]
+    )
