@@ -430,16 +430,15 @@ def _ledger_digest(facts: tuple[Any, ...], parts: list[LedgerPart], recorded: li
     """What a payment's ledger records follow from (its own `LEDGER_FACTS`, its ledger payments'
     parts in their order) and what they are (its ledger-record allocations), as one digest:
     stored once a run made them, the same digest later means a run would change nothing."""
-    digest = hashlib.sha256(f"{LEDGER_RECORDS_RULES}|{__version__}".encode())
-    items = (
-        *(str(value) for value in facts),
-        *(f"p\x1f{p.system}\x1f{p.remote_id}\x1f{p.invoice_id}\x1f{p.amount}\x1f{p.live}" for p in parts),
-        *("a\x1f" + "\x1f".join(str(value) for value in allocation) for allocation in recorded),
+    text = "\x1e".join(
+        (
+            f"{LEDGER_RECORDS_RULES}|{__version__}",
+            *(str(value) for value in facts),
+            *(f"p\x1f{p.system}\x1f{p.remote_id}\x1f{p.invoice_id}\x1f{p.amount}\x1f{p.live}" for p in parts),
+            *("a\x1f" + "\x1f".join(str(value) for value in allocation) for allocation in recorded),
+        )
     )
-    for item in items:
-        digest.update(item.encode())
-        digest.update(b"\x1e")
-    return digest.hexdigest()
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _receivables(session: Any, ids: list[str]) -> Iterator[ToMatch]:
