@@ -218,13 +218,14 @@ def reconcile_if_changed(
     reads of the book (`RECONCILE_READS`: records, views, allocations, proposals, reversals),
     kept apart, so `connector reconcile` run again on a book nothing changed, or after a plan,
     reads a few aggregates instead of matching the whole book again. `full` reconciles
-    whatever the mark says."""
+    whatever the mark says, and makes every payment's ledger records again whatever their
+    digests say."""
     registry = registry or installed()
     mark = engine_mark(config, store, registry, date.today(), RECONCILE_READS)
 
     def reconcile() -> ReconcileSummary:
         store.keep_statistics()
-        return run_reconciliation(config, store, registry=registry)
+        return run_reconciliation(config, store, registry=registry, full=full)
 
     return _unless_unchanged(store, RECONCILE_MARK, mark, reconcile, full=full)
 

@@ -81,8 +81,16 @@ PAYMENT_FIELDS = (
 
 
 def run_reconciliation(
-    config: Config, store: Store, *, settings: ReconcileConfig | None = None, registry: Registry | None = None
+    config: Config,
+    store: Store,
+    *,
+    settings: ReconcileConfig | None = None,
+    registry: Registry | None = None,
+    full: bool = False,
 ) -> ReconcileSummary:
+    """Reconcile the stored book: the ledger's records first (of the payments whose inputs
+    moved since a run made them; `full`: of every payment, whatever their digests say), then
+    the matcher over the payments it can still move; store and audit what it decided."""
     check_scope(config, store)
     ledgers = _ledger_systems(config, registry)
     summary = ReconcileSummary()
@@ -145,7 +153,7 @@ def run_reconciliation(
             (s.allocation.payment_id, s.allocation.invoice_id)
             for s in decisions.load_allocations(session, status="rejected")
         }
-        summary.ledger, in_ledger, pending = _take_ledger_records(session, store, parts)
+        summary.ledger, in_ledger, pending = _take_ledger_records(session, store, parts, full=full)
         del parts
 
         # Payments the ledger records are its allocations (above): the matcher sees the others,
@@ -386,7 +394,7 @@ LEDGER_BATCH = 1000
 
 
 def _take_ledger_records(
-    session: Any, store: Store, parts: dict[str, list[LedgerPart]]
+    session: Any, store: Store, parts: dict[str, list[LedgerPart]], *, full: bool = False
 ) -> tuple[int, set[str], list[Allocation]]:
     """The ledger's own records made allocations (`_apply_ledger_records`, `LEDGER_BATCH`
     payments and their ledger allocations at a time) and ours that they now hold retired
@@ -404,7 +412,7 @@ def _take_ledger_records(
         moved = [
             p
             for p in chunk
-            if p not in stored or stored[p][1] != _ledger_digest(stored[p][0], parts[p], recorded.get(p, []))
+            if full or p not in stored or stored[p][1] != _ledger_digest(stored[p][0], parts[p], recorded.get(p, []))
         ]
         if not moved:
             continue

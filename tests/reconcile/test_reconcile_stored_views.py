@@ -313,6 +313,9 @@ def test_the_ledger_records_are_made_again_only_for_payments_whose_inputs_moved(
     made_for.clear()
     run_reconciliation(config, book)
     assert made_for == []  # nothing moved
+    run_reconciliation(config, book, full=True)  # `connector reconcile --full`: whatever the digests say
+    assert made_for == [["ledger-lp-1", "ledger-lp-2", "ledger-lp-3", "ledger-lp-4"]]
+    made_for.clear()
 
     ledger_payment(book, "lp-4", "400.00", {"links": {"invoice": "x-3"}})  # edited onto INV-3
     run_reconciliation(config, book)
