@@ -904,13 +904,19 @@ def states_digests(session: Session, entity_kind: str, ids: Sequence[str] | None
 
 def set_states_digests(session: Session, entity_kind: str, digests: Mapping[str, str]) -> None:
     """Store the customers' or invoices' `states_digest` (one statement for them all)."""
+    _set_digests(session, CANONICAL_TABLES[entity_kind], "states_digest", digests)
+
+
+def _set_digests(session: Session, name: str, column: str, digests: Mapping[str, str]) -> None:
+    """Store `digests` (record id -> digest) in `column` of the canonical table `name`, in one
+    statement for them all."""
     if not digests:
         return
-    rows = table(CANONICAL_TABLES[entity_kind])
+    rows = table(name)
     session.execute(
         sa.update(rows)
         .where(mine(session, rows), rows.c.id == sa.bindparam("record"))
-        .values(states_digest=sa.bindparam("digest")),
+        .values({column: sa.bindparam("digest")}),
         [{"record": record_id, "digest": digest} for record_id, digest in sorted(digests.items())],
     )
 
@@ -1024,15 +1030,7 @@ def ledger_digest_inputs(session: Session, ids: Sequence[str]) -> dict[str, tupl
 
 def set_ledger_digests(session: Session, digests: Mapping[str, str]) -> None:
     """Store the payments' `ledger_digest` (one statement for them all)."""
-    if not digests:
-        return
-    payments = table("payments")
-    session.execute(
-        sa.update(payments)
-        .where(mine(session, payments), payments.c.id == sa.bindparam("payment"))
-        .values(ledger_digest=sa.bindparam("digest")),
-        [{"payment": payment_id, "digest": digest} for payment_id, digest in sorted(digests.items())],
-    )
+    _set_digests(session, "payments", "ledger_digest", digests)
 
 
 def payments_to_match(session: Session, payable: Sequence[str], other_than: str) -> list[str]:
