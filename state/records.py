@@ -741,6 +741,13 @@ def list_customers(session: Session, *, ids: Sequence[str] | None = None, with_r
     return [convert.customer_from(r, refs.get(r["id"], [])) for r in rows]
 
 
+def customer_names(session: Session) -> dict[str, str]:
+    """Every customer's name by id (as `list_customers` builds them), from their rows alone."""
+    customers = table("customers")
+    query = sa.select(customers.c.id, customers.c.name).where(mine(session, customers))
+    return {str(customer_id): name for customer_id, name in session.execute(query) if customer_id}
+
+
 def list_invoices(
     session: Session,
     *,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connector.state import linking as state_linking
+from connector.state import records as state_records
 from connector.state.store import Store
 
 # Domains of mail providers anyone can sign up with; `yahoo.*`, `gmx.*`, ... cover their
@@ -169,4 +170,5 @@ def load_related(store: Store) -> dict[str, frozenset[str]]:
 
 def customer_names(store: Store) -> dict[str, str]:
     """Canonical customer id -> the customer's name, for the store's company."""
-    return {c.id: c.name for c in store.list_customers() if c.id}
+    with store.session() as session:
+        return state_records.customer_names(session)
