@@ -15,6 +15,7 @@ from typing import Any
 from connector import __version__
 from connector.config import Config
 from connector.connections import check_scope, system_ranks
+from connector.linking.components import Components
 from connector.linking.deals import DealMatch
 from connector.linking.keys import (
     ViewKeys,
@@ -163,12 +164,15 @@ def linking_views(session: Any, kind: str, systems: dict[str, tuple[str, int]]) 
     return [view for _, view in _in_order(_keyed_views(session, kind, systems))]
 
 
-def _keyed_views(session: Any, kind: str, systems: dict[str, tuple[str, int]]) -> Iterator[tuple[int, View]]:
+def _keyed_views(
+    session: Any, kind: str, systems: dict[str, tuple[str, int]], *, held: bool = True
+) -> Iterator[tuple[int, View]]:
     """(ref id, view) of every stored view of `kind`, as `linking_views` reads them, in the
-    order the database finds them."""
+    order the database finds them. Not `held`: for a reader that lets each view go before the
+    next (nothing kept for the values views repeat, which only views held together share)."""
     shared = _Shared()
     for ref_id, *row in state_linking.each_ref_fields(session, kind, _PATHS[kind], with_id=True, ordered=False):
-        yield ref_id, _view_of_fields(kind, row, systems, shared)
+        yield ref_id, _view_of_fields(kind, row, systems, shared if held else _Shared())
 
 
 def _views_of(
@@ -273,11 +277,19 @@ def _last_pass(stored: str | None) -> tuple[datetime, Any] | None:
         return None  # unreadable: the whole book, and a good mark after it
 
 
-def link_all(config: Config, store: Store, registry: Registry | None = None) -> LinkReport:
+# The views a pass over the whole book links at once: whole parts (`Components`) are put
+# together up to this many, so the pass holds a batch of views, not every view of a kind.
+LINK_BATCH = 20_000
+
+
+def link_all(config: Config, store: Store, registry: Registry | None = None, *, batch: int = LINK_BATCH) -> LinkReport:
     """Link everything stored, whatever order its streams and pages arrived in: the same stored
     views give the same links, so an incremental sync that brings a late contact repairs what
     its invoices could not link to before. Every view is keyed anew (`link_keys`), for the
-    passes over what changed after it (`link_changed`)."""
+    passes over what changed after it (`link_changed`). A kind's views are read twice: once
+    to key them and find the parts of the book that link apart (`Components`), then a batch of
+    parts at a time (`batch` views or so) to link them: linking each part on its own gives
+    what linking the whole book at once gives (a test holds the two equal)."""
     check_scope(config, store)
     systems = system_ranks(config, registry)
     report = LinkReport()
@@ -285,30 +297,50 @@ def link_all(config: Config, store: Store, registry: Registry | None = None) -> 
         state_linking.stamp_kinds(session, {name: kind for name, (kind, _) in systems.items()})
         state_linking.forget_link_keys(session)
         keys = _KeyWriter(session)  # nothing keyed now: every view's keys are new
-        customers = _in_order(_keyed_views(session, "customer", systems))
-        report.links["customer"] = _apply(session, "customer", link_customers([view for _, view in customers]))
-        for ref_id, view in customers:
-            keys.add(ref_id, customer_keys(view))
-        del customers
+        report.links["customer"] = _link_in_parts(
+            session, "customer", systems, customer_keys, link_customers, keys, batch
+        )
         customer_of, customer_by_ref = _customer_maps(session)
-        invoices = _in_order(_keyed_views(session, "invoice", systems))
-        receivable = receivable_kind({view.kind for _, view in invoices})
-        report.links["invoice"] = _apply(
+        receivable = _receivable(session, systems)
+        report.links["invoice"] = _link_in_parts(
             session,
             "invoice",
-            link_invoices([view for _, view in invoices], customer_of, customer_by_ref, receivable=receivable),
+            systems,
+            lambda view: invoice_keys(view, receivable, customer_of, customer_by_ref),
+            lambda views: link_invoices(views, customer_of, customer_by_ref, receivable=receivable),
+            keys,
+            batch,
         )
-        for ref_id, view in invoices:
-            keys.add(ref_id, invoice_keys(view, receivable, customer_of, customer_by_ref))
-        del invoices
-        payments = _in_order(_keyed_views(session, "payment", systems))
-        report.links["payment"] = _apply(session, "payment", link_payments([view for _, view in payments]))
-        for ref_id, view in payments:
-            keys.add(ref_id, payment_keys(view))
-        del payments
+        report.links["payment"] = _link_in_parts(session, "payment", systems, payment_keys, link_payments, keys, batch)
         keys.flush()
         _fill_customers(session, systems, customer_by_ref)
     return report
+
+
+def _link_in_parts(
+    session: Any,
+    kind: str,
+    systems: dict[str, tuple[str, int]],
+    keys_of: Callable[[View], ViewKeys],
+    link: Callable[[list[View]], list[Link]],
+    keys: _KeyWriter,
+    batch: int,
+) -> list[Link]:
+    """Key every view of `kind` as the database hands them over (held one at a time), then
+    link the parts they form (`Components`) a batch at a time, each batch's views read again
+    by their ids; the links made, applied."""
+    parts = Components()
+    for ref_id, view in _keyed_views(session, kind, systems, held=False):
+        found = keys_of(view)
+        keys.add(ref_id, found)
+        own = own_key(view) if kind != "payment" else None  # as `_neighbourhood` seeks it
+        parts.add(ref_id, view.entity_id, found, deal=view.object_type == DEAL, own=own)
+    keys.flush()
+    links: list[Link] = []
+    for ref_ids in parts.parts(batch):
+        views = [view for _, view in _views_of(session, kind, set(ref_ids), systems)]
+        links += _apply(session, kind, link(views))
+    return links
 
 
 def link_changed(config: Config, store: Store, registry: Registry | None = None, *, since: datetime) -> LinkReport:

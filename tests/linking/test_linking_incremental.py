@@ -313,16 +313,21 @@ def linked(report: LinkReport) -> dict[str, dict[str, int]]:
 
 @dataclass
 class Pair:
-    """Stores A and B given the same pages; A links all of its book, B what changed."""
+    """Stores A and B given the same pages; A links all of its book, B what changed (or, with
+    `parts`, A links the whole book at once and B the whole book a part at a time)."""
 
     config: Config
     a: Store
     b: Store
     rounds: list[list[Rec]] = field(default_factory=list)
+    parts: bool = False
 
     def round(self, recs: list[Rec]) -> tuple[LinkReport, LinkReport]:
         self.rounds.append(recs)
         store_records(self.a, recs)
+        if self.parts:
+            store_records(self.b, recs)
+            return link_all(self.config, self.a, batch=10**9), link_all(self.config, self.b, batch=1)
         done_a = link_all(self.config, self.a)
         since = datetime.now(UTC)
         store_records(self.b, recs)
@@ -335,7 +340,10 @@ class Pair:
     def agree(self, context: str) -> Book:
         """Both books alike, else what differs with every page stored so far."""
         a, b = self.books()
-        differences = a.differences(b, "link_all (A)", "link_changed (B)")
+        if self.parts:
+            differences = a.differences(b, "link_all, the whole book at once (A)", "link_all, a part at a time (B)")
+        else:
+            differences = a.differences(b, "link_all (A)", "link_changed (B)")
         if differences:
             history = "\n".join(
                 f"  round {n}: " + "; ".join(describe(r) for r in recs) for n, recs in enumerate(self.rounds, 1)
@@ -767,6 +775,22 @@ def test_linking_what_changed_leaves_the_book_linking_everything_leaves(config, 
         pair.agree(f"seed {seed}, after round {n}")
         assert linked(done_b) == linked(done_a), (
             f"seed {seed}, round {n}: link_changed made {linked(done_b)}, link_all {linked(done_a)}"
+        )
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_linking_the_whole_book_a_part_at_a_time_links_it_as_all_at_once(config, stores, seed):
+    """A pass over the whole book links it a batch of parts at a time (`Components`): with a
+    batch of one view, every part is linked on its own; with a batch larger than the book, all
+    of it at once. Round after round of random pages (`World`), the two books agree and the
+    passes make the same links by the same rules: no part needs a view of another."""
+    pair = Pair(config, *stores, parts=True)
+    world = World(seed)
+    for n in range(1, ROUNDS + 1):
+        at_once, in_parts = pair.round(world.round())
+        pair.agree(f"seed {seed}, after round {n}")
+        assert linked(in_parts) == linked(at_once), (
+            f"seed {seed}, round {n}: a part at a time made {linked(in_parts)}, at once {linked(at_once)}"
         )
 
 
