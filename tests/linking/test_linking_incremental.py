@@ -14,11 +14,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 import sqlalchemy as sa
 
 from connector.config import Config, load_config
+from connector.linking import run as linking_run
 from connector.linking.run import LinkReport, link_all, link_changed
 from connector.model import Customer, Invoice, Payment, Ref
 from connector.money import Money
@@ -327,7 +329,9 @@ class Pair:
         store_records(self.a, recs)
         if self.parts:
             store_records(self.b, recs)
-            return link_all(self.config, self.a, batch=10**9), link_all(self.config, self.b, batch=1)
+            at_once = link_all(self.config, self.a, batch=10**9)
+            with patch.object(linking_run, "_FILL_BATCH", 1):  # the customers filled a record at a time too
+                return at_once, link_all(self.config, self.b, batch=1)
         done_a = link_all(self.config, self.a)
         since = datetime.now(UTC)
         store_records(self.b, recs)
