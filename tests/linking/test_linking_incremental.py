@@ -771,15 +771,7 @@ def test_linking_what_changed_leaves_the_book_linking_everything_leaves(config, 
     """Round after round of random pages (`World`), the first included: the book B links by
     `link_changed` since just before the round's pages is the book A links by `link_all`,
     and both passes make the same links by the same rules."""
-    a, b = stores
-    pair = Pair(config, a, b)
-    world = World(seed)
-    for n in range(1, ROUNDS + 1):
-        done_a, done_b = pair.round(world.round())
-        pair.agree(f"seed {seed}, after round {n}")
-        assert linked(done_b) == linked(done_a), (
-            f"seed {seed}, round {n}: link_changed made {linked(done_b)}, link_all {linked(done_a)}"
-        )
+    play(Pair(config, *stores), seed, "link_all", "link_changed")
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -788,13 +780,18 @@ def test_linking_the_whole_book_a_part_at_a_time_links_it_as_all_at_once(config,
     batch of one view, every part is linked on its own; with a batch larger than the book, all
     of it at once. Round after round of random pages (`World`), the two books agree and the
     passes make the same links by the same rules: no part needs a view of another."""
-    pair = Pair(config, *stores, parts=True)
+    play(Pair(config, *stores, parts=True), seed, "at once", "a part at a time")
+
+
+def play(pair: Pair, seed: int, first: str, second: str) -> None:
+    """`ROUNDS` rounds of the random book of `seed`, the books compared after each, and what
+    the two passes linked by each rule."""
     world = World(seed)
     for n in range(1, ROUNDS + 1):
-        at_once, in_parts = pair.round(world.round())
+        done_a, done_b = pair.round(world.round())
         pair.agree(f"seed {seed}, after round {n}")
-        assert linked(in_parts) == linked(at_once), (
-            f"seed {seed}, round {n}: a part at a time made {linked(in_parts)}, at once {linked(at_once)}"
+        assert linked(done_b) == linked(done_a), (
+            f"seed {seed}, round {n}: {second} made {linked(done_b)}, {first} {linked(done_a)}"
         )
 
 
