@@ -57,6 +57,8 @@ def link(config: Config, store: Store, registry: Registry | None = None, *, full
         store, VIEWS_MARK, mark, lambda: link_book(config, store, registry, full=full), full=full
     )
     moved = {} if isinstance(linked, EngineSkip) else linked.moved  # nothing; None: everything
+    if moved is None:
+        store.release_idle()  # what the whole book's pass held, before every record's states
     last_whole = None if full else _stored_mark(store, STATES_MARK)
     if moved is None or last_whole is None or datetime.now(UTC) - last_whole[1] >= FULL_PASS_EVERY:
         started = datetime.now(UTC)
@@ -98,6 +100,7 @@ def sync(
     """Pull what changed from each chosen connection and stream; then link what is stored."""
     engine = SyncEngine(config, store, registry, progress=progress, stop=stop)
     report = engine.run(connections=connections, streams=streams, full=full)
+    store.release_idle()  # what the streams' pages and connections held, before the engine reads
     if then_link:
         linked = link_if_changed(config, store, registry, full=full)
         report.links = {} if isinstance(linked, EngineSkip) else linked.by_rule()

@@ -21,7 +21,15 @@ from sqlalchemy.orm import Session
 from connector.errors import ConfigError
 from connector.model import Action, ActionState, Customer, Invoice, Payment, Ref
 from connector.state import bookkeeping, changes, raw, records, statistics, tokens
-from connector.state.db import is_locked, make_engine, reading, scrub_sqlite, unavailable
+from connector.state.db import (
+    is_locked,
+    make_engine,
+    reading,
+    release_freed_memory,
+    scrub_sqlite,
+    sqlite_file,
+    unavailable,
+)
 from connector.state.migrate import check_revision, current_revision, is_empty, upgrade
 from connector.state.raw import RAW_BATCH, RawRef
 from connector.state.records import E, EntityKind, own_ref
@@ -75,6 +83,16 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def release_idle(self) -> None:
+        """Close the pooled connections no session holds, on a SQLite file: each keeps a page
+        cache of its own (up to `SQLITE_CACHE_KIB`), and a sync writing a dozen streams side by
+        side leaves the pool's five filled; the stages after it warm one again. The memory
+        they held goes back to the system (`release_freed_memory`). Sessions in progress keep
+        their connections."""
+        if self.engine.dialect.name == "sqlite" and sqlite_file(self.engine.url) is not None:
+            self.engine.dispose(close=True)
+        release_freed_memory()
 
     def ping(self) -> None:
         """One round trip to the database (`SELECT 1` on a fresh connection); raises what the
