@@ -202,14 +202,15 @@ def each_ref_fields(
     it is, a JSON number as the database reads it, NULL where the view has nothing there): a
     reader that needs a few fields of each view has the database extract them, instead of
     decoding every view whole in Python (most of reconciliation's time on a large book).
-    `with_id`: the ref's own id first. Not `ordered`: in the order the database finds them,
-    for a reader that orders them itself or needs no order (SQLite otherwise walks the refs'
-    unique index of every kind, a row at a time: 3.2 s for the 30,807 customers' refs of the
-    110,000-invoice book's 597,000, against 0.2 s through the kind's own index)."""
+    `with_id`: the ref's own id and the version of its view (`changed_at`) first. Not
+    `ordered`: in the order the database finds them, for a reader that orders them itself or
+    needs no order (SQLite otherwise walks the refs' unique index of every kind, a row at a
+    time: 3.2 s for the 30,807 customers' refs of the 110,000-invoice book's 597,000, against
+    0.2 s through the kind's own index)."""
     refs = table("refs")
     query = (
         sa.select(
-            *([refs.c.id] if with_id else []),
+            *([refs.c.id, refs.c.changed_at] if with_id else []),
             refs.c.system,
             refs.c.object_type,
             refs.c.remote_id,
@@ -385,11 +386,30 @@ def systems_holding(session: Session, entity_kind: str, systems: Collection[str]
     return found
 
 
+def _changed_since(session: Session, since: datetime, *columns: Any) -> sa.Select[Any]:
+    """`columns` of the company's refs whose view was stored new or changed at or after `since`
+    (through `ix_refs_changed_at`) and not keyed as it is now: a view whose keys were made from
+    this very version (`link_key_sets.view_changed_at`, as linking read it with the view) was
+    linked as it is by the pass that keyed it. A version, not a time: a page another worker
+    committed after that pass read the view is another version, whatever its time says."""
+    refs, sets = table("refs"), table("link_key_sets")
+    keyed_now = (
+        sa.select(sets.c.ref_id)
+        .where(
+            sets.c.company == refs.c.company,
+            sets.c.ref_id == refs.c.id,
+            sets.c.view_changed_at == refs.c.changed_at,
+        )
+        .exists()
+    )
+    return sa.select(*columns).where(mine(session, refs), refs.c.changed_at >= since, ~keyed_now)
+
+
 def how_many_changed(session: Session, since: datetime) -> tuple[int, int]:
-    """How many of the company's refs were stored new or changed at or after `since`, and how
-    many it has (through `ix_refs_changed_at`, whose entries the count reads, no row)."""
+    """How many of the company's refs were stored new or changed at or after `since` and not
+    keyed as they are now (`_changed_since`), and how many it has."""
     refs = table("refs")
-    changed = sa.select(sa.func.count()).where(mine(session, refs), refs.c.changed_at >= since)
+    changed = _changed_since(session, since, sa.func.count())
     every = sa.select(sa.func.count()).where(mine(session, refs))
     return int(session.execute(changed).scalar_one()), int(session.execute(every).scalar_one())
 
@@ -402,11 +422,9 @@ def keyed(session: Session) -> bool:
 
 def changed_refs(session: Session, entity_kind: str, since: datetime) -> set[int]:
     """The linked refs of `entity_kind` whose view was stored new or changed at or after
-    `since` (`refs.changed_at`, through `ix_refs_changed_at`)."""
+    `since` and not keyed as it is now (`_changed_since`)."""
     refs = table("refs")
-    query = sa.select(refs.c.id, refs.c.entity_kind).where(
-        mine(session, refs), refs.c.changed_at >= since, refs.c.entity_id.is_not(None)
-    )
+    query = _changed_since(session, since, refs.c.id, refs.c.entity_kind).where(refs.c.entity_id.is_not(None))
     return {ref_id for ref_id, kind in session.execute(query) if kind == entity_kind}
 
 
@@ -465,11 +483,13 @@ def refs_named(session: Session, entity_kind: str, named: Collection[tuple[str, 
 def ref_fields_of(
     session: Session, entity_kind: str, ref_ids: Collection[int], paths: Sequence[Sequence[str]]
 ) -> list[tuple[Any, ...]]:
-    """(ref id, system, object type, remote id, entity id, *values) of the linked refs
-    `ref_ids` of `entity_kind`, as `each_ref_fields` reads them, in its order."""
+    """(ref id, version, system, object type, remote id, entity id, *values) of the linked
+    refs `ref_ids` of `entity_kind`, as `each_ref_fields(with_id=True)` reads them, in its
+    order."""
     refs = table("refs")
     query = sa.select(
         refs.c.id,
+        refs.c.changed_at,
         refs.c.entity_kind,
         refs.c.system,
         refs.c.object_type,
@@ -480,9 +500,9 @@ def ref_fields_of(
     rows = []
     for chunk in in_chunks(session, sorted(ref_ids)):
         for row in session.execute(query.where(one_of(session, refs.c.id, chunk))):
-            if row[1] == entity_kind and row[5] is not None:
-                rows.append((row[0], *row[2:]))
-    return sorted(rows, key=lambda r: (r[1], r[2], r[3]))
+            if row[2] == entity_kind and row[6] is not None:
+                rows.append((row[0], row[1], *row[3:]))
+    return sorted(rows, key=lambda r: (r[2], r[3], r[4]))
 
 
 # A view's keys as linking gave them: (looked up among every view of its kind, among the
@@ -492,7 +512,10 @@ KeySets = tuple[frozenset[int], frozenset[int], frozenset[int]]
 # the same keys: the last one's stand (a key left behind only widens a neighbourhood).
 _LINK_KEYS = Bulk(table("link_keys"), ("key", "ref_id"), key=("key", "ref_id"), keep=())
 _LINK_KEY_SETS = Bulk(
-    table("link_key_sets"), ("ref_id", "shared_keys", "toward_keys", "depends_keys"), key=("ref_id",), keep=()
+    table("link_key_sets"),
+    ("ref_id", "shared_keys", "toward_keys", "depends_keys", "view_changed_at"),
+    key=("ref_id",),
+    keep=(),
 )
 
 
@@ -541,12 +564,16 @@ def forget_link_keys(session: Session, before: dict[int, KeySets] | None = None)
         session.execute(sa.delete(sets).where(mine(session, sets), one_of(session, sets.c.ref_id, chunk)))
 
 
-def add_link_keys(session: Session, keyed: Sequence[tuple[int, KeySets]]) -> None:
-    """Store the keys linking gave views it read, (ref id, keys) each, none of them keyed now
-    (`forget_link_keys` first). Written in the tables' key order."""
+def add_link_keys(session: Session, keyed: Sequence[tuple[int, KeySets, datetime | None]]) -> None:
+    """Store the keys linking gave views it read, (ref id, keys, the view's `changed_at` as it
+    read it) each, none of them keyed now (`forget_link_keys` first). Written in the tables'
+    key order."""
     if not keyed:
         return
-    rows = sorted({(key, ref_id) for ref_id, keys in keyed for part in keys for key in part})
+    rows = sorted({(key, ref_id) for ref_id, keys, _ in keyed for part in keys for key in part})
     bulk_write(session, _LINK_KEYS, rows, new=True)
-    sets = sorted((ref_id, *(_packed(part) for part in keys)) for ref_id, keys in keyed)
+    sets = [
+        (ref_id, *(_packed(part) for part in keys), version)
+        for ref_id, keys, version in sorted(keyed, key=lambda item: item[0])
+    ]
     bulk_write(session, _LINK_KEY_SETS, sets, new=True)

@@ -476,6 +476,9 @@ class LinkKeySetRow(SQLModel, table=True):
     shared_keys: bytes = _col(sa.LargeBinary, nullable=False)
     toward_keys: bytes = _col(sa.LargeBinary, nullable=False)
     depends_keys: bytes = _col(sa.LargeBinary, nullable=False)
+    # The version of the view the keys were made from (its `refs.changed_at` as linking read
+    # it, 0029): a pass over what changed passes over a view keyed as it is now.
+    view_changed_at: datetime | None = _col(UTCDateTime)
 
 
 class OAuthTokenRow(SQLModel, table=True):

@@ -161,28 +161,30 @@ def linking_views(session: Any, kind: str, systems: dict[str, tuple[str, int]]) 
     whole nor held (a JSON array or object comes as its text and is decoded here); the values
     views repeat are held once (`_Shared`; strings in Python's own table of interned strings,
     whose entries go with the last view holding them)."""
-    return [view for _, view in _in_order(_keyed_views(session, kind, systems))]
+    return [view for _, view in _in_order((ref_id, view) for ref_id, _, view in _keyed_views(session, kind, systems))]
 
 
 def _keyed_views(
     session: Any, kind: str, systems: dict[str, tuple[str, int]], *, held: bool = True
-) -> Iterator[tuple[int, View]]:
-    """(ref id, view) of every stored view of `kind`, as `linking_views` reads them, in the
-    order the database finds them. Not `held`: for a reader that lets each view go before the
-    next (nothing kept for the values views repeat, which only views held together share)."""
+) -> Iterator[tuple[int, datetime | None, View]]:
+    """(ref id, version, view) of every stored view of `kind`, as `linking_views` reads them,
+    in the order the database finds them; the version is the view's `changed_at`, kept with
+    its keys. Not `held`: for a reader that lets each view go before the next (nothing kept
+    for the values views repeat, which only views held together share)."""
     shared = _Shared()
-    for ref_id, *row in state_linking.each_ref_fields(session, kind, _PATHS[kind], with_id=True, ordered=False):
-        yield ref_id, _view_of_fields(kind, row, systems, shared if held else _Shared())
+    rows = state_linking.each_ref_fields(session, kind, _PATHS[kind], with_id=True, ordered=False)
+    for ref_id, version, *row in rows:
+        yield ref_id, version, _view_of_fields(kind, row, systems, shared if held else _Shared())
 
 
 def _views_of(
     session: Any, kind: str, ref_ids: set[int], systems: dict[str, tuple[str, int]]
-) -> list[tuple[int, View]]:
-    """(ref id, view) of the refs `ref_ids` of `kind`, as `linking_views` reads them."""
+) -> list[tuple[int, datetime | None, View]]:
+    """(ref id, version, view) of the refs `ref_ids` of `kind`, as `_keyed_views` reads them."""
     shared = _Shared()
     return [
-        (ref_id, _view_of_fields(kind, row, systems, shared))
-        for ref_id, *row in state_linking.ref_fields_of(session, kind, ref_ids, _PATHS[kind])
+        (ref_id, version, _view_of_fields(kind, row, systems, shared))
+        for ref_id, version, *row in state_linking.ref_fields_of(session, kind, ref_ids, _PATHS[kind])
     ]
 
 
@@ -330,15 +332,15 @@ def _link_in_parts(
     link the parts they form (`Components`) a batch at a time, each batch's views read again
     by their ids; the links made, applied."""
     parts = Components()
-    for ref_id, view in _keyed_views(session, kind, systems, held=False):
+    for ref_id, version, view in _keyed_views(session, kind, systems, held=False):
         found = keys_of(view)
-        keys.add(ref_id, found)
+        keys.add(ref_id, found, version)
         own = own_key(view) if kind != "payment" else None  # as `_neighbourhood` seeks it
         parts.add(ref_id, view.entity_id, found, deal=view.object_type == DEAL, own=own)
     keys.flush()
     links: list[Link] = []
     for ref_ids in parts.parts(batch):
-        views = [view for _, view in _views_of(session, kind, set(ref_ids), systems)]
+        views = [view for _, _, view in _views_of(session, kind, set(ref_ids), systems)]
         links += _apply(session, kind, link(views))
     return links
 
@@ -362,7 +364,7 @@ def link_changed(config: Config, store: Store, registry: Registry | None = None,
             only=state_linking.changed_refs(session, "invoice", since),
         )
         changed = state_linking.changed_refs(session, "customer", since)
-        customers, before, now = _neighbourhood(session, "customer", changed, systems, customer_keys)
+        customers, before, now, versions = _neighbourhood(session, "customer", changed, systems, customer_keys)
         links = link_customers([view for _, view in customers])
         report.links["customer"] = _apply(session, "customer", links)
         _note_moved(report, "customer", customers, links)
@@ -370,7 +372,7 @@ def link_changed(config: Config, store: Store, registry: Registry | None = None,
         identities: set[int] = set()
         keys = _KeyWriter(session, before)
         for ref_id, view in customers:
-            keys.add(ref_id, now[ref_id])
+            keys.add(ref_id, now[ref_id], versions[ref_id])
             if ref_id in changed or view.entity_id in merged:
                 identities |= customer_identity(view) | before.get(ref_id, (frozenset(), frozenset(), frozenset()))[2]
         keys.flush()
@@ -379,7 +381,7 @@ def link_changed(config: Config, store: Store, registry: Registry | None = None,
         receivable = _receivable(session, systems)
         changed = state_linking.changed_refs(session, "invoice", since)
         changed |= state_linking.refs_with_keys(session, "invoice", identities)
-        invoices, before, now = _neighbourhood(
+        invoices, before, now, versions = _neighbourhood(
             session,
             "invoice",
             changed,
@@ -394,16 +396,16 @@ def link_changed(config: Config, store: Store, registry: Registry | None = None,
         _note_moved(report, "invoice", invoices, report.links["invoice"])
         keys = _KeyWriter(session, before)
         for ref_id, _ in invoices:
-            keys.add(ref_id, now[ref_id])
+            keys.add(ref_id, now[ref_id], versions[ref_id])
         keys.flush()
         del invoices
         changed = state_linking.changed_refs(session, "payment", since)
-        payments, before, now = _neighbourhood(session, "payment", changed, systems, payment_keys)
+        payments, before, now, versions = _neighbourhood(session, "payment", changed, systems, payment_keys)
         report.links["payment"] = _apply(session, "payment", link_payments([view for _, view in payments]))
         _note_moved(report, "payment", payments, report.links["payment"])
         keys = _KeyWriter(session, before)
         for ref_id, _ in payments:
-            keys.add(ref_id, now[ref_id])
+            keys.add(ref_id, now[ref_id], versions[ref_id])
         keys.flush()
         _fill_customers(session, systems, customer_by_ref)
     return report
@@ -422,17 +424,18 @@ def _neighbourhood(
     changed: set[int],
     systems: dict[str, tuple[str, int]],
     keys_of: Callable[[View], ViewKeys],
-) -> tuple[list[tuple[int, View]], dict[int, KeySets], dict[int, ViewKeys]]:
+) -> tuple[list[tuple[int, View]], dict[int, KeySets], dict[int, ViewKeys], dict[int, datetime | None]]:
     """(ref id, view) of the refs `changed` of `kind` and of every ref sharing a key with one
     of them, transitively: the keys each view gives now (`keys_of`, and the key the views whose
     explicit-id hints name it hold) and the keys it was given when linking last read it (what
     it may have stopped sharing), a deal's numbers among the invoices and an invoice's among
     the deals only (`ViewKeys.toward`), the refs of the same records, the records its hints
-    name; in `linking_views`' order, with the keys stored for each before and its keys now
-    (`keys_of`'s, for the pass's key writer: computed once)."""
+    name; in `linking_views`' order, with the keys stored for each before, its keys now
+    (`keys_of`'s, for the pass's key writer: computed once) and the version of its view read."""
     near: dict[int, View] = {}
     before: dict[int, KeySets] = {}
     keyed: dict[int, ViewKeys] = {}
+    versions: dict[int, datetime | None] = {}
     asked: dict[bool | None, set[int]] = {None: set(), True: set(), False: set()}  # deals sought: any, yes, no
     records: set[str] = set()
     named: set[tuple[str, str, str]] = set()
@@ -445,8 +448,9 @@ def _neighbourhood(
         sought: dict[bool | None, set[int]] = {None: set(), True: set(), False: set()}
         new_records: set[str] = set()
         new_named: set[tuple[str, str, str]] = set()
-        for ref_id, view in _views_of(session, kind, todo, systems):
+        for ref_id, version, view in _views_of(session, kind, todo, systems):
             near[ref_id] = view
+            versions[ref_id] = version
             now = keyed[ref_id] = keys_of(view)
             deal = view.object_type == DEAL
             sought[None] |= now.shared
@@ -477,7 +481,7 @@ def _neighbourhood(
         found |= state_linking.refs_of_records(session, kind, new_records)
         found |= state_linking.refs_named(session, kind, new_named)
         todo = found - tried
-    return _in_order(near.items()), before, keyed
+    return _in_order(near.items()), before, keyed, versions
 
 
 def _is_deal(object_type: str) -> bool:
@@ -524,17 +528,18 @@ class _KeyWriter:
     def __init__(self, session: Any, before: dict[int, KeySets] | None = None) -> None:
         self.session = session
         self.before = before if before is not None else {}
-        self.keyed: list[tuple[int, KeySets]] = []
+        self.keyed: list[tuple[int, KeySets, datetime | None]] = []
         self.count = 0
 
-    def add(self, ref_id: int, keys: ViewKeys) -> None:
-        self.keyed.append((ref_id, (keys.shared, keys.toward, keys.depends)))
+    def add(self, ref_id: int, keys: ViewKeys, version: datetime | None) -> None:
+        """`keys` of the view of `ref_id` as linking read it (`version`: its `changed_at`)."""
+        self.keyed.append((ref_id, (keys.shared, keys.toward, keys.depends), version))
         self.count += len(keys.shared) + len(keys.toward) + len(keys.depends)
         if self.count >= self.BATCH:
             self.flush()
 
     def flush(self) -> None:
-        replaced = {ref_id: self.before[ref_id] for ref_id, _ in self.keyed if ref_id in self.before}
+        replaced = {ref_id: self.before[ref_id] for ref_id, _, _ in self.keyed if ref_id in self.before}
         if replaced:
             state_linking.forget_link_keys(self.session, replaced)
         state_linking.add_link_keys(self.session, self.keyed)

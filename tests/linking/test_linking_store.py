@@ -265,3 +265,38 @@ def test_a_pass_links_what_changed_unless_much_of_the_book_did(config, store, mo
     sync_in(store, ["hubspot_lone_deal"])  # one view of 6: more than 5 % of the book
     assert link_book(config, store).moved is None
     assert link_book(config, store, full=True).moved is None
+
+
+def test_the_pass_after_a_whole_book_pass_reads_none_of_the_views_it_keyed(config, store):
+    """A first sync shorter than the look-back stored every view within it: the pass after the
+    whole-book pass must not take them all for changed (the tick after a first sync linked the
+    large book whole again), since each was keyed as it is now."""
+    sync_in(store, ["xero_contact", "xero_invoice", "hubspot_company"])
+    assert link_book(config, store).moved is None  # the first pass: the whole book
+    again = link_book(config, store)
+    assert again.moved == {"customer": set(), "invoice": set(), "payment": set()}
+    sync_in(store, ["hubspot_deal"])
+    after = link_book(config, store)
+    assert after.moved is not None and len(after.moved["invoice"]) == 1  # the deal and its invoice
+    assert after.moved["customer"] == set()
+
+
+def test_a_view_stored_again_with_an_earlier_time_is_linked_again(config, store):
+    """A page another worker committed after a pass read the view, its time taken before that
+    pass began: another version of the view than the one keyed, so the next pass links it,
+    whatever its time says."""
+    system, kind, _, links, _ = BOOK["xero_invoice"]
+    put(store, system, kind, bill("ledger", "invoice", "X-I1", "1300.00", "INV-0099"), links, {})
+    sync_in(store, ["xero_contact", "hubspot_company", "hubspot_deal"])
+    link_book(config, store)
+    assert [refs for refs, _, _ in outcome(store)["receivables"]] == [["X-I1"]]  # the deal names INV-0042
+    # the ledger renumbers its invoice to the number the deal names; its page's time is the
+    # deal's, stored last before the pass began
+    sync_in(store, ["xero_invoice"])
+    refs = table("refs")
+    with store.session() as session:
+        deal_stored = session.execute(sa.select(refs.c.changed_at).where(refs.c.remote_id == "H-D1")).scalar_one()
+        session.execute(sa.update(refs).where(refs.c.remote_id == "X-I1").values(changed_at=deal_stored))
+    after = link_book(config, store)
+    assert after.moved is not None and len(after.moved["invoice"]) == 1
+    assert [refs for refs, _, _ in outcome(store)["receivables"]] == [["H-D1", "X-I1"]]
