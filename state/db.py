@@ -8,7 +8,6 @@ SQLAlchemy's BEGIN is real: a page, or a whole migration, commits or rolls back 
 
 from __future__ import annotations
 
-import ctypes
 import os
 import sqlite3
 from typing import Any
@@ -220,15 +219,3 @@ def unavailable(engine: Engine, exc: sa.exc.DBAPIError, what: str = "reach") -> 
     if password:
         reason = reason.replace(str(password), "***")
     return DatabaseUnavailableError(f"cannot {what} the state database {redact_url(engine.url)}: {reason}")
-
-
-def release_freed_memory() -> None:
-    """Hand the memory the C allocator holds free back to the system (glibc's `malloc_trim`):
-    freed blocks stay the process's otherwise, scattered over the arenas of the threads that
-    used them (a sync's twelve streams, their pages, the connections' page caches). Nothing
-    where the C library has no such call."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError):
-        return
-    trim(0)

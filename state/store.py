@@ -19,13 +19,13 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from connector.errors import ConfigError
+from connector.memory import release_freed_memory
 from connector.model import Action, ActionState, Customer, Invoice, Payment, Ref
 from connector.state import bookkeeping, changes, raw, records, statistics, tokens
 from connector.state.db import (
     is_locked,
     make_engine,
     reading,
-    release_freed_memory,
     scrub_sqlite,
     sqlite_file,
     unavailable,

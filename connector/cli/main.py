@@ -21,6 +21,7 @@ from connector import __version__
 from connector.cli.context import ENV_COMPANY, AppContext, company_option
 from connector.errors import EXIT_FAILURE, EXIT_USAGE, ConfigError, ConnectorError, exit_code
 from connector.logs import configure_logging
+from connector.memory import limit_arenas
 from connector.redaction import redact
 
 # Each top-level command, the module whose `COMMANDS` holds it.
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> Any:
     0 ok, 1 finished with problems, 2 usage or configuration error, 3 provider/auth/state
     failure."""
     gc.set_threshold(*GC_THRESHOLDS)
+    limit_arenas()  # before a command starts its threads (a sync's streams)
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         result = cli.main(args=argv, prog_name="connector", standalone_mode=False)
