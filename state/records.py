@@ -844,6 +844,15 @@ class InvoiceState:
     payment_plan: PaymentPlan | None
 
 
+def receivable_ids(session: Session) -> list[str]:
+    """The ids of every receivable (as `list_invoices(receivable=True)` selects them), in order."""
+    invoices = table("invoices")
+    query = sa.select(invoices.c.id).where(mine(session, invoices)).order_by(invoices.c.id)
+    if (only := receivables_only(session, invoices)) is not None:
+        query = query.where(only)
+    return list(session.execute(query).scalars())
+
+
 def receivable_states(session: Session, ids: Collection[str] | None = None) -> list[InvoiceState]:
     """`InvoiceState` of every receivable (as `list_invoices(receivable=True)` selects them),
     from its own row alone: no lines, no refs (a tenth of reading the invoices whole); of
