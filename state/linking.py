@@ -405,12 +405,15 @@ def _changed_since(session: Session, since: datetime, *columns: Any) -> sa.Selec
     return sa.select(*columns).where(mine(session, refs), refs.c.changed_at >= since, ~keyed_now)
 
 
-def how_many_changed(session: Session, since: datetime) -> tuple[int, int]:
-    """How many of the company's refs were stored new or changed at or after `since` and not
-    keyed as they are now (`_changed_since`), and how many it has."""
+def how_many_changed(session: Session, since: datetime, kinds: Collection[str]) -> tuple[int, int]:
+    """How many of the company's refs of `kinds` (the kinds linking keys: a Stripe balance
+    transaction or a Xero contact person is never keyed, so never keyed as it is now) were
+    stored new or changed at or after `since` and not keyed as they are now
+    (`_changed_since`), and how many it has."""
     refs = table("refs")
-    changed = _changed_since(session, since, sa.func.count())
-    every = sa.select(sa.func.count()).where(mine(session, refs))
+    of_kinds = refs.c.entity_kind.in_(sorted(kinds))
+    changed = _changed_since(session, since, sa.func.count()).where(of_kinds)
+    every = sa.select(sa.func.count()).where(mine(session, refs), of_kinds)
     return int(session.execute(changed).scalar_one()), int(session.execute(every).scalar_one())
 
 
@@ -420,12 +423,16 @@ def keyed(session: Session) -> bool:
     return session.execute(sa.select(sets.c.ref_id).where(mine(session, sets)).limit(1)).first() is not None
 
 
-def changed_refs(session: Session, entity_kind: str, since: datetime) -> set[int]:
-    """The linked refs of `entity_kind` whose view was stored new or changed at or after
-    `since` and not keyed as it is now (`_changed_since`)."""
+def changed_refs(session: Session, kinds: Collection[str], since: datetime) -> dict[str, set[int]]:
+    """Of each of `kinds`, the linked refs whose view was stored new or changed at or after
+    `since` and not keyed as it is now (`_changed_since`), in one walk of the refs changed."""
     refs = table("refs")
     query = _changed_since(session, since, refs.c.id, refs.c.entity_kind).where(refs.c.entity_id.is_not(None))
-    return {ref_id for ref_id, kind in session.execute(query) if kind == entity_kind}
+    found: dict[str, set[int]] = {kind: set() for kind in kinds}
+    for ref_id, kind in session.execute(query):
+        if kind in found:
+            found[kind].add(ref_id)
+    return found
 
 
 def refs_with_keys(

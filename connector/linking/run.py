@@ -235,6 +235,8 @@ LOOKBACK = timedelta(minutes=10)
 # (and more than `WHOLE_BOOK_FROM`): a remap, a first sync of a connection, a long outage. Its
 # neighbourhoods would be most of the book, read a few thousand views at a time.
 WHOLE_BOOK_SHARE = 0.05
+# The kinds of record a pass links (and keys), in its order.
+LINKED_KINDS = ("customer", "invoice", "payment")
 WHOLE_BOOK_FROM = 5_000
 
 
@@ -256,7 +258,7 @@ def link_book(config: Config, store: Store, registry: Registry | None = None, *,
     since = None if last is None or last[1] != basis else last[0] - LOOKBACK
     if since is not None:
         with store.session() as session:
-            changed, views = state_linking.how_many_changed(session, since)
+            changed, views = state_linking.how_many_changed(session, since, LINKED_KINDS)
             keyed = state_linking.keyed(session)
         # keys gone (a downgrade and upgrade again) leave the views without neighbours
         if changed > max(WHOLE_BOOK_FROM, views * WHOLE_BOOK_SHARE) or (views and not keyed):
@@ -357,13 +359,10 @@ def link_changed(config: Config, store: Store, registry: Registry | None = None,
     systems = system_ranks(config, registry)
     report = LinkReport(moved={})
     with store.session() as session:
+        stored = state_linking.changed_refs(session, LINKED_KINDS, since)
         # a view stored without its system's kind was stored since: `link_all` stamped the others
-        state_linking.stamp_kinds(
-            session,
-            {name: kind for name, (kind, _) in systems.items()},
-            only=state_linking.changed_refs(session, "invoice", since),
-        )
-        changed = state_linking.changed_refs(session, "customer", since)
+        state_linking.stamp_kinds(session, {name: kind for name, (kind, _) in systems.items()}, only=stored["invoice"])
+        changed = stored["customer"]
         customers, before, now, versions = _neighbourhood(session, "customer", changed, systems, customer_keys)
         links = link_customers([view for _, view in customers])
         report.links["customer"] = _apply(session, "customer", links)
@@ -379,8 +378,7 @@ def link_changed(config: Config, store: Store, registry: Registry | None = None,
         del customers
         customer_of, customer_by_ref = _customer_maps(session)
         receivable = _receivable(session, systems)
-        changed = state_linking.changed_refs(session, "invoice", since)
-        changed |= state_linking.refs_with_keys(session, "invoice", identities)
+        changed = stored["invoice"] | state_linking.refs_with_keys(session, "invoice", identities)
         invoices, before, now, versions = _neighbourhood(
             session,
             "invoice",
@@ -399,7 +397,7 @@ def link_changed(config: Config, store: Store, registry: Registry | None = None,
             keys.add(ref_id, now[ref_id], versions[ref_id])
         keys.flush()
         del invoices
-        changed = state_linking.changed_refs(session, "payment", since)
+        changed = stored["payment"]
         payments, before, now, versions = _neighbourhood(session, "payment", changed, systems, payment_keys)
         report.links["payment"] = _apply(session, "payment", link_payments([view for _, view in payments]))
         _note_moved(report, "payment", payments, report.links["payment"])

@@ -16,7 +16,7 @@ from connector.config import Config, load_config
 from connector.linking import run as linking_run
 from connector.linking.relations import customer_names, facts_of, load_related, related_customers
 from connector.linking.run import link_all, link_book, unlinked_deals
-from connector.model import Customer, Invoice, Ref
+from connector.model import CreditNote, Customer, Invoice, Ref
 from connector.money import Money
 from connector.state.linking import ref_views
 from connector.state.store import Store, open_store
@@ -267,14 +267,29 @@ def test_a_pass_links_what_changed_unless_much_of_the_book_did(config, store, mo
     assert link_book(config, store, full=True).moved is None
 
 
-def test_the_pass_after_a_whole_book_pass_reads_none_of_the_views_it_keyed(config, store):
+def test_the_pass_after_a_whole_book_pass_reads_none_of_the_views_it_keyed(config, store, monkeypatch):
     """A first sync shorter than the look-back stored every view within it: the pass after the
     whole-book pass must not take them all for changed (the tick after a first sync linked the
     large book whole again), since each was keyed as it is now."""
     sync_in(store, ["xero_contact", "xero_invoice", "hubspot_company"])
+    # a credit note, of a kind no pass links or keys, beside them: never "changed since keyed"
+    note = CreditNote(
+        number="CN-1",
+        currency="EUR",
+        issue_date=date(2026, 10, 2),
+        total=Money.of("100.00", "EUR"),
+        remaining=Money.of("100.00", "EUR"),
+        status="open",
+        refs=[Ref(system="ledger", object_type="credit_note", remote_id="X-CN1")],
+    )
+    store.store_page(
+        "ledger", "credit_notes", "credit_note", [note], None, rank=3, extras={"X-CN1": {"kind": "ledger"}}
+    )
+    monkeypatch.setattr(linking_run, "WHOLE_BOOK_FROM", 0)  # a book this small: any share counts
     assert link_book(config, store).moved is None  # the first pass: the whole book
     again = link_book(config, store)
     assert again.moved == {"customer": set(), "invoice": set(), "payment": set()}
+    monkeypatch.undo()
     sync_in(store, ["hubspot_deal"])
     after = link_book(config, store)
     assert after.moved is not None and len(after.moved["invoice"]) == 1  # the deal and its invoice
