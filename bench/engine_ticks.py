@@ -49,7 +49,9 @@ TICK = """
 import json, sys, time
 from connector import pipeline
 from connector.config import load_config
+from connector.memory import limit_arenas
 from connector.state import open_store
+limit_arenas()  # as `connector serve` starts (the CLI's main)
 config = load_config(sys.argv[1])
 store = open_store(config.database_url, sealer=config.token_sealer())  # as `connector serve` opens it
 started, cpu = time.perf_counter(), time.process_time()
