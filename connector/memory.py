@@ -22,9 +22,11 @@ ARENAS = 2
 
 
 def _libc_call(name: str) -> Any | None:
+    """The C library's function `name`; None where there is none (or no C library to ask:
+    Windows refuses `CDLL(None)`)."""
     try:
         return getattr(ctypes.CDLL(None), name)
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, TypeError):
         return None
 
 
