@@ -256,15 +256,19 @@ def link_book(config: Config, store: Store, registry: Registry | None = None, *,
     }
     last = None if full else _last_pass(store.get_cursor(*LINK_KEYS_MARK))
     since = None if last is None or last[1] != basis else last[0] - LOOKBACK
+    stored: dict[str, set[int]] = {}
     if since is not None:
         with store.session() as session:
-            changed, views = state_linking.how_many_changed(session, since, LINKED_KINDS)
+            # the kinds a pass links only: a balance transaction or a refund is never keyed
+            stored = state_linking.changed_refs(session, LINKED_KINDS, since)
+            views = state_linking.how_many(session, LINKED_KINDS)
             keyed = state_linking.keyed(session)
+        changed = sum(len(refs) for refs in stored.values())
         # keys gone (a downgrade and upgrade again) leave the views without neighbours
         if changed > max(WHOLE_BOOK_FROM, views * WHOLE_BOOK_SHARE) or (views and not keyed):
             since = None
     if since is not None:
-        report = link_changed(config, store, registry, since=since)
+        report = link_changed(config, store, registry, since=since, stored=stored)
     else:
         report = link_all(config, store, registry)
     store.set_cursor(*LINK_KEYS_MARK, json.dumps({"at": started.isoformat(), "basis": basis}))
@@ -347,19 +351,30 @@ def _link_in_parts(
     return links
 
 
-def link_changed(config: Config, store: Store, registry: Registry | None = None, *, since: datetime) -> LinkReport:
+def link_changed(
+    config: Config,
+    store: Store,
+    registry: Registry | None = None,
+    *,
+    since: datetime,
+    stored: Mapping[str, set[int]] | None = None,
+) -> LinkReport:
     """Link the views stored new or changed at or after `since` (`refs.changed_at`) with their
     neighbourhood: every view sharing a key with one of them (as they are now, and as they
     were keyed when linking last read them), and so on, and the views of the same records
     (`_neighbourhood`); an invoice whose customer's record moved (merged, or stored after it)
     is linked again with its own. After a `link_all` and the passes since, this gives the
     links `link_all` would: a view sharing no key with the changed ones can link to none of
-    them, nor gain or lose a rival (a test holds the two equal on random books)."""
+    them, nor gain or lose a rival (a test holds the two equal on random books). `stored`:
+    those views, by kind, as `state_linking.changed_refs` found them a moment before (one walk
+    of the refs changed since, not two); a view stored between then and now is another version
+    than any keyed, and the next pass, whose look-back covers this one's start, links it."""
     check_scope(config, store)
     systems = system_ranks(config, registry)
     report = LinkReport(moved={})
     with store.session() as session:
-        stored = state_linking.changed_refs(session, LINKED_KINDS, since)
+        if stored is None:
+            stored = state_linking.changed_refs(session, LINKED_KINDS, since)
         # a view stored without its system's kind was stored since: `link_all` stamped the others
         state_linking.stamp_kinds(session, {name: kind for name, (kind, _) in systems.items()}, only=stored["invoice"])
         changed = stored["customer"]
