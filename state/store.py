@@ -22,14 +22,7 @@ from connector.errors import ConfigError
 from connector.memory import release_freed_memory
 from connector.model import Action, ActionState, Customer, Invoice, Payment, Ref
 from connector.state import bookkeeping, changes, raw, records, statistics, tokens
-from connector.state.db import (
-    is_locked,
-    make_engine,
-    reading,
-    scrub_sqlite,
-    sqlite_file,
-    unavailable,
-)
+from connector.state.db import is_locked, make_engine, reading, scrub_sqlite, sqlite_file, unavailable
 from connector.state.migrate import check_revision, current_revision, is_empty, upgrade
 from connector.state.raw import RAW_BATCH, RawRef
 from connector.state.records import E, EntityKind, own_ref

@@ -235,9 +235,9 @@ LOOKBACK = timedelta(minutes=10)
 # (and more than `WHOLE_BOOK_FROM`): a remap, a first sync of a connection, a long outage. Its
 # neighbourhoods would be most of the book, read a few thousand views at a time.
 WHOLE_BOOK_SHARE = 0.05
-# The kinds of record a pass links (and keys), in its order.
-LINKED_KINDS = ("customer", "invoice", "payment")
 WHOLE_BOOK_FROM = 5_000
+# The kinds of record a pass links (and keys), in its order: only their views count as changed.
+LINKED_KINDS = ("customer", "invoice", "payment")
 
 
 def link_book(config: Config, store: Store, registry: Registry | None = None, *, full: bool = False) -> LinkReport:
