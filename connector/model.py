@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -445,25 +445,75 @@ def invoice_position(invoice: Invoice, as_of: date, allocations: Iterable[Alloca
     currency = invoice.currency
     extra = money_sum((a.amount for a in allocations), currency)
     settled = invoice.amount_paid + invoice.amount_credited + extra
-    balance = invoice.total - settled
-    if balance.is_negative:
-        balance = Money.zero(currency)
+    balance, status, days, bucket = standing(
+        invoice.total.to_minor(), settled.to_minor(), invoice.status, invoice.due_date, as_of
+    )
+    return _position(as_of, Money.from_minor(balance, currency), status, days, bucket)  # valid by construction
+
+
+class InvoiceFigures(NamedTuple):
+    """An invoice as a listing shows it, amounts in minor units of `currency`, without its lines:
+    read straight from the store for a report of the whole book (`state.listing`), or taken
+    from a built invoice (`figures_of`). `refs`: (system, object type, remote id) of each
+    system's record of it, in that order."""
+
+    id: str | None
+    number: str | None
+    customer_id: str | None
+    currency: str
+    issue_date: date | None
+    due_date: date | None
+    total: int
+    amount_paid: int
+    amount_credited: int
     status: InvoiceStatus
-    if invoice.status in FIXED_STATUSES:
-        status = invoice.status
-    elif balance.is_zero:
+    disputed: bool
+    promise_to_pay: date | None
+    in_collections: bool
+    payment_plan: bool
+    refs: tuple[tuple[str, str, str], ...]
+
+
+def figures_of(invoice: Invoice) -> InvoiceFigures:
+    """What a listing shows of a built invoice."""
+    return InvoiceFigures(
+        invoice.id,
+        invoice.number,
+        invoice.customer_id,
+        invoice.currency,
+        invoice.issue_date,
+        invoice.due_date,
+        invoice.total.to_minor(),
+        invoice.amount_paid.to_minor(),
+        invoice.amount_credited.to_minor(),
+        invoice.status,
+        invoice.disputed,
+        invoice.promise_to_pay,
+        invoice.in_collections,
+        invoice.payment_plan is not None,
+        tuple((r.system, r.object_type, r.remote_id) for r in invoice.refs),
+    )
+
+
+def standing(
+    total: int, settled: int, status: InvoiceStatus, due_date: date | None, as_of: date
+) -> tuple[int, InvoiceStatus, int, AgingBucket | None]:
+    """The rule of `invoice_position` in minor units: (balance, status, days past due, aging
+    bucket) of an invoice of `total` of which `settled` is paid or credited (its own figures
+    and the allocations it does not count yet), stored with `status`, due on `due_date`. A
+    report reading a book's figures in minor units applies it without building the invoice."""
+    balance = total - settled
+    if balance < 0:
+        balance = 0
+    if status in FIXED_STATUSES:
+        pass
+    elif balance == 0:
         status = "paid"
-    elif settled.is_zero:
+    elif settled == 0:
         status = "open"
     else:
         status = "partially_paid"
     owed = status in ("open", "partially_paid", "uncollectible")
-    days = (as_of - invoice.due_date).days if owed and invoice.due_date else 0
+    days = (as_of - due_date).days if owed and due_date else 0
     days = max(days, 0)
-    return _position(  # every value made here, valid by construction
-        as_of,
-        balance if status != "void" else Money.zero(currency),
-        status,
-        days,
-        aging_bucket(days) if owed else None,
-    )
+    return (0 if status == "void" else balance), status, days, (aging_bucket(days) if owed else None)

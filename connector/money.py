@@ -227,6 +227,17 @@ def _exact_money(amount: Decimal, currency: str) -> Money:
 _ZEROS = {code: _exact_money(Decimal(0).quantize(q), code) for code, q in _QUANTA.items()}
 
 
+def minor_text(units: int, currency: str) -> str:
+    """`units` minor units of `currency` as a Money's amount prints (`str(Money.from_minor(units,
+    currency).amount)`: "1234.50", "-0.05", JPY "1200", KWD "1.250"), without making the Money:
+    what a report prints of an amount it read in minor units."""
+    exponent = currency_exponent(currency)
+    if exponent == 0:
+        return str(units)
+    whole, part = divmod(-units if units < 0 else units, 10**exponent)
+    return f"{'-' if units < 0 else ''}{whole}.{part:0{exponent}d}"
+
+
 def money_sum(amounts: Any, currency: str) -> Money:
     """Sum of Money values that must all be in `currency`; an empty sum is zero."""
     total = Money.zero(currency)

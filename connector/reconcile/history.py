@@ -12,7 +12,13 @@ from typing import Any
 from connector import reports
 from connector.model import Allocation, Customer, Invoice
 from connector.money import Money
-from connector.reconcile.run import invoice_allocations, ledger_withdrawn, less_withdrawn, without_withdrawn
+from connector.reconcile.run import (
+    figures_less_withdrawn,
+    invoice_allocations,
+    ledger_withdrawn,
+    less_withdrawn,
+    without_withdrawn,
+)
 from connector.reconcile.types import LEDGER_RULE
 from connector.reports.as_at import (
     Book,
@@ -26,7 +32,7 @@ from connector.reports.as_at import (
     credit_at,
     invoices_at,
 )
-from connector.state import history, records
+from connector.state import history, listing, records
 from connector.state import reconciliation as decisions
 from connector.state.history import StoredCreditNote, credit_notes
 from connector.state.store import Store
@@ -103,9 +109,7 @@ def invoice_listing(
         return (found.name if found else reports.UNKNOWN_CUSTOMER).lower()
 
     keys.sort(key=lambda k: (name(k.customer_id), k.due_date.isoformat() if k.due_date else "", k.number or "", k.id))
-    for invoices in _receivables_in_batches(store, [k.id for k in keys], batch):
-        allocations = invoice_allocations(store, invoices, neighbourhood=True)
-        yield from reports.invoice_rows(invoices, customers, allocations, day)
+    yield from _listed_in_batches(store, customers, day, [k.id for k in keys], batch)
 
 
 def payment_listing(
@@ -138,13 +142,35 @@ def customer_balances(
         payment_ids = history.payments_unsettled_on(session, day, LEDGER_RULE, dated=False)
     withdrawn = ledger_withdrawn(store)
     owing = [r.id for r in receivables if not r.settled or r.id in withdrawn]
-    for invoices in _receivables_in_batches(store, owing, batch, with_refs=False, withdrawn=withdrawn):
-        allocations = invoice_allocations(store, invoices, neighbourhood=True)
-        for row in reports.invoice_rows(invoices, customers, allocations, day):
-            sums.add_invoice(row)
+    for row in _listed_in_batches(store, customers, day, owing, batch, with_refs=False, withdrawn=withdrawn):
+        sums.add_invoice(row)
     for row in _payment_rows(store, customers, payment_ids, batch):
         sums.add_payment(row)
     return sums
+
+
+def _listed_in_batches(
+    store: Store,
+    customers: Mapping[str, Customer],
+    day: date,
+    ids: Sequence[str],
+    batch: int,
+    *,
+    with_refs: bool = True,
+    withdrawn: Mapping[str, Money] | None = None,
+) -> Iterator[Row]:
+    """`reports.invoice_rows` of the receivables of `ids`, `batch` at a time (each batch sorted
+    as `invoice_rows` sorts), read as a listing shows them (`state.listing`: no invoice built),
+    less what `ledger_withdrawn` finds (read once: a few; `withdrawn`, when the caller has read
+    it). Without `with_refs`, the rows name no system."""
+    withdrawn = ledger_withdrawn(store) if withdrawn is None else withdrawn
+    for start in range(0, len(ids), batch):
+        chunk = list(ids[start : start + batch])
+        with store.session() as session:
+            figures = listing.receivable_figures(session, chunk, with_refs=with_refs)
+            added = listing.applied_not_in_ledger(session, figures, LEDGER_RULE)
+        figures = figures_less_withdrawn(figures, withdrawn)
+        yield from reports.listing_rows(((f, added.get(f.id or "", 0)) for f in figures), customers, day)
 
 
 def _payment_rows(store: Store, customers: Mapping[str, Customer], ids: Sequence[str], batch: int) -> Iterator[Row]:

@@ -22,7 +22,7 @@ from connector import __version__
 from connector.config import Config
 from connector.connections import check_scope, system_ranks
 from connector.linking import relations
-from connector.model import Allocation, Invoice, Payment
+from connector.model import Allocation, Invoice, InvoiceFigures, Payment
 from connector.money import Money
 from connector.providers.registry import Registry
 from connector.reconcile import MANUAL_RULE, ReconcileConfig, reconcile
@@ -775,11 +775,29 @@ def less_withdrawn(invoices: list[Invoice], withdrawn: Mapping[str, Money]) -> l
     for invoice in invoices:
         gone = withdrawn.get(invoice.id or "")
         if gone is not None and gone.currency == invoice.currency:
-            paid = invoice.amount_paid - gone
-            kept = Money.zero(paid.currency) if paid.is_negative else paid
-            invoice = invoice.model_copy(update={"amount_paid": kept})
+            invoice = invoice.model_copy(update={"amount_paid": _paid_less(invoice.amount_paid, gone)})
         out.append(invoice)
     return out
+
+
+def figures_less_withdrawn(figures: list[InvoiceFigures], withdrawn: Mapping[str, Money]) -> list[InvoiceFigures]:
+    """`less_withdrawn` of invoices read as a listing shows them (`state.listing`)."""
+    if not withdrawn:
+        return figures
+    out = []
+    for invoice in figures:
+        gone = withdrawn.get(invoice.id or "")
+        if gone is not None and gone.currency == invoice.currency:
+            paid = _paid_less(Money.from_minor(invoice.amount_paid, invoice.currency), gone)
+            invoice = invoice._replace(amount_paid=paid.to_minor())
+        out.append(invoice)
+    return out
+
+
+def _paid_less(paid: Money, gone: Money) -> Money:
+    """What a ledger's `amount_paid` still counts once `gone` left it: never below nothing."""
+    kept = paid - gone
+    return Money.zero(kept.currency) if kept.is_negative else kept
 
 
 __all__ = [
@@ -790,6 +808,7 @@ __all__ = [
     "held_payments",
     "invoice_allocations",
     "ledger_withdrawn",
+    "figures_less_withdrawn",
     "less_withdrawn",
     "not_in_ledger",
     "take_ledger_records",

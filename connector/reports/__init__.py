@@ -27,12 +27,15 @@ from connector.model import (
     Allocation,
     Customer,
     Invoice,
+    InvoiceFigures,
     InvoicePosition,
     Payment,
     Ref,
+    figures_of,
     invoice_position,
+    standing,
 )
-from connector.money import Money, money_sum
+from connector.money import Money, minor_text, money_sum
 from connector.reports.drift import (
     DriftBook,
     Gap,
@@ -94,35 +97,53 @@ def invoice_rows(
     as_of: date,
 ) -> list[Row]:
     """One row per invoice with its position on `as_of`, sorted by customer, due date, number."""
-    rows: list[Row] = []
-    for invoice in invoices:
-        position = invoice_position(invoice, as_of, allocations.get(invoice.id or "", ()))
-        rows.append(
-            {
-                "id": invoice.id,
-                "number": invoice.number,
-                "customer": _customer(invoice.customer_id, customers),
-                "currency": invoice.currency,
-                "total": amount(invoice.total),
-                "amount_paid": amount(invoice.amount_paid),
-                "amount_credited": amount(invoice.amount_credited),
-                "balance": amount(position.balance),
-                "status": position.status,
-                "issue_date": iso(invoice.issue_date),
-                "due_date": iso(invoice.due_date),
-                "days_past_due": position.days_past_due,
-                "aging_bucket": position.aging_bucket,
-                "disputed": invoice.disputed,
-                "promise_to_pay": iso(invoice.promise_to_pay),
-                "in_collections": invoice.in_collections,
-                "payment_plan": invoice.payment_plan is not None,
-                "customer_paused": bool(getattr(customers.get(invoice.customer_id or ""), "paused", False)),
-                "systems": systems_of(invoice.refs),
-                "refs": ref_rows(invoice.refs),
-            }
-        )
+    listed = (
+        (figures_of(i), money_sum((a.amount for a in allocations.get(i.id or "", ())), i.currency).to_minor())
+        for i in invoices
+    )
+    return listing_rows(listed, customers, as_of)
+
+
+def listing_rows(
+    listed: Iterable[tuple[InvoiceFigures, int]], customers: Mapping[str, Customer], as_of: date
+) -> list[Row]:
+    """`invoice_rows` from each invoice's figures and what the allocations it does not count yet
+    add to what is settled of it (minor units): the rows of a listing read without building the
+    invoices (`state.listing`), sorted as `invoice_rows` sorts them."""
+    rows = [listing_row(figures, extra, customers, as_of) for figures, extra in listed]
     rows.sort(key=lambda r: (r["customer"]["name"].lower(), r["due_date"] or "", r["number"] or "", r["id"] or ""))
     return rows
+
+
+def listing_row(figures: InvoiceFigures, extra: int, customers: Mapping[str, Customer], as_of: date) -> Row:
+    """One invoice's row of `invoice_rows` (see `listing_rows`)."""
+    currency = figures.currency
+    settled = figures.amount_paid + figures.amount_credited + extra
+    balance, status, days, bucket = standing(figures.total, settled, figures.status, figures.due_date, as_of)
+    customer = customers.get(figures.customer_id or "")
+    refs = figures.refs
+    return {
+        "id": figures.id,
+        "number": figures.number,
+        "customer": {"id": figures.customer_id, "name": customer.name if customer else UNKNOWN_CUSTOMER},
+        "currency": currency,
+        "total": minor_text(figures.total, currency),
+        "amount_paid": minor_text(figures.amount_paid, currency),
+        "amount_credited": minor_text(figures.amount_credited, currency),
+        "balance": minor_text(balance, currency),
+        "status": status,
+        "issue_date": iso(figures.issue_date),
+        "due_date": iso(figures.due_date),
+        "days_past_due": days,
+        "aging_bucket": bucket,
+        "disputed": figures.disputed,
+        "promise_to_pay": iso(figures.promise_to_pay),
+        "in_collections": figures.in_collections,
+        "payment_plan": figures.payment_plan,
+        "customer_paused": bool(getattr(customer, "paused", False)),
+        "systems": sorted({system for system, _, _ in refs}),
+        "refs": [{"system": system, "type": kind, "id": remote_id} for system, kind, remote_id in refs],
+    }
 
 
 def is_overdue(row: Row) -> bool:
