@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -445,10 +445,36 @@ def invoice_position(invoice: Invoice, as_of: date, allocations: Iterable[Alloca
     currency = invoice.currency
     extra = money_sum((a.amount for a in allocations), currency)
     settled = invoice.amount_paid + invoice.amount_credited + extra
-    balance, status, days, bucket = standing(
-        invoice.total.to_minor(), settled.to_minor(), invoice.status, invoice.due_date, as_of
-    )
-    return _position(as_of, Money.from_minor(balance, currency), status, days, bucket)  # valid by construction
+    owed, status, days, bucket = standing(invoice.total.amount, settled.amount, invoice.status, invoice.due_date, as_of)
+    balance = invoice.total - settled if owed else Money.zero(currency)
+    return _position(as_of, balance, status, days, bucket)  # every value made here, valid by construction
+
+
+Amount = TypeVar("Amount", int, Decimal)
+
+
+def standing(
+    total: Amount, settled: Amount, status: InvoiceStatus, due_date: date | None, as_of: date
+) -> tuple[Amount | int, InvoiceStatus, int, AgingBucket | None]:
+    """The rule of `invoice_position` on plain amounts (minor units, or a Money's Decimal):
+    (balance, status, days past due, aging bucket) of an invoice of `total` of which `settled`
+    is paid or credited (its own figures and the allocations it does not count yet), stored
+    with `status`, due on `due_date`. The balance is `total - settled`, or 0 when that is not
+    above nothing or the invoice is void. A report reading a book's figures in minor units
+    applies it without building the invoice."""
+    balance = total - settled
+    if status in FIXED_STATUSES:
+        pass
+    elif balance <= 0:
+        status = "paid"
+    elif settled == 0:
+        status = "open"
+    else:
+        status = "partially_paid"
+    owed = status in ("open", "partially_paid", "uncollectible")
+    days = (as_of - due_date).days if owed and due_date else 0
+    days = max(days, 0)
+    return (balance if balance > 0 and status != "void" else 0), status, days, (aging_bucket(days) if owed else None)
 
 
 class InvoiceFigures(NamedTuple):
@@ -493,27 +519,3 @@ def figures_of(invoice: Invoice) -> InvoiceFigures:
         invoice.payment_plan is not None,
         tuple((r.system, r.object_type, r.remote_id) for r in invoice.refs),
     )
-
-
-def standing(
-    total: int, settled: int, status: InvoiceStatus, due_date: date | None, as_of: date
-) -> tuple[int, InvoiceStatus, int, AgingBucket | None]:
-    """The rule of `invoice_position` in minor units: (balance, status, days past due, aging
-    bucket) of an invoice of `total` of which `settled` is paid or credited (its own figures
-    and the allocations it does not count yet), stored with `status`, due on `due_date`. A
-    report reading a book's figures in minor units applies it without building the invoice."""
-    balance = total - settled
-    if balance < 0:
-        balance = 0
-    if status in FIXED_STATUSES:
-        pass
-    elif balance == 0:
-        status = "paid"
-    elif settled == 0:
-        status = "open"
-    else:
-        status = "partially_paid"
-    owed = status in ("open", "partially_paid", "uncollectible")
-    days = (as_of - due_date).days if owed and due_date else 0
-    days = max(days, 0)
-    return (0 if status == "void" else balance), status, days, (aging_bucket(days) if owed else None)

@@ -1,3 +1,4 @@
+import random
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -15,6 +16,7 @@ from connector.model import (
     Ref,
     aging_bucket,
     invoice_position,
+    standing,
 )
 from connector.money import Money
 
@@ -182,3 +184,46 @@ def test_a_position_built_without_validation_is_the_validated_one():
     assert position.model_fields_set == set(InvoicePosition.model_fields)
     with pytest.raises(ValidationError):
         position.balance = usd(1)
+
+
+def test_the_position_rule_in_minor_units_is_invoice_positions() -> None:
+    """`standing` on minor units (what a listing reads) gives the balance, status, days and
+    bucket `invoice_position` gives the built invoice, whatever is paid, credited or allocated."""
+    rng = random.Random(11)
+    as_of = date(2026, 12, 1)
+    for _ in range(2000):
+        currency = rng.choice(["USD", "JPY", "KWD"])
+        total = rng.randrange(0, 10_000)
+        paid = rng.randrange(0, total + 1)
+        credited = rng.randrange(0, total - paid + 1)
+        invoice = Invoice(
+            currency=currency,
+            status=rng.choice(["open", "paid", "void", "draft", "uncollectible", "partially_paid"]),
+            due_date=rng.choice([None, date(2026, 2, 1), date(2026, 11, 30), date(2026, 12, 20)]),
+            subtotal=Money.from_minor(total, currency),
+            tax=Money.zero(currency),
+            total=Money.from_minor(total, currency),
+            amount_paid=Money.from_minor(paid, currency),
+            amount_credited=Money.from_minor(credited, currency),
+        )
+        extra = [rng.randrange(1, max(2, total)) for _ in range(rng.randrange(3))]
+        allocations = [
+            Allocation(
+                payment_id="p",
+                invoice_id="i",
+                amount=Money.from_minor(units, currency),
+                rule="exact",
+                confidence=Decimal(1),
+            )
+            for units in extra
+        ]
+        position = invoice_position(invoice, as_of, allocations)
+        balance, status, days, bucket = standing(
+            total, paid + credited + sum(extra), invoice.status, invoice.due_date, as_of
+        )
+        assert (balance, status, days, bucket) == (
+            position.balance.to_minor(),
+            position.status,
+            position.days_past_due,
+            position.aging_bucket,
+        )
