@@ -15,6 +15,7 @@ credential's fingerprint in `result`).
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,7 @@ from connector.model import Action, Ref
 from connector.state.bookkeeping import jsonable
 from connector.state.records import rowcount, utcnow
 from connector.state.tables import json_text, table
-from connector.state.upsert import in_chunks, insert_new, mine, mine_by_key, one_of
+from connector.state.upsert import Bulk, bulk_write, in_chunks, mine, mine_by_key, one_of
 
 
 @dataclass(frozen=True)
@@ -76,32 +77,49 @@ def _entry(row: Any) -> OutboxEntry:
     )
 
 
+# A planned write's row, as `add_planned` writes it: a key already queued is kept as it is (every
+# column kept: ON CONFLICT DO NOTHING), the JSON encoded once here as SQLAlchemy's JSON type
+# encodes it (a write without a target holds JSON null, as before).
+_PLANNED_COLUMNS = (
+    "idempotency_key",
+    "connection",
+    "kind",
+    "target",
+    "payload",
+    "subject_type",
+    "subject_id",
+    "summary",
+)
+_PLANNED_CONSTANTS = ("state", "attempts", "created_at", "updated_at")
+_PLANNED = Bulk(
+    table("outbox_actions"),
+    _PLANNED_COLUMNS,
+    key=("idempotency_key",),
+    constants=_PLANNED_CONSTANTS,
+    keep=_PLANNED_COLUMNS + _PLANNED_CONSTANTS,
+    json_text=("target", "payload"),
+)
+
+
 def add_planned(session: Session, planned: Sequence[tuple[Action, str, str, str]]) -> int:
-    """Queue (action, subject_type, subject_id, summary); a key already queued is kept. The
-    keys already in the outbox are looked up first (through its unique index) and only the
-    others are made into rows: a plan derives every write again each time, and most are queued
-    already (one a racing writer queues in between is still kept by ON CONFLICT)."""
-    now = utcnow()
+    """Queue (action, subject_type, subject_id, summary); a key already queued is kept; returns
+    how many were queued. The keys already in the outbox are looked up first (through its unique
+    index) and only the others are made into rows, written in bulk (`upsert.bulk_write`: a
+    plan's first run queues a large book's 200,000 writes): a plan derives every write again
+    each time, and most are queued already (one a racing writer queues in between is still kept
+    by ON CONFLICT)."""
     queued = queued_keys(session, [action.idempotency_key for action, _, _, _ in planned])
-    rows = {}
+    rows: dict[str, tuple[Any, ...]] = {}
     for action, subject_type, subject_id, summary in planned:
-        if action.idempotency_key in queued:
+        key = action.idempotency_key
+        if key in queued:
             continue
-        rows[action.idempotency_key] = {
-            "idempotency_key": action.idempotency_key,
-            "connection": action.connection,
-            "kind": action.kind,
-            "target": jsonable(action.target),
-            "payload": jsonable(action.payload),
-            "state": "planned",
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-            "subject_type": subject_type,
-            "subject_id": subject_id,
-            "summary": summary,
-        }
-    return insert_new(session, table("outbox_actions"), list(rows.values()), key=("idempotency_key",))
+        target, payload = json.dumps(jsonable(action.target)), json.dumps(jsonable(action.payload))
+        rows[key] = (key, action.connection, action.kind, target, payload, subject_type, subject_id, summary)
+    now = utcnow()
+    return bulk_write(
+        session, _PLANNED, list(rows.values()), new=True, state="planned", attempts=0, created_at=now, updated_at=now
+    )
 
 
 def queued_keys(session: Session, keys: Sequence[str]) -> set[str]:
@@ -165,6 +183,7 @@ class WriteFacts:
     whom; no model built, no result read (`write_facts`)."""
 
     id: int
+    idempotency_key: str
     connection: str
     kind: str
     target: tuple[str, str, str] | None  # (system, object type, remote id)
@@ -201,6 +220,7 @@ def write_facts(
             outbox.c.connection,
             outbox.c.kind,
             *(json_text(outbox.c.target, field) for field in ("system", "object_type", "remote_id")),
+            outbox.c.idempotency_key,
             outbox.c.payload,
             outbox.c.state,
             outbox.c.updated_at,
@@ -231,15 +251,16 @@ def write_facts(
                 continue
             yield WriteFacts(
                 id=row[0],
+                idempotency_key=row[6],
                 connection=row[1],
                 kind=row[2],
                 target=None if remote_id is None else (str(system), str(object_type), str(remote_id)),
-                payload=row[6],
-                state=row[7],
-                updated_at=row[8],
-                summary=row[9],
-                subject_type=row[10],
-                subject_id=row[11],
+                payload=row[7],
+                state=row[8],
+                updated_at=row[9],
+                summary=row[10],
+                subject_type=row[11],
+                subject_id=row[12],
             )
 
 

@@ -293,15 +293,16 @@ def _bulk_sql(bulk: Bulk, dialect: sa.Dialect, form: str) -> str:
 
 def bulk_write(
     session: Session, bulk: Bulk, rows: Sequence[Sequence[Any]], *, new: bool = False, **constants: Any
-) -> None:
+) -> int:
     """Write `rows` (tuples in `bulk.columns` order) as `bulk` says, inserting, or updating the
     rows whose key exists; `constants` give the value of each of `bulk.constants`. Rows of one
     call must have unique keys (PostgreSQL refuses to update a row twice). `new` says that no
     row of these keys was there a moment ago (ids just made, refs just looked up): PostgreSQL
     then COPYs them straight into the table, the database's own bulk path, and goes through the
-    staging table only when a racing writer stored one of them meanwhile."""
+    staging table only when a racing writer stored one of them meanwhile. Returns how many rows
+    were inserted or updated (none for a row a DO NOTHING conflict skipped)."""
     if not rows:
-        return
+        return 0
     connection = session.connection()
     dialect = connection.dialect
     fixed = tuple(constants[c] for c in bulk.constants) + ((company_of(session),) if bulk.with_company else ())
@@ -310,21 +311,21 @@ def bulk_write(
     if dialect.name == "postgresql":
         if not bulk.key:
             _copy(connection, bulk.table.name, bulk.all_columns, [(*row, *fixed) for row in prepared])
-        elif new:
+            return len(prepared)
+        if new:
             try:
                 # the SAVEPOINT is emitted when the nested transaction's connection is asked for
                 with session.begin_nested():
                     _copy(session.connection(), bulk.table.name, bulk.all_columns, [(*row, *fixed) for row in prepared])
+                return len(prepared)
             except Exception as exc:
                 if getattr(exc, "sqlstate", None) != UNIQUE_VIOLATION:
                     raise
-                _copy_merge(connection, bulk, prepared, fixed)
-        else:
-            _copy_merge(connection, bulk, prepared, fixed)
-    elif dialect.name == "sqlite":
-        connection.exec_driver_sql(bulk.sql(dialect, "values"), [(*row, *fixed) for row in prepared])
-    else:
-        raise NotImplementedError(f"the state store supports SQLite and PostgreSQL, not {dialect.name}")
+        return _copy_merge(connection, bulk, prepared, fixed)
+    if dialect.name == "sqlite":
+        written = connection.exec_driver_sql(bulk.sql(dialect, "values"), [(*row, *fixed) for row in prepared])
+        return int(written.rowcount)
+    raise NotImplementedError(f"the state store supports SQLite and PostgreSQL, not {dialect.name}")
 
 
 def _processed(rows: Sequence[Sequence[Any]], processors: list[tuple[int, Any]]) -> Sequence[Sequence[Any]]:
@@ -352,9 +353,10 @@ def _copy(connection: sa.Connection, target: str, columns: Sequence[str], rows: 
             copy.write_row(row)
 
 
-def _copy_merge(connection: sa.Connection, bulk: Bulk, rows: Sequence[Sequence[Any]], fixed: tuple[Any, ...]) -> None:
+def _copy_merge(connection: sa.Connection, bulk: Bulk, rows: Sequence[Sequence[Any]], fixed: tuple[Any, ...]) -> int:
     """PostgreSQL: COPY the rows into this connection's staging table (created on first use,
-    emptied at every commit), then move them into the table with one INSERT ... SELECT."""
+    emptied at every commit), then move them into the table with one INSERT ... SELECT; returns
+    how many rows it inserted or updated."""
     dialect = connection.dialect
     quote = dialect.identifier_preparer.quote
     stage = bulk.staging()
@@ -365,4 +367,5 @@ def _copy_merge(connection: sa.Connection, bulk: Bulk, rows: Sequence[Sequence[A
     )
     _copy(connection, stage, bulk.columns, rows)
     names = bulk.all_columns[len(bulk.columns) :]
-    connection.exec_driver_sql(bulk.sql(dialect, "merge"), dict(zip(names, fixed, strict=True)))
+    moved = connection.exec_driver_sql(bulk.sql(dialect, "merge"), dict(zip(names, fixed, strict=True)))
+    return int(moved.rowcount)

@@ -281,13 +281,12 @@ def sent_crm_values(
     if targets is not None and not targets:
         return written, keys
     aimed = None if targets is None else {(s, t, r) for s, t, r in targets}
-    for entry in outbox.entries(session, states=("done",), kinds=("update_properties",), targets=aimed):
-        keys[entry.action.idempotency_key] = entry.id
-        target = entry.action.target
-        properties = entry.action.payload.get("properties")
-        if target is None or not isinstance(properties, dict):
+    for entry in outbox.write_facts(session, states=("done",), kinds=("update_properties",), targets=aimed):
+        keys[entry.idempotency_key] = entry.id
+        record = entry.target
+        properties = entry.payload.get("properties")
+        if record is None or not isinstance(properties, dict):
             continue
-        record = (target.system, target.object_type, target.remote_id)
         read = seen.get(record)
         if read is not None and entry.updated_at <= read:
             continue  # a sync read the record after this write: its view says what the CRM holds
