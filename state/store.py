@@ -222,12 +222,12 @@ class Store:
         with self._tx(session) as s:
             return records.receivable_numbers(s, ids)
 
-    def refs_of(
+    def ref_ids_of(
         self, entity_kind: str, entity_ids: Sequence[str], session: Session | None = None
-    ) -> dict[str, list[Ref]]:
-        """Each record's refs (what a `Ref` holds, not the views), for several records at once."""
+    ) -> dict[str, list[tuple[str, str, str]]]:
+        """Each record's refs as (system, object type, remote id): where each lives, no more."""
         with self._tx(session) as s:
-            return records.refs_for(s, entity_kind, entity_ids)
+            return records.ref_ids_for(s, entity_kind, entity_ids)
 
     def receivable_keys(
         self, session: Session | None = None, customer_ids: Sequence[str] | None = None, *, owing: bool = False

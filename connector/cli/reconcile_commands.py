@@ -32,7 +32,7 @@ from connector.cli.review import (
 )
 from connector.cli.streaming import echo_json_rows
 from connector.errors import UsageError
-from connector.model import Allocation, Ref
+from connector.model import Allocation
 from connector.money import Money
 from connector.pipeline import EngineSkip, reconcile_if_changed
 from connector.reconcile.decisions import accept_proposal, match, reject_proposal, reopen_proposal, unmatch
@@ -50,21 +50,17 @@ class _Describe:
     def __init__(self, store: Store, payment_ids: Iterable[str], invoice_ids: Iterable[str]) -> None:
         with store.session() as session:
             self.numbers = store.receivable_numbers(sorted(set(invoice_ids)), session=session)
-            self.invoice_refs = store.refs_of("invoice", sorted(self.numbers), session=session)
-            self.payment_refs = store.refs_of("payment", sorted(set(payment_ids)), session=session)
-
-    @staticmethod
-    def _refs(refs: list[Ref]) -> list[dict[str, str]]:
-        return reports.ref_rows(refs)
+            self.invoice_refs = store.ref_ids_of("invoice", sorted(self.numbers), session=session)
+            self.payment_refs = store.ref_ids_of("payment", sorted(set(payment_ids)), session=session)
 
     def payment(self, payment_id: str) -> dict[str, Any]:
-        return {"id": payment_id, "refs": self._refs(self.payment_refs.get(payment_id, []))}
+        return {"id": payment_id, "refs": reports.ref_id_rows(self.payment_refs.get(payment_id, []))}
 
     def invoice(self, invoice_id: str) -> dict[str, Any]:
         return {
             "id": invoice_id,
             "number": self.numbers.get(invoice_id),
-            "refs": self._refs(self.invoice_refs.get(invoice_id, [])),
+            "refs": reports.ref_id_rows(self.invoice_refs.get(invoice_id, [])),
         }
 
 

@@ -75,7 +75,12 @@ def ref_row(ref: Ref) -> Row:
 
 def ref_rows(refs: Iterable[Ref]) -> list[Row]:
     """`ref_row` per ref."""
-    return [ref_row(r) for r in refs]
+    return ref_id_rows((r.system, r.object_type, r.remote_id) for r in refs)
+
+
+def ref_id_rows(refs: Iterable[tuple[str, str, str]]) -> list[Row]:
+    """`ref_row` of each (system, object type, remote id)."""
+    return [{"system": system, "type": kind, "id": remote_id} for system, kind, remote_id in refs]
 
 
 def systems_of(refs: Iterable[Ref]) -> list[str]:
@@ -142,7 +147,7 @@ def listing_row(figures: InvoiceFigures, extra: int, customers: Mapping[str, Cus
         "payment_plan": figures.payment_plan,
         "customer_paused": bool(getattr(customer, "paused", False)),
         "systems": sorted({system for system, _, _ in refs}),
-        "refs": [{"system": system, "type": kind, "id": remote_id} for system, kind, remote_id in refs],
+        "refs": ref_id_rows(refs),
     }
 
 
@@ -526,6 +531,7 @@ __all__ = [
     "payment_rows",
     "proposal_row",
     "ref_row",
+    "ref_id_rows",
     "ref_rows",
     "select_invoices",
     "systems_of",

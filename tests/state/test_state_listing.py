@@ -14,7 +14,7 @@ from connector.errors import CurrencyMismatchError
 from connector.model import Allocation, PaymentPlan, figures_of
 from connector.money import Money, minor_text
 from connector.reconcile.types import LEDGER_RULE
-from connector.state import Store, listing
+from connector.state import Store, listing, records
 from connector.state import reconciliation as decisions
 from connector.state.tables import table
 from support.state_factories import invoice, payment, ref
@@ -64,6 +64,11 @@ def test_each_receivable_reads_as_its_built_invoice_shows_it(store: Store) -> No
     assert len(four.refs) == 4 and list(four.refs) == sorted(four.refs)
     assert [f.payment_plan for f in read].count(True) == 1
     assert without_refs == [f._replace(refs=()) for f in built]
+    with store.session() as session:
+        where = records.ref_ids_for(session, "invoice", ids)
+        whole = records.refs_for(session, "invoice", ids)
+    assert where == {i: [(r.system, r.object_type, r.remote_id) for r in refs] for i, refs in whole.items()}
+    assert where[linked] == list(four.refs)
 
 
 def test_the_connectors_allocations_add_up_in_minor_units_and_another_currency_is_refused(store: Store) -> None:
