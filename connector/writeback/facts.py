@@ -22,7 +22,7 @@ from connector.state import outbox, records
 from connector.state import reconciliation as decisions
 from connector.state.reminders import reminder_messages
 from connector.state.store import Store
-from connector.writeback.plan import Facts, SystemView
+from connector.writeback.plan import PLAN_VIEW_FIELDS, Facts, FieldsRead, SystemView
 
 # The kinds of system whose views of an invoice a reminders plan reads (`Around.for_reminders`).
 REMINDING_KINDS = ("ledger", "gateway")
@@ -113,6 +113,7 @@ class _Read:
     applied: list[Allocation]
     invoice_rows: list[dict[str, Any]]
     payment_rows: list[dict[str, Any]]
+    fields: bool = False  # the views hold `PLAN_VIEW_FIELDS` only (else whole)
 
 
 def _whole_book(store: Store, session: Any) -> _Read:
@@ -160,7 +161,7 @@ def _neighbourhood(
             session, "invoice", entity_ids=invoice_ids, systems=where, with_data=False
         )
     else:
-        invoice_rows = state_linking.ref_views(session, "invoice", entity_ids=invoice_ids)
+        invoice_rows = state_linking.ref_views(session, "invoice", entity_ids=invoice_ids, fields=PLAN_VIEW_FIELDS)
     recorded = {
         payment_id
         for row in invoice_rows
@@ -181,7 +182,10 @@ def _neighbourhood(
         payments={p.id: p for p in store.list_payments(session=session, ids=whole_payments) if p.id},
         applied=applied,
         invoice_rows=invoice_rows,
-        payment_rows=state_linking.ref_views(session, "payment", entity_ids=viewed) if viewed else [],
+        payment_rows=(
+            state_linking.ref_views(session, "payment", entity_ids=viewed, fields=PLAN_VIEW_FIELDS) if viewed else []
+        ),
+        fields=True,
     )
 
 
@@ -217,9 +221,8 @@ def _gather(
         out: dict[str, list[SystemView]] = defaultdict(list)
         for row in rows:
             kind = systems.get(row["system"], ("unknown", 0))[0]
-            out[row["entity_id"]].append(
-                SystemView(row["system"], kind, row["object_type"], row["remote_id"], row["data"])
-            )
+            data = FieldsRead.of(row["data"], PLAN_VIEW_FIELDS) if read.fields else row["data"]
+            out[row["entity_id"]].append(SystemView(row["system"], kind, row["object_type"], row["remote_id"], data))
         return out
 
     invoice_views = views(invoice_rows)

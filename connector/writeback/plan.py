@@ -15,6 +15,7 @@ twice yields the same actions and the outbox keeps one of each.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -32,6 +33,56 @@ CRM_PROPERTIES = {
     "days_overdue": "days overdue",
     "last_reminder": "last reminder",
 }
+
+
+# Every field of a stored view the plan reads (`SystemView.data`, here, in `writeback.facts`
+# and `writeback.settle`): a part of the book reads these alone, the database extracting them
+# (`state.linking.ref_views(fields=...)`), not the whole view decoded.
+PLAN_VIEW_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("status",),
+    ("amount",),
+    ("received_at",),
+    ("_sync", "deleted"),
+    ("_sync", "links", "invoice"),
+    *(("_sync", "hints", f"crm_{name}") for name in CRM_PROPERTIES),
+)
+
+
+class FieldsRead(dict[str, Any]):
+    """A view read at named fields only (`PLAN_VIEW_FIELDS`): reading a name none of them
+    reaches raises, where a plain dict would answer None as if the system had said nothing: a
+    field the plan starts to read must be added to the list, or the plan would decide on a
+    value it never read."""
+
+    __slots__ = ("_names",)
+
+    def __init__(self, values: dict[str, Any], names: dict[str, Any]) -> None:
+        super().__init__(
+            (k, FieldsRead(v, names[k]) if isinstance(v, dict) and names.get(k) else v) for k, v in values.items()
+        )
+        self._names = names
+
+    @classmethod
+    def of(cls, values: dict[str, Any], fields: Sequence[Sequence[str]]) -> FieldsRead:
+        names: dict[str, Any] = {}
+        for path in fields:
+            place = names
+            for part in path[:-1]:
+                place = place.setdefault(part, {})
+            place[path[-1]] = None
+        return cls(values, names)
+
+    def _check(self, key: str) -> None:
+        if key not in self._names:
+            raise LookupError(f"the view's {key!r} was not read: add it to PLAN_VIEW_FIELDS")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._check(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        self._check(key)
+        return super().__getitem__(key)
 
 
 @dataclass(frozen=True)
