@@ -74,45 +74,11 @@ def receivable_figures(session: Session, ids: Sequence[str], *, with_refs: bool 
     found: list[InvoiceFigures] = []
     for chunk in in_chunks(session, sorted(ids)):
         rows = session.execute(query.where(one_of(session, invoices.c.id, chunk)).order_by(invoices.c.id))
-        for (
-            invoice_id,
-            number,
-            customer_id,
-            currency,
-            issue_date,
-            due_date,
-            total,
-            paid,
-            credited,
-            status,
-            disputed,
-            promise_to_pay,
-            in_collections,
-            plan,
-            refs,
-        ) in rows:
+        for *head, plan, refs in rows:
             held = [(str(system), str(kind), str(remote_id)) for system, kind, remote_id in refs or ()]
             if in_python:
                 held.sort()  # SQLite's order of text is its bytes': Python's order of strings
-            found.append(
-                InvoiceFigures(
-                    invoice_id,
-                    number,
-                    customer_id,
-                    currency,
-                    issue_date,
-                    due_date,
-                    total,
-                    paid,
-                    credited,
-                    status,
-                    disputed,
-                    promise_to_pay,
-                    in_collections,
-                    plan is not None,
-                    tuple(held),
-                )
-            )
+            found.append(InvoiceFigures._make((*head, plan is not None, tuple(held))))
     return found
 
 
